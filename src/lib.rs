@@ -1,0 +1,10 @@
+//! joincanary: a synthetic canary for video-conferencing join flows.
+//!
+//! A tour, in the order data flows: [`config`] loads the service config and probe files into a
+//! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
+//! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
+//! [`metrics`], [`status`] and [`alert`] consume every run. [`server`] serves `/metrics` and the
+//! status API, [`sim`] is the reference conference server used by the demo and the tests.
+
+pub mod report;
+pub mod sim;

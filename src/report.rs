@@ -1,0 +1,302 @@
+//! What one probe run saw: plain data, no I/O.
+//!
+//! A [`ProbeRun`] flows one way from the flow engine to metrics, the status API and the alert
+//! policy. Failures are data: every failed step carries a stable [`FailureReason`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+/// Why a step failed. The string form is stable: it is a metric label, a JSON field and the word
+/// on-call reads in a page, so never rename a variant's string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// The host name did not resolve.
+    Dns,
+    /// The TCP connection was refused, reset or unreachable.
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// The step or the probe ran out of time.
+    Timeout,
+    /// The HTTP status was not one the step accepts.
+    HttpStatus,
+    /// The reply arrived but was not what the step expects (not JSON, a value missing).
+    BodyMismatch,
+    /// The websocket upgrade was refused (no 101).
+    WsHandshake,
+    /// The websocket closed while the step still needed it.
+    WsClosed,
+    /// No received frame matched before the timeout or the frame budget ran out.
+    NoMatch,
+    /// A reply or frame was larger than the configured cap.
+    TooLarge,
+    /// The peer broke the protocol (bad frame, bad HTTP, a step used without its connection).
+    Protocol,
+}
+
+impl FailureReason {
+    /// Every reason, in a fixed order (for docs and for pre-registering metrics).
+    pub const ALL: [FailureReason; 11] = [
+        Self::Dns,
+        Self::Connect,
+        Self::Tls,
+        Self::Timeout,
+        Self::HttpStatus,
+        Self::BodyMismatch,
+        Self::WsHandshake,
+        Self::WsClosed,
+        Self::NoMatch,
+        Self::TooLarge,
+        Self::Protocol,
+    ];
+
+    /// The stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::HttpStatus => "http_status",
+            Self::BodyMismatch => "body_mismatch",
+            Self::WsHandshake => "ws_handshake",
+            Self::WsClosed => "ws_closed",
+            Self::NoMatch => "no_match",
+            Self::TooLarge => "too_large",
+            Self::Protocol => "protocol",
+        }
+    }
+
+    /// Parses the stable label back (used when reading persisted state).
+    pub fn parse(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == label)
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for FailureReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FailureReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown reason `{s}`")))
+    }
+}
+
+/// A measured part of a step. `Total` is the step's whole duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Dns,
+    Connect,
+    Tls,
+    FirstByte,
+    Upgrade,
+    RoundTrip,
+    Total,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Self::Dns,
+        Self::Connect,
+        Self::Tls,
+        Self::FirstByte,
+        Self::Upgrade,
+        Self::RoundTrip,
+        Self::Total,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::FirstByte => "first_byte",
+            Self::Upgrade => "upgrade",
+            Self::RoundTrip => "round_trip",
+            Self::Total => "total",
+        }
+    }
+
+    pub fn parse(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == label)
+    }
+}
+
+/// The kind of a step, as written in probe files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Http,
+    WsConnect,
+    WsSend,
+    WsExpect,
+    WsClose,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 5] = [
+        Self::Http,
+        Self::WsConnect,
+        Self::WsSend,
+        Self::WsExpect,
+        Self::WsClose,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::WsConnect => "ws_connect",
+            Self::WsSend => "ws_send",
+            Self::WsExpect => "ws_expect",
+            Self::WsClose => "ws_close",
+        }
+    }
+
+    pub fn parse(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == label)
+    }
+}
+
+/// Why a run happened: the schedule, or the alert policy asking to confirm a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    #[default]
+    Manual,
+    Scheduled,
+    Confirm,
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepReport {
+    pub name: String,
+    pub kind: StepKind,
+    pub success: bool,
+    #[serde(with = "millis")]
+    pub duration_ms: Duration,
+    pub reason: Option<FailureReason>,
+    /// Human-readable detail, already scrubbed of secrets.
+    pub error: Option<String>,
+    /// Only the phases that were measured: an absent phase is unknown, never zero.
+    #[serde(with = "phase_millis")]
+    pub phases: BTreeMap<Phase, Duration>,
+}
+
+/// One probe run's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ProbeRun {
+    pub probe: String,
+    pub region: String,
+    pub success: bool,
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "millis")]
+    pub duration_ms: Duration,
+    pub failed_step: Option<String>,
+    pub reason: Option<FailureReason>,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub trigger: Trigger,
+    pub steps: Vec<StepReport>,
+}
+
+impl ProbeRun {
+    /// The first failed step, if any.
+    pub fn failed(&self) -> Option<&StepReport> {
+        self.steps.iter().find(|s| !s.success)
+    }
+
+    /// Wall-clock end of the run.
+    pub fn finished_at(&self) -> DateTime<Utc> {
+        self.started_at + chrono::Duration::from_std(self.duration_ms).unwrap_or_default()
+    }
+}
+
+/// Formats a duration for people: `842 ms`, `5.0 s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
+/// Durations as fractional milliseconds in JSON: tools read `duration_ms` as a number.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(round_ms(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Ok(Duration::from_secs_f64((ms.max(0.0)) / 1000.0))
+    }
+
+    pub fn round_ms(d: Duration) -> f64 {
+        (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+    }
+}
+
+mod phase_millis {
+    use super::Phase;
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<Phase, Duration>, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (phase, d) in m {
+            map.serialize_entry(phase.as_str(), &super::millis::round_ms(*d))?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Phase, Duration>, D::Error> {
+        let raw = BTreeMap::<Phase, f64>::deserialize(d)?;
+        Ok(raw
+            .into_iter()
+            .map(|(p, ms)| (p, Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_labels_round_trip() {
+        for r in FailureReason::ALL {
+            assert_eq!(FailureReason::parse(r.as_str()), Some(r));
+        }
+        for p in Phase::ALL {
+            assert_eq!(Phase::parse(p.as_str()), Some(p));
+        }
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(Duration::from_millis(42)), "42 ms");
+        assert_eq!(human_duration(Duration::from_millis(5000)), "5.0 s");
+    }
+}

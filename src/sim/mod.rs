@@ -1,0 +1,1 @@
+//! The reference conference server (being written).
