@@ -6,5 +6,10 @@
 //! [`metrics`], [`status`] and [`alert`] consume every run. [`server`] serves `/metrics` and the
 //! status API, [`sim`] is the reference conference server used by the demo and the tests.
 
+pub mod alert;
+pub mod config;
+pub mod flow;
+pub mod output;
 pub mod report;
+pub mod shutdown;
 pub mod sim;

@@ -1,1 +1,197 @@
-fn main() {}
+//! The `joincanary` command: parse flags, set up logging and TLS, call the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use joincanary::config::{self, ProcessEnv};
+use joincanary::report::Trigger;
+
+#[derive(Parser)]
+#[command(
+    name = "joincanary",
+    version,
+    about = "Synthetic canary for video-conferencing join flows"
+)]
+struct Cli {
+    /// Log format: `text` for terminals, `json` (one object per line) for containers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "JOINCANARY_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run each selected probe once and report (exit 0 all passed, 1 any failed, 2 bad config).
+    Once {
+        /// Service config [default: $JOINCANARY_CONFIG or config/joincanary.toml]
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Run only this probe (repeatable).
+        #[arg(long = "probe")]
+        probes: Vec<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Validate the config and every probe file without sending traffic (exit 0 or 2).
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the reference conference server.
+    Sim {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7480")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "canary")]
+        username: String,
+        #[arg(
+            long,
+            default_value = "canary-pass",
+            env = "SIM_PASSWORD",
+            hide_env_values = true
+        )]
+        password: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    // One crypto provider for reqwest, tokio-tungstenite and lettre alike: two would panic at
+    // the first TLS connection.
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Once {
+            config,
+            probes,
+            format,
+        } => {
+            let Some(plan) = load(config.as_deref()) else {
+                return Ok(ExitCode::from(2));
+            };
+            for name in &probes {
+                if plan.probe(name).is_none() {
+                    let known: Vec<_> = plan.probes.iter().map(|p| p.name.as_str()).collect();
+                    eprintln!(
+                        "error: no probe named `{name}` (configured: {})",
+                        known.join(", ")
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            let mut runs = Vec::new();
+            for probe in &plan.probes {
+                if probes.is_empty() || probes.contains(&probe.name) {
+                    runs.push(
+                        joincanary::flow::run_probe(probe, &plan.region, Trigger::Manual).await,
+                    );
+                }
+            }
+            match format {
+                OutputFormat::Table => print!("{}", joincanary::output::table(&runs)),
+                OutputFormat::Json => println!("{}", joincanary::output::json(&runs)),
+            }
+            Ok(if runs.iter().all(|r| r.success) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Check { config } => {
+            let Some(plan) = load(config.as_deref()) else {
+                return Ok(ExitCode::from(2));
+            };
+            let names: Vec<_> = plan.probes.iter().map(|p| p.name.as_str()).collect();
+            println!(
+                "{}: ok (region {}, {} probe{}: {})",
+                plan.config_path.display(),
+                plan.region,
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim {
+            listen,
+            username,
+            password,
+        } => {
+            let creds = joincanary::sim::Credentials { username, password };
+            let server = joincanary::sim::SimServer::start(listen, creds)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            println!("listening on {}", server.base_url());
+            joincanary::shutdown::signal().await;
+            server.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the plan or prints every problem (file:line:col: key: message) and returns `None`.
+fn load(flag: Option<&std::path::Path>) -> Option<config::Plan> {
+    let path = config::config_path(flag);
+    match config::load(&path, &ProcessEnv) {
+        Ok(plan) => Some(plan),
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            None
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JOINCANARY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}

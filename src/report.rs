@@ -97,7 +97,9 @@ impl<'de> serde::Deserialize<'de> for FailureReason {
 }
 
 /// A measured part of a step. `Total` is the step's whole duration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Dns,
@@ -263,7 +265,10 @@ mod phase_millis {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(m: &BTreeMap<Phase, Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<Phase, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(m.len()))?;
         for (phase, d) in m {
             map.serialize_entry(phase.as_str(), &super::millis::round_ms(*d))?;
@@ -271,7 +276,9 @@ mod phase_millis {
         map.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Phase, Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Phase, Duration>, D::Error> {
         let raw = BTreeMap::<Phase, f64>::deserialize(d)?;
         Ok(raw
             .into_iter()

@@ -1,0 +1,471 @@
+//! Loading: the service config and its probe files -> a validated [`Plan`].
+//!
+//! Two stages, as ripgrep does it: [`raw`] is the TOML as parsed (unknown keys rejected), then
+//! `build` checks everything a run would trip over later and names file, line and key for each
+//! problem. All problems are reported at once, so `joincanary check` is one round trip.
+
+mod env;
+mod probe;
+pub mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use env::{EnvError, EnvSource, ProcessEnv, substitute};
+pub(crate) use probe::timezone as probe_timezone;
+pub use probe::{
+    Body, ExpectSpec, ExtractSource, Extraction, HttpSpec, ProbePlan, Schedule, StepPlan, StepSpec,
+    WsConnectSpec,
+};
+
+use crate::flow::template::Template;
+
+/// The default service config path, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/joincanary.toml";
+/// Default cap on an HTTP body or websocket message.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default budget of frames a `ws_expect` step reads before giving up.
+pub const DEFAULT_MAX_FRAMES: usize = 1000;
+
+/// One problem in a config or probe file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no position (an unreadable file).
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, e.g. `steps[2].url`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found while loading; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A file's text, kept to turn byte spans into line and column.
+pub(crate) struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceFile {
+    fn locate(&self, offset: usize) -> (usize, usize) {
+        let upto = &self.text[..offset.min(self.text.len())];
+        let line = upto.matches('\n').count() + 1;
+        let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+}
+
+/// Collects errors for one file while it is validated, and the values that came from the
+/// environment (possible secrets, scrubbed from every error string a run produces).
+pub(crate) struct Ctx<'a> {
+    pub file: &'a SourceFile,
+    pub env: &'a dyn EnvSource,
+    pub errors: &'a mut Vec<ConfigError>,
+    pub env_values: Vec<String>,
+}
+
+impl Ctx<'_> {
+    pub fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl fmt::Display,
+    ) {
+        let (line, column) = span.map_or((0, 0), |s| self.file.locate(s.start));
+        let key = key.into();
+        self.errors.push(ConfigError {
+            file: self.file.path.clone(),
+            line,
+            column,
+            key: (!key.is_empty()).then_some(key),
+            message: message.to_string(),
+        });
+    }
+
+    /// `${ENV}` substitution of one spanned string.
+    pub fn env_str(&mut self, value: &raw::S<String>, key: &str) -> Option<String> {
+        match substitute(value.get_ref(), self.env) {
+            Ok(s) => {
+                self.env_values.extend(s.env_values);
+                Some(s.text)
+            }
+            Err(e) => {
+                self.error(Some(value.span()), key, e);
+                None
+            }
+        }
+    }
+
+    /// `${ENV}` substitution, then `{{var}}` parsing.
+    pub fn template(&mut self, value: &raw::S<String>, key: &str) -> Option<Template> {
+        let text = self.env_str(value, key)?;
+        match Template::parse(&text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.error(Some(value.span()), key, e);
+                None
+            }
+        }
+    }
+
+    pub fn duration(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
+        let text = self.env_str(value, key)?;
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d > Duration::ZERO => Some(d),
+            Ok(_) => {
+                self.error(Some(value.span()), key, "must be greater than zero");
+                None
+            }
+            Err(e) => {
+                self.error(
+                    Some(value.span()),
+                    key,
+                    format_args!(
+                        "`{text}` is not a duration ({e}); write e.g. `500ms`, `10s`, `1m`"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn positive(&mut self, value: &raw::S<i64>, key: &str) -> Option<usize> {
+        match usize::try_from(*value.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.error(
+                    Some(value.span()),
+                    key,
+                    "must be a whole number greater than zero",
+                );
+                None
+            }
+        }
+    }
+
+    /// `${ENV}` substitution inside every string of a TOML value, then conversion to JSON.
+    pub fn json(&mut self, value: &raw::S<toml::Value>, key: &str) -> Option<serde_json::Value> {
+        let substituted = self.env_in_value(value.get_ref(), value.span(), key)?;
+        match serde_json::to_value(&substituted) {
+            Ok(v) => {
+                if let Err(e) = crate::flow::template::json_templates(&v) {
+                    self.error(Some(value.span()), key, e);
+                    return None;
+                }
+                Some(v)
+            }
+            Err(e) => {
+                self.error(Some(value.span()), key, e);
+                None
+            }
+        }
+    }
+
+    fn env_in_value(
+        &mut self,
+        value: &toml::Value,
+        span: Range<usize>,
+        key: &str,
+    ) -> Option<toml::Value> {
+        Some(match value {
+            toml::Value::String(s) => match substitute(s, self.env) {
+                Ok(sub) => {
+                    self.env_values.extend(sub.env_values);
+                    toml::Value::String(sub.text)
+                }
+                Err(e) => {
+                    self.error(Some(span), key, e);
+                    return None;
+                }
+            },
+            toml::Value::Array(items) => toml::Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.env_in_value(v, span.clone(), key))
+                    .collect::<Option<_>>()?,
+            ),
+            toml::Value::Table(t) => {
+                let mut out = toml::Table::new();
+                for (k, v) in t {
+                    out.insert(
+                        k.clone(),
+                        self.env_in_value(v, span.clone(), &format!("{key}.{k}"))?,
+                    );
+                }
+                toml::Value::Table(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// Everything `run`, `once` and `check` need, validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub config_path: PathBuf,
+    pub region: String,
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub status_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub probes: Vec<Arc<ProbePlan>>,
+    pub alerting: crate::alert::policy::PolicyConfig,
+    pub pagers: Vec<crate::alert::PagerPlan>,
+}
+
+impl Plan {
+    /// The probe named `name`.
+    pub fn probe(&self, name: &str) -> Option<&Arc<ProbePlan>> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+}
+
+/// Resolves the config path: the flag, else `JOINCANARY_CONFIG`, else the default.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("JOINCANARY_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+/// Loads and validates the service config at `path` and every probe file it names.
+///
+/// # Errors
+/// Every problem found, each with file, line and key.
+pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Plan, ConfigErrors> {
+    let mut errors = Vec::new();
+    let plan = build(path, env, &mut errors);
+    match plan {
+        Some(plan) if errors.is_empty() => Ok(plan),
+        _ => {
+            if errors.is_empty() {
+                errors.push(ConfigError {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    key: None,
+                    message: "invalid configuration".into(),
+                });
+            }
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+pub(crate) fn read_source(path: &Path, errors: &mut Vec<ConfigError>) -> Option<SourceFile> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(SourceFile {
+            path: path.to_path_buf(),
+            text,
+        }),
+        Err(e) => {
+            errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("cannot read: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// Parses TOML into `T`, turning the parser's error into a located [`ConfigError`].
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match toml::from_str::<T>(&file.text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let (line, column) = e.span().map_or((0, 0), |s| file.locate(s.start));
+            let key = e
+                .span()
+                .and_then(|s| key_at(&file.text, s.start))
+                .filter(|k| !e.message().contains(&format!("`{k}`")));
+            errors.push(ConfigError {
+                file: file.path.clone(),
+                line,
+                column,
+                key,
+                message: e.message().trim().to_string(),
+            });
+            None
+        }
+    }
+}
+
+/// The bare key written at the start of the line holding `offset`, if the line is `key = ...`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then(|| key.to_string())
+}
+
+fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Option<Plan> {
+    let file = read_source(path, errors)?;
+    let raw: raw::RawService = parse_toml(&file, errors)?;
+    let mut ctx = Ctx {
+        file: &file,
+        env,
+        errors,
+        env_values: Vec::new(),
+    };
+    let region = match &raw.region {
+        Some(r) => ctx.env_str(r, "region").unwrap_or_default(),
+        None => "local".to_string(),
+    };
+    if region.is_empty() || region.chars().any(|c| c.is_control() || c == '"') {
+        let span = raw.region.as_ref().map(|r| r.span());
+        ctx.error(
+            span,
+            "region",
+            "must be a non-empty label without quotes or control characters",
+        );
+    }
+    let listen = match &raw.listen {
+        Some(l) => ctx
+            .env_str(l, "listen")
+            .and_then(|text| match text.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    ctx.error(
+                        Some(l.span()),
+                        "listen",
+                        format_args!("`{text}` is not an address like 127.0.0.1:9464"),
+                    );
+                    None
+                }
+            }),
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let state_dir = match &raw.state_dir {
+        Some(s) => ctx
+            .env_str(s, "state_dir")
+            .map(|d| base.join(d))
+            .unwrap_or_default(),
+        None => base.join("../state"),
+    };
+    let status_url = raw
+        .status_url
+        .as_ref()
+        .and_then(|u| ctx.env_str(u, "status_url"));
+    let dashboard_url = raw
+        .dashboard_url
+        .as_ref()
+        .and_then(|u| ctx.env_str(u, "dashboard_url"));
+    let defaults = probe::Defaults::build(&mut ctx, &raw.defaults);
+    let alerting =
+        crate::alert::policy::PolicyConfig::build(&mut ctx, &raw.alerting, None, "alerting");
+    let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
+
+    let mut probe_paths = Vec::new();
+    for entry in raw.probes.get_ref() {
+        let Some(rel) = ctx.env_str(entry, "probes") else {
+            continue;
+        };
+        let target = base.join(&rel);
+        if target.is_dir() {
+            match std::fs::read_dir(&target) {
+                Ok(dir) => {
+                    let mut found: Vec<PathBuf> = dir
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect();
+                    found.sort();
+                    probe_paths.extend(found);
+                }
+                Err(e) => ctx.error(
+                    Some(entry.span()),
+                    "probes",
+                    format_args!("cannot read directory `{rel}`: {e}"),
+                ),
+            }
+        } else if target.is_file() {
+            probe_paths.push(target);
+        } else {
+            ctx.error(
+                Some(entry.span()),
+                "probes",
+                format_args!("`{}` does not exist", target.display()),
+            );
+        }
+    }
+    if raw.probes.get_ref().is_empty() {
+        ctx.error(Some(raw.probes.span()), "probes", "names no probe files");
+    }
+    let env_values = std::mem::take(&mut ctx.env_values);
+    drop(ctx);
+
+    let mut probes: Vec<Arc<ProbePlan>> = Vec::new();
+    for probe_path in probe_paths {
+        if let Some(p) = probe::build(&probe_path, env, &defaults, &alerting, &region, errors) {
+            if let Some(other) = probes.iter().find(|o| o.name == p.name) {
+                errors.push(ConfigError {
+                    file: probe_path.clone(),
+                    line: 0,
+                    column: 0,
+                    key: Some("name".into()),
+                    message: format!(
+                        "probe `{}` is also defined in {}",
+                        p.name,
+                        other.source.display()
+                    ),
+                });
+                continue;
+            }
+            probes.push(Arc::new(p));
+        }
+    }
+    let _ = env_values;
+    Some(Plan {
+        config_path: path.to_path_buf(),
+        region,
+        listen: listen?,
+        state_dir,
+        status_url,
+        dashboard_url,
+        probes,
+        alerting,
+        pagers,
+    })
+}

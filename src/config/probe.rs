@@ -1,0 +1,1026 @@
+//! Probe files: `probes/*.toml` -> [`ProbePlan`], with every check `joincanary check` promises.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::raw::{RawDefaults, RawExtract, RawProbe, RawStep, S};
+use super::{
+    ConfigError, Ctx, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES, parse_toml, read_source,
+};
+use crate::alert::policy::PolicyConfig;
+use crate::flow::template::{self, BUILTINS, Template};
+use crate::report::StepKind;
+
+/// A cron schedule with its text (for status output) and optional time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub expr: String,
+    pub cron: croner::Cron,
+    pub timezone: Option<chrono_tz::Tz>,
+}
+
+impl Schedule {
+    /// Parses a 5-field (minutes) or 6-field (seconds first) cron expression.
+    ///
+    /// # Errors
+    /// The parser's message.
+    pub fn parse(expr: &str, timezone: Option<chrono_tz::Tz>) -> Result<Schedule, String> {
+        let fields = expr.split_whitespace().count();
+        if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!(
+                "`{expr}` has {fields} fields; write 5 (minute hour day month weekday) or 6 (seconds first)"
+            ));
+        }
+        croner::Cron::from_str(expr)
+            .map(|cron| Schedule {
+                expr: expr.to_string(),
+                cron,
+                timezone,
+            })
+            .map_err(|e| format!("`{expr}` is not a cron expression: {e}"))
+    }
+
+    /// The first fire time strictly after `after`.
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.timezone {
+            Some(tz) => self
+                .cron
+                .find_next_occurrence(&after.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            None => self.cron.find_next_occurrence(&after, false).ok(),
+        }
+    }
+
+    /// The shortest gap between two fires over the next `samples` fires from `from`: a probe
+    /// deadline must stay below it, or runs would pile up.
+    pub fn min_interval(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        samples: usize,
+    ) -> Option<Duration> {
+        let mut prev = self.next_after(from)?;
+        let mut min: Option<Duration> = None;
+        for _ in 0..samples {
+            let next = self.next_after(prev)?;
+            let gap = (next - prev).to_std().ok()?;
+            min = Some(min.map_or(gap, |m| m.min(gap)));
+            prev = next;
+        }
+        min
+    }
+}
+
+/// Defaults from the service config's `[defaults]`.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    pub step_timeout: Option<Duration>,
+    pub jitter: Duration,
+    pub max_body_bytes: usize,
+    pub max_frames: usize,
+}
+
+impl Defaults {
+    pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &RawDefaults) -> Defaults {
+        let timezone = raw
+            .timezone
+            .as_ref()
+            .and_then(|t| timezone(ctx, t, "defaults.timezone"));
+        let schedule = raw
+            .schedule
+            .as_ref()
+            .and_then(|s| schedule(ctx, s, timezone, "defaults.schedule"))
+            .unwrap_or_else(every_minute);
+        Defaults {
+            schedule,
+            timeout: raw
+                .timeout
+                .as_ref()
+                .and_then(|t| ctx.duration(t, "defaults.timeout"))
+                .unwrap_or(Duration::from_secs(20)),
+            step_timeout: raw
+                .step_timeout
+                .as_ref()
+                .and_then(|t| ctx.duration(t, "defaults.step_timeout")),
+            jitter: raw
+                .jitter
+                .as_ref()
+                .and_then(|t| ctx.duration(t, "defaults.jitter"))
+                .unwrap_or(Duration::ZERO),
+            max_body_bytes: raw
+                .max_body_bytes
+                .as_ref()
+                .and_then(|v| ctx.positive(v, "defaults.max_body_bytes"))
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_frames: raw
+                .max_frames
+                .as_ref()
+                .and_then(|v| ctx.positive(v, "defaults.max_frames"))
+                .unwrap_or(DEFAULT_MAX_FRAMES),
+        }
+    }
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            schedule: every_minute(),
+            timeout: Duration::from_secs(20),
+            step_timeout: None,
+            jitter: Duration::ZERO,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_frames: DEFAULT_MAX_FRAMES,
+        }
+    }
+}
+
+fn every_minute() -> Schedule {
+    Schedule {
+        expr: "* * * * *".into(),
+        cron: croner::Cron::from_str("* * * * *")
+            .unwrap_or_else(|_| unreachable!("constant pattern")),
+        timezone: None,
+    }
+}
+
+fn schedule(
+    ctx: &mut Ctx<'_>,
+    value: &S<String>,
+    tz: Option<chrono_tz::Tz>,
+    key: &str,
+) -> Option<Schedule> {
+    let text = ctx.env_str(value, key)?;
+    match Schedule::parse(&text, tz) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            ctx.error(Some(value.span()), key, e);
+            None
+        }
+    }
+}
+
+pub(crate) fn timezone(ctx: &mut Ctx<'_>, value: &S<String>, key: &str) -> Option<chrono_tz::Tz> {
+    let text = ctx.env_str(value, key)?;
+    match text.parse::<chrono_tz::Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            ctx.error(
+                Some(value.span()),
+                key,
+                format_args!("`{text}` is not an IANA time zone such as `Europe/Dublin`"),
+            );
+            None
+        }
+    }
+}
+
+/// One validated probe.
+#[derive(Debug, Clone)]
+pub struct ProbePlan {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: std::path::PathBuf,
+    pub schedule: Schedule,
+    /// The whole run's deadline; no step outlives it.
+    pub timeout: Duration,
+    /// This region's fixed offset from the cron tick (derived from region + probe name).
+    pub jitter: Duration,
+    pub max_body_bytes: usize,
+    pub variables: Vec<(String, Template)>,
+    pub steps: Vec<StepPlan>,
+    /// Values that came from the environment and may be secrets: scrubbed from every error.
+    pub secrets: Vec<String>,
+    pub alerting: PolicyConfig,
+}
+
+/// One validated step.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    pub name: String,
+    pub kind: StepKind,
+    pub timeout: Option<Duration>,
+    pub spec: StepSpec,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepSpec {
+    Http(HttpSpec),
+    WsConnect(WsConnectSpec),
+    WsSend { text: Template },
+    WsExpect(ExpectSpec),
+    WsClose,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    pub method: reqwest::Method,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Body,
+    /// Accepted statuses; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    pub expect_json: Option<serde_json::Value>,
+    pub expect_regex: Option<Regex>,
+    pub extract: Vec<Extraction>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(serde_json::Value),
+    Form(Vec<(String, Template)>),
+    Raw(Template),
+}
+
+#[derive(Debug, Clone)]
+pub struct WsConnectSpec {
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub subprotocols: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpectSpec {
+    pub json: Option<serde_json::Value>,
+    pub regex: Option<Regex>,
+    pub max_frames: usize,
+    pub extract: Vec<Extraction>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Extraction {
+    pub var: String,
+    pub source: ExtractSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExtractSource {
+    /// A JSON pointer (dotted paths are converted at load time).
+    Json(String),
+    Header(String),
+    Cookie(String),
+    Regex(Regex),
+}
+
+/// Which step kinds accept which keys: drives "key `x` does not apply to a `y` step".
+const KEY_KINDS: &[(&str, &[StepKind])] = &[
+    ("method", &[StepKind::Http]),
+    ("url", &[StepKind::Http, StepKind::WsConnect]),
+    ("headers", &[StepKind::Http, StepKind::WsConnect]),
+    ("json", &[StepKind::Http]),
+    ("form", &[StepKind::Http]),
+    ("body", &[StepKind::Http]),
+    ("expect_status", &[StepKind::Http]),
+    ("expect_json", &[StepKind::Http, StepKind::WsExpect]),
+    ("expect_regex", &[StepKind::Http, StepKind::WsExpect]),
+    ("extract", &[StepKind::Http, StepKind::WsExpect]),
+    ("subprotocols", &[StepKind::WsConnect]),
+    ("text", &[StepKind::WsSend]),
+    ("max_frames", &[StepKind::WsExpect]),
+];
+
+fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    macro_rules! key {
+        ($field:ident) => {
+            if let Some(v) = &s.$field {
+                out.push((stringify!($field), v.span()));
+            }
+        };
+    }
+    key!(method);
+    key!(url);
+    key!(headers);
+    key!(json);
+    key!(form);
+    key!(body);
+    key!(expect_status);
+    key!(expect_json);
+    key!(expect_regex);
+    key!(extract);
+    key!(subprotocols);
+    key!(text);
+    key!(max_frames);
+    out
+}
+
+/// Builds one probe file. Returns `None` when the file is unusable; errors go to `errors`.
+pub(crate) fn build(
+    path: &Path,
+    env: &dyn super::EnvSource,
+    defaults: &Defaults,
+    alerting: &PolicyConfig,
+    region: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ProbePlan> {
+    let file = read_source(path, errors)?;
+    let raw: RawProbe = parse_toml(&file, errors)?;
+    let before = errors.len();
+    let mut ctx = Ctx {
+        file: &file,
+        env,
+        errors,
+        env_values: Vec::new(),
+    };
+
+    let name = match &raw.name {
+        Some(n) => ctx.env_str(n, "name").unwrap_or_default(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if !valid_label(&name) {
+        let span = raw.name.as_ref().map(|n| n.span());
+        ctx.error(
+            span,
+            "name",
+            format_args!("`{name}` must be letters, digits, `-`, `_` or `.`"),
+        );
+    }
+    let tz = raw
+        .timezone
+        .as_ref()
+        .and_then(|t| timezone(&mut ctx, t, "timezone"));
+    let schedule_plan = match &raw.schedule {
+        Some(s) => schedule(&mut ctx, s, tz.or(defaults.schedule.timezone), "schedule"),
+        None => Some(Schedule {
+            timezone: tz.or(defaults.schedule.timezone),
+            ..defaults.schedule.clone()
+        }),
+    };
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .and_then(|t| ctx.duration(t, "timeout"))
+        .unwrap_or(defaults.timeout);
+    if let Some(sched) = &schedule_plan
+        && let Some(interval) = sched.min_interval(chrono::Utc::now(), 60)
+        && timeout >= interval
+    {
+        let span = raw
+            .timeout
+            .as_ref()
+            .or(raw.schedule.as_ref())
+            .map(|t| t.span());
+        ctx.error(
+            span,
+            "timeout",
+            format_args!(
+                "the probe deadline ({}) must be shorter than the schedule's interval ({}), or runs would overlap",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    let max_jitter = raw
+        .jitter
+        .as_ref()
+        .and_then(|t| ctx.duration(t, "jitter"))
+        .unwrap_or(defaults.jitter);
+    let max_body_bytes = raw
+        .max_body_bytes
+        .as_ref()
+        .and_then(|v| ctx.positive(v, "max_body_bytes"))
+        .unwrap_or(defaults.max_body_bytes);
+
+    // Variables may read the built-ins only: that keeps them order-independent.
+    let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
+    let mut variables = Vec::new();
+    for (var, value) in &raw.variables {
+        let key = format!("variables.{var}");
+        if BUILTINS.contains(&var.as_str()) {
+            ctx.error(
+                Some(value.span()),
+                &key,
+                format_args!("`{var}` is a built-in and cannot be redefined"),
+            );
+            continue;
+        }
+        if let Some(t) = ctx.template(value, &key) {
+            for used in t.vars() {
+                if !BUILTINS.contains(&used) {
+                    ctx.error(
+                        Some(value.span()),
+                        &key,
+                        format_args!(
+                            "variables may use only the built-ins ({}), not `{used}`",
+                            BUILTINS.join(", ")
+                        ),
+                    );
+                }
+            }
+            variables.push((var.clone(), t));
+        }
+    }
+    defined.extend(raw.variables.keys().cloned());
+
+    let mut steps = Vec::new();
+    let mut names = HashSet::new();
+    let mut ws_open = false;
+    if raw.steps.get_ref().is_empty() {
+        ctx.error(
+            Some(raw.steps.span()),
+            "steps",
+            "a probe needs at least one step",
+        );
+    }
+    for (i, step) in raw.steps.get_ref().iter().enumerate() {
+        let prefix = format!("steps[{i}]");
+        let s = step.get_ref();
+        if !names.insert(s.name.get_ref().clone()) {
+            ctx.error(
+                Some(s.name.span()),
+                format!("{prefix}.name"),
+                format_args!("step name `{}` is used twice", s.name.get_ref()),
+            );
+        }
+        if !valid_label(s.name.get_ref()) {
+            ctx.error(
+                Some(s.name.span()),
+                format!("{prefix}.name"),
+                "must be letters, digits, `-`, `_` or `.`",
+            );
+        }
+        let Some(kind) = StepKind::parse(s.kind.get_ref()) else {
+            let kinds: Vec<_> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
+            ctx.error(
+                Some(s.kind.span()),
+                format!("{prefix}.kind"),
+                format_args!(
+                    "unknown step kind `{}`, expected one of {}",
+                    s.kind.get_ref(),
+                    kinds.join(", ")
+                ),
+            );
+            continue;
+        };
+        for (key, span) in present_keys(s) {
+            let allowed = KEY_KINDS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(&[][..], |(_, kinds)| *kinds);
+            if !allowed.contains(&kind) {
+                ctx.error(
+                    Some(span),
+                    format!("{prefix}.{key}"),
+                    format_args!("`{key}` does not apply to a {} step", kind.as_str()),
+                );
+            }
+        }
+        if matches!(
+            kind,
+            StepKind::WsSend | StepKind::WsExpect | StepKind::WsClose
+        ) && !ws_open
+        {
+            ctx.error(
+                Some(s.kind.span()),
+                format!("{prefix}.kind"),
+                "needs a ws_connect step before it",
+            );
+        }
+        match kind {
+            StepKind::WsConnect => ws_open = true,
+            StepKind::WsClose => ws_open = false,
+            _ => {}
+        }
+        let step_timeout = s
+            .timeout
+            .as_ref()
+            .and_then(|t| ctx.duration(t, &format!("{prefix}.timeout")))
+            .or(defaults.step_timeout);
+        let spec = build_spec(&mut ctx, s, kind, &prefix, defaults);
+        if let Some(spec) = spec {
+            check_vars(&mut ctx, step, &spec, &defined, &prefix);
+            for var in spec_extracts(&spec) {
+                defined.insert(var.var.clone());
+            }
+            steps.push(StepPlan {
+                name: s.name.get_ref().clone(),
+                kind,
+                timeout: step_timeout,
+                spec,
+            });
+        }
+    }
+
+    let probe_alerting = match &raw.alerting {
+        Some(a) => PolicyConfig::build(&mut ctx, a, Some(alerting), "alerting"),
+        None => alerting.clone(),
+    };
+    for budget_step in probe_alerting.budgets.keys() {
+        if !steps.iter().any(|s| &s.name == budget_step) && !steps.is_empty() {
+            let span = raw
+                .alerting
+                .as_ref()
+                .and_then(|a| a.budgets.values().next().map(|v| v.span()));
+            ctx.error(
+                span,
+                "alerting.budgets",
+                format_args!("no step is named `{budget_step}`"),
+            );
+        }
+    }
+
+    let secrets: Vec<String> = ctx
+        .env_values
+        .drain(..)
+        .filter(|v| v.len() >= 4 && url::Url::parse(v).is_err())
+        .collect();
+    let failed = ctx.errors.len() > before;
+    let jitter = derive_jitter(region, &name, max_jitter);
+    if failed {
+        return None;
+    }
+    Some(ProbePlan {
+        name,
+        description: raw.description.clone(),
+        source: path.to_path_buf(),
+        schedule: schedule_plan?,
+        timeout,
+        jitter,
+        max_body_bytes,
+        variables,
+        steps,
+        secrets,
+        alerting: probe_alerting,
+    })
+}
+
+/// A fixed offset in `[0, max)` from region and probe: regions spread out, and one region's
+/// offset stays the same across restarts (FNV-1a, not `DefaultHasher`, whose output may change
+/// between Rust releases).
+pub fn derive_jitter(region: &str, probe: &str, max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in region.bytes().chain([0]).chain(probe.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(hash % max_ms)
+}
+
+pub(crate) fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn spec_extracts(spec: &StepSpec) -> &[Extraction] {
+    match spec {
+        StepSpec::Http(h) => &h.extract,
+        StepSpec::WsExpect(e) => &e.extract,
+        _ => &[],
+    }
+}
+
+fn build_spec(
+    ctx: &mut Ctx<'_>,
+    s: &RawStep,
+    kind: StepKind,
+    prefix: &str,
+    defaults: &Defaults,
+) -> Option<StepSpec> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    match kind {
+        StepKind::Http => {
+            let Some(url_raw) = &s.url else {
+                ctx.error(Some(s.name.span()), key("url"), "an http step needs `url`");
+                return None;
+            };
+            let url = url_template(ctx, url_raw, &key("url"), &["http", "https"])?;
+            let method = match &s.method {
+                Some(m) => {
+                    match reqwest::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => m,
+                        Err(_) => {
+                            ctx.error(
+                                Some(m.span()),
+                                key("method"),
+                                format_args!("`{}` is not an HTTP method", m.get_ref()),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                None => reqwest::Method::GET,
+            };
+            let bodies = [s.json.is_some(), s.form.is_some(), s.body.is_some()];
+            if bodies.iter().filter(|b| **b).count() > 1 {
+                ctx.error(
+                    Some(s.name.span()),
+                    prefix,
+                    "give at most one of `json`, `form`, `body`",
+                );
+            }
+            let body = if let Some(j) = &s.json {
+                Body::Json(ctx.json(j, &key("json"))?)
+            } else if let Some(f) = &s.form {
+                let mut fields = Vec::new();
+                for (k, v) in f.get_ref() {
+                    fields.push((k.clone(), ctx.template(v, &key(&format!("form.{k}")))?));
+                }
+                Body::Form(fields)
+            } else if let Some(b) = &s.body {
+                Body::Raw(ctx.template(b, &key("body"))?)
+            } else {
+                Body::None
+            };
+            let expect_status = match &s.expect_status {
+                Some(list) => {
+                    let mut out = Vec::new();
+                    for code in list.get_ref() {
+                        match u16::try_from(*code) {
+                            Ok(c) if (100..=599).contains(&c) => out.push(c),
+                            _ => ctx.error(
+                                Some(list.span()),
+                                key("expect_status"),
+                                format_args!("`{code}` is not an HTTP status"),
+                            ),
+                        }
+                    }
+                    out
+                }
+                None => Vec::new(),
+            };
+            Some(StepSpec::Http(HttpSpec {
+                method,
+                url,
+                headers: headers(ctx, s.headers.as_ref(), &key("headers"))?,
+                body,
+                expect_status,
+                expect_json: match &s.expect_json {
+                    Some(j) => Some(ctx.json(j, &key("expect_json"))?),
+                    None => None,
+                },
+                expect_regex: regex(ctx, s.expect_regex.as_ref(), &key("expect_regex"))?,
+                extract: extracts(ctx, s.extract.as_ref(), &key("extract"), true)?,
+            }))
+        }
+        StepKind::WsConnect => {
+            let Some(url_raw) = &s.url else {
+                ctx.error(
+                    Some(s.name.span()),
+                    key("url"),
+                    "a ws_connect step needs `url`",
+                );
+                return None;
+            };
+            Some(StepSpec::WsConnect(WsConnectSpec {
+                url: url_template(ctx, url_raw, &key("url"), &["ws", "wss", "http", "https"])?,
+                headers: headers(ctx, s.headers.as_ref(), &key("headers"))?,
+                subprotocols: s
+                    .subprotocols
+                    .as_ref()
+                    .map(|p| p.get_ref().clone())
+                    .unwrap_or_default(),
+            }))
+        }
+        StepKind::WsSend => {
+            let Some(text) = &s.text else {
+                ctx.error(
+                    Some(s.name.span()),
+                    key("text"),
+                    "a ws_send step needs `text`",
+                );
+                return None;
+            };
+            Some(StepSpec::WsSend {
+                text: ctx.template(text, &key("text"))?,
+            })
+        }
+        StepKind::WsExpect => {
+            if s.expect_json.is_none() && s.expect_regex.is_none() {
+                ctx.error(
+                    Some(s.name.span()),
+                    prefix,
+                    "a ws_expect step needs `expect_json` and/or `expect_regex`",
+                );
+                return None;
+            }
+            Some(StepSpec::WsExpect(ExpectSpec {
+                json: match &s.expect_json {
+                    Some(j) => Some(ctx.json(j, &key("expect_json"))?),
+                    None => None,
+                },
+                regex: regex(ctx, s.expect_regex.as_ref(), &key("expect_regex"))?,
+                max_frames: s
+                    .max_frames
+                    .as_ref()
+                    .and_then(|m| ctx.positive(m, &key("max_frames")))
+                    .unwrap_or(defaults.max_frames),
+                extract: extracts(ctx, s.extract.as_ref(), &key("extract"), false)?,
+            }))
+        }
+        StepKind::WsClose => Some(StepSpec::WsClose),
+    }
+}
+
+fn url_template(
+    ctx: &mut Ctx<'_>,
+    raw: &S<String>,
+    key: &str,
+    schemes: &[&str],
+) -> Option<Template> {
+    let t = ctx.template(raw, key)?;
+    let probe = t.render_placeholder("x");
+    match url::Url::parse(&probe) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some_and(|h| !h.is_empty()) => {
+            Some(t)
+        }
+        Ok(u) => {
+            ctx.error(
+                Some(raw.span()),
+                key,
+                format_args!(
+                    "`{}` must be a {} URL with a host",
+                    crate::flow::redact_url_text(&probe),
+                    schemes.join(" or ")
+                ),
+            );
+            let _ = u;
+            None
+        }
+        Err(e) => {
+            ctx.error(
+                Some(raw.span()),
+                key,
+                format_args!(
+                    "`{}` is not a valid URL: {e}",
+                    crate::flow::redact_url_text(&probe)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn headers(
+    ctx: &mut Ctx<'_>,
+    raw: Option<&S<BTreeMap<String, S<String>>>>,
+    key: &str,
+) -> Option<Vec<(String, Template)>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (name, value) in raw.map(|h| h.get_ref().iter()).into_iter().flatten() {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            ctx.error(
+                Some(value.span()),
+                format!("{key}.{name}"),
+                "not a valid header name",
+            );
+            ok = false;
+            continue;
+        }
+        match ctx.template(value, &format!("{key}.{name}")) {
+            Some(t) => out.push((name.clone(), t)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn regex(ctx: &mut Ctx<'_>, raw: Option<&S<String>>, key: &str) -> Option<Option<Regex>> {
+    let Some(raw) = raw else { return Some(None) };
+    match Regex::new(raw.get_ref()) {
+        Ok(r) => Some(Some(r)),
+        Err(e) => {
+            ctx.error(
+                Some(raw.span()),
+                key,
+                format_args!("not a valid regex: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn extracts(
+    ctx: &mut Ctx<'_>,
+    raw: Option<&S<BTreeMap<String, S<RawExtract>>>>,
+    key: &str,
+    http: bool,
+) -> Option<Vec<Extraction>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (var, spec) in raw.map(|m| m.get_ref().iter()).into_iter().flatten() {
+        let k = format!("{key}.{var}");
+        if BUILTINS.contains(&var.as_str()) || !valid_label(var) {
+            ctx.error(
+                Some(spec.span()),
+                &k,
+                format_args!("`{var}` cannot be used as a variable name"),
+            );
+            ok = false;
+            continue;
+        }
+        let e = spec.get_ref();
+        let given = [
+            e.json.is_some(),
+            e.header.is_some(),
+            e.cookie.is_some(),
+            e.regex.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            ctx.error(
+                Some(spec.span()),
+                &k,
+                "give exactly one of `json`, `header`, `cookie`, `regex`",
+            );
+            ok = false;
+            continue;
+        }
+        let source = if let Some(path) = &e.json {
+            match json_pointer(path) {
+                Ok(p) => ExtractSource::Json(p),
+                Err(msg) => {
+                    ctx.error(Some(spec.span()), &k, msg);
+                    ok = false;
+                    continue;
+                }
+            }
+        } else if let Some(h) = &e.header {
+            if !http {
+                ctx.error(Some(spec.span()), &k, "`header` applies to http steps only");
+                ok = false;
+                continue;
+            }
+            ExtractSource::Header(h.clone())
+        } else if let Some(c) = &e.cookie {
+            if !http {
+                ctx.error(Some(spec.span()), &k, "`cookie` applies to http steps only");
+                ok = false;
+                continue;
+            }
+            ExtractSource::Cookie(c.clone())
+        } else if let Some(r) = &e.regex {
+            match Regex::new(r) {
+                Ok(r) => ExtractSource::Regex(r),
+                Err(err) => {
+                    ctx.error(
+                        Some(spec.span()),
+                        &k,
+                        format_args!("not a valid regex: {err}"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            }
+        } else {
+            continue;
+        };
+        out.push(Extraction {
+            var: var.clone(),
+            source,
+        });
+    }
+    ok.then_some(out)
+}
+
+/// Accepts a JSON pointer (`/a/0/b`) or a dotted path (`$.a[0].b`, `a.b`) and returns a pointer.
+///
+/// # Errors
+/// An empty path or unbalanced brackets.
+pub fn json_pointer(path: &str) -> Result<String, String> {
+    if path.starts_with('/') || path.is_empty() {
+        return Ok(path.to_string());
+    }
+    let trimmed = path.strip_prefix('$').unwrap_or(path);
+    let trimmed = trimmed.strip_prefix('.').unwrap_or(trimmed);
+    let mut pointer = String::new();
+    for part in trimmed.split('.') {
+        let mut rest = part;
+        let name_end = rest.find('[').unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        if !name.is_empty() {
+            pointer.push('/');
+            pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+        }
+        rest = &rest[name_end..];
+        while let Some(inner) = rest.strip_prefix('[') {
+            let close = inner
+                .find(']')
+                .ok_or_else(|| format!("`{path}`: `[` is never closed"))?;
+            let index = inner[..close].trim_matches(|c| c == '"' || c == '\'');
+            pointer.push('/');
+            pointer.push_str(index);
+            rest = &inner[close + 1..];
+        }
+        if !rest.is_empty() {
+            return Err(format!(
+                "`{path}` is not a JSON path like `$.data.token` or a pointer like `/data/token`"
+            ));
+        }
+    }
+    if pointer.is_empty() {
+        return Err(format!("`{path}` selects nothing"));
+    }
+    Ok(pointer)
+}
+
+/// Every template a step reads must use only variables known at that point of the flow.
+fn check_vars(
+    ctx: &mut Ctx<'_>,
+    step: &S<RawStep>,
+    spec: &StepSpec,
+    defined: &HashSet<String>,
+    prefix: &str,
+) {
+    let mut used: Vec<String> = Vec::new();
+    let mut take = |t: &Template| used.extend(t.vars().map(str::to_string));
+    let json_vars = |v: &serde_json::Value| -> Vec<String> {
+        template::json_templates(v)
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|t| t.vars().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    let mut json_used = Vec::new();
+    match spec {
+        StepSpec::Http(h) => {
+            take(&h.url);
+            h.headers.iter().for_each(|(_, t)| take(t));
+            match &h.body {
+                Body::Json(v) => json_used.extend(json_vars(v)),
+                Body::Form(f) => f.iter().for_each(|(_, t)| take(t)),
+                Body::Raw(t) => take(t),
+                Body::None => {}
+            }
+            if let Some(v) = &h.expect_json {
+                json_used.extend(json_vars(v));
+            }
+        }
+        StepSpec::WsConnect(w) => {
+            take(&w.url);
+            w.headers.iter().for_each(|(_, t)| take(t));
+        }
+        StepSpec::WsSend { text } => take(text),
+        StepSpec::WsExpect(e) => {
+            if let Some(v) = &e.json {
+                json_used.extend(json_vars(v));
+            }
+        }
+        StepSpec::WsClose => {}
+    }
+    used.extend(json_used);
+    let mut reported = HashSet::new();
+    for var in used {
+        if !defined.contains(&var) && reported.insert(var.clone()) {
+            ctx.error(
+                Some(step.span()),
+                prefix,
+                format_args!(
+                    "step `{}` uses `{{{{{var}}}}}` before any step sets it (set it with `extract` in an earlier step or under [variables])",
+                    step.get_ref().name.get_ref()
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths_become_pointers() {
+        assert_eq!(json_pointer("/token").unwrap(), "/token");
+        assert_eq!(json_pointer("$.data.token").unwrap(), "/data/token");
+        assert_eq!(json_pointer("items[0].id").unwrap(), "/items/0/id");
+        assert!(json_pointer("a[0").is_err());
+    }
+
+    #[test]
+    fn jitter_is_stable_bounded_and_differs_by_region() {
+        let max = Duration::from_secs(10);
+        let a = derive_jitter("eu-west-1", "join", max);
+        assert_eq!(a, derive_jitter("eu-west-1", "join", max));
+        assert!(a < max);
+        assert_ne!(a, derive_jitter("us-east-1", "join", max));
+        assert_eq!(derive_jitter("x", "y", Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn schedules_take_five_and_six_fields() {
+        assert!(Schedule::parse("* * * * *", None).is_ok());
+        assert!(Schedule::parse("*/5 * * * * *", None).is_ok());
+        assert!(Schedule::parse("* * *", None).is_err());
+        let every_5s = Schedule::parse("*/5 * * * * *", None).unwrap();
+        assert_eq!(
+            every_5s.min_interval(chrono::Utc::now(), 10),
+            Some(Duration::from_secs(5))
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The config and probe files as parsed: serde types that mirror the TOML, with spans.
+//!
+//! Nothing here is validated beyond TOML types and unknown keys; `config::build` turns these
+//! into a [`crate::config::Plan`] and reports every problem with file, line and key. The `///`
+//! docs on fields are the user reference (the README repeats them).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+/// `config/joincanary.toml`: the service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Region label on every metric, status entry, log line and page.
+    pub region: Option<S<String>>,
+    /// Address for /metrics, /healthz, /readyz and /api/v1/status.
+    pub listen: Option<S<String>>,
+    /// Probe files or directories of `*.toml`, relative to this file.
+    pub probes: S<Vec<S<String>>>,
+    /// Where alert state survives restarts (relative to this file).
+    pub state_dir: Option<S<String>>,
+    /// A URL on-call can open for this prober's status (put in pages).
+    pub status_url: Option<S<String>>,
+    /// A dashboard URL (put in pages).
+    pub dashboard_url: Option<S<String>>,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub alerting: RawAlerting,
+    #[serde(default)]
+    pub pager: Vec<S<RawPager>>,
+}
+
+/// `[defaults]`: what a probe file does not say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub schedule: Option<S<String>>,
+    pub timezone: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub step_timeout: Option<S<String>>,
+    pub jitter: Option<S<String>>,
+    pub max_body_bytes: Option<S<i64>>,
+    pub max_frames: Option<S<i64>>,
+}
+
+/// `[alerting]` in the service config, or a probe's override.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerting {
+    pub enabled: Option<bool>,
+    pub confirm_delay: Option<S<String>>,
+    pub failure_threshold: Option<S<i64>>,
+    pub success_threshold: Option<S<i64>>,
+    pub degraded_threshold: Option<S<i64>>,
+    pub reminder_interval: Option<S<String>>,
+    /// Pages for this probe go only to these pagers (default: all).
+    pub pagers: Option<S<Vec<String>>>,
+    /// Shared incident key for a platform-wide incident across regions.
+    pub group_key: Option<S<String>>,
+    /// Step latency budgets: `{ "signalling.round_trip" = "1s" }` or `{ signalling = "1s" }`.
+    #[serde(default)]
+    pub budgets: BTreeMap<String, S<String>>,
+    #[serde(default)]
+    pub maintenance: Vec<S<RawMaintenance>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// Cron expression for the window's start.
+    pub start: S<String>,
+    pub duration: S<String>,
+    pub timezone: Option<S<String>>,
+}
+
+/// `[[pager]]`: one notification sink.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawPager {
+    pub name: S<String>,
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    pub url: Option<S<String>>,
+    pub routing_key: Option<S<String>>,
+    pub api_key: Option<S<String>>,
+    pub region: Option<S<String>>,
+    pub priority: Option<S<String>>,
+    pub warning_priority: Option<S<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, S<String>>,
+    pub timeout: Option<S<String>>,
+    pub resend_interval: Option<S<String>>,
+    // email
+    pub host: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub tls: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password: Option<S<String>>,
+    pub from: Option<S<String>>,
+    pub to: Option<S<Vec<S<String>>>>,
+}
+
+/// `probes/*.toml`: one flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub name: Option<S<String>>,
+    pub description: Option<String>,
+    pub schedule: Option<S<String>>,
+    pub timezone: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub jitter: Option<S<String>>,
+    pub max_body_bytes: Option<S<i64>>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, S<String>>,
+    pub steps: S<Vec<S<RawStep>>>,
+    pub alerting: Option<RawAlerting>,
+}
+
+/// One `[[steps]]` entry. Flat on purpose: serde's tagged enums lose spans, and a flat table
+/// lets us say "key `text` does not apply to an http step" instead of "unknown field".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: S<String>,
+    pub kind: S<String>,
+    pub timeout: Option<S<String>>,
+    pub method: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub headers: Option<S<BTreeMap<String, S<String>>>>,
+    pub json: Option<S<toml::Value>>,
+    pub form: Option<S<BTreeMap<String, S<String>>>>,
+    pub body: Option<S<String>>,
+    pub expect_status: Option<S<Vec<i64>>>,
+    pub expect_json: Option<S<toml::Value>>,
+    pub expect_regex: Option<S<String>>,
+    pub extract: Option<S<BTreeMap<String, S<RawExtract>>>>,
+    pub subprotocols: Option<S<Vec<String>>>,
+    pub text: Option<S<String>>,
+    pub max_frames: Option<S<i64>>,
+}
+
+/// Where an extracted value comes from; exactly one key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtract {
+    /// JSON pointer (`/token`) or dotted path (`$.data.token`, `data.items[0].id`).
+    pub json: Option<String>,
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    /// A regex over the body or frame; capture group 1 (or the whole match).
+    pub regex: Option<String>,
+}

@@ -1,0 +1,107 @@
+//! Does a reply match what a step expects, and which values does it carry.
+
+use serde_json::Value;
+
+/// Checks that `pattern` is a subset of `actual`: every key of a pattern object must be present
+/// with a matching value; arrays match element-wise with equal length; scalars must be equal
+/// (numbers compared by value, so `2` matches `2.0`).
+///
+/// # Errors
+/// The JSON pointer of the first mismatch and what was there.
+pub fn json_subset(pattern: &Value, actual: &Value) -> Result<(), String> {
+    subset_at(pattern, actual, &mut String::new())
+}
+
+fn subset_at(pattern: &Value, actual: &Value, path: &mut String) -> Result<(), String> {
+    match (pattern, actual) {
+        (Value::Object(p), Value::Object(a)) => {
+            for (k, pv) in p {
+                let len = path.len();
+                path.push('/');
+                path.push_str(k);
+                match a.get(k) {
+                    Some(av) => subset_at(pv, av, path)?,
+                    None => return Err(format!("{path} is missing")),
+                }
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        (Value::Array(p), Value::Array(a)) if p.len() == a.len() => {
+            for (i, (pv, av)) in p.iter().zip(a).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                subset_at(pv, av, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        (Value::Number(p), Value::Number(a)) if p.as_f64() == a.as_f64() => Ok(()),
+        (p, a) if p == a => Ok(()),
+        (p, a) => {
+            let at = if path.is_empty() { "/" } else { path.as_str() };
+            Err(format!("{at} is {}, expected {}", short(a), short(p)))
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// A JSON value as a variable: strings bare, everything else as JSON text.
+pub fn value_as_var(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The first capture group of `re` in `text`, or the whole match when there is no group.
+pub fn regex_capture(re: &regex::Regex, text: &str) -> Option<String> {
+    let caps = re.captures(text)?;
+    caps.get(1)
+        .or_else(|| caps.get(0))
+        .map(|m| m.as_str().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn subset_ignores_extra_keys() {
+        let p = json!({"type": "joined", "room": "r"});
+        let a = json!({"type": "joined", "room": "r", "participants": 2});
+        assert!(json_subset(&p, &a).is_ok());
+    }
+
+    #[test]
+    fn subset_reports_first_mismatch_path() {
+        let p = json!({"type": "joined", "room": "r"});
+        assert_eq!(
+            json_subset(&json!({"type": "joined"}), &json!({"type": "ping"})).unwrap_err(),
+            "/type is \"ping\", expected \"joined\""
+        );
+        assert_eq!(
+            json_subset(&p, &json!({"type": "joined"})).unwrap_err(),
+            "/room is missing"
+        );
+        assert!(json_subset(&json!({"n": 2}), &json!({"n": 2.0})).is_ok());
+        assert!(json_subset(&json!([1, 2]), &json!([1])).is_err());
+    }
+
+    #[test]
+    fn regex_capture_prefers_group_one() {
+        let re = regex::Regex::new(r"token=(\w+)").unwrap();
+        assert_eq!(regex_capture(&re, "x token=abc y").as_deref(), Some("abc"));
+        let whole = regex::Regex::new(r"\d+").unwrap();
+        assert_eq!(regex_capture(&whole, "a 42").as_deref(), Some("42"));
+    }
+}

@@ -1,0 +1,375 @@
+//! The join-flow engine: run one probe's steps in order under one deadline, into a [`ProbeRun`].
+//!
+//! Steps share variables (extracted values, cookies, the open websocket). The first failing step
+//! stops the run; whatever the run opened is closed before it reports. A step's timeout and the
+//! probe's deadline are enforced here, not by the step kinds, so no kind can outlive them.
+
+mod http;
+pub mod matcher;
+pub mod template;
+mod ws;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
+
+use crate::config::{ProbePlan, StepPlan, StepSpec};
+use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
+
+/// Longest a closing handshake may take after the run is over.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Longest snippet of a reply quoted in an error.
+const SNIPPET_CHARS: usize = 160;
+
+/// A failed step: a stable reason and a human message (scrubbed before it leaves the engine).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(reason: FailureReason, message: impl Into<String>) -> StepError {
+        StepError {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Replaces secrets (values from the environment, extracted values, cookies) in text that
+/// leaves the engine: errors reach logs, status JSON and pages.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
+        let mut r = Redactor::default();
+        for s in secrets {
+            r.add(s);
+        }
+        r
+    }
+
+    /// Remembers a value to scrub. Very short values are skipped: scrubbing `1` would garble
+    /// every number in a message without protecting anything.
+    pub fn add(&mut self, secret: String) {
+        if secret.len() >= 4 && !self.secrets.contains(&secret) {
+            self.secrets.push(secret);
+            // Longest first, so a secret containing another is scrubbed whole.
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+/// Strips userinfo and the query from a URL: tokens travel in query strings.
+pub fn redact_url_text(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) => {
+            if u.query().is_some() {
+                u.set_query(Some("[redacted]"));
+            }
+            if u.password().is_some() {
+                let _ = u.set_password(Some("[redacted]"));
+            }
+            u.to_string()
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+/// A quoted, truncated, single-line view of a reply for error messages.
+pub(crate) fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut s: String = text
+        .chars()
+        .take(SNIPPET_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > SNIPPET_CHARS {
+        s.push('…');
+    }
+    s
+}
+
+/// State shared by the steps of one run.
+pub(crate) struct RunContext<'a> {
+    pub plan: &'a ProbePlan,
+    pub vars: HashMap<String, String>,
+    pub jar: Arc<reqwest::cookie::Jar>,
+    pub ws: Option<ws::Connection>,
+    /// When the last `ws_send` began: a following `ws_expect` records the round trip from it.
+    pub last_send: Option<Instant>,
+    /// Phases measured so far by the current step; kept here so a timeout does not lose them.
+    pub phases: BTreeMap<Phase, Duration>,
+    /// Frames read by the current `ws_expect` (for the no-match message after a timeout).
+    pub frames_seen: usize,
+    pub redactor: Redactor,
+}
+
+impl RunContext<'_> {
+    /// Stores an extracted value; extracted values are treated as secrets (tokens, session ids).
+    pub fn set_var(&mut self, name: &str, value: String) {
+        self.redactor.add(value.clone());
+        self.vars.insert(name.to_string(), value);
+    }
+
+    pub fn render(&self, t: &template::Template) -> Result<String, StepError> {
+        t.render(&self.vars)
+            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
+    }
+}
+
+/// Runs `plan` once and reports. Never panics on anything a server sends; always returns
+/// within the probe's deadline plus a short close grace.
+pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> ProbeRun {
+    let started_at = Utc::now();
+    let start = Instant::now();
+    let deadline = start + plan.timeout;
+    let mut vars = HashMap::new();
+    vars.insert("uuid".to_string(), uuid::Uuid::new_v4().to_string());
+    vars.insert(
+        "now_ms".to_string(),
+        started_at.timestamp_millis().to_string(),
+    );
+    vars.insert("region".to_string(), region.to_string());
+    vars.insert("probe".to_string(), plan.name.clone());
+    for (name, t) in &plan.variables {
+        let value = t.render(&vars).unwrap_or_default();
+        vars.insert(name.clone(), value);
+    }
+    let mut ctx = RunContext {
+        plan,
+        vars,
+        jar: Arc::new(reqwest::cookie::Jar::default()),
+        ws: None,
+        last_send: None,
+        phases: BTreeMap::new(),
+        frames_seen: 0,
+        redactor: Redactor::new(plan.secrets.iter().cloned()),
+    };
+
+    let mut steps = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        let report = run_step(&mut ctx, step, deadline).await;
+        let failed = !report.success;
+        tracing::debug!(probe = %plan.name, step = %step.name, success = report.success, reason = ?report.reason.map(|r| r.as_str()), "step finished");
+        steps.push(report);
+        if failed {
+            break;
+        }
+    }
+    if let Some(conn) = ctx.ws.take() {
+        let grace = deadline
+            .saturating_duration_since(Instant::now())
+            .min(CLOSE_GRACE);
+        if !grace.is_zero() {
+            let _ = tokio::time::timeout(grace, conn.close()).await;
+        }
+    }
+
+    let failed = steps.iter().find(|s| !s.success);
+    ProbeRun {
+        probe: plan.name.clone(),
+        region: region.to_string(),
+        success: failed.is_none(),
+        started_at,
+        duration_ms: start.elapsed(),
+        failed_step: failed.map(|s| s.name.clone()),
+        reason: failed.and_then(|s| s.reason),
+        error: failed.and_then(|s| s.error.clone()),
+        trigger,
+        steps,
+    }
+}
+
+async fn run_step(
+    ctx: &mut RunContext<'_>,
+    step: &StepPlan,
+    probe_deadline: Instant,
+) -> StepReport {
+    let t0 = Instant::now();
+    ctx.phases.clear();
+    ctx.frames_seen = 0;
+    let step_deadline = step
+        .timeout
+        .map_or(probe_deadline, |t| (t0 + t).min(probe_deadline));
+    let outcome = match tokio::time::timeout_at(step_deadline, execute(ctx, step)).await {
+        Ok(result) => result,
+        Err(_) => Err(timeout_error(
+            ctx,
+            step,
+            t0,
+            step_deadline == probe_deadline,
+        )),
+    };
+    let duration = t0.elapsed();
+    let mut phases = std::mem::take(&mut ctx.phases);
+    phases.insert(Phase::Total, duration);
+    let (success, reason, error) = match outcome {
+        Ok(()) => (true, None, None),
+        Err(e) => (false, Some(e.reason), Some(ctx.redactor.scrub(&e.message))),
+    };
+    StepReport {
+        name: step.name.clone(),
+        kind: step.kind,
+        success,
+        duration_ms: duration,
+        reason,
+        error,
+        phases,
+    }
+}
+
+fn timeout_error(
+    ctx: &RunContext<'_>,
+    step: &StepPlan,
+    t0: Instant,
+    probe_deadline: bool,
+) -> StepError {
+    let waited = crate::report::human_duration(t0.elapsed());
+    let which = if probe_deadline {
+        "the probe's deadline"
+    } else {
+        "the step's timeout"
+    };
+    // A ws_expect that ran out of time saw traffic but not the frame it needed: that is the
+    // signalling path failing, which on-call must tell apart from a hung connection.
+    if matches!(step.spec, StepSpec::WsExpect(_)) && !probe_deadline {
+        return StepError::new(
+            FailureReason::NoMatch,
+            format!(
+                "no frame matched within {waited} ({} frames skipped)",
+                ctx.frames_seen
+            ),
+        );
+    }
+    let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {
+        (StepSpec::Http(_), None) => "waiting for the connection",
+        (StepSpec::Http(_), Some(Phase::FirstByte)) => "reading the body",
+        (StepSpec::Http(_), Some(_)) => "waiting for the reply",
+        (StepSpec::WsConnect(_), _) => "opening the websocket",
+        (StepSpec::WsExpect(_), _) => "waiting for a matching frame",
+        _ => "in the step",
+    };
+    StepError::new(
+        FailureReason::Timeout,
+        format!("timed out after {waited} {waiting_for} ({which})"),
+    )
+}
+
+async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
+    match &step.spec {
+        StepSpec::Http(spec) => http::run(ctx, spec).await,
+        StepSpec::WsConnect(spec) => ws::connect(ctx, spec).await,
+        StepSpec::WsSend { text } => ws::send(ctx, text).await,
+        StepSpec::WsExpect(spec) => ws::expect(ctx, spec).await,
+        StepSpec::WsClose => ws::close(ctx).await,
+    }
+}
+
+/// Resolves `host:port`, timing it as the `dns` phase unless the host is an IP literal.
+pub(crate) async fn resolve(
+    ctx: &mut RunContext<'_>,
+    url: &url::Url,
+) -> Result<Vec<std::net::SocketAddr>, StepError> {
+    let port = url
+        .port_or_known_default()
+        .or_else(|| match url.scheme() {
+            "ws" => Some(80),
+            "wss" => Some(443),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            StepError::new(
+                FailureReason::Protocol,
+                "the URL has no port and no known default",
+            )
+        })?;
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => Ok(vec![(ip, port).into()]),
+        Some(url::Host::Ipv6(ip)) => Ok(vec![(ip, port).into()]),
+        Some(url::Host::Domain(name)) => {
+            let t = Instant::now();
+            let result = tokio::net::lookup_host((name, port)).await;
+            ctx.phases.insert(Phase::Dns, t.elapsed());
+            match result {
+                Ok(addrs) => {
+                    let addrs: Vec<_> = addrs.collect();
+                    if addrs.is_empty() {
+                        Err(StepError::new(
+                            FailureReason::Dns,
+                            format!("`{name}` resolved to no address"),
+                        ))
+                    } else {
+                        Ok(addrs)
+                    }
+                }
+                Err(e) => Err(StepError::new(
+                    FailureReason::Dns,
+                    format!("cannot resolve `{name}`: {e}"),
+                )),
+            }
+        }
+        None => Err(StepError::new(
+            FailureReason::Protocol,
+            "the URL has no host",
+        )),
+    }
+}
+
+/// The chain of an error's sources as one line (reqwest and hyper hide the useful part there).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_scrubs_longest_first_and_skips_tiny_values() {
+        let r = Redactor::new(["tok".to_string(), "secret".into(), "secret-token".into()]);
+        assert_eq!(
+            r.scrub("a secret-token and secret, tok"),
+            "a [redacted] and [redacted], tok"
+        );
+    }
+
+    #[test]
+    fn url_redaction_hides_query_and_password() {
+        assert_eq!(
+            redact_url_text("ws://h:1/ws?token=abc"),
+            "ws://h:1/ws?[redacted]"
+        );
+        assert_eq!(
+            redact_url_text("http://u:pw@h/"),
+            "http://u:%5Bredacted%5D@h/"
+        );
+    }
+}

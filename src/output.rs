@@ -1,0 +1,81 @@
+//! How `once` shows runs: a table for people, JSON for tools.
+
+use std::fmt::Write as _;
+
+use crate::report::{ProbeRun, human_duration};
+
+/// `{"probes":[ProbeRun...]}`, the shape `once --format json` promises.
+pub fn json(runs: &[ProbeRun]) -> String {
+    serde_json::json!({ "probes": runs }).to_string()
+}
+
+/// A row per step: probe, step, result, time, reason and detail.
+pub fn table(runs: &[ProbeRun]) -> String {
+    let mut rows: Vec<[String; 6]> = vec![[
+        "PROBE".into(),
+        "STEP".into(),
+        "RESULT".into(),
+        "TIME".into(),
+        "REASON".into(),
+        "DETAIL".into(),
+    ]];
+    for run in runs {
+        for (i, step) in run.steps.iter().enumerate() {
+            rows.push([
+                if i == 0 {
+                    run.probe.clone()
+                } else {
+                    String::new()
+                },
+                step.name.clone(),
+                if step.success {
+                    "ok".into()
+                } else {
+                    "FAIL".into()
+                },
+                human_duration(step.duration_ms),
+                step.reason.map(|r| r.to_string()).unwrap_or_default(),
+                step.error.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c < 5 {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for run in runs {
+        match (&run.failed_step, run.reason) {
+            (Some(step), Some(reason)) => {
+                let _ = writeln!(
+                    out,
+                    "{} in {}: FAILED at step \"{step}\" ({reason}) after {}",
+                    run.probe,
+                    run.region,
+                    human_duration(run.duration_ms)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "{} in {}: ok in {}",
+                    run.probe,
+                    run.region,
+                    human_duration(run.duration_ms)
+                );
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,183 @@
+//! The binary as users run it: `once`, `check`, `sim`, exit codes and output shapes.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::support::{self, TempConfig, binary, set_faults, start_sim};
+
+fn once(sim_url: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .current_dir(support::root())
+        .env("SIM_URL", sim_url)
+        .env_remove("JOINCANARY_CONFIG")
+        .args(["once", "--config", "config/joincanary.toml"])
+        .args(extra)
+        .output()
+        .expect("binary runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_json_passes_against_the_sim() {
+    let sim = start_sim().await;
+    let out = once(&sim.base_url(), &["--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["probes"][0];
+    assert_eq!(p["probe"], "sim-join");
+    assert_eq!(p["region"], "local");
+    assert_eq!(p["success"], true);
+    assert!(p["duration_ms"].is_number());
+    assert!(p["failed_step"].is_null() && p["reason"].is_null() && p["error"].is_null());
+    let steps = p["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 5);
+    for s in steps {
+        for key in [
+            "name",
+            "kind",
+            "success",
+            "duration_ms",
+            "reason",
+            "error",
+            "phases",
+        ] {
+            assert!(s.get(key).is_some(), "step has {key}: {s}");
+        }
+    }
+    assert_eq!(steps[1]["kind"], "ws_connect");
+    assert!(steps[3]["phases"]["round_trip"].is_number());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_fails_at_the_faulted_step_with_exit_1() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"ws_reject_status": 401})).await;
+    let out = once(&sim.base_url(), &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["probes"][0]["failed_step"], "websocket");
+    assert_eq!(v["probes"][0]["reason"], "ws_handshake");
+
+    let table = once(&sim.base_url(), &[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("FAIL")
+            && text.contains("ws_handshake")
+            && text.contains("FAILED at step \"websocket\""),
+        "{text}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_never_appears_in_output() {
+    // The websocket URL carries the session token in its query; a failing upgrade must not
+    // print it.
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"ws_reject_status": 500})).await;
+    let out = once(&sim.base_url(), &["--format", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stdout.contains("token=") || stdout.contains("token=[redacted]"),
+        "{stdout}"
+    );
+    // Tokens the sim issues are UUIDs; none may be in the output.
+    let uuid =
+        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    assert!(
+        uuid.find(&stdout).is_none(),
+        "a UUID-shaped value (the sim's tokens are UUIDs) leaked: {stdout}"
+    );
+    assert!(!stderr.contains("canary-pass"));
+    sim.shutdown().await;
+}
+
+#[test]
+fn broken_config_exits_2_with_file_and_line() {
+    let cfg = TempConfig::new(
+        "",
+        &[(
+            "p.toml",
+            "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"::\"\n",
+        )],
+    );
+    for cmd in ["once", "check"] {
+        let out = Command::new(binary())
+            .args([cmd, "--config"])
+            .arg(&cfg.path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("p.toml:4:7: steps[0].url:"), "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_config_and_reads_joincanary_config() {
+    let out = Command::new(binary())
+        .current_dir(support::root())
+        .env("JOINCANARY_CONFIG", "config/joincanary.toml")
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sim-join"));
+}
+
+#[test]
+fn unknown_probe_and_bad_usage_exit_2() {
+    let out = Command::new(binary())
+        .current_dir(support::root())
+        .args(["once", "--probe", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no probe named `nope`"));
+    let out = Command::new(binary())
+        .args(["once", "--format", "yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sim_prints_its_address_first_and_serves() {
+    let mut child = Command::new(binary())
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let ok = line.starts_with("listening on http://127.0.0.1:") && !line.trim_end().ends_with(":0");
+    let url = line
+        .trim_end()
+        .trim_start_matches("listening on ")
+        .to_string();
+    let health = std::process::Command::new("curl")
+        .args(["-sf", &format!("{url}/healthz")])
+        .output();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "first line: {line:?}");
+    if let Ok(h) = health {
+        assert!(h.status.success(), "healthz answers");
+    }
+}

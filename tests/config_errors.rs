@@ -1,0 +1,195 @@
+//! Bad configs: each problem named by file, line, column and key, with an exact message.
+
+use crate::support::TempConfig;
+
+/// Loads a one-probe config and returns the error lines with the temp dir prefix removed.
+fn errors_for(probe: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let cfg = TempConfig::new("", &[("p.toml", probe)]);
+    let prefix = format!("{}/", cfg.dir.path().display());
+    match cfg.load(env) {
+        Ok(_) => panic!("config should be rejected"),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| e.to_string().replace(&prefix, ""))
+                .collect()
+        }
+    }
+}
+
+const HEAD: &str = "timeout = \"5s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\n";
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let errs = errors_for(&format!("{HEAD}url = \"http://h/\"\nbogus = 1\n"), &[]);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("probes/p.toml:6:1: unknown field `bogus`, expected one of"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn bad_url_names_line_and_key() {
+    let errs = errors_for(&format!("{HEAD}url = \"not a url\"\n"), &[]);
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:5:7: steps[0].url: `not a url` is not a valid URL: relative URL without a base"
+        ]
+    );
+}
+
+#[test]
+fn wrong_scheme_is_rejected() {
+    let errs = errors_for(&format!("{HEAD}url = \"ftp://h/x\"\n"), &[]);
+    assert_eq!(
+        errs,
+        ["probes/p.toml:5:7: steps[0].url: `ftp://h/x` must be a http or https URL with a host"]
+    );
+}
+
+#[test]
+fn unknown_step_kind() {
+    let errs = errors_for("[[steps]]\nname = \"a\"\nkind = \"ws_sned\"\n", &[]);
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:3:8: steps[0].kind: unknown step kind `ws_sned`, expected one of http, ws_connect, ws_send, ws_expect, ws_close"
+        ]
+    );
+}
+
+#[test]
+fn variable_used_before_any_step_sets_it() {
+    let text =
+        "[[steps]]\nname = \"ws\"\nkind = \"ws_connect\"\nurl = \"ws://h/ws?token={{token}}\"\n";
+    let errs = errors_for(text, &[]);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(
+            "probes/p.toml:1:1: steps[0]: step `ws` uses `{{token}}` before any step sets it"
+        ),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn unset_env_without_default() {
+    let errs = errors_for(
+        &format!("{HEAD}url = \"${{CANARY_TEST_UNSET_URL}}/login\"\n"),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:5:7: steps[0].url: environment variable `CANARY_TEST_UNSET_URL` is not set and has no default (write `${CANARY_TEST_UNSET_URL:-default}` to give one)"
+        ]
+    );
+}
+
+#[test]
+fn key_that_does_not_apply_to_the_kind() {
+    let errs = errors_for(&format!("{HEAD}url = \"http://h/\"\ntext = \"hi\"\n"), &[]);
+    assert_eq!(
+        errs,
+        ["probes/p.toml:6:8: steps[0].text: `text` does not apply to a http step"]
+    );
+}
+
+#[test]
+fn ws_step_without_a_connection() {
+    let errs = errors_for(
+        "[[steps]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+        &[],
+    );
+    assert_eq!(
+        errs,
+        ["probes/p.toml:3:8: steps[0].kind: needs a ws_connect step before it"]
+    );
+}
+
+#[test]
+fn deadline_must_be_below_the_interval() {
+    let errs = errors_for(
+        &format!("schedule = \"*/10 * * * * *\"\n{HEAD}url = \"http://h/\"\n")
+            .replace("\"5s\"", "\"30s\""),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:2:11: timeout: the probe deadline (30s) must be shorter than the schedule's interval (10s), or runs would overlap"
+        ]
+    );
+}
+
+#[test]
+fn bad_duration_and_bad_cron() {
+    let errs = errors_for(
+        &format!("schedule = \"* * *\"\n{HEAD}url = \"http://h/\"\n").replace("\"5s\"", "\"soon\""),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:1:12: schedule: `* * *` has 3 fields; write 5 (minute hour day month weekday) or 6 (seconds first)",
+            "probes/p.toml:2:11: timeout: `soon` is not a duration (expected number at 0); write e.g. `500ms`, `10s`, `1m`",
+        ]
+    );
+}
+
+#[test]
+fn toml_syntax_error_has_a_position() {
+    let errs = errors_for("[[steps]\nname = 1\n", &[]);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("probes/p.toml:1:"), "{}", errs[0]);
+}
+
+#[test]
+fn service_config_unknown_key_and_missing_probe_file() {
+    let cfg = TempConfig::new("colour = \"red\"\n", &[]);
+    let err = cfg.load(&[]).unwrap_err().to_string();
+    assert!(
+        err.contains("joincanary.toml:5:1: unknown field `colour`"),
+        "{err}"
+    );
+
+    let cfg = TempConfig::new("", &[]);
+    std::fs::write(&cfg.path, "probes = [\"missing.toml\"]\n").unwrap();
+    let err = cfg.load(&[]).unwrap_err().to_string();
+    assert!(
+        err.contains("joincanary.toml:1:11: probes: `")
+            && err.contains("missing.toml` does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let text = format!("{HEAD}url = \"nope\"\n[[steps]]\nname = \"b\"\nkind = \"teleport\"\n");
+    assert_eq!(errors_for(&text, &[]).len(), 2);
+}
+
+#[test]
+fn shipped_config_and_probes_validate() {
+    let plan = joincanary::config::load(
+        &crate::support::root().join("config/joincanary.toml"),
+        &crate::support::env(&[]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.region, "local");
+    assert!(plan.probe("sim-join").is_some());
+    for entry in std::fs::read_dir(crate::support::root().join("probes")).unwrap() {
+        let path = entry.unwrap().path();
+        let cfg = TempConfig::new("", &[]);
+        std::fs::write(
+            &cfg.path,
+            format!("probes = [{:?}]\n", path.display().to_string()),
+        )
+        .unwrap();
+        cfg.load(&[])
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

@@ -1,0 +1,164 @@
+//! The join flow against the real reference server: success, and each fault at the right step.
+
+use std::time::Duration;
+
+use joincanary::flow::run_probe;
+use joincanary::report::{FailureReason, Phase, ProbeRun, Trigger};
+use serde_json::json;
+
+use crate::support::{self, set_faults, sim_probe, start_sim};
+
+fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a joincanary::report::StepReport {
+    run.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("step {name} ran: {run:?}"))
+}
+
+#[tokio::test]
+async fn shipped_probe_passes_against_the_sim_with_phase_timings() {
+    let sim = start_sim().await;
+    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    assert_eq!(run.steps.len(), 5);
+    assert_eq!(run.failed_step, None);
+    let login = step(&run, "login");
+    assert!(login.phases.contains_key(&Phase::FirstByte));
+    // 127.0.0.1 is an IP literal: no DNS was done, so none is reported (absent, not zero).
+    assert!(!login.phases.contains_key(&Phase::Dns));
+    let ws = step(&run, "websocket");
+    assert!(ws.phases.contains_key(&Phase::Connect) && ws.phases.contains_key(&Phase::Upgrade));
+    assert!(!ws.phases.contains_key(&Phase::Tls));
+    assert!(
+        step(&run, "signalling")
+            .phases
+            .contains_key(&Phase::RoundTrip)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_status_fault_fails_login_with_http_status() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"login_status": 503})).await;
+    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    assert!(!run.success);
+    assert_eq!(run.failed_step.as_deref(), Some("login"));
+    assert_eq!(run.reason, Some(FailureReason::HttpStatus));
+    assert!(
+        run.error.as_deref().unwrap_or_default().contains("503"),
+        "{:?}",
+        run.error
+    );
+    assert_eq!(
+        run.steps.len(),
+        1,
+        "the run stops at the first failing step"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_delay_beyond_the_step_timeout_is_a_timeout() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"login_delay_ms": 3000})).await;
+    let mut probe = sim_probe(&sim);
+    probe.steps[0].timeout = Some(Duration::from_millis(300));
+    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("login"));
+    assert_eq!(run.reason, Some(FailureReason::Timeout));
+    assert!(
+        run.duration_ms < Duration::from_secs(2),
+        "the step deadline fired: {:?}",
+        run.duration_ms
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn ws_reject_fault_fails_the_websocket_step() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"ws_reject_status": 503})).await;
+    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("websocket"));
+    assert_eq!(run.reason, Some(FailureReason::WsHandshake));
+    assert!(run.error.as_deref().unwrap_or_default().contains("503"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn signalling_drop_fails_signalling_with_no_match() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    let mut probe = sim_probe(&sim);
+    probe.steps[3].timeout = Some(Duration::from_millis(1500));
+    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("signalling"));
+    assert_eq!(run.reason, Some(FailureReason::NoMatch));
+    assert!(
+        step(&run, "login").success
+            && step(&run, "websocket").success
+            && step(&run, "join").success
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn signalling_delay_shows_in_the_round_trip_and_fails_past_the_timeout() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"signalling_delay_ms": 400})).await;
+    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    let rt = step(&run, "signalling").phases[&Phase::RoundTrip];
+    assert!(
+        rt >= Duration::from_millis(400),
+        "round trip {rt:?} includes the delay"
+    );
+
+    let mut probe = sim_probe(&sim);
+    probe.steps[3].timeout = Some(Duration::from_millis(200));
+    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("signalling"));
+    assert_eq!(run.reason, Some(FailureReason::NoMatch));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn clearing_faults_makes_the_flow_pass_again() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"login_status": 500})).await;
+    assert!(
+        !run_probe(&sim_probe(&sim), "test", Trigger::Manual)
+            .await
+            .success
+    );
+    reqwest::Client::new()
+        .delete(format!("{}/_sim/faults", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        run_probe(&sim_probe(&sim), "test", Trigger::Manual)
+            .await
+            .success
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_password_fails_login_and_never_shows_the_password() {
+    let sim = start_sim().await;
+    let plan = joincanary::config::load(
+        &support::root().join("config/joincanary.toml"),
+        &support::env(&[
+            ("SIM_URL", &sim.base_url()),
+            ("SIM_PASSWORD", "hunter2-wrong"),
+        ]),
+    )
+    .unwrap();
+    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    assert_eq!(run.reason, Some(FailureReason::HttpStatus));
+    let out = serde_json::to_string(&run).unwrap();
+    assert!(!out.contains("hunter2-wrong"), "{out}");
+    sim.shutdown().await;
+}

@@ -1,0 +1,344 @@
+//! Hostile and broken servers: each failure gets its reason, on time, without a panic.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use joincanary::flow::run_probe;
+use joincanary::report::{FailureReason, ProbeRun, Trigger};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{self, probe_from};
+
+async fn listener() -> (TcpListener, String) {
+    support::init();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, format!("127.0.0.1:{}", addr.port()))
+}
+
+/// Accepts up to 8 connections and never says a word.
+async fn silent_server() -> String {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            if let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        }
+    });
+    addr
+}
+
+/// Answers up to 8 requests with `response` (a full HTTP/1.1 response).
+async fn fixed_http(response: Vec<u8>) -> String {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 65536 {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(&response).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn http_response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+fn login_probe(addr: &str, extra: &str) -> String {
+    format!(
+        r#"
+timeout = "3s"
+{extra}
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "http://{addr}/api/login"
+json = {{ username = "u", password = "p" }}
+extract = {{ token = {{ json = "/token" }} }}
+timeout = "1s"
+"#
+    )
+}
+
+async fn run(text: &str) -> ProbeRun {
+    run_probe(&probe_from(text, &[]), "test", Trigger::Manual).await
+}
+
+#[tokio::test]
+async fn silent_server_hits_the_step_deadline_on_time() {
+    let addr = silent_server().await;
+    let started = std::time::Instant::now();
+    let run = run(&login_probe(&addr, "")).await;
+    let took = started.elapsed();
+    assert_eq!(run.reason, Some(FailureReason::Timeout), "{run:#?}");
+    assert_eq!(run.failed_step.as_deref(), Some("login"));
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "deadline fired at {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn probe_deadline_caps_every_step() {
+    let addr = silent_server().await;
+    let text = login_probe(&addr, "").replace("timeout = \"3s\"", "timeout = \"400ms\"");
+    let run = run(&text).await;
+    assert_eq!(run.reason, Some(FailureReason::Timeout));
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("probe's deadline"),
+        "{:?}",
+        run.error
+    );
+    assert!(run.duration_ms < Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn login_reply_that_is_not_json_is_a_body_mismatch() {
+    let addr = fixed_http(http_response(
+        "200 OK",
+        "text/html",
+        b"<html>maintenance</html>",
+    ))
+    .await;
+    let run = run(&login_probe(&addr, "")).await;
+    assert_eq!(run.reason, Some(FailureReason::BodyMismatch));
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not JSON"),
+        "{:?}",
+        run.error
+    );
+}
+
+#[tokio::test]
+async fn login_reply_without_the_token_is_a_body_mismatch() {
+    let addr = fixed_http(http_response(
+        "200 OK",
+        "application/json",
+        br#"{"session":"x"}"#,
+    ))
+    .await;
+    let run = run(&login_probe(&addr, "")).await;
+    assert_eq!(run.reason, Some(FailureReason::BodyMismatch));
+    assert!(
+        run.error.as_deref().unwrap_or_default().contains("/token"),
+        "{:?}",
+        run.error
+    );
+}
+
+#[tokio::test]
+async fn body_over_the_cap_is_too_large() {
+    let big = vec![b'a'; 10_000];
+    let addr = fixed_http(http_response("200 OK", "application/json", &big)).await;
+    let run = run(&login_probe(&addr, "max_body_bytes = 1024")).await;
+    assert_eq!(run.reason, Some(FailureReason::TooLarge), "{run:#?}");
+}
+
+#[tokio::test]
+async fn chunked_body_over_the_cap_is_too_large_without_content_length() {
+    // No content-length: the cap must hold while streaming, not just on the header.
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await;
+        let chunk = format!("{:x}\r\n{}\r\n", 1000, "b".repeat(1000));
+        for _ in 0..50 {
+            if s.write_all(chunk.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let run = run(&login_probe(&addr, "max_body_bytes = 4096")).await;
+    assert_eq!(run.reason, Some(FailureReason::TooLarge), "{run:#?}");
+}
+
+#[tokio::test]
+async fn refused_port_is_connect() {
+    let (l, addr) = listener().await;
+    drop(l);
+    let run = run(&login_probe(&addr, "")).await;
+    assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
+}
+
+/// A websocket server that runs `behave` on each of up to 4 connections.
+async fn ws_server<F, Fut>(behave: F) -> String
+where
+    F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let (l, addr) = listener().await;
+    let behave = std::sync::Arc::new(behave);
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((s, _)) = l.accept().await else { return };
+            let behave = behave.clone();
+            tokio::spawn(async move {
+                if let Ok(ws) = tokio_tungstenite::accept_async(s).await {
+                    behave(ws).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn ws_probe(addr: &str, extra: &str) -> String {
+    format!(
+        r#"
+timeout = "5s"
+max_body_bytes = 4096
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+url = "ws://{addr}/ws"
+[[steps]]
+name = "join"
+kind = "ws_send"
+text = '{{"type":"join"}}'
+[[steps]]
+name = "signalling"
+kind = "ws_expect"
+expect_json = {{ type = "joined" }}
+timeout = "2s"
+{extra}
+"#
+    )
+}
+
+#[tokio::test]
+async fn frame_over_the_cap_is_too_large() {
+    let addr = ws_server(|mut ws| async move {
+        let _ = ws.send(Message::text("x".repeat(100_000))).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+    let run = run(&ws_probe(&addr, "")).await;
+    assert_eq!(run.failed_step.as_deref(), Some("signalling"));
+    assert_eq!(run.reason, Some(FailureReason::TooLarge), "{run:#?}");
+}
+
+#[tokio::test]
+async fn flood_of_non_matching_frames_exhausts_the_frame_budget() {
+    let addr = ws_server(|mut ws| async move {
+        for _ in 0..5_000 {
+            if ws.send(Message::text(r#"{"type":"ping"}"#)).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+    let run = run(&ws_probe(&addr, "max_frames = 50")).await;
+    assert_eq!(run.reason, Some(FailureReason::NoMatch), "{run:#?}");
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("50 frames"), "{error}");
+    assert!(error.contains("ping"), "names what it saw instead: {error}");
+}
+
+#[tokio::test]
+async fn server_closing_mid_flow_is_ws_closed() {
+    let addr = ws_server(|mut ws| async move {
+        let _ = ws.close(None).await;
+    })
+    .await;
+    let run = run(&ws_probe(&addr, "")).await;
+    assert_eq!(run.reason, Some(FailureReason::WsClosed), "{run:#?}");
+}
+
+#[tokio::test]
+async fn plain_http_server_refuses_the_upgrade() {
+    let addr = fixed_http(http_response("404 Not Found", "text/plain", b"nope")).await;
+    let run = run(&ws_probe(&addr, "")).await;
+    assert_eq!(run.failed_step.as_deref(), Some("websocket"));
+    assert_eq!(run.reason, Some(FailureReason::WsHandshake), "{run:#?}");
+}
+
+#[tokio::test]
+async fn unresolvable_host_is_dns() {
+    // Name resolution runs in a network namespace of the test's own (`unshare -n`): the lookup
+    // fails there without a packet leaving the machine.
+    let cfg = support::TempConfig::new(
+        "",
+        &[(
+            "p.toml",
+            "timeout = \"5s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"http://canary-host.invalid/api/login\"\n",
+        )],
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "--"])
+        .arg(support::binary())
+        .args(["once", "--format", "json", "--config"])
+        .arg(&cfg.path)
+        .output();
+    let out = match out {
+        Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("unshare failed") => o,
+        other => panic!("this test needs `unshare -n` (root, util-linux): {other:?}"),
+    };
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("json output: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["probes"][0]["reason"], "dns", "{json}");
+    assert_eq!(json["probes"][0]["failed_step"], "login");
+}
+
+#[tokio::test]
+async fn extracted_token_echoed_by_a_server_is_redacted() {
+    let login = fixed_http(http_response(
+        "200 OK",
+        "application/json",
+        br#"{"token":"s3cr3t-token-value"}"#,
+    ))
+    .await;
+    let echo = fixed_http(http_response(
+        "500 Internal Server Error",
+        "text/plain",
+        b"invalid token s3cr3t-token-value",
+    ))
+    .await;
+    let text = format!(
+        "{}\n[[steps]]\nname = \"use\"\nkind = \"http\"\nurl = \"http://{echo}/x?token={{{{token}}}}\"\n",
+        login_probe(&login, "")
+    );
+    let run = run(&text).await;
+    assert_eq!(run.failed_step.as_deref(), Some("use"));
+    let out = serde_json::to_string(&run).unwrap();
+    assert!(!out.contains("s3cr3t-token-value"), "{out}");
+    assert!(out.contains("[redacted]"), "{out}");
+}

@@ -1,0 +1,109 @@
+//! Shared test helpers: the real reference server on 127.0.0.1:0, temporary configs, the binary.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use joincanary::config::{self, Plan, ProbePlan};
+use joincanary::sim::{Credentials, SimServer};
+
+/// Installs the crypto provider the binary installs at start-up (idempotent).
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+pub async fn start_sim() -> SimServer {
+    init();
+    SimServer::start("127.0.0.1:0".parse().unwrap(), Credentials::default())
+        .await
+        .expect("sim starts on a free port")
+}
+
+/// The project root (shipped config and probes live there).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The shipped config, pointed at `sim`.
+pub fn shipped_plan(sim: &SimServer) -> Plan {
+    config::load(
+        &root().join("config/joincanary.toml"),
+        &env(&[("SIM_URL", &sim.base_url())]),
+    )
+    .expect("shipped config loads")
+}
+
+/// The shipped sim-join probe, pointed at `sim`.
+pub fn sim_probe(sim: &SimServer) -> ProbePlan {
+    shipped_plan(sim)
+        .probe("sim-join")
+        .expect("sim-join is shipped")
+        .as_ref()
+        .clone()
+}
+
+/// A temporary directory with a service config naming the given probe files.
+pub struct TempConfig {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TempConfig {
+    /// `service_extra` is appended to a minimal service config; probes are (file name, text).
+    pub fn new(service_extra: &str, probes: &[(&str, &str)]) -> TempConfig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+        for (name, text) in probes {
+            std::fs::write(dir.path().join("probes").join(name), text).unwrap();
+        }
+        let path = dir.path().join("joincanary.toml");
+        std::fs::write(
+            &path,
+            format!("region = \"test\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"probes\"]\nstate_dir = \"state\"\n{service_extra}"),
+        )
+        .unwrap();
+        TempConfig { dir, path }
+    }
+
+    pub fn load(&self, env_pairs: &[(&str, &str)]) -> Result<Plan, config::ConfigErrors> {
+        config::load(&self.path, &env(env_pairs))
+    }
+
+    pub fn probe_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("probes").join(name)
+    }
+}
+
+/// Loads one probe from text (with a default service config).
+pub fn probe_from(text: &str, env_pairs: &[(&str, &str)]) -> Arc<ProbePlan> {
+    let cfg = TempConfig::new("", &[("p.toml", text)]);
+    let plan = cfg
+        .load(env_pairs)
+        .unwrap_or_else(|e| panic!("probe loads: {e}"));
+    plan.probes[0].clone()
+}
+
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_joincanary"))
+}
+
+/// PUTs sim faults.
+pub async fn set_faults(sim: &SimServer, faults: serde_json::Value) {
+    let status = reqwest::Client::new()
+        .put(format!("{}/_sim/faults", sim.base_url()))
+        .json(&faults)
+        .send()
+        .await
+        .expect("faults endpoint answers")
+        .status();
+    assert!(status.is_success(), "setting faults: {status}");
+}

@@ -1,0 +1,9 @@
+//! One integration test binary (as ripgrep does): every module below links into it.
+
+mod support;
+
+mod cli;
+mod config_errors;
+mod flow;
+mod hostile;
+mod sim_server;
