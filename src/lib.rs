@@ -7,9 +7,16 @@
 //! status API, [`sim`] is the reference conference server used by the demo and the tests.
 
 pub mod alert;
+pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod flow;
+pub mod metrics;
 pub mod output;
 pub mod report;
+pub mod scheduler;
+pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod sim;
+pub mod status;

@@ -52,6 +52,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The whole thing on the embedded default: a reference server in-process, the shipped
+    /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
+    Demo {
+        /// Address for metrics and status (falls back to a free port if taken).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
+    },
     /// Run the reference conference server.
     Sim {
         /// Address to listen on (port 0 picks a free port).
@@ -147,6 +159,33 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 if names.len() == 1 { "" } else { "s" },
                 names.join(", ")
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let Some(plan) = load(config.as_deref()) else {
+                return Ok(ExitCode::from(2));
+            };
+            let listener = tokio::net::TcpListener::bind(plan.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", plan.listen))?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                joincanary::shutdown::signal().await;
+                trigger.cancel();
+            });
+            joincanary::service::serve(
+                plan,
+                listener,
+                std::sync::Arc::new(joincanary::scheduler::FlowRunner),
+                joincanary::clock::Clock::system(),
+                shutdown,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { listen } => {
+            joincanary::demo::run(listen, joincanary::shutdown::signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim {

@@ -6,4 +6,6 @@ mod cli;
 mod config_errors;
 mod flow;
 mod hostile;
+mod scheduler;
+mod service;
 mod sim_server;

@@ -49,6 +49,10 @@ impl Schedule {
         &self,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::SubsecRound;
+        // croner carries the input's sub-second part into its answer; fire times are whole
+        // seconds.
+        let after = after.trunc_subsecs(0);
         match self.timezone {
             Some(tz) => self
                 .cron

@@ -1,0 +1,186 @@
+//! Cron -> next fire (+ this region's jitter) -> run under the probe's deadline -> send the
+//! `ProbeRun` on a channel. A run never overlaps the previous run of the same probe.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::config::ProbePlan;
+use crate::report::{ProbeRun, Trigger};
+
+/// Runs one probe once. The real one is [`FlowRunner`]; tests put a scripted one in its place
+/// to drive the scheduler and alerting under a paused clock.
+pub trait Runner: Send + Sync + 'static {
+    fn run(
+        &self,
+        probe: Arc<ProbePlan>,
+        region: String,
+        trigger: Trigger,
+    ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>>;
+}
+
+/// Runs the real join flow.
+pub struct FlowRunner;
+
+impl Runner for FlowRunner {
+    fn run(
+        &self,
+        probe: Arc<ProbePlan>,
+        region: String,
+        trigger: Trigger,
+    ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>> {
+        Box::pin(async move { crate::flow::run_probe(&probe, &region, trigger).await })
+    }
+}
+
+/// What the scheduler tells the rest of the service.
+#[derive(Debug)]
+pub enum Event {
+    /// A run finished. `lag` is how late a scheduled run started.
+    Run {
+        run: ProbeRun,
+        lag: Option<Duration>,
+    },
+    /// A tick found the previous run still going.
+    Skipped { probe: String },
+    /// When the probe runs next.
+    NextRun { probe: String, at: DateTime<Utc> },
+}
+
+/// Handles to ask a probe for an extra (confirmation) run.
+#[derive(Clone, Default)]
+pub struct Scheduler {
+    confirm: HashMap<String, mpsc::Sender<Duration>>,
+}
+
+impl Scheduler {
+    /// Starts one task per probe; tasks and runs are tracked by `tracker`, stop on `shutdown`.
+    pub fn spawn(
+        probes: &[Arc<ProbePlan>],
+        region: &str,
+        clock: Clock,
+        runner: Arc<dyn Runner>,
+        events: mpsc::Sender<Event>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Scheduler {
+        let mut confirm = HashMap::new();
+        for probe in probes {
+            let (tx, rx) = mpsc::channel(4);
+            confirm.insert(probe.name.clone(), tx);
+            let task = ProbeLoop {
+                probe: probe.clone(),
+                region: region.to_string(),
+                clock,
+                runner: runner.clone(),
+                events: events.clone(),
+                shutdown: shutdown.clone(),
+                tracker: tracker.clone(),
+                running: Arc::new(AtomicBool::new(false)),
+            };
+            tracker.spawn(task.run(rx));
+        }
+        Scheduler { confirm }
+    }
+
+    /// Asks for an extra run of `probe` after `delay` (the alert policy confirming a failure).
+    pub fn confirm(&self, probe: &str, delay: Duration) {
+        if let Some(tx) = self.confirm.get(probe) {
+            let _ = tx.try_send(delay);
+        }
+    }
+}
+
+struct ProbeLoop {
+    probe: Arc<ProbePlan>,
+    region: String,
+    clock: Clock,
+    runner: Arc<dyn Runner>,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    running: Arc<AtomicBool>,
+}
+
+impl ProbeLoop {
+    async fn run(self, mut confirm_rx: mpsc::Receiver<Duration>) {
+        let jitter = chrono::Duration::from_std(self.probe.jitter).unwrap_or_default();
+        let mut confirm_at: Option<Instant> = None;
+        let mut announced: Option<DateTime<Utc>> = None;
+        loop {
+            // The tick that fires next, counting this region's fixed offset after it.
+            let now = self.clock.now();
+            let Some(tick) = self.probe.schedule.next_after(now - jitter) else {
+                tracing::error!(probe = %self.probe.name, region = %self.region, "schedule has no future fire time; probe stops");
+                return;
+            };
+            let fire_wall = tick + jitter;
+            let fire = self.clock.instant_at(fire_wall);
+            if announced != Some(fire_wall) {
+                announced = Some(fire_wall);
+                let _ = self
+                    .events
+                    .send(Event::NextRun {
+                        probe: self.probe.name.clone(),
+                        at: fire_wall,
+                    })
+                    .await;
+            }
+            let confirm_sleep = async {
+                match confirm_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return,
+                Some(delay) = confirm_rx.recv() => {
+                    let at = Instant::now() + delay;
+                    confirm_at = Some(confirm_at.map_or(at, |c| c.min(at)));
+                }
+                () = confirm_sleep => {
+                    confirm_at = None;
+                    self.start(Trigger::Confirm, None).await;
+                }
+                () = tokio::time::sleep_until(fire) => {
+                    self.start(Trigger::Scheduled, Some(Instant::now().saturating_duration_since(fire))).await;
+                }
+            }
+        }
+    }
+
+    async fn start(&self, trigger: Trigger, lag: Option<Duration>) {
+        if self.running.swap(true, Ordering::SeqCst) {
+            tracing::warn!(probe = %self.probe.name, region = %self.region, ?trigger, "previous run still going; this run is skipped");
+            let _ = self
+                .events
+                .send(Event::Skipped {
+                    probe: self.probe.name.clone(),
+                })
+                .await;
+            return;
+        }
+        tracing::info!(probe = %self.probe.name, region = %self.region, ?trigger, "probe run starting");
+        let running = self.running.clone();
+        let runner = self.runner.clone();
+        let probe = self.probe.clone();
+        let region = self.region.clone();
+        let events = self.events.clone();
+        self.tracker.spawn(async move {
+            let run = runner.run(probe, region, trigger).await;
+            running.store(false, Ordering::SeqCst);
+            let _ = events.send(Event::Run { run, lag }).await;
+        });
+    }
+}

@@ -1,0 +1,154 @@
+//! What `/api/v1/status` and the status page show: per probe the last run, the next run, the
+//! last 60 results and open alerts. Fed only from `ProbeRun`s, which are already scrubbed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::report::{FailureReason, ProbeRun, Trigger};
+
+/// How many past results each probe keeps.
+pub const HISTORY_LEN: usize = 60;
+
+/// One past result, small enough to keep 60 of per probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub time: DateTime<Utc>,
+    pub success: bool,
+    pub duration_ms: f64,
+    pub failed_step: Option<String>,
+    pub reason: Option<FailureReason>,
+    pub trigger: Trigger,
+}
+
+/// An open alert as shown in status output.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    pub severity: crate::alert::Severity,
+    pub dedup_key: String,
+    pub since: DateTime<Utc>,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ProbeStatus {
+    pub probe: String,
+    pub schedule: String,
+    pub next_run: Option<DateTime<Utc>>,
+    pub runs: u64,
+    pub skipped: u64,
+    pub last: Option<ProbeRun>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub history: VecDeque<HistoryEntry>,
+    pub alerts: Vec<AlertView>,
+}
+
+/// Shared status, written by the run consumer, read by the HTTP server.
+#[derive(Debug, Default)]
+pub struct Status {
+    region: String,
+    probes: RwLock<BTreeMap<String, ProbeStatus>>,
+    ready: AtomicBool,
+}
+
+#[derive(Serialize)]
+struct StatusView<'a> {
+    region: &'a str,
+    version: &'static str,
+    ready: bool,
+    probes: Vec<ProbeStatus>,
+}
+
+impl Status {
+    pub fn new(region: &str, probes: &[(String, String)]) -> Status {
+        let map = probes
+            .iter()
+            .map(|(name, schedule)| {
+                (
+                    name.clone(),
+                    ProbeStatus {
+                        probe: name.clone(),
+                        schedule: schedule.clone(),
+                        ..ProbeStatus::default()
+                    },
+                )
+            })
+            .collect();
+        Status {
+            region: region.to_string(),
+            probes: RwLock::new(map),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    fn with_probe(&self, probe: &str, f: impl FnOnce(&mut ProbeStatus)) {
+        // A poisoned lock means a panic elsewhere while holding it; the data is still usable.
+        let mut map = self.probes.write().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(probe.to_string()).or_insert_with(|| ProbeStatus {
+            probe: probe.to_string(),
+            ..ProbeStatus::default()
+        });
+        f(entry);
+    }
+
+    pub fn record(&self, run: &ProbeRun) {
+        self.with_probe(&run.probe, |p| {
+            p.runs += 1;
+            if run.success {
+                p.last_success = Some(run.finished_at());
+            }
+            p.history.push_front(HistoryEntry {
+                time: run.started_at,
+                success: run.success,
+                duration_ms: run.duration_ms.as_secs_f64() * 1000.0,
+                failed_step: run.failed_step.clone(),
+                reason: run.reason,
+                trigger: run.trigger,
+            });
+            p.history.truncate(HISTORY_LEN);
+            p.last = Some(run.clone());
+        });
+    }
+
+    pub fn record_skip(&self, probe: &str) {
+        self.with_probe(probe, |p| p.skipped += 1);
+    }
+
+    pub fn set_next_run(&self, probe: &str, at: DateTime<Utc>) {
+        self.with_probe(probe, |p| p.next_run = Some(at));
+    }
+
+    pub fn set_alerts(&self, probe: &str, alerts: Vec<AlertView>) {
+        self.with_probe(probe, |p| p.alerts = alerts);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn snapshot(&self) -> Vec<ProbeStatus> {
+        let map = self.probes.read().unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let view = StatusView {
+            region: &self.region,
+            version: env!("CARGO_PKG_VERSION"),
+            ready: self.is_ready(),
+            probes: self.snapshot(),
+        };
+        serde_json::to_value(view).unwrap_or_default()
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+}

@@ -1,0 +1,253 @@
+//! `run` as a service against the real sim: metrics, status history, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use joincanary::clock::Clock;
+use joincanary::scheduler::FlowRunner;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{TempConfig, set_faults, start_sim};
+
+/// A probe every second against `sim_url`, with short step timeouts.
+fn every_second_probe(sim_url: &str) -> String {
+    std::fs::read_to_string(crate::support::root().join("probes/sim-join.toml"))
+        .unwrap()
+        .replace("${SIM_URL:-http://127.0.0.1:7480}", sim_url)
+        .replace(
+            "timeout = \"20s\"",
+            "timeout = \"900ms\"\nschedule = \"* * * * * *\"",
+        )
+        .replace("timeout = \"5s\"", "timeout = \"400ms\"")
+        .replace("timeout = \"2s\"", "timeout = \"200ms\"")
+}
+
+async fn scrape(base: &str, path: &str) -> String {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Polls `/metrics` (at most `tries` times, 250 ms apart) until `pred` holds.
+async fn wait_metrics(base: &str, tries: usize, pred: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..tries {
+        last = scrape(base, "/metrics").await;
+        if pred(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("metrics never matched; last scrape:\n{last}");
+}
+
+/// The value of the series written as `name{a="1",b="2"}`, whatever order the exposition
+/// puts the labels in.
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    let (name, labels) = split_series(series);
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            let (n, ls) = split_series(s);
+            (n == name && labels.iter().all(|x| ls.contains(x))).then(|| v.parse().ok())?
+        })
+}
+
+fn split_series(s: &str) -> (&str, Vec<&str>) {
+    match s.split_once('{') {
+        Some((n, rest)) => (
+            n,
+            rest.trim_end_matches('}')
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .collect(),
+        ),
+        None => (s, Vec::new()),
+    }
+}
+
+fn has(metrics: &str, series: &str) -> bool {
+    value(metrics, series).is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exports_metrics_and_history_that_follow_sim_faults() {
+    let sim = start_sim().await;
+    let cfg = TempConfig::new(
+        "",
+        &[("sim-join.toml", &every_second_probe(&sim.base_url()))],
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(joincanary::service::serve(
+        plan,
+        listener,
+        Arc::new(FlowRunner),
+        Clock::system(),
+        shutdown.clone(),
+    ));
+
+    let pr = r#"probe="sim-join",region="test""#;
+    let m = wait_metrics(&base, 40, |m| {
+        value(m, &format!("probe_success{{{pr}}}")) == Some(1.0)
+    })
+    .await;
+    for series in [
+        format!("probe_duration_seconds{{{pr}}}"),
+        format!("probe_last_run_timestamp_seconds{{{pr}}}"),
+        format!("probe_last_success_timestamp_seconds{{{pr}}}"),
+        format!("probe_schedule_lag_seconds{{{pr}}}"),
+        format!(r#"probe_runs_total{{{pr},result="success"}}"#),
+        format!(r#"probe_runs_total{{{pr},result="failure"}}"#),
+        format!(r#"probe_skipped_total{{{pr},reason="overlap"}}"#),
+        format!(
+            r#"probe_step_duration_seconds_count{{{pr},step="signalling",phase="round_trip"}}"#
+        ),
+        format!(r#"probe_step_duration_seconds_count{{{pr},step="websocket",phase="upgrade"}}"#),
+        format!(r#"probe_step_duration_seconds_count{{{pr},step="login",phase="total"}}"#),
+        r#"joincanary_build_info{region="test"}"#.to_string(),
+    ] {
+        assert!(has(&m, &series), "missing {series} in\n{m}");
+    }
+    assert!(m.contains("process_resident_memory_bytes") && m.contains("process_open_fds"));
+    // Loopback has no DNS and no TLS: those phases are omitted, not zero.
+    assert!(!m.contains(r#"phase="dns""#) && !m.contains(r#"phase="tls""#));
+
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    let failing = format!(r#"probe_failures_total{{{pr},step="signalling",reason="no_match"}}"#);
+    let m = wait_metrics(&base, 40, |m| {
+        value(m, &failing).unwrap_or(0.0) >= 1.0
+            && value(m, &format!("probe_success{{{pr}}}")) == Some(0.0)
+    })
+    .await;
+    assert!(value(&m, &format!(r#"probe_runs_total{{{pr},result="failure"}}"#)).unwrap() >= 1.0);
+
+    set_faults(&sim, json!({"signalling_drop": false, "login_status": 500})).await;
+    let login_failing =
+        format!(r#"probe_failures_total{{{pr},step="login",reason="http_status"}}"#);
+    wait_metrics(&base, 40, |m| {
+        value(m, &login_failing).unwrap_or(0.0) >= 1.0
+    })
+    .await;
+
+    let status: serde_json::Value =
+        serde_json::from_str(&scrape(&base, "/api/v1/status").await).unwrap();
+    let p = &status["probes"][0];
+    assert_eq!(p["probe"], "sim-join");
+    assert_eq!(status["region"], "test");
+    assert!(p["next_run"].is_string());
+    let history = p["history"].as_array().unwrap();
+    assert!(history.len() >= 3 && history.len() <= 60);
+    assert!(history.iter().any(|h| h["success"] == true));
+    assert!(
+        history
+            .iter()
+            .any(|h| h["reason"] == "no_match" && h["failed_step"] == "signalling")
+    );
+    assert!(p["last"]["steps"].is_array());
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let page = scrape(&base, "/").await;
+    assert!(page.contains("sim-join") && page.contains("FAILING"));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), service)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_run_lets_it_finish_and_exits_0() {
+    let sim = start_sim().await;
+    set_faults(&sim, json!({"login_delay_ms": 1500})).await;
+    let probe = every_second_probe(&sim.base_url())
+        .replace(
+            "timeout = \"900ms\"\nschedule = \"* * * * * *\"",
+            "timeout = \"2500ms\"\nschedule = \"*/3 * * * * *\"",
+        )
+        .replacen("timeout = \"400ms\"", "timeout = \"2s\"", 1);
+    let cfg = TempConfig::new("", &[("sim-join.toml", &probe)]);
+    let mut child = Command::new(crate::support::binary())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&cfg.path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stderr);
+        let mut signalled = false;
+        let mut line = String::new();
+        // Bounded: the process exits within seconds of the signal.
+        for _ in 0..500 {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if !signalled && line.contains("probe run starting") {
+                std::thread::sleep(Duration::from_millis(300));
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status();
+                signalled = true;
+                lines.push("--- SIGTERM sent ---".to_string());
+            }
+            lines.push(line.trim_end().to_string());
+        }
+        let status = child.wait().unwrap();
+        (status, lines)
+    });
+    let (status, lines) = tokio::time::timeout(Duration::from_secs(20), lines)
+        .await
+        .unwrap()
+        .unwrap();
+    let after: Vec<_> = lines
+        .iter()
+        .skip_while(|l| !l.contains("SIGTERM sent"))
+        .collect();
+    assert_eq!(status.code(), Some(0), "{lines:#?}");
+    assert!(
+        after.iter().any(|l| l.contains("probe run succeeded")),
+        "the run in flight completed: {lines:#?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("\"stopped\"") || l.contains("stopped")),
+        "{lines:#?}"
+    );
+    for l in lines.iter().filter(|l| !l.starts_with("---")) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(l).is_ok(),
+            "JSON log line: {l}"
+        );
+    }
+    sim.shutdown().await;
+}
