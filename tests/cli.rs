@@ -181,3 +181,46 @@ fn sim_prints_its_address_first_and_serves() {
         assert!(h.status.success(), "healthz answers");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_the_shipped_probe_and_serves_metrics() {
+    let mut child = Command::new(binary())
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let metrics_url = tokio::task::spawn_blocking(move || {
+        let reader = std::io::BufReader::new(stdout);
+        reader.lines().take(20).map_while(Result::ok).find_map(|l| {
+            l.trim()
+                .strip_prefix("metrics")
+                .map(|u| u.trim().to_string())
+        })
+    })
+    .await
+    .unwrap()
+    .expect("demo prints its metrics URL");
+    let mut ok = false;
+    // The probe runs every 5 s: poll for up to 15 s.
+    for _ in 0..60 {
+        if let Ok(r) = reqwest::get(&metrics_url).await
+            && let Ok(text) = r.text().await
+            && text
+                .lines()
+                .any(|l| l.starts_with("probe_success{") && l.ends_with(" 1"))
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(ok, "demo's probe succeeded");
+    assert_eq!(status.code(), Some(0), "Ctrl-C stops the demo cleanly");
+}

@@ -162,3 +162,700 @@ impl PolicyConfig {
         })
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The state machine: observe(run, now) -> decisions. Pure: no I/O, no clock of its own.
+// ---------------------------------------------------------------------------------------------
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{EventKind, Link, Notification, Severity};
+use crate::report::{FailureReason, ProbeRun, StepReport, Trigger, human_duration};
+
+/// Failed runs kept as evidence for the page (the confirming runs).
+const EVIDENCE_RUNS: usize = 5;
+
+/// What the policy wants done after a run or a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Send this to the probe's pagers.
+    Notify(Box<Notification>),
+    /// Run the probe again after this delay instead of waiting for the next tick.
+    Confirm(std::time::Duration),
+}
+
+/// A short record of a run for the page's evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunBrief {
+    pub time: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub success: bool,
+    pub duration_ms: f64,
+    pub failed_step: Option<String>,
+    pub reason: Option<FailureReason>,
+    /// step name -> total ms.
+    pub steps: Vec<(String, f64)>,
+}
+
+impl RunBrief {
+    fn of(run: &ProbeRun) -> RunBrief {
+        RunBrief {
+            time: run.started_at,
+            trigger: run.trigger,
+            success: run.success,
+            duration_ms: ms(run.duration_ms),
+            failed_step: run.failed_step.clone(),
+            reason: run.reason,
+            steps: run
+                .steps
+                .iter()
+                .map(|s| (s.name.clone(), ms(s.duration_ms)))
+                .collect(),
+        }
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// An open incident of one severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenAlert {
+    pub dedup_key: String,
+    /// When the bad streak began (first failing or slow run).
+    pub since: DateTime<Utc>,
+    /// When on-call was last told (trigger or reminder); `None` while held back by a
+    /// maintenance window.
+    pub notified_at: Option<DateTime<Utc>>,
+    /// The last trigger sent, re-sent as a reminder.
+    pub last: Notification,
+}
+
+/// Everything the policy remembers about one probe; persisted across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeAlertState {
+    pub failures: u32,
+    pub successes: u32,
+    pub slow: u32,
+    pub fast: u32,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub slow_since: Option<DateTime<Utc>>,
+    pub evidence: Vec<RunBrief>,
+    pub last_success: Option<RunBrief>,
+    pub critical: Option<OpenAlert>,
+    pub warning: Option<OpenAlert>,
+}
+
+/// The probe's identity and where its pages link to.
+#[derive(Debug, Clone)]
+pub struct AlertContext<'a> {
+    pub probe: &'a str,
+    pub region: &'a str,
+    pub config: &'a PolicyConfig,
+    pub links: &'a [Link],
+}
+
+impl AlertContext<'_> {
+    /// Deterministic: the same probe, region and severity always make the same key, so a
+    /// restart or a re-send updates the incident instead of opening another. The region is in
+    /// it so regions never resolve each other's incidents, unless `group_key` says they share one.
+    pub fn dedup_key(&self, severity: Severity) -> String {
+        match &self.config.group_key {
+            Some(group) => format!("joincanary/{group}/{}", severity.as_str()),
+            None => format!(
+                "joincanary/{}/{}/{}",
+                self.region,
+                self.probe,
+                severity.as_str()
+            ),
+        }
+    }
+}
+
+impl ProbeAlertState {
+    /// Feeds one finished run; returns what to do.
+    pub fn observe(
+        &mut self,
+        cx: &AlertContext<'_>,
+        run: &ProbeRun,
+        now: DateTime<Utc>,
+    ) -> Vec<Decision> {
+        let cfg = cx.config;
+        let mut out = Vec::new();
+        if !cfg.enabled {
+            return out;
+        }
+        if run.success {
+            self.failures = 0;
+            self.successes = self.successes.saturating_add(1);
+            self.last_success = Some(RunBrief::of(run));
+            if self.critical.is_some() {
+                if self.successes >= cfg.success_threshold {
+                    if let Some(open) = self.critical.take() {
+                        out.extend(self.resolve(cx, open, Severity::Critical, now));
+                    }
+                    self.failing_since = None;
+                    self.evidence.clear();
+                } else {
+                    // Recovering: confirm it soon rather than keeping on-call waiting a minute.
+                    out.push(Decision::Confirm(cfg.confirm_delay));
+                }
+            } else {
+                self.failing_since = None;
+                self.evidence.clear();
+            }
+            out.extend(self.observe_latency(cx, run, now));
+        } else {
+            self.successes = 0;
+            self.failures = self.failures.saturating_add(1);
+            self.failing_since.get_or_insert(run.started_at);
+            self.evidence.push(RunBrief::of(run));
+            if self.evidence.len() > EVIDENCE_RUNS {
+                self.evidence.remove(0);
+            }
+            if let Some(open) = &mut self.critical {
+                // Keep the latest failure as what a reminder or late trigger says.
+                open.last = build_trigger(
+                    cx,
+                    self_view(&self.evidence, &self.last_success, self.failing_since),
+                    run,
+                    now,
+                    open.dedup_key.clone(),
+                    self.failures,
+                );
+            } else if self.failures >= cfg.failure_threshold {
+                let since = self.failing_since.unwrap_or(run.started_at);
+                let key = cx.dedup_key(Severity::Critical);
+                let n = build_trigger(
+                    cx,
+                    self_view(&self.evidence, &self.last_success, Some(since)),
+                    run,
+                    now,
+                    key.clone(),
+                    self.failures,
+                );
+                let notify = !cfg.in_maintenance(now);
+                self.critical = Some(OpenAlert {
+                    dedup_key: key,
+                    since,
+                    notified_at: notify.then_some(now),
+                    last: n.clone(),
+                });
+                if notify {
+                    out.push(Decision::Notify(Box::new(n)));
+                }
+            } else {
+                out.push(Decision::Confirm(cfg.confirm_delay));
+            }
+        }
+        out
+    }
+
+    /// Slow-but-working: a per-step latency budget breached `degraded_threshold` runs in a row.
+    fn observe_latency(
+        &mut self,
+        cx: &AlertContext<'_>,
+        run: &ProbeRun,
+        now: DateTime<Utc>,
+    ) -> Vec<Decision> {
+        let cfg = cx.config;
+        if cfg.budgets.is_empty() {
+            return Vec::new();
+        }
+        let breaches = budget_breaches(cfg, &run.steps);
+        let mut out = Vec::new();
+        if breaches.is_empty() {
+            self.slow = 0;
+            self.slow_since = None;
+            self.fast = self.fast.saturating_add(1);
+            if self.warning.is_some()
+                && self.fast >= cfg.success_threshold
+                && let Some(open) = self.warning.take()
+            {
+                out.extend(self.resolve(cx, open, Severity::Warning, now));
+            }
+        } else {
+            self.fast = 0;
+            self.slow = self.slow.saturating_add(1);
+            let since = *self.slow_since.get_or_insert(run.started_at);
+            let summary = format!(
+                "{} degraded in {}: {} ({} runs in a row)",
+                cx.probe,
+                cx.region,
+                breaches.join(", "),
+                self.slow
+            );
+            let key = cx.dedup_key(Severity::Warning);
+            let n = Notification {
+                kind: EventKind::Trigger,
+                severity: Severity::Warning,
+                dedup_key: key.clone(),
+                probe: cx.probe.to_string(),
+                region: cx.region.to_string(),
+                summary,
+                failed_step: None,
+                reason: None,
+                details: serde_json::json!({
+                    "breaches": breaches,
+                    "slow_runs": self.slow,
+                    "degraded_since": since,
+                    "run": steps_detail(&run.steps),
+                    "last_success": self.last_success,
+                }),
+                started_at: since,
+                at: now,
+                reminder: false,
+                test: false,
+                links: cx.links.to_vec(),
+            };
+            if let Some(open) = &mut self.warning {
+                open.last = n;
+            } else if self.slow >= cfg.degraded_threshold {
+                let notify = !cfg.in_maintenance(now);
+                self.warning = Some(OpenAlert {
+                    dedup_key: key,
+                    since,
+                    notified_at: notify.then_some(now),
+                    last: n.clone(),
+                });
+                if notify {
+                    out.push(Decision::Notify(Box::new(n)));
+                }
+            }
+        }
+        out
+    }
+
+    fn resolve(
+        &self,
+        cx: &AlertContext<'_>,
+        open: OpenAlert,
+        severity: Severity,
+        now: DateTime<Utc>,
+    ) -> Option<Decision> {
+        // Never told (held back by maintenance): nothing to resolve on the pager's side.
+        open.notified_at?;
+        let lasted = (now - open.since).to_std().unwrap_or_default();
+        let what = match (&open.last.failed_step, open.last.reason) {
+            (Some(step), Some(reason)) => format!(" (was: step \"{step}\" {reason})"),
+            _ => String::new(),
+        };
+        let word = if severity == Severity::Critical {
+            "recovered"
+        } else {
+            "no longer degraded"
+        };
+        Some(Decision::Notify(Box::new(Notification {
+            kind: EventKind::Resolve,
+            severity,
+            dedup_key: open.dedup_key.clone(),
+            probe: cx.probe.to_string(),
+            region: cx.region.to_string(),
+            summary: format!(
+                "{} {word} in {} after {}{what}",
+                cx.probe,
+                cx.region,
+                humantime::format_duration(std::time::Duration::from_secs(lasted.as_secs()))
+            ),
+            failed_step: open.last.failed_step.clone(),
+            reason: open.last.reason,
+            details: serde_json::json!({ "lasted_seconds": lasted.as_secs(), "since": open.since, "last_success": self.last_success }),
+            started_at: open.since,
+            at: now,
+            reminder: false,
+            test: false,
+            links: cx.links.to_vec(),
+        })))
+    }
+
+    /// Time passing: reminders for open alerts, and triggers held back by a maintenance window
+    /// that has ended.
+    pub fn tick(&mut self, cx: &AlertContext<'_>, now: DateTime<Utc>) -> Vec<Decision> {
+        let cfg = cx.config;
+        let mut out = Vec::new();
+        if !cfg.enabled || cfg.in_maintenance(now) {
+            return out;
+        }
+        for open in [self.critical.as_mut(), self.warning.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let due = match open.notified_at {
+                None => true,
+                Some(at) => cfg
+                    .reminder_interval
+                    .and_then(|i| chrono::Duration::from_std(i).ok())
+                    .is_some_and(|i| now - at >= i),
+            };
+            if due {
+                let mut n = open.last.clone();
+                n.reminder = open.notified_at.is_some();
+                n.at = now;
+                open.notified_at = Some(now);
+                out.push(Decision::Notify(Box::new(n)));
+            }
+        }
+        out
+    }
+
+    /// Open alerts, for status output and the firing metric.
+    pub fn open(&self) -> impl Iterator<Item = (Severity, &OpenAlert)> {
+        [
+            (Severity::Critical, self.critical.as_ref()),
+            (Severity::Warning, self.warning.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(s, a)| a.map(|a| (s, a)))
+    }
+}
+
+struct History<'a> {
+    evidence: &'a [RunBrief],
+    last_success: &'a Option<RunBrief>,
+    since: Option<DateTime<Utc>>,
+}
+
+fn self_view<'a>(
+    evidence: &'a [RunBrief],
+    last_success: &'a Option<RunBrief>,
+    since: Option<DateTime<Utc>>,
+) -> History<'a> {
+    History {
+        evidence,
+        last_success,
+        since,
+    }
+}
+
+/// `login 42 ms, websocket 18 ms OK`-style list of the steps before the failing one.
+fn passed_steps(steps: &[StepReport]) -> String {
+    let ok: Vec<String> = steps
+        .iter()
+        .filter(|s| s.success)
+        .map(|s| format!("{} {}", s.name, human_duration(s.duration_ms)))
+        .collect();
+    if ok.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} OK)", ok.join(", "))
+    }
+}
+
+fn steps_detail(steps: &[StepReport]) -> serde_json::Value {
+    serde_json::to_value(steps).unwrap_or_default()
+}
+
+fn build_trigger(
+    cx: &AlertContext<'_>,
+    h: History<'_>,
+    run: &ProbeRun,
+    now: DateTime<Utc>,
+    dedup_key: String,
+    failures: u32,
+) -> Notification {
+    let failed = run.failed();
+    let step = failed.map(|s| s.name.as_str()).unwrap_or("?");
+    let reason = run.reason.map(|r| r.as_str()).unwrap_or("failed");
+    let took = failed
+        .map(|s| human_duration(s.duration_ms))
+        .unwrap_or_default();
+    let since = h.since.unwrap_or(run.started_at);
+    let summary = format!(
+        "{} failing in {}: step \"{step}\" {reason} after {took}{}",
+        cx.probe,
+        cx.region,
+        passed_steps(&run.steps)
+    );
+    Notification {
+        kind: EventKind::Trigger,
+        severity: Severity::Critical,
+        dedup_key,
+        probe: cx.probe.to_string(),
+        region: cx.region.to_string(),
+        summary,
+        failed_step: run.failed_step.clone(),
+        reason: run.reason,
+        details: serde_json::json!({
+            "failed_step": run.failed_step,
+            "reason": run.reason,
+            "error": run.error,
+            "failing_since": since,
+            "failing_for_seconds": (now - since).num_seconds().max(0),
+            "consecutive_failures": failures,
+            "steps": steps_detail(&run.steps),
+            "last_success": h.last_success,
+            "confirming_runs": h.evidence,
+        }),
+        started_at: since,
+        at: now,
+        reminder: false,
+        test: false,
+        links: cx.links.to_vec(),
+    }
+}
+
+/// Which budgets a run's steps broke, as `signalling round_trip 1.4 s over its 1.0 s budget`.
+pub fn budget_breaches(cfg: &PolicyConfig, steps: &[StepReport]) -> Vec<String> {
+    let mut out = Vec::new();
+    for step in steps {
+        let Some(budgets) = cfg.budgets.get(&step.name) else {
+            continue;
+        };
+        for (phase, budget) in budgets {
+            if let Some(took) = step.phases.get(phase)
+                && took > budget
+            {
+                out.push(format!(
+                    "step \"{}\" {} {} over its {} budget",
+                    step.name,
+                    phase.as_str(),
+                    human_duration(*took),
+                    human_duration(*budget)
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Phase, StepKind};
+    use chrono::TimeZone;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    fn step(name: &str, ok: bool, ms: u64, reason: Option<FailureReason>) -> StepReport {
+        let mut phases = BTreeMap::new();
+        phases.insert(Phase::Total, Duration::from_millis(ms));
+        if name == "signalling" {
+            phases.insert(Phase::RoundTrip, Duration::from_millis(ms));
+        }
+        StepReport {
+            name: name.into(),
+            kind: StepKind::Http,
+            success: ok,
+            duration_ms: Duration::from_millis(ms),
+            reason,
+            error: reason.map(|_| "no frame matched".into()),
+            phases,
+        }
+    }
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+    }
+
+    fn run(at: i64, ok: bool, signalling_ms: u64) -> ProbeRun {
+        let mut steps = vec![
+            step("login", true, 42, None),
+            step("websocket", true, 18, None),
+        ];
+        steps.push(step(
+            "signalling",
+            ok,
+            signalling_ms,
+            (!ok).then_some(FailureReason::NoMatch),
+        ));
+        ProbeRun {
+            probe: "join-flow".into(),
+            region: "eu-west-1".into(),
+            success: ok,
+            started_at: t(at),
+            duration_ms: Duration::from_millis(60 + signalling_ms),
+            failed_step: (!ok).then(|| "signalling".into()),
+            reason: (!ok).then_some(FailureReason::NoMatch),
+            error: (!ok).then(|| "no frame matched".into()),
+            trigger: Trigger::Scheduled,
+            steps,
+        }
+    }
+
+    fn notifications(d: &[Decision]) -> Vec<&Notification> {
+        d.iter()
+            .filter_map(|d| match d {
+                Decision::Notify(n) => Some(n.as_ref()),
+                Decision::Confirm(_) => None,
+            })
+            .collect()
+    }
+
+    fn cx(cfg: &PolicyConfig) -> AlertContext<'_> {
+        AlertContext {
+            probe: "join-flow",
+            region: "eu-west-1",
+            config: cfg,
+            links: &[],
+        }
+    }
+
+    #[test]
+    fn a_single_blip_pages_nobody_and_asks_for_a_confirmation() {
+        let cfg = PolicyConfig::default();
+        let mut s = ProbeAlertState::default();
+        let d = s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        assert_eq!(d, vec![Decision::Confirm(Duration::from_secs(10))]);
+        let d = s.observe(&cx(&cfg), &run(15, true, 20), t(16));
+        assert!(notifications(&d).is_empty());
+        assert!(s.critical.is_none());
+    }
+
+    #[test]
+    fn two_failures_trigger_once_and_two_passes_resolve_once() {
+        let cfg = PolicyConfig::default();
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        let d = s.observe(&cx(&cfg), &run(15, false, 5000), t(20));
+        let n = notifications(&d);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].kind, EventKind::Trigger);
+        assert_eq!(n[0].severity, Severity::Critical);
+        assert_eq!(n[0].dedup_key, "joincanary/eu-west-1/join-flow/critical");
+        assert_eq!(
+            n[0].summary,
+            "join-flow failing in eu-west-1: step \"signalling\" no_match after 5.0 s (login 42 ms, websocket 18 ms OK)"
+        );
+        assert_eq!(n[0].details["confirming_runs"].as_array().unwrap().len(), 2);
+        assert_eq!(n[0].started_at, t(0));
+        assert!(notifications(&s.observe(&cx(&cfg), &run(60, false, 5000), t(65))).is_empty());
+        let d = s.observe(&cx(&cfg), &run(120, true, 20), t(121));
+        assert_eq!(d, vec![Decision::Confirm(Duration::from_secs(10))]);
+        let d = s.observe(&cx(&cfg), &run(131, true, 20), t(132));
+        let n = notifications(&d);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].kind, EventKind::Resolve);
+        assert_eq!(
+            n[0].summary,
+            "join-flow recovered in eu-west-1 after 2m 12s (was: step \"signalling\" no_match)"
+        );
+        assert!(notifications(&s.observe(&cx(&cfg), &run(180, true, 20), t(181))).is_empty());
+    }
+
+    #[test]
+    fn group_key_is_shared_across_regions() {
+        let cfg = PolicyConfig {
+            group_key: Some("platform-join".into()),
+            ..PolicyConfig::default()
+        };
+        assert_eq!(
+            cx(&cfg).dedup_key(Severity::Critical),
+            "joincanary/platform-join/critical"
+        );
+    }
+
+    #[test]
+    fn latency_over_budget_raises_only_the_warning() {
+        let mut budgets = BTreeMap::new();
+        budgets.insert(
+            "signalling".to_string(),
+            BTreeMap::from([(Phase::RoundTrip, Duration::from_secs(1))]),
+        );
+        let cfg = PolicyConfig {
+            budgets,
+            degraded_threshold: 2,
+            ..PolicyConfig::default()
+        };
+        let mut s = ProbeAlertState::default();
+        assert!(notifications(&s.observe(&cx(&cfg), &run(0, true, 1400), t(2))).is_empty());
+        let d = s.observe(&cx(&cfg), &run(60, true, 1400), t(62));
+        let n = notifications(&d);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].severity, Severity::Warning);
+        assert_eq!(n[0].dedup_key, "joincanary/eu-west-1/join-flow/warning");
+        assert_eq!(
+            n[0].summary,
+            "join-flow degraded in eu-west-1: step \"signalling\" round_trip 1.4 s over its 1.0 s budget (2 runs in a row)"
+        );
+        assert!(s.critical.is_none());
+        s.observe(&cx(&cfg), &run(120, true, 20), t(121));
+        let n2 = s.observe(&cx(&cfg), &run(180, true, 20), t(181));
+        assert_eq!(notifications(&n2)[0].kind, EventKind::Resolve);
+    }
+
+    #[test]
+    fn hard_failure_pages_while_a_warning_is_open() {
+        let mut budgets = BTreeMap::new();
+        budgets.insert(
+            "signalling".to_string(),
+            BTreeMap::from([(Phase::Total, Duration::from_secs(1))]),
+        );
+        let cfg = PolicyConfig {
+            budgets,
+            degraded_threshold: 1,
+            ..PolicyConfig::default()
+        };
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, true, 1400), t(2));
+        assert!(s.warning.is_some());
+        s.observe(&cx(&cfg), &run(60, false, 5000), t(65));
+        let n = s.observe(&cx(&cfg), &run(75, false, 5000), t(80));
+        assert_eq!(notifications(&n)[0].severity, Severity::Critical);
+        assert_eq!(s.open().count(), 2);
+    }
+
+    #[test]
+    fn maintenance_holds_pages_until_the_window_ends() {
+        let cfg = PolicyConfig {
+            maintenance: vec![Maintenance {
+                start: Schedule::parse("0 3 * * *", None).unwrap(),
+                duration: Duration::from_secs(600),
+            }],
+            ..PolicyConfig::default()
+        };
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        assert!(notifications(&s.observe(&cx(&cfg), &run(15, false, 5000), t(20))).is_empty());
+        assert!(s.critical.is_some());
+        assert!(s.tick(&cx(&cfg), t(300)).is_empty());
+        let d = s.tick(&cx(&cfg), t(601));
+        assert_eq!(notifications(&d).len(), 1);
+        assert!(!notifications(&d)[0].reminder);
+    }
+
+    #[test]
+    fn resolving_an_alert_held_back_by_maintenance_sends_nothing() {
+        let cfg = PolicyConfig {
+            maintenance: vec![Maintenance {
+                start: Schedule::parse("0 3 * * *", None).unwrap(),
+                duration: Duration::from_secs(600),
+            }],
+            ..PolicyConfig::default()
+        };
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        s.observe(&cx(&cfg), &run(15, false, 5000), t(20));
+        s.observe(&cx(&cfg), &run(60, true, 20), t(61));
+        assert!(notifications(&s.observe(&cx(&cfg), &run(70, true, 20), t(71))).is_empty());
+        assert!(s.critical.is_none());
+    }
+
+    #[test]
+    fn reminders_repeat_on_the_interval() {
+        let cfg = PolicyConfig {
+            reminder_interval: Some(Duration::from_secs(1800)),
+            ..PolicyConfig::default()
+        };
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        s.observe(&cx(&cfg), &run(15, false, 5000), t(20));
+        assert!(s.tick(&cx(&cfg), t(1000)).is_empty());
+        let d = s.tick(&cx(&cfg), t(1820));
+        assert_eq!(notifications(&d).len(), 1);
+        assert!(notifications(&d)[0].reminder);
+        assert!(s.tick(&cx(&cfg), t(1830)).is_empty());
+    }
+
+    #[test]
+    fn state_survives_serialisation() {
+        let cfg = PolicyConfig::default();
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        s.observe(&cx(&cfg), &run(15, false, 5000), t(20));
+        let text = serde_json::to_string(&s).unwrap();
+        let back: ProbeAlertState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+    }
+}
