@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod config_errors;
+mod container;
 mod flow;
 mod hostile;
 mod scheduler;
