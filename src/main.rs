@@ -64,6 +64,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9464")]
         listen: std::net::SocketAddr,
     },
+    /// Send a clearly marked test trigger and resolve through each configured pager.
+    TestPage {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this pager (repeatable).
+        #[arg(long = "pager")]
+        pagers: Vec<String>,
+    },
     /// Run the reference conference server.
     Sim {
         /// Address to listen on (port 0 picks a free port).
@@ -187,6 +195,51 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo { listen } => {
             joincanary::demo::run(listen, joincanary::shutdown::signal()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::TestPage { config, pagers } => {
+            let Some(plan) = load(config.as_deref()) else {
+                return Ok(ExitCode::from(2));
+            };
+            if plan.pagers.is_empty() {
+                eprintln!(
+                    "error: {} configures no [[pager]]",
+                    plan.config_path.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            if let Some(unknown) = pagers
+                .iter()
+                .find(|n| !plan.pagers.iter().any(|p| &p.name == *n))
+            {
+                let known: Vec<_> = plan.pagers.iter().map(|p| p.name.as_str()).collect();
+                eprintln!(
+                    "error: no pager named `{unknown}` (configured: {})",
+                    known.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let selected: Vec<_> = plan
+                .pagers
+                .iter()
+                .filter(|p| pagers.is_empty() || pagers.contains(&p.name))
+                .cloned()
+                .collect();
+            let results = joincanary::alert::test_page(&selected, &plan.region).await;
+            let mut all_ok = true;
+            for (name, result) in &results {
+                match result {
+                    Ok(()) => println!("{name}: ok (test trigger and resolve delivered)"),
+                    Err(e) => {
+                        all_ok = false;
+                        println!("{name}: FAILED: {e}");
+                    }
+                }
+            }
+            Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Sim {
             listen,

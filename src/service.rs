@@ -9,11 +9,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alert::engine::AlertEngine;
+use crate::alert::policy::Decision;
+use crate::alert::{Dispatcher, Severity};
 use crate::clock::Clock;
 use crate::config::Plan;
 use crate::metrics::Metrics;
 use crate::scheduler::{Event, Runner, Scheduler};
-use crate::status::Status;
+use crate::status::{AlertView, Status};
+
+/// How often reminders and maintenance-held triggers are looked at.
+const ALERT_TICK: Duration = Duration::from_secs(5);
 
 /// Why the service could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -106,18 +112,49 @@ pub async fn serve_with(
     status.set_ready(true);
     tracing::info!(region = %region, probes = plan.probes.len(), listen = %plan.listen, "joincanary running");
 
+    let (dispatch_stop_tx, dispatch_stop_rx) = tokio::sync::watch::channel(false);
+    let dispatcher = Dispatcher::start(
+        plan.pagers.clone(),
+        &plan.state_dir,
+        metrics.notifications.clone(),
+        dispatch_stop_rx,
+    );
+    let mut alerts = AlertEngine::load(&plan);
+    for probe in plan.probes.iter().map(|p| p.name.clone()) {
+        publish_alerts(&alerts, &probe, &region, &metrics, &status);
+    }
+
     let consumer = {
         let metrics = metrics.clone();
         let status = status.clone();
         let region = region.clone();
-        let _scheduler = scheduler.clone();
+        let scheduler = scheduler.clone();
         tokio::spawn(async move {
-            while let Some(event) = events_rx.recv().await {
+            let mut ticker = tokio::time::interval(ALERT_TICK);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let event = tokio::select! {
+                    e = events_rx.recv() => match e {
+                        Some(e) => e,
+                        None => break,
+                    },
+                    _ = ticker.tick() => {
+                        for (probe, decision) in alerts.tick(clock.now()) {
+                            act(decision, &probe, &alerts, &dispatcher, &scheduler);
+                            publish_alerts(&alerts, &probe, &region, &metrics, &status);
+                        }
+                        continue;
+                    }
+                };
                 match event {
                     Event::Run { run, lag } => {
                         log_run(&run);
                         metrics.record(&run, lag);
                         status.record(&run);
+                        for decision in alerts.observe(&run, clock.now()) {
+                            act(decision, &run.probe, &alerts, &dispatcher, &scheduler);
+                        }
+                        publish_alerts(&alerts, &run.probe, &region, &metrics, &status);
                     }
                     Event::Skipped { probe } => {
                         metrics.record_skip(&probe, &region, "overlap");
@@ -126,6 +163,7 @@ pub async fn serve_with(
                     Event::NextRun { probe, at } => status.set_next_run(&probe, at),
                 }
             }
+            dispatcher
         })
     };
 
@@ -134,15 +172,79 @@ pub async fn serve_with(
     status.set_ready(false);
     tracker.wait().await;
     drop(scheduler);
-    // Every sender is gone once the tracked tasks end, so the consumer drains and stops.
-    let _ = consumer.await;
+    // Every sender is gone once the tracked tasks end, so the consumer drains and stops; then
+    // the pagers get one bounded flush and whatever is left waits in the outbox.
+    if let Ok(dispatcher) = consumer.await {
+        let _ = dispatch_stop_tx.send(true);
+        dispatcher.shutdown().await;
+    }
     http_stop.cancel();
-    match tokio::time::timeout(Duration::from_secs(5), http).await {
-        Ok(Ok(Err(e))) => return Err(ServiceError::Serve(e)),
-        Ok(_) | Err(_) => {}
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
+        return Err(ServiceError::Serve(e));
     }
     tracing::info!(region = %region, "stopped");
     Ok(())
+}
+
+/// Carries out one policy decision: a page to the probe's pagers, or a confirmation run.
+fn act(
+    decision: Decision,
+    probe: &str,
+    alerts: &AlertEngine,
+    dispatcher: &Dispatcher,
+    scheduler: &Scheduler,
+) {
+    match decision {
+        Decision::Notify(n) => {
+            tracing::warn!(
+                probe = %n.probe,
+                region = %n.region,
+                event = n.kind.as_str(),
+                severity = n.severity.as_str(),
+                reminder = n.reminder,
+                summary = %n.summary,
+                "alert"
+            );
+            dispatcher.send(*n, alerts.pagers(probe));
+        }
+        Decision::Confirm(delay) => {
+            tracing::info!(
+                probe,
+                delay_ms = delay.as_millis() as u64,
+                "failure or recovery seen; confirming with an extra run"
+            );
+            scheduler.confirm(probe, delay);
+        }
+    }
+}
+
+/// Mirrors a probe's open alerts into `probe_alert_firing` and the status output.
+fn publish_alerts(
+    alerts: &AlertEngine,
+    probe: &str,
+    region: &str,
+    metrics: &Metrics,
+    status: &Status,
+) {
+    let open = alerts.open(probe);
+    for severity in [Severity::Critical, Severity::Warning] {
+        let firing = open.iter().any(|(s, _)| *s == severity);
+        metrics
+            .alert_firing
+            .with_label_values(&[probe, region, severity.as_str()])
+            .set(i64::from(firing));
+    }
+    status.set_alerts(
+        probe,
+        open.iter()
+            .map(|(severity, a)| AlertView {
+                severity: *severity,
+                dedup_key: a.dedup_key.clone(),
+                since: a.since,
+                summary: a.last.summary.clone(),
+            })
+            .collect(),
+    );
 }
 
 fn log_run(run: &crate::report::ProbeRun) {

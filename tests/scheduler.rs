@@ -12,11 +12,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// When each run started, and why.
+type Starts = Arc<Mutex<Vec<(DateTime<Utc>, Trigger)>>>;
+
 /// A runner that takes `takes` (virtual time) and records when each run started.
 struct Scripted {
     takes: Duration,
     clock: Clock,
-    starts: Arc<Mutex<Vec<(DateTime<Utc>, Trigger)>>>,
+    starts: Starts,
 }
 
 impl Runner for Scripted {
@@ -60,7 +63,7 @@ fn probe(schedule: &str, jitter: Duration) -> Arc<ProbePlan> {
 }
 
 struct Harness {
-    starts: Arc<Mutex<Vec<(DateTime<Utc>, Trigger)>>>,
+    starts: Starts,
     events: mpsc::Receiver<Event>,
     shutdown: CancellationToken,
     tracker: TaskTracker,

@@ -2,6 +2,8 @@
 
 mod support;
 
+mod alert_providers;
+mod alerting;
 mod cli;
 mod config_errors;
 mod container;

@@ -142,9 +142,23 @@ impl Ctx<'_> {
     }
 
     pub fn duration(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
+        self.duration_from(value, key, false)
+    }
+
+    /// A duration where zero means "none" (jitter).
+    pub fn duration_or_zero(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
+        self.duration_from(value, key, true)
+    }
+
+    fn duration_from(
+        &mut self,
+        value: &raw::S<String>,
+        key: &str,
+        zero_ok: bool,
+    ) -> Option<Duration> {
         let text = self.env_str(value, key)?;
         match humantime::parse_duration(text.trim()) {
-            Ok(d) if d > Duration::ZERO => Some(d),
+            Ok(d) if zero_ok || d > Duration::ZERO => Some(d),
             Ok(_) => {
                 self.error(Some(value.span()), key, "must be greater than zero");
                 None

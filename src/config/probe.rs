@@ -118,7 +118,7 @@ impl Defaults {
             jitter: raw
                 .jitter
                 .as_ref()
-                .and_then(|t| ctx.duration(t, "defaults.jitter"))
+                .and_then(|t| ctx.duration_or_zero(t, "defaults.jitter"))
                 .unwrap_or(Duration::ZERO),
             max_body_bytes: raw
                 .max_body_bytes
@@ -389,7 +389,7 @@ pub(crate) fn build(
     let max_jitter = raw
         .jitter
         .as_ref()
-        .and_then(|t| ctx.duration(t, "jitter"))
+        .and_then(|t| ctx.duration_or_zero(t, "jitter"))
         .unwrap_or(defaults.jitter);
     let max_body_bytes = raw
         .max_body_bytes

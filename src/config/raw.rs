@@ -95,6 +95,10 @@ pub struct RawPager {
     pub headers: BTreeMap<String, S<String>>,
     pub timeout: Option<S<String>>,
     pub resend_interval: Option<S<String>>,
+    /// First retry delay after a retryable failure; doubles per attempt up to 60 s (default 1s).
+    pub retry_base: Option<S<String>>,
+    /// Give up on a notification this long after it was queued (default 1h).
+    pub retry_max_age: Option<S<String>>,
     // email
     pub host: Option<S<String>>,
     pub port: Option<S<i64>>,

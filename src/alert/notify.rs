@@ -1,0 +1,293 @@
+//! The one interface every provider sits behind, the shared HTTP sender, and the split of
+//! delivery failures into retryable (the network, 429, 5xx) and permanent (a configuration error).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use super::{Notification, PagerKind, PagerPlan};
+use crate::flow::error_chain;
+
+/// A secret value (routing key, API key, password, webhook URL). `Debug` and `Display` print
+/// `[redacted]`, so a secret cannot reach a log line by formatting its holder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Why one delivery attempt failed. The text never holds a secret or a URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth retrying: a timeout, a connection error, 429, 5xx, an SMTP 4xx.
+    #[error("{0}")]
+    Retryable(String),
+    /// Retrying cannot help: the provider refused the request (bad key, bad payload).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl DeliveryError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DeliveryError::Retryable(_))
+    }
+
+    pub(crate) fn scrub(self, redactor: &crate::flow::Redactor) -> DeliveryError {
+        match self {
+            DeliveryError::Retryable(m) => DeliveryError::Retryable(redactor.scrub(&m)),
+            DeliveryError::Permanent(m) => DeliveryError::Permanent(redactor.scrub(&m)),
+        }
+    }
+}
+
+/// The future a notifier returns.
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
+
+/// Delivers one notification to one provider, once (the dispatcher owns retries).
+pub trait Notifier: Send + Sync {
+    fn send<'a>(&'a self, n: &'a Notification) -> SendFuture<'a>;
+}
+
+/// One HTTP request a provider wants sent. Built by pure functions so payloads are unit-tested;
+/// `Debug` hides the URL and header values (they may hold secrets).
+#[derive(Clone, PartialEq)]
+pub struct Request {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("url", &"[redacted]")
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("body", &redacted_body(&self.body))
+            .finish()
+    }
+}
+
+/// The body with PagerDuty's `routing_key` (the only secret a provider puts in a body) hidden.
+fn redacted_body(body: &serde_json::Value) -> serde_json::Value {
+    let mut body = body.clone();
+    if let Some(k) = body.get_mut("routing_key") {
+        *k = serde_json::Value::String("[redacted]".into());
+    }
+    body
+}
+
+/// The process-wide client for pagers: rustls, no redirects (a redirect would carry a secret
+/// header to another host), no connection reuse surprises across pagers.
+pub fn http_client() -> Result<reqwest::Client, DeliveryError> {
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("joincanary/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            DeliveryError::Permanent(format!(
+                "cannot build an HTTP client: {}",
+                error_chain(&e.without_url())
+            ))
+        })
+}
+
+/// Sends a POST and classifies the outcome.
+pub async fn post(
+    client: &reqwest::Client,
+    req: &Request,
+    timeout: Duration,
+) -> Result<(), DeliveryError> {
+    let mut builder = client.post(&req.url).timeout(timeout).json(&req.body);
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    let resp = builder
+        .send()
+        .await
+        .map_err(|e| classify_reqwest(e, timeout))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    // A little of the body helps on-call fix a config ("invalid routing key"); capped, and the
+    // caller scrubs it of secrets.
+    let body = tokio::time::timeout(timeout, resp.text())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let snippet: String = body.chars().take(300).collect();
+    let msg = if snippet.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", snippet.trim())
+    };
+    Err(classify_status(status.as_u16(), msg))
+}
+
+/// 408, 429 and 5xx are the provider's or the network's trouble; other statuses mean our request
+/// is wrong and resending it will not help.
+pub fn classify_status(status: u16, msg: String) -> DeliveryError {
+    if status == 408 || status == 429 || status >= 500 {
+        DeliveryError::Retryable(msg)
+    } else {
+        DeliveryError::Permanent(msg)
+    }
+}
+
+fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
+    let e = e.without_url();
+    if e.is_timeout() {
+        return DeliveryError::Retryable(format!(
+            "no reply within {}",
+            crate::report::human_duration(timeout)
+        ));
+    }
+    if e.is_builder() {
+        return DeliveryError::Permanent(format!("cannot build the request: {}", error_chain(&e)));
+    }
+    DeliveryError::Retryable(error_chain(&e))
+}
+
+/// Builds the notifier for one pager.
+///
+/// # Errors
+/// An email pager whose transport cannot be built (a TLS setup problem).
+pub fn notifier_for(
+    plan: &PagerPlan,
+    client: &reqwest::Client,
+) -> Result<Box<dyn Notifier>, DeliveryError> {
+    let build: BuildFn = match &plan.kind {
+        PagerKind::PagerDuty(p) => {
+            let p = p.clone();
+            Box::new(move |n| super::pagerduty::build_request(&p, n))
+        }
+        PagerKind::Opsgenie(p) => {
+            let p = p.clone();
+            Box::new(move |n| super::opsgenie::build_request(&p, n))
+        }
+        PagerKind::Alertmanager(p) => {
+            let p = p.clone();
+            Box::new(move |n| super::alertmanager::build_request(&p, n))
+        }
+        PagerKind::Slack(p) => {
+            let p = p.clone();
+            Box::new(move |n| super::webhook::build_slack_request(&p, n))
+        }
+        PagerKind::Webhook(p) => {
+            let p = p.clone();
+            Box::new(move |n| super::webhook::build_request(&p, n))
+        }
+        PagerKind::Email(e) => {
+            return Ok(Box::new(super::email::EmailNotifier::new(
+                e,
+                plan.timeout,
+                plan.redactor.clone(),
+            )?));
+        }
+    };
+    Ok(Box::new(HttpNotifier {
+        timeout: plan.timeout,
+        redactor: plan.redactor.clone(),
+        client: client.clone(),
+        build,
+    }))
+}
+
+type BuildFn = Box<dyn Fn(&Notification) -> Request + Send + Sync>;
+
+struct HttpNotifier {
+    timeout: Duration,
+    redactor: crate::flow::Redactor,
+    client: reqwest::Client,
+    build: BuildFn,
+}
+
+impl Notifier for HttpNotifier {
+    fn send<'a>(&'a self, n: &'a Notification) -> SendFuture<'a> {
+        Box::pin(async move {
+            let req = (self.build)(n);
+            post(&self.client, &req, self.timeout)
+                .await
+                .map_err(|e| e.scrub(&self.redactor))
+        })
+    }
+}
+
+/// Every secret a provider holds, for the pager's redactor.
+pub(crate) fn secrets_of(kind: &PagerKind) -> Vec<String> {
+    match kind {
+        PagerKind::PagerDuty(p) => vec![p.routing_key.expose().to_string()],
+        PagerKind::Opsgenie(p) => vec![p.api_key.expose().to_string()],
+        PagerKind::Alertmanager(p) => url_secrets(p.url.expose()),
+        PagerKind::Slack(p) => url_secrets(p.url.expose()),
+        PagerKind::Webhook(p) => {
+            let mut v = url_secrets(p.url.expose());
+            v.extend(p.headers.iter().map(|(_, s)| s.expose().to_string()));
+            v
+        }
+        PagerKind::Email(e) => e.password.iter().map(|s| s.expose().to_string()).collect(),
+    }
+}
+
+/// The whole URL and its path and query: a Slack hook's secret is its path.
+fn url_secrets(url: &str) -> Vec<String> {
+    let mut v = vec![url.to_string()];
+    if let Ok(u) = url::Url::parse(url) {
+        if u.path().len() > 1 {
+            v.push(u.path().to_string());
+        }
+        if let Some(q) = u.query() {
+            v.push(q.to_string());
+        }
+        if let Some(p) = u.password() {
+            v.push(p.to_string());
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("abc123secret");
+        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert!(classify_status(500, String::new()).is_retryable());
+        assert!(classify_status(503, String::new()).is_retryable());
+        assert!(classify_status(429, String::new()).is_retryable());
+        assert!(!classify_status(400, String::new()).is_retryable());
+        assert!(!classify_status(403, String::new()).is_retryable());
+    }
+}

@@ -1,0 +1,910 @@
+//! Pagers against real loopback receivers: payload shapes, retries, isolation, the outbox,
+//! secrets, and email through a real SMTP server.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use joincanary::alert::{
+    DeliveryError, Dispatcher, EventKind, Link, Notification, PagerPlan, Severity, test_page,
+};
+use joincanary::config::Plan;
+use joincanary::report::FailureReason;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::support::{self, TempConfig};
+
+const PD_KEY: &str = "pd-routing-key-0123456789";
+const GENIE_KEY: &str = "genie-api-key-abcdef";
+const SMTP_PASSWORD: &str = "smtp-pass-word-42";
+
+/// One request a receiver saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Value,
+}
+
+#[derive(Clone)]
+enum Reply {
+    /// Statuses in order; the last repeats.
+    Statuses(Arc<Mutex<VecDeque<u16>>>, u16),
+    /// Never answers.
+    Hang,
+    /// A status and a body.
+    Echo(u16, String),
+}
+
+#[derive(Clone)]
+struct RecvState {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    reply: Reply,
+}
+
+/// An HTTP receiver on 127.0.0.1:0 that records every request.
+struct Receiver {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Receiver {
+    async fn start(reply: Reply) -> Receiver {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = RecvState {
+            seen: seen.clone(),
+            reply,
+        };
+        let app = axum::Router::new().fallback(record).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, seen, task }
+    }
+
+    async fn statuses(list: &[u16], then: u16) -> Receiver {
+        Receiver::start(Reply::Statuses(
+            Arc::new(Mutex::new(list.iter().copied().collect())),
+            then,
+        ))
+        .await
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `n` requests arrived.
+    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Seen> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let seen = self.seen();
+            if seen.len() >= n || tokio::time::Instant::now() >= deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn record(State(st): State<RecvState>, req: Request<Body>) -> (StatusCode, String) {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    st.seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    });
+    let status = match &st.reply {
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            200
+        }
+        Reply::Statuses(list, then) => list.lock().unwrap().pop_front().unwrap_or(*then),
+        Reply::Echo(status, body) => return (StatusCode::from_u16(*status).unwrap(), body.clone()),
+    };
+    (StatusCode::from_u16(status).unwrap(), String::new())
+}
+
+fn metrics() -> prometheus::IntCounterVec {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new("joincanary_notifications_total", "notifications"),
+        &["sink", "event", "result"],
+    )
+    .unwrap()
+}
+
+fn count(m: &prometheus::IntCounterVec, sink: &str, event: &str, result: &str) -> u64 {
+    m.with_label_values(&[sink, event, result]).get()
+}
+
+fn notification(kind: EventKind) -> Notification {
+    let now = chrono::Utc::now();
+    Notification {
+        kind,
+        severity: Severity::Critical,
+        dedup_key: "joincanary/sim-join/test/critical".into(),
+        probe: "sim-join".into(),
+        region: "test".into(),
+        summary: "sim-join failing in test: step \"signalling\" no_match after 5.0 s".into(),
+        failed_step: Some("signalling".into()),
+        reason: Some(FailureReason::NoMatch),
+        details: json!({"steps": [{"name": "login", "ms": 42.0}]}),
+        started_at: now - chrono::Duration::minutes(3),
+        at: now,
+        reminder: false,
+        test: false,
+        links: vec![Link {
+            text: "status".into(),
+            href: "http://127.0.0.1:9464/api/v1/status".into(),
+        }],
+    }
+}
+
+/// A plan whose only content is the given `[[pager]]` tables.
+fn plan(pagers: &str, env: &[(&str, &str)]) -> (TempConfig, Plan) {
+    let cfg = TempConfig::new(pagers, &[]);
+    let plan = cfg
+        .load(env)
+        .unwrap_or_else(|e| panic!("config loads: {e}"));
+    (cfg, plan)
+}
+
+fn fast(mut pagers: Vec<PagerPlan>) -> Vec<PagerPlan> {
+    for p in &mut pagers {
+        p.retry.base = Duration::from_millis(10);
+        p.retry.cap = Duration::from_millis(40);
+    }
+    pagers
+}
+
+#[tokio::test]
+async fn every_http_provider_gets_its_real_payloads() {
+    support::init();
+    let pd = Receiver::statuses(&[], 202).await;
+    let og = Receiver::statuses(&[], 202).await;
+    let am = Receiver::statuses(&[], 200).await;
+    let slack = Receiver::statuses(&[], 200).await;
+    let hook = Receiver::statuses(&[], 200).await;
+    let (cfg, plan) = plan(
+        r#"
+[[pager]]
+name = "pd"
+type = "pagerduty"
+url = "${PD_URL}/v2/enqueue"
+routing_key = "${PD_KEY}"
+
+[[pager]]
+name = "og"
+type = "opsgenie"
+url = "${OG_URL}"
+api_key = "${GENIE_KEY}"
+warning_priority = "P4"
+
+[[pager]]
+name = "am"
+type = "alertmanager"
+url = "${AM_URL}"
+resend_interval = "1h"
+
+[[pager]]
+name = "slack"
+type = "slack"
+url = "${SLACK_URL}/services/T0/B0/secretpath"
+
+[[pager]]
+name = "hook"
+type = "webhook"
+url = "${HOOK_URL}/hook"
+headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
+"#,
+        &[
+            ("PD_URL", &pd.url()),
+            ("PD_KEY", PD_KEY),
+            ("OG_URL", &og.url()),
+            ("GENIE_KEY", GENIE_KEY),
+            ("AM_URL", &am.url()),
+            ("SLACK_URL", &slack.url()),
+            ("HOOK_URL", &hook.url()),
+            ("HOOK_TOKEN", "hook-token-xyz"),
+        ],
+    );
+    let m = metrics();
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(
+        fast(plan.pagers),
+        &cfg.dir.path().join("state"),
+        m.clone(),
+        rx,
+    );
+    let trigger = notification(EventKind::Trigger);
+    d.send(trigger.clone(), None);
+    let mut resolve = notification(EventKind::Resolve);
+    // The policy's resolve need not repeat the step; Alertmanager still gets the same labels.
+    resolve.failed_step = None;
+    resolve.reason = None;
+    resolve.summary = "sim-join recovered in test".into();
+    d.send(resolve, None);
+
+    let within = Duration::from_secs(5);
+    let seen = pd.wait_for(2, within).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/v2/enqueue")
+    );
+    let b = &seen[0].body;
+    assert_eq!(b["routing_key"], PD_KEY);
+    assert_eq!(b["event_action"], "trigger");
+    assert_eq!(b["dedup_key"], trigger.dedup_key);
+    assert_eq!(b["payload"]["source"], "joincanary/test");
+    assert_eq!(b["payload"]["severity"], "critical");
+    assert_eq!(b["payload"]["component"], "sim-join");
+    assert_eq!(b["payload"]["group"], "test");
+    assert_eq!(b["payload"]["class"], "no_match");
+    assert_eq!(b["payload"]["custom_details"], trigger.details);
+    assert_eq!(b["links"][0]["text"], "status");
+    assert_eq!(
+        seen[1].body,
+        json!({"routing_key": PD_KEY, "event_action": "resolve", "dedup_key": trigger.dedup_key})
+    );
+
+    let seen = og.wait_for(2, within).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/v2/alerts");
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("GenieKey {GENIE_KEY}")
+    );
+    assert_eq!(seen[0].body["alias"], trigger.dedup_key);
+    assert_eq!(seen[0].body["priority"], "P1");
+    assert_eq!(
+        seen[0].body["tags"],
+        json!(["test", "sim-join", "critical"])
+    );
+    assert_eq!(seen[0].body["details"]["failed_step"], "signalling");
+    assert_eq!(
+        seen[1].path,
+        "/v2/alerts/joincanary%2Fsim-join%2Ftest%2Fcritical/close?identifierType=alias"
+    );
+    assert_eq!(
+        seen[1].headers["authorization"],
+        format!("GenieKey {GENIE_KEY}")
+    );
+    assert_eq!(seen[1].body["source"], "joincanary");
+
+    let seen = am.wait_for(2, within).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/api/v2/alerts");
+    let fire = &seen[0].body[0];
+    let expected_labels = json!({
+        "alertname": "JoinFlowFailing", "probe": "sim-join", "region": "test",
+        "severity": "critical", "step": "signalling", "reason": "no_match",
+    });
+    assert_eq!(fire["labels"], expected_labels);
+    assert_eq!(fire["generatorURL"], "http://127.0.0.1:9464/api/v1/status");
+    assert_eq!(fire["annotations"]["summary"], trigger.summary);
+    let ends: chrono::DateTime<chrono::Utc> = fire["endsAt"].as_str().unwrap().parse().unwrap();
+    assert!(ends > chrono::Utc::now());
+    let resolved = &seen[1].body[0];
+    assert_eq!(resolved["labels"], expected_labels);
+    let ends: chrono::DateTime<chrono::Utc> = resolved["endsAt"].as_str().unwrap().parse().unwrap();
+    assert!(ends <= chrono::Utc::now());
+
+    let seen = slack.wait_for(2, within).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/services/T0/B0/secretpath");
+    let text = seen[0].body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("[FIRING critical] sim-join failing"),
+        "{text}"
+    );
+    assert!(seen[0].body["blocks"].to_string().contains("login"));
+    assert!(
+        seen[1].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED] sim-join recovered")
+    );
+
+    let seen = hook.wait_for(2, within).await;
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/hook");
+    assert_eq!(seen[0].headers["authorization"], "Bearer hook-token-xyz");
+    let b = &seen[0].body;
+    assert_eq!(b["version"], 1);
+    assert_eq!(b["event"], "trigger");
+    assert_eq!(b["severity"], "critical");
+    assert_eq!(b["failed_step"], "signalling");
+    assert_eq!(b["reason"], "no_match");
+    assert_eq!(b["test"], false);
+    assert_eq!(b["reminder"], false);
+    let mut keys: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "at",
+            "dedup_key",
+            "details",
+            "event",
+            "failed_step",
+            "links",
+            "probe",
+            "reason",
+            "region",
+            "reminder",
+            "severity",
+            "started_at",
+            "summary",
+            "test",
+            "version"
+        ]
+    );
+    assert_eq!(seen[1].body["event"], "resolve");
+
+    for sink in ["pd", "og", "am", "slack", "hook"] {
+        assert_eq!(count(&m, sink, "trigger", "success"), 1, "{sink}");
+        assert_eq!(count(&m, sink, "resolve", "success"), 1, "{sink}");
+    }
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_delivered() {
+    support::init();
+    let pd = Receiver::statuses(&[500, 500, 500], 202).await;
+    let (cfg, plan) = plan(
+        "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"${U}\"\nrouting_key = \"k\"\n",
+        &[("U", &pd.url())],
+    );
+    let m = metrics();
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(
+        fast(plan.pagers),
+        &cfg.dir.path().join("state"),
+        m.clone(),
+        rx,
+    );
+    d.send(notification(EventKind::Trigger), None);
+    let seen = pd.wait_for(4, Duration::from_secs(5)).await;
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|s| s.body["event_action"] == "trigger"));
+    // The success is counted just after the reply; give the task a moment.
+    for _ in 0..100 {
+        if count(&m, "pd", "trigger", "success") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(count(&m, "pd", "trigger", "retry"), 3);
+    assert_eq!(count(&m, "pd", "trigger", "success"), 1);
+    assert_eq!(d.pending(), 0);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    support::init();
+    let pd = Receiver::statuses(&[], 400).await;
+    let (cfg, plan) = plan(
+        "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"${U}\"\nrouting_key = \"k\"\n",
+        &[("U", &pd.url())],
+    );
+    let m = metrics();
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(
+        fast(plan.pagers),
+        &cfg.dir.path().join("state"),
+        m.clone(),
+        rx,
+    );
+    d.send(notification(EventKind::Trigger), None);
+    pd.wait_for(1, Duration::from_secs(5)).await;
+    // Several backoff periods: a retry would have happened by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pd.seen().len(), 1);
+    assert_eq!(count(&m, "pd", "trigger", "failed"), 1);
+    assert_eq!(count(&m, "pd", "trigger", "retry"), 0);
+    assert_eq!(d.pending(), 0);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hanging_pager_does_not_delay_another() {
+    support::init();
+    let stuck = Receiver::start(Reply::Hang).await;
+    let ok = Receiver::statuses(&[], 200).await;
+    let (cfg, plan) = plan(
+        r#"
+[[pager]]
+name = "stuck"
+type = "webhook"
+url = "${STUCK}"
+timeout = "30s"
+
+[[pager]]
+name = "ok"
+type = "webhook"
+url = "${OK}"
+"#,
+        &[("STUCK", &stuck.url()), ("OK", &ok.url())],
+    );
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let started = std::time::Instant::now();
+    d.send(notification(EventKind::Trigger), None);
+    d.send(notification(EventKind::Resolve), None);
+    let seen = ok.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(seen.len(), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(stuck.seen().len(), 1);
+    // Shutdown is bounded even with a request hanging.
+    let started = std::time::Instant::now();
+    d.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(7));
+}
+
+#[tokio::test]
+async fn the_outbox_survives_a_restart() {
+    support::init();
+    // A port nothing listens on: connection refused, a retryable failure.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let cfg = TempConfig::new("", &[]);
+    let state = cfg.dir.path().join("state");
+    let pager = |url: &str| {
+        format!(
+            "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"{url}\"\nrouting_key = \"k\"\n"
+        )
+    };
+    let load = |text: String| {
+        let c = TempConfig::new(&text, &[]);
+        c.load(&[]).unwrap().pagers
+    };
+    let m = metrics();
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(
+        fast(load(pager(&format!("http://{down}")))),
+        &state,
+        m.clone(),
+        rx,
+    );
+    d.send(notification(EventKind::Resolve), None);
+    for _ in 0..200 {
+        if count(&m, "pd", "resolve", "retry") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(count(&m, "pd", "resolve", "retry") > 0);
+    d.shutdown().await;
+    let outbox = std::fs::read_to_string(state.join("outbox.json")).unwrap();
+    let outbox: Value = serde_json::from_str(&outbox).unwrap();
+    assert_eq!(outbox["pending"].as_array().map(Vec::len), Some(1));
+
+    let up = Receiver::statuses(&[], 202).await;
+    let (_tx2, rx2) = watch::channel(false);
+    let m2 = metrics();
+    let d = Dispatcher::start(load(pager(&up.url())), &state, m2.clone(), rx2);
+    let seen = up.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body["event_action"], "resolve");
+    d.shutdown().await;
+    let outbox: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("outbox.json")).unwrap()).unwrap();
+    assert_eq!(outbox["pending"], json!([]));
+    assert!(!Path::new(&state.join("outbox.json.tmp")).exists());
+}
+
+#[tokio::test]
+async fn shutdown_signal_flushes_and_stops() {
+    support::init();
+    let hook = Receiver::statuses(&[], 200).await;
+    let (cfg, plan) = plan(
+        "[[pager]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"${U}\"\n",
+        &[("U", &hook.url())],
+    );
+    let (tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    d.send(notification(EventKind::Trigger), None);
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(7), d.shutdown())
+        .await
+        .unwrap();
+    assert_eq!(hook.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn alertmanager_alerts_are_re_posted_while_firing() {
+    support::init();
+    let am = Receiver::statuses(&[], 200).await;
+    let (cfg, plan) = plan(
+        "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"${U}\"\nresend_interval = \"50ms\"\n",
+        &[("U", &am.url())],
+    );
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    d.send(notification(EventKind::Trigger), None);
+    let seen = am.wait_for(3, Duration::from_secs(5)).await;
+    assert!(seen.len() >= 3, "{}", seen.len());
+    assert!(
+        seen.iter()
+            .all(|s| s.body[0]["labels"]["alertname"] == "JoinFlowFailing")
+    );
+    d.send(notification(EventKind::Resolve), None);
+    // After the resolve, no more re-posts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = am.seen().len();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(am.seen().len(), after);
+    let last = am.seen().pop().unwrap();
+    let ends: chrono::DateTime<chrono::Utc> =
+        last.body[0]["endsAt"].as_str().unwrap().parse().unwrap();
+    assert!(ends <= chrono::Utc::now());
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn test_page_sends_a_marked_trigger_and_resolve() {
+    support::init();
+    let hook = Receiver::statuses(&[], 200).await;
+    let (_cfg, plan) = plan(
+        "[[pager]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"${U}\"\n",
+        &[("U", &hook.url())],
+    );
+    let results = test_page(&plan.pagers, "eu-west-1").await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0], ("h".to_string(), Ok(())));
+    let seen = hook.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body["event"], "trigger");
+    assert_eq!(seen[1].body["event"], "resolve");
+    for s in &seen {
+        assert_eq!(s.body["test"], true);
+        assert!(
+            s.body["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("[TEST] joincanary test page from eu-west-1")
+        );
+        assert_eq!(s.body["dedup_key"], seen[0].body["dedup_key"]);
+    }
+}
+
+/// Collects log output of the current thread (tokio's test runtime runs every task on it).
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_errors_debug_or_logs() {
+    support::init();
+    let logs = LogBuf::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // Receivers that echo the secrets back in an error body, as some providers do.
+    let pd = Receiver::start(Reply::Echo(400, format!("bad routing key {PD_KEY}"))).await;
+    let og = Receiver::start(Reply::Echo(403, format!("key {GENIE_KEY} is revoked"))).await;
+    let slack = Receiver::start(Reply::Echo(
+        404,
+        "no_service /services/T0/B0/hookpath".into(),
+    ))
+    .await;
+    let (cfg, plan) = plan(
+        r#"
+[[pager]]
+name = "pd"
+type = "pagerduty"
+url = "${PD}"
+routing_key = "${PD_KEY}"
+
+[[pager]]
+name = "og"
+type = "opsgenie"
+url = "${OG}"
+api_key = "${GENIE_KEY}"
+
+[[pager]]
+name = "slack"
+type = "slack"
+url = "${SLACK}/services/T0/B0/hookpath"
+
+[[pager]]
+name = "mail"
+type = "email"
+host = "127.0.0.1"
+port = 1
+tls = "none"
+username = "canary"
+password = "${SMTP_PASSWORD}"
+from = "canary@example.com"
+to = ["oncall@example.com"]
+"#,
+        &[
+            ("PD", &pd.url()),
+            ("PD_KEY", PD_KEY),
+            ("OG", &og.url()),
+            ("GENIE_KEY", GENIE_KEY),
+            ("SLACK", &slack.url()),
+            ("SMTP_PASSWORD", SMTP_PASSWORD),
+        ],
+    );
+    let secrets = [PD_KEY, GENIE_KEY, SMTP_PASSWORD, "hookpath"];
+    let debug = format!("{:?}", plan.pagers);
+    for s in secrets {
+        assert!(!debug.contains(s), "Debug shows {s}: {debug}");
+    }
+    let results = test_page(&plan.pagers, "test").await;
+    assert_eq!(results.len(), 4);
+    let mut errors = String::new();
+    for (name, r) in &results {
+        let e = r.as_ref().expect_err("every pager fails here");
+        errors.push_str(&format!("{name}: {e} / {e:?}\n"));
+    }
+    assert!(matches!(results[0].1, Err(DeliveryError::Permanent(_))));
+    // A refused connection is worth retrying.
+    assert!(matches!(results[3].1, Err(DeliveryError::Retryable(_))));
+
+    // And through the dispatcher, whose failures are logged.
+    let m = metrics();
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(
+        fast(plan.pagers),
+        &cfg.dir.path().join("state"),
+        m.clone(),
+        rx,
+    );
+    d.send(
+        notification(EventKind::Trigger),
+        Some(&["pd".into(), "og".into(), "slack".into()]),
+    );
+    for _ in 0..200 {
+        if ["pd", "og", "slack"]
+            .iter()
+            .all(|s| count(&m, s, "trigger", "failed") == 1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    d.shutdown().await;
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    assert!(logs.contains("sink=pd"), "{logs}");
+    assert!(
+        logs.contains("[redacted]"),
+        "the echoed key is scrubbed: {logs}"
+    );
+    for s in secrets {
+        assert!(!errors.contains(s), "an error shows {s}: {errors}");
+        assert!(!logs.contains(s), "a log line shows {s}: {logs}");
+    }
+}
+
+#[test]
+fn bad_pager_configs_are_reported_with_keys() {
+    let cfg = TempConfig::new(
+        r#"
+[[pager]]
+name = "a"
+type = "pagerduty"
+
+[[pager]]
+name = "a"
+type = "carrier-pigeon"
+
+[[pager]]
+name = "mail"
+type = "email"
+tls = "sometimes"
+
+[[pager]]
+name = "hook"
+type = "webhook"
+url = "${HOOK_URL}"
+routing_key = "x"
+"#,
+        &[],
+    );
+    let errors = cfg
+        .load(&[("HOOK_URL", "not a url with secret-in-it")])
+        .unwrap_err()
+        .0;
+    let got: Vec<(String, String)> = errors
+        .iter()
+        .map(|e| (e.key.clone().unwrap_or_default(), e.message.clone()))
+        .collect();
+    let want = |key: &str, msg: &str| {
+        assert!(
+            got.iter().any(|(k, m)| k == key && m.contains(msg)),
+            "no `{key}: {msg}` in {got:#?}"
+        );
+    };
+    want(
+        "pager[0].routing_key",
+        "is required for a `pagerduty` pager",
+    );
+    want("pager[1].name", "another pager is already named `a`");
+    want(
+        "pager[1].type",
+        "unknown pager type `carrier-pigeon`; expected one of: pagerduty, opsgenie, alertmanager, slack, webhook, email",
+    );
+    want("pager[2].host", "is required for an `email` pager");
+    want("pager[2].from", "is required for an `email` pager");
+    want("pager[2].to", "is required for an `email` pager");
+    want("pager[2].tls", "unknown tls mode `sometimes`");
+    want("pager[3].url", "is not an http:// or https:// URL");
+    want(
+        "pager[3].routing_key",
+        "does not apply to a `webhook` pager",
+    );
+    assert!(errors.iter().all(|e| e.line > 0), "{errors:#?}");
+    assert!(!format!("{errors:?}").contains("secret-in-it"));
+}
+
+/// A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) on 127.0.0.1.
+struct Smtp {
+    port: u16,
+    dir: tempfile::TempDir,
+    _child: tokio::process::Child,
+}
+
+impl Smtp {
+    async fn start(mode: &str) -> Smtp {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new("/usr/bin/python3")
+            .arg(support::root().join("tests/support/smtp_server.py"))
+            .arg(dir.path())
+            .arg(mode)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("/usr/bin/python3 runs (install python3-aiosmtpd)");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .expect("the SMTP server starts in time")
+        .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("smtp_server.py printed `{line}`; is python3-aiosmtpd installed?")
+        });
+        Smtp {
+            port,
+            dir,
+            _child: child,
+        }
+    }
+
+    fn pager(&self) -> String {
+        format!(
+            "[[pager]]\nname = \"mail\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"Canary <canary@example.com>\"\nto = [\"oncall@example.com\", \"sre@example.com\"]\n",
+            self.port
+        )
+    }
+
+    async fn messages(&self, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let mut found: Vec<_> = std::fs::read_dir(self.dir.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect();
+            if found.len() >= n {
+                found.sort();
+                return found
+                    .iter()
+                    .map(|p| std::fs::read_to_string(p).unwrap())
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn email_arrives_with_text_and_html_parts() {
+    support::init();
+    let smtp = Smtp::start("accept").await;
+    let (cfg, plan) = plan(&smtp.pager(), &[]);
+    let m = metrics();
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), m.clone(), rx);
+    let mut n = notification(EventKind::Trigger);
+    n.summary = "sim-join failing in test: <script>".into();
+    d.send(n, None);
+    let msgs = smtp.messages(1).await;
+    assert_eq!(msgs.len(), 1);
+    let msg = &msgs[0];
+    assert!(
+        msg.contains("Subject: [FIRING] sim-join failing in test: <script>"),
+        "{msg}"
+    );
+    assert!(msg.contains("multipart/alternative"), "{msg}");
+    assert!(msg.contains("Content-Type: text/plain"), "{msg}");
+    assert!(msg.contains("Content-Type: text/html"), "{msg}");
+    // Undo quoted-printable's soft line breaks before looking into the HTML part.
+    let unwrapped = msg.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        unwrapped.contains("&lt;script&gt;"),
+        "HTML is escaped: {msg}"
+    );
+    assert!(
+        msg.contains("To: oncall@example.com, sre@example.com"),
+        "{msg}"
+    );
+    d.shutdown().await;
+    assert_eq!(count(&m, "mail", "trigger", "success"), 1);
+}
+
+#[tokio::test]
+async fn email_rejected_after_data_is_a_failed_delivery() {
+    support::init();
+    let smtp = Smtp::start("reject").await;
+    let (_cfg, plan) = plan(&smtp.pager(), &[]);
+    let results = test_page(&plan.pagers, "test").await;
+    match &results[0].1 {
+        Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("554"), "{msg}"),
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(smtp.dir.path()).unwrap().count(), 0);
+}

@@ -1,0 +1,483 @@
+//! Paging end to end: `run` against the real sim, pagers pointed at loopback receivers that
+//! check the real payload shapes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use joincanary::clock::Clock;
+use joincanary::scheduler::FlowRunner;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{TempConfig, set_faults, start_sim};
+
+const ROUTING_KEY: &str = "pd-routing-key-0123456789";
+
+/// A pager endpoint on 127.0.0.1 that records every request and answers from a script.
+#[derive(Clone, Default)]
+struct Receiver {
+    requests: Arc<Mutex<Vec<(String, Value, u16)>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+    fallback: Arc<Mutex<u16>>,
+}
+
+impl Receiver {
+    async fn start(fallback: u16) -> (Receiver, String) {
+        let r = Receiver::default();
+        *r.fallback.lock().unwrap() = fallback;
+        let app = axum::Router::new().fallback(record).with_state(r.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (r, base)
+    }
+
+    fn set_fallback(&self, status: u16) {
+        *self.fallback.lock().unwrap() = status;
+    }
+
+    fn script(&self, statuses: &[u16]) {
+        self.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Accepted requests' bodies.
+    fn accepted(&self) -> Vec<Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, s)| *s < 300)
+            .map(|(_, b, _)| b.clone())
+            .collect()
+    }
+
+    fn all(&self) -> Vec<(String, Value, u16)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn record(State(r): State<Receiver>, uri: Uri, body: Bytes) -> StatusCode {
+    let status = r
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(*r.fallback.lock().unwrap());
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    r.requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), json, status));
+    StatusCode::from_u16(status).unwrap()
+}
+
+fn pd_action(v: &Value) -> String {
+    v["event_action"].as_str().unwrap_or("").to_string()
+}
+
+/// The shipped probe, every second, short timeouts.
+fn fast_probe(sim_url: &str, alerting: &str) -> String {
+    std::fs::read_to_string(crate::support::root().join("probes/sim-join.toml"))
+        .unwrap()
+        .replace("${SIM_URL:-http://127.0.0.1:7480}", sim_url)
+        .replace(
+            "timeout = \"20s\"",
+            "timeout = \"900ms\"\nschedule = \"* * * * * *\"",
+        )
+        .replace("timeout = \"5s\"", "timeout = \"300ms\"")
+        .replace("timeout = \"2s\"", "timeout = \"200ms\"")
+        + alerting
+}
+
+fn service_config(pd: &str, hook: &str) -> String {
+    format!(
+        r#"status_url = "http://canary.example/status"
+[alerting]
+confirm_delay = "200ms"
+failure_threshold = 2
+success_threshold = 2
+
+[[pager]]
+name = "pd"
+type = "pagerduty"
+url = "{pd}/v2/enqueue"
+routing_key = "${{TEST_PD_KEY}}"
+retry_base = "50ms"
+
+[[pager]]
+name = "hook"
+type = "webhook"
+url = "{hook}/hook"
+retry_base = "50ms"
+"#
+    )
+}
+
+struct Running {
+    base: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
+}
+
+async fn start_service(cfg: &TempConfig) -> Running {
+    let plan = cfg
+        .load(&[("TEST_PD_KEY", ROUTING_KEY)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(joincanary::service::serve(
+        plan,
+        listener,
+        Arc::new(FlowRunner),
+        Clock::system(),
+        stop.clone(),
+    ));
+    Running { base, stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Polls (every 100 ms, at most `secs` seconds) until `pred` holds.
+async fn wait_for(secs: u64, what: &str, pred: impl Fn() -> bool) {
+    for _ in 0..secs * 10 {
+        if pred() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn runs_so_far(base: &str) -> u64 {
+    let v: Value = reqwest::get(format!("{base}/api/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["probes"][0]["runs"].as_u64().unwrap_or(0)
+}
+
+async fn wait_runs(base: &str, more: u64) {
+    let target = runs_so_far(base).await + more;
+    for _ in 0..100 {
+        if runs_so_far(base).await >= target {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("probe did not run {more} more times");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
+    let sim = start_sim().await;
+    let (pd, pd_url) = Receiver::start(202).await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &service_config(&pd_url, &hook_url),
+        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
+    );
+    let svc = start_service(&cfg).await;
+    wait_runs(&svc.base, 2).await;
+    assert!(pd.all().is_empty(), "a healthy flow pages nobody");
+
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    wait_for(15, "trigger at both pagers", || {
+        !pd.accepted().is_empty() && !hook.accepted().is_empty()
+    })
+    .await;
+    wait_runs(&svc.base, 3).await;
+    let triggers: Vec<_> = pd
+        .accepted()
+        .into_iter()
+        .filter(|v| pd_action(v) == "trigger")
+        .collect();
+    assert_eq!(triggers.len(), 1, "exactly one trigger: {triggers:#?}");
+    let t = &triggers[0];
+    assert_eq!(t["routing_key"], ROUTING_KEY);
+    assert_eq!(t["dedup_key"], "joincanary/test/sim-join/critical");
+    assert_eq!(t["payload"]["severity"], "critical");
+    let summary = t["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("sim-join failing in test: step \"signalling\" no_match after "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("login") && summary.contains("websocket") && summary.ends_with("OK)"),
+        "{summary}"
+    );
+    assert_eq!(t["payload"]["custom_details"]["consecutive_failures"], 2);
+    assert!(
+        t["links"]
+            .to_string()
+            .contains("http://canary.example/status")
+    );
+    let hooks = hook.accepted();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0]["event"], "trigger");
+    assert_eq!(hooks[0]["failed_step"], "signalling");
+    assert_eq!(hooks[0]["reason"], "no_match");
+
+    // The routing key is a secret: not in status, metrics or the webhook's copy of the page.
+    let status = reqwest::get(format!("{}/api/v1/status", svc.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", svc.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for text in [&status, &metrics, &hooks[0].to_string()] {
+        assert!(!text.contains(ROUTING_KEY));
+    }
+    assert!(
+        metrics.lines().any(|l| l.starts_with("probe_alert_firing{")
+            && l.contains("critical")
+            && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(status.contains("joincanary/test/sim-join/critical"));
+
+    set_faults(&sim, json!({"signalling_drop": false})).await;
+    wait_for(15, "resolve at both pagers", || {
+        pd.accepted().iter().any(|v| pd_action(v) == "resolve")
+            && hook.accepted().iter().any(|v| v["event"] == "resolve")
+    })
+    .await;
+    wait_runs(&svc.base, 3).await;
+    let resolves: Vec<_> = pd
+        .accepted()
+        .into_iter()
+        .filter(|v| pd_action(v) == "resolve")
+        .collect();
+    assert_eq!(resolves.len(), 1);
+    assert_eq!(
+        resolves[0]["dedup_key"],
+        "joincanary/test/sim-join/critical"
+    );
+    assert_eq!(
+        hook.accepted()
+            .iter()
+            .filter(|v| v["event"] == "resolve")
+            .count(),
+        1
+    );
+    assert_eq!(pd.accepted().len(), 2, "nothing else was sent");
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failed_run_followed_by_a_pass_pages_nobody() {
+    let sim = start_sim().await;
+    let (pd, pd_url) = Receiver::start(202).await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &service_config(&pd_url, &hook_url)
+            .replace("confirm_delay = \"200ms\"", "confirm_delay = \"700ms\""),
+        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
+    );
+    let svc = start_service(&cfg).await;
+    wait_runs(&svc.base, 1).await;
+    set_faults(&sim, json!({"login_status": 500})).await;
+    // Clear the fault as soon as one failed run is recorded: the confirmation run passes.
+    let mut saw_failure = false;
+    for _ in 0..300 {
+        let v: Value = reqwest::get(format!("{}/api/v1/status", svc.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["probes"][0]["last"]["success"] == false {
+            saw_failure = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    reqwest::Client::new()
+        .delete(format!("{}/_sim/faults", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(saw_failure);
+    wait_runs(&svc.base, 4).await;
+    assert!(
+        pd.all().is_empty() && hook.all().is_empty(),
+        "a blip paged someone: {:?}",
+        pd.all()
+    );
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_failing_three_times_still_gets_the_trigger() {
+    let sim = start_sim().await;
+    let (pd, pd_url) = Receiver::start(202).await;
+    let (_hook, hook_url) = Receiver::start(200).await;
+    pd.script(&[500, 500, 500]);
+    let cfg = TempConfig::new(
+        &service_config(&pd_url, &hook_url),
+        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
+    );
+    let svc = start_service(&cfg).await;
+    set_faults(&sim, json!({"ws_reject_status": 503})).await;
+    wait_for(20, "the trigger delivered after retries", || {
+        pd.accepted().iter().any(|v| pd_action(v) == "trigger")
+    })
+    .await;
+    let all = pd.all();
+    let statuses: Vec<u16> = all.iter().map(|(_, _, s)| *s).collect();
+    assert_eq!(&statuses[..4], [500, 500, 500, 202]);
+    assert!(
+        all[..4]
+            .iter()
+            .all(|(path, v, _)| path == "/v2/enqueue" && pd_action(v) == "trigger")
+    );
+    let metrics = reqwest::get(format!("{}/metrics", svc.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |result: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("joincanary_notifications_total{")
+                    && l.contains("sink=\"pd\"")
+                    && l.contains("event=\"trigger\"")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(count("retry"), Some(3.0), "{metrics}");
+    assert_eq!(count("success"), Some(1.0));
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
+    let sim = start_sim().await;
+    let (pd, pd_url) = Receiver::start(202).await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &service_config(&pd_url, &hook_url),
+        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
+    );
+
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    let svc = start_service(&cfg).await;
+    wait_for(15, "trigger", || {
+        pd.accepted().iter().any(|v| pd_action(v) == "trigger")
+    })
+    .await;
+    svc.stop().await;
+
+    // Restart with the fault still on: the incident is still open, nobody is paged again.
+    let svc = start_service(&cfg).await;
+    wait_runs(&svc.base, 3).await;
+    assert_eq!(
+        pd.accepted()
+            .iter()
+            .filter(|v| pd_action(v) == "trigger")
+            .count(),
+        1
+    );
+    assert_eq!(
+        hook.accepted()
+            .iter()
+            .filter(|v| v["event"] == "trigger")
+            .count(),
+        1
+    );
+
+    // Recovery while PagerDuty is down, then a stop: the resolve waits in the outbox.
+    pd.set_fallback(503);
+    set_faults(&sim, json!({"signalling_drop": false})).await;
+    wait_for(15, "a resolve attempt", || {
+        pd.all()
+            .iter()
+            .any(|(_, v, s)| pd_action(v) == "resolve" && *s == 503)
+    })
+    .await;
+    svc.stop().await;
+    assert!(!pd.accepted().iter().any(|v| pd_action(v) == "resolve"));
+
+    pd.set_fallback(202);
+    let svc = start_service(&cfg).await;
+    wait_for(15, "the resolve delivered after the restart", || {
+        pd.accepted().iter().any(|v| pd_action(v) == "resolve")
+    })
+    .await;
+    wait_runs(&svc.base, 2).await;
+    let accepted = pd.accepted();
+    assert_eq!(
+        accepted
+            .iter()
+            .filter(|v| pd_action(v) == "trigger")
+            .count(),
+        1
+    );
+    assert_eq!(
+        accepted
+            .iter()
+            .filter(|v| pd_action(v) == "resolve")
+            .count(),
+        1
+    );
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_over_budget_raises_only_the_warning() {
+    let sim = start_sim().await;
+    let (pd, pd_url) = Receiver::start(202).await;
+    let (_hook, hook_url) = Receiver::start(200).await;
+    let probe = fast_probe(
+        &sim.base_url(),
+        "\n[alerting]\ndegraded_threshold = 2\n[alerting.budgets]\n\"signalling.round_trip\" = \"100ms\"\n",
+    );
+    let cfg = TempConfig::new(
+        &service_config(&pd_url, &hook_url),
+        &[("sim-join.toml", &probe)],
+    );
+    set_faults(&sim, json!({"signalling_delay_ms": 150})).await;
+    let svc = start_service(&cfg).await;
+    wait_for(15, "the warning", || !pd.accepted().is_empty()).await;
+    wait_runs(&svc.base, 2).await;
+    let accepted = pd.accepted();
+    assert_eq!(accepted.len(), 1, "{accepted:#?}");
+    assert_eq!(accepted[0]["payload"]["severity"], "warning");
+    assert_eq!(accepted[0]["dedup_key"], "joincanary/test/sim-join/warning");
+    let summary = accepted[0]["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("sim-join degraded in test: step \"signalling\" round_trip"),
+        "{summary}"
+    );
+    svc.stop().await;
+    sim.shutdown().await;
+}
