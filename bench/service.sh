@@ -25,7 +25,7 @@ SIM_URL=$(head -1 "$WORK/sim.out" | sed 's/^listening on //')
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 clk_tck=$(getconf CLK_TCK)
-printf '%-7s %-10s %-12s %-12s %-10s %-14s %-14s %-8s\n' probes seconds rss_start_MiB rss_max_MiB cpu_% lag_avg_ms lag_max_ms runs
+printf '%-7s %-10s %-12s %-12s %-10s %-14s %-14s %-8s %-8s\n' probes seconds rss_start_MiB rss_max_MiB cpu_% lag_avg_ms lag_max_ms runs failed
 for n in $COUNTS; do
   dir="$WORK/n$n"; mkdir -p "$dir/probes"
   port=$(free_port)
@@ -63,7 +63,8 @@ TOML
   kill -TERM $RUN_PID; wait $RUN_PID || true; RUN_PID=
   read -r lag_avg lag_max <<<"$(echo "$metrics" | awk '/^probe_schedule_lag_seconds\{/ {v=$NF*1000; s+=v; n++; if (v>m) m=v} END {if (n) printf "%.2f %.2f", s/n, m; else print "n/a n/a"}')"
   runs=$(echo "$metrics" | awk '/^probe_runs_total\{/ {s+=$NF} END {print s+0}')
+  failed=$(echo "$metrics" | awk '/^probe_runs_total\{/ && /result="failure"/ {s+=$NF} END {print s+0}')
   cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$clk_tck" -v d="$DURATION" 'BEGIN {printf "%.2f", (b-a)/hz/d*100}')
-  printf '%-7s %-10s %-12.1f %-12.1f %-10s %-14s %-14s %-8s\n' "$n" "$DURATION" "$(echo "$rss_start/1024" | bc -l)" "$(echo "$rss_max/1024" | bc -l)" "$cpu" "$lag_avg" "$lag_max" "$runs"
+  printf '%-7s %-10s %-12.1f %-12.1f %-10s %-14s %-14s %-8s %-8s\n' "$n" "$DURATION" "$(echo "$rss_start/1024" | bc -l)" "$(echo "$rss_max/1024" | bc -l)" "$cpu" "$lag_avg" "$lag_max" "$runs" "$failed"
 done
 echo "lag: how late each probe's last scheduled run started (probe_schedule_lag_seconds), averaged over probes"
