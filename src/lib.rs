@@ -3,8 +3,10 @@
 //! A tour, in the order data flows: [`config`] loads the service config and probe files into a
 //! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
-//! [`metrics`], [`status`] and [`alert`] consume every run. [`server`] serves `/metrics` and the
-//! status API, [`sim`] is the reference conference server used by the demo and the tests.
+//! [`service`] wires them into `joincanary run`, where [`metrics`], [`status`] and [`alert`]
+//! consume every run. [`server`] serves `/metrics` and the status API; [`sim`] is the reference
+//! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
+//! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C.
 
 pub mod alert;
 pub mod clock;

@@ -119,6 +119,9 @@ pub async fn serve_with(
         metrics.notifications.clone(),
         dispatch_stop_rx,
     );
+    if plan.pagers.is_empty() {
+        tracing::warn!(region = %region, "no [[pager]] configured: alerts show only in metrics and status");
+    }
     let mut alerts = AlertEngine::load(&plan);
     for probe in plan.probes.iter().map(|p| p.name.clone()) {
         publish_alerts(&alerts, &probe, &region, &metrics, &status);

@@ -79,18 +79,8 @@ fn pd_action(v: &Value) -> String {
     v["event_action"].as_str().unwrap_or("").to_string()
 }
 
-/// The shipped probe, every second, short timeouts.
 fn fast_probe(sim_url: &str, alerting: &str) -> String {
-    std::fs::read_to_string(crate::support::root().join("probes/sim-join.toml"))
-        .unwrap()
-        .replace("${SIM_URL:-http://127.0.0.1:7480}", sim_url)
-        .replace(
-            "timeout = \"20s\"",
-            "timeout = \"900ms\"\nschedule = \"* * * * * *\"",
-        )
-        .replace("timeout = \"5s\"", "timeout = \"300ms\"")
-        .replace("timeout = \"2s\"", "timeout = \"200ms\"")
-        + alerting
+    crate::support::fast_sim_probe(sim_url) + alerting
 }
 
 fn service_config(pd: &str, hook: &str) -> String {

@@ -193,3 +193,18 @@ fn shipped_config_and_probes_validate() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
+
+#[test]
+fn alert_routing_to_an_unknown_pager_is_refused() {
+    let probe = format!("{HEAD}url = \"http://h/\"\n[alerting]\npagers = [\"pagerduty-prod\"]\n");
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"pd\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n",
+        &[("p.toml", &probe)],
+    );
+    let prefix = format!("{}/", cfg.dir.path().display());
+    let err = cfg.load(&[]).unwrap_err().to_string().replace(&prefix, "");
+    assert_eq!(
+        err,
+        "probes/p.toml:7:10: alerting.pagers: no [[pager]] is named `pagerduty-prod` (configured: pd)"
+    );
+}

@@ -12,19 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::{TempConfig, set_faults, start_sim};
 
-/// A probe every second against `sim_url`, with short step timeouts.
-fn every_second_probe(sim_url: &str) -> String {
-    std::fs::read_to_string(crate::support::root().join("probes/sim-join.toml"))
-        .unwrap()
-        .replace("${SIM_URL:-http://127.0.0.1:7480}", sim_url)
-        .replace(
-            "timeout = \"20s\"",
-            "timeout = \"900ms\"\nschedule = \"* * * * * *\"",
-        )
-        .replace("timeout = \"5s\"", "timeout = \"400ms\"")
-        .replace("timeout = \"2s\"", "timeout = \"200ms\"")
-}
-
 async fn scrape(base: &str, path: &str) -> String {
     reqwest::get(format!("{base}{path}"))
         .await
@@ -83,7 +70,10 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
     let sim = start_sim().await;
     let cfg = TempConfig::new(
         "",
-        &[("sim-join.toml", &every_second_probe(&sim.base_url()))],
+        &[(
+            "sim-join.toml",
+            &crate::support::fast_sim_probe(&sim.base_url()),
+        )],
     );
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -185,7 +175,7 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
 async fn sigterm_during_a_run_lets_it_finish_and_exits_0() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"login_delay_ms": 1500})).await;
-    let probe = every_second_probe(&sim.base_url())
+    let probe = crate::support::fast_sim_probe(&sim.base_url())
         .replace(
             "timeout = \"900ms\"\nschedule = \"* * * * * *\"",
             "timeout = \"2500ms\"\nschedule = \"*/3 * * * * *\"",

@@ -54,7 +54,27 @@ impl PolicyConfig {
         raw: &RawAlerting,
         parent: Option<&PolicyConfig>,
         prefix: &str,
+        pager_names: &[String],
     ) -> PolicyConfig {
+        // A misspelt pager name would drop pages silently at 3 a.m.: refuse it at load time.
+        if let Some(list) = &raw.pagers {
+            for name in list.get_ref() {
+                if !pager_names.contains(name) {
+                    ctx.error(
+                        Some(list.span()),
+                        format!("{prefix}.pagers"),
+                        format_args!(
+                            "no [[pager]] is named `{name}` (configured: {})",
+                            if pager_names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                pager_names.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
         let base = parent.cloned().unwrap_or_default();
         let key = |k: &str| format!("{prefix}.{k}");
         let threshold =

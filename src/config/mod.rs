@@ -407,9 +407,19 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .as_ref()
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
     let defaults = probe::Defaults::build(&mut ctx, &raw.defaults);
-    let alerting =
-        crate::alert::policy::PolicyConfig::build(&mut ctx, &raw.alerting, None, "alerting");
     let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
+    let pager_names: Vec<String> = raw
+        .pager
+        .iter()
+        .map(|p| p.get_ref().name.get_ref().trim().to_string())
+        .collect();
+    let alerting = crate::alert::policy::PolicyConfig::build(
+        &mut ctx,
+        &raw.alerting,
+        None,
+        "alerting",
+        &pager_names,
+    );
 
     let mut probe_paths = Vec::new();
     for entry in raw.probes.get_ref() {
@@ -447,12 +457,19 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
     if raw.probes.get_ref().is_empty() {
         ctx.error(Some(raw.probes.span()), "probes", "names no probe files");
     }
-    let env_values = std::mem::take(&mut ctx.env_values);
     drop(ctx);
 
     let mut probes: Vec<Arc<ProbePlan>> = Vec::new();
     for probe_path in probe_paths {
-        if let Some(p) = probe::build(&probe_path, env, &defaults, &alerting, &region, errors) {
+        if let Some(p) = probe::build(
+            &probe_path,
+            env,
+            &defaults,
+            &alerting,
+            &pager_names,
+            &region,
+            errors,
+        ) {
             if let Some(other) = probes.iter().find(|o| o.name == p.name) {
                 errors.push(ConfigError {
                     file: probe_path.clone(),
@@ -470,7 +487,6 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             probes.push(Arc::new(p));
         }
     }
-    let _ = env_values;
     Some(Plan {
         config_path: path.to_path_buf(),
         region,

@@ -323,6 +323,7 @@ pub(crate) fn build(
     env: &dyn super::EnvSource,
     defaults: &Defaults,
     alerting: &PolicyConfig,
+    pager_names: &[String],
     region: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<ProbePlan> {
@@ -518,7 +519,7 @@ pub(crate) fn build(
     }
 
     let probe_alerting = match &raw.alerting {
-        Some(a) => PolicyConfig::build(&mut ctx, a, Some(alerting), "alerting"),
+        Some(a) => PolicyConfig::build(&mut ctx, a, Some(alerting), "alerting", pager_names),
         None => alerting.clone(),
     };
     for budget_step in probe_alerting.budgets.keys() {
@@ -744,7 +745,7 @@ fn url_template(
         Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some_and(|h| !h.is_empty()) => {
             Some(t)
         }
-        Ok(u) => {
+        Ok(_) => {
             ctx.error(
                 Some(raw.span()),
                 key,
@@ -754,7 +755,6 @@ fn url_template(
                     schemes.join(" or ")
                 ),
             );
-            let _ = u;
             None
         }
         Err(e) => {

@@ -356,10 +356,8 @@ fn classify(e: tungstenite::Error, io_reason: FailureReason) -> StepError {
         E::Io(_) => io_reason,
         E::Tls(_) => FailureReason::Tls,
         E::Http(_) | E::HttpFormat(_) | E::Url(_) => FailureReason::WsHandshake,
-        E::Protocol(p) if io_reason == FailureReason::WsHandshake => {
-            let _ = p;
-            FailureReason::WsHandshake
-        }
+        // A protocol error during the upgrade is a failed handshake, not a broken stream.
+        E::Protocol(_) if io_reason == FailureReason::WsHandshake => FailureReason::WsHandshake,
         _ => FailureReason::Protocol,
     };
     let message = match &e {

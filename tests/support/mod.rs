@@ -107,3 +107,16 @@ pub async fn set_faults(sim: &SimServer, faults: serde_json::Value) {
         .status();
     assert!(status.is_success(), "setting faults: {status}");
 }
+
+/// The shipped sim-join probe against `sim_url`, every second, with short timeouts.
+pub fn fast_sim_probe(sim_url: &str) -> String {
+    std::fs::read_to_string(root().join("probes/sim-join.toml"))
+        .unwrap()
+        .replace("${SIM_URL:-http://127.0.0.1:7480}", sim_url)
+        .replace(
+            "timeout = \"20s\"",
+            "timeout = \"900ms\"\nschedule = \"* * * * * *\"",
+        )
+        .replace("timeout = \"5s\"", "timeout = \"400ms\"")
+        .replace("timeout = \"2s\"", "timeout = \"200ms\"")
+}
