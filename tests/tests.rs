@@ -13,3 +13,4 @@ mod hostile;
 mod scheduler;
 mod service;
 mod sim_server;
+mod tls;

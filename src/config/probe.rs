@@ -199,6 +199,8 @@ pub struct ProbePlan {
     /// This region's fixed offset from the cron tick (derived from region + probe name).
     pub jitter: Duration,
     pub max_body_bytes: usize,
+    /// TLS settings when the probe trusts extra CAs (`ca_file`); `None` uses the system roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub variables: Vec<(String, Template)>,
     pub steps: Vec<StepPlan>,
     /// Values that came from the environment and may be secrets: scrubbed from every error.
@@ -398,6 +400,11 @@ pub(crate) fn build(
         .and_then(|v| ctx.positive(v, "max_body_bytes"))
         .unwrap_or(defaults.max_body_bytes);
 
+    let tls = raw
+        .ca_file
+        .as_ref()
+        .and_then(|f| ca_file(&mut ctx, f, path));
+
     // Variables may read the built-ins only: that keeps them order-independent.
     let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
     let mut variables = Vec::new();
@@ -554,11 +561,47 @@ pub(crate) fn build(
         timeout,
         jitter,
         max_body_bytes,
+        tls,
         variables,
         steps,
         secrets,
         alerting: probe_alerting,
     })
+}
+
+/// Reads a PEM bundle of extra trusted CAs into a TLS client config.
+fn ca_file(
+    ctx: &mut Ctx<'_>,
+    value: &S<String>,
+    probe_path: &Path,
+) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let rel = ctx.env_str(value, "ca_file")?;
+    let path = probe_path.parent().unwrap_or(Path::new(".")).join(&rel);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            ctx.error(
+                Some(value.span()),
+                "ca_file",
+                format_args!("cannot read `{}`: {e}", path.display()),
+            );
+            return None;
+        }
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        ctx.error(
+            Some(value.span()),
+            "ca_file",
+            format_args!("`{}` holds no PEM certificate", path.display()),
+        );
+        return None;
+    }
+    Some(crate::flow::tls_client_config(certs))
 }
 
 /// A fixed offset in `[0, max)` from region and probe: regions spread out, and one region's

@@ -120,6 +120,9 @@ pub struct RawProbe {
     pub timeout: Option<S<String>>,
     pub jitter: Option<S<String>>,
     pub max_body_bytes: Option<S<i64>>,
+    /// Extra trusted CA certificates (PEM), relative to the probe file: for platforms behind
+    /// an internal CA.
+    pub ca_file: Option<S<String>>,
     #[serde(default)]
     pub variables: BTreeMap<String, S<String>>,
     pub steps: S<Vec<S<RawStep>>>,

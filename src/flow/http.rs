@@ -1,9 +1,14 @@
-//! The `http` step: one request with a fresh connection, timed, checked, and mined for values.
+//! The `http` step: one request over a connection of its own (so dns, connect, tls and first
+//! byte are each timed, as a joining user would pay them), checked and mined for values.
+//! HTTP/1.1 over hyper; redirects followed; the run's cookie jar carries the session.
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
-use super::{RunContext, StepError, error_chain, matcher, snippet};
+use super::{RunContext, StepError, error_chain, matcher, net, snippet};
 use crate::config::{Body, ExtractSource, HttpSpec};
 use crate::report::{FailureReason, Phase};
 
@@ -11,9 +16,19 @@ use crate::report::{FailureReason, Phase};
 /// must not eat the deadline.
 const MAX_REDIRECTS: usize = 5;
 
+/// Aborts the task driving a connection when the step is done with it, however it ends: a
+/// server that never answers must not leave a task behind.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(), StepError> {
     let url_text = ctx.render(&spec.url)?;
-    let url = url::Url::parse(&url_text).map_err(|e| {
+    let mut url = url::Url::parse(&url_text).map_err(|e| {
         StepError::new(
             FailureReason::Protocol,
             format!(
@@ -22,25 +37,6 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
             ),
         )
     })?;
-    let addrs = super::resolve(ctx, &url).await?;
-
-    // A client per step: the connection is new each run (so connect and TLS are measured, as a
-    // joining user would pay them), while the run's cookie jar carries the session across steps.
-    let mut builder = reqwest::Client::builder()
-        .cookie_provider(ctx.jar.clone())
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("joincanary/", env!("CARGO_PKG_VERSION")));
-    if let Some(url::Host::Domain(domain)) = url.host() {
-        builder = builder.resolve_to_addrs(domain, &addrs);
-    }
-    let client = builder.build().map_err(|e| {
-        StepError::new(
-            FailureReason::Tls,
-            format!("cannot build an HTTP client: {}", error_chain(&e)),
-        )
-    })?;
-
     let mut headers = HeaderMap::new();
     for (name, value) in &spec.headers {
         let rendered = ctx.render(value)?;
@@ -58,39 +54,80 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         })?;
         headers.insert(name, value);
     }
-    let mut request = client.request(spec.method.clone(), url).headers(headers);
-    request = match &spec.body {
-        Body::None => request,
-        Body::Json(v) => request.json(
-            &super::template::render_json(v, &ctx.vars)
-                .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?,
-        ),
-        Body::Form(fields) => {
-            let mut rendered = Vec::with_capacity(fields.len());
-            for (k, v) in fields {
-                rendered.push((k.clone(), ctx.render(v)?));
+    let (mut body, content_type) = request_body(ctx, spec)?;
+    let mut method = spec.method.clone();
+
+    let mut hops = 0;
+    let (status, response_headers, mut incoming, _conn) = loop {
+        let (parts, incoming, conn) =
+            exchange(ctx, &url, &method, &headers, content_type, body.clone()).await?;
+        ctx.jar
+            .set_cookies(&mut parts.headers.get_all(header::SET_COOKIE).iter(), &url);
+        // Cookies are session secrets even when no step extracts them.
+        for v in parts.headers.get_all(header::SET_COOKIE) {
+            if let Some((_, value)) = v
+                .to_str()
+                .ok()
+                .and_then(|c| c.split(';').next())
+                .and_then(|c| c.split_once('='))
+            {
+                ctx.redactor.add(value.trim().to_string());
             }
-            request.form(&rendered)
         }
-        Body::Raw(t) => request.body(ctx.render(t)?),
+        let location = parts
+            .headers
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok());
+        match (parts.status.is_redirection(), location) {
+            (true, Some(location)) if hops < MAX_REDIRECTS => {
+                hops += 1;
+                url = url.join(location).map_err(|e| {
+                    StepError::new(
+                        FailureReason::Protocol,
+                        format!("redirect to an invalid location: {e}"),
+                    )
+                })?;
+                // As browsers do: 303, and 301/302 after a POST, become a GET without a body.
+                if parts.status == 303
+                    || (matches!(parts.status.as_u16(), 301 | 302)
+                        && method == reqwest::Method::POST)
+                {
+                    method = reqwest::Method::GET;
+                    body = Bytes::new();
+                }
+            }
+            (true, Some(_)) => {
+                return Err(StepError::new(
+                    FailureReason::Protocol,
+                    format!("more than {MAX_REDIRECTS} redirects"),
+                ));
+            }
+            _ => break (parts.status, parts.headers, incoming, conn),
+        }
     };
 
-    let sent = Instant::now();
-    let mut response = request.send().await.map_err(classify)?;
-    ctx.phases.insert(Phase::FirstByte, sent.elapsed());
-    let status = response.status();
     let cap = ctx.plan.max_body_bytes;
-    if let Some(len) = response.content_length()
-        && len > cap as u64
-    {
+    let declared = response_headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap as u64) {
         return Err(too_large(cap));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        if body.len() + chunk.len() > cap {
-            return Err(too_large(cap));
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| {
+            StepError::new(
+                FailureReason::Connect,
+                format!("reading the reply failed: {}", error_chain(&e)),
+            )
+        })?;
+        if let Ok(chunk) = frame.into_data() {
+            if body.len() + chunk.len() > cap {
+                return Err(too_large(cap));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
     }
 
     let status_ok = if spec.expect_status.is_empty() {
@@ -155,7 +192,6 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
             ),
         ));
     }
-    let response_headers = response.headers().clone();
     for extraction in &spec.extract {
         let value = match &extraction.source {
             ExtractSource::Json(pointer) => json
@@ -167,7 +203,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             ExtractSource::Cookie(name) => response_headers
-                .get_all(reqwest::header::SET_COOKIE)
+                .get_all(header::SET_COOKIE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .filter_map(|c| c.split(';').next())
@@ -190,18 +226,113 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         };
         ctx.set_var(&extraction.var, value);
     }
-    // Cookies are session secrets even when no step extracts them.
-    for v in response_headers.get_all(reqwest::header::SET_COOKIE) {
-        if let Some((_, value)) = v
-            .to_str()
-            .ok()
-            .and_then(|c| c.split(';').next())
-            .and_then(|c| c.split_once('='))
-        {
-            ctx.redactor.add(value.trim().to_string());
-        }
-    }
     Ok(())
+}
+
+/// The request body and its content type.
+fn request_body(
+    ctx: &RunContext<'_>,
+    spec: &HttpSpec,
+) -> Result<(Bytes, Option<&'static str>), StepError> {
+    Ok(match &spec.body {
+        Body::None => (Bytes::new(), None),
+        Body::Json(v) => {
+            let rendered = super::template::render_json(v, &ctx.vars)
+                .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
+            (Bytes::from(rendered.to_string()), Some("application/json"))
+        }
+        Body::Form(fields) => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in fields {
+                form.append_pair(k, &ctx.render(v)?);
+            }
+            (
+                Bytes::from(form.finish()),
+                Some("application/x-www-form-urlencoded"),
+            )
+        }
+        Body::Raw(t) => (Bytes::from(ctx.render(t)?), None),
+    })
+}
+
+/// One request/response on a fresh connection: the response head, its body stream, and the
+/// guard of the task driving the connection (keep it until the body is read).
+async fn exchange(
+    ctx: &mut RunContext<'_>,
+    url: &url::Url,
+    method: &reqwest::Method,
+    headers: &HeaderMap,
+    content_type: Option<&'static str>,
+    body: Bytes,
+) -> Result<
+    (
+        hyper::http::response::Parts,
+        hyper::body::Incoming,
+        AbortOnDrop,
+    ),
+    StepError,
+> {
+    let stream = net::open(ctx, url).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                StepError::new(
+                    FailureReason::Protocol,
+                    format!("HTTP handshake failed: {}", error_chain(&e)),
+                )
+            })?;
+    let guard = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => String::new(),
+    };
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut builder = hyper::Request::builder()
+        .method(method.as_str())
+        .uri(target)
+        .header(header::HOST, host)
+        .header(
+            header::USER_AGENT,
+            concat!("joincanary/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(header::ACCEPT, "*/*");
+    if let Some(ct) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, ct);
+    }
+    if let Some(cookies) = ctx.jar.cookies(url) {
+        builder = builder.header(header::COOKIE, cookies);
+    }
+    let mut request = builder.body(Full::new(body)).map_err(|e| {
+        StepError::new(
+            FailureReason::Protocol,
+            format!("cannot build the request: {e}"),
+        )
+    })?;
+    for (name, value) in headers {
+        request.headers_mut().insert(name.clone(), value.clone());
+    }
+
+    let sent = Instant::now();
+    let response = sender.send_request(request).await;
+    net::add_phase(ctx, Phase::FirstByte, sent);
+    let response = response.map_err(|e| {
+        let reason = if e.is_parse() || e.is_parse_status() {
+            FailureReason::Protocol
+        } else {
+            FailureReason::Connect
+        };
+        StepError::new(reason, format!("no HTTP reply: {}", error_chain(&e)))
+    })?;
+    let (parts, incoming) = response.into_parts();
+    Ok((parts, incoming, guard))
 }
 
 fn too_large(cap: usize) -> StepError {
@@ -209,30 +340,4 @@ fn too_large(cap: usize) -> StepError {
         FailureReason::TooLarge,
         format!("the reply is larger than the {cap}-byte cap (max_body_bytes)"),
     )
-}
-
-/// Maps a reqwest error to a stable reason. reqwest's own text names the URL (and so a token in
-/// its query), so it is stripped first.
-fn classify(e: reqwest::Error) -> StepError {
-    let e = e.without_url();
-    let chain = error_chain(&e);
-    let lower = chain.to_ascii_lowercase();
-    let reason = if e.is_timeout() {
-        FailureReason::Timeout
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        FailureReason::Tls
-    } else if e.is_connect() {
-        FailureReason::Connect
-    } else if e.is_redirect() || e.is_body() || e.is_decode() {
-        FailureReason::Protocol
-    } else if lower.contains("connection closed")
-        || lower.contains("reset")
-        || lower.contains("incomplete message")
-    {
-        FailureReason::Connect
-    } else {
-        FailureReason::Protocol
-    };
-    StepError::new(reason, chain)
 }

@@ -6,6 +6,9 @@
 
 mod http;
 pub mod matcher;
+mod net;
+
+pub use net::tls_client_config;
 pub mod template;
 mod ws;
 
@@ -281,56 +284,6 @@ async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepEr
         StepSpec::WsSend { text } => ws::send(ctx, text).await,
         StepSpec::WsExpect(spec) => ws::expect(ctx, spec).await,
         StepSpec::WsClose => ws::close(ctx).await,
-    }
-}
-
-/// Resolves `host:port`, timing it as the `dns` phase unless the host is an IP literal.
-pub(crate) async fn resolve(
-    ctx: &mut RunContext<'_>,
-    url: &url::Url,
-) -> Result<Vec<std::net::SocketAddr>, StepError> {
-    let port = url
-        .port_or_known_default()
-        .or_else(|| match url.scheme() {
-            "ws" => Some(80),
-            "wss" => Some(443),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            StepError::new(
-                FailureReason::Protocol,
-                "the URL has no port and no known default",
-            )
-        })?;
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => Ok(vec![(ip, port).into()]),
-        Some(url::Host::Ipv6(ip)) => Ok(vec![(ip, port).into()]),
-        Some(url::Host::Domain(name)) => {
-            let t = Instant::now();
-            let result = tokio::net::lookup_host((name, port)).await;
-            ctx.phases.insert(Phase::Dns, t.elapsed());
-            match result {
-                Ok(addrs) => {
-                    let addrs: Vec<_> = addrs.collect();
-                    if addrs.is_empty() {
-                        Err(StepError::new(
-                            FailureReason::Dns,
-                            format!("`{name}` resolved to no address"),
-                        ))
-                    } else {
-                        Ok(addrs)
-                    }
-                }
-                Err(e) => Err(StepError::new(
-                    FailureReason::Dns,
-                    format!("cannot resolve `{name}`: {e}"),
-                )),
-            }
-        }
-        None => Err(StepError::new(
-            FailureReason::Protocol,
-            "the URL has no host",
-        )),
     }
 }
 

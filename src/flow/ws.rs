@@ -1,8 +1,6 @@
 //! The websocket steps: connect (dns, connect, tls, upgrade timed separately), send, expect
 //! (skipping frames that do not match), close.
 
-use std::sync::{Arc, OnceLock};
-
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -40,30 +38,6 @@ impl Connection {
     }
 }
 
-/// Root certificates for wss://, loaded once from the system store.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let loaded = rustls_native_certs::load_native_certs();
-            for cert in loaded.certs {
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                tracing::warn!(
-                    "no system CA certificates found: wss:// probes will fail with reason tls"
-                );
-            }
-            Arc::new(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            )
-        })
-        .clone()
-}
-
 pub(super) async fn connect(
     ctx: &mut RunContext<'_>,
     spec: &WsConnectSpec,
@@ -89,33 +63,7 @@ pub(super) async fn connect(
         let _ = url.set_scheme(scheme);
     }
     let url_text = url.to_string();
-    let addrs = super::resolve(ctx, &url).await?;
-
-    let t = Instant::now();
-    let tcp = connect_any(&addrs).await;
-    ctx.phases.insert(Phase::Connect, t.elapsed());
-    let tcp = tcp?;
-    let _ = tcp.set_nodelay(true);
-
-    let stream = if url.scheme() == "wss" {
-        let host = url.host_str().unwrap_or_default().to_string();
-        let server_name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| {
-            StepError::new(
-                FailureReason::Tls,
-                format!("`{host}` is not a valid TLS server name"),
-            )
-        })?;
-        let t = Instant::now();
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
-            .connect(server_name, tcp)
-            .await;
-        ctx.phases.insert(Phase::Tls, t.elapsed());
-        MaybeTlsStream::Rustls(tls.map_err(|e| {
-            StepError::new(FailureReason::Tls, format!("TLS handshake failed: {e}"))
-        })?)
-    } else {
-        MaybeTlsStream::Plain(tcp)
-    };
+    let stream = super::net::open(ctx, &url).await?;
 
     let mut request = url_text.as_str().into_client_request().map_err(|e| {
         StepError::new(
@@ -195,20 +143,6 @@ pub(super) async fn connect(
         }
         Err(e) => Err(classify(e, FailureReason::WsHandshake)),
     }
-}
-
-async fn connect_any(addrs: &[std::net::SocketAddr]) -> Result<TcpStream, StepError> {
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
-        }
-    }
-    Err(StepError::new(
-        FailureReason::Connect,
-        last.unwrap_or_else(|| "no address to connect to".into()),
-    ))
 }
 
 fn connection<'c>(ctx: &'c mut RunContext<'_>) -> Result<&'c mut Connection, StepError> {
