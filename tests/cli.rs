@@ -224,3 +224,36 @@ async fn demo_runs_the_shipped_probe_and_serves_metrics() {
     assert!(ok, "demo's probe succeeded");
     assert_eq!(status.code(), Some(0), "Ctrl-C stops the demo cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_from_the_environment_never_reach_output_or_debug_logs() {
+    let sim = start_sim().await;
+    let secret = "s3cret-canary-password-42";
+    let out = Command::new(binary())
+        .current_dir(support::root())
+        .env("SIM_URL", sim.base_url())
+        .env("SIM_PASSWORD", secret)
+        .env("JOINCANARY_LOG", "trace")
+        .args([
+            "once",
+            "--format",
+            "json",
+            "--config",
+            "config/joincanary.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the wrong password fails the login"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("http_status"), "{stdout}");
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "secret leaked:\n{stdout}\n{stderr}"
+    );
+    sim.shutdown().await;
+}

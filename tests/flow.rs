@@ -23,7 +23,9 @@ async fn shipped_probe_passes_against_the_sim_with_phase_timings() {
     assert_eq!(run.steps.len(), 5);
     assert_eq!(run.failed_step, None);
     let login = step(&run, "login");
-    assert!(login.phases.contains_key(&Phase::Connect) && login.phases.contains_key(&Phase::FirstByte));
+    assert!(
+        login.phases.contains_key(&Phase::Connect) && login.phases.contains_key(&Phase::FirstByte)
+    );
     // 127.0.0.1 is an IP literal: no DNS was done, so none is reported (absent, not zero).
     assert!(!login.phases.contains_key(&Phase::Dns));
     let ws = step(&run, "websocket");
