@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderMap};
 use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
@@ -37,23 +37,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
             ),
         )
     })?;
-    let mut headers = HeaderMap::new();
-    for (name, value) in &spec.headers {
-        let rendered = ctx.render(value)?;
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            StepError::new(
-                FailureReason::Protocol,
-                format!("`{name}` is not a header name"),
-            )
-        })?;
-        let value = HeaderValue::from_str(&rendered).map_err(|_| {
-            StepError::new(
-                FailureReason::Protocol,
-                format!("header `{name}` has a value that cannot be sent"),
-            )
-        })?;
-        headers.insert(name, value);
-    }
+    let headers = ctx.render_headers(&spec.headers)?;
     let (mut body, content_type) = request_body(ctx, spec)?;
     let mut method = spec.method.clone();
 

@@ -133,6 +133,31 @@ impl RunContext<'_> {
         self.vars.insert(name.to_string(), value);
     }
 
+    /// Renders a step's `headers` table.
+    pub fn render_headers(
+        &self,
+        headers: &[(String, template::Template)],
+    ) -> Result<hyper::HeaderMap, StepError> {
+        let mut out = hyper::HeaderMap::new();
+        for (name, value) in headers {
+            let rendered = self.render(value)?;
+            let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                StepError::new(
+                    FailureReason::Protocol,
+                    format!("`{name}` is not a header name"),
+                )
+            })?;
+            let value = hyper::header::HeaderValue::from_str(&rendered).map_err(|_| {
+                StepError::new(
+                    FailureReason::Protocol,
+                    format!("header `{name}` has a value that cannot be sent"),
+                )
+            })?;
+            out.insert(name, value);
+        }
+        Ok(out)
+    }
+
     pub fn render(&self, t: &template::Template) -> Result<String, StepError> {
         t.render(&self.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))

@@ -71,22 +71,9 @@ pub(super) async fn connect(
             format!("cannot build the upgrade request: {e}"),
         )
     })?;
-    for (name, value) in &spec.headers {
-        let rendered = ctx.render(value)?;
-        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            StepError::new(
-                FailureReason::Protocol,
-                format!("`{name}` is not a header name"),
-            )
-        })?;
-        let value = HeaderValue::from_str(&rendered).map_err(|_| {
-            StepError::new(
-                FailureReason::Protocol,
-                format!("header `{name}` has a value that cannot be sent"),
-            )
-        })?;
-        request.headers_mut().insert(name, value);
-    }
+    request
+        .headers_mut()
+        .extend(ctx.render_headers(&spec.headers)?);
     if !spec.subprotocols.is_empty()
         && let Ok(v) = HeaderValue::from_str(&spec.subprotocols.join(", "))
     {
