@@ -293,6 +293,14 @@ pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Plan, ConfigErrors> {
                     message: "invalid configuration".into(),
                 });
             }
+            // Files in the order they were read, each file's problems top to bottom.
+            let mut files: Vec<PathBuf> = Vec::new();
+            for e in &errors {
+                if !files.contains(&e.file) {
+                    files.push(e.file.clone());
+                }
+            }
+            errors.sort_by_key(|e| (files.iter().position(|f| f == &e.file), e.line, e.column));
             Err(ConfigErrors(errors))
         }
     }
