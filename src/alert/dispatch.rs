@@ -281,7 +281,10 @@ impl Shared {
     /// Writes the outbox atomically. Called with the lock held so an older snapshot never
     /// overwrites a newer one; the file is small and pages are rare, so blocking briefly is fine.
     fn persist(&self, outbox: &Outbox) {
-        if let Err(e) = write_atomic(&self.path, outbox) {
+        let written = serde_json::to_vec_pretty(outbox)
+            .map_err(std::io::Error::other)
+            .and_then(|json| super::engine::write_atomic(&self.path, &json));
+        if let Err(e) = written {
             tracing::error!(
                 path = %self.path.display(),
                 error = %e,
@@ -325,25 +328,6 @@ impl Shared {
             .with_label_values(&[sink, n.kind.as_str(), result])
             .inc();
     }
-}
-
-fn write_atomic(path: &Path, outbox: &Outbox) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let json = serde_json::to_vec_pretty(outbox).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    // Make the rename itself durable; not every platform can open a directory, so best effort.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 fn load_outbox(path: &Path) -> Outbox {
