@@ -257,3 +257,59 @@ async fn secrets_from_the_environment_never_reach_output_or_debug_logs() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_page_sends_a_marked_trigger_and_resolve_through_each_pager() {
+    use crate::support::receiver::Receiver;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let (down, down_url) = Receiver::start(404).await;
+    let pagers = format!(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook_url}/hook\"\n\n[[pager]]\nname = \"broken\"\ntype = \"webhook\"\nurl = \"{down_url}/hook\"\n"
+    );
+    let cfg = TempConfig::new(
+        &pagers,
+        &[(
+            "p.toml",
+            "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+        )],
+    );
+    let run = |extra: &[&str]| {
+        Command::new(binary())
+            .args(["test-page", "--config"])
+            .arg(&cfg.path)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| run(&["--pager", "hook"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = hook.accepted();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0]["event"].as_str(), got[1]["event"].as_str()),
+        (Some("trigger"), Some("resolve"))
+    );
+    assert_eq!(got[0]["test"], true);
+    assert!(
+        got[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("[TEST] joincanary test page from test")
+    );
+    assert!(down.all().is_empty(), "--pager selects");
+
+    let out = tokio::task::block_in_place(|| run(&[]));
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hook: ok") && text.contains("broken: FAILED"),
+        "{text}"
+    );
+    let out = tokio::task::block_in_place(|| run(&["--pager", "nope"]));
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,67 @@
+//! A pager endpoint on 127.0.0.1 that records every request and answers from a script.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use serde_json::Value;
+
+/// Records `(path, JSON body, status answered)`.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    requests: Arc<Mutex<Vec<(String, Value, u16)>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+    fallback: Arc<Mutex<u16>>,
+}
+
+impl Receiver {
+    pub async fn start(fallback: u16) -> (Receiver, String) {
+        let r = Receiver::default();
+        *r.fallback.lock().unwrap() = fallback;
+        let app = axum::Router::new().fallback(record).with_state(r.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (r, base)
+    }
+
+    pub fn set_fallback(&self, status: u16) {
+        *self.fallback.lock().unwrap() = status;
+    }
+
+    pub fn script(&self, statuses: &[u16]) {
+        self.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Accepted requests' bodies.
+    pub fn accepted(&self) -> Vec<Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, s)| *s < 300)
+            .map(|(_, b, _)| b.clone())
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<(String, Value, u16)> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn record(State(r): State<Receiver>, uri: Uri, body: Bytes) -> StatusCode {
+    let status = r
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(*r.fallback.lock().unwrap());
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    r.requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), json, status));
+    StatusCode::from_u16(status).unwrap()
+}
