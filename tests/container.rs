@@ -85,3 +85,92 @@ fn kubernetes_config_map_is_a_valid_service_config_shape() {
     let parsed: Result<joincanary::config::raw::RawService, _> = toml::from_str(&body);
     assert!(parsed.is_ok(), "{body}\n{parsed:?}");
 }
+
+/// Metric names a PromQL expression mentions (identifiers followed by `{`, `[` or a space that
+/// start with one of our prefixes).
+fn metric_names(expr: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"\b((?:probe|joincanary)_[a-z_]+)").unwrap();
+    re.captures_iter(expr).map(|c| c[1].to_string()).collect()
+}
+
+/// Every metric the service exports (with histogram series names).
+fn exported() -> Vec<String> {
+    use joincanary::report::{FailureReason, Phase, ProbeRun, StepKind, StepReport, Trigger};
+    let m = joincanary::metrics::Metrics::new("test").unwrap();
+    m.register_probe("p", "test");
+    // Vectors without a child are not exported at all: give each one.
+    let step = StepReport {
+        name: "s".into(),
+        kind: StepKind::Http,
+        success: false,
+        duration_ms: std::time::Duration::from_millis(5),
+        reason: Some(FailureReason::Timeout),
+        error: None,
+        phases: [(Phase::Total, std::time::Duration::from_millis(5))].into(),
+    };
+    let run = ProbeRun {
+        probe: "p".into(),
+        region: "test".into(),
+        success: false,
+        started_at: chrono::Utc::now(),
+        duration_ms: std::time::Duration::from_millis(5),
+        failed_step: Some("s".into()),
+        reason: Some(FailureReason::Timeout),
+        error: None,
+        trigger: Trigger::Scheduled,
+        steps: vec![step],
+    };
+    m.record(&run, Some(std::time::Duration::ZERO));
+    m.record(
+        &ProbeRun {
+            success: true,
+            failed_step: None,
+            reason: None,
+            ..run
+        },
+        None,
+    );
+    m.notifications
+        .with_label_values(&["x", "trigger", "success"])
+        .inc();
+    let mut names = Vec::new();
+    for family in m.registry.gather() {
+        let name = family.name().to_string();
+        for suffix in ["", "_bucket", "_count", "_sum"] {
+            names.push(format!("{name}{suffix}"));
+        }
+    }
+    names
+}
+
+#[test]
+fn dashboard_and_rules_use_only_metrics_joincanary_exports() {
+    let exported = exported();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/joincanary-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    let rules =
+        std::fs::read_to_string(root().join("deploy/prometheus/joincanary-rules.yaml")).unwrap();
+    exprs.extend(
+        rules
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("expr: "))
+            .map(str::to_string),
+    );
+    assert!(exprs.len() > 10);
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            assert!(
+                exported.contains(&name) || name.starts_with("probe:"),
+                "`{name}` in `{expr}` is not exported"
+            );
+        }
+    }
+}
