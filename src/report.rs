@@ -184,6 +184,16 @@ pub enum Trigger {
     Confirm,
 }
 
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Scheduled => "scheduled",
+            Trigger::Confirm => "confirm",
+        }
+    }
+}
+
 /// One step's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct StepReport {

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::config::ProbePlan;
@@ -88,7 +89,7 @@ impl Scheduler {
                 tracker: tracker.clone(),
                 running: Arc::new(AtomicBool::new(false)),
             };
-            tracker.spawn(task.run(rx));
+            tracker.spawn(task.run(rx).in_current_span());
         }
         Scheduler { confirm }
     }
@@ -162,7 +163,7 @@ impl ProbeLoop {
 
     async fn start(&self, trigger: Trigger, lag: Option<Duration>) {
         if self.running.swap(true, Ordering::SeqCst) {
-            tracing::warn!(probe = %self.probe.name, region = %self.region, ?trigger, "previous run still going; this run is skipped");
+            tracing::warn!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "previous run still going; this run is skipped");
             let _ = self
                 .events
                 .send(Event::Skipped {
@@ -171,16 +172,19 @@ impl ProbeLoop {
                 .await;
             return;
         }
-        tracing::info!(probe = %self.probe.name, region = %self.region, ?trigger, "probe run starting");
+        tracing::info!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "probe run starting");
         let running = self.running.clone();
         let runner = self.runner.clone();
         let probe = self.probe.clone();
         let region = self.region.clone();
         let events = self.events.clone();
-        self.tracker.spawn(async move {
-            let run = runner.run(probe, region, trigger).await;
-            running.store(false, Ordering::SeqCst);
-            let _ = events.send(Event::Run { run, lag }).await;
-        });
+        self.tracker.spawn(
+            async move {
+                let run = runner.run(probe, region, trigger).await;
+                running.store(false, Ordering::SeqCst);
+                let _ = events.send(Event::Run { run, lag }).await;
+            }
+            .in_current_span(),
+        );
     }
 }

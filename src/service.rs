@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::alert::engine::AlertEngine;
 use crate::alert::policy::Decision;
@@ -85,17 +86,35 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     handles: Handles,
 ) -> Result<(), ServiceError> {
+    // Every log line of the service, in every task it spawns, carries the region.
+    let span = tracing::info_span!("joincanary", region = %plan.region);
+    serve_in_span(plan, listener, runner, clock, shutdown, handles)
+        .instrument(span)
+        .await
+}
+
+async fn serve_in_span(
+    plan: Plan,
+    listener: TcpListener,
+    runner: Arc<dyn Runner>,
+    clock: Clock,
+    shutdown: CancellationToken,
+    handles: Handles,
+) -> Result<(), ServiceError> {
     let Handles { metrics, status } = handles;
     let region = plan.region.clone();
 
     let http_stop = CancellationToken::new();
     let app = crate::server::router(metrics.clone(), status.clone());
     let http_stop_wait = http_stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_stop_wait.cancelled().await })
-            .await
-    });
+    let http = tokio::spawn(
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { http_stop_wait.cancelled().await })
+                .await
+        }
+        .in_current_span(),
+    );
 
     let tracker = TaskTracker::new();
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(256);
@@ -132,42 +151,45 @@ pub async fn serve_with(
         let status = status.clone();
         let region = region.clone();
         let scheduler = scheduler.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(ALERT_TICK);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let event = tokio::select! {
-                    e = events_rx.recv() => match e {
-                        Some(e) => e,
-                        None => break,
-                    },
-                    _ = ticker.tick() => {
-                        for (probe, decision) in alerts.tick(clock.now()) {
-                            act(decision, &probe, &alerts, &dispatcher, &scheduler);
-                            publish_alerts(&alerts, &probe, &region, &metrics, &status);
+        tokio::spawn(
+            async move {
+                let mut ticker = tokio::time::interval(ALERT_TICK);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    let event = tokio::select! {
+                        e = events_rx.recv() => match e {
+                            Some(e) => e,
+                            None => break,
+                        },
+                        _ = ticker.tick() => {
+                            for (probe, decision) in alerts.tick(clock.now()) {
+                                act(decision, &probe, &alerts, &dispatcher, &scheduler);
+                                publish_alerts(&alerts, &probe, &region, &metrics, &status);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                };
-                match event {
-                    Event::Run { run, lag } => {
-                        log_run(&run);
-                        metrics.record(&run, lag);
-                        status.record(&run);
-                        for decision in alerts.observe(&run, clock.now()) {
-                            act(decision, &run.probe, &alerts, &dispatcher, &scheduler);
+                    };
+                    match event {
+                        Event::Run { run, lag } => {
+                            log_run(&run);
+                            metrics.record(&run, lag);
+                            status.record(&run);
+                            for decision in alerts.observe(&run, clock.now()) {
+                                act(decision, &run.probe, &alerts, &dispatcher, &scheduler);
+                            }
+                            publish_alerts(&alerts, &run.probe, &region, &metrics, &status);
                         }
-                        publish_alerts(&alerts, &run.probe, &region, &metrics, &status);
+                        Event::Skipped { probe } => {
+                            metrics.record_skip(&probe, &region, "overlap");
+                            status.record_skip(&probe);
+                        }
+                        Event::NextRun { probe, at } => status.set_next_run(&probe, at),
                     }
-                    Event::Skipped { probe } => {
-                        metrics.record_skip(&probe, &region, "overlap");
-                        status.record_skip(&probe);
-                    }
-                    Event::NextRun { probe, at } => status.set_next_run(&probe, at),
                 }
+                dispatcher
             }
-            dispatcher
-        })
+            .in_current_span(),
+        )
     };
 
     shutdown.cancelled().await;
@@ -253,13 +275,13 @@ fn publish_alerts(
 fn log_run(run: &crate::report::ProbeRun) {
     let ms = run.duration_ms.as_secs_f64() * 1000.0;
     if run.success {
-        tracing::info!(probe = %run.probe, region = %run.region, duration_ms = ms, trigger = ?run.trigger, "probe run succeeded");
+        tracing::info!(probe = %run.probe, region = %run.region, duration_ms = ms, trigger = run.trigger.as_str(), "probe run succeeded");
     } else {
         tracing::warn!(
             probe = %run.probe,
             region = %run.region,
             duration_ms = ms,
-            trigger = ?run.trigger,
+            trigger = run.trigger.as_str(),
             step = run.failed_step.as_deref().unwrap_or(""),
             reason = run.reason.map(|r| r.as_str()).unwrap_or(""),
             error = run.error.as_deref().unwrap_or(""),

@@ -234,10 +234,14 @@ async fn sigterm_during_a_run_lets_it_finish_and_exits_0() {
         "{lines:#?}"
     );
     for l in lines.iter().filter(|l| !l.starts_with("---")) {
-        assert!(
-            serde_json::from_str::<serde_json::Value>(l).is_ok(),
-            "JSON log line: {l}"
-        );
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|_| panic!("JSON log line: {l}"));
+        // Every line of the service names its region (from the service's span).
+        let region = v["spans"][0]["region"]
+            .as_str()
+            .or(v["span"]["region"].as_str())
+            .or(v["region"].as_str());
+        assert_eq!(region, Some("test"), "{l}");
     }
     sim.shutdown().await;
 }

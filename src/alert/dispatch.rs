@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -135,10 +136,12 @@ impl Dispatcher {
                     tracing::error!(sink = %plan.name, error = %e, "pager cannot send");
                     Box::new(Broken(e.to_string()))
                 });
-                tokio::spawn(run_pager(shared.clone(), plan, notifier, stop_rx.clone()))
+                tokio::spawn(
+                    run_pager(shared.clone(), plan, notifier, stop_rx.clone()).in_current_span(),
+                )
             })
             .collect();
-        let forwarder = tokio::spawn(forward_shutdown(shutdown, stop.clone()));
+        let forwarder = tokio::spawn(forward_shutdown(shutdown, stop.clone()).in_current_span());
         Dispatcher {
             shared,
             stop,
