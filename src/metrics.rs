@@ -6,7 +6,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::report::{FailureReason, ProbeRun};
+use crate::report::ProbeRun;
 
 /// Buckets from a 1 ms loopback hop to a 30 s timeout.
 pub const DURATION_BUCKETS: [f64; 16] = [
@@ -235,9 +235,4 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
-}
-
-/// All reasons, for documentation and tests.
-pub fn reasons() -> impl Iterator<Item = &'static str> {
-    FailureReason::ALL.into_iter().map(FailureReason::as_str)
 }

@@ -139,10 +139,6 @@ impl AlertEngine {
             .unwrap_or_default()
     }
 
-    pub fn probes(&self) -> impl Iterator<Item = &str> {
-        self.configs.keys().map(String::as_str)
-    }
-
     fn save_logged(&self) {
         if let Err(e) = self.save() {
             tracing::error!(error = %e, "alert state not saved; an open incident may re-page after a restart");

@@ -66,13 +66,6 @@ impl Template {
         Ok(Template { segments })
     }
 
-    /// A template with no holes.
-    pub fn literal(text: &str) -> Template {
-        Template {
-            segments: vec![Segment::Literal(text.to_string())],
-        }
-    }
-
     /// The variable names this template reads, in order.
     pub fn vars(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
