@@ -56,6 +56,9 @@ enum Command {
     Run {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve `POST /-/reload` (SIGHUP always reloads).
+        #[arg(long = "web.enable-lifecycle")]
+        enable_lifecycle: bool,
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
@@ -169,8 +172,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { config } => {
-            let Some(plan) = load(config.as_deref()) else {
+        Command::Run {
+            config,
+            enable_lifecycle,
+        } => {
+            let path = config::config_path(config.as_deref());
+            let Some(plan) = load(Some(&path)) else {
                 return Ok(ExitCode::from(2));
             };
             let listener = tokio::net::TcpListener::bind(plan.listen)
@@ -182,12 +189,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 joincanary::shutdown::signal().await;
                 trigger.cancel();
             });
-            joincanary::service::serve(
+            let (sender, requests) = tokio::sync::mpsc::channel(4);
+            spawn_sighup_reload(sender.clone());
+            let reload = joincanary::service::Reload {
+                loader: Box::new(move || config::load(&path, &ProcessEnv)),
+                requests,
+                sender,
+                http_endpoint: enable_lifecycle,
+            };
+            joincanary::service::serve_reloadable(
                 plan,
                 listener,
                 std::sync::Arc::new(joincanary::scheduler::FlowRunner),
                 joincanary::clock::Clock::system(),
                 shutdown,
+                reload,
             )
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -256,6 +272,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// SIGHUP asks for a reload, as it does of Prometheus and blackbox_exporter.
+fn spawn_sighup_reload(sender: tokio::sync::mpsc::Sender<joincanary::service::ReloadRequest>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if sender.send(reply).await.is_err() {
+                return;
+            }
+            // The service logs the outcome; the answer only tells us it is done.
+            let _ = answer.await;
+        }
+    });
 }
 
 /// Loads the plan or prints every problem (file:line:col: key: message) and returns `None`.

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub schedule_lag: GaugeVec,
     pub notifications: IntCounterVec,
     pub alert_firing: IntGaugeVec,
+    pub reloads: IntCounterVec,
 }
 
 /// Metric construction only fails on invalid names or duplicate registration, both fixed at
@@ -123,8 +124,18 @@ impl Metrics {
                 ),
                 &["probe", "region", "severity"],
             )?,
+            reloads: IntCounterVec::new(
+                Opts::new(
+                    "joincanary_config_reloads_total",
+                    "Configuration reloads by result (success, failure)",
+                ),
+                &["result"],
+            )?,
             registry,
         };
+        for result in ["success", "failure"] {
+            m.reloads.with_label_values(&[result]);
+        }
         let build = IntGaugeVec::new(
             Opts::new("joincanary_build_info", "Build information; always 1"),
             &["version", "region"],
@@ -145,6 +156,7 @@ impl Metrics {
             Box::new(m.schedule_lag.clone()),
             Box::new(m.notifications.clone()),
             Box::new(m.alert_firing.clone()),
+            Box::new(m.reloads.clone()),
         ] {
             m.registry.register(c)?;
         }

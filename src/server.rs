@@ -7,27 +7,57 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::report::human_duration;
+use crate::service::ReloadRequest;
 use crate::status::Status;
 
 #[derive(Clone)]
 struct AppState {
     metrics: Metrics,
     status: Arc<Status>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
-/// The router, for `axum::serve`.
-pub fn router(metrics: Metrics, status: Arc<Status>) -> Router {
+/// The router, for `axum::serve`. `reload`, when given, serves `POST /-/reload` (the
+/// Prometheus convention).
+pub fn router(
+    metrics: Metrics,
+    status: Arc<Status>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/api/v1/status", get(status_json))
+        .route("/-/reload", post(reload_handler))
         .route("/", get(page))
-        .with_state(AppState { metrics, status })
+        .with_state(AppState {
+            metrics,
+            status,
+            reload,
+        })
+}
+
+/// Reloads the configuration; answers once the new one runs (200) or was refused (400 with
+/// the errors, which name files and lines but never values).
+async fn reload_handler(State(s): State<AppState>) -> Response {
+    let Some(tx) = s.reload else {
+        return (StatusCode::NOT_IMPLEMENTED, "this instance cannot reload\n").into_response();
+    };
+    let (reply, answer) = oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match answer.await {
+        Ok(Ok(())) => (StatusCode::OK, "reloaded\n").into_response(),
+        Ok(Err(errors)) => (StatusCode::BAD_REQUEST, format!("{errors}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> Response {

@@ -88,9 +88,38 @@ pub async fn serve_with(
 ) -> Result<(), ServiceError> {
     // Every log line of the service, in every task it spawns, carries the region.
     let span = tracing::info_span!("joincanary", region = %plan.region);
-    serve_in_span(plan, listener, runner, clock, shutdown, handles)
+    serve_in_span(plan, listener, runner, clock, shutdown, handles, None)
         .instrument(span)
         .await
+}
+
+/// [`serve`] that also reloads its configuration when asked (SIGHUP, `POST /-/reload`): a
+/// valid new config replaces the schedules, probes, alert policy and pagers after the runs in
+/// flight finish; an invalid one is refused and the running configuration stays.
+///
+/// # Errors
+/// Metrics registration or the HTTP listener failing.
+pub async fn serve_reloadable(
+    plan: Plan,
+    listener: TcpListener,
+    runner: Arc<dyn Runner>,
+    clock: Clock,
+    shutdown: CancellationToken,
+    reload: Reload,
+) -> Result<(), ServiceError> {
+    let handles = handles(&plan)?;
+    let span = tracing::info_span!("joincanary", region = %plan.region);
+    serve_in_span(
+        plan,
+        listener,
+        runner,
+        clock,
+        shutdown,
+        handles,
+        Some(reload),
+    )
+    .instrument(span)
+    .await
 }
 
 async fn serve_in_span(
@@ -100,12 +129,22 @@ async fn serve_in_span(
     clock: Clock,
     shutdown: CancellationToken,
     handles: Handles,
+    reload: Option<Reload>,
 ) -> Result<(), ServiceError> {
     let Handles { metrics, status } = handles;
     let region = plan.region.clone();
+    let (mut requests, reload_tx, loader) = match reload {
+        Some(r) => (
+            Some(r.requests),
+            r.http_endpoint.then_some(r.sender),
+            Some(r.loader),
+        ),
+        None => (None, None, None),
+    };
 
+    // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
-    let app = crate::server::router(metrics.clone(), status.clone());
+    let app = crate::server::router(metrics.clone(), status.clone(), reload_tx);
     let http_stop_wait = http_stop.clone();
     let http = tokio::spawn(
         async move {
@@ -115,43 +154,134 @@ async fn serve_in_span(
         }
         .in_current_span(),
     );
-
-    let tracker = TaskTracker::new();
-    let (events_tx, mut events_rx) = mpsc::channel::<Event>(256);
-    let scheduler = Scheduler::spawn(
-        &plan.probes,
-        &region,
-        clock,
-        runner,
-        events_tx,
-        shutdown.clone(),
-        &tracker,
-    );
-    tracker.close();
-    status.set_ready(true);
     tracing::info!(region = %region, probes = plan.probes.len(), listen = %plan.listen, "joincanary running");
 
-    let (dispatch_stop_tx, dispatch_stop_rx) = tokio::sync::watch::channel(false);
-    let dispatcher = Dispatcher::start(
-        plan.pagers.clone(),
-        &plan.state_dir,
-        metrics.notifications.clone(),
-        dispatch_stop_rx,
-    );
-    if plan.pagers.is_empty() {
-        tracing::warn!(region = %region, "no [[pager]] configured: alerts show only in metrics and status");
-    }
-    let mut alerts = AlertEngine::load(&plan);
-    for probe in plan.probes.iter().map(|p| p.name.clone()) {
-        publish_alerts(&alerts, &probe, &region, &metrics, &status);
+    let mut plan = plan;
+    let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
+    status.set_ready(true);
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(reply) = async {
+                match requests.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => reply,
+        };
+        let Some(loader) = &loader else { continue };
+        let outcome = match loader() {
+            Ok(new_plan) => {
+                if new_plan.listen != plan.listen || new_plan.region != plan.region {
+                    tracing::warn!(region = %region, "`listen` and `region` take effect at the next restart");
+                }
+                tracing::info!(region = %region, probes = new_plan.probes.len(), "configuration reloaded; restarting the scheduler");
+                engine.stop(&status).await;
+                plan = Plan {
+                    listen: plan.listen,
+                    region: plan.region.clone(),
+                    ..new_plan
+                };
+                engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
+                status.set_ready(true);
+                metrics.reloads.with_label_values(&["success"]).inc();
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!(region = %region, error = %e, "reload refused; the running configuration stays");
+                }
+                metrics.reloads.with_label_values(&["failure"]).inc();
+                Err(errors.to_string())
+            }
+        };
+        let _ = request.send(outcome);
     }
 
-    let consumer = {
+    tracing::info!(region = %region, "shutting down: no new runs; waiting for runs in flight");
+    engine.stop(&status).await;
+    http_stop.cancel();
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
+        return Err(ServiceError::Serve(e));
+    }
+    tracing::info!(region = %region, "stopped");
+    Ok(())
+}
+
+/// A reload request: answered with `Ok` or the config errors.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// How `run` reloads its configuration (SIGHUP, `POST /-/reload`).
+pub struct Reload {
+    /// Loads and validates the configuration again.
+    pub loader: Box<dyn Fn() -> Result<Plan, crate::config::ConfigErrors> + Send + Sync>,
+    /// Where reload requests arrive.
+    pub requests: mpsc::Receiver<ReloadRequest>,
+    /// Handed to the HTTP server for `POST /-/reload`.
+    pub sender: mpsc::Sender<ReloadRequest>,
+    /// Serve `POST /-/reload` (off by default, as Prometheus's `--web.enable-lifecycle`: anyone
+    /// who reaches the port could otherwise make the prober restart its schedules at will).
+    pub http_endpoint: bool,
+}
+
+/// The part of the service a reload replaces: schedules, the run consumer, alerting, pagers.
+struct Engine {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    consumer: tokio::task::JoinHandle<Dispatcher>,
+    dispatch_stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Engine {
+    fn start(
+        plan: &Plan,
+        runner: Arc<dyn Runner>,
+        clock: Clock,
+        metrics: &Metrics,
+        status: &Arc<Status>,
+    ) -> Engine {
+        let region = plan.region.clone();
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        for p in &plan.probes {
+            metrics.register_probe(&p.name, &region);
+        }
+        let names: Vec<(String, String)> = plan
+            .probes
+            .iter()
+            .map(|p| (p.name.clone(), p.schedule.expr.clone()))
+            .collect();
+        status.set_probes(&names);
+        let (events_tx, mut events_rx) = mpsc::channel::<Event>(256);
+        let scheduler = Scheduler::spawn(
+            &plan.probes,
+            &region,
+            clock,
+            runner,
+            events_tx,
+            stop.clone(),
+            &tracker,
+        );
+        tracker.close();
+
+        let (dispatch_stop, dispatch_stop_rx) = tokio::sync::watch::channel(false);
+        let dispatcher = Dispatcher::start(
+            plan.pagers.clone(),
+            &plan.state_dir,
+            metrics.notifications.clone(),
+            dispatch_stop_rx,
+        );
+        if plan.pagers.is_empty() {
+            tracing::warn!(region = %region, "no [[pager]] configured: alerts show only in metrics and status");
+        }
+        let mut alerts = AlertEngine::load(plan);
+        for probe in plan.probes.iter().map(|p| p.name.clone()) {
+            publish_alerts(&alerts, &probe, &region, metrics, status);
+        }
+
         let metrics = metrics.clone();
         let status = status.clone();
-        let region = region.clone();
-        let scheduler = scheduler.clone();
-        tokio::spawn(
+        let consumer = tokio::spawn(
             async move {
                 let mut ticker = tokio::time::interval(ALERT_TICK);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -189,26 +319,28 @@ async fn serve_in_span(
                 dispatcher
             }
             .in_current_span(),
-        )
-    };
+        );
+        Engine {
+            stop,
+            tracker,
+            consumer,
+            dispatch_stop,
+        }
+    }
 
-    shutdown.cancelled().await;
-    tracing::info!(region = %region, "shutting down: no new runs; waiting for runs in flight");
-    status.set_ready(false);
-    tracker.wait().await;
-    drop(scheduler);
-    // Every sender is gone once the tracked tasks end, so the consumer drains and stops; then
-    // the pagers get one bounded flush and whatever is left waits in the outbox.
-    if let Ok(dispatcher) = consumer.await {
-        let _ = dispatch_stop_tx.send(true);
-        dispatcher.shutdown().await;
+    /// Stops scheduling, lets runs in flight finish (each bounded by its deadline), drains
+    /// their results, then gives the pagers one bounded flush; what is left stays in the outbox.
+    async fn stop(self, status: &Status) {
+        status.set_ready(false);
+        self.stop.cancel();
+        self.tracker.wait().await;
+        // Every event sender is gone once the tracked tasks end, so the consumer drains and
+        // returns the dispatcher.
+        if let Ok(dispatcher) = self.consumer.await {
+            let _ = self.dispatch_stop.send(true);
+            dispatcher.shutdown().await;
+        }
     }
-    http_stop.cancel();
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
-        return Err(ServiceError::Serve(e));
-    }
-    tracing::info!(region = %region, "stopped");
-    Ok(())
 }
 
 /// Carries out one policy decision: a page to the probe's pagers, or a confirmation run.

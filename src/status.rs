@@ -94,6 +94,19 @@ impl Status {
         f(entry);
     }
 
+    /// Makes the probe list match a (re)loaded plan, keeping the history of probes that stay.
+    pub fn set_probes(&self, probes: &[(String, String)]) {
+        let mut map = self.probes.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|name, _| probes.iter().any(|(n, _)| n == name));
+        for (name, schedule) in probes {
+            let entry = map.entry(name.clone()).or_insert_with(|| ProbeStatus {
+                probe: name.clone(),
+                ..ProbeStatus::default()
+            });
+            entry.schedule = schedule.clone();
+        }
+    }
+
     pub fn record(&self, run: &ProbeRun) {
         self.with_probe(&run.probe, |p| {
             p.runs += 1;

@@ -10,6 +10,7 @@ mod container;
 mod flow;
 mod headline;
 mod hostile;
+mod reload;
 mod scheduler;
 mod service;
 mod sim_server;

@@ -1,0 +1,207 @@
+//! Reloading the configuration of a running service (`POST /-/reload`, SIGHUP): a valid config
+//! takes over, an invalid one is refused and the running one stays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use joincanary::clock::Clock;
+use joincanary::scheduler::FlowRunner;
+use joincanary::service::Reload;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{TempConfig, fast_sim_probe, start_sim};
+
+async fn status(base: &str) -> Value {
+    reqwest::get(format!("{base}/api/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn probe_runs(status: &Value, name: &str) -> u64 {
+    status["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["probe"] == name)
+        .and_then(|p| p["runs"].as_u64())
+        .unwrap_or(0)
+}
+
+async fn wait_runs(base: &str, name: &str, at_least: u64) {
+    for _ in 0..100 {
+        if probe_runs(&status(base).await, name) >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} never reached {at_least} runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_probes_and_refuses_a_broken_config() {
+    let sim = start_sim().await;
+    let one = fast_sim_probe(&sim.base_url());
+    let cfg = TempConfig::new("", &[("one.toml", &one)]);
+    let plan = cfg.load(&[]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    let path = cfg.path.clone();
+    let reload = Reload {
+        loader: Box::new(move || joincanary::config::load(&path, &crate::support::env(&[]))),
+        requests,
+        sender,
+        http_endpoint: true,
+    };
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(joincanary::service::serve_reloadable(
+        plan,
+        listener,
+        Arc::new(FlowRunner),
+        Clock::system(),
+        stop.clone(),
+        reload,
+    ));
+    wait_runs(&base, "sim-join", 2).await;
+
+    // A second probe appears; the first keeps its history.
+    std::fs::write(
+        cfg.probe_path("two.toml"),
+        one.replace("name = \"sim-join\"", "name = \"second\""),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_runs(&base, "second", 2).await;
+    let s = status(&base).await;
+    assert!(probe_runs(&s, "sim-join") >= 2, "history kept: {s}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("probe=\"second\""));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("joincanary_config_reloads_total{result=\"success\"} 1")),
+        "{metrics}"
+    );
+
+    // A broken file is refused with its location; both probes keep running.
+    std::fs::write(
+        cfg.probe_path("three.toml"),
+        "[[steps]]\nname = \"x\"\nkind = \"teleport\"\n",
+    )
+    .unwrap();
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("three.toml:3:8: steps[0].kind: unknown step kind `teleport`"),
+        "{body}"
+    );
+    let before = probe_runs(&status(&base).await, "second");
+    wait_runs(&base, "second", before + 2).await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("joincanary_config_reloads_total{result=\"failure\"} 1"))
+    );
+
+    // Removing a probe removes it from the status.
+    std::fs::remove_file(cfg.probe_path("three.toml")).unwrap();
+    std::fs::remove_file(cfg.probe_path("two.toml")).unwrap();
+    assert_eq!(
+        client
+            .post(format!("{base}/-/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let s = status(&base).await;
+    assert_eq!(s["probes"].as_array().unwrap().len(), 1, "{s}");
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_running_binary() {
+    let sim = start_sim().await;
+    let one = fast_sim_probe(&sim.base_url());
+    let cfg = TempConfig::new("", &[("one.toml", &one)]);
+    // The binary needs a fixed port: take a free one and hand it over.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&cfg.path)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&cfg.path, text).unwrap();
+    let mut child = std::process::Command::new(crate::support::binary())
+        .args(["run", "--config"])
+        .arg(&cfg.path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..50 {
+        if reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the service came up");
+    let r = reqwest::Client::new().post(format!("{base}/-/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 501, "the endpoint is off without --web.enable-lifecycle");
+    std::fs::write(
+        cfg.probe_path("two.toml"),
+        one.replace("name = \"sim-join\"", "name = \"second\""),
+    )
+    .unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    wait_runs(&base, "second", 1).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert_eq!(status.code(), Some(0));
+    sim.shutdown().await;
+}
