@@ -187,8 +187,16 @@ async fn sighup_reloads_the_running_binary() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(up, "the service came up");
-    let r = reqwest::Client::new().post(format!("{base}/-/reload")).send().await.unwrap();
-    assert_eq!(r.status(), 501, "the endpoint is off without --web.enable-lifecycle");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        501,
+        "the endpoint is off without --web.enable-lifecycle"
+    );
     std::fs::write(
         cfg.probe_path("two.toml"),
         one.replace("name = \"sim-join\"", "name = \"second\""),
