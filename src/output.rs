@@ -4,6 +4,16 @@ use std::fmt::Write as _;
 
 use crate::report::{ProbeRun, human_duration};
 
+/// `connect 0.3 ms, upgrade 1.2 ms`: the measured phases other than the total, in flow order.
+fn phases(step: &crate::report::StepReport) -> String {
+    step.phases
+        .iter()
+        .filter(|(p, _)| **p != crate::report::Phase::Total)
+        .map(|(p, d)| format!("{} {}", p.as_str(), human_duration(*d)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `{"probes":[ProbeRun...]}`, the shape `once --format json` promises.
 pub fn json(runs: &[ProbeRun]) -> String {
     serde_json::json!({ "probes": runs }).to_string()
@@ -11,12 +21,13 @@ pub fn json(runs: &[ProbeRun]) -> String {
 
 /// A row per step: probe, step, result, time, reason and detail.
 pub fn table(runs: &[ProbeRun]) -> String {
-    let mut rows: Vec<[String; 6]> = vec![[
+    let mut rows: Vec<[String; 7]> = vec![[
         "PROBE".into(),
         "STEP".into(),
         "RESULT".into(),
         "TIME".into(),
         "REASON".into(),
+        "PHASES".into(),
         "DETAIL".into(),
     ]];
     for run in runs {
@@ -35,18 +46,19 @@ pub fn table(runs: &[ProbeRun]) -> String {
                 },
                 human_duration(step.duration_ms),
                 step.reason.map(|r| r.to_string()).unwrap_or_default(),
+                phases(step),
                 step.error.clone().unwrap_or_default(),
             ]);
         }
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for row in &rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
-            if c < 5 {
+            if c < 6 {
                 let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
             } else {
                 line.push_str(cell);

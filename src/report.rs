@@ -242,7 +242,9 @@ impl ProbeRun {
 /// Formats a duration for people: `842 ms`, `5.0 s`.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
-    if ms < 1000.0 {
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
         format!("{ms:.0} ms")
     } else {
         format!("{:.1} s", ms / 1000.0)
@@ -314,6 +316,7 @@ mod tests {
     #[test]
     fn human_durations() {
         assert_eq!(human_duration(Duration::from_millis(42)), "42 ms");
+        assert_eq!(human_duration(Duration::from_micros(1250)), "1.2 ms");
         assert_eq!(human_duration(Duration::from_millis(5000)), "5.0 s");
     }
 }
