@@ -1,0 +1,139 @@
+//! Sessions: cookies set by one step travel with later http steps and the websocket upgrade;
+//! values come out of headers and cookies; form and raw bodies arrive as sent.
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use joincanary::flow::run_probe;
+use joincanary::report::Trigger;
+
+use crate::support;
+
+const SESSION: &str = "sess-0123456789abcdef";
+
+fn has_session(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| {
+            c.split(';')
+                .any(|kv| kv.trim() == format!("session={SESSION}"))
+        })
+}
+
+async fn server() -> String {
+    let app = Router::new()
+        .route(
+            "/login",
+            post(|headers: HeaderMap, body: String| async move {
+                let form_ok = headers
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v == "application/x-www-form-urlencoded")
+                    && body == "pass=p+w%26&user=canary"; // fields go in key order
+                if !form_ok {
+                    return (StatusCode::BAD_REQUEST, body).into_response();
+                }
+                Response::builder()
+                    .header(
+                        header::SET_COOKIE,
+                        format!("session={SESSION}; Path=/; HttpOnly"),
+                    )
+                    .header("x-request-id", "req-42")
+                    .body(axum::body::Body::from("ok"))
+                    .unwrap_or_default()
+            }),
+        )
+        .route(
+            "/me",
+            get(|headers: HeaderMap| async move {
+                if has_session(&headers) {
+                    (StatusCode::OK, "{\"user\":\"canary\"}")
+                } else {
+                    (StatusCode::UNAUTHORIZED, "{}")
+                }
+            }),
+        )
+        .route(
+            "/ws",
+            get(|headers: HeaderMap, ws: WebSocketUpgrade| async move {
+                if !has_session(&headers) {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                ws.on_upgrade(|mut socket| async move {
+                    if let Some(Ok(Message::Text(_))) = socket.recv().await {
+                        let _ = socket
+                            .send(Message::Text(
+                                "{\"type\":\"joined\",\"who\":\"canary\"}".into(),
+                            ))
+                            .await;
+                    }
+                    let _ = socket.recv().await;
+                })
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+#[tokio::test]
+async fn cookies_carry_to_later_steps_and_the_websocket() {
+    let addr = server().await;
+    let text = format!(
+        r#"
+timeout = "5s"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "http://{addr}/login"
+form = {{ user = "canary", pass = "p w&" }}
+extract = {{ session = {{ cookie = "session" }}, request_id = {{ header = "x-request-id" }} }}
+
+[[steps]]
+name = "me"
+kind = "http"
+url = "http://{addr}/me"
+expect_json = {{ user = "canary" }}
+headers = {{ x-request-id = "{{{{request_id}}}}" }}
+
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+url = "ws://{addr}/ws"
+
+[[steps]]
+name = "join"
+kind = "ws_send"
+text = "join"
+
+[[steps]]
+name = "joined"
+kind = "ws_expect"
+expect_regex = '"who":"(\w+)"'
+extract = {{ who = {{ regex = '"who":"(\w+)"' }} }}
+"#
+    );
+    let probe = support::probe_from(&text, &[]);
+    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    // The session cookie is a secret: never in the report.
+    assert!(!serde_json::to_string(&run).unwrap().contains(SESSION));
+}
+
+#[tokio::test]
+async fn without_the_cookie_the_websocket_is_refused() {
+    let addr = server().await;
+    let text = format!(
+        "[[steps]]\nname = \"websocket\"\nkind = \"ws_connect\"\nurl = \"ws://{addr}/ws\"\n"
+    );
+    let run = run_probe(&support::probe_from(&text, &[]), "test", Trigger::Manual).await;
+    assert_eq!(
+        run.reason,
+        Some(joincanary::report::FailureReason::WsHandshake)
+    );
+    assert!(run.error.unwrap_or_default().contains("401"));
+}
