@@ -170,6 +170,36 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 if names.len() == 1 { "" } else { "s" },
                 names.join(", ")
             );
+            // What an SRE checks next: when each probe will run from this region, and where
+            // its pages go.
+            let now = chrono::Utc::now();
+            for p in &plan.probes {
+                let jitter = chrono::Duration::from_std(p.jitter).unwrap_or_default();
+                let next = p.schedule.next_after(now - jitter).map(|t| t + jitter);
+                let pagers = match &p.alerting.pagers {
+                    Some(list) => list.join(", "),
+                    None if plan.pagers.is_empty() => "none configured".to_string(),
+                    None => plan
+                        .pagers
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                println!(
+                    "  {}: `{}` + {} jitter, deadline {}, {} steps, next run {}, pages to {}",
+                    p.name,
+                    p.schedule.expr,
+                    joincanary::report::human_duration(p.jitter),
+                    joincanary::report::human_duration(p.timeout),
+                    p.steps.len(),
+                    next.map_or_else(
+                        || "never".to_string(),
+                        |t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+                    ),
+                    pagers
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
