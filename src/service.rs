@@ -59,18 +59,10 @@ pub async fn serve(
 /// # Errors
 /// Metrics registration failing.
 pub fn handles(plan: &Plan) -> Result<Handles, ServiceError> {
-    let metrics = Metrics::new(&plan.region)?;
-    let probes: Vec<(String, String)> = plan
-        .probes
-        .iter()
-        .map(|p| (p.name.clone(), p.schedule.expr.clone()))
-        .collect();
-    for p in &plan.probes {
-        metrics.register_probe(&p.name, &plan.region);
-    }
+    // The probes themselves are registered when the engine starts (and again on each reload).
     Ok(Handles {
-        metrics,
-        status: Arc::new(Status::new(&plan.region, &probes)),
+        metrics: Metrics::new(&plan.region)?,
+        status: Arc::new(Status::new(&plan.region)),
     })
 }
 
@@ -86,11 +78,7 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     handles: Handles,
 ) -> Result<(), ServiceError> {
-    // Every log line of the service, in every task it spawns, carries the region.
-    let span = tracing::info_span!("joincanary", region = %plan.region);
-    serve_in_span(plan, listener, runner, clock, shutdown, handles, None)
-        .instrument(span)
-        .await
+    serve_in_span(plan, listener, runner, clock, shutdown, handles, None).await
 }
 
 /// [`serve`] that also reloads its configuration when asked (SIGHUP, `POST /-/reload`): a
@@ -108,7 +96,6 @@ pub async fn serve_reloadable(
     reload: Reload,
 ) -> Result<(), ServiceError> {
     let handles = handles(&plan)?;
-    let span = tracing::info_span!("joincanary", region = %plan.region);
     serve_in_span(
         plan,
         listener,
@@ -118,11 +105,26 @@ pub async fn serve_reloadable(
         handles,
         Some(reload),
     )
-    .instrument(span)
     .await
 }
 
 async fn serve_in_span(
+    plan: Plan,
+    listener: TcpListener,
+    runner: Arc<dyn Runner>,
+    clock: Clock,
+    shutdown: CancellationToken,
+    handles: Handles,
+    reload: Option<Reload>,
+) -> Result<(), ServiceError> {
+    // Every log line of the service, in every task it spawns, carries the region.
+    let span = tracing::info_span!("joincanary", region = %plan.region);
+    run_service(plan, listener, runner, clock, shutdown, handles, reload)
+        .instrument(span)
+        .await
+}
+
+async fn run_service(
     plan: Plan,
     listener: TcpListener,
     runner: Arc<dyn Runner>,

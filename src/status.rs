@@ -63,23 +63,11 @@ struct StatusView<'a> {
 }
 
 impl Status {
-    pub fn new(region: &str, probes: &[(String, String)]) -> Status {
-        let map = probes
-            .iter()
-            .map(|(name, schedule)| {
-                (
-                    name.clone(),
-                    ProbeStatus {
-                        probe: name.clone(),
-                        schedule: schedule.clone(),
-                        ..ProbeStatus::default()
-                    },
-                )
-            })
-            .collect();
+    /// Empty status for `region`; the engine fills in the probes with [`Status::set_probes`].
+    pub fn new(region: &str) -> Status {
         Status {
             region: region.to_string(),
-            probes: RwLock::new(map),
+            probes: RwLock::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
         }
     }
