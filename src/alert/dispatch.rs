@@ -416,31 +416,24 @@ async fn run_pager(
         };
         match result {
             Ok(()) => delivered(&shared, &plan.name, &item),
-            Err(DeliveryError::Permanent(msg)) => {
-                shared.remove(item.id);
-                shared.count(&plan.name, n, "failed");
-                tracing::error!(
-                    sink = %plan.name,
-                    event = n.kind.as_str(),
-                    probe = %n.probe,
-                    region = %n.region,
-                    error = %msg,
-                    "the pager refused the notification; not retrying (check the pager's settings)"
-                );
-            }
+            Err(DeliveryError::Permanent(msg)) => abandon(
+                &shared,
+                &plan.name,
+                &item,
+                item.attempts + 1,
+                &msg,
+                "the pager refused the notification; not retrying (check the pager's settings)",
+            ),
             Err(DeliveryError::Retryable(msg)) => {
                 let attempts = shared.failed_attempt(item.id);
                 if gives_up(&plan.retry, attempts, item.enqueued_at) {
-                    shared.remove(item.id);
-                    shared.count(&plan.name, n, "failed");
-                    tracing::error!(
-                        sink = %plan.name,
-                        event = n.kind.as_str(),
-                        probe = %n.probe,
-                        region = %n.region,
+                    abandon(
+                        &shared,
+                        &plan.name,
+                        &item,
                         attempts,
-                        error = %msg,
-                        "giving up on a notification"
+                        &msg,
+                        "giving up on a notification",
                     );
                     continue;
                 }
@@ -489,6 +482,22 @@ fn gives_up(retry: &RetryPolicy, attempts: u32, enqueued_at: DateTime<Utc>) -> b
 
 /// Shutdown's one attempt: in queue order, stopping at the first failure (order matters) or when
 /// the budget is spent.
+/// Drops a notification that will not be delivered: out of the outbox, counted, logged.
+fn abandon(shared: &Shared, sink: &str, item: &Pending, attempts: u32, error: &str, why: &str) {
+    let n = &item.notification;
+    shared.remove(item.id);
+    shared.count(sink, n, "failed");
+    tracing::error!(
+        sink,
+        event = n.kind.as_str(),
+        probe = %n.probe,
+        region = %n.region,
+        attempts,
+        error,
+        "{why}"
+    );
+}
+
 async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
     let deadline = Instant::now() + FLUSH_BUDGET;
     while let Some(item) = shared.head(&plan.name) {
@@ -499,12 +508,14 @@ async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
         }
         match tokio::time::timeout(left, notifier.send(n)).await {
             Ok(Ok(())) => delivered(shared, &plan.name, &item),
-            Ok(Err(DeliveryError::Permanent(msg))) => {
-                shared.remove(item.id);
-                shared.count(&plan.name, n, "failed");
-                tracing::error!(sink = %plan.name, event = n.kind.as_str(), probe = %n.probe,
-                    region = %n.region, error = %msg, "the pager refused the notification");
-            }
+            Ok(Err(DeliveryError::Permanent(msg))) => abandon(
+                shared,
+                &plan.name,
+                &item,
+                item.attempts + 1,
+                &msg,
+                "the pager refused the notification",
+            ),
             Ok(Err(DeliveryError::Retryable(msg))) => {
                 tracing::warn!(sink = %plan.name, event = n.kind.as_str(), probe = %n.probe,
                     region = %n.region, error = %msg, "not delivered before shutdown; kept in the outbox");
