@@ -91,7 +91,7 @@ impl AlertEngine {
             return Vec::new();
         };
         let state = self.states.entry(run.probe.clone()).or_default();
-        let before = state.clone();
+        let before = durable(state, config);
         let cx = AlertContext {
             probe: &run.probe,
             region: &self.region,
@@ -99,7 +99,7 @@ impl AlertEngine {
             links: &self.links,
         };
         let decisions = state.observe(&cx, run, now);
-        if *state != before {
+        if durable(state, config) != before {
             self.save_logged();
         }
         decisions
@@ -155,6 +155,18 @@ impl AlertEngine {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+/// The part of a probe's state worth a disk write: a healthy probe changes only its last
+/// success's timings and a pass count past the threshold every run, and fsyncing that for every
+/// probe every minute is work without a purpose (it is still saved with the next real change).
+fn durable(state: &ProbeAlertState, config: &PolicyConfig) -> ProbeAlertState {
+    ProbeAlertState {
+        successes: state.successes.min(config.success_threshold),
+        fast: state.fast.min(config.success_threshold),
+        last_success: None,
+        ..state.clone()
     }
 }
 
