@@ -91,25 +91,10 @@ async fn wait_for(secs: u64, what: &str, pred: impl Fn() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-async fn runs_so_far(base: &str) -> u64 {
-    let v: Value = reqwest::get(format!("{base}/api/v1/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["probes"][0]["runs"].as_u64().unwrap_or(0)
-}
-
+/// Waits until the probe has run `more` more times.
 async fn wait_runs(base: &str, more: u64) {
-    let target = runs_so_far(base).await + more;
-    for _ in 0..100 {
-        if runs_so_far(base).await >= target {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("probe did not run {more} more times");
+    let target = crate::support::probe_runs(&crate::support::status(base).await, "sim-join") + more;
+    crate::support::wait_probe_runs(base, "sim-join", target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,10 +73,7 @@ async fn server() -> String {
                 })
             }),
         );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await });
-    format!("127.0.0.1:{}", addr.port())
+    support::serve_router(app).await
 }
 
 #[tokio::test]

@@ -7,38 +7,12 @@ use std::time::Duration;
 use joincanary::clock::Clock;
 use joincanary::scheduler::FlowRunner;
 use joincanary::service::Reload;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TempConfig, fast_sim_probe, start_sim};
-
-async fn status(base: &str) -> Value {
-    reqwest::get(format!("{base}/api/v1/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-fn probe_runs(status: &Value, name: &str) -> u64 {
-    status["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["probe"] == name)
-        .and_then(|p| p["runs"].as_u64())
-        .unwrap_or(0)
-}
+use crate::support::{TempConfig, fast_sim_probe, probe_runs, start_sim, status};
 
 async fn wait_runs(base: &str, name: &str, at_least: u64) {
-    for _ in 0..100 {
-        if probe_runs(&status(base).await, name) >= at_least {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{name} never reached {at_least} runs");
+    crate::support::wait_probe_runs(base, name, at_least).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

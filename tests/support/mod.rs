@@ -122,3 +122,43 @@ pub fn fast_sim_probe(sim_url: &str) -> String {
         .replace("timeout = \"5s\"", "timeout = \"400ms\"")
         .replace("timeout = \"2s\"", "timeout = \"200ms\"")
 }
+
+/// Serves `app` on 127.0.0.1 at a free port; returns `127.0.0.1:PORT`.
+pub async fn serve_router(app: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+/// `/api/v1/status` of a running service at `base` (`http://…`).
+pub async fn status(base: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}/api/v1/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// How many runs of `probe` a status document counts.
+pub fn probe_runs(status: &serde_json::Value, probe: &str) -> u64 {
+    status["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["probe"] == probe)
+        .and_then(|p| p["runs"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Polls (100 ms apart, at most 10 s) until `probe` has run at least `at_least` times.
+pub async fn wait_probe_runs(base: &str, probe: &str, at_least: u64) {
+    for _ in 0..100 {
+        if probe_runs(&status(base).await, probe) >= at_least {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{probe} never reached {at_least} runs");
+}

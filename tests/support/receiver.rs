@@ -21,9 +21,7 @@ impl Receiver {
         let r = Receiver::default();
         *r.fallback.lock().unwrap() = fallback;
         let app = axum::Router::new().fallback(record).with_state(r.clone());
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(l, app).await });
+        let base = format!("http://{}", super::serve_router(app).await);
         (r, base)
     }
 
