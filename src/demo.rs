@@ -83,17 +83,19 @@ pub async fn run(listen: SocketAddr, stop: impl Future<Output = ()>) -> anyhow::
         .context("reading the metrics address")?;
     plan.listen = addr;
     let sim_url = sim.base_url();
-    println!("joincanary demo (region {})", plan.region);
-    println!("  reference server  {sim_url}");
-    println!("  status page       http://{addr}/");
-    println!("  status JSON       http://{addr}/api/v1/status");
-    println!("  metrics           http://{addr}/metrics");
-    println!(
-        "The sim-join probe runs every 5 s. Break the join flow and watch it fail at the right step:"
-    );
-    println!("  curl -X PUT {sim_url}/_sim/faults -d '{{\"signalling_drop\": true}}'");
-    println!("  curl -X DELETE {sim_url}/_sim/faults");
-    println!("Ctrl-C stops.");
+    let region = &plan.region;
+    crate::output::print_stdout(&format!(
+        "joincanary demo (region {region})
+  reference server  {sim_url}
+  status page       http://{addr}/
+  status JSON       http://{addr}/api/v1/status
+  metrics           http://{addr}/metrics
+The sim-join probe runs every 5 s. Break the join flow and watch it fail at the right step:
+  curl -X PUT {sim_url}/_sim/faults -d '{{\"signalling_drop\": true}}'
+  curl -X DELETE {sim_url}/_sim/faults
+Ctrl-C stops.
+"
+    ));
 
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();

@@ -296,7 +296,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let server = joincanary::sim::SimServer::start(listen, creds)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            println!("listening on {}", server.base_url());
+            joincanary::output::print_stdout(&format!("listening on {}\n", server.base_url()));
             joincanary::shutdown::signal().await;
             server.shutdown().await;
             Ok(ExitCode::SUCCESS)

@@ -14,6 +14,16 @@ fn phases(step: &crate::report::StepReport) -> String {
         .join(", ")
 }
 
+/// Writes `text` to stdout in one write and flushes, ignoring a closed stdout: a long-running
+/// command (`demo`, `sim`) must not die because whoever read its banner went away, which is
+/// what `println!` does on a broken pipe.
+pub fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 /// `{"probes":[ProbeRun...]}`, the shape `once --format json` promises.
 pub fn json(runs: &[ProbeRun]) -> String {
     serde_json::json!({ "probes": runs }).to_string()

@@ -313,3 +313,43 @@ async fn test_page_sends_a_marked_trigger_and_resolve_through_each_pager() {
     let out = tokio::task::block_in_place(|| run(&["--pager", "nope"]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Regression: the demo died of a broken pipe when whoever read its banner stopped reading
+/// (`println!` panics on a closed stdout), which made `demo_runs_…` flaky under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_survives_its_stdout_closing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(binary())
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut served = false;
+    for _ in 0..50 {
+        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(
+        served && alive,
+        "the demo kept serving after its stdout closed"
+    );
+    assert_eq!(status.code(), Some(0));
+}
