@@ -13,6 +13,7 @@ mod headline;
 mod hostile;
 mod reload;
 mod scheduler;
+mod servers_smoke;
 mod service;
 mod sim_server;
 mod tls;
