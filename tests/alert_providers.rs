@@ -137,16 +137,14 @@ async fn record(State(st): State<RecvState>, req: Request<Body>) -> (StatusCode,
     (StatusCode::from_u16(status).unwrap(), String::new())
 }
 
-fn metrics() -> prometheus::IntCounterVec {
-    prometheus::IntCounterVec::new(
-        prometheus::Opts::new("joincanary_notifications_total", "notifications"),
-        &["sink", "event", "result"],
-    )
-    .unwrap()
+fn metrics() -> joincanary::metrics::Metrics {
+    joincanary::metrics::Metrics::new("test").unwrap()
 }
 
-fn count(m: &prometheus::IntCounterVec, sink: &str, event: &str, result: &str) -> u64 {
-    m.with_label_values(&[sink, event, result]).get()
+fn count(m: &joincanary::metrics::Metrics, sink: &str, event: &str, result: &str) -> u64 {
+    m.notifications
+        .with_label_values(&[sink, event, result, "test"])
+        .get()
 }
 
 fn notification(kind: EventKind) -> Notification {
@@ -375,8 +373,8 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
     assert_eq!(seen[1].body["event"], "resolve");
 
     for sink in ["pd", "og", "am", "slack", "hook"] {
-        assert_eq!(count(&m, sink, "trigger", "success"), 1, "{sink}");
-        assert_eq!(count(&m, sink, "resolve", "success"), 1, "{sink}");
+        assert_eq!(count(&m, sink, "trigger", "delivered"), 1, "{sink}");
+        assert_eq!(count(&m, sink, "resolve", "delivered"), 1, "{sink}");
     }
     d.shutdown().await;
 }
@@ -403,13 +401,13 @@ async fn server_errors_are_retried_until_delivered() {
     assert!(seen.iter().all(|s| s.body["event_action"] == "trigger"));
     // The success is counted just after the reply; give the task a moment.
     for _ in 0..100 {
-        if count(&m, "pd", "trigger", "success") == 1 {
+        if count(&m, "pd", "trigger", "delivered") == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(count(&m, "pd", "trigger", "retry"), 3);
-    assert_eq!(count(&m, "pd", "trigger", "success"), 1);
+    assert_eq!(count(&m, "pd", "trigger", "delivered"), 1);
     assert_eq!(d.pending(), 0);
     d.shutdown().await;
 }
@@ -893,7 +891,7 @@ async fn email_arrives_with_text_and_html_parts() {
         "{msg}"
     );
     d.shutdown().await;
-    assert_eq!(count(&m, "mail", "trigger", "success"), 1);
+    assert_eq!(count(&m, "mail", "trigger", "delivered"), 1);
 }
 
 #[tokio::test]
