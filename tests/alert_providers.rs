@@ -170,9 +170,13 @@ fn notification(kind: EventKind) -> Notification {
     }
 }
 
-/// A plan whose only content is the given `[[pager]]` tables.
+/// A probe file for plans that are about pagers (a config with zero probes is refused).
+const PROBE: &str =
+    "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+
+/// A plan whose only content is the given `[[pager]]` tables (and one idle probe).
 fn plan(pagers: &str, env: &[(&str, &str)]) -> (TempConfig, Plan) {
-    let cfg = TempConfig::new(pagers, &[]);
+    let cfg = TempConfig::new(pagers, &[("p.toml", PROBE)]);
     let plan = cfg
         .load(env)
         .unwrap_or_else(|e| panic!("config loads: {e}"));
@@ -494,7 +498,7 @@ async fn the_outbox_survives_a_restart() {
         )
     };
     let load = |text: String| {
-        let c = TempConfig::new(&text, &[]);
+        let c = TempConfig::new(&text, &[("p.toml", PROBE)]);
         c.load(&[]).unwrap().pagers
     };
     let m = metrics();
