@@ -3,7 +3,6 @@
 //! Redis's text, and a paused Redis stalls a join until the operation's deadline.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,78 +13,15 @@ use tokio::process::{Child, Command};
 
 use crate::sim_server::{close, connect_to, join, next_app_frame};
 use crate::support;
+use crate::support::servers::{self, PauseMode, Redis, Reply};
 
 /// Bound on anything that should happen "at once" (start-up, a reply), generous for a loaded box.
 const PROMPT: Duration = Duration::from_secs(10);
 
-/// A private `redis-server` on a Unix socket in a temporary directory (no port to race for),
-/// persistence off, killed on drop.
-struct Redis {
-    child: Child,
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); install it with `bash .ci/run` (Debian package redis-server)")
-            });
-        let redis = Redis {
-            child,
-            _dir: dir,
-            socket,
-        };
-        // Bounded wait for the socket to answer PING.
-        for _ in 0..100 {
-            if let Ok(Ok(pong)) = tokio::time::timeout(PROMPT, redis.cmd::<String>(&["PING"])).await
-                && pong == "PONG"
-            {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not answer PING");
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket.display())
-    }
-
-    async fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
-        let client = redis::Client::open(self.url())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
-        }
-        cmd.query_async(&mut conn).await
-    }
-
-    async fn run(&self, args: &[&str]) {
-        tokio::time::timeout(PROMPT, self.cmd::<redis::Value>(args))
-            .await
-            .expect("redis answers in time")
-            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"));
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
+async fn redis() -> Redis {
+    servers::start_redis()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An in-process sim on `redis`, with `op_timeout` on every Redis operation.
@@ -136,7 +72,7 @@ fn assert_joined(frame: &Value, room: &str, id: &str, participants: u64) {
 
 #[tokio::test]
 async fn joins_cross_sim_processes_through_redis() {
-    let redis = Redis::start().await;
+    let redis = redis().await;
     let (_a_proc, a_url) = sim_process(&redis).await;
     let (_b_proc, b_url) = sim_process(&redis).await;
     let mut a = connect_to(&a_url).await;
@@ -149,37 +85,32 @@ async fn joins_cross_sim_processes_through_redis() {
     assert_joined(&next_app_frame(&mut a).await, "shared", "alice", 2);
     assert_joined(&next_app_frame(&mut b).await, "shared", "alice", 2);
 
-    let members: Vec<String> = redis
-        .cmd(&["SMEMBERS", "joincanary:sim:room:shared"])
+    let members = redis
+        .ok(&["SCARD", "joincanary:sim:room:shared"])
         .await
         .expect("presence set is readable");
-    assert_eq!(members.len(), 2, "presence holds both processes' members");
+    assert_eq!(members, Reply::Int(2), "presence holds both processes' members");
     close(a).await;
     close(b).await;
 }
 
 #[tokio::test]
 async fn redis_out_of_memory_is_answered_as_an_error_frame() {
-    let redis = Redis::start().await;
+    let redis = redis().await;
     let sim = sim_on(&redis, Duration::from_secs(5)).await;
     let mut ws = connect_to(&sim.base_url()).await;
-    // A maxmemory below what Redis already uses: "filled", and nothing may be evicted.
-    redis
-        .run(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
-        .await;
-    redis.run(&["CONFIG", "SET", "maxmemory", "1"]).await;
+    // maxmemory + noeviction, filled with data until Redis refuses writes.
+    let oom = redis.fill_to_oom().await.expect("redis fills up");
 
     join(&mut ws, "r", "x").await;
     let frame = next_app_frame(&mut ws).await;
     assert_eq!(frame["type"], "error", "{frame}");
     let text = frame["error"].as_str().expect("error text");
-    assert!(
-        text.starts_with("OOM command not allowed when used memory > 'maxmemory'"),
-        "Redis's own text reaches the client: {text}"
-    );
+    assert_eq!(text, oom, "Redis's own text reaches the client");
+    assert!(text.starts_with("OOM command not allowed"), "{text}");
 
     // Memory freed: the same connection joins again.
-    redis.run(&["CONFIG", "SET", "maxmemory", "0"]).await;
+    redis.restore().await.expect("redis restored");
     join(&mut ws, "r", "y").await;
     assert_joined(&next_app_frame(&mut ws).await, "r", "y", 1);
     close(ws).await;
@@ -188,18 +119,21 @@ async fn redis_out_of_memory_is_answered_as_an_error_frame() {
 
 #[tokio::test]
 async fn paused_redis_stalls_the_join_until_its_deadline() {
-    let redis = Redis::start().await;
+    let redis = redis().await;
     let sim = sim_on(&redis, Duration::from_millis(300)).await;
     let mut ws = connect_to(&sim.base_url()).await;
     // Writes wait for the pause (60 s, far past the deadline); reads and CLIENT still answer.
-    redis.run(&["CLIENT", "PAUSE", "60000", "WRITE"]).await;
+    redis
+        .pause(60_000, PauseMode::Write)
+        .await
+        .expect("redis pauses");
 
     join(&mut ws, "r", "x").await;
     let frame = next_app_frame(&mut ws).await;
     assert_eq!(frame["type"], "error", "{frame}");
     assert_eq!(frame["error"], "redis join timed out after 300 ms");
 
-    redis.run(&["CLIENT", "UNPAUSE"]).await;
+    redis.restore().await.expect("redis unpaused");
     join(&mut ws, "r", "y").await;
     assert_joined(&next_app_frame(&mut ws).await, "r", "y", 1);
     close(ws).await;
