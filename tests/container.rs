@@ -169,17 +169,6 @@ fn rule_exprs(rules: &str) -> Vec<String> {
     exprs
 }
 
-/// Metrics of the issue 7 contract (HELPERS) that rules use while the service side is landing
-/// in parallel; each is removed from here once `exported()` has it.
-const CONTRACT_PENDING: &[&str] = &[
-    "joincanary_outbox_pending",
-    "joincanary_outbox_oldest_seconds",
-    "joincanary_pagers_configured",
-    "probe_interval_seconds",
-    "joincanary_heartbeats_total",
-    "joincanary_heartbeat_last_success_timestamp_seconds",
-];
-
 #[test]
 fn dashboard_and_rules_use_only_metrics_joincanary_exports() {
     let exported = exported();
@@ -201,7 +190,7 @@ fn dashboard_and_rules_use_only_metrics_joincanary_exports() {
     for expr in &exprs {
         for name in metric_names(expr) {
             assert!(
-                exported.contains(&name) || CONTRACT_PENDING.contains(&name.as_str()),
+                exported.contains(&name),
                 "`{name}` in `{expr}` is not exported"
             );
         }
