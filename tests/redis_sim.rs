@@ -89,7 +89,11 @@ async fn joins_cross_sim_processes_through_redis() {
         .ok(&["SCARD", "joincanary:sim:room:shared"])
         .await
         .expect("presence set is readable");
-    assert_eq!(members, Reply::Int(2), "presence holds both processes' members");
+    assert_eq!(
+        members,
+        Reply::Int(2),
+        "presence holds both processes' members"
+    );
     close(a).await;
     close(b).await;
 }
