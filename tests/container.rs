@@ -153,7 +153,11 @@ fn every_kubernetes_region_passes_check_with_the_pods_environment() {
             plan.state_dir,
             std::path::PathBuf::from("/var/lib/joincanary")
         );
-        assert_eq!(plan.pagers.len(), 2, "alertmanager and the secret-keyed pager");
+        assert_eq!(
+            plan.pagers.len(),
+            2,
+            "alertmanager and the secret-keyed pager"
+        );
         assert!(!plan.probes.is_empty());
     }
 }
