@@ -2,14 +2,9 @@
 //! without a pager says so, and the delivery series exist before anything happens.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use joincanary::clock::Clock;
-use joincanary::scheduler::FlowRunner;
-use tokio_util::sync::CancellationToken;
-
-use crate::support::{TempConfig, binary, fast_sim_probe, start_sim};
+use crate::support::{Service, TempConfig, binary, fast_sim_probe, start_sim};
 
 fn load_errors(cfg: &TempConfig) -> Vec<String> {
     let prefix = format!("{}/", cfg.dir.path().display());
@@ -98,16 +93,8 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
     let sim = start_sim().await;
     let cfg = TempConfig::new("", &[("sim.toml", &fast_sim_probe(&sim.base_url()))]);
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-    ));
+    let svc = Service::start(plan).await;
+    let base = svc.base.clone();
     crate::support::wait_probe_runs(&base, "sim-join", 1).await;
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -115,12 +102,7 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
         ready.text().await.unwrap(),
         "ready; no pager configured: alerts show only in metrics and status; nobody is paged\n"
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = svc.metrics().await;
     assert!(
         metrics.contains("joincanary_pagers_configured{region=\"test\"} 0"),
         "{metrics}"
@@ -130,12 +112,7 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
         "{metrics}"
     );
     assert_eq!(crate::support::status(&base).await["pagers"], 0);
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
     sim.shutdown().await;
 }
 
@@ -184,16 +161,8 @@ async fn run_pings_heartbeats_and_posts_the_watchdog() {
             ("GENIE", "genie-secret-key"),
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-    ));
+    let svc = Service::start(plan).await;
+    let base = svc.base.clone();
     let count = |path: &str| rx.all().iter().filter(|(p, _, _)| p == path).count();
     for _ in 0..100 {
         if count("/ping/hc-secret-token") >= 3 && count("/v2/heartbeats/canary%20test/ping") >= 3 {
@@ -212,12 +181,7 @@ async fn run_pings_heartbeats_and_posts_the_watchdog() {
         .collect();
     assert!(!watchdogs.is_empty());
     assert_eq!(watchdogs[0].1[0]["labels"]["region"], "test");
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = svc.metrics().await;
     let status = crate::support::status(&base).await.to_string();
     for secret in ["hc-secret-token", "genie-secret-key"] {
         assert!(!metrics.contains(secret) && !status.contains(secret));
@@ -228,11 +192,6 @@ async fn run_pings_heartbeats_and_posts_the_watchdog() {
     assert!(metrics.contains(
         "joincanary_heartbeats_total{heartbeat=\"hc\",region=\"test\",result=\"failure\"} 0"
     ));
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
     sim.shutdown().await;
 }
