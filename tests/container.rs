@@ -97,7 +97,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 fn exported() -> Vec<String> {
     use joincanary::report::{FailureReason, Phase, ProbeRun, StepKind, StepReport, Trigger};
     let m = joincanary::metrics::Metrics::new("test").unwrap();
-    m.register_probe("p", "test");
+    m.register_probe("p", "test", Some(std::time::Duration::from_secs(60)));
     // Vectors without a child are not exported at all: give each one.
     let step = StepReport {
         name: "s".into(),
@@ -130,9 +130,9 @@ fn exported() -> Vec<String> {
         },
         None,
     );
-    m.notifications
-        .with_label_values(&["x", "trigger", "success"])
-        .inc();
+    m.register_pagers(&["x".into()]);
+    m.register_heartbeat("h");
+    m.count_heartbeat("h", true, chrono::Utc::now());
     let mut names = Vec::new();
     for family in m.registry.gather() {
         let name = family.name().to_string();

@@ -12,6 +12,7 @@ mod cookies;
 mod flow;
 mod headline;
 mod hostile;
+mod never_silent;
 mod reload;
 mod scheduler;
 mod service;
