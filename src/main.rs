@@ -213,7 +213,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             if plan.pagers.is_empty() {
                 // Valid (metrics and status still work), but say it where it cannot be missed.
-                eprintln!("warning: {}", joincanary::status::NO_PAGER);
+                eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
             }
             // What an SRE checks next: when each probe will run from this region, and where
             // its pages go.
