@@ -15,6 +15,7 @@ mod hostile;
 mod never_silent;
 mod reload;
 mod scheduler;
+mod servers_smoke;
 mod service;
 mod sim_server;
 mod tls;

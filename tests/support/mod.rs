@@ -4,6 +4,7 @@
 
 pub mod receiver;
 pub mod running;
+pub mod servers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
