@@ -13,6 +13,7 @@ mod flow;
 mod headline;
 mod hostile;
 mod never_silent;
+mod redis_sim;
 mod reload;
 mod scheduler;
 mod servers_smoke;
