@@ -4,7 +4,8 @@
 //! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
 //! [`service`] wires them into `joincanary run`, where [`metrics`], [`status`] and [`alert`]
-//! consume every run. [`server`] serves `/metrics` and the status API; [`sim`] is the reference
+//! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
+//! [`server`] serves `/metrics` and the status API; [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C;
 //! [`logging`] sets up `--log.level`/`--log.format`; `process` exports `process_*` metrics.
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod flow;
+pub mod heartbeat;
 pub mod logging;
 pub mod metrics;
 pub mod output;
