@@ -85,10 +85,13 @@ fn help_of_every_command_that_reads_a_config_documents_config() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("--config"))
+        // clap puts the help beside the flag or, when any help is long, on the next line.
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("--config <PATH>"))
             .unwrap_or_else(|| panic!("{cmd} --help lists --config:\n{text}"));
+        let line = lines[at..(at + 2).min(lines.len())].join(" ");
         assert!(
             line.contains("service config") && line.contains("--config.file"),
             "{cmd}: {line}"
