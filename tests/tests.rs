@@ -9,6 +9,7 @@ mod config_errors;
 mod container;
 mod conventions;
 mod cookies;
+mod fleet;
 mod flow;
 mod headline;
 mod hostile;
