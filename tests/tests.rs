@@ -14,5 +14,6 @@ mod hostile;
 mod reload;
 mod scheduler;
 mod service;
+mod signalling;
 mod sim_server;
 mod tls;

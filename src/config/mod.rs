@@ -18,8 +18,8 @@ use std::time::Duration;
 pub use env::{EnvError, EnvSource, ProcessEnv, substitute};
 pub(crate) use probe::timezone as probe_timezone;
 pub use probe::{
-    Body, ExpectSpec, ExtractSource, Extraction, HttpSpec, ProbePlan, Schedule, StepPlan, StepSpec,
-    WsConnectSpec,
+    Body, ExpectSpec, ExtractSource, Extraction, FailSpec, HttpSpec, ProbePlan, ProtocolKind,
+    Schedule, SendSpec, StepPlan, StepSpec, WsConnectSpec,
 };
 
 use crate::flow::template::Template;
