@@ -8,6 +8,7 @@ mod cli;
 mod config_errors;
 mod container;
 mod cookies;
+mod fleet;
 mod flow;
 mod headline;
 mod hostile;
