@@ -7,6 +7,7 @@ mod alerting;
 mod cli;
 mod config_errors;
 mod container;
+mod conventions;
 mod cookies;
 mod fleet;
 mod flow;
