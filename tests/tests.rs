@@ -11,6 +11,7 @@ mod cookies;
 mod flow;
 mod headline;
 mod hostile;
+mod pages;
 mod reload;
 mod scheduler;
 mod service;

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod limits;
 pub mod receiver;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
