@@ -170,6 +170,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 if names.len() == 1 { "" } else { "s" },
                 names.join(", ")
             );
+            if plan.pagers.is_empty() {
+                // Valid (metrics and status still work), but say it where it cannot be missed.
+                eprintln!("warning: {}", joincanary::status::NO_PAGER);
+            }
             // What an SRE checks next: when each probe will run from this region, and where
             // its pages go.
             let now = chrono::Utc::now();

@@ -186,14 +186,14 @@ async fn run_service(
                 };
                 engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
                 status.set_ready(true);
-                metrics.reloads.with_label_values(&["success"]).inc();
+                metrics.count_reload("success");
                 Ok(())
             }
             Err(errors) => {
                 for e in &errors.0 {
                     tracing::error!(region = %region, error = %e, "reload refused; the running configuration stays");
                 }
-                metrics.reloads.with_label_values(&["failure"]).inc();
+                metrics.count_reload("failure");
                 Err(errors.to_string())
             }
         };
@@ -246,7 +246,7 @@ impl Engine {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         for p in &plan.probes {
-            metrics.register_probe(&p.name, &region);
+            metrics.register_probe(&p.name, &region, p.schedule.min_interval(clock.now(), 60));
         }
         let names: Vec<(String, String)> = plan
             .probes
@@ -270,11 +270,12 @@ impl Engine {
         let dispatcher = Dispatcher::start(
             plan.pagers.clone(),
             &plan.state_dir,
-            metrics.notifications.clone(),
+            metrics.clone(),
             dispatch_stop_rx,
         );
+        status.set_pagers(plan.pagers.len());
         if plan.pagers.is_empty() {
-            tracing::warn!(region = %region, "no [[pager]] configured: alerts show only in metrics and status");
+            tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
         }
         let mut alerts = AlertEngine::load(plan);
         for probe in plan.probes.iter().map(|p| p.name.clone()) {

@@ -39,7 +39,9 @@ struct Shared {
     /// Names of Alertmanager pagers (their firing alerts are tracked for re-posting).
     alertmanagers: Vec<String>,
     accepting: AtomicBool,
-    metrics: prometheus::IntCounterVec,
+    metrics: crate::metrics::Metrics,
+    /// Pager names, for the per-sink outbox gauges.
+    sinks: Vec<String>,
 }
 
 /// What `outbox.json` holds.
@@ -76,7 +78,7 @@ impl Dispatcher {
     pub fn start(
         pagers: Vec<PagerPlan>,
         state_dir: &Path,
-        notifications_total: prometheus::IntCounterVec,
+        metrics: crate::metrics::Metrics,
         shutdown: watch::Receiver<bool>,
     ) -> Dispatcher {
         let path = state_dir.join(OUTBOX_FILE);
@@ -118,10 +120,14 @@ impl Dispatcher {
                 .map(|p| p.name.clone())
                 .collect(),
             accepting: AtomicBool::new(true),
-            metrics: notifications_total,
+            sinks: pagers.iter().map(|p| p.name.clone()).collect(),
+            metrics,
         });
+        shared.metrics.register_pagers(&shared.sinks);
         if changed {
             shared.persist(&shared.lock());
+        } else {
+            shared.publish(&shared.lock());
         }
         let (stop, stop_rx) = watch::channel(false);
         let client = notify::http_client();
@@ -284,6 +290,7 @@ impl Shared {
     /// Writes the outbox atomically. Called with the lock held so an older snapshot never
     /// overwrites a newer one; the file is small and pages are rare, so blocking briefly is fine.
     fn persist(&self, outbox: &Outbox) {
+        self.publish(outbox);
         let written = serde_json::to_vec_pretty(outbox)
             .map_err(std::io::Error::other)
             .and_then(|json| super::engine::write_atomic(&self.path, &json));
@@ -293,6 +300,21 @@ impl Shared {
                 error = %e,
                 "cannot write the notification outbox; undelivered pages will not survive a restart"
             );
+        }
+    }
+
+    /// Mirrors what waits, per pager, into `joincanary_outbox_pending` and `_oldest_seconds`.
+    fn publish(&self, outbox: &Outbox) {
+        for sink in &self.sinks {
+            let queued = outbox.pending.iter().filter(|p| &p.sink == sink);
+            let (count, oldest) =
+                queued.fold((0, None), |(c, o): (usize, Option<DateTime<Utc>>), p| {
+                    (
+                        c + 1,
+                        Some(o.map_or(p.enqueued_at, |o| o.min(p.enqueued_at))),
+                    )
+                });
+            self.metrics.set_outbox(sink, count, oldest);
         }
     }
 
@@ -328,8 +350,7 @@ impl Shared {
 
     fn count(&self, sink: &str, n: &Notification, result: &str) {
         self.metrics
-            .with_label_values(&[sink, n.kind.as_str(), result])
-            .inc();
+            .count_notification(sink, n.kind.as_str(), result);
     }
 }
 
@@ -464,7 +485,7 @@ async fn run_pager(
 fn delivered(shared: &Shared, sink: &str, item: &Pending) {
     let n = &item.notification;
     shared.remove(item.id);
-    shared.count(sink, n, "success");
+    shared.count(sink, n, "delivered");
     tracing::info!(
         sink = %sink,
         event = n.kind.as_str(),

@@ -4,6 +4,7 @@
 
 pub mod limits;
 pub mod receiver;
+pub mod servers;
 pub mod smtp;
 
 use std::collections::HashMap;
