@@ -13,12 +13,12 @@ use crate::support::{self, TempConfig};
 
 const NGINX_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n";
 
-fn metrics() -> prometheus::IntCounterVec {
-    prometheus::IntCounterVec::new(
-        prometheus::Opts::new("joincanary_notifications_total", "notifications"),
-        &["sink", "event", "result"],
-    )
-    .unwrap()
+/// One idle probe: a config with none is refused.
+const PROBE: &str =
+    "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+
+fn metrics() -> joincanary::metrics::Metrics {
+    joincanary::metrics::Metrics::new("test").unwrap()
 }
 
 /// What the policy would send for a 6-step probe with a long multi-byte name failing on an
@@ -119,7 +119,7 @@ name = "hook"
 type = "webhook"
 url = "${U}/hook"
 "#,
-        &[],
+        &[("p.toml", PROBE)],
     );
     let plan = cfg.load(&[("U", &base)]).expect("config loads");
     let (_tx, rx) = watch::channel(false);
@@ -165,7 +165,7 @@ fn header<'a>(m: &'a serde_json::Value, name: &str) -> &'a str {
 async fn email_threads_resolve_under_trigger_across_a_restart() {
     support::init();
     let smtp = Smtp::start("accept").await;
-    let cfg = TempConfig::new(&smtp.pager(), &[]);
+    let cfg = TempConfig::new(&smtp.pager(), &[("p.toml", PROBE)]);
     let plan = cfg.load(&[]).expect("config loads");
     let state = cfg.dir.path().join("state");
     let trigger = hostile(EventKind::Trigger);
