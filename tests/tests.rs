@@ -13,6 +13,7 @@ mod headline;
 mod hostile;
 mod never_silent;
 mod pages;
+mod redis_sim;
 mod reload;
 mod scheduler;
 mod servers_smoke;
