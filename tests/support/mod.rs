@@ -4,6 +4,7 @@
 
 pub mod limits;
 pub mod receiver;
+pub mod running;
 pub mod servers;
 pub mod smtp;
 
