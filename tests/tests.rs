@@ -20,4 +20,5 @@ mod scheduler;
 mod servers_smoke;
 mod service;
 mod sim_server;
+mod status_page;
 mod tls;
