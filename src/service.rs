@@ -15,6 +15,7 @@ use crate::alert::policy::Decision;
 use crate::alert::{Dispatcher, Severity};
 use crate::clock::Clock;
 use crate::config::Plan;
+use crate::heartbeat::Liveness;
 use crate::metrics::Metrics;
 use crate::scheduler::{Event, Runner, Scheduler};
 use crate::status::{AlertView, Status};
@@ -135,13 +136,23 @@ async fn run_service(
 ) -> Result<(), ServiceError> {
     let Handles { metrics, status } = handles;
     let region = plan.region.clone();
-    let (mut requests, reload_tx, loader) = match reload {
+    let (mut requests, reload_tx, loader, watch) = match reload {
         Some(r) => (
             Some(r.requests),
             r.http_endpoint.then_some(r.sender),
             Some(r.loader),
+            r.watch,
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
+    };
+    let mut watch_tick = watch.map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut seen = match watch {
+        Some(_) => fingerprint(plan.sources.clone()).await,
+        None => None,
     };
 
     // The HTTP side lives for the whole process: a reload replaces only the engine.
@@ -169,7 +180,23 @@ async fn run_service(
                     Some(r) => r.recv().await,
                     None => std::future::pending().await,
                 }
-            } => reply,
+            } => Some(reply),
+            _ = async {
+                match watch_tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = fingerprint(plan.sources.clone()).await;
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                // Remembered even if the reload is refused: a broken file is reported once,
+                // and the next change is tried again.
+                seen = now;
+                tracing::info!(region = %region, "configuration files changed; reloading");
+                None
+            }
         };
         let Some(loader) = &loader else { continue };
         let outcome = match loader() {
@@ -187,6 +214,10 @@ async fn run_service(
                 engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
                 status.set_ready(true);
                 metrics.count_reload("success");
+                if watch.is_some() {
+                    // The new plan may read other files (a probe directory added).
+                    seen = fingerprint(plan.sources.clone()).await;
+                }
                 Ok(())
             }
             Err(errors) => {
@@ -197,7 +228,9 @@ async fn run_service(
                 Err(errors.to_string())
             }
         };
-        let _ = request.send(outcome);
+        if let Some(reply) = request {
+            let _ = reply.send(outcome);
+        }
     }
 
     tracing::info!(region = %region, "shutting down: no new runs; waiting for runs in flight");
@@ -208,6 +241,19 @@ async fn run_service(
     }
     tracing::info!(region = %region, "stopped");
     Ok(())
+}
+
+/// [`crate::config::fingerprint`] off the async threads and under a deadline (a hung network
+/// mount must not stall the service); `None` when it could not be worked out in time.
+async fn fingerprint(sources: Vec<std::path::PathBuf>) -> Option<u64> {
+    let work = tokio::task::spawn_blocking(move || crate::config::fingerprint(&sources));
+    match tokio::time::timeout(Duration::from_secs(10), work).await {
+        Ok(Ok(h)) => Some(h),
+        _ => {
+            tracing::warn!("could not read the configuration files to look for changes");
+            None
+        }
+    }
 }
 
 /// A reload request: answered with `Ok` or the config errors.
@@ -224,11 +270,17 @@ pub struct Reload {
     /// Serve `POST /-/reload` (off by default, as Prometheus's `--web.enable-lifecycle`: anyone
     /// who reaches the port could otherwise make the prober restart its schedules at will).
     pub http_endpoint: bool,
+    /// Look at the config and probe files this often and reload when what they hold changed
+    /// (a mounted ConfigMap updated in place); `None`: only on request.
+    pub watch: Option<Duration>,
 }
 
 /// The part of the service a reload replaces: schedules, the run consumer, alerting, pagers.
 struct Engine {
     stop: CancellationToken,
+    /// Stops the heartbeat tasks (first thing on stop: a stopping engine is not healthy).
+    heartbeats_stop: CancellationToken,
+    heartbeats: Vec<tokio::task::JoinHandle<()>>,
     tracker: TaskTracker,
     consumer: tokio::task::JoinHandle<Dispatcher>,
     dispatch_stop: tokio::sync::watch::Sender<bool>,
@@ -273,6 +325,31 @@ impl Engine {
             metrics.clone(),
             dispatch_stop_rx,
         );
+        // The scheduler's liveness: fed by the consumer below, read by the heartbeats and the
+        // Alertmanager watchdog, so a stuck scheduler stops both.
+        let liveness = Liveness::new(crate::heartbeat::STALL_AFTER);
+        dispatcher.watch_liveness(liveness.clone());
+        let heartbeats_stop = CancellationToken::new();
+        let heartbeats = plan
+            .heartbeats
+            .iter()
+            .filter_map(|hb| match crate::heartbeat::http_pinger(hb) {
+                Ok(ping) => Some(tokio::spawn(
+                    crate::heartbeat::run(
+                        hb.clone(),
+                        ping,
+                        liveness.clone(),
+                        metrics.clone(),
+                        heartbeats_stop.clone(),
+                    )
+                    .in_current_span(),
+                )),
+                Err(e) => {
+                    tracing::error!(heartbeat = %hb.name, error = %e, "heartbeat cannot send");
+                    None
+                }
+            })
+            .collect();
         status.set_pagers(plan.pagers.len());
         if plan.pagers.is_empty() {
             tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
@@ -289,6 +366,7 @@ impl Engine {
                 let mut ticker = tokio::time::interval(ALERT_TICK);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
+                    liveness.beat();
                     let event = tokio::select! {
                         e = events_rx.recv() => match e {
                             Some(e) => e,
@@ -316,7 +394,10 @@ impl Engine {
                             metrics.record_skip(&probe, &region, "overlap");
                             status.record_skip(&probe);
                         }
-                        Event::NextRun { probe, at } => status.set_next_run(&probe, at),
+                        Event::NextRun { probe, at } => {
+                            liveness.due(&probe, clock.instant_at(at));
+                            status.set_next_run(&probe, at);
+                        }
                     }
                 }
                 dispatcher
@@ -325,6 +406,8 @@ impl Engine {
         );
         Engine {
             stop,
+            heartbeats_stop,
+            heartbeats,
             tracker,
             consumer,
             dispatch_stop,
@@ -335,6 +418,10 @@ impl Engine {
     /// their results, then gives the pagers one bounded flush; what is left stays in the outbox.
     async fn stop(self, status: &Status) {
         status.set_ready(false);
+        self.heartbeats_stop.cancel();
+        for h in self.heartbeats {
+            let _ = h.await;
+        }
         self.stop.cancel();
         self.tracker.wait().await;
         // Every event sender is gone once the tracked tasks end, so the consumer drains and

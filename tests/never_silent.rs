@@ -2,14 +2,9 @@
 //! without a pager says so, and the delivery series exist before anything happens.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use joincanary::clock::Clock;
-use joincanary::scheduler::FlowRunner;
-use tokio_util::sync::CancellationToken;
-
-use crate::support::{TempConfig, binary, fast_sim_probe, start_sim};
+use crate::support::{Service, TempConfig, binary, fast_sim_probe, start_sim};
 
 fn load_errors(cfg: &TempConfig) -> Vec<String> {
     let prefix = format!("{}/", cfg.dir.path().display());
@@ -98,16 +93,8 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
     let sim = start_sim().await;
     let cfg = TempConfig::new("", &[("sim.toml", &fast_sim_probe(&sim.base_url()))]);
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-    ));
+    let svc = Service::start(plan).await;
+    let base = svc.base.clone();
     crate::support::wait_probe_runs(&base, "sim-join", 1).await;
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -115,12 +102,7 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
         ready.text().await.unwrap(),
         "ready; no pager configured: alerts show only in metrics and status; nobody is paged\n"
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = svc.metrics().await;
     assert!(
         metrics.contains("joincanary_pagers_configured{region=\"test\"} 0"),
         "{metrics}"
@@ -130,6 +112,193 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
         "{metrics}"
     );
     assert_eq!(crate::support::status(&base).await["pagers"], 0);
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+#[test]
+fn heartbeat_config_errors_name_line_and_key() {
+    let probe = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cfg = TempConfig::new(
+        "[[heartbeat]]\nname = \"hc\"\ntype = \"http\"\nurl = \"not a url/secret-token\"\ninterval = \"10s\"\ntimeout = \"10s\"\n\
+         [[heartbeat]]\nname = \"og\"\ntype = \"opsgenie\"\nregion = \"mars\"\nmethod = \"POST\"\n\
+         [[heartbeat]]\nname = \"x\"\ntype = \"carrier-pigeon\"\n",
+        &[("p.toml", probe)],
+    );
+    let errors = load_errors(&cfg);
+    assert_eq!(
+        errors,
+        [
+            "joincanary.toml:8:7: heartbeat[0].url: is not an http:// or https:// URL",
+            "joincanary.toml:10:11: heartbeat[0].timeout: must be shorter than the interval",
+            "joincanary.toml:11:1: heartbeat[1].api_key: is required for an `opsgenie` heartbeat",
+            "joincanary.toml:14:10: heartbeat[1].region: must be `us` or `eu`",
+            "joincanary.toml:15:10: heartbeat[1].method: does not apply to a `opsgenie` heartbeat",
+            "joincanary.toml:18:8: heartbeat[2].type: unknown heartbeat type `carrier-pigeon`, expected `http` or `opsgenie`",
+        ]
+    );
+    assert!(!errors.concat().contains("secret-token"));
+}
+
+/// A running service pings its heartbeats (a generic POST URL and the Opsgenie ping API) and
+/// posts the Alertmanager watchdog, with no secret in metrics or status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_pings_heartbeats_and_posts_the_watchdog() {
+    use crate::support::receiver::Receiver;
+    let sim = start_sim().await;
+    let (rx, url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &format!(
+            "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"{url}\"\nresend_interval = \"200ms\"\n\
+             [[heartbeat]]\nname = \"hc\"\ntype = \"http\"\nmethod = \"POST\"\nurl = \"{url}/ping/${{HC_TOKEN}}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n\
+             [[heartbeat]]\nname = \"og\"\ntype = \"opsgenie\"\nurl = \"{url}\"\napi_key = \"${{GENIE}}\"\nheartbeat = \"canary test\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n"
+        ),
+        &[("sim.toml", &fast_sim_probe(&sim.base_url()))],
+    );
+    let plan = cfg
+        .load(&[
+            ("HC_TOKEN", "hc-secret-token"),
+            ("GENIE", "genie-secret-key"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let svc = Service::start(plan).await;
+    let base = svc.base.clone();
+    let count = |path: &str| rx.all().iter().filter(|(p, _, _)| p == path).count();
+    for _ in 0..100 {
+        if count("/ping/hc-secret-token") >= 3 && count("/v2/heartbeats/canary%20test/ping") >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(count("/ping/hc-secret-token") >= 3);
+    assert!(count("/v2/heartbeats/canary%20test/ping") >= 3);
+    let watchdogs: Vec<_> = rx
+        .all()
+        .into_iter()
+        .filter(|(p, b, _)| {
+            p == "/api/v2/alerts" && b[0]["labels"]["alertname"] == "JoinCanaryWatchdog"
+        })
+        .collect();
+    assert!(!watchdogs.is_empty());
+    assert_eq!(watchdogs[0].1[0]["labels"]["region"], "test");
+    let metrics = svc.metrics().await;
+    let status = crate::support::status(&base).await.to_string();
+    for secret in ["hc-secret-token", "genie-secret-key"] {
+        assert!(!metrics.contains(secret) && !status.contains(secret));
+    }
+    assert!(metrics.contains(
+        "joincanary_heartbeat_last_success_timestamp_seconds{heartbeat=\"og\",region=\"test\"}"
+    ));
+    assert!(metrics.contains(
+        "joincanary_heartbeats_total{heartbeat=\"hc\",region=\"test\",result=\"failure\"} 0"
+    ));
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+/// Writes one version of a Kubernetes-style ConfigMap volume and points `..data` at it the way
+/// the kubelet does: a new timestamped directory, a temporary symlink, an atomic rename.
+fn configmap_version(dir: &std::path::Path, version: &str, files: &[(&str, &str)]) {
+    let v = dir.join(format!("..{version}"));
+    for (name, text) in files {
+        let path = v.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for top in ["joincanary.toml", "probes"] {
+        let link = dir.join(top);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{top}"), &link).unwrap();
+        }
+    }
+}
+
+/// A ConfigMap update (the `..data` swap) is picked up without a restart or a signal; a broken
+/// one is refused and the running configuration stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_update_reloads_without_a_restart() {
+    use crate::support::{probe_runs, status, wait_probe_runs};
+    let sim = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = "region = \"test\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"probes\"]\nstate_dir = \"../state\"\n";
+    let one = fast_sim_probe(&sim.base_url());
+    let two = one.replace("name = \"sim-join\"", "name = \"second\"");
+    configmap_version(
+        dir.path(),
+        "v1",
+        &[("joincanary.toml", service), ("probes/one.toml", &one)],
+    );
+    let path = dir.path().join("joincanary.toml");
+    let plan = joincanary::config::load(&path, &crate::support::env(&[]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    let loader_path = path.clone();
+    let reload = joincanary::service::Reload {
+        loader: Box::new(move || joincanary::config::load(&loader_path, &crate::support::env(&[]))),
+        requests,
+        sender,
+        http_endpoint: false,
+        watch: Some(Duration::from_millis(100)),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(joincanary::service::serve_reloadable(
+        plan,
+        listener,
+        std::sync::Arc::new(joincanary::scheduler::FlowRunner),
+        joincanary::clock::Clock::system(),
+        stop.clone(),
+        reload,
+    ));
+    wait_probe_runs(&base, "sim-join", 1).await;
+
+    // v2 adds a probe file: it runs, with no signal and no restart.
+    configmap_version(
+        dir.path(),
+        "v2",
+        &[
+            ("joincanary.toml", service),
+            ("probes/one.toml", &one),
+            ("probes/two.toml", &two),
+        ],
+    );
+    wait_probe_runs(&base, "second", 1).await;
+
+    // v3 is broken: refused, counted, and both probes go on.
+    configmap_version(
+        dir.path(),
+        "v3",
+        &[
+            ("joincanary.toml", &format!("{service}bogus = 1\n")),
+            ("probes/one.toml", &one),
+            ("probes/two.toml", &two),
+        ],
+    );
+    let refused = "joincanary_config_reloads_total{region=\"test\",result=\"failure\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(refused) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains(refused), "{metrics}");
+    assert!(
+        metrics.contains("joincanary_config_reloads_total{region=\"test\",result=\"success\"} 1")
+    );
+    let before = probe_runs(&status(&base).await, "second");
+    wait_probe_runs(&base, "second", before + 1).await;
+
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use env::{EnvError, EnvSource, ProcessEnv, substitute};
 pub(crate) use probe::timezone as probe_timezone;
+pub(crate) use probe::valid_label;
 pub use probe::{
     Body, ExpectSpec, ExtractSource, Extraction, HttpSpec, ProbePlan, Schedule, StepPlan, StepSpec,
     WsConnectSpec,
@@ -258,6 +259,11 @@ pub struct Plan {
     pub probes: Vec<Arc<ProbePlan>>,
     pub alerting: crate::alert::policy::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
+    /// Dead man's switches pinged while the scheduler is healthy.
+    pub heartbeats: Vec<crate::heartbeat::HeartbeatPlan>,
+    /// The files and directories this plan was read from (the config, each `probes` entry):
+    /// what `run` watches to reload on a change.
+    pub sources: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -416,6 +422,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
     let defaults = probe::Defaults::build(&mut ctx, &raw.defaults);
     let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
+    let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
     let pager_names: Vec<String> = raw
         .pager
         .iter()
@@ -430,12 +437,14 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
     );
 
     let mut probe_paths = Vec::new();
+    let mut sources = vec![path.to_path_buf()];
     let errors_before_probes = ctx.errors.len();
     for entry in raw.probes.get_ref() {
         let Some(rel) = ctx.env_str(entry, "probes") else {
             continue;
         };
         let target = base.join(&rel);
+        sources.push(target.clone());
         if target.is_dir() {
             match std::fs::read_dir(&target) {
                 Ok(dir) => {
@@ -514,5 +523,38 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         probes,
         alerting,
         pagers,
+        heartbeats,
+        sources,
     })
+}
+
+/// A hash of what `sources` hold now: each file's bytes, and for a directory the names and
+/// bytes of its `*.toml` files. Reading through the paths (not comparing mtimes or inodes)
+/// follows symlinks, so a Kubernetes ConfigMap update — an atomic swap of the `..data` symlink
+/// behind every mounted file — changes it exactly like an edit in place. An unreadable path
+/// hashes as such, so its appearing or vanishing is a change too.
+pub fn fingerprint(sources: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for source in sources {
+        source.hash(&mut h);
+        if source.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(source)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            for f in files {
+                f.hash(&mut h);
+                std::fs::read(&f).ok().hash(&mut h);
+            }
+        } else {
+            std::fs::read(source).ok().hash(&mut h);
+        }
+    }
+    h.finish()
 }
