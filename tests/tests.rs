@@ -9,6 +9,7 @@ mod config_errors;
 mod container;
 mod cookies;
 mod flow;
+mod footprint;
 mod headline;
 mod hostile;
 mod never_silent;

@@ -256,6 +256,8 @@ pub struct Plan {
     pub state_dir: PathBuf,
     pub status_url: Option<String>,
     pub dashboard_url: Option<String>,
+    /// Every phase histogrammed with the full buckets (read at start-up; see metrics.rs).
+    pub phase_histograms: bool,
     pub probes: Vec<Arc<ProbePlan>>,
     pub alerting: crate::alert::policy::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
@@ -520,6 +522,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         state_dir,
         status_url,
         dashboard_url,
+        phase_histograms: raw.phase_histograms.as_ref().is_some_and(|b| *b.get_ref()),
         probes,
         alerting,
         pagers,
