@@ -186,6 +186,8 @@ async fn sigterm_during_a_run_lets_it_finish_and_exits_0() {
     let mut child = Command::new(crate::support::binary())
         .args(["--log-format", "json", "run", "--config"])
         .arg(&cfg.path)
+        // "probe run starting" is a debug line (one info line per run is enough).
+        .env("JOINCANARY_LOG", "info,joincanary::scheduler=debug")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
