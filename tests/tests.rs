@@ -9,6 +9,7 @@ mod config_errors;
 mod container;
 mod conventions;
 mod cookies;
+mod examples;
 mod fleet;
 mod flow;
 mod footprint;
