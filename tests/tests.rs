@@ -12,6 +12,7 @@ mod flow;
 mod headline;
 mod hostile;
 mod never_silent;
+mod redis_sim;
 mod reload;
 mod scheduler;
 mod servers_smoke;
