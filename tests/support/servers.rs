@@ -227,6 +227,18 @@ where
     Err(last.unwrap_or_else(|| ServerError(format!("{name}: no port"))))
 }
 
+/// Runs `bash tests/servers/<script> args...` and waits for its ready line.
+async fn start_script(name: &str, script: &str, args: &[String], cwd: &Path) -> Result<Process> {
+    let mut all = vec![servers_dir().join(script).display().to_string()];
+    all.extend_from_slice(args);
+    Ok(Process::start(name, "bash", &all, cwd).await?.0)
+}
+
+/// A temporary directory for one server's config and data (removed with the handle).
+fn temp_dir(name: &str) -> Result<tempfile::TempDir> {
+    tempfile::tempdir().map_err(|e| ServerError(format!("{name}: temp dir: {e}")))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis
 
@@ -382,19 +394,9 @@ pub async fn start_redis() -> Result<Redis> {
     require_program("redis", "redis-server", "redis-server")?;
     require_program("redis", "redis-cli", "redis-tools")?;
     start_on_free_port("redis", |port| async move {
-        let dir = tempfile::tempdir().map_err(|e| ServerError(format!("redis: temp dir: {e}")))?;
-        let script = servers_dir().join("redis/start.sh");
-        let (process, _) = Process::start(
-            "redis",
-            "bash",
-            &[
-                script.display().to_string(),
-                port.to_string(),
-                dir.path().display().to_string(),
-            ],
-            dir.path(),
-        )
-        .await?;
+        let dir = temp_dir("redis")?;
+        let args = [port.to_string(), dir.path().display().to_string()];
+        let process = start_script("redis", "redis/start.sh", &args, dir.path()).await?;
         Ok(Redis {
             process,
             port,
@@ -748,21 +750,13 @@ pub async fn start_prosody() -> Result<Prosody> {
     require_program("prosody", "curl", "curl")?;
     start_on_free_port("prosody", |http_port| async move {
         let c2s_port = free_port()?;
-        let dir =
-            tempfile::tempdir().map_err(|e| ServerError(format!("prosody: temp dir: {e}")))?;
-        let script = servers_dir().join("prosody/start.sh");
-        let (process, _) = Process::start(
-            "prosody",
-            "bash",
-            &[
-                script.display().to_string(),
-                c2s_port.to_string(),
-                http_port.to_string(),
-                dir.path().display().to_string(),
-            ],
-            dir.path(),
-        )
-        .await?;
+        let dir = temp_dir("prosody")?;
+        let args = [
+            c2s_port.to_string(),
+            http_port.to_string(),
+            dir.path().display().to_string(),
+        ];
+        let process = start_script("prosody", "prosody/start.sh", &args, dir.path()).await?;
         Ok(Prosody {
             process,
             http_port,
@@ -812,20 +806,13 @@ pub async fn start_janus() -> Result<Janus> {
     require_program("janus", "curl", "curl")?;
     start_on_free_port("janus", |ws_port| async move {
         let admin_port = free_port()?;
-        let dir = tempfile::tempdir().map_err(|e| ServerError(format!("janus: temp dir: {e}")))?;
-        let script = servers_dir().join("janus/start.sh");
-        let (process, _) = Process::start(
-            "janus",
-            "bash",
-            &[
-                script.display().to_string(),
-                ws_port.to_string(),
-                admin_port.to_string(),
-                dir.path().display().to_string(),
-            ],
-            dir.path(),
-        )
-        .await?;
+        let dir = temp_dir("janus")?;
+        let args = [
+            ws_port.to_string(),
+            admin_port.to_string(),
+            dir.path().display().to_string(),
+        ];
+        let process = start_script("janus", "janus/start.sh", &args, dir.path()).await?;
         Ok(Janus {
             process,
             ws_port,
@@ -908,14 +895,9 @@ pub async fn start_actioncable(redis: &Redis) -> Result<ActionCable> {
     start_on_free_port("actioncable", |port| {
         let redis_url = redis_url.clone();
         async move {
-            let script = servers_dir().join("actioncable/start.sh");
-            let (process, _) = Process::start(
-                "actioncable",
-                "bash",
-                &[script.display().to_string(), port.to_string(), redis_url],
-                &servers_dir(),
-            )
-            .await?;
+            let args = [port.to_string(), redis_url];
+            let process =
+                start_script("actioncable", "actioncable/start.sh", &args, &servers_dir()).await?;
             Ok(ActionCable { process, port })
         }
     })
