@@ -59,6 +59,10 @@ enum Command {
         /// Serve `POST /-/reload` (SIGHUP always reloads).
         #[arg(long = "web.enable-lifecycle")]
         enable_lifecycle: bool,
+        /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
+        /// this often; `0s` turns it off.
+        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = humantime::parse_duration)]
+        watch_interval: std::time::Duration,
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
@@ -216,6 +220,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run {
             config,
             enable_lifecycle,
+            watch_interval,
         } => {
             let path = config::config_path(config.as_deref());
             let Some(plan) = load(Some(&path)) else {
@@ -237,6 +242,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 requests,
                 sender,
                 http_endpoint: enable_lifecycle,
+                watch: (!watch_interval.is_zero()).then_some(watch_interval),
             };
             joincanary::service::serve_reloadable(
                 plan,

@@ -136,13 +136,23 @@ async fn run_service(
 ) -> Result<(), ServiceError> {
     let Handles { metrics, status } = handles;
     let region = plan.region.clone();
-    let (mut requests, reload_tx, loader) = match reload {
+    let (mut requests, reload_tx, loader, watch) = match reload {
         Some(r) => (
             Some(r.requests),
             r.http_endpoint.then_some(r.sender),
             Some(r.loader),
+            r.watch,
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
+    };
+    let mut watch_tick = watch.map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut seen = match watch {
+        Some(_) => fingerprint(plan.sources.clone()).await,
+        None => None,
     };
 
     // The HTTP side lives for the whole process: a reload replaces only the engine.
@@ -170,7 +180,23 @@ async fn run_service(
                     Some(r) => r.recv().await,
                     None => std::future::pending().await,
                 }
-            } => reply,
+            } => Some(reply),
+            _ = async {
+                match watch_tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = fingerprint(plan.sources.clone()).await;
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                // Remembered even if the reload is refused: a broken file is reported once,
+                // and the next change is tried again.
+                seen = now;
+                tracing::info!(region = %region, "configuration files changed; reloading");
+                None
+            }
         };
         let Some(loader) = &loader else { continue };
         let outcome = match loader() {
@@ -188,6 +214,10 @@ async fn run_service(
                 engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
                 status.set_ready(true);
                 metrics.count_reload("success");
+                if watch.is_some() {
+                    // The new plan may read other files (a probe directory added).
+                    seen = fingerprint(plan.sources.clone()).await;
+                }
                 Ok(())
             }
             Err(errors) => {
@@ -198,7 +228,9 @@ async fn run_service(
                 Err(errors.to_string())
             }
         };
-        let _ = request.send(outcome);
+        if let Some(reply) = request {
+            let _ = reply.send(outcome);
+        }
     }
 
     tracing::info!(region = %region, "shutting down: no new runs; waiting for runs in flight");
@@ -209,6 +241,19 @@ async fn run_service(
     }
     tracing::info!(region = %region, "stopped");
     Ok(())
+}
+
+/// [`crate::config::fingerprint`] off the async threads and under a deadline (a hung network
+/// mount must not stall the service); `None` when it could not be worked out in time.
+async fn fingerprint(sources: Vec<std::path::PathBuf>) -> Option<u64> {
+    let work = tokio::task::spawn_blocking(move || crate::config::fingerprint(&sources));
+    match tokio::time::timeout(Duration::from_secs(10), work).await {
+        Ok(Ok(h)) => Some(h),
+        _ => {
+            tracing::warn!("could not read the configuration files to look for changes");
+            None
+        }
+    }
 }
 
 /// A reload request: answered with `Ok` or the config errors.
@@ -225,6 +270,9 @@ pub struct Reload {
     /// Serve `POST /-/reload` (off by default, as Prometheus's `--web.enable-lifecycle`: anyone
     /// who reaches the port could otherwise make the prober restart its schedules at will).
     pub http_endpoint: bool,
+    /// Look at the config and probe files this often and reload when what they hold changed
+    /// (a mounted ConfigMap updated in place); `None`: only on request.
+    pub watch: Option<Duration>,
 }
 
 /// The part of the service a reload replaces: schedules, the run consumer, alerting, pagers.
