@@ -157,6 +157,10 @@ async fn run_service(
 
     // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
+    // The bound address, not the configured one: with port 0 this is how a caller learns it.
+    let listen = listener
+        .local_addr()
+        .map_or_else(|_| plan.listen.to_string(), |a| a.to_string());
     let app = crate::server::router(metrics.clone(), status.clone(), reload_tx);
     let http_stop_wait = http_stop.clone();
     let http = tokio::spawn(
@@ -167,7 +171,7 @@ async fn run_service(
         }
         .in_current_span(),
     );
-    tracing::info!(region = %region, probes = plan.probes.len(), listen = %plan.listen, "joincanary running");
+    tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
 
     let mut plan = plan;
     let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
