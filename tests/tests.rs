@@ -19,5 +19,6 @@ mod reload;
 mod scheduler;
 mod servers_smoke;
 mod service;
+mod signalling;
 mod sim_server;
 mod tls;
