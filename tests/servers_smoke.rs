@@ -92,6 +92,8 @@ async fn redis_answers_and_its_faults_work() {
     let refused = redis.cmd(&["SET", "k2", "v"]).await.unwrap();
     assert!(refused.text().starts_with("OOM"), "{refused:?}");
 
+    redis.debug_sleep(10).await.unwrap();
+
     // restore undoes each fault (an All pause only at its end: Redis holds CLIENT UNPAUSE too).
     redis.pause(300, PauseMode::All).await.unwrap();
     redis.restore().await.unwrap();

@@ -555,6 +555,21 @@ impl Redis {
         Ok(())
     }
 
+    /// `DEBUG SLEEP`: Redis (single-threaded) answers nobody for `ms`; returns when it wakes.
+    /// Called in a loop it makes a slow Redis.
+    pub async fn debug_sleep(&self, ms: u64) -> Result<()> {
+        let secs = format!("{:.3}", Duration::from_millis(ms).as_secs_f64());
+        let mut conn = self.conn().await?;
+        let deadline = COMMAND_DEADLINE + Duration::from_millis(ms);
+        match conn
+            .command_within(deadline, &[b"DEBUG", b"SLEEP", secs.as_bytes()])
+            .await?
+        {
+            Reply::Error(e) => err(format!("redis: DEBUG SLEEP: {e}")),
+            _ => Ok(()),
+        }
+    }
+
     /// SIGSTOP: Redis stops answering anything, connections stay open.
     pub fn freeze(&self) -> Result<()> {
         self.process.freeze()
