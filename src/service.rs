@@ -176,11 +176,11 @@ async fn run_service(
         }
         .in_current_span(),
     );
-    tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
-
     let mut plan = plan;
     let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
     status.set_ready(true);
+    // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.
+    tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
     loop {
         let request = tokio::select! {
             () = shutdown.cancelled() => break,
