@@ -258,6 +258,8 @@ pub struct Plan {
     pub dashboard_url: Option<String>,
     /// Base URLs of other regions' probers, for the fleet status page.
     pub peers: Vec<String>,
+    /// TLS and basic auth on the listener (`run --web.config.file`); not in the TOML.
+    pub web: Option<crate::web::WebConfig>,
     pub probes: Vec<Arc<ProbePlan>>,
     pub alerting: crate::alert::policy::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
@@ -524,6 +526,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         status_url,
         dashboard_url,
         peers,
+        web: None,
         probes,
         alerting,
         pagers,
