@@ -260,6 +260,8 @@ pub struct Plan {
     pub peers: Vec<String>,
     /// TLS and basic auth on the listener (`run --web.config.file`); not in the TOML.
     pub web: Option<crate::web::WebConfig>,
+    /// Every phase histogrammed with the full buckets (read at start-up; see metrics.rs).
+    pub phase_histograms: bool,
     pub probes: Vec<Arc<ProbePlan>>,
     pub alerting: crate::alert::policy::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
@@ -527,6 +529,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         dashboard_url,
         peers,
         web: None,
+        phase_histograms: raw.phase_histograms.as_ref().is_some_and(|b| *b.get_ref()),
         probes,
         alerting,
         pagers,
