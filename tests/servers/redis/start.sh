@@ -12,7 +12,8 @@ mkdir -p "$dir"
 # Stop Redis with us; a test kills the whole process group anyway.
 trap 'kill "$pid" 2>/dev/null; exit 0' TERM INT
 redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
-  --protected-mode yes --daemonize no --logfile '' --databases 1 --loglevel warning &
+  --protected-mode yes --daemonize no --logfile '' --databases 1 --loglevel warning \
+  --enable-debug-command local &
 pid=$!
 for _ in $(seq 100); do
   if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
