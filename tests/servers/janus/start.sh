@@ -9,7 +9,9 @@ set -euo pipefail
 port=${1:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 admin=${2:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 dir=${3:?usage: start.sh WS_PORT ADMIN_PORT DIR}
-command -v janus >/dev/null || { echo "janus not found: run 'bash .ci/run' (installs the Debian package janus)" >&2; exit 127; }
+source "$(dirname "$0")/../lib.sh"
+require janus janus
+require curl curl
 lib=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins/libjanus_echotest.so$')")/..
 [ -f "$lib/plugins/libjanus_echotest.so" ] || { echo "janus echotest plugin not found under $lib" >&2; exit 127; }
 # Folders holding only what the tests use: Janus loads every library it finds, and fewer start faster.
@@ -48,19 +50,6 @@ admin: {
 }
 CFG
 printf 'general: {\n}\n' > "$dir/conf/janus.plugin.echotest.jcfg"
-trap 'kill "$pid" 2>/dev/null; exit 0' TERM INT
 janus --configs-folder "$dir/conf" --config "$dir/conf/janus.jcfg" --disable-colors &
 pid=$!
-for _ in $(seq 200); do
-  # Any answer (even an empty reply, curl's 52) means the WebSocket port listens.
-  rc=0; curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" || rc=$?
-  if [ "$rc" = 0 ] || [ "$rc" = 52 ]; then
-    echo "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/"
-    wait "$pid"
-    exit $?
-  fi
-  kill -0 "$pid" 2>/dev/null || { wait "$pid"; exit $?; }
-  sleep 0.05
-done
-echo "janus did not listen on port $port in 10 s" >&2
-exit 1
+serve "$pid" "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/" 10 answers "http://127.0.0.1:$port/"

@@ -10,7 +10,9 @@ c2s=${1:?usage: start.sh C2S_PORT HTTP_PORT DIR}
 http=${2:?usage: start.sh C2S_PORT HTTP_PORT DIR}
 dir=${3:?usage: start.sh C2S_PORT HTTP_PORT DIR}
 here=$(cd "$(dirname "$0")" && pwd)
-command -v prosody >/dev/null || { echo "prosody not found: run 'bash .ci/run' (installs the Debian package prosody)" >&2; exit 127; }
+source "$here/../lib.sh"
+require prosody prosody
+require curl curl
 mkdir -p "$dir/data/localhost/accounts" "$dir/certs"
 # internal_plain's account store, written directly: prosodyctl would switch to the prosody user.
 printf 'return {\n\t["password"] = "canary-pass";\n};\n' > "$dir/data/localhost/accounts/alice.dat"
@@ -51,17 +53,6 @@ Component "conference.localhost" "muc"
   muc_room_locking = false
   muc_room_default_public = true
 CFG
-trap 'kill "$pid" 2>/dev/null; exit 0' TERM INT
 prosody --config "$dir/prosody.cfg.lua" -F &
 pid=$!
-for _ in $(seq 200); do
-  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$http/xmpp-websocket" 2>/dev/null; then
-    echo "ready prosody ws://127.0.0.1:$http/xmpp-websocket c2s=$c2s"
-    wait "$pid"
-    exit $?
-  fi
-  kill -0 "$pid" 2>/dev/null || { wait "$pid"; exit $?; }
-  sleep 0.05
-done
-echo "prosody did not answer on port $http in 10 s" >&2
-exit 1
+serve "$pid" "ready prosody ws://127.0.0.1:$http/xmpp-websocket c2s=$c2s" 10 answers "http://127.0.0.1:$http/xmpp-websocket"
