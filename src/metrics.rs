@@ -17,13 +17,26 @@ use crate::report::ProbeRun;
 pub const NOTIFICATION_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
 /// `joincanary_notifications_total` events.
 pub const NOTIFICATION_EVENTS: [&str; 2] = ["trigger", "resolve"];
+/// `joincanary_alertmanager_resends_total` results.
+pub const RESEND_RESULTS: [&str; 2] = ["delivered", "failed"];
 /// `joincanary_heartbeats_total` results.
 pub const HEARTBEAT_RESULTS: [&str; 2] = ["success", "failure"];
 
-/// Buckets from a 1 ms loopback hop to a 30 s timeout.
-pub const DURATION_BUCKETS: [f64; 16] = [
+/// Default buckets, chosen for join flows: healthy (under 25 ms near the platform, under
+/// 100 ms across regions), elevated (250 ms), the usual latency budget (1 s), very slow (5 s),
+/// and past it the step timeouts (+Inf). Five buckets keep a 5-step probe at 59 series.
+pub const DURATION_BUCKETS: [f64; 5] = [0.025, 0.1, 0.25, 1.0, 5.0];
+
+/// `phase_histograms = true`: from a 1 ms loopback hop to a 30 s timeout.
+pub const FULL_DURATION_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
 ];
+
+/// Phases histogrammed by default: each step's `total`, and the signalling paths (a message
+/// through the platform's pub/sub, the incident's failure point). The connection phases (dns,
+/// connect, tls, first_byte, upgrade) add up to their step's total and are in every run's
+/// status and page; `phase_histograms = true` exports them too.
+const DEFAULT_PHASES: [&str; 3] = ["total", "round_trip", "fan_out"];
 
 /// Every metric joincanary exports.
 #[derive(Clone)]
@@ -43,6 +56,9 @@ pub struct Metrics {
     pub notifications: IntCounterVec,
     pub outbox_pending: IntGaugeVec,
     pub outbox_oldest: GaugeVec,
+    /// `{sink, result, region}`: Alertmanager keep-alive re-posts of firing alerts (not pages, so
+    /// not in `notifications`).
+    pub resends: IntCounterVec,
     pub pagers_configured: IntGauge,
     pub heartbeat_last_success: GaugeVec,
     /// `{heartbeat, result, region}`.
@@ -51,6 +67,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// The region every `joincanary_*` series carries.
     pub region: String,
+    /// Every phase histogrammed (`phase_histograms = true`), else [`DEFAULT_PHASES`] only.
+    all_phases: bool,
     /// Per sink, when its oldest queued notification was queued: the age is worked out at
     /// scrape time, so it grows while nothing is delivered (a stuck queue is the point).
     oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
@@ -68,6 +86,20 @@ impl Metrics {
     /// # Errors
     /// Registration failure (a programming error).
     pub fn new(region: &str) -> Result<Metrics, MetricsError> {
+        Metrics::with_detail(region, false)
+    }
+
+    /// [`Metrics::new`], with every phase histogrammed on [`FULL_DURATION_BUCKETS`] when
+    /// `all_phases` (the service's `phase_histograms`).
+    ///
+    /// # Errors
+    /// Registration failure (a programming error).
+    pub fn with_detail(region: &str, all_phases: bool) -> Result<Metrics, MetricsError> {
+        let buckets = if all_phases {
+            FULL_DURATION_BUCKETS.to_vec()
+        } else {
+            DURATION_BUCKETS.to_vec()
+        };
         let registry = Registry::new();
         let pr = ["probe", "region"];
         let m = Metrics {
@@ -90,7 +122,7 @@ impl Metrics {
                     "probe_step_duration_seconds",
                     "Duration of each step and phase of the join flow",
                 )
-                .buckets(DURATION_BUCKETS.to_vec()),
+                .buckets(buckets),
                 &["probe", "region", "step", "phase"],
             )?,
             runs: IntCounterVec::new(
@@ -163,6 +195,13 @@ impl Metrics {
                 ),
                 &["sink", "region"],
             )?,
+            resends: IntCounterVec::new(
+                Opts::new(
+                    "joincanary_alertmanager_resends_total",
+                    "Re-posts of firing alerts to an Alertmanager pager (keep-alives, not pages) by result (delivered, failed)",
+                ),
+                &["sink", "result", "region"],
+            )?,
             pagers_configured: IntGauge::with_opts(
                 Opts::new(
                     "joincanary_pagers_configured",
@@ -200,6 +239,7 @@ impl Metrics {
             )?,
             registry,
             region: region.to_string(),
+            all_phases,
             oldest_queued: Arc::default(),
         };
         for result in ["success", "failure"] {
@@ -227,6 +267,7 @@ impl Metrics {
             Box::new(m.notifications.clone()),
             Box::new(m.outbox_pending.clone()),
             Box::new(m.outbox_oldest.clone()),
+            Box::new(m.resends.clone()),
             Box::new(m.pagers_configured.clone()),
             Box::new(m.heartbeat_last_success.clone()),
             Box::new(m.heartbeats.clone()),
@@ -303,6 +344,9 @@ impl Metrics {
         }
         for step in &run.steps {
             for (phase, d) in &step.phases {
+                if !self.all_phases && !DEFAULT_PHASES.contains(&phase.as_str()) {
+                    continue;
+                }
                 self.step_duration
                     .with_label_values(&[
                         run.probe.as_str(),
@@ -351,6 +395,23 @@ impl Metrics {
             }
             self.set_outbox(sink, 0, None);
         }
+    }
+
+    /// Creates the re-post series of the Alertmanager pagers at 0.
+    pub fn register_resends(&self, sinks: &[String]) {
+        for sink in sinks {
+            for result in RESEND_RESULTS {
+                self.resends
+                    .with_label_values(&[sink, result, &self.region]);
+            }
+        }
+    }
+
+    /// Counts one Alertmanager re-post of `sink` (see [`RESEND_RESULTS`]).
+    pub fn count_resend(&self, sink: &str, result: &str) {
+        self.resends
+            .with_label_values(&[sink, result, &self.region])
+            .inc();
     }
 
     /// Counts one delivery outcome of `sink` (see [`NOTIFICATION_RESULTS`]).

@@ -62,7 +62,7 @@ pub async fn serve(
 pub fn handles(plan: &Plan) -> Result<Handles, ServiceError> {
     // The probes themselves are registered when the engine starts (and again on each reload).
     Ok(Handles {
-        metrics: Metrics::new(&plan.region)?,
+        metrics: Metrics::with_detail(&plan.region, plan.phase_histograms)?,
         status: Arc::new(Status::new(&plan.region)),
     })
 }
@@ -371,6 +371,7 @@ impl Engine {
             tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
         }
         let mut alerts = AlertEngine::load(plan);
+        announce_open(&alerts, &dispatcher, clock.now());
         for probe in plan.probes.iter().map(|p| p.name.clone()) {
             publish_alerts(&alerts, &probe, &region, metrics, status);
         }
@@ -446,6 +447,33 @@ impl Engine {
             let _ = self.dispatch_stop.send(true);
             dispatcher.shutdown().await;
         }
+    }
+}
+
+/// A pager added since the last start (a reload, or a restart with a new config) never heard of
+/// the incidents already open: it gets their triggers, so its resolve later closes something.
+fn announce_open(
+    alerts: &AlertEngine,
+    dispatcher: &Dispatcher,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let added = dispatcher.added_pagers().to_vec();
+    if added.is_empty() {
+        return;
+    }
+    for (probe, mut n) in alerts.open_triggers() {
+        let to: Vec<String> = added
+            .iter()
+            .filter(|p| alerts.pagers(&probe).is_none_or(|list| list.contains(p)))
+            .cloned()
+            .collect();
+        if to.is_empty() {
+            continue;
+        }
+        tracing::info!(probe = %probe, region = %n.region, sinks = %to.join(","), "telling newly added pagers of an open incident");
+        n.at = now;
+        n.reminder = false;
+        dispatcher.send(n, Some(&to));
     }
 }
 

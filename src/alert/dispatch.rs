@@ -44,6 +44,8 @@ struct Shared {
     sinks: Vec<String>,
     /// The scheduler's liveness: the Alertmanager watchdog is posted only while it is healthy.
     liveness: std::sync::OnceLock<crate::heartbeat::Liveness>,
+    /// Pagers configured now that were not at the last start (see `Outbox::known_sinks`).
+    added: Vec<String>,
 }
 
 /// What `outbox.json` holds.
@@ -56,6 +58,11 @@ struct Outbox {
     /// labels a resolve must repeat.
     #[serde(default)]
     firing: Vec<Firing>,
+    /// The pagers of the last start: one not among them is new and is told of the incidents
+    /// already open ([`Dispatcher::added_pagers`]). `None` in an outbox written before this was
+    /// kept (nothing is announced then: every pager may already know).
+    #[serde(default)]
+    known_sinks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,7 +109,18 @@ impl Dispatcher {
         outbox
             .firing
             .retain(|f| pagers.iter().any(|pg| pg.name == f.sink));
-        let changed = before != (outbox.pending.len(), outbox.firing.len());
+        let names: Vec<String> = pagers.iter().map(|p| p.name.clone()).collect();
+        let added: Vec<String> = match &outbox.known_sinks {
+            Some(known) => names
+                .iter()
+                .filter(|n| !known.contains(n))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        let changed = before != (outbox.pending.len(), outbox.firing.len())
+            || outbox.known_sinks.as_ref() != Some(&names);
+        outbox.known_sinks = Some(names);
         if !outbox.pending.is_empty() {
             tracing::info!(
                 queued = outbox.pending.len(),
@@ -125,8 +143,10 @@ impl Dispatcher {
             sinks: pagers.iter().map(|p| p.name.clone()).collect(),
             metrics,
             liveness: std::sync::OnceLock::new(),
+            added,
         });
         shared.metrics.register_pagers(&shared.sinks);
+        shared.metrics.register_resends(&shared.alertmanagers);
         if changed {
             shared.persist(&shared.lock());
         } else {
@@ -232,6 +252,13 @@ impl Dispatcher {
     /// (without it, whenever the pager task runs).
     pub fn watch_liveness(&self, liveness: crate::heartbeat::Liveness) {
         let _ = self.shared.liveness.set(liveness);
+    }
+
+    /// Pagers that were not configured at the last start (added by a reload or while the
+    /// process was down): they have not heard of incidents already open, so the caller sends
+    /// them the open triggers.
+    pub fn added_pagers(&self) -> &[String] {
+        &self.shared.added
     }
 
     /// How many notifications wait for delivery (all pagers).
@@ -574,16 +601,19 @@ async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
     }
 }
 
-/// Alertmanager forgets an alert whose `endsAt` passes; re-posting keeps it firing. Not counted
-/// in `notifications_total`: these are keep-alives, not pages.
+/// Alertmanager forgets an alert whose `endsAt` passes; re-posting keeps it firing. Counted in
+/// `joincanary_alertmanager_resends_total`, not in `notifications_total`: these are keep-alives,
+/// not pages. Logged at debug (one line per alert per interval would drown the log).
 async fn resend_firing(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
     for mut n in shared.firing(&plan.name) {
         n.at = Utc::now();
         if let Err(e) = notifier.send(&n).await {
-            tracing::warn!(sink = %plan.name, event = "trigger", probe = %n.probe,
+            shared.metrics.count_resend(&plan.name, "failed");
+            tracing::warn!(sink = %plan.name, event = "resend", probe = %n.probe,
                 region = %n.region, error = %e, "re-posting a firing alert failed");
         } else {
-            tracing::debug!(sink = %plan.name, event = "trigger", probe = %n.probe,
+            shared.metrics.count_resend(&plan.name, "delivered");
+            tracing::debug!(sink = %plan.name, event = "resend", probe = %n.probe,
                 region = %n.region, "re-posted a firing alert");
         }
     }
@@ -627,10 +657,12 @@ impl Notifier for Broken {
 }
 
 /// `joincanary test-page`: a clearly marked trigger then resolve through each pager, directly
-/// (no queue, no retries), so the operator sees each pager's result at once.
+/// (no queue, no retries), so the operator sees each pager's result at once. It carries the
+/// same `links` as a real page ([`super::links`]), so they can be checked too.
 pub async fn test_page(
     pagers: &[PagerPlan],
     region: &str,
+    links: &[Link],
 ) -> Vec<(String, Result<(), DeliveryError>)> {
     let client = notify::http_client();
     let id = uuid::Uuid::new_v4();
@@ -659,7 +691,7 @@ pub async fn test_page(
                     at: now,
                     reminder: false,
                     test: true,
-                    links: Vec::<Link>::new(),
+                    links: links.to_vec(),
                 };
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {

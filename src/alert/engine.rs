@@ -59,19 +59,7 @@ impl AlertEngine {
         if open > 0 {
             tracing::info!(region = %plan.region, open, "restored open alerts");
         }
-        let mut links = Vec::new();
-        if let Some(u) = &plan.status_url {
-            links.push(Link {
-                text: "joincanary status".into(),
-                href: u.clone(),
-            });
-        }
-        if let Some(u) = &plan.dashboard_url {
-            links.push(Link {
-                text: "dashboard".into(),
-                href: u.clone(),
-            });
-        }
+        let links = super::links(plan);
         AlertEngine {
             region: plan.region.clone(),
             configs: plan
@@ -129,6 +117,19 @@ impl AlertEngine {
     /// The pagers a probe's notifications go to (`None`: all).
     pub fn pagers(&self, probe: &str) -> Option<&[String]> {
         self.configs.get(probe).and_then(|c| c.pagers.as_deref())
+    }
+
+    /// The last trigger of every incident on-call was told of, with its probe: what a pager
+    /// added to a running prober must hear to know of incidents already open.
+    pub fn open_triggers(&self) -> Vec<(String, super::Notification)> {
+        self.states
+            .iter()
+            .flat_map(|(probe, s)| {
+                s.open()
+                    .filter(|(_, a)| a.notified_at.is_some())
+                    .map(move |(_, a)| (probe.clone(), a.last.clone()))
+            })
+            .collect()
     }
 
     /// Open alerts of a probe.
