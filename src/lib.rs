@@ -22,3 +22,4 @@ pub mod service;
 pub mod shutdown;
 pub mod sim;
 pub mod status;
+pub mod store;

@@ -15,4 +15,5 @@ mod reload;
 mod scheduler;
 mod service;
 mod sim_server;
+mod state;
 mod tls;
