@@ -140,6 +140,20 @@ fn damage(state: &Path, prefix: &str) {
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }
 
+/// Turns the state of an incident into what an earlier version would have left:
+/// `alert-state.json` holding it, and `outbox.json` with `outbox`.
+fn legacy_files(state: &Path, outbox: &str) {
+    let loaded = joincanary::store::read(&state.join("state.log"));
+    let alert: Value = serde_json::from_str(&loaded.entries["a/sim-join"]).unwrap();
+    std::fs::write(
+        state.join("alert-state.json"),
+        serde_json::to_vec(&json!({"sim-join": alert})).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(state.join("outbox.json"), outbox).unwrap();
+    std::fs::remove_file(state.join("state.log")).unwrap();
+}
+
 /// An incident opened and delivered, then the service stopped: (sim, hook, config).
 async fn incident() -> (joincanary::sim::SimServer, Receiver, TempConfig) {
     let sim = start_sim().await;
@@ -245,19 +259,7 @@ async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
     let state = cfg.dir.path().join("state");
     // What an earlier version would have left: alert-state.json holding the open incident and
     // an outbox.json cut short.
-    let loaded = joincanary::store::read(&state.join("state.log"));
-    let alert: Value = serde_json::from_str(&loaded.entries["a/sim-join"]).unwrap();
-    std::fs::write(
-        state.join("alert-state.json"),
-        serde_json::to_vec(&json!({"sim-join": alert})).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        state.join("outbox.json"),
-        r#"{"version":1,"next_id":3,"pend"#,
-    )
-    .unwrap();
-    std::fs::remove_file(state.join("state.log")).unwrap();
+    legacy_files(&state, r#"{"version":1,"next_id":3,"pend"#);
     let before = hook.accepted().len();
     let svc = start(&cfg).await;
     for _ in 0..400 {
@@ -277,19 +279,10 @@ async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
 async fn an_intact_legacy_outbox_migrates_without_paging_again() {
     let (_sim, hook, cfg) = incident().await;
     let state = cfg.dir.path().join("state");
-    let loaded = joincanary::store::read(&state.join("state.log"));
-    let alert: Value = serde_json::from_str(&loaded.entries["a/sim-join"]).unwrap();
-    std::fs::write(
-        state.join("alert-state.json"),
-        serde_json::to_vec(&json!({"sim-join": alert})).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        state.join("outbox.json"),
+    legacy_files(
+        &state,
         r#"{"version":1,"next_id":3,"pending":[],"firing":[]}"#,
-    )
-    .unwrap();
-    std::fs::remove_file(state.join("state.log")).unwrap();
+    );
     let before = hook.accepted().len();
     let svc = start(&cfg).await;
     crate::support::wait_probe_runs(&svc.base, "sim-join", 3).await;
