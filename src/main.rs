@@ -89,6 +89,13 @@ enum Command {
             hide_env_values = true
         )]
         password: String,
+        /// Run signalling on this Redis (`redis://[:password@]host:port[/db]`): presence in
+        /// Redis, joins through PUBLISH/SUBSCRIBE, so sims sharing a Redis see each other's joins.
+        #[arg(long, env = "SIM_REDIS_URL", hide_env_values = true)]
+        redis: Option<String>,
+        /// Deadline of each Redis operation (a join past it is answered with an error frame).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        redis_timeout: std::time::Duration,
     },
 }
 
@@ -170,6 +177,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 if names.len() == 1 { "" } else { "s" },
                 names.join(", ")
             );
+            if plan.pagers.is_empty() {
+                // Valid (metrics and status still work), but say it where it cannot be missed.
+                eprintln!("warning: {}", joincanary::status::NO_PAGER);
+            }
             // What an SRE checks next: when each probe will run from this region, and where
             // its pages go.
             let now = chrono::Utc::now();
@@ -291,11 +302,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             username,
             password,
+            redis,
+            redis_timeout,
         } => {
             let creds = joincanary::sim::Credentials { username, password };
-            let server = joincanary::sim::SimServer::start(listen, creds)
+            let backend = match redis {
+                Some(url) => joincanary::sim::Backend::Redis {
+                    url,
+                    op_timeout: redis_timeout,
+                },
+                None => joincanary::sim::Backend::Local,
+            };
+            let server = joincanary::sim::SimServer::start_with(listen, creds, backend)
                 .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
+                .with_context(|| format!("sim on {listen}"))?;
             joincanary::output::print_stdout(&format!("listening on {}\n", server.base_url()));
             joincanary::shutdown::signal().await;
             server.shutdown().await;

@@ -1,12 +1,24 @@
 //! The Prometheus registry and `record(&ProbeRun)`. Metric names are a contract with
 //! dashboards and alert rules: blackbox_exporter's names where they mean the same.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::report::ProbeRun;
+
+/// `joincanary_notifications_total` results: delivered, one failed attempt that will be retried,
+/// given up. Every series exists from start-up so `increase()` sees the first failure.
+pub const NOTIFICATION_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
+/// `joincanary_notifications_total` events.
+pub const NOTIFICATION_EVENTS: [&str; 2] = ["trigger", "resolve"];
+/// `joincanary_heartbeats_total` results.
+pub const HEARTBEAT_RESULTS: [&str; 2] = ["success", "failure"];
 
 /// Buckets from a 1 ms loopback hop to a 30 s timeout.
 pub const DURATION_BUCKETS: [f64; 16] = [
@@ -26,9 +38,22 @@ pub struct Metrics {
     pub last_success: GaugeVec,
     pub skipped: IntCounterVec,
     pub schedule_lag: GaugeVec,
+    pub interval: GaugeVec,
+    /// `{sink, event, result, region}`.
     pub notifications: IntCounterVec,
+    pub outbox_pending: IntGaugeVec,
+    pub outbox_oldest: GaugeVec,
+    pub pagers_configured: IntGauge,
+    pub heartbeat_last_success: GaugeVec,
+    /// `{heartbeat, result, region}`.
+    pub heartbeats: IntCounterVec,
     pub alert_firing: IntGaugeVec,
     pub reloads: IntCounterVec,
+    /// The region every `joincanary_*` series carries.
+    pub region: String,
+    /// Per sink, when its oldest queued notification was queued: the age is worked out at
+    /// scrape time, so it grows while nothing is delivered (a stuck queue is the point).
+    oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
 }
 
 /// Metric construction only fails on invalid names or duplicate registration, both fixed at
@@ -110,12 +135,54 @@ impl Metrics {
                 ),
                 &pr,
             )?,
+            interval: GaugeVec::new(
+                Opts::new(
+                    "probe_interval_seconds",
+                    "The probe schedule's interval (shortest gap between two runs)",
+                ),
+                &pr,
+            )?,
             notifications: IntCounterVec::new(
                 Opts::new(
                     "joincanary_notifications_total",
-                    "Notification deliveries by pager, event and result",
+                    "Notification delivery attempts by pager, event and result (delivered; retry: an attempt failed and will be retried; failed: given up)",
                 ),
-                &["sink", "event", "result"],
+                &["sink", "event", "result", "region"],
+            )?,
+            outbox_pending: IntGaugeVec::new(
+                Opts::new(
+                    "joincanary_outbox_pending",
+                    "Notifications queued for the pager and not yet delivered",
+                ),
+                &["sink", "region"],
+            )?,
+            outbox_oldest: GaugeVec::new(
+                Opts::new(
+                    "joincanary_outbox_oldest_seconds",
+                    "Age of the oldest notification queued for the pager (0 when none)",
+                ),
+                &["sink", "region"],
+            )?,
+            pagers_configured: IntGauge::with_opts(
+                Opts::new(
+                    "joincanary_pagers_configured",
+                    "Number of configured pagers; 0 means this prober cannot page anyone",
+                )
+                .const_label("region", region),
+            )?,
+            heartbeat_last_success: GaugeVec::new(
+                Opts::new(
+                    "joincanary_heartbeat_last_success_timestamp_seconds",
+                    "When the heartbeat was last pinged successfully (Unix time)",
+                ),
+                &["heartbeat", "region"],
+            )?,
+            heartbeats: IntCounterVec::new(
+                Opts::new(
+                    "joincanary_heartbeats_total",
+                    "Heartbeat pings by result (success, failure)",
+                ),
+                &["heartbeat", "result", "region"],
             )?,
             alert_firing: IntGaugeVec::new(
                 Opts::new(
@@ -129,12 +196,14 @@ impl Metrics {
                     "joincanary_config_reloads_total",
                     "Configuration reloads by result (success, failure)",
                 ),
-                &["result"],
+                &["result", "region"],
             )?,
             registry,
+            region: region.to_string(),
+            oldest_queued: Arc::default(),
         };
         for result in ["success", "failure"] {
-            m.reloads.with_label_values(&[result]);
+            m.reloads.with_label_values(&[result, region]);
         }
         let build = IntGaugeVec::new(
             Opts::new("joincanary_build_info", "Build information; always 1"),
@@ -154,7 +223,13 @@ impl Metrics {
             Box::new(m.last_success.clone()),
             Box::new(m.skipped.clone()),
             Box::new(m.schedule_lag.clone()),
+            Box::new(m.interval.clone()),
             Box::new(m.notifications.clone()),
+            Box::new(m.outbox_pending.clone()),
+            Box::new(m.outbox_oldest.clone()),
+            Box::new(m.pagers_configured.clone()),
+            Box::new(m.heartbeat_last_success.clone()),
+            Box::new(m.heartbeats.clone()),
             Box::new(m.alert_firing.clone()),
             Box::new(m.reloads.clone()),
         ] {
@@ -169,7 +244,12 @@ impl Metrics {
 
     /// Creates the zero-valued series of a probe so `rate()` and `absent()` work from the first
     /// scrape, before anything has happened.
-    pub fn register_probe(&self, probe: &str, region: &str) {
+    pub fn register_probe(&self, probe: &str, region: &str, interval: Option<std::time::Duration>) {
+        if let Some(i) = interval {
+            self.interval
+                .with_label_values(&[probe, region])
+                .set(i.as_secs_f64());
+        }
         for result in ["success", "failure"] {
             self.runs.with_label_values(&[probe, region, result]);
         }
@@ -237,8 +317,84 @@ impl Metrics {
             .inc_by(count);
     }
 
+    /// Counts a configuration reload (`success` or `failure`).
+    pub fn count_reload(&self, result: &str) {
+        self.reloads
+            .with_label_values(&[result, &self.region])
+            .inc();
+    }
+
+    /// Sets up the delivery series of the configured pagers (a reload may change them): every
+    /// `notifications_total` series at 0 (existing counts are kept), the outbox gauges of pagers
+    /// no longer configured removed, and `joincanary_pagers_configured`.
+    pub fn register_pagers(&self, sinks: &[String]) {
+        self.pagers_configured
+            .set(i64::try_from(sinks.len()).unwrap_or(i64::MAX));
+        self.outbox_pending.reset();
+        self.outbox_oldest.reset();
+        self.lock_oldest().clear();
+        for sink in sinks {
+            for event in NOTIFICATION_EVENTS {
+                for result in NOTIFICATION_RESULTS {
+                    self.notifications
+                        .with_label_values(&[sink, event, result, &self.region]);
+                }
+            }
+            self.set_outbox(sink, 0, None);
+        }
+    }
+
+    /// Counts one delivery outcome of `sink` (see [`NOTIFICATION_RESULTS`]).
+    pub fn count_notification(&self, sink: &str, event: &str, result: &str) {
+        self.notifications
+            .with_label_values(&[sink, event, result, &self.region])
+            .inc();
+    }
+
+    /// What waits in `sink`'s queue: how many, and since when the oldest.
+    pub fn set_outbox(&self, sink: &str, pending: usize, oldest: Option<DateTime<Utc>>) {
+        self.outbox_pending
+            .with_label_values(&[sink, &self.region])
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.lock_oldest().insert(sink.to_string(), oldest);
+        self.outbox_oldest
+            .with_label_values(&[sink, &self.region])
+            .set(age_seconds(oldest, Utc::now()));
+    }
+
+    /// Sets up a heartbeat's series at zero.
+    pub fn register_heartbeat(&self, name: &str) {
+        for result in HEARTBEAT_RESULTS {
+            self.heartbeats
+                .with_label_values(&[name, result, &self.region]);
+        }
+    }
+
+    /// Counts one heartbeat ping; a success also stamps its time.
+    pub fn count_heartbeat(&self, name: &str, ok: bool, at: DateTime<Utc>) {
+        self.heartbeats
+            .with_label_values(&[name, HEARTBEAT_RESULTS[usize::from(!ok)], &self.region])
+            .inc();
+        if ok {
+            self.heartbeat_last_success
+                .with_label_values(&[name, &self.region])
+                .set(at.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    fn lock_oldest(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<DateTime<Utc>>>> {
+        // Plain data; a panic elsewhere while holding the lock leaves it usable.
+        self.oldest_queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
+        let now = Utc::now();
+        for (sink, oldest) in self.lock_oldest().iter() {
+            self.outbox_oldest
+                .with_label_values(&[sink, &self.region])
+                .set(age_seconds(*oldest, now));
+        }
         let mut buf = Vec::new();
         if TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
@@ -247,5 +403,53 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn age_seconds(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> f64 {
+    since.map_or(0.0, |t| {
+        ((now - t).num_milliseconds().max(0) as f64) / 1000.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_series_exist_at_zero_with_the_region() {
+        let m = Metrics::new("eu").unwrap();
+        m.register_pagers(&["pd".into()]);
+        let text = m.render();
+        for event in NOTIFICATION_EVENTS {
+            for result in NOTIFICATION_RESULTS {
+                let series = format!(
+                    "joincanary_notifications_total{{event=\"{event}\",region=\"eu\",result=\"{result}\",sink=\"pd\"}} 0"
+                );
+                assert!(text.contains(&series), "{series} missing in\n{text}");
+            }
+        }
+        assert!(text.contains("joincanary_outbox_pending{region=\"eu\",sink=\"pd\"} 0"));
+        assert!(text.contains("joincanary_outbox_oldest_seconds{region=\"eu\",sink=\"pd\"} 0"));
+        assert!(text.contains("joincanary_pagers_configured{region=\"eu\"} 1"));
+    }
+
+    #[test]
+    fn the_oldest_queued_age_grows_at_scrape_time() {
+        let m = Metrics::new("eu").unwrap();
+        m.register_pagers(&["pd".into()]);
+        m.set_outbox("pd", 2, Some(Utc::now() - chrono::Duration::seconds(90)));
+        let text = m.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("joincanary_outbox_oldest_seconds{"))
+            .unwrap();
+        let age: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((90.0..100.0).contains(&age), "{line}");
+        assert!(text.contains("joincanary_outbox_pending{region=\"eu\",sink=\"pd\"} 2"));
+        m.register_pagers(&[]);
+        let text = m.render();
+        assert!(!text.contains("joincanary_outbox_pending{"), "{text}");
+        assert!(text.contains("joincanary_pagers_configured{region=\"eu\"} 0"));
     }
 }

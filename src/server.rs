@@ -73,7 +73,14 @@ async fn metrics_handler(State(s): State<AppState>) -> Response {
 
 async fn ready(State(s): State<AppState>) -> Response {
     if s.status.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        // Still 200: readiness gates traffic to /metrics, and a prober without a pager still
+        // measures and exports; the body says plainly that it cannot page.
+        let body = if s.status.pagers() == 0 {
+            format!("ready; {}\n", crate::status::NO_PAGER)
+        } else {
+            "ready\n".to_string()
+        };
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }

@@ -225,14 +225,14 @@ async fn run_service(
                     },
                 );
                 status.set_ready(true);
-                metrics.reloads.with_label_values(&["success"]).inc();
+                metrics.count_reload("success");
                 Ok(())
             }
             Err(errors) => {
                 for e in &errors.0 {
                     tracing::error!(region = %region, error = %e, "reload refused; the running configuration stays");
                 }
-                metrics.reloads.with_label_values(&["failure"]).inc();
+                metrics.count_reload("failure");
                 Err(errors.to_string())
             }
         };
@@ -312,7 +312,7 @@ impl Engine {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         for p in &plan.probes {
-            metrics.register_probe(&p.name, &region);
+            metrics.register_probe(&p.name, &region, p.schedule.min_interval(clock.now(), 60));
         }
         let names: Vec<(String, String)> = plan
             .probes
@@ -339,9 +339,10 @@ impl Engine {
             plan.pagers.clone(),
             outbox,
             store,
-            metrics.notifications.clone(),
+            metrics.clone(),
             dispatch_stop_rx,
         );
+        status.set_pagers(plan.pagers.len());
         for (n, pagers) in removed {
             dispatcher.send(n, pagers.as_deref());
         }
@@ -349,7 +350,7 @@ impl Engine {
             dispatcher.send(n, Some(&pagers));
         }
         if plan.pagers.is_empty() {
-            tracing::warn!(region = %region, "no [[pager]] configured: alerts show only in metrics and status");
+            tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
         }
         for probe in plan.probes.iter().map(|p| p.name.clone()) {
             publish_alerts(&alerts, &probe, &region, metrics, status);

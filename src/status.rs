@@ -3,12 +3,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::report::{FailureReason, ProbeRun, Trigger};
+
+/// What `/readyz`, `check` and the log say when no `[[pager]]` is configured.
+pub const NO_PAGER: &str =
+    "no pager configured: alerts show only in metrics and status; nobody is paged";
 
 /// How many past results each probe keeps.
 pub const HISTORY_LEN: usize = 60;
@@ -52,6 +56,8 @@ pub struct Status {
     region: String,
     probes: RwLock<BTreeMap<String, ProbeStatus>>,
     ready: AtomicBool,
+    /// How many pagers the running configuration has (0: nobody can be paged).
+    pagers: AtomicUsize,
 }
 
 #[derive(Serialize)]
@@ -59,6 +65,7 @@ struct StatusView<'a> {
     region: &'a str,
     version: &'static str,
     ready: bool,
+    pagers: usize,
     probes: Vec<ProbeStatus>,
 }
 
@@ -69,6 +76,7 @@ impl Status {
             region: region.to_string(),
             probes: RwLock::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
+            pagers: AtomicUsize::new(0),
         }
     }
 
@@ -130,6 +138,15 @@ impl Status {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    pub fn set_pagers(&self, n: usize) {
+        self.pagers.store(n, Ordering::SeqCst);
+    }
+
+    /// How many pagers the running configuration has.
+    pub fn pagers(&self) -> usize {
+        self.pagers.load(Ordering::SeqCst)
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
@@ -144,6 +161,7 @@ impl Status {
             region: &self.region,
             version: env!("CARGO_PKG_VERSION"),
             ready: self.is_ready(),
+            pagers: self.pagers(),
             probes: self.snapshot(),
         };
         serde_json::to_value(view).unwrap_or_default()

@@ -137,16 +137,14 @@ async fn record(State(st): State<RecvState>, req: Request<Body>) -> (StatusCode,
     (StatusCode::from_u16(status).unwrap(), String::new())
 }
 
-fn metrics() -> prometheus::IntCounterVec {
-    prometheus::IntCounterVec::new(
-        prometheus::Opts::new("joincanary_notifications_total", "notifications"),
-        &["sink", "event", "result"],
-    )
-    .unwrap()
+fn metrics() -> joincanary::metrics::Metrics {
+    joincanary::metrics::Metrics::new("test").unwrap()
 }
 
-fn count(m: &prometheus::IntCounterVec, sink: &str, event: &str, result: &str) -> u64 {
-    m.with_label_values(&[sink, event, result]).get()
+fn count(m: &joincanary::metrics::Metrics, sink: &str, event: &str, result: &str) -> u64 {
+    m.notifications
+        .with_label_values(&[sink, event, result, "test"])
+        .get()
 }
 
 fn notification(kind: EventKind) -> Notification {
@@ -172,9 +170,13 @@ fn notification(kind: EventKind) -> Notification {
     }
 }
 
-/// A plan whose only content is the given `[[pager]]` tables.
+/// A probe file for plans that are about pagers (a config with zero probes is refused).
+const PROBE: &str =
+    "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+
+/// A plan whose only content is the given `[[pager]]` tables (and one idle probe).
 fn plan(pagers: &str, env: &[(&str, &str)]) -> (TempConfig, Plan) {
-    let cfg = TempConfig::new(pagers, &[]);
+    let cfg = TempConfig::new(pagers, &[("p.toml", PROBE)]);
     let plan = cfg
         .load(env)
         .unwrap_or_else(|e| panic!("config loads: {e}"));
@@ -375,8 +377,8 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
     assert_eq!(seen[1].body["event"], "resolve");
 
     for sink in ["pd", "og", "am", "slack", "hook"] {
-        assert_eq!(count(&m, sink, "trigger", "success"), 1, "{sink}");
-        assert_eq!(count(&m, sink, "resolve", "success"), 1, "{sink}");
+        assert_eq!(count(&m, sink, "trigger", "delivered"), 1, "{sink}");
+        assert_eq!(count(&m, sink, "resolve", "delivered"), 1, "{sink}");
     }
     d.shutdown().await;
 }
@@ -403,13 +405,13 @@ async fn server_errors_are_retried_until_delivered() {
     assert!(seen.iter().all(|s| s.body["event_action"] == "trigger"));
     // The success is counted just after the reply; give the task a moment.
     for _ in 0..100 {
-        if count(&m, "pd", "trigger", "success") == 1 {
+        if count(&m, "pd", "trigger", "delivered") == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(count(&m, "pd", "trigger", "retry"), 3);
-    assert_eq!(count(&m, "pd", "trigger", "success"), 1);
+    assert_eq!(count(&m, "pd", "trigger", "delivered"), 1);
     assert_eq!(d.pending(), 0);
     d.shutdown().await;
 }
@@ -496,7 +498,7 @@ async fn the_outbox_survives_a_restart() {
         )
     };
     let load = |text: String| {
-        let c = TempConfig::new(&text, &[]);
+        let c = TempConfig::new(&text, &[("p.toml", PROBE)]);
         c.load(&[]).unwrap().pagers
     };
     let m = metrics();
@@ -900,7 +902,7 @@ async fn email_arrives_with_text_and_html_parts() {
         "{msg}"
     );
     d.shutdown().await;
-    assert_eq!(count(&m, "mail", "trigger", "success"), 1);
+    assert_eq!(count(&m, "mail", "trigger", "delivered"), 1);
 }
 
 #[tokio::test]

@@ -287,7 +287,12 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
             .and_then(|v| v.parse::<f64>().ok())
     };
     assert_eq!(count("retry"), Some(3.0), "{metrics}");
-    assert_eq!(count("success"), Some(1.0));
+    assert_eq!(count("delivered"), Some(1.0));
+    assert_eq!(
+        count("failed"),
+        Some(0.0),
+        "every series exists from start-up"
+    );
     svc.stop().await;
     sim.shutdown().await;
 }

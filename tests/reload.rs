@@ -66,9 +66,8 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         .unwrap();
     assert!(metrics.contains("probe=\"second\""));
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("joincanary_config_reloads_total{result=\"success\"} 1")),
+        metrics.lines().any(|l| l
+            .starts_with("joincanary_config_reloads_total{region=\"test\",result=\"success\"} 1")),
         "{metrics}"
     );
 
@@ -97,11 +96,9 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("joincanary_config_reloads_total{result=\"failure\"} 1"))
-    );
+    assert!(metrics.lines().any(|l| {
+        l.starts_with("joincanary_config_reloads_total{region=\"test\",result=\"failure\"} 1")
+    }));
 
     // Removing a probe removes it from the status.
     std::fs::remove_file(cfg.probe_path("three.toml")).unwrap();

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Generous bound for anything that should happen "at once", so a loaded CI box does not flake.
 const PROMPT: Duration = Duration::from_secs(3);
@@ -36,8 +36,12 @@ fn http() -> reqwest::Client {
 }
 
 async fn login_response(server: &SimServer, body: &Value) -> reqwest::Response {
+    login_response_at(&server.base_url(), body).await
+}
+
+async fn login_response_at(base: &str, body: &Value) -> reqwest::Response {
     http()
-        .post(format!("{}/api/login", server.base_url()))
+        .post(format!("{base}/api/login"))
         .json(body)
         .send()
         .await
@@ -45,9 +49,13 @@ async fn login_response(server: &SimServer, body: &Value) -> reqwest::Response {
 }
 
 async fn login(server: &SimServer) -> String {
+    login_at(&server.base_url()).await
+}
+
+async fn login_at(base: &str) -> String {
     let creds = Credentials::default();
-    let resp = login_response(
-        server,
+    let resp = login_response_at(
+        base,
         &json!({"username": creds.username, "password": creds.password}),
     )
     .await;
@@ -75,15 +83,21 @@ async fn set_faults(server: &SimServer, faults: Value) -> Value {
 }
 
 fn ws_url(server: &SimServer, token: &str) -> String {
-    format!(
-        "{}/ws?token={token}",
-        server.base_url().replacen("http://", "ws://", 1)
-    )
+    ws_url_at(&server.base_url(), token)
+}
+
+fn ws_url_at(base: &str, token: &str) -> String {
+    format!("{}/ws?token={token}", base.replacen("http://", "ws://", 1))
 }
 
 async fn connect(server: &SimServer) -> Ws {
-    let token = login(server).await;
-    let (ws, _) = tokio::time::timeout(PROMPT, connect_async(ws_url(server, &token)))
+    connect_to(&server.base_url()).await
+}
+
+/// Logs in to the sim at `base` (`http://…`) and opens its websocket.
+pub(crate) async fn connect_to(base: &str) -> Ws {
+    let token = login_at(base).await;
+    let (ws, _) = tokio::time::timeout(PROMPT, connect_async(ws_url_at(base, &token)))
         .await
         .expect("websocket connects in time")
         .expect("websocket upgrade succeeds");
@@ -102,7 +116,7 @@ async fn ws_refusal_status(url: &str) -> u16 {
     }
 }
 
-async fn join(ws: &mut Ws, room: &str, id: &str) {
+pub(crate) async fn join(ws: &mut Ws, room: &str, id: &str) {
     let frame = json!({"type": "join", "room": room, "id": id}).to_string();
     ws.send(Message::text(frame)).await.expect("join is sent");
 }
@@ -133,7 +147,7 @@ async fn frames(ws: &mut Ws, wait: Duration, stop_at_app_frame: bool) -> Vec<Val
 }
 
 /// The next frame that is not a ping, within [`PROMPT`].
-async fn next_app_frame(ws: &mut Ws) -> Value {
+pub(crate) async fn next_app_frame(ws: &mut Ws) -> Value {
     frames(ws, PROMPT, true)
         .await
         .into_iter()
@@ -141,7 +155,7 @@ async fn next_app_frame(ws: &mut Ws) -> Value {
         .expect("a non-ping frame arrives in time")
 }
 
-async fn close(mut ws: Ws) {
+pub(crate) async fn close(mut ws: Ws) {
     ws.close(None).await.expect("close is sent");
     // Read until the server's close reply ends the stream, so the server has seen the close.
     let _ = frames(&mut ws, PROMPT, false).await;

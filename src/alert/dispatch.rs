@@ -45,7 +45,9 @@ struct Shared {
     /// Names of Alertmanager pagers (their firing alerts are tracked for re-posting).
     alertmanagers: Vec<String>,
     accepting: AtomicBool,
-    metrics: prometheus::IntCounterVec,
+    metrics: crate::metrics::Metrics,
+    /// Pager names, for the per-sink outbox gauges.
+    sinks: Vec<String>,
 }
 
 /// The outbox: what waits for delivery, what fires at Alertmanager, and which triggers reached
@@ -214,12 +216,12 @@ impl Dispatcher {
     pub fn start(
         pagers: Vec<PagerPlan>,
         state_dir: &Path,
-        notifications_total: prometheus::IntCounterVec,
+        metrics: crate::metrics::Metrics,
         shutdown: watch::Receiver<bool>,
     ) -> Dispatcher {
         let (store, loaded) = super::engine::open_store(state_dir);
         let outbox = Outbox::from_loaded(&loaded);
-        let mut d = Dispatcher::start_with(pagers, outbox, store, notifications_total, shutdown);
+        let mut d = Dispatcher::start_with(pagers, outbox, store, metrics, shutdown);
         d.owns_store = true;
         d
     }
@@ -232,7 +234,7 @@ impl Dispatcher {
         pagers: Vec<PagerPlan>,
         mut outbox: Outbox,
         store: Store,
-        notifications_total: prometheus::IntCounterVec,
+        metrics: crate::metrics::Metrics,
         shutdown: watch::Receiver<bool>,
     ) -> Dispatcher {
         outbox.pending.retain(|p| {
@@ -282,8 +284,11 @@ impl Dispatcher {
                 .map(|p| p.name.clone())
                 .collect(),
             accepting: AtomicBool::new(true),
-            metrics: notifications_total,
+            sinks: pagers.iter().map(|p| p.name.clone()).collect(),
+            metrics,
         });
+        shared.metrics.register_pagers(&shared.sinks);
+        shared.publish(&shared.lock());
         let (stop, stop_rx) = watch::channel(false);
         let client = notify::http_client();
         let tasks = pagers
@@ -374,6 +379,7 @@ impl Dispatcher {
                 self.shared.store.put(&pending_key(id), &p);
                 outbox.pending.push(p);
             }
+            self.shared.publish(&outbox);
         }
         for sink in &names {
             if let Some(w) = self.shared.wakers.get(sink) {
@@ -483,6 +489,21 @@ impl Shared {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Mirrors what waits, per pager, into `joincanary_outbox_pending` and `_oldest_seconds`.
+    fn publish(&self, outbox: &Outbox) {
+        for sink in &self.sinks {
+            let queued = outbox.pending.iter().filter(|p| &p.sink == sink);
+            let (count, oldest) =
+                queued.fold((0, None), |(c, o): (usize, Option<DateTime<Utc>>), p| {
+                    (
+                        c + 1,
+                        Some(o.map_or(p.enqueued_at, |o| o.min(p.enqueued_at))),
+                    )
+                });
+            self.metrics.set_outbox(sink, count, oldest);
+        }
+    }
+
     fn head(&self, sink: &str) -> Option<Pending> {
         self.lock().pending.iter().find(|p| p.sink == sink).cloned()
     }
@@ -494,6 +515,7 @@ impl Shared {
         outbox.pending.retain(|p| p.id != item.id);
         self.store.delete(&pending_key(item.id));
         outbox.mark_settled(&self.store, &item.sink, &item.notification);
+        self.publish(&outbox);
     }
 
     /// Counts a failed attempt; returns the new count.
@@ -518,8 +540,7 @@ impl Shared {
 
     fn count(&self, sink: &str, n: &Notification, result: &str) {
         self.metrics
-            .with_label_values(&[sink, n.kind.as_str(), result])
-            .inc();
+            .count_notification(sink, n.kind.as_str(), result);
     }
 }
 
@@ -625,7 +646,7 @@ async fn run_pager(
 fn delivered(shared: &Shared, sink: &str, item: &Pending) {
     let n = &item.notification;
     shared.remove(item);
-    shared.count(sink, n, "success");
+    shared.count(sink, n, "delivered");
     tracing::info!(
         sink = %sink,
         event = n.kind.as_str(),

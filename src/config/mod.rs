@@ -430,6 +430,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
     );
 
     let mut probe_paths = Vec::new();
+    let errors_before_probes = ctx.errors.len();
     for entry in raw.probes.get_ref() {
         let Some(rel) = ctx.env_str(entry, "probes") else {
             continue;
@@ -464,6 +465,14 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
     }
     if raw.probes.get_ref().is_empty() {
         ctx.error(Some(raw.probes.span()), "probes", "names no probe files");
+    } else if probe_paths.is_empty() && ctx.errors.len() == errors_before_probes {
+        // An empty probe directory would run "healthy" with no probe series, so no rule and no
+        // pager could ever fire.
+        ctx.error(
+            Some(raw.probes.span()),
+            "probes",
+            "found no probe files (`*.toml`); a prober with zero probes can never page",
+        );
     }
     drop(ctx);
 

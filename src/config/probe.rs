@@ -164,6 +164,15 @@ fn schedule(
 ) -> Option<Schedule> {
     let text = ctx.env_str(value, key)?;
     match Schedule::parse(&text, tz) {
+        // A schedule that never fires would run "healthy" and never probe nor page.
+        Ok(s) if s.next_after(chrono::Utc::now()).is_none() => {
+            ctx.error(
+                Some(value.span()),
+                key,
+                format_args!("`{text}` never fires: no date matches it (e.g. 30 February)"),
+            );
+            None
+        }
         Ok(s) => Some(s),
         Err(e) => {
             ctx.error(Some(value.span()), key, e);

@@ -1,11 +1,14 @@
-//! The internal pub/sub bus shared by every websocket connection, plus room membership.
-//! It stands in for the Redis pub/sub of a real platform, which is where `signalling_drop`
-//! and `signalling_delay_ms` faults strike.
+//! The pub/sub bus shared by every websocket connection, plus room membership: in-process by
+//! default (standing in for a platform's Redis), or on a real Redis (`sim --redis`), where
+//! presence and join announcements go through Redis. `signalling_drop` and
+//! `signalling_delay_ms` faults strike between presence and announcement in both.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
+
+use super::redis::{RedisBus, RedisBusError, RedisStartError};
 
 /// Room of backlog per subscriber; a connection that falls further behind skips messages
 /// (logged) rather than making the bus buffer without bound.
@@ -25,7 +28,9 @@ pub type ConnId = u64;
 #[derive(Debug)]
 pub struct Bus {
     tx: broadcast::Sender<JoinEvent>,
+    /// Local membership; unused on Redis, where presence lives in Redis.
     rooms: Mutex<HashMap<String, HashSet<ConnId>>>,
+    redis: Option<RedisBus>,
 }
 
 impl Default for Bus {
@@ -34,11 +39,88 @@ impl Default for Bus {
         Bus {
             tx,
             rooms: Mutex::new(HashMap::new()),
+            redis: None,
         }
     }
 }
 
 impl Bus {
+    /// A bus on Redis: connected and subscribed before it returns.
+    ///
+    /// # Errors
+    /// A malformed URL or Redis not answering within `op_timeout`.
+    pub async fn on_redis(
+        url: &str,
+        op_timeout: std::time::Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Bus, RedisStartError> {
+        let (tx, _) = broadcast::channel(BUS_CAPACITY);
+        let redis = RedisBus::connect(url, op_timeout, tx.clone(), shutdown).await?;
+        Ok(Bus {
+            tx,
+            rooms: Mutex::new(HashMap::new()),
+            redis: Some(redis),
+        })
+    }
+
+    /// Records `conn` as present in `room` and returns the room's member count (across every
+    /// sim on Redis).
+    ///
+    /// # Errors
+    /// On Redis: Redis's refusal (e.g. OOM) or the operation's deadline.
+    pub async fn join(&self, room: &str, conn: ConnId) -> Result<usize, RedisBusError> {
+        match &self.redis {
+            Some(redis) => redis.join(room, conn).await,
+            None => {
+                self.add_member(room, conn);
+                Ok(self.participants(room))
+            }
+        }
+    }
+
+    /// Announces a join. In-process the count is taken now (so a delayed announcement sees
+    /// who is there when it goes out); on Redis it is `joined_count`, from the presence write.
+    ///
+    /// # Errors
+    /// On Redis: Redis's refusal or the operation's deadline.
+    pub async fn announce(
+        &self,
+        room: String,
+        id: String,
+        joined_count: usize,
+    ) -> Result<(), RedisBusError> {
+        match &self.redis {
+            Some(redis) => {
+                let ev = JoinEvent {
+                    room,
+                    id,
+                    participants: joined_count,
+                };
+                redis.publish(&ev).await
+            }
+            None => {
+                self.publish(room, id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops `conn` from `rooms`: locally at once; on Redis in the background, under the
+    /// operation deadline, so a stalled Redis never holds a closing connection.
+    pub fn leave(self: &std::sync::Arc<Self>, conn: ConnId, rooms: &HashSet<String>) {
+        if self.redis.is_none() {
+            self.remove_member(conn, rooms);
+            return;
+        }
+        let bus = std::sync::Arc::clone(self);
+        let rooms: Vec<String> = rooms.iter().cloned().collect();
+        tokio::spawn(async move {
+            if let Some(redis) = &bus.redis {
+                redis.leave(conn, &rooms).await;
+            }
+        });
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<JoinEvent> {
         self.tx.subscribe()
     }

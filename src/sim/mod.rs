@@ -1,9 +1,11 @@
 //! The reference conference server: HTTP login, a websocket for signalling over an internal
 //! pub/sub bus, and run-time fault injection. Used by the demo, the tests and users' pipelines
-//! as a known-good (or known-broken, on request) target for the prober.
+//! as a known-good (or known-broken, on request) target for the prober. With `--redis` its
+//! signalling runs on a real Redis, so Redis faults break joining as they do on a platform.
 
 mod bus;
 mod faults;
+mod redis;
 mod tokens;
 mod ws;
 
@@ -22,6 +24,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -29,6 +32,7 @@ use tokio::task::JoinHandle;
 
 use bus::Bus;
 use faults::Faults;
+pub use redis::{DEFAULT_OP_TIMEOUT as DEFAULT_REDIS_TIMEOUT, RedisStartError};
 use tokens::{DEFAULT_TOKEN_CAP, TokenStore};
 
 /// Largest request body or websocket message accepted; the protocol's messages are tiny, so
@@ -63,6 +67,39 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Where the sim's signalling runs.
+#[derive(Clone, Default)]
+pub enum Backend {
+    /// An in-process bus: no dependencies, for the demo and most tests.
+    #[default]
+    Local,
+    /// A real Redis shared by any number of sim processes; every Redis operation is bounded
+    /// by `op_timeout`.
+    Redis { url: String, op_timeout: Duration },
+}
+
+// By hand: a Redis URL may carry a password.
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Local => f.write_str("Local"),
+            Backend::Redis { op_timeout, .. } => f
+                .debug_struct("Redis")
+                .field("op_timeout", op_timeout)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Why the sim did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimStartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Redis(#[from] RedisStartError),
+}
+
 /// A running sim server. Dropping it without [`SimServer::shutdown`] still asks the server to
 /// stop, but does not wait for it.
 #[derive(Debug)]
@@ -74,17 +111,49 @@ pub struct SimServer {
 }
 
 impl SimServer {
-    /// Binds `addr` (port 0 picks a free port) and serves in a background tokio task.
+    /// Binds `addr` (port 0 picks a free port) and serves in a background tokio task, with the
+    /// in-process bus.
     pub async fn start(addr: SocketAddr, creds: Credentials) -> std::io::Result<SimServer> {
+        match SimServer::start_with(addr, creds, Backend::Local).await {
+            Ok(server) => Ok(server),
+            Err(SimStartError::Listen(err)) => Err(err),
+            // The local backend has no Redis to fail.
+            Err(SimStartError::Redis(err)) => Err(std::io::Error::other(err)),
+        }
+    }
+
+    /// As [`SimServer::start`], on the chosen backend. On Redis it returns once connected and
+    /// subscribed.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or Redis is unreachable within its deadline.
+    pub async fn start_with(
+        addr: SocketAddr,
+        creds: Credentials,
+        backend: Backend,
+    ) -> Result<SimServer, SimStartError> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        // Nagle plus the peer's delayed ACK held a `joined` frame queued behind a ping for
+        // ~40 ms, which showed up as timing error in every round trip measured against the sim.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "cannot set TCP_NODELAY");
+            }
+        });
         let (stop, stop_rx) = watch::channel(false);
         let (conns_tx, conns) = watch::channel(0usize);
+        let bus = match backend {
+            Backend::Local => Bus::default(),
+            Backend::Redis { url, op_timeout } => {
+                Bus::on_redis(&url, op_timeout, stop_rx.clone()).await?
+            }
+        };
         let state = Arc::new(AppState {
             creds,
             tokens: Mutex::new(TokenStore::new(DEFAULT_TOKEN_CAP)),
             faults: Arc::new(Mutex::new(Faults::default())),
-            bus: Arc::new(Bus::default()),
+            bus: Arc::new(bus),
             shutdown: stop_rx.clone(),
             conns: conns_tx,
             next_conn: AtomicU64::new(1),

@@ -46,7 +46,7 @@ enum End {
     Broken,
 }
 
-pub async fn run(mut socket: WebSocket, mut ctx: ConnCtx) {
+pub async fn run(mut socket: WebSocket, ctx: ConnCtx) {
     tracing::debug!(conn = ctx.id, "websocket connected");
     let mut rooms: HashSet<String> = HashSet::new();
     let mut events = ctx.bus.subscribe();
@@ -67,7 +67,7 @@ pub async fn run(mut socket: WebSocket, mut ctx: ConnCtx) {
                     None => break End::Broken,
                 };
                 let reply = match msg {
-                    Message::Text(text) => handle_text(text.as_str(), &mut ctx, &mut rooms),
+                    Message::Text(text) => handle_text(text.as_str(), &ctx, &mut rooms).await,
                     Message::Binary(_) => Some(error_frame("binary frames are not supported")),
                     // tungstenite answers pings itself; pongs need nothing.
                     Message::Ping(_) | Message::Pong(_) => None,
@@ -107,7 +107,7 @@ pub async fn run(mut socket: WebSocket, mut ctx: ConnCtx) {
 
     // Leave rooms before the close handshake so a join by someone else right after this
     // connection goes away already sees the smaller count.
-    ctx.bus.remove_member(ctx.id, &rooms);
+    ctx.bus.leave(ctx.id, &rooms);
 
     match end {
         End::PeerClosed => drain(&mut socket).await,
@@ -135,7 +135,7 @@ async fn drain(socket: &mut WebSocket) {
     .await;
 }
 
-fn handle_text(raw: &str, ctx: &mut ConnCtx, rooms: &mut HashSet<String>) -> Option<Message> {
+async fn handle_text(raw: &str, ctx: &ConnCtx, rooms: &mut HashSet<String>) -> Option<Message> {
     let (room, id) = match serde_json::from_str::<ClientMsg>(raw) {
         Ok(ClientMsg::Join { room, id }) => (room, id),
         Err(err) => return Some(error_frame(&format!("malformed message: {err}"))),
@@ -143,18 +143,24 @@ fn handle_text(raw: &str, ctx: &mut ConnCtx, rooms: &mut HashSet<String>) -> Opt
     if room.is_empty() {
         return Some(error_frame("room must not be empty"));
     }
-    if !rooms.contains(&room) {
-        if rooms.len() >= MAX_ROOMS_PER_CONN {
-            return Some(error_frame("too many rooms on one connection"));
-        }
-        ctx.bus.add_member(&room, ctx.id);
-        rooms.insert(room.clone());
+    if !rooms.contains(&room) && rooms.len() >= MAX_ROOMS_PER_CONN {
+        return Some(error_frame("too many rooms on one connection"));
     }
     // Snapshot now: a fault set after this frame arrived must not affect it.
     let faults = *ctx
         .faults
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Presence first, as a platform writes it: on Redis this is the write an out-of-memory
+    // Redis refuses, and its error goes back to the client as the platform's would.
+    let joined_count = match ctx.bus.join(&room, ctx.id).await {
+        Ok(n) => n,
+        Err(err) => {
+            tracing::debug!(conn = ctx.id, %err, "join refused by the bus");
+            return Some(error_frame(&err.to_string()));
+        }
+    };
+    rooms.insert(room.clone());
     if faults.signalling_drop {
         // Membership stays (it lives in the room store, not the pub/sub), only the
         // announcement is lost, as in a pub/sub outage.
@@ -162,16 +168,24 @@ fn handle_text(raw: &str, ctx: &mut ConnCtx, rooms: &mut HashSet<String>) -> Opt
         return None;
     }
     if faults.signalling_delay_ms == 0 {
-        ctx.bus.publish(room, id);
-        return None;
+        return match ctx.bus.announce(room, id, joined_count).await {
+            Ok(()) => None,
+            Err(err) => Some(error_frame(&err.to_string())),
+        };
     }
     let delay = Duration::from_millis(faults.signalling_delay_ms);
     let bus = Arc::clone(&ctx.bus);
     let mut shutdown = ctx.shutdown.clone();
-    // Delay in a task of its own so this connection keeps reading and pinging meanwhile.
+    let conn = ctx.id;
+    // Delay in a task of its own so this connection keeps reading and pinging meanwhile; a
+    // failure then can only be logged, the client sees the join go unanswered.
     tokio::spawn(async move {
         tokio::select! {
-            _ = tokio::time::sleep(delay) => bus.publish(room, id),
+            () = tokio::time::sleep(delay) => {
+                if let Err(err) = bus.announce(room, id, joined_count).await {
+                    tracing::debug!(conn, %err, "delayed announcement failed");
+                }
+            }
             () = stopping(&mut shutdown) => {}
         }
     });

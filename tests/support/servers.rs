@@ -1,0 +1,713 @@
+//! Real third-party servers for the integration tests (Redis, Socket.IO, protoo, ActionCable,
+//! Prosody, Janus), each started through its script in `tests/servers/` on 127.0.0.1 and
+//! killed with its whole process group when the handle drops. See docs/test-servers.md.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout, timeout_at};
+
+/// How long a server may take to print its ready line (generous: CI shares 2 cores).
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// Deadline of one Redis command from the test side.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
+/// Lines of a server's output kept for error messages.
+const TAIL_LINES: usize = 60;
+
+/// The password every test server accepts (any user name).
+pub const PASSWORD: &str = "canary-pass";
+
+/// Why a server could not be started or driven; the text says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServerError(String);
+
+pub type Result<T> = std::result::Result<T, ServerError>;
+
+fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(ServerError(msg.into()))
+}
+
+/// `tests/servers/` in the source tree.
+pub fn servers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/servers")
+}
+
+/// A free port on 127.0.0.1 for servers that cannot bind port 0 themselves (a race with other
+/// tests is possible, so starters that use it retry on "address in use").
+pub fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| ServerError(format!("no free port on 127.0.0.1: {e}")))
+}
+
+/// Fails with a message naming `bash .ci/run` when `program` is not on PATH.
+fn require_program(server: &str, program: &str, package: &str) -> Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        err(format!(
+            "{server}: `{program}` is not installed; run `bash .ci/run` (it installs the Debian package {package})"
+        ))
+    }
+}
+
+/// Fails with a message naming `bash .ci/run` when the node project is not installed.
+fn require_node_modules(server: &str) -> Result<()> {
+    require_program(server, "node", "nodejs")?;
+    if servers_dir().join("node_modules/socket.io").is_dir() {
+        Ok(())
+    } else {
+        err(format!(
+            "{server}: tests/servers/node_modules is missing; run `bash .ci/run` (its set-up runs `npm ci` in tests/servers)"
+        ))
+    }
+}
+
+/// One started server process, leader of its own process group.
+pub struct Process {
+    name: String,
+    child: Child,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Process {
+    /// Starts `program args` in a new process group and waits (bounded) for a stdout line
+    /// starting with `ready `, which it returns.
+    async fn start(
+        name: &str,
+        program: &str,
+        args: &[String],
+        cwd: &Path,
+    ) -> Result<(Process, String)> {
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so Drop kills the script and everything it started at once.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| ServerError(format!("{name}: cannot start {program}: {e}")))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if let Some(out) = child.stdout.take() {
+            drain(out, tail.clone(), Some(tx));
+        }
+        if let Some(errs) = child.stderr.take() {
+            drain(errs, tail.clone(), None);
+        }
+        let mut process = Process {
+            name: name.to_string(),
+            child,
+            tail,
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            match timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) if line.starts_with("ready ") => return Ok((process, line)),
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    let status = process
+                        .child
+                        .wait()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    return err(format!(
+                        "{name} exited before it was ready ({status}); its output:\n{}",
+                        process.output()
+                    ));
+                }
+                Err(_) => {
+                    return err(format!(
+                        "{name} printed no ready line within {START_DEADLINE:?}; its output:\n{}",
+                        process.output()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The last lines the server printed (stdout and stderr), for failure messages.
+    pub fn output(&self) -> String {
+        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "STOP", "CONT") to the whole process group.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args([
+                format!("-{signal}"),
+                "--".into(),
+                format!("-{}", self.child.id()),
+            ])
+            .status()
+            .map_err(|e| ServerError(format!("{}: kill -{signal}: {e}", self.name)))?;
+        if status.success() {
+            Ok(())
+        } else {
+            err(format!("{}: kill -{signal} failed: {status}", self.name))
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&self) -> Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Undoes [`Process::freeze`].
+    pub fn thaw(&self) -> Result<()> {
+        self.signal("CONT")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.signal("KILL");
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads lines from a server's output into the tail, forwarding stdout lines to `ready`.
+/// Keeps reading after ready so the server never blocks on a full pipe.
+fn drain(
+    stream: impl Read + Send + 'static,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    ready: Option<mpsc::UnboundedSender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            {
+                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                if t.len() == TAIL_LINES {
+                    t.pop_front();
+                }
+                t.push_back(line.clone());
+            }
+            if let Some(tx) = &ready {
+                let _ = tx.send(line);
+            }
+        }
+    });
+}
+
+/// Starts a server whose port the test picks, retrying with a new port when it was taken.
+async fn start_on_free_port<T, F, Fut>(name: &str, mut start: F) -> Result<T>
+where
+    F: FnMut(u16) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut last = None;
+    for _ in 0..3 {
+        match start(free_port()?).await {
+            Ok(t) => return Ok(t),
+            Err(e) if e.0.contains("in use") => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ServerError(format!("{name}: no port"))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis
+
+/// A RESP reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    /// The reply as text (status, error, integer or bulk); arrays give "".
+    pub fn text(&self) -> String {
+        match self {
+            Reply::Status(s) | Reply::Error(s) => s.clone(),
+            Reply::Int(i) => i.to_string(),
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            Reply::Bulk(None) | Reply::Array(_) => String::new(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+}
+
+/// One RESP connection to a test Redis (enough of the protocol to drive faults).
+pub struct RedisConn {
+    stream: AsyncBufReader<TcpStream>,
+}
+
+impl RedisConn {
+    pub async fn connect(port: u16) -> Result<RedisConn> {
+        let stream = timeout(COMMAND_DEADLINE, TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .map_err(|_| ServerError(format!("redis 127.0.0.1:{port}: connect timed out")))?
+            .map_err(|e| ServerError(format!("redis 127.0.0.1:{port}: {e}")))?;
+        Ok(RedisConn {
+            stream: AsyncBufReader::new(stream),
+        })
+    }
+
+    /// Sends one command and reads its reply, within the command deadline. A Redis error
+    /// reply is `Ok(Reply::Error(..))`: for fault tests it is the expected answer.
+    pub async fn command(&mut self, args: &[&[u8]]) -> Result<Reply> {
+        self.command_within(COMMAND_DEADLINE, args).await
+    }
+
+    /// `command` with its own deadline (for commands that legitimately wait, e.g. behind a pause).
+    pub async fn command_within(&mut self, deadline: Duration, args: &[&[u8]]) -> Result<Reply> {
+        timeout(deadline, async {
+            let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+            for a in args {
+                buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                buf.extend_from_slice(a);
+                buf.extend_from_slice(b"\r\n");
+            }
+            self.stream.get_mut().write_all(&buf).await?;
+            read_reply(&mut self.stream).await
+        })
+        .await
+        .map_err(|_| ServerError(format!("redis: {} timed out", show(args))))?
+        .map_err(|e| ServerError(format!("redis: {}: {e}", show(args))))
+    }
+
+    /// `command` for text arguments.
+    pub async fn cmd(&mut self, args: &[&str]) -> Result<Reply> {
+        let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.command(&raw).await
+    }
+}
+
+fn show(args: &[&[u8]]) -> String {
+    args.first()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .unwrap_or_default()
+}
+
+fn read_reply<'a>(
+    r: &'a mut AsyncBufReader<TcpStream>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Reply>> + Send + 'a>> {
+    Box::pin(async move {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        let line = line.trim_end_matches("\r\n");
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad RESP");
+        let (kind, rest) = line.split_at_checked(1).ok_or_else(bad)?;
+        Ok(match kind {
+            "+" => Reply::Status(rest.to_string()),
+            "-" => Reply::Error(rest.to_string()),
+            ":" => Reply::Int(rest.parse().map_err(|_| bad())?),
+            "$" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    Reply::Bulk(None)
+                } else {
+                    let mut b = vec![0; usize::try_from(n).map_err(|_| bad())? + 2];
+                    r.read_exact(&mut b).await?;
+                    b.truncate(b.len() - 2);
+                    Reply::Bulk(Some(b))
+                }
+            }
+            "*" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    Reply::Array(None)
+                } else {
+                    let mut items = Vec::new();
+                    for _ in 0..n {
+                        items.push(read_reply(r).await?);
+                    }
+                    Reply::Array(Some(items))
+                }
+            }
+            _ => return Err(bad()),
+        })
+    })
+}
+
+/// `CLIENT PAUSE` modes.
+#[derive(Debug, Clone, Copy)]
+pub enum PauseMode {
+    /// Write commands (and PUBLISH) wait; reads are served.
+    Write,
+    /// Every client command waits.
+    All,
+}
+
+/// A throw-away `redis-server` on 127.0.0.1 (no persistence), from tests/servers/redis/start.sh.
+pub struct Redis {
+    process: Process,
+    port: u16,
+    /// End of a `CLIENT PAUSE ... ALL`: until then even `CLIENT UNPAUSE` waits.
+    paused_all_until: Mutex<Option<std::time::Instant>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Key prefix of the filler written by [`Redis::fill_to_oom`] / [`Redis::fill_to`].
+const FILL_PREFIX: &str = "joincanary:fill:";
+/// Size of one filler value.
+const FILL_VALUE: usize = 64 * 1024;
+
+/// Starts `redis-server` on a free 127.0.0.1 port with a temporary data dir.
+pub async fn start_redis() -> Result<Redis> {
+    require_program("redis", "redis-server", "redis-server")?;
+    require_program("redis", "redis-cli", "redis-tools")?;
+    start_on_free_port("redis", |port| async move {
+        let dir = tempfile::tempdir().map_err(|e| ServerError(format!("redis: temp dir: {e}")))?;
+        let script = servers_dir().join("redis/start.sh");
+        let (process, _) = Process::start(
+            "redis",
+            "bash",
+            &[
+                script.display().to_string(),
+                port.to_string(),
+                dir.path().display().to_string(),
+            ],
+            dir.path(),
+        )
+        .await?;
+        Ok(Redis {
+            process,
+            port,
+            paused_all_until: Mutex::new(None),
+            _dir: dir,
+        })
+    })
+    .await
+}
+
+impl Redis {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// A new connection (for commands that must share one, e.g. SUBSCRIBE).
+    pub async fn conn(&self) -> Result<RedisConn> {
+        RedisConn::connect(self.port).await
+    }
+
+    /// One command on a fresh connection.
+    pub async fn cmd(&self, args: &[&str]) -> Result<Reply> {
+        self.conn().await?.cmd(args).await
+    }
+
+    /// One command that must not be answered with an error.
+    pub async fn ok(&self, args: &[&str]) -> Result<Reply> {
+        match self.cmd(args).await? {
+            Reply::Error(e) => err(format!("redis: {}: {e}", args.join(" "))),
+            r => Ok(r),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        match self.cmd(&["PING"]).await? {
+            Reply::Status(s) if s == "PONG" => Ok(()),
+            r => err(format!("redis: PING answered {r:?}")),
+        }
+    }
+
+    /// `INFO section` as field -> value.
+    pub async fn info(&self, section: &str) -> Result<HashMap<String, String>> {
+        let text = self.ok(&["INFO", section]).await?.text();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect())
+    }
+
+    /// `used_memory` in bytes.
+    pub async fn used_memory(&self) -> Result<u64> {
+        self.info("memory")
+            .await?
+            .get("used_memory")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ServerError("redis: INFO memory has no used_memory".into()))
+    }
+
+    /// Out of memory for real: `maxmemory` a little above what is used, `noeviction`, then
+    /// filler keys written until Redis answers OOM. Returns Redis's error text. Every write
+    /// after this (presence, SET, HSET, ...) is refused with the same error.
+    pub async fn fill_to_oom(&self) -> Result<String> {
+        let limit = self.used_memory().await? + 2 * 1024 * 1024;
+        self.ok(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .await?;
+        self.ok(&["CONFIG", "SET", "maxmemory", &limit.to_string()])
+            .await?;
+        if self.fill(|_| false).await?.is_none() {
+            return err("redis: filled past maxmemory without an OOM error");
+        }
+        // The refused 64 KiB write's own query buffer counted towards used_memory; once freed,
+        // Redis could dip back under the limit. Set the limit 1 MiB under what the filled
+        // Redis now uses, so it stays refused.
+        let used = self.used_memory().await?;
+        self.ok(&[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &used.saturating_sub(1024 * 1024).to_string(),
+        ])
+        .await?;
+        match self
+            .cmd(&["SET", &format!("{FILL_PREFIX}probe"), "x"])
+            .await?
+        {
+            Reply::Error(e) if e.starts_with("OOM") => Ok(e),
+            r => err(format!("redis: still accepts writes after the fill: {r:?}")),
+        }
+    }
+
+    /// Sets `maxmemory` (with `noeviction`) and writes filler until `used_memory` reaches
+    /// `fraction` of it (e.g. 0.85 for a memory warning that is not yet an outage).
+    pub async fn fill_to(&self, maxmemory: u64, fraction: f64) -> Result<()> {
+        self.ok(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .await?;
+        self.ok(&["CONFIG", "SET", "maxmemory", &maxmemory.to_string()])
+            .await?;
+        #[allow(clippy::cast_precision_loss)]
+        let reached = |used: u64| used as f64 >= maxmemory as f64 * fraction;
+        match self.fill(reached).await? {
+            Some(e) if fraction < 1.0 => err(format!(
+                "redis: refused before {fraction} of maxmemory: {e}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes filler values until Redis refuses (returns its error) or `done(used)` says stop.
+    async fn fill(&self, done: impl Fn(u64) -> bool) -> Result<Option<String>> {
+        let mut conn = self.conn().await?;
+        let value = vec![b'x'; FILL_VALUE];
+        // Bounded: 16,384 values of 64 KiB is 1 GiB, far past any test's maxmemory.
+        for i in 0..16_384u32 {
+            let key = format!("{FILL_PREFIX}{i}");
+            match conn.command(&[b"SET", key.as_bytes(), &value]).await? {
+                Reply::Error(e) => return Ok(Some(e)),
+                _ => {
+                    if done(self.used_memory().await?) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        err("redis: wrote 1 GiB of filler without reaching the limit")
+    }
+}
+
+impl Redis {
+    /// `CLIENT PAUSE ms WRITE|ALL`: commands wait (connections stay open) until `ms` pass.
+    /// A `Write` pause ends early with [`Redis::restore`]; an `All` pause cannot (Redis holds
+    /// `CLIENT UNPAUSE` too), so `restore` waits for its end: keep `All` pauses short, and
+    /// use [`Redis::freeze`] for a long stall that must end on demand.
+    pub async fn pause(&self, ms: u64, mode: PauseMode) -> Result<()> {
+        let word = match mode {
+            PauseMode::Write => "WRITE",
+            PauseMode::All => "ALL",
+        };
+        let until = std::time::Instant::now() + Duration::from_millis(ms);
+        self.ok(&["CLIENT", "PAUSE", &ms.to_string(), word]).await?;
+        if let PauseMode::All = mode {
+            *self
+                .paused_all_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(until);
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP: Redis stops answering anything, connections stay open.
+    pub fn freeze(&self) -> Result<()> {
+        self.process.freeze()
+    }
+
+    /// SIGCONT after [`Redis::freeze`].
+    pub fn thaw(&self) -> Result<()> {
+        self.process.thaw()
+    }
+
+    /// Undoes every fault: SIGCONT, `CLIENT UNPAUSE`, the filler deleted, no `maxmemory`.
+    pub async fn restore(&self) -> Result<()> {
+        self.thaw()?;
+        let pause_left = self
+            .paused_all_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_default();
+        let mut conn = self.conn().await?;
+        conn.command_within(COMMAND_DEADLINE + pause_left, &[b"CLIENT", b"UNPAUSE"])
+            .await?;
+        let mut cursor = "0".to_string();
+        // Bounded: the filler is at most 16,384 keys, scanned 1,000 at a time.
+        for _ in 0..1_000 {
+            let reply = conn
+                .cmd(&[
+                    "SCAN",
+                    &cursor,
+                    "MATCH",
+                    &format!("{FILL_PREFIX}*"),
+                    "COUNT",
+                    "1000",
+                ])
+                .await?;
+            let Reply::Array(Some(parts)) = reply else {
+                return err(format!("redis: SCAN answered {reply:?}"));
+            };
+            let (Some(next), Some(Reply::Array(Some(keys)))) = (parts.first(), parts.get(1)) else {
+                return err("redis: SCAN reply malformed");
+            };
+            let keys: Vec<String> = keys.iter().map(Reply::text).collect();
+            if !keys.is_empty() {
+                let mut args = vec!["DEL"];
+                args.extend(keys.iter().map(String::as_str));
+                conn.cmd(&args).await?;
+            }
+            cursor = next.text();
+            if cursor == "0" {
+                break;
+            }
+        }
+        self.ok(&["CONFIG", "SET", "maxmemory", "0"]).await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node servers (Socket.IO, protoo)
+
+/// One node test server process (tests/servers/<name>/server.js) listening on 127.0.0.1.
+pub struct NodeServer {
+    process: Process,
+    port: u16,
+}
+
+impl NodeServer {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+}
+
+/// Starts `node tests/servers/<script> args...`; the script listens on port 0 and prints
+/// `ready <name> http://127.0.0.1:PORT ...`.
+async fn start_node(name: &str, script: &str, args: &[String]) -> Result<NodeServer> {
+    require_node_modules(name)?;
+    let mut all = vec![servers_dir().join(script).display().to_string()];
+    all.extend(args.iter().cloned());
+    let (process, line) = Process::start(name, "node", &all, &servers_dir()).await?;
+    let port = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://127.0.0.1:"))
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| ServerError(format!("{name}: ready line without a port: {line}")))?;
+    Ok(NodeServer { process, port })
+}
+
+/// Two Socket.IO 4.8 processes with the Redis adapter over one Redis (see docs/test-servers.md
+/// for the app: login, `join`, `signal`, `echo`, `leave`).
+pub struct SocketIo {
+    pub a: NodeServer,
+    pub b: NodeServer,
+}
+
+impl SocketIo {
+    /// The Engine.IO v4 websocket URL of server `a` or `b`'s base URL.
+    pub fn ws_url(server: &NodeServer) -> String {
+        format!(
+            "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
+            server.port
+        )
+    }
+}
+
+/// Options of [`start_socketio_with`].
+#[derive(Debug, Clone, Default)]
+pub struct SocketIoOptions {
+    /// A separate Redis for the adapter's pub/sub (presence stays on the main one), so a test
+    /// can stall pub/sub alone.
+    pub pubsub_redis_url: Option<String>,
+    /// Engine.IO ping interval / timeout in ms (Socket.IO's defaults: 25,000 / 20,000).
+    pub ping_interval_ms: Option<u64>,
+    pub ping_timeout_ms: Option<u64>,
+}
+
+/// Two Socket.IO server processes (`a`, `b`) sharing `redis`.
+pub async fn start_socketio(redis: &Redis) -> Result<SocketIo> {
+    start_socketio_with(redis, &SocketIoOptions::default()).await
+}
+
+pub async fn start_socketio_with(redis: &Redis, opts: &SocketIoOptions) -> Result<SocketIo> {
+    let args = |name: &str| {
+        let mut a = vec![
+            "--port".to_string(),
+            "0".into(),
+            "--redis".into(),
+            redis.url(),
+            "--name".into(),
+            name.into(),
+        ];
+        if let Some(u) = &opts.pubsub_redis_url {
+            a.extend(["--pubsub-redis".into(), u.clone()]);
+        }
+        if let Some(ms) = opts.ping_interval_ms {
+            a.extend(["--ping-interval".into(), ms.to_string()]);
+        }
+        if let Some(ms) = opts.ping_timeout_ms {
+            a.extend(["--ping-timeout".into(), ms.to_string()]);
+        }
+        a
+    };
+    let (args_a, args_b) = (args("a"), args("b"));
+    let (a, b) = tokio::join!(
+        start_node("socketio", "socketio/server.js", &args_a),
+        start_node("socketio", "socketio/server.js", &args_b),
+    );
+    Ok(SocketIo { a: a?, b: b? })
+}
