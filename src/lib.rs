@@ -4,7 +4,8 @@
 //! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
 //! [`service`] wires them into `joincanary run`, where [`metrics`], [`status`] and [`alert`]
-//! consume every run. [`server`] serves `/metrics` and the status API; [`sim`] is the reference
+//! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
+//! [`server`] serves `/metrics` and the status API; [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C.
 
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod flow;
+pub mod heartbeat;
 pub mod metrics;
 pub mod output;
 pub mod report;

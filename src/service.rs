@@ -16,6 +16,7 @@ use crate::alert::policy::Decision;
 use crate::alert::{Dispatcher, Notification, Severity};
 use crate::clock::Clock;
 use crate::config::Plan;
+use crate::heartbeat::Liveness;
 use crate::metrics::Metrics;
 use crate::scheduler::{Event, Runner, Scheduler};
 use crate::status::{AlertView, Status};
@@ -288,6 +289,9 @@ struct Carried {
 /// The part of the service a reload replaces: schedules, the run consumer, pagers.
 struct Engine {
     stop: CancellationToken,
+    /// Stops the heartbeat tasks (first thing on stop: a stopping engine is not healthy).
+    heartbeats_stop: CancellationToken,
+    heartbeats: Vec<tokio::task::JoinHandle<()>>,
     tracker: TaskTracker,
     consumer: tokio::task::JoinHandle<(AlertEngine, Dispatcher)>,
     dispatch_stop: tokio::sync::watch::Sender<bool>,
@@ -342,6 +346,31 @@ impl Engine {
             metrics.clone(),
             dispatch_stop_rx,
         );
+        // The scheduler's liveness: fed by the consumer below, read by the heartbeats and the
+        // Alertmanager watchdog, so a stuck scheduler stops both.
+        let liveness = Liveness::new(crate::heartbeat::STALL_AFTER);
+        dispatcher.watch_liveness(liveness.clone());
+        let heartbeats_stop = CancellationToken::new();
+        let heartbeats = plan
+            .heartbeats
+            .iter()
+            .filter_map(|hb| match crate::heartbeat::http_pinger(hb) {
+                Ok(ping) => Some(tokio::spawn(
+                    crate::heartbeat::run(
+                        hb.clone(),
+                        ping,
+                        liveness.clone(),
+                        metrics.clone(),
+                        heartbeats_stop.clone(),
+                    )
+                    .in_current_span(),
+                )),
+                Err(e) => {
+                    tracing::error!(heartbeat = %hb.name, error = %e, "heartbeat cannot send");
+                    None
+                }
+            })
+            .collect();
         status.set_pagers(plan.pagers.len());
         for (n, pagers) in removed {
             dispatcher.send(n, pagers.as_deref());
@@ -363,6 +392,7 @@ impl Engine {
                 let mut ticker = tokio::time::interval(ALERT_TICK);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
+                    liveness.beat();
                     let event = tokio::select! {
                         e = events_rx.recv() => match e {
                             Some(e) => e,
@@ -394,7 +424,10 @@ impl Engine {
                             metrics.record_skip(&probe, &region, reason.as_str(), count);
                             status.record_skip(&probe, count);
                         }
-                        Event::NextRun { probe, at } => status.set_next_run(&probe, at),
+                        Event::NextRun { probe, at } => {
+                            liveness.due(&probe, clock.instant_at(at));
+                            status.set_next_run(&probe, at);
+                        }
                     }
                 }
                 (alerts, dispatcher)
@@ -403,6 +436,8 @@ impl Engine {
         );
         Engine {
             stop,
+            heartbeats_stop,
+            heartbeats,
             tracker,
             consumer,
             dispatch_stop,
@@ -413,6 +448,10 @@ impl Engine {
     /// their results, then gives the pagers one bounded flush; what is left stays in the outbox.
     async fn stop(self, status: &Status) -> (AlertEngine, Outbox) {
         status.set_ready(false);
+        self.heartbeats_stop.cancel();
+        for h in self.heartbeats {
+            let _ = h.await;
+        }
         self.stop.cancel();
         self.tracker.wait().await;
         // Every event sender is gone once the tracked tasks end, so the consumer drains and

@@ -306,19 +306,32 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
     );
     assert_eq!(seen[1].body["source"], "joincanary");
 
-    let seen = am.wait_for(2, within).await;
-    assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0].path, "/api/v2/alerts");
+    let seen = am.wait_for(3, within).await;
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|s| s.path == "/api/v2/alerts"));
+    // One of the three is the always-firing watchdog.
+    let (watchdog, seen): (Vec<Seen>, Vec<Seen>) = seen
+        .into_iter()
+        .partition(|s| s.body[0]["labels"]["alertname"] == "JoinCanaryWatchdog");
+    assert_eq!(watchdog.len(), 1);
+    assert_eq!(
+        watchdog[0].body[0]["labels"],
+        json!({"alertname": "JoinCanaryWatchdog", "region": "test", "severity": "none", "source": "joincanary"})
+    );
     let fire = &seen[0].body[0];
+    // Stable for the incident's life; what changes is in annotations.
     let expected_labels = json!({
         "alertname": "JoinFlowFailing", "probe": "sim-join", "region": "test",
-        "severity": "critical", "step": "signalling", "reason": "no_match",
+        "severity": "critical", "source": "joincanary",
     });
     assert_eq!(fire["labels"], expected_labels);
+    assert_eq!(fire["annotations"]["step"], "signalling");
+    assert_eq!(fire["annotations"]["reason"], "no_match");
     assert_eq!(fire["generatorURL"], "http://127.0.0.1:9464/api/v1/status");
     assert_eq!(fire["annotations"]["summary"], trigger.summary);
     let ends: chrono::DateTime<chrono::Utc> = fire["endsAt"].as_str().unwrap().parse().unwrap();
-    assert!(ends > chrono::Utc::now());
+    // Held for an hour (the default `hold`), not a few resend intervals.
+    assert!(ends > chrono::Utc::now() + chrono::Duration::minutes(59));
     let resolved = &seen[1].body[0];
     assert_eq!(resolved["labels"], expected_labels);
     let ends: chrono::DateTime<chrono::Utc> = resolved["endsAt"].as_str().unwrap().parse().unwrap();
@@ -572,19 +585,28 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
     let (_tx, rx) = watch::channel(false);
     let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
     d.send(notification(EventKind::Trigger), None);
-    let seen = am.wait_for(3, Duration::from_secs(5)).await;
-    assert!(seen.len() >= 3, "{}", seen.len());
-    assert!(
-        seen.iter()
-            .all(|s| s.body[0]["labels"]["alertname"] == "JoinFlowFailing")
-    );
+    // The always-firing watchdog goes to the same endpoint; this test is about the incident.
+    let incident = |seen: Vec<Seen>| -> Vec<Seen> {
+        seen.into_iter()
+            .filter(|s| s.body[0]["labels"]["alertname"] == "JoinFlowFailing")
+            .collect()
+    };
+    let seen = am.wait_for(8, Duration::from_secs(5)).await;
+    assert!(incident(seen.clone()).len() >= 3, "{}", seen.len());
     d.send(notification(EventKind::Resolve), None);
-    // After the resolve, no more re-posts.
+    // After the resolve, no more re-posts of the incident (the watchdog goes on).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = am.seen().len();
+    let after = incident(am.seen()).len();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(am.seen().len(), after);
-    let last = am.seen().pop().unwrap();
+    assert_eq!(incident(am.seen()).len(), after);
+    assert!(
+        am.seen()
+            .iter()
+            .rev()
+            .take(2)
+            .all(|s| s.body[0]["labels"]["alertname"] == "JoinCanaryWatchdog")
+    );
+    let last = incident(am.seen()).pop().unwrap();
     let ends: chrono::DateTime<chrono::Utc> =
         last.body[0]["endsAt"].as_str().unwrap().parse().unwrap();
     assert!(ends <= chrono::Utc::now());

@@ -2,14 +2,9 @@
 //! without a pager says so, and the delivery series exist before anything happens.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use joincanary::clock::Clock;
-use joincanary::scheduler::FlowRunner;
-use tokio_util::sync::CancellationToken;
-
-use crate::support::{TempConfig, binary, fast_sim_probe, start_sim};
+use crate::support::{Service, TempConfig, binary, fast_sim_probe, start_sim};
 
 fn load_errors(cfg: &TempConfig) -> Vec<String> {
     let prefix = format!("{}/", cfg.dir.path().display());
@@ -98,16 +93,8 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
     let sim = start_sim().await;
     let cfg = TempConfig::new("", &[("sim.toml", &fast_sim_probe(&sim.base_url()))]);
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-    ));
+    let svc = Service::start(plan).await;
+    let base = svc.base.clone();
     crate::support::wait_probe_runs(&base, "sim-join", 1).await;
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -115,12 +102,7 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
         ready.text().await.unwrap(),
         "ready; no pager configured: alerts show only in metrics and status; nobody is paged\n"
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = svc.metrics().await;
     assert!(
         metrics.contains("joincanary_pagers_configured{region=\"test\"} 0"),
         "{metrics}"
@@ -130,11 +112,86 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
         "{metrics}"
     );
     assert_eq!(crate::support::status(&base).await["pagers"], 0);
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+#[test]
+fn heartbeat_config_errors_name_line_and_key() {
+    let probe = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cfg = TempConfig::new(
+        "[[heartbeat]]\nname = \"hc\"\ntype = \"http\"\nurl = \"not a url/secret-token\"\ninterval = \"10s\"\ntimeout = \"10s\"\n\
+         [[heartbeat]]\nname = \"og\"\ntype = \"opsgenie\"\nregion = \"mars\"\nmethod = \"POST\"\n\
+         [[heartbeat]]\nname = \"x\"\ntype = \"carrier-pigeon\"\n",
+        &[("p.toml", probe)],
+    );
+    let errors = load_errors(&cfg);
+    assert_eq!(
+        errors,
+        [
+            "joincanary.toml:8:7: heartbeat[0].url: is not an http:// or https:// URL",
+            "joincanary.toml:10:11: heartbeat[0].timeout: must be shorter than the interval",
+            "joincanary.toml:11:1: heartbeat[1].api_key: is required for an `opsgenie` heartbeat",
+            "joincanary.toml:14:10: heartbeat[1].region: must be `us` or `eu`",
+            "joincanary.toml:15:10: heartbeat[1].method: does not apply to a `opsgenie` heartbeat",
+            "joincanary.toml:18:8: heartbeat[2].type: unknown heartbeat type `carrier-pigeon`, expected `http` or `opsgenie`",
+        ]
+    );
+    assert!(!errors.concat().contains("secret-token"));
+}
+
+/// A running service pings its heartbeats (a generic POST URL and the Opsgenie ping API) and
+/// posts the Alertmanager watchdog, with no secret in metrics or status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_pings_heartbeats_and_posts_the_watchdog() {
+    use crate::support::receiver::Receiver;
+    let sim = start_sim().await;
+    let (rx, url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &format!(
+            "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"{url}\"\nresend_interval = \"200ms\"\n\
+             [[heartbeat]]\nname = \"hc\"\ntype = \"http\"\nmethod = \"POST\"\nurl = \"{url}/ping/${{HC_TOKEN}}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n\
+             [[heartbeat]]\nname = \"og\"\ntype = \"opsgenie\"\nurl = \"{url}\"\napi_key = \"${{GENIE}}\"\nheartbeat = \"canary test\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n"
+        ),
+        &[("sim.toml", &fast_sim_probe(&sim.base_url()))],
+    );
+    let plan = cfg
+        .load(&[
+            ("HC_TOKEN", "hc-secret-token"),
+            ("GENIE", "genie-secret-key"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let svc = Service::start(plan).await;
+    let base = svc.base.clone();
+    let count = |path: &str| rx.all().iter().filter(|(p, _, _)| p == path).count();
+    for _ in 0..100 {
+        if count("/ping/hc-secret-token") >= 3 && count("/v2/heartbeats/canary%20test/ping") >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(count("/ping/hc-secret-token") >= 3);
+    assert!(count("/v2/heartbeats/canary%20test/ping") >= 3);
+    let watchdogs: Vec<_> = rx
+        .all()
+        .into_iter()
+        .filter(|(p, b, _)| {
+            p == "/api/v2/alerts" && b[0]["labels"]["alertname"] == "JoinCanaryWatchdog"
+        })
+        .collect();
+    assert!(!watchdogs.is_empty());
+    assert_eq!(watchdogs[0].1[0]["labels"]["region"], "test");
+    let metrics = svc.metrics().await;
+    let status = crate::support::status(&base).await.to_string();
+    for secret in ["hc-secret-token", "genie-secret-key"] {
+        assert!(!metrics.contains(secret) && !status.contains(secret));
+    }
+    assert!(metrics.contains(
+        "joincanary_heartbeat_last_success_timestamp_seconds{heartbeat=\"og\",region=\"test\"}"
+    ));
+    assert!(metrics.contains(
+        "joincanary_heartbeats_total{heartbeat=\"hc\",region=\"test\",result=\"failure\"} 0"
+    ));
+    svc.stop().await;
     sim.shutdown().await;
 }

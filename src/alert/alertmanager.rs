@@ -1,8 +1,11 @@
 //! Prometheus Alertmanager API v2: post the alert; while it fires the dispatcher re-posts it
-//! every `resend_interval`, and a resolve is the same alert with `endsAt` = now.
+//! every `resend_interval`, and a resolve is the same alert with `endsAt` = now. Alongside, an
+//! always-firing `JoinCanaryWatchdog` alert (the Prometheus `Watchdog` pattern) for a dead man's
+//! switch receiver.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::notify::{Request, Secret};
@@ -12,36 +15,64 @@ use crate::config::raw::{RawPager, S};
 
 pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
 
-/// A firing alert ends on its own this many resend intervals after the last post, as Prometheus
-/// does it: if joincanary dies, the alert resolves instead of firing forever.
-const ENDS_AFTER_RESENDS: u32 = 4;
+/// A firing alert stays firing this long after the last post unless a resolve is sent: a dead
+/// prober must not resolve an incident while the platform may still be broken (a false RESOLVED
+/// then FIRING again after the restart). Prober death is reported by the watchdog, the
+/// heartbeats and the Prometheus rules instead.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(3600);
+
+/// The watchdog alert ends this many resend intervals after its last post (as Prometheus does
+/// with its own alerts), so a dead prober's watchdog disappears within minutes.
+const WATCHDOG_ENDS_AFTER_RESENDS: u32 = 4;
+
+/// The `alertname` of the always-firing watchdog alert.
+pub const WATCHDOG: &str = "JoinCanaryWatchdog";
 
 #[derive(Debug, Clone)]
 pub struct Alertmanager {
     /// Base URL, e.g. `http://alertmanager:9093` (may hold basic-auth credentials).
     pub url: Secret,
     pub resend_interval: Duration,
+    /// How long a firing alert outlives its last post (`hold`, default 1 h).
+    pub hold: Duration,
 }
 
 impl Alertmanager {
     pub(crate) fn build(ctx: &mut Ctx<'_>, p: &S<RawPager>, i: usize) -> Option<Alertmanager> {
         let r = p.get_ref();
-        super::reject_keys(ctx, r, i, &["url", "resend_interval"]);
+        super::reject_keys(ctx, r, i, &["url", "resend_interval", "hold"]);
         let url = super::required(ctx, p, r.url.as_ref(), i, "url")
             .and_then(|u| super::check_url(ctx, u, r.url.as_ref(), i, "url"));
         let resend_interval = match &r.resend_interval {
             Some(v) => ctx.duration(v, &format!("pager[{i}].resend_interval")),
             None => Some(DEFAULT_RESEND_INTERVAL),
         };
+        let hold = match &r.hold {
+            Some(v) => ctx.duration(v, &format!("pager[{i}].hold")),
+            // Never shorter than a few resends, whatever the resend interval.
+            None => Some(DEFAULT_HOLD.max(resend_interval.unwrap_or_default() * 4)),
+        };
+        if let (Some(h), Some(ri)) = (hold, resend_interval)
+            && h <= ri
+        {
+            ctx.error(
+                r.hold.as_ref().map(|v| v.span()),
+                format!("pager[{i}].hold"),
+                "must be longer than resend_interval, or a firing alert would lapse between posts",
+            );
+        }
         Some(Alertmanager {
             url: Secret::new(url?.trim_end_matches('/').to_string()),
             resend_interval: resend_interval?,
+            hold: hold?,
         })
     }
 }
 
-/// The labels identify the alert: a resolve must carry the trigger's labels, which is why the
-/// dispatcher resolves from the last trigger it posted.
+/// The labels identify the alert, so they are the same for the whole life of an incident:
+/// `alertname`, `probe`, `region`, `severity`, `source`. What changes while it fires (the failing
+/// step, the reason, the summary) is in annotations, so a new failing step updates the alert
+/// instead of opening a second one. A firing alert's `endsAt` is `hold` after this post.
 pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     let mut labels = serde_json::Map::new();
     let mut label = |k: &str, v: &str| {
@@ -57,28 +88,29 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     label("probe", &n.probe);
     label("region", &n.region);
     label("severity", n.severity.as_str());
-    if let Some(s) = &n.failed_step {
-        label("step", s);
-    }
-    if let Some(r) = n.reason {
-        label("reason", r.as_str());
-    }
+    label("source", "joincanary");
     if n.test {
         label("test", "true");
     }
     let ends_at = match n.kind {
         EventKind::Resolve => n.at,
         EventKind::Trigger => {
-            n.at + chrono::Duration::from_std(plan.resend_interval * ENDS_AFTER_RESENDS)
-                .unwrap_or_else(|_| chrono::Duration::minutes(5))
+            n.at + chrono::Duration::from_std(plan.hold)
+                .unwrap_or_else(|_| chrono::Duration::hours(1))
         }
     };
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("summary".into(), json!(n.summary));
+    annotations.insert("description".into(), json!(n.details_text()));
+    if let Some(s) = &n.failed_step {
+        annotations.insert("step".into(), json!(s));
+    }
+    if let Some(r) = n.reason {
+        annotations.insert("reason".into(), json!(r.as_str()));
+    }
     let mut alert = json!({
         "labels": labels,
-        "annotations": {
-            "summary": n.summary,
-            "description": n.details_text(),
-        },
+        "annotations": annotations,
         "startsAt": n.started_at.to_rfc3339(),
         "endsAt": ends_at.to_rfc3339(),
     });
@@ -97,6 +129,30 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     }
 }
 
+/// The always-firing `JoinCanaryWatchdog` alert, posted every `resend_interval` while the
+/// scheduler is healthy: route it to a dead man's switch, which raises the alarm when it stops.
+pub fn build_watchdog(plan: &Alertmanager, region: &str, at: DateTime<Utc>) -> Request {
+    let ends_at = at
+        + chrono::Duration::from_std(plan.resend_interval * WATCHDOG_ENDS_AFTER_RESENDS)
+            .unwrap_or_else(|_| chrono::Duration::minutes(4));
+    Request {
+        url: format!("{}/api/v2/alerts", plan.url.expose()),
+        headers: Vec::new(),
+        body: json!([{
+            "labels": {
+                "alertname": WATCHDOG,
+                "region": region,
+                "severity": "none",
+                "source": "joincanary",
+            },
+            "annotations": {
+                "summary": format!("joincanary in {region} is alive; this alert always fires (route it to a dead man's switch)"),
+            },
+            "endsAt": ends_at.to_rfc3339(),
+        }]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +162,7 @@ mod tests {
         Alertmanager {
             url: Secret::new("http://am:9093"),
             resend_interval: Duration::from_secs(60),
+            hold: DEFAULT_HOLD,
         }
     }
 
@@ -122,13 +179,17 @@ mod tests {
                     "probe": "sim-join",
                     "region": "eu-west-1",
                     "severity": "critical",
+                    "source": "joincanary",
+                },
+                "annotations": {
+                    "summary": n.summary,
+                    "description": n.details_text(),
                     "step": "signalling",
                     "reason": "no_match",
                 },
-                "annotations": {"summary": n.summary, "description": n.details_text()},
                 "generatorURL": "http://canary.example/status",
                 "startsAt": "2025-03-01T12:00:00+00:00",
-                "endsAt": "2025-03-01T12:09:00+00:00",
+                "endsAt": "2025-03-01T13:05:00+00:00",
             }])
         );
     }
@@ -140,5 +201,28 @@ mod tests {
         let req = build_request(&plan(), &n);
         assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:05:00+00:00");
         assert_eq!(req.body[0]["labels"]["alertname"], "JoinFlowDegraded");
+    }
+
+    #[test]
+    fn a_changed_step_keeps_the_labels() {
+        let a = sample(EventKind::Trigger);
+        let mut b = a.clone();
+        b.failed_step = Some("login".into());
+        b.reason = Some(crate::report::FailureReason::HttpStatus);
+        let (ra, rb) = (build_request(&plan(), &a), build_request(&plan(), &b));
+        assert_eq!(ra.body[0]["labels"], rb.body[0]["labels"]);
+        assert_eq!(rb.body[0]["annotations"]["step"], "login");
+    }
+
+    #[test]
+    fn watchdog_payload() {
+        let at = "2025-03-01T12:00:00Z".parse().unwrap();
+        let req = build_watchdog(&plan(), "eu-west-1", at);
+        assert_eq!(req.url, "http://am:9093/api/v2/alerts");
+        assert_eq!(
+            req.body[0]["labels"],
+            json!({"alertname": "JoinCanaryWatchdog", "region": "eu-west-1", "severity": "none", "source": "joincanary"})
+        );
+        assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:04:00+00:00");
     }
 }

@@ -48,6 +48,8 @@ struct Shared {
     metrics: crate::metrics::Metrics,
     /// Pager names, for the per-sink outbox gauges.
     sinks: Vec<String>,
+    /// The scheduler's liveness: the Alertmanager watchdog is posted only while it is healthy.
+    liveness: std::sync::OnceLock<crate::heartbeat::Liveness>,
 }
 
 /// The outbox: what waits for delivery, what fires at Alertmanager, and which triggers reached
@@ -286,6 +288,7 @@ impl Dispatcher {
             accepting: AtomicBool::new(true),
             sinks: pagers.iter().map(|p| p.name.clone()).collect(),
             metrics,
+            liveness: std::sync::OnceLock::new(),
         });
         shared.metrics.register_pagers(&shared.sinks);
         shared.publish(&shared.lock());
@@ -302,8 +305,18 @@ impl Dispatcher {
                     tracing::error!(sink = %plan.name, error = %e, "pager cannot send");
                     Box::new(Broken(e.to_string()))
                 });
+                let watchdog = match (&plan.kind, &client) {
+                    (PagerKind::Alertmanager(a), Ok(c)) => Some(Watchdog {
+                        plan: a.clone(),
+                        client: c.clone(),
+                        timeout: plan.timeout,
+                        redactor: plan.redactor.clone(),
+                    }),
+                    _ => None,
+                };
                 tokio::spawn(
-                    run_pager(shared.clone(), plan, notifier, stop_rx.clone()).in_current_span(),
+                    run_pager(shared.clone(), plan, notifier, watchdog, stop_rx.clone())
+                        .in_current_span(),
                 )
             })
             .collect();
@@ -386,6 +399,12 @@ impl Dispatcher {
                 w.notify_one();
             }
         }
+    }
+
+    /// Posts the Alertmanager watchdog only while `liveness` says the scheduler is healthy
+    /// (without it, whenever the pager task runs).
+    pub fn watch_liveness(&self, liveness: crate::heartbeat::Liveness) {
+        let _ = self.shared.liveness.set(liveness);
     }
 
     /// How many notifications wait for delivery (all pagers).
@@ -563,6 +582,7 @@ async fn run_pager(
     shared: Arc<Shared>,
     plan: PagerPlan,
     notifier: Box<dyn Notifier>,
+    watchdog: Option<Watchdog>,
     mut stop: watch::Receiver<bool>,
 ) {
     let waker = shared
@@ -574,7 +594,9 @@ async fn run_pager(
         PagerKind::Alertmanager(a) => Some(a.resend_interval),
         _ => None,
     };
-    let mut next_resend = Instant::now() + resend.unwrap_or(Duration::from_secs(3600));
+    // The first round goes out at once: the watchdog starts firing, and after a restart the
+    // alerts still firing are posted again right away.
+    let mut next_resend = Instant::now();
     loop {
         if *stop.borrow_and_update() {
             break;
@@ -584,6 +606,9 @@ async fn run_pager(
                 _ = waker.notified() => {}
                 r = stop.changed() => if r.is_err() { break },
                 _ = tokio::time::sleep_until(next_resend), if resend.is_some() => {
+                    if let Some(w) = &watchdog {
+                        w.post(&shared, &plan.name).await;
+                    }
                     resend_firing(&shared, &plan, notifier.as_ref()).await;
                     next_resend = Instant::now() + resend.unwrap_or_default();
                 }
@@ -719,6 +744,34 @@ async fn resend_firing(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifie
         } else {
             tracing::debug!(sink = %plan.name, event = "trigger", probe = %n.probe,
                 region = %n.region, "re-posted a firing alert");
+        }
+    }
+}
+
+/// The always-firing `JoinCanaryWatchdog` of an Alertmanager pager.
+struct Watchdog {
+    plan: super::alertmanager::Alertmanager,
+    client: reqwest::Client,
+    timeout: Duration,
+    redactor: crate::flow::Redactor,
+}
+
+impl Watchdog {
+    /// Posts the watchdog unless the scheduler is stuck (then it lapses, and the dead man's
+    /// switch behind Alertmanager notices). Keep-alive: not counted in `notifications_total`.
+    async fn post(&self, shared: &Shared, sink: &str) {
+        if let Some(why) = shared.liveness.get().and_then(|l| l.stalled()) {
+            tracing::error!(sink, why = %why, "the scheduler is stuck: watchdog alert withheld");
+            return;
+        }
+        let req =
+            super::alertmanager::build_watchdog(&self.plan, &shared.metrics.region, Utc::now());
+        match notify::post(&self.client, &req, self.timeout).await {
+            Ok(()) => tracing::debug!(sink, "watchdog alert posted"),
+            Err(e) => {
+                let e = e.scrub(&self.redactor);
+                tracing::warn!(sink, error = %e, "posting the watchdog alert failed");
+            }
         }
     }
 }

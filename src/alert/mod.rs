@@ -304,7 +304,7 @@ pub(crate) fn build_pagers(ctx: &mut Ctx<'_>, raw: &[S<RawPager>]) -> Vec<PagerP
 
 /// Keys a provider does not use: reported, so a typo'd setting is not silently ignored.
 pub(crate) fn reject_keys(ctx: &mut Ctx<'_>, r: &RawPager, i: usize, allowed: &[&str]) {
-    let present: [(&str, Option<std::ops::Range<usize>>); 15] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 16] = [
         ("url", r.url.as_ref().map(|v| v.span())),
         ("routing_key", r.routing_key.as_ref().map(|v| v.span())),
         ("api_key", r.api_key.as_ref().map(|v| v.span())),
@@ -319,6 +319,7 @@ pub(crate) fn reject_keys(ctx: &mut Ctx<'_>, r: &RawPager, i: usize, allowed: &[
             "resend_interval",
             r.resend_interval.as_ref().map(|v| v.span()),
         ),
+        ("hold", r.hold.as_ref().map(|v| v.span())),
         ("host", r.host.as_ref().map(|v| v.span())),
         ("port", r.port.as_ref().map(|v| v.span())),
         ("tls", r.tls.as_ref().map(|v| v.span())),

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use env::{EnvError, EnvSource, ProcessEnv, substitute};
 pub(crate) use probe::timezone as probe_timezone;
+pub(crate) use probe::valid_label;
 pub use probe::{
     Body, ExpectSpec, ExtractSource, Extraction, HttpSpec, ProbePlan, Schedule, StepPlan, StepSpec,
     WsConnectSpec,
@@ -258,6 +259,8 @@ pub struct Plan {
     pub probes: Vec<Arc<ProbePlan>>,
     pub alerting: crate::alert::policy::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
+    /// Dead man's switches pinged while the scheduler is healthy.
+    pub heartbeats: Vec<crate::heartbeat::HeartbeatPlan>,
 }
 
 impl Plan {
@@ -416,6 +419,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
     let defaults = probe::Defaults::build(&mut ctx, &raw.defaults);
     let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
+    let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
     let pager_names: Vec<String> = raw
         .pager
         .iter()
@@ -514,5 +518,6 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         probes,
         alerting,
         pagers,
+        heartbeats,
     })
 }

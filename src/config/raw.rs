@@ -33,6 +33,32 @@ pub struct RawService {
     pub alerting: RawAlerting,
     #[serde(default)]
     pub pager: Vec<S<RawPager>>,
+    #[serde(default)]
+    pub heartbeat: Vec<S<RawHeartbeat>>,
+}
+
+/// `[[heartbeat]]`: a dead man's switch pinged while the scheduler is healthy.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    pub name: S<String>,
+    /// `http` (a URL that counts pings) or `opsgenie` (the heartbeat ping API).
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    /// `http`: the ping URL; `opsgenie`: the API base URL (default by `region`).
+    pub url: Option<S<String>>,
+    /// `http`: `GET` (default) or `POST`.
+    pub method: Option<S<String>>,
+    /// `opsgenie`: the API key (sent as `GenieKey`).
+    pub api_key: Option<S<String>>,
+    /// `opsgenie`: `us` (default) or `eu`.
+    pub region: Option<S<String>>,
+    /// `opsgenie`: the heartbeat's name in Opsgenie (default: `name`).
+    pub heartbeat: Option<S<String>>,
+    /// Time between pings (default 1m).
+    pub interval: Option<S<String>>,
+    /// Per-ping timeout (default 10s).
+    pub timeout: Option<S<String>>,
 }
 
 /// `[defaults]`: what a probe file does not say.
@@ -95,6 +121,9 @@ pub struct RawPager {
     pub headers: BTreeMap<String, S<String>>,
     pub timeout: Option<S<String>>,
     pub resend_interval: Option<S<String>>,
+    /// Alertmanager: how long a firing alert stays firing after the last post if nothing
+    /// resolves it (a dead prober must not resolve its incident); default 1h.
+    pub hold: Option<S<String>>,
     /// First retry delay after a retryable failure; doubles per attempt up to 60 s (default 1s).
     pub retry_base: Option<S<String>>,
     /// Give up on a notification this long after it was queued (default 1h).

@@ -163,3 +163,47 @@ pub async fn wait_probe_runs(base: &str, probe: &str, at_least: u64) {
     }
     panic!("{probe} never reached {at_least} runs");
 }
+
+/// `joincanary run` in-process on 127.0.0.1:0 with the real flow runner and wall clock.
+pub struct Service {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
+}
+
+impl Service {
+    pub async fn start(plan: Plan) -> Service {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(joincanary::service::serve(
+            plan,
+            listener,
+            Arc::new(joincanary::scheduler::FlowRunner),
+            joincanary::clock::Clock::system(),
+            stop.clone(),
+        ));
+        Service { base, stop, task }
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Stops it (SIGTERM's path) and checks it ended cleanly within 10 s.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+            .await
+            .expect("service stops within 10 s")
+            .expect("service task")
+            .expect("service ends cleanly");
+    }
+}
