@@ -196,6 +196,11 @@ impl Inner {
                 }
                 (std::mem::take(&mut q.ops), q.queued, q.stop)
             };
+            if stop && ops.is_empty() && !*dirty {
+                // Closed with everything written: nothing more to touch (the file may belong to
+                // a new owner by now).
+                return;
+            }
             let mut lines = String::new();
             for (k, v) in &ops {
                 lines.push_str(&encode_line(k, v.as_deref()));
