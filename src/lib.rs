@@ -7,7 +7,8 @@
 //! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
 //! [`server`] serves `/metrics` and the status API; [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
-//! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C.
+//! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C;
+//! [`logging`] sets up `--log.level`/`--log.format`; `process` exports `process_*` metrics.
 
 pub mod alert;
 pub mod clock;
@@ -15,8 +16,11 @@ pub mod config;
 pub mod demo;
 pub mod flow;
 pub mod heartbeat;
+pub mod logging;
 pub mod metrics;
 pub mod output;
+#[cfg(target_os = "linux")]
+pub mod process;
 pub mod report;
 pub mod scheduler;
 pub mod server;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use joincanary::config::{self, ProcessEnv};
+use joincanary::logging;
+use joincanary::output::print_stdout;
 use joincanary::report::Trigger;
 
 #[derive(Parser)]
@@ -15,9 +17,18 @@ use joincanary::report::Trigger;
     about = "Synthetic canary for video-conferencing join flows"
 )]
 struct Cli {
-    /// Log format: `text` for terminals, `json` (one object per line) for containers.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "JOINCANARY_LOG_FORMAT")]
+    /// Log format: `text` for terminals, `logfmt` or `json` (one object per line) for log
+    /// pipelines, as Prometheus exporters write them.
+    #[arg(long = "log.format", alias = "log-format", global = true, value_enum, default_value_t = LogFormat::Text, env = "JOINCANARY_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Log level: `debug`, `info`, `warn`, `error`, or a filter such as `joincanary=debug,info`.
+    #[arg(
+        long = "log.level",
+        global = true,
+        default_value = "info",
+        env = "JOINCANARY_LOG"
+    )]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +36,7 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
+    Logfmt,
     Json,
 }
 
@@ -34,13 +46,21 @@ enum OutputFormat {
     Json,
 }
 
+/// `--config` (or `--config.file`, the exporter spelling) on every command that reads one.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The service config: region, listen address, probe files, alerting, pagers
+    /// [default: $JOINCANARY_CONFIG, else config/joincanary.toml]
+    #[arg(long, visible_alias = "config.file", value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run each selected probe once and report (exit 0 all passed, 1 any failed, 2 bad config).
     Once {
-        /// Service config [default: $JOINCANARY_CONFIG or config/joincanary.toml]
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Run only this probe (repeatable).
         #[arg(long = "probe")]
         probes: Vec<String>,
@@ -49,28 +69,39 @@ enum Command {
     },
     /// Validate the config and every probe file without sending traffic (exit 0 or 2).
     Check {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM.
     Run {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address for metrics, status and health endpoints; overrides `listen` in the config.
+        #[arg(long = "web.listen-address", value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
         /// Serve `POST /-/reload` (SIGHUP always reloads).
         #[arg(long = "web.enable-lifecycle")]
         enable_lifecycle: bool,
+        /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
+        /// this often; `0s` turns it off.
+        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = humantime::parse_duration)]
+        watch_interval: std::time::Duration,
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
     Demo {
         /// Address for metrics and status (falls back to a free port if taken).
-        #[arg(long, default_value = "127.0.0.1:9464")]
+        #[arg(
+            long,
+            visible_alias = "web.listen-address",
+            default_value = "127.0.0.1:9464"
+        )]
         listen: std::net::SocketAddr,
     },
     /// Send a clearly marked test trigger and resolve through each configured pager.
     TestPage {
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Only this pager (repeatable).
         #[arg(long = "pager")]
         pagers: Vec<String>,
@@ -78,7 +109,11 @@ enum Command {
     /// Run the reference conference server.
     Sim {
         /// Address to listen on (port 0 picks a free port).
-        #[arg(long, default_value = "127.0.0.1:7480")]
+        #[arg(
+            long,
+            visible_alias = "web.listen-address",
+            default_value = "127.0.0.1:7480"
+        )]
         listen: std::net::SocketAddr,
         #[arg(long, default_value = "canary")]
         username: String,
@@ -101,7 +136,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let format = match cli.log_format {
+        LogFormat::Text => logging::Format::Text,
+        LogFormat::Logfmt => logging::Format::Logfmt,
+        LogFormat::Json => logging::Format::Json,
+    };
+    if let Err(e) = logging::init(format, &cli.log_level) {
+        eprint_line(&format!("error: {e}"));
+        return ExitCode::from(2);
+    }
     // One crypto provider for reqwest, tokio-tungstenite and lettre alike: two would panic at
     // the first TLS connection.
     if rustls::crypto::aws_lc_rs::default_provider()
@@ -113,14 +156,14 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprint_line(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(2);
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprint_line(&format!("error: {e:#}"));
             ExitCode::from(2)
         }
     }
@@ -133,16 +176,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             probes,
             format,
         } => {
-            let Some(plan) = load(config.as_deref()) else {
+            let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
             for name in &probes {
                 if plan.probe(name).is_none() {
                     let known: Vec<_> = plan.probes.iter().map(|p| p.name.as_str()).collect();
-                    eprintln!(
+                    eprint_line(&format!(
                         "error: no probe named `{name}` (configured: {})",
                         known.join(", ")
-                    );
+                    ));
                     return Ok(ExitCode::from(2));
                 }
             }
@@ -155,8 +198,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
             match format {
-                OutputFormat::Table => print!("{}", joincanary::output::table(&runs)),
-                OutputFormat::Json => println!("{}", joincanary::output::json(&runs)),
+                OutputFormat::Table => print_stdout(&joincanary::output::table(&runs)),
+                OutputFormat::Json => {
+                    print_stdout(&format!("{}\n", joincanary::output::json(&runs)))
+                }
             }
             Ok(if runs.iter().all(|r| r.success) {
                 ExitCode::SUCCESS
@@ -165,12 +210,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Check { config } => {
-            let Some(plan) = load(config.as_deref()) else {
+            let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
             let names: Vec<_> = plan.probes.iter().map(|p| p.name.as_str()).collect();
-            println!(
-                "{}: ok (region {}, {} probe{}: {})",
+            let mut out = format!(
+                "{}: ok (region {}, {} probe{}: {})\n",
                 plan.config_path.display(),
                 plan.region,
                 names.len(),
@@ -179,7 +224,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             if plan.pagers.is_empty() {
                 // Valid (metrics and status still work), but say it where it cannot be missed.
-                eprintln!("warning: {}", joincanary::status::NO_PAGER);
+                eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
             }
             // What an SRE checks next: when each probe will run from this region, and where
             // its pages go.
@@ -197,8 +242,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", "),
                 };
-                println!(
-                    "  {}: `{}` + {} jitter, deadline {}, {} steps, next run {}, pages to {}",
+                out.push_str(&format!(
+                    "  {}: `{}` + {} jitter, deadline {}, {} steps, next run {}, pages to {}\n",
                     p.name,
                     p.schedule.expr,
                     joincanary::report::human_duration(p.jitter),
@@ -209,18 +254,24 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         |t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
                     ),
                     pagers
-                );
+                ));
             }
+            print_stdout(&out);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             config,
+            listen,
             enable_lifecycle,
+            watch_interval,
         } => {
-            let path = config::config_path(config.as_deref());
-            let Some(plan) = load(Some(&path)) else {
+            let path = config::config_path(config.config.as_deref());
+            let Some(mut plan) = load(Some(&path)) else {
                 return Ok(ExitCode::from(2));
             };
+            if let Some(addr) = listen {
+                plan.listen = addr;
+            }
             let listener = tokio::net::TcpListener::bind(plan.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", plan.listen))?;
@@ -233,10 +284,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let (sender, requests) = tokio::sync::mpsc::channel(4);
             spawn_sighup_reload(sender.clone());
             let reload = joincanary::service::Reload {
-                loader: Box::new(move || config::load(&path, &ProcessEnv)),
+                loader: Box::new(move || {
+                    config::load(&path, &ProcessEnv).map(|mut p| {
+                        // The flag keeps winning over the file, so a reload does not warn
+                        // that `listen` changed.
+                        if let Some(addr) = listen {
+                            p.listen = addr;
+                        }
+                        p
+                    })
+                }),
                 requests,
                 sender,
                 http_endpoint: enable_lifecycle,
+                watch: (!watch_interval.is_zero()).then_some(watch_interval),
             };
             joincanary::service::serve_reloadable(
                 plan,
@@ -254,14 +315,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::TestPage { config, pagers } => {
-            let Some(plan) = load(config.as_deref()) else {
+            let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
             if plan.pagers.is_empty() {
-                eprintln!(
+                eprint_line(&format!(
                     "error: {} configures no [[pager]]",
                     plan.config_path.display()
-                );
+                ));
                 return Ok(ExitCode::from(2));
             }
             if let Some(unknown) = pagers
@@ -269,10 +330,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .find(|n| !plan.pagers.iter().any(|p| &p.name == *n))
             {
                 let known: Vec<_> = plan.pagers.iter().map(|p| p.name.as_str()).collect();
-                eprintln!(
+                eprint_line(&format!(
                     "error: no pager named `{unknown}` (configured: {})",
                     known.join(", ")
-                );
+                ));
                 return Ok(ExitCode::from(2));
             }
             let selected: Vec<_> = plan
@@ -285,10 +346,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let mut all_ok = true;
             for (name, result) in &results {
                 match result {
-                    Ok(()) => println!("{name}: ok (test trigger and resolve delivered)"),
+                    Ok(()) => print_stdout(&format!(
+                        "{name}: ok (test trigger and resolve delivered)\n"
+                    )),
                     Err(e) => {
                         all_ok = false;
-                        println!("{name}: FAILED: {e}");
+                        print_stdout(&format!("{name}: FAILED: {e}\n"));
                     }
                 }
             }
@@ -316,7 +379,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let server = joincanary::sim::SimServer::start_with(listen, creds, backend)
                 .await
                 .with_context(|| format!("sim on {listen}"))?;
-            joincanary::output::print_stdout(&format!("listening on {}\n", server.base_url()));
+            print_stdout(&format!("listening on {}\n", server.base_url()));
             joincanary::shutdown::signal().await;
             server.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -349,26 +412,14 @@ fn load(flag: Option<&std::path::Path>) -> Option<config::Plan> {
     match config::load(&path, &ProcessEnv) {
         Ok(plan) => Some(plan),
         Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("error: {e}");
-            }
+            let text: String = errors.0.iter().map(|e| format!("error: {e}\n")).collect();
+            joincanary::output::print_stderr(&text);
             None
         }
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JOINCANARY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-    }
+/// One line to stderr; a closed stderr is ignored (`eprintln!` would panic).
+fn eprint_line(line: &str) {
+    joincanary::output::print_stderr(&format!("{line}\n"));
 }

@@ -236,9 +236,8 @@ impl Metrics {
             m.registry.register(c)?;
         }
         #[cfg(target_os = "linux")]
-        m.registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        m.registry
+            .register(Box::new(crate::process::ProcessMetrics::for_self()?))?;
         Ok(m)
     }
 

@@ -14,14 +14,22 @@ fn phases(step: &crate::report::StepReport) -> String {
         .join(", ")
 }
 
-/// Writes `text` to stdout in one write and flushes, ignoring a closed stdout: a long-running
-/// command (`demo`, `sim`) must not die because whoever read its banner went away, which is
-/// what `println!` does on a broken pipe.
+/// Writes `text` to stdout in one write and flushes, ignoring a closed stdout: no command may
+/// die because whoever read its output went away (`joincanary check | head -1`), which is what
+/// `println!` does on a broken pipe.
 pub fn print_stdout(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+/// [`print_stdout`] for stderr: error messages must not panic when stderr is gone either.
+pub fn print_stderr(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 /// `{"probes":[ProbeRun...]}`, the shape `once --format json` promises.

@@ -1,5 +1,5 @@
-//! The HTTP face of the service: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`, and a
-//! small status page at `/`.
+//! The HTTP face of the service: `/metrics`, `/healthz` and `/readyz` (also as `/-/healthy` and
+//! `/-/ready`, the Prometheus spellings), `/api/v1/status`, and the status page at `/`.
 
 use std::sync::Arc;
 
@@ -31,8 +31,11 @@ pub fn router(
 ) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthy))
         .route("/readyz", get(ready))
+        // The Prometheus spellings, for tooling that expects them.
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
         .route("/api/v1/status", get(status_json))
         .route("/-/reload", post(reload_handler))
         .route("/", get(page))
@@ -69,6 +72,10 @@ async fn metrics_handler(State(s): State<AppState>) -> Response {
         s.metrics.render(),
     )
         .into_response()
+}
+
+async fn healthy() -> &'static str {
+    "ok\n"
 }
 
 async fn ready(State(s): State<AppState>) -> Response {

@@ -140,17 +140,31 @@ async fn run_service(
 ) -> Result<(), ServiceError> {
     let Handles { metrics, status } = handles;
     let region = plan.region.clone();
-    let (mut requests, reload_tx, loader) = match reload {
+    let (mut requests, reload_tx, loader, watch) = match reload {
         Some(r) => (
             Some(r.requests),
             r.http_endpoint.then_some(r.sender),
             Some(r.loader),
+            r.watch,
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
+    };
+    let mut watch_tick = watch.map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut seen = match watch {
+        Some(_) => fingerprint(plan.sources.clone()).await,
+        None => None,
     };
 
     // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
+    // The bound address, not the configured one: with port 0 this is how a caller learns it.
+    let listen = listener
+        .local_addr()
+        .map_or_else(|_| plan.listen.to_string(), |a| a.to_string());
     let app = crate::server::router(metrics.clone(), status.clone(), reload_tx);
     let http_stop_wait = http_stop.clone();
     let http = tokio::spawn(
@@ -161,7 +175,7 @@ async fn run_service(
         }
         .in_current_span(),
     );
-    tracing::info!(region = %region, probes = plan.probes.len(), listen = %plan.listen, "joincanary running");
+    tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
 
     let mut plan = plan;
     // Alert state and the outbox live for the whole process: memory is authoritative (a disk
@@ -192,7 +206,23 @@ async fn run_service(
                     Some(r) => r.recv().await,
                     None => std::future::pending().await,
                 }
-            } => reply,
+            } => Some(reply),
+            _ = async {
+                match watch_tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = fingerprint(plan.sources.clone()).await;
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                // Remembered even if the reload is refused: a broken file is reported once,
+                // and the next change is tried again.
+                seen = now;
+                tracing::info!(region = %region, "configuration files changed; reloading");
+                None
+            }
         };
         let Some(loader) = &loader else { continue };
         let outcome = match loader() {
@@ -227,6 +257,10 @@ async fn run_service(
                 );
                 status.set_ready(true);
                 metrics.count_reload("success");
+                if watch.is_some() {
+                    // The new plan may read other files (a probe directory added).
+                    seen = fingerprint(plan.sources.clone()).await;
+                }
                 Ok(())
             }
             Err(errors) => {
@@ -237,7 +271,9 @@ async fn run_service(
                 Err(errors.to_string())
             }
         };
-        let _ = request.send(outcome);
+        if let Some(reply) = request {
+            let _ = reply.send(outcome);
+        }
     }
 
     tracing::info!(region = %region, "shutting down: no new runs; waiting for runs in flight");
@@ -261,6 +297,19 @@ async fn run_service(
     Ok(())
 }
 
+/// [`crate::config::fingerprint`] off the async threads and under a deadline (a hung network
+/// mount must not stall the service); `None` when it could not be worked out in time.
+async fn fingerprint(sources: Vec<std::path::PathBuf>) -> Option<u64> {
+    let work = tokio::task::spawn_blocking(move || crate::config::fingerprint(&sources));
+    match tokio::time::timeout(Duration::from_secs(10), work).await {
+        Ok(Ok(h)) => Some(h),
+        _ => {
+            tracing::warn!("could not read the configuration files to look for changes");
+            None
+        }
+    }
+}
+
 /// A reload request: answered with `Ok` or the config errors.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 
@@ -275,6 +324,9 @@ pub struct Reload {
     /// Serve `POST /-/reload` (off by default, as Prometheus's `--web.enable-lifecycle`: anyone
     /// who reaches the port could otherwise make the prober restart its schedules at will).
     pub http_endpoint: bool,
+    /// Look at the config and probe files this often and reload when what they hold changed
+    /// (a mounted ConfigMap updated in place); `None`: only on request.
+    pub watch: Option<Duration>,
 }
 
 /// What a reload hands from one engine to the next.

@@ -195,3 +195,115 @@ async fn run_pings_heartbeats_and_posts_the_watchdog() {
     svc.stop().await;
     sim.shutdown().await;
 }
+
+/// Writes one version of a Kubernetes-style ConfigMap volume and points `..data` at it the way
+/// the kubelet does: a new timestamped directory, a temporary symlink, an atomic rename.
+fn configmap_version(dir: &std::path::Path, version: &str, files: &[(&str, &str)]) {
+    let v = dir.join(format!("..{version}"));
+    for (name, text) in files {
+        let path = v.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for top in ["joincanary.toml", "probes"] {
+        let link = dir.join(top);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{top}"), &link).unwrap();
+        }
+    }
+}
+
+/// A ConfigMap update (the `..data` swap) is picked up without a restart or a signal; a broken
+/// one is refused and the running configuration stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_update_reloads_without_a_restart() {
+    use crate::support::{probe_runs, status, wait_probe_runs};
+    let sim = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = "region = \"test\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"probes\"]\nstate_dir = \"../state\"\n";
+    let one = fast_sim_probe(&sim.base_url());
+    let two = one.replace("name = \"sim-join\"", "name = \"second\"");
+    configmap_version(
+        dir.path(),
+        "v1",
+        &[("joincanary.toml", service), ("probes/one.toml", &one)],
+    );
+    let path = dir.path().join("joincanary.toml");
+    let plan = joincanary::config::load(&path, &crate::support::env(&[]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    let loader_path = path.clone();
+    let reload = joincanary::service::Reload {
+        loader: Box::new(move || joincanary::config::load(&loader_path, &crate::support::env(&[]))),
+        requests,
+        sender,
+        http_endpoint: false,
+        watch: Some(Duration::from_millis(100)),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(joincanary::service::serve_reloadable(
+        plan,
+        listener,
+        std::sync::Arc::new(joincanary::scheduler::FlowRunner),
+        joincanary::clock::Clock::system(),
+        stop.clone(),
+        reload,
+    ));
+    wait_probe_runs(&base, "sim-join", 1).await;
+
+    // v2 adds a probe file: it runs, with no signal and no restart.
+    configmap_version(
+        dir.path(),
+        "v2",
+        &[
+            ("joincanary.toml", service),
+            ("probes/one.toml", &one),
+            ("probes/two.toml", &two),
+        ],
+    );
+    wait_probe_runs(&base, "second", 1).await;
+
+    // v3 is broken: refused, counted, and both probes go on.
+    configmap_version(
+        dir.path(),
+        "v3",
+        &[
+            ("joincanary.toml", &format!("{service}bogus = 1\n")),
+            ("probes/one.toml", &one),
+            ("probes/two.toml", &two),
+        ],
+    );
+    let refused = "joincanary_config_reloads_total{region=\"test\",result=\"failure\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(refused) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains(refused), "{metrics}");
+    assert!(
+        metrics.contains("joincanary_config_reloads_total{region=\"test\",result=\"success\"} 1")
+    );
+    let before = probe_runs(&status(&base).await, "second");
+    wait_probe_runs(&base, "second", before + 1).await;
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    sim.shutdown().await;
+}

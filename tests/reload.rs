@@ -30,6 +30,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         requests,
         sender,
         http_endpoint: true,
+        watch: None,
     };
     let stop = CancellationToken::new();
     let service = tokio::spawn(joincanary::service::serve_reloadable(

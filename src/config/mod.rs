@@ -261,6 +261,9 @@ pub struct Plan {
     pub pagers: Vec<crate::alert::PagerPlan>,
     /// Dead man's switches pinged while the scheduler is healthy.
     pub heartbeats: Vec<crate::heartbeat::HeartbeatPlan>,
+    /// The files and directories this plan was read from (the config, each `probes` entry):
+    /// what `run` watches to reload on a change.
+    pub sources: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -434,12 +437,14 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
     );
 
     let mut probe_paths = Vec::new();
+    let mut sources = vec![path.to_path_buf()];
     let errors_before_probes = ctx.errors.len();
     for entry in raw.probes.get_ref() {
         let Some(rel) = ctx.env_str(entry, "probes") else {
             continue;
         };
         let target = base.join(&rel);
+        sources.push(target.clone());
         if target.is_dir() {
             match std::fs::read_dir(&target) {
                 Ok(dir) => {
@@ -519,5 +524,37 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         alerting,
         pagers,
         heartbeats,
+        sources,
     })
+}
+
+/// A hash of what `sources` hold now: each file's bytes, and for a directory the names and
+/// bytes of its `*.toml` files. Reading through the paths (not comparing mtimes or inodes)
+/// follows symlinks, so a Kubernetes ConfigMap update — an atomic swap of the `..data` symlink
+/// behind every mounted file — changes it exactly like an edit in place. An unreadable path
+/// hashes as such, so its appearing or vanishing is a change too.
+pub fn fingerprint(sources: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for source in sources {
+        source.hash(&mut h);
+        if source.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(source)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            for f in files {
+                f.hash(&mut h);
+                std::fs::read(&f).ok().hash(&mut h);
+            }
+        } else {
+            std::fs::read(source).ok().hash(&mut h);
+        }
+    }
+    h.finish()
 }

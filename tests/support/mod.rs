@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod running;
 pub mod servers;
 
 use std::collections::HashMap;

@@ -14,6 +14,8 @@ pub struct Receiver {
     requests: Arc<Mutex<Vec<(String, Value, u16)>>>,
     script: Arc<Mutex<VecDeque<u16>>>,
     fallback: Arc<Mutex<u16>>,
+    /// When each request arrived, in the order of `requests`.
+    arrived: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl Receiver {
@@ -47,6 +49,17 @@ impl Receiver {
     pub fn all(&self) -> Vec<(String, Value, u16)> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// Every request with the instant it arrived: `(when, path, JSON body)`.
+    pub fn timed(&self) -> Vec<(std::time::Instant, String, Value)> {
+        let requests = self.requests.lock().unwrap();
+        let arrived = self.arrived.lock().unwrap();
+        arrived
+            .iter()
+            .zip(requests.iter())
+            .map(|(t, (p, b, _))| (*t, p.clone(), b.clone()))
+            .collect()
+    }
 }
 
 async fn record(State(r): State<Receiver>, uri: Uri, body: Bytes) -> StatusCode {
@@ -57,9 +70,9 @@ async fn record(State(r): State<Receiver>, uri: Uri, body: Bytes) -> StatusCode 
         .pop_front()
         .unwrap_or(*r.fallback.lock().unwrap());
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    r.requests
-        .lock()
-        .unwrap()
-        .push((uri.path().to_string(), json, status));
+    // One lock order (requests, then arrived) so `timed` pairs them up.
+    let mut requests = r.requests.lock().unwrap();
+    requests.push((uri.path().to_string(), json, status));
+    r.arrived.lock().unwrap().push(std::time::Instant::now());
     StatusCode::from_u16(status).unwrap()
 }
