@@ -53,6 +53,7 @@ async fn start(cfg: &TempConfig) -> Running {
         requests,
         sender: sender.clone(),
         http_endpoint: false,
+        watch: None,
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(joincanary::service::serve_reloadable(
