@@ -72,18 +72,110 @@ fn the_config_the_image_uses_resolves_its_probes_like_the_image_lays_them_out() 
     );
 }
 
-#[test]
-fn kubernetes_config_map_is_a_valid_service_config_shape() {
-    let k = std::fs::read_to_string(root().join("deploy/kubernetes/joincanary.yaml")).unwrap();
-    let start = k.find("joincanary.toml: |").unwrap();
-    let body: String = k[start..]
+/// `KEY=VALUE` literals of a kustomization's configMapGenerator (the layout writes them one per
+/// line as `- KEY=VALUE`).
+fn literals(kustomization: &str) -> Vec<(String, String)> {
+    kustomization
         .lines()
-        .skip(1)
-        .take_while(|l| l.starts_with("    "))
-        .map(|l| format!("{}\n", &l[4..]))
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The environment a region's pod gets: the base's `joincanary-env` literals merged with the
+/// overlay's, plus every plain `env` entry and a stand-in for every Secret key of the StatefulSet.
+fn pod_env(region: &str) -> Vec<(String, String)> {
+    let k8s = root().join("deploy/kubernetes");
+    let mut env: Vec<(String, String)> = Vec::new();
+    for file in [
+        k8s.join("base/kustomization.yaml"),
+        k8s.join("overlays").join(region).join("kustomization.yaml"),
+    ] {
+        for (k, v) in literals(&std::fs::read_to_string(file).unwrap()) {
+            env.retain(|(name, _)| *name != k);
+            env.push((k, v));
+        }
+    }
+    let sts = std::fs::read_to_string(k8s.join("base/statefulset.yaml")).unwrap();
+    let mut lines = sts.lines().map(str::trim).peekable();
+    while let Some(line) = lines.next() {
+        let Some(name) = line.strip_prefix("- name: ") else {
+            continue;
+        };
+        if !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            continue;
+        }
+        let value = match lines.peek().and_then(|l| l.strip_prefix("value: ")) {
+            Some(v) => v.to_string(),
+            None => format!("https://secret.example.invalid/{name}"),
+        };
+        env.push((name.to_string(), value));
+    }
+    env
+}
+
+#[test]
+fn every_kubernetes_region_passes_check_with_the_pods_environment() {
+    // The ConfigMaps are generated from these files; the pod mounts config/ and probes/ side by
+    // side under /etc/joincanary, as here.
+    let base = root().join("deploy/kubernetes/base");
+    let regions: Vec<String> = std::fs::read_dir(root().join("deploy/kubernetes/overlays"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let parsed: Result<joincanary::config::raw::RawService, _> = toml::from_str(&body);
-    assert!(parsed.is_ok(), "{body}\n{parsed:?}");
+    assert_eq!(regions.len(), 3, "{regions:?}");
+    for region in &regions {
+        let env = pod_env(region);
+        let out = std::process::Command::new(crate::support::binary())
+            .arg("check")
+            .arg("--config")
+            .arg(base.join("config/joincanary.toml"))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{region}: joincanary check failed with {env:?}\n{stdout}\n{stderr}"
+        );
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let plan = joincanary::config::load(
+            &base.join("config/joincanary.toml"),
+            &crate::support::env(&pairs),
+        )
+        .unwrap();
+        assert_eq!(&plan.region, region);
+        assert_eq!(plan.listen.to_string(), "0.0.0.0:9464");
+        assert_eq!(
+            plan.state_dir,
+            std::path::PathBuf::from("/var/lib/joincanary")
+        );
+        assert_eq!(
+            plan.pagers.len(),
+            2,
+            "alertmanager and the secret-keyed pager"
+        );
+        assert!(!plan.probes.is_empty());
+    }
+}
+
+#[test]
+fn kubernetes_probes_are_the_shipped_probes() {
+    // kustomize reads only below the kustomization, so the probes are a copy: keep it one.
+    for e in std::fs::read_dir(root().join("deploy/kubernetes/base/probes")).unwrap() {
+        let p = e.unwrap().path();
+        let shipped = root().join("probes").join(p.file_name().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            std::fs::read_to_string(&shipped).unwrap_or_default(),
+            "{} differs from {}",
+            p.display(),
+            shipped.display()
+        );
+    }
 }
 
 /// Metric names a PromQL expression mentions: identifiers that start with one of our prefixes,

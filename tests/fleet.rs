@@ -3,7 +3,8 @@
 //! A fault in one region pages that region only; a fault everywhere gives every region's alert
 //! with the same `alertname`/`probe` (so Alertmanager groups them); `kill -9` of one prober
 //! mid-incident leaves its incident firing (no resolve, `endsAt` an hour out) and stops its
-//! heartbeat, which the receiver sees as silence.
+//! heartbeat, which the receiver sees as silence; restarted on its state, it posts the incident
+//! again (same labels, no resolve) and resolves it when the platform recovers.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +23,29 @@ const HEARTBEAT_MS: u64 = 500;
 /// One prober process; killed (SIGKILL) if the test ends early.
 struct Prober {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Prober {
+    /// Starts the process again on the same config and state directory.
+    fn respawn(&mut self) {
+        self.child = spawn(&self.dir.path().join("joincanary.toml"));
+    }
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("stderr.log"))
+        .unwrap();
+    Command::new(binary())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Prober {
@@ -68,15 +91,10 @@ timeout = "200ms"
     );
     let path = dir.path().join("joincanary.toml");
     std::fs::write(&path, config).unwrap();
-    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let child = Command::new(binary())
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Prober { child, _dir: dir }
+    Prober {
+        child: spawn(&path),
+        dir,
+    }
 }
 
 /// Alertmanager posts of `alertname` from `region`: `(arrived, alert)`.
@@ -243,7 +261,41 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
         HEARTBEAT_MS
     );
 
-    // The survivors stop cleanly on SIGTERM.
+    // 4. b restarts mid-incident on its state: the incident is posted again at once with the
+    //    same labels and no resolve; when the platform recovers, every region resolves.
+    b.respawn();
+    let restarted = Instant::now();
+    wait_until(20, "b's post after the restart", || {
+        alerts(&rx, "JoinFlowFailing", "b")
+            .iter()
+            .any(|(t, _)| *t > restarted)
+    })
+    .await;
+    let b_alerts = alerts(&rx, "JoinFlowFailing", "b");
+    assert!(
+        b_alerts.iter().all(|(_, a)| !is_resolve(a)),
+        "b resolved on restart"
+    );
+    for sim in &sims {
+        set_faults(sim, json!({"signalling_drop": false})).await;
+    }
+    for region in REGIONS {
+        wait_until(20, &format!("{region}'s resolve"), || {
+            alerts(&rx, "JoinFlowFailing", region)
+                .last()
+                .is_some_and(|(_, a)| is_resolve(a))
+        })
+        .await;
+    }
+    let b_alerts = alerts(&rx, "JoinFlowFailing", "b");
+    assert_eq!(
+        b_alerts.first().unwrap().1["labels"],
+        b_alerts.last().unwrap().1["labels"],
+        "the resolve names the alert the trigger opened"
+    );
+    probers[1] = Some(b);
+
+    // The probers stop cleanly on SIGTERM.
     for p in probers.iter_mut().flatten() {
         let _ = Command::new("kill")
             .args(["-TERM", &p.child.id().to_string()])

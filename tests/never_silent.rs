@@ -307,3 +307,90 @@ async fn a_configmap_update_reloads_without_a_restart() {
         .unwrap();
     sim.shutdown().await;
 }
+
+#[test]
+fn alertmanager_hold_is_checked_with_its_line() {
+    let probe = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9/\"\nresend_interval = \"5m\"\nhold = \"5m\"\n\
+         [[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"k\"\nhold = \"1h\"\n",
+        &[("p.toml", probe)],
+    );
+    assert_eq!(
+        load_errors(&cfg),
+        [
+            "joincanary.toml:10:8: pager[0].hold: must be longer than resend_interval, or a firing alert would lapse between posts",
+            "joincanary.toml:15:8: pager[1].hold: does not apply to a `pagerduty` pager",
+        ]
+    );
+    // The default holds a firing alert an hour, or 4 resends if that is longer.
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9/\"\nresend_interval = \"30m\"\n",
+        &[("p.toml", probe)],
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    match &plan.pagers[0].kind {
+        joincanary::alert::PagerKind::Alertmanager(a) => {
+            assert_eq!(a.hold, Duration::from_secs(2 * 3600));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Series value in a metrics text (`None` when absent).
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A pager that fails shows within seconds: each failed attempt counts as `retry`, and the
+/// outbox gauges say what waits and for how long; once it answers, both drop back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
+    use crate::support::receiver::Receiver;
+    let sim = start_sim().await;
+    crate::support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
+    let (rx, url) = Receiver::start(503).await;
+    let cfg = TempConfig::new(
+        &format!(
+            "[alerting]\nconfirm_delay = \"200ms\"\n[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{url}/hook\"\nretry_base = \"50ms\"\n"
+        ),
+        &[("sim.toml", &fast_sim_probe(&sim.base_url()))],
+    );
+    let svc = Service::start(cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"))).await;
+    let retry = "joincanary_notifications_total{event=\"trigger\",region=\"test\",result=\"retry\",sink=\"hook\"}";
+    let delivered = "joincanary_notifications_total{event=\"trigger\",region=\"test\",result=\"delivered\",sink=\"hook\"}";
+    let pending = "joincanary_outbox_pending{region=\"test\",sink=\"hook\"}";
+    let oldest = "joincanary_outbox_oldest_seconds{region=\"test\",sink=\"hook\"}";
+    let first = svc.metrics().await;
+    assert_eq!(value(&first, retry), Some(0.0), "{first}");
+    assert_eq!(value(&first, pending), Some(0.0));
+    let mut m = String::new();
+    for _ in 0..100 {
+        m = svc.metrics().await;
+        if value(&m, retry).unwrap_or(0.0) >= 2.0 && value(&m, oldest).unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(value(&m, retry).unwrap_or(0.0) >= 2.0, "{m}");
+    assert_eq!(value(&m, pending), Some(1.0), "{m}");
+    assert!(value(&m, oldest).unwrap_or(0.0) > 0.0, "{m}");
+    assert_eq!(value(&m, delivered), Some(0.0));
+    rx.set_fallback(200);
+    for _ in 0..100 {
+        m = svc.metrics().await;
+        if value(&m, delivered) == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(&m, delivered), Some(1.0), "{m}");
+    assert_eq!(value(&m, pending), Some(0.0), "{m}");
+    assert_eq!(value(&m, oldest), Some(0.0), "{m}");
+    svc.stop().await;
+    sim.shutdown().await;
+}

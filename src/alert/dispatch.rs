@@ -724,6 +724,8 @@ async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
                 "the pager refused the notification",
             ),
             Ok(Err(DeliveryError::Retryable(msg))) => {
+                // A failed attempt the next start retries.
+                shared.count(&plan.name, n, "retry");
                 tracing::warn!(sink = %plan.name, event = n.kind.as_str(), probe = %n.probe,
                     region = %n.region, error = %msg, "not delivered before shutdown; kept in the outbox");
                 break;
