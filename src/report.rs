@@ -36,11 +36,15 @@ pub enum FailureReason {
     TooLarge,
     /// The peer broke the protocol (bad frame, bad HTTP, a step used without its connection).
     Protocol,
+    /// The server said it failed: a frame or body matched the step's `fail_json`/`fail_regex`,
+    /// or the protocol's own error (Socket.IO CONNECT_ERROR, XMPP `type='error'`, ActionCable
+    /// reject). The error quotes what the server said.
+    ServerError,
 }
 
 impl FailureReason {
     /// Every reason, in a fixed order (for docs and for pre-registering metrics).
-    pub const ALL: [FailureReason; 11] = [
+    pub const ALL: [FailureReason; 12] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -52,6 +56,7 @@ impl FailureReason {
         Self::NoMatch,
         Self::TooLarge,
         Self::Protocol,
+        Self::ServerError,
     ];
 
     /// The stable label.
@@ -68,6 +73,7 @@ impl FailureReason {
             Self::NoMatch => "no_match",
             Self::TooLarge => "too_large",
             Self::Protocol => "protocol",
+            Self::ServerError => "server_error",
         }
     }
 
@@ -108,17 +114,21 @@ pub enum Phase {
     FirstByte,
     Upgrade,
     RoundTrip,
+    /// From a `ws_send` on one connection to the matching frame on another: the message
+    /// crossed the platform's fan-out (pub/sub between instances).
+    FanOut,
     Total,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
         Self::FirstByte,
         Self::Upgrade,
         Self::RoundTrip,
+        Self::FanOut,
         Self::Total,
     ];
 
@@ -130,6 +140,7 @@ impl Phase {
             Self::FirstByte => "first_byte",
             Self::Upgrade => "upgrade",
             Self::RoundTrip => "round_trip",
+            Self::FanOut => "fan_out",
             Self::Total => "total",
         }
     }
@@ -208,6 +219,9 @@ pub struct StepReport {
     /// Only the phases that were measured: an absent phase is unknown, never zero.
     #[serde(with = "phase_millis")]
     pub phases: BTreeMap<Phase, Duration>,
+    /// A `cleanup = true` step: it runs after a failure too and never fails the run.
+    #[serde(default)]
+    pub cleanup: bool,
 }
 
 /// One probe run's outcome.
@@ -228,9 +242,14 @@ pub struct ProbeRun {
 }
 
 impl ProbeRun {
-    /// The first failed step, if any.
+    /// The first failed step, if any. Cleanup steps never count: they tidy up after the flow.
     pub fn failed(&self) -> Option<&StepReport> {
-        self.steps.iter().find(|s| !s.success)
+        self.steps.iter().find(|s| !s.success && !s.cleanup)
+    }
+
+    /// Cleanup steps that failed (logged and counted, never the run's failure).
+    pub fn failed_cleanups(&self) -> impl Iterator<Item = &StepReport> {
+        self.steps.iter().filter(|s| !s.success && s.cleanup)
     }
 
     /// Wall-clock end of the run.

@@ -199,6 +199,7 @@ fn exported() -> Vec<String> {
         reason: Some(FailureReason::Timeout),
         error: None,
         phases: [(Phase::Total, std::time::Duration::from_millis(5))].into(),
+        cleanup: false,
     };
     let run = ProbeRun {
         probe: "p".into(),

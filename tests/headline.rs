@@ -49,6 +49,7 @@ impl Runner for Platform {
                 reason: broken.then_some(FailureReason::NoMatch),
                 error: broken.then(|| "no frame matched within 5.0 s".into()),
                 phases: Default::default(),
+                cleanup: false,
             };
             ProbeRun {
                 probe: probe.name.clone(),

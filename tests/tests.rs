@@ -19,6 +19,7 @@ mod reload;
 mod scheduler;
 mod servers_smoke;
 mod service;
+mod signalling;
 mod sim_server;
 mod state;
 mod tls;

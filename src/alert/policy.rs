@@ -662,6 +662,7 @@ mod tests {
             reason,
             error: reason.map(|_| "no frame matched".into()),
             phases,
+            cleanup: false,
         }
     }
 

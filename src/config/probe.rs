@@ -12,6 +12,7 @@ use super::{
     ConfigError, Ctx, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES, parse_toml, read_source,
 };
 use crate::alert::policy::PolicyConfig;
+use crate::flow::matcher::Pattern;
 use crate::flow::template::{self, BUILTINS, Template};
 use crate::report::StepKind;
 
@@ -224,15 +225,99 @@ pub struct StepPlan {
     pub kind: StepKind,
     pub timeout: Option<Duration>,
     pub spec: StepSpec,
+    /// Runs after a failure too, and never becomes the run's failed step.
+    pub cleanup: bool,
+    /// The websocket a ws_* step uses; `""` is the default, unnamed one.
+    pub connection: String,
+    /// Every variable the step's templates read: a cleanup step whose values were never set
+    /// (the step that extracts them failed) is skipped, not failed.
+    pub uses: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub enum StepSpec {
     Http(HttpSpec),
     WsConnect(WsConnectSpec),
-    WsSend { text: Template },
+    WsSend(SendSpec),
     WsExpect(ExpectSpec),
     WsClose,
+}
+
+/// How frames on a websocket are framed and read (`protocol = ...` on `ws_connect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolKind {
+    /// Text frames as written: the step writes the frame, patterns see the frame.
+    #[default]
+    Raw,
+    /// Engine.IO v4 / Socket.IO v5.
+    SocketIo,
+    /// Rails ActionCable (`actioncable-v1-json`).
+    ActionCable,
+    /// XMPP over websocket (RFC 7395).
+    Xmpp,
+}
+
+impl ProtocolKind {
+    pub const ALL: [ProtocolKind; 4] = [
+        ProtocolKind::Raw,
+        ProtocolKind::SocketIo,
+        ProtocolKind::ActionCable,
+        ProtocolKind::Xmpp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolKind::Raw => "raw",
+            ProtocolKind::SocketIo => "socketio",
+            ProtocolKind::ActionCable => "actioncable",
+            ProtocolKind::Xmpp => "xmpp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProtocolKind> {
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// Which protocol-specific keys a ws_send / ws_expect on this connection may use.
+    fn allows(self, key: &str, kind: StepKind) -> bool {
+        const FRAMED: [&str; 9] = [
+            "text",
+            "json",
+            "event",
+            "args",
+            "ack",
+            "subscribe",
+            "expect_json",
+            "expect_regex",
+            "expect_xml",
+        ];
+        if !FRAMED.contains(&key) {
+            return true;
+        }
+        match (self, kind) {
+            (ProtocolKind::Raw, StepKind::WsSend) => matches!(key, "text" | "json"),
+            (ProtocolKind::SocketIo, StepKind::WsSend) => {
+                matches!(key, "event" | "args" | "json" | "ack")
+            }
+            (ProtocolKind::ActionCable, StepKind::WsSend) => {
+                matches!(key, "event" | "json" | "subscribe")
+            }
+            (ProtocolKind::Xmpp, StepKind::WsSend) => matches!(key, "text" | "event"),
+            (ProtocolKind::Raw, StepKind::WsExpect) => {
+                matches!(key, "expect_json" | "expect_regex")
+            }
+            (ProtocolKind::SocketIo, StepKind::WsExpect) => {
+                matches!(key, "event" | "ack" | "expect_json" | "expect_regex")
+            }
+            (ProtocolKind::ActionCable, StepKind::WsExpect) => {
+                matches!(key, "event" | "expect_json" | "expect_regex")
+            }
+            (ProtocolKind::Xmpp, StepKind::WsExpect) => {
+                matches!(key, "expect_xml" | "expect_regex")
+            }
+            _ => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -244,8 +329,18 @@ pub struct HttpSpec {
     /// Accepted statuses; empty means any 2xx.
     pub expect_status: Vec<u16>,
     pub expect_json: Option<serde_json::Value>,
-    pub expect_regex: Option<Regex>,
+    /// All must match the body.
+    pub expect_regex: Vec<Pattern>,
+    pub fail: FailSpec,
     pub extract: Vec<Extraction>,
+}
+
+/// What makes a reply the server's own error: the step fails at once with `server_error`.
+#[derive(Debug, Clone, Default)]
+pub struct FailSpec {
+    pub json: Option<serde_json::Value>,
+    /// Any one matching is enough.
+    pub regex: Vec<Pattern>,
 }
 
 #[derive(Debug, Clone)]
@@ -261,12 +356,42 @@ pub struct WsConnectSpec {
     pub url: Template,
     pub headers: Vec<(String, Template)>,
     pub subprotocols: Vec<String>,
+    pub protocol: ProtocolKind,
+    /// Socket.IO namespace (`/` by default).
+    pub namespace: String,
+    /// Socket.IO namespace-connect payload (templates in its strings).
+    pub auth: Option<serde_json::Value>,
+    /// XMPP: the domain the stream is opened to.
+    pub domain: Option<Template>,
+    /// Raw: frames matching this are pings (never matched, never counted).
+    pub ping_json: Option<serde_json::Value>,
+    /// Frames read while the protocol's handshake completes.
+    pub max_frames: usize,
+}
+
+/// What a ws_send sends; which fields apply depends on the connection's protocol.
+#[derive(Debug, Clone, Default)]
+pub struct SendSpec {
+    pub text: Option<Template>,
+    pub json: Option<serde_json::Value>,
+    pub event: Option<Template>,
+    pub args: Option<serde_json::Value>,
+    pub ack: bool,
+    pub subscribe: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ExpectSpec {
     pub json: Option<serde_json::Value>,
-    pub regex: Option<Regex>,
+    /// All must match the same frame.
+    pub regex: Vec<Pattern>,
+    /// XMPP: an element pattern (rendered, then parsed, per run).
+    pub xml: Option<Template>,
+    /// Socket.IO event name, ActionCable message type.
+    pub event: Option<Template>,
+    /// Socket.IO: the acknowledgement of the last `ack = true` send.
+    pub ack: bool,
+    pub fail: FailSpec,
     pub max_frames: usize,
     pub extract: Vec<Extraction>,
 }
@@ -287,11 +412,17 @@ pub enum ExtractSource {
 }
 
 /// Which step kinds accept which keys: drives "key `x` does not apply to a `y` step".
+const WS_KINDS: &[StepKind] = &[
+    StepKind::WsConnect,
+    StepKind::WsSend,
+    StepKind::WsExpect,
+    StepKind::WsClose,
+];
 const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("method", &[StepKind::Http]),
     ("url", &[StepKind::Http, StepKind::WsConnect]),
     ("headers", &[StepKind::Http, StepKind::WsConnect]),
-    ("json", &[StepKind::Http]),
+    ("json", &[StepKind::Http, StepKind::WsSend]),
     ("form", &[StepKind::Http]),
     ("body", &[StepKind::Http]),
     ("expect_status", &[StepKind::Http]),
@@ -300,7 +431,20 @@ const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("extract", &[StepKind::Http, StepKind::WsExpect]),
     ("subprotocols", &[StepKind::WsConnect]),
     ("text", &[StepKind::WsSend]),
-    ("max_frames", &[StepKind::WsExpect]),
+    ("max_frames", &[StepKind::WsConnect, StepKind::WsExpect]),
+    ("fail_json", &[StepKind::Http, StepKind::WsExpect]),
+    ("fail_regex", &[StepKind::Http, StepKind::WsExpect]),
+    ("connection", WS_KINDS),
+    ("protocol", &[StepKind::WsConnect]),
+    ("namespace", &[StepKind::WsConnect]),
+    ("auth", &[StepKind::WsConnect]),
+    ("domain", &[StepKind::WsConnect]),
+    ("ping_json", &[StepKind::WsConnect]),
+    ("event", &[StepKind::WsSend, StepKind::WsExpect]),
+    ("args", &[StepKind::WsSend]),
+    ("ack", &[StepKind::WsSend, StepKind::WsExpect]),
+    ("subscribe", &[StepKind::WsSend]),
+    ("expect_xml", &[StepKind::WsExpect]),
 ];
 
 fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
@@ -325,6 +469,19 @@ fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
     key!(subprotocols);
     key!(text);
     key!(max_frames);
+    key!(fail_json);
+    key!(fail_regex);
+    key!(connection);
+    key!(protocol);
+    key!(namespace);
+    key!(auth);
+    key!(domain);
+    key!(ping_json);
+    key!(event);
+    key!(args);
+    key!(ack);
+    key!(subscribe);
+    key!(expect_xml);
     out
 }
 
@@ -447,7 +604,8 @@ pub(crate) fn build(
 
     let mut steps = Vec::new();
     let mut names = HashSet::new();
-    let mut ws_open = false;
+    // Open websockets by connection name, with their protocol: a ws_send's keys depend on it.
+    let mut open: BTreeMap<String, ProtocolKind> = BTreeMap::new();
     if raw.steps.get_ref().is_empty() {
         ctx.error(
             Some(raw.steps.span()),
@@ -485,6 +643,21 @@ pub(crate) fn build(
             );
             continue;
         };
+        let connection = s
+            .connection
+            .as_ref()
+            .map(|c| c.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(c) = &s.connection
+            && !valid_label(c.get_ref())
+        {
+            ctx.error(
+                Some(c.span()),
+                format!("{prefix}.connection"),
+                "must be letters, digits, `-`, `_` or `.`",
+            );
+        }
+        let protocol = open.get(&connection).copied();
         for (key, span) in present_keys(s) {
             let allowed = KEY_KINDS
                 .iter()
@@ -496,32 +669,60 @@ pub(crate) fn build(
                     format!("{prefix}.{key}"),
                     format_args!("`{key}` does not apply to a {} step", kind.as_str()),
                 );
+            } else if let Some(p) = protocol
+                && !p.allows(key, kind)
+            {
+                ctx.error(
+                    Some(span),
+                    format!("{prefix}.{key}"),
+                    format_args!(
+                        "`{key}` does not apply to a ws_{} on a `{}` connection",
+                        &kind.as_str()[3..],
+                        p.as_str()
+                    ),
+                );
             }
         }
         if matches!(
             kind,
             StepKind::WsSend | StepKind::WsExpect | StepKind::WsClose
-        ) && !ws_open
+        ) && protocol.is_none()
         {
+            let which = if connection.is_empty() {
+                String::new()
+            } else {
+                format!(" for connection `{connection}`")
+            };
             ctx.error(
                 Some(s.kind.span()),
                 format!("{prefix}.kind"),
-                "needs a ws_connect step before it",
+                format_args!("needs a ws_connect step{which} before it"),
             );
-        }
-        match kind {
-            StepKind::WsConnect => ws_open = true,
-            StepKind::WsClose => ws_open = false,
-            _ => {}
         }
         let step_timeout = s
             .timeout
             .as_ref()
             .and_then(|t| ctx.duration(t, &format!("{prefix}.timeout")))
             .or(defaults.step_timeout);
-        let spec = build_spec(&mut ctx, s, kind, &prefix, defaults);
+        let spec = build_spec(
+            &mut ctx,
+            s,
+            kind,
+            &prefix,
+            defaults,
+            protocol.unwrap_or_default(),
+        );
+        match (&spec, kind) {
+            (Some(StepSpec::WsConnect(c)), _) => {
+                open.insert(connection.clone(), c.protocol);
+            }
+            (_, StepKind::WsClose) => {
+                open.remove(&connection);
+            }
+            _ => {}
+        }
         if let Some(spec) = spec {
-            check_vars(&mut ctx, step, &spec, &defined, &prefix);
+            let uses = check_vars(&mut ctx, step, &spec, &defined, &prefix);
             for var in spec_extracts(&spec) {
                 defined.insert(var.var.clone());
             }
@@ -530,6 +731,9 @@ pub(crate) fn build(
                 kind,
                 timeout: step_timeout,
                 spec,
+                cleanup: s.cleanup.as_ref().is_some_and(|c| *c.get_ref()),
+                connection,
+                uses,
             });
         }
     }
@@ -649,6 +853,7 @@ fn build_spec(
     kind: StepKind,
     prefix: &str,
     defaults: &Defaults,
+    protocol: ProtocolKind,
 ) -> Option<StepSpec> {
     let key = |k: &str| format!("{prefix}.{k}");
     match kind {
@@ -722,7 +927,8 @@ fn build_spec(
                     Some(j) => Some(ctx.json(j, &key("expect_json"))?),
                     None => None,
                 },
-                expect_regex: regex(ctx, s.expect_regex.as_ref(), &key("expect_regex"))?,
+                expect_regex: patterns(ctx, s.expect_regex.as_ref(), &key("expect_regex"))?,
+                fail: fail_spec(ctx, s, prefix)?,
                 extract: extracts(ctx, s.extract.as_ref(), &key("extract"), true)?,
             }))
         }
@@ -735,6 +941,78 @@ fn build_spec(
                 );
                 return None;
             };
+            let protocol = match &s.protocol {
+                Some(p) => {
+                    let Some(kind) = ProtocolKind::parse(p.get_ref()) else {
+                        let all: Vec<_> = ProtocolKind::ALL.iter().map(|p| p.as_str()).collect();
+                        ctx.error(
+                            Some(p.span()),
+                            key("protocol"),
+                            format_args!(
+                                "unknown protocol `{}`, expected one of {}",
+                                p.get_ref(),
+                                all.join(", ")
+                            ),
+                        );
+                        return None;
+                    };
+                    kind
+                }
+                None => ProtocolKind::Raw,
+            };
+            for (name, present, wants) in [
+                ("namespace", s.namespace.is_some(), ProtocolKind::SocketIo),
+                ("auth", s.auth.is_some(), ProtocolKind::SocketIo),
+                ("domain", s.domain.is_some(), ProtocolKind::Xmpp),
+                ("ping_json", s.ping_json.is_some(), ProtocolKind::Raw),
+            ] {
+                if present && protocol != wants {
+                    ctx.error(
+                        Some(s.name.span()),
+                        key(name),
+                        format_args!(
+                            "`{name}` applies to `protocol = \"{}\"` only",
+                            wants.as_str()
+                        ),
+                    );
+                }
+            }
+            let namespace = s
+                .namespace
+                .as_ref()
+                .map_or_else(|| "/".to_string(), |n| n.get_ref().clone());
+            if !namespace.starts_with('/') || namespace.contains(',') {
+                ctx.error(
+                    s.namespace.as_ref().map(|n| n.span()),
+                    key("namespace"),
+                    "a Socket.IO namespace starts with `/` and has no `,`",
+                );
+            }
+            let domain = match &s.domain {
+                Some(d) => Some(ctx.template(d, &key("domain"))?),
+                None => None,
+            };
+            if protocol == ProtocolKind::Xmpp && domain.is_none() {
+                ctx.error(
+                    Some(s.name.span()),
+                    key("domain"),
+                    "an xmpp connection needs `domain` (the stream's `to`)",
+                );
+            }
+            let auth = match &s.auth {
+                Some(a) => {
+                    let v = ctx.json(a, &key("auth"))?;
+                    if !v.is_object() {
+                        ctx.error(Some(a.span()), key("auth"), "must be a table");
+                    }
+                    Some(v)
+                }
+                None => None,
+            };
+            let ping_json = match &s.ping_json {
+                Some(j) => Some(ctx.json(j, &key("ping_json"))?),
+                None => None,
+            };
             Some(StepSpec::WsConnect(WsConnectSpec {
                 url: url_template(ctx, url_raw, &key("url"), &["ws", "wss", "http", "https"])?,
                 headers: headers(ctx, s.headers.as_ref(), &key("headers"))?,
@@ -743,36 +1021,126 @@ fn build_spec(
                     .as_ref()
                     .map(|p| p.get_ref().clone())
                     .unwrap_or_default(),
+                protocol,
+                namespace,
+                auth,
+                domain,
+                ping_json,
+                max_frames: s
+                    .max_frames
+                    .as_ref()
+                    .and_then(|m| ctx.positive(m, &key("max_frames")))
+                    .unwrap_or(defaults.max_frames),
             }))
         }
         StepKind::WsSend => {
-            let Some(text) = &s.text else {
-                ctx.error(
-                    Some(s.name.span()),
-                    key("text"),
-                    "a ws_send step needs `text`",
-                );
-                return None;
+            let spec = SendSpec {
+                text: match &s.text {
+                    Some(t) => Some(ctx.template(t, &key("text"))?),
+                    None => None,
+                },
+                json: match &s.json {
+                    Some(j) => Some(ctx.json(j, &key("json"))?),
+                    None => None,
+                },
+                event: match &s.event {
+                    Some(e) => Some(ctx.template(e, &key("event"))?),
+                    None => None,
+                },
+                args: match &s.args {
+                    Some(a) => {
+                        let v = ctx.json(a, &key("args"))?;
+                        if !v.is_array() {
+                            ctx.error(Some(a.span()), key("args"), "must be an array");
+                        }
+                        Some(v)
+                    }
+                    None => None,
+                },
+                ack: s.ack.as_ref().is_some_and(|a| *a.get_ref()),
+                subscribe: match &s.subscribe {
+                    Some(j) => {
+                        let v = ctx.json(j, &key("subscribe"))?;
+                        if !v.is_object() {
+                            ctx.error(
+                                Some(j.span()),
+                                key("subscribe"),
+                                "must be a table (the channel identifier)",
+                            );
+                        }
+                        Some(v)
+                    }
+                    None => None,
+                },
             };
-            Some(StepSpec::WsSend {
-                text: ctx.template(text, &key("text"))?,
-            })
+            let needs = match protocol {
+                ProtocolKind::Raw => (spec.text.is_some() != spec.json.is_some())
+                    .then_some(())
+                    .ok_or("a ws_send step needs `text` or `json` (one of them)"),
+                ProtocolKind::SocketIo => (spec.event.is_some()
+                    && !(spec.args.is_some() && spec.json.is_some()))
+                .then_some(())
+                .ok_or("a socketio ws_send needs `event`, and `args` or `json` (not both)"),
+                ProtocolKind::ActionCable => (spec.subscribe.is_some() != spec.event.is_some())
+                    .then_some(())
+                    .ok_or("an actioncable ws_send needs `subscribe` or `event` (one of them)"),
+                ProtocolKind::Xmpp => {
+                    let open = spec.event.as_ref().is_some_and(|e| e.to_string() == "open");
+                    (spec.text.is_some() != open)
+                        .then_some(())
+                        .ok_or("an xmpp ws_send needs `text` (a stanza) or `event = \"open\"` (restart the stream)")
+                }
+            };
+            if let Err(msg) = needs {
+                ctx.error(Some(s.name.span()), prefix, msg);
+                return None;
+            }
+            Some(StepSpec::WsSend(spec))
         }
         StepKind::WsExpect => {
-            if s.expect_json.is_none() && s.expect_regex.is_none() {
+            if s.expect_json.is_none()
+                && s.expect_regex.is_none()
+                && s.expect_xml.is_none()
+                && s.event.is_none()
+                && !s.ack.as_ref().is_some_and(|a| *a.get_ref())
+            {
                 ctx.error(
                     Some(s.name.span()),
                     prefix,
-                    "a ws_expect step needs `expect_json` and/or `expect_regex`",
+                    "a ws_expect step needs `expect_json`, `expect_regex`, `expect_xml`, `event` or `ack`",
                 );
                 return None;
             }
+            let xml = match &s.expect_xml {
+                Some(x) => {
+                    let t = ctx.template(x, &key("expect_xml"))?;
+                    if let Err(e) =
+                        crate::flow::protocol::xmpp::Element::parse(&t.render_placeholder("x"))
+                    {
+                        ctx.error(
+                            Some(x.span()),
+                            key("expect_xml"),
+                            format_args!("not one XML element: {e}"),
+                        );
+                        return None;
+                    }
+                    Some(t)
+                }
+                None => None,
+            };
             Some(StepSpec::WsExpect(ExpectSpec {
                 json: match &s.expect_json {
                     Some(j) => Some(ctx.json(j, &key("expect_json"))?),
                     None => None,
                 },
-                regex: regex(ctx, s.expect_regex.as_ref(), &key("expect_regex"))?,
+                regex: patterns(ctx, s.expect_regex.as_ref(), &key("expect_regex"))?,
+                xml,
+                event: match &s.event {
+                    Some(e) => Some(ctx.template(e, &key("event"))?),
+                    None => None,
+                },
+                ack: s.ack.as_ref().is_some_and(|a| *a.get_ref()),
+                fail: fail_spec(ctx, s, prefix)?,
                 max_frames: s
                     .max_frames
                     .as_ref()
@@ -848,19 +1216,62 @@ fn headers(
     ok.then_some(out)
 }
 
-fn regex(ctx: &mut Ctx<'_>, raw: Option<&S<String>>, key: &str) -> Option<Option<Regex>> {
-    let Some(raw) = raw else { return Some(None) };
-    match Regex::new(raw.get_ref()) {
-        Ok(r) => Some(Some(r)),
-        Err(e) => {
+/// One regex template or a list of them (`expect_regex = [..]`, `fail_regex = [..]`).
+fn patterns(ctx: &mut Ctx<'_>, raw: Option<&S<toml::Value>>, key: &str) -> Option<Vec<Pattern>> {
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
+    let texts: Vec<&str> = match raw.get_ref() {
+        toml::Value::String(s) => vec![s.as_str()],
+        toml::Value::Array(items) if !items.is_empty() => {
+            match items.iter().map(toml::Value::as_str).collect::<Option<_>>() {
+                Some(t) => t,
+                None => {
+                    ctx.error(
+                        Some(raw.span()),
+                        key,
+                        "must be a string or a list of strings",
+                    );
+                    return None;
+                }
+            }
+        }
+        _ => {
             ctx.error(
                 Some(raw.span()),
                 key,
-                format_args!("not a valid regex: {e}"),
+                "must be a string or a list of strings",
             );
-            None
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for text in texts {
+        let value = S::new(raw.span(), text.to_string());
+        let Some(substituted) = ctx.env_str(&value, key) else {
+            ok = false;
+            continue;
+        };
+        match Pattern::parse(&substituted) {
+            Ok(p) => out.push(p),
+            Err(e) => {
+                ctx.error(Some(raw.span()), key, e);
+                ok = false;
+            }
         }
     }
+    ok.then_some(out)
+}
+
+fn fail_spec(ctx: &mut Ctx<'_>, s: &RawStep, prefix: &str) -> Option<FailSpec> {
+    Some(FailSpec {
+        json: match &s.fail_json {
+            Some(j) => Some(ctx.json(j, &format!("{prefix}.fail_json"))?),
+            None => None,
+        },
+        regex: patterns(ctx, s.fail_regex.as_ref(), &format!("{prefix}.fail_regex"))?,
+    })
 }
 
 fn extracts(
@@ -987,53 +1398,67 @@ pub fn json_pointer(path: &str) -> Result<String, String> {
 }
 
 /// Every template a step reads must use only variables known at that point of the flow.
+/// Returns the variables the step reads.
 fn check_vars(
     ctx: &mut Ctx<'_>,
     step: &S<RawStep>,
     spec: &StepSpec,
     defined: &HashSet<String>,
     prefix: &str,
-) {
-    let mut used: Vec<String> = Vec::new();
-    let mut take = |t: &Template| used.extend(t.vars().map(str::to_string));
-    let json_vars = |v: &serde_json::Value| -> Vec<String> {
-        template::json_templates(v)
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|t| t.vars().map(str::to_string).collect::<Vec<_>>())
-            .collect()
-    };
-    let mut json_used = Vec::new();
+) -> Vec<String> {
+    let mut templates: Vec<&Template> = Vec::new();
+    let mut json: Vec<&serde_json::Value> = Vec::new();
     match spec {
         StepSpec::Http(h) => {
-            take(&h.url);
-            h.headers.iter().for_each(|(_, t)| take(t));
+            templates.push(&h.url);
+            templates.extend(h.headers.iter().map(|(_, t)| t));
             match &h.body {
-                Body::Json(v) => json_used.extend(json_vars(v)),
-                Body::Form(f) => f.iter().for_each(|(_, t)| take(t)),
-                Body::Raw(t) => take(t),
+                Body::Json(v) => json.push(v),
+                Body::Form(f) => templates.extend(f.iter().map(|(_, t)| t)),
+                Body::Raw(t) => templates.push(t),
                 Body::None => {}
             }
-            if let Some(v) = &h.expect_json {
-                json_used.extend(json_vars(v));
-            }
+            json.extend(&h.expect_json);
+            templates.extend(h.expect_regex.iter().map(Pattern::template));
+            json.extend(&h.fail.json);
+            templates.extend(h.fail.regex.iter().map(Pattern::template));
         }
         StepSpec::WsConnect(w) => {
-            take(&w.url);
-            w.headers.iter().for_each(|(_, t)| take(t));
+            templates.push(&w.url);
+            templates.extend(w.headers.iter().map(|(_, t)| t));
+            templates.extend(&w.domain);
+            json.extend(&w.auth);
+            json.extend(&w.ping_json);
         }
-        StepSpec::WsSend { text } => take(text),
+        StepSpec::WsSend(send) => {
+            templates.extend(&send.text);
+            templates.extend(&send.event);
+            json.extend(&send.json);
+            json.extend(&send.args);
+            json.extend(&send.subscribe);
+        }
         StepSpec::WsExpect(e) => {
-            if let Some(v) = &e.json {
-                json_used.extend(json_vars(v));
-            }
+            json.extend(&e.json);
+            templates.extend(e.regex.iter().map(Pattern::template));
+            templates.extend(&e.xml);
+            templates.extend(&e.event);
+            json.extend(&e.fail.json);
+            templates.extend(e.fail.regex.iter().map(Pattern::template));
         }
         StepSpec::WsClose => {}
     }
-    used.extend(json_used);
+    let mut used: Vec<String> = templates
+        .iter()
+        .flat_map(|t| t.vars().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    for v in json {
+        for t in template::json_templates(v).unwrap_or_default() {
+            used.extend(t.vars().map(str::to_string));
+        }
+    }
     let mut reported = HashSet::new();
-    for var in used {
-        if !defined.contains(&var) && reported.insert(var.clone()) {
+    for var in &used {
+        if !defined.contains(var) && reported.insert(var.clone()) {
             ctx.error(
                 Some(step.span()),
                 prefix,
@@ -1044,6 +1469,9 @@ fn check_vars(
             );
         }
     }
+    used.sort();
+    used.dedup();
+    used
 }
 
 #[cfg(test)]

@@ -174,11 +174,41 @@ pub struct RawStep {
     pub body: Option<S<String>>,
     pub expect_status: Option<S<Vec<i64>>>,
     pub expect_json: Option<S<toml::Value>>,
-    pub expect_regex: Option<S<String>>,
+    /// One regex or a list; all must match the same reply. Templates, values regex-escaped.
+    pub expect_regex: Option<S<toml::Value>>,
     pub extract: Option<S<BTreeMap<String, S<RawExtract>>>>,
     pub subprotocols: Option<S<Vec<String>>>,
     pub text: Option<S<String>>,
     pub max_frames: Option<S<i64>>,
+    /// A reply matching this JSON subset fails the step at once with `server_error`.
+    pub fail_json: Option<S<toml::Value>>,
+    /// A reply matching any of these regexes fails the step at once with `server_error`.
+    pub fail_regex: Option<S<toml::Value>>,
+    /// Runs after a failure too; never the run's failed step.
+    pub cleanup: Option<S<bool>>,
+    /// Which websocket a ws_* step uses (default: the unnamed one).
+    pub connection: Option<S<String>>,
+    /// ws_connect: `raw` (default), `socketio`, `actioncable`, `xmpp`.
+    pub protocol: Option<S<String>>,
+    /// ws_connect, socketio: the namespace to connect (default `/`).
+    pub namespace: Option<S<String>>,
+    /// ws_connect, socketio: the `auth` payload of the namespace connect.
+    pub auth: Option<S<toml::Value>>,
+    /// ws_connect, xmpp: the domain in the stream `<open to=...>`.
+    pub domain: Option<S<String>>,
+    /// ws_connect, raw: frames matching this JSON subset are the protocol's pings: skipped and
+    /// never counted against `max_frames`.
+    pub ping_json: Option<S<toml::Value>>,
+    /// ws_send: the Socket.IO event or ActionCable action; ws_expect: the event or message type.
+    pub event: Option<S<String>>,
+    /// ws_send, socketio: the event's arguments.
+    pub args: Option<S<toml::Value>>,
+    /// ws_send, socketio: ask for an acknowledgement; ws_expect: wait for it.
+    pub ack: Option<S<bool>>,
+    /// ws_send, actioncable: subscribe to this channel identifier.
+    pub subscribe: Option<S<toml::Value>>,
+    /// ws_expect, xmpp: an element that must match (name, attributes in any order, children).
+    pub expect_xml: Option<S<String>>,
 }
 
 /// Where an extracted value comes from; exactly one key.

@@ -114,6 +114,17 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         }
     }
 
+    // The server's own error wins over every other check: its words are the root cause.
+    if spec.fail.json.is_some() || !spec.fail.regex.is_empty() {
+        let (fail_json, fail_regex) = super::ws::render_fail(ctx, &spec.fail)?;
+        let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
+        super::ws::check_fail(
+            parsed.as_ref(),
+            &String::from_utf8_lossy(&body),
+            fail_json.as_ref(),
+            &fail_regex,
+        )?;
+    }
     let status_ok = if spec.expect_status.is_empty() {
         status.is_success()
     } else {
@@ -165,16 +176,19 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         })?;
     }
     let text = String::from_utf8_lossy(&body);
-    if let Some(re) = &spec.expect_regex
-        && !re.is_match(&text)
-    {
-        return Err(StepError::new(
-            FailureReason::BodyMismatch,
-            format!(
-                "the reply does not match expect_regex `{re}`: {}",
-                snippet(&body)
-            ),
-        ));
+    for pattern in &spec.expect_regex {
+        let re = pattern
+            .regex(&ctx.vars)
+            .map_err(|e| StepError::new(FailureReason::Protocol, e))?;
+        if !re.is_match(&text) {
+            return Err(StepError::new(
+                FailureReason::BodyMismatch,
+                format!(
+                    "the reply does not match expect_regex `{re}`: {}",
+                    snippet(&body)
+                ),
+            ));
+        }
     }
     for extraction in &spec.extract {
         let value = match &extraction.source {

@@ -1,6 +1,62 @@
-//! Does a reply match what a step expects, and which values does it carry.
+//! Does a reply match what a step expects (or what the step calls the server's error), and
+//! which values does it carry.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use regex::Regex;
 use serde_json::Value;
+
+use super::template::{Context, Template};
+
+/// A regex written as a template: `{{var}}` values are regex-escaped when it is rendered. A
+/// pattern without holes is compiled once, at load time.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    template: Template,
+    fixed: Option<Regex>,
+}
+
+impl Pattern {
+    /// Parses and checks `text` (holes are checked with a placeholder value).
+    ///
+    /// # Errors
+    /// A bad template or a regex that does not compile.
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        let template = Template::parse(text).map_err(|e| e.to_string())?;
+        let probe = Regex::new(&template.render_placeholder("x"))
+            .map_err(|e| format!("not a valid regex: {e}"))?;
+        let fixed = template.is_literal().then_some(probe);
+        Ok(Pattern { template, fixed })
+    }
+
+    pub fn template(&self) -> &Template {
+        &self.template
+    }
+
+    /// The regex for this run's values.
+    ///
+    /// # Errors
+    /// A variable the run lacks, or a value that made the regex too big.
+    pub fn regex(&self, vars: &HashMap<String, String>) -> Result<Cow<'_, Regex>, String> {
+        if let Some(re) = &self.fixed {
+            return Ok(Cow::Borrowed(re));
+        }
+        let text = self
+            .template
+            .render_in(vars, Context::Regex)
+            .map_err(|e| e.to_string())?;
+        Regex::new(&text)
+            .map(Cow::Owned)
+            .map_err(|e| format!("pattern `{}`: {e}", self.template))
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.template.fmt(f)
+    }
+}
 
 /// Checks that `pattern` is a subset of `actual`: every key of a pattern object must be present
 /// with a matching value; arrays match element-wise with equal length; scalars must be equal
@@ -74,6 +130,24 @@ pub fn regex_capture(re: &regex::Regex, text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn patterns_are_templates_with_escaped_values() {
+        let p = Pattern::parse(r#""room":"{{room}}""#).unwrap();
+        let vars: HashMap<String, String> = [("room".to_string(), "a.b+".to_string())].into();
+        let re = p.regex(&vars).unwrap();
+        assert!(re.is_match(r#"{"room":"a.b+"}"#));
+        assert!(!re.is_match(r#"{"room":"axbb"}"#));
+        assert!(Pattern::parse("(").is_err());
+        assert!(Pattern::parse("{{a|nope}}").is_err());
+        assert!(matches!(
+            Pattern::parse("x+")
+                .unwrap()
+                .regex(&HashMap::new())
+                .unwrap(),
+            Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn subset_ignores_extra_keys() {

@@ -1,12 +1,15 @@
 //! The join-flow engine: run one probe's steps in order under one deadline, into a [`ProbeRun`].
 //!
-//! Steps share variables (extracted values, cookies, the open websocket). The first failing step
-//! stops the run; whatever the run opened is closed before it reports. A step's timeout and the
-//! probe's deadline are enforced here, not by the step kinds, so no kind can outlive them.
+//! Steps share variables (extracted values, cookies, the open websockets). The first failing
+//! step stops the flow; `cleanup = true` steps still run (a little past the deadline if need
+//! be) and never fail the run; whatever the run opened is closed before it reports. A step's
+//! timeout and the probe's deadline are enforced here, not by the step kinds, so no kind can
+//! outlive them.
 
 mod http;
 pub mod matcher;
 mod net;
+pub mod protocol;
 
 pub use net::tls_client_config;
 pub mod template;
@@ -24,6 +27,9 @@ use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 
 /// Longest a closing handshake may take after the run is over.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How far past the probe's deadline a cleanup step may run: a flow that timed out still
+/// destroys its session on the platform.
+pub const CLEANUP_GRACE: Duration = Duration::from_secs(2);
 /// Longest snippet of a reply quoted in an error.
 const SNIPPET_CHARS: usize = 160;
 
@@ -99,13 +105,17 @@ pub fn redact_url_text(text: &str) -> String {
 
 /// A quoted, truncated, single-line view of a reply for error messages.
 pub(crate) fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
+    quote(&String::from_utf8_lossy(bytes), SNIPPET_CHARS)
+}
+
+/// `text` on one line, cut at `limit` characters with an ellipsis.
+pub(crate) fn quote(text: &str, limit: usize) -> String {
     let mut s: String = text
         .chars()
-        .take(SNIPPET_CHARS)
+        .take(limit)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if text.chars().count() > SNIPPET_CHARS {
+    if text.chars().count() > limit {
         s.push('…');
     }
     s
@@ -116,9 +126,11 @@ pub(crate) struct RunContext<'a> {
     pub plan: &'a ProbePlan,
     pub vars: HashMap<String, String>,
     pub jar: Arc<reqwest::cookie::Jar>,
-    pub ws: Option<ws::Connection>,
-    /// When the last `ws_send` began: a following `ws_expect` records the round trip from it.
-    pub last_send: Option<Instant>,
+    /// Open websockets by connection name (`""` is the default one).
+    pub ws: BTreeMap<String, ws::Connection>,
+    /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
+    /// records the round trip (same connection) or the fan-out (another one) from it.
+    pub last_send: Option<(String, Instant)>,
     /// Phases measured so far by the current step; kept here so a timeout does not lose them.
     pub phases: BTreeMap<Phase, Duration>,
     /// Frames read by the current `ws_expect` (for the no-match message after a timeout).
@@ -129,8 +141,16 @@ pub(crate) struct RunContext<'a> {
 impl RunContext<'_> {
     /// Stores an extracted value; extracted values are treated as secrets (tokens, session ids).
     pub fn set_var(&mut self, name: &str, value: String) {
-        self.redactor.add(value.clone());
+        self.add_secret(&value);
         self.vars.insert(name.to_string(), value);
+    }
+
+    /// A secret is scrubbed in every encoding a template filter can give it.
+    fn add_secret(&mut self, value: &str) {
+        self.redactor.add(value.to_string());
+        for encoded in template::encodings(value) {
+            self.redactor.add(encoded);
+        }
     }
 
     /// Renders a step's `headers` table.
@@ -178,41 +198,64 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
     );
     vars.insert("region".to_string(), region.to_string());
     vars.insert("probe".to_string(), plan.name.clone());
-    for (name, t) in &plan.variables {
-        let value = t.render(&vars).unwrap_or_default();
-        vars.insert(name.clone(), value);
-    }
     let mut ctx = RunContext {
         plan,
-        vars,
+        vars: HashMap::new(),
         jar: Arc::new(reqwest::cookie::Jar::default()),
-        ws: None,
+        ws: BTreeMap::new(),
         last_send: None,
         phases: BTreeMap::new(),
         frames_seen: 0,
         redactor: Redactor::new(plan.secrets.iter().cloned()),
     };
+    for (name, t) in &plan.variables {
+        let value = t.render(&vars).unwrap_or_default();
+        // A variable built from a secret (SASL's `\0user\0password`) is a secret in every
+        // encoding too.
+        if ctx.redactor.scrub(&value) != value {
+            ctx.add_secret(&value);
+        }
+        vars.insert(name.clone(), value);
+    }
+    ctx.vars = vars;
 
     let mut steps = Vec::with_capacity(plan.steps.len());
+    let mut failed = false;
     for step in &plan.steps {
-        let report = run_step(&mut ctx, step, deadline).await;
-        let failed = !report.success;
-        tracing::debug!(probe = %plan.name, step = %step.name, success = report.success, reason = ?report.reason.map(|r| r.as_str()), "step finished");
-        steps.push(report);
-        if failed {
-            break;
+        if failed && !(step.cleanup && can_clean_up(&ctx, step)) {
+            continue;
         }
+        let step_deadline = if step.cleanup {
+            deadline + CLEANUP_GRACE
+        } else {
+            deadline
+        };
+        let report = run_step(&mut ctx, step, step_deadline).await;
+        tracing::debug!(probe = %plan.name, step = %step.name, success = report.success, reason = ?report.reason.map(|r| r.as_str()), "step finished");
+        if !report.success {
+            if step.cleanup {
+                tracing::warn!(probe = %plan.name, step = %step.name, reason = ?report.reason.map(|r| r.as_str()), error = report.error.as_deref().unwrap_or(""), "cleanup step failed");
+            } else {
+                failed = true;
+            }
+        }
+        steps.push(report);
     }
-    if let Some(conn) = ctx.ws.take() {
+    let open: Vec<ws::Connection> = std::mem::take(&mut ctx.ws).into_values().collect();
+    if !open.is_empty() {
         let grace = deadline
             .saturating_duration_since(Instant::now())
             .min(CLOSE_GRACE);
         if !grace.is_zero() {
-            let _ = tokio::time::timeout(grace, conn.close()).await;
+            let _ = tokio::time::timeout(
+                grace,
+                futures_util::future::join_all(open.into_iter().map(ws::Connection::close)),
+            )
+            .await;
         }
     }
 
-    let failed = steps.iter().find(|s| !s.success);
+    let failed = steps.iter().find(|s| !s.success && !s.cleanup);
     ProbeRun {
         probe: plan.name.clone(),
         region: region.to_string(),
@@ -225,6 +268,19 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         trigger,
         steps,
     }
+}
+
+/// After a failure a cleanup step runs only if what it needs exists: the values it reads were
+/// set and its websocket is still open (a `destroy` for a session never created is skipped).
+fn can_clean_up(ctx: &RunContext<'_>, step: &StepPlan) -> bool {
+    let vars_set = step.uses.iter().all(|v| ctx.vars.contains_key(v));
+    let conn_open = match step.spec {
+        StepSpec::WsSend(_) | StepSpec::WsExpect(_) | StepSpec::WsClose => {
+            ctx.ws.contains_key(&step.connection)
+        }
+        _ => true,
+    };
+    vars_set && conn_open
 }
 
 async fn run_step(
@@ -262,6 +318,7 @@ async fn run_step(
         reason,
         error,
         phases,
+        cleanup: step.cleanup,
     }
 }
 
@@ -305,10 +362,10 @@ fn timeout_error(
 async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
     match &step.spec {
         StepSpec::Http(spec) => http::run(ctx, spec).await,
-        StepSpec::WsConnect(spec) => ws::connect(ctx, spec).await,
-        StepSpec::WsSend { text } => ws::send(ctx, text).await,
-        StepSpec::WsExpect(spec) => ws::expect(ctx, spec).await,
-        StepSpec::WsClose => ws::close(ctx).await,
+        StepSpec::WsConnect(spec) => ws::connect(ctx, &step.connection, spec).await,
+        StepSpec::WsSend(spec) => ws::send(ctx, &step.connection, spec).await,
+        StepSpec::WsExpect(spec) => ws::expect(ctx, &step.connection, spec).await,
+        StepSpec::WsClose => ws::close(ctx, &step.connection).await,
     }
 }
 

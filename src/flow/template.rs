@@ -1,7 +1,9 @@
-//! `{{name}}` templates: parsed once at load time, rendered per run from the run's variables.
+//! `{{name}}` and `{{name|filter}}` templates: parsed once at load time, rendered per run from
+//! the run's variables.
 //!
 //! Parsing at load time is what lets `joincanary check` say "variable used before any step sets
-//! it" without sending traffic.
+//! it" without sending traffic. Filters (`json`, `xml`, `url`, `base64`, `regex`) encode a value
+//! for where it goes; a template used as a regex or an XML pattern escapes its values itself.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,7 +14,110 @@ pub const BUILTINS: [&str; 4] = ["uuid", "now_ms", "region", "probe"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Var(String),
+    Var(String, Vec<Filter>),
+}
+
+/// How a value is encoded where it is inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// Escaped for the inside of a JSON string (no quotes added).
+    Json,
+    /// `&`, `<`, `>`, `"`, `'` as entities (attribute values and text).
+    Xml,
+    /// Percent-encoded: everything but `A-Z a-z 0-9 - . _ ~`.
+    Url,
+    /// Standard base64 with padding (SASL PLAIN's `\0user\0password`).
+    Base64,
+    /// Regex metacharacters escaped.
+    Regex,
+}
+
+impl Filter {
+    pub const ALL: [Filter; 5] = [
+        Filter::Json,
+        Filter::Xml,
+        Filter::Url,
+        Filter::Base64,
+        Filter::Regex,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filter::Json => "json",
+            Filter::Xml => "xml",
+            Filter::Url => "url",
+            Filter::Base64 => "base64",
+            Filter::Regex => "regex",
+        }
+    }
+
+    pub fn apply(self, value: &str) -> String {
+        match self {
+            Filter::Json => {
+                let quoted = serde_json::Value::String(value.to_string()).to_string();
+                quoted[1..quoted.len() - 1].to_string()
+            }
+            Filter::Xml => xml_escape(value),
+            Filter::Url => value
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect(),
+            Filter::Base64 => base64(value.as_bytes()),
+            Filter::Regex => regex::escape(value),
+        }
+    }
+}
+
+/// Where a rendered template goes: values are escaped for it after their own filters, unless
+/// the last filter already did (`{{v|regex}}` in a regex is escaped once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Text,
+    Regex,
+    Xml,
+}
+
+fn xml_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// RFC 4648 base64 with padding; the only encoding direction a probe needs.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A string with `{{name}}` holes.
@@ -28,6 +133,8 @@ pub enum TemplateError {
     Unclosed(usize),
     #[error("`{{{{{0}}}}}` is not a valid variable name (letters, digits, `_`, `-`, `.`)")]
     BadName(String),
+    #[error("`{0}` is not a template filter (json, xml, url, base64, regex)")]
+    BadFilter(String),
 }
 
 impl Template {
@@ -47,7 +154,8 @@ impl Template {
             let close = after
                 .find("}}")
                 .ok_or(TemplateError::Unclosed(offset + open))?;
-            let name = after[..close].trim();
+            let mut parts = after[..close].split('|');
+            let name = parts.next().unwrap_or_default().trim();
             if name.is_empty()
                 || !name
                     .chars()
@@ -55,7 +163,16 @@ impl Template {
             {
                 return Err(TemplateError::BadName(after[..close].to_string()));
             }
-            segments.push(Segment::Var(name.to_string()));
+            let filters = parts
+                .map(|f| {
+                    let f = f.trim();
+                    Filter::ALL
+                        .into_iter()
+                        .find(|k| k.as_str() == f)
+                        .ok_or_else(|| TemplateError::BadFilter(f.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            segments.push(Segment::Var(name.to_string(), filters));
             let consumed = open + 2 + close + 2;
             offset += consumed;
             rest = &rest[consumed..];
@@ -69,20 +186,35 @@ impl Template {
     /// The variable names this template reads, in order.
     pub fn vars(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
-            Segment::Var(v) => Some(v.as_str()),
+            Segment::Var(v, _) => Some(v.as_str()),
             Segment::Literal(_) => None,
         })
+    }
+
+    /// True when the template has no holes (a pattern can then be compiled once, at load).
+    pub fn is_literal(&self) -> bool {
+        self.vars().next().is_none()
     }
 
     /// Renders with `vars`; a missing variable renders as the empty string (load-time checks
     /// make that unreachable for validated probes) and is reported in `missing`.
     pub fn render(&self, vars: &HashMap<String, String>) -> Result<String, MissingVar> {
+        self.render_in(vars, Context::Text)
+    }
+
+    /// Renders for `context`: in a regex or an XML pattern every value is escaped for it, so a
+    /// room name with a `.` or a nick with a `'` matches itself and nothing else.
+    pub fn render_in(
+        &self,
+        vars: &HashMap<String, String>,
+        context: Context,
+    ) -> Result<String, MissingVar> {
         let mut out = String::new();
         for seg in &self.segments {
             match seg {
                 Segment::Literal(l) => out.push_str(l),
-                Segment::Var(v) => match vars.get(v) {
-                    Some(value) => out.push_str(value),
+                Segment::Var(v, filters) => match vars.get(v) {
+                    Some(value) => out.push_str(&encode(value, filters, context)),
                     None => return Err(MissingVar(v.clone())),
                 },
             }
@@ -90,16 +222,34 @@ impl Template {
         Ok(out)
     }
 
-    /// Renders every hole as `placeholder`: used to validate URLs at load time.
+    /// Renders every hole as `placeholder`: used to validate URLs and patterns at load time.
     pub fn render_placeholder(&self, placeholder: &str) -> String {
         self.segments
             .iter()
             .map(|s| match s {
                 Segment::Literal(l) => l.as_str(),
-                Segment::Var(_) => placeholder,
+                Segment::Var(..) => placeholder,
             })
             .collect()
     }
+}
+
+fn encode(value: &str, filters: &[Filter], context: Context) -> String {
+    let mut out = value.to_string();
+    for f in filters {
+        out = f.apply(&out);
+    }
+    let last = filters.last().copied();
+    match context {
+        Context::Regex if last != Some(Filter::Regex) => regex::escape(&out),
+        Context::Xml if last != Some(Filter::Xml) => xml_escape(&out),
+        _ => out,
+    }
+}
+
+/// `value` under every filter: a secret must stay secret however a template encodes it.
+pub fn encodings(value: &str) -> impl Iterator<Item = String> + '_ {
+    Filter::ALL.into_iter().map(|f| f.apply(value))
 }
 
 /// A template read a variable that the run does not have.
@@ -112,7 +262,13 @@ impl fmt::Display for Template {
         for seg in &self.segments {
             match seg {
                 Segment::Literal(l) => f.write_str(l)?,
-                Segment::Var(v) => write!(f, "{{{{{v}}}}}")?,
+                Segment::Var(v, filters) => {
+                    write!(f, "{{{{{v}")?;
+                    for filter in filters {
+                        write!(f, "|{}", filter.as_str())?;
+                    }
+                    f.write_str("}}")?;
+                }
             }
         }
         Ok(())
@@ -207,6 +363,43 @@ mod tests {
             Template::parse("{{}}"),
             Err(TemplateError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn filters_encode_for_their_destination() {
+        let v = vars(&[("v", "a\"b<c> d&'"), ("sasl", "\0user\0pass")]);
+        let r = |t: &str| Template::parse(t).unwrap().render(&v).unwrap();
+        assert_eq!(r("{{v|json}}"), "a\\\"b<c> d&'");
+        assert_eq!(r("{{v|xml}}"), "a&quot;b&lt;c&gt; d&amp;&apos;");
+        assert_eq!(r("{{v|url}}"), "a%22b%3Cc%3E%20d%26%27");
+        assert_eq!(r("{{sasl|base64}}"), "AHVzZXIAcGFzcw==");
+        assert_eq!(r("{{ v | regex }}"), regex::escape("a\"b<c> d&'"));
+        for (input, b64) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v")] {
+            assert_eq!(Filter::Base64.apply(input), b64);
+        }
+        assert_eq!(
+            Template::parse("{{v|yaml}}"),
+            Err(TemplateError::BadFilter("yaml".into()))
+        );
+    }
+
+    #[test]
+    fn patterns_escape_values_once() {
+        let v = vars(&[("room", "a.b(c)"), ("nick", "o'neil")]);
+        let t = Template::parse("^{{room}}$").unwrap();
+        let re = regex::Regex::new(&t.render_in(&v, Context::Regex).unwrap()).unwrap();
+        assert!(re.is_match("a.b(c)") && !re.is_match("axb(c)"));
+        let explicit = Template::parse("^{{room|regex}}$").unwrap();
+        assert_eq!(
+            explicit.render_in(&v, Context::Regex),
+            t.render_in(&v, Context::Regex)
+        );
+        let x = Template::parse("<p n='{{nick}}'/>").unwrap();
+        assert_eq!(
+            x.render_in(&v, Context::Xml).unwrap(),
+            "<p n='o&apos;neil'/>"
+        );
+        assert_eq!(x.to_string(), "<p n='{{nick}}'/>");
     }
 
     #[test]

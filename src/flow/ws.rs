@@ -1,5 +1,8 @@
-//! The websocket steps: connect (dns, connect, tls, upgrade timed separately), send, expect
-//! (skipping frames that do not match), close.
+//! The websocket steps: connect (dns, connect, tls, upgrade timed separately, then the
+//! protocol's handshake), send, expect (skipping frames that do not match, failing at once on
+//! the server's own error), close. A run may hold several named connections.
+
+use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -7,25 +10,38 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::protocol::{self, Incoming, Message, Outgoing, Protocol, Setup};
+use super::template::{Context, render_json};
 use super::{RunContext, StepError, matcher, snippet};
-use crate::config::{ExpectSpec, ExtractSource, WsConnectSpec};
-use crate::flow::template::Template;
+use crate::config::{ExpectSpec, ExtractSource, FailSpec, ProtocolKind, SendSpec, WsConnectSpec};
 use crate::report::{FailureReason, Phase};
 
 /// Frames read while waiting for the peer's close reply before giving up on a clean close.
 const CLOSE_FRAME_BUDGET: usize = 64;
+/// Control frames (pings, other namespaces' traffic) one read may skip: they never count
+/// against `max_frames`, but a flood of them must not loop unbounded either.
+const CONTROL_FRAME_BUDGET: usize = 100_000;
+/// Longest quote of a server's error frame in a step error (and so in the page).
+const SERVER_ERROR_CHARS: usize = 300;
 
-/// An open websocket of one run.
+/// An open websocket of one run, with its protocol's state.
 pub(crate) struct Connection {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    proto: Box<dyn Protocol>,
+    /// Messages that arrived during the handshake, before any step asked for them.
+    backlog: VecDeque<Message>,
 }
 
 impl Connection {
-    /// Sends a close frame and waits for the peer's. Callers bound it with a timeout.
+    /// Says goodbye at the protocol level, sends a close frame and waits for the peer's.
+    /// Callers bound it with a timeout.
     pub(crate) async fn close(mut self) -> Result<(), tungstenite::Error> {
+        if let Some(bye) = self.proto.closing() {
+            self.stream.send(WsMessage::text(bye)).await?;
+        }
         self.stream.close(None).await?;
         for _ in 0..CLOSE_FRAME_BUDGET {
             match self.stream.next().await {
@@ -36,13 +52,103 @@ impl Connection {
         }
         Ok(())
     }
+
+    /// The next message a step may match: control frames are answered and skipped; the
+    /// server's protocol-level error or goodbye is an error.
+    async fn next_message(&mut self) -> Result<(Message, String), Read> {
+        if let Some(m) = self.backlog.pop_front() {
+            let raw = m.text.clone();
+            return Ok((m, raw));
+        }
+        for _ in 0..CONTROL_FRAME_BUDGET {
+            let text = match self.stream.next().await {
+                None => {
+                    return Err(Read::Closed(StepError::new(
+                        FailureReason::WsClosed,
+                        "the server closed the websocket while a frame was awaited",
+                    )));
+                }
+                Some(Err(e)) => return Err(Read::Closed(classify(e, FailureReason::WsClosed))),
+                Some(Ok(WsMessage::Close(frame))) => {
+                    let why = frame
+                        .map(|f| format!(" (code {}: {})", u16::from(f.code), f.reason))
+                        .unwrap_or_default();
+                    return Err(Read::Closed(StepError::new(
+                        FailureReason::WsClosed,
+                        format!("the server closed the websocket{why}"),
+                    )));
+                }
+                Some(Ok(WsMessage::Text(t))) => t.to_string(),
+                Some(Ok(WsMessage::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                // Control frames are the transport's business, not traffic to match.
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
+                    continue;
+                }
+            };
+            match self.proto.decode(&text) {
+                Incoming::Control(replies) => {
+                    for r in replies {
+                        self.stream
+                            .send(WsMessage::text(r))
+                            .await
+                            .map_err(|e| Read::Closed(classify(e, FailureReason::WsClosed)))?;
+                    }
+                }
+                Incoming::Message(m) => return Ok((m, text)),
+                Incoming::ServerError(what) => {
+                    return Err(Read::Failed(server_error(what, &text)));
+                }
+                Incoming::Closed(why) => {
+                    return Err(Read::Closed(StepError::new(
+                        FailureReason::WsClosed,
+                        format!("{why}: {}", snippet(text.as_bytes())),
+                    )));
+                }
+            }
+        }
+        Err(Read::Failed(StepError::new(
+            FailureReason::Protocol,
+            format!("{CONTROL_FRAME_BUDGET} control frames in a row and no message"),
+        )))
+    }
+}
+
+/// Why a read gave no message; `Closed` means the connection is gone.
+enum Read {
+    Closed(StepError),
+    Failed(StepError),
+}
+
+/// `server_error` quoting what the server sent.
+fn server_error(what: &str, frame: &str) -> StepError {
+    StepError::new(
+        FailureReason::ServerError,
+        format!("{what}: {}", super::quote(frame, SERVER_ERROR_CHARS)),
+    )
+}
+
+/// The socket.io endpoint unless the probe names another path, with the Engine.IO query.
+fn socketio_url(url: &mut url::Url) {
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path("/socket.io/");
+    }
+    let has = |k: &str| url.query_pairs().any(|(name, _)| name == k);
+    let (eio, transport) = (has("EIO"), has("transport"));
+    let mut pairs = url.query_pairs_mut();
+    if !eio {
+        pairs.append_pair("EIO", "4");
+    }
+    if !transport {
+        pairs.append_pair("transport", "websocket");
+    }
 }
 
 pub(super) async fn connect(
     ctx: &mut RunContext<'_>,
+    name: &str,
     spec: &WsConnectSpec,
 ) -> Result<(), StepError> {
-    if let Some(old) = ctx.ws.take() {
+    if let Some(old) = ctx.ws.remove(name) {
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
     let url_text = ctx.render(&spec.url)?;
@@ -62,6 +168,23 @@ pub(super) async fn connect(
     if let Some(scheme) = ws_scheme {
         let _ = url.set_scheme(scheme);
     }
+    if spec.protocol == ProtocolKind::SocketIo {
+        socketio_url(&mut url);
+    }
+    let setup = Setup {
+        auth: match &spec.auth {
+            Some(a) => Some(
+                render_json(a, &ctx.vars)
+                    .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?,
+            ),
+            None => None,
+        },
+        domain: match &spec.domain {
+            Some(d) => Some(ctx.render(d)?),
+            None => None,
+        },
+    };
+    let mut proto = protocol::new(spec, setup);
     let url_text = url.to_string();
     let stream = super::net::open(ctx, &url).await?;
 
@@ -74,8 +197,17 @@ pub(super) async fn connect(
     request
         .headers_mut()
         .extend(ctx.render_headers(&spec.headers)?);
-    if !spec.subprotocols.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&spec.subprotocols.join(", "))
+    let offered = if spec.subprotocols.is_empty() {
+        proto
+            .subprotocol()
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    } else {
+        spec.subprotocols.clone()
+    };
+    if !offered.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&offered.join(", "))
     {
         request.headers_mut().insert("sec-websocket-protocol", v);
     }
@@ -99,7 +231,7 @@ pub(super) async fn connect(
     let t = Instant::now();
     let result = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await;
     ctx.phases.insert(Phase::Upgrade, t.elapsed());
-    match result {
+    let stream = match result {
         Ok((stream, response)) => {
             if let Some(want) = spec.subprotocols.first() {
                 let got = response
@@ -115,25 +247,59 @@ pub(super) async fn connect(
                     ));
                 }
             }
-            ctx.ws = Some(Connection { stream });
-            Ok(())
+            stream
         }
         Err(tungstenite::Error::Http(response)) => {
             let body = response.body().as_deref().map(snippet).unwrap_or_default();
-            Err(StepError::new(
+            return Err(StepError::new(
                 FailureReason::WsHandshake,
                 format!(
                     "the upgrade was refused with status {} (expected 101): {body}",
                     response.status().as_u16()
                 ),
-            ))
+            ));
         }
-        Err(e) => Err(classify(e, FailureReason::WsHandshake)),
+        Err(e) => return Err(classify(e, FailureReason::WsHandshake)),
+    };
+    let opening = proto.opening();
+    let mut conn = Connection {
+        stream,
+        proto,
+        backlog: VecDeque::new(),
+    };
+    for frame in opening {
+        conn.stream
+            .send(WsMessage::text(frame))
+            .await
+            .map_err(|e| classify(e, FailureReason::WsClosed))?;
     }
+    // The protocol's own handshake (Engine.IO open + namespace connect, ActionCable welcome,
+    // XMPP stream open) is part of connecting: a refusal here is this step's failure.
+    while !conn.proto.ready() {
+        if conn.backlog.len() >= spec.max_frames {
+            return Err(StepError::new(
+                FailureReason::Protocol,
+                format!(
+                    "the {} handshake did not complete within {} frames",
+                    spec.protocol.as_str(),
+                    spec.max_frames
+                ),
+            ));
+        }
+        match conn.next_message().await {
+            Ok((m, _)) => conn.backlog.push_back(m),
+            Err(Read::Closed(e) | Read::Failed(e)) => return Err(e),
+        }
+    }
+    ctx.ws.insert(name.to_string(), conn);
+    Ok(())
 }
 
-fn connection<'c>(ctx: &'c mut RunContext<'_>) -> Result<&'c mut Connection, StepError> {
-    ctx.ws.as_mut().ok_or_else(|| {
+fn connection<'c>(
+    ctx: &'c mut RunContext<'_>,
+    name: &str,
+) -> Result<&'c mut Connection, StepError> {
+    ctx.ws.get_mut(name).ok_or_else(|| {
         StepError::new(
             FailureReason::WsClosed,
             "no websocket is open (did ws_connect fail or ws_close run?)",
@@ -141,107 +307,235 @@ fn connection<'c>(ctx: &'c mut RunContext<'_>) -> Result<&'c mut Connection, Ste
     })
 }
 
-pub(super) async fn send(ctx: &mut RunContext<'_>, text: &Template) -> Result<(), StepError> {
-    let rendered = ctx.render(text)?;
-    ctx.last_send = Some(Instant::now());
-    let conn = connection(ctx)?;
-    conn.stream
-        .send(Message::text(rendered))
-        .await
-        .map_err(|e| classify(e, FailureReason::WsClosed))
+pub(super) async fn send(
+    ctx: &mut RunContext<'_>,
+    name: &str,
+    spec: &SendSpec,
+) -> Result<(), StepError> {
+    let json = |v: &Option<serde_json::Value>| -> Result<_, StepError> {
+        v.as_ref()
+            .map(|v| render_json(v, &ctx.vars))
+            .transpose()
+            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
+    };
+    let out = Outgoing {
+        text: spec.text.as_ref().map(|t| ctx.render(t)).transpose()?,
+        json: json(&spec.json)?,
+        event: spec.event.as_ref().map(|t| ctx.render(t)).transpose()?,
+        args: json(&spec.args)?,
+        ack: spec.ack,
+        subscribe: json(&spec.subscribe)?,
+    };
+    let conn = connection(ctx, name)?;
+    let frames = conn
+        .proto
+        .encode(out)
+        .map_err(|e| StepError::new(FailureReason::Protocol, e))?;
+    let started = Instant::now();
+    for frame in frames {
+        conn.stream
+            .send(WsMessage::text(frame))
+            .await
+            .map_err(|e| classify(e, FailureReason::WsClosed))?;
+    }
+    ctx.last_send = Some((name.to_string(), started));
+    Ok(())
 }
 
-pub(super) async fn expect(ctx: &mut RunContext<'_>, spec: &ExpectSpec) -> Result<(), StepError> {
-    let pattern = match &spec.json {
-        Some(p) => Some(
-            super::template::render_json(p, &ctx.vars)
-                .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?,
-        ),
+/// A step's patterns, rendered for this run.
+struct Rendered {
+    json: Option<serde_json::Value>,
+    regex: Vec<regex::Regex>,
+    xml: Option<protocol::xmpp::Element>,
+    event: Option<String>,
+    ack: Option<Option<u64>>,
+    fail_json: Option<serde_json::Value>,
+    fail_regex: Vec<regex::Regex>,
+}
+
+pub(super) fn render_fail(
+    ctx: &RunContext<'_>,
+    fail: &FailSpec,
+) -> Result<(Option<serde_json::Value>, Vec<regex::Regex>), StepError> {
+    let protocol_error = |e: String| StepError::new(FailureReason::Protocol, e);
+    let json = fail
+        .json
+        .as_ref()
+        .map(|v| render_json(v, &ctx.vars))
+        .transpose()
+        .map_err(|e| protocol_error(e.to_string()))?;
+    let regex = fail
+        .regex
+        .iter()
+        .map(|p| p.regex(&ctx.vars).map(std::borrow::Cow::into_owned))
+        .collect::<Result<_, _>>()
+        .map_err(protocol_error)?;
+    Ok((json, regex))
+}
+
+/// `server_error` when a reply matches the step's fail patterns (checked before `expect_*`).
+pub(super) fn check_fail(
+    json: Option<&serde_json::Value>,
+    text: &str,
+    fail_json: Option<&serde_json::Value>,
+    fail_regex: &[regex::Regex],
+) -> Result<(), StepError> {
+    let json_hit = fail_json
+        .zip(json)
+        .is_some_and(|(p, a)| matcher::json_subset(p, a).is_ok());
+    if json_hit || fail_regex.iter().any(|re| re.is_match(text)) {
+        return Err(server_error("the server reported an error", text));
+    }
+    Ok(())
+}
+
+pub(super) async fn expect(
+    ctx: &mut RunContext<'_>,
+    name: &str,
+    spec: &ExpectSpec,
+) -> Result<(), StepError> {
+    let protocol_error = |e: String| StepError::new(FailureReason::Protocol, e);
+    let (fail_json, fail_regex) = render_fail(ctx, &spec.fail)?;
+    let xml = match &spec.xml {
+        Some(t) => {
+            let text = t
+                .render_in(&ctx.vars, Context::Xml)
+                .map_err(|e| protocol_error(e.to_string()))?;
+            Some(
+                protocol::xmpp::Element::parse(&text)
+                    .map_err(|e| protocol_error(format!("expect_xml is not one element: {e}")))?,
+            )
+        }
         None => None,
     };
-    let since = ctx.last_send.take();
-    let mut last_miss = String::new();
-    for _ in 0..spec.max_frames {
-        let frame = connection(ctx)?.stream.next().await;
-        let text = match frame {
-            None => {
-                return Err(StepError::new(
-                    FailureReason::WsClosed,
-                    "the server closed the websocket while a frame was awaited",
-                ));
+    let mut want = Rendered {
+        json: spec
+            .json
+            .as_ref()
+            .map(|v| render_json(v, &ctx.vars))
+            .transpose()
+            .map_err(|e| protocol_error(e.to_string()))?,
+        regex: spec
+            .regex
+            .iter()
+            .map(|p| p.regex(&ctx.vars).map(std::borrow::Cow::into_owned))
+            .collect::<Result<_, _>>()
+            .map_err(protocol_error)?,
+        xml,
+        event: spec.event.as_ref().map(|t| ctx.render(t)).transpose()?,
+        ack: None,
+        fail_json,
+        fail_regex,
+    };
+    let since = ctx
+        .last_send
+        .as_ref()
+        .map(|(conn, t)| (conn.as_str() == name, *t));
+    connection(ctx, name)?;
+    let Some(conn) = ctx.ws.get_mut(name) else {
+        return Ok(());
+    };
+    if spec.ack {
+        want.ack = Some(conn.proto.awaited_ack());
+    }
+    let mut counted = 0;
+    let mut last_miss = String::from("none");
+    let matched = loop {
+        if counted >= spec.max_frames {
+            return Err(StepError::new(
+                FailureReason::NoMatch,
+                format!(
+                    "no frame matched in {} frames (frame budget); last: {last_miss}",
+                    spec.max_frames
+                ),
+            ));
+        }
+        let (msg, _raw) = match conn.next_message().await {
+            Ok(m) => m,
+            Err(Read::Failed(e)) => return Err(e),
+            Err(Read::Closed(e)) => {
+                ctx.ws.remove(name);
+                return Err(e);
             }
-            Some(Err(e)) => return Err(classify(e, FailureReason::WsClosed)),
-            Some(Ok(Message::Close(frame))) => {
-                let why = frame
-                    .map(|f| format!(" (code {}: {})", u16::from(f.code), f.reason))
-                    .unwrap_or_default();
-                ctx.ws = None;
-                return Err(StepError::new(
-                    FailureReason::WsClosed,
-                    format!("the server closed the websocket{why}"),
-                ));
-            }
-            Some(Ok(Message::Text(t))) => t.to_string(),
-            Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
-            // Control frames are the transport's business, not traffic to match.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
         };
-        ctx.frames_seen += 1;
-        match frame_matches(pattern.as_ref(), spec.regex.as_ref(), &text) {
-            Ok(json) => {
-                if let Some(t) = since {
-                    ctx.phases.insert(Phase::RoundTrip, t.elapsed());
-                }
-                return extract(ctx, spec, json.as_ref(), &text);
-            }
+        counted += 1;
+        ctx.frames_seen = counted;
+        let fail_view = want.fail_json.as_ref().and_then(|p| msg.json_for(p));
+        check_fail(
+            fail_view,
+            &msg.text,
+            want.fail_json.as_ref(),
+            &want.fail_regex,
+        )?;
+        match message_matches(&want, &msg) {
+            Ok(()) => break msg,
             Err(miss) => last_miss = miss,
         }
+    };
+    if let Some((same, t)) = since {
+        let phase = if same {
+            Phase::RoundTrip
+        } else {
+            Phase::FanOut
+        };
+        ctx.phases.insert(phase, t.elapsed());
     }
-    Err(StepError::new(
-        FailureReason::NoMatch,
-        format!(
-            "no frame matched in {} frames (frame budget); last: {last_miss}",
-            spec.max_frames
-        ),
-    ))
+    extract(ctx, spec, &matched)
 }
 
-/// `Ok(parsed JSON)` if the frame matches; `Err(why not)` otherwise.
-fn frame_matches(
-    pattern: Option<&serde_json::Value>,
-    regex: Option<&regex::Regex>,
-    text: &str,
-) -> Result<Option<serde_json::Value>, String> {
-    let json = serde_json::from_str::<serde_json::Value>(text).ok();
-    if let Some(p) = pattern {
-        let Some(actual) = &json else {
-            return Err(format!("not JSON: {}", snippet(text.as_bytes())));
+/// `Ok` if the message is the one the step waits for; `Err(why not)` otherwise.
+fn message_matches(want: &Rendered, msg: &Message) -> Result<(), String> {
+    if let Some(event) = &want.event
+        && msg.name.as_deref() != Some(event.as_str())
+    {
+        return Err(format!(
+            "{} instead of `{event}`: {}",
+            msg.name
+                .as_deref()
+                .map_or_else(|| "no event name".to_string(), |n| format!("`{n}`")),
+            snippet(msg.text.as_bytes())
+        ));
+    }
+    if let Some(awaited) = want.ack
+        && (msg.ack.is_none() || msg.ack != awaited)
+    {
+        return Err(format!(
+            "not the acknowledgement: {}",
+            snippet(msg.text.as_bytes())
+        ));
+    }
+    if let Some(p) = &want.json {
+        let Some(actual) = msg.json_for(p) else {
+            return Err(format!("not JSON: {}", snippet(msg.text.as_bytes())));
         };
         matcher::json_subset(p, actual)?;
     }
-    if let Some(re) = regex
-        && !re.is_match(text)
-    {
-        return Err(format!(
-            "does not match `{re}`: {}",
-            snippet(text.as_bytes())
-        ));
+    for re in &want.regex {
+        if !re.is_match(&msg.text) {
+            return Err(format!(
+                "does not match `{re}`: {}",
+                snippet(msg.text.as_bytes())
+            ));
+        }
     }
-    Ok(json)
+    if let Some(pattern) = &want.xml {
+        let Some(actual) = &msg.xml else {
+            return Err(format!("not XML: {}", snippet(msg.text.as_bytes())));
+        };
+        pattern.matches(actual)?;
+    }
+    Ok(())
 }
 
-fn extract(
-    ctx: &mut RunContext<'_>,
-    spec: &ExpectSpec,
-    json: Option<&serde_json::Value>,
-    text: &str,
-) -> Result<(), StepError> {
+fn extract(ctx: &mut RunContext<'_>, spec: &ExpectSpec, msg: &Message) -> Result<(), StepError> {
     for e in &spec.extract {
         let value = match &e.source {
-            ExtractSource::Json(pointer) => json
+            ExtractSource::Json(pointer) => msg
+                .json
+                .as_ref()
                 .and_then(|j| j.pointer(pointer))
                 .map(matcher::value_as_var),
-            ExtractSource::Regex(re) => matcher::regex_capture(re, text),
+            ExtractSource::Regex(re) => matcher::regex_capture(re, &msg.text),
             ExtractSource::Header(_) | ExtractSource::Cookie(_) => None,
         };
         match value {
@@ -257,10 +551,10 @@ fn extract(
     Ok(())
 }
 
-pub(super) async fn close(ctx: &mut RunContext<'_>) -> Result<(), StepError> {
+pub(super) async fn close(ctx: &mut RunContext<'_>, name: &str) -> Result<(), StepError> {
     let conn = ctx
         .ws
-        .take()
+        .remove(name)
         .ok_or_else(|| StepError::new(FailureReason::WsClosed, "no websocket is open to close"))?;
     conn.close()
         .await

@@ -1,0 +1,58 @@
+//! `raw`: text frames as written. Frames matching `ping_json` are the platform's heartbeats.
+
+use serde_json::Value;
+
+use super::{Incoming, Message, Outgoing, Protocol};
+use crate::flow::matcher;
+
+pub(crate) struct Raw {
+    ping: Option<Value>,
+}
+
+impl Raw {
+    pub(crate) fn new(ping: Option<Value>) -> Raw {
+        Raw { ping }
+    }
+}
+
+impl Protocol for Raw {
+    fn decode(&mut self, frame: &str) -> Incoming {
+        let json = serde_json::from_str::<Value>(frame).ok();
+        if let (Some(ping), Some(j)) = (&self.ping, &json)
+            && matcher::json_subset(ping, j).is_ok()
+        {
+            return Incoming::Control(Vec::new());
+        }
+        Incoming::Message(Message {
+            text: frame.to_string(),
+            json,
+            ..Message::default()
+        })
+    }
+
+    fn encode(&mut self, out: Outgoing) -> Result<Vec<String>, String> {
+        match (out.text, out.json) {
+            (Some(t), _) => Ok(vec![t]),
+            (None, Some(j)) => Ok(vec![j.to_string()]),
+            (None, None) => Err("nothing to send".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_are_control_frames() {
+        let mut raw = Raw::new(Some(serde_json::json!({"type": "ping"})));
+        assert!(
+            matches!(raw.decode(r#"{"type":"ping","n":1}"#), Incoming::Control(r) if r.is_empty())
+        );
+        assert!(matches!(
+            raw.decode(r#"{"type":"joined"}"#),
+            Incoming::Message(_)
+        ));
+        assert!(matches!(raw.decode("not json"), Incoming::Message(m) if m.json.is_none()));
+    }
+}
