@@ -18,6 +18,7 @@ use joincanary::report::FailureReason;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::support::smtp::Smtp;
 use crate::support::{self, TempConfig};
 
 const PD_KEY: &str = "pd-routing-key-0123456789";
@@ -823,73 +824,6 @@ routing_key = "x"
     );
     assert!(errors.iter().all(|e| e.line > 0), "{errors:#?}");
     assert!(!format!("{errors:?}").contains("secret-in-it"));
-}
-
-/// A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) on 127.0.0.1.
-struct Smtp {
-    port: u16,
-    dir: tempfile::TempDir,
-    _child: tokio::process::Child,
-}
-
-impl Smtp {
-    async fn start(mode: &str) -> Smtp {
-        use tokio::io::AsyncBufReadExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = tokio::process::Command::new("/usr/bin/python3")
-            .arg(support::root().join("tests/support/smtp_server.py"))
-            .arg(dir.path())
-            .arg(mode)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("/usr/bin/python3 runs (install python3-aiosmtpd)");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::io::BufReader::new(stdout).read_line(&mut line),
-        )
-        .await
-        .expect("the SMTP server starts in time")
-        .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!("smtp_server.py printed `{line}`; is python3-aiosmtpd installed?")
-        });
-        Smtp {
-            port,
-            dir,
-            _child: child,
-        }
-    }
-
-    fn pager(&self) -> String {
-        format!(
-            "[[pager]]\nname = \"mail\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"Canary <canary@example.com>\"\nto = [\"oncall@example.com\", \"sre@example.com\"]\n",
-            self.port
-        )
-    }
-
-    async fn messages(&self, n: usize) -> Vec<String> {
-        for _ in 0..500 {
-            let mut found: Vec<_> = std::fs::read_dir(self.dir.path())
-                .unwrap()
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                .collect();
-            if found.len() >= n {
-                found.sort();
-                return found
-                    .iter()
-                    .map(|p| std::fs::read_to_string(p).unwrap())
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Vec::new()
-    }
 }
 
 #[tokio::test]

@@ -313,6 +313,25 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
         pd.accepted().iter().any(|v| pd_action(v) == "trigger")
     })
     .await;
+    // The receiver has the page before the dispatcher hears its answer; stopping in between
+    // re-sends it at the next start (at least once is the outbox's promise), so wait for the
+    // outbox to empty.
+    for _ in 0..100 {
+        let metrics = reqwest::get(format!("{}/metrics", svc.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let pending = metrics
+            .lines()
+            .filter(|l| l.starts_with("joincanary_outbox_pending{"))
+            .any(|l| !l.ends_with(" 0"));
+        if !pending {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     svc.stop().await;
 
     // Restart with the fault still on: the incident is still open, nobody is paged again.

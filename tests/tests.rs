@@ -14,6 +14,7 @@ mod flow;
 mod headline;
 mod hostile;
 mod never_silent;
+mod pages;
 mod redis_sim;
 mod reload;
 mod scheduler;

@@ -1,15 +1,17 @@
-//! Email over SMTP (lettre): a multipart text + HTML message per notification. A 4xx reply or a
+//! Email over SMTP (lettre): per notification a text + HTML message (facts, step table, error,
+//! links) with the raw details attached, threaded per incident by Message-ID. A 4xx reply or a
 //! network failure is retried; a 5xx reply (including one after DATA) is a failed delivery.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::notify::{DeliveryError, Notifier, Secret, SendFuture};
-use super::{EventKind, Notification};
+use super::{EventKind, Notification, limits, render};
 use crate::config::Ctx;
 use crate::config::raw::{RawPager, S};
 use crate::flow::error_chain;
@@ -160,78 +162,115 @@ impl Email {
 }
 
 /// `[FIRING] summary`, `[RESOLVED] summary`, `[TEST] summary` (a test summary already starts
-/// with `[TEST]`).
+/// with `[TEST]`); one line, at most [`limits::EMAIL_SUBJECT`] characters.
 pub fn subject(n: &Notification) -> String {
     let prefix = if n.test {
         "[TEST]"
     } else {
         match n.kind {
+            EventKind::Trigger if n.reminder => "[FIRING, reminder]",
             EventKind::Trigger => "[FIRING]",
             EventKind::Resolve => "[RESOLVED]",
         }
     };
-    let summary = n.summary.strip_prefix(prefix).unwrap_or(&n.summary).trim();
+    let summary = n
+        .summary
+        .strip_prefix("[TEST]")
+        .unwrap_or(&n.summary)
+        .trim();
     // A header line break would let text inject headers; lettre encodes, this keeps it one line.
     let line: String = format!("{prefix} {summary}")
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    super::truncate(&line, 250)
+    limits::fit_plain(&line, limits::EMAIL_SUBJECT)
 }
 
-/// The plain-text body.
+/// The incident's thread id (left of the `@`): the same for every mail about one incident, from
+/// its dedup key and start, both kept in the alert state, so a resolve sent after a restart
+/// still threads under its trigger.
+pub fn thread_id(n: &Notification) -> String {
+    let safe: String = n
+        .dedup_key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    // The cleaned key alone could match another incident's (`a/b` and `a.b`); the hash of the
+    // real key keeps them apart, and bounds the length.
+    let key = limits::fit_key(&safe, 120);
+    format!(
+        "joincanary.{key}.{}.{}",
+        limits::short_hash(&n.dedup_key),
+        n.started_at.timestamp_millis()
+    )
+}
+
+/// `<id@domain>` with the sender's domain (RFC 5322 §3.6.4: the right side names the host that
+/// made the id; ours is unique per incident and event).
+pub fn message_ids(plan: &Email, n: &Notification) -> (String, Option<String>) {
+    let domain = plan.from.email.domain();
+    let thread = thread_id(n);
+    let root = format!("<{thread}@{domain}>");
+    let first = n.kind == EventKind::Trigger && !n.reminder;
+    if first {
+        (root, None)
+    } else {
+        let what = match n.kind {
+            EventKind::Trigger => "reminder",
+            EventKind::Resolve => "resolve",
+        };
+        (
+            format!("<{thread}.{what}.{}@{domain}>", n.at.timestamp_millis()),
+            Some(root),
+        )
+    }
+}
+
+/// The plain-text part: the facts, the step table, the error, the links. The raw details go in
+/// the `details.json` attachment.
 pub fn text_body(n: &Notification) -> String {
     let mut out = format!("{}\n\n", subject(n));
-    out.push_str(&format!(
-        "probe: {}\nregion: {}\nseverity: {}\n",
-        n.probe,
-        n.region,
-        n.severity.as_str()
-    ));
-    if let Some(s) = &n.failed_step {
-        out.push_str(&format!("failed step: {s}\n"));
+    for (k, v) in render::facts(n) {
+        out.push_str(&format!("{:<14} {v}\n", format!("{k}:")));
     }
-    if let Some(r) = n.reason {
-        out.push_str(&format!("reason: {r}\n"));
+    let table = render::table_text(&render::step_rows(n));
+    if !table.is_empty() {
+        out.push('\n');
+        out.push_str(&table);
     }
-    out.push_str(&format!(
-        "started: {}\nat: {}\nincident: {}\n",
-        n.started_at.to_rfc3339(),
-        n.at.to_rfc3339(),
-        n.dedup_key
-    ));
-    for l in &n.links {
-        out.push_str(&format!("{}: {}\n", l.text, l.href));
+    if let Some(e) = render::error(n) {
+        out.push_str("\nerror:\n");
+        for line in e.lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
     }
-    let details = n.details_text();
-    if !details.is_empty() {
-        out.push_str(&format!("\ndetails:\n{details}\n"));
+    if !n.links.is_empty() {
+        out.push_str("\nlinks:\n");
+        for l in &n.links {
+            out.push_str(&format!("  {}: {}\n", l.text, l.href));
+        }
+    }
+    if !n.details.is_null() {
+        out.push_str("\nThe run's full details are attached as details.json.\n");
     }
     out
 }
 
-/// The HTML body; every interpolated value is escaped.
+/// The HTML part: the same as the text part, as tables; every interpolated value is escaped.
+/// Failed rows say so in words as well as colour.
 pub fn html_body(n: &Notification) -> String {
     let e = html_escape;
-    let mut rows = vec![
-        ("probe", n.probe.clone()),
-        ("region", n.region.clone()),
-        ("severity", n.severity.as_str().to_string()),
-    ];
-    if let Some(s) = &n.failed_step {
-        rows.push(("failed step", s.clone()));
-    }
-    if let Some(r) = n.reason {
-        rows.push(("reason", r.as_str().to_string()));
-    }
-    rows.push(("started", n.started_at.to_rfc3339()));
-    rows.push(("at", n.at.to_rfc3339()));
-    rows.push(("incident", n.dedup_key.clone()));
     let mut out = format!(
-        "<!DOCTYPE html><html><body><h2>{}</h2><table>",
+        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><h2>{}</h2><table>",
         e(&subject(n))
     );
-    for (k, v) in rows {
+    for (k, v) in render::facts(n) {
         out.push_str(&format!(
             "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
             e(k),
@@ -239,16 +278,44 @@ pub fn html_body(n: &Notification) -> String {
         ));
     }
     out.push_str("</table>");
-    if !n.links.is_empty() {
-        out.push_str("<p>");
-        for l in &n.links {
-            out.push_str(&format!("<a href=\"{}\">{}</a> ", e(&l.href), e(&l.text)));
+    let rows = render::step_rows(n);
+    if !rows.is_empty() {
+        out.push_str(
+            "<h3>Steps</h3><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\" style=\"border-collapse:collapse\"><tr>",
+        );
+        for h in render::TABLE_HEADER {
+            out.push_str(&format!("<th align=\"left\">{}</th>", e(&h.to_lowercase())));
         }
-        out.push_str("</p>");
+        out.push_str("</tr>");
+        for r in &rows {
+            let style = if r.ok { "" } else { " style=\"color:#b00020\"" };
+            out.push_str(&format!(
+                "<tr><td>{}</td><td{style}><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                e(&r.name),
+                e(&r.result),
+                e(&render::ms_text(r.ms)),
+                e(&render::ms_text(r.last_good_ms)),
+                e(&render::phases_text(r)),
+            ));
+        }
+        out.push_str("</table>");
     }
-    let details = n.details_text();
-    if !details.is_empty() {
-        out.push_str(&format!("<pre>{}</pre>", e(&details)));
+    if let Some(err) = render::error(n) {
+        out.push_str(&format!("<h3>Error</h3><pre>{}</pre>", e(&err)));
+    }
+    if !n.links.is_empty() {
+        out.push_str("<h3>Links</h3><ul>");
+        for l in &n.links {
+            out.push_str(&format!(
+                "<li><a href=\"{}\">{}</a></li>",
+                e(&l.href),
+                e(&l.text)
+            ));
+        }
+        out.push_str("</ul>");
+    }
+    if !n.details.is_null() {
+        out.push_str("<p>The run's full details are attached as details.json.</p>");
     }
     out.push_str("</body></html>");
     out
@@ -269,22 +336,39 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
-/// The message: multipart/alternative, text then HTML.
+/// The message: RFC 5322 headers (From, To, Subject, Date, Message-ID, and for a reminder or a
+/// resolve In-Reply-To and References naming the trigger), multipart/mixed of the text + HTML
+/// alternative and the raw details as `details.json`.
 ///
 /// # Errors
 /// lettre refusing the message (cannot happen with validated addresses; permanent if it does).
 pub fn build_message(plan: &Email, n: &Notification) -> Result<Message, DeliveryError> {
+    let (id, parent) = message_ids(plan, n);
     let mut builder = Message::builder()
         .from(plan.from.clone())
-        .subject(subject(n));
+        .subject(subject(n))
+        .date(SystemTime::from(n.at))
+        .message_id(Some(id));
+    if let Some(parent) = parent {
+        builder = builder.in_reply_to(parent.clone()).references(parent);
+    }
     for to in &plan.to {
         builder = builder.to(to.clone());
     }
+    let alternative = MultiPart::alternative_plain_html(text_body(n), html_body(n));
+    let body = if n.details.is_null() {
+        alternative
+    } else {
+        let json = serde_json::to_string_pretty(&n.details).unwrap_or_default();
+        MultiPart::mixed().multipart(alternative).singlepart(
+            Attachment::new("details.json".to_string()).body(
+                json,
+                ContentType::parse("application/json").unwrap_or(ContentType::TEXT_PLAIN),
+            ),
+        )
+    };
     builder
-        .multipart(MultiPart::alternative_plain_html(
-            text_body(n),
-            html_body(n),
-        ))
+        .multipart(body)
         .map_err(|e| DeliveryError::Permanent(format!("cannot build the email: {e}")))
 }
 
@@ -403,7 +487,7 @@ mod tests {
         assert!(text.contains("text/plain"));
         assert!(text.contains("text/html"));
         assert!(html_body(&n).contains("probe &lt;b&gt;&amp;&lt;/b&gt; failing"));
-        assert!(!html_body(&n).contains("<b>"));
+        assert!(!html_body(&n).contains("<b>&</b>"));
     }
 
     #[test]

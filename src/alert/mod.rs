@@ -8,10 +8,12 @@ pub mod alertmanager;
 pub mod dispatch;
 pub mod email;
 pub mod engine;
+pub mod limits;
 pub mod notify;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod policy;
+pub mod render;
 pub mod webhook;
 
 pub use dispatch::{Dispatcher, test_page};
@@ -417,14 +419,9 @@ pub(crate) fn check_url(
     }
 }
 
-/// Cuts `text` to at most `max` characters, ending in `…` when cut (providers reject longer).
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
+/// A timestamp for people, to the millisecond: `2025-03-01 12:05:00.000 UTC`.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
 /// A notification for unit tests of the request builders.

@@ -3,16 +3,13 @@
 use serde_json::json;
 
 use super::notify::{Request, Secret};
-use super::{EventKind, Notification, Severity};
+use super::{EventKind, Notification, Severity, limits, render};
 use crate::config::Ctx;
 use crate::config::raw::{RawPager, S};
 
 pub const DEFAULT_URL: &str = "https://api.opsgenie.com";
 pub const EU_URL: &str = "https://api.eu.opsgenie.com";
 
-/// Opsgenie's limits on `message` and `description`.
-const MESSAGE_MAX: usize = 130;
-const DESCRIPTION_MAX: usize = 15000;
 const PRIORITIES: [&str; 5] = ["P1", "P2", "P3", "P4", "P5"];
 
 #[derive(Debug, Clone)]
@@ -77,48 +74,75 @@ impl Opsgenie {
     }
 }
 
-/// Create (trigger) or close-by-alias (resolve).
+/// Create (trigger) or close-by-alias (resolve). The alias is hashed past 512 characters (the
+/// same way for create and close); message, description, tags, details and note are cut to
+/// Opsgenie's limits (see [`limits`]).
 pub fn build_request(plan: &Opsgenie, n: &Notification) -> Request {
     let headers = vec![(
         "Authorization".to_string(),
         format!("GenieKey {}", plan.api_key.expose()),
     )];
+    let alias = limits::fit_key(&n.dedup_key, limits::OG_ALIAS);
     match n.kind {
-        EventKind::Trigger => {
-            let description = super::truncate(
-                &format!("{}\n\n{}", n.summary, n.details_text()),
-                DESCRIPTION_MAX,
-            );
-            Request {
-                url: endpoint(&plan.url, &["v2", "alerts"]),
-                headers,
-                body: json!({
-                    "message": super::truncate(&n.summary, MESSAGE_MAX),
-                    "alias": n.dedup_key,
-                    "description": description,
-                    "priority": match n.severity {
-                        Severity::Critical => &plan.priority,
-                        Severity::Warning => &plan.warning_priority,
-                    },
-                    "source": "joincanary",
-                    "tags": [n.region, n.probe, n.severity.as_str()],
-                    "details": flat_details(n),
-                }),
-            }
-        }
+        EventKind::Trigger => Request {
+            url: endpoint(&plan.url, &["v2", "alerts"]),
+            headers,
+            body: json!({
+                "message": limits::fit_plain(&n.summary, limits::OG_MESSAGE),
+                "alias": alias,
+                "description": limits::fit_plain(&description(n), limits::OG_DESCRIPTION),
+                "priority": match n.severity {
+                    Severity::Critical => &plan.priority,
+                    Severity::Warning => &plan.warning_priority,
+                },
+                "source": "joincanary",
+                "tags": tags(n),
+                "details": flat_details(n),
+            }),
+        },
         EventKind::Resolve => {
-            let mut url = endpoint(&plan.url, &["v2", "alerts", &n.dedup_key, "close"]);
+            let mut url = endpoint(&plan.url, &["v2", "alerts", &alias, "close"]);
             url.push_str("?identifierType=alias");
             Request {
                 url,
                 headers,
                 body: json!({
                     "source": "joincanary",
-                    "note": super::truncate(&n.summary, 25000),
+                    "note": limits::fit_plain(&n.summary, limits::OG_NOTE),
                 }),
             }
         }
     }
+}
+
+/// Region, probe and severity, each cut to 50 characters (Opsgenie's tag limit).
+fn tags(n: &Notification) -> Vec<String> {
+    [n.region.as_str(), n.probe.as_str(), n.severity.as_str()]
+        .iter()
+        .take(limits::OG_TAGS)
+        .map(|t| limits::fit_plain(t, limits::OG_TAG))
+        .collect()
+}
+
+/// The summary, the step table, the error, the links, then the raw details.
+fn description(n: &Notification) -> String {
+    let mut out = format!("{}\n", n.summary);
+    let table = render::table_text(&render::step_rows(n));
+    if !table.is_empty() {
+        out.push('\n');
+        out.push_str(&table);
+    }
+    if let Some(e) = render::error(n) {
+        out.push_str(&format!("\nerror: {e}\n"));
+    }
+    for l in &n.links {
+        out.push_str(&format!("\n{}: {}", l.text, l.href));
+    }
+    let details = n.details_text();
+    if !details.is_empty() {
+        out.push_str(&format!("\n\ndetails:\n{details}"));
+    }
+    out
 }
 
 /// `base` plus path segments, each percent-encoded (a dedup key holds `/`).
@@ -135,27 +159,27 @@ fn endpoint(base: &str, segments: &[&str]) -> String {
     }
 }
 
-/// Opsgenie's `details` is a flat string map: scalars as text, anything nested as JSON.
+/// Opsgenie's `details` is a flat string map of at most 8000 characters in all: the facts first,
+/// then the run's details (nested values as JSON), each cut to what is left; what does not fit
+/// is left out and `cut` says so.
 fn flat_details(n: &Notification) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    let mut put = |k: &str, v: String| {
-        m.insert(k.to_string(), serde_json::Value::String(v));
-    };
-    put("probe", n.probe.clone());
-    put("region", n.region.clone());
-    put("severity", n.severity.as_str().to_string());
-    put("started_at", n.started_at.to_rfc3339());
+    let mut entries: Vec<(String, String)> = vec![
+        ("probe".into(), n.probe.clone()),
+        ("region".into(), n.region.clone()),
+        ("severity".into(), n.severity.as_str().to_string()),
+        ("started_at".into(), n.started_at.to_rfc3339()),
+    ];
     if let Some(s) = &n.failed_step {
-        put("failed_step", s.clone());
+        entries.push(("failed_step".into(), s.clone()));
     }
     if let Some(r) = n.reason {
-        put("reason", r.as_str().to_string());
+        entries.push(("reason".into(), r.as_str().to_string()));
     }
     if n.test {
-        put("test", "true".to_string());
+        entries.push(("test".into(), "true".into()));
     }
     for l in &n.links {
-        put(&l.text, l.href.clone());
+        entries.push((l.text.clone(), l.href.clone()));
     }
     if let serde_json::Value::Object(obj) = &n.details {
         for (k, v) in obj {
@@ -163,9 +187,38 @@ fn flat_details(n: &Notification) -> serde_json::Map<String, serde_json::Value> 
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            m.entry(k.clone())
-                .or_insert(serde_json::Value::String(text));
+            entries.push((k.clone(), text));
         }
+    }
+    // `{` and `}`, and room for the `cut` marker.
+    const CUT: (&str, &str) = ("cut", "details cut to Opsgenie's 8000-character limit");
+    let reserve =
+        2 + limits::cost(CUT.0, limits::json_chars) + limits::cost(CUT.1, limits::json_chars) + 6;
+    let mut left = limits::OG_DETAILS - reserve;
+    let mut m = serde_json::Map::new();
+    let mut cut = false;
+    for (k, v) in entries {
+        if m.contains_key(&k) {
+            continue;
+        }
+        // `"k":"v",`
+        let key_cost = limits::cost(&k, limits::json_chars) + 6;
+        let Some(room) = left.checked_sub(key_cost) else {
+            cut = true;
+            continue;
+        };
+        let value = limits::fit(&v, room, limits::json_chars);
+        if value.len() < v.len() {
+            cut = true;
+        }
+        if value.is_empty() && !v.is_empty() {
+            continue;
+        }
+        left -= key_cost + limits::cost(&value, limits::json_chars);
+        m.insert(k, serde_json::Value::String(value));
+    }
+    if cut {
+        m.insert(CUT.0.into(), serde_json::Value::String(CUT.1.into()));
     }
     m
 }
@@ -201,7 +254,7 @@ mod tests {
             json!({
                 "message": n.summary,
                 "alias": "joincanary/sim-join/eu-west-1/critical",
-                "description": format!("{}\n\n{}", n.summary, n.details_text()),
+                "description": description(&n),
                 "priority": "P1",
                 "source": "joincanary",
                 "tags": ["eu-west-1", "sim-join", "critical"],
@@ -238,5 +291,36 @@ mod tests {
             Some(130)
         );
         assert_eq!(req.body["priority"], "P3");
+    }
+
+    #[test]
+    fn hostile_values_fit_every_field() {
+        let mut n = sample(EventKind::Trigger);
+        n.probe = "p".repeat(80);
+        n.dedup_key = format!("joincanary/eu/{}/critical", "k".repeat(600));
+        n.summary = "日本語🙂<&>".repeat(300);
+        n.details =
+            json!({"error": "\"<html>\"\n".repeat(5000), "steps": [{"name": "s".repeat(3000)}]});
+        let req = build_request(&plan(), &n);
+        let len = |v: &serde_json::Value| v.as_str().map_or(0, |s| limits::cost(s, limits::plain));
+        assert!(len(&req.body["message"]) <= 130);
+        assert_eq!(len(&req.body["alias"]), 512);
+        assert!(len(&req.body["description"]) <= 15000);
+        for t in req.body["tags"].as_array().into_iter().flatten() {
+            assert!(len(t) <= 50);
+        }
+        let details = serde_json::to_string(&req.body["details"]).unwrap_or_default();
+        assert!(
+            limits::cost(&details, limits::plain) <= 8000,
+            "{}",
+            details.len()
+        );
+        assert!(req.body["details"]["cut"].is_string());
+        assert_eq!(req.body["details"]["probe"], n.probe);
+        let mut r = n.clone();
+        r.kind = EventKind::Resolve;
+        let close = build_request(&plan(), &r);
+        assert!(close.url.contains(&"k".repeat(400)));
+        assert!(!close.url.contains(&"k".repeat(600)));
     }
 }

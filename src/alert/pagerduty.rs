@@ -3,14 +3,11 @@
 use serde_json::json;
 
 use super::notify::{Request, Secret};
-use super::{EventKind, Notification, Severity};
+use super::{EventKind, Notification, Severity, limits};
 use crate::config::Ctx;
 use crate::config::raw::{RawPager, S};
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
-
-/// PagerDuty's limit on `payload.summary`.
-const SUMMARY_MAX: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct PagerDuty {
@@ -34,20 +31,23 @@ impl PagerDuty {
     }
 }
 
-/// The Events API v2 body; a resolve needs only the key, the action and the dedup key.
+/// The Events API v2 body; a resolve needs only the key, the action and the dedup key. The dedup
+/// key is hashed past 255 characters (the same way for trigger and resolve), the summary cut to
+/// 1024, and the details shrunk when the event would pass 512 KB (see [`limits`]).
 pub fn build_request(plan: &PagerDuty, n: &Notification) -> Request {
-    let body = match n.kind {
+    let dedup_key = limits::fit_key(&n.dedup_key, limits::PD_DEDUP_KEY);
+    let mut body = match n.kind {
         EventKind::Resolve => json!({
             "routing_key": plan.routing_key.expose(),
             "event_action": "resolve",
-            "dedup_key": n.dedup_key,
+            "dedup_key": dedup_key,
         }),
         EventKind::Trigger => json!({
             "routing_key": plan.routing_key.expose(),
             "event_action": "trigger",
-            "dedup_key": n.dedup_key,
+            "dedup_key": dedup_key,
             "payload": {
-                "summary": super::truncate(&n.summary, SUMMARY_MAX),
+                "summary": limits::fit_plain(&n.summary, limits::PD_SUMMARY),
                 "source": format!("joincanary/{}", n.region),
                 "severity": match n.severity {
                     Severity::Critical => "critical",
@@ -61,10 +61,47 @@ pub fn build_request(plan: &PagerDuty, n: &Notification) -> Request {
             "links": n.links.iter().map(|l| json!({"href": l.href, "text": l.text})).collect::<Vec<_>>(),
         }),
     };
+    shrink_details(&mut body);
     Request {
         url: plan.url.clone(),
         headers: Vec::new(),
         body,
+    }
+}
+
+/// Keeps the serialized event under 512 KB: first drop the history (earlier runs), then cut what
+/// is left to a string that fits, marked as cut.
+fn shrink_details(body: &mut serde_json::Value) {
+    let size = |b: &serde_json::Value| serde_json::to_vec(b).map_or(usize::MAX, |v| v.len());
+    // Room for the marker keys and rounding.
+    const SLACK: usize = 256;
+    if size(body) <= limits::PD_EVENT_BYTES - SLACK {
+        return;
+    }
+    let Some(details) = body.pointer_mut("/payload/custom_details") else {
+        return;
+    };
+    if let Some(obj) = details.as_object_mut() {
+        obj.remove("confirming_runs");
+        obj.remove("last_success");
+    }
+    if size(body) <= limits::PD_EVENT_BYTES - SLACK {
+        return;
+    }
+    let text = body
+        .pointer("/payload/custom_details")
+        .map(|d| serde_json::to_string_pretty(d).unwrap_or_default())
+        .unwrap_or_default();
+    if let Some(d) = body.pointer_mut("/payload/custom_details") {
+        *d = json!({});
+    }
+    let rest = size(body);
+    let budget = limits::PD_EVENT_BYTES.saturating_sub(rest + SLACK);
+    if let Some(d) = body.pointer_mut("/payload/custom_details") {
+        *d = json!({
+            "cut": "details cut to fit PagerDuty's 512 KB event limit",
+            "details": limits::fit(&text, budget, limits::json_bytes),
+        });
     }
 }
 
@@ -123,7 +160,26 @@ mod tests {
         let req = build_request(&plan(), &n);
         let summary = req.body["payload"]["summary"].as_str().unwrap_or_default();
         assert_eq!(summary.chars().count(), 1024);
+        assert!(summary.ends_with('…'));
         assert_eq!(req.body["payload"]["class"], "degraded");
         assert_eq!(req.body["payload"]["severity"], "warning");
+    }
+
+    #[test]
+    fn long_keys_and_huge_details_fit() {
+        let mut n = sample(EventKind::Trigger);
+        n.dedup_key = format!("joincanary/eu-west-1/{}/critical", "p".repeat(400));
+        n.details = json!({"error": "<html>".repeat(200_000), "confirming_runs": [1, 2]});
+        let req = build_request(&plan(), &n);
+        let key = req.body["dedup_key"].as_str().unwrap_or_default();
+        assert_eq!(key.chars().count(), 255);
+        let size = serde_json::to_vec(&req.body)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        assert!(size <= limits::PD_EVENT_BYTES, "{size}");
+        assert!(req.body["payload"]["custom_details"]["cut"].is_string());
+        let mut r = n.clone();
+        r.kind = EventKind::Resolve;
+        assert_eq!(build_request(&plan(), &r).body["dedup_key"], key);
     }
 }

@@ -216,6 +216,10 @@ pub struct RunBrief {
     pub reason: Option<FailureReason>,
     /// step name -> total ms.
     pub steps: Vec<(String, f64)>,
+    /// step name -> phase -> ms; kept only for the last success, which pages compare the failing
+    /// run's phases with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<(String, BTreeMap<String, f64>)>,
 }
 
 impl RunBrief {
@@ -232,6 +236,26 @@ impl RunBrief {
                 .iter()
                 .map(|s| (s.name.clone(), ms(s.duration_ms)))
                 .collect(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// A success, with its per-step phases (the baseline a page compares against).
+    fn of_success(run: &ProbeRun) -> RunBrief {
+        RunBrief {
+            phases: run
+                .steps
+                .iter()
+                .map(|s| {
+                    let phases = s
+                        .phases
+                        .iter()
+                        .map(|(p, d)| (p.as_str().to_string(), ms(*d)))
+                        .collect();
+                    (s.name.clone(), phases)
+                })
+                .collect(),
+            ..RunBrief::of(run)
         }
     }
 }
@@ -310,7 +334,7 @@ impl ProbeAlertState {
         if run.success {
             self.failures = 0;
             self.successes = self.successes.saturating_add(1);
-            self.last_success = Some(RunBrief::of(run));
+            self.last_success = Some(RunBrief::of_success(run));
             if self.critical.is_some() {
                 if self.successes >= cfg.success_threshold {
                     if let Some(open) = self.critical.take() {

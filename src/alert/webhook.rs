@@ -8,12 +8,9 @@
 use serde_json::json;
 
 use super::notify::{Request, Secret};
-use super::{EventKind, Notification};
+use super::{EventKind, Notification, limits, render};
 use crate::config::Ctx;
 use crate::config::raw::{RawPager, S};
-
-/// Slack's limit on a section block's text.
-const SLACK_SECTION_MAX: usize = 2900;
 
 #[derive(Debug, Clone)]
 pub struct Slack {
@@ -75,54 +72,86 @@ impl Webhook {
     }
 }
 
-/// Slack: a plain `text` (shown in notifications) and blocks with the details.
+/// Slack: a notification line (`text`), a header, the summary, the facts as fields, the step
+/// table and error in a code block, and the links. Every text is measured after mrkdwn escaping
+/// and the fences (see [`limits`]): Slack answers `400 invalid_blocks` to one character too many,
+/// which is not retried, so the page would be lost.
 pub fn build_slack_request(plan: &Slack, n: &Notification) -> Request {
-    let text = format!("{} {}", n.marker(), n.summary);
-    let mut blocks = vec![json!({
-        "type": "section",
-        "text": {"type": "mrkdwn", "text": slack_escape(&super::truncate(&text, SLACK_SECTION_MAX))},
-    })];
+    let line = format!("{} {}", n.marker(), n.summary);
+    let mut blocks = vec![
+        json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": limits::slack_fit(&header(n), limits::SLACK_HEADER_TEXT)},
+        }),
+        json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": limits::slack_fit(&n.summary, limits::SLACK_SECTION_TEXT)},
+        }),
+    ];
+    let fields: Vec<serde_json::Value> = render::facts(n)
+        .into_iter()
+        .take(limits::SLACK_FIELDS)
+        .map(|(label, value)| {
+            let mut first = label.chars();
+            let label = first
+                .next()
+                .map(|c| c.to_uppercase().chain(first).collect::<String>())
+                .unwrap_or_default();
+            let label = format!("*{label}*\n");
+            let room = limits::SLACK_FIELD_TEXT.saturating_sub(limits::cost(&label, limits::slack));
+            json!({"type": "mrkdwn", "text": format!("{label}{}", limits::slack_fit(&value, room))})
+        })
+        .collect();
+    if !fields.is_empty() {
+        blocks.push(json!({"type": "section", "fields": fields}));
+    }
     if n.kind == EventKind::Trigger {
-        let details = n.details_text();
-        if !details.is_empty() {
-            // Backticks would end the code block early.
-            let details = super::truncate(&details.replace("```", "'''"), SLACK_SECTION_MAX);
+        let mut body = render::table_text(&render::step_rows(n));
+        if let Some(e) = render::error(n) {
+            body.push_str(&format!("\nerror: {e}\n"));
+        }
+        if !body.trim().is_empty() {
+            // Backticks would end the code block early; the fences count against the limit.
+            let body = body.trim_end().replace("```", "'''");
+            let fenced = limits::slack_fit(&body, limits::SLACK_SECTION_TEXT - 6);
             blocks.push(json!({
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": format!("```{}```", slack_escape(&details))},
+                "text": {"type": "mrkdwn", "text": format!("```{fenced}```")},
             }));
         }
     }
-    if !n.links.is_empty() {
-        let links = n
-            .links
-            .iter()
-            .map(|l| {
-                format!(
-                    "<{}|{}>",
-                    slack_escape(&l.href).replace('|', "%7C"),
-                    slack_escape(&l.text).replace('|', "/")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" · ");
-        blocks.push(json!({
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": links}],
-        }));
+    let links: Vec<serde_json::Value> = n
+        .links
+        .iter()
+        .filter_map(|l| {
+            let href = limits::slack_escape(&l.href).replace('|', "%7C");
+            // A cut URL leads nowhere: a link too long to send is left out.
+            let room =
+                limits::SLACK_TEXT_OBJECT.checked_sub(limits::cost(&href, limits::plain) + 3)?;
+            let text = limits::slack_fit(&l.text.replace('|', "/"), room.min(200));
+            (!text.is_empty())
+                .then(|| json!({"type": "mrkdwn", "text": format!("<{href}|{text}>")}))
+        })
+        .take(limits::SLACK_CONTEXT_ELEMENTS)
+        .collect();
+    if !links.is_empty() {
+        blocks.push(json!({"type": "context", "elements": links}));
     }
+    blocks.truncate(limits::SLACK_BLOCKS);
     Request {
         url: plan.url.expose().to_string(),
         headers: Vec::new(),
-        body: json!({"text": text, "blocks": blocks}),
+        body: json!({"text": limits::slack_fit(&line, limits::SLACK_TOP_TEXT), "blocks": blocks}),
     }
 }
 
-/// Slack's three control characters in mrkdwn.
-fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// `[FIRING critical] sim-join in eu-west-1`.
+fn header(n: &Notification) -> String {
+    if n.test {
+        format!("[TEST] joincanary test page from {}", n.region)
+    } else {
+        format!("{} {} in {}", n.marker(), n.probe, n.region)
+    }
 }
 
 /// The generic webhook's stable body (see the module docs).
@@ -174,14 +203,22 @@ mod tests {
             text.starts_with("[FIRING critical] sim-join failing"),
             "{text}"
         );
-        assert_eq!(req.body["blocks"].as_array().map(Vec::len), Some(3));
+        assert_eq!(req.body["blocks"].as_array().map(Vec::len), Some(5));
+        assert_eq!(
+            req.body["blocks"][0]["text"]["text"],
+            "[FIRING critical] sim-join in eu-west-1"
+        );
+        assert_eq!(
+            req.body["blocks"][2]["fields"][3]["text"],
+            "*Failed step*\nsignalling"
+        );
         assert!(
-            req.body["blocks"][1]["text"]["text"]
+            req.body["blocks"][3]["text"]["text"]
                 .as_str()
                 .is_some_and(|t| t.contains("login") && t.starts_with("```"))
         );
         assert_eq!(
-            req.body["blocks"][2]["elements"][0]["text"],
+            req.body["blocks"][4]["elements"][0]["text"],
             "<http://canary.example/status|status>"
         );
         let resolve = build_slack_request(&plan, &sample(EventKind::Resolve));
@@ -199,6 +236,44 @@ mod tests {
                 .is_some_and(|t| t.starts_with("[TEST] "))
         );
         assert!(!format!("{plan:?}").contains("XYZ"));
+    }
+
+    /// The issue's case: a 6-step probe failing on an nginx 502 page, `& < >` everywhere.
+    #[test]
+    fn slack_sections_fit_after_escaping() {
+        let plan = Slack {
+            url: Secret::new("https://hooks.slack.com/services/T0/B0/XYZ"),
+        };
+        let page = "<html><head><title>502 Bad Gateway</title></head><body>&nbsp;<center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
+        let mut n = sample(EventKind::Trigger);
+        n.summary = format!("{} & {}", "<&>".repeat(800), "日本語🙂".repeat(300));
+        n.region = "eu<&>".repeat(100);
+        n.details = serde_json::json!({
+            "error": page.repeat(40),
+            "steps": (0..6).map(|i| serde_json::json!({
+                "name": format!("step-{i}-{}", "&".repeat(300)), "success": i < 5,
+                "reason": "server_error", "duration_ms": 12.0, "phases": {"connect": 1.0},
+            })).collect::<Vec<_>>(),
+        });
+        let req = build_slack_request(&plan, &n);
+        let len = |v: &serde_json::Value| v.as_str().map_or(0, |s| limits::cost(s, limits::plain));
+        assert!(len(&req.body["text"]) <= limits::SLACK_TOP_TEXT);
+        let blocks = req.body["blocks"].as_array().cloned().unwrap_or_default();
+        assert!(len(&blocks[0]["text"]["text"]) <= limits::SLACK_HEADER_TEXT);
+        assert!(len(&blocks[1]["text"]["text"]) <= limits::SLACK_SECTION_TEXT);
+        for f in blocks[2]["fields"].as_array().into_iter().flatten() {
+            assert!(len(&f["text"]) <= limits::SLACK_FIELD_TEXT);
+        }
+        let code = &blocks[3]["text"]["text"];
+        assert!(len(code) <= limits::SLACK_SECTION_TEXT, "{}", len(code));
+        assert!(
+            len(code) > 2900,
+            "the block is used, not left empty: {}",
+            len(code)
+        );
+        let code = code.as_str().unwrap_or_default();
+        assert!(code.starts_with("```") && code.ends_with("```"));
+        assert!(!code.contains("<html>"), "escaped");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 #![allow(dead_code)]
 
+pub mod limits;
 pub mod receiver;
 pub mod running;
 pub mod servers;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
