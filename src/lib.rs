@@ -5,7 +5,7 @@
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
 //! [`service`] wires them into `joincanary run`, where [`metrics`], [`status`] and [`alert`]
 //! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
-//! [`server`] serves `/metrics` and the status API; [`sim`] is the reference
+//! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C;
 //! [`logging`] sets up `--log.level`/`--log.format`; `process` exports `process_*` metrics.
@@ -14,11 +14,13 @@ pub mod alert;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod fleet;
 pub mod flow;
 pub mod heartbeat;
 pub mod logging;
 pub mod metrics;
 pub mod output;
+pub mod page;
 #[cfg(target_os = "linux")]
 pub mod process;
 pub mod report;

@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::report::human_duration;
 use crate::service::ReloadRequest;
 use crate::status::Status;
 
@@ -20,6 +19,7 @@ struct AppState {
     metrics: Metrics,
     status: Arc<Status>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    fleet: Arc<crate::fleet::Fleet>,
 }
 
 /// The router, for `axum::serve`. `reload`, when given, serves `POST /-/reload` (the
@@ -43,6 +43,7 @@ pub fn router(
             metrics,
             status,
             reload,
+            fleet: Arc::new(crate::fleet::Fleet::new()),
         })
 }
 
@@ -97,64 +98,13 @@ async fn status_json(State(s): State<AppState>) -> Response {
     axum::Json(s.status.to_json()).into_response()
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A page a person can read at 3 a.m.: each probe's state, failing step and recent history.
+/// The fleet page: this prober and its peers (fetched under a short deadline, cached briefly).
 async fn page(State(s): State<AppState>) -> Html<String> {
-    let mut rows = String::new();
-    for p in s.status.snapshot() {
-        let (state, detail) = match &p.last {
-            None => ("pending".to_string(), String::new()),
-            Some(run) if run.success => ("ok".to_string(), human_duration(run.duration_ms)),
-            Some(run) => (
-                "FAILING".to_string(),
-                format!(
-                    "step \"{}\" {}: {}",
-                    run.failed_step.as_deref().unwrap_or("?"),
-                    run.reason.map(|r| r.as_str()).unwrap_or("?"),
-                    run.error.as_deref().unwrap_or("")
-                ),
-            ),
-        };
-        let history: String = p
-            .history
-            .iter()
-            .rev()
-            .map(|h| if h.success { '▪' } else { '✗' })
-            .collect();
-        let alerts: Vec<String> = p
-            .alerts
-            .iter()
-            .map(|a| {
-                format!(
-                    "{} since {}",
-                    a.severity.as_str(),
-                    a.since.format("%H:%M:%S")
-                )
-            })
-            .collect();
-        rows.push_str(&format!(
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            if state == "FAILING" { "bad" } else { "good" },
-            escape(&p.probe),
-            escape(&state),
-            escape(&detail),
-            escape(&history),
-            escape(&alerts.join(", ")),
-            p.next_run.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\">\
-         <title>joincanary {region}</title><style>body{{font-family:sans-serif}}td,th{{padding:4px 10px;text-align:left}}\
-         .bad td{{background:#fdd}}</style></head><body><h1>joincanary — {region}</h1>\
-         <table><tr><th>probe</th><th>state</th><th>detail</th><th>last 60 runs (oldest first)</th><th>alerts</th><th>next run (UTC)</th></tr>\n{rows}</table>\
-         <p><a href=\"/api/v1/status\">status JSON</a> · <a href=\"/metrics\">metrics</a></p></body></html>",
-        region = escape(s.status.region()),
+    let peers = s.status.page_config().peers;
+    let views = s.fleet.views(&peers).await;
+    Html(crate::page::render(
+        &s.status.doc(),
+        &views,
+        chrono::Utc::now(),
     ))
 }

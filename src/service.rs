@@ -139,6 +139,11 @@ async fn run_service(
     reload: Option<Reload>,
 ) -> Result<(), ServiceError> {
     let Handles { metrics, status } = handles;
+    // The page's history survives a restart; a task of its own saves it, off the probe path.
+    let history_path = plan.state_dir.join(crate::status::HISTORY_FILE);
+    status.restore(&history_path);
+    let history_stop = CancellationToken::new();
+    let history = status.spawn_persist(history_path, history_stop.clone());
     let region = plan.region.clone();
     let (mut requests, reload_tx, loader, watch) = match reload {
         Some(r) => (
@@ -289,6 +294,8 @@ async fn run_service(
     if !flushed {
         tracing::error!(region = %region, "alert state not fully written before exit");
     }
+    history_stop.cancel();
+    let _ = history.await;
     http_stop.cancel();
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
         return Err(ServiceError::Serve(e));
@@ -376,6 +383,11 @@ impl Engine {
             .map(|p| (p.name.clone(), p.schedule.expr.clone()))
             .collect();
         status.set_probes(&names);
+        status.set_page_config(crate::status::PageConfig {
+            status_url: plan.status_url.clone(),
+            dashboard_url: plan.dashboard_url.clone(),
+            peers: plan.peers.clone(),
+        });
         let (events_tx, mut events_rx) = mpsc::channel::<Event>(256);
         let scheduler = Scheduler::spawn(
             &plan.probes,

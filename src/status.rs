@@ -1,12 +1,17 @@
-//! What `/api/v1/status` and the status page show: per probe the last run, the next run, the
-//! last 60 results and open alerts. Fed only from `ProbeRun`s, which are already scrubbed.
+//! What `/api/v1/status` and the status page show: per probe its state, the last run and the
+//! last good one, the next run, the last 60 results and open alerts. Fed only from `ProbeRun`s,
+//! which are already scrubbed. The history is saved to `state_dir/status-history.json` by a
+//! task of its own (never on the probe path), so a restart does not wipe what on-call sees.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::RwLock;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::report::{FailureReason, ProbeRun, Trigger};
 
@@ -17,19 +22,54 @@ pub const NO_PAGER: &str =
 /// How many past results each probe keeps.
 pub const HISTORY_LEN: usize = 60;
 
+/// The status history file in `state_dir`.
+pub const HISTORY_FILE: &str = "status-history.json";
+/// Error texts kept in the history file are cut to this many characters, so the file stays
+/// small (probes × (60 entries + two runs)) whatever a server answered.
+const MAX_SAVED_ERROR: usize = 1024;
+/// How long the writer waits after a change before saving: a burst of runs is one write.
+const SAVE_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// What a probe looks like at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeState {
+    /// The last run passed and no alert is open.
+    Up,
+    /// Passing, but a latency warning is open.
+    Degraded,
+    /// The last run failed, or a critical alert is still open.
+    Failing,
+    /// No run yet (or a peer that did not say).
+    #[default]
+    Unknown,
+}
+
+impl ProbeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeState::Up => "up",
+            ProbeState::Degraded => "degraded",
+            ProbeState::Failing => "failing",
+            ProbeState::Unknown => "unknown",
+        }
+    }
+}
+
 /// One past result, small enough to keep 60 of per probe.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     pub success: bool,
     pub duration_ms: f64,
     pub failed_step: Option<String>,
     pub reason: Option<FailureReason>,
+    #[serde(default)]
     pub trigger: Trigger,
 }
 
 /// An open alert as shown in status output.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertView {
     pub severity: crate::alert::Severity,
     pub dedup_key: String,
@@ -37,17 +77,73 @@ pub struct AlertView {
     pub summary: String,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+/// One probe as `/api/v1/status` shows it (and as a peer's page reads it back: every field
+/// has a default, so regions running different versions still understand each other).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct ProbeStatus {
     pub probe: String,
+    pub state: ProbeState,
     pub schedule: String,
     pub next_run: Option<DateTime<Utc>>,
     pub runs: u64,
     pub skipped: u64,
     pub last: Option<ProbeRun>,
     pub last_success: Option<DateTime<Utc>>,
+    /// Start of the first failed run of the current failure streak.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The last run that passed while no alert was open, for "this step took 40 ms when it
+    /// last worked".
+    pub last_good: Option<ProbeRun>,
+    /// Newest first.
     pub history: VecDeque<HistoryEntry>,
     pub alerts: Vec<AlertView>,
+}
+
+impl ProbeStatus {
+    /// The state from the data itself (not the `state` field), so a peer's document is judged
+    /// the same way as our own.
+    pub fn judge(&self) -> ProbeState {
+        let open = |sev| self.alerts.iter().any(|a| a.severity == sev);
+        match &self.last {
+            None if open(crate::alert::Severity::Critical) => ProbeState::Failing,
+            None => ProbeState::Unknown,
+            Some(run) if !run.success => ProbeState::Failing,
+            Some(_) if open(crate::alert::Severity::Critical) => ProbeState::Failing,
+            Some(_) if open(crate::alert::Severity::Warning) => ProbeState::Degraded,
+            Some(_) => ProbeState::Up,
+        }
+    }
+}
+
+/// The whole of `/api/v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct StatusDoc {
+    pub region: String,
+    pub version: String,
+    pub ready: bool,
+    pub pagers: usize,
+    pub status_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub probes: Vec<ProbeStatus>,
+}
+
+/// What the history file holds per probe.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    probes: BTreeMap<String, SavedProbe>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedProbe {
+    runs: u64,
+    last: Option<ProbeRun>,
+    last_success: Option<DateTime<Utc>>,
+    failing_since: Option<DateTime<Utc>>,
+    last_good: Option<ProbeRun>,
+    history: VecDeque<HistoryEntry>,
 }
 
 /// Shared status, written by the run consumer, read by the HTTP server.
@@ -58,15 +154,19 @@ pub struct Status {
     ready: AtomicBool,
     /// How many pagers the running configuration has (0: nobody can be paged).
     pagers: AtomicUsize,
+    /// The running configuration's links and peers (they change on reload).
+    config: RwLock<PageConfig>,
+    /// Wakes the history writer.
+    changed: tokio::sync::Notify,
 }
 
-#[derive(Serialize)]
-struct StatusView<'a> {
-    region: &'a str,
-    version: &'static str,
-    ready: bool,
-    pagers: usize,
-    probes: Vec<ProbeStatus>,
+/// Links and peers of the running configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PageConfig {
+    pub status_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    /// Other regions' probers (`http://prober-us:9464`), shown beside this one on the page.
+    pub peers: Vec<String>,
 }
 
 impl Status {
@@ -77,7 +177,21 @@ impl Status {
             probes: RwLock::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
             pagers: AtomicUsize::new(0),
+            config: RwLock::new(PageConfig::default()),
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Links and peers from a (re)loaded plan.
+    pub fn set_page_config(&self, config: PageConfig) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    pub fn page_config(&self) -> PageConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn with_probe(&self, probe: &str, f: impl FnOnce(&mut ProbeStatus)) {
@@ -108,6 +222,14 @@ impl Status {
             p.runs += 1;
             if run.success {
                 p.last_success = Some(run.finished_at());
+                p.failing_since = None;
+                // "Good" is a pass while no alert was open: during a latency warning the
+                // comparison should be with how fast it was before, not with itself.
+                if p.alerts.is_empty() {
+                    p.last_good = Some(run.clone());
+                }
+            } else if p.failing_since.is_none() {
+                p.failing_since = Some(run.started_at);
             }
             p.history.push_front(HistoryEntry {
                 time: run.started_at,
@@ -120,6 +242,7 @@ impl Status {
             p.history.truncate(HISTORY_LEN);
             p.last = Some(run.clone());
         });
+        self.changed.notify_one();
     }
 
     pub fn record_skip(&self, probe: &str, count: u64) {
@@ -151,23 +274,231 @@ impl Status {
         self.ready.load(Ordering::SeqCst)
     }
 
+    /// Every probe, with its `state` judged now.
     pub fn snapshot(&self) -> Vec<ProbeStatus> {
         let map = self.probes.read().unwrap_or_else(|e| e.into_inner());
-        map.values().cloned().collect()
+        map.values()
+            .map(|p| ProbeStatus {
+                state: p.judge(),
+                ..p.clone()
+            })
+            .collect()
+    }
+
+    /// `/api/v1/status`.
+    pub fn doc(&self) -> StatusDoc {
+        let config = self.page_config();
+        StatusDoc {
+            region: self.region.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ready: self.is_ready(),
+            pagers: self.pagers(),
+            status_url: config.status_url,
+            dashboard_url: config.dashboard_url,
+            probes: self.snapshot(),
+        }
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        let view = StatusView {
-            region: &self.region,
-            version: env!("CARGO_PKG_VERSION"),
-            ready: self.is_ready(),
-            pagers: self.pagers(),
-            probes: self.snapshot(),
+        serde_json::to_value(self.doc()).unwrap_or_default()
+    }
+
+    /// Loads the history saved by a previous process. A missing file is a first start; an
+    /// unreadable one is logged and ignored (the history is for people, not for paging).
+    pub fn restore(&self, path: &Path) {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the status history; starting empty");
+                return;
+            }
         };
-        serde_json::to_value(view).unwrap_or_default()
+        let saved: Saved = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "status history unreadable; starting empty");
+                return;
+            }
+        };
+        let mut map = self.probes.write().unwrap_or_else(|e| e.into_inner());
+        for (name, mut p) in saved.probes {
+            p.history.truncate(HISTORY_LEN);
+            let entry = map.entry(name.clone()).or_insert_with(|| ProbeStatus {
+                probe: name,
+                ..ProbeStatus::default()
+            });
+            entry.runs = p.runs;
+            entry.last = p.last;
+            entry.last_success = p.last_success;
+            entry.failing_since = p.failing_since;
+            entry.last_good = p.last_good;
+            entry.history = p.history;
+        }
+    }
+
+    /// The bytes of the history file: every probe, error texts cut to a bounded length.
+    fn saved_bytes(&self) -> Vec<u8> {
+        let map = self.probes.read().unwrap_or_else(|e| e.into_inner());
+        let probes = map
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    SavedProbe {
+                        runs: p.runs,
+                        last: p.last.clone().map(shorten),
+                        last_success: p.last_success,
+                        failing_since: p.failing_since,
+                        last_good: p.last_good.clone().map(shorten),
+                        history: p.history.clone(),
+                    },
+                )
+            })
+            .collect();
+        drop(map);
+        serde_json::to_vec(&Saved { version: 1, probes }).unwrap_or_default()
+    }
+
+    /// Saves the history to `path` after each change (at most once a second), and once more
+    /// when `stop` is cancelled. Runs on its own task and writes on the blocking pool: the run
+    /// consumer only flips a flag.
+    pub fn spawn_persist(
+        self: &Arc<Self>,
+        path: PathBuf,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let status = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    () = status.changed.notified() => false,
+                    () = stop.cancelled() => true,
+                };
+                if !stopping {
+                    tokio::select! {
+                        () = tokio::time::sleep(SAVE_DEBOUNCE) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+                let bytes = status.saved_bytes();
+                let target = path.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::alert::engine::write_atomic(&target, &bytes)
+                })
+                .await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot save the status history");
+                }
+                if stopping || stop.is_cancelled() {
+                    return;
+                }
+            }
+        })
     }
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+}
+
+/// A run with its error texts cut to [`MAX_SAVED_ERROR`] characters.
+fn shorten(mut run: ProbeRun) -> ProbeRun {
+    let cut = |e: &mut Option<String>| {
+        if let Some(text) = e
+            && text.chars().count() > MAX_SAVED_ERROR
+        {
+            *text = text.chars().take(MAX_SAVED_ERROR).collect::<String>() + "…";
+        }
+    };
+    cut(&mut run.error);
+    for step in &mut run.steps {
+        cut(&mut step.error);
+    }
+    run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{StepKind, StepReport};
+
+    fn run(probe: &str, success: bool, error_len: usize) -> ProbeRun {
+        let error = (!success).then(|| "x".repeat(error_len));
+        ProbeRun {
+            probe: probe.into(),
+            region: "r".into(),
+            success,
+            started_at: Utc::now(),
+            duration_ms: Duration::from_millis(5),
+            failed_step: (!success).then(|| "login".into()),
+            reason: (!success).then_some(FailureReason::HttpStatus),
+            error: error.clone(),
+            trigger: Trigger::Scheduled,
+            steps: vec![StepReport {
+                name: "login".into(),
+                kind: StepKind::Http,
+                success,
+                duration_ms: Duration::from_millis(5),
+                reason: (!success).then_some(FailureReason::HttpStatus),
+                error,
+                phases: Default::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn history_round_trips_through_the_file_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        let status = Status::new("r");
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        status.record(&run("p", true, 0));
+        for _ in 0..200 {
+            // A huge error body, every run: the file must not grow with it.
+            status.record(&run("p", false, 100_000));
+        }
+        let bytes = status.saved_bytes();
+        assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
+        crate::alert::engine::write_atomic(&path, &bytes).unwrap();
+
+        let again = Status::new("r");
+        again.restore(&path);
+        again.set_probes(&[("p".into(), "* * * * *".into())]);
+        let p = &again.snapshot()[0];
+        assert_eq!(p.runs, 201);
+        assert_eq!(p.history.len(), HISTORY_LEN);
+        assert_eq!(p.state, ProbeState::Failing);
+        assert!(p.failing_since.is_some() && p.last_success.is_some());
+        assert!(p.last_good.as_ref().is_some_and(|r| r.success));
+        let error = p.last.as_ref().unwrap().error.as_ref().unwrap();
+        assert_eq!(error.chars().count(), MAX_SAVED_ERROR + 1);
+    }
+
+    #[test]
+    fn a_broken_history_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        std::fs::write(&path, b"{not json").unwrap();
+        let status = Status::new("r");
+        status.restore(&path);
+        assert!(status.snapshot().is_empty());
+    }
+
+    #[test]
+    fn state_is_a_word_for_each_case() {
+        let mut p = ProbeStatus::default();
+        assert_eq!(p.judge(), ProbeState::Unknown);
+        p.last = Some(run("p", true, 0));
+        assert_eq!(p.judge(), ProbeState::Up);
+        p.alerts.push(AlertView {
+            severity: crate::alert::Severity::Warning,
+            dedup_key: "k".into(),
+            since: Utc::now(),
+            summary: String::new(),
+        });
+        assert_eq!(p.judge(), ProbeState::Degraded);
+        p.last = Some(run("p", false, 10));
+        assert_eq!(p.judge(), ProbeState::Failing);
     }
 }

@@ -160,7 +160,7 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
         200
     );
     let page = scrape(&base, "/").await;
-    assert!(page.contains("sim-join") && page.contains("FAILING"));
+    assert!(page.contains("sim-join") && page.contains("failing"));
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), service)

@@ -256,6 +256,8 @@ pub struct Plan {
     pub state_dir: PathBuf,
     pub status_url: Option<String>,
     pub dashboard_url: Option<String>,
+    /// Base URLs of other regions' probers, for the fleet status page.
+    pub peers: Vec<String>,
     pub probes: Vec<Arc<ProbePlan>>,
     pub alerting: crate::alert::policy::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
@@ -420,6 +422,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .dashboard_url
         .as_ref()
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
+    let peers = build_peers(&mut ctx, raw.peers.as_ref());
     let defaults = probe::Defaults::build(&mut ctx, &raw.defaults);
     let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
     let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
@@ -520,6 +523,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         state_dir,
         status_url,
         dashboard_url,
+        peers,
         probes,
         alerting,
         pagers,
@@ -557,4 +561,37 @@ pub fn fingerprint(sources: &[PathBuf]) -> u64 {
         }
     }
     h.finish()
+}
+
+/// `peers`: http(s) base URLs, each once. Credentials in a URL (`http://user:pass@host`) are
+/// allowed for peers behind basic auth; the page never shows them.
+fn build_peers(ctx: &mut Ctx<'_>, raw: Option<&raw::S<Vec<raw::S<String>>>>) -> Vec<String> {
+    let mut peers: Vec<String> = Vec::new();
+    for (i, entry) in raw
+        .map(|r| r.get_ref().as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let key = format!("peers[{i}]");
+        let Some(text) = ctx.env_str(entry, &key) else {
+            continue;
+        };
+        let text = text.trim().trim_end_matches('/').to_string();
+        match url::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if peers.contains(&text) {
+                    ctx.error(Some(entry.span()), key, "listed twice");
+                } else {
+                    peers.push(text);
+                }
+            }
+            _ => ctx.error(
+                Some(entry.span()),
+                key,
+                "must be a prober's base URL like http://prober-us:9464",
+            ),
+        }
+    }
+    peers
 }

@@ -27,6 +27,9 @@ pub struct RawService {
     pub status_url: Option<S<String>>,
     /// A dashboard URL (put in pages).
     pub dashboard_url: Option<S<String>>,
+    /// Other regions' probers (`http://prober-us:9464`): the status page shows them beside
+    /// this one.
+    pub peers: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]

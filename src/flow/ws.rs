@@ -54,11 +54,11 @@ impl Connection {
     }
 
     /// The next message a step may match: control frames are answered and skipped; the
-    /// server's protocol-level error or goodbye is an error.
-    async fn next_message(&mut self) -> Result<(Message, String), Read> {
-        if let Some(m) = self.backlog.pop_front() {
-            let raw = m.text.clone();
-            return Ok((m, raw));
+    /// server's protocol-level error or goodbye is an error. During the handshake
+    /// (`handshake`), `None` says the protocol has just become ready.
+    async fn next_message(&mut self, handshake: bool) -> Result<Option<Message>, Read> {
+        if !handshake && let Some(m) = self.backlog.pop_front() {
+            return Ok(Some(m));
         }
         for _ in 0..CONTROL_FRAME_BUDGET {
             let text = match self.stream.next().await {
@@ -93,8 +93,11 @@ impl Connection {
                             .await
                             .map_err(|e| Read::Closed(classify(e, FailureReason::WsClosed)))?;
                     }
+                    if handshake && self.proto.ready() {
+                        return Ok(None);
+                    }
                 }
-                Incoming::Message(m) => return Ok((m, text)),
+                Incoming::Message(m) => return Ok(Some(m)),
                 Incoming::ServerError(what) => {
                     return Err(Read::Failed(server_error(what, &text)));
                 }
@@ -286,8 +289,9 @@ pub(super) async fn connect(
                 ),
             ));
         }
-        match conn.next_message().await {
-            Ok((m, _)) => conn.backlog.push_back(m),
+        match conn.next_message(true).await {
+            Ok(Some(m)) => conn.backlog.push_back(m),
+            Ok(None) => {}
             Err(Read::Closed(e) | Read::Failed(e)) => return Err(e),
         }
     }
@@ -450,8 +454,9 @@ pub(super) async fn expect(
                 ),
             ));
         }
-        let (msg, _raw) = match conn.next_message().await {
-            Ok(m) => m,
+        let msg = match conn.next_message(false).await {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
             Err(Read::Failed(e)) => return Err(e),
             Err(Read::Closed(e)) => {
                 ctx.ws.remove(name);

@@ -1,0 +1,179 @@
+//! Other regions' status for the fleet page: each peer's `/api/v1/status`, fetched
+//! concurrently (at most [`MAX_CONCURRENT`] at once) under [`PEER_TIMEOUT`], and kept for
+//! [`CACHE_FOR`] so a page load waits at most one timeout and a reload storm costs peers one
+//! request each. A peer that does not answer is *unreachable*: the page never guesses.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+
+use crate::status::StatusDoc;
+
+/// A peer that has not answered in this long is shown as unreachable.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a fetched answer is reused.
+pub const CACHE_FOR: Duration = Duration::from_secs(5);
+/// Peers fetched at the same time.
+pub const MAX_CONCURRENT: usize = 8;
+/// A status document larger than this is refused (60 runs × probes is far below it).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// One peer as the page shows it.
+#[derive(Debug, Clone)]
+pub struct PeerView {
+    /// The base URL without credentials, for people.
+    pub url: String,
+    /// The document, or why there is none (already free of credentials).
+    pub result: Result<StatusDoc, String>,
+}
+
+/// The last answers: when, for which peer list, what.
+struct Cached {
+    at: Instant,
+    peers: Vec<String>,
+    views: Vec<PeerView>,
+}
+
+/// Fetches and caches peers' status.
+pub struct Fleet {
+    client: Option<reqwest::Client>,
+    cache: tokio::sync::Mutex<Option<Cached>>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fleet {
+    pub fn new() -> Fleet {
+        Fleet {
+            client: reqwest::Client::builder()
+                .timeout(PEER_TIMEOUT)
+                .connect_timeout(PEER_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!(
+                    "joincanary/",
+                    env!("CARGO_PKG_VERSION"),
+                    " (fleet page)"
+                ))
+                .build()
+                .ok(),
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Every peer's status, in the order given. Concurrent callers share one refresh: the
+    /// second waits for the first and reads its answers.
+    pub async fn views(&self, peers: &[String]) -> Vec<PeerView> {
+        if peers.is_empty() {
+            return Vec::new();
+        }
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.as_ref()
+            && c.at.elapsed() < CACHE_FOR
+            && c.peers.as_slice() == peers
+        {
+            return c.views.clone();
+        }
+        let views: Vec<PeerView> = futures_util::stream::iter(peers.iter().cloned())
+            .map(|peer| self.fetch(peer))
+            .buffered(MAX_CONCURRENT)
+            .collect()
+            .await;
+        *cache = Some(Cached {
+            at: Instant::now(),
+            peers: peers.to_vec(),
+            views: views.clone(),
+        });
+        views
+    }
+
+    async fn fetch(&self, peer: String) -> PeerView {
+        let shown = without_credentials(&peer);
+        let result = match &self.client {
+            None => Err("no HTTP client".to_string()),
+            // The whole fetch, body included, under one deadline.
+            Some(client) => match tokio::time::timeout(PEER_TIMEOUT, get(client, &peer)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "no answer within {}",
+                    crate::report::human_duration(PEER_TIMEOUT)
+                )),
+            },
+        };
+        PeerView { url: shown, result }
+    }
+}
+
+async fn get(client: &reqwest::Client, peer: &str) -> Result<StatusDoc, String> {
+    let url = format!("{peer}/api/v1/status");
+    let mut response = client.get(&url).send().await.map_err(|e| describe(&e))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("answer larger than {MAX_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice::<StatusDoc>(&body)
+        .map_err(|e| format!("not a joincanary status document: {e}"))
+}
+
+/// A reqwest error without its URL (which may carry credentials): the kind and the cause.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
+/// `http://user:pass@host:9464` → `http://host:9464`.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => "(invalid URL)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_shown() {
+        assert_eq!(
+            without_credentials("http://alice:s3cret@prober-us:9464"),
+            "http://prober-us:9464"
+        );
+        assert_eq!(
+            without_credentials("https://prober-eu:9464/"),
+            "https://prober-eu:9464"
+        );
+    }
+}

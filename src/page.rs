@@ -1,0 +1,700 @@
+//! The status page at `/`, rendered on the server: a probe × region grid for the fleet, then a
+//! card per probe and region with what on-call asks first (what fails, where, since when, what
+//! changed). Plain HTML and CSS, no JavaScript; state is always a word beside its colour; every
+//! value that came from a probe, a server or a peer is escaped.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::fleet::PeerView;
+use crate::report::{ProbeRun, human_duration};
+use crate::status::{ProbeState, ProbeStatus, StatusDoc};
+
+/// How often the page reloads itself (a meta refresh, so it works without JavaScript).
+pub const REFRESH_SECONDS: u32 = 15;
+
+/// One column of the grid: a region that answered, or a peer that did not.
+struct Column<'a> {
+    /// The region, or the peer's URL when it did not answer.
+    name: String,
+    doc: Option<&'a StatusDoc>,
+    error: Option<&'a str>,
+    url: Option<&'a str>,
+    local: bool,
+}
+
+/// HTML-escapes text for element content and quoted attribute values (the email pager's
+/// escaper: one way to do it).
+pub fn esc(s: &str) -> String {
+    crate::alert::email::html_escape(s)
+}
+
+/// An href only for http(s) URLs: a peer could send `javascript:`.
+fn link(url: &str, text: &str) -> String {
+    let safe = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    if safe {
+        format!("<a href=\"{}\">{}</a>", esc(url), esc(text))
+    } else {
+        format!("{} <code>{}</code>", esc(text), esc(url))
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn clock(t: DateTime<Utc>) -> String {
+    t.format("%H:%M:%S").to_string()
+}
+
+/// `42s`, `3m 12s`, `2h 05m`, `3d 04h`.
+pub fn span(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn symbol(state: ProbeState) -> &'static str {
+    match state {
+        ProbeState::Up => "✓",
+        ProbeState::Degraded => "!",
+        ProbeState::Failing => "✕",
+        ProbeState::Unknown => "?",
+    }
+}
+
+fn badge(state: ProbeState) -> String {
+    format!(
+        "<span class=\"badge {s}\"><span aria-hidden=\"true\">{}</span> {s}</span>",
+        symbol(state),
+        s = state.as_str()
+    )
+}
+
+fn anchor(region: &str, probe: &str) -> String {
+    // Ids may hold any character but space; escaping keeps them inside the attribute.
+    esc(&format!("{region}/{probe}").replace(char::is_whitespace, "_"))
+}
+
+/// The page for `local` and its peers, as of `now`.
+pub fn render(local: &StatusDoc, peers: &[PeerView], now: DateTime<Utc>) -> String {
+    let mut columns = vec![Column {
+        name: local.region.clone(),
+        doc: Some(local),
+        error: None,
+        url: None,
+        local: true,
+    }];
+    for p in peers {
+        match &p.result {
+            // A shared peer list names this prober too: show it once.
+            Ok(doc) if doc.region == local.region => {}
+            Ok(doc) => columns.push(Column {
+                name: doc.region.clone(),
+                doc: Some(doc),
+                error: None,
+                url: Some(&p.url),
+                local: false,
+            }),
+            Err(e) => columns.push(Column {
+                name: p.url.clone(),
+                doc: None,
+                error: Some(e),
+                url: Some(&p.url),
+                local: false,
+            }),
+        }
+    }
+    let probes: BTreeSet<&str> = columns
+        .iter()
+        .filter_map(|c| c.doc)
+        .flat_map(|d| d.probes.iter().map(|p| p.probe.as_str()))
+        .collect();
+
+    let mut html = String::new();
+    let title = if columns.len() > 1 {
+        format!("joincanary fleet — {} regions", columns.len())
+    } else {
+        format!("joincanary — {}", local.region)
+    };
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\
+         <title>{}</title><style>{CSS}</style></head><body>\
+         <header><h1>{}</h1><p>seen from <strong>{}</strong> at {} · refreshes every {REFRESH_SECONDS} s</p></header><main>",
+        esc(&title),
+        esc(&title),
+        esc(&local.region),
+        esc(&time(now)),
+    );
+    banner(&mut html, &columns);
+    grid(&mut html, &columns, &probes, now);
+    for c in &columns {
+        match c.doc {
+            Some(doc) => region_section(&mut html, c, doc, now),
+            None => {
+                let _ = write!(
+                    html,
+                    "<section class=\"region\"><h2>{} <span class=\"badge unreachable\"><span aria-hidden=\"true\">⊘</span> unreachable</span></h2>\
+                     <p class=\"error\">No status from this peer: {}. Its probes are shown as unreachable, not as passing.</p></section>",
+                    esc(&c.name),
+                    esc(c.error.unwrap_or("no answer")),
+                );
+            }
+        }
+    }
+    let _ = write!(
+        html,
+        "</main><footer><a href=\"/api/v1/status\">status JSON</a> · <a href=\"/metrics\">metrics</a> · \
+         joincanary {}</footer></body></html>",
+        esc(&local.version)
+    );
+    html
+}
+
+/// One line on top: all well, or what is wrong where.
+fn banner(html: &mut String, columns: &[Column<'_>]) {
+    let mut failing = Vec::new();
+    let mut degraded = Vec::new();
+    let mut unreachable = Vec::new();
+    for c in columns {
+        match c.doc {
+            None => unreachable.push(c.name.as_str()),
+            Some(doc) => {
+                for p in &doc.probes {
+                    match p.judge() {
+                        ProbeState::Failing => {
+                            failing.push(format!("{} in {}", p.probe, doc.region))
+                        }
+                        ProbeState::Degraded => {
+                            degraded.push(format!("{} in {}", p.probe, doc.region))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    if !failing.is_empty() {
+        parts.push(format!("failing: {}", failing.join(", ")));
+    }
+    if !degraded.is_empty() {
+        parts.push(format!("degraded: {}", degraded.join(", ")));
+    }
+    if !unreachable.is_empty() {
+        parts.push(format!("unreachable: {}", unreachable.join(", ")));
+    }
+    let (class, text) = if !failing.is_empty() {
+        ("failing", parts.join(" · "))
+    } else if !degraded.is_empty() || !unreachable.is_empty() {
+        ("degraded", parts.join(" · "))
+    } else {
+        ("up", "All probes passing in every region.".to_string())
+    };
+    let _ = write!(
+        html,
+        "<p class=\"banner {class}\" role=\"status\">{}</p>",
+        esc(&text)
+    );
+}
+
+fn grid(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, now: DateTime<Utc>) {
+    html.push_str(
+        "<table class=\"grid\"><caption>Probes by region</caption><thead><tr><th scope=\"col\">probe</th>",
+    );
+    for c in columns {
+        let note = if c.local {
+            " <small>(this prober)</small>"
+        } else if c.doc.is_none() {
+            " <small>(unreachable)</small>"
+        } else {
+            ""
+        };
+        let _ = write!(html, "<th scope=\"col\">{}{note}</th>", esc(&c.name));
+    }
+    html.push_str("</tr></thead><tbody>");
+    if probes.is_empty() {
+        let _ = write!(
+            html,
+            "<tr><td colspan=\"{}\">No probes configured.</td></tr>",
+            columns.len() + 1
+        );
+    }
+    for probe in probes {
+        let _ = write!(html, "<tr><th scope=\"row\">{}</th>", esc(probe));
+        for c in columns {
+            let Some(doc) = c.doc else {
+                html.push_str(
+                    "<td class=\"cell unreachable\"><span class=\"badge unreachable\"><span aria-hidden=\"true\">⊘</span> unreachable</span>\
+                     <div class=\"detail\">no status from this region</div></td>",
+                );
+                continue;
+            };
+            let Some(p) = doc.probes.iter().find(|p| p.probe == *probe) else {
+                html.push_str(
+                    "<td class=\"cell none\"><span class=\"muted\">not configured</span></td>",
+                );
+                continue;
+            };
+            let state = p.judge();
+            let detail = match (&p.last, state) {
+                (Some(run), ProbeState::Failing) if !run.success => {
+                    let mut d = format!(
+                        "step <strong>{}</strong> · {}",
+                        esc(run.failed_step.as_deref().unwrap_or("?")),
+                        esc(run.reason.map(|r| r.as_str()).unwrap_or("?")),
+                    );
+                    if let Some(since) = p.failing_since {
+                        let _ = write!(d, "<br>for {}", esc(&span(now - since)));
+                    }
+                    d
+                }
+                (_, ProbeState::Failing) => "critical alert open".to_string(),
+                (_, ProbeState::Degraded) => p
+                    .alerts
+                    .first()
+                    .map(|a| format!("warning since {}", esc(&clock(a.since))))
+                    .unwrap_or_default(),
+                (Some(run), _) => esc(&human_duration(run.duration_ms)),
+                (None, _) => "no run yet".to_string(),
+            };
+            let _ = write!(
+                html,
+                "<td class=\"cell {}\"><a href=\"#{}\">{}</a><div class=\"detail\">{detail}</div></td>",
+                state.as_str(),
+                anchor(&doc.region, probe),
+                badge(state),
+            );
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</tbody></table>");
+}
+
+fn region_section(html: &mut String, c: &Column<'_>, doc: &StatusDoc, now: DateTime<Utc>) {
+    let _ = write!(html, "<section class=\"region\"><h2>{}", esc(&doc.region));
+    if c.local {
+        html.push_str(" <small>(this prober)</small>");
+    }
+    html.push_str("</h2><p class=\"links\">");
+    let mut links = Vec::new();
+    if let Some(u) = &doc.dashboard_url {
+        links.push(link(u, "dashboard"));
+    }
+    if let Some(u) = &doc.status_url {
+        links.push(link(u, "status page"));
+    }
+    if let Some(u) = c.url {
+        links.push(link(&format!("{u}/api/v1/status"), "status JSON"));
+    }
+    links.push(format!(
+        "version {}{}",
+        esc(&doc.version),
+        if doc.ready {
+            ""
+        } else {
+            " · <strong>not ready</strong>"
+        }
+    ));
+    if doc.pagers == 0 {
+        links.push("<strong>no pager configured</strong>".to_string());
+    }
+    html.push_str(&links.join(" · "));
+    html.push_str("</p>");
+    for p in &doc.probes {
+        card(html, doc, p, now);
+    }
+    html.push_str("</section>");
+}
+
+fn card(html: &mut String, doc: &StatusDoc, p: &ProbeStatus, now: DateTime<Utc>) {
+    let state = p.judge();
+    let _ = write!(
+        html,
+        "<article class=\"card {}\" id=\"{}\"><h3>{} <small>in {}</small> {}</h3><dl class=\"facts\">",
+        state.as_str(),
+        anchor(&doc.region, &p.probe),
+        esc(&p.probe),
+        esc(&doc.region),
+        badge(state),
+    );
+    let mut fact = |name: &str, value: String| {
+        let _ = write!(html, "<dt>{}</dt><dd>{value}</dd>", esc(name));
+    };
+    if let Some(since) = p.failing_since {
+        fact(
+            "failing since",
+            format!(
+                "{} · for <strong>{}</strong>",
+                esc(&time(since)),
+                esc(&span(now - since))
+            ),
+        );
+    }
+    if let Some(run) = p.last.as_ref().filter(|r| !r.success) {
+        let mut v = format!(
+            "step <strong>{}</strong> · reason <code>{}</code>",
+            esc(run.failed_step.as_deref().unwrap_or("?")),
+            esc(run.reason.map(|r| r.as_str()).unwrap_or("?")),
+        );
+        if let Some(e) = &run.error {
+            let _ = write!(v, "<div class=\"error\">{}</div>", esc(e));
+        }
+        fact("failing step", v);
+    }
+    fact(
+        "last success",
+        match p.last_success {
+            Some(t) => format!("{} · {} ago", esc(&time(t)), esc(&span(now - t))),
+            None => "never".to_string(),
+        },
+    );
+    if let Some(run) = &p.last {
+        fact(
+            "last run",
+            format!(
+                "{} · {} · {}",
+                esc(&time(run.started_at)),
+                esc(&human_duration(run.duration_ms)),
+                esc(run.trigger.as_str())
+            ),
+        );
+    }
+    fact(
+        "next run",
+        match p.next_run {
+            Some(t) if t >= now => format!("{} · in {}", esc(&time(t)), esc(&span(t - now))),
+            Some(t) => esc(&time(t)),
+            None => "not scheduled".to_string(),
+        },
+    );
+    fact(
+        "runs",
+        format!(
+            "{} (skipped {}) · schedule <code>{}</code>",
+            p.runs,
+            p.skipped,
+            esc(&p.schedule)
+        ),
+    );
+    if !p.alerts.is_empty() {
+        let mut v = String::from("<ul class=\"alerts\">");
+        for a in &p.alerts {
+            let sev = a.severity.as_str();
+            let _ = write!(
+                v,
+                "<li><span class=\"badge {}\">{sev}</span> since {} ({}) — {}</li>",
+                if sev == "critical" {
+                    "failing"
+                } else {
+                    "degraded"
+                },
+                esc(&time(a.since)),
+                esc(&span(now - a.since)),
+                esc(&a.summary)
+            );
+        }
+        v.push_str("</ul>");
+        fact("open alerts", v);
+    } else {
+        fact("open alerts", "none".to_string());
+    }
+    html.push_str("</dl>");
+    strip(html, p);
+    steps(html, p);
+    html.push_str("</article>");
+}
+
+/// The last 60 runs, oldest left: colour, height and a tooltip per run; a text summary for
+/// screen readers.
+fn strip(html: &mut String, p: &ProbeStatus) {
+    if p.history.is_empty() {
+        return;
+    }
+    let failed = p.history.iter().filter(|h| !h.success).count();
+    let _ = write!(
+        html,
+        "<div class=\"history\"><div class=\"label\">last {} runs, oldest first: {} passed, {} failed</div>\
+         <div class=\"strip\" role=\"img\" aria-label=\"last {} runs: {} passed, {} failed\">",
+        p.history.len(),
+        p.history.len() - failed,
+        failed,
+        p.history.len(),
+        p.history.len() - failed,
+        failed
+    );
+    // Empty slots first, so the newest run is always at the right edge.
+    for _ in p.history.len()..crate::status::HISTORY_LEN {
+        html.push_str("<span class=\"run empty\"></span>");
+    }
+    for h in p.history.iter().rev() {
+        let ms = Duration::from_secs_f64(h.duration_ms.max(0.0) / 1000.0);
+        let outcome = if h.success {
+            "passed".to_string()
+        } else {
+            format!(
+                "FAILED at {} ({})",
+                h.failed_step.as_deref().unwrap_or("?"),
+                h.reason.map(|r| r.as_str()).unwrap_or("?")
+            )
+        };
+        let tip = format!(
+            "{} · {} · {} · {}",
+            time(h.time),
+            human_duration(ms),
+            outcome,
+            h.trigger.as_str()
+        );
+        let _ = write!(
+            html,
+            "<span class=\"run {}\" title=\"{}\"></span>",
+            if h.success { "ok" } else { "fail" },
+            esc(&tip)
+        );
+    }
+    html.push_str("</div></div>");
+}
+
+/// Each step of the last run beside the same step of the last good run.
+fn steps(html: &mut String, p: &ProbeStatus) {
+    let Some(last) = p.last.as_ref().or(p.last_good.as_ref()) else {
+        return;
+    };
+    let good: Option<&ProbeRun> = p.last_good.as_ref();
+    html.push_str(
+        "<table class=\"steps\"><caption>Step timings: last run against the last good run</caption>\
+         <thead><tr><th scope=\"col\">step</th><th scope=\"col\">last run</th><th scope=\"col\">last good run</th>\
+         <th scope=\"col\">change</th><th scope=\"col\">phases (last run)</th></tr></thead><tbody>",
+    );
+    let mut names: Vec<&str> = last.steps.iter().map(|s| s.name.as_str()).collect();
+    if let Some(g) = good {
+        for s in &g.steps {
+            if !names.contains(&s.name.as_str()) {
+                names.push(&s.name);
+            }
+        }
+    }
+    for name in names {
+        let now_step = last.steps.iter().find(|s| s.name == name);
+        let good_step = good.and_then(|g| g.steps.iter().find(|s| s.name == name));
+        let (class, result) = match now_step {
+            Some(s) if s.success => ("ok", format!("✓ {}", esc(&human_duration(s.duration_ms)))),
+            Some(s) => (
+                "fail",
+                format!(
+                    "<strong>✕ FAILED</strong> {} after {}",
+                    esc(s.reason.map(|r| r.as_str()).unwrap_or("?")),
+                    esc(&human_duration(s.duration_ms))
+                ),
+            ),
+            None => ("skipped", "not reached".to_string()),
+        };
+        let good_text = good_step
+            .map(|s| esc(&human_duration(s.duration_ms)))
+            .unwrap_or_else(|| "—".to_string());
+        let change = match (now_step.filter(|s| s.success), good_step) {
+            (Some(a), Some(b)) => {
+                let delta = a.duration_ms.as_secs_f64() - b.duration_ms.as_secs_f64();
+                let text = human_duration(Duration::from_secs_f64(delta.abs()));
+                if delta >= 0.0 {
+                    format!("+{}", esc(&text))
+                } else {
+                    format!("−{}", esc(&text))
+                }
+            }
+            _ => String::new(),
+        };
+        let phases = now_step
+            .map(|s| {
+                s.phases
+                    .iter()
+                    .filter(|(ph, _)| **ph != crate::report::Phase::Total)
+                    .map(|(ph, d)| format!("{} {}", ph.as_str(), human_duration(*d)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<tr class=\"{class}\"><th scope=\"row\">{}</th><td>{result}</td><td>{good_text}</td><td>{change}</td><td class=\"phases\">{}</td></tr>",
+            esc(name),
+            esc(&phases)
+        );
+    }
+    html.push_str("</tbody></table>");
+}
+
+/// Colours meet WCAG AA contrast (dark text on light tints); state never relies on colour
+/// alone: every badge has a word and a symbol, failed runs in the strip are also taller.
+const CSS: &str = "\
+:root{--ink:#1b1f24;--muted:#57606a;--line:#d0d7de;--bg:#f6f8fa;\
+--up:#0b6b2e;--up-bg:#dff3e6;--deg:#7a4a00;--deg-bg:#fff0c2;--fail:#a0101e;--fail-bg:#fde2e4;\
+--unk:#3d4654;--unk-bg:#e6eaef}\
+*{box-sizing:border-box}\
+body{margin:0;font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:var(--ink);background:var(--bg)}\
+header{background:#1b1f24;color:#fff;padding:14px 28px}\
+header h1{margin:0;font-size:22px}header p{margin:4px 0 0;color:#d0d7de;font-size:13px}\
+main{padding:18px 28px;max-width:1400px}\
+footer{padding:12px 28px 28px;color:var(--muted);font-size:13px}\
+a{color:#0a4fa8}\
+.banner{margin:0 0 18px;padding:12px 16px;border-radius:6px;border-left:6px solid;font-weight:600}\
+.banner.up{background:var(--up-bg);color:var(--up);border-color:var(--up)}\
+.banner.degraded{background:var(--deg-bg);color:var(--deg);border-color:var(--deg)}\
+.banner.failing{background:var(--fail-bg);color:var(--fail);border-color:var(--fail)}\
+table{border-collapse:collapse}\
+caption{text-align:left;font-weight:600;padding:0 0 6px;color:var(--muted);font-size:13px}\
+.grid{background:#fff;border:1px solid var(--line);margin-bottom:22px}\
+.grid th,.grid td{padding:9px 14px;border:1px solid var(--line);text-align:left;vertical-align:top}\
+.grid td{min-width:210px}\
+.grid thead th{background:#eef1f4;font-size:14px}\
+.grid td a{text-decoration:none}\
+.cell.failing{background:#fff5f6}.cell.degraded{background:#fffaeb}\
+.cell.unreachable{background:repeating-linear-gradient(135deg,#eef1f4 0 8px,#e2e6eb 8px 16px)}\
+.detail{font-size:13px;color:var(--muted);margin-top:4px}\
+.badge{display:inline-block;padding:1px 9px;border-radius:999px;border:1px solid;font-weight:700;font-size:13px;white-space:nowrap}\
+.badge.up{background:var(--up-bg);color:var(--up)}\
+.badge.degraded{background:var(--deg-bg);color:var(--deg)}\
+.badge.failing{background:var(--fail-bg);color:var(--fail)}\
+.badge.unknown,.badge.unreachable{background:var(--unk-bg);color:var(--unk)}\
+.muted{color:var(--muted)}\
+.region h2{font-size:18px;margin:26px 0 4px}.links{margin:0 0 8px;font-size:13px;color:var(--muted)}\
+.card{background:#fff;border:1px solid var(--line);border-left:6px solid var(--unk);border-radius:6px;padding:12px 18px;margin:12px 0}\
+.card.up{border-left-color:var(--up)}.card.degraded{border-left-color:#c98a00}.card.failing{border-left-color:var(--fail)}\
+.card h3{margin:0 0 8px;font-size:17px}.card h3 small{font-weight:400;color:var(--muted)}\
+.facts{display:grid;grid-template-columns:max-content 1fr;gap:3px 18px;margin:0 0 10px;font-size:14px}\
+.facts dt{color:var(--muted)}.facts dd{margin:0}\
+.error{margin-top:3px;padding:4px 8px;background:var(--fail-bg);color:var(--fail);border-radius:4px;font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word;max-height:7.5em;overflow:auto}\
+code{font:13px ui-monospace,Menlo,Consolas,monospace}\
+.alerts{margin:0;padding-left:18px}\
+.history .label{font-size:13px;color:var(--muted);margin-bottom:4px}\
+.strip{display:flex;gap:2px;align-items:flex-end;height:28px;margin-bottom:12px}\
+.run{display:block;width:9px;height:16px;border-radius:2px;background:#2e8b4e}\
+.run.fail{height:28px;background:var(--fail)}\
+.run.empty{background:#e6eaef}\
+.run:hover{outline:2px solid var(--ink)}\
+.steps{font-size:14px;min-width:60%}\
+.steps th,.steps td{padding:4px 12px 4px 0;text-align:left;border-bottom:1px solid #eaeef2}\
+.steps thead th{color:var(--muted);font-weight:600}\
+.steps tr.fail td,.steps tr.fail th{color:var(--fail)}\
+.steps tr.skipped td{color:var(--muted)}\
+.steps .phases{color:var(--muted);font-size:13px}\
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+
+    #[test]
+    fn only_http_links_are_links() {
+        assert!(link("https://grafana.example/d/x", "dashboard").starts_with("<a href="));
+        assert!(!link("javascript:alert(1)", "dashboard").contains("href"));
+    }
+
+    #[test]
+    fn spans_read_well() {
+        assert_eq!(span(chrono::Duration::seconds(42)), "42s");
+        assert_eq!(span(chrono::Duration::seconds(192)), "3m 12s");
+        assert_eq!(span(chrono::Duration::seconds(7500)), "2h 05m");
+        assert_eq!(span(chrono::Duration::seconds(-5)), "0s");
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use crate::report::{FailureReason, StepKind, StepReport, Trigger};
+    use crate::status::{AlertView, HistoryEntry};
+
+    fn run(error: &str) -> ProbeRun {
+        ProbeRun {
+            probe: "<img src=x onerror=alert(1)>".into(),
+            region: "r".into(),
+            success: false,
+            started_at: Utc::now(),
+            duration_ms: Duration::from_millis(12),
+            failed_step: Some("<b>step</b>".into()),
+            reason: Some(FailureReason::HttpStatus),
+            error: Some(error.into()),
+            trigger: Trigger::Scheduled,
+            steps: vec![StepReport {
+                name: "<b>step</b>".into(),
+                kind: StepKind::Http,
+                success: false,
+                duration_ms: Duration::from_millis(12),
+                reason: Some(FailureReason::HttpStatus),
+                error: Some(error.into()),
+                phases: Default::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn nothing_from_a_probe_a_server_or_a_peer_becomes_markup() {
+        let bad = "<script>alert('x')</script>\"><iframe>";
+        let r = run(bad);
+        let doc = StatusDoc {
+            region: "<i>eu</i>".into(),
+            version: "<v>".into(),
+            dashboard_url: Some("javascript:alert(1)".into()),
+            status_url: Some("https://ok.example/?a=\"><script>".into()),
+            probes: vec![ProbeStatus {
+                probe: r.probe.clone(),
+                schedule: "<s>".into(),
+                failing_since: Some(r.started_at),
+                history: [HistoryEntry {
+                    time: r.started_at,
+                    success: false,
+                    duration_ms: 12.0,
+                    failed_step: Some(bad.into()),
+                    reason: r.reason,
+                    trigger: r.trigger,
+                }]
+                .into(),
+                alerts: vec![AlertView {
+                    severity: crate::alert::Severity::Critical,
+                    dedup_key: bad.into(),
+                    since: r.started_at,
+                    summary: bad.into(),
+                }],
+                last: Some(r),
+                ..ProbeStatus::default()
+            }],
+            ..StatusDoc::default()
+        };
+        let peer = PeerView {
+            url: "http://peer<script>:9464".into(),
+            result: Err(bad.into()),
+        };
+        let peer_doc = PeerView {
+            url: "http://peer2:9464".into(),
+            result: Ok(StatusDoc {
+                region: bad.into(),
+                ..doc.clone()
+            }),
+        };
+        let html = render(&doc, &[peer, peer_doc], Utc::now());
+        for tag in ["<script", "<iframe", "<img", "<b>", "<i>", "<v>", "<s>"] {
+            assert!(!html.contains(tag), "{tag} got through");
+        }
+        assert!(!html.contains("href=\"javascript:"));
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    }
+}

@@ -1,0 +1,260 @@
+//! The example probes in probes/examples/ against the real servers they are written for
+//! (tests/support/servers.rs): each passes `check`, passes against its server, and fails the
+//! way on-call needs when the server's backend breaks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
+use joincanary::config::ProbePlan;
+use joincanary::flow::run_probe;
+use joincanary::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
+
+use crate::support::servers::{self, PauseMode, SocketIoOptions};
+use crate::support::{self, TempConfig};
+
+fn example_path(name: &str) -> PathBuf {
+    support::root().join("probes/examples").join(name)
+}
+
+/// Loads an example probe as `check` does, with `env`.
+fn example(name: &str, env: &[(&str, &str)]) -> ProbePlan {
+    let text = std::fs::read_to_string(example_path(name)).expect("example exists");
+    let cfg = TempConfig::new("", &[(name, &text)]);
+    let plan = cfg
+        .load(env)
+        .unwrap_or_else(|e| panic!("{name} loads: {e}"));
+    plan.probes[0].as_ref().clone()
+}
+
+fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a StepReport {
+    run.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("step {name} ran: {run:#?}"))
+}
+
+fn passed(run: &ProbeRun, steps: &[&str]) {
+    for name in steps {
+        assert!(step(run, name).success, "{name} passed: {run:#?}");
+    }
+}
+
+/// The page on-call would get: the run and its confirming run through the probe's alert
+/// policy, as the generic webhook body.
+fn page(plan: &ProbePlan, run: &ProbeRun) -> String {
+    let cx = AlertContext {
+        probe: &plan.name,
+        region: "test",
+        config: &plan.alerting,
+        links: &[],
+    };
+    let mut state = ProbeAlertState::default();
+    let now = run.finished_at();
+    let mut pages = Vec::new();
+    for (i, at) in [now, now + chrono::Duration::seconds(10)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = run.clone();
+        r.trigger = if i == 0 {
+            Trigger::Scheduled
+        } else {
+            Trigger::Confirm
+        };
+        for d in state.observe(&cx, &r, at) {
+            if let Decision::Notify(n) = d {
+                pages.push(joincanary::alert::webhook::payload(&n).to_string());
+            }
+        }
+    }
+    assert_eq!(pages.len(), 1, "one page after the confirming run");
+    pages.remove(0)
+}
+
+#[test]
+fn every_example_passes_check() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(support::root().join("probes/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            example(path.file_name().unwrap().to_str().unwrap(), &[]);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "examples found: {seen}");
+    // The shipped config does not load them: probes/ is read one level deep.
+    let shipped = joincanary::config::load(
+        &support::root().join("config/joincanary.toml"),
+        &support::env(&[]),
+    )
+    .unwrap();
+    assert!(
+        shipped
+            .probes
+            .iter()
+            .all(|p| !p.source.starts_with(example_path("")))
+    );
+}
+
+/// Redis and two Socket.IO processes, with the example probes pointed at them.
+struct SocketIoStack {
+    redis: servers::Redis,
+    _sio: servers::SocketIo,
+    env: [(&'static str, String); 2],
+}
+
+impl SocketIoStack {
+    async fn start(pubsub: Option<&servers::Redis>) -> SocketIoStack {
+        support::init();
+        let redis = servers::start_redis()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let opts = SocketIoOptions {
+            pubsub_redis_url: pubsub.map(servers::Redis::url),
+            ..SocketIoOptions::default()
+        };
+        let sio = servers::start_socketio_with(&redis, &opts)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let env = [
+            ("SOCKETIO_A_URL", sio.a.base_url()),
+            ("SOCKETIO_B_URL", sio.b.base_url()),
+        ];
+        SocketIoStack {
+            redis,
+            _sio: sio,
+            env,
+        }
+    }
+
+    fn plan(&self, name: &str) -> ProbePlan {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        example(name, &env)
+    }
+}
+
+#[tokio::test]
+async fn socketio_two_participants_pass_across_two_processes_through_redis() {
+    let stack = SocketIoStack::start(None).await;
+    let plan = stack.plan("socketio-redis.toml");
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    let signalling = step(&run, "signalling");
+    assert!(
+        signalling.phases.contains_key(&Phase::FanOut),
+        "{signalling:#?}"
+    );
+    assert!(
+        step(&run, "b-joined")
+            .phases
+            .contains_key(&Phase::RoundTrip)
+    );
+    assert!(step(&run, "close-a").success && step(&run, "close-b").success);
+
+    let one = stack.plan("socketio-one-participant.toml");
+    let run = run_probe(&one, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+
+    // A refused namespace connect (CONNECT_ERROR) fails the connect step with the reason.
+    let refused = support::probe_from(
+        &format!(
+            "[[steps]]\nname = \"websocket\"\nkind = \"ws_connect\"\nprotocol = \"socketio\"\nurl = \"{}\"\nauth = {{ token = \"forged\" }}\n",
+            stack.env[0].1
+        ),
+        &[],
+    );
+    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    assert_eq!(run.reason, Some(FailureReason::ServerError), "{run:#?}");
+    assert!(run.error.unwrap_or_default().contains("unauthorized"));
+}
+
+#[tokio::test]
+async fn redis_out_of_memory_fails_the_join_at_once_with_the_oom_text_in_the_page() {
+    let stack = SocketIoStack::start(None).await;
+    let redis = &stack.redis;
+    let oom = redis.fill_to_oom().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(oom.starts_with("OOM"), "{oom}");
+    let plan = stack.plan("socketio-redis.toml");
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    passed(
+        &run,
+        &["login-a", "login-b", "websocket-a", "websocket-b", "b-join"],
+    );
+    assert_eq!(run.failed_step.as_deref(), Some("b-joined"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("OOM command not allowed"), "{error}");
+    // The step's timeout is 3 s: the server's answer, not the timeout, ended it.
+    let took = step(&run, "b-joined").duration_ms;
+    println!("Redis OOM: b-joined failed with server_error after {took:?}");
+    assert!(took < Duration::from_secs(1), "failed after {took:?}");
+    // Cleanup still closed both sockets.
+    assert!(step(&run, "close-a").success && step(&run, "close-b").success);
+
+    let page = page(&plan, &run);
+    assert!(page.contains("OOM command not allowed"), "{page}");
+    assert!(page.contains("server_error"), "{page}");
+    redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(run_probe(&plan, "test", Trigger::Manual).await.success);
+}
+
+#[tokio::test]
+async fn redis_paused_fails_the_join_with_no_match_while_login_and_handshake_pass() {
+    let stack = SocketIoStack::start(None).await;
+    let redis = &stack.redis;
+    let mut plan = stack.plan("socketio-redis.toml");
+    for s in &mut plan.steps {
+        if s.name == "b-joined" {
+            s.timeout = Some(Duration::from_millis(800));
+        }
+    }
+    // Writes wait behind the pause (the presence write of `join`); reads and connects do not.
+    redis
+        .pause(10_000, PauseMode::Write)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
+    passed(
+        &run,
+        &["login-a", "login-b", "websocket-a", "websocket-b", "b-join"],
+    );
+    assert_eq!(run.failed_step.as_deref(), Some("b-joined"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::NoMatch));
+}
+
+#[tokio::test]
+async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_participant_probe() {
+    let pubsub = servers::start_redis()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stack = SocketIoStack::start(Some(&pubsub)).await;
+    let one = stack.plan("socketio-one-participant.toml");
+    let mut two = stack.plan("socketio-redis.toml");
+    for s in &mut two.steps {
+        if s.name == "signalling" {
+            s.timeout = Some(Duration::from_millis(1500));
+        }
+    }
+    assert!(run_probe(&two, "test", Trigger::Manual).await.success);
+
+    // The adapter's Redis stops answering; presence (the main Redis) is fine.
+    pubsub.freeze().unwrap_or_else(|e| panic!("{e}"));
+    let one_run = run_probe(&one, "test", Trigger::Manual).await;
+    let two_run = run_probe(&two, "test", Trigger::Manual).await;
+    pubsub.thaw().unwrap_or_else(|e| panic!("{e}"));
+
+    assert!(
+        one_run.success,
+        "one participant sees nothing: {one_run:#?}"
+    );
+    assert!(!two_run.success);
+    assert_eq!(
+        two_run.failed_step.as_deref(),
+        Some("signalling"),
+        "{two_run:#?}"
+    );
+    assert_eq!(two_run.reason, Some(FailureReason::NoMatch));
+    passed(&two_run, &["b-joined", "a-joined", "a-signals"]);
+}
