@@ -53,6 +53,14 @@ pub enum Target {
 }
 
 impl Target {
+    /// The `type` word: `http` or `opsgenie`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Http { .. } => "http",
+            Target::Opsgenie { .. } => "opsgenie",
+        }
+    }
+
     /// Method, URL and headers of one ping.
     fn request(&self) -> (reqwest::Method, String, Option<String>) {
         match self {

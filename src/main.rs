@@ -256,6 +256,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     pagers
                 ));
             }
+            // The dead man's switches, without their URLs or keys.
+            for hb in &plan.heartbeats {
+                out.push_str(&format!(
+                    "  heartbeat {}: {} every {}, timeout {}\n",
+                    hb.name,
+                    hb.target.kind(),
+                    joincanary::report::human_duration(hb.interval),
+                    joincanary::report::human_duration(hb.timeout),
+                ));
+            }
             print_stdout(&out);
             Ok(ExitCode::SUCCESS)
         }

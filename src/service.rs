@@ -180,8 +180,6 @@ async fn run_service(
         }
         .in_current_span(),
     );
-    tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
-
     let mut plan = plan;
     // Alert state and the outbox live for the whole process: memory is authoritative (a disk
     // that fails loses nothing while the process runs), the state log follows it.
@@ -203,6 +201,8 @@ async fn run_service(
         },
     );
     status.set_ready(true);
+    // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.
+    tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
     loop {
         let request = tokio::select! {
             () = shutdown.cancelled() => break,

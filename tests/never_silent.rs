@@ -72,13 +72,22 @@ fn check_and_run_refuse_zero_probes_with_exit_2() {
 #[test]
 fn check_warns_when_no_pager_is_configured() {
     let probe = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
-    let cfg = TempConfig::new("", &[("p.toml", probe)]);
+    let cfg = TempConfig::new(
+        "[[heartbeat]]\nname = \"hc\"\ntype = \"http\"\nurl = \"https://hc.example/ping/secret-token\"\n",
+        &[("p.toml", probe)],
+    );
     let out = Command::new(binary())
         .args(["check", "--config"])
         .arg(&cfg.path)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("  heartbeat hc: http every 60.0 s, timeout 10.0 s\n"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("secret-token"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
