@@ -642,6 +642,7 @@ mod hostile {
                 reason: Some(FailureReason::HttpStatus),
                 error: Some(error.into()),
                 phases: Default::default(),
+                cleanup: false,
             }],
         }
     }

@@ -443,6 +443,7 @@ mod tests {
                 reason: (!success).then_some(FailureReason::HttpStatus),
                 error,
                 phases: Default::default(),
+                cleanup: false,
             }],
         }
     }

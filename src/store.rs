@@ -275,8 +275,17 @@ fn compact(path: &Path, mirror: &BTreeMap<String, String>) -> std::io::Result<()
     for (k, v) in mirror {
         text.push_str(&encode_line(k, Some(v)));
     }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` so a crash leaves the old file or the new one, never half of one;
+/// the temp file is removed when anything fails (a full disk must not collect them).
+///
+/// # Errors
+/// Any I/O failure on the way.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = with_suffix(path, &format!(".tmp.{}", std::process::id()));
-    let written = write_file(path, &tmp, text.as_bytes());
+    let written = write_file(path, &tmp, bytes);
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
