@@ -352,7 +352,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .filter(|p| pagers.is_empty() || pagers.contains(&p.name))
                 .cloned()
                 .collect();
-            let results = joincanary::alert::test_page(&selected, &plan.region).await;
+            let results = joincanary::alert::test_page(
+                &selected,
+                &plan.region,
+                &joincanary::alert::links(&plan),
+            )
+            .await;
             let mut all_ok = true;
             for (name, result) in &results {
                 match result {

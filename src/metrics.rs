@@ -17,6 +17,8 @@ use crate::report::ProbeRun;
 pub const NOTIFICATION_RESULTS: [&str; 3] = ["delivered", "retry", "failed"];
 /// `joincanary_notifications_total` events.
 pub const NOTIFICATION_EVENTS: [&str; 2] = ["trigger", "resolve"];
+/// `joincanary_alertmanager_resends_total` results.
+pub const RESEND_RESULTS: [&str; 2] = ["delivered", "failed"];
 /// `joincanary_heartbeats_total` results.
 pub const HEARTBEAT_RESULTS: [&str; 2] = ["success", "failure"];
 
@@ -43,6 +45,9 @@ pub struct Metrics {
     pub notifications: IntCounterVec,
     pub outbox_pending: IntGaugeVec,
     pub outbox_oldest: GaugeVec,
+    /// `{sink, result, region}`: Alertmanager keep-alive re-posts of firing alerts (not pages, so
+    /// not in `notifications`).
+    pub resends: IntCounterVec,
     pub pagers_configured: IntGauge,
     pub heartbeat_last_success: GaugeVec,
     /// `{heartbeat, result, region}`.
@@ -163,6 +168,13 @@ impl Metrics {
                 ),
                 &["sink", "region"],
             )?,
+            resends: IntCounterVec::new(
+                Opts::new(
+                    "joincanary_alertmanager_resends_total",
+                    "Re-posts of firing alerts to an Alertmanager pager (keep-alives, not pages) by result (delivered, failed)",
+                ),
+                &["sink", "result", "region"],
+            )?,
             pagers_configured: IntGauge::with_opts(
                 Opts::new(
                     "joincanary_pagers_configured",
@@ -227,6 +239,7 @@ impl Metrics {
             Box::new(m.notifications.clone()),
             Box::new(m.outbox_pending.clone()),
             Box::new(m.outbox_oldest.clone()),
+            Box::new(m.resends.clone()),
             Box::new(m.pagers_configured.clone()),
             Box::new(m.heartbeat_last_success.clone()),
             Box::new(m.heartbeats.clone()),
@@ -352,6 +365,23 @@ impl Metrics {
             }
             self.set_outbox(sink, 0, None);
         }
+    }
+
+    /// Creates the re-post series of the Alertmanager pagers at 0.
+    pub fn register_resends(&self, sinks: &[String]) {
+        for sink in sinks {
+            for result in RESEND_RESULTS {
+                self.resends
+                    .with_label_values(&[sink, result, &self.region]);
+            }
+        }
+    }
+
+    /// Counts one Alertmanager re-post of `sink` (see [`RESEND_RESULTS`]).
+    pub fn count_resend(&self, sink: &str, result: &str) {
+        self.resends
+            .with_label_values(&[sink, result, &self.region])
+            .inc();
     }
 
     /// Counts one delivery outcome of `sink` (see [`NOTIFICATION_RESULTS`]).

@@ -164,6 +164,13 @@ async fn run_service(
         None => None,
     };
 
+    // Alert state and the outbox live for the whole process: memory is authoritative (a disk
+    // that fails loses nothing while the process runs), the state log follows it.
+    let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
+    let alerts = AlertEngine::new(&plan, store.clone(), &loaded);
+    let outbox = Outbox::from_loaded(&loaded);
+    drop(loaded);
+
     // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
     // The bound address, not the configured one: with port 0 this is how a caller learns it.
@@ -181,12 +188,6 @@ async fn run_service(
         .in_current_span(),
     );
     let mut plan = plan;
-    // Alert state and the outbox live for the whole process: memory is authoritative (a disk
-    // that fails loses nothing while the process runs), the state log follows it.
-    let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
-    let alerts = AlertEngine::new(&plan, store.clone(), &loaded);
-    let outbox = Outbox::from_loaded(&loaded);
-    drop(loaded);
     let mut engine = Engine::start(
         &plan,
         runner.clone(),

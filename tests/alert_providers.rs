@@ -584,7 +584,10 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
         &[("U", &am.url())],
     );
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let m = metrics();
+    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), m.clone(), rx);
+    let resends = |result: &str| m.resends.with_label_values(&["am", result, "test"]).get();
+    assert_eq!((resends("delivered"), resends("failed")), (0, 0));
     d.send(notification(EventKind::Trigger), None);
     // The always-firing watchdog goes to the same endpoint; this test is about the incident.
     let incident = |seen: Vec<Seen>| -> Vec<Seen> {
@@ -594,6 +597,9 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
     };
     let seen = am.wait_for(8, Duration::from_secs(5)).await;
     assert!(incident(seen.clone()).len() >= 3, "{}", seen.len());
+    // Every re-post after the first post is counted as a keep-alive, not as a page.
+    assert!(resends("delivered") >= 2, "{}", resends("delivered"));
+    assert_eq!(count(&m, "am", "trigger", "delivered"), 1);
     d.send(notification(EventKind::Resolve), None);
     // After the resolve, no more re-posts of the incident (the watchdog goes on).
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -622,7 +628,11 @@ async fn test_page_sends_a_marked_trigger_and_resolve() {
         "[[pager]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"${U}\"\n",
         &[("U", &hook.url())],
     );
-    let results = test_page(&plan.pagers, "eu-west-1").await;
+    let links = [Link {
+        text: "joincanary status".into(),
+        href: "http://127.0.0.1:9464/".into(),
+    }];
+    let results = test_page(&plan.pagers, "eu-west-1", &links).await;
     assert_eq!(results.len(), 1);
     assert_eq!(results[0], ("h".to_string(), Ok(())));
     let seen = hook.seen();
@@ -638,6 +648,10 @@ async fn test_page_sends_a_marked_trigger_and_resolve() {
                 .starts_with("[TEST] joincanary test page from eu-west-1")
         );
         assert_eq!(s.body["dedup_key"], seen[0].body["dedup_key"]);
+        assert_eq!(
+            s.body["links"],
+            json!([{"text": "joincanary status", "href": "http://127.0.0.1:9464/"}])
+        );
     }
 }
 
@@ -719,7 +733,7 @@ to = ["oncall@example.com"]
     for s in secrets {
         assert!(!debug.contains(s), "Debug shows {s}: {debug}");
     }
-    let results = test_page(&plan.pagers, "test").await;
+    let results = test_page(&plan.pagers, "test", &[]).await;
     assert_eq!(results.len(), 4);
     let mut errors = String::new();
     for (name, r) in &results {
@@ -866,7 +880,7 @@ async fn email_rejected_after_data_is_a_failed_delivery() {
     support::init();
     let smtp = Smtp::start("reject").await;
     let (_cfg, plan) = plan(&smtp.pager(), &[]);
-    let results = test_page(&plan.pagers, "test").await;
+    let results = test_page(&plan.pagers, "test", &[]).await;
     match &results[0].1 {
         Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("554"), "{msg}"),
         other => panic!("expected a permanent failure, got {other:?}"),

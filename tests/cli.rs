@@ -264,7 +264,7 @@ async fn test_page_sends_a_marked_trigger_and_resolve_through_each_pager() {
     let (hook, hook_url) = Receiver::start(200).await;
     let (down, down_url) = Receiver::start(404).await;
     let pagers = format!(
-        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook_url}/hook\"\n\n[[pager]]\nname = \"broken\"\ntype = \"webhook\"\nurl = \"{down_url}/hook\"\n"
+        "status_url = \"http://canary.example/\"\ndashboard_url = \"http://grafana.example/d/jc\"\n[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook_url}/hook\"\n\n[[pager]]\nname = \"broken\"\ntype = \"webhook\"\nurl = \"{down_url}/hook\"\n"
     );
     let cfg = TempConfig::new(
         &pagers,
@@ -295,6 +295,14 @@ async fn test_page_sends_a_marked_trigger_and_resolve_through_each_pager() {
         (Some("trigger"), Some("resolve"))
     );
     assert_eq!(got[0]["test"], true);
+    assert_eq!(
+        got[0]["links"],
+        serde_json::json!([
+            {"text": "joincanary status", "href": "http://canary.example/"},
+            {"text": "dashboard", "href": "http://grafana.example/d/jc"},
+        ]),
+        "the test page carries the status and dashboard links"
+    );
     assert!(
         got[0]["summary"]
             .as_str()

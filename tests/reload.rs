@@ -15,11 +15,10 @@ async fn wait_runs(base: &str, name: &str, at_least: u64) {
     crate::support::wait_probe_runs(base, name, at_least).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_adds_probes_and_refuses_a_broken_config() {
-    let sim = start_sim().await;
-    let one = fast_sim_probe(&sim.base_url());
-    let cfg = TempConfig::new("", &[("one.toml", &one)]);
+type Service = tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>;
+
+/// `run` on 127.0.0.1:0 with `POST /-/reload` on: its base URL, its stop token, its task.
+async fn start_reloadable(cfg: &TempConfig) -> (String, CancellationToken, Service) {
     let plan = cfg.load(&[]).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -41,6 +40,15 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         stop.clone(),
         reload,
     ));
+    (base, stop, service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_probes_and_refuses_a_broken_config() {
+    let sim = start_sim().await;
+    let one = fast_sim_probe(&sim.base_url());
+    let cfg = TempConfig::new("", &[("one.toml", &one)]);
+    let (base, stop, service) = start_reloadable(&cfg).await;
     wait_runs(&base, "sim-join", 2).await;
 
     // A second probe appears; the first keeps its history.
@@ -183,5 +191,73 @@ async fn sighup_reloads_the_running_binary() {
         .status();
     let status = tokio::task::block_in_place(|| child.wait()).unwrap();
     assert_eq!(status.code(), Some(0));
+    sim.shutdown().await;
+}
+
+/// A pager added by a reload hears of the incident already open (its trigger), so on-call using
+/// it sees the incident and its resolve later closes something; the pagers that knew are not
+/// paged again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pager_added_by_reload_gets_the_open_incidents() {
+    use crate::support::receiver::Receiver;
+    let sim = start_sim().await;
+    crate::support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
+    let (a, a_url) = Receiver::start(200).await;
+    let (b, b_url) = Receiver::start(200).await;
+    let service = |pagers: &str| {
+        format!("[alerting]\nconfirm_delay = \"200ms\"\nfailure_threshold = 2\n{pagers}")
+    };
+    let pager_a = format!("[[pager]]\nname = \"a\"\ntype = \"webhook\"\nurl = \"{a_url}/hook\"\n");
+    let pager_b = format!("[[pager]]\nname = \"b\"\ntype = \"webhook\"\nurl = \"{b_url}/hook\"\n");
+    let cfg = TempConfig::new(
+        &service(&pager_a),
+        &[("one.toml", &fast_sim_probe(&sim.base_url()))],
+    );
+    let (base, stop, svc) = start_reloadable(&cfg).await;
+    let triggers = |r: &Receiver| -> Vec<serde_json::Value> {
+        r.accepted()
+            .into_iter()
+            .filter(|v| v["event"] == "trigger")
+            .collect()
+    };
+    for _ in 0..150 {
+        if !triggers(&a).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = triggers(&a);
+    assert_eq!(first.len(), 1, "pager a paged");
+
+    // The config is rewritten in place (the file at the old path), with a second pager.
+    let text = std::fs::read_to_string(&cfg.path).unwrap();
+    std::fs::write(&cfg.path, format!("{text}\n{pager_b}")).unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    for _ in 0..100 {
+        if !triggers(&b).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let told = triggers(&b);
+    assert_eq!(told.len(), 1, "the new pager hears of the open incident");
+    assert_eq!(told[0]["dedup_key"], first[0]["dedup_key"]);
+    assert_eq!(told[0]["started_at"], first[0]["started_at"]);
+    wait_runs(
+        &base,
+        "sim-join",
+        probe_runs(&status(&base).await, "sim-join") + 2,
+    )
+    .await;
+    assert_eq!(triggers(&a).len(), 1, "pager a is not paged again");
+    assert_eq!(triggers(&b).len(), 1);
+
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), svc).await;
     sim.shutdown().await;
 }

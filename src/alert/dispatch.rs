@@ -291,6 +291,7 @@ impl Dispatcher {
             liveness: std::sync::OnceLock::new(),
         });
         shared.metrics.register_pagers(&shared.sinks);
+        shared.metrics.register_resends(&shared.alertmanagers);
         shared.publish(&shared.lock());
         let (stop, stop_rx) = watch::channel(false);
         let client = notify::http_client();
@@ -735,16 +736,19 @@ async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
     }
 }
 
-/// Alertmanager forgets an alert whose `endsAt` passes; re-posting keeps it firing. Not counted
-/// in `notifications_total`: these are keep-alives, not pages.
+/// Alertmanager forgets an alert whose `endsAt` passes; re-posting keeps it firing. Counted in
+/// `joincanary_alertmanager_resends_total`, not in `notifications_total`: these are keep-alives,
+/// not pages. Logged at debug (one line per alert per interval would drown the log).
 async fn resend_firing(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
     for mut n in shared.firing(&plan.name) {
         n.at = Utc::now();
         if let Err(e) = notifier.send(&n).await {
-            tracing::warn!(sink = %plan.name, event = "trigger", probe = %n.probe,
+            shared.metrics.count_resend(&plan.name, "failed");
+            tracing::warn!(sink = %plan.name, event = "resend", probe = %n.probe,
                 region = %n.region, error = %e, "re-posting a firing alert failed");
         } else {
-            tracing::debug!(sink = %plan.name, event = "trigger", probe = %n.probe,
+            shared.metrics.count_resend(&plan.name, "delivered");
+            tracing::debug!(sink = %plan.name, event = "resend", probe = %n.probe,
                 region = %n.region, "re-posted a firing alert");
         }
     }
@@ -788,10 +792,12 @@ impl Notifier for Broken {
 }
 
 /// `joincanary test-page`: a clearly marked trigger then resolve through each pager, directly
-/// (no queue, no retries), so the operator sees each pager's result at once.
+/// (no queue, no retries), so the operator sees each pager's result at once. It carries the
+/// same `links` as a real page ([`super::links`]), so they can be checked too.
 pub async fn test_page(
     pagers: &[PagerPlan],
     region: &str,
+    links: &[Link],
 ) -> Vec<(String, Result<(), DeliveryError>)> {
     let client = notify::http_client();
     let id = uuid::Uuid::new_v4();
@@ -820,7 +826,7 @@ pub async fn test_page(
                     at: now,
                     reminder: false,
                     test: true,
-                    links: Vec::<Link>::new(),
+                    links: links.to_vec(),
                 };
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {

@@ -122,20 +122,7 @@ impl AlertEngine {
     /// Open alerts of a probe that left the configuration are resolved (its incident would
     /// otherwise stay open at the pager for ever); returned with the pagers to send them to.
     pub fn configure(&mut self, plan: &Plan) -> Vec<(Notification, Option<Vec<String>>)> {
-        let mut links = Vec::new();
-        if let Some(u) = &plan.status_url {
-            links.push(Link {
-                text: "joincanary status".into(),
-                href: u.clone(),
-            });
-        }
-        if let Some(u) = &plan.dashboard_url {
-            links.push(Link {
-                text: "dashboard".into(),
-                href: u.clone(),
-            });
-        }
-        self.links = links;
+        self.links = super::links(plan);
         let old = std::mem::replace(
             &mut self.configs,
             plan.probes
@@ -318,6 +305,7 @@ impl AlertEngine {
                     "open alert with no record of its trigger reaching these pagers; trigger queued again");
                 let mut n = open.last.clone();
                 n.at = now;
+                n.reminder = false;
                 out.push((n, missing));
             }
         }
@@ -331,6 +319,19 @@ impl AlertEngine {
     /// The pagers a probe's notifications go to (`None`: all).
     pub fn pagers(&self, probe: &str) -> Option<&[String]> {
         self.configs.get(probe).and_then(|c| c.pagers.as_deref())
+    }
+
+    /// The last trigger of every incident on-call was told of, with its probe: what a pager
+    /// added to a running prober must hear to know of incidents already open.
+    pub fn open_triggers(&self) -> Vec<(String, super::Notification)> {
+        self.states
+            .iter()
+            .flat_map(|(probe, s)| {
+                s.open()
+                    .filter(|(_, a)| a.notified_at.is_some())
+                    .map(move |(_, a)| (probe.clone(), a.last.clone()))
+            })
+            .collect()
     }
 
     /// Open alerts of a probe.

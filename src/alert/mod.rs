@@ -419,6 +419,24 @@ pub(crate) fn check_url(
     }
 }
 
+/// The links every page carries: the status page and the dashboard, when configured.
+pub fn links(plan: &crate::config::Plan) -> Vec<Link> {
+    let mut links = Vec::new();
+    if let Some(u) = &plan.status_url {
+        links.push(Link {
+            text: "joincanary status".into(),
+            href: u.clone(),
+        });
+    }
+    if let Some(u) = &plan.dashboard_url {
+        links.push(Link {
+            text: "dashboard".into(),
+            href: u.clone(),
+        });
+    }
+    links
+}
+
 /// A timestamp for people, to the millisecond: `2025-03-01 12:05:00.000 UTC`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
