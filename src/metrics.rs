@@ -22,10 +22,21 @@ pub const RESEND_RESULTS: [&str; 2] = ["delivered", "failed"];
 /// `joincanary_heartbeats_total` results.
 pub const HEARTBEAT_RESULTS: [&str; 2] = ["success", "failure"];
 
-/// Buckets from a 1 ms loopback hop to a 30 s timeout.
-pub const DURATION_BUCKETS: [f64; 16] = [
+/// Default buckets, chosen for join flows: healthy (under 25 ms near the platform, under
+/// 100 ms across regions), elevated (250 ms), the usual latency budget (1 s), very slow (5 s),
+/// and past it the step timeouts (+Inf). Five buckets keep a 5-step probe at 59 series.
+pub const DURATION_BUCKETS: [f64; 5] = [0.025, 0.1, 0.25, 1.0, 5.0];
+
+/// `phase_histograms = true`: from a 1 ms loopback hop to a 30 s timeout.
+pub const FULL_DURATION_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
 ];
+
+/// Phases histogrammed by default: each step's `total`, and the signalling paths (a message
+/// through the platform's pub/sub, the incident's failure point). The connection phases (dns,
+/// connect, tls, first_byte, upgrade) add up to their step's total and are in every run's
+/// status and page; `phase_histograms = true` exports them too.
+const DEFAULT_PHASES: [&str; 3] = ["total", "round_trip", "fan_out"];
 
 /// Every metric joincanary exports.
 #[derive(Clone)]
@@ -56,6 +67,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// The region every `joincanary_*` series carries.
     pub region: String,
+    /// Every phase histogrammed (`phase_histograms = true`), else [`DEFAULT_PHASES`] only.
+    all_phases: bool,
     /// Per sink, when its oldest queued notification was queued: the age is worked out at
     /// scrape time, so it grows while nothing is delivered (a stuck queue is the point).
     oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
@@ -73,6 +86,20 @@ impl Metrics {
     /// # Errors
     /// Registration failure (a programming error).
     pub fn new(region: &str) -> Result<Metrics, MetricsError> {
+        Metrics::with_detail(region, false)
+    }
+
+    /// [`Metrics::new`], with every phase histogrammed on [`FULL_DURATION_BUCKETS`] when
+    /// `all_phases` (the service's `phase_histograms`).
+    ///
+    /// # Errors
+    /// Registration failure (a programming error).
+    pub fn with_detail(region: &str, all_phases: bool) -> Result<Metrics, MetricsError> {
+        let buckets = if all_phases {
+            FULL_DURATION_BUCKETS.to_vec()
+        } else {
+            DURATION_BUCKETS.to_vec()
+        };
         let registry = Registry::new();
         let pr = ["probe", "region"];
         let m = Metrics {
@@ -95,7 +122,7 @@ impl Metrics {
                     "probe_step_duration_seconds",
                     "Duration of each step and phase of the join flow",
                 )
-                .buckets(DURATION_BUCKETS.to_vec()),
+                .buckets(buckets),
                 &["probe", "region", "step", "phase"],
             )?,
             runs: IntCounterVec::new(
@@ -212,6 +239,7 @@ impl Metrics {
             )?,
             registry,
             region: region.to_string(),
+            all_phases,
             oldest_queued: Arc::default(),
         };
         for result in ["success", "failure"] {
@@ -317,6 +345,9 @@ impl Metrics {
         }
         for step in &run.steps {
             for (phase, d) in &step.phases {
+                if !self.all_phases && !DEFAULT_PHASES.contains(&phase.as_str()) {
+                    continue;
+                }
                 self.step_duration
                     .with_label_values(&[
                         run.probe.as_str(),

@@ -213,7 +213,9 @@ impl ProbeLoop {
             return;
         }
         self.report_skips();
-        tracing::info!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "probe run starting");
+        // Debug, not info: the run's outcome line carries the probe and trigger, and one info
+        // line per run is half the logging cost of two (measured in BENCHMARKS.md).
+        tracing::debug!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "probe run starting");
         let running = self.running.clone();
         let runner = self.runner.clone();
         let probe = self.probe.clone();

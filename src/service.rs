@@ -66,7 +66,7 @@ pub async fn serve(
 pub fn handles(plan: &Plan) -> Result<Handles, ServiceError> {
     // The probes themselves are registered when the engine starts (and again on each reload).
     Ok(Handles {
-        metrics: Metrics::new(&plan.region)?,
+        metrics: Metrics::with_detail(&plan.region, plan.phase_histograms)?,
         status: Arc::new(Status::new(&plan.region)),
     })
 }

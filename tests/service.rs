@@ -103,7 +103,6 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
         format!(
             r#"probe_step_duration_seconds_count{{{pr},step="signalling",phase="round_trip"}}"#
         ),
-        format!(r#"probe_step_duration_seconds_count{{{pr},step="websocket",phase="upgrade"}}"#),
         format!(r#"probe_step_duration_seconds_count{{{pr},step="login",phase="total"}}"#),
         r#"joincanary_build_info{region="test"}"#.to_string(),
     ] {
@@ -112,6 +111,8 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
     assert!(m.contains("process_resident_memory_bytes") && m.contains("process_open_fds"));
     // Loopback has no DNS and no TLS: those phases are omitted, not zero.
     assert!(!m.contains(r#"phase="dns""#) && !m.contains(r#"phase="tls""#));
+    // By default only step totals and round trips are histogrammed (`phase_histograms`).
+    assert!(!m.contains(r#"phase="upgrade""#) && !m.contains(r#"phase="connect""#));
 
     set_faults(&sim, json!({"signalling_drop": true})).await;
     let failing = format!(r#"probe_failures_total{{{pr},step="signalling",reason="no_match"}}"#);
@@ -185,6 +186,8 @@ async fn sigterm_during_a_run_lets_it_finish_and_exits_0() {
     let mut child = Command::new(crate::support::binary())
         .args(["--log-format", "json", "run", "--config"])
         .arg(&cfg.path)
+        // "probe run starting" is a debug line (one info line per run is enough).
+        .env("JOINCANARY_LOG", "info,joincanary::scheduler=debug")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

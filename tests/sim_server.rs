@@ -385,6 +385,10 @@ async fn faults_get_put_merge_and_delete() {
         "ws_reject_status": null,
         "signalling_delay_ms": 0,
         "signalling_drop": false,
+        "login_error_next": 0,
+        "signalling_drop_next": 0,
+        "signalling_spike_next": 0,
+        "signalling_spike_ms": 0,
     });
     let initial: Value = http()
         .get(&url)
@@ -412,6 +416,10 @@ async fn faults_get_put_merge_and_delete() {
             "ws_reject_status": null,
             "signalling_delay_ms": 250,
             "signalling_drop": true,
+            "login_error_next": 0,
+            "signalling_drop_next": 0,
+            "signalling_spike_next": 0,
+            "signalling_spike_ms": 0,
         })
     );
     let shown: Value = http()

@@ -12,6 +12,7 @@ mod cookies;
 mod examples;
 mod fleet;
 mod flow;
+mod footprint;
 mod headline;
 mod hostile;
 mod never_silent;

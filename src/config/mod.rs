@@ -258,6 +258,8 @@ pub struct Plan {
     pub dashboard_url: Option<String>,
     /// Base URLs of other regions' probers, for the fleet status page.
     pub peers: Vec<String>,
+    /// Every phase histogrammed with the full buckets (read at start-up; see metrics.rs).
+    pub phase_histograms: bool,
     pub probes: Vec<Arc<ProbePlan>>,
     pub alerting: crate::alert::policy::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
@@ -524,6 +526,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         status_url,
         dashboard_url,
         peers,
+        phase_histograms: raw.phase_histograms.as_ref().is_some_and(|b| *b.get_ref()),
         probes,
         alerting,
         pagers,

@@ -30,6 +30,9 @@ pub struct RawService {
     /// Other regions' probers (`http://prober-us:9464`): the status page shows them beside
     /// this one.
     pub peers: Option<S<Vec<S<String>>>>,
+    /// `true`: a histogram for every phase, with 16 buckets (~200 series per 5-step probe);
+    /// default: step totals and the signalling round trip, 5 buckets (59 series).
+    pub phase_histograms: Option<S<bool>>,
     #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]

@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 /// Longest injectable delay. Anything longer only wedges a test run or a demo, and a cap keeps
 /// `Duration` arithmetic far from overflow.
 pub const MAX_DELAY_MS: u64 = 600_000;
+/// Most blips armed at once: a soak arms one at a time; more is a typo.
+const MAX_BLIPS: u32 = 10_000;
 
 /// The faults in force. `Copy` so each request takes a snapshot when it arrives and a later
 /// `PUT` never changes a request already in flight.
@@ -17,6 +19,22 @@ pub struct Faults {
     pub ws_reject_status: Option<u16>,
     pub signalling_delay_ms: u64,
     pub signalling_drop: bool,
+    /// One-shot blips, for false-page soaks: each counts down as a request consumes it, so
+    /// "fail the next login" hits exactly one run however the probes interleave.
+    /// The next N logins answer 500.
+    pub login_error_next: u32,
+    /// The next N joins are lost on the pub/sub path.
+    pub signalling_drop_next: u32,
+    /// The next N joins are announced `signalling_spike_ms` late.
+    pub signalling_spike_next: u32,
+    pub signalling_spike_ms: u64,
+}
+
+/// What one join meets: the standing faults plus at most one blip taken from the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinFaults {
+    pub drop: bool,
+    pub delay_ms: u64,
 }
 
 /// Why a fault update was refused; the text goes back to the caller in a 400.
@@ -49,12 +67,50 @@ impl Faults {
                     next.signalling_delay_ms = delay(value, "signalling_delay_ms")?
                 }
                 "signalling_drop" => next.signalling_drop = flag(value, "signalling_drop")?,
+                "login_error_next" => next.login_error_next = count(value, "login_error_next")?,
+                "signalling_drop_next" => {
+                    next.signalling_drop_next = count(value, "signalling_drop_next")?
+                }
+                "signalling_spike_next" => {
+                    next.signalling_spike_next = count(value, "signalling_spike_next")?
+                }
+                "signalling_spike_ms" => {
+                    next.signalling_spike_ms = delay(value, "signalling_spike_ms")?
+                }
                 // A typo such as `login_statu` would otherwise be a silent no-op and the caller
                 // would believe a fault is active.
                 other => return Err(FaultError::UnknownField(other.to_owned())),
             }
         }
         Ok(next)
+    }
+
+    /// The status a login meets, consuming one `login_error_next` blip if armed.
+    pub fn take_login(&mut self) -> Option<u16> {
+        if self.login_status.is_some() {
+            return self.login_status;
+        }
+        if self.login_error_next > 0 {
+            self.login_error_next -= 1;
+            return Some(500);
+        }
+        None
+    }
+
+    /// What a join meets, consuming one drop or spike blip if armed (a drop first).
+    pub fn take_join(&mut self) -> JoinFaults {
+        let mut out = JoinFaults {
+            drop: self.signalling_drop,
+            delay_ms: self.signalling_delay_ms,
+        };
+        if self.signalling_drop_next > 0 {
+            self.signalling_drop_next -= 1;
+            out.drop = true;
+        } else if self.signalling_spike_next > 0 {
+            self.signalling_spike_next -= 1;
+            out.delay_ms = out.delay_ms.saturating_add(self.signalling_spike_ms);
+        }
+        out
     }
 
     pub fn to_json(self) -> Map<String, Value> {
@@ -90,6 +146,19 @@ fn delay(value: &Value, field: &'static str) -> Result<u64, FaultError> {
         _ => Err(FaultError::BadValue {
             field,
             problem: "must be an integer number of milliseconds in 0..=600000 or null",
+        }),
+    }
+}
+
+fn count(value: &Value, field: &'static str) -> Result<u32, FaultError> {
+    if value.is_null() {
+        return Ok(0);
+    }
+    match value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(n) if n <= MAX_BLIPS => Ok(n),
+        _ => Err(FaultError::BadValue {
+            field,
+            problem: "must be a count in 0..=10000 or null",
         }),
     }
 }
@@ -141,9 +210,40 @@ mod tests {
     }
 
     #[test]
+    fn blips_are_consumed_one_request_at_a_time() {
+        let mut f = Faults::default()
+            .merged(&json!({"login_error_next": 1, "signalling_drop_next": 1,
+                "signalling_spike_next": 1, "signalling_spike_ms": 200}))
+            .unwrap();
+        assert_eq!(f.take_login(), Some(500));
+        assert_eq!(f.take_login(), None);
+        assert_eq!(
+            f.take_join(),
+            JoinFaults {
+                drop: true,
+                delay_ms: 0
+            }
+        );
+        assert_eq!(
+            f.take_join(),
+            JoinFaults {
+                drop: false,
+                delay_ms: 200
+            }
+        );
+        assert_eq!(
+            f.take_join(),
+            JoinFaults {
+                drop: false,
+                delay_ms: 0
+            }
+        );
+    }
+
+    #[test]
     fn json_shows_every_field() {
         let map = Faults::default().to_json();
-        assert_eq!(map.len(), 5);
+        assert_eq!(map.len(), 9);
         assert_eq!(map["login_status"], Value::Null);
         assert_eq!(map["signalling_drop"], Value::Bool(false));
         assert_eq!(map["login_delay_ms"], json!(0));

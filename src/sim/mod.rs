@@ -271,11 +271,15 @@ struct LoginRequest {
 }
 
 async fn login(State(state): State<Shared>, body: Bytes) -> Response {
-    let faults = state.faults();
-    if faults.login_delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.login_delay_ms)).await;
+    // Snapshot and consume a blip in one lock, so one armed blip fails exactly one login.
+    let (delay_ms, status) = {
+        let mut faults = lock(&state.faults);
+        (faults.login_delay_ms, faults.take_login())
+    };
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     }
-    if let Some(code) = faults.login_status {
+    if let Some(code) = status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         tracing::debug!(status = code, "login answered by injected fault");
         return error(status, "injected fault: login_status");

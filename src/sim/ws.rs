@@ -147,10 +147,11 @@ async fn handle_text(raw: &str, ctx: &ConnCtx, rooms: &mut HashSet<String>) -> O
         return Some(error_frame("too many rooms on one connection"));
     }
     // Snapshot now: a fault set after this frame arrived must not affect it.
-    let faults = *ctx
+    let faults = ctx
         .faults
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take_join();
     // Presence first, as a platform writes it: on Redis this is the write an out-of-memory
     // Redis refuses, and its error goes back to the client as the platform's would.
     let joined_count = match ctx.bus.join(&room, ctx.id).await {
@@ -161,19 +162,19 @@ async fn handle_text(raw: &str, ctx: &ConnCtx, rooms: &mut HashSet<String>) -> O
         }
     };
     rooms.insert(room.clone());
-    if faults.signalling_drop {
+    if faults.drop {
         // Membership stays (it lives in the room store, not the pub/sub), only the
         // announcement is lost, as in a pub/sub outage.
         tracing::debug!(conn = ctx.id, "signalling_drop fault: join dropped");
         return None;
     }
-    if faults.signalling_delay_ms == 0 {
+    if faults.delay_ms == 0 {
         return match ctx.bus.announce(room, id, joined_count).await {
             Ok(()) => None,
             Err(err) => Some(error_frame(&err.to_string())),
         };
     }
-    let delay = Duration::from_millis(faults.signalling_delay_ms);
+    let delay = Duration::from_millis(faults.delay_ms);
     let bus = Arc::clone(&ctx.bus);
     let mut shutdown = ctx.shutdown.clone();
     let conn = ctx.id;
