@@ -226,6 +226,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 // Valid (metrics and status still work), but say it where it cannot be missed.
                 eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
             }
+            // Names a pager must cut or hash to stay within its provider's limits.
+            for n in joincanary::alert::limit_notes(&plan) {
+                eprint_line(&format!("note: {n}"));
+            }
             // What an SRE checks next: when each probe will run from this region, and where
             // its pages go.
             let now = chrono::Utc::now();

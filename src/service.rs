@@ -446,6 +446,9 @@ impl Engine {
         if plan.pagers.is_empty() {
             tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
         }
+        for n in crate::alert::limit_notes(plan) {
+            tracing::warn!(region = %region, note = %n, "a pager will cut or hash this to fit its provider's limits");
+        }
         for probe in plan.probes.iter().map(|p| p.name.clone()) {
             publish_alerts(&alerts, &probe, &region, metrics, status);
         }
