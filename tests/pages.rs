@@ -124,7 +124,10 @@ url = "${U}/hook"
     let plan = cfg.load(&[("U", &base)]).expect("config loads");
     let (_tx, rx) = watch::channel(false);
     let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
-    d.send(hostile(EventKind::Trigger), None);
+    // An error page of 600 KB: more than PagerDuty takes in a whole event.
+    let mut trigger = hostile(EventKind::Trigger);
+    trigger.details["error"] = json!(NGINX_502.repeat(3000));
+    d.send(trigger, None);
     d.send(hostile(EventKind::Resolve), None);
     let seen = recv.wait_for(10).await;
     d.shutdown().await;
@@ -141,6 +144,7 @@ url = "${U}/hook"
         .find(|c| c.path == "/v2/enqueue" && c.body["event_action"] == "trigger")
         .unwrap();
     assert_eq!(pd.lengths["dedup_key"], 255);
+    assert!(pd.lengths["event bytes"] > 500 * 1024, "{:?}", pd.lengths);
     assert!(pd.lengths["summary"] > 1000);
     let og = seen.iter().find(|c| c.path == "/v2/alerts").unwrap();
     assert_eq!(og.lengths["alias"], 512);
@@ -230,6 +234,10 @@ async fn email_threads_resolve_under_trigger_across_a_restart() {
     assert!(text.contains("http_status"), "{text}");
     assert!(text.contains("connect 2.5 ms (2.0 ms)"), "{text}");
     assert!(text.contains("502 Bad Gateway"), "{text}");
+    assert!(
+        text.contains("the whole error is in details.json"),
+        "{text}"
+    );
     assert!(text.contains("http://127.0.0.1:9464/?a=1&b=2"), "{text}");
     let ms = regex::Regex::new(r"\d{2}:\d{2}:\d{2}\.\d{3} UTC").unwrap();
     assert!(ms.is_match(text), "timestamps to the millisecond: {text}");
