@@ -170,6 +170,21 @@ async fn run_service(
     let alerts = AlertEngine::new(&plan, store.clone(), &loaded);
     let outbox = Outbox::from_loaded(&loaded);
     drop(loaded);
+    // The engine first, so the very first scrape already has every pre-created series.
+    let mut plan = plan;
+    let mut engine = Engine::start(
+        &plan,
+        runner.clone(),
+        clock,
+        &metrics,
+        &status,
+        Carried {
+            alerts,
+            outbox,
+            store: store.clone(),
+            removed: Vec::new(),
+        },
+    );
 
     // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
@@ -186,20 +201,6 @@ async fn run_service(
                 .await
         }
         .in_current_span(),
-    );
-    let mut plan = plan;
-    let mut engine = Engine::start(
-        &plan,
-        runner.clone(),
-        clock,
-        &metrics,
-        &status,
-        Carried {
-            alerts,
-            outbox,
-            store: store.clone(),
-            removed: Vec::new(),
-        },
     );
     status.set_ready(true);
     // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.
