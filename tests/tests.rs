@@ -27,3 +27,4 @@ mod sim_server;
 mod state;
 mod status_page;
 mod tls;
+mod web_config;
