@@ -150,6 +150,14 @@ url = "${U}/hook"
     assert_eq!(og.lengths["alias"], 512);
     assert_eq!(og.lengths["tag"], 50);
     assert_eq!(og.lengths["message"], 130);
+    // Alertmanager documents no annotation limit; ours keeps what its receivers template short.
+    let am = seen.iter().find(|c| c.path == "/api/v2/alerts").unwrap();
+    assert!(
+        am.lengths["annotation description"] <= 8000,
+        "{:?}",
+        am.lengths
+    );
+    assert!(am.lengths["annotation summary"] <= 1024, "{:?}", am.lengths);
     // A resolve finds its trigger: the same fitted keys.
     let pd_resolve = seen
         .iter()
