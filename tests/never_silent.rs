@@ -375,8 +375,11 @@ async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     let pending = "joincanary_outbox_pending{region=\"test\",sink=\"hook\"}";
     let oldest = "joincanary_outbox_oldest_seconds{region=\"test\",sink=\"hook\"}";
     let first = svc.metrics().await;
-    assert_eq!(value(&first, retry), Some(0.0), "{first}");
-    assert_eq!(value(&first, pending), Some(0.0));
+    // The series exist from the first scrape. Their values may already have moved: on a busy
+    // machine the probe can fail, confirm and page before that scrape (the zero start is unit
+    // tested in metrics.rs).
+    assert!(value(&first, retry).is_some(), "{first}");
+    assert!(value(&first, pending).is_some(), "{first}");
     let mut m = String::new();
     for _ in 0..100 {
         m = svc.metrics().await;
