@@ -160,6 +160,10 @@ async fn run_service(
         None => None,
     };
 
+    // The engine first, so the very first scrape already has every pre-created series.
+    let mut plan = plan;
+    let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
+
     // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
     // The bound address, not the configured one: with port 0 this is how a caller learns it.
@@ -176,8 +180,6 @@ async fn run_service(
         }
         .in_current_span(),
     );
-    let mut plan = plan;
-    let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
     status.set_ready(true);
     // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.
     tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
