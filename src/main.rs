@@ -82,6 +82,10 @@ enum Command {
         /// Serve `POST /-/reload` (SIGHUP always reloads).
         #[arg(long = "web.enable-lifecycle")]
         enable_lifecycle: bool,
+        /// TLS and basic auth for every endpoint, in the Prometheus exporter-toolkit format
+        /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes); read at start-up.
+        #[arg(long = "web.config.file", value_name = "PATH")]
+        web_config: Option<PathBuf>,
         /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
         /// this often; `0s` turns it off.
         #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = humantime::parse_duration)]
@@ -278,6 +282,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             enable_lifecycle,
             watch_interval,
+            web_config,
         } => {
             let path = config::config_path(config.config.as_deref());
             let Some(mut plan) = load(Some(&path)) else {
@@ -285,6 +290,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             if let Some(addr) = listen {
                 plan.listen = addr;
+            }
+            if let Some(web_path) = &web_config {
+                match joincanary::web::WebConfig::load(web_path) {
+                    Ok(w) => plan.web = Some(w),
+                    Err(e) => {
+                        eprint_line(&format!("error: --web.config.file {e}"));
+                        return Ok(ExitCode::from(2));
+                    }
+                }
             }
             let listener = tokio::net::TcpListener::bind(plan.listen)
                 .await
