@@ -71,6 +71,9 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also check this web config (TLS files, bcrypt hashes), as `run` would read it.
+        #[arg(long = "web.config.file", value_name = "PATH")]
+        web_config: Option<PathBuf>,
     },
     /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM.
     Run {
@@ -213,10 +216,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Check { config } => {
+        Command::Check { config, web_config } => {
             let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
+            if let Some(web_path) = &web_config
+                && let Err(e) = joincanary::web::WebConfig::load(web_path)
+            {
+                eprint_line(&format!("error: --web.config.file {e}"));
+                return Ok(ExitCode::from(2));
+            }
             let names: Vec<_> = plan.probes.iter().map(|p| p.name.as_str()).collect();
             let mut out = format!(
                 "{}: ok (region {}, {} probe{}: {})\n",

@@ -179,5 +179,29 @@ fn a_broken_web_config_stops_run_with_its_name() {
             stderr.contains("web.yml") && stderr.contains(want),
             "{text}: {stderr}"
         );
+        // `check` finds the same problem without starting anything.
+        let out = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&cfg.path)
+            .arg("--web.config.file")
+            .arg(&web)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(want));
     }
+    std::fs::write(dir.join("web.yml"), users()).unwrap();
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&cfg.path)
+        .arg("--web.config.file")
+        .arg(dir.join("web.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
