@@ -171,14 +171,16 @@ async fn run_service(
         .local_addr()
         .map_or_else(|_| plan.listen.to_string(), |a| a.to_string());
     let app = crate::server::router(metrics.clone(), status.clone(), reload_tx);
+    // `--web.config.file`: basic auth on every path and TLS on the listener.
+    let web = plan.web.clone();
+    let app = match &web {
+        Some(w) => w.protect(app),
+        None => app,
+    };
     let http_stop_wait = http_stop.clone();
     let http = tokio::spawn(
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_stop_wait.cancelled().await })
-                .await
-        }
-        .in_current_span(),
+        async move { crate::web::serve(listener, app, web.as_ref(), http_stop_wait).await }
+            .in_current_span(),
     );
     status.set_ready(true);
     // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.

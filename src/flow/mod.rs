@@ -137,6 +137,8 @@ pub(crate) struct RunContext<'a> {
     pub phases: BTreeMap<Phase, Duration>,
     /// Frames read by the current `ws_expect` (for the no-match message after a timeout).
     pub frames_seen: usize,
+    /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
+    pub last_miss: Option<String>,
     pub redactor: Redactor,
     /// The current step's name, gauges read and thresholds crossed (redis, http_json).
     pub step_name: String,
@@ -214,6 +216,7 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         last_send: None,
         phases: BTreeMap::new(),
         frames_seen: 0,
+        last_miss: None,
         redactor: Redactor::new(plan.secrets.iter().cloned()),
         step_name: String::new(),
         gauges: BTreeMap::new(),
@@ -307,6 +310,7 @@ async fn run_step(
     ctx.gauges.clear();
     ctx.warnings.clear();
     ctx.waiting = "";
+    ctx.last_miss = None;
     let step_deadline = step
         .timeout
         .map_or(probe_deadline, |t| (t0 + t).min(probe_deadline));
@@ -357,10 +361,16 @@ fn timeout_error(
     if matches!(step.spec, StepSpec::WsExpect(_)) && !probe_deadline {
         return StepError::new(
             FailureReason::NoMatch,
-            format!(
-                "no frame matched within {waited} ({} frames skipped)",
-                ctx.frames_seen
-            ),
+            match &ctx.last_miss {
+                Some(miss) => format!(
+                    "no frame matched within {waited} ({} frames skipped; last: {miss})",
+                    ctx.frames_seen
+                ),
+                None => format!(
+                    "no frame matched within {waited} ({} frames skipped)",
+                    ctx.frames_seen
+                ),
+            },
         );
     }
     let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {

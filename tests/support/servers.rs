@@ -366,6 +366,14 @@ fn read_reply<'a>(
     })
 }
 
+/// `used_memory` out of an `INFO memory` reply.
+fn used_memory(info: &str) -> Result<u64> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ServerError("redis: INFO memory has no used_memory".into()))
+}
+
 /// `CLIENT PAUSE` modes.
 #[derive(Debug, Clone, Copy)]
 pub enum PauseMode {
@@ -458,11 +466,7 @@ impl Redis {
 
     /// `used_memory` in bytes.
     pub async fn used_memory(&self) -> Result<u64> {
-        self.info("memory")
-            .await?
-            .get("used_memory")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| ServerError("redis: INFO memory has no used_memory".into()))
+        used_memory(&self.ok(&["INFO", "memory"]).await?.text())
     }
 
     /// Out of memory for real: `maxmemory` a little above what is used, `noeviction`, then
@@ -524,7 +528,9 @@ impl Redis {
             match conn.command(&[b"SET", key.as_bytes(), &value]).await? {
                 Reply::Error(e) => return Ok(Some(e)),
                 _ => {
-                    if done(self.used_memory().await?) {
+                    // On the same connection: a new one per write would churn sockets.
+                    let info = conn.cmd(&["INFO", "memory"]).await?.text();
+                    if done(used_memory(&info)?) {
                         return Ok(None);
                     }
                 }
@@ -532,9 +538,7 @@ impl Redis {
         }
         err("redis: wrote 1 GiB of filler without reaching the limit")
     }
-}
 
-impl Redis {
     /// `CLIENT PAUSE ms WRITE|ALL`: commands wait (connections stay open) until `ms` pass.
     /// A `Write` pause ends early with [`Redis::restore`]; an `All` pause cannot (Redis holds
     /// `CLIENT UNPAUSE` too), so `restore` waits for its end: keep `All` pauses short, and
@@ -650,6 +654,14 @@ impl NodeServer {
     pub fn process(&self) -> &Process {
         &self.process
     }
+
+    /// protoo's websocket URL for a peer (connect with subprotocol `protoo`).
+    pub fn protoo_url(&self, room: &str, peer: &str, token: &str) -> String {
+        format!(
+            "ws://127.0.0.1:{}/?roomId={room}&peerId={peer}&token={token}",
+            self.port
+        )
+    }
 }
 
 /// Starts `node tests/servers/<script> args...`; the script listens on port 0 and prints
@@ -732,16 +744,6 @@ pub async fn start_socketio_with(redis: &Redis, opts: &SocketIoOptions) -> Resul
 /// The protoo request/response server (tests/servers/protoo/server.js).
 pub async fn start_protoo() -> Result<NodeServer> {
     start_node("protoo", "protoo/server.js", &["--port".into(), "0".into()]).await
-}
-
-impl NodeServer {
-    /// protoo's websocket URL for a peer (connect with subprotocol `protoo`).
-    pub fn protoo_url(&self, room: &str, peer: &str, token: &str) -> String {
-        format!(
-            "ws://127.0.0.1:{}/?roomId={room}&peerId={peer}&token={token}",
-            self.port
-        )
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
