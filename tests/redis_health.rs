@@ -203,3 +203,49 @@ warn_above = {{ desired = 10 }}
     assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
     assert!(run.error.unwrap_or_default().contains("gauge `in_service`"));
 }
+
+/// `check`'s messages for the new keys, with file:line.
+fn errors_for(probe: &str) -> Vec<String> {
+    let cfg = TempConfig::new("", &[("p.toml", probe)]);
+    let prefix = format!("{}/", cfg.dir.path().display());
+    match cfg.load(&[]) {
+        Ok(_) => panic!("config should be rejected"),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| e.to_string().replace(&prefix, ""))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn bad_redis_and_http_json_keys_are_rejected_with_their_line() {
+    let errs = errors_for("[[steps]]\nname = \"r\"\nkind = \"redis\"\nurl = \"http://h/\"\n");
+    assert_eq!(
+        errs,
+        ["probes/p.toml:4:7: steps[0].url: `http://h/` must be a redis or rediss URL with a host"]
+    );
+    let errs = errors_for(
+        "[[steps]]\nname = \"r\"\nkind = \"redis\"\nurl = \"redis://h\"\nwarn_above = { memory = 0.9 }\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:5:25: steps[0].warn_above.memory: `memory` is not a gauge of this step (it has used_memory, maxmemory, memory_ratio, rejected_connections, evicted_keys, connected_clients, blocked_clients)"
+        ]
+    );
+    let errs = errors_for(
+        "[[steps]]\nname = \"h\"\nkind = \"http\"\nurl = \"http://h/\"\npassword = \"x\"\n",
+    );
+    assert_eq!(
+        errs,
+        ["probes/p.toml:5:12: steps[0].password: `password` does not apply to a http step"]
+    );
+    let errs = errors_for("[[steps]]\nname = \"j\"\nkind = \"http_json\"\nurl = \"http://h/\"\n");
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:2:8: steps[0].gauges: an http_json step needs `gauges` (name = JSON pointer of a number)"
+        ]
+    );
+}
