@@ -268,12 +268,27 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
             .iter()
             .all(|(path, v, _)| path == "/v2/enqueue" && pd_action(v) == "trigger")
     );
-    let metrics = reqwest::get(format!("{}/metrics", svc.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The receiver records the 202 before the dispatcher has read it and counted the delivery:
+    // wait (bounded) for the count rather than race it.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = reqwest::get(format!("{}/metrics", svc.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| {
+            l.starts_with("joincanary_notifications_total{")
+                && l.contains("sink=\"pd\"")
+                && l.contains("event=\"trigger\"")
+                && l.contains("result=\"delivered\"")
+                && l.ends_with(" 1")
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let count = |result: &str| {
         metrics
             .lines()
