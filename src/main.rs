@@ -71,6 +71,9 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also check this web config (TLS files, bcrypt hashes), as `run` would read it.
+        #[arg(long = "web.config.file", value_name = "PATH")]
+        web_config: Option<PathBuf>,
     },
     /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM.
     Run {
@@ -82,6 +85,10 @@ enum Command {
         /// Serve `POST /-/reload` (SIGHUP always reloads).
         #[arg(long = "web.enable-lifecycle")]
         enable_lifecycle: bool,
+        /// TLS and basic auth for every endpoint, in the Prometheus exporter-toolkit format
+        /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes); read at start-up.
+        #[arg(long = "web.config.file", value_name = "PATH")]
+        web_config: Option<PathBuf>,
         /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
         /// this often; `0s` turns it off.
         #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = humantime::parse_duration)]
@@ -209,10 +216,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Check { config } => {
+        Command::Check { config, web_config } => {
             let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
+            if let Some(web_path) = &web_config
+                && let Err(e) = joincanary::web::WebConfig::load(web_path)
+            {
+                eprint_line(&format!("error: --web.config.file {e}"));
+                return Ok(ExitCode::from(2));
+            }
             let names: Vec<_> = plan.probes.iter().map(|p| p.name.as_str()).collect();
             let mut out = format!(
                 "{}: ok (region {}, {} probe{}: {})\n",
@@ -225,6 +238,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if plan.pagers.is_empty() {
                 // Valid (metrics and status still work), but say it where it cannot be missed.
                 eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
+            }
+            // Names a pager must cut or hash to stay within its provider's limits.
+            for n in joincanary::alert::limit_notes(&plan) {
+                eprint_line(&format!("note: {n}"));
             }
             // What an SRE checks next: when each probe will run from this region, and where
             // its pages go.
@@ -274,6 +291,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             enable_lifecycle,
             watch_interval,
+            web_config,
         } => {
             let path = config::config_path(config.config.as_deref());
             let Some(mut plan) = load(Some(&path)) else {
@@ -281,6 +299,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             if let Some(addr) = listen {
                 plan.listen = addr;
+            }
+            if let Some(web_path) = &web_config {
+                match joincanary::web::WebConfig::load(web_path) {
+                    Ok(w) => plan.web = Some(w),
+                    Err(e) => {
+                        eprint_line(&format!("error: --web.config.file {e}"));
+                        return Ok(ExitCode::from(2));
+                    }
+                }
             }
             let listener = tokio::net::TcpListener::bind(plan.listen)
                 .await

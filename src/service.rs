@@ -160,6 +160,10 @@ async fn run_service(
         None => None,
     };
 
+    // The engine first, so the very first scrape already has every pre-created series.
+    let mut plan = plan;
+    let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
+
     // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
     // The bound address, not the configured one: with port 0 this is how a caller learns it.
@@ -167,17 +171,17 @@ async fn run_service(
         .local_addr()
         .map_or_else(|_| plan.listen.to_string(), |a| a.to_string());
     let app = crate::server::router(metrics.clone(), status.clone(), reload_tx);
+    // `--web.config.file`: basic auth on every path and TLS on the listener.
+    let web = plan.web.clone();
+    let app = match &web {
+        Some(w) => w.protect(app),
+        None => app,
+    };
     let http_stop_wait = http_stop.clone();
     let http = tokio::spawn(
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_stop_wait.cancelled().await })
-                .await
-        }
-        .in_current_span(),
+        async move { crate::web::serve(listener, app, web.as_ref(), http_stop_wait).await }
+            .in_current_span(),
     );
-    let mut plan = plan;
-    let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
     status.set_ready(true);
     // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.
     tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
@@ -369,6 +373,9 @@ impl Engine {
         status.set_pagers(plan.pagers.len());
         if plan.pagers.is_empty() {
             tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
+        }
+        for n in crate::alert::limit_notes(plan) {
+            tracing::warn!(region = %region, note = %n, "a pager will cut or hash this to fit its provider's limits");
         }
         let mut alerts = AlertEngine::load(plan);
         announce_open(&alerts, &dispatcher, clock.now());

@@ -104,6 +104,7 @@ fn help_of_every_command_that_reads_a_config_documents_config() {
     let text = String::from_utf8_lossy(&run.stdout);
     for flag in [
         "--web.listen-address",
+        "--web.config.file",
         "--web.enable-lifecycle",
         "--log.level",
         "--log.format",

@@ -34,6 +34,17 @@ fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a StepReport {
         .unwrap_or_else(|| panic!("step {name} ran: {run:#?}"))
 }
 
+/// Overrides one `[variables]` entry of a loaded probe.
+fn set_variable(plan: &mut ProbePlan, name: &str, template: &str) {
+    let slot = plan
+        .variables
+        .iter_mut()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{} has no variable {name}", plan.name));
+    slot.1 =
+        joincanary::flow::template::Template::parse(template).unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn passed(run: &ProbeRun, steps: &[&str]) {
     for name in steps {
         assert!(step(run, name).success, "{name} passed: {run:#?}");
@@ -257,4 +268,141 @@ async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_particip
     );
     assert_eq!(two_run.reason, Some(FailureReason::NoMatch));
     passed(&two_run, &["b-joined", "a-joined", "a-signals"]);
+}
+
+#[tokio::test]
+async fn actioncable_subscribes_performs_and_gets_the_broadcast_through_redis() {
+    support::init();
+    let redis = servers::start_redis()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cable = servers::start_actioncable(&redis)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = cable.base_url();
+    let plan = example("actioncable.toml", &[("CABLE_URL", &url)]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    assert!(
+        step(&run, "broadcast")
+            .phases
+            .contains_key(&Phase::RoundTrip)
+    );
+
+    // A room the channel refuses: the reject fails the step at once.
+    let mut refused = plan.clone();
+    set_variable(&mut refused, "room", "forbidden-{{uuid}}");
+    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("subscribed"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    assert!(
+        run.error
+            .unwrap_or_default()
+            .contains("reject_subscription")
+    );
+}
+
+#[tokio::test]
+async fn janus_echotest_passes_and_its_session_is_destroyed_even_when_the_flow_fails() {
+    support::init();
+    let janus = servers::start_janus()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = janus.ws_url();
+    let plan = example("janus-echotest.toml", &[("JANUS_URL", &url)]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    assert!(step(&run, "destroyed").success);
+    assert_eq!(
+        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
+        Vec::<u64>::new()
+    );
+
+    // The gateway refuses the plugin: `handle` fails at once with Janus's error, and the
+    // cleanup still destroys the session.
+    let bad = example(
+        "janus-echotest.toml",
+        &[("JANUS_URL", &url), ("JANUS_PLUGIN", "janus.plugin.nosuch")],
+    );
+    let run = run_probe(&bad, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("handle"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    assert!(
+        run.error.clone().unwrap_or_default().contains("error"),
+        "{run:#?}"
+    );
+    assert!(
+        step(&run, "destroy").success && step(&run, "destroyed").success,
+        "{run:#?}"
+    );
+    assert_eq!(
+        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
+        Vec::<u64>::new()
+    );
+}
+
+#[tokio::test]
+async fn protoo_requests_get_responses_and_a_signal_reaches_the_other_peer() {
+    support::init();
+    let protoo = servers::start_protoo()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = protoo.base_url();
+    let plan = example("protoo.toml", &[("PROTOO_URL", &url)]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    assert!(step(&run, "signalling").phases.contains_key(&Phase::FanOut));
+
+    // The server refuses the join (ok: false): server_error at once, with its reason.
+    let mut refused = plan.clone();
+    set_variable(&mut refused, "room", "forbidden");
+    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("b-joined"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    assert!(run.error.unwrap_or_default().contains("room forbidden"));
+}
+
+#[tokio::test]
+async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails_at_once() {
+    support::init();
+    let prosody = servers::start_prosody()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = prosody.ws_url();
+    let anonymous = example("xmpp-muc-anonymous.toml", &[("XMPP_WS_URL", &url)]);
+    let run = run_probe(&anonymous, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+
+    let plain = example(
+        "xmpp-muc-sasl-plain.toml",
+        &[("XMPP_WS_URL", &url), ("XMPP_PASSWORD", servers::PASSWORD)],
+    );
+    let run = run_probe(&plain, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+
+    // A wrong password: SASL <failure/> is a server_error, and no encoding of it leaks.
+    let wrong = example(
+        "xmpp-muc-sasl-plain.toml",
+        &[("XMPP_WS_URL", &url), ("XMPP_PASSWORD", "hunter2-wrong")],
+    );
+    let run = run_probe(&wrong, "test", Trigger::Manual).await;
+    assert_eq!(
+        run.failed_step.as_deref(),
+        Some("authenticated"),
+        "{run:#?}"
+    );
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    let out = serde_json::to_string(&run).unwrap_or_default();
+    assert!(!out.contains("hunter2-wrong"), "{out}");
+
+    // A room the server will not create: the error presence fails `in-room` at once.
+    let mut refused = anonymous.clone();
+    set_variable(&mut refused, "room", "forbidden-{{uuid}}");
+    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("in-room"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("not-allowed"), "{error}");
+    let took = step(&run, "in-room").duration_ms;
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }

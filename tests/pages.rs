@@ -124,7 +124,10 @@ url = "${U}/hook"
     let plan = cfg.load(&[("U", &base)]).expect("config loads");
     let (_tx, rx) = watch::channel(false);
     let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
-    d.send(hostile(EventKind::Trigger), None);
+    // An error page of 600 KB: more than PagerDuty takes in a whole event.
+    let mut trigger = hostile(EventKind::Trigger);
+    trigger.details["error"] = json!(NGINX_502.repeat(3000));
+    d.send(trigger, None);
     d.send(hostile(EventKind::Resolve), None);
     let seen = recv.wait_for(10).await;
     d.shutdown().await;
@@ -141,6 +144,7 @@ url = "${U}/hook"
         .find(|c| c.path == "/v2/enqueue" && c.body["event_action"] == "trigger")
         .unwrap();
     assert_eq!(pd.lengths["dedup_key"], 255);
+    assert!(pd.lengths["event bytes"] > 500 * 1024, "{:?}", pd.lengths);
     assert!(pd.lengths["summary"] > 1000);
     let og = seen.iter().find(|c| c.path == "/v2/alerts").unwrap();
     assert_eq!(og.lengths["alias"], 512);
@@ -230,6 +234,10 @@ async fn email_threads_resolve_under_trigger_across_a_restart() {
     assert!(text.contains("http_status"), "{text}");
     assert!(text.contains("connect 2.5 ms (2.0 ms)"), "{text}");
     assert!(text.contains("502 Bad Gateway"), "{text}");
+    assert!(
+        text.contains("the whole error is in details.json"),
+        "{text}"
+    );
     assert!(text.contains("http://127.0.0.1:9464/?a=1&b=2"), "{text}");
     let ms = regex::Regex::new(r"\d{2}:\d{2}:\d{2}\.\d{3} UTC").unwrap();
     assert!(ms.is_match(text), "timestamps to the millisecond: {text}");
@@ -252,5 +260,50 @@ async fn email_threads_resolve_under_trigger_across_a_restart() {
         chars(text),
         chars(html),
         msgs[0].lines().map(str::len).max().unwrap_or(0)
+    );
+}
+
+/// issue 7: a probe name that makes the PagerDuty dedup key pass 255 characters and the Opsgenie
+/// tag pass 50 is not a silent 400 at 3 a.m.: `check` says, at the probe's `name`, what will be
+/// hashed or cut, and the pages sent fit (see `hostile_bodies_fit_every_provider_limit`).
+#[test]
+fn check_names_what_a_pager_will_hash_or_cut() {
+    let name = format!("join-{}", "x".repeat(260));
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"k\"\n\n[[pager]]\nname = \"og\"\ntype = \"opsgenie\"\napi_key = \"k\"\n",
+        &[(
+            "long.toml",
+            &format!("# a long name\nname = \"{name}\"\n{PROBE}"),
+        )],
+    );
+    let plan = cfg.load(&[]).expect("config loads");
+    let notes: Vec<String> = joincanary::alert::limit_notes(&plan)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let file = cfg.probe_path("long.toml").display().to_string();
+    assert_eq!(notes.len(), 3, "{notes:#?}");
+    for n in &notes {
+        assert!(n.starts_with(&format!("{file}:2:1: name: ")), "{n}");
+    }
+    assert!(notes[0].contains("pagerduty pager `pd`: the dedup_key is 290 characters, over the provider's 255; it is sent hashed as `joincanary/test/join-xxx"), "{}", notes[0]);
+    assert!(notes.iter().any(|n| {
+        n.contains("opsgenie pager `og`: the probe tag is 265 characters, over Opsgenie's 50")
+    }));
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("opsgenie pager `og`: the message is cut at 130"))
+    );
+    let out = std::process::Command::new(support::binary())
+        .args(["check", "--config"])
+        .arg(&cfg.path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("note: {file}:2:1: name: pagerduty pager `pd`")),
+        "{stderr}"
     );
 }

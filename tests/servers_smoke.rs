@@ -92,6 +92,8 @@ async fn redis_answers_and_its_faults_work() {
     let refused = redis.cmd(&["SET", "k2", "v"]).await.unwrap();
     assert!(refused.text().starts_with("OOM"), "{refused:?}");
 
+    redis.debug_sleep(10).await.unwrap();
+
     // restore undoes each fault (an All pause only at its end: Redis holds CLIENT UNPAUSE too).
     redis.pause(300, PauseMode::All).await.unwrap();
     redis.restore().await.unwrap();
@@ -174,4 +176,280 @@ async fn socketio_fans_out_between_processes_and_reports_redis_oom() {
         next_text(&mut b).await,
         r#"42["join_error",{"error":"OOM command not allowed when used memory > 'maxmemory'."}]"#
     );
+}
+
+/// A websocket with a subprotocol (protoo, XMPP and Janus require one).
+async fn ws_with_protocol(url: &str, protocol: &'static str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+    let (ws, resp) = tokio::time::timeout(FRAME_DEADLINE, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("handshake in time")
+        .unwrap_or_else(|e| panic!("websocket handshake to {url}: {e}"));
+    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    serde_json::from_str(&next_text(ws).await).expect("a JSON frame")
+}
+
+#[tokio::test]
+async fn protoo_answers_requests_and_notifies_peers() {
+    let protoo = servers::start_protoo()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = login(&protoo.base_url(), "alice").await;
+    let mut a = ws_with_protocol(&protoo.protoo_url("r1", "a", &token), "protoo").await;
+    let mut b = ws_with_protocol(&protoo.protoo_url("r1", "b", &token), "protoo").await;
+    send_json(
+        &mut a,
+        json!({"request": true, "id": 1, "method": "join", "data": {"displayName": "A"}}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut a).await,
+        json!({"response": true, "id": 1, "ok": true, "data": {"peers": []}})
+    );
+    send_json(
+        &mut b,
+        json!({"request": true, "id": 1, "method": "join", "data": {}}),
+    )
+    .await;
+    assert_eq!(next_json(&mut b).await["data"]["peers"][0]["id"], "a");
+    assert_eq!(next_json(&mut a).await["method"], "newPeer");
+    send_json(
+        &mut a,
+        json!({"request": true, "id": 2, "method": "signal", "data": {"data": {"sdp": "v=0"}}}),
+    )
+    .await;
+    assert_eq!(next_json(&mut a).await["data"]["delivered"], 1);
+    assert_eq!(
+        next_json(&mut b).await,
+        json!({"notification": true, "method": "signal", "data": {"from": "a", "data": {"sdp": "v=0"}}})
+    );
+
+    let mut f = ws_with_protocol(&protoo.protoo_url("forbidden", "f", &token), "protoo").await;
+    send_json(
+        &mut f,
+        json!({"request": true, "id": 1, "method": "join", "data": {}}),
+    )
+    .await;
+    let refused = next_json(&mut f).await;
+    assert_eq!(
+        (
+            refused["errorCode"].as_u64(),
+            refused["errorReason"].as_str()
+        ),
+        (Some(403), Some("room forbidden"))
+    );
+}
+
+#[tokio::test]
+async fn janus_echotest_over_websocket() {
+    let janus = servers::start_janus()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ws = ws_with_protocol(&janus.ws_url(), "janus-protocol").await;
+    send_json(&mut ws, json!({"janus": "create", "transaction": "t1"})).await;
+    let created = next_json(&mut ws).await;
+    assert_eq!(created["janus"], "success");
+    let session = created["data"]["id"].as_u64().expect("session id");
+    assert_eq!(janus.sessions().await.unwrap(), vec![session]);
+
+    send_json(&mut ws, json!({"janus": "attach", "session_id": session, "plugin": "janus.plugin.nosuch", "transaction": "t2"})).await;
+    assert_eq!(next_json(&mut ws).await["error"]["code"], 460);
+    send_json(&mut ws, json!({"janus": "attach", "session_id": session, "plugin": "janus.plugin.echotest", "transaction": "t3"})).await;
+    let handle = next_json(&mut ws).await["data"]["id"]
+        .as_u64()
+        .expect("handle id");
+    send_json(&mut ws, json!({"janus": "message", "session_id": session, "handle_id": handle, "transaction": "t4", "body": {"audio": true}})).await;
+    // Janus answers `ack` and the plugin's `event` from different threads: either comes first.
+    let first = next_json(&mut ws).await;
+    let second = next_json(&mut ws).await;
+    let (ack, event) = if first["janus"] == "event" {
+        (&second, &first)
+    } else {
+        (&first, &second)
+    };
+    assert_eq!(ack["janus"], "ack", "{first} {second}");
+    assert_eq!(
+        event["plugindata"]["data"],
+        json!({"echotest": "event", "result": "ok"})
+    );
+
+    send_json(
+        &mut ws,
+        json!({"janus": "destroy", "session_id": session, "transaction": "t5"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["janus"], "success");
+    assert_eq!(janus.sessions().await.unwrap(), Vec::<u64>::new());
+}
+
+/// One XMPP stanza after another, skipping nothing (the tests match by content).
+async fn xmpp_until(ws: &mut Ws, needle: &str) -> String {
+    for _ in 0..20 {
+        let f = next_text(ws).await;
+        if f.contains(needle) {
+            return f;
+        }
+    }
+    panic!("no stanza containing {needle}");
+}
+
+/// RFC 7395 login: open, SASL (`mechanism`, `payload`), re-open, bind. Returns the full JID.
+async fn xmpp_login(url: &str, domain: &str, mechanism: &str, payload: &str) -> (Ws, String) {
+    let mut ws = ws_with_protocol(url, "xmpp").await;
+    let open = format!(
+        r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="{domain}" version="1.0"/>"#
+    );
+    ws.send(Message::text(open.clone())).await.unwrap();
+    xmpp_until(&mut ws, "<mechanism>").await;
+    ws.send(Message::text(format!(
+        r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="{mechanism}">{payload}</auth>"#
+    )))
+    .await
+    .unwrap();
+    let answer = next_text(&mut ws).await;
+    assert!(answer.starts_with("<success"), "SASL {mechanism}: {answer}");
+    ws.send(Message::text(open)).await.unwrap();
+    xmpp_until(&mut ws, "urn:ietf:params:xml:ns:xmpp-bind").await;
+    ws.send(Message::text(
+        r#"<iq type="set" id="bind1" xmlns="jabber:client"><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/></iq>"#,
+    ))
+    .await
+    .unwrap();
+    let bound = xmpp_until(&mut ws, "bind1").await;
+    let jid = bound
+        .split("<jid>")
+        .nth(1)
+        .and_then(|s| s.split("</jid>").next())
+        .expect("bound JID")
+        .to_string();
+    (ws, jid)
+}
+
+#[tokio::test]
+async fn prosody_muc_join_groupchat_and_refused_room() {
+    let prosody = servers::start_prosody()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // SASL PLAIN is base64("\0user\0password").
+    let plain = "AGFsaWNlAGNhbmFyeS1wYXNz";
+    let (mut alice, jid) = xmpp_login(&prosody.ws_url(), "localhost", "PLAIN", plain).await;
+    assert!(jid.starts_with("alice@localhost/"), "{jid}");
+    let (mut guest, gjid) =
+        xmpp_login(&prosody.ws_url(), "guest.localhost", "ANONYMOUS", "=").await;
+    assert!(gjid.contains("@guest.localhost/"), "{gjid}");
+
+    let mut wrong = ws_with_protocol(&prosody.ws_url(), "xmpp").await;
+    wrong
+        .send(Message::text(
+            r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="localhost" version="1.0"/>"#,
+        ))
+        .await
+        .unwrap();
+    xmpp_until(&mut wrong, "<mechanism>").await;
+    wrong
+        .send(Message::text(r#"<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="PLAIN">AGFsaWNlAHdyb25n</auth>"#))
+        .await
+        .unwrap();
+    assert!(
+        xmpp_until(&mut wrong, "<failure")
+            .await
+            .contains("<not-authorized/>")
+    );
+
+    let join = |nick: &str| {
+        format!(
+            r#"<presence to="room1@conference.localhost/{nick}" xmlns="jabber:client"><x xmlns="http://jabber.org/protocol/muc"/></presence>"#
+        )
+    };
+    alice.send(Message::text(join("alice"))).await.unwrap();
+    xmpp_until(&mut alice, "status code='110'").await;
+    guest.send(Message::text(join("guest"))).await.unwrap();
+    xmpp_until(&mut guest, "status code='110'").await;
+    guest
+        .send(Message::text(r#"<message to="room1@conference.localhost" type="groupchat" id="m1" xmlns="jabber:client"><body>hello</body></message>"#))
+        .await
+        .unwrap();
+    let got = xmpp_until(&mut alice, "<body>hello</body>").await;
+    assert!(
+        got.contains("from='room1@conference.localhost/guest'"),
+        "{got}"
+    );
+
+    guest
+        .send(Message::text(r#"<presence to="forbidden1@conference.localhost/guest" xmlns="jabber:client"><x xmlns="http://jabber.org/protocol/muc"/></presence>"#))
+        .await
+        .unwrap();
+    let refused = xmpp_until(&mut guest, "forbidden1@").await;
+    assert!(
+        refused.contains("type='error'") && refused.contains("<not-allowed"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn actioncable_confirms_rejects_and_broadcasts_through_redis() {
+    let redis = servers::start_redis()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cable = servers::start_actioncable(&redis)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = login(&cable.base_url(), "alice").await;
+
+    let mut bad = ws_with_protocol(&cable.ws_url("forged"), "actioncable-v1-json").await;
+    assert_eq!(
+        next_json(&mut bad).await,
+        json!({"type": "disconnect", "reason": "unauthorized", "reconnect": false})
+    );
+
+    let mut ws = ws_with_protocol(&cable.ws_url(&token), "actioncable-v1-json").await;
+    assert_eq!(next_cable(&mut ws).await, json!({"type": "welcome"}));
+    let room = json!({"channel": "RoomChannel", "room": "r1"}).to_string();
+    let forbidden = json!({"channel": "RoomChannel", "room": "forbidden"}).to_string();
+    send_json(
+        &mut ws,
+        json!({"command": "subscribe", "identifier": forbidden}),
+    )
+    .await;
+    assert_eq!(
+        next_cable(&mut ws).await,
+        json!({"identifier": forbidden, "type": "reject_subscription"})
+    );
+    send_json(&mut ws, json!({"command": "subscribe", "identifier": room})).await;
+    assert_eq!(
+        next_cable(&mut ws).await,
+        json!({"identifier": room, "type": "confirm_subscription"})
+    );
+    let speak = json!({"action": "speak", "body": "hello"}).to_string();
+    send_json(
+        &mut ws,
+        json!({"command": "message", "identifier": room, "data": speak}),
+    )
+    .await;
+    assert_eq!(
+        next_cable(&mut ws).await,
+        json!({"identifier": room, "message": {"from": "alice", "body": "hello"}})
+    );
+}
+
+/// The next ActionCable frame that is not a ping.
+async fn next_cable(ws: &mut Ws) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] != "ping" {
+            return v;
+        }
+    }
 }

@@ -26,3 +26,4 @@ mod signalling;
 mod sim_server;
 mod status_page;
 mod tls;
+mod web_config;

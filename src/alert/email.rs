@@ -244,7 +244,7 @@ pub fn text_body(n: &Notification) -> String {
         out.push('\n');
         out.push_str(&table);
     }
-    if let Some(e) = render::error(n) {
+    if let Some(e) = error_excerpt(n) {
         out.push_str("\nerror:\n");
         for line in e.lines() {
             out.push_str(&format!("  {line}\n"));
@@ -300,7 +300,7 @@ pub fn html_body(n: &Notification) -> String {
         }
         out.push_str("</table>");
     }
-    if let Some(err) = render::error(n) {
+    if let Some(err) = error_excerpt(n) {
         out.push_str(&format!("<h3>Error</h3><pre>{}</pre>", e(&err)));
     }
     if !n.links.is_empty() {
@@ -320,6 +320,21 @@ pub fn html_body(n: &Notification) -> String {
     out.push_str("</body></html>");
     out
 }
+
+/// The error as a mail shows it: an HTML error page can be megabytes, so the body keeps the
+/// first [`EMAIL_ERROR`] characters and points to the attachment, which has all of it.
+fn error_excerpt(n: &Notification) -> Option<String> {
+    let e = render::error(n)?;
+    let cut = limits::fit_plain(&e, EMAIL_ERROR);
+    Some(if cut.len() < e.len() {
+        format!("{cut}\n(cut here; the whole error is in details.json)")
+    } else {
+        cut
+    })
+}
+
+/// How much of the error a mail's body shows.
+const EMAIL_ERROR: usize = 4000;
 
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

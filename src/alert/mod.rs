@@ -437,6 +437,113 @@ pub fn links(plan: &crate::config::Plan) -> Vec<Link> {
     links
 }
 
+/// What a configured pager will cut or hash to stay within its provider's limits, found at load
+/// (`check` prints these, `run` logs them): one per probe, pager and field, located at the
+/// probe's `name`. Every such field is fitted deterministically when sent (see [`limits`]), so
+/// none of these stops a page; they say what on-call will see instead of the full text.
+pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::config::ConfigError> {
+    let mut out = Vec::new();
+    for p in &plan.probes {
+        let (line, column) = name_position(&p.source);
+        let mut note = |message: String| {
+            out.push(crate::config::ConfigError {
+                file: p.source.clone(),
+                line,
+                column,
+                key: Some("name".into()),
+                message,
+            });
+        };
+        let cx = policy::AlertContext {
+            probe: &p.name,
+            region: &plan.region,
+            config: &p.alerting,
+            links: &[],
+        };
+        let mut severities = vec![Severity::Critical];
+        if !p.alerting.budgets.is_empty() {
+            severities.push(Severity::Warning);
+        }
+        // The summary starts `{probe} failing in {region}: step ...`.
+        let lead = format!("{} failing in {}: step", p.name, plan.region);
+        for pager in &plan.pagers {
+            let pages = p
+                .alerting
+                .pagers
+                .as_ref()
+                .is_none_or(|l| l.contains(&pager.name));
+            if !p.alerting.enabled || !pages {
+                continue;
+            }
+            let who = format!("{} pager `{}`", pager.type_name(), pager.name);
+            let key_note = |key: &str, field: &str, max: usize| -> Option<String> {
+                let n = limits::cost(key, limits::plain);
+                (n > max).then(|| {
+                    format!(
+                        "{who}: the {field} is {n} characters, over the provider's {max}; it is sent hashed as `{}` (the same for trigger and resolve)",
+                        limits::fit_key(key, max)
+                    )
+                })
+            };
+            let cut_note = |field: &str, max: usize| -> Option<String> {
+                (limits::cost(&lead, limits::plain) > max).then(|| {
+                    format!("{who}: the {field} is cut at {max} characters before it says which step failed; shorten the probe or region name")
+                })
+            };
+            let notes: Vec<Option<String>> = match &pager.kind {
+                PagerKind::PagerDuty(_) => severities
+                    .iter()
+                    .map(|s| key_note(&cx.dedup_key(*s), "dedup_key", limits::PD_DEDUP_KEY))
+                    .chain([cut_note("summary", limits::PD_SUMMARY)])
+                    .collect(),
+                PagerKind::Opsgenie(_) => {
+                    let mut v: Vec<Option<String>> = severities
+                        .iter()
+                        .map(|s| key_note(&cx.dedup_key(*s), "alias", limits::OG_ALIAS))
+                        .collect();
+                    for (what, tag) in [("probe", &p.name), ("region", &plan.region)] {
+                        let n = limits::cost(tag, limits::plain);
+                        v.push((n > limits::OG_TAG).then(|| {
+                            format!(
+                                "{who}: the {what} tag is {n} characters, over Opsgenie's {}; it is sent cut as `{}`",
+                                limits::OG_TAG,
+                                limits::fit_plain(tag, limits::OG_TAG)
+                            )
+                        }));
+                    }
+                    v.push(cut_note("message", limits::OG_MESSAGE));
+                    v
+                }
+                _ => Vec::new(),
+            };
+            for n in notes.into_iter().flatten() {
+                note(n);
+            }
+        }
+    }
+    out
+}
+
+/// Line and column of a probe file's top-level `name = ...` (before any table); 0, 0 when the
+/// name comes from the file name.
+fn name_position(path: &std::path::Path) -> (usize, usize) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return (0, 0);
+    };
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        if let Some(rest) = t.strip_prefix("name")
+            && rest.trim_start().starts_with('=')
+        {
+            return (i + 1, l.len() - t.len() + 1);
+        }
+    }
+    (0, 0)
+}
+
 /// A timestamp for people, to the millisecond: `2025-03-01 12:05:00.000 UTC`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()

@@ -258,6 +258,8 @@ pub struct Plan {
     pub dashboard_url: Option<String>,
     /// Base URLs of other regions' probers, for the fleet status page.
     pub peers: Vec<String>,
+    /// TLS and basic auth on the listener (`run --web.config.file`); not in the TOML.
+    pub web: Option<crate::web::WebConfig>,
     /// Every phase histogrammed with the full buckets (read at start-up; see metrics.rs).
     pub phase_histograms: bool,
     pub probes: Vec<Arc<ProbePlan>>,
@@ -526,6 +528,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         status_url,
         dashboard_url,
         peers,
+        web: None,
         phase_histograms: raw.phase_histograms.as_ref().is_some_and(|b| *b.get_ref()),
         probes,
         alerting,

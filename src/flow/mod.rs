@@ -135,6 +135,8 @@ pub(crate) struct RunContext<'a> {
     pub phases: BTreeMap<Phase, Duration>,
     /// Frames read by the current `ws_expect` (for the no-match message after a timeout).
     pub frames_seen: usize,
+    /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
+    pub last_miss: Option<String>,
     pub redactor: Redactor,
 }
 
@@ -206,6 +208,7 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         last_send: None,
         phases: BTreeMap::new(),
         frames_seen: 0,
+        last_miss: None,
         redactor: Redactor::new(plan.secrets.iter().cloned()),
     };
     for (name, t) in &plan.variables {
@@ -291,6 +294,7 @@ async fn run_step(
     let t0 = Instant::now();
     ctx.phases.clear();
     ctx.frames_seen = 0;
+    ctx.last_miss = None;
     let step_deadline = step
         .timeout
         .map_or(probe_deadline, |t| (t0 + t).min(probe_deadline));
@@ -339,10 +343,16 @@ fn timeout_error(
     if matches!(step.spec, StepSpec::WsExpect(_)) && !probe_deadline {
         return StepError::new(
             FailureReason::NoMatch,
-            format!(
-                "no frame matched within {waited} ({} frames skipped)",
-                ctx.frames_seen
-            ),
+            match &ctx.last_miss {
+                Some(miss) => format!(
+                    "no frame matched within {waited} ({} frames skipped; last: {miss})",
+                    ctx.frames_seen
+                ),
+                None => format!(
+                    "no frame matched within {waited} ({} frames skipped)",
+                    ctx.frames_seen
+                ),
+            },
         );
     }
     let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {

@@ -480,7 +480,10 @@ pub(super) async fn expect(
         )?;
         match message_matches(&want, &msg) {
             Ok(()) => break msg,
-            Err(miss) => last_miss = miss,
+            Err(miss) => {
+                ctx.last_miss = Some(miss.clone());
+                last_miss = miss;
+            }
         }
     };
     if let Some((same, t)) = since {
@@ -519,7 +522,8 @@ fn message_matches(want: &Rendered, msg: &Message) -> Result<(), String> {
         let Some(actual) = msg.json_for(p) else {
             return Err(format!("not JSON: {}", snippet(msg.text.as_bytes())));
         };
-        matcher::json_subset(p, actual)?;
+        matcher::json_subset(p, actual)
+            .map_err(|e| format!("{e}: {}", snippet(msg.text.as_bytes())))?;
     }
     for re in &want.regex {
         if !re.is_match(&msg.text) {

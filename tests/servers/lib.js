@@ -79,10 +79,15 @@ async function login(req, res) {
   sendJson(res, 200, { token: issueToken(body.username), user: body.username });
 }
 
-// Stop on SIGTERM/SIGINT at once: tests kill the process group anyway, and a dangling
-// Redis reconnect must never keep a process alive.
+// Stop on SIGTERM/SIGINT at once (a dangling Redis reconnect must never keep a process alive),
+// and when the parent is gone: a test killed before its handle dropped (e.g. by Ctrl-C, which
+// misses the server's own process group) must not leave the server behind.
 function exitOnSignals() {
   for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => process.exit(0));
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(0);
+  }, 500).unref();
 }
 
 module.exports = { args, issueToken, verifyToken, readBody, sendJson, login, exitOnSignals, PASSWORD };

@@ -227,6 +227,18 @@ where
     Err(last.unwrap_or_else(|| ServerError(format!("{name}: no port"))))
 }
 
+/// Runs `bash tests/servers/<script> args...` and waits for its ready line.
+async fn start_script(name: &str, script: &str, args: &[String], cwd: &Path) -> Result<Process> {
+    let mut all = vec![servers_dir().join(script).display().to_string()];
+    all.extend_from_slice(args);
+    Ok(Process::start(name, "bash", &all, cwd).await?.0)
+}
+
+/// A temporary directory for one server's config and data (removed with the handle).
+fn temp_dir(name: &str) -> Result<tempfile::TempDir> {
+    tempfile::tempdir().map_err(|e| ServerError(format!("{name}: temp dir: {e}")))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis
 
@@ -354,6 +366,14 @@ fn read_reply<'a>(
     })
 }
 
+/// `used_memory` out of an `INFO memory` reply.
+fn used_memory(info: &str) -> Result<u64> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ServerError("redis: INFO memory has no used_memory".into()))
+}
+
 /// `CLIENT PAUSE` modes.
 #[derive(Debug, Clone, Copy)]
 pub enum PauseMode {
@@ -382,19 +402,9 @@ pub async fn start_redis() -> Result<Redis> {
     require_program("redis", "redis-server", "redis-server")?;
     require_program("redis", "redis-cli", "redis-tools")?;
     start_on_free_port("redis", |port| async move {
-        let dir = tempfile::tempdir().map_err(|e| ServerError(format!("redis: temp dir: {e}")))?;
-        let script = servers_dir().join("redis/start.sh");
-        let (process, _) = Process::start(
-            "redis",
-            "bash",
-            &[
-                script.display().to_string(),
-                port.to_string(),
-                dir.path().display().to_string(),
-            ],
-            dir.path(),
-        )
-        .await?;
+        let dir = temp_dir("redis")?;
+        let args = [port.to_string(), dir.path().display().to_string()];
+        let process = start_script("redis", "redis/start.sh", &args, dir.path()).await?;
         Ok(Redis {
             process,
             port,
@@ -456,11 +466,7 @@ impl Redis {
 
     /// `used_memory` in bytes.
     pub async fn used_memory(&self) -> Result<u64> {
-        self.info("memory")
-            .await?
-            .get("used_memory")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| ServerError("redis: INFO memory has no used_memory".into()))
+        used_memory(&self.ok(&["INFO", "memory"]).await?.text())
     }
 
     /// Out of memory for real: `maxmemory` a little above what is used, `noeviction`, then
@@ -522,7 +528,9 @@ impl Redis {
             match conn.command(&[b"SET", key.as_bytes(), &value]).await? {
                 Reply::Error(e) => return Ok(Some(e)),
                 _ => {
-                    if done(self.used_memory().await?) {
+                    // On the same connection: a new one per write would churn sockets.
+                    let info = conn.cmd(&["INFO", "memory"]).await?.text();
+                    if done(used_memory(&info)?) {
                         return Ok(None);
                     }
                 }
@@ -530,9 +538,7 @@ impl Redis {
         }
         err("redis: wrote 1 GiB of filler without reaching the limit")
     }
-}
 
-impl Redis {
     /// `CLIENT PAUSE ms WRITE|ALL`: commands wait (connections stay open) until `ms` pass.
     /// A `Write` pause ends early with [`Redis::restore`]; an `All` pause cannot (Redis holds
     /// `CLIENT UNPAUSE` too), so `restore` waits for its end: keep `All` pauses short, and
@@ -551,6 +557,21 @@ impl Redis {
                 .unwrap_or_else(|p| p.into_inner()) = Some(until);
         }
         Ok(())
+    }
+
+    /// `DEBUG SLEEP`: Redis (single-threaded) answers nobody for `ms`; returns when it wakes.
+    /// Called in a loop it makes a slow Redis.
+    pub async fn debug_sleep(&self, ms: u64) -> Result<()> {
+        let secs = format!("{:.3}", Duration::from_millis(ms).as_secs_f64());
+        let mut conn = self.conn().await?;
+        let deadline = COMMAND_DEADLINE + Duration::from_millis(ms);
+        match conn
+            .command_within(deadline, &[b"DEBUG", b"SLEEP", secs.as_bytes()])
+            .await?
+        {
+            Reply::Error(e) => err(format!("redis: DEBUG SLEEP: {e}")),
+            _ => Ok(()),
+        }
     }
 
     /// SIGSTOP: Redis stops answering anything, connections stay open.
@@ -633,6 +654,14 @@ impl NodeServer {
     pub fn process(&self) -> &Process {
         &self.process
     }
+
+    /// protoo's websocket URL for a peer (connect with subprotocol `protoo`).
+    pub fn protoo_url(&self, room: &str, peer: &str, token: &str) -> String {
+        format!(
+            "ws://127.0.0.1:{}/?roomId={room}&peerId={peer}&token={token}",
+            self.port
+        )
+    }
 }
 
 /// Starts `node tests/servers/<script> args...`; the script listens on port 0 and prints
@@ -710,4 +739,200 @@ pub async fn start_socketio_with(redis: &Redis, opts: &SocketIoOptions) -> Resul
         start_node("socketio", "socketio/server.js", &args_b),
     );
     Ok(SocketIo { a: a?, b: b? })
+}
+
+/// The protoo request/response server (tests/servers/protoo/server.js).
+pub async fn start_protoo() -> Result<NodeServer> {
+    start_node("protoo", "protoo/server.js", &["--port".into(), "0".into()]).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prosody (XMPP)
+
+/// Prosody with a MUC (tests/servers/prosody/start.sh): hosts `localhost` (SASL PLAIN user
+/// [`XMPP_USER`] / [`PASSWORD`]), `guest.localhost` (SASL ANONYMOUS), `conference.localhost`
+/// (MUC; rooms named `forbidden*` cannot be created).
+pub struct Prosody {
+    process: Process,
+    http_port: u16,
+    c2s_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// The account the Prosody start script creates on `localhost`.
+pub const XMPP_USER: &str = "alice";
+
+pub async fn start_prosody() -> Result<Prosody> {
+    require_program("prosody", "prosody", "prosody")?;
+    require_program("prosody", "curl", "curl")?;
+    start_on_free_port("prosody", |http_port| async move {
+        let c2s_port = free_port()?;
+        let dir = temp_dir("prosody")?;
+        let args = [
+            c2s_port.to_string(),
+            http_port.to_string(),
+            dir.path().display().to_string(),
+        ];
+        let process = start_script("prosody", "prosody/start.sh", &args, dir.path()).await?;
+        Ok(Prosody {
+            process,
+            http_port,
+            c2s_port,
+            _dir: dir,
+        })
+    })
+    .await
+}
+
+impl Prosody {
+    /// `ws://127.0.0.1:PORT/xmpp-websocket` (RFC 7395; subprotocol `xmpp`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/xmpp-websocket", self.http_port)
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// Plain XMPP client port (not needed by websocket probes).
+    pub fn c2s_port(&self) -> u16 {
+        self.c2s_port
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Janus
+
+/// The Janus Admin API secret in the test config.
+pub const JANUS_ADMIN_SECRET: &str = "janusoverlord";
+
+/// Janus with the WebSocket transport and the echotest plugin (tests/servers/janus/start.sh).
+pub struct Janus {
+    process: Process,
+    ws_port: u16,
+    admin_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start_janus() -> Result<Janus> {
+    require_program("janus", "janus", "janus")?;
+    require_program("janus", "curl", "curl")?;
+    start_on_free_port("janus", |ws_port| async move {
+        let admin_port = free_port()?;
+        let dir = temp_dir("janus")?;
+        let args = [
+            ws_port.to_string(),
+            admin_port.to_string(),
+            dir.path().display().to_string(),
+        ];
+        let process = start_script("janus", "janus/start.sh", &args, dir.path()).await?;
+        Ok(Janus {
+            process,
+            ws_port,
+            admin_port,
+            _dir: dir,
+        })
+    })
+    .await
+}
+
+impl Janus {
+    /// `ws://127.0.0.1:PORT/` (subprotocol `janus-protocol`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.ws_port)
+    }
+
+    /// The Admin API: `ws://127.0.0.1:PORT/` (subprotocol `janus-admin-protocol`).
+    pub fn admin_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.admin_port)
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// The ids of the sessions Janus holds (Admin API `list_sessions`): a probe's cleanup
+    /// must leave none behind.
+    pub async fn sessions(&self) -> Result<Vec<u64>> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+        let fail = |e: String| ServerError(format!("janus admin: {e}"));
+        let mut req = self
+            .admin_url()
+            .into_client_request()
+            .map_err(|e| fail(e.to_string()))?;
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("janus-admin-protocol"),
+        );
+        timeout(COMMAND_DEADLINE, async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(req)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let ask = serde_json::json!({"janus": "list_sessions", "transaction": "sessions", "admin_secret": JANUS_ADMIN_SECRET});
+            ws.send(Message::text(ask.to_string()))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            while let Some(msg) = ws.next().await {
+                if let Message::Text(t) = msg.map_err(|e| fail(e.to_string()))? {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&t).map_err(|e| fail(e.to_string()))?;
+                    return v["sessions"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                        .ok_or_else(|| fail(format!("unexpected answer {t}")));
+                }
+            }
+            Err(fail("closed without an answer".into()))
+        })
+        .await
+        .map_err(|_| fail("timed out".into()))?
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ActionCable
+
+/// Rails ActionCable on puma with the Redis subscription adapter
+/// (tests/servers/actioncable/start.sh).
+pub struct ActionCable {
+    process: Process,
+    port: u16,
+}
+
+/// ActionCable over `redis`: `POST /api/login`, `/cable?token=T`, `RoomChannel`.
+pub async fn start_actioncable(redis: &Redis) -> Result<ActionCable> {
+    require_program("actioncable", "puma", "puma")?;
+    require_program("actioncable", "curl", "curl")?;
+    let redis_url = redis.url();
+    start_on_free_port("actioncable", |port| {
+        let redis_url = redis_url.clone();
+        async move {
+            let args = [port.to_string(), redis_url];
+            let process =
+                start_script("actioncable", "actioncable/start.sh", &args, &servers_dir()).await?;
+            Ok(ActionCable { process, port })
+        }
+    })
+    .await
+}
+
+impl ActionCable {
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `ws://127.0.0.1:PORT/cable?token=T` (subprotocol `actioncable-v1-json`).
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://127.0.0.1:{}/cable?token={token}", self.port)
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
 }

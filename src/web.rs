@@ -1,0 +1,420 @@
+//! `--web.config.file`: TLS and basic auth on the listener, in the Prometheus exporter-toolkit
+//! format, so `/api/v1/status`, the status page, `/metrics` and `/-/reload` are not open to
+//! anyone who reaches the port. As in exporter-toolkit, every path is behind the password once
+//! users are configured (health checks included), and unknown keys are errors.
+//!
+//! ```yaml
+//! tls_server_config:
+//!   cert_file: server.crt          # relative to this file
+//!   key_file: server.key
+//!   client_auth_type: RequireAndVerifyClientCert   # optional, with client_ca_file
+//!   client_ca_file: clients.pem
+//!   min_version: TLS12             # TLS12 (default) or TLS13
+//! http_server_config:
+//!   headers:
+//!     Strict-Transport-Security: max-age=31536000
+//! basic_auth_users:
+//!   alice: $2y$10$...              # bcrypt hash (htpasswd -nBC 10 "" | tr -d ':\n')
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for open connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Verified (user, password) pairs remembered, so a scrape every 15 s does not pay bcrypt
+/// each time; a wrong password is never remembered (each guess costs a full bcrypt).
+const AUTH_CACHE: usize = 64;
+/// Compared against when the user is unknown, so an unknown user takes as long as a wrong
+/// password (no user enumeration by timing), as exporter-toolkit does.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| bcrypt::hash("joincanary-unknown-user", 10).unwrap_or_default())
+        .clone()
+}
+
+/// Why the web config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    tls_server_config: Option<RawTls>,
+    http_server_config: Option<RawHttp>,
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    client_auth_type: Option<String>,
+    client_ca_file: Option<String>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// A loaded web config: what the listener and every response need.
+#[derive(Clone, Default)]
+pub struct WebConfig {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    users: Arc<BTreeMap<String, String>>,
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    verified: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the hashes.
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.len())
+            .finish()
+    }
+}
+
+impl WebConfig {
+    /// Reads and checks `path`: YAML, known keys only, readable certificate and key, valid
+    /// bcrypt hashes.
+    ///
+    /// # Errors
+    /// The first problem, naming the file.
+    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| WebConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        // An empty file is a valid config that changes nothing, as in exporter-toolkit.
+        let raw: RawWebConfig = if text.trim().is_empty() {
+            RawWebConfig::default()
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let tls = match raw.tls_server_config {
+            Some(t) => Some(Arc::new(tls_config(&t, base).map_err(invalid)?)),
+            None => None,
+        };
+        for (user, hash) in &raw.basic_auth_users {
+            if user.contains(':') || user.is_empty() {
+                return Err(invalid(format!(
+                    "basic_auth_users: `{user}` is not a user name (empty or with `:`)"
+                )));
+            }
+            if bcrypt::verify("", hash).is_err() {
+                return Err(invalid(format!(
+                    "basic_auth_users.{user}: not a bcrypt hash (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
+                )));
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, value) in raw
+            .http_server_config
+            .map(|h| h.headers)
+            .unwrap_or_default()
+        {
+            let n = HeaderName::try_from(name.as_str()).map_err(|_| {
+                invalid(format!(
+                    "http_server_config.headers: `{name}` is not a header name"
+                ))
+            })?;
+            let v = HeaderValue::try_from(value.as_str()).map_err(|_| {
+                invalid(format!(
+                    "http_server_config.headers.{name}: not a header value"
+                ))
+            })?;
+            headers.push((n, v));
+        }
+        Ok(WebConfig {
+            tls,
+            users: Arc::new(raw.basic_auth_users),
+            headers: Arc::new(headers),
+            verified: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Whether requests need a user and password.
+    pub fn auth(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// `app` behind basic auth (when users are configured) and with the configured headers.
+    pub fn protect(&self, app: Router) -> Router {
+        let web = self.clone();
+        app.layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let web = web.clone();
+                async move { web.handle(req, next).await }
+            },
+        ))
+    }
+
+    async fn handle(&self, req: Request, next: Next) -> Response {
+        let credentials = basic_credentials(&req);
+        let mut response = if self.auth() && !self.authorized(credentials).await {
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic")],
+                "Unauthorized\n",
+            )
+                .into_response()
+        } else {
+            next.run(req).await
+        };
+        for (name, value) in self.headers.iter() {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
+    }
+
+    async fn authorized(&self, credentials: Option<(String, String)>) -> bool {
+        let Some((user, password)) = credentials else {
+            return false;
+        };
+        let key = (user.clone(), password.clone());
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return true;
+        }
+        let hash = self.users.get(&user).cloned().unwrap_or_else(dummy_hash);
+        let known = self.users.contains_key(&user);
+        // bcrypt is deliberately slow (tens of ms): off the async workers.
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .is_ok_and(|r| r.unwrap_or(false))
+            && known;
+        if ok {
+            let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= AUTH_CACHE {
+                cache.clear();
+            }
+            cache.insert(key);
+        }
+        ok
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn read_pem(base: &Path, file: &str, what: &str) -> Result<Vec<u8>, String> {
+    let path = base.join(file);
+    std::fs::read(&path).map_err(|e| {
+        format!(
+            "tls_server_config.{what}: cannot read {}: {e}",
+            path.display()
+        )
+    })
+}
+
+fn tls_config(t: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert_file), Some(key_file)) = (&t.cert_file, &t.key_file) else {
+        return Err("tls_server_config: cert_file and key_file are both required".into());
+    };
+    let cert_pem = read_pem(base, cert_file, "cert_file")?;
+    let key_pem = read_pem(base, key_file, "key_file")?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
+    if certs.is_empty() {
+        return Err("tls_server_config.cert_file: no certificate in it".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
+    let version = |v: &Option<String>, key: &str| -> Result<Option<u8>, String> {
+        match v.as_deref() {
+            None | Some("") => Ok(None),
+            Some("TLS12") => Ok(Some(12)),
+            Some("TLS13") => Ok(Some(13)),
+            Some(other) => Err(format!(
+                "tls_server_config.{key}: `{other}` is not supported (TLS12 or TLS13)"
+            )),
+        }
+    };
+    let min = version(&t.min_version, "min_version")?.unwrap_or(12);
+    let max = version(&t.max_version, "max_version")?.unwrap_or(13);
+    if min > max {
+        return Err("tls_server_config: min_version is above max_version".into());
+    }
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (min..=max).contains(v))
+            .map(|(_, p)| p)
+            .collect();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let client_auth = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let builder = match client_auth {
+        "NoClientCert" => builder.with_no_client_auth(),
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+            let Some(ca_file) = &t.client_ca_file else {
+                return Err(format!(
+                    "tls_server_config.client_ca_file is required with client_auth_type {client_auth}"
+                ));
+            };
+            let ca_pem = read_pem(base, ca_file, "client_ca_file")?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+                let cert = cert.map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if client_auth == "VerifyClientCertIfGiven" {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?,
+            )
+        }
+        other => {
+            return Err(format!(
+                "tls_server_config.client_auth_type: `{other}` is not supported (NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"
+            ));
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls_server_config: certificate and key do not match: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves `app` on `listener` until `stop`: plain HTTP through axum, or TLS when configured
+/// (each handshake bounded by [`HANDSHAKE_TIMEOUT`], open connections drained for at most
+/// [`DRAIN_TIMEOUT`]).
+///
+/// # Errors
+/// Only the plain listener failing as a whole.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    web: Option<&WebConfig>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let Some(tls) = web.and_then(|w| w.tls.clone()) else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of fds and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_hash_is_a_bcrypt_hash() {
+        assert!(bcrypt::verify("x", &dummy_hash()).is_ok_and(|ok| !ok));
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Janus (WebRTC gateway) on 127.0.0.1 with only the WebSocket transport and the echotest plugin,
+# and the Admin API over WebSocket (secret `janusoverlord`, to list sessions), config and everything
+# else in DIR:
+#   bash tests/servers/janus/start.sh WS_PORT ADMIN_PORT DIR
+# Prints `ready janus ws://127.0.0.1:WS_PORT/ admin=ws://127.0.0.1:ADMIN_PORT/` once the WebSocket
+# port accepts connections.
+set -euo pipefail
+port=${1:?usage: start.sh WS_PORT ADMIN_PORT DIR}
+admin=${2:?usage: start.sh WS_PORT ADMIN_PORT DIR}
+dir=${3:?usage: start.sh WS_PORT ADMIN_PORT DIR}
+source "$(dirname "$0")/../lib.sh"
+require janus janus
+require curl curl
+lib=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins/libjanus_echotest.so$')")/..
+[ -f "$lib/plugins/libjanus_echotest.so" ] || { echo "janus echotest plugin not found under $lib" >&2; exit 127; }
+# Folders holding only what the tests use: Janus loads every library it finds, and fewer start faster.
+mkdir -p "$dir/conf" "$dir/plugins" "$dir/transports" "$dir/none"
+ln -sf "$lib/plugins/libjanus_echotest.so" "$dir/plugins/"
+ln -sf "$lib/transports/libjanus_websockets.so" "$dir/transports/"
+cat > "$dir/conf/janus.jcfg" <<CFG
+general: {
+	configs_folder = "$dir/conf"
+	plugins_folder = "$dir/plugins"
+	transports_folder = "$dir/transports"
+	events_folder = "$dir/none"
+	loggers_folder = "$dir/none"
+	debug_level = 4
+	session_timeout = 60
+	admin_secret = "janusoverlord"
+}
+media: {
+}
+nat: {
+	ice_enforce_list = "lo"
+}
+CFG
+cat > "$dir/conf/janus.transport.websockets.jcfg" <<CFG
+general: {
+	ws = true
+	ws_port = $port
+	ws_ip = "127.0.0.1"
+	wss = false
+}
+admin: {
+	admin_ws = true
+	admin_ws_port = $admin
+	admin_ws_ip = "127.0.0.1"
+	admin_wss = false
+}
+CFG
+printf 'general: {\n}\n' > "$dir/conf/janus.plugin.echotest.jcfg"
+janus --configs-folder "$dir/conf" --config "$dir/conf/janus.jcfg" --disable-colors &
+pid=$!
+serve "$pid" "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/" 10 answers "http://127.0.0.1:$port/"
