@@ -357,7 +357,18 @@ impl Metrics {
         } else {
             s.runs_failure.inc();
         }
-        if let (Some(step), Some(reason)) = (&run.failed_step, run.reason) {
+        // A failed cleanup step never fails the run, but it is counted: a platform leaking
+        // sessions because `destroy` keeps failing is worth a graph.
+        let failed_cleanups = run
+            .failed_cleanups()
+            .filter_map(|s| Some((&s.name, s.reason?)));
+        for (step, reason) in run
+            .failed_step
+            .as_ref()
+            .zip(run.reason)
+            .into_iter()
+            .chain(failed_cleanups)
+        {
             self.failures
                 .with_label_values(&[
                     run.probe.as_str(),
