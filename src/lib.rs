@@ -30,4 +30,5 @@ pub mod service;
 pub mod shutdown;
 pub mod sim;
 pub mod status;
+pub mod store;
 pub mod web;

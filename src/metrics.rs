@@ -176,7 +176,7 @@ impl Metrics {
             skipped: IntCounterVec::new(
                 Opts::new(
                     "probe_skipped_total",
-                    "Scheduled runs skipped, by reason (overlap: the previous run was still going)",
+                    "Scheduled runs skipped, by reason (overlap: the previous run was still going; backlog: its result was not yet recorded)",
                 ),
                 &["probe", "region", "reason"],
             )?,
@@ -315,6 +315,7 @@ impl Metrics {
             self.runs.with_label_values(&[probe, region, result]);
         }
         self.skipped.with_label_values(&[probe, region, "overlap"]);
+        self.skipped.with_label_values(&[probe, region, "backlog"]);
         for severity in ["critical", "warning"] {
             self.alert_firing
                 .with_label_values(&[probe, region, severity]);
@@ -414,10 +415,10 @@ impl Metrics {
         }
     }
 
-    pub fn record_skip(&self, probe: &str, region: &str, reason: &str) {
+    pub fn record_skip(&self, probe: &str, region: &str, reason: &str, count: u64) {
         self.skipped
             .with_label_values(&[probe, region, reason])
-            .inc();
+            .inc_by(count);
     }
 
     /// Counts a configuration reload (`success` or `failure`).

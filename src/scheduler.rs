@@ -1,11 +1,13 @@
 //! Cron -> next fire (+ this region's jitter) -> run under the probe's deadline -> send the
-//! `ProbeRun` on a channel. A run never overlaps the previous run of the same probe.
+//! `ProbeRun` on a channel. A run never overlaps the previous run of the same probe, and the
+//! schedule never waits on the consumer of the channel: a tick that cannot start is skipped
+//! and counted with its reason.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -52,11 +54,41 @@ pub enum Event {
         run: ProbeRun,
         lag: Option<Duration>,
     },
-    /// A tick found the previous run still going.
-    Skipped { probe: String },
+    /// `count` ticks could not start a run (see [`SkipReason`]).
+    Skipped {
+        probe: String,
+        reason: SkipReason,
+        count: u64,
+    },
     /// When the probe runs next.
     NextRun { probe: String, at: DateTime<Utc> },
 }
+
+/// Why a tick started no run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The previous run of the probe was still going.
+    Overlap,
+    /// The previous run had finished but its result still waited for the run consumer (the
+    /// service is behind on recording runs; the schedule does not wait for it).
+    Backlog,
+}
+
+impl SkipReason {
+    /// The `reason` label of `probe_skipped_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Overlap => "overlap",
+            SkipReason::Backlog => "backlog",
+        }
+    }
+}
+
+/// A probe's run, as the schedule sees it.
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+/// Finished; its result waits for room in the channel.
+const REPORTING: u8 = 2;
 
 /// Handles to ask a probe for an extra (confirmation) run.
 #[derive(Clone, Default)]
@@ -87,7 +119,8 @@ impl Scheduler {
                 events: events.clone(),
                 shutdown: shutdown.clone(),
                 tracker: tracker.clone(),
-                running: Arc::new(AtomicBool::new(false)),
+                running: Arc::new(AtomicU8::new(IDLE)),
+                unreported: std::sync::Mutex::new(Vec::new()),
             };
             tracker.spawn(task.run(rx).in_current_span());
         }
@@ -110,7 +143,9 @@ struct ProbeLoop {
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    running: Arc<AtomicBool>,
+    running: Arc<AtomicU8>,
+    /// Skips not yet told to the consumer (its channel was full), by reason.
+    unreported: std::sync::Mutex<Vec<(SkipReason, u64)>>,
 }
 
 impl ProbeLoop {
@@ -127,15 +162,17 @@ impl ProbeLoop {
             };
             let fire_wall = tick + jitter;
             let fire = self.clock.instant_at(fire_wall);
-            if announced != Some(fire_wall) {
-                announced = Some(fire_wall);
-                let _ = self
+            // Never waits: when the channel is full, the next pass through the loop tries again.
+            if announced != Some(fire_wall)
+                && self
                     .events
-                    .send(Event::NextRun {
+                    .try_send(Event::NextRun {
                         probe: self.probe.name.clone(),
                         at: fire_wall,
                     })
-                    .await;
+                    .is_ok()
+            {
+                announced = Some(fire_wall);
             }
             let confirm_sleep = async {
                 match confirm_at {
@@ -162,16 +199,20 @@ impl ProbeLoop {
     }
 
     async fn start(&self, trigger: Trigger, lag: Option<Duration>) {
-        if self.running.swap(true, Ordering::SeqCst) {
-            tracing::warn!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "previous run still going; this run is skipped");
-            let _ = self
-                .events
-                .send(Event::Skipped {
-                    probe: self.probe.name.clone(),
-                })
-                .await;
+        if let Err(state) =
+            self.running
+                .compare_exchange(IDLE, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            let reason = if state == REPORTING {
+                SkipReason::Backlog
+            } else {
+                SkipReason::Overlap
+            };
+            tracing::warn!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), reason = reason.as_str(), "previous run still going or unrecorded; this run is skipped");
+            self.skipped(reason);
             return;
         }
+        self.report_skips();
         // Debug, not info: the run's outcome line carries the probe and trigger, and one info
         // line per run is half the logging cost of two (measured in BENCHMARKS.md).
         tracing::debug!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "probe run starting");
@@ -183,10 +224,40 @@ impl ProbeLoop {
         self.tracker.spawn(
             async move {
                 let run = runner.run(probe, region, trigger).await;
-                running.store(false, Ordering::SeqCst);
+                // Waiting here holds up only this probe's next tick (skipped as `backlog`),
+                // never the schedule, and keeps at most one result per probe waiting.
+                running.store(REPORTING, Ordering::SeqCst);
                 let _ = events.send(Event::Run { run, lag }).await;
+                running.store(IDLE, Ordering::SeqCst);
             }
             .in_current_span(),
         );
+    }
+
+    /// Counts a skip and tells the consumer without waiting; what cannot be told now is told
+    /// with the next skip or run start.
+    fn skipped(&self, reason: SkipReason) {
+        let mut pending = self.unreported.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => pending.push((reason, 1)),
+        }
+        drop(pending);
+        self.report_skips();
+    }
+
+    fn report_skips(&self) {
+        let mut pending = self.unreported.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((reason, count)) = pending.first().copied() {
+            let sent = self.events.try_send(Event::Skipped {
+                probe: self.probe.name.clone(),
+                reason,
+                count,
+            });
+            if sent.is_err() {
+                return;
+            }
+            pending.remove(0);
+        }
     }
 }

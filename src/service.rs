@@ -10,18 +10,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::alert::dispatch::Outbox;
 use crate::alert::engine::AlertEngine;
 use crate::alert::policy::Decision;
-use crate::alert::{Dispatcher, Severity};
+use crate::alert::{Dispatcher, Notification, Severity};
 use crate::clock::Clock;
 use crate::config::Plan;
 use crate::heartbeat::Liveness;
 use crate::metrics::Metrics;
 use crate::scheduler::{Event, Runner, Scheduler};
 use crate::status::{AlertView, Status};
+use crate::store::Store;
 
 /// How often reminders and maintenance-held triggers are looked at.
 const ALERT_TICK: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the state log to reach the disk.
+const STATE_FLUSH: Duration = Duration::from_secs(2);
 
 /// Why the service could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -160,9 +164,27 @@ async fn run_service(
         None => None,
     };
 
+    // Alert state and the outbox live for the whole process: memory is authoritative (a disk
+    // that fails loses nothing while the process runs), the state log follows it.
+    let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
+    let alerts = AlertEngine::new(&plan, store.clone(), &loaded);
+    let outbox = Outbox::from_loaded(&loaded);
+    drop(loaded);
     // The engine first, so the very first scrape already has every pre-created series.
     let mut plan = plan;
-    let mut engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
+    let mut engine = Engine::start(
+        &plan,
+        runner.clone(),
+        clock,
+        &metrics,
+        &status,
+        Carried {
+            alerts,
+            outbox,
+            store: store.clone(),
+            removed: Vec::new(),
+        },
+    );
 
     // The HTTP side lives for the whole process: a reload replaces only the engine.
     let http_stop = CancellationToken::new();
@@ -214,17 +236,34 @@ async fn run_service(
         let Some(loader) = &loader else { continue };
         let outcome = match loader() {
             Ok(new_plan) => {
-                if new_plan.listen != plan.listen || new_plan.region != plan.region {
-                    tracing::warn!(region = %region, "`listen` and `region` take effect at the next restart");
+                if new_plan.listen != plan.listen
+                    || new_plan.region != plan.region
+                    || new_plan.state_dir != plan.state_dir
+                {
+                    tracing::warn!(region = %region, "`listen`, `region` and `state_dir` take effect at the next restart");
                 }
                 tracing::info!(region = %region, probes = new_plan.probes.len(), "configuration reloaded; restarting the scheduler");
-                engine.stop(&status).await;
+                let (mut alerts, outbox) = engine.stop(&status).await;
                 plan = Plan {
                     listen: plan.listen,
                     region: plan.region.clone(),
+                    state_dir: plan.state_dir.clone(),
                     ..new_plan
                 };
-                engine = Engine::start(&plan, runner.clone(), clock, &metrics, &status);
+                let removed = alerts.configure(&plan);
+                engine = Engine::start(
+                    &plan,
+                    runner.clone(),
+                    clock,
+                    &metrics,
+                    &status,
+                    Carried {
+                        alerts,
+                        outbox,
+                        store: store.clone(),
+                        removed,
+                    },
+                );
                 status.set_ready(true);
                 metrics.count_reload("success");
                 if watch.is_some() {
@@ -248,6 +287,17 @@ async fn run_service(
 
     tracing::info!(region = %region, "shutting down: no new runs; waiting for runs in flight");
     engine.stop(&status).await;
+    // Bounded: a hung or full disk must not hold up SIGTERM.
+    let flushed = tokio::task::spawn_blocking(move || {
+        let done = store.flush(STATE_FLUSH);
+        store.close();
+        done
+    })
+    .await
+    .unwrap_or(false);
+    if !flushed {
+        tracing::error!(region = %region, "alert state not fully written before exit");
+    }
     history_stop.cancel();
     let _ = history.await;
     http_stop.cancel();
@@ -290,14 +340,23 @@ pub struct Reload {
     pub watch: Option<Duration>,
 }
 
-/// The part of the service a reload replaces: schedules, the run consumer, alerting, pagers.
+/// What a reload hands from one engine to the next.
+struct Carried {
+    alerts: AlertEngine,
+    outbox: Outbox,
+    store: Store,
+    /// Resolves for incidents of probes the reload removed.
+    removed: Vec<(Notification, Option<Vec<String>>)>,
+}
+
+/// The part of the service a reload replaces: schedules, the run consumer, pagers.
 struct Engine {
     stop: CancellationToken,
     /// Stops the heartbeat tasks (first thing on stop: a stopping engine is not healthy).
     heartbeats_stop: CancellationToken,
     heartbeats: Vec<tokio::task::JoinHandle<()>>,
     tracker: TaskTracker,
-    consumer: tokio::task::JoinHandle<Dispatcher>,
+    consumer: tokio::task::JoinHandle<(AlertEngine, Dispatcher)>,
     dispatch_stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -308,7 +367,14 @@ impl Engine {
         clock: Clock,
         metrics: &Metrics,
         status: &Arc<Status>,
+        carried: Carried,
     ) -> Engine {
+        let Carried {
+            mut alerts,
+            mut outbox,
+            store,
+            removed,
+        } = carried;
         let region = plan.region.clone();
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -339,9 +405,12 @@ impl Engine {
         tracker.close();
 
         let (dispatch_stop, dispatch_stop_rx) = tokio::sync::watch::channel(false);
-        let dispatcher = Dispatcher::start(
+        let sinks: Vec<String> = plan.pagers.iter().map(|p| p.name.clone()).collect();
+        let requeue = alerts.reconcile(&mut outbox, &sinks);
+        let dispatcher = Dispatcher::start_with(
             plan.pagers.clone(),
-            &plan.state_dir,
+            outbox,
+            store,
             metrics.clone(),
             dispatch_stop_rx,
         );
@@ -371,14 +440,18 @@ impl Engine {
             })
             .collect();
         status.set_pagers(plan.pagers.len());
+        for (n, pagers) in removed {
+            dispatcher.send(n, pagers.as_deref());
+        }
+        for (n, pagers) in requeue {
+            dispatcher.send(n, Some(&pagers));
+        }
         if plan.pagers.is_empty() {
             tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
         }
         for n in crate::alert::limit_notes(plan) {
             tracing::warn!(region = %region, note = %n, "a pager will cut or hash this to fit its provider's limits");
         }
-        let mut alerts = AlertEngine::load(plan);
-        announce_open(&alerts, &dispatcher, clock.now());
         for probe in plan.probes.iter().map(|p| p.name.clone()) {
             publish_alerts(&alerts, &probe, &region, metrics, status);
         }
@@ -414,9 +487,13 @@ impl Engine {
                             }
                             publish_alerts(&alerts, &run.probe, &region, &metrics, &status);
                         }
-                        Event::Skipped { probe } => {
-                            metrics.record_skip(&probe, &region, "overlap");
-                            status.record_skip(&probe);
+                        Event::Skipped {
+                            probe,
+                            reason,
+                            count,
+                        } => {
+                            metrics.record_skip(&probe, &region, reason.as_str(), count);
+                            status.record_skip(&probe, count);
                         }
                         Event::NextRun { probe, at } => {
                             liveness.due(&probe, clock.instant_at(at));
@@ -424,7 +501,7 @@ impl Engine {
                         }
                     }
                 }
-                dispatcher
+                (alerts, dispatcher)
             }
             .in_current_span(),
         );
@@ -440,7 +517,7 @@ impl Engine {
 
     /// Stops scheduling, lets runs in flight finish (each bounded by its deadline), drains
     /// their results, then gives the pagers one bounded flush; what is left stays in the outbox.
-    async fn stop(self, status: &Status) {
+    async fn stop(self, status: &Status) -> (AlertEngine, Outbox) {
         status.set_ready(false);
         self.heartbeats_stop.cancel();
         for h in self.heartbeats {
@@ -449,38 +526,15 @@ impl Engine {
         self.stop.cancel();
         self.tracker.wait().await;
         // Every event sender is gone once the tracked tasks end, so the consumer drains and
-        // returns the dispatcher.
-        if let Ok(dispatcher) = self.consumer.await {
-            let _ = self.dispatch_stop.send(true);
-            dispatcher.shutdown().await;
-        }
-    }
-}
-
-/// A pager added since the last start (a reload, or a restart with a new config) never heard of
-/// the incidents already open: it gets their triggers, so its resolve later closes something.
-fn announce_open(
-    alerts: &AlertEngine,
-    dispatcher: &Dispatcher,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    let added = dispatcher.added_pagers().to_vec();
-    if added.is_empty() {
-        return;
-    }
-    for (probe, mut n) in alerts.open_triggers() {
-        let to: Vec<String> = added
-            .iter()
-            .filter(|p| alerts.pagers(&probe).is_none_or(|list| list.contains(p)))
-            .cloned()
-            .collect();
-        if to.is_empty() {
-            continue;
-        }
-        tracing::info!(probe = %probe, region = %n.region, sinks = %to.join(","), "telling newly added pagers of an open incident");
-        n.at = now;
-        n.reminder = false;
-        dispatcher.send(n, Some(&to));
+        // returns the alert state and the dispatcher.
+        let (alerts, dispatcher) = match self.consumer.await {
+            Ok(parts) => parts,
+            // The consumer panicked: nothing to carry (a bug; the log holds the state).
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let _ = self.dispatch_stop.send(true);
+        let outbox = dispatcher.shutdown().await;
+        (alerts, outbox)
     }
 }
 

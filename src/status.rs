@@ -245,8 +245,8 @@ impl Status {
         self.changed.notify_one();
     }
 
-    pub fn record_skip(&self, probe: &str) {
-        self.with_probe(probe, |p| p.skipped += 1);
+    pub fn record_skip(&self, probe: &str, count: u64) {
+        self.with_probe(probe, |p| p.skipped += count);
     }
 
     pub fn set_next_run(&self, probe: &str, at: DateTime<Utc>) {

@@ -532,9 +532,14 @@ async fn the_outbox_survives_a_restart() {
     }
     assert!(count(&m, "pd", "resolve", "retry") > 0);
     d.shutdown().await;
-    let outbox = std::fs::read_to_string(state.join("outbox.json")).unwrap();
-    let outbox: Value = serde_json::from_str(&outbox).unwrap();
-    assert_eq!(outbox["pending"].as_array().map(Vec::len), Some(1));
+    let pending = |state: &Path| {
+        joincanary::store::read(&state.join("state.log"))
+            .entries
+            .keys()
+            .filter(|k| k.starts_with("p/"))
+            .count()
+    };
+    assert_eq!(pending(&state), 1);
 
     let up = Receiver::statuses(&[], 202).await;
     let (_tx2, rx2) = watch::channel(false);
@@ -544,10 +549,12 @@ async fn the_outbox_survives_a_restart() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body["event_action"], "resolve");
     d.shutdown().await;
-    let outbox: Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("outbox.json")).unwrap()).unwrap();
-    assert_eq!(outbox["pending"], json!([]));
-    assert!(!Path::new(&state.join("outbox.json.tmp")).exists());
+    assert_eq!(pending(&state), 0);
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["state.log"], "no temp files left behind");
 }
 
 #[tokio::test]

@@ -360,8 +360,9 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     use crate::support::receiver::Receiver;
+    // The platform is healthy until the first scrape has shown the series at zero: otherwise a
+    // slow start lets the first failed delivery happen before that scrape.
     let sim = start_sim().await;
-    crate::support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
     let (rx, url) = Receiver::start(503).await;
     let cfg = TempConfig::new(
         &format!(
@@ -377,6 +378,7 @@ async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     let first = svc.metrics().await;
     assert_eq!(value(&first, retry), Some(0.0), "{first}");
     assert_eq!(value(&first, pending), Some(0.0));
+    crate::support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
     let mut m = String::new();
     for _ in 0..100 {
         m = svc.metrics().await;

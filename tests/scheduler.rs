@@ -221,3 +221,68 @@ async fn scheduled_runs_report_their_lag() {
     }
     assert_eq!(lags, [Some(Duration::ZERO)]);
 }
+
+/// A run consumer that stops reading (a platform-wide incident keeping it busy) never stops the
+/// schedule: every probe still starts, and the ticks that cannot start because a result waits
+/// are counted as skipped with the reason `backlog` (issue 9).
+#[tokio::test(start_paused = true)]
+async fn a_stalled_consumer_never_stops_the_schedule() {
+    use joincanary::scheduler::SkipReason;
+    let clock = Clock::starting_at(origin());
+    let starts: Starts = Arc::new(Mutex::new(Vec::new()));
+    let runner = Arc::new(Scripted {
+        takes: Duration::from_millis(100),
+        clock,
+        starts: starts.clone(),
+    });
+    let probes: Vec<Arc<ProbePlan>> = (0..20)
+        .map(|i| {
+            let mut p = probe("* * * * * *", Duration::ZERO).as_ref().clone();
+            p.name = format!("p{i}");
+            Arc::new(p)
+        })
+        .collect();
+    // Room for one event: the consumer below reads nothing for ten seconds.
+    let (tx, mut rx) = mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let _scheduler = Scheduler::spawn(
+        &probes,
+        "eu-west-1",
+        clock,
+        runner,
+        tx,
+        shutdown.clone(),
+        &tracker,
+    );
+    tracker.close();
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    let started: Vec<Trigger> = starts.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    assert_eq!(started.len(), 20, "every probe started: {started:?}");
+    // The consumer reads again: every run result arrives, and the skips are reported.
+    let mut backlog = 0;
+    let mut runs = 0;
+    let drain = async {
+        while let Some(e) = rx.recv().await {
+            match e {
+                Event::Run { .. } => runs += 1,
+                Event::Skipped { reason, count, .. } => {
+                    assert_eq!(reason, SkipReason::Backlog);
+                    backlog += count;
+                }
+                Event::NextRun { .. } => {}
+            }
+            if runs >= 20 && backlog > 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .expect("results and skips arrive");
+    assert!(
+        runs >= 20 && backlog > 0,
+        "runs {runs}, backlog skips {backlog}"
+    );
+    shutdown.cancel();
+}

@@ -464,3 +464,33 @@ async fn a_message_from_a_seen_by_b_records_the_fan_out() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn cleanup_runs_past_the_probe_deadline_within_its_grace() {
+    let (addr, log) = scripted_ws(vec![], janus_like()).await;
+    // The signalling step has no timeout of its own: the probe's deadline ends it.
+    let text = session_probe(&addr, true)
+        .replace("timeout = \"5s\"", "timeout = \"600ms\"")
+        .replace(
+            "expect_json = { janus = \"nope\" }\ntimeout = \"300ms\"",
+            "expect_json = { janus = \"nope\" }",
+        );
+    let run = run(&text).await;
+    assert_eq!(run.failed_step.as_deref(), Some("signalling"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::Timeout));
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("probe's deadline"),
+        "{run:#?}"
+    );
+    assert!(
+        step(&run, "destroy").success && step(&run, "destroyed").success,
+        "{run:#?}"
+    );
+    assert!(
+        log.lock().unwrap().iter().any(|f| f.contains("destroy")),
+        "the destroy reached the server after the deadline"
+    );
+}

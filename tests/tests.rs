@@ -24,6 +24,7 @@ mod servers_smoke;
 mod service;
 mod signalling;
 mod sim_server;
+mod state;
 mod status_page;
 mod tls;
 mod web_config;

@@ -2,8 +2,8 @@
 //! capped backoff, an on-disk outbox so an unsent page survives a restart, and Alertmanager
 //! re-posts while an alert fires.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,10 +18,14 @@ use tokio::time::Instant;
 
 use super::notify::{self, DeliveryError, Notifier, SendFuture};
 use super::{EventKind, Link, Notification, PagerKind, PagerPlan, RetryPolicy, Severity};
+use crate::store::{Loaded, Store};
 
 /// The whole of shutdown's last delivery attempt.
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(5);
-const OUTBOX_FILE: &str = "outbox.json";
+/// How long shutdown waits for the state log to reach the disk.
+const STORE_FLUSH: Duration = Duration::from_secs(2);
+/// Where an earlier version kept the outbox (migrated into the state log on first start).
+pub const LEGACY_OUTBOX_FILE: &str = "outbox.json";
 
 /// Hands notifications to pagers. Cheap to call from the alert loop: `send` only queues.
 pub struct Dispatcher {
@@ -29,11 +33,13 @@ pub struct Dispatcher {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     forwarder: JoinHandle<()>,
+    /// Opened by [`Dispatcher::start`]: closed at shutdown.
+    owns_store: bool,
 }
 
 struct Shared {
     outbox: Mutex<Outbox>,
-    path: PathBuf,
+    store: Store,
     /// Per pager: wakes its task when work is queued.
     wakers: HashMap<String, Arc<Notify>>,
     /// Names of Alertmanager pagers (their firing alerts are tracked for re-posting).
@@ -44,25 +50,31 @@ struct Shared {
     sinks: Vec<String>,
     /// The scheduler's liveness: the Alertmanager watchdog is posted only while it is healthy.
     liveness: std::sync::OnceLock<crate::heartbeat::Liveness>,
-    /// Pagers configured now that were not at the last start (see `Outbox::known_sinks`).
-    added: Vec<String>,
 }
 
-/// What `outbox.json` holds.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Outbox {
-    version: u32,
+/// The outbox: what waits for delivery, what fires at Alertmanager, and which triggers reached
+/// their pager. Lives in memory (authoritative: a failing disk loses nothing while the process
+/// runs, and a reload hands it to the next dispatcher); every change is one record in the
+/// state log ([`crate::store`]), so its cost does not grow with the queue.
+#[derive(Debug, Default)]
+pub struct Outbox {
     next_id: u64,
     pending: Vec<Pending>,
     /// Alertmanager alerts still firing: re-posted every `resend_interval`, and the source of the
     /// labels a resolve must repeat.
+    firing: Vec<Firing>,
+    /// Per (sink, dedup key): the last trigger delivered (or given up on) whose resolve has not
+    /// been. What reconciliation compares open alerts with.
+    settled: BTreeMap<(String, String), Notification>,
+}
+
+/// The `outbox.json` of earlier versions, read once to migrate it.
+#[derive(Debug, Default, Deserialize)]
+struct LegacyOutbox {
+    #[serde(default)]
+    pending: Vec<Pending>,
     #[serde(default)]
     firing: Vec<Firing>,
-    /// The pagers of the last start: one not among them is new and is told of the incidents
-    /// already open ([`Dispatcher::added_pagers`]). `None` in an outbox written before this was
-    /// kept (nothing is announced then: every pager may already know).
-    #[serde(default)]
-    known_sinks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,19 +92,153 @@ struct Firing {
     notification: Notification,
 }
 
+const PENDING: &str = "p/";
+const FIRING: &str = "f/";
+const SETTLED: &str = "s/";
+
+fn pending_key(id: u64) -> String {
+    // Zero-padded so the log's key order is the queue order.
+    format!("{PENDING}{id:020}")
+}
+
+fn pair_key(prefix: &str, sink: &str, dedup_key: &str) -> String {
+    format!(
+        "{prefix}{}",
+        serde_json::to_string(&(sink, dedup_key)).unwrap_or_default()
+    )
+}
+
+impl Outbox {
+    /// The outbox as the state log holds it.
+    pub fn from_loaded(loaded: &Loaded) -> Outbox {
+        let pending: Vec<Pending> = loaded
+            .decode::<Pending>(PENDING)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        let firing = loaded
+            .decode::<Firing>(FIRING)
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        let settled = loaded
+            .decode::<Firing>(SETTLED)
+            .into_iter()
+            .map(|(_, f)| ((f.sink, f.notification.dedup_key.clone()), f.notification))
+            .collect();
+        Outbox {
+            next_id: pending.iter().map(|p| p.id + 1).max().unwrap_or(0),
+            pending,
+            firing,
+            settled,
+        }
+    }
+
+    /// Reads an `outbox.json` left by an earlier version as state-log records. `Ok(None)`:
+    /// there was none. A damaged one is an error (what it held is unknown, so reconciliation
+    /// sends the triggers of open alerts again).
+    pub(crate) fn migrate_legacy(
+        path: &Path,
+    ) -> Result<Option<Vec<(String, serde_json::Value)>>, String> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let legacy: LegacyOutbox = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for (id, mut p) in legacy.pending.into_iter().enumerate() {
+            p.id = id as u64;
+            out.push((
+                pending_key(p.id),
+                serde_json::to_value(&p).map_err(|e| e.to_string())?,
+            ));
+        }
+        for f in legacy.firing {
+            out.push((
+                pair_key(FIRING, &f.sink, &f.notification.dedup_key),
+                serde_json::to_value(&f).map_err(|e| e.to_string())?,
+            ));
+        }
+        Ok(Some(out))
+    }
+
+    /// Records that `sink` has (or was given up on with) the trigger `n`.
+    pub(crate) fn mark_settled(&mut self, store: &Store, sink: &str, n: &Notification) {
+        let key = (sink.to_string(), n.dedup_key.clone());
+        match n.kind {
+            EventKind::Trigger => {
+                store.put(
+                    &pair_key(SETTLED, sink, &n.dedup_key),
+                    &Firing {
+                        sink: sink.to_string(),
+                        notification: n.clone(),
+                    },
+                );
+                self.settled.insert(key, n.clone());
+            }
+            EventKind::Resolve => {
+                if self.settled.remove(&key).is_some() {
+                    store.delete(&pair_key(SETTLED, sink, &n.dedup_key));
+                }
+            }
+        }
+    }
+
+    /// Triggers known to have reached a pager and not yet resolved there: (sink, trigger).
+    pub fn settled(&self) -> Vec<(String, Notification)> {
+        self.settled
+            .iter()
+            .map(|((sink, _), n)| (sink.clone(), n.clone()))
+            .collect()
+    }
+
+    /// Whether a notification for `dedup_key` waits for `sink`.
+    pub fn queued(&self, sink: &str, dedup_key: &str) -> bool {
+        self.pending
+            .iter()
+            .any(|p| p.sink == sink && p.notification.dedup_key == dedup_key)
+    }
+
+    /// Notifications waiting for delivery.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Nothing waits for delivery.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
 impl Dispatcher {
-    /// Loads `{state_dir}/outbox.json` (what an earlier run could not deliver) and starts one
-    /// task per pager. `shutdown` turning `true` makes the tasks flush and stop, as
-    /// [`Dispatcher::shutdown`] does. Must be called inside a tokio runtime.
+    /// Opens the state log in `state_dir` (what an earlier run could not deliver) and starts
+    /// one task per pager; see [`Dispatcher::start_with`]. For callers without alert state of
+    /// their own (the service shares one log between alert state and the outbox).
     pub fn start(
         pagers: Vec<PagerPlan>,
         state_dir: &Path,
         metrics: crate::metrics::Metrics,
         shutdown: watch::Receiver<bool>,
     ) -> Dispatcher {
-        let path = state_dir.join(OUTBOX_FILE);
-        let mut outbox = load_outbox(&path);
-        let before = (outbox.pending.len(), outbox.firing.len());
+        let (store, loaded) = super::engine::open_store(state_dir);
+        let outbox = Outbox::from_loaded(&loaded);
+        let mut d = Dispatcher::start_with(pagers, outbox, store, metrics, shutdown);
+        d.owns_store = true;
+        d
+    }
+
+    /// Starts one task per pager on `outbox` (what an earlier run or the configuration before a
+    /// reload left undelivered), recording every change in `store`. `shutdown` turning `true`
+    /// makes the tasks flush and stop, as [`Dispatcher::shutdown`] does. Must be called inside a
+    /// tokio runtime.
+    pub fn start_with(
+        pagers: Vec<PagerPlan>,
+        mut outbox: Outbox,
+        store: Store,
+        metrics: crate::metrics::Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> Dispatcher {
         outbox.pending.retain(|p| {
             let known = pagers.iter().any(|pg| pg.name == p.sink);
             if !known {
@@ -103,24 +249,24 @@ impl Dispatcher {
                     region = %p.notification.region,
                     "dropping a queued notification: no pager of that name is configured any more"
                 );
+                store.delete(&pending_key(p.id));
             }
             known
         });
-        outbox
-            .firing
-            .retain(|f| pagers.iter().any(|pg| pg.name == f.sink));
-        let names: Vec<String> = pagers.iter().map(|p| p.name.clone()).collect();
-        let added: Vec<String> = match &outbox.known_sinks {
-            Some(known) => names
-                .iter()
-                .filter(|n| !known.contains(n))
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        };
-        let changed = before != (outbox.pending.len(), outbox.firing.len())
-            || outbox.known_sinks.as_ref() != Some(&names);
-        outbox.known_sinks = Some(names);
+        outbox.firing.retain(|f| {
+            let known = pagers.iter().any(|pg| pg.name == f.sink);
+            if !known {
+                store.delete(&pair_key(FIRING, &f.sink, &f.notification.dedup_key));
+            }
+            known
+        });
+        outbox.settled.retain(|(sink, dedup), _| {
+            let known = pagers.iter().any(|pg| &pg.name == sink);
+            if !known {
+                store.delete(&pair_key(SETTLED, sink, dedup));
+            }
+            known
+        });
         if !outbox.pending.is_empty() {
             tracing::info!(
                 queued = outbox.pending.len(),
@@ -129,7 +275,7 @@ impl Dispatcher {
         }
         let shared = Arc::new(Shared {
             outbox: Mutex::new(outbox),
-            path,
+            store,
             wakers: pagers
                 .iter()
                 .map(|p| (p.name.clone(), Arc::new(Notify::new())))
@@ -143,15 +289,10 @@ impl Dispatcher {
             sinks: pagers.iter().map(|p| p.name.clone()).collect(),
             metrics,
             liveness: std::sync::OnceLock::new(),
-            added,
         });
         shared.metrics.register_pagers(&shared.sinks);
         shared.metrics.register_resends(&shared.alertmanagers);
-        if changed {
-            shared.persist(&shared.lock());
-        } else {
-            shared.publish(&shared.lock());
-        }
+        shared.publish(&shared.lock());
         let (stop, stop_rx) = watch::channel(false);
         let client = notify::http_client();
         let tasks = pagers
@@ -186,6 +327,7 @@ impl Dispatcher {
             stop,
             tasks,
             forwarder,
+            owns_store: false,
         }
     }
 
@@ -225,21 +367,33 @@ impl Dispatcher {
             let mut outbox = self.shared.lock();
             for sink in &names {
                 let notification = if self.shared.alertmanagers.contains(sink) {
-                    track_firing(&mut outbox, sink, &n)
+                    let sent = track_firing(&mut outbox, sink, &n);
+                    let key = pair_key(FIRING, sink, &n.dedup_key);
+                    match outbox
+                        .firing
+                        .iter()
+                        .find(|f| f.sink == *sink && f.notification.dedup_key == n.dedup_key)
+                    {
+                        Some(f) => self.shared.store.put(&key, f),
+                        None => self.shared.store.delete(&key),
+                    }
+                    sent
                 } else {
                     n.clone()
                 };
                 let id = outbox.next_id;
                 outbox.next_id += 1;
-                outbox.pending.push(Pending {
+                let p = Pending {
                     id,
                     sink: sink.clone(),
                     attempts: 0,
                     enqueued_at: Utc::now(),
                     notification,
-                });
+                };
+                self.shared.store.put(&pending_key(id), &p);
+                outbox.pending.push(p);
             }
-            self.shared.persist(&outbox);
+            self.shared.publish(&outbox);
         }
         for sink in &names {
             if let Some(w) = self.shared.wakers.get(sink) {
@@ -254,21 +408,32 @@ impl Dispatcher {
         let _ = self.shared.liveness.set(liveness);
     }
 
-    /// Pagers that were not configured at the last start (added by a reload or while the
-    /// process was down): they have not heard of incidents already open, so the caller sends
-    /// them the open triggers.
-    pub fn added_pagers(&self) -> &[String] {
-        &self.shared.added
-    }
-
     /// How many notifications wait for delivery (all pagers).
     pub fn pending(&self) -> usize {
         self.shared.lock().pending.len()
     }
 
+    /// Triggers known to have reached a pager and not yet resolved there: (sink, trigger).
+    pub fn settled(&self) -> Vec<(String, Notification)> {
+        self.shared.lock().settled()
+    }
+
+    /// Whether a notification for `dedup_key` waits for `sink`.
+    pub fn queued(&self, sink: &str, dedup_key: &str) -> bool {
+        self.shared.lock().queued(sink, dedup_key)
+    }
+
+    /// The configured pagers' names, sorted.
+    pub fn sinks(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.shared.wakers.keys().cloned().collect();
+        all.sort();
+        all
+    }
+
     /// Stops taking work, gives every pager one last attempt (at most [`FLUSH_BUDGET`] in all),
-    /// and leaves the rest in the outbox for the next start.
-    pub async fn shutdown(self) {
+    /// and leaves the rest in the outbox for the next start (or the dispatcher after a reload,
+    /// which takes the returned outbox).
+    pub async fn shutdown(self) -> Outbox {
         self.shared.accepting.store(false, Ordering::SeqCst);
         let _ = self.stop.send(true);
         let mut tasks = self.tasks;
@@ -283,14 +448,25 @@ impl Dispatcher {
             t.abort();
         }
         self.forwarder.abort();
-        let outbox = self.shared.lock();
-        self.shared.persist(&outbox);
+        let outbox = std::mem::take(&mut *self.shared.lock());
+        // Bounded: a hung disk must not hold up shutdown (what is not written stays in memory
+        // and is retried by the writer while the process lives).
+        let store = self.shared.store.clone();
+        let owns = self.owns_store;
+        let _ = tokio::task::spawn_blocking(move || {
+            store.flush(STORE_FLUSH);
+            if owns {
+                store.close();
+            }
+        })
+        .await;
         if !outbox.pending.is_empty() {
             tracing::warn!(
                 queued = outbox.pending.len(),
-                "undelivered notifications kept in the outbox for the next start"
+                "undelivered notifications kept in the outbox"
             );
         }
+        outbox
     }
 }
 
@@ -333,22 +509,6 @@ impl Shared {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes the outbox atomically. Called with the lock held so an older snapshot never
-    /// overwrites a newer one; the file is small and pages are rare, so blocking briefly is fine.
-    fn persist(&self, outbox: &Outbox) {
-        self.publish(outbox);
-        let written = serde_json::to_vec_pretty(outbox)
-            .map_err(std::io::Error::other)
-            .and_then(|json| super::engine::write_atomic(&self.path, &json));
-        if let Err(e) = written {
-            tracing::error!(
-                path = %self.path.display(),
-                error = %e,
-                "cannot write the notification outbox; undelivered pages will not survive a restart"
-            );
-        }
-    }
-
     /// Mirrors what waits, per pager, into `joincanary_outbox_pending` and `_oldest_seconds`.
     fn publish(&self, outbox: &Outbox) {
         for sink in &self.sinks {
@@ -368,10 +528,14 @@ impl Shared {
         self.lock().pending.iter().find(|p| p.sink == sink).cloned()
     }
 
-    fn remove(&self, id: u64) {
+    /// Takes a delivered (or abandoned) notification off the queue, and records a trigger as
+    /// having reached its pager (a resolve clears that record).
+    fn remove(&self, item: &Pending) {
         let mut outbox = self.lock();
-        outbox.pending.retain(|p| p.id != id);
-        self.persist(&outbox);
+        outbox.pending.retain(|p| p.id != item.id);
+        self.store.delete(&pending_key(item.id));
+        outbox.mark_settled(&self.store, &item.sink, &item.notification);
+        self.publish(&outbox);
     }
 
     /// Counts a failed attempt; returns the new count.
@@ -379,9 +543,9 @@ impl Shared {
         let mut outbox = self.lock();
         let n = outbox.pending.iter_mut().find(|p| p.id == id).map(|p| {
             p.attempts += 1;
+            self.store.put(&pending_key(id), &*p);
             p.attempts
         });
-        self.persist(&outbox);
         n.unwrap_or(u32::MAX)
     }
 
@@ -397,35 +561,6 @@ impl Shared {
     fn count(&self, sink: &str, n: &Notification, result: &str) {
         self.metrics
             .count_notification(sink, n.kind.as_str(), result);
-    }
-}
-
-fn load_outbox(path: &Path) -> Outbox {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outbox::default(),
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot read the notification outbox");
-            return Outbox::default();
-        }
-    };
-    match serde_json::from_slice::<Outbox>(&text) {
-        Ok(mut o) => {
-            let max = o.pending.iter().map(|p| p.id + 1).max().unwrap_or(0);
-            o.next_id = o.next_id.max(max);
-            o
-        }
-        Err(e) => {
-            // Kept aside for a human rather than overwritten.
-            let aside = path.with_extension("json.corrupt");
-            let _ = std::fs::rename(path, &aside);
-            tracing::error!(
-                path = %path.display(),
-                error = %e,
-                "the notification outbox is unreadable; moved aside"
-            );
-            Outbox::default()
-        }
     }
 }
 
@@ -536,7 +671,7 @@ async fn run_pager(
 
 fn delivered(shared: &Shared, sink: &str, item: &Pending) {
     let n = &item.notification;
-    shared.remove(item.id);
+    shared.remove(item);
     shared.count(sink, n, "delivered");
     tracing::info!(
         sink = %sink,
@@ -558,7 +693,7 @@ fn gives_up(retry: &RetryPolicy, attempts: u32, enqueued_at: DateTime<Utc>) -> b
 /// Drops a notification that will not be delivered: out of the outbox, counted, logged.
 fn abandon(shared: &Shared, sink: &str, item: &Pending, attempts: u32, error: &str, why: &str) {
     let n = &item.notification;
-    shared.remove(item.id);
+    shared.remove(item);
     shared.count(sink, n, "failed");
     tracing::error!(
         sink,

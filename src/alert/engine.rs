@@ -1,28 +1,83 @@
-//! The alert policy applied to a stream of runs: per-probe state, persisted atomically to
-//! `{state_dir}/alert-state.json`, so an open incident stays open across a restart.
+//! The alert policy applied to a stream of runs: per-probe state held in memory (authoritative
+//! for the life of the process, across reloads) and recorded change by change in the state log
+//! `{state_dir}/state.log`, so an open incident stays open across a restart.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::policy::{AlertContext, Decision, PolicyConfig, ProbeAlertState};
-use super::{Link, Severity};
+use super::dispatch::{LEGACY_OUTBOX_FILE, Outbox};
+use super::policy::{AlertContext, Decision, OpenAlert, PolicyConfig, ProbeAlertState};
+use super::{EventKind, Link, Notification, Severity};
 use crate::config::Plan;
 use crate::report::ProbeRun;
+pub use crate::store::write_atomic;
+use crate::store::{Loaded, Store};
 
-/// The state file's name inside `state_dir`.
-pub const STATE_FILE: &str = "alert-state.json";
+/// The state log's name inside `state_dir` (alert state and the outbox).
+pub const STATE_LOG: &str = "state.log";
+/// Where an earlier version kept alert state (migrated on first start).
+pub const LEGACY_STATE_FILE: &str = "alert-state.json";
+const ALERT: &str = "a/";
 
-/// Why state could not be saved (loading problems are logged and start fresh: a corrupt file
-/// must not stop the canary from probing).
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+/// Set by a migration that read the old outbox whole: an open alert's trigger that it did not
+/// hold had been delivered (the old format kept no record of delivery).
+const LEGACY_MARK: &str = "m/legacy-outbox-read";
+
+/// Opens `{state_dir}/state.log`. On the first start after an upgrade, the `alert-state.json`
+/// and `outbox.json` of earlier versions are read into it and renamed `*.migrated`.
+pub fn open_store(state_dir: &Path) -> (Store, Loaded) {
+    let path = state_dir.join(STATE_LOG);
+    let (store, mut loaded) = Store::open(&path);
+    if loaded.existed {
+        return (store, loaded);
+    }
+    let state_path = state_dir.join(LEGACY_STATE_FILE);
+    let outbox_path = state_dir.join(LEGACY_OUTBOX_FILE);
+    let mut records: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut found = false;
+    if let Ok(bytes) = std::fs::read(&state_path) {
+        found = true;
+        match serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(&bytes) {
+            Ok(states) => {
+                records.extend(states.into_iter().map(|(p, s)| (format!("{ALERT}{p}"), s)));
+            }
+            Err(e) => {
+                tracing::error!(path = %state_path.display(), error = %e, "old alert state unreadable; incidents are rebuilt from what the outbox holds");
+            }
+        }
+    }
+    match Outbox::migrate_legacy(&outbox_path) {
+        Ok(Some(r)) => {
+            found = true;
+            records.extend(r);
+            records.push((LEGACY_MARK.to_string(), serde_json::Value::Bool(true)));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            found = true;
+            tracing::error!(path = %outbox_path.display(), error = %e, "old outbox unreadable; the triggers of open alerts will be sent again");
+        }
+    }
+    if !found {
+        return (store, loaded);
+    }
+    for (k, v) in records {
+        store.put(&k, &v);
+        loaded.entries.insert(k, v.to_string());
+    }
+    if store.flush(std::time::Duration::from_secs(5)) {
+        for old in [&state_path, &outbox_path] {
+            if old.exists() {
+                let mut to = old.as_os_str().to_os_string();
+                to.push(".migrated");
+                let _ = std::fs::rename(old, to);
+            }
+        }
+        tracing::info!(path = %path.display(), "alert state and outbox migrated to the state log");
+    }
+    (store, loaded)
 }
 
 /// Alert state for every probe of one region.
@@ -31,49 +86,82 @@ pub struct AlertEngine {
     configs: HashMap<String, PolicyConfig>,
     links: Vec<Link>,
     states: BTreeMap<String, ProbeAlertState>,
-    path: PathBuf,
+    store: Store,
+    /// See [`LEGACY_MARK`].
+    legacy_delivered: bool,
 }
 
 impl AlertEngine {
-    /// Loads saved state for `plan`'s probes (state of probes no longer configured is dropped).
-    pub fn load(plan: &Plan) -> AlertEngine {
-        let path = plan.state_dir.join(STATE_FILE);
-        let mut states: BTreeMap<String, ProbeAlertState> = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    let aside = path.with_extension("json.corrupt");
-                    let _ = std::fs::rename(&path, &aside);
-                    tracing::error!(path = %path.display(), error = %e, moved_to = %aside.display(), "alert state unreadable; starting fresh");
-                    BTreeMap::new()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot read alert state; starting fresh");
-                BTreeMap::new()
-            }
+    /// The engine for `plan` with the state `loaded` from the log.
+    pub fn new(plan: &Plan, store: Store, loaded: &Loaded) -> AlertEngine {
+        let states: BTreeMap<String, ProbeAlertState> = loaded.decode(ALERT).into_iter().collect();
+        let mut engine = AlertEngine {
+            region: plan.region.clone(),
+            configs: HashMap::new(),
+            links: Vec::new(),
+            states,
+            store,
+            legacy_delivered: loaded.entries.contains_key(LEGACY_MARK),
         };
-        states.retain(|probe, _| plan.probe(probe).is_some());
-        let open: usize = states.values().map(|s| s.open().count()).sum();
+        let open: usize = engine.states.values().map(|s| s.open().count()).sum();
         if open > 0 {
             tracing::info!(region = %plan.region, open, "restored open alerts");
         }
-        let links = super::links(plan);
-        AlertEngine {
-            region: plan.region.clone(),
-            configs: plan
-                .probes
+        engine.configure(plan);
+        engine
+    }
+
+    /// Opens `{state_dir}/state.log` and builds the engine (tests and tools; the service
+    /// shares the log with the outbox).
+    pub fn load(plan: &Plan) -> AlertEngine {
+        let (store, loaded) = open_store(&plan.state_dir);
+        AlertEngine::new(plan, store, &loaded)
+    }
+
+    /// Takes a new configuration (a reload), keeping the state of every probe still configured.
+    /// Open alerts of a probe that left the configuration are resolved (its incident would
+    /// otherwise stay open at the pager for ever); returned with the pagers to send them to.
+    pub fn configure(&mut self, plan: &Plan) -> Vec<(Notification, Option<Vec<String>>)> {
+        self.links = super::links(plan);
+        let old = std::mem::replace(
+            &mut self.configs,
+            plan.probes
                 .iter()
                 .map(|p| (p.name.clone(), p.alerting.clone()))
                 .collect(),
-            links,
-            states,
-            path,
+        );
+        let gone: Vec<String> = self
+            .states
+            .keys()
+            .filter(|p| !self.configs.contains_key(*p))
+            .cloned()
+            .collect();
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for probe in gone {
+            let Some(state) = self.states.remove(&probe) else {
+                continue;
+            };
+            self.store.delete(&format!("{ALERT}{probe}"));
+            let pagers = old.get(&probe).and_then(|c| c.pagers.clone());
+            for (severity, open) in state.open() {
+                if open.notified_at.is_none() {
+                    continue;
+                }
+                tracing::warn!(
+                    probe = %probe,
+                    region = %self.region,
+                    severity = severity.as_str(),
+                    dedup_key = %open.dedup_key,
+                    "probe left the configuration during its incident; resolving the incident"
+                );
+                out.push((removed_resolve(open, &probe, now), pagers.clone()));
+            }
         }
+        out
     }
 
-    /// Feeds one run; saves state when it changed.
+    /// Feeds one run; records the probe's state when it changed.
     pub fn observe(&mut self, run: &ProbeRun, now: DateTime<Utc>) -> Vec<Decision> {
         let Some(config) = self.configs.get(&run.probe) else {
             return Vec::new();
@@ -88,7 +176,7 @@ impl AlertEngine {
         };
         let decisions = state.observe(&cx, run, now);
         if durable(state, config) != before {
-            self.save_logged();
+            self.store.put(&format!("{ALERT}{}", run.probe), state);
         }
         decisions
     }
@@ -106,10 +194,124 @@ impl AlertEngine {
                 config,
                 links: &self.links,
             };
-            out.extend(state.tick(&cx, now).into_iter().map(|d| (probe.clone(), d)));
+            let decisions = state.tick(&cx, now);
+            if !decisions.is_empty() {
+                self.store.put(&format!("{ALERT}{probe}"), &*state);
+            }
+            out.extend(decisions.into_iter().map(|d| (probe.clone(), d)));
         }
-        if !out.is_empty() {
-            self.save_logged();
+        out
+    }
+
+    /// Compares open alerts with what the outbox knows reached the pagers, so a damaged or
+    /// lost record on either side loses no incident:
+    /// - an open alert whose trigger is neither queued for a pager nor recorded as delivered
+    ///   there gets its trigger queued again (at-least-once: a pager may see it twice, and
+    ///   deduplicates by key);
+    /// - a trigger recorded as delivered whose alert the state does not hold (alert state
+    ///   lost) reopens the alert, so its resolve is sent when the probe recovers; if the probe
+    ///   is no longer configured, its resolve is queued now.
+    ///
+    /// Returns (notification, pagers) to queue.
+    pub fn reconcile(
+        &mut self,
+        outbox: &mut Outbox,
+        sinks: &[String],
+    ) -> Vec<(Notification, Vec<String>)> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for (sink, trigger) in outbox.settled() {
+            if outbox.queued(&sink, &trigger.dedup_key) {
+                continue; // its resolve (or a newer trigger) is on the way
+            }
+            let held = self
+                .states
+                .get(&trigger.probe)
+                .is_some_and(|s| s.open().any(|(_, a)| a.dedup_key == trigger.dedup_key));
+            if held {
+                continue;
+            }
+            if self.configs.contains_key(&trigger.probe) {
+                tracing::warn!(probe = %trigger.probe, region = %self.region, sink = %sink,
+                    dedup_key = %trigger.dedup_key,
+                    "alert state had lost an incident whose trigger reached a pager; reopened until the probe recovers");
+                let state = self.states.entry(trigger.probe.clone()).or_default();
+                let open = OpenAlert {
+                    dedup_key: trigger.dedup_key.clone(),
+                    since: trigger.started_at,
+                    notified_at: Some(trigger.at),
+                    last: trigger.clone(),
+                };
+                match trigger.severity {
+                    Severity::Critical => {
+                        state.critical.get_or_insert(open);
+                        state.failing_since.get_or_insert(trigger.started_at);
+                    }
+                    Severity::Warning => {
+                        state.warning.get_or_insert(open);
+                    }
+                }
+                state.successes = 0;
+                state.fast = 0;
+                self.store
+                    .put(&format!("{ALERT}{}", trigger.probe), &*state);
+            } else {
+                tracing::warn!(probe = %trigger.probe, region = %self.region, sink = %sink,
+                    dedup_key = %trigger.dedup_key,
+                    "probe left the configuration during its incident; resolving the incident");
+                let open = OpenAlert {
+                    dedup_key: trigger.dedup_key.clone(),
+                    since: trigger.started_at,
+                    notified_at: Some(trigger.at),
+                    last: trigger.clone(),
+                };
+                out.push((removed_resolve(&open, &trigger.probe, now), vec![sink]));
+            }
+        }
+        for (probe, state) in &self.states {
+            let Some(config) = self.configs.get(probe) else {
+                continue;
+            };
+            let targets: Vec<String> = match &config.pagers {
+                Some(list) => list.clone(),
+                None => sinks.to_vec(),
+            };
+            for (_, open) in state.open() {
+                if open.notified_at.is_none() {
+                    continue; // held back by maintenance: the tick sends it
+                }
+                let missing: Vec<String> = targets
+                    .iter()
+                    .filter(|sink| {
+                        !outbox.queued(sink, &open.dedup_key)
+                            && !outbox
+                                .settled()
+                                .iter()
+                                .any(|(s, n)| s == *sink && n.dedup_key == open.dedup_key)
+                    })
+                    .cloned()
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                if self.legacy_delivered {
+                    for sink in &missing {
+                        outbox.mark_settled(&self.store, sink, &open.last);
+                    }
+                    continue;
+                }
+                tracing::warn!(probe = %probe, region = %self.region, sinks = %missing.join(","),
+                    dedup_key = %open.dedup_key,
+                    "open alert with no record of its trigger reaching these pagers; trigger queued again");
+                let mut n = open.last.clone();
+                n.at = now;
+                n.reminder = false;
+                out.push((n, missing));
+            }
+        }
+        if self.legacy_delivered {
+            self.legacy_delivered = false;
+            self.store.delete(LEGACY_MARK);
         }
         out
     }
@@ -133,34 +335,34 @@ impl AlertEngine {
     }
 
     /// Open alerts of a probe.
-    pub fn open(&self, probe: &str) -> Vec<(Severity, &super::policy::OpenAlert)> {
+    pub fn open(&self, probe: &str) -> Vec<(Severity, &OpenAlert)> {
         self.states
             .get(probe)
             .map(|s| s.open().collect())
             .unwrap_or_default()
     }
 
-    fn save_logged(&self) {
-        if let Err(e) = self.save() {
-            tracing::error!(error = %e, "alert state not saved; an open incident may re-page after a restart");
-        }
-    }
-
-    /// Writes the state atomically: a temp file, fsync, rename.
-    ///
-    /// # Errors
-    /// The state directory not being writable.
-    pub fn save(&self) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec_pretty(&self.states).unwrap_or_default();
-        write_atomic(&self.path, &bytes).map_err(|source| StateError::Write {
-            path: self.path.clone(),
-            source,
-        })
+    /// The log this engine records to.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }
 
+/// The resolve for an incident whose probe was removed or renamed.
+fn removed_resolve(open: &OpenAlert, probe: &str, now: DateTime<Utc>) -> Notification {
+    let mut n = open.last.clone();
+    n.kind = EventKind::Resolve;
+    n.at = now;
+    n.reminder = false;
+    n.summary = format!(
+        "{probe} in {}: the probe was removed from the configuration; resolving its incident",
+        n.region
+    );
+    n
+}
+
 /// The part of a probe's state worth a disk write: a healthy probe changes only its last
-/// success's timings and a pass count past the threshold every run, and fsyncing that for every
+/// success's timings and a pass count past the threshold every run, and writing that for every
 /// probe every minute is work without a purpose (it is still saved with the next real change).
 fn durable(state: &ProbeAlertState, config: &PolicyConfig) -> ProbeAlertState {
     ProbeAlertState {
@@ -169,27 +371,4 @@ fn durable(state: &ProbeAlertState, config: &PolicyConfig) -> ProbeAlertState {
         last_success: None,
         ..state.clone()
     }
-}
-
-/// Writes `bytes` to `path` so a crash leaves the old file or the new one, never half of one.
-///
-/// # Errors
-/// Any I/O failure on the way.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

@@ -1,0 +1,411 @@
+//! A small durable key/value store for alert state and the outbox: an append-only log of
+//! checksummed JSON lines, compacted into a fresh file when it has grown, written by a thread
+//! of its own so no caller ever waits on the disk.
+//!
+//! Why a log and not a rewrite of one JSON file per change: a change costs one appended line
+//! (its own size), whatever the number of probes or queued notifications. Why not an embedded
+//! database: every line carries its own checksum, so a damaged or truncated file still yields
+//! every record that is intact (a B-tree file whose header is damaged yields nothing), and a
+//! disk that fails leaves the caller's in-memory state authoritative: the writer keeps every
+//! change and writes a complete fresh file once the disk takes writes again.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How long a failed write waits before the next try, doubling up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The log is compacted when it holds this many more records than live keys (amortised: a
+/// compaction writes the live keys once per at least as many appended changes).
+const COMPACT_SLACK: usize = 1000;
+
+/// What was read from disk when a store was opened.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Live records: key -> JSON text.
+    pub entries: BTreeMap<String, String>,
+    /// Lines that failed their checksum or did not parse (skipped; the rest is kept).
+    pub damaged: usize,
+    /// Whether the log file existed.
+    pub existed: bool,
+}
+
+impl Loaded {
+    /// The records under `prefix`, decoded; records that do not decode are logged and skipped.
+    pub fn decode<T: DeserializeOwned>(&self, prefix: &str) -> Vec<(String, T)> {
+        self.entries
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, v)| match serde_json::from_str(v) {
+                Ok(t) => Some((k[prefix.len()..].to_string(), t)),
+                Err(e) => {
+                    tracing::error!(key = %k, error = %e, "stored record does not decode; skipped");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// A handle to one log file; cheap to clone. Writes are queued and return at once.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    queue: Mutex<Queue>,
+    /// Wakes the writer (work queued, stop) and waiters of [`Store::flush`] (work written).
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Changes not yet handed to the writer; a later change to a key replaces an earlier one.
+    ops: BTreeMap<String, Option<String>>,
+    /// Changes queued so far / known to be on disk (for `flush`).
+    queued: u64,
+    written: u64,
+    /// The last write failed: the disk is behind memory.
+    failing: bool,
+    stop: bool,
+}
+
+impl Store {
+    /// Opens (or creates on first write) the log at `path`, reading what it holds. A damaged
+    /// file is copied aside as `<name>.damaged` for a human and its intact records are kept.
+    pub fn open(path: &Path) -> (Store, Loaded) {
+        let loaded = read_log(path);
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let mut mirror: BTreeMap<String, String> = loaded
+            .entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // A damaged file is rewritten clean at the first write.
+        let mut dirty = loaded.damaged > 0;
+        if loaded.damaged > 0 {
+            let aside = with_suffix(path, ".damaged");
+            let _ = std::fs::copy(path, &aside);
+            tracing::error!(
+                path = %path.display(),
+                damaged = loaded.damaged,
+                recovered = loaded.entries.len(),
+                copy = %aside.display(),
+                "state log damaged: intact records recovered, damaged ones skipped"
+            );
+        }
+        let records = loaded.entries.len();
+        let writer = inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("joincanary-store".into())
+            .spawn(move || writer.run(&mut mirror, &mut dirty, records));
+        if let Err(e) = spawned {
+            tracing::error!(path = %path.display(), error = %e, "cannot start the state writer; state is kept in memory only");
+        }
+        (Store { inner }, loaded)
+    }
+
+    /// Queues `key = value`.
+    pub fn put(&self, key: &str, value: &impl Serialize) {
+        match serde_json::to_string(value) {
+            Ok(json) => self.queue(key, Some(json)),
+            Err(e) => tracing::error!(key, error = %e, "cannot encode a state record"),
+        }
+    }
+
+    /// Queues the removal of `key`.
+    pub fn delete(&self, key: &str) {
+        self.queue(key, None);
+    }
+
+    fn queue(&self, key: &str, value: Option<String>) {
+        let mut q = self.inner.lock();
+        q.ops.insert(key.to_string(), value);
+        q.queued += 1;
+        drop(q);
+        self.inner.wake.notify_all();
+    }
+
+    /// Waits up to `timeout` for every change queued so far to reach the disk; `true` if it did.
+    /// Never waits longer, so a hung disk cannot hold up shutdown.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.inner.lock();
+        let target = q.queued;
+        while q.written < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            q = self
+                .inner
+                .wake
+                .wait_timeout(q, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
+
+    /// Whether the disk has everything (`false` while writes fail).
+    pub fn healthy(&self) -> bool {
+        let q = self.inner.lock();
+        !q.failing && q.written == q.queued
+    }
+
+    /// Where the log lives.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stops the writer thread after one last write attempt (not waited for).
+    pub fn close(&self) {
+        self.inner.lock().stop = true;
+        self.inner.wake.notify_all();
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The writer never panics holding the lock; if it did, the queue is still valid data.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer: takes queued changes in batches (one append and one fsync per batch, so a
+    /// burst of changes costs one disk round trip), compacts when the log has grown, and after
+    /// a failure keeps retrying with a complete fresh file.
+    fn run(&self, mirror: &mut BTreeMap<String, String>, dirty: &mut bool, mut records: usize) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let (ops, upto, stop) = {
+                let mut q = self.lock();
+                while q.ops.is_empty() && !q.stop && !*dirty {
+                    q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                (std::mem::take(&mut q.ops), q.queued, q.stop)
+            };
+            if stop && ops.is_empty() && !*dirty {
+                // Closed with everything written: nothing more to touch (the file may belong to
+                // a new owner by now).
+                return;
+            }
+            let mut lines = String::new();
+            for (k, v) in &ops {
+                lines.push_str(&encode_line(k, v.as_deref()));
+                match v {
+                    Some(v) => mirror.insert(k.clone(), v.clone()),
+                    None => mirror.remove(k),
+                };
+            }
+            // A log that vanished (removed by hand, a fresh disk) is written whole, not as a
+            // fragment holding only the latest changes.
+            let rewrite =
+                *dirty || records > 2 * mirror.len() + COMPACT_SLACK || !self.path.exists();
+            let result = if rewrite {
+                compact(&self.path, mirror).map(|()| records = mirror.len())
+            } else {
+                append(&self.path, &lines).map(|()| records += ops.len())
+            };
+            let mut q = self.lock();
+            match result {
+                Ok(()) => {
+                    if q.failing {
+                        tracing::info!(path = %self.path.display(), "state written again: the disk takes writes");
+                    }
+                    q.failing = false;
+                    *dirty = false;
+                    backoff = FIRST_BACKOFF;
+                    q.written = upto;
+                    drop(q);
+                    self.wake.notify_all();
+                }
+                Err(e) => {
+                    if !q.failing {
+                        tracing::error!(path = %self.path.display(), error = %e, "cannot write state; it is kept in memory and written when the disk recovers");
+                    }
+                    q.failing = true;
+                    // A failed append may leave half a line: the next write is a fresh file.
+                    *dirty = true;
+                    if stop {
+                        return;
+                    }
+                    let _ = self.wake.wait_timeout(q, backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+            if stop && self.lock().ops.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Appends one batch. The file is opened per batch (one open beside an fsync is cheap), so a log
+/// that was removed or replaced is noticed instead of written into an unlinked inode.
+fn append(path: &Path, lines: &str) -> std::io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+    f.write_all(lines.as_bytes())?;
+    f.sync_data()
+}
+
+/// Writes every live record to a temp file and renames it over the log (a crash leaves the
+/// old log or the new one). The temp file is removed when anything fails (a full disk must
+/// not collect them).
+fn compact(path: &Path, mirror: &BTreeMap<String, String>) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (k, v) in mirror {
+        text.push_str(&encode_line(k, Some(v)));
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` so a crash leaves the old file or the new one, never half of one;
+/// the temp file is removed when anything fails (a full disk must not collect them).
+///
+/// # Errors
+/// Any I/O failure on the way.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = with_suffix(path, &format!(".tmp.{}", std::process::id()));
+    let written = write_file(path, &tmp, bytes);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_file(path: &Path, tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::File::create(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// One record: `<16 hex digits of FNV-1a 64 of the JSON> <JSON>\n`, the JSON being
+/// `{"k":key,"v":value}` or `{"k":key}` for a removal. JSON strings never hold a raw newline,
+/// so a line is a record.
+fn encode_line(key: &str, value: Option<&str>) -> String {
+    let key_json = serde_json::to_string(key).unwrap_or_else(|_| "\"\"".into());
+    let body = match value {
+        Some(v) => format!("{{\"k\":{key_json},\"v\":{v}}}"),
+        None => format!("{{\"k\":{key_json}}}"),
+    };
+    format!("{:016x} {body}\n", fnv1a(body.as_bytes()))
+}
+
+#[derive(serde::Deserialize)]
+struct Record {
+    k: String,
+    v: Option<Box<serde_json::value::RawValue>>,
+}
+
+fn decode_line(line: &str) -> Option<(String, Option<String>)> {
+    let (sum, body) = line.split_once(' ')?;
+    if sum.len() != 16 || u64::from_str_radix(sum, 16).ok()? != fnv1a(body.as_bytes()) {
+        return None;
+    }
+    let r: Record = serde_json::from_str(body).ok()?;
+    Some((r.k, r.v.map(|v| v.get().to_string())))
+}
+
+/// Reads the log at `path` without opening it for writing (tools and tests).
+pub fn read(path: &Path) -> Loaded {
+    read_log(path)
+}
+
+fn read_log(path: &Path) -> Loaded {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::default(),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot read the state log; starting from memory only");
+            return Loaded::default();
+        }
+    };
+    let mut loaded = Loaded {
+        existed: true,
+        ..Loaded::default()
+    };
+    // Line by line, bytes not text: one damaged byte spoils its own line only.
+    for raw in bytes.split(|b| *b == b'\n') {
+        if raw.is_empty() {
+            continue;
+        }
+        match std::str::from_utf8(raw).ok().and_then(decode_line) {
+            Some((k, Some(v))) => {
+                loaded.entries.insert(k, v);
+            }
+            Some((k, None)) => {
+                loaded.entries.remove(&k);
+            }
+            None => loaded.damaged += 1,
+        }
+    }
+    loaded
+}
+
+/// FNV-1a, 64 bits: detects torn and damaged lines (not an adversary's edits).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_detect_damage() {
+        let line = encode_line("p/1", Some("{\"a\":\"x\\ny\"}"));
+        assert_eq!(line.matches('\n').count(), 1);
+        let got = decode_line(line.trim_end()).expect("valid line");
+        assert_eq!(
+            got,
+            ("p/1".to_string(), Some("{\"a\":\"x\\ny\"}".to_string()))
+        );
+        let mut bad = line.trim_end().to_string();
+        bad.replace_range(20..21, "Z");
+        assert!(decode_line(&bad).is_none());
+        assert!(decode_line(&line[..line.len() / 2]).is_none());
+        let del = encode_line("p/1", None);
+        assert_eq!(decode_line(del.trim_end()), Some(("p/1".to_string(), None)));
+    }
+}

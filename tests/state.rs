@@ -1,0 +1,373 @@
+//! State that never loses an incident (issue 9): the state log's write cost, damaged and
+//! migrated state reconciled with what reached the pagers, a failing disk, and probes that a
+//! reload removes during their incident.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use joincanary::clock::Clock;
+use joincanary::scheduler::FlowRunner;
+use joincanary::service::Reload;
+use joincanary::store::Store;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::receiver::Receiver;
+use crate::support::{TempConfig, set_faults, start_sim, status};
+
+const KEY: &str = "joincanary/test/sim-join/critical";
+
+fn service_config(hook: &str) -> String {
+    format!(
+        r#"
+[alerting]
+confirm_delay = "100ms"
+failure_threshold = 2
+success_threshold = 2
+
+[[pager]]
+name = "hook"
+type = "webhook"
+url = "{hook}/hook"
+retry_base = "50ms"
+"#
+    )
+}
+
+struct Running {
+    base: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
+    reload: tokio::sync::mpsc::Sender<joincanary::service::ReloadRequest>,
+}
+
+async fn start(cfg: &TempConfig) -> Running {
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    let path = cfg.path.clone();
+    let reload = Reload {
+        loader: Box::new(move || joincanary::config::load(&path, &crate::support::env(&[]))),
+        requests,
+        sender: sender.clone(),
+        http_endpoint: false,
+        watch: None,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(joincanary::service::serve_reloadable(
+        plan,
+        listener,
+        Arc::new(FlowRunner),
+        Clock::system(),
+        stop.clone(),
+        reload,
+    ));
+    Running {
+        base,
+        stop,
+        task,
+        reload: sender,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("stops in time")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// What SIGHUP does.
+    async fn reload(&self) -> Result<(), String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reload.send(tx).await.unwrap();
+        rx.await.unwrap()
+    }
+}
+
+/// Waits (bounded) for the webhook to have accepted a notification matching `event`.
+async fn wait_event(hook: &Receiver, event: &str) -> Value {
+    for _ in 0..400 {
+        if let Some(v) = hook
+            .accepted()
+            .into_iter()
+            .find(|v| v["event"] == event && v["dedup_key"] == KEY)
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no {event} reached the pager: {:?}", hook.all());
+}
+
+async fn wait_alert(base: &str, open: bool) -> Value {
+    for _ in 0..400 {
+        let s = status(base).await;
+        let alerts = s["probes"][0]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if alerts.is_empty() != open {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("alert never {}", if open { "opened" } else { "closed" });
+}
+
+fn log_lines(state: &Path) -> Vec<String> {
+    std::fs::read_to_string(state.join("state.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Damages the latest line of the log whose key starts with `prefix`.
+fn damage(state: &Path, prefix: &str) {
+    let path = state.join("state.log");
+    let mut lines = log_lines(state);
+    let needle = format!("{{\"k\":\"{prefix}");
+    let i = lines
+        .iter()
+        .rposition(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no {prefix} record in {lines:?}"));
+    lines[i] = lines[i].replacen("\"k\"", "\"K\"", 1);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Turns the state of an incident into what an earlier version would have left:
+/// `alert-state.json` holding it, and `outbox.json` with `outbox`.
+fn legacy_files(state: &Path, outbox: &str) {
+    let loaded = joincanary::store::read(&state.join("state.log"));
+    let alert: Value = serde_json::from_str(&loaded.entries["a/sim-join"]).unwrap();
+    std::fs::write(
+        state.join("alert-state.json"),
+        serde_json::to_vec(&json!({"sim-join": alert})).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(state.join("outbox.json"), outbox).unwrap();
+    std::fs::remove_file(state.join("state.log")).unwrap();
+}
+
+/// An incident opened and delivered, then the service stopped: (sim, hook, config).
+async fn incident() -> (joincanary::sim::SimServer, Receiver, TempConfig) {
+    let sim = start_sim().await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &service_config(&hook_url),
+        &[("p.toml", &crate::support::fast_sim_probe(&sim.base_url()))],
+    );
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    let svc = start(&cfg).await;
+    wait_event(&hook, "trigger").await;
+    svc.stop().await;
+    (sim, hook, cfg)
+}
+
+#[test]
+fn a_change_appends_one_line_whatever_the_number_of_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.log");
+    let (store, _) = Store::open(&path);
+    for i in 0..2000 {
+        store.put(&format!("a/probe-{i:04}"), &json!({"failures": i}));
+    }
+    assert!(store.flush(Duration::from_secs(10)));
+    let before = std::fs::metadata(&path).unwrap().len();
+    store.put("a/probe-0007", &json!({"failures": 8}));
+    assert!(store.flush(Duration::from_secs(10)));
+    let grown = std::fs::metadata(&path).unwrap().len() - before;
+    let last = std::fs::read_to_string(&path).unwrap();
+    let last = last.lines().last().unwrap();
+    assert_eq!(grown, last.len() as u64 + 1, "one appended line: {last}");
+    store.close();
+    let loaded = joincanary::store::read(&path);
+    assert_eq!(loaded.entries.len(), 2000);
+    assert_eq!(loaded.entries["a/probe-0007"], r#"{"failures":8}"#);
+}
+
+#[test]
+fn a_damaged_log_keeps_every_intact_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.log");
+    let (store, _) = Store::open(&path);
+    for i in 0..10 {
+        store.put(&format!("k{i}"), &i);
+    }
+    assert!(store.flush(Duration::from_secs(10)));
+    store.close();
+    let text = std::fs::read_to_string(&path).unwrap();
+    // One line damaged in the middle, the last one torn.
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[3] = lines[3].replace(":3}", ":33}");
+    let torn = lines[9].len() / 2;
+    lines[9].truncate(torn);
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let (store, loaded) = Store::open(&path);
+    assert_eq!(loaded.damaged, 2);
+    assert_eq!(loaded.entries.len(), 8);
+    assert!(!loaded.entries.contains_key("k3"));
+    assert!(dir.path().join("state.log.damaged").exists());
+    // The next write leaves a clean file.
+    store.put("k3", &3);
+    assert!(store.flush(Duration::from_secs(10)));
+    store.close();
+    let again = joincanary::store::read(&path);
+    assert_eq!((again.damaged, again.entries.len()), (0, 9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delivery_record_re_sends_the_trigger_of_an_open_alert() {
+    let (_sim, hook, cfg) = incident().await;
+    let state = cfg.dir.path().join("state");
+    damage(&state, "s/");
+    let before = hook.accepted().len();
+    let svc = start(&cfg).await;
+    for _ in 0..400 {
+        if hook.accepted().len() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sent = hook.accepted();
+    assert_eq!(sent.len(), before + 1, "{sent:?}");
+    assert_eq!(sent[before]["event"], "trigger");
+    assert_eq!(sent[before]["dedup_key"], KEY);
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_alert_record_is_rebuilt_and_resolved() {
+    let (sim, hook, cfg) = incident().await;
+    let state = cfg.dir.path().join("state");
+    damage(&state, "a/");
+    set_faults(&sim, json!({"signalling_drop": false})).await;
+    let svc = start(&cfg).await;
+    let resolve = wait_event(&hook, "resolve").await;
+    assert_eq!(resolve["probe"], "sim-join");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
+    let (_sim, hook, cfg) = incident().await;
+    let state = cfg.dir.path().join("state");
+    // What an earlier version would have left: alert-state.json holding the open incident and
+    // an outbox.json cut short.
+    legacy_files(&state, r#"{"version":1,"next_id":3,"pend"#);
+    let before = hook.accepted().len();
+    let svc = start(&cfg).await;
+    for _ in 0..400 {
+        if hook.accepted().len() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sent = hook.accepted();
+    assert_eq!(sent.len(), before + 1, "{sent:?}");
+    assert_eq!(sent[before]["event"], "trigger");
+    assert!(state.join("alert-state.json.migrated").exists());
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intact_legacy_outbox_migrates_without_paging_again() {
+    let (_sim, hook, cfg) = incident().await;
+    let state = cfg.dir.path().join("state");
+    legacy_files(
+        &state,
+        r#"{"version":1,"next_id":3,"pending":[],"firing":[]}"#,
+    );
+    let before = hook.accepted().len();
+    let svc = start(&cfg).await;
+    crate::support::wait_probe_runs(&svc.base, "sim-join", 3).await;
+    wait_alert(&svc.base, true).await;
+    svc.stop().await;
+    assert_eq!(hook.accepted().len(), before, "{:?}", hook.all());
+    let loaded = joincanary::store::read(&state.join("state.log"));
+    assert!(
+        loaded.entries.keys().any(|k| k.starts_with("s/")),
+        "delivery recorded: {:?}",
+        loaded.entries.keys()
+    );
+    assert!(state.join("outbox.json.migrated").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_and_a_reload_keep_the_incident() {
+    let sim = start_sim().await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &service_config(&hook_url),
+        &[("p.toml", &crate::support::fast_sim_probe(&sim.base_url()))],
+    );
+    let state = cfg.dir.path().join("state");
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    let svc = start(&cfg).await;
+    wait_event(&hook, "trigger").await;
+    // The disk stops taking writes: the log's path is now a directory.
+    std::fs::remove_file(state.join("state.log")).unwrap();
+    std::fs::create_dir(state.join("state.log")).unwrap();
+    std::fs::write(state.join("state.log").join("x"), "").unwrap();
+    svc.reload().await.unwrap();
+    crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
+    let s = wait_alert(&svc.base, true).await;
+    assert_eq!(s["probes"][0]["alerts"][0]["dedup_key"], KEY, "{s}");
+    // The disk recovers: everything is written, in a fresh file.
+    std::fs::remove_dir_all(state.join("state.log")).unwrap();
+    let mut written = false;
+    for _ in 0..600 {
+        let loaded = joincanary::store::read(&state.join("state.log"));
+        if let Some(a) = loaded.entries.get("a/sim-join")
+            && serde_json::from_str::<Value>(a).unwrap()["critical"]["dedup_key"] == KEY
+        {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "state written once the disk recovered");
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!left.iter().any(|f| f.contains(".tmp")), "{left:?}");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_removed_during_its_incident_is_resolved() {
+    let sim = start_sim().await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let probe = crate::support::fast_sim_probe(&sim.base_url());
+    let cfg = TempConfig::new(
+        &service_config(&hook_url),
+        &[
+            ("p.toml", &probe),
+            (
+                "q.toml",
+                &probe.replace("name = \"sim-join\"", "name = \"other\""),
+            ),
+        ],
+    );
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    let svc = start(&cfg).await;
+    wait_event(&hook, "trigger").await;
+    std::fs::remove_file(cfg.probe_path("p.toml")).unwrap();
+    svc.reload().await.unwrap();
+    let resolve = wait_event(&hook, "resolve").await;
+    assert!(
+        resolve["summary"]
+            .as_str()
+            .unwrap()
+            .contains("removed from the configuration"),
+        "{resolve}"
+    );
+    svc.stop().await;
+}
