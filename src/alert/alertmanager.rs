@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::notify::{Request, Secret};
-use super::{EventKind, Notification, Severity};
+use super::{EventKind, Notification, Severity, limits, render};
 use crate::config::Ctx;
 use crate::config::raw::{RawPager, S};
 
@@ -69,6 +69,20 @@ impl Alertmanager {
     }
 }
 
+/// The step table and the error as text (the raw details when the run has no steps), cut to
+/// [`limits::AM_DESCRIPTION`]: Alertmanager documents no limit, but its receivers template
+/// annotations into Slack, PagerDuty and email, and a 600 KB error page helps none of them.
+fn description(n: &Notification) -> String {
+    let mut out = render::table_text(&render::step_rows(n));
+    if let Some(e) = render::error(n) {
+        out.push_str(&format!("\nerror: {e}\n"));
+    }
+    if out.trim().is_empty() {
+        out = n.details_text();
+    }
+    limits::fit_plain(out.trim_end(), limits::AM_DESCRIPTION)
+}
+
 /// The labels identify the alert, so they are the same for the whole life of an incident:
 /// `alertname`, `probe`, `region`, `severity`, `source`. What changes while it fires (the failing
 /// step, the reason, the summary) is in annotations, so a new failing step updates the alert
@@ -100,8 +114,11 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
         }
     };
     let mut annotations = serde_json::Map::new();
-    annotations.insert("summary".into(), json!(n.summary));
-    annotations.insert("description".into(), json!(n.details_text()));
+    annotations.insert(
+        "summary".into(),
+        json!(limits::fit_plain(&n.summary, limits::AM_SUMMARY)),
+    );
+    annotations.insert("description".into(), json!(description(n)));
     if let Some(s) = &n.failed_step {
         annotations.insert("step".into(), json!(s));
     }
@@ -183,7 +200,7 @@ mod tests {
                 },
                 "annotations": {
                     "summary": n.summary,
-                    "description": n.details_text(),
+                    "description": description(&n),
                     "step": "signalling",
                     "reason": "no_match",
                 },

@@ -63,6 +63,14 @@ pub const OG_SOURCE: usize = 100;
 /// Close alert `note`: 25000 characters.
 pub const OG_NOTE: usize = 25000;
 
+// ---- Alertmanager (https://prometheus.io/docs/alerting/latest/clients/) ----------------------
+
+/// Alertmanager documents no length limit on annotations; these are our bounds, so what its
+/// receivers template from them (Slack, PagerDuty, email) stays readable: the summary as
+/// PagerDuty's, the description a screenful.
+pub const AM_SUMMARY: usize = 1024;
+pub const AM_DESCRIPTION: usize = 8000;
+
 // ---- Email (RFC 5322) -------------------------------------------------------------------------
 
 /// RFC 5322 §2.1.1: a line "SHOULD be no more than 78 characters"; lettre folds and encodes the

@@ -44,9 +44,9 @@ impl LimitReceiver {
         self.seen.lock().unwrap().clone()
     }
 
-    /// Waits (bounded) for `n` requests.
+    /// Waits (at most 15 s) for `n` requests.
     pub async fn wait_for(&self, n: usize) -> Vec<Checked> {
-        for _ in 0..500 {
+        for _ in 0..1500 {
             if self.seen().len() >= n {
                 break;
             }
