@@ -208,3 +208,17 @@ fn alert_routing_to_an_unknown_pager_is_refused() {
         "probes/p.toml:7:10: alerting.pagers: no [[pager]] is named `pagerduty-prod` (configured: pd)"
     );
 }
+
+/// A file where the state directory should be would lose every incident at the first write
+/// (issue 9): refused at load, so `check` refuses it too.
+#[test]
+fn a_state_dir_that_is_a_file_is_refused() {
+    let cfg = TempConfig::new("", &[]);
+    std::fs::write(cfg.dir.path().join("state"), "not a directory").unwrap();
+    let err = cfg.load(&[]).unwrap_err().to_string();
+    assert!(
+        err.contains("joincanary.toml:4:13: state_dir: `")
+            && err.contains("exists and is not a directory"),
+        "{err}"
+    );
+}

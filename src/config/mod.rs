@@ -418,6 +418,15 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             .unwrap_or_default(),
         None => base.join("../state"),
     };
+    // Alert state and the outbox live here: a file in its place would lose every incident at
+    // the first write, so it is refused now rather than at 3 a.m.
+    if std::fs::metadata(&state_dir).is_ok_and(|m| !m.is_dir()) {
+        ctx.error(
+            raw.state_dir.as_ref().map(|s| s.span()),
+            "state_dir",
+            format_args!("`{}` exists and is not a directory", state_dir.display()),
+        );
+    }
     let status_url = raw
         .status_url
         .as_ref()
