@@ -66,6 +66,8 @@ pub struct Metrics {
     pub heartbeats: IntCounterVec,
     pub alert_firing: IntGaugeVec,
     pub reloads: IntCounterVec,
+    /// `probe_gauge_value{probe, region, step, name}`: numbers a redis or http_json step read.
+    pub gauge_value: GaugeVec,
     /// The region every `joincanary_*` series carries.
     pub region: String,
     /// Every phase histogrammed (`phase_histograms = true`), else [`DEFAULT_PHASES`] only.
@@ -257,6 +259,13 @@ impl Metrics {
                 ),
                 &["result", "region"],
             )?,
+            gauge_value: GaugeVec::new(
+                Opts::new(
+                    "probe_gauge_value",
+                    "Last value a redis or http_json step read (used_memory, memory_ratio, a queue depth, ...)",
+                ),
+                &["probe", "region", "step", "name"],
+            )?,
             registry,
             region: region.to_string(),
             all_phases,
@@ -294,6 +303,7 @@ impl Metrics {
             Box::new(m.heartbeats.clone()),
             Box::new(m.alert_firing.clone()),
             Box::new(m.reloads.clone()),
+            Box::new(m.gauge_value.clone()),
         ] {
             m.registry.register(c)?;
         }
@@ -408,6 +418,18 @@ impl Metrics {
                     }
                 };
                 histogram.observe(d.as_secs_f64());
+            }
+        }
+        for step in &run.steps {
+            for (name, value) in &step.gauges {
+                self.gauge_value
+                    .with_label_values(&[
+                        run.probe.as_str(),
+                        run.region.as_str(),
+                        step.name.as_str(),
+                        name.as_str(),
+                    ])
+                    .set(*value);
             }
         }
         if let Some(lag) = lag {

@@ -643,6 +643,8 @@ mod hostile {
                 error: Some(error.into()),
                 phases: Default::default(),
                 cleanup: false,
+                gauges: Default::default(),
+                warnings: Vec::new(),
             }],
         }
     }

@@ -159,15 +159,21 @@ pub enum StepKind {
     WsSend,
     WsExpect,
     WsClose,
+    /// Health of the Redis behind the signalling: PING, INFO gauges, pub/sub round trip.
+    Redis,
+    /// Numbers read from a JSON endpoint as gauges with thresholds.
+    HttpJson,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 5] = [
+    pub const ALL: [StepKind; 7] = [
         Self::Http,
         Self::WsConnect,
         Self::WsSend,
         Self::WsExpect,
         Self::WsClose,
+        Self::Redis,
+        Self::HttpJson,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -177,6 +183,8 @@ impl StepKind {
             Self::WsSend => "ws_send",
             Self::WsExpect => "ws_expect",
             Self::WsClose => "ws_close",
+            Self::Redis => "redis",
+            Self::HttpJson => "http_json",
         }
     }
 
@@ -222,6 +230,13 @@ pub struct StepReport {
     /// A `cleanup = true` step: it runs after a failure too and never fails the run.
     #[serde(default)]
     pub cleanup: bool,
+    /// Numbers the step read (Redis INFO, a JSON endpoint), exported as `probe_gauge_value`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gauges: BTreeMap<String, f64>,
+    /// Thresholds those numbers crossed: the step still succeeded, but the alert policy
+    /// raises the degraded warning from them (as from a latency budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One probe run's outcome.

@@ -444,6 +444,8 @@ mod tests {
                 error,
                 phases: Default::default(),
                 cleanup: false,
+                gauges: Default::default(),
+                warnings: Vec::new(),
             }],
         }
     }

@@ -203,6 +203,8 @@ fn exported() -> Vec<String> {
         error: None,
         phases: [(Phase::Total, std::time::Duration::from_millis(5))].into(),
         cleanup: false,
+        gauges: Default::default(),
+        warnings: Vec::new(),
     };
     let run = ProbeRun {
         probe: "p".into(),

@@ -50,6 +50,8 @@ impl Runner for Platform {
                 error: broken.then(|| "no frame matched within 5.0 s".into()),
                 phases: Default::default(),
                 cleanup: false,
+                gauges: Default::default(),
+                warnings: Vec::new(),
             };
             ProbeRun {
                 probe: probe.name.clone(),

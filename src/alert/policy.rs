@@ -405,7 +405,11 @@ impl ProbeAlertState {
         now: DateTime<Utc>,
     ) -> Vec<Decision> {
         let cfg = cx.config;
-        if cfg.budgets.is_empty() {
+        // Gauge thresholds (redis, http_json steps) raise the same warning as budgets do.
+        let gauges_watched = self.warning.is_some()
+            || self.slow > 0
+            || run.steps.iter().any(|s| !s.warnings.is_empty());
+        if cfg.budgets.is_empty() && !gauges_watched {
             return Vec::new();
         }
         let breaches = budget_breaches(cfg, &run.steps);
@@ -640,10 +644,12 @@ fn build_trigger(
     }
 }
 
-/// Which budgets a run's steps broke, as `signalling round_trip 1.4 s over its 1.0 s budget`.
+/// Which budgets a run's steps broke, as `signalling round_trip 1.4 s over its 1.0 s budget`,
+/// then the gauge thresholds they crossed (`step "redis" memory_ratio 0.91 above 0.8`).
 pub fn budget_breaches(cfg: &PolicyConfig, steps: &[StepReport]) -> Vec<String> {
     let mut out = Vec::new();
     for step in steps {
+        out.extend(step.warnings.iter().cloned());
         let Some(budgets) = cfg.budgets.get(&step.name) else {
             continue;
         };
@@ -687,6 +693,8 @@ mod tests {
             error: reason.map(|_| "no frame matched".into()),
             phases,
             cleanup: false,
+            gauges: Default::default(),
+            warnings: Vec::new(),
         }
     }
 

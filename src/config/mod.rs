@@ -19,8 +19,8 @@ pub use env::{EnvError, EnvSource, ProcessEnv, substitute};
 pub(crate) use probe::timezone as probe_timezone;
 pub(crate) use probe::valid_label;
 pub use probe::{
-    Body, ExpectSpec, ExtractSource, Extraction, FailSpec, HttpSpec, ProbePlan, ProtocolKind,
-    Schedule, SendSpec, StepPlan, StepSpec, WsConnectSpec,
+    Body, ExpectSpec, ExtractSource, Extraction, FailSpec, GaugeChecks, HttpJsonSpec, HttpSpec,
+    ProbePlan, ProtocolKind, RedisSpec, Schedule, SendSpec, StepPlan, StepSpec, WsConnectSpec,
 };
 
 use crate::flow::template::Template;

@@ -241,7 +241,42 @@ pub enum StepSpec {
     WsSend(SendSpec),
     WsExpect(ExpectSpec),
     WsClose,
+    Redis(RedisSpec),
+    HttpJson(HttpJsonSpec),
 }
+
+/// Thresholds on a step's gauges: crossing one is a warning (degraded), never a failure.
+#[derive(Debug, Clone, Default)]
+pub struct GaugeChecks {
+    /// A gauge at or above its value warns.
+    pub warn_above: Vec<(String, f64)>,
+    /// A gauge below its value warns.
+    pub warn_below: Vec<(String, f64)>,
+}
+
+/// A `redis` step: PING, INFO gauges, optionally a pub/sub round trip on `channel`.
+#[derive(Debug, Clone)]
+pub struct RedisSpec {
+    /// `redis://` or `rediss://` (TLS).
+    pub url: Template,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub channel: Option<Template>,
+    pub checks: GaugeChecks,
+}
+
+/// An `http_json` step: an `http` request whose JSON numbers become gauges.
+#[derive(Debug, Clone)]
+pub struct HttpJsonSpec {
+    /// The request; its `extract` also carries one extraction per gauge.
+    pub http: HttpSpec,
+    /// Gauge name -> JSON pointer.
+    pub gauges: Vec<(String, String)>,
+    pub checks: GaugeChecks,
+}
+
+/// The memory warning of the incident's action plan: `used_memory / maxmemory` at 80 %.
+pub const DEFAULT_MEMORY_RATIO_WARNING: f64 = 0.8;
 
 /// How frames on a websocket are framed and read (`protocol = ...` on `ws_connect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -420,7 +455,10 @@ const WS_KINDS: &[StepKind] = &[
 ];
 const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("method", &[StepKind::Http]),
-    ("url", &[StepKind::Http, StepKind::WsConnect]),
+    (
+        "url",
+        &[StepKind::Http, StepKind::WsConnect, StepKind::Redis],
+    ),
     ("headers", &[StepKind::Http, StepKind::WsConnect]),
     ("json", &[StepKind::Http, StepKind::WsSend]),
     ("form", &[StepKind::Http]),
@@ -445,6 +483,12 @@ const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("ack", &[StepKind::WsSend, StepKind::WsExpect]),
     ("subscribe", &[StepKind::WsSend]),
     ("expect_xml", &[StepKind::WsExpect]),
+    ("username", &[StepKind::Redis]),
+    ("password", &[StepKind::Redis]),
+    ("channel", &[StepKind::Redis]),
+    ("gauges", &[StepKind::HttpJson]),
+    ("warn_above", &[StepKind::Redis, StepKind::HttpJson]),
+    ("warn_below", &[StepKind::Redis, StepKind::HttpJson]),
 ];
 
 fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
@@ -482,6 +526,12 @@ fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
     key!(ack);
     key!(subscribe);
     key!(expect_xml);
+    key!(username);
+    key!(password);
+    key!(channel);
+    key!(gauges);
+    key!(warn_above);
+    key!(warn_below);
     out
 }
 
@@ -663,7 +713,9 @@ pub(crate) fn build(
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map_or(&[][..], |(_, kinds)| *kinds);
-            if !allowed.contains(&kind) {
+            // An http_json step is an http step with gauges: it takes every http key.
+            let http_key = kind == StepKind::HttpJson && allowed.contains(&StepKind::Http);
+            if !allowed.contains(&kind) && !http_key {
                 ctx.error(
                     Some(span),
                     format!("{prefix}.{key}"),
@@ -841,7 +893,7 @@ pub(crate) fn valid_label(s: &str) -> bool {
 
 fn spec_extracts(spec: &StepSpec) -> &[Extraction] {
     match spec {
-        StepSpec::Http(h) => &h.extract,
+        StepSpec::Http(h) | StepSpec::HttpJson(HttpJsonSpec { http: h, .. }) => &h.extract,
         StepSpec::WsExpect(e) => &e.extract,
         _ => &[],
     }
@@ -1150,7 +1202,139 @@ fn build_spec(
             }))
         }
         StepKind::WsClose => Some(StepSpec::WsClose),
+        StepKind::Redis => {
+            let Some(url_raw) = &s.url else {
+                ctx.error(
+                    Some(s.name.span()),
+                    key("url"),
+                    "a redis step needs `url` (redis:// or rediss://)",
+                );
+                return None;
+            };
+            let url = url_template(ctx, url_raw, &key("url"), &["redis", "rediss"])?;
+            let username = s
+                .username
+                .as_ref()
+                .and_then(|u| ctx.env_str(u, &key("username")))
+                // `${REDIS_PASSWORD:-}` unset: no AUTH at all, not AUTH with "".
+                .filter(|v| !v.is_empty());
+            let password = s
+                .password
+                .as_ref()
+                .and_then(|p| ctx.env_str(p, &key("password")))
+                // `${REDIS_PASSWORD:-}` unset: no AUTH at all, not AUTH with "".
+                .filter(|v| !v.is_empty());
+            let channel = match &s.channel {
+                Some(c) => Some(ctx.template(c, &key("channel"))?),
+                None => None,
+            };
+            let known: Vec<String> = crate::flow::REDIS_GAUGES
+                .iter()
+                .map(|g| (*g).to_string())
+                .collect();
+            let mut checks = gauge_checks(ctx, s, prefix, &known)?;
+            if !checks.warn_above.iter().any(|(n, _)| n == "memory_ratio") {
+                checks
+                    .warn_above
+                    .push(("memory_ratio".into(), DEFAULT_MEMORY_RATIO_WARNING));
+            }
+            Some(StepSpec::Redis(RedisSpec {
+                url,
+                username,
+                password,
+                channel,
+                checks,
+            }))
+        }
+        StepKind::HttpJson => {
+            let Some(StepSpec::Http(mut http)) =
+                build_spec(ctx, s, StepKind::Http, prefix, defaults, protocol)
+            else {
+                return None;
+            };
+            let mut gauges = Vec::new();
+            for (name, path) in s
+                .gauges
+                .as_ref()
+                .map(|g| g.get_ref().iter())
+                .into_iter()
+                .flatten()
+            {
+                let k = key(&format!("gauges.{name}"));
+                if !valid_label(name) {
+                    ctx.error(
+                        Some(path.span()),
+                        &k,
+                        "a gauge name must be letters, digits, `-`, `_` or `.`",
+                    );
+                    continue;
+                }
+                match json_pointer(path.get_ref()) {
+                    Ok(p) => {
+                        http.extract.push(Extraction {
+                            var: crate::flow::gauge_var(name),
+                            source: ExtractSource::Json(p.clone()),
+                        });
+                        gauges.push((name.clone(), p));
+                    }
+                    Err(msg) => ctx.error(Some(path.span()), &k, msg),
+                }
+            }
+            if gauges.is_empty() {
+                ctx.error(
+                    Some(s.name.span()),
+                    key("gauges"),
+                    "an http_json step needs `gauges` (name = JSON pointer of a number)",
+                );
+                return None;
+            }
+            let known: Vec<String> = gauges.iter().map(|(n, _)| n.clone()).collect();
+            let checks = gauge_checks(ctx, s, prefix, &known)?;
+            Some(StepSpec::HttpJson(HttpJsonSpec {
+                http,
+                gauges,
+                checks,
+            }))
+        }
     }
+}
+
+/// `warn_above` / `warn_below`: every name must be one of the step's gauges.
+fn gauge_checks(
+    ctx: &mut Ctx<'_>,
+    s: &RawStep,
+    prefix: &str,
+    known: &[String],
+) -> Option<GaugeChecks> {
+    let mut ok = true;
+    let mut read = |ctx: &mut Ctx<'_>, raw: Option<&S<BTreeMap<String, S<f64>>>>, which: &str| {
+        let mut out = Vec::new();
+        for (name, value) in raw.map(|m| m.get_ref().iter()).into_iter().flatten() {
+            let k = format!("{prefix}.{which}.{name}");
+            if !known.contains(name) {
+                ctx.error(
+                    Some(value.span()),
+                    &k,
+                    format_args!(
+                        "`{name}` is not a gauge of this step (it has {})",
+                        known.join(", ")
+                    ),
+                );
+                ok = false;
+            } else if !value.get_ref().is_finite() {
+                ctx.error(Some(value.span()), &k, "must be a finite number");
+                ok = false;
+            } else {
+                out.push((name.clone(), *value.get_ref()));
+            }
+        }
+        out
+    };
+    let checks = GaugeChecks {
+        warn_above: read(ctx, s.warn_above.as_ref(), "warn_above"),
+        warn_below: read(ctx, s.warn_below.as_ref(), "warn_below"),
+    };
+    ok.then_some(checks)
 }
 
 fn url_template(
@@ -1409,7 +1593,11 @@ fn check_vars(
     let mut templates: Vec<&Template> = Vec::new();
     let mut json: Vec<&serde_json::Value> = Vec::new();
     match spec {
-        StepSpec::Http(h) => {
+        StepSpec::Redis(r) => {
+            templates.push(&r.url);
+            templates.extend(&r.channel);
+        }
+        StepSpec::Http(h) | StepSpec::HttpJson(HttpJsonSpec { http: h, .. }) => {
             templates.push(&h.url);
             templates.extend(h.headers.iter().map(|(_, t)| t));
             match &h.body {

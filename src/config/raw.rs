@@ -215,6 +215,18 @@ pub struct RawStep {
     pub subscribe: Option<S<toml::Value>>,
     /// ws_expect, xmpp: an element that must match (name, attributes in any order, children).
     pub expect_xml: Option<S<String>>,
+    /// redis: the ACL user (`${ENV}` expanded at load time).
+    pub username: Option<S<String>>,
+    /// redis: the password (`${ENV}` expanded at load time; scrubbed from every error).
+    pub password: Option<S<String>>,
+    /// redis: the canary channel of the PUBLISH/SUBSCRIBE round trip (none: no round trip).
+    pub channel: Option<S<String>>,
+    /// http_json: gauge name -> JSON pointer (or dotted path) of a number in the reply.
+    pub gauges: Option<S<BTreeMap<String, S<String>>>>,
+    /// redis, http_json: a gauge at or above this value raises the degraded warning.
+    pub warn_above: Option<S<BTreeMap<String, S<f64>>>>,
+    /// redis, http_json: a gauge below this value raises the degraded warning.
+    pub warn_below: Option<S<BTreeMap<String, S<f64>>>>,
 }
 
 /// Where an extracted value comes from; exactly one key.

@@ -10,8 +10,10 @@ mod http;
 pub mod matcher;
 mod net;
 pub mod protocol;
+mod redis;
 
 pub use net::tls_client_config;
+pub use redis::{REDIS_GAUGES, gauge_var};
 pub mod template;
 mod ws;
 
@@ -138,6 +140,12 @@ pub(crate) struct RunContext<'a> {
     /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
     pub last_miss: Option<String>,
     pub redactor: Redactor,
+    /// The current step's name, gauges read and thresholds crossed (redis, http_json).
+    pub step_name: String,
+    pub gauges: BTreeMap<String, f64>,
+    pub warnings: Vec<String>,
+    /// What the current step waits for, when it says (for the timeout message).
+    pub waiting: &'static str,
 }
 
 impl RunContext<'_> {
@@ -210,6 +218,10 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         frames_seen: 0,
         last_miss: None,
         redactor: Redactor::new(plan.secrets.iter().cloned()),
+        step_name: String::new(),
+        gauges: BTreeMap::new(),
+        warnings: Vec::new(),
+        waiting: "",
     };
     for (name, t) in &plan.variables {
         let value = t.render(&vars).unwrap_or_default();
@@ -294,6 +306,10 @@ async fn run_step(
     let t0 = Instant::now();
     ctx.phases.clear();
     ctx.frames_seen = 0;
+    ctx.step_name.clone_from(&step.name);
+    ctx.gauges.clear();
+    ctx.warnings.clear();
+    ctx.waiting = "";
     ctx.last_miss = None;
     let step_deadline = step
         .timeout
@@ -323,6 +339,8 @@ async fn run_step(
         error,
         phases,
         cleanup: step.cleanup,
+        gauges: std::mem::take(&mut ctx.gauges),
+        warnings: std::mem::take(&mut ctx.warnings),
     }
 }
 
@@ -356,11 +374,12 @@ fn timeout_error(
         );
     }
     let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {
-        (StepSpec::Http(_), None) => "waiting for the connection",
-        (StepSpec::Http(_), Some(Phase::FirstByte)) => "reading the body",
-        (StepSpec::Http(_), Some(_)) => "waiting for the reply",
+        (StepSpec::Http(_) | StepSpec::HttpJson(_), None) => "waiting for the connection",
+        (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(Phase::FirstByte)) => "reading the body",
+        (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(_)) => "waiting for the reply",
         (StepSpec::WsConnect(_), _) => "opening the websocket",
         (StepSpec::WsExpect(_), _) => "waiting for a matching frame",
+        (StepSpec::Redis(_), _) if !ctx.waiting.is_empty() => ctx.waiting,
         _ => "in the step",
     };
     StepError::new(
@@ -376,6 +395,8 @@ async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepEr
         StepSpec::WsSend(spec) => ws::send(ctx, &step.connection, spec).await,
         StepSpec::WsExpect(spec) => ws::expect(ctx, &step.connection, spec).await,
         StepSpec::WsClose => ws::close(ctx, &step.connection).await,
+        StepSpec::Redis(spec) => redis::run(ctx, spec).await,
+        StepSpec::HttpJson(spec) => redis::http_json(ctx, spec).await,
     }
 }
 

@@ -1,0 +1,251 @@
+//! The `redis` and `http_json` steps against a real `redis-server` and a real HTTP server:
+//! gauges exported, thresholds raising the degraded warning while the step succeeds, a paused
+//! Redis failing the pub/sub round trip, and refused credentials never quoting the password.
+
+use joincanary::alert::Severity;
+use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
+use joincanary::config::ProbePlan;
+use joincanary::flow::run_probe;
+use joincanary::metrics::Metrics;
+use joincanary::report::{FailureReason, ProbeRun, Trigger};
+
+use crate::support::servers::{self, PauseMode, Redis};
+use crate::support::{self, TempConfig};
+
+async fn redis() -> Redis {
+    servers::start_redis()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The shipped example, pointed at `redis`.
+fn example(redis: &Redis, env: &[(&str, &str)]) -> ProbePlan {
+    let path = support::root().join("probes/examples/redis-health.toml");
+    let text = std::fs::read_to_string(path).expect("example exists");
+    let url = redis.url();
+    let mut pairs = vec![("REDIS_URL", url.as_str())];
+    pairs.extend_from_slice(env);
+    let cfg = TempConfig::new("", &[("redis-health.toml", &text)]);
+    let plan = cfg
+        .load(&pairs)
+        .unwrap_or_else(|e| panic!("example loads: {e}"));
+    plan.probes[0].as_ref().clone()
+}
+
+/// The warnings the alert policy raises for `run` (the example warns after one run).
+fn warnings(plan: &ProbePlan, run: &ProbeRun) -> Vec<String> {
+    let cx = AlertContext {
+        probe: &plan.name,
+        region: "test",
+        config: &plan.alerting,
+        links: &[],
+    };
+    let mut state = ProbeAlertState::default();
+    state
+        .observe(&cx, run, run.finished_at())
+        .into_iter()
+        .filter_map(|d| match d {
+            Decision::Notify(n) if n.severity == Severity::Warning => Some(n.summary),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn healthy_redis_passes_with_gauges_exported() {
+    let redis = redis().await;
+    let plan = example(&redis, &[]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    let step = &run.steps[0];
+    assert!(step.warnings.is_empty(), "{step:#?}");
+    for name in [
+        "used_memory",
+        "connected_clients",
+        "blocked_clients",
+        "evicted_keys",
+    ] {
+        assert!(
+            step.gauges.contains_key(name),
+            "{name} in {:?}",
+            step.gauges
+        );
+    }
+    // No maxmemory on a fresh server: no ratio rather than a meaningless one.
+    assert!(!step.gauges.contains_key("memory_ratio"));
+    assert!(
+        step.phases
+            .contains_key(&joincanary::report::Phase::RoundTrip)
+    );
+    assert!(warnings(&plan, &run).is_empty());
+    let metrics = Metrics::new("test").expect("metrics");
+    metrics.record(&run, None);
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"probe_gauge_value{name="connected_clients",probe="redis-health",region="test",step="redis"}"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn memory_past_the_threshold_warns_while_the_step_succeeds() {
+    let redis = redis().await;
+    redis
+        .fill_to(64 * 1024 * 1024, 0.9)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = example(&redis, &[]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "the join path still works: {run:#?}");
+    let step = &run.steps[0];
+    let ratio = step.gauges["memory_ratio"];
+    assert!(ratio >= 0.8, "{ratio}");
+    let warned = warnings(&plan, &run);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("step \"redis\" memory_ratio") && warned[0].contains("at or above 0.80"),
+        "{warned:?}"
+    );
+    let metrics = Metrics::new("test").expect("metrics");
+    metrics.record(&run, None);
+    assert!(metrics.render().contains(r#"name="memory_ratio""#));
+}
+
+#[tokio::test]
+async fn paused_redis_fails_the_pub_sub_round_trip() {
+    let redis = redis().await;
+    // Writes (PUBLISH among them) wait; PING and INFO are still served.
+    redis
+        .pause(20_000, PauseMode::Write)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = example(&redis, &[]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!run.success);
+    assert_eq!(run.failed_step.as_deref(), Some("redis"));
+    assert_eq!(run.reason, Some(FailureReason::Timeout));
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("pub/sub round trip"), "{error}");
+}
+
+#[tokio::test]
+async fn wrong_password_fails_clearly_without_quoting_it() {
+    let redis = redis().await;
+    redis
+        .ok(&["CONFIG", "SET", "requirepass", "the-right-password"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wrong = "a-wrong-password-42";
+    let plan = example(&redis, &[("REDIS_PASSWORD", wrong)]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(!run.success);
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("refused the credentials"), "{error}");
+    let json = serde_json::to_string(&run).expect("json");
+    assert!(!json.contains(wrong), "{json}");
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_with_connect() {
+    let redis = redis().await;
+    let url = redis.url();
+    drop(redis);
+    let path = support::root().join("probes/examples/redis-health.toml");
+    let text = std::fs::read_to_string(path).expect("example exists");
+    let cfg = TempConfig::new("", &[("redis-health.toml", &text)]);
+    let plan = cfg.load(&[("REDIS_URL", url.as_str())]).expect("loads");
+    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    assert!(!run.success);
+    assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
+}
+
+#[tokio::test]
+async fn http_json_gauges_with_thresholds() {
+    let app = axum::Router::new().route(
+        "/asg",
+        axum::routing::get(|| async {
+            axum::Json(serde_json::json!({"group": {"desired": 4, "in_service": 2}, "queue": "x"}))
+        }),
+    );
+    let base = support::serve_router(app).await;
+    let probe = format!(
+        r#"
+name = "capacity"
+[[steps]]
+name = "asg"
+kind = "http_json"
+url = "http://{base}/asg"
+gauges = {{ desired = "$.group.desired", in_service = "/group/in_service" }}
+warn_below = {{ in_service = 3 }}
+warn_above = {{ desired = 10 }}
+"#
+    );
+    let plan = support::probe_from(&probe, &[]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    let step = &run.steps[0];
+    assert_eq!(step.gauges["desired"], 4.0);
+    assert_eq!(step.gauges["in_service"], 2.0);
+    assert_eq!(
+        step.warnings,
+        vec!["step \"asg\" in_service 2 below 3".to_string()]
+    );
+
+    let not_a_number = probe.replace("/group/in_service", "/queue");
+    let run = run_probe(
+        &support::probe_from(&not_a_number, &[]),
+        "test",
+        Trigger::Manual,
+    )
+    .await;
+    assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
+    assert!(run.error.unwrap_or_default().contains("gauge `in_service`"));
+}
+
+/// `check`'s messages for the new keys, with file:line.
+fn errors_for(probe: &str) -> Vec<String> {
+    let cfg = TempConfig::new("", &[("p.toml", probe)]);
+    let prefix = format!("{}/", cfg.dir.path().display());
+    match cfg.load(&[]) {
+        Ok(_) => panic!("config should be rejected"),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| e.to_string().replace(&prefix, ""))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn bad_redis_and_http_json_keys_are_rejected_with_their_line() {
+    let errs = errors_for("[[steps]]\nname = \"r\"\nkind = \"redis\"\nurl = \"http://h/\"\n");
+    assert_eq!(
+        errs,
+        ["probes/p.toml:4:7: steps[0].url: `http://h/` must be a redis or rediss URL with a host"]
+    );
+    let errs = errors_for(
+        "[[steps]]\nname = \"r\"\nkind = \"redis\"\nurl = \"redis://h\"\nwarn_above = { memory = 0.9 }\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:5:25: steps[0].warn_above.memory: `memory` is not a gauge of this step (it has used_memory, maxmemory, memory_ratio, rejected_connections, evicted_keys, connected_clients, blocked_clients)"
+        ]
+    );
+    let errs = errors_for(
+        "[[steps]]\nname = \"h\"\nkind = \"http\"\nurl = \"http://h/\"\npassword = \"x\"\n",
+    );
+    assert_eq!(
+        errs,
+        ["probes/p.toml:5:12: steps[0].password: `password` does not apply to a http step"]
+    );
+    let errs = errors_for("[[steps]]\nname = \"j\"\nkind = \"http_json\"\nurl = \"http://h/\"\n");
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:2:8: steps[0].gauges: an http_json step needs `gauges` (name = JSON pointer of a number)"
+        ]
+    );
+}
