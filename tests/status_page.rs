@@ -118,9 +118,20 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
     let sim_us = start_sim().await;
     // Roomy step timeouts: a slowed signalling step must stay slow, not fail, on a busy machine.
     let probe = |url: &str| {
-        fast_sim_probe(url)
+        let p = fast_sim_probe(url)
             .replace("timeout = \"900ms\"", "timeout = \"950ms\"")
             .replace("timeout = \"200ms\"", "timeout = \"700ms\"")
+            // The degraded stage delays signalling 400 ms: its step timeout must leave room
+            // above that, or a busy machine turns "slow" into "failing".
+            .replace(
+                "fail_json = { type = \"error\" }\ntimeout = \"400ms\"",
+                "fail_json = { type = \"error\" }\ntimeout = \"750ms\"",
+            );
+        assert!(
+            p.contains("timeout = \"750ms\""),
+            "signalling timeout widened: {p}"
+        );
+        p
     };
     let us = TempConfig::new("", &[("sim-join.toml", &probe(&sim_us.base_url()))]);
     let text = std::fs::read_to_string(&us.path)
