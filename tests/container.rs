@@ -166,6 +166,49 @@ fn every_kubernetes_region_passes_check_with_the_pods_environment() {
 }
 
 #[test]
+fn the_compose_config_passes_check_for_each_region() {
+    // Compose mounts deploy/compose/joincanary.toml and probes/ side by side under /etc/joincanary.
+    let compose = std::fs::read_to_string(root().join("deploy/compose.yaml")).unwrap();
+    assert!(
+        compose.contains("./compose/joincanary.toml:/etc/joincanary/config/joincanary.toml:ro")
+    );
+    assert!(compose.contains("../probes:/etc/joincanary/probes:ro"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    std::fs::copy(
+        root().join("deploy/compose/joincanary.toml"),
+        dir.path().join("config/joincanary.toml"),
+    )
+    .unwrap();
+    // The probe directory's own files (its examples/ folder is not loaded as probes).
+    for e in std::fs::read_dir(root().join("probes")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join("probes").join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    for region in ["eu-west-1", "us-east-1", "ap-southeast-1"] {
+        assert!(compose.contains(&format!("REGION: {region}")));
+        let out = std::process::Command::new(crate::support::binary())
+            .arg("check")
+            .arg("--config")
+            .arg(dir.path().join("config/joincanary.toml"))
+            .env_clear()
+            .env("REGION", region)
+            .env("SIM_URL", "http://sim:7480")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{region}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn kubernetes_probes_are_the_shipped_probes() {
     // kustomize reads only below the kustomization, so the probes are a copy: keep it one.
     for e in std::fs::read_dir(root().join("deploy/kubernetes/base/probes")).unwrap() {

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Checks deploy/compose.yaml as `docker-compose config` resolved it (stdin): the stack is whole.
+
+Three probers with distinct regions and the shipped config and probes, the sim they probe,
+Prometheus with the shipped prometheus.yml and rules, Alertmanager with the shipped config; every
+bind-mounted host path exists; published ports are distinct and on loopback.
+"""
+import os
+import sys
+
+import yaml
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+errors = []
+
+
+def fail(msg):
+    errors.append(msg)
+    print("ERROR", msg)
+
+
+def mounts(service):
+    for v in service.get("volumes") or []:
+        if isinstance(v, str):
+            src, dst = v.split(":")[:2]
+        else:
+            src, dst = v.get("source"), v.get("target")
+        yield src, dst
+
+
+def main():
+    config = yaml.safe_load(sys.stdin)
+    services = config["services"]
+    probers = {n: s for n, s in services.items() if (s.get("command") or [None])[0] == "run"}
+    regions = {s["environment"].get("REGION") for s in probers.values()}
+    if len(probers) != 3 or len(regions) != 3:
+        fail(f"expected three probers with distinct regions, found {sorted(probers)} {regions}")
+    for name, s in probers.items():
+        dsts = {dst: src for src, dst in mounts(s)}
+        if not dsts.get("/etc/joincanary/config/joincanary.toml", "").endswith("deploy/compose/joincanary.toml"):
+            fail(f"{name}: deploy/compose/joincanary.toml is not its config")
+        if not dsts.get("/etc/joincanary/probes", "").endswith("/probes"):
+            fail(f"{name}: the shipped probes are not mounted")
+        if "/var/lib/joincanary" not in dsts:
+            fail(f"{name}: no state volume")
+        if s["environment"].get("SIM_URL") != "http://sim:7480":
+            fail(f"{name}: does not probe the sim by default")
+    if (services.get("sim", {}).get("command") or [None])[0] != "sim":
+        fail("no sim service running `joincanary sim`")
+    wanted = {
+        "prometheus": ["deploy/prometheus/prometheus.yml", "deploy/prometheus/joincanary-rules.yaml"],
+        "alertmanager": ["deploy/alertmanager/alertmanager.yml"],
+    }
+    for name, files in wanted.items():
+        s = services.get(name)
+        if s is None:
+            fail(f"no {name} service")
+            continue
+        srcs = [src for src, _ in mounts(s)]
+        for f in files:
+            if not any(os.path.join(ROOT, f).startswith(src.rstrip("/") + "/") or os.path.join(ROOT, f) == src
+                       for src in srcs):
+                fail(f"{name}: {f} is not mounted")
+    published = []
+    for name, s in services.items():
+        for src, _ in mounts(s):
+            if src.startswith("/") and not os.path.exists(src):
+                fail(f"{name}: mounts {src}, which does not exist")
+        for p in s.get("ports") or []:
+            p = p if isinstance(p, str) else f"{p.get('host_ip')}:{p.get('published')}:{p.get('target')}"
+            published.append(p.rsplit(":", 1)[0])
+            if not p.startswith("127.0.0.1:"):
+                fail(f"{name}: port {p} is published beyond loopback")
+    if len(published) != len(set(published)):
+        fail(f"published ports collide: {published}")
+    print(f"compose: {len(services)} services, {len(errors)} errors")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
