@@ -82,7 +82,7 @@ class Blackbox:
         self.dir = tempfile.mkdtemp(prefix="jc-bench-bb-")
         cfg = os.path.join(self.dir, "blackbox.yml")
         with open(cfg, "w") as f:
-            f.write("modules:\n  login:\n    prober: http\n    timeout: 1s\n    http:\n"
+            f.write("modules:\n  login:\n    prober: http\n    timeout: 5s\n    http:\n"
                     "      method: POST\n      headers:\n        Content-Type: application/json\n"
                     f"      body: '{LOGIN_JSON}'\n      valid_status_codes: [200]\n"
                     "      preferred_ip_protocol: ip4\n")
@@ -305,7 +305,7 @@ def main():
     ap.add_argument("--flow-rates", type=lambda s: [int(x) for x in s.split(",")],
                     default=[20, 200])
     ap.add_argument("--ceiling-rates", type=lambda s: [int(x) for x in s.split(",")],
-                    default=[200, 400, 600, 800, 1000])
+                    default=[200, 400, 800])
     ap.add_argument("--delays", type=lambda s: [int(x) for x in s.split(",")],
                     default=[50, 100, 300, 1000])
     ap.add_argument("--samples", type=int, default=15)

@@ -17,8 +17,9 @@ FAULTS = {
     "redis_oom": (lambda c: c.redis.oom(), lambda c: c.redis.oom_undo(), "signalling"),
     "redis_pause": (lambda c: c.redis.pause(), lambda c: c.redis.pause_undo(), "signalling"),
     "redis_sigstop": (lambda c: c.redis.sigstop(), lambda c: c.redis.sigstop_undo(), "signalling"),
-    # Each DEBUG SLEEP lasts twice the sim's Redis deadline, back to back.
-    "redis_slow": (lambda c: c.redis.slow(2 * c.redis_timeout_s),
+    # Each DEBUG SLEEP lasts ten times the sim's Redis deadline, back to back: a join meets
+    # the rest of a sleep, so about one in ten still gets through (a slow, not a dead, Redis).
+    "redis_slow": (lambda c: c.redis.slow(10 * c.redis_timeout_s),
                    lambda c: c.redis.slow_undo(), "signalling"),
     "sim_signalling_drop": (lambda c: c.sim_faults({"signalling_drop": True}),
                             lambda c: c.sim_faults(None), "signalling"),
@@ -96,11 +97,14 @@ def one_cycle(c, fault, offset_s):
             out["probes"][probe] = {"trigger_s": t - t_inject, "step": e.get("failed_step"),
                                     "reason": e.get("reason")}
     finally:
-        t_recover = time.monotonic()
         undo(c)
+        # Recovered once the undo returns (a DEBUG SLEEP loop ends with its last sleep).
+        t_recover = time.monotonic()
     for probe in PROBES:
-        t, _ = h.wait_until(lambda p=probe: c.receiver.first(t_recover, event_for(p, "resolve")),
+        trig = t_inject + out["probes"][probe]["trigger_s"]
+        t, _ = h.wait_until(lambda p=probe: c.receiver.first(trig, event_for(p, "resolve")),
                             bound, 0.01, f"{probe} resolve")
+        # A resolve before recovery: the fault let two runs in a row through (it flapped).
         out["probes"][probe]["resolve_s"] = t - t_recover
     return out
 

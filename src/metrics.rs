@@ -1,16 +1,17 @@
 //! The Prometheus registry and `record(&ProbeRun)`. Metric names are a contract with
 //! dashboards and alert rules: blackbox_exporter's names where they mean the same.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use prometheus::core::{AtomicF64, AtomicI64, AtomicU64, GenericCounter, GenericGauge};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::report::ProbeRun;
+use crate::report::{Phase, ProbeRun};
 
 /// `joincanary_notifications_total` results: delivered, one failed attempt that will be retried,
 /// given up. Every series exists from start-up so `increase()` sees the first failure.
@@ -71,6 +72,9 @@ pub struct Metrics {
     pub region: String,
     /// Every phase histogrammed (`phase_histograms = true`), else [`DEFAULT_PHASES`] only.
     all_phases: bool,
+    /// Each probe's series, resolved once: `with_label_values` hashes every label value on
+    /// every call, a dozen times per run otherwise.
+    per_probe: Arc<Mutex<SeriesCache>>,
     /// Per sink, when its oldest queued notification was queued: the age is worked out at
     /// scrape time, so it grows while nothing is delivered (a stuck queue is the point).
     oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
@@ -81,6 +85,22 @@ pub struct Metrics {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot register metrics: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
+
+/// (probe, region) -> its resolved series.
+type SeriesCache = HashMap<(String, String), Arc<ProbeSeries>>;
+
+/// The series of one probe and region that every run updates.
+struct ProbeSeries {
+    success: GenericGauge<AtomicI64>,
+    duration: GenericGauge<AtomicF64>,
+    last_run: GenericGauge<AtomicF64>,
+    last_success: GenericGauge<AtomicF64>,
+    runs_success: GenericCounter<AtomicU64>,
+    runs_failure: GenericCounter<AtomicU64>,
+    lag: GenericGauge<AtomicF64>,
+    /// step name -> (phase, histogram); a handful of phases per step, scanned.
+    steps: Mutex<HashMap<String, Vec<(Phase, Histogram)>>>,
+}
 
 impl Metrics {
     /// Builds the registry with build info for `region` and the process collector.
@@ -249,6 +269,7 @@ impl Metrics {
             registry,
             region: region.to_string(),
             all_phases,
+            per_probe: Arc::default(),
             oldest_queued: Arc::default(),
         };
         for result in ["success", "failure"] {
@@ -311,27 +332,42 @@ impl Metrics {
         }
     }
 
+    fn probe_series(&self, probe: &str, region: &str) -> Arc<ProbeSeries> {
+        let mut map = self
+            .per_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = map.get(&(probe.to_owned(), region.to_owned())) {
+            return Arc::clone(s);
+        }
+        let l = [probe, region];
+        let s = Arc::new(ProbeSeries {
+            success: self.success.with_label_values(&l),
+            duration: self.duration.with_label_values(&l),
+            last_run: self.last_run.with_label_values(&l),
+            last_success: self.last_success.with_label_values(&l),
+            runs_success: self.runs.with_label_values(&[probe, region, "success"]),
+            runs_failure: self.runs.with_label_values(&[probe, region, "failure"]),
+            lag: self.schedule_lag.with_label_values(&l),
+            steps: Mutex::default(),
+        });
+        map.insert((probe.to_owned(), region.to_owned()), Arc::clone(&s));
+        s
+    }
+
     /// Records one run. Phases never measured are omitted, not recorded as zero.
     pub fn record(&self, run: &ProbeRun, lag: Option<std::time::Duration>) {
-        let l = [run.probe.as_str(), run.region.as_str()];
-        self.success
-            .with_label_values(&l)
-            .set(i64::from(run.success));
-        self.duration
-            .with_label_values(&l)
-            .set(run.duration_ms.as_secs_f64());
+        let s = self.probe_series(&run.probe, &run.region);
+        s.success.set(i64::from(run.success));
+        s.duration.set(run.duration_ms.as_secs_f64());
         let finished = run.finished_at().timestamp_millis() as f64 / 1000.0;
-        self.last_run.with_label_values(&l).set(finished);
+        s.last_run.set(finished);
         if run.success {
-            self.last_success.with_label_values(&l).set(finished);
+            s.last_success.set(finished);
+            s.runs_success.inc();
+        } else {
+            s.runs_failure.inc();
         }
-        self.runs
-            .with_label_values(&[
-                run.probe.as_str(),
-                run.region.as_str(),
-                if run.success { "success" } else { "failure" },
-            ])
-            .inc();
         // A failed cleanup step never fails the run, but it is counted: a platform leaking
         // sessions because `destroy` keeps failing is worth a graph.
         let failed_cleanups = run
@@ -353,19 +389,35 @@ impl Metrics {
                 ])
                 .inc();
         }
+        let mut steps = s
+            .steps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for step in &run.steps {
             for (phase, d) in &step.phases {
                 if !self.all_phases && !DEFAULT_PHASES.contains(&phase.as_str()) {
                     continue;
                 }
-                self.step_duration
-                    .with_label_values(&[
-                        run.probe.as_str(),
-                        run.region.as_str(),
-                        step.name.as_str(),
-                        phase.as_str(),
-                    ])
-                    .observe(d.as_secs_f64());
+                if !steps.contains_key(step.name.as_str()) {
+                    steps.insert(step.name.clone(), Vec::new());
+                }
+                let Some(phases) = steps.get_mut(step.name.as_str()) else {
+                    continue;
+                };
+                let histogram = match phases.iter().find(|(p, _)| p == phase) {
+                    Some((_, h)) => h,
+                    None => {
+                        let h = self.step_duration.with_label_values(&[
+                            run.probe.as_str(),
+                            run.region.as_str(),
+                            step.name.as_str(),
+                            phase.as_str(),
+                        ]);
+                        phases.push((*phase, h));
+                        &phases[phases.len() - 1].1
+                    }
+                };
+                histogram.observe(d.as_secs_f64());
             }
         }
         for step in &run.steps {
@@ -381,9 +433,7 @@ impl Metrics {
             }
         }
         if let Some(lag) = lag {
-            self.schedule_lag
-                .with_label_values(&l)
-                .set(lag.as_secs_f64());
+            s.lag.set(lag.as_secs_f64());
         }
     }
 
