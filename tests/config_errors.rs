@@ -222,3 +222,22 @@ fn a_state_dir_that_is_a_file_is_refused() {
         "{err}"
     );
 }
+
+/// Issue 9: a header value with CR/LF (here from the environment) is refused at load, and the
+/// value, which may be a secret, is not quoted.
+#[test]
+fn header_value_with_a_line_break_is_refused_without_quoting_it() {
+    let errs = errors_for(
+        &format!(
+            "{HEAD}url = \"http://h/\"\nheaders = {{ authorization = \"${{TOKEN}}\", x-ok = \"fine\" }}\n"
+        ),
+        &[("TOKEN", "Bearer s3cret-token\r\nX-Injected: 1")],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:6:29: steps[0].headers.authorization: contains a line break or NUL; a header value must be one line"
+        ]
+    );
+    assert!(!errs[0].contains("s3cret"));
+}

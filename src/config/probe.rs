@@ -1392,9 +1392,29 @@ fn headers(
             ok = false;
             continue;
         }
-        match ctx.template(value, &format!("{key}.{name}")) {
-            Some(t) => out.push((name.clone(), t)),
-            None => ok = false,
+        let field = format!("{key}.{name}");
+        let Some(text) = ctx.env_str(value, &field) else {
+            ok = false;
+            continue;
+        };
+        // A line break would end the header early (and smuggle the rest in as more headers);
+        // hyper refuses such a value at send time, so every run would fail. The value itself
+        // is not quoted: it may hold a secret from the environment.
+        if text.contains(['\r', '\n', '\0']) {
+            ctx.error(
+                Some(value.span()),
+                field,
+                "contains a line break or NUL; a header value must be one line",
+            );
+            ok = false;
+            continue;
+        }
+        match Template::parse(&text) {
+            Ok(t) => out.push((name.clone(), t)),
+            Err(e) => {
+                ctx.error(Some(value.span()), field, e);
+                ok = false;
+            }
         }
     }
     ok.then_some(out)
