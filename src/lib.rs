@@ -24,6 +24,7 @@ pub mod page;
 #[cfg(target_os = "linux")]
 pub mod process;
 pub mod report;
+pub mod resident;
 pub mod scheduler;
 pub mod server;
 pub mod service;

@@ -259,6 +259,24 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         .collect::<Vec<_>>()
                         .join(", "),
                 };
+                if let Some(r) = &p.resident {
+                    let human = |d| humantime::format_duration(d).to_string();
+                    out.push_str(&format!(
+                        "  {}: resident, an exchange every {} (deadline {}, {} steps) on a session of {} steps (setup deadline {}), rotated after {}, keepalive {}, reconnect backoff {}..{}, pages to {}\n",
+                        p.name,
+                        human(r.every),
+                        human(p.timeout),
+                        r.exchange.len(),
+                        p.steps.len(),
+                        human(r.setup_timeout),
+                        human(r.max_session_age),
+                        human(r.keepalive),
+                        human(r.reconnect_min),
+                        human(r.reconnect_max),
+                        pagers
+                    ));
+                    continue;
+                }
                 out.push_str(&format!(
                     "  {}: `{}` + {} jitter, deadline {}, {} steps, next run {}, pages to {}\n",
                     p.name,

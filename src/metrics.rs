@@ -68,6 +68,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// `probe_gauge_value{probe, region, step, name}`: numbers a redis or http_json step read.
     pub gauge_value: GaugeVec,
+    /// `probe_resident_reconnects_total{probe, region, cause}`: a resident probe opened its
+    /// session again (`failure`, `rotation`).
+    pub resident_reconnects: IntCounterVec,
     /// The region every `joincanary_*` series carries.
     pub region: String,
     /// Every phase histogrammed (`phase_histograms = true`), else [`DEFAULT_PHASES`] only.
@@ -266,6 +269,13 @@ impl Metrics {
                 ),
                 &["probe", "region", "step", "name"],
             )?,
+            resident_reconnects: IntCounterVec::new(
+                Opts::new(
+                    "probe_resident_reconnects_total",
+                    "Times a resident probe opened its session again, by cause (failure, rotation)",
+                ),
+                &["probe", "region", "cause"],
+            )?,
             registry,
             region: region.to_string(),
             all_phases,
@@ -304,6 +314,7 @@ impl Metrics {
             Box::new(m.alert_firing.clone()),
             Box::new(m.reloads.clone()),
             Box::new(m.gauge_value.clone()),
+            Box::new(m.resident_reconnects.clone()),
         ] {
             m.registry.register(c)?;
         }
@@ -330,6 +341,21 @@ impl Metrics {
             self.alert_firing
                 .with_label_values(&[probe, region, severity]);
         }
+    }
+
+    /// Creates a resident probe's reconnect series at 0 (two per probe and region).
+    pub fn register_resident(&self, probe: &str, region: &str) {
+        for cause in crate::resident::ReconnectCause::ALL {
+            self.resident_reconnects
+                .with_label_values(&[probe, region, cause.as_str()]);
+        }
+    }
+
+    /// Counts one re-established resident session.
+    pub fn count_reconnect(&self, probe: &str, region: &str, cause: &str) {
+        self.resident_reconnects
+            .with_label_values(&[probe, region, cause])
+            .inc();
     }
 
     fn probe_series(&self, probe: &str, region: &str) -> Arc<ProbeSeries> {

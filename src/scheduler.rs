@@ -30,6 +30,11 @@ pub trait Runner: Send + Sync + 'static {
         region: String,
         trigger: Trigger,
     ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>>;
+
+    /// Opens the sessions of `mode = "resident"` probes (the real flow unless a test says).
+    fn resident(&self) -> Arc<dyn crate::resident::Sessions> {
+        Arc::new(crate::resident::FlowSessions)
+    }
 }
 
 /// Runs the real join flow.
@@ -62,6 +67,11 @@ pub enum Event {
     },
     /// When the probe runs next.
     NextRun { probe: String, at: DateTime<Utc> },
+    /// A resident probe opens its session again.
+    Reconnect {
+        probe: String,
+        cause: crate::resident::ReconnectCause,
+    },
 }
 
 /// Why a tick started no run.
@@ -111,6 +121,20 @@ impl Scheduler {
         for probe in probes {
             let (tx, rx) = mpsc::channel(4);
             confirm.insert(probe.name.clone(), tx);
+            // A resident probe keeps its own cadence on an open session.
+            if probe.resident.is_some() {
+                let task = crate::resident::Resident {
+                    probe: probe.clone(),
+                    region: region.to_string(),
+                    clock,
+                    sessions: runner.resident(),
+                    events: events.clone(),
+                    shutdown: shutdown.clone(),
+                    seed: rand::random(),
+                };
+                tracker.spawn(task.run(rx).in_current_span());
+                continue;
+            }
             let task = ProbeLoop {
                 probe: probe.clone(),
                 region: region.to_string(),

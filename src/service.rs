@@ -379,7 +379,17 @@ impl Engine {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         for p in &plan.probes {
-            metrics.register_probe(&p.name, &region, p.schedule.min_interval(clock.now(), 60));
+            match &p.resident {
+                Some(r) => {
+                    metrics.register_probe(&p.name, &region, Some(r.every));
+                    metrics.register_resident(&p.name, &region);
+                }
+                None => metrics.register_probe(
+                    &p.name,
+                    &region,
+                    p.schedule.min_interval(clock.now(), 60),
+                ),
+            }
         }
         let names: Vec<(String, String)> = plan
             .probes
@@ -494,6 +504,9 @@ impl Engine {
                         } => {
                             metrics.record_skip(&probe, &region, reason.as_str(), count);
                             status.record_skip(&probe, count);
+                        }
+                        Event::Reconnect { probe, cause } => {
+                            metrics.count_reconnect(&probe, &region, cause.as_str());
                         }
                         Event::NextRun { probe, at } => {
                             liveness.due(&probe, clock.instant_at(at));

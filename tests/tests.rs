@@ -20,6 +20,7 @@ mod pages;
 mod redis_health;
 mod redis_sim;
 mod reload;
+mod resident;
 mod scheduler;
 mod servers_smoke;
 mod service;

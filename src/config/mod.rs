@@ -20,7 +20,10 @@ pub(crate) use probe::timezone as probe_timezone;
 pub(crate) use probe::valid_label;
 pub use probe::{
     Body, ExpectSpec, ExtractSource, Extraction, FailSpec, GaugeChecks, HttpJsonSpec, HttpSpec,
-    ProbePlan, ProtocolKind, RedisSpec, Schedule, SendSpec, StepPlan, StepSpec, WsConnectSpec,
+    ProbePlan, ProtocolKind, RESIDENT_CONFIRM_DELAY, RESIDENT_EVERY, RESIDENT_KEEPALIVE,
+    RESIDENT_MAX_SESSION_AGE, RESIDENT_RECONNECT_AFTER, RESIDENT_RECONNECT_MAX,
+    RESIDENT_RECONNECT_MIN, RedisSpec, ResidentPlan, Schedule, SendSpec, StepPlan, StepSpec,
+    WsConnectSpec,
 };
 
 use crate::flow::template::Template;

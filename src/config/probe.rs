@@ -216,7 +216,42 @@ pub struct ProbePlan {
     /// Values that came from the environment and may be secrets: scrubbed from every error.
     pub secrets: Vec<String>,
     pub alerting: PolicyConfig,
+    /// `mode = "resident"`: `steps` open a session, `exchange` runs on it every `every`.
+    pub resident: Option<ResidentPlan>,
 }
+
+/// A resident probe's session settings and the steps that run on the open session.
+#[derive(Debug, Clone)]
+pub struct ResidentPlan {
+    /// Time between two exchanges.
+    pub every: Duration,
+    /// A session this old is closed and opened anew.
+    pub max_session_age: Duration,
+    /// A websocket ping on each connection of an idle session this often.
+    pub keepalive: Duration,
+    /// Deadline of opening a session (the `steps`).
+    pub setup_timeout: Duration,
+    /// Reconnect delays: full jitter over `[0, min(reconnect_max, reconnect_min × 2^attempt)]`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Failed exchanges in a row on a session that still looks open before it is re-established.
+    pub reconnect_after: u32,
+    /// Run every `every`; one run each.
+    pub exchange: Vec<StepPlan>,
+    /// Run when a session ends (all `cleanup`).
+    pub teardown: Vec<StepPlan>,
+}
+
+/// Defaults of a resident probe, documented in docs/resident.md.
+pub const RESIDENT_EVERY: Duration = Duration::from_secs(5);
+pub const RESIDENT_MAX_SESSION_AGE: Duration = Duration::from_secs(3600);
+pub const RESIDENT_KEEPALIVE: Duration = Duration::from_secs(15);
+pub const RESIDENT_RECONNECT_MIN: Duration = Duration::from_secs(1);
+pub const RESIDENT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+pub const RESIDENT_RECONNECT_AFTER: u32 = 3;
+/// A resident probe's `confirm_delay` unless its own `[alerting]` sets one: the confirming
+/// exchange comes this soon after a failed one, so two failures a few seconds apart page.
+pub const RESIDENT_CONFIRM_DELAY: Duration = Duration::from_secs(2);
 
 /// One validated step.
 #[derive(Debug, Clone)]
@@ -581,12 +616,35 @@ pub(crate) fn build(
             ..defaults.schedule.clone()
         }),
     };
+    let mut resident = resident_settings(&mut ctx, &raw, defaults);
+    let schedule_plan = match &resident {
+        Some(r) => {
+            if let Some(s) = &raw.schedule {
+                ctx.error(
+                    Some(s.span()),
+                    "schedule",
+                    "a resident probe runs every `resident.every`, not on a schedule",
+                );
+            }
+            Some(Schedule {
+                expr: format!("resident, every {}", humantime::format_duration(r.every)),
+                timezone: None,
+                ..every_minute()
+            })
+        }
+        None => schedule_plan,
+    };
+    // A resident probe's `timeout` is each exchange's deadline: by default one cadence.
     let timeout = raw
         .timeout
         .as_ref()
         .and_then(|t| ctx.duration(t, "timeout"))
-        .unwrap_or(defaults.timeout);
+        .unwrap_or_else(|| match &resident {
+            Some(r) => defaults.timeout.min(r.every),
+            None => defaults.timeout,
+        });
     if let Some(sched) = &schedule_plan
+        && resident.is_none()
         && let Some(interval) = sched.min_interval(chrono::Utc::now(), 60)
         && timeout >= interval
     {
@@ -653,9 +711,11 @@ pub(crate) fn build(
     defined.extend(raw.variables.keys().cloned());
 
     let mut steps = Vec::new();
-    let mut names = HashSet::new();
-    // Open websockets by connection name, with their protocol: a ws_send's keys depend on it.
-    let mut open: BTreeMap<String, ProtocolKind> = BTreeMap::new();
+    let mut sections = Sections {
+        names: HashSet::new(),
+        open: BTreeMap::new(),
+        defined,
+    };
     if raw.steps.get_ref().is_empty() {
         ctx.error(
             Some(raw.steps.span()),
@@ -663,10 +723,260 @@ pub(crate) fn build(
             "a probe needs at least one step",
         );
     }
-    for (i, step) in raw.steps.get_ref().iter().enumerate() {
-        let prefix = format!("steps[{i}]");
+    build_steps(
+        &mut ctx,
+        "steps",
+        raw.steps.get_ref(),
+        defaults,
+        &mut sections,
+        &mut steps,
+    );
+    if let Some(r) = &mut resident {
+        resident_steps(&mut ctx, &raw, defaults, &mut sections, r);
+    }
+
+    let mut probe_alerting = match &raw.alerting {
+        Some(a) => PolicyConfig::build(&mut ctx, a, Some(alerting), "alerting", pager_names),
+        None => alerting.clone(),
+    };
+    if resident.is_some()
+        && raw
+            .alerting
+            .as_ref()
+            .is_none_or(|a| a.confirm_delay.is_none())
+    {
+        probe_alerting.confirm_delay = RESIDENT_CONFIRM_DELAY;
+    }
+    let exchange_steps = resident.iter().flat_map(|r| r.exchange.iter());
+    let all_names: Vec<&String> = steps
+        .iter()
+        .chain(exchange_steps)
+        .map(|s| &s.name)
+        .collect();
+    for budget_step in probe_alerting.budgets.keys() {
+        if !all_names.contains(&budget_step) && !steps.is_empty() {
+            let span = raw
+                .alerting
+                .as_ref()
+                .and_then(|a| a.budgets.values().next().map(|v| v.span()));
+            ctx.error(
+                span,
+                "alerting.budgets",
+                format_args!("no step is named `{budget_step}`"),
+            );
+        }
+    }
+
+    let secrets: Vec<String> = ctx
+        .env_values
+        .drain(..)
+        .filter(|v| v.len() >= 4 && url::Url::parse(v).is_err())
+        .collect();
+    let failed = ctx.errors.len() > before;
+    let jitter = derive_jitter(region, &name, max_jitter);
+    if failed {
+        return None;
+    }
+    Some(ProbePlan {
+        name,
+        description: raw.description.clone(),
+        source: path.to_path_buf(),
+        schedule: schedule_plan?,
+        timeout,
+        jitter,
+        max_body_bytes,
+        tls,
+        variables,
+        steps,
+        secrets,
+        alerting: probe_alerting,
+        resident,
+    })
+}
+
+/// `mode` and `[resident]`: the settings of a resident probe (its steps come later), or `None`
+/// for a scheduled one. Resident-only keys on a scheduled probe are errors.
+fn resident_settings(
+    ctx: &mut Ctx<'_>,
+    raw: &RawProbe,
+    defaults: &Defaults,
+) -> Option<ResidentPlan> {
+    let resident = match &raw.mode {
+        None => false,
+        Some(m) => match m.get_ref().as_str() {
+            "scheduled" => false,
+            "resident" => true,
+            other => {
+                ctx.error(
+                    Some(m.span()),
+                    "mode",
+                    format_args!("unknown mode `{other}`, expected `scheduled` or `resident`"),
+                );
+                false
+            }
+        },
+    };
+    if !resident {
+        let stray = [
+            ("resident", raw.resident.as_ref().map(|r| r.span())),
+            ("exchange", raw.exchange.as_ref().map(|r| r.span())),
+            ("teardown", raw.teardown.as_ref().map(|r| r.span())),
+        ];
+        for (key, span) in stray {
+            if let Some(span) = span {
+                ctx.error(
+                    Some(span),
+                    key,
+                    format_args!("`{key}` applies to `mode = \"resident\"` only"),
+                );
+            }
+        }
+        return None;
+    }
+    let r = raw.resident.as_ref().map(|r| r.get_ref());
+    let mut dur = |value: Option<&S<String>>, key: &str, default: Duration| {
+        value
+            .and_then(|v| ctx.duration(v, &format!("resident.{key}")))
+            .unwrap_or(default)
+    };
+    let every = dur(r.and_then(|r| r.every.as_ref()), "every", RESIDENT_EVERY);
+    let max_session_age = dur(
+        r.and_then(|r| r.max_session_age.as_ref()),
+        "max_session_age",
+        RESIDENT_MAX_SESSION_AGE,
+    );
+    let keepalive = dur(
+        r.and_then(|r| r.keepalive.as_ref()),
+        "keepalive",
+        RESIDENT_KEEPALIVE,
+    );
+    let setup_timeout = dur(
+        r.and_then(|r| r.setup_timeout.as_ref()),
+        "setup_timeout",
+        defaults.timeout,
+    );
+    let reconnect_min = dur(
+        r.and_then(|r| r.reconnect_min.as_ref()),
+        "reconnect_min",
+        RESIDENT_RECONNECT_MIN,
+    );
+    let reconnect_max = dur(
+        r.and_then(|r| r.reconnect_max.as_ref()),
+        "reconnect_max",
+        RESIDENT_RECONNECT_MAX,
+    );
+    let reconnect_after = r
+        .and_then(|r| r.reconnect_after.as_ref())
+        .and_then(|v| ctx.positive(v, "resident.reconnect_after"))
+        .map_or(RESIDENT_RECONNECT_AFTER, |n| {
+            u32::try_from(n).unwrap_or(u32::MAX)
+        });
+    let span = raw.resident.as_ref().map(|r| r.span());
+    if reconnect_min > reconnect_max {
+        ctx.error(
+            span.clone(),
+            "resident.reconnect_min",
+            "must not be longer than `reconnect_max`",
+        );
+    }
+    if max_session_age <= every {
+        ctx.error(
+            span,
+            "resident.max_session_age",
+            format_args!(
+                "must be longer than `every` ({}), or every exchange would open a session",
+                humantime::format_duration(every)
+            ),
+        );
+    }
+    Some(ResidentPlan {
+        every,
+        max_session_age,
+        keepalive,
+        setup_timeout,
+        reconnect_min,
+        reconnect_max,
+        reconnect_after,
+        exchange: Vec::new(),
+        teardown: Vec::new(),
+    })
+}
+
+/// `[[exchange]]` and `[[teardown]]` of a resident probe. An exchange neither opens nor closes
+/// a connection: the session does (`steps`, `teardown`), so every exchange finds it as the
+/// last one left it.
+fn resident_steps(
+    ctx: &mut Ctx<'_>,
+    raw: &RawProbe,
+    defaults: &Defaults,
+    sections: &mut Sections,
+    plan: &mut ResidentPlan,
+) {
+    let exchange = raw.exchange.as_ref().map_or(&[][..], |e| e.get_ref());
+    if exchange.is_empty() {
+        ctx.error(
+            raw.exchange
+                .as_ref()
+                .map(|e| e.span())
+                .or(raw.mode.as_ref().map(|m| m.span())),
+            "exchange",
+            "a resident probe needs at least one `[[exchange]]` step",
+        );
+    }
+    for (i, step) in exchange.iter().enumerate() {
+        let kind = step.get_ref().kind.get_ref().as_str();
+        if kind == "ws_connect" || kind == "ws_close" {
+            ctx.error(
+                Some(step.get_ref().kind.span()),
+                format!("exchange[{i}].kind"),
+                format_args!(
+                    "a {kind} belongs in `[[steps]]` (opening the session) or `[[teardown]]`, not in an exchange"
+                ),
+            );
+        }
+    }
+    build_steps(
+        ctx,
+        "exchange",
+        exchange,
+        defaults,
+        sections,
+        &mut plan.exchange,
+    );
+    let teardown = raw.teardown.as_ref().map_or(&[][..], |t| t.get_ref());
+    build_steps(
+        ctx,
+        "teardown",
+        teardown,
+        defaults,
+        sections,
+        &mut plan.teardown,
+    );
+}
+
+/// What the sections of a probe (`steps`, then `exchange` and `teardown`) share: step names are
+/// unique across them, and a connection or value set in one is there for the next.
+struct Sections {
+    names: HashSet<String>,
+    /// Open websockets by connection name, with their protocol: a ws_send's keys depend on it.
+    open: BTreeMap<String, ProtocolKind>,
+    /// Values set so far (built-ins, variables, extractions).
+    defined: HashSet<String>,
+}
+
+/// Builds one section's steps (`section` is its key: `steps`, `exchange`, `teardown`).
+fn build_steps(
+    ctx: &mut Ctx<'_>,
+    section: &str,
+    raw_steps: &[S<RawStep>],
+    defaults: &Defaults,
+    sections: &mut Sections,
+    steps: &mut Vec<StepPlan>,
+) {
+    for (i, step) in raw_steps.iter().enumerate() {
+        let prefix = format!("{section}[{i}]");
         let s = step.get_ref();
-        if !names.insert(s.name.get_ref().clone()) {
+        if !sections.names.insert(s.name.get_ref().clone()) {
             ctx.error(
                 Some(s.name.span()),
                 format!("{prefix}.name"),
@@ -707,7 +1017,7 @@ pub(crate) fn build(
                 "must be letters, digits, `-`, `_` or `.`",
             );
         }
-        let protocol = open.get(&connection).copied();
+        let protocol = sections.open.get(&connection).copied();
         for (key, span) in present_keys(s) {
             let allowed = KEY_KINDS
                 .iter()
@@ -757,7 +1067,7 @@ pub(crate) fn build(
             .and_then(|t| ctx.duration(t, &format!("{prefix}.timeout")))
             .or(defaults.step_timeout);
         let spec = build_spec(
-            &mut ctx,
+            ctx,
             s,
             kind,
             &prefix,
@@ -766,72 +1076,30 @@ pub(crate) fn build(
         );
         match (&spec, kind) {
             (Some(StepSpec::WsConnect(c)), _) => {
-                open.insert(connection.clone(), c.protocol);
+                sections.open.insert(connection.clone(), c.protocol);
             }
             (_, StepKind::WsClose) => {
-                open.remove(&connection);
+                sections.open.remove(&connection);
             }
             _ => {}
         }
         if let Some(spec) = spec {
-            let uses = check_vars(&mut ctx, step, &spec, &defined, &prefix);
+            let uses = check_vars(ctx, step, &spec, &sections.defined, &prefix);
             for var in spec_extracts(&spec) {
-                defined.insert(var.var.clone());
+                sections.defined.insert(var.var.clone());
             }
             steps.push(StepPlan {
                 name: s.name.get_ref().clone(),
                 kind,
                 timeout: step_timeout,
                 spec,
-                cleanup: s.cleanup.as_ref().is_some_and(|c| *c.get_ref()),
+                // Teardown runs when the session ends however it ended, and never fails a run.
+                cleanup: section == "teardown" || s.cleanup.as_ref().is_some_and(|c| *c.get_ref()),
                 connection,
                 uses,
             });
         }
     }
-
-    let probe_alerting = match &raw.alerting {
-        Some(a) => PolicyConfig::build(&mut ctx, a, Some(alerting), "alerting", pager_names),
-        None => alerting.clone(),
-    };
-    for budget_step in probe_alerting.budgets.keys() {
-        if !steps.iter().any(|s| &s.name == budget_step) && !steps.is_empty() {
-            let span = raw
-                .alerting
-                .as_ref()
-                .and_then(|a| a.budgets.values().next().map(|v| v.span()));
-            ctx.error(
-                span,
-                "alerting.budgets",
-                format_args!("no step is named `{budget_step}`"),
-            );
-        }
-    }
-
-    let secrets: Vec<String> = ctx
-        .env_values
-        .drain(..)
-        .filter(|v| v.len() >= 4 && url::Url::parse(v).is_err())
-        .collect();
-    let failed = ctx.errors.len() > before;
-    let jitter = derive_jitter(region, &name, max_jitter);
-    if failed {
-        return None;
-    }
-    Some(ProbePlan {
-        name,
-        description: raw.description.clone(),
-        source: path.to_path_buf(),
-        schedule: schedule_plan?,
-        timeout,
-        jitter,
-        max_body_bytes,
-        tls,
-        variables,
-        steps,
-        secrets,
-        alerting: probe_alerting,
-    })
 }
 
 /// Reads a PEM bundle of extra trusted CAs into a TLS client config.

@@ -162,6 +162,37 @@ pub struct RawProbe {
     pub variables: BTreeMap<String, S<String>>,
     pub steps: S<Vec<S<RawStep>>>,
     pub alerting: Option<RawAlerting>,
+    /// `scheduled` (default: `steps` run on `schedule`) or `resident`: `steps` open a session
+    /// that stays open, and `exchange` runs on it every `resident.every`.
+    pub mode: Option<S<String>>,
+    /// `mode = "resident"`: cadence, session age, keepalive and reconnect settings.
+    pub resident: Option<S<RawResident>>,
+    /// `mode = "resident"`: the steps run every `resident.every` on the open session; each
+    /// exchange is one run.
+    pub exchange: Option<S<Vec<S<RawStep>>>>,
+    /// `mode = "resident"`: steps run when a session ends (rotation, reload, stop); they never
+    /// fail a run.
+    pub teardown: Option<S<Vec<S<RawStep>>>>,
+}
+
+/// `[resident]` of a `mode = "resident"` probe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResident {
+    /// Time between two exchanges (default 5s).
+    pub every: Option<S<String>>,
+    /// A session older than this is closed and opened anew (default 1h).
+    pub max_session_age: Option<S<String>>,
+    /// A websocket ping on every connection of an idle session this often (default 15s).
+    pub keepalive: Option<S<String>>,
+    /// Deadline of opening a session (the `steps`; default: `[defaults] timeout`).
+    pub setup_timeout: Option<S<String>>,
+    /// First reconnect delay bound (default 1s); doubles per failed attempt, full jitter.
+    pub reconnect_min: Option<S<String>>,
+    /// Cap of the reconnect delay (default 60s).
+    pub reconnect_max: Option<S<String>>,
+    /// Failed exchanges in a row on an open session before it is re-established (default 3).
+    pub reconnect_after: Option<S<i64>>,
 }
 
 /// One `[[steps]]` entry. Flat on purpose: serde's tagged enums lose spans, and a flat table

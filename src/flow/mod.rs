@@ -11,6 +11,7 @@ pub mod matcher;
 mod net;
 pub mod protocol;
 mod redis;
+pub mod resident;
 
 pub use net::tls_client_config;
 pub use redis::{REDIS_GAUGES, gauge_var};
@@ -195,11 +196,30 @@ impl RunContext<'_> {
 }
 
 /// Runs `plan` once and reports. Never panics on anything a server sends; always returns
-/// within the probe's deadline plus a short close grace.
+/// within the probe's deadline plus a short close grace. A resident probe runs once as a whole
+/// session: its steps, one exchange, its teardown.
 pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> ProbeRun {
     let started_at = Utc::now();
     let start = Instant::now();
     let deadline = start + plan.timeout;
+    let mut ctx = new_context(plan, region, started_at);
+    let resident = plan.resident.as_ref();
+    let all = plan
+        .steps
+        .iter()
+        .chain(resident.into_iter().flat_map(|r| &r.exchange))
+        .chain(resident.into_iter().flat_map(|r| &r.teardown));
+    let steps = run_steps(&mut ctx, all, deadline, false).await;
+    close_all(&mut ctx, deadline).await;
+    assemble(plan, region, started_at, start, trigger, steps)
+}
+
+/// A fresh run's state: built-ins, `[variables]` rendered once, nothing open.
+pub(crate) fn new_context<'a>(
+    plan: &'a ProbePlan,
+    region: &str,
+    started_at: chrono::DateTime<Utc>,
+) -> RunContext<'a> {
     let mut vars = HashMap::new();
     vars.insert("uuid".to_string(), uuid::Uuid::new_v4().to_string());
     vars.insert(
@@ -233,11 +253,22 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         vars.insert(name.clone(), value);
     }
     ctx.vars = vars;
+    ctx
+}
 
-    let mut steps = Vec::with_capacity(plan.steps.len());
-    let mut failed = false;
-    for step in &plan.steps {
-        if failed && !(step.cleanup && can_clean_up(&ctx, step)) {
+/// Runs `steps` in order under `deadline`: the first failing step stops the others, cleanup
+/// steps still run. `only_cleanup` starts as if a step had failed (a session's teardown).
+pub(crate) async fn run_steps<'s>(
+    ctx: &mut RunContext<'_>,
+    steps: impl Iterator<Item = &'s StepPlan>,
+    deadline: Instant,
+    only_cleanup: bool,
+) -> Vec<StepReport> {
+    let plan = ctx.plan;
+    let mut reports = Vec::new();
+    let mut failed = only_cleanup;
+    for step in steps {
+        if failed && !(step.cleanup && can_clean_up(ctx, step)) {
             continue;
         }
         let step_deadline = if step.cleanup {
@@ -245,7 +276,7 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         } else {
             deadline
         };
-        let report = run_step(&mut ctx, step, step_deadline).await;
+        let report = run_step(ctx, step, step_deadline).await;
         tracing::debug!(probe = %plan.name, step = %step.name, success = report.success, reason = ?report.reason.map(|r| r.as_str()), "step finished");
         if !report.success {
             if step.cleanup {
@@ -254,8 +285,14 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
                 failed = true;
             }
         }
-        steps.push(report);
+        reports.push(report);
     }
+    reports
+}
+
+/// Closes whatever the run opened: a websocket gets a close handshake, bounded by
+/// [`CLOSE_GRACE`] and `deadline`.
+pub(crate) async fn close_all(ctx: &mut RunContext<'_>, deadline: Instant) {
     let open: Vec<ws::Connection> = std::mem::take(&mut ctx.ws).into_values().collect();
     if !open.is_empty() {
         let grace = deadline
@@ -269,7 +306,17 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
             .await;
         }
     }
+}
 
+/// The run's report from its steps' reports.
+pub(crate) fn assemble(
+    plan: &ProbePlan,
+    region: &str,
+    started_at: chrono::DateTime<Utc>,
+    start: Instant,
+    trigger: Trigger,
+    steps: Vec<StepReport>,
+) -> ProbeRun {
     let failed = steps.iter().find(|s| !s.success && !s.cleanup);
     ProbeRun {
         probe: plan.name.clone(),

@@ -64,29 +64,8 @@ impl Connection {
             return Ok(Some(m));
         }
         for _ in 0..CONTROL_FRAME_BUDGET {
-            let text = match self.stream.next().await {
-                None => {
-                    return Err(Read::Closed(StepError::new(
-                        FailureReason::WsClosed,
-                        "the server closed the websocket while a frame was awaited",
-                    )));
-                }
-                Some(Err(e)) => return Err(Read::Closed(classify(e, FailureReason::WsClosed))),
-                Some(Ok(WsMessage::Close(frame))) => {
-                    let why = frame
-                        .map(|f| format!(" (code {}: {})", u16::from(f.code), f.reason))
-                        .unwrap_or_default();
-                    return Err(Read::Closed(StepError::new(
-                        FailureReason::WsClosed,
-                        format!("the server closed the websocket{why}"),
-                    )));
-                }
-                Some(Ok(WsMessage::Text(t))) => t.to_string(),
-                Some(Ok(WsMessage::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
-                // Control frames are the transport's business, not traffic to match.
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
-                    continue;
-                }
+            let Some(text) = self.read_text().await? else {
+                continue;
             };
             match self.proto.decode(&text) {
                 Incoming::Control(replies) => {
@@ -116,6 +95,70 @@ impl Connection {
             FailureReason::Protocol,
             format!("{CONTROL_FRAME_BUDGET} control frames in a row and no message"),
         )))
+    }
+
+    /// The next data frame as text; `None` for a control frame (the transport's business,
+    /// not traffic to match; tungstenite answers pings itself).
+    async fn read_text(&mut self) -> Result<Option<String>, Read> {
+        match self.stream.next().await {
+            None => Err(Read::Closed(StepError::new(
+                FailureReason::WsClosed,
+                "the server closed the websocket while a frame was awaited",
+            ))),
+            Some(Err(e)) => Err(Read::Closed(classify(e, FailureReason::WsClosed))),
+            Some(Ok(WsMessage::Close(frame))) => {
+                let why = frame
+                    .map(|f| format!(" (code {}: {})", u16::from(f.code), f.reason))
+                    .unwrap_or_default();
+                Err(Read::Closed(StepError::new(
+                    FailureReason::WsClosed,
+                    format!("the server closed the websocket{why}"),
+                )))
+            }
+            Some(Ok(WsMessage::Text(t))) => Ok(Some(t.to_string())),
+            Some(Ok(WsMessage::Binary(b))) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Ok(None),
+        }
+    }
+
+    /// Reads one frame of an idle resident session: the protocol's pings are answered, messages
+    /// are dropped (no step waits for them), the server's error or goodbye is an error
+    /// (`Err(true, _)`: the connection is gone). Cancel-safe while it waits for a frame.
+    pub(crate) async fn pump(&mut self) -> Result<(), (bool, StepError)> {
+        let text = match self.read_text().await {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(()),
+            Err(Read::Closed(e)) => return Err((true, e)),
+            Err(Read::Failed(e)) => return Err((false, e)),
+        };
+        match self.proto.decode(&text) {
+            Incoming::Control(replies) => {
+                for r in replies {
+                    self.stream
+                        .send(WsMessage::text(r))
+                        .await
+                        .map_err(|e| (true, classify(e, FailureReason::WsClosed)))?;
+                }
+                Ok(())
+            }
+            Incoming::Message(_) => Ok(()),
+            Incoming::ServerError(what) => Err((false, server_error(what, &text))),
+            Incoming::Closed(why) => Err((
+                true,
+                StepError::new(
+                    FailureReason::WsClosed,
+                    format!("{why}: {}", snippet(text.as_bytes())),
+                ),
+            )),
+        }
+    }
+
+    /// A websocket ping (the keepalive of an idle session; any frame back counts as its answer).
+    pub(crate) async fn ping(&mut self) -> Result<(), StepError> {
+        self.stream
+            .send(WsMessage::Ping(Default::default()))
+            .await
+            .map_err(|e| classify(e, FailureReason::WsClosed))
     }
 }
 

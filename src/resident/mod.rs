@@ -1,0 +1,267 @@
+//! The resident participant (`mode = "resident"`): one task per resident probe keeps a session
+//! open in a canary room and runs the probe's exchange on it every `every`. Each exchange is a
+//! run on the scheduler's channel — metrics, status and the alert policy treat it like any
+//! run — and so is each failed attempt to open a session and each break found while idle.
+//! A session that fails is re-established after a capped, fully jittered exponential backoff
+//! ([`backoff`]); one older than `max_session_age` is rotated. Every reconnect is counted
+//! ([`Event::Reconnect`] -> `probe_resident_reconnects_total`).
+
+pub mod backoff;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::{ProbePlan, ResidentPlan};
+use crate::report::{ProbeRun, Trigger};
+use crate::scheduler::Event;
+use backoff::Backoff;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a session was opened again: the `cause` label of `probe_resident_reconnects_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconnectCause {
+    /// The session broke, or exchanges kept failing on it, or opening it failed.
+    Failure,
+    /// It reached `max_session_age`.
+    Rotation,
+}
+
+impl ReconnectCause {
+    pub const ALL: [ReconnectCause; 2] = [ReconnectCause::Failure, ReconnectCause::Rotation];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconnectCause::Failure => "failure",
+            ReconnectCause::Rotation => "rotation",
+        }
+    }
+}
+
+/// Opens sessions. The real one is [`FlowSessions`]; tests script one to drive the loop under
+/// a paused clock.
+pub trait Sessions: Send + Sync + 'static {
+    /// Opens a session (the probe's `steps`).
+    ///
+    /// # Errors
+    /// The failed setup as a run.
+    fn open<'a>(
+        &'a self,
+        plan: &'a ProbePlan,
+        resident: &'a ResidentPlan,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Session<'a> + 'a>, ProbeRun>>;
+}
+
+/// One open session.
+pub trait Session<'a>: Send {
+    /// How long it has been open.
+    fn age(&self) -> Duration;
+    /// A connection it opened is gone: exchanges on it cannot pass.
+    fn broken(&self) -> bool;
+    /// Runs the exchange once.
+    fn exchange(&mut self, trigger: Trigger) -> BoxFuture<'_, ProbeRun>;
+    /// Keeps it alive until `until`; `Err` is the break found meanwhile, as a failed run.
+    fn idle(&mut self, until: Instant) -> BoxFuture<'_, Result<(), ProbeRun>>;
+    /// Teardown and close, bounded.
+    fn close(self: Box<Self>) -> BoxFuture<'a, ()>;
+}
+
+/// Sessions on the real flow engine.
+pub struct FlowSessions;
+
+impl Sessions for FlowSessions {
+    fn open<'a>(
+        &'a self,
+        plan: &'a ProbePlan,
+        resident: &'a ResidentPlan,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Session<'a> + 'a>, ProbeRun>> {
+        Box::pin(async move {
+            let (session, setup) =
+                crate::flow::resident::Session::open(plan, resident, region, Trigger::Scheduled)
+                    .await?;
+            tracing::debug!(probe = %plan.name, region = %region, duration_ms = setup.duration_ms.as_millis() as u64, "resident session opened");
+            Ok(Box::new(session) as Box<dyn Session<'a> + 'a>)
+        })
+    }
+}
+
+impl<'a> Session<'a> for crate::flow::resident::Session<'a> {
+    fn age(&self) -> Duration {
+        crate::flow::resident::Session::age(self)
+    }
+    fn broken(&self) -> bool {
+        crate::flow::resident::Session::broken(self)
+    }
+    fn exchange(&mut self, trigger: Trigger) -> BoxFuture<'_, ProbeRun> {
+        Box::pin(crate::flow::resident::Session::exchange(self, trigger))
+    }
+    fn idle(&mut self, until: Instant) -> BoxFuture<'_, Result<(), ProbeRun>> {
+        Box::pin(crate::flow::resident::Session::idle(self, until))
+    }
+    fn close(self: Box<Self>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let _ = crate::flow::resident::Session::close(*self).await;
+        })
+    }
+}
+
+/// The task of one resident probe.
+pub struct Resident {
+    pub probe: Arc<ProbePlan>,
+    pub region: String,
+    pub clock: Clock,
+    pub sessions: Arc<dyn Sessions>,
+    pub events: mpsc::Sender<Event>,
+    pub shutdown: CancellationToken,
+    /// Seeds the reconnect jitter (tests fix it; the service draws one).
+    pub seed: u64,
+}
+
+/// What ended a session.
+enum Ended {
+    /// Stop: the service is shutting down.
+    Stop,
+    /// Open again after a backoff.
+    Failed,
+    /// Open again now.
+    Rotate,
+}
+
+impl Resident {
+    /// Runs until `shutdown`. `confirm` carries the alert policy's requests for a confirming
+    /// run: the next exchange is brought forward to that delay.
+    pub async fn run(self, mut confirm: mpsc::Receiver<Duration>) {
+        let probe = self.probe.clone();
+        let Some(resident) = probe.resident.as_ref() else {
+            return;
+        };
+        let mut backoff = Backoff::new(resident.reconnect_min, resident.reconnect_max);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
+        let mut cause: Option<ReconnectCause> = None;
+        // Bounded by `shutdown`; every pass opens one session, and failed ones wait a backoff.
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            if let Some(c) = cause {
+                tracing::info!(probe = %probe.name, region = %self.region, cause = c.as_str(), attempt = backoff.attempt(), "re-establishing the resident session");
+                let _ = self.events.try_send(Event::Reconnect {
+                    probe: probe.name.clone(),
+                    cause: c,
+                });
+            }
+            let ended = match self.sessions.open(&probe, resident, &self.region).await {
+                Ok(session) => {
+                    self.exchanges(session, resident, &mut confirm, &mut backoff)
+                        .await
+                }
+                Err(run) => {
+                    self.report(run, None).await;
+                    Ended::Failed
+                }
+            };
+            cause = match ended {
+                Ended::Stop => return,
+                Ended::Rotate => Some(ReconnectCause::Rotation),
+                Ended::Failed => {
+                    let delay = backoff.next_delay(&mut rng);
+                    tracing::debug!(probe = %probe.name, region = %self.region, delay_ms = delay.as_millis() as u64, "resident session failed; backing off");
+                    if !self.pause(delay).await {
+                        return;
+                    }
+                    Some(ReconnectCause::Failure)
+                }
+            };
+        }
+    }
+
+    /// Exchanges on an open session until it fails, ages out or the service stops; closes it.
+    async fn exchanges<'a>(
+        &self,
+        mut session: Box<dyn Session<'a> + 'a>,
+        resident: &ResidentPlan,
+        confirm: &mut mpsc::Receiver<Duration>,
+        backoff: &mut Backoff,
+    ) -> Ended {
+        let mut next = Instant::now();
+        let mut trigger = Trigger::Scheduled;
+        let mut failures = 0u32;
+        // Bounded by `shutdown`: every pass idles until `next` (at least `every` after the
+        // last exchange, or a confirm delay) or ends the session.
+        let ended = loop {
+            self.announce(next);
+            let idle = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break Ended::Stop,
+                Some(delay) = confirm.recv() => {
+                    let at = Instant::now() + delay;
+                    if at < next {
+                        next = at;
+                        trigger = Trigger::Confirm;
+                    }
+                    continue;
+                }
+                idle = session.idle(next) => idle,
+            };
+            if let Err(run) = idle {
+                self.report(run, None).await;
+                break Ended::Failed;
+            }
+            if session.age() >= resident.max_session_age {
+                break Ended::Rotate;
+            }
+            let lag = Instant::now().saturating_duration_since(next);
+            let started = Instant::now();
+            let run = session.exchange(trigger).await;
+            let success = run.success;
+            self.report(run, Some(lag)).await;
+            next = started + resident.every;
+            trigger = Trigger::Scheduled;
+            if success {
+                failures = 0;
+                backoff.reset();
+                continue;
+            }
+            failures += 1;
+            if session.broken() || failures >= resident.reconnect_after {
+                break Ended::Failed;
+            }
+        };
+        session.close().await;
+        ended
+    }
+
+    /// Waits out a reconnect delay; `false` when the service stops meanwhile. Confirmation
+    /// requests are dropped: the backoff wins, never a reconnect storm.
+    async fn pause(&self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        self.announce(until);
+        tokio::select! {
+            () = self.shutdown.cancelled() => false,
+            () = tokio::time::sleep_until(until) => true,
+        }
+    }
+
+    /// Tells the status page and the liveness watch when the next run is due (never waits).
+    fn announce(&self, at: Instant) {
+        let _ = self.events.try_send(Event::NextRun {
+            probe: self.probe.name.clone(),
+            at: self.clock.wall_at(at),
+        });
+    }
+
+    async fn report(&self, run: ProbeRun, lag: Option<Duration>) {
+        // The consumer drains this channel quickly; it only closes when the service stops.
+        let _ = self.events.send(Event::Run { run, lag }).await;
+    }
+}

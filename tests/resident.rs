@@ -1,0 +1,657 @@
+//! The resident participant (`mode = "resident"`, docs/resident.md): `check` validates it, the
+//! service exchanges on one open session against the real reference server and pages after two
+//! failed exchanges but not after one, a server error frame fails an exchange at once with the
+//! server's text, keepalives hold a long idle Socket.IO session, and — under a paused clock,
+//! with scripted sessions — reconnects back off (bounded, jittered, capped) and old sessions
+//! are rotated.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use joincanary::config::{ProbePlan, ResidentPlan};
+use joincanary::report::{FailureReason, ProbeRun, Trigger};
+use joincanary::resident::{ReconnectCause, Resident, Session, Sessions};
+use joincanary::scheduler::Event;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::receiver::Receiver;
+use crate::support::servers::{self, SocketIoOptions};
+use crate::support::{self, Service, TempConfig};
+
+/// The shipped resident example pointed at `sim_url`, every `every`, a websocket ping each
+/// `keepalive`, with short timeouts.
+fn fast_resident(sim_url: &str, every: &str, keepalive: &str) -> String {
+    std::fs::read_to_string(support::root().join("probes/examples/resident-sim.toml"))
+        .unwrap()
+        .replace("${SIM_URL:-http://127.0.0.1:7480}", sim_url)
+        .replace("every = \"5s\"", &format!("every = \"{every}\""))
+        .replace(
+            "keepalive = \"15s\"",
+            &format!("keepalive = \"{keepalive}\""),
+        )
+        .replace("timeout = \"4s\"", "timeout = \"2s\"")
+        .replace("timeout = \"3s\"", "timeout = \"1s\"")
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+/// Polls `/metrics` (50 ms apart, at most 20 s) until `ok` holds.
+async fn wait_metrics(svc: &Service, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    for _ in 0..400 {
+        let text = svc.metrics().await;
+        if ok(&text) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}\n{}", svc.metrics().await);
+}
+
+const RUNS_OK: &str = r#"probe_runs_total{probe="sim-resident",region="test",result="success"}"#;
+const RUNS_FAILED: &str =
+    r#"probe_runs_total{probe="sim-resident",region="test",result="failure"}"#;
+const RECONNECTS: &str =
+    r#"probe_resident_reconnects_total{cause="failure",probe="sim-resident",region="test"}"#;
+
+#[test]
+fn check_refuses_resident_keys_that_do_not_fit() {
+    let scheduled = "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "mode = \"sometimes\"\n",
+            "mode: unknown mode `sometimes`, expected `scheduled` or `resident`",
+        ),
+        (
+            "[resident]\nevery = \"5s\"\n",
+            "resident: `resident` applies to `mode = \"resident\"` only",
+        ),
+        (
+            "mode = \"resident\"\n",
+            "exchange: a resident probe needs at least one `[[exchange]]` step",
+        ),
+        (
+            "mode = \"resident\"\nschedule = \"* * * * *\"\n[[exchange]]\nname = \"b\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n",
+            "schedule: a resident probe runs every `resident.every`, not on a schedule",
+        ),
+        (
+            "mode = \"resident\"\n[resident]\nevery = \"5s\"\nmax_session_age = \"5s\"\n[[exchange]]\nname = \"b\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n",
+            "resident.max_session_age: must be longer than `every` (5s)",
+        ),
+        (
+            "mode = \"resident\"\n[[exchange]]\nname = \"b\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:1/\"\n",
+            "exchange[0].kind: a ws_connect belongs in `[[steps]]` (opening the session) or `[[teardown]]`, not in an exchange",
+        ),
+        (
+            "mode = \"resident\"\n[[exchange]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n",
+            "exchange[0].name: step name `a` is used twice",
+        ),
+        (
+            "mode = \"resident\"\n[[exchange]]\nname = \"b\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+            "exchange[0].kind: needs a ws_connect step before it",
+        ),
+    ];
+    for (extra, want) in cases {
+        // Top-level keys must come before the first table.
+        let text = format!("{extra}{scheduled}");
+        let (top, tables) = extra
+            .split_once('[')
+            .map_or((*extra, ""), |(t, _)| (t, &extra[t.len()..]));
+        let text = if tables.is_empty() {
+            text
+        } else {
+            format!("{top}{scheduled}{tables}")
+        };
+        let cfg = TempConfig::new("", &[("p.toml", &text)]);
+        let err = cfg.load(&[]).expect_err(want).to_string();
+        assert!(err.contains(want), "want `{want}` in:\n{err}\nfor:\n{text}");
+    }
+}
+
+#[test]
+fn a_resident_probe_takes_the_resident_alert_defaults() {
+    let plan = support::probe_from(&fast_resident("http://127.0.0.1:1", "5s", "15s"), &[]);
+    let r = plan.resident.as_ref().expect("resident");
+    assert_eq!(r.every, Duration::from_secs(5));
+    assert_eq!(r.max_session_age, Duration::from_secs(3600));
+    assert_eq!(r.reconnect_after, 3);
+    assert_eq!(plan.alerting.confirm_delay, Duration::from_secs(2));
+    assert_eq!(plan.alerting.failure_threshold, 2);
+    assert_eq!(plan.steps.len(), 5);
+    assert_eq!(r.exchange.len(), 3);
+    assert!(r.teardown.iter().all(|s| s.cleanup));
+}
+
+#[tokio::test]
+async fn one_lost_message_does_not_page_two_failed_exchanges_do() {
+    let sim = support::start_sim().await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"${HOOK}/hook\"\n",
+        &[(
+            "sim-resident.toml",
+            // A keepalive far shorter than the cadence: every idle gap pings both connections,
+            // and the sim's pongs must keep the session whole.
+            &fast_resident(&sim.base_url(), "300ms", "100ms"),
+        )],
+    );
+    let plan = cfg.load(&[("HOOK", &hook_url)]).unwrap();
+    let svc = Service::start(plan).await;
+    wait_metrics(&svc, "3 exchanges", |m| metric(m, RUNS_OK) >= 3.0).await;
+
+    // One dropped announcement: one failed exchange, then passes; nobody is paged.
+    support::set_faults(&sim, serde_json::json!({"signalling_drop_next": 1})).await;
+    let m = wait_metrics(&svc, "a failed exchange", |m| metric(m, RUNS_FAILED) >= 1.0).await;
+    let ok_after = metric(&m, RUNS_OK);
+    wait_metrics(&svc, "3 more passes", |m| {
+        metric(m, RUNS_OK) >= ok_after + 3.0
+    })
+    .await;
+    let m = svc.metrics().await;
+    let failures: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("probe_failures_total"))
+        .collect();
+    assert_eq!(metric(&m, RUNS_FAILED), 1.0, "{failures:#?}");
+    assert_eq!(metric(&m, RECONNECTS), 0.0, "one failure keeps the session");
+    assert!(
+        m.contains(r#"probe_failures_total{probe="sim-resident",reason="no_match",region="test",step="echo"} 1"#),
+        "{m}"
+    );
+    assert!(hook.accepted().is_empty(), "{:?}", hook.accepted());
+
+    // Signalling stalls: the second failed exchange in a row pages, naming the step.
+    support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
+    let mut trigger = None;
+    for _ in 0..200 {
+        trigger = hook
+            .accepted()
+            .into_iter()
+            .find(|b| b["event"] == "trigger");
+        if trigger.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trigger = trigger.expect("the stall pages");
+    assert_eq!(trigger["probe"], "sim-resident");
+    assert_eq!(trigger["failed_step"], "echo");
+    assert_eq!(trigger["reason"], "no_match");
+    let m = svc.metrics().await;
+    assert!(metric(&m, RUNS_FAILED) >= 3.0, "1 blip + 2 in a row: {m}");
+
+    // Failures keep coming: the session is re-established (counted), and once the fault is
+    // gone the new session passes and the incident resolves.
+    wait_metrics(&svc, "a reconnect", |m| metric(m, RECONNECTS) >= 1.0).await;
+    support::set_faults(&sim, serde_json::json!({"signalling_drop": null})).await;
+    let mut resolved = false;
+    for _ in 0..400 {
+        if hook.accepted().iter().any(|b| b["event"] == "resolve") {
+            resolved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(resolved, "the incident resolves: {:?}", hook.accepted());
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_error_frame_fails_the_exchange_at_once_with_the_servers_text() {
+    let redis = servers::start_redis()
+        .await
+        .expect("redis-server is installed (bash .ci/run installs it; see docs/test-servers.md)");
+    support::init();
+    let sim = joincanary::sim::SimServer::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        joincanary::sim::Credentials::default(),
+        joincanary::sim::Backend::Redis {
+            url: redis.url(),
+            op_timeout: Duration::from_secs(2),
+        },
+    )
+    .await
+    .expect("sim starts on redis");
+    let plan = support::probe_from(&fast_resident(&sim.base_url(), "5s", "15s"), &[]);
+    let resident = plan.resident.as_ref().unwrap();
+    let (mut session, setup) =
+        joincanary::flow::resident::Session::open(&plan, resident, "test", Trigger::Scheduled)
+            .await
+            .unwrap_or_else(|run| panic!("session opens: {run:#?}"));
+    assert!(setup.success);
+    let run = session.exchange(Trigger::Scheduled).await;
+    assert!(run.success, "{run:#?}");
+
+    redis.fill_to_oom().await.expect("redis fills up");
+    let run = session.exchange(Trigger::Scheduled).await;
+    redis.restore().await.expect("redis restored");
+    assert!(!run.success);
+    assert_eq!(run.failed_step.as_deref(), Some("echo"));
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("OOM command not allowed"), "{error}");
+    // At once: the step did not wait for its 1 s timeout.
+    let echo = run.steps.iter().find(|s| s.name == "echo").unwrap();
+    assert!(echo.duration_ms < Duration::from_secs(1), "{run:#?}");
+    // The session itself survives a refused join: the next exchange passes on it.
+    assert!(!session.broken());
+    let run = session.exchange(Trigger::Scheduled).await;
+    assert!(run.success, "{run:#?}");
+    session.close().await;
+}
+
+#[tokio::test]
+async fn keepalives_hold_an_idle_socketio_session_past_the_servers_ping_timeout() {
+    let redis = servers::start_redis()
+        .await
+        .expect("redis-server is installed (bash .ci/run installs it; see docs/test-servers.md)");
+    // The server pings every 100 ms and drops a client silent for 100 ms more: idle gaps of
+    // 1 s survive only if the session answers Engine.IO pings while no step is reading.
+    let sio = servers::start_socketio_with(
+        &redis,
+        &SocketIoOptions {
+            ping_interval_ms: Some(100),
+            ping_timeout_ms: Some(100),
+            ..SocketIoOptions::default()
+        },
+    )
+    .await
+    .expect("Socket.IO servers start (npm install in tests/servers; bash .ci/run does it)");
+    let base = sio.a.base_url();
+    let probe = format!(
+        r#"
+name = "sio-resident"
+mode = "resident"
+timeout = "2s"
+[resident]
+every = "1s"
+[variables]
+room = "canary-{{{{uuid}}}}"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "{base}/api/login"
+json = {{ username = "canary", password = "canary-pass" }}
+extract = {{ token = {{ json = "$.token" }} }}
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+protocol = "socketio"
+url = "{base}"
+auth = {{ token = "{{{{token}}}}" }}
+[[exchange]]
+name = "echo"
+kind = "ws_send"
+event = "echo"
+json = {{ nonce = "{{{{uuid}}}}" }}
+[[exchange]]
+name = "echoed"
+kind = "ws_expect"
+event = "echo"
+expect_json = {{ nonce = "{{{{uuid}}}}" }}
+"#
+    );
+    let plan = support::probe_from(&probe, &[]);
+    let (events, mut rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let (_confirm_tx, confirm_rx) = mpsc::channel(4);
+    let task = tokio::spawn(
+        Resident {
+            probe: plan,
+            region: "test".into(),
+            clock: joincanary::clock::Clock::system(),
+            sessions: Arc::new(joincanary::resident::FlowSessions),
+            events,
+            shutdown: stop.clone(),
+            seed: 1,
+        }
+        .run(confirm_rx),
+    );
+    let mut runs = Vec::new();
+    // Bounded: 4 exchanges, 1 s apart.
+    while runs.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(Event::Run { run, .. })) => runs.push(run),
+            Ok(Some(Event::Reconnect { cause, .. })) => {
+                panic!("reconnected ({cause:?}): {runs:#?}")
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no run: {other:?} after {runs:#?}"),
+        }
+    }
+    stop.cancel();
+    task.await.unwrap();
+    for run in &runs {
+        assert!(run.success, "{runs:#?}");
+    }
+}
+
+// ---- the session loop under a paused clock, with scripted sessions ----
+
+/// What the scripted sessions did, when.
+#[derive(Default)]
+struct Log {
+    opens: Vec<Instant>,
+    exchanges: Vec<Instant>,
+    closes: usize,
+}
+
+/// Sessions that open, exchange and break as the test says.
+struct Script {
+    log: Arc<Mutex<Log>>,
+    /// Opening fails while this is true.
+    open_fails: bool,
+    /// Every exchange fails.
+    exchange_fails: bool,
+    /// A failed exchange leaves the session broken.
+    breaks: bool,
+}
+
+struct ScriptSession {
+    log: Arc<Mutex<Log>>,
+    opened: Instant,
+    fails: bool,
+    breaks: bool,
+    broken: bool,
+    probe: String,
+}
+
+fn run_of(probe: &str, success: bool, trigger: Trigger) -> ProbeRun {
+    ProbeRun {
+        probe: probe.to_string(),
+        region: "test".into(),
+        success,
+        started_at: chrono::Utc::now(),
+        duration_ms: Duration::from_millis(10),
+        failed_step: (!success).then(|| "signalling".to_string()),
+        reason: (!success).then_some(FailureReason::NoMatch),
+        error: (!success).then(|| "no frame matched".to_string()),
+        trigger,
+        steps: Vec::new(),
+    }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl Sessions for Script {
+    fn open<'a>(
+        &'a self,
+        plan: &'a ProbePlan,
+        _resident: &'a ResidentPlan,
+        _region: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Session<'a> + 'a>, ProbeRun>> {
+        Box::pin(async move {
+            self.log.lock().unwrap().opens.push(Instant::now());
+            if self.open_fails {
+                return Err(run_of(&plan.name, false, Trigger::Scheduled));
+            }
+            Ok(Box::new(ScriptSession {
+                log: self.log.clone(),
+                opened: Instant::now(),
+                fails: self.exchange_fails,
+                breaks: self.breaks,
+                broken: false,
+                probe: plan.name.clone(),
+            }) as Box<dyn Session<'a> + 'a>)
+        })
+    }
+}
+
+impl<'a> Session<'a> for ScriptSession {
+    fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+    fn broken(&self) -> bool {
+        self.broken
+    }
+    fn exchange(&mut self, trigger: Trigger) -> BoxFuture<'_, ProbeRun> {
+        Box::pin(async move {
+            self.log.lock().unwrap().exchanges.push(Instant::now());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if self.fails && self.breaks {
+                self.broken = true;
+            }
+            run_of(&self.probe, !self.fails, trigger)
+        })
+    }
+    fn idle(&mut self, until: Instant) -> BoxFuture<'_, Result<(), ProbeRun>> {
+        Box::pin(async move {
+            tokio::time::sleep_until(until).await;
+            Ok(())
+        })
+    }
+    fn close(self: Box<Self>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.log.lock().unwrap().closes += 1;
+        })
+    }
+}
+
+/// A resident probe with these `[resident]` lines (an exchange that is never really run).
+fn scripted_plan(resident: &str) -> Arc<ProbePlan> {
+    support::probe_from(
+        &format!(
+            "name = \"r\"\nmode = \"resident\"\n[resident]\n{resident}\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n[[exchange]]\nname = \"b\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n"
+        ),
+        &[],
+    )
+}
+
+/// Runs the loop with `script` until `enough` says so (or 10,000 events); returns the events.
+async fn drive(
+    plan: Arc<ProbePlan>,
+    script: Script,
+    seed: u64,
+    confirm_after_failure: Option<Duration>,
+    enough: impl Fn(&[Event]) -> bool,
+) -> Vec<Event> {
+    let (events, mut rx) = mpsc::channel(64);
+    let (confirm_tx, confirm_rx) = mpsc::channel(4);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(
+        Resident {
+            probe: plan,
+            region: "test".into(),
+            clock: joincanary::clock::Clock::system(),
+            sessions: Arc::new(script),
+            events,
+            shutdown: stop.clone(),
+            seed,
+        }
+        .run(confirm_rx),
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 10_000 && !enough(&seen) {
+        let Some(ev) = rx.recv().await else { break };
+        if let (Some(d), Event::Run { run, .. }) = (confirm_after_failure, &ev)
+            && !run.success
+        {
+            let _ = confirm_tx.try_send(d);
+        }
+        seen.push(ev);
+    }
+    stop.cancel();
+    // Drain so the task is never stuck sending.
+    while tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .is_ok_and(|e| e.is_some())
+    {}
+    task.await.unwrap();
+    seen
+}
+
+fn reconnects(events: &[Event], want: ReconnectCause) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Reconnect { cause, .. } if *cause == want))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnects_back_off_exponentially_with_full_jitter_up_to_the_cap() {
+    let plan = scripted_plan("reconnect_min = \"1s\"\nreconnect_max = \"30s\"");
+    let log = Arc::new(Mutex::new(Log::default()));
+    let script = Script {
+        log: log.clone(),
+        open_fails: true,
+        exchange_fails: false,
+        breaks: false,
+    };
+    let events = drive(plan, script, 3, None, |ev| {
+        ev.iter().filter(|e| matches!(e, Event::Run { .. })).count() >= 40
+    })
+    .await;
+    let opens = log.lock().unwrap().opens.clone();
+    assert!(opens.len() >= 40);
+    // Every failed open is a failed run, and every open after the first a counted reconnect.
+    let failed_runs = events
+        .iter()
+        .filter(|e| matches!(e, Event::Run { run, .. } if !run.success))
+        .count();
+    assert_eq!(failed_runs, 40);
+    assert_eq!(reconnects(&events, ReconnectCause::Failure), 39);
+    let gaps: Vec<Duration> = opens.windows(2).map(|w| w[1] - w[0]).collect();
+    for (i, gap) in gaps.iter().enumerate() {
+        let bound = Duration::from_secs(1 << i.min(5)).min(Duration::from_secs(30));
+        assert!(*gap <= bound, "gap {i} = {gap:?} past {bound:?}: {gaps:?}");
+    }
+    // Full jitter: capped gaps are spread over [0, 30 s], not all at the cap.
+    let capped = &gaps[6..];
+    let (lo, hi) = (capped.iter().min().unwrap(), capped.iter().max().unwrap());
+    assert!(
+        *lo < Duration::from_secs(10) && *hi > Duration::from_secs(20),
+        "{capped:?}"
+    );
+    // A different seed draws different delays: probers do not reconnect in lock-step.
+    let log2 = Arc::new(Mutex::new(Log::default()));
+    let script2 = Script {
+        log: log2.clone(),
+        open_fails: true,
+        exchange_fails: false,
+        breaks: false,
+    };
+    drive(
+        scripted_plan("reconnect_min = \"1s\"\nreconnect_max = \"30s\""),
+        script2,
+        4,
+        None,
+        |ev| ev.iter().filter(|e| matches!(e, Event::Run { .. })).count() >= 5,
+    )
+    .await;
+    let opens2 = log2.lock().unwrap().opens.clone();
+    let gaps2: Vec<Duration> = opens2.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_ne!(gaps[..4], gaps2[..4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_older_than_max_session_age_is_rotated_without_backoff() {
+    let plan = scripted_plan("every = \"1s\"\nmax_session_age = \"10s\"");
+    let log = Arc::new(Mutex::new(Log::default()));
+    let script = Script {
+        log: log.clone(),
+        open_fails: false,
+        exchange_fails: false,
+        breaks: false,
+    };
+    let events = drive(plan, script, 1, None, |ev| {
+        reconnects(ev, ReconnectCause::Rotation) >= 2
+    })
+    .await;
+    assert_eq!(reconnects(&events, ReconnectCause::Failure), 0);
+    let log = log.lock().unwrap();
+    assert!(log.opens.len() >= 3, "{:?}", log.opens);
+    assert!(log.closes >= 2, "every rotated session is closed");
+    // Each session lived max_session_age (10 exchanges, 1 s apart), and the next opened at once.
+    let first_life = log.opens[1] - log.opens[0];
+    assert!(
+        first_life >= Duration::from_secs(10) && first_life < Duration::from_secs(12),
+        "{first_life:?}"
+    );
+    let in_first: Vec<_> = log
+        .exchanges
+        .iter()
+        .filter(|t| **t < log.opens[1])
+        .collect();
+    assert_eq!(
+        in_first.len(),
+        10,
+        "exchanges at 0, 1, … 9 s; at 10 s it is rotated"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, Event::Run { run, .. } if !run.success))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_exchanges_reconnect_after_reconnect_after_or_at_once_when_broken() {
+    // Alive but failing: re-established after 3 failed exchanges in a row, each confirmed 2 s
+    // after the last (the policy's confirm request brings the next exchange forward).
+    let plan = scripted_plan("every = \"5s\"");
+    let log = Arc::new(Mutex::new(Log::default()));
+    let script = Script {
+        log: log.clone(),
+        open_fails: false,
+        exchange_fails: true,
+        breaks: false,
+    };
+    let events = drive(plan, script, 1, Some(Duration::from_secs(2)), |ev| {
+        reconnects(ev, ReconnectCause::Failure) >= 1
+    })
+    .await;
+    let (exchanges, opens, closes) = {
+        let log = log.lock().unwrap();
+        (log.exchanges.clone(), log.opens.clone(), log.closes)
+    };
+    let first: Vec<Instant> = exchanges
+        .iter()
+        .copied()
+        .filter(|t| opens.get(1).is_none_or(|second| t < second))
+        .collect();
+    assert_eq!(first.len(), 3, "{exchanges:?}");
+    assert!(closes >= 1);
+    let gaps: Vec<Duration> = first.windows(2).map(|w| w[1] - w[0]).collect();
+    for g in &gaps {
+        assert!(
+            *g >= Duration::from_secs(2) && *g < Duration::from_millis(2100),
+            "confirming exchanges 2 s apart: {gaps:?}"
+        );
+    }
+    let triggers: Vec<Trigger> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Run { run, .. } => Some(run.trigger),
+            _ => None,
+        })
+        .take(3)
+        .collect();
+    assert_eq!(
+        triggers,
+        [Trigger::Scheduled, Trigger::Confirm, Trigger::Confirm]
+    );
+
+    // Broken: re-established after the first failure.
+    let log = Arc::new(Mutex::new(Log::default()));
+    let script = Script {
+        log: log.clone(),
+        open_fails: false,
+        exchange_fails: true,
+        breaks: true,
+    };
+    drive(scripted_plan("every = \"5s\""), script, 1, None, |ev| {
+        reconnects(ev, ReconnectCause::Failure) >= 1
+    })
+    .await;
+    let log = log.lock().unwrap();
+    let second = log.opens[1];
+    assert_eq!(log.exchanges.iter().filter(|t| **t < second).count(), 1);
+}
