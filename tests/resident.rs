@@ -655,3 +655,32 @@ async fn failed_exchanges_reconnect_after_reconnect_after_or_at_once_when_broken
     let second = log.opens[1];
     assert_eq!(log.exchanges.iter().filter(|t| **t < second).count(), 1);
 }
+
+#[tokio::test]
+async fn the_shipped_resident_example_keeps_the_per_probe_series_budget() {
+    let sim = support::start_sim().await;
+    let plan = support::probe_from(&fast_resident(&sim.base_url(), "5s", "15s"), &[]);
+    let resident = plan.resident.as_ref().unwrap();
+    let (mut session, _) =
+        joincanary::flow::resident::Session::open(&plan, resident, "test", Trigger::Scheduled)
+            .await
+            .unwrap_or_else(|run| panic!("session opens: {run:#?}"));
+    let run = session.exchange(Trigger::Scheduled).await;
+    assert!(run.success, "{run:#?}");
+    session.close().await;
+
+    let metrics = joincanary::metrics::Metrics::new("test").unwrap();
+    metrics.register_probe(&plan.name, "test", Some(resident.every));
+    metrics.register_resident(&plan.name, "test");
+    metrics.record(&run, Some(Duration::ZERO));
+    let label = format!("probe=\"{}\"", plan.name);
+    let text = metrics.render();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&label))
+        .collect();
+    // docs/resident.md quotes this count.
+    assert_eq!(series.len(), 54, "{}", series.join("\n"));
+    assert!(series.iter().any(|l| l.contains(r#"phase="fan_out""#)));
+    sim.shutdown().await;
+}

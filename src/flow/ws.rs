@@ -69,12 +69,7 @@ impl Connection {
             };
             match self.proto.decode(&text) {
                 Incoming::Control(replies) => {
-                    for r in replies {
-                        self.stream
-                            .send(WsMessage::text(r))
-                            .await
-                            .map_err(|e| Read::Closed(classify(e, FailureReason::WsClosed)))?;
-                    }
+                    self.answer(replies).await.map_err(Read::Closed)?;
                     if handshake && self.proto.ready() {
                         return Ok(None);
                     }
@@ -95,6 +90,17 @@ impl Connection {
             FailureReason::Protocol,
             format!("{CONTROL_FRAME_BUDGET} control frames in a row and no message"),
         )))
+    }
+
+    /// Sends the protocol's answers to a control frame (Engine.IO's pong).
+    async fn answer(&mut self, replies: Vec<String>) -> Result<(), StepError> {
+        for r in replies {
+            self.stream
+                .send(WsMessage::text(r))
+                .await
+                .map_err(|e| classify(e, FailureReason::WsClosed))?;
+        }
+        Ok(())
     }
 
     /// The next data frame as text; `None` for a control frame (the transport's business,
@@ -132,15 +138,7 @@ impl Connection {
             Err(Read::Failed(e)) => return Err((false, e)),
         };
         match self.proto.decode(&text) {
-            Incoming::Control(replies) => {
-                for r in replies {
-                    self.stream
-                        .send(WsMessage::text(r))
-                        .await
-                        .map_err(|e| (true, classify(e, FailureReason::WsClosed)))?;
-                }
-                Ok(())
-            }
+            Incoming::Control(replies) => self.answer(replies).await.map_err(|e| (true, e)),
             Incoming::Message(_) => Ok(()),
             Incoming::ServerError(what) => Err((false, server_error(what, &text))),
             Incoming::Closed(why) => Err((
