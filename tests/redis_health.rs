@@ -12,7 +12,7 @@ use joincanary::metrics::Metrics;
 use joincanary::report::{FailureReason, ProbeRun, Trigger};
 
 use crate::support::servers::{self, PauseMode, Redis};
-use crate::support::{self, TempConfig, binary};
+use crate::support::{self, TempConfig, binary, confirmed_page};
 
 async fn redis() -> Redis {
     servers::start_redis()
@@ -494,35 +494,4 @@ async fn tls_wrong_password_fails_clearly_and_is_never_shown() {
         assert!(!stdout.contains(wrong), "{stdout}");
         assert!(!stderr.contains(wrong), "{stderr}");
     }
-}
-
-/// The page the alert policy sends for `run` failing twice in a row (the confirmation).
-fn confirmed_page(plan: &ProbePlan, run: &ProbeRun) -> String {
-    let cx = AlertContext {
-        probe: &plan.name,
-        region: "test",
-        config: &plan.alerting,
-        links: &[],
-    };
-    let mut state = ProbeAlertState::default();
-    let now = run.finished_at();
-    let mut pages = Vec::new();
-    for (i, at) in [now, now + chrono::Duration::seconds(10)]
-        .into_iter()
-        .enumerate()
-    {
-        let mut r = run.clone();
-        r.trigger = if i == 0 {
-            Trigger::Scheduled
-        } else {
-            Trigger::Confirm
-        };
-        for d in state.observe(&cx, &r, at) {
-            if let Decision::Notify(n) = d {
-                pages.push(joincanary::alert::webhook::payload(&n).to_string());
-            }
-        }
-    }
-    assert_eq!(pages.len(), 1, "one page: {pages:?}");
-    pages.remove(0)
 }
