@@ -17,6 +17,7 @@ mod headline;
 mod hostile;
 mod never_silent;
 mod pages;
+mod reasons;
 mod redis_health;
 mod redis_sim;
 mod reload;
