@@ -8,19 +8,12 @@ use futures_util::{SinkExt, StreamExt};
 use joincanary::flow::run_probe;
 use joincanary::report::{FailureReason, Phase, ProbeRun, Trigger};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::hostile::{listener, silent_server, ws_server};
 use crate::support::receiver::Receiver;
 use crate::support::running::Running;
 use crate::support::{self, TempConfig, probe_from};
-
-async fn listener() -> (TcpListener, String) {
-    support::init();
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    (l, format!("127.0.0.1:{port}"))
-}
 
 /// Reads one request head on up to 4 connections and answers with `raw` bytes as they are.
 async fn raw_http(raw: &'static [u8]) -> String {
@@ -42,43 +35,6 @@ async fn raw_http(raw: &'static [u8]) -> String {
                 let _ = s.write_all(raw).await;
                 // Hold the connection: the reason must come from the bytes, not from a close.
                 let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
-            });
-        }
-    });
-    addr
-}
-
-/// Accepts up to 4 connections and never says a word (holds each for at most 10 s).
-async fn silent_server() -> String {
-    let (l, addr) = listener().await;
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            if let Ok((s, _)) = l.accept().await {
-                held.push(s);
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(10)).await;
-    });
-    addr
-}
-
-/// A websocket server running `behave` on each of up to 4 connections.
-async fn ws_server<F, Fut>(behave: F) -> String
-where
-    F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let (l, addr) = listener().await;
-    let behave = std::sync::Arc::new(behave);
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let Ok((s, _)) = l.accept().await else { return };
-            let behave = behave.clone();
-            tokio::spawn(async move {
-                if let Ok(ws) = tokio_tungstenite::accept_async(s).await {
-                    behave(ws).await;
-                }
             });
         }
     });

@@ -21,6 +21,7 @@ mod reasons;
 mod redis_health;
 mod redis_sim;
 mod reload;
+mod retry_after;
 mod scheduler;
 mod servers_smoke;
 mod service;
