@@ -21,6 +21,7 @@ mod redis_health;
 mod redis_sim;
 mod reload;
 mod scheduler;
+mod secrets;
 mod servers_smoke;
 mod service;
 mod signalling;

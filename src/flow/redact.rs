@@ -153,16 +153,25 @@ fn compile(secrets: &[String]) -> Option<regex::Regex> {
 /// The secret and its base64 shapes; each is then matched under every escaping.
 fn base_forms(secret: &str) -> Vec<String> {
     let mut out = vec![secret.to_string()];
-    let bytes = secret.as_bytes();
-    for engine in [&STANDARD, &URL_SAFE] {
-        let padded = engine.encode(bytes);
-        let unpadded = padded.trim_end_matches('=').to_string();
-        out.push(padded);
-        out.push(unpadded);
-        if bytes.len() >= MIN_BASE64_CORE_BYTES {
-            out.extend(base64_cores(bytes, engine));
+    // A JSON body (`{"password":"pa\"ss"}`) sent or echoed in base64 carries the escaped form.
+    let json = super::template::Filter::Json.apply(secret);
+    let mut encoded = vec![secret];
+    if json != secret {
+        encoded.push(&json);
+    }
+    for value in encoded {
+        let bytes = value.as_bytes();
+        for engine in [&STANDARD, &URL_SAFE] {
+            let padded = engine.encode(bytes);
+            let unpadded = padded.trim_end_matches('=').to_string();
+            out.push(padded);
+            out.push(unpadded);
+            if bytes.len() >= MIN_BASE64_CORE_BYTES {
+                out.extend(base64_cores(bytes, engine));
+            }
         }
     }
+    out.sort();
     out.dedup();
     out
 }
