@@ -16,7 +16,9 @@ mod redis;
 pub use net::tls_client_config;
 pub(crate) use redact::quote;
 pub use redact::{REDACTED, Redactor, redact_url_text};
-pub use redis::{REDIS_GAUGES, gauge_var};
+pub use redis::{
+    CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
+};
 pub mod template;
 mod ws;
 
