@@ -24,6 +24,7 @@ mod reload;
 mod resident;
 mod retry_after;
 mod scheduler;
+mod secrets;
 mod servers_smoke;
 mod service;
 mod signalling;
