@@ -167,7 +167,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(cli.command));
+    // Dropping the runtime would wait for every blocking thread, and one may be stuck reading
+    // a file on a hung mount: SIGTERM must still end the process.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprint_line(&format!("error: {e:#}"));
