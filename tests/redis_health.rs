@@ -112,6 +112,73 @@ async fn memory_past_the_threshold_warns_while_the_step_succeeds() {
 }
 
 #[tokio::test]
+async fn evictions_between_two_runs_warn_with_their_rate() {
+    let redis = redis().await;
+    let plan = example(&redis, &[]);
+    let first = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(first.success, "{first:#?}");
+    // The first run has nothing to compare with: no rate, no warning.
+    assert!(
+        !first.steps[0]
+            .gauges
+            .contains_key("evicted_keys_per_second"),
+        "{:?}",
+        first.steps[0].gauges
+    );
+    let evicted = redis.evict(100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(evicted > 0, "allkeys-lru evicted nothing");
+
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "evictions warn, they do not fail: {run:#?}");
+    let step = &run.steps[0];
+    let per_minute = step.gauges["evicted_keys_per_minute"];
+    let per_second = step.gauges["evicted_keys_per_second"];
+    assert!(per_second > 0.0, "{:?}", step.gauges);
+    assert!((per_minute - per_second * 60.0).abs() < 1e-6 * per_minute);
+    // The total is still there beside its rate; no memory_ratio (the limit is off again).
+    assert!(step.gauges["evicted_keys"] >= 1.0);
+    let warned = warnings(&plan, &run);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("step \"redis\" evicted_keys_per_minute ")
+            && warned[0].contains("at or above 1"),
+        "{warned:?}"
+    );
+    assert!(!warned[0].contains("memory_ratio"), "{warned:?}");
+    let metrics = Metrics::new("test").expect("metrics");
+    metrics.record(&run, None);
+    let text = metrics.render();
+    for name in ["evicted_keys_per_second", "evicted_keys_per_minute"] {
+        assert!(text.contains(&format!(r#"name="{name}""#)), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_restart_resets_the_counters_without_a_negative_or_huge_rate() {
+    let mut redis = redis().await;
+    let plan = example(&redis, &[]);
+    redis.evict(100).await.unwrap_or_else(|e| panic!("{e}"));
+    let before = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(before.steps[0].gauges["evicted_keys"] > 0.0, "{before:#?}");
+
+    redis.restart().await.unwrap_or_else(|e| panic!("{e}"));
+    let after = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(after.success, "{after:#?}");
+    let step = &after.steps[0];
+    assert_eq!(step.gauges["evicted_keys"], 0.0, "a fresh Redis");
+    // Counters began again: no rate this run (not a negative one, not `0 - N`).
+    for name in ["evicted_keys_per_second", "evicted_keys_per_minute"] {
+        assert!(!step.gauges.contains_key(name), "{:?}", step.gauges);
+    }
+    assert!(warnings(&plan, &after).is_empty());
+
+    // The next run compares with the restarted Redis: a rate again, and it is zero.
+    let next = run_probe(&plan, "test", Trigger::Manual).await;
+    assert_eq!(next.steps[0].gauges["evicted_keys_per_second"], 0.0);
+    assert!(warnings(&plan, &next).is_empty());
+}
+
+#[tokio::test]
 async fn paused_redis_fails_the_pub_sub_round_trip() {
     let redis = redis().await;
     // Writes (PUBLISH among them) wait; PING and INFO are still served.
@@ -231,8 +298,17 @@ fn bad_redis_and_http_json_keys_are_rejected_with_their_line() {
     assert_eq!(
         errs,
         [
-            "probes/p.toml:5:25: steps[0].warn_above.memory: `memory` is not a gauge of this step (it has used_memory, maxmemory, memory_ratio, rejected_connections, evicted_keys, connected_clients, blocked_clients)"
+            "probes/p.toml:5:25: steps[0].warn_above.memory: `memory` is not a gauge of this step (it has used_memory, maxmemory, memory_ratio, rejected_connections, evicted_keys, connected_clients, blocked_clients, or the rate of an INFO counter, <counter>_per_second or <counter>_per_minute, for the counters evicted_keys, rejected_connections, expired_keys, evicted_clients, total_connections_received, total_commands_processed, total_net_input_bytes, total_net_output_bytes, total_error_replies, unexpected_error_replies, keyspace_hits, keyspace_misses, total_eviction_exceeded_time, total_forks, sync_full, sync_partial_ok, sync_partial_err, total_reads_processed, total_writes_processed, expired_time_cap_reached_count, acl_access_denied_auth, client_query_buffer_limit_disconnections, client_output_buffer_limit_disconnections)"
         ]
+    );
+    // A rate of something that is not a counter (memory goes down as well as up).
+    let errs = errors_for(
+        "[[steps]]\nname = \"r\"\nkind = \"redis\"\nurl = \"redis://h\"\nwarn_above = { used_memory_per_second = 9 }\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("probes/p.toml:5:41: steps[0].warn_above.used_memory_per_second: `used_memory_per_second` is not a gauge of this step"),
+        "{errs:?}"
     );
     let errs = errors_for(
         "[[steps]]\nname = \"h\"\nkind = \"http\"\nurl = \"http://h/\"\npassword = \"x\"\n",

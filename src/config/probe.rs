@@ -263,6 +263,10 @@ pub struct RedisSpec {
     pub password: Option<String>,
     pub channel: Option<Template>,
     pub checks: GaugeChecks,
+    /// INFO counter rates to compute: the defaults and every rate a threshold names.
+    pub rates: Vec<crate::flow::CounterRate>,
+    /// The previous run's counters (shared by the plan's clones; a reload starts afresh).
+    pub memory: std::sync::Arc<crate::flow::CounterMemory>,
 }
 
 /// An `http_json` step: an `http` request whose JSON numbers become gauges.
@@ -1228,15 +1232,32 @@ fn build_spec(
                 Some(c) => Some(ctx.template(c, &key("channel"))?),
                 None => None,
             };
-            let known: Vec<String> = crate::flow::REDIS_GAUGES
-                .iter()
-                .map(|g| (*g).to_string())
-                .collect();
-            let mut checks = gauge_checks(ctx, s, prefix, &known)?;
+            let known = |name: &str| {
+                crate::flow::REDIS_GAUGES.contains(&name)
+                    || crate::flow::CounterRate::parse(name).is_some()
+            };
+            let has = format!(
+                "{}, or the rate of an INFO counter, <counter>_per_second or <counter>_per_minute, for the counters {}",
+                crate::flow::REDIS_GAUGES.join(", "),
+                crate::flow::REDIS_COUNTERS.join(", ")
+            );
+            let mut checks = gauge_checks(ctx, s, prefix, &known, &has)?;
             if !checks.warn_above.iter().any(|(n, _)| n == "memory_ratio") {
                 checks
                     .warn_above
                     .push(("memory_ratio".into(), DEFAULT_MEMORY_RATIO_WARNING));
+            }
+            let mut rates: Vec<crate::flow::CounterRate> = Vec::new();
+            let named = checks.warn_above.iter().chain(&checks.warn_below);
+            for name in crate::flow::DEFAULT_RATES
+                .into_iter()
+                .chain(named.map(|(n, _)| n.as_str()))
+            {
+                if let Some(rate) = crate::flow::CounterRate::parse(name)
+                    && !rates.contains(&rate)
+                {
+                    rates.push(rate);
+                }
             }
             Some(StepSpec::Redis(RedisSpec {
                 url,
@@ -1244,6 +1265,8 @@ fn build_spec(
                 password,
                 channel,
                 checks,
+                rates,
+                memory: std::sync::Arc::default(),
             }))
         }
         StepKind::HttpJson => {
@@ -1288,8 +1311,9 @@ fn build_spec(
                 );
                 return None;
             }
-            let known: Vec<String> = gauges.iter().map(|(n, _)| n.clone()).collect();
-            let checks = gauge_checks(ctx, s, prefix, &known)?;
+            let names: Vec<&str> = gauges.iter().map(|(n, _)| n.as_str()).collect();
+            let known = |name: &str| names.contains(&name);
+            let checks = gauge_checks(ctx, s, prefix, &known, &names.join(", "))?;
             Some(StepSpec::HttpJson(HttpJsonSpec {
                 http,
                 gauges,
@@ -1299,26 +1323,25 @@ fn build_spec(
     }
 }
 
-/// `warn_above` / `warn_below`: every name must be one of the step's gauges.
+/// `warn_above` / `warn_below`: every name must be one of the step's gauges (`known`; `has`
+/// lists them for the message): a misspelt threshold would otherwise never warn.
 fn gauge_checks(
     ctx: &mut Ctx<'_>,
     s: &RawStep,
     prefix: &str,
-    known: &[String],
+    known: &dyn Fn(&str) -> bool,
+    has: &str,
 ) -> Option<GaugeChecks> {
     let mut ok = true;
     let mut read = |ctx: &mut Ctx<'_>, raw: Option<&S<BTreeMap<String, S<f64>>>>, which: &str| {
         let mut out = Vec::new();
         for (name, value) in raw.map(|m| m.get_ref().iter()).into_iter().flatten() {
             let k = format!("{prefix}.{which}.{name}");
-            if !known.contains(name) {
+            if !known(name) {
                 ctx.error(
                     Some(value.span()),
                     &k,
-                    format_args!(
-                        "`{name}` is not a gauge of this step (it has {})",
-                        known.join(", ")
-                    ),
+                    format_args!("`{name}` is not a gauge of this step (it has {has})"),
                 );
                 ok = false;
             } else if !value.get_ref().is_finite() {

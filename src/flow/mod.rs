@@ -13,7 +13,9 @@ pub mod protocol;
 mod redis;
 
 pub use net::tls_client_config;
-pub use redis::{REDIS_GAUGES, gauge_var};
+pub use redis::{
+    CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
+};
 pub mod template;
 mod ws;
 

@@ -539,6 +539,44 @@ impl Redis {
         err("redis: wrote 1 GiB of filler without reaching the limit")
     }
 
+    /// Evictions for real: `allkeys-lru` with `maxmemory` 1 MiB above what is used, then
+    /// `values` filler values of 64 KiB (Redis evicts older ones to take each). Leaves the
+    /// limit off again (so no memory warning rides along) and returns `evicted_keys`.
+    pub async fn evict(&self, values: u32) -> Result<u64> {
+        let limit = self.used_memory().await? + 1024 * 1024;
+        self.ok(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
+            .await?;
+        self.ok(&["CONFIG", "SET", "maxmemory", &limit.to_string()])
+            .await?;
+        let mut conn = self.conn().await?;
+        let value = vec![b'x'; FILL_VALUE];
+        for i in 0..values {
+            let key = format!("{FILL_PREFIX}{i}");
+            if let Reply::Error(e) = conn.command(&[b"SET", key.as_bytes(), &value]).await? {
+                return err(format!("redis: SET under allkeys-lru: {e}"));
+            }
+        }
+        self.ok(&["CONFIG", "SET", "maxmemory", "0"]).await?;
+        let evicted = self.info("stats").await?;
+        evicted
+            .get("evicted_keys")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ServerError("redis: INFO stats has no evicted_keys".into()))
+    }
+
+    /// Stops Redis (SIGKILL) and starts it again on the same port: a new `run_id`, every
+    /// counter back at 0, as after a crash or a deploy.
+    pub async fn restart(&mut self) -> Result<()> {
+        let _ = self.process.signal("KILL");
+        let _ = self.process.child.wait();
+        let args = [
+            self.port.to_string(),
+            self._dir.path().display().to_string(),
+        ];
+        self.process = start_script("redis", "redis/start.sh", &args, self._dir.path()).await?;
+        Ok(())
+    }
+
     /// `CLIENT PAUSE ms WRITE|ALL`: commands wait (connections stay open) until `ms` pass.
     /// A `Write` pause ends early with [`Redis::restore`]; an `All` pause cannot (Redis holds
     /// `CLIENT UNPAUSE` too), so `restore` waits for its end: keep `All` pauses short, and
