@@ -1,6 +1,8 @@
 //! The `redis` and `http_json` steps against a real `redis-server` and a real HTTP server:
 //! gauges exported, thresholds raising the degraded warning while the step succeeds, a paused
-//! Redis failing the pub/sub round trip, and refused credentials never quoting the password.
+//! Redis failing the pub/sub round trip, and refused credentials never quoting the password;
+//! counter rates between runs (evictions, a restart); and the same over TLS (`rediss://`, the
+//! probe's `ca_file`, an ACL user) against a redis-server with a certificate made by the test.
 
 use joincanary::alert::Severity;
 use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
@@ -10,7 +12,7 @@ use joincanary::metrics::Metrics;
 use joincanary::report::{FailureReason, ProbeRun, Trigger};
 
 use crate::support::servers::{self, PauseMode, Redis};
-use crate::support::{self, TempConfig};
+use crate::support::{self, TempConfig, binary, confirmed_page};
 
 async fn redis() -> Redis {
     servers::start_redis()
@@ -324,4 +326,172 @@ fn bad_redis_and_http_json_keys_are_rejected_with_their_line() {
             "probes/p.toml:2:8: steps[0].gauges: an http_json step needs `gauges` (name = JSON pointer of a number)"
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+/// The ACL user the TLS tests log in as (not `default`: ACL users are what production uses).
+const ACL_USER: &str = "canary";
+const ACL_PASSWORD: &str = "tls-canary-secret-31";
+
+async fn redis_tls() -> Redis {
+    let redis = servers::start_redis_tls()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    redis
+        .ok(&[
+            "ACL",
+            "SETUSER",
+            ACL_USER,
+            "on",
+            &format!(">{ACL_PASSWORD}"),
+            // What docs/cause-checks.md tells operators to grant, and nothing more.
+            "resetchannels",
+            "&joincanary:canary:*",
+            "-@all",
+            "+ping",
+            "+info",
+            "+publish",
+            "+subscribe",
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A run that forgot to log in (as `default`) would fail at INFO, not pass unnoticed.
+    redis
+        .ok(&["ACL", "SETUSER", "default", "-info"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    redis
+}
+
+/// The shipped example with `ca_file = "ca.pem"` (holding `ca_pem`), in a config directory of
+/// its own, pointed at the TLS port.
+fn tls_config(ca_pem: &str) -> TempConfig {
+    let path = support::root().join("probes/examples/redis-health.toml");
+    let text = std::fs::read_to_string(path).expect("example exists");
+    let text = text.replacen(
+        "timeout = \"10s\"",
+        "timeout = \"10s\"\nca_file = \"ca.pem\"",
+        1,
+    );
+    assert!(text.contains("ca_file"), "the example sets a probe timeout");
+    let cfg = TempConfig::new("", &[("redis-health.toml", &text)]);
+    std::fs::write(cfg.probe_path("ca.pem"), ca_pem).expect("write ca.pem");
+    cfg
+}
+
+fn tls_plan(cfg: &TempConfig, redis: &Redis, password: &str) -> ProbePlan {
+    let url = redis.tls_url();
+    let plan = cfg
+        .load(&[
+            ("REDIS_URL", url.as_str()),
+            ("REDIS_USERNAME", ACL_USER),
+            ("REDIS_PASSWORD", password),
+        ])
+        .unwrap_or_else(|e| panic!("loads: {e}"));
+    plan.probes[0].as_ref().clone()
+}
+
+#[tokio::test]
+async fn tls_ping_info_and_pub_sub_with_an_acl_user() {
+    support::init();
+    let redis = redis_tls().await;
+    let cfg = tls_config(redis.ca_pem());
+    let plan = tls_plan(&cfg, &redis, ACL_PASSWORD);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    let step = &run.steps[0];
+    assert!(step.gauges.contains_key("connected_clients"), "{step:#?}");
+    assert!(
+        step.phases
+            .contains_key(&joincanary::report::Phase::RoundTrip)
+    );
+    // Over TLS (the port speaks nothing else) as that user: `default` may not run INFO here.
+}
+
+#[tokio::test]
+async fn tls_with_the_wrong_ca_fails_with_reason_tls() {
+    support::init();
+    let redis = redis_tls().await;
+    let other = servers::test_ca().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = tls_config(&other.ca_pem);
+    let plan = tls_plan(&cfg, &redis, ACL_PASSWORD);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(!run.success);
+    assert_eq!(run.failed_step.as_deref(), Some("redis"));
+    assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("connect: TLS handshake failed: ") && error.contains("certificate"),
+        "{error}"
+    );
+
+    // System roots only (no ca_file): the test CA is trusted by nobody either.
+    let url = redis.tls_url();
+    let bare = example(&redis, &[("REDIS_URL", url.as_str())]);
+    let run = run_probe(&bare, "test", Trigger::Manual).await;
+    assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
+
+    // Plain redis:// to the TLS port is not a TLS failure: the server hangs up.
+    let plain = url.replace("rediss://", "redis://");
+    let run = run_probe(
+        &example(&redis, &[("REDIS_URL", plain.as_str())]),
+        "test",
+        Trigger::Manual,
+    )
+    .await;
+    assert!(!run.success);
+    assert_ne!(run.reason, Some(FailureReason::Tls), "{run:#?}");
+}
+
+#[tokio::test]
+async fn tls_wrong_password_fails_clearly_and_is_never_shown() {
+    support::init();
+    let redis = redis_tls().await;
+    let cfg = tls_config(redis.ca_pem());
+    let wrong = "tls-wrong-password-77";
+    let plan = tls_plan(&cfg, &redis, wrong);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(!run.success);
+    assert_eq!(run.reason, Some(FailureReason::ServerError), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert_eq!(
+        error, "connect: redis refused the credentials: authentication failed",
+        "{run:#?}"
+    );
+    // Status JSON (the run as the status API serves it) and the page on-call would get.
+    let json = serde_json::to_string(&run).expect("json");
+    assert!(!json.contains(wrong), "{json}");
+    let page = confirmed_page(&plan, &run);
+    assert!(page.contains("refused the credentials"), "{page}");
+    assert!(!page.contains(wrong), "{page}");
+
+    // Logs and output of the binary, at debug level, in every format.
+    let url = redis.tls_url();
+    for format in ["text", "json"] {
+        let out = std::process::Command::new(binary())
+            .env_remove("JOINCANARY_CONFIG")
+            .env("REDIS_URL", &url)
+            .env("REDIS_USERNAME", ACL_USER)
+            .env("REDIS_PASSWORD", wrong)
+            .args(["once", "--config"])
+            .arg(&cfg.path)
+            .args([
+                "--format",
+                "json",
+                "--log.level",
+                "debug",
+                "--log.format",
+                format,
+            ])
+            .output()
+            .expect("binary runs");
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains("refused the credentials"), "{stdout}");
+        assert!(!stdout.contains(wrong), "{stdout}");
+        assert!(!stderr.contains(wrong), "{stderr}");
+    }
 }

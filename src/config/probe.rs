@@ -211,6 +211,9 @@ pub struct ProbePlan {
     pub max_body_bytes: usize,
     /// TLS settings when the probe trusts extra CAs (`ca_file`); `None` uses the system roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The `ca_file` certificates themselves, for clients that build their own TLS config
+    /// (the `redis` step); empty without `ca_file`.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub variables: Vec<(String, Template)>,
     pub steps: Vec<StepPlan>,
     /// Values that came from the environment and may be secrets: scrubbed from every error.
@@ -620,10 +623,12 @@ pub(crate) fn build(
         .and_then(|v| ctx.positive(v, "max_body_bytes"))
         .unwrap_or(defaults.max_body_bytes);
 
-    let tls = raw
+    let ca_certs = raw
         .ca_file
         .as_ref()
-        .and_then(|f| ca_file(&mut ctx, f, path));
+        .and_then(|f| ca_file(&mut ctx, f, path))
+        .unwrap_or_default();
+    let tls = (!ca_certs.is_empty()).then(|| crate::flow::tls_client_config(ca_certs.clone()));
 
     // Variables may read the built-ins only: that keeps them order-independent.
     let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
@@ -831,6 +836,7 @@ pub(crate) fn build(
         jitter,
         max_body_bytes,
         tls,
+        ca_certs,
         variables,
         steps,
         secrets,
@@ -838,12 +844,12 @@ pub(crate) fn build(
     })
 }
 
-/// Reads a PEM bundle of extra trusted CAs into a TLS client config.
+/// Reads a PEM bundle of extra trusted CAs.
 fn ca_file(
     ctx: &mut Ctx<'_>,
     value: &S<String>,
     probe_path: &Path,
-) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let rel = ctx.env_str(value, "ca_file")?;
@@ -870,7 +876,7 @@ fn ca_file(
         );
         return None;
     }
-    Some(crate::flow::tls_client_config(certs))
+    Some(certs)
 }
 
 /// A fixed offset in `[0, max)` from region and probe: regions spread out, and one region's

@@ -153,8 +153,40 @@ impl CounterMemory {
     }
 }
 
+/// The TLS failure behind a client error, if that is what it is: the redis client hands the
+/// handshake's `rustls::Error` up inside an I/O error, which alone would read as `connect`.
+fn tls_failure(err: &redis::RedisError) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    // Bounded: an error chain is a handful of links; stop at 16 in case one loops.
+    for _ in 0..16 {
+        let e = source?;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // The client keeps its I/O error as `Arc<dyn Error>`, whose `source()` skips the
+        // wrapped value: unwrap that layer by hand.
+        let shared = e
+            .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+            .map(|a| &**a as &(dyn std::error::Error + 'static));
+        if let Some(tls) = shared.and_then(|s| s.downcast_ref::<rustls::Error>()) {
+            return Some(tls.to_string());
+        }
+        let io = e
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| shared.and_then(|s| s.downcast_ref::<std::io::Error>()));
+        if let Some(tls) = io
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// A Redis error as a step error. The client's own text may quote connection details, so only
-/// the server's reply (code and detail) or the error's category is kept.
+/// the server's reply (code and detail), a TLS failure or the error's category is kept.
 fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     if let Some(code) = err.code() {
         let detail = err.detail().unwrap_or_default();
@@ -177,6 +209,12 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
                 "{op}: redis refused the credentials: {}",
                 err.detail().unwrap_or("authentication failed")
             ),
+        );
+    }
+    if let Some(tls) = tls_failure(err) {
+        return StepError::new(
+            FailureReason::Tls,
+            format!("{op}: TLS handshake failed: {tls}"),
         );
     }
     let reason = if err.is_timeout() {
@@ -210,8 +248,20 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         ctx.redactor.add(password.clone());
         settings = settings.set_password(password);
     }
-    let client = redis::Client::open(info.set_redis_settings(settings))
-        .map_err(|e| step_error("connect", &e))?;
+    let info = info.set_redis_settings(settings);
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    let client = if tls && !ctx.plan.ca_certs.is_empty() {
+        // The probe's `ca_file` adds to the system roots, as for https and wss; the client
+        // takes one PEM bundle that replaces them, so it gets both.
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots_pem(&ctx.plan.ca_certs)),
+        };
+        redis::Client::build_with_tls(info, certificates)
+    } else {
+        redis::Client::open(info)
+    }
+    .map_err(|e| step_error("connect", &e))?;
 
     ctx.waiting = "connecting to redis";
     let t = Instant::now();
@@ -326,6 +376,39 @@ pub fn info_gauges(text: &str) -> Vec<(&'static str, f64)> {
         && max > 0.0
     {
         out.push(("memory_ratio", used / max));
+    }
+    out
+}
+
+/// The system's trusted roots and `extra`, as one PEM bundle. The system part is read once.
+fn roots_pem(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Vec<u8> {
+    use base64::Engine as _;
+    static SYSTEM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let pem = |der: &[u8]| {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in body.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out.into_bytes()
+    };
+    let mut out = SYSTEM
+        .get_or_init(|| {
+            // Only certificates rustls can use as roots: the client refuses the whole bundle
+            // over one it cannot parse (as an odd system bundle may hold).
+            let mut usable = rustls::RootCertStore::empty();
+            rustls_native_certs::load_native_certs()
+                .certs
+                .iter()
+                .filter(|c| usable.add((*c).clone()).is_ok())
+                .flat_map(|c| pem(c))
+                .collect()
+        })
+        .clone();
+    for cert in extra {
+        out.extend(pem(cert));
     }
     out
 }

@@ -89,6 +89,40 @@ impl TempConfig {
     }
 }
 
+/// The page on-call would get: the run and its confirming run through the probe's alert
+/// policy, as the generic webhook body.
+pub fn confirmed_page(plan: &ProbePlan, run: &joincanary::report::ProbeRun) -> String {
+    use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
+    use joincanary::report::Trigger;
+    let cx = AlertContext {
+        probe: &plan.name,
+        region: "test",
+        config: &plan.alerting,
+        links: &[],
+    };
+    let mut state = ProbeAlertState::default();
+    let now = run.finished_at();
+    let mut pages = Vec::new();
+    for (i, at) in [now, now + chrono::Duration::seconds(10)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = run.clone();
+        r.trigger = if i == 0 {
+            Trigger::Scheduled
+        } else {
+            Trigger::Confirm
+        };
+        for d in state.observe(&cx, &r, at) {
+            if let Decision::Notify(n) = d {
+                pages.push(joincanary::alert::webhook::payload(&n).to_string());
+            }
+        }
+    }
+    assert_eq!(pages.len(), 1, "one page after the confirming run");
+    pages.remove(0)
+}
+
 /// Loads one probe from text (with a default service config).
 pub fn probe_from(text: &str, env_pairs: &[(&str, &str)]) -> Arc<ProbePlan> {
     let cfg = TempConfig::new("", &[("p.toml", text)]);

@@ -387,6 +387,10 @@ pub enum PauseMode {
 pub struct Redis {
     process: Process,
     port: u16,
+    /// With [`start_redis_tls`]: the TLS port and the CA that signed the server's certificate.
+    tls: Option<(u16, String)>,
+    /// redis-server arguments beyond the script's own (the TLS ones), kept for a restart.
+    extra: Vec<String>,
     /// End of a `CLIENT PAUSE ... ALL`: until then even `CLIENT UNPAUSE` waits.
     paused_all_until: Mutex<Option<std::time::Instant>>,
     _dir: tempfile::TempDir,
@@ -408,6 +412,86 @@ pub async fn start_redis() -> Result<Redis> {
         Ok(Redis {
             process,
             port,
+            tls: None,
+            extra: Vec::new(),
+            paused_all_until: Mutex::new(None),
+            _dir: dir,
+        })
+    })
+    .await
+}
+
+/// A throw-away CA and a server certificate it signed for 127.0.0.1 and localhost (PEM).
+pub struct TestCa {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+/// Makes a fresh [`TestCa`] (ECDSA P-256, made at test time: no key material in the tree).
+pub fn test_ca() -> Result<TestCa> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let bad = |e: rcgen::Error| ServerError(format!("test CA: {e}"));
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(bad)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "joincanary test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer =
+        CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(bad)?).map_err(bad)?;
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(bad)?;
+    let server_key = KeyPair::generate().map_err(bad)?;
+    let cert = server.signed_by(&server_key, &issuer).map_err(bad)?;
+    Ok(TestCa {
+        ca_pem: issuer.pem(),
+        server_cert_pem: cert.pem(),
+        server_key_pem: server_key.serialize_pem(),
+    })
+}
+
+/// A `redis-server` that speaks TLS on a second port (certificate from a fresh [`test_ca`],
+/// no client certificates asked for) beside its plain port, which the test side uses to drive
+/// it. See [`Redis::tls_url`] and [`Redis::ca_pem`].
+pub async fn start_redis_tls() -> Result<Redis> {
+    require_program("redis", "redis-server", "redis-server")?;
+    require_program("redis", "redis-cli", "redis-tools")?;
+    let ca = test_ca()?;
+    let ca = &ca;
+    start_on_free_port("redis", |port| async move {
+        let tls_port = free_port()?;
+        let dir = temp_dir("redis")?;
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text)
+                .map_err(|e| ServerError(format!("redis: writing {name}: {e}")))
+        };
+        write("server.crt", &ca.server_cert_pem)?;
+        write("server.key", &ca.server_key_pem)?;
+        write("ca.crt", &ca.ca_pem)?;
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let extra = vec![
+            "--tls-port".to_string(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let mut args = vec![port.to_string(), dir.path().display().to_string()];
+        args.extend(extra.iter().cloned());
+        let process = start_script("redis", "redis/start.sh", &args, dir.path()).await?;
+        Ok(Redis {
+            process,
+            port,
+            tls: Some((tls_port, ca.ca_pem.clone())),
+            extra,
             paused_all_until: Mutex::new(None),
             _dir: dir,
         })
@@ -423,6 +507,18 @@ impl Redis {
     /// `redis://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` (a server from [`start_redis_tls`] only).
+    pub fn tls_url(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("started with start_redis_tls");
+        format!("rediss://127.0.0.1:{port}")
+    }
+
+    /// The PEM of the CA that signed the TLS port's certificate.
+    pub fn ca_pem(&self) -> &str {
+        let (_, pem) = self.tls.as_ref().expect("started with start_redis_tls");
+        pem
     }
 
     pub fn process(&self) -> &Process {
