@@ -52,6 +52,22 @@ impl StepError {
             message: message.into(),
         }
     }
+
+    /// `reason`, unless `cause` says the prober itself ran out of something (fds, memory,
+    /// local ports): then `local`, so the run is not taken for a platform outage.
+    pub fn caused_by(
+        reason: FailureReason,
+        message: impl Into<String>,
+        cause: &(dyn std::error::Error + 'static),
+    ) -> StepError {
+        match net::local_cause(cause) {
+            Some(what) => StepError::new(
+                FailureReason::Local,
+                format!("this prober is {what}: {}", message.into()),
+            ),
+            None => StepError::new(reason, message),
+        }
+    }
 }
 
 /// Replaces secrets (values from the environment, extracted values, cookies) in text that
@@ -137,6 +153,9 @@ pub(crate) struct RunContext<'a> {
     pub last_send: Option<(String, Instant)>,
     /// Phases measured so far by the current step; kept here so a timeout does not lose them.
     pub phases: BTreeMap<Phase, Duration>,
+    /// The connection phase under way (dns, connect, tls) and since when: a timeout names it
+    /// and still reports its time.
+    pub pending: Option<(Phase, Instant)>,
     /// Frames read by the current `ws_expect` (for the no-match message after a timeout).
     pub frames_seen: usize,
     /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
@@ -217,6 +236,7 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         ws: BTreeMap::new(),
         last_send: None,
         phases: BTreeMap::new(),
+        pending: None,
         frames_seen: 0,
         last_miss: None,
         redactor: Redactor::new(plan.secrets.iter().cloned()),
@@ -307,6 +327,7 @@ async fn run_step(
 ) -> StepReport {
     let t0 = Instant::now();
     ctx.phases.clear();
+    ctx.pending = None;
     ctx.frames_seen = 0;
     ctx.step_name.clone_from(&step.name);
     ctx.gauges.clear();
@@ -325,6 +346,9 @@ async fn run_step(
             step_deadline == probe_deadline,
         )),
     };
+    if let Some((phase, since)) = ctx.pending.take() {
+        *ctx.phases.entry(phase).or_default() += since.elapsed();
+    }
     let duration = t0.elapsed();
     let mut phases = std::mem::take(&mut ctx.phases);
     phases.insert(Phase::Total, duration);
@@ -358,29 +382,53 @@ fn timeout_error(
     } else {
         "the step's timeout"
     };
-    // A ws_expect that ran out of time saw traffic but not the frame it needed: that is the
-    // signalling path failing, which on-call must tell apart from a hung connection.
-    if matches!(step.spec, StepSpec::WsExpect(_)) && !probe_deadline {
+    // The rule for `ws_expect`: running out of time is `no_match` whichever clock ran out, the
+    // step's timeout or the probe's deadline. The websocket was up and the frame the flow needed
+    // never came (the signalling path failing, with or without other traffic); the message says
+    // which clock and how many frames were skipped. A step's own `timeout` is an optional
+    // refinement and must not change what the failure is called.
+    if matches!(step.spec, StepSpec::WsExpect(_)) {
+        let seen = ctx.frames_seen;
         return StepError::new(
             FailureReason::NoMatch,
             match &ctx.last_miss {
                 Some(miss) => format!(
-                    "no frame matched within {waited} ({} frames skipped; last: {miss})",
-                    ctx.frames_seen
+                    "no frame matched within {waited} ({which}; {seen} frames skipped; last: {miss})"
                 ),
-                None => format!(
-                    "no frame matched within {waited} ({} frames skipped)",
-                    ctx.frames_seen
-                ),
+                None => {
+                    format!("no frame matched within {waited} ({which}; {seen} frames skipped)")
+                }
             },
         );
+    }
+    // A connection phase under way names its layer: a resolver or a TLS peer that never
+    // answers is not "waiting for the reply".
+    match ctx.pending.map(|(phase, _)| phase) {
+        Some(Phase::Dns) => {
+            return StepError::new(
+                FailureReason::Dns,
+                format!("timed out after {waited} resolving the host name ({which})"),
+            );
+        }
+        Some(Phase::Tls) => {
+            return StepError::new(
+                FailureReason::Tls,
+                format!("timed out after {waited} waiting for the TLS handshake ({which})"),
+            );
+        }
+        Some(Phase::Connect) => {
+            return StepError::new(
+                FailureReason::Timeout,
+                format!("timed out after {waited} waiting for the connection ({which})"),
+            );
+        }
+        _ => {}
     }
     let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {
         (StepSpec::Http(_) | StepSpec::HttpJson(_), None) => "waiting for the connection",
         (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(Phase::FirstByte)) => "reading the body",
         (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(_)) => "waiting for the reply",
         (StepSpec::WsConnect(_), _) => "opening the websocket",
-        (StepSpec::WsExpect(_), _) => "waiting for a matching frame",
         (StepSpec::Redis(_), _) if !ctx.waiting.is_empty() => ctx.waiting,
         _ => "in the step",
     };

@@ -224,7 +224,9 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     } else {
         FailureReason::Protocol
     };
-    StepError::new(reason, format!("{op} failed: {}", err.category()))
+    // The client's text may quote connection details, so only the category is shown; the
+    // source chain still tells the prober's own exhaustion (`local`) from Redis failing.
+    StepError::caused_by(reason, format!("{op} failed: {}", err.category()), err)
 }
 
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError> {
