@@ -129,7 +129,7 @@ impl<'a> Session<'a> {
             success: false,
             duration_ms: start.elapsed(),
             reason: Some(e.reason),
-            error: Some(self.ctx.redactor.scrub(&e.message)),
+            error: Some(super::redact::finish(&self.ctx.redactor, &e.message)),
             phases,
             cleanup: false,
             gauges: BTreeMap::new(),
