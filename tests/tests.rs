@@ -23,6 +23,7 @@ mod redis_sim;
 mod reload;
 mod retry_after;
 mod scheduler;
+mod secrets;
 mod servers_smoke;
 mod service;
 mod signalling;

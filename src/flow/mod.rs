@@ -10,9 +10,12 @@ mod http;
 pub mod matcher;
 mod net;
 pub mod protocol;
+mod redact;
 mod redis;
 
 pub use net::tls_client_config;
+pub(crate) use redact::quote;
+pub use redact::{REDACTED, Redactor, redact_url_text};
 pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
@@ -70,75 +73,9 @@ impl StepError {
     }
 }
 
-/// Replaces secrets (values from the environment, extracted values, cookies) in text that
-/// leaves the engine: errors reach logs, status JSON and pages.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
-        let mut r = Redactor::default();
-        for s in secrets {
-            r.add(s);
-        }
-        r
-    }
-
-    /// Remembers a value to scrub. Very short values are skipped: scrubbing `1` would garble
-    /// every number in a message without protecting anything.
-    pub fn add(&mut self, secret: String) {
-        if secret.len() >= 4 && !self.secrets.contains(&secret) {
-            self.secrets.push(secret);
-            // Longest first, so a secret containing another is scrubbed whole.
-            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        }
-    }
-
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "[redacted]");
-            }
-        }
-        out
-    }
-}
-
-/// Strips userinfo and the query from a URL: tokens travel in query strings.
-pub fn redact_url_text(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) => {
-            if u.query().is_some() {
-                u.set_query(Some("[redacted]"));
-            }
-            if u.password().is_some() {
-                let _ = u.set_password(Some("[redacted]"));
-            }
-            u.to_string()
-        }
-        Err(_) => text.to_string(),
-    }
-}
-
 /// A quoted, truncated, single-line view of a reply for error messages.
 pub(crate) fn snippet(bytes: &[u8]) -> String {
     quote(&String::from_utf8_lossy(bytes), SNIPPET_CHARS)
-}
-
-/// `text` on one line, cut at `limit` characters with an ellipsis.
-pub(crate) fn quote(text: &str, limit: usize) -> String {
-    let mut s: String = text
-        .chars()
-        .take(limit)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > limit {
-        s.push('…');
-    }
-    s
 }
 
 /// State shared by the steps of one run.
@@ -176,12 +113,9 @@ impl RunContext<'_> {
         self.vars.insert(name.to_string(), value);
     }
 
-    /// A secret is scrubbed in every encoding a template filter can give it.
+    /// A secret is scrubbed in every encoding (the redactor's own business).
     fn add_secret(&mut self, value: &str) {
         self.redactor.add(value.to_string());
-        for encoded in template::encodings(value) {
-            self.redactor.add(encoded);
-        }
     }
 
     /// Renders a step's `headers` table.
@@ -239,7 +173,7 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         pending: None,
         frames_seen: 0,
         last_miss: None,
-        redactor: Redactor::new(plan.secrets.iter().cloned()),
+        redactor: plan.redactor.clone(),
         step_name: String::new(),
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
@@ -354,7 +288,11 @@ async fn run_step(
     phases.insert(Phase::Total, duration);
     let (success, reason, error) = match outcome {
         Ok(()) => (true, None, None),
-        Err(e) => (false, Some(e.reason), Some(ctx.redactor.scrub(&e.message))),
+        Err(e) => (
+            false,
+            Some(e.reason),
+            Some(redact::finish(&ctx.redactor, &e.message)),
+        ),
     };
     StepReport {
         name: step.name.clone(),
@@ -462,30 +400,4 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redactor_scrubs_longest_first_and_skips_tiny_values() {
-        let r = Redactor::new(["tok".to_string(), "secret".into(), "secret-token".into()]);
-        assert_eq!(
-            r.scrub("a secret-token and secret, tok"),
-            "a [redacted] and [redacted], tok"
-        );
-    }
-
-    #[test]
-    fn url_redaction_hides_query_and_password() {
-        assert_eq!(
-            redact_url_text("ws://h:1/ws?token=abc"),
-            "ws://h:1/ws?[redacted]"
-        );
-        assert_eq!(
-            redact_url_text("http://u:pw@h/"),
-            "http://u:%5Bredacted%5D@h/"
-        );
-    }
 }
