@@ -5,13 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
 use joincanary::config::ProbePlan;
 use joincanary::flow::run_probe;
 use joincanary::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 
 use crate::support::servers::{self, PauseMode, SocketIoOptions};
-use crate::support::{self, TempConfig};
+use crate::support::{self, TempConfig, confirmed_page as page};
 
 fn example_path(name: &str) -> PathBuf {
     support::root().join("probes/examples").join(name)
@@ -49,38 +48,6 @@ fn passed(run: &ProbeRun, steps: &[&str]) {
     for name in steps {
         assert!(step(run, name).success, "{name} passed: {run:#?}");
     }
-}
-
-/// The page on-call would get: the run and its confirming run through the probe's alert
-/// policy, as the generic webhook body.
-fn page(plan: &ProbePlan, run: &ProbeRun) -> String {
-    let cx = AlertContext {
-        probe: &plan.name,
-        region: "test",
-        config: &plan.alerting,
-        links: &[],
-    };
-    let mut state = ProbeAlertState::default();
-    let now = run.finished_at();
-    let mut pages = Vec::new();
-    for (i, at) in [now, now + chrono::Duration::seconds(10)]
-        .into_iter()
-        .enumerate()
-    {
-        let mut r = run.clone();
-        r.trigger = if i == 0 {
-            Trigger::Scheduled
-        } else {
-            Trigger::Confirm
-        };
-        for d in state.observe(&cx, &r, at) {
-            if let Decision::Notify(n) = d {
-                pages.push(joincanary::alert::webhook::payload(&n).to_string());
-            }
-        }
-    }
-    assert_eq!(pages.len(), 1, "one page after the confirming run");
-    pages.remove(0)
 }
 
 #[test]

@@ -216,10 +216,14 @@ pub struct ProbePlan {
     pub max_body_bytes: usize,
     /// TLS settings when the probe trusts extra CAs (`ca_file`); `None` uses the system roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The `ca_file` certificates themselves, for clients that build their own TLS config
+    /// (the `redis` step); empty without `ca_file`.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub variables: Vec<(String, Template)>,
     pub steps: Vec<StepPlan>,
-    /// Values that came from the environment and may be secrets: scrubbed from every error.
-    pub secrets: Vec<String>,
+    /// Scrubs the values that came from the environment (possible secrets) from every error;
+    /// each run adds its extracted values to a clone.
+    pub redactor: crate::flow::Redactor,
     pub alerting: PolicyConfig,
 }
 
@@ -268,6 +272,10 @@ pub struct RedisSpec {
     pub password: Option<String>,
     pub channel: Option<Template>,
     pub checks: GaugeChecks,
+    /// INFO counter rates to compute: the defaults and every rate a threshold names.
+    pub rates: Vec<crate::flow::CounterRate>,
+    /// The previous run's counters (shared by the plan's clones; a reload starts afresh).
+    pub memory: std::sync::Arc<crate::flow::CounterMemory>,
 }
 
 /// An `http_json` step: an `http` request whose JSON numbers become gauges.
@@ -621,10 +629,12 @@ pub(crate) fn build(
         .and_then(|v| ctx.positive(v, "max_body_bytes"))
         .unwrap_or(defaults.max_body_bytes);
 
-    let tls = raw
+    let ca_certs = raw
         .ca_file
         .as_ref()
-        .and_then(|f| ca_file(&mut ctx, f, path));
+        .and_then(|f| ca_file(&mut ctx, f, path))
+        .unwrap_or_default();
+    let tls = (!ca_certs.is_empty()).then(|| crate::flow::tls_client_config(ca_certs.clone()));
 
     // Variables may read the built-ins only: that keeps them order-independent.
     let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
@@ -835,19 +845,20 @@ pub(crate) fn build(
         jitter,
         max_body_bytes,
         tls,
+        ca_certs,
         variables,
         steps,
-        secrets,
+        redactor: crate::flow::Redactor::new(secrets),
         alerting: probe_alerting,
     })
 }
 
-/// Reads a PEM bundle of extra trusted CAs into a TLS client config.
+/// Reads a PEM bundle of extra trusted CAs.
 fn ca_file(
     ctx: &mut Ctx<'_>,
     value: &S<String>,
     probe_path: &Path,
-) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let rel = ctx.env_str(value, "ca_file")?;
@@ -874,7 +885,7 @@ fn ca_file(
         );
         return None;
     }
-    Some(crate::flow::tls_client_config(certs))
+    Some(certs)
 }
 
 /// A fixed offset in `[0, max)` from region and probe: regions spread out, and one region's
@@ -1070,7 +1081,7 @@ fn build_spec(
                 None => None,
             };
             let ping_json = match &s.ping_json {
-                Some(j) => Some(ctx.json(j, &key("ping_json"))?),
+                Some(j) => Some(ctx.json_data(j, &key("ping_json"))?),
                 None => None,
             };
             Some(StepSpec::WsConnect(WsConnectSpec {
@@ -1236,15 +1247,32 @@ fn build_spec(
                 Some(c) => Some(ctx.template(c, &key("channel"))?),
                 None => None,
             };
-            let known: Vec<String> = crate::flow::REDIS_GAUGES
-                .iter()
-                .map(|g| (*g).to_string())
-                .collect();
-            let mut checks = gauge_checks(ctx, s, prefix, &known)?;
+            let known = |name: &str| {
+                crate::flow::REDIS_GAUGES.contains(&name)
+                    || crate::flow::CounterRate::parse(name).is_some()
+            };
+            let has = format!(
+                "{}, or the rate of an INFO counter, <counter>_per_second or <counter>_per_minute, for the counters {}",
+                crate::flow::REDIS_GAUGES.join(", "),
+                crate::flow::REDIS_COUNTERS.join(", ")
+            );
+            let mut checks = gauge_checks(ctx, s, prefix, &known, &has)?;
             if !checks.warn_above.iter().any(|(n, _)| n == "memory_ratio") {
                 checks
                     .warn_above
                     .push(("memory_ratio".into(), DEFAULT_MEMORY_RATIO_WARNING));
+            }
+            let mut rates: Vec<crate::flow::CounterRate> = Vec::new();
+            let named = checks.warn_above.iter().chain(&checks.warn_below);
+            for name in crate::flow::DEFAULT_RATES
+                .into_iter()
+                .chain(named.map(|(n, _)| n.as_str()))
+            {
+                if let Some(rate) = crate::flow::CounterRate::parse(name)
+                    && !rates.contains(&rate)
+                {
+                    rates.push(rate);
+                }
             }
             Some(StepSpec::Redis(RedisSpec {
                 url,
@@ -1252,6 +1280,8 @@ fn build_spec(
                 password,
                 channel,
                 checks,
+                rates,
+                memory: std::sync::Arc::default(),
             }))
         }
         StepKind::HttpJson => {
@@ -1296,8 +1326,9 @@ fn build_spec(
                 );
                 return None;
             }
-            let known: Vec<String> = gauges.iter().map(|(n, _)| n.clone()).collect();
-            let checks = gauge_checks(ctx, s, prefix, &known)?;
+            let names: Vec<&str> = gauges.iter().map(|(n, _)| n.as_str()).collect();
+            let known = |name: &str| names.contains(&name);
+            let checks = gauge_checks(ctx, s, prefix, &known, &names.join(", "))?;
             Some(StepSpec::HttpJson(HttpJsonSpec {
                 http,
                 gauges,
@@ -1307,26 +1338,25 @@ fn build_spec(
     }
 }
 
-/// `warn_above` / `warn_below`: every name must be one of the step's gauges.
+/// `warn_above` / `warn_below`: every name must be one of the step's gauges (`known`; `has`
+/// lists them for the message): a misspelt threshold would otherwise never warn.
 fn gauge_checks(
     ctx: &mut Ctx<'_>,
     s: &RawStep,
     prefix: &str,
-    known: &[String],
+    known: &dyn Fn(&str) -> bool,
+    has: &str,
 ) -> Option<GaugeChecks> {
     let mut ok = true;
     let mut read = |ctx: &mut Ctx<'_>, raw: Option<&S<BTreeMap<String, S<f64>>>>, which: &str| {
         let mut out = Vec::new();
         for (name, value) in raw.map(|m| m.get_ref().iter()).into_iter().flatten() {
             let k = format!("{prefix}.{which}.{name}");
-            if !known.contains(name) {
+            if !known(name) {
                 ctx.error(
                     Some(value.span()),
                     &k,
-                    format_args!(
-                        "`{name}` is not a gauge of this step (it has {})",
-                        known.join(", ")
-                    ),
+                    format_args!("`{name}` is not a gauge of this step (it has {has})"),
                 );
                 ok = false;
             } else if !value.get_ref().is_finite() {
@@ -1401,14 +1431,22 @@ fn headers(
             continue;
         }
         let field = format!("{key}.{name}");
-        let Some(text) = ctx.env_str(value, &field) else {
+        let Some(text) = ctx.env_template_str(value, &field) else {
             ok = false;
             continue;
+        };
+        let t = match Template::parse(&text) {
+            Ok(t) => t,
+            Err(e) => {
+                ctx.error(Some(value.span()), field, e);
+                ok = false;
+                continue;
+            }
         };
         // A line break would end the header early (and smuggle the rest in as more headers);
         // hyper refuses such a value at send time, so every run would fail. The value itself
         // is not quoted: it may hold a secret from the environment.
-        if text.contains(['\r', '\n', '\0']) {
+        if t.render_placeholder("x").contains(['\r', '\n', '\0']) {
             ctx.error(
                 Some(value.span()),
                 field,
@@ -1417,13 +1455,7 @@ fn headers(
             ok = false;
             continue;
         }
-        match Template::parse(&text) {
-            Ok(t) => out.push((name.clone(), t)),
-            Err(e) => {
-                ctx.error(Some(value.span()), field, e);
-                ok = false;
-            }
-        }
+        out.push((name.clone(), t));
     }
     ok.then_some(out)
 }
@@ -1461,7 +1493,7 @@ fn patterns(ctx: &mut Ctx<'_>, raw: Option<&S<toml::Value>>, key: &str) -> Optio
     let mut ok = true;
     for text in texts {
         let value = S::new(raw.span(), text.to_string());
-        let Some(substituted) = ctx.env_str(&value, key) else {
+        let Some(substituted) = ctx.env_template_str(&value, key) else {
             ok = false;
             continue;
         };

@@ -1,6 +1,11 @@
 //! Cause-side checks: the `redis` step (PING, INFO gauges against thresholds, an optional
 //! PUBLISH/SUBSCRIBE round trip on a canary channel) and the `http_json` step (numbers read
-//! from a JSON reply). A failure fails the step; a crossed threshold is a warning only.
+//! from a JSON reply). A failure fails the step; a crossed threshold is a warning only. Counter
+//! rates (`evicted_keys_per_second`, ...) come from the previous run's INFO, kept per step.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use tokio::time::Instant;
@@ -24,8 +29,164 @@ pub const REDIS_GAUGES: [&str; 7] = [
     "blocked_clients",
 ];
 
+/// INFO fields that only ever grow while Redis runs (Stats section, Redis 7): the counters whose
+/// rate a step can compute. Missing ones (an older Redis) simply have no rate.
+pub const REDIS_COUNTERS: [&str; 23] = [
+    "evicted_keys",
+    "rejected_connections",
+    "expired_keys",
+    "evicted_clients",
+    "total_connections_received",
+    "total_commands_processed",
+    "total_net_input_bytes",
+    "total_net_output_bytes",
+    "total_error_replies",
+    "unexpected_error_replies",
+    "keyspace_hits",
+    "keyspace_misses",
+    "total_eviction_exceeded_time",
+    "total_forks",
+    "sync_full",
+    "sync_partial_ok",
+    "sync_partial_err",
+    "total_reads_processed",
+    "total_writes_processed",
+    "expired_time_cap_reached_count",
+    "acl_access_denied_auth",
+    "client_query_buffer_limit_disconnections",
+    "client_output_buffer_limit_disconnections",
+];
+
+/// The rates every `redis` step exports (from its second run on), thresholds or not: the two
+/// counters of the incident's action plan.
+pub const DEFAULT_RATES: [&str; 2] = ["evicted_keys_per_second", "rejected_connections_per_second"];
+
+/// The rate of an INFO counter between two runs, exported as the gauge `name`
+/// (`<counter>_per_second` or `<counter>_per_minute`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterRate {
+    pub name: String,
+    pub counter: &'static str,
+    /// The unit: one second or one minute.
+    pub per: Duration,
+}
+
+impl CounterRate {
+    /// `evicted_keys_per_minute` -> the rate of `evicted_keys` per minute; `None` for a name
+    /// that is not a known counter with one of the two suffixes.
+    pub fn parse(name: &str) -> Option<CounterRate> {
+        let (counter, per) = if let Some(c) = name.strip_suffix("_per_second") {
+            (c, Duration::from_secs(1))
+        } else if let Some(c) = name.strip_suffix("_per_minute") {
+            (c, Duration::from_secs(60))
+        } else {
+            return None;
+        };
+        let counter = REDIS_COUNTERS.iter().find(|k| **k == counter)?;
+        Some(CounterRate {
+            name: name.to_string(),
+            counter,
+            per,
+        })
+    }
+}
+
+/// The counters one step read at its previous run. Shared by the clones of a plan (the
+/// scheduler's and a confirmation run's), so "previous" is the previous run of this probe's
+/// step, whoever ran it; a reload builds a new plan and starts again without a rate.
+#[derive(Debug, Default)]
+pub struct CounterMemory(Mutex<Option<CounterSample>>);
+
+#[derive(Debug, Clone)]
+struct CounterSample {
+    /// Redis's `run_id`: a new one means a restart, and every counter began again at 0.
+    run_id: Option<String>,
+    at: Instant,
+    values: BTreeMap<&'static str, f64>,
+}
+
+impl CounterMemory {
+    /// Stores this run's sample and returns the rates since the previous one. No rate on the
+    /// first run, after a restart (new `run_id`), for a counter that went down (`CONFIG
+    /// RESETSTAT`) or when no time passed: a reset must never read as a negative or huge rate.
+    fn rates(
+        &self,
+        rates: &[CounterRate],
+        run_id: Option<String>,
+        at: Instant,
+        values: BTreeMap<&'static str, f64>,
+    ) -> Vec<(String, f64)> {
+        let sample = CounterSample { run_id, at, values };
+        let previous = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(sample.clone());
+        let Some(previous) = previous else {
+            return Vec::new();
+        };
+        if previous.run_id != sample.run_id {
+            tracing::info!(
+                "redis restarted since the previous run (new run_id): counter rates start again"
+            );
+            return Vec::new();
+        }
+        let elapsed = sample.at.saturating_duration_since(previous.at);
+        if elapsed.is_zero() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for rate in rates {
+            let (Some(old), Some(new)) = (
+                previous.values.get(rate.counter),
+                sample.values.get(rate.counter),
+            ) else {
+                continue;
+            };
+            if new < old {
+                continue;
+            }
+            let value = (new - old) / elapsed.as_secs_f64() * rate.per.as_secs_f64();
+            out.push((rate.name.clone(), value));
+        }
+        out
+    }
+}
+
+/// The TLS failure behind a client error, if that is what it is: the redis client hands the
+/// handshake's `rustls::Error` up inside an I/O error, which alone would read as `connect`.
+fn tls_failure(err: &redis::RedisError) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    // Bounded: an error chain is a handful of links; stop at 16 in case one loops.
+    for _ in 0..16 {
+        let e = source?;
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // The client keeps its I/O error as `Arc<dyn Error>`, whose `source()` skips the
+        // wrapped value: unwrap that layer by hand.
+        let shared = e
+            .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+            .map(|a| &**a as &(dyn std::error::Error + 'static));
+        if let Some(tls) = shared.and_then(|s| s.downcast_ref::<rustls::Error>()) {
+            return Some(tls.to_string());
+        }
+        let io = e
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| shared.and_then(|s| s.downcast_ref::<std::io::Error>()));
+        if let Some(tls) = io
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// A Redis error as a step error. The client's own text may quote connection details, so only
-/// the server's reply (code and detail) or the error's category is kept.
+/// the server's reply (code and detail), a TLS failure or the error's category is kept.
 fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     if let Some(code) = err.code() {
         let detail = err.detail().unwrap_or_default();
@@ -50,6 +211,12 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
             ),
         );
     }
+    if let Some(tls) = tls_failure(err) {
+        return StepError::new(
+            FailureReason::Tls,
+            format!("{op}: TLS handshake failed: {tls}"),
+        );
+    }
     let reason = if err.is_timeout() {
         FailureReason::Timeout
     } else if err.is_io_error() || err.is_connection_refusal() {
@@ -57,7 +224,9 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     } else {
         FailureReason::Protocol
     };
-    StepError::new(reason, format!("{op} failed: {}", err.category()))
+    // The client's text may quote connection details, so only the category is shown; the
+    // source chain still tells the prober's own exhaustion (`local`) from Redis failing.
+    StepError::caused_by(reason, format!("{op} failed: {}", err.category()), err)
 }
 
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError> {
@@ -81,8 +250,20 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         ctx.redactor.add(password.clone());
         settings = settings.set_password(password);
     }
-    let client = redis::Client::open(info.set_redis_settings(settings))
-        .map_err(|e| step_error("connect", &e))?;
+    let info = info.set_redis_settings(settings);
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    let client = if tls && !ctx.plan.ca_certs.is_empty() {
+        // The probe's `ca_file` adds to the system roots, as for https and wss; the client
+        // takes one PEM bundle that replaces them, so it gets both.
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots_pem(&ctx.plan.ca_certs)),
+        };
+        redis::Client::build_with_tls(info, certificates)
+    } else {
+        redis::Client::open(info)
+    }
+    .map_err(|e| step_error("connect", &e))?;
 
     ctx.waiting = "connecting to redis";
     let t = Instant::now();
@@ -116,9 +297,22 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         .query_async(&mut conn)
         .await
         .map_err(|e| step_error("INFO", &e))?;
+    let read_at = Instant::now();
     let gauges = info_gauges(&text);
     for (name, value) in &gauges {
         ctx.gauges.insert((*name).to_string(), *value);
+    }
+    let counters = spec
+        .rates
+        .iter()
+        .filter_map(|r| info_field(&text, r.counter).map(|v| (r.counter, v)))
+        .collect();
+    let run_id = text
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("run_id:"))
+        .map(str::to_string);
+    for (name, value) in spec.memory.rates(&spec.rates, run_id, read_at, counters) {
+        ctx.gauges.insert(name, value);
     }
 
     if let Some(channel) = &spec.channel {
@@ -170,12 +364,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
 /// The exported numbers out of an `INFO` reply. `memory_ratio` only when a limit is set: with
 /// `maxmemory 0` Redis grows until the host kills it, and the ratio would mean nothing.
 pub fn info_gauges(text: &str) -> Vec<(&'static str, f64)> {
-    let field = |name: &str| {
-        text.lines()
-            .filter_map(|l| l.trim_end().split_once(':'))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.parse::<f64>().ok())
-    };
+    let field = |name: &str| info_field(text, name);
     let mut out = Vec::new();
     for name in REDIS_GAUGES {
         if name == "memory_ratio" {
@@ -191,6 +380,47 @@ pub fn info_gauges(text: &str) -> Vec<(&'static str, f64)> {
         out.push(("memory_ratio", used / max));
     }
     out
+}
+
+/// The system's trusted roots and `extra`, as one PEM bundle. The system part is read once.
+fn roots_pem(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Vec<u8> {
+    use base64::Engine as _;
+    static SYSTEM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let pem = |der: &[u8]| {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in body.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out.into_bytes()
+    };
+    let mut out = SYSTEM
+        .get_or_init(|| {
+            // Only certificates rustls can use as roots: the client refuses the whole bundle
+            // over one it cannot parse (as an odd system bundle may hold).
+            let mut usable = rustls::RootCertStore::empty();
+            rustls_native_certs::load_native_certs()
+                .certs
+                .iter()
+                .filter(|c| usable.add((*c).clone()).is_ok())
+                .flat_map(|c| pem(c))
+                .collect()
+        })
+        .clone();
+    for cert in extra {
+        out.extend(pem(cert));
+    }
+    out
+}
+
+/// One numeric field of an `INFO` reply.
+fn info_field(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.trim_end().split_once(':'))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.parse::<f64>().ok())
 }
 
 /// The `http_json` step: the request as an `http` step makes it, its JSON values extracted
@@ -275,6 +505,64 @@ mod tests {
         assert_eq!(g.len(), 7);
         let unlimited = info_gauges("used_memory:900\r\nmaxmemory:0\r\n");
         assert!(!unlimited.iter().any(|(n, _)| *n == "memory_ratio"));
+    }
+
+    fn sample(evicted: f64) -> BTreeMap<&'static str, f64> {
+        BTreeMap::from([("evicted_keys", evicted)])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rates_need_a_previous_run_of_the_same_redis_and_never_go_negative() {
+        let memory = CounterMemory::default();
+        let rates = [
+            CounterRate::parse("evicted_keys_per_second").expect("known"),
+            CounterRate::parse("evicted_keys_per_minute").expect("known"),
+        ];
+        let id = || Some("a".to_string());
+        let t0 = Instant::now();
+        assert!(memory.rates(&rates, id(), t0, sample(100.0)).is_empty());
+        let got = memory.rates(&rates, id(), t0 + Duration::from_secs(60), sample(220.0));
+        assert_eq!(
+            got,
+            [
+                ("evicted_keys_per_second".to_string(), 2.0),
+                ("evicted_keys_per_minute".to_string(), 120.0)
+            ]
+        );
+        // No time passed: no rate rather than a division by zero.
+        let same = t0 + Duration::from_secs(60);
+        assert!(memory.rates(&rates, id(), same, sample(230.0)).is_empty());
+        // Restarted (new run_id): counters began again, no rate this run...
+        let t = t0 + Duration::from_secs(120);
+        assert!(
+            memory
+                .rates(&rates, Some("b".into()), t, sample(5.0))
+                .is_empty()
+        );
+        // ...and the next run's rate is from the restarted Redis's own sample.
+        let t = t0 + Duration::from_secs(180);
+        let got = memory.rates(&rates[..1], Some("b".into()), t, sample(65.0));
+        assert_eq!(got, [("evicted_keys_per_second".to_string(), 1.0)]);
+        // CONFIG RESETSTAT (same run_id, counter went down): no rate either.
+        let t = t0 + Duration::from_secs(240);
+        assert!(
+            memory
+                .rates(&rates, Some("b".into()), t, sample(0.0))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn rate_names_are_known_counters_with_a_unit() {
+        let r = CounterRate::parse("rejected_connections_per_minute").expect("known");
+        assert_eq!(r.counter, "rejected_connections");
+        assert_eq!(r.per, Duration::from_secs(60));
+        assert!(CounterRate::parse("evicted_keyz_per_second").is_none());
+        assert!(CounterRate::parse("evicted_keys").is_none());
+        assert!(CounterRate::parse("used_memory_per_second").is_none());
+        for name in DEFAULT_RATES {
+            assert!(CounterRate::parse(name).is_some(), "{name}");
+        }
     }
 
     #[test]

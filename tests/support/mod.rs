@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod limits;
 pub mod receiver;
 pub mod running;
@@ -87,6 +88,40 @@ impl TempConfig {
     pub fn probe_path(&self, name: &str) -> PathBuf {
         self.dir.path().join("probes").join(name)
     }
+}
+
+/// The page on-call would get: the run and its confirming run through the probe's alert
+/// policy, as the generic webhook body.
+pub fn confirmed_page(plan: &ProbePlan, run: &joincanary::report::ProbeRun) -> String {
+    use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
+    use joincanary::report::Trigger;
+    let cx = AlertContext {
+        probe: &plan.name,
+        region: "test",
+        config: &plan.alerting,
+        links: &[],
+    };
+    let mut state = ProbeAlertState::default();
+    let now = run.finished_at();
+    let mut pages = Vec::new();
+    for (i, at) in [now, now + chrono::Duration::seconds(10)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = run.clone();
+        r.trigger = if i == 0 {
+            Trigger::Scheduled
+        } else {
+            Trigger::Confirm
+        };
+        for d in state.observe(&cx, &r, at) {
+            if let Decision::Notify(n) = d {
+                pages.push(joincanary::alert::webhook::payload(&n).to_string());
+            }
+        }
+    }
+    assert_eq!(pages.len(), 1, "one page after the confirming run");
+    pages.remove(0)
 }
 
 /// Loads one probe from text (with a default service config).

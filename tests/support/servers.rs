@@ -387,6 +387,10 @@ pub enum PauseMode {
 pub struct Redis {
     process: Process,
     port: u16,
+    /// With [`start_redis_tls`]: the TLS port and the CA that signed the server's certificate.
+    tls: Option<(u16, String)>,
+    /// redis-server arguments beyond the script's own (the TLS ones), kept for a restart.
+    extra: Vec<String>,
     /// End of a `CLIENT PAUSE ... ALL`: until then even `CLIENT UNPAUSE` waits.
     paused_all_until: Mutex<Option<std::time::Instant>>,
     _dir: tempfile::TempDir,
@@ -408,6 +412,86 @@ pub async fn start_redis() -> Result<Redis> {
         Ok(Redis {
             process,
             port,
+            tls: None,
+            extra: Vec::new(),
+            paused_all_until: Mutex::new(None),
+            _dir: dir,
+        })
+    })
+    .await
+}
+
+/// A throw-away CA and a server certificate it signed for 127.0.0.1 and localhost (PEM).
+pub struct TestCa {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+/// Makes a fresh [`TestCa`] (ECDSA P-256, made at test time: no key material in the tree).
+pub fn test_ca() -> Result<TestCa> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let bad = |e: rcgen::Error| ServerError(format!("test CA: {e}"));
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(bad)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "joincanary test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer =
+        CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(bad)?).map_err(bad)?;
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(bad)?;
+    let server_key = KeyPair::generate().map_err(bad)?;
+    let cert = server.signed_by(&server_key, &issuer).map_err(bad)?;
+    Ok(TestCa {
+        ca_pem: issuer.pem(),
+        server_cert_pem: cert.pem(),
+        server_key_pem: server_key.serialize_pem(),
+    })
+}
+
+/// A `redis-server` that speaks TLS on a second port (certificate from a fresh [`test_ca`],
+/// no client certificates asked for) beside its plain port, which the test side uses to drive
+/// it. See [`Redis::tls_url`] and [`Redis::ca_pem`].
+pub async fn start_redis_tls() -> Result<Redis> {
+    require_program("redis", "redis-server", "redis-server")?;
+    require_program("redis", "redis-cli", "redis-tools")?;
+    let ca = test_ca()?;
+    let ca = &ca;
+    start_on_free_port("redis", |port| async move {
+        let tls_port = free_port()?;
+        let dir = temp_dir("redis")?;
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text)
+                .map_err(|e| ServerError(format!("redis: writing {name}: {e}")))
+        };
+        write("server.crt", &ca.server_cert_pem)?;
+        write("server.key", &ca.server_key_pem)?;
+        write("ca.crt", &ca.ca_pem)?;
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let extra = vec![
+            "--tls-port".to_string(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let mut args = vec![port.to_string(), dir.path().display().to_string()];
+        args.extend(extra.iter().cloned());
+        let process = start_script("redis", "redis/start.sh", &args, dir.path()).await?;
+        Ok(Redis {
+            process,
+            port,
+            tls: Some((tls_port, ca.ca_pem.clone())),
+            extra,
             paused_all_until: Mutex::new(None),
             _dir: dir,
         })
@@ -423,6 +507,18 @@ impl Redis {
     /// `redis://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` (a server from [`start_redis_tls`] only).
+    pub fn tls_url(&self) -> String {
+        let (port, _) = self.tls.as_ref().expect("started with start_redis_tls");
+        format!("rediss://127.0.0.1:{port}")
+    }
+
+    /// The PEM of the CA that signed the TLS port's certificate.
+    pub fn ca_pem(&self) -> &str {
+        let (_, pem) = self.tls.as_ref().expect("started with start_redis_tls");
+        pem
     }
 
     pub fn process(&self) -> &Process {
@@ -537,6 +633,44 @@ impl Redis {
             }
         }
         err("redis: wrote 1 GiB of filler without reaching the limit")
+    }
+
+    /// Evictions for real: `allkeys-lru` with `maxmemory` 1 MiB above what is used, then
+    /// `values` filler values of 64 KiB (Redis evicts older ones to take each). Leaves the
+    /// limit off again (so no memory warning rides along) and returns `evicted_keys`.
+    pub async fn evict(&self, values: u32) -> Result<u64> {
+        let limit = self.used_memory().await? + 1024 * 1024;
+        self.ok(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
+            .await?;
+        self.ok(&["CONFIG", "SET", "maxmemory", &limit.to_string()])
+            .await?;
+        let mut conn = self.conn().await?;
+        let value = vec![b'x'; FILL_VALUE];
+        for i in 0..values {
+            let key = format!("{FILL_PREFIX}{i}");
+            if let Reply::Error(e) = conn.command(&[b"SET", key.as_bytes(), &value]).await? {
+                return err(format!("redis: SET under allkeys-lru: {e}"));
+            }
+        }
+        self.ok(&["CONFIG", "SET", "maxmemory", "0"]).await?;
+        let evicted = self.info("stats").await?;
+        evicted
+            .get("evicted_keys")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ServerError("redis: INFO stats has no evicted_keys".into()))
+    }
+
+    /// Stops Redis (SIGKILL) and starts it again on the same port: a new `run_id`, every
+    /// counter back at 0, as after a crash or a deploy.
+    pub async fn restart(&mut self) -> Result<()> {
+        let _ = self.process.signal("KILL");
+        let _ = self.process.child.wait();
+        let args = [
+            self.port.to_string(),
+            self._dir.path().display().to_string(),
+        ];
+        self.process = start_script("redis", "redis/start.sh", &args, self._dir.path()).await?;
+        Ok(())
     }
 
     /// `CLIENT PAUSE ms WRITE|ALL`: commands wait (connections stay open) until `ms` pass.
