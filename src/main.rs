@@ -172,8 +172,8 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(dispatch(cli.command));
     // Everything that must finish (runs, state, outbox, history) was awaited inside `dispatch`.
     // What may remain are blocking threads stuck in getaddrinfo for a resolver that never
-    // answers: dropping the runtime would wait for them, holding `once` or a SIGTERM past the
-    // deadline by the resolver's own timeout (seconds). Leave them to the exit.
+    // answers, or in a read on a hung mount: dropping the runtime would wait for them, holding
+    // `once` or a SIGTERM past the deadline (by seconds, or forever). Leave them to the exit.
     runtime.shutdown_background();
     match outcome {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod alert_providers;
 mod alerting;
 mod cli;
 mod config_errors;
+mod config_reads;
 mod container;
 mod conventions;
 mod cookies;

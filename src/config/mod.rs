@@ -5,6 +5,7 @@
 //! problem. All problems are reported at once, so `joincanary check` is one round trip.
 
 mod env;
+pub mod file;
 mod probe;
 pub mod raw;
 
@@ -390,8 +391,10 @@ impl EnvSource for Recording<'_> {
     }
 }
 
+/// Reads a config or probe file through [`file::read_text`]: a FIFO, device or directory is
+/// refused without blocking, and so is a file over [`file::MAX_FILE_BYTES`]; the error names it.
 pub(crate) fn read_source(path: &Path, errors: &mut Vec<ConfigError>) -> Option<SourceFile> {
-    match std::fs::read_to_string(path) {
+    match file::read_text(path) {
         Ok(text) => Some(SourceFile {
             path: path.to_path_buf(),
             text,
@@ -550,7 +553,8 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
                     format_args!("cannot read directory `{rel}`: {e}"),
                 ),
             }
-        } else if target.is_file() {
+        } else if target.exists() {
+            // Whatever it is (a file, a FIFO, a device), the reader decides and says why.
             probe_paths.push(target);
         } else {
             ctx.error(
@@ -641,10 +645,11 @@ pub fn fingerprint(sources: &[PathBuf]) -> u64 {
             files.sort();
             for f in files {
                 f.hash(&mut h);
-                std::fs::read(&f).ok().hash(&mut h);
+                file::read_bytes(&f).ok().hash(&mut h);
             }
         } else {
-            std::fs::read(source).ok().hash(&mut h);
+            // The same reader as the load: a FIFO put here never blocks the watcher.
+            file::read_bytes(source).ok().hash(&mut h);
         }
     }
     h.finish()

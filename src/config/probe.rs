@@ -863,7 +863,7 @@ fn ca_file(
     use rustls::pki_types::pem::PemObject;
     let rel = ctx.env_str(value, "ca_file")?;
     let path = probe_path.parent().unwrap_or(Path::new(".")).join(&rel);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match super::file::read_bytes(&path) {
         Ok(b) => b,
         Err(e) => {
             ctx.error(
