@@ -15,8 +15,9 @@ use crate::support::receiver::Receiver;
 use crate::support::running::Running;
 use crate::support::{self, TempConfig, probe_from};
 
-/// Reads one request head on up to 4 connections and answers with `raw` bytes as they are.
-async fn raw_http(raw: &'static [u8]) -> String {
+/// Reads one request head on up to 4 connections and answers with `raw` bytes as they are,
+/// then holds the connection (`hold`) or closes it.
+async fn raw_http(raw: &'static [u8], hold: bool) -> String {
     let (l, addr) = listener().await;
     tokio::spawn(async move {
         for _ in 0..4 {
@@ -33,8 +34,10 @@ async fn raw_http(raw: &'static [u8]) -> String {
                     }
                 }
                 let _ = s.write_all(raw).await;
-                // Hold the connection: the reason must come from the bytes, not from a close.
-                let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+                if hold {
+                    // The reason must come from the bytes, not from a close.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+                }
             });
         }
     });
@@ -73,9 +76,17 @@ expect_json = {{ type = "joined" }}
     )
 }
 
-/// HTTP replies that break the protocol in the body, not the head: each is `protocol`.
+/// HTTP replies that break the protocol in the body, not the head: each is `protocol`. A reply
+/// cut short by a close is the connection failing (`connect`), not the protocol.
 #[tokio::test]
 async fn malformed_bodies_are_protocol() {
+    let cut_short = raw_http(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello",
+        false,
+    )
+    .await;
+    let cut = run(&http_probe(&format!("http://{cut_short}/"))).await;
+    assert_eq!(cut.reason, Some(FailureReason::Connect), "{cut:#?}");
     let cases: [(&str, &'static [u8]); 3] = [
         (
             "chunk size that is not hex",
@@ -91,7 +102,7 @@ async fn malformed_bodies_are_protocol() {
         ),
     ];
     for (name, raw) in cases {
-        let addr = raw_http(raw).await;
+        let addr = raw_http(raw, true).await;
         let run = run(&http_probe(&format!("http://{addr}/"))).await;
         assert_eq!(
             run.reason,
