@@ -15,8 +15,9 @@ use crate::support::receiver::Receiver;
 use crate::support::running::Running;
 use crate::support::{self, TempConfig, probe_from};
 
-/// Reads one request head on up to 4 connections and answers with `raw` bytes as they are.
-async fn raw_http(raw: &'static [u8]) -> String {
+/// Reads one request head on up to 4 connections and answers with `raw` bytes as they are,
+/// then holds the connection (`hold`) or closes it.
+async fn raw_http(raw: &'static [u8], hold: bool) -> String {
     let (l, addr) = listener().await;
     tokio::spawn(async move {
         for _ in 0..4 {
@@ -33,8 +34,10 @@ async fn raw_http(raw: &'static [u8]) -> String {
                     }
                 }
                 let _ = s.write_all(raw).await;
-                // Hold the connection: the reason must come from the bytes, not from a close.
-                let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+                if hold {
+                    // The reason must come from the bytes, not from a close.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+                }
             });
         }
     });
@@ -73,9 +76,17 @@ expect_json = {{ type = "joined" }}
     )
 }
 
-/// HTTP replies that break the protocol in the body, not the head: each is `protocol`.
+/// HTTP replies that break the protocol in the body, not the head: each is `protocol`. A reply
+/// cut short by a close is the connection failing (`connect`), not the protocol.
 #[tokio::test]
 async fn malformed_bodies_are_protocol() {
+    let cut_short = raw_http(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello",
+        false,
+    )
+    .await;
+    let cut = run(&http_probe(&format!("http://{cut_short}/"))).await;
+    assert_eq!(cut.reason, Some(FailureReason::Connect), "{cut:#?}");
     let cases: [(&str, &'static [u8]); 3] = [
         (
             "chunk size that is not hex",
@@ -91,7 +102,7 @@ async fn malformed_bodies_are_protocol() {
         ),
     ];
     for (name, raw) in cases {
-        let addr = raw_http(raw).await;
+        let addr = raw_http(raw, true).await;
         let run = run(&http_probe(&format!("http://{addr}/"))).await;
         assert_eq!(
             run.reason,
@@ -234,19 +245,12 @@ async fn ws_control_frames_do_not_count_against_max_frames() {
     assert!(run.success, "{run:#?}");
 }
 
-/// A lookup that never comes back: `dns` within the step's timeout, the `dns` phase reported,
-/// and `once` exits at its deadline although getaddrinfo is still blocked in a thread. The
-/// lookup runs in a network and mount namespace of the test's own (`unshare -n -m`): lo up, a
-/// resolv.conf naming 127.0.0.1 with a 30 s timeout, and a UDP listener there that never answers.
-#[test]
-fn resolver_that_never_answers_is_dns_within_the_deadline() {
-    let cfg = TempConfig::new(
-        "",
-        &[(
-            "p.toml",
-            "timeout = \"2s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"http://canary.joincanary.test/api/login\"\ntimeout = \"1s\"\n",
-        )],
-    );
+/// Runs `commands` (sh, with `$BIN` and `$CONFIG` set) in a network and mount namespace of the
+/// test's own (`unshare -n -m`) where name lookups never come back: lo up, a resolv.conf naming
+/// 127.0.0.1 with a 30 s timeout and 5 attempts, and a UDP listener there that never answers.
+/// Returns the output, or `None` when it was still running after 20 s (then it is killed): the
+/// lookups would block for minutes, so this bound asserts "it stops", not a timing.
+fn with_silent_dns(config: &std::path::Path, commands: &str) -> Option<std::process::Output> {
     let dir = tempfile::tempdir().unwrap();
     let resolv = dir.path().join("resolv.conf");
     std::fs::write(
@@ -255,7 +259,7 @@ fn resolver_that_never_answers_is_dns_within_the_deadline() {
     )
     .unwrap();
     let ready = dir.path().join("ready");
-    // The listener stops by itself after 60 s; the script stops it as soon as `once` is done.
+    // The listener stops by itself after 60 s; the script stops it as soon as it is done.
     let silent_dns = "import socket,sys\n\
         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
         s.bind(('127.0.0.1',53))\n\
@@ -265,53 +269,68 @@ fn resolver_that_never_answers_is_dns_within_the_deadline() {
         \x20   [s.recvfrom(512) for _ in range(1000)]\n\
         except OSError:\n\
         \x20   pass\n";
-    let script = r#"
+    let script = format!(
+        r#"
 set -e
 ip link set lo up
 mount --bind "$RESOLV" /etc/resolv.conf
 /usr/bin/python3 -c "$SILENT_DNS" "$READY" &
 dns=$!
+trap 'kill $dns 2>/dev/null' EXIT
 for _ in $(seq 200); do [ -e "$READY" ] && break; sleep 0.05; done
-[ -e "$READY" ] || { echo "silent DNS server did not start" >&2; exit 99; }
+[ -e "$READY" ] || {{ echo "silent DNS server did not start" >&2; exit 99; }}
 set +e
-"$BIN" once --format json --config "$CONFIG"
-code=$?
-kill $dns
-exit $code
-"#;
+{commands}
+"#
+    );
     let mut child = Command::new("unshare")
-        .args(["-n", "-m", "--", "sh", "-c", script])
+        .args(["-n", "-m", "--", "sh", "-c", &script])
         .env("RESOLV", &resolv)
         .env("SILENT_DNS", silent_dns)
         .env("READY", &ready)
         .env("BIN", support::binary())
-        .env("CONFIG", &cfg.path)
+        .env("CONFIG", config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect(
             "this test needs `unshare` (util-linux, root), `ip` and /usr/bin/python3: see .ci/run",
         );
-    // getaddrinfo would block for minutes here; `once` must be done long before that. The
-    // bound is generous (its deadline is 2 s): this asserts "exits", not a timing.
-    let mut exited = None;
+    let mut exited = false;
     for _ in 0..400 {
-        if let Ok(Some(status)) = child.try_wait() {
-            exited = Some(status);
+        if let Ok(Some(_)) = child.try_wait() {
+            exited = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if exited.is_none() {
+    if !exited {
         let _ = child.kill();
     }
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        exited.is_some(),
-        "`once` still running 20 s after a 2 s deadline: {stderr}"
+    assert_ne!(
+        out.status.code(),
+        Some(99),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_ne!(out.status.code(), Some(99), "{stderr}");
+    exited.then_some(out)
+}
+
+/// A lookup that never comes back: `dns` within the step's timeout, the `dns` phase reported,
+/// and `once` exits at its deadline although getaddrinfo is still blocked in a thread.
+#[test]
+fn resolver_that_never_answers_is_dns_within_the_deadline() {
+    let cfg = TempConfig::new(
+        "",
+        &[(
+            "p.toml",
+            "timeout = \"2s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"http://canary.joincanary.test/api/login\"\ntimeout = \"1s\"\n",
+        )],
+    );
+    let out = with_silent_dns(&cfg.path, r#""$BIN" once --format json --config "$CONFIG""#)
+        .expect("`once` still running 20 s after a 2 s deadline");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("json output; stderr: {stderr}"));
     assert_eq!(out.status.code(), Some(1), "{json} {stderr}");
@@ -326,6 +345,46 @@ exit $code
     assert!(
         probe["steps"][0]["phases"]["dns"].as_f64().is_some(),
         "the dns phase is reported: {json}"
+    );
+}
+
+/// SIGTERM while lookups hang: `run` stops cleanly, without waiting for the blocked threads.
+#[test]
+fn run_stops_on_sigterm_while_lookups_hang() {
+    let cfg = TempConfig::new(
+        "",
+        &[(
+            "p.toml",
+            "schedule = \"* * * * * *\"\ntimeout = \"900ms\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"http://canary.joincanary.test/api/login\"\n",
+        )],
+    );
+    // Waits for two failed runs (so lookups are stuck in threads), then SIGTERM.
+    let out = with_silent_dns(
+        &cfg.path,
+        r#"
+"$BIN" --log.format logfmt run --config "$CONFIG" 2>"$CONFIG.log" &
+pid=$!
+for _ in $(seq 300); do
+  [ "$(grep -c 'reason=dns' "$CONFIG.log")" -ge 2 ] && break
+  sleep 0.05
+done
+kill -TERM $pid
+wait $pid
+code=$?
+cat "$CONFIG.log" >&2
+exit $code
+"#,
+    )
+    .expect("`run` still running 20 s after SIGTERM with lookups hanging");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("msg=\"probe run failed\"") && l.contains("reason=dns"))
+            .count()
+            >= 2,
+        "{stderr}"
     );
 }
 

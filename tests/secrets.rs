@@ -50,13 +50,13 @@ const CARRIERS: [(&str, &str, &str); 5] = [
 /// How the server echoes what it got, each into a 400 reply quoted in the error.
 const ECHOES: [&str; 7] = ["raw", "json", "ascii", "form", "pctlower", "html", "b64"];
 
-fn json_inner(s: &str) -> String {
+pub(crate) fn json_inner(s: &str) -> String {
     let q = serde_json::Value::String(s.to_string()).to_string();
     q[1..q.len() - 1].to_string()
 }
 
 /// JSON as Python's `json.dumps` writes it: everything past ASCII as `\uxxxx`.
-fn json_ascii(s: &str) -> String {
+pub(crate) fn json_ascii(s: &str) -> String {
     let mut out = String::new();
     for c in json_inner(s).chars() {
         if c.is_ascii() {
@@ -71,11 +71,11 @@ fn json_ascii(s: &str) -> String {
     out
 }
 
-fn form(s: &str) -> String {
+pub(crate) fn form(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn pct_lower(s: &str) -> String {
+pub(crate) fn pct_lower(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -87,7 +87,7 @@ fn pct_lower(s: &str) -> String {
         .collect()
 }
 
-fn html(s: &str) -> String {
+pub(crate) fn html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -135,7 +135,7 @@ fn shapes(secret: &str) -> Vec<String> {
 
 /// The shape of `secret` found in `text`, if any: directly, or inside any run of base64
 /// characters decoded at each of the four offsets.
-fn leak(text: &str, secret: &str) -> Option<String> {
+pub(crate) fn leak(text: &str, secret: &str) -> Option<String> {
     if let Some(s) = shapes(secret)
         .into_iter()
         .find(|s| text.contains(s.as_str()))

@@ -9,6 +9,8 @@
 mod http;
 pub mod matcher;
 mod net;
+#[cfg(test)]
+mod proptests;
 pub mod protocol;
 mod redact;
 mod redis;

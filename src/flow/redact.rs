@@ -141,7 +141,7 @@ fn compile(secrets: &[String]) -> Option<regex::Regex> {
             pattern.push('|');
         }
         for c in f.chars() {
-            push_char(&mut pattern, c, ESCAPE_DEPTH);
+            push_char(&mut pattern, c, ESCAPE_DEPTH, false);
         }
     }
     regex::RegexBuilder::new(&pattern)
@@ -207,11 +207,19 @@ fn plain_forms(secret: &str) -> Vec<String> {
 }
 
 /// Appends a pattern matching `c` as written or in any encoding, each encoding's own
-/// characters possibly escaped again (`depth` levels in all).
-fn push_char(pattern: &mut String, c: char, depth: u8) {
+/// characters possibly escaped again (`depth` levels in all). `in_form`: `c` is part of an
+/// encoding, where hex digits come in either case (`%2f`, `%2F`).
+fn push_char(pattern: &mut String, c: char, depth: u8, in_form: bool) {
     // Letters and digits are never escaped by any encoder a server uses.
     if c.is_ascii_alphanumeric() {
-        pattern.push(c);
+        if in_form && c.is_ascii_hexdigit() && c.is_ascii_alphabetic() {
+            pattern.push('[');
+            pattern.push(c.to_ascii_lowercase());
+            pattern.push(c.to_ascii_uppercase());
+            pattern.push(']');
+        } else {
+            pattern.push(c);
+        }
         return;
     }
     let literal = regex::escape(c.encode_utf8(&mut [0; 4]));
@@ -221,23 +229,19 @@ fn push_char(pattern: &mut String, c: char, depth: u8) {
     }
     pattern.push_str("(?:");
     pattern.push_str(&literal);
-    // Encodings whose introducer (`\` or `%`) may itself be escaped again.
-    for form in nested_forms(c) {
+    // Each encoding's own `\`, `%`, `&`, `;` may be escaped again (`\\\"`, `%2522`,
+    // `&amp;quot;`, `%26lt%3B`).
+    for form in nested_forms(c).into_iter().chain(entity_forms(c)) {
         pattern.push('|');
         for inner in form.chars() {
-            push_char(pattern, inner, depth - 1);
+            push_char(pattern, inner, depth - 1, true);
         }
-    }
-    // Entities: one level (an HTML page quoting a JSON error is as deep as it goes).
-    for form in entity_forms(c) {
-        pattern.push('|');
-        pattern.push_str(&regex::escape(&form));
     }
     pattern.push(')');
 }
 
 /// `\c`, `\uXXXX` (surrogate pairs above the BMP), `%XX` of the UTF-8 bytes, `+` for a space,
-/// and JSON's short escapes; hex in both cases.
+/// and JSON's short escapes (hex in lower case; the pattern takes either).
 fn nested_forms(c: char) -> Vec<String> {
     let mut out = Vec::new();
     if c.is_ascii() && !c.is_ascii_control() {
@@ -254,41 +258,23 @@ fn nested_forms(c: char) -> Vec<String> {
         _ => {}
     }
     let mut units = [0u16; 2];
-    let json: String = c
-        .encode_utf16(&mut units)
-        .iter()
-        .map(|u| format!("\\u{u:04x}"))
-        .collect();
+    out.push(
+        c.encode_utf16(&mut units)
+            .iter()
+            .map(|u| format!("\\u{u:04x}"))
+            .collect(),
+    );
     let mut bytes = [0u8; 4];
-    let percent: String = c
-        .encode_utf8(&mut bytes)
-        .bytes()
-        .map(|b| format!("%{b:02x}"))
-        .collect();
-    for form in [json, percent] {
-        let upper = upper_hex(&form);
-        if upper != form {
-            out.push(upper);
-        }
-        out.push(form);
-    }
+    out.push(
+        c.encode_utf8(&mut bytes)
+            .bytes()
+            .map(|b| format!("%{b:02x}"))
+            .collect(),
+    );
     out
 }
 
-/// Hex digits upper-cased, the `u` of `\u` kept.
-fn upper_hex(form: &str) -> String {
-    form.chars()
-        .map(|c| {
-            if c.is_ascii_hexdigit() {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// `&amp;`-style names, `&#NN;` and `&#xHH;` (both cases).
+/// `&amp;`-style names, `&#NN;` and `&#xHH;`.
 fn entity_forms(c: char) -> Vec<String> {
     let mut out = Vec::new();
     match c {
@@ -302,9 +288,6 @@ fn entity_forms(c: char) -> Vec<String> {
     let n = u32::from(c);
     out.push(format!("&#{n};"));
     out.push(format!("&#x{n:x};"));
-    if format!("{n:x}") != format!("{n:X}") {
-        out.push(format!("&#x{n:X};"));
-    }
     out
 }
 
