@@ -308,7 +308,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let Some(mut plan) = load(Some(&path)) else {
                 return Ok(ExitCode::from(2));
             };
-            plan.web_limits.max_connections = listener_cap(max_connections);
+            plan.web_limits.max_connections = listener_cap(max_connections, &plan.region);
             if let Some(addr) = listen {
                 plan.listen = addr;
             }
@@ -443,11 +443,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Raises the open-files limit and fits the listener's cap within it, logging both: the
 /// numbers that decide whether a flood of clients can starve the probes.
-fn listener_cap(requested: usize) -> usize {
+fn listener_cap(requested: usize, region: &str) -> usize {
     match joincanary::process::raise_fd_limit() {
         Ok(fds) => {
             let cap = joincanary::process::connection_cap(requested, fds.soft);
             tracing::info!(
+                region,
                 open_files_soft = fds.soft,
                 open_files_hard = fds.hard,
                 open_files_at_start = fds.before,
@@ -456,6 +457,7 @@ fn listener_cap(requested: usize) -> usize {
             );
             if cap < requested {
                 tracing::warn!(
+                    region,
                     requested,
                     max_connections = cap,
                     open_files = fds.soft,
@@ -468,7 +470,7 @@ fn listener_cap(requested: usize) -> usize {
             // Keep the limit the process has; size the cap by it if it can be read at all.
             let soft = rlimit_soft().unwrap_or(1024);
             let cap = joincanary::process::connection_cap(requested, soft);
-            tracing::warn!(error = %e, open_files = soft, max_connections = cap, "cannot raise the open-files limit");
+            tracing::warn!(region, error = %e, open_files = soft, max_connections = cap, "cannot raise the open-files limit");
             cap
         }
     }
