@@ -318,34 +318,53 @@ set +e
 }
 
 /// A lookup that never comes back: `dns` within the step's timeout, the `dns` phase reported,
-/// and `once` exits at its deadline although getaddrinfo is still blocked in a thread.
+/// for `http`, `ws_connect` and `redis` steps alike, and `once` exits at its deadline although
+/// getaddrinfo is still blocked in threads.
 #[test]
 fn resolver_that_never_answers_is_dns_within_the_deadline() {
+    let probe = |kind: &str, url: &str| {
+        format!(
+            "timeout = \"2s\"\n[[steps]]\nname = \"login\"\nkind = \"{kind}\"\nurl = \"{url}\"\ntimeout = \"1s\"\n"
+        )
+    };
     let cfg = TempConfig::new(
         "",
-        &[(
-            "p.toml",
-            "timeout = \"2s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"http://canary.joincanary.test/api/login\"\ntimeout = \"1s\"\n",
-        )],
+        &[
+            (
+                "a-http.toml",
+                &probe("http", "http://canary.joincanary.test/api/login"),
+            ),
+            (
+                "b-ws.toml",
+                &probe("ws_connect", "wss://canary.joincanary.test/ws"),
+            ),
+            (
+                "c-redis.toml",
+                &probe("redis", "redis://canary-redis.joincanary.test:6379"),
+            ),
+        ],
     );
     let out = with_silent_dns(&cfg.path, r#""$BIN" once --format json --config "$CONFIG""#)
-        .expect("`once` still running 20 s after a 2 s deadline");
+        .expect("`once` still running 20 s after three 2 s deadlines");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("json output; stderr: {stderr}"));
     assert_eq!(out.status.code(), Some(1), "{json} {stderr}");
-    let probe = &json["probes"][0];
-    assert_eq!(probe["reason"], "dns", "{json}");
-    assert_eq!(probe["failed_step"], "login");
-    let error = probe["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("resolving the host name") && error.contains("step's timeout"),
-        "{error}"
-    );
-    assert!(
-        probe["steps"][0]["phases"]["dns"].as_f64().is_some(),
-        "the dns phase is reported: {json}"
-    );
+    let probes = json["probes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(probes.len(), 3, "{json}");
+    for probe in &probes {
+        assert_eq!(probe["reason"], "dns", "{probe}");
+        assert_eq!(probe["failed_step"], "login");
+        let error = probe["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("resolving the host name") && error.contains("step's timeout"),
+            "{error}"
+        );
+        assert!(
+            probe["steps"][0]["phases"]["dns"].as_f64().is_some(),
+            "the dns phase is reported: {probe}"
+        );
+    }
 }
 
 /// SIGTERM while lookups hang: `run` stops cleanly, without waiting for the blocked threads.

@@ -24,9 +24,24 @@ pub(crate) async fn resolve(
         )
     })?;
     match url.host() {
-        Some(url::Host::Ipv4(ip)) => Ok(vec![(ip, port).into()]),
-        Some(url::Host::Ipv6(ip)) => Ok(vec![(ip, port).into()]),
-        Some(url::Host::Domain(name)) => {
+        Some(host) => resolve_host(ctx, host, port).await,
+        None => Err(StepError::new(
+            FailureReason::Protocol,
+            "the URL has no host",
+        )),
+    }
+}
+
+/// Resolves `host`, timing it as `dns` unless it is an IP literal (see [`resolve`]).
+pub(crate) async fn resolve_host(
+    ctx: &mut RunContext<'_>,
+    host: url::Host<&str>,
+    port: u16,
+) -> Result<Vec<SocketAddr>, StepError> {
+    match host {
+        url::Host::Ipv4(ip) => Ok(vec![(ip, port).into()]),
+        url::Host::Ipv6(ip) => Ok(vec![(ip, port).into()]),
+        url::Host::Domain(name) => {
             // getaddrinfo (so /etc/hosts and nsswitch apply) on a blocking thread. The step's
             // deadline drops this future, not the thread: a resolver that never answers costs
             // a parked thread until its own timeout, never the run's time (see `pending`).
@@ -52,10 +67,6 @@ pub(crate) async fn resolve(
                 )),
             }
         }
-        None => Err(StepError::new(
-            FailureReason::Protocol,
-            "the URL has no host",
-        )),
     }
 }
 
