@@ -100,6 +100,7 @@ enum Command {
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
+    #[cfg(feature = "sim")]
     Demo {
         /// Address for metrics and status (falls back to a free port if taken).
         #[arg(
@@ -118,6 +119,7 @@ enum Command {
         pagers: Vec<String>,
     },
     /// Run the reference conference server.
+    #[cfg(feature = "sim")]
     Sim {
         /// Address to listen on (port 0 picks a free port).
         #[arg(
@@ -359,6 +361,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Command::Demo { listen } => {
             joincanary::demo::run(listen, joincanary::shutdown::signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -415,6 +418,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        #[cfg(feature = "sim")]
         Command::Sim {
             listen,
             username,
