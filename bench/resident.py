@@ -124,13 +124,17 @@ def soak(c, exchanges, rate, seed):
     failed0 = c.failed_runs()
     drops = 0
     last_armed_at = -10
-    bound = exchanges * c.every * 3 + 120
+    last_drawn = -1
+    bound = exchanges * (c.every + 3) * 2 + 120
     while c.runs() - start_runs < exchanges:
         if time.monotonic() - t0 > bound:
             sys.exit(f"soak did not reach {exchanges} exchanges in {bound:.0f} s")
         n = c.runs() - start_runs
-        # One drop consumed by one exchange; the next armed at least 3 exchanges later.
-        if n - last_armed_at >= 3 and rnd.random() < rate * 3:
+        # One draw per exchange; one drop is consumed by one exchange, and the next is armed
+        # at least 3 exchanges later (two in a row would be an outage, not a blip).
+        draw = n != last_drawn
+        last_drawn = n
+        if draw and n - last_armed_at >= 3 and rnd.random() < rate:
             h.http_json("PUT", f"{c.sims[0]}/_sim/faults", {"signalling_drop_next": 1})
             drops += 1
             last_armed_at = n
