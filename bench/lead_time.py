@@ -3,7 +3,9 @@ filling up? `joincanary run` probes two Redis-backed sims with the shipped join 
 and the Redis itself with the shipped cause-side example (probes/examples/redis-health.toml: the
 80 % memory warning, one run over it warns). A real redis-server with `maxmemory` and
 `noeviction` is filled at a steady rate until it refuses writes (OOM), which breaks every join.
-Per run it prints, from the webhook receiver's clock: when memory crossed 80 %, the warning page
+Each fill starts at another offset after a run of the cause probe (0, 1/N, ... of the interval),
+so the 80 % crossing lands at every point of the schedule. Per run it prints, from the webhook
+receiver's clock: when memory crossed 80 %, the warning page
 (`JoinFlowDegraded`), OOM, the first critical join page, and the lead time = critical page -
 warning page. Time may be compressed: every duration of the schedule, policy, probes and the fill
 is divided by RATIO (1 = the shipped every-minute schedule); figures are scaled back."""
@@ -117,6 +119,10 @@ class Ctx:
                 return False
         return True
 
+    def runs(self, probe):
+        p = self.svc.probe(probe)
+        return p["runs"] if p else 0
+
     def undo(self):
         c = h.Resp(self.redis.port)
         try:
@@ -132,9 +138,14 @@ def trigger(probes, severity):
                       and e.get("severity") == severity and not e.get("test"))
 
 
-def one_run(c, fill_s):
+def one_run(c, fill_s, offset_s):
     bound = fill_s + 10 * c.interval + 30
     h.wait_until(c.healthy, 10 * c.interval + 30, 0.05, "every probe healthy")
+    # Where in the interval memory crosses 80 % decides how long the warning waits for the next
+    # run: start the fill `offset_s` after a run of the cause probe, spread over the runs.
+    n0 = c.runs(CAUSE)
+    h.wait_until(lambda: c.runs(CAUSE) > n0, 10 * c.interval + 30, 0.01, "a run of the cause probe")
+    time.sleep(offset_s)
     filler = Filler(c.redis, c.maxmemory, fill_s)
     filler.start()
     try:
@@ -151,6 +162,7 @@ def one_run(c, fill_s):
         t0 = filler.t_start
         out = {
             "fill_s": fill_s * c.ratio,
+            "offset_s": offset_s * c.ratio,
             "cross_s": (filler.t_cross - t0) * c.ratio if filler.t_cross else None,
             "warning_s": (warn[0] - t0) * c.ratio,
             "warning_summary": warn[1].get("summary"),
@@ -186,8 +198,8 @@ def main():
           f"measured from the start of the fill", flush=True)
     results = []
     for minutes in fills:
-        for _ in range(a.runs):
-            r = one_run(c, minutes * 60 / a.ratio)
+        for k in range(a.runs):
+            r = one_run(c, minutes * 60 / a.ratio, k * c.interval / a.runs)
             results.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
     c.svc.stop()
