@@ -79,10 +79,60 @@ fn filter(level: &str) -> Result<tracing_subscriber::EnvFilter, LogError> {
             detail: "not one of debug, info, warn, error".to_string(),
         });
     }
-    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| LogError::Level {
-        level: level.to_string(),
-        detail: e.to_string(),
-    })
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| LogError::Level {
+            level: level.to_string(),
+            detail: e.to_string(),
+        })?;
+    for directive in wire_caps(level) {
+        filter = filter.add_directive(directive);
+    }
+    Ok(filter)
+}
+
+/// Libraries that log what goes over the wire at debug or trace: tungstenite the websocket
+/// upgrade request (URL token, `Authorization`), lettre the SMTP dialogue (`AUTH PLAIN`),
+/// reqwest redirect URLs (a Slack webhook URL is its secret).
+const WIRE_CRATES: [&str; 11] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "lettre",
+    "redis",
+    "axum",
+];
+
+/// `debug` or `trace` is for joincanary's own logs: each wire-level library stays at `info`
+/// unless the filter names it (`tungstenite=trace` is a deliberate choice, with its risk).
+fn wire_caps(level: &str) -> Vec<tracing_subscriber::filter::Directive> {
+    let mut default_verbose = false;
+    let mut named: Vec<&str> = Vec::new();
+    for part in level.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((target, _)) => named.push(target.split('[').next().unwrap_or(target).trim()),
+            None if part.starts_with('[') => {}
+            None => {
+                default_verbose = matches!(part.to_ascii_lowercase().as_str(), "debug" | "trace");
+            }
+        }
+    }
+    if !default_verbose {
+        return Vec::new();
+    }
+    WIRE_CRATES
+        .iter()
+        .filter(|c| {
+            !named
+                .iter()
+                .any(|n| n == *c || n.starts_with(&format!("{c}::")))
+        })
+        .filter_map(|c| format!("{c}=info").parse().ok())
+        .collect()
 }
 
 /// `ts=2026-11-29T21:50:00.123Z level=info msg="probe run succeeded" region=eu probe=x`.
@@ -279,6 +329,26 @@ mod tests {
         for bad in ["loud", "verbose", "info=bogus=x"] {
             assert!(filter(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn wire_libraries_stay_at_info_unless_named() {
+        let capped = |level: &str| -> Vec<String> {
+            wire_caps(level).iter().map(ToString::to_string).collect()
+        };
+        assert!(capped("trace").contains(&"tungstenite=info".to_string()));
+        assert!(capped("joincanary=trace,debug").contains(&"lettre=info".to_string()));
+        assert!(
+            !capped("debug,tungstenite=trace")
+                .iter()
+                .any(|d| d.starts_with("tungstenite="))
+        );
+        assert!(
+            capped("tokio_tungstenite::compat=trace,trace")
+                .contains(&"tungstenite=info".to_string())
+        );
+        // Quieter than info already: nothing to cap (a cap would raise them to info).
+        assert!(capped("warn").is_empty() && capped("joincanary=trace").is_empty());
     }
 
     #[test]

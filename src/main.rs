@@ -167,7 +167,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let outcome = runtime.block_on(dispatch(cli.command));
+    // Everything that must finish (runs, state, outbox, history) was awaited inside `dispatch`.
+    // What may remain are blocking threads stuck in getaddrinfo for a resolver that never
+    // answers, or in a read on a hung mount: dropping the runtime would wait for them, holding
+    // `once` or a SIGTERM past the deadline (by seconds, or forever). Leave them to the exit.
+    runtime.shutdown_background();
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprint_line(&format!("error: {e:#}"));

@@ -40,11 +40,15 @@ pub enum FailureReason {
     /// or the protocol's own error (Socket.IO CONNECT_ERROR, XMPP `type='error'`, ActionCable
     /// reject). The error quotes what the server said.
     ServerError,
+    /// The prober's own resources failed, not the platform: out of file descriptors (EMFILE,
+    /// ENFILE), memory or socket buffers (ENOMEM, ENOBUFS), ephemeral ports (EADDRNOTAVAIL).
+    /// Such a run never pages as a platform outage; it is alerted as the prober being unhealthy.
+    Local,
 }
 
 impl FailureReason {
     /// Every reason, in a fixed order (for docs and for pre-registering metrics).
-    pub const ALL: [FailureReason; 12] = [
+    pub const ALL: [FailureReason; 13] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -57,6 +61,7 @@ impl FailureReason {
         Self::TooLarge,
         Self::Protocol,
         Self::ServerError,
+        Self::Local,
     ];
 
     /// The stable label.
@@ -74,6 +79,7 @@ impl FailureReason {
             Self::TooLarge => "too_large",
             Self::Protocol => "protocol",
             Self::ServerError => "server_error",
+            Self::Local => "local",
         }
     }
 

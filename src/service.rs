@@ -2,6 +2,7 @@
 //! shutdown that lets in-flight runs finish (mini-redis style: one signal, tracked tasks).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -26,6 +27,11 @@ use crate::store::Store;
 const ALERT_TICK: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the state log to reach the disk.
 const STATE_FLUSH: Duration = Duration::from_secs(2);
+/// How long a reload may take to read and check the files (a hung network mount otherwise
+/// holds the reload, and with it every later one, forever).
+const RELOAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the file watcher may take to read the files for one look.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the service could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -145,11 +151,11 @@ async fn run_service(
     let history_stop = CancellationToken::new();
     let history = status.spawn_persist(history_path, history_stop.clone());
     let region = plan.region.clone();
-    let (mut requests, reload_tx, loader, watch) = match reload {
+    let (mut requests, reload_tx, loader, watch): (_, _, Option<Loader>, _) = match reload {
         Some(r) => (
             Some(r.requests),
             r.http_endpoint.then_some(r.sender),
-            Some(r.loader),
+            Some(Arc::from(r.loader)),
             r.watch,
         ),
         None => (None, None, None, None),
@@ -159,8 +165,12 @@ async fn run_service(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    // At most one read of the files in flight for each of these: a read stuck on a hung mount
+    // keeps its thread, and a second one would only strand another.
+    let watching = Arc::new(AtomicBool::new(false));
+    let loading = Arc::new(AtomicBool::new(false));
     let mut seen = match watch {
-        Some(_) => fingerprint(plan.sources.clone()).await,
+        Some(_) => fingerprint(plan.sources.clone(), &watching).await,
         None => None,
     };
 
@@ -222,7 +232,7 @@ async fn run_service(
                     None => std::future::pending().await,
                 }
             } => {
-                let now = fingerprint(plan.sources.clone()).await;
+                let now = fingerprint(plan.sources.clone(), &watching).await;
                 if now.is_none() || now == seen {
                     continue;
                 }
@@ -234,7 +244,16 @@ async fn run_service(
             }
         };
         let Some(loader) = &loader else { continue };
-        let outcome = match loader() {
+        // Read off the async threads and raced against shutdown: whatever the files do (a
+        // hung mount), SIGTERM still stops the service, and the running config stays.
+        let loaded = tokio::select! {
+            () = shutdown.cancelled() => {
+                tracing::warn!(region = %region, "shutting down while the configuration was being read; the reload is abandoned");
+                break;
+            }
+            loaded = load_plan(loader.clone(), &loading, &plan.config_path) => loaded,
+        };
+        let outcome = match loaded {
             Ok(new_plan) => {
                 if new_plan.listen != plan.listen
                     || new_plan.region != plan.region
@@ -268,7 +287,7 @@ async fn run_service(
                 metrics.count_reload("success");
                 if watch.is_some() {
                     // The new plan may read other files (a probe directory added).
-                    seen = fingerprint(plan.sources.clone()).await;
+                    seen = fingerprint(plan.sources.clone(), &watching).await;
                 }
                 Ok(())
             }
@@ -310,16 +329,97 @@ async fn run_service(
 
 /// [`crate::config::fingerprint`] off the async threads and under a deadline (a hung network
 /// mount must not stall the service); `None` when it could not be worked out in time.
-async fn fingerprint(sources: Vec<std::path::PathBuf>) -> Option<u64> {
-    let work = tokio::task::spawn_blocking(move || crate::config::fingerprint(&sources));
-    match tokio::time::timeout(Duration::from_secs(10), work).await {
-        Ok(Ok(h)) => Some(h),
-        _ => {
-            tracing::warn!("could not read the configuration files to look for changes");
+async fn fingerprint(sources: Vec<std::path::PathBuf>, slot: &Arc<AtomicBool>) -> Option<u64> {
+    match off_thread(slot, WATCH_READ_TIMEOUT, move || {
+        crate::config::fingerprint(&sources)
+    })
+    .await
+    {
+        Ok(h) => Some(h),
+        Err(stuck) => {
+            tracing::warn!(
+                "could not read the configuration files to look for changes: {}",
+                stuck.describe(WATCH_READ_TIMEOUT)
+            );
             None
         }
     }
 }
+
+/// Loads the configuration with `loader` off the async threads, under [`RELOAD_READ_TIMEOUT`].
+async fn load_plan(
+    loader: Loader,
+    slot: &Arc<AtomicBool>,
+    config_path: &std::path::Path,
+) -> Result<Plan, crate::config::ConfigErrors> {
+    match off_thread(slot, RELOAD_READ_TIMEOUT, move || loader()).await {
+        Ok(result) => result,
+        Err(stuck) => Err(crate::config::ConfigErrors(vec![
+            crate::config::ConfigError {
+                file: config_path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("cannot reload: {}", stuck.describe(RELOAD_READ_TIMEOUT)),
+            },
+        ])),
+    }
+}
+
+/// Why [`off_thread`] has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stuck {
+    /// The previous read is still going.
+    Busy,
+    /// This read ran past its deadline (it goes on in its thread).
+    TimedOut,
+    /// The read panicked (a bug).
+    Panicked,
+}
+
+impl Stuck {
+    fn describe(self, limit: Duration) -> String {
+        match self {
+            Stuck::Busy => "the previous read of the files has not finished (a hung mount?)".into(),
+            Stuck::TimedOut => format!(
+                "reading the files did not finish within {} (a hung mount?)",
+                crate::report::human_duration(limit)
+            ),
+            Stuck::Panicked => "reading the files failed unexpectedly (see the log)".into(),
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool under `limit`, one at a time per `slot`. A read stuck in
+/// the kernel cannot be cancelled: its thread stays until the read returns, and `slot` stays
+/// taken so no second thread is stranded behind it.
+async fn off_thread<T: Send + 'static>(
+    slot: &Arc<AtomicBool>,
+    limit: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Stuck> {
+    if slot.swap(true, Ordering::AcqRel) {
+        return Err(Stuck::Busy);
+    }
+    let release = slot.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let out = work();
+        release.store(false, Ordering::Release);
+        out
+    });
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(_)) => {
+            // The work panicked: nothing holds the slot any more.
+            slot.store(false, Ordering::Release);
+            Err(Stuck::Panicked)
+        }
+        Err(_) => Err(Stuck::TimedOut),
+    }
+}
+
+/// Loads and validates the configuration again (shared with the blocking thread that runs it).
+type Loader = Arc<dyn Fn() -> Result<Plan, crate::config::ConfigErrors> + Send + Sync>;
 
 /// A reload request: answered with `Ok` or the config errors.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;

@@ -52,7 +52,7 @@ pub enum WebConfigError {
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::config::file::FileError,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -111,7 +111,7 @@ impl WebConfig {
     /// # Errors
     /// The first problem, naming the file.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+        let text = crate::config::file::read_text(path).map_err(|source| WebConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -256,7 +256,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 
 fn read_pem(base: &Path, file: &str, what: &str) -> Result<Vec<u8>, String> {
     let path = base.join(file);
-    std::fs::read(&path).map_err(|e| {
+    crate::config::file::read_bytes(&path).map_err(|e| {
         format!(
             "tls_server_config.{what}: cannot read {}: {e}",
             path.display()

@@ -632,7 +632,8 @@ async fn run_pager(
                 &msg,
                 "the pager refused the notification; not retrying (check the pager's settings)",
             ),
-            Err(DeliveryError::Retryable(msg)) => {
+            Err(e @ (DeliveryError::Retryable(_) | DeliveryError::RetryAfter(..))) => {
+                let msg = e.to_string();
                 let attempts = shared.failed_attempt(item.id);
                 if gives_up(&plan.retry, attempts, item.enqueued_at) {
                     abandon(
@@ -646,9 +647,12 @@ async fn run_pager(
                     continue;
                 }
                 shared.count(&plan.name, n, "retry");
-                let delay = plan
-                    .retry
-                    .delay(attempts, rand::rng().random_range(-0.2..=0.2));
+                let delay = retry_delay(
+                    &plan.retry,
+                    attempts,
+                    rand::rng().random_range(-0.2..=0.2),
+                    e.retry_after(),
+                );
                 tracing::warn!(
                     sink = %plan.name,
                     event = n.kind.as_str(),
@@ -681,6 +685,22 @@ fn delivered(shared: &Shared, sink: &str, item: &Pending) {
         attempts = item.attempts + 1,
         "notification delivered"
     );
+}
+
+/// The wait before the next attempt: the backoff, or longer when the pager asked for a pause
+/// with `Retry-After` (429/503) — but never past the backoff cap, so one header cannot hold a
+/// page back for hours.
+fn retry_delay(
+    retry: &RetryPolicy,
+    attempts: u32,
+    jitter: f64,
+    asked: Option<Duration>,
+) -> Duration {
+    let backoff = retry.delay(attempts, jitter);
+    match asked {
+        Some(asked) => backoff.max(asked.min(retry.cap)),
+        None => backoff,
+    }
 }
 
 fn gives_up(retry: &RetryPolicy, attempts: u32, enqueued_at: DateTime<Utc>) -> bool {
@@ -724,7 +744,8 @@ async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
                 &msg,
                 "the pager refused the notification",
             ),
-            Ok(Err(DeliveryError::Retryable(msg))) => {
+            Ok(Err(e @ (DeliveryError::Retryable(_) | DeliveryError::RetryAfter(..)))) => {
+                let msg = e.to_string();
                 // A failed attempt the next start retries.
                 shared.count(&plan.name, n, "retry");
                 tracing::warn!(sink = %plan.name, event = n.kind.as_str(), probe = %n.probe,
@@ -864,6 +885,41 @@ mod tests {
         assert_eq!(r.delay(30, 0.0), Duration::from_secs(60));
         assert_eq!(r.delay(1, 0.2), Duration::from_millis(1200));
         assert_eq!(r.delay(40, 0.9), Duration::from_secs(72));
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_backoff_within_its_cap() {
+        let r = RetryPolicy::default();
+        let ten = Duration::from_secs(10);
+        assert_eq!(retry_delay(&r, 1, 0.2, Some(ten)), ten);
+        assert_eq!(retry_delay(&r, 1, 0.2, None), Duration::from_millis(1200));
+        // A shorter ask never shortens the backoff.
+        assert_eq!(
+            retry_delay(&r, 5, 0.0, Some(Duration::from_secs(1))),
+            Duration::from_secs(16)
+        );
+        // An ask past the cap waits the cap.
+        assert_eq!(
+            retry_delay(&r, 1, 0.0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        use std::time::UNIX_EPOCH;
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let parse = |v: &str| notify::parse_retry_after(v, now);
+        assert_eq!(parse("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse(" 0 "), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(parse(&later), Some(Duration::from_secs(90)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse(&earlier), Some(Duration::ZERO));
+        assert_eq!(parse("soon"), None);
+        assert_eq!(parse("-5"), None);
+        assert_eq!(parse(""), None);
+        assert!(parse("99999999999999999999999").is_some());
     }
 
     #[test]

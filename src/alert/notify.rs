@@ -46,17 +46,35 @@ pub enum DeliveryError {
     /// Retrying cannot help: the provider refused the request (bad key, bad payload).
     #[error("{0}")]
     Permanent(String),
+    /// Worth retrying, but the provider asked for a pause first: a 429 or 503 with
+    /// `Retry-After` (seconds or an HTTP-date, as a wait from now).
+    #[error("{0} (retry after {after})", after = crate::report::human_duration(*.1))]
+    RetryAfter(String, Duration),
 }
 
 impl DeliveryError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, DeliveryError::Retryable(_))
+        matches!(
+            self,
+            DeliveryError::Retryable(_) | DeliveryError::RetryAfter(..)
+        )
+    }
+
+    /// How long the provider asked us to wait before the next attempt, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DeliveryError::RetryAfter(_, after) => Some(*after),
+            _ => None,
+        }
     }
 
     pub(crate) fn scrub(self, redactor: &crate::flow::Redactor) -> DeliveryError {
         match self {
             DeliveryError::Retryable(m) => DeliveryError::Retryable(redactor.scrub(&m)),
             DeliveryError::Permanent(m) => DeliveryError::Permanent(redactor.scrub(&m)),
+            DeliveryError::RetryAfter(m, after) => {
+                DeliveryError::RetryAfter(redactor.scrub(&m), after)
+            }
         }
     }
 }
@@ -134,6 +152,12 @@ pub async fn post(
     if status.is_success() {
         return Ok(());
     }
+    // Only where the header means "come back later" (RFC 9110 §10.2.3): throttled or down.
+    let retry_after = matches!(status.as_u16(), 429 | 503)
+        .then(|| resp.headers().get(reqwest::header::RETRY_AFTER))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     // A little of the body helps on-call fix a config ("invalid routing key"); capped, and the
     // caller scrubs it of secrets.
     let body = tokio::time::timeout(timeout, resp.text())
@@ -147,7 +171,22 @@ pub async fn post(
     } else {
         format!("HTTP {status}: {}", snippet.trim())
     };
-    Err(classify_status(status.as_u16(), msg))
+    Err(match retry_after {
+        Some(after) => DeliveryError::RetryAfter(msg, after),
+        None => classify_status(status.as_u16(), msg),
+    })
+}
+
+/// A `Retry-After` value as a wait from `now`: delay-seconds or an HTTP-date (a date in the past
+/// is no wait). `None` when it is neither: the backoff applies as if it were absent.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Absurd values saturate; the dispatcher caps the wait at the backoff cap anyway.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// 408, 429 and 5xx are the provider's or the network's trouble; other statuses mean our request

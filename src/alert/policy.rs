@@ -331,6 +331,13 @@ impl ProbeAlertState {
         if !cfg.enabled {
             return out;
         }
+        // A run that failed for the prober's own reasons (out of fds, memory, local ports) says
+        // nothing about the platform either way: it neither counts toward the critical page nor
+        // resolves one. Metrics and status still record it with reason `local`, and the rules
+        // alert on that as the prober being unhealthy (`JoinCanaryUnhealthy`).
+        if !run.success && run.reason == Some(FailureReason::Local) {
+            return out;
+        }
         if run.success {
             self.failures = 0;
             self.successes = self.successes.saturating_add(1);
@@ -743,6 +750,41 @@ mod tests {
             config: cfg,
             links: &[],
         }
+    }
+
+    /// A run that failed because the prober ran out of file descriptors.
+    fn local_failure(at: i64) -> ProbeRun {
+        let mut r = run(at, false, 5000);
+        r.reason = Some(FailureReason::Local);
+        r.failed_step = Some("login".into());
+        r.steps[0] = step("login", false, 1, Some(FailureReason::Local));
+        r
+    }
+
+    #[test]
+    fn local_failures_never_page_and_never_resolve() {
+        let cfg = PolicyConfig::default();
+        let mut s = ProbeAlertState::default();
+        for i in 0..10 {
+            let d = s.observe(&cx(&cfg), &local_failure(i * 60), t(i * 60 + 5));
+            assert!(d.is_empty(), "run {i}: {d:?}");
+        }
+        assert!(s.critical.is_none());
+        assert_eq!(s.failures, 0);
+        // An incident already open stays open through local failures: they say nothing about
+        // the platform, so they neither resolve it nor count as recovering.
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        let d = s.observe(&cx(&cfg), &run(60, false, 5000), t(65));
+        assert_eq!(notifications(&d).len(), 1);
+        for i in 2..6 {
+            assert!(
+                s.observe(&cx(&cfg), &local_failure(i * 60), t(i * 60 + 5))
+                    .is_empty()
+            );
+        }
+        assert!(s.critical.is_some());
+        assert_eq!(s.failures, 2);
     }
 
     #[test]

@@ -50,6 +50,25 @@ pub struct Substituted {
 /// # Errors
 /// An unset variable without a default, an unclosed `${`, a malformed name.
 pub fn substitute(input: &str, env: &dyn EnvSource) -> Result<Substituted, EnvError> {
+    substitute_with(input, env, str::to_string)
+}
+
+/// [`substitute`] for a string that is then parsed as a template: each value from the
+/// environment is written as template text that renders to exactly that value, so a password
+/// `ab{{region}}cd` is sent as written and a `{{` in it is not a syntax error. Defaults are
+/// part of the file, so they stay template text.
+///
+/// # Errors
+/// As [`substitute`].
+pub fn substitute_template(input: &str, env: &dyn EnvSource) -> Result<Substituted, EnvError> {
+    substitute_with(input, env, crate::flow::template::escape_literal)
+}
+
+fn substitute_with(
+    input: &str,
+    env: &dyn EnvSource,
+    write_value: fn(&str) -> String,
+) -> Result<Substituted, EnvError> {
     let mut out = Substituted::default();
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -79,7 +98,7 @@ pub fn substitute(input: &str, env: &dyn EnvSource) -> Result<Substituted, EnvEr
         }
         match env.get(name).filter(|v| !v.is_empty()) {
             Some(value) => {
-                out.text.push_str(&value);
+                out.text.push_str(&write_value(&value));
                 out.env_values.push(value);
             }
             None => match default {
@@ -125,6 +144,17 @@ mod tests {
             substitute("${NOPE}", &env(&[])).unwrap_err(),
             EnvError::Unset("NOPE".into())
         );
+    }
+
+    #[test]
+    fn template_values_are_data() {
+        let e = env(&[("PW", "ab{{region}}cd\"$}")]);
+        let s = substitute_template("{{user}}:${PW}", &e).unwrap();
+        let t = crate::flow::template::Template::parse(&s.text).unwrap();
+        assert_eq!(t.vars().collect::<Vec<_>>(), ["user"]);
+        let vars = env(&[("user", "u")]);
+        assert_eq!(t.render(&vars).unwrap(), "u:ab{{region}}cd\"$}");
+        assert_eq!(s.env_values, ["ab{{region}}cd\"$}"]);
     }
 
     #[test]

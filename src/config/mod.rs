@@ -5,6 +5,7 @@
 //! problem. All problems are reported at once, so `joincanary check` is one round trip.
 
 mod env;
+pub mod file;
 mod probe;
 pub mod raw;
 
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use env::{EnvError, EnvSource, ProcessEnv, substitute};
+pub use env::{EnvError, EnvSource, ProcessEnv, substitute, substitute_template};
 pub(crate) use probe::timezone as probe_timezone;
 pub(crate) use probe::valid_label;
 pub use probe::{
@@ -89,6 +90,9 @@ impl SourceFile {
     }
 }
 
+/// [`substitute`] or [`substitute_template`].
+type SubstituteFn = fn(&str, &dyn EnvSource) -> Result<env::Substituted, EnvError>;
+
 /// Collects errors for one file while it is validated, and the values that came from the
 /// environment (possible secrets, scrubbed from every error string a run produces).
 pub(crate) struct Ctx<'a> {
@@ -130,9 +134,24 @@ impl Ctx<'_> {
         }
     }
 
+    /// `${ENV}` substitution for a string that is then parsed as a template: values from the
+    /// environment are data, never template syntax (see [`substitute_template`]).
+    pub fn env_template_str(&mut self, value: &raw::S<String>, key: &str) -> Option<String> {
+        match substitute_template(value.get_ref(), self.env) {
+            Ok(s) => {
+                self.env_values.extend(s.env_values);
+                Some(s.text)
+            }
+            Err(e) => {
+                self.error(Some(value.span()), key, e);
+                None
+            }
+        }
+    }
+
     /// `${ENV}` substitution, then `{{var}}` parsing.
     pub fn template(&mut self, value: &raw::S<String>, key: &str) -> Option<Template> {
-        let text = self.env_str(value, key)?;
+        let text = self.env_template_str(value, key)?;
         match Template::parse(&text) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -191,9 +210,29 @@ impl Ctx<'_> {
         }
     }
 
-    /// `${ENV}` substitution inside every string of a TOML value, then conversion to JSON.
+    /// `${ENV}` substitution inside every string of a TOML value, then conversion to JSON whose
+    /// string leaves are templates (rendered per run: values from the environment are written
+    /// so that rendering gives them back as they are).
     pub fn json(&mut self, value: &raw::S<toml::Value>, key: &str) -> Option<serde_json::Value> {
-        let substituted = self.env_in_value(value.get_ref(), value.span(), key)?;
+        self.json_in(value, key, substitute_template)
+    }
+
+    /// As [`Ctx::json`] for JSON that is used as written, never rendered (`ping_json`).
+    pub fn json_data(
+        &mut self,
+        value: &raw::S<toml::Value>,
+        key: &str,
+    ) -> Option<serde_json::Value> {
+        self.json_in(value, key, substitute)
+    }
+
+    fn json_in(
+        &mut self,
+        value: &raw::S<toml::Value>,
+        key: &str,
+        subst: SubstituteFn,
+    ) -> Option<serde_json::Value> {
+        let substituted = self.env_in_value(value.get_ref(), value.span(), key, subst)?;
         match serde_json::to_value(&substituted) {
             Ok(v) => {
                 if let Err(e) = crate::flow::template::json_templates(&v) {
@@ -214,9 +253,10 @@ impl Ctx<'_> {
         value: &toml::Value,
         span: Range<usize>,
         key: &str,
+        subst: SubstituteFn,
     ) -> Option<toml::Value> {
         Some(match value {
-            toml::Value::String(s) => match substitute(s, self.env) {
+            toml::Value::String(s) => match subst(s, self.env) {
                 Ok(sub) => {
                     self.env_values.extend(sub.env_values);
                     toml::Value::String(sub.text)
@@ -229,7 +269,7 @@ impl Ctx<'_> {
             toml::Value::Array(items) => toml::Value::Array(
                 items
                     .iter()
-                    .map(|v| self.env_in_value(v, span.clone(), key))
+                    .map(|v| self.env_in_value(v, span.clone(), key, subst))
                     .collect::<Option<_>>()?,
             ),
             toml::Value::Table(t) => {
@@ -237,7 +277,7 @@ impl Ctx<'_> {
                 for (k, v) in t {
                     out.insert(
                         k.clone(),
-                        self.env_in_value(v, span.clone(), &format!("{key}.{k}"))?,
+                        self.env_in_value(v, span.clone(), &format!("{key}.{k}"), subst)?,
                     );
                 }
                 toml::Value::Table(out)
@@ -292,7 +332,24 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
 /// Every problem found, each with file, line and key.
 pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Plan, ConfigErrors> {
     let mut errors = Vec::new();
-    let plan = build(path, env, &mut errors);
+    let recording = Recording {
+        inner: env,
+        seen: std::sync::Mutex::new(Vec::new()),
+    };
+    let plan = build(path, &recording, &mut errors);
+    // An error names file, line and key, never a value that came from the environment: the
+    // errors reach `POST /-/reload`'s reply, logs and CI output, and a routing key of the
+    // wrong length is still a routing key.
+    let seen = recording
+        .seen
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !errors.is_empty() && !seen.is_empty() {
+        let redactor = crate::flow::Redactor::new(seen);
+        for e in &mut errors {
+            e.message = redactor.scrub(&e.message);
+        }
+    }
     match plan {
         Some(plan) if errors.is_empty() => Ok(plan),
         _ => {
@@ -318,8 +375,26 @@ pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Plan, ConfigErrors> {
     }
 }
 
+/// An environment that remembers every value it handed out.
+struct Recording<'a> {
+    inner: &'a dyn EnvSource,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl EnvSource for Recording<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        let value = self.inner.get(name)?;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(value.clone());
+        }
+        Some(value)
+    }
+}
+
+/// Reads a config or probe file through [`file::read_text`]: a FIFO, device or directory is
+/// refused without blocking, and so is a file over [`file::MAX_FILE_BYTES`]; the error names it.
 pub(crate) fn read_source(path: &Path, errors: &mut Vec<ConfigError>) -> Option<SourceFile> {
-    match std::fs::read_to_string(path) {
+    match file::read_text(path) {
         Ok(text) => Some(SourceFile {
             path: path.to_path_buf(),
             text,
@@ -478,7 +553,8 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
                     format_args!("cannot read directory `{rel}`: {e}"),
                 ),
             }
-        } else if target.is_file() {
+        } else if target.exists() {
+            // Whatever it is (a file, a FIFO, a device), the reader decides and says why.
             probe_paths.push(target);
         } else {
             ctx.error(
@@ -569,10 +645,11 @@ pub fn fingerprint(sources: &[PathBuf]) -> u64 {
             files.sort();
             for f in files {
                 f.hash(&mut h);
-                std::fs::read(&f).ok().hash(&mut h);
+                file::read_bytes(&f).ok().hash(&mut h);
             }
         } else {
-            std::fs::read(source).ok().hash(&mut h);
+            // The same reader as the load: a FIFO put here never blocks the watcher.
+            file::read_bytes(source).ok().hash(&mut h);
         }
     }
     h.finish()

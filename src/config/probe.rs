@@ -216,8 +216,9 @@ pub struct ProbePlan {
     pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub variables: Vec<(String, Template)>,
     pub steps: Vec<StepPlan>,
-    /// Values that came from the environment and may be secrets: scrubbed from every error.
-    pub secrets: Vec<String>,
+    /// Scrubs the values that came from the environment (possible secrets) from every error;
+    /// each run adds its extracted values to a clone.
+    pub redactor: crate::flow::Redactor,
     pub alerting: PolicyConfig,
 }
 
@@ -839,7 +840,7 @@ pub(crate) fn build(
         ca_certs,
         variables,
         steps,
-        secrets,
+        redactor: crate::flow::Redactor::new(secrets),
         alerting: probe_alerting,
     })
 }
@@ -854,7 +855,7 @@ fn ca_file(
     use rustls::pki_types::pem::PemObject;
     let rel = ctx.env_str(value, "ca_file")?;
     let path = probe_path.parent().unwrap_or(Path::new(".")).join(&rel);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match super::file::read_bytes(&path) {
         Ok(b) => b,
         Err(e) => {
             ctx.error(
@@ -1072,7 +1073,7 @@ fn build_spec(
                 None => None,
             };
             let ping_json = match &s.ping_json {
-                Some(j) => Some(ctx.json(j, &key("ping_json"))?),
+                Some(j) => Some(ctx.json_data(j, &key("ping_json"))?),
                 None => None,
             };
             Some(StepSpec::WsConnect(WsConnectSpec {
@@ -1422,14 +1423,22 @@ fn headers(
             continue;
         }
         let field = format!("{key}.{name}");
-        let Some(text) = ctx.env_str(value, &field) else {
+        let Some(text) = ctx.env_template_str(value, &field) else {
             ok = false;
             continue;
+        };
+        let t = match Template::parse(&text) {
+            Ok(t) => t,
+            Err(e) => {
+                ctx.error(Some(value.span()), field, e);
+                ok = false;
+                continue;
+            }
         };
         // A line break would end the header early (and smuggle the rest in as more headers);
         // hyper refuses such a value at send time, so every run would fail. The value itself
         // is not quoted: it may hold a secret from the environment.
-        if text.contains(['\r', '\n', '\0']) {
+        if t.render_placeholder("x").contains(['\r', '\n', '\0']) {
             ctx.error(
                 Some(value.span()),
                 field,
@@ -1438,13 +1447,7 @@ fn headers(
             ok = false;
             continue;
         }
-        match Template::parse(&text) {
-            Ok(t) => out.push((name.clone(), t)),
-            Err(e) => {
-                ctx.error(Some(value.span()), field, e);
-                ok = false;
-            }
-        }
+        out.push((name.clone(), t));
     }
     ok.then_some(out)
 }
@@ -1482,7 +1485,7 @@ fn patterns(ctx: &mut Ctx<'_>, raw: Option<&S<toml::Value>>, key: &str) -> Optio
     let mut ok = true;
     for text in texts {
         let value = S::new(raw.span(), text.to_string());
-        let Some(substituted) = ctx.env_str(&value, key) else {
+        let Some(substituted) = ctx.env_template_str(&value, key) else {
             ok = false;
             continue;
         };

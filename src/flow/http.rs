@@ -101,10 +101,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
     let mut body = Vec::new();
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|e| {
-            StepError::new(
-                FailureReason::Connect,
-                format!("reading the reply failed: {}", error_chain(&e)),
-            )
+            hyper_error(&e, format!("reading the reply failed: {}", error_chain(&e)))
         })?;
         if let Ok(chunk) = frame.into_data() {
             if body.len() + chunk.len() > cap {
@@ -275,9 +272,10 @@ async fn exchange(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| {
-                StepError::new(
+                StepError::caused_by(
                     FailureReason::Protocol,
                     format!("HTTP handshake failed: {}", error_chain(&e)),
+                    &e,
                 )
             })?;
     let guard = AbortOnDrop(tokio::spawn(async move {
@@ -321,16 +319,42 @@ async fn exchange(
     let sent = Instant::now();
     let response = sender.send_request(request).await;
     net::add_phase(ctx, Phase::FirstByte, sent);
-    let response = response.map_err(|e| {
-        let reason = if e.is_parse() || e.is_parse_status() {
-            FailureReason::Protocol
-        } else {
-            FailureReason::Connect
-        };
-        StepError::new(reason, format!("no HTTP reply: {}", error_chain(&e)))
-    })?;
+    let response =
+        response.map_err(|e| hyper_error(&e, format!("no HTTP reply: {}", error_chain(&e))))?;
     let (parts, incoming) = response.into_parts();
     Ok((parts, incoming, guard))
+}
+
+/// The layer a hyper error points at: the prober's own resources (`local`); bytes that are not
+/// HTTP, a malformed chunked body among them (`protocol`: hyper reports a bad chunk line as an
+/// `InvalidInput`/`InvalidData` I/O error under a body error); otherwise the connection broke
+/// (`connect`, a reply cut short included).
+fn hyper_error(e: &hyper::Error, message: String) -> StepError {
+    let malformed = e.is_parse() || e.is_parse_status() || {
+        let mut source = std::error::Error::source(e);
+        let mut found = false;
+        // Bounded: a chain is a handful of links.
+        for _ in 0..32 {
+            let Some(s) = source else { break };
+            if s.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                )
+            }) {
+                found = true;
+                break;
+            }
+            source = s.source();
+        }
+        found
+    };
+    let reason = if malformed {
+        FailureReason::Protocol
+    } else {
+        FailureReason::Connect
+    };
+    StepError::caused_by(reason, message, e)
 }
 
 fn too_large(cap: usize) -> StepError {

@@ -101,13 +101,9 @@ fn subset_at(pattern: &Value, actual: &Value, path: &mut String) -> Result<(), S
     }
 }
 
+/// A value quoted for a mismatch message (cut after the secrets are scrubbed, see `quote`).
 fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 60 {
-        format!("{}…", s.chars().take(60).collect::<String>())
-    } else {
-        s
-    }
+    super::quote(&v.to_string(), 60)
 }
 
 /// A JSON value as a variable: strings bare, everything else as JSON text.
@@ -160,7 +156,10 @@ mod tests {
     fn subset_reports_first_mismatch_path() {
         let p = json!({"type": "joined", "room": "r"});
         assert_eq!(
-            json_subset(&json!({"type": "joined"}), &json!({"type": "ping"})).unwrap_err(),
+            super::super::redact::finish(
+                &super::super::Redactor::default(),
+                &json_subset(&json!({"type": "joined"}), &json!({"type": "ping"})).unwrap_err()
+            ),
             "/type is \"ping\", expected \"joined\""
         );
         assert_eq!(

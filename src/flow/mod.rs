@@ -9,10 +9,15 @@
 mod http;
 pub mod matcher;
 mod net;
+#[cfg(test)]
+mod proptests;
 pub mod protocol;
+mod redact;
 mod redis;
 
 pub use net::tls_client_config;
+pub(crate) use redact::quote;
+pub use redact::{REDACTED, Redactor, redact_url_text};
 pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
@@ -52,77 +57,27 @@ impl StepError {
             message: message.into(),
         }
     }
-}
 
-/// Replaces secrets (values from the environment, extracted values, cookies) in text that
-/// leaves the engine: errors reach logs, status JSON and pages.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
-        let mut r = Redactor::default();
-        for s in secrets {
-            r.add(s);
+    /// `reason`, unless `cause` says the prober itself ran out of something (fds, memory,
+    /// local ports): then `local`, so the run is not taken for a platform outage.
+    pub fn caused_by(
+        reason: FailureReason,
+        message: impl Into<String>,
+        cause: &(dyn std::error::Error + 'static),
+    ) -> StepError {
+        match net::local_cause(cause) {
+            Some(what) => StepError::new(
+                FailureReason::Local,
+                format!("this prober is {what}: {}", message.into()),
+            ),
+            None => StepError::new(reason, message),
         }
-        r
-    }
-
-    /// Remembers a value to scrub. Very short values are skipped: scrubbing `1` would garble
-    /// every number in a message without protecting anything.
-    pub fn add(&mut self, secret: String) {
-        if secret.len() >= 4 && !self.secrets.contains(&secret) {
-            self.secrets.push(secret);
-            // Longest first, so a secret containing another is scrubbed whole.
-            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        }
-    }
-
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "[redacted]");
-            }
-        }
-        out
-    }
-}
-
-/// Strips userinfo and the query from a URL: tokens travel in query strings.
-pub fn redact_url_text(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) => {
-            if u.query().is_some() {
-                u.set_query(Some("[redacted]"));
-            }
-            if u.password().is_some() {
-                let _ = u.set_password(Some("[redacted]"));
-            }
-            u.to_string()
-        }
-        Err(_) => text.to_string(),
     }
 }
 
 /// A quoted, truncated, single-line view of a reply for error messages.
 pub(crate) fn snippet(bytes: &[u8]) -> String {
     quote(&String::from_utf8_lossy(bytes), SNIPPET_CHARS)
-}
-
-/// `text` on one line, cut at `limit` characters with an ellipsis.
-pub(crate) fn quote(text: &str, limit: usize) -> String {
-    let mut s: String = text
-        .chars()
-        .take(limit)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > limit {
-        s.push('…');
-    }
-    s
 }
 
 /// State shared by the steps of one run.
@@ -137,6 +92,9 @@ pub(crate) struct RunContext<'a> {
     pub last_send: Option<(String, Instant)>,
     /// Phases measured so far by the current step; kept here so a timeout does not lose them.
     pub phases: BTreeMap<Phase, Duration>,
+    /// The connection phase under way (dns, connect, tls) and since when: a timeout names it
+    /// and still reports its time.
+    pub pending: Option<(Phase, Instant)>,
     /// Frames read by the current `ws_expect` (for the no-match message after a timeout).
     pub frames_seen: usize,
     /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
@@ -157,12 +115,9 @@ impl RunContext<'_> {
         self.vars.insert(name.to_string(), value);
     }
 
-    /// A secret is scrubbed in every encoding a template filter can give it.
+    /// A secret is scrubbed in every encoding (the redactor's own business).
     fn add_secret(&mut self, value: &str) {
         self.redactor.add(value.to_string());
-        for encoded in template::encodings(value) {
-            self.redactor.add(encoded);
-        }
     }
 
     /// Renders a step's `headers` table.
@@ -217,9 +172,10 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
         ws: BTreeMap::new(),
         last_send: None,
         phases: BTreeMap::new(),
+        pending: None,
         frames_seen: 0,
         last_miss: None,
-        redactor: Redactor::new(plan.secrets.iter().cloned()),
+        redactor: plan.redactor.clone(),
         step_name: String::new(),
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
@@ -307,6 +263,7 @@ async fn run_step(
 ) -> StepReport {
     let t0 = Instant::now();
     ctx.phases.clear();
+    ctx.pending = None;
     ctx.frames_seen = 0;
     ctx.step_name.clone_from(&step.name);
     ctx.gauges.clear();
@@ -325,12 +282,19 @@ async fn run_step(
             step_deadline == probe_deadline,
         )),
     };
+    if let Some((phase, since)) = ctx.pending.take() {
+        *ctx.phases.entry(phase).or_default() += since.elapsed();
+    }
     let duration = t0.elapsed();
     let mut phases = std::mem::take(&mut ctx.phases);
     phases.insert(Phase::Total, duration);
     let (success, reason, error) = match outcome {
         Ok(()) => (true, None, None),
-        Err(e) => (false, Some(e.reason), Some(ctx.redactor.scrub(&e.message))),
+        Err(e) => (
+            false,
+            Some(e.reason),
+            Some(redact::finish(&ctx.redactor, &e.message)),
+        ),
     };
     StepReport {
         name: step.name.clone(),
@@ -358,29 +322,53 @@ fn timeout_error(
     } else {
         "the step's timeout"
     };
-    // A ws_expect that ran out of time saw traffic but not the frame it needed: that is the
-    // signalling path failing, which on-call must tell apart from a hung connection.
-    if matches!(step.spec, StepSpec::WsExpect(_)) && !probe_deadline {
+    // The rule for `ws_expect`: running out of time is `no_match` whichever clock ran out, the
+    // step's timeout or the probe's deadline. The websocket was up and the frame the flow needed
+    // never came (the signalling path failing, with or without other traffic); the message says
+    // which clock and how many frames were skipped. A step's own `timeout` is an optional
+    // refinement and must not change what the failure is called.
+    if matches!(step.spec, StepSpec::WsExpect(_)) {
+        let seen = ctx.frames_seen;
         return StepError::new(
             FailureReason::NoMatch,
             match &ctx.last_miss {
                 Some(miss) => format!(
-                    "no frame matched within {waited} ({} frames skipped; last: {miss})",
-                    ctx.frames_seen
+                    "no frame matched within {waited} ({which}; {seen} frames skipped; last: {miss})"
                 ),
-                None => format!(
-                    "no frame matched within {waited} ({} frames skipped)",
-                    ctx.frames_seen
-                ),
+                None => {
+                    format!("no frame matched within {waited} ({which}; {seen} frames skipped)")
+                }
             },
         );
+    }
+    // A connection phase under way names its layer: a resolver or a TLS peer that never
+    // answers is not "waiting for the reply".
+    match ctx.pending.map(|(phase, _)| phase) {
+        Some(Phase::Dns) => {
+            return StepError::new(
+                FailureReason::Dns,
+                format!("timed out after {waited} resolving the host name ({which})"),
+            );
+        }
+        Some(Phase::Tls) => {
+            return StepError::new(
+                FailureReason::Tls,
+                format!("timed out after {waited} waiting for the TLS handshake ({which})"),
+            );
+        }
+        Some(Phase::Connect) => {
+            return StepError::new(
+                FailureReason::Timeout,
+                format!("timed out after {waited} waiting for the connection ({which})"),
+            );
+        }
+        _ => {}
     }
     let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {
         (StepSpec::Http(_) | StepSpec::HttpJson(_), None) => "waiting for the connection",
         (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(Phase::FirstByte)) => "reading the body",
         (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(_)) => "waiting for the reply",
         (StepSpec::WsConnect(_), _) => "opening the websocket",
-        (StepSpec::WsExpect(_), _) => "waiting for a matching frame",
         (StepSpec::Redis(_), _) if !ctx.waiting.is_empty() => ctx.waiting,
         _ => "in the step",
     };
@@ -414,30 +402,4 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redactor_scrubs_longest_first_and_skips_tiny_values() {
-        let r = Redactor::new(["tok".to_string(), "secret".into(), "secret-token".into()]);
-        assert_eq!(
-            r.scrub("a secret-token and secret, tok"),
-            "a [redacted] and [redacted], tok"
-        );
-    }
-
-    #[test]
-    fn url_redaction_hides_query_and_password() {
-        assert_eq!(
-            redact_url_text("ws://h:1/ws?token=abc"),
-            "ws://h:1/ws?[redacted]"
-        );
-        assert_eq!(
-            redact_url_text("http://u:pw@h/"),
-            "http://u:%5Bredacted%5D@h/"
-        );
-    }
 }

@@ -1,5 +1,6 @@
 //! Connections a step opens itself, so each phase is timed on its own: name resolution, TCP
-//! connect and TLS handshake. Shared by the HTTP and websocket steps.
+//! connect and TLS handshake. Shared by the HTTP and websocket steps. Also where a failure is
+//! told apart as the prober's own ([`local_cause`]): out of fds, memory or ephemeral ports.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -23,10 +24,28 @@ pub(crate) async fn resolve(
         )
     })?;
     match url.host() {
-        Some(url::Host::Ipv4(ip)) => Ok(vec![(ip, port).into()]),
-        Some(url::Host::Ipv6(ip)) => Ok(vec![(ip, port).into()]),
-        Some(url::Host::Domain(name)) => {
-            let t = Instant::now();
+        Some(host) => resolve_host(ctx, host, port).await,
+        None => Err(StepError::new(
+            FailureReason::Protocol,
+            "the URL has no host",
+        )),
+    }
+}
+
+/// Resolves `host`, timing it as `dns` unless it is an IP literal (see [`resolve`]).
+pub(crate) async fn resolve_host(
+    ctx: &mut RunContext<'_>,
+    host: url::Host<&str>,
+    port: u16,
+) -> Result<Vec<SocketAddr>, StepError> {
+    match host {
+        url::Host::Ipv4(ip) => Ok(vec![(ip, port).into()]),
+        url::Host::Ipv6(ip) => Ok(vec![(ip, port).into()]),
+        url::Host::Domain(name) => {
+            // getaddrinfo (so /etc/hosts and nsswitch apply) on a blocking thread. The step's
+            // deadline drops this future, not the thread: a resolver that never answers costs
+            // a parked thread until its own timeout, never the run's time (see `pending`).
+            let t = begin_phase(ctx, Phase::Dns);
             let result = tokio::net::lookup_host((name, port)).await;
             add_phase(ctx, Phase::Dns, t);
             match result {
@@ -41,16 +60,13 @@ pub(crate) async fn resolve(
                         Ok(addrs)
                     }
                 }
-                Err(e) => Err(StepError::new(
+                Err(e) => Err(StepError::caused_by(
                     FailureReason::Dns,
                     format!("cannot resolve `{name}`: {e}"),
+                    &e,
                 )),
             }
         }
-        None => Err(StepError::new(
-            FailureReason::Protocol,
-            "the URL has no host",
-        )),
     }
 }
 
@@ -60,7 +76,7 @@ pub(crate) async fn open(
     url: &url::Url,
 ) -> Result<MaybeTlsStream<TcpStream>, StepError> {
     let addrs = resolve(ctx, url).await?;
-    let t = Instant::now();
+    let t = begin_phase(ctx, Phase::Connect);
     let tcp = connect_any(&addrs).await;
     add_phase(ctx, Phase::Connect, t);
     let tcp = tcp?;
@@ -80,22 +96,33 @@ pub(crate) async fn open(
         )
     })?;
     let config = ctx.plan.tls.clone().unwrap_or_else(system_tls_config);
-    let t = Instant::now();
+    let t = begin_phase(ctx, Phase::Tls);
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
         .await;
     add_phase(ctx, Phase::Tls, t);
     let tls = tls.map_err(|e| {
-        StepError::new(
+        StepError::caused_by(
             FailureReason::Tls,
             format!("TLS handshake with `{host}` failed: {e}"),
+            &e,
         )
     })?;
     Ok(MaybeTlsStream::Rustls(tls))
 }
 
+/// Marks `phase` as under way: if the deadline cuts it, the step's error names it (reason
+/// `dns` for a resolver that never answers, `tls` for a stalled handshake) and its time so far
+/// is still reported.
+pub(crate) fn begin_phase(ctx: &mut RunContext<'_>, phase: Phase) -> Instant {
+    let now = Instant::now();
+    ctx.pending = Some((phase, now));
+    now
+}
+
 /// Adds the time since `since` to `phase` (a redirect pays for a second connection too).
 pub(crate) fn add_phase(ctx: &mut RunContext<'_>, phase: Phase, since: Instant) {
+    ctx.pending = None;
     *ctx.phases.entry(phase).or_default() += since.elapsed();
 }
 
@@ -104,13 +131,59 @@ async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => return Ok(s),
-            Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
+            Err(e) => {
+                let error = StepError::caused_by(
+                    FailureReason::Connect,
+                    format!("cannot connect to {addr}: {e}"),
+                    &e,
+                );
+                // Out of fds or ports here means out of them for every address.
+                if error.reason == FailureReason::Local {
+                    return Err(error);
+                }
+                last = Some(error);
+            }
         }
     }
-    Err(StepError::new(
-        FailureReason::Connect,
-        last.unwrap_or_else(|| "no address to connect to".into()),
-    ))
+    Err(last.unwrap_or_else(|| StepError::new(FailureReason::Connect, "no address to connect to")))
+}
+
+/// What the prober itself ran out of, if that is why `e` happened: the error's source chain
+/// (reqwest -> hyper -> `io::Error`, tungstenite -> `io::Error`, redis -> `io::Error`) is walked
+/// for an OS error that names the prober's own resources rather than the peer or the network.
+pub(crate) fn local_cause(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    // Bounded: a chain is a handful of links; a cyclic `source()` must not loop forever.
+    let mut next = Some(e);
+    for _ in 0..32 {
+        let current = next?;
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if let Some(what) = io_local_cause(io) {
+                return Some(what);
+            }
+            // A custom io::Error's `source()` skips the error it wraps: look inside it too.
+            if let Some(inner) = io.get_ref()
+                && let Some(what) = local_cause(inner)
+            {
+                return Some(what);
+            }
+        }
+        next = current.source();
+    }
+    None
+}
+
+fn io_local_cause(io: &std::io::Error) -> Option<&'static str> {
+    if io.kind() == std::io::ErrorKind::OutOfMemory {
+        return Some("out of memory");
+    }
+    match io.raw_os_error()? {
+        libc::EMFILE => Some("out of file descriptors (process limit)"),
+        libc::ENFILE => Some("out of file descriptors (system limit)"),
+        libc::ENOMEM => Some("out of memory"),
+        libc::ENOBUFS => Some("out of socket buffers"),
+        libc::EADDRNOTAVAIL => Some("out of local ports"),
+        _ => None,
+    }
 }
 
 /// The system's root certificates, loaded once.
@@ -140,4 +213,67 @@ pub fn tls_client_config(
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error wrapping another, as hyper and reqwest wrap the io::Error.
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection error")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn local_causes_are_found_anywhere_in_the_chain() {
+        for (errno, local) in [
+            (libc::EMFILE, true),
+            (libc::ENFILE, true),
+            (libc::ENOBUFS, true),
+            (libc::ENOMEM, true),
+            (libc::EADDRNOTAVAIL, true),
+            (libc::ECONNREFUSED, false),
+            (libc::ECONNRESET, false),
+            (libc::ENETUNREACH, false),
+            (libc::EAGAIN, false),
+        ] {
+            let direct = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(local_cause(&direct).is_some(), local, "errno {errno}");
+            let wrapped = Wrapper(std::io::Error::from_raw_os_error(errno));
+            assert_eq!(
+                local_cause(&wrapped).is_some(),
+                local,
+                "wrapped errno {errno}"
+            );
+            // A custom io::Error around it (what tokio and rustls build).
+            let custom = std::io::Error::other(Wrapper(std::io::Error::from_raw_os_error(errno)));
+            assert_eq!(
+                local_cause(&custom).is_some(),
+                local,
+                "custom errno {errno}"
+            );
+        }
+        let e = StepError::caused_by(
+            FailureReason::Connect,
+            "cannot connect to 127.0.0.1:1",
+            &std::io::Error::from_raw_os_error(libc::EMFILE),
+        );
+        assert_eq!(e.reason, FailureReason::Local);
+        assert!(
+            e.message.contains("out of file descriptors"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -224,7 +224,9 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     } else {
         FailureReason::Protocol
     };
-    StepError::new(reason, format!("{op} failed: {}", err.category()))
+    // The client's text may quote connection details, so only the category is shown; the
+    // source chain still tells the prober's own exhaustion (`local`) from Redis failing.
+    StepError::caused_by(reason, format!("{op} failed: {}", err.category()), err)
 }
 
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError> {
@@ -249,6 +251,21 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         settings = settings.set_password(password);
     }
     let info = info.set_redis_settings(settings);
+    // Resolved here first, as http and ws steps do: the lookup is timed as `dns`, and a name
+    // that does not resolve, or a resolver that never answers, fails `dns` (at the deadline)
+    // rather than a vague connect timeout. The client looks the name up again to connect (it
+    // needs the name for TLS and tries every address); that second lookup is in `connect`.
+    if let redis::ConnectionAddr::Tcp(host, port)
+    | redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr()
+    {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let parsed = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => url::Host::Ipv4(ip),
+            Ok(std::net::IpAddr::V6(ip)) => url::Host::Ipv6(ip),
+            Err(_) => url::Host::Domain(host),
+        };
+        super::net::resolve_host(ctx, parsed, *port).await?;
+    }
     let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
     let client = if tls && !ctx.plan.ca_certs.is_empty() {
         // The probe's `ca_file` adds to the system roots, as for https and wss; the client

@@ -135,6 +135,47 @@ pub enum TemplateError {
     BadName(String),
     #[error("`{0}` is not a template filter (json, xml, url, base64, regex)")]
     BadFilter(String),
+    #[error("the literal `{{{{\"…\"}}}}` at byte {0} is not a JSON string followed by `}}}}`")]
+    BadLiteral(usize),
+}
+
+/// Appends literal text, joined to a literal just before it (so parsing what `Display` wrote
+/// gives the same segments back).
+fn push_literal(segments: &mut Vec<Segment>, text: &str) {
+    if let Some(Segment::Literal(last)) = segments.last_mut() {
+        last.push_str(text);
+    } else {
+        segments.push(Segment::Literal(text.to_string()));
+    }
+}
+
+/// A JSON string at the start of `text`: its value and the bytes it took.
+fn parse_literal(text: &str) -> Option<(String, usize)> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                let value = serde_json::from_str::<String>(&text[..=i]).ok()?;
+                return Some((value, i + 1));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `text` as template source that renders exactly `text`: as it is when no `{` or `}` could
+/// open or close a hole (alone or next to the text around it), else as a literal
+/// `{{"…"}}` (JSON string syntax). This is how a value from the environment enters a
+/// template as data: a password `ab{{region}}cd` stays `ab{{region}}cd`.
+pub fn escape_literal(text: &str) -> String {
+    if text.contains(['{', '}']) {
+        format!("{{{{{}}}}}", serde_json::Value::String(text.to_string()))
+    } else {
+        text.to_string()
+    }
 }
 
 impl Template {
@@ -148,9 +189,23 @@ impl Template {
         let mut offset = 0;
         while let Some(open) = rest.find("{{") {
             if open > 0 {
-                segments.push(Segment::Literal(rest[..open].to_string()));
+                push_literal(&mut segments, &rest[..open]);
             }
             let after = &rest[open + 2..];
+            let inner = after.trim_start();
+            if inner.starts_with('"') {
+                let (literal, used) =
+                    parse_literal(inner).ok_or(TemplateError::BadLiteral(offset + open))?;
+                let tail = inner[used..].trim_start();
+                let Some(tail) = tail.strip_prefix("}}") else {
+                    return Err(TemplateError::BadLiteral(offset + open));
+                };
+                push_literal(&mut segments, &literal);
+                let consumed = rest.len() - tail.len();
+                offset += consumed;
+                rest = tail;
+                continue;
+            }
             let close = after
                 .find("}}")
                 .ok_or(TemplateError::Unclosed(offset + open))?;
@@ -178,9 +233,18 @@ impl Template {
             rest = &rest[consumed..];
         }
         if !rest.is_empty() {
-            segments.push(Segment::Literal(rest.to_string()));
+            push_literal(&mut segments, rest);
         }
         Ok(Template { segments })
+    }
+
+    /// A template that renders `text` exactly, whatever it contains.
+    pub fn literal(text: &str) -> Template {
+        let mut segments = Vec::new();
+        if !text.is_empty() {
+            segments.push(Segment::Literal(text.to_string()));
+        }
+        Template { segments }
     }
 
     /// The variable names this template reads, in order.
@@ -258,9 +322,14 @@ pub fn encodings(value: &str) -> impl Iterator<Item = String> + '_ {
 pub struct MissingVar(pub String);
 
 impl fmt::Display for Template {
+    /// Template source: parsing it gives this template back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for seg in &self.segments {
             match seg {
+                // Written as is unless it would open a hole (a regex's `a{2}` stays readable).
+                Segment::Literal(l) if l.contains("{{") || l.ends_with('{') => {
+                    write!(f, "{{{{{}}}}}", serde_json::Value::String(l.clone()))?;
+                }
                 Segment::Literal(l) => f.write_str(l)?,
                 Segment::Var(v, filters) => {
                     write!(f, "{{{{{v}")?;

@@ -594,5 +594,5 @@ fn classify(e: tungstenite::Error, io_reason: FailureReason) -> StepError {
         E::Capacity(c) => format!("a frame exceeded the cap (max_body_bytes): {c}"),
         other => format!("websocket error: {}", super::error_chain(other)),
     };
-    StepError::new(reason, message)
+    StepError::caused_by(reason, message, &e)
 }

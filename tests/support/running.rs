@@ -35,6 +35,12 @@ impl Running {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd)
+    }
+
+    /// Starts a prepared command (e.g. under `prlimit`) that ends in `joincanary ... run`, with
+    /// logfmt logs on a piped stderr.
+    pub fn spawn(mut cmd: Command) -> Running {
         let mut child = cmd.spawn().expect("joincanary run starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let lines = Arc::new(Mutex::new(Vec::new()));

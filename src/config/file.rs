@@ -1,0 +1,134 @@
+//! Reading config, probe, CA and web config files so that no file can hang or swamp the
+//! prober: only regular files (a FIFO, a device such as a symlink to `/dev/zero`, a directory
+//! are refused before anything is read), at most [`MAX_FILE_BYTES`], and opened non-blocking.
+
+use std::fs::File;
+use std::io::Read as _;
+use std::path::Path;
+
+/// The largest config or probe file read: far above any real one (the shipped probes are a
+/// few KiB), far below what would hurt the prober.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Why a file was not read. The caller names the file; these say why.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("not a regular file ({0}); only regular files are read")]
+    NotRegular(&'static str),
+    #[error("larger than {} MiB ({size} bytes); refusing to read it", MAX_FILE_BYTES / 1024 / 1024)]
+    TooLarge { size: u64 },
+    #[error("not UTF-8 text")]
+    NotText,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What kind of file `meta` describes, for the error.
+fn kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
+fn check(meta: &std::fs::Metadata) -> Result<(), FileError> {
+    if !meta.is_file() {
+        return Err(FileError::NotRegular(kind(meta)));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge { size: meta.len() });
+    }
+    Ok(())
+}
+
+/// The bytes of the regular file at `path` (symlinks followed; what they point to must be a
+/// regular file too).
+///
+/// # Errors
+/// Not a regular file, larger than [`MAX_FILE_BYTES`], or unreadable.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
+    // Looked at before opening: opening a FIFO for reading blocks until a writer comes.
+    check(&std::fs::metadata(path)?)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Should the path be swapped for a FIFO after the look, the open still returns at
+        // once; the second look below then refuses it.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file: File = options.open(path)?;
+    let meta = file.metadata()?;
+    check(&meta)?;
+    // A file that grows while it is read (or reports size 0, as /proc files do) is still cut
+    // at the cap.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    let read = bytes.len() as u64;
+    if read > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge { size: read });
+    }
+    Ok(bytes)
+}
+
+/// [`read_bytes`] as UTF-8 text.
+///
+/// # Errors
+/// As [`read_bytes`], or not UTF-8.
+pub fn read_text(path: &Path) -> Result<String, FileError> {
+    String::from_utf8(read_bytes(path)?).map_err(|_| FileError::NotText)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let zero = dir.path().join("zero.toml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let sub = dir.path().join("dir.toml");
+        std::fs::create_dir(&sub).unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let ok = dir.path().join("ok.toml");
+        std::fs::write(&ok, "a = 1\n").unwrap();
+        let bin = dir.path().join("bin.toml");
+        std::fs::write(&bin, [0xff, 0xfe]).unwrap();
+        for (path, want) in [
+            (&fifo, "not a regular file (a FIFO)"),
+            (&zero, "not a regular file (a character device)"),
+            (&sub, "not a regular file (a directory)"),
+            (&big, "larger than 4 MiB (4194305 bytes)"),
+            (&bin, "not UTF-8 text"),
+            (&dir.path().join("missing.toml"), "No such file"),
+        ] {
+            let e = read_text(path).unwrap_err().to_string();
+            assert!(e.contains(want), "{}: {e}", path.display());
+        }
+        assert_eq!(read_text(&ok).unwrap(), "a = 1\n");
+    }
+}

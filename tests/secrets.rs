@@ -1,0 +1,627 @@
+//! Secrets in every shape (issue 9): a server echoing the request must not get a password into
+//! status, logs, pages or metrics however it is escaped; values from the environment are data,
+//! never templates; config errors never print them; trace logs never carry a token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use futures_util::StreamExt as _;
+use joincanary::flow::run_probe;
+use joincanary::report::{FailureReason, Trigger};
+
+use crate::support::receiver::Receiver;
+use crate::support::running::Running;
+use crate::support::{self, TempConfig, probe_from};
+
+/// Passwords as people and generators make them: each breaks a naive redactor in its own way.
+const SECRETS: [&str; 11] = [
+    "pa\"ss\"word-1",
+    "back\\slash\\pw",
+    "tab\tpass\tword",
+    "two words & more=x+y",
+    "100%pure%20pw",
+    "ünïcødé-pässwörd",
+    "emoji😀🔑pass",
+    "<tag attr='v'>&amp;",
+    "ab{{region}}cd$x",
+    "plainAlnumPassw0rd",
+    "slash/q?uery#frag=1",
+];
+
+/// How the flow sends the secret: the step's lines, and what the echo server sends back.
+const CARRIERS: [(&str, &str, &str); 5] = [
+    ("json", "json = { password = \"${PW}\" }", "body"),
+    ("form", "form = { password = \"${PW}\" }", "body"),
+    ("header", "headers = { X-Token = \"${PW}\" }", "x-token"),
+    (
+        "basic",
+        "headers = { Authorization = \"Basic {{basic|base64}}\" }",
+        "authorization",
+    ),
+    ("query", "", "uri"),
+];
+
+/// How the server echoes what it got, each into a 400 reply quoted in the error.
+const ECHOES: [&str; 7] = ["raw", "json", "ascii", "form", "pctlower", "html", "b64"];
+
+pub(crate) fn json_inner(s: &str) -> String {
+    let q = serde_json::Value::String(s.to_string()).to_string();
+    q[1..q.len() - 1].to_string()
+}
+
+/// JSON as Python's `json.dumps` writes it: everything past ASCII as `\uxxxx`.
+pub(crate) fn json_ascii(s: &str) -> String {
+    let mut out = String::new();
+    for c in json_inner(s).chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn form(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub(crate) fn pct_lower(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02x}")
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
+fn echo(shape: &str, x: &str) -> String {
+    match shape {
+        "raw" => format!("denied: {x}"),
+        "json" => format!("{{\"error\":\"denied\",\"echo\":\"{}\"}}", json_inner(x)),
+        "ascii" => format!("{{\"error\":\"denied\",\"echo\":\"{}\"}}", json_ascii(x)),
+        "form" => format!("error=denied&echo={}", form(x)),
+        "pctlower" => format!("denied: {}", pct_lower(x)),
+        "html" => format!("<p>denied: {}</p>", html(x)),
+        "b64" => format!("denied: {}", STANDARD.encode(x)),
+        other => panic!("no echo shape {other}"),
+    }
+}
+
+/// Every shape of `secret` this file's encoders can give, once or twice over.
+fn shapes(secret: &str) -> Vec<String> {
+    let encoders: [fn(&str) -> String; 6] = [
+        str::to_string,
+        json_inner,
+        json_ascii,
+        form,
+        pct_lower,
+        html,
+    ];
+    let mut out = Vec::new();
+    for a in encoders {
+        for b in encoders {
+            out.push(b(&a(secret)));
+        }
+    }
+    for v in [secret.to_string(), json_inner(secret)] {
+        out.push(STANDARD.encode(&v));
+        out.push(URL_SAFE.encode(&v).trim_end_matches('=').to_string());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The shape of `secret` found in `text`, if any: directly, or inside any run of base64
+/// characters decoded at each of the four offsets.
+pub(crate) fn leak(text: &str, secret: &str) -> Option<String> {
+    if let Some(s) = shapes(secret)
+        .into_iter()
+        .find(|s| text.contains(s.as_str()))
+    {
+        return Some(s);
+    }
+    let plain = [secret.to_string(), json_inner(secret)];
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || "+/-_".contains(c);
+    for run in text.split(|c: char| !is_b64(c)).filter(|r| r.len() >= 8) {
+        for offset in 0..4 {
+            let Some(part) = run.get(offset..) else {
+                continue;
+            };
+            let part = &part[..part.len() / 4 * 4];
+            let normal: String = part
+                .chars()
+                .map(|c| match c {
+                    '-' => '+',
+                    '_' => '/',
+                    c => c,
+                })
+                .collect();
+            if let Ok(bytes) = STANDARD.decode(&normal) {
+                let decoded = String::from_utf8_lossy(&bytes);
+                if let Some(p) = plain.iter().find(|p| decoded.contains(p.as_str())) {
+                    return Some(format!("base64 of {p:?} in {run}"));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `POST /echo/{shape}/{what}`: answers 400 with `what` (the body, a header or the URI) echoed
+/// in `shape`.
+async fn echo_server() -> String {
+    async fn handle(
+        Path((shape, what)): Path<(String, String)>,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (StatusCode, String) {
+        let x = match what.as_str() {
+            "body" => String::from_utf8_lossy(&body).into_owned(),
+            "uri" => uri.to_string(),
+            header => headers
+                .get(header)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default(),
+        };
+        (StatusCode::BAD_REQUEST, echo(&shape, &x))
+    }
+    support::init();
+    let app = axum::Router::new().route("/echo/{shape}/{what}", axum::routing::any(handle));
+    support::serve_router(app).await
+}
+
+fn probe_text(addr: &str, carrier: &str, shape: &str, extra: &str) -> String {
+    let (_, lines, what) = CARRIERS
+        .iter()
+        .find(|c| c.0 == carrier)
+        .unwrap_or_else(|| panic!("no carrier {carrier}"));
+    format!(
+        r#"
+timeout = "3s"
+{extra}
+[variables]
+pw = "${{PW}}"
+basic = "canary:${{PW}}"
+
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "http://{addr}/echo/{shape}/{what}?token={{{{pw|url}}}}"
+{lines}
+timeout = "2s"
+"#
+    )
+}
+
+/// Header values are visible ASCII (and tab): the others cannot be sent in one. A server
+/// base64-ing what it got is matched for the secret and its JSON form (a JSON body), not for
+/// base64 of a form body, of a URI or of a header already in base64: encodings three deep.
+fn fits(carrier: &str, shape: &str, secret: &str) -> bool {
+    (carrier != "header"
+        || secret
+            .chars()
+            .all(|c| c == '\t' || (' '..='~').contains(&c)))
+        && (shape != "b64" || matches!(carrier, "json" | "header"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_secret_shape_is_redacted_in_every_echo() {
+    let addr = echo_server().await;
+    let mut cases = Vec::new();
+    for secret in SECRETS {
+        for (carrier, _, _) in CARRIERS {
+            for shape in ECHOES {
+                if fits(carrier, shape, secret) {
+                    cases.push((secret, carrier, shape));
+                }
+            }
+        }
+    }
+    let total = cases.len();
+    let results: Vec<_> = futures_util::stream::iter(cases)
+        .map(|(secret, carrier, shape)| {
+            let plan = probe_from(&probe_text(&addr, carrier, shape, ""), &[("PW", secret)]);
+            async move {
+                let run = run_probe(&plan, "test", Trigger::Manual).await;
+                (secret, carrier, shape, run)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(results.len(), total);
+    let mut failures = Vec::new();
+    for (secret, carrier, shape, run) in results {
+        let error = run.error.clone().unwrap_or_default();
+        let case = format!("{secret:?} sent as {carrier}, echoed as {shape}");
+        if run.reason != Some(FailureReason::HttpStatus) {
+            failures.push(format!("{case}: not the echo's 400: {error}"));
+        } else if let Some(found) = leak(&error, secret) {
+            failures.push(format!("{case}: {found:?} in {error:?}"));
+        } else if !error.contains("[redacted]") {
+            failures.push(format!("{case}: the echo is not in the error: {error:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases leaked:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The whole service: probes failing on an echoing server page a webhook; status JSON, the
+/// status page, `/metrics`, the debug log and every page body hold no shape of any secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
+    let addr = echo_server().await;
+    let (receiver, hook) = Receiver::start(200).await;
+    let mut probes = Vec::new();
+    let mut env = Vec::new();
+    let combos = [("json", "json"), ("form", "ascii"), ("basic", "raw")];
+    for (i, secret) in SECRETS.iter().enumerate() {
+        env.push((format!("PW{i}"), secret.to_string()));
+        for (carrier, shape) in combos {
+            let text = probe_text(&addr, carrier, shape, "schedule = \"* * * * * *\"")
+                .replace("timeout = \"3s\"", "timeout = \"900ms\"")
+                .replace("timeout = \"2s\"", "timeout = \"800ms\"")
+                .replace("${PW}", &format!("${{PW{i}}}"));
+            probes.push((format!("s{i}-{carrier}.toml"), text));
+        }
+    }
+    let probe_refs: Vec<(&str, &str)> = probes
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let cfg = TempConfig::new(
+        &format!(
+            "[alerting]\nconfirm_delay = \"200ms\"\nfailure_threshold = 1\n\
+             [[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook}/hook\"\nretry_base = \"50ms\"\n"
+        ),
+        &probe_refs,
+    );
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let running = tokio::task::block_in_place(|| {
+        Running::start_with(&cfg.path, &["--log.level", "debug"], &env_refs)
+    });
+    let base = running.base();
+    let names: Vec<String> = probes
+        .iter()
+        .map(|(n, _)| n.trim_end_matches(".toml").to_string())
+        .collect();
+    let mut pages = String::new();
+    for _ in 0..300 {
+        pages = receiver
+            .all()
+            .iter()
+            .map(|(_, body, _)| body.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if names.iter().all(|n| pages.contains(&format!("\"{n}\""))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !pages.contains(&format!("\"{n}\"")))
+        .collect();
+    assert!(missing.is_empty(), "never paged: {missing:?}\n{pages}");
+    let status = support::status(&base).await.to_string();
+    let page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let log = running.log();
+    drop(running);
+    assert!(
+        status.contains("[redacted]"),
+        "the echoes reached status: {status}"
+    );
+    let mut leaks = Vec::new();
+    for (what, text) in [
+        ("status JSON", &status),
+        ("status page", &page),
+        ("metrics", &metrics),
+        ("log", &log),
+        ("pages", &pages),
+    ] {
+        for secret in SECRETS {
+            if let Some(found) = leak(text, secret) {
+                leaks.push(format!("{what}: {secret:?} as {found:?}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+/// One request as the server saw it: URI, headers, body.
+type Seen = (String, HashMap<String, String>, String);
+
+/// Records every request.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Seen>>>);
+
+async fn capture_server() -> (Capture, String) {
+    async fn handle(
+        State(c): State<Capture>,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> &'static str {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        c.0.lock().unwrap().push((
+            uri.to_string(),
+            headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
+        "ok"
+    }
+    support::init();
+    let c = Capture::default();
+    let app = axum::Router::new().fallback(handle).with_state(c.clone());
+    (c.clone(), support::serve_router(app).await)
+}
+
+/// A value from the environment is sent exactly as it is, in a JSON body, a form body, a
+/// header and a URL: `{{region}}` in a password is not the region, and `{{` is not an error.
+#[tokio::test]
+async fn environment_values_are_data_never_templates() {
+    let (capture, addr) = capture_server().await;
+    let values = [
+        "ab{{region}}cd",
+        "open{{only",
+        "close}}only",
+        "{{",
+        "}}",
+        "dollar$sign$${X}",
+        "quote\"d{{probe}}",
+        "{{\"literal\"}}",
+        "x{",
+    ];
+    for value in values {
+        let text = format!(
+            r#"
+timeout = "3s"
+[variables]
+v = "pre-${{V}}"
+
+[[steps]]
+name = "json"
+kind = "http"
+method = "POST"
+url = "http://{addr}/json/${{V}}"
+headers = {{ X-Value = "${{V}}", X-Mixed = "{{{{region}}}}:${{V}}" }}
+json = {{ value = "${{V}}", nested = {{ list = ["${{V}}", "{{{{v}}}}"] }} }}
+
+[[steps]]
+name = "form"
+kind = "http"
+method = "POST"
+url = "http://{addr}/form?v={{{{v|url}}}}"
+form = {{ value = "${{V}}" }}
+"#
+        );
+        let plan = probe_from(&text, &[("V", value)]);
+        capture.0.lock().unwrap().clear();
+        let run = run_probe(&plan, "eu-test", Trigger::Manual).await;
+        assert!(run.success, "{value:?}: {run:#?}");
+        let seen = capture.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{value:?}");
+        let (uri, headers, body) = &seen[0];
+        let path = uri.trim_start_matches("/json/");
+        let decoded: String = url::form_urlencoded::parse(format!("p={path}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        // The URL parser percent-encodes what a path cannot hold; decoded, it is the value.
+        assert_eq!(
+            percent_decode(path),
+            value,
+            "{value:?}: URL path {uri} ({decoded})"
+        );
+        assert_eq!(headers["x-value"], value);
+        assert_eq!(headers["x-mixed"], format!("eu-test:{value}"));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["value"], value, "{body}");
+        assert_eq!(json["nested"]["list"][0], value, "{body}");
+        assert_eq!(json["nested"]["list"][1], format!("pre-{value}"), "{body}");
+        let (uri, _, body) = &seen[1];
+        let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(form["value"], value, "{body}");
+        let query: HashMap<String, String> =
+            url::form_urlencoded::parse(uri.split_once('?').map_or("", |q| q.1).as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(query["v"], format!("pre-{value}"), "{uri}");
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A config error names file, line and key, never the value the environment gave: not in
+/// `config::load`'s errors, not in `check`'s output.
+#[test]
+fn config_errors_never_print_environment_values() {
+    const KEY: &str = "R0UT1NGKEY-0123456789abcdef";
+    const PD_URL: &str = "pd-events-secret-789";
+    const URL: &str = "not a url secret-token-123";
+    const DURATION: &str = "soon-secret-456";
+    let cfg = TempConfig::new(
+        r#"
+[[pager]]
+name = "pd"
+type = "pagerduty"
+routing_key = "${PD_KEY}"
+url = "${PD_URL}"
+
+[[pager]]
+name = "hook"
+type = "webhook"
+url = "${HOOK_URL}"
+"#,
+        &[(
+            "p.toml",
+            "timeout = \"${TIMEOUT}\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n",
+        )],
+    );
+    let env = [
+        ("PD_KEY", KEY),
+        ("PD_URL", PD_URL),
+        ("HOOK_URL", URL),
+        ("TIMEOUT", DURATION),
+    ];
+    let errors = cfg.load(&env).expect_err("invalid config").to_string();
+    assert_eq!(errors.lines().count(), 3, "{errors}");
+    for key in ["url", "timeout"] {
+        assert!(errors.contains(&format!("{key}: ")), "{key}: {errors}");
+    }
+    assert!(
+        errors.lines().all(|l| l.contains(".toml:")),
+        "every error has file:line: {errors}"
+    );
+    let mut cmd = std::process::Command::new(support::binary());
+    cmd.args(["check", "--config"]).arg(&cfg.path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("check runs");
+    assert_eq!(out.status.code(), Some(2));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for text in [&errors, &printed] {
+        for value in [KEY, PD_URL, URL, DURATION] {
+            assert!(leak(text, value).is_none(), "{value} in {text}");
+        }
+    }
+}
+
+/// At `JOINCANARY_LOG=trace` the websocket upgrade request (token in the URL and in a header)
+/// and the HTTP request are not logged by the libraries that send them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_carry_no_token() {
+    const TOKEN: &str = "tr4ce-t0ken-5ecret";
+    support::init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
+                    // Until the client closes; bounded by the client's deadline.
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            });
+        }
+    });
+    let (_capture, http_addr) = capture_server().await;
+    let cfg = TempConfig::new(
+        "",
+        &[(
+            "ws.toml",
+            &format!(
+                r#"
+timeout = "5s"
+[[steps]]
+name = "login"
+kind = "http"
+url = "http://{http_addr}/login?token=${{TOKEN}}"
+headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
+
+[[steps]]
+name = "connect"
+kind = "ws_connect"
+url = "ws://{ws_addr}/ws?token=${{TOKEN}}"
+headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
+
+[[steps]]
+name = "close"
+kind = "ws_close"
+"#
+            ),
+        )],
+    );
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(support::binary())
+            .args(["once", "--config"])
+            .arg(&cfg.path)
+            .env("JOINCANARY_LOG", "trace")
+            .env("TOKEN", TOKEN)
+            .output()
+            .expect("once runs")
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Trace logging is on (joincanary's own lines), and the token is nowhere.
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "{stderr}"
+    );
+    assert!(leak(&stderr, TOKEN).is_none(), "token logged:\n{stderr}");
+}
