@@ -13,6 +13,7 @@
 pub mod alert;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod fleet;
 pub mod flow;
@@ -28,6 +29,7 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod store;

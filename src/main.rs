@@ -96,6 +96,7 @@ enum Command {
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
+    #[cfg(feature = "sim")]
     Demo {
         /// Address for metrics and status (falls back to a free port if taken).
         #[arg(
@@ -114,6 +115,7 @@ enum Command {
         pagers: Vec<String>,
     },
     /// Run the reference conference server.
+    #[cfg(feature = "sim")]
     Sim {
         /// Address to listen on (port 0 picks a free port).
         #[arg(
@@ -353,6 +355,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Command::Demo { listen } => {
             joincanary::demo::run(listen, joincanary::shutdown::signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -409,6 +412,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        #[cfg(feature = "sim")]
         Command::Sim {
             listen,
             username,

@@ -470,7 +470,7 @@ fn steps(html: &mut String, p: &ProbeStatus) {
     let Some(last) = p.last.as_ref().or(p.last_good.as_ref()) else {
         return;
     };
-    let good: Option<&ProbeRun> = p.last_good.as_ref();
+    let good: Option<&ProbeRun> = p.last_good.as_deref();
     html.push_str(
         "<table class=\"steps\"><caption>Step timings: last run against the last good run</caption>\
          <thead><tr><th scope=\"col\">step</th><th scope=\"col\">last run</th><th scope=\"col\">last good run</th>\
@@ -677,7 +677,7 @@ mod hostile {
                     since: r.started_at,
                     summary: bad.into(),
                 }],
-                last: Some(r),
+                last: Some(std::sync::Arc::new(r)),
                 ..ProbeStatus::default()
             }],
             ..StatusDoc::default()

@@ -581,6 +581,8 @@ impl Engine {
                         Event::Run { run, lag } => {
                             log_run(&run);
                             metrics.record(&run, lag);
+                            // One copy of the run, shared by the status's last and last good.
+                            let run = Arc::new(run);
                             status.record(&run);
                             for decision in alerts.observe(&run, clock.now()) {
                                 act(decision, &run.probe, &alerts, &dispatcher, &scheduler);
@@ -679,13 +681,9 @@ fn publish_alerts(
     status: &Status,
 ) {
     let open = alerts.open(probe);
-    for severity in [Severity::Critical, Severity::Warning] {
-        let firing = open.iter().any(|(s, _)| *s == severity);
-        metrics
-            .alert_firing
-            .with_label_values(&[probe, region, severity.as_str()])
-            .set(i64::from(firing));
-    }
+    let firing = [Severity::Critical, Severity::Warning]
+        .map(|severity| (severity.as_str(), open.iter().any(|(s, _)| *s == severity)));
+    metrics.set_alert_firing(probe, region, &firing);
     status.set_alerts(
         probe,
         open.iter()

@@ -27,8 +27,11 @@ pub const HISTORY_FILE: &str = "status-history.json";
 /// Error texts kept in the history file are cut to this many characters, so the file stays
 /// small (probes × (60 entries + two runs)) whatever a server answered.
 const MAX_SAVED_ERROR: usize = 1024;
-/// How long the writer waits after a change before saving: a burst of runs is one write.
-const SAVE_DEBOUNCE: Duration = Duration::from_secs(1);
+/// How long the writer waits after a change before saving: every run in that time is one
+/// write. The file holds every probe (about 10 KB each), so at 1,000 probes a save is ~10 MB
+/// of JSON: once a second that was a steady share of a core; a crash loses at most this much
+/// history, and a clean stop always saves.
+const SAVE_DEBOUNCE: Duration = Duration::from_secs(10);
 
 /// What a probe looks like at a glance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -56,13 +59,14 @@ impl ProbeState {
     }
 }
 
-/// One past result, small enough to keep 60 of per probe.
+/// One past result, small enough to keep 60 of per probe (40 bytes; the step name is
+/// allocated only for a failure).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     pub success: bool,
     pub duration_ms: f64,
-    pub failed_step: Option<String>,
+    pub failed_step: Option<Box<str>>,
     pub reason: Option<FailureReason>,
     #[serde(default)]
     pub trigger: Trigger,
@@ -88,13 +92,16 @@ pub struct ProbeStatus {
     pub next_run: Option<DateTime<Utc>>,
     pub runs: u64,
     pub skipped: u64,
-    pub last: Option<ProbeRun>,
+    /// Shared with `last_good` when the last run was good (one copy per probe, not two).
+    #[serde(with = "shared_run")]
+    pub last: Option<Arc<ProbeRun>>,
     pub last_success: Option<DateTime<Utc>>,
     /// Start of the first failed run of the current failure streak.
     pub failing_since: Option<DateTime<Utc>>,
     /// The last run that passed while no alert was open, for "this step took 40 ms when it
     /// last worked".
-    pub last_good: Option<ProbeRun>,
+    #[serde(with = "shared_run")]
+    pub last_good: Option<Arc<ProbeRun>>,
     /// Newest first.
     pub history: VecDeque<HistoryEntry>,
     pub alerts: Vec<AlertView>,
@@ -139,10 +146,12 @@ struct Saved {
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedProbe {
     runs: u64,
-    last: Option<ProbeRun>,
+    #[serde(with = "shared_run")]
+    last: Option<Arc<ProbeRun>>,
     last_success: Option<DateTime<Utc>>,
     failing_since: Option<DateTime<Utc>>,
-    last_good: Option<ProbeRun>,
+    #[serde(with = "shared_run")]
+    last_good: Option<Arc<ProbeRun>>,
     history: VecDeque<HistoryEntry>,
 }
 
@@ -197,6 +206,11 @@ impl Status {
     fn with_probe(&self, probe: &str, f: impl FnOnce(&mut ProbeStatus)) {
         // A poisoned lock means a panic elsewhere while holding it; the data is still usable.
         let mut map = self.probes.write().unwrap_or_else(|e| e.into_inner());
+        // Looked up by `&str` first: every run comes here a few times, and `entry` would
+        // allocate the name each time.
+        if let Some(entry) = map.get_mut(probe) {
+            return f(entry);
+        }
         let entry = map.entry(probe.to_string()).or_insert_with(|| ProbeStatus {
             probe: probe.to_string(),
             ..ProbeStatus::default()
@@ -217,7 +231,8 @@ impl Status {
         }
     }
 
-    pub fn record(&self, run: &ProbeRun) {
+    /// Records a finished run; the status keeps the `Arc`, not a copy.
+    pub fn record(&self, run: &Arc<ProbeRun>) {
         self.with_probe(&run.probe, |p| {
             p.runs += 1;
             if run.success {
@@ -226,7 +241,7 @@ impl Status {
                 // "Good" is a pass while no alert was open: during a latency warning the
                 // comparison should be with how fast it was before, not with itself.
                 if p.alerts.is_empty() {
-                    p.last_good = Some(run.clone());
+                    p.last_good = Some(Arc::clone(run));
                 }
             } else if p.failing_since.is_none() {
                 p.failing_since = Some(run.started_at);
@@ -235,12 +250,12 @@ impl Status {
                 time: run.started_at,
                 success: run.success,
                 duration_ms: run.duration_ms.as_secs_f64() * 1000.0,
-                failed_step: run.failed_step.clone(),
+                failed_step: run.failed_step.as_deref().map(Box::from),
                 reason: run.reason,
                 trigger: run.trigger,
             });
             p.history.truncate(HISTORY_LEN);
-            p.last = Some(run.clone());
+            p.last = Some(Arc::clone(run));
         });
         self.changed.notify_one();
     }
@@ -347,10 +362,10 @@ impl Status {
                     name.clone(),
                     SavedProbe {
                         runs: p.runs,
-                        last: p.last.clone().map(shorten),
+                        last: p.last.as_ref().map(shorten),
                         last_success: p.last_success,
                         failing_since: p.failing_since,
-                        last_good: p.last_good.clone().map(shorten),
+                        last_good: p.last_good.as_ref().map(shorten),
                         history: p.history.clone(),
                     },
                 )
@@ -360,7 +375,7 @@ impl Status {
         serde_json::to_vec(&Saved { version: 1, probes }).unwrap_or_default()
     }
 
-    /// Saves the history to `path` after each change (at most once a second), and once more
+    /// Saves the history to `path` after each change (at most once per [`SAVE_DEBOUNCE`]), and once more
     /// when `stop` is cancelled. Runs on its own task and writes on the blocking pool: the run
     /// consumer only flips a flag.
     pub fn spawn_persist(
@@ -402,8 +417,34 @@ impl Status {
     }
 }
 
-/// A run with its error texts cut to [`MAX_SAVED_ERROR`] characters.
-fn shorten(mut run: ProbeRun) -> ProbeRun {
+/// A shared run in JSON: the run itself (serde's `rc` feature would rebuild every crate
+/// that depends on serde for these two fields).
+mod shared_run {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::report::ProbeRun;
+
+    pub fn serialize<S: Serializer>(run: &Option<Arc<ProbeRun>>, s: S) -> Result<S::Ok, S::Error> {
+        run.as_deref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<ProbeRun>>, D::Error> {
+        Ok(Option::<ProbeRun>::deserialize(d)?.map(Arc::new))
+    }
+}
+
+/// A run with its error texts cut to [`MAX_SAVED_ERROR`] characters (the same `Arc` when no
+/// text is that long, as is usual).
+fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
+    let long = |e: &Option<String>| {
+        e.as_ref()
+            .is_some_and(|t| t.len() > MAX_SAVED_ERROR && t.chars().count() > MAX_SAVED_ERROR)
+    };
+    if !long(&run.error) && !run.steps.iter().any(|s| long(&s.error)) {
+        return Arc::clone(run);
+    }
     let cut = |e: &mut Option<String>| {
         if let Some(text) = e
             && text.chars().count() > MAX_SAVED_ERROR
@@ -411,11 +452,12 @@ fn shorten(mut run: ProbeRun) -> ProbeRun {
             *text = text.chars().take(MAX_SAVED_ERROR).collect::<String>() + "…";
         }
     };
+    let mut run = ProbeRun::clone(run);
     cut(&mut run.error);
     for step in &mut run.steps {
         cut(&mut step.error);
     }
-    run
+    Arc::new(run)
 }
 
 #[cfg(test)]
@@ -456,10 +498,10 @@ mod tests {
         let path = dir.path().join(HISTORY_FILE);
         let status = Status::new("r");
         status.set_probes(&[("p".into(), "* * * * *".into())]);
-        status.record(&run("p", true, 0));
+        status.record(&Arc::new(run("p", true, 0)));
         for _ in 0..200 {
             // A huge error body, every run: the file must not grow with it.
-            status.record(&run("p", false, 100_000));
+            status.record(&Arc::new(run("p", false, 100_000)));
         }
         let bytes = status.saved_bytes();
         assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
@@ -492,7 +534,7 @@ mod tests {
     fn state_is_a_word_for_each_case() {
         let mut p = ProbeStatus::default();
         assert_eq!(p.judge(), ProbeState::Unknown);
-        p.last = Some(run("p", true, 0));
+        p.last = Some(Arc::new(run("p", true, 0)));
         assert_eq!(p.judge(), ProbeState::Up);
         p.alerts.push(AlertView {
             severity: crate::alert::Severity::Warning,
@@ -501,7 +543,7 @@ mod tests {
             summary: String::new(),
         });
         assert_eq!(p.judge(), ProbeState::Degraded);
-        p.last = Some(run("p", false, 10));
+        p.last = Some(Arc::new(run("p", false, 10)));
         assert_eq!(p.judge(), ProbeState::Failing);
     }
 }

@@ -275,8 +275,13 @@ fn exported() -> Vec<String> {
     m.register_heartbeat("h");
     m.count_heartbeat("h", true, chrono::Utc::now());
     let mut names = Vec::new();
-    for family in m.registry.gather() {
-        let name = family.name().to_string();
+    for line in m.render().lines() {
+        let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|l| l.split(' ').next())
+        else {
+            continue;
+        };
         for suffix in ["", "_bucket", "_count", "_sum"] {
             names.push(format!("{name}{suffix}"));
         }

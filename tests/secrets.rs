@@ -625,3 +625,54 @@ kind = "ws_close"
     );
     assert!(leak(&stderr, TOKEN).is_none(), "token logged:\n{stderr}");
 }
+
+/// The case from the field: a reload whose config takes a bad value from the environment is
+/// refused with a 400 that names file, line and key, and neither the reply nor the log carries
+/// the value (a PagerDuty key had shown up in both). Here an operator wrote the key's variable
+/// where a duration goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_never_shows_the_environment_value() {
+    const KEY: &str = "routing-key-0123456789abcdef";
+    let (_receiver, hook) = Receiver::start(200).await;
+    let probe = "schedule = \"0 0 * * *\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let cfg = TempConfig::new(
+        &format!(
+            "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"${{PD_KEY}}\"\nurl = \"{hook}/pd\"\n"
+        ),
+        &[("p.toml", probe)],
+    );
+    let running = tokio::task::block_in_place(|| {
+        Running::start_with(&cfg.path, &["--web.enable-lifecycle"], &[("PD_KEY", KEY)])
+    });
+    std::fs::write(
+        cfg.probe_path("p.toml"),
+        format!("timeout = \"${{PD_KEY}}\"\n{probe}"),
+    )
+    .unwrap();
+    let reply = reqwest::Client::new()
+        .post(format!("{}/-/reload", running.base()))
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status().as_u16();
+    let body = reply.text().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("p.toml:1:") && body.contains("timeout: "),
+        "{body}"
+    );
+    // The refusal is logged before the reply; the reader thread may be a moment behind.
+    let mut log = running.log();
+    for _ in 0..50 {
+        if log.contains("p.toml:1:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = running.log();
+    }
+    drop(running);
+    assert!(log.contains("p.toml:1:"), "the refusal is logged: {log}");
+    for text in [&body, &log] {
+        assert!(leak(text, KEY).is_none(), "{KEY} in {text}");
+    }
+}

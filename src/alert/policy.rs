@@ -260,6 +260,46 @@ impl RunBrief {
     }
 }
 
+impl RunBrief {
+    /// Makes `slot` the brief of this success. A healthy probe's runs all have the same steps
+    /// and phases, so the brief already held is updated in place: no step name or phase map
+    /// is allocated again on every run.
+    fn set_success(slot: &mut Option<RunBrief>, run: &ProbeRun) {
+        let same_shape = |b: &RunBrief| {
+            b.steps.len() == run.steps.len()
+                && b.phases.len() == run.steps.len()
+                && b.steps.iter().zip(&b.phases).zip(&run.steps).all(
+                    |(((name, _), (pname, phases)), step)| {
+                        *name == step.name
+                            && *pname == step.name
+                            && phases.len() == step.phases.len()
+                            && step.phases.keys().all(|p| phases.contains_key(p.as_str()))
+                    },
+                )
+        };
+        let Some(b) = slot.as_mut().filter(|b| same_shape(b)) else {
+            *slot = Some(RunBrief::of_success(run));
+            return;
+        };
+        b.time = run.started_at;
+        b.trigger = run.trigger;
+        b.success = run.success;
+        b.duration_ms = ms(run.duration_ms);
+        b.failed_step.clone_from(&run.failed_step);
+        b.reason = run.reason;
+        for (((_, total), (_, phases)), step) in
+            b.steps.iter_mut().zip(&mut b.phases).zip(&run.steps)
+        {
+            *total = ms(step.duration_ms);
+            for (p, d) in &step.phases {
+                if let Some(v) = phases.get_mut(p.as_str()) {
+                    *v = ms(*d);
+                }
+            }
+        }
+    }
+}
+
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
@@ -341,7 +381,7 @@ impl ProbeAlertState {
         if run.success {
             self.failures = 0;
             self.successes = self.successes.saturating_add(1);
-            self.last_success = Some(RunBrief::of_success(run));
+            RunBrief::set_success(&mut self.last_success, run);
             if self.critical.is_some() {
                 if self.successes >= cfg.success_threshold {
                     if let Some(open) = self.critical.take() {
@@ -732,6 +772,22 @@ mod tests {
             trigger: Trigger::Scheduled,
             steps,
         }
+    }
+
+    #[test]
+    fn the_last_success_updated_in_place_is_the_fresh_brief() {
+        let mut slot = None;
+        RunBrief::set_success(&mut slot, &run(0, true, 30));
+        for (at, ms) in [(60, 31), (120, 900)] {
+            let next = run(at, true, ms);
+            RunBrief::set_success(&mut slot, &next);
+            assert_eq!(slot, Some(RunBrief::of_success(&next)));
+        }
+        // Another shape (a step more) is built afresh.
+        let mut other = run(180, true, 5);
+        other.steps.push(step("leave", true, 1, None));
+        RunBrief::set_success(&mut slot, &other);
+        assert_eq!(slot, Some(RunBrief::of_success(&other)));
     }
 
     fn notifications(d: &[Decision]) -> Vec<&Notification> {

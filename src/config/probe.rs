@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
@@ -20,7 +21,9 @@ use crate::report::StepKind;
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub expr: String,
-    pub cron: croner::Cron,
+    /// Shared: a parsed pattern is ~5 KB (croner keeps a bitfield of years), and every probe
+    /// on the `[defaults]` schedule holds a copy of it.
+    pub cron: Arc<croner::Cron>,
     pub timezone: Option<chrono_tz::Tz>,
 }
 
@@ -39,7 +42,7 @@ impl Schedule {
         croner::Cron::from_str(expr)
             .map(|cron| Schedule {
                 expr: expr.to_string(),
-                cron,
+                cron: Arc::new(cron),
                 timezone,
             })
             .map_err(|e| format!("`{expr}` is not a cron expression: {e}"))
@@ -151,8 +154,10 @@ impl Default for Defaults {
 fn every_minute() -> Schedule {
     Schedule {
         expr: "* * * * *".into(),
-        cron: croner::Cron::from_str("* * * * *")
-            .unwrap_or_else(|_| unreachable!("constant pattern")),
+        cron: Arc::new(
+            croner::Cron::from_str("* * * * *")
+                .unwrap_or_else(|_| unreachable!("constant pattern")),
+        ),
         timezone: None,
     }
 }
@@ -828,6 +833,9 @@ pub(crate) fn build(
     if failed {
         return None;
     }
+    // A plan lives as long as the service, once per probe: no spare step slots (a 5-step
+    // probe would keep room for 8, ~1.3 KB).
+    steps.shrink_to_fit();
     Some(ProbePlan {
         name,
         description: raw.description.clone(),
