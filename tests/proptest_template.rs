@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use joincanary::config::substitute_template;
 use joincanary::flow::template::{Context, Template, escape_literal};
 use proptest::prelude::*;
 
@@ -66,5 +67,17 @@ proptest! {
             t.render(&vars()),
             Ok(format!("eu-1{text}a\\\"b{{{{c}}}}{{"))
         );
+    }
+
+    #[test]
+    fn environment_values_are_data_in_templates(value in template_ish()) {
+        let env: HashMap<String, String> = [("V".to_string(), value.clone())].into_iter().collect();
+        let substituted = substitute_template("{{region}}/${V:-}/${UNSET:-d}{{v|url}}", &env)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let t = Template::parse(&substituted.text)
+            .map_err(|e| TestCaseError::fail(format!("{value:?}: {e}")))?;
+        prop_assert_eq!(t.vars().collect::<Vec<_>>(), vec!["region", "v"]);
+        let rendered = t.render(&vars()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(rendered, format!("eu-1/{value}/da%22b%7B%7Bc%7D%7D"));
     }
 }
