@@ -121,4 +121,19 @@ proptest! {
         // NaN-free by construction (serde_json has no NaN), so every value matches itself.
         prop_assert!(json_subset(&v, &v).is_ok());
     }
+
+    #[test]
+    fn quoted_replies_come_out_cut_flat_and_scrubbed(
+        reply in "(.|\u{E000}|\u{E001}|\u{E002}|\t|\n|pa\"ss w0rd){0,40}",
+        limit in 1usize..30,
+    ) {
+        let redactor = super::Redactor::new(["pa\"ss w0rd".to_string()]);
+        let message = format!("status 400: {} (then {})", super::quote(&reply, limit), super::quote(&reply, 5));
+        let out = super::redact::finish(&redactor, &message);
+        prop_assert!(!out.contains(['\u{E000}', '\u{E001}', '\u{E002}']), "{:?}", out);
+        prop_assert!(!out.contains("pa\"ss w0rd") && !out.chars().any(char::is_control), "{:?}", out);
+        let shown = out.trim_start_matches("status 400: ");
+        let first = shown.split(" (then ").next().unwrap_or_default();
+        prop_assert!(first.chars().count() <= limit + 1, "{:?} over {}", first, limit);
+    }
 }
