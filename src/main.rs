@@ -93,6 +93,10 @@ enum Command {
         /// this often; `0s` turns it off.
         #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = humantime::parse_duration)]
         watch_interval: std::time::Duration,
+        /// Connections the listener serves at once; more are closed as they arrive. Capped at a
+        /// quarter of the open-files limit, so the probes always have descriptors.
+        #[arg(long = "web.max-connections", value_name = "N", default_value_t = joincanary::web::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
@@ -300,11 +304,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             enable_lifecycle,
             watch_interval,
             web_config,
+            max_connections,
         } => {
             let path = config::config_path(config.config.as_deref());
             let Some(mut plan) = load(Some(&path)) else {
                 return Ok(ExitCode::from(2));
             };
+            plan.web_limits.max_connections = listener_cap(max_connections, &plan.region);
             if let Some(addr) = listen {
                 plan.listen = addr;
             }
@@ -437,6 +443,45 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Raises the open-files limit and fits the listener's cap within it, logging both: the
+/// numbers that decide whether a flood of clients can starve the probes.
+fn listener_cap(requested: usize, region: &str) -> usize {
+    match joincanary::process::raise_fd_limit() {
+        Ok(fds) => {
+            let cap = joincanary::process::connection_cap(requested, fds.soft);
+            tracing::info!(
+                region,
+                open_files_soft = fds.soft,
+                open_files_hard = fds.hard,
+                open_files_at_start = fds.before,
+                max_connections = cap,
+                "file descriptor limits"
+            );
+            if cap < requested {
+                tracing::warn!(
+                    region,
+                    requested,
+                    max_connections = cap,
+                    open_files = fds.soft,
+                    "--web.max-connections lowered to a quarter of the open-files limit, so the probes keep the rest"
+                );
+            }
+            cap
+        }
+        Err(e) => {
+            // Keep the limit the process has; size the cap by it if it can be read at all.
+            let soft = rlimit_soft().unwrap_or(1024);
+            let cap = joincanary::process::connection_cap(requested, soft);
+            tracing::warn!(region, error = %e, open_files = soft, max_connections = cap, "cannot raise the open-files limit");
+            cap
+        }
+    }
+}
+
+fn rlimit_soft() -> Option<u64> {
+    rlimit::Resource::NOFILE.get().ok().map(|(soft, _)| soft)
 }
 
 /// SIGHUP asks for a reload, as it does of Prometheus and blackbox_exporter.

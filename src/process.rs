@@ -3,6 +3,8 @@
 //! `process_cpu_seconds_total` moves in whole seconds and `rate()` over it is mostly zero for a
 //! prober that uses a few percent of a core; this wraps it and replaces that series (and the
 //! start time, truncated the same way) with fractional values read from `/proc/self/stat`.
+//! It also raises the open-files limit at start-up ([`raise_fd_limit`]) and sizes the
+//! listener's connection cap within it ([`connection_cap`]).
 
 use std::sync::Mutex;
 
@@ -105,9 +107,81 @@ impl Collector for ProcessMetrics {
     }
 }
 
+/// The open-files limit (`RLIMIT_NOFILE`) after [`raise_fd_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdLimits {
+    /// The soft limit the process started with.
+    pub before: u64,
+    /// The soft limit now: what the process may open.
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The most the soft limit is raised to when the hard limit is unlimited (Linux refuses more
+/// than `fs.nr_open`, 1,048,576 by default).
+const FD_CEILING: u64 = 1 << 20;
+
+/// Raises the soft open-files limit to the hard one, as Go's runtime does for every program:
+/// the usual soft default of 1024 dates from `select(2)`, which nothing here uses, and every probe
+/// run, pager and state write needs descriptors that a flood of clients must not take.
+///
+/// # Errors
+/// The limit could not be read or set (the process keeps the one it had).
+pub fn raise_fd_limit() -> std::io::Result<FdLimits> {
+    let (before, hard) = rlimit::Resource::NOFILE.get()?;
+    let target = hard.min(FD_CEILING.max(before));
+    if before >= target {
+        return Ok(FdLimits {
+            before,
+            soft: before,
+            hard,
+        });
+    }
+    let soft = rlimit::increase_nofile_limit(target)?;
+    Ok(FdLimits { before, soft, hard })
+}
+
+/// The listener's connection cap: `requested`, but at most a quarter of the open-files limit
+/// (and at least 1), so three quarters stay for probe runs, pagers and the state log however
+/// many clients connect.
+pub fn connection_cap(requested: usize, soft_limit: u64) -> usize {
+    let quarter = usize::try_from(soft_limit / 4).unwrap_or(usize::MAX);
+    requested.min(quarter).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_three_quarters_of_the_fds() {
+        for (requested, soft, want) in [
+            (256, 1024, 256),
+            (256, 256, 64),
+            (256, 1_048_576, 256),
+            (10_000, 1_048_576, 10_000),
+            (10_000, 2048, 512),
+            (0, 1024, 1),
+            (256, 3, 1),
+        ] {
+            assert_eq!(
+                connection_cap(requested, soft),
+                want,
+                "{requested} within {soft}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_soft_fd_limit_ends_at_the_hard_one() {
+        let limits = raise_fd_limit().unwrap();
+        assert!(limits.soft >= limits.before);
+        assert!(limits.soft <= limits.hard);
+        assert_eq!(
+            rlimit::Resource::NOFILE.get().unwrap(),
+            (limits.soft, limits.hard)
+        );
+    }
 
     #[test]
     fn cpu_seconds_have_fractions_and_every_process_family_is_there() {

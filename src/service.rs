@@ -145,6 +145,11 @@ async fn run_service(
     reload: Option<Reload>,
 ) -> Result<(), ServiceError> {
     let Handles { metrics, status } = handles;
+    // Registered before anything starts, so a failure here leaves nothing running.
+    let limits = plan.web_limits;
+    let connections =
+        crate::web::ConnectionMetrics::register(&metrics.registry, &plan.region, &limits)
+            .map_err(crate::metrics::MetricsError::from)?;
     // The page's history survives a restart; a task of its own saves it, off the probe path.
     let history_path = plan.state_dir.join(crate::status::HISTORY_FILE);
     status.restore(&history_path);
@@ -211,8 +216,18 @@ async fn run_service(
     };
     let http_stop_wait = http_stop.clone();
     let http = tokio::spawn(
-        async move { crate::web::serve(listener, app, web.as_ref(), http_stop_wait).await }
-            .in_current_span(),
+        async move {
+            crate::web::serve(
+                listener,
+                app,
+                web.as_ref(),
+                limits,
+                connections,
+                http_stop_wait,
+            )
+            .await
+        }
+        .in_current_span(),
     );
     status.set_ready(true);
     // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.

@@ -300,6 +300,8 @@ pub struct Plan {
     pub peers: Vec<String>,
     /// TLS and basic auth on the listener (`run --web.config.file`); not in the TOML.
     pub web: Option<crate::web::WebConfig>,
+    /// The listener's connection cap and timeouts (`run --web.max-connections`); not in the TOML.
+    pub web_limits: crate::web::Limits,
     /// Every phase histogrammed with the full buckets (read at start-up; see metrics.rs).
     pub phase_histograms: bool,
     pub probes: Vec<Arc<ProbePlan>>,
@@ -614,6 +616,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         dashboard_url,
         peers,
         web: None,
+        web_limits: crate::web::Limits::default(),
         phase_histograms: raw.phase_histograms.as_ref().is_some_and(|b| *b.get_ref()),
         probes,
         alerting,

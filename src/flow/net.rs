@@ -131,17 +131,15 @@ async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => return Ok(s),
+            // Every address is tried and the last error reported: `localhost` may be `::1`
+            // (EADDRNOTAVAIL where IPv6 is off) before a `127.0.0.1` that answers. Out of fds
+            // or ports, the last address fails the same way, so the run still says `local`.
             Err(e) => {
-                let error = StepError::caused_by(
+                last = Some(StepError::caused_by(
                     FailureReason::Connect,
                     format!("cannot connect to {addr}: {e}"),
                     &e,
-                );
-                // Out of fds or ports here means out of them for every address.
-                if error.reason == FailureReason::Local {
-                    return Err(error);
-                }
-                last = Some(error);
+                ));
             }
         }
     }
@@ -233,6 +231,17 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.0)
         }
+    }
+
+    #[tokio::test]
+    async fn every_address_is_tried_before_failing() {
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = good.local_addr().unwrap();
+        // Nothing listens on port 1: refused, then the next address answers.
+        let refused: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(connect_any(&[refused, good]).await.is_ok());
+        let e = connect_any(&[refused]).await.unwrap_err();
+        assert_eq!(e.reason, FailureReason::Connect, "{e}");
     }
 
     #[test]

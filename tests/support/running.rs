@@ -38,6 +38,22 @@ impl Running {
         Self::spawn(cmd)
     }
 
+    /// [`Running::start`] under `prlimit --nofile=N:N` (util-linux): an open-files limit, soft
+    /// and hard, that the process cannot raise.
+    pub fn start_prlimit(config: &Path, nofile: u64) -> Running {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(super::binary())
+            .args(["--log.format", "logfmt", "run", "--config"])
+            .arg(config)
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Self::spawn(cmd)
+    }
+
     /// Starts a prepared command (e.g. under `prlimit`) that ends in `joincanary ... run`, with
     /// logfmt logs on a piped stderr.
     pub fn spawn(mut cmd: Command) -> Running {
