@@ -265,29 +265,38 @@ async fn shutdown_wins_over_a_reload_that_never_returns() {
     }
 }
 
-/// The case from the issue, on the binary: a FIFO in the probe directory, SIGHUP, then SIGTERM.
-/// The reload refuses the FIFO by name and the process exits 0 (waited for with a bound).
+/// The case from the issue, on the binary: a FIFO in the probe directory, then a reload by
+/// SIGHUP, or by the file watcher noticing it; then SIGTERM. The reload refuses the FIFO by name
+/// and the process exits 0 (waited for with a bound).
 #[test]
-fn sighup_with_a_fifo_then_sigterm_exits() {
-    let cfg = TempConfig::new("", &[("one.toml", &fast_sim_probe("http://127.0.0.1:9"))]);
-    let running = Running::start(&cfg.path, &["--config.watch-interval", "0s"]);
-    fifo(&cfg.probe_path("fifo.toml"));
-    let pid = running.child.id().to_string();
-    let _ = Command::new("kill").args(["-HUP", &pid]).status();
-    let mut refused = false;
-    for _ in 0..200 {
-        if running
-            .log()
-            .lines()
-            .any(|l| l.contains("reload refused") && l.contains("fifo.toml"))
-        {
-            refused = true;
-            break;
+fn a_fifo_then_a_reload_then_sigterm_exits() {
+    for (trigger, watch) in [("SIGHUP", "0s"), ("file watcher", "200ms")] {
+        let cfg = TempConfig::new("", &[("one.toml", &fast_sim_probe("http://127.0.0.1:9"))]);
+        let running = Running::start(&cfg.path, &["--config.watch-interval", watch]);
+        fifo(&cfg.probe_path("fifo.toml"));
+        if trigger == "SIGHUP" {
+            let pid = running.child.id().to_string();
+            let _ = Command::new("kill").args(["-HUP", &pid]).status();
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let mut refused = false;
+        for _ in 0..200 {
+            if running
+                .log()
+                .lines()
+                .any(|l| l.contains("reload refused") && l.contains("fifo.toml"))
+            {
+                refused = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            refused,
+            "{trigger}: no refusal naming the FIFO:\n{}",
+            running.log()
+        );
+        let log = running.log();
+        // `stop` sends SIGTERM and waits at most 15 s before killing (then the code is `None`).
+        assert_eq!(running.stop(), Some(0), "{trigger}: {log}");
     }
-    assert!(refused, "no refusal naming the FIFO:\n{}", running.log());
-    let log_tail = running.log();
-    // `stop` sends SIGTERM and waits at most 15 s before killing (then the code is `None`).
-    assert_eq!(running.stop(), Some(0), "{log_tail}");
 }
