@@ -166,8 +166,19 @@ impl AlertEngine {
         let Some(config) = self.configs.get(&run.probe) else {
             return Vec::new();
         };
-        let state = self.states.entry(run.probe.clone()).or_default();
-        let before = durable(state, config);
+        // Looked up by `&str`: `entry` would allocate the name on every run.
+        if !self.states.contains_key(&run.probe) {
+            self.states
+                .insert(run.probe.clone(), ProbeAlertState::default());
+        }
+        let Some(state) = self.states.get_mut(&run.probe) else {
+            return Vec::new();
+        };
+        // A failed run always changes what is saved (its count, its evidence, the open alert's
+        // latest trigger), so only a pass is compared: during an incident, when every probe
+        // fails at once, that skips two copies per run of a state holding the open alert's
+        // whole notification.
+        let before = run.success.then(|| durable(state, config));
         let cx = AlertContext {
             probe: &run.probe,
             region: &self.region,
@@ -175,7 +186,7 @@ impl AlertEngine {
             links: &self.links,
         };
         let decisions = state.observe(&cx, run, now);
-        if durable(state, config) != before {
+        if before.is_none_or(|b| durable(state, config) != b) {
             self.store.put(&format!("{ALERT}{}", run.probe), state);
         }
         decisions
