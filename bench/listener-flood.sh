@@ -10,7 +10,7 @@ command -v prlimit >/dev/null || { echo "needs prlimit (util-linux)" >&2; exit 2
 BIN=${BIN:-target/debug/joincanary}
 [ -x "$BIN" ] || cargo build --quiet
 exec python3 - "$BIN" <<'PY'
-import http.server, os, re, resource, selectors, socket, subprocess, sys, tempfile, threading, time
+import http.server, os, re, resource, selectors, shutil, socket, subprocess, sys, tempfile, threading, time
 
 binary = sys.argv[1]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -160,4 +160,5 @@ print(f"SIGTERM: exited {run.returncode} in {time.monotonic() - t2:.1f} s")
 sim.terminate()
 sim.wait(timeout=10)
 hook.shutdown()
+shutil.rmtree(tmp, ignore_errors=True)
 PY
