@@ -6,17 +6,10 @@ use futures_util::SinkExt;
 use joincanary::flow::run_probe;
 use joincanary::report::{FailureReason, ProbeRun, Trigger};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::hostile::{listener, ws_server};
 use crate::support::{self, probe_from};
-
-async fn listener() -> (TcpListener, String) {
-    support::init();
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, format!("127.0.0.1:{}", addr.port()))
-}
 
 /// Accepts up to 8 connections and never says a word.
 async fn silent_server() -> String {
@@ -195,28 +188,6 @@ async fn refused_port_is_connect() {
     drop(l);
     let run = run(&login_probe(&addr, "")).await;
     assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
-}
-
-/// A websocket server that runs `behave` on each of up to 4 connections.
-async fn ws_server<F, Fut>(behave: F) -> String
-where
-    F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let (l, addr) = listener().await;
-    let behave = std::sync::Arc::new(behave);
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let Ok((s, _)) = l.accept().await else { return };
-            let behave = behave.clone();
-            tokio::spawn(async move {
-                if let Ok(ws) = tokio_tungstenite::accept_async(s).await {
-                    behave(ws).await;
-                }
-            });
-        }
-    });
-    addr
 }
 
 fn ws_probe(addr: &str, extra: &str) -> String {
