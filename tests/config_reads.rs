@@ -8,13 +8,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use joincanary::clock::Clock;
-use joincanary::scheduler::FlowRunner;
 use joincanary::service::Reload;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::running::Running;
-use crate::support::{TempConfig, fast_sim_probe, probe_runs, start_sim, status};
+use crate::support::{
+    TempConfig, fast_sim_probe, probe_runs, reload_for, serve_in_process, start_sim, status,
+};
 
 /// One hostile file: its name in the probe directory, how to make it, what the error says.
 struct Bad {
@@ -126,45 +125,11 @@ fn check_refuses_each_hostile_file_naming_it() {
     );
 }
 
-type ServiceTask = tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>;
-
-/// `run` in-process with `POST /-/reload` on and `loader`: base URL, stop token, task.
-async fn start_with_loader(
-    cfg: &TempConfig,
-    loader: joincanary::service::Reload,
-) -> (String, CancellationToken, ServiceTask) {
-    let plan = cfg.load(&[]).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve_reloadable(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-        loader,
-    ));
-    (base, stop, task)
-}
-
-fn reload_for(cfg: &TempConfig) -> Reload {
-    let (sender, requests) = tokio::sync::mpsc::channel(4);
-    let path = cfg.path.clone();
-    Reload {
-        loader: Box::new(move || joincanary::config::load(&path, &crate::support::env(&[]))),
-        requests,
-        sender,
-        http_endpoint: true,
-        watch: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_refuses_each_hostile_file_and_keeps_running() {
     let sim = start_sim().await;
     let cfg = TempConfig::new("", &[("one.toml", &fast_sim_probe(&sim.base_url()))]);
-    let (base, stop, task) = start_with_loader(&cfg, reload_for(&cfg)).await;
+    let (base, stop, task) = serve_in_process(&cfg, reload_for(&cfg, true).0).await;
     crate::support::wait_probe_runs(&base, "sim-join", 1).await;
     let client = reqwest::Client::new();
     for (i, bad) in BAD.iter().enumerate() {
@@ -239,7 +204,7 @@ async fn shutdown_wins_over_a_reload_that_never_returns() {
         http_endpoint: true,
         watch: None,
     };
-    let (base, stop, task) = start_with_loader(&cfg, reload).await;
+    let (base, stop, task) = serve_in_process(&cfg, reload).await;
     let client = reqwest::Client::new();
     let pending = tokio::spawn(async move {
         client

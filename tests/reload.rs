@@ -1,12 +1,8 @@
 //! Reloading the configuration of a running service (`POST /-/reload`, SIGHUP): a valid config
 //! takes over, an invalid one is refused and the running one stays.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use joincanary::clock::Clock;
-use joincanary::scheduler::FlowRunner;
-use joincanary::service::Reload;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{TempConfig, fast_sim_probe, probe_runs, start_sim, status};
@@ -15,32 +11,11 @@ async fn wait_runs(base: &str, name: &str, at_least: u64) {
     crate::support::wait_probe_runs(base, name, at_least).await;
 }
 
-type Service = tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>;
-
 /// `run` on 127.0.0.1:0 with `POST /-/reload` on: its base URL, its stop token, its task.
-async fn start_reloadable(cfg: &TempConfig) -> (String, CancellationToken, Service) {
-    let plan = cfg.load(&[]).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, requests) = tokio::sync::mpsc::channel(4);
-    let path = cfg.path.clone();
-    let reload = Reload {
-        loader: Box::new(move || joincanary::config::load(&path, &crate::support::env(&[]))),
-        requests,
-        sender,
-        http_endpoint: true,
-        watch: None,
-    };
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(joincanary::service::serve_reloadable(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-        reload,
-    ));
-    (base, stop, service)
+async fn start_reloadable(
+    cfg: &TempConfig,
+) -> (String, CancellationToken, crate::support::ServiceTask) {
+    crate::support::serve_in_process(cfg, crate::support::reload_for(cfg, true).0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

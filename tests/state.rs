@@ -3,12 +3,8 @@
 //! reload removes during their incident.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use joincanary::clock::Clock;
-use joincanary::scheduler::FlowRunner;
-use joincanary::service::Reload;
 use joincanary::store::Store;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -43,27 +39,8 @@ struct Running {
 }
 
 async fn start(cfg: &TempConfig) -> Running {
-    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, requests) = tokio::sync::mpsc::channel(4);
-    let path = cfg.path.clone();
-    let reload = Reload {
-        loader: Box::new(move || joincanary::config::load(&path, &crate::support::env(&[]))),
-        requests,
-        sender: sender.clone(),
-        http_endpoint: false,
-        watch: None,
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve_reloadable(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-        reload,
-    ));
+    let (reload, sender) = crate::support::reload_for(cfg, false);
+    let (base, stop, task) = crate::support::serve_in_process(cfg, reload).await;
     Running {
         base,
         stop,

@@ -245,3 +245,47 @@ impl Service {
             .expect("service ends cleanly");
     }
 }
+
+/// A reload channel for `cfg`'s file (`POST /-/reload` on when `http_endpoint`), and a sender
+/// that asks for a reload as SIGHUP would.
+pub fn reload_for(
+    cfg: &TempConfig,
+    http_endpoint: bool,
+) -> (
+    joincanary::service::Reload,
+    tokio::sync::mpsc::Sender<joincanary::service::ReloadRequest>,
+) {
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    let path = cfg.path.clone();
+    let reload = joincanary::service::Reload {
+        loader: Box::new(move || config::load(&path, &env(&[]))),
+        requests,
+        sender: sender.clone(),
+        http_endpoint,
+        watch: None,
+    };
+    (reload, sender)
+}
+
+/// The service task of `serve_in_process`.
+pub type ServiceTask = tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>;
+
+/// `run` in-process on 127.0.0.1:0 with `cfg`'s plan and `reload`: base URL, stop token, task.
+pub async fn serve_in_process(
+    cfg: &TempConfig,
+    reload: joincanary::service::Reload,
+) -> (String, tokio_util::sync::CancellationToken, ServiceTask) {
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(joincanary::service::serve_reloadable(
+        plan,
+        listener,
+        Arc::new(joincanary::scheduler::FlowRunner),
+        joincanary::clock::Clock::system(),
+        stop.clone(),
+        reload,
+    ));
+    (base, stop, task)
+}
