@@ -35,6 +35,28 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/joincanary.toml";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default budget of frames a `ws_expect` step reads before giving up.
 pub const DEFAULT_MAX_FRAMES: usize = 1000;
+/// The longest duration any key accepts (366 days: a yearly maintenance window fits). A longer
+/// one is a slip of the unit, and bounding every duration here keeps each time calculation
+/// downstream (dates, timers, backoffs) far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// [`MAX_DURATION`] as the error messages write it.
+const MAX_DURATION_TEXT: &str = "366d";
+
+/// A duration flag (`--config.watch-interval`, `--redis-timeout`): as in the files, at most
+/// [`MAX_DURATION`] (a timer of a longer period overflows when it is re-armed).
+///
+/// # Errors
+/// Not a duration, or out of range.
+pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err(format!(
+            "`{}` is out of range (accepted: 0s to {MAX_DURATION_TEXT})",
+            text.trim()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// One problem in a config or probe file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +203,18 @@ impl Ctx<'_> {
     ) -> Option<Duration> {
         let text = self.env_str(value, key)?;
         match humantime::parse_duration(text.trim()) {
+            Ok(d) if d > MAX_DURATION => {
+                let lowest = if zero_ok { "0s" } else { "more than 0s" };
+                self.error(
+                    Some(value.span()),
+                    key,
+                    format_args!(
+                        "`{}` is out of range (accepted: {lowest} to {MAX_DURATION_TEXT})",
+                        text.trim()
+                    ),
+                );
+                None
+            }
             Ok(d) if zero_ok || d > Duration::ZERO => Some(d),
             Ok(_) => {
                 self.error(Some(value.span()), key, "must be greater than zero");

@@ -85,6 +85,19 @@ impl TempConfig {
         config::load(&self.path, &env(env_pairs))
     }
 
+    /// The load's error lines, with the temp dir prefix removed; panics if the config loads.
+    pub fn errors(&self, env_pairs: &[(&str, &str)]) -> Vec<String> {
+        let prefix = format!("{}/", self.dir.path().display());
+        match self.load(env_pairs) {
+            Ok(_) => panic!("config should be rejected"),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| e.to_string().replace(&prefix, ""))
+                    .collect()
+            }
+        }
+    }
+
     pub fn probe_path(&self, name: &str) -> PathBuf {
         self.dir.path().join("probes").join(name)
     }
