@@ -4,7 +4,7 @@ use crate::support::TempConfig;
 
 /// Loads a one-probe config and returns the error lines with the temp dir prefix removed.
 fn errors_for(probe: &str, env: &[(&str, &str)]) -> Vec<String> {
-    TempConfig::new("", &[("p.toml", probe)]).errors(env)
+    TempConfig::new("", &[("p.toml", probe)]).errors_with(env)
 }
 
 const HEAD: &str = "timeout = \"5s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\n";

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::{Service, TempConfig, binary, fast_sim_probe, start_sim};
 
 fn load_errors(cfg: &TempConfig) -> Vec<String> {
-    cfg.errors(&[])
+    cfg.errors()
 }
 
 #[test]

@@ -85,8 +85,14 @@ impl TempConfig {
         config::load(&self.path, &env(env_pairs))
     }
 
-    /// The load's error lines, with the temp dir prefix removed; panics if the config loads.
-    pub fn errors(&self, env_pairs: &[(&str, &str)]) -> Vec<String> {
+    /// The errors loading it gives (as `check` prints them), with the temporary directory cut
+    /// from the paths; panics if it loads.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors_with(&[])
+    }
+
+    /// [`TempConfig::errors`] with these environment variables.
+    pub fn errors_with(&self, env_pairs: &[(&str, &str)]) -> Vec<String> {
         let prefix = format!("{}/", self.dir.path().display());
         match self.load(env_pairs) {
             Ok(_) => panic!("config should be rejected"),
