@@ -19,9 +19,7 @@ fn a_hundred_million_year_maintenance_window_is_refused_with_its_range() {
     );
     assert_eq!(
         cfg.errors(),
-        [
-            "joincanary.toml:7:12: alerting.maintenance[0].duration: must be between 1ns and 1year"
-        ]
+        ["joincanary.toml:7:12: alerting.maintenance[0].duration: must be between 1ns and 1year"]
     );
 }
 
