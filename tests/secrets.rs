@@ -678,3 +678,145 @@ async fn a_refused_reload_never_shows_the_environment_value() {
         assert!(leak(text, KEY).is_none(), "{KEY} in {text}");
     }
 }
+
+/// The review's debug-log scan: a run with a session cookie, a bearer token, an extracted token
+/// in a header and a websocket URL, and a test page through pagers holding keys, each at
+/// `--log.level debug` and `trace`: the whole log (every library's lines included) holds no
+/// shape of any secret. cookie_store used to log `inserting Set-Cookie … sess=…` at debug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_and_trace_logs_of_a_run_and_its_pages_hold_no_secret() {
+    const TOKEN: &str = "bearer-0f-the-env-9x7";
+    const EXTRACTED: &str = "extracted-t0ken-q4z8";
+    const COOKIE: &str = "sess-c00kie-v4lue-k2";
+    const PD_KEY: &str = "pd-routing-key-5ecret";
+    const GENIE_KEY: &str = "genie-api-key-5ecret";
+    const HOOK: &str = "hookpath-5ecret-w3";
+    async fn login() -> impl axum::response::IntoResponse {
+        (
+            [(
+                axum::http::header::SET_COOKIE,
+                format!("sess={COOKIE}; Path=/; HttpOnly"),
+            )],
+            format!("{{\"token\":\"{EXTRACTED}\"}}"),
+        )
+    }
+    async fn me(headers: HeaderMap) -> StatusCode {
+        let cookie = headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if cookie.contains(COOKIE) && bearer == format!("Bearer {TOKEN}") {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    }
+    support::init();
+    let app = axum::Router::new()
+        .route("/login", axum::routing::post(login))
+        .route("/me", axum::routing::get(me));
+    let http_addr = support::serve_router(app).await;
+    let ws_addr = support::hostile::ws_server(|mut ws| async move {
+        // Until the client closes; bounded by the client's deadline.
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    let (receiver, hook) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &format!(
+            r#"
+[[pager]]
+name = "pd"
+type = "pagerduty"
+url = "{hook}/pd"
+routing_key = "${{PD_KEY}}"
+
+[[pager]]
+name = "og"
+type = "opsgenie"
+url = "{hook}/og"
+api_key = "${{GENIE_KEY}}"
+
+[[pager]]
+name = "slack"
+type = "slack"
+url = "{hook}/services/{HOOK}"
+"#
+        ),
+        &[(
+            "p.toml",
+            &format!(
+                r#"
+timeout = "5s"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "http://{http_addr}/login"
+json = {{ user = "canary", password = "${{TOKEN}}" }}
+extract = {{ token = {{ json = "/token" }} }}
+
+[[steps]]
+name = "me"
+kind = "http"
+url = "http://{http_addr}/me?session={{{{token}}}}"
+headers = {{ Authorization = "Bearer ${{TOKEN}}", X-Session = "{{{{token}}}}" }}
+
+[[steps]]
+name = "connect"
+kind = "ws_connect"
+url = "ws://{ws_addr}/ws?token={{{{token}}}}"
+headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
+
+[[steps]]
+name = "close"
+kind = "ws_close"
+"#
+            ),
+        )],
+    );
+    let env = [
+        ("TOKEN", TOKEN),
+        ("PD_KEY", PD_KEY),
+        ("GENIE_KEY", GENIE_KEY),
+    ];
+    let mut leaks = Vec::new();
+    for level in ["debug", "trace"] {
+        for command in ["once", "test-page"] {
+            let out = tokio::task::block_in_place(|| {
+                std::process::Command::new(support::binary())
+                    .args(["--log.level", level, command, "--config"])
+                    .arg(&cfg.path)
+                    .envs(env)
+                    .env_remove("JOINCANARY_LOG")
+                    .output()
+                    .expect("joincanary runs")
+            });
+            let log = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert_eq!(out.status.code(), Some(0), "{command} at {level}:\n{log}");
+            // The level took: joincanary's own debug lines are there.
+            assert!(
+                command != "once" || log.contains("DEBUG"),
+                "{command} at {level}:\n{log}"
+            );
+            for secret in [TOKEN, EXTRACTED, COOKIE, PD_KEY, GENIE_KEY, HOOK] {
+                if let Some(found) = leak(&log, secret) {
+                    leaks.push(format!(
+                        "{command} at {level}: {secret} as {found:?}\n{log}"
+                    ));
+                }
+            }
+        }
+    }
+    // The pages went out (the keys were used, so they could have been logged).
+    assert_eq!(receiver.accepted().len(), 12, "{:?}", receiver.all());
+    assert!(leaks.is_empty(), "{}", leaks.join("\n\n"));
+}
