@@ -14,16 +14,19 @@ use joincanary::flow::run_probe;
 use joincanary::report::{FailureReason, Trigger};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::secrets::leak;
+use crate::secrets::{header_strings, leak};
 use crate::support::{self, TempConfig};
 
 const TOKEN: &str = "bearer-t0ken-5ecret";
 const EXTRACTED: &str = "extr4cted-sess10n-id";
 const COOKIE: &str = "c00kie-sess-value";
 
-/// What one server saw: (path, headers) of every request.
+/// One request's path and headers.
+type Request = (String, HashMap<String, String>);
+
+/// What one server saw: every request.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, HashMap<String, String>)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 impl Seen {
     fn at(&self, path: &str) -> Vec<HashMap<String, String>> {
@@ -45,15 +48,7 @@ async fn hop_server(ip: &str, location: String) -> (Seen, String) {
         uri: Uri,
         headers: HeaderMap,
     ) -> axum::response::Response {
-        let headers = headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_strings(&headers);
         seen.0
             .lock()
             .unwrap()
@@ -123,11 +118,10 @@ fn credentials(headers: &HashMap<String, String>) -> Vec<String> {
     .collect()
 }
 
-/// The case from the review: 127.0.0.1 answers 302 to 127.0.0.2, which must get neither the
-/// bearer token nor any other credential; a plain header still goes along.
-#[tokio::test]
-async fn a_redirect_to_another_host_carries_no_credentials() {
-    let (other, other_addr) = hop_server("127.0.0.2", String::new()).await;
+/// Runs the probe against a server on 127.0.0.1 that redirects to a server on `ip` (another
+/// port): the headers the first got at `/start` and the second at `/landing`.
+async fn redirect_to(ip: &str) -> (HashMap<String, String>, HashMap<String, String>) {
+    let (other, other_addr) = hop_server(ip, String::new()).await;
     let (first, first_addr) = hop_server("127.0.0.1", format!("http://{other_addr}/landing")).await;
     let plan = support::probe_from(
         &probe(&first_addr, &format!("http://{first_addr}/start")),
@@ -135,15 +129,25 @@ async fn a_redirect_to_another_host_carries_no_credentials() {
     );
     let run = run_probe(&plan, "test", Trigger::Manual).await;
     assert!(run.success, "{run:#?}");
-    // The first host got everything (the test would pass vacuously otherwise).
     let sent = first.at("/start");
-    assert_eq!(sent.len(), 1);
+    let landed = other.at("/landing");
+    assert_eq!(
+        (sent.len(), landed.len()),
+        (1, 1),
+        "the redirect was followed"
+    );
+    // The first host got everything (the test would pass vacuously otherwise).
     assert_eq!(credentials(&sent[0]).len(), 4, "{:?}", sent[0]);
     assert_eq!(sent[0]["authorization"], format!("Bearer {TOKEN}"));
-    let landed = other.at("/landing");
-    assert_eq!(landed.len(), 1, "the redirect was followed");
-    let landed = &landed[0];
-    assert!(credentials(landed).is_empty(), "{landed:?}");
+    (sent[0].clone(), landed[0].clone())
+}
+
+/// The case from the review: 127.0.0.1 answers 302 to 127.0.0.2, which must get neither the
+/// bearer token nor any other credential; a plain header still goes along.
+#[tokio::test]
+async fn a_redirect_to_another_host_carries_no_credentials() {
+    let (_, landed) = redirect_to("127.0.0.2").await;
+    assert!(credentials(&landed).is_empty(), "{landed:?}");
     assert!(!landed.contains_key("cookie"), "{landed:?}");
     assert_eq!(
         landed.get("x-request-tag").map(String::as_str),
@@ -161,17 +165,8 @@ async fn a_redirect_to_another_host_carries_no_credentials() {
 /// Another port on the same host is another origin too.
 #[tokio::test]
 async fn a_redirect_to_another_port_carries_no_credentials() {
-    let (other, other_addr) = hop_server("127.0.0.1", String::new()).await;
-    let (first, first_addr) = hop_server("127.0.0.1", format!("http://{other_addr}/landing")).await;
-    let plan = support::probe_from(
-        &probe(&first_addr, &format!("http://{first_addr}/start")),
-        &[("TOKEN", TOKEN)],
-    );
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
-    assert!(run.success, "{run:#?}");
-    assert_eq!(credentials(&first.at("/start")[0]).len(), 4);
-    let landed = &other.at("/landing")[0];
-    assert!(credentials(landed).is_empty(), "{landed:?}");
+    let (_, landed) = redirect_to("127.0.0.1").await;
+    assert!(credentials(&landed).is_empty(), "{landed:?}");
     // The jar's cookie may follow (cookies are per host, not per port); the configured one not.
     assert!(
         !landed.get("cookie").is_some_and(|c| c.contains("manual=")),
