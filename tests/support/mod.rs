@@ -209,10 +209,16 @@ pub fn fast_sim_probe(sim_url: &str) -> String {
 
 /// Serves `app` on 127.0.0.1 at a free port; returns `127.0.0.1:PORT`.
 pub async fn serve_router(app: axum::Router) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_router_on("127.0.0.1", app).await
+}
+
+/// Serves `app` on the loopback address `ip` (`127.0.0.2`: another host for redirect tests) at
+/// a free port; returns `IP:PORT`.
+pub async fn serve_router_on(ip: &str, app: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });
-    format!("127.0.0.1:{}", addr.port())
+    format!("{ip}:{}", addr.port())
 }
 
 /// `/api/v1/status` of a running service at `base` (`http://…`).
