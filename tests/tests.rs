@@ -25,6 +25,7 @@ mod proptest_config;
 mod proptest_redact;
 mod proptest_template;
 mod reasons;
+mod redirects;
 mod redis_health;
 mod redis_sim;
 mod reload;

@@ -366,6 +366,52 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 
+/// `listen` when the config does not set it.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// The service config's `listen` alone (`${VAR}` expanded), without reading the probe files:
+/// what `joincanary healthcheck` needs, so a probe file being edited never fails it.
+///
+/// # Errors
+/// The config cannot be read or parsed, or `listen` is not an address; each with file and line.
+pub fn listen_address(path: &Path, env: &dyn EnvSource) -> Result<SocketAddr, ConfigErrors> {
+    let mut errors = Vec::new();
+    let listen = read_source(path, &mut errors).and_then(|file| {
+        let raw: raw::RawService = parse_toml(&file, &mut errors)?;
+        let mut ctx = Ctx {
+            file: &file,
+            env,
+            errors: &mut errors,
+            env_values: Vec::new(),
+        };
+        listen_of(&raw, &mut ctx)
+    });
+    match listen {
+        Some(addr) if errors.is_empty() => Ok(addr),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// `listen`, or [`DEFAULT_LISTEN`].
+fn listen_of(raw: &raw::RawService, ctx: &mut Ctx<'_>) -> Option<SocketAddr> {
+    let Some(l) = &raw.listen else {
+        return Some(DEFAULT_LISTEN);
+    };
+    let text = ctx.env_str(l, "listen")?;
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            ctx.error(
+                Some(l.span()),
+                "listen",
+                format_args!("`{text}` is not an address like 127.0.0.1:9464"),
+            );
+            None
+        }
+    }
+}
+
 /// Loads and validates the service config at `path` and every probe file it names.
 ///
 /// # Errors
@@ -509,22 +555,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             "must be a non-empty label without quotes or control characters",
         );
     }
-    let listen = match &raw.listen {
-        Some(l) => ctx
-            .env_str(l, "listen")
-            .and_then(|text| match text.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    ctx.error(
-                        Some(l.span()),
-                        "listen",
-                        format_args!("`{text}` is not an address like 127.0.0.1:9464"),
-                    );
-                    None
-                }
-            }),
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
-    };
+    let listen = listen_of(&raw, &mut ctx);
     let base = path.parent().unwrap_or(Path::new("."));
     let state_dir = match &raw.state_dir {
         Some(s) => ctx
