@@ -111,6 +111,24 @@ async fn memory_past_the_threshold_warns_while_the_step_succeeds() {
     let metrics = Metrics::new("test").expect("metrics");
     metrics.record(&run, None);
     assert!(metrics.render().contains(r#"name="memory_ratio""#));
+
+    // Issue 17: `maxmemory` back to 0 leaves no ratio to read, and the series goes with it
+    // (a kept 0.9 would keep a rule on it firing for ever) while `used_memory` is fresh.
+    redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    assert!(!run.steps[0].gauges.contains_key("memory_ratio"));
+    metrics.record(&run, None);
+    let text = metrics.render();
+    assert!(!text.contains(r#"name="memory_ratio""#), "{text}");
+    assert!(text.contains(r#"name="used_memory""#), "{text}");
+    // A run that read nothing (Redis gone) leaves no gauge of that step at all.
+    let mut failed = run.clone();
+    failed.success = false;
+    failed.steps[0].success = false;
+    failed.steps[0].gauges.clear();
+    metrics.record(&failed, None);
+    assert!(!metrics.render().contains("probe_gauge_value{"));
 }
 
 #[tokio::test]
