@@ -513,3 +513,32 @@ async fn tls_wrong_password_fails_clearly_and_is_never_shown() {
         assert!(!stderr.contains(wrong), "{stderr}");
     }
 }
+
+/// Issue 17: a refused Redis connection read `connect failed: I/O error` where the http and
+/// websocket steps say `Connection refused (os error 111)`; it says the same now.
+#[tokio::test]
+async fn a_refused_connection_is_worded_as_for_http_and_websockets() {
+    let port = servers::free_port().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("redis://127.0.0.1:{port}");
+    let text = std::fs::read_to_string(support::root().join("probes/examples/redis-health.toml"))
+        .expect("example exists");
+    let cfg = TempConfig::new("", &[("redis-health.toml", &text)]);
+    let plan = cfg
+        .load(&[("REDIS_URL", url.as_str())])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
+    let error = run.error.unwrap_or_default();
+    assert_eq!(error, "connect failed: Connection refused (os error 111)");
+    let http = support::probe_from(
+        &format!("[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\n"),
+        &[],
+    );
+    let run = run_probe(&http, "test", Trigger::Manual).await;
+    assert!(
+        run.error
+            .unwrap_or_default()
+            .ends_with(": Connection refused (os error 111)"),
+        "the same words as an http step"
+    );
+}
