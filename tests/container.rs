@@ -188,8 +188,16 @@ fn the_compose_config_passes_check_for_each_region() {
             std::fs::copy(&p, dir.path().join("probes").join(p.file_name().unwrap())).unwrap();
         }
     }
-    for region in ["eu-west-1", "us-east-1", "ap-southeast-1"] {
+    let regions = ["eu-west-1", "us-east-1", "ap-southeast-1"];
+    for (i, region) in regions.iter().enumerate() {
         assert!(compose.contains(&format!("REGION: {region}")));
+        // Each service's own STATUS_URL and peers (deploy/tools/check_compose.py checks that
+        // compose.yaml sets these very values).
+        let peers: Vec<String> = regions
+            .iter()
+            .filter(|r| *r != region)
+            .map(|r| format!("http://prober-{r}:9464"))
+            .collect();
         let out = std::process::Command::new(crate::support::binary())
             .arg("check")
             .arg("--config")
@@ -197,6 +205,9 @@ fn the_compose_config_passes_check_for_each_region() {
             .env_clear()
             .env("REGION", region)
             .env("SIM_URL", "http://sim:7480")
+            .env("STATUS_URL", format!("http://127.0.0.1:{}/", 9464 + i))
+            .env("PEER_1", &peers[0])
+            .env("PEER_2", &peers[1])
             .output()
             .unwrap();
         assert!(
@@ -328,10 +339,16 @@ fn dashboard_and_rules_use_only_metrics_joincanary_exports() {
             exprs.push(t["expr"].as_str().unwrap().to_string());
         }
     }
-    let rules =
-        std::fs::read_to_string(root().join("deploy/prometheus/joincanary-rules.yaml")).unwrap();
-    let rules = rule_exprs(&rules);
-    assert!(rules.len() >= 15, "{rules:?}");
+    let mut rules = Vec::new();
+    for file in [
+        "deploy/prometheus/joincanary-rules.yaml",
+        "deploy/prometheus/global/joincanary-global-rules.yaml",
+    ] {
+        rules.extend(rule_exprs(
+            &std::fs::read_to_string(root().join(file)).unwrap(),
+        ));
+    }
+    assert!(rules.len() >= 18, "{rules:?}");
     exprs.extend(rules);
     for expr in &exprs {
         for name in metric_names(expr) {

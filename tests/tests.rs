@@ -4,6 +4,7 @@ mod support;
 
 mod alert_providers;
 mod alerting;
+mod alertmanager;
 mod cli;
 mod config_errors;
 mod config_reads;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks deploy/compose.yaml as `docker-compose config` resolved it (stdin): the stack is whole.
 
-Three probers with distinct regions and the shipped config and probes, the sim they probe,
+Three probers with distinct regions and the shipped config and probes, each with its own
+status_url (its published status page) and the other two as peers, the sim they probe,
 Prometheus with the shipped prometheus.yml and rules, Alertmanager with the shipped config; every
 bind-mounted host path exists; published ports are distinct and on loopback.
 """
@@ -45,10 +46,21 @@ def main():
             fail(f"{name}: no state volume")
         if s["environment"].get("SIM_URL") != "http://sim:7480":
             fail(f"{name}: does not probe the sim by default")
+        env = s["environment"]
+        peers = {env.get("PEER_1"), env.get("PEER_2")}
+        others = {f"http://{n}:9464" for n in probers if n != name}
+        if peers != others:
+            fail(f"{name}: peers {sorted(map(str, peers))}, expected the other probers {sorted(others)}")
+        published = [p if isinstance(p, str) else f"{p.get('host_ip')}:{p.get('published')}:{p.get('target')}"
+                     for p in s.get("ports") or []]
+        status = {f"http://{p.rsplit(':', 1)[0]}/" for p in published}
+        if env.get("STATUS_URL") not in status:
+            fail(f"{name}: STATUS_URL {env.get('STATUS_URL')!r} is not its published status page {status}")
     if (services.get("sim", {}).get("command") or [None])[0] != "sim":
         fail("no sim service running `joincanary sim`")
     wanted = {
-        "prometheus": ["deploy/prometheus/prometheus.yml", "deploy/prometheus/joincanary-rules.yaml"],
+        "prometheus": ["deploy/prometheus/prometheus.yml", "deploy/prometheus/joincanary-rules.yaml",
+                       "deploy/prometheus/global/joincanary-global-rules.yaml"],
         "alertmanager": ["deploy/alertmanager/alertmanager.yml"],
     }
     for name, files in wanted.items():

@@ -151,7 +151,8 @@ timeout = "1s"
     prom = free_port()
     yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [os.path.join(ROOT, "deploy/prometheus/joincanary-rules.yaml")],
+        "rule_files": [os.path.join(ROOT, "deploy/prometheus/joincanary-rules.yaml"),
+                       os.path.join(ROOT, "deploy/prometheus/global/joincanary-global-rules.yaml")],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am}"]}]}]},
         "scrape_configs": [{"job_name": "joincanary", "static_configs": [{"targets": targets}]}],
     }, open(os.path.join(WORK, "prometheus.yml"), "w"))

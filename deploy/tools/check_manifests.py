@@ -316,6 +316,11 @@ def main():
                 if region != name:
                     fail(f"{where}: REGION is {region!r}, expected the overlay's name")
                 regions.add(region)
+                peers = {d["data"].get("PEER_1"), d["data"].get("PEER_2")}
+                if any(p is None or region in p for p in peers) or len(peers) != len(overlays) - 1:
+                    fail(f"{where}: PEER_1/PEER_2 {sorted(map(str, peers))} must be the other regions' probers")
+                if region not in (d["data"].get("STATUS_URL") or ""):
+                    fail(f"{where}: STATUS_URL does not name the region")
         check_references(docs, where, doc_text)
         wanted = {"StatefulSet", "Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"}
         missing = wanted - {d["kind"] for d in docs}

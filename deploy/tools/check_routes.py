@@ -3,7 +3,11 @@
 
 Each case runs `amtool config routes test --verify.receivers` (amtool decides, not this script), and
 every route of the tree must be the one some case ends in, so a new route without a case fails.
+Cases marked `quorum-only` run against the config with its documented quorum-only switch turned on
+(the lines tagged `# quorum-only` uncommented, written to target/deploy/), and the switch's route
+must be one of theirs: the switch stays a working, tested alternative.
 """
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +16,8 @@ import yaml
 
 CONFIG = "deploy/alertmanager/alertmanager.yml"
 CASES = "deploy/alertmanager/routes.tests"
+QUORUM_CONFIG = "target/deploy/alertmanager-quorum-only.yml"
+SWITCH = "# quorum-only"
 
 MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"(.*)"\s*$')
 
@@ -50,33 +56,69 @@ def all_paths(route, path=()):
         yield from all_paths(child, path + (i,))
 
 
+def quorum_only(text):
+    """The config with the quorum-only switch on: each `#...  # quorum-only` line uncommented."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.rstrip().endswith(SWITCH) and line.lstrip().startswith("#"):
+            indent = len(line) - len(line.lstrip())
+            line = line[:indent] + line[indent + 1:]
+        out.append(line)
+    return "".join(out)
+
+
+def route_at(config, path):
+    route = config["route"]
+    for i in path:
+        route = route["routes"][i]
+    return route
+
+
 def main():
-    config = yaml.safe_load(open(CONFIG))
-    covered = set()
+    text = open(CONFIG).read()
+    config = yaml.safe_load(text)
+    if SWITCH not in text:
+        sys.exit(f"{CONFIG}: the documented quorum-only switch (lines tagged `{SWITCH}`) is missing")
+    os.makedirs(os.path.dirname(QUORUM_CONFIG), exist_ok=True)
+    open(QUORUM_CONFIG, "w").write(quorum_only(text))
+    quorum = yaml.safe_load(open(QUORUM_CONFIG))
+    covered = {CONFIG: set(), QUORUM_CONFIG: set()}
     failures = 0
     cases = 0
     for lineno, line in enumerate(open(CASES), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
+        variant, tree = CONFIG, config
+        if line.startswith("quorum-only "):
+            variant, tree = QUORUM_CONFIG, quorum
+            line = line.removeprefix("quorum-only ").strip()
         expected, *labels = line.split()
         cases += 1
         run = subprocess.run(
-            ["amtool", "config", "routes", "test", f"--config.file={CONFIG}",
+            ["amtool", "config", "routes", "test", f"--config.file={variant}",
              f"--verify.receivers={expected}", *labels],
             capture_output=True, text=True)
         if run.returncode != 0:
             failures += 1
-            print(f"{CASES}:{lineno}: expected {expected}, amtool says {run.stdout.strip()}"
+            print(f"{CASES}:{lineno}: expected {expected} ({variant}), amtool says {run.stdout.strip()}"
                   f" {run.stderr.strip()}")
-        covered.add(deepest(config["route"], dict(l.split("=", 1) for l in labels), ()))
+        covered[variant].add(deepest(tree["route"], dict(l.split("=", 1) for l in labels), ()))
     for path in all_paths(config["route"]):
-        if path and path not in covered:
-            route = config["route"]
-            for i in path:
-                route = route["routes"][i]
+        if path and path not in covered[CONFIG]:
+            route = route_at(config, path)
             failures += 1
             print(f"{CASES}: no case ends in the route {route.get('matchers')} -> {route['receiver']}")
+    # The switch's own route: the quorum config's routes that the default config does not have.
+    default_routes = [route_at(config, p) for p in all_paths(config["route"]) if p]
+    switch = [p for p in all_paths(quorum["route"]) if p and route_at(quorum, p) not in default_routes]
+    if not switch:
+        failures += 1
+        print(f"{CONFIG}: uncommenting the `{SWITCH}` lines adds no route")
+    for path in switch:
+        if path not in covered[QUORUM_CONFIG]:
+            failures += 1
+            print(f"{CASES}: no quorum-only case ends in the switch's route {route_at(quorum, path).get('matchers')}")
     print(f"alertmanager routes: {cases} cases, {failures} failures")
     return 1 if failures else 0
 

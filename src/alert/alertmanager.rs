@@ -13,7 +13,15 @@ use super::{EventKind, Notification, Severity, limits, render};
 use crate::config::Ctx;
 use crate::config::raw::{RawPager, S};
 
-pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
+/// Firing alerts and the watchdog are posted this often. 30 s, so the watchdog's `endsAt`
+/// ([`watchdog_ttl`]: 45 s) stays inside a dead man's switch notified every minute: after
+/// `kill -9` the switch hears at most once more.
+pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(30);
+
+/// `resend_interval` accepted by `check`: short enough for tests, and at most an hour (the
+/// watchdog must reach Alertmanager more often than any dead man's switch's grace).
+pub const RESEND_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
 
 /// A firing alert stays firing this long after the last post unless a resolve is sent: a dead
 /// prober must not resolve an incident while the platform may still be broken (a false RESOLVED
@@ -21,9 +29,16 @@ pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_secs(60);
 /// heartbeats and the Prometheus rules instead.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(3600);
 
-/// The watchdog alert ends this many resend intervals after its last post (as Prometheus does
-/// with its own alerts), so a dead prober's watchdog disappears within minutes.
-const WATCHDOG_ENDS_AFTER_RESENDS: u32 = 4;
+/// The longest `hold`: a month. Longer says "never", which Alertmanager cannot hold either.
+pub const MAX_HOLD: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long the watchdog outlives its last post: 1.5 resend intervals. Alertmanager resolves
+/// it once that passes, and a dead man's switch receiver (`send_resolved: false`) hears nothing
+/// more; half an interval of slack lets a slow post (the pager's `timeout` is 10 s) land in
+/// time. With the default 30 s: the switch stops hearing at most 45 s after the last post.
+pub fn watchdog_ttl(resend_interval: Duration) -> Duration {
+    resend_interval.saturating_add(resend_interval / 2)
+}
 
 /// The `alertname` of the always-firing watchdog alert.
 pub const WATCHDOG: &str = "JoinCanaryWatchdog";
@@ -43,14 +58,15 @@ impl Alertmanager {
         super::reject_keys(ctx, r, i, &["url", "resend_interval", "hold"]);
         let url = super::required(ctx, p, r.url.as_ref(), i, "url")
             .and_then(|u| super::check_url(ctx, u, r.url.as_ref(), i, "url"));
+        let (min, max) = RESEND_INTERVAL_RANGE;
         let resend_interval = match &r.resend_interval {
-            Some(v) => ctx.duration(v, &format!("pager[{i}].resend_interval")),
+            Some(v) => ctx.duration_within(v, &format!("pager[{i}].resend_interval"), min, max),
             None => Some(DEFAULT_RESEND_INTERVAL),
         };
         let hold = match &r.hold {
-            Some(v) => ctx.duration(v, &format!("pager[{i}].hold")),
+            Some(v) => ctx.duration_within(v, &format!("pager[{i}].hold"), min, MAX_HOLD),
             // Never shorter than a few resends, whatever the resend interval.
-            None => Some(DEFAULT_HOLD.max(resend_interval.unwrap_or_default() * 4)),
+            None => Some(DEFAULT_HOLD.max(resend_interval.unwrap_or_default().saturating_mul(4))),
         };
         if let (Some(h), Some(ri)) = (hold, resend_interval)
             && h <= ri
@@ -108,10 +124,7 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     }
     let ends_at = match n.kind {
         EventKind::Resolve => n.at,
-        EventKind::Trigger => {
-            n.at + chrono::Duration::from_std(plan.hold)
-                .unwrap_or_else(|_| chrono::Duration::hours(1))
-        }
+        EventKind::Trigger => after(n.at, plan.hold),
     };
     let mut annotations = serde_json::Map::new();
     annotations.insert(
@@ -146,12 +159,27 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     }
 }
 
+/// `at + d`, saturating instead of panicking: `at` may come from the state log and `d` from
+/// the config, and no value from outside may panic a pager task. A date past chrono's range
+/// becomes its last one, which Alertmanager refuses with a 400 (logged, not a crash).
+pub(crate) fn after(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// The always-firing `JoinCanaryWatchdog` alert, posted every `resend_interval` while the
 /// scheduler is healthy: route it to a dead man's switch, which raises the alarm when it stops.
-pub fn build_watchdog(plan: &Alertmanager, region: &str, at: DateTime<Utc>) -> Request {
-    let ends_at = at
-        + chrono::Duration::from_std(plan.resend_interval * WATCHDOG_ENDS_AFTER_RESENDS)
-            .unwrap_or_else(|_| chrono::Duration::minutes(4));
+/// `startsAt` is the prober's start (`started`), the same in every post; `endsAt` is
+/// [`watchdog_ttl`] after this post (`at`).
+pub fn build_watchdog(
+    plan: &Alertmanager,
+    region: &str,
+    started: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Request {
+    let ends_at = after(at, watchdog_ttl(plan.resend_interval));
     Request {
         url: format!("{}/api/v2/alerts", plan.url.expose()),
         headers: Vec::new(),
@@ -165,6 +193,7 @@ pub fn build_watchdog(plan: &Alertmanager, region: &str, at: DateTime<Utc>) -> R
             "annotations": {
                 "summary": format!("joincanary in {region} is alive; this alert always fires (route it to a dead man's switch)"),
             },
+            "startsAt": started.min(at).to_rfc3339(),
             "endsAt": ends_at.to_rfc3339(),
         }]),
     }
@@ -233,13 +262,43 @@ mod tests {
 
     #[test]
     fn watchdog_payload() {
+        let started = "2025-03-01T11:00:00Z".parse().unwrap();
         let at = "2025-03-01T12:00:00Z".parse().unwrap();
-        let req = build_watchdog(&plan(), "eu-west-1", at);
+        let req = build_watchdog(&plan(), "eu-west-1", started, at);
         assert_eq!(req.url, "http://am:9093/api/v2/alerts");
         assert_eq!(
             req.body[0]["labels"],
             json!({"alertname": "JoinCanaryWatchdog", "region": "eu-west-1", "severity": "none", "source": "joincanary"})
         );
-        assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:04:00+00:00");
+        // Stable across posts (Alertmanager sets a missing startsAt to endsAt: in the future).
+        assert_eq!(req.body[0]["startsAt"], "2025-03-01T11:00:00+00:00");
+        // 1.5 resend intervals (60 s here) after the post.
+        assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:01:30+00:00");
+        let default = Alertmanager {
+            resend_interval: DEFAULT_RESEND_INTERVAL,
+            ..plan()
+        };
+        let req = build_watchdog(&default, "eu-west-1", started, at);
+        assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:00:45+00:00");
+    }
+
+    /// Dates and durations from outside (a damaged state log, an absurd config) never panic:
+    /// the sum saturates.
+    #[test]
+    fn end_times_saturate_instead_of_panicking() {
+        let huge = Duration::from_secs(u64::MAX);
+        let mut n = sample(EventKind::Trigger);
+        let p = Alertmanager {
+            hold: huge,
+            resend_interval: huge,
+            ..plan()
+        };
+        let max = DateTime::<Utc>::MAX_UTC.to_rfc3339();
+        assert_eq!(build_request(&p, &n).body[0]["endsAt"], json!(max));
+        n.at = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(build_request(&plan(), &n).body[0]["endsAt"], json!(max));
+        let req = build_watchdog(&p, "r", n.at, n.at);
+        assert_eq!(req.body[0]["endsAt"], json!(max));
+        assert_eq!(watchdog_ttl(huge), Duration::MAX);
     }
 }

@@ -168,6 +168,31 @@ impl Ctx<'_> {
         self.duration_from(value, key, false)
     }
 
+    /// A duration in `min..=max`: a value outside it (`100000000years`) is an error that states
+    /// the accepted range, rather than an overflow later in a date calculation.
+    pub fn duration_within(
+        &mut self,
+        value: &raw::S<String>,
+        key: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let d = self.duration(value, key)?;
+        if (min..=max).contains(&d) {
+            return Some(d);
+        }
+        self.error(
+            Some(value.span()),
+            key,
+            format_args!(
+                "must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        );
+        None
+    }
+
     /// A duration where zero means "none" (jitter).
     pub fn duration_or_zero(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
         self.duration_from(value, key, true)

@@ -85,6 +85,20 @@ impl TempConfig {
         config::load(&self.path, &env(env_pairs))
     }
 
+    /// The errors loading it gives (as `check` prints them), with the temporary directory cut
+    /// from the paths; panics if it loads.
+    pub fn errors(&self) -> Vec<String> {
+        let prefix = format!("{}/", self.dir.path().display());
+        match self.load(&[]) {
+            Ok(_) => panic!("config should be rejected"),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| e.to_string().replace(&prefix, ""))
+                    .collect()
+            }
+        }
+    }
+
     pub fn probe_path(&self, name: &str) -> PathBuf {
         self.dir.path().join("probes").join(name)
     }
