@@ -1072,6 +1072,9 @@ mod tests {
 
     use crate::report::{FailureReason, StepKind, StepReport, Trigger};
 
+    type ProbeKey = (String, String);
+    type LabelValues = Vec<String>;
+
     /// The `probe_*` families as the prometheus crate's own vectors keep them (what this
     /// module used before it wrote the text itself), to compare the output byte for byte.
     struct Reference {
@@ -1089,7 +1092,7 @@ mod tests {
         firing: IntGaugeVec,
         gauge_value: GaugeVec,
         /// The `probe_gauge_value` label values each (probe, region) set at its last run.
-        gauges_set: std::sync::Mutex<Vec<((String, String), Vec<Vec<String>>)>>,
+        gauges_set: std::sync::Mutex<Vec<(ProbeKey, Vec<LabelValues>)>>,
         all_phases: bool,
     }
 
