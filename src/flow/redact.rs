@@ -135,6 +135,11 @@ impl Redactor {
         self.shared.secrets.is_empty() && self.own.secrets.is_empty()
     }
 
+    /// True when `text` holds some shape of a secret.
+    pub fn holds_secret(&self, text: &str) -> bool {
+        self.scrub(text) != text
+    }
+
     /// `text` with every form of every secret replaced by `[redacted]`.
     pub fn scrub(&self, text: &str) -> String {
         // The set holding the longest secret goes first, so it is scrubbed whole.
