@@ -901,7 +901,7 @@ type = "slack"
 url = "${SLACK_URL:-${HOOKS}/services/T000/B000/${REGION}}"
 "#;
     let (_cfg, plan) = plan(pager, &[("HOOKS", &slack.url()), ("REGION", "eu-west-1")]);
-    let results = test_page(&plan.pagers, "test", &[]).await;
+    let results = test_page(&plan.pagers, "test", &[], None, Clock::system()).await;
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
     let paths: Vec<String> = slack.seen().into_iter().map(|s| s.path).collect();
     assert!(!paths.is_empty());
