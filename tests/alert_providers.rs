@@ -887,3 +887,35 @@ async fn email_rejected_after_data_is_a_failed_delivery() {
     }
     assert_eq!(std::fs::read_dir(smtp.dir.path()).unwrap().count(), 0);
 }
+
+/// Issue 16: a `${REGION}` inside a default was sent literally (a Slack URL path became
+/// `/services/T000/B000/${REGION}`); it is expanded, and an unset one is refused at load.
+#[tokio::test]
+async fn a_variable_nested_in_a_default_is_expanded_in_the_pager_url() {
+    let slack = Receiver::statuses(&[], 200).await;
+    let pager = r#"
+[[pager]]
+name = "slack"
+type = "slack"
+url = "${SLACK_URL:-${HOOKS}/services/T000/B000/${REGION}}"
+"#;
+    let (_cfg, plan) = plan(pager, &[("HOOKS", &slack.url()), ("REGION", "eu-west-1")]);
+    let results = test_page(&plan.pagers, "test", &[]).await;
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    let paths: Vec<String> = slack.seen().into_iter().map(|s| s.path).collect();
+    assert!(!paths.is_empty());
+    assert!(
+        paths.iter().all(|p| p == "/services/T000/B000/eu-west-1"),
+        "{paths:?}"
+    );
+    // The default is used and names a variable that is not set: a load error naming it.
+    let cfg = TempConfig::new(pager, &[("p.toml", PROBE)]);
+    let err = cfg
+        .load(&[("HOOKS", &slack.url())])
+        .expect_err("REGION is not set")
+        .to_string();
+    assert!(
+        err.contains("joincanary.toml:9:7: pager[0].url: environment variable `REGION`"),
+        "{err}"
+    );
+}
