@@ -8,6 +8,7 @@ pub mod alertmanager;
 pub mod dispatch;
 pub mod email;
 pub mod engine;
+pub mod health;
 pub mod limits;
 pub mod notify;
 pub mod opsgenie;
