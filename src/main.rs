@@ -165,7 +165,7 @@ enum Command {
         state_dir: Option<OrUnset<PathBuf>>,
         /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
         /// this often; `0s` turns it off.
-        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = humantime::parse_duration)]
+        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = joincanary::config::parse_flag_duration)]
         watch_interval: std::time::Duration,
         /// Connections the listener serves at once; more are closed as they arrive. Capped at a
         /// quarter of the open-files limit, so the probes always have descriptors.
@@ -216,7 +216,7 @@ enum Command {
         #[arg(long, env = "SIM_REDIS_URL", hide_env_values = true)]
         redis: Option<String>,
         /// Deadline of each Redis operation (a join past it is answered with an error frame).
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "2s", value_parser = joincanary::config::parse_flag_duration)]
         redis_timeout: std::time::Duration,
     },
 }

@@ -35,6 +35,35 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/joincanary.toml";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default budget of frames a `ws_expect` step reads before giving up.
 pub const DEFAULT_MAX_FRAMES: usize = 1000;
+/// The longest duration any key accepts: a year (365.25 days, humantime's `1year`), so a
+/// yearly maintenance window fits. A longer one is a slip of the unit, and bounding every
+/// duration here keeps each time calculation downstream (dates, timers, backoffs) far from
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+/// The shortest duration a key that must be greater than zero accepts.
+const MIN_DURATION: Duration = Duration::from_nanos(1);
+
+/// "must be between 10ms and 1h": the accepted range, as every out-of-range error says it.
+fn out_of_range(min: Duration, max: Duration) -> String {
+    format!(
+        "must be between {} and {}",
+        humantime::format_duration(min),
+        humantime::format_duration(max)
+    )
+}
+
+/// A duration flag (`--config.watch-interval`, `--redis-timeout`): as in the files, at most
+/// [`MAX_DURATION`] (a timer of a longer period overflows when it is re-armed).
+///
+/// # Errors
+/// Not a duration, or out of range.
+pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err(out_of_range(Duration::ZERO, MAX_DURATION)),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// One problem in a config or probe file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,12 +193,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// A duration greater than zero, at most [`MAX_DURATION`].
     pub fn duration(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
-        self.duration_from(value, key, false)
+        self.duration_from(value, key, MIN_DURATION, MAX_DURATION)
     }
 
-    /// A duration in `min..=max`: a value outside it (`100000000years`) is an error that states
-    /// the accepted range, rather than an overflow later in a date calculation.
+    /// A duration in `min..=max` (within 1ns ..= [`MAX_DURATION`] whatever is asked): a value
+    /// outside it (`100000000years`) is an error that states the accepted range, rather than
+    /// an overflow later in a date calculation.
     pub fn duration_within(
         &mut self,
         value: &raw::S<String>,
@@ -177,51 +208,30 @@ impl Ctx<'_> {
         min: Duration,
         max: Duration,
     ) -> Option<Duration> {
-        let d = self.duration(value, key)?;
-        if (min..=max).contains(&d) {
-            return Some(d);
-        }
-        self.error(
-            Some(value.span()),
-            key,
-            format_args!(
-                "must be between {} and {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            ),
-        );
-        None
+        self.duration_from(value, key, min.max(MIN_DURATION), max.min(MAX_DURATION))
     }
 
-    /// A duration where zero means "none" (jitter).
+    /// A duration where zero means "none" (jitter), at most [`MAX_DURATION`].
     pub fn duration_or_zero(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
-        self.duration_from(value, key, true)
+        self.duration_from(value, key, Duration::ZERO, MAX_DURATION)
     }
 
     fn duration_from(
         &mut self,
         value: &raw::S<String>,
         key: &str,
-        zero_ok: bool,
+        min: Duration,
+        max: Duration,
     ) -> Option<Duration> {
         let text = self.env_str(value, key)?;
-        match humantime::parse_duration(text.trim()) {
-            Ok(d) if zero_ok || d > Duration::ZERO => Some(d),
-            Ok(_) => {
-                self.error(Some(value.span()), key, "must be greater than zero");
-                None
-            }
-            Err(e) => {
-                self.error(
-                    Some(value.span()),
-                    key,
-                    format_args!(
-                        "`{text}` is not a duration ({e}); write e.g. `500ms`, `10s`, `1m`"
-                    ),
-                );
-                None
-            }
-        }
+        let message = match humantime::parse_duration(text.trim()) {
+            Ok(d) if (min..=max).contains(&d) => return Some(d),
+            Ok(d) if d.is_zero() && min == MIN_DURATION => "must be greater than zero".to_string(),
+            Ok(_) => out_of_range(min, max),
+            Err(e) => format!("`{text}` is not a duration ({e}); write e.g. `500ms`, `10s`, `1m`"),
+        };
+        self.error(Some(value.span()), key, message);
+        None
     }
 
     pub fn positive(&mut self, value: &raw::S<i64>, key: &str) -> Option<usize> {

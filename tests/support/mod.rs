@@ -88,8 +88,13 @@ impl TempConfig {
     /// The errors loading it gives (as `check` prints them), with the temporary directory cut
     /// from the paths; panics if it loads.
     pub fn errors(&self) -> Vec<String> {
+        self.errors_with(&[])
+    }
+
+    /// [`TempConfig::errors`] with these environment variables.
+    pub fn errors_with(&self, env_pairs: &[(&str, &str)]) -> Vec<String> {
         let prefix = format!("{}/", self.dir.path().display());
-        match self.load(&[]) {
+        match self.load(env_pairs) {
             Ok(_) => panic!("config should be rejected"),
             Err(e) => {
                 e.0.iter()
