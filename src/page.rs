@@ -451,14 +451,15 @@ fn percent(a: &crate::rollup::Availability) -> String {
     }
 }
 
-/// "over 5h 12m of data" when the kept hours cover less than the window.
-fn coverage(a: &crate::rollup::Availability, window: i64) -> String {
+/// " (data since 20:00 UTC)" when the kept hours cover less than the window: the roll-ups
+/// are whole hours, so that is the start of the first hour kept.
+fn coverage(a: &crate::rollup::Availability, window: i64, now: DateTime<Utc>) -> String {
     if a.covered_seconds >= window || a.runs == 0 {
         String::new()
     } else {
         format!(
-            " (over the {} kept so far)",
-            span(chrono::Duration::seconds(a.covered_seconds))
+            " (data since {})",
+            time(now - chrono::Duration::seconds(a.covered_seconds))
         )
     }
 }
@@ -562,10 +563,10 @@ fn card(html: &mut String, doc: &StatusDoc, p: &ProbeStatus, now: DateTime<Utc>)
             "last 24 h <strong>{}</strong> of {} runs{} · last 7 d <strong>{}</strong> of {} runs{}",
             esc(&percent(&w.day)),
             w.day.runs,
-            esc(&coverage(&w.day, 24 * 3600)),
+            esc(&coverage(&w.day, crate::rollup::DAY, now)),
             esc(&percent(&w.week)),
             w.week.runs,
-            esc(&coverage(&w.week, 7 * 24 * 3600)),
+            esc(&coverage(&w.week, crate::rollup::WEEK, now)),
         ),
     );
     html.push_str("</dl>");
@@ -618,8 +619,12 @@ fn charts(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, no
             .iter()
             .filter_map(|(_, p)| p.hourly.front().map(|b| b.t))
             .min();
-        let week = oldest.is_some_and(|t| now_s - t > 24 * 3600);
-        let window: i64 = if week { 7 * 24 * 3600 } else { 24 * 3600 };
+        let week = oldest.is_some_and(|t| now_s - t > crate::rollup::DAY);
+        let window = if week {
+            crate::rollup::WEEK
+        } else {
+            crate::rollup::DAY
+        };
         let start = now_s - window;
         let x = |t: i64| {
             LEFT + (W - LEFT - RIGHT) * ((t - start) as f64 / window as f64).clamp(0.0, 1.0)
@@ -667,7 +672,7 @@ fn charts(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, no
                 y(ms),
                 LEFT - 6.0,
                 y(ms) + 4.0,
-                esc(&human_duration(Duration::from_secs_f64(ms / 1000.0))),
+                esc(&human_duration(crate::report::clamped_ms(ms))),
             );
         }
         let step = if week { 24 * 3600 } else { 6 * 3600 };
@@ -729,8 +734,8 @@ fn charts(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, no
                     esc(&format!(
                         "{region}, hour from {}: mean {}, slowest {}, {} of {} passed",
                         b.start().map(time).unwrap_or_default(),
-                        human_duration(Duration::from_secs_f64(mean / 1000.0)),
-                        human_duration(Duration::from_secs_f64(b.max.max(0.0) / 1000.0)),
+                        human_duration(crate::report::clamped_ms(mean)),
+                        human_duration(crate::report::clamped_ms(b.max)),
                         b.ok,
                         b.n
                     )),

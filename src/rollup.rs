@@ -9,9 +9,14 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A week of hours.
-pub const HOURS: usize = 7 * 24;
+/// A week of hours, plus the one under way: the bucket that holds "7 days ago" is still kept
+/// when the current hour has only begun.
+pub const HOURS: usize = 7 * 24 + 1;
 const HOUR: i64 = 3600;
+/// The longer availability window, seconds.
+pub const WEEK: i64 = 7 * 24 * HOUR;
+/// The shorter one.
+pub const DAY: i64 = 24 * HOUR;
 /// A duration above this (a day) is not a run's: a peer's bucket holding one is cut to it.
 const MAX_MS: f64 = 86_400_000.0;
 
@@ -121,8 +126,8 @@ pub fn availability(hours: &VecDeque<HourBucket>, now: DateTime<Utc>, window: i6
 /// The 24-hour and 7-day windows.
 pub fn windows(hours: &VecDeque<HourBucket>, now: DateTime<Utc>) -> Windows {
     Windows {
-        day: availability(hours, now, 24 * HOUR),
-        week: availability(hours, now, HOURS as i64 * HOUR),
+        day: availability(hours, now, DAY),
+        week: availability(hours, now, WEEK),
     }
 }
 
@@ -165,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn a_week_of_minutes_is_168_buckets_and_availability_counts_them() {
+    fn a_week_of_minutes_is_169_buckets_and_availability_counts_them() {
         let mut hours = VecDeque::new();
         let start = 1_700_000_000 / HOUR * HOUR;
         // Nine days of one run a minute; every 50th fails.
@@ -174,8 +179,14 @@ mod tests {
         }
         assert_eq!(hours.len(), HOURS);
         let now = at(start + 9 * 24 * 3600);
+        // Half an hour later, the hour that began 7 days and 30 minutes ago still counts whole
+        // (and the one under way has no runs yet).
+        let later = windows(&hours, at(start + 9 * 24 * 3600 + 1800));
+        assert_eq!(later.week.runs, 7 * 24 * 60);
+        assert_eq!(later.day.runs, 24 * 60);
         let w = windows(&hours, now);
         assert_eq!(w.day.runs, 24 * 60);
+        // `now` is on the hour: exactly the week's hours.
         assert_eq!(w.week.runs, 7 * 24 * 60);
         assert!((w.week.ratio.unwrap() - 0.98).abs() < 0.001, "{w:?}");
         assert_eq!(w.day.covered_seconds, 24 * 3600);

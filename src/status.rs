@@ -626,6 +626,30 @@ mod tests {
     }
 
     #[test]
+    fn a_week_of_runs_every_minute_keeps_the_file_small() {
+        let status = Status::new("r");
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        let start = Utc::now() - chrono::Duration::days(9);
+        for i in 0..9 * 24 * 60 {
+            let mut r = run("p", i % 97 != 0, 2000);
+            r.started_at = start + chrono::Duration::minutes(i);
+            status.record(&Arc::new(r));
+        }
+        let p = &status.snapshot()[0];
+        assert_eq!(p.hourly.len(), crate::rollup::HOURS);
+        let week = p.availability.week.runs;
+        assert!((7 * 24 * 60..=7 * 24 * 60 + 60).contains(&week), "{week}");
+        let bytes = status.saved_bytes();
+        assert!(bytes.len() < 40 * 1024, "{} bytes", bytes.len());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        crate::alert::engine::write_atomic(&path, &bytes).unwrap();
+        let again = Status::new("r");
+        again.restore(&path);
+        assert_eq!(again.snapshot()[0].hourly, p.hourly);
+    }
+
+    #[test]
     fn a_broken_history_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(HISTORY_FILE);
