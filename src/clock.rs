@@ -25,6 +25,11 @@ impl Clock {
         }
     }
 
+    /// The wall-clock time the clock was made at: for the service, when it started.
+    pub fn started(&self) -> DateTime<Utc> {
+        self.origin_wall
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.wall_at(Instant::now())
     }

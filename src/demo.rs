@@ -27,7 +27,6 @@ impl EnvSource for DemoEnv {
     fn get(&self, name: &str) -> Option<String> {
         match name {
             "SIM_URL" => Some(self.sim_url.clone()),
-            "JOINCANARY_LISTEN" => None,
             _ => ProcessEnv.get(name),
         }
     }

@@ -8,7 +8,7 @@
 //! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C;
-//! [`logging`] sets up `--log.level`/`--log.format`; [`web`] is `--web.config.file` (TLS, basic auth); `process` exports `process_*` metrics.
+//! [`logging`] sets up `--log.level`/`--log.format`; [`web`] is `--web.config.file` (TLS, basic auth); [`healthcheck`] asks a running service for `/healthz` as it is configured (the container's HEALTHCHECK); `process` exports `process_*` metrics.
 
 pub mod alert;
 pub mod clock;
@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod fleet;
 pub mod flow;
+pub mod healthcheck;
 pub mod heartbeat;
 pub mod logging;
 pub mod metrics;

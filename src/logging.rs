@@ -79,60 +79,48 @@ fn filter(level: &str) -> Result<tracing_subscriber::EnvFilter, LogError> {
             detail: "not one of debug, info, warn, error".to_string(),
         });
     }
-    let mut filter =
-        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| LogError::Level {
-            level: level.to_string(),
-            detail: e.to_string(),
-        })?;
-    for directive in wire_caps(level) {
-        filter = filter.add_directive(directive);
-    }
-    Ok(filter)
+    tracing_subscriber::EnvFilter::try_new(scoped(level)).map_err(|e| LogError::Level {
+        level: level.to_string(),
+        detail: e.to_string(),
+    })
 }
 
-/// Libraries that log what goes over the wire at debug or trace: tungstenite the websocket
-/// upgrade request (URL token, `Authorization`), lettre the SMTP dialogue (`AUTH PLAIN`),
-/// reqwest redirect URLs (a Slack webhook URL is its secret).
-const WIRE_CRATES: [&str; 11] = [
-    "tungstenite",
-    "tokio_tungstenite",
-    "hyper",
-    "hyper_util",
-    "h2",
-    "reqwest",
-    "rustls",
-    "tokio_rustls",
-    "lettre",
-    "redis",
-    "axum",
-];
-
-/// `debug` or `trace` is for joincanary's own logs: each wire-level library stays at `info`
-/// unless the filter names it (`tungstenite=trace` is a deliberate choice, with its risk).
-fn wire_caps(level: &str) -> Vec<tracing_subscriber::filter::Directive> {
-    let mut default_verbose = false;
-    let mut named: Vec<&str> = Vec::new();
+/// `debug` and `trace` are for joincanary's own logs: every other crate stays at `info` unless
+/// the filter names it (`trace,tungstenite=trace` is a deliberate choice, with its risk).
+///
+/// Libraries log what goes over the wire at those levels: tungstenite the websocket upgrade
+/// request (URL token, `Authorization`), lettre the SMTP dialogue (`AUTH PLAIN`), reqwest
+/// redirect URLs (a Slack webhook URL is its secret), cookie_store every `Set-Cookie` it
+/// stores (the session cookie). A list of such crates misses the next one a dependency pulls
+/// in; capping all of them but joincanary cannot.
+fn scoped(level: &str) -> String {
+    let mut verbose = None;
+    let mut named_self = false;
+    let mut parts: Vec<String> = Vec::new();
     for part in level.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('=') {
-            Some((target, _)) => named.push(target.split('[').next().unwrap_or(target).trim()),
-            None if part.starts_with('[') => {}
-            None => {
-                default_verbose = matches!(part.to_ascii_lowercase().as_str(), "debug" | "trace");
+            Some((target, _)) => {
+                let target = target.split('[').next().unwrap_or(target).trim();
+                // A module of joincanary (`joincanary::flow=trace`) is more specific and wins
+                // over the crate-wide directive added below.
+                named_self |= target == "joincanary";
+                parts.push(part.to_string());
             }
+            None if !part.starts_with('[')
+                && matches!(part.to_ascii_lowercase().as_str(), "debug" | "trace") =>
+            {
+                verbose = Some(part.to_ascii_lowercase());
+                parts.push("info".to_string());
+            }
+            None => parts.push(part.to_string()),
         }
     }
-    if !default_verbose {
-        return Vec::new();
+    if let Some(verbose) = verbose
+        && !named_self
+    {
+        parts.push(format!("joincanary={verbose}"));
     }
-    WIRE_CRATES
-        .iter()
-        .filter(|c| {
-            !named
-                .iter()
-                .any(|n| n == *c || n.starts_with(&format!("{c}::")))
-        })
-        .filter_map(|c| format!("{c}=info").parse().ok())
-        .collect()
+    parts.join(",")
 }
 
 /// `ts=2026-11-29T21:50:00.123Z level=info msg="probe run succeeded" region=eu probe=x`.
@@ -332,23 +320,28 @@ mod tests {
     }
 
     #[test]
-    fn wire_libraries_stay_at_info_unless_named() {
-        let capped = |level: &str| -> Vec<String> {
-            wire_caps(level).iter().map(ToString::to_string).collect()
-        };
-        assert!(capped("trace").contains(&"tungstenite=info".to_string()));
-        assert!(capped("joincanary=trace,debug").contains(&"lettre=info".to_string()));
-        assert!(
-            !capped("debug,tungstenite=trace")
-                .iter()
-                .any(|d| d.starts_with("tungstenite="))
+    fn other_crates_stay_at_info_unless_named() {
+        assert_eq!(scoped("trace"), "info,joincanary=trace");
+        assert_eq!(scoped("DEBUG"), "info,joincanary=debug");
+        assert_eq!(
+            scoped("debug,tungstenite=trace"),
+            "info,tungstenite=trace,joincanary=debug"
         );
-        assert!(
-            capped("tokio_tungstenite::compat=trace,trace")
-                .contains(&"tungstenite=info".to_string())
+        assert_eq!(
+            scoped("joincanary::flow=trace,debug"),
+            "joincanary::flow=trace,info,joincanary=debug"
         );
-        // Quieter than info already: nothing to cap (a cap would raise them to info).
-        assert!(capped("warn").is_empty() && capped("joincanary=trace").is_empty());
+        // joincanary named: its own directive decides.
+        assert_eq!(scoped("joincanary=warn,trace"), "joincanary=warn,info");
+        // Quieter than debug already: unchanged (a cap would raise them to info).
+        for quiet in [
+            "warn",
+            "joincanary=trace",
+            "info,joincanary::scheduler=debug",
+            "off",
+        ] {
+            assert_eq!(scoped(quiet), quiet);
+        }
     }
 
     #[test]

@@ -55,6 +55,53 @@ struct ConfigArg {
     config: Option<PathBuf>,
 }
 
+/// `--web.listen-address` on `run` and `healthcheck`: the flag, else `JOINCANARY_LISTEN`, else
+/// the config's `listen`, else 127.0.0.1:9464.
+#[derive(clap::Args)]
+struct ListenArg {
+    /// Address for metrics, status and health endpoints; overrides `listen` in the config (the
+    /// container image sets JOINCANARY_LISTEN=0.0.0.0:9464).
+    #[arg(long = "web.listen-address", value_name = "ADDR", env = "JOINCANARY_LISTEN", value_parser = or_unset::<std::net::SocketAddr>)]
+    listen: Option<OrUnset<std::net::SocketAddr>>,
+}
+
+/// A flag's value where empty means not given, as an empty `${VAR}` counts as unset in the
+/// config: `-e JOINCANARY_LISTEN=` hands the address back to the config file.
+#[derive(Clone)]
+struct OrUnset<T>(Option<T>);
+
+fn or_unset<T: std::str::FromStr>(text: &str) -> Result<OrUnset<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    if text.is_empty() {
+        return Ok(OrUnset(None));
+    }
+    text.parse::<T>()
+        .map(|v| OrUnset(Some(v)))
+        .map_err(|e| e.to_string())
+}
+
+/// The value of an [`OrUnset`] flag.
+fn given<T>(flag: Option<OrUnset<T>>) -> Option<T> {
+    flag.and_then(|f| f.0)
+}
+
+/// `--web.config.file` on `run`, `check` and `healthcheck` (one variable sets it for the
+/// service and its container health check alike).
+#[derive(clap::Args)]
+struct WebConfigArg {
+    /// TLS and basic auth for every endpoint, in the Prometheus exporter-toolkit format
+    /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes); `run` reads it at start-up.
+    #[arg(
+        long = "web.config.file",
+        value_name = "PATH",
+        env = "JOINCANARY_WEB_CONFIG_FILE",
+        value_parser = or_unset::<PathBuf>
+    )]
+    web_config: Option<OrUnset<PathBuf>>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run each selected probe once and report (exit 0 all passed, 1 any failed, 2 bad config).
@@ -71,27 +118,54 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
-        /// Also check this web config (TLS files, bcrypt hashes), as `run` would read it.
-        #[arg(long = "web.config.file", value_name = "PATH")]
-        web_config: Option<PathBuf>,
+        /// Also checked (TLS files, bcrypt hashes), as `run` would read it.
+        #[command(flatten)]
+        web: WebConfigArg,
+    },
+    /// Ask the `joincanary run` on this host for `/healthz` as it is configured (listen address,
+    /// TLS, basic auth), within a short deadline: exit 0 healthy, 1 not. The container's
+    /// HEALTHCHECK.
+    Healthcheck {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        listen: ListenArg,
+        #[command(flatten)]
+        web: WebConfigArg,
+        /// User for basic auth, when the web config lists users.
+        #[arg(long, env = "JOINCANARY_HEALTHCHECK_USER", value_parser = or_unset::<String>)]
+        user: Option<OrUnset<String>>,
+        /// A file holding that user's password (a mounted secret; trailing newline ignored).
+        #[arg(
+            long = "password-file",
+            value_name = "PATH",
+            env = "JOINCANARY_HEALTHCHECK_PASSWORD_FILE",
+            value_parser = or_unset::<PathBuf>
+        )]
+        password_file: Option<OrUnset<PathBuf>>,
+        /// Deadline for the whole check: connect, TLS, request and answer.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM.
     Run {
         #[command(flatten)]
         config: ConfigArg,
-        /// Address for metrics, status and health endpoints; overrides `listen` in the config.
-        #[arg(long = "web.listen-address", value_name = "ADDR")]
-        listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        listen: ListenArg,
         /// Serve `POST /-/reload` (SIGHUP always reloads).
         #[arg(long = "web.enable-lifecycle")]
         enable_lifecycle: bool,
-        /// TLS and basic auth for every endpoint, in the Prometheus exporter-toolkit format
-        /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes); read at start-up.
-        #[arg(long = "web.config.file", value_name = "PATH")]
-        web_config: Option<PathBuf>,
+        #[command(flatten)]
+        web: WebConfigArg,
+        /// Where alert state, the outbox and the status history are kept; overrides `state_dir`
+        /// in the config (relative to the working directory; the container image sets
+        /// JOINCANARY_STATE_DIR=/var/lib/joincanary).
+        #[arg(long = "state.dir", value_name = "DIR", env = "JOINCANARY_STATE_DIR", value_parser = or_unset::<PathBuf>)]
+        state_dir: Option<OrUnset<PathBuf>>,
         /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
         /// this often; `0s` turns it off.
-        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = humantime::parse_duration)]
+        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = joincanary::config::parse_flag_duration)]
         watch_interval: std::time::Duration,
         /// Connections the listener serves at once; more are closed as they arrive. Capped at a
         /// quarter of the open-files limit, so the probes always have descriptors.
@@ -117,6 +191,11 @@ enum Command {
         /// Only this pager (repeatable).
         #[arg(long = "pager")]
         pagers: Vec<String>,
+        /// Alertmanager pagers: keep the test alert firing this long before resolving it, so
+        /// Alertmanager notifies (default: the route's group_wait read from Alertmanager plus
+        /// 3 s, else 40 s). Other pagers resolve at once.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
     },
     /// Run the reference conference server.
     #[cfg(feature = "sim")]
@@ -142,7 +221,7 @@ enum Command {
         #[arg(long, env = "SIM_REDIS_URL", hide_env_values = true)]
         redis: Option<String>,
         /// Deadline of each Redis operation (a join past it is answered with an error frame).
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "2s", value_parser = joincanary::config::parse_flag_duration)]
         redis_timeout: std::time::Duration,
     },
 }
@@ -228,11 +307,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Check { config, web_config } => {
+        Command::Check {
+            config,
+            web: WebConfigArg { web_config },
+        } => {
             let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
-            if let Some(web_path) = &web_config
+            if let Some(web_path) = &given(web_config)
                 && let Err(e) = joincanary::web::WebConfig::load(web_path)
             {
                 eprint_line(&format!("error: --web.config.file {e}"));
@@ -316,12 +398,31 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             print_stdout(&out);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Healthcheck {
+            config,
+            listen: ListenArg { listen },
+            web: WebConfigArg { web_config },
+            user,
+            password_file,
+            timeout,
+        } => {
+            healthcheck(
+                config.config.as_deref(),
+                given(listen),
+                given(web_config).as_deref(),
+                given(user),
+                given(password_file).as_deref(),
+                timeout,
+            )
+            .await
+        }
         Command::Run {
             config,
-            listen,
+            listen: ListenArg { listen },
             enable_lifecycle,
             watch_interval,
-            web_config,
+            web: WebConfigArg { web_config },
+            state_dir,
             max_connections,
         } => {
             let path = config::config_path(config.config.as_deref());
@@ -329,9 +430,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             };
             plan.web_limits.max_connections = listener_cap(max_connections, &plan.region);
-            if let Some(addr) = listen {
-                plan.listen = addr;
-            }
+            let (listen, state_dir, web_config) =
+                (given(listen), given(state_dir), given(web_config));
+            // Flag (or its environment variable) over the file, at start and at every reload.
+            let overrides = move |plan: &mut config::Plan| {
+                if let Some(addr) = listen {
+                    plan.listen = addr;
+                }
+                if let Some(dir) = &state_dir {
+                    plan.state_dir = dir.clone();
+                }
+            };
+            overrides(&mut plan);
             if let Some(web_path) = &web_config {
                 match joincanary::web::WebConfig::load(web_path) {
                     Ok(w) => plan.web = Some(w),
@@ -355,11 +465,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let reload = joincanary::service::Reload {
                 loader: Box::new(move || {
                     config::load(&path, &ProcessEnv).map(|mut p| {
-                        // The flag keeps winning over the file, so a reload does not warn
-                        // that `listen` changed.
-                        if let Some(addr) = listen {
-                            p.listen = addr;
-                        }
+                        // The flags keep winning over the file, so a reload does not warn
+                        // that `listen` or `state_dir` changed.
+                        overrides(&mut p);
                         p
                     })
                 }),
@@ -384,7 +492,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             joincanary::demo::run(listen, joincanary::shutdown::signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::TestPage { config, pagers } => {
+        Command::TestPage {
+            config,
+            pagers,
+            wait,
+        } => {
             let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
@@ -416,14 +528,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 &selected,
                 &plan.region,
                 &joincanary::alert::links(&plan),
+                wait,
+                joincanary::clock::Clock::system(),
             )
             .await;
             let mut all_ok = true;
             for (name, result) in &results {
                 match result {
-                    Ok(()) => print_stdout(&format!(
-                        "{name}: ok (test trigger and resolve delivered)\n"
-                    )),
+                    Ok(notes) => {
+                        for note in notes {
+                            print_stdout(&format!("{name}: {note}\n"));
+                        }
+                        print_stdout(&format!(
+                            "{name}: ok (test trigger and resolve delivered)\n"
+                        ));
+                    }
                     Err(e) => {
                         all_ok = false;
                         print_stdout(&format!("{name}: FAILED: {e}\n"));
@@ -460,6 +579,63 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             server.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `joincanary healthcheck`: exit 0 when `/healthz` answers 200 within `timeout`, 1 otherwise
+/// (Docker reserves 2), one line saying which.
+async fn healthcheck(
+    config_flag: Option<&std::path::Path>,
+    listen: Option<std::net::SocketAddr>,
+    web_config: Option<&std::path::Path>,
+    user: Option<String>,
+    password_file: Option<&std::path::Path>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let unhealthy = |message: String| {
+        eprint_line(&format!("unhealthy: {message}"));
+        Ok(ExitCode::from(1))
+    };
+    let addr = match listen {
+        Some(a) => a,
+        None => match config::listen_address(&config::config_path(config_flag), &ProcessEnv) {
+            Ok(a) => a,
+            Err(e) => return unhealthy(e.to_string()),
+        },
+    };
+    let web = match web_config.map(joincanary::web::WebConfig::load) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => return unhealthy(format!("--web.config.file {e}")),
+    };
+    let credentials = match (user, password_file) {
+        (Some(u), Some(file)) => match joincanary::config::file::read_text(file) {
+            Ok(p) => Some((u, p.trim_end_matches(['\r', '\n']).to_string())),
+            Err(e) => return unhealthy(format!("--password-file {}: {e}", file.display())),
+        },
+        (None, None) => None,
+        _ => {
+            return unhealthy(
+                "basic auth needs both a user and a password file (JOINCANARY_HEALTHCHECK_USER and JOINCANARY_HEALTHCHECK_PASSWORD_FILE)".into(),
+            );
+        }
+    };
+    let target = joincanary::healthcheck::Target {
+        addr,
+        pinned: web.as_ref().and_then(|w| w.served_certificate().cloned()),
+        credentials,
+        auth_required: web.as_ref().is_some_and(joincanary::web::WebConfig::auth),
+    };
+    match joincanary::healthcheck::check(&target, timeout).await {
+        Ok(h) => {
+            print_stdout(&format!(
+                "ok: {} answered 200 in {}\n",
+                h.url,
+                joincanary::report::human_duration(h.took)
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => unhealthy(e.to_string()),
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -438,7 +437,7 @@ fn strip(html: &mut String, p: &ProbeStatus) {
         html.push_str("<span class=\"run empty\"></span>");
     }
     for h in p.history.iter().rev() {
-        let ms = Duration::from_secs_f64(h.duration_ms.max(0.0) / 1000.0);
+        let ms = crate::report::clamped_ms(h.duration_ms);
         let outcome = if h.success {
             "passed".to_string()
         } else {
@@ -505,7 +504,7 @@ fn steps(html: &mut String, p: &ProbeStatus) {
         let change = match (now_step.filter(|s| s.success), good_step) {
             (Some(a), Some(b)) => {
                 let delta = a.duration_ms.as_secs_f64() - b.duration_ms.as_secs_f64();
-                let text = human_duration(Duration::from_secs_f64(delta.abs()));
+                let text = human_duration(crate::report::clamped_ms(delta.abs() * 1000.0));
                 if delta >= 0.0 {
                     format!("+{}", esc(&text))
                 } else {
@@ -622,6 +621,7 @@ mod hostile {
     use super::*;
     use crate::report::{FailureReason, StepKind, StepReport, Trigger};
     use crate::status::{AlertView, HistoryEntry};
+    use std::time::Duration;
 
     fn run(error: &str) -> ProbeRun {
         ProbeRun {

@@ -273,9 +273,13 @@ impl ProbeRun {
         self.steps.iter().filter(|s| !s.success && s.cleanup)
     }
 
-    /// Wall-clock end of the run.
+    /// Wall-clock end of the run (its start when the sum is past chrono's range: a run read
+    /// from disk or a peer may carry any date).
     pub fn finished_at(&self) -> DateTime<Utc> {
-        self.started_at + chrono::Duration::from_std(self.duration_ms).unwrap_or_default()
+        chrono::Duration::from_std(self.duration_ms)
+            .ok()
+            .and_then(|d| self.started_at.checked_add_signed(d))
+            .unwrap_or(self.started_at)
     }
 }
 
@@ -291,8 +295,39 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// The longest duration read back from JSON (the status history on disk, a peer's status): a
+/// run never lasts longer than a configured duration may be.
+pub const MAX_READ_DURATION: Duration = crate::config::MAX_DURATION;
+
+/// A duration in milliseconds from outside (disk, a peer), range-checked: a finite number from
+/// 0 to [`MAX_READ_DURATION`]. `Duration::from_secs_f64` panics past its range, and one bad
+/// number must cost at most the document it came in, never the task that read it.
+///
+/// # Errors
+/// The number and the accepted range, for the reader's error.
+pub fn duration_from_ms(ms: f64) -> Result<Duration, String> {
+    let max_ms = MAX_READ_DURATION.as_secs_f64() * 1000.0;
+    if !(0.0..=max_ms).contains(&ms) {
+        return Err(format!(
+            "duration {ms:?} ms is out of range (accepted: 0 to {max_ms} ms)"
+        ));
+    }
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(|e| format!("duration {ms:?} ms: {e}"))
+}
+
+/// A duration in milliseconds computed from numbers that came from outside, for display:
+/// out-of-range values are clamped to 0 ..= [`MAX_READ_DURATION`] (NaN reads as 0) rather than
+/// refused, because the caller only formats it.
+pub fn clamped_ms(ms: f64) -> Duration {
+    duration_from_ms(ms).unwrap_or(if ms > 0.0 {
+        MAX_READ_DURATION
+    } else {
+        Duration::ZERO
+    })
+}
+
 /// Durations as fractional milliseconds in JSON: tools read `duration_ms` as a number.
-mod millis {
+pub(crate) mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -301,8 +336,14 @@ mod millis {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::duration_from_ms(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    /// For a field kept as milliseconds (`f64`): the same range check as a [`Duration`] field.
+    pub fn deserialize_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         let ms = f64::deserialize(d)?;
-        Ok(Duration::from_secs_f64((ms.max(0.0)) / 1000.0))
+        super::duration_from_ms(ms).map_err(serde::de::Error::custom)?;
+        Ok(ms)
     }
 
     pub fn round_ms(d: Duration) -> f64 {
@@ -332,10 +373,14 @@ mod phase_millis {
         d: D,
     ) -> Result<BTreeMap<Phase, Duration>, D::Error> {
         let raw = BTreeMap::<Phase, f64>::deserialize(d)?;
-        Ok(raw
-            .into_iter()
-            .map(|(p, ms)| (p, Duration::from_secs_f64(ms.max(0.0) / 1000.0)))
-            .collect())
+        raw.into_iter()
+            .map(|(p, ms)| {
+                Ok((
+                    p,
+                    super::duration_from_ms(ms).map_err(serde::de::Error::custom)?,
+                ))
+            })
+            .collect()
     }
 }
 
@@ -351,6 +396,44 @@ mod tests {
         for p in Phase::ALL {
             assert_eq!(Phase::parse(p.as_str()), Some(p));
         }
+    }
+
+    #[test]
+    fn durations_from_outside_are_range_checked() {
+        assert_eq!(duration_from_ms(1.5), Ok(Duration::from_micros(1500)));
+        assert_eq!(duration_from_ms(0.0), Ok(Duration::ZERO));
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300, 1e12 * 32.0] {
+            assert!(duration_from_ms(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            duration_from_ms(1e300).unwrap_err(),
+            "duration 1e300 ms is out of range (accepted: 0 to 31557600000 ms)"
+        );
+        assert_eq!(clamped_ms(1e300), MAX_READ_DURATION);
+        assert_eq!(clamped_ms(f64::NAN), Duration::ZERO);
+        assert_eq!(clamped_ms(-3.0), Duration::ZERO);
+        let run: Result<ProbeRun, _> = serde_json::from_str(
+            r#"{"probe":"p","region":"r","success":true,"started_at":"2026-01-01T00:00:00Z",
+                "duration_ms":1e300,"failed_step":null,"reason":null,"error":null,"steps":[]}"#,
+        );
+        assert!(run.unwrap_err().to_string().contains("out of range"));
+    }
+
+    #[test]
+    fn finished_at_never_overflows() {
+        let run = ProbeRun {
+            probe: "p".into(),
+            region: "r".into(),
+            success: true,
+            started_at: DateTime::<Utc>::MAX_UTC,
+            duration_ms: Duration::from_secs(60),
+            failed_step: None,
+            reason: None,
+            error: None,
+            trigger: Trigger::default(),
+            steps: Vec::new(),
+        };
+        assert_eq!(run.finished_at(), DateTime::<Utc>::MAX_UTC);
     }
 
     #[test]

@@ -537,6 +537,7 @@ impl Engine {
             outbox,
             store,
             metrics.clone(),
+            clock,
             dispatch_stop_rx,
         );
         // The scheduler's liveness: fed by the consumer below, read by the heartbeats and the

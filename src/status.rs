@@ -65,6 +65,8 @@ impl ProbeState {
 pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     pub success: bool,
+    /// Range-checked when read back (the history file, a peer's status).
+    #[serde(deserialize_with = "crate::report::millis::deserialize_f64")]
     pub duration_ms: f64,
     pub failed_step: Option<Box<str>>,
     pub reason: Option<FailureReason>,

@@ -90,6 +90,9 @@ struct RawHttp {
 #[derive(Clone, Default)]
 pub struct WebConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate the listener presents (the first in `cert_file`): what
+    /// `joincanary healthcheck` expects to see.
+    served_cert: Option<rustls::pki_types::CertificateDer<'static>>,
     users: Arc<BTreeMap<String, String>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
     verified: Arc<Mutex<HashSet<(String, String)>>>,
@@ -127,9 +130,12 @@ impl WebConfig {
             serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        let tls = match raw.tls_server_config {
-            Some(t) => Some(Arc::new(tls_config(&t, base).map_err(invalid)?)),
-            None => None,
+        let (tls, served_cert) = match raw.tls_server_config {
+            Some(t) => {
+                let (config, leaf) = tls_config(&t, base).map_err(invalid)?;
+                (Some(Arc::new(config)), Some(leaf))
+            }
+            None => (None, None),
         };
         for (user, hash) in &raw.basic_auth_users {
             if user.contains(':') || user.is_empty() {
@@ -163,6 +169,7 @@ impl WebConfig {
         }
         Ok(WebConfig {
             tls,
+            served_cert,
             users: Arc::new(raw.basic_auth_users),
             headers: Arc::new(headers),
             verified: Arc::new(Mutex::new(HashSet::new())),
@@ -172,6 +179,11 @@ impl WebConfig {
     /// Whether the listener speaks TLS.
     pub fn tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The certificate the listener presents, when it speaks TLS.
+    pub fn served_certificate(&self) -> Option<&rustls::pki_types::CertificateDer<'static>> {
+        self.served_cert.as_ref()
     }
 
     /// Whether requests need a user and password.
@@ -265,7 +277,17 @@ fn read_pem(base: &Path, file: &str, what: &str) -> Result<Vec<u8>, String> {
     })
 }
 
-fn tls_config(t: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String> {
+/// The server's TLS config and the certificate it presents.
+fn tls_config(
+    t: &RawTls,
+    base: &Path,
+) -> Result<
+    (
+        rustls::ServerConfig,
+        rustls::pki_types::CertificateDer<'static>,
+    ),
+    String,
+> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert_file), Some(key_file)) = (&t.cert_file, &t.key_file) else {
@@ -276,9 +298,9 @@ fn tls_config(t: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first().cloned() else {
         return Err("tls_server_config.cert_file: no certificate in it".into());
-    }
+    };
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
     let version = |v: &Option<String>, key: &str| -> Result<Option<u8>, String> {
@@ -348,7 +370,7 @@ fn tls_config(t: &RawTls, base: &Path) -> Result<rustls::ServerConfig, String> {
         .with_single_cert(certs, key)
         .map_err(|e| format!("tls_server_config: certificate and key do not match: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, leaf))
 }
 
 /// Limits on the listener, so that no client, slow or numerous, can starve the prober of the

@@ -4,16 +4,7 @@ use crate::support::TempConfig;
 
 /// Loads a one-probe config and returns the error lines with the temp dir prefix removed.
 fn errors_for(probe: &str, env: &[(&str, &str)]) -> Vec<String> {
-    let cfg = TempConfig::new("", &[("p.toml", probe)]);
-    let prefix = format!("{}/", cfg.dir.path().display());
-    match cfg.load(env) {
-        Ok(_) => panic!("config should be rejected"),
-        Err(e) => {
-            e.0.iter()
-                .map(|e| e.to_string().replace(&prefix, ""))
-                .collect()
-        }
-    }
+    TempConfig::new("", &[("p.toml", probe)]).errors_with(env)
 }
 
 const HEAD: &str = "timeout = \"5s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\n";

@@ -1,6 +1,13 @@
-//! What a test can check of the Dockerfile and deploy examples without a container engine.
+//! What a test can check of the Dockerfile and deploy examples without a container engine, and
+//! what the image relies on from the binary: `JOINCANARY_LISTEN` / `JOINCANARY_STATE_DIR` over
+//! any mounted config, and `joincanary healthcheck` (its HEALTHCHECK) against a real `run`,
+//! plain and with TLS + basic auth.
 
-use crate::support::root;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::running::Running;
+use crate::support::{TempConfig, binary, root};
 
 fn dockerfile() -> String {
     std::fs::read_to_string(root().join("Dockerfile")).unwrap()
@@ -35,9 +42,20 @@ fn the_binary_it_runs_is_the_crates() {
 fn runtime_image_has_the_documented_shape() {
     let d = dockerfile();
     assert!(d.contains("EXPOSE 9464"));
-    assert!(d.contains("HEALTHCHECK") && d.contains("/healthz"));
-    assert!(d.contains("USER joincanary") && d.contains("ca-certificates"));
+    assert!(
+        d.contains("HEALTHCHECK")
+            && d.contains("CMD [\"/usr/local/bin/joincanary\", \"healthcheck\"]")
+    );
+    // Numeric, so Pod Security's runAsNonRoot can verify it; the same uid the StatefulSet runs as.
+    assert!(d.contains("USER 10001:10001") && d.contains("ca-certificates"));
+    assert!(d.contains("--uid 10001 --gid 10001"));
+    let sts =
+        std::fs::read_to_string(root().join("deploy/kubernetes/base/statefulset.yaml")).unwrap();
+    assert!(sts.contains("runAsUser: 10001"));
+    // The health check is the binary itself: nothing else needs curl.
+    assert!(!d.contains("curl"), "curl is not installed any more");
     assert!(d.contains("JOINCANARY_LISTEN=0.0.0.0:9464"));
+    assert!(d.contains("JOINCANARY_STATE_DIR=/var/lib/joincanary"));
 }
 
 #[test]
@@ -63,16 +81,12 @@ fn the_config_the_image_uses_resolves_its_probes_like_the_image_lays_them_out() 
             std::fs::copy(&p, dir.path().join("probes").join(p.file_name().unwrap())).unwrap();
         }
     }
-    let env = crate::support::env(&[
-        ("JOINCANARY_LISTEN", "0.0.0.0:9464"),
-        ("JOINCANARY_STATE_DIR", "/var/lib/joincanary"),
-    ]);
+    let env = crate::support::env(&[]);
     let plan = joincanary::config::load(&dir.path().join("config/joincanary.toml"), &env).unwrap();
-    assert_eq!(plan.listen.to_string(), "0.0.0.0:9464");
-    assert_eq!(
-        plan.state_dir,
-        std::path::PathBuf::from("/var/lib/joincanary")
-    );
+    assert!(!plan.probes.is_empty());
+    // The image's address and state directory come from its environment through the `run`
+    // flags (see env_beats_config_and_the_flag_beats_env), not from this file.
+    assert_eq!(plan.listen.to_string(), "127.0.0.1:9464");
 }
 
 /// `KEY=VALUE` literals of a kustomization's configMapGenerator (the layout writes them one per
@@ -358,4 +372,250 @@ fn dashboard_and_rules_use_only_metrics_joincanary_exports() {
             );
         }
     }
+}
+
+const IDLE_PROBE: &str = "schedule = \"0 0 1 1 *\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+
+/// A service config without `listen` or `state_dir` beyond what is given, as a user mounts it.
+fn mounted(service: &str) -> TempConfig {
+    let cfg = TempConfig::new("", &[("idle.toml", IDLE_PROBE)]);
+    std::fs::write(
+        &cfg.path,
+        format!("region = \"test\"\nprobes = [\"probes\"]\n{service}"),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Starts `run` with `extra` flags and `env`, with none of the image's variables inherited.
+fn start(cfg: &TempConfig, extra: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(binary());
+    cmd.args(["--log.format", "logfmt", "run", "--config"])
+        .arg(&cfg.path)
+        .args(extra)
+        .env_remove("JOINCANARY_LISTEN")
+        .env_remove("JOINCANARY_STATE_DIR")
+        .env_remove("JOINCANARY_WEB_CONFIG_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Running::spawn(cmd)
+}
+
+fn ip_of(addr: &str) -> &str {
+    addr.rsplit_once(':').unwrap().0
+}
+
+/// flag > `JOINCANARY_LISTEN` > the config's `listen` > 127.0.0.1:9464; and the same for
+/// `--state.dir` / `JOINCANARY_STATE_DIR` over `state_dir`. Loopback addresses tell them apart.
+#[test]
+fn env_beats_config_and_the_flag_beats_env() {
+    // The case: a mounted config without `listen`; the image's variable must win.
+    let cfg = mounted("state_dir = \"state\"\n");
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("from-env");
+    let svc = start(
+        &cfg,
+        &[],
+        &[
+            ("JOINCANARY_LISTEN", "127.0.0.3:0"),
+            ("JOINCANARY_STATE_DIR", state_dir.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(ip_of(&svc.addr), "127.0.0.3", "env over the default");
+    assert_eq!(svc.stop(), Some(0));
+    assert!(
+        state_dir.join(joincanary::status::HISTORY_FILE).exists(),
+        "state in JOINCANARY_STATE_DIR, not the config's state_dir"
+    );
+    assert!(!cfg.dir.path().join("state").exists());
+
+    let cfg = mounted("listen = \"127.0.0.2:0\"\nstate_dir = \"state\"\n");
+    for (flags, env, want) in [
+        (&[][..], &[][..], "127.0.0.2"),
+        (
+            &[],
+            &[("JOINCANARY_LISTEN", "127.0.0.3:0")][..],
+            "127.0.0.3",
+        ),
+        (
+            &["--web.listen-address", "127.0.0.4:0"][..],
+            &[("JOINCANARY_LISTEN", "127.0.0.3:0")][..],
+            "127.0.0.4",
+        ),
+        // Empty is unset, as `${VAR}` is in the config: the file's address again.
+        (&[], &[("JOINCANARY_LISTEN", "")][..], "127.0.0.2"),
+    ] {
+        let svc = start(&cfg, flags, env);
+        assert_eq!(ip_of(&svc.addr), want, "{flags:?} {env:?}");
+        // A reload keeps the flag's address: no "takes effect at the next restart" warning.
+        let _ = Command::new("kill")
+            .args(["-HUP", &svc.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !svc.log().contains("configuration reloaded") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = svc.log();
+        assert!(
+            !log.contains("next restart"),
+            "{flags:?} {env:?}: a reload saw `listen` change:\n{log}"
+        );
+        assert_eq!(svc.stop(), Some(0));
+    }
+    assert!(
+        cfg.dir.path().join("state").exists(),
+        "the config's state_dir"
+    );
+}
+
+fn healthcheck(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut cmd = Command::new(binary());
+    cmd.arg("healthcheck")
+        .args(args)
+        .env_remove("JOINCANARY_LISTEN")
+        .env_remove("JOINCANARY_WEB_CONFIG_FILE")
+        .env_remove("JOINCANARY_HEALTHCHECK_USER")
+        .env_remove("JOINCANARY_HEALTHCHECK_PASSWORD_FILE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text, started.elapsed())
+}
+
+#[test]
+fn healthcheck_asks_the_running_service_where_its_config_says() {
+    let cfg = mounted("listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\n");
+    let svc = start(&cfg, &[], &[]);
+    // The check reads `listen` from the same config: give it the port `run` picked.
+    let text = std::fs::read_to_string(&cfg.path)
+        .unwrap()
+        .replace("127.0.0.1:0", &svc.addr);
+    let checked = cfg.dir.path().join("checked.toml");
+    std::fs::write(&checked, text).unwrap();
+    let (code, out, _) = healthcheck(&["--config", checked.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("ok: http://{}/healthz answered 200", svc.addr)),
+        "{out}"
+    );
+    // The variable wins over the file, as it does for `run`.
+    let (code, out, _) = healthcheck(
+        &["--config", checked.to_str().unwrap()],
+        &[("JOINCANARY_LISTEN", "127.0.0.1:1")],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("unhealthy: http://127.0.0.1:1/healthz: cannot connect"),
+        "{out}"
+    );
+    assert_eq!(svc.stop(), Some(0));
+
+    // The service gone: exit 1 at once (refused), never Docker's reserved 2.
+    let (code, out, took) = healthcheck(&["--config", checked.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot connect"), "{out}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // A broken config is unhealthy too (exit 1), with its file and line.
+    std::fs::write(&checked, "listen = 9464\nprobes = []\n").unwrap();
+    let (code, out, _) = healthcheck(&["--config", checked.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("checked.toml:1:"), "{out}");
+}
+
+#[test]
+fn healthcheck_gives_up_on_a_silent_port_at_its_deadline() {
+    // Accepts the connection and never answers: only the check's own deadline ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let (code, out, took) =
+        healthcheck(&["--web.listen-address", &addr, "--timeout", "500ms"], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no answer within 500 ms"), "{out}");
+    assert!(
+        took < Duration::from_secs(10),
+        "bounded by --timeout: {took:?}"
+    );
+    drop(silent);
+}
+
+#[test]
+fn healthcheck_speaks_tls_and_basic_auth_from_the_web_config() {
+    let cfg = mounted("listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\n");
+    let dir = cfg.dir.path();
+    // A name that is not 127.0.0.1: the check trusts the certificate `run` serves, not a name.
+    let (web, _) = crate::support::tls_web_config(dir, &["prober-eu.example.internal"], "docker");
+    let web = web.to_str().unwrap().to_string();
+    // One variable configures the service and its health check alike.
+    let svc = start(&cfg, &[], &[("JOINCANARY_WEB_CONFIG_FILE", &web)]);
+    std::fs::write(dir.join("password"), "correct horse\n").unwrap();
+    std::fs::write(dir.join("wrong"), "battery staple\n").unwrap();
+    let password = dir.join("password").to_str().unwrap().to_string();
+    let wrong = dir.join("wrong").to_str().unwrap().to_string();
+    let base = [
+        ("JOINCANARY_LISTEN", svc.addr.as_str()),
+        ("JOINCANARY_WEB_CONFIG_FILE", web.as_str()),
+    ];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut env: Vec<(&str, &str)> = base.to_vec();
+        env.extend_from_slice(extra);
+        healthcheck(&[], &env)
+    };
+    let (code, out, _) = with(&[
+        ("JOINCANARY_HEALTHCHECK_USER", "docker"),
+        ("JOINCANARY_HEALTHCHECK_PASSWORD_FILE", &password),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("ok: https://{}/healthz", svc.addr)),
+        "{out}"
+    );
+
+    let (code, out, _) = with(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("answered 401: the web config asks for basic auth")
+            && out.contains("JOINCANARY_HEALTHCHECK_PASSWORD_FILE"),
+        "{out}"
+    );
+    let (code, out, _) = with(&[
+        ("JOINCANARY_HEALTHCHECK_USER", "docker"),
+        ("JOINCANARY_HEALTHCHECK_PASSWORD_FILE", &wrong),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("answered 401: the user or password was not accepted"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("battery") && !out.contains("correct horse"),
+        "{out}"
+    );
+
+    // Plain HTTP against the TLS listener (no web config for the check) is not healthy.
+    let (code, out, _) = healthcheck(&["--web.listen-address", &svc.addr], &[]);
+    assert_eq!(code, Some(1), "{out}");
+
+    // The certificate on disk replaced since `run` started: the check says so.
+    crate::support::write_server_cert(dir, &["prober-eu.example.internal"]);
+    let (code, out, _) = with(&[
+        ("JOINCANARY_HEALTHCHECK_USER", "docker"),
+        ("JOINCANARY_HEALTHCHECK_PASSWORD_FILE", &password),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("presents a certificate other than the one in the web config's cert_file"),
+        "{out}"
+    );
+    assert_eq!(svc.stop(), Some(0));
 }

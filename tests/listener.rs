@@ -189,27 +189,9 @@ async fn wait_open(metrics: &Metrics, n: usize) {
 
 /// A TLS web config with one basic-auth user, and a client that trusts it.
 fn tls_web(dir: &std::path::Path) -> (WebConfig, reqwest::Client) {
-    crate::support::init();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    std::fs::write(dir.join("server.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.join("server.key"),
-        certified.signing_key.serialize_pem(),
-    )
-    .unwrap();
-    let hash = bcrypt::hash("correct horse", 4).unwrap();
-    let web = dir.join("web.yml");
-    std::fs::write(
-        &web,
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  alice: {hash}\n"),
-    )
-    .unwrap();
+    let (web, pem) = crate::support::tls_web_config(dir, &["127.0.0.1", "localhost"], "alice");
     let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
-        )
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     (WebConfig::load(&web).unwrap(), client)

@@ -7,15 +7,7 @@ use std::time::Duration;
 use crate::support::{Service, TempConfig, binary, fast_sim_probe, start_sim};
 
 fn load_errors(cfg: &TempConfig) -> Vec<String> {
-    let prefix = format!("{}/", cfg.dir.path().display());
-    match cfg.load(&[]) {
-        Ok(_) => panic!("config should be rejected"),
-        Err(e) => {
-            e.0.iter()
-                .map(|e| e.to_string().replace(&prefix, ""))
-                .collect()
-        }
-    }
+    cfg.errors()
 }
 
 #[test]

@@ -47,8 +47,11 @@ const CARRIERS: [(&str, &str, &str); 5] = [
     ("query", "", "uri"),
 ];
 
-/// How the server echoes what it got, each into a 400 reply quoted in the error.
-const ECHOES: [&str; 7] = ["raw", "json", "ascii", "form", "pctlower", "html", "b64"];
+/// How the server echoes what it got, each into a 400 reply quoted in the error. `pctall`,
+/// `entdec` and `enthex` encode every character, letters and digits too.
+const ECHOES: [&str; 10] = [
+    "raw", "json", "ascii", "form", "pctlower", "html", "b64", "pctall", "entdec", "enthex",
+];
 
 pub(crate) fn json_inner(s: &str) -> String {
     let q = serde_json::Value::String(s.to_string()).to_string();
@@ -87,6 +90,23 @@ pub(crate) fn pct_lower(s: &str) -> String {
         .collect()
 }
 
+/// Every byte as `%XX`, upper-case hex (letters and digits too).
+pub(crate) fn pct_all(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// Every character as a decimal entity, `&#83;`.
+pub(crate) fn entity_dec(s: &str) -> String {
+    s.chars().map(|c| format!("&#{};", u32::from(c))).collect()
+}
+
+/// Every character as a hex entity, `&#x53;`.
+pub(crate) fn entity_hex(s: &str) -> String {
+    s.chars()
+        .map(|c| format!("&#x{:x};", u32::from(c)))
+        .collect()
+}
+
 pub(crate) fn html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -104,19 +124,25 @@ fn echo(shape: &str, x: &str) -> String {
         "pctlower" => format!("denied: {}", pct_lower(x)),
         "html" => format!("<p>denied: {}</p>", html(x)),
         "b64" => format!("denied: {}", STANDARD.encode(x)),
+        "pctall" => format!("denied: {}", pct_all(x)),
+        "entdec" => format!("<p>denied: {}</p>", entity_dec(x)),
+        "enthex" => format!("<p>denied: {}</p>", entity_hex(x)),
         other => panic!("no echo shape {other}"),
     }
 }
 
 /// Every shape of `secret` this file's encoders can give, once or twice over.
 fn shapes(secret: &str) -> Vec<String> {
-    let encoders: [fn(&str) -> String; 6] = [
+    let encoders: [fn(&str) -> String; 9] = [
         str::to_string,
         json_inner,
         json_ascii,
         form,
         pct_lower,
         html,
+        pct_all,
+        entity_dec,
+        entity_hex,
     ];
     let mut out = Vec::new();
     for a in encoders {
@@ -198,7 +224,7 @@ fn probe_text(addr: &str, carrier: &str, shape: &str, extra: &str) -> String {
         .iter()
         .find(|c| c.0 == carrier)
         .unwrap_or_else(|| panic!("no carrier {carrier}"));
-    // Generous timeouts: the echo answers at once, and 338 cases 16 at a time on a loaded CI
+    // Generous timeouts: the echo answers at once, and 497 cases 16 at a time on a loaded CI
     // machine must fail on the echo's 400, never on a deadline.
     format!(
         r#"
@@ -383,15 +409,7 @@ async fn capture_server() -> (Capture, String) {
         headers: HeaderMap,
         body: Bytes,
     ) -> &'static str {
-        let headers = headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_strings(&headers);
         c.0.lock().unwrap().push((
             uri.to_string(),
             headers,
@@ -403,6 +421,19 @@ async fn capture_server() -> (Capture, String) {
     let c = Capture::default();
     let app = axum::Router::new().fallback(handle).with_state(c.clone());
     (c.clone(), support::serve_router(app).await)
+}
+
+/// Request headers as text, by lower-case name (a repeated header: the last one).
+pub(crate) fn header_strings(headers: &HeaderMap) -> HashMap<String, String> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// A value from the environment is sent exactly as it is, in a JSON body, a form body, a
@@ -561,73 +592,6 @@ url = "${HOOK_URL}"
     }
 }
 
-/// At `JOINCANARY_LOG=trace` the websocket upgrade request (token in the URL and in a header)
-/// and the HTTP request are not logged by the libraries that send them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trace_logs_carry_no_token() {
-    const TOKEN: &str = "tr4ce-t0ken-5ecret";
-    support::init();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
-                    // Until the client closes; bounded by the client's deadline.
-                    while let Some(Ok(_)) = ws.next().await {}
-                }
-            });
-        }
-    });
-    let (_capture, http_addr) = capture_server().await;
-    let cfg = TempConfig::new(
-        "",
-        &[(
-            "ws.toml",
-            &format!(
-                r#"
-timeout = "5s"
-[[steps]]
-name = "login"
-kind = "http"
-url = "http://{http_addr}/login?token=${{TOKEN}}"
-headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
-
-[[steps]]
-name = "connect"
-kind = "ws_connect"
-url = "ws://{ws_addr}/ws?token=${{TOKEN}}"
-headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
-
-[[steps]]
-name = "close"
-kind = "ws_close"
-"#
-            ),
-        )],
-    );
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(support::binary())
-            .args(["once", "--config"])
-            .arg(&cfg.path)
-            .env("JOINCANARY_LOG", "trace")
-            .env("TOKEN", TOKEN)
-            .output()
-            .expect("once runs")
-    });
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    // Trace logging is on (joincanary's own lines), and the token is nowhere.
-    assert!(
-        stderr.contains("TRACE") || stderr.contains("DEBUG"),
-        "{stderr}"
-    );
-    assert!(leak(&stderr, TOKEN).is_none(), "token logged:\n{stderr}");
-}
-
 /// The case from the field: a reload whose config takes a bad value from the environment is
 /// refused with a 400 that names file, line and key, and neither the reply nor the log carries
 /// the value (a PagerDuty key had shown up in both). Here an operator wrote the key's variable
@@ -677,4 +641,147 @@ async fn a_refused_reload_never_shows_the_environment_value() {
     for text in [&body, &log] {
         assert!(leak(text, KEY).is_none(), "{KEY} in {text}");
     }
+}
+
+/// The review's debug-log scan: a run with a session cookie, a bearer token (in headers and a
+/// URL's query, of an HTTP request and a websocket upgrade), an extracted token in a header and
+/// a websocket URL, and a test page through pagers holding keys, each at
+/// `--log.level debug` and `trace`: the whole log (every library's lines included) holds no
+/// shape of any secret. cookie_store used to log `inserting Set-Cookie … sess=…` at debug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_and_trace_logs_of_a_run_and_its_pages_hold_no_secret() {
+    const TOKEN: &str = "bearer-0f-the-env-9x7";
+    const EXTRACTED: &str = "extracted-t0ken-q4z8";
+    const COOKIE: &str = "sess-c00kie-v4lue-k2";
+    const PD_KEY: &str = "pd-routing-key-5ecret";
+    const GENIE_KEY: &str = "genie-api-key-5ecret";
+    const HOOK: &str = "hookpath-5ecret-w3";
+    async fn login() -> impl axum::response::IntoResponse {
+        (
+            [(
+                axum::http::header::SET_COOKIE,
+                format!("sess={COOKIE}; Path=/; HttpOnly"),
+            )],
+            format!("{{\"token\":\"{EXTRACTED}\"}}"),
+        )
+    }
+    async fn me(headers: HeaderMap) -> StatusCode {
+        let cookie = headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if cookie.contains(COOKIE) && bearer == format!("Bearer {TOKEN}") {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    }
+    support::init();
+    let app = axum::Router::new()
+        .route("/login", axum::routing::post(login))
+        .route("/me", axum::routing::get(me));
+    let http_addr = support::serve_router(app).await;
+    let ws_addr = support::hostile::ws_server(|mut ws| async move {
+        // Until the client closes; bounded by the client's deadline.
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    let (receiver, hook) = Receiver::start(200).await;
+    let cfg = TempConfig::new(
+        &format!(
+            r#"
+[[pager]]
+name = "pd"
+type = "pagerduty"
+url = "{hook}/pd"
+routing_key = "${{PD_KEY}}"
+
+[[pager]]
+name = "og"
+type = "opsgenie"
+url = "{hook}/og"
+api_key = "${{GENIE_KEY}}"
+
+[[pager]]
+name = "slack"
+type = "slack"
+url = "{hook}/services/{HOOK}"
+"#
+        ),
+        &[(
+            "p.toml",
+            &format!(
+                r#"
+timeout = "5s"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "http://{http_addr}/login?token=${{TOKEN}}"
+json = {{ user = "canary", password = "${{TOKEN}}" }}
+extract = {{ token = {{ json = "/token" }} }}
+
+[[steps]]
+name = "me"
+kind = "http"
+url = "http://{http_addr}/me?session={{{{token}}}}"
+headers = {{ Authorization = "Bearer ${{TOKEN}}", X-Session = "{{{{token}}}}" }}
+
+[[steps]]
+name = "connect"
+kind = "ws_connect"
+url = "ws://{ws_addr}/ws?token={{{{token}}}}"
+headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
+
+[[steps]]
+name = "close"
+kind = "ws_close"
+"#
+            ),
+        )],
+    );
+    let env = [
+        ("TOKEN", TOKEN),
+        ("PD_KEY", PD_KEY),
+        ("GENIE_KEY", GENIE_KEY),
+    ];
+    let mut leaks = Vec::new();
+    for level in ["debug", "trace"] {
+        for command in ["once", "test-page"] {
+            let out = tokio::task::block_in_place(|| {
+                std::process::Command::new(support::binary())
+                    .args(["--log.level", level, command, "--config"])
+                    .arg(&cfg.path)
+                    .envs(env)
+                    .env_remove("JOINCANARY_LOG")
+                    .output()
+                    .expect("joincanary runs")
+            });
+            let log = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+            assert_eq!(out.status.code(), Some(0), "{command} at {level}:\n{log}");
+            // The level took: joincanary's own debug lines are there.
+            assert!(
+                command != "once" || log.contains("DEBUG"),
+                "{command} at {level}:\n{log}"
+            );
+            for secret in [TOKEN, EXTRACTED, COOKIE, PD_KEY, GENIE_KEY, HOOK] {
+                if let Some(found) = leak(&log, secret) {
+                    leaks.push(format!(
+                        "{command} at {level}: {secret} as {found:?}\n{log}"
+                    ));
+                }
+            }
+        }
+    }
+    // The pages went out (the keys were used, so they could have been logged).
+    assert_eq!(receiver.accepted().len(), 12, "{:?}", receiver.all());
+    assert!(leaks.is_empty(), "{}", leaks.join("\n\n"));
 }

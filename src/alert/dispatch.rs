@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::notify::{self, DeliveryError, Notifier, SendFuture};
 use super::{EventKind, Link, Notification, PagerKind, PagerPlan, RetryPolicy, Severity};
+use crate::clock::Clock;
 use crate::store::{Loaded, Store};
 
 /// The whole of shutdown's last delivery attempt.
@@ -50,6 +51,9 @@ struct Shared {
     sinks: Vec<String>,
     /// The scheduler's liveness: the Alertmanager watchdog is posted only while it is healthy.
     liveness: std::sync::OnceLock<crate::heartbeat::Liveness>,
+    /// Wall-clock time (tokio's, so tests run on the paused clock); its start is the
+    /// watchdog's `startsAt`.
+    clock: Clock,
 }
 
 /// The outbox: what waits for delivery, what fires at Alertmanager, and which triggers reached
@@ -223,20 +227,23 @@ impl Dispatcher {
     ) -> Dispatcher {
         let (store, loaded) = super::engine::open_store(state_dir);
         let outbox = Outbox::from_loaded(&loaded);
-        let mut d = Dispatcher::start_with(pagers, outbox, store, metrics, shutdown);
+        let mut d =
+            Dispatcher::start_with(pagers, outbox, store, metrics, Clock::system(), shutdown);
         d.owns_store = true;
         d
     }
 
     /// Starts one task per pager on `outbox` (what an earlier run or the configuration before a
-    /// reload left undelivered), recording every change in `store`. `shutdown` turning `true`
-    /// makes the tasks flush and stop, as [`Dispatcher::shutdown`] does. Must be called inside a
-    /// tokio runtime.
+    /// reload left undelivered), recording every change in `store`. `clock` gives every
+    /// timestamp (its start is the watchdog's `startsAt`: pass the service's clock, which
+    /// outlives reloads). `shutdown` turning `true` makes the tasks flush and stop, as
+    /// [`Dispatcher::shutdown`] does. Must be called inside a tokio runtime.
     pub fn start_with(
         pagers: Vec<PagerPlan>,
         mut outbox: Outbox,
         store: Store,
         metrics: crate::metrics::Metrics,
+        clock: Clock,
         shutdown: watch::Receiver<bool>,
     ) -> Dispatcher {
         outbox.pending.retain(|p| {
@@ -289,6 +296,7 @@ impl Dispatcher {
             sinks: pagers.iter().map(|p| p.name.clone()).collect(),
             metrics,
             liveness: std::sync::OnceLock::new(),
+            clock,
         });
         shared.metrics.register_pagers(&shared.sinks);
         shared.metrics.register_resends(&shared.alertmanagers);
@@ -387,7 +395,7 @@ impl Dispatcher {
                     id,
                     sink: sink.clone(),
                     attempts: 0,
-                    enqueued_at: Utc::now(),
+                    enqueued_at: self.shared.clock.now(),
                     notification,
                 };
                 self.shared.store.put(&pending_key(id), &p);
@@ -598,6 +606,7 @@ async fn run_pager(
     // The first round goes out at once: the watchdog starts firing, and after a restart the
     // alerts still firing are posted again right away.
     let mut next_resend = Instant::now();
+    let resend_every = resend.unwrap_or_default();
     loop {
         if *stop.borrow_and_update() {
             break;
@@ -611,7 +620,7 @@ async fn run_pager(
                         w.post(&shared, &plan.name).await;
                     }
                     resend_firing(&shared, &plan, notifier.as_ref()).await;
-                    next_resend = Instant::now() + resend.unwrap_or_default();
+                    next_resend = later(Instant::now(), resend_every);
                 }
             }
             continue;
@@ -635,7 +644,7 @@ async fn run_pager(
             Err(e @ (DeliveryError::Retryable(_) | DeliveryError::RetryAfter(..))) => {
                 let msg = e.to_string();
                 let attempts = shared.failed_attempt(item.id);
-                if gives_up(&plan.retry, attempts, item.enqueued_at) {
+                if gives_up(&plan.retry, attempts, item.enqueued_at, shared.clock.now()) {
                     abandon(
                         &shared,
                         &plan.name,
@@ -703,8 +712,24 @@ fn retry_delay(
     }
 }
 
-fn gives_up(retry: &RetryPolicy, attempts: u32, enqueued_at: DateTime<Utc>) -> bool {
-    let age = (Utc::now() - enqueued_at).to_std().unwrap_or_default();
+/// `at + d` on tokio's clock; a duration too long to add (no configured one is) means "a
+/// year from now" rather than a panic.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(365 * 24 * 3600))
+}
+
+fn gives_up(
+    retry: &RetryPolicy,
+    attempts: u32,
+    enqueued_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    // `enqueued_at` came from the state log: a date in the future counts as new.
+    let age = now
+        .signed_duration_since(enqueued_at)
+        .to_std()
+        .unwrap_or_default();
     retry.max_attempts.is_some_and(|max| attempts >= max) || age >= retry.max_age
 }
 
@@ -727,7 +752,7 @@ fn abandon(shared: &Shared, sink: &str, item: &Pending, attempts: u32, error: &s
 }
 
 async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
-    let deadline = Instant::now() + FLUSH_BUDGET;
+    let deadline = later(Instant::now(), FLUSH_BUDGET);
     while let Some(item) = shared.head(&plan.name) {
         let n = &item.notification;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -762,7 +787,7 @@ async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
 /// not pages. Logged at debug (one line per alert per interval would drown the log).
 async fn resend_firing(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifier) {
     for mut n in shared.firing(&plan.name) {
-        n.at = Utc::now();
+        n.at = shared.clock.now();
         if let Err(e) = notifier.send(&n).await {
             shared.metrics.count_resend(&plan.name, "failed");
             tracing::warn!(sink = %plan.name, event = "resend", probe = %n.probe,
@@ -791,8 +816,12 @@ impl Watchdog {
             tracing::error!(sink, why = %why, "the scheduler is stuck: watchdog alert withheld");
             return;
         }
-        let req =
-            super::alertmanager::build_watchdog(&self.plan, &shared.metrics.region, Utc::now());
+        let req = super::alertmanager::build_watchdog(
+            &self.plan,
+            &shared.metrics.region,
+            shared.clock.started(),
+            shared.clock.now(),
+        );
         match notify::post(&self.client, &req, self.timeout).await {
             Ok(()) => tracing::debug!(sink, "watchdog alert posted"),
             Err(e) => {
@@ -814,20 +843,25 @@ impl Notifier for Broken {
 
 /// `joincanary test-page`: a clearly marked trigger then resolve through each pager, directly
 /// (no queue, no retries), so the operator sees each pager's result at once. It carries the
-/// same `links` as a real page ([`super::links`]), so they can be checked too.
+/// same `links` as a real page ([`super::links`]), so they can be checked too. An Alertmanager
+/// pager keeps the alert firing until Alertmanager has notified (`wait`, else its route's
+/// `group_wait`: see [`super::alertmanager::test_page`]); the others resolve at once. Each
+/// result holds what was found on the way, one line each.
 pub async fn test_page(
     pagers: &[PagerPlan],
     region: &str,
     links: &[Link],
-) -> Vec<(String, Result<(), DeliveryError>)> {
+    wait: Option<Duration>,
+    clock: Clock,
+) -> Vec<(String, Result<Vec<String>, DeliveryError>)> {
     let client = notify::http_client();
     let id = uuid::Uuid::new_v4();
     let runs = pagers.iter().map(|plan| {
         let client = client.clone();
         async move {
             let result = async {
-                let notifier = notify::notifier_for(plan, &client?)?;
-                let now = Utc::now();
+                let client = client?;
+                let now = clock.now();
                 let mut n = Notification {
                     kind: EventKind::Trigger,
                     severity: Severity::Critical,
@@ -849,19 +883,34 @@ pub async fn test_page(
                     test: true,
                     links: links.to_vec(),
                 };
+                if let PagerKind::Alertmanager(am) = &plan.kind {
+                    let api = super::alertmanager::HttpAm {
+                        plan: am,
+                        client: &client,
+                        timeout: plan.timeout,
+                        redactor: &plan.redactor,
+                    };
+                    return super::alertmanager::test_page(&api, am, n, wait, &clock).await;
+                }
+                let notifier = notify::notifier_for(plan, &client)?;
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {
                     // Opsgenie creates alerts asynchronously; a close sent at once can miss it.
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 n.kind = EventKind::Resolve;
-                n.at = Utc::now();
+                n.at = clock.now();
                 n.summary = format!("[TEST] joincanary test page from {region}: resolved");
-                notifier.send(&n).await
+                notifier.send(&n).await.map(|()| Vec::new())
             }
             .await;
             match &result {
-                Ok(()) => tracing::info!(sink = %plan.name, region, "test page delivered"),
+                Ok(notes) => {
+                    for note in notes {
+                        tracing::info!(sink = %plan.name, region, "{note}");
+                    }
+                    tracing::info!(sink = %plan.name, region, "test page delivered");
+                }
                 Err(e) => {
                     tracing::error!(sink = %plan.name, region, error = %e, "test page failed")
                 }
@@ -925,10 +974,14 @@ mod tests {
     #[test]
     fn gives_up_by_age_or_attempts() {
         let mut r = RetryPolicy::default();
-        assert!(!gives_up(&r, 100, Utc::now()));
-        assert!(gives_up(&r, 1, Utc::now() - chrono::Duration::hours(2)));
+        let now = Utc::now();
+        assert!(!gives_up(&r, 100, now, now));
+        assert!(gives_up(&r, 1, now - chrono::Duration::hours(2), now));
+        // Dates from a damaged state log at either end of chrono's range never panic.
+        assert!(!gives_up(&r, 1, DateTime::<Utc>::MAX_UTC, now));
+        assert!(gives_up(&r, 1, DateTime::<Utc>::MIN_UTC, now));
         r.max_attempts = Some(3);
-        assert!(gives_up(&r, 3, Utc::now()));
+        assert!(gives_up(&r, 3, now, now));
     }
 
     #[test]

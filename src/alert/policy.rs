@@ -172,13 +172,18 @@ impl PolicyConfig {
     /// Whether `at` falls inside a maintenance window.
     pub fn in_maintenance(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
         self.maintenance.iter().any(|m| {
+            // Checked although the config bounds the duration: a date near chrono's end must
+            // not panic the run consumer (nothing would record runs or page after it).
             let Ok(span) = chrono::Duration::from_std(m.duration) else {
                 return false;
             };
             // The latest window start at or before `at` is the next start after `at - duration`.
-            m.start
-                .next_after(at - span - chrono::Duration::seconds(1))
-                .is_some_and(|start| start <= at && at < start + span)
+            at.checked_sub_signed(span)
+                .and_then(|t| t.checked_sub_signed(chrono::Duration::seconds(1)))
+                .and_then(|from| m.start.next_after(from))
+                .is_some_and(|start| {
+                    start <= at && start.checked_add_signed(span).is_none_or(|end| at < end)
+                })
         })
     }
 }
@@ -964,6 +969,24 @@ mod tests {
         let d = s.tick(&cx(&cfg), t(601));
         assert_eq!(notifications(&d).len(), 1);
         assert!(!notifications(&d)[0].reminder);
+    }
+
+    /// Issue 17: a window of 100000000 years made `at - duration` overflow and panic the run
+    /// consumer. The config refuses it now; the arithmetic is checked regardless.
+    #[test]
+    fn maintenance_arithmetic_never_panics_at_the_ends_of_time() {
+        for secs in [0, 1, 600, 3_155_760_000_000_000, u64::MAX / 4, u64::MAX] {
+            let cfg = PolicyConfig {
+                maintenance: vec![Maintenance {
+                    start: Schedule::parse("0 3 * * *", None).unwrap(),
+                    duration: Duration::from_secs(secs),
+                }],
+                ..PolicyConfig::default()
+            };
+            for at in [DateTime::<Utc>::MIN_UTC, t(5), DateTime::<Utc>::MAX_UTC] {
+                let _ = cfg.in_maintenance(at);
+            }
+        }
     }
 
     #[test]

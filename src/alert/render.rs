@@ -155,9 +155,11 @@ pub fn error(n: &Notification) -> Option<String> {
 
 /// `5.0 s`, `42 ms`, or `-`.
 pub fn ms_text(ms: Option<f64>) -> String {
+    // The details may come back from the state log: a number past a duration's range is
+    // clamped, never handed to `Duration::from_secs_f64` (which panics on it).
     ms.filter(|m| m.is_finite() && *m >= 0.0).map_or_else(
         || "-".to_string(),
-        |m| human_duration(Duration::from_secs_f64(m / 1000.0)),
+        |m| human_duration(crate::report::clamped_ms(m)),
     )
 }
 

@@ -35,6 +35,35 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/joincanary.toml";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default budget of frames a `ws_expect` step reads before giving up.
 pub const DEFAULT_MAX_FRAMES: usize = 1000;
+/// The longest duration any key accepts: a year (365.25 days, humantime's `1year`), so a
+/// yearly maintenance window fits. A longer one is a slip of the unit, and bounding every
+/// duration here keeps each time calculation downstream (dates, timers, backoffs) far from
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+/// The shortest duration a key that must be greater than zero accepts.
+const MIN_DURATION: Duration = Duration::from_nanos(1);
+
+/// "must be between 10ms and 1h": the accepted range, as every out-of-range error says it.
+fn out_of_range(min: Duration, max: Duration) -> String {
+    format!(
+        "must be between {} and {}",
+        humantime::format_duration(min),
+        humantime::format_duration(max)
+    )
+}
+
+/// A duration flag (`--config.watch-interval`, `--redis-timeout`): as in the files, at most
+/// [`MAX_DURATION`] (a timer of a longer period overflows when it is re-armed).
+///
+/// # Errors
+/// Not a duration, or out of range.
+pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err(out_of_range(Duration::ZERO, MAX_DURATION)),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// One problem in a config or probe file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,39 +193,45 @@ impl Ctx<'_> {
         }
     }
 
+    /// A duration greater than zero, at most [`MAX_DURATION`].
     pub fn duration(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
-        self.duration_from(value, key, false)
+        self.duration_from(value, key, MIN_DURATION, MAX_DURATION)
     }
 
-    /// A duration where zero means "none" (jitter).
+    /// A duration in `min..=max` (within 1ns ..= [`MAX_DURATION`] whatever is asked): a value
+    /// outside it (`100000000years`) is an error that states the accepted range, rather than
+    /// an overflow later in a date calculation.
+    pub fn duration_within(
+        &mut self,
+        value: &raw::S<String>,
+        key: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        self.duration_from(value, key, min.max(MIN_DURATION), max.min(MAX_DURATION))
+    }
+
+    /// A duration where zero means "none" (jitter), at most [`MAX_DURATION`].
     pub fn duration_or_zero(&mut self, value: &raw::S<String>, key: &str) -> Option<Duration> {
-        self.duration_from(value, key, true)
+        self.duration_from(value, key, Duration::ZERO, MAX_DURATION)
     }
 
     fn duration_from(
         &mut self,
         value: &raw::S<String>,
         key: &str,
-        zero_ok: bool,
+        min: Duration,
+        max: Duration,
     ) -> Option<Duration> {
         let text = self.env_str(value, key)?;
-        match humantime::parse_duration(text.trim()) {
-            Ok(d) if zero_ok || d > Duration::ZERO => Some(d),
-            Ok(_) => {
-                self.error(Some(value.span()), key, "must be greater than zero");
-                None
-            }
-            Err(e) => {
-                self.error(
-                    Some(value.span()),
-                    key,
-                    format_args!(
-                        "`{text}` is not a duration ({e}); write e.g. `500ms`, `10s`, `1m`"
-                    ),
-                );
-                None
-            }
-        }
+        let message = match humantime::parse_duration(text.trim()) {
+            Ok(d) if (min..=max).contains(&d) => return Some(d),
+            Ok(d) if d.is_zero() && min == MIN_DURATION => "must be greater than zero".to_string(),
+            Ok(_) => out_of_range(min, max),
+            Err(e) => format!("`{text}` is not a duration ({e}); write e.g. `500ms`, `10s`, `1m`"),
+        };
+        self.error(Some(value.span()), key, message);
+        None
     }
 
     pub fn positive(&mut self, value: &raw::S<i64>, key: &str) -> Option<usize> {
@@ -329,6 +364,52 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
         .or_else(|| std::env::var_os("JOINCANARY_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+/// `listen` when the config does not set it.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// The service config's `listen` alone (`${VAR}` expanded), without reading the probe files:
+/// what `joincanary healthcheck` needs, so a probe file being edited never fails it.
+///
+/// # Errors
+/// The config cannot be read or parsed, or `listen` is not an address; each with file and line.
+pub fn listen_address(path: &Path, env: &dyn EnvSource) -> Result<SocketAddr, ConfigErrors> {
+    let mut errors = Vec::new();
+    let listen = read_source(path, &mut errors).and_then(|file| {
+        let raw: raw::RawService = parse_toml(&file, &mut errors)?;
+        let mut ctx = Ctx {
+            file: &file,
+            env,
+            errors: &mut errors,
+            env_values: Vec::new(),
+        };
+        listen_of(&raw, &mut ctx)
+    });
+    match listen {
+        Some(addr) if errors.is_empty() => Ok(addr),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// `listen`, or [`DEFAULT_LISTEN`].
+fn listen_of(raw: &raw::RawService, ctx: &mut Ctx<'_>) -> Option<SocketAddr> {
+    let Some(l) = &raw.listen else {
+        return Some(DEFAULT_LISTEN);
+    };
+    let text = ctx.env_str(l, "listen")?;
+    match text.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            ctx.error(
+                Some(l.span()),
+                "listen",
+                format_args!("`{text}` is not an address like 127.0.0.1:9464"),
+            );
+            None
+        }
+    }
 }
 
 /// Loads and validates the service config at `path` and every probe file it names.
@@ -474,22 +555,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             "must be a non-empty label without quotes or control characters",
         );
     }
-    let listen = match &raw.listen {
-        Some(l) => ctx
-            .env_str(l, "listen")
-            .and_then(|text| match text.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    ctx.error(
-                        Some(l.span()),
-                        "listen",
-                        format_args!("`{text}` is not an address like 127.0.0.1:9464"),
-                    );
-                    None
-                }
-            }),
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
-    };
+    let listen = listen_of(&raw, &mut ctx);
     let base = path.parent().unwrap_or(Path::new("."));
     let state_dir = match &raw.state_dir {
         Some(s) => ctx

@@ -37,7 +37,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
             ),
         )
     })?;
-    let headers = ctx.render_headers(&spec.headers)?;
+    let mut headers = ctx.render_headers(&spec.headers)?;
     let (mut body, content_type) = request_body(ctx, spec)?;
     let mut method = spec.method.clone();
 
@@ -65,12 +65,26 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         match (parts.status.is_redirection(), location) {
             (true, Some(location)) if hops < MAX_REDIRECTS => {
                 hops += 1;
-                url = url.join(location).map_err(|e| {
+                let next = url.join(location).map_err(|e| {
                     StepError::new(
                         FailureReason::Protocol,
                         format!("redirect to an invalid location: {e}"),
                     )
                 })?;
+                if url.scheme() == "https" && next.scheme() != "https" {
+                    return Err(StepError::new(
+                        FailureReason::Tls,
+                        format!(
+                            "redirect from https to `{}` refused: it would send the request \
+                             without TLS",
+                            super::redact_url_text(next.as_str())
+                        ),
+                    ));
+                }
+                if next.origin() != url.origin() {
+                    drop_credentials(&mut headers, &ctx.redactor);
+                }
+                url = next;
                 // As browsers do: 303, and 301/302 after a POST, become a GET without a body.
                 if parts.status == 303
                     || (matches!(parts.status.as_u16(), 301 | 302)
@@ -222,6 +236,34 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         ctx.set_var(&extraction.var, value);
     }
     Ok(())
+}
+
+/// Before a redirect to another origin (scheme, host or port), as browsers, curl and reqwest
+/// do: credentials meant for one server must not reach another. `Authorization`,
+/// `Proxy-Authorization` and a configured `Cookie` go (the jar still sends the next host the
+/// cookies its own domain rules allow), and so does every header holding a known secret (an
+/// environment value, an extracted token, a cookie) in any shape the redactor knows. Dropped
+/// for the rest of the step: a redirect back does not bring them back.
+fn drop_credentials(headers: &mut HeaderMap, redactor: &super::Redactor) {
+    let secret: Vec<header::HeaderName> = headers
+        .iter()
+        .filter(|(name, value)| {
+            matches!(
+                **name,
+                header::AUTHORIZATION | header::PROXY_AUTHORIZATION | header::COOKIE
+            ) || value.to_str().map_or(true, |v| redactor.holds_secret(v))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !secret.is_empty() {
+        tracing::debug!(
+            dropped = %secret.iter().map(header::HeaderName::as_str).collect::<Vec<_>>().join(", "),
+            "redirect to another origin: credentials not forwarded"
+        );
+    }
+    for name in secret {
+        headers.remove(name);
+    }
 }
 
 /// The request body and its content type.

@@ -205,7 +205,7 @@ pub(crate) fn new_context<'a>(
         let value = t.render(&vars).unwrap_or_default();
         // A variable built from a secret (SASL's `\0user\0password`) is a secret in every
         // encoding too.
-        if ctx.redactor.scrub(&value) != value {
+        if ctx.redactor.holds_secret(&value) {
             ctx.add_secret(&value);
         }
         vars.insert(name.clone(), value);

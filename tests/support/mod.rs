@@ -85,6 +85,25 @@ impl TempConfig {
         config::load(&self.path, &env(env_pairs))
     }
 
+    /// The errors loading it gives (as `check` prints them), with the temporary directory cut
+    /// from the paths; panics if it loads.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors_with(&[])
+    }
+
+    /// [`TempConfig::errors`] with these environment variables.
+    pub fn errors_with(&self, env_pairs: &[(&str, &str)]) -> Vec<String> {
+        let prefix = format!("{}/", self.dir.path().display());
+        match self.load(env_pairs) {
+            Ok(_) => panic!("config should be rejected"),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| e.to_string().replace(&prefix, ""))
+                    .collect()
+            }
+        }
+    }
+
     pub fn probe_path(&self, name: &str) -> PathBuf {
         self.dir.path().join("probes").join(name)
     }
@@ -133,6 +152,37 @@ pub fn probe_from(text: &str, env_pairs: &[(&str, &str)]) -> Arc<ProbePlan> {
     plan.probes[0].clone()
 }
 
+/// Writes `server.crt` and `server.key` (self-signed for `names`) into `dir`; the certificate's
+/// PEM, for a client to trust.
+pub fn write_server_cert(dir: &Path, names: &[&str]) -> String {
+    init();
+    let certified =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    std::fs::write(dir.join("server.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.join("server.key"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    certified.cert.pem()
+}
+
+/// A web config in `dir/web.yml`: TLS with [`write_server_cert`] for `names`, and the basic-auth
+/// `user` with the password `correct horse` (bcrypt cost 4, the lowest, so tests are quick).
+/// The path and the certificate's PEM.
+pub fn tls_web_config(dir: &Path, names: &[&str], user: &str) -> (PathBuf, String) {
+    let pem = write_server_cert(dir, names);
+    let hash = bcrypt::hash("correct horse", 4).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  {user}: {hash}\n"),
+    )
+    .unwrap();
+    (web, pem)
+}
+
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_joincanary"))
 }
@@ -164,10 +214,16 @@ pub fn fast_sim_probe(sim_url: &str) -> String {
 
 /// Serves `app` on 127.0.0.1 at a free port; returns `127.0.0.1:PORT`.
 pub async fn serve_router(app: axum::Router) -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_router_on("127.0.0.1", app).await
+}
+
+/// Serves `app` on the loopback address `ip` (`127.0.0.2`: another host for redirect tests) at
+/// a free port; returns `IP:PORT`.
+pub async fn serve_router_on(ip: &str, app: axum::Router) -> String {
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await });
-    format!("127.0.0.1:{}", addr.port())
+    format!("{ip}:{}", addr.port())
 }
 
 /// `/api/v1/status` of a running service at `base` (`http://…`).
