@@ -245,7 +245,7 @@ const FAMILIES: [Family; 12] = [
     Family {
         id: Fam::GaugeValue,
         name: "probe_gauge_value",
-        help: "Last value a redis or http_json step read (used_memory, memory_ratio, a queue depth, ...)",
+        help: "What a redis or http_json step read at the last run (used_memory, memory_ratio, a queue depth, ...); absent when that run did not read it",
         kind: "gauge",
         labels: &["name", "probe", "region", "step"],
     },
@@ -525,6 +525,14 @@ impl Metrics {
                     None => c.failures.push((reason, step.as_str().into(), 1)),
                 }
             }
+            // A gauge is what this run read: one it did not read (Redis's `maxmemory` back to 0
+            // leaves no `memory_ratio`, a failed run reads nothing) is removed, not kept at a
+            // stale value that a rule would fire on for ever.
+            c.gauges.retain(|(name, step, _)| {
+                run.steps
+                    .iter()
+                    .any(|s| *s.name == **step && s.gauges.contains_key(&**name))
+            });
             for step in &run.steps {
                 for (phase, d) in &step.phases {
                     if !all_phases && !DEFAULT_PHASES.contains(&phase.as_str()) {
@@ -1070,6 +1078,9 @@ mod tests {
 
     use crate::report::{FailureReason, StepKind, StepReport, Trigger};
 
+    type ProbeKey = (String, String);
+    type LabelValues = Vec<String>;
+
     /// The `probe_*` families as the prometheus crate's own vectors keep them (what this
     /// module used before it wrote the text itself), to compare the output byte for byte.
     struct Reference {
@@ -1086,6 +1097,8 @@ mod tests {
         interval: GaugeVec,
         firing: IntGaugeVec,
         gauge_value: GaugeVec,
+        /// The `probe_gauge_value` label values each (probe, region) set at its last run.
+        gauges_set: std::sync::Mutex<Vec<(ProbeKey, Vec<LabelValues>)>>,
         all_phases: bool,
     }
 
@@ -1120,6 +1133,7 @@ mod tests {
                 interval: gauge("probe_interval_seconds"),
                 firing: int_gauge("probe_alert_firing"),
                 gauge_value: gauge("probe_gauge_value"),
+                gauges_set: std::sync::Mutex::new(Vec::new()),
                 all_phases,
             };
             for c in [
@@ -1183,6 +1197,7 @@ mod tests {
 
         fn record(&self, run: &ProbeRun, lag: Option<Duration>) {
             let l = [run.probe.as_str(), run.region.as_str()];
+            let mut set_now: Vec<Vec<String>> = Vec::new();
             let finished = run.finished_at().timestamp_millis() as f64 / 1000.0;
             self.success
                 .with_label_values(&l)
@@ -1251,8 +1266,22 @@ mod tests {
                         ],
                     );
                     self.gauge_value.with_label_values(&v).set(*value);
+                    set_now.push(v.iter().map(|s| s.to_string()).collect());
                 }
             }
+            let mut sets = self.gauges_set.lock().unwrap();
+            let key = (run.probe.clone(), run.region.clone());
+            match sets.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, before)) => {
+                    for old in before.iter().filter(|v| !set_now.contains(v)) {
+                        let v: Vec<&str> = old.iter().map(String::as_str).collect();
+                        self.gauge_value.remove_label_values(&v).unwrap();
+                    }
+                    *before = set_now;
+                }
+                None => sets.push((key, set_now)),
+            }
+            drop(sets);
             let lag_gauge = self.lag.with_label_values(&l);
             if let Some(lag) = lag {
                 lag_gauge.set(lag.as_secs_f64());
@@ -1342,6 +1371,7 @@ mod tests {
             step("login", true, &[(Phase::Total, 5)], false),
             step("signalling", false, &[(Phase::Total, 5000)], false),
         ];
+        let failing_again = failing.clone();
         vec![
             (
                 base("join-b", "eu", true, full.clone()),
@@ -1357,6 +1387,8 @@ mod tests {
                 Some(Duration::from_millis(3)),
             ),
             (base("join-10", "eu", true, full), None),
+            // join-b in eu read its gauges at its first run and none now: they are gone.
+            (base("join-b", "eu", false, failing_again), None),
         ]
     }
 

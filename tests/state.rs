@@ -348,5 +348,13 @@ async fn a_probe_removed_during_its_incident_is_resolved() {
             .contains("removed from the configuration"),
         "{resolve}"
     );
+    // Exactly one (issue 17: the reload's resolve and the outbox reconciliation's each queued
+    // one, so Slack and email showed two). Stopping delivers whatever is still queued.
     svc.stop().await;
+    let resolves = hook
+        .accepted()
+        .into_iter()
+        .filter(|v| v["event"] == "resolve" && v["dedup_key"] == KEY)
+        .count();
+    assert_eq!(resolves, 1, "{:?}", hook.all());
 }
