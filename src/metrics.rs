@@ -77,6 +77,9 @@ pub struct Metrics {
     /// Per sink, when its oldest queued notification was queued: the age is worked out at
     /// scrape time, so it grows while nothing is delivered (a stuck queue is the point).
     oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
+    /// Each pager's last success, last error and queue, for the status page: every part that
+    /// delivers already holds this handle.
+    pub delivery: Arc<crate::alert::health::DeliveryHealth>,
 }
 
 /// Metric construction only fails on invalid names or duplicate registration, both fixed at
@@ -158,6 +161,10 @@ struct LastRun {
     finished: f64,
     last_success: f64,
     lag: f64,
+    /// Read back at start-up ([`Metrics::restore_last`]), no run of this process yet:
+    /// `probe_last_run_timestamp_seconds` and `probe_schedule_lag_seconds` wait for one, so a
+    /// rule counting time since the last run counts from the process start until then.
+    restored: bool,
 }
 
 /// One histogram: per-bucket (not cumulative) counts, as the prometheus crate keeps them.
@@ -242,7 +249,7 @@ const FAMILIES: [Family; 12] = [
     Family {
         id: Fam::GaugeValue,
         name: "probe_gauge_value",
-        help: "Last value a redis or http_json step read (used_memory, memory_ratio, a queue depth, ...)",
+        help: "What a redis or http_json step read at the last run (used_memory, memory_ratio, a queue depth, ...); absent when that run did not read it",
         kind: "gauge",
         labels: &["name", "probe", "region", "step"],
     },
@@ -410,6 +417,7 @@ impl Metrics {
             bucket_labels: buckets.iter().map(f64::to_string).collect(),
             probes: Arc::default(),
             oldest_queued: Arc::default(),
+            delivery: Arc::default(),
         };
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result, region]);
@@ -490,6 +498,7 @@ impl Metrics {
             let runs = c.runs.get_or_insert([0, 0]);
             runs[usize::from(run.success)] += 1;
             let last = c.last.get_or_insert_with(LastRun::default);
+            last.restored = false;
             last.success = i64::from(run.success);
             last.duration = run.duration_ms.as_secs_f64();
             last.finished = finished;
@@ -521,6 +530,14 @@ impl Metrics {
                     None => c.failures.push((reason, step.as_str().into(), 1)),
                 }
             }
+            // A gauge is what this run read: one it did not read (Redis's `maxmemory` back to 0
+            // leaves no `memory_ratio`, a failed run reads nothing) is removed, not kept at a
+            // stale value that a rule would fire on for ever.
+            c.gauges.retain(|(name, step, _)| {
+                run.steps
+                    .iter()
+                    .any(|s| *s.name == **step && s.gauges.contains_key(&**name))
+            });
             for step in &run.steps {
                 for (phase, d) in &step.phases {
                     if !all_phases && !DEFAULT_PHASES.contains(&phase.as_str()) {
@@ -560,6 +577,30 @@ impl Metrics {
         });
     }
 
+    /// What the last run before a restart said (from the status history): `probe_success`,
+    /// `probe_duration_seconds` and `probe_last_success_timestamp_seconds` are exported from
+    /// start-up instead of being absent until the first run, so the probe does not drop out of
+    /// the rules and their `for:` timers do not start again. A run of this process replaces it;
+    /// a probe that already ran is left alone.
+    pub fn restore_last(
+        &self,
+        probe: &str,
+        region: &str,
+        success: bool,
+        duration: std::time::Duration,
+        last_success: Option<DateTime<Utc>>,
+    ) {
+        self.table().with_cells(probe, region, |c| {
+            c.last.get_or_insert_with(|| LastRun {
+                success: i64::from(success),
+                duration: duration.as_secs_f64(),
+                last_success: last_success.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
+                restored: true,
+                ..LastRun::default()
+            });
+        });
+    }
+
     /// Counts `count` skipped ticks of a probe (`reason`: see `scheduler::SkipReason`).
     pub fn record_skip(&self, probe: &str, region: &str, reason: &'static str, count: u64) {
         self.table().with_cells(probe, region, |c| {
@@ -596,6 +637,7 @@ impl Metrics {
         self.outbox_pending.reset();
         self.outbox_oldest.reset();
         self.lock_oldest().clear();
+        self.delivery.configure(sinks);
         for sink in sinks {
             for event in NOTIFICATION_EVENTS {
                 for result in NOTIFICATION_RESULTS {
@@ -637,6 +679,7 @@ impl Metrics {
             .with_label_values(&[sink, &self.region])
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.lock_oldest().insert(sink.to_string(), oldest);
+        self.delivery.queue(sink, pending, oldest);
         self.outbox_oldest
             .with_label_values(&[sink, &self.region])
             .set(age_seconds(oldest, Utc::now()));
@@ -924,6 +967,7 @@ fn rows_of<'a>(
         let single = match family {
             Fam::Duration => last(|l| l.duration),
             Fam::Interval => c.interval.map(Value::Float),
+            Fam::LastRun | Fam::Lag if c.last.as_ref().is_some_and(|l| l.restored) => None,
             Fam::LastRun => last(|l| l.finished),
             Fam::LastSuccess => last(|l| l.last_success),
             Fam::Lag => last(|l| l.lag),
@@ -1064,6 +1108,9 @@ mod tests {
 
     use crate::report::{FailureReason, StepKind, StepReport, Trigger};
 
+    type ProbeKey = (String, String);
+    type LabelValues = Vec<String>;
+
     /// The `probe_*` families as the prometheus crate's own vectors keep them (what this
     /// module used before it wrote the text itself), to compare the output byte for byte.
     struct Reference {
@@ -1080,6 +1127,8 @@ mod tests {
         interval: GaugeVec,
         firing: IntGaugeVec,
         gauge_value: GaugeVec,
+        /// The `probe_gauge_value` label values each (probe, region) set at its last run.
+        gauges_set: std::sync::Mutex<Vec<(ProbeKey, Vec<LabelValues>)>>,
         all_phases: bool,
     }
 
@@ -1114,6 +1163,7 @@ mod tests {
                 interval: gauge("probe_interval_seconds"),
                 firing: int_gauge("probe_alert_firing"),
                 gauge_value: gauge("probe_gauge_value"),
+                gauges_set: std::sync::Mutex::new(Vec::new()),
                 all_phases,
             };
             for c in [
@@ -1177,6 +1227,7 @@ mod tests {
 
         fn record(&self, run: &ProbeRun, lag: Option<Duration>) {
             let l = [run.probe.as_str(), run.region.as_str()];
+            let mut set_now: Vec<Vec<String>> = Vec::new();
             let finished = run.finished_at().timestamp_millis() as f64 / 1000.0;
             self.success
                 .with_label_values(&l)
@@ -1245,8 +1296,22 @@ mod tests {
                         ],
                     );
                     self.gauge_value.with_label_values(&v).set(*value);
+                    set_now.push(v.iter().map(|s| s.to_string()).collect());
                 }
             }
+            let mut sets = self.gauges_set.lock().unwrap();
+            let key = (run.probe.clone(), run.region.clone());
+            match sets.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, before)) => {
+                    for old in before.iter().filter(|v| !set_now.contains(v)) {
+                        let v: Vec<&str> = old.iter().map(String::as_str).collect();
+                        self.gauge_value.remove_label_values(&v).unwrap();
+                    }
+                    *before = set_now;
+                }
+                None => sets.push((key, set_now)),
+            }
+            drop(sets);
             let lag_gauge = self.lag.with_label_values(&l);
             if let Some(lag) = lag {
                 lag_gauge.set(lag.as_secs_f64());
@@ -1336,6 +1401,7 @@ mod tests {
             step("login", true, &[(Phase::Total, 5)], false),
             step("signalling", false, &[(Phase::Total, 5000)], false),
         ];
+        let failing_again = failing.clone();
         vec![
             (
                 base("join-b", "eu", true, full.clone()),
@@ -1351,6 +1417,8 @@ mod tests {
                 Some(Duration::from_millis(3)),
             ),
             (base("join-10", "eu", true, full), None),
+            // join-b in eu read its gauges at its first run and none now: they are gone.
+            (base("join-b", "eu", false, failing_again), None),
         ]
     }
 

@@ -111,6 +111,24 @@ async fn memory_past_the_threshold_warns_while_the_step_succeeds() {
     let metrics = Metrics::new("test").expect("metrics");
     metrics.record(&run, None);
     assert!(metrics.render().contains(r#"name="memory_ratio""#));
+
+    // Issue 17: `maxmemory` back to 0 leaves no ratio to read, and the series goes with it
+    // (a kept 0.9 would keep a rule on it firing for ever) while `used_memory` is fresh.
+    redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    assert!(!run.steps[0].gauges.contains_key("memory_ratio"));
+    metrics.record(&run, None);
+    let text = metrics.render();
+    assert!(!text.contains(r#"name="memory_ratio""#), "{text}");
+    assert!(text.contains(r#"name="used_memory""#), "{text}");
+    // A run that read nothing (Redis gone) leaves no gauge of that step at all.
+    let mut failed = run.clone();
+    failed.success = false;
+    failed.steps[0].success = false;
+    failed.steps[0].gauges.clear();
+    metrics.record(&failed, None);
+    assert!(!metrics.render().contains("probe_gauge_value{"));
 }
 
 #[tokio::test]
@@ -485,4 +503,33 @@ async fn tls_wrong_password_fails_clearly_and_is_never_shown() {
         assert!(!stdout.contains(wrong), "{stdout}");
         assert!(!stderr.contains(wrong), "{stderr}");
     }
+}
+
+/// Issue 17: a refused Redis connection read `connect failed: I/O error` where the http and
+/// websocket steps say `Connection refused (os error 111)`; it says the same now.
+#[tokio::test]
+async fn a_refused_connection_is_worded_as_for_http_and_websockets() {
+    let port = servers::free_port().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("redis://127.0.0.1:{port}");
+    let text = std::fs::read_to_string(support::root().join("probes/examples/redis-health.toml"))
+        .expect("example exists");
+    let cfg = TempConfig::new("", &[("redis-health.toml", &text)]);
+    let plan = cfg
+        .load(&[("REDIS_URL", url.as_str())])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
+    let error = run.error.unwrap_or_default();
+    assert_eq!(error, "connect failed: Connection refused (os error 111)");
+    let http = support::probe_from(
+        &format!("[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\n"),
+        &[],
+    );
+    let run = run_probe(&http, "test", Trigger::Manual).await;
+    assert!(
+        run.error
+            .unwrap_or_default()
+            .ends_with(": Connection refused (os error 111)"),
+        "the same words as an http step"
+    );
 }

@@ -89,6 +89,10 @@ pub struct AlertEngine {
     store: Store,
     /// See [`LEGACY_MARK`].
     legacy_delivered: bool,
+    /// Incidents `configure` resolved because their probe left the configuration, until the
+    /// next `reconcile`: their triggers are still recorded as delivered, and reconcile must not
+    /// take them for lost incidents and send a second resolve.
+    resolved_removed: Vec<String>,
 }
 
 impl AlertEngine {
@@ -102,6 +106,7 @@ impl AlertEngine {
             states,
             store,
             legacy_delivered: loaded.entries.contains_key(LEGACY_MARK),
+            resolved_removed: Vec::new(),
         };
         let open: usize = engine.states.values().map(|s| s.open().count()).sum();
         if open > 0 {
@@ -155,6 +160,7 @@ impl AlertEngine {
                     dedup_key = %open.dedup_key,
                     "probe left the configuration during its incident; resolving the incident"
                 );
+                self.resolved_removed.push(open.dedup_key.clone());
                 out.push((removed_resolve(open, &probe, now), pagers.clone()));
             }
         }
@@ -231,8 +237,11 @@ impl AlertEngine {
     ) -> Vec<(Notification, Vec<String>)> {
         let now = Utc::now();
         let mut out = Vec::new();
+        let resolved_removed = std::mem::take(&mut self.resolved_removed);
         for (sink, trigger) in outbox.settled() {
-            if outbox.queued(&sink, &trigger.dedup_key) {
+            if outbox.queued(&sink, &trigger.dedup_key)
+                || resolved_removed.contains(&trigger.dedup_key)
+            {
                 continue; // its resolve (or a newer trigger) is on the way
             }
             let held = self

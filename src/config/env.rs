@@ -35,7 +35,13 @@ pub enum EnvError {
     Unclosed,
     #[error("`{0}` is not a valid environment variable name")]
     BadName(String),
+    #[error("`${{…}}` nested more than {MAX_NESTING} deep")]
+    TooDeep,
 }
+
+/// How deep `${A:-${B:-${C}}}` may nest: enough for a default built from another variable,
+/// bounded so a hostile file cannot recurse without end.
+pub const MAX_NESTING: usize = 4;
 
 /// The result of substituting one string: the text, and the values that came from the
 /// environment (so the caller can treat them as possible secrets).
@@ -45,7 +51,9 @@ pub struct Substituted {
     pub env_values: Vec<String>,
 }
 
-/// Replaces every `${VAR}` / `${VAR:-default}` in `input`. `$${` is a literal `${`.
+/// Replaces every `${VAR}` / `${VAR:-default}` in `input`. `$${` is a literal `${`. A default
+/// may itself use `${…}` (`${SLACK_URL:-https://hooks.example/${REGION}}`), up to
+/// [`MAX_NESTING`] deep; as in the shell, it is expanded only when the default is used.
 ///
 /// # Errors
 /// An unset variable without a default, an unclosed `${`, a malformed name.
@@ -70,6 +78,22 @@ fn substitute_with(
     write_value: fn(&str) -> String,
 ) -> Result<Substituted, EnvError> {
     let mut out = Substituted::default();
+    substitute_into(input, env, write_value, 0, &mut out)?;
+    Ok(out)
+}
+
+/// Appends `input` with its variables substituted to `out`; `depth` is how many defaults
+/// enclose it.
+fn substitute_into(
+    input: &str,
+    env: &dyn EnvSource,
+    write_value: fn(&str) -> String,
+    depth: usize,
+    out: &mut Substituted,
+) -> Result<(), EnvError> {
+    if depth > MAX_NESTING {
+        return Err(EnvError::TooDeep);
+    }
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
         out.text.push_str(&rest[..pos]);
@@ -84,7 +108,7 @@ fn substitute_with(
             rest = &tail[1..];
             continue;
         };
-        let close = body_start.find('}').ok_or(EnvError::Unclosed)?;
+        let close = closing_brace(body_start).ok_or(EnvError::Unclosed)?;
         let body = &body_start[..close];
         let (name, default) = match body.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -102,14 +126,41 @@ fn substitute_with(
                 out.env_values.push(value);
             }
             None => match default {
-                Some(d) => out.text.push_str(d),
+                Some(d) => substitute_into(d, env, write_value, depth + 1, out)?,
                 None => return Err(EnvError::Unset(name.to_string())),
             },
         }
         rest = &body_start[close + 1..];
     }
     out.text.push_str(rest);
-    Ok(out)
+    Ok(())
+}
+
+/// The index of the `}` that closes a `${` whose body starts `body`: a `${` inside opens one
+/// more level (`$${` is a literal and does not), any other `}` at the first level closes it.
+fn closing_brace(body: &str) -> Option<usize> {
+    let bytes = body.as_bytes();
+    let mut open = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(b"$${") {
+            i += 3;
+            continue;
+        }
+        if bytes[i..].starts_with(b"${") {
+            open += 1;
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'}' {
+            if open == 0 {
+                return Some(i);
+            }
+            open -= 1;
+        }
+        i += 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -155,6 +206,47 @@ mod tests {
         let vars = env(&[("user", "u")]);
         assert_eq!(t.render(&vars).unwrap(), "u:ab{{region}}cd\"$}");
         assert_eq!(s.env_values, ["ab{{region}}cd\"$}"]);
+    }
+
+    #[test]
+    fn a_default_may_use_another_variable() {
+        // Issue 16: the inner `${REGION}` was sent literally in a Slack URL's path.
+        let text = "${SLACK_URL:-https://hooks.example/services/T000/B000/${REGION}}/x";
+        let e = env(&[("REGION", "eu-west-1")]);
+        let s = substitute(text, &e).unwrap();
+        assert_eq!(
+            s.text,
+            "https://hooks.example/services/T000/B000/eu-west-1/x"
+        );
+        assert_eq!(s.env_values, ["eu-west-1"]);
+        // Set: the default is not looked at (its unset variable is no error), as in the shell.
+        let e = env(&[("SLACK_URL", "https://h/s")]);
+        assert_eq!(substitute(text, &e).unwrap().text, "https://h/s/x");
+        // Used and unset inside: the inner name is the error.
+        assert_eq!(
+            substitute(text, &env(&[])).unwrap_err(),
+            EnvError::Unset("REGION".into())
+        );
+        assert_eq!(
+            substitute("${A:-${B:-${C:-deep}}}!", &env(&[]))
+                .unwrap()
+                .text,
+            "deep!"
+        );
+        // A `}` that opens nothing still closes, as before: a JSON default keeps its brace.
+        assert_eq!(
+            substitute("${A:-{\"a\":1}}", &env(&[])).unwrap().text,
+            "{\"a\":1}"
+        );
+        assert_eq!(substitute("${A:-$${B}}", &env(&[])).unwrap().text, "${B}");
+        let deep = "${A:-".repeat(MAX_NESTING + 1) + "x" + &"}".repeat(MAX_NESTING + 1);
+        assert_eq!(substitute(&deep, &env(&[])).unwrap_err(), EnvError::TooDeep);
+        let ok = "${A:-".repeat(MAX_NESTING) + "x" + &"}".repeat(MAX_NESTING);
+        assert_eq!(substitute(&ok, &env(&[])).unwrap().text, "x");
+        assert_eq!(
+            substitute("${A:-${B}", &env(&[])).unwrap_err(),
+            EnvError::Unclosed
+        );
     }
 
     #[test]

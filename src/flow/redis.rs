@@ -153,36 +153,52 @@ impl CounterMemory {
     }
 }
 
-/// The TLS failure behind a client error, if that is what it is: the redis client hands the
-/// handshake's `rustls::Error` up inside an I/O error, which alone would read as `connect`.
-fn tls_failure(err: &redis::RedisError) -> Option<String> {
+/// The links of a client error's source chain, with the layers `source()` skips unwrapped: the
+/// client keeps its I/O error as `Arc<dyn Error>`, and an `io::Error` wraps the handshake's
+/// `rustls::Error`. Bounded: a chain is a handful of links; a cyclic one stops at 16.
+fn chain(err: &redis::RedisError) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut out: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    // Bounded: an error chain is a handful of links; stop at 16 in case one loops.
-    for _ in 0..16 {
-        let e = source?;
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        // The client keeps its I/O error as `Arc<dyn Error>`, whose `source()` skips the
-        // wrapped value: unwrap that layer by hand.
+    while let Some(e) = source
+        && out.len() < 16
+    {
+        out.push(e);
         let shared = e
             .downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
             .map(|a| &**a as &(dyn std::error::Error + 'static));
-        if let Some(tls) = shared.and_then(|s| s.downcast_ref::<rustls::Error>()) {
-            return Some(tls.to_string());
-        }
+        out.extend(shared);
         let io = e
             .downcast_ref::<std::io::Error>()
             .or_else(|| shared.and_then(|s| s.downcast_ref::<std::io::Error>()));
-        if let Some(tls) = io
-            .and_then(std::io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls.to_string());
-        }
+        out.extend(io.and_then(std::io::Error::get_ref).map(|inner| {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            inner
+        }));
         source = e.source();
     }
-    None
+    out
+}
+
+/// The TLS failure behind a client error, if that is what it is: the redis client hands the
+/// handshake's `rustls::Error` up inside an I/O error, which alone would read as `connect`.
+fn tls_failure(err: &redis::RedisError) -> Option<String> {
+    chain(err)
+        .into_iter()
+        .find_map(|e| e.downcast_ref::<rustls::Error>())
+        .map(ToString::to_string)
+}
+
+/// The operating system's words for an I/O failure behind a client error (`Connection refused
+/// (os error 111)`, as the http and websocket steps say it). Only an OS error: the client's own
+/// I/O errors may quote connection details.
+fn os_failure(err: &redis::RedisError) -> Option<String> {
+    chain(err)
+        .into_iter()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .find_map(|io| {
+            let code = io.raw_os_error()?;
+            Some(std::io::Error::from_raw_os_error(code).to_string())
+        })
 }
 
 /// A Redis error as a step error. The client's own text may quote connection details, so only
@@ -224,9 +240,11 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     } else {
         FailureReason::Protocol
     };
-    // The client's text may quote connection details, so only the category is shown; the
-    // source chain still tells the prober's own exhaustion (`local`) from Redis failing.
-    StepError::caused_by(reason, format!("{op} failed: {}", err.category()), err)
+    // The client's text may quote connection details, so only the operating system's words
+    // (or else the category) are shown; the source chain still tells the prober's own
+    // exhaustion (`local`) from Redis failing.
+    let why = os_failure(err).unwrap_or_else(|| err.category().to_string());
+    StepError::caused_by(reason, format!("{op} failed: {why}"), err)
 }
 
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError> {
