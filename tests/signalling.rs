@@ -495,3 +495,66 @@ async fn cleanup_runs_past_the_probe_deadline_within_its_grace() {
         "the destroy reached the server after the deadline"
     );
 }
+
+const XMPP_OPEN: &str =
+    "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='x.test' id='s1' version='1.0'/>";
+const XMPP_CLOSE: &str = "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>";
+
+/// An XMPP stream opened and then closed by a `ws_close` step.
+fn xmpp_open_close(addr: &str) -> String {
+    format!(
+        "[[steps]]\nname = \"websocket\"\nkind = \"ws_connect\"\nprotocol = \"xmpp\"\nurl = \"ws://{addr}/xmpp-websocket\"\ndomain = \"x.test\"\n\n[[steps]]\nname = \"close\"\nkind = \"ws_close\"\ntimeout = \"2s\"\n"
+    )
+}
+
+/// Issue 17: Prosody answers `<close/>` and drops the TCP connection without a websocket close
+/// frame; `ws_close` failed on every healthy run (`Connection reset without closing
+/// handshake`, reason `protocol`). After the server's own goodbye that is a clean close.
+#[tokio::test]
+async fn an_xmpp_server_that_drops_the_connection_after_its_close_closed_cleanly() {
+    let addr = crate::support::hostile::ws_server(|mut ws| async move {
+        let Some(Ok(Message::Text(_))) = ws.next().await else {
+            return;
+        };
+        if ws.send(Message::text(XMPP_OPEN)).await.is_err() {
+            return;
+        }
+        for _ in 0..8 {
+            let Some(Ok(m)) = ws.next().await else { return };
+            if m.to_text().is_ok_and(|t| t.contains("<close")) {
+                let _ = ws.send(Message::text(XMPP_CLOSE)).await;
+                return; // dropped: the TCP connection ends with no close frame
+            }
+        }
+    })
+    .await;
+    let r = run(&xmpp_open_close(&addr)).await;
+    assert!(r.steps.iter().all(|s| s.success), "{r:#?}");
+
+    // A server that never answers `<close/>` still gets the websocket closing handshake.
+    let addr = crate::support::hostile::ws_server(|mut ws| async move {
+        let Some(Ok(Message::Text(_))) = ws.next().await else {
+            return;
+        };
+        if ws.send(Message::text(XMPP_OPEN)).await.is_err() {
+            return;
+        }
+        // tungstenite answers the close frame while this reads; bounded by the client.
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    let r = run(&xmpp_open_close(&addr)).await;
+    assert!(r.steps.iter().all(|s| s.success), "{r:#?}");
+
+    // Without the server's goodbye, a reset is still a failure.
+    let addr = crate::support::hostile::ws_server(|mut ws| async move {
+        let Some(Ok(Message::Text(_))) = ws.next().await else {
+            return;
+        };
+        let _ = ws.send(Message::text(XMPP_OPEN)).await;
+        let _ = ws.next().await; // the client's `<close/>`: dropped without a word
+    })
+    .await;
+    let r = run(&xmpp_open_close(&addr)).await;
+    assert!(!step(&r, "close").success, "{r:#?}");
+}
