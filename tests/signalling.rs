@@ -558,3 +558,61 @@ async fn an_xmpp_server_that_drops_the_connection_after_its_close_closed_cleanly
     let r = run(&xmpp_open_close(&addr)).await;
     assert!(!step(&r, "close").success, "{r:#?}");
 }
+
+/// Issue 17: the first read on connection `a`, opened after `b`'s send, was recorded as a
+/// `fan_out` of that send (it was `a`'s welcome, and the time included `a`'s connect). A
+/// `ws_connect` in between ends the measurement; a later send on `a` seen by `b` is a fan-out.
+#[tokio::test]
+async fn a_read_after_a_connect_is_not_a_fan_out_of_an_earlier_send() {
+    let script: Script = Arc::new(|frame: &str| vec![frame.to_string()]);
+    let (addr, _) = scripted_ws(vec![r#"{"type":"welcome"}"#.into()], script).await;
+    let probe = format!(
+        r#"
+[[steps]]
+name = "websocket-b"
+kind = "ws_connect"
+connection = "b"
+url = "ws://{addr}/"
+[[steps]]
+name = "b-joins"
+kind = "ws_send"
+connection = "b"
+text = '{{"type":"join"}}'
+[[steps]]
+name = "b-joined"
+kind = "ws_expect"
+connection = "b"
+expect_json = {{ type = "join" }}
+[[steps]]
+name = "websocket-a"
+kind = "ws_connect"
+connection = "a"
+url = "ws://{addr}/"
+[[steps]]
+name = "a-welcome"
+kind = "ws_expect"
+connection = "a"
+expect_json = {{ type = "welcome" }}
+[[steps]]
+name = "a-says"
+kind = "ws_send"
+connection = "a"
+text = '{{"type":"hello"}}'
+[[steps]]
+name = "a-hears"
+kind = "ws_expect"
+connection = "a"
+expect_json = {{ type = "hello" }}
+"#
+    );
+    let r = run(&probe).await;
+    assert!(r.success, "{r:#?}");
+    let welcome = step(&r, "a-welcome");
+    assert!(
+        !welcome.phases.contains_key(&Phase::FanOut)
+            && !welcome.phases.contains_key(&Phase::RoundTrip),
+        "{welcome:#?}"
+    );
+    assert!(step(&r, "b-joined").phases.contains_key(&Phase::RoundTrip));
+    assert!(step(&r, "a-hears").phases.contains_key(&Phase::RoundTrip));
+}

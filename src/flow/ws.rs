@@ -249,6 +249,10 @@ pub(super) async fn connect(
     name: &str,
     spec: &WsConnectSpec,
 ) -> Result<(), StepError> {
+    // A send before this connect is no longer timed by a later expect: on this connection it
+    // could not have been a fan-out (it did not exist yet), and on any other the time would
+    // include this connect.
+    ctx.last_send = None;
     if let Some(old) = ctx.ws.remove(name) {
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
