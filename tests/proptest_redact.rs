@@ -64,3 +64,90 @@ proptest! {
         );
     }
 }
+
+/// How one character is written: as it is, `%XX` of its UTF-8 bytes, a decimal or hex entity
+/// (with leading zeros, either case of `x` and of the hex digits), or `\uXXXX`.
+#[derive(Debug, Clone)]
+enum Each {
+    Literal,
+    Percent {
+        upper: bool,
+    },
+    Decimal {
+        zeros: usize,
+    },
+    Hex {
+        zeros: usize,
+        big_x: bool,
+        upper: bool,
+    },
+    Unicode {
+        upper: bool,
+    },
+}
+
+fn each() -> impl Strategy<Value = Each> {
+    prop_oneof![
+        1 => Just(Each::Literal),
+        2 => any::<bool>().prop_map(|upper| Each::Percent { upper }),
+        2 => (0usize..4).prop_map(|zeros| Each::Decimal { zeros }),
+        2 => (0usize..4, any::<bool>(), any::<bool>())
+            .prop_map(|(zeros, big_x, upper)| Each::Hex { zeros, big_x, upper }),
+        1 => any::<bool>().prop_map(|upper| Each::Unicode { upper }),
+    ]
+}
+
+fn write_each(c: char, how: &Each) -> String {
+    let case = |s: String, upper: bool| if upper { s.to_uppercase() } else { s };
+    let n = u32::from(c);
+    match how {
+        Each::Literal => c.to_string(),
+        Each::Percent { upper } => c
+            .to_string()
+            .bytes()
+            .map(|b| case(format!("%{b:02x}"), *upper))
+            .collect(),
+        Each::Decimal { zeros } => format!("&#{}{n};", "0".repeat(*zeros)),
+        Each::Hex {
+            zeros,
+            big_x,
+            upper,
+        } => format!(
+            "&#{}{}{};",
+            if *big_x { 'X' } else { 'x' },
+            "0".repeat(*zeros),
+            case(format!("{n:x}"), *upper)
+        ),
+        Each::Unicode { upper } => {
+            let mut units = [0u16; 2];
+            c.encode_utf16(&mut units)
+                .iter()
+                .map(|u| format!("\\u{}", case(format!("{u:04x}"), *upper)))
+                .collect()
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A server that encodes every character of an echoed secret, each its own way or all
+    /// the same way (the review's `%53%75%70…` and `&#83;…`): the whole secret is replaced,
+    /// and the text around it is left as it was.
+    #[test]
+    fn every_character_encoded_its_own_way_is_redacted(
+        secret in secret(),
+        hows in proptest::collection::vec(each(), 20),
+        uniform in any::<bool>(),
+        before in "[A-Z]{0,10}",
+        after in "[A-Z]{0,10}",
+    ) {
+        let shaped: String = secret
+            .chars()
+            .enumerate()
+            .map(|(i, c)| write_each(c, &hows[if uniform { 0 } else { i % hows.len() }]))
+            .collect();
+        let out = Redactor::new([secret.clone()]).scrub(&format!("{before}{shaped}{after}"));
+        prop_assert_eq!(out, format!("{before}{REDACTED}{after}"), "{:?} as {:?}", secret, shaped);
+    }
+}

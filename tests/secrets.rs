@@ -47,8 +47,11 @@ const CARRIERS: [(&str, &str, &str); 5] = [
     ("query", "", "uri"),
 ];
 
-/// How the server echoes what it got, each into a 400 reply quoted in the error.
-const ECHOES: [&str; 7] = ["raw", "json", "ascii", "form", "pctlower", "html", "b64"];
+/// How the server echoes what it got, each into a 400 reply quoted in the error. `pctall`,
+/// `entdec` and `enthex` encode every character, letters and digits too.
+const ECHOES: [&str; 10] = [
+    "raw", "json", "ascii", "form", "pctlower", "html", "b64", "pctall", "entdec", "enthex",
+];
 
 pub(crate) fn json_inner(s: &str) -> String {
     let q = serde_json::Value::String(s.to_string()).to_string();
@@ -87,6 +90,23 @@ pub(crate) fn pct_lower(s: &str) -> String {
         .collect()
 }
 
+/// Every byte as `%XX`, upper-case hex (letters and digits too).
+pub(crate) fn pct_all(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// Every character as a decimal entity, `&#83;`.
+pub(crate) fn entity_dec(s: &str) -> String {
+    s.chars().map(|c| format!("&#{};", u32::from(c))).collect()
+}
+
+/// Every character as a hex entity, `&#x53;`.
+pub(crate) fn entity_hex(s: &str) -> String {
+    s.chars()
+        .map(|c| format!("&#x{:x};", u32::from(c)))
+        .collect()
+}
+
 pub(crate) fn html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -104,19 +124,25 @@ fn echo(shape: &str, x: &str) -> String {
         "pctlower" => format!("denied: {}", pct_lower(x)),
         "html" => format!("<p>denied: {}</p>", html(x)),
         "b64" => format!("denied: {}", STANDARD.encode(x)),
+        "pctall" => format!("denied: {}", pct_all(x)),
+        "entdec" => format!("<p>denied: {}</p>", entity_dec(x)),
+        "enthex" => format!("<p>denied: {}</p>", entity_hex(x)),
         other => panic!("no echo shape {other}"),
     }
 }
 
 /// Every shape of `secret` this file's encoders can give, once or twice over.
 fn shapes(secret: &str) -> Vec<String> {
-    let encoders: [fn(&str) -> String; 6] = [
+    let encoders: [fn(&str) -> String; 9] = [
         str::to_string,
         json_inner,
         json_ascii,
         form,
         pct_lower,
         html,
+        pct_all,
+        entity_dec,
+        entity_hex,
     ];
     let mut out = Vec::new();
     for a in encoders {
@@ -198,7 +224,7 @@ fn probe_text(addr: &str, carrier: &str, shape: &str, extra: &str) -> String {
         .iter()
         .find(|c| c.0 == carrier)
         .unwrap_or_else(|| panic!("no carrier {carrier}"));
-    // Generous timeouts: the echo answers at once, and 338 cases 16 at a time on a loaded CI
+    // Generous timeouts: the echo answers at once, and 497 cases 16 at a time on a loaded CI
     // machine must fail on the echo's 400, never on a deadline.
     format!(
         r#"

@@ -5,6 +5,7 @@
 //! down never delays another.
 
 pub mod alertmanager;
+pub mod am_route;
 pub mod dispatch;
 pub mod email;
 pub mod engine;
