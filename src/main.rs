@@ -191,6 +191,11 @@ enum Command {
         /// Only this pager (repeatable).
         #[arg(long = "pager")]
         pagers: Vec<String>,
+        /// Alertmanager pagers: keep the test alert firing this long before resolving it, so
+        /// Alertmanager notifies (default: the route's group_wait read from Alertmanager plus
+        /// 3 s, else 40 s). Other pagers resolve at once.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
     },
     /// Run the reference conference server.
     #[cfg(feature = "sim")]
@@ -487,7 +492,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             joincanary::demo::run(listen, joincanary::shutdown::signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::TestPage { config, pagers } => {
+        Command::TestPage {
+            config,
+            pagers,
+            wait,
+        } => {
             let Some(plan) = load(config.config.as_deref()) else {
                 return Ok(ExitCode::from(2));
             };
@@ -519,14 +528,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 &selected,
                 &plan.region,
                 &joincanary::alert::links(&plan),
+                wait,
+                joincanary::clock::Clock::system(),
             )
             .await;
             let mut all_ok = true;
             for (name, result) in &results {
                 match result {
-                    Ok(()) => print_stdout(&format!(
-                        "{name}: ok (test trigger and resolve delivered)\n"
-                    )),
+                    Ok(notes) => {
+                        for note in notes {
+                            print_stdout(&format!("{name}: {note}\n"));
+                        }
+                        print_stdout(&format!(
+                            "{name}: ok (test trigger and resolve delivered)\n"
+                        ));
+                    }
                     Err(e) => {
                         all_ok = false;
                         print_stdout(&format!("{name}: FAILED: {e}\n"));

@@ -77,6 +77,9 @@ pub struct Metrics {
     /// Per sink, when its oldest queued notification was queued: the age is worked out at
     /// scrape time, so it grows while nothing is delivered (a stuck queue is the point).
     oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
+    /// Each pager's last success, last error and queue, for the status page: every part that
+    /// delivers already holds this handle.
+    pub delivery: Arc<crate::alert::health::DeliveryHealth>,
 }
 
 /// Metric construction only fails on invalid names or duplicate registration, both fixed at
@@ -410,6 +413,7 @@ impl Metrics {
             bucket_labels: buckets.iter().map(f64::to_string).collect(),
             probes: Arc::default(),
             oldest_queued: Arc::default(),
+            delivery: Arc::default(),
         };
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result, region]);
@@ -604,6 +608,7 @@ impl Metrics {
         self.outbox_pending.reset();
         self.outbox_oldest.reset();
         self.lock_oldest().clear();
+        self.delivery.configure(sinks);
         for sink in sinks {
             for event in NOTIFICATION_EVENTS {
                 for result in NOTIFICATION_RESULTS {
@@ -645,6 +650,7 @@ impl Metrics {
             .with_label_values(&[sink, &self.region])
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.lock_oldest().insert(sink.to_string(), oldest);
+        self.delivery.queue(sink, pending, oldest);
         self.outbox_oldest
             .with_label_values(&[sink, &self.region])
             .set(age_seconds(oldest, Utc::now()));

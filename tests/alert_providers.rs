@@ -13,6 +13,7 @@ use axum::http::{Request, StatusCode};
 use joincanary::alert::{
     DeliveryError, Dispatcher, EventKind, Link, Notification, PagerPlan, Severity, test_page,
 };
+use joincanary::clock::Clock;
 use joincanary::config::Plan;
 use joincanary::report::FailureReason;
 use serde_json::{Value, json};
@@ -632,9 +633,9 @@ async fn test_page_sends_a_marked_trigger_and_resolve() {
         text: "joincanary status".into(),
         href: "http://127.0.0.1:9464/".into(),
     }];
-    let results = test_page(&plan.pagers, "eu-west-1", &links).await;
+    let results = test_page(&plan.pagers, "eu-west-1", &links, None, Clock::system()).await;
     assert_eq!(results.len(), 1);
-    assert_eq!(results[0], ("h".to_string(), Ok(())));
+    assert_eq!(results[0], ("h".to_string(), Ok(Vec::new())));
     let seen = hook.seen();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].body["event"], "trigger");
@@ -733,7 +734,7 @@ to = ["oncall@example.com"]
     for s in secrets {
         assert!(!debug.contains(s), "Debug shows {s}: {debug}");
     }
-    let results = test_page(&plan.pagers, "test", &[]).await;
+    let results = test_page(&plan.pagers, "test", &[], None, Clock::system()).await;
     assert_eq!(results.len(), 4);
     let mut errors = String::new();
     for (name, r) in &results {
@@ -880,7 +881,7 @@ async fn email_rejected_after_data_is_a_failed_delivery() {
     support::init();
     let smtp = Smtp::start("reject").await;
     let (_cfg, plan) = plan(&smtp.pager(), &[]);
-    let results = test_page(&plan.pagers, "test", &[]).await;
+    let results = test_page(&plan.pagers, "test", &[], None, Clock::system()).await;
     match &results[0].1 {
         Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("554"), "{msg}"),
         other => panic!("expected a permanent failure, got {other:?}"),
@@ -900,7 +901,7 @@ type = "slack"
 url = "${SLACK_URL:-${HOOKS}/services/T000/B000/${REGION}}"
 "#;
     let (_cfg, plan) = plan(pager, &[("HOOKS", &slack.url()), ("REGION", "eu-west-1")]);
-    let results = test_page(&plan.pagers, "test", &[]).await;
+    let results = test_page(&plan.pagers, "test", &[], None, Clock::system()).await;
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
     let paths: Vec<String> = slack.seen().into_iter().map(|s| s.path).collect();
     assert!(!paths.is_empty());

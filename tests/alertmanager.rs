@@ -9,12 +9,7 @@ const PROBE: &str =
     "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
 
 fn am_pager(extra: &str) -> TempConfig {
-    TempConfig::new(
-        &format!(
-            "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9/\"\n{extra}"
-        ),
-        &[("p.toml", PROBE)],
-    )
+    am_pager_at("http://127.0.0.1:9/", extra)
 }
 
 /// Issue 17: `hold = "100000000years"` passed `check` and then panicked the pager task in `run`
@@ -72,4 +67,121 @@ fn default_resend_interval_keeps_the_watchdog_inside_a_minute() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Alertmanager's config: `page` gets everything with a short group_wait, the watchdog goes to
+/// `switch` every second (group_interval 1s, repeat_interval shorter, as the shipped route).
+fn am_config(hook: &str) -> String {
+    format!(
+        "route:\n  receiver: page\n  group_by: [probe]\n  group_wait: 1s\n  group_interval: 1m\n  repeat_interval: 1h\n  routes:\n    - receiver: switch\n      matchers: ['alertname=\"JoinCanaryWatchdog\"']\n      group_by: [region]\n      group_wait: 0s\n      group_interval: 1s\n      repeat_interval: 500ms\n\
+         receivers:\n  - name: page\n    webhook_configs: [{{url: '{hook}/page', send_resolved: true}}]\n  - name: switch\n    webhook_configs: [{{url: '{hook}/switch', send_resolved: false}}]\n"
+    )
+}
+
+/// Issue 16: `test-page` through an alertmanager pager reached no receiver (trigger and resolve
+/// 3 ms apart, inside group_wait). Against Debian's Alertmanager with a 1 s group_wait: as
+/// before (`--wait 0s`) nobody hears; by default it reads group_wait from Alertmanager, says
+/// Alertmanager accepted and lists the alert, keeps it firing 4 s, and the receiver gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_page_reaches_the_receiver_behind_a_real_alertmanager() {
+    use crate::support::receiver::Receiver;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = am_pager_at(&am.url(), "");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(crate::support::binary())
+            .args(["test-page", "--config"])
+            .arg(&cfg.path)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        stdout
+    };
+    let page = |hook: &Receiver| -> Vec<serde_json::Value> {
+        hook.all()
+            .into_iter()
+            .filter(|(path, _, _)| path == "/page")
+            .map(|(_, body, _)| body)
+            .collect()
+    };
+
+    let out = tokio::task::block_in_place(|| run(&["--wait", "0s"]));
+    assert!(out.contains("am: ok"), "{out}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(page(&hook), Vec::<serde_json::Value>::new(), "{out}");
+
+    let started = std::time::Instant::now();
+    let out = tokio::task::block_in_place(|| run(&[]));
+    let took = started.elapsed();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "am: Alertmanager routes it to `page` (group_wait 1s); will keep it firing 4s",
+            "am: Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)",
+            "am: Alertmanager lists it as active, for receiver(s) page",
+            "am: kept it firing 4s for Alertmanager to notify; resolving",
+            "am: ok (test trigger and resolve delivered)",
+        ],
+        "{out}"
+    );
+    assert!(took >= Duration::from_secs(4), "{took:?}");
+    let got = page(&hook);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["status"], "firing");
+    let labels = &got[0]["alerts"][0]["labels"];
+    assert_eq!(labels["alertname"], "JoinFlowFailing");
+    assert_eq!(labels["test"], "true");
+    assert_eq!(labels["severity"], "critical");
+    assert_eq!(labels["source"], "joincanary");
+    assert!(
+        labels["probe"].as_str().unwrap().starts_with("test-page-"),
+        "{labels}"
+    );
+}
+
+fn am_pager_at(url: &str, extra: &str) -> TempConfig {
+    TempConfig::new(
+        &format!("[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"{url}\"\n{extra}"),
+        &[("p.toml", PROBE)],
+    )
+}
+
+/// With the shipped routes, `test-page`'s alert takes the `page` route (the one a real
+/// `JoinFlowFailing` takes), so a test page proves the path on-call is paged through.
+#[test]
+fn the_shipped_routes_send_the_test_page_where_a_real_page_goes() {
+    let yaml = std::fs::read_to_string(
+        crate::support::root().join("deploy/alertmanager/alertmanager.yml"),
+    )
+    .unwrap();
+    let labels = |probe: &str, test: bool| {
+        let mut l: std::collections::BTreeMap<String, String> = [
+            ("alertname", "JoinFlowFailing"),
+            ("probe", probe),
+            ("region", "eu-west-1"),
+            ("severity", "critical"),
+            ("source", "joincanary"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if test {
+            l.insert("test".into(), "true".into());
+        }
+        l
+    };
+    let route = |l| joincanary::alert::am_route::routes_for(&yaml, &l).unwrap();
+    let real = route(labels("sim-join", false));
+    let test = route(labels("test-page-0123abcd", true));
+    assert_eq!(real[0].receiver, "page");
+    assert_eq!(
+        test.iter().map(|r| &r.receiver).collect::<Vec<_>>(),
+        real.iter().map(|r| &r.receiver).collect::<Vec<_>>()
+    );
+    assert_eq!(test[0].group_wait, real[0].group_wait);
 }

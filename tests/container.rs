@@ -362,7 +362,7 @@ fn dashboard_and_rules_use_only_metrics_joincanary_exports() {
             &std::fs::read_to_string(root().join(file)).unwrap(),
         ));
     }
-    assert!(rules.len() >= 18, "{rules:?}");
+    assert!(rules.len() >= 16, "{rules:?}");
     exprs.extend(rules);
     for expr in &exprs {
         for name in metric_names(expr) {

@@ -12,70 +12,16 @@ every shipped rule must evaluate without error. Logs go to target/deploy/dashboa
 """
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 
-import yaml
+from stack import (GLOBAL_RULES, ROOT, RULES, Stack, alertmanager_config, free_port, get_json, http,
+                   probe_file, query, require_tools)
 
-ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-WORK = os.path.join(ROOT, "target/deploy/dashboard")
-BIN = os.path.join(ROOT, "target/debug/joincanary")
-DEADLINE = time.monotonic() + 120
-procs = []
-errors = []
-
-
-def fail(msg):
-    errors.append(msg)
-    print("ERROR", msg)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(name, args, **kw):
-    log = open(os.path.join(WORK, f"{name}.log"), "w")
-    p = subprocess.Popen(args, stdout=kw.pop("stdout", log), stderr=log, stdin=subprocess.DEVNULL, **kw)
-    procs.append(p)
-    return p
-
-
-def http(method, url, body=None, timeout=2):
-    req = urllib.request.Request(url, data=body, method=method,
-                                 headers={"content-type": "application/json"} if body else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-def wait_for(what, check, seconds):
-    end = min(time.monotonic() + seconds, DEADLINE)
-    while time.monotonic() < end:
-        try:
-            if check():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    fail(f"timed out waiting for {what}")
-    return False
-
-
-def query(prom, expr):
-    url = f"http://127.0.0.1:{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        _, body = http("GET", url, timeout=5)
-    except urllib.error.HTTPError as e:
-        return {"status": "error", "error": e.read().decode(errors="replace")}
-    return json.loads(body)
+stack = Stack(os.path.join(ROOT, "target/deploy/dashboard"), time.monotonic() + 120)
+fail = stack.fail
+wait_for = stack.wait_for
 
 
 def grafana_expr(expr):
@@ -84,47 +30,21 @@ def grafana_expr(expr):
 
 
 def main():
-    for tool in ("prometheus", "prometheus-alertmanager"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} missing: bash .ci/run installs it (.ci/apt.d/deploy.txt)")
-    if not os.path.exists(BIN):
-        sys.exit(f"{BIN} missing: cargo build --bin joincanary")
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-
+    require_tools()
     # The platform under test.
-    sim = start("sim", [BIN, "sim", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
-    line = sim.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        sys.exit(f"sim said {line!r}")
-    sim_url = line.removeprefix("listening on ")
+    sim_url = stack.sim()
 
     # Alertmanager with the shipped config; receivers to a closed loopback port (no traffic out).
     am = free_port()
-    amcfg = yaml.safe_load(open(os.path.join(ROOT, "deploy/alertmanager/alertmanager.yml")))
-    for r in amcfg["receivers"]:
-        for w in r.get("webhook_configs") or []:
-            w["url"] = "http://127.0.0.1:9/" + r["name"]
-    yaml.safe_dump(amcfg, open(os.path.join(WORK, "alertmanager.yml"), "w"))
-    start("alertmanager", ["prometheus-alertmanager", f"--config.file={WORK}/alertmanager.yml",
-                           f"--storage.path={WORK}/am-data", f"--web.listen-address=127.0.0.1:{am}",
-                           "--cluster.listen-address="])
-    wait_for("alertmanager", lambda: http("GET", f"http://127.0.0.1:{am}/-/ready")[0] == 200, 20)
+    stack.alertmanager("alertmanager", am, alertmanager_config(lambda name: "http://127.0.0.1:9/" + name))
 
-    # Two regional probers.
-    os.makedirs(os.path.join(WORK, "probes"))
-    # The shipped probe with deadlines that fit a 3 s schedule.
-    probe = open(os.path.join(ROOT, "probes/sim-join.toml")).read()
-    for old, short in (('timeout = "20s"', 'timeout = "2500ms"'), ('timeout = "5s"', 'timeout = "1s"'),
-                       ('timeout = "2s"', 'timeout = "1s"')):
-        probe = probe.replace(old, short)
-    open(os.path.join(WORK, "probes", "sim-join.toml"), "w").write(probe)
+    # Two regional probers, the shipped probe with deadlines that fit a 3 s schedule.
+    probe_file(stack.work, {"20s": "2500ms", "5s": "1s", "2s": "1s"})
     targets = []
     for region in ("ci-a", "ci-b"):
         port = free_port()
         targets.append(f"127.0.0.1:{port}")
-        cfg = os.path.join(WORK, f"{region}.toml")
-        open(cfg, "w").write(f'''region = "{region}"
+        stack.prober(f"joincanary-{region}", f'''region = "{region}"
 listen = "127.0.0.1:{port}"
 probes = ["probes"]
 state_dir = "state-{region}"
@@ -143,22 +63,16 @@ type = "http"
 url = "http://127.0.0.1:{am}/-/healthy"
 interval = "2s"
 timeout = "1s"
-''')
-        start(f"joincanary-{region}", [BIN, "run", "--config", cfg],
-              env={**os.environ, "SIM_URL": sim_url, "NO_COLOR": "1"})
+''', {"SIM_URL": sim_url})
 
     # Prometheus scraping them as job "joincanary" with the shipped rules.
     prom = free_port()
-    yaml.safe_dump({
+    stack.prometheus("prometheus", prom, {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [os.path.join(ROOT, "deploy/prometheus/joincanary-rules.yaml"),
-                       os.path.join(ROOT, "deploy/prometheus/global/joincanary-global-rules.yaml")],
+        "rule_files": [RULES, GLOBAL_RULES],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am}"]}]}]},
         "scrape_configs": [{"job_name": "joincanary", "static_configs": [{"targets": targets}]}],
-    }, open(os.path.join(WORK, "prometheus.yml"), "w"))
-    start("prometheus", ["prometheus", f"--config.file={WORK}/prometheus.yml",
-                         f"--storage.tsdb.path={WORK}/prom-data", f"--web.listen-address=127.0.0.1:{prom}"])
-    wait_for("prometheus", lambda: http("GET", f"http://127.0.0.1:{prom}/-/ready")[0] == 200, 20)
+    })
     wait_for("both probers scraped and probing", lambda: len(
         query(prom, 'probe_success{job="joincanary"} == 1')["data"]["result"]) == 2, 25)
 
@@ -211,27 +125,16 @@ timeout = "1s"
     if evaluated < 15:
         fail(f"only {evaluated} rules loaded")
     # The probers' pushed alerts reached the shipped Alertmanager: the watchdog of each region.
-    alerts = json.loads(http("GET", f"http://127.0.0.1:{am}/api/v2/alerts")[1])
+    alerts = get_json(f"http://127.0.0.1:{am}/api/v2/alerts")
     watchdogs = {a["labels"].get("region") for a in alerts if a["labels"].get("alertname") == "JoinCanaryWatchdog"}
     if watchdogs != {"ci-a", "ci-b"}:
         fail(f"JoinCanaryWatchdog in Alertmanager for {watchdogs}, expected ci-a and ci-b")
-    print(f"dashboard: {checked} queries against a live Prometheus, {evaluated} rules evaluated, {len(errors)} errors")
-
-
-def stop():
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    print(f"dashboard: {checked} queries against a live Prometheus, {evaluated} rules evaluated, {len(stack.errors)} errors")
 
 
 if __name__ == "__main__":
     try:
         main()
     finally:
-        stop()
-    sys.exit(1 if errors else 0)
+        stack.stop()
+    sys.exit(1 if stack.errors else 0)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::notify::{Request, Secret};
+use super::notify::{DeliveryError, Request, Secret};
 use super::{EventKind, Notification, Severity, limits, render};
 use crate::config::Ctx;
 use crate::config::raw::{RawPager, S};
@@ -199,6 +199,275 @@ pub fn build_watchdog(
     }
 }
 
+/// How long `test-page` keeps its alert firing when it cannot read the route from Alertmanager
+/// (and no `--wait` was given): past the 30 s `group_wait` Alertmanager defaults to.
+pub const DEFAULT_TEST_WAIT: Duration = Duration::from_secs(40);
+/// Added to the route's wait: Alertmanager flushes the group then, and its notification needs
+/// a moment to go out before a resolve could turn it into nothing.
+pub const NOTIFY_MARGIN: Duration = Duration::from_secs(3);
+/// The longest `test-page` waits unless told (`group_interval` may be hours).
+pub const MAX_TEST_WAIT: Duration = Duration::from_secs(600);
+/// The most `test-page` reads of one Alertmanager answer (its configuration, its alerts).
+const MAX_API_BODY: usize = 4 << 20;
+
+/// Alertmanager's HTTP API as `test-page` uses it (a trait so the waiting is tested on the
+/// paused clock without a network).
+pub(crate) trait AmApi {
+    /// `GET {url}{path}` as JSON; the error says what went wrong, without the URL.
+    async fn get_json(&self, path: &str) -> Result<serde_json::Value, String>;
+    /// `POST` of an alert.
+    async fn post(&self, req: &Request) -> Result<(), DeliveryError>;
+}
+
+/// [`AmApi`] over HTTP, every request under the pager's `timeout`, errors scrubbed.
+pub(crate) struct HttpAm<'a> {
+    pub plan: &'a Alertmanager,
+    pub client: &'a reqwest::Client,
+    pub timeout: Duration,
+    pub redactor: &'a crate::flow::Redactor,
+}
+
+impl AmApi for HttpAm<'_> {
+    async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let url = format!("{}{path}", self.plan.url.expose());
+        let read = async {
+            let mut resp = self
+                .client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| crate::flow::error_chain(&e.without_url()))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("HTTP {status}"));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| crate::flow::error_chain(&e.without_url()))?
+            {
+                if body.len() + chunk.len() > MAX_API_BODY {
+                    return Err(format!("answer larger than {MAX_API_BODY} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+        };
+        match tokio::time::timeout(self.timeout, read).await {
+            Ok(r) => r.map_err(|e| self.redactor.scrub(&e)),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                crate::report::human_duration(self.timeout)
+            )),
+        }
+    }
+
+    async fn post(&self, req: &Request) -> Result<(), DeliveryError> {
+        super::notify::post(self.client, req, self.timeout)
+            .await
+            .map_err(|e| e.scrub(self.redactor))
+    }
+}
+
+/// `joincanary test-page` through an Alertmanager pager: Alertmanager notifies only once the
+/// route's `group_wait` has passed (and a resolve before that means no notification at all),
+/// so the test alert is posted, checked to be listed as active, kept firing past that wait,
+/// and only then resolved. The wait is `wait` when given; otherwise the `group_wait` of every
+/// route the alert takes, read from Alertmanager's configuration (its `group_interval` when a
+/// group with the same labels already exists: the alert joins that group's next flush), plus
+/// [`NOTIFY_MARGIN`], at most [`MAX_TEST_WAIT`]; [`DEFAULT_TEST_WAIT`] when it cannot be read.
+/// Returns what it found, one line each.
+///
+/// # Errors
+/// Alertmanager refused the alert, does not list it, or will not notify (silenced or
+/// inhibited); or the resolve failed.
+pub(crate) async fn test_page(
+    api: &impl AmApi,
+    plan: &Alertmanager,
+    mut n: Notification,
+    wait: Option<Duration>,
+    clock: &crate::clock::Clock,
+) -> Result<Vec<String>, DeliveryError> {
+    let mut notes = Vec::new();
+    // Its own `probe` label: with the usual `group_by: [probe]` each test page is a new group,
+    // notified after `group_wait`, not folded into the next flush of an earlier one (whose
+    // resolved alerts Alertmanager no longer lists, so it could not be seen and waited for).
+    let run = n.dedup_key.rsplit('/').next().unwrap_or_default();
+    n.probe = format!("test-page-{}", run.get(..8).unwrap_or(run));
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(build_request(plan, &n).body[0]["labels"].clone())
+            .unwrap_or_default();
+    let wait = match wait {
+        Some(w) => {
+            notes.push(format!(
+                "will keep the alert firing {} (--wait)",
+                humantime::format_duration(w)
+            ));
+            w
+        }
+        None => {
+            let (w, why) = route_wait(api, &labels).await;
+            notes.push(why);
+            w
+        }
+    };
+    // The alert must outlive the wait, whatever `hold` says.
+    let firing = Alertmanager {
+        hold: plan.hold.max(wait.saturating_add(Duration::from_secs(60))),
+        ..plan.clone()
+    };
+    n.at = clock.now();
+    api.post(&build_request(&firing, &n)).await?;
+    notes.push("Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)".into());
+    let listed = listed_state(api, &labels).await;
+    let refused = match &listed {
+        Ok(line) => {
+            notes.push(line.clone());
+            None
+        }
+        Err(e) => Some(e.clone()),
+    };
+    if refused.is_none() {
+        tokio::time::sleep(wait).await;
+        notes.push(format!(
+            "kept it firing {} for Alertmanager to notify; resolving",
+            humantime::format_duration(wait)
+        ));
+    }
+    n.kind = EventKind::Resolve;
+    n.at = clock.now();
+    n.summary = format!("[TEST] joincanary test page from {}: resolved", n.region);
+    api.post(&build_request(plan, &n)).await?;
+    match refused {
+        Some(e) => Err(DeliveryError::Permanent(e)),
+        None => Ok(notes),
+    }
+}
+
+/// How long to keep the test alert firing, from Alertmanager's own routes, and why.
+async fn route_wait(
+    api: &impl AmApi,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> (Duration, String) {
+    let fallback = |e: String| {
+        (
+            DEFAULT_TEST_WAIT,
+            format!(
+                "could not read the route from Alertmanager ({e}); will keep the alert firing {} (set --wait to change)",
+                humantime::format_duration(DEFAULT_TEST_WAIT)
+            ),
+        )
+    };
+    let status = match api.get_json("/api/v2/status").await {
+        Ok(s) => s,
+        Err(e) => return fallback(format!("GET /api/v2/status: {e}")),
+    };
+    let Some(original) = status["config"]["original"].as_str() else {
+        return fallback("its status has no config.original".into());
+    };
+    let routes = match super::am_route::routes_for(original, labels) {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return fallback("no route matches".into()),
+        Err(e) => return fallback(e),
+    };
+    // A group with these labels already there (an earlier test page, a real incident) takes the
+    // alert into its next flush, up to group_interval away.
+    let groups = api.get_json("/api/v2/alerts/groups").await.ok();
+    let mut wait = Duration::ZERO;
+    let mut parts = Vec::new();
+    for r in &routes {
+        let want = r.group_labels(labels);
+        let exists = groups.as_ref().and_then(|g| g.as_array()).is_some_and(|g| {
+            g.iter().any(|g| {
+                g["receiver"]["name"] == r.receiver.as_str()
+                    && serde_json::from_value::<std::collections::BTreeMap<String, String>>(
+                        g["labels"].clone(),
+                    )
+                    .is_ok_and(|l| l == want)
+                    && g["alerts"].as_array().is_some_and(|a| !a.is_empty())
+            })
+        });
+        let (d, what) = if exists {
+            (r.group_interval, "group_interval, its group exists")
+        } else {
+            (r.group_wait, "group_wait")
+        };
+        wait = wait.max(d);
+        parts.push(format!(
+            "`{}` ({what} {})",
+            r.receiver,
+            humantime::format_duration(d)
+        ));
+    }
+    let wait = wait.saturating_add(NOTIFY_MARGIN).min(MAX_TEST_WAIT);
+    (
+        wait,
+        format!(
+            "Alertmanager routes it to {}; will keep it firing {}",
+            parts.join(", "),
+            humantime::format_duration(wait)
+        ),
+    )
+}
+
+/// Whether Alertmanager lists the alert with `labels` as active (`Ok`: a line saying so and to
+/// which receivers), or why not.
+async fn listed_state(
+    api: &impl AmApi,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in labels {
+        query.append_pair("filter", &format!("{k}={}", json!(v)));
+    }
+    let alerts = match api
+        .get_json(&format!("/api/v2/alerts?{}", query.finish()))
+        .await
+    {
+        Ok(a) => a,
+        // The POST was accepted; not being able to look is said, not failed.
+        Err(e) => {
+            return Ok(format!(
+                "could not list Alertmanager's alerts to confirm it: {e}"
+            ));
+        }
+    };
+    let Some(alert) = alerts.as_array().and_then(|a| a.first()) else {
+        return Err(
+            "Alertmanager accepted the test alert but does not list it (expired at once? check the clocks)"
+                .into(),
+        );
+    };
+    let receivers: Vec<&str> = alert["receivers"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
+    let state = alert["status"]["state"].as_str().unwrap_or("unknown");
+    let ids = |key: &str| -> String {
+        alert["status"][key]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    match state {
+        "suppressed" => Err(format!(
+            "Alertmanager will not notify: the test alert is suppressed (silenced by [{}], inhibited by [{}])",
+            ids("silencedBy"),
+            ids("inhibitedBy")
+        )),
+        _ => Ok(format!(
+            "Alertmanager lists it as {state}, for receiver(s) {}",
+            receivers.join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +549,164 @@ mod tests {
         };
         let req = build_watchdog(&default, "eu-west-1", started, at);
         assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:00:45+00:00");
+    }
+
+    /// Alertmanager as `test-page` sees it, in memory: each answer canned, each POST recorded
+    /// with the tokio time it was made at.
+    struct FakeAm {
+        status: Result<serde_json::Value, String>,
+        groups: serde_json::Value,
+        alerts: serde_json::Value,
+        posts: std::sync::Mutex<Vec<(tokio::time::Instant, serde_json::Value)>>,
+    }
+
+    impl FakeAm {
+        fn new(config: &str) -> FakeAm {
+            FakeAm {
+                status: Ok(json!({"config": {"original": config}})),
+                groups: json!([]),
+                alerts: json!([{"status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+                                "receivers": [{"name": "page"}]}]),
+                posts: Default::default(),
+            }
+        }
+
+        /// (seconds after `t0`, alert) of every POST.
+        fn posts(&self, t0: tokio::time::Instant) -> Vec<(f64, serde_json::Value)> {
+            let posts = self.posts.lock().unwrap();
+            posts
+                .iter()
+                .map(|(t, b)| ((*t - t0).as_secs_f64(), b[0].clone()))
+                .collect()
+        }
+    }
+
+    impl AmApi for FakeAm {
+        async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+            if path == "/api/v2/status" {
+                return self.status.clone();
+            }
+            if path == "/api/v2/alerts/groups" {
+                return Ok(self.groups.clone());
+            }
+            assert!(path.starts_with("/api/v2/alerts?filter="), "{path}");
+            assert!(path.contains("filter=test%3D%22true%22"), "{path}");
+            Ok(self.alerts.clone())
+        }
+
+        async fn post(&self, req: &Request) -> Result<(), DeliveryError> {
+            let mut posts = self.posts.lock().unwrap();
+            posts.push((tokio::time::Instant::now(), req.body.clone()));
+            Ok(())
+        }
+    }
+
+    const ROUTES: &str = "route:\n  receiver: warning\n  group_by: [probe]\n  group_wait: 30s\n  group_interval: 2m\n  routes:\n    - receiver: page\n      matchers: ['severity=\"critical\"']\n      group_wait: 10s\n";
+
+    fn test_alert(clock: &crate::clock::Clock) -> Notification {
+        let mut n = sample(EventKind::Trigger);
+        n.probe = "test-page".into();
+        n.dedup_key = "joincanary/test-page/eu-west-1/0123456789abcdef".into();
+        n.test = true;
+        n.at = clock.now();
+        n
+    }
+
+    /// The trigger stays firing past the route's group_wait (10 s + the margin), then the
+    /// resolve goes out; paused clock, so the 13 s are exact.
+    #[tokio::test(start_paused = true)]
+    async fn test_page_holds_the_alert_past_group_wait() {
+        let clock = crate::clock::Clock::starting_at("2025-03-01T12:00:00Z".parse().unwrap());
+        let am = FakeAm::new(ROUTES);
+        let t0 = tokio::time::Instant::now();
+        let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+            .await
+            .unwrap();
+        let posts = am.posts(t0);
+        assert_eq!(posts.len(), 2);
+        assert_eq!(posts[0].0, 0.0);
+        assert_eq!(posts[1].0, 13.0);
+        assert_eq!(posts[0].1["labels"]["test"], "true");
+        assert_eq!(posts[0].1["labels"]["probe"], "test-page-01234567");
+        // Firing while Alertmanager waits; the resolve ends it when it is sent.
+        assert_eq!(posts[0].1["endsAt"], "2025-03-01T13:00:00+00:00");
+        assert_eq!(posts[1].1["endsAt"], "2025-03-01T12:00:13+00:00");
+        assert_eq!(posts[1].1["labels"], posts[0].1["labels"]);
+        assert_eq!(
+            notes,
+            [
+                "Alertmanager routes it to `page` (group_wait 10s); will keep it firing 13s",
+                "Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)",
+                "Alertmanager lists it as active, for receiver(s) page",
+                "kept it firing 13s for Alertmanager to notify; resolving",
+            ]
+        );
+    }
+
+    /// An existing group (an earlier test page) takes the alert at its next flush: wait its
+    /// group_interval. `--wait` wins over the route; an unreadable route waits the default.
+    #[tokio::test(start_paused = true)]
+    async fn test_page_wait_follows_the_group_the_flag_or_the_default() {
+        let clock = crate::clock::Clock::system();
+        let mut am = FakeAm::new(ROUTES);
+        am.groups = json!([{"labels": {"probe": "test-page-01234567"}, "receiver": {"name": "page"},
+                            "alerts": [{"labels": {}}]}]);
+        let t0 = tokio::time::Instant::now();
+        let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+            .await
+            .unwrap();
+        assert_eq!(am.posts(t0)[1].0, 123.0);
+        assert!(
+            notes[0].contains("group_interval, its group exists 2m"),
+            "{notes:?}"
+        );
+
+        let am = FakeAm::new(ROUTES);
+        let t0 = tokio::time::Instant::now();
+        test_page(
+            &am,
+            &plan(),
+            test_alert(&clock),
+            Some(Duration::from_secs(7)),
+            &clock,
+        )
+        .await
+        .unwrap();
+        assert_eq!(am.posts(t0)[1].0, 7.0);
+
+        let mut am = FakeAm::new(ROUTES);
+        am.status = Err("HTTP 401 Unauthorized".into());
+        let t0 = tokio::time::Instant::now();
+        let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+            .await
+            .unwrap();
+        assert_eq!(am.posts(t0)[1].0, DEFAULT_TEST_WAIT.as_secs_f64());
+        assert!(notes[0].contains("HTTP 401"), "{notes:?}");
+    }
+
+    /// A silenced (or inhibited) test alert would never notify: resolved at once, and a failure.
+    #[tokio::test(start_paused = true)]
+    async fn test_page_fails_when_alertmanager_suppresses_it() {
+        let clock = crate::clock::Clock::system();
+        let mut am = FakeAm::new(ROUTES);
+        am.alerts = json!([{"status": {"state": "suppressed", "silencedBy": ["s-1"], "inhibitedBy": []},
+                            "receivers": [{"name": "page"}]}]);
+        let t0 = tokio::time::Instant::now();
+        let err = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Alertmanager will not notify: the test alert is suppressed (silenced by [s-1], inhibited by [])"
+        );
+        let posts = am.posts(t0);
+        assert_eq!((posts.len(), posts[1].0), (2, 0.0));
+        am.alerts = json!([]);
+        assert!(
+            test_page(&am, &plan(), test_alert(&clock), None, &clock)
+                .await
+                .is_err()
+        );
     }
 
     /// Dates and durations from outside (a damaged state log, an absurd config) never panic:

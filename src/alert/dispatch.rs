@@ -314,6 +314,13 @@ impl Dispatcher {
                     tracing::error!(sink = %plan.name, error = %e, "pager cannot send");
                     Box::new(Broken(e.to_string()))
                 });
+                // Every attempt's outcome, for the status page's delivery health.
+                let notifier = super::health::Observed::wrap(
+                    notifier,
+                    &plan,
+                    shared.metrics.delivery.clone(),
+                    shared.clock,
+                );
                 let watchdog = match (&plan.kind, &client) {
                     (PagerKind::Alertmanager(a), Ok(c)) => Some(Watchdog {
                         plan: a.clone(),
@@ -823,9 +830,16 @@ impl Watchdog {
             shared.clock.now(),
         );
         match notify::post(&self.client, &req, self.timeout).await {
-            Ok(()) => tracing::debug!(sink, "watchdog alert posted"),
+            Ok(()) => {
+                shared.metrics.delivery.success(sink, shared.clock.now());
+                tracing::debug!(sink, "watchdog alert posted");
+            }
             Err(e) => {
                 let e = e.scrub(&self.redactor);
+                shared
+                    .metrics
+                    .delivery
+                    .failure(sink, shared.clock.now(), &e.to_string());
                 tracing::warn!(sink, error = %e, "posting the watchdog alert failed");
             }
         }
@@ -843,20 +857,25 @@ impl Notifier for Broken {
 
 /// `joincanary test-page`: a clearly marked trigger then resolve through each pager, directly
 /// (no queue, no retries), so the operator sees each pager's result at once. It carries the
-/// same `links` as a real page ([`super::links`]), so they can be checked too.
+/// same `links` as a real page ([`super::links`]), so they can be checked too. An Alertmanager
+/// pager keeps the alert firing until Alertmanager has notified (`wait`, else its route's
+/// `group_wait`: see [`super::alertmanager::test_page`]); the others resolve at once. Each
+/// result holds what was found on the way, one line each.
 pub async fn test_page(
     pagers: &[PagerPlan],
     region: &str,
     links: &[Link],
-) -> Vec<(String, Result<(), DeliveryError>)> {
+    wait: Option<Duration>,
+    clock: Clock,
+) -> Vec<(String, Result<Vec<String>, DeliveryError>)> {
     let client = notify::http_client();
     let id = uuid::Uuid::new_v4();
     let runs = pagers.iter().map(|plan| {
         let client = client.clone();
         async move {
             let result = async {
-                let notifier = notify::notifier_for(plan, &client?)?;
-                let now = Utc::now();
+                let client = client?;
+                let now = clock.now();
                 let mut n = Notification {
                     kind: EventKind::Trigger,
                     severity: Severity::Critical,
@@ -878,19 +897,34 @@ pub async fn test_page(
                     test: true,
                     links: links.to_vec(),
                 };
+                if let PagerKind::Alertmanager(am) = &plan.kind {
+                    let api = super::alertmanager::HttpAm {
+                        plan: am,
+                        client: &client,
+                        timeout: plan.timeout,
+                        redactor: &plan.redactor,
+                    };
+                    return super::alertmanager::test_page(&api, am, n, wait, &clock).await;
+                }
+                let notifier = notify::notifier_for(plan, &client)?;
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {
                     // Opsgenie creates alerts asynchronously; a close sent at once can miss it.
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 n.kind = EventKind::Resolve;
-                n.at = Utc::now();
+                n.at = clock.now();
                 n.summary = format!("[TEST] joincanary test page from {region}: resolved");
-                notifier.send(&n).await
+                notifier.send(&n).await.map(|()| Vec::new())
             }
             .await;
             match &result {
-                Ok(()) => tracing::info!(sink = %plan.name, region, "test page delivered"),
+                Ok(notes) => {
+                    for note in notes {
+                        tracing::info!(sink = %plan.name, region, "{note}");
+                    }
+                    tracing::info!(sink = %plan.name, region, "test page delivered");
+                }
                 Err(e) => {
                     tracing::error!(sink = %plan.name, region, error = %e, "test page failed")
                 }

@@ -5,9 +5,11 @@
 //! down never delays another.
 
 pub mod alertmanager;
+pub mod am_route;
 pub mod dispatch;
 pub mod email;
 pub mod engine;
+pub mod health;
 pub mod limits;
 pub mod notify;
 pub mod opsgenie;

@@ -1,0 +1,596 @@
+#!/usr/bin/env python3
+"""End to end: the shipped rules and routes page on time, in every documented topology.
+
+Real `joincanary run` probers (three regions with `peers`, each probing its own `joincanary sim`, so
+one region can be broken alone through that sim's `PUT /_sim/faults`), Debian's Prometheus with the
+shipped rules and Debian's Alertmanager with the shipped alertmanager.yml, its receivers rewritten
+to a loopback recorder that timestamps every webhook. Three topologies run side by side:
+
+  a  one Prometheus for every region (regional + global rules)
+  b  one Prometheus per region (regional rules) + a global one federating them (the shipped
+     deploy/prometheus/global/prometheus.yml, targets replaced; global rules)
+  c  a single region (one prober, one Prometheus, regional rules)
+
+Time is compressed by K = 10, proportionally: schedule 60 s -> 6 s, confirm_delay 10 s -> 1 s, the
+failing step's timeout (signalling) 5 s -> 500 ms, Alertmanager pager resend 60 s -> 6 s, scrape
+and evaluation 15 s -> 1.5 s, every rule's `for:` and every route's group_wait / group_interval /
+repeat_interval divided by 10 (rules' range windows are kept). Each measured time is asserted
+against the bound the (compressed) config implies plus ALLOW (process and HTTP latency on a busy CI
+machine, also compressed-time seconds: x10 in real-time terms overstates it tenfold).
+
+Each fault is injected just after the region's run finished (status API `runs`), the worst offset:
+the next run is a whole interval away. Alertmanager is restarted (fresh storage) between cases so
+each case's page is a new notification group. Logs, configs and results.json go to
+target/deploy/e2e/. `--runs N` repeats the whole run and prints medians (BENCHMARKS.md).
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import yaml
+
+from check_routes import quorum_only as quorum_only_switch
+from stack import (AM_CONFIG, GLOBAL_RULES, ROOT, RULES, Stack, alertmanager_config, free_port, get_json,
+                   http, probe_file, rules_file, seconds, series)
+
+K = 10.0
+WORK = os.path.join(ROOT, "target/deploy/e2e")
+REGIONS = ["eu-west-1", "us-east-1", "ap-southeast-1"]
+
+# The shipped settings (real time) the bounds come from; compressed by K below.
+INTERVAL = 60 / K            # the shipped schedule: every minute (`* * * * *`)
+CONFIRM = 10 / K             # [alerting] confirm_delay default
+SIGNALLING = 5 / K           # the shipped probe's signalling timeout: the failing step here
+SCRAPE = 15 / K              # scrape and evaluation interval the docs and ServiceMonitor use
+RESEND = 60 / K              # the alertmanager pager's resend_interval default
+ALLOW = 1.0                  # latency allowance, compressed seconds
+
+SHIPPED_AM = yaml.safe_load(open(AM_CONFIG))
+
+
+def route_for(**labels):
+    """The first child route of the shipped config matching `labels` (alertname, severity)."""
+    for r in SHIPPED_AM["route"]["routes"]:
+        ok = True
+        for m in r.get("matchers") or []:
+            name, op, value = re.match(r'(\w+)(=~|!=|=)"(.*)"', m).groups()
+            have = labels.get(name, "")
+            ok &= {"=": have == value, "!=": have != value, "=~": re.fullmatch(value, have) is not None}[op]
+        if ok:
+            return r
+    return SHIPPED_AM["route"]
+
+
+def route_timing(key, **labels):
+    r = route_for(**labels)
+    return seconds(r.get(key, SHIPPED_AM["route"][key])) / K
+
+
+def rule_for(name):
+    for f in (RULES, GLOBAL_RULES):
+        for g in yaml.safe_load(open(f))["groups"]:
+            for r in g["rules"]:
+                if r.get("alert") == name:
+                    return seconds(r.get("for", "0s")) / K
+    raise KeyError(name)
+
+
+PAGE_GW = route_timing("group_wait", alertname="JoinFlowFailing", severity="critical")
+PAGE_GI = route_timing("group_interval", alertname="JoinFlowFailing", severity="critical")
+CRIT_GW = route_timing("group_wait", alertname="JoinCanaryDown", severity="critical")
+DMS_GI = route_timing("group_interval", alertname="JoinCanaryWatchdog")
+CONFIRMED = INTERVAL + SIGNALLING + CONFIRM + SIGNALLING     # fault -> the prober's confirmation
+# A new group pages group_wait after its first alert; a group that already exists (Prometheus
+# re-sends resolved alerts for 15 minutes, so the previous case's group is there) on its next
+# group_interval tick. The bound takes the longer.
+PAGE_WAIT = max(PAGE_GW, PAGE_GI)
+CRIT_WAIT = max(CRIT_GW, route_timing("group_interval", alertname="JoinCanaryDown", severity="critical"))
+EVERYWHERE_FIRES = INTERVAL + SIGNALLING + SCRAPE + SCRAPE + rule_for("JoinFlowFailingEverywhere") + SCRAPE
+BOUNDS = {
+    # the prober's own JoinFlowFailing
+    "push": CONFIRMED + PAGE_WAIT,
+    # Prometheus' copy when the push is refused: one scrape and one evaluation later, no `for:`
+    "fallback": CONFIRMED + SCRAPE + SCRAPE + rule_for("JoinFlowFailingInRegion") + PAGE_WAIT,
+    # the refused delivery happens at the confirmation
+    "refused": CONFIRMED + SCRAPE + SCRAPE + rule_for("JoinCanaryNotificationsFailing") + CRIT_WAIT,
+    # the first failed run, seen, `for:`, then the page group's next tick
+    "escalate": EVERYWHERE_FIRES + PAGE_GI,
+    # quorum-only: the first of MultiRegion / Everywhere (same `for:`) is the page
+    "quorum": EVERYWHERE_FIRES + PAGE_WAIT,
+    # kill -9: the next scrape fails, `for:`, evaluation
+    "down": SCRAPE + rule_for("JoinCanaryDown") + SCRAPE + CRIT_WAIT,
+}
+# (b): the global Prometheus sees a failure one federation scrape later.
+BOUNDS["escalate-federated"] = BOUNDS["escalate"] + SCRAPE
+
+
+class Recorder(ThreadingHTTPServer):
+    """The receivers' webhooks (`/r/<receiver>`), a pager that refuses (`/refuse`, 403), and each
+    region's path to Alertmanager (`/am/<region>/...`, proxied, or 403 while the region is in
+    `refused`)."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.port = self.server_address[1]
+        self.lock = threading.Lock()
+        self.entries = []            # (monotonic time, receiver, payload)
+        self.refused = set()
+        self.am_port = None
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def handle_error(self, request, client_address):
+        # A prober killed or timing out mid-request hangs up: not the recorder's failure.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def since(self, receiver, t0):
+        with self.lock:
+            return [(t, p) for t, r, p in self.entries if r == receiver and t >= t0]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b""):
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def handle_any(self):
+        rec = self.server
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.startswith("/r/"):
+            with rec.lock:
+                rec.entries.append((time.monotonic(), self.path[3:], json.loads(body or b"{}")))
+            return self.reply(200)
+        if self.path == "/refuse":
+            return self.reply(403, b"refused by the e2e test")
+        m = re.match(r"/am/([^/]+)(/.*)", self.path)
+        if not m:
+            return self.reply(404)
+        if m.group(1) in rec.refused:
+            return self.reply(403, b"refused by the e2e test")
+        req = urllib.request.Request(f"http://127.0.0.1:{rec.am_port}{m.group(2)}", data=body or None,
+                                     method=self.command,
+                                     headers={"content-type": self.headers.get("content-type", "application/json")})
+        try:
+            with urllib.request.urlopen(req, timeout=3) as r:
+                return self.reply(r.status, r.read())
+        except urllib.error.HTTPError as e:
+            return self.reply(e.code, e.read())
+        except OSError:
+            return self.reply(502, b"alertmanager unreachable")
+
+    do_GET = do_POST = do_PUT = do_DELETE = handle_any
+
+
+def firing(payload, **labels):
+    """The payload's firing alerts with these labels (a tuple value: any of them)."""
+    def like(have, want):
+        return have in want if isinstance(want, tuple) else have == want
+    return [a for a in payload.get("alerts", []) if a["status"] == "firing"
+            and all(like(a["labels"].get(k), v) for k, v in labels.items())]
+
+
+class Fleet:
+    """One topology's processes: sims, probers, Prometheus(es), one Alertmanager, the recorder."""
+
+    def __init__(self, name, regions, deadline, results):
+        self.name = name
+        self.regions = regions
+        self.stack = Stack(os.path.join(WORK, name), deadline)
+        self.results = results
+        self.rec = Recorder()
+        self.am = free_port()
+        self.rec.am_port = self.am
+        self.sims = {}
+        self.ports = {r: free_port() for r in regions}
+        self.proms = {}              # name -> (port, config, args)
+        self.prober_configs = {}
+        self.am_started = 0.0
+        self.dms = []                # (region, interval) of one Alertmanager's life, probers alive
+
+    # --- set-up ------------------------------------------------------------------------------
+    def start(self, prometheus_layout, quorum_only=False):
+        st = self.stack
+        # Deadlines that fit a 6 s schedule (in this order: 2 s -> 1 s, then 5 s -> 2 s).
+        probe_file(st.work, {"20s": "4s", "2s": "1s", "5s": "2s"})
+        # The failing step keeps its shipped timeout, compressed (5 s -> 500 ms).
+        path = st.path("probes", "sim-join.toml")
+        text = open(path).read()
+        i = text.index('name = "signalling"')
+        text = text[:i] + text[i:].replace('timeout = "2s"', f'timeout = "{round(SIGNALLING * 1000)}ms"', 1)
+        open(path, "w").write(text)
+        text = open(AM_CONFIG).read()
+        self.am_config = alertmanager_config(lambda n: self.rec.url(f"/r/{n}"), K,
+                                             quorum_only_switch(text) if quorum_only else text)
+        self.start_am()
+        for r in self.regions:
+            self.sims[r] = st.sim(f"sim-{r}")
+        for r in self.regions:
+            peers = ", ".join(f'"http://127.0.0.1:{self.ports[o]}"' for o in self.regions if o != r)
+            self.prober_configs[r] = f'''region = "{r}"
+listen = "127.0.0.1:{self.ports[r]}"
+probes = ["probes"]
+state_dir = "state-{r}"
+status_url = "http://127.0.0.1:{self.ports[r]}/"
+dashboard_url = "http://127.0.0.1:{self.ports[r]}/metrics"
+peers = [{peers}]
+[defaults]
+schedule = "*/{round(INTERVAL)} * * * * *"
+jitter = "{round(10 / K * 1000)}ms"
+[alerting]
+confirm_delay = "{round(CONFIRM * 1000)}ms"
+[[pager]]
+name = "alertmanager"
+type = "alertmanager"
+url = "{self.rec.url('/am/' + r)}"
+resend_interval = "{round(RESEND * 1000)}ms"
+'''
+            if r == self.regions[0] and self.name != "a":
+                # A second pager that refuses every delivery (a revoked chat webhook).
+                self.prober_configs[r] += f'''[[pager]]
+name = "chat"
+type = "webhook"
+url = "{self.rec.url('/refuse')}"
+'''
+            self.start_prober(r)
+        rules = rules_file(RULES, st.path("rules.yaml"), K)
+        global_rules = rules_file(GLOBAL_RULES, st.path("global-rules.yaml"), K)
+        common = {"scrape_interval": f"{round(SCRAPE * 1000)}ms", "evaluation_interval": f"{round(SCRAPE * 1000)}ms",
+                  "scrape_timeout": "1s"}
+        alerting = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.am}"]}]}]}
+
+        def job(regions):
+            return [{"job_name": "joincanary", "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
+        if prometheus_layout == "one":
+            files = [rules, global_rules] if len(self.regions) > 1 else [rules]
+            self.add_prom("prometheus", {"global": common, "rule_files": files, "alerting": alerting,
+                                         "scrape_configs": job(self.regions)})
+        else:
+            for r in self.regions:
+                self.add_prom(f"prometheus-{r}", {"global": {**common, "external_labels": {"cluster": r}},
+                                                  "rule_files": [rules], "alerting": alerting,
+                                                  "scrape_configs": job([r])})
+            shipped = yaml.safe_load(open(os.path.join(ROOT, "deploy/prometheus/global/prometheus.yml")))
+            shipped["global"] = common
+            shipped["rule_files"] = [global_rules]
+            shipped["alerting"] = alerting
+            fed = shipped["scrape_configs"][0]
+            fed["static_configs"] = [{"targets": [f"127.0.0.1:{self.proms[f'prometheus-{r}'][0]}" for r in self.regions]}]
+            self.add_prom("prometheus-global", shipped)
+        for name in self.proms:
+            self.start_prom(name)
+
+    def add_prom(self, name, config):
+        self.proms[name] = (free_port(), config)
+
+    def start_prom(self, name):
+        port, config = self.proms[name]
+        self.stack.prometheus(name, port, config, [f"--rules.alert.resend-delay={round(RESEND * 1000)}ms"])
+
+    def start_prober(self, r):
+        self.stack.prober(f"joincanary-{r}", self.prober_configs[r], {"SIM_URL": self.sims[r]})
+
+    def start_am(self):
+        self.stack.stop_one("alertmanager")
+        self.stack.alertmanager("alertmanager", self.am, self.am_config)
+        self.am_started = time.monotonic()
+
+    def prom_of(self, region):
+        return self.proms["prometheus"][0] if "prometheus" in self.proms else self.proms[f"prometheus-{region}"][0]
+
+    # --- observing ---------------------------------------------------------------------------
+    def record(self, case, what, secs, bound):
+        ok = secs is not None and secs <= bound + ALLOW
+        self.results.append({"topology": self.name, "case": case, "what": what,
+                             "seconds": None if secs is None else round(secs, 2), "bound": round(bound, 2)})
+        shown = "never" if secs is None else f"{secs:.2f} s"
+        print(f"[{self.name}] {case}: {what} after {shown} (bound {bound:.2f} s + {ALLOW} s)", flush=True)
+        if not ok:
+            self.stack.fail(f"[{self.name}] {case}: {what} after {shown}, over the bound {bound:.2f} s + {ALLOW} s")
+
+    def wait_page(self, t0, secs, receiver="page", **labels):
+        """Seconds from t0 to the first notification to `receiver` with a firing alert like `labels`."""
+        found = []
+
+        def check():
+            for t, p in self.rec.since(receiver, t0):
+                if firing(p, **labels):
+                    found.append(t)
+                    return True
+            return False
+        self.stack.wait_for(f"{receiver} notified of {labels}", check, secs, fail=False)
+        return found[0] - t0 if found else None
+
+    def healthy(self, regions=None):
+        """Every region probing successfully with no alert open, seen by Prometheus."""
+        for r in regions or self.regions:
+            ok = series(self.prom_of(r), f'probe_success{{job="joincanary",region="{r}"}} == 1'
+                        f' and on (region) probe_alert_firing{{job="joincanary",region="{r}",severity="critical"}} == 0')
+            if not ok:
+                return False
+        return True
+
+    def wait_run_finished(self, region):
+        """Returns just after `region`'s next run finished: the following run is an interval away."""
+        url = f"http://127.0.0.1:{self.ports[region]}/api/v1/status"
+        runs = get_json(url)["probes"][0]["runs"]
+        self.stack.wait_for(f"a run in {region}", lambda: get_json(url)["probes"][0]["runs"] > runs, INTERVAL + 5)
+
+    def fault(self, regions, body):
+        t0 = time.monotonic()
+        for r in regions:
+            http("PUT", f"{self.sims[r]}/_sim/faults", json.dumps(body).encode())
+        return t0
+
+    def heal(self, regions):
+        for r in regions:
+            http("DELETE", f"{self.sims[r]}/_sim/faults")
+
+    def watchdog_notes(self, t_end):
+        """Intervals between each region's dead man's switch notifications since Alertmanager started."""
+        for r in self.regions:
+            times = [t for t, p in self.rec.since(f"deadmans-switch-{r}", self.am_started) if t <= t_end]
+            self.dms += [(r, b - a) for a, b in zip(times, times[1:])]
+
+    def next_case(self, regions):
+        """Heal, wait until every region passes with no alert open and no delivery waiting, then a
+        fresh Alertmanager (so the next page is a new group, not a group_interval tick of this one)."""
+        self.heal(regions)
+        self.stack.wait_for(f"{self.name}: every region healthy again", self.healthy, 6 * INTERVAL)
+        self.watchdog_notes(time.monotonic())
+        self.start_am()
+
+
+# --- the cases ----------------------------------------------------------------------------------
+DROP = {"signalling_drop": True}
+
+
+def one_region_down(f, region, case="one region down"):
+    f.wait_run_finished(region)
+    t0 = f.fault([region], DROP)
+    f.record(case, f"JoinFlowFailing {{region={region}}} paged",
+             f.wait_page(t0, BOUNDS["push"] + 10, alertname="JoinFlowFailing", region=region), BOUNDS["push"])
+    return t0
+
+
+def push_refused(f, region):
+    """The region's Alertmanager pager answered 403 (and its chat pager refuses too): Prometheus'
+    JoinFlowFailingInRegion pages, and JoinCanaryNotificationsFailing for the given-up deliveries."""
+    f.rec.refused.add(region)
+    f.wait_run_finished(region)
+    t0 = f.fault([region], DROP)
+    case = "push refused"
+    f.record(case, f"JoinFlowFailingInRegion {{region={region}}} paged",
+             f.wait_page(t0, BOUNDS["fallback"] + 10, alertname="JoinFlowFailingInRegion", region=region),
+             BOUNDS["fallback"])
+    f.record(case, f"JoinCanaryNotificationsFailing {{region={region}}} paged",
+             f.wait_page(t0, BOUNDS["refused"] + 10, alertname="JoinCanaryNotificationsFailing", region=region),
+             BOUNDS["refused"])
+    if f.rec.since("page", t0) and any(firing(p, alertname="JoinFlowFailing") for _, p in f.rec.since("page", t0)):
+        f.stack.fail(f"[{f.name}] {case}: a refused JoinFlowFailing reached the page receiver")
+    f.rec.refused.discard(region)
+
+
+def all_regions_down(f, federated=False):
+    first = f.regions[0]
+    f.wait_run_finished(first)
+    t0 = f.fault(f.regions, DROP)
+    case = "all regions down"
+    f.record(case, "first JoinFlowFailing paged",
+             f.wait_page(t0, BOUNDS["push"] + 10, alertname="JoinFlowFailing"), BOUNDS["push"])
+    bound = BOUNDS["escalate-federated" if federated else "escalate"]
+    f.record(case, "escalated to JoinFlowFailingEverywhere",
+             f.wait_page(t0, bound + 10, alertname="JoinFlowFailingEverywhere"), bound)
+    notes = [(t, p) for t, p in f.rec.since("page", t0) if p.get("groupLabels", {}).get("probe") == "sim-join"]
+    keys = {p.get("groupKey") for _, p in notes}
+    if len(keys) != 1:
+        f.stack.fail(f"[{f.name}] {case}: {len(keys)} notification groups for one probe: {keys}")
+    esc = [p for _, p in notes if firing(p, alertname="JoinFlowFailingEverywhere")]
+    if esc and any(a["labels"]["alertname"] != "JoinFlowFailingEverywhere" for a in firing(esc[0])):
+        f.stack.fail(f"[{f.name}] {case}: the escalated page still lists inhibited alerts: "
+                     f"{[a['labels'] for a in firing(esc[0])]}")
+    print(f"[{f.name}] {case}: {len(notes)} notifications to page, one group", flush=True)
+
+
+def quorum_all_down(f):
+    first = f.regions[0]
+    f.wait_run_finished(first)
+    t0 = f.fault(f.regions, DROP)
+    bound = BOUNDS["quorum"]
+    t = f.wait_page(t0, bound + 10, alertname=("JoinFlowFailingMultiRegion", "JoinFlowFailingEverywhere"))
+    f.record("all regions down, quorum-only", "JoinFlowFailingMultiRegion/Everywhere paged", t, bound)
+    early = [p for _, p in f.rec.since("page", t0) if firing(p, alertname="JoinFlowFailing")]
+    if early:
+        f.stack.fail(f"[{f.name}] quorum-only: one region's JoinFlowFailing paged")
+
+
+def restart_together(f):
+    """Probers and Prometheus stopped for over three intervals, started together: nothing pages."""
+    t0 = time.monotonic()
+    for r in f.regions:
+        f.stack.stop_one(f"joincanary-{r}")
+    for name in f.proms:
+        f.stack.stop_one(name)
+    time.sleep(3 * INTERVAL + 2)
+    for name in f.proms:
+        f.start_prom(name)
+    for r in f.regions:
+        f.start_prober(r)
+    t1 = time.monotonic()
+    watch = rule_for("JoinCanaryStuck") + INTERVAL + 3
+    f.stack.wait_for("the restart's watch window", lambda: False, watch, fail=False)
+    pages = f.rec.since("page", t0)
+    f.results.append({"topology": f.name, "case": "restart of probers and Prometheus together",
+                      "what": f"pages in the {watch:.0f} s after", "seconds": None, "bound": None,
+                      "pages": len(pages)})
+    print(f"[{f.name}] restart together: {len(pages)} pages in {time.monotonic() - t1:.0f} s after", flush=True)
+    if pages:
+        f.stack.fail(f"[{f.name}] restart together paged: {[a['labels'] for _, p in pages for a in firing(p)]}")
+    f.stack.wait_for(f"{f.name}: every region healthy after the restart", f.healthy, 6 * INTERVAL)
+    f.start_am()
+
+
+def prober_killed(f, region):
+    """An incident open in the region, then its prober killed: JoinCanaryDown pages, the dead man's
+    switch stops, the incident stays open (no false RESOLVED)."""
+    t0 = f.fault([region], DROP)
+    f.stack.wait_for("the incident paged before the kill",
+                     lambda: any(firing(p, alertname="JoinFlowFailing", region=region)
+                                 for _, p in f.rec.since("page", t0)), BOUNDS["push"] + 10)
+    wd = [a for a in get_json(f"http://127.0.0.1:{f.am}/api/v2/alerts")
+          if a["labels"].get("alertname") == "JoinCanaryWatchdog" and a["labels"].get("region") == region]
+    t_kill = time.monotonic()
+    f.watchdog_notes(t_kill)
+    f.stack.stop_one(f"joincanary-{region}", signal.SIGKILL)
+    case = "prober killed"
+    f.record(case, f"JoinCanaryDown {{region={region}}} paged",
+             f.wait_page(t_kill, BOUNDS["down"] + 10, alertname="JoinCanaryDown", region=region), BOUNDS["down"])
+    # How long Alertmanager keeps the Watchdog after its last post: its endsAt as the prober set it.
+    lead = None
+    if wd:
+        ends = wd[0]["endsAt"]
+        updated = wd[0]["updatedAt"]
+        lead = (datetime.datetime.fromisoformat(ends.replace("Z", "+00:00"))
+                - datetime.datetime.fromisoformat(updated.replace("Z", "+00:00"))).total_seconds()
+    if lead is None:
+        f.stack.fail(f"[{f.name}] no JoinCanaryWatchdog for {region} in Alertmanager before the kill")
+        lead = 4 * RESEND
+    f.stack.wait_for("the watchdog's end", lambda: False, lead + DMS_GI + 1, fail=False)
+    times = [t for t, _ in f.rec.since(f"deadmans-switch-{region}", f.am_started)]
+    last = max(times) - t_kill if times else None
+    # The Watchdog is posted at most one resend interval before the kill and lasts `lead`.
+    f.record(case, f"dead man's switch {region}: last notification after the kill", last, lead)
+    f.results.append({"topology": f.name, "case": case, "what": "Watchdog endsAt after its post",
+                      "seconds": round(lead, 2), "bound": round(DMS_GI, 2)})
+    resolved = [a["labels"] for _, p in f.rec.since("page", t_kill) for a in p.get("alerts", [])
+                if a["status"] == "resolved" and a["labels"].get("alertname") == "JoinFlowFailing"]
+    if resolved:
+        f.stack.fail(f"[{f.name}] {case}: the open incident was resolved after the kill: {resolved}")
+    active = [a for a in get_json(f"http://127.0.0.1:{f.am}/api/v2/alerts?active=true")
+              if a["labels"].get("alertname") == "JoinFlowFailing" and a["labels"].get("region") == region]
+    if not active:
+        f.stack.fail(f"[{f.name}] {case}: JoinFlowFailing {region} no longer active in Alertmanager after the kill")
+
+
+def run_topology(name, deadline, results, errors):
+    regions = REGIONS if name != "c" else REGIONS[:1]
+    f = Fleet(name, regions, deadline, results)
+    try:
+        f.start("one" if name in ("a", "c", "quorum") else "per-region", quorum_only=name == "quorum")
+        f.stack.wait_for(f"{name}: every region probing and scraped", f.healthy, 30)
+        if name == "b":
+            f.stack.wait_for("b: the global Prometheus sees every region", lambda: len(series(
+                f.proms["prometheus-global"][0], "region_probe:probe_failing:max")) == len(regions), 20)
+        if name == "a":
+            one_region_down(f, "eu-west-1")
+            f.next_case(["eu-west-1"])
+            all_regions_down(f)
+            f.next_case(regions)
+            restart_together(f)
+            prober_killed(f, "us-east-1")
+        elif name == "b":
+            push_refused(f, regions[0])
+            f.next_case(regions[:1])
+            all_regions_down(f, federated=True)
+            f.next_case(regions)
+            prober_killed(f, "ap-southeast-1")
+        elif name == "c":
+            # Refused first: its JoinCanaryNotificationsFailing stays firing for the rule's window.
+            push_refused(f, regions[0])
+            f.next_case(regions)
+            one_region_down(f, regions[0])
+            f.next_case(regions)
+            prober_killed(f, regions[0])
+        elif name == "quorum":
+            quorum_all_down(f)
+        # The cadence where every region's path to Alertmanager stayed open (no refusals): a.
+        cadence = [d for _, d in f.dms] if name == "a" else []
+        if cadence:
+            f.results.append({"topology": name, "case": "dead man's switch", "what": "cadence (median)",
+                              "seconds": round(statistics.median(cadence), 2), "bound": DMS_GI,
+                              "min": round(min(cadence), 2), "max": round(max(cadence), 2), "n": len(cadence)})
+            bad = [round(d, 2) for d in cadence if abs(d - DMS_GI) > 0.5]
+            print(f"[{name}] dead man's switch: {len(cadence)} intervals, median {statistics.median(cadence):.2f} s "
+                  f"(min {min(cadence):.2f}, max {max(cadence):.2f}), expected {DMS_GI:.2f} s", flush=True)
+            if bad:
+                f.stack.fail(f"[{name}] dead man's switch intervals off the {DMS_GI} s cadence: {bad}")
+        elif name == "a":
+            f.stack.fail("[a] no dead man's switch notifications recorded")
+    except Exception as e:  # a crash in one topology is its failure, not the others'
+        f.stack.fail(f"[{name}] {type(e).__name__}: {e}")
+    finally:
+        f.stack.stop()
+        f.rec.shutdown()
+        errors.extend(f.stack.errors)
+
+
+def run_once(topologies):
+    os.makedirs(WORK, exist_ok=True)
+    deadline = time.monotonic() + 280
+    results, errors = [], []
+    threads = [threading.Thread(target=run_topology, args=(t, deadline, results, errors)) for t in topologies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    if any(t.is_alive() for t in threads):
+        errors.append("a topology did not finish within 300 s")
+    return results, errors
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=1, help="repeat the whole run and print medians")
+    ap.add_argument("--topology", action="append", choices=["a", "b", "c", "quorum"],
+                    help="only these (default: all)")
+    args = ap.parse_args()
+    topologies = args.topology or ["a", "b", "c", "quorum"]
+    print(f"time compressed x{K:g}; bounds (compressed s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in BOUNDS.items()), flush=True)
+    runs, failed = [], []
+    for i in range(max(1, min(args.runs, 20))):
+        start = time.monotonic()
+        results, errors = run_once(topologies)
+        load = os.getloadavg()
+        runs.append({"results": results, "errors": errors, "seconds": round(time.monotonic() - start),
+                     "loadavg": [round(x, 2) for x in load]})
+        failed += errors
+        print(f"run {i + 1}: {len(errors)} errors in {time.monotonic() - start:.0f} s, load average "
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    json.dump(runs, open(os.path.join(WORK, "results.json"), "w"), indent=1)
+    if len(runs) > 1:
+        table = {}
+        for run in runs:
+            for r in run["results"]:
+                if r.get("seconds") is not None:
+                    table.setdefault((r["topology"], r["case"], r["what"]), []).append(r["seconds"])
+        print("\nmedians over", len(runs), "runs (compressed seconds; x10 for real time):")
+        for (topo, case, what), v in sorted(table.items()):
+            print(f"  {topo:6} {case:32} {what:60} median {statistics.median(v):6.2f}  "
+                  f"min {min(v):6.2f}  max {max(v):6.2f}  n {len(v)}")
+    for e in failed:
+        print("ERROR", e)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
