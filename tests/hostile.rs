@@ -329,10 +329,17 @@ async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
         )],
     );
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let results = joincanary::alert::test_page(&plan.pagers, "test", &[]).await;
+    let results = joincanary::alert::test_page(
+        &plan.pagers,
+        "test",
+        &[],
+        None,
+        joincanary::clock::Clock::system(),
+    )
+    .await;
     let error = match &results[0].1 {
         Err(e) => e.to_string(),
-        Ok(()) => panic!("a 400 is not a delivery"),
+        Ok(_) => panic!("a 400 is not a delivery"),
     };
     assert!(
         error.starts_with("HTTP 400 Bad Request: invalid routing key xxx"),
