@@ -410,10 +410,6 @@ impl Status {
         }
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.doc()).unwrap_or_default()
-    }
-
     /// Loads the history saved by a previous process. A missing file is a first start; an
     /// unreadable one is logged and ignored (the history is for people, not for paging).
     pub fn restore(&self, path: &Path) {
