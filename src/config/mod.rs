@@ -546,6 +546,8 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     let key = (!header_here)
         .then(|| line.split_once('=').map(|(k, _)| k.trim()))
         .flatten()
+        // `"a.total" = …` is the key `a.total`, as the checks after parsing write it.
+        .map(|k| k.trim_matches(|c| c == '"' || c == '\''))
         .filter(|k| !k.is_empty() && !k.starts_with('#'));
     match (table, key) {
         (Some(t), Some(k)) => Some(format!("{t}.{k}")),
