@@ -1,12 +1,17 @@
 //! Other regions' status for the fleet page: each peer's `/api/v1/status`, fetched
 //! concurrently (at most [`MAX_CONCURRENT`] at once) under [`PEER_TIMEOUT`], and kept for
 //! [`CACHE_FOR`] so a page load waits at most one timeout and a reload storm costs peers one
-//! request each. A peer that does not answer is *unreachable*: the page never guesses.
+//! request each. A peer that does not answer is *unreachable*: the page never guesses, but it
+//! still names it by its region (configured, or the last one it reported) and says since when.
+//! What a peer sends is cut to the page's bounds ([`StatusDoc::bounded`]) before it is kept.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 
+use crate::config::Peer;
 use crate::status::StatusDoc;
 
 /// A peer that has not answered in this long is shown as unreachable.
@@ -23,14 +28,28 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 pub struct PeerView {
     /// The base URL without credentials, for people.
     pub url: String,
+    /// Its region: the configured one, else the last one it reported (this process), if any.
+    pub region: Option<String>,
     /// The document, or why there is none (already free of credentials).
     pub result: Result<StatusDoc, String>,
+    /// The first failed fetch since it last answered (fetches happen when the page is viewed).
+    pub unreachable_since: Option<DateTime<Utc>>,
+    /// When it last answered.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// What is remembered of a peer between fetches.
+#[derive(Debug, Clone, Default)]
+struct Memory {
+    region: Option<String>,
+    last_seen: Option<DateTime<Utc>>,
+    unreachable_since: Option<DateTime<Utc>>,
 }
 
 /// The last answers: when, for which peer list, what.
 struct Cached {
     at: Instant,
-    peers: Vec<String>,
+    peers: Vec<Peer>,
     views: Vec<PeerView>,
 }
 
@@ -38,6 +57,8 @@ struct Cached {
 pub struct Fleet {
     client: Option<reqwest::Client>,
     cache: tokio::sync::Mutex<Option<Cached>>,
+    /// Per peer URL; only configured peers are kept, so it is bounded by the config.
+    memory: std::sync::Mutex<HashMap<String, Memory>>,
 }
 
 impl Default for Fleet {
@@ -61,12 +82,13 @@ impl Fleet {
                 .build()
                 .ok(),
             cache: tokio::sync::Mutex::new(None),
+            memory: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// Every peer's status, in the order given. Concurrent callers share one refresh: the
     /// second waits for the first and reads its answers.
-    pub async fn views(&self, peers: &[String]) -> Vec<PeerView> {
+    pub async fn views(&self, peers: &[Peer]) -> Vec<PeerView> {
         if peers.is_empty() {
             return Vec::new();
         }
@@ -77,11 +99,12 @@ impl Fleet {
         {
             return c.views.clone();
         }
-        let views: Vec<PeerView> = futures_util::stream::iter(peers.iter().cloned())
+        let fetched: Vec<PeerView> = futures_util::stream::iter(peers.iter().cloned())
             .map(|peer| self.fetch(peer))
             .buffered(MAX_CONCURRENT)
             .collect()
             .await;
+        let views = self.remember(peers, fetched, Utc::now());
         *cache = Some(Cached {
             at: Instant::now(),
             peers: peers.to_vec(),
@@ -90,20 +113,57 @@ impl Fleet {
         views
     }
 
-    async fn fetch(&self, peer: String) -> PeerView {
-        let shown = without_credentials(&peer);
+    /// Notes each answer (region, when seen, since when unreachable) and fills the views in
+    /// from what is remembered.
+    fn remember(
+        &self,
+        peers: &[Peer],
+        mut views: Vec<PeerView>,
+        now: DateTime<Utc>,
+    ) -> Vec<PeerView> {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.retain(|url, _| peers.iter().any(|p| &p.url == url));
+        for (peer, view) in peers.iter().zip(&mut views) {
+            let m = memory.entry(peer.url.clone()).or_default();
+            match &view.result {
+                Ok(doc) => {
+                    m.region = Some(doc.region.clone());
+                    m.last_seen = Some(now);
+                    m.unreachable_since = None;
+                }
+                Err(_) => {
+                    m.unreachable_since.get_or_insert(now);
+                }
+            }
+            view.region = peer.region.clone().or_else(|| m.region.clone());
+            view.unreachable_since = m.unreachable_since;
+            view.last_seen = m.last_seen;
+        }
+        views
+    }
+
+    async fn fetch(&self, peer: Peer) -> PeerView {
+        let shown = without_credentials(&peer.url);
         let result = match &self.client {
             None => Err("no HTTP client".to_string()),
             // The whole fetch, body included, under one deadline.
-            Some(client) => match tokio::time::timeout(PEER_TIMEOUT, get(client, &peer)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "no answer within {}",
-                    crate::report::human_duration(PEER_TIMEOUT)
-                )),
-            },
+            Some(client) => {
+                match tokio::time::timeout(PEER_TIMEOUT, get(client, &peer.url)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "no answer within {}",
+                        crate::report::human_duration(PEER_TIMEOUT)
+                    )),
+                }
+            }
         };
-        PeerView { url: shown, result }
+        PeerView {
+            url: shown,
+            region: None,
+            result,
+            unreachable_since: None,
+            last_seen: None,
+        }
     }
 }
 
@@ -122,6 +182,7 @@ async fn get(client: &reqwest::Client, peer: &str) -> Result<StatusDoc, String> 
         body.extend_from_slice(&chunk);
     }
     serde_json::from_slice::<StatusDoc>(&body)
+        .map(StatusDoc::bounded)
         .map_err(|e| format!("not a joincanary status document: {e}"))
 }
 

@@ -5,7 +5,7 @@
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
 //! [`service`] wires them into `joincanary run`, where [`metrics`], [`status`] and [`alert`]
 //! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
-//! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status); [`sim`] is the reference
+//! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status; [`rollup`]: a week of hourly availability); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C;
 //! [`logging`] sets up `--log.level`/`--log.format`; [`web`] is `--web.config.file` (TLS, basic auth); [`healthcheck`] asks a running service for `/healthz` as it is configured (the container's HEALTHCHECK); `process` exports `process_*` metrics.
@@ -27,6 +27,7 @@ pub mod page;
 pub mod process;
 pub mod report;
 pub mod resident;
+pub mod rollup;
 pub mod scheduler;
 pub mod server;
 pub mod service;

@@ -77,6 +77,9 @@ pub struct Metrics {
     /// Per sink, when its oldest queued notification was queued: the age is worked out at
     /// scrape time, so it grows while nothing is delivered (a stuck queue is the point).
     oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
+    /// Each pager's last success, last error and queue, for the status page: every part that
+    /// delivers already holds this handle.
+    pub delivery: Arc<crate::alert::health::DeliveryHealth>,
 }
 
 /// Metric construction only fails on invalid names or duplicate registration, both fixed at
@@ -158,6 +161,10 @@ struct LastRun {
     finished: f64,
     last_success: f64,
     lag: f64,
+    /// Read back at start-up ([`Metrics::restore_last`]), no run of this process yet:
+    /// `probe_last_run_timestamp_seconds` and `probe_schedule_lag_seconds` wait for one, so a
+    /// rule counting time since the last run counts from the process start until then.
+    restored: bool,
 }
 
 /// One histogram: per-bucket (not cumulative) counts, as the prometheus crate keeps them.
@@ -410,6 +417,7 @@ impl Metrics {
             bucket_labels: buckets.iter().map(f64::to_string).collect(),
             probes: Arc::default(),
             oldest_queued: Arc::default(),
+            delivery: Arc::default(),
         };
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result, region]);
@@ -490,6 +498,7 @@ impl Metrics {
             let runs = c.runs.get_or_insert([0, 0]);
             runs[usize::from(run.success)] += 1;
             let last = c.last.get_or_insert_with(LastRun::default);
+            last.restored = false;
             last.success = i64::from(run.success);
             last.duration = run.duration_ms.as_secs_f64();
             last.finished = finished;
@@ -568,6 +577,30 @@ impl Metrics {
         });
     }
 
+    /// What the last run before a restart said (from the status history): `probe_success`,
+    /// `probe_duration_seconds` and `probe_last_success_timestamp_seconds` are exported from
+    /// start-up instead of being absent until the first run, so the probe does not drop out of
+    /// the rules and their `for:` timers do not start again. A run of this process replaces it;
+    /// a probe that already ran is left alone.
+    pub fn restore_last(
+        &self,
+        probe: &str,
+        region: &str,
+        success: bool,
+        duration: std::time::Duration,
+        last_success: Option<DateTime<Utc>>,
+    ) {
+        self.table().with_cells(probe, region, |c| {
+            c.last.get_or_insert_with(|| LastRun {
+                success: i64::from(success),
+                duration: duration.as_secs_f64(),
+                last_success: last_success.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
+                restored: true,
+                ..LastRun::default()
+            });
+        });
+    }
+
     /// Counts `count` skipped ticks of a probe (`reason`: see `scheduler::SkipReason`).
     pub fn record_skip(&self, probe: &str, region: &str, reason: &'static str, count: u64) {
         self.table().with_cells(probe, region, |c| {
@@ -604,6 +637,7 @@ impl Metrics {
         self.outbox_pending.reset();
         self.outbox_oldest.reset();
         self.lock_oldest().clear();
+        self.delivery.configure(sinks);
         for sink in sinks {
             for event in NOTIFICATION_EVENTS {
                 for result in NOTIFICATION_RESULTS {
@@ -645,6 +679,7 @@ impl Metrics {
             .with_label_values(&[sink, &self.region])
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.lock_oldest().insert(sink.to_string(), oldest);
+        self.delivery.queue(sink, pending, oldest);
         self.outbox_oldest
             .with_label_values(&[sink, &self.region])
             .set(age_seconds(oldest, Utc::now()));
@@ -932,6 +967,7 @@ fn rows_of<'a>(
         let single = match family {
             Fam::Duration => last(|l| l.duration),
             Fam::Interval => c.interval.map(Value::Float),
+            Fam::LastRun | Fam::Lag if c.last.as_ref().is_some_and(|l| l.restored) => None,
             Fam::LastRun => last(|l| l.finished),
             Fam::LastSuccess => last(|l| l.last_success),
             Fam::Lag => last(|l| l.lag),

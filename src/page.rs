@@ -17,12 +17,16 @@ pub const REFRESH_SECONDS: u32 = 15;
 
 /// One column of the grid: a region that answered, or a peer that did not.
 struct Column<'a> {
-    /// The region, or the peer's URL when it did not answer.
+    /// The region; for a peer that did not answer, its configured or last reported region,
+    /// else its URL.
     name: String,
     doc: Option<&'a StatusDoc>,
     error: Option<&'a str>,
     url: Option<&'a str>,
     local: bool,
+    /// A peer that did not answer: since when (first failed fetch), and when it last did.
+    unreachable_since: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
 }
 
 /// HTML-escapes text for element content and quoted attribute values (the email pager's
@@ -82,6 +86,11 @@ fn anchor(region: &str, probe: &str) -> String {
     esc(&format!("{region}/{probe}").replace(char::is_whitespace, "_"))
 }
 
+/// The id of a region's section.
+fn region_anchor(region: &str) -> String {
+    anchor("region", region)
+}
+
 /// The page for `local` and its peers, as of `now`.
 pub fn render(local: &StatusDoc, peers: &[PeerView], now: DateTime<Utc>) -> String {
     let mut columns = vec![Column {
@@ -90,6 +99,8 @@ pub fn render(local: &StatusDoc, peers: &[PeerView], now: DateTime<Utc>) -> Stri
         error: None,
         url: None,
         local: true,
+        unreachable_since: None,
+        last_seen: None,
     }];
     for p in peers {
         match &p.result {
@@ -101,13 +112,17 @@ pub fn render(local: &StatusDoc, peers: &[PeerView], now: DateTime<Utc>) -> Stri
                 error: None,
                 url: Some(&p.url),
                 local: false,
+                unreachable_since: None,
+                last_seen: None,
             }),
             Err(e) => columns.push(Column {
-                name: p.url.clone(),
+                name: p.region.clone().unwrap_or_else(|| p.url.clone()),
                 doc: None,
                 error: Some(e),
                 url: Some(&p.url),
                 local: false,
+                unreachable_since: p.unreachable_since,
+                last_seen: p.last_seen,
             }),
         }
     }
@@ -135,17 +150,22 @@ pub fn render(local: &StatusDoc, peers: &[PeerView], now: DateTime<Utc>) -> Stri
         esc(&local.region),
         esc(&time(now)),
     );
-    banner(&mut html, &columns);
+    banner(&mut html, &columns, now);
     grid(&mut html, &columns, &probes, now);
+    charts(&mut html, &columns, &probes, now);
     for c in &columns {
         match c.doc {
             Some(doc) => region_section(&mut html, c, doc, now),
             None => {
                 let _ = write!(
                     html,
-                    "<section class=\"region\"><h2>{} <span class=\"badge unreachable\"><span aria-hidden=\"true\">⊘</span> unreachable</span></h2>\
-                     <p class=\"error\">No status from this peer: {}. Its probes are shown as unreachable, not as passing.</p></section>",
+                    "<section class=\"region\" id=\"{}\"><h2>{} <span class=\"badge unreachable\"><span aria-hidden=\"true\">⊘</span> unreachable</span></h2>\
+                     <p class=\"links\">{}</p>\
+                     <p class=\"error\">No status from {}: {}. Its probes are shown as unreachable, not as passing.</p></section>",
+                    region_anchor(&c.name),
                     esc(&c.name),
+                    unreachable_note(c, now),
+                    esc(c.url.unwrap_or("")),
                     esc(c.error.unwrap_or("no answer")),
                 );
             }
@@ -160,15 +180,41 @@ pub fn render(local: &StatusDoc, peers: &[PeerView], now: DateTime<Utc>) -> Stri
     html
 }
 
-/// One line on top: all well, or what is wrong where.
-fn banner(html: &mut String, columns: &[Column<'_>]) {
+/// "unreachable since 12:03:04 UTC (5m 12s) · last answered 12:01:10 UTC", escaped.
+fn unreachable_note(c: &Column<'_>, now: DateTime<Utc>) -> String {
+    let mut note = match c.unreachable_since {
+        Some(t) => format!(
+            "unreachable since {} ({})",
+            esc(&time(t)),
+            esc(&span(now - t))
+        ),
+        None => "unreachable".to_string(),
+    };
+    match c.last_seen {
+        Some(t) => {
+            let _ = write!(note, " · last answered {}", esc(&time(t)));
+        }
+        None => note.push_str(" · has not answered since this prober started"),
+    }
+    note
+}
+
+/// One line on top: all well, or what is wrong where (pagers that cannot deliver included).
+fn banner(html: &mut String, columns: &[Column<'_>], now: DateTime<Utc>) {
     let mut failing = Vec::new();
     let mut degraded = Vec::new();
     let mut unreachable = Vec::new();
+    let mut delivery = Vec::new();
     for c in columns {
         match c.doc {
-            None => unreachable.push(c.name.as_str()),
+            None => unreachable.push(match c.unreachable_since {
+                Some(t) => format!("{} (since {}, {})", c.name, clock(t), span(now - t)),
+                None => c.name.clone(),
+            }),
             Some(doc) => {
+                for d in doc.delivery.iter().filter(|d| d.state() == "failing") {
+                    delivery.push(format!("{} in {}", d.pager, doc.region));
+                }
                 for p in &doc.probes {
                     match p.judge() {
                         ProbeState::Failing => {
@@ -193,9 +239,12 @@ fn banner(html: &mut String, columns: &[Column<'_>]) {
     if !unreachable.is_empty() {
         parts.push(format!("unreachable: {}", unreachable.join(", ")));
     }
+    if !delivery.is_empty() {
+        parts.push(format!("pages not delivered: {}", delivery.join(", ")));
+    }
     let (class, text) = if !failing.is_empty() {
         ("failing", parts.join(" · "))
-    } else if !degraded.is_empty() || !unreachable.is_empty() {
+    } else if !degraded.is_empty() || !unreachable.is_empty() || !delivery.is_empty() {
         ("degraded", parts.join(" · "))
     } else {
         ("up", "All probes passing in every region.".to_string())
@@ -213,11 +262,14 @@ fn grid(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, now:
     );
     for c in columns {
         let note = if c.local {
-            " <small>(this prober)</small>"
+            " <small>(this prober)</small>".to_string()
         } else if c.doc.is_none() {
-            " <small>(unreachable)</small>"
+            match c.unreachable_since {
+                Some(t) => format!(" <small>(unreachable since {})</small>", esc(&clock(t))),
+                None => " <small>(unreachable)</small>".to_string(),
+            }
         } else {
-            ""
+            String::new()
         };
         let _ = write!(html, "<th scope=\"col\">{}{note}</th>", esc(&c.name));
     }
@@ -233,9 +285,15 @@ fn grid(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, now:
         let _ = write!(html, "<tr><th scope=\"row\">{}</th>", esc(probe));
         for c in columns {
             let Some(doc) = c.doc else {
-                html.push_str(
-                    "<td class=\"cell unreachable\"><span class=\"badge unreachable\"><span aria-hidden=\"true\">⊘</span> unreachable</span>\
-                     <div class=\"detail\">no status from this region</div></td>",
+                let _ = write!(
+                    html,
+                    "<td class=\"cell unreachable\"><a href=\"#{}\"><span class=\"badge unreachable\"><span aria-hidden=\"true\">⊘</span> unreachable</span></a>\
+                     <div class=\"detail\">no status from {}{}</div></td>",
+                    region_anchor(&c.name),
+                    esc(&c.name),
+                    c.unreachable_since
+                        .map(|t| format!("<br>since {} ({})", esc(&clock(t)), esc(&span(now - t))))
+                        .unwrap_or_default(),
                 );
                 continue;
             };
@@ -267,12 +325,16 @@ fn grid(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, now:
                 (Some(run), _) => esc(&human_duration(run.duration_ms)),
                 (None, _) => "no run yet".to_string(),
             };
+            let w = crate::rollup::windows(&p.hourly, now);
             let _ = write!(
                 html,
-                "<td class=\"cell {}\"><a href=\"#{}\">{}</a><div class=\"detail\">{detail}</div></td>",
+                "<td class=\"cell {}\"><a href=\"#{}\">{}</a><div class=\"detail\">{detail}</div>\
+                 <div class=\"avail\">24 h {} · 7 d {}</div></td>",
                 state.as_str(),
                 anchor(&doc.region, probe),
                 badge(state),
+                esc(&percent(&w.day)),
+                esc(&percent(&w.week)),
             );
         }
         html.push_str("</tr>");
@@ -281,7 +343,12 @@ fn grid(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, now:
 }
 
 fn region_section(html: &mut String, c: &Column<'_>, doc: &StatusDoc, now: DateTime<Utc>) {
-    let _ = write!(html, "<section class=\"region\"><h2>{}", esc(&doc.region));
+    let _ = write!(
+        html,
+        "<section class=\"region\" id=\"{}\"><h2>{}",
+        region_anchor(&doc.region),
+        esc(&doc.region)
+    );
     if c.local {
         html.push_str(" <small>(this prober)</small>");
     }
@@ -310,10 +377,91 @@ fn region_section(html: &mut String, c: &Column<'_>, doc: &StatusDoc, now: DateT
     }
     html.push_str(&links.join(" · "));
     html.push_str("</p>");
+    delivery(html, doc, now);
     for p in &doc.probes {
         card(html, doc, p, now);
     }
     html.push_str("</section>");
+}
+
+/// Each pager's delivery health: the last success, the last error (already redacted and cut),
+/// what waits.
+fn delivery(html: &mut String, doc: &StatusDoc, now: DateTime<Utc>) {
+    if doc.delivery.is_empty() {
+        return;
+    }
+    let _ = write!(
+        html,
+        "<table class=\"pagers\"><caption>Pagers of {}: delivery</caption><thead><tr>\
+         <th scope=\"col\">pager</th><th scope=\"col\">state</th><th scope=\"col\">last success</th>\
+         <th scope=\"col\">last error</th><th scope=\"col\">queued</th></tr></thead><tbody>",
+        esc(&doc.region)
+    );
+    let ago = |t: Option<DateTime<Utc>>| match t {
+        Some(t) => format!("{} · {} ago", esc(&time(t)), esc(&span(now - t))),
+        None => "never".to_string(),
+    };
+    for d in &doc.delivery {
+        let state = d.state();
+        let (class, symbol) = match state {
+            "failing" => ("failing", "✕"),
+            "queued" => ("degraded", "…"),
+            "ok" => ("up", "✓"),
+            _ => ("unknown", "–"),
+        };
+        let error = match (&d.last_error, d.last_error_at) {
+            (Some(e), Some(t)) => format!(
+                "{}{}<div class=\"error\">{}</div>",
+                esc(&time(t)),
+                d.failing_since
+                    .map(|f| format!(" · failing for <strong>{}</strong>", esc(&span(now - f))))
+                    .unwrap_or_default(),
+                esc(e)
+            ),
+            _ => "none".to_string(),
+        };
+        let queued = match d.oldest_queued {
+            Some(t) if d.queued > 0 => format!("{} · oldest {} old", d.queued, esc(&span(now - t))),
+            _ => d.queued.to_string(),
+        };
+        let _ = write!(
+            html,
+            "<tr class=\"{class}\"><th scope=\"row\">{} <small>{}</small></th>\
+             <td><span class=\"badge {class}\"><span aria-hidden=\"true\">{symbol}</span> {state}</span></td>\
+             <td>{}</td><td>{error}</td><td>{queued}</td></tr>",
+            esc(&d.pager),
+            esc(&d.kind),
+            ago(d.last_success),
+        );
+    }
+    html.push_str("</tbody></table>");
+}
+
+/// `99.93 %` over the window, `100 %` only when every run passed, `no runs`; with how much of
+/// the window the kept hours cover when that is less than all of it.
+fn percent(a: &crate::rollup::Availability) -> String {
+    let Some(ratio) = a.ratio else {
+        return "no runs".to_string();
+    };
+    // Cut, not rounded: one failure in 10,000 runs must not read as 100 %.
+    if a.passed >= a.runs {
+        "100 %".to_string()
+    } else {
+        format!("{:.2} %", (ratio * 10_000.0).floor() / 100.0)
+    }
+}
+
+/// " (data since 20:00 UTC)" when the kept hours cover less than the window: the roll-ups
+/// are whole hours, so that is the start of the first hour kept.
+fn coverage(a: &crate::rollup::Availability, window: i64, now: DateTime<Utc>) -> String {
+    if a.covered_seconds >= window || a.runs == 0 {
+        String::new()
+    } else {
+        format!(
+            " (data since {})",
+            time(now - chrono::Duration::seconds(a.covered_seconds))
+        )
+    }
 }
 
 fn card(html: &mut String, doc: &StatusDoc, p: &ProbeStatus, now: DateTime<Utc>) {
@@ -408,10 +556,227 @@ fn card(html: &mut String, doc: &StatusDoc, p: &ProbeStatus, now: DateTime<Utc>)
     } else {
         fact("open alerts", "none".to_string());
     }
+    let w = crate::rollup::windows(&p.hourly, now);
+    fact(
+        "availability",
+        format!(
+            "last 24 h <strong>{}</strong> of {} runs{} · last 7 d <strong>{}</strong> of {} runs{}",
+            esc(&percent(&w.day)),
+            w.day.runs,
+            esc(&coverage(&w.day, crate::rollup::DAY, now)),
+            esc(&percent(&w.week)),
+            w.week.runs,
+            esc(&coverage(&w.week, crate::rollup::WEEK, now)),
+        ),
+    );
     html.push_str("</dl>");
     strip(html, p);
     steps(html, p);
     html.push_str("</article>");
+}
+
+/// Line styles for the regions of a chart: a colour *and* a dash pattern each, so lines are
+/// told apart without colour too.
+const SERIES: [(&str, &str); 6] = [
+    ("#0a4fa8", ""),
+    ("#b3400e", "6 3"),
+    ("#2e7d32", "2 3"),
+    ("#6a1b9a", "10 3 2 3"),
+    ("#00695c", "1 5"),
+    ("#5d4037", "12 6"),
+];
+
+/// A response-time chart per probe: the hourly mean of passing runs in each region (a line
+/// per region, with a gap where an hour had none), failed runs as red ticks on the time axis.
+/// Over the last 7 days, or the last 24 hours while less than a day is kept. Inline SVG.
+fn charts(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, now: DateTime<Utc>) {
+    const W: f64 = 760.0;
+    const H: f64 = 170.0;
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 12.0;
+    const TOP: f64 = 10.0;
+    const BOTTOM: f64 = 24.0;
+    let regions: Vec<(&str, &StatusDoc)> = columns
+        .iter()
+        .filter_map(|c| c.doc.map(|d| (c.name.as_str(), d)))
+        .collect();
+    if probes.is_empty() || regions.is_empty() {
+        return;
+    }
+    html.push_str("<section class=\"charts\"><h2>Response time</h2>");
+    let now_s = now.timestamp();
+    for probe in probes {
+        let series: Vec<(&str, &ProbeStatus)> = regions
+            .iter()
+            .filter_map(|(name, d)| {
+                d.probes
+                    .iter()
+                    .find(|p| p.probe == *probe)
+                    .map(|p| (*name, p))
+            })
+            .collect();
+        let oldest = series
+            .iter()
+            .filter_map(|(_, p)| p.hourly.front().map(|b| b.t))
+            .min();
+        let week = oldest.is_some_and(|t| now_s - t > crate::rollup::DAY);
+        let window = if week {
+            crate::rollup::WEEK
+        } else {
+            crate::rollup::DAY
+        };
+        let start = now_s - window;
+        let x = |t: i64| {
+            LEFT + (W - LEFT - RIGHT) * ((t - start) as f64 / window as f64).clamp(0.0, 1.0)
+        };
+        let top_ms = series
+            .iter()
+            .flat_map(|(_, p)| p.hourly.iter())
+            .filter(|b| b.t + 3600 > start)
+            .filter_map(crate::rollup::HourBucket::mean_ms)
+            .fold(0.0_f64, f64::max);
+        let scale = nice_ceiling(top_ms);
+        let y = |ms: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (ms / scale).clamp(0.0, 1.0));
+        let label = format!(
+            "{}: mean response time of passing runs per hour over the last {}, by region",
+            probe,
+            if week { "7 days" } else { "24 hours" }
+        );
+        let _ = write!(
+            html,
+            "<figure class=\"chart\"><figcaption><strong>{}</strong> · hourly mean of passing runs, last {}{}</figcaption>\
+             <svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+            esc(probe),
+            if week { "7 days" } else { "24 hours" },
+            if oldest.is_some_and(|t| now_s - t < window) {
+                format!(
+                    " (data since {})",
+                    esc(&time(
+                        DateTime::from_timestamp(oldest.unwrap_or(now_s), 0).unwrap_or(now)
+                    ))
+                )
+            } else {
+                String::new()
+            },
+            esc(&label),
+        );
+        // Axes: three horizontal rules with their values, a tick per day (or per 6 hours).
+        for frac in [0.0, 0.5, 1.0] {
+            let ms = scale * frac;
+            let _ = write!(
+                html,
+                "<line class=\"rule\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
+                 <text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+                W - RIGHT,
+                y(ms),
+                y(ms),
+                LEFT - 6.0,
+                y(ms) + 4.0,
+                esc(&human_duration(crate::report::clamped_ms(ms))),
+            );
+        }
+        let step = if week { 24 * 3600 } else { 6 * 3600 };
+        let mut t = now_s - now_s.rem_euclid(step);
+        while t > start {
+            let when = DateTime::from_timestamp(t, 0).unwrap_or(now);
+            let _ = write!(
+                html,
+                "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                x(t),
+                H - 6.0,
+                esc(&when
+                    .format(if week { "%b %d" } else { "%H:%M" })
+                    .to_string()),
+            );
+            t -= step;
+        }
+        for (i, (region, p)) in series.iter().enumerate() {
+            let (colour, dash) = SERIES[i % SERIES.len()];
+            let mut d = String::new();
+            let mut last: Option<i64> = None;
+            let mut dots = String::new();
+            let mut ticks = String::new();
+            for b in p
+                .hourly
+                .iter()
+                .filter(|b| b.t + 3600 > start && b.t <= now_s)
+            {
+                let cx = x(b.t + 1800);
+                if b.n > b.ok {
+                    let _ = write!(
+                        ticks,
+                        "<rect class=\"fail\" x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"8\"><title>{}</title></rect>",
+                        cx - 1.5,
+                        H - BOTTOM,
+                        esc(&format!(
+                            "{region}: {} of {} runs failed in the hour from {}",
+                            b.n - b.ok,
+                            b.n,
+                            b.start().map(time).unwrap_or_default()
+                        )),
+                    );
+                }
+                let Some(mean) = b.mean_ms() else {
+                    last = None;
+                    continue;
+                };
+                let joined = last.is_some_and(|l| b.t - l <= 3600);
+                let _ = write!(
+                    d,
+                    "{}{cx:.1} {:.1} ",
+                    if joined { "L" } else { "M" },
+                    y(mean)
+                );
+                let _ = write!(
+                    dots,
+                    "<circle cx=\"{cx:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{colour}\"><title>{}</title></circle>",
+                    y(mean),
+                    esc(&format!(
+                        "{region}, hour from {}: mean {}, slowest {}, {} of {} passed",
+                        b.start().map(time).unwrap_or_default(),
+                        human_duration(crate::report::clamped_ms(mean)),
+                        human_duration(crate::report::clamped_ms(b.max)),
+                        b.ok,
+                        b.n
+                    )),
+                );
+                last = Some(b.t);
+            }
+            let _ = write!(
+                html,
+                "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>{dots}{ticks}",
+                d.trim_end()
+            );
+        }
+        html.push_str("</svg><ul class=\"legend\">");
+        for (i, (region, p)) in series.iter().enumerate() {
+            let (colour, dash) = SERIES[i % SERIES.len()];
+            let w = crate::rollup::windows(&p.hourly, now);
+            let _ = write!(
+                html,
+                "<li><svg width=\"28\" height=\"10\" aria-hidden=\"true\"><line x1=\"0\" x2=\"28\" y1=\"5\" y2=\"5\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/></svg> \
+                 {} · 24 h {} · 7 d {}</li>",
+                esc(region),
+                esc(&percent(&w.day)),
+                esc(&percent(&w.week)),
+            );
+        }
+        html.push_str("</ul></figure>");
+    }
+    html.push_str("</section>");
+}
+
+/// The chart's top: 1, 2 or 5 × a power of ten, at or above `ms` (10 ms at least).
+fn nice_ceiling(ms: f64) -> f64 {
+    let ms = if ms.is_finite() { ms.max(10.0) } else { 10.0 };
+    let mut unit = 10f64.powf(ms.log10().floor());
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if m * unit >= ms {
+            unit *= m;
+            return unit;
+        }
+    }
+    unit * 10.0
 }
 
 /// The last 60 runs, oldest left: colour, height and a tooltip per run; a text summary for
@@ -587,6 +952,18 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}\
 .steps tr.fail td,.steps tr.fail th{color:var(--fail)}\
 .steps tr.skipped td{color:var(--muted)}\
 .steps .phases{color:var(--muted);font-size:13px}\
+.avail{font-size:12px;color:var(--muted);margin-top:2px}\
+.pagers{background:#fff;border:1px solid var(--line);margin:8px 0 12px;font-size:14px}\
+.pagers th,.pagers td{padding:5px 12px;border-bottom:1px solid #eaeef2;text-align:left;vertical-align:top}\
+.pagers thead th{color:var(--muted);font-weight:600}\
+.charts h2{font-size:18px;margin:8px 0 4px}\
+.chart{background:#fff;border:1px solid var(--line);border-radius:6px;margin:10px 0;padding:8px 12px;max-width:800px}\
+.chart figcaption{font-size:14px;margin-bottom:4px}\
+.chart svg{max-width:100%;height:auto}\
+.chart .rule{stroke:#d0d7de;stroke-width:1}\
+.chart .axis{font:11px system-ui,sans-serif;fill:var(--muted)}\
+.chart .fail{fill:var(--fail)}\
+.legend{list-style:none;margin:4px 0 0;padding:0;font-size:13px;display:flex;flex-wrap:wrap;gap:4px 18px}\
 ";
 
 #[cfg(test)]
@@ -619,6 +996,7 @@ mod tests {
 #[cfg(test)]
 mod hostile {
     use super::*;
+    use crate::alert::health::PagerHealth;
     use crate::report::{FailureReason, StepKind, StepReport, Trigger};
     use crate::status::{AlertView, HistoryEntry};
     use std::time::Duration;
@@ -678,26 +1056,113 @@ mod hostile {
                     summary: bad.into(),
                 }],
                 last: Some(std::sync::Arc::new(r)),
+                hourly: [crate::rollup::HourBucket {
+                    t: Utc::now().timestamp() / 3600 * 3600,
+                    n: 3,
+                    ok: 2,
+                    ms: 40.0,
+                    max: 30.0,
+                }]
+                .into(),
                 ..ProbeStatus::default()
+            }],
+            delivery: vec![PagerHealth {
+                pager: bad.into(),
+                kind: "<k>".into(),
+                last_error: Some(bad.into()),
+                last_error_at: Some(Utc::now()),
+                failing_since: Some(Utc::now()),
+                ..PagerHealth::default()
             }],
             ..StatusDoc::default()
         };
         let peer = PeerView {
             url: "http://peer<script>:9464".into(),
+            region: Some(bad.into()),
             result: Err(bad.into()),
+            unreachable_since: Some(Utc::now()),
+            last_seen: None,
         };
         let peer_doc = PeerView {
             url: "http://peer2:9464".into(),
+            region: None,
             result: Ok(StatusDoc {
                 region: bad.into(),
                 ..doc.clone()
-            }),
+            }
+            .bounded()),
+            unreachable_since: None,
+            last_seen: None,
         };
         let html = render(&doc, &[peer, peer_doc], Utc::now());
-        for tag in ["<script", "<iframe", "<img", "<b>", "<i>", "<v>", "<s>"] {
+        for tag in [
+            "<script", "<iframe", "<img", "<b>", "<i>", "<v>", "<s>", "<k>",
+        ] {
             assert!(!html.contains(tag), "{tag} got through");
         }
         assert!(!html.contains("href=\"javascript:"));
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    }
+
+    /// A peer that sends a document as big as it may: what is kept and rendered is cut to
+    /// the page's bounds.
+    #[test]
+    fn a_huge_peer_document_is_cut_to_bounds() {
+        let long = "x".repeat(1500);
+        let probe = ProbeStatus {
+            probe: long.clone(),
+            history: (0..100)
+                .map(|_| HistoryEntry {
+                    time: Utc::now(),
+                    success: true,
+                    duration_ms: f64::MAX,
+                    failed_step: Some(long.clone().into()),
+                    reason: None,
+                    trigger: Trigger::Scheduled,
+                })
+                .collect(),
+            alerts: (0..25)
+                .map(|_| AlertView {
+                    severity: crate::alert::Severity::Warning,
+                    dedup_key: long.clone(),
+                    since: Utc::now(),
+                    summary: long.clone(),
+                })
+                .collect(),
+            ..ProbeStatus::default()
+        };
+        let doc = StatusDoc {
+            region: long.clone(),
+            probes: vec![probe; 510],
+            delivery: vec![
+                PagerHealth {
+                    pager: long.clone(),
+                    last_error: Some(long.clone()),
+                    ..PagerHealth::default()
+                };
+                60
+            ],
+            ..StatusDoc::default()
+        }
+        .bounded();
+        assert_eq!(doc.probes.len(), 500);
+        assert!(doc.region.chars().count() <= 101);
+        let p = &doc.probes[0];
+        assert_eq!(p.history.len(), crate::status::HISTORY_LEN);
+        assert_eq!(p.alerts.len(), 20);
+        assert!(p.alerts[0].summary.chars().count() <= 1001);
+        assert!(doc.delivery.len() <= 50);
+        let html = render(
+            &StatusDoc::default(),
+            &[PeerView {
+                url: "http://peer:9464".into(),
+                region: None,
+                result: Ok(doc),
+                unreachable_since: None,
+                last_seen: None,
+            }],
+            Utc::now(),
+        );
+        assert!(html.len() < 40 * 1024 * 1024, "{} bytes", html.len());
     }
 }

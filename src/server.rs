@@ -99,17 +99,20 @@ async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
+/// This prober's document: the status, with each pager's delivery health.
+fn doc(s: &AppState) -> crate::status::StatusDoc {
+    let mut doc = s.status.doc();
+    doc.delivery = s.metrics.delivery.snapshot();
+    doc
+}
+
 async fn status_json(State(s): State<AppState>) -> Response {
-    axum::Json(s.status.to_json()).into_response()
+    axum::Json(doc(&s)).into_response()
 }
 
 /// The fleet page: this prober and its peers (fetched under a short deadline, cached briefly).
 async fn page(State(s): State<AppState>) -> Html<String> {
     let peers = s.status.page_config().peers;
     let views = s.fleet.views(&peers).await;
-    Html(crate::page::render(
-        &s.status.doc(),
-        &views,
-        chrono::Utc::now(),
-    ))
+    Html(crate::page::render(&doc(&s), &views, chrono::Utc::now()))
 }

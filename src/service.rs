@@ -153,6 +153,7 @@ async fn run_service(
     // The page's history survives a restart; a task of its own saves it, off the probe path.
     let history_path = plan.state_dir.join(crate::status::HISTORY_FILE);
     status.restore(&history_path);
+    restore_metrics(&plan, &status, &metrics);
     let history_stop = CancellationToken::new();
     let history = status.spawn_persist(history_path, history_stop.clone());
     let region = plan.region.clone();
@@ -340,6 +341,24 @@ async fn run_service(
     }
     tracing::info!(region = %region, "stopped");
     Ok(())
+}
+
+/// Each configured probe's last run before the restart, from the status history, into the
+/// metrics ([`Metrics::restore_last`]): `probe_success` is there from the first scrape.
+fn restore_metrics(plan: &Plan, status: &Status, metrics: &Metrics) {
+    for p in status.snapshot() {
+        if let Some(run) = &p.last
+            && plan.probes.iter().any(|q| q.name == p.probe)
+        {
+            metrics.restore_last(
+                &p.probe,
+                &plan.region,
+                run.success,
+                run.duration_ms,
+                p.last_success,
+            );
+        }
+    }
 }
 
 /// [`crate::config::fingerprint`] off the async threads and under a deadline (a hung network

@@ -107,6 +107,10 @@ pub struct ProbeStatus {
     /// Newest first.
     pub history: VecDeque<HistoryEntry>,
     pub alerts: Vec<AlertView>,
+    /// A week of hourly roll-ups, oldest first: availability and the response-time chart.
+    pub hourly: VecDeque<crate::rollup::HourBucket>,
+    /// Availability over the last 24 hours and 7 days (from `hourly`), as of the document.
+    pub availability: crate::rollup::Windows,
 }
 
 impl ProbeStatus {
@@ -136,6 +140,83 @@ pub struct StatusDoc {
     pub status_url: Option<String>,
     pub dashboard_url: Option<String>,
     pub probes: Vec<ProbeStatus>,
+    /// Each pager's delivery health: last success, last error, what waits.
+    pub delivery: Vec<crate::alert::health::PagerHealth>,
+}
+
+/// What a peer's document may hold before it is cut: enough for any real fleet, little enough
+/// that a hostile peer cannot make the page huge.
+const PEER_MAX_PROBES: usize = 500;
+const PEER_MAX_ALERTS: usize = 20;
+const PEER_MAX_STEPS: usize = 50;
+const PEER_MAX_PAGERS: usize = 50;
+/// Names and labels; summaries and errors.
+const PEER_MAX_NAME: usize = 100;
+const PEER_MAX_TEXT: usize = 1000;
+
+impl StatusDoc {
+    /// The document with every list and text cut to the page's bounds and every number made
+    /// sane: what the page renders of a peer (everything is escaped there as well).
+    pub fn bounded(mut self) -> StatusDoc {
+        let name = |s: &mut String| *s = cut(s, PEER_MAX_NAME);
+        let text = |s: &mut Option<String>| {
+            if let Some(t) = s {
+                *t = cut(t, PEER_MAX_TEXT);
+            }
+        };
+        name(&mut self.region);
+        name(&mut self.version);
+        text(&mut self.status_url);
+        text(&mut self.dashboard_url);
+        self.probes.truncate(PEER_MAX_PROBES);
+        for p in &mut self.probes {
+            name(&mut p.probe);
+            name(&mut p.schedule);
+            p.history.truncate(HISTORY_LEN);
+            for h in &mut p.history {
+                if let Some(step) = &mut h.failed_step {
+                    *step = cut(step, PEER_MAX_NAME).into();
+                }
+                if !h.duration_ms.is_finite() || h.duration_ms < 0.0 {
+                    h.duration_ms = 0.0;
+                }
+            }
+            p.alerts.truncate(PEER_MAX_ALERTS);
+            for a in &mut p.alerts {
+                name(&mut a.dedup_key);
+                a.summary = cut(&a.summary, PEER_MAX_TEXT);
+            }
+            for run in [&mut p.last, &mut p.last_good].into_iter().flatten() {
+                let r = Arc::make_mut(run);
+                name(&mut r.probe);
+                name(&mut r.region);
+                text(&mut r.error);
+                if let Some(step) = &mut r.failed_step {
+                    *step = cut(step, PEER_MAX_NAME);
+                }
+                r.steps.truncate(PEER_MAX_STEPS);
+                for step in &mut r.steps {
+                    name(&mut step.name);
+                    text(&mut step.error);
+                    step.warnings.truncate(PEER_MAX_ALERTS);
+                    for w in &mut step.warnings {
+                        *w = cut(w, PEER_MAX_TEXT);
+                    }
+                    step.gauges.clear();
+                }
+            }
+            crate::rollup::sanitize(&mut p.hourly);
+        }
+        self.delivery.truncate(PEER_MAX_PAGERS);
+        for d in &mut self.delivery {
+            name(&mut d.pager);
+            name(&mut d.kind);
+            if let Some(e) = &mut d.last_error {
+                *e = cut(e, crate::alert::health::MAX_ERROR_CHARS);
+            }
+        }
+        self
+    }
 }
 
 /// What the history file holds per probe.
@@ -155,6 +236,9 @@ struct SavedProbe {
     #[serde(with = "shared_run")]
     last_good: Option<Arc<ProbeRun>>,
     history: VecDeque<HistoryEntry>,
+    /// Absent in files from before the roll-ups.
+    #[serde(default)]
+    hourly: VecDeque<crate::rollup::HourBucket>,
 }
 
 /// Shared status, written by the run consumer, read by the HTTP server.
@@ -177,7 +261,7 @@ pub struct PageConfig {
     pub status_url: Option<String>,
     pub dashboard_url: Option<String>,
     /// Other regions' probers (`http://prober-us:9464`), shown beside this one on the page.
-    pub peers: Vec<String>,
+    pub peers: Vec<crate::config::Peer>,
 }
 
 impl Status {
@@ -257,6 +341,12 @@ impl Status {
                 trigger: run.trigger,
             });
             p.history.truncate(HISTORY_LEN);
+            crate::rollup::record(
+                &mut p.hourly,
+                run.started_at,
+                run.success,
+                run.duration_ms.as_secs_f64() * 1000.0,
+            );
             p.last = Some(Arc::clone(run));
         });
         self.changed.notify_one();
@@ -291,12 +381,14 @@ impl Status {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// Every probe, with its `state` judged now.
+    /// Every probe, with its `state` and availability judged now.
     pub fn snapshot(&self) -> Vec<ProbeStatus> {
+        let now = Utc::now();
         let map = self.probes.read().unwrap_or_else(|e| e.into_inner());
         map.values()
             .map(|p| ProbeStatus {
                 state: p.judge(),
+                availability: crate::rollup::windows(&p.hourly, now),
                 ..p.clone()
             })
             .collect()
@@ -313,6 +405,8 @@ impl Status {
             status_url: config.status_url,
             dashboard_url: config.dashboard_url,
             probes: self.snapshot(),
+            // Filled in by the server, which holds the pagers' health.
+            delivery: Vec::new(),
         }
     }
 
@@ -341,6 +435,7 @@ impl Status {
         let mut map = self.probes.write().unwrap_or_else(|e| e.into_inner());
         for (name, mut p) in saved.probes {
             p.history.truncate(HISTORY_LEN);
+            crate::rollup::sanitize(&mut p.hourly);
             let entry = map.entry(name.clone()).or_insert_with(|| ProbeStatus {
                 probe: name,
                 ..ProbeStatus::default()
@@ -351,6 +446,7 @@ impl Status {
             entry.failing_since = p.failing_since;
             entry.last_good = p.last_good;
             entry.history = p.history;
+            entry.hourly = p.hourly;
         }
     }
 
@@ -369,6 +465,7 @@ impl Status {
                         failing_since: p.failing_since,
                         last_good: p.last_good.as_ref().map(shorten),
                         history: p.history.clone(),
+                        hourly: p.hourly.clone(),
                     },
                 )
             })
@@ -437,6 +534,14 @@ mod shared_run {
     }
 }
 
+/// `text` cut to `max` characters, with `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// A run with its error texts cut to [`MAX_SAVED_ERROR`] characters (the same `Arc` when no
 /// text is that long, as is usual).
 fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
@@ -447,17 +552,15 @@ fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
     if !long(&run.error) && !run.steps.iter().any(|s| long(&s.error)) {
         return Arc::clone(run);
     }
-    let cut = |e: &mut Option<String>| {
-        if let Some(text) = e
-            && text.chars().count() > MAX_SAVED_ERROR
-        {
-            *text = text.chars().take(MAX_SAVED_ERROR).collect::<String>() + "…";
+    let shorten_error = |e: &mut Option<String>| {
+        if let Some(text) = e {
+            *text = cut(text, MAX_SAVED_ERROR);
         }
     };
     let mut run = ProbeRun::clone(run);
-    cut(&mut run.error);
+    shorten_error(&mut run.error);
     for step in &mut run.steps {
-        cut(&mut step.error);
+        shorten_error(&mut step.error);
     }
     Arc::new(run)
 }
@@ -520,6 +623,30 @@ mod tests {
         assert!(p.last_good.as_ref().is_some_and(|r| r.success));
         let error = p.last.as_ref().unwrap().error.as_ref().unwrap();
         assert_eq!(error.chars().count(), MAX_SAVED_ERROR + 1);
+    }
+
+    #[test]
+    fn a_week_of_runs_every_minute_keeps_the_file_small() {
+        let status = Status::new("r");
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        let start = Utc::now() - chrono::Duration::days(9);
+        for i in 0..9 * 24 * 60 {
+            let mut r = run("p", i % 97 != 0, 2000);
+            r.started_at = start + chrono::Duration::minutes(i);
+            status.record(&Arc::new(r));
+        }
+        let p = &status.snapshot()[0];
+        assert_eq!(p.hourly.len(), crate::rollup::HOURS);
+        let week = p.availability.week.runs;
+        assert!((7 * 24 * 60..=7 * 24 * 60 + 60).contains(&week), "{week}");
+        let bytes = status.saved_bytes();
+        assert!(bytes.len() < 40 * 1024, "{} bytes", bytes.len());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        crate::alert::engine::write_atomic(&path, &bytes).unwrap();
+        let again = Status::new("r");
+        again.restore(&path);
+        assert_eq!(again.snapshot()[0].hourly, p.hourly);
     }
 
     #[test]

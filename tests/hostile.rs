@@ -8,7 +8,7 @@ use joincanary::report::{FailureReason, ProbeRun, Trigger};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::hostile::{listener, ws_server};
+use crate::support::hostile::{listener, read_head, ws_server};
 use crate::support::{self, probe_from};
 
 /// Accepts up to 8 connections and never says a word.
@@ -35,13 +35,8 @@ async fn fixed_http(response: Vec<u8>) -> String {
             };
             let response = response.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 65536 {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut s).await.is_none() {
+                    return;
                 }
                 let _ = s.write_all(&response).await;
                 let _ = s.shutdown().await;
@@ -312,4 +307,87 @@ async fn extracted_token_echoed_by_a_server_is_redacted() {
     let out = serde_json::to_string(&run).unwrap();
     assert!(!out.contains("s3cr3t-token-value"), "{out}");
     assert!(out.contains("[redacted]"), "{out}");
+}
+
+/// The review's 400 MB pager error body: the pager reads a few KiB of it (enough for the
+/// quoted 300 characters), then hangs up; the error still says what the pager said first.
+#[tokio::test]
+async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
+    const BODY: usize = 400_000_000;
+    let (addr, poured) = support::hostile::pouring_http(
+        format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {BODY}\r\n\r\ninvalid routing key "
+        ),
+        BODY,
+    )
+    .await;
+    let cfg = support::TempConfig::new(
+        &format!("[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\n"),
+        &[(
+            "p.toml",
+            "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n",
+        )],
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let results = joincanary::alert::test_page(
+        &plan.pagers,
+        "test",
+        &[],
+        None,
+        joincanary::clock::Clock::system(),
+    )
+    .await;
+    let error = match &results[0].1 {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a 400 is not a delivery"),
+    };
+    assert!(
+        error.starts_with("HTTP 400 Bad Request: invalid routing key xxx"),
+        "{error}"
+    );
+    assert!(error.chars().count() < 400, "{error}");
+    // What the kernel's socket buffers took besides: far from the 400 MB offered.
+    let sent = poured.total().await;
+    assert!(sent < 32 << 20, "the pager read {sent} bytes");
+}
+
+/// A redis step whose INFO reply is `head` and then endless `filler`.
+async fn redis_flood(head: &'static str, filler: &'static [u8]) -> (ProbeRun, usize) {
+    const OFFERED: usize = 200 << 20;
+    let (addr, poured) = support::hostile::pouring_redis(head, filler, OFFERED).await;
+    let run = run(&format!(
+        "timeout = \"10s\"\n[[steps]]\nname = \"redis\"\nkind = \"redis\"\nurl = \"redis://{addr}\"\n"
+    ))
+    .await;
+    (run, poured.total().await)
+}
+
+/// The review's 200 MiB `INFO`, a billion-element array and a line that never ends: each read
+/// stops at the probe's `max_body_bytes` (1 MiB here) with reason `too_large`, the server's
+/// other 199 MiB never read.
+#[tokio::test]
+async fn huge_redis_replies_are_too_large_and_the_read_stops() {
+    for (head, filler) in [
+        ("$209715200\r\n", &b"x"[..]),
+        ("*1000000000\r\n", b":1\r\n"),
+        ("+", b"x"),
+    ] {
+        let (run, sent) = redis_flood(head, filler).await;
+        assert_eq!(
+            run.failed_step.as_deref(),
+            Some("redis"),
+            "{head}: {run:#?}"
+        );
+        assert_eq!(
+            run.reason,
+            Some(FailureReason::TooLarge),
+            "{head}: {run:#?}"
+        );
+        assert_eq!(
+            run.error.as_deref(),
+            Some("INFO: the reply is larger than the 1048576-byte cap (max_body_bytes)"),
+            "{head}"
+        );
+        assert!(sent < 32 << 20, "{head}: the step read {sent} bytes");
+    }
 }

@@ -62,7 +62,7 @@ async fn a_peer_with_a_huge_duration_is_shown_unreachable_and_the_page_answers()
     })
     .await
     .expect("GET / answers");
-    assert!(page.contains("(unreachable)"), "{page}");
+    assert!(page.contains("<small>(unreachable since "), "{page}");
     assert!(page.contains("out of range"), "{page}");
     // The process is still whole: its own status answers and it stops cleanly.
     assert_eq!(crate::support::status(&svc.base).await["ready"], true);

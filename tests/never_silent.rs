@@ -4,7 +4,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Service, TempConfig, binary, fast_sim_probe, start_sim};
+use crate::support::{
+    Service, TempConfig, binary, fast_sim_probe, metric_value as value, start_sim,
+};
 
 fn load_errors(cfg: &TempConfig) -> Vec<String> {
     cfg.errors()
@@ -336,15 +338,6 @@ fn alertmanager_hold_is_checked_with_its_line() {
         }
         other => panic!("{other:?}"),
     }
-}
-
-/// Series value in a metrics text (`None` when absent).
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// A pager that fails shows within seconds: each failed attempt counts as `retry`, and the

@@ -10,16 +10,9 @@ use joincanary::scheduler::FlowRunner;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TempConfig, set_faults, start_sim};
-
-async fn scrape(base: &str, path: &str) -> String {
-    reqwest::get(format!("{base}{path}"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
+use crate::support::{
+    TempConfig, get_text as scrape, metric_value as value, set_faults, start_sim,
+};
 
 /// Polls `/metrics` (at most `tries` times, 250 ms apart) until `pred` holds.
 /// Scrapes (250 ms apart) to wait for a probe running every second: 30 s, because on a loaded
@@ -36,33 +29,6 @@ async fn wait_metrics(base: &str, tries: usize, pred: impl Fn(&str) -> bool) -> 
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("metrics never matched; last scrape:\n{last}");
-}
-
-/// The value of the series written as `name{a="1",b="2"}`, whatever order the exposition
-/// puts the labels in.
-fn value(metrics: &str, series: &str) -> Option<f64> {
-    let (name, labels) = split_series(series);
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (s, v) = l.rsplit_once(' ')?;
-            let (n, ls) = split_series(s);
-            (n == name && labels.iter().all(|x| ls.contains(x))).then(|| v.parse().ok())?
-        })
-}
-
-fn split_series(s: &str) -> (&str, Vec<&str>) {
-    match s.split_once('{') {
-        Some((n, rest)) => (
-            n,
-            rest.trim_end_matches('}')
-                .split(',')
-                .filter(|x| !x.is_empty())
-                .collect(),
-        ),
-        None => (s, Vec::new()),
-    }
 }
 
 fn has(metrics: &str, series: &str) -> bool {

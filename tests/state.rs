@@ -358,3 +358,82 @@ async fn a_probe_removed_during_its_incident_is_resolved() {
         .count();
     assert_eq!(resolves, 1, "{:?}", hook.all());
 }
+
+/// Issue 16: after a restart `probe_success` was absent until the probe's first run (up to an
+/// interval), so the region dropped out of Prometheus' rules and their `for:` timers started
+/// again. A real restart on the same state_dir, with the probe's next run a year away: the
+/// first scrape already says what the last run before the restart said, the incident is still
+/// open and not paged again, and it resolves once when the probe passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_success_and_the_open_incident_survive_a_restart() {
+    use crate::support::metric_value;
+    let sim = start_sim().await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let probe = crate::support::fast_sim_probe(&sim.base_url());
+    let cfg = TempConfig::new(&service_config(&hook_url), &[("p.toml", &probe)]);
+    let svc = start(&cfg).await;
+    // A pass first, so there is a last success to keep.
+    crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    wait_event(&hook, "trigger").await;
+    let scrape = |base: String| async move { crate::support::get_text(&base, "/metrics").await };
+    let success = "probe_success{probe=\"sim-join\",region=\"test\"}";
+    let last_success = "probe_last_success_timestamp_seconds{probe=\"sim-join\",region=\"test\"}";
+    let last_run = "probe_last_run_timestamp_seconds{probe=\"sim-join\",region=\"test\"}";
+    let firing = "probe_alert_firing{probe=\"sim-join\",region=\"test\",severity=\"critical\"}";
+    // Stopped (SIGTERM's path) while the last run failed: it saves the status history.
+    let mut before = String::new();
+    for _ in 0..200 {
+        before = scrape(svc.base.clone()).await;
+        if metric_value(&before, success) == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    svc.stop().await;
+    let before_status = serde_json::to_string(
+        &joincanary::store::read(&cfg.dir.path().join("state/state.log")).entries,
+    )
+    .unwrap();
+    let expected_success = metric_value(&before, last_success).expect("a success before");
+    assert!(expected_success > 0.0, "{before}");
+
+    std::fs::write(
+        cfg.probe_path("p.toml"),
+        probe.replace("schedule = \"* * * * * *\"", "schedule = \"0 0 1 1 *\""),
+    )
+    .unwrap();
+    let svc = start(&cfg).await;
+    let after = scrape(svc.base.clone()).await;
+    assert_eq!(metric_value(&after, success), Some(0.0), "{after}");
+    assert_eq!(metric_value(&after, last_success), Some(expected_success));
+    assert_eq!(metric_value(&after, firing), Some(1.0));
+    // Not run by this process yet: "time since the last run" counts from the process start.
+    assert_eq!(metric_value(&after, last_run), None, "{after}");
+    let s = status(&svc.base).await;
+    assert_eq!(s["probes"][0]["state"], "failing", "{s}");
+    assert_eq!(s["probes"][0]["alerts"][0]["dedup_key"], KEY, "{s}");
+    // Not paged again (the outbox knows the trigger reached the pager): give a re-sent trigger
+    // time to arrive, then count.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let triggers = |hook: &Receiver| {
+        hook.accepted()
+            .iter()
+            .filter(|v| v["event"] == "trigger" && v["dedup_key"] == KEY)
+            .count()
+    };
+    assert_eq!(triggers(&hook), 1, "{:?} / {before_status}", hook.all());
+
+    // The platform mends and the probe runs again: one resolve ends that same incident, and the
+    // metrics are this process's own.
+    set_faults(&sim, json!({"signalling_drop": false})).await;
+    std::fs::write(cfg.probe_path("p.toml"), &probe).unwrap();
+    svc.reload().await.unwrap();
+    let resolve = wait_event(&hook, "resolve").await;
+    assert_eq!(resolve["probe"], "sim-join");
+    let now = scrape(svc.base.clone()).await;
+    assert_eq!(metric_value(&now, success), Some(1.0), "{now}");
+    assert!(metric_value(&now, last_run).is_some(), "{now}");
+    svc.stop().await;
+    assert_eq!(triggers(&hook), 1, "{:?}", hook.all());
+}

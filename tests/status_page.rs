@@ -2,7 +2,9 @@
 //! us-east-1 as a peer), each probing its own reference server. Headless Chromium takes a
 //! screenshot healthy, degraded, failing and with the peer gone, kept under
 //! `target/screenshots/` as CI artifacts, and the rendered DOM (`--dump-dom`) must show the
-//! failing probe, step and region, and the dead peer as unreachable, never as passing.
+//! failing probe, step and region, the pagers that cannot deliver (Slack answering 403,
+//! Alertmanager answering 503) with their errors, availability and a response-time chart per
+//! probe, and the dead peer as unreachable by its region and since when, never as passing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::support::receiver::Receiver;
 use crate::support::running::Running;
 use crate::support::{TempConfig, fast_sim_probe, set_faults, start_sim};
 
@@ -63,7 +66,7 @@ fn screenshot(url: &str, name: &str) -> PathBuf {
     chromium(
         &[
             &format!("--screenshot={}", path.display()),
-            "--window-size=1280,1700",
+            "--window-size=1280,2600",
         ],
         url,
     );
@@ -140,10 +143,15 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
     std::fs::write(&us.path, text).unwrap();
     let us_run = tokio::task::block_in_place(|| Running::start(&us.path, &[]));
 
+    // eu-west-1's pagers: a Slack and an Alertmanager on loopback, both accepting at first.
+    let (slack, slack_url) = Receiver::start(200).await;
+    let (am, am_url) = Receiver::start(200).await;
     let eu = TempConfig::new(
         &format!(
             "peers = [\"{}\"]\ndashboard_url = \"https://grafana.example/d/joincanary\"\n\
-             [alerting]\ndegraded_threshold = 2\n[alerting.budgets]\n\"signalling.round_trip\" = \"200ms\"\n",
+             [alerting]\ndegraded_threshold = 2\n[alerting.budgets]\n\"signalling.round_trip\" = \"200ms\"\n\
+             [[pager]]\nname = \"slack\"\ntype = \"slack\"\nurl = \"{slack_url}/services/T0/B0/secretpath\"\n\
+             [[pager]]\nname = \"alertmanager\"\ntype = \"alertmanager\"\nurl = \"{am_url}\"\nresend_interval = \"1s\"\n",
             us_run.base()
         ),
         &[("sim-join.toml", &probe(&sim_eu.base_url()))],
@@ -185,7 +193,10 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
     .await;
     let degraded = tokio::task::block_in_place(|| screenshot(&page, "fleet-degraded"));
 
-    // Failing: signalling dropped (the Redis pub/sub outage).
+    // Failing: signalling dropped (the Redis pub/sub outage), while Slack refuses the
+    // webhook and Alertmanager answers 503.
+    slack.set_fallback(403);
+    am.set_fallback(503);
     set_faults(
         &sim_eu,
         json!({"signalling_delay_ms": null, "signalling_drop": true}),
@@ -195,6 +206,48 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
         state_of(d) == "failing" && d["probes"][0]["last"]["failed_step"] == "signalling"
     })
     .await;
+    // The page (the trigger) reached neither: the status says so per pager.
+    wait_status(&eu_base, "both pagers failing", |d| {
+        d["delivery"]
+            .as_array()
+            .is_some_and(|ps| ps.len() == 2 && ps.iter().all(|p| p["failing_since"].is_string()))
+    })
+    .await;
+    let doc = status(&eu_base).await;
+    let pager = |name: &str| {
+        doc["delivery"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pager"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        pager("slack")["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("403"),
+        "{doc}"
+    );
+    // The degraded warning went through before Slack started refusing.
+    let slack = pager("slack");
+    assert!(
+        slack["last_success"].as_str().unwrap() < slack["failing_since"].as_str().unwrap(),
+        "{doc}"
+    );
+    assert!(
+        pager("alertmanager")["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{doc}"
+    );
+    assert!(
+        pager("alertmanager")["last_success"].is_string(),
+        "the watchdog went through before: {doc}"
+    );
+    assert_eq!(pager("slack")["type"], "slack");
     let failing = tokio::task::block_in_place(|| screenshot(&page, "fleet-failing"));
     let dom = tokio::task::block_in_place(|| dump_dom(&page));
     let cell = dom
@@ -225,6 +278,42 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
         "the other region is still up"
     );
     assert!(dom.contains("href=\"https://grafana.example/d/joincanary\""));
+    // Delivery trouble is on the page: in the banner, and per pager with its error.
+    assert!(dom.contains("pages not delivered: "), "{dom}");
+    let pagers = dom
+        .split("<table class=\"pagers\">")
+        .nth(1)
+        .expect("the pagers table of eu-west-1");
+    let pagers = &pagers[..pagers.find("</table>").unwrap()];
+    assert!(
+        pagers.contains("slack <small>slack</small>")
+            && pagers.contains("403")
+            && pagers.contains("503")
+            && pagers.contains("failing for"),
+        "{pagers}"
+    );
+    assert!(!dom.contains("secretpath"), "the webhook URL never shows");
+    // Availability per probe × region, and one response-time chart per probe with a line
+    // (here: points) for each region.
+    let avail =
+        regex::Regex::new(r"24 h (\d+(\.\d+)? %|no runs) · 7 d (\d+(\.\d+)? %|no runs)").unwrap();
+    assert!(avail.find_iter(&dom).count() >= 4, "{dom}");
+    let chart = dom
+        .split("<figure class=\"chart\">")
+        .nth(1)
+        .expect("a response-time chart");
+    let chart = &chart[..chart.find("</figure>").unwrap()];
+    assert!(
+        chart.contains("<svg")
+            && chart.contains("<circle")
+            && chart.contains("eu-west-1")
+            && chart.contains("us-east-1"),
+        "{chart}"
+    );
+    assert!(
+        chart.contains("failed in the hour from"),
+        "failed runs are marked: {chart}"
+    );
 
     // Peer unreachable: stop us-east-1; its column must never show as passing.
     let us_addr = us_run.addr.clone();
@@ -236,10 +325,20 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
     let unreachable = tokio::task::block_in_place(|| screenshot(&page, "fleet-peer-unreachable"));
     let dom = tokio::task::block_in_place(|| dump_dom(&page));
     assert!(dom.contains("class=\"cell unreachable\""), "{dom}");
+    // Named by the region it last reported, with since when; its URL in its section.
     assert!(
-        dom.contains(&format!("http://{us_addr} <small>(unreachable)</small>")),
-        "the dead peer's column is named and marked"
+        dom.contains("us-east-1 <small>(unreachable since "),
+        "the dead peer's column is named and marked: {dom}"
     );
+    assert!(
+        dom.contains("unreachable: us-east-1 (since "),
+        "the banner names it"
+    );
+    assert!(
+        dom.contains(&format!("No status from http://{us_addr}")),
+        "its section gives its URL"
+    );
+    assert!(dom.contains("last answered "), "{dom}");
     assert!(
         !dom.contains("#us-east-1/sim-join"),
         "no stale green for it"
@@ -288,20 +387,86 @@ async fn status_history_survives_a_restart() {
     sim.shutdown().await;
 }
 
-#[test]
-fn peers_must_be_http_base_urls_listed_once() {
+/// The load errors of a config with this `peers` line.
+fn peer_errors(peers: &str) -> String {
     let cfg = TempConfig::new(
-        "peers = [\"http://prober-us:9464\", \"ftp://prober-ap\", \"http://prober-us:9464/\"]\n",
+        &format!("{peers}\n"),
         &[(
             "p.toml",
             "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
         )],
     );
-    let errors = cfg.load(&[]).unwrap_err().to_string();
+    cfg.load(&[]).unwrap_err().to_string()
+}
+
+#[test]
+fn peers_must_be_http_base_urls_listed_once() {
+    let errors = peer_errors(
+        "peers = [\"http://prober-us:9464\", \"ftp://prober-ap\", \"http://prober-us:9464/\"]",
+    );
     assert!(
         errors.contains(":5:")
             && errors.contains("peers[1]: must be a prober's base URL like http://prober-us:9464")
             && errors.contains("peers[2]: listed twice"),
         "{errors}"
     );
+    // The table form: `url` (required) and `region`, nothing else.
+    let errors = peer_errors(
+        "peers = [{ url = \"http://prober-us:9464\", zone = \"us\" }, { region = \"x\" }]",
+    );
+    assert!(
+        errors.contains(":5:")
+            && errors.contains("peers[0].zone: unknown key (a peer has `url` and `region`)")
+            && errors.contains("peers[1].url: is required"),
+        "{errors}"
+    );
+}
+
+/// A configured peer region names a peer that never answered, with since when; the status API
+/// carries delivery health, availability and the hourly roll-ups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answered_is_named_by_its_configured_region() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let sim = start_sim().await;
+    let cfg = TempConfig::new(
+        &format!("peers = [{{ url = \"http://{dead_addr}\", region = \"ap-southeast-1\" }}]\n"),
+        &[("sim-join.toml", &fast_sim_probe(&sim.base_url()))],
+    );
+    let svc = tokio::task::block_in_place(|| Running::start(&cfg.path, &[]));
+    crate::support::wait_probe_runs(&svc.base(), "sim-join", 2).await;
+    let page = reqwest::get(format!("{}/", svc.base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("ap-southeast-1 <small>(unreachable since "),
+        "{page}"
+    );
+    assert!(
+        page.contains("has not answered since this prober started"),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!("http://{dead_addr} <small>")),
+        "{page}"
+    );
+    let doc = status(&svc.base()).await;
+    let p = &doc["probes"][0];
+    assert!(
+        p["availability"]["day"]["runs"].as_u64().unwrap() >= 2,
+        "{doc}"
+    );
+    assert!(p["availability"]["week"]["ratio"].is_number(), "{doc}");
+    assert!(p["hourly"][0]["n"].as_u64().unwrap() >= 2, "{doc}");
+    assert_eq!(
+        doc["delivery"],
+        serde_json::json!([]),
+        "no pagers configured"
+    );
+    assert_eq!(tokio::task::block_in_place(|| svc.stop()), Some(0));
+    sim.shutdown().await;
 }

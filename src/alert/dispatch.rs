@@ -314,6 +314,13 @@ impl Dispatcher {
                     tracing::error!(sink = %plan.name, error = %e, "pager cannot send");
                     Box::new(Broken(e.to_string()))
                 });
+                // Every attempt's outcome, for the status page's delivery health.
+                let notifier = super::health::Observed::wrap(
+                    notifier,
+                    &plan,
+                    shared.metrics.delivery.clone(),
+                    shared.clock,
+                );
                 let watchdog = match (&plan.kind, &client) {
                     (PagerKind::Alertmanager(a), Ok(c)) => Some(Watchdog {
                         plan: a.clone(),
@@ -823,9 +830,16 @@ impl Watchdog {
             shared.clock.now(),
         );
         match notify::post(&self.client, &req, self.timeout).await {
-            Ok(()) => tracing::debug!(sink, "watchdog alert posted"),
+            Ok(()) => {
+                shared.metrics.delivery.success(sink, shared.clock.now());
+                tracing::debug!(sink, "watchdog alert posted");
+            }
             Err(e) => {
                 let e = e.scrub(&self.redactor);
+                shared
+                    .metrics
+                    .delivery
+                    .failure(sink, shared.clock.now(), &e.to_string());
                 tracing::warn!(sink, error = %e, "posting the watchdog alert failed");
             }
         }

@@ -9,6 +9,7 @@ pub mod am_route;
 pub mod dispatch;
 pub mod email;
 pub mod engine;
+pub mod health;
 pub mod limits;
 pub mod notify;
 pub mod opsgenie;

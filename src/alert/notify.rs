@@ -160,12 +160,13 @@ pub async fn post(
         .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     // A little of the body helps on-call fix a config ("invalid routing key"); capped, and the
     // caller scrubs it of secrets.
-    let body = tokio::time::timeout(timeout, resp.text())
+    let body = tokio::time::timeout(timeout, read_at_most(resp, MAX_ERROR_BODY_BYTES))
         .await
-        .ok()
-        .and_then(Result::ok)
         .unwrap_or_default();
-    let snippet: String = body.chars().take(300).collect();
+    let snippet: String = String::from_utf8_lossy(&body)
+        .chars()
+        .take(ERROR_BODY_CHARS)
+        .collect();
     let msg = if snippet.trim().is_empty() {
         format!("HTTP {status}")
     } else {
@@ -175,6 +176,30 @@ pub async fn post(
         Some(after) => DeliveryError::RetryAfter(msg, after),
         None => classify_status(status.as_u16(), msg),
     })
+}
+
+/// Characters of a pager's error reply quoted in the delivery error.
+const ERROR_BODY_CHARS: usize = 300;
+
+/// Bytes of a pager's error reply read at most: the quoted characters and room for the UTF-8
+/// they may take. A pager (or a proxy before it) answering an error with hundreds of
+/// megabytes must not grow the prober's memory: the rest is never read.
+pub const MAX_ERROR_BODY_BYTES: usize = 4 * 1024;
+
+/// The first `cap` bytes of a reply's body (fewer if it ends or breaks first); the connection
+/// is dropped with the rest unread.
+async fn read_at_most(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < cap {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(cap - body.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
 }
 
 /// A `Retry-After` value as a wait from `now`: delay-seconds or an HTTP-date (a date in the past

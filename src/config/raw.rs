@@ -27,9 +27,10 @@ pub struct RawService {
     pub status_url: Option<S<String>>,
     /// A dashboard URL (put in pages).
     pub dashboard_url: Option<S<String>>,
-    /// Other regions' probers (`http://prober-us:9464`): the status page shows them beside
-    /// this one.
-    pub peers: Option<S<Vec<S<String>>>>,
+    /// Other regions' probers: a base URL (`"http://prober-us:9464"`), or a table with its
+    /// region (`{ url = "http://prober-us:9464", region = "us-east-1" }`), so the status page can
+    /// name a peer that never answered. The page shows them beside this one.
+    pub peers: Option<S<Vec<S<toml::Value>>>>,
     /// `true`: a histogram for every phase, with 16 buckets (~200 series per 5-step probe);
     /// default: step totals and the signalling round trip, 5 buckets (59 series).
     pub phase_histograms: Option<S<bool>>,

@@ -8,6 +8,7 @@ use hyper::header::{self, HeaderMap};
 use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
+use super::net::AbortOnDrop;
 use super::{RunContext, StepError, error_chain, matcher, net, snippet};
 use crate::config::{Body, ExtractSource, HttpSpec};
 use crate::report::{FailureReason, Phase};
@@ -15,16 +16,6 @@ use crate::report::{FailureReason, Phase};
 /// Redirects followed before the step fails: a login flow may redirect once or twice; a loop
 /// must not eat the deadline.
 const MAX_REDIRECTS: usize = 5;
-
-/// Aborts the task driving a connection when the step is done with it, however it ends: a
-/// server that never answers must not leave a task behind.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(), StepError> {
     let url_text = ctx.render(&spec.url)?;

@@ -12,6 +12,16 @@ use tokio_tungstenite::MaybeTlsStream;
 use super::{RunContext, StepError};
 use crate::report::{FailureReason, Phase};
 
+/// Aborts the task driving a connection when the step is done with it, however it ends: a
+/// server that never answers must not leave a task behind.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Resolves the URL's host, timing it as `dns` unless the host is an IP literal.
 pub(crate) async fn resolve(
     ctx: &mut RunContext<'_>,

@@ -247,6 +247,145 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     StepError::caused_by(reason, format!("{op} failed: {why}"), err)
 }
 
+/// `redis://host:port` as the `http(s)://host:port/` URL [`super::net::open`] connects to
+/// (TLS for `rediss://`).
+fn connection_url(addr: &redis::ConnectionAddr) -> Result<url::Url, StepError> {
+    let (scheme, host, port) = match addr {
+        redis::ConnectionAddr::Tcp(host, port) => ("http", host, port),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => ("https", host, port),
+        _ => {
+            return Err(StepError::new(
+                FailureReason::Protocol,
+                "only redis:// and rediss:// URLs are supported",
+            ));
+        }
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => host.to_string(),
+    };
+    url::Url::parse(&format!("{scheme}://{host}:{port}/")).map_err(|e| {
+        StepError::new(
+            FailureReason::Protocol,
+            format!("`{host}:{port}` is not a host and port: {e}"),
+        )
+    })
+}
+
+/// The cap on what one Redis reply may take: the step's `max_body_bytes`, as for an HTTP body
+/// or a websocket message. The client reads a reply whole before it hands it over (a 200 MiB
+/// `INFO` took 400 MiB), so the cap sits under it, on the stream: more than `cap` bytes since
+/// the last command was sent fails the read, the client gives up the connection, and the step
+/// fails `too_large`. On the pub/sub connection everything after SUBSCRIBE counts as one
+/// reply: the canary message must come within `cap` bytes of channel traffic.
+struct ReplyCap {
+    cap: usize,
+    exceeded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReplyCap {
+    fn new(cap: usize) -> ReplyCap {
+        ReplyCap {
+            cap,
+            exceeded: Default::default(),
+        }
+    }
+
+    fn wrap<S>(&self, inner: S) -> Capped<S> {
+        Capped {
+            inner,
+            cap: self.cap,
+            since_write: 0,
+            exceeded: self.exceeded.clone(),
+        }
+    }
+
+    fn exceeded(&self) -> bool {
+        self.exceeded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn too_large(&self, op: &str) -> StepError {
+        StepError::new(
+            FailureReason::TooLarge,
+            format!(
+                "{op}: the reply is larger than the {}-byte cap (max_body_bytes)",
+                self.cap
+            ),
+        )
+    }
+
+    /// `too_large` when the cap is why the client failed, else what the client says.
+    fn error(&self, op: &str, err: &redis::RedisError) -> StepError {
+        if self.exceeded() {
+            self.too_large(op)
+        } else {
+            step_error(op, err)
+        }
+    }
+}
+
+/// A connection whose reads fail once more than `cap` bytes arrived since the last write.
+struct Capped<S> {
+    inner: S,
+    cap: usize,
+    since_write: usize,
+    exceeded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Capped<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let too_large = || std::io::Error::other("redis reply larger than max_body_bytes");
+        if this.exceeded.load(std::sync::atomic::Ordering::Relaxed) {
+            return std::task::Poll::Ready(Err(too_large()));
+        }
+        let before = buf.filled().len();
+        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        this.since_write += buf.filled().len() - before;
+        if this.since_write > this.cap {
+            this.exceeded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return std::task::Poll::Ready(Err(too_large()));
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            // A command went out: what comes next is its reply.
+            this.since_write = 0;
+        }
+        written
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError> {
     use redis::IntoConnectionInfo as _;
     let url_text = ctx.render(&spec.url)?;
@@ -269,46 +408,29 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         settings = settings.set_password(password);
     }
     let info = info.set_redis_settings(settings);
-    // Resolved here first, as http and ws steps do: the lookup is timed as `dns`, and a name
-    // that does not resolve, or a resolver that never answers, fails `dns` (at the deadline)
-    // rather than a vague connect timeout. The client looks the name up again to connect (it
-    // needs the name for TLS and tries every address); that second lookup is in `connect`.
-    if let redis::ConnectionAddr::Tcp(host, port)
-    | redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr()
-    {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let parsed = match host.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(ip)) => url::Host::Ipv4(ip),
-            Ok(std::net::IpAddr::V6(ip)) => url::Host::Ipv6(ip),
-            Err(_) => url::Host::Domain(host),
-        };
-        super::net::resolve_host(ctx, parsed, *port).await?;
-    }
-    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-    let client = if tls && !ctx.plan.ca_certs.is_empty() {
-        // The probe's `ca_file` adds to the system roots, as for https and wss; the client
-        // takes one PEM bundle that replaces them, so it gets both.
-        let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(roots_pem(&ctx.plan.ca_certs)),
-        };
-        redis::Client::build_with_tls(info, certificates)
-    } else {
-        redis::Client::open(info)
-    }
-    .map_err(|e| step_error("connect", &e))?;
+    // The step opens its own connections, as http and ws steps do: the lookup is timed as
+    // `dns` (a name that does not resolve, or a resolver that never answers, fails `dns`),
+    // TCP as `connect`, the handshake as `tls`; and every reply is read through a cap.
+    let url = connection_url(info.addr())?;
+    let cap = ReplyCap::new(ctx.plan.max_body_bytes);
 
     ctx.waiting = "connecting to redis";
-    let t = Instant::now();
     // No client-side timeouts: the step's timeout and the probe's deadline bound every
     // operation (the engine cancels the step), and a stall must read as one, not as I/O.
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(None)
         .set_response_timeout(None);
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| step_error("connect", &e))?;
+    let stream = super::net::open(ctx, &url).await?;
+    // AUTH and HELLO count as connecting.
+    let t = Instant::now();
+    let (mut conn, driver) = redis::aio::MultiplexedConnection::new_with_config(
+        info.redis_settings(),
+        cap.wrap(stream),
+        config,
+    )
+    .await
+    .map_err(|e| cap.error("connect", &e))?;
+    let _driver = super::net::AbortOnDrop(tokio::spawn(driver));
     super::net::add_phase(ctx, Phase::Connect, t);
 
     ctx.waiting = "waiting for PING";
@@ -316,7 +438,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
     let pong: String = redis::cmd("PING")
         .query_async(&mut conn)
         .await
-        .map_err(|e| step_error("PING", &e))?;
+        .map_err(|e| cap.error("PING", &e))?;
     super::net::add_phase(ctx, Phase::FirstByte, t);
     if pong != "PONG" {
         return Err(StepError::new(
@@ -329,7 +451,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
     let text: String = redis::cmd("INFO")
         .query_async(&mut conn)
         .await
-        .map_err(|e| step_error("INFO", &e))?;
+        .map_err(|e| cap.error("INFO", &e))?;
     let read_at = Instant::now();
     let gauges = info_gauges(&text);
     for (name, value) in &gauges {
@@ -352,25 +474,28 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         let channel = ctx.render(channel)?;
         ctx.waiting = "waiting for the pub/sub round trip";
         let t = Instant::now();
-        let mut pubsub = client
-            .get_async_pubsub()
+        let stream = super::net::open(ctx, &url).await?;
+        let mut pubsub = redis::aio::PubSub::new(info.redis_settings(), cap.wrap(stream))
             .await
-            .map_err(|e| step_error("SUBSCRIBE", &e))?;
+            .map_err(|e| cap.error("SUBSCRIBE", &e))?;
         pubsub
             .subscribe(&channel)
             .await
-            .map_err(|e| step_error("SUBSCRIBE", &e))?;
+            .map_err(|e| cap.error("SUBSCRIBE", &e))?;
         let payload = uuid::Uuid::new_v4().to_string();
         let _receivers: i64 = redis::cmd("PUBLISH")
             .arg(&channel)
             .arg(&payload)
             .query_async(&mut conn)
             .await
-            .map_err(|e| step_error("PUBLISH", &e))?;
+            .map_err(|e| cap.error("PUBLISH", &e))?;
         let mut messages = pubsub.on_message();
         let mut seen = 0;
         loop {
             let Some(msg) = messages.next().await else {
+                if cap.exceeded() {
+                    return Err(cap.too_large("SUBSCRIBE"));
+                }
                 return Err(StepError::new(
                     FailureReason::Connect,
                     "the subscription closed before the canary message came back",
@@ -411,39 +536,6 @@ pub fn info_gauges(text: &str) -> Vec<(&'static str, f64)> {
         && max > 0.0
     {
         out.push(("memory_ratio", used / max));
-    }
-    out
-}
-
-/// The system's trusted roots and `extra`, as one PEM bundle. The system part is read once.
-fn roots_pem(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Vec<u8> {
-    use base64::Engine as _;
-    static SYSTEM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let pem = |der: &[u8]| {
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
-        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in body.as_bytes().chunks(64) {
-            out.push_str(&String::from_utf8_lossy(line));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-        out.into_bytes()
-    };
-    let mut out = SYSTEM
-        .get_or_init(|| {
-            // Only certificates rustls can use as roots: the client refuses the whole bundle
-            // over one it cannot parse (as an odd system bundle may hold).
-            let mut usable = rustls::RootCertStore::empty();
-            rustls_native_certs::load_native_certs()
-                .certs
-                .iter()
-                .filter(|c| usable.add((*c).clone()).is_ok())
-                .flat_map(|c| pem(c))
-                .collect()
-        })
-        .clone();
-    for cert in extra {
-        out.extend(pem(cert));
     }
     out
 }

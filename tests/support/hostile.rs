@@ -31,7 +31,8 @@ pub async fn silent_server() -> String {
     addr
 }
 
-/// A websocket server running `behave` on each of up to 4 connections.
+/// A websocket server running `behave` on each of up to 4 connections. It accepts the first
+/// subprotocol the client offers (an `xmpp` client requires one back).
 pub async fn ws_server<F, Fut>(behave: F) -> String
 where
     F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
@@ -44,11 +45,155 @@ where
             let Ok((s, _)) = l.accept().await else { return };
             let behave = behave.clone();
             tokio::spawn(async move {
-                if let Ok(ws) = tokio_tungstenite::accept_async(s).await {
+                use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+                let echo = |req: &Request, mut resp: Response| {
+                    let first = req
+                        .headers()
+                        .get("sec-websocket-protocol")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(',').next())
+                        .and_then(|p| p.trim().parse().ok());
+                    if let Some(p) = first {
+                        resp.headers_mut().insert("sec-websocket-protocol", p);
+                    }
+                    Ok(resp)
+                };
+                if let Ok(ws) = tokio_tungstenite::accept_hdr_async(s, echo).await {
                     behave(ws).await;
                 }
             });
         }
     });
     addr
+}
+
+/// What a flooding server wrote before the client stopped reading and hung up.
+#[derive(Clone, Default)]
+pub struct Poured {
+    bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    done: std::sync::Arc<tokio::sync::Notify>,
+    finished: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Poured {
+    /// Bytes written once the pour has ended (the client hung up, or `limit` was reached);
+    /// waits at most 20 s for that.
+    pub async fn total(&self) -> usize {
+        use std::sync::atomic::Ordering::SeqCst;
+        let _ = tokio::time::timeout(Duration::from_secs(20), async {
+            while !self.finished.load(SeqCst) {
+                self.done.notified().await;
+            }
+        })
+        .await;
+        assert!(self.finished.load(SeqCst), "the pour never ended");
+        self.bytes.load(SeqCst)
+    }
+
+    /// Writes `head`, then `filler` over and over until about `limit` bytes in all or until
+    /// the peer stops taking them (a write failing, or stalling for 5 s).
+    pub async fn pour<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        s: &mut W,
+        head: &[u8],
+        filler: &[u8],
+        limit: usize,
+    ) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::AsyncWriteExt as _;
+        let chunk = filler.repeat((64 * 1024 / filler.len().max(1)).max(1));
+        let mut sent = 0;
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), s.write_all(head)).await {
+            sent += head.len();
+            while sent < limit {
+                let n = chunk.len().min(limit - sent);
+                match tokio::time::timeout(Duration::from_secs(5), s.write_all(&chunk[..n])).await {
+                    Ok(Ok(())) => sent += n,
+                    _ => break,
+                }
+            }
+        }
+        self.bytes.fetch_add(sent, SeqCst);
+        self.finished.store(true, SeqCst);
+        self.done.notify_waiters();
+    }
+}
+
+/// An HTTP server that answers the first request with `head` (status line and headers) and
+/// then a body of up to `limit` bytes, as fast as the client takes it.
+pub async fn pouring_http(head: String, limit: usize) -> (String, Poured) {
+    let (l, addr) = listener().await;
+    let poured = Poured::default();
+    let p = poured.clone();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        if read_head(&mut s).await.is_some() {
+            p.pour(&mut s, head.as_bytes(), b"x", limit).await;
+        }
+    });
+    (addr, poured)
+}
+
+/// Reads an HTTP request head (up to its blank line, at most 64 KiB); `None` when the client
+/// hangs up first.
+pub async fn read_head<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 8192];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 65536 {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(seen)
+}
+
+/// A fake Redis that answers the client's set-up (`CLIENT SETINFO`) and `PING`, and answers
+/// `INFO` with `head` and then up to `limit` bytes of `filler`: a huge bulk string, an array of
+/// a billion elements, a line that never ends.
+pub async fn pouring_redis(
+    head: &'static str,
+    filler: &'static [u8],
+    limit: usize,
+) -> (String, Poured) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (l, addr) = listener().await;
+    let poured = Poured::default();
+    let p = poured.clone();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 8192];
+        // Bounded: a handful of commands come before INFO.
+        for _ in 0..16 {
+            let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return,
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let mut commands: Vec<(usize, &str)> = ["SETINFO", "\r\nPING\r\n", "\r\nINFO\r\n"]
+                .iter()
+                .flat_map(|k| text.match_indices(*k).map(|(i, _)| (i, *k)))
+                .collect();
+            commands.sort();
+            for (_, command) in commands {
+                let reply: &[u8] = match command {
+                    "SETINFO" => b"+OK\r\n",
+                    "\r\nPING\r\n" => b"+PONG\r\n",
+                    _ => {
+                        p.pour(&mut s, head.as_bytes(), filler, limit).await;
+                        return;
+                    }
+                };
+                if s.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (addr, poured)
 }

@@ -226,6 +226,16 @@ pub async fn serve_router_on(ip: &str, app: axum::Router) -> String {
     format!("{ip}:{}", addr.port())
 }
 
+/// The body of `GET {base}{path}` as text (`/metrics`, the status page).
+pub async fn get_text(base: &str, path: &str) -> String {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// `/api/v1/status` of a running service at `base` (`http://…`).
 pub async fn status(base: &str) -> serde_json::Value {
     reqwest::get(format!("{base}/api/v1/status"))
@@ -258,6 +268,33 @@ pub async fn wait_probe_runs(base: &str, probe: &str, at_least: u64) {
     panic!("{probe} never reached {at_least} runs");
 }
 
+/// The value of the series written as `name{a="1",b="2"}`, whatever order the exposition
+/// puts the labels in.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    let (name, labels) = split_series(series);
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            let (n, ls) = split_series(s);
+            (n == name && labels.iter().all(|x| ls.contains(x))).then(|| v.parse().ok())?
+        })
+}
+
+fn split_series(s: &str) -> (&str, Vec<&str>) {
+    match s.split_once('{') {
+        Some((n, rest)) => (
+            n,
+            rest.trim_end_matches('}')
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .collect(),
+        ),
+        None => (s, Vec::new()),
+    }
+}
+
 /// `joincanary run` in-process on 127.0.0.1:0 with the real flow runner and wall clock.
 pub struct Service {
     /// `http://127.0.0.1:PORT`
@@ -283,12 +320,7 @@ impl Service {
 
     /// `/metrics` as text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        get_text(&self.base, "/metrics").await
     }
 
     /// Stops it (SIGTERM's path) and checks it ended cleanly within 10 s.

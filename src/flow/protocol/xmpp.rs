@@ -12,6 +12,9 @@ const FRAMING_NS: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// Deeper than any stanza a join flow sees; past it a frame is refused, not parsed.
 const MAX_DEPTH: usize = 64;
+/// Elements and attributes in one stanza, far more than a presence or disco reply holds: a
+/// frame of a million `<a/>` would otherwise take some 30 times its size as a tree.
+const MAX_NODES: usize = 10_000;
 
 pub(crate) struct Xmpp {
     domain: String,
@@ -141,6 +144,7 @@ impl Element {
     pub fn parse(text: &str) -> Result<Element, String> {
         let mut stack: Vec<Element> = Vec::new();
         let mut done: Option<Element> = None;
+        let mut nodes = 0usize;
         let mut rest = text;
         while !rest.is_empty() {
             if let Some(after) = rest.strip_prefix("<?") {
@@ -172,6 +176,10 @@ impl Element {
                     return Err("more than one element".into());
                 }
                 let (el, self_closing, consumed) = start_tag(after)?;
+                nodes += 1 + el.attrs.len();
+                if nodes > MAX_NODES {
+                    return Err(format!("more than {MAX_NODES} elements and attributes"));
+                }
                 rest = &after[consumed..];
                 if self_closing {
                     match stack.last_mut() {
@@ -338,6 +346,8 @@ mod tests {
         ] {
             assert!(Element::parse(bad).is_err(), "{bad}");
         }
+        let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_NODES));
+        assert!(Element::parse(&wide).unwrap_err().contains("more than"));
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
         assert!(Element::parse(&deep).is_err());
     }

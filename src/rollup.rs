@@ -1,0 +1,233 @@
+//! Hourly roll-ups of a probe's runs for a week: what availability over 24 h and 7 d and the
+//! response-time chart are computed from. One small bucket per hour (runs, passes, the summed
+//! and the longest duration of the passing runs), at most [`HOURS`] of them per probe, so the
+//! store stays bounded (about 8 KB of JSON per probe) whatever the schedule, and is kept in
+//! the status history file beside the last 60 runs.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A week of hours, plus the one under way: the bucket that holds "7 days ago" is still kept
+/// when the current hour has only begun.
+pub const HOURS: usize = 7 * 24 + 1;
+const HOUR: i64 = 3600;
+/// The longer availability window, seconds.
+pub const WEEK: i64 = 7 * 24 * HOUR;
+/// The shorter one.
+pub const DAY: i64 = 24 * HOUR;
+/// A duration above this (a day) is not a run's: a peer's bucket holding one is cut to it.
+const MAX_MS: f64 = 86_400_000.0;
+
+/// One hour of one probe's runs. Short field names: the status document carries a week of
+/// these per probe.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HourBucket {
+    /// Start of the hour, Unix seconds.
+    pub t: i64,
+    /// Runs in the hour.
+    pub n: u32,
+    /// Of which passed.
+    pub ok: u32,
+    /// Summed duration of the passing runs, milliseconds (mean = `ms / ok`).
+    pub ms: f64,
+    /// Longest passing run, milliseconds.
+    pub max: f64,
+}
+
+impl HourBucket {
+    /// The mean duration of the hour's passing runs, if any passed.
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.ok > 0).then(|| self.ms / f64::from(self.ok))
+    }
+
+    pub fn start(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(self.t, 0)
+    }
+}
+
+/// Availability over a window: runs, passes, and how much of the window the roll-ups cover.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Availability {
+    pub runs: u64,
+    pub passed: u64,
+    /// `passed / runs`, absent with no runs.
+    pub ratio: Option<f64>,
+    /// Seconds of the window the kept hours cover (less than the window after a first start).
+    pub covered_seconds: i64,
+}
+
+/// Availability over the last 24 hours and 7 days.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Windows {
+    pub day: Availability,
+    pub week: Availability,
+}
+
+/// Adds one run to `hours` (oldest first), dropping hours more than a week older than it.
+pub fn record(hours: &mut VecDeque<HourBucket>, at: DateTime<Utc>, success: bool, ms: f64) {
+    let t = at.timestamp().div_euclid(HOUR) * HOUR;
+    // Runs arrive in order; one that does not (a clock stepped back) joins the newest hour
+    // rather than reordering the week.
+    let newest = hours.back().map(|b| b.t);
+    if newest.is_none_or(|n| t > n) {
+        hours.push_back(HourBucket {
+            t,
+            ..HourBucket::default()
+        });
+    }
+    if let Some(b) = hours.back_mut() {
+        b.n = b.n.saturating_add(1);
+        if success {
+            let ms = if ms.is_finite() {
+                ms.clamp(0.0, MAX_MS)
+            } else {
+                0.0
+            };
+            b.ok = b.ok.saturating_add(1);
+            b.ms += ms;
+            b.max = b.max.max(ms);
+        }
+    }
+    let newest = hours.back().map_or(t, |b| b.t);
+    while hours
+        .front()
+        .is_some_and(|b| b.t <= newest - HOURS as i64 * HOUR)
+    {
+        hours.pop_front();
+    }
+}
+
+/// Availability over the `window` seconds before `now`, from whole hours: an hour that began
+/// inside the window counts whole.
+pub fn availability(hours: &VecDeque<HourBucket>, now: DateTime<Utc>, window: i64) -> Availability {
+    let now_s = now.timestamp();
+    let since = now_s - window;
+    let inside = hours.iter().filter(|b| b.t + HOUR > since && b.t <= now_s);
+    let (runs, passed, first) = inside.fold((0u64, 0u64, None::<i64>), |(r, p, f), b| {
+        (
+            r + u64::from(b.n),
+            p + u64::from(b.ok.min(b.n)),
+            Some(f.map_or(b.t, |f: i64| f.min(b.t))),
+        )
+    });
+    Availability {
+        runs,
+        passed,
+        ratio: (runs > 0).then(|| passed as f64 / runs as f64),
+        covered_seconds: first.map_or(0, |f| (now_s - f.max(since)).clamp(0, window)),
+    }
+}
+
+/// The 24-hour and 7-day windows.
+pub fn windows(hours: &VecDeque<HourBucket>, now: DateTime<Utc>) -> Windows {
+    Windows {
+        day: availability(hours, now, DAY),
+        week: availability(hours, now, WEEK),
+    }
+}
+
+/// A peer's (or a saved file's) hours made safe to use: at most a week, in order, one per hour,
+/// counts consistent, durations finite and within a day.
+pub fn sanitize(hours: &mut VecDeque<HourBucket>) {
+    let mut clean: VecDeque<HourBucket> = VecDeque::with_capacity(hours.len().min(HOURS));
+    for b in hours.iter() {
+        if b.t.rem_euclid(HOUR) != 0 || clean.back().is_some_and(|last| last.t >= b.t) {
+            continue;
+        }
+        let finite = |v: f64| {
+            if v.is_finite() {
+                v.clamp(0.0, MAX_MS)
+            } else {
+                0.0
+            }
+        };
+        let ok = b.ok.min(b.n);
+        clean.push_back(HourBucket {
+            t: b.t,
+            n: b.n,
+            ok,
+            ms: finite(b.ms / f64::from(ok.max(1))) * f64::from(ok),
+            max: finite(b.max),
+        });
+    }
+    while clean.len() > HOURS {
+        clean.pop_front();
+    }
+    *hours = clean;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn a_week_of_minutes_is_169_buckets_and_availability_counts_them() {
+        let mut hours = VecDeque::new();
+        let start = 1_700_000_000 / HOUR * HOUR;
+        // Nine days of one run a minute; every 50th fails.
+        for i in 0..9 * 24 * 60 {
+            record(&mut hours, at(start + i * 60), i % 50 != 0, 120.0);
+        }
+        assert_eq!(hours.len(), HOURS);
+        let now = at(start + 9 * 24 * 3600);
+        // Half an hour later, the hour that began 7 days and 30 minutes ago still counts whole
+        // (and the one under way has no runs yet).
+        let later = windows(&hours, at(start + 9 * 24 * 3600 + 1800));
+        assert_eq!(later.week.runs, 7 * 24 * 60);
+        assert_eq!(later.day.runs, 24 * 60);
+        let w = windows(&hours, now);
+        assert_eq!(w.day.runs, 24 * 60);
+        // `now` is on the hour: exactly the week's hours.
+        assert_eq!(w.week.runs, 7 * 24 * 60);
+        assert!((w.week.ratio.unwrap() - 0.98).abs() < 0.001, "{w:?}");
+        assert_eq!(w.day.covered_seconds, 24 * 3600);
+        assert_eq!(w.week.covered_seconds, 7 * 24 * 3600);
+        let b = hours.back().unwrap();
+        assert_eq!(b.mean_ms(), Some(120.0));
+    }
+
+    #[test]
+    fn a_first_start_says_how_much_it_covers() {
+        let mut hours = VecDeque::new();
+        let start = 1_700_000_000 / HOUR * HOUR;
+        record(&mut hours, at(start + 10), true, 5.0);
+        record(&mut hours, at(start + 3 * HOUR + 10), false, 5.0);
+        let w = windows(&hours, at(start + 3 * HOUR + 600));
+        assert_eq!((w.day.runs, w.day.passed), (2, 1));
+        assert_eq!(w.day.covered_seconds, 3 * HOUR + 600);
+        assert_eq!(windows(&VecDeque::new(), at(start)).week.ratio, None);
+    }
+
+    #[test]
+    fn hostile_buckets_are_made_safe() {
+        let mut hours: VecDeque<HourBucket> = (0..1000)
+            .map(|i| HourBucket {
+                t: i * HOUR,
+                n: 1,
+                ok: 7,
+                ms: f64::MAX,
+                max: f64::INFINITY,
+            })
+            .collect();
+        hours.push_back(HourBucket {
+            t: 5,
+            ..HourBucket::default()
+        });
+        sanitize(&mut hours);
+        assert_eq!(hours.len(), HOURS);
+        assert!(
+            hours
+                .iter()
+                .all(|b| b.ok <= b.n && b.ms <= MAX_MS && b.max == 0.0)
+        );
+    }
+}
