@@ -495,3 +495,124 @@ async fn cleanup_runs_past_the_probe_deadline_within_its_grace() {
         "the destroy reached the server after the deadline"
     );
 }
+
+const XMPP_OPEN: &str =
+    "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='x.test' id='s1' version='1.0'/>";
+const XMPP_CLOSE: &str = "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>";
+
+/// An XMPP stream opened and then closed by a `ws_close` step.
+fn xmpp_open_close(addr: &str) -> String {
+    format!(
+        "[[steps]]\nname = \"websocket\"\nkind = \"ws_connect\"\nprotocol = \"xmpp\"\nurl = \"ws://{addr}/xmpp-websocket\"\ndomain = \"x.test\"\n\n[[steps]]\nname = \"close\"\nkind = \"ws_close\"\ntimeout = \"2s\"\n"
+    )
+}
+
+/// Issue 17: Prosody answers `<close/>` and drops the TCP connection without a websocket close
+/// frame; `ws_close` failed on every healthy run (`Connection reset without closing
+/// handshake`, reason `protocol`). After the server's own goodbye that is a clean close.
+#[tokio::test]
+async fn an_xmpp_server_that_drops_the_connection_after_its_close_closed_cleanly() {
+    let addr = crate::support::hostile::ws_server(|mut ws| async move {
+        let Some(Ok(Message::Text(_))) = ws.next().await else {
+            return;
+        };
+        if ws.send(Message::text(XMPP_OPEN)).await.is_err() {
+            return;
+        }
+        for _ in 0..8 {
+            let Some(Ok(m)) = ws.next().await else { return };
+            if m.to_text().is_ok_and(|t| t.contains("<close")) {
+                let _ = ws.send(Message::text(XMPP_CLOSE)).await;
+                return; // dropped: the TCP connection ends with no close frame
+            }
+        }
+    })
+    .await;
+    let r = run(&xmpp_open_close(&addr)).await;
+    assert!(r.steps.iter().all(|s| s.success), "{r:#?}");
+
+    // A server that never answers `<close/>` still gets the websocket closing handshake.
+    let addr = crate::support::hostile::ws_server(|mut ws| async move {
+        let Some(Ok(Message::Text(_))) = ws.next().await else {
+            return;
+        };
+        if ws.send(Message::text(XMPP_OPEN)).await.is_err() {
+            return;
+        }
+        // tungstenite answers the close frame while this reads; bounded by the client.
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    let r = run(&xmpp_open_close(&addr)).await;
+    assert!(r.steps.iter().all(|s| s.success), "{r:#?}");
+
+    // Without the server's goodbye, a reset is still a failure.
+    let addr = crate::support::hostile::ws_server(|mut ws| async move {
+        let Some(Ok(Message::Text(_))) = ws.next().await else {
+            return;
+        };
+        let _ = ws.send(Message::text(XMPP_OPEN)).await;
+        let _ = ws.next().await; // the client's `<close/>`: dropped without a word
+    })
+    .await;
+    let r = run(&xmpp_open_close(&addr)).await;
+    assert!(!step(&r, "close").success, "{r:#?}");
+}
+
+/// Issue 17: the first read on connection `a`, opened after `b`'s send, was recorded as a
+/// `fan_out` of that send (it was `a`'s welcome, and the time included `a`'s connect). A
+/// `ws_connect` in between ends the measurement; a later send on `a` seen by `b` is a fan-out.
+#[tokio::test]
+async fn a_read_after_a_connect_is_not_a_fan_out_of_an_earlier_send() {
+    let script: Script = Arc::new(|frame: &str| vec![frame.to_string()]);
+    let (addr, _) = scripted_ws(vec![r#"{"type":"welcome"}"#.into()], script).await;
+    let probe = format!(
+        r#"
+[[steps]]
+name = "websocket-b"
+kind = "ws_connect"
+connection = "b"
+url = "ws://{addr}/"
+[[steps]]
+name = "b-joins"
+kind = "ws_send"
+connection = "b"
+text = '{{"type":"join"}}'
+[[steps]]
+name = "b-joined"
+kind = "ws_expect"
+connection = "b"
+expect_json = {{ type = "join" }}
+[[steps]]
+name = "websocket-a"
+kind = "ws_connect"
+connection = "a"
+url = "ws://{addr}/"
+[[steps]]
+name = "a-welcome"
+kind = "ws_expect"
+connection = "a"
+expect_json = {{ type = "welcome" }}
+[[steps]]
+name = "a-says"
+kind = "ws_send"
+connection = "a"
+text = '{{"type":"hello"}}'
+[[steps]]
+name = "a-hears"
+kind = "ws_expect"
+connection = "a"
+expect_json = {{ type = "hello" }}
+"#
+    );
+    let r = run(&probe).await;
+    assert!(r.success, "{r:#?}");
+    let welcome = step(&r, "a-welcome");
+    assert!(
+        !welcome.phases.contains_key(&Phase::FanOut)
+            && !welcome.phases.contains_key(&Phase::RoundTrip),
+        "{welcome:#?}"
+    );
+    assert!(step(&r, "b-joined").phases.contains_key(&Phase::RoundTrip));
+    assert!(step(&r, "a-hears").phases.contains_key(&Phase::RoundTrip));
+}

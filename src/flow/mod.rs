@@ -89,7 +89,8 @@ pub(crate) struct RunContext<'a> {
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
     /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
-    /// records the round trip (same connection) or the fan-out (another one) from it.
+    /// records the round trip (same connection) or the fan-out (another one) from it, until a
+    /// `ws_connect` ends the measurement.
     pub last_send: Option<(String, Instant)>,
     /// Phases measured so far by the current step; kept here so a timeout does not lose them.
     pub phases: BTreeMap<Phase, Duration>,

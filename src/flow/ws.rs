@@ -24,6 +24,9 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 
 /// Frames read while waiting for the peer's close reply before giving up on a clean close.
 const CLOSE_FRAME_BUDGET: usize = 64;
+/// How long a protocol goodbye (`<close/>`) waits for the server's before the websocket is
+/// closed anyway (a server that never answers it still gets the websocket closing handshake).
+const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Control frames (pings, other namespaces' traffic) one read may skip: they never count
 /// against `max_frames`, but a flood of them must not loop unbounded either.
 const CONTROL_FRAME_BUDGET: usize = 100_000;
@@ -39,16 +42,53 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Says goodbye at the protocol level, sends a close frame and waits for the peer's.
-    /// Callers bound it with a timeout.
+    /// Says goodbye at the protocol level and waits for the server's (RFC 7395 §3.6: XMPP's
+    /// `<close/>` is answered with `<close/>`), then the websocket closing handshake. Callers
+    /// bound it with a timeout.
+    ///
+    /// The goodbye comes first because tungstenite drops data frames once our close frame is
+    /// sent, so the server's `<close/>` would be lost. Once the server has said it, the session
+    /// is over: a server that then drops the TCP connection without a close frame has closed
+    /// cleanly, not failed.
     pub(crate) async fn close(mut self) -> Result<(), tungstenite::Error> {
+        let mut said_bye = false;
+        let mut closed_by_server = false;
         if let Some(bye) = self.proto.closing() {
             self.stream.send(WsMessage::text(bye)).await?;
+            let until = Instant::now() + GOODBYE_WAIT;
+            for _ in 0..CLOSE_FRAME_BUDGET {
+                let Ok(got) = tokio::time::timeout_at(until, self.stream.next()).await else {
+                    break; // no goodbye: close the websocket anyway
+                };
+                match got {
+                    None | Some(Err(tungstenite::Error::ConnectionClosed)) => return Ok(()),
+                    Some(Err(e)) if said_bye && peer_gone(&e) => return Ok(()),
+                    Some(Err(e)) => return Err(e),
+                    // The server closes the websocket itself (tungstenite answers the frame).
+                    Some(Ok(WsMessage::Close(_))) => {
+                        closed_by_server = true;
+                        break;
+                    }
+                    Some(Ok(WsMessage::Text(t))) => {
+                        if matches!(self.proto.decode(&t), Incoming::Closed(_)) {
+                            said_bye = true;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
         }
-        self.stream.close(None).await?;
+        if !closed_by_server {
+            match self.stream.close(None).await {
+                Ok(()) => {}
+                Err(e) if said_bye && peer_gone(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
         for _ in 0..CLOSE_FRAME_BUDGET {
             match self.stream.next().await {
                 None | Some(Err(tungstenite::Error::ConnectionClosed)) => return Ok(()),
+                Some(Err(e)) if said_bye && peer_gone(&e) => return Ok(()),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(_)) => {}
             }
@@ -160,6 +200,20 @@ impl Connection {
     }
 }
 
+/// The peer has closed the connection under us (a reset, a write to a closed socket, an end
+/// without the websocket closing handshake).
+fn peer_gone(e: &tungstenite::Error) -> bool {
+    use tungstenite::Error as E;
+    use tungstenite::error::ProtocolError as P;
+    matches!(
+        e,
+        E::ConnectionClosed
+            | E::AlreadyClosed
+            | E::Io(_)
+            | E::Protocol(P::ResetWithoutClosingHandshake)
+    )
+}
+
 /// Why a read gave no message; `Closed` means the connection is gone.
 enum Read {
     Closed(StepError),
@@ -195,6 +249,10 @@ pub(super) async fn connect(
     name: &str,
     spec: &WsConnectSpec,
 ) -> Result<(), StepError> {
+    // A send before this connect is no longer timed by a later expect: on this connection it
+    // could not have been a fan-out (it did not exist yet), and on any other the time would
+    // include this connect.
+    ctx.last_send = None;
     if let Some(old) = ctx.ws.remove(name) {
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }

@@ -31,7 +31,8 @@ pub async fn silent_server() -> String {
     addr
 }
 
-/// A websocket server running `behave` on each of up to 4 connections.
+/// A websocket server running `behave` on each of up to 4 connections. It accepts the first
+/// subprotocol the client offers (an `xmpp` client requires one back).
 pub async fn ws_server<F, Fut>(behave: F) -> String
 where
     F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
@@ -44,7 +45,20 @@ where
             let Ok((s, _)) = l.accept().await else { return };
             let behave = behave.clone();
             tokio::spawn(async move {
-                if let Ok(ws) = tokio_tungstenite::accept_async(s).await {
+                use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+                let echo = |req: &Request, mut resp: Response| {
+                    let first = req
+                        .headers()
+                        .get("sec-websocket-protocol")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(',').next())
+                        .and_then(|p| p.trim().parse().ok());
+                    if let Some(p) = first {
+                        resp.headers_mut().insert("sec-websocket-protocol", p);
+                    }
+                    Ok(resp)
+                };
+                if let Ok(ws) = tokio_tungstenite::accept_hdr_async(s, echo).await {
                     behave(ws).await;
                 }
             });
