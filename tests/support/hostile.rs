@@ -48,6 +48,8 @@ where
             let behave = behave.clone();
             tokio::spawn(async move {
                 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+                // The error type is tungstenite's, fixed by `accept_hdr_async`'s callback.
+                #[allow(clippy::result_large_err)]
                 let echo = |req: &Request, mut resp: Response| {
                     let first = req
                         .headers()
