@@ -662,8 +662,16 @@ fn build_trigger(
         .map(|s| human_duration(s.duration_ms))
         .unwrap_or_default();
     let since = h.since.unwrap_or(run.started_at);
+    // What the server said belongs in the line every pager shows (Opsgenie's message, Slack's
+    // notification), not only in the details: before the passed steps, which a cut drops first.
+    let cause = run
+        .error
+        .as_deref()
+        .and_then(crate::report::cause_fragment)
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default();
     let summary = format!(
-        "{} failing in {}: step \"{step}\" {reason} after {took}{}",
+        "{} failing in {}: step \"{step}\" {reason} after {took}{cause}{}",
         cx.probe,
         cx.region,
         passed_steps(&run.steps)
@@ -872,7 +880,7 @@ mod tests {
         assert_eq!(n[0].dedup_key, "joincanary/eu-west-1/join-flow/critical");
         assert_eq!(
             n[0].summary,
-            "join-flow failing in eu-west-1: step \"signalling\" no_match after 5.0 s (login 42 ms, websocket 18 ms OK)"
+            "join-flow failing in eu-west-1: step \"signalling\" no_match after 5.0 s: no frame matched (login 42 ms, websocket 18 ms OK)"
         );
         assert_eq!(n[0].details["confirming_runs"].as_array().unwrap().len(), 2);
         assert_eq!(n[0].started_at, t(0));
