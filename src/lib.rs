@@ -3,7 +3,7 @@
 //! A tour, in the order data flows: [`config`] loads the service config and probe files into a
 //! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
-//! [`service`] wires them into `joincanary run`, where [`metrics`], [`status`] and [`alert`]
+//! [`service`] wires them into `joincanary run` (every long-lived task under [`supervise`]), where [`metrics`], [`status`] and [`alert`]
 //! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
 //! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status; [`rollup`]: a week of hourly availability); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
@@ -36,4 +36,5 @@ pub mod shutdown;
 pub mod sim;
 pub mod status;
 pub mod store;
+pub mod supervise;
 pub mod web;

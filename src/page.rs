@@ -586,16 +586,25 @@ const SERIES: [(&str, &str); 6] = [
     ("#5d4037", "12 6"),
 ];
 
-/// A response-time chart per probe: the hourly mean of passing runs in each region (a line
-/// per region, with a gap where an hour had none), failed runs as red ticks on the time axis.
-/// Over the last 7 days, or the last 24 hours while less than a day is kept. Inline SVG.
+/// One point of a chart line: when (Unix seconds), the duration of passing runs (none: a gap),
+/// how many runs failed there, and its tooltip.
+struct Point {
+    t: i64,
+    ms: Option<f64>,
+    failed: u32,
+    tip: String,
+}
+
+/// What a probe's chart shows: a week (or a day) of hourly means once more than
+/// [`RECENT_FOR`] is kept, else each of the last 60 runs, so a new prober's chart is not a
+/// single dot.
+const RECENT_FOR: i64 = 3 * 3600;
+
+/// A response-time chart per probe, a line per region: the hourly mean of passing runs over
+/// the last 7 days (24 hours while less than a day is kept; each of the last 60 runs while
+/// less than [`RECENT_FOR`] is), with a gap where there were none and a red tick on the time
+/// axis where runs failed. Inline SVG.
 fn charts(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, now: DateTime<Utc>) {
-    const W: f64 = 760.0;
-    const H: f64 = 170.0;
-    const LEFT: f64 = 64.0;
-    const RIGHT: f64 = 12.0;
-    const TOP: f64 = 10.0;
-    const BOTTOM: f64 = 24.0;
     let regions: Vec<(&str, &StatusDoc)> = columns
         .iter()
         .filter_map(|c| c.doc.map(|d| (c.name.as_str(), d)))
@@ -619,136 +628,66 @@ fn charts(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, no
             .iter()
             .filter_map(|(_, p)| p.hourly.front().map(|b| b.t))
             .min();
-        let week = oldest.is_some_and(|t| now_s - t > crate::rollup::DAY);
-        let window = if week {
-            crate::rollup::WEEK
+        let kept = oldest.map_or(0, |t| now_s - t);
+        let (what, start, lines) = if kept < RECENT_FOR {
+            let lines: Vec<(&str, Vec<Point>)> = series
+                .iter()
+                .map(|(region, p)| (*region, recent_points(region, p)))
+                .collect();
+            let first = lines
+                .iter()
+                .flat_map(|(_, pts)| pts.first().map(|p| p.t))
+                .min()
+                .unwrap_or(now_s);
+            // At least a minute wide, with a margin, so the first run is not on the axis.
+            let start = first.min(now_s - 60);
+            let start = start - (now_s - start) / 20;
+            (
+                "each of the last 60 runs (hourly means from 3 hours on)".to_string(),
+                start,
+                lines,
+            )
         } else {
-            crate::rollup::DAY
+            let window = if kept > crate::rollup::DAY {
+                crate::rollup::WEEK
+            } else {
+                crate::rollup::DAY
+            };
+            let start = now_s - window;
+            let lines: Vec<(&str, Vec<Point>)> = series
+                .iter()
+                .map(|(region, p)| (*region, hourly_points(region, p, start, now_s)))
+                .collect();
+            let since = oldest
+                .filter(|t| now_s - t < window)
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .map(|t| format!(" (data since {})", time(t)))
+                .unwrap_or_default();
+            let span = if window == crate::rollup::WEEK {
+                "7 days"
+            } else {
+                "24 hours"
+            };
+            (
+                format!("hourly mean of passing runs, last {span}{since}"),
+                start,
+                lines,
+            )
         };
-        let start = now_s - window;
-        let x = |t: i64| {
-            LEFT + (W - LEFT - RIGHT) * ((t - start) as f64 / window as f64).clamp(0.0, 1.0)
-        };
-        let top_ms = series
-            .iter()
-            .flat_map(|(_, p)| p.hourly.iter())
-            .filter(|b| b.t + 3600 > start)
-            .filter_map(crate::rollup::HourBucket::mean_ms)
-            .fold(0.0_f64, f64::max);
-        let scale = nice_ceiling(top_ms);
-        let y = |ms: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (ms / scale).clamp(0.0, 1.0));
-        let label = format!(
-            "{}: mean response time of passing runs per hour over the last {}, by region",
-            probe,
-            if week { "7 days" } else { "24 hours" }
-        );
         let _ = write!(
             html,
-            "<figure class=\"chart\"><figcaption><strong>{}</strong> · hourly mean of passing runs, last {}{}</figcaption>\
-             <svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+            "<figure class=\"chart\"><figcaption><strong>{}</strong> · {}</figcaption>",
             esc(probe),
-            if week { "7 days" } else { "24 hours" },
-            if oldest.is_some_and(|t| now_s - t < window) {
-                format!(
-                    " (data since {})",
-                    esc(&time(
-                        DateTime::from_timestamp(oldest.unwrap_or(now_s), 0).unwrap_or(now)
-                    ))
-                )
-            } else {
-                String::new()
-            },
-            esc(&label),
+            esc(&what)
         );
-        // Axes: three horizontal rules with their values, a tick per day (or per 6 hours).
-        for frac in [0.0, 0.5, 1.0] {
-            let ms = scale * frac;
-            let _ = write!(
-                html,
-                "<line class=\"rule\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
-                 <text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                W - RIGHT,
-                y(ms),
-                y(ms),
-                LEFT - 6.0,
-                y(ms) + 4.0,
-                esc(&human_duration(crate::report::clamped_ms(ms))),
-            );
-        }
-        let step = if week { 24 * 3600 } else { 6 * 3600 };
-        let mut t = now_s - now_s.rem_euclid(step);
-        while t > start {
-            let when = DateTime::from_timestamp(t, 0).unwrap_or(now);
-            let _ = write!(
-                html,
-                "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-                x(t),
-                H - 6.0,
-                esc(&when
-                    .format(if week { "%b %d" } else { "%H:%M" })
-                    .to_string()),
-            );
-            t -= step;
-        }
-        for (i, (region, p)) in series.iter().enumerate() {
-            let (colour, dash) = SERIES[i % SERIES.len()];
-            let mut d = String::new();
-            let mut last: Option<i64> = None;
-            let mut dots = String::new();
-            let mut ticks = String::new();
-            for b in p
-                .hourly
-                .iter()
-                .filter(|b| b.t + 3600 > start && b.t <= now_s)
-            {
-                let cx = x(b.t + 1800);
-                if b.n > b.ok {
-                    let _ = write!(
-                        ticks,
-                        "<rect class=\"fail\" x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"8\"><title>{}</title></rect>",
-                        cx - 1.5,
-                        H - BOTTOM,
-                        esc(&format!(
-                            "{region}: {} of {} runs failed in the hour from {}",
-                            b.n - b.ok,
-                            b.n,
-                            b.start().map(time).unwrap_or_default()
-                        )),
-                    );
-                }
-                let Some(mean) = b.mean_ms() else {
-                    last = None;
-                    continue;
-                };
-                let joined = last.is_some_and(|l| b.t - l <= 3600);
-                let _ = write!(
-                    d,
-                    "{}{cx:.1} {:.1} ",
-                    if joined { "L" } else { "M" },
-                    y(mean)
-                );
-                let _ = write!(
-                    dots,
-                    "<circle cx=\"{cx:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{colour}\"><title>{}</title></circle>",
-                    y(mean),
-                    esc(&format!(
-                        "{region}, hour from {}: mean {}, slowest {}, {} of {} passed",
-                        b.start().map(time).unwrap_or_default(),
-                        human_duration(crate::report::clamped_ms(mean)),
-                        human_duration(crate::report::clamped_ms(b.max)),
-                        b.ok,
-                        b.n
-                    )),
-                );
-                last = Some(b.t);
-            }
-            let _ = write!(
-                html,
-                "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>{dots}{ticks}",
-                d.trim_end()
-            );
-        }
-        html.push_str("</svg><ul class=\"legend\">");
+        svg_chart(
+            html,
+            &format!("{probe}: response time, {what}, by region"),
+            &lines,
+            start,
+            now_s,
+        );
+        html.push_str("<ul class=\"legend\">");
         for (i, (region, p)) in series.iter().enumerate() {
             let (colour, dash) = SERIES[i % SERIES.len()];
             let w = crate::rollup::windows(&p.hourly, now);
@@ -764,6 +703,165 @@ fn charts(html: &mut String, columns: &[Column<'_>], probes: &BTreeSet<&str>, no
         html.push_str("</ul></figure>");
     }
     html.push_str("</section>");
+}
+
+/// The hours of `p` from `start` to `end`: the mean of the passing runs, the failed ones; a
+/// gap where an hour has no bucket (the prober was down).
+fn hourly_points(region: &str, p: &ProbeStatus, start: i64, end: i64) -> Vec<Point> {
+    let mut points = Vec::new();
+    let mut last: Option<i64> = None;
+    for b in p.hourly.iter().filter(|b| b.t + 3600 > start && b.t <= end) {
+        if last.is_some_and(|l| b.t - l > 3600) {
+            points.push(Point {
+                t: b.t - 1800,
+                ms: None,
+                failed: 0,
+                tip: String::new(),
+            });
+        }
+        last = Some(b.t);
+        let from = b.start().map(time).unwrap_or_default();
+        let failed = b.n.saturating_sub(b.ok);
+        points.push(Point {
+            t: b.t + 1800,
+            ms: b.mean_ms(),
+            failed,
+            tip: match b.mean_ms() {
+                Some(mean) => format!(
+                    "{region}, hour from {from}: mean {}, slowest {}, {} of {} passed",
+                    human_duration(crate::report::clamped_ms(mean)),
+                    human_duration(crate::report::clamped_ms(b.max)),
+                    b.ok,
+                    b.n
+                ),
+                None => format!(
+                    "{region}: {failed} of {} runs failed in the hour from {from}",
+                    b.n
+                ),
+            },
+        });
+    }
+    points
+}
+
+/// The last runs of `p`, oldest first: a passing run's duration, a failed one as a failure.
+fn recent_points(region: &str, p: &ProbeStatus) -> Vec<Point> {
+    p.history
+        .iter()
+        .rev()
+        .map(|h| {
+            let took = human_duration(crate::report::clamped_ms(h.duration_ms));
+            Point {
+                t: h.time.timestamp(),
+                ms: h.success.then_some(h.duration_ms),
+                failed: u32::from(!h.success),
+                tip: if h.success {
+                    format!("{region}, {}: passed in {took}", time(h.time))
+                } else {
+                    format!(
+                        "{region}, {}: failed at {} ({}) after {took}",
+                        time(h.time),
+                        h.failed_step.as_deref().unwrap_or("?"),
+                        h.reason.map(|r| r.as_str()).unwrap_or("?")
+                    )
+                },
+            }
+        })
+        .collect()
+}
+
+/// Lines (one per region, in [`SERIES`] styles) over `start..=end`, with a value axis from 0 to
+/// a round number above the highest point, time labels, and failures as red ticks.
+fn svg_chart(html: &mut String, label: &str, lines: &[(&str, Vec<Point>)], start: i64, end: i64) {
+    const W: f64 = 760.0;
+    const H: f64 = 170.0;
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 12.0;
+    const TOP: f64 = 10.0;
+    const BOTTOM: f64 = 24.0;
+    let width = (end - start).max(1);
+    let x =
+        |t: i64| LEFT + (W - LEFT - RIGHT) * ((t - start) as f64 / width as f64).clamp(0.0, 1.0);
+    let top = lines
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().filter_map(|p| p.ms))
+        .fold(0.0_f64, f64::max);
+    let scale = nice_ceiling(top);
+    let y = |ms: f64| TOP + (H - TOP - BOTTOM) * (1.0 - (ms / scale).clamp(0.0, 1.0));
+    let _ = write!(
+        html,
+        "<svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        esc(label)
+    );
+    for frac in [0.0, 0.5, 1.0] {
+        let ms = scale * frac;
+        let _ = write!(
+            html,
+            "<line class=\"rule\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
+             <text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            W - RIGHT,
+            y(ms),
+            y(ms),
+            LEFT - 6.0,
+            y(ms) + 4.0,
+            esc(&human_duration(crate::report::clamped_ms(ms))),
+        );
+    }
+    // About five time labels, on round steps.
+    let step = [60, 300, 900, 3600, 6 * 3600, 24 * 3600]
+        .into_iter()
+        .find(|s| width / s <= 6)
+        .unwrap_or(24 * 3600);
+    let format = if step >= 24 * 3600 { "%b %d" } else { "%H:%M" };
+    let mut t = end - end.rem_euclid(step);
+    while t > start {
+        if let Some(when) = DateTime::from_timestamp(t, 0) {
+            let _ = write!(
+                html,
+                "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                x(t),
+                H - 6.0,
+                esc(&when.format(format).to_string()),
+            );
+        }
+        t -= step;
+    }
+    for (i, (_, points)) in lines.iter().enumerate() {
+        let (colour, dash) = SERIES[i % SERIES.len()];
+        let mut d = String::new();
+        let mut joined = false;
+        let mut marks = String::new();
+        for p in points {
+            let cx = x(p.t);
+            if p.failed > 0 {
+                let _ = write!(
+                    marks,
+                    "<rect class=\"fail\" x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"8\"><title>{}</title></rect>",
+                    cx - 1.5,
+                    H - BOTTOM,
+                    esc(&p.tip),
+                );
+            }
+            let Some(ms) = p.ms else {
+                joined = false;
+                continue;
+            };
+            let _ = write!(d, "{}{cx:.1} {:.1} ", if joined { "L" } else { "M" }, y(ms));
+            joined = true;
+            let _ = write!(
+                marks,
+                "<circle cx=\"{cx:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{colour}\"><title>{}</title></circle>",
+                y(ms),
+                esc(&p.tip),
+            );
+        }
+        let _ = write!(
+            html,
+            "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>{marks}",
+            d.trim_end()
+        );
+    }
+    html.push_str("</svg>");
 }
 
 /// The chart's top: 1, 2 or 5 × a power of ten, at or above `ms` (10 ms at least).
@@ -982,6 +1080,81 @@ mod tests {
     fn only_http_links_are_links() {
         assert!(link("https://grafana.example/d/x", "dashboard").starts_with("<a href="));
         assert!(!link("javascript:alert(1)", "dashboard").contains("href"));
+    }
+
+    /// Two days kept, with a gap of three hours: the chart spans 7 days by hourly means and the
+    /// line breaks at the gap; a newly started prober's chart is its last runs instead.
+    #[test]
+    fn the_chart_is_hourly_once_hours_are_kept_and_breaks_at_gaps() {
+        use crate::rollup::HourBucket;
+        use crate::status::HistoryEntry;
+        let now = Utc::now();
+        let hour = now.timestamp() / 3600 * 3600;
+        let hourly = (0..48)
+            .filter(|i| !(10..13).contains(i))
+            .map(|i| HourBucket {
+                t: hour - 3600 * (47 - i),
+                n: 60,
+                ok: if i == 20 { 57 } else { 60 },
+                ms: 60.0 * 100.0,
+                max: 140.0,
+            })
+            .collect();
+        let probe = |hourly, history| ProbeStatus {
+            probe: "join".into(),
+            hourly,
+            history,
+            ..ProbeStatus::default()
+        };
+        let doc = StatusDoc {
+            region: "eu".into(),
+            probes: vec![probe(hourly, Default::default())],
+            ..StatusDoc::default()
+        };
+        let html = render(&doc, &[], now);
+        let chart = &html[html.find("<figure class=\"chart\">").unwrap()..];
+        assert!(
+            chart.contains("hourly mean of passing runs, last 7 days"),
+            "{chart}"
+        );
+        let path = chart.split("<path d=\"").nth(1).unwrap();
+        let path = &path[..path.find('"').unwrap()];
+        assert_eq!(path.matches('M').count(), 2, "one break at the gap: {path}");
+        assert!(chart.contains("eu: 3 of 60 runs failed") || chart.contains("57 of 60 passed"));
+        assert!(
+            chart.contains("100 ms"),
+            "the axis reads in durations: {chart}"
+        );
+
+        let history = (0..5)
+            .map(|i| HistoryEntry {
+                time: now - chrono::Duration::seconds(60 * i),
+                success: i != 2,
+                duration_ms: 80.0,
+                failed_step: (i == 2).then(|| "signalling".into()),
+                reason: (i == 2).then_some(crate::report::FailureReason::NoMatch),
+                trigger: crate::report::Trigger::Scheduled,
+            })
+            .collect();
+        let doc = StatusDoc {
+            region: "eu".into(),
+            probes: vec![probe(
+                [HourBucket {
+                    t: hour,
+                    n: 5,
+                    ok: 4,
+                    ms: 320.0,
+                    max: 80.0,
+                }]
+                .into(),
+                history,
+            )],
+            ..StatusDoc::default()
+        };
+        let html = render(&doc, &[], now);
+        assert!(html.contains("each of the last 60 runs"), "{html}");
+        assert_eq!(html.matches("passed in 80 ms").count(), 4);
+        assert!(html.contains("failed at signalling (no_match)"));
     }
 
     #[test]

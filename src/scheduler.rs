@@ -17,9 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use futures_util::FutureExt as _;
+
 use crate::clock::Clock;
 use crate::config::ProbePlan;
 use crate::report::{ProbeRun, Trigger};
+use crate::supervise::{Supervisor, Task};
 
 /// Runs one probe once. The real one is [`FlowRunner`]; tests put a scripted one in its place
 /// to drive the scheduler and alerting under a paused clock.
@@ -117,13 +120,35 @@ impl Scheduler {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Scheduler {
+        let tasks = Supervisor::detached(region);
+        Scheduler::spawn_supervised(
+            probes, region, clock, runner, events, shutdown, tracker, &tasks,
+        )
+    }
+
+    /// [`Scheduler::spawn`] with every probe's loop under `tasks`: a loop that panics is
+    /// restarted (its confirm requests and run state survive), and a run that panics is
+    /// counted and frees the probe for its next tick.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_supervised(
+        probes: &[Arc<ProbePlan>],
+        region: &str,
+        clock: Clock,
+        runner: Arc<dyn Runner>,
+        events: mpsc::Sender<Event>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+        tasks: &Supervisor,
+    ) -> Scheduler {
         let mut confirm = HashMap::new();
         for probe in probes {
             let (tx, rx) = mpsc::channel(4);
             confirm.insert(probe.name.clone(), tx);
+            // Outlives a panicking loop: the restarted one reads the same requests.
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
             // A resident probe keeps its own cadence on an open session.
             if probe.resident.is_some() {
-                let task = crate::resident::Resident {
+                let task = Arc::new(crate::resident::Resident {
                     probe: probe.clone(),
                     region: region.to_string(),
                     clock,
@@ -131,11 +156,24 @@ impl Scheduler {
                     events: events.clone(),
                     shutdown: shutdown.clone(),
                     seed: rand::random(),
-                };
-                tracker.spawn(task.run(rx).in_current_span());
+                });
+                tracker.spawn(
+                    tasks
+                        .supervise(
+                            Task::Resident,
+                            format!("resident probe {}", probe.name),
+                            true,
+                            shutdown.clone(),
+                            move || {
+                                let (task, rx) = (task.clone(), rx.clone());
+                                async move { task.run_with(&mut *rx.lock().await).await }
+                            },
+                        )
+                        .in_current_span(),
+                );
                 continue;
             }
-            let task = ProbeLoop {
+            let task = Arc::new(ProbeLoop {
                 probe: probe.clone(),
                 region: region.to_string(),
                 clock,
@@ -143,10 +181,24 @@ impl Scheduler {
                 events: events.clone(),
                 shutdown: shutdown.clone(),
                 tracker: tracker.clone(),
+                tasks: tasks.clone(),
                 running: Arc::new(AtomicU8::new(IDLE)),
                 unreported: std::sync::Mutex::new(Vec::new()),
-            };
-            tracker.spawn(task.run(rx).in_current_span());
+            });
+            tracker.spawn(
+                tasks
+                    .supervise(
+                        Task::Scheduler,
+                        format!("scheduler of probe {}", probe.name),
+                        true,
+                        shutdown.clone(),
+                        move || {
+                            let (task, rx) = (task.clone(), rx.clone());
+                            async move { task.run(&mut *rx.lock().await).await }
+                        },
+                    )
+                    .in_current_span(),
+            );
         }
         Scheduler { confirm }
     }
@@ -167,17 +219,19 @@ struct ProbeLoop {
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    tasks: Supervisor,
     running: Arc<AtomicU8>,
     /// Skips not yet told to the consumer (its channel was full), by reason.
     unreported: std::sync::Mutex<Vec<(SkipReason, u64)>>,
 }
 
 impl ProbeLoop {
-    async fn run(self, mut confirm_rx: mpsc::Receiver<Duration>) {
+    async fn run(&self, confirm_rx: &mut mpsc::Receiver<Duration>) {
         let jitter = chrono::Duration::from_std(self.probe.jitter).unwrap_or_default();
         let mut confirm_at: Option<Instant> = None;
         let mut announced: Option<DateTime<Utc>> = None;
         loop {
+            crate::supervise::fault::hit(Task::Scheduler, &self.probe.name);
             // The tick that fires next, counting this region's fixed offset after it.
             let now = self.clock.now();
             let Some(tick) = self.probe.schedule.next_after(now - jitter) else {
@@ -245,9 +299,30 @@ impl ProbeLoop {
         let probe = self.probe.clone();
         let region = self.region.clone();
         let events = self.events.clone();
+        let tasks = self.tasks.clone();
         self.tracker.spawn(
             async move {
-                let run = runner.run(probe, region, trigger).await;
+                let name = format!("run of probe {}", probe.name);
+                let run = std::panic::AssertUnwindSafe(runner.run(probe, region, trigger))
+                    .catch_unwind()
+                    .await;
+                let run = match run {
+                    Ok(run) => {
+                        tasks.recovered(&name);
+                        run
+                    }
+                    Err(panic) => {
+                        // A bug, not the platform's fault: no run to record. The probe is
+                        // freed for its next tick, and readiness says so until a run ends.
+                        let why = format!(
+                            "panicked: {}",
+                            crate::supervise::panic_message(panic.as_ref())
+                        );
+                        tasks.failed(Task::Run, &name, &why, true);
+                        running.store(IDLE, Ordering::SeqCst);
+                        return;
+                    }
+                };
                 // Waiting here holds up only this probe's next tick (skipped as `backlog`),
                 // never the schedule, and keeps at most one result per probe waiting.
                 running.store(REPORTING, Ordering::SeqCst);

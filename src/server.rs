@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::Metrics;
 use crate::service::ReloadRequest;
 use crate::status::Status;
+use crate::supervise::{Supervisor, Task};
 
 #[derive(Clone)]
 struct AppState {
@@ -20,6 +21,8 @@ struct AppState {
     status: Arc<Status>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     fleet: Arc<crate::fleet::Fleet>,
+    /// Failing tasks hold `/-/ready` at 503; a handler that panics is counted here.
+    tasks: Supervisor,
 }
 
 /// The router, for `axum::serve`. `reload`, when given, serves `POST /-/reload` (the
@@ -28,7 +31,15 @@ pub fn router(
     metrics: Metrics,
     status: Arc<Status>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    tasks: Supervisor,
 ) -> Router {
+    let state = AppState {
+        metrics,
+        status,
+        reload,
+        fleet: Arc::new(crate::fleet::Fleet::new()),
+        tasks,
+    };
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthy))
@@ -39,12 +50,42 @@ pub fn router(
         .route("/api/v1/status", get(status_json))
         .route("/-/reload", post(reload_handler))
         .route("/", get(page))
-        .with_state(AppState {
-            metrics,
-            status,
-            reload,
-            fleet: Arc::new(crate::fleet::Fleet::new()),
-        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            catch_panics,
+        ))
+        .with_state(state)
+}
+
+/// A handler that panics answers 500 and is logged and counted (`task="http"`), instead of
+/// leaving its client without an answer; the listener and every other request go on.
+async fn catch_panics(
+    State(s): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures_util::FutureExt as _;
+    let path = request.uri().path().to_string();
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let why = format!(
+                "panicked serving {path}: {}",
+                crate::supervise::panic_message(panic.as_ref())
+            );
+            // Not held as failing: the next request is served as usual.
+            s.tasks.failed(Task::Http, "http", &why, true);
+            s.tasks.recovered("http");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (logged)\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Reloads the configuration; answers once the new one runs (200) or was refused (400 with
@@ -85,6 +126,17 @@ async fn healthy() -> &'static str {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
+    let failing = s.tasks.health().failing();
+    if !failing.is_empty() {
+        // A task that stopped doing its part (recording runs, paging, saving) is not ready,
+        // and says which: the alert JoinCanaryTaskFailing fires beside it.
+        let mut body = String::from("not ready: a supervised task failed\n");
+        for line in failing {
+            body.push_str(&line);
+            body.push('\n');
+        }
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
     if s.status.is_ready() {
         // Still 200: readiness gates traffic to /metrics, and a prober without a pager still
         // measures and exports; the body says plainly that it cannot page.

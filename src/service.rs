@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::scheduler::{Event, Runner, Scheduler};
 use crate::status::{AlertView, Status};
 use crate::store::Store;
+use crate::supervise::{Supervisor, Task};
 
 /// How often reminders and maintenance-held triggers are looked at.
 const ALERT_TICK: Duration = Duration::from_secs(5);
@@ -38,8 +39,6 @@ const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ServiceError {
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
-    #[error("cannot serve HTTP: {0}")]
-    Serve(std::io::Error),
 }
 
 /// The parts a caller (CLI, demo, tests) may want to look at while the service runs.
@@ -47,6 +46,8 @@ pub enum ServiceError {
 pub struct Handles {
     pub metrics: Metrics,
     pub status: Arc<Status>,
+    /// Runs every long-lived task; its health holds `/-/ready`.
+    pub tasks: Supervisor,
 }
 
 /// Runs until `shutdown` is cancelled, then stops scheduling, waits for in-flight runs (each is
@@ -71,16 +72,20 @@ pub async fn serve(
 /// Metrics registration failing.
 pub fn handles(plan: &Plan) -> Result<Handles, ServiceError> {
     // The probes themselves are registered when the engine starts (and again on each reload).
+    let metrics = Metrics::with_detail(&plan.region, plan.phase_histograms)?;
+    let tasks = Supervisor::register(&metrics.registry, &plan.region)
+        .map_err(crate::metrics::MetricsError::from)?;
     Ok(Handles {
-        metrics: Metrics::with_detail(&plan.region, plan.phase_histograms)?,
+        metrics,
         status: Arc::new(Status::new(&plan.region)),
+        tasks,
     })
 }
 
 /// [`serve`] with caller-made handles.
 ///
 /// # Errors
-/// The HTTP listener failing.
+/// None today (a failing listener is restarted by its supervisor); kept for callers.
 pub async fn serve_with(
     plan: Plan,
     listener: TcpListener,
@@ -144,7 +149,11 @@ async fn run_service(
     handles: Handles,
     reload: Option<Reload>,
 ) -> Result<(), ServiceError> {
-    let Handles { metrics, status } = handles;
+    let Handles {
+        metrics,
+        status,
+        tasks,
+    } = handles;
     // Registered before anything starts, so a failure here leaves nothing running.
     let limits = plan.web_limits;
     let connections =
@@ -155,7 +164,16 @@ async fn run_service(
     status.restore(&history_path);
     restore_metrics(&plan, &status, &metrics);
     let history_stop = CancellationToken::new();
-    let history = status.spawn_persist(history_path, history_stop.clone());
+    let history = {
+        let (status, stop) = (status.clone(), history_stop.clone());
+        tasks.spawn(
+            Task::History,
+            "history",
+            true,
+            history_stop.clone(),
+            move || status.persist(history_path.clone(), stop.clone()),
+        )
+    };
     let region = plan.region.clone();
     let (mut requests, reload_tx, loader, watch): (_, _, Option<Loader>, _) = match reload {
         Some(r) => (
@@ -194,6 +212,7 @@ async fn run_service(
         clock,
         &metrics,
         &status,
+        &tasks,
         Carried {
             alerts,
             outbox,
@@ -208,28 +227,41 @@ async fn run_service(
     let listen = listener
         .local_addr()
         .map_or_else(|_| plan.listen.to_string(), |a| a.to_string());
-    let app = crate::server::router(metrics.clone(), status.clone(), reload_tx);
+    let app = crate::server::router(metrics.clone(), status.clone(), reload_tx, tasks.clone());
     // `--web.config.file`: basic auth on every path and TLS on the listener.
     let web = plan.web.clone();
     let app = match &web {
         Some(w) => w.protect(app),
         None => app,
     };
-    let http_stop_wait = http_stop.clone();
-    let http = tokio::spawn(
-        async move {
-            crate::web::serve(
-                listener,
-                app,
-                web.as_ref(),
-                limits,
-                connections,
-                http_stop_wait,
-            )
-            .await
-        }
-        .in_current_span(),
-    );
+    // Shared, so a restarted listener task accepts on the same socket.
+    let listener = Arc::new(listener);
+    let http = {
+        let stop = http_stop.clone();
+        tasks.spawn(
+            Task::Http,
+            "http listener",
+            true,
+            http_stop.clone(),
+            move || {
+                let (listener, app, web, connections, stop) = (
+                    listener.clone(),
+                    app.clone(),
+                    web.clone(),
+                    connections.clone(),
+                    stop.clone(),
+                );
+                async move {
+                    if let Err(e) =
+                        crate::web::serve(listener, app, web.as_ref(), limits, connections, stop)
+                            .await
+                    {
+                        tracing::error!(error = %e, "the HTTP listener failed");
+                    }
+                }
+            },
+        )
+    };
     status.set_ready(true);
     // Logged once ready: whoever waits for this line (a supervisor, a test) finds /readyz 200.
     tracing::info!(region = %region, probes = plan.probes.len(), listen = %listen, "joincanary running");
@@ -267,7 +299,7 @@ async fn run_service(
                 tracing::warn!(region = %region, "shutting down while the configuration was being read; the reload is abandoned");
                 break;
             }
-            loaded = load_plan(loader.clone(), &loading, &plan.config_path) => loaded,
+            loaded = load_plan(loader.clone(), &loading, &plan.config_path, &tasks) => loaded,
         };
         let outcome = match loaded {
             Ok(new_plan) => {
@@ -292,6 +324,7 @@ async fn run_service(
                     clock,
                     &metrics,
                     &status,
+                    &tasks,
                     Carried {
                         alerts,
                         outbox,
@@ -336,9 +369,7 @@ async fn run_service(
     history_stop.cancel();
     let _ = history.await;
     http_stop.cancel();
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
-        return Err(ServiceError::Serve(e));
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), http).await;
     tracing::info!(region = %region, "stopped");
     Ok(())
 }
@@ -381,12 +412,25 @@ async fn fingerprint(sources: Vec<std::path::PathBuf>, slot: &Arc<AtomicBool>) -
 }
 
 /// Loads the configuration with `loader` off the async threads, under [`RELOAD_READ_TIMEOUT`].
+/// A load that panicked (a bug) is a failed `reload` task until a load finishes.
 async fn load_plan(
     loader: Loader,
     slot: &Arc<AtomicBool>,
     config_path: &std::path::Path,
+    tasks: &Supervisor,
 ) -> Result<Plan, crate::config::ConfigErrors> {
-    match off_thread(slot, RELOAD_READ_TIMEOUT, move || loader()).await {
+    let outcome = off_thread(slot, RELOAD_READ_TIMEOUT, move || loader()).await;
+    match &outcome {
+        Err(Stuck::Panicked) => tasks.failed(
+            Task::Reload,
+            "reload",
+            "panicked reading the configuration",
+            true,
+        ),
+        Ok(_) => tasks.recovered("reload"),
+        Err(_) => {}
+    }
+    match outcome {
         Ok(result) => result,
         Err(stuck) => Err(crate::config::ConfigErrors(vec![
             crate::config::ConfigError {
@@ -490,17 +534,106 @@ struct Engine {
     heartbeats_stop: CancellationToken,
     heartbeats: Vec<tokio::task::JoinHandle<()>>,
     tracker: TaskTracker,
-    consumer: tokio::task::JoinHandle<(AlertEngine, Dispatcher)>,
+    /// The supervised consumer task, and what it works on (kept outside it, so a restarted
+    /// consumer carries on with the same alert state, pagers and channel).
+    consumer: tokio::task::JoinHandle<()>,
+    consuming: Arc<tokio::sync::Mutex<Option<Consumer>>>,
     dispatch_stop: tokio::sync::watch::Sender<bool>,
 }
 
+/// The run consumer: every run into metrics, status and the alert policy, pages to the
+/// dispatcher, and the alert tick for reminders and ended maintenance windows.
+struct Consumer {
+    alerts: AlertEngine,
+    dispatcher: Dispatcher,
+    scheduler: Scheduler,
+    events: mpsc::Receiver<Event>,
+    ticker: tokio::time::Interval,
+    liveness: Liveness,
+    clock: Clock,
+    region: String,
+    metrics: Metrics,
+    status: Arc<Status>,
+}
+
+impl Consumer {
+    /// Consumes until every sender of the channel is gone (the engine stopping).
+    async fn run(&mut self) {
+        loop {
+            self.liveness.beat();
+            let event = tokio::select! {
+                e = self.events.recv() => match e {
+                    Some(e) => e,
+                    None => return,
+                },
+                _ = self.ticker.tick() => {
+                    for (probe, decision) in self.alerts.tick(self.clock.now()) {
+                        act(decision, &probe, &self.alerts, &self.dispatcher, &self.scheduler);
+                        publish_alerts(&self.alerts, &probe, &self.region, &self.metrics, &self.status);
+                    }
+                    continue;
+                }
+            };
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        let region = &self.region;
+        match event {
+            Event::Run { run, lag } => {
+                crate::supervise::fault::hit(Task::Consumer, &run.probe);
+                log_run(&run);
+                self.metrics.record(&run, lag);
+                // One copy of the run, shared by the status's last and last good.
+                let run = Arc::new(run);
+                self.status.record(&run);
+                for decision in self.alerts.observe(&run, self.clock.now()) {
+                    act(
+                        decision,
+                        &run.probe,
+                        &self.alerts,
+                        &self.dispatcher,
+                        &self.scheduler,
+                    );
+                }
+                publish_alerts(
+                    &self.alerts,
+                    &run.probe,
+                    region,
+                    &self.metrics,
+                    &self.status,
+                );
+            }
+            Event::Skipped {
+                probe,
+                reason,
+                count,
+            } => {
+                self.metrics
+                    .record_skip(&probe, region, reason.as_str(), count);
+                self.status.record_skip(&probe, count);
+            }
+            Event::Reconnect { probe, cause } => {
+                self.metrics.count_reconnect(&probe, region, cause.as_str());
+            }
+            Event::NextRun { probe, at } => {
+                self.liveness.due(&probe, self.clock.instant_at(at));
+                self.status.set_next_run(&probe, at);
+            }
+        }
+    }
+}
+
 impl Engine {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         plan: &Plan,
         runner: Arc<dyn Runner>,
         clock: Clock,
         metrics: &Metrics,
         status: &Arc<Status>,
+        tasks: &Supervisor,
         carried: Carried,
     ) -> Engine {
         let Carried {
@@ -536,8 +669,8 @@ impl Engine {
             dashboard_url: plan.dashboard_url.clone(),
             peers: plan.peers.clone(),
         });
-        let (events_tx, mut events_rx) = mpsc::channel::<Event>(256);
-        let scheduler = Scheduler::spawn(
+        let (events_tx, events_rx) = mpsc::channel::<Event>(256);
+        let scheduler = Scheduler::spawn_supervised(
             &plan.probes,
             &region,
             clock,
@@ -545,6 +678,7 @@ impl Engine {
             events_tx,
             stop.clone(),
             &tracker,
+            tasks,
         );
         tracker.close();
 
@@ -558,6 +692,7 @@ impl Engine {
             metrics.clone(),
             clock,
             dispatch_stop_rx,
+            tasks,
         );
         // The scheduler's liveness: fed by the consumer below, read by the heartbeats and the
         // Alertmanager watchdog, so a stuck scheduler stops both.
@@ -568,16 +703,29 @@ impl Engine {
             .heartbeats
             .iter()
             .filter_map(|hb| match crate::heartbeat::http_pinger(hb) {
-                Ok(ping) => Some(tokio::spawn(
-                    crate::heartbeat::run(
+                Ok(ping) => {
+                    let (hb, liveness, metrics, stop) = (
                         hb.clone(),
-                        ping,
                         liveness.clone(),
                         metrics.clone(),
                         heartbeats_stop.clone(),
-                    )
-                    .in_current_span(),
-                )),
+                    );
+                    Some(tasks.spawn(
+                        Task::Heartbeat,
+                        format!("heartbeat {}", hb.name),
+                        true,
+                        heartbeats_stop.clone(),
+                        move || {
+                            crate::heartbeat::run(
+                                hb.clone(),
+                                ping.clone(),
+                                liveness.clone(),
+                                metrics.clone(),
+                                stop.clone(),
+                            )
+                        },
+                    ))
+                }
                 Err(e) => {
                     tracing::error!(heartbeat = %hb.name, error = %e, "heartbeat cannot send");
                     None
@@ -601,59 +749,35 @@ impl Engine {
             publish_alerts(&alerts, &probe, &region, metrics, status);
         }
 
-        let metrics = metrics.clone();
-        let status = status.clone();
-        let consumer = tokio::spawn(
-            async move {
-                let mut ticker = tokio::time::interval(ALERT_TICK);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    liveness.beat();
-                    let event = tokio::select! {
-                        e = events_rx.recv() => match e {
-                            Some(e) => e,
-                            None => break,
-                        },
-                        _ = ticker.tick() => {
-                            for (probe, decision) in alerts.tick(clock.now()) {
-                                act(decision, &probe, &alerts, &dispatcher, &scheduler);
-                                publish_alerts(&alerts, &probe, &region, &metrics, &status);
-                            }
-                            continue;
-                        }
-                    };
-                    match event {
-                        Event::Run { run, lag } => {
-                            log_run(&run);
-                            metrics.record(&run, lag);
-                            // One copy of the run, shared by the status's last and last good.
-                            let run = Arc::new(run);
-                            status.record(&run);
-                            for decision in alerts.observe(&run, clock.now()) {
-                                act(decision, &run.probe, &alerts, &dispatcher, &scheduler);
-                            }
-                            publish_alerts(&alerts, &run.probe, &region, &metrics, &status);
-                        }
-                        Event::Skipped {
-                            probe,
-                            reason,
-                            count,
-                        } => {
-                            metrics.record_skip(&probe, &region, reason.as_str(), count);
-                            status.record_skip(&probe, count);
-                        }
-                        Event::Reconnect { probe, cause } => {
-                            metrics.count_reconnect(&probe, &region, cause.as_str());
-                        }
-                        Event::NextRun { probe, at } => {
-                            liveness.due(&probe, clock.instant_at(at));
-                            status.set_next_run(&probe, at);
-                        }
+        let mut ticker = tokio::time::interval(ALERT_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let consuming = Arc::new(tokio::sync::Mutex::new(Some(Consumer {
+            alerts,
+            dispatcher,
+            scheduler,
+            events: events_rx,
+            ticker,
+            liveness,
+            clock,
+            region,
+            metrics: metrics.clone(),
+            status: status.clone(),
+        })));
+        let shared = consuming.clone();
+        // Ends normally when the channel closes, which only happens once `stop` is cancelled.
+        let consumer = tasks.spawn(
+            Task::Consumer,
+            "run consumer",
+            true,
+            stop.clone(),
+            move || {
+                let shared = shared.clone();
+                async move {
+                    if let Some(c) = shared.lock().await.as_mut() {
+                        c.run().await;
                     }
                 }
-                (alerts, dispatcher)
-            }
-            .in_current_span(),
+            },
         );
         Engine {
             stop,
@@ -661,6 +785,7 @@ impl Engine {
             heartbeats,
             tracker,
             consumer,
+            consuming,
             dispatch_stop,
         }
     }
@@ -676,11 +801,13 @@ impl Engine {
         self.stop.cancel();
         self.tracker.wait().await;
         // Every event sender is gone once the tracked tasks end, so the consumer drains and
-        // returns the alert state and the dispatcher.
-        let (alerts, dispatcher) = match self.consumer.await {
-            Ok(parts) => parts,
-            // The consumer panicked: nothing to carry (a bug; the log holds the state).
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        // returns; its state is handed on even if it failed while draining.
+        let _ = self.consumer.await;
+        let Some(Consumer {
+            alerts, dispatcher, ..
+        }) = self.consuming.lock().await.take()
+        else {
+            unreachable!("only stop takes the consumer's state, once");
         };
         let _ = self.dispatch_stop.send(true);
         let outbox = dispatcher.shutdown().await;

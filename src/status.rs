@@ -410,10 +410,6 @@ impl Status {
         }
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.doc()).unwrap_or_default()
-    }
-
     /// Loads the history saved by a previous process. A missing file is a first start; an
     /// unreadable one is logged and ignored (the history is for people, not for paging).
     pub fn restore(&self, path: &Path) {
@@ -475,15 +471,15 @@ impl Status {
     }
 
     /// Saves the history to `path` after each change (at most once per [`SAVE_DEBOUNCE`]), and once more
-    /// when `stop` is cancelled. Runs on its own task and writes on the blocking pool: the run
-    /// consumer only flips a flag.
-    pub fn spawn_persist(
+    /// when `stop` is cancelled. Runs as a task of its own (supervised by the service) and
+    /// writes on the blocking pool: the run consumer only flips a flag.
+    pub fn persist(
         self: &Arc<Self>,
         path: PathBuf,
         stop: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> impl std::future::Future<Output = ()> + Send + use<> {
         let status = self.clone();
-        tokio::spawn(async move {
+        async move {
             loop {
                 let stopping = tokio::select! {
                     () = status.changed.notified() => false,
@@ -508,7 +504,7 @@ impl Status {
                     return;
                 }
             }
-        })
+        }
     }
 
     pub fn region(&self) -> &str {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 /// A restarted task counts as healthy again after running this long without failing.
@@ -79,19 +79,47 @@ impl Task {
 /// One failing task instance, as `/-/ready` shows it.
 #[derive(Debug, Clone)]
 struct Failing {
+    task: Task,
     why: String,
     failures: u64,
     restarting: bool,
 }
 
-/// Which supervised tasks are failing now (read by `/-/ready`). Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct TaskHealth(Arc<Mutex<BTreeMap<String, Failing>>>);
+/// Which supervised tasks are failing now (read by `/-/ready`, mirrored in
+/// `joincanary_task_failing{task}`). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TaskHealth {
+    failing: Arc<Mutex<BTreeMap<String, Failing>>>,
+    /// `{task, region}`: instances failing now.
+    gauge: IntGaugeVec,
+    region: String,
+}
 
 impl TaskHealth {
+    fn new(region: &str) -> TaskHealth {
+        let gauge = IntGaugeVec::new(
+            Opts::new(
+                "joincanary_task_failing",
+                "Supervised tasks failing now (panicked or ended early, not yet healthy again); /-/ready is 503 while any is",
+            ),
+            &["task", "region"],
+        )
+        .unwrap_or_else(|e| unreachable!("a constant metric definition is valid: {e}"));
+        for task in Task::ALL {
+            gauge.with_label_values(&[task.as_str(), region]);
+        }
+        TaskHealth {
+            failing: Arc::default(),
+            gauge,
+            region: region.to_string(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Failing>> {
         // Every change is one insert or remove: the map is whole even after a panic.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// One line per failing task, e.g. `consumer panicked (3 times): … ; restarting`; empty
@@ -115,12 +143,18 @@ impl TaskHealth {
             .collect()
     }
 
-    fn fail(&self, name: &str, why: &str, restarting: bool) {
+    fn fail(&self, task: Task, name: &str, why: &str, restarting: bool) {
         let mut map = self.lock();
-        let entry = map.entry(name.to_string()).or_insert(Failing {
-            why: String::new(),
-            failures: 0,
-            restarting,
+        let entry = map.entry(name.to_string()).or_insert_with(|| {
+            self.gauge
+                .with_label_values(&[task.as_str(), &self.region])
+                .inc();
+            Failing {
+                task,
+                why: String::new(),
+                failures: 0,
+                restarting,
+            }
         });
         entry.why = why.to_string();
         entry.failures += 1;
@@ -129,7 +163,13 @@ impl TaskHealth {
 
     /// Whether `name` was failing (and is not any more).
     fn recover(&self, name: &str) -> bool {
-        self.lock().remove(name).is_some()
+        let Some(was) = self.lock().remove(name) else {
+            return false;
+        };
+        self.gauge
+            .with_label_values(&[was.task.as_str(), &self.region])
+            .dec();
+        true
     }
 }
 
@@ -150,6 +190,7 @@ impl Supervisor {
     pub fn register(registry: &Registry, region: &str) -> Result<Supervisor, prometheus::Error> {
         let s = Supervisor::detached(region);
         registry.register(Box::new(s.restarts.clone()))?;
+        registry.register(Box::new(s.health.gauge.clone()))?;
         Ok(s)
     }
 
@@ -168,7 +209,7 @@ impl Supervisor {
             restarts.with_label_values(&[task.as_str(), region]);
         }
         Supervisor {
-            health: TaskHealth::default(),
+            health: TaskHealth::new(region),
             restarts,
             region: region.to_string(),
         }
@@ -186,7 +227,7 @@ impl Supervisor {
         self.restarts
             .with_label_values(&[task.as_str(), &self.region])
             .inc();
-        self.health.fail(name, why, restarting);
+        self.health.fail(task, name, why, restarting);
     }
 
     /// `name` works again (logged when it was failing).
@@ -288,13 +329,17 @@ pub mod fault {
 
     /// The next `times` passes of `task` for `name` (a probe name) panic.
     pub fn arm(task: Task, name: &str, times: u32) {
-        let mut armed = ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut armed = ARMED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         armed.push((task, name.to_string(), times));
     }
 
     /// Panics when armed for (`task`, `name`).
     pub(crate) fn hit(task: Task, name: &str) {
-        let mut armed = ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut armed = ARMED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(i) = armed.iter().position(|(t, n, _)| *t == task && n == name) else {
             return;
         };
@@ -328,9 +373,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn count(s: &Supervisor, task: Task) -> u64 {
-        s.restarts
-            .with_label_values(&[task.as_str(), "r"])
-            .get()
+        s.restarts.with_label_values(&[task.as_str(), "r"]).get()
     }
 
     /// A task that panics twice is restarted with a growing backoff, holds readiness while it
@@ -341,11 +384,13 @@ mod tests {
         let starts = Arc::new(AtomicU32::new(0));
         let n = starts.clone();
         let stop = CancellationToken::new();
+        let token = stop.clone();
         let task = s.spawn(Task::Consumer, "consumer", true, stop.clone(), move || {
             let n = n.fetch_add(1, Ordering::SeqCst);
+            let token = token.clone();
             async move {
                 assert!(n >= 2, "deliberate panic {n}");
-                std::future::pending::<()>().await;
+                token.cancelled().await;
             }
         });
         tokio::time::sleep(Duration::from_millis(10)).await;

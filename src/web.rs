@@ -462,13 +462,14 @@ impl Drop for OpenGuard {
 /// # Errors
 /// None today; the signature keeps room for a listener failing as a whole.
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Arc<TcpListener>>,
     app: Router,
     web: Option<&WebConfig>,
     limits: Limits,
     metrics: ConnectionMetrics,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    let listener = listener.into();
     let acceptor = web
         .and_then(|w| w.tls.clone())
         .map(tokio_rustls::TlsAcceptor::from);

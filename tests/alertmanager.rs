@@ -185,3 +185,81 @@ fn the_shipped_routes_send_the_test_page_where_a_real_page_goes() {
     );
     assert_eq!(test[0].group_wait, real[0].group_wait);
 }
+
+/// Issue 16: the watchdog had no `startsAt` (Alertmanager then starts it at its `endsAt`, in the
+/// future) and ended 4 resend intervals after its last post, so a dead man's switch kept hearing
+/// a `kill -9`ed prober for 140 s. Against Debian's Alertmanager with the switch notified every
+/// second, a prober posting every 2 s (so `endsAt` 3 s ahead): the watchdog started in the past,
+/// and after `kill -9` the switch hears nothing once the last `endsAt` (3 s) and one
+/// `group_interval` (1 s) have passed. `cargo test the_dead_mans_switch -- --nocapture` prints
+/// the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
+    use crate::support::receiver::Receiver;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = am_pager_at(&am.url(), "resend_interval = \"2s\"\n");
+    let ttl = joincanary::alert::alertmanager::watchdog_ttl(Duration::from_secs(2));
+    assert_eq!(ttl, Duration::from_secs(3));
+    let mut prober =
+        tokio::task::block_in_place(|| crate::support::running::Running::start(&cfg.path, &[]));
+    let switch = |hook: &Receiver| -> Vec<std::time::Instant> {
+        hook.timed()
+            .into_iter()
+            .filter(|(_, path, _)| path == "/switch")
+            .map(|(t, _, _)| t)
+            .collect()
+    };
+    for _ in 0..200 {
+        if switch(&hook).len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let heard = switch(&hook);
+    assert!(heard.len() >= 3, "{:?}\n{}", hook.all(), prober.log());
+    let gaps: Vec<f64> = heard
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+
+    let watchdog = format!(
+        "{}/api/v2/alerts?filter=alertname%3D%22JoinCanaryWatchdog%22",
+        am.url()
+    );
+    let alerts: serde_json::Value = reqwest::get(&watchdog).await.unwrap().json().await.unwrap();
+    let at = |key: &str| {
+        chrono::DateTime::parse_from_rfc3339(alerts[0][key].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{key}: {e}: {alerts}"))
+            .with_timezone(&chrono::Utc)
+    };
+    let now = chrono::Utc::now();
+    assert!(at("startsAt") <= now, "starts in the future: {alerts}");
+    let ahead = (at("endsAt") - now).num_milliseconds();
+    assert!(
+        (0..=3_500).contains(&ahead),
+        "endsAt {ahead} ms ahead: {alerts}"
+    );
+
+    let killed = std::time::Instant::now();
+    prober.child.kill().unwrap();
+    prober.child.wait().unwrap();
+    let quiet_after = ttl + Duration::from_secs(1);
+    tokio::time::sleep(quiet_after + Duration::from_secs(3)).await;
+    let after: Vec<f64> = switch(&hook)
+        .into_iter()
+        .filter(|t| *t > killed)
+        .map(|t| (t - killed).as_secs_f64())
+        .collect();
+    println!(
+        "dead man's switch: notified every {gaps:.2?} s while alive; after kill -9 at {after:.2?} s (watchdog endsAt {ahead} ms ahead of the last look)"
+    );
+    // The last notification comes at the latest on the group_interval tick before the last
+    // post's endsAt; 0.5 s of slack for a loaded machine.
+    assert!(
+        after.iter().all(|s| *s <= quiet_after.as_secs_f64() + 0.5),
+        "the switch still heard the dead prober {after:?} s after kill -9"
+    );
+}

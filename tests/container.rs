@@ -299,6 +299,8 @@ fn exported() -> Vec<String> {
     m.register_pagers(&["x".into()]);
     m.register_heartbeat("h");
     m.count_heartbeat("h", true, chrono::Utc::now());
+    // The service registers the supervisor's families beside these.
+    joincanary::supervise::Supervisor::register(&m.registry, "test").unwrap();
     let mut names = Vec::new();
     for line in m.render().lines() {
         let Some(name) = line

@@ -26,7 +26,12 @@ async fn listen(
 ) -> (SocketAddr, Metrics, CancellationToken) {
     let metrics = Metrics::new("test").unwrap();
     let status = Arc::new(Status::new("test"));
-    let app = joincanary::server::router(metrics.clone(), status, None);
+    let app = joincanary::server::router(
+        metrics.clone(),
+        status,
+        None,
+        joincanary::supervise::Supervisor::detached("test"),
+    );
     let app = match &web {
         Some(w) => w.protect(app),
         None => app,

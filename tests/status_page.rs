@@ -311,7 +311,7 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
         "{chart}"
     );
     assert!(
-        chart.contains("failed in the hour from"),
+        chart.contains("failed at signalling (no_match)"),
         "failed runs are marked: {chart}"
     );
 

@@ -39,5 +39,6 @@ mod signalling;
 mod sim_server;
 mod state;
 mod status_page;
+mod supervision;
 mod tls;
 mod web_config;

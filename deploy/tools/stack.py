@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -33,10 +34,22 @@ def require_tools():
         sys.exit(f"{BIN} missing: cargo build --bin joincanary")
 
 
+_ports_given = set()
+_ports_lock = threading.Lock()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before in this run: checks running side by side each
+    pick ports before their processes bind them, and the kernel may offer a just-closed one twice."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _ports_lock:
+            if port not in _ports_given:
+                _ports_given.add(port)
+                return port
+    raise OSError("no free port on 127.0.0.1")
 
 
 def http(method, url, body=None, timeout=2):

@@ -32,6 +32,7 @@ pub const LEGACY_OUTBOX_FILE: &str = "outbox.json";
 pub struct Dispatcher {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
+    stopping: tokio_util::sync::CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     forwarder: JoinHandle<()>,
     /// Opened by [`Dispatcher::start`]: closed at shutdown.
@@ -227,8 +228,16 @@ impl Dispatcher {
     ) -> Dispatcher {
         let (store, loaded) = super::engine::open_store(state_dir);
         let outbox = Outbox::from_loaded(&loaded);
-        let mut d =
-            Dispatcher::start_with(pagers, outbox, store, metrics, Clock::system(), shutdown);
+        let tasks = crate::supervise::Supervisor::detached(&metrics.region);
+        let mut d = Dispatcher::start_with(
+            pagers,
+            outbox,
+            store,
+            metrics,
+            Clock::system(),
+            shutdown,
+            &tasks,
+        );
         d.owns_store = true;
         d
     }
@@ -237,7 +246,8 @@ impl Dispatcher {
     /// reload left undelivered), recording every change in `store`. `clock` gives every
     /// timestamp (its start is the watchdog's `startsAt`: pass the service's clock, which
     /// outlives reloads). `shutdown` turning `true` makes the tasks flush and stop, as
-    /// [`Dispatcher::shutdown`] does. Must be called inside a tokio runtime.
+    /// [`Dispatcher::shutdown`] does. Each pager's task runs under `tasks` (restarted if it
+    /// panics; the queue is shared, so nothing is lost). Must be called inside a tokio runtime.
     pub fn start_with(
         pagers: Vec<PagerPlan>,
         mut outbox: Outbox,
@@ -245,6 +255,7 @@ impl Dispatcher {
         metrics: crate::metrics::Metrics,
         clock: Clock,
         shutdown: watch::Receiver<bool>,
+        tasks: &crate::supervise::Supervisor,
     ) -> Dispatcher {
         outbox.pending.retain(|p| {
             let known = pagers.iter().any(|pg| pg.name == p.sink);
@@ -302,25 +313,29 @@ impl Dispatcher {
         shared.metrics.register_resends(&shared.alertmanagers);
         shared.publish(&shared.lock());
         let (stop, stop_rx) = watch::channel(false);
+        // Cancelled before `stop` is sent: a pager task ending after it is not a failure.
+        let stopping = tokio_util::sync::CancellationToken::new();
         let client = notify::http_client();
+        let supervisor = tasks;
         let tasks = pagers
             .into_iter()
             .map(|plan| {
-                let notifier = match &client {
-                    Ok(c) => notify::notifier_for(&plan, c),
-                    Err(e) => Err(e.clone()),
-                }
-                .unwrap_or_else(|e| {
-                    tracing::error!(sink = %plan.name, error = %e, "pager cannot send");
-                    Box::new(Broken(e.to_string()))
-                });
-                // Every attempt's outcome, for the status page's delivery health.
-                let notifier = super::health::Observed::wrap(
-                    notifier,
-                    &plan,
-                    shared.metrics.delivery.clone(),
-                    shared.clock,
-                );
+                let make_notifier = {
+                    let (plan, client) = (plan.clone(), client.clone());
+                    let (delivery, clock) = (shared.metrics.delivery.clone(), shared.clock);
+                    move || -> Box<dyn Notifier> {
+                        let notifier = match &client {
+                            Ok(c) => notify::notifier_for(&plan, c),
+                            Err(e) => Err(e.clone()),
+                        }
+                        .unwrap_or_else(|e| {
+                            tracing::error!(sink = %plan.name, error = %e, "pager cannot send");
+                            Box::new(Broken(e.to_string()))
+                        });
+                        // Every attempt's outcome, for the status page's delivery health.
+                        super::health::Observed::wrap(notifier, &plan, delivery.clone(), clock)
+                    }
+                };
                 let watchdog = match (&plan.kind, &client) {
                     (PagerKind::Alertmanager(a), Ok(c)) => Some(Watchdog {
                         plan: a.clone(),
@@ -330,16 +345,31 @@ impl Dispatcher {
                     }),
                     _ => None,
                 };
-                tokio::spawn(
-                    run_pager(shared.clone(), plan, notifier, watchdog, stop_rx.clone())
-                        .in_current_span(),
+                let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+                supervisor.spawn(
+                    crate::supervise::Task::Pager,
+                    format!("pager {}", plan.name),
+                    true,
+                    stopping.clone(),
+                    move || {
+                        run_pager(
+                            shared.clone(),
+                            plan.clone(),
+                            make_notifier(),
+                            watchdog.clone(),
+                            stop_rx.clone(),
+                        )
+                    },
                 )
             })
             .collect();
-        let forwarder = tokio::spawn(forward_shutdown(shutdown, stop.clone()).in_current_span());
+        let forwarder = tokio::spawn(
+            forward_shutdown(shutdown, stop.clone(), stopping.clone()).in_current_span(),
+        );
         Dispatcher {
             shared,
             stop,
+            stopping,
             tasks,
             forwarder,
             owns_store: false,
@@ -450,6 +480,7 @@ impl Dispatcher {
     /// which takes the returned outbox).
     pub async fn shutdown(self) -> Outbox {
         self.shared.accepting.store(false, Ordering::SeqCst);
+        self.stopping.cancel();
         let _ = self.stop.send(true);
         let mut tasks = self.tasks;
         let all = futures_util::future::join_all(tasks.iter_mut());
@@ -579,9 +610,14 @@ impl Shared {
     }
 }
 
-async fn forward_shutdown(mut external: watch::Receiver<bool>, stop: watch::Sender<bool>) {
+async fn forward_shutdown(
+    mut external: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    stopping: tokio_util::sync::CancellationToken,
+) {
     loop {
         if *external.borrow_and_update() {
+            stopping.cancel();
             let _ = stop.send(true);
             return;
         }
@@ -808,6 +844,7 @@ async fn resend_firing(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifie
 }
 
 /// The always-firing `JoinCanaryWatchdog` of an Alertmanager pager.
+#[derive(Clone)]
 struct Watchdog {
     plan: super::alertmanager::Alertmanager,
     client: reqwest::Client,

@@ -141,6 +141,11 @@ impl Resident {
     /// Runs until `shutdown`. `confirm` carries the alert policy's requests for a confirming
     /// run: the next exchange is brought forward to that delay.
     pub async fn run(self, mut confirm: mpsc::Receiver<Duration>) {
+        self.run_with(&mut confirm).await;
+    }
+
+    /// [`Resident::run`] on a borrowed receiver, so a supervisor can start it again.
+    pub async fn run_with(&self, confirm: &mut mpsc::Receiver<Duration>) {
         let probe = self.probe.clone();
         let Some(resident) = probe.resident.as_ref() else {
             return;
@@ -162,7 +167,7 @@ impl Resident {
             }
             let ended = match self.sessions.open(&probe, resident, &self.region).await {
                 Ok(session) => {
-                    self.exchanges(session, resident, &mut confirm, &mut backoff)
+                    self.exchanges(session, resident, confirm, &mut backoff)
                         .await
                 }
                 Err(run) => {

@@ -1,0 +1,241 @@
+//! Issue 17, "tasks that die quietly": the real service on tokio's paused clock, with a task
+//! made to panic (a run that panics in the runner; the run consumer and a probe's schedule
+//! loop through the `sim` feature's fault hook, which no config or request reaches). Each time:
+//! logged, counted in `joincanary_task_restarts_total{task}`, `/-/ready` 503 naming the task,
+//! probing and recording go on, and readiness comes back once the task is healthy again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use joincanary::clock::Clock;
+use joincanary::config::ProbePlan;
+use joincanary::report::{ProbeRun, Trigger};
+use joincanary::scheduler::Runner;
+use joincanary::supervise::{HEALTHY_AFTER, Task, fault};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::TempConfig;
+
+/// Passes in 5 ms, except the runs numbered in `panic_on` (1-based), which panic.
+struct Runs {
+    clock: Clock,
+    count: AtomicU32,
+    panic_on: Vec<u32>,
+}
+
+impl Runner for Runs {
+    fn run(
+        &self,
+        probe: Arc<ProbePlan>,
+        region: String,
+        trigger: Trigger,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let panics = self.panic_on.contains(&n);
+        let started_at = self.clock.now();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(!panics, "deliberate panic in run {n}");
+            ProbeRun {
+                probe: probe.name.clone(),
+                region,
+                success: true,
+                started_at,
+                duration_ms: Duration::from_millis(5),
+                failed_step: None,
+                reason: None,
+                error: None,
+                trigger,
+                steps: Vec::new(),
+            }
+        })
+    }
+}
+
+struct Running {
+    base: String,
+    handles: joincanary::service::Handles,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
+    _cfg: TempConfig,
+}
+
+fn origin() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 3, 0, 0).unwrap()
+}
+
+/// `run` in-process with one probe named `probe`, every 10 s, on the paused clock.
+async fn start(probe: &str, panic_on: Vec<u32>) -> Running {
+    let text = format!(
+        "name = \"{probe}\"\nschedule = \"*/10 * * * * *\"\ntimeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
+    );
+    let cfg = TempConfig::new("", &[("p.toml", &text)]);
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let clock = Clock::starting_at(origin());
+    let runner = Arc::new(Runs {
+        clock,
+        count: AtomicU32::new(0),
+        panic_on,
+    });
+    let handles = joincanary::service::handles(&plan).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(joincanary::service::serve_with(
+        plan,
+        listener,
+        runner,
+        clock,
+        stop.clone(),
+        handles.clone(),
+    ));
+    Running {
+        base,
+        handles,
+        stop,
+        task,
+        _cfg: cfg,
+    }
+}
+
+impl Running {
+    fn restarts(&self, task: Task) -> f64 {
+        self.value("joincanary_task_restarts_total", task)
+    }
+
+    fn failing(&self, task: Task) -> f64 {
+        self.value("joincanary_task_failing", task)
+    }
+
+    fn value(&self, family: &str, task: Task) -> f64 {
+        let text = self.handles.metrics.render();
+        let series = format!("{family}{{region=\"test\",task=\"{}\"}} ", task.as_str());
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series}in {text}"))
+    }
+
+    fn runs(&self, probe: &str) -> u64 {
+        self.handles
+            .status
+            .snapshot()
+            .iter()
+            .find(|p| p.probe == probe)
+            .map_or(0, |p| p.runs)
+    }
+
+    async fn ready(&self) -> (u16, String) {
+        let r = reqwest::get(format!("{}/-/ready", self.base))
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_task_kind_has_a_restart_series_at_zero_from_start() {
+    let svc = start("quiet-start", Vec::new()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for task in Task::ALL {
+        assert_eq!(svc.restarts(task), 0.0, "{}", task.as_str());
+        assert_eq!(svc.failing(task), 0.0, "{}", task.as_str());
+    }
+    assert_eq!(
+        svc.ready().await,
+        (
+            200,
+            "ready; no pager configured: alerts show only in metrics and status; nobody is paged\n"
+                .to_string()
+        )
+    );
+    svc.stop().await;
+}
+
+/// Before: a panic in the consumer (the 100000000-year maintenance window) stopped every run
+/// from being recorded or paged while `/-/ready` stayed 200.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_run_consumer_is_restarted_and_holds_readiness_until_healthy() {
+    let probe = "consumer-fault";
+    fault::arm(Task::Consumer, probe, 1);
+    let svc = start(probe, Vec::new()).await;
+    // The first run (at :10) reaches the consumer, which panics on it.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(svc.restarts(Task::Consumer), 1.0);
+    assert_eq!(svc.failing(Task::Consumer), 1.0);
+    let (code, body) = svc.ready().await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        body,
+        format!(
+            "not ready: a supervised task failed\nrun consumer panicked: injected fault in the consumer task for {probe}; restarting\n"
+        )
+    );
+    // Restarted after 1 s: the next runs are recorded again (the panicking one was lost).
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(svc.runs(probe), 2);
+    assert_eq!(svc.ready().await.0, 503);
+    // Healthy again after running a minute without failing.
+    tokio::time::sleep(HEALTHY_AFTER).await;
+    assert_eq!(svc.ready().await.0, 200);
+    assert_eq!(svc.restarts(Task::Consumer), 1.0);
+    assert_eq!(svc.failing(Task::Consumer), 0.0);
+    svc.stop().await;
+}
+
+/// A run that panics used to leave its probe marked running for ever: every later tick was
+/// skipped as an overlap. Now the probe is freed, the panic counted, and the next run that
+/// ends makes it ready again.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_run_frees_its_probe_and_readiness_returns_with_the_next_run() {
+    let probe = "run-fault";
+    let svc = start(probe, vec![1]).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(svc.restarts(Task::Run), 1.0);
+    let (code, body) = svc.ready().await;
+    assert_eq!(code, 503);
+    assert!(
+        body.contains(&format!(
+            "run of probe {probe} panicked: deliberate panic in run 1; restarting"
+        )),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(svc.runs(probe), 1);
+    assert_eq!(svc.ready().await.0, 200);
+    let skipped = svc.handles.status.snapshot()[0].skipped;
+    assert_eq!(skipped, 0);
+    svc.stop().await;
+}
+
+/// A probe's schedule loop that panics is restarted with the same confirm channel and keeps
+/// its cadence; two panics in a row double the backoff and count twice.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_schedule_loop_is_restarted_and_the_probe_keeps_running() {
+    let probe = "schedule-fault";
+    fault::arm(Task::Scheduler, probe, 2);
+    let svc = start(probe, Vec::new()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(svc.restarts(Task::Scheduler), 1.0);
+    let (code, body) = svc.ready().await;
+    assert_eq!(code, 503);
+    assert!(
+        body.contains(&format!("scheduler of probe {probe} panicked: injected fault in the scheduler task for {probe}; restarting")),
+        "{body}"
+    );
+    // 1 s later it panics again (2 times), then runs after 2 s more.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(svc.restarts(Task::Scheduler), 2.0);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(svc.runs(probe) >= 2, "{}", svc.runs(probe));
+    tokio::time::sleep(HEALTHY_AFTER).await;
+    assert_eq!(svc.ready().await.0, 200);
+    svc.stop().await;
+}
