@@ -31,28 +31,6 @@ pub async fn silent_server() -> String {
     addr
 }
 
-/// Accepts the first subprotocol the client offers.
-// The signature is tungstenite's `Callback`; its error type is not ours to shrink.
-#[allow(clippy::result_large_err)]
-fn echo_subprotocol(
-    req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-    mut resp: tokio_tungstenite::tungstenite::handshake::server::Response,
-) -> Result<
-    tokio_tungstenite::tungstenite::handshake::server::Response,
-    tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
-> {
-    let first = req
-        .headers()
-        .get("sec-websocket-protocol")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|p| p.trim().parse().ok());
-    if let Some(p) = first {
-        resp.headers_mut().insert("sec-websocket-protocol", p);
-    }
-    Ok(resp)
-}
-
 /// A websocket server running `behave` on each of up to 4 connections. It accepts the first
 /// subprotocol the client offers (an `xmpp` client requires one back).
 // tungstenite fixes the handshake callback's error type (an HTTP response): not ours to shrink.
@@ -69,7 +47,22 @@ where
             let Ok((s, _)) = l.accept().await else { return };
             let behave = behave.clone();
             tokio::spawn(async move {
-                if let Ok(ws) = tokio_tungstenite::accept_hdr_async(s, echo_subprotocol).await {
+                use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+                // The error type is tungstenite's, fixed by `accept_hdr_async`'s callback.
+                #[allow(clippy::result_large_err)]
+                let echo = |req: &Request, mut resp: Response| {
+                    let first = req
+                        .headers()
+                        .get("sec-websocket-protocol")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(',').next())
+                        .and_then(|p| p.trim().parse().ok());
+                    if let Some(p) = first {
+                        resp.headers_mut().insert("sec-websocket-protocol", p);
+                    }
+                    Ok(resp)
+                };
+                if let Ok(ws) = tokio_tungstenite::accept_hdr_async(s, echo).await {
                     behave(ws).await;
                 }
             });
