@@ -84,8 +84,9 @@ pub struct Notification {
     pub dedup_key: String,
     pub probe: String,
     pub region: String,
-    /// One line, e.g. `sim-join failing in eu-west-1: step "signalling" no_match after 5.0 s
-    /// (login 42 ms, websocket 18 ms OK)`.
+    /// One line, e.g. `sim-join failing in eu-west-1: step "signalling" server_error after 12 ms:
+    /// OOM command not allowed … (login 42 ms, websocket 18 ms OK)`: the cause before the
+    /// passed steps (see `report::cause_fragment`).
     pub summary: String,
     pub failed_step: Option<String>,
     pub reason: Option<FailureReason>,
