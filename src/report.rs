@@ -364,14 +364,19 @@ pub(crate) mod millis {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        super::duration_from_ms(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+        super::duration_from_ms(f64::deserialize(d)?).map_err(named)
     }
 
     /// For a field kept as milliseconds (`f64`): the same range check as a [`Duration`] field.
     pub fn deserialize_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         let ms = f64::deserialize(d)?;
-        super::duration_from_ms(ms).map_err(serde::de::Error::custom)?;
+        super::duration_from_ms(ms).map_err(named)?;
         Ok(ms)
+    }
+
+    /// The error names the key (serde_json adds the line and column).
+    fn named<E: serde::de::Error>(e: String) -> E {
+        E::custom(format!("duration_ms: {e}"))
     }
 
     pub fn round_ms(d: Duration) -> f64 {
@@ -405,7 +410,9 @@ mod phase_millis {
             .map(|(p, ms)| {
                 Ok((
                     p,
-                    super::duration_from_ms(ms).map_err(serde::de::Error::custom)?,
+                    super::duration_from_ms(ms).map_err(|e| {
+                        serde::de::Error::custom(format!("phases.{}: {e}", p.as_str()))
+                    })?,
                 ))
             })
             .collect()

@@ -529,7 +529,7 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::config::ConfigError
 
 /// Line and column of a probe file's top-level `name = ...` (before any table); 0, 0 when the
 /// name comes from the file name.
-fn name_position(path: &std::path::Path) -> (usize, usize) {
+pub(crate) fn name_position(path: &std::path::Path) -> (usize, usize) {
     // The config reader: the file may have been swapped for a FIFO since it loaded.
     let Ok(text) = crate::config::file::read_text(path) else {
         return (0, 0);
