@@ -283,6 +283,34 @@ impl ProbeRun {
     }
 }
 
+/// Ends the cause-naming words that open an error (the server's own: `OOM command not allowed
+/// … — the server reported an error: 42["join_error",…]`).
+pub const CAUSE_END: &str = " — ";
+/// The longest cause fragment a page's one-line summary carries.
+pub const CAUSE_FRAGMENT_CHARS: usize = 100;
+
+/// The shortest fragment of a run's error that names the cause, for the one line of a page that
+/// every pager shows (Opsgenie's 130-character message, Slack's notification): the words before
+/// [`CAUSE_END`] when the error opens with the server's own, else the error's start; one line,
+/// at most [`CAUSE_FRAGMENT_CHARS`] characters. The error is already free of secrets.
+pub fn cause_fragment(error: &str) -> Option<String> {
+    let head = error.split(CAUSE_END).next().unwrap_or(error);
+    let flat: String = head
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.is_empty() {
+        return None;
+    }
+    if flat.chars().count() <= CAUSE_FRAGMENT_CHARS {
+        return Some(flat.to_string());
+    }
+    let mut cut: String = flat.chars().take(CAUSE_FRAGMENT_CHARS - 1).collect();
+    cut.push('…');
+    Some(cut)
+}
+
 /// Formats a duration for people: `842 ms`, `5.0 s`.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
@@ -336,14 +364,19 @@ pub(crate) mod millis {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        super::duration_from_ms(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+        super::duration_from_ms(f64::deserialize(d)?).map_err(named)
     }
 
     /// For a field kept as milliseconds (`f64`): the same range check as a [`Duration`] field.
     pub fn deserialize_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         let ms = f64::deserialize(d)?;
-        super::duration_from_ms(ms).map_err(serde::de::Error::custom)?;
+        super::duration_from_ms(ms).map_err(named)?;
         Ok(ms)
+    }
+
+    /// The error names the key (serde_json adds the line and column).
+    fn named<E: serde::de::Error>(e: String) -> E {
+        E::custom(format!("duration_ms: {e}"))
     }
 
     pub fn round_ms(d: Duration) -> f64 {
@@ -377,7 +410,9 @@ mod phase_millis {
             .map(|(p, ms)| {
                 Ok((
                     p,
-                    super::duration_from_ms(ms).map_err(serde::de::Error::custom)?,
+                    super::duration_from_ms(ms).map_err(|e| {
+                        serde::de::Error::custom(format!("phases.{}: {e}", p.as_str()))
+                    })?,
                 ))
             })
             .collect()
@@ -386,6 +421,24 @@ mod phase_millis {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cause_fragment_is_the_servers_words_or_the_errors_start() {
+        let oom = "OOM command not allowed when used memory > 'maxmemory'. — the server reported an error: 42[\"join_error\"]";
+        assert_eq!(
+            cause_fragment(oom).as_deref(),
+            Some("OOM command not allowed when used memory > 'maxmemory'.")
+        );
+        assert_eq!(
+            cause_fragment("connect failed: Connection refused (os error 111)").as_deref(),
+            Some("connect failed: Connection refused (os error 111)")
+        );
+        let long = format!("status 502 (expected 200): {}", "x\ny".repeat(100));
+        let cut = cause_fragment(&long).unwrap_or_default();
+        assert_eq!(cut.chars().count(), CAUSE_FRAGMENT_CHARS);
+        assert!(cut.ends_with('…') && !cut.contains('\n'), "{cut}");
+        assert_eq!(cause_fragment("  "), None);
+    }
+
     use super::*;
 
     #[test]

@@ -856,7 +856,11 @@ async fn email_arrives_with_text_and_html_parts() {
     assert_eq!(msgs.len(), 1);
     let msg = &msgs[0];
     assert!(
-        msg.contains("Subject: [FIRING] sim-join failing in test: <script>"),
+        msg.contains("Subject: [joincanary] sim-join in test: join flow failing since "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("[FIRING critical] sim-join failing in test: <script>"),
         "{msg}"
     );
     assert!(msg.contains("multipart/alternative"), "{msg}");

@@ -263,3 +263,79 @@ async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
         "the switch still heard the dead prober {after:?} s after kill -9"
     );
 }
+
+/// An Alertmanager behind basic auth (credentials in the pager's `url`, from the environment):
+/// `test-page` sends them on every request, reads the route, and what it reports about the
+/// calls that failed (the groups answering 401, the alert list 500) never shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_page_reports_alertmanager_errors_without_its_credentials() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    const PASSWORD: &str = "am-pass-word-7";
+    let auth = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = auth.clone();
+    let record = move |h: &HeaderMap| {
+        let value = h
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        seen.lock().unwrap().push(value.to_string());
+    };
+    let (r1, r2, r3, r4) = (record.clone(), record.clone(), record.clone(), record);
+    let config = "route: {receiver: page, group_wait: 0s}\nreceivers: [{name: page}]\n";
+    let app = axum::Router::new()
+        .route(
+            "/api/v2/status",
+            get(move |h: HeaderMap| async move {
+                r1(&h);
+                axum::Json(serde_json::json!({"config": {"original": config}}))
+            }),
+        )
+        .route(
+            "/api/v2/alerts/groups",
+            get(move |h: HeaderMap| async move {
+                r2(&h);
+                (StatusCode::UNAUTHORIZED, format!("bad password {PASSWORD}"))
+            }),
+        )
+        .route(
+            "/api/v2/alerts",
+            get(move |h: HeaderMap| async move {
+                r3(&h);
+                (StatusCode::INTERNAL_SERVER_ERROR, PASSWORD)
+            })
+            .post(move |h: HeaderMap| async move {
+                r4(&h);
+                StatusCode::OK
+            }),
+        );
+    let addr = crate::support::serve_router(app).await;
+    let cfg = am_pager_at("${AM_URL}", "");
+    let plan = cfg
+        .load(&[("AM_URL", &format!("http://canary:{PASSWORD}@{addr}"))])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let results = joincanary::alert::test_page(
+        &plan.pagers,
+        "test",
+        &[],
+        None,
+        joincanary::clock::Clock::system(),
+    )
+    .await;
+    let notes = results[0].1.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        notes,
+        &[
+            "Alertmanager routes it to `page` (group_wait 0s); will keep it firing 3s",
+            "Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)",
+            "could not list Alertmanager's alerts to confirm it: HTTP 500 Internal Server Error",
+            "kept it firing 3s for Alertmanager to notify; resolving",
+        ]
+    );
+    let text = format!("{results:?}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    // status, groups, POST, alerts, POST: each with the credentials.
+    let auth = auth.lock().unwrap().clone();
+    assert_eq!(auth.len(), 5, "{auth:?}");
+    assert!(auth.iter().all(|a| a.starts_with("Basic ")), "{auth:?}");
+}

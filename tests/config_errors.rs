@@ -14,7 +14,9 @@ fn unknown_key_names_line_and_key() {
     let errs = errors_for(&format!("{HEAD}url = \"http://h/\"\nbogus = 1\n"), &[]);
     assert_eq!(errs.len(), 1);
     assert!(
-        errs[0].starts_with("probes/p.toml:6:1: unknown field `bogus`, expected one of"),
+        errs[0].starts_with(
+            "probes/p.toml:6:1: steps[0].bogus: unknown field `bogus`, expected one of"
+        ),
         "{}",
         errs[0]
     );
@@ -143,7 +145,7 @@ fn service_config_unknown_key_and_missing_probe_file() {
     let cfg = TempConfig::new("colour = \"red\"\n", &[]);
     let err = cfg.load(&[]).unwrap_err().to_string();
     assert!(
-        err.contains("joincanary.toml:5:1: unknown field `colour`"),
+        err.contains("joincanary.toml:5:1: colour: unknown field `colour`"),
         "{err}"
     );
 
@@ -231,4 +233,109 @@ fn header_value_with_a_line_break_is_refused_without_quoting_it() {
         ]
     );
     assert!(!errs[0].contains("s3cret"));
+}
+
+/// Issue 17: errors that lacked the promised `file:line:col: key:` form (unknown fields named
+/// no key, a missing field neither; a duplicate probe name, an invalid name taken from the file
+/// name and a deadline and schedule both from `[defaults]` had no line). One row per kind.
+#[test]
+fn every_kind_of_error_has_file_line_column_and_key() {
+    const PROBE: &str = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let service = |extra: &str| TempConfig::new(extra, &[("p.toml", PROBE)]).errors();
+    let probe = |text: &str| TempConfig::new("", &[("p.toml", text)]).errors();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            service("colour = \"red\"\n"),
+            "joincanary.toml:5:1: colour: unknown field `colour`, expected one of `region`, `listen`, `probes`, `state_dir`, `status_url`, `dashboard_url`, `peers`, `phase_histograms`, `defaults`, `alerting`, `pager`, `heartbeat`",
+        ),
+        (
+            service("[defaults]\nwat = 1\n"),
+            "joincanary.toml:6:1: defaults.wat: unknown field `wat`, expected one of `schedule`, `timezone`, `timeout`, `step_timeout`, `jitter`, `max_body_bytes`, `max_frames`",
+        ),
+        (
+            service("[alerting]\nwat = 1\n"),
+            "joincanary.toml:6:1: alerting.wat: unknown field `wat`, expected one of `enabled`, `confirm_delay`, `failure_threshold`, `success_threshold`, `degraded_threshold`, `reminder_interval`, `pagers`, `group_key`, `budgets`, `maintenance`",
+        ),
+        (
+            service(
+                "[[alerting.maintenance]]\nstart = \"0 3 * * *\"\nduration = \"1h\"\nwhat = 1\n",
+            ),
+            "joincanary.toml:8:1: alerting.maintenance[0].what: unknown field `what`, expected one of `start`, `duration`, `timezone`",
+        ),
+        (
+            service(
+                "[[heartbeat]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1m\"\n",
+            ),
+            "joincanary.toml:9:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `api_key`, `region`, `heartbeat`, `interval`, `timeout`",
+        ),
+        (
+            service("[[pager]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n"),
+            "joincanary.toml:5:1: pager[0].name: missing field `name`",
+        ),
+        (
+            probe(&format!("bogus = 1\n{PROBE}")),
+            "probes/p.toml:1:1: bogus: unknown field `bogus`, expected one of `name`, `description`, `schedule`, `timezone`, `timeout`, `jitter`, `max_body_bytes`, `ca_file`, `variables`, `steps`, `alerting`, `mode`, `resident`, `exchange`, `teardown`",
+        ),
+        (
+            probe(&format!(
+                "{PROBE}[[steps]]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
+            )),
+            "probes/p.toml:6:1: steps[1].name: missing field `name`",
+        ),
+        (
+            probe(&format!("{PROBE}[alerting]\nwat = 1\n")),
+            "probes/p.toml:7:1: alerting.wat: unknown field `wat`, expected one of `enabled`, `confirm_delay`, `failure_threshold`, `success_threshold`, `degraded_threshold`, `reminder_interval`, `pagers`, `group_key`, `budgets`, `maintenance`",
+        ),
+        (
+            probe("name = \"a\"\nname = \"b\"\n"),
+            "probes/p.toml:2:1: name: duplicate key",
+        ),
+        (
+            probe("timeout = 5\n"),
+            "probes/p.toml:1:11: timeout: invalid type: integer `5`, expected a string",
+        ),
+        (
+            // The deadline and the schedule both from [defaults]: placed at the file's start.
+            TempConfig::new(
+                "[defaults]\ntimeout = \"90s\"\n",
+                &[("p.toml", &PROBE.replace("timeout = \"5s\"\n", ""))],
+            )
+            .errors(),
+            "probes/p.toml:1:1: timeout: the probe deadline (1m 30s) must be shorter than the schedule's interval (1m), or runs would overlap",
+        ),
+        (
+            // The name taken from the file's name.
+            TempConfig::new("", &[("bad name.toml", PROBE)]).errors(),
+            "probes/bad name.toml:1:1: name: `bad name` must be letters, digits, `-`, `_` or `.`",
+        ),
+        (
+            TempConfig::new(
+                "",
+                &[
+                    ("p.toml", &format!("name = \"dup\"\n{PROBE}")),
+                    (
+                        "q.toml",
+                        &format!("description = \"x\"\nname = \"dup\"\n{PROBE}"),
+                    ),
+                ],
+            )
+            .errors(),
+            "probes/q.toml:2:1: name: probe `dup` is also defined in probes/p.toml",
+        ),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got, [want]);
+    }
+    // The service config without `probes` at all: the key is the missing field.
+    let cfg = TempConfig::new("", &[]);
+    std::fs::write(&cfg.path, "region = \"r\"\n").unwrap();
+    assert_eq!(
+        cfg.errors(),
+        ["joincanary.toml:1:1: probes: missing field `probes`"]
+    );
+    // A syntax error names its place (and no key: there is none on a broken header).
+    assert_eq!(
+        probe("[[steps]\nname = 1\n"),
+        ["probes/p.toml:1:9: unclosed array table, expected `]`"]
+    );
 }

@@ -170,9 +170,18 @@ async fn redis_out_of_memory_fails_the_join_at_once_with_the_oom_text_in_the_pag
     // Cleanup still closed both sockets.
     assert!(step(&run, "close-a").success && step(&run, "close-b").success);
 
+    // Issue 17: the server's words come first, and reach the page's one line: Opsgenie's
+    // 130-character message (and Slack's notification) named only `server_error` before.
+    assert!(error.starts_with("OOM command not allowed"), "{error}");
     let page = page(&plan, &run);
     assert!(page.contains("OOM command not allowed"), "{page}");
     assert!(page.contains("server_error"), "{page}");
+    let page: serde_json::Value = serde_json::from_str(&page).unwrap_or_default();
+    let summary = page["summary"].as_str().unwrap_or_default();
+    let message =
+        joincanary::alert::limits::fit_plain(summary, joincanary::alert::limits::OG_MESSAGE);
+    assert!(message.contains("server_error after "), "{message}");
+    assert!(message.contains(": OOM command not allowed"), "{message}");
     redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(run_probe(&plan, "test", Trigger::Manual).await.success);
 }
@@ -375,7 +384,12 @@ async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails
     assert_eq!(run.failed_step.as_deref(), Some("in-room"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     let error = run.error.clone().unwrap_or_default();
-    assert!(error.contains("not-allowed"), "{error}");
+    // Issue 17: the condition and the server's text open the error; the JIDs around them had
+    // filled the quote, and "Room creation is restricted" never reached the page.
+    assert!(
+        error.starts_with("not-allowed: Room creation is restricted — error stanza: <presence"),
+        "{error}"
+    );
     let took = step(&run, "in-room").duration_ms;
     assert!(took < Duration::from_secs(1), "{took:?}");
 }

@@ -229,11 +229,25 @@ async fn email_threads_resolve_under_trigger_across_a_restart() {
         assert!(!header(&t, h).is_empty(), "{h} missing: {t:#}");
     }
     assert!(chars(header(&t, "Subject")) <= 200);
-    assert!(header(&t, "Subject").starts_with("[FIRING] join-"));
+    // Issue 16: one subject for the incident, so Gmail (same subject + References) and Outlook
+    // (same conversation topic) thread the resolve under its trigger; the state opens the body.
+    assert!(header(&t, "Subject").starts_with("[joincanary] join-"));
+    assert_eq!(header(&r, "Subject"), header(&t, "Subject"));
     assert_eq!(header(&r, "In-Reply-To"), id);
     assert_eq!(header(&r, "References"), id);
     assert_ne!(header(&r, "Message-ID"), id);
-    assert!(header(&r, "Subject").starts_with("[RESOLVED] "));
+    assert!(
+        t["text"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("[FIRING critical] join-")
+    );
+    assert!(
+        r["text"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("[RESOLVED] recovered")
+    );
     assert_eq!(
         t["structure"],
         json!([

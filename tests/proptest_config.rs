@@ -95,3 +95,303 @@ fn service_config_junk_is_an_error_with_a_line() {
     let errors = config::load(&cfg.path, &crate::support::env(&[])).expect_err("junk");
     assert!(errors.0.iter().all(|e| e.line > 0), "{errors}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17: extreme numbers through every duration key and every deserialised float.
+// ---------------------------------------------------------------------------------------------
+
+/// Every duration key of the service config and the probe files: (which file, the text with
+/// `{}` where the value goes, the key an error must name).
+const DURATION_KEYS: &[(&str, &str, &str)] = &[
+    ("service", "[defaults]\ntimeout = {}\n", "defaults.timeout"),
+    (
+        "service",
+        "[defaults]\nstep_timeout = {}\n",
+        "defaults.step_timeout",
+    ),
+    ("service", "[defaults]\njitter = {}\n", "defaults.jitter"),
+    (
+        "service",
+        "[alerting]\nconfirm_delay = {}\n",
+        "alerting.confirm_delay",
+    ),
+    (
+        "service",
+        "[alerting]\nreminder_interval = {}\n",
+        "alerting.reminder_interval",
+    ),
+    (
+        "service",
+        "[alerting.budgets]\n\"a.total\" = {}\n",
+        "alerting.budgets.a.total",
+    ),
+    (
+        "service",
+        "[[alerting.maintenance]]\nstart = \"0 3 * * *\"\nduration = {}\n",
+        "alerting.maintenance[0].duration",
+    ),
+    (
+        "service",
+        "[[pager]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = {}\n",
+        "pager[0].timeout",
+    ),
+    (
+        "service",
+        "[[pager]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nretry_base = {}\n",
+        "pager[0].retry_base",
+    ),
+    (
+        "service",
+        "[[pager]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nretry_max_age = {}\n",
+        "pager[0].retry_max_age",
+    ),
+    (
+        "service",
+        "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9/\"\nresend_interval = {}\n",
+        "pager[0].resend_interval",
+    ),
+    (
+        "service",
+        "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9/\"\nhold = {}\n",
+        "pager[0].hold",
+    ),
+    (
+        "service",
+        "[[heartbeat]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\ninterval = {}\n",
+        "heartbeat[0].interval",
+    ),
+    (
+        "service",
+        "[[heartbeat]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = {}\n",
+        "heartbeat[0].timeout",
+    ),
+    (
+        "probe",
+        "timeout = {}\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+        "timeout",
+    ),
+    (
+        "probe",
+        "jitter = {}\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+        "jitter",
+    ),
+    (
+        "probe",
+        "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\ntimeout = {}\n",
+        "steps[0].timeout",
+    ),
+    (
+        "probe",
+        "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n[alerting]\nconfirm_delay = {}\n",
+        "alerting.confirm_delay",
+    ),
+    (
+        "probe",
+        "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n[alerting]\nreminder_interval = {}\n",
+        "alerting.reminder_interval",
+    ),
+    (
+        "probe",
+        "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n[[alerting.maintenance]]\nstart = \"0 3 * * *\"\nduration = {}\n",
+        "alerting.maintenance[0].duration",
+    ),
+    (
+        "probe",
+        "mode = \"resident\"\n[resident]\nevery = {}\n[[steps]]\nname = \"c\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:9/\"\n[[exchange]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+        "resident.every",
+    ),
+    (
+        "probe",
+        "mode = \"resident\"\n[resident]\nmax_session_age = {}\n[[steps]]\nname = \"c\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:9/\"\n[[exchange]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+        "resident.max_session_age",
+    ),
+    (
+        "probe",
+        "mode = \"resident\"\n[resident]\nkeepalive = {}\n[[steps]]\nname = \"c\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:9/\"\n[[exchange]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+        "resident.keepalive",
+    ),
+    (
+        "probe",
+        "mode = \"resident\"\n[resident]\nsetup_timeout = {}\n[[steps]]\nname = \"c\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:9/\"\n[[exchange]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+        "resident.setup_timeout",
+    ),
+    (
+        "probe",
+        "mode = \"resident\"\n[resident]\nreconnect_min = {}\n[[steps]]\nname = \"c\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:9/\"\n[[exchange]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+        "resident.reconnect_min",
+    ),
+    (
+        "probe",
+        "mode = \"resident\"\n[resident]\nreconnect_max = {}\n[[steps]]\nname = \"c\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:9/\"\n[[exchange]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
+        "resident.reconnect_max",
+    ),
+];
+
+/// Extreme values as TOML: durations of every unit and size, and numbers where a string goes.
+fn extreme() -> impl Strategy<Value = String> {
+    let unit = prop_oneof![
+        Just("ns"),
+        Just("us"),
+        Just("ms"),
+        Just("s"),
+        Just("m"),
+        Just("h"),
+        Just("d"),
+        Just("w"),
+        Just("months"),
+        Just("years"),
+    ];
+    prop_oneof![
+        Just("\"0s\"".to_string()),
+        Just("\"-1s\"".to_string()),
+        Just("\"NaN\"".to_string()),
+        Just("\"1e300s\"".to_string()),
+        Just("\"100000000years\"".to_string()),
+        Just(format!("\"{}s\"", i64::MAX)),
+        Just(format!("\"{}s\"", u64::MAX)),
+        Just(format!("\"{}ns\"", u64::MAX)),
+        Just("\"1year\"".to_string()),
+        Just("\"366d\"".to_string()),
+        Just("nan".to_string()),
+        Just("-inf".to_string()),
+        Just("1e300".to_string()),
+        Just(i64::MAX.to_string()),
+        Just("-1".to_string()),
+        (any::<u64>(), unit.clone()).prop_map(|(n, u)| format!("\"{n}{u}\"")),
+        (0u64..100_000, unit).prop_map(|(n, u)| format!("\"{n}{u}\"")),
+    ]
+}
+
+/// Every time calculation the service does with a configured duration must be possible.
+fn usable(d: std::time::Duration) -> bool {
+    d <= config::MAX_DURATION
+        && tokio::time::Instant::now().checked_add(d).is_some()
+        && chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+            .is_some()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever number a duration key holds: never a panic; the load either gives a value every
+    /// time calculation can use, or an error at `file:line:col` naming the key.
+    #[test]
+    fn every_duration_key_takes_extreme_values(
+        which in 0..DURATION_KEYS.len(),
+        value in extreme(),
+    ) {
+        let (file, template, key) = DURATION_KEYS[which];
+        let text = template.replacen("{}", &value, 1);
+        let probe_ok = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+        let cfg = if file == "service" {
+            TempConfig::new(&text, &[("p.toml", probe_ok)])
+        } else {
+            TempConfig::new("", &[("p.toml", &text)])
+        };
+        let loaded = std::panic::catch_unwind(|| cfg.load(&[]))
+            .map_err(|_| TestCaseError::fail(format!("panicked on:\n{text}")))?;
+        match loaded {
+            Ok(plan) => {
+                let p = &plan.probes[0];
+                let mut all = vec![p.timeout, p.jitter, p.alerting.confirm_delay];
+                all.extend(p.alerting.reminder_interval);
+                all.extend(p.alerting.maintenance.iter().map(|m| m.duration));
+                all.extend(p.alerting.budgets.values().flat_map(|b| b.values().copied()));
+                all.extend(p.steps.iter().filter_map(|s| s.timeout));
+                if let Some(r) = &p.resident {
+                    all.extend([r.every, r.max_session_age, r.keepalive, r.setup_timeout, r.reconnect_min, r.reconnect_max]);
+                }
+                for pager in &plan.pagers {
+                    all.extend([pager.timeout, pager.retry.base, pager.retry.cap, pager.retry.max_age]);
+                    if let joincanary::alert::PagerKind::Alertmanager(a) = &pager.kind {
+                        all.extend([a.resend_interval, a.hold]);
+                    }
+                }
+                for hb in &plan.heartbeats {
+                    all.extend([hb.interval, hb.timeout]);
+                }
+                for d in all {
+                    prop_assert!(usable(d), "{key} = {value} gave {d:?}");
+                }
+                // The date arithmetic on them, at both ends of time.
+                for at in [chrono::Utc::now(), chrono::DateTime::<chrono::Utc>::MAX_UTC, chrono::DateTime::<chrono::Utc>::MIN_UTC] {
+                    let _ = p.alerting.in_maintenance(at);
+                }
+            }
+            Err(errors) => {
+                // Every error is placed and names a key (another one when the value is valid
+                // but breaks a rule between keys: `max_session_age` longer than `every`)...
+                for e in &errors.0 {
+                    prop_assert!(e.line > 0 && e.column > 0 && e.key.is_some(), "{key} = {value}: {e}");
+                }
+                // ...and an absurd value is refused at its own key.
+                let absurd = ["100000000years", "1e300", &i64::MAX.to_string(), &u64::MAX.to_string(), "NaN", "nan", "inf"]
+                    .iter()
+                    .any(|a| value.contains(a));
+                if absurd {
+                    prop_assert!(errors.0.iter().any(|e| e.key.as_deref() == Some(key)), "{key} = {value}: {errors}");
+                }
+            }
+        }
+    }
+
+    /// Every float a peer's status or the history file carries (run, step and phase durations,
+    /// history entries): never a panic; either every duration is in range (and the page renders
+    /// it), or an error naming the key, line and column.
+    #[test]
+    fn every_deserialised_float_is_range_checked(
+        field in 0..4usize,
+        ms in prop_oneof![
+            Just("1e300".to_string()),
+            Just("-1".to_string()),
+            Just("-0.0".to_string()),
+            Just("1e-320".to_string()),
+            Just(i64::MAX.to_string()),
+            Just(u64::MAX.to_string()),
+            Just("31557600000".to_string()),
+            Just("31557600000.5".to_string()),
+            any::<f64>().prop_filter("JSON holds finite numbers", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+        ],
+    ) {
+        let n = |i: usize| if i == field { ms.as_str() } else { "5" };
+        let doc = format!(
+            r#"{{"region":"far","probes":[{{"probe":"p",
+              "last":{{"probe":"p","region":"far","success":false,"started_at":"2026-01-01T00:00:00Z",
+                       "duration_ms":{},"failed_step":"a","reason":"timeout","error":"x",
+                       "steps":[{{"name":"a","kind":"http","success":false,"duration_ms":{},
+                                  "reason":"timeout","error":"x","phases":{{"total":{}}}}}]}},
+              "history":[{{"time":"2026-01-01T00:00:00Z","success":true,"duration_ms":{},
+                           "failed_step":null,"reason":null}}]}}]}}"#,
+            n(0), n(1), n(2), n(3)
+        );
+        let parsed = std::panic::catch_unwind(|| serde_json::from_str::<joincanary::status::StatusDoc>(&doc))
+            .map_err(|_| TestCaseError::fail(format!("panicked on {ms} in field {field}")))?;
+        match parsed {
+            Ok(peer) => {
+                let p = &peer.probes[0];
+                let last = p.last.as_ref().expect("last run");
+                prop_assert!(last.duration_ms <= config::MAX_DURATION);
+                prop_assert!(last.steps[0].duration_ms <= config::MAX_DURATION);
+                prop_assert!(last.steps[0].phases.values().all(|d| *d <= config::MAX_DURATION));
+                prop_assert!((0.0..=3.2e10).contains(&p.history[0].duration_ms));
+                let view = joincanary::fleet::PeerView {
+                    url: "http://peer".into(),
+                    region: None,
+                    result: Ok(peer.clone()),
+                    unreachable_since: None,
+                    last_seen: None,
+                };
+                let local = joincanary::status::StatusDoc { region: "here".into(), ..Default::default() };
+                let page = std::panic::catch_unwind(|| joincanary::page::render(&local, &[view], chrono::Utc::now()));
+                prop_assert!(page.is_ok(), "the page panicked on {ms} in field {field}");
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let key = if field == 2 { "phases.total:" } else { "duration_ms:" };
+                prop_assert!(text.contains(key) && e.line() > 0 && e.column() > 0, "{text}");
+            }
+        }
+    }
+}

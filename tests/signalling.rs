@@ -105,8 +105,11 @@ async fn a_fail_pattern_fails_the_step_at_once_with_the_servers_words() {
     // Without the fail pattern this would wait out the 15 s timeout and say `no_match`.
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     let error = run.error.as_deref().unwrap_or_default();
+    // The server's words first, then the frame they came in (issue 17).
     assert!(
-        error.contains("OOM command not allowed when used memory"),
+        error.starts_with(
+            "OOM command not allowed when used memory > 'maxmemory'. — the server reported an error: 42[\"join_error\""
+        ),
         "{error}"
     );
 }
@@ -126,7 +129,11 @@ async fn fail_json_matches_a_subset_of_the_frame() {
     ))
     .await;
     assert_eq!(run.reason, Some(FailureReason::ServerError), "{run:#?}");
-    assert!(run.error.unwrap().contains("No such session"));
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.starts_with("No such session — the server reported an error: {"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

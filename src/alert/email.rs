@@ -161,29 +161,55 @@ impl Email {
     }
 }
 
-/// `[FIRING] summary`, `[RESOLVED] summary`, `[TEST] summary` (a test summary already starts
-/// with `[TEST]`); one line, at most [`limits::EMAIL_SUBJECT`] characters.
+/// The incident's subject, the same on every mail about it — trigger, reminders, resolve — so
+/// that mail clients thread them: Gmail puts a mail in a conversation only when its subject is
+/// the same (bar a `Re:`/`Fwd:`-style prefix) and its `References` name a mail already there;
+/// Outlook groups by the conversation topic, the subject without such a prefix. A `[RESOLVED]`
+/// in front changes both, so the state (`[FIRING critical] …`, `[RESOLVED] …`) opens the body
+/// instead, where both clients show it as the mail's preview. Built from what every mail of
+/// the incident carries (probe, region, severity, start), never from the summary, which changes;
+/// the start keeps two incidents of one probe apart. One line, at most
+/// [`limits::EMAIL_SUBJECT`] characters.
 pub fn subject(n: &Notification) -> String {
-    let prefix = if n.test {
-        "[TEST]"
+    let since = n.started_at.format("%Y-%m-%d %H:%M:%S UTC");
+    let line = if n.test {
+        format!("[TEST] joincanary test page from {} at {since}", n.region)
     } else {
-        match n.kind {
-            EventKind::Trigger if n.reminder => "[FIRING, reminder]",
-            EventKind::Trigger => "[FIRING]",
-            EventKind::Resolve => "[RESOLVED]",
-        }
+        let what = match n.severity {
+            super::Severity::Critical => "join flow failing",
+            super::Severity::Warning => "join flow degraded",
+        };
+        format!(
+            "[joincanary] {} in {}: {what} since {since}",
+            n.probe, n.region
+        )
+    };
+    // A header line break would let text inject headers; lettre encodes, this keeps it one line.
+    let line: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    limits::fit_plain(&line, limits::EMAIL_SUBJECT)
+}
+
+/// The body's first line: what this mail says about the incident, state first
+/// (`[FIRING critical] sim-join failing in …: step "signalling" server_error …`,
+/// `[RESOLVED] sim-join recovered …`, `[FIRING critical, reminder] …`, `[TEST] …`).
+pub fn first_line(n: &Notification) -> String {
+    let marker = if n.reminder && n.kind == EventKind::Trigger && !n.test {
+        format!("[FIRING {}, reminder]", n.severity.as_str())
+    } else {
+        n.marker()
     };
     let summary = n
         .summary
         .strip_prefix("[TEST]")
         .unwrap_or(&n.summary)
         .trim();
-    // A header line break would let text inject headers; lettre encodes, this keeps it one line.
-    let line: String = format!("{prefix} {summary}")
+    format!("{marker} {summary}")
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    limits::fit_plain(&line, limits::EMAIL_SUBJECT)
+        .collect()
 }
 
 /// The incident's thread id (left of the `@`): the same for every mail about one incident, from
@@ -235,7 +261,7 @@ pub fn message_ids(plan: &Email, n: &Notification) -> (String, Option<String>) {
 /// The plain-text part: the facts, the step table, the error, the links. The raw details go in
 /// the `details.json` attachment.
 pub fn text_body(n: &Notification) -> String {
-    let mut out = format!("{}\n\n", subject(n));
+    let mut out = format!("{}\n\n", first_line(n));
     for (k, v) in render::facts(n) {
         out.push_str(&format!("{:<14} {v}\n", format!("{k}:")));
     }
@@ -268,7 +294,7 @@ pub fn html_body(n: &Notification) -> String {
     let e = html_escape;
     let mut out = format!(
         "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><h2>{}</h2><table>",
-        e(&subject(n))
+        e(&first_line(n))
     );
     for (k, v) in render::facts(n) {
         out.push_str(&format!(
@@ -495,9 +521,10 @@ mod tests {
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
         assert!(
-            text.contains("Subject: [FIRING] probe <b>&</b> failing"),
+            text.contains("Subject: [joincanary] sim-join in eu-west-1: join flow failing"),
             "{text}"
         );
+        assert!(text_body(&n).starts_with("[FIRING critical] probe <b>&</b> failing\n"));
         assert!(text.contains("multipart/alternative"));
         assert!(text.contains("text/plain"));
         assert!(text.contains("text/html"));
@@ -506,11 +533,26 @@ mod tests {
     }
 
     #[test]
-    fn subjects() {
-        assert!(subject(&sample(EventKind::Resolve)).starts_with("[RESOLVED] sim-join"));
+    fn every_mail_of_an_incident_has_its_subject() {
+        let trigger = sample(EventKind::Trigger);
+        let mut reminder = trigger.clone();
+        reminder.reminder = true;
+        reminder.summary = "another step failing now".into();
+        let mut resolve = sample(EventKind::Resolve);
+        resolve.started_at = trigger.started_at;
+        let want = subject(&trigger);
+        assert_eq!(subject(&reminder), want);
+        assert_eq!(subject(&resolve), want);
+        assert!(text_body(&resolve).starts_with("[RESOLVED] "));
+        assert!(text_body(&reminder).starts_with("[FIRING critical, reminder] another step"));
+        // Another incident of the same probe (another start) is another thread.
+        let mut later = trigger.clone();
+        later.started_at += chrono::Duration::hours(2);
+        assert_ne!(subject(&later), want);
         let mut t = sample(EventKind::Trigger);
         t.test = true;
         t.summary = "[TEST] joincanary test page from eu-west-1".into();
-        assert_eq!(subject(&t), "[TEST] joincanary test page from eu-west-1");
+        assert!(subject(&t).starts_with("[TEST] joincanary test page from eu-west-1 at "));
+        assert!(text_body(&t).starts_with("[TEST] joincanary test page from eu-west-1\n"));
     }
 }

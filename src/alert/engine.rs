@@ -261,6 +261,7 @@ impl AlertEngine {
                     since: trigger.started_at,
                     notified_at: Some(trigger.at),
                     last: trigger.clone(),
+                    paged: trigger.failed_step.clone().zip(trigger.reason),
                 };
                 match trigger.severity {
                     Severity::Critical => {
@@ -284,6 +285,7 @@ impl AlertEngine {
                     since: trigger.started_at,
                     notified_at: Some(trigger.at),
                     last: trigger.clone(),
+                    paged: trigger.failed_step.clone().zip(trigger.reason),
                 };
                 out.push((removed_resolve(&open, &trigger.probe, now), vec![sink]));
             }

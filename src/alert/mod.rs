@@ -84,8 +84,9 @@ pub struct Notification {
     pub dedup_key: String,
     pub probe: String,
     pub region: String,
-    /// One line, e.g. `sim-join failing in eu-west-1: step "signalling" no_match after 5.0 s
-    /// (login 42 ms, websocket 18 ms OK)`.
+    /// One line, e.g. `sim-join failing in eu-west-1: step "signalling" server_error after 12 ms:
+    /// OOM command not allowed … (login 42 ms, websocket 18 ms OK)`: the cause before the
+    /// passed steps (see `report::cause_fragment`).
     pub summary: String,
     pub failed_step: Option<String>,
     pub reason: Option<FailureReason>,
@@ -528,7 +529,7 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::config::ConfigError
 
 /// Line and column of a probe file's top-level `name = ...` (before any table); 0, 0 when the
 /// name comes from the file name.
-fn name_position(path: &std::path::Path) -> (usize, usize) {
+pub(crate) fn name_position(path: &std::path::Path) -> (usize, usize) {
     // The config reader: the file may have been swapped for a FIFO since it loaded.
     let Ok(text) = crate::config::file::read_text(path) else {
         return (0, 0);

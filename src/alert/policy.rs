@@ -320,6 +320,17 @@ pub struct OpenAlert {
     pub notified_at: Option<DateTime<Utc>>,
     /// The last trigger sent, re-sent as a reminder.
     pub last: Notification,
+    /// The failing step and reason on-call was last told of (trigger or reminder): what the
+    /// resolve names, though later failures (a resident's failed reconnects) update `last`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged: Option<(String, FailureReason)>,
+}
+
+impl OpenAlert {
+    /// Records that `n` (this alert's trigger or reminder) is being sent.
+    fn told(&mut self, n: &Notification) {
+        self.paged = n.failed_step.clone().zip(n.reason);
+    }
 }
 
 /// Everything the policy remembers about one probe; persisted across restarts.
@@ -433,12 +444,17 @@ impl ProbeAlertState {
                     self.failures,
                 );
                 let notify = !cfg.in_maintenance(now);
-                self.critical = Some(OpenAlert {
+                let mut open = OpenAlert {
                     dedup_key: key,
                     since,
                     notified_at: notify.then_some(now),
                     last: n.clone(),
-                });
+                    paged: None,
+                };
+                if notify {
+                    open.told(&n);
+                }
+                self.critical = Some(open);
                 if notify {
                     out.push(Decision::Notify(Box::new(n)));
                 }
@@ -519,6 +535,7 @@ impl ProbeAlertState {
                     since,
                     notified_at: notify.then_some(now),
                     last: n.clone(),
+                    paged: None,
                 });
                 if notify {
                     out.push(Decision::Notify(Box::new(n)));
@@ -538,9 +555,25 @@ impl ProbeAlertState {
         // Never told (held back by maintenance): nothing to resolve on the pager's side.
         open.notified_at?;
         let lasted = (now - open.since).to_std().unwrap_or_default();
-        let what = match (&open.last.failed_step, open.last.reason) {
-            (Some(step), Some(reason)) => format!(" (was: step \"{step}\" {reason})"),
-            _ => String::new(),
+        // The step on-call was paged for, and the last failure if another step failed since
+        // (a resident whose reconnects kept failing at `login` after paging for `signalling`).
+        let last = open.last.failed_step.clone().zip(open.last.reason);
+        let what = match (&open.paged, &last) {
+            (Some((step, reason)), Some((last_step, last_reason)))
+                if (step, reason) != (last_step, last_reason) =>
+            {
+                format!(
+                    " (paged for: step \"{step}\" {reason}; last failure: step \"{last_step}\" {last_reason})"
+                )
+            }
+            (Some((step, reason)), _) | (None, Some((step, reason))) => {
+                format!(" (was: step \"{step}\" {reason})")
+            }
+            (None, None) => String::new(),
+        };
+        let (failed_step, reason) = match open.paged.clone().or(last) {
+            Some((s, r)) => (Some(s), Some(r)),
+            None => (None, None),
         };
         let word = if severity == Severity::Critical {
             "recovered"
@@ -559,8 +592,8 @@ impl ProbeAlertState {
                 cx.region,
                 humantime::format_duration(std::time::Duration::from_secs(lasted.as_secs()))
             ),
-            failed_step: open.last.failed_step.clone(),
-            reason: open.last.reason,
+            failed_step,
+            reason,
             details: serde_json::json!({ "lasted_seconds": lasted.as_secs(), "since": open.since, "last_success": self.last_success }),
             started_at: open.since,
             at: now,
@@ -594,6 +627,7 @@ impl ProbeAlertState {
                 n.reminder = open.notified_at.is_some();
                 n.at = now;
                 open.notified_at = Some(now);
+                open.told(&n);
                 out.push(Decision::Notify(Box::new(n)));
             }
         }
@@ -662,8 +696,16 @@ fn build_trigger(
         .map(|s| human_duration(s.duration_ms))
         .unwrap_or_default();
     let since = h.since.unwrap_or(run.started_at);
+    // What the server said belongs in the line every pager shows (Opsgenie's message, Slack's
+    // notification), not only in the details: before the passed steps, which a cut drops first.
+    let cause = run
+        .error
+        .as_deref()
+        .and_then(crate::report::cause_fragment)
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default();
     let summary = format!(
-        "{} failing in {}: step \"{step}\" {reason} after {took}{}",
+        "{} failing in {}: step \"{step}\" {reason} after {took}{cause}{}",
         cx.probe,
         cx.region,
         passed_steps(&run.steps)
@@ -859,6 +901,43 @@ mod tests {
         assert!(s.critical.is_none());
     }
 
+    /// Issue 17: the resolve names the step on-call was paged for, though later failures (a
+    /// resident's failed reconnects at `login`) replaced the alert's latest trigger.
+    #[test]
+    fn the_resolve_names_the_paged_step_and_the_last_failure() {
+        let cfg = PolicyConfig::default();
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        let d = s.observe(&cx(&cfg), &run(10, false, 5000), t(15));
+        assert_eq!(notifications(&d).len(), 1);
+        let mut login = run(20, false, 0);
+        login.steps = vec![step("login", false, 3, Some(FailureReason::Connect))];
+        login.failed_step = Some("login".into());
+        login.reason = Some(FailureReason::Connect);
+        s.observe(&cx(&cfg), &login, t(21));
+        s.observe(&cx(&cfg), &run(30, true, 20), t(31));
+        let d = s.observe(&cx(&cfg), &run(35, true, 20), t(36));
+        let n = notifications(&d);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].kind, EventKind::Resolve);
+        assert_eq!(
+            n[0].summary,
+            "join-flow recovered in eu-west-1 after 36s (paged for: step \"signalling\" no_match; last failure: step \"login\" connect)"
+        );
+        assert_eq!(n[0].failed_step.as_deref(), Some("signalling"));
+        // The same step all along: said once.
+        let mut s = ProbeAlertState::default();
+        s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
+        s.observe(&cx(&cfg), &run(10, false, 5000), t(15));
+        s.observe(&cx(&cfg), &run(30, true, 20), t(31));
+        let d = s.observe(&cx(&cfg), &run(35, true, 20), t(36));
+        assert!(
+            notifications(&d)[0]
+                .summary
+                .ends_with("after 36s (was: step \"signalling\" no_match)")
+        );
+    }
+
     #[test]
     fn two_failures_trigger_once_and_two_passes_resolve_once() {
         let cfg = PolicyConfig::default();
@@ -872,7 +951,7 @@ mod tests {
         assert_eq!(n[0].dedup_key, "joincanary/eu-west-1/join-flow/critical");
         assert_eq!(
             n[0].summary,
-            "join-flow failing in eu-west-1: step \"signalling\" no_match after 5.0 s (login 42 ms, websocket 18 ms OK)"
+            "join-flow failing in eu-west-1: step \"signalling\" no_match after 5.0 s: no frame matched (login 42 ms, websocket 18 ms OK)"
         );
         assert_eq!(n[0].details["confirming_runs"].as_array().unwrap().len(), 2);
         assert_eq!(n[0].started_at, t(0));

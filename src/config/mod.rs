@@ -141,7 +141,9 @@ impl Ctx<'_> {
         key: impl Into<String>,
         message: impl fmt::Display,
     ) {
-        let (line, column) = span.map_or((0, 0), |s| self.file.locate(s.start));
+        // A problem of values that are not written in this file (a name taken from the file
+        // name, a deadline and schedule both from `[defaults]`) is placed at the file's start.
+        let (line, column) = span.map_or((1, 1), |s| self.file.locate(s.start));
         let key = key.into();
         self.errors.push(ConfigError {
             file: self.file.path.clone(),
@@ -506,11 +508,18 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     match toml::from_str::<T>(&file.text) {
         Ok(v) => Some(v),
         Err(e) => {
-            let (line, column) = e.span().map_or((0, 0), |s| file.locate(s.start));
-            let key = e
-                .span()
-                .and_then(|s| key_at(&file.text, s.start))
-                .filter(|k| !e.message().contains(&format!("`{k}`")));
+            // Every parse error names its place and its key (`steps[1].wat`, or the table for a
+            // missing field), as every other error does; with no place, the file's start.
+            let (line, column) = e.span().map_or((1, 1), |s| file.locate(s.start));
+            let key = match missing_field(e.message()) {
+                // Placed at its table: the key is the table's and the field's.
+                Some(field) => Some(
+                    e.span()
+                        .and_then(|s| header_at(&file.text, s.start))
+                        .map_or_else(|| field.to_string(), |t| format!("{t}.{field}")),
+                ),
+                None => e.span().and_then(|s| key_at(&file.text, s.start)),
+            };
             errors.push(ConfigError {
                 file: file.path.clone(),
                 line,
@@ -523,15 +532,76 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The bare key written at the start of the line holding `offset`, if the line is `key = ...`.
+/// The dotted key of the line holding `offset`: the table it is in (an array of tables with
+/// its index, `steps[1]`) and the bare key written at the start of the line if it is
+/// `key = ...`; on a table header, the table itself. `None` at the top level off any key.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let line = text[start..].lines().next()?;
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim();
-    (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then(|| key.to_string())
+    let offset = offset.min(text.len());
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next().unwrap_or("");
+    let (table, header_here) = match table_header(line) {
+        Some(_) => (table_path(text, start + line.len()), true),
+        None => (table_path(text, start), false),
+    };
+    let key = (!header_here)
+        .then(|| line.split_once('=').map(|(k, _)| k.trim()))
+        .flatten()
+        // `"a.total" = …` is the key `a.total`, as the checks after parsing write it.
+        .map(|k| k.trim_matches(|c| c == '"' || c == '\''))
+        .filter(|k| !k.is_empty() && !k.starts_with('#'));
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (Some(t), None) => Some(t),
+        (None, Some(k)) => Some(k.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// `X` of serde's "missing field `X`".
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .trim()
+        .strip_prefix("missing field `")?
+        .split('`')
+        .next()
+}
+
+/// The table whose header is the line holding `offset` (`None` off a header: the top level).
+fn header_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    table_header(line)?;
+    table_path(text, start + line.len())
+}
+
+/// `[name]` → (name, false), `[[name]]` → (name, true).
+fn table_header(line: &str) -> Option<(&str, bool)> {
+    let t = line.trim();
+    let t = t.split_once('#').map_or(t, |(before, _)| before.trim_end());
+    let (inner, array) = match t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+        Some(inner) => (inner, true),
+        None => (t.strip_prefix('[')?.strip_suffix(']')?, false),
+    };
+    // A malformed header (`[[steps]`) names no table.
+    let inner = inner.trim();
+    (!inner.is_empty() && !inner.contains(['[', ']'])).then_some((inner, array))
+}
+
+/// The table the text before `end` leaves open: the last header, with its index among the
+/// same array-of-tables headers before it.
+fn table_path(text: &str, end: usize) -> Option<String> {
+    let before = text.get(..end)?;
+    let (name, array) = before.lines().rev().find_map(table_header)?;
+    if !array {
+        return Some(name.to_string());
+    }
+    let index = before
+        .lines()
+        .filter(|l| table_header(l) == Some((name, true)))
+        .count()
+        .saturating_sub(1);
+    Some(format!("{name}[{index}]"))
 }
 
 fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Option<Plan> {
@@ -660,10 +730,15 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             errors,
         ) {
             if let Some(other) = probes.iter().find(|o| o.name == p.name) {
+                // At its `name = …`, or the file's start when the name is the file's.
+                let (line, column) = match crate::alert::name_position(&probe_path) {
+                    (0, _) => (1, 1),
+                    at => at,
+                };
                 errors.push(ConfigError {
                     file: probe_path.clone(),
-                    line: 0,
-                    column: 0,
+                    line,
+                    column,
                     key: Some("name".into()),
                     message: format!(
                         "probe `{}` is also defined in {}",

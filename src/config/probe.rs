@@ -256,7 +256,10 @@ pub const RESIDENT_EVERY: Duration = Duration::from_secs(5);
 pub const RESIDENT_MAX_SESSION_AGE: Duration = Duration::from_secs(3600);
 pub const RESIDENT_KEEPALIVE: Duration = Duration::from_secs(15);
 pub const RESIDENT_RECONNECT_MIN: Duration = Duration::from_secs(1);
-pub const RESIDENT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// The reconnect backoff's cap when the probe sets none is `every` (at least `reconnect_min`):
+/// a mended platform is then found within one `every`, and resolves in about two (see
+/// docs/resident.md, "Reconnects"). This is the cap of a probe whose `every` is not known.
+pub const RESIDENT_RECONNECT_MAX: Duration = RESIDENT_EVERY;
 pub const RESIDENT_RECONNECT_AFTER: u32 = 3;
 /// A resident probe's `confirm_delay` unless its own `[alerting]` sets one: the confirming
 /// exchange comes this soon after a failed one, so two failures a few seconds apart page.
@@ -882,7 +885,7 @@ fn resident_settings(
     let reconnect_max = dur(
         r.and_then(|r| r.reconnect_max.as_ref()),
         "reconnect_max",
-        RESIDENT_RECONNECT_MAX,
+        every.max(reconnect_min),
     );
     let reconnect_after = r
         .and_then(|r| r.reconnect_after.as_ref())

@@ -32,6 +32,8 @@ const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 const CONTROL_FRAME_BUDGET: usize = 100_000;
 /// Longest quote of a server's error frame in a step error (and so in the page).
 const SERVER_ERROR_CHARS: usize = 300;
+/// Longest quote of the cause named in a server's error frame.
+const CAUSE_CHARS: usize = 160;
 
 /// An open websocket of one run, with its protocol's state.
 pub(crate) struct Connection {
@@ -220,12 +222,21 @@ enum Read {
     Failed(StepError),
 }
 
-/// `server_error` quoting what the server sent.
+/// `server_error` quoting what the server sent, the part that names the cause first (an XMPP
+/// error's condition and text, a JSON error's `error` / `message`): the JIDs and ids around it
+/// would otherwise fill the quote, and the page's first line takes the error up to ` — `
+/// (see `alert::render::cause_fragment`).
 fn server_error(what: &str, frame: &str) -> StepError {
-    StepError::new(
-        FailureReason::ServerError,
-        format!("{what}: {}", super::quote(frame, SERVER_ERROR_CHARS)),
-    )
+    let quoted = super::quote(frame, SERVER_ERROR_CHARS);
+    let message = match protocol::cause(frame) {
+        Some(cause) => format!(
+            "{}{}{what}: {quoted}",
+            super::quote(&cause, CAUSE_CHARS),
+            crate::report::CAUSE_END
+        ),
+        None => format!("{what}: {quoted}"),
+    };
+    StepError::new(FailureReason::ServerError, message)
 }
 
 /// The socket.io endpoint unless the probe names another path, with the Engine.IO query.

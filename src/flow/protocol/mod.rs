@@ -102,6 +102,68 @@ pub(crate) trait Protocol: Send + Sync {
     }
 }
 
+/// Keys a server's JSON error names its cause under, in the order they are preferred
+/// (Socket.IO `{"message"}`, an app's `{"error"}`, ActionCable's `reason`, protoo's
+/// `errorReason`, OAuth's `error_description`).
+const CAUSE_KEYS: [&str; 6] = [
+    "error",
+    "message",
+    "reason",
+    "errorReason",
+    "error_description",
+    "detail",
+];
+/// JSON values looked at for a cause: a frame's error is near its top.
+const CAUSE_NODES: usize = 64;
+
+/// The part of a server's error frame that names the cause, for the page's first line: an XMPP
+/// error's condition and `<text>` (`not-allowed: Room creation is restricted`), or a JSON
+/// error's `error` / `message` / `reason` text (`OOM command not allowed …`), the JSON found
+/// after any packet prefix (Socket.IO's `44`, `42`). `None` when the frame names none.
+pub(crate) fn cause(frame: &str) -> Option<String> {
+    let trimmed = frame.trim_start();
+    if trimmed.starts_with('<') {
+        return xmpp::Element::parse(trimmed)
+            .ok()
+            .and_then(|el| xmpp::error_cause(&el));
+    }
+    let start = trimmed.find(['{', '['])?;
+    let json: Value = serde_json::from_str(&trimmed[start..]).ok()?;
+    json_cause(&json)
+}
+
+/// The first cause-naming string in `json`, breadth first (a string under one of
+/// [`CAUSE_KEYS`], or an error object's own `message`).
+fn json_cause(json: &Value) -> Option<String> {
+    let mut queue = std::collections::VecDeque::from([json]);
+    let mut seen = 0;
+    while let Some(v) = queue.pop_front() {
+        seen += 1;
+        if seen > CAUSE_NODES {
+            return None;
+        }
+        match v {
+            Value::Object(map) => {
+                for key in CAUSE_KEYS {
+                    match map.get(key) {
+                        Some(Value::String(s)) if !s.trim().is_empty() => {
+                            return Some(s.trim().to_string());
+                        }
+                        Some(inner @ Value::Object(_)) => queue.push_front(inner),
+                        _ => {}
+                    }
+                }
+                queue.extend(map.values().filter(|v| v.is_object() || v.is_array()));
+            }
+            Value::Array(items) => {
+                queue.extend(items.iter().filter(|v| v.is_object() || v.is_array()));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The protocol for a connection.
 pub(crate) fn new(spec: &WsConnectSpec, setup: Setup) -> Box<dyn Protocol> {
     match spec.protocol {
@@ -111,5 +173,48 @@ pub(crate) fn new(spec: &WsConnectSpec, setup: Setup) -> Box<dyn Protocol> {
         }
         ProtocolKind::ActionCable => Box::new(actioncable::ActionCable::default()),
         ProtocolKind::Xmpp => Box::new(xmpp::Xmpp::new(setup.domain.unwrap_or_default())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_found_in_each_protocols_error_frames() {
+        for (frame, want) in [
+            // Socket.IO CONNECT_ERROR, an event's error, a protoo response, Janus, ActionCable.
+            (r#"44{"message":"unauthorized"}"#, Some("unauthorized")),
+            (
+                r#"42["join_error",{"error":"OOM command not allowed when used memory > 'maxmemory'."}]"#,
+                Some("OOM command not allowed when used memory > 'maxmemory'."),
+            ),
+            (
+                r#"{"response":true,"id":3,"errorCode":403,"errorReason":"room forbidden"}"#,
+                Some("room forbidden"),
+            ),
+            (
+                r#"{"janus":"error","error":{"code":460,"reason":"No such session"}}"#,
+                Some("No such session"),
+            ),
+            (
+                r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#,
+                Some("unauthorized"),
+            ),
+            (
+                "<presence type='error'><error type='cancel'><not-allowed/><text>Room creation is restricted</text></error></presence>",
+                Some("not-allowed: Room creation is restricted"),
+            ),
+            // Nothing that names a cause: the frame alone is quoted.
+            (r#"{"type":"joined","participants":2}"#, None),
+            (r#"{"error":""}"#, None),
+            ("plain words", None),
+            ("<unclosed", None),
+        ] {
+            assert_eq!(cause(frame).as_deref(), want, "{frame}");
+        }
+        // Bounded: a wide frame with no cause is given up on, not walked whole.
+        let wide = serde_json::to_string(&vec![serde_json::json!({"a": [1]}); 10_000]).unwrap();
+        assert_eq!(cause(&wide), None);
     }
 }

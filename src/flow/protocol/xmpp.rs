@@ -114,6 +114,36 @@ impl Protocol for Xmpp {
     }
 }
 
+/// What an XMPP error says, condition first: `not-allowed: Room creation is restricted`
+/// (RFC 6120 §8.3: a stanza's `<error>` holds a defined condition element and an optional
+/// `<text>`; a `<stream:error>` and a SASL `<failure>` hold the same two). `None` when `el`
+/// holds no error.
+pub(crate) fn error_cause(el: &Element) -> Option<String> {
+    let is_error = |e: &Element| matches!(e.local_name(), "error" | "failure");
+    let error = if is_error(el) {
+        el
+    } else {
+        el.children.iter().find(|c| is_error(c))?
+    };
+    let condition = error
+        .children
+        .iter()
+        .find(|c| c.local_name() != "text")
+        .map(Element::local_name);
+    let text = error
+        .children
+        .iter()
+        .find(|c| c.local_name() == "text")
+        .map(|t| t.text.trim())
+        .filter(|t| !t.is_empty());
+    match (condition, text) {
+        (Some(c), Some(t)) => Some(format!("{c}: {t}")),
+        (Some(c), None) => Some(c.to_string()),
+        (None, Some(t)) => Some(t.to_string()),
+        (None, None) => None,
+    }
+}
+
 /// One XML element: qualified name, attributes in document order, children and text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
@@ -407,6 +437,22 @@ mod tests {
             ),
             Incoming::ServerError(_)
         ));
+        let refused = Element::parse("<presence type='error' from='forbidden-1@conference.localhost/canary-0123456789abcdef' to='0123456789abcdef@guest.localhost/abcdef'><x xmlns='http://jabber.org/protocol/muc'/><error type='cancel' by='conference.localhost'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Room creation is restricted</text></error></presence>").unwrap();
+        assert_eq!(
+            error_cause(&refused).as_deref(),
+            Some("not-allowed: Room creation is restricted")
+        );
+        let sasl = Element::parse(
+            "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>",
+        )
+        .unwrap();
+        assert_eq!(error_cause(&sasl).as_deref(), Some("not-authorized"));
+        let stream = Element::parse("<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>").unwrap();
+        assert_eq!(error_cause(&stream).as_deref(), Some("host-unknown"));
+        assert_eq!(
+            error_cause(&Element::parse("<message><body>hi</body></message>").unwrap()),
+            None
+        );
         let Incoming::Control(pong) = x
             .decode("<iq type='get' id='p1' from='example.com'><ping xmlns='urn:xmpp:ping'/></iq>")
         else {
