@@ -4,7 +4,9 @@ Redis pub/sub) and a loopback webhook receiver.
 
 1. time to page: Redis out of memory and `CLIENT PAUSE WRITE`, each injected at several offsets
    across the exchange interval; prints the time from injection to the trigger (goal < 30 s),
-   from recovery to the resolve, the step and reason named and the reconnects counted;
+   from recovery to the resolve, the step and reason named and the reconnects counted; `--hold`
+   keeps the fault on that long after the page (a long outage: the session is re-established,
+   the opens fail and the reconnect backoff grows), `--reconnect-max` overrides the probe's;
 2. soak: single dropped signalling messages (`signalling_drop_next: 1`, never two exchanges in a
    row) over N exchanges; counts pages (goal 0).
 
@@ -22,7 +24,7 @@ import harness as h
 PROBE = "sim-resident"
 
 
-def probe_text(sim_a, sim_b, every_s, timeout_s, step_timeout_s):
+def probe_text(sim_a, sim_b, every_s, timeout_s, step_timeout_s, reconnect_max=None):
     """probes/examples/resident-sim.toml with participant a on sim A and b on sim B (each logs
     in to its own sim), so an exchange travels a -> sim A -> Redis -> sim B -> b."""
     with open(f"{h.ROOT}/probes/examples/resident-sim.toml") as f:
@@ -42,18 +44,20 @@ def probe_text(sim_a, sim_b, every_s, timeout_s, step_timeout_s):
     text = text.replace('every = "5s"', f'every = "{h.ms(every_s)}"')
     text = text.replace('timeout = "4s"', f'timeout = "{h.ms(timeout_s)}"')
     text = text.replace('timeout = "3s"', f'timeout = "{h.ms(step_timeout_s)}"')
+    if reconnect_max:
+        text = text.replace('reconnect_max = "5s"', f'reconnect_max = "{reconnect_max}"', 1)
     return text
 
 
 class Ctx:
-    def __init__(self, ratio, step_timeout_s, log_level):
+    def __init__(self, ratio, step_timeout_s, log_level, reconnect_max=None):
         self.every = 5 / ratio
         self.redis = h.Redis()
         # The sim's own Redis deadline (2 s): a paused Redis is a timed-out join, as in the incident.
         self.sims = [h.start_sim(self.redis.url, "2s")[1] for _ in range(2)]
         self.receiver = h.Receiver()
         probes = {PROBE: probe_text(self.sims[0], self.sims[1], self.every,
-                                    max(4, step_timeout_s + 1), step_timeout_s)}
+                                    max(4, step_timeout_s + 1), step_timeout_s, reconnect_max)}
         tail = (f'[alerting]\nconfirm_delay = "{h.ms(2 / ratio)}"\n'
                 f'[[pager]]\nname = "hook"\ntype = "webhook"\nurl = "{self.receiver.url}"\n'
                 f'retry_base = "100ms"\n')
@@ -91,9 +95,9 @@ FAULTS = {
 }
 
 
-def time_to_page(c, fault, offset_s):
+def time_to_page(c, fault, offset_s, hold_s=0):
     inject, undo = FAULTS[fault]
-    bound = 120
+    bound = 120 + hold_s
     h.wait_until(c.healthy, bound, 0.05, "the resident probe healthy")
     n0 = c.runs()
     h.wait_until(lambda: c.runs() > n0, bound, 0.005, "an exchange")
@@ -104,6 +108,7 @@ def time_to_page(c, fault, offset_s):
     try:
         t, e = h.wait_until(lambda: c.receiver.first(t_inject, event("trigger")), bound, 0.005,
                             "the trigger")
+        time.sleep(hold_s)
     finally:
         undo(c)
         t_recover = time.monotonic()
@@ -161,17 +166,20 @@ def main():
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--log-level", default="warn")
+    ap.add_argument("--hold", type=float, default=0, help="seconds the fault stays after the page")
+    ap.add_argument("--reconnect-max", help="the probe's reconnect_max (default: the example's)")
     a = ap.parse_args()
     out = {"ratio": a.ratio, "results": [], "soak": None}
     faults = [f for f in a.faults.split(",") if f]
     if faults:
-        c = Ctx(a.ratio, a.step_timeout, a.log_level)
+        c = Ctx(a.ratio, a.step_timeout, a.log_level, a.reconnect_max)
         print(f"# time to page: every {c.every:g} s, confirm {2 / a.ratio:g} s, step timeouts "
-              f"{a.step_timeout:g} s, sim redis timeout 2 s; {a.offsets} offsets per fault",
-              flush=True)
+              f"{a.step_timeout:g} s, sim redis timeout 2 s; {a.offsets} offsets per fault; "
+              f"fault held {a.hold:g} s after the page; reconnect_max "
+              f"{a.reconnect_max or 'as in the example'}", flush=True)
         for fault in faults:
             for k in range(a.offsets):
-                r = time_to_page(c, fault, k * c.every / a.offsets)
+                r = time_to_page(c, fault, k * c.every / a.offsets, a.hold)
                 out["results"].append(r)
                 print(json.dumps(r), file=sys.stderr, flush=True)
         c.svc.stop()
