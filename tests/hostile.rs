@@ -321,8 +321,24 @@ async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
         BODY,
     )
     .await;
+    let error = test_page_error(&format!(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\n"
+    ))
+    .await;
+    assert!(
+        error.starts_with("HTTP 400 Bad Request: invalid routing key xxx"),
+        "{error}"
+    );
+    assert!(error.chars().count() < 400, "{error}");
+    // What the kernel's socket buffers took besides: far from the 400 MB offered.
+    let sent = poured.total().await;
+    assert!(sent < 32 << 20, "the pager read {sent} bytes");
+}
+
+/// `test-page` through the one pager `pager` (TOML) configures: the delivery error.
+async fn test_page_error(pager: &str) -> String {
     let cfg = support::TempConfig::new(
-        &format!("[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\n"),
+        pager,
         &[(
             "p.toml",
             "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n",
@@ -337,18 +353,10 @@ async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
         joincanary::clock::Clock::system(),
     )
     .await;
-    let error = match &results[0].1 {
+    match &results[0].1 {
         Err(e) => e.to_string(),
-        Ok(_) => panic!("a 400 is not a delivery"),
-    };
-    assert!(
-        error.starts_with("HTTP 400 Bad Request: invalid routing key xxx"),
-        "{error}"
-    );
-    assert!(error.chars().count() < 400, "{error}");
-    // What the kernel's socket buffers took besides: far from the 400 MB offered.
-    let sent = poured.total().await;
-    assert!(sent < 32 << 20, "the pager read {sent} bytes");
+        Ok(_) => panic!("a hostile pager took the page"),
+    }
 }
 
 /// A redis step whose INFO reply is `head` and then endless `filler`.
@@ -390,4 +398,20 @@ async fn huge_redis_replies_are_too_large_and_the_read_stops() {
         );
         assert!(sent < 32 << 20, "{head}: the step read {sent} bytes");
     }
+}
+
+/// An SMTP server whose greeting is one line that never ends: lettre checks a line's length
+/// only once it ends, so the email pager reads each reply through its own cap (128 KiB) and
+/// gives up there.
+#[tokio::test]
+async fn an_endless_smtp_reply_line_is_read_only_to_the_cap() {
+    let (addr, poured) = support::hostile::pouring_greeting("220 ", b"x", 400_000_000).await;
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let error = test_page_error(&format!(
+        "[[pager]]\nname = \"mail\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"canary@example.com\"\nto = [\"oncall@example.com\"]\n"
+    ))
+    .await;
+    assert_eq!(error, "SMTP: a reply larger than 131072 bytes");
+    let sent = poured.total().await;
+    assert!(sent < 32 << 20, "the email pager read {sent} bytes");
 }

@@ -547,7 +547,8 @@ def run_topology(name, deadline, results, errors):
             f.results.append({"topology": name, "case": "dead man's switch", "what": "cadence (median)",
                               "seconds": round(statistics.median(cadence), 2), "bound": DMS_GI,
                               "min": round(min(cadence), 2), "max": round(max(cadence), 2), "n": len(cadence)})
-            bad = [round(d, 2) for d in cadence if abs(d - DMS_GI) > 0.5]
+            # Each interval also carries the jitter of two webhook deliveries: ALLOW, not zero.
+            bad = [round(d, 2) for d in cadence if abs(d - DMS_GI) > ALLOW]
             print(f"[{name}] dead man's switch: {len(cadence)} intervals, median {statistics.median(cadence):.2f} s "
                   f"(min {min(cadence):.2f}, max {max(cadence):.2f}), expected {DMS_GI:.2f} s", flush=True)
             if bad:

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::notify::{DeliveryError, Notifier, Secret, SendFuture};
 use super::{EventKind, Notification, limits, render};
@@ -413,11 +414,20 @@ pub fn build_message(plan: &Email, n: &Notification) -> Result<Message, Delivery
         .map_err(|e| DeliveryError::Permanent(format!("cannot build the email: {e}")))
 }
 
+/// Bytes of one SMTP reply read at most (lettre refuses a reply past 100,000 bytes, but checks
+/// a line's length only once the line has ended: a server sending one endless line would grow
+/// the prober's memory until the deadline). Room for TLS records around lettre's own limit.
+pub const MAX_SMTP_REPLY_BYTES: usize = 128 * 1024;
+
 /// Sends through a fresh SMTP connection per notification (pages are rare; a pooled
-/// connection would only add a stale-connection failure mode).
+/// connection would only add a stale-connection failure mode). The connection is opened here,
+/// not by lettre's transport, so that every reply is read through [`MAX_SMTP_REPLY_BYTES`];
+/// lettre speaks SMTP over it (EHLO, STARTTLS, AUTH, the message).
 pub struct EmailNotifier {
     plan: Email,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// STARTTLS's or implicit TLS's parameters (`None` for `tls = "none"`).
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
     timeout: Duration,
     redactor: crate::flow::Redactor,
 }
@@ -431,32 +441,165 @@ impl EmailNotifier {
         redactor: crate::flow::Redactor,
     ) -> Result<EmailNotifier, DeliveryError> {
         let tls = match plan.tls {
-            TlsMode::None => Tls::None,
-            mode => {
-                let params = TlsParameters::new(plan.host.clone()).map_err(|e| {
-                    DeliveryError::Permanent(format!("cannot set up TLS: {}", error_chain(&e)))
-                })?;
-                if mode == TlsMode::Tls {
-                    Tls::Wrapper(params)
-                } else {
-                    Tls::Required(params)
-                }
-            }
+            TlsMode::None => None,
+            _ => Some(TlsParameters::new(plan.host.clone()).map_err(|e| {
+                DeliveryError::Permanent(format!("cannot set up TLS: {}", error_chain(&e)))
+            })?),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&plan.host)
-            .port(plan.port)
-            .tls(tls)
-            .timeout(Some(timeout));
-        if let (Some(user), Some(pass)) = (&plan.username, &plan.password) {
-            builder =
-                builder.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
-        }
+        let credentials = match (&plan.username, &plan.password) {
+            (Some(user), Some(pass)) => {
+                Some(Credentials::new(user.clone(), pass.expose().to_string()))
+            }
+            _ => None,
+        };
         Ok(EmailNotifier {
             plan: plan.clone(),
-            transport: builder.build(),
+            tls,
+            credentials,
             timeout,
             redactor,
         })
+    }
+
+    /// One conversation: connect (TLS first for `tls = "tls"`), EHLO, STARTTLS when asked,
+    /// AUTH when configured, the message, QUIT.
+    async fn deliver(&self, message: &Message) -> Result<(), DeliveryError> {
+        let host = self.plan.host.as_str();
+        let port = self.plan.port;
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| {
+                DeliveryError::Retryable(format!(
+                    "SMTP: no connection to {host}:{port} within {}",
+                    crate::report::human_duration(self.timeout)
+                ))
+            })?
+            .map_err(|e| {
+                DeliveryError::Retryable(format!("SMTP: cannot connect to {host}:{port}: {e}"))
+            })?;
+        let peer = tcp.peer_addr().ok();
+        let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stream: Box<dyn AsyncTokioStream> = match (&self.plan.tls, &self.tls) {
+            (TlsMode::Tls, Some(_)) => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| {
+                        DeliveryError::Permanent(format!(
+                            "SMTP: `{host}` is not a valid TLS server name"
+                        ))
+                    })?;
+                let tls = tokio_rustls::TlsConnector::from(smtp_tls_config())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| {
+                        DeliveryError::Retryable(format!(
+                            "SMTP: TLS handshake with `{host}` failed: {e}"
+                        ))
+                    })?;
+                Box::new(SmtpStream(
+                    crate::flow::Capped::new(tls, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
+                    peer,
+                ))
+            }
+            _ => Box::new(SmtpStream(
+                crate::flow::Capped::new(tcp, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
+                peer,
+            )),
+        };
+        let failed = |e: lettre::transport::smtp::Error| {
+            if exceeded.load(std::sync::atomic::Ordering::Relaxed) {
+                DeliveryError::Retryable(format!(
+                    "SMTP: a reply larger than {MAX_SMTP_REPLY_BYTES} bytes"
+                ))
+            } else {
+                classify(&e)
+            }
+        };
+        let hello = ClientId::default();
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &hello)
+            .await
+            .map_err(failed)?;
+        if let (TlsMode::StartTls, Some(params)) = (&self.plan.tls, &self.tls) {
+            if !conn.can_starttls() {
+                return Err(DeliveryError::Permanent(
+                    "SMTP: the server does not offer STARTTLS (tls = \"starttls\")".to_string(),
+                ));
+            }
+            conn.starttls(params.clone(), &hello)
+                .await
+                .map_err(failed)?;
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, credentials)
+                .await
+                .map_err(failed)?;
+        }
+        conn.send(message.envelope(), &message.formatted())
+            .await
+            .map_err(failed)?;
+        conn.abort().await;
+        Ok(())
+    }
+}
+
+/// The system's roots for implicit TLS (`tls = "tls"`), as lettre's own TLS would use, without
+/// the HTTP ALPN the probes offer.
+fn smtp_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut config = (*crate::flow::tls_client_config(Vec::new())).clone();
+            config.alpn_protocols.clear();
+            std::sync::Arc::new(config)
+        })
+        .clone()
+}
+
+/// A capped connection as lettre takes one (it asks for the peer's address).
+#[derive(Debug)]
+struct SmtpStream<S>(crate::flow::Capped<S>, Option<std::net::SocketAddr>);
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SmtpStream<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SmtpStream<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl<S> AsyncTokioStream for SmtpStream<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + std::fmt::Debug,
+{
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.1
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
     }
 }
 
@@ -464,11 +607,11 @@ impl Notifier for EmailNotifier {
     fn send<'a>(&'a self, n: &'a Notification) -> SendFuture<'a> {
         Box::pin(async move {
             let message = build_message(&self.plan, n)?;
-            // lettre's timeout is per command; this bounds the whole conversation.
+            // The whole conversation, each reply capped in size.
             let whole = self.timeout.saturating_mul(3);
-            match tokio::time::timeout(whole, self.transport.send(message)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(classify(&e).scrub(&self.redactor)),
+            match tokio::time::timeout(whole, self.deliver(&message)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.scrub(&self.redactor)),
                 Err(_) => Err(DeliveryError::Retryable(format!(
                     "the SMTP server did not finish within {}",
                     crate::report::human_duration(whole)

@@ -16,6 +16,7 @@ mod redact;
 mod redis;
 pub mod resident;
 
+pub(crate) use net::Capped;
 pub use net::tls_client_config;
 pub(crate) use redact::quote;
 pub use redact::{REDACTED, Redactor, redact_url_text};

@@ -22,6 +22,81 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A connection whose reads fail once more than `cap` bytes arrived since the last write: a
+/// request/reply protocol's reply cap (Redis, SMTP) under a client that would read a reply
+/// whole. `exceeded` tells the caller that the cap, not the peer, ended the connection.
+#[derive(Debug)]
+pub(crate) struct Capped<S> {
+    inner: S,
+    cap: usize,
+    since_write: usize,
+    exceeded: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S> Capped<S> {
+    pub(crate) fn new(inner: S, cap: usize, exceeded: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Capped {
+            inner,
+            cap,
+            since_write: 0,
+            exceeded,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Capped<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let too_large = || std::io::Error::other(format!("a reply larger than {} bytes", this.cap));
+        if this.exceeded.load(std::sync::atomic::Ordering::Relaxed) {
+            return std::task::Poll::Ready(Err(too_large()));
+        }
+        let before = buf.filled().len();
+        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        this.since_write += buf.filled().len() - before;
+        if this.since_write > this.cap {
+            this.exceeded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return std::task::Poll::Ready(Err(too_large()));
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            // A command went out: what comes next is its reply.
+            this.since_write = 0;
+        }
+        written
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// Resolves the URL's host, timing it as `dns` unless the host is an IP literal.
 pub(crate) async fn resolve(
     ctx: &mut RunContext<'_>,

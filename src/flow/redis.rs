@@ -292,13 +292,8 @@ impl ReplyCap {
         }
     }
 
-    fn wrap<S>(&self, inner: S) -> Capped<S> {
-        Capped {
-            inner,
-            cap: self.cap,
-            since_write: 0,
-            exceeded: self.exceeded.clone(),
-        }
+    fn wrap<S>(&self, inner: S) -> super::net::Capped<S> {
+        super::net::Capped::new(inner, self.cap, self.exceeded.clone())
     }
 
     fn exceeded(&self) -> bool {
@@ -322,67 +317,6 @@ impl ReplyCap {
         } else {
             step_error(op, err)
         }
-    }
-}
-
-/// A connection whose reads fail once more than `cap` bytes arrived since the last write.
-struct Capped<S> {
-    inner: S,
-    cap: usize,
-    since_write: usize,
-    exceeded: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Capped<S> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let too_large = || std::io::Error::other("redis reply larger than max_body_bytes");
-        if this.exceeded.load(std::sync::atomic::Ordering::Relaxed) {
-            return std::task::Poll::Ready(Err(too_large()));
-        }
-        let before = buf.filled().len();
-        std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        this.since_write += buf.filled().len() - before;
-        if this.since_write > this.cap {
-            this.exceeded
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            return std::task::Poll::Ready(Err(too_large()));
-        }
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<S> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            // A command went out: what comes next is its reply.
-            this.since_write = 0;
-        }
-        written
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -140,6 +140,24 @@ pub async fn pouring_http(head: String, limit: usize) -> (String, Poured) {
     (addr, poured)
 }
 
+/// A server that speaks first (an SMTP greeting): on connect, `head` and then up to `limit`
+/// bytes of `filler`, as fast as the client takes them.
+pub async fn pouring_greeting(
+    head: &'static str,
+    filler: &'static [u8],
+    limit: usize,
+) -> (String, Poured) {
+    let (l, addr) = listener().await;
+    let poured = Poured::default();
+    let p = poured.clone();
+    tokio::spawn(async move {
+        if let Ok((mut s, _)) = l.accept().await {
+            p.pour(&mut s, head.as_bytes(), filler, limit).await;
+        }
+    });
+    (addr, poured)
+}
+
 /// Reads an HTTP request head (up to its blank line, at most 64 KiB); `None` when the client
 /// hangs up first.
 pub async fn read_head<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Option<Vec<u8>> {
