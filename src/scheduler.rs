@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 
 use crate::clock::Clock;
 use crate::config::ProbePlan;
@@ -97,6 +98,9 @@ impl SkipReason {
     }
 }
 
+/// Starts a probe's loop (again, after a panic) for its supervisor.
+type LoopFactory = Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>;
+
 /// A probe's run, as the schedule sees it.
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
@@ -147,7 +151,7 @@ impl Scheduler {
             // Outlives a panicking loop: the restarted one reads the same requests.
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
             // A resident probe keeps its own cadence on an open session.
-            if probe.resident.is_some() {
+            let (kind, name, factory): (Task, String, LoopFactory) = if probe.resident.is_some() {
                 let task = Arc::new(crate::resident::Resident {
                     probe: probe.clone(),
                     region: region.to_string(),
@@ -157,46 +161,41 @@ impl Scheduler {
                     shutdown: shutdown.clone(),
                     seed: rand::random(),
                 });
-                tracker.spawn(
-                    tasks
-                        .supervise(
-                            Task::Resident,
-                            format!("resident probe {}", probe.name),
-                            true,
-                            shutdown.clone(),
-                            move || {
-                                let (task, rx) = (task.clone(), rx.clone());
-                                async move { task.run_with(&mut *rx.lock().await).await }
-                            },
-                        )
-                        .in_current_span(),
-                );
-                continue;
-            }
-            let task = Arc::new(ProbeLoop {
-                probe: probe.clone(),
-                region: region.to_string(),
-                clock,
-                runner: runner.clone(),
-                events: events.clone(),
-                shutdown: shutdown.clone(),
-                tracker: tracker.clone(),
-                tasks: tasks.clone(),
-                running: Arc::new(AtomicU8::new(IDLE)),
-                unreported: std::sync::Mutex::new(Vec::new()),
-            });
+                let factory = move || -> BoxFuture<'static, ()> {
+                    let (task, rx) = (task.clone(), rx.clone());
+                    Box::pin(async move { task.run_with(&mut *rx.lock().await).await })
+                };
+                (
+                    Task::Resident,
+                    format!("resident probe {}", probe.name),
+                    Box::new(factory),
+                )
+            } else {
+                let task = Arc::new(ProbeLoop {
+                    probe: probe.clone(),
+                    region: region.to_string(),
+                    clock,
+                    runner: runner.clone(),
+                    events: events.clone(),
+                    shutdown: shutdown.clone(),
+                    tracker: tracker.clone(),
+                    tasks: tasks.clone(),
+                    running: Arc::new(AtomicU8::new(IDLE)),
+                    unreported: std::sync::Mutex::new(Vec::new()),
+                });
+                let factory = move || -> BoxFuture<'static, ()> {
+                    let (task, rx) = (task.clone(), rx.clone());
+                    Box::pin(async move { task.run(&mut *rx.lock().await).await })
+                };
+                (
+                    Task::Scheduler,
+                    format!("scheduler of probe {}", probe.name),
+                    Box::new(factory),
+                )
+            };
             tracker.spawn(
                 tasks
-                    .supervise(
-                        Task::Scheduler,
-                        format!("scheduler of probe {}", probe.name),
-                        true,
-                        shutdown.clone(),
-                        move || {
-                            let (task, rx) = (task.clone(), rx.clone());
-                            async move { task.run(&mut *rx.lock().await).await }
-                        },
-                    )
+                    .supervise(kind, name, true, shutdown.clone(), factory)
                     .in_current_span(),
             );
         }

@@ -307,7 +307,13 @@ impl Supervisor {
                 }
                 failing = true;
                 tokio::select! {
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => {
+                        // Stopped while waiting to restart: one last start, which sees the stop
+                        // and finishes its part (the consumer drains the runs in flight, a pager
+                        // flushes, the history is saved), so shutdown never waits on a dead task.
+                        let _ = AssertUnwindSafe(factory()).catch_unwind().await;
+                        return;
+                    }
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -415,6 +421,25 @@ mod tests {
         assert_eq!(count(&s, Task::Pager), 0);
         stop.cancel();
         task.await.unwrap();
+    }
+
+    /// A stop during the restart backoff still gives the task one last start to finish.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_during_the_backoff_gets_one_last_start() {
+        let s = Supervisor::detached("r");
+        let starts = Arc::new(AtomicU32::new(0));
+        let n = starts.clone();
+        let stop = CancellationToken::new();
+        let task = s.spawn(Task::Consumer, "consumer", true, stop.clone(), move || {
+            let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+            async move { assert!(!first, "deliberate panic") }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+        assert_eq!(count(&s, Task::Consumer), 1);
     }
 
     #[tokio::test(start_paused = true)]
