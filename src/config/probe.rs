@@ -216,9 +216,6 @@ pub struct ProbePlan {
     pub max_body_bytes: usize,
     /// TLS settings when the probe trusts extra CAs (`ca_file`); `None` uses the system roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-    /// The `ca_file` certificates themselves, for clients that build their own TLS config
-    /// (the `redis` step); empty without `ca_file`.
-    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub variables: Vec<(String, Template)>,
     pub steps: Vec<StepPlan>,
     /// Scrubs the values that came from the environment (possible secrets) from every error;
@@ -695,7 +692,7 @@ pub(crate) fn build(
         .as_ref()
         .and_then(|f| ca_file(&mut ctx, f, path))
         .unwrap_or_default();
-    let tls = (!ca_certs.is_empty()).then(|| crate::flow::tls_client_config(ca_certs.clone()));
+    let tls = (!ca_certs.is_empty()).then(|| crate::flow::tls_client_config(ca_certs));
 
     // Variables may read the built-ins only: that keeps them order-independent.
     let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
@@ -807,7 +804,6 @@ pub(crate) fn build(
         jitter,
         max_body_bytes,
         tls,
-        ca_certs,
         variables,
         steps,
         redactor: crate::flow::Redactor::new(secrets),
