@@ -348,9 +348,11 @@ pub fn read(path: &Path) -> Loaded {
 }
 
 fn read_log(path: &Path) -> Loaded {
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::config::file::read_state(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::default(),
+        Err(crate::config::file::FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Loaded::default();
+        }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "cannot read the state log; starting from memory only");
             return Loaded::default();

@@ -1,7 +1,8 @@
 //! Credentials and redirects (issue 17): an `http` step redirected to another origin (scheme,
 //! host or port) does not forward `Authorization`, `Proxy-Authorization`, a configured `Cookie`
 //! or any header holding a secret, as browsers, curl and reqwest do; a same-origin redirect
-//! keeps them; https redirected to http is refused with reason `tls`. Real servers on 127.0.0.1
+//! keeps them; https redirected to http is refused with reason `tls`; a 307 that would resend a
+//! body holding a secret to another origin is refused. Real servers on 127.0.0.1
 //! and 127.0.0.2 (both loopback: two hosts).
 
 use std::collections::HashMap;
@@ -41,7 +42,7 @@ impl Seen {
 }
 
 /// A server that records every request: `/token` answers a JSON token, `/start` answers 302 to
-/// `location` with a session cookie, anything else 200.
+/// `location` with a session cookie, `/start307` a 307 to `location`, anything else 200.
 async fn hop_server(ip: &str, location: String) -> (Seen, String) {
     async fn handle(
         State((seen, location)): State<(Seen, String)>,
@@ -55,6 +56,11 @@ async fn hop_server(ip: &str, location: String) -> (Seen, String) {
             .push((uri.path().to_string(), headers));
         match uri.path() {
             "/token" => format!("{{\"token\":\"{EXTRACTED}\"}}").into_response(),
+            "/start307" => (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response(),
             "/start" => (
                 StatusCode::FOUND,
                 [
@@ -248,5 +254,51 @@ async fn an_https_to_http_redirect_is_refused_with_reason_tls() {
     assert!(
         plain.at("/landing").is_empty(),
         "the http server was reached"
+    );
+}
+
+/// A login POST whose form holds the password, answered 307 to another host: a 307 resends the
+/// body as it is, so following it would hand the password to 127.0.0.2. The step fails and says
+/// why; the other host hears nothing. The same 307 with a body holding no secret is followed.
+#[tokio::test]
+async fn a_307_to_another_origin_never_resends_a_secret_body() {
+    let (other, other_addr) = hop_server("127.0.0.2", String::new()).await;
+    let (first, first_addr) = hop_server("127.0.0.1", format!("http://{other_addr}/landing")).await;
+    let login = |field: &str| {
+        format!(
+            r#"
+timeout = "5s"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "http://{first_addr}/start307"
+form = {{ user = "canary", {field} }}
+"#
+        )
+    };
+    let plan = support::probe_from(&login(r#"password = "${TOKEN}""#), &[("TOKEN", TOKEN)]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert_eq!(run.failed_step.as_deref(), Some("login"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::Protocol), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("redirect 307 to another origin") && error.contains("holds a credential"),
+        "{error}"
+    );
+    assert!(leak(&error, TOKEN).is_none(), "{error}");
+    assert_eq!(first.at("/start307").len(), 1, "the login was sent");
+    assert!(
+        other.at("/landing").is_empty(),
+        "the password reached 127.0.0.2"
+    );
+
+    let plan = support::probe_from(&login(r#"room = "lobby""#), &[("TOKEN", TOKEN)]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    assert!(run.success, "{run:#?}");
+    assert_eq!(
+        other.at("/landing").len(),
+        1,
+        "a body without a secret follows"
     );
 }

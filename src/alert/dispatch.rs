@@ -145,9 +145,13 @@ impl Outbox {
     pub(crate) fn migrate_legacy(
         path: &Path,
     ) -> Result<Option<Vec<(String, serde_json::Value)>>, String> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match crate::config::file::read_state(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(crate::config::file::FileError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None);
+            }
             Err(e) => return Err(e.to_string()),
         };
         let legacy: LegacyOutbox = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! Reading config, probe, CA and web config files so that no file can hang or swamp the
 //! prober: only regular files (a FIFO, a device such as a symlink to `/dev/zero`, a directory
 //! are refused before anything is read), at most [`MAX_FILE_BYTES`], and opened non-blocking.
+//! The prober's own state files are read the same way, with the larger [`MAX_STATE_BYTES`].
 
 use std::fs::File;
 use std::io::Read as _;
@@ -10,13 +11,19 @@ use std::path::Path;
 /// few KiB), far below what would hurt the prober.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The largest state file read back at start-up (`state.log`, `status-history.json`, the
+/// legacy files): a week of hourly roll-ups for 1,000 probes is about 10 MiB, so this leaves
+/// room while a FIFO, `/dev/zero` or a runaway file in the state directory still cannot hang
+/// or swamp the start.
+pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Why a file was not read. The caller names the file; these say why.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("not a regular file ({0}); only regular files are read")]
     NotRegular(&'static str),
-    #[error("larger than {} MiB ({size} bytes); refusing to read it", MAX_FILE_BYTES / 1024 / 1024)]
-    TooLarge { size: u64 },
+    #[error("larger than {} MiB ({size} bytes); refusing to read it", max / 1024 / 1024)]
+    TooLarge { size: u64, max: u64 },
     #[error("not UTF-8 text")]
     NotText,
     #[error("{0}")]
@@ -49,12 +56,15 @@ fn kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-fn check(meta: &std::fs::Metadata) -> Result<(), FileError> {
+fn check(meta: &std::fs::Metadata, max: u64) -> Result<(), FileError> {
     if !meta.is_file() {
         return Err(FileError::NotRegular(kind(meta)));
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(FileError::TooLarge { size: meta.len() });
+    if meta.len() > max {
+        return Err(FileError::TooLarge {
+            size: meta.len(),
+            max,
+        });
     }
     Ok(())
 }
@@ -65,8 +75,21 @@ fn check(meta: &std::fs::Metadata) -> Result<(), FileError> {
 /// # Errors
 /// Not a regular file, larger than [`MAX_FILE_BYTES`], or unreadable.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
+    read_bytes_within(path, MAX_FILE_BYTES)
+}
+
+/// [`read_bytes`] for the prober's own state files: at most [`MAX_STATE_BYTES`]. A missing
+/// file is `FileError::Io` of kind `NotFound` (a first start).
+///
+/// # Errors
+/// Not a regular file, larger than [`MAX_STATE_BYTES`], or unreadable.
+pub fn read_state(path: &Path) -> Result<Vec<u8>, FileError> {
+    read_bytes_within(path, MAX_STATE_BYTES)
+}
+
+fn read_bytes_within(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
     // Looked at before opening: opening a FIFO for reading blocks until a writer comes.
-    check(&std::fs::metadata(path)?)?;
+    check(&std::fs::metadata(path)?, max)?;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -78,14 +101,14 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
     }
     let file: File = options.open(path)?;
     let meta = file.metadata()?;
-    check(&meta)?;
+    check(&meta, max)?;
     // A file that grows while it is read (or reports size 0, as /proc files do) is still cut
     // at the cap.
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    file.take(max + 1).read_to_end(&mut bytes)?;
     let read = bytes.len() as u64;
-    if read > MAX_FILE_BYTES {
-        return Err(FileError::TooLarge { size: read });
+    if read > max {
+        return Err(FileError::TooLarge { size: read, max });
     }
     Ok(bytes)
 }
@@ -130,5 +153,13 @@ mod tests {
             assert!(e.contains(want), "{}: {e}", path.display());
         }
         assert_eq!(read_text(&ok).unwrap(), "a = 1\n");
+        // State files: the same refusals, a larger cap, and a missing file told apart.
+        let e = read_state(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file (a FIFO)"), "{e}");
+        assert_eq!(read_state(&big).unwrap().len(), MAX_FILE_BYTES as usize + 1);
+        assert!(matches!(
+            read_state(&dir.path().join("missing")),
+            Err(FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
+        ));
     }
 }

@@ -72,10 +72,6 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                         ),
                     ));
                 }
-                if next.origin() != url.origin() {
-                    drop_credentials(&mut headers, &ctx.redactor);
-                }
-                url = next;
                 // As browsers do: 303, and 301/302 after a POST, become a GET without a body.
                 if parts.status == 303
                     || (matches!(parts.status.as_u16(), 301 | 302)
@@ -84,6 +80,11 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                     method = reqwest::Method::GET;
                     body = Bytes::new();
                 }
+                if next.origin() != url.origin() {
+                    drop_credentials(&mut headers, &ctx.redactor);
+                    refuse_secret_body(&body, &next, parts.status, &ctx.redactor)?;
+                }
+                url = next;
             }
             (true, Some(_)) => {
                 return Err(StepError::new(
@@ -255,6 +256,29 @@ fn drop_credentials(headers: &mut HeaderMap, redactor: &super::Redactor) {
     for name in secret {
         headers.remove(name);
     }
+}
+
+/// A 307 or 308 to another origin resends the request body as it is: a login form's password
+/// would reach a host it was never meant for. Headers can be dropped, a body cannot (the next
+/// host would get a different request), so the step fails and says why instead.
+fn refuse_secret_body(
+    body: &Bytes,
+    next: &url::Url,
+    status: hyper::StatusCode,
+    redactor: &super::Redactor,
+) -> Result<(), StepError> {
+    if body.is_empty() || !redactor.holds_secret(&String::from_utf8_lossy(body)) {
+        return Ok(());
+    }
+    Err(StepError::new(
+        FailureReason::Protocol,
+        format!(
+            "redirect {} to another origin `{}` refused: it would resend the request body, \
+             which holds a credential",
+            status.as_u16(),
+            super::redact_url_text(next.as_str())
+        ),
+    ))
 }
 
 /// The request body and its content type.
