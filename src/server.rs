@@ -11,9 +11,12 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::service::ReloadRequest;
 use crate::status::Status;
 use crate::supervise::{Supervisor, Task};
+
+/// A reload request (`POST /-/reload`, SIGHUP): answered with `Ok` or the config errors. Defined
+/// here, where requests are made, so the server never imports the service that wires it.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 #[derive(Clone)]
 struct AppState {

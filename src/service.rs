@@ -499,8 +499,7 @@ async fn off_thread<T: Send + 'static>(
 /// Loads and validates the configuration again (shared with the blocking thread that runs it).
 type Loader = Arc<dyn Fn() -> Result<Plan, crate::config::ConfigErrors> + Send + Sync>;
 
-/// A reload request: answered with `Ok` or the config errors.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+pub use crate::server::ReloadRequest;
 
 /// How `run` reloads its configuration (SIGHUP, `POST /-/reload`).
 pub struct Reload {

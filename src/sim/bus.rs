@@ -8,20 +8,12 @@ use std::sync::Mutex;
 
 use tokio::sync::{broadcast, watch};
 
+use super::event::JoinEvent;
 use super::redis::{RedisBus, RedisBusError, RedisStartError};
 
 /// Room of backlog per subscriber; a connection that falls further behind skips messages
 /// (logged) rather than making the bus buffer without bound.
 const BUS_CAPACITY: usize = 1024;
-
-/// One join announced on the bus. `participants` is counted when it is published, so every
-/// member sees the same number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinEvent {
-    pub room: String,
-    pub id: String,
-    pub participants: usize,
-}
 
 pub type ConnId = u64;
 

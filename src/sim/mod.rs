@@ -4,6 +4,7 @@
 //! signalling runs on a real Redis, so Redis faults break joining as they do on a platform.
 
 mod bus;
+mod event;
 mod faults;
 mod redis;
 mod tokens;

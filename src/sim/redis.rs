@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::bus::JoinEvent;
+use super::event::JoinEvent;
 
 /// The channel every sim process publishes joins to and subscribes to.
 const CHANNEL: &str = "joincanary:sim:joins";

@@ -11,7 +11,8 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::bus::{Bus, ConnId, JoinEvent};
+use super::bus::{Bus, ConnId};
+use super::event::JoinEvent;
 use super::faults::Faults;
 
 const PING_EVERY: Duration = Duration::from_secs(1);
