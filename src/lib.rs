@@ -5,7 +5,7 @@
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
 //! [`service`] wires them into `joincanary run` (every long-lived task under [`supervise`]), where [`metrics`], [`status`] and [`alert`]
 //! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
-//! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status; [`rollup`]: a week of hourly availability); [`sim`] is the reference
+//! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status; [`rollup`]: a week of hourly availability; [`html`]: the one HTML escaper, shared with the email pager); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C;
 //! [`logging`] sets up `--log.level`/`--log.format`; [`web`] is `--web.config.file` (TLS, basic auth); [`healthcheck`] asks a running service for `/healthz` as it is configured (the container's HEALTHCHECK); `process` exports `process_*` metrics.
@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod flow;
 pub mod healthcheck;
 pub mod heartbeat;
+pub mod html;
 pub mod logging;
 pub mod metrics;
 pub mod output;

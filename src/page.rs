@@ -29,10 +29,9 @@ struct Column<'a> {
     last_seen: Option<DateTime<Utc>>,
 }
 
-/// HTML-escapes text for element content and quoted attribute values (the email pager's
-/// escaper: one way to do it).
+/// HTML-escapes text for element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
-    crate::alert::email::html_escape(s)
+    crate::html::escape(s)
 }
 
 /// An href only for http(s) URLs: a peer could send `javascript:`.

@@ -498,7 +498,7 @@ impl Status {
                 let bytes = status.saved_bytes();
                 let target = path.clone();
                 let written = tokio::task::spawn_blocking(move || {
-                    crate::alert::engine::write_atomic(&target, &bytes)
+                    crate::store::write_atomic(&target, &bytes)
                 })
                 .await;
                 if let Ok(Err(e)) = written {
@@ -610,7 +610,7 @@ mod tests {
         }
         let bytes = status.saved_bytes();
         assert!(bytes.len() < 64 * 1024, "{} bytes", bytes.len());
-        crate::alert::engine::write_atomic(&path, &bytes).unwrap();
+        crate::store::write_atomic(&path, &bytes).unwrap();
 
         let again = Status::new("r");
         again.restore(&path);
@@ -643,7 +643,7 @@ mod tests {
         assert!(bytes.len() < 40 * 1024, "{} bytes", bytes.len());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(HISTORY_FILE);
-        crate::alert::engine::write_atomic(&path, &bytes).unwrap();
+        crate::store::write_atomic(&path, &bytes).unwrap();
         let again = Status::new("r");
         again.restore(&path);
         assert_eq!(again.snapshot()[0].hourly, p.hourly);

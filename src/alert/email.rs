@@ -292,7 +292,7 @@ pub fn text_body(n: &Notification) -> String {
 /// The HTML part: the same as the text part, as tables; every interpolated value is escaped.
 /// Failed rows say so in words as well as colour.
 pub fn html_body(n: &Notification) -> String {
-    let e = html_escape;
+    let e = crate::html::escape;
     let mut out = format!(
         "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><h2>{}</h2><table>",
         e(&first_line(n))
@@ -362,21 +362,6 @@ fn error_excerpt(n: &Notification) -> Option<String> {
 
 /// How much of the error a mail's body shows.
 const EMAIL_ERROR: usize = 4000;
-
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The message: RFC 5322 headers (From, To, Subject, Date, Message-ID, and for a reminder or a
 /// resolve In-Reply-To and References naming the trigger), multipart/mixed of the text + HTML

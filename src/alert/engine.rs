@@ -12,7 +12,6 @@ use super::policy::{AlertContext, Decision, OpenAlert, PolicyConfig, ProbeAlertS
 use super::{EventKind, Link, Notification, Severity};
 use crate::config::Plan;
 use crate::report::ProbeRun;
-pub use crate::store::write_atomic;
 use crate::store::{Loaded, Store};
 
 /// The state log's name inside `state_dir` (alert state and the outbox).
