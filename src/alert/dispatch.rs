@@ -35,8 +35,9 @@ pub struct Dispatcher {
     stopping: tokio_util::sync::CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     forwarder: JoinHandle<()>,
-    /// Opened by [`Dispatcher::start`]: closed at shutdown.
-    owns_store: bool,
+    /// Opened by [`Dispatcher::start`] (in `engine.rs`, which owns the state files): closed at
+    /// shutdown.
+    pub(super) owns_store: bool,
 }
 
 struct Shared {
@@ -221,31 +222,6 @@ impl Outbox {
 }
 
 impl Dispatcher {
-    /// Opens the state log in `state_dir` (what an earlier run could not deliver) and starts
-    /// one task per pager; see [`Dispatcher::start_with`]. For callers without alert state of
-    /// their own (the service shares one log between alert state and the outbox).
-    pub fn start(
-        pagers: Vec<PagerPlan>,
-        state_dir: &Path,
-        metrics: crate::metrics::Metrics,
-        shutdown: watch::Receiver<bool>,
-    ) -> Dispatcher {
-        let (store, loaded) = super::engine::open_store(state_dir);
-        let outbox = Outbox::from_loaded(&loaded);
-        let tasks = crate::supervise::Supervisor::detached(&metrics.region);
-        let mut d = Dispatcher::start_with(
-            pagers,
-            outbox,
-            store,
-            metrics,
-            Clock::system(),
-            shutdown,
-            &tasks,
-        );
-        d.owns_store = true;
-        d
-    }
-
     /// Starts one task per pager on `outbox` (what an earlier run or the configuration before a
     /// reload left undelivered), recording every change in `store`. `clock` gives every
     /// timestamp (its start is the watchdog's `startsAt`: pass the service's clock, which

@@ -7,12 +7,14 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::dispatch::{LEGACY_OUTBOX_FILE, Outbox};
+use super::dispatch::{Dispatcher, LEGACY_OUTBOX_FILE, Outbox};
 use super::policy::{AlertContext, Decision, OpenAlert, PolicyConfig, ProbeAlertState};
-use super::{EventKind, Link, Notification, Severity};
+use super::{EventKind, Link, Notification, PagerPlan, Severity};
+use crate::clock::Clock;
 use crate::config::Plan;
 use crate::report::ProbeRun;
 use crate::store::{Loaded, Store};
+use tokio::sync::watch;
 
 /// The state log's name inside `state_dir` (alert state and the outbox).
 pub const STATE_LOG: &str = "state.log";
@@ -23,6 +25,36 @@ const ALERT: &str = "a/";
 /// Set by a migration that read the old outbox whole: an open alert's trigger that it did not
 /// hold had been delivered (the old format kept no record of delivery).
 const LEGACY_MARK: &str = "m/legacy-outbox-read";
+
+// `Dispatcher::start` lives here, beside `open_store`, rather than in `dispatch.rs`: opening
+// the state files (and migrating the legacy outbox, which needs `dispatch::Outbox`) is this
+// module's job, and dispatch importing it back would tie the two modules in a circle.
+impl Dispatcher {
+    /// Opens the state log in `state_dir` (what an earlier run could not deliver) and starts
+    /// one task per pager; see [`Dispatcher::start_with`]. For callers without alert state of
+    /// their own (the service shares one log between alert state and the outbox).
+    pub fn start(
+        pagers: Vec<PagerPlan>,
+        state_dir: &Path,
+        metrics: crate::metrics::Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> Dispatcher {
+        let (store, loaded) = open_store(state_dir);
+        let outbox = Outbox::from_loaded(&loaded);
+        let tasks = crate::supervise::Supervisor::detached(&metrics.region);
+        let mut d = Dispatcher::start_with(
+            pagers,
+            outbox,
+            store,
+            metrics,
+            Clock::system(),
+            shutdown,
+            &tasks,
+        );
+        d.owns_store = true;
+        d
+    }
+}
 
 /// Opens `{state_dir}/state.log`. On the first start after an upgrade, the `alert-state.json`
 /// and `outbox.json` of earlier versions are read into it and renamed `*.migrated`.
