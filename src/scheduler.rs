@@ -21,7 +21,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use crate::clock::Clock;
-use crate::config::ProbePlan;
+use crate::flow::ProbePlan;
 use crate::report::{ProbeRun, Trigger};
 use crate::supervise::{Supervisor, Task};
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use joincanary::config::ProbePlan;
+use joincanary::flow::ProbePlan;
 use joincanary::flow::run_probe;
 use joincanary::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 

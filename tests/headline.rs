@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use joincanary::clock::Clock;
-use joincanary::config::ProbePlan;
+use joincanary::flow::ProbePlan;
 use joincanary::report::{FailureReason, ProbeRun, StepKind, StepReport, Trigger};
 use joincanary::scheduler::Runner;
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@
 
 use joincanary::alert::Severity;
 use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
-use joincanary::config::ProbePlan;
+use joincanary::flow::ProbePlan;
 use joincanary::flow::run_probe;
 use joincanary::metrics::Metrics;
 use joincanary::report::{FailureReason, ProbeRun, Trigger};

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use joincanary::config::{ProbePlan, ResidentPlan};
+use joincanary::flow::{ProbePlan, ResidentPlan};
 use joincanary::report::{FailureReason, ProbeRun, Trigger};
 use joincanary::resident::{ReconnectCause, Resident, Session, Sessions};
 use joincanary::scheduler::Event;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use joincanary::clock::Clock;
-use joincanary::config::ProbePlan;
+use joincanary::flow::ProbePlan;
 use joincanary::report::{ProbeRun, Trigger};
 use joincanary::schedule::Schedule;
 use joincanary::scheduler::{Event, Runner, Scheduler};

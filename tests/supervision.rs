@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use joincanary::clock::Clock;
-use joincanary::config::ProbePlan;
+use joincanary::flow::ProbePlan;
 use joincanary::report::{ProbeRun, Trigger};
 use joincanary::scheduler::Runner;
 use joincanary::supervise::{HEALTHY_AFTER, Task, fault};

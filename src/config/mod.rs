@@ -11,21 +11,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use probe::{
-    Body, ExpectSpec, ExtractSource, Extraction, FailSpec, GaugeChecks, HttpJsonSpec, HttpSpec,
-    ProbePlan, ProtocolKind, RESIDENT_CONFIRM_DELAY, RESIDENT_EVERY, RESIDENT_KEEPALIVE,
-    RESIDENT_MAX_SESSION_AGE, RESIDENT_RECONNECT_AFTER, RESIDENT_RECONNECT_MAX,
-    RESIDENT_RECONNECT_MIN, RedisSpec, ResidentPlan, SendSpec, StepPlan, StepSpec, WsConnectSpec,
-};
-
 use crate::diag::{ConfigError, ConfigErrors, Ctx, EnvSource, S, file, parse_toml, read_source};
+use crate::flow::ProbePlan;
 
 /// The default service config path, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/joincanary.toml";
-/// Default cap on an HTTP body or websocket message.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Default budget of frames a `ws_expect` step reads before giving up.
-pub const DEFAULT_MAX_FRAMES: usize = 1000;
 
 /// Everything `run`, `once` and `check` need, validated.
 #[derive(Debug, Clone)]
@@ -227,7 +217,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .as_ref()
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
     let peers = build_peers(&mut ctx, raw.peers.as_ref());
-    let defaults = probe::Defaults::build(&mut ctx, &raw.defaults);
+    let defaults = crate::flow::plan::Defaults::build(&mut ctx, &raw.defaults);
     let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
     let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
     let pager_names: Vec<String> = raw

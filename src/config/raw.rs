@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use crate::diag::S;
+use crate::flow::kinds::StepHead;
+use crate::flow::plan::RawDefaults;
 use serde::Deserialize;
 
 /// `config/joincanary.toml`: the service.
@@ -64,19 +66,6 @@ pub struct RawHeartbeat {
     pub interval: Option<S<String>>,
     /// Per-ping timeout (default 10s).
     pub timeout: Option<S<String>>,
-}
-
-/// `[defaults]`: what a probe file does not say.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDefaults {
-    pub schedule: Option<S<String>>,
-    pub timezone: Option<S<String>>,
-    pub timeout: Option<S<String>>,
-    pub step_timeout: Option<S<String>>,
-    pub jitter: Option<S<String>>,
-    pub max_body_bytes: Option<S<i64>>,
-    pub max_frames: Option<S<i64>>,
 }
 
 /// `[alerting]` in the service config, or a probe's override.
@@ -159,7 +148,7 @@ pub struct RawProbe {
     pub ca_file: Option<S<String>>,
     #[serde(default)]
     pub variables: BTreeMap<String, S<String>>,
-    pub steps: S<Vec<S<RawStep>>>,
+    pub steps: S<Vec<S<StepHead>>>,
     pub alerting: Option<RawAlerting>,
     /// `scheduled` (default: `steps` run on `schedule`) or `resident`: `steps` open a session
     /// that stays open, and `exchange` runs on it every `resident.every`.
@@ -168,10 +157,10 @@ pub struct RawProbe {
     pub resident: Option<S<RawResident>>,
     /// `mode = "resident"`: the steps run every `resident.every` on the open session; each
     /// exchange is one run.
-    pub exchange: Option<S<Vec<S<RawStep>>>>,
+    pub exchange: Option<S<Vec<S<StepHead>>>>,
     /// `mode = "resident"`: steps run when a session ends (rotation, reload, stop); they never
     /// fail a run.
-    pub teardown: Option<S<Vec<S<RawStep>>>>,
+    pub teardown: Option<S<Vec<S<StepHead>>>>,
 }
 
 /// `[resident]` of a `mode = "resident"` probe.
@@ -192,81 +181,4 @@ pub struct RawResident {
     pub reconnect_max: Option<S<String>>,
     /// Failed exchanges in a row on an open session before it is re-established (default 3).
     pub reconnect_after: Option<S<i64>>,
-}
-
-/// One `[[steps]]` entry. Flat on purpose: serde's tagged enums lose spans, and a flat table
-/// lets us say "key `text` does not apply to an http step" instead of "unknown field".
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStep {
-    pub name: S<String>,
-    pub kind: S<String>,
-    pub timeout: Option<S<String>>,
-    pub method: Option<S<String>>,
-    pub url: Option<S<String>>,
-    pub headers: Option<S<BTreeMap<String, S<String>>>>,
-    pub json: Option<S<toml::Value>>,
-    pub form: Option<S<BTreeMap<String, S<String>>>>,
-    pub body: Option<S<String>>,
-    pub expect_status: Option<S<Vec<i64>>>,
-    pub expect_json: Option<S<toml::Value>>,
-    /// One regex or a list; all must match the same reply. Templates, values regex-escaped.
-    pub expect_regex: Option<S<toml::Value>>,
-    pub extract: Option<S<BTreeMap<String, S<RawExtract>>>>,
-    pub subprotocols: Option<S<Vec<String>>>,
-    pub text: Option<S<String>>,
-    pub max_frames: Option<S<i64>>,
-    /// A reply matching this JSON subset fails the step at once with `server_error`.
-    pub fail_json: Option<S<toml::Value>>,
-    /// A reply matching any of these regexes fails the step at once with `server_error`.
-    pub fail_regex: Option<S<toml::Value>>,
-    /// Runs after a failure too; never the run's failed step.
-    pub cleanup: Option<S<bool>>,
-    /// Which websocket a ws_* step uses (default: the unnamed one).
-    pub connection: Option<S<String>>,
-    /// ws_connect: `raw` (default), `socketio`, `actioncable`, `xmpp`.
-    pub protocol: Option<S<String>>,
-    /// ws_connect, socketio: the namespace to connect (default `/`).
-    pub namespace: Option<S<String>>,
-    /// ws_connect, socketio: the `auth` payload of the namespace connect.
-    pub auth: Option<S<toml::Value>>,
-    /// ws_connect, xmpp: the domain in the stream `<open to=...>`.
-    pub domain: Option<S<String>>,
-    /// ws_connect, raw: frames matching this JSON subset are the protocol's pings: skipped and
-    /// never counted against `max_frames`.
-    pub ping_json: Option<S<toml::Value>>,
-    /// ws_send: the Socket.IO event or ActionCable action; ws_expect: the event or message type.
-    pub event: Option<S<String>>,
-    /// ws_send, socketio: the event's arguments.
-    pub args: Option<S<toml::Value>>,
-    /// ws_send, socketio: ask for an acknowledgement; ws_expect: wait for it.
-    pub ack: Option<S<bool>>,
-    /// ws_send, actioncable: subscribe to this channel identifier.
-    pub subscribe: Option<S<toml::Value>>,
-    /// ws_expect, xmpp: an element that must match (name, attributes in any order, children).
-    pub expect_xml: Option<S<String>>,
-    /// redis: the ACL user (`${ENV}` expanded at load time).
-    pub username: Option<S<String>>,
-    /// redis: the password (`${ENV}` expanded at load time; scrubbed from every error).
-    pub password: Option<S<String>>,
-    /// redis: the canary channel of the PUBLISH/SUBSCRIBE round trip (none: no round trip).
-    pub channel: Option<S<String>>,
-    /// http_json: gauge name -> JSON pointer (or dotted path) of a number in the reply.
-    pub gauges: Option<S<BTreeMap<String, S<String>>>>,
-    /// redis, http_json: a gauge at or above this value raises the degraded warning.
-    pub warn_above: Option<S<BTreeMap<String, S<f64>>>>,
-    /// redis, http_json: a gauge below this value raises the degraded warning.
-    pub warn_below: Option<S<BTreeMap<String, S<f64>>>>,
-}
-
-/// Where an extracted value comes from; exactly one key.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawExtract {
-    /// JSON pointer (`/token`) or dotted path (`$.data.token`, `data.items[0].id`).
-    pub json: Option<String>,
-    pub header: Option<String>,
-    pub cookie: Option<String>,
-    /// A regex over the body or frame; capture group 1 (or the whole match).
-    pub regex: Option<String>,
 }

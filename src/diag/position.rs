@@ -34,27 +34,91 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     match toml::from_str::<T>(&file.text) {
         Ok(v) => Some(v),
         Err(e) => {
-            // Every parse error names its place and its key (`steps[1].wat`, or the table for a
-            // missing field), as every other error does; with no place, the file's start.
-            let (line, column) = e.span().map_or((1, 1), |s| file.locate(s.start));
-            let key = match missing_field(e.message()) {
-                // Placed at its table: the key is the table's and the field's.
-                Some(field) => Some(
-                    e.span()
-                        .and_then(|s| header_at(&file.text, s.start))
-                        .map_or_else(|| field.to_string(), |t| format!("{t}.{field}")),
-                ),
-                None => e.span().and_then(|s| key_at(&file.text, s.start)),
-            };
-            errors.push(ConfigError {
-                file: file.path.clone(),
-                line,
-                column,
-                key,
-                message: e.message().trim().to_string(),
-            });
+            errors.push(located(file, &e));
             None
         }
+    }
+}
+
+/// Reads one table of `file` (already parsed with its spans, e.g. a step's) as `T`, with the
+/// same located error as [`parse_toml`].
+pub fn parse_table<'i, T: serde::Deserialize<'i>>(
+    file: &SourceFile,
+    table: toml::Spanned<toml::de::DeTable<'i>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    match T::deserialize(toml::de::Deserializer::from(table)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(located(file, &e));
+            None
+        }
+    }
+}
+
+/// A TOML parser's error as a [`ConfigError`]: every parse error names its place and its key
+/// (`steps[1].wat`, or the table for a missing field), as every other error does; with no
+/// place, the file's start.
+fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map_or((1, 1), |s| file.locate(s.start));
+    let key = match missing_field(e.message()) {
+        // Placed at its table: the key is the table's and the field's.
+        Some(field) => Some(
+            e.span()
+                .and_then(|s| header_at(&file.text, s.start))
+                .map_or_else(|| field.to_string(), |t| format!("{t}.{field}")),
+        ),
+        None => e.span().and_then(|s| key_at(&file.text, s.start)),
+    };
+    ConfigError {
+        file: file.path.clone(),
+        line,
+        column,
+        key,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// The keys a `#[derive(Deserialize)]` struct reads, in the order it declares them: what a table
+/// of its kind accepts, from the type itself rather than a list kept by hand.
+pub fn table_keys<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    #[derive(Debug)]
+    struct Found(&'static [&'static str]);
+    impl std::fmt::Display for Found {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("not a struct")
+        }
+    }
+    impl std::error::Error for Found {}
+    impl serde::de::Error for Found {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Found(&[])
+        }
+    }
+    /// Answers `deserialize_struct` with the field names, and nothing else.
+    struct Introspect;
+    impl<'de> serde::Deserializer<'de> for Introspect {
+        type Error = Found;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Found> {
+            Err(Found(&[]))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Found> {
+            Err(Found(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    match T::deserialize(Introspect) {
+        Err(Found(fields)) => fields,
+        Ok(_) => &[],
     }
 }
 

@@ -2,22 +2,190 @@
 //! byte are each timed, as a joining user would pay them), checked and mined for values.
 //! HTTP/1.1 over hyper; redirects followed; the run's cookie jar carries the session.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderMap};
 use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
+use serde::Deserialize;
+
+use super::kinds::{Build, Kind, Reads};
+use super::matcher::Pattern;
+use super::parts::{self, ExtractSource, Extraction, FailSpec, RawExtract};
+use super::plan::StepPlan;
 use super::{RunContext, StepError, matcher, net, snippet};
-use crate::config::{Body, ExtractSource, HttpSpec};
+use crate::diag::S;
 use crate::net::AbortOnDrop;
 use crate::net::error_chain;
 use crate::report::{FailureReason, Phase};
+use crate::template::Template;
 
 /// Redirects followed before the step fails: a login flow may redirect once or twice; a loop
 /// must not eat the deadline.
 const MAX_REDIRECTS: usize = 5;
 
+/// An `http` step's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub method: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub headers: Option<S<BTreeMap<String, S<String>>>>,
+    pub json: Option<S<toml::Value>>,
+    pub form: Option<S<BTreeMap<String, S<String>>>>,
+    pub body: Option<S<String>>,
+    pub expect_status: Option<S<Vec<i64>>>,
+    pub expect_json: Option<S<toml::Value>>,
+    /// One regex or a list; all must match the same reply. Templates, values regex-escaped.
+    pub expect_regex: Option<S<toml::Value>>,
+    pub extract: Option<S<BTreeMap<String, S<RawExtract>>>>,
+    /// A reply matching this JSON subset fails the step at once with `server_error`.
+    pub fail_json: Option<S<toml::Value>>,
+    /// A reply matching any of these regexes fails the step at once with `server_error`.
+    pub fail_regex: Option<S<toml::Value>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    pub method: reqwest::Method,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Body,
+    /// Accepted statuses; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    pub expect_json: Option<serde_json::Value>,
+    /// All must match the body.
+    pub expect_regex: Vec<Pattern>,
+    pub fail: FailSpec,
+    pub extract: Vec<Extraction>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(serde_json::Value),
+    Form(Vec<(String, Template)>),
+    Raw(Template),
+}
+
+impl Kind for HttpSpec {
+    type Raw = RawHttp;
+
+    fn build(s: RawHttp, b: &mut Build<'_, '_, '_>) -> Option<HttpSpec> {
+        let Some(url_raw) = &s.url else {
+            b.ctx.error(
+                Some(b.name.clone()),
+                b.key("url"),
+                "an http step needs `url`",
+            );
+            return None;
+        };
+        let url = parts::url_template(b.ctx, url_raw, &b.key("url"), &["http", "https"])?;
+        let method = match &s.method {
+            Some(m) => {
+                match reqwest::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        b.ctx.error(
+                            Some(m.span()),
+                            b.key("method"),
+                            format_args!("`{}` is not an HTTP method", m.get_ref()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => reqwest::Method::GET,
+        };
+        let bodies = [s.json.is_some(), s.form.is_some(), s.body.is_some()];
+        if bodies.iter().filter(|b| **b).count() > 1 {
+            b.ctx.error(
+                Some(b.name.clone()),
+                b.prefix.clone(),
+                "give at most one of `json`, `form`, `body`",
+            );
+        }
+        let body = if let Some(j) = &s.json {
+            Body::Json(b.ctx.json(j, &b.key("json"))?)
+        } else if let Some(f) = &s.form {
+            let mut fields = Vec::new();
+            for (k, v) in f.get_ref() {
+                fields.push((k.clone(), b.ctx.template(v, &b.key(&format!("form.{k}")))?));
+            }
+            Body::Form(fields)
+        } else if let Some(body) = &s.body {
+            Body::Raw(b.ctx.template(body, &b.key("body"))?)
+        } else {
+            Body::None
+        };
+        let expect_status = match &s.expect_status {
+            Some(list) => {
+                let mut out = Vec::new();
+                for code in list.get_ref() {
+                    match u16::try_from(*code) {
+                        Ok(c) if (100..=599).contains(&c) => out.push(c),
+                        _ => b.ctx.error(
+                            Some(list.span()),
+                            b.key("expect_status"),
+                            format_args!("`{code}` is not an HTTP status"),
+                        ),
+                    }
+                }
+                out
+            }
+            None => Vec::new(),
+        };
+        Some(HttpSpec {
+            method,
+            url,
+            headers: parts::headers(b.ctx, s.headers.as_ref(), &b.key("headers"))?,
+            body,
+            expect_status,
+            expect_json: match &s.expect_json {
+                Some(j) => Some(b.ctx.json(j, &b.key("expect_json"))?),
+                None => None,
+            },
+            expect_regex: parts::patterns(b.ctx, s.expect_regex.as_ref(), &b.key("expect_regex"))?,
+            fail: parts::fail_spec(
+                b.ctx,
+                s.fail_json.as_ref(),
+                s.fail_regex.as_ref(),
+                &b.prefix,
+            )?,
+            extract: parts::extracts(b.ctx, s.extract.as_ref(), &b.key("extract"), true)?,
+        })
+    }
+
+    fn reads<'s>(&'s self, r: &mut Reads<'s>) {
+        r.templates.push(&self.url);
+        r.templates.extend(self.headers.iter().map(|(_, t)| t));
+        match &self.body {
+            Body::Json(v) => r.json.push(v),
+            Body::Form(f) => r.templates.extend(f.iter().map(|(_, t)| t)),
+            Body::Raw(t) => r.templates.push(t),
+            Body::None => {}
+        }
+        r.json.extend(&self.expect_json);
+        r.templates
+            .extend(self.expect_regex.iter().map(Pattern::template));
+        r.json.extend(&self.fail.json);
+        r.templates
+            .extend(self.fail.regex.iter().map(Pattern::template));
+    }
+
+    fn extracts(&self) -> &[Extraction] {
+        &self.extract
+    }
+
+    async fn run(&self, ctx: &mut RunContext<'_>, _: &StepPlan) -> Result<(), StepError> {
+        run(ctx, self).await
+    }
+}
+
+/// One request: send, check, extract.
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(), StepError> {
     let url_text = ctx.render(&spec.url)?;
     let mut url = url::Url::parse(&url_text).map_err(|e| {

@@ -6,19 +6,22 @@
 //! timeout and the probe's deadline are enforced here, not by the step kinds, so no kind can
 //! outlive them.
 
-mod http;
+pub mod http;
+pub mod http_json;
+pub mod kinds;
 pub mod matcher;
 mod net;
+pub mod parts;
+pub mod plan;
 #[cfg(test)]
 mod proptests;
 pub mod protocol;
-mod redis;
+pub mod redis;
 pub mod resident;
+pub mod ws;
 
-pub use redis::{
-    CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
-};
-mod ws;
+pub use kinds::StepSpec;
+pub use plan::{ProbePlan, ResidentPlan, StepPlan};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,7 +30,6 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use crate::config::{ProbePlan, StepPlan, StepSpec};
 use crate::redact::quote;
 use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 
@@ -291,12 +293,7 @@ pub(crate) fn assemble(
 /// set and its websocket is still open (a `destroy` for a session never created is skipped).
 fn can_clean_up(ctx: &RunContext<'_>, step: &StepPlan) -> bool {
     let vars_set = step.uses.iter().all(|v| ctx.vars.contains_key(v));
-    let conn_open = match step.spec {
-        StepSpec::WsSend(_) | StepSpec::WsExpect(_) | StepSpec::WsClose => {
-            ctx.ws.contains_key(&step.connection)
-        }
-        _ => true,
-    };
+    let conn_open = !step.spec.uses_connection() || ctx.ws.contains_key(&step.connection);
     vars_set && conn_open
 }
 
@@ -423,13 +420,5 @@ fn timeout_error(
 }
 
 async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
-    match &step.spec {
-        StepSpec::Http(spec) => http::run(ctx, spec).await,
-        StepSpec::WsConnect(spec) => ws::connect(ctx, &step.connection, spec).await,
-        StepSpec::WsSend(spec) => ws::send(ctx, &step.connection, spec).await,
-        StepSpec::WsExpect(spec) => ws::expect(ctx, &step.connection, spec).await,
-        StepSpec::WsClose => ws::close(ctx, &step.connection).await,
-        StepSpec::Redis(spec) => redis::run(ctx, spec).await,
-        StepSpec::HttpJson(spec) => redis::http_json(ctx, spec).await,
-    }
+    step.spec.run(ctx, step).await
 }

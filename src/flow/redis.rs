@@ -1,6 +1,6 @@
-//! Cause-side checks: the `redis` step (PING, INFO gauges against thresholds, an optional
-//! PUBLISH/SUBSCRIBE round trip on a canary channel) and the `http_json` step (numbers read
-//! from a JSON reply). A failure fails the step; a crossed threshold is a warning only. Counter
+//! The `redis` step, a cause-side check: PING, INFO gauges against thresholds, an optional
+//! PUBLISH/SUBSCRIBE round trip on a canary channel. A failure fails the step; a crossed
+//! threshold is a warning only. Counter
 //! rates (`evicted_keys_per_second`, ...) come from the previous run's INFO, kept per step.
 
 use std::collections::BTreeMap;
@@ -10,9 +10,127 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use tokio::time::Instant;
 
+use serde::Deserialize;
+
+use super::kinds::{Build, Kind, Reads};
+use super::parts::{self, GaugeChecks, RawGauges};
+use super::plan::StepPlan;
 use super::{RunContext, StepError};
-use crate::config::{GaugeChecks, HttpJsonSpec, RedisSpec};
+use crate::diag::{S, table_keys};
 use crate::report::{FailureReason, Phase};
+use crate::template::Template;
+
+/// A `redis` step's own keys; `warn_above` and `warn_below` are read as [`RawGauges`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://` or `rediss://` (TLS).
+    pub url: Option<S<String>>,
+    /// The ACL user (`${ENV}` expanded at load time).
+    pub username: Option<S<String>>,
+    /// The password (`${ENV}` expanded at load time; scrubbed from every error).
+    pub password: Option<S<String>>,
+    /// The canary channel of the PUBLISH/SUBSCRIBE round trip (none: no round trip).
+    pub channel: Option<S<String>>,
+}
+
+/// A `redis` step: PING, INFO gauges, optionally a pub/sub round trip on `channel`.
+#[derive(Debug, Clone)]
+pub struct RedisSpec {
+    /// `redis://` or `rediss://` (TLS).
+    pub url: Template,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub channel: Option<Template>,
+    pub checks: GaugeChecks,
+    /// INFO counter rates to compute: the defaults and every rate a threshold names.
+    pub rates: Vec<CounterRate>,
+    /// The previous run's counters (shared by the plan's clones; a reload starts afresh).
+    pub memory: std::sync::Arc<CounterMemory>,
+}
+
+/// The memory warning of the incident's action plan: `used_memory / maxmemory` at 80 %.
+pub const DEFAULT_MEMORY_RATIO_WARNING: f64 = 0.8;
+
+impl Kind for RedisSpec {
+    type Raw = RawRedis;
+
+    /// Its own keys and the thresholds (`warn_above`, `warn_below`).
+    fn keys() -> Vec<&'static str> {
+        [table_keys::<RawRedis>(), table_keys::<RawGauges>()].concat()
+    }
+
+    fn build(s: RawRedis, b: &mut Build<'_, '_, '_>) -> Option<RedisSpec> {
+        let Some(url_raw) = &s.url else {
+            b.ctx.error(
+                Some(b.name.clone()),
+                b.key("url"),
+                "a redis step needs `url` (redis:// or rediss://)",
+            );
+            return None;
+        };
+        let url = parts::url_template(b.ctx, url_raw, &b.key("url"), &["redis", "rediss"])?;
+        let username = s
+            .username
+            .as_ref()
+            .and_then(|u| b.ctx.env_str(u, &b.key("username")))
+            // `${REDIS_PASSWORD:-}` unset: no AUTH at all, not AUTH with "".
+            .filter(|v| !v.is_empty());
+        let password = s
+            .password
+            .as_ref()
+            .and_then(|p| b.ctx.env_str(p, &b.key("password")))
+            // `${REDIS_PASSWORD:-}` unset: no AUTH at all, not AUTH with "".
+            .filter(|v| !v.is_empty());
+        let channel = match &s.channel {
+            Some(c) => Some(b.ctx.template(c, &b.key("channel"))?),
+            None => None,
+        };
+        let known = |name: &str| REDIS_GAUGES.contains(&name) || CounterRate::parse(name).is_some();
+        let has = format!(
+            "{}, or the rate of an INFO counter, <counter>_per_second or <counter>_per_minute, for the counters {}",
+            REDIS_GAUGES.join(", "),
+            REDIS_COUNTERS.join(", ")
+        );
+        let thresholds = b.read::<RawGauges>()?;
+        let mut checks = parts::gauge_checks(b.ctx, &thresholds, &b.prefix, &known, &has)?;
+        if !checks.warn_above.iter().any(|(n, _)| n == "memory_ratio") {
+            checks
+                .warn_above
+                .push(("memory_ratio".into(), DEFAULT_MEMORY_RATIO_WARNING));
+        }
+        let mut rates: Vec<CounterRate> = Vec::new();
+        let named = checks.warn_above.iter().chain(&checks.warn_below);
+        for name in DEFAULT_RATES
+            .into_iter()
+            .chain(named.map(|(n, _)| n.as_str()))
+        {
+            if let Some(rate) = CounterRate::parse(name)
+                && !rates.contains(&rate)
+            {
+                rates.push(rate);
+            }
+        }
+        Some(RedisSpec {
+            url,
+            username,
+            password,
+            channel,
+            checks,
+            rates,
+            memory: std::sync::Arc::default(),
+        })
+    }
+
+    fn reads<'s>(&'s self, r: &mut Reads<'s>) {
+        r.templates.push(&self.url);
+        r.templates.extend(&self.channel);
+    }
+
+    async fn run(&self, ctx: &mut RunContext<'_>, _: &StepPlan) -> Result<(), StepError> {
+        run(ctx, self).await
+    }
+}
 
 /// Messages read from the canary channel before the round trip gives up: other probes (other
 /// regions) publish there too, and a busy channel must not keep the step reading forever.
@@ -247,7 +365,7 @@ fn step_error(op: &str, err: &redis::RedisError) -> StepError {
     StepError::caused_by(reason, format!("{op} failed: {why}"), err)
 }
 
-/// `redis://host:port` as the `http(s)://host:port/` URL [`super::net::open`] connects to
+/// `redis://host:port` as the `http(s)://host:port/` URL [`crate::flow::net::open`] connects to
 /// (TLS for `rediss://`).
 fn connection_url(addr: &redis::ConnectionAddr) -> Result<url::Url, StepError> {
     let (scheme, host, port) = match addr {
@@ -320,7 +438,7 @@ impl ReplyCap {
     }
 }
 
-pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError> {
+async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError> {
     use redis::IntoConnectionInfo as _;
     let url_text = ctx.render(&spec.url)?;
     let info = url_text.as_str().into_connection_info().map_err(|e| {
@@ -354,7 +472,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(None)
         .set_response_timeout(None);
-    let stream = super::net::open(ctx, &url).await?;
+    let stream = crate::flow::net::open(ctx, &url).await?;
     // AUTH and HELLO count as connecting.
     let t = Instant::now();
     let (mut conn, driver) = redis::aio::MultiplexedConnection::new_with_config(
@@ -365,7 +483,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
     .await
     .map_err(|e| cap.error("connect", &e))?;
     let _driver = crate::net::AbortOnDrop(tokio::spawn(driver));
-    super::net::add_phase(ctx, Phase::Connect, t);
+    crate::flow::net::add_phase(ctx, Phase::Connect, t);
 
     ctx.waiting = "waiting for PING";
     let t = Instant::now();
@@ -373,7 +491,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         .query_async(&mut conn)
         .await
         .map_err(|e| cap.error("PING", &e))?;
-    super::net::add_phase(ctx, Phase::FirstByte, t);
+    crate::flow::net::add_phase(ctx, Phase::FirstByte, t);
     if pong != "PONG" {
         return Err(StepError::new(
             FailureReason::Protocol,
@@ -408,7 +526,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
         let channel = ctx.render(channel)?;
         ctx.waiting = "waiting for the pub/sub round trip";
         let t = Instant::now();
-        let stream = super::net::open(ctx, &url).await?;
+        let stream = crate::flow::net::open(ctx, &url).await?;
         let mut pubsub = redis::aio::PubSub::new(info.redis_settings(), cap.wrap(stream))
             .await
             .map_err(|e| cap.error("SUBSCRIBE", &e))?;
@@ -446,10 +564,10 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
                 ));
             }
         }
-        super::net::add_phase(ctx, Phase::RoundTrip, t);
+        crate::flow::net::add_phase(ctx, Phase::RoundTrip, t);
     }
     ctx.waiting = "";
-    check(ctx, &spec.checks);
+    spec.checks.warn(ctx);
     Ok(())
 }
 
@@ -480,73 +598,6 @@ fn info_field(text: &str, name: &str) -> Option<f64> {
         .filter_map(|l| l.trim_end().split_once(':'))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| v.parse::<f64>().ok())
-}
-
-/// The `http_json` step: the request as an `http` step makes it, its JSON values extracted
-/// into gauges, then the thresholds.
-pub(super) async fn http_json(
-    ctx: &mut RunContext<'_>,
-    spec: &HttpJsonSpec,
-) -> Result<(), StepError> {
-    super::http::run(ctx, &spec.http).await?;
-    for (name, _) in &spec.gauges {
-        let var = gauge_var(name);
-        let text = ctx.vars.get(&var).cloned().unwrap_or_default();
-        let value = text.trim().parse::<f64>().map_err(|_| {
-            StepError::new(
-                FailureReason::BodyMismatch,
-                format!(
-                    "gauge `{name}`: `{}` is not a number",
-                    crate::redact::quote(&text, 40)
-                ),
-            )
-        })?;
-        ctx.gauges.insert(name.clone(), value);
-    }
-    check(ctx, &spec.checks);
-    Ok(())
-}
-
-/// The variable an `http_json` gauge is extracted into (not a valid template name, so no
-/// template can collide with it).
-pub fn gauge_var(name: &str) -> String {
-    format!("gauge:{name}")
-}
-
-/// Compares the step's gauges with its thresholds; each crossing becomes a warning.
-fn check(ctx: &mut RunContext<'_>, checks: &GaugeChecks) {
-    let step = ctx.step_name.clone();
-    for (name, limit) in &checks.warn_above {
-        if let Some(v) = ctx.gauges.get(name)
-            && *v >= *limit
-        {
-            ctx.warnings.push(format!(
-                "step \"{step}\" {name} {} at or above {}",
-                number(*v),
-                number(*limit)
-            ));
-        }
-    }
-    for (name, limit) in &checks.warn_below {
-        if let Some(v) = ctx.gauges.get(name)
-            && *v < *limit
-        {
-            ctx.warnings.push(format!(
-                "step \"{step}\" {name} {} below {}",
-                number(*v),
-                number(*limit)
-            ));
-        }
-    }
-}
-
-/// Whole numbers without a fraction, ratios with two decimals.
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
 }
 
 #[cfg(test)]
@@ -622,11 +673,5 @@ mod tests {
         for name in DEFAULT_RATES {
             assert!(CounterRate::parse(name).is_some(), "{name}");
         }
-    }
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(number(0.8), "0.80");
-        assert_eq!(number(12.0), "12");
     }
 }

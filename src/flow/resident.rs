@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use super::{RunContext, StepError, assemble, close_all, new_context, run_steps};
-use crate::config::{ProbePlan, ResidentPlan};
+use crate::flow::{ProbePlan, ResidentPlan};
 use crate::report::{FailureReason, Phase, ProbeRun, StepKind, StepReport, Trigger};
 
 /// The step name of a failure found between exchanges (the session dropped, an error frame).

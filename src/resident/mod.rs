@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{ProbePlan, ResidentPlan};
+use crate::flow::{ProbePlan, ResidentPlan};
 use crate::report::{ProbeRun, Trigger};
 use crate::scheduler::Event;
 use backoff::Backoff;

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use joincanary::config::{self, Plan, ProbePlan};
+use joincanary::config::{self, Plan};
+use joincanary::flow::ProbePlan;
 use joincanary::sim::{Credentials, SimServer};
 
 /// Installs the crypto provider the binary installs at start-up (idempotent).

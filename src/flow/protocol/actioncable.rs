@@ -9,6 +9,13 @@ use serde_json::{Value, json};
 
 use super::{Incoming, Message, Outgoing, Protocol};
 
+/// The keys of a step on an `actioncable` connection.
+pub(crate) const KEYS: super::Keys = super::Keys {
+    connect: &[],
+    send: &["event", "json", "subscribe"],
+    expect: &["event", "expect_json", "expect_regex"],
+};
+
 #[derive(Default)]
 pub(crate) struct ActionCable {
     welcomed: bool,

@@ -12,7 +12,78 @@ pub mod xmpp;
 
 use serde_json::Value;
 
-use crate::config::{ProtocolKind, WsConnectSpec};
+use super::ws::WsConnectSpec;
+
+/// How frames on a websocket are framed and read (`protocol = ...` on `ws_connect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolKind {
+    /// Text frames as written: the step writes the frame, patterns see the frame.
+    #[default]
+    Raw,
+    /// Engine.IO v4 / Socket.IO v5.
+    SocketIo,
+    /// Rails ActionCable (`actioncable-v1-json`).
+    ActionCable,
+    /// XMPP over websocket (RFC 7395).
+    Xmpp,
+}
+
+impl ProtocolKind {
+    pub const ALL: [ProtocolKind; 4] = [
+        ProtocolKind::Raw,
+        ProtocolKind::SocketIo,
+        ProtocolKind::ActionCable,
+        ProtocolKind::Xmpp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolKind::Raw => "raw",
+            ProtocolKind::SocketIo => "socketio",
+            ProtocolKind::ActionCable => "actioncable",
+            ProtocolKind::Xmpp => "xmpp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ProtocolKind> {
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// The keys a step on a connection of this protocol may use, beyond the ones every
+    /// connection takes: each protocol's file says its own.
+    pub(crate) fn keys(self) -> &'static Keys {
+        match self {
+            ProtocolKind::Raw => &raw::KEYS,
+            ProtocolKind::SocketIo => &socketio::KEYS,
+            ProtocolKind::ActionCable => &actioncable::KEYS,
+            ProtocolKind::Xmpp => &xmpp::KEYS,
+        }
+    }
+
+    /// The keys some protocol claims for a step kind (`which` picks ws_connect's, ws_send's or
+    /// ws_expect's): on a connection of another protocol they do not apply.
+    pub(crate) fn claimed(which: fn(&Keys) -> &[&'static str]) -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = Vec::new();
+        for p in ProtocolKind::ALL {
+            for k in which(p.keys()) {
+                if !all.contains(k) {
+                    all.push(k);
+                }
+            }
+        }
+        all
+    }
+}
+
+/// The keys of steps on one protocol's connections.
+pub(crate) struct Keys {
+    /// `ws_connect` keys for this protocol only.
+    pub connect: &'static [&'static str],
+    /// What a `ws_send` on it may use.
+    pub send: &'static [&'static str],
+    /// What a `ws_expect` on it may use (besides `fail_*`, `max_frames`, `extract`).
+    pub expect: &'static [&'static str],
+}
 
 /// A message a step may match: what patterns and extractions see.
 #[derive(Debug, Clone, Default)]

@@ -5,6 +5,13 @@ use serde_json::Value;
 use super::{Incoming, Message, Outgoing, Protocol};
 use crate::flow::matcher;
 
+/// The keys of a step on a `raw` connection.
+pub(crate) const KEYS: super::Keys = super::Keys {
+    connect: &["ping_json"],
+    send: &["text", "json"],
+    expect: &["expect_json", "expect_regex"],
+};
+
 pub(crate) struct Raw {
     ping: Option<Value>,
 }

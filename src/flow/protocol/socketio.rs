@@ -8,6 +8,13 @@ use serde_json::Value;
 
 use super::{Incoming, Message, Outgoing, Protocol};
 
+/// The keys of a step on a `socketio` connection.
+pub(crate) const KEYS: super::Keys = super::Keys {
+    connect: &["namespace", "auth"],
+    send: &["event", "args", "json", "ack"],
+    expect: &["event", "ack", "expect_json", "expect_regex"],
+};
+
 pub(crate) struct SocketIo {
     namespace: String,
     auth: Option<Value>,

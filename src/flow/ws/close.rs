@@ -1,0 +1,40 @@
+//! The `ws_close` step: the closing handshake of an open websocket (its protocol's goodbye
+//! first).
+
+use serde::Deserialize;
+
+use super::*;
+use crate::flow::kinds::{Build, Kind, Websocket};
+use crate::flow::plan::StepPlan;
+
+/// A `ws_close` step has no keys of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWsClose {}
+
+/// A `ws_close` step.
+#[derive(Debug, Clone)]
+pub struct CloseSpec;
+
+impl Kind for CloseSpec {
+    type Raw = RawWsClose;
+    const WEBSOCKET: Websocket = Websocket::Uses;
+
+    fn build(_: RawWsClose, _: &mut Build<'_, '_, '_>) -> Option<CloseSpec> {
+        Some(CloseSpec)
+    }
+
+    async fn run(&self, ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
+        close(ctx, &step.connection).await
+    }
+}
+
+async fn close(ctx: &mut RunContext<'_>, name: &str) -> Result<(), StepError> {
+    let conn = ctx
+        .ws
+        .remove(name)
+        .ok_or_else(|| StepError::new(FailureReason::WsClosed, "no websocket is open to close"))?;
+    conn.close()
+        .await
+        .map_err(|e| classify(e, FailureReason::WsClosed))
+}

@@ -1,0 +1,360 @@
+//! The `ws_connect` step: opens a websocket (dns, connect, tls and the upgrade timed each on
+//! its own), then completes its protocol's handshake.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::*;
+use crate::diag::{S, table_keys};
+use crate::flow::kinds::{Build, Kind, Reads, Websocket};
+use crate::flow::parts;
+use crate::flow::plan::StepPlan;
+use crate::flow::protocol::ProtocolKind;
+use crate::template::Template;
+
+/// A `ws_connect` step's table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWsConnect {
+    pub url: Option<S<String>>,
+    pub headers: Option<S<BTreeMap<String, S<String>>>>,
+    pub subprotocols: Option<S<Vec<String>>>,
+    /// Frames read while the protocol's handshake completes.
+    pub max_frames: Option<S<i64>>,
+    /// `raw` (default), `socketio`, `actioncable`, `xmpp`.
+    pub protocol: Option<S<String>>,
+    /// socketio: the namespace to connect (default `/`).
+    pub namespace: Option<S<String>>,
+    /// socketio: the `auth` payload of the namespace connect.
+    pub auth: Option<S<toml::Value>>,
+    /// xmpp: the domain in the stream `<open to=...>`.
+    pub domain: Option<S<String>>,
+    /// raw: frames matching this JSON subset are the protocol's pings: skipped and never
+    /// counted against `max_frames`.
+    pub ping_json: Option<S<toml::Value>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WsConnectSpec {
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub subprotocols: Vec<String>,
+    pub protocol: ProtocolKind,
+    /// Socket.IO namespace (`/` by default).
+    pub namespace: String,
+    /// Socket.IO namespace-connect payload (templates in its strings).
+    pub auth: Option<serde_json::Value>,
+    /// XMPP: the domain the stream is opened to.
+    pub domain: Option<Template>,
+    /// Raw: frames matching this are pings (never matched, never counted).
+    pub ping_json: Option<serde_json::Value>,
+    /// Frames read while the protocol's handshake completes.
+    pub max_frames: usize,
+}
+
+impl Kind for WsConnectSpec {
+    type Raw = RawWsConnect;
+    const WEBSOCKET: Websocket = Websocket::Opens;
+
+    fn build(s: RawWsConnect, b: &mut Build<'_, '_, '_>) -> Option<WsConnectSpec> {
+        let Some(url_raw) = &s.url else {
+            b.ctx.error(
+                Some(b.name.clone()),
+                b.key("url"),
+                "a ws_connect step needs `url`",
+            );
+            return None;
+        };
+        let protocol = match &s.protocol {
+            Some(p) => {
+                let Some(kind) = ProtocolKind::parse(p.get_ref()) else {
+                    let all: Vec<_> = ProtocolKind::ALL.iter().map(|p| p.as_str()).collect();
+                    b.ctx.error(
+                        Some(p.span()),
+                        b.key("protocol"),
+                        format_args!(
+                            "unknown protocol `{}`, expected one of {}",
+                            p.get_ref(),
+                            all.join(", ")
+                        ),
+                    );
+                    return None;
+                };
+                kind
+            }
+            None => ProtocolKind::Raw,
+        };
+        // A key another protocol claims does not apply to this one.
+        let written: Vec<&str> = b.written().map(|(k, _)| k).collect();
+        let wrong: Vec<(&str, ProtocolKind)> = table_keys::<RawWsConnect>()
+            .iter()
+            .filter(|k| written.contains(k))
+            .filter_map(|k| {
+                let wants = ProtocolKind::ALL
+                    .into_iter()
+                    .find(|p| p.keys().connect.contains(k))?;
+                (wants != protocol).then_some((*k, wants))
+            })
+            .collect();
+        for (name, wants) in wrong {
+            b.ctx.error(
+                Some(b.name.clone()),
+                b.key(name),
+                format_args!(
+                    "`{name}` applies to `protocol = \"{}\"` only",
+                    wants.as_str()
+                ),
+            );
+        }
+        let namespace = s
+            .namespace
+            .as_ref()
+            .map_or_else(|| "/".to_string(), |n| n.get_ref().clone());
+        if !namespace.starts_with('/') || namespace.contains(',') {
+            b.ctx.error(
+                s.namespace.as_ref().map(|n| n.span()),
+                b.key("namespace"),
+                "a Socket.IO namespace starts with `/` and has no `,`",
+            );
+        }
+        let domain = match &s.domain {
+            Some(d) => Some(b.ctx.template(d, &b.key("domain"))?),
+            None => None,
+        };
+        if protocol == ProtocolKind::Xmpp && domain.is_none() {
+            b.ctx.error(
+                Some(b.name.clone()),
+                b.key("domain"),
+                "an xmpp connection needs `domain` (the stream's `to`)",
+            );
+        }
+        let auth = match &s.auth {
+            Some(a) => {
+                let v = b.ctx.json(a, &b.key("auth"))?;
+                if !v.is_object() {
+                    b.ctx
+                        .error(Some(a.span()), b.key("auth"), "must be a table");
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let ping_json = match &s.ping_json {
+            Some(j) => Some(b.ctx.json_data(j, &b.key("ping_json"))?),
+            None => None,
+        };
+        Some(WsConnectSpec {
+            url: parts::url_template(
+                b.ctx,
+                url_raw,
+                &b.key("url"),
+                &["ws", "wss", "http", "https"],
+            )?,
+            headers: parts::headers(b.ctx, s.headers.as_ref(), &b.key("headers"))?,
+            subprotocols: s
+                .subprotocols
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_default(),
+            protocol,
+            namespace,
+            auth,
+            domain,
+            ping_json,
+            max_frames: s
+                .max_frames
+                .as_ref()
+                .and_then(|m| b.ctx.positive(m, &b.key("max_frames")))
+                .unwrap_or(b.defaults.max_frames),
+        })
+    }
+
+    fn reads<'s>(&'s self, r: &mut Reads<'s>) {
+        r.templates.push(&self.url);
+        r.templates.extend(self.headers.iter().map(|(_, t)| t));
+        r.templates.extend(&self.domain);
+        r.json.extend(&self.auth);
+        r.json.extend(&self.ping_json);
+    }
+
+    async fn run(&self, ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
+        connect(ctx, &step.connection, self).await
+    }
+}
+
+/// The socket.io endpoint unless the probe names another path, with the Engine.IO query.
+fn socketio_url(url: &mut url::Url) {
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path("/socket.io/");
+    }
+    let has = |k: &str| url.query_pairs().any(|(name, _)| name == k);
+    let (eio, transport) = (has("EIO"), has("transport"));
+    let mut pairs = url.query_pairs_mut();
+    if !eio {
+        pairs.append_pair("EIO", "4");
+    }
+    if !transport {
+        pairs.append_pair("transport", "websocket");
+    }
+}
+
+async fn connect(
+    ctx: &mut RunContext<'_>,
+    name: &str,
+    spec: &WsConnectSpec,
+) -> Result<(), StepError> {
+    // A send before this connect is no longer timed by a later expect: on this connection it
+    // could not have been a fan-out (it did not exist yet), and on any other the time would
+    // include this connect.
+    ctx.last_send = None;
+    if let Some(old) = ctx.ws.remove(name) {
+        let _ = tokio::time::timeout(crate::flow::CLOSE_GRACE, old.close()).await;
+    }
+    let url_text = ctx.render(&spec.url)?;
+    let shown = crate::redact::redact_url_text(&url_text);
+    let mut url = url::Url::parse(&url_text).map_err(|e| {
+        StepError::new(
+            FailureReason::Protocol,
+            format!("`{shown}` is not a valid URL: {e}"),
+        )
+    })?;
+    // An http(s) base URL is accepted and upgraded, so one `${SIM_URL}` serves both kinds of step.
+    let ws_scheme = match url.scheme() {
+        "http" => Some("ws"),
+        "https" => Some("wss"),
+        _ => None,
+    };
+    if let Some(scheme) = ws_scheme {
+        let _ = url.set_scheme(scheme);
+    }
+    if spec.protocol == ProtocolKind::SocketIo {
+        socketio_url(&mut url);
+    }
+    let setup = Setup {
+        auth: match &spec.auth {
+            Some(a) => Some(
+                render_json(a, &ctx.vars)
+                    .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?,
+            ),
+            None => None,
+        },
+        domain: match &spec.domain {
+            Some(d) => Some(ctx.render(d)?),
+            None => None,
+        },
+    };
+    let mut proto = protocol::new(spec, setup);
+    let url_text = url.to_string();
+    let stream = crate::flow::net::open(ctx, &url).await?;
+
+    let mut request = url_text.as_str().into_client_request().map_err(|e| {
+        StepError::new(
+            FailureReason::Protocol,
+            format!("cannot build the upgrade request: {e}"),
+        )
+    })?;
+    request
+        .headers_mut()
+        .extend(ctx.render_headers(&spec.headers)?);
+    let offered = if spec.subprotocols.is_empty() {
+        proto
+            .subprotocol()
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    } else {
+        spec.subprotocols.clone()
+    };
+    if !offered.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&offered.join(", "))
+    {
+        request.headers_mut().insert("sec-websocket-protocol", v);
+    }
+    // The session cookies from earlier http steps travel with the upgrade, as in a browser.
+    let mut cookie_url = url.clone();
+    let _ = cookie_url.set_scheme(if url.scheme() == "wss" {
+        "https"
+    } else {
+        "http"
+    });
+    if let Some(cookies) = reqwest::cookie::CookieStore::cookies(ctx.jar.as_ref(), &cookie_url)
+        && let Ok(v) = HeaderValue::from_bytes(cookies.as_bytes())
+    {
+        request.headers_mut().insert("cookie", v);
+    }
+
+    let cap = ctx.plan.max_body_bytes;
+    let config = WebSocketConfig::default()
+        // tungstenite's default 128 KiB read buffer is zero-filled on every read: 4 % of a
+        // run's CPU at 500 flows/s, and 128 KiB per open socket. Signalling frames are small.
+        .read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(Some(cap))
+        .max_frame_size(Some(cap));
+    let t = Instant::now();
+    let result = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await;
+    ctx.phases.insert(Phase::Upgrade, t.elapsed());
+    let stream = match result {
+        Ok((stream, response)) => {
+            if let Some(want) = spec.subprotocols.first() {
+                let got = response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok());
+                if !spec.subprotocols.iter().any(|p| Some(p.as_str()) == got) {
+                    return Err(StepError::new(
+                        FailureReason::WsHandshake,
+                        format!(
+                            "the server accepted none of the subprotocols (wanted `{want}`, got {got:?})"
+                        ),
+                    ));
+                }
+            }
+            stream
+        }
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().map(snippet).unwrap_or_default();
+            return Err(StepError::new(
+                FailureReason::WsHandshake,
+                format!(
+                    "the upgrade was refused with status {} (expected 101): {body}",
+                    response.status().as_u16()
+                ),
+            ));
+        }
+        Err(e) => return Err(classify(e, FailureReason::WsHandshake)),
+    };
+    let opening = proto.opening();
+    let mut conn = Connection {
+        stream,
+        proto,
+        backlog: VecDeque::new(),
+    };
+    for frame in opening {
+        conn.stream
+            .send(WsMessage::text(frame))
+            .await
+            .map_err(|e| classify(e, FailureReason::WsClosed))?;
+    }
+    // The protocol's own handshake (Engine.IO open + namespace connect, ActionCable welcome,
+    // XMPP stream open) is part of connecting: a refusal here is this step's failure.
+    while !conn.proto.ready() {
+        if conn.backlog.len() >= spec.max_frames {
+            return Err(StepError::new(
+                FailureReason::Protocol,
+                format!(
+                    "the {} handshake did not complete within {} frames",
+                    spec.protocol.as_str(),
+                    spec.max_frames
+                ),
+            ));
+        }
+        match conn.next_message(true).await {
+            Ok(Some(m)) => conn.backlog.push_back(m),
+            Ok(None) => {}
+            Err(Read::Closed(e) | Read::Failed(e)) => return Err(e),
+        }
+    }
+    ctx.ws.insert(name.to_string(), conn);
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The `ws_expect` step: reads frames until one matches (skipping the others, within
+//! `max_frames`), failing at once on the server's own error; values are extracted from it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::*;
+use crate::diag::S;
+use crate::flow::kinds::{Build, Kind, Reads, Websocket};
+use crate::flow::matcher::Pattern;
+use crate::flow::parts::{self, ExtractSource, Extraction, FailSpec, RawExtract};
+use crate::flow::plan::StepPlan;
+use crate::flow::protocol::ProtocolKind;
+use crate::template::Template;
+
+/// A `ws_expect` step's table; which match keys apply depends on the connection's protocol.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWsExpect {
+    pub expect_json: Option<S<toml::Value>>,
+    /// One regex or a list; all must match the same frame. Templates, values regex-escaped.
+    pub expect_regex: Option<S<toml::Value>>,
+    /// xmpp: an element that must match (name, attributes in any order, children).
+    pub expect_xml: Option<S<String>>,
+    /// The Socket.IO event or ActionCable message type.
+    pub event: Option<S<String>>,
+    /// socketio: wait for the acknowledgement of the last `ack = true` send.
+    pub ack: Option<S<bool>>,
+    /// A frame matching this JSON subset fails the step at once with `server_error`.
+    pub fail_json: Option<S<toml::Value>>,
+    /// A frame matching any of these regexes fails the step at once with `server_error`.
+    pub fail_regex: Option<S<toml::Value>>,
+    pub max_frames: Option<S<i64>>,
+    pub extract: Option<S<BTreeMap<String, S<RawExtract>>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpectSpec {
+    pub json: Option<serde_json::Value>,
+    /// All must match the same frame.
+    pub regex: Vec<Pattern>,
+    /// XMPP: an element pattern (rendered, then parsed, per run).
+    pub xml: Option<Template>,
+    /// Socket.IO event name, ActionCable message type.
+    pub event: Option<Template>,
+    /// Socket.IO: the acknowledgement of the last `ack = true` send.
+    pub ack: bool,
+    pub fail: FailSpec,
+    pub max_frames: usize,
+    pub extract: Vec<Extraction>,
+}
+
+impl Kind for ExpectSpec {
+    type Raw = RawWsExpect;
+    const WEBSOCKET: Websocket = Websocket::Uses;
+
+    fn build(s: RawWsExpect, b: &mut Build<'_, '_, '_>) -> Option<ExpectSpec> {
+        let allowed = b.protocol.map_or(&[][..], |p| p.keys().expect);
+        b.protocol_keys(&ProtocolKind::claimed(|k| k.expect), allowed);
+        if s.expect_json.is_none()
+            && s.expect_regex.is_none()
+            && s.expect_xml.is_none()
+            && s.event.is_none()
+            && !s.ack.as_ref().is_some_and(|a| *a.get_ref())
+        {
+            b.ctx.error(
+                Some(b.name.clone()),
+                b.prefix.clone(),
+                "a ws_expect step needs `expect_json`, `expect_regex`, `expect_xml`, `event` or `ack`",
+            );
+            return None;
+        }
+        let xml = match &s.expect_xml {
+            Some(x) => {
+                let t = b.ctx.template(x, &b.key("expect_xml"))?;
+                if let Err(e) =
+                    crate::flow::protocol::xmpp::Element::parse(&t.render_placeholder("x"))
+                {
+                    b.ctx.error(
+                        Some(x.span()),
+                        b.key("expect_xml"),
+                        format_args!("not one XML element: {e}"),
+                    );
+                    return None;
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        Some(ExpectSpec {
+            json: match &s.expect_json {
+                Some(j) => Some(b.ctx.json(j, &b.key("expect_json"))?),
+                None => None,
+            },
+            regex: parts::patterns(b.ctx, s.expect_regex.as_ref(), &b.key("expect_regex"))?,
+            xml,
+            event: match &s.event {
+                Some(e) => Some(b.ctx.template(e, &b.key("event"))?),
+                None => None,
+            },
+            ack: s.ack.as_ref().is_some_and(|a| *a.get_ref()),
+            fail: parts::fail_spec(
+                b.ctx,
+                s.fail_json.as_ref(),
+                s.fail_regex.as_ref(),
+                &b.prefix,
+            )?,
+            max_frames: s
+                .max_frames
+                .as_ref()
+                .and_then(|m| b.ctx.positive(m, &b.key("max_frames")))
+                .unwrap_or(b.defaults.max_frames),
+            extract: parts::extracts(b.ctx, s.extract.as_ref(), &b.key("extract"), false)?,
+        })
+    }
+
+    fn reads<'s>(&'s self, r: &mut Reads<'s>) {
+        r.json.extend(&self.json);
+        r.templates.extend(self.regex.iter().map(Pattern::template));
+        r.templates.extend(&self.xml);
+        r.templates.extend(&self.event);
+        r.json.extend(&self.fail.json);
+        r.templates
+            .extend(self.fail.regex.iter().map(Pattern::template));
+    }
+
+    fn extracts(&self) -> &[Extraction] {
+        &self.extract
+    }
+
+    async fn run(&self, ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
+        expect(ctx, &step.connection, self).await
+    }
+}
+
+/// A step's patterns, rendered for this run.
+struct Rendered {
+    json: Option<serde_json::Value>,
+    regex: Vec<regex::Regex>,
+    xml: Option<protocol::xmpp::Element>,
+    event: Option<String>,
+    ack: Option<Option<u64>>,
+    fail_json: Option<serde_json::Value>,
+    fail_regex: Vec<regex::Regex>,
+}
+
+async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Result<(), StepError> {
+    let protocol_error = |e: String| StepError::new(FailureReason::Protocol, e);
+    let (fail_json, fail_regex) = render_fail(ctx, &spec.fail)?;
+    let xml = match &spec.xml {
+        Some(t) => {
+            let text = t
+                .render_in(&ctx.vars, Context::Xml)
+                .map_err(|e| protocol_error(e.to_string()))?;
+            Some(
+                protocol::xmpp::Element::parse(&text)
+                    .map_err(|e| protocol_error(format!("expect_xml is not one element: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let mut want = Rendered {
+        json: spec
+            .json
+            .as_ref()
+            .map(|v| render_json(v, &ctx.vars))
+            .transpose()
+            .map_err(|e| protocol_error(e.to_string()))?,
+        regex: spec
+            .regex
+            .iter()
+            .map(|p| p.regex(&ctx.vars).map(std::borrow::Cow::into_owned))
+            .collect::<Result<_, _>>()
+            .map_err(protocol_error)?,
+        xml,
+        event: spec.event.as_ref().map(|t| ctx.render(t)).transpose()?,
+        ack: None,
+        fail_json,
+        fail_regex,
+    };
+    let since = ctx
+        .last_send
+        .as_ref()
+        .map(|(conn, t)| (conn.as_str() == name, *t));
+    connection(ctx, name)?;
+    let Some(conn) = ctx.ws.get_mut(name) else {
+        return Ok(());
+    };
+    if spec.ack {
+        want.ack = Some(conn.proto.awaited_ack());
+    }
+    let mut counted = 0;
+    let mut last_miss = String::from("none");
+    let matched = loop {
+        if counted >= spec.max_frames {
+            return Err(StepError::new(
+                FailureReason::NoMatch,
+                format!(
+                    "no frame matched in {} frames (frame budget); last: {last_miss}",
+                    spec.max_frames
+                ),
+            ));
+        }
+        let msg = match conn.next_message(false).await {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(Read::Failed(e)) => return Err(e),
+            Err(Read::Closed(e)) => {
+                ctx.ws.remove(name);
+                return Err(e);
+            }
+        };
+        counted += 1;
+        ctx.frames_seen = counted;
+        let fail_view = want.fail_json.as_ref().and_then(|p| msg.json_for(p));
+        check_fail(
+            fail_view,
+            &msg.text,
+            want.fail_json.as_ref(),
+            &want.fail_regex,
+        )?;
+        match message_matches(&want, &msg) {
+            Ok(()) => break msg,
+            Err(miss) => {
+                ctx.last_miss = Some(miss.clone());
+                last_miss = miss;
+            }
+        }
+    };
+    if let Some((same, t)) = since {
+        let phase = if same {
+            Phase::RoundTrip
+        } else {
+            Phase::FanOut
+        };
+        ctx.phases.insert(phase, t.elapsed());
+    }
+    extract(ctx, spec, &matched)
+}
+
+/// `Ok` if the message is the one the step waits for; `Err(why not)` otherwise.
+fn message_matches(want: &Rendered, msg: &Message) -> Result<(), String> {
+    if let Some(event) = &want.event
+        && msg.name.as_deref() != Some(event.as_str())
+    {
+        return Err(format!(
+            "{} instead of `{event}`: {}",
+            msg.name
+                .as_deref()
+                .map_or_else(|| "no event name".to_string(), |n| format!("`{n}`")),
+            snippet(msg.text.as_bytes())
+        ));
+    }
+    if let Some(awaited) = want.ack
+        && (msg.ack.is_none() || msg.ack != awaited)
+    {
+        return Err(format!(
+            "not the acknowledgement: {}",
+            snippet(msg.text.as_bytes())
+        ));
+    }
+    if let Some(p) = &want.json {
+        let Some(actual) = msg.json_for(p) else {
+            return Err(format!("not JSON: {}", snippet(msg.text.as_bytes())));
+        };
+        matcher::json_subset(p, actual)
+            .map_err(|e| format!("{e}: {}", snippet(msg.text.as_bytes())))?;
+    }
+    for re in &want.regex {
+        if !re.is_match(&msg.text) {
+            return Err(format!(
+                "does not match `{re}`: {}",
+                snippet(msg.text.as_bytes())
+            ));
+        }
+    }
+    if let Some(pattern) = &want.xml {
+        let Some(actual) = &msg.xml else {
+            return Err(format!("not XML: {}", snippet(msg.text.as_bytes())));
+        };
+        pattern.matches(actual)?;
+    }
+    Ok(())
+}
+
+fn extract(ctx: &mut RunContext<'_>, spec: &ExpectSpec, msg: &Message) -> Result<(), StepError> {
+    for e in &spec.extract {
+        let value = match &e.source {
+            ExtractSource::Json(pointer) => msg
+                .json
+                .as_ref()
+                .and_then(|j| j.pointer(pointer))
+                .map(matcher::value_as_var),
+            ExtractSource::Regex(re) => matcher::regex_capture(re, &msg.text),
+            ExtractSource::Header(_) | ExtractSource::Cookie(_) => None,
+        };
+        match value {
+            Some(v) => ctx.set_var(&e.var, v),
+            None => {
+                return Err(StepError::new(
+                    FailureReason::BodyMismatch,
+                    format!("the matching frame has no value for `{}`", e.var),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! The websocket steps, one file each: [`connect`] (dns, connect, tls, upgrade timed
+//! separately, then the protocol's handshake), [`send`], [`expect`] (skipping frames that do not
+//! match, failing at once on the server's own error), [`close`]. Here: an open websocket of a
+//! run (a run may hold several, by name) and what the four share.
+
+mod close;
+mod connect;
+mod expect;
+mod send;
+
+pub use close::CloseSpec;
+pub use connect::{RawWsConnect, WsConnectSpec};
+pub use expect::{ExpectSpec, RawWsExpect};
+pub use send::{RawWsSend, SendSpec};
+
+use std::collections::VecDeque;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::protocol::{self, Incoming, Message, Outgoing, Protocol, Setup};
+use super::{RunContext, StepError, matcher, snippet};
+use crate::flow::parts::FailSpec;
+use crate::report::{FailureReason, Phase};
+use crate::template::{Context, render_json};
+
+/// Read buffer of a probe's websocket (see where it is set).
+const WS_READ_BUFFER: usize = 8 * 1024;
+
+/// Frames read while waiting for the peer's close reply before giving up on a clean close.
+const CLOSE_FRAME_BUDGET: usize = 64;
+/// How long a protocol goodbye (`<close/>`) waits for the server's before the websocket is
+/// closed anyway (a server that never answers it still gets the websocket closing handshake).
+const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// Control frames (pings, other namespaces' traffic) one read may skip: they never count
+/// against `max_frames`, but a flood of them must not loop unbounded either.
+const CONTROL_FRAME_BUDGET: usize = 100_000;
+/// Longest quote of a server's error frame in a step error (and so in the page).
+const SERVER_ERROR_CHARS: usize = 300;
+/// Longest quote of the cause named in a server's error frame.
+const CAUSE_CHARS: usize = 160;
+
+/// An open websocket of one run, with its protocol's state.
+pub(crate) struct Connection {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    proto: Box<dyn Protocol>,
+    /// Messages that arrived during the handshake, before any step asked for them.
+    backlog: VecDeque<Message>,
+}
+
+impl Connection {
+    /// Says goodbye at the protocol level and waits for the server's (RFC 7395 §3.6: XMPP's
+    /// `<close/>` is answered with `<close/>`), then the websocket closing handshake. Callers
+    /// bound it with a timeout.
+    ///
+    /// The goodbye comes first because tungstenite drops data frames once our close frame is
+    /// sent, so the server's `<close/>` would be lost. Once the server has said it, the session
+    /// is over: a server that then drops the TCP connection without a close frame has closed
+    /// cleanly, not failed.
+    pub(crate) async fn close(mut self) -> Result<(), tungstenite::Error> {
+        let mut said_bye = false;
+        let mut closed_by_server = false;
+        if let Some(bye) = self.proto.closing() {
+            self.stream.send(WsMessage::text(bye)).await?;
+            let until = Instant::now() + GOODBYE_WAIT;
+            for _ in 0..CLOSE_FRAME_BUDGET {
+                let Ok(got) = tokio::time::timeout_at(until, self.stream.next()).await else {
+                    break; // no goodbye: close the websocket anyway
+                };
+                match got {
+                    None | Some(Err(tungstenite::Error::ConnectionClosed)) => return Ok(()),
+                    Some(Err(e)) if said_bye && peer_gone(&e) => return Ok(()),
+                    Some(Err(e)) => return Err(e),
+                    // The server closes the websocket itself (tungstenite answers the frame).
+                    Some(Ok(WsMessage::Close(_))) => {
+                        closed_by_server = true;
+                        break;
+                    }
+                    Some(Ok(WsMessage::Text(t))) => {
+                        if matches!(self.proto.decode(&t), Incoming::Closed(_)) {
+                            said_bye = true;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        if !closed_by_server {
+            match self.stream.close(None).await {
+                Ok(()) => {}
+                Err(e) if said_bye && peer_gone(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        for _ in 0..CLOSE_FRAME_BUDGET {
+            match self.stream.next().await {
+                None | Some(Err(tungstenite::Error::ConnectionClosed)) => return Ok(()),
+                Some(Err(e)) if said_bye && peer_gone(&e) => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(_)) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message a step may match: control frames are answered and skipped; the
+    /// server's protocol-level error or goodbye is an error. During the handshake
+    /// (`handshake`), `None` says the protocol has just become ready.
+    async fn next_message(&mut self, handshake: bool) -> Result<Option<Message>, Read> {
+        if !handshake && let Some(m) = self.backlog.pop_front() {
+            return Ok(Some(m));
+        }
+        for _ in 0..CONTROL_FRAME_BUDGET {
+            let Some(text) = self.read_text().await? else {
+                continue;
+            };
+            match self.proto.decode(&text) {
+                Incoming::Control(replies) => {
+                    self.answer(replies).await.map_err(Read::Closed)?;
+                    if handshake && self.proto.ready() {
+                        return Ok(None);
+                    }
+                }
+                Incoming::Message(m) => return Ok(Some(m)),
+                Incoming::ServerError(what) => {
+                    return Err(Read::Failed(server_error(what, &text)));
+                }
+                Incoming::Closed(why) => {
+                    return Err(Read::Closed(StepError::new(
+                        FailureReason::WsClosed,
+                        format!("{why}: {}", snippet(text.as_bytes())),
+                    )));
+                }
+            }
+        }
+        Err(Read::Failed(StepError::new(
+            FailureReason::Protocol,
+            format!("{CONTROL_FRAME_BUDGET} control frames in a row and no message"),
+        )))
+    }
+
+    /// Sends the protocol's answers to a control frame (Engine.IO's pong).
+    async fn answer(&mut self, replies: Vec<String>) -> Result<(), StepError> {
+        for r in replies {
+            self.stream
+                .send(WsMessage::text(r))
+                .await
+                .map_err(|e| classify(e, FailureReason::WsClosed))?;
+        }
+        Ok(())
+    }
+
+    /// The next data frame as text; `None` for a control frame (the transport's business,
+    /// not traffic to match; tungstenite answers pings itself).
+    async fn read_text(&mut self) -> Result<Option<String>, Read> {
+        match self.stream.next().await {
+            None => Err(Read::Closed(StepError::new(
+                FailureReason::WsClosed,
+                "the server closed the websocket while a frame was awaited",
+            ))),
+            Some(Err(e)) => Err(Read::Closed(classify(e, FailureReason::WsClosed))),
+            Some(Ok(WsMessage::Close(frame))) => {
+                let why = frame
+                    .map(|f| format!(" (code {}: {})", u16::from(f.code), f.reason))
+                    .unwrap_or_default();
+                Err(Read::Closed(StepError::new(
+                    FailureReason::WsClosed,
+                    format!("the server closed the websocket{why}"),
+                )))
+            }
+            Some(Ok(WsMessage::Text(t))) => Ok(Some(t.to_string())),
+            Some(Ok(WsMessage::Binary(b))) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Ok(None),
+        }
+    }
+
+    /// Reads one frame of an idle resident session: the protocol's pings are answered, messages
+    /// are dropped (no step waits for them), the server's error or goodbye is an error
+    /// (`Err(true, _)`: the connection is gone). Cancel-safe while it waits for a frame.
+    pub(crate) async fn pump(&mut self) -> Result<(), (bool, StepError)> {
+        let text = match self.read_text().await {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(()),
+            Err(Read::Closed(e)) => return Err((true, e)),
+            Err(Read::Failed(e)) => return Err((false, e)),
+        };
+        match self.proto.decode(&text) {
+            Incoming::Control(replies) => self.answer(replies).await.map_err(|e| (true, e)),
+            Incoming::Message(_) => Ok(()),
+            Incoming::ServerError(what) => Err((false, server_error(what, &text))),
+            Incoming::Closed(why) => Err((
+                true,
+                StepError::new(
+                    FailureReason::WsClosed,
+                    format!("{why}: {}", snippet(text.as_bytes())),
+                ),
+            )),
+        }
+    }
+
+    /// A websocket ping (the keepalive of an idle session; any frame back counts as its answer).
+    pub(crate) async fn ping(&mut self) -> Result<(), StepError> {
+        self.stream
+            .send(WsMessage::Ping(Default::default()))
+            .await
+            .map_err(|e| classify(e, FailureReason::WsClosed))
+    }
+}
+
+/// The peer has closed the connection under us (a reset, a write to a closed socket, an end
+/// without the websocket closing handshake).
+fn peer_gone(e: &tungstenite::Error) -> bool {
+    use tungstenite::Error as E;
+    use tungstenite::error::ProtocolError as P;
+    matches!(
+        e,
+        E::ConnectionClosed
+            | E::AlreadyClosed
+            | E::Io(_)
+            | E::Protocol(P::ResetWithoutClosingHandshake)
+    )
+}
+
+/// Why a read gave no message; `Closed` means the connection is gone.
+enum Read {
+    Closed(StepError),
+    Failed(StepError),
+}
+
+/// `server_error` quoting what the server sent, the part that names the cause first (an XMPP
+/// error's condition and text, a JSON error's `error` / `message`): the JIDs and ids around it
+/// would otherwise fill the quote, and the page's first line takes the error up to ` — `
+/// (see `alert::render::cause_fragment`).
+fn server_error(what: &str, frame: &str) -> StepError {
+    let quoted = crate::redact::quote(frame, SERVER_ERROR_CHARS);
+    let message = match protocol::cause(frame) {
+        Some(cause) => format!(
+            "{}{}{what}: {quoted}",
+            crate::redact::quote(&cause, CAUSE_CHARS),
+            crate::report::CAUSE_END
+        ),
+        None => format!("{what}: {quoted}"),
+    };
+    StepError::new(FailureReason::ServerError, message)
+}
+
+fn connection<'c>(
+    ctx: &'c mut RunContext<'_>,
+    name: &str,
+) -> Result<&'c mut Connection, StepError> {
+    ctx.ws.get_mut(name).ok_or_else(|| {
+        StepError::new(
+            FailureReason::WsClosed,
+            "no websocket is open (did ws_connect fail or ws_close run?)",
+        )
+    })
+}
+
+pub(in crate::flow) fn render_fail(
+    ctx: &RunContext<'_>,
+    fail: &FailSpec,
+) -> Result<(Option<serde_json::Value>, Vec<regex::Regex>), StepError> {
+    let protocol_error = |e: String| StepError::new(FailureReason::Protocol, e);
+    let json = fail
+        .json
+        .as_ref()
+        .map(|v| render_json(v, &ctx.vars))
+        .transpose()
+        .map_err(|e| protocol_error(e.to_string()))?;
+    let regex = fail
+        .regex
+        .iter()
+        .map(|p| p.regex(&ctx.vars).map(std::borrow::Cow::into_owned))
+        .collect::<Result<_, _>>()
+        .map_err(protocol_error)?;
+    Ok((json, regex))
+}
+
+/// `server_error` when a reply matches the step's fail patterns (checked before `expect_*`).
+pub(in crate::flow) fn check_fail(
+    json: Option<&serde_json::Value>,
+    text: &str,
+    fail_json: Option<&serde_json::Value>,
+    fail_regex: &[regex::Regex],
+) -> Result<(), StepError> {
+    let json_hit = fail_json
+        .zip(json)
+        .is_some_and(|(p, a)| matcher::json_subset(p, a).is_ok());
+    if json_hit || fail_regex.iter().any(|re| re.is_match(text)) {
+        return Err(server_error("the server reported an error", text));
+    }
+    Ok(())
+}
+
+/// Maps a tungstenite error to a stable reason; `io_reason` is what a broken socket means at
+/// this point of the flow.
+fn classify(e: tungstenite::Error, io_reason: FailureReason) -> StepError {
+    use tungstenite::Error as E;
+    let reason = match &e {
+        E::Capacity(_) => FailureReason::TooLarge,
+        E::ConnectionClosed | E::AlreadyClosed => FailureReason::WsClosed,
+        E::Io(_) => io_reason,
+        E::Tls(_) => FailureReason::Tls,
+        E::Http(_) | E::HttpFormat(_) | E::Url(_) => FailureReason::WsHandshake,
+        // A protocol error during the upgrade is a failed handshake, not a broken stream.
+        E::Protocol(_) if io_reason == FailureReason::WsHandshake => FailureReason::WsHandshake,
+        _ => FailureReason::Protocol,
+    };
+    let message = match &e {
+        E::Capacity(c) => format!("a frame exceeded the cap (max_body_bytes): {c}"),
+        other => format!("websocket error: {}", crate::net::error_chain(other)),
+    };
+    StepError::caused_by(reason, message, &e)
+}
