@@ -217,7 +217,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .as_ref()
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
     let peers = build_peers(&mut ctx, raw.peers.as_ref());
-    let defaults = crate::flow::plan::Defaults::build(&mut ctx, &raw.defaults);
+    let defaults = crate::flow::defaults::Defaults::build(&mut ctx, &raw.defaults);
     let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
     let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
     let pager_names: Vec<String> = raw

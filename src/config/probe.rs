@@ -7,12 +7,13 @@ use std::time::Duration;
 use super::raw::RawProbe;
 use crate::alert::policy::PolicyConfig;
 use crate::diag::{ConfigError, Ctx, S, parse_toml, read_source, valid_label};
-use crate::flow::kinds::{self, Sections};
+use crate::flow::defaults::Defaults;
 use crate::flow::plan::{
-    Defaults, ProbePlan, RESIDENT_CONFIRM_DELAY, RESIDENT_EVERY, RESIDENT_KEEPALIVE,
+    ProbePlan, RESIDENT_CONFIRM_DELAY, RESIDENT_EVERY, RESIDENT_KEEPALIVE,
     RESIDENT_MAX_SESSION_AGE, RESIDENT_RECONNECT_AFTER, RESIDENT_RECONNECT_MIN, ResidentPlan,
     derive_jitter,
 };
+use crate::flow::steps::{self as kinds, Sections};
 use crate::schedule::{Schedule, every_minute, schedule, timezone};
 use crate::template::BUILTINS;
 

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use crate::diag::S;
-use crate::flow::kinds::StepHead;
-use crate::flow::plan::RawDefaults;
+use crate::flow::defaults::RawDefaults;
+use crate::flow::steps::StepHead;
 use serde::Deserialize;
 
 /// `config/joincanary.toml`: the service.

@@ -12,11 +12,12 @@ use tokio::time::Instant;
 
 use serde::Deserialize;
 
-use super::kinds::{Build, Kind, Reads};
+use super::context::RunContext;
+use super::error::{StepError, snippet};
+use super::kind::{Build, Kind, Reads};
 use super::matcher::Pattern;
 use super::parts::{self, ExtractSource, Extraction, FailSpec, RawExtract};
-use super::plan::StepPlan;
-use super::{RunContext, StepError, matcher, net, snippet};
+use super::{matcher, net};
 use crate::diag::S;
 use crate::net::AbortOnDrop;
 use crate::net::error_chain;
@@ -180,7 +181,7 @@ impl Kind for HttpSpec {
         &self.extract
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, _: &StepPlan) -> Result<(), StepError> {
+    async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
         run(ctx, self).await
     }
 }
@@ -265,7 +266,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         }
     };
 
-    let cap = ctx.plan.max_body_bytes;
+    let cap = ctx.max_body_bytes;
     let declared = response_headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -288,9 +289,9 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
 
     // The server's own error wins over every other check: its words are the root cause.
     if spec.fail.json.is_some() || !spec.fail.regex.is_empty() {
-        let (fail_json, fail_regex) = super::ws::render_fail(ctx, &spec.fail)?;
+        let (fail_json, fail_regex) = super::parts::render_fail(ctx, &spec.fail)?;
         let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
-        super::ws::check_fail(
+        super::parts::check_fail(
             parsed.as_ref(),
             &String::from_utf8_lossy(&body),
             fail_json.as_ref(),

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::context::RunContext;
+use super::error::StepError;
 use super::http::{HttpSpec, RawHttp};
-use super::kinds::{Build, Kind, Reads};
+use super::kind::{Build, Kind, Reads};
 use super::parts::{self, ExtractSource, Extraction, GaugeChecks, RawGauges};
-use super::plan::StepPlan;
-use super::{RunContext, StepError};
 use crate::diag::{S, table_keys, valid_label};
 use crate::report::FailureReason;
 
@@ -103,7 +103,7 @@ impl Kind for HttpJsonSpec {
 
     /// The request as an `http` step makes it, its JSON values extracted into gauges, then
     /// the thresholds.
-    async fn run(&self, ctx: &mut RunContext<'_>, _: &StepPlan) -> Result<(), StepError> {
+    async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
         super::http::run(ctx, &self.http).await?;
         for (name, _) in &self.gauges {
             let var = gauge_var(name);

@@ -6,8 +6,12 @@
 //! timeout and the probe's deadline are enforced here, not by the step kinds, so no kind can
 //! outlive them.
 
+pub mod context;
+pub mod defaults;
+pub mod error;
 pub mod http;
 pub mod http_json;
+pub mod kind;
 pub mod kinds;
 pub mod matcher;
 mod net;
@@ -18,7 +22,11 @@ mod proptests;
 pub mod protocol;
 pub mod redis;
 pub mod resident;
+pub mod steps;
 pub mod ws;
+
+pub(crate) use context::RunContext;
+pub use error::StepError;
 
 pub use kinds::StepSpec;
 pub use plan::{ProbePlan, ResidentPlan, StepPlan};
@@ -30,126 +38,11 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use crate::redact::quote;
 use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 
-/// Longest a closing handshake may take after the run is over.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How far past the probe's deadline a cleanup step may run: a flow that timed out still
 /// destroys its session on the platform.
 pub const CLEANUP_GRACE: Duration = Duration::from_secs(2);
-/// Longest snippet of a reply quoted in an error.
-const SNIPPET_CHARS: usize = 160;
-
-/// A failed step: a stable reason and a human message (scrubbed before it leaves the engine).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct StepError {
-    pub reason: FailureReason,
-    pub message: String,
-}
-
-impl StepError {
-    pub fn new(reason: FailureReason, message: impl Into<String>) -> StepError {
-        StepError {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// `reason`, unless `cause` says the prober itself ran out of something (fds, memory,
-    /// local ports): then `local`, so the run is not taken for a platform outage.
-    pub fn caused_by(
-        reason: FailureReason,
-        message: impl Into<String>,
-        cause: &(dyn std::error::Error + 'static),
-    ) -> StepError {
-        match net::local_cause(cause) {
-            Some(what) => StepError::new(
-                FailureReason::Local,
-                format!("this prober is {what}: {}", message.into()),
-            ),
-            None => StepError::new(reason, message),
-        }
-    }
-}
-
-/// A quoted, truncated, single-line view of a reply for error messages.
-pub(crate) fn snippet(bytes: &[u8]) -> String {
-    quote(&String::from_utf8_lossy(bytes), SNIPPET_CHARS)
-}
-
-/// State shared by the steps of one run.
-pub(crate) struct RunContext<'a> {
-    pub plan: &'a ProbePlan,
-    pub vars: HashMap<String, String>,
-    pub jar: Arc<reqwest::cookie::Jar>,
-    /// Open websockets by connection name (`""` is the default one).
-    pub ws: BTreeMap<String, ws::Connection>,
-    /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
-    /// records the round trip (same connection) or the fan-out (another one) from it, until a
-    /// `ws_connect` ends the measurement.
-    pub last_send: Option<(String, Instant)>,
-    /// Phases measured so far by the current step; kept here so a timeout does not lose them.
-    pub phases: BTreeMap<Phase, Duration>,
-    /// The connection phase under way (dns, connect, tls) and since when: a timeout names it
-    /// and still reports its time.
-    pub pending: Option<(Phase, Instant)>,
-    /// Frames read by the current `ws_expect` (for the no-match message after a timeout).
-    pub frames_seen: usize,
-    /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
-    pub last_miss: Option<String>,
-    pub redactor: crate::redact::Redactor,
-    /// The current step's name, gauges read and thresholds crossed (redis, http_json).
-    pub step_name: String,
-    pub gauges: BTreeMap<String, f64>,
-    pub warnings: Vec<String>,
-    /// What the current step waits for, when it says (for the timeout message).
-    pub waiting: &'static str,
-}
-
-impl RunContext<'_> {
-    /// Stores an extracted value; extracted values are treated as secrets (tokens, session ids).
-    pub fn set_var(&mut self, name: &str, value: String) {
-        self.add_secret(&value);
-        self.vars.insert(name.to_string(), value);
-    }
-
-    /// A secret is scrubbed in every encoding (the redactor's own business).
-    fn add_secret(&mut self, value: &str) {
-        self.redactor.add(value.to_string());
-    }
-
-    /// Renders a step's `headers` table.
-    pub fn render_headers(
-        &self,
-        headers: &[(String, crate::template::Template)],
-    ) -> Result<hyper::HeaderMap, StepError> {
-        let mut out = hyper::HeaderMap::new();
-        for (name, value) in headers {
-            let rendered = self.render(value)?;
-            let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                StepError::new(
-                    FailureReason::Protocol,
-                    format!("`{name}` is not a header name"),
-                )
-            })?;
-            let value = hyper::header::HeaderValue::from_str(&rendered).map_err(|_| {
-                StepError::new(
-                    FailureReason::Protocol,
-                    format!("header `{name}` has a value that cannot be sent"),
-                )
-            })?;
-            out.insert(name, value);
-        }
-        Ok(out)
-    }
-
-    pub fn render(&self, t: &crate::template::Template) -> Result<String, StepError> {
-        t.render(&self.vars)
-            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
-    }
-}
 
 /// Runs `plan` once and reports. Never panics on anything a server sends; always returns
 /// within the probe's deadline plus a short close grace. A resident probe runs once as a whole
@@ -185,7 +78,9 @@ pub(crate) fn new_context<'a>(
     vars.insert("region".to_string(), region.to_string());
     vars.insert("probe".to_string(), plan.name.clone());
     let mut ctx = RunContext {
-        plan,
+        probe: &plan.name,
+        max_body_bytes: plan.max_body_bytes,
+        tls: plan.tls.clone(),
         vars: HashMap::new(),
         jar: Arc::new(reqwest::cookie::Jar::default()),
         ws: BTreeMap::new(),
@@ -221,7 +116,6 @@ pub(crate) async fn run_steps<'s>(
     deadline: Instant,
     only_cleanup: bool,
 ) -> Vec<StepReport> {
-    let plan = ctx.plan;
     let mut reports = Vec::new();
     let mut failed = only_cleanup;
     for step in steps {
@@ -234,10 +128,10 @@ pub(crate) async fn run_steps<'s>(
             deadline
         };
         let report = run_step(ctx, step, step_deadline).await;
-        tracing::debug!(probe = %plan.name, step = %step.name, success = report.success, reason = ?report.reason.map(|r| r.as_str()), "step finished");
+        tracing::debug!(probe = %ctx.probe, step = %step.name, success = report.success, reason = ?report.reason.map(|r| r.as_str()), "step finished");
         if !report.success {
             if step.cleanup {
-                tracing::warn!(probe = %plan.name, step = %step.name, reason = ?report.reason.map(|r| r.as_str()), error = report.error.as_deref().unwrap_or(""), "cleanup step failed");
+                tracing::warn!(probe = %ctx.probe, step = %step.name, reason = ?report.reason.map(|r| r.as_str()), error = report.error.as_deref().unwrap_or(""), "cleanup step failed");
             } else {
                 failed = true;
             }
@@ -248,13 +142,13 @@ pub(crate) async fn run_steps<'s>(
 }
 
 /// Closes whatever the run opened: a websocket gets a close handshake, bounded by
-/// [`CLOSE_GRACE`] and `deadline`.
+/// [`ws::CLOSE_GRACE`] and `deadline`.
 pub(crate) async fn close_all(ctx: &mut RunContext<'_>, deadline: Instant) {
     let open: Vec<ws::Connection> = std::mem::take(&mut ctx.ws).into_values().collect();
     if !open.is_empty() {
         let grace = deadline
             .saturating_duration_since(Instant::now())
-            .min(CLOSE_GRACE);
+            .min(ws::CLOSE_GRACE);
         if !grace.is_zero() {
             let _ = tokio::time::timeout(
                 grace,
@@ -420,5 +314,5 @@ fn timeout_error(
 }
 
 async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
-    step.spec.run(ctx, step).await
+    step.spec.run(ctx, &step.connection).await
 }

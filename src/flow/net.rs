@@ -1,6 +1,7 @@
 //! Connections a step opens itself, so each phase is timed on its own: name resolution, TCP
 //! connect and TLS handshake. Shared by the HTTP and websocket steps. Also where a failure is
-//! told apart as the prober's own ([`local_cause`]): out of fds, memory or ephemeral ports.
+//! told apart as the prober's own ([`super::error::local_cause`]): out of fds, memory or
+//! ephemeral ports.
 
 use std::net::SocketAddr;
 
@@ -8,7 +9,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::MaybeTlsStream;
 
-use super::{RunContext, StepError};
+use super::context::RunContext;
+use super::error::StepError;
 use crate::report::{FailureReason, Phase};
 
 /// Resolves the URL's host, timing it as `dns` unless the host is an IP literal.
@@ -95,7 +97,6 @@ pub(crate) async fn open(
         )
     })?;
     let config = ctx
-        .plan
         .tls
         .clone()
         .unwrap_or_else(crate::net::system_tls_config);
@@ -149,63 +150,9 @@ async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
     Err(last.unwrap_or_else(|| StepError::new(FailureReason::Connect, "no address to connect to")))
 }
 
-/// What the prober itself ran out of, if that is why `e` happened: the error's source chain
-/// (reqwest -> hyper -> `io::Error`, tungstenite -> `io::Error`, redis -> `io::Error`) is walked
-/// for an OS error that names the prober's own resources rather than the peer or the network.
-pub(crate) fn local_cause(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
-    // Bounded: a chain is a handful of links; a cyclic `source()` must not loop forever.
-    let mut next = Some(e);
-    for _ in 0..32 {
-        let current = next?;
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if let Some(what) = io_local_cause(io) {
-                return Some(what);
-            }
-            // A custom io::Error's `source()` skips the error it wraps: look inside it too.
-            if let Some(inner) = io.get_ref()
-                && let Some(what) = local_cause(inner)
-            {
-                return Some(what);
-            }
-        }
-        next = current.source();
-    }
-    None
-}
-
-fn io_local_cause(io: &std::io::Error) -> Option<&'static str> {
-    if io.kind() == std::io::ErrorKind::OutOfMemory {
-        return Some("out of memory");
-    }
-    match io.raw_os_error()? {
-        libc::EMFILE => Some("out of file descriptors (process limit)"),
-        libc::ENFILE => Some("out of file descriptors (system limit)"),
-        libc::ENOMEM => Some("out of memory"),
-        libc::ENOBUFS => Some("out of socket buffers"),
-        libc::EADDRNOTAVAIL => Some("out of local ports"),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An error wrapping another, as hyper and reqwest wrap the io::Error.
-    #[derive(Debug)]
-    struct Wrapper(std::io::Error);
-
-    impl std::fmt::Display for Wrapper {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("connection error")
-        }
-    }
-
-    impl std::error::Error for Wrapper {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
 
     #[tokio::test]
     async fn every_address_is_tried_before_failing() {
@@ -216,47 +163,5 @@ mod tests {
         assert!(connect_any(&[refused, good]).await.is_ok());
         let e = connect_any(&[refused]).await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Connect, "{e}");
-    }
-
-    #[test]
-    fn local_causes_are_found_anywhere_in_the_chain() {
-        for (errno, local) in [
-            (libc::EMFILE, true),
-            (libc::ENFILE, true),
-            (libc::ENOBUFS, true),
-            (libc::ENOMEM, true),
-            (libc::EADDRNOTAVAIL, true),
-            (libc::ECONNREFUSED, false),
-            (libc::ECONNRESET, false),
-            (libc::ENETUNREACH, false),
-            (libc::EAGAIN, false),
-        ] {
-            let direct = std::io::Error::from_raw_os_error(errno);
-            assert_eq!(local_cause(&direct).is_some(), local, "errno {errno}");
-            let wrapped = Wrapper(std::io::Error::from_raw_os_error(errno));
-            assert_eq!(
-                local_cause(&wrapped).is_some(),
-                local,
-                "wrapped errno {errno}"
-            );
-            // A custom io::Error around it (what tokio and rustls build).
-            let custom = std::io::Error::other(Wrapper(std::io::Error::from_raw_os_error(errno)));
-            assert_eq!(
-                local_cause(&custom).is_some(),
-                local,
-                "custom errno {errno}"
-            );
-        }
-        let e = StepError::caused_by(
-            FailureReason::Connect,
-            "cannot connect to 127.0.0.1:1",
-            &std::io::Error::from_raw_os_error(libc::EMFILE),
-        );
-        assert_eq!(e.reason, FailureReason::Local);
-        assert!(
-            e.message.contains("out of file descriptors"),
-            "{}",
-            e.message
-        );
     }
 }

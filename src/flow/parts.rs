@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::RunContext;
-use super::matcher::Pattern;
+use super::context::RunContext;
+use super::error::{StepError, server_error};
+use super::matcher::{self, Pattern};
 use crate::diag::{Ctx, S, valid_label};
-use crate::template::{BUILTINS, Template};
+use crate::report::FailureReason;
+use crate::template::{BUILTINS, Template, render_json};
 
 /// Thresholds on a step's gauges: crossing one is a warning (degraded), never a failure.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +76,43 @@ pub struct FailSpec {
     pub json: Option<serde_json::Value>,
     /// Any one matching is enough.
     pub regex: Vec<Pattern>,
+}
+
+/// The step's `fail_*` patterns, rendered for this run.
+pub(crate) fn render_fail(
+    ctx: &RunContext<'_>,
+    fail: &FailSpec,
+) -> Result<(Option<serde_json::Value>, Vec<regex::Regex>), StepError> {
+    let protocol_error = |e: String| StepError::new(FailureReason::Protocol, e);
+    let json = fail
+        .json
+        .as_ref()
+        .map(|v| render_json(v, &ctx.vars))
+        .transpose()
+        .map_err(|e| protocol_error(e.to_string()))?;
+    let regex = fail
+        .regex
+        .iter()
+        .map(|p| p.regex(&ctx.vars).map(std::borrow::Cow::into_owned))
+        .collect::<Result<_, _>>()
+        .map_err(protocol_error)?;
+    Ok((json, regex))
+}
+
+/// `server_error` when a reply matches the step's fail patterns (checked before `expect_*`).
+pub(crate) fn check_fail(
+    json: Option<&serde_json::Value>,
+    text: &str,
+    fail_json: Option<&serde_json::Value>,
+    fail_regex: &[regex::Regex],
+) -> Result<(), StepError> {
+    let json_hit = fail_json
+        .zip(json)
+        .is_some_and(|(p, a)| matcher::json_subset(p, a).is_ok());
+    if json_hit || fail_regex.iter().any(|re| re.is_match(text)) {
+        return Err(server_error("the server reported an error", text));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]

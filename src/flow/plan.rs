@@ -1,100 +1,12 @@
-//! A probe once validated: [`ProbePlan`] with its steps and resident settings, and the
-//! `[defaults]` of the service config that a probe file does not override.
+//! A probe once validated: [`ProbePlan`] with its steps and resident settings.
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::kinds::StepSpec;
 use crate::alert::policy::PolicyConfig;
-use crate::diag::{Ctx, S};
 use crate::report::StepKind;
-use crate::schedule::{Schedule, every_minute, schedule, timezone};
+use crate::schedule::Schedule;
 use crate::template::Template;
-
-/// Default cap on an HTTP body or websocket message.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Default budget of frames a `ws_expect` step reads before giving up.
-pub const DEFAULT_MAX_FRAMES: usize = 1000;
-
-/// `[defaults]`: what a probe file does not say.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDefaults {
-    pub schedule: Option<S<String>>,
-    pub timezone: Option<S<String>>,
-    pub timeout: Option<S<String>>,
-    pub step_timeout: Option<S<String>>,
-    pub jitter: Option<S<String>>,
-    pub max_body_bytes: Option<S<i64>>,
-    pub max_frames: Option<S<i64>>,
-}
-
-/// Defaults from the service config's `[defaults]`.
-#[derive(Debug, Clone)]
-pub struct Defaults {
-    pub schedule: Schedule,
-    pub timeout: Duration,
-    pub step_timeout: Option<Duration>,
-    pub jitter: Duration,
-    pub max_body_bytes: usize,
-    pub max_frames: usize,
-}
-
-impl Defaults {
-    /// `[defaults]`, each key checked.
-    pub fn build(ctx: &mut Ctx<'_>, raw: &RawDefaults) -> Defaults {
-        let timezone = raw
-            .timezone
-            .as_ref()
-            .and_then(|t| timezone(ctx, t, "defaults.timezone"));
-        let schedule = raw
-            .schedule
-            .as_ref()
-            .and_then(|s| schedule(ctx, s, timezone, "defaults.schedule"))
-            .unwrap_or_else(every_minute);
-        Defaults {
-            schedule,
-            timeout: raw
-                .timeout
-                .as_ref()
-                .and_then(|t| ctx.duration(t, "defaults.timeout"))
-                .unwrap_or(Duration::from_secs(20)),
-            step_timeout: raw
-                .step_timeout
-                .as_ref()
-                .and_then(|t| ctx.duration(t, "defaults.step_timeout")),
-            jitter: raw
-                .jitter
-                .as_ref()
-                .and_then(|t| ctx.duration_or_zero(t, "defaults.jitter"))
-                .unwrap_or(Duration::ZERO),
-            max_body_bytes: raw
-                .max_body_bytes
-                .as_ref()
-                .and_then(|v| ctx.positive(v, "defaults.max_body_bytes"))
-                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
-            max_frames: raw
-                .max_frames
-                .as_ref()
-                .and_then(|v| ctx.positive(v, "defaults.max_frames"))
-                .unwrap_or(DEFAULT_MAX_FRAMES),
-        }
-    }
-}
-
-impl Default for Defaults {
-    fn default() -> Self {
-        Defaults {
-            schedule: every_minute(),
-            timeout: Duration::from_secs(20),
-            step_timeout: None,
-            jitter: Duration::ZERO,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_frames: DEFAULT_MAX_FRAMES,
-        }
-    }
-}
 
 /// One validated probe.
 #[derive(Debug, Clone)]

@@ -110,7 +110,7 @@ proptest! {
                     if let (Some(p), Some(x)) = (&xml_pattern, &m.xml) {
                         let _ = p.matches(x);
                     }
-                    let _ = super::ws::check_fail(m.json.as_ref(), &m.text, Some(&pattern), &regexes);
+                    let _ = super::parts::check_fail(m.json.as_ref(), &m.text, Some(&pattern), &regexes);
                 }
             }
         }

@@ -12,10 +12,10 @@ use tokio::time::Instant;
 
 use serde::Deserialize;
 
-use super::kinds::{Build, Kind, Reads};
+use super::context::RunContext;
+use super::error::StepError;
+use super::kind::{Build, Kind, Reads};
 use super::parts::{self, GaugeChecks, RawGauges};
-use super::plan::StepPlan;
-use super::{RunContext, StepError};
 use crate::diag::{S, table_keys};
 use crate::report::{FailureReason, Phase};
 use crate::template::Template;
@@ -127,7 +127,7 @@ impl Kind for RedisSpec {
         r.templates.extend(&self.channel);
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, _: &StepPlan) -> Result<(), StepError> {
+    async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
         run(ctx, self).await
     }
 }
@@ -464,7 +464,7 @@ async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError
     // `dns` (a name that does not resolve, or a resolver that never answers, fails `dns`),
     // TCP as `connect`, the handshake as `tls`; and every reply is read through a cap.
     let url = connection_url(info.addr())?;
-    let cap = ReplyCap::new(ctx.plan.max_body_bytes);
+    let cap = ReplyCap::new(ctx.max_body_bytes);
 
     ctx.waiting = "connecting to redis";
     // No client-side timeouts: the step's timeout and the probe's deadline bound every

@@ -17,6 +17,7 @@ pub const SESSION_STEP: &str = "session";
 
 /// An open resident session; borrows its probe's plan.
 pub struct Session<'a> {
+    plan: &'a ProbePlan,
     ctx: RunContext<'a>,
     resident: &'a ResidentPlan,
     region: String,
@@ -55,6 +56,7 @@ impl<'a> Session<'a> {
         let connections = ctx.ws.keys().cloned().collect();
         Ok((
             Session {
+                plan,
                 ctx,
                 resident,
                 region: region.to_string(),
@@ -86,7 +88,7 @@ impl<'a> Session<'a> {
     pub async fn exchange(&mut self, trigger: Trigger) -> ProbeRun {
         let started_at = Utc::now();
         let start = Instant::now();
-        let plan = self.ctx.plan;
+        let plan = self.plan;
         self.ctx
             .vars
             .insert("uuid".to_string(), uuid::Uuid::new_v4().to_string());
@@ -120,7 +122,7 @@ impl<'a> Session<'a> {
         let Err(e) = self.keep_alive(until).await else {
             return Ok(());
         };
-        let plan = self.ctx.plan;
+        let plan = self.plan;
         let mut phases = BTreeMap::new();
         phases.insert(Phase::Total, start.elapsed());
         let step = StepReport {
@@ -214,7 +216,7 @@ impl<'a> Session<'a> {
     /// Ends the session: the teardown steps (each bounded by its timeout and the probe's
     /// `timeout`), then every connection closed. Returns the teardown's reports (for logs).
     pub async fn close(mut self) -> Vec<StepReport> {
-        let deadline = Instant::now() + self.ctx.plan.timeout;
+        let deadline = Instant::now() + self.plan.timeout;
         let reports = run_steps(&mut self.ctx, self.resident.teardown.iter(), deadline, true).await;
         close_all(&mut self.ctx, deadline).await;
         reports

@@ -12,8 +12,6 @@ pub mod xmpp;
 
 use serde_json::Value;
 
-use super::ws::WsConnectSpec;
-
 /// How frames on a websocket are framed and read (`protocol = ...` on `ws_connect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProtocolKind {
@@ -142,6 +140,10 @@ pub(crate) struct Outgoing {
 pub(crate) struct Setup {
     pub auth: Option<Value>,
     pub domain: Option<String>,
+    /// Socket.IO's namespace.
+    pub namespace: String,
+    /// Raw: the frames that are pings.
+    pub ping_json: Option<Value>,
 }
 
 pub(crate) trait Protocol: Send + Sync {
@@ -236,12 +238,10 @@ fn json_cause(json: &Value) -> Option<String> {
 }
 
 /// The protocol for a connection.
-pub(crate) fn new(spec: &WsConnectSpec, setup: Setup) -> Box<dyn Protocol> {
-    match spec.protocol {
-        ProtocolKind::Raw => Box::new(raw::Raw::new(spec.ping_json.clone())),
-        ProtocolKind::SocketIo => {
-            Box::new(socketio::SocketIo::new(spec.namespace.clone(), setup.auth))
-        }
+pub(crate) fn new(kind: ProtocolKind, setup: Setup) -> Box<dyn Protocol> {
+    match kind {
+        ProtocolKind::Raw => Box::new(raw::Raw::new(setup.ping_json)),
+        ProtocolKind::SocketIo => Box::new(socketio::SocketIo::new(setup.namespace, setup.auth)),
         ProtocolKind::ActionCable => Box::new(actioncable::ActionCable::default()),
         ProtocolKind::Xmpp => Box::new(xmpp::Xmpp::new(setup.domain.unwrap_or_default())),
     }

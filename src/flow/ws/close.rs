@@ -4,8 +4,8 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::flow::kinds::{Build, Kind, Websocket};
-use crate::flow::plan::StepPlan;
+use crate::flow::context::RunContext;
+use crate::flow::kind::{Build, Kind, Websocket};
 
 /// A `ws_close` step has no keys of its own.
 #[derive(Debug, Deserialize)]
@@ -24,8 +24,8 @@ impl Kind for CloseSpec {
         Some(CloseSpec)
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
-        close(ctx, &step.connection).await
+    async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
+        close(ctx, connection).await
     }
 }
 

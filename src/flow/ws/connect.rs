@@ -7,9 +7,9 @@ use serde::Deserialize;
 
 use super::*;
 use crate::diag::{S, table_keys};
-use crate::flow::kinds::{Build, Kind, Reads, Websocket};
+use crate::flow::context::RunContext;
+use crate::flow::kind::{Build, Kind, Reads, Websocket};
 use crate::flow::parts;
-use crate::flow::plan::StepPlan;
 use crate::flow::protocol::ProtocolKind;
 use crate::template::Template;
 
@@ -166,7 +166,7 @@ impl Kind for WsConnectSpec {
                 .max_frames
                 .as_ref()
                 .and_then(|m| b.ctx.positive(m, &b.key("max_frames")))
-                .unwrap_or(b.defaults.max_frames),
+                .unwrap_or(b.max_frames),
         })
     }
 
@@ -178,8 +178,8 @@ impl Kind for WsConnectSpec {
         r.json.extend(&self.ping_json);
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
-        connect(ctx, &step.connection, self).await
+    async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
+        connect(ctx, connection, self).await
     }
 }
 
@@ -209,7 +209,7 @@ async fn connect(
     // include this connect.
     ctx.last_send = None;
     if let Some(old) = ctx.ws.remove(name) {
-        let _ = tokio::time::timeout(crate::flow::CLOSE_GRACE, old.close()).await;
+        let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
     let url_text = ctx.render(&spec.url)?;
     let shown = crate::redact::redact_url_text(&url_text);
@@ -243,8 +243,10 @@ async fn connect(
             Some(d) => Some(ctx.render(d)?),
             None => None,
         },
+        namespace: spec.namespace.clone(),
+        ping_json: spec.ping_json.clone(),
     };
-    let mut proto = protocol::new(spec, setup);
+    let mut proto = protocol::new(spec.protocol, setup);
     let url_text = url.to_string();
     let stream = crate::flow::net::open(ctx, &url).await?;
 
@@ -284,7 +286,7 @@ async fn connect(
         request.headers_mut().insert("cookie", v);
     }
 
-    let cap = ctx.plan.max_body_bytes;
+    let cap = ctx.max_body_bytes;
     let config = WebSocketConfig::default()
         // tungstenite's default 128 KiB read buffer is zero-filled on every read: 4 % of a
         // run's CPU at 500 flows/s, and 128 KiB per open socket. Signalling frames are small.

@@ -7,10 +7,12 @@ use serde::Deserialize;
 
 use super::*;
 use crate::diag::S;
-use crate::flow::kinds::{Build, Kind, Reads, Websocket};
+use crate::flow::context::RunContext;
+use crate::flow::kind::{Build, Kind, Reads, Websocket};
+use crate::flow::matcher;
 use crate::flow::matcher::Pattern;
 use crate::flow::parts::{self, ExtractSource, Extraction, FailSpec, RawExtract};
-use crate::flow::plan::StepPlan;
+use crate::flow::parts::{check_fail, render_fail};
 use crate::flow::protocol::ProtocolKind;
 use crate::template::Template;
 
@@ -110,7 +112,7 @@ impl Kind for ExpectSpec {
                 .max_frames
                 .as_ref()
                 .and_then(|m| b.ctx.positive(m, &b.key("max_frames")))
-                .unwrap_or(b.defaults.max_frames),
+                .unwrap_or(b.max_frames),
             extract: parts::extracts(b.ctx, s.extract.as_ref(), &b.key("extract"), false)?,
         })
     }
@@ -129,8 +131,8 @@ impl Kind for ExpectSpec {
         &self.extract
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
-        expect(ctx, &step.connection, self).await
+    async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
+        expect(ctx, connection, self).await
     }
 }
 
@@ -183,7 +185,7 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
         .last_send
         .as_ref()
         .map(|(conn, t)| (conn.as_str() == name, *t));
-    connection(ctx, name)?;
+    ctx.socket(name)?;
     let Some(conn) = ctx.ws.get_mut(name) else {
         return Ok(());
     };

@@ -24,9 +24,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::error::{StepError, server_error, snippet};
 use super::protocol::{self, Incoming, Message, Outgoing, Protocol, Setup};
-use super::{RunContext, StepError, matcher, snippet};
-use crate::flow::parts::FailSpec;
 use crate::report::{FailureReason, Phase};
 use crate::template::{Context, render_json};
 
@@ -41,10 +40,8 @@ const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Control frames (pings, other namespaces' traffic) one read may skip: they never count
 /// against `max_frames`, but a flood of them must not loop unbounded either.
 const CONTROL_FRAME_BUDGET: usize = 100_000;
-/// Longest quote of a server's error frame in a step error (and so in the page).
-const SERVER_ERROR_CHARS: usize = 300;
-/// Longest quote of the cause named in a server's error frame.
-const CAUSE_CHARS: usize = 160;
+/// Longest a closing handshake may take after the run is over.
+pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An open websocket of one run, with its protocol's state.
 pub(crate) struct Connection {
@@ -231,71 +228,6 @@ fn peer_gone(e: &tungstenite::Error) -> bool {
 enum Read {
     Closed(StepError),
     Failed(StepError),
-}
-
-/// `server_error` quoting what the server sent, the part that names the cause first (an XMPP
-/// error's condition and text, a JSON error's `error` / `message`): the JIDs and ids around it
-/// would otherwise fill the quote, and the page's first line takes the error up to ` — `
-/// (see `alert::render::cause_fragment`).
-fn server_error(what: &str, frame: &str) -> StepError {
-    let quoted = crate::redact::quote(frame, SERVER_ERROR_CHARS);
-    let message = match protocol::cause(frame) {
-        Some(cause) => format!(
-            "{}{}{what}: {quoted}",
-            crate::redact::quote(&cause, CAUSE_CHARS),
-            crate::report::CAUSE_END
-        ),
-        None => format!("{what}: {quoted}"),
-    };
-    StepError::new(FailureReason::ServerError, message)
-}
-
-fn connection<'c>(
-    ctx: &'c mut RunContext<'_>,
-    name: &str,
-) -> Result<&'c mut Connection, StepError> {
-    ctx.ws.get_mut(name).ok_or_else(|| {
-        StepError::new(
-            FailureReason::WsClosed,
-            "no websocket is open (did ws_connect fail or ws_close run?)",
-        )
-    })
-}
-
-pub(in crate::flow) fn render_fail(
-    ctx: &RunContext<'_>,
-    fail: &FailSpec,
-) -> Result<(Option<serde_json::Value>, Vec<regex::Regex>), StepError> {
-    let protocol_error = |e: String| StepError::new(FailureReason::Protocol, e);
-    let json = fail
-        .json
-        .as_ref()
-        .map(|v| render_json(v, &ctx.vars))
-        .transpose()
-        .map_err(|e| protocol_error(e.to_string()))?;
-    let regex = fail
-        .regex
-        .iter()
-        .map(|p| p.regex(&ctx.vars).map(std::borrow::Cow::into_owned))
-        .collect::<Result<_, _>>()
-        .map_err(protocol_error)?;
-    Ok((json, regex))
-}
-
-/// `server_error` when a reply matches the step's fail patterns (checked before `expect_*`).
-pub(in crate::flow) fn check_fail(
-    json: Option<&serde_json::Value>,
-    text: &str,
-    fail_json: Option<&serde_json::Value>,
-    fail_regex: &[regex::Regex],
-) -> Result<(), StepError> {
-    let json_hit = fail_json
-        .zip(json)
-        .is_some_and(|(p, a)| matcher::json_subset(p, a).is_ok());
-    if json_hit || fail_regex.iter().any(|re| re.is_match(text)) {
-        return Err(server_error("the server reported an error", text));
-    }
-    Ok(())
 }
 
 /// Maps a tungstenite error to a stable reason; `io_reason` is what a broken socket means at

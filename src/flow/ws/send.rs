@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::*;
 use crate::diag::S;
-use crate::flow::kinds::{Build, Kind, Reads, Websocket};
-use crate::flow::plan::StepPlan;
+use crate::flow::context::RunContext;
+use crate::flow::kind::{Build, Kind, Reads, Websocket};
 use crate::flow::protocol::ProtocolKind;
 use crate::template::Template;
 
@@ -117,8 +117,8 @@ impl Kind for SendSpec {
         r.json.extend(&self.subscribe);
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
-        send(ctx, &step.connection, self).await
+    async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
+        send(ctx, connection, self).await
     }
 }
 
@@ -137,7 +137,7 @@ async fn send(ctx: &mut RunContext<'_>, name: &str, spec: &SendSpec) -> Result<(
         ack: spec.ack,
         subscribe: json(&spec.subscribe)?,
     };
-    let conn = connection(ctx, name)?;
+    let conn = ctx.socket(name)?;
     let frames = conn
         .proto
         .encode(out)

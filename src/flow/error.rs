@@ -1,0 +1,170 @@
+//! A failed step: [`StepError`], a stable reason and a human message (scrubbed before it
+//! leaves the engine), and what tells the prober's own failures (out of fds, memory, ports)
+//! apart from the platform's.
+
+use crate::redact::quote;
+use crate::report::FailureReason;
+
+/// Longest snippet of a reply quoted in an error.
+const SNIPPET_CHARS: usize = 160;
+
+/// A failed step: a stable reason and a human message (scrubbed before it leaves the engine).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(reason: FailureReason, message: impl Into<String>) -> StepError {
+        StepError {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// `reason`, unless `cause` says the prober itself ran out of something (fds, memory,
+    /// local ports): then `local`, so the run is not taken for a platform outage.
+    pub fn caused_by(
+        reason: FailureReason,
+        message: impl Into<String>,
+        cause: &(dyn std::error::Error + 'static),
+    ) -> StepError {
+        match local_cause(cause) {
+            Some(what) => StepError::new(
+                FailureReason::Local,
+                format!("this prober is {what}: {}", message.into()),
+            ),
+            None => StepError::new(reason, message),
+        }
+    }
+}
+
+/// A quoted, truncated, single-line view of a reply for error messages.
+pub(crate) fn snippet(bytes: &[u8]) -> String {
+    quote(&String::from_utf8_lossy(bytes), SNIPPET_CHARS)
+}
+
+/// `server_error` quoting what the server sent, the part that names the cause first (an XMPP
+/// error's condition and text, a JSON error's `error` / `message`): the JIDs and ids around it
+/// would otherwise fill the quote, and the page's first line takes the error up to ` — `
+/// (see `alert::render::cause_fragment`).
+pub(crate) fn server_error(what: &str, frame: &str) -> StepError {
+    let quoted = crate::redact::quote(frame, SERVER_ERROR_CHARS);
+    let message = match super::protocol::cause(frame) {
+        Some(cause) => format!(
+            "{}{}{what}: {quoted}",
+            crate::redact::quote(&cause, CAUSE_CHARS),
+            crate::report::CAUSE_END
+        ),
+        None => format!("{what}: {quoted}"),
+    };
+    StepError::new(FailureReason::ServerError, message)
+}
+
+/// Longest quote of a server's error frame in a step error (and so in the page).
+const SERVER_ERROR_CHARS: usize = 300;
+/// Longest quote of the cause named in a server's error frame.
+const CAUSE_CHARS: usize = 160;
+
+/// What the prober itself ran out of, if that is why `e` happened: the error's source chain
+/// (reqwest -> hyper -> `io::Error`, tungstenite -> `io::Error`, redis -> `io::Error`) is walked
+/// for an OS error that names the prober's own resources rather than the peer or the network.
+pub(crate) fn local_cause(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    // Bounded: a chain is a handful of links; a cyclic `source()` must not loop forever.
+    let mut next = Some(e);
+    for _ in 0..32 {
+        let current = next?;
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if let Some(what) = io_local_cause(io) {
+                return Some(what);
+            }
+            // A custom io::Error's `source()` skips the error it wraps: look inside it too.
+            if let Some(inner) = io.get_ref()
+                && let Some(what) = local_cause(inner)
+            {
+                return Some(what);
+            }
+        }
+        next = current.source();
+    }
+    None
+}
+
+fn io_local_cause(io: &std::io::Error) -> Option<&'static str> {
+    if io.kind() == std::io::ErrorKind::OutOfMemory {
+        return Some("out of memory");
+    }
+    match io.raw_os_error()? {
+        libc::EMFILE => Some("out of file descriptors (process limit)"),
+        libc::ENFILE => Some("out of file descriptors (system limit)"),
+        libc::ENOMEM => Some("out of memory"),
+        libc::ENOBUFS => Some("out of socket buffers"),
+        libc::EADDRNOTAVAIL => Some("out of local ports"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error wrapping another, as hyper and reqwest wrap the io::Error.
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection error")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn local_causes_are_found_anywhere_in_the_chain() {
+        for (errno, local) in [
+            (libc::EMFILE, true),
+            (libc::ENFILE, true),
+            (libc::ENOBUFS, true),
+            (libc::ENOMEM, true),
+            (libc::EADDRNOTAVAIL, true),
+            (libc::ECONNREFUSED, false),
+            (libc::ECONNRESET, false),
+            (libc::ENETUNREACH, false),
+            (libc::EAGAIN, false),
+        ] {
+            let direct = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(local_cause(&direct).is_some(), local, "errno {errno}");
+            let wrapped = Wrapper(std::io::Error::from_raw_os_error(errno));
+            assert_eq!(
+                local_cause(&wrapped).is_some(),
+                local,
+                "wrapped errno {errno}"
+            );
+            // A custom io::Error around it (what tokio and rustls build).
+            let custom = std::io::Error::other(Wrapper(std::io::Error::from_raw_os_error(errno)));
+            assert_eq!(
+                local_cause(&custom).is_some(),
+                local,
+                "custom errno {errno}"
+            );
+        }
+        let e = StepError::caused_by(
+            FailureReason::Connect,
+            "cannot connect to 127.0.0.1:1",
+            &std::io::Error::from_raw_os_error(libc::EMFILE),
+        );
+        assert_eq!(e.reason, FailureReason::Local);
+        assert!(
+            e.message.contains("out of file descriptors"),
+            "{}",
+            e.message
+        );
+    }
+}
