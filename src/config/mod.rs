@@ -1,10 +1,12 @@
-//! Loading: the service config and its probe files -> a validated [`Plan`].
+//! Loading, the top of the house: reads the service config and its probe files and assembles a
+//! validated [`Plan`], each part checking its own tables (`flow::load` a probe file and each
+//! step's kind its step, `alert` its pagers and policy, `heartbeat` its heartbeats).
 //!
 //! Two stages, as ripgrep does it: [`raw`] is the TOML as parsed (unknown keys rejected), then
 //! `build` checks everything a run would trip over later and names file, line and key for each
-//! problem. All problems are reported at once, so `joincanary check` is one round trip.
+//! problem. All problems are reported at once, so `joincanary check` is one round trip. Nothing
+//! below imports this module back.
 
-mod probe;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -285,8 +287,11 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
 
     let mut probes: Vec<Arc<ProbePlan>> = Vec::new();
     for probe_path in probe_paths {
-        if let Some(p) = probe::build(
-            &probe_path,
+        let Some(file) = read_source(&probe_path, errors) else {
+            continue;
+        };
+        if let Some(p) = crate::flow::load::build(
+            &file,
             env,
             &defaults,
             &alerting,

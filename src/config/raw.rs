@@ -1,4 +1,5 @@
-//! The config and probe files as parsed: serde types that mirror the TOML, with spans.
+//! The service config as parsed: serde types that mirror the TOML, with spans. (A probe file's
+//! are `flow::load`'s, a step's its kind's, `[defaults]` `flow::defaults`'.)
 //!
 //! Nothing here is validated beyond TOML types and unknown keys; `config::build` turns these
 //! into a [`crate::config::Plan`] and reports every problem with file, line and key. The `///`
@@ -8,7 +9,6 @@ use std::collections::BTreeMap;
 
 use crate::diag::S;
 use crate::flow::defaults::RawDefaults;
-use crate::flow::steps::StepHead;
 use serde::Deserialize;
 
 /// `config/joincanary.toml`: the service.
@@ -130,55 +130,4 @@ pub struct RawPager {
     pub password: Option<S<String>>,
     pub from: Option<S<String>>,
     pub to: Option<S<Vec<S<String>>>>,
-}
-
-/// `probes/*.toml`: one flow.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProbe {
-    pub name: Option<S<String>>,
-    pub description: Option<String>,
-    pub schedule: Option<S<String>>,
-    pub timezone: Option<S<String>>,
-    pub timeout: Option<S<String>>,
-    pub jitter: Option<S<String>>,
-    pub max_body_bytes: Option<S<i64>>,
-    /// Extra trusted CA certificates (PEM), relative to the probe file: for platforms behind
-    /// an internal CA.
-    pub ca_file: Option<S<String>>,
-    #[serde(default)]
-    pub variables: BTreeMap<String, S<String>>,
-    pub steps: S<Vec<S<StepHead>>>,
-    pub alerting: Option<RawAlerting>,
-    /// `scheduled` (default: `steps` run on `schedule`) or `resident`: `steps` open a session
-    /// that stays open, and `exchange` runs on it every `resident.every`.
-    pub mode: Option<S<String>>,
-    /// `mode = "resident"`: cadence, session age, keepalive and reconnect settings.
-    pub resident: Option<S<RawResident>>,
-    /// `mode = "resident"`: the steps run every `resident.every` on the open session; each
-    /// exchange is one run.
-    pub exchange: Option<S<Vec<S<StepHead>>>>,
-    /// `mode = "resident"`: steps run when a session ends (rotation, reload, stop); they never
-    /// fail a run.
-    pub teardown: Option<S<Vec<S<StepHead>>>>,
-}
-
-/// `[resident]` of a `mode = "resident"` probe.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawResident {
-    /// Time between two exchanges (default 5s).
-    pub every: Option<S<String>>,
-    /// A session older than this is closed and opened anew (default 1h).
-    pub max_session_age: Option<S<String>>,
-    /// A websocket ping on every connection of an idle session this often (default 15s).
-    pub keepalive: Option<S<String>>,
-    /// Deadline of opening a session (the `steps`; default: `[defaults] timeout`).
-    pub setup_timeout: Option<S<String>>,
-    /// First reconnect delay bound (default 1s); doubles per failed attempt, full jitter.
-    pub reconnect_min: Option<S<String>>,
-    /// Cap of the reconnect delay (default 60s).
-    pub reconnect_max: Option<S<String>>,
-    /// Failed exchanges in a row on an open session before it is re-established (default 3).
-    pub reconnect_after: Option<S<i64>>,
 }

@@ -1,20 +1,21 @@
-//! The step kinds: the one list of them (`kinds!` below).
+//! The step kinds: the one list of them (`kinds!` below), and [`StepSpec`], a validated step.
 //!
-//! A kind is one file under `flow/` that owns its table, its validation and its run, as
-//! `impl Kind for <Kind>Spec`:
+//! A kind is one file under `flow/` (`http.rs`, `redis.rs`, `ws/send.rs`, ...) that owns its
+//! table, its validation and its run, as `impl Kind for <Kind>Spec` (the trait is in `kind.rs`):
 //! - `type Raw`: the kind's own keys, a `#[serde(deny_unknown_fields)]` struct of `Spanned`
 //!   fields, read from the step's table once `kind` is known. The keys every step has (`name`,
-//!   `kind`, `timeout`, `cleanup`, and `connection` for a kind on a websocket) are read here,
+//!   `kind`, `timeout`, `cleanup`, and `connection` for a kind on a websocket) are read before,
 //!   into `steps::StepHead`.
-//! - `build(raw, &mut Build) -> Option<Self>` ([`Build`]): every check `joincanary check` promises, each
+//! - `build(raw, &mut Build) -> Option<Self>`: every check `joincanary check` promises, each
 //!   problem reported through [`Build`] with file, line and key.
 //! - `reads` and `extracts`: the variables its templates read and the ones it sets.
 //! - `run`: one run of the step; the engine (`flow/mod.rs`) holds its timeout and deadline.
 //!
-//! To add a kind: write `flow/<kind>.rs`, name it in [`crate::report::StepKind`], add one line
-//! to `kinds!` below, and document and test its keys. No list of keys is kept by hand: a key
-//! another kind takes gets "`x` does not apply to a <kind> step", any other key "unknown field
-//! `x`, expected one of …" with the keys this kind takes, both read from the `Raw` types.
+//! To add a kind: write `flow/<kind>.rs` (copy `redis.rs`'s first 150 lines for the shape), add
+//! its name to [`crate::report::StepKind`], one line to `kinds!` below, its keys to the README,
+//! and tests. No list of keys is kept by hand: a key another kind takes gets "`x` does not apply
+//! to a <kind> step", any other key "unknown field `x`, expected one of …" with the keys this
+//! kind takes, both read from the `Raw` types.
 
 use super::context::RunContext;
 use super::error::StepError;

@@ -13,6 +13,7 @@ pub mod http;
 pub mod http_json;
 pub mod kind;
 pub mod kinds;
+pub mod load;
 pub mod matcher;
 mod net;
 pub mod parts;

@@ -1,37 +1,91 @@
-//! Probe files: `probes/*.toml` -> [`ProbePlan`], with every check `joincanary check` promises.
+//! A probe file (`probes/*.toml`, read by `config`) -> [`ProbePlan`], with every check
+//! `joincanary check` promises: its own keys here, each step's by its kind (`steps.rs`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::RawProbe;
-use crate::alert::policy::PolicyConfig;
-use crate::diag::{ConfigError, Ctx, S, parse_toml, read_source, valid_label};
-use crate::flow::defaults::Defaults;
-use crate::flow::plan::{
+use serde::Deserialize;
+
+use super::defaults::Defaults;
+use super::plan::{
     ProbePlan, RESIDENT_CONFIRM_DELAY, RESIDENT_EVERY, RESIDENT_KEEPALIVE,
     RESIDENT_MAX_SESSION_AGE, RESIDENT_RECONNECT_AFTER, RESIDENT_RECONNECT_MIN, ResidentPlan,
     derive_jitter,
 };
-use crate::flow::steps::{self as kinds, Sections};
+use super::steps::{self, Sections, StepHead};
+use crate::alert::policy::PolicyConfig;
+use crate::config::raw::RawAlerting;
+use crate::diag::{ConfigError, Ctx, EnvSource, S, SourceFile, parse_toml, valid_label};
 use crate::schedule::{Schedule, every_minute, schedule, timezone};
 use crate::template::BUILTINS;
 
+/// `probes/*.toml`: one flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub name: Option<S<String>>,
+    pub description: Option<String>,
+    pub schedule: Option<S<String>>,
+    pub timezone: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub jitter: Option<S<String>>,
+    pub max_body_bytes: Option<S<i64>>,
+    /// Extra trusted CA certificates (PEM), relative to the probe file: for platforms behind
+    /// an internal CA.
+    pub ca_file: Option<S<String>>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, S<String>>,
+    pub steps: S<Vec<S<StepHead>>>,
+    pub alerting: Option<RawAlerting>,
+    /// `scheduled` (default: `steps` run on `schedule`) or `resident`: `steps` open a session
+    /// that stays open, and `exchange` runs on it every `resident.every`.
+    pub mode: Option<S<String>>,
+    /// `mode = "resident"`: cadence, session age, keepalive and reconnect settings.
+    pub resident: Option<S<RawResident>>,
+    /// `mode = "resident"`: the steps run every `resident.every` on the open session; each
+    /// exchange is one run.
+    pub exchange: Option<S<Vec<S<StepHead>>>>,
+    /// `mode = "resident"`: steps run when a session ends (rotation, reload, stop); they never
+    /// fail a run.
+    pub teardown: Option<S<Vec<S<StepHead>>>>,
+}
+
+/// `[resident]` of a `mode = "resident"` probe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResident {
+    /// Time between two exchanges (default 5s).
+    pub every: Option<S<String>>,
+    /// A session older than this is closed and opened anew (default 1h).
+    pub max_session_age: Option<S<String>>,
+    /// A websocket ping on every connection of an idle session this often (default 15s).
+    pub keepalive: Option<S<String>>,
+    /// Deadline of opening a session (the `steps`; default: `[defaults] timeout`).
+    pub setup_timeout: Option<S<String>>,
+    /// First reconnect delay bound (default 1s); doubles per failed attempt, full jitter.
+    pub reconnect_min: Option<S<String>>,
+    /// Cap of the reconnect delay (default 60s).
+    pub reconnect_max: Option<S<String>>,
+    /// Failed exchanges in a row on an open session before it is re-established (default 3).
+    pub reconnect_after: Option<S<i64>>,
+}
+
 /// Builds one probe file. Returns `None` when the file is unusable; errors go to `errors`.
-pub(crate) fn build(
-    path: &Path,
-    env: &dyn super::EnvSource,
+pub fn build(
+    file: &SourceFile,
+    env: &dyn EnvSource,
     defaults: &Defaults,
     alerting: &PolicyConfig,
     pager_names: &[String],
     region: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<ProbePlan> {
-    let file = read_source(path, errors)?;
-    let raw: RawProbe = parse_toml(&file, errors)?;
+    let path = file.path.as_path();
+    let raw: RawProbe = parse_toml(file, errors)?;
     let before = errors.len();
     let mut ctx = Ctx {
-        file: &file,
+        file,
         env,
         errors,
         env_values: Vec::new(),
@@ -170,11 +224,11 @@ pub(crate) fn build(
     }
     // Each step's table is read by its kind, from the file parsed with its spans.
     let doc = toml::de::DeTable::parse(&file.text).ok()?;
-    kinds::build_steps(
+    steps::build_steps(
         &mut ctx,
         "steps",
         raw.steps.get_ref(),
-        kinds::tables(&doc, "steps"),
+        steps::tables(&doc, "steps"),
         defaults,
         &mut sections,
         &mut steps,
@@ -395,21 +449,21 @@ fn resident_steps(
             );
         }
     }
-    kinds::build_steps(
+    steps::build_steps(
         ctx,
         "exchange",
         exchange,
-        kinds::tables(doc, "exchange"),
+        steps::tables(doc, "exchange"),
         defaults,
         sections,
         &mut plan.exchange,
     );
     let teardown = raw.teardown.as_ref().map_or(&[][..], |t| t.get_ref());
-    kinds::build_steps(
+    steps::build_steps(
         ctx,
         "teardown",
         teardown,
-        kinds::tables(doc, "teardown"),
+        steps::tables(doc, "teardown"),
         defaults,
         sections,
         &mut plan.teardown,
