@@ -153,11 +153,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before attempt `attempt + 1` (after `attempt` failures), with ±20% jitter.
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
-        let capped = exp.min(self.cap);
-        capped.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0))
+        let capped = crate::backoff::capped(self.base, self.cap, attempt.saturating_sub(1));
+        crate::backoff::spread(capped, jitter, 0.2)
     }
 }
 
