@@ -98,14 +98,11 @@ impl Receiver {
 
     /// Waits (bounded) until `n` requests arrived.
     async fn wait_for(&self, n: usize, within: Duration) -> Vec<Seen> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let seen = self.seen();
-            if seen.len() >= n || tokio::time::Instant::now() >= deadline {
-                return seen;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        support::poll(within, Duration::from_millis(10), async || {
+            support::when(self.seen(), |seen| seen.len() >= n)
+        })
+        .await
+        .unwrap_or_else(|seen| seen)
     }
 }
 
@@ -419,12 +416,10 @@ async fn server_errors_are_retried_until_delivered() {
     assert_eq!(seen.len(), 4);
     assert!(seen.iter().all(|s| s.body["event_action"] == "trigger"));
     // The success is counted just after the reply; give the task a moment.
-    for _ in 0..100 {
-        if count(&m, "pd", "trigger", "delivered") == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::holds_within(Duration::from_secs(1), Duration::from_millis(10), || {
+        count(&m, "pd", "trigger", "delivered") == 1
+    })
+    .await;
     assert_eq!(count(&m, "pd", "trigger", "retry"), 3);
     assert_eq!(count(&m, "pd", "trigger", "delivered"), 1);
     assert_eq!(d.pending(), 0);
@@ -525,12 +520,10 @@ async fn the_outbox_survives_a_restart() {
         rx,
     );
     d.send(notification(EventKind::Resolve), None);
-    for _ in 0..200 {
-        if count(&m, "pd", "resolve", "retry") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::holds_within(Duration::from_secs(2), Duration::from_millis(10), || {
+        count(&m, "pd", "resolve", "retry") > 0
+    })
+    .await;
     assert!(count(&m, "pd", "resolve", "retry") > 0);
     d.shutdown().await;
     let pending = |state: &Path| {
@@ -758,15 +751,12 @@ to = ["oncall@example.com"]
         notification(EventKind::Trigger),
         Some(&["pd".into(), "og".into(), "slack".into()]),
     );
-    for _ in 0..200 {
-        if ["pd", "og", "slack"]
+    support::holds_within(Duration::from_secs(2), Duration::from_millis(10), || {
+        ["pd", "og", "slack"]
             .iter()
             .all(|s| count(&m, s, "trigger", "failed") == 1)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     d.shutdown().await;
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
     assert!(logs.contains("sink=pd"), "{logs}");
