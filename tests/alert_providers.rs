@@ -426,7 +426,9 @@ async fn server_errors_are_retried_until_delivered() {
     d.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock: "no retry in several backoff periods" is then a wait on the
+/// dispatcher's own timers, not on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_client_error_is_not_retried() {
     support::init();
     let pd = Receiver::statuses(&[], 400).await;
@@ -453,7 +455,9 @@ async fn a_client_error_is_not_retried() {
     d.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock, so the bounds are the dispatcher's timers (a 30 s request timeout, a
+/// 5 s flush on shutdown), not the machine's load.
+#[tokio::test(start_paused = true)]
 async fn a_hanging_pager_does_not_delay_another() {
     support::init();
     let stuck = Receiver::start(Reply::Hang).await;
@@ -475,7 +479,7 @@ url = "${OK}"
     );
     let (_tx, rx) = watch::channel(false);
     let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     d.send(notification(EventKind::Trigger), None);
     d.send(notification(EventKind::Resolve), None);
     let seen = ok.wait_for(2, Duration::from_secs(5)).await;
@@ -487,7 +491,7 @@ url = "${OK}"
     );
     assert_eq!(stuck.seen().len(), 1);
     // Shutdown is bounded even with a request hanging.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     d.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(7));
 }
