@@ -1,7 +1,11 @@
 //! Where a problem is: byte spans and the TOML parser's errors turned into line, column and
 //! dotted key (`steps[1].url`), for files read through [`super::file`].
 
+use std::ops::Range;
 use std::path::Path;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{ConfigError, SourceFile, file};
 
@@ -31,32 +35,57 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     file: &SourceFile,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    match toml::from_str::<T>(&file.text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            errors.push(located(file, &e));
-            None
-        }
+    toml::from_str::<T>(&file.text)
+        .map_err(|e| errors.push(located(file, &e)))
+        .ok()
+}
+
+/// The tables of the top-level array `[[name]]` as written, with their spans: for a part that
+/// picks its table's shape by a key inside it (a pager's `type`), then reads it with
+/// [`from_table`]. Empty when there are none, or when the file is not TOML ([`parse_toml`]
+/// says why).
+pub fn array_tables<'f>(file: &'f SourceFile, name: &str) -> Vec<Spanned<DeValue<'f>>> {
+    let Ok(root) = DeTable::parse(&file.text) else {
+        return Vec::new();
+    };
+    match root.get_ref().get(name).map(Spanned::get_ref) {
+        Some(DeValue::Array(items)) => items.iter().cloned().collect(),
+        _ => Vec::new(),
     }
 }
 
-/// Reads one table of `file` (already parsed with its spans, e.g. a step's) as `T`, with the
-/// same located error as [`parse_toml`].
-pub fn parse_table<'i, T: serde::Deserialize<'i>>(
+/// Deserialises one table from [`array_tables`] into `T` (a `deny_unknown_fields` struct). An
+/// unknown key does not stop it: each is handed to `unknown` (the key, its value's span and
+/// serde's `expected one of …`) and left out, so the rest of the table is still read and
+/// checked. Any other error is located as [`parse_toml`] locates it.
+///
+/// # Errors
+/// The table does not fit `T` (a missing key, a wrong type).
+pub fn from_table<T: serde::de::DeserializeOwned>(
     file: &SourceFile,
-    table: toml::Spanned<toml::de::DeTable<'i>>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<T> {
-    match T::deserialize(toml::de::Deserializer::from(table)) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            errors.push(located(file, &e));
-            None
+    mut table: Spanned<DeValue<'_>>,
+    mut unknown: impl FnMut(&str, Range<usize>, &str),
+) -> Result<T, ConfigError> {
+    loop {
+        let e = match T::deserialize(ValueDeserializer::from(table.clone())) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let removed = unknown_field(e.message()).and_then(|(key, expected)| {
+            let DeValue::Table(t) = table.get_mut() else {
+                return None;
+            };
+            let value = t.remove(key)?;
+            unknown(key, value.span(), expected);
+            Some(())
+        });
+        if removed.is_none() {
+            return Err(located(file, &e));
         }
     }
 }
 
-/// A TOML parser's error as a [`ConfigError`]: every parse error names its place and its key
+/// A parser's error as a located [`ConfigError`]: every one names its place and its key
 /// (`steps[1].wat`, or the table for a missing field), as every other error does; with no
 /// place, the file's start.
 fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
@@ -120,6 +149,13 @@ pub fn table_keys<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] 
         Err(Found(fields)) => fields,
         Ok(_) => &[],
     }
+}
+
+/// `X` and `expected …` of serde's "unknown field `X`, expected …".
+fn unknown_field(message: &str) -> Option<(&str, &str)> {
+    let rest = message.trim().strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    Some((key, rest.trim_start_matches(',').trim()))
 }
 
 /// The dotted key of the line holding `offset`: the table it is in (an array of tables with

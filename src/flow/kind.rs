@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use super::context::RunContext;
 use super::error::StepError;
@@ -87,7 +87,7 @@ impl<'i> Build<'_, '_, 'i> {
     }
 
     /// The step's keys that `T` declares, read as `T`.
-    pub fn read<T: Deserialize<'i>>(&mut self) -> Option<T> {
+    pub fn read<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
         let keys = table_keys::<T>();
         let own: DeTable<'i> = self
             .table
@@ -96,8 +96,11 @@ impl<'i> Build<'_, '_, 'i> {
             .filter(|(k, _)| keys.contains(&k.get_ref().as_ref()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let table = Spanned::new(self.table.span(), own);
-        crate::diag::parse_table(self.ctx.file, table, self.broken)
+        let table = Spanned::new(self.table.span(), DeValue::Table(own));
+        // Every key left is `T`'s: only a wrong type or a missing key can fail here.
+        crate::diag::from_table(self.ctx.file, table, |_, _, _| {})
+            .map_err(|e| self.broken.push(e))
+            .ok()
     }
 
     /// The step's keys, each with the span of its value.

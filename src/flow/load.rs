@@ -222,19 +222,18 @@ pub fn build(
             "a probe needs at least one step",
         );
     }
-    // Each step's table is read by its kind, from the file parsed with its spans.
-    let doc = toml::de::DeTable::parse(&file.text).ok()?;
+    // Each step's table is read by its kind, from the file as written (with its spans).
     steps::build_steps(
         &mut ctx,
         "steps",
         raw.steps.get_ref(),
-        steps::tables(&doc, "steps"),
+        steps::tables(file, "steps"),
         defaults,
         &mut sections,
         &mut steps,
     );
     if let Some(r) = &mut resident {
-        resident_steps(&mut ctx, &raw, &doc, defaults, &mut sections, r);
+        resident_steps(&mut ctx, &raw, defaults, &mut sections, r);
     }
     // A step table that does not read as its kind's (a key no kind has, a value of the wrong
     // type) is a TOML error: as in any other table, the first is the file's one error.
@@ -421,7 +420,6 @@ fn resident_settings(
 fn resident_steps(
     ctx: &mut Ctx<'_>,
     raw: &RawProbe,
-    doc: &toml::Spanned<toml::de::DeTable<'_>>,
     defaults: &Defaults,
     sections: &mut Sections,
     plan: &mut ResidentPlan,
@@ -453,7 +451,7 @@ fn resident_steps(
         ctx,
         "exchange",
         exchange,
-        steps::tables(doc, "exchange"),
+        steps::tables(ctx.file, "exchange"),
         defaults,
         sections,
         &mut plan.exchange,
@@ -463,7 +461,7 @@ fn resident_steps(
         ctx,
         "teardown",
         teardown,
-        steps::tables(doc, "teardown"),
+        steps::tables(ctx.file, "teardown"),
         defaults,
         sections,
         &mut plan.teardown,

@@ -13,7 +13,7 @@ use super::kind::{Build, Reads, Websocket};
 use super::kinds::StepSpec;
 use super::plan::StepPlan;
 use super::protocol::ProtocolKind;
-use crate::diag::{ConfigError, Ctx, S, table_keys, valid_label};
+use crate::diag::{ConfigError, Ctx, S, SourceFile, array_tables, table_keys, valid_label};
 use crate::report::StepKind;
 use crate::template;
 
@@ -29,20 +29,17 @@ pub struct StepHead {
     pub connection: Option<S<String>>,
 }
 
-/// The tables of the array `key` (`[[steps]]`, `[[exchange]]`, `[[teardown]]`) of a parsed
-/// file, in order.
-pub(crate) fn tables<'i>(doc: &Spanned<DeTable<'i>>, key: &str) -> Vec<Spanned<DeTable<'i>>> {
-    let Some(value) = doc.get_ref().get(key) else {
-        return Vec::new();
-    };
-    let DeValue::Array(items) = value.get_ref() else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|v| match v.get_ref() {
-            DeValue::Table(t) => Some(Spanned::new(v.span(), t.clone())),
-            _ => None,
+/// The tables of the array `key` (`[[steps]]`, `[[exchange]]`, `[[teardown]]`) of a probe
+/// file, in order, with their spans.
+pub(crate) fn tables<'f>(file: &'f SourceFile, key: &str) -> Vec<Spanned<DeTable<'f>>> {
+    array_tables(file, key)
+        .into_iter()
+        .filter_map(|v| {
+            let span = v.span();
+            match v.into_inner() {
+                DeValue::Table(t) => Some(Spanned::new(span, t)),
+                _ => None,
+            }
         })
         .collect()
 }
