@@ -41,4 +41,5 @@ mod state;
 mod status_page;
 mod supervision;
 mod tls;
+mod turn;
 mod web_config;

@@ -24,6 +24,7 @@ pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
 pub mod template;
+pub mod turn;
 mod ws;
 
 use std::collections::{BTreeMap, HashMap};
@@ -109,6 +110,9 @@ pub(crate) struct RunContext<'a> {
     pub warnings: Vec<String>,
     /// What the current step waits for, when it says (for the timeout message).
     pub waiting: &'static str,
+    /// When the current step's time runs out (its timeout or the probe's deadline): a kind
+    /// that must tidy up after a failed phase (the `turn` step's release) keeps time for it.
+    pub deadline: Instant,
 }
 
 impl RunContext<'_> {
@@ -202,6 +206,7 @@ pub(crate) fn new_context<'a>(
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
         waiting: "",
+        deadline: Instant::now(),
     };
     for (name, t) in &plan.variables {
         let value = t.render(&vars).unwrap_or_default();
@@ -322,6 +327,7 @@ async fn run_step(
     let step_deadline = step
         .timeout
         .map_or(probe_deadline, |t| (t0 + t).min(probe_deadline));
+    ctx.deadline = step_deadline;
     let outcome = match tokio::time::timeout_at(step_deadline, execute(ctx, step)).await {
         Ok(result) => result,
         Err(_) => Err(timeout_error(
@@ -451,4 +457,49 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+/// Runs one `turn` step with `plan`'s context (its TLS roots and secrets) outside any step
+/// list: how the integration tests drive the protocol until probe files name the kind.
+#[doc(hidden)]
+pub async fn run_turn_step(
+    plan: &ProbePlan,
+    name: &str,
+    spec: &turn::TurnSpec,
+    timeout: Duration,
+) -> StepReport {
+    let mut ctx = new_context(plan, "", Utc::now());
+    let t0 = Instant::now();
+    ctx.step_name = name.to_string();
+    ctx.deadline = t0 + timeout;
+    let outcome = match tokio::time::timeout_at(ctx.deadline, turn::run(&mut ctx, spec)).await {
+        Ok(r) => r,
+        Err(_) => Err(StepError::new(
+            FailureReason::Timeout,
+            "timed out in the step",
+        )),
+    };
+    let duration = t0.elapsed();
+    let mut phases = std::mem::take(&mut ctx.phases);
+    phases.insert(Phase::Total, duration);
+    let (success, reason, error) = match outcome {
+        Ok(()) => (true, None, None),
+        Err(e) => (
+            false,
+            Some(e.reason),
+            Some(redact::finish(&ctx.redactor, &e.message)),
+        ),
+    };
+    StepReport {
+        name: name.to_string(),
+        kind: crate::report::StepKind::Turn,
+        success,
+        duration_ms: duration,
+        reason,
+        error,
+        phases,
+        cleanup: false,
+        gauges: BTreeMap::new(),
+        warnings: Vec::new(),
+    }
 }
