@@ -42,4 +42,5 @@ mod status_page;
 mod supervision;
 mod tls;
 mod turn;
+mod turn_hostile;
 mod web_config;

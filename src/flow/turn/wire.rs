@@ -28,7 +28,7 @@ pub enum WireError {
     Io(#[from] std::io::Error),
     #[error("the server closed the connection")]
     Closed,
-    #[error("a message of {0} bytes is over the {MAX_MESSAGE}-byte cap")]
+    #[error("a message of {0} bytes or more is over the {MAX_MESSAGE}-byte cap")]
     TooLarge(usize),
     #[error("the server sent bytes that are neither STUN nor ChannelData (first byte 0x{0:02x})")]
     NotStun(u8),
