@@ -337,6 +337,19 @@ async fn run_step(
             step_deadline == probe_deadline,
         )),
     };
+    step_report(ctx, &step.name, step.kind, step.cleanup, t0, outcome)
+}
+
+/// The report of a step that began at `t0`, from what it measured into `ctx`; the error
+/// scrubbed of the run's secrets.
+fn step_report(
+    ctx: &mut RunContext<'_>,
+    name: &str,
+    kind: crate::report::StepKind,
+    cleanup: bool,
+    t0: Instant,
+    outcome: Result<(), StepError>,
+) -> StepReport {
     if let Some((phase, since)) = ctx.pending.take() {
         *ctx.phases.entry(phase).or_default() += since.elapsed();
     }
@@ -352,14 +365,14 @@ async fn run_step(
         ),
     };
     StepReport {
-        name: step.name.clone(),
-        kind: step.kind,
+        name: name.to_string(),
+        kind,
         success,
         duration_ms: duration,
         reason,
         error,
         phases,
-        cleanup: step.cleanup,
+        cleanup,
         gauges: std::mem::take(&mut ctx.gauges),
         warnings: std::mem::take(&mut ctx.warnings),
     }
@@ -479,27 +492,12 @@ pub async fn run_turn_step(
             "timed out in the step",
         )),
     };
-    let duration = t0.elapsed();
-    let mut phases = std::mem::take(&mut ctx.phases);
-    phases.insert(Phase::Total, duration);
-    let (success, reason, error) = match outcome {
-        Ok(()) => (true, None, None),
-        Err(e) => (
-            false,
-            Some(e.reason),
-            Some(redact::finish(&ctx.redactor, &e.message)),
-        ),
-    };
-    StepReport {
-        name: name.to_string(),
-        kind: crate::report::StepKind::Turn,
-        success,
-        duration_ms: duration,
-        reason,
-        error,
-        phases,
-        cleanup: false,
-        gauges: BTreeMap::new(),
-        warnings: Vec::new(),
-    }
+    step_report(
+        &mut ctx,
+        name,
+        crate::report::StepKind::Turn,
+        false,
+        t0,
+        outcome,
+    )
 }
