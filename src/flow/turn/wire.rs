@@ -169,10 +169,15 @@ mod tests {
             framed(&huge).await,
             Err(WireError::TooLarge(65555))
         ));
-        // HTTP, TLS records and other garbage are not STUN.
+        // Bytes whose first two bits are 10 or 11 are neither (HTTP's `H` reads as ChannelData
+        // and is then refused by its length).
+        assert!(matches!(
+            framed(&[0x80, 0, 0, 0]).await,
+            Err(WireError::NotStun(0x80))
+        ));
         assert!(matches!(
             framed(b"HTTP/1.1 200").await,
-            Err(WireError::NotStun(b'H'))
+            Err(WireError::TooLarge(_))
         ));
         // A message cut short is a closed connection.
         assert!(matches!(framed(&msg[..10]).await, Err(WireError::Closed)));
