@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use joincanary::config::ProbePlan;
 use joincanary::flow::run_turn_step;
-use joincanary::flow::template::Template;
 use joincanary::flow::turn::{DEFAULT_CREDENTIAL_TTL, TurnSpec, rest_credential};
 use joincanary::report::{FailureReason, Phase, StepReport};
+use joincanary::template::Template;
 
 use crate::support::TempConfig;
 use crate::support::coturn::{self, Auth, Coturn, PASSWORD, Peer, USER};

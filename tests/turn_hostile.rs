@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use joincanary::flow::run_turn_step;
-use joincanary::flow::template::Template;
 use joincanary::flow::turn::{DEFAULT_CREDENTIAL_TTL, TurnSpec};
 use joincanary::report::{FailureReason, Phase, StepReport};
+use joincanary::template::Template;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use turn_types::attribute::XorRelayedAddress;
 use turn_types::message::ALLOCATE;

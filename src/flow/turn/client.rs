@@ -173,7 +173,7 @@ impl Session {
         if let Some((code, reason)) = response.error() {
             return Err(TxError::Protocol(format!(
                 "the Binding request got the error {code} {}",
-                super::super::quote(&reason, 80)
+                crate::redact::quote(&reason, 80)
             )));
         }
         let msg = response.message()?;

@@ -21,9 +21,10 @@ use base64::Engine as _;
 use tokio::time::Instant;
 
 use super::net::{add_phase, begin_phase};
-use super::template::Template;
-use super::{RunContext, StepError, quote};
+use super::{RunContext, StepError};
+use crate::redact::quote;
 use crate::report::{CAUSE_END, FailureReason, Phase, human_duration};
+use crate::template::Template;
 use client::{Response, Session, TxError};
 pub use uri::{IceUri, Transport};
 use wire::{Conn, WireError};
@@ -591,7 +592,7 @@ mod tests {
             let e = refused("allocate", code, "Words", "why");
             assert_eq!(e.reason, reason, "{code}");
             // The server's code and words open the message; the explanation follows.
-            let shown = super::super::redact::finish(&Default::default(), &e.message);
+            let shown = crate::redact::finish(&Default::default(), &e.message);
             assert_eq!(shown, format!("allocate: {code} Words{CAUSE_END}why"));
         }
     }
