@@ -24,6 +24,7 @@ pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
 pub mod template;
+pub mod webrtc;
 mod ws;
 
 use std::collections::{BTreeMap, HashMap};
