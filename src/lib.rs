@@ -1,5 +1,8 @@
 //! joincanary: a synthetic canary for video-conferencing join flows.
 //!
+//! Leaves every part takes: [`diag`] (config errors with file, line and key; `${ENV}`; bounded
+//! file reads), [`template`], [`redact`], [`schedule`], [`net`].
+//!
 //! A tour, in the order data flows: [`config`] loads the service config and probe files into a
 //! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
@@ -15,6 +18,7 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "sim")]
 pub mod demo;
+pub mod diag;
 pub mod fleet;
 pub mod flow;
 pub mod healthcheck;
@@ -22,13 +26,16 @@ pub mod heartbeat;
 pub mod html;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod output;
 pub mod page;
 #[cfg(target_os = "linux")]
 pub mod process;
+pub mod redact;
 pub mod report;
 pub mod resident;
 pub mod rollup;
+pub mod schedule;
 pub mod scheduler;
 pub mod server;
 pub mod service;
@@ -38,4 +45,5 @@ pub mod sim;
 pub mod status;
 pub mod store;
 pub mod supervise;
+pub mod template;
 pub mod web;

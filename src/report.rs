@@ -350,7 +350,7 @@ pub fn human_duration(d: Duration) -> String {
 
 /// The longest duration read back from JSON (the status history on disk, a peer's status): a
 /// run never lasts longer than a configured duration may be.
-pub const MAX_READ_DURATION: Duration = crate::config::MAX_DURATION;
+pub const MAX_READ_DURATION: Duration = crate::diag::MAX_DURATION;
 
 /// A duration in milliseconds from outside (disk, a peer), range-checked: a finite number from
 /// 0 to [`MAX_READ_DURATION`]. `Duration::from_secs_f64` panics past its range, and one bad

@@ -418,7 +418,7 @@ async fn load_plan(
     slot: &Arc<AtomicBool>,
     config_path: &std::path::Path,
     tasks: &Supervisor,
-) -> Result<Plan, crate::config::ConfigErrors> {
+) -> Result<Plan, crate::diag::ConfigErrors> {
     let outcome = off_thread(slot, RELOAD_READ_TIMEOUT, move || loader()).await;
     match &outcome {
         Err(Stuck::Panicked) => tasks.failed(
@@ -432,15 +432,13 @@ async fn load_plan(
     }
     match outcome {
         Ok(result) => result,
-        Err(stuck) => Err(crate::config::ConfigErrors(vec![
-            crate::config::ConfigError {
-                file: config_path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: None,
-                message: format!("cannot reload: {}", stuck.describe(RELOAD_READ_TIMEOUT)),
-            },
-        ])),
+        Err(stuck) => Err(crate::diag::ConfigErrors(vec![crate::diag::ConfigError {
+            file: config_path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: None,
+            message: format!("cannot reload: {}", stuck.describe(RELOAD_READ_TIMEOUT)),
+        }])),
     }
 }
 
@@ -497,14 +495,14 @@ async fn off_thread<T: Send + 'static>(
 }
 
 /// Loads and validates the configuration again (shared with the blocking thread that runs it).
-type Loader = Arc<dyn Fn() -> Result<Plan, crate::config::ConfigErrors> + Send + Sync>;
+type Loader = Arc<dyn Fn() -> Result<Plan, crate::diag::ConfigErrors> + Send + Sync>;
 
 pub use crate::server::ReloadRequest;
 
 /// How `run` reloads its configuration (SIGHUP, `POST /-/reload`).
 pub struct Reload {
     /// Loads and validates the configuration again.
-    pub loader: Box<dyn Fn() -> Result<Plan, crate::config::ConfigErrors> + Send + Sync>,
+    pub loader: Box<dyn Fn() -> Result<Plan, crate::diag::ConfigErrors> + Send + Sync>,
     /// Where reload requests arrive.
     pub requests: mpsc::Receiver<ReloadRequest>,
     /// Handed to the HTTP server for `POST /-/reload`.

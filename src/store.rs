@@ -348,9 +348,9 @@ pub fn read(path: &Path) -> Loaded {
 }
 
 fn read_log(path: &Path) -> Loaded {
-    let bytes = match crate::config::file::read_state(path) {
+    let bytes = match crate::diag::file::read_state(path) {
         Ok(b) => b,
-        Err(crate::config::file::FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(crate::diag::file::FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Loaded::default();
         }
         Err(e) => {

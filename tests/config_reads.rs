@@ -197,7 +197,7 @@ async fn shutdown_wins_over_a_reload_that_never_returns() {
             entered_in_loader.notify_one();
             // Blocks like a read on a hung mount, until the test lets go.
             let _ = hold.lock().unwrap().recv();
-            Err(joincanary::config::ConfigErrors(vec![]))
+            Err(joincanary::diag::ConfigErrors(vec![]))
         }),
         requests,
         sender,

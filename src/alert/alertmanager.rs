@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::notify::{DeliveryError, Request, Secret};
 use super::{EventKind, Notification, Severity, limits, render};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::config::raw::RawPager;
+use crate::diag::Ctx;
+use crate::diag::S;
 
 /// Firing alerts and the watchdog are posted this often. 30 s, so the watchdog's `endsAt`
 /// ([`watchdog_ttl`]: 45 s) stays inside a dead man's switch notified every minute: after
@@ -224,7 +225,7 @@ pub(crate) struct HttpAm<'a> {
     pub plan: &'a Alertmanager,
     pub client: &'a reqwest::Client,
     pub timeout: Duration,
-    pub redactor: &'a crate::flow::Redactor,
+    pub redactor: &'a crate::redact::Redactor,
 }
 
 impl AmApi for HttpAm<'_> {
@@ -236,7 +237,7 @@ impl AmApi for HttpAm<'_> {
                 .get(&url)
                 .send()
                 .await
-                .map_err(|e| crate::flow::error_chain(&e.without_url()))?;
+                .map_err(|e| crate::net::error_chain(&e.without_url()))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("HTTP {status}"));
@@ -245,7 +246,7 @@ impl AmApi for HttpAm<'_> {
             while let Some(chunk) = resp
                 .chunk()
                 .await
-                .map_err(|e| crate::flow::error_chain(&e.without_url()))?
+                .map_err(|e| crate::net::error_chain(&e.without_url()))?
             {
                 if body.len() + chunk.len() > MAX_API_BODY {
                     return Err(format!("answer larger than {MAX_API_BODY} bytes"));

@@ -146,9 +146,9 @@ impl Outbox {
     pub(crate) fn migrate_legacy(
         path: &Path,
     ) -> Result<Option<Vec<(String, serde_json::Value)>>, String> {
-        let bytes = match crate::config::file::read_state(path) {
+        let bytes = match crate::diag::file::read_state(path) {
             Ok(b) => b,
-            Err(crate::config::file::FileError::Io(e))
+            Err(crate::diag::file::FileError::Io(e))
                 if e.kind() == std::io::ErrorKind::NotFound =>
             {
                 return Ok(None);
@@ -829,7 +829,7 @@ struct Watchdog {
     plan: super::alertmanager::Alertmanager,
     client: reqwest::Client,
     timeout: Duration,
-    redactor: crate::flow::Redactor,
+    redactor: crate::redact::Redactor,
 }
 
 impl Watchdog {

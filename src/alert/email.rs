@@ -13,9 +13,10 @@ use lettre::transport::smtp::extension::ClientId;
 
 use super::notify::{DeliveryError, Notifier, Secret, SendFuture};
 use super::{EventKind, Notification, limits, render};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
-use crate::flow::error_chain;
+use crate::config::raw::RawPager;
+use crate::diag::Ctx;
+use crate::diag::S;
+use crate::net::error_chain;
 
 /// How the SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,7 +415,7 @@ pub struct EmailNotifier {
     tls: Option<TlsParameters>,
     credentials: Option<Credentials>,
     timeout: Duration,
-    redactor: crate::flow::Redactor,
+    redactor: crate::redact::Redactor,
 }
 
 impl EmailNotifier {
@@ -423,7 +424,7 @@ impl EmailNotifier {
     pub fn new(
         plan: &Email,
         timeout: Duration,
-        redactor: crate::flow::Redactor,
+        redactor: crate::redact::Redactor,
     ) -> Result<EmailNotifier, DeliveryError> {
         let tls = match plan.tls {
             TlsMode::None => None,
@@ -481,12 +482,12 @@ impl EmailNotifier {
                         ))
                     })?;
                 Box::new(SmtpStream(
-                    crate::flow::Capped::new(tls, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
+                    crate::net::Capped::new(tls, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
                     peer,
                 ))
             }
             _ => Box::new(SmtpStream(
-                crate::flow::Capped::new(tcp, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
+                crate::net::Capped::new(tcp, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
                 peer,
             )),
         };
@@ -533,7 +534,7 @@ fn smtp_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
         std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let mut config = (*crate::flow::tls_client_config(Vec::new())).clone();
+            let mut config = (*crate::net::tls_client_config(Vec::new())).clone();
             config.alpn_protocols.clear();
             std::sync::Arc::new(config)
         })
@@ -542,7 +543,7 @@ fn smtp_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
 
 /// A capped connection as lettre takes one (it asks for the peer's address).
 #[derive(Debug)]
-struct SmtpStream<S>(crate::flow::Capped<S>, Option<std::net::SocketAddr>);
+struct SmtpStream<S>(crate::net::Capped<S>, Option<std::net::SocketAddr>);
 
 impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SmtpStream<S> {
     fn poll_read(

@@ -27,8 +27,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::config::raw::RawPager;
+use crate::diag::Ctx;
+use crate::diag::S;
 use crate::report::FailureReason;
 
 /// How bad: a broken flow pages (`critical`); a slow one warns (`warning`).
@@ -141,7 +142,7 @@ pub struct PagerPlan {
     pub retry: RetryPolicy,
     /// Every secret value of this pager (and everything it took from the environment): scrubbed
     /// from every error message a delivery produces.
-    pub redactor: crate::flow::Redactor,
+    pub redactor: crate::redact::Redactor,
 }
 
 impl std::fmt::Debug for PagerPlan {
@@ -292,7 +293,8 @@ pub(crate) fn build_pagers(ctx: &mut Ctx<'_>, raw: &[S<RawPager>]) -> Vec<PagerP
         let Some(kind) = kind else { continue };
         let Some(timeout) = timeout else { continue };
         // Secrets written literally (not via `${ENV}`) must not leak either.
-        let mut redactor = crate::flow::Redactor::new(ctx.env_values[env_before..].iter().cloned());
+        let mut redactor =
+            crate::redact::Redactor::new(ctx.env_values[env_before..].iter().cloned());
         for s in notify::secrets_of(&kind) {
             redactor.add(s);
         }
@@ -444,12 +446,12 @@ pub fn links(plan: &crate::config::Plan) -> Vec<Link> {
 /// (`check` prints these, `run` logs them): one per probe, pager and field, located at the
 /// probe's `name`. Every such field is fitted deterministically when sent (see [`limits`]), so
 /// none of these stops a page; they say what on-call will see instead of the full text.
-pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::config::ConfigError> {
+pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::diag::ConfigError> {
     let mut out = Vec::new();
     for p in &plan.probes {
         let (line, column) = name_position(&p.source);
         let mut note = |message: String| {
-            out.push(crate::config::ConfigError {
+            out.push(crate::diag::ConfigError {
                 file: p.source.clone(),
                 line,
                 column,
@@ -531,7 +533,7 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::config::ConfigError
 /// name comes from the file name.
 pub(crate) fn name_position(path: &std::path::Path) -> (usize, usize) {
     // The config reader: the file may have been swapped for a FIFO since it loaded.
-    let Ok(text) = crate::config::file::read_text(path) else {
+    let Ok(text) = crate::diag::file::read_text(path) else {
         return (0, 0);
     };
     for (i, l) in text.lines().enumerate() {

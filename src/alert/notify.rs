@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use super::{Notification, PagerKind, PagerPlan};
-use crate::flow::error_chain;
+use crate::net::error_chain;
 
 /// A secret value (routing key, API key, password, webhook URL). `Debug` and `Display` print
 /// `[redacted]`, so a secret cannot reach a log line by formatting its holder.
@@ -68,7 +68,7 @@ impl DeliveryError {
         }
     }
 
-    pub(crate) fn scrub(self, redactor: &crate::flow::Redactor) -> DeliveryError {
+    pub(crate) fn scrub(self, redactor: &crate::redact::Redactor) -> DeliveryError {
         match self {
             DeliveryError::Retryable(m) => DeliveryError::Retryable(redactor.scrub(&m)),
             DeliveryError::Permanent(m) => DeliveryError::Permanent(redactor.scrub(&m)),
@@ -287,7 +287,7 @@ type BuildFn = Box<dyn Fn(&Notification) -> Request + Send + Sync>;
 
 struct HttpNotifier {
     timeout: Duration,
-    redactor: crate::flow::Redactor,
+    redactor: crate::redact::Redactor,
     client: reqwest::Client,
     build: BuildFn,
 }

@@ -4,8 +4,9 @@ use serde_json::json;
 
 use super::notify::{Request, Secret};
 use super::{EventKind, Notification, Severity, limits};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::config::raw::RawPager;
+use crate::diag::Ctx;
+use crate::diag::S;
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 

@@ -9,8 +9,9 @@ use serde_json::json;
 
 use super::notify::{Request, Secret};
 use super::{EventKind, Notification, limits, render};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::config::raw::RawPager;
+use crate::diag::Ctx;
+use crate::diag::S;
 
 #[derive(Debug, Clone)]
 pub struct Slack {

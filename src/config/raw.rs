@@ -6,10 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::diag::S;
 use serde::Deserialize;
-use toml::Spanned;
-
-pub type S<T> = Spanned<T>;
 
 /// `config/joincanary.toml`: the service.
 #[derive(Debug, Deserialize)]

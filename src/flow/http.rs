@@ -8,9 +8,10 @@ use hyper::header::{self, HeaderMap};
 use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
-use super::net::AbortOnDrop;
-use super::{RunContext, StepError, error_chain, matcher, net, snippet};
+use super::{RunContext, StepError, matcher, net, snippet};
 use crate::config::{Body, ExtractSource, HttpSpec};
+use crate::net::AbortOnDrop;
+use crate::net::error_chain;
 use crate::report::{FailureReason, Phase};
 
 /// Redirects followed before the step fails: a login flow may redirect once or twice; a loop
@@ -24,7 +25,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
             FailureReason::Protocol,
             format!(
                 "`{}` is not a valid URL: {e}",
-                super::redact_url_text(&url_text)
+                crate::redact::redact_url_text(&url_text)
             ),
         )
     })?;
@@ -68,7 +69,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                         format!(
                             "redirect from https to `{}` refused: it would send the request \
                              without TLS",
-                            super::redact_url_text(next.as_str())
+                            crate::redact::redact_url_text(next.as_str())
                         ),
                     ));
                 }
@@ -169,7 +170,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         None
     };
     if let (Some(pattern), Some(actual)) = (&spec.expect_json, &json) {
-        let pattern = super::template::render_json(pattern, &ctx.vars)
+        let pattern = crate::template::render_json(pattern, &ctx.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
         matcher::json_subset(&pattern, actual).map_err(|m| {
             StepError::new(
@@ -236,7 +237,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
 /// cookies its own domain rules allow), and so does every header holding a known secret (an
 /// environment value, an extracted token, a cookie) in any shape the redactor knows. Dropped
 /// for the rest of the step: a redirect back does not bring them back.
-fn drop_credentials(headers: &mut HeaderMap, redactor: &super::Redactor) {
+fn drop_credentials(headers: &mut HeaderMap, redactor: &crate::redact::Redactor) {
     let secret: Vec<header::HeaderName> = headers
         .iter()
         .filter(|(name, value)| {
@@ -265,7 +266,7 @@ fn refuse_secret_body(
     body: &Bytes,
     next: &url::Url,
     status: hyper::StatusCode,
-    redactor: &super::Redactor,
+    redactor: &crate::redact::Redactor,
 ) -> Result<(), StepError> {
     if body.is_empty() || !redactor.holds_secret(&String::from_utf8_lossy(body)) {
         return Ok(());
@@ -276,7 +277,7 @@ fn refuse_secret_body(
             "redirect {} to another origin `{}` refused: it would resend the request body, \
              which holds a credential",
             status.as_u16(),
-            super::redact_url_text(next.as_str())
+            crate::redact::redact_url_text(next.as_str())
         ),
     ))
 }
@@ -289,7 +290,7 @@ fn request_body(
     Ok(match &spec.body {
         Body::None => (Bytes::new(), None),
         Body::Json(v) => {
-            let rendered = super::template::render_json(v, &ctx.vars)
+            let rendered = crate::template::render_json(v, &ctx.vars)
                 .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
             (Bytes::from(rendered.to_string()), Some("application/json"))
         }

@@ -12,18 +12,12 @@ mod net;
 #[cfg(test)]
 mod proptests;
 pub mod protocol;
-mod redact;
 mod redis;
 pub mod resident;
 
-pub(crate) use net::Capped;
-pub use net::tls_client_config;
-pub(crate) use redact::quote;
-pub use redact::{REDACTED, Redactor, redact_url_text};
 pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
-pub mod template;
 pub mod webrtc;
 mod ws;
 
@@ -35,6 +29,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use crate::config::{ProbePlan, StepPlan, StepSpec};
+use crate::redact::quote;
 use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 
 /// Longest a closing handshake may take after the run is over.
@@ -103,7 +98,7 @@ pub(crate) struct RunContext<'a> {
     pub frames_seen: usize,
     /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
     pub last_miss: Option<String>,
-    pub redactor: Redactor,
+    pub redactor: crate::redact::Redactor,
     /// The current step's name, gauges read and thresholds crossed (redis, http_json).
     pub step_name: String,
     pub gauges: BTreeMap<String, f64>,
@@ -127,7 +122,7 @@ impl RunContext<'_> {
     /// Renders a step's `headers` table.
     pub fn render_headers(
         &self,
-        headers: &[(String, template::Template)],
+        headers: &[(String, crate::template::Template)],
     ) -> Result<hyper::HeaderMap, StepError> {
         let mut out = hyper::HeaderMap::new();
         for (name, value) in headers {
@@ -149,7 +144,7 @@ impl RunContext<'_> {
         Ok(out)
     }
 
-    pub fn render(&self, t: &template::Template) -> Result<String, StepError> {
+    pub fn render(&self, t: &crate::template::Template) -> Result<String, StepError> {
         t.render(&self.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
     }
@@ -343,7 +338,7 @@ async fn run_step(
         Err(e) => (
             false,
             Some(e.reason),
-            Some(redact::finish(&ctx.redactor, &e.message)),
+            Some(crate::redact::finish(&ctx.redactor, &e.message)),
         ),
     };
     StepReport {
@@ -438,18 +433,4 @@ async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepEr
         StepSpec::Redis(spec) => redis::run(ctx, spec).await,
         StepSpec::HttpJson(spec) => redis::http_json(ctx, spec).await,
     }
-}
-
-/// The chain of an error's sources as one line (reqwest and hyper hide the useful part there).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }

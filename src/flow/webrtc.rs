@@ -609,7 +609,7 @@ fn parse_sdp<T>(
             FailureReason::Protocol,
             format!(
                 "the remote SDP {what} does not parse: {}",
-                super::quote(&e.to_string(), 200)
+                crate::redact::quote(&e.to_string(), 200)
             ),
         )),
         Err(_) => Err(StepError::new(
@@ -633,7 +633,7 @@ fn sdp_refused(what: &str, e: &str) -> StepError {
         FailureReason::Protocol,
         format!(
             "the remote SDP {what} cannot be used: {}",
-            super::quote(e, 200)
+            crate::redact::quote(e, 200)
         ),
     )
 }

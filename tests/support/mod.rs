@@ -81,7 +81,7 @@ impl TempConfig {
         TempConfig { dir, path }
     }
 
-    pub fn load(&self, env_pairs: &[(&str, &str)]) -> Result<Plan, config::ConfigErrors> {
+    pub fn load(&self, env_pairs: &[(&str, &str)]) -> Result<Plan, joincanary::diag::ConfigErrors> {
         config::load(&self.path, &env(env_pairs))
     }
 
