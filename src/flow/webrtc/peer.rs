@@ -1,4 +1,4 @@
-//! The media path's engine (the `webrtc` step): a real WebRTC peer, driven by str0m (sans-I/O)
+//! The media path's engine: a real WebRTC peer, driven by str0m (sans-I/O)
 //! over a tokio UDP socket. It makes or accepts the SDP that signalling carries, runs ICE with
 //! the SFU, DTLS-SRTP with the SFU's certificate checked against `a=fingerprint`, then proves
 //! media flows: messages on an unreliable, unordered data channel echoed back by the SFU (Janus
@@ -10,74 +10,25 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::StepError;
+use super::echo::{EchoOptions, EchoReport, Echoes};
+use super::sdp::{candidate_addrs, guarded, parse_sdp, route_to, sdp_refused};
+use crate::flow::StepError;
 use crate::report::{FailureReason, Phase};
 
-/// Largest remote SDP accepted: a conference SDP with a dozen m-lines is a few KiB.
-pub const MAX_SDP_BYTES: usize = 64 * 1024;
 /// Largest datagram read; anything longer is cut (and so fails its own parsing, harmlessly).
 const DATAGRAM_BYTES: usize = 2048;
 /// The data channel's label, as the SFU sees it.
 const LABEL: &str = "joincanary";
-/// Most echo messages one step may send (the config refuses more).
-pub const MAX_ECHOES: u32 = 1000;
-
-/// What the media part sends and how long it waits for the echoes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EchoOptions {
-    /// Messages sent, one per `interval`; the first one's echo ends `first_media`.
-    pub count: u32,
-    pub interval: Duration,
-    /// How long after the last message its echo may still come back before it counts as lost.
-    pub wait: Duration,
-}
-
-impl Default for EchoOptions {
-    fn default() -> Self {
-        EchoOptions {
-            count: 10,
-            interval: Duration::from_millis(20),
-            wait: Duration::from_secs(1),
-        }
-    }
-}
-
-/// What came back from the echo: the step's gauges.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EchoReport {
-    pub sent: u32,
-    pub received: u32,
-    /// Round-trip times of the echoed messages, in the order they came back.
-    pub rtts: Vec<Duration>,
-}
-
-impl EchoReport {
-    /// Lost messages over sent ones, 0..=1.
-    pub fn loss_ratio(&self) -> f64 {
-        if self.sent == 0 {
-            return 0.0;
-        }
-        f64::from(self.sent.saturating_sub(self.received)) / f64::from(self.sent)
-    }
-
-    /// The median round-trip time, when anything came back.
-    pub fn median_rtt(&self) -> Option<Duration> {
-        let mut sorted = self.rtts.clone();
-        sorted.sort();
-        sorted.get(sorted.len() / 2).copied()
-    }
-}
 
 /// Where the phases of a step are written as they happen, so that a step cut short by its
 /// timeout still reports them (the flow engine's `phases` and `pending`).
@@ -222,6 +173,16 @@ impl Peer {
         deadline: Instant,
         mut timings: Timings<'_>,
     ) -> Result<EchoReport, StepError> {
+        self.take_answer(answer).await?;
+        let result = self.drive(echo, deadline, &mut timings).await;
+        timings.start(None);
+        // Whatever happened, this peer is done: no more datagrams from it.
+        self.rtc.disconnect();
+        result
+    }
+
+    /// Applies the remote answer to our pending offer, gathering our candidate if not yet.
+    async fn take_answer(&mut self, answer: Option<&str>) -> Result<(), StepError> {
         match (self.pending.take(), answer) {
             (Some(pending), Some(answer)) => {
                 let parsed = parse_sdp(answer, "answer", SdpAnswer::from_sdp_string)?;
@@ -247,11 +208,7 @@ impl Peer {
             }
             (None, None) => {}
         }
-        let result = self.drive(echo, deadline, &mut timings).await;
-        timings.start(None);
-        // Whatever happened, this peer is done: no more datagrams from it.
-        self.rtc.disconnect();
-        result
+        Ok(())
     }
 
     /// The I/O loop: feed str0m every datagram and timeout, send what it transmits, follow its
@@ -287,7 +244,7 @@ impl Peer {
                         // their deadlines name the phase. Only the prober's own exhaustion is
                         // worth stopping for.
                         if let Err(e) = socket.send_to(&t.contents, t.destination).await
-                            && super::net::local_cause(&e).is_some()
+                            && crate::flow::net::local_cause(&e).is_some()
                         {
                             return Err(StepError::caused_by(
                                 FailureReason::Local,
@@ -385,7 +342,9 @@ impl Peer {
                 }
             }
             Event::ChannelData(data) if Some(data.id) == self.channel => {
-                if echoes.on_data(&data.data) && echoes.received == 1 {
+                // The first echo ends `first_media`.
+                let ours = echoes.on_data(&data.data);
+                if ours && echoes.received == 1 {
                     timings.start(None);
                 }
             }
@@ -406,14 +365,14 @@ impl Peer {
 
 /// Where the connection is: the phase a failure is blamed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(super) enum Stage {
     Ice,
     Dtls,
     Media,
 }
 
 impl Stage {
-    fn reason(self) -> FailureReason {
+    pub(super) fn reason(self) -> FailureReason {
         match self {
             Stage::Ice => FailureReason::Ice,
             Stage::Dtls => FailureReason::Dtls,
@@ -459,234 +418,87 @@ impl Stage {
     }
 }
 
-/// The echo's bookkeeping: what was sent when, what came back.
-struct Echoes {
-    options: EchoOptions,
-    /// Random per peer: an echo of another run's message (or a forged one) is not ours.
-    nonce: u64,
-    open: bool,
-    opened_at: Option<Instant>,
-    sent: u32,
-    received: u32,
-    sent_at: Vec<Instant>,
-    seen: Vec<bool>,
-    rtts: Vec<Duration>,
-}
+#[cfg(test)]
+mod tests {
+    use rand::{Rng as _, SeedableRng as _};
 
-impl Echoes {
-    fn new(options: &EchoOptions) -> Echoes {
-        let count = options.count.clamp(1, MAX_ECHOES);
-        Echoes {
-            options: EchoOptions {
-                count,
-                ..options.clone()
-            },
-            nonce: rand::random(),
-            open: false,
-            opened_at: None,
-            sent: 0,
-            received: 0,
-            sent_at: Vec::with_capacity(count as usize),
-            seen: vec![false; count as usize],
-            rtts: Vec::with_capacity(count as usize),
-        }
+    use super::*;
+
+    const LOOPBACK: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
+    /// A valid answer to `offer`, from a second str0m peer (never connected).
+    async fn valid_answer(offer: &str) -> String {
+        Peer::answer(LOOPBACK, offer).await.unwrap().1
     }
 
-    /// `jc <nonce> <seq>` is what we send; the echo may carry a prefix (Janus echotest says
-    /// "Janus EchoTest here! You wrote: "), so it is looked for at the end.
-    fn message(&self, seq: u32) -> String {
-        format!("joincanary-echo {:016x} {seq}", self.nonce)
-    }
-
-    fn send_due(&mut self, rtc: &mut Rtc, id: ChannelId) -> Result<(), StepError> {
-        let now = Instant::now();
-        let opened = *self.opened_at.get_or_insert(now);
-        while self.sent < self.options.count && now >= opened + self.options.interval * self.sent {
-            let text = self.message(self.sent);
-            let Some(mut channel) = rtc.channel(id) else {
-                return Err(StepError::new(
-                    FailureReason::Media,
-                    "the data channel is gone",
-                ));
-            };
-            // A full send buffer drops the message: it counts as lost, as on the wire.
-            let _ = channel.write(false, text.as_bytes());
-            self.sent_at.push(now);
-            self.sent += 1;
-        }
-        Ok(())
-    }
-
-    /// Records an echo; true when it was one of ours, seen for the first time.
-    fn on_data(&mut self, data: &[u8]) -> bool {
-        let tail = &data[data.len().saturating_sub(64)..];
-        let Ok(text) = std::str::from_utf8(tail) else {
-            return false;
-        };
-        let mine = format!("joincanary-echo {:016x} ", self.nonce);
-        let Some(at) = text.rfind(&mine) else {
-            return false;
-        };
-        let Ok(seq) = text[at + mine.len()..].trim().parse::<u32>() else {
-            return false;
-        };
-        let i = seq as usize;
-        match (self.sent_at.get(i), self.seen.get(i)) {
-            (Some(sent), Some(false)) => {
-                self.rtts.push(sent.elapsed());
-                self.seen[i] = true;
-                self.received += 1;
-                true
+    #[tokio::test]
+    async fn hostile_sdp_never_panics_and_fails_with_protocol() {
+        let (mut offerer, offer) = Peer::offer(LOOPBACK).await.unwrap();
+        let good = valid_answer(&offer).await;
+        let mut cases: Vec<String> = [
+            "",
+            "v=0",
+            "\r\n\r\n",
+            "garbage",
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
+            "v=0\r\na=fingerprint:sha-256 zz\r\nm=audio 1 RTP/AVP 999999999999\r\n",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        cases.push(good.replace("a=fingerprint", "a=fingerprint-gone"));
+        cases.push(good.replace("a=ice-ufrag", "a=x"));
+        cases.push(good.replace("a=setup:", "a=setup:nonsense-"));
+        cases.push(good.replace("m=application", "m=video"));
+        cases.push(good.replace("a=candidate:", "a=candidate:\u{1F4A9} 1 udp x y z typ host"));
+        cases.push(format!("{good}{}", "a=x\r\n".repeat(20_000)));
+        // Seeded mutations of the valid answer: cut short, bytes flipped, lines dropped or
+        // doubled. Only parsing and the SDP state change run: nothing is sent.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let lines: Vec<&str> = good.lines().collect();
+        for _ in 0..200 {
+            let mut bytes = good.clone().into_bytes();
+            match rng.random_range(0..4) {
+                0 => bytes.truncate(rng.random_range(0..bytes.len())),
+                1 => {
+                    for _ in 0..rng.random_range(1..8) {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = rng.random();
+                    }
+                }
+                2 => {
+                    let drop = rng.random_range(0..lines.len());
+                    let kept: Vec<&str> = (0..lines.len())
+                        .filter(|i| *i != drop)
+                        .map(|i| lines[i])
+                        .collect();
+                    bytes = kept.join("\r\n").into_bytes();
+                }
+                _ => {
+                    let twice = rng.random_range(0..lines.len());
+                    let mut all = lines.clone();
+                    all.insert(twice, lines[twice]);
+                    bytes = all.join("\r\n").into_bytes();
+                }
             }
-            _ => false,
+            cases.push(String::from_utf8_lossy(&bytes).into_owned());
         }
-    }
-
-    fn done(&self) -> bool {
-        self.received >= self.options.count
-    }
-
-    /// When the loop must wake for the next message or the end of the wait.
-    fn next_wake(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(3600);
-        match self.opened_at {
-            Some(opened) if self.sent < self.options.count => {
-                opened + self.options.interval * self.sent
+        let mut refused = 0;
+        for case in &cases {
+            let (mut peer, _) = Peer::offer(LOOPBACK).await.unwrap();
+            if let Err(e) = peer.take_answer(Some(case)).await {
+                assert_eq!(e.reason, FailureReason::Protocol, "{e:?} for {case:?}");
+                refused += 1;
             }
-            Some(_) => self.sent_at.last().map_or(far, |t| *t + self.options.wait),
-            None => far,
-        }
-    }
-
-    /// Everything was sent and the last message's wait is over.
-    fn expired(&self, now: Instant) -> bool {
-        self.sent >= self.options.count
-            && self
-                .sent_at
-                .last()
-                .is_some_and(|t| now >= *t + self.options.wait)
-    }
-
-    fn report(&self, stage: Stage) -> Result<EchoReport, StepError> {
-        if self.received == 0 {
-            return Err(StepError::new(
-                stage.reason(),
-                format!(
-                    "none of {} data channel messages came back within {} of the last",
-                    self.sent,
-                    crate::report::human_duration(self.options.wait)
-                ),
-            ));
-        }
-        Ok(EchoReport {
-            sent: self.sent,
-            received: self.received,
-            rtts: self.rtts.clone(),
-        })
-    }
-}
-
-/// Parses a remote SDP, capped in size and guarded against a parser panic.
-fn parse_sdp<T>(
-    text: &str,
-    what: &str,
-    parse: impl FnOnce(&str) -> Result<T, str0m::error::SdpError>,
-) -> Result<T, StepError> {
-    if text.len() > MAX_SDP_BYTES {
-        return Err(StepError::new(
-            FailureReason::Protocol,
-            format!(
-                "the remote SDP {what} is {} bytes, more than the {MAX_SDP_BYTES} accepted",
-                text.len()
-            ),
-        ));
-    }
-    // Signalling carries SDP in JSON, where `\r\n` may have become `\n`: both are accepted.
-    let normalized = text.replace("\r\n", "\n").replace('\n', "\r\n");
-    match catch_unwind(AssertUnwindSafe(|| parse(&normalized))) {
-        Ok(Ok(sdp)) => Ok(sdp),
-        Ok(Err(e)) => Err(StepError::new(
-            FailureReason::Protocol,
-            format!(
-                "the remote SDP {what} does not parse: {}",
-                crate::redact::quote(&e.to_string(), 200)
-            ),
-        )),
-        Err(_) => Err(StepError::new(
-            FailureReason::Protocol,
-            format!("the remote SDP {what} could not be parsed"),
-        )),
-    }
-}
-
-/// Runs a str0m call that takes remote input, turning a panic into an error.
-fn guarded<T>(f: impl FnOnce() -> Result<T, RtcError>) -> Result<T, String> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the SDP could not be applied".to_string()),
-    }
-}
-
-fn sdp_refused(what: &str, e: &str) -> StepError {
-    StepError::new(
-        FailureReason::Protocol,
-        format!(
-            "the remote SDP {what} cannot be used: {}",
-            crate::redact::quote(e, 200)
-        ),
-    )
-}
-
-/// The UDP addresses of an SDP's `a=candidate` lines (at most 32; others are ignored).
-fn candidate_addrs(sdp: &str) -> Vec<SocketAddr> {
-    sdp.lines()
-        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
-        .filter_map(|l| {
-            // foundation component transport priority address port typ ...
-            let f: Vec<&str> = l.split_whitespace().take(6).collect();
-            if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
-                return None;
+            // The other way round: the same text as a remote offer.
+            if let Err(e) = Peer::answer(LOOPBACK, case).await {
+                assert_eq!(e.reason, FailureReason::Protocol, "{e:?} for {case:?}");
             }
-            let ip: IpAddr = f[4].parse().ok()?;
-            let port: u16 = f[5].parse().ok()?;
-            Some(SocketAddr::new(ip, port))
-        })
-        .take(32)
-        .collect()
-}
-
-/// The local address the system routes towards the first reachable of `remote` (a UDP
-/// `connect` sends nothing: it only asks the routing table).
-async fn route_to(remote: &[SocketAddr]) -> Result<IpAddr, StepError> {
-    let mut last = None;
-    for addr in remote {
-        let any: SocketAddr = if addr.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let probe = match UdpSocket::bind(any).await {
-            Ok(s) => s,
-            Err(e) => {
-                last = Some(e);
-                continue;
-            }
-        };
-        match probe.connect(addr).await.and_then(|()| probe.local_addr()) {
-            Ok(local) => return Ok(local.ip()),
-            Err(e) => last = Some(e),
         }
+        // The hand-written cases and most mutations are refused before any I/O.
+        assert!(refused > cases.len() / 4, "{refused} of {}", cases.len());
+        // The valid answer itself is taken by the peer it answers.
+        offerer.take_answer(Some(&good)).await.unwrap();
     }
-    Err(match last {
-        Some(e) => StepError::caused_by(
-            FailureReason::Ice,
-            format!("no route to the SFU's ICE candidates: {e}"),
-            &e,
-        ),
-        None => StepError::new(
-            FailureReason::Ice,
-            "the remote SDP has no UDP ICE candidate (set `local_address` to offer one of ours)",
-        ),
-    })
 }
