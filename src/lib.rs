@@ -10,10 +10,11 @@
 //! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
 //! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status; [`rollup`]: a week of hourly availability; [`html`]: the one HTML escaper, shared with the email pager); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
-//! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C;
+//! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C; [`backoff`] is the one capped exponential backoff every retry waits by;
 //! [`logging`] sets up `--log.level`/`--log.format`; [`web`] is `--web.config.file` (TLS, basic auth); [`healthcheck`] asks a running service for `/healthz` as it is configured (the container's HEALTHCHECK); `process` exports `process_*` metrics.
 
 pub mod alert;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "sim")]

@@ -40,15 +40,8 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         ctx.jar
             .set_cookies(&mut parts.headers.get_all(header::SET_COOKIE).iter(), &url);
         // Cookies are session secrets even when no step extracts them.
-        for v in parts.headers.get_all(header::SET_COOKIE) {
-            if let Some((_, value)) = v
-                .to_str()
-                .ok()
-                .and_then(|c| c.split(';').next())
-                .and_then(|c| c.split_once('='))
-            {
-                ctx.redactor.add(value.trim().to_string());
-            }
+        for c in set_cookies(&parts.headers) {
+            ctx.redactor.add(c.value().to_string());
         }
         let location = parts
             .headers
@@ -204,14 +197,9 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
-            ExtractSource::Cookie(name) => response_headers
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(|c| c.split(';').next())
-                .filter_map(|c| c.split_once('='))
-                .find(|(k, _)| k.trim() == name)
-                .map(|(_, v)| v.trim().to_string()),
+            ExtractSource::Cookie(name) => set_cookies(&response_headers)
+                .find(|c| c.name() == name)
+                .map(|c| c.value().to_string()),
             ExtractSource::Regex(re) => matcher::regex_capture(re, &text),
         };
         let Some(value) = value else {
@@ -229,6 +217,17 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         ctx.set_var(&extraction.var, value);
     }
     Ok(())
+}
+
+/// The cookies a reply sets, read by the `cookie` crate (the parser the jar itself uses, via
+/// cookie_store): name and value trimmed, the value as sent (quotes kept). A header that is not
+/// a cookie (no `name=`) is skipped, as the jar skips it. Bounded by the reply's header count.
+fn set_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| cookie::Cookie::parse(c).ok())
 }
 
 /// Before a redirect to another origin (scheme, host or port), as browsers, curl and reqwest
@@ -420,4 +419,37 @@ fn too_large(cap: usize) -> StepError {
         FailureReason::TooLarge,
         format!("the reply is larger than the {cap}-byte cap (max_body_bytes)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cookies_reads_each_header_as_the_jar_does() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "session=abc123; Path=/; HttpOnly",
+            " spaced = v w ; Secure",
+            "quoted=\"q=1\"",
+            "no-pair; Path=/",
+            "=nameless",
+            "last=",
+        ] {
+            h.append(header::SET_COOKIE, v.parse().unwrap());
+        }
+        let got: Vec<(String, String)> = set_cookies(&h)
+            .map(|c| (c.name().to_string(), c.value().to_string()))
+            .collect();
+        let want = [
+            ("session", "abc123"),
+            ("spaced", "v w"),
+            ("quoted", "\"q=1\""),
+            ("last", ""),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(n, v)| (n.to_string(), v.to_string())).to_vec()
+        );
+    }
 }
