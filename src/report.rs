@@ -55,11 +55,18 @@ pub enum FailureReason {
     /// The relay took the data but no echo came back through it (the peer or the relay's own
     /// path is down) while binding, allocate and permission passed.
     TurnRelay,
+    /// WebRTC: no ICE connectivity with the SFU's candidates, or lost during the step.
+    Ice,
+    /// WebRTC: ICE connected but DTLS failed: the SFU's certificate does not match the SDP's
+    /// `a=fingerprint`, or the handshake never completed.
+    Dtls,
+    /// WebRTC: the connection came up but media did not flow (no data channel, no echo).
+    Media,
 }
 
 impl FailureReason {
     /// Every reason, in a fixed order (for docs and for pre-registering metrics).
-    pub const ALL: [FailureReason; 17] = [
+    pub const ALL: [FailureReason; 20] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -77,6 +84,9 @@ impl FailureReason {
         Self::TurnCapacity,
         Self::TurnForbidden,
         Self::TurnRelay,
+        Self::Ice,
+        Self::Dtls,
+        Self::Media,
     ];
 
     /// The stable label.
@@ -99,6 +109,9 @@ impl FailureReason {
             Self::TurnCapacity => "turn_capacity",
             Self::TurnForbidden => "turn_forbidden",
             Self::TurnRelay => "turn_relay",
+            Self::Ice => "ice",
+            Self::Dtls => "dtls",
+            Self::Media => "media",
         }
     }
 
@@ -150,11 +163,17 @@ pub enum Phase {
     Permission,
     /// Data sent through the relay to the echo peer and back.
     RelayRtt,
+    /// WebRTC: from the first connectivity check to a working ICE pair.
+    Ice,
+    /// WebRTC: from ICE connected to DTLS-SRTP established (certificate checked).
+    Dtls,
+    /// WebRTC: from DTLS established to the first echoed media (data channel open included).
+    FirstMedia,
     Total,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 15] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -166,6 +185,9 @@ impl Phase {
         Self::Allocate,
         Self::Permission,
         Self::RelayRtt,
+        Self::Ice,
+        Self::Dtls,
+        Self::FirstMedia,
         Self::Total,
     ];
 
@@ -182,6 +204,9 @@ impl Phase {
             Self::Allocate => "allocate",
             Self::Permission => "permission",
             Self::RelayRtt => "relay_rtt",
+            Self::Ice => "ice",
+            Self::Dtls => "dtls",
+            Self::FirstMedia => "first_media",
             Self::Total => "total",
         }
     }

@@ -62,17 +62,18 @@ pub async fn serve(
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
-    let handles = handles(&plan)?;
+    let handles = handles(&plan, clock)?;
     serve_with(plan, listener, runner, clock, shutdown, handles).await
 }
 
-/// Builds metrics and status for `plan` (exposed so callers can watch them).
+/// Builds metrics and status for `plan`, reading time from `clock` (exposed so callers can
+/// watch them).
 ///
 /// # Errors
 /// Metrics registration failing.
-pub fn handles(plan: &Plan) -> Result<Handles, ServiceError> {
+pub fn handles(plan: &Plan, clock: Clock) -> Result<Handles, ServiceError> {
     // The probes themselves are registered when the engine starts (and again on each reload).
-    let metrics = Metrics::with_detail(&plan.region, plan.phase_histograms)?;
+    let metrics = Metrics::with_detail(&plan.region, plan.phase_histograms)?.with_clock(clock);
     let tasks = Supervisor::register(&metrics.registry, &plan.region)
         .map_err(crate::metrics::MetricsError::from)?;
     Ok(Handles {
@@ -111,7 +112,7 @@ pub async fn serve_reloadable(
     shutdown: CancellationToken,
     reload: Reload,
 ) -> Result<(), ServiceError> {
-    let handles = handles(&plan)?;
+    let handles = handles(&plan, clock)?;
     serve_in_span(
         plan,
         listener,

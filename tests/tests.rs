@@ -44,3 +44,4 @@ mod tls;
 mod turn;
 mod turn_hostile;
 mod web_config;
+mod webrtc;

@@ -19,6 +19,7 @@ pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
 pub mod turn;
+pub mod webrtc;
 mod ws;
 
 use std::collections::{BTreeMap, HashMap};
@@ -85,6 +86,11 @@ pub(crate) struct RunContext<'a> {
     pub jar: Arc<reqwest::cookie::Jar>,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
+    /// WebRTC peers offered or answered, not yet connected, by connection name.
+    pub webrtc: BTreeMap<String, webrtc::Peer>,
+    /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
+    /// run phases of their own stop each one there with the phase's reason.
+    pub deadline: Instant,
     /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
     /// records the round trip (same connection) or the fan-out (another one) from it, until a
     /// `ws_connect` ends the measurement.
@@ -105,9 +111,6 @@ pub(crate) struct RunContext<'a> {
     pub warnings: Vec<String>,
     /// What the current step waits for, when it says (for the timeout message).
     pub waiting: &'static str,
-    /// When the current step's time runs out (its timeout or the probe's deadline): a kind
-    /// that must tidy up after a failed phase (the `turn` step's release) keeps time for it.
-    pub deadline: Instant,
 }
 
 impl RunContext<'_> {
@@ -201,7 +204,8 @@ pub(crate) fn new_context<'a>(
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
         waiting: "",
-        deadline: Instant::now(),
+        webrtc: BTreeMap::new(),
+        deadline: Instant::now() + plan.timeout,
     };
     for (name, t) in &plan.variables {
         let value = t.render(&vars).unwrap_or_default();
@@ -253,6 +257,8 @@ pub(crate) async fn run_steps<'s>(
 /// Closes whatever the run opened: a websocket gets a close handshake, bounded by
 /// [`CLOSE_GRACE`] and `deadline`.
 pub(crate) async fn close_all(ctx: &mut RunContext<'_>, deadline: Instant) {
+    // A peer never connected just goes: its socket closes, the SFU's ICE times out.
+    ctx.webrtc.clear();
     let open: Vec<ws::Connection> = std::mem::take(&mut ctx.ws).into_values().collect();
     if !open.is_empty() {
         let grace = deadline
@@ -423,6 +429,21 @@ fn timeout_error(
             return StepError::new(
                 FailureReason::Timeout,
                 format!("timed out after {waited} waiting for the connection ({which})"),
+            );
+        }
+        // The webrtc step stops itself at the deadline with these; this is the backstop.
+        Some(phase @ (Phase::Ice | Phase::Dtls | Phase::FirstMedia)) => {
+            let reason = match phase {
+                Phase::Ice => FailureReason::Ice,
+                Phase::Dtls => FailureReason::Dtls,
+                _ => FailureReason::Media,
+            };
+            return StepError::new(
+                reason,
+                format!(
+                    "timed out after {waited} in WebRTC phase {} ({which})",
+                    phase.as_str()
+                ),
             );
         }
         _ => {}
