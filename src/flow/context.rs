@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::StepError;
-use super::ws;
+use super::{webrtc, ws};
 use crate::report::{FailureReason, Phase};
 
 /// State shared by the steps of one run.
@@ -23,6 +23,11 @@ pub(crate) struct RunContext<'a> {
     pub jar: Arc<reqwest::cookie::Jar>,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
+    /// WebRTC peers offered or answered, not yet connected, by connection name.
+    pub webrtc: BTreeMap<String, webrtc::Peer>,
+    /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
+    /// run phases of their own stop each one there with the phase's reason.
+    pub deadline: Instant,
     /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
     /// records the round trip (same connection) or the fan-out (another one) from it, until a
     /// `ws_connect` ends the measurement.
