@@ -16,10 +16,12 @@ pub mod opsgenie;
 pub mod pagerduty;
 pub mod policy;
 pub mod render;
+pub mod test_page;
 pub mod webhook;
 
-pub use dispatch::{Dispatcher, test_page};
+pub use dispatch::Dispatcher;
 pub use notify::{DeliveryError, Notifier, Secret};
+pub use test_page::test_page;
 
 use std::collections::HashSet;
 use std::time::Duration;
