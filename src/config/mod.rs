@@ -18,7 +18,9 @@ pub use probe::{
     RESIDENT_RECONNECT_MIN, RedisSpec, ResidentPlan, SendSpec, StepPlan, StepSpec, WsConnectSpec,
 };
 
-use crate::diag::{ConfigError, ConfigErrors, Ctx, EnvSource, S, file, parse_toml, read_source};
+use crate::diag::{
+    ConfigError, ConfigErrors, Ctx, EnvSource, S, array_tables, file, parse_toml, read_source,
+};
 
 /// The default service config path, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/joincanary.toml";
@@ -228,13 +230,11 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
     let peers = build_peers(&mut ctx, raw.peers.as_ref());
     let defaults = probe::Defaults::build(&mut ctx, &raw.defaults);
-    let pagers = crate::alert::build_pagers(&mut ctx, &raw.pager);
+    let crate::alert::pagers::Pagers {
+        plans: pagers,
+        names: pager_names,
+    } = crate::alert::pagers::parse(&mut ctx, array_tables(&file, "pager"));
     let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
-    let pager_names: Vec<String> = raw
-        .pager
-        .iter()
-        .map(|p| p.get_ref().name.get_ref().trim().to_string())
-        .collect();
     let alerting = crate::alert::policy::PolicyConfig::build(
         &mut ctx,
         &raw.alerting,

@@ -1,7 +1,11 @@
 //! Where a problem is: byte spans and the TOML parser's errors turned into line, column and
 //! dotted key (`steps[1].url`), for files read through [`super::file`].
 
+use std::ops::Range;
 use std::path::Path;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::{ConfigError, SourceFile, file};
 
@@ -31,31 +35,84 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     file: &SourceFile,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    match toml::from_str::<T>(&file.text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            // Every parse error names its place and its key (`steps[1].wat`, or the table for a
-            // missing field), as every other error does; with no place, the file's start.
-            let (line, column) = e.span().map_or((1, 1), |s| file.locate(s.start));
-            let key = match missing_field(e.message()) {
-                // Placed at its table: the key is the table's and the field's.
-                Some(field) => Some(
-                    e.span()
-                        .and_then(|s| header_at(&file.text, s.start))
-                        .map_or_else(|| field.to_string(), |t| format!("{t}.{field}")),
-                ),
-                None => e.span().and_then(|s| key_at(&file.text, s.start)),
+    toml::from_str::<T>(&file.text)
+        .map_err(|e| errors.push(located(file, &e)))
+        .ok()
+}
+
+/// The tables of the top-level array `[[name]]` as written, with their spans: for a part that
+/// picks its table's shape by a key inside it (a pager's `type`), then reads it with
+/// [`from_table`]. Empty when there are none, or when the file is not TOML ([`parse_toml`]
+/// says why).
+pub fn array_tables<'f>(file: &'f SourceFile, name: &str) -> Vec<Spanned<DeValue<'f>>> {
+    let Ok(root) = DeTable::parse(&file.text) else {
+        return Vec::new();
+    };
+    match root.get_ref().get(name).map(Spanned::get_ref) {
+        Some(DeValue::Array(items)) => items.iter().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Deserialises one table from [`array_tables`] into `T` (a `deny_unknown_fields` struct). An
+/// unknown key does not stop it: each is handed to `unknown` (the key, its value's span and
+/// serde's `expected one of …`) and left out, so the rest of the table is still read and
+/// checked. Any other error is located as [`parse_toml`] locates it.
+///
+/// # Errors
+/// The table does not fit `T` (a missing key, a wrong type).
+pub fn from_table<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    mut table: Spanned<DeValue<'_>>,
+    mut unknown: impl FnMut(&str, Range<usize>, &str),
+) -> Result<T, ConfigError> {
+    loop {
+        let e = match T::deserialize(ValueDeserializer::from(table.clone())) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let removed = unknown_field(e.message()).and_then(|(key, expected)| {
+            let DeValue::Table(t) = table.get_mut() else {
+                return None;
             };
-            errors.push(ConfigError {
-                file: file.path.clone(),
-                line,
-                column,
-                key,
-                message: e.message().trim().to_string(),
-            });
-            None
+            let value = t.remove(key)?;
+            unknown(key, value.span(), expected);
+            Some(())
+        });
+        if removed.is_none() {
+            return Err(located(file, &e));
         }
     }
+}
+
+/// A parser's error as a located [`ConfigError`]: every one names its place and its key
+/// (`steps[1].wat`, or the table for a missing field), as every other error does; with no
+/// place, the file's start.
+fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map_or((1, 1), |s| file.locate(s.start));
+    let key = match missing_field(e.message()) {
+        // Placed at its table: the key is the table's and the field's.
+        Some(field) => Some(
+            e.span()
+                .and_then(|s| header_at(&file.text, s.start))
+                .map_or_else(|| field.to_string(), |t| format!("{t}.{field}")),
+        ),
+        None => e.span().and_then(|s| key_at(&file.text, s.start)),
+    };
+    ConfigError {
+        file: file.path.clone(),
+        line,
+        column,
+        key,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// `X` and `expected …` of serde's "unknown field `X`, expected …".
+fn unknown_field(message: &str) -> Option<(&str, &str)> {
+    let rest = message.trim().strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    Some((key, rest.trim_start_matches(',').trim()))
 }
 
 /// The dotted key of the line holding `offset`: the table it is in (an array of tables with
