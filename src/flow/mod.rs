@@ -18,6 +18,7 @@ pub mod resident;
 pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
+pub mod webrtc;
 mod ws;
 
 use std::collections::{BTreeMap, HashMap};
@@ -84,6 +85,11 @@ pub(crate) struct RunContext<'a> {
     pub jar: Arc<reqwest::cookie::Jar>,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
+    /// WebRTC peers offered or answered, not yet connected, by connection name.
+    pub webrtc: BTreeMap<String, webrtc::Peer>,
+    /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
+    /// run phases of their own stop each one there with the phase's reason.
+    pub deadline: Instant,
     /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
     /// records the round trip (same connection) or the fan-out (another one) from it, until a
     /// `ws_connect` ends the measurement.
@@ -197,6 +203,8 @@ pub(crate) fn new_context<'a>(
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
         waiting: "",
+        webrtc: BTreeMap::new(),
+        deadline: Instant::now() + plan.timeout,
     };
     for (name, t) in &plan.variables {
         let value = t.render(&vars).unwrap_or_default();
@@ -248,6 +256,8 @@ pub(crate) async fn run_steps<'s>(
 /// Closes whatever the run opened: a websocket gets a close handshake, bounded by
 /// [`CLOSE_GRACE`] and `deadline`.
 pub(crate) async fn close_all(ctx: &mut RunContext<'_>, deadline: Instant) {
+    // A peer never connected just goes: its socket closes, the SFU's ICE times out.
+    ctx.webrtc.clear();
     let open: Vec<ws::Connection> = std::mem::take(&mut ctx.ws).into_values().collect();
     if !open.is_empty() {
         let grace = deadline
@@ -317,6 +327,7 @@ async fn run_step(
     let step_deadline = step
         .timeout
         .map_or(probe_deadline, |t| (t0 + t).min(probe_deadline));
+    ctx.deadline = step_deadline;
     let outcome = match tokio::time::timeout_at(step_deadline, execute(ctx, step)).await {
         Ok(result) => result,
         Err(_) => Err(timeout_error(
@@ -404,6 +415,21 @@ fn timeout_error(
             return StepError::new(
                 FailureReason::Timeout,
                 format!("timed out after {waited} waiting for the connection ({which})"),
+            );
+        }
+        // The webrtc step stops itself at the deadline with these; this is the backstop.
+        Some(phase @ (Phase::Ice | Phase::Dtls | Phase::FirstMedia)) => {
+            let reason = match phase {
+                Phase::Ice => FailureReason::Ice,
+                Phase::Dtls => FailureReason::Dtls,
+                _ => FailureReason::Media,
+            };
+            return StepError::new(
+                reason,
+                format!(
+                    "timed out after {waited} in WebRTC phase {} ({which})",
+                    phase.as_str()
+                ),
             );
         }
         _ => {}
