@@ -194,10 +194,12 @@ pub enum StepKind {
     Redis,
     /// Numbers read from a JSON endpoint as gauges with thresholds.
     HttpJson,
+    /// The media path: a WebRTC offer/answer, then ICE, DTLS-SRTP and a data channel echo.
+    Webrtc,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 8] = [
         Self::Http,
         Self::WsConnect,
         Self::WsSend,
@@ -205,6 +207,7 @@ impl StepKind {
         Self::WsClose,
         Self::Redis,
         Self::HttpJson,
+        Self::Webrtc,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -216,6 +219,7 @@ impl StepKind {
             Self::WsClose => "ws_close",
             Self::Redis => "redis",
             Self::HttpJson => "http_json",
+            Self::Webrtc => "webrtc",
         }
     }
 
