@@ -178,14 +178,15 @@ impl WebrtcSpec {
             }
         };
         let connect = matches!(action, WebrtcAction::Connect(_));
+        let offer = matches!(action, WebrtcAction::Offer);
         let mut ok = true;
         // Keys of the other half of the connection are refused, not ignored.
         let mut misplaced = |written: Option<Range<usize>>, name: &str, applies: bool| {
             if let (Some(span), false) = (written, applies) {
-                let which = if connect {
-                    "connect"
-                } else {
-                    "offer or answer"
+                let which = match action {
+                    WebrtcAction::Offer => "offer",
+                    WebrtcAction::Answer(_) => "answer",
+                    WebrtcAction::Connect(_) => "connect",
                 };
                 ctx.error(
                     Some(span),
@@ -195,7 +196,6 @@ impl WebrtcSpec {
                 ok = false;
             }
         };
-        let offer = matches!(action, WebrtcAction::Offer);
         misplaced(raw.remote_sdp.as_ref().map(S::span), "remote_sdp", !offer);
         misplaced(raw.save_as.as_ref().map(S::span), "save_as", !connect);
         misplaced(raw.echo.as_ref().map(S::span), "echo", connect);
