@@ -50,6 +50,11 @@ pub(crate) trait Kind: Sized {
         &[]
     }
 
+    /// A variable the step sets other than by `extract` (webrtc's `save_as`).
+    fn sets(&self) -> Option<&str> {
+        None
+    }
+
     /// One run of the step (`connection`: the websocket it uses, for a kind on one).
     async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError>;
 }

@@ -63,13 +63,19 @@ macro_rules! kinds {
 
             pub(crate) fn reads<'s>(&'s self, reads: &mut Reads<'s>) {
                 match self {
-                    $(StepSpec::$kind(s) => s.reads(reads),)*
+                    $(StepSpec::$kind(s) => <$spec as Kind>::reads(s, reads),)*
+                }
+            }
+
+            pub(crate) fn sets(&self) -> Option<&str> {
+                match self {
+                    $(StepSpec::$kind(s) => <$spec as Kind>::sets(s),)*
                 }
             }
 
             pub(crate) fn extracts(&self) -> &[Extraction] {
                 match self {
-                    $(StepSpec::$kind(s) => s.extracts(),)*
+                    $(StepSpec::$kind(s) => <$spec as Kind>::extracts(s),)*
                 }
             }
 
@@ -86,7 +92,7 @@ macro_rules! kinds {
                 connection: &str,
             ) -> Result<(), StepError> {
                 match self {
-                    $(StepSpec::$kind(s) => s.run(ctx, connection).await,)*
+                    $(StepSpec::$kind(s) => <$spec as Kind>::run(s, ctx, connection).await,)*
                 }
             }
         }
@@ -101,6 +107,7 @@ kinds! {
     WsClose(super::ws::CloseSpec),
     Redis(super::redis::RedisSpec),
     HttpJson(super::http_json::HttpJsonSpec),
+    Webrtc(super::webrtc::WebrtcSpec),
     ;
     // Named in `report::StepKind`, their run written, not yet readable from a probe file: a
     // step of one is refused. Moving a kind up into the list above makes it readable.

@@ -168,6 +168,9 @@ pub(crate) fn build_steps(
             for var in spec.extracts() {
                 sections.defined.insert(var.var.clone());
             }
+            if let Some(var) = spec.sets() {
+                sections.defined.insert(var.to_string());
+            }
             steps.push(StepPlan {
                 name: s.name.get_ref().clone(),
                 kind,
