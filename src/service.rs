@@ -202,7 +202,7 @@ async fn run_service(
     // Alert state and the outbox live for the whole process: memory is authoritative (a disk
     // that fails loses nothing while the process runs), the state log follows it.
     let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
-    let alerts = AlertEngine::new(&plan, store.clone(), &loaded);
+    let alerts = AlertEngine::new(&plan.alerts(), store.clone(), &loaded);
     let outbox = Outbox::from_loaded(&loaded);
     drop(loaded);
     // The engine first, so the very first scrape already has every pre-created series.
@@ -318,7 +318,7 @@ async fn run_service(
                     state_dir: plan.state_dir.clone(),
                     ..new_plan
                 };
-                let removed = alerts.configure(&plan);
+                let removed = alerts.configure(&plan.alerts());
                 engine = Engine::start(
                     &plan,
                     runner.clone(),
@@ -740,7 +740,7 @@ impl Engine {
         if plan.pagers.is_empty() {
             tracing::warn!(region = %region, "{}", crate::status::NO_PAGER);
         }
-        for n in crate::alert::limit_notes(plan) {
+        for n in crate::alert::limit_notes(&plan.alerts(), &plan.pagers) {
             tracing::warn!(region = %region, note = %n, "a pager will cut or hash this to fit its provider's limits");
         }
         for probe in plan.probes.iter().map(|p| p.name.clone()) {

@@ -8,10 +8,11 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::dispatch::{Dispatcher, LEGACY_OUTBOX_FILE, Outbox};
-use super::policy::{AlertContext, Decision, OpenAlert, PolicyConfig, ProbeAlertState};
+use super::policy::{Decision, OpenAlert, ProbeAlertState};
+use super::settings::{AlertSettings, PolicyConfig};
+use super::trigger::AlertContext;
 use super::{EventKind, Link, Notification, PagerPlan, Severity};
 use crate::clock::Clock;
-use crate::config::Plan;
 use crate::report::ProbeRun;
 use crate::store::{Loaded, Store};
 use tokio::sync::watch;
@@ -127,11 +128,11 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
-    /// The engine for `plan` with the state `loaded` from the log.
-    pub fn new(plan: &Plan, store: Store, loaded: &Loaded) -> AlertEngine {
+    /// The engine for `settings` with the state `loaded` from the log.
+    pub fn new(settings: &AlertSettings, store: Store, loaded: &Loaded) -> AlertEngine {
         let states: BTreeMap<String, ProbeAlertState> = loaded.decode(ALERT).into_iter().collect();
         let mut engine = AlertEngine {
-            region: plan.region.clone(),
+            region: settings.region.clone(),
             configs: HashMap::new(),
             links: Vec::new(),
             states,
@@ -141,27 +142,31 @@ impl AlertEngine {
         };
         let open: usize = engine.states.values().map(|s| s.open().count()).sum();
         if open > 0 {
-            tracing::info!(region = %plan.region, open, "restored open alerts");
+            tracing::info!(region = %settings.region, open, "restored open alerts");
         }
-        engine.configure(plan);
+        engine.configure(settings);
         engine
     }
 
     /// Opens `{state_dir}/state.log` and builds the engine (tests and tools; the service
     /// shares the log with the outbox).
-    pub fn load(plan: &Plan) -> AlertEngine {
-        let (store, loaded) = open_store(&plan.state_dir);
-        AlertEngine::new(plan, store, &loaded)
+    pub fn load(settings: &AlertSettings, state_dir: &Path) -> AlertEngine {
+        let (store, loaded) = open_store(state_dir);
+        AlertEngine::new(settings, store, &loaded)
     }
 
     /// Takes a new configuration (a reload), keeping the state of every probe still configured.
     /// Open alerts of a probe that left the configuration are resolved (its incident would
     /// otherwise stay open at the pager for ever); returned with the pagers to send them to.
-    pub fn configure(&mut self, plan: &Plan) -> Vec<(Notification, Option<Vec<String>>)> {
-        self.links = super::links(plan);
+    pub fn configure(
+        &mut self,
+        settings: &AlertSettings,
+    ) -> Vec<(Notification, Option<Vec<String>>)> {
+        self.links = settings.links.clone();
         let old = std::mem::replace(
             &mut self.configs,
-            plan.probes
+            settings
+                .probes
                 .iter()
                 .map(|p| (p.name.clone(), p.alerting.clone()))
                 .collect(),
