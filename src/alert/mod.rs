@@ -19,12 +19,14 @@ pub mod policy;
 pub mod render;
 pub mod settings;
 pub mod table;
+pub mod test_page;
 pub mod trigger;
 pub mod webhook;
 
-pub use dispatch::{Dispatcher, test_page};
+pub use dispatch::Dispatcher;
 pub use notify::{DeliveryError, Notifier, Secret};
 pub use pagers::{DEFAULT_PAGER_TIMEOUT, PagerKind, PagerPlan};
+pub use test_page::test_page;
 
 use std::time::Duration;
 

@@ -18,6 +18,8 @@ pub mod resident;
 pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
+pub mod turn;
+pub mod webrtc;
 mod ws;
 
 use std::collections::{BTreeMap, HashMap};
@@ -84,6 +86,11 @@ pub(crate) struct RunContext<'a> {
     pub jar: Arc<reqwest::cookie::Jar>,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
+    /// WebRTC peers offered or answered, not yet connected, by connection name.
+    pub webrtc: BTreeMap<String, webrtc::Peer>,
+    /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
+    /// run phases of their own stop each one there with the phase's reason.
+    pub deadline: Instant,
     /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
     /// records the round trip (same connection) or the fan-out (another one) from it, until a
     /// `ws_connect` ends the measurement.
@@ -197,6 +204,8 @@ pub(crate) fn new_context<'a>(
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
         waiting: "",
+        webrtc: BTreeMap::new(),
+        deadline: Instant::now() + plan.timeout,
     };
     for (name, t) in &plan.variables {
         let value = t.render(&vars).unwrap_or_default();
@@ -248,6 +257,8 @@ pub(crate) async fn run_steps<'s>(
 /// Closes whatever the run opened: a websocket gets a close handshake, bounded by
 /// [`CLOSE_GRACE`] and `deadline`.
 pub(crate) async fn close_all(ctx: &mut RunContext<'_>, deadline: Instant) {
+    // A peer never connected just goes: its socket closes, the SFU's ICE times out.
+    ctx.webrtc.clear();
     let open: Vec<ws::Connection> = std::mem::take(&mut ctx.ws).into_values().collect();
     if !open.is_empty() {
         let grace = deadline
@@ -317,6 +328,7 @@ async fn run_step(
     let step_deadline = step
         .timeout
         .map_or(probe_deadline, |t| (t0 + t).min(probe_deadline));
+    ctx.deadline = step_deadline;
     let outcome = match tokio::time::timeout_at(step_deadline, execute(ctx, step)).await {
         Ok(result) => result,
         Err(_) => Err(timeout_error(
@@ -326,6 +338,19 @@ async fn run_step(
             step_deadline == probe_deadline,
         )),
     };
+    step_report(ctx, &step.name, step.kind, step.cleanup, t0, outcome)
+}
+
+/// The report of a step that began at `t0`, from what it measured into `ctx`; the error
+/// scrubbed of the run's secrets.
+fn step_report(
+    ctx: &mut RunContext<'_>,
+    name: &str,
+    kind: crate::report::StepKind,
+    cleanup: bool,
+    t0: Instant,
+    outcome: Result<(), StepError>,
+) -> StepReport {
     if let Some((phase, since)) = ctx.pending.take() {
         *ctx.phases.entry(phase).or_default() += since.elapsed();
     }
@@ -341,14 +366,14 @@ async fn run_step(
         ),
     };
     StepReport {
-        name: step.name.clone(),
-        kind: step.kind,
+        name: name.to_string(),
+        kind,
         success,
         duration_ms: duration,
         reason,
         error,
         phases,
-        cleanup: step.cleanup,
+        cleanup,
         gauges: std::mem::take(&mut ctx.gauges),
         warnings: std::mem::take(&mut ctx.warnings),
     }
@@ -406,6 +431,21 @@ fn timeout_error(
                 format!("timed out after {waited} waiting for the connection ({which})"),
             );
         }
+        // The webrtc step stops itself at the deadline with these; this is the backstop.
+        Some(phase @ (Phase::Ice | Phase::Dtls | Phase::FirstMedia)) => {
+            let reason = match phase {
+                Phase::Ice => FailureReason::Ice,
+                Phase::Dtls => FailureReason::Dtls,
+                _ => FailureReason::Media,
+            };
+            return StepError::new(
+                reason,
+                format!(
+                    "timed out after {waited} in WebRTC phase {} ({which})",
+                    phase.as_str()
+                ),
+            );
+        }
         _ => {}
     }
     let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {
@@ -432,4 +472,34 @@ async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepEr
         StepSpec::Redis(spec) => redis::run(ctx, spec).await,
         StepSpec::HttpJson(spec) => redis::http_json(ctx, spec).await,
     }
+}
+
+/// Runs one `turn` step with `plan`'s context (its TLS roots and secrets) outside any step
+/// list: how the integration tests drive the protocol until probe files name the kind.
+#[doc(hidden)]
+pub async fn run_turn_step(
+    plan: &ProbePlan,
+    name: &str,
+    spec: &turn::TurnSpec,
+    timeout: Duration,
+) -> StepReport {
+    let mut ctx = new_context(plan, "", Utc::now());
+    let t0 = Instant::now();
+    ctx.step_name = name.to_string();
+    ctx.deadline = t0 + timeout;
+    let outcome = match tokio::time::timeout_at(ctx.deadline, turn::run(&mut ctx, spec)).await {
+        Ok(r) => r,
+        Err(_) => Err(StepError::new(
+            FailureReason::Timeout,
+            "timed out in the step",
+        )),
+    };
+    step_report(
+        &mut ctx,
+        name,
+        crate::report::StepKind::Turn,
+        false,
+        t0,
+        outcome,
+    )
 }
