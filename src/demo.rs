@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, EnvSource, ProcessEnv, Schedule};
+use crate::config;
+use crate::diag::{EnvSource, ProcessEnv};
+use crate::schedule::Schedule;
 
 /// The shipped files, embedded so the demo runs from any directory.
 const CONFIG: &str = include_str!("../config/joincanary.toml");

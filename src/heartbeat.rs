@@ -15,8 +15,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Secret;
-use crate::config::Ctx;
-use crate::config::raw::{RawHeartbeat, S};
+use crate::config::raw::RawHeartbeat;
+use crate::diag::Ctx;
+use crate::diag::S;
 use crate::metrics::Metrics;
 
 /// Default time between two pings.
@@ -98,7 +99,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &[S<RawHeartbeat>]) -> Vec<Heartbeat
         let r = entry.get_ref();
         let key = |k: &str| format!("heartbeat[{i}].{k}");
         let name = ctx.env_str(&r.name, &key("name")).unwrap_or_default();
-        if !crate::config::valid_label(&name) {
+        if !crate::diag::valid_label(&name) {
             ctx.error(
                 Some(r.name.span()),
                 key("name"),
@@ -332,7 +333,7 @@ pub fn http_pinger(plan: &HeartbeatPlan) -> Result<Pinger, String> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("joincanary/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| crate::flow::error_chain(&e.without_url()))?;
+        .map_err(|e| crate::net::error_chain(&e.without_url()))?;
     let (method, url, auth) = plan.target.request();
     let timeout = plan.timeout;
     Ok(Arc::new(move || {
@@ -348,7 +349,7 @@ pub fn http_pinger(plan: &HeartbeatPlan) -> Result<Pinger, String> {
                 Ok(resp) if resp.status().is_success() => Ok(()),
                 Ok(resp) => Err(format!("HTTP {}", resp.status())),
                 Err(e) if e.is_timeout() => Err("no reply in time".to_string()),
-                Err(e) => Err(crate::flow::error_chain(&e.without_url())),
+                Err(e) => Err(crate::net::error_chain(&e.without_url())),
             }
         })
     }))

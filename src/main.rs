@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use joincanary::config::{self, ProcessEnv};
+use joincanary::config;
+use joincanary::diag::ProcessEnv;
 use joincanary::logging;
 use joincanary::output::print_stdout;
 use joincanary::report::Trigger;
@@ -165,7 +166,7 @@ enum Command {
         state_dir: Option<OrUnset<PathBuf>>,
         /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
         /// this often; `0s` turns it off.
-        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = joincanary::config::parse_flag_duration)]
+        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = joincanary::diag::parse_flag_duration)]
         watch_interval: std::time::Duration,
         /// Connections the listener serves at once; more are closed as they arrive. Capped at a
         /// quarter of the open-files limit, so the probes always have descriptors.
@@ -231,7 +232,7 @@ enum Command {
         #[arg(long, env = "SIM_REDIS_URL", hide_env_values = true)]
         redis: Option<String>,
         /// Deadline of each Redis operation (a join past it is answered with an error frame).
-        #[arg(long, default_value = "2s", value_parser = joincanary::config::parse_flag_duration)]
+        #[arg(long, default_value = "2s", value_parser = joincanary::diag::parse_flag_duration)]
         redis_timeout: std::time::Duration,
     },
 }
@@ -645,7 +646,7 @@ async fn healthcheck(
         Some(Err(e)) => return unhealthy(format!("--web.config.file {e}")),
     };
     let credentials = match (user, password_file) {
-        (Some(u), Some(file)) => match joincanary::config::file::read_text(file) {
+        (Some(u), Some(file)) => match joincanary::diag::file::read_text(file) {
             Ok(p) => Some((u, p.trim_end_matches(['\r', '\n']).to_string())),
             Err(e) => return unhealthy(format!("--password-file {}: {e}", file.display())),
         },

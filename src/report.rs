@@ -44,11 +44,18 @@ pub enum FailureReason {
     /// ENFILE), memory or socket buffers (ENOMEM, ENOBUFS), ephemeral ports (EADDRNOTAVAIL).
     /// Such a run never pages as a platform outage; it is alerted as the prober being unhealthy.
     Local,
+    /// WebRTC: no ICE connectivity with the SFU's candidates, or lost during the step.
+    Ice,
+    /// WebRTC: ICE connected but DTLS failed: the SFU's certificate does not match the SDP's
+    /// `a=fingerprint`, or the handshake never completed.
+    Dtls,
+    /// WebRTC: the connection came up but media did not flow (no data channel, no echo).
+    Media,
 }
 
 impl FailureReason {
     /// Every reason, in a fixed order (for docs and for pre-registering metrics).
-    pub const ALL: [FailureReason; 13] = [
+    pub const ALL: [FailureReason; 16] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -62,6 +69,9 @@ impl FailureReason {
         Self::Protocol,
         Self::ServerError,
         Self::Local,
+        Self::Ice,
+        Self::Dtls,
+        Self::Media,
     ];
 
     /// The stable label.
@@ -80,6 +90,9 @@ impl FailureReason {
             Self::Protocol => "protocol",
             Self::ServerError => "server_error",
             Self::Local => "local",
+            Self::Ice => "ice",
+            Self::Dtls => "dtls",
+            Self::Media => "media",
         }
     }
 
@@ -123,11 +136,17 @@ pub enum Phase {
     /// From a `ws_send` on one connection to the matching frame on another: the message
     /// crossed the platform's fan-out (pub/sub between instances).
     FanOut,
+    /// WebRTC: from the first connectivity check to a working ICE pair.
+    Ice,
+    /// WebRTC: from ICE connected to DTLS-SRTP established (certificate checked).
+    Dtls,
+    /// WebRTC: from DTLS established to the first echoed media (data channel open included).
+    FirstMedia,
     Total,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 11] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -135,6 +154,9 @@ impl Phase {
         Self::Upgrade,
         Self::RoundTrip,
         Self::FanOut,
+        Self::Ice,
+        Self::Dtls,
+        Self::FirstMedia,
         Self::Total,
     ];
 
@@ -147,6 +169,9 @@ impl Phase {
             Self::Upgrade => "upgrade",
             Self::RoundTrip => "round_trip",
             Self::FanOut => "fan_out",
+            Self::Ice => "ice",
+            Self::Dtls => "dtls",
+            Self::FirstMedia => "first_media",
             Self::Total => "total",
         }
     }
@@ -325,7 +350,7 @@ pub fn human_duration(d: Duration) -> String {
 
 /// The longest duration read back from JSON (the status history on disk, a peer's status): a
 /// run never lasts longer than a configured duration may be.
-pub const MAX_READ_DURATION: Duration = crate::config::MAX_DURATION;
+pub const MAX_READ_DURATION: Duration = crate::diag::MAX_DURATION;
 
 /// A duration in milliseconds from outside (disk, a peer), range-checked: a finite number from
 /// 0 to [`MAX_READ_DURATION`]. `Duration::from_secs_f64` panics past its range, and one bad

@@ -62,17 +62,18 @@ pub async fn serve(
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
-    let handles = handles(&plan)?;
+    let handles = handles(&plan, clock)?;
     serve_with(plan, listener, runner, clock, shutdown, handles).await
 }
 
-/// Builds metrics and status for `plan` (exposed so callers can watch them).
+/// Builds metrics and status for `plan`, reading time from `clock` (exposed so callers can
+/// watch them).
 ///
 /// # Errors
 /// Metrics registration failing.
-pub fn handles(plan: &Plan) -> Result<Handles, ServiceError> {
+pub fn handles(plan: &Plan, clock: Clock) -> Result<Handles, ServiceError> {
     // The probes themselves are registered when the engine starts (and again on each reload).
-    let metrics = Metrics::with_detail(&plan.region, plan.phase_histograms)?;
+    let metrics = Metrics::with_detail(&plan.region, plan.phase_histograms)?.with_clock(clock);
     let tasks = Supervisor::register(&metrics.registry, &plan.region)
         .map_err(crate::metrics::MetricsError::from)?;
     Ok(Handles {
@@ -111,7 +112,7 @@ pub async fn serve_reloadable(
     shutdown: CancellationToken,
     reload: Reload,
 ) -> Result<(), ServiceError> {
-    let handles = handles(&plan)?;
+    let handles = handles(&plan, clock)?;
     serve_in_span(
         plan,
         listener,
@@ -418,7 +419,7 @@ async fn load_plan(
     slot: &Arc<AtomicBool>,
     config_path: &std::path::Path,
     tasks: &Supervisor,
-) -> Result<Plan, crate::config::ConfigErrors> {
+) -> Result<Plan, crate::diag::ConfigErrors> {
     let outcome = off_thread(slot, RELOAD_READ_TIMEOUT, move || loader()).await;
     match &outcome {
         Err(Stuck::Panicked) => tasks.failed(
@@ -432,15 +433,13 @@ async fn load_plan(
     }
     match outcome {
         Ok(result) => result,
-        Err(stuck) => Err(crate::config::ConfigErrors(vec![
-            crate::config::ConfigError {
-                file: config_path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: None,
-                message: format!("cannot reload: {}", stuck.describe(RELOAD_READ_TIMEOUT)),
-            },
-        ])),
+        Err(stuck) => Err(crate::diag::ConfigErrors(vec![crate::diag::ConfigError {
+            file: config_path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: None,
+            message: format!("cannot reload: {}", stuck.describe(RELOAD_READ_TIMEOUT)),
+        }])),
     }
 }
 
@@ -497,14 +496,14 @@ async fn off_thread<T: Send + 'static>(
 }
 
 /// Loads and validates the configuration again (shared with the blocking thread that runs it).
-type Loader = Arc<dyn Fn() -> Result<Plan, crate::config::ConfigErrors> + Send + Sync>;
+type Loader = Arc<dyn Fn() -> Result<Plan, crate::diag::ConfigErrors> + Send + Sync>;
 
 pub use crate::server::ReloadRequest;
 
 /// How `run` reloads its configuration (SIGHUP, `POST /-/reload`).
 pub struct Reload {
     /// Loads and validates the configuration again.
-    pub loader: Box<dyn Fn() -> Result<Plan, crate::config::ConfigErrors> + Send + Sync>,
+    pub loader: Box<dyn Fn() -> Result<Plan, crate::diag::ConfigErrors> + Send + Sync>,
     /// Where reload requests arrive.
     pub requests: mpsc::Receiver<ReloadRequest>,
     /// Handed to the HTTP server for `POST /-/reload`.

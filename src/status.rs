@@ -413,9 +413,9 @@ impl Status {
     /// Loads the history saved by a previous process. A missing file is a first start; an
     /// unreadable one is logged and ignored (the history is for people, not for paging).
     pub fn restore(&self, path: &Path) {
-        let bytes = match crate::config::file::read_state(path) {
+        let bytes = match crate::diag::file::read_state(path) {
             Ok(b) => b,
-            Err(crate::config::file::FileError::Io(e))
+            Err(crate::diag::file::FileError::Io(e))
                 if e.kind() == std::io::ErrorKind::NotFound =>
             {
                 return;

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// How long a failed write waits before the next try, doubling up to [`MAX_BACKOFF`].
+/// How long a failed write waits before the next try, doubling up to [`MAX_BACKOFF`]
+/// ([`crate::backoff`], no jitter: one writer, nobody to collide with).
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The log is compacted when it holds this many more records than live keys (amortised: a
@@ -187,7 +188,7 @@ impl Inner {
     /// burst of changes costs one disk round trip), compacts when the log has grown, and after
     /// a failure keeps retrying with a complete fresh file.
     fn run(&self, mirror: &mut BTreeMap<String, String>, dirty: &mut bool, mut records: usize) {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = crate::backoff::Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         loop {
             let (ops, upto, stop) = {
                 let mut q = self.lock();
@@ -226,7 +227,7 @@ impl Inner {
                     }
                     q.failing = false;
                     *dirty = false;
-                    backoff = FIRST_BACKOFF;
+                    backoff.reset();
                     q.written = upto;
                     drop(q);
                     self.wake.notify_all();
@@ -241,8 +242,7 @@ impl Inner {
                     if stop {
                         return;
                     }
-                    let _ = self.wake.wait_timeout(q, backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let _ = self.wake.wait_timeout(q, backoff.next_delay());
                     continue;
                 }
             }
@@ -348,9 +348,9 @@ pub fn read(path: &Path) -> Loaded {
 }
 
 fn read_log(path: &Path) -> Loaded {
-    let bytes = match crate::config::file::read_state(path) {
+    let bytes = match crate::diag::file::read_state(path) {
         Ok(b) => b,
-        Err(crate::config::file::FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(crate::diag::file::FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Loaded::default();
         }
         Err(e) => {

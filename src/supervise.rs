@@ -274,7 +274,7 @@ impl Supervisor {
         let this = self.clone();
         let name = name.into();
         async move {
-            let mut backoff = MIN_BACKOFF;
+            let mut backoff = crate::backoff::Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
             let mut failing = false;
             loop {
                 let mut run = std::pin::pin!(AssertUnwindSafe(factory()).catch_unwind());
@@ -283,7 +283,7 @@ impl Supervisor {
                         r = &mut run => break r,
                         () = tokio::time::sleep(HEALTHY_AFTER), if failing => {
                             failing = false;
-                            backoff = MIN_BACKOFF;
+                            backoff.reset();
                             this.recovered(&name);
                         }
                     }
@@ -314,9 +314,8 @@ impl Supervisor {
                         let _ = AssertUnwindSafe(factory()).catch_unwind().await;
                         return;
                     }
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

@@ -53,7 +53,7 @@ pub enum WebConfigError {
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
-        source: crate::config::file::FileError,
+        source: crate::diag::file::FileError,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -115,7 +115,7 @@ impl WebConfig {
     /// # Errors
     /// The first problem, naming the file.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let text = crate::config::file::read_text(path).map_err(|source| WebConfigError::Read {
+        let text = crate::diag::file::read_text(path).map_err(|source| WebConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -269,7 +269,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 
 fn read_pem(base: &Path, file: &str, what: &str) -> Result<Vec<u8>, String> {
     let path = base.join(file);
-    crate::config::file::read_bytes(&path).map_err(|e| {
+    crate::diag::file::read_bytes(&path).map_err(|e| {
         format!(
             "tls_server_config.{what}: cannot read {}: {e}",
             path.display()

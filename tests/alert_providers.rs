@@ -98,14 +98,11 @@ impl Receiver {
 
     /// Waits (bounded) until `n` requests arrived.
     async fn wait_for(&self, n: usize, within: Duration) -> Vec<Seen> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let seen = self.seen();
-            if seen.len() >= n || tokio::time::Instant::now() >= deadline {
-                return seen;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        support::poll(within, Duration::from_millis(10), async || {
+            support::when(self.seen(), |seen| seen.len() >= n)
+        })
+        .await
+        .unwrap_or_else(|seen| seen)
     }
 }
 
@@ -419,19 +416,19 @@ async fn server_errors_are_retried_until_delivered() {
     assert_eq!(seen.len(), 4);
     assert!(seen.iter().all(|s| s.body["event_action"] == "trigger"));
     // The success is counted just after the reply; give the task a moment.
-    for _ in 0..100 {
-        if count(&m, "pd", "trigger", "delivered") == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::holds_within(Duration::from_secs(1), Duration::from_millis(10), || {
+        count(&m, "pd", "trigger", "delivered") == 1
+    })
+    .await;
     assert_eq!(count(&m, "pd", "trigger", "retry"), 3);
     assert_eq!(count(&m, "pd", "trigger", "delivered"), 1);
     assert_eq!(d.pending(), 0);
     d.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock: "no retry in several backoff periods" is then a wait on the
+/// dispatcher's own timers, not on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_client_error_is_not_retried() {
     support::init();
     let pd = Receiver::statuses(&[], 400).await;
@@ -458,7 +455,9 @@ async fn a_client_error_is_not_retried() {
     d.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock, so the bounds are the dispatcher's timers (a 30 s request timeout, a
+/// 5 s flush on shutdown), not the machine's load.
+#[tokio::test(start_paused = true)]
 async fn a_hanging_pager_does_not_delay_another() {
     support::init();
     let stuck = Receiver::start(Reply::Hang).await;
@@ -480,7 +479,7 @@ url = "${OK}"
     );
     let (_tx, rx) = watch::channel(false);
     let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     d.send(notification(EventKind::Trigger), None);
     d.send(notification(EventKind::Resolve), None);
     let seen = ok.wait_for(2, Duration::from_secs(5)).await;
@@ -492,7 +491,7 @@ url = "${OK}"
     );
     assert_eq!(stuck.seen().len(), 1);
     // Shutdown is bounded even with a request hanging.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     d.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(7));
 }
@@ -525,12 +524,10 @@ async fn the_outbox_survives_a_restart() {
         rx,
     );
     d.send(notification(EventKind::Resolve), None);
-    for _ in 0..200 {
-        if count(&m, "pd", "resolve", "retry") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::holds_within(Duration::from_secs(2), Duration::from_millis(10), || {
+        count(&m, "pd", "resolve", "retry") > 0
+    })
+    .await;
     assert!(count(&m, "pd", "resolve", "retry") > 0);
     d.shutdown().await;
     let pending = |state: &Path| {
@@ -758,15 +755,12 @@ to = ["oncall@example.com"]
         notification(EventKind::Trigger),
         Some(&["pd".into(), "og".into(), "slack".into()]),
     );
-    for _ in 0..200 {
-        if ["pd", "og", "slack"]
+    support::holds_within(Duration::from_secs(2), Duration::from_millis(10), || {
+        ["pd", "og", "slack"]
             .iter()
             .all(|s| count(&m, s, "trigger", "failed") == 1)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     d.shutdown().await;
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
     assert!(logs.contains("sink=pd"), "{logs}");

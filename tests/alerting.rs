@@ -1,16 +1,12 @@
 //! Paging end to end: `run` against the real sim, pagers pointed at loopback receivers that
 //! check the real payload shapes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use joincanary::clock::Clock;
-use joincanary::scheduler::FlowRunner;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::receiver::Receiver;
-use crate::support::{TempConfig, set_faults, start_sim};
+use crate::support::{Service, TempConfig, poll, set_faults, start_sim, status, until};
 
 const ROUTING_KEY: &str = "pd-routing-key-0123456789";
 
@@ -46,49 +42,11 @@ retry_base = "50ms"
     )
 }
 
-struct Running {
-    base: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
-}
-
-async fn start_service(cfg: &TempConfig) -> Running {
+async fn start_service(cfg: &TempConfig) -> Service {
     let plan = cfg
         .load(&[("TEST_PD_KEY", ROUTING_KEY)])
         .unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve(
-        plan,
-        listener,
-        Arc::new(FlowRunner),
-        Clock::system(),
-        stop.clone(),
-    ));
-    Running { base, stop, task }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-    }
-}
-
-/// Polls (every 100 ms, at most `secs` seconds) until `pred` holds.
-async fn wait_for(secs: u64, what: &str, pred: impl Fn() -> bool) {
-    for _ in 0..secs * 10 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
+    Service::start(plan).await
 }
 
 /// Waits until the probe has run `more` more times.
@@ -111,9 +69,12 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     assert!(pd.all().is_empty(), "a healthy flow pages nobody");
 
     set_faults(&sim, json!({"signalling_drop": true})).await;
-    wait_for(15, "trigger at both pagers", || {
-        !pd.accepted().is_empty() && !hook.accepted().is_empty()
-    })
+    until(
+        "trigger at both pagers",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || !pd.accepted().is_empty() && !hook.accepted().is_empty(),
+    )
     .await;
     wait_runs(&svc.base, 3).await;
     let triggers: Vec<_> = pd
@@ -172,10 +133,15 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     assert!(status.contains("joincanary/test/sim-join/critical"));
 
     set_faults(&sim, json!({"signalling_drop": false})).await;
-    wait_for(15, "resolve at both pagers", || {
-        pd.accepted().iter().any(|v| pd_action(v) == "resolve")
-            && hook.accepted().iter().any(|v| v["event"] == "resolve")
-    })
+    until(
+        "resolve at both pagers",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            pd.accepted().iter().any(|v| pd_action(v) == "resolve")
+                && hook.accepted().iter().any(|v| v["event"] == "resolve")
+        },
+    )
     .await;
     wait_runs(&svc.base, 3).await;
     let resolves: Vec<_> = pd
@@ -214,20 +180,18 @@ async fn one_failed_run_followed_by_a_pass_pages_nobody() {
     wait_runs(&svc.base, 1).await;
     set_faults(&sim, json!({"login_status": 500})).await;
     // Clear the fault as soon as one failed run is recorded: the confirmation run passes.
-    let mut saw_failure = false;
-    for _ in 0..300 {
-        let v: Value = reqwest::get(format!("{}/api/v1/status", svc.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["probes"][0]["last"]["success"] == false {
-            saw_failure = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let saw_failure = poll(
+        Duration::from_secs(3),
+        Duration::from_millis(10),
+        async || {
+            let v: Value = status(&svc.base).await;
+            (v["probes"][0]["last"]["success"] == false)
+                .then_some(())
+                .ok_or(())
+        },
+    )
+    .await
+    .is_ok();
     reqwest::Client::new()
         .delete(format!("{}/_sim/faults", sim.base_url()))
         .send()
@@ -256,9 +220,12 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
     );
     let svc = start_service(&cfg).await;
     set_faults(&sim, json!({"ws_reject_status": 503})).await;
-    wait_for(20, "the trigger delivered after retries", || {
-        pd.accepted().iter().any(|v| pd_action(v) == "trigger")
-    })
+    until(
+        "the trigger delivered after retries",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || pd.accepted().iter().any(|v| pd_action(v) == "trigger"),
+    )
     .await;
     let all = pd.all();
     let statuses: Vec<u16> = all.iter().map(|(_, _, s)| *s).collect();
@@ -270,25 +237,22 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
     );
     // The receiver records the 202 before the dispatcher has read it and counted the delivery:
     // wait (bounded) for the count rather than race it.
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = reqwest::get(format!("{}/metrics", svc.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.lines().any(|l| {
+    let delivered = |metrics: &String| {
+        metrics.lines().any(|l| {
             l.starts_with("joincanary_notifications_total{")
                 && l.contains("sink=\"pd\"")
                 && l.contains("event=\"trigger\"")
                 && l.contains("result=\"delivered\"")
                 && l.ends_with(" 1")
-        }) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        })
+    };
+    let metrics = poll(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || crate::support::when(svc.metrics().await, delivered),
+    )
+    .await
+    .unwrap_or_else(|last| last);
     let count = |result: &str| {
         metrics
             .lines()
@@ -324,29 +288,30 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
 
     set_faults(&sim, json!({"signalling_drop": true})).await;
     let svc = start_service(&cfg).await;
-    wait_for(15, "trigger", || {
-        pd.accepted().iter().any(|v| pd_action(v) == "trigger")
-    })
+    until(
+        "trigger",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || pd.accepted().iter().any(|v| pd_action(v) == "trigger"),
+    )
     .await;
     // The receiver has the page before the dispatcher hears its answer; stopping in between
     // re-sends it at the next start (at least once is the outbox's promise), so wait for the
     // outbox to empty.
-    for _ in 0..100 {
-        let metrics = reqwest::get(format!("{}/metrics", svc.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let pending = metrics
-            .lines()
-            .filter(|l| l.starts_with("joincanary_outbox_pending{"))
-            .any(|l| !l.ends_with(" 0"));
-        if !pending {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _ = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let pending = svc
+                .metrics()
+                .await
+                .lines()
+                .filter(|l| l.starts_with("joincanary_outbox_pending{"))
+                .any(|l| !l.ends_with(" 0"));
+            if pending { Err(()) } else { Ok(()) }
+        },
+    )
+    .await;
     svc.stop().await;
 
     // Restart with the fault still on: the incident is still open, nobody is paged again.
@@ -370,20 +335,28 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
     // Recovery while PagerDuty is down, then a stop: the resolve waits in the outbox.
     pd.set_fallback(503);
     set_faults(&sim, json!({"signalling_drop": false})).await;
-    wait_for(15, "a resolve attempt", || {
-        pd.all()
-            .iter()
-            .any(|(_, v, s)| pd_action(v) == "resolve" && *s == 503)
-    })
+    until(
+        "a resolve attempt",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            pd.all()
+                .iter()
+                .any(|(_, v, s)| pd_action(v) == "resolve" && *s == 503)
+        },
+    )
     .await;
     svc.stop().await;
     assert!(!pd.accepted().iter().any(|v| pd_action(v) == "resolve"));
 
     pd.set_fallback(202);
     let svc = start_service(&cfg).await;
-    wait_for(15, "the resolve delivered after the restart", || {
-        pd.accepted().iter().any(|v| pd_action(v) == "resolve")
-    })
+    until(
+        "the resolve delivered after the restart",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || pd.accepted().iter().any(|v| pd_action(v) == "resolve"),
+    )
     .await;
     wait_runs(&svc.base, 2).await;
     let accepted = pd.accepted();
@@ -420,7 +393,13 @@ async fn latency_over_budget_raises_only_the_warning() {
     );
     set_faults(&sim, json!({"signalling_delay_ms": 150})).await;
     let svc = start_service(&cfg).await;
-    wait_for(15, "the warning", || !pd.accepted().is_empty()).await;
+    until(
+        "the warning",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || !pd.accepted().is_empty(),
+    )
+    .await;
     wait_runs(&svc.base, 2).await;
     let accepted = pd.accepted();
     assert_eq!(accepted.len(), 1, "{accepted:#?}");

@@ -212,12 +212,10 @@ async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
             .map(|(t, _, _)| t)
             .collect()
     };
-    for _ in 0..200 {
-        if switch(&hook).len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::holds_within(Duration::from_secs(20), Duration::from_millis(100), || {
+        switch(&hook).len() >= 3
+    })
+    .await;
     let heard = switch(&hook);
     assert!(heard.len() >= 3, "{:?}\n{}", hook.all(), prober.log());
     let gaps: Vec<f64> = heard

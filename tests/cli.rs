@@ -203,20 +203,22 @@ async fn demo_runs_the_shipped_probe_and_serves_metrics() {
     .await
     .unwrap()
     .expect("demo prints its metrics URL");
-    let mut ok = false;
     // The probe runs every 5 s: poll for up to 15 s.
-    for _ in 0..60 {
+    let ms = std::time::Duration::from_millis;
+    let ok = support::poll(ms(15_000), ms(250), async || {
         if let Ok(r) = reqwest::get(&metrics_url).await
             && let Ok(text) = r.text().await
             && text
                 .lines()
                 .any(|l| l.starts_with("probe_success{") && l.ends_with(" 1"))
         {
-            ok = true;
-            break;
+            Ok(())
+        } else {
+            Err(())
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    })
+    .await
+    .is_ok();
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
@@ -339,17 +341,15 @@ async fn demo_survives_its_stdout_closing() {
         .spawn()
         .unwrap();
     drop(child.stdout.take());
-    let mut served = false;
-    for _ in 0..50 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            served = true;
-            break;
+    let ms = std::time::Duration::from_millis;
+    let served = support::poll(ms(5_000), ms(100), async || {
+        match reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            _ => Err(()),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    })
+    .await
+    .is_ok();
     let alive = child.try_wait().unwrap().is_none();
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

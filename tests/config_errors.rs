@@ -339,3 +339,26 @@ fn every_kind_of_error_has_file_line_column_and_key() {
         ["probes/p.toml:1:9: unclosed array table, expected `]`"]
     );
 }
+
+/// Issue 18: each pager kind reads its own table once its `type` is known. A key the kind does
+/// not take is reported at its value with the keys it does take, every such key of the table,
+/// and the rest of the table is still checked; a table without `type` says so.
+#[test]
+fn a_pager_key_its_kind_does_not_take_lists_the_keys_it_does() {
+    const PROBE: &str = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let errs = TempConfig::new(
+        "[[pager]]\nname = \"s\"\ntype = \"slack\"\nurl = \"not a url\"\ncolour = \"red\"\nrouting_key = \"k\"\n\
+         [[pager]]\nname = \"t\"\nurl = \"http://127.0.0.1:9/\"\n",
+        &[("p.toml", PROBE)],
+    )
+    .errors();
+    assert_eq!(
+        errs,
+        [
+            "joincanary.toml:8:7: pager[0].url: is not an http:// or https:// URL",
+            "joincanary.toml:9:10: pager[0].colour: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
+            "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
+            "joincanary.toml:11:1: pager[1].type: missing field `type`",
+        ]
+    );
+}

@@ -4,9 +4,9 @@
 //! reload is doing.
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use joincanary::service::Reload;
 
@@ -65,22 +65,6 @@ const BAD: [Bad; 4] = [
     },
 ];
 
-/// Waits for `child` at most `limit` (killing it past that): its exit status, or `None`.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn check_refuses_each_hostile_file_naming_it() {
     let probe = fast_sim_probe("http://127.0.0.1:9");
@@ -95,7 +79,7 @@ fn check_refuses_each_hostile_file_naming_it() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let status = wait_bounded(&mut child, Duration::from_secs(20));
+        let status = crate::support::exit_within(&mut child, Duration::from_secs(20));
         assert!(status.is_some(), "{}: check hung", bad.name);
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -115,7 +99,7 @@ fn check_refuses_each_hostile_file_naming_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_bounded(&mut child, Duration::from_secs(20)).is_some());
+    assert!(crate::support::exit_within(&mut child, Duration::from_secs(20)).is_some());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -197,7 +181,7 @@ async fn shutdown_wins_over_a_reload_that_never_returns() {
             entered_in_loader.notify_one();
             // Blocks like a read on a hung mount, until the test lets go.
             let _ = hold.lock().unwrap().recv();
-            Err(joincanary::config::ConfigErrors(vec![]))
+            Err(joincanary::diag::ConfigErrors(vec![]))
         }),
         requests,
         sender,

@@ -96,23 +96,12 @@ kind = "http"
 url = "http://{addr}/me"
 expect_json = {{ user = "canary" }}
 headers = {{ x-request-id = "{{{{request_id}}}}" }}
-
-[[steps]]
-name = "websocket"
-kind = "ws_connect"
-url = "ws://{addr}/ws"
-
-[[steps]]
-name = "join"
-kind = "ws_send"
-text = "join"
-
-[[steps]]
-name = "joined"
-kind = "ws_expect"
-expect_regex = '"who":"(\w+)"'
-extract = {{ who = {{ regex = '"who":"(\w+)"' }} }}
 "#
+    ) + &support::ws_join_steps(
+        &format!("ws://{addr}/ws"),
+        "join",
+        r#"expect_regex = '"who":"(\w+)"'
+extract = { who = { regex = '"who":"(\w+)"' } }"#,
     );
     let probe = support::probe_from(&text, &[]);
     let run = run_probe(&probe, "test", Trigger::Manual).await;

@@ -40,8 +40,7 @@ fn set_variable(plan: &mut ProbePlan, name: &str, template: &str) {
         .iter_mut()
         .find(|(n, _)| n == name)
         .unwrap_or_else(|| panic!("{} has no variable {name}", plan.name));
-    slot.1 =
-        joincanary::flow::template::Template::parse(template).unwrap_or_else(|e| panic!("{e}"));
+    slot.1 = joincanary::template::Template::parse(template).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn passed(run: &ProbeRun, steps: &[&str]) {

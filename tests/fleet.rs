@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::support::receiver::Receiver;
 use joincanary::sim::SimServer;
 
-use crate::support::{binary, fast_sim_probe, set_faults, start_sim};
+use crate::support::{binary, eventually, fast_sim_probe, set_faults, start_sim, until};
 
 const REGIONS: [&str; 3] = ["a", "b", "c"];
 /// Heartbeat interval of the fleet (short, so the test is quick; the logic is the same at 1m).
@@ -131,17 +131,6 @@ fn heartbeats(rx: &Receiver, region: &str) -> Vec<Instant> {
         .collect()
 }
 
-/// Polls (100 ms apart, at most `secs`) until `pred` holds.
-async fn wait_until(secs: u64, what: &str, pred: impl Fn() -> bool) {
-    for _ in 0..secs * 10 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn firing(rx: &Receiver, region: &str) -> bool {
     alerts(rx, "JoinFlowFailing", region)
         .last()
@@ -158,15 +147,24 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
         .map(|(region, sim)| Some(start_prober(region, sim, &url)))
         .collect();
     for region in REGIONS {
-        wait_until(20, &format!("{region}'s first heartbeat"), || {
-            !heartbeats(&rx, region).is_empty()
-        })
+        until(
+            &format!("{region}'s first heartbeat"),
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || !heartbeats(&rx, region).is_empty(),
+        )
         .await;
     }
 
     // 1. A fault seen by region a only: a's alert, nobody else's.
     set_faults(&sims[0], json!({"signalling_drop": true})).await;
-    wait_until(20, "a's alert", || firing(&rx, "a")).await;
+    until(
+        "a's alert",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || firing(&rx, "a"),
+    )
+    .await;
     for region in ["b", "c"] {
         assert!(
             alerts(&rx, "JoinFlowFailing", region).is_empty(),
@@ -177,11 +175,16 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
     assert_eq!(a_alert["annotations"]["step"], "signalling");
     assert_eq!(a_alert["annotations"]["reason"], "no_match");
     set_faults(&sims[0], json!({"signalling_drop": false})).await;
-    wait_until(20, "a's resolve", || {
-        alerts(&rx, "JoinFlowFailing", "a")
-            .last()
-            .is_some_and(|(_, a)| is_resolve(a))
-    })
+    until(
+        "a's resolve",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            alerts(&rx, "JoinFlowFailing", "a")
+                .last()
+                .is_some_and(|(_, a)| is_resolve(a))
+        },
+    )
     .await;
 
     // 2. A fault everywhere: each region's alert, one label set but for the region, so
@@ -190,7 +193,13 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
         set_faults(sim, json!({"signalling_drop": true})).await;
     }
     for region in REGIONS {
-        wait_until(20, &format!("{region}'s alert"), || firing(&rx, region)).await;
+        until(
+            &format!("{region}'s alert"),
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || firing(&rx, region),
+        )
+        .await;
     }
     let labels: Vec<Value> = REGIONS
         .iter()
@@ -216,10 +225,15 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
     // The receiver's dead man's switch: b counts as silent once no ping came for two intervals
     // (the usual "period + grace" of Healthchecks.io-style checks, at this test's period).
     let grace = Duration::from_millis(2 * HEARTBEAT_MS);
-    wait_until(20, "b's heartbeat silence to be noticed", || {
-        let last = heartbeats(&rx, "b").last().copied().unwrap();
-        last.elapsed() > grace
-    })
+    until(
+        "b's heartbeat silence to be noticed",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let last = heartbeats(&rx, "b").last().copied().unwrap();
+            last.elapsed() > grace
+        },
+    )
     .await;
     let detected = killed.elapsed();
     let last_b = *heartbeats(&rx, "b").last().unwrap();
@@ -228,9 +242,10 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
     assert!(after_kill <= 1, "{after_kill} pings from b after kill -9");
     // a and c go on pinging through b's silence.
     for region in ["a", "c"] {
-        wait_until(
-            10,
+        until(
             &format!("{region} to ping on through b's silence"),
+            Duration::from_secs(10),
+            Duration::from_millis(100),
             || heartbeats(&rx, region).iter().any(|t| *t > last_b + grace),
         )
         .await;
@@ -265,11 +280,16 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
     //    same labels and no resolve; when the platform recovers, every region resolves.
     b.respawn();
     let restarted = Instant::now();
-    wait_until(20, "b's post after the restart", || {
-        alerts(&rx, "JoinFlowFailing", "b")
-            .iter()
-            .any(|(t, _)| *t > restarted)
-    })
+    until(
+        "b's post after the restart",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            alerts(&rx, "JoinFlowFailing", "b")
+                .iter()
+                .any(|(t, _)| *t > restarted)
+        },
+    )
     .await;
     let b_alerts = alerts(&rx, "JoinFlowFailing", "b");
     assert!(
@@ -280,11 +300,16 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
         set_faults(sim, json!({"signalling_drop": false})).await;
     }
     for region in REGIONS {
-        wait_until(20, &format!("{region}'s resolve"), || {
-            alerts(&rx, "JoinFlowFailing", region)
-                .last()
-                .is_some_and(|(_, a)| is_resolve(a))
-        })
+        until(
+            &format!("{region}'s resolve"),
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || {
+                alerts(&rx, "JoinFlowFailing", region)
+                    .last()
+                    .is_some_and(|(_, a)| is_resolve(a))
+            },
+        )
         .await;
     }
     let b_alerts = alerts(&rx, "JoinFlowFailing", "b");
@@ -302,15 +327,14 @@ async fn a_fleet_pages_per_region_and_a_killed_prober_stays_firing_and_goes_sile
             .status();
     }
     for p in probers.iter_mut().flatten() {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                assert_eq!(status.code(), Some(0));
-                break;
-            }
-            assert!(Instant::now() < deadline, "prober did not stop on SIGTERM");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let status = eventually(
+            "the prober to stop on SIGTERM",
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            async || p.child.try_wait().unwrap().ok_or("still running"),
+        )
+        .await;
+        assert_eq!(status.code(), Some(0));
     }
     for sim in sims {
         sim.shutdown().await;

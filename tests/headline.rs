@@ -111,7 +111,7 @@ async fn first_page(
         broken_from: from,
         broken_until: from + chrono::Duration::from_std(fault_lasts).unwrap(),
     });
-    let handles = joincanary::service::handles(&plan).unwrap();
+    let handles = joincanary::service::handles(&plan, clock).unwrap();
     let status = handles.status.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();

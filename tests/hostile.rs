@@ -186,25 +186,10 @@ async fn refused_port_is_connect() {
 }
 
 fn ws_probe(addr: &str, extra: &str) -> String {
-    format!(
-        r#"
-timeout = "5s"
-max_body_bytes = 4096
-[[steps]]
-name = "websocket"
-kind = "ws_connect"
-url = "ws://{addr}/ws"
-[[steps]]
-name = "join"
-kind = "ws_send"
-text = '{{"type":"join"}}'
-[[steps]]
-name = "signalling"
-kind = "ws_expect"
-expect_json = {{ type = "joined" }}
-timeout = "2s"
-{extra}
-"#
+    crate::support::ws_join_probe(
+        addr,
+        "timeout = \"5s\"\nmax_body_bytes = 4096",
+        &format!("timeout = \"2s\"\n{extra}"),
     )
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::receiver::Receiver;
 use crate::support::running::Running;
-use crate::support::{TempConfig, fast_sim_probe, start_sim};
+use crate::support::{TempConfig, eventually, fast_sim_probe, poll, start_sim, when};
 
 /// The real router behind `web::serve` on 127.0.0.1:0 with `limits`: its address, its metrics
 /// (read in-process, so a test can look while the listener is full) and its stop token.
@@ -183,13 +183,13 @@ async fn finish<T>(task: tokio::task::JoinHandle<T>, limit: Duration) -> Option<
 /// Waits (bounded) until the listener counts `n` open connections.
 async fn wait_open(metrics: &Metrics, n: usize) {
     let want = format!("joincanary_http_connections_open{{region=\"test\"}} {n}");
-    for _ in 0..500 {
-        if metrics.render().lines().any(|l| l == want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never {want}:\n{}", metrics.render());
+    eventually(
+        &want,
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        async || when(metrics.render(), |m| m.lines().any(|l| l == want)),
+    )
+    .await;
 }
 
 /// A TLS web config with one basic-auth user, and a client that trusts it.
@@ -302,29 +302,36 @@ async fn a_flood_of_idle_connections_under_a_low_fd_limit_pages_no_one() {
     };
     let before = successes(&run.log());
     // Five more runs (one a second) while the flood is held.
-    let mut ran = false;
-    for _ in 0..300 {
-        if successes(&run.log()) >= before + 5 {
-            ran = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ran = poll(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        async || {
+            (successes(&run.log()) >= before + 5)
+                .then_some(())
+                .ok_or(())
+        },
+    )
+    .await;
     let log = run.log();
-    assert!(ran, "the probe stopped passing under the flood:\n{log}");
+    assert!(
+        ran.is_ok(),
+        "the probe stopped passing under the flood:\n{log}"
+    );
     assert!(!log.contains("probe run failed"), "{log}");
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(log.contains("max_connections=64"), "{log}");
     drop(flood);
     // Once the flood goes, /metrics answers and shows the rejections.
-    let mut body = String::new();
-    for _ in 0..100 {
-        if let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await {
-            body = r.text().await.unwrap_or_default();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body = poll(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        async || match reqwest::get(format!("http://{addr}/metrics")).await {
+            Ok(r) => Ok(r.text().await.unwrap_or_default()),
+            Err(_) => Err(String::new()),
+        },
+    )
+    .await
+    .unwrap_or_else(|none| none);
     let rejected = body
         .lines()
         .find_map(|l| {

@@ -167,12 +167,10 @@ async fn run_pings_heartbeats_and_posts_the_watchdog() {
     let svc = Service::start(plan).await;
     let base = svc.base.clone();
     let count = |path: &str| rx.all().iter().filter(|(p, _, _)| p == path).count();
-    for _ in 0..100 {
-        if count("/ping/hc-secret-token") >= 3 && count("/v2/heartbeats/canary%20test/ping") >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::holds_within(Duration::from_secs(10), Duration::from_millis(100), || {
+        count("/ping/hc-secret-token") >= 3 && count("/v2/heartbeats/canary%20test/ping") >= 3
+    })
+    .await;
     assert!(count("/ping/hc-secret-token") >= 3);
     assert!(count("/v2/heartbeats/canary%20test/ping") >= 3);
     let watchdogs: Vec<_> = rx
@@ -282,19 +280,17 @@ async fn a_configmap_update_reloads_without_a_restart() {
         ],
     );
     let refused = "joincanary_config_reloads_total{region=\"test\",result=\"failure\"} 1";
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        metrics = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains(refused) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let metrics = crate::support::poll(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            crate::support::when(crate::support::get_text(&base, "/metrics").await, |m| {
+                m.contains(refused)
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|last| last);
     assert!(metrics.contains(refused), "{metrics}");
     assert!(
         metrics.contains("joincanary_config_reloads_total{region=\"test\",result=\"success\"} 1")
@@ -323,7 +319,7 @@ fn alertmanager_hold_is_checked_with_its_line() {
         load_errors(&cfg),
         [
             "joincanary.toml:10:8: pager[0].hold: must be longer than resend_interval, or a firing alert would lapse between posts",
-            "joincanary.toml:15:8: pager[1].hold: does not apply to a `pagerduty` pager",
+            "joincanary.toml:15:8: pager[1].hold: does not apply to a `pagerduty` pager, expected one of `name`, `type`, `url`, `routing_key`, `timeout`, `retry_base`, `retry_max_age`",
         ]
     );
     // The default holds a firing alert an hour, or 4 resends if that is longer.
@@ -364,26 +360,24 @@ async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     assert_eq!(value(&first, retry), Some(0.0), "{first}");
     assert_eq!(value(&first, pending), Some(0.0));
     crate::support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
-    let mut m = String::new();
-    for _ in 0..100 {
-        m = svc.metrics().await;
-        if value(&m, retry).unwrap_or(0.0) >= 2.0 && value(&m, oldest).unwrap_or(0.0) > 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let scrape = async |ok: &dyn Fn(&String) -> bool| {
+        crate::support::poll(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            async || crate::support::when(svc.metrics().await, ok),
+        )
+        .await
+        .unwrap_or_else(|last| last)
+    };
+    let m =
+        scrape(&|m| value(m, retry).unwrap_or(0.0) >= 2.0 && value(m, oldest).unwrap_or(0.0) > 0.0)
+            .await;
     assert!(value(&m, retry).unwrap_or(0.0) >= 2.0, "{m}");
     assert_eq!(value(&m, pending), Some(1.0), "{m}");
     assert!(value(&m, oldest).unwrap_or(0.0) > 0.0, "{m}");
     assert_eq!(value(&m, delivered), Some(0.0));
     rx.set_fallback(200);
-    for _ in 0..100 {
-        m = svc.metrics().await;
-        if value(&m, delivered) == Some(1.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let m = scrape(&|m| value(m, delivered) == Some(1.0)).await;
     assert_eq!(value(&m, delivered), Some(1.0), "{m}");
     assert_eq!(value(&m, pending), Some(0.0), "{m}");
     assert_eq!(value(&m, oldest), Some(0.0), "{m}");

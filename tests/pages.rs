@@ -194,12 +194,8 @@ async fn email_threads_resolve_under_trigger_across_a_restart() {
     let first = smtp.messages(1).await;
     // The server keeps the mail before it answers; stopping before the answer would send it
     // again (at least once is the outbox's promise), so wait for the dispatcher to see it.
-    for _ in 0..500 {
-        if d.pending() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let ms = std::time::Duration::from_millis;
+    support::holds_within(ms(5_000), ms(10), || d.pending() == 0).await;
     d.shutdown().await;
     // A new process: the resolve is built from the persisted incident (key and start).
     let d = Dispatcher::start(plan.pagers, &state, metrics(), rx);

@@ -264,7 +264,7 @@ fn extreme() -> impl Strategy<Value = String> {
 
 /// Every time calculation the service does with a configured duration must be possible.
 fn usable(d: std::time::Duration) -> bool {
-    d <= config::MAX_DURATION
+    d <= joincanary::diag::MAX_DURATION
         && tokio::time::Instant::now().checked_add(d).is_some()
         && chrono::Duration::from_std(d)
             .ok()
@@ -372,9 +372,9 @@ proptest! {
             Ok(peer) => {
                 let p = &peer.probes[0];
                 let last = p.last.as_ref().expect("last run");
-                prop_assert!(last.duration_ms <= config::MAX_DURATION);
-                prop_assert!(last.steps[0].duration_ms <= config::MAX_DURATION);
-                prop_assert!(last.steps[0].phases.values().all(|d| *d <= config::MAX_DURATION));
+                prop_assert!(last.duration_ms <= joincanary::diag::MAX_DURATION);
+                prop_assert!(last.steps[0].duration_ms <= joincanary::diag::MAX_DURATION);
+                prop_assert!(last.steps[0].phases.values().all(|d| *d <= joincanary::diag::MAX_DURATION));
                 prop_assert!((0.0..=3.2e10).contains(&p.history[0].duration_ms));
                 let view = joincanary::fleet::PeerView {
                     url: "http://peer".into(),

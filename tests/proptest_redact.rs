@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use joincanary::flow::{REDACTED, Redactor};
+use joincanary::redact::{REDACTED, Redactor};
 use proptest::prelude::*;
 
 use crate::secrets::{form, html, json_ascii, json_inner, leak, pct_lower};

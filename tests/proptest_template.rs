@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use joincanary::config::substitute_template;
-use joincanary::flow::template::{Context, Template, escape_literal};
+use joincanary::diag::substitute_template;
+use joincanary::template::{Context, Template, escape_literal};
 use proptest::prelude::*;
 
 /// Text rich in what templates are made of: braces, pipes, quotes, backslashes, names.

@@ -56,23 +56,10 @@ fn http_probe(url: &str) -> String {
 
 /// A websocket flow; `expect_extra` goes into the `ws_expect` step (its own timeout, say).
 fn ws_probe(addr: &str, probe_timeout: &str, expect_extra: &str) -> String {
-    format!(
-        r#"
-timeout = "{probe_timeout}"
-[[steps]]
-name = "websocket"
-kind = "ws_connect"
-url = "ws://{addr}/ws"
-[[steps]]
-name = "join"
-kind = "ws_send"
-text = '{{"type":"join"}}'
-[[steps]]
-name = "signalling"
-kind = "ws_expect"
-expect_json = {{ type = "joined" }}
-{expect_extra}
-"#
+    support::ws_join_probe(
+        addr,
+        &format!("timeout = \"{probe_timeout}\""),
+        expect_extra,
     )
 }
 
@@ -296,17 +283,7 @@ set +e
         .expect(
             "this test needs `unshare` (util-linux, root), `ip` and /usr/bin/python3: see .ci/run",
         );
-    let mut exited = false;
-    for _ in 0..400 {
-        if let Ok(Some(_)) = child.try_wait() {
-            exited = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !exited {
-        let _ = child.kill();
-    }
+    let exited = support::exit_within(&mut child, Duration::from_secs(20)).is_some();
     let out = child.wait_with_output().unwrap();
     assert_ne!(
         out.status.code(),
@@ -471,12 +448,10 @@ retry_base = "50ms"
             .count()
     };
     // Bounded: runs every 2 s; three local failures take about 6 s.
-    for _ in 0..300 {
-        if local_failures(&svc.log()) >= 3 && !hook.accepted().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::holds_within(Duration::from_secs(30), Duration::from_millis(100), || {
+        local_failures(&svc.log()) >= 3 && !hook.accepted().is_empty()
+    })
+    .await;
     let log = svc.log();
     assert!(local_failures(&log) >= 3, "{log}");
     assert!(

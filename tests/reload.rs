@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TempConfig, fast_sim_probe, probe_runs, start_sim, status};
-
-async fn wait_runs(base: &str, name: &str, at_least: u64) {
-    crate::support::wait_probe_runs(base, name, at_least).await;
-}
+use crate::support::{
+    TempConfig, fast_sim_probe, poll, probe_runs, start_sim, status, wait_probe_runs, when,
+};
 
 /// `run` on 127.0.0.1:0 with `POST /-/reload` on: its base URL, its stop token, its task.
 async fn start_reloadable(
@@ -24,7 +22,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     let one = fast_sim_probe(&sim.base_url());
     let cfg = TempConfig::new("", &[("one.toml", &one)]);
     let (base, stop, service) = start_reloadable(&cfg).await;
-    wait_runs(&base, "sim-join", 2).await;
+    wait_probe_runs(&base, "sim-join", 2).await;
 
     // A second probe appears; the first keeps its history.
     std::fs::write(
@@ -39,7 +37,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    wait_runs(&base, "second", 2).await;
+    wait_probe_runs(&base, "second", 2).await;
     let s = status(&base).await;
     assert!(probe_runs(&s, "sim-join") >= 2, "history kept: {s}");
     let metrics = reqwest::get(format!("{base}/metrics"))
@@ -73,7 +71,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         "{body}"
     );
     let before = probe_runs(&status(&base).await, "second");
-    wait_runs(&base, "second", before + 2).await;
+    wait_probe_runs(&base, "second", before + 2).await;
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
@@ -130,18 +128,17 @@ async fn sighup_reloads_the_running_binary() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..50 {
-        if reqwest::get(format!("{base}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the service came up");
+    crate::support::eventually(
+        "the service to come up",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || match reqwest::get(format!("{base}/readyz")).await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
     let r = reqwest::Client::new()
         .post(format!("{base}/-/reload"))
         .send()
@@ -160,7 +157,7 @@ async fn sighup_reloads_the_running_binary() {
     let _ = std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status();
-    wait_runs(&base, "second", 1).await;
+    wait_probe_runs(&base, "second", 1).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -195,12 +192,12 @@ async fn a_pager_added_by_reload_gets_the_open_incidents() {
             .filter(|v| v["event"] == "trigger")
             .collect()
     };
-    for _ in 0..150 {
-        if !triggers(&a).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _ = poll(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        async || when(triggers(&a), |t| !t.is_empty()),
+    )
+    .await;
     let first = triggers(&a);
     assert_eq!(first.len(), 1, "pager a paged");
 
@@ -213,17 +210,17 @@ async fn a_pager_added_by_reload_gets_the_open_incidents() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    for _ in 0..100 {
-        if !triggers(&b).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _ = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || when(triggers(&b), |t| !t.is_empty()),
+    )
+    .await;
     let told = triggers(&b);
     assert_eq!(told.len(), 1, "the new pager hears of the open incident");
     assert_eq!(told[0]["dedup_key"], first[0]["dedup_key"]);
     assert_eq!(told[0]["started_at"], first[0]["started_at"]);
-    wait_runs(
+    wait_probe_runs(
         &base,
         "sim-join",
         probe_runs(&status(&base).await, "sim-join") + 2,

@@ -43,18 +43,6 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
 }
 
-/// Polls `/metrics` (50 ms apart, at most 20 s) until `ok` holds.
-async fn wait_metrics(svc: &Service, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    for _ in 0..400 {
-        let text = svc.metrics().await;
-        if ok(&text) {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never: {what}\n{}", svc.metrics().await);
-}
-
 const RUNS_OK: &str = r#"probe_runs_total{probe="sim-resident",region="test",result="success"}"#;
 const RUNS_FAILED: &str =
     r#"probe_runs_total{probe="sim-resident",region="test",result="failure"}"#;
@@ -129,7 +117,11 @@ fn a_resident_probe_takes_the_resident_alert_defaults() {
     assert!(r.teardown.iter().all(|s| s.cleanup));
 }
 
-#[tokio::test]
+/// On tokio's paused clock (the sim, the service and the pager all in this runtime): in real
+/// time, with 1-2 s step timeouts, a loaded machine failed exchanges the test did not mean to
+/// fail. Virtual time only moves when every task waits, so a timeout fires only when the reply
+/// really is not coming.
+#[tokio::test(start_paused = true)]
 async fn one_lost_message_does_not_page_two_failed_exchanges_do() {
     let sim = support::start_sim().await;
     let (hook, hook_url) = Receiver::start(200).await;
@@ -144,13 +136,22 @@ async fn one_lost_message_does_not_page_two_failed_exchanges_do() {
     );
     let plan = cfg.load(&[("HOOK", &hook_url)]).unwrap();
     let svc = Service::start(plan).await;
-    wait_metrics(&svc, "3 exchanges", |m| metric(m, RUNS_OK) >= 3.0).await;
+    support::wait_metrics(&svc.base, "3 exchanges", Duration::from_secs(20), |m| {
+        metric(m, RUNS_OK) >= 3.0
+    })
+    .await;
 
     // One dropped announcement: one failed exchange, then passes; nobody is paged.
     support::set_faults(&sim, serde_json::json!({"signalling_drop_next": 1})).await;
-    let m = wait_metrics(&svc, "a failed exchange", |m| metric(m, RUNS_FAILED) >= 1.0).await;
+    let m = support::wait_metrics(
+        &svc.base,
+        "a failed exchange",
+        Duration::from_secs(20),
+        |m| metric(m, RUNS_FAILED) >= 1.0,
+    )
+    .await;
     let ok_after = metric(&m, RUNS_OK);
-    wait_metrics(&svc, "3 more passes", |m| {
+    support::wait_metrics(&svc.base, "3 more passes", Duration::from_secs(20), |m| {
         metric(m, RUNS_OK) >= ok_after + 3.0
     })
     .await;
@@ -169,18 +170,20 @@ async fn one_lost_message_does_not_page_two_failed_exchanges_do() {
 
     // Signalling stalls: the second failed exchange in a row pages, naming the step.
     support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
-    let mut trigger = None;
-    for _ in 0..200 {
-        trigger = hook
-            .accepted()
-            .into_iter()
-            .find(|b| b["event"] == "trigger");
-        if trigger.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let trigger = trigger.expect("the stall pages");
+    let trigger = support::eventually(
+        "the stall to page",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || {
+            let accepted = hook.accepted();
+            accepted
+                .iter()
+                .find(|b| b["event"] == "trigger")
+                .cloned()
+                .ok_or_else(|| format!("{accepted:?}"))
+        },
+    )
+    .await;
     assert_eq!(trigger["probe"], "sim-resident");
     assert_eq!(trigger["failed_step"], "echo");
     assert_eq!(trigger["reason"], "no_match");
@@ -189,17 +192,18 @@ async fn one_lost_message_does_not_page_two_failed_exchanges_do() {
 
     // Failures keep coming: the session is re-established (counted), and once the fault is
     // gone the new session passes and the incident resolves.
-    wait_metrics(&svc, "a reconnect", |m| metric(m, RECONNECTS) >= 1.0).await;
+    support::wait_metrics(&svc.base, "a reconnect", Duration::from_secs(20), |m| {
+        metric(m, RECONNECTS) >= 1.0
+    })
+    .await;
     support::set_faults(&sim, serde_json::json!({"signalling_drop": null})).await;
-    let mut resolved = false;
-    for _ in 0..400 {
-        if hook.accepted().iter().any(|b| b["event"] == "resolve") {
-            resolved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(resolved, "the incident resolves: {:?}", hook.accepted());
+    support::until(
+        "the incident to resolve",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || hook.accepted().iter().any(|b| b["event"] == "resolve"),
+    )
+    .await;
     svc.stop().await;
 }
 

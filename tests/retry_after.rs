@@ -82,12 +82,10 @@ async fn gap_after(status: u16, retry_after: fn() -> String) -> Duration {
     );
     d.send(notification(), None);
     // Bounded, on the paused clock: 100 ms steps up to 200 s of virtual time.
-    for _ in 0..2000 {
-        if arrived.lock().unwrap().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::holds_within(Duration::from_secs(200), Duration::from_millis(100), || {
+        arrived.lock().unwrap().len() >= 2
+    })
+    .await;
     d.shutdown().await;
     let arrived = arrived.lock().unwrap().clone();
     assert!(arrived.len() >= 2, "never retried: {arrived:?}");

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use joincanary::clock::Clock;
-use joincanary::config::{ProbePlan, Schedule};
+use joincanary::config::ProbePlan;
 use joincanary::report::{ProbeRun, Trigger};
+use joincanary::schedule::Schedule;
 use joincanary::scheduler::{Event, Runner, Scheduler};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -341,19 +341,23 @@ async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
         .iter()
         .map(|(n, _)| n.trim_end_matches(".toml").to_string())
         .collect();
-    let mut pages = String::new();
-    for _ in 0..300 {
-        pages = receiver
-            .all()
-            .iter()
-            .map(|(_, body, _)| body.to_string())
-            .collect::<Vec<_>>()
-            .join("\n");
-        if names.iter().all(|n| pages.contains(&format!("\"{n}\""))) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let pages = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            let pages = receiver
+                .all()
+                .iter()
+                .map(|(_, body, _)| body.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            support::when(pages, |p| {
+                names.iter().all(|n| p.contains(&format!("\"{n}\"")))
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|last| last);
     let missing: Vec<&String> = names
         .iter()
         .filter(|n| !pages.contains(&format!("\"{n}\"")))
@@ -628,14 +632,13 @@ async fn a_refused_reload_never_shows_the_environment_value() {
         "{body}"
     );
     // The refusal is logged before the reply; the reader thread may be a moment behind.
-    let mut log = running.log();
-    for _ in 0..50 {
-        if log.contains("p.toml:1:") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        log = running.log();
-    }
+    let log = support::poll(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || support::when(running.log(), |l| l.contains("p.toml:1:")),
+    )
+    .await
+    .unwrap_or_else(|last| last);
     drop(running);
     assert!(log.contains("p.toml:1:"), "the refusal is logged: {log}");
     for text in [&body, &log] {

@@ -11,25 +11,12 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    TempConfig, get_text as scrape, metric_value as value, set_faults, start_sim,
+    TempConfig, get_text as scrape, metric_value as value, set_faults, start_sim, wait_metrics,
 };
 
-/// Polls `/metrics` (at most `tries` times, 250 ms apart) until `pred` holds.
-/// Scrapes (250 ms apart) to wait for a probe running every second: 30 s, because on a loaded
-/// 2-core CI machine the 400 ms step timeouts of `fast_sim_probe` fail some runs that would pass.
-const PATIENCE: usize = 120;
-
-async fn wait_metrics(base: &str, tries: usize, pred: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    for _ in 0..tries {
-        last = scrape(base, "/metrics").await;
-        if pred(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("metrics never matched; last scrape:\n{last}");
-}
+/// How long to wait for a probe running every second: 30 s, because on a loaded 2-core CI
+/// machine the 400 ms step timeouts of `fast_sim_probe` fail some runs that would pass.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn has(metrics: &str, series: &str) -> bool {
     value(metrics, series).is_some()
@@ -58,7 +45,7 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
     ));
 
     let pr = r#"probe="sim-join",region="test""#;
-    let m = wait_metrics(&base, PATIENCE, |m| {
+    let m = wait_metrics(&base, "a success", PATIENCE, |m| {
         value(m, &format!("probe_success{{{pr}}}")) == Some(1.0)
     })
     .await;
@@ -86,7 +73,7 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
 
     set_faults(&sim, json!({"signalling_drop": true})).await;
     let failing = format!(r#"probe_failures_total{{{pr},step="signalling",reason="no_match"}}"#);
-    let m = wait_metrics(&base, PATIENCE, |m| {
+    let m = wait_metrics(&base, "a signalling failure", PATIENCE, |m| {
         value(m, &failing).unwrap_or(0.0) >= 1.0
             && value(m, &format!("probe_success{{{pr}}}")) == Some(0.0)
     })
@@ -96,7 +83,7 @@ async fn run_exports_metrics_and_history_that_follow_sim_faults() {
     set_faults(&sim, json!({"signalling_drop": false, "login_status": 500})).await;
     let login_failing =
         format!(r#"probe_failures_total{{{pr},step="login",reason="http_status"}}"#);
-    wait_metrics(&base, PATIENCE, |m| {
+    wait_metrics(&base, "a login failure", PATIENCE, |m| {
         value(m, &login_failing).unwrap_or(0.0) >= 1.0
     })
     .await;

@@ -70,22 +70,12 @@ const OOM: &str =
 
 fn join_probe(addr: &str, expect: &str) -> String {
     format!(
-        r#"
-timeout = "20s"
-[[steps]]
-name = "websocket"
-kind = "ws_connect"
-url = "ws://{addr}/ws"
-[[steps]]
-name = "join"
-kind = "ws_send"
-text = '{{"join":"{{{{uuid}}}}"}}'
-[[steps]]
-name = "signalling"
-kind = "ws_expect"
-timeout = "15s"
-{expect}
-"#
+        "timeout = \"20s\"\n{}",
+        support::ws_join_steps(
+            &format!("ws://{addr}/ws"),
+            r#"{"join":"{{uuid}}"}"#,
+            &format!("timeout = \"15s\"\n{expect}"),
+        )
     )
 }
 
@@ -179,23 +169,13 @@ async fn regex_patterns_are_templates_and_all_must_match_one_frame() {
     )
     .await;
     let text = format!(
-        r#"
-[variables]
-room = "a.b+(c)-{{{{uuid}}}}"
-[[steps]]
-name = "websocket"
-kind = "ws_connect"
-url = "ws://{addr}/ws"
-[[steps]]
-name = "join"
-kind = "ws_send"
-text = '{{"room":"{{{{room}}}}"}}'
-[[steps]]
-name = "signalling"
-kind = "ws_expect"
-expect_regex = ['"room":"{{{{room}}}}"', '"type":"joined"']
-extract = {{ seen = {{ regex = '"room":"([^"]*)"' }} }}
-"#
+        "[variables]\nroom = \"a.b+(c)-{{{{uuid}}}}\"\n{}",
+        support::ws_join_steps(
+            &format!("ws://{addr}/ws"),
+            r#"{"room":"{{room}}"}"#,
+            r#"expect_regex = ['"room":"{{room}}"', '"type":"joined"']
+extract = { seen = { regex = '"room":"([^"]*)"' } }"#,
+        )
     );
     let run = run(&text).await;
     assert!(run.success, "{run:#?}");

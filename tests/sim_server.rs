@@ -1,5 +1,8 @@
 //! End-to-end tests of the reference conference server: real HTTP and websocket clients
-//! against `SimServer` on 127.0.0.1, covering login, signalling, pings and every fault.
+//! against `SimServer` on 127.0.0.1, covering login, signalling, pings and every fault. Tests
+//! about time (delays, pings, a prompt shutdown, an outage that loses joins) run on tokio's
+//! paused clock: the server is in this runtime, so its timers and the test's agree, and no
+//! bound depends on how loaded the machine is.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -274,7 +277,7 @@ async fn two_connections_in_a_room_see_each_other() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pings_arrive_every_second() {
     let server = start().await;
     let mut ws = connect(&server).await;
@@ -502,7 +505,7 @@ async fn login_status_fault_overrides_credentials() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn login_delay_fault_delays_the_answer() {
     let server = start().await;
     let delay = Duration::from_millis(400);
@@ -540,7 +543,7 @@ async fn ws_reject_fault_refuses_the_upgrade() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn signalling_delay_fault_delays_joined() {
     let server = start().await;
     let mut ws = connect(&server).await;
@@ -557,7 +560,7 @@ async fn signalling_delay_fault_delays_joined() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn signalling_drop_fault_loses_joins_but_pings_flow() {
     let server = start().await;
     let mut ws = connect(&server).await;
@@ -577,7 +580,7 @@ async fn signalling_drop_fault_loses_joins_but_pings_flow() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_closes_websockets_promptly() {
     let server = start().await;
     let addr = server.local_addr();

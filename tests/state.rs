@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::receiver::Receiver;
-use crate::support::{TempConfig, set_faults, start_sim, status};
+use crate::support::{TempConfig, eventually, poll, set_faults, start_sim, status, until, when};
 
 const KEY: &str = "joincanary/test/sim-join/critical";
 
@@ -67,34 +67,43 @@ impl Running {
     }
 }
 
-/// Waits (bounded) for the webhook to have accepted a notification matching `event`.
+/// Waits (25 ms apart, at most 10 s) for the webhook to have accepted a notification
+/// matching `event`.
 async fn wait_event(hook: &Receiver, event: &str) -> Value {
-    for _ in 0..400 {
-        if let Some(v) = hook
-            .accepted()
-            .into_iter()
-            .find(|v| v["event"] == event && v["dedup_key"] == KEY)
-        {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no {event} reached the pager: {:?}", hook.all());
+    eventually(
+        &format!("a {event} at the pager"),
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        async || {
+            hook.accepted()
+                .into_iter()
+                .find(|v| v["event"] == event && v["dedup_key"] == KEY)
+                .ok_or_else(|| format!("{:?}", hook.all()))
+        },
+    )
+    .await
 }
 
+/// Waits (25 ms apart, at most 10 s) for the status to show the alert open (or closed).
 async fn wait_alert(base: &str, open: bool) -> Value {
-    for _ in 0..400 {
-        let s = status(base).await;
-        let alerts = s["probes"][0]["alerts"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if alerts.is_empty() != open {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("alert never {}", if open { "opened" } else { "closed" });
+    eventually(
+        if open {
+            "the alert open"
+        } else {
+            "the alert closed"
+        },
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        async || {
+            when(status(base).await, |s| {
+                s["probes"][0]["alerts"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty())
+                    != open
+            })
+        },
+    )
+    .await
 }
 
 fn log_lines(state: &Path) -> Vec<String> {
@@ -206,12 +215,12 @@ async fn a_lost_delivery_record_re_sends_the_trigger_of_an_open_alert() {
     damage(&state, "s/");
     let before = hook.accepted().len();
     let svc = start(&cfg).await;
-    for _ in 0..400 {
-        if hook.accepted().len() > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let _ = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        async || when(hook.accepted().len(), |n| *n > before),
+    )
+    .await;
     let sent = hook.accepted();
     assert_eq!(sent.len(), before + 1, "{sent:?}");
     assert_eq!(sent[before]["event"], "trigger");
@@ -240,12 +249,12 @@ async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
     legacy_files(&state, r#"{"version":1,"next_id":3,"pend"#);
     let before = hook.accepted().len();
     let svc = start(&cfg).await;
-    for _ in 0..400 {
-        if hook.accepted().len() > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let _ = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        async || when(hook.accepted().len(), |n| *n > before),
+    )
+    .await;
     let sent = hook.accepted();
     assert_eq!(sent.len(), before + 1, "{sent:?}");
     assert_eq!(sent[before]["event"], "trigger");
@@ -298,18 +307,18 @@ async fn a_failing_disk_and_a_reload_keep_the_incident() {
     assert_eq!(s["probes"][0]["alerts"][0]["dedup_key"], KEY, "{s}");
     // The disk recovers: everything is written, in a fresh file.
     std::fs::remove_dir_all(state.join("state.log")).unwrap();
-    let mut written = false;
-    for _ in 0..600 {
-        let loaded = joincanary::store::read(&state.join("state.log"));
-        if let Some(a) = loaded.entries.get("a/sim-join")
-            && serde_json::from_str::<Value>(a).unwrap()["critical"]["dedup_key"] == KEY
-        {
-            written = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(written, "state written once the disk recovered");
+    until(
+        "the state written once the disk recovered",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let loaded = joincanary::store::read(&state.join("state.log"));
+            loaded.entries.get("a/sim-join").is_some_and(|a| {
+                serde_json::from_str::<Value>(a).unwrap()["critical"]["dedup_key"] == KEY
+            })
+        },
+    )
+    .await;
     // Listed once every writer has stopped: while it runs, the status history's save may be
     // between writing its temp file and renaming it (seen under load), which leaves nothing.
     svc.stop().await;
@@ -382,14 +391,17 @@ async fn probe_success_and_the_open_incident_survive_a_restart() {
     let last_run = "probe_last_run_timestamp_seconds{probe=\"sim-join\",region=\"test\"}";
     let firing = "probe_alert_firing{probe=\"sim-join\",region=\"test\",severity=\"critical\"}";
     // Stopped (SIGTERM's path) while the last run failed: it saves the status history.
-    let mut before = String::new();
-    for _ in 0..200 {
-        before = scrape(svc.base.clone()).await;
-        if metric_value(&before, success) == Some(0.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let before = poll(
+        Duration::from_secs(2),
+        Duration::from_millis(10),
+        async || {
+            when(scrape(svc.base.clone()).await, |m| {
+                metric_value(m, success) == Some(0.0)
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|last| last);
     svc.stop().await;
     let before_status = serde_json::to_string(
         &joincanary::store::read(&cfg.dir.path().join("state/state.log")).entries,

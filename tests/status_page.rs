@@ -14,7 +14,9 @@ use serde_json::json;
 
 use crate::support::receiver::Receiver;
 use crate::support::running::Running;
-use crate::support::{TempConfig, fast_sim_probe, set_faults, start_sim};
+use crate::support::{
+    TempConfig, eventually, fast_sim_probe, get_text, set_faults, start_sim, when,
+};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -85,13 +87,10 @@ async fn status(base: &str) -> serde_json::Value {
 
 /// Polls (250 ms apart, at most 30 s) until `pred` holds for the service's status document.
 async fn wait_status(base: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
-    for _ in 0..120 {
-        if pred(&status(base).await) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what} never happened: {}", status(base).await);
+    eventually(what, PATIENCE, EVERY, async || {
+        when(status(base).await, &pred)
+    })
+    .await;
 }
 
 fn state_of(doc: &serde_json::Value) -> String {
@@ -100,20 +99,16 @@ fn state_of(doc: &serde_json::Value) -> String {
 
 /// Polls the page itself until `pred` holds (the peer cache lives a few seconds).
 async fn wait_page(base: &str, what: &str, pred: impl Fn(&str) -> bool) {
-    for _ in 0..120 {
-        let page = reqwest::get(format!("{base}/"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if pred(&page) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("page never showed {what}");
+    eventually(what, PATIENCE, EVERY, async || {
+        when(get_text(base, "/").await, |p| pred(p))
+    })
+    .await;
 }
+
+/// How long (and how often) the polls above look: a probe runs every second, and on a loaded
+/// machine some of its runs fail that would pass.
+const PATIENCE: Duration = Duration::from_secs(30);
+const EVERY: Duration = Duration::from_millis(250);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() {

@@ -79,7 +79,7 @@ async fn start(probe: &str, panic_on: Vec<u32>) -> Running {
         count: AtomicU32::new(0),
         panic_on,
     });
-    let handles = joincanary::service::handles(&plan).unwrap();
+    let handles = joincanary::service::handles(&plan, clock).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();

@@ -42,3 +42,4 @@ mod status_page;
 mod supervision;
 mod tls;
 mod web_config;
+mod webrtc;

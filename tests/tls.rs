@@ -118,22 +118,11 @@ url = "https://{addr}/api/login"
 json = {{ username = "u" }}
 extract = {{ token = {{ json = "/token" }} }}
 
-[[steps]]
-name = "websocket"
-kind = "ws_connect"
-url = "wss://{addr}/ws?token={{{{token}}}}"
-
-[[steps]]
-name = "join"
-kind = "ws_send"
-text = "join"
-
-[[steps]]
-name = "signalling"
-kind = "ws_expect"
-expect_json = {{ type = "joined" }}
-timeout = "2s"
 "#
+    ) + &support::ws_join_steps(
+        &format!("wss://{addr}/ws?token={{{{token}}}}"),
+        "join",
+        "expect_json = { type = \"joined\" }\ntimeout = \"2s\"",
     )
 }
 

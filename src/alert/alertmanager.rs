@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::notify::{DeliveryError, Request, Secret};
+use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits, render};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::diag::{Ctx, S};
 
 /// Firing alerts and the watchdog are posted this often. 30 s, so the watchdog's `endsAt`
 /// ([`watchdog_ttl`]: 45 s) stays inside a dead man's switch notified every minute: after
@@ -52,19 +52,35 @@ pub struct Alertmanager {
     pub hold: Duration,
 }
 
+pager_table! {
+    /// `type = "alertmanager"`.
+    pub struct RawAlertmanager {
+        /// Alertmanager's base URL, e.g. `http://alertmanager:9093` (may hold credentials).
+        pub url: Option<S<String>>,
+        /// How often firing alerts and the watchdog are posted (default 30s, at most 1h).
+        pub resend_interval: Option<S<String>>,
+        /// How long a firing alert stays firing after the last post if nothing resolves it (a
+        /// dead prober must not resolve its incident); default 1h.
+        pub hold: Option<S<String>>,
+    }
+}
+
 impl Alertmanager {
-    pub(crate) fn build(ctx: &mut Ctx<'_>, p: &S<RawPager>, i: usize) -> Option<Alertmanager> {
-        let r = p.get_ref();
-        super::reject_keys(ctx, r, i, &["url", "resend_interval", "hold"]);
-        let url = super::required(ctx, p, r.url.as_ref(), i, "url")
-            .and_then(|u| super::check_url(ctx, u, r.url.as_ref(), i, "url"));
+    pub(crate) fn build(
+        ctx: &mut Ctx<'_>,
+        e: &Entry<'_>,
+        r: &RawAlertmanager,
+    ) -> Option<Alertmanager> {
+        let url = e
+            .required(ctx, r.url.as_ref(), "url")
+            .and_then(|u| e.url(ctx, u, r.url.as_ref(), "url"));
         let (min, max) = RESEND_INTERVAL_RANGE;
         let resend_interval = match &r.resend_interval {
-            Some(v) => ctx.duration_within(v, &format!("pager[{i}].resend_interval"), min, max),
+            Some(v) => ctx.duration_within(v, &e.key("resend_interval"), min, max),
             None => Some(DEFAULT_RESEND_INTERVAL),
         };
         let hold = match &r.hold {
-            Some(v) => ctx.duration_within(v, &format!("pager[{i}].hold"), min, MAX_HOLD),
+            Some(v) => ctx.duration_within(v, &e.key("hold"), min, MAX_HOLD),
             // Never shorter than a few resends, whatever the resend interval.
             None => Some(DEFAULT_HOLD.max(resend_interval.unwrap_or_default().saturating_mul(4))),
         };
@@ -73,7 +89,7 @@ impl Alertmanager {
         {
             ctx.error(
                 r.hold.as_ref().map(|v| v.span()),
-                format!("pager[{i}].hold"),
+                e.key("hold"),
                 "must be longer than resend_interval, or a firing alert would lapse between posts",
             );
         }
@@ -224,7 +240,7 @@ pub(crate) struct HttpAm<'a> {
     pub plan: &'a Alertmanager,
     pub client: &'a reqwest::Client,
     pub timeout: Duration,
-    pub redactor: &'a crate::flow::Redactor,
+    pub redactor: &'a crate::redact::Redactor,
 }
 
 impl AmApi for HttpAm<'_> {
@@ -236,7 +252,7 @@ impl AmApi for HttpAm<'_> {
                 .get(&url)
                 .send()
                 .await
-                .map_err(|e| crate::flow::error_chain(&e.without_url()))?;
+                .map_err(|e| crate::net::error_chain(&e.without_url()))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("HTTP {status}"));
@@ -245,7 +261,7 @@ impl AmApi for HttpAm<'_> {
             while let Some(chunk) = resp
                 .chunk()
                 .await
-                .map_err(|e| crate::flow::error_chain(&e.without_url()))?
+                .map_err(|e| crate::net::error_chain(&e.without_url()))?
             {
                 if body.len() + chunk.len() > MAX_API_BODY {
                     return Err(format!("answer larger than {MAX_API_BODY} bytes"));

@@ -146,9 +146,9 @@ impl Outbox {
     pub(crate) fn migrate_legacy(
         path: &Path,
     ) -> Result<Option<Vec<(String, serde_json::Value)>>, String> {
-        let bytes = match crate::config::file::read_state(path) {
+        let bytes = match crate::diag::file::read_state(path) {
             Ok(b) => b,
-            Err(crate::config::file::FileError::Io(e))
+            Err(crate::diag::file::FileError::Io(e))
                 if e.kind() == std::io::ErrorKind::NotFound =>
             {
                 return Ok(None);
@@ -305,7 +305,7 @@ impl Dispatcher {
                     let (delivery, clock) = (shared.metrics.delivery.clone(), shared.clock);
                     move || -> Box<dyn Notifier> {
                         let notifier = match &client {
-                            Ok(c) => notify::notifier_for(&plan, c),
+                            Ok(c) => super::pagers::notifier_for(&plan, c),
                             Err(e) => Err(e.clone()),
                         }
                         .unwrap_or_else(|e| {
@@ -829,7 +829,7 @@ struct Watchdog {
     plan: super::alertmanager::Alertmanager,
     client: reqwest::Client,
     timeout: Duration,
-    redactor: crate::flow::Redactor,
+    redactor: crate::redact::Redactor,
 }
 
 impl Watchdog {
@@ -923,7 +923,7 @@ pub async fn test_page(
                     };
                     return super::alertmanager::test_page(&api, am, n, wait, &clock).await;
                 }
-                let notifier = notify::notifier_for(plan, &client)?;
+                let notifier = super::pagers::notifier_for(plan, &client)?;
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {
                     // Opsgenie creates alerts asynchronously; a close sent at once can miss it.

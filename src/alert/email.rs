@@ -12,10 +12,10 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, Tls
 use lettre::transport::smtp::extension::ClientId;
 
 use super::notify::{DeliveryError, Notifier, Secret, SendFuture};
+use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, limits, render};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
-use crate::flow::error_chain;
+use crate::diag::{Ctx, S};
+use crate::net::error_chain;
 
 /// How the SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,18 +49,31 @@ pub struct Email {
     pub to: Vec<Mailbox>,
 }
 
+pager_table! {
+    /// `type = "email"`.
+    pub struct RawEmail {
+        /// The SMTP server.
+        pub host: Option<S<String>>,
+        /// Default by `tls`: 587, 465 or 25.
+        pub port: Option<S<i64>>,
+        /// `starttls` (default), `tls` or `none`.
+        pub tls: Option<S<String>>,
+        /// SMTP login (with `password`).
+        pub username: Option<S<String>>,
+        /// SMTP password (a secret).
+        pub password: Option<S<String>>,
+        /// The sender address.
+        pub from: Option<S<String>>,
+        /// The recipients: a list of at least one address.
+        pub to: Option<S<Vec<S<String>>>>,
+    }
+}
+
 impl Email {
-    pub(crate) fn build(ctx: &mut Ctx<'_>, p: &S<RawPager>, i: usize) -> Option<Email> {
-        let r = p.get_ref();
-        let key = |k: &str| format!("pager[{i}].{k}");
-        super::reject_keys(
-            ctx,
-            r,
-            i,
-            &["host", "port", "tls", "username", "password", "from", "to"],
-        );
-        let host = super::required(ctx, p, r.host.as_ref(), i, "host");
-        let tls = match super::optional(ctx, r.tls.as_ref(), i, "tls").as_deref() {
+    pub(crate) fn build(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawEmail) -> Option<Email> {
+        let key = |k: &str| e.key(k);
+        let host = e.required(ctx, r.host.as_ref(), "host");
+        let tls = match e.optional(ctx, r.tls.as_ref(), "tls").as_deref() {
             None | Some("starttls") => Some(TlsMode::StartTls),
             Some("tls") => Some(TlsMode::Tls),
             Some("none") => Some(TlsMode::None),
@@ -89,11 +102,11 @@ impl Email {
             },
             None => Some(None),
         };
-        let username = super::optional(ctx, r.username.as_ref(), i, "username");
-        let password = super::optional(ctx, r.password.as_ref(), i, "password");
+        let username = e.optional(ctx, r.username.as_ref(), "username");
+        let password = e.optional(ctx, r.password.as_ref(), "password");
         if username.is_some() != password.is_some() {
             ctx.error(
-                Some(p.span()),
+                Some(e.span.clone()),
                 key(if username.is_some() {
                     "password"
                 } else {
@@ -124,7 +137,7 @@ impl Email {
         let mut to_ok = true;
         if let Some(list) = &r.to {
             for (j, v) in list.get_ref().iter().enumerate() {
-                match mailbox(v, &format!("pager[{i}].to[{j}]")) {
+                match mailbox(v, &key(&format!("to[{j}]"))) {
                     Some(m) => to.push(m),
                     None => to_ok = false,
                 }
@@ -132,13 +145,13 @@ impl Email {
         }
         if r.from.is_none() {
             ctx.error(
-                Some(p.span()),
+                Some(e.span.clone()),
                 key("from"),
                 "is required for an `email` pager",
             );
         }
         if to.is_empty() && to_ok {
-            let span = r.to.as_ref().map_or(p.span(), |v| v.span());
+            let span = r.to.as_ref().map_or(e.span.clone(), |v| v.span());
             ctx.error(
                 Some(span),
                 key("to"),
@@ -414,7 +427,7 @@ pub struct EmailNotifier {
     tls: Option<TlsParameters>,
     credentials: Option<Credentials>,
     timeout: Duration,
-    redactor: crate::flow::Redactor,
+    redactor: crate::redact::Redactor,
 }
 
 impl EmailNotifier {
@@ -423,7 +436,7 @@ impl EmailNotifier {
     pub fn new(
         plan: &Email,
         timeout: Duration,
-        redactor: crate::flow::Redactor,
+        redactor: crate::redact::Redactor,
     ) -> Result<EmailNotifier, DeliveryError> {
         let tls = match plan.tls {
             TlsMode::None => None,
@@ -481,12 +494,12 @@ impl EmailNotifier {
                         ))
                     })?;
                 Box::new(SmtpStream(
-                    crate::flow::Capped::new(tls, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
+                    crate::net::Capped::new(tls, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
                     peer,
                 ))
             }
             _ => Box::new(SmtpStream(
-                crate::flow::Capped::new(tcp, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
+                crate::net::Capped::new(tcp, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
                 peer,
             )),
         };
@@ -533,7 +546,7 @@ fn smtp_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
         std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let mut config = (*crate::flow::tls_client_config(Vec::new())).clone();
+            let mut config = (*crate::net::tls_client_config(Vec::new())).clone();
             config.alpn_protocols.clear();
             std::sync::Arc::new(config)
         })
@@ -542,7 +555,7 @@ fn smtp_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
 
 /// A capped connection as lettre takes one (it asks for the peer's address).
 #[derive(Debug)]
-struct SmtpStream<S>(crate::flow::Capped<S>, Option<std::net::SocketAddr>);
+struct SmtpStream<S>(crate::net::Capped<S>, Option<std::net::SocketAddr>);
 
 impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SmtpStream<S> {
     fn poll_read(

@@ -68,7 +68,7 @@ pub fn open_store(state_dir: &Path) -> (Store, Loaded) {
     let outbox_path = state_dir.join(LEGACY_OUTBOX_FILE);
     let mut records: Vec<(String, serde_json::Value)> = Vec::new();
     let mut found = false;
-    if let Ok(bytes) = crate::config::file::read_state(&state_path) {
+    if let Ok(bytes) = crate::diag::file::read_state(&state_path) {
         found = true;
         match serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(&bytes) {
             Ok(states) => {

@@ -118,7 +118,7 @@ pub struct Observed {
     pager: String,
     health: std::sync::Arc<DeliveryHealth>,
     clock: Clock,
-    redactor: crate::flow::Redactor,
+    redactor: crate::redact::Redactor,
 }
 
 impl Observed {

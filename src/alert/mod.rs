@@ -14,21 +14,21 @@ pub mod limits;
 pub mod notify;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod pagers;
 pub mod policy;
 pub mod render;
+pub mod table;
 pub mod webhook;
 
 pub use dispatch::{Dispatcher, test_page};
 pub use notify::{DeliveryError, Notifier, Secret};
+pub use pagers::{DEFAULT_PAGER_TIMEOUT, PagerKind, PagerPlan};
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
 use crate::report::FailureReason;
 
 /// How bad: a broken flow pages (`critical`); a slow one warns (`warning`).
@@ -126,75 +126,6 @@ impl Notification {
     }
 }
 
-/// Default per-request timeout of a pager.
-pub const DEFAULT_PAGER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One configured, validated pager. `Debug` never shows a secret: they are [`Secret`]s, and
-/// the redactor is left out.
-#[derive(Clone)]
-pub struct PagerPlan {
-    pub name: String,
-    pub kind: PagerKind,
-    /// Per-request timeout (`timeout`, default 10 s).
-    pub timeout: Duration,
-    /// How undelivered notifications are retried.
-    pub retry: RetryPolicy,
-    /// Every secret value of this pager (and everything it took from the environment): scrubbed
-    /// from every error message a delivery produces.
-    pub redactor: crate::flow::Redactor,
-}
-
-impl std::fmt::Debug for PagerPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PagerPlan")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PagerPlan {
-    /// The provider's `type` word.
-    pub fn type_name(&self) -> &'static str {
-        self.kind.type_name()
-    }
-}
-
-/// Provider settings, validated.
-#[derive(Debug, Clone)]
-pub enum PagerKind {
-    PagerDuty(pagerduty::PagerDuty),
-    Opsgenie(opsgenie::Opsgenie),
-    Alertmanager(alertmanager::Alertmanager),
-    Slack(webhook::Slack),
-    Webhook(webhook::Webhook),
-    Email(email::Email),
-}
-
-impl PagerKind {
-    pub const TYPES: [&'static str; 6] = [
-        "pagerduty",
-        "opsgenie",
-        "alertmanager",
-        "slack",
-        "webhook",
-        "email",
-    ];
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            PagerKind::PagerDuty(_) => "pagerduty",
-            PagerKind::Opsgenie(_) => "opsgenie",
-            PagerKind::Alertmanager(_) => "alertmanager",
-            PagerKind::Slack(_) => "slack",
-            PagerKind::Webhook(_) => "webhook",
-            PagerKind::Email(_) => "email",
-        }
-    }
-}
-
 /// Capped exponential backoff with jitter, for retryable failures only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -222,203 +153,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before attempt `attempt + 1` (after `attempt` failures), with ±20% jitter.
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
-        let capped = exp.min(self.cap);
-        capped.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0))
-    }
-}
-
-/// Reads the keys every provider shares, then the provider's own, reporting every problem.
-pub(crate) fn build_pagers(ctx: &mut Ctx<'_>, raw: &[S<RawPager>]) -> Vec<PagerPlan> {
-    let mut out = Vec::new();
-    let mut names = HashSet::new();
-    for (i, p) in raw.iter().enumerate() {
-        let key = |k: &str| format!("pager[{i}].{k}");
-        let env_before = ctx.env_values.len();
-        let name = p.get_ref().name.get_ref().trim().to_string();
-        if name.is_empty() || name.chars().any(|c| c.is_control() || c == '"') {
-            ctx.error(
-                Some(p.get_ref().name.span()),
-                key("name"),
-                "must be a non-empty label without quotes or control characters",
-            );
-        } else if !names.insert(name.clone()) {
-            ctx.error(
-                Some(p.get_ref().name.span()),
-                key("name"),
-                format_args!("another pager is already named `{name}`"),
-            );
-        }
-        let timeout = match &p.get_ref().timeout {
-            Some(t) => ctx.duration(t, &key("timeout")),
-            None => Some(DEFAULT_PAGER_TIMEOUT),
-        };
-        let r = p.get_ref();
-        let kind = match r.kind.get_ref().as_str() {
-            "pagerduty" => pagerduty::PagerDuty::build(ctx, p, i).map(PagerKind::PagerDuty),
-            "opsgenie" => opsgenie::Opsgenie::build(ctx, p, i).map(PagerKind::Opsgenie),
-            "alertmanager" => {
-                alertmanager::Alertmanager::build(ctx, p, i).map(PagerKind::Alertmanager)
-            }
-            "slack" => webhook::Slack::build(ctx, p, i).map(PagerKind::Slack),
-            "webhook" => webhook::Webhook::build(ctx, p, i).map(PagerKind::Webhook),
-            "email" => email::Email::build(ctx, p, i).map(PagerKind::Email),
-            other => {
-                ctx.error(
-                    Some(r.kind.span()),
-                    key("type"),
-                    format_args!(
-                        "unknown pager type `{other}`; expected one of: {}",
-                        PagerKind::TYPES.join(", ")
-                    ),
-                );
-                None
-            }
-        };
-        let mut retry = RetryPolicy::default();
-        if let Some(v) = &r.retry_base
-            && let Some(d) = ctx.duration(v, &key("retry_base"))
-        {
-            retry.base = d;
-            retry.cap = retry.cap.max(d);
-        }
-        if let Some(v) = &r.retry_max_age
-            && let Some(d) = ctx.duration(v, &key("retry_max_age"))
-        {
-            retry.max_age = d;
-        }
-        let Some(kind) = kind else { continue };
-        let Some(timeout) = timeout else { continue };
-        // Secrets written literally (not via `${ENV}`) must not leak either.
-        let mut redactor = crate::flow::Redactor::new(ctx.env_values[env_before..].iter().cloned());
-        for s in notify::secrets_of(&kind) {
-            redactor.add(s);
-        }
-        out.push(PagerPlan {
-            name,
-            kind,
-            timeout,
-            retry,
-            redactor,
-        });
-    }
-    out
-}
-
-/// Keys a provider does not use: reported, so a typo'd setting is not silently ignored.
-pub(crate) fn reject_keys(ctx: &mut Ctx<'_>, r: &RawPager, i: usize, allowed: &[&str]) {
-    let present: [(&str, Option<std::ops::Range<usize>>); 16] = [
-        ("url", r.url.as_ref().map(|v| v.span())),
-        ("routing_key", r.routing_key.as_ref().map(|v| v.span())),
-        ("api_key", r.api_key.as_ref().map(|v| v.span())),
-        ("region", r.region.as_ref().map(|v| v.span())),
-        ("priority", r.priority.as_ref().map(|v| v.span())),
-        (
-            "warning_priority",
-            r.warning_priority.as_ref().map(|v| v.span()),
-        ),
-        ("headers", r.headers.values().next().map(|v| v.span())),
-        (
-            "resend_interval",
-            r.resend_interval.as_ref().map(|v| v.span()),
-        ),
-        ("hold", r.hold.as_ref().map(|v| v.span())),
-        ("host", r.host.as_ref().map(|v| v.span())),
-        ("port", r.port.as_ref().map(|v| v.span())),
-        ("tls", r.tls.as_ref().map(|v| v.span())),
-        ("username", r.username.as_ref().map(|v| v.span())),
-        ("password", r.password.as_ref().map(|v| v.span())),
-        ("from", r.from.as_ref().map(|v| v.span())),
-        ("to", r.to.as_ref().map(|v| v.span())),
-    ];
-    for (k, span) in present {
-        if let Some(span) = span
-            && !allowed.contains(&k)
-        {
-            ctx.error(
-                Some(span),
-                format!("pager[{i}].{k}"),
-                format_args!("does not apply to {}", a_pager(r.kind.get_ref())),
-            );
-        }
-    }
-}
-
-/// A required string key, `${ENV}`-substituted; reports its absence (at the pager's table).
-pub(crate) fn required(
-    ctx: &mut Ctx<'_>,
-    pager: &S<RawPager>,
-    value: Option<&S<String>>,
-    i: usize,
-    k: &str,
-) -> Option<String> {
-    let key = format!("pager[{i}].{k}");
-    match value {
-        Some(v) => non_empty(ctx, v, &key),
-        None => {
-            ctx.error(
-                Some(pager.span()),
-                key,
-                format_args!(
-                    "is required for {}",
-                    a_pager(pager.get_ref().kind.get_ref())
-                ),
-            );
-            None
-        }
-    }
-}
-
-/// "a `slack` pager", "an `email` pager".
-pub(crate) fn a_pager(kind: &str) -> String {
-    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("{article} `{kind}` pager")
-}
-
-/// An optional string key, `${ENV}`-substituted (`None` when absent or invalid; invalid is
-/// reported).
-pub(crate) fn optional(
-    ctx: &mut Ctx<'_>,
-    value: Option<&S<String>>,
-    i: usize,
-    k: &str,
-) -> Option<String> {
-    non_empty(ctx, value?, &format!("pager[{i}].{k}"))
-}
-
-fn non_empty(ctx: &mut Ctx<'_>, v: &S<String>, key: &str) -> Option<String> {
-    let text = ctx.env_str(v, key)?;
-    if text.trim().is_empty() {
-        ctx.error(Some(v.span()), key, "must not be empty");
-        return None;
-    }
-    Some(text.trim().to_string())
-}
-
-/// Checks an http(s) URL. The message never repeats the URL: webhook URLs are secrets.
-pub(crate) fn check_url(
-    ctx: &mut Ctx<'_>,
-    text: String,
-    span: Option<&S<String>>,
-    i: usize,
-    k: &str,
-) -> Option<String> {
-    match url::Url::parse(&text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(text),
-        _ => {
-            ctx.error(
-                span.map(|s| s.span()),
-                format!("pager[{i}].{k}"),
-                "is not an http:// or https:// URL",
-            );
-            None
-        }
+        let capped = crate::backoff::capped(self.base, self.cap, attempt.saturating_sub(1));
+        crate::backoff::spread(capped, jitter, 0.2)
     }
 }
 
@@ -444,12 +180,12 @@ pub fn links(plan: &crate::config::Plan) -> Vec<Link> {
 /// (`check` prints these, `run` logs them): one per probe, pager and field, located at the
 /// probe's `name`. Every such field is fitted deterministically when sent (see [`limits`]), so
 /// none of these stops a page; they say what on-call will see instead of the full text.
-pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::config::ConfigError> {
+pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::diag::ConfigError> {
     let mut out = Vec::new();
     for p in &plan.probes {
         let (line, column) = name_position(&p.source);
         let mut note = |message: String| {
-            out.push(crate::config::ConfigError {
+            out.push(crate::diag::ConfigError {
                 file: p.source.clone(),
                 line,
                 column,
@@ -531,7 +267,7 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::config::ConfigError
 /// name comes from the file name.
 pub(crate) fn name_position(path: &std::path::Path) -> (usize, usize) {
     // The config reader: the file may have been swapped for a FIFO since it loaded.
-    let Ok(text) = crate::config::file::read_text(path) else {
+    let Ok(text) = crate::diag::file::read_text(path) else {
         return (0, 0);
     };
     for (i, l) in text.lines().enumerate() {

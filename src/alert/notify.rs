@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::{Notification, PagerKind, PagerPlan};
-use crate::flow::error_chain;
+use super::Notification;
+use crate::net::error_chain;
 
 /// A secret value (routing key, API key, password, webhook URL). `Debug` and `Display` print
 /// `[redacted]`, so a secret cannot reach a log line by formatting its holder.
@@ -68,7 +68,7 @@ impl DeliveryError {
         }
     }
 
-    pub(crate) fn scrub(self, redactor: &crate::flow::Redactor) -> DeliveryError {
+    pub(crate) fn scrub(self, redactor: &crate::redact::Redactor) -> DeliveryError {
         match self {
             DeliveryError::Retryable(m) => DeliveryError::Retryable(redactor.scrub(&m)),
             DeliveryError::Permanent(m) => DeliveryError::Permanent(redactor.scrub(&m)),
@@ -238,56 +238,28 @@ fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
     DeliveryError::Retryable(error_chain(&e))
 }
 
-/// Builds the notifier for one pager.
-///
-/// # Errors
-/// An email pager whose transport cannot be built (a TLS setup problem).
-pub fn notifier_for(
-    plan: &PagerPlan,
+/// Builds a request with a provider's pure builder for each notification.
+pub(crate) type BuildFn = Box<dyn Fn(&Notification) -> Request + Send + Sync>;
+
+/// The notifier of an HTTP provider: builds the request with `build`, posts it, and scrubs
+/// every secret of the pager from the error.
+pub(crate) fn http_notifier(
+    timeout: Duration,
+    redactor: crate::redact::Redactor,
     client: &reqwest::Client,
-) -> Result<Box<dyn Notifier>, DeliveryError> {
-    let build: BuildFn = match &plan.kind {
-        PagerKind::PagerDuty(p) => {
-            let p = p.clone();
-            Box::new(move |n| super::pagerduty::build_request(&p, n))
-        }
-        PagerKind::Opsgenie(p) => {
-            let p = p.clone();
-            Box::new(move |n| super::opsgenie::build_request(&p, n))
-        }
-        PagerKind::Alertmanager(p) => {
-            let p = p.clone();
-            Box::new(move |n| super::alertmanager::build_request(&p, n))
-        }
-        PagerKind::Slack(p) => {
-            let p = p.clone();
-            Box::new(move |n| super::webhook::build_slack_request(&p, n))
-        }
-        PagerKind::Webhook(p) => {
-            let p = p.clone();
-            Box::new(move |n| super::webhook::build_request(&p, n))
-        }
-        PagerKind::Email(e) => {
-            return Ok(Box::new(super::email::EmailNotifier::new(
-                e,
-                plan.timeout,
-                plan.redactor.clone(),
-            )?));
-        }
-    };
-    Ok(Box::new(HttpNotifier {
-        timeout: plan.timeout,
-        redactor: plan.redactor.clone(),
+    build: BuildFn,
+) -> Box<dyn Notifier> {
+    Box::new(HttpNotifier {
+        timeout,
+        redactor,
         client: client.clone(),
         build,
-    }))
+    })
 }
-
-type BuildFn = Box<dyn Fn(&Notification) -> Request + Send + Sync>;
 
 struct HttpNotifier {
     timeout: Duration,
-    redactor: crate::flow::Redactor,
+    redactor: crate::redact::Redactor,
     client: reqwest::Client,
     build: BuildFn,
 }
@@ -301,39 +273,6 @@ impl Notifier for HttpNotifier {
                 .map_err(|e| e.scrub(&self.redactor))
         })
     }
-}
-
-/// Every secret a provider holds, for the pager's redactor.
-pub(crate) fn secrets_of(kind: &PagerKind) -> Vec<String> {
-    match kind {
-        PagerKind::PagerDuty(p) => vec![p.routing_key.expose().to_string()],
-        PagerKind::Opsgenie(p) => vec![p.api_key.expose().to_string()],
-        PagerKind::Alertmanager(p) => url_secrets(p.url.expose()),
-        PagerKind::Slack(p) => url_secrets(p.url.expose()),
-        PagerKind::Webhook(p) => {
-            let mut v = url_secrets(p.url.expose());
-            v.extend(p.headers.iter().map(|(_, s)| s.expose().to_string()));
-            v
-        }
-        PagerKind::Email(e) => e.password.iter().map(|s| s.expose().to_string()).collect(),
-    }
-}
-
-/// The whole URL and its path and query: a Slack hook's secret is its path.
-fn url_secrets(url: &str) -> Vec<String> {
-    let mut v = vec![url.to_string()];
-    if let Ok(u) = url::Url::parse(url) {
-        if u.path().len() > 1 {
-            v.push(u.path().to_string());
-        }
-        if let Some(q) = u.query() {
-            v.push(q.to_string());
-        }
-        if let Some(p) = u.password() {
-            v.push(p.to_string());
-        }
-    }
-    v
 }
 
 #[cfg(test)]

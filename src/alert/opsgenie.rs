@@ -3,9 +3,9 @@
 use serde_json::json;
 
 use super::notify::{Request, Secret};
+use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits, render};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::diag::{Ctx, S};
 
 pub const DEFAULT_URL: &str = "https://api.opsgenie.com";
 pub const EU_URL: &str = "https://api.eu.opsgenie.com";
@@ -23,41 +23,50 @@ pub struct Opsgenie {
     pub warning_priority: String,
 }
 
+pager_table! {
+    /// `type = "opsgenie"`.
+    pub struct RawOpsgenie {
+        /// The API base URL (default: by `region`).
+        pub url: Option<S<String>>,
+        /// The API integration's key (a secret), sent as `GenieKey`.
+        pub api_key: Option<S<String>>,
+        /// `us` (default) or `eu`.
+        pub region: Option<S<String>>,
+        /// Priority of critical alerts, `P1` (default) to `P5`.
+        pub priority: Option<S<String>>,
+        /// Priority of warnings, `P1` to `P5` (default `P3`).
+        pub warning_priority: Option<S<String>>,
+    }
+}
+
 impl Opsgenie {
-    pub(crate) fn build(ctx: &mut Ctx<'_>, p: &S<RawPager>, i: usize) -> Option<Opsgenie> {
-        let r = p.get_ref();
-        super::reject_keys(
-            ctx,
-            r,
-            i,
-            &["url", "api_key", "region", "priority", "warning_priority"],
-        );
-        let region = super::optional(ctx, r.region.as_ref(), i, "region");
+    pub(crate) fn build(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawOpsgenie) -> Option<Opsgenie> {
+        let region = e.optional(ctx, r.region.as_ref(), "region");
         let default_url = match region.as_deref() {
             None | Some("us") => Some(DEFAULT_URL),
             Some("eu") => Some(EU_URL),
             Some(other) => {
                 ctx.error(
                     r.region.as_ref().map(|v| v.span()),
-                    format!("pager[{i}].region"),
+                    e.key("region"),
                     format_args!("unknown Opsgenie region `{other}`; expected `us` or `eu`"),
                 );
                 None
             }
         };
-        let url = match super::optional(ctx, r.url.as_ref(), i, "url") {
-            Some(u) => super::check_url(ctx, u, r.url.as_ref(), i, "url"),
+        let url = match e.optional(ctx, r.url.as_ref(), "url") {
+            Some(u) => e.url(ctx, u, r.url.as_ref(), "url"),
             None => default_url.map(str::to_string),
         };
-        let api_key = super::required(ctx, p, r.api_key.as_ref(), i, "api_key");
+        let api_key = e.required(ctx, r.api_key.as_ref(), "api_key");
         let mut priority =
-            |v: Option<&S<String>>, k: &str, default: &str| match super::optional(ctx, v, i, k) {
+            |v: Option<&S<String>>, k: &str, default: &str| match e.optional(ctx, v, k) {
                 None => Some(default.to_string()),
                 Some(p) if PRIORITIES.contains(&p.as_str()) => Some(p),
                 Some(p) => {
                     ctx.error(
                         v.map(|s| s.span()),
-                        format!("pager[{i}].{k}"),
+                        e.key(k),
                         format_args!("`{p}` is not an Opsgenie priority; expected P1 to P5"),
                     );
                     None

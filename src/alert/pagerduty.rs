@@ -3,9 +3,9 @@
 use serde_json::json;
 
 use super::notify::{Request, Secret};
+use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::diag::{Ctx, S};
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -15,15 +15,23 @@ pub struct PagerDuty {
     pub routing_key: Secret,
 }
 
+pager_table! {
+    /// `type = "pagerduty"`.
+    pub struct RawPagerDuty {
+        /// The Events API v2 URL (default: PagerDuty's).
+        pub url: Option<S<String>>,
+        /// The integration's routing key (a secret).
+        pub routing_key: Option<S<String>>,
+    }
+}
+
 impl PagerDuty {
-    pub(crate) fn build(ctx: &mut Ctx<'_>, p: &S<RawPager>, i: usize) -> Option<PagerDuty> {
-        let r = p.get_ref();
-        super::reject_keys(ctx, r, i, &["url", "routing_key"]);
-        let url = match super::optional(ctx, r.url.as_ref(), i, "url") {
-            Some(u) => super::check_url(ctx, u, r.url.as_ref(), i, "url"),
+    pub(crate) fn build(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawPagerDuty) -> Option<PagerDuty> {
+        let url = match e.optional(ctx, r.url.as_ref(), "url") {
+            Some(u) => e.url(ctx, u, r.url.as_ref(), "url"),
             None => Some(DEFAULT_URL.to_string()),
         };
-        let key = super::required(ctx, p, r.routing_key.as_ref(), i, "routing_key");
+        let key = e.required(ctx, r.routing_key.as_ref(), "routing_key");
         Some(PagerDuty {
             url: url?,
             routing_key: Secret::new(key?),

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::raw::RawAlerting;
-use crate::config::{Ctx, Schedule};
+use crate::diag::Ctx;
 use crate::report::Phase;
+use crate::schedule::Schedule;
 
 /// A window in which no page is sent; runs and metrics continue.
 #[derive(Debug, Clone)]
@@ -77,12 +78,11 @@ impl PolicyConfig {
         }
         let base = parent.cloned().unwrap_or_default();
         let key = |k: &str| format!("{prefix}.{k}");
-        let threshold =
-            |ctx: &mut Ctx<'_>, v: &Option<crate::config::raw::S<i64>>, k: &str, dflt: u32| {
-                v.as_ref()
-                    .and_then(|v| ctx.positive(v, &key(k)))
-                    .map_or(dflt, |n| u32::try_from(n).unwrap_or(u32::MAX))
-            };
+        let threshold = |ctx: &mut Ctx<'_>, v: &Option<crate::diag::S<i64>>, k: &str, dflt: u32| {
+            v.as_ref()
+                .and_then(|v| ctx.positive(v, &key(k)))
+                .map_or(dflt, |n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
         let mut budgets = if raw.budgets.is_empty() {
             base.budgets.clone()
         } else {
@@ -108,9 +108,10 @@ impl PolicyConfig {
                 .filter_map(|(i, m)| {
                     let k = key(&format!("maintenance[{i}]"));
                     let m = m.get_ref();
-                    let tz = m.timezone.as_ref().and_then(|t| {
-                        crate::config::probe_timezone(ctx, t, &format!("{k}.timezone"))
-                    });
+                    let tz = m
+                        .timezone
+                        .as_ref()
+                        .and_then(|t| crate::schedule::timezone(ctx, t, &format!("{k}.timezone")));
                     let start_text = ctx.env_str(&m.start, &format!("{k}.start"))?;
                     let start = match Schedule::parse(&start_text, tz) {
                         Ok(s) => s,

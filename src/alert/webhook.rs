@@ -5,12 +5,14 @@
 //! "started_at": RFC 3339, "at": RFC 3339, "reminder": bool, "test": bool,
 //! "links": [{"text", "href"}]}`. Fields are only ever added; a breaking change bumps `version`.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::notify::{Request, Secret};
+use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, limits, render};
-use crate::config::Ctx;
-use crate::config::raw::{RawPager, S};
+use crate::diag::{Ctx, S};
 
 #[derive(Debug, Clone)]
 pub struct Slack {
@@ -18,12 +20,19 @@ pub struct Slack {
     pub url: Secret,
 }
 
+pager_table! {
+    /// `type = "slack"`.
+    pub struct RawSlack {
+        /// The incoming-webhook URL (a secret: its path is the key).
+        pub url: Option<S<String>>,
+    }
+}
+
 impl Slack {
-    pub(crate) fn build(ctx: &mut Ctx<'_>, p: &S<RawPager>, i: usize) -> Option<Slack> {
-        let r = p.get_ref();
-        super::reject_keys(ctx, r, i, &["url"]);
-        let url = super::required(ctx, p, r.url.as_ref(), i, "url")
-            .and_then(|u| super::check_url(ctx, u, r.url.as_ref(), i, "url"));
+    pub(crate) fn build(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawSlack) -> Option<Slack> {
+        let url = e
+            .required(ctx, r.url.as_ref(), "url")
+            .and_then(|u| e.url(ctx, u, r.url.as_ref(), "url"));
         Some(Slack {
             url: Secret::new(url?),
         })
@@ -37,16 +46,26 @@ pub struct Webhook {
     pub headers: Vec<(String, Secret)>,
 }
 
+pager_table! {
+    /// `type = "webhook"`.
+    pub struct RawWebhook {
+        /// Where the JSON body is posted (may hold a token: treated as a secret).
+        pub url: Option<S<String>>,
+        /// Extra headers, e.g. `{ Authorization = "Bearer ${TOKEN}" }` (values are secrets).
+        #[serde(default)]
+        pub headers: BTreeMap<String, S<String>>,
+    }
+}
+
 impl Webhook {
-    pub(crate) fn build(ctx: &mut Ctx<'_>, p: &S<RawPager>, i: usize) -> Option<Webhook> {
-        let r = p.get_ref();
-        super::reject_keys(ctx, r, i, &["url", "headers"]);
-        let url = super::required(ctx, p, r.url.as_ref(), i, "url")
-            .and_then(|u| super::check_url(ctx, u, r.url.as_ref(), i, "url"));
+    pub(crate) fn build(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawWebhook) -> Option<Webhook> {
+        let url = e
+            .required(ctx, r.url.as_ref(), "url")
+            .and_then(|u| e.url(ctx, u, r.url.as_ref(), "url"));
         let mut headers = Vec::new();
         let mut ok = true;
         for (name, value) in &r.headers {
-            let key = format!("pager[{i}].headers.{name}");
+            let key = e.key(&format!("headers.{name}"));
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 ctx.error(Some(value.span()), &key, "is not a valid header name");
                 ok = false;

@@ -2,89 +2,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 
-use super::raw::{RawDefaults, RawExtract, RawProbe, RawStep, S};
-use super::{
-    ConfigError, Ctx, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES, parse_toml, read_source,
-};
+use super::raw::{RawDefaults, RawExtract, RawProbe, RawStep};
+use super::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES};
 use crate::alert::policy::PolicyConfig;
+use crate::diag::{ConfigError, Ctx, S, parse_toml, read_source, valid_label};
 use crate::flow::matcher::Pattern;
-use crate::flow::template::{self, BUILTINS, Template};
 use crate::report::StepKind;
-
-/// A cron schedule with its text (for status output) and optional time zone.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    pub expr: String,
-    /// Shared: a parsed pattern is ~5 KB (croner keeps a bitfield of years), and every probe
-    /// on the `[defaults]` schedule holds a copy of it.
-    pub cron: Arc<croner::Cron>,
-    pub timezone: Option<chrono_tz::Tz>,
-}
-
-impl Schedule {
-    /// Parses a 5-field (minutes) or 6-field (seconds first) cron expression.
-    ///
-    /// # Errors
-    /// The parser's message.
-    pub fn parse(expr: &str, timezone: Option<chrono_tz::Tz>) -> Result<Schedule, String> {
-        let fields = expr.split_whitespace().count();
-        if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "`{expr}` has {fields} fields; write 5 (minute hour day month weekday) or 6 (seconds first)"
-            ));
-        }
-        croner::Cron::from_str(expr)
-            .map(|cron| Schedule {
-                expr: expr.to_string(),
-                cron: Arc::new(cron),
-                timezone,
-            })
-            .map_err(|e| format!("`{expr}` is not a cron expression: {e}"))
-    }
-
-    /// The first fire time strictly after `after`.
-    pub fn next_after(
-        &self,
-        after: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        use chrono::SubsecRound;
-        // croner carries the input's sub-second part into its answer; fire times are whole
-        // seconds.
-        let after = after.trunc_subsecs(0);
-        match self.timezone {
-            Some(tz) => self
-                .cron
-                .find_next_occurrence(&after.with_timezone(&tz), false)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc)),
-            None => self.cron.find_next_occurrence(&after, false).ok(),
-        }
-    }
-
-    /// The shortest gap between two fires over the next `samples` fires from `from`: a probe
-    /// deadline must stay below it, or runs would pile up.
-    pub fn min_interval(
-        &self,
-        from: chrono::DateTime<chrono::Utc>,
-        samples: usize,
-    ) -> Option<Duration> {
-        let mut prev = self.next_after(from)?;
-        let mut min: Option<Duration> = None;
-        for _ in 0..samples {
-            let next = self.next_after(prev)?;
-            let gap = (next - prev).to_std().ok()?;
-            min = Some(min.map_or(gap, |m| m.min(gap)));
-            prev = next;
-        }
-        min
-    }
-}
+use crate::schedule::{Schedule, every_minute, schedule, timezone};
+use crate::template::{self, BUILTINS, Template};
 
 /// Defaults from the service config's `[defaults]`.
 #[derive(Debug, Clone)]
@@ -151,57 +80,6 @@ impl Default for Defaults {
     }
 }
 
-fn every_minute() -> Schedule {
-    Schedule {
-        expr: "* * * * *".into(),
-        cron: Arc::new(
-            croner::Cron::from_str("* * * * *")
-                .unwrap_or_else(|_| unreachable!("constant pattern")),
-        ),
-        timezone: None,
-    }
-}
-
-fn schedule(
-    ctx: &mut Ctx<'_>,
-    value: &S<String>,
-    tz: Option<chrono_tz::Tz>,
-    key: &str,
-) -> Option<Schedule> {
-    let text = ctx.env_str(value, key)?;
-    match Schedule::parse(&text, tz) {
-        // A schedule that never fires would run "healthy" and never probe nor page.
-        Ok(s) if s.next_after(chrono::Utc::now()).is_none() => {
-            ctx.error(
-                Some(value.span()),
-                key,
-                format_args!("`{text}` never fires: no date matches it (e.g. 30 February)"),
-            );
-            None
-        }
-        Ok(s) => Some(s),
-        Err(e) => {
-            ctx.error(Some(value.span()), key, e);
-            None
-        }
-    }
-}
-
-pub(crate) fn timezone(ctx: &mut Ctx<'_>, value: &S<String>, key: &str) -> Option<chrono_tz::Tz> {
-    let text = ctx.env_str(value, key)?;
-    match text.parse::<chrono_tz::Tz>() {
-        Ok(tz) => Some(tz),
-        Err(_) => {
-            ctx.error(
-                Some(value.span()),
-                key,
-                format_args!("`{text}` is not an IANA time zone such as `Europe/Dublin`"),
-            );
-            None
-        }
-    }
-}
-
 /// One validated probe.
 #[derive(Debug, Clone)]
 pub struct ProbePlan {
@@ -220,7 +98,7 @@ pub struct ProbePlan {
     pub steps: Vec<StepPlan>,
     /// Scrubs the values that came from the environment (possible secrets) from every error;
     /// each run adds its extracted values to a clone.
-    pub redactor: crate::flow::Redactor,
+    pub redactor: crate::redact::Redactor,
     pub alerting: PolicyConfig,
     /// `mode = "resident"`: `steps` open a session, `exchange` runs on it every `every`.
     pub resident: Option<ResidentPlan>,
@@ -692,7 +570,7 @@ pub(crate) fn build(
         .as_ref()
         .and_then(|f| ca_file(&mut ctx, f, path))
         .unwrap_or_default();
-    let tls = (!ca_certs.is_empty()).then(|| crate::flow::tls_client_config(ca_certs));
+    let tls = (!ca_certs.is_empty()).then(|| crate::net::tls_client_config(ca_certs));
 
     // Variables may read the built-ins only: that keeps them order-independent.
     let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
@@ -806,7 +684,7 @@ pub(crate) fn build(
         tls,
         variables,
         steps,
-        redactor: crate::flow::Redactor::new(secrets),
+        redactor: crate::redact::Redactor::new(secrets),
         alerting: probe_alerting,
         resident,
     })
@@ -1169,12 +1047,6 @@ pub fn derive_jitter(region: &str, probe: &str, max: Duration) -> Duration {
     }
     let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
     Duration::from_millis(hash % max_ms)
-}
-
-pub(crate) fn valid_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn spec_extracts(spec: &StepSpec) -> &[Extraction] {
@@ -1660,7 +1532,7 @@ fn url_template(
                 key,
                 format_args!(
                     "`{}` must be a {} URL with a host",
-                    crate::flow::redact_url_text(&probe),
+                    crate::redact::redact_url_text(&probe),
                     schemes.join(" or ")
                 ),
             );
@@ -1672,7 +1544,7 @@ fn url_template(
                 key,
                 format_args!(
                     "`{}` is not a valid URL: {e}",
-                    crate::flow::redact_url_text(&probe)
+                    crate::redact::redact_url_text(&probe)
                 ),
             );
             None

@@ -6,10 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::diag::S;
 use serde::Deserialize;
-use toml::Spanned;
-
-pub type S<T> = Spanned<T>;
 
 /// `config/joincanary.toml`: the service.
 #[derive(Debug, Deserialize)]
@@ -38,8 +36,10 @@ pub struct RawService {
     pub defaults: RawDefaults,
     #[serde(default)]
     pub alerting: RawAlerting,
+    /// `[[pager]]`: each is read by [`crate::alert::pagers::parse`] into its kind's own table,
+    /// once its `type` is known; here only accepted.
     #[serde(default)]
-    pub pager: Vec<S<RawPager>>,
+    pub pager: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
     pub heartbeat: Vec<S<RawHeartbeat>>,
 }
@@ -109,40 +109,6 @@ pub struct RawMaintenance {
     pub start: S<String>,
     pub duration: S<String>,
     pub timezone: Option<S<String>>,
-}
-
-/// `[[pager]]`: one notification sink.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawPager {
-    pub name: S<String>,
-    #[serde(rename = "type")]
-    pub kind: S<String>,
-    pub url: Option<S<String>>,
-    pub routing_key: Option<S<String>>,
-    pub api_key: Option<S<String>>,
-    pub region: Option<S<String>>,
-    pub priority: Option<S<String>>,
-    pub warning_priority: Option<S<String>>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, S<String>>,
-    pub timeout: Option<S<String>>,
-    pub resend_interval: Option<S<String>>,
-    /// Alertmanager: how long a firing alert stays firing after the last post if nothing
-    /// resolves it (a dead prober must not resolve its incident); default 1h.
-    pub hold: Option<S<String>>,
-    /// First retry delay after a retryable failure; doubles per attempt up to 60 s (default 1s).
-    pub retry_base: Option<S<String>>,
-    /// Give up on a notification this long after it was queued (default 1h).
-    pub retry_max_age: Option<S<String>>,
-    // email
-    pub host: Option<S<String>>,
-    pub port: Option<S<i64>>,
-    pub tls: Option<S<String>>,
-    pub username: Option<S<String>>,
-    pub password: Option<S<String>>,
-    pub from: Option<S<String>>,
-    pub to: Option<S<Vec<S<String>>>>,
 }
 
 /// `probes/*.toml`: one flow.

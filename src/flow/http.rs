@@ -8,9 +8,10 @@ use hyper::header::{self, HeaderMap};
 use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
-use super::net::AbortOnDrop;
-use super::{RunContext, StepError, error_chain, matcher, net, snippet};
+use super::{RunContext, StepError, matcher, net, snippet};
 use crate::config::{Body, ExtractSource, HttpSpec};
+use crate::net::AbortOnDrop;
+use crate::net::error_chain;
 use crate::report::{FailureReason, Phase};
 
 /// Redirects followed before the step fails: a login flow may redirect once or twice; a loop
@@ -24,7 +25,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
             FailureReason::Protocol,
             format!(
                 "`{}` is not a valid URL: {e}",
-                super::redact_url_text(&url_text)
+                crate::redact::redact_url_text(&url_text)
             ),
         )
     })?;
@@ -39,15 +40,8 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         ctx.jar
             .set_cookies(&mut parts.headers.get_all(header::SET_COOKIE).iter(), &url);
         // Cookies are session secrets even when no step extracts them.
-        for v in parts.headers.get_all(header::SET_COOKIE) {
-            if let Some((_, value)) = v
-                .to_str()
-                .ok()
-                .and_then(|c| c.split(';').next())
-                .and_then(|c| c.split_once('='))
-            {
-                ctx.redactor.add(value.trim().to_string());
-            }
+        for c in set_cookies(&parts.headers) {
+            ctx.redactor.add(c.value().to_string());
         }
         let location = parts
             .headers
@@ -68,7 +62,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                         format!(
                             "redirect from https to `{}` refused: it would send the request \
                              without TLS",
-                            super::redact_url_text(next.as_str())
+                            crate::redact::redact_url_text(next.as_str())
                         ),
                     ));
                 }
@@ -169,7 +163,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         None
     };
     if let (Some(pattern), Some(actual)) = (&spec.expect_json, &json) {
-        let pattern = super::template::render_json(pattern, &ctx.vars)
+        let pattern = crate::template::render_json(pattern, &ctx.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
         matcher::json_subset(&pattern, actual).map_err(|m| {
             StepError::new(
@@ -203,14 +197,9 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
-            ExtractSource::Cookie(name) => response_headers
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(|c| c.split(';').next())
-                .filter_map(|c| c.split_once('='))
-                .find(|(k, _)| k.trim() == name)
-                .map(|(_, v)| v.trim().to_string()),
+            ExtractSource::Cookie(name) => set_cookies(&response_headers)
+                .find(|c| c.name() == name)
+                .map(|c| c.value().to_string()),
             ExtractSource::Regex(re) => matcher::regex_capture(re, &text),
         };
         let Some(value) = value else {
@@ -230,13 +219,24 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
     Ok(())
 }
 
+/// The cookies a reply sets, read by the `cookie` crate (the parser the jar itself uses, via
+/// cookie_store): name and value trimmed, the value as sent (quotes kept). A header that is not
+/// a cookie (no `name=`) is skipped, as the jar skips it. Bounded by the reply's header count.
+fn set_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| cookie::Cookie::parse(c).ok())
+}
+
 /// Before a redirect to another origin (scheme, host or port), as browsers, curl and reqwest
 /// do: credentials meant for one server must not reach another. `Authorization`,
 /// `Proxy-Authorization` and a configured `Cookie` go (the jar still sends the next host the
 /// cookies its own domain rules allow), and so does every header holding a known secret (an
 /// environment value, an extracted token, a cookie) in any shape the redactor knows. Dropped
 /// for the rest of the step: a redirect back does not bring them back.
-fn drop_credentials(headers: &mut HeaderMap, redactor: &super::Redactor) {
+fn drop_credentials(headers: &mut HeaderMap, redactor: &crate::redact::Redactor) {
     let secret: Vec<header::HeaderName> = headers
         .iter()
         .filter(|(name, value)| {
@@ -265,7 +265,7 @@ fn refuse_secret_body(
     body: &Bytes,
     next: &url::Url,
     status: hyper::StatusCode,
-    redactor: &super::Redactor,
+    redactor: &crate::redact::Redactor,
 ) -> Result<(), StepError> {
     if body.is_empty() || !redactor.holds_secret(&String::from_utf8_lossy(body)) {
         return Ok(());
@@ -276,7 +276,7 @@ fn refuse_secret_body(
             "redirect {} to another origin `{}` refused: it would resend the request body, \
              which holds a credential",
             status.as_u16(),
-            super::redact_url_text(next.as_str())
+            crate::redact::redact_url_text(next.as_str())
         ),
     ))
 }
@@ -289,7 +289,7 @@ fn request_body(
     Ok(match &spec.body {
         Body::None => (Bytes::new(), None),
         Body::Json(v) => {
-            let rendered = super::template::render_json(v, &ctx.vars)
+            let rendered = crate::template::render_json(v, &ctx.vars)
                 .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
             (Bytes::from(rendered.to_string()), Some("application/json"))
         }
@@ -419,4 +419,37 @@ fn too_large(cap: usize) -> StepError {
         FailureReason::TooLarge,
         format!("the reply is larger than the {cap}-byte cap (max_body_bytes)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cookies_reads_each_header_as_the_jar_does() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "session=abc123; Path=/; HttpOnly",
+            " spaced = v w ; Secure",
+            "quoted=\"q=1\"",
+            "no-pair; Path=/",
+            "=nameless",
+            "last=",
+        ] {
+            h.append(header::SET_COOKIE, v.parse().unwrap());
+        }
+        let got: Vec<(String, String)> = set_cookies(&h)
+            .map(|c| (c.name().to_string(), c.value().to_string()))
+            .collect();
+        let want = [
+            ("session", "abc123"),
+            ("spaced", "v w"),
+            ("quoted", "\"q=1\""),
+            ("last", ""),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(n, v)| (n.to_string(), v.to_string())).to_vec()
+        );
+    }
 }

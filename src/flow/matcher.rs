@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use regex::Regex;
 use serde_json::Value;
 
-use super::template::{Context, Template};
+use crate::template::{Context, Template};
 
 /// A regex written as a template: `{{var}}` values are regex-escaped when it is rendered. A
 /// pattern without holes is compiled once, at load time.
@@ -103,7 +103,7 @@ fn subset_at(pattern: &Value, actual: &Value, path: &mut String) -> Result<(), S
 
 /// A value quoted for a mismatch message (cut after the secrets are scrubbed, see `quote`).
 fn short(v: &Value) -> String {
-    super::quote(&v.to_string(), 60)
+    crate::redact::quote(&v.to_string(), 60)
 }
 
 /// A JSON value as a variable: strings bare, everything else as JSON text.
@@ -156,8 +156,8 @@ mod tests {
     fn subset_reports_first_mismatch_path() {
         let p = json!({"type": "joined", "room": "r"});
         assert_eq!(
-            super::super::redact::finish(
-                &super::super::Redactor::default(),
+            crate::redact::finish(
+                &crate::redact::Redactor::default(),
                 &json_subset(&json!({"type": "joined"}), &json!({"type": "ping"})).unwrap_err()
             ),
             "/type is \"ping\", expected \"joined\""

@@ -12,18 +12,13 @@ mod net;
 #[cfg(test)]
 mod proptests;
 pub mod protocol;
-mod redact;
 mod redis;
 pub mod resident;
 
-pub(crate) use net::Capped;
-pub use net::tls_client_config;
-pub(crate) use redact::quote;
-pub use redact::{REDACTED, Redactor, redact_url_text};
 pub use redis::{
     CounterMemory, CounterRate, DEFAULT_RATES, REDIS_COUNTERS, REDIS_GAUGES, gauge_var,
 };
-pub mod template;
+pub mod webrtc;
 mod ws;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +29,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use crate::config::{ProbePlan, StepPlan, StepSpec};
+use crate::redact::quote;
 use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 
 /// Longest a closing handshake may take after the run is over.
@@ -97,6 +93,11 @@ pub(crate) struct RunContext<'a> {
     pub jar: Arc<reqwest::cookie::Jar>,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
+    /// WebRTC peers offered or answered, not yet connected, by connection name.
+    pub webrtc: BTreeMap<String, webrtc::Peer>,
+    /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
+    /// run phases of their own stop each one there with the phase's reason.
+    pub deadline: Instant,
     /// Which connection the last `ws_send` used and when it began: a following `ws_expect`
     /// records the round trip (same connection) or the fan-out (another one) from it, until a
     /// `ws_connect` ends the measurement.
@@ -110,7 +111,7 @@ pub(crate) struct RunContext<'a> {
     pub frames_seen: usize,
     /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
     pub last_miss: Option<String>,
-    pub redactor: Redactor,
+    pub redactor: crate::redact::Redactor,
     /// The current step's name, gauges read and thresholds crossed (redis, http_json).
     pub step_name: String,
     pub gauges: BTreeMap<String, f64>,
@@ -134,7 +135,7 @@ impl RunContext<'_> {
     /// Renders a step's `headers` table.
     pub fn render_headers(
         &self,
-        headers: &[(String, template::Template)],
+        headers: &[(String, crate::template::Template)],
     ) -> Result<hyper::HeaderMap, StepError> {
         let mut out = hyper::HeaderMap::new();
         for (name, value) in headers {
@@ -156,7 +157,7 @@ impl RunContext<'_> {
         Ok(out)
     }
 
-    pub fn render(&self, t: &template::Template) -> Result<String, StepError> {
+    pub fn render(&self, t: &crate::template::Template) -> Result<String, StepError> {
         t.render(&self.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
     }
@@ -210,6 +211,8 @@ pub(crate) fn new_context<'a>(
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
         waiting: "",
+        webrtc: BTreeMap::new(),
+        deadline: Instant::now() + plan.timeout,
     };
     for (name, t) in &plan.variables {
         let value = t.render(&vars).unwrap_or_default();
@@ -261,6 +264,8 @@ pub(crate) async fn run_steps<'s>(
 /// Closes whatever the run opened: a websocket gets a close handshake, bounded by
 /// [`CLOSE_GRACE`] and `deadline`.
 pub(crate) async fn close_all(ctx: &mut RunContext<'_>, deadline: Instant) {
+    // A peer never connected just goes: its socket closes, the SFU's ICE times out.
+    ctx.webrtc.clear();
     let open: Vec<ws::Connection> = std::mem::take(&mut ctx.ws).into_values().collect();
     if !open.is_empty() {
         let grace = deadline
@@ -330,6 +335,7 @@ async fn run_step(
     let step_deadline = step
         .timeout
         .map_or(probe_deadline, |t| (t0 + t).min(probe_deadline));
+    ctx.deadline = step_deadline;
     let outcome = match tokio::time::timeout_at(step_deadline, execute(ctx, step)).await {
         Ok(result) => result,
         Err(_) => Err(timeout_error(
@@ -350,7 +356,7 @@ async fn run_step(
         Err(e) => (
             false,
             Some(e.reason),
-            Some(redact::finish(&ctx.redactor, &e.message)),
+            Some(crate::redact::finish(&ctx.redactor, &e.message)),
         ),
     };
     StepReport {
@@ -419,6 +425,21 @@ fn timeout_error(
                 format!("timed out after {waited} waiting for the connection ({which})"),
             );
         }
+        // The webrtc step stops itself at the deadline with these; this is the backstop.
+        Some(phase @ (Phase::Ice | Phase::Dtls | Phase::FirstMedia)) => {
+            let reason = match phase {
+                Phase::Ice => FailureReason::Ice,
+                Phase::Dtls => FailureReason::Dtls,
+                _ => FailureReason::Media,
+            };
+            return StepError::new(
+                reason,
+                format!(
+                    "timed out after {waited} in WebRTC phase {} ({which})",
+                    phase.as_str()
+                ),
+            );
+        }
         _ => {}
     }
     let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {
@@ -445,18 +466,4 @@ async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepEr
         StepSpec::Redis(spec) => redis::run(ctx, spec).await,
         StepSpec::HttpJson(spec) => redis::http_json(ctx, spec).await,
     }
-}
-
-/// The chain of an error's sources as one line (reqwest and hyper hide the useful part there).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }

@@ -127,9 +127,9 @@ proptest! {
         reply in "(.|\u{E000}|\u{E001}|\u{E002}|\t|\n|pa\"ss w0rd){0,40}",
         limit in 1usize..30,
     ) {
-        let redactor = super::Redactor::new(["pa\"ss w0rd".to_string()]);
-        let message = format!("status 400: {} (then {})", super::quote(&reply, limit), super::quote(&reply, 5));
-        let out = super::redact::finish(&redactor, &message);
+        let redactor = crate::redact::Redactor::new(["pa\"ss w0rd".to_string()]);
+        let message = format!("status 400: {} (then {})", crate::redact::quote(&reply, limit), crate::redact::quote(&reply, 5));
+        let out = crate::redact::finish(&redactor, &message);
         prop_assert!(!out.contains(['\u{E000}', '\u{E001}', '\u{E002}']), "{:?}", out);
         prop_assert!(!out.contains("pa\"ss w0rd") && !out.chars().any(char::is_control), "{:?}", out);
         let shown = out.trim_start_matches("status 400: ");

@@ -292,8 +292,8 @@ impl ReplyCap {
         }
     }
 
-    fn wrap<S>(&self, inner: S) -> super::net::Capped<S> {
-        super::net::Capped::new(inner, self.cap, self.exceeded.clone())
+    fn wrap<S>(&self, inner: S) -> crate::net::Capped<S> {
+        crate::net::Capped::new(inner, self.cap, self.exceeded.clone())
     }
 
     fn exceeded(&self) -> bool {
@@ -328,7 +328,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
             FailureReason::Protocol,
             format!(
                 "`{}` is not a redis URL: {}",
-                super::redact_url_text(&url_text),
+                crate::redact::redact_url_text(&url_text),
                 e.category()
             ),
         )
@@ -364,7 +364,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
     )
     .await
     .map_err(|e| cap.error("connect", &e))?;
-    let _driver = super::net::AbortOnDrop(tokio::spawn(driver));
+    let _driver = crate::net::AbortOnDrop(tokio::spawn(driver));
     super::net::add_phase(ctx, Phase::Connect, t);
 
     ctx.waiting = "waiting for PING";
@@ -377,7 +377,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<()
     if pong != "PONG" {
         return Err(StepError::new(
             FailureReason::Protocol,
-            format!("PING answered {}", super::quote(&pong, 40)),
+            format!("PING answered {}", crate::redact::quote(&pong, 40)),
         ));
     }
 
@@ -497,7 +497,7 @@ pub(super) async fn http_json(
                 FailureReason::BodyMismatch,
                 format!(
                     "gauge `{name}`: `{}` is not a number",
-                    super::quote(&text, 40)
+                    crate::redact::quote(&text, 40)
                 ),
             )
         })?;

@@ -127,7 +127,7 @@ impl<'a> Session<'a> {
             success: false,
             duration_ms: start.elapsed(),
             reason: Some(e.reason),
-            error: Some(super::redact::finish(&self.ctx.redactor, &e.message)),
+            error: Some(crate::redact::finish(&self.ctx.redactor, &e.message)),
             phases,
             cleanup: false,
             gauges: BTreeMap::new(),

@@ -14,10 +14,10 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::protocol::{self, Incoming, Message, Outgoing, Protocol, Setup};
-use super::template::{Context, render_json};
 use super::{RunContext, StepError, matcher, snippet};
 use crate::config::{ExpectSpec, ExtractSource, FailSpec, ProtocolKind, SendSpec, WsConnectSpec};
 use crate::report::{FailureReason, Phase};
+use crate::template::{Context, render_json};
 
 /// Read buffer of a probe's websocket (see where it is set).
 const WS_READ_BUFFER: usize = 8 * 1024;
@@ -244,11 +244,11 @@ enum Read {
 /// would otherwise fill the quote, and the page's first line takes the error up to ` — `
 /// (see `alert::render::cause_fragment`).
 fn server_error(what: &str, frame: &str) -> StepError {
-    let quoted = super::quote(frame, SERVER_ERROR_CHARS);
+    let quoted = crate::redact::quote(frame, SERVER_ERROR_CHARS);
     let message = match protocol::cause(frame) {
         Some(cause) => format!(
             "{}{}{what}: {quoted}",
-            super::quote(&cause, CAUSE_CHARS),
+            crate::redact::quote(&cause, CAUSE_CHARS),
             crate::report::CAUSE_END
         ),
         None => format!("{what}: {quoted}"),
@@ -285,7 +285,7 @@ pub(super) async fn connect(
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
     let url_text = ctx.render(&spec.url)?;
-    let shown = super::redact_url_text(&url_text);
+    let shown = crate::redact::redact_url_text(&url_text);
     let mut url = url::Url::parse(&url_text).map_err(|e| {
         StepError::new(
             FailureReason::Protocol,
@@ -719,7 +719,7 @@ fn classify(e: tungstenite::Error, io_reason: FailureReason) -> StepError {
     };
     let message = match &e {
         E::Capacity(c) => format!("a frame exceeded the cap (max_body_bytes): {c}"),
-        other => format!("websocket error: {}", super::error_chain(other)),
+        other => format!("websocket error: {}", crate::net::error_chain(other)),
     };
     StepError::caused_by(reason, message, &e)
 }

@@ -3,10 +3,8 @@
 //! run on the scheduler's channel — metrics, status and the alert policy treat it like any
 //! run — and so is each failed attempt to open a session and each break found while idle.
 //! A session that fails is re-established after a capped, fully jittered exponential backoff
-//! ([`backoff`]); one older than `max_session_age` is rotated. Every reconnect is counted
+//! ([`crate::backoff`]); one older than `max_session_age` is rotated. Every reconnect is counted
 //! ([`Event::Reconnect`] -> `probe_resident_reconnects_total`).
-
-pub mod backoff;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,11 +16,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::{ProbePlan, ResidentPlan};
 use crate::report::{ProbeRun, Trigger};
 use crate::scheduler::Event;
-use backoff::Backoff;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -179,7 +177,7 @@ impl Resident {
                 Ended::Stop => return,
                 Ended::Rotate => Some(ReconnectCause::Rotation),
                 Ended::Failed => {
-                    let delay = backoff.next_delay(&mut rng);
+                    let delay = backoff.next_jittered(&mut rng);
                     tracing::debug!(probe = %probe.name, region = %self.region, delay_ms = delay.as_millis() as u64, "resident session failed; backing off");
                     if !self.pause(delay).await {
                         return;

@@ -46,13 +46,12 @@ impl LimitReceiver {
 
     /// Waits (at most 15 s) for `n` requests.
     pub async fn wait_for(&self, n: usize) -> Vec<Checked> {
-        for _ in 0..1500 {
-            if self.seen().len() >= n {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        self.seen()
+        let ms = std::time::Duration::from_millis;
+        super::poll(ms(15_000), ms(10), async || {
+            super::when(self.seen(), |seen| seen.len() >= n)
+        })
+        .await
+        .unwrap_or_else(|seen| seen)
     }
 }
 

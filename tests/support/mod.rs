@@ -12,6 +12,7 @@ pub mod smtp;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use joincanary::config::{self, Plan, ProbePlan};
 use joincanary::sim::{Credentials, SimServer};
@@ -81,7 +82,7 @@ impl TempConfig {
         TempConfig { dir, path }
     }
 
-    pub fn load(&self, env_pairs: &[(&str, &str)]) -> Result<Plan, config::ConfigErrors> {
+    pub fn load(&self, env_pairs: &[(&str, &str)]) -> Result<Plan, joincanary::diag::ConfigErrors> {
         config::load(&self.path, &env(env_pairs))
     }
 
@@ -107,6 +108,31 @@ impl TempConfig {
     pub fn probe_path(&self, name: &str) -> PathBuf {
         self.dir.path().join("probes").join(name)
     }
+}
+
+/// The three steps of a websocket join, as probe TOML: `websocket` opens `url`, `join` sends
+/// `text` (a TOML literal string: no escapes), and `signalling` waits for what `expect` says
+/// (the ws_expect step's own lines: `expect_json = …`, a `timeout`, `max_frames`, …).
+pub fn ws_join_steps(url: &str, text: &str, expect: &str) -> String {
+    format!(
+        "[[steps]]\nname = \"websocket\"\nkind = \"ws_connect\"\nurl = \"{url}\"\n\
+         [[steps]]\nname = \"join\"\nkind = \"ws_send\"\ntext = '{text}'\n\
+         [[steps]]\nname = \"signalling\"\nkind = \"ws_expect\"\n{expect}\n"
+    )
+}
+
+/// [`ws_join_steps`] against a server that answers `{"type":"join"}` with
+/// `{"type":"joined"}` at `ws://ADDR/ws` (the reference server, the hostile ones), under
+/// `head` (the probe's own keys: `timeout`, caps).
+pub fn ws_join_probe(addr: &str, head: &str, expect_extra: &str) -> String {
+    format!(
+        "{head}\n{}",
+        ws_join_steps(
+            &format!("ws://{addr}/ws"),
+            r#"{"type":"join"}"#,
+            &format!("expect_json = {{ type = \"joined\" }}\n{expect_extra}"),
+        )
+    )
 }
 
 /// The page on-call would get: the run and its confirming run through the probe's alert
@@ -183,6 +209,26 @@ pub fn tls_web_config(dir: &Path, names: &[&str], user: &str) -> (PathBuf, Strin
     (web, pem)
 }
 
+/// Waits (blocking, 20 ms apart) for `child` to exit, at most `limit`, killing it past that:
+/// its exit status, or `None` when it had to be killed.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_joincanary"))
 }
@@ -246,6 +292,19 @@ pub async fn status(base: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// Scrapes `{base}/metrics` (100 ms apart, at most `within`) until `ok` holds: that scrape.
+pub async fn wait_metrics(
+    base: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    eventually(what, within, Duration::from_millis(100), async || {
+        when(get_text(base, "/metrics").await, |m| ok(m))
+    })
+    .await
+}
+
 /// How many runs of `probe` a status document counts.
 pub fn probe_runs(status: &serde_json::Value, probe: &str) -> u64 {
     status["probes"]
@@ -257,15 +316,74 @@ pub fn probe_runs(status: &serde_json::Value, probe: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Checks `check` up to `within / every` times (at least once), `every` apart on tokio's clock
+/// (so a paused test waits no real time), until it gives `Ok`: that value, or the last `Err`.
+/// Bounded in count, and so in time: about `within` when each check is quick.
+pub async fn poll<T, E>(
+    within: Duration,
+    every: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let tries = (within.as_millis() / every.as_millis().max(1)).max(1);
+    let mut tried = 0;
+    loop {
+        let not_yet = match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        tried += 1;
+        if tried >= tries {
+            return Err(not_yet);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// [`poll`] that must succeed: panics naming `what` and showing the last `Err` (the last
+/// scrape, say) when `check` never gives `Ok`.
+pub async fn eventually<T, E: std::fmt::Display>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    match poll(within, every, check).await {
+        Ok(v) => v,
+        Err(last) => panic!("never {what} (polled {within:?}, every {every:?}); last:\n{last}"),
+    }
+}
+
+/// [`eventually`] for a plain condition.
+pub async fn until(what: &str, within: Duration, every: Duration, mut ok: impl FnMut() -> bool) {
+    eventually(what, within, every, async || {
+        ok().then_some(()).ok_or("false")
+    })
+    .await
+}
+
+/// [`poll`] for a plain condition: whether it came to hold (the caller asserts what it needs,
+/// or goes on either way when the wait only lets a task catch up).
+pub async fn holds_within(within: Duration, every: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    poll(within, every, async || ok().then_some(()).ok_or(()))
+        .await
+        .is_ok()
+}
+
+/// `Ok(value)` when `ok(&value)` holds, else `Err(value)`: a check for [`eventually`] that
+/// shows the last value it saw.
+pub fn when<T>(value: T, ok: impl FnOnce(&T) -> bool) -> Result<T, T> {
+    if ok(&value) { Ok(value) } else { Err(value) }
+}
+
 /// Polls (100 ms apart, at most 10 s) until `probe` has run at least `at_least` times.
 pub async fn wait_probe_runs(base: &str, probe: &str, at_least: u64) {
-    for _ in 0..100 {
-        if probe_runs(&status(base).await, probe) >= at_least {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{probe} never reached {at_least} runs");
+    eventually(
+        &format!("{at_least} runs of {probe}"),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || when(status(base).await, |s| probe_runs(s, probe) >= at_least),
+    )
+    .await;
 }
 
 /// The value of the series written as `name{a="1",b="2"}`, whatever order the exposition

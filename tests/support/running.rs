@@ -111,14 +111,7 @@ impl Running {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         // Bounded: a stop waits for runs in flight (each under its deadline) and 5 s of flush.
-        for _ in 0..300 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        self.child.wait().ok().and_then(|s| s.code())
+        super::exit_within(&mut self.child, Duration::from_secs(15)).and_then(|s| s.code())
     }
 }
 

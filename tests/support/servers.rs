@@ -188,9 +188,44 @@ impl Process {
         }
     }
 
-    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered. Returns once
+    /// every thread of the process group has stopped (a signal lands asynchronously: a busy
+    /// thread could otherwise still answer a packet sent right after).
     pub fn freeze(&self) -> Result<()> {
-        self.signal("STOP")
+        self.signal("STOP")?;
+        for _ in 0..200 {
+            if self.all_stopped() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        err(format!("{}: not stopped 1 s after SIGSTOP", self.name))
+    }
+
+    /// Whether every thread of every process in the group is stopped (state `T`).
+    fn all_stopped(&self) -> bool {
+        let group = self.child.id().to_string();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        procs.flatten().all(|p| {
+            // /proc/PID/stat: `pid (comm) state ppid pgrp ...`; comm may hold spaces.
+            let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            if fields.get(2) != Some(&group.as_str()) {
+                return true;
+            }
+            std::fs::read_dir(p.path().join("task")).is_ok_and(|tasks| {
+                tasks.flatten().all(|t| {
+                    let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().next())
+                        .is_some_and(|state| state == "T" || state == "t")
+                })
+            })
+        })
     }
 
     /// Undoes [`Process::freeze`].
@@ -969,10 +1004,26 @@ pub struct Janus {
     process: Process,
     ws_port: u16,
     admin_port: u16,
+    /// Started in a network namespace of its own (see [`start_janus_media`]).
+    netns: bool,
     _dir: tempfile::TempDir,
 }
 
 pub async fn start_janus() -> Result<Janus> {
+    start_janus_script("janus/start.sh", false).await
+}
+
+/// Janus for the media path, in a network namespace of its own with a veth pair
+/// (tests/servers/janus/start-netns.sh): Janus never gathers ICE candidates on loopback, and
+/// the tests may only talk to loopback or namespaces they create. Talk to it from inside,
+/// with [`Janus::inside`].
+pub async fn start_janus_media() -> Result<Janus> {
+    require_program("janus", "unshare", "util-linux")?;
+    require_program("janus", "ip", "iproute2")?;
+    start_janus_script("janus/start-netns.sh", true).await
+}
+
+async fn start_janus_script(script: &'static str, netns: bool) -> Result<Janus> {
     require_program("janus", "janus", "janus")?;
     require_program("janus", "curl", "curl")?;
     start_on_free_port("janus", |ws_port| async move {
@@ -983,11 +1034,12 @@ pub async fn start_janus() -> Result<Janus> {
             admin_port.to_string(),
             dir.path().display().to_string(),
         ];
-        let process = start_script("janus", "janus/start.sh", &args, dir.path()).await?;
+        let process = start_script("janus", script, &args, dir.path()).await?;
         Ok(Janus {
             process,
             ws_port,
             admin_port,
+            netns,
             _dir: dir,
         })
     })
@@ -1009,43 +1061,78 @@ impl Janus {
         &self.process
     }
 
+    /// Runs `f` where this Janus can be reached: for [`start_janus_media`]'s, on a thread of
+    /// its own that joined Janus's network namespace (setns is per thread), with a runtime of
+    /// its own, so every socket `f` opens lives there.
+    pub async fn inside<T, F, Fut>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
+        if !self.netns {
+            return f().await;
+        }
+        let ns = format!("/proc/{}/ns/net", self.process.pid());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::File::open(&ns).unwrap_or_else(|e| panic!("{ns}: {e}"));
+            // SAFETY: setns(2) on a descriptor we own; it moves only this thread, which is
+            // ours and ends with `f`.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let _ = tx.send(rt.block_on(f()));
+        });
+        rx.await.expect("the namespace thread finished")
+    }
+
     /// The ids of the sessions Janus holds (Admin API `list_sessions`): a probe's cleanup
     /// must leave none behind.
     pub async fn sessions(&self) -> Result<Vec<u64>> {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-        let fail = |e: String| ServerError(format!("janus admin: {e}"));
-        let mut req = self
-            .admin_url()
-            .into_client_request()
-            .map_err(|e| fail(e.to_string()))?;
-        req.headers_mut().insert(
-            "sec-websocket-protocol",
-            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("janus-admin-protocol"),
-        );
-        timeout(COMMAND_DEADLINE, async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(req)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let ask = serde_json::json!({"janus": "list_sessions", "transaction": "sessions", "admin_secret": JANUS_ADMIN_SECRET});
-            ws.send(Message::text(ask.to_string()))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            while let Some(msg) = ws.next().await {
-                if let Message::Text(t) = msg.map_err(|e| fail(e.to_string()))? {
-                    let v: serde_json::Value =
-                        serde_json::from_str(&t).map_err(|e| fail(e.to_string()))?;
-                    return v["sessions"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
-                        .ok_or_else(|| fail(format!("unexpected answer {t}")));
-                }
-            }
-            Err(fail("closed without an answer".into()))
-        })
-        .await
-        .map_err(|_| fail("timed out".into()))?
+        let url = self.admin_url();
+        self.inside(move || list_sessions(url)).await
     }
+}
+
+/// The Admin API's `list_sessions` at `admin_url`.
+async fn list_sessions(admin_url: String) -> Result<Vec<u64>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let fail = |e: String| ServerError(format!("janus admin: {e}"));
+    let mut req = admin_url
+        .into_client_request()
+        .map_err(|e| fail(e.to_string()))?;
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_static("janus-admin-protocol"),
+    );
+    timeout(COMMAND_DEADLINE, async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let ask = serde_json::json!({"janus": "list_sessions", "transaction": "sessions", "admin_secret": JANUS_ADMIN_SECRET});
+        ws.send(Message::text(ask.to_string()))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        while let Some(msg) = ws.next().await {
+            if let Message::Text(t) = msg.map_err(|e| fail(e.to_string()))? {
+                let v: serde_json::Value =
+                    serde_json::from_str(&t).map_err(|e| fail(e.to_string()))?;
+                return v["sessions"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+                    .ok_or_else(|| fail(format!("unexpected answer {t}")));
+            }
+        }
+        Err(fail("closed without an answer".into()))
+    })
+    .await
+    .map_err(|_| fail("timed out".into()))?
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -49,24 +49,31 @@ impl Smtp {
         )
     }
 
+    /// Waits (10 ms apart, at most 5 s) for `n` messages: their texts in the order they came,
+    /// or none when fewer came.
     pub async fn messages(&self, n: usize) -> Vec<String> {
-        for _ in 0..500 {
-            let mut found: Vec<_> = std::fs::read_dir(self.dir.path())
-                .unwrap()
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                .collect();
-            if found.len() >= n {
-                found.sort();
-                return found
-                    .iter()
-                    .map(|p| std::fs::read_to_string(p).unwrap())
+        let found = super::poll(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            async || {
+                let found: Vec<_> = std::fs::read_dir(self.dir.path())
+                    .unwrap()
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
                     .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Vec::new()
+                super::when(found, |f| f.len() >= n)
+            },
+        )
+        .await;
+        let Ok(mut found) = found else {
+            return Vec::new();
+        };
+        found.sort();
+        found
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 }
 

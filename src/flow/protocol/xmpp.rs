@@ -32,7 +32,7 @@ impl Xmpp {
     fn open_frame(&self) -> String {
         format!(
             "<open xmlns='{FRAMING_NS}' to='{}' version='1.0'/>",
-            crate::flow::template::Filter::Xml.apply(&self.domain)
+            crate::template::Filter::Xml.apply(&self.domain)
         )
     }
 }
@@ -85,7 +85,7 @@ impl Protocol for Xmpp {
             for key in ["id", "from"] {
                 if let Some(v) = el.attr(key) {
                     let attr = if key == "from" { "to" } else { key };
-                    let v = crate::flow::template::Filter::Xml.apply(v);
+                    let v = crate::template::Filter::Xml.apply(v);
                     pong.push_str(&format!(" {attr}='{v}'"));
                 }
             }

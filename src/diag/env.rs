@@ -69,7 +69,7 @@ pub fn substitute(input: &str, env: &dyn EnvSource) -> Result<Substituted, EnvEr
 /// # Errors
 /// As [`substitute`].
 pub fn substitute_template(input: &str, env: &dyn EnvSource) -> Result<Substituted, EnvError> {
-    substitute_with(input, env, crate::flow::template::escape_literal)
+    substitute_with(input, env, crate::template::escape_literal)
 }
 
 fn substitute_with(
@@ -201,7 +201,7 @@ mod tests {
     fn template_values_are_data() {
         let e = env(&[("PW", "ab{{region}}cd\"$}")]);
         let s = substitute_template("{{user}}:${PW}", &e).unwrap();
-        let t = crate::flow::template::Template::parse(&s.text).unwrap();
+        let t = crate::template::Template::parse(&s.text).unwrap();
         assert_eq!(t.vars().collect::<Vec<_>>(), ["user"]);
         let vars = env(&[("user", "u")]);
         assert_eq!(t.render(&vars).unwrap(), "u:ab{{region}}cd\"$}");

@@ -431,7 +431,7 @@ fn compile(secrets: &[String]) -> Option<regex::Regex> {
 fn base_forms(secret: &str) -> Vec<String> {
     let mut out = vec![secret.to_string()];
     // A JSON body (`{"password":"pa\"ss"}`) sent or echoed in base64 carries the escaped form.
-    let json = super::template::Filter::Json.apply(secret);
+    let json = crate::template::Filter::Json.apply(secret);
     let mut encoded = vec![secret];
     if json != secret {
         encoded.push(&json);
@@ -474,7 +474,7 @@ fn base64_cores(bytes: &[u8], engine: &base64::engine::GeneralPurpose) -> Vec<St
 /// The shapes a template filter gives a value, for the literal fallback.
 fn plain_forms(secret: &str) -> Vec<String> {
     let mut out = base_forms(secret);
-    for f in super::template::encodings(secret) {
+    for f in crate::template::encodings(secret) {
         if !out.contains(&f) {
             out.push(f);
         }

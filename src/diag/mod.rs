@@ -1,0 +1,115 @@
+//! Diagnostics for the config and probe files: the located error every part reports
+//! (`file:line:col: key: message`), the [`Ctx`] each part validates its own table with, and the
+//! helpers beneath it (source positions, `${ENV}` substitution, bounded file reads). A leaf:
+//! it imports nothing of the crate but [`crate::template`], so every part can take it.
+
+mod ctx;
+pub mod env;
+pub mod file;
+mod position;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use ctx::Ctx;
+pub use env::{EnvError, EnvSource, ProcessEnv, substitute, substitute_template};
+pub use position::{array_tables, from_table, parse_toml, read_source};
+
+/// A value with its byte span in the file, for errors that point at it.
+pub type S<T> = toml::Spanned<T>;
+
+/// The longest duration any key accepts: a year (365.25 days, humantime's `1year`), so a
+/// yearly maintenance window fits. A longer one is a slip of the unit, and bounding every
+/// duration here keeps each time calculation downstream (dates, timers, backoffs) far from
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+/// The shortest duration a key that must be greater than zero accepts.
+pub(crate) const MIN_DURATION: Duration = Duration::from_nanos(1);
+
+/// "must be between 10ms and 1h": the accepted range, as every out-of-range error says it.
+pub(crate) fn out_of_range(min: Duration, max: Duration) -> String {
+    format!(
+        "must be between {} and {}",
+        humantime::format_duration(min),
+        humantime::format_duration(max)
+    )
+}
+
+/// A duration flag (`--config.watch-interval`, `--redis-timeout`): as in the files, at most
+/// [`MAX_DURATION`] (a timer of a longer period overflows when it is re-armed).
+///
+/// # Errors
+/// Not a duration, or out of range.
+pub fn parse_flag_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err(out_of_range(Duration::ZERO, MAX_DURATION)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A label a metric or page carries (a probe, pager or heartbeat name): ASCII letters, digits,
+/// `-`, `_` and `.`.
+pub fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// One problem in a config or probe file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no position (an unreadable file).
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, e.g. `steps[2].url`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found while loading; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A file's text, kept to turn byte spans into line and column.
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub(crate) fn locate(&self, offset: usize) -> (usize, usize) {
+        let upto = &self.text[..offset.min(self.text.len())];
+        let line = upto.matches('\n').count() + 1;
+        let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+}

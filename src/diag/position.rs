@@ -1,0 +1,188 @@
+//! Where a problem is: byte spans and the TOML parser's errors turned into line, column and
+//! dotted key (`steps[1].url`), for files read through [`super::file`].
+
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::{ConfigError, SourceFile, file};
+
+/// Reads a config or probe file through [`file::read_text`]: a FIFO, device or directory is
+/// refused without blocking, and so is a file over [`file::MAX_FILE_BYTES`]; the error names it.
+pub fn read_source(path: &Path, errors: &mut Vec<ConfigError>) -> Option<SourceFile> {
+    match file::read_text(path) {
+        Ok(text) => Some(SourceFile {
+            path: path.to_path_buf(),
+            text,
+        }),
+        Err(e) => {
+            errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("cannot read: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// Parses TOML into `T`, turning the parser's error into a located [`ConfigError`].
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    toml::from_str::<T>(&file.text)
+        .map_err(|e| errors.push(located(file, &e)))
+        .ok()
+}
+
+/// The tables of the top-level array `[[name]]` as written, with their spans: for a part that
+/// picks its table's shape by a key inside it (a pager's `type`), then reads it with
+/// [`from_table`]. Empty when there are none, or when the file is not TOML ([`parse_toml`]
+/// says why).
+pub fn array_tables<'f>(file: &'f SourceFile, name: &str) -> Vec<Spanned<DeValue<'f>>> {
+    let Ok(root) = DeTable::parse(&file.text) else {
+        return Vec::new();
+    };
+    match root.get_ref().get(name).map(Spanned::get_ref) {
+        Some(DeValue::Array(items)) => items.iter().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Deserialises one table from [`array_tables`] into `T` (a `deny_unknown_fields` struct). An
+/// unknown key does not stop it: each is handed to `unknown` (the key, its value's span and
+/// serde's `expected one of …`) and left out, so the rest of the table is still read and
+/// checked. Any other error is located as [`parse_toml`] locates it.
+///
+/// # Errors
+/// The table does not fit `T` (a missing key, a wrong type).
+pub fn from_table<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    mut table: Spanned<DeValue<'_>>,
+    mut unknown: impl FnMut(&str, Range<usize>, &str),
+) -> Result<T, ConfigError> {
+    loop {
+        let e = match T::deserialize(ValueDeserializer::from(table.clone())) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let removed = unknown_field(e.message()).and_then(|(key, expected)| {
+            let DeValue::Table(t) = table.get_mut() else {
+                return None;
+            };
+            let value = t.remove(key)?;
+            unknown(key, value.span(), expected);
+            Some(())
+        });
+        if removed.is_none() {
+            return Err(located(file, &e));
+        }
+    }
+}
+
+/// A parser's error as a located [`ConfigError`]: every one names its place and its key
+/// (`steps[1].wat`, or the table for a missing field), as every other error does; with no
+/// place, the file's start.
+fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map_or((1, 1), |s| file.locate(s.start));
+    let key = match missing_field(e.message()) {
+        // Placed at its table: the key is the table's and the field's.
+        Some(field) => Some(
+            e.span()
+                .and_then(|s| header_at(&file.text, s.start))
+                .map_or_else(|| field.to_string(), |t| format!("{t}.{field}")),
+        ),
+        None => e.span().and_then(|s| key_at(&file.text, s.start)),
+    };
+    ConfigError {
+        file: file.path.clone(),
+        line,
+        column,
+        key,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// `X` and `expected …` of serde's "unknown field `X`, expected …".
+fn unknown_field(message: &str) -> Option<(&str, &str)> {
+    let rest = message.trim().strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    Some((key, rest.trim_start_matches(',').trim()))
+}
+
+/// The dotted key of the line holding `offset`: the table it is in (an array of tables with
+/// its index, `steps[1]`) and the bare key written at the start of the line if it is
+/// `key = ...`; on a table header, the table itself. `None` at the top level off any key.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next().unwrap_or("");
+    let (table, header_here) = match table_header(line) {
+        Some(_) => (table_path(text, start + line.len()), true),
+        None => (table_path(text, start), false),
+    };
+    let key = (!header_here)
+        .then(|| line.split_once('=').map(|(k, _)| k.trim()))
+        .flatten()
+        // `"a.total" = …` is the key `a.total`, as the checks after parsing write it.
+        .map(|k| k.trim_matches(|c| c == '"' || c == '\''))
+        .filter(|k| !k.is_empty() && !k.starts_with('#'));
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (Some(t), None) => Some(t),
+        (None, Some(k)) => Some(k.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// `X` of serde's "missing field `X`".
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .trim()
+        .strip_prefix("missing field `")?
+        .split('`')
+        .next()
+}
+
+/// The table whose header is the line holding `offset` (`None` off a header: the top level).
+fn header_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    table_header(line)?;
+    table_path(text, start + line.len())
+}
+
+/// `[name]` → (name, false), `[[name]]` → (name, true).
+fn table_header(line: &str) -> Option<(&str, bool)> {
+    let t = line.trim();
+    let t = t.split_once('#').map_or(t, |(before, _)| before.trim_end());
+    let (inner, array) = match t.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+        Some(inner) => (inner, true),
+        None => (t.strip_prefix('[')?.strip_suffix(']')?, false),
+    };
+    // A malformed header (`[[steps]`) names no table.
+    let inner = inner.trim();
+    (!inner.is_empty() && !inner.contains(['[', ']'])).then_some((inner, array))
+}
+
+/// The table the text before `end` leaves open: the last header, with its index among the
+/// same array-of-tables headers before it.
+fn table_path(text: &str, end: usize) -> Option<String> {
+    let before = text.get(..end)?;
+    let (name, array) = before.lines().rev().find_map(table_header)?;
+    if !array {
+        return Some(name.to_string());
+    }
+    let index = before
+        .lines()
+        .filter(|l| table_header(l) == Some((name, true)))
+        .count()
+        .saturating_sub(1);
+    Some(format!("{name}[{index}]"))
+}

@@ -1,0 +1,504 @@
+//! The media path's engine: a real WebRTC peer, driven by str0m (sans-I/O)
+//! over a tokio UDP socket. It makes or accepts the SDP that signalling carries, runs ICE with
+//! the SFU, DTLS-SRTP with the SFU's certificate checked against `a=fingerprint`, then proves
+//! media flows: messages on an unreliable, unordered data channel echoed back by the SFU (Janus
+//! echotest) or the other participant, with their loss and round-trip time.
+//!
+//! Every wait has a deadline; every phase that runs out names its layer (`ice`, `dtls`,
+//! `media`). Nothing from the remote side is trusted: the SDP is size-capped and parsed under a
+//! panic guard, datagrams are read into a fixed buffer, echoes are matched by a per-run nonce.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::echo::{EchoOptions, EchoReport, Echoes};
+use super::sdp::{candidate_addrs, guarded, parse_sdp, route_to, sdp_refused};
+use crate::flow::StepError;
+use crate::report::{FailureReason, Phase};
+
+/// Largest datagram read; anything longer is cut (and so fails its own parsing, harmlessly).
+const DATAGRAM_BYTES: usize = 2048;
+/// The data channel's label, as the SFU sees it.
+const LABEL: &str = "joincanary";
+
+/// Where the phases of a step are written as they happen, so that a step cut short by its
+/// timeout still reports them (the flow engine's `phases` and `pending`).
+pub struct Timings<'a> {
+    pub phases: &'a mut BTreeMap<Phase, Duration>,
+    pub pending: &'a mut Option<(Phase, Instant)>,
+}
+
+impl Timings<'_> {
+    /// Ends the phase under way (if any) and starts `next`.
+    fn start(&mut self, next: Option<Phase>) {
+        let now = Instant::now();
+        if let Some((phase, since)) = self.pending.take() {
+            *self.phases.entry(phase).or_default() += now.saturating_duration_since(since);
+        }
+        *self.pending = next.map(|p| (p, now));
+    }
+}
+
+/// One WebRTC peer connection: made by [`Peer::offer`] or [`Peer::answer`], connected by
+/// [`Peer::connect`] once signalling has carried the SDP.
+pub struct Peer {
+    rtc: Rtc,
+    /// Bound at gathering when the local address is known, else at connect time towards the
+    /// SFU's candidates.
+    socket: Option<(UdpSocket, SocketAddr)>,
+    /// Our offer awaiting the remote answer.
+    pending: Option<SdpPendingOffer>,
+    /// Our data channel (offerer); an answerer uses the first channel the remote opens.
+    channel: Option<ChannelId>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("local", &self.socket.as_ref().map(|(_, a)| a))
+            .field("offering", &self.pending.is_some())
+            .finish()
+    }
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(std::time::Instant::now());
+        Peer {
+            rtc,
+            socket: None,
+            pending: None,
+            channel: None,
+        }
+    }
+
+    /// A new peer offering one data channel; returns it with its SDP offer. With a
+    /// `local_address` its host candidate is in the offer; without, it is gathered at connect
+    /// time (the address routed towards the SFU's candidates) and the SFU learns it from our
+    /// connectivity checks (a peer-reflexive candidate, as with trickle ICE).
+    ///
+    /// # Errors
+    /// `local` when no UDP socket can be bound.
+    pub async fn offer(local_address: Option<IpAddr>) -> Result<(Peer, String), StepError> {
+        let mut peer = Peer::new();
+        if let Some(ip) = local_address {
+            peer.gather(ip).await?;
+        }
+        let mut change = peer.rtc.sdp_api();
+        let channel = change.add_channel_with_config(ChannelConfig {
+            label: LABEL.to_string(),
+            ordered: false,
+            // Lost is lost: a retransmitted echo would hide the loss the gauge is for.
+            reliability: Reliability::MaxRetransmits { retransmits: 0 },
+            negotiated: None,
+            protocol: String::new(),
+        });
+        let Some((offer, pending)) = change.apply() else {
+            return Err(StepError::new(
+                FailureReason::Protocol,
+                "the WebRTC offer could not be made",
+            ));
+        };
+        peer.pending = Some(pending);
+        peer.channel = Some(channel);
+        Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// A new peer answering the remote `offer`; returns it with its SDP answer.
+    ///
+    /// # Errors
+    /// `protocol` for an offer that is too large, does not parse or cannot be accepted;
+    /// `local` when no UDP socket can be bound.
+    pub async fn answer(
+        local_address: Option<IpAddr>,
+        offer: &str,
+    ) -> Result<(Peer, String), StepError> {
+        let mut peer = Peer::new();
+        let parsed = parse_sdp(offer, "offer", SdpOffer::from_sdp_string)?;
+        let ip = match local_address {
+            Some(ip) => ip,
+            None => route_to(&candidate_addrs(offer)).await?,
+        };
+        peer.gather(ip).await?;
+        let answer = guarded(|| peer.rtc.sdp_api().accept_offer(parsed))
+            .map_err(|e| sdp_refused("offer", &e))?;
+        Ok((peer, answer.to_sdp_string()))
+    }
+
+    /// Binds the UDP socket on `ip` and adds it as our host candidate.
+    async fn gather(&mut self, ip: IpAddr) -> Result<(), StepError> {
+        let socket = UdpSocket::bind((ip, 0)).await.map_err(|e| {
+            StepError::caused_by(
+                FailureReason::Local,
+                format!("cannot bind a UDP socket on {ip}: {e}"),
+                &e,
+            )
+        })?;
+        let addr = socket.local_addr().map_err(|e| {
+            StepError::caused_by(FailureReason::Local, format!("UDP socket: {e}"), &e)
+        })?;
+        let candidate = Candidate::host(addr, "udp").map_err(|e| {
+            StepError::new(
+                FailureReason::Local,
+                format!("{addr} cannot be a host candidate: {e}"),
+            )
+        })?;
+        self.rtc.add_local_candidate(candidate);
+        self.socket = Some((socket, addr));
+        Ok(())
+    }
+
+    /// Takes the remote answer (after [`Peer::offer`]; `None` after [`Peer::answer`]), then
+    /// runs ICE, DTLS and the echo, each phase written to `timings` as it ends. Stops at
+    /// `deadline` with the reason of the phase under way.
+    ///
+    /// # Errors
+    /// `protocol` for a bad or missing answer; `ice`, `dtls`, `media` for the phase that
+    /// failed or ran out of time; `local` for the prober's own socket failing.
+    pub async fn connect(
+        &mut self,
+        answer: Option<&str>,
+        echo: &EchoOptions,
+        deadline: Instant,
+        mut timings: Timings<'_>,
+    ) -> Result<EchoReport, StepError> {
+        self.take_answer(answer).await?;
+        let result = self.drive(echo, deadline, &mut timings).await;
+        timings.start(None);
+        // Whatever happened, this peer is done: no more datagrams from it.
+        self.rtc.disconnect();
+        result
+    }
+
+    /// Applies the remote answer to our pending offer, gathering our candidate if not yet.
+    async fn take_answer(&mut self, answer: Option<&str>) -> Result<(), StepError> {
+        match (self.pending.take(), answer) {
+            (Some(pending), Some(answer)) => {
+                let parsed = parse_sdp(answer, "answer", SdpAnswer::from_sdp_string)?;
+                if self.socket.is_none() {
+                    let ip = route_to(&candidate_addrs(answer)).await?;
+                    self.gather(ip).await?;
+                }
+                let rtc = &mut self.rtc;
+                guarded(|| rtc.sdp_api().accept_answer(pending, parsed))
+                    .map_err(|e| sdp_refused("answer", &e))?;
+            }
+            (Some(_), None) => {
+                return Err(StepError::new(
+                    FailureReason::Protocol,
+                    "this connection made an offer: `remote_sdp` must give the SFU's answer",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(StepError::new(
+                    FailureReason::Protocol,
+                    "this connection answered an offer already: it takes no `remote_sdp`",
+                ));
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The I/O loop: feed str0m every datagram and timeout, send what it transmits, follow its
+    /// events through the phases.
+    async fn drive(
+        &mut self,
+        echo: &EchoOptions,
+        deadline: Instant,
+        timings: &mut Timings<'_>,
+    ) -> Result<EchoReport, StepError> {
+        // The socket leaves the peer: after this run the connection is over either way.
+        let Some((socket, local)) = self.socket.take() else {
+            return Err(StepError::new(
+                FailureReason::Protocol,
+                "no local candidate: the remote SDP names no address to reach",
+            ));
+        };
+        let mut stage = Stage::Ice;
+        timings.start(Some(Phase::Ice));
+        let mut echoes = Echoes::new(echo);
+        let mut buf = vec![0u8; DATAGRAM_BYTES];
+        loop {
+            // Everything str0m has to say now, up to its next timer.
+            let wake = loop {
+                let output = self
+                    .rtc
+                    .poll_output()
+                    .map_err(|e| stage.error(&e.to_string()))?;
+                match output {
+                    Output::Timeout(at) => break Instant::from_std(at),
+                    Output::Transmit(t) => {
+                        // A send that fails is a lost datagram: ICE and DTLS retransmit, and
+                        // their deadlines name the phase. Only the prober's own exhaustion is
+                        // worth stopping for.
+                        if let Err(e) = socket.send_to(&t.contents, t.destination).await
+                            && crate::flow::net::local_cause(&e).is_some()
+                        {
+                            return Err(StepError::caused_by(
+                                FailureReason::Local,
+                                format!("sending to {}: {e}", t.destination),
+                                &e,
+                            ));
+                        }
+                    }
+                    Output::Event(event) => {
+                        self.on_event(event, &mut stage, timings, &mut echoes)?;
+                    }
+                }
+            };
+            if stage == Stage::Media {
+                if let Some(id) = self.channel.filter(|_| echoes.open) {
+                    echoes.send_due(&mut self.rtc, id)?;
+                }
+                if echoes.done() {
+                    return echoes.report(stage);
+                }
+            }
+            let next = wake.min(deadline).min(echoes.next_wake());
+            tokio::select! {
+                received = socket.recv_from(&mut buf) => {
+                    let (n, source) = received.map_err(|e| {
+                        StepError::caused_by(stage.reason(), format!("receiving: {e}"), &e)
+                    })?;
+                    // Anything that is not STUN, DTLS, RTP or RTCP is dropped, never fatal:
+                    // a stray or hostile datagram must not end the connection.
+                    if let Ok(contents) = buf[..n.min(DATAGRAM_BYTES)].try_into() {
+                        let input = Input::Receive(
+                            std::time::Instant::now(),
+                            Receive { proto: Protocol::Udp, source, destination: local, contents },
+                        );
+                        if self.rtc.accepts(&input) {
+                            self.rtc
+                                .handle_input(input)
+                                .map_err(|e| stage.error(&e.to_string()))?;
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(next) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(stage.timeout(&echoes));
+                    }
+                    if echoes.expired(now) {
+                        return echoes.report(stage);
+                    }
+                    self.rtc
+                        .handle_input(Input::Timeout(now.into_std()))
+                        .map_err(|e| stage.error(&e.to_string()))?;
+                }
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        event: Event,
+        stage: &mut Stage,
+        timings: &mut Timings<'_>,
+        echoes: &mut Echoes,
+    ) -> Result<(), StepError> {
+        match event {
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if *stage == Stage::Ice => {
+                *stage = Stage::Dtls;
+                timings.start(Some(Phase::Dtls));
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                return Err(StepError::new(
+                    FailureReason::Ice,
+                    format!(
+                        "ICE connectivity to the SFU was lost during {}",
+                        stage.doing()
+                    ),
+                ));
+            }
+            Event::Connected => {
+                if *stage == Stage::Ice {
+                    timings.start(Some(Phase::Dtls));
+                }
+                *stage = Stage::Media;
+                timings.start(Some(Phase::FirstMedia));
+            }
+            Event::ChannelOpen(id, _) => {
+                // An answerer echoes on the channel the remote opened.
+                if self.channel.is_none() {
+                    self.channel = Some(id);
+                }
+                if self.channel == Some(id) {
+                    echoes.open = true;
+                }
+            }
+            Event::ChannelData(data) if Some(data.id) == self.channel => {
+                // The first echo ends `first_media`.
+                let ours = echoes.on_data(&data.data);
+                if ours && echoes.received == 1 {
+                    timings.start(None);
+                }
+            }
+            Event::ChannelClose(id) if Some(id) == self.channel => {
+                return Err(StepError::new(
+                    FailureReason::Media,
+                    format!(
+                        "the SFU closed the data channel after {} of {} echoes",
+                        echoes.received, echoes.sent
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Where the connection is: the phase a failure is blamed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    Ice,
+    Dtls,
+    Media,
+}
+
+impl Stage {
+    pub(super) fn reason(self) -> FailureReason {
+        match self {
+            Stage::Ice => FailureReason::Ice,
+            Stage::Dtls => FailureReason::Dtls,
+            Stage::Media => FailureReason::Media,
+        }
+    }
+
+    fn doing(self) -> &'static str {
+        match self {
+            Stage::Ice => "ICE connectivity checks",
+            Stage::Dtls => "the DTLS handshake",
+            Stage::Media => "the media echo",
+        }
+    }
+
+    /// An error str0m reported during this stage.
+    fn error(self, what: &str) -> StepError {
+        let what = if what.contains("fingerprint") {
+            format!("the SFU's DTLS certificate does not match the SDP's a=fingerprint ({what})")
+        } else {
+            what.to_string()
+        };
+        StepError::new(self.reason(), format!("{} failed: {what}", self.doing()))
+    }
+
+    fn timeout(self, echoes: &Echoes) -> StepError {
+        let message = match self {
+            Stage::Ice => "no ICE connectivity with the SFU's candidates (its checks and ours \
+                           went unanswered)"
+                .to_string(),
+            Stage::Dtls => {
+                "ICE connected but the DTLS handshake with the SFU never completed".to_string()
+            }
+            Stage::Media if !echoes.open => {
+                "DTLS connected but the data channel never opened".to_string()
+            }
+            Stage::Media => format!(
+                "no echo came back ({} of {} messages sent)",
+                echoes.sent, echoes.options.count
+            ),
+        };
+        StepError::new(self.reason(), format!("timed out: {message}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng as _, SeedableRng as _};
+
+    use super::*;
+
+    const LOOPBACK: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
+    /// A valid answer to `offer`, from a second str0m peer (never connected).
+    async fn valid_answer(offer: &str) -> String {
+        Peer::answer(LOOPBACK, offer).await.unwrap().1
+    }
+
+    #[tokio::test]
+    async fn hostile_sdp_never_panics_and_fails_with_protocol() {
+        let (mut offerer, offer) = Peer::offer(LOOPBACK).await.unwrap();
+        let good = valid_answer(&offer).await;
+        let mut cases: Vec<String> = [
+            "",
+            "v=0",
+            "\r\n\r\n",
+            "garbage",
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
+            "v=0\r\na=fingerprint:sha-256 zz\r\nm=audio 1 RTP/AVP 999999999999\r\n",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        cases.push(good.replace("a=fingerprint", "a=fingerprint-gone"));
+        cases.push(good.replace("a=ice-ufrag", "a=x"));
+        cases.push(good.replace("a=setup:", "a=setup:nonsense-"));
+        cases.push(good.replace("m=application", "m=video"));
+        cases.push(good.replace("a=candidate:", "a=candidate:\u{1F4A9} 1 udp x y z typ host"));
+        cases.push(format!("{good}{}", "a=x\r\n".repeat(20_000)));
+        // Seeded mutations of the valid answer: cut short, bytes flipped, lines dropped or
+        // doubled. Only parsing and the SDP state change run: nothing is sent.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let lines: Vec<&str> = good.lines().collect();
+        for _ in 0..200 {
+            let mut bytes = good.clone().into_bytes();
+            match rng.random_range(0..4) {
+                0 => bytes.truncate(rng.random_range(0..bytes.len())),
+                1 => {
+                    for _ in 0..rng.random_range(1..8) {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = rng.random();
+                    }
+                }
+                2 => {
+                    let drop = rng.random_range(0..lines.len());
+                    let kept: Vec<&str> = (0..lines.len())
+                        .filter(|i| *i != drop)
+                        .map(|i| lines[i])
+                        .collect();
+                    bytes = kept.join("\r\n").into_bytes();
+                }
+                _ => {
+                    let twice = rng.random_range(0..lines.len());
+                    let mut all = lines.clone();
+                    all.insert(twice, lines[twice]);
+                    bytes = all.join("\r\n").into_bytes();
+                }
+            }
+            cases.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        let mut refused = 0;
+        for case in &cases {
+            let (mut peer, _) = Peer::offer(LOOPBACK).await.unwrap();
+            if let Err(e) = peer.take_answer(Some(case)).await {
+                assert_eq!(e.reason, FailureReason::Protocol, "{e:?} for {case:?}");
+                refused += 1;
+            }
+            // The other way round: the same text as a remote offer.
+            if let Err(e) = Peer::answer(LOOPBACK, case).await {
+                assert_eq!(e.reason, FailureReason::Protocol, "{e:?} for {case:?}");
+            }
+        }
+        // The hand-written cases and most mutations are refused before any I/O.
+        assert!(refused > cases.len() / 4, "{refused} of {}", cases.len());
+        // The valid answer itself is taken by the peer it answers.
+        offerer.take_answer(Some(&good)).await.unwrap();
+    }
+}
