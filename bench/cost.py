@@ -363,6 +363,16 @@ def section_syscalls(sim, a, out):
                   flush=True)
 
 
+def once_runs(config, n):
+    res = []
+    for _ in range(n):
+        p = subprocess.run([h.BIN, "once", "--config", config, "--format", "json"],
+                           capture_output=True, timeout=60,
+                           env=dict(os.environ, JOINCANARY_LOG="error"))
+        res.append(json.loads(p.stdout)["probes"][0])
+    return res
+
+
 def curl_first_byte(url):
     """curl's time from the request sent to the first byte of the reply, in ms: the same
     phase as blackbox's `processing` and joincanary's `first_byte`."""
@@ -463,6 +473,54 @@ def section_metrics(sim, a, out):
     print(f"blackbox_exporter: {n} series per HTTP probe (one /probe answer)", flush=True)
 
 
+def resident_probes(sim, n):
+    with open(os.path.join(h.ROOT, "probes/examples/resident-sim.toml")) as f:
+        text = f.read().replace("${SIM_URL:-http://127.0.0.1:7480}", sim)
+    return {f"res-{i}": text.replace('name = "sim-resident"', f'name = "res-{i}"', 1)
+            for i in range(n)}
+
+
+def section_resident(sim, a, out):
+    """Resident sessions (probes/examples/resident-sim.toml: two websockets kept open, an
+    exchange every 5 s, pings while idle) held by one `joincanary run`: CPU per session-hour
+    over a window after every session is open, and the resident memory each session adds
+    (RSS with N sessions minus RSS with one, over N - 1)."""
+    rows = []
+    for r in range(a.rounds):
+        row = {}
+        for n in (1, a.resident_sessions):
+            svc = h.Service(resident_probes(sim, n), "")
+            try:
+                h.wait_until(lambda: runs_in(svc.metrics()) >= n, 60, 0.5,
+                             f"{n} resident sessions to exchange once")
+                load = h.loadavg()
+                m0 = svc.metrics()
+                c0, t0 = h.cpu_ms(svc.proc.pid), time.monotonic()
+                time.sleep(a.resident_seconds)
+                c1, t1 = h.cpu_ms(svc.proc.pid), time.monotonic()
+                m1 = svc.metrics()
+                rss = h.rss_kib(svc.proc.pid)
+            finally:
+                svc.stop()
+            row[n] = {"cpu_s_per_session_hour": (c1 - c0) / 1000 / n / ((t1 - t0) / 3600),
+                      "exchanges": runs_in(m1) - runs_in(m0),
+                      "failed": runs_in(m1, "failure") - runs_in(m0, "failure"),
+                      "rss_kib": rss, "load": load}
+        big = row[a.resident_sessions]
+        per_session_kib = (big["rss_kib"] - row[1]["rss_kib"]) / (a.resident_sessions - 1)
+        rows.append({"per_session_kib": per_session_kib, **big})
+        print(f"  round {r + 1} (load {big['load']:.1f}): {a.resident_sessions} sessions: "
+              f"{big['cpu_s_per_session_hour']:.3f} CPU-s per session-hour, "
+              f"{big['exchanges']:.0f} exchanges ({big['failed']:.0f} failed), "
+              f"{per_session_kib:.0f} KiB per session", flush=True)
+    cpu = h.median([x["cpu_s_per_session_hour"] for x in rows])
+    kib = h.median([x["per_session_kib"] for x in rows])
+    out["resident"] = {"cpu_s_per_session_hour": cpu, "kib_per_session": kib, "rounds": rows}
+    print(f"resident sessions ({a.resident_sessions}, {a.resident_seconds:g} s windows, median "
+          f"of {a.rounds}, {loads(rows)}): {cpu:.2f} CPU-s per session-hour, {kib:.0f} KiB per "
+          f"session", flush=True)
+
+
 def section_binary(out):
     jc = os.path.getsize(h.BIN)
     bb = os.path.getsize(BB)
@@ -476,7 +534,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="about 2 minutes before and after a change: the headline (HTTP probe, "
                     "flow at 20/s, blackbox) and syscalls per flow, 3 rounds of 10 s")
-    ap.add_argument("--sections", default="binary,http,flow,syscalls,timing,metrics,ceiling")
+    ap.add_argument("--sections", default="binary,http,flow,syscalls,resident,timing,metrics,ceiling")
     ap.add_argument("--rate", type=int, default=20, help="HTTP probes per second, both tools")
     ap.add_argument("--window", type=float, default=20, help="seconds per measured window")
     ap.add_argument("--rounds", type=int, default=3)
@@ -491,6 +549,8 @@ def main():
                     default=[100, 1000])
     ap.add_argument("--scrapes", type=int, default=5)
     ap.add_argument("--strace-seconds", type=float, default=15)
+    ap.add_argument("--resident-sessions", type=int, default=100)
+    ap.add_argument("--resident-seconds", type=float, default=60)
     ap.add_argument("--json", help="also write every figure to this file")
     a = ap.parse_args()
     if a.quick:
@@ -507,6 +567,8 @@ def main():
             section_http(sim, a, out)
         elif s == "flow":
             section_flow(sim, a, out)
+        elif s == "resident":
+            section_resident(sim, a, out)
         elif s == "syscalls":
             section_syscalls(sim, a, out)
         elif s == "timing":
