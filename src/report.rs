@@ -44,6 +44,17 @@ pub enum FailureReason {
     /// ENFILE), memory or socket buffers (ENOMEM, ENOBUFS), ephemeral ports (EADDRNOTAVAIL).
     /// Such a run never pages as a platform outage; it is alerted as the prober being unhealthy.
     Local,
+    /// The TURN server refused the credentials: 401 after the credentialed retry (wrong
+    /// password, expired or wrongly signed REST credential), or 441 Wrong Credentials.
+    TurnAuth,
+    /// The TURN server has no room: 486 Allocation Quota Reached or 508 Insufficient Capacity.
+    TurnCapacity,
+    /// The TURN server refused by policy: 403 Forbidden (an allocation, or a permission for the
+    /// peer's address).
+    TurnForbidden,
+    /// The relay took the data but no echo came back through it (the peer or the relay's own
+    /// path is down) while binding, allocate and permission passed.
+    TurnRelay,
     /// WebRTC: no ICE connectivity with the SFU's candidates, or lost during the step.
     Ice,
     /// WebRTC: ICE connected but DTLS failed: the SFU's certificate does not match the SDP's
@@ -55,7 +66,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in a fixed order (for docs and for pre-registering metrics).
-    pub const ALL: [FailureReason; 16] = [
+    pub const ALL: [FailureReason; 20] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -69,6 +80,10 @@ impl FailureReason {
         Self::Protocol,
         Self::ServerError,
         Self::Local,
+        Self::TurnAuth,
+        Self::TurnCapacity,
+        Self::TurnForbidden,
+        Self::TurnRelay,
         Self::Ice,
         Self::Dtls,
         Self::Media,
@@ -90,6 +105,10 @@ impl FailureReason {
             Self::Protocol => "protocol",
             Self::ServerError => "server_error",
             Self::Local => "local",
+            Self::TurnAuth => "turn_auth",
+            Self::TurnCapacity => "turn_capacity",
+            Self::TurnForbidden => "turn_forbidden",
+            Self::TurnRelay => "turn_relay",
             Self::Ice => "ice",
             Self::Dtls => "dtls",
             Self::Media => "media",
@@ -136,6 +155,14 @@ pub enum Phase {
     /// From a `ws_send` on one connection to the matching frame on another: the message
     /// crossed the platform's fan-out (pub/sub between instances).
     FanOut,
+    /// STUN Binding request to its response (the server-reflexive address).
+    Binding,
+    /// TURN Allocate, the 401 challenge and the credentialed retry included.
+    Allocate,
+    /// TURN CreatePermission for the echo peer.
+    Permission,
+    /// Data sent through the relay to the echo peer and back.
+    RelayRtt,
     /// WebRTC: from the first connectivity check to a working ICE pair.
     Ice,
     /// WebRTC: from ICE connected to DTLS-SRTP established (certificate checked).
@@ -146,7 +173,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 15] = [
         Self::Dns,
         Self::Connect,
         Self::Tls,
@@ -154,6 +181,10 @@ impl Phase {
         Self::Upgrade,
         Self::RoundTrip,
         Self::FanOut,
+        Self::Binding,
+        Self::Allocate,
+        Self::Permission,
+        Self::RelayRtt,
         Self::Ice,
         Self::Dtls,
         Self::FirstMedia,
@@ -169,6 +200,10 @@ impl Phase {
             Self::Upgrade => "upgrade",
             Self::RoundTrip => "round_trip",
             Self::FanOut => "fan_out",
+            Self::Binding => "binding",
+            Self::Allocate => "allocate",
+            Self::Permission => "permission",
+            Self::RelayRtt => "relay_rtt",
             Self::Ice => "ice",
             Self::Dtls => "dtls",
             Self::FirstMedia => "first_media",
@@ -194,10 +229,12 @@ pub enum StepKind {
     Redis,
     /// Numbers read from a JSON endpoint as gauges with thresholds.
     HttpJson,
+    /// The media relay: STUN binding, TURN allocate, permission, a relayed echo, refresh(0).
+    Turn,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 8] = [
         Self::Http,
         Self::WsConnect,
         Self::WsSend,
@@ -205,6 +242,7 @@ impl StepKind {
         Self::WsClose,
         Self::Redis,
         Self::HttpJson,
+        Self::Turn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -216,6 +254,7 @@ impl StepKind {
             Self::WsClose => "ws_close",
             Self::Redis => "redis",
             Self::HttpJson => "http_json",
+            Self::Turn => "turn",
         }
     }
 

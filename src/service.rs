@@ -202,7 +202,7 @@ async fn run_service(
     // Alert state and the outbox live for the whole process: memory is authoritative (a disk
     // that fails loses nothing while the process runs), the state log follows it.
     let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
-    let alerts = AlertEngine::new(&plan, store.clone(), &loaded);
+    let alerts = AlertEngine::new(&plan, store.clone(), &loaded, clock.now());
     let outbox = Outbox::from_loaded(&loaded);
     drop(loaded);
     // The engine first, so the very first scrape already has every pre-created series.
@@ -318,7 +318,7 @@ async fn run_service(
                     state_dir: plan.state_dir.clone(),
                     ..new_plan
                 };
-                let removed = alerts.configure(&plan);
+                let removed = alerts.configure(&plan, clock.now());
                 engine = Engine::start(
                     &plan,
                     runner.clone(),
@@ -682,7 +682,7 @@ impl Engine {
 
         let (dispatch_stop, dispatch_stop_rx) = tokio::sync::watch::channel(false);
         let sinks: Vec<String> = plan.pagers.iter().map(|p| p.name.clone()).collect();
-        let requeue = alerts.reconcile(&mut outbox, &sinks);
+        let requeue = alerts.reconcile(&mut outbox, &sinks, clock.now());
         let dispatcher = Dispatcher::start_with(
             plan.pagers.clone(),
             outbox,

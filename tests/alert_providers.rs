@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, StatusCode};
+use joincanary::alert::dispatch::FLUSH_BUDGET;
 use joincanary::alert::{
     DeliveryError, Dispatcher, EventKind, Link, Notification, PagerPlan, Severity, test_page,
 };
@@ -182,6 +183,16 @@ fn plan(pagers: &str, env: &[(&str, &str)]) -> (TempConfig, Plan) {
     (cfg, plan)
 }
 
+/// The dispatcher on a clock that follows tokio's (the paused one where a test pauses it).
+fn dispatcher(
+    pagers: Vec<PagerPlan>,
+    state: &Path,
+    m: joincanary::metrics::Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Dispatcher {
+    Dispatcher::start(pagers, state, m, Clock::system(), shutdown)
+}
+
 fn fast(mut pagers: Vec<PagerPlan>) -> Vec<PagerPlan> {
     for p in &mut pagers {
         p.retry.base = Duration::from_millis(10);
@@ -243,7 +254,7 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
     );
     let m = metrics();
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(
+    let d = dispatcher(
         fast(plan.pagers),
         &cfg.dir.path().join("state"),
         m.clone(),
@@ -395,7 +406,7 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
     d.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn server_errors_are_retried_until_delivered() {
     support::init();
     let pd = Receiver::statuses(&[500, 500, 500], 202).await;
@@ -405,7 +416,7 @@ async fn server_errors_are_retried_until_delivered() {
     );
     let m = metrics();
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(
+    let d = dispatcher(
         fast(plan.pagers),
         &cfg.dir.path().join("state"),
         m.clone(),
@@ -438,7 +449,7 @@ async fn a_client_error_is_not_retried() {
     );
     let m = metrics();
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(
+    let d = dispatcher(
         fast(plan.pagers),
         &cfg.dir.path().join("state"),
         m.clone(),
@@ -446,8 +457,9 @@ async fn a_client_error_is_not_retried() {
     );
     d.send(notification(EventKind::Trigger), None);
     pd.wait_for(1, Duration::from_secs(5)).await;
-    // Several backoff periods: a retry would have happened by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Many backoff periods (10 ms doubling to a 40 ms cap), on the paused clock: a retry would
+    // have happened by now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(pd.seen().len(), 1);
     assert_eq!(count(&m, "pd", "trigger", "failed"), 1);
     assert_eq!(count(&m, "pd", "trigger", "retry"), 0);
@@ -478,7 +490,7 @@ url = "${OK}"
         &[("STUCK", &stuck.url()), ("OK", &ok.url())],
     );
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
     let started = tokio::time::Instant::now();
     d.send(notification(EventKind::Trigger), None);
     d.send(notification(EventKind::Resolve), None);
@@ -490,13 +502,17 @@ url = "${OK}"
         started.elapsed()
     );
     assert_eq!(stuck.seen().len(), 1);
-    // Shutdown is bounded even with a request hanging.
+    // Shutdown is bounded even with a request hanging: the flush budget and a little more.
     let started = tokio::time::Instant::now();
     d.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(7));
+    let took = started.elapsed();
+    assert!(
+        took >= FLUSH_BUDGET && took < FLUSH_BUDGET + Duration::from_secs(1),
+        "{took:?}"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_outbox_survives_a_restart() {
     support::init();
     // A port nothing listens on: connection refused, a retryable failure.
@@ -517,7 +533,7 @@ async fn the_outbox_survives_a_restart() {
     };
     let m = metrics();
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(
+    let d = dispatcher(
         fast(load(pager(&format!("http://{down}")))),
         &state,
         m.clone(),
@@ -542,7 +558,7 @@ async fn the_outbox_survives_a_restart() {
     let up = Receiver::statuses(&[], 202).await;
     let (_tx2, rx2) = watch::channel(false);
     let m2 = metrics();
-    let d = Dispatcher::start(load(pager(&up.url())), &state, m2.clone(), rx2);
+    let d = dispatcher(load(pager(&up.url())), &state, m2.clone(), rx2);
     let seen = up.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body["event_action"], "resolve");
@@ -555,7 +571,7 @@ async fn the_outbox_survives_a_restart() {
     assert_eq!(left, ["state.log"], "no temp files left behind");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_signal_flushes_and_stops() {
     support::init();
     let hook = Receiver::statuses(&[], 200).await;
@@ -564,16 +580,17 @@ async fn shutdown_signal_flushes_and_stops() {
         &[("U", &hook.url())],
     );
     let (tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
     d.send(notification(EventKind::Trigger), None);
     tx.send(true).unwrap();
+    // On the paused clock: the flush budget, not the machine's load, bounds this.
     tokio::time::timeout(Duration::from_secs(7), d.shutdown())
         .await
         .unwrap();
     assert_eq!(hook.seen().len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn alertmanager_alerts_are_re_posted_while_firing() {
     support::init();
     let am = Receiver::statuses(&[], 200).await;
@@ -583,7 +600,16 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
     );
     let (_tx, rx) = watch::channel(false);
     let m = metrics();
-    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), m.clone(), rx);
+    // Follows tokio's paused clock: the re-posts every 50 ms and the resolve's `endsAt` are
+    // on the same time line.
+    let clock = Clock::system();
+    let d = Dispatcher::start(
+        plan.pagers,
+        &cfg.dir.path().join("state"),
+        m.clone(),
+        clock,
+        rx,
+    );
     let resends = |result: &str| m.resends.with_label_values(&["am", result, "test"]).get();
     assert_eq!((resends("delivered"), resends("failed")), (0, 0));
     d.send(notification(EventKind::Trigger), None);
@@ -598,7 +624,9 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
     // Every re-post after the first post is counted as a keep-alive, not as a page.
     assert!(resends("delivered") >= 2, "{}", resends("delivered"));
     assert_eq!(count(&m, "am", "trigger", "delivered"), 1);
-    d.send(notification(EventKind::Resolve), None);
+    let mut resolve = notification(EventKind::Resolve);
+    resolve.at = clock.now();
+    d.send(resolve, None);
     // After the resolve, no more re-posts of the incident (the watchdog goes on).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = incident(am.seen()).len();
@@ -614,7 +642,7 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
     let last = incident(am.seen()).pop().unwrap();
     let ends: chrono::DateTime<chrono::Utc> =
         last.body[0]["endsAt"].as_str().unwrap().parse().unwrap();
-    assert!(ends <= chrono::Utc::now());
+    assert!(ends <= clock.now());
     d.shutdown().await;
 }
 
@@ -745,7 +773,7 @@ to = ["oncall@example.com"]
     // And through the dispatcher, whose failures are logged.
     let m = metrics();
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(
+    let d = dispatcher(
         fast(plan.pagers),
         &cfg.dir.path().join("state"),
         m.clone(),
@@ -842,7 +870,7 @@ async fn email_arrives_with_text_and_html_parts() {
     let (cfg, plan) = plan(&smtp.pager(), &[]);
     let m = metrics();
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), m.clone(), rx);
+    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), m.clone(), rx);
     let mut n = notification(EventKind::Trigger);
     n.summary = "sim-join failing in test: <script>".into();
     d.send(n, None);

@@ -1,5 +1,8 @@
 //! Paging end to end: `run` against the real sim, pagers pointed at loopback receivers that
-//! check the real payload shapes.
+//! check the real payload shapes. All on tokio's paused clock: the sim, the service and the
+//! receivers run in the test's runtime, so the probe's sub-second timeouts, the confirm delay
+//! and the retries are virtual, and a loaded machine cannot fail a run the test meant to pass
+//! (or page for a blip the test did not make).
 
 use std::time::Duration;
 
@@ -55,7 +58,7 @@ async fn wait_runs(base: &str, more: u64) {
     crate::support::wait_probe_runs(base, "sim-join", target).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     let sim = start_sim().await;
     let (pd, pd_url) = Receiver::start(202).await;
@@ -166,7 +169,7 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn one_failed_run_followed_by_a_pass_pages_nobody() {
     let sim = start_sim().await;
     let (pd, pd_url) = Receiver::start(202).await;
@@ -208,7 +211,7 @@ async fn one_failed_run_followed_by_a_pass_pages_nobody() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_provider_failing_three_times_still_gets_the_trigger() {
     let sim = start_sim().await;
     let (pd, pd_url) = Receiver::start(202).await;
@@ -276,7 +279,7 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
     let sim = start_sim().await;
     let (pd, pd_url) = Receiver::start(202).await;
@@ -378,7 +381,7 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn latency_over_budget_raises_only_the_warning() {
     let sim = start_sim().await;
     let (pd, pd_url) = Receiver::start(202).await;

@@ -91,7 +91,7 @@ fn check_warns_when_no_pager_is_configured() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
     let sim = start_sim().await;
     let cfg = TempConfig::new("", &[("sim.toml", &fast_sim_probe(&sim.base_url()))]);
@@ -145,7 +145,7 @@ fn heartbeat_config_errors_name_line_and_key() {
 
 /// A running service pings its heartbeats (a generic POST URL and the Opsgenie ping API) and
 /// posts the Alertmanager watchdog, with no secret in metrics or status.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn run_pings_heartbeats_and_posts_the_watchdog() {
     use crate::support::receiver::Receiver;
     let sim = start_sim().await;
@@ -338,7 +338,7 @@ fn alertmanager_hold_is_checked_with_its_line() {
 
 /// A pager that fails shows within seconds: each failed attempt counts as `retry`, and the
 /// outbox gauges say what waits and for how long; once it answers, both drop back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     use crate::support::receiver::Receiver;
     // The platform is healthy until the first scrape has shown the series at zero: otherwise a

@@ -123,7 +123,13 @@ url = "${U}/hook"
     );
     let plan = cfg.load(&[("U", &base)]).expect("config loads");
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let d = Dispatcher::start(
+        plan.pagers,
+        &cfg.dir.path().join("state"),
+        metrics(),
+        joincanary::clock::Clock::system(),
+        rx,
+    );
     // An error page of 600 KB: more than PagerDuty takes in a whole event.
     let mut trigger = hostile(EventKind::Trigger);
     trigger.details["error"] = json!(NGINX_502.repeat(3000));
@@ -189,7 +195,13 @@ async fn email_threads_resolve_under_trigger_across_a_restart() {
     let state = cfg.dir.path().join("state");
     let trigger = hostile(EventKind::Trigger);
     let (_tx, rx) = watch::channel(false);
-    let d = Dispatcher::start(plan.pagers.clone(), &state, metrics(), rx.clone());
+    let d = Dispatcher::start(
+        plan.pagers.clone(),
+        &state,
+        metrics(),
+        joincanary::clock::Clock::system(),
+        rx.clone(),
+    );
     d.send(trigger.clone(), None);
     let first = smtp.messages(1).await;
     // The server keeps the mail before it answers; stopping before the answer would send it
@@ -198,7 +210,13 @@ async fn email_threads_resolve_under_trigger_across_a_restart() {
     support::holds_within(ms(5_000), ms(10), || d.pending() == 0).await;
     d.shutdown().await;
     // A new process: the resolve is built from the persisted incident (key and start).
-    let d = Dispatcher::start(plan.pagers, &state, metrics(), rx);
+    let d = Dispatcher::start(
+        plan.pagers,
+        &state,
+        metrics(),
+        joincanary::clock::Clock::system(),
+        rx,
+    );
     let mut resolve = trigger.clone();
     resolve.kind = EventKind::Resolve;
     resolve.at = trigger.at + chrono::Duration::minutes(3);

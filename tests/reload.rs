@@ -16,7 +16,7 @@ async fn start_reloadable(
     crate::support::serve_in_process(cfg, crate::support::reload_for(cfg, true).0).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn reload_adds_probes_and_refuses_a_broken_config() {
     let sim = start_sim().await;
     let one = fast_sim_probe(&sim.base_url());
@@ -169,7 +169,7 @@ async fn sighup_reloads_the_running_binary() {
 /// A pager added by a reload hears of the incident already open (its trigger), so on-call using
 /// it sees the incident and its resolve later closes something; the pagers that knew are not
 /// paged again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_pager_added_by_reload_gets_the_open_incidents() {
     use crate::support::receiver::Receiver;
     let sim = start_sim().await;

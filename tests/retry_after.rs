@@ -78,6 +78,7 @@ async fn gap_after(status: u16, retry_after: fn() -> String) -> Duration {
         plan.pagers.clone(),
         &cfg.dir.path().join("state"),
         joincanary::metrics::Metrics::new("test").unwrap(),
+        joincanary::clock::Clock::system(),
         rx,
     );
     d.send(notification(), None);

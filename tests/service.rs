@@ -14,15 +14,16 @@ use crate::support::{
     TempConfig, get_text as scrape, metric_value as value, set_faults, start_sim, wait_metrics,
 };
 
-/// How long to wait for a probe running every second: 30 s, because on a loaded 2-core CI
-/// machine the 400 ms step timeouts of `fast_sim_probe` fail some runs that would pass.
+/// How long to wait for a probe running every second: 30 s of the paused clock the in-process
+/// test runs on (the sim and the service in its runtime, so a loaded machine cannot fail the
+/// 400 ms step timeouts of `fast_sim_probe`).
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn has(metrics: &str, series: &str) -> bool {
     value(metrics, series).is_some()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn run_exports_metrics_and_history_that_follow_sim_faults() {
     let sim = start_sim().await;
     let cfg = TempConfig::new(

@@ -1,6 +1,7 @@
 //! State that never loses an incident (issue 9): the state log's write cost, damaged and
 //! migrated state reconciled with what reached the pagers, a failing disk, and probes that a
-//! reload removes during their incident.
+//! reload removes during their incident. The services run on tokio's paused clock (their
+//! waits are virtual), except where the state writer's own thread must retry in real time.
 
 use std::path::Path;
 use std::time::Duration;
@@ -208,7 +209,7 @@ fn a_damaged_log_keeps_every_intact_record() {
     assert_eq!((again.damaged, again.entries.len()), (0, 9));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_lost_delivery_record_re_sends_the_trigger_of_an_open_alert() {
     let (_sim, hook, cfg) = incident().await;
     let state = cfg.dir.path().join("state");
@@ -228,7 +229,7 @@ async fn a_lost_delivery_record_re_sends_the_trigger_of_an_open_alert() {
     svc.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_lost_alert_record_is_rebuilt_and_resolved() {
     let (sim, hook, cfg) = incident().await;
     let state = cfg.dir.path().join("state");
@@ -240,7 +241,7 @@ async fn a_lost_alert_record_is_rebuilt_and_resolved() {
     svc.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
     let (_sim, hook, cfg) = incident().await;
     let state = cfg.dir.path().join("state");
@@ -262,7 +263,7 @@ async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
     svc.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_intact_legacy_outbox_migrates_without_paging_again() {
     let (_sim, hook, cfg) = incident().await;
     let state = cfg.dir.path().join("state");
@@ -285,6 +286,7 @@ async fn an_intact_legacy_outbox_migrates_without_paging_again() {
     assert!(state.join("outbox.json.migrated").exists());
 }
 
+// Real time: the state writer is a thread of its own, retrying on the real clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_disk_and_a_reload_keep_the_incident() {
     let sim = start_sim().await;
@@ -329,7 +331,7 @@ async fn a_failing_disk_and_a_reload_keep_the_incident() {
     assert!(!left.iter().any(|f| f.contains(".tmp")), "{left:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_probe_removed_during_its_incident_is_resolved() {
     let sim = start_sim().await;
     let (hook, hook_url) = Receiver::start(200).await;
@@ -373,7 +375,7 @@ async fn a_probe_removed_during_its_incident_is_resolved() {
 /// again. A real restart on the same state_dir, with the probe's next run a year away: the
 /// first scrape already says what the last run before the restart said, the incident is still
 /// open and not paged again, and it resolves once when the probe passes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn probe_success_and_the_open_incident_survive_a_restart() {
     use crate::support::metric_value;
     let sim = start_sim().await;

@@ -41,5 +41,7 @@ mod state;
 mod status_page;
 mod supervision;
 mod tls;
+mod turn;
+mod turn_hostile;
 mod web_config;
 mod webrtc;

@@ -26,31 +26,25 @@ const ALERT: &str = "a/";
 /// hold had been delivered (the old format kept no record of delivery).
 const LEGACY_MARK: &str = "m/legacy-outbox-read";
 
-// `Dispatcher::start` lives here, beside `open_store`, rather than in `dispatch.rs`: opening
+// `Dispatcher::start` lives here, beside `open_store`, rather than in `dispatch/`: opening
 // the state files (and migrating the legacy outbox, which needs `dispatch::Outbox`) is this
 // module's job, and dispatch importing it back would tie the two modules in a circle.
 impl Dispatcher {
     /// Opens the state log in `state_dir` (what an earlier run could not deliver) and starts
     /// one task per pager; see [`Dispatcher::start_with`]. For callers without alert state of
-    /// their own (the service shares one log between alert state and the outbox).
+    /// their own (the service shares one log between alert state and the outbox). `clock` gives
+    /// every timestamp (tests pass one on tokio's paused clock).
     pub fn start(
         pagers: Vec<PagerPlan>,
         state_dir: &Path,
         metrics: crate::metrics::Metrics,
+        clock: Clock,
         shutdown: watch::Receiver<bool>,
     ) -> Dispatcher {
         let (store, loaded) = open_store(state_dir);
         let outbox = Outbox::from_loaded(&loaded);
         let tasks = crate::supervise::Supervisor::detached(&metrics.region);
-        let mut d = Dispatcher::start_with(
-            pagers,
-            outbox,
-            store,
-            metrics,
-            Clock::system(),
-            shutdown,
-            &tasks,
-        );
+        let mut d = Dispatcher::start_with(pagers, outbox, store, metrics, clock, shutdown, &tasks);
         d.owns_store = true;
         d
     }
@@ -127,8 +121,9 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
-    /// The engine for `plan` with the state `loaded` from the log.
-    pub fn new(plan: &Plan, store: Store, loaded: &Loaded) -> AlertEngine {
+    /// The engine for `plan` with the state `loaded` from the log; `now` (the service's clock)
+    /// dates the resolves of incidents whose probe is no longer configured.
+    pub fn new(plan: &Plan, store: Store, loaded: &Loaded, now: DateTime<Utc>) -> AlertEngine {
         let states: BTreeMap<String, ProbeAlertState> = loaded.decode(ALERT).into_iter().collect();
         let mut engine = AlertEngine {
             region: plan.region.clone(),
@@ -143,21 +138,26 @@ impl AlertEngine {
         if open > 0 {
             tracing::info!(region = %plan.region, open, "restored open alerts");
         }
-        engine.configure(plan);
+        engine.configure(plan, now);
         engine
     }
 
     /// Opens `{state_dir}/state.log` and builds the engine (tests and tools; the service
     /// shares the log with the outbox).
-    pub fn load(plan: &Plan) -> AlertEngine {
+    pub fn load(plan: &Plan, now: DateTime<Utc>) -> AlertEngine {
         let (store, loaded) = open_store(&plan.state_dir);
-        AlertEngine::new(plan, store, &loaded)
+        AlertEngine::new(plan, store, &loaded, now)
     }
 
     /// Takes a new configuration (a reload), keeping the state of every probe still configured.
     /// Open alerts of a probe that left the configuration are resolved (its incident would
-    /// otherwise stay open at the pager for ever); returned with the pagers to send them to.
-    pub fn configure(&mut self, plan: &Plan) -> Vec<(Notification, Option<Vec<String>>)> {
+    /// otherwise stay open at the pager for ever); returned with the pagers to send them to,
+    /// dated `now`.
+    pub fn configure(
+        &mut self,
+        plan: &Plan,
+        now: DateTime<Utc>,
+    ) -> Vec<(Notification, Option<Vec<String>>)> {
         self.links = super::links(plan);
         let old = std::mem::replace(
             &mut self.configs,
@@ -172,7 +172,6 @@ impl AlertEngine {
             .filter(|p| !self.configs.contains_key(*p))
             .cloned()
             .collect();
-        let now = Utc::now();
         let mut out = Vec::new();
         for probe in gone {
             let Some(state) = self.states.remove(&probe) else {
@@ -260,13 +259,13 @@ impl AlertEngine {
     ///   lost) reopens the alert, so its resolve is sent when the probe recovers; if the probe
     ///   is no longer configured, its resolve is queued now.
     ///
-    /// Returns (notification, pagers) to queue.
+    /// Returns (notification, pagers) to queue, dated `now`.
     pub fn reconcile(
         &mut self,
         outbox: &mut Outbox,
         sinks: &[String],
+        now: DateTime<Utc>,
     ) -> Vec<(Notification, Vec<String>)> {
-        let now = Utc::now();
         let mut out = Vec::new();
         let resolved_removed = std::mem::take(&mut self.resolved_removed);
         for (sink, trigger) in outbox.settled() {

@@ -18,11 +18,13 @@ pub mod pagers;
 pub mod policy;
 pub mod render;
 pub mod table;
+pub mod test_page;
 pub mod webhook;
 
-pub use dispatch::{Dispatcher, test_page};
+pub use dispatch::Dispatcher;
 pub use notify::{DeliveryError, Notifier, Secret};
 pub use pagers::{DEFAULT_PAGER_TIMEOUT, PagerKind, PagerPlan};
+pub use test_page::test_page;
 
 use std::time::Duration;
 

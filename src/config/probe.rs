@@ -1067,6 +1067,15 @@ fn build_spec(
 ) -> Option<StepSpec> {
     let key = |k: &str| format!("{prefix}.{k}");
     match kind {
+        // Probe files name it once each kind owns its table (flow/turn.rs has the run).
+        StepKind::Turn => {
+            ctx.error(
+                Some(s.name.span()),
+                key("kind"),
+                "`turn` steps cannot be written in probe files yet",
+            );
+            None
+        }
         StepKind::Http => {
             let Some(url_raw) = &s.url else {
                 ctx.error(Some(s.name.span()), key("url"), "an http step needs `url`");

@@ -74,6 +74,16 @@ pub(crate) async fn open(
     ctx: &mut RunContext<'_>,
     url: &url::Url,
 ) -> Result<MaybeTlsStream<TcpStream>, StepError> {
+    open_with_alpn(ctx, url, None).await
+}
+
+/// [`open`], offering `alpn` in the TLS handshake instead of HTTP/1.1 (TURN over TLS offers
+/// `stun.turn`, RFC 7443).
+pub(crate) async fn open_with_alpn(
+    ctx: &mut RunContext<'_>,
+    url: &url::Url,
+    alpn: Option<&[u8]>,
+) -> Result<MaybeTlsStream<TcpStream>, StepError> {
     let addrs = resolve(ctx, url).await?;
     let t = begin_phase(ctx, Phase::Connect);
     let tcp = connect_any(&addrs).await;
@@ -94,11 +104,16 @@ pub(crate) async fn open(
             format!("`{host}` is not a valid TLS server name"),
         )
     })?;
-    let config = ctx
+    let mut config = ctx
         .plan
         .tls
         .clone()
         .unwrap_or_else(crate::net::system_tls_config);
+    if let Some(alpn) = alpn {
+        let mut own = (*config).clone();
+        own.alpn_protocols = vec![alpn.to_vec()];
+        config = std::sync::Arc::new(own);
+    }
     let t = begin_phase(ctx, Phase::Tls);
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)

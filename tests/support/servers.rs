@@ -28,7 +28,7 @@ pub const PASSWORD: &str = "canary-pass";
 /// Why a server could not be started or driven; the text says what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct ServerError(String);
+pub struct ServerError(pub String);
 
 pub type Result<T> = std::result::Result<T, ServerError>;
 
@@ -51,7 +51,7 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Fails with a message naming `bash .ci/run` when `program` is not on PATH.
-fn require_program(server: &str, program: &str, package: &str) -> Result<()> {
+pub(crate) fn require_program(server: &str, program: &str, package: &str) -> Result<()> {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
         .unwrap_or(false);
@@ -266,7 +266,7 @@ fn drain(
 }
 
 /// Starts a server whose port the test picks, retrying with a new port when it was taken.
-async fn start_on_free_port<T, F, Fut>(name: &str, mut start: F) -> Result<T>
+pub(crate) async fn start_on_free_port<T, F, Fut>(name: &str, mut start: F) -> Result<T>
 where
     F: FnMut(u16) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -283,14 +283,19 @@ where
 }
 
 /// Runs `bash tests/servers/<script> args...` and waits for its ready line.
-async fn start_script(name: &str, script: &str, args: &[String], cwd: &Path) -> Result<Process> {
+pub(crate) async fn start_script(
+    name: &str,
+    script: &str,
+    args: &[String],
+    cwd: &Path,
+) -> Result<Process> {
     let mut all = vec![servers_dir().join(script).display().to_string()];
     all.extend_from_slice(args);
     Ok(Process::start(name, "bash", &all, cwd).await?.0)
 }
 
 /// A temporary directory for one server's config and data (removed with the handle).
-fn temp_dir(name: &str) -> Result<tempfile::TempDir> {
+pub(crate) fn temp_dir(name: &str) -> Result<tempfile::TempDir> {
     tempfile::tempdir().map_err(|e| ServerError(format!("{name}: temp dir: {e}")))
 }
 

@@ -1,0 +1,613 @@
+//! The `turn` step: the media relay a participant's client would use. A STUN Binding (phase
+//! `binding`, the server-reflexive address), then for `turn:`/`turns:` a TURN Allocate
+//! answering the 401 challenge with the long-term credential (`allocate`), a CreatePermission
+//! for the echo peer (`permission`), a payload sent through the relay and echoed back by the
+//! peer (`relay_rtt`), and a Refresh with LIFETIME 0 so no allocation is left behind, after a
+//! failure too.
+//!
+//! Credentials are the ones the join handed out (`username`, `credential`, templates) or TURN
+//! REST API ephemeral ones computed from a shared `secret` (`"<expiry>:<user>"`, base64
+//! HMAC-SHA1). The credential, the secret, the derived password and the long-term key are
+//! registered with the run's redactor; none is ever formatted into a message.
+
+mod client;
+mod uri;
+mod wire;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::time::Instant;
+
+use super::net::{add_phase, begin_phase};
+use super::{RunContext, StepError};
+use crate::redact::quote;
+use crate::report::{CAUSE_END, FailureReason, Phase, human_duration};
+use crate::template::Template;
+use client::{Response, Session, TxError};
+pub use uri::{IceUri, Transport};
+use wire::{Conn, WireError};
+
+/// The user part of a REST credential when the step names none.
+pub const DEFAULT_REST_USER: &str = "joincanary";
+/// How long a computed REST credential is valid (its `<expiry>` is now plus this).
+pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(3600);
+/// The longest time kept from a step's time for the release: Refresh(0) still goes out when
+/// a phase ran out of time.
+const RELEASE_RESERVE: Duration = Duration::from_millis(500);
+/// ALPN of TURN over TLS (RFC 7443).
+const ALPN_TURN: &[u8] = b"stun.turn";
+
+/// A `turn` step, validated.
+#[derive(Clone)]
+pub struct TurnSpec {
+    /// `stun:`, `stuns:`, `turn:` or `turns:` (RFC 7064/7065), `?transport=udp|tcp`.
+    pub url: Template,
+    /// The TURN username; with `secret`, the user part of the REST username.
+    pub username: Option<Template>,
+    /// The TURN password (`RTCIceServer.credential`).
+    pub credential: Option<Template>,
+    /// TURN REST API: the shared secret the server checks REST credentials with.
+    pub secret: Option<String>,
+    /// TURN REST API: how long the computed credential is valid.
+    pub credential_ttl: Duration,
+    /// `host:port` of a UDP echo peer the relay sends to (none: no permission, no echo).
+    pub peer: Option<Template>,
+}
+
+impl std::fmt::Debug for TurnSpec {
+    /// Without the secret: a plan's `Debug` must not carry it into a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSpec")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "[redacted]"),
+            )
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("credential_ttl", &self.credential_ttl)
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Checks a URL known at load time (no template in it), for a config error that names it.
+pub fn check_url(text: &str) -> Result<IceUri, String> {
+    uri::parse(text)
+}
+
+/// A TURN REST API credential (draft-uberti-behave-turn-rest): the username
+/// `"<expiry>:<user>"` and the password base64(HMAC-SHA1(secret, username)).
+pub fn rest_credential(secret: &str, user: &str, expiry_unix: i64) -> (String, String) {
+    let username = format!("{expiry_unix}:{user}");
+    let key = aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        secret.as_bytes(),
+    );
+    let tag = aws_lc_rs::hmac::sign(&key, username.as_bytes());
+    let password = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+    (username, password)
+}
+
+/// The long-term key MD5(username:realm:password), hex: registered with the redactor.
+fn long_term_key_hex(username: &str, realm: &str, password: &str) -> String {
+    use md5::Digest as _;
+    let digest = md5::Md5::digest(format!("{username}:{realm}:{password}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Credential {
+    username: String,
+    password: String,
+    /// A REST username's `<expiry>`, for a 401's explanation.
+    expiry: Option<i64>,
+}
+
+/// The step's credential, rendered and registered with the redactor.
+fn credential(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<Option<Credential>, StepError> {
+    let user = match &spec.username {
+        Some(t) => Some(ctx.render(t)?),
+        None => None,
+    };
+    if let Some(secret) = &spec.secret {
+        ctx.redactor.add(secret.clone());
+        // The run's own clock (`now_ms`), so a run and its report agree on "now".
+        let now = ctx
+            .vars
+            .get("now_ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or_else(|| chrono::Utc::now().timestamp(), |ms| ms / 1000);
+        let ttl = i64::try_from(spec.credential_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let expiry = now.saturating_add(ttl);
+        let user = user.unwrap_or_else(|| DEFAULT_REST_USER.to_string());
+        let (username, password) = rest_credential(secret, &user, expiry);
+        ctx.redactor.add(password.clone());
+        return Ok(Some(Credential {
+            username,
+            password,
+            expiry: Some(expiry),
+        }));
+    }
+    let password = match &spec.credential {
+        Some(t) => ctx.render(t)?,
+        None => return Ok(None),
+    };
+    ctx.redactor.add(password.clone());
+    let username = user.unwrap_or_default();
+    // A REST username handed out by the join says when it expires.
+    let expiry = username
+        .split_once(':')
+        .and_then(|(e, _)| e.parse::<i64>().ok());
+    Ok(Some(Credential {
+        username,
+        password,
+        expiry,
+    }))
+}
+
+pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(), StepError> {
+    let text = ctx.render(&spec.url)?;
+    let uri = uri::parse(&text)
+        .map_err(|e| StepError::new(FailureReason::Protocol, format!("url: {e}")))?;
+    let credential = credential(ctx, spec)?;
+    let peer = match &spec.peer {
+        Some(t) => Some(ctx.render(t)?),
+        None => None,
+    };
+    let deadline = ctx.deadline;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let work = deadline - (left / 5).min(RELEASE_RESERVE);
+
+    let conn = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
+        Ok(conn) => conn?,
+        Err(_) => return Err(connect_timeout(ctx, &uri)),
+    };
+    let mut session = Session::new(conn);
+    let outcome = relay(
+        ctx,
+        &uri,
+        credential.as_ref(),
+        peer.as_deref(),
+        &mut session,
+        work,
+    )
+    .await;
+    let released = if session.allocated() {
+        release(&mut session, deadline).await
+    } else {
+        Ok(())
+    };
+    let _ = tokio::time::timeout_at(deadline, session.close()).await;
+    match (outcome, released) {
+        (Err(e), Err(cleanup)) => {
+            tracing::debug!(step = %ctx.step_name, error = %cleanup.message, "turn release after a failure failed");
+            Err(e)
+        }
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// Binding, then (TURN) allocate, permission and echo; each phase timed on its own.
+async fn relay(
+    ctx: &mut RunContext<'_>,
+    uri: &IceUri,
+    credential: Option<&Credential>,
+    peer: Option<&str>,
+    session: &mut Session,
+    work: Instant,
+) -> Result<(), StepError> {
+    let t = begin_phase(ctx, Phase::Binding);
+    let reflexive = session.binding(work).await;
+    add_phase(ctx, Phase::Binding, t);
+    let reflexive = reflexive.map_err(|e| tx_error("binding", uri, e, t, session.stray))?;
+    tracing::debug!(step = %ctx.step_name, %reflexive, "STUN binding answered");
+    if !uri.turn {
+        return Ok(());
+    }
+
+    let t = begin_phase(ctx, Phase::Allocate);
+    let allocated = allocate(ctx, session, credential, work).await;
+    add_phase(ctx, Phase::Allocate, t);
+    let response = allocated.map_err(|e| match e {
+        Failure::Tx(e) => tx_error("allocate", uri, e, t, session.stray),
+        Failure::Step(e) => e,
+    })?;
+    let allocation =
+        Session::allocation(&response).map_err(|e| tx_error("allocate", uri, e, t, 0))?;
+    tracing::debug!(
+        step = %ctx.step_name,
+        relayed = %allocation.relayed,
+        reflexive = ?allocation.reflexive,
+        lifetime = ?allocation.lifetime,
+        "TURN allocation made"
+    );
+
+    let Some(peer) = peer else {
+        return Ok(());
+    };
+    let peer = resolve_peer(ctx, peer, allocation.relayed).await?;
+    let t = begin_phase(ctx, Phase::Permission);
+    let permitted = authed(session, work, |s, d| Box::pin(s.create_permission(peer, d))).await;
+    add_phase(ctx, Phase::Permission, t);
+    let response = permitted.map_err(|e| tx_error("permission", uri, e, t, session.stray))?;
+    if let Some((code, phrase)) = response.error() {
+        return Err(refused(
+            "permission",
+            code,
+            &phrase,
+            &format!("the TURN server refused a permission for the peer {peer}"),
+        ));
+    }
+
+    let t = begin_phase(ctx, Phase::RelayRtt);
+    let echoed = session.echo(peer, work).await;
+    ctx.pending = None;
+    match echoed {
+        Ok((Some(rtt), _)) => {
+            *ctx.phases.entry(Phase::RelayRtt).or_default() += rtt;
+            Ok(())
+        }
+        Ok((None, sent)) => {
+            add_phase(ctx, Phase::RelayRtt, t);
+            Err(StepError::new(
+                FailureReason::TurnRelay,
+                format!(
+                    "relay_rtt: no echo from the peer {peer} through the relay {} within {} ({sent} sent; binding, allocate and permission passed)",
+                    allocation.relayed,
+                    human_duration(t.elapsed())
+                ),
+            ))
+        }
+        Err(e) => {
+            add_phase(ctx, Phase::RelayRtt, t);
+            Err(tx_error("relay_rtt", uri, e, t, session.stray))
+        }
+    }
+}
+
+enum Failure {
+    Tx(TxError),
+    Step(StepError),
+}
+
+impl From<TxError> for Failure {
+    fn from(e: TxError) -> Failure {
+        Failure::Tx(e)
+    }
+}
+
+/// Allocate: unsigned first; a 401 challenge is answered with the credential (once); a 438
+/// Stale Nonce takes the new nonce (twice at most).
+async fn allocate(
+    ctx: &mut RunContext<'_>,
+    session: &mut Session,
+    credential: Option<&Credential>,
+    work: Instant,
+) -> Result<Response, Failure> {
+    let mut response = session.allocate(work).await?;
+    let mut challenged = false;
+    let mut stale = 0;
+    loop {
+        let Some((code, phrase)) = response.error() else {
+            return Ok(response);
+        };
+        match (code, credential) {
+            (401, Some(c)) if !challenged => {
+                session.challenge(&response, &c.username, &c.password)?;
+                if let Some(realm) = session.realm() {
+                    let key = long_term_key_hex(&c.username, realm, &c.password);
+                    ctx.redactor.add(key);
+                }
+                challenged = true;
+            }
+            (401, None) => {
+                return Err(Failure::Step(refused(
+                    "allocate",
+                    code,
+                    &phrase,
+                    "the TURN server wants credentials and the step has none (username and credential, or secret)",
+                )));
+            }
+            (438, Some(_)) if challenged && stale < 2 => {
+                session.renew_nonce(&response)?;
+                stale += 1;
+            }
+            (401 | 441, Some(c)) => {
+                let realm = session.realm().unwrap_or_default();
+                let mut why = format!(
+                    "the TURN server refused the credential of user `{}` (realm `{realm}`) after the challenge",
+                    c.username
+                );
+                if let Some(expiry) = c.expiry {
+                    let now = chrono::Utc::now().timestamp();
+                    if expiry <= now {
+                        why.push_str(&format!(
+                            "; the REST username expired {} ago",
+                            human_duration(Duration::from_secs((now - expiry).unsigned_abs()))
+                        ));
+                    } else {
+                        why.push_str("; a REST credential: check the shared secret");
+                    }
+                }
+                return Err(Failure::Step(refused("allocate", code, &phrase, &why)));
+            }
+            _ => {
+                let why = match code {
+                    486 => "the user's allocation quota is used up",
+                    508 => "the TURN server is out of relay capacity",
+                    403 => "the TURN server refuses this client an allocation",
+                    437 => "an allocation already exists for this client's address and port",
+                    442 => "the TURN server does not relay UDP",
+                    300 => "the TURN server redirects to another server (ALTERNATE-SERVER)",
+                    _ => "the TURN server refused the allocation",
+                };
+                return Err(Failure::Step(refused("allocate", code, &phrase, why)));
+            }
+        }
+        response = session.allocate(work).await?;
+    }
+}
+
+/// A signed request, retried once with the new nonce after a 438 Stale Nonce.
+async fn authed<'s, F>(
+    session: &'s mut Session,
+    deadline: Instant,
+    send: F,
+) -> Result<Response, TxError>
+where
+    F: for<'a> Fn(
+        &'a mut Session,
+        Instant,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, TxError>> + Send + 'a>,
+    >,
+{
+    let response = send(session, deadline).await?;
+    if matches!(response.error(), Some((438, _))) {
+        session.renew_nonce(&response)?;
+        return send(session, deadline).await;
+    }
+    Ok(response)
+}
+
+/// Refresh(0), bounded by the step's own deadline.
+async fn release(session: &mut Session, deadline: Instant) -> Result<(), StepError> {
+    let t = Instant::now();
+    let response = authed(session, deadline, |s, d| Box::pin(s.release(d)))
+        .await
+        .map_err(|e| match e {
+            TxError::Timeout { sent } => StepError::new(
+                FailureReason::Timeout,
+                format!(
+                    "release: no answer to Refresh(0) within {} ({sent} sent): the allocation may stay until it expires",
+                    human_duration(t.elapsed())
+                ),
+            ),
+            e => tx_error_text("release", e),
+        })?;
+    match response.error() {
+        None | Some((437, _)) => Ok(()),
+        Some((code, phrase)) => Err(refused(
+            "release",
+            code,
+            &phrase,
+            "the TURN server refused Refresh(0): the allocation stays until it expires",
+        )),
+    }
+}
+
+/// An error response as a step error: the server's code and words first, then what it means.
+fn refused(phase: &str, code: u16, phrase: &str, why: &str) -> StepError {
+    let reason = match code {
+        401 | 441 => FailureReason::TurnAuth,
+        486 | 508 => FailureReason::TurnCapacity,
+        403 => FailureReason::TurnForbidden,
+        _ => FailureReason::ServerError,
+    };
+    let phrase = if phrase.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", quote(phrase, 80))
+    };
+    StepError::new(reason, format!("{phase}: {code}{phrase}{CAUSE_END}{why}"))
+}
+
+/// A failed transaction as a step error naming the phase.
+fn tx_error(phase: &str, uri: &IceUri, e: TxError, since: Instant, stray: usize) -> StepError {
+    match e {
+        TxError::Timeout { .. } if stray > 0 => StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "{phase}: no answer with the request's transaction ID within {}, but {stray} messages answering nothing asked",
+                human_duration(since.elapsed())
+            ),
+        ),
+        TxError::Timeout { sent } => StepError::new(
+            FailureReason::Timeout,
+            format!(
+                "{phase}: no answer from {uri} within {} ({sent} sent over {})",
+                human_duration(since.elapsed()),
+                uri.transport.as_str()
+            ),
+        ),
+        e => tx_error_text(phase, e),
+    }
+}
+
+fn tx_error_text(phase: &str, e: TxError) -> StepError {
+    match e {
+        TxError::Timeout { sent } => StepError::new(
+            FailureReason::Timeout,
+            format!("{phase}: no answer ({sent} sent)"),
+        ),
+        TxError::Protocol(m) => StepError::new(FailureReason::Protocol, format!("{phase}: {m}")),
+        TxError::Wire(WireError::Io(io)) => {
+            let what = if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                format!("{phase}: nothing answers at the server's port: {io}")
+            } else {
+                format!("{phase}: {io}")
+            };
+            StepError::caused_by(FailureReason::Connect, what, &io)
+        }
+        TxError::Wire(WireError::Closed) => StepError::new(
+            FailureReason::Connect,
+            format!("{phase}: the server closed the connection"),
+        ),
+        TxError::Wire(e) => StepError::new(FailureReason::Protocol, format!("{phase}: {e}")),
+    }
+}
+
+/// A connection that did not open in time, named by the phase under way.
+fn connect_timeout(ctx: &mut RunContext<'_>, uri: &IceUri) -> StepError {
+    let pending = ctx.pending.take();
+    if let Some((phase, since)) = pending {
+        *ctx.phases.entry(phase).or_default() += since.elapsed();
+    }
+    match pending.map(|(p, _)| p) {
+        Some(Phase::Dns) => StepError::new(
+            FailureReason::Dns,
+            format!("timed out resolving `{}`", uri.host),
+        ),
+        Some(Phase::Tls) => StepError::new(
+            FailureReason::Tls,
+            format!("timed out waiting for the TLS handshake with {uri}"),
+        ),
+        _ => StepError::new(
+            FailureReason::Timeout,
+            format!("timed out connecting to {uri}"),
+        ),
+    }
+}
+
+/// `host` as the URL crate's host (an IPv6 literal in brackets).
+fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// Opens the connection the URI names: a connected UDP socket, or TCP (TLS for `turns:`),
+/// the name lookup timed as `dns`, TCP as `connect`, the handshake as `tls`.
+async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Conn, StepError> {
+    let scheme = match uri.transport {
+        Transport::Udp => "udp",
+        Transport::Tcp => "http",
+        Transport::Tls => "https",
+    };
+    let url = url::Url::parse(&format!("{scheme}://{}:{}/", url_host(&uri.host), uri.port))
+        .map_err(|e| StepError::new(FailureReason::Protocol, format!("url: `{uri}`: {e}")))?;
+    if uri.transport != Transport::Udp {
+        let alpn = (uri.transport == Transport::Tls).then_some(ALPN_TURN);
+        let stream = super::net::open_with_alpn(ctx, &url, alpn).await?;
+        return Ok(Conn::Stream(Box::new(stream)));
+    }
+    let addrs = super::net::resolve(ctx, &url).await?;
+    let mut last = None;
+    for addr in addrs {
+        match udp_socket(addr).await {
+            Ok(socket) => return Ok(Conn::Udp(socket)),
+            Err(e) => {
+                last = Some(StepError::caused_by(
+                    FailureReason::Connect,
+                    format!("cannot open a UDP socket to {addr}: {e}"),
+                    &e,
+                ));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| StepError::new(FailureReason::Connect, "no address to send to")))
+}
+
+async fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let local: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await?;
+    socket.connect(addr).await?;
+    Ok(socket)
+}
+
+/// The echo peer's address, of the relay's address family.
+async fn resolve_peer(
+    ctx: &mut RunContext<'_>,
+    text: &str,
+    relayed: SocketAddr,
+) -> Result<SocketAddr, StepError> {
+    let bad = |e: String| StepError::new(FailureReason::Protocol, format!("peer: {e}"));
+    let (host, port) = uri::split_host_port(text).map_err(bad)?;
+    let port = port.ok_or_else(|| bad(format!("`{text}` has no port (`host:port`)")))?;
+    let url = url::Url::parse(&format!("udp://{}:{port}/", url_host(&host)))
+        .map_err(|e| bad(format!("`{text}`: {e}")))?;
+    let addrs = super::net::resolve(ctx, &url).await?;
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == relayed.is_ipv4())
+        .copied()
+        .ok_or_else(|| {
+            bad(format!(
+                "`{text}` has no address of the relay's family (relayed address {relayed})"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_credentials_match_the_reference_computation() {
+        // Python: base64(hmac.new(b"north", b"1700000000:canary", sha1).digest())
+        assert_eq!(
+            rest_credential("north", "canary", 1_700_000_000),
+            (
+                "1700000000:canary".to_string(),
+                "cALSHScwSHrmz+3+9oz3hgxSgSM=".to_string()
+            )
+        );
+        // Python: hashlib.md5(b"1700000000:canary:example.org:pw").hexdigest()
+        assert_eq!(
+            long_term_key_hex("1700000000:canary", "example.org", "pw"),
+            "cd6c98cea2f964f9ac293008dcc98a86"
+        );
+    }
+
+    #[test]
+    fn error_codes_name_the_layer() {
+        for (code, reason) in [
+            (401, FailureReason::TurnAuth),
+            (441, FailureReason::TurnAuth),
+            (486, FailureReason::TurnCapacity),
+            (508, FailureReason::TurnCapacity),
+            (403, FailureReason::TurnForbidden),
+            (437, FailureReason::ServerError),
+            (500, FailureReason::ServerError),
+        ] {
+            let e = refused("allocate", code, "Words", "why");
+            assert_eq!(e.reason, reason, "{code}");
+            // The server's code and words open the message; the explanation follows.
+            let shown = crate::redact::finish(&Default::default(), &e.message);
+            assert_eq!(shown, format!("allocate: {code} Words{CAUSE_END}why"));
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let spec = TurnSpec {
+            url: Template::literal("turn:127.0.0.1"),
+            username: None,
+            credential: Some(Template::literal("hunter2-credential")),
+            secret: Some("hunter2-secret".into()),
+            credential_ttl: DEFAULT_CREDENTIAL_TTL,
+            peer: None,
+        };
+        let shown = format!("{spec:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,308 @@
+//! The `turn` step against a real coturn (`turnserver` with a static user or a TURN REST
+//! shared secret, `turnutils_peer` echoing through the relay) on 127.0.0.1: a healthy pass
+//! over UDP, TCP and TLS with every phase timed; refused credentials (wrong password, wrong
+//! secret, an expired REST username) failing `allocate` with `turn_auth` and never quoting a
+//! secret; quotas failing with `turn_capacity`; the echo peer down failing `turn_relay` after
+//! allocate passed; the server down failing `binding`. After each, the server's CLI shows no
+//! allocation left behind.
+
+use std::time::Duration;
+
+use joincanary::config::ProbePlan;
+use joincanary::flow::run_turn_step;
+use joincanary::flow::turn::{DEFAULT_CREDENTIAL_TTL, TurnSpec, rest_credential};
+use joincanary::report::{FailureReason, Phase, StepReport};
+use joincanary::template::Template;
+
+use crate::support::TempConfig;
+use crate::support::coturn::{self, Auth, Coturn, PASSWORD, Peer, USER};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const SECRET: &str = "rest-secret-91c4e2";
+
+/// A probe whose context (its CA file, so `turns:` trusts the test CA) the step runs in.
+fn plan(ca_pem: &str) -> (TempConfig, ProbePlan) {
+    let probe = r#"
+name = "turn"
+schedule = "* * * * *"
+ca_file = "ca.pem"
+
+[[steps]]
+name = "unused"
+kind = "http"
+url = "http://127.0.0.1:9/"
+"#;
+    let cfg = TempConfig::new("", &[("turn.toml", probe)]);
+    std::fs::write(cfg.probe_path("ca.pem"), ca_pem).expect("write ca.pem");
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
+    let probe = plan.probes[0].as_ref().clone();
+    (cfg, probe)
+}
+
+fn spec(
+    url: &str,
+    username: Option<&str>,
+    credential: Option<&str>,
+    peer: Option<&str>,
+) -> TurnSpec {
+    let t = |s: &str| Template::literal(s);
+    TurnSpec {
+        url: t(url),
+        username: username.map(t),
+        credential: credential.map(t),
+        secret: None,
+        credential_ttl: DEFAULT_CREDENTIAL_TTL,
+        peer: peer.map(t),
+    }
+}
+
+async fn server(auth: Auth, extra: &[&str]) -> Coturn {
+    coturn::start_coturn(auth, extra)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn peer() -> Peer {
+    coturn::start_peer().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run(server: &Coturn, spec: &TurnSpec) -> StepReport {
+    let (_cfg, plan) = plan(server.ca_pem());
+    run_turn_step(&plan, "relay", spec, TIMEOUT).await
+}
+
+/// No allocation stays on `server` after the step.
+async fn assert_released(server: &Coturn) {
+    let left = server
+        .wait_no_sessions()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        left,
+        0,
+        "allocations left on the server:\n{}",
+        server.output()
+    );
+}
+
+fn assert_phases(step: &StepReport, phases: &[Phase]) {
+    for p in phases {
+        assert!(step.phases.contains_key(p), "{p:?} in {step:#?}");
+    }
+}
+
+#[tokio::test]
+async fn healthy_relay_over_udp_tcp_and_tls_with_every_phase() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    for url in [server.udp_url(), server.tcp_url(), server.tls_url()] {
+        let step = run(
+            &server,
+            &spec(&url, Some(USER), Some(PASSWORD), Some(&peer.addr())),
+        )
+        .await;
+        assert!(step.success, "{url}: {step:#?}\n{}", server.output());
+        assert_phases(
+            &step,
+            &[
+                Phase::Binding,
+                Phase::Allocate,
+                Phase::Permission,
+                Phase::RelayRtt,
+            ],
+        );
+        if url.starts_with("turns:") {
+            assert_phases(&step, &[Phase::Connect, Phase::Tls]);
+        }
+        assert_released(&server).await;
+    }
+}
+
+#[tokio::test]
+async fn stun_url_only_binds() {
+    let server = server(Auth::Static, &[]).await;
+    let url = format!("stun:127.0.0.1:{}", server.port);
+    let step = run(&server, &spec(&url, None, None, None)).await;
+    assert!(step.success, "{step:#?}");
+    assert_phases(&step, &[Phase::Binding]);
+    assert!(!step.phases.contains_key(&Phase::Allocate), "{step:#?}");
+}
+
+#[tokio::test]
+async fn wrong_password_fails_allocate_with_turn_auth_and_is_never_shown() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let wrong = "wrong-pass-d81b";
+    for url in [server.udp_url(), server.tcp_url()] {
+        let step = run(
+            &server,
+            &spec(&url, Some(USER), Some(wrong), Some(&peer.addr())),
+        )
+        .await;
+        assert!(!step.success);
+        assert_eq!(step.reason, Some(FailureReason::TurnAuth), "{step:#?}");
+        let error = step.error.clone().unwrap_or_default();
+        assert!(error.starts_with("allocate: 401"), "{error}");
+        assert!(error.contains(USER), "names the user: {error}");
+        let shown = format!("{step:?}");
+        assert!(!shown.contains(wrong), "{shown}");
+        assert!(!step.phases.contains_key(&Phase::Permission));
+        assert_released(&server).await;
+    }
+}
+
+#[tokio::test]
+async fn rest_credentials_pass_and_a_wrong_secret_or_an_expired_username_fail() {
+    let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
+    let peer = peer().await;
+    let mut computed = spec(
+        &server.udp_url(),
+        Some("canary-rest"),
+        None,
+        Some(&peer.addr()),
+    );
+    computed.secret = Some(SECRET.to_string());
+    let step = run(&server, &computed).await;
+    assert!(step.success, "{step:#?}\n{}", server.output());
+    assert_released(&server).await;
+
+    // The same credential handed out by a join (username and credential as the join says).
+    let expiry = chrono::Utc::now().timestamp() + 600;
+    let (user, pass) = rest_credential(SECRET, "joined", expiry);
+    let step = run(
+        &server,
+        &spec(
+            &server.tcp_url(),
+            Some(&user),
+            Some(&pass),
+            Some(&peer.addr()),
+        ),
+    )
+    .await;
+    assert!(step.success, "{step:#?}");
+
+    let mut wrong = computed.clone();
+    wrong.secret = Some("not-the-secret-55".to_string());
+    let step = run(&server, &wrong).await;
+    assert_eq!(step.reason, Some(FailureReason::TurnAuth), "{step:#?}");
+    let error = step.error.clone().unwrap_or_default();
+    assert!(error.contains("check the shared secret"), "{error}");
+    assert!(!format!("{step:?}").contains("not-the-secret-55"));
+
+    let expired = chrono::Utc::now().timestamp() - 120;
+    let (user, pass) = rest_credential(SECRET, "joined", expired);
+    let step = run(
+        &server,
+        &spec(
+            &server.udp_url(),
+            Some(&user),
+            Some(&pass),
+            Some(&peer.addr()),
+        ),
+    )
+    .await;
+    assert_eq!(step.reason, Some(FailureReason::TurnAuth), "{step:#?}");
+    let error = step.error.clone().unwrap_or_default();
+    assert!(error.starts_with("allocate: 401"), "{error}");
+    assert!(error.contains("expired"), "{error}");
+    assert!(!format!("{step:?}").contains(&pass));
+    assert_released(&server).await;
+}
+
+#[tokio::test]
+async fn exhausted_quota_fails_with_turn_capacity() {
+    // Two allocations per user, both held by coturn's own client: the step finds the user's
+    // quota used up.
+    let server = server(Auth::Static, &["--user-quota=2"]).await;
+    let peer = peer().await;
+    let holder = std::process::Command::new("turnutils_uclient")
+        .args(["-u", USER, "-w", PASSWORD, "-p"])
+        .arg(server.port.to_string())
+        .args(["-e", "127.0.0.1", "-r"])
+        .arg(peer.port.to_string())
+        .args(["-c", "-n", "1", "-m", "1", "-l", "32", "127.0.0.1"])
+        .output()
+        .expect("turnutils_uclient runs");
+    assert!(holder.status.success(), "{holder:?}");
+    // turnutils_uclient leaves its two allocations to expire: they hold the user's quota.
+    assert_eq!(server.sessions().await.unwrap_or_else(|e| panic!("{e}")), 2);
+    let step = run(
+        &server,
+        &spec(
+            &server.udp_url(),
+            Some(USER),
+            Some(PASSWORD),
+            Some(&peer.addr()),
+        ),
+    )
+    .await;
+    assert_eq!(step.reason, Some(FailureReason::TurnCapacity), "{step:#?}");
+    let error = step.error.clone().unwrap_or_default();
+    assert!(error.starts_with("allocate: 486"), "{error}");
+    assert_eq!(server.sessions().await.unwrap_or_else(|e| panic!("{e}")), 2);
+}
+
+#[tokio::test]
+async fn echo_peer_down_fails_the_relay_after_allocate_passed() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let gone = peer.addr();
+    drop(peer);
+    let step = run(
+        &server,
+        &spec(&server.udp_url(), Some(USER), Some(PASSWORD), Some(&gone)),
+    )
+    .await;
+    assert_eq!(step.reason, Some(FailureReason::TurnRelay), "{step:#?}");
+    assert_phases(
+        &step,
+        &[
+            Phase::Binding,
+            Phase::Allocate,
+            Phase::Permission,
+            Phase::RelayRtt,
+        ],
+    );
+    let error = step.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("relay_rtt: no echo from the peer"),
+        "{error}"
+    );
+    // The release still ran within the step's time.
+    assert!(
+        step.duration_ms <= TIMEOUT + Duration::from_millis(200),
+        "{step:#?}"
+    );
+    assert_released(&server).await;
+}
+
+#[tokio::test]
+async fn server_down_fails_binding() {
+    let server = server(Auth::Static, &[]).await;
+    let port = server.port;
+    let (_cfg, plan) = plan(server.ca_pem());
+    drop(server);
+    for url in [
+        format!("turn:127.0.0.1:{port}"),
+        format!("turn:127.0.0.1:{port}?transport=tcp"),
+    ] {
+        let step = run_turn_step(
+            &plan,
+            "relay",
+            &spec(&url, Some(USER), Some(PASSWORD), None),
+            TIMEOUT,
+        )
+        .await;
+        assert_eq!(
+            step.reason,
+            Some(FailureReason::Connect),
+            "{url}: {step:#?}"
+        );
+        let error = step.error.clone().unwrap_or_default();
+        if url.ends_with("udp") || !url.contains('?') {
+            assert!(error.starts_with("binding: "), "{error}");
+            assert!(step.phases.contains_key(&Phase::Binding));
+        }
+        assert!(!step.phases.contains_key(&Phase::Allocate));
+    }
+}

@@ -1,0 +1,273 @@
+//! The `turn` step against hostile STUN/TURN servers on 127.0.0.1 (UDP and TCP): garbage, a
+//! message whose attributes overrun it, 64 KiB replies, answers with another transaction ID,
+//! a MESSAGE-INTEGRITY that does not verify, a flood of indications of other transactions. Each fails with
+//! `protocol`, within the step's time, without a panic.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use joincanary::flow::run_turn_step;
+use joincanary::flow::turn::{DEFAULT_CREDENTIAL_TTL, TurnSpec};
+use joincanary::report::{FailureReason, Phase, StepReport};
+use joincanary::template::Template;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use turn_types::attribute::XorRelayedAddress;
+use turn_types::message::ALLOCATE;
+use turn_types::stun::attribute::{
+    AttributeStaticType as _, ErrorCode, Nonce, Realm, XorMappedAddress,
+};
+use turn_types::stun::message::{
+    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageWrite as _, MessageWriteExt as _,
+    MessageWriteVec,
+};
+
+use crate::support::probe_from;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const PASSWORD: &str = "hostile-pass-3c1";
+
+/// How the hostile server answers one request (`None`: not at all).
+type Behave = fn(&Message<'_>) -> Vec<Vec<u8>>;
+
+/// A UDP server on 127.0.0.1 answering up to 64 datagrams with `behave`, for 10 s at most.
+async fn udp_server(behave: Behave) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = vec![0u8; 2048];
+            for _ in 0..64 {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(request) = Message::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                for reply in behave(&request) {
+                    let _ = socket.send_to(&reply, from).await;
+                }
+            }
+        })
+        .await;
+    });
+    addr
+}
+
+/// A TCP server on 127.0.0.1 answering up to 16 requests on each of up to 4 connections
+/// with `behave`, for 10 s at most.
+async fn tcp_server(behave: Behave) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            for _ in 0..4 {
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_secs(10),
+                    serve_tcp(conn, behave),
+                ));
+            }
+        })
+        .await;
+    });
+    addr
+}
+
+async fn serve_tcp(mut conn: tokio::net::TcpStream, behave: Behave) {
+    for _ in 0..16 {
+        let mut head = [0u8; 20];
+        if conn.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let mut msg = head.to_vec();
+        msg.resize(20 + len, 0);
+        if conn.read_exact(&mut msg[20..]).await.is_err() {
+            return;
+        }
+        let Ok(request) = Message::from_bytes(&msg) else {
+            return;
+        };
+        for reply in behave(&request) {
+            if conn.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+    }
+    // Held open: the client decides when it is over.
+    std::future::pending::<()>().await;
+}
+
+fn spec(url: &str) -> TurnSpec {
+    TurnSpec {
+        url: Template::literal(url),
+        username: Some(Template::literal("canary")),
+        credential: Some(Template::literal(PASSWORD)),
+        secret: None,
+        credential_ttl: DEFAULT_CREDENTIAL_TTL,
+        peer: Some(Template::literal("127.0.0.1:9")),
+    }
+}
+
+async fn run(url: &str) -> StepReport {
+    let plan = probe_from(
+        r#"
+name = "hostile-turn"
+schedule = "* * * * *"
+
+[[steps]]
+name = "unused"
+kind = "http"
+url = "http://127.0.0.1:9/"
+"#,
+        &[],
+    );
+    run_turn_step(&plan, "relay", &spec(url), TIMEOUT).await
+}
+
+fn assert_protocol(step: &StepReport, phase: &str, words: &str) {
+    assert_eq!(step.reason, Some(FailureReason::Protocol), "{step:#?}");
+    let error = step.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with(&format!("{phase}: ")), "{error}");
+    assert!(error.contains(words), "{words} in {error}");
+    assert!(
+        step.duration_ms <= TIMEOUT + Duration::from_millis(300),
+        "{step:#?}"
+    );
+}
+
+fn binding_success(request: &Message<'_>) -> Vec<u8> {
+    let mut reply = Message::builder_success(request, MessageWriteVec::new());
+    let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+    reply
+        .add_attribute(&XorMappedAddress::new(addr, request.transaction_id()))
+        .unwrap();
+    reply.finish()
+}
+
+fn garbage(_: &Message<'_>) -> Vec<Vec<u8>> {
+    vec![b"\xffHTTP/1.1 400 Bad Request\r\n\r\n".to_vec()]
+}
+
+/// A success response whose one attribute claims more bytes than the message has.
+fn overrun(request: &Message<'_>) -> Vec<Vec<u8>> {
+    let mut reply = binding_success(request);
+    // The XOR-MAPPED-ADDRESS length (offset 22) now runs past the end.
+    reply[22] = 0x0f;
+    vec![reply]
+}
+
+/// 64,000 bytes for every request (about the largest datagram UDP carries): a STUN header
+/// announcing that length, then filler.
+fn huge(request: &Message<'_>) -> Vec<Vec<u8>> {
+    let mut reply = binding_success(request);
+    let len: u16 = 64_000 - 20;
+    reply[2..4].copy_from_slice(&len.to_be_bytes());
+    reply.resize(64_000, 0x41);
+    vec![reply]
+}
+
+/// A valid answer, but with another transaction ID.
+fn wrong_transaction(request: &Message<'_>) -> Vec<Vec<u8>> {
+    let mut reply = binding_success(request);
+    reply[8] ^= 0xff;
+    vec![reply]
+}
+
+/// Binding answered; Allocate challenged; the credentialed Allocate answered with a
+/// MESSAGE-INTEGRITY made with another password.
+fn bad_integrity(request: &Message<'_>) -> Vec<Vec<u8>> {
+    if !request.has_method(ALLOCATE) {
+        return vec![binding_success(request)];
+    }
+    if !request.has_attribute(Realm::TYPE) {
+        let mut reply = Message::builder_error(request, MessageWriteVec::new());
+        reply
+            .add_attribute(&ErrorCode::new(401, "Unauthorized").unwrap())
+            .unwrap();
+        reply
+            .add_attribute(&Realm::new("hostile").unwrap())
+            .unwrap();
+        reply.add_attribute(&Nonce::new("n0nce").unwrap()).unwrap();
+        return vec![reply.finish()];
+    }
+    let mut reply = Message::builder_success(request, MessageWriteVec::new());
+    let relayed: SocketAddr = "127.0.0.1:4343".parse().unwrap();
+    reply
+        .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
+        .unwrap();
+    let key = LongTermKeyCredentials::new("canary".into(), "not-it".into(), "hostile".into())
+        .make_key(IntegrityAlgorithm::Sha1);
+    reply
+        .add_message_integrity_with_key(&key, IntegrityAlgorithm::Sha1)
+        .unwrap();
+    vec![reply.finish()]
+}
+
+/// Every request answered by 70 indications of other transactions, never by a response.
+fn flood(request: &Message<'_>) -> Vec<Vec<u8>> {
+    let mut reply = binding_success(request);
+    // A Binding indication (class bits 0x0010), another transaction ID.
+    reply[0] = 0x00;
+    reply[1] = 0x11;
+    reply[8] ^= 0xff;
+    vec![reply; 70]
+}
+
+#[tokio::test]
+async fn garbage_and_broken_messages_fail_with_protocol() {
+    let udp = udp_server(garbage).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(&step, "binding", "neither STUN nor ChannelData");
+
+    let udp = udp_server(overrun).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(&step, "binding", "malformed STUN message");
+
+    let tcp = tcp_server(garbage).await;
+    let step = run(&format!("turn:{tcp}?transport=tcp")).await;
+    assert_protocol(&step, "binding", "neither STUN nor ChannelData");
+}
+
+#[tokio::test]
+async fn huge_replies_fail_with_protocol_before_they_are_read() {
+    let udp = udp_server(huge).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(&step, "binding", "over the 4096-byte cap");
+
+    let tcp = tcp_server(huge).await;
+    let step = run(&format!("turn:{tcp}?transport=tcp")).await;
+    assert_protocol(&step, "binding", "over the 4096-byte cap");
+}
+
+#[tokio::test]
+async fn answers_with_another_transaction_id_fail_with_protocol() {
+    let udp = udp_server(wrong_transaction).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(&step, "binding", "answering nothing asked");
+    assert!(step.phases.contains_key(&Phase::Binding), "{step:#?}");
+}
+
+#[tokio::test]
+async fn a_message_integrity_that_does_not_verify_fails_with_protocol() {
+    for url in ["udp", "tcp"] {
+        let addr = if url == "udp" {
+            udp_server(bad_integrity).await
+        } else {
+            tcp_server(bad_integrity).await
+        };
+        let step = run(&format!("turn:{addr}?transport={url}")).await;
+        assert_protocol(&step, "allocate", "MESSAGE-INTEGRITY");
+        assert!(step.phases.contains_key(&Phase::Binding), "{step:#?}");
+        assert!(!format!("{step:?}").contains(PASSWORD));
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_indications_fails_with_protocol() {
+    let udp = udp_server(flood).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(&step, "binding", "64 messages that answer nothing");
+}
