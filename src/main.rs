@@ -173,15 +173,16 @@ enum Command {
         #[arg(long = "web.max-connections", value_name = "N", default_value_t = joincanary::web::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
         /// Threads that run the probes, each probe (its timer, runs and sockets) on one of
-        /// them; default one per core. `0` runs them on the service's own thread, beside
-        /// metrics, status and pagers (fewest wake-ups, but a scrape or a page then delays
-        /// runs; compared in BENCHMARKS.md).
+        /// them, apart from metrics, status and pagers, so a scrape never delays a run. One
+        /// thread shares its wake-ups among the most runs (the least CPU per run, measured in
+        /// BENCHMARKS.md); more raise the ceiling past one core. `0`: on the service's own thread.
         #[arg(
             long = "probe.threads",
             value_name = "N",
+            default_value_t = 1,
             env = "JOINCANARY_PROBE_THREADS"
         )]
-        probe_threads: Option<usize>,
+        probe_threads: usize,
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
@@ -499,9 +500,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 http_endpoint: enable_lifecycle,
                 watch: (!watch_interval.is_zero()).then_some(watch_interval),
             };
-            // One probe thread per core: a probe's runs stay on one thread (scheduler.rs).
-            let threads = probe_threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            // A probe's runs stay on one thread (scheduler.rs).
+            let threads = probe_threads;
             let runner: std::sync::Arc<dyn joincanary::scheduler::Runner> = if threads == 0 {
                 std::sync::Arc::new(joincanary::scheduler::FlowRunner)
             } else {

@@ -50,9 +50,9 @@ pub trait Runner: Send + Sync + 'static {
 
 /// `R` with every probe pinned to one of a few threads, each a current-thread runtime: a
 /// probe's timer, its runs, their sockets and the tasks driving them are polled by the thread
-/// whose event loop owns them, so a run's wake-ups never cross threads (a multi-thread runtime
-/// spent about a third of a flow's system calls on waking and parking other workers; measured
-/// in BENCHMARKS.md). Only the finished run crosses over, on the event channel.
+/// whose event loop owns them, so a run's wake-ups never cross threads (on tokio's
+/// multi-thread runtime a flow woke and parked other workers: `futex`, extra `epoll_wait`).
+/// Only the finished run crosses over, on the event channel (measured in BENCHMARKS.md).
 pub struct OnThreads<R> {
     inner: R,
     threads: Vec<tokio::runtime::Handle>,
