@@ -6,8 +6,9 @@
 //! A tour, in the order data flows: [`config`] loads the service config and probe files into a
 //! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
-//! [`service`] wires them into `joincanary run` (every long-lived task under [`supervise`]), where [`metrics`], [`status`] and [`alert`]
-//! consume every run, and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
+//! [`service`] wires them into `joincanary run` (every long-lived task under [`supervise`];
+//! [`reload`] reads a changed configuration), where the [`consumer`] records every run in
+//! [`metrics`], [`status`] and [`alert`], and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
 //! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status; [`rollup`]: a week of hourly availability; [`html`]: the one HTML escaper, shared with the email pager); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C; [`backoff`] is the one capped exponential backoff every retry waits by;
@@ -17,6 +18,7 @@ pub mod alert;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod diag;
@@ -33,6 +35,7 @@ pub mod page;
 #[cfg(target_os = "linux")]
 pub mod process;
 pub mod redact;
+pub mod reload;
 pub mod report;
 pub mod resident;
 pub mod rollup;

@@ -231,10 +231,12 @@ pub enum StepKind {
     HttpJson,
     /// The media relay: STUN binding, TURN allocate, permission, a relayed echo, refresh(0).
     Turn,
+    /// The media path: a WebRTC offer/answer, then ICE, DTLS-SRTP and a data channel echo.
+    Webrtc,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 8] = [
+    pub const ALL: [StepKind; 9] = [
         Self::Http,
         Self::WsConnect,
         Self::WsSend,
@@ -243,6 +245,7 @@ impl StepKind {
         Self::Redis,
         Self::HttpJson,
         Self::Turn,
+        Self::Webrtc,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -255,6 +258,7 @@ impl StepKind {
             Self::Redis => "redis",
             Self::HttpJson => "http_json",
             Self::Turn => "turn",
+            Self::Webrtc => "webrtc",
         }
     }
 

@@ -48,7 +48,7 @@ fn unknown_step_kind() {
     assert_eq!(
         errs,
         [
-            "probes/p.toml:3:8: steps[0].kind: unknown step kind `ws_sned`, expected one of http, ws_connect, ws_send, ws_expect, ws_close, redis, http_json, turn"
+            "probes/p.toml:3:8: steps[0].kind: unknown step kind `ws_sned`, expected one of http, ws_connect, ws_send, ws_expect, ws_close, redis, http_json, turn, webrtc"
         ]
     );
 }
@@ -360,5 +360,63 @@ fn a_pager_key_its_kind_does_not_take_lists_the_keys_it_does() {
             "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
             "joincanary.toml:11:1: pager[1].type: missing field `type`",
         ]
+    );
+}
+
+#[test]
+fn webrtc_steps_say_which_key_is_wrong() {
+    let step = |keys: &str| format!("[[steps]]\nname = \"m\"\nkind = \"webrtc\"\n{keys}");
+    assert_eq!(
+        errors_for(&step(""), &[]),
+        [
+            "probes/p.toml:2:8: steps[0].action: a webrtc step needs `action`: offer, answer or connect"
+        ]
+    );
+    assert_eq!(
+        errors_for(&step("action = \"dial\"\n"), &[]),
+        [
+            "probes/p.toml:4:10: steps[0].action: `dial` is not a webrtc action: offer, answer or connect"
+        ]
+    );
+    assert_eq!(
+        errors_for(&step("action = \"answer\"\n"), &[]),
+        [
+            "probes/p.toml:4:10: steps[0].remote_sdp: action \"answer\" needs `remote_sdp`: the SFU's offer"
+        ]
+    );
+    assert_eq!(
+        errors_for(
+            &step("action = \"offer\"\necho = 5\nremote_sdp = \"x\"\n"),
+            &[]
+        ),
+        [
+            "probes/p.toml:5:8: steps[0].echo: `echo` does not apply to action offer",
+            "probes/p.toml:6:14: steps[0].remote_sdp: `remote_sdp` does not apply to action offer",
+        ]
+    );
+    assert_eq!(
+        errors_for(
+            &step("action = \"connect\"\necho = 0\nsave_as = \"x\"\nlocal_address = \"0.0.0.0\"\n"),
+            &[]
+        ),
+        [
+            "probes/p.toml:6:11: steps[0].save_as: `save_as` does not apply to action connect",
+            "probes/p.toml:7:17: steps[0].local_address: must be an IP address of this host (not 0.0.0.0, :: or multicast)",
+        ]
+    );
+    // A connect reading an answer no step extracted.
+    let errs = errors_for(
+        &step("action = \"connect\"\nremote_sdp = \"{{answer}}\"\n"),
+        &[],
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("uses `{{answer}}` before any step sets it"),
+        "{errs:?}"
+    );
+    // A webrtc key on another kind.
+    assert_eq!(
+        errors_for(&format!("{HEAD}url = \"http://h/\"\necho = 3\n"), &[]),
+        ["probes/p.toml:6:8: steps[0].echo: `echo` does not apply to a http step"]
     );
 }

@@ -317,6 +317,34 @@ async fn janus_echotest_passes_and_its_session_is_destroyed_even_when_the_flow_f
 }
 
 #[tokio::test]
+async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
+    support::init();
+    let janus = servers::start_janus_media()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = example(
+        "janus-echotest-media.toml",
+        &[("JANUS_URL", &janus.ws_url())],
+    );
+    let run = janus
+        .inside(move || async move { run_probe(&plan, "test", Trigger::Manual).await })
+        .await;
+    assert!(run.success, "{run:#?}");
+    let media = step(&run, "media");
+    for phase in [Phase::Ice, Phase::Dtls, Phase::FirstMedia] {
+        assert!(media.phases.contains_key(&phase), "{phase:?}: {media:#?}");
+    }
+    let loss = media.gauges["echo_loss_ratio"];
+    assert!((0.0..1.0).contains(&loss), "{media:#?}");
+    assert!(media.gauges["echo_rtt_seconds"] > 0.0, "{media:#?}");
+    assert!(step(&run, "destroyed").success);
+    assert_eq!(
+        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
+        Vec::<u64>::new()
+    );
+}
+
+#[tokio::test]
 async fn protoo_requests_get_responses_and_a_signal_reaches_the_other_peer() {
     support::init();
     let protoo = servers::start_protoo()

@@ -77,10 +77,11 @@ async fn run(text: &str) -> ProbeRun {
     run_probe(&probe_from(text, &[]), "test", Trigger::Manual).await
 }
 
-#[tokio::test]
+/// On the paused clock: "on time" is then the step's own timer, whatever the machine's load.
+#[tokio::test(start_paused = true)]
 async fn silent_server_hits_the_step_deadline_on_time() {
     let addr = silent_server().await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let run = run(&login_probe(&addr, "")).await;
     let took = started.elapsed();
     assert_eq!(run.reason, Some(FailureReason::Timeout), "{run:#?}");
@@ -91,7 +92,7 @@ async fn silent_server_hits_the_step_deadline_on_time() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn probe_deadline_caps_every_step() {
     let addr = silent_server().await;
     let text = login_probe(&addr, "").replace("timeout = \"3s\"", "timeout = \"400ms\"");

@@ -165,6 +165,7 @@ pub enum StepSpec {
     WsClose,
     Redis(RedisSpec),
     HttpJson(HttpJsonSpec),
+    Webrtc(crate::flow::webrtc::WebrtcSpec),
 }
 
 /// Thresholds on a step's gauges: crossing one is a warning (degraded), never a failure.
@@ -373,12 +374,6 @@ pub enum ExtractSource {
 }
 
 /// Which step kinds accept which keys: drives "key `x` does not apply to a `y` step".
-const WS_KINDS: &[StepKind] = &[
-    StepKind::WsConnect,
-    StepKind::WsSend,
-    StepKind::WsExpect,
-    StepKind::WsClose,
-];
 const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("method", &[StepKind::Http]),
     (
@@ -398,7 +393,16 @@ const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("max_frames", &[StepKind::WsConnect, StepKind::WsExpect]),
     ("fail_json", &[StepKind::Http, StepKind::WsExpect]),
     ("fail_regex", &[StepKind::Http, StepKind::WsExpect]),
-    ("connection", WS_KINDS),
+    (
+        "connection",
+        &[
+            StepKind::WsConnect,
+            StepKind::WsSend,
+            StepKind::WsExpect,
+            StepKind::WsClose,
+            StepKind::Webrtc,
+        ],
+    ),
     ("protocol", &[StepKind::WsConnect]),
     ("namespace", &[StepKind::WsConnect]),
     ("auth", &[StepKind::WsConnect]),
@@ -415,6 +419,13 @@ const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("gauges", &[StepKind::HttpJson]),
     ("warn_above", &[StepKind::Redis, StepKind::HttpJson]),
     ("warn_below", &[StepKind::Redis, StepKind::HttpJson]),
+    ("action", &[StepKind::Webrtc]),
+    ("remote_sdp", &[StepKind::Webrtc]),
+    ("save_as", &[StepKind::Webrtc]),
+    ("local_address", &[StepKind::Webrtc]),
+    ("echo", &[StepKind::Webrtc]),
+    ("echo_interval", &[StepKind::Webrtc]),
+    ("echo_wait", &[StepKind::Webrtc]),
 ];
 
 fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
@@ -458,6 +469,13 @@ fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
     key!(gauges);
     key!(warn_above);
     key!(warn_below);
+    key!(action);
+    key!(remote_sdp);
+    key!(save_as);
+    key!(local_address);
+    key!(echo);
+    key!(echo_interval);
+    key!(echo_wait);
     out
 }
 
@@ -984,6 +1002,11 @@ fn build_steps(
             for var in spec_extracts(&spec) {
                 sections.defined.insert(var.var.clone());
             }
+            if let StepSpec::Webrtc(w) = &spec
+                && let Some(var) = w.sets()
+            {
+                sections.defined.insert(var.to_string());
+            }
             steps.push(StepPlan {
                 name: s.name.get_ref().clone(),
                 kind,
@@ -1369,6 +1392,19 @@ fn build_spec(
             }))
         }
         StepKind::WsClose => Some(StepSpec::WsClose),
+        StepKind::Webrtc => {
+            let raw = crate::flow::webrtc::RawWebrtc {
+                action: s.action.clone(),
+                remote_sdp: s.remote_sdp.clone(),
+                save_as: s.save_as.clone(),
+                local_address: s.local_address.clone(),
+                echo: s.echo.clone(),
+                echo_interval: s.echo_interval.clone(),
+                echo_wait: s.echo_wait.clone(),
+            };
+            crate::flow::webrtc::WebrtcSpec::build(ctx, &raw, s.name.span(), &key)
+                .map(StepSpec::Webrtc)
+        }
         StepKind::Redis => {
             let Some(url_raw) = &s.url else {
                 ctx.error(
@@ -1842,6 +1878,7 @@ fn check_vars(
             templates.extend(e.fail.regex.iter().map(Pattern::template));
         }
         StepSpec::WsClose => {}
+        StepSpec::Webrtc(w) => templates.extend(w.reads()),
     }
     let mut used: Vec<String> = templates
         .iter()

@@ -225,6 +225,20 @@ pub struct RawStep {
     pub warn_above: Option<S<BTreeMap<String, S<f64>>>>,
     /// redis, http_json: a gauge below this value raises the degraded warning.
     pub warn_below: Option<S<BTreeMap<String, S<f64>>>>,
+    /// webrtc: `offer`, `answer` or `connect` (see `flow::webrtc::RawWebrtc`).
+    pub action: Option<S<String>>,
+    /// webrtc: the SFU's SDP (its offer for `answer`, its answer for `connect`).
+    pub remote_sdp: Option<S<String>>,
+    /// webrtc: the variable our SDP goes into.
+    pub save_as: Option<S<String>>,
+    /// webrtc: our host candidate's IP.
+    pub local_address: Option<S<String>>,
+    /// webrtc connect: data channel messages echoed.
+    pub echo: Option<S<i64>>,
+    /// webrtc connect: between two messages.
+    pub echo_interval: Option<S<String>>,
+    /// webrtc connect: how long the last message's echo may take.
+    pub echo_wait: Option<S<String>>,
 }
 
 /// Where an extracted value comes from; exactly one key.

@@ -477,6 +477,7 @@ async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepEr
         StepSpec::WsSend(spec) => ws::send(ctx, &step.connection, spec).await,
         StepSpec::WsExpect(spec) => ws::expect(ctx, &step.connection, spec).await,
         StepSpec::WsClose => ws::close(ctx, &step.connection).await,
+        StepSpec::Webrtc(spec) => webrtc::run(ctx, &step.connection, spec).await,
         StepSpec::Redis(spec) => redis::run(ctx, spec).await,
         StepSpec::HttpJson(spec) => redis::http_json(ctx, spec).await,
     }

@@ -12,6 +12,27 @@ use super::peer::Stage;
 use crate::flow::StepError;
 use crate::report::FailureReason;
 
+/// What every echo message starts with.
+const PREFIX: &str = "joincanary-echo ";
+
+/// Whether `data` is a probe's echo message exactly as sent (`joincanary-echo <nonce> <seq>`),
+/// not wrapped by an echoing server.
+pub(super) fn is_probe_message(data: &[u8]) -> bool {
+    data.len() <= 64
+        && std::str::from_utf8(data).is_ok_and(|t| {
+            t.strip_prefix(PREFIX).is_some_and(|rest| {
+                let mut parts = rest.split(' ');
+                matches!(
+                    (parts.next(), parts.next(), parts.next()),
+                    (Some(nonce), Some(seq), None)
+                        if nonce.len() == 16
+                            && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+                            && seq.parse::<u32>().is_ok()
+                )
+            })
+        })
+}
+
 /// Most echo messages one step may send (the config refuses more).
 pub const MAX_ECHOES: u32 = 1000;
 
@@ -97,7 +118,7 @@ impl Echoes {
     /// `jc <nonce> <seq>` is what we send; the echo may carry a prefix (Janus echotest says
     /// "Janus EchoTest here! You wrote: "), so it is looked for at the end.
     fn message(&self, seq: u32) -> String {
-        format!("joincanary-echo {:016x} {seq}", self.nonce)
+        format!("{PREFIX}{:016x} {seq}", self.nonce)
     }
 
     pub(super) fn send_due(&mut self, rtc: &mut Rtc, id: ChannelId) -> Result<(), StepError> {
@@ -125,7 +146,7 @@ impl Echoes {
         let Ok(text) = std::str::from_utf8(tail) else {
             return false;
         };
-        let mine = format!("joincanary-echo {:016x} ", self.nonce);
+        let mine = format!("{PREFIX}{:016x} ", self.nonce);
         let Some(at) = text.rfind(&mine) else {
             return false;
         };
@@ -216,5 +237,17 @@ mod tests {
         assert_eq!((report.sent, report.received), (4, 2));
         assert!((report.loss_ratio() - 0.5).abs() < 1e-9);
         assert!(report.median_rtt().is_some());
+    }
+
+    #[test]
+    fn only_a_probe_message_as_sent_is_echoed_to_another_peer() {
+        assert!(is_probe_message(b"joincanary-echo 0123456789abcdef 7"));
+        assert!(!is_probe_message(
+            b"Janus EchoTest here! You wrote: joincanary-echo 0123456789abcdef 7"
+        ));
+        assert!(!is_probe_message(b"joincanary-echo 0123456789abcdef 7 x"));
+        assert!(!is_probe_message(b"joincanary-echo 0123 7"));
+        assert!(!is_probe_message(b"joincanary-echo 0123456789abcdeg 7"));
+        assert!(!is_probe_message(&[0xff; 40]));
     }
 }

@@ -13,15 +13,22 @@ mod peer;
 mod sdp;
 
 use std::net::IpAddr;
+use std::ops::Range;
 use std::time::Duration;
+
+use serde::Deserialize;
 
 pub use echo::{EchoOptions, EchoReport, MAX_ECHOES};
 pub use peer::{Peer, Timings};
 pub use sdp::MAX_SDP_BYTES;
 
 use super::{RunContext, StepError};
+use crate::diag::{Ctx, S, valid_label};
 use crate::report::FailureReason;
 use crate::template::Template;
+
+/// The longest `echo_interval` and `echo_wait` a step may ask for.
+pub const MAX_ECHO_WAIT: Duration = Duration::from_secs(30);
 
 /// The variable our SDP goes into unless `save_as` names another.
 pub const DEFAULT_SAVE_AS: &str = "local_sdp";
@@ -49,10 +56,6 @@ pub struct WebrtcSpec {
 }
 
 /// Runs one `webrtc` step on `connection`.
-#[expect(
-    dead_code,
-    reason = "the step is hooked into the kinds when their one-list shape lands (issue 18)"
-)]
 pub(crate) async fn run(
     ctx: &mut RunContext<'_>,
     connection: &str,
@@ -106,5 +109,175 @@ pub(crate) async fn run(
     }
 }
 
-/// The longest `echo_interval` and `echo_wait` a step may ask for.
-pub const MAX_ECHO_WAIT: Duration = Duration::from_secs(30);
+/// A `webrtc` step's own keys, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebrtc {
+    /// `offer`, `answer` or `connect`.
+    pub action: Option<S<String>>,
+    /// `answer`: the SFU's offer; `connect` after an offer: the SFU's answer.
+    pub remote_sdp: Option<S<String>>,
+    /// `offer`/`answer`: the variable our SDP goes into (default `local_sdp`).
+    pub save_as: Option<S<String>>,
+    /// Our host candidate's IP (default: the address routed towards the SFU's candidates).
+    pub local_address: Option<S<String>>,
+    /// `connect`: data channel messages echoed (default 10).
+    pub echo: Option<S<i64>>,
+    /// `connect`: between two messages (default 20ms).
+    pub echo_interval: Option<S<String>>,
+    /// `connect`: how long the last message's echo may take (default 1s).
+    pub echo_wait: Option<S<String>>,
+}
+
+impl WebrtcSpec {
+    /// Checks a step's keys: every problem is reported through `ctx` with its key (`key`
+    /// makes `steps[3].echo` of `echo`); `name` is where a missing key is placed.
+    pub fn build(
+        ctx: &mut Ctx<'_>,
+        raw: &RawWebrtc,
+        name: Range<usize>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Option<WebrtcSpec> {
+        let remote = match &raw.remote_sdp {
+            Some(t) => Some(ctx.template(t, &key("remote_sdp"))?),
+            None => None,
+        };
+        let action = match raw
+            .action
+            .as_ref()
+            .map(|a| (a.get_ref().as_str(), a.span()))
+        {
+            Some(("offer", _)) => WebrtcAction::Offer,
+            Some(("connect", _)) => WebrtcAction::Connect(remote.clone()),
+            Some(("answer", span)) => {
+                let Some(offer) = remote.clone() else {
+                    ctx.error(
+                        Some(span),
+                        key("remote_sdp"),
+                        "action \"answer\" needs `remote_sdp`: the SFU's offer",
+                    );
+                    return None;
+                };
+                WebrtcAction::Answer(offer)
+            }
+            Some((other, span)) => {
+                ctx.error(
+                    Some(span),
+                    key("action"),
+                    format_args!("`{other}` is not a webrtc action: offer, answer or connect"),
+                );
+                return None;
+            }
+            None => {
+                ctx.error(
+                    Some(name),
+                    key("action"),
+                    "a webrtc step needs `action`: offer, answer or connect",
+                );
+                return None;
+            }
+        };
+        let connect = matches!(action, WebrtcAction::Connect(_));
+        let offer = matches!(action, WebrtcAction::Offer);
+        let mut ok = true;
+        // Keys of the other half of the connection are refused, not ignored.
+        let mut misplaced = |written: Option<Range<usize>>, name: &str, applies: bool| {
+            if let (Some(span), false) = (written, applies) {
+                let which = match action {
+                    WebrtcAction::Offer => "offer",
+                    WebrtcAction::Answer(_) => "answer",
+                    WebrtcAction::Connect(_) => "connect",
+                };
+                ctx.error(
+                    Some(span),
+                    key(name),
+                    format_args!("`{name}` does not apply to action {which}"),
+                );
+                ok = false;
+            }
+        };
+        misplaced(raw.remote_sdp.as_ref().map(S::span), "remote_sdp", !offer);
+        misplaced(raw.save_as.as_ref().map(S::span), "save_as", !connect);
+        misplaced(raw.echo.as_ref().map(S::span), "echo", connect);
+        misplaced(
+            raw.echo_interval.as_ref().map(S::span),
+            "echo_interval",
+            connect,
+        );
+        misplaced(raw.echo_wait.as_ref().map(S::span), "echo_wait", connect);
+        let save_as = match &raw.save_as {
+            Some(v) if !valid_label(v.get_ref()) => {
+                ctx.error(
+                    Some(v.span()),
+                    key("save_as"),
+                    "must be a variable name: letters, digits, `-`, `_` or `.`",
+                );
+                return None;
+            }
+            Some(v) => v.get_ref().clone(),
+            None => DEFAULT_SAVE_AS.to_string(),
+        };
+        let local_address = match &raw.local_address {
+            Some(a) => match a.get_ref().parse::<IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() => Some(ip),
+                _ => {
+                    ctx.error(
+                        Some(a.span()),
+                        key("local_address"),
+                        "must be an IP address of this host (not 0.0.0.0, :: or multicast)",
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let mut echo = EchoOptions::default();
+        if let Some(n) = &raw.echo {
+            match u32::try_from(*n.get_ref()) {
+                Ok(count) if (1..=MAX_ECHOES).contains(&count) => echo.count = count,
+                _ => {
+                    ctx.error(
+                        Some(n.span()),
+                        key("echo"),
+                        format_args!("must be between 1 and {MAX_ECHOES}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(d) = &raw.echo_interval {
+            match ctx.duration_within(d, &key("echo_interval"), Duration::ZERO, MAX_ECHO_WAIT) {
+                Some(v) => echo.interval = v,
+                None => ok = false,
+            }
+        }
+        if let Some(d) = &raw.echo_wait {
+            match ctx.duration_within(d, &key("echo_wait"), Duration::ZERO, MAX_ECHO_WAIT) {
+                Some(v) => echo.wait = v,
+                None => ok = false,
+            }
+        }
+        ok.then_some(WebrtcSpec {
+            action,
+            save_as,
+            local_address,
+            echo,
+        })
+    }
+
+    /// The template the step renders, if any (its variables must be set by earlier steps).
+    pub fn reads(&self) -> Option<&Template> {
+        match &self.action {
+            WebrtcAction::Answer(t) | WebrtcAction::Connect(Some(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The variable the step sets for the steps after it: our SDP, after an offer or answer.
+    pub fn sets(&self) -> Option<&str> {
+        match self.action {
+            WebrtcAction::Connect(_) => None,
+            _ => Some(&self.save_as),
+        }
+    }
+}

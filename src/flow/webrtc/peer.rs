@@ -20,7 +20,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::echo::{EchoOptions, EchoReport, Echoes};
+use super::echo::{self, EchoOptions, EchoReport, Echoes};
 use super::sdp::{candidate_addrs, guarded, parse_sdp, route_to, sdp_refused};
 use crate::flow::StepError;
 use crate::report::{FailureReason, Phase};
@@ -347,6 +347,15 @@ impl Peer {
                 if ours && echoes.received == 1 {
                     timings.start(None);
                 }
+                // Another joincanary peer's message, as sent (never an echo of one: that could
+                // bounce forever with an echoing SFU): sent back, so two probers' peers can be
+                // each other's echo.
+                if !ours
+                    && echo::is_probe_message(&data.data)
+                    && let Some(mut channel) = self.rtc.channel(data.id)
+                {
+                    let _ = channel.write(data.binary, &data.data);
+                }
             }
             Event::ChannelClose(id) if Some(id) == self.channel => {
                 return Err(StepError::new(
@@ -500,5 +509,93 @@ mod tests {
         assert!(refused > cases.len() / 4, "{refused} of {}", cases.len());
         // The valid answer itself is taken by the peer it answers.
         offerer.take_answer(Some(&good)).await.unwrap();
+    }
+
+    /// Offerer `a` and answerer `b` on 127.0.0.1, connected at once, each echoing the other's
+    /// messages; `forge` may change the answer `a` takes.
+    async fn pair(
+        forge: impl Fn(&str) -> String,
+    ) -> (
+        Result<EchoReport, StepError>,
+        Result<EchoReport, StepError>,
+        BTreeMap<Phase, Duration>,
+    ) {
+        let (mut a, offer) = Peer::offer(LOOPBACK).await.unwrap();
+        let (mut b, answer) = Peer::answer(LOOPBACK, &offer).await.unwrap();
+        let echo = EchoOptions {
+            count: 5,
+            interval: Duration::from_millis(5),
+            wait: Duration::from_millis(300),
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let (mut phases_a, mut pending_a) = (BTreeMap::new(), None);
+        let (mut phases_b, mut pending_b) = (BTreeMap::new(), None);
+        let answer = forge(&answer);
+        let (ra, rb) = tokio::join!(
+            a.connect(
+                Some(&answer),
+                &echo,
+                deadline,
+                Timings {
+                    phases: &mut phases_a,
+                    pending: &mut pending_a,
+                },
+            ),
+            b.connect(
+                None,
+                &echo,
+                deadline,
+                Timings {
+                    phases: &mut phases_b,
+                    pending: &mut pending_b,
+                },
+            ),
+        );
+        (ra, rb, phases_a)
+    }
+
+    #[tokio::test]
+    async fn two_peers_on_loopback_connect_and_echo_each_other() {
+        let (a, b, phases) = pair(str::to_string).await;
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!((a.sent, a.received), (5, 5), "{a:?}");
+        assert_eq!((b.sent, b.received), (5, 5), "{b:?}");
+        assert_eq!(a.loss_ratio(), 0.0);
+        for phase in [Phase::Ice, Phase::Dtls, Phase::FirstMedia] {
+            assert!(phases.contains_key(&phase), "{phase:?}: {phases:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_not_matching_the_fingerprint_fails_dtls() {
+        let (a, _, phases) = pair(|sdp| {
+            sdp.lines()
+                .map(|l| match l.strip_prefix("a=fingerprint:sha-256 ") {
+                    Some(hex) => format!(
+                        "a=fingerprint:sha-256 {}{}",
+                        if hex.starts_with("00") { "11" } else { "00" },
+                        &hex[2..]
+                    ),
+                    None => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\r\n")
+        })
+        .await;
+        let e = a.unwrap_err();
+        assert_eq!(e.reason, FailureReason::Dtls, "{e:?}");
+        assert!(e.message.contains("a=fingerprint"), "{e:?}");
+        assert!(phases.contains_key(&Phase::Ice) && !phases.contains_key(&Phase::FirstMedia));
+    }
+
+    #[tokio::test]
+    async fn connect_without_the_answer_or_with_one_too_many_is_refused() {
+        let (mut a, _) = Peer::offer(LOOPBACK).await.unwrap();
+        let e = a.take_answer(None).await.unwrap_err();
+        assert_eq!(e.reason, FailureReason::Protocol);
+        let (_, offer) = Peer::offer(LOOPBACK).await.unwrap();
+        let (mut b, answer) = Peer::answer(LOOPBACK, &offer).await.unwrap();
+        let e = b.take_answer(Some(&answer)).await.unwrap_err();
+        assert_eq!(e.reason, FailureReason::Protocol);
     }
 }

@@ -1,0 +1,251 @@
+//! The run consumer: the one place one run's data goes after the flow made it. Each `ProbeRun`
+//! is recorded in the metrics, the status and the alert policy, in that order; the policy's
+//! pages go to the dispatcher and its confirmation runs to the scheduler. The consumer also
+//! ticks the policy for reminders and ended maintenance windows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::engine::AlertEngine;
+use crate::alert::policy::Decision;
+use crate::alert::{Dispatcher, Severity};
+use crate::clock::Clock;
+use crate::heartbeat::Liveness;
+use crate::metrics::Metrics;
+use crate::report::ProbeRun;
+use crate::scheduler::{Event, Scheduler};
+use crate::status::{AlertView, Status};
+use crate::supervise::{Supervisor, Task};
+
+/// How often reminders and maintenance-held triggers are looked at.
+const ALERT_TICK: Duration = Duration::from_secs(5);
+
+/// What the consumer works on. Kept outside its task (see [`spawn`]), so a restarted consumer
+/// carries on with the same alert state, pagers and channel.
+pub(crate) struct Consumer {
+    pub(crate) alerts: AlertEngine,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) events: mpsc::Receiver<Event>,
+    /// The alert tick ([`ticker`]).
+    pub(crate) ticker: tokio::time::Interval,
+    /// Beaten at every event: the scheduler's liveness, which the heartbeats and the
+    /// Alertmanager watchdog read.
+    pub(crate) liveness: Liveness,
+    pub(crate) clock: Clock,
+    pub(crate) region: String,
+    pub(crate) metrics: Metrics,
+    pub(crate) status: Arc<Status>,
+}
+
+/// The alert tick: every [`ALERT_TICK`], late ticks delayed rather than bunched.
+pub(crate) fn ticker() -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(ALERT_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// The running consumer: its supervised task and the state it works on.
+pub(crate) struct Consuming {
+    task: tokio::task::JoinHandle<()>,
+    state: Arc<tokio::sync::Mutex<Option<Consumer>>>,
+}
+
+/// Runs `consumer` as the supervised `run consumer` task. It ends normally when the event
+/// channel closes, which only happens once the scheduler behind it stopped (`stop` cancelled).
+pub(crate) fn spawn(consumer: Consumer, tasks: &Supervisor, stop: CancellationToken) -> Consuming {
+    let state = Arc::new(tokio::sync::Mutex::new(Some(consumer)));
+    let shared = state.clone();
+    let task = tasks.spawn(Task::Consumer, "run consumer", true, stop, move || {
+        let shared = shared.clone();
+        async move {
+            if let Some(c) = shared.lock().await.as_mut() {
+                c.run().await;
+            }
+        }
+    });
+    Consuming { task, state }
+}
+
+impl Consuming {
+    /// Waits for the consumer to drain its channel (every sender must be gone) and hands back
+    /// what the next engine carries on with, even if the consumer failed while draining.
+    pub(crate) async fn finish(self) -> (AlertEngine, Dispatcher) {
+        let _ = self.task.await;
+        let Some(Consumer {
+            alerts, dispatcher, ..
+        }) = self.state.lock().await.take()
+        else {
+            unreachable!("only finish takes the consumer's state, once");
+        };
+        (alerts, dispatcher)
+    }
+}
+
+impl Consumer {
+    /// Consumes until every sender of the channel is gone (the engine stopping).
+    async fn run(&mut self) {
+        loop {
+            self.liveness.beat();
+            let event = tokio::select! {
+                e = self.events.recv() => match e {
+                    Some(e) => e,
+                    None => return,
+                },
+                _ = self.ticker.tick() => {
+                    self.tick();
+                    continue;
+                }
+            };
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        let region = &self.region;
+        match event {
+            Event::Run { run, lag } => self.record(run, lag),
+            Event::Skipped {
+                probe,
+                reason,
+                count,
+            } => {
+                self.metrics
+                    .record_skip(&probe, region, reason.as_str(), count);
+                self.status.record_skip(&probe, count);
+            }
+            Event::Reconnect { probe, cause } => {
+                self.metrics.count_reconnect(&probe, region, cause.as_str());
+            }
+            Event::NextRun { probe, at } => {
+                self.liveness.due(&probe, self.clock.instant_at(at));
+                self.status.set_next_run(&probe, at);
+            }
+        }
+    }
+
+    /// One run: into the metrics, the status and the alert policy; the policy's decisions
+    /// carried out, and the probe's open alerts mirrored into the metrics and status.
+    fn record(&mut self, run: ProbeRun, lag: Option<Duration>) {
+        crate::supervise::fault::hit(Task::Consumer, &run.probe);
+        log_run(&run);
+        self.metrics.record(&run, lag);
+        // One copy of the run, shared by the status's last and last good.
+        let run = Arc::new(run);
+        self.status.record(&run);
+        for decision in self.alerts.observe(&run, self.clock.now()) {
+            act(
+                decision,
+                &run.probe,
+                &self.alerts,
+                &self.dispatcher,
+                &self.scheduler,
+            );
+        }
+        publish_alerts(
+            &self.alerts,
+            &run.probe,
+            &self.region,
+            &self.metrics,
+            &self.status,
+        );
+    }
+
+    /// Reminders and held-back triggers that are due.
+    fn tick(&mut self) {
+        for (probe, decision) in self.alerts.tick(self.clock.now()) {
+            act(
+                decision,
+                &probe,
+                &self.alerts,
+                &self.dispatcher,
+                &self.scheduler,
+            );
+            publish_alerts(
+                &self.alerts,
+                &probe,
+                &self.region,
+                &self.metrics,
+                &self.status,
+            );
+        }
+    }
+}
+
+/// Carries out one policy decision: a page to the probe's pagers, or a confirmation run.
+fn act(
+    decision: Decision,
+    probe: &str,
+    alerts: &AlertEngine,
+    dispatcher: &Dispatcher,
+    scheduler: &Scheduler,
+) {
+    match decision {
+        Decision::Notify(n) => {
+            tracing::warn!(
+                probe = %n.probe,
+                region = %n.region,
+                event = n.kind.as_str(),
+                severity = n.severity.as_str(),
+                reminder = n.reminder,
+                summary = %n.summary,
+                "alert"
+            );
+            dispatcher.send(*n, alerts.pagers(probe));
+        }
+        Decision::Confirm(delay) => {
+            tracing::info!(
+                probe,
+                delay_ms = delay.as_millis() as u64,
+                "failure or recovery seen; confirming with an extra run"
+            );
+            scheduler.confirm(probe, delay);
+        }
+    }
+}
+
+/// Mirrors a probe's open alerts into `probe_alert_firing` and the status output.
+pub(crate) fn publish_alerts(
+    alerts: &AlertEngine,
+    probe: &str,
+    region: &str,
+    metrics: &Metrics,
+    status: &Status,
+) {
+    let open = alerts.open(probe);
+    let firing = [Severity::Critical, Severity::Warning]
+        .map(|severity| (severity.as_str(), open.iter().any(|(s, _)| *s == severity)));
+    metrics.set_alert_firing(probe, region, &firing);
+    status.set_alerts(
+        probe,
+        open.iter()
+            .map(|(severity, a)| AlertView {
+                severity: *severity,
+                dedup_key: a.dedup_key.clone(),
+                since: a.since,
+                summary: a.last.summary.clone(),
+            })
+            .collect(),
+    );
+}
+
+fn log_run(run: &ProbeRun) {
+    let ms = run.duration_ms.as_secs_f64() * 1000.0;
+    if run.success {
+        tracing::info!(probe = %run.probe, region = %run.region, duration_ms = ms, trigger = run.trigger.as_str(), "probe run succeeded");
+    } else {
+        tracing::warn!(
+            probe = %run.probe,
+            region = %run.region,
+            duration_ms = ms,
+            trigger = run.trigger.as_str(),
+            step = run.failed_step.as_deref().unwrap_or(""),
+            reason = run.reason.map(|r| r.as_str()).unwrap_or(""),
+            error = run.error.as_deref().unwrap_or(""),
+            "probe run failed"
+        );
+    }
+}
