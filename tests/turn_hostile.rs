@@ -6,10 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use joincanary::flow::run_turn_step;
-use joincanary::flow::turn::{DEFAULT_CREDENTIAL_TTL, TurnSpec};
-use joincanary::report::{FailureReason, Phase, StepReport};
-use joincanary::template::Template;
+use joincanary::flow::run_probe;
+use joincanary::report::{FailureReason, Phase, StepReport, Trigger};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use turn_types::attribute::XorRelayedAddress;
 use turn_types::message::ALLOCATE;
@@ -100,31 +98,27 @@ async fn serve_tcp(mut conn: tokio::net::TcpStream, behave: Behave) {
     std::future::pending::<()>().await;
 }
 
-fn spec(url: &str) -> TurnSpec {
-    TurnSpec {
-        url: Template::literal(url),
-        username: Some(Template::literal("canary")),
-        credential: Some(Template::literal(PASSWORD)),
-        secret: None,
-        credential_ttl: DEFAULT_CREDENTIAL_TTL,
-        peer: Some(Template::literal("127.0.0.1:9")),
-    }
-}
-
 async fn run(url: &str) -> StepReport {
-    let plan = probe_from(
+    let probe = format!(
         r#"
 name = "hostile-turn"
 schedule = "* * * * *"
+timeout = "10s"
 
 [[steps]]
-name = "unused"
-kind = "http"
-url = "http://127.0.0.1:9/"
+name = "relay"
+kind = "turn"
+url = "{url}"
+username = "canary"
+credential = "{PASSWORD}"
+peer = "127.0.0.1:9"
+timeout = "{}s"
 "#,
-        &[],
+        TIMEOUT.as_secs()
     );
-    run_turn_step(&plan, "relay", &spec(url), TIMEOUT).await
+    let plan = probe_from(&probe, &[]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    run.steps.into_iter().next().expect("the step ran")
 }
 
 fn assert_protocol(step: &StepReport, phase: &str, words: &str) {

@@ -165,6 +165,7 @@ pub enum StepSpec {
     WsClose,
     Redis(RedisSpec),
     HttpJson(HttpJsonSpec),
+    Turn(crate::flow::turn::TurnSpec),
     Webrtc(crate::flow::webrtc::WebrtcSpec),
 }
 
@@ -378,7 +379,12 @@ const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("method", &[StepKind::Http]),
     (
         "url",
-        &[StepKind::Http, StepKind::WsConnect, StepKind::Redis],
+        &[
+            StepKind::Http,
+            StepKind::WsConnect,
+            StepKind::Redis,
+            StepKind::Turn,
+        ],
     ),
     ("headers", &[StepKind::Http, StepKind::WsConnect]),
     ("json", &[StepKind::Http, StepKind::WsSend]),
@@ -413,7 +419,11 @@ const KEY_KINDS: &[(&str, &[StepKind])] = &[
     ("ack", &[StepKind::WsSend, StepKind::WsExpect]),
     ("subscribe", &[StepKind::WsSend]),
     ("expect_xml", &[StepKind::WsExpect]),
-    ("username", &[StepKind::Redis]),
+    ("username", &[StepKind::Redis, StepKind::Turn]),
+    ("credential", &[StepKind::Turn]),
+    ("secret", &[StepKind::Turn]),
+    ("credential_ttl", &[StepKind::Turn]),
+    ("peer", &[StepKind::Turn]),
     ("password", &[StepKind::Redis]),
     ("channel", &[StepKind::Redis]),
     ("gauges", &[StepKind::HttpJson]),
@@ -464,6 +474,10 @@ fn present_keys(s: &RawStep) -> Vec<(&'static str, std::ops::Range<usize>)> {
     key!(subscribe);
     key!(expect_xml);
     key!(username);
+    key!(credential);
+    key!(secret);
+    key!(credential_ttl);
+    key!(peer);
     key!(password);
     key!(channel);
     key!(gauges);
@@ -1090,15 +1104,7 @@ fn build_spec(
 ) -> Option<StepSpec> {
     let key = |k: &str| format!("{prefix}.{k}");
     match kind {
-        // Probe files name it once each kind owns its table (flow/turn.rs has the run).
-        StepKind::Turn => {
-            ctx.error(
-                Some(s.name.span()),
-                key("kind"),
-                "`turn` steps cannot be written in probe files yet",
-            );
-            None
-        }
+        StepKind::Turn => turn_spec(ctx, s, &key).map(StepSpec::Turn),
         StepKind::Http => {
             let Some(url_raw) = &s.url else {
                 ctx.error(Some(s.name.span()), key("url"), "an http step needs `url`");
@@ -1559,6 +1565,63 @@ fn gauge_checks(
     ok.then_some(checks)
 }
 
+/// A `turn` step: the URI checked now when it holds no template, the credential or the REST
+/// secret (not both), the echo peer.
+fn turn_spec(
+    ctx: &mut Ctx<'_>,
+    s: &RawStep,
+    key: &dyn Fn(&str) -> String,
+) -> Option<crate::flow::turn::TurnSpec> {
+    let Some(url_raw) = &s.url else {
+        ctx.error(
+            Some(s.name.span()),
+            key("url"),
+            "a turn step needs `url` (stun:, stuns:, turn: or turns:)",
+        );
+        return None;
+    };
+    let url = ctx.template(url_raw, &key("url"))?;
+    if url.is_literal()
+        && let Err(e) = crate::flow::turn::check_url(&url.render_placeholder(""))
+    {
+        ctx.error(Some(url_raw.span()), key("url"), e);
+        return None;
+    }
+    let mut template = |raw: &Option<S<String>>, name: &str| match raw {
+        Some(r) => ctx.template(r, &key(name)).map(Some),
+        None => Some(None),
+    };
+    let username = template(&s.username, "username")?;
+    let credential = template(&s.credential, "credential")?;
+    let peer = template(&s.peer, "peer")?;
+    let secret = s
+        .secret
+        .as_ref()
+        .and_then(|v| ctx.env_str(v, &key("secret")))
+        // `${TURN_SECRET:-}` unset: no REST credential, not one signed with "".
+        .filter(|v| !v.is_empty());
+    if let (Some(_), Some(c)) = (&secret, &s.credential) {
+        ctx.error(
+            Some(c.span()),
+            key("credential"),
+            "`secret` computes the credential (TURN REST API): set `credential` or `secret`, not both",
+        );
+        return None;
+    }
+    let credential_ttl = match &s.credential_ttl {
+        Some(v) => ctx.duration(v, &key("credential_ttl"))?,
+        None => crate::flow::turn::DEFAULT_CREDENTIAL_TTL,
+    };
+    Some(crate::flow::turn::TurnSpec {
+        url,
+        username,
+        credential,
+        secret,
+        credential_ttl,
+        peer,
+    })
+}
+
 fn url_template(
     ctx: &mut Ctx<'_>,
     raw: &S<String>,
@@ -1878,6 +1941,7 @@ fn check_vars(
             templates.extend(e.fail.regex.iter().map(Pattern::template));
         }
         StepSpec::WsClose => {}
+        StepSpec::Turn(t) => templates.extend(t.templates()),
         StepSpec::Webrtc(w) => templates.extend(w.reads()),
     }
     let mut used: Vec<String> = templates

@@ -213,8 +213,18 @@ pub struct RawStep {
     pub subscribe: Option<S<toml::Value>>,
     /// ws_expect, xmpp: an element that must match (name, attributes in any order, children).
     pub expect_xml: Option<S<String>>,
-    /// redis: the ACL user (`${ENV}` expanded at load time).
+    /// redis: the ACL user (`${ENV}` expanded at load time); turn: the TURN username (a
+    /// template), or with `secret` the user part of the REST username.
     pub username: Option<S<String>>,
+    /// turn: the TURN password, `RTCIceServer.credential` (a template; scrubbed from every error).
+    pub credential: Option<S<String>>,
+    /// turn: the TURN REST API shared secret (`${ENV}` expanded at load time): the step computes
+    /// an ephemeral username and password from it.
+    pub secret: Option<S<String>>,
+    /// turn: how long a computed REST credential is valid (default 1h).
+    pub credential_ttl: Option<S<String>>,
+    /// turn: `host:port` of the UDP echo peer the relay sends to (a template).
+    pub peer: Option<S<String>>,
     /// redis: the password (`${ENV}` expanded at load time; scrubbed from every error).
     pub password: Option<S<String>>,
     /// redis: the canary channel of the PUBLISH/SUBSCRIBE round trip (none: no round trip).

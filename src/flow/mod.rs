@@ -480,35 +480,6 @@ async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepEr
         StepSpec::Webrtc(spec) => webrtc::run(ctx, &step.connection, spec).await,
         StepSpec::Redis(spec) => redis::run(ctx, spec).await,
         StepSpec::HttpJson(spec) => redis::http_json(ctx, spec).await,
+        StepSpec::Turn(spec) => turn::run(ctx, spec).await,
     }
-}
-
-/// Runs one `turn` step with `plan`'s context (its TLS roots and secrets) outside any step
-/// list: how the integration tests drive the protocol until probe files name the kind.
-#[doc(hidden)]
-pub async fn run_turn_step(
-    plan: &ProbePlan,
-    name: &str,
-    spec: &turn::TurnSpec,
-    timeout: Duration,
-) -> StepReport {
-    let mut ctx = new_context(plan, "", Utc::now());
-    let t0 = Instant::now();
-    ctx.step_name = name.to_string();
-    ctx.deadline = t0 + timeout;
-    let outcome = match tokio::time::timeout_at(ctx.deadline, turn::run(&mut ctx, spec)).await {
-        Ok(r) => r,
-        Err(_) => Err(StepError::new(
-            FailureReason::Timeout,
-            "timed out in the step",
-        )),
-    };
-    step_report(
-        &mut ctx,
-        name,
-        crate::report::StepKind::Turn,
-        false,
-        t0,
-        outcome,
-    )
 }

@@ -73,6 +73,16 @@ impl std::fmt::Debug for TurnSpec {
     }
 }
 
+impl TurnSpec {
+    /// The templates the step renders (the variables they read must be set by then).
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        std::iter::once(&self.url)
+            .chain(&self.username)
+            .chain(&self.credential)
+            .chain(&self.peer)
+    }
+}
+
 /// Checks a URL known at load time (no template in it), for a config error that names it.
 pub fn check_url(text: &str) -> Result<IceUri, String> {
     uri::parse(text)
