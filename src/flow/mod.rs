@@ -74,6 +74,14 @@ impl StepError {
     }
 }
 
+/// A random (v4) UUID for `{{uuid}}` and the like, from this thread's RNG (ChaCha, seeded from
+/// the OS and reseeded as it goes): `Uuid::new_v4` asks the kernel (`getrandom`) every time.
+pub(crate) fn new_uuid() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
 /// A quoted, truncated, single-line view of a reply for error messages.
 pub(crate) fn snippet(bytes: &[u8]) -> String {
     quote(&String::from_utf8_lossy(bytes), SNIPPET_CHARS)
@@ -182,7 +190,7 @@ pub(crate) fn new_context<'a>(
     started_at: chrono::DateTime<Utc>,
 ) -> RunContext<'a> {
     let mut vars = HashMap::new();
-    vars.insert("uuid".to_string(), uuid::Uuid::new_v4().to_string());
+    vars.insert("uuid".to_string(), new_uuid());
     vars.insert(
         "now_ms".to_string(),
         started_at.timestamp_millis().to_string(),

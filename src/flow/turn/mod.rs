@@ -36,6 +36,8 @@ pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(3600);
 /// The longest time kept from a step's time for the release: Refresh(0) still goes out when
 /// a phase ran out of time.
 const RELEASE_RESERVE: Duration = Duration::from_millis(500);
+/// Local addresses an Allocate answered 437 (Allocation Mismatch) is tried from (RFC 8656 §7.4).
+const ALLOCATE_ADDRESSES: u32 = 3;
 /// ALPN of TURN over TLS (RFC 7443).
 const ALPN_TURN: &[u8] = b"stun.turn";
 
@@ -170,20 +172,33 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     let left = deadline.saturating_duration_since(Instant::now());
     let work = deadline - (left / 5).min(RELEASE_RESERVE);
 
-    let conn = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
-        Ok(conn) => conn?,
-        Err(_) => return Err(connect_timeout(ctx, &uri)),
+    // RFC 8656 §7.4: a 437 to Allocate means the server still holds an allocation for this
+    // 5-tuple (the system handed out a local port a just-released allocation used); another
+    // local address is tried, three in all. The phases add up over the attempts.
+    let mut attempt = 0;
+    let (mut session, outcome) = loop {
+        attempt += 1;
+        let conn = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(connect_timeout(ctx, &uri)),
+        };
+        let mut session = Session::new(conn);
+        let mut mismatch = false;
+        let outcome = relay(
+            ctx,
+            &uri,
+            credential.as_ref(),
+            peer.as_deref(),
+            &mut session,
+            work,
+            &mut mismatch,
+        )
+        .await;
+        if !(mismatch && attempt < ALLOCATE_ADDRESSES && uri.transport == Transport::Udp) {
+            break (session, outcome);
+        }
+        tracing::debug!(step = %ctx.step_name, attempt, "allocate: 437, trying another local port");
     };
-    let mut session = Session::new(conn);
-    let outcome = relay(
-        ctx,
-        &uri,
-        credential.as_ref(),
-        peer.as_deref(),
-        &mut session,
-        work,
-    )
-    .await;
     let released = if session.allocated() {
         release(&mut session, deadline).await
     } else {
@@ -208,6 +223,7 @@ async fn relay(
     peer: Option<&str>,
     session: &mut Session,
     work: Instant,
+    mismatch: &mut bool,
 ) -> Result<(), StepError> {
     let t = begin_phase(ctx, Phase::Binding);
     let reflexive = session.binding(work).await;
@@ -224,6 +240,10 @@ async fn relay(
     let response = allocated.map_err(|e| match e {
         Failure::Tx(e) => tx_error("allocate", uri, e, t, session.stray),
         Failure::Step(e) => e,
+        Failure::Mismatch(e) => {
+            *mismatch = true;
+            e
+        }
     })?;
     let allocation =
         Session::allocation(&response).map_err(|e| tx_error("allocate", uri, e, t, 0))?;
@@ -281,6 +301,8 @@ async fn relay(
 enum Failure {
     Tx(TxError),
     Step(StepError),
+    /// 437 Allocation Mismatch: worth another local address.
+    Mismatch(StepError),
 }
 
 impl From<TxError> for Failure {
@@ -354,7 +376,12 @@ async fn allocate(
                     300 => "the TURN server redirects to another server (ALTERNATE-SERVER)",
                     _ => "the TURN server refused the allocation",
                 };
-                return Err(Failure::Step(refused("allocate", code, &phrase, why)));
+                let e = refused("allocate", code, &phrase, why);
+                return Err(if code == 437 {
+                    Failure::Mismatch(e)
+                } else {
+                    Failure::Step(e)
+                });
             }
         }
         response = session.allocate(work).await?;
