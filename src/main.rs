@@ -357,7 +357,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
             }
             // Names a pager must cut or hash to stay within its provider's limits.
-            for n in joincanary::alert::limit_notes(&plan) {
+            for n in joincanary::alert::limit_notes(&plan.alerts(), &plan.pagers) {
                 eprint_line(&format!("note: {n}"));
             }
             // What an SRE checks next: when each probe will run from this region, and where
@@ -564,7 +564,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let results = joincanary::alert::test_page(
                 &selected,
                 &plan.region,
-                &joincanary::alert::links(&plan),
+                &joincanary::alert::links(
+                    plan.status_url.as_deref(),
+                    plan.dashboard_url.as_deref(),
+                ),
                 wait,
                 joincanary::clock::Clock::system(),
             )
