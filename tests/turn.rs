@@ -130,6 +130,8 @@ async fn healthy_relay_over_udp_tcp_and_tls_with_every_phase() {
                 Phase::RelayRtt,
             ],
         );
+        // An IP literal is not looked up.
+        assert!(!step.phases.contains_key(&Phase::Dns), "{step:#?}");
         if url.starts_with("turns:") {
             assert_phases(&step, &[Phase::Connect, Phase::Tls]);
         }

@@ -543,7 +543,7 @@ async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Conn, StepErr
         let stream = super::net::open_with_alpn(ctx, &url, alpn).await?;
         return Ok(Conn::Stream(Box::new(stream)));
     }
-    let addrs = super::net::resolve(ctx, &url).await?;
+    let addrs = resolve(ctx, &uri.host, uri.port).await?;
     let mut last = None;
     for addr in addrs {
         match udp_socket(addr).await {
@@ -571,6 +571,22 @@ async fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> 
     Ok(socket)
 }
 
+/// `host`'s addresses: an IP literal as it is, a name looked up (timed as `dns`).
+async fn resolve(
+    ctx: &mut RunContext<'_>,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, StepError> {
+    let parsed = url::Host::parse(&url_host(host))
+        .map_err(|e| StepError::new(FailureReason::Protocol, format!("`{host}`: {e}")))?;
+    let host = match &parsed {
+        url::Host::Domain(d) => url::Host::Domain(d.as_str()),
+        url::Host::Ipv4(ip) => url::Host::Ipv4(*ip),
+        url::Host::Ipv6(ip) => url::Host::Ipv6(*ip),
+    };
+    super::net::resolve_host(ctx, host, port).await
+}
+
 /// The echo peer's address, of the relay's address family.
 async fn resolve_peer(
     ctx: &mut RunContext<'_>,
@@ -580,9 +596,7 @@ async fn resolve_peer(
     let bad = |e: String| StepError::new(FailureReason::Protocol, format!("peer: {e}"));
     let (host, port) = uri::split_host_port(text).map_err(bad)?;
     let port = port.ok_or_else(|| bad(format!("`{text}` has no port (`host:port`)")))?;
-    let url = url::Url::parse(&format!("udp://{}:{port}/", url_host(&host)))
-        .map_err(|e| bad(format!("`{text}`: {e}")))?;
-    let addrs = super::net::resolve(ctx, &url).await?;
+    let addrs = resolve(ctx, &host, port).await?;
     addrs
         .iter()
         .find(|a| a.is_ipv4() == relayed.is_ipv4())
