@@ -8,6 +8,7 @@ import concurrent.futures as cf
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -51,30 +52,73 @@ def skipped_in(metrics):
                if line.startswith("probe_skipped_total{"))
 
 
-def jc_window(probes, defaults, seconds, scrape_every=15.0):
-    """CPU-ms per run of `joincanary run` over `seconds` after the warm-up, plus the counts."""
+def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None):
+    """CPU-ms per run of `joincanary run` over `seconds` after the warm-up, plus the counts and
+    the load average at the start. `lag_every`: also scrape that often and keep the largest
+    schedule lag of any run seen in the window (each probe's lag gauge is sampled whenever
+    its last-run time moved), not just the lag of the last runs before the final scrape."""
     svc = h.Service(probes, defaults)
+    lag_max, lag_samples = 0.0, 0
     try:
         time.sleep(WARMUP)
+        load = h.loadavg()
         m0 = svc.metrics()
-        c0 = h.cpu_ms(svc.proc.pid)
-        t_end = time.monotonic() + seconds
-        next_scrape = time.monotonic() + scrape_every
+        seen = per_probe(m0, "probe_last_run_timestamp_seconds")
+        c0, t0 = h.cpu_ms(svc.proc.pid), time.monotonic()
+        t_end = t0 + seconds
+        every = lag_every or scrape_every
+        next_scrape = t0 + every
         while time.monotonic() < t_end:  # a Prometheus scraping every 15 s
             time.sleep(min(0.2, max(0.0, t_end - time.monotonic())))
             if time.monotonic() >= next_scrape:
-                svc.metrics()
-                next_scrape += scrape_every
-        c1 = h.cpu_ms(svc.proc.pid)
+                text = svc.metrics()
+                next_scrape += every
+                if lag_every:
+                    last = per_probe(text, "probe_last_run_timestamp_seconds")
+                    lag = per_probe(text, "probe_schedule_lag_seconds")
+                    for probe, ts in last.items():
+                        if seen.get(probe) != ts:
+                            seen[probe] = ts
+                            lag_samples += 1
+                            lag_max = max(lag_max, lag.get(probe, 0.0))
+        c1, t1 = h.cpu_ms(svc.proc.pid), time.monotonic()
         m1 = svc.metrics()
     finally:
         svc.stop()
     runs = runs_in(m1) - runs_in(m0)
     failed = runs_in(m1, "failure") - runs_in(m0, "failure")
+    if not lag_every:
+        lag_max = gauge_max(m1, "probe_schedule_lag_seconds")
     return {"cpu_ms_per_run": (c1 - c0) / max(runs, 1), "runs": runs, "failed": failed,
-            "skipped": skipped_in(m1) - skipped_in(m0),
-            "lag_max_s": gauge_max(m1, "probe_schedule_lag_seconds"),
-            "rate": runs / seconds}
+            "skipped": skipped_in(m1) - skipped_in(m0), "lag_max_s": lag_max,
+            "lag_samples": lag_samples, "rate": runs / (t1 - t0), "load": load,
+            "cpu_pct": (c1 - c0) / (t1 - t0) / 10,
+            "reasons": failure_reasons(m1, m0)}
+
+
+def per_probe(text, name):
+    """{probe: value} of a per-probe gauge."""
+    out = {}
+    prefix = name + "{"
+    for line in text.splitlines():
+        if line.startswith(prefix) and 'probe="' in line:
+            labels, value = line[len(prefix):].rsplit("} ", 1)
+            out[labels.split('probe="', 1)[1].split('"', 1)[0]] = float(value)
+    return out
+
+
+def failure_reasons(m1, m0):
+    """{reason: runs} that failed in the window (what broke first at the ceiling)."""
+    def by_reason(text):
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("probe_failures_total{") and 'reason="' in line:
+                r = (line.split('step="', 1)[1].split('"', 1)[0] + " " +
+                     line.split('reason="', 1)[1].split('"', 1)[0])
+                out[r] = out.get(r, 0.0) + float(line.rsplit(" ", 1)[1])
+        return out
+    a, b = by_reason(m1), by_reason(m0)
+    return {r: v - b.get(r, 0.0) for r, v in a.items() if v - b.get(r, 0.0) > 0}
 
 
 class Blackbox:
@@ -136,30 +180,52 @@ def bb_window(sim, rate, seconds):
 
             drive(WARMUP)
             ok[0] = ok[1] = 0
+            load = h.loadavg()
             c0 = h.cpu_ms(bb.proc.pid)
             n = drive(seconds)
             c1 = h.cpu_ms(bb.proc.pid)
     finally:
         bb.stop()
     return {"cpu_ms_per_run": (c1 - c0) / max(n, 1), "runs": n, "failed": ok[1],
-            "rate": n / seconds}
+            "rate": n / seconds, "load": load}
+
+
+def loads(xs):
+    """The range of load averages a set of windows started at."""
+    ls = [x["load"] for x in xs]
+    return f"load {min(ls):.1f}-{max(ls):.1f}"
 
 
 def section_http(sim, a, out):
+    """The headline, in alternating windows of one run: joincanary's HTTP login probe,
+    blackbox_exporter's on the same endpoint at the same rate, and joincanary's full join flow
+    at that rate; each joincanary figure also as a ratio to the blackbox window beside it."""
     probes = {f"login-{i}": login_probe(f"login-{i}", sim) for i in range(a.rate)}
-    jc, bb = [], []
+    jc, bb, fl = [], [], []
     for r in range(a.rounds):
         jc.append(jc_window(probes, every_second(a.rate), a.window))
         bb.append(bb_window(sim, a.rate, a.window))
-        print(f"  round {r + 1}: joincanary {jc[-1]['cpu_ms_per_run']:.3f} CPU-ms/probe "
-              f"({jc[-1]['runs']:.0f} runs, {jc[-1]['failed']:.0f} failed), blackbox "
-              f"{bb[-1]['cpu_ms_per_run']:.3f} ({bb[-1]['runs']} probes, {bb[-1]['failed']} failed)",
-              flush=True)
+        fl.append(jc_window(flow_probes(sim, a.rate), every_second(a.rate), a.window))
+        print(f"  round {r + 1}: joincanary HTTP {jc[-1]['cpu_ms_per_run']:.3f} CPU-ms/probe "
+              f"({jc[-1]['runs']:.0f} runs, {jc[-1]['failed']:.0f} failed, load "
+              f"{jc[-1]['load']:.1f}), blackbox {bb[-1]['cpu_ms_per_run']:.3f} ({bb[-1]['runs']} "
+              f"probes, {bb[-1]['failed']} failed, load {bb[-1]['load']:.1f}), joincanary flow "
+              f"{fl[-1]['cpu_ms_per_run']:.3f} ({fl[-1]['runs']:.0f} flows, "
+              f"{fl[-1]['failed']:.0f} failed, load {fl[-1]['load']:.1f})", flush=True)
     j = h.median([x["cpu_ms_per_run"] for x in jc])
     b = h.median([x["cpu_ms_per_run"] for x in bb])
-    out["http"] = {"joincanary": j, "blackbox": b, "ratio": j / b, "rounds": jc + bb}
-    print(f"HTTP probe at {a.rate}/s: joincanary {j:.3f} CPU-ms, blackbox {b:.3f} CPU-ms, "
-          f"ratio {j / b:.2f} (median of {a.rounds})", flush=True)
+    f = h.median([x["cpu_ms_per_run"] for x in fl])
+    rj = h.median([x["cpu_ms_per_run"] / y["cpu_ms_per_run"] for x, y in zip(jc, bb)])
+    rf = h.median([x["cpu_ms_per_run"] / y["cpu_ms_per_run"] for x, y in zip(fl, bb)])
+    out["http"] = {"joincanary": j, "blackbox": b, "ratio": rj, "rounds": jc + bb}
+    out.setdefault("flow", {})[a.rate] = {"cpu_ms_per_flow": f, "ratio_to_blackbox": rf,
+                                          "rounds": fl}
+    print(f"HTTP probe at {a.rate}/s: joincanary {j:.2f} CPU-ms, blackbox {b:.2f} CPU-ms, "
+          f"ratio {rj:.2f} (median of {a.rounds} paired windows of {a.window:g} s, "
+          f"{loads(jc + bb)})", flush=True)
+    print(f"full join flow at {a.rate}/s: {f:.2f} CPU-ms per flow, {rf:.2f}x blackbox's HTTP "
+          f"probe (median of {a.rounds}, {loads(fl)}; failed "
+          f"{sum(x['failed'] for x in fl):.0f})", flush=True)
 
 
 def flow_probes(sim, n, ratio=10, run_timeout="900ms"):
@@ -167,33 +233,134 @@ def flow_probes(sim, n, ratio=10, run_timeout="900ms"):
 
 
 def section_flow(sim, a, out):
-    out["flow"] = {}
+    out.setdefault("flow", {})
     for rate in a.flow_rates:
+        if rate in out["flow"]:
+            continue  # measured beside blackbox in the http section
         xs = [jc_window(flow_probes(sim, rate), every_second(rate), a.window)
               for _ in range(a.rounds)]
         med = h.median([x["cpu_ms_per_run"] for x in xs])
         out["flow"][rate] = {"cpu_ms_per_flow": med, "rounds": xs}
-        print(f"full join flow at {rate}/s: {med:.3f} CPU-ms per flow (median of {a.rounds}; "
-              f"failed {sum(x['failed'] for x in xs):.0f})", flush=True)
+        print(f"full join flow at {rate}/s: {med:.2f} CPU-ms per flow (median of {a.rounds} "
+              f"windows of {a.window:g} s, {loads(xs)}; failed "
+              f"{sum(x['failed'] for x in xs):.0f})", flush=True)
 
 
 def section_ceiling(sim, a, out):
+    """Doubles the rate until a window is not clean, and says what broke first: runs failing
+    (and at which step, for what reason), ticks skipped, the lag (the largest over the window),
+    or the rate not kept up; with the prober's and the sim's CPU beside it, so a saturated sim
+    (it shares the two cores) is told from a saturated prober."""
     best = 0
     rows = []
+    sim_pid = a.sim_pid
     for rate in a.ceiling_rates:
-        x = jc_window(flow_probes(sim, rate), every_second(rate), a.window)
-        clean = x["failed"] == 0 and x["skipped"] == 0 and x["lag_max_s"] < 0.5 \
-            and x["rate"] >= rate * 0.95
-        rows.append({"rate": rate, **x, "clean": clean})
-        print(f"  {rate} flows/s: {x['rate']:.0f}/s done, failed {x['failed']:.0f}, skipped "
-              f"{x['skipped']:.0f}, lag max {x['lag_max_s'] * 1000:.0f} ms -> "
-              f"{'clean' if clean else 'not clean'}", flush=True)
+        s0 = h.cpu_ms(sim_pid)
+        t0 = time.monotonic()
+        x = jc_window(flow_probes(sim, rate), every_second(rate), a.window, lag_every=1.0)
+        sim_pct = (h.cpu_ms(sim_pid) - s0) / (time.monotonic() - t0) / 10
+        why = []
+        if x["failed"]:
+            why.append(f"{x['failed']:.0f} failed (" + ", ".join(
+                f"{k}: {v:.0f}" for k, v in sorted(x["reasons"].items(), key=lambda kv: -kv[1]))
+                + ")")
+        if x["skipped"]:
+            why.append(f"{x['skipped']:.0f} ticks skipped")
+        if x["lag_max_s"] >= 0.5:
+            why.append(f"lag max {x['lag_max_s']:.1f} s")
+        if x["rate"] < rate * 0.95:
+            why.append(f"only {x['rate']:.0f}/s done")
+        clean = not why
+        rows.append({"rate": rate, **x, "clean": clean, "sim_cpu_pct": sim_pct, "why": why})
+        print(f"  {rate} flows/s (load {x['load']:.1f}): {x['rate']:.0f}/s done, failed "
+              f"{x['failed']:.0f}, skipped {x['skipped']:.0f}, lag max "
+              f"{x['lag_max_s'] * 1000:.0f} ms over {x['lag_samples']} sampled runs; CPU: "
+              f"prober {x['cpu_pct']:.0f} %, sim {sim_pct:.0f} % of a core -> "
+              f"{'clean' if clean else 'NOT clean: ' + '; '.join(why)}", flush=True)
         if not clean:
             break
         best = rate
     out["ceiling"] = {"flows_per_min": best * 60, "rows": rows}
-    print(f"ceiling: {best * 60} flows/min clean (highest rate tried without failures, skips "
-          f"or 0.5 s lag; the sim shares the cores)", flush=True)
+    print(f"ceiling: {best * 60} flows/min clean (the highest rate with no failure, no skip, "
+          f"lag max < 0.5 s and the rate kept; the sim shares the two cores)", flush=True)
+
+
+def strace_counts(path):
+    """{syscall: (calls, errors)} from an `strace -c` summary."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 5 or not parts[3].isdigit() or parts[-1] == "total":
+                continue
+            errors = int(parts[4]) if len(parts) == 6 else 0
+            counts[parts[-1]] = (int(parts[3]), errors)
+    return counts
+
+
+def traced(probes, defaults, seconds):
+    """({syscall: (calls, errors)}, flows, seconds) of `strace -c -f` on every thread of a
+    `joincanary run` for `seconds` after the warm-up, and the load average at the start."""
+    svc = h.Service(probes, defaults)
+    path = os.path.join(svc.dir, "strace.txt")
+    try:
+        time.sleep(WARMUP)
+        load = h.loadavg()
+        m0 = svc.metrics()
+        t0 = time.monotonic()
+        st = h.start(["strace", "-c", "-f", "-qq", "-o", path, "-p", str(svc.proc.pid)])
+        time.sleep(seconds)
+        st.send_signal(signal.SIGINT)
+        st.wait(30)
+        t1 = time.monotonic()
+        m1 = svc.metrics()
+        t2 = time.monotonic()
+    finally:
+        svc.stop()
+    # The scrapes bracket the trace: scale the runs they count to the traced time.
+    flows = (runs_in(m1) - runs_in(m0)) * (t1 - t0) / max(t2 - t0, 1e-9)
+    return strace_counts(path), flows, t1 - t0, load
+
+
+def section_syscalls(sim, a, out):
+    """`strace -c -f` on the running service (every thread) while it runs the full join flow
+    at `a.rate` flows/s: system calls per flow, by call. What the service does on its own
+    (config watch every 5 s, alert tick, timers) is traced too, with the same probes scheduled
+    once a year, and shown apart: per flow, all calls and the flow's own (all minus idle)."""
+    rows = []
+    idle, _, idle_s, idle_load = traced(flow_probes(sim, a.rate),
+                                        'schedule = "0 0 1 1 *"\ntimeout = "900ms"',
+                                        a.strace_seconds)
+    idle_rate = {k: c / idle_s for k, (c, _) in idle.items()}
+    print(f"  idle service ({a.rate} probes, none due; load {idle_load:.1f}): "
+          f"{sum(idle_rate.values()):.1f} syscalls/s", flush=True)
+    for r in range(a.rounds):
+        counts, flows, secs, load = traced(flow_probes(sim, a.rate), every_second(a.rate),
+                                           a.strace_seconds)
+        n = max(flows, 1)
+        total = sum(c for c, _ in counts.values())
+        own = {k: (c - idle_rate.get(k, 0.0) * secs) / n for k, (c, _) in counts.items()}
+        rows.append({"flows": flows, "per_flow": total / n, "own_per_flow": sum(own.values()),
+                     "load": load, "by_call": {k: c / n for k, (c, _) in counts.items()},
+                     "own_by_call": own,
+                     "errors": {k: e / n for k, (_, e) in counts.items() if e}})
+        print(f"  round {r + 1} (load {load:.1f}): {total / n:.1f} syscalls per flow, the flow's "
+              f"own {sum(own.values()):.1f}, over {flows:.0f} flows", flush=True)
+    med = h.median([x["per_flow"] for x in rows])
+    own = h.median([x["own_per_flow"] for x in rows])
+    mid = sorted(rows, key=lambda x: x["per_flow"])[len(rows) // 2]
+    out["syscalls"] = {"per_flow": med, "own_per_flow": own, "idle_per_s": idle_rate,
+                       "rounds": rows}
+    print(f"syscalls per full join flow at {a.rate}/s (strace -c -f, {a.strace_seconds:g} s, "
+          f"median of {a.rounds}, {loads(rows)}): {med:.1f} in all, {own:.1f} the flow's own "
+          f"(idle service: {sum(idle_rate.values()) / a.rate:.1f} per flow's time); the median "
+          f"round by call (all / own):", flush=True)
+    for k, v in sorted(mid["by_call"].items(), key=lambda kv: -kv[1]):
+        if v >= 0.05:
+            err = mid["errors"].get(k)
+            print(f"    {k:<16} {v:5.2f} / {mid['own_by_call'][k]:5.2f}" +
+                  (f"  ({err:.2f} returned an error: EINPROGRESS, EAGAIN)" if err else ""),
+                  flush=True)
 
 
 def once_runs(config, n):
@@ -204,6 +371,17 @@ def once_runs(config, n):
                            env=dict(os.environ, JOINCANARY_LOG="error"))
         res.append(json.loads(p.stdout)["probes"][0])
     return res
+
+
+def curl_first_byte(url):
+    """curl's time from the request sent to the first byte of the reply, in ms: the same
+    phase as blackbox's `processing` and joincanary's `first_byte`."""
+    p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", "POST", "-H",
+                        "content-type: application/json", "-d", LOGIN_JSON, "-w",
+                        "%{time_pretransfer} %{time_starttransfer}", "--max-time", "10", url],
+                       capture_output=True, text=True, timeout=20)
+    pre, first = (float(x) for x in p.stdout.split())
+    return (first - pre) * 1000
 
 
 def section_timing(sim, a, out):
@@ -227,16 +405,21 @@ def section_timing(sim, a, out):
         for delay in a.delays:
             h.http_json("PUT", f"{sim}/_sim/faults", {"login_delay_ms": delay})
             jc = [r["steps"][0]["phases"]["first_byte"] - delay for r in once_runs(cfg, a.samples)]
-            bbe = []
+            bbe, ce = [], []
+            load = h.loadavg()
             for _ in range(a.samples):
                 body = bb.probe(f"{sim}/api/login")
                 m = re.search(r'probe_http_duration_seconds\{phase="processing"\} (\S+)', body)
                 bbe.append(float(m.group(1)) * 1000 - delay)
-            out["timing"][f"login_{delay}ms"] = {"joincanary": h.median(jc),
-                                                 "blackbox": h.median(bbe)}
-            print(f"login first byte at {delay} ms injected: error joincanary "
-                  f"{h.median(jc):.2f} ms, blackbox {h.median(bbe):.2f} ms (median of "
-                  f"{a.samples})", flush=True)
+                ce.append(curl_first_byte(f"{sim}/api/login") - delay)
+            jm, bm, cm = h.median(jc), h.median(bbe), h.median(ce)
+            out["timing"][f"login_{delay}ms"] = {"joincanary": jm, "blackbox": bm, "curl": cm,
+                                                 "load": load}
+            # The sim's own sleep overshoots by about a millisecond: every client sees that,
+            # so what a prober adds is its excess over curl on the same endpoint.
+            print(f"login first byte at {delay} ms injected (load {load:.1f}): over curl, "
+                  f"joincanary {jm - cm:+.1f} ms, blackbox {bm - cm:+.1f} ms (curl itself "
+                  f"{cm:+.1f} ms over the injected delay; medians of {a.samples})", flush=True)
         h.http_json("DELETE", f"{sim}/_sim/faults")
         for delay in a.delays:
             h.http_json("PUT", f"{sim}/_sim/faults", {"signalling_delay_ms": delay})
@@ -259,6 +442,7 @@ def section_metrics(sim, a, out):
         try:
             h.wait_until(lambda: runs_in(svc.metrics()) >= n, 60, 0.5, f"{n} probes to run once")
             rss0 = h.rss_kib(svc.proc.pid)
+            load = h.loadavg()
             times, size, series = [], 0, 0
             for _ in range(a.scrapes):
                 t = time.monotonic()
@@ -272,10 +456,11 @@ def section_metrics(sim, a, out):
             svc.stop()
         row = {"series_per_probe": series / n, "bytes": size, "scrape_ms": h.median(times),
                "rss_kib": rss1, "rss_kib_per_probe": rss1 / n,
-               "scrape_added_kib": rss1 - rss0}
+               "scrape_added_kib": rss1 - rss0, "load": load}
         out["metrics"][n] = row
         print(f"{n} join-flow probes: {row['series_per_probe']:.0f} series per probe, /metrics "
-              f"{size / 1024:.0f} KiB, scrape {row['scrape_ms']:.1f} ms (median of {a.scrapes}), "
+              f"{size / 1024:.0f} KiB, scrape {row['scrape_ms']:.0f} ms (median of {a.scrapes}, load "
+              f"{load:.1f}), "
               f"RSS {rss1 / 1024:.1f} MiB = {row['rss_kib_per_probe']:.1f} KiB per probe "
               f"({row['scrape_added_kib'] / 1024:.1f} MiB added by the scrapes)", flush=True)
     bb = Blackbox()
@@ -288,6 +473,54 @@ def section_metrics(sim, a, out):
     print(f"blackbox_exporter: {n} series per HTTP probe (one /probe answer)", flush=True)
 
 
+def resident_probes(sim, n):
+    with open(os.path.join(h.ROOT, "probes/examples/resident-sim.toml")) as f:
+        text = f.read().replace("${SIM_URL:-http://127.0.0.1:7480}", sim)
+    return {f"res-{i}": text.replace('name = "sim-resident"', f'name = "res-{i}"', 1)
+            for i in range(n)}
+
+
+def section_resident(sim, a, out):
+    """Resident sessions (probes/examples/resident-sim.toml: two websockets kept open, an
+    exchange every 5 s, pings while idle) held by one `joincanary run`: CPU per session-hour
+    over a window after every session is open, and the resident memory each session adds
+    (RSS with N sessions minus RSS with one, over N - 1)."""
+    rows = []
+    for r in range(a.rounds):
+        row = {}
+        for n in (1, a.resident_sessions):
+            svc = h.Service(resident_probes(sim, n), "")
+            try:
+                h.wait_until(lambda: runs_in(svc.metrics()) >= n, 60, 0.5,
+                             f"{n} resident sessions to exchange once")
+                load = h.loadavg()
+                m0 = svc.metrics()
+                c0, t0 = h.cpu_ms(svc.proc.pid), time.monotonic()
+                time.sleep(a.resident_seconds)
+                c1, t1 = h.cpu_ms(svc.proc.pid), time.monotonic()
+                m1 = svc.metrics()
+                rss = h.rss_kib(svc.proc.pid)
+            finally:
+                svc.stop()
+            row[n] = {"cpu_s_per_session_hour": (c1 - c0) / 1000 / n / ((t1 - t0) / 3600),
+                      "exchanges": runs_in(m1) - runs_in(m0),
+                      "failed": runs_in(m1, "failure") - runs_in(m0, "failure"),
+                      "rss_kib": rss, "load": load}
+        big = row[a.resident_sessions]
+        per_session_kib = (big["rss_kib"] - row[1]["rss_kib"]) / (a.resident_sessions - 1)
+        rows.append({"per_session_kib": per_session_kib, **big})
+        print(f"  round {r + 1} (load {big['load']:.1f}): {a.resident_sessions} sessions: "
+              f"{big['cpu_s_per_session_hour']:.3f} CPU-s per session-hour, "
+              f"{big['exchanges']:.0f} exchanges ({big['failed']:.0f} failed), "
+              f"{per_session_kib:.0f} KiB per session", flush=True)
+    cpu = h.median([x["cpu_s_per_session_hour"] for x in rows])
+    kib = h.median([x["per_session_kib"] for x in rows])
+    out["resident"] = {"cpu_s_per_session_hour": cpu, "kib_per_session": kib, "rounds": rows}
+    print(f"resident sessions ({a.resident_sessions}, {a.resident_seconds:g} s windows, median "
+          f"of {a.rounds}, {loads(rows)}): {cpu:.2f} CPU-s per session-hour, {kib:.0f} KiB per "
+          f"session", flush=True)
+
+
 def section_binary(out):
     jc = os.path.getsize(h.BIN)
     bb = os.path.getsize(BB)
@@ -298,23 +531,34 @@ def section_binary(out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sections", default="binary,http,flow,timing,metrics,ceiling")
+    ap.add_argument("--quick", action="store_true",
+                    help="about 2 minutes before and after a change: the headline (HTTP probe, "
+                    "flow at 20/s, blackbox) and syscalls per flow, 3 rounds of 10 s")
+    ap.add_argument("--sections", default="binary,http,flow,syscalls,resident,timing,metrics,ceiling")
     ap.add_argument("--rate", type=int, default=20, help="HTTP probes per second, both tools")
     ap.add_argument("--window", type=float, default=20, help="seconds per measured window")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--flow-rates", type=lambda s: [int(x) for x in s.split(",")],
                     default=[20, 200])
     ap.add_argument("--ceiling-rates", type=lambda s: [int(x) for x in s.split(",")],
-                    default=[200, 400, 800])
+                    default=[200, 400, 800, 1600, 3200, 6400])
     ap.add_argument("--delays", type=lambda s: [int(x) for x in s.split(",")],
                     default=[50, 100, 300, 1000])
     ap.add_argument("--samples", type=int, default=15)
     ap.add_argument("--metric-probes", type=lambda s: [int(x) for x in s.split(",")],
                     default=[100, 1000])
     ap.add_argument("--scrapes", type=int, default=5)
+    ap.add_argument("--strace-seconds", type=float, default=15)
+    ap.add_argument("--resident-sessions", type=int, default=100)
+    ap.add_argument("--resident-seconds", type=float, default=60)
     ap.add_argument("--json", help="also write every figure to this file")
     a = ap.parse_args()
-    _, sim = h.start_sim()
+    if a.quick:
+        a.sections, a.window, a.rounds, a.strace_seconds = "http,syscalls", 10, 3, 10
+    sim_proc, sim = h.start_sim()
+    a.sim_pid = sim_proc.pid
+    print(f"load average at the start: {h.loadavg():.2f} (2 cores; the sim and blackbox run "
+          f"beside the prober)", flush=True)
     out = {}
     for s in a.sections.split(","):
         if s == "binary":
@@ -323,6 +567,10 @@ def main():
             section_http(sim, a, out)
         elif s == "flow":
             section_flow(sim, a, out)
+        elif s == "resident":
+            section_resident(sim, a, out)
+        elif s == "syscalls":
+            section_syscalls(sim, a, out)
         elif s == "timing":
             section_timing(sim, a, out)
         elif s == "metrics":

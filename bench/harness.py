@@ -69,11 +69,24 @@ def wait_until(pred, timeout, step=0.02, what="condition"):
 
 
 def cpu_ms(pid):
-    """User+system CPU of `pid` so far, in milliseconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
+    """User+system CPU of process `pid` so far (every thread, exited ones included), in
+    milliseconds, read from its POSIX CPU-time clock (`clock_getcpuclockid`): nanosecond
+    resolution, where `/proc/PID/stat` counts 10 ms ticks (one tick is 3 % of a 300-run
+    window at 0.3 CPU-ms per run). Falls back to the ticks where the clock cannot be read."""
+    try:
+        # Linux's CPUCLOCK encoding: (~pid << 3) | CPUCLOCK_SCHED (2), process-wide.
+        return time.clock_gettime(((~pid) << 3) | 2) * 1000.0
+    except OSError:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg():
+    """The 1-minute load average now (every figure is quoted with the load it was taken at)."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
 
 
 def rss_kib(pid):

@@ -124,6 +124,7 @@ def main():
             f'[[pager]]\nname = "hook"\ntype = "webhook"\nurl = "{receiver.url}"\n'
             'retry_base = "100ms"\n')
     t_start = time.monotonic()
+    load_start = h.loadavg()
     svc = h.Service(probes, defaults, tail, "info")
     print(f"{a.probes} probes every {iv} s, started in {time.monotonic() - t_start:.1f} s; "
           f"log {svc.log.name}", flush=True)
@@ -199,7 +200,8 @@ def main():
           f"{max(scrape_ms, default=float('nan')):.1f} ms ({len(scrape_ms)} scrapes; during "
           f"the fault median {h.median(during):.1f} ms)")
     print(f"SIGTERM -> exit: {sigterm_s:.2f} s (exit code {code})")
-    out = {"probes": a.probes, "interval_s": iv, "runs": len(runs), "skipped": sampler.skipped,
+    print(f"load average: {load_start:.1f} at the start, {h.loadavg():.1f} at the end (2 cores)")
+    out = {"load_start": load_start, "load_end": h.loadavg(), "probes": a.probes, "interval_s": iv, "runs": len(runs), "skipped": sampler.skipped,
            "lag_median_s": h.median(lags), "lag_p99_s": pct(lags, 0.99),
            "lag_max_s": max(lags, default=None),
            "fail_recorded_s": {"n": len(ff), "median": h.median(ff), "max": max(ff, default=None),

@@ -23,9 +23,13 @@ def start_janus(d):
     ws, admin = h.free_port(), h.free_port()
     p = h.start(["bash", os.path.join(h.ROOT, "tests/servers/janus/start-netns.sh"),
                  str(ws), str(admin), d], stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
+    # Janus prints its banner first; the script's ready line follows (or the output ends).
+    for _ in range(500):
+        line = p.stdout.readline()
+        if not line or line.startswith("ready "):
+            break
     if not line.startswith("ready "):
-        sys.exit(f"janus did not start: {line!r}")
+        sys.exit("janus did not start (no ready line)")
     return p, f"ws://127.0.0.1:{ws}/"
 
 

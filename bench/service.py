@@ -42,6 +42,7 @@ def one_round(sim, n, seconds, interval):
     try:
         # One full interval (plus the jitter spread) so every probe has run before measuring.
         time.sleep(interval + 1)
+        load = h.loadavg()
         m0 = svc.metrics()
         c0, t0 = h.cpu_ms(svc.proc.pid), time.monotonic()
         seen = series(m0, "probe_last_run_timestamp_seconds")
@@ -68,7 +69,7 @@ def one_round(sim, n, seconds, interval):
         svc.stop()
     runs = total(m1, "probe_runs_total") - total(m0, "probe_runs_total")
     return {
-        "probes": n, "seconds": t1 - t0, "runs": runs,
+        "probes": n, "seconds": t1 - t0, "runs": runs, "load": load,
         "failed": total(m1, "probe_runs_total", 'result="failure"')
         - total(m0, "probe_runs_total", 'result="failure"'),
         "skipped": total(m1, "probe_skipped_total") - total(m0, "probe_skipped_total"),
@@ -90,7 +91,7 @@ def main():
     ap.add_argument("--json", help="also write every figure to this file")
     a = ap.parse_args()
     _, sim = h.start_sim()
-    cols = ["cpu_pct", "cpu_ms_per_run", "rss_mib_median", "rss_mib_max", "lag_ms_median",
+    cols = ["load", "cpu_pct", "cpu_ms_per_run", "rss_mib_median", "rss_mib_max", "lag_ms_median",
             "lag_ms_p99", "lag_ms_max", "scrape_ms_median"]
     out = {}
     for n in a.probes:

@@ -11,14 +11,38 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Secret;
-use crate::config::raw::RawHeartbeat;
 use crate::diag::Ctx;
 use crate::diag::S;
 use crate::metrics::Metrics;
+
+/// `[[heartbeat]]`: a dead man's switch pinged while the scheduler is healthy.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    pub name: S<String>,
+    /// `http` (a URL that counts pings) or `opsgenie` (the heartbeat ping API).
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    /// `http`: the ping URL; `opsgenie`: the API base URL (default by `region`).
+    pub url: Option<S<String>>,
+    /// `http`: `GET` (default) or `POST`.
+    pub method: Option<S<String>>,
+    /// `opsgenie`: the API key (sent as `GenieKey`).
+    pub api_key: Option<S<String>>,
+    /// `opsgenie`: `us` (default) or `eu`.
+    pub region: Option<S<String>>,
+    /// `opsgenie`: the heartbeat's name in Opsgenie (default: `name`).
+    pub heartbeat: Option<S<String>>,
+    /// Time between pings (default 1m).
+    pub interval: Option<S<String>>,
+    /// Per-ping timeout (default 10s).
+    pub timeout: Option<S<String>>,
+}
 
 /// Default time between two pings.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);

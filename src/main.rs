@@ -172,6 +172,17 @@ enum Command {
         /// quarter of the open-files limit, so the probes always have descriptors.
         #[arg(long = "web.max-connections", value_name = "N", default_value_t = joincanary::web::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
+        /// Threads that run the probes, each probe (its timer, runs and sockets) on one of
+        /// them, apart from metrics, status and pagers, so a scrape never delays a run. One
+        /// thread shares its wake-ups among the most runs (the least CPU per run, measured in
+        /// BENCHMARKS.md); more raise the ceiling past one core. `0`: on the service's own thread.
+        #[arg(
+            long = "probe.threads",
+            value_name = "N",
+            default_value_t = 1,
+            env = "JOINCANARY_PROBE_THREADS"
+        )]
+        probe_threads: usize,
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
     /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
@@ -246,7 +257,18 @@ fn main() -> ExitCode {
     {
         tracing::debug!("a rustls crypto provider was already installed");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // `run` keeps its probes on probe threads of their own (scheduler::OnThreads), so what is
+    // left (metrics, status, alerting, pagers) needs one thread, and a run's result wakes one
+    // thread, not a pool; `once` runs its flows right here. The sim and the demo serve many
+    // clients at once: a thread per core.
+    let runtime = if matches!(cli.command, Command::Run { .. } | Command::Once { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprint_line(&format!("error: cannot start the async runtime: {e}"));
@@ -335,7 +357,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
             }
             // Names a pager must cut or hash to stay within its provider's limits.
-            for n in joincanary::alert::limit_notes(&plan) {
+            for n in joincanary::alert::limit_notes(&plan.alerts(), &plan.pagers) {
                 eprint_line(&format!("note: {n}"));
             }
             // What an SRE checks next: when each probe will run from this region, and where
@@ -425,6 +447,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             web: WebConfigArg { web_config },
             state_dir,
             max_connections,
+            probe_threads,
         } => {
             let path = config::config_path(config.config.as_deref());
             let Some(mut plan) = load(Some(&path)) else {
@@ -477,10 +500,23 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 http_endpoint: enable_lifecycle,
                 watch: (!watch_interval.is_zero()).then_some(watch_interval),
             };
+            // A probe's runs stay on one thread (scheduler.rs).
+            let threads = probe_threads;
+            let runner: std::sync::Arc<dyn joincanary::scheduler::Runner> = if threads == 0 {
+                std::sync::Arc::new(joincanary::scheduler::FlowRunner)
+            } else {
+                std::sync::Arc::new(
+                    joincanary::scheduler::OnThreads::start(
+                        joincanary::scheduler::FlowRunner,
+                        threads,
+                    )
+                    .context("cannot start the probe threads")?,
+                )
+            };
             joincanary::service::serve_reloadable(
                 plan,
                 listener,
-                std::sync::Arc::new(joincanary::scheduler::FlowRunner),
+                runner,
                 joincanary::clock::Clock::system(),
                 shutdown,
                 reload,
@@ -528,7 +564,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let results = joincanary::alert::test_page(
                 &selected,
                 &plan.region,
-                &joincanary::alert::links(&plan),
+                &joincanary::alert::links(
+                    plan.status_url.as_deref(),
+                    plan.dashboard_url.as_deref(),
+                ),
                 wait,
                 joincanary::clock::Clock::system(),
             )

@@ -351,6 +351,14 @@ impl ProbeRun {
     }
 }
 
+/// `text` cut to `max` characters, with `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// Ends the cause-naming words that open an error (the server's own: `OOM command not allowed
 /// … — the server reported an error: 42["join_error",…]`).
 pub const CAUSE_END: &str = " — ";

@@ -129,3 +129,20 @@ pub fn timezone(ctx: &mut Ctx<'_>, value: &S<String>, key: &str) -> Option<chron
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_take_five_and_six_fields() {
+        assert!(Schedule::parse("* * * * *", None).is_ok());
+        assert!(Schedule::parse("*/5 * * * * *", None).is_ok());
+        assert!(Schedule::parse("* * *", None).is_err());
+        let every_5s = Schedule::parse("*/5 * * * * *", None).unwrap();
+        assert_eq!(
+            every_5s.min_interval(chrono::Utc::now(), 10),
+            Some(Duration::from_secs(5))
+        );
+    }
+}

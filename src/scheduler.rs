@@ -39,6 +39,76 @@ pub trait Runner: Send + Sync + 'static {
     fn resident(&self) -> Arc<dyn crate::resident::Sessions> {
         Arc::new(crate::resident::FlowSessions)
     }
+
+    /// The runtime the loop of the `index`th probe (and so its runs and their sockets) lives
+    /// on; `None`: the caller's (tests, under a paused clock).
+    fn runtime(&self, index: usize) -> Option<tokio::runtime::Handle> {
+        let _ = index;
+        None
+    }
+}
+
+/// `R` with every probe pinned to one of a few threads, each a current-thread runtime: a
+/// probe's timer, its runs, their sockets and the tasks driving them are polled by the thread
+/// whose event loop owns them, so a run's wake-ups never cross threads (on tokio's
+/// multi-thread runtime a flow woke and parked other workers: `futex`, extra `epoll_wait`).
+/// Only the finished run crosses over, on the event channel (measured in BENCHMARKS.md).
+pub struct OnThreads<R> {
+    inner: R,
+    threads: Vec<tokio::runtime::Handle>,
+    /// Ends the threads' runtimes when the runner goes (tests make many).
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<R: Runner> OnThreads<R> {
+    /// Starts `threads` (at least one) probe threads named `joincanary-probes-N`.
+    ///
+    /// # Errors
+    /// The OS refusing a thread or the runtime's event loop.
+    pub fn start(inner: R, threads: usize) -> std::io::Result<OnThreads<R>> {
+        let mut handles = Vec::new();
+        let mut stop = Vec::new();
+        for i in 0..threads.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(runtime.handle().clone());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            stop.push(tx);
+            std::thread::Builder::new()
+                .name(format!("joincanary-probes-{i}"))
+                .spawn(move || {
+                    // Drives every task spawned onto this runtime until the runner is dropped.
+                    let _ = runtime.block_on(rx);
+                    // A getaddrinfo that never answers must not hold the thread (see main.rs).
+                    runtime.shutdown_background();
+                })?;
+        }
+        Ok(OnThreads {
+            inner,
+            threads: handles,
+            _stop: stop,
+        })
+    }
+}
+
+impl<R: Runner> Runner for OnThreads<R> {
+    fn run(
+        &self,
+        probe: Arc<ProbePlan>,
+        region: String,
+        trigger: Trigger,
+    ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>> {
+        self.inner.run(probe, region, trigger)
+    }
+
+    fn resident(&self) -> Arc<dyn crate::resident::Sessions> {
+        self.inner.resident()
+    }
+
+    fn runtime(&self, index: usize) -> Option<tokio::runtime::Handle> {
+        self.threads.get(index % self.threads.len()).cloned()
+    }
 }
 
 /// Runs the real join flow.
@@ -107,6 +177,16 @@ const RUNNING: u8 = 1;
 /// Finished; its result waits for room in the channel.
 const REPORTING: u8 = 2;
 
+/// Frees the probe for its next run; returns a next fire time announced meanwhile.
+fn idle(
+    running: &AtomicU8,
+    next_run: &std::sync::Mutex<Option<DateTime<Utc>>>,
+) -> Option<DateTime<Utc>> {
+    let mut slot = next_run.lock().unwrap_or_else(|e| e.into_inner());
+    running.store(IDLE, Ordering::SeqCst);
+    slot.take()
+}
+
 /// Handles to ask a probe for an extra (confirmation) run.
 #[derive(Clone, Default)]
 pub struct Scheduler {
@@ -145,7 +225,7 @@ impl Scheduler {
         tasks: &Supervisor,
     ) -> Scheduler {
         let mut confirm = HashMap::new();
-        for probe in probes {
+        for (index, probe) in probes.iter().enumerate() {
             let (tx, rx) = mpsc::channel(4);
             confirm.insert(probe.name.clone(), tx);
             // Outlives a panicking loop: the restarted one reads the same requests.
@@ -181,6 +261,7 @@ impl Scheduler {
                     tracker: tracker.clone(),
                     tasks: tasks.clone(),
                     running: Arc::new(AtomicU8::new(IDLE)),
+                    next_run: Arc::default(),
                     unreported: std::sync::Mutex::new(Vec::new()),
                 });
                 let factory = move || -> BoxFuture<'static, ()> {
@@ -193,11 +274,14 @@ impl Scheduler {
                     Box::new(factory),
                 )
             };
-            tracker.spawn(
-                tasks
-                    .supervise(kind, name, true, shutdown.clone(), factory)
-                    .in_current_span(),
-            );
+            let supervised = tasks
+                .supervise(kind, name, true, shutdown.clone(), factory)
+                .in_current_span();
+            // The loop spawns its runs, and they their connections' tasks, where it runs.
+            match runner.runtime(index) {
+                Some(thread) => tracker.spawn_on(supervised, &thread),
+                None => tracker.spawn(supervised),
+            };
         }
         Scheduler { confirm }
     }
@@ -220,6 +304,9 @@ struct ProbeLoop {
     tracker: TaskTracker,
     tasks: Supervisor,
     running: Arc<AtomicU8>,
+    /// The next fire time, announced while a run was going: the run sends it with its result.
+    /// Its lock also orders the run's end (`running` back to idle) against the loop's look.
+    next_run: Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
     /// Skips not yet told to the consumer (its channel was full), by reason.
     unreported: std::sync::Mutex<Vec<(SkipReason, u64)>>,
 }
@@ -239,17 +326,23 @@ impl ProbeLoop {
             };
             let fire_wall = tick + jitter;
             let fire = self.clock.instant_at(fire_wall);
-            // Never waits: when the channel is full, the next pass through the loop tries again.
-            if announced != Some(fire_wall)
-                && self
+            if announced != Some(fire_wall) {
+                let mut slot = self.next_run.lock().unwrap_or_else(|e| e.into_inner());
+                if self.running.load(Ordering::SeqCst) != IDLE {
+                    // Told with the run's result: one wake-up of the consumer, not two.
+                    *slot = Some(fire_wall);
+                    announced = Some(fire_wall);
+                } else if self
                     .events
                     .try_send(Event::NextRun {
                         probe: self.probe.name.clone(),
                         at: fire_wall,
                     })
                     .is_ok()
-            {
-                announced = Some(fire_wall);
+                {
+                    // Never waits: when the channel is full, the next pass tries again.
+                    announced = Some(fire_wall);
+                }
             }
             let confirm_sleep = async {
                 match confirm_at {
@@ -299,12 +392,18 @@ impl ProbeLoop {
         let region = self.region.clone();
         let events = self.events.clone();
         let tasks = self.tasks.clone();
+        let next_run = self.next_run.clone();
         self.tracker.spawn(
             async move {
                 let name = format!("run of probe {}", probe.name);
+                let probe_name = probe.name.clone();
                 let run = std::panic::AssertUnwindSafe(runner.run(probe, region, trigger))
                     .catch_unwind()
                     .await;
+                let announce = |at| Event::NextRun {
+                    probe: probe_name.clone(),
+                    at,
+                };
                 let run = match run {
                     Ok(run) => {
                         tasks.recovered(&name);
@@ -318,15 +417,24 @@ impl ProbeLoop {
                             crate::supervise::panic_message(panic.as_ref())
                         );
                         tasks.failed(Task::Run, &name, &why, true);
-                        running.store(IDLE, Ordering::SeqCst);
+                        if let Some(at) = idle(&running, &next_run) {
+                            let _ = events.try_send(announce(at));
+                        }
                         return;
                     }
                 };
                 // Waiting here holds up only this probe's next tick (skipped as `backlog`),
                 // never the schedule, and keeps at most one result per probe waiting.
                 running.store(REPORTING, Ordering::SeqCst);
+                let next = next_run.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(at) = next {
+                    let _ = events.send(announce(at)).await;
+                }
                 let _ = events.send(Event::Run { run, lag }).await;
-                running.store(IDLE, Ordering::SeqCst);
+                // Announced while this result waited: rare, so told without waiting.
+                if let Some(at) = idle(&running, &next_run) {
+                    let _ = events.try_send(announce(at));
+                }
             }
             .in_current_span(),
         );

@@ -239,7 +239,7 @@ fn start_history(
 /// Opens the state log: the alert engine and the outbox it holds, to hand to the first engine.
 fn open_state(plan: &Plan, clock: Clock) -> (Store, Carried) {
     let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
-    let alerts = AlertEngine::new(plan, store.clone(), &loaded, clock.now());
+    let alerts = AlertEngine::new(&plan.alerts(), store.clone(), &loaded, clock.now());
     let outbox = Outbox::from_loaded(&loaded);
     let carried = Carried {
         alerts,
@@ -328,7 +328,7 @@ async fn reload_engine(
         state_dir: plan.state_dir.clone(),
         ..new_plan
     };
-    let removed = alerts.configure(&plan, wiring.clock.now());
+    let removed = alerts.configure(&plan.alerts(), wiring.clock.now());
     let engine = Engine::start(
         &plan,
         wiring,
@@ -605,7 +605,7 @@ fn warn_pagers(plan: &Plan) {
     if plan.pagers.is_empty() {
         tracing::warn!(region = %plan.region, "{}", crate::status::NO_PAGER);
     }
-    for n in crate::alert::limit_notes(plan) {
+    for n in crate::alert::limit_notes(&plan.alerts(), &plan.pagers) {
         tracing::warn!(region = %plan.region, note = %n, "a pager will cut or hash this to fit its provider's limits");
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{FailureReason, ProbeRun, Trigger};
+use crate::report::{FailureReason, ProbeRun, Trigger, cut};
 
 /// What `/readyz`, `check` and the log say when no `[[pager]]` is configured.
 pub const NO_PAGER: &str =
@@ -531,14 +531,6 @@ mod shared_run {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<ProbeRun>>, D::Error> {
         Ok(Option::<ProbeRun>::deserialize(d)?.map(Arc::new))
-    }
-}
-
-/// `text` cut to `max` characters, with `…` when cut.
-pub fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
     }
 }
 

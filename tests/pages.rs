@@ -320,7 +320,7 @@ fn check_names_what_a_pager_will_hash_or_cut() {
         )],
     );
     let plan = cfg.load(&[]).expect("config loads");
-    let notes: Vec<String> = joincanary::alert::limit_notes(&plan)
+    let notes: Vec<String> = joincanary::alert::limit_notes(&plan.alerts(), &plan.pagers)
         .iter()
         .map(ToString::to_string)
         .collect();

@@ -287,3 +287,160 @@ async fn a_stalled_consumer_never_stops_the_schedule() {
     );
     shutdown.cancel();
 }
+
+/// Records the thread each run is polled on; each run holds its probe for `takes` (real time:
+/// probe threads have runtimes of their own, which a paused clock cannot reach).
+struct OnWhichThread {
+    takes: Duration,
+    threads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Runner for OnWhichThread {
+    fn run(
+        &self,
+        probe: Arc<ProbePlan>,
+        region: String,
+        trigger: Trigger,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
+        let (takes, threads) = (self.takes, self.threads.clone());
+        Box::pin(async move {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            threads.lock().unwrap().push(name);
+            tokio::time::sleep(takes).await;
+            ProbeRun {
+                probe: probe.name.clone(),
+                region,
+                success: true,
+                started_at: Utc::now(),
+                duration_ms: takes,
+                failed_step: None,
+                reason: None,
+                error: None,
+                trigger,
+                steps: Vec::new(),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn on_probe_threads_a_probe_stays_on_one_thread_never_overlaps_and_stops_at_once() {
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let runner = joincanary::scheduler::OnThreads::start(
+        OnWhichThread {
+            takes: Duration::from_millis(1500),
+            threads: threads.clone(),
+        },
+        2,
+    )
+    .unwrap();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let probes = [
+        probe("* * * * * *", Duration::ZERO),
+        probe("* * * * * *", Duration::ZERO),
+    ];
+    let _scheduler = Scheduler::spawn(
+        &probes,
+        "eu-west-1",
+        Clock::system(),
+        Arc::new(runner),
+        tx,
+        shutdown.clone(),
+        &tracker,
+    );
+    tracker.close();
+    // Every second a tick; each run takes 1.5 s: runs alternate with skipped ticks.
+    let (mut runs, mut skipped, mut next) = (0, 0, 0);
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runs < 4 || skipped < 2 {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(Event::Run { .. })) => runs += 1,
+            Ok(Some(Event::Skipped { reason, count, .. })) => {
+                assert_eq!(reason, joincanary::scheduler::SkipReason::Overlap);
+                skipped += count;
+            }
+            Ok(Some(Event::NextRun { .. })) => next += 1,
+            Ok(Some(Event::Reconnect { .. })) | Ok(None) => {}
+            Err(_) => panic!("10 s: {runs} runs, {skipped} skipped"),
+        }
+    }
+    assert!(
+        next >= runs,
+        "every run is followed by its next fire time: {next} < {runs}"
+    );
+    let seen = threads.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|t| t.starts_with("joincanary-probes-")),
+        "{seen:?}"
+    );
+    // Two probes, two threads: each on its own.
+    assert!(seen.iter().any(|t| t == "joincanary-probes-0"), "{seen:?}");
+    assert!(seen.iter().any(|t| t == "joincanary-probes-1"), "{seen:?}");
+    // Stopping waits only for the runs in flight (at most one 1.5 s run each).
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .expect("the probe threads' loops and runs end when stopped");
+}
+
+#[tokio::test]
+async fn on_a_probe_thread_a_hung_server_is_still_cut_at_the_deadline() {
+    // Accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            open.push(conn);
+        }
+    });
+    let mut p = crate::support::probe_from(
+        &format!(
+            "timeout = \"300ms\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"{url}\"\n"
+        ),
+        &[],
+    )
+    .as_ref()
+    .clone();
+    p.schedule = Schedule::parse("* * * * * *", None).unwrap();
+    let runner =
+        joincanary::scheduler::OnThreads::start(joincanary::scheduler::FlowRunner, 1).unwrap();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let _scheduler = Scheduler::spawn(
+        &[Arc::new(p)],
+        "eu-west-1",
+        Clock::system(),
+        Arc::new(runner),
+        tx,
+        shutdown.clone(),
+        &tracker,
+    );
+    tracker.close();
+    let run = loop {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(Event::Run { run, .. })) => break run,
+            Ok(Some(_)) => {}
+            other => panic!("no run within 5 s: {other:?}"),
+        }
+    };
+    assert!(!run.success);
+    assert_eq!(
+        run.reason,
+        Some(joincanary::report::FailureReason::Timeout),
+        "{run:?}"
+    );
+    assert!(
+        run.duration_ms < Duration::from_millis(1000),
+        "cut at the 300 ms deadline: {:?}",
+        run.duration_ms
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .expect("stops");
+    held.abort();
+}

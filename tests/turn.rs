@@ -8,11 +8,9 @@
 
 use std::time::Duration;
 
-use joincanary::flow::ProbePlan;
-use joincanary::flow::run_turn_step;
-use joincanary::flow::turn::{DEFAULT_CREDENTIAL_TTL, TurnSpec, rest_credential};
-use joincanary::report::{FailureReason, Phase, StepReport};
-use joincanary::template::Template;
+use joincanary::flow::run_probe;
+use joincanary::flow::turn::rest_credential;
+use joincanary::report::{FailureReason, Phase, StepReport, Trigger};
 
 use crate::support::TempConfig;
 use crate::support::coturn::{self, Auth, Coturn, PASSWORD, Peer, USER};
@@ -20,40 +18,62 @@ use crate::support::coturn::{self, Auth, Coturn, PASSWORD, Peer, USER};
 const TIMEOUT: Duration = Duration::from_secs(5);
 const SECRET: &str = "rest-secret-91c4e2";
 
-/// A probe whose context (its CA file, so `turns:` trusts the test CA) the step runs in.
-fn plan(ca_pem: &str) -> (TempConfig, ProbePlan) {
-    let probe = r#"
-name = "turn"
-schedule = "* * * * *"
-ca_file = "ca.pem"
-
-[[steps]]
-name = "unused"
-kind = "http"
-url = "http://127.0.0.1:9/"
-"#;
-    let cfg = TempConfig::new("", &[("turn.toml", probe)]);
-    std::fs::write(cfg.probe_path("ca.pem"), ca_pem).expect("write ca.pem");
-    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
-    let probe = plan.probes[0].as_ref().clone();
-    (cfg, probe)
+/// A `turn` step's keys as a probe file writes them; `secret` goes through the environment
+/// (`secret = "${TURN_SECRET}"`), as a deployment passes it.
+#[derive(Clone)]
+struct Spec {
+    url: String,
+    username: Option<String>,
+    credential: Option<String>,
+    secret: Option<String>,
+    peer: Option<String>,
 }
 
-fn spec(
-    url: &str,
-    username: Option<&str>,
-    credential: Option<&str>,
-    peer: Option<&str>,
-) -> TurnSpec {
-    let t = |s: &str| Template::literal(s);
-    TurnSpec {
-        url: t(url),
-        username: username.map(t),
-        credential: credential.map(t),
+fn spec(url: &str, username: Option<&str>, credential: Option<&str>, peer: Option<&str>) -> Spec {
+    Spec {
+        url: url.to_string(),
+        username: username.map(str::to_string),
+        credential: credential.map(str::to_string),
         secret: None,
-        credential_ttl: DEFAULT_CREDENTIAL_TTL,
-        peer: peer.map(t),
+        peer: peer.map(str::to_string),
     }
+}
+
+/// The probe file: one `turn` step, the test CA trusted (for `turns:`).
+fn probe(spec: &Spec) -> String {
+    let mut text = format!(
+        "name = \"turn\"\nschedule = \"* * * * *\"\nca_file = \"ca.pem\"\ntimeout = \"10s\"\n\n\
+         [[steps]]\nname = \"relay\"\nkind = \"turn\"\nurl = \"{}\"\ntimeout = \"{}s\"\n",
+        spec.url,
+        TIMEOUT.as_secs()
+    );
+    for (key, value) in [
+        ("username", &spec.username),
+        ("credential", &spec.credential),
+        ("peer", &spec.peer),
+    ] {
+        if let Some(v) = value {
+            text.push_str(&format!("{key} = \"{v}\"\n"));
+        }
+    }
+    if spec.secret.is_some() {
+        text.push_str("secret = \"${TURN_SECRET}\"\n");
+    }
+    text
+}
+
+/// Loads the probe file as `check` does and runs it once; the `turn` step's report.
+async fn run_with(ca_pem: &str, spec: &Spec) -> StepReport {
+    let cfg = TempConfig::new("", &[("turn.toml", &probe(spec))]);
+    std::fs::write(cfg.probe_path("ca.pem"), ca_pem).expect("write ca.pem");
+    let env: Vec<(&str, &str)> = spec
+        .secret
+        .iter()
+        .map(|s| ("TURN_SECRET", s.as_str()))
+        .collect();
+    let plan = cfg.load(&env).unwrap_or_else(|e| panic!("loads: {e}"));
+    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    run.steps.into_iter().next().expect("the step ran")
 }
 
 async fn server(auth: Auth, extra: &[&str]) -> Coturn {
@@ -66,9 +86,8 @@ async fn peer() -> Peer {
     coturn::start_peer().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn run(server: &Coturn, spec: &TurnSpec) -> StepReport {
-    let (_cfg, plan) = plan(server.ca_pem());
-    run_turn_step(&plan, "relay", spec, TIMEOUT).await
+async fn run(server: &Coturn, spec: &Spec) -> StepReport {
+    run_with(server.ca_pem(), spec).await
 }
 
 /// No allocation stays on `server` after the step.
@@ -111,6 +130,8 @@ async fn healthy_relay_over_udp_tcp_and_tls_with_every_phase() {
                 Phase::RelayRtt,
             ],
         );
+        // An IP literal is not looked up.
+        assert!(!step.phases.contains_key(&Phase::Dns), "{step:#?}");
         if url.starts_with("turns:") {
             assert_phases(&step, &[Phase::Connect, Phase::Tls]);
         }
@@ -280,19 +301,13 @@ async fn echo_peer_down_fails_the_relay_after_allocate_passed() {
 async fn server_down_fails_binding() {
     let server = server(Auth::Static, &[]).await;
     let port = server.port;
-    let (_cfg, plan) = plan(server.ca_pem());
+    let ca_pem = server.ca_pem().to_string();
     drop(server);
     for url in [
         format!("turn:127.0.0.1:{port}"),
         format!("turn:127.0.0.1:{port}?transport=tcp"),
     ] {
-        let step = run_turn_step(
-            &plan,
-            "relay",
-            &spec(&url, Some(USER), Some(PASSWORD), None),
-            TIMEOUT,
-        )
-        .await;
+        let step = run_with(&ca_pem, &spec(&url, Some(USER), Some(PASSWORD), None)).await;
         assert_eq!(
             step.reason,
             Some(FailureReason::Connect),
@@ -304,5 +319,59 @@ async fn server_down_fails_binding() {
             assert!(step.phases.contains_key(&Phase::Binding));
         }
         assert!(!step.phases.contains_key(&Phase::Allocate));
+    }
+}
+
+#[tokio::test]
+async fn shipped_turn_rest_example_passes_and_fails_turn_auth_with_another_secret() {
+    let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
+    let peer = peer().await;
+    let path = crate::support::root().join("probes/examples/turn-rest.toml");
+    let text = std::fs::read_to_string(path).expect("example exists");
+    // The TLS step trusts the test CA, as a deployment's `ca_file` would.
+    let text = text.replacen(
+        "timeout = \"10s\"",
+        "timeout = \"10s\"\nca_file = \"ca.pem\"",
+        1,
+    );
+    assert!(text.contains("ca_file"), "the example sets a probe timeout");
+    let cfg = TempConfig::new("", &[("turn-rest.toml", &text)]);
+    std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
+    let (udp, tls, echo) = (server.udp_url(), server.tls_url(), peer.addr());
+    for (secret, passes) in [(SECRET, true), ("another-secret-0d2", false)] {
+        let env = [
+            ("TURN_URL", udp.as_str()),
+            ("TURNS_URL", tls.as_str()),
+            ("TURN_ECHO_PEER", echo.as_str()),
+            ("TURN_SECRET", secret),
+        ];
+        let plan = cfg.load(&env).unwrap_or_else(|e| panic!("loads: {e}"));
+        let run = run_probe(&plan.probes[0], "eu-west-1", Trigger::Manual).await;
+        if passes {
+            assert!(run.success, "{run:#?}\n{}", server.output());
+            assert_eq!(run.steps.len(), 2);
+            for step in &run.steps {
+                assert_phases(
+                    step,
+                    &[
+                        Phase::Binding,
+                        Phase::Allocate,
+                        Phase::Permission,
+                        Phase::RelayRtt,
+                    ],
+                );
+            }
+        } else {
+            assert_eq!(run.failed_step.as_deref(), Some("turn-udp"), "{run:#?}");
+            assert_eq!(run.reason, Some(FailureReason::TurnAuth), "{run:#?}");
+            let error = run.error.clone().unwrap_or_default();
+            assert!(
+                error.contains("joincanary-eu-west-1"),
+                "the REST user: {error}"
+            );
+            let shown = format!("{run:?}");
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_released(&server).await;
     }
 }

@@ -6,10 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use joincanary::flow::run_turn_step;
-use joincanary::flow::turn::{DEFAULT_CREDENTIAL_TTL, TurnSpec};
-use joincanary::report::{FailureReason, Phase, StepReport};
-use joincanary::template::Template;
+use joincanary::flow::run_probe;
+use joincanary::report::{FailureReason, Phase, StepReport, Trigger};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use turn_types::attribute::XorRelayedAddress;
 use turn_types::message::ALLOCATE;
@@ -17,8 +15,8 @@ use turn_types::stun::attribute::{
     AttributeStaticType as _, ErrorCode, Nonce, Realm, XorMappedAddress,
 };
 use turn_types::stun::message::{
-    IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageWrite as _, MessageWriteExt as _,
-    MessageWriteVec,
+    BINDING, IntegrityAlgorithm, LongTermKeyCredentials, Message, MessageClass, MessageWrite as _,
+    MessageWriteExt as _, MessageWriteVec,
 };
 
 use crate::support::probe_from;
@@ -100,31 +98,27 @@ async fn serve_tcp(mut conn: tokio::net::TcpStream, behave: Behave) {
     std::future::pending::<()>().await;
 }
 
-fn spec(url: &str) -> TurnSpec {
-    TurnSpec {
-        url: Template::literal(url),
-        username: Some(Template::literal("canary")),
-        credential: Some(Template::literal(PASSWORD)),
-        secret: None,
-        credential_ttl: DEFAULT_CREDENTIAL_TTL,
-        peer: Some(Template::literal("127.0.0.1:9")),
-    }
-}
-
 async fn run(url: &str) -> StepReport {
-    let plan = probe_from(
+    let probe = format!(
         r#"
 name = "hostile-turn"
 schedule = "* * * * *"
+timeout = "10s"
 
 [[steps]]
-name = "unused"
-kind = "http"
-url = "http://127.0.0.1:9/"
+name = "relay"
+kind = "turn"
+url = "{url}"
+username = "canary"
+credential = "{PASSWORD}"
+peer = "127.0.0.1:9"
+timeout = "{}s"
 "#,
-        &[],
+        TIMEOUT.as_secs()
     );
-    run_turn_step(&plan, "relay", &spec(url), TIMEOUT).await
+    let plan = probe_from(&probe, &[]);
+    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    run.steps.into_iter().next().expect("the step ran")
 }
 
 fn assert_protocol(step: &StepReport, phase: &str, words: &str) {
@@ -206,6 +200,48 @@ fn bad_integrity(request: &Message<'_>) -> Vec<Vec<u8>> {
     vec![reply.finish()]
 }
 
+/// A server that answers the first Allocate it sees with 437 (an allocation still held for
+/// that 5-tuple) and behaves from then on: the client must try another local port.
+fn mismatch_once(request: &Message<'_>) -> Vec<Vec<u8>> {
+    static MISMATCHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if request.has_method(BINDING) {
+        return vec![binding_success(request)];
+    }
+    if request.has_method(ALLOCATE) && !request.has_attribute(Realm::TYPE) {
+        let code = if MISMATCHED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            401
+        } else {
+            437
+        };
+        let mut reply = Message::builder_error(request, MessageWriteVec::new());
+        reply
+            .add_attribute(&ErrorCode::new(code, "Nope").unwrap())
+            .unwrap();
+        reply
+            .add_attribute(&Realm::new("hostile").unwrap())
+            .unwrap();
+        reply.add_attribute(&Nonce::new("n0nce").unwrap()).unwrap();
+        return vec![reply.finish()];
+    }
+    if !request.has_class(MessageClass::Request) {
+        return Vec::new();
+    }
+    // Allocate, CreatePermission, Refresh: success, signed with the client's own key.
+    let mut reply = Message::builder_success(request, MessageWriteVec::new());
+    if request.has_method(ALLOCATE) {
+        let relayed: SocketAddr = "127.0.0.1:4343".parse().unwrap();
+        reply
+            .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
+            .unwrap();
+    }
+    let key = LongTermKeyCredentials::new("canary".into(), PASSWORD.into(), "hostile".into())
+        .make_key(IntegrityAlgorithm::Sha1);
+    reply
+        .add_message_integrity_with_key(&key, IntegrityAlgorithm::Sha1)
+        .unwrap();
+    vec![reply.finish()]
+}
+
 /// Every request answered by 70 indications of other transactions, never by a response.
 fn flood(request: &Message<'_>) -> Vec<Vec<u8>> {
     let mut reply = binding_success(request);
@@ -263,6 +299,15 @@ async fn a_message_integrity_that_does_not_verify_fails_with_protocol() {
         assert!(step.phases.contains_key(&Phase::Binding), "{step:#?}");
         assert!(!format!("{step:?}").contains(PASSWORD));
     }
+}
+
+#[tokio::test]
+async fn allocation_mismatch_is_retried_from_another_local_port() {
+    let udp = udp_server(mismatch_once).await;
+    let step = run(&format!("turn:{udp}")).await;
+    // Past allocate and permission; the hostile server echoes nothing.
+    assert_eq!(step.reason, Some(FailureReason::TurnRelay), "{step:#?}");
+    assert!(step.phases.contains_key(&Phase::Permission), "{step:#?}");
 }
 
 #[tokio::test]

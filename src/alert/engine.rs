@@ -8,10 +8,11 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::dispatch::{Dispatcher, LEGACY_OUTBOX_FILE, Outbox};
-use super::policy::{AlertContext, Decision, OpenAlert, PolicyConfig, ProbeAlertState};
+use super::policy::{Decision, OpenAlert, ProbeAlertState};
+use super::settings::{AlertSettings, PolicyConfig};
+use super::trigger::AlertContext;
 use super::{EventKind, Link, Notification, PagerPlan, Severity};
 use crate::clock::Clock;
-use crate::config::Plan;
 use crate::report::ProbeRun;
 use crate::store::{Loaded, Store};
 use tokio::sync::watch;
@@ -121,12 +122,17 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
-    /// The engine for `plan` with the state `loaded` from the log; `now` (the service's clock)
-    /// dates the resolves of incidents whose probe is no longer configured.
-    pub fn new(plan: &Plan, store: Store, loaded: &Loaded, now: DateTime<Utc>) -> AlertEngine {
+    /// The engine for `settings` with the state `loaded` from the log; `now` (the service's
+    /// clock) dates the resolves of incidents whose probe is no longer configured.
+    pub fn new(
+        settings: &AlertSettings,
+        store: Store,
+        loaded: &Loaded,
+        now: DateTime<Utc>,
+    ) -> AlertEngine {
         let states: BTreeMap<String, ProbeAlertState> = loaded.decode(ALERT).into_iter().collect();
         let mut engine = AlertEngine {
-            region: plan.region.clone(),
+            region: settings.region.clone(),
             configs: HashMap::new(),
             links: Vec::new(),
             states,
@@ -136,17 +142,17 @@ impl AlertEngine {
         };
         let open: usize = engine.states.values().map(|s| s.open().count()).sum();
         if open > 0 {
-            tracing::info!(region = %plan.region, open, "restored open alerts");
+            tracing::info!(region = %settings.region, open, "restored open alerts");
         }
-        engine.configure(plan, now);
+        engine.configure(settings, now);
         engine
     }
 
     /// Opens `{state_dir}/state.log` and builds the engine (tests and tools; the service
     /// shares the log with the outbox).
-    pub fn load(plan: &Plan, now: DateTime<Utc>) -> AlertEngine {
-        let (store, loaded) = open_store(&plan.state_dir);
-        AlertEngine::new(plan, store, &loaded, now)
+    pub fn load(settings: &AlertSettings, state_dir: &Path, now: DateTime<Utc>) -> AlertEngine {
+        let (store, loaded) = open_store(state_dir);
+        AlertEngine::new(settings, store, &loaded, now)
     }
 
     /// Takes a new configuration (a reload), keeping the state of every probe still configured.
@@ -155,13 +161,14 @@ impl AlertEngine {
     /// dated `now`.
     pub fn configure(
         &mut self,
-        plan: &Plan,
+        settings: &AlertSettings,
         now: DateTime<Utc>,
     ) -> Vec<(Notification, Option<Vec<String>>)> {
-        self.links = super::links(plan);
+        self.links = settings.links.clone();
         let old = std::mem::replace(
             &mut self.configs,
-            plan.probes
+            settings
+                .probes
                 .iter()
                 .map(|p| (p.name.clone(), p.alerting.clone()))
                 .collect(),

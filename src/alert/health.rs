@@ -92,7 +92,7 @@ impl DeliveryHealth {
     pub fn failure(&self, pager: &str, at: DateTime<Utc>, error: &str) {
         self.with(pager, |p| {
             p.last_error_at = Some(at);
-            p.last_error = Some(crate::status::cut(error, MAX_ERROR_CHARS));
+            p.last_error = Some(crate::report::cut(error, MAX_ERROR_CHARS));
             p.failing_since.get_or_insert(at);
         });
     }

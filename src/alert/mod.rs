@@ -17,8 +17,10 @@ pub mod pagerduty;
 pub mod pagers;
 pub mod policy;
 pub mod render;
+pub mod settings;
 pub mod table;
 pub mod test_page;
+pub mod trigger;
 pub mod webhook;
 
 pub use dispatch::Dispatcher;
@@ -161,31 +163,32 @@ impl RetryPolicy {
 }
 
 /// The links every page carries: the status page and the dashboard, when configured.
-pub fn links(plan: &crate::config::Plan) -> Vec<Link> {
-    let mut links = Vec::new();
-    if let Some(u) = &plan.status_url {
-        links.push(Link {
-            text: "joincanary status".into(),
-            href: u.clone(),
-        });
-    }
-    if let Some(u) = &plan.dashboard_url {
-        links.push(Link {
-            text: "dashboard".into(),
-            href: u.clone(),
-        });
-    }
-    links
+pub fn links(status_url: Option<&str>, dashboard_url: Option<&str>) -> Vec<Link> {
+    [
+        ("joincanary status", status_url),
+        ("dashboard", dashboard_url),
+    ]
+    .into_iter()
+    .filter_map(|(text, href)| {
+        href.map(|href| Link {
+            text: text.into(),
+            href: href.into(),
+        })
+    })
+    .collect()
 }
 
 /// What a configured pager will cut or hash to stay within its provider's limits, found at load
 /// (`check` prints these, `run` logs them): one per probe, pager and field, located at the
 /// probe's `name`. Every such field is fitted deterministically when sent (see [`limits`]), so
 /// none of these stops a page; they say what on-call will see instead of the full text.
-pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::diag::ConfigError> {
+pub fn limit_notes(
+    settings: &settings::AlertSettings,
+    pagers: &[PagerPlan],
+) -> Vec<crate::diag::ConfigError> {
     let mut out = Vec::new();
-    for p in &plan.probes {
-        let (line, column) = name_position(&p.source);
+    for p in &settings.probes {
+        let (line, column) = crate::diag::name_position(&p.source);
         let mut note = |message: String| {
             out.push(crate::diag::ConfigError {
                 file: p.source.clone(),
@@ -195,9 +198,9 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::diag::ConfigError> 
                 message,
             });
         };
-        let cx = policy::AlertContext {
+        let cx = trigger::AlertContext {
             probe: &p.name,
-            region: &plan.region,
+            region: &settings.region,
             config: &p.alerting,
             links: &[],
         };
@@ -206,8 +209,8 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::diag::ConfigError> 
             severities.push(Severity::Warning);
         }
         // The summary starts `{probe} failing in {region}: step ...`.
-        let lead = format!("{} failing in {}: step", p.name, plan.region);
-        for pager in &plan.pagers {
+        let lead = format!("{} failing in {}: step", p.name, settings.region);
+        for pager in pagers {
             let pages = p
                 .alerting
                 .pagers
@@ -242,7 +245,7 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::diag::ConfigError> 
                         .iter()
                         .map(|s| key_note(&cx.dedup_key(*s), "alias", limits::OG_ALIAS))
                         .collect();
-                    for (what, tag) in [("probe", &p.name), ("region", &plan.region)] {
+                    for (what, tag) in [("probe", &p.name), ("region", &settings.region)] {
                         let n = limits::cost(tag, limits::plain);
                         v.push((n > limits::OG_TAG).then(|| {
                             format!(
@@ -263,27 +266,6 @@ pub fn limit_notes(plan: &crate::config::Plan) -> Vec<crate::diag::ConfigError> 
         }
     }
     out
-}
-
-/// Line and column of a probe file's top-level `name = ...` (before any table); 0, 0 when the
-/// name comes from the file name.
-pub(crate) fn name_position(path: &std::path::Path) -> (usize, usize) {
-    // The config reader: the file may have been swapped for a FIFO since it loaded.
-    let Ok(text) = crate::diag::file::read_text(path) else {
-        return (0, 0);
-    };
-    for (i, l) in text.lines().enumerate() {
-        let t = l.trim_start();
-        if t.starts_with('[') {
-            break;
-        }
-        if let Some(rest) = t.strip_prefix("name")
-            && rest.trim_start().starts_with('=')
-        {
-            return (i + 1, l.len() - t.len() + 1);
-        }
-    }
-    (0, 0)
 }
 
 /// A timestamp for people, to the millisecond: `2025-03-01 12:05:00.000 UTC`.

@@ -39,7 +39,7 @@ pub struct Plan {
     /// Every phase histogrammed with the full buckets (read at start-up; see metrics.rs).
     pub phase_histograms: bool,
     pub probes: Vec<Arc<ProbePlan>>,
-    pub alerting: crate::alert::policy::PolicyConfig,
+    pub alerting: crate::alert::settings::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
     /// Dead man's switches pinged while the scheduler is healthy.
     pub heartbeats: Vec<crate::heartbeat::HeartbeatPlan>,
@@ -52,6 +52,24 @@ impl Plan {
     /// The probe named `name`.
     pub fn probe(&self, name: &str) -> Option<&Arc<ProbePlan>> {
         self.probes.iter().find(|p| p.name == name)
+    }
+
+    /// What the alert side needs of this plan: the region, the links every page carries and
+    /// each probe's alert settings.
+    pub fn alerts(&self) -> crate::alert::settings::AlertSettings {
+        crate::alert::settings::AlertSettings {
+            region: self.region.clone(),
+            links: crate::alert::links(self.status_url.as_deref(), self.dashboard_url.as_deref()),
+            probes: self
+                .probes
+                .iter()
+                .map(|p| crate::alert::settings::ProbeAlerting {
+                    name: p.name.clone(),
+                    source: p.source.clone(),
+                    alerting: p.alerting.clone(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -227,7 +245,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         names: pager_names,
     } = crate::alert::pagers::parse(&mut ctx, array_tables(&file, "pager"));
     let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
-    let alerting = crate::alert::policy::PolicyConfig::build(
+    let alerting = crate::alert::settings::PolicyConfig::build(
         &mut ctx,
         &raw.alerting,
         None,
@@ -301,7 +319,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         ) {
             if let Some(other) = probes.iter().find(|o| o.name == p.name) {
                 // At its `name = …`, or the file's start when the name is the file's.
-                let (line, column) = match crate::alert::name_position(&probe_path) {
+                let (line, column) = match crate::diag::name_position(&probe_path) {
                     (0, _) => (1, 1),
                     at => at,
                 };

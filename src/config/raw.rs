@@ -5,11 +5,12 @@
 //! into a [`crate::config::Plan`] and reports every problem with file, line and key. The `///`
 //! docs on fields are the user reference (the README repeats them).
 
-use std::collections::BTreeMap;
+use serde::Deserialize;
 
+use crate::alert::settings::RawAlerting;
 use crate::diag::S;
 use crate::flow::defaults::RawDefaults;
-use serde::Deserialize;
+use crate::heartbeat::RawHeartbeat;
 
 /// `config/joincanary.toml`: the service.
 #[derive(Debug, Deserialize)]
@@ -44,58 +45,4 @@ pub struct RawService {
     pub pager: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
     pub heartbeat: Vec<S<RawHeartbeat>>,
-}
-
-/// `[[heartbeat]]`: a dead man's switch pinged while the scheduler is healthy.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawHeartbeat {
-    pub name: S<String>,
-    /// `http` (a URL that counts pings) or `opsgenie` (the heartbeat ping API).
-    #[serde(rename = "type")]
-    pub kind: S<String>,
-    /// `http`: the ping URL; `opsgenie`: the API base URL (default by `region`).
-    pub url: Option<S<String>>,
-    /// `http`: `GET` (default) or `POST`.
-    pub method: Option<S<String>>,
-    /// `opsgenie`: the API key (sent as `GenieKey`).
-    pub api_key: Option<S<String>>,
-    /// `opsgenie`: `us` (default) or `eu`.
-    pub region: Option<S<String>>,
-    /// `opsgenie`: the heartbeat's name in Opsgenie (default: `name`).
-    pub heartbeat: Option<S<String>>,
-    /// Time between pings (default 1m).
-    pub interval: Option<S<String>>,
-    /// Per-ping timeout (default 10s).
-    pub timeout: Option<S<String>>,
-}
-
-/// `[alerting]` in the service config, or a probe's override.
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawAlerting {
-    pub enabled: Option<bool>,
-    pub confirm_delay: Option<S<String>>,
-    pub failure_threshold: Option<S<i64>>,
-    pub success_threshold: Option<S<i64>>,
-    pub degraded_threshold: Option<S<i64>>,
-    pub reminder_interval: Option<S<String>>,
-    /// Pages for this probe go only to these pagers (default: all).
-    pub pagers: Option<S<Vec<String>>>,
-    /// Shared incident key for a platform-wide incident across regions.
-    pub group_key: Option<S<String>>,
-    /// Step latency budgets: `{ "signalling.round_trip" = "1s" }` or `{ signalling = "1s" }`.
-    #[serde(default)]
-    pub budgets: BTreeMap<String, S<String>>,
-    #[serde(default)]
-    pub maintenance: Vec<S<RawMaintenance>>,
-}
-
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawMaintenance {
-    /// Cron expression for the window's start.
-    pub start: S<String>,
-    pub duration: S<String>,
-    pub timezone: Option<S<String>>,
 }

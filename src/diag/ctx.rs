@@ -44,22 +44,23 @@ impl Ctx<'_> {
 
     /// `${ENV}` substitution of one spanned string.
     pub fn env_str(&mut self, value: &S<String>, key: &str) -> Option<String> {
-        match substitute(value.get_ref(), self.env) {
-            Ok(s) => {
-                self.env_values.extend(s.env_values);
-                Some(s.text)
-            }
-            Err(e) => {
-                self.error(Some(value.span()), key, e);
-                None
-            }
-        }
+        self.env_str_with(value, key, substitute)
     }
 
     /// `${ENV}` substitution for a string that is then parsed as a template: values from the
     /// environment are data, never template syntax (see [`substitute_template`]).
     pub fn env_template_str(&mut self, value: &S<String>, key: &str) -> Option<String> {
-        match substitute_template(value.get_ref(), self.env) {
+        self.env_str_with(value, key, substitute_template)
+    }
+
+    /// One spanned string through `subst`, keeping the values it took from the environment.
+    fn env_str_with(
+        &mut self,
+        value: &S<String>,
+        key: &str,
+        subst: SubstituteFn,
+    ) -> Option<String> {
+        match subst(value.get_ref(), self.env) {
             Ok(s) => {
                 self.env_values.extend(s.env_values);
                 Some(s.text)

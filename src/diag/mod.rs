@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use ctx::Ctx;
 pub use env::{EnvError, EnvSource, ProcessEnv, substitute, substitute_template};
-pub use position::{array_tables, from_table, parse_toml, read_source, table_keys};
+pub use position::{array_tables, from_table, name_position, parse_toml, read_source, table_keys};
 
 /// A value with its byte span in the file, for errors that point at it.
 pub type S<T> = toml::Spanned<T>;

@@ -229,3 +229,24 @@ fn table_path(text: &str, end: usize) -> Option<String> {
         .saturating_sub(1);
     Some(format!("{name}[{index}]"))
 }
+
+/// Line and column of a probe file's top-level `name = ...` (before any table); 0, 0 when the
+/// name comes from the file name.
+pub fn name_position(path: &std::path::Path) -> (usize, usize) {
+    // The config reader: the file may have been swapped for a FIFO since it loaded.
+    let Ok(text) = file::read_text(path) else {
+        return (0, 0);
+    };
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        if let Some(rest) = t.strip_prefix("name")
+            && rest.trim_start().starts_with('=')
+        {
+            return (i + 1, l.len() - t.len() + 1);
+        }
+    }
+    (0, 0)
+}

@@ -24,7 +24,7 @@ use super::parts::Extraction;
 use crate::report::StepKind;
 
 macro_rules! kinds {
-    ($($kind:ident($spec:ty),)* ; pending: $($pending:ident),*) => {
+    ($($kind:ident($spec:ty),)*) => {
         /// A validated step, one variant per kind.
         #[derive(Debug, Clone)]
         pub enum StepSpec {
@@ -35,14 +35,6 @@ macro_rules! kinds {
             pub(crate) fn build(kind: StepKind, b: &mut Build<'_, '_, '_>) -> Option<StepSpec> {
                 match kind {
                     $(StepKind::$kind => build::<$spec>(b).map(StepSpec::$kind),)*
-                    $(StepKind::$pending => {
-                        let message = format!(
-                            "`{}` steps cannot be written in probe files yet",
-                            kind.as_str()
-                        );
-                        b.ctx.error(Some(b.name.clone()), b.key("kind"), message);
-                        None
-                    })*
                 }
             }
 
@@ -50,14 +42,12 @@ macro_rules! kinds {
             pub(crate) fn keys(kind: StepKind) -> Vec<&'static str> {
                 match kind {
                     $(StepKind::$kind => <$spec as Kind>::keys(),)*
-                    $(StepKind::$pending => Vec::new(),)*
                 }
             }
 
             pub(crate) fn websocket(kind: StepKind) -> Websocket {
                 match kind {
                     $(StepKind::$kind => <$spec as Kind>::WEBSOCKET,)*
-                    $(StepKind::$pending => Websocket::None,)*
                 }
             }
 
@@ -108,10 +98,7 @@ kinds! {
     Redis(super::redis::RedisSpec),
     HttpJson(super::http_json::HttpJsonSpec),
     Webrtc(super::webrtc::WebrtcSpec),
-    ;
-    // Named in `report::StepKind`, their run written, not yet readable from a probe file: a
-    // step of one is refused. Moving a kind up into the list above makes it readable.
-    pending: Turn
+    Turn(super::turn::TurnSpec),
 }
 
 /// Reads the kind's table and builds it.

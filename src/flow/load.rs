@@ -15,7 +15,7 @@ use super::plan::{
 };
 use super::steps::{self, Sections, StepHead};
 use crate::alert::policy::PolicyConfig;
-use crate::config::raw::RawAlerting;
+use crate::alert::settings::RawAlerting;
 use crate::diag::{ConfigError, Ctx, EnvSource, S, SourceFile, parse_toml, valid_label};
 use crate::schedule::{Schedule, every_minute, schedule, timezone};
 use crate::template::BUILTINS;

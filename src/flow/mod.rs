@@ -48,6 +48,14 @@ use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 /// destroys its session on the platform.
 pub const CLEANUP_GRACE: Duration = Duration::from_secs(2);
 
+/// A random (v4) UUID for `{{uuid}}` and the like, from this thread's RNG (ChaCha, seeded from
+/// the OS and reseeded as it goes): `Uuid::new_v4` asks the kernel (`getrandom`) every time.
+pub(crate) fn new_uuid() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
 /// Runs `plan` once and reports. Never panics on anything a server sends; always returns
 /// within the probe's deadline plus a short close grace. A resident probe runs once as a whole
 /// session: its steps, one exchange, its teardown.
@@ -74,7 +82,7 @@ pub(crate) fn new_context<'a>(
     started_at: chrono::DateTime<Utc>,
 ) -> RunContext<'a> {
     let mut vars = HashMap::new();
-    vars.insert("uuid".to_string(), uuid::Uuid::new_v4().to_string());
+    vars.insert("uuid".to_string(), new_uuid());
     vars.insert(
         "now_ms".to_string(),
         started_at.timestamp_millis().to_string(),
@@ -352,34 +360,4 @@ fn timeout_error(
 
 async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
     step.spec.run(ctx, &step.connection).await
-}
-
-/// Runs one `turn` step with `plan`'s context (its TLS roots and secrets) outside any step
-/// list: how the integration tests drive the protocol until probe files name the kind.
-#[doc(hidden)]
-pub async fn run_turn_step(
-    plan: &ProbePlan,
-    name: &str,
-    spec: &turn::TurnSpec,
-    timeout: Duration,
-) -> StepReport {
-    let mut ctx = new_context(plan, "", Utc::now());
-    let t0 = Instant::now();
-    ctx.step_name = name.to_string();
-    ctx.deadline = t0 + timeout;
-    let outcome = match tokio::time::timeout_at(ctx.deadline, turn::run(&mut ctx, spec)).await {
-        Ok(r) => r,
-        Err(_) => Err(StepError::new(
-            FailureReason::Timeout,
-            "timed out in the step",
-        )),
-    };
-    step_report(
-        &mut ctx,
-        name,
-        crate::report::StepKind::Turn,
-        false,
-        t0,
-        outcome,
-    )
 }

@@ -534,7 +534,7 @@ async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError
             .subscribe(&channel)
             .await
             .map_err(|e| cap.error("SUBSCRIBE", &e))?;
-        let payload = uuid::Uuid::new_v4().to_string();
+        let payload = super::new_uuid();
         let _receivers: i64 = redis::cmd("PUBLISH")
             .arg(&channel)
             .arg(&payload)

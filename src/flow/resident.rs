@@ -89,9 +89,7 @@ impl<'a> Session<'a> {
         let started_at = Utc::now();
         let start = Instant::now();
         let plan = self.plan;
-        self.ctx
-            .vars
-            .insert("uuid".to_string(), uuid::Uuid::new_v4().to_string());
+        self.ctx.vars.insert("uuid".to_string(), super::new_uuid());
         self.ctx.vars.insert(
             "now_ms".to_string(),
             started_at.timestamp_millis().to_string(),

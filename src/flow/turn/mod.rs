@@ -11,6 +11,7 @@
 //! registered with the run's redactor; none is ever formatted into a message.
 
 mod client;
+mod spec;
 mod uri;
 mod wire;
 
@@ -25,8 +26,8 @@ use super::error::StepError;
 use super::net::{add_phase, begin_phase};
 use crate::redact::quote;
 use crate::report::{CAUSE_END, FailureReason, Phase, human_duration};
-use crate::template::Template;
 use client::{Response, Session, TxError};
+pub use spec::{RawTurn, TurnSpec};
 pub use uri::{IceUri, Transport};
 use wire::{Conn, WireError};
 
@@ -37,47 +38,10 @@ pub const DEFAULT_CREDENTIAL_TTL: Duration = Duration::from_secs(3600);
 /// The longest time kept from a step's time for the release: Refresh(0) still goes out when
 /// a phase ran out of time.
 const RELEASE_RESERVE: Duration = Duration::from_millis(500);
+/// Local addresses an Allocate answered 437 (Allocation Mismatch) is tried from (RFC 8656 §7.4).
+const ALLOCATE_ADDRESSES: u32 = 3;
 /// ALPN of TURN over TLS (RFC 7443).
 const ALPN_TURN: &[u8] = b"stun.turn";
-
-/// A `turn` step, validated.
-#[derive(Clone)]
-pub struct TurnSpec {
-    /// `stun:`, `stuns:`, `turn:` or `turns:` (RFC 7064/7065), `?transport=udp|tcp`.
-    pub url: Template,
-    /// The TURN username; with `secret`, the user part of the REST username.
-    pub username: Option<Template>,
-    /// The TURN password (`RTCIceServer.credential`).
-    pub credential: Option<Template>,
-    /// TURN REST API: the shared secret the server checks REST credentials with.
-    pub secret: Option<String>,
-    /// TURN REST API: how long the computed credential is valid.
-    pub credential_ttl: Duration,
-    /// `host:port` of a UDP echo peer the relay sends to (none: no permission, no echo).
-    pub peer: Option<Template>,
-}
-
-impl std::fmt::Debug for TurnSpec {
-    /// Without the secret: a plan's `Debug` must not carry it into a log.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnSpec")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field(
-                "credential",
-                &self.credential.as_ref().map(|_| "[redacted]"),
-            )
-            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
-            .field("credential_ttl", &self.credential_ttl)
-            .field("peer", &self.peer)
-            .finish()
-    }
-}
-
-/// Checks a URL known at load time (no template in it), for a config error that names it.
-pub fn check_url(text: &str) -> Result<IceUri, String> {
-    uri::parse(text)
-}
 
 /// A TURN REST API credential (draft-uberti-behave-turn-rest): the username
 /// `"<expiry>:<user>"` and the password base64(HMAC-SHA1(secret, username)).
@@ -161,20 +125,33 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     let left = deadline.saturating_duration_since(Instant::now());
     let work = deadline - (left / 5).min(RELEASE_RESERVE);
 
-    let conn = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
-        Ok(conn) => conn?,
-        Err(_) => return Err(connect_timeout(ctx, &uri)),
+    // RFC 8656 §7.4: a 437 to Allocate means the server still holds an allocation for this
+    // 5-tuple (the system handed out a local port a just-released allocation used); another
+    // local address is tried, three in all. The phases add up over the attempts.
+    let mut attempt = 0;
+    let (mut session, outcome) = loop {
+        attempt += 1;
+        let conn = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(connect_timeout(ctx, &uri)),
+        };
+        let mut session = Session::new(conn);
+        let mut mismatch = false;
+        let outcome = relay(
+            ctx,
+            &uri,
+            credential.as_ref(),
+            peer.as_deref(),
+            &mut session,
+            work,
+            &mut mismatch,
+        )
+        .await;
+        if !(mismatch && attempt < ALLOCATE_ADDRESSES && uri.transport == Transport::Udp) {
+            break (session, outcome);
+        }
+        tracing::debug!(step = %ctx.step_name, attempt, "allocate: 437, trying another local port");
     };
-    let mut session = Session::new(conn);
-    let outcome = relay(
-        ctx,
-        &uri,
-        credential.as_ref(),
-        peer.as_deref(),
-        &mut session,
-        work,
-    )
-    .await;
     let released = if session.allocated() {
         release(&mut session, deadline).await
     } else {
@@ -199,6 +176,7 @@ async fn relay(
     peer: Option<&str>,
     session: &mut Session,
     work: Instant,
+    mismatch: &mut bool,
 ) -> Result<(), StepError> {
     let t = begin_phase(ctx, Phase::Binding);
     let reflexive = session.binding(work).await;
@@ -215,6 +193,10 @@ async fn relay(
     let response = allocated.map_err(|e| match e {
         Failure::Tx(e) => tx_error("allocate", uri, e, t, session.stray),
         Failure::Step(e) => e,
+        Failure::Mismatch(e) => {
+            *mismatch = true;
+            e
+        }
     })?;
     let allocation =
         Session::allocation(&response).map_err(|e| tx_error("allocate", uri, e, t, 0))?;
@@ -272,6 +254,8 @@ async fn relay(
 enum Failure {
     Tx(TxError),
     Step(StepError),
+    /// 437 Allocation Mismatch: worth another local address.
+    Mismatch(StepError),
 }
 
 impl From<TxError> for Failure {
@@ -345,7 +329,12 @@ async fn allocate(
                     300 => "the TURN server redirects to another server (ALTERNATE-SERVER)",
                     _ => "the TURN server refused the allocation",
                 };
-                return Err(Failure::Step(refused("allocate", code, &phrase, why)));
+                let e = refused("allocate", code, &phrase, why);
+                return Err(if code == 437 {
+                    Failure::Mismatch(e)
+                } else {
+                    Failure::Step(e)
+                });
             }
         }
         response = session.allocate(work).await?;
@@ -507,7 +496,7 @@ async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Conn, StepErr
         let stream = super::net::open_with_alpn(ctx, &url, alpn).await?;
         return Ok(Conn::Stream(Box::new(stream)));
     }
-    let addrs = super::net::resolve(ctx, &url).await?;
+    let addrs = resolve(ctx, &uri.host, uri.port).await?;
     let mut last = None;
     for addr in addrs {
         match udp_socket(addr).await {
@@ -535,6 +524,22 @@ async fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> 
     Ok(socket)
 }
 
+/// `host`'s addresses: an IP literal as it is, a name looked up (timed as `dns`).
+async fn resolve(
+    ctx: &mut RunContext<'_>,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, StepError> {
+    let parsed = url::Host::parse(&url_host(host))
+        .map_err(|e| StepError::new(FailureReason::Protocol, format!("`{host}`: {e}")))?;
+    let host = match &parsed {
+        url::Host::Domain(d) => url::Host::Domain(d.as_str()),
+        url::Host::Ipv4(ip) => url::Host::Ipv4(*ip),
+        url::Host::Ipv6(ip) => url::Host::Ipv6(*ip),
+    };
+    super::net::resolve_host(ctx, host, port).await
+}
+
 /// The echo peer's address, of the relay's address family.
 async fn resolve_peer(
     ctx: &mut RunContext<'_>,
@@ -544,9 +549,7 @@ async fn resolve_peer(
     let bad = |e: String| StepError::new(FailureReason::Protocol, format!("peer: {e}"));
     let (host, port) = uri::split_host_port(text).map_err(bad)?;
     let port = port.ok_or_else(|| bad(format!("`{text}` has no port (`host:port`)")))?;
-    let url = url::Url::parse(&format!("udp://{}:{port}/", url_host(&host)))
-        .map_err(|e| bad(format!("`{text}`: {e}")))?;
-    let addrs = super::net::resolve(ctx, &url).await?;
+    let addrs = resolve(ctx, &host, port).await?;
     addrs
         .iter()
         .find(|a| a.is_ipv4() == relayed.is_ipv4())
@@ -561,6 +564,7 @@ async fn resolve_peer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::Template;
 
     #[test]
     fn rest_credentials_match_the_reference_computation() {

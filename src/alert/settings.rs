@@ -1,0 +1,243 @@
+//! The alert policy's settings: `[alerting]` of the service config (and a probe file's
+//! override) as written, and validated into a [`PolicyConfig`] with file, line and key for each
+//! problem.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Link;
+use crate::diag::{Ctx, S};
+use crate::report::Phase;
+use crate::schedule::Schedule;
+
+/// `[alerting]` in the service config, or a probe's override.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerting {
+    pub enabled: Option<bool>,
+    pub confirm_delay: Option<S<String>>,
+    pub failure_threshold: Option<S<i64>>,
+    pub success_threshold: Option<S<i64>>,
+    pub degraded_threshold: Option<S<i64>>,
+    pub reminder_interval: Option<S<String>>,
+    /// Pages for this probe go only to these pagers (default: all).
+    pub pagers: Option<S<Vec<String>>>,
+    /// Shared incident key for a platform-wide incident across regions.
+    pub group_key: Option<S<String>>,
+    /// Step latency budgets: `{ "signalling.round_trip" = "1s" }` or `{ signalling = "1s" }`.
+    #[serde(default)]
+    pub budgets: BTreeMap<String, S<String>>,
+    #[serde(default)]
+    pub maintenance: Vec<S<RawMaintenance>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// Cron expression for the window's start.
+    pub start: S<String>,
+    pub duration: S<String>,
+    pub timezone: Option<S<String>>,
+}
+
+/// A window in which no page is sent; runs and metrics continue.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    pub start: Schedule,
+    pub duration: Duration,
+}
+
+/// Alert policy settings for one probe.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub enabled: bool,
+    pub confirm_delay: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub degraded_threshold: u32,
+    pub reminder_interval: Option<Duration>,
+    /// Pager names; `None` means every pager.
+    pub pagers: Option<Vec<String>>,
+    pub group_key: Option<String>,
+    /// step name -> phase -> budget.
+    pub budgets: BTreeMap<String, BTreeMap<Phase, Duration>>,
+    pub maintenance: Vec<Maintenance>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            enabled: true,
+            confirm_delay: Duration::from_secs(10),
+            failure_threshold: 2,
+            success_threshold: 2,
+            degraded_threshold: 3,
+            reminder_interval: None,
+            pagers: None,
+            group_key: None,
+            budgets: BTreeMap::new(),
+            maintenance: Vec::new(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub(crate) fn build(
+        ctx: &mut Ctx<'_>,
+        raw: &RawAlerting,
+        parent: Option<&PolicyConfig>,
+        prefix: &str,
+        pager_names: &[String],
+    ) -> PolicyConfig {
+        // A misspelt pager name would drop pages silently at 3 a.m.: refuse it at load time.
+        if let Some(list) = &raw.pagers {
+            for name in list.get_ref() {
+                if !pager_names.contains(name) {
+                    ctx.error(
+                        Some(list.span()),
+                        format!("{prefix}.pagers"),
+                        format_args!(
+                            "no [[pager]] is named `{name}` (configured: {})",
+                            if pager_names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                pager_names.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        let base = parent.cloned().unwrap_or_default();
+        let key = |k: &str| format!("{prefix}.{k}");
+        let threshold = |ctx: &mut Ctx<'_>, v: &Option<crate::diag::S<i64>>, k: &str, dflt: u32| {
+            v.as_ref()
+                .and_then(|v| ctx.positive(v, &key(k)))
+                .map_or(dflt, |n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        let mut budgets = if raw.budgets.is_empty() {
+            base.budgets.clone()
+        } else {
+            BTreeMap::new()
+        };
+        for (name, value) in &raw.budgets {
+            let (step, phase) = match name.rsplit_once('.') {
+                Some((s, p)) if Phase::parse(p).is_some() => {
+                    (s.to_string(), Phase::parse(p).unwrap_or(Phase::Total))
+                }
+                _ => (name.clone(), Phase::Total),
+            };
+            if let Some(d) = ctx.duration(value, &key(&format!("budgets.{name}"))) {
+                budgets.entry(step).or_default().insert(phase, d);
+            }
+        }
+        let maintenance = if raw.maintenance.is_empty() {
+            base.maintenance.clone()
+        } else {
+            raw.maintenance
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    let k = key(&format!("maintenance[{i}]"));
+                    let m = m.get_ref();
+                    let tz = m
+                        .timezone
+                        .as_ref()
+                        .and_then(|t| crate::schedule::timezone(ctx, t, &format!("{k}.timezone")));
+                    let start_text = ctx.env_str(&m.start, &format!("{k}.start"))?;
+                    let start = match Schedule::parse(&start_text, tz) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            ctx.error(Some(m.start.span()), format!("{k}.start"), e);
+                            return None;
+                        }
+                    };
+                    let duration = ctx.duration(&m.duration, &format!("{k}.duration"))?;
+                    Some(Maintenance { start, duration })
+                })
+                .collect()
+        };
+        PolicyConfig {
+            enabled: raw.enabled.unwrap_or(base.enabled),
+            confirm_delay: raw
+                .confirm_delay
+                .as_ref()
+                .and_then(|d| ctx.duration(d, &key("confirm_delay")))
+                .unwrap_or(base.confirm_delay),
+            failure_threshold: threshold(
+                ctx,
+                &raw.failure_threshold,
+                "failure_threshold",
+                base.failure_threshold,
+            ),
+            success_threshold: threshold(
+                ctx,
+                &raw.success_threshold,
+                "success_threshold",
+                base.success_threshold,
+            ),
+            degraded_threshold: threshold(
+                ctx,
+                &raw.degraded_threshold,
+                "degraded_threshold",
+                base.degraded_threshold,
+            ),
+            reminder_interval: raw
+                .reminder_interval
+                .as_ref()
+                .and_then(|d| ctx.duration(d, &key("reminder_interval")))
+                .or(base.reminder_interval),
+            pagers: raw
+                .pagers
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .or(base.pagers),
+            group_key: raw
+                .group_key
+                .as_ref()
+                .and_then(|g| ctx.env_str(g, &key("group_key")))
+                .or(base.group_key),
+            budgets,
+            maintenance,
+        }
+    }
+
+    /// Whether `at` falls inside a maintenance window.
+    pub fn in_maintenance(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.maintenance.iter().any(|m| {
+            // Checked although the config bounds the duration: a date near chrono's end must
+            // not panic the run consumer (nothing would record runs or page after it).
+            let Ok(span) = chrono::Duration::from_std(m.duration) else {
+                return false;
+            };
+            // The latest window start at or before `at` is the next start after `at - duration`.
+            at.checked_sub_signed(span)
+                .and_then(|t| t.checked_sub_signed(chrono::Duration::seconds(1)))
+                .and_then(|from| m.start.next_after(from))
+                .is_some_and(|start| {
+                    start <= at && start.checked_add_signed(span).is_none_or(|end| at < end)
+                })
+        })
+    }
+}
+
+/// What the alert side needs of a loaded configuration (`config::Plan::alerts` builds it): the
+/// region, the links every page carries and each probe's alert settings.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub region: String,
+    pub links: Vec<Link>,
+    pub probes: Vec<ProbeAlerting>,
+}
+
+/// One probe's alert settings, with its name and the file it came from (where notes about it
+/// are placed).
+#[derive(Debug, Clone)]
+pub struct ProbeAlerting {
+    pub name: String,
+    pub source: PathBuf,
+    pub alerting: PolicyConfig,
+}
