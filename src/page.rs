@@ -1169,7 +1169,7 @@ mod tests {
 mod hostile {
     use super::*;
     use crate::alert::health::PagerHealth;
-    use crate::report::{FailureReason, StepKind, StepReport, Trigger};
+    use crate::report::{FailureReason, StepReport, Trigger};
     use crate::status::{AlertView, HistoryEntry};
     use std::time::Duration;
 
@@ -1186,7 +1186,7 @@ mod hostile {
             trigger: Trigger::Scheduled,
             steps: vec![StepReport {
                 name: "<b>step</b>".into(),
-                kind: StepKind::Http,
+                kind: crate::report::KindName::new("http"),
                 success: false,
                 duration_ms: Duration::from_millis(12),
                 reason: Some(FailureReason::HttpStatus),

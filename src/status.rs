@@ -560,7 +560,7 @@ fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{StepKind, StepReport};
+    use crate::report::StepReport;
 
     fn run(probe: &str, success: bool, error_len: usize) -> ProbeRun {
         let error = (!success).then(|| "x".repeat(error_len));
@@ -576,7 +576,7 @@ mod tests {
             trigger: Trigger::Scheduled,
             steps: vec![StepReport {
                 name: "login".into(),
-                kind: StepKind::Http,
+                kind: crate::report::KindName::new("http"),
                 success,
                 duration_ms: Duration::from_millis(5),
                 reason: (!success).then_some(FailureReason::HttpStatus),

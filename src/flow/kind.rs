@@ -12,7 +12,6 @@ use super::error::StepError;
 use super::parts::Extraction;
 use super::protocol::ProtocolKind;
 use crate::diag::{ConfigError, Ctx, table_keys};
-use crate::report::StepKind;
 use crate::template::Template;
 
 /// How a kind stands to the websockets of a run.
@@ -72,7 +71,8 @@ pub(crate) struct Build<'c, 'a, 'i> {
     pub ctx: &'c mut Ctx<'a>,
     /// `steps[2]`: in front of each of the step's keys in an error.
     pub prefix: String,
-    pub kind: StepKind,
+    /// The kind's name (`ws_send`), for its errors.
+    pub kind: &'static str,
     /// Where the step's `name` is written: the place of a problem that has no key of its own
     /// (a key that is missing).
     pub name: Range<usize>,
@@ -130,7 +130,7 @@ impl<'i> Build<'_, '_, 'i> {
         for (key, span) in wrong {
             let message = format!(
                 "`{key}` does not apply to a {} on a `{}` connection",
-                self.kind.as_str(),
+                self.kind,
                 p.as_str()
             );
             let key = self.key(&key);

@@ -32,7 +32,7 @@ pub mod webrtc;
 pub(crate) use context::RunContext;
 pub use error::StepError;
 
-pub use kinds::StepSpec;
+pub use kinds::{StepKind, StepSpec};
 pub use plan::{ProbePlan, ResidentPlan, StepPlan};
 
 use std::collections::{BTreeMap, HashMap};
@@ -242,7 +242,7 @@ async fn run_step(
 fn step_report(
     ctx: &mut RunContext<'_>,
     name: &str,
-    kind: crate::report::StepKind,
+    kind: StepKind,
     cleanup: bool,
     t0: Instant,
     outcome: Result<(), StepError>,
@@ -263,7 +263,7 @@ fn step_report(
     };
     StepReport {
         name: name.to_string(),
-        kind,
+        kind: kind.name(),
         success,
         duration_ms: duration,
         reason,

@@ -10,11 +10,11 @@ use toml::de::{DeTable, DeValue};
 
 use super::defaults::Defaults;
 use super::kind::{Build, Reads, Websocket};
+use super::kinds::StepKind;
 use super::kinds::StepSpec;
 use super::plan::StepPlan;
 use super::protocol::ProtocolKind;
 use crate::diag::{ConfigError, Ctx, S, SourceFile, array_tables, table_keys, valid_label};
-use crate::report::StepKind;
 use crate::template;
 
 /// The keys every step has, read before its kind's own table. Other keys are left to the kind.
@@ -145,7 +145,7 @@ pub(crate) fn build_steps(
         let mut b = Build {
             ctx,
             prefix,
-            kind,
+            kind: kind.as_str(),
             name: s.name.span(),
             max_frames: defaults.max_frames,
             protocol,
