@@ -54,6 +54,20 @@ pub(crate) trait Kind: Sized {
         None
     }
 
+    /// The whole error when the step's timeout or the probe's deadline ran out (`which` says
+    /// which, `waited` how long), for a kind whose running out of time is a failure of its own
+    /// (ws_expect's `no_match`); `None` leaves it to the engine.
+    fn timed_out(&self, _ctx: &RunContext<'_>, _waited: &str, _which: &str) -> Option<StepError> {
+        None
+    }
+
+    /// What the step was doing when time ran out, for the engine's `timed out after 5.0 s
+    /// <waiting> (the step's timeout)`. Asked only when no connection phase (DNS, TCP, TLS) nor
+    /// WebRTC phase was under way: the engine names those itself.
+    fn waiting(&self, _ctx: &RunContext<'_>) -> &'static str {
+        "in the step"
+    }
+
     /// One run of the step (`connection`: the websocket it uses, for a kind on one).
     async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError>;
 }

@@ -11,6 +11,8 @@
 //!   problem reported through [`Build`] with file, line and key.
 //! - `reads` and `extracts`: the variables its templates read and the ones it sets.
 //! - `run`: one run of the step; the engine (`flow/mod.rs`) holds its timeout and deadline.
+//! - `waiting` and `timed_out`: what the engine's timeout error says of it ("opening the
+//!   websocket"), or the whole error when running out of time is a failure of its own.
 //!
 //! To add a kind: write `flow/<kind>.rs` (copy `redis.rs`'s first 150 lines for the shape), add
 //! one line to `kinds!` below (`Name("name", super::name::NameSpec),`: its variant, the name
@@ -104,6 +106,23 @@ macro_rules! kinds {
             pub(crate) fn uses_connection(&self) -> bool {
                 match self {
                     $(StepSpec::$kind(_) => <$spec as Kind>::WEBSOCKET == Websocket::Uses,)*
+                }
+            }
+
+            pub(crate) fn timed_out(
+                &self,
+                ctx: &RunContext<'_>,
+                waited: &str,
+                which: &str,
+            ) -> Option<StepError> {
+                match self {
+                    $(StepSpec::$kind(s) => <$spec as Kind>::timed_out(s, ctx, waited, which),)*
+                }
+            }
+
+            pub(crate) fn waiting(&self, ctx: &RunContext<'_>) -> &'static str {
+                match self {
+                    $(StepSpec::$kind(s) => <$spec as Kind>::waiting(s, ctx),)*
                 }
             }
 
