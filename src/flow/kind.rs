@@ -23,6 +23,15 @@ pub(crate) enum Websocket {
     Opens,
     /// It needs one an earlier step opened.
     Uses,
+    /// It needs one and closes it (ws_close): a step after it needs a new ws_connect.
+    Closes,
+}
+
+impl Websocket {
+    /// It runs on a websocket an earlier step opened.
+    pub(crate) fn uses(self) -> bool {
+        matches!(self, Websocket::Uses | Websocket::Closes)
+    }
 }
 
 /// One step kind: its table, its validation and its run (see the module's doc).

@@ -105,7 +105,7 @@ macro_rules! kinds {
             /// Runs on a websocket an earlier step opened.
             pub(crate) fn uses_connection(&self) -> bool {
                 match self {
-                    $(StepSpec::$kind(_) => <$spec as Kind>::WEBSOCKET == Websocket::Uses,)*
+                    $(StepSpec::$kind(_) => <$spec as Kind>::WEBSOCKET.uses(),)*
                 }
             }
 

@@ -125,7 +125,7 @@ pub(crate) fn build_steps(
         }
         let table = own_keys(ctx, kind, &prefix, table, &mut sections.broken);
         let protocol = sections.open.get(&connection).copied();
-        if StepSpec::websocket(kind) == Websocket::Uses && protocol.is_none() {
+        if StepSpec::websocket(kind).uses() && protocol.is_none() {
             let which = if connection.is_empty() {
                 String::new()
             } else {
@@ -154,11 +154,11 @@ pub(crate) fn build_steps(
         };
         let spec = StepSpec::build(kind, &mut b);
         let prefix = b.prefix;
-        match (&spec, kind) {
+        match (&spec, StepSpec::websocket(kind)) {
             (Some(StepSpec::WsConnect(c)), _) => {
                 sections.open.insert(connection.clone(), c.protocol);
             }
-            (_, StepKind::WsClose) => {
+            (_, Websocket::Closes) => {
                 sections.open.remove(&connection);
             }
             _ => {}
