@@ -12,6 +12,9 @@ use crate::fleet::PeerView;
 use crate::report::{ProbeRun, human_duration};
 use crate::status::{ProbeState, ProbeStatus, StatusDoc};
 
+#[cfg(test)]
+mod golden;
+
 /// How often the page reloads itself (a meta refresh, so it works without JavaScript).
 pub const REFRESH_SECONDS: u32 = 15;
 
