@@ -368,7 +368,7 @@ fn the_page_is_byte_for_byte_what_it_was() {
             got.len(),
             want.len(),
             around(&got),
-            around(&want)
+            around(want)
         );
     }
 }
