@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use super::settings::PolicyConfig;
-// The state machine is driven with it: its callers take it from here.
-pub use super::trigger::AlertContext;
-use super::trigger::{RunBrief, budget_breaches, build_trigger, self_view, steps_detail};
+use super::settings::PolicyConfig;
+use super::trigger::{
+    AlertContext, RunBrief, budget_breaches, build_trigger, self_view, steps_detail,
+};
 use super::{EventKind, Notification, Severity};
 use crate::report::{FailureReason, ProbeRun};
 
