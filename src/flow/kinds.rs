@@ -14,9 +14,10 @@
 //! - `waiting` and `timed_out`: what the engine's timeout error says of it ("opening the
 //!   websocket"), or the whole error when running out of time is a failure of its own.
 //!
-//! To add a kind: write `flow/<kind>.rs` (copy `redis.rs`'s first 150 lines for the shape), add
-//! one line to `kinds!` below (`Name("name", super::name::NameSpec),`: its variant, the name
-//! written in probe files, its spec), its keys to the README's "Keys by step kind", and tests.
+//! To add a kind: write `flow/<kind>.rs` (copy `redis.rs`'s first 150 lines for the shape),
+//! declare it in `flow/mod.rs` (`pub mod <kind>;`), add one line to `kinds!` below
+//! (`Name("name", super::name::NameSpec),`: its variant, the name written in probe files, its
+//! spec), its keys to the README's "Keys by step kind", and tests.
 //! Nothing else lists the kinds: [`StepKind`] (its `ALL`, `as_str`, `parse`) and [`StepSpec`]
 //! are generated here, and a report carries only the kind's name ([`KindName`]), so `report`,
 //! metrics, status and the page need no change. No list of keys is kept by hand: a key another
