@@ -462,6 +462,51 @@ def section_ceiling(sim, a, out):
           f"lag max < 0.5 s and the rate kept; the sim shares the two cores)", flush=True)
 
 
+def perf_shares(path, sort, extra=()):
+    """[(percent, name)] from `perf report --sort <sort>` of a recording."""
+    p = subprocess.run(["perf", "report", "-i", path, "--stdio", "--sort", sort,
+                        "--percent-limit", "0.5", *extra], capture_output=True, text=True,
+                       timeout=120)
+    rows = []
+    for line in p.stdout.splitlines():
+        m = re.match(r"\s+([0-9.]+)%\s+(.*\S)", line)
+        if m:
+            rows.append((float(m.group(1)), re.sub(r"\s+", " ", m.group(2))))
+    return rows
+
+
+def section_profile(sim, a, out):
+    """Where a flow's CPU goes: `perf record` (CPU-clock samples of every thread, self time)
+    on the service running the full join flow at `a.rate` flows/s for one window: the share of
+    the kernel, of libc and of joincanary (its own code and every crate linked in; a stripped
+    build names no function in it), and the functions above 1 % (at most 25) with where
+    they live."""
+    if not shutil.which("perf"):
+        print("profile: perf is not installed; skipped", flush=True)
+        return
+    svc = h.Service(flow_probes(sim, a.rate), every_second(a.rate))
+    path = os.path.join(svc.dir, "perf.data")
+    try:
+        time.sleep(WARMUP)
+        load = h.loadavg()
+        m0 = svc.metrics()
+        subprocess.run(["perf", "record", "-q", "-F", "4999", "-p", str(svc.proc.pid), "-o",
+                        path, "--", "sleep", str(a.window)], capture_output=True,
+                       timeout=a.window + 60)
+        m1 = svc.metrics()
+    finally:
+        svc.stop()
+    dsos = perf_shares(path, "dso")
+    syms = [(pct, name) for pct, name in perf_shares(path, "dso,sym") if pct >= 1.0][:25]
+    out["profile"] = {"load": load, "flows": runs_in(m1) - runs_in(m0), "by_dso": dsos,
+                      "top": syms}
+    print(f"profile of the service at {a.rate} flows/s (perf record -F 4999, {a.window:g} s, "
+          f"{runs_in(m1) - runs_in(m0):.0f} flows, load {load:.1f}), self time by where the code "
+          f"lives: " + ", ".join(f"{name} {pct:.0f} %" for pct, name in dsos), flush=True)
+    for pct, name in syms:
+        print(f"    {pct:4.1f} %  {name}", flush=True)
+
+
 def strace_counts(path):
     """{syscall: (calls, errors)} from an `strace -c` summary."""
     counts = {}
@@ -728,7 +773,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="about 2 minutes before and after a change: the headline (HTTP probe, "
                     "flow at 20/s, blackbox) and syscalls per flow, 3 rounds of 10 s")
-    ap.add_argument("--sections", default="binary,http,flow,syscalls,resident,timing,metrics,ceiling")
+    ap.add_argument("--sections",
+                    default="binary,http,flow,syscalls,profile,resident,timing,metrics,ceiling")
     ap.add_argument("--rate", type=int, default=20, help="HTTP probes per second, both tools")
     ap.add_argument("--window", type=float, default=20, help="seconds per measured window")
     ap.add_argument("--rounds", type=int, default=3)
@@ -781,6 +827,8 @@ def main():
             section_metrics(sim, a, out)
         elif s == "ceiling":
             section_ceiling(sim, a, out)
+        elif s == "profile":
+            section_profile(sim, a, out)
         else:
             raise SystemExit(f"unknown section {s}")
     print(f"load average at the end: {h.loadavg():.2f}", flush=True)

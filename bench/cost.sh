@@ -2,7 +2,8 @@
 # Cost and accuracy side by side with Debian's prometheus-blackbox-exporter, in one run.
 #   bash bench/cost.sh --quick      # ~3 minutes, before and after a change: CPU per HTTP probe and
 #                                   # per join flow at 20/s beside blackbox, syscalls per flow
-#   bash bench/cost.sh [--sections binary,http,flow,syscalls,resident,timing,metrics,ceiling] [--rounds 3]
+#   bash bench/cost.sh [--sections binary,http,flow,syscalls,profile,resident,timing,metrics,ceiling]
+#                      [--rounds 3] [--window 20] [--json FILE]   # everything, one run
 #   bash bench/cost.sh --quick --compare before=/tmp/jc-old,after=target/release/joincanary
 # --compare NAME=BIN[,NAME=BIN...] measures several builds in the same run: in the http, flow and
 # syscalls sections every round has one window of each build (their order rotating from round
@@ -15,6 +16,8 @@
 # due (--no-idle skips it; --quick does): its CPU per second is the fixed cost (timers, the alert
 # tick, the config watch, a scrape every 15 s), printed as a share of each flow at that rate.
 # CPU is the process's CPU-time clock (ns); CPU figures are printed to two significant digits.
+# Context switches per flow come from `perf stat`, the profile section from `perf record` (the
+# kernel / libc / joincanary shares of the service's CPU and the functions above 1 %).
 # Prints figures (each with its load average); installs what it needs (strace too); loopback
 # only; stops everything it starts.
 set -euo pipefail
