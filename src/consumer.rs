@@ -13,10 +13,11 @@ use crate::alert::engine::AlertEngine;
 use crate::alert::policy::Decision;
 use crate::alert::{Dispatcher, Severity};
 use crate::clock::Clock;
+use crate::event::Event;
 use crate::heartbeat::Liveness;
 use crate::metrics::Metrics;
 use crate::report::ProbeRun;
-use crate::scheduler::{Event, Scheduler};
+use crate::scheduler::Scheduler;
 use crate::status::{AlertView, Status};
 use crate::supervise::{Supervisor, Task};
 

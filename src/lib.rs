@@ -5,7 +5,7 @@
 //!
 //! A tour, in the order data flows: [`config`] loads the service config and probe files into a
 //! validated plan; [`flow`] runs one probe (HTTP login, websocket handshake, signalling
-//! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules;
+//! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules (and [`resident`] the resident ones), telling the rest by [`event`]s;
 //! [`service`] wires them into `joincanary run` (every long-lived task under [`supervise`];
 //! [`reload`] reads a changed configuration), where the [`consumer`] records every run in
 //! [`metrics`], [`status`] and [`alert`], and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
@@ -22,6 +22,7 @@ pub mod consumer;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod diag;
+pub mod event;
 pub mod fleet;
 pub mod flow;
 pub mod healthcheck;

@@ -21,6 +21,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use crate::clock::Clock;
+use crate::event::{Event, SkipReason};
 use crate::flow::ProbePlan;
 use crate::report::{ProbeRun, Trigger};
 use crate::supervise::{Supervisor, Task};
@@ -122,49 +123,6 @@ impl Runner for FlowRunner {
         trigger: Trigger,
     ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>> {
         Box::pin(async move { crate::flow::run_probe(&probe, &region, trigger).await })
-    }
-}
-
-/// What the scheduler tells the rest of the service.
-#[derive(Debug)]
-pub enum Event {
-    /// A run finished. `lag` is how late a scheduled run started.
-    Run {
-        run: ProbeRun,
-        lag: Option<Duration>,
-    },
-    /// `count` ticks could not start a run (see [`SkipReason`]).
-    Skipped {
-        probe: String,
-        reason: SkipReason,
-        count: u64,
-    },
-    /// When the probe runs next.
-    NextRun { probe: String, at: DateTime<Utc> },
-    /// A resident probe opens its session again.
-    Reconnect {
-        probe: String,
-        cause: crate::resident::ReconnectCause,
-    },
-}
-
-/// Why a tick started no run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// The previous run of the probe was still going.
-    Overlap,
-    /// The previous run had finished but its result still waited for the run consumer (the
-    /// service is behind on recording runs; the schedule does not wait for it).
-    Backlog,
-}
-
-impl SkipReason {
-    /// The `reason` label of `probe_skipped_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Overlap => "overlap",
-            SkipReason::Backlog => "backlog",
-        }
     }
 }
 

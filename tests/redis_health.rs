@@ -5,7 +5,8 @@
 //! probe's `ca_file`, an ACL user) against a redis-server with a certificate made by the test.
 
 use joincanary::alert::Severity;
-use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
+use joincanary::alert::policy::{Decision, ProbeAlertState};
+use joincanary::alert::trigger::AlertContext;
 use joincanary::flow::ProbePlan;
 use joincanary::flow::run_probe;
 use joincanary::metrics::Metrics;

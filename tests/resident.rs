@@ -8,10 +8,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use joincanary::event::{Event, ReconnectCause};
 use joincanary::flow::{ProbePlan, ResidentPlan};
 use joincanary::report::{FailureReason, ProbeRun, Trigger};
-use joincanary::resident::{ReconnectCause, Resident, Session, Sessions};
-use joincanary::scheduler::Event;
+use joincanary::resident::{Resident, Session, Sessions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

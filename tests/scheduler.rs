@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use joincanary::clock::Clock;
+use joincanary::event::Event;
 use joincanary::flow::ProbePlan;
 use joincanary::report::{ProbeRun, Trigger};
 use joincanary::schedule::Schedule;
-use joincanary::scheduler::{Event, Runner, Scheduler};
+use joincanary::scheduler::{Runner, Scheduler};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -228,7 +229,7 @@ async fn scheduled_runs_report_their_lag() {
 /// are counted as skipped with the reason `backlog` (issue 9).
 #[tokio::test(start_paused = true)]
 async fn a_stalled_consumer_never_stops_the_schedule() {
-    use joincanary::scheduler::SkipReason;
+    use joincanary::event::SkipReason;
     let clock = Clock::starting_at(origin());
     let starts: Starts = Arc::new(Mutex::new(Vec::new()));
     let runner = Arc::new(Scripted {
@@ -358,7 +359,7 @@ async fn on_probe_threads_a_probe_stays_on_one_thread_never_overlaps_and_stops_a
         match tokio::time::timeout_at(until, rx.recv()).await {
             Ok(Some(Event::Run { .. })) => runs += 1,
             Ok(Some(Event::Skipped { reason, count, .. })) => {
-                assert_eq!(reason, joincanary::scheduler::SkipReason::Overlap);
+                assert_eq!(reason, joincanary::event::SkipReason::Overlap);
                 skipped += count;
             }
             Ok(Some(Event::NextRun { .. })) => next += 1,

@@ -1,14 +1,14 @@
 //! The alert policy's state machine: `observe(run, now)` and `tick(now)` -> decisions, per
-//! probe. Pure: no I/O, no clock of its own; the settings are [`PolicyConfig`] and what a page
-//! says is built in [`super::trigger`].
+//! probe. Pure: no I/O, no clock of its own; the settings are
+//! [`PolicyConfig`](super::settings::PolicyConfig) and what a page says is built in
+//! [`super::trigger`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use super::settings::PolicyConfig;
-// The state machine is driven with it: its callers take it from here.
-pub use super::trigger::AlertContext;
-use super::trigger::{RunBrief, budget_breaches, build_trigger, self_view, steps_detail};
+use super::trigger::{
+    AlertContext, RunBrief, budget_breaches, build_trigger, self_view, steps_detail,
+};
 use super::{EventKind, Notification, Severity};
 use crate::report::{FailureReason, ProbeRun};
 
@@ -337,7 +337,7 @@ impl ProbeAlertState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::settings::Maintenance;
+    use crate::alert::settings::{Maintenance, PolicyConfig};
     use crate::alert::trigger::RunBrief;
     use crate::report::{Phase, StepKind, StepReport, Trigger};
     use crate::schedule::Schedule;

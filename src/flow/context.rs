@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::StepError;
-use super::{webrtc, ws};
+use super::webrtc::peer::Peer;
+use super::ws;
 use crate::report::{FailureReason, Phase};
 
 /// State shared by the steps of one run.
@@ -24,7 +25,7 @@ pub(crate) struct RunContext<'a> {
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
     /// WebRTC peers offered or answered, not yet connected, by connection name.
-    pub webrtc: BTreeMap<String, webrtc::Peer>,
+    pub webrtc: BTreeMap<String, Peer>,
     /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
     /// run phases of their own stop each one there with the phase's reason.
     pub deadline: Instant,

@@ -14,7 +14,7 @@ use super::plan::{
     derive_jitter,
 };
 use super::steps::{self, Sections, StepHead};
-use crate::alert::policy::PolicyConfig;
+use crate::alert::settings::PolicyConfig;
 use crate::alert::settings::RawAlerting;
 use crate::diag::{ConfigError, Ctx, EnvSource, S, SourceFile, parse_toml, valid_label};
 use crate::schedule::{Schedule, every_minute, schedule, timezone};

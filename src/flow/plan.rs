@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::kinds::StepSpec;
-use crate::alert::policy::PolicyConfig;
+use crate::alert::settings::PolicyConfig;
 use crate::report::StepKind;
 use crate::schedule::Schedule;
 use crate::template::Template;

@@ -250,7 +250,7 @@ impl Metrics {
 
     /// Creates a resident probe's reconnect series at 0 (two per probe and region).
     pub fn register_resident(&self, probe: &str, region: &str) {
-        for cause in crate::resident::ReconnectCause::ALL {
+        for cause in crate::event::ReconnectCause::ALL {
             self.resident_reconnects
                 .with_label_values(&[probe, region, cause.as_str()]);
         }
@@ -289,7 +289,7 @@ impl Metrics {
         });
     }
 
-    /// Counts `count` skipped ticks of a probe (`reason`: see `scheduler::SkipReason`).
+    /// Counts `count` skipped ticks of a probe (`reason`: see `event::SkipReason`).
     pub fn record_skip(&self, probe: &str, region: &str, reason: &'static str, count: u64) {
         self.table().with_cells(probe, region, |c| {
             *counter(&mut c.skipped, reason) += count;

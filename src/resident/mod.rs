@@ -18,31 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::clock::Clock;
+use crate::event::{Event, ReconnectCause};
 use crate::flow::{ProbePlan, ResidentPlan};
 use crate::report::{ProbeRun, Trigger};
-use crate::scheduler::Event;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why a session was opened again: the `cause` label of `probe_resident_reconnects_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReconnectCause {
-    /// The session broke, or exchanges kept failing on it, or opening it failed.
-    Failure,
-    /// It reached `max_session_age`.
-    Rotation,
-}
-
-impl ReconnectCause {
-    pub const ALL: [ReconnectCause; 2] = [ReconnectCause::Failure, ReconnectCause::Rotation];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReconnectCause::Failure => "failure",
-            ReconnectCause::Rotation => "rotation",
-        }
-    }
-}
 
 /// Opens sessions. The real one is [`FlowSessions`]; tests script one to drive the loop under
 /// a paused clock.

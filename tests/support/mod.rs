@@ -140,7 +140,8 @@ pub fn ws_join_probe(addr: &str, head: &str, expect_extra: &str) -> String {
 /// The page on-call would get: the run and its confirming run through the probe's alert
 /// policy, as the generic webhook body.
 pub fn confirmed_page(plan: &ProbePlan, run: &joincanary::report::ProbeRun) -> String {
-    use joincanary::alert::policy::{AlertContext, Decision, ProbeAlertState};
+    use joincanary::alert::policy::{Decision, ProbeAlertState};
+    use joincanary::alert::trigger::AlertContext;
     use joincanary::report::Trigger;
     let cx = AlertContext {
         probe: &plan.name,

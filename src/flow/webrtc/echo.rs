@@ -8,7 +8,6 @@ use str0m::Rtc;
 use str0m::channel::ChannelId;
 use tokio::time::Instant;
 
-use super::peer::Stage;
 use crate::flow::StepError;
 use crate::report::FailureReason;
 
@@ -190,10 +189,12 @@ impl Echoes {
                 .is_some_and(|t| now >= *t + self.options.wait)
     }
 
-    pub(super) fn report(&self, stage: Stage) -> Result<EchoReport, StepError> {
+    /// What the echo measured; none came back fails with `reason` (the peer's stage, which
+    /// this file does not know about: the peer drives the echo, not the other way round).
+    pub(super) fn report(&self, reason: FailureReason) -> Result<EchoReport, StepError> {
         if self.received == 0 {
             return Err(StepError::new(
-                stage.reason(),
+                reason,
                 format!(
                     "none of {} data channel messages came back within {} of the last",
                     self.sent,
@@ -233,7 +234,7 @@ mod tests {
         assert!(!echoes.on_data(&[0xff; 100]));
         let seq_out_of_range = format!("joincanary-echo {:016x} 99", echoes.nonce);
         assert!(!echoes.on_data(seq_out_of_range.as_bytes()));
-        let report = echoes.report(Stage::Media).unwrap();
+        let report = echoes.report(FailureReason::Media).unwrap();
         assert_eq!((report.sent, report.received), (4, 2));
         assert!((report.loss_ratio() - 0.5).abs() < 1e-9);
         assert!(report.median_rtt().is_some());

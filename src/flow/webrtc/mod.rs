@@ -9,7 +9,10 @@
 //!   `echo_rtt_seconds`.
 
 mod echo;
-mod peer;
+// The run context holds open peers by connection name and takes their type from here, not
+// from this module, which builds on the context (and the `Kind` trait): the one-way road is
+// context -> peer, kind -> context, webrtc -> kind.
+pub(crate) mod peer;
 mod sdp;
 
 use std::net::IpAddr;

@@ -263,7 +263,7 @@ impl Peer {
                     echoes.send_due(&mut self.rtc, id)?;
                 }
                 if echoes.done() {
-                    return echoes.report(stage);
+                    return echoes.report(stage.reason());
                 }
             }
             let next = wake.min(deadline).min(echoes.next_wake());
@@ -292,7 +292,7 @@ impl Peer {
                         return Err(stage.timeout(&echoes));
                     }
                     if echoes.expired(now) {
-                        return echoes.report(stage);
+                        return echoes.report(stage.reason());
                     }
                     self.rtc
                         .handle_input(Input::Timeout(now.into_std()))
