@@ -15,10 +15,10 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::Secret;
 use crate::diag::Ctx;
 use crate::diag::S;
 use crate::metrics::Metrics;
+use crate::redact::Secret;
 
 /// `[[heartbeat]]`: a dead man's switch pinged while the scheduler is healthy.
 #[derive(Debug, Deserialize, Clone)]
