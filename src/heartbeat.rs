@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::diag::Ctx;
 use crate::diag::S;
 use crate::metrics::Metrics;
-use crate::redact::Secret;
+use crate::secret::Secret;
 
 /// `[[heartbeat]]`: a dead man's switch pinged while the scheduler is healthy.
 #[derive(Debug, Deserialize, Clone)]

@@ -142,10 +142,10 @@ macro_rules! kinds {
 
 kinds! {
     Http("http", super::http::HttpSpec),
-    WsConnect("ws_connect", super::ws::WsConnectSpec),
-    WsSend("ws_send", super::ws::SendSpec),
-    WsExpect("ws_expect", super::ws::ExpectSpec),
-    WsClose("ws_close", super::ws::CloseSpec),
+    WsConnect("ws_connect", super::ws::connect::WsConnectSpec),
+    WsSend("ws_send", super::ws::send::SendSpec),
+    WsExpect("ws_expect", super::ws::expect::ExpectSpec),
+    WsClose("ws_close", super::ws::close::CloseSpec),
     Redis("redis", super::redis::RedisSpec),
     HttpJson("http_json", super::http_json::HttpJsonSpec),
     Turn("turn", super::turn::TurnSpec),
