@@ -91,10 +91,10 @@ macro_rules! kinds {
 
 kinds! {
     Http(super::http::HttpSpec),
-    WsConnect(super::ws::WsConnectSpec),
-    WsSend(super::ws::SendSpec),
-    WsExpect(super::ws::ExpectSpec),
-    WsClose(super::ws::CloseSpec),
+    WsConnect(super::ws::connect::WsConnectSpec),
+    WsSend(super::ws::send::SendSpec),
+    WsExpect(super::ws::expect::ExpectSpec),
+    WsClose(super::ws::close::CloseSpec),
     Redis(super::redis::RedisSpec),
     HttpJson(super::http_json::HttpJsonSpec),
     Webrtc(super::webrtc::WebrtcSpec),
