@@ -26,4 +26,13 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
     }
+
+    /// What a hostile server's error text looks like on the status page.
+    #[test]
+    fn a_script_in_an_error_text_stays_text() {
+        assert_eq!(
+            super::escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
 }

@@ -1,0 +1,277 @@
+//! The page's own tests: links, spans, the chart's two kinds, and hostile input from probes,
+//! servers and peers (`golden.rs` holds the whole page byte for byte).
+
+mod parts {
+    use chrono::Utc;
+
+    use crate::page::format::{link, span};
+    use crate::page::render;
+    use crate::status::{ProbeStatus, StatusDoc};
+
+    #[test]
+    fn only_http_links_are_links() {
+        assert!(link("https://grafana.example/d/x", "dashboard").starts_with("<a href="));
+        assert!(!link("javascript:alert(1)", "dashboard").contains("href"));
+    }
+
+    /// Two days kept, with a gap of three hours: the chart spans 7 days by hourly means and the
+    /// line breaks at the gap; a newly started prober's chart is its last runs instead.
+    #[test]
+    fn the_chart_is_hourly_once_hours_are_kept_and_breaks_at_gaps() {
+        use crate::rollup::HourBucket;
+        use crate::status::HistoryEntry;
+        let now = Utc::now();
+        let hour = now.timestamp() / 3600 * 3600;
+        let hourly = (0..48)
+            .filter(|i| !(10..13).contains(i))
+            .map(|i| HourBucket {
+                t: hour - 3600 * (47 - i),
+                n: 60,
+                ok: if i == 20 { 57 } else { 60 },
+                ms: 60.0 * 100.0,
+                max: 140.0,
+            })
+            .collect();
+        let probe = |hourly, history| ProbeStatus {
+            probe: "join".into(),
+            hourly,
+            history,
+            ..ProbeStatus::default()
+        };
+        let doc = StatusDoc {
+            region: "eu".into(),
+            probes: vec![probe(hourly, Default::default())],
+            ..StatusDoc::default()
+        };
+        let html = render(&doc, &[], now);
+        let chart = &html[html.find("<figure class=\"chart\">").unwrap()..];
+        assert!(
+            chart.contains("hourly mean of passing runs, last 7 days"),
+            "{chart}"
+        );
+        let path = chart.split("<path d=\"").nth(1).unwrap();
+        let path = &path[..path.find('"').unwrap()];
+        assert_eq!(path.matches('M').count(), 2, "one break at the gap: {path}");
+        assert!(chart.contains("eu: 3 of 60 runs failed") || chart.contains("57 of 60 passed"));
+        assert!(
+            chart.contains("100 ms"),
+            "the axis reads in durations: {chart}"
+        );
+
+        let history = (0..5)
+            .map(|i| HistoryEntry {
+                time: now - chrono::Duration::seconds(60 * i),
+                success: i != 2,
+                duration_ms: 80.0,
+                failed_step: (i == 2).then(|| "signalling".into()),
+                reason: (i == 2).then_some(crate::report::FailureReason::NoMatch),
+                trigger: crate::report::Trigger::Scheduled,
+            })
+            .collect();
+        let doc = StatusDoc {
+            region: "eu".into(),
+            probes: vec![probe(
+                [HourBucket {
+                    t: hour,
+                    n: 5,
+                    ok: 4,
+                    ms: 320.0,
+                    max: 80.0,
+                }]
+                .into(),
+                history,
+            )],
+            ..StatusDoc::default()
+        };
+        let html = render(&doc, &[], now);
+        assert!(html.contains("each of the last 60 runs"), "{html}");
+        assert_eq!(html.matches("passed in 80 ms").count(), 4);
+        assert!(html.contains("failed at signalling (no_match)"));
+    }
+
+    #[test]
+    fn spans_read_well() {
+        assert_eq!(span(chrono::Duration::seconds(42)), "42s");
+        assert_eq!(span(chrono::Duration::seconds(192)), "3m 12s");
+        assert_eq!(span(chrono::Duration::seconds(7500)), "2h 05m");
+        assert_eq!(span(chrono::Duration::seconds(-5)), "0s");
+    }
+}
+
+mod hostile {
+    use chrono::Utc;
+
+    use crate::alert::health::PagerHealth;
+    use crate::fleet::PeerView;
+    use crate::page::render;
+    use crate::report::ProbeRun;
+    use crate::report::{FailureReason, StepKind, StepReport, Trigger};
+    use crate::status::{AlertView, HistoryEntry};
+    use crate::status::{ProbeStatus, StatusDoc};
+    use std::time::Duration;
+
+    fn run(error: &str) -> ProbeRun {
+        ProbeRun {
+            probe: "<img src=x onerror=alert(1)>".into(),
+            region: "r".into(),
+            success: false,
+            started_at: Utc::now(),
+            duration_ms: Duration::from_millis(12),
+            failed_step: Some("<b>step</b>".into()),
+            reason: Some(FailureReason::HttpStatus),
+            error: Some(error.into()),
+            trigger: Trigger::Scheduled,
+            steps: vec![StepReport {
+                name: "<b>step</b>".into(),
+                kind: StepKind::Http,
+                success: false,
+                duration_ms: Duration::from_millis(12),
+                reason: Some(FailureReason::HttpStatus),
+                error: Some(error.into()),
+                phases: Default::default(),
+                cleanup: false,
+                gauges: Default::default(),
+                warnings: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn nothing_from_a_probe_a_server_or_a_peer_becomes_markup() {
+        let bad = "<script>alert('x')</script>\"><iframe>";
+        let r = run(bad);
+        let doc = StatusDoc {
+            region: "<i>eu</i>".into(),
+            version: "<v>".into(),
+            dashboard_url: Some("javascript:alert(1)".into()),
+            status_url: Some("https://ok.example/?a=\"><script>".into()),
+            probes: vec![ProbeStatus {
+                probe: r.probe.clone(),
+                schedule: "<s>".into(),
+                failing_since: Some(r.started_at),
+                history: [HistoryEntry {
+                    time: r.started_at,
+                    success: false,
+                    duration_ms: 12.0,
+                    failed_step: Some(bad.into()),
+                    reason: r.reason,
+                    trigger: r.trigger,
+                }]
+                .into(),
+                alerts: vec![AlertView {
+                    severity: crate::alert::Severity::Critical,
+                    dedup_key: bad.into(),
+                    since: r.started_at,
+                    summary: bad.into(),
+                }],
+                last: Some(std::sync::Arc::new(r)),
+                hourly: [crate::rollup::HourBucket {
+                    t: Utc::now().timestamp() / 3600 * 3600,
+                    n: 3,
+                    ok: 2,
+                    ms: 40.0,
+                    max: 30.0,
+                }]
+                .into(),
+                ..ProbeStatus::default()
+            }],
+            delivery: vec![PagerHealth {
+                pager: bad.into(),
+                kind: "<k>".into(),
+                last_error: Some(bad.into()),
+                last_error_at: Some(Utc::now()),
+                failing_since: Some(Utc::now()),
+                ..PagerHealth::default()
+            }],
+            ..StatusDoc::default()
+        };
+        let peer = PeerView {
+            url: "http://peer<script>:9464".into(),
+            region: Some(bad.into()),
+            result: Err(bad.into()),
+            unreachable_since: Some(Utc::now()),
+            last_seen: None,
+        };
+        let peer_doc = PeerView {
+            url: "http://peer2:9464".into(),
+            region: None,
+            result: Ok(StatusDoc {
+                region: bad.into(),
+                ..doc.clone()
+            }
+            .bounded()),
+            unreachable_since: None,
+            last_seen: None,
+        };
+        let html = render(&doc, &[peer, peer_doc], Utc::now());
+        for tag in [
+            "<script", "<iframe", "<img", "<b>", "<i>", "<v>", "<s>", "<k>",
+        ] {
+            assert!(!html.contains(tag), "{tag} got through");
+        }
+        assert!(!html.contains("href=\"javascript:"));
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    }
+
+    /// A peer that sends a document as big as it may: what is kept and rendered is cut to
+    /// the page's bounds.
+    #[test]
+    fn a_huge_peer_document_is_cut_to_bounds() {
+        let long = "x".repeat(1500);
+        let probe = ProbeStatus {
+            probe: long.clone(),
+            history: (0..100)
+                .map(|_| HistoryEntry {
+                    time: Utc::now(),
+                    success: true,
+                    duration_ms: f64::MAX,
+                    failed_step: Some(long.clone().into()),
+                    reason: None,
+                    trigger: Trigger::Scheduled,
+                })
+                .collect(),
+            alerts: (0..25)
+                .map(|_| AlertView {
+                    severity: crate::alert::Severity::Warning,
+                    dedup_key: long.clone(),
+                    since: Utc::now(),
+                    summary: long.clone(),
+                })
+                .collect(),
+            ..ProbeStatus::default()
+        };
+        let doc = StatusDoc {
+            region: long.clone(),
+            probes: vec![probe; 510],
+            delivery: vec![
+                PagerHealth {
+                    pager: long.clone(),
+                    last_error: Some(long.clone()),
+                    ..PagerHealth::default()
+                };
+                60
+            ],
+            ..StatusDoc::default()
+        }
+        .bounded();
+        assert_eq!(doc.probes.len(), 500);
+        assert!(doc.region.chars().count() <= 101);
+        let p = &doc.probes[0];
+        assert_eq!(p.history.len(), crate::status::HISTORY_LEN);
+        assert_eq!(p.alerts.len(), 20);
+        assert!(p.alerts[0].summary.chars().count() <= 1001);
+        assert!(doc.delivery.len() <= 50);
+        let html = render(
+            &StatusDoc::default(),
+            &[PeerView {
+                url: "http://peer:9464".into(),
+                region: None,
+                result: Ok(doc),
+                unreachable_since: None,
+                last_seen: None,
+            }],
+            Utc::now(),
+        );
+        assert!(html.len() < 40 * 1024 * 1024, "{} bytes", html.len());
+    }
+}
