@@ -18,12 +18,10 @@ use tokio_util::sync::CancellationToken;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-// From its owner: `alert`'s re-export would tie this file to the dispatcher, which reads
-// the scheduler's liveness from here.
-use crate::alert::notify::Secret;
 use crate::clock::Clock;
 use crate::diag::{Ctx, S, table_keys};
 use crate::metrics::Metrics;
+use crate::redact::Secret;
 
 /// The keys every `[[heartbeat]]` has, read before its `type` picks the rest (the type's own
 /// table, [`RawHttp`] or [`RawOpsgenie`]).

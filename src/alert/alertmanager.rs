@@ -8,10 +8,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::notify::{DeliveryError, Request, Secret};
+use super::notify::{DeliveryError, Request};
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits, render};
 use crate::diag::{Ctx, S};
+use crate::redact::Secret;
 
 /// Firing alerts and the watchdog are posted this often. 30 s, so the watchdog's `endsAt`
 /// ([`watchdog_ttl`]: 45 s) stays inside a dead man's switch notified every minute: after

@@ -11,11 +11,12 @@ use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use super::notify::{DeliveryError, Notifier, Secret, SendFuture};
+use super::notify::{DeliveryError, Notifier, SendFuture};
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, limits, render};
 use crate::diag::{Ctx, S};
 use crate::net::error_chain;
+use crate::redact::Secret;
 
 /// How the SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

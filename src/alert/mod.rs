@@ -24,7 +24,7 @@ pub mod trigger;
 pub mod webhook;
 
 pub use dispatch::Dispatcher;
-pub use notify::{DeliveryError, Notifier, Secret};
+pub use notify::{DeliveryError, Notifier};
 pub use pagers::{DEFAULT_PAGER_TIMEOUT, PagerKind, PagerPlan};
 pub use test_page::test_page;
 

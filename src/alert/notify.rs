@@ -9,34 +9,6 @@ use std::time::Duration;
 use super::Notification;
 use crate::net::error_chain;
 
-/// A secret value (routing key, API key, password, webhook URL). `Debug` and `Display` print
-/// `[redacted]`, so a secret cannot reach a log line by formatting its holder.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 /// Why one delivery attempt failed. The text never holds a secret or a URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
@@ -278,12 +250,6 @@ impl Notifier for HttpNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        let s = Secret::new("abc123secret");
-        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
-    }
 
     #[test]
     fn status_classes() {

@@ -2,10 +2,11 @@
 
 use serde_json::json;
 
-use super::notify::{Request, Secret};
+use super::notify::Request;
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits};
 use crate::diag::{Ctx, S};
+use crate::redact::Secret;
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 

@@ -17,8 +17,8 @@ use crate::diag::Ctx;
 /// Default per-request timeout of a pager.
 pub const DEFAULT_PAGER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One configured, validated pager. `Debug` never shows a secret: they are [`notify::Secret`]s,
-/// and the redactor is left out.
+/// One configured, validated pager. `Debug` never shows a secret: they are
+/// [`crate::redact::Secret`]s, and the redactor is left out.
 #[derive(Clone)]
 pub struct PagerPlan {
     pub name: String,

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::notify::{Request, Secret};
+use super::notify::Request;
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, limits, render};
 use crate::diag::{Ctx, S};
+use crate::redact::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Slack {
