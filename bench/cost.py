@@ -1,13 +1,17 @@
 """Cost and accuracy of joincanary side by side with Debian's prometheus-blackbox-exporter, on
 the same loopback login endpoint (the reference server's POST /api/login) at the same rate, in
 alternating windows, each a fresh process measured after a warm-up. Prints every figure, the
-medians over the rounds and joincanary/blackbox ratios. All traffic stays on 127.0.0.1."""
+medians over the rounds and joincanary/blackbox ratios. `--compare NAME=BIN,...` alternates
+several builds of joincanary (and blackbox) window by window in one run, for the http, flow and
+syscalls sections. All traffic stays on 127.0.0.1."""
 
 import argparse
 import concurrent.futures as cf
 import json
+import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -52,18 +56,49 @@ def skipped_in(metrics):
                if line.startswith("probe_skipped_total{"))
 
 
-def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None):
-    """CPU-ms per run of `joincanary run` over `seconds` after the warm-up, plus the counts and
-    the load average at the start. `lag_every`: also scrape that often and keep the largest
+class Switches:
+    """Context switches of every thread of `pid` from now until `stop()`, counted by `perf
+    stat` (a software counter the kernel keeps anyway, so counting costs the prober nothing):
+    each one is a thread going to sleep or being woken, the wake-ups a flow costs. None where
+    perf is missing or not allowed."""
+
+    def __init__(self, pid, path):
+        self.path = path
+        self.proc = None
+        if shutil.which("perf"):
+            self.proc = h.start(["perf", "stat", "-x,", "-e", "context-switches", "-p", str(pid),
+                                 "-o", path], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+            with open(self.path) as f:
+                for line in f:
+                    parts = line.strip().split(",")
+                    if len(parts) > 2 and parts[2] == "context-switches" and parts[0].isdigit():
+                        return int(parts[0])
+        except (OSError, subprocess.TimeoutExpired):
+            h.stop(self.proc)
+        return None
+
+
+def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=None):
+    """CPU-ms per run (and per second) of `joincanary run` (`bin`, default BIN) over `seconds`
+    after the warm-up, plus the counts and the load average at the start. `lag_every`: also scrape that often and keep the largest
     schedule lag of any run seen in the window (each probe's lag gauge is sampled whenever
     its last-run time moved), not just the lag of the last runs before the final scrape."""
-    svc = h.Service(probes, defaults)
+    svc = h.Service(probes, defaults, bin=bin)
     lag_max, lag_samples = 0.0, 0
     try:
         time.sleep(WARMUP)
         load = h.loadavg()
         m0 = svc.metrics()
         seen = per_probe(m0, "probe_last_run_timestamp_seconds")
+        sw = Switches(svc.proc.pid, os.path.join(svc.dir, "perf.txt"))
         c0, t0 = h.cpu_ms(svc.proc.pid), time.monotonic()
         t_end = t0 + seconds
         every = lag_every or scrape_every
@@ -82,6 +117,7 @@ def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None):
                             lag_samples += 1
                             lag_max = max(lag_max, lag.get(probe, 0.0))
         c1, t1 = h.cpu_ms(svc.proc.pid), time.monotonic()
+        switches = sw.stop()
         m1 = svc.metrics()
     finally:
         svc.stop()
@@ -92,8 +128,10 @@ def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None):
     return {"cpu_ms_per_run": (c1 - c0) / max(runs, 1), "runs": runs, "failed": failed,
             "skipped": skipped_in(m1) - skipped_in(m0), "lag_max_s": lag_max,
             "lag_samples": lag_samples, "rate": runs / (t1 - t0), "load": load,
-            "cpu_pct": (c1 - c0) / (t1 - t0) / 10,
-            "reasons": failure_reasons(m1, m0)}
+            "cpu_pct": (c1 - c0) / (t1 - t0) / 10, "cpu_ms_per_s": (c1 - c0) / (t1 - t0),
+            "seconds": t1 - t0, "reasons": failure_reasons(m1, m0),
+            "switches_per_s": None if switches is None else switches / (t1 - t0),
+            "switches_per_run": None if switches is None else switches / max(runs, 1)}
 
 
 def per_probe(text, name):
@@ -196,36 +234,163 @@ def loads(xs):
     return f"load {min(ls):.1f}-{max(ls):.1f}"
 
 
+def load_list(xs):
+    """The load average each window started at, in order."""
+    return " ".join(f"{x['load']:.1f}" for x in xs)
+
+
+def sig(x, n=2):
+    """`x` to `n` significant digits: CPU per run moves by about ±10 % between windows on a
+    shared 2-core machine, so a third digit would be noise."""
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if x == 0:
+        return "0"
+    d = n - 1 - math.floor(math.log10(abs(x)))
+    return f"{round(x, d):.{max(d, 0)}f}"
+
+
+NEVER = 'schedule = "0 0 1 1 *"\ntimeout = "900ms"'  # the same probes, none due in the window
+
+
+def builds(a):
+    """[(name, binary)] to measure: the --compare list, or the one build under test."""
+    return a.compare or [("joincanary", h.BIN)]
+
+
+def parse_compare(text):
+    out = []
+    for part in text.split(","):
+        name, sep, path = part.partition("=")
+        if not sep or not name or not path:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected NAME=BINARY")
+        if name == "blackbox" or name in (n for n, _ in out):
+            raise argparse.ArgumentTypeError(f"{name!r}: each name once, and not blackbox")
+        if not os.access(path, os.X_OK):
+            raise argparse.ArgumentTypeError(f"{path}: not an executable file")
+        out.append((name, os.path.abspath(path)))
+    return out
+
+
+def alternate(sim, a, rate, kinds):
+    """Windows at `rate` per second, alternating round by round: in each round every kind in
+    `kinds` ("http": joincanary's HTTP login probe, "blackbox": blackbox_exporter's on the same
+    endpoint, "flow": the full join flow, "idle": the same flow probes with none due), each
+    kind for every build. The builds' order rotates from one round to the next, so none is
+    always measured first. Returns {kind: {name: [window, ...]}} and prints every window."""
+    res = {k: {} for k in kinds}
+    bs = builds(a)
+    for r in range(a.rounds):
+        order = bs[r % len(bs):] + bs[:r % len(bs)]
+        for kind in kinds:
+            todo = [("blackbox", None)] if kind == "blackbox" else order
+            for name, binary in todo:
+                if kind == "blackbox":
+                    x = bb_window(sim, rate, a.window)
+                elif kind == "http":
+                    probes = {f"login-{i}": login_probe(f"login-{i}", sim) for i in range(rate)}
+                    x = jc_window(probes, every_second(rate), a.window, bin=binary)
+                elif kind == "flow":
+                    x = jc_window(flow_probes(sim, rate), every_second(rate), a.window,
+                                  bin=binary)
+                else:
+                    x = jc_window(flow_probes(sim, rate), NEVER, a.window, bin=binary)
+                res[kind].setdefault(name, []).append(x)
+                unit = "flow" if kind == "flow" else "probe"
+                sw = x.get("switches_per_s")
+                if kind == "idle":
+                    fig = f"{sig(x['cpu_ms_per_s'])} CPU-ms/s, no run due" + (
+                        "" if sw is None else f", {sig(sw)} context switches/s")
+                else:
+                    fig = (f"{sig(x['cpu_ms_per_run'])} CPU-ms/{unit}, {x['runs']:.0f} runs, "
+                           f"{x['failed']:.0f} failed" + (
+                               "" if sw is None else
+                               f", {sig(x['switches_per_run'])} context switches/{unit}"))
+                print(f"  {rate}/s round {r + 1} {kind:<8} {name:<12} {fig} (load "
+                      f"{x['load']:.1f})", flush=True)
+    return res
+
+
+def per_run(xs):
+    return [x["cpu_ms_per_run"] for x in xs]
+
+
+def summarize(what, unit, rate, a, res, kind):
+    """Per build: windows, runs, the median CPU per run, each window's figure and load, the
+    ratio to blackbox's window of the same round and to the first build's. Returns the rows."""
+    rows = {}
+    bb = res.get("blackbox", {}).get("blackbox")
+    idle = res.get("idle", {})
+    first = None
+    print(f"{what} at {rate}/s, {a.rounds} rounds of {a.window:g} s windows alternating "
+          f"{', '.join(n for n, _ in builds(a))}{', blackbox' if bb else ''}:", flush=True)
+    for name, xs in res[kind].items():
+        med = h.median(per_run(xs))
+        row = {"cpu_ms": med, "windows": per_run(xs), "loads": [x["load"] for x in xs],
+               "runs": sum(x["runs"] for x in xs), "failed": sum(x["failed"] for x in xs)}
+        line = (f"  {name:<12} {sig(med)} CPU-ms per {unit} (median of {len(xs)} windows: "
+                f"{' '.join(sig(v) for v in per_run(xs))}; load "
+                f"{load_list(xs)}; {row['runs']:.0f} runs, "
+                f"{row['failed']:.0f} failed)")
+        sws = [x["switches_per_run"] for x in xs if x.get("switches_per_run") is not None]
+        if sws:
+            row["switches_per_run"] = h.median(sws)
+            line += f"; {sig(row['switches_per_run'])} context switches per {unit}"
+        if bb:
+            ratios = [x / y for x, y in zip(per_run(xs), per_run(bb))]
+            row["ratio_to_blackbox"] = h.median(ratios)
+            line += (f"; {sig(row['ratio_to_blackbox'])}x blackbox (per round "
+                     f"{' '.join(sig(v) for v in ratios)})")
+        print(line, flush=True)
+        if name in idle:
+            # What the service spends with nothing due (timers, the alert tick, the config
+            # watch, a scrape every 15 s) is paid per second, whatever the rate: spread over
+            # `rate` flows it is part of every flow's figure.
+            per_s = h.median([x["cpu_ms_per_s"] for x in idle[name]])
+            row["idle_cpu_ms_per_s"] = per_s
+            row["idle_per_run"] = per_s / rate
+            row["own_cpu_ms"] = med - per_s / rate
+            isw = [x["switches_per_s"] for x in idle[name] if x.get("switches_per_s") is not None]
+            if isw:
+                row["idle_switches_per_s"] = h.median(isw)
+            print(f"  {'':<12} idle, the same {rate} probes with none due: {sig(per_s)} CPU-ms "
+                  f"per second (windows {' '.join(sig(x['cpu_ms_per_s']) for x in idle[name])}; "
+                  f"load {load_list(idle[name])}) = "
+                  f"{sig(per_s / rate)} CPU-ms of each {unit} at {rate}/s; the {unit}'s own "
+                  f"{sig(row['own_cpu_ms'])}" + (
+                      f"; {sig(row['idle_switches_per_s'])} context switches/s idle"
+                      if "idle_switches_per_s" in row else ""), flush=True)
+        if first is None:
+            first = (name, xs)
+        else:
+            ratios = [x / y for x, y in zip(per_run(xs), per_run(first[1]))]
+            row["ratio_to_" + first[0]] = h.median(ratios)
+            lower = sum(1 for v in ratios if v < 1)
+            print(f"  {'':<12} {name} / {first[0]}: {sig(h.median(ratios))} (per round "
+                  f"{' '.join(sig(v) for v in ratios)}; lower in {lower} of {len(ratios)} "
+                  f"rounds)", flush=True)
+        rows[name] = row
+    if bb:
+        med = h.median(per_run(bb))
+        rows["blackbox"] = {"cpu_ms": med, "windows": per_run(bb), "loads": [x["load"] for x in bb],
+                            "runs": sum(x["runs"] for x in bb), "failed": sum(x["failed"] for x in bb)}
+        print(f"  {'blackbox':<12} {sig(med)} CPU-ms per HTTP probe (median of {len(bb)} windows: "
+              f"{' '.join(sig(v) for v in per_run(bb))}; load "
+              f"{load_list(bb)}; {rows['blackbox']['runs']} probes, "
+              f"{rows['blackbox']['failed']} failed)", flush=True)
+    return rows
+
+
 def section_http(sim, a, out):
     """The headline, in alternating windows of one run: joincanary's HTTP login probe,
-    blackbox_exporter's on the same endpoint at the same rate, and joincanary's full join flow
-    at that rate; each joincanary figure also as a ratio to the blackbox window beside it."""
-    probes = {f"login-{i}": login_probe(f"login-{i}", sim) for i in range(a.rate)}
-    jc, bb, fl = [], [], []
-    for r in range(a.rounds):
-        jc.append(jc_window(probes, every_second(a.rate), a.window))
-        bb.append(bb_window(sim, a.rate, a.window))
-        fl.append(jc_window(flow_probes(sim, a.rate), every_second(a.rate), a.window))
-        print(f"  round {r + 1}: joincanary HTTP {jc[-1]['cpu_ms_per_run']:.3f} CPU-ms/probe "
-              f"({jc[-1]['runs']:.0f} runs, {jc[-1]['failed']:.0f} failed, load "
-              f"{jc[-1]['load']:.1f}), blackbox {bb[-1]['cpu_ms_per_run']:.3f} ({bb[-1]['runs']} "
-              f"probes, {bb[-1]['failed']} failed, load {bb[-1]['load']:.1f}), joincanary flow "
-              f"{fl[-1]['cpu_ms_per_run']:.3f} ({fl[-1]['runs']:.0f} flows, "
-              f"{fl[-1]['failed']:.0f} failed, load {fl[-1]['load']:.1f})", flush=True)
-    j = h.median([x["cpu_ms_per_run"] for x in jc])
-    b = h.median([x["cpu_ms_per_run"] for x in bb])
-    f = h.median([x["cpu_ms_per_run"] for x in fl])
-    rj = h.median([x["cpu_ms_per_run"] / y["cpu_ms_per_run"] for x, y in zip(jc, bb)])
-    rf = h.median([x["cpu_ms_per_run"] / y["cpu_ms_per_run"] for x, y in zip(fl, bb)])
-    out["http"] = {"joincanary": j, "blackbox": b, "ratio": rj, "rounds": jc + bb}
-    out.setdefault("flow", {})[a.rate] = {"cpu_ms_per_flow": f, "ratio_to_blackbox": rf,
-                                          "rounds": fl}
-    print(f"HTTP probe at {a.rate}/s: joincanary {j:.2f} CPU-ms, blackbox {b:.2f} CPU-ms, "
-          f"ratio {rj:.2f} (median of {a.rounds} paired windows of {a.window:g} s, "
-          f"{loads(jc + bb)})", flush=True)
-    print(f"full join flow at {a.rate}/s: {f:.2f} CPU-ms per flow, {rf:.2f}x blackbox's HTTP "
-          f"probe (median of {a.rounds}, {loads(fl)}; failed "
-          f"{sum(x['failed'] for x in fl):.0f})", flush=True)
+    blackbox_exporter's on the same endpoint at the same rate, joincanary's full join flow at
+    that rate and the same service with nothing due (its fixed cost per second); each
+    joincanary figure also as a ratio to the blackbox window of its round."""
+    res = alternate(sim, a, a.rate, ["http", "blackbox", "flow"] + ([] if a.no_idle else ["idle"]))
+    out["http"] = summarize("HTTP login probe", "probe", a.rate, a, {"http": res["http"],
+                            "blackbox": res["blackbox"]}, "http")
+    out.setdefault("flow", {})[a.rate] = summarize("full join flow", "flow", a.rate, a, res,
+                                                   "flow")
 
 
 def flow_probes(sim, n, ratio=10, run_timeout="900ms"):
@@ -233,17 +398,29 @@ def flow_probes(sim, n, ratio=10, run_timeout="900ms"):
 
 
 def section_flow(sim, a, out):
+    """The full join flow at each of `a.flow_rates` beside blackbox's HTTP probe at that rate
+    and the idle service; a rate already measured by the http section is not measured again.
+    The gap between rates is the idle cost per second spread over fewer or more flows."""
     out.setdefault("flow", {})
     for rate in a.flow_rates:
         if rate in out["flow"]:
             continue  # measured beside blackbox in the http section
-        xs = [jc_window(flow_probes(sim, rate), every_second(rate), a.window)
-              for _ in range(a.rounds)]
-        med = h.median([x["cpu_ms_per_run"] for x in xs])
-        out["flow"][rate] = {"cpu_ms_per_flow": med, "rounds": xs}
-        print(f"full join flow at {rate}/s: {med:.2f} CPU-ms per flow (median of {a.rounds} "
-              f"windows of {a.window:g} s, {loads(xs)}; failed "
-              f"{sum(x['failed'] for x in xs):.0f})", flush=True)
+        res = alternate(sim, a, rate, ["flow", "blackbox"] + ([] if a.no_idle else ["idle"]))
+        out["flow"][rate] = summarize("full join flow", "flow", rate, a, res, "flow")
+    rates = sorted(r for r in out["flow"] if isinstance(r, int))
+    if len(rates) > 1:
+        lo, hi = rates[0], rates[-1]
+        for name, _ in builds(a):
+            a_, b_ = out["flow"][lo].get(name), out["flow"][hi].get(name)
+            if a_ and b_ and "own_cpu_ms" in a_ and "own_cpu_ms" in b_:
+                print(f"  {name}: {sig(a_['cpu_ms'])} CPU-ms per flow at {lo}/s, "
+                      f"{sig(b_['cpu_ms'])} at {hi}/s; less the idle service's share "
+                      f"({sig(a_['idle_per_run'])} and {sig(b_['idle_per_run'])}): "
+                      f"{sig(a_['own_cpu_ms'])} and {sig(b_['own_cpu_ms'])}" + (
+                          f"; context switches per flow {sig(a_['switches_per_run'])} and "
+                          f"{sig(b_['switches_per_run'])}"
+                          if "switches_per_run" in a_ and "switches_per_run" in b_ else ""),
+                      flush=True)
 
 
 def section_ceiling(sim, a, out):
@@ -285,6 +462,51 @@ def section_ceiling(sim, a, out):
           f"lag max < 0.5 s and the rate kept; the sim shares the two cores)", flush=True)
 
 
+def perf_shares(path, sort, extra=()):
+    """[(percent, name)] from `perf report --sort <sort>` of a recording."""
+    p = subprocess.run(["perf", "report", "-i", path, "--stdio", "--sort", sort,
+                        "--percent-limit", "0.5", *extra], capture_output=True, text=True,
+                       timeout=120)
+    rows = []
+    for line in p.stdout.splitlines():
+        m = re.match(r"\s+([0-9.]+)%\s+(.*\S)", line)
+        if m:
+            rows.append((float(m.group(1)), re.sub(r"\s+", " ", m.group(2))))
+    return rows
+
+
+def section_profile(sim, a, out):
+    """Where a flow's CPU goes: `perf record` (CPU-clock samples of every thread, self time)
+    on the service running the full join flow at `a.rate` flows/s for one window: the share of
+    the kernel, of libc and of joincanary (its own code and every crate linked in; a stripped
+    build names no function in it), and the functions above 1 % (at most 25) with where
+    they live."""
+    if not shutil.which("perf"):
+        print("profile: perf is not installed; skipped", flush=True)
+        return
+    svc = h.Service(flow_probes(sim, a.rate), every_second(a.rate))
+    path = os.path.join(svc.dir, "perf.data")
+    try:
+        time.sleep(WARMUP)
+        load = h.loadavg()
+        m0 = svc.metrics()
+        subprocess.run(["perf", "record", "-q", "-F", "4999", "-p", str(svc.proc.pid), "-o",
+                        path, "--", "sleep", str(a.window)], capture_output=True,
+                       timeout=a.window + 60)
+        m1 = svc.metrics()
+    finally:
+        svc.stop()
+    dsos = perf_shares(path, "dso")
+    syms = [(pct, name) for pct, name in perf_shares(path, "dso,sym") if pct >= 1.0][:25]
+    out["profile"] = {"load": load, "flows": runs_in(m1) - runs_in(m0), "by_dso": dsos,
+                      "top": syms}
+    print(f"profile of the service at {a.rate} flows/s (perf record -F 4999, {a.window:g} s, "
+          f"{runs_in(m1) - runs_in(m0):.0f} flows, load {load:.1f}), self time by where the code "
+          f"lives: " + ", ".join(f"{name} {pct:.0f} %" for pct, name in dsos), flush=True)
+    for pct, name in syms:
+        print(f"    {pct:4.1f} %  {name}", flush=True)
+
+
 def strace_counts(path):
     """{syscall: (calls, errors)} from an `strace -c` summary."""
     counts = {}
@@ -298,10 +520,11 @@ def strace_counts(path):
     return counts
 
 
-def traced(probes, defaults, seconds):
+def traced(probes, defaults, seconds, bin=None):
     """({syscall: (calls, errors)}, flows, seconds) of `strace -c -f` on every thread of a
-    `joincanary run` for `seconds` after the warm-up, and the load average at the start."""
-    svc = h.Service(probes, defaults)
+    `joincanary run` (`bin`, default BIN) for `seconds` after the warm-up, and the load
+    average at the start."""
+    svc = h.Service(probes, defaults, bin=bin)
     path = os.path.join(svc.dir, "strace.txt")
     try:
         time.sleep(WARMUP)
@@ -324,43 +547,58 @@ def traced(probes, defaults, seconds):
 
 def section_syscalls(sim, a, out):
     """`strace -c -f` on the running service (every thread) while it runs the full join flow
-    at `a.rate` flows/s: system calls per flow, by call. What the service does on its own
-    (config watch every 5 s, alert tick, timers) is traced too, with the same probes scheduled
-    once a year, and shown apart: per flow, all calls and the flow's own (all minus idle)."""
-    rows = []
-    idle, _, idle_s, idle_load = traced(flow_probes(sim, a.rate),
-                                        'schedule = "0 0 1 1 *"\ntimeout = "900ms"',
-                                        a.strace_seconds)
-    idle_rate = {k: c / idle_s for k, (c, _) in idle.items()}
-    print(f"  idle service ({a.rate} probes, none due; load {idle_load:.1f}): "
-          f"{sum(idle_rate.values()):.1f} syscalls/s", flush=True)
+    at `a.rate` flows/s: system calls per flow, by call, for each build (rounds alternating
+    between builds). What the service does on its own (config watch every 5 s, alert tick,
+    timers) is traced too, with the same probes scheduled once a year, and shown apart: per
+    flow, all calls and the flow's own (all minus idle)."""
+    bs = builds(a)
+    idle_rate = {}
+    for name, binary in bs:
+        idle, _, idle_s, idle_load = traced(flow_probes(sim, a.rate), NEVER, a.strace_seconds,
+                                            bin=binary)
+        idle_rate[name] = {k: c / idle_s for k, (c, _) in idle.items()}
+        print(f"  {name}: idle service ({a.rate} probes, none due; load {idle_load:.1f}): "
+              f"{sum(idle_rate[name].values()):.1f} syscalls/s: " + ", ".join(
+                  f"{k} {v:.1f}" for k, v in sorted(idle_rate[name].items(),
+                                                    key=lambda kv: -kv[1]) if v >= 0.05),
+              flush=True)
+    rows = {name: [] for name, _ in bs}
     for r in range(a.rounds):
-        counts, flows, secs, load = traced(flow_probes(sim, a.rate), every_second(a.rate),
-                                           a.strace_seconds)
-        n = max(flows, 1)
-        total = sum(c for c, _ in counts.values())
-        own = {k: (c - idle_rate.get(k, 0.0) * secs) / n for k, (c, _) in counts.items()}
-        rows.append({"flows": flows, "per_flow": total / n, "own_per_flow": sum(own.values()),
-                     "load": load, "by_call": {k: c / n for k, (c, _) in counts.items()},
-                     "own_by_call": own,
-                     "errors": {k: e / n for k, (_, e) in counts.items() if e}})
-        print(f"  round {r + 1} (load {load:.1f}): {total / n:.1f} syscalls per flow, the flow's "
-              f"own {sum(own.values()):.1f}, over {flows:.0f} flows", flush=True)
-    med = h.median([x["per_flow"] for x in rows])
-    own = h.median([x["own_per_flow"] for x in rows])
-    mid = sorted(rows, key=lambda x: x["per_flow"])[len(rows) // 2]
-    out["syscalls"] = {"per_flow": med, "own_per_flow": own, "idle_per_s": idle_rate,
-                       "rounds": rows}
-    print(f"syscalls per full join flow at {a.rate}/s (strace -c -f, {a.strace_seconds:g} s, "
-          f"median of {a.rounds}, {loads(rows)}): {med:.1f} in all, {own:.1f} the flow's own "
-          f"(idle service: {sum(idle_rate.values()) / a.rate:.1f} per flow's time); the median "
-          f"round by call (all / own):", flush=True)
-    for k, v in sorted(mid["by_call"].items(), key=lambda kv: -kv[1]):
-        if v >= 0.05:
-            err = mid["errors"].get(k)
-            print(f"    {k:<16} {v:5.2f} / {mid['own_by_call'][k]:5.2f}" +
-                  (f"  ({err:.2f} returned an error: EINPROGRESS, EAGAIN)" if err else ""),
+        for name, binary in bs[r % len(bs):] + bs[:r % len(bs)]:
+            counts, flows, secs, load = traced(flow_probes(sim, a.rate), every_second(a.rate),
+                                               a.strace_seconds, bin=binary)
+            n = max(flows, 1)
+            total = sum(c for c, _ in counts.values())
+            own = {k: (c - idle_rate[name].get(k, 0.0) * secs) / n
+                   for k, (c, _) in counts.items()}
+            rows[name].append({"flows": flows, "per_flow": total / n,
+                               "own_per_flow": sum(own.values()), "load": load,
+                               "by_call": {k: c / n for k, (c, _) in counts.items()},
+                               "own_by_call": own,
+                               "errors": {k: e / n for k, (_, e) in counts.items() if e}})
+            print(f"  round {r + 1} {name} (load {load:.1f}): {total / n:.1f} syscalls per "
+                  f"flow, the flow's own {sum(own.values()):.1f}, over {flows:.0f} flows",
                   flush=True)
+    out["syscalls"] = {}
+    for name, _ in bs:
+        xs = rows[name]
+        med = h.median([x["per_flow"] for x in xs])
+        own = h.median([x["own_per_flow"] for x in xs])
+        mid = sorted(xs, key=lambda x: x["per_flow"])[len(xs) // 2]
+        out["syscalls"][name] = {"per_flow": med, "own_per_flow": own,
+                                 "idle_per_s": idle_rate[name], "rounds": xs}
+        print(f"syscalls per full join flow at {a.rate}/s, {name} (strace -c -f, "
+              f"{a.strace_seconds:g} s, median of {a.rounds}: "
+              f"{' '.join(format(x['per_flow'], '.1f') for x in xs)}, {loads(xs)}): {med:.1f} in all, "
+              f"{own:.1f} the flow's own (idle service: "
+              f"{sum(idle_rate[name].values()) / a.rate:.1f} per flow's time); the median "
+              f"round by call (all / own):", flush=True)
+        for k, v in sorted(mid["by_call"].items(), key=lambda kv: -kv[1]):
+            if v >= 0.05:
+                err = mid["errors"].get(k)
+                print(f"    {k:<16} {v:5.2f} / {mid['own_by_call'][k]:5.2f}" +
+                      (f"  ({err:.2f} returned an error: EINPROGRESS, EAGAIN)" if err else ""),
+                      flush=True)
 
 
 def once_runs(config, n):
@@ -521,12 +759,13 @@ def section_resident(sim, a, out):
           f"session", flush=True)
 
 
-def section_binary(out):
-    jc = os.path.getsize(h.BIN)
+def section_binary(a, out):
     bb = os.path.getsize(BB)
-    out["binary"] = {"joincanary": jc, "blackbox": bb}
-    print(f"binary: joincanary {jc / 1e6:.1f} MB, blackbox_exporter {bb / 1e6:.1f} MB "
-          f"(Debian {BB})", flush=True)
+    out["binary"] = {name: os.path.getsize(path) for name, path in builds(a)}
+    out["binary"]["blackbox"] = bb
+    sizes = ", ".join(f"{name} {os.path.getsize(path):,} bytes ({os.path.getsize(path) / 1e6:.1f} "
+                      f"MB)" for name, path in builds(a))
+    print(f"binary: {sizes}; blackbox_exporter {bb / 1e6:.1f} MB (Debian {BB})", flush=True)
 
 
 def main():
@@ -534,7 +773,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="about 2 minutes before and after a change: the headline (HTTP probe, "
                     "flow at 20/s, blackbox) and syscalls per flow, 3 rounds of 10 s")
-    ap.add_argument("--sections", default="binary,http,flow,syscalls,resident,timing,metrics,ceiling")
+    ap.add_argument("--sections",
+                    default="binary,http,flow,syscalls,profile,resident,timing,metrics,ceiling")
     ap.add_argument("--rate", type=int, default=20, help="HTTP probes per second, both tools")
     ap.add_argument("--window", type=float, default=20, help="seconds per measured window")
     ap.add_argument("--rounds", type=int, default=3)
@@ -551,10 +791,20 @@ def main():
     ap.add_argument("--strace-seconds", type=float, default=15)
     ap.add_argument("--resident-sessions", type=int, default=100)
     ap.add_argument("--resident-seconds", type=float, default=60)
+    ap.add_argument("--compare", type=parse_compare, metavar="NAME=BIN[,NAME=BIN...]",
+                    help="alternate these builds of joincanary (and blackbox) window by window "
+                    "in the http, flow and syscalls sections; print each one's figures, its "
+                    "ratio to blackbox and to the first one named. The other sections, and the "
+                    "reference server, use the last one named")
+    ap.add_argument("--no-idle", action="store_true",
+                    help="skip the idle windows (the service with nothing due)")
     ap.add_argument("--json", help="also write every figure to this file")
     a = ap.parse_args()
     if a.quick:
         a.sections, a.window, a.rounds, a.strace_seconds = "http,syscalls", 10, 3, 10
+        a.no_idle = True
+    if a.compare:
+        h.BIN = a.compare[-1][1]
     sim_proc, sim = h.start_sim()
     a.sim_pid = sim_proc.pid
     print(f"load average at the start: {h.loadavg():.2f} (2 cores; the sim and blackbox run "
@@ -562,7 +812,7 @@ def main():
     out = {}
     for s in a.sections.split(","):
         if s == "binary":
-            section_binary(out)
+            section_binary(a, out)
         elif s == "http":
             section_http(sim, a, out)
         elif s == "flow":
@@ -577,8 +827,11 @@ def main():
             section_metrics(sim, a, out)
         elif s == "ceiling":
             section_ceiling(sim, a, out)
+        elif s == "profile":
+            section_profile(sim, a, out)
         else:
             raise SystemExit(f"unknown section {s}")
+    print(f"load average at the end: {h.loadavg():.2f}", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1, default=str)

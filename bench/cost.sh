@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
 # Cost and accuracy side by side with Debian's prometheus-blackbox-exporter, in one run.
-#   bash bench/cost.sh --quick      # ~2 minutes, before and after a change: CPU per HTTP probe and
+#   bash bench/cost.sh --quick      # ~3 minutes, before and after a change: CPU per HTTP probe and
 #                                   # per join flow at 20/s beside blackbox, syscalls per flow
-#   bash bench/cost.sh [--sections binary,http,flow,syscalls,resident,timing,metrics,ceiling] [--rounds 3]
+#   bash bench/cost.sh [--sections binary,http,flow,syscalls,profile,resident,timing,metrics,ceiling]
+#                      [--rounds 3] [--window 20] [--json FILE]   # everything, one run
+#   bash bench/cost.sh --quick --compare before=/tmp/jc-old,after=target/release/joincanary
+# --compare NAME=BIN[,NAME=BIN...] measures several builds in the same run: in the http, flow and
+# syscalls sections every round has one window of each build (their order rotating from round
+# to round) beside blackbox's window, so the machine's load falls on all of them alike. Per build
+# it prints each window (runs, failures, CPU-ms per probe or flow, the load it started at), the
+# median, the ratio to blackbox (per round and median) and to the first build named (per round,
+# median, and in how many rounds it was lower). The other sections and the reference server use
+# the last build named. Without --compare: JOINCANARY_BIN, default target/release/joincanary.
+# The http and flow sections also measure the same service with the probes configured but none
+# due (--no-idle skips it; --quick does): its CPU per second is the fixed cost (timers, the alert
+# tick, the config watch, a scrape every 15 s), printed as a share of each flow at that rate.
+# CPU is the process's CPU-time clock (ns); CPU figures are printed to two significant digits.
+# Context switches per flow come from `perf stat`, the profile section from `perf record` (the
+# kernel / libc / joincanary shares of the service's CPU and the functions above 1 %).
 # Prints figures (each with its load average); installs what it needs (strace too); loopback
 # only; stops everything it starts.
 set -euo pipefail
