@@ -21,7 +21,7 @@ use toml::de::{DeTable, DeValue};
 use crate::clock::Clock;
 use crate::diag::{Ctx, S, table_keys};
 use crate::metrics::Metrics;
-use crate::redact::Secret;
+use crate::secret::Secret;
 
 /// The keys every `[[heartbeat]]` has, read before its `type` picks the rest (the type's own
 /// table, [`RawHttp`] or [`RawOpsgenie`]).

@@ -75,7 +75,7 @@ pub fn handles(plan: &Plan, clock: Clock) -> Result<Handles, ServiceError> {
         .map_err(crate::metrics::MetricsError::from)?;
     Ok(Handles {
         metrics,
-        status: Arc::new(Status::new(&plan.region)),
+        status: Arc::new(Status::new(&plan.region).with_clock(clock)),
         tasks,
     })
 }

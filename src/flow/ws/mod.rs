@@ -3,9 +3,9 @@
 //! match, failing at once on the server's own error), [`close`]. Here: an open websocket of a
 //! run (a run may hold several, by name) and what the four share.
 
-// The kinds list takes each websocket step from its own file, not through re-exports here:
-// the run context takes `Connection` from this file and every step kind takes the run
-// context, so re-exporting the kinds here would close a circle.
+// The kinds list names each kind's spec by its file (`ws::connect::WsConnectSpec`): no
+// re-export here, so this module, which `RunContext` holds connections of, imports nothing
+// that imports the context back.
 pub(crate) mod close;
 pub(crate) mod connect;
 pub(crate) mod expect;
