@@ -578,7 +578,7 @@ fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{StepKind, StepReport};
+    use crate::report::StepReport;
     use chrono::TimeZone as _;
 
     /// When the runs below start: a fixed time, so nothing here reads the system clock.
@@ -600,7 +600,7 @@ mod tests {
             trigger: Trigger::Scheduled,
             steps: vec![StepReport {
                 name: "login".into(),
-                kind: StepKind::Http,
+                kind: crate::report::KindName::new("http"),
                 success,
                 duration_ms: Duration::from_millis(5),
                 reason: (!success).then_some(FailureReason::HttpStatus),

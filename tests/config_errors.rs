@@ -103,6 +103,30 @@ fn ws_step_without_a_connection() {
     );
 }
 
+/// A step after `ws_close` on the same connection needs a new `ws_connect`; a ws_close closes
+/// only its own connection.
+#[test]
+fn ws_step_after_its_connection_closed() {
+    let step = |name: &str, kind: &str, connection: &str, extra: &str| {
+        format!(
+            "[[steps]]\nname = \"{name}\"\nkind = \"{kind}\"\nconnection = \"{connection}\"\n{extra}"
+        )
+    };
+    let url = "url = \"ws://h/\"\n";
+    let probe = [
+        step("a", "ws_connect", "a", url),
+        step("b", "ws_connect", "b", url),
+        step("close", "ws_close", "a", ""),
+        step("still_open", "ws_send", "b", "text = \"x\"\n"),
+        step("closed", "ws_send", "a", "text = \"x\"\n"),
+    ]
+    .concat();
+    assert_eq!(
+        errors_for(&probe, &[]),
+        ["probes/p.toml:22:8: steps[4].kind: needs a ws_connect step for connection `a` before it"]
+    );
+}
+
 #[test]
 fn deadline_must_be_below_the_interval() {
     let errs = errors_for(

@@ -113,7 +113,7 @@ mod hostile {
     use crate::fleet::PeerView;
     use crate::page::render;
     use crate::report::ProbeRun;
-    use crate::report::{FailureReason, StepKind, StepReport, Trigger};
+    use crate::report::{FailureReason, KindName, StepReport, Trigger};
     use crate::status::{AlertView, HistoryEntry};
     use crate::status::{ProbeStatus, StatusDoc};
     use std::time::Duration;
@@ -131,7 +131,7 @@ mod hostile {
             trigger: Trigger::Scheduled,
             steps: vec![StepReport {
                 name: "<b>step</b>".into(),
-                kind: StepKind::Http,
+                kind: KindName::new("http"),
                 success: false,
                 duration_ms: Duration::from_millis(12),
                 reason: Some(FailureReason::HttpStatus),
