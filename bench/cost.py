@@ -748,7 +748,7 @@ def section_resident(sim, a, out):
         per_session_kib = (big["rss_kib"] - row[1]["rss_kib"]) / (a.resident_sessions - 1)
         rows.append({"per_session_kib": per_session_kib, **big})
         print(f"  round {r + 1} (load {big['load']:.1f}): {a.resident_sessions} sessions: "
-              f"{sig(big["cpu_s_per_session_hour"])} CPU-s per session-hour, "
+              f"{sig(big['cpu_s_per_session_hour'])} CPU-s per session-hour, "
               f"{big['exchanges']:.0f} exchanges ({big['failed']:.0f} failed), "
               f"{per_session_kib:.0f} KiB per session", flush=True)
     cpu = h.median([x["cpu_s_per_session_hour"] for x in rows])
