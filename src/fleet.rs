@@ -6,11 +6,13 @@
 //! What a peer sends is cut to the page's bounds ([`StatusDoc::bounded`]) before it is kept.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
+use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::config::Peer;
 use crate::status::StatusDoc;
 
@@ -56,20 +58,19 @@ struct Cached {
 /// Fetches and caches peers' status.
 pub struct Fleet {
     client: Option<reqwest::Client>,
+    /// The service's clock: when a peer was last seen, since when it is unreachable, and (by
+    /// tokio's clock) how old the cache is, so all of it follows a paused clock in tests.
+    clock: Clock,
     cache: tokio::sync::Mutex<Option<Cached>>,
     /// Per peer URL; only configured peers are kept, so it is bounded by the config.
     memory: std::sync::Mutex<HashMap<String, Memory>>,
 }
 
-impl Default for Fleet {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Fleet {
-    pub fn new() -> Fleet {
+    /// A fleet reading time from `clock` (the service's).
+    pub fn new(clock: Clock) -> Fleet {
         Fleet {
+            clock,
             client: reqwest::Client::builder()
                 .timeout(PEER_TIMEOUT)
                 .connect_timeout(PEER_TIMEOUT)
@@ -104,7 +105,7 @@ impl Fleet {
             .buffered(MAX_CONCURRENT)
             .collect()
             .await;
-        let views = self.remember(peers, fetched, Utc::now());
+        let views = self.remember(peers, fetched, self.clock.now());
         *cache = Some(Cached {
             at: Instant::now(),
             peers: peers.to_vec(),
@@ -235,6 +236,92 @@ mod tests {
         assert_eq!(
             without_credentials("https://prober-eu:9464/"),
             "https://prober-eu:9464"
+        );
+    }
+
+    fn answered(region: &str) -> PeerView {
+        PeerView {
+            url: "http://prober:9464".into(),
+            region: None,
+            result: Ok(StatusDoc {
+                region: region.into(),
+                ..StatusDoc::default()
+            }),
+            unreachable_since: None,
+            last_seen: None,
+        }
+    }
+
+    fn silent() -> PeerView {
+        PeerView {
+            result: Err("connection failed".into()),
+            ..answered("")
+        }
+    }
+
+    /// A peer is unreachable since its first failed fetch, by the clock the fleet was given;
+    /// once it answers again that is cleared, and it keeps the region it last reported.
+    #[test]
+    fn a_peer_is_unreachable_since_its_first_failed_fetch() {
+        use chrono::TimeZone as _;
+        let t = |s| Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, s).unwrap();
+        let fleet = Fleet::new(Clock::starting_at(t(0)));
+        let peers = [Peer {
+            url: "http://prober:9464".into(),
+            region: None,
+        }];
+        let v = fleet.remember(&peers, vec![answered("us-east")], t(1));
+        assert_eq!((v[0].last_seen, v[0].unreachable_since), (Some(t(1)), None));
+        let v = fleet.remember(&peers, vec![silent()], t(10));
+        assert_eq!(v[0].unreachable_since, Some(t(10)));
+        let v = fleet.remember(&peers, vec![silent()], t(20));
+        assert_eq!(
+            v[0].unreachable_since,
+            Some(t(10)),
+            "since the first failure"
+        );
+        assert_eq!(v[0].last_seen, Some(t(1)));
+        assert_eq!(
+            v[0].region.as_deref(),
+            Some("us-east"),
+            "named by its last report"
+        );
+        let v = fleet.remember(&peers, vec![answered("us-east")], t(30));
+        assert_eq!(
+            (v[0].last_seen, v[0].unreachable_since),
+            (Some(t(30)), None)
+        );
+    }
+
+    /// A real fetch of a peer that refuses, under a paused clock that reads a fixed date: the
+    /// times the page shows are the service's clock's, not the system's.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusing_peer_is_unreachable_since_the_service_clock_says() {
+        use chrono::TimeZone as _;
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let clock = Clock::starting_at(t0);
+        let fleet = Fleet::new(clock);
+        // A loopback port with nobody listening.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let peers = [Peer {
+            url: format!("http://127.0.0.1:{port}"),
+            region: Some("ap-south".into()),
+        }];
+        let first = fleet.views(&peers).await;
+        let since = first[0].unreachable_since.unwrap();
+        assert!(first[0].result.is_err());
+        let limit = chrono::Duration::from_std(PEER_TIMEOUT).unwrap();
+        assert!(since >= t0 && since <= t0 + limit, "{since}");
+        tokio::time::advance(CACHE_FOR * 3).await;
+        let again = fleet.views(&peers).await;
+        assert_eq!(
+            again[0].unreachable_since,
+            Some(since),
+            "since the first failure"
         );
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,35 +15,67 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
-use crate::diag::Ctx;
-use crate::diag::S;
+use crate::clock::Clock;
+use crate::diag::{Ctx, S, table_keys};
 use crate::metrics::Metrics;
-use crate::redact::Secret;
+use crate::secret::Secret;
 
-/// `[[heartbeat]]`: a dead man's switch pinged while the scheduler is healthy.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawHeartbeat {
+/// The keys every `[[heartbeat]]` has, read before its `type` picks the rest (the type's own
+/// table, [`RawHttp`] or [`RawOpsgenie`]).
+#[derive(Debug, Deserialize)]
+pub struct Common {
     pub name: S<String>,
     /// `http` (a URL that counts pings) or `opsgenie` (the heartbeat ping API).
     #[serde(rename = "type")]
     pub kind: S<String>,
-    /// `http`: the ping URL; `opsgenie`: the API base URL (default by `region`).
-    pub url: Option<S<String>>,
-    /// `http`: `GET` (default) or `POST`.
-    pub method: Option<S<String>>,
-    /// `opsgenie`: the API key (sent as `GenieKey`).
-    pub api_key: Option<S<String>>,
-    /// `opsgenie`: `us` (default) or `eu`.
-    pub region: Option<S<String>>,
-    /// `opsgenie`: the heartbeat's name in Opsgenie (default: `name`).
-    pub heartbeat: Option<S<String>>,
     /// Time between pings (default 1m).
     pub interval: Option<S<String>>,
     /// Per-ping timeout (default 10s).
     pub timeout: Option<S<String>>,
 }
+
+/// `type = "http"`: any URL that counts requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// The ping URL.
+    pub url: Option<S<String>>,
+    /// `GET` (default) or `POST`.
+    pub method: Option<S<String>>,
+}
+
+/// `type = "opsgenie"`: Opsgenie's heartbeat ping API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpsgenie {
+    /// The API base URL (default by `region`).
+    pub url: Option<S<String>>,
+    /// The API key (sent as `GenieKey`).
+    pub api_key: Option<S<String>>,
+    /// `us` (default) or `eu`.
+    pub region: Option<S<String>>,
+    /// The heartbeat's name in Opsgenie (default: `name`).
+    pub heartbeat: Option<S<String>>,
+}
+
+/// Reads a type's table from a `[[heartbeat]]` entry and validates it into its target.
+type Parse = fn(&mut Ctx<'_>, &Entry<'_>, Spanned<DeValue<'_>>) -> Option<Target>;
+/// The keys of a type's own table ([`table_keys`] of it).
+type Keys = fn() -> &'static [&'static str];
+
+/// Every heartbeat type: its `type` word, the keys of its own table, and its parser (the
+/// type's `deny_unknown_fields` table, read once `type` is known, as pagers' `KINDS` do).
+const TYPES: [(&str, Keys, Parse); 2] = [
+    ("http", table_keys::<RawHttp>, |c, e, t| {
+        e.read(c, t).and_then(|r| RawHttp::build(c, e, &r))
+    }),
+    ("opsgenie", table_keys::<RawOpsgenie>, |c, e, t| {
+        e.read(c, t).and_then(|r| RawOpsgenie::build(c, e, &r))
+    }),
+];
 
 /// Default time between two pings.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -116,12 +149,183 @@ impl Target {
     }
 }
 
-/// Validates `[[heartbeat]]` entries; problems go to `ctx` with their line.
-pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &[S<RawHeartbeat>]) -> Vec<HeartbeatPlan> {
+/// One `[[heartbeat]]` entry while its keys are checked: its index (`heartbeat[i]`), its
+/// table's span (where a missing key is reported), its `type` and its `name`.
+pub(crate) struct Entry<'a> {
+    i: usize,
+    span: Range<usize>,
+    kind: &'a str,
+    name: &'a str,
+}
+
+impl Entry<'_> {
+    /// `heartbeat[i].k`.
+    fn key(&self, k: &str) -> String {
+        format!("heartbeat[{}].{k}", self.i)
+    }
+
+    /// "an `http` heartbeat", "an `opsgenie` heartbeat" (both read with "an", "an aitch").
+    fn a_heartbeat(&self) -> String {
+        format!("an `{}` heartbeat", self.kind)
+    }
+
+    /// The type's table `T`, read from the entry's keys that are not [`Common`]'s. A key of
+    /// another type does not apply to this one (reported at its value); any other key is
+    /// unknown (reported at the key). Both list every key this type takes.
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        ctx: &mut Ctx<'_>,
+        table: Spanned<DeValue<'_>>,
+    ) -> Option<T> {
+        let common = table_keys::<Common>();
+        let own = table_keys::<T>();
+        // Listed as written in a table: `name`, `type`, the type's own, `interval`, `timeout`.
+        let takes: Vec<String> = common[..2]
+            .iter()
+            .chain(own)
+            .chain(&common[2..])
+            .map(|k| format!("`{k}`"))
+            .collect();
+        let takes = takes.join(", ");
+        let span = table.span();
+        let DeValue::Table(keys) = table.into_inner() else {
+            return None;
+        };
+        let mut mine = DeTable::new();
+        for (key, value) in keys {
+            let k: &str = key.get_ref().as_ref();
+            if common.contains(&k) {
+                continue;
+            }
+            if own.contains(&k) {
+                mine.insert(key, value);
+            } else if TYPES.iter().any(|(_, keys, _)| keys().contains(&k)) {
+                ctx.error(
+                    Some(value.span()),
+                    self.key(k),
+                    format_args!(
+                        "does not apply to {}, expected one of {takes}",
+                        self.a_heartbeat()
+                    ),
+                );
+            } else {
+                ctx.error(
+                    Some(key.span()),
+                    self.key(k),
+                    format_args!("unknown field `{k}`, expected one of {takes}"),
+                );
+            }
+        }
+        // Every key left is `T`'s: only a wrong type can fail here.
+        crate::diag::from_table(
+            ctx.file,
+            Spanned::new(span, DeValue::Table(mine)),
+            |_, _, _| {},
+        )
+        .map_err(|e| ctx.errors.push(e))
+        .ok()
+    }
+
+    /// A required `url`: http(s) with a host. The message never repeats the value (it may hold
+    /// a token).
+    fn url(&self, ctx: &mut Ctx<'_>, value: Option<&S<String>>) -> Option<String> {
+        let key = self.key("url");
+        let Some(value) = value else {
+            ctx.error(Some(self.span.clone()), key, "is required");
+            return None;
+        };
+        let text = ctx.env_str(value, &key)?;
+        match url::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(text),
+            _ => {
+                ctx.error(Some(value.span()), key, "is not an http:// or https:// URL");
+                None
+            }
+        }
+    }
+}
+
+impl RawHttp {
+    fn build(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawHttp) -> Option<Target> {
+        let url = e.url(ctx, r.url.as_ref());
+        let post = match &r.method {
+            None => Some(false),
+            Some(m) => match ctx.env_str(m, &e.key("method")).as_deref() {
+                Some("GET") => Some(false),
+                Some("POST") => Some(true),
+                Some(_) => {
+                    ctx.error(Some(m.span()), e.key("method"), "must be `GET` or `POST`");
+                    None
+                }
+                None => None,
+            },
+        };
+        url.zip(post).map(|(url, post)| Target::Http {
+            url: Secret::new(url),
+            post,
+        })
+    }
+}
+
+impl RawOpsgenie {
+    fn build(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawOpsgenie) -> Option<Target> {
+        let base = match (&r.url, &r.region) {
+            (Some(_), _) => e
+                .url(ctx, r.url.as_ref())
+                .map(|u| u.trim_end_matches('/').to_string()),
+            (None, None) => Some(OPSGENIE_US.to_string()),
+            (None, Some(reg)) => match ctx.env_str(reg, &e.key("region")).as_deref() {
+                Some("us") => Some(OPSGENIE_US.to_string()),
+                Some("eu") => Some(OPSGENIE_EU.to_string()),
+                Some(_) => {
+                    ctx.error(Some(reg.span()), e.key("region"), "must be `us` or `eu`");
+                    None
+                }
+                None => None,
+            },
+        };
+        let api_key = match &r.api_key {
+            Some(k) => ctx.env_str(k, &e.key("api_key")).filter(|text| {
+                let ok = !text.trim().is_empty();
+                if !ok {
+                    ctx.error(Some(k.span()), e.key("api_key"), "is empty");
+                }
+                ok
+            }),
+            None => {
+                ctx.error(
+                    Some(e.span.clone()),
+                    e.key("api_key"),
+                    format_args!("is required for {}", e.a_heartbeat()),
+                );
+                None
+            }
+        };
+        let heartbeat = match &r.heartbeat {
+            Some(h) => ctx.env_str(h, &e.key("heartbeat")),
+            None => Some(e.name.to_string()),
+        };
+        Some(Target::Opsgenie {
+            base: base?,
+            heartbeat: heartbeat?,
+            api_key: Secret::new(api_key?),
+        })
+    }
+}
+
+/// Reads the `[[heartbeat]]` tables (from [`crate::diag::array_tables`]): the keys every
+/// heartbeat has, then its type's own; problems go to `ctx` with their line.
+pub(crate) fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Vec<HeartbeatPlan> {
     let mut out: Vec<HeartbeatPlan> = Vec::new();
-    for (i, entry) in raw.iter().enumerate() {
-        let r = entry.get_ref();
+    for (i, table) in tables.into_iter().enumerate() {
         let key = |k: &str| format!("heartbeat[{i}].{k}");
+        let r: Common = match crate::diag::from_table(ctx.file, table.clone(), |_, _, _| {}) {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.errors.push(e);
+                continue;
+            }
+        };
         let name = ctx.env_str(&r.name, &key("name")).unwrap_or_default();
         if !crate::diag::valid_label(&name) {
             ctx.error(
@@ -150,93 +354,22 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &[S<RawHeartbeat>]) -> Vec<Heartbeat
             ctx.error(span, key("timeout"), "must be shorter than the interval");
         }
         let kind = ctx.env_str(&r.kind, &key("type")).unwrap_or_default();
-        let not_for = |ctx: &mut Ctx<'_>, k: &str, v: &Option<S<String>>| {
-            if let Some(v) = v {
-                ctx.error(
-                    Some(v.span()),
-                    format!("heartbeat[{i}].{k}"),
-                    format_args!("does not apply to a `{kind}` heartbeat"),
-                );
-            }
+        let e = Entry {
+            i,
+            span: table.span(),
+            kind: &kind,
+            name: &name,
         };
-        let target = match kind.as_str() {
-            "http" => {
-                not_for(ctx, "api_key", &r.api_key);
-                not_for(ctx, "region", &r.region);
-                not_for(ctx, "heartbeat", &r.heartbeat);
-                let url = url_key(ctx, r.url.as_ref(), entry, &key("url"));
-                let post = match &r.method {
-                    None => Some(false),
-                    Some(m) => match ctx.env_str(m, &key("method")).as_deref() {
-                        Some("GET") => Some(false),
-                        Some("POST") => Some(true),
-                        Some(_) => {
-                            ctx.error(Some(m.span()), key("method"), "must be `GET` or `POST`");
-                            None
-                        }
-                        None => None,
-                    },
-                };
-                url.zip(post).map(|(url, post)| Target::Http {
-                    url: Secret::new(url),
-                    post,
-                })
-            }
-            "opsgenie" => {
-                not_for(ctx, "method", &r.method);
-                let base = match (&r.url, &r.region) {
-                    (Some(_), _) => url_key(ctx, r.url.as_ref(), entry, &key("url"))
-                        .map(|u| u.trim_end_matches('/').to_string()),
-                    (None, None) => Some(OPSGENIE_US.to_string()),
-                    (None, Some(reg)) => match ctx.env_str(reg, &key("region")).as_deref() {
-                        Some("us") => Some(OPSGENIE_US.to_string()),
-                        Some("eu") => Some(OPSGENIE_EU.to_string()),
-                        Some(_) => {
-                            ctx.error(Some(reg.span()), key("region"), "must be `us` or `eu`");
-                            None
-                        }
-                        None => None,
-                    },
-                };
-                let api_key = match &r.api_key {
-                    Some(k) => ctx.env_str(k, &key("api_key")).filter(|k| {
-                        let ok = !k.trim().is_empty();
-                        if !ok {
-                            ctx.error(
-                                Some(r.api_key.as_ref().map_or(0..0, |v| v.span())),
-                                key("api_key"),
-                                "is empty",
-                            );
-                        }
-                        ok
-                    }),
-                    None => {
-                        ctx.error(
-                            Some(entry.span()),
-                            key("api_key"),
-                            "is required for an `opsgenie` heartbeat",
-                        );
-                        None
-                    }
-                };
-                let heartbeat = match &r.heartbeat {
-                    Some(h) => ctx.env_str(h, &key("heartbeat")),
-                    None => Some(name.clone()),
-                };
-                match (base, api_key, heartbeat) {
-                    (Some(base), Some(api_key), Some(heartbeat)) => Some(Target::Opsgenie {
-                        base,
-                        heartbeat,
-                        api_key: Secret::new(api_key),
-                    }),
-                    _ => None,
-                }
-            }
-            _ => {
+        let target = match TYPES.iter().find(|(word, _, _)| *word == kind) {
+            Some((_, _, parse)) => parse(ctx, &e, table),
+            None => {
                 ctx.error(
                     Some(r.kind.span()),
                     key("type"),
-                    format_args!("unknown heartbeat type `{kind}`, expected `http` or `opsgenie`"),
+                    format_args!(
+                        "unknown heartbeat type `{kind}`, expected {}",
+                        TYPES.map(|(word, _, _)| format!("`{word}`")).join(" or ")
+                    ),
                 );
                 None
             }
@@ -251,28 +384,6 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &[S<RawHeartbeat>]) -> Vec<Heartbeat
         }
     }
     out
-}
-
-/// A required `url`: http(s) with a host. The message never repeats the value (it may hold a
-/// token).
-fn url_key(
-    ctx: &mut Ctx<'_>,
-    value: Option<&S<String>>,
-    entry: &S<RawHeartbeat>,
-    key: &str,
-) -> Option<String> {
-    let Some(value) = value else {
-        ctx.error(Some(entry.span()), key, "is required");
-        return None;
-    };
-    let text = ctx.env_str(value, key)?;
-    match url::Url::parse(&text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(text),
-        _ => {
-            ctx.error(Some(value.span()), key, "is not an http:// or https:// URL");
-            None
-        }
-    }
 }
 
 /// Whether the scheduler is making progress: the run consumer ticks, and no probe's announced
@@ -386,6 +497,7 @@ pub async fn run(
     ping: Pinger,
     liveness: Liveness,
     metrics: Metrics,
+    clock: Clock,
     stop: CancellationToken,
 ) {
     metrics.register_heartbeat(&plan.name);
@@ -413,7 +525,7 @@ pub async fn run(
             () = stop.cancelled() => return,
             r = tokio::time::timeout(plan.timeout, ping()) => r.unwrap_or_else(|_| Err("no reply in time".to_string())),
         };
-        metrics.count_heartbeat(&plan.name, result.is_ok(), chrono::Utc::now());
+        metrics.count_heartbeat(&plan.name, result.is_ok(), clock.now());
         match result {
             Ok(()) => tracing::debug!(heartbeat = %plan.name, "heartbeat ping sent"),
             Err(e) => tracing::warn!(heartbeat = %plan.name, error = %e, "heartbeat ping failed"),
@@ -459,6 +571,7 @@ mod tests {
             ping,
             live.clone(),
             metrics.clone(),
+            Clock::system(),
             stop.clone(),
         ));
         // Healthy for 60 s: the consumer beats every 5 s; a probe due every 10 s keeps moving.
@@ -529,7 +642,16 @@ mod tests {
         });
         let metrics = Metrics::new("t").unwrap();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(plan(10), ping, live, metrics.clone(), stop.clone()));
+        // The clock the stamp of the last success is read from: the service's, not the system's.
+        let clock = Clock::starting_at("2026-01-01T00:00:00Z".parse().unwrap());
+        let task = tokio::spawn(run(
+            plan(10),
+            ping,
+            live,
+            metrics.clone(),
+            clock,
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_secs(15)).await;
         stop.cancel();
         task.await.unwrap();
@@ -540,6 +662,13 @@ mod tests {
         assert!(text.contains(
             "joincanary_heartbeats_total{heartbeat=\"hb\",region=\"t\",result=\"success\"} 1"
         ));
+        // The second ping went out 10 s after the clock's 2026-01-01T00:00:00Z.
+        assert!(
+            text.contains(
+                "joincanary_heartbeat_last_success_timestamp_seconds{heartbeat=\"hb\",region=\"t\"} 1767225610\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod resident;
 pub mod rollup;
 pub mod schedule;
 pub mod scheduler;
+pub mod secret;
 pub mod server;
 pub mod service;
 pub mod shutdown;

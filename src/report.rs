@@ -3,6 +3,7 @@
 //! A [`ProbeRun`] flows one way from the flow engine to metrics, the status API and the alert
 //! policy. Failures are data: every failed step carries a stable [`FailureReason`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -216,54 +217,49 @@ impl Phase {
     }
 }
 
-/// The kind of a step, as written in probe files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Http,
-    WsConnect,
-    WsSend,
-    WsExpect,
-    WsClose,
-    /// Health of the Redis behind the signalling: PING, INFO gauges, pub/sub round trip.
-    Redis,
-    /// Numbers read from a JSON endpoint as gauges with thresholds.
-    HttpJson,
-    /// The media relay: STUN binding, TURN allocate, permission, a relayed echo, refresh(0).
-    Turn,
-    /// The media path: a WebRTC offer/answer, then ICE, DTLS-SRTP and a data channel echo.
-    Webrtc,
-}
+/// The kind of a step, by the name written in probe files (`http`, `ws_expect`). The list of
+/// kinds is the flow's (`flow::StepKind`, from `flow/kinds.rs`); a report carries only the name,
+/// so this leaf knows no list, and a run read back from disk or from a peer that runs a kind
+/// this build does not know still reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct KindName(Cow<'static, str>);
 
-impl StepKind {
-    pub const ALL: [StepKind; 9] = [
-        Self::Http,
-        Self::WsConnect,
-        Self::WsSend,
-        Self::WsExpect,
-        Self::WsClose,
-        Self::Redis,
-        Self::HttpJson,
-        Self::Turn,
-        Self::Webrtc,
-    ];
+/// The longest kind name read from outside (the status history, a peer's status).
+pub const MAX_KIND_CHARS: usize = 32;
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::WsConnect => "ws_connect",
-            Self::WsSend => "ws_send",
-            Self::WsExpect => "ws_expect",
-            Self::WsClose => "ws_close",
-            Self::Redis => "redis",
-            Self::HttpJson => "http_json",
-            Self::Turn => "turn",
-            Self::Webrtc => "webrtc",
-        }
+impl KindName {
+    /// A kind's own name (no allocation: the flow's names are `'static`).
+    pub const fn new(name: &'static str) -> Self {
+        Self(Cow::Borrowed(name))
     }
 
-    pub fn parse(label: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == label)
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A name from outside: 1 to [`MAX_KIND_CHARS`] of `a-z`, `0-9`, `_`, as every kind's is.
+impl TryFrom<String> for KindName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        let word = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if name.is_empty() || name.len() > MAX_KIND_CHARS || !word {
+            return Err(format!(
+                "step kind `{}` is not a kind's name (1 to {MAX_KIND_CHARS} of a-z, 0-9, _)",
+                cut(&name, MAX_KIND_CHARS)
+            ));
+        }
+        Ok(Self(Cow::Owned(name)))
+    }
+}
+
+impl fmt::Display for KindName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -291,7 +287,7 @@ impl Trigger {
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct StepReport {
     pub name: String,
-    pub kind: StepKind,
+    pub kind: KindName,
     pub success: bool,
     #[serde(with = "millis")]
     pub duration_ms: Duration,
@@ -524,6 +520,27 @@ mod tests {
         }
         for p in Phase::ALL {
             assert_eq!(Phase::parse(p.as_str()), Some(p));
+        }
+    }
+
+    #[test]
+    fn kind_names_read_back_as_written_and_are_bounded() {
+        // As the history file and peers write them: the name, read back and written unchanged.
+        let step = r#"{"name":"a","kind":"ws_expect","success":true,"duration_ms":1.5,"reason":null,"error":null,"phases":{},"cleanup":false}"#;
+        let read: StepReport = serde_json::from_str(step).unwrap();
+        assert_eq!(read.kind, KindName::new("ws_expect"));
+        assert_eq!(serde_json::to_string(&read).unwrap(), step);
+        // A kind this build does not know (a newer peer's) still reads.
+        let newer = KindName::try_from("sfu_v2".to_string()).unwrap();
+        assert_eq!(newer.as_str(), "sfu_v2");
+        assert_eq!(serde_json::to_string(&newer).unwrap(), r#""sfu_v2""#);
+        for bad in ["", "Http", "<b>x</b>", "a b", "ws-expect", &"k".repeat(33)] {
+            let json = step.replace("ws_expect", bad);
+            let err = serde_json::from_str::<StepReport>(&json).unwrap_err();
+            assert!(
+                err.to_string().contains("is not a kind's name"),
+                "{bad}: {err}"
+            );
         }
     }
 

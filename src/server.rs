@@ -24,6 +24,8 @@ struct AppState {
     status: Arc<Status>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     fleet: Arc<crate::fleet::Fleet>,
+    /// The service's clock (the one `status` was built with): what "now" is on the page.
+    clock: crate::clock::Clock,
     /// Failing tasks hold `/-/ready` at 503; a handler that panics is counted here.
     tasks: Supervisor,
 }
@@ -36,13 +38,7 @@ pub fn router(
     reload: Option<mpsc::Sender<ReloadRequest>>,
     tasks: Supervisor,
 ) -> Router {
-    let state = AppState {
-        metrics,
-        status,
-        reload,
-        fleet: Arc::new(crate::fleet::Fleet::new()),
-        tasks,
-    };
+    let state = AppState::new(metrics, status, reload, tasks);
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthy))
@@ -58,6 +54,27 @@ pub fn router(
             catch_panics,
         ))
         .with_state(state)
+}
+
+impl AppState {
+    /// Time is read from the clock `status` holds, the service's, so the page, the peers'
+    /// fetches and the status document agree on "now" (and follow a paused clock in tests).
+    fn new(
+        metrics: Metrics,
+        status: Arc<Status>,
+        reload: Option<mpsc::Sender<ReloadRequest>>,
+        tasks: Supervisor,
+    ) -> AppState {
+        let clock = status.clock();
+        AppState {
+            metrics,
+            status,
+            reload,
+            fleet: Arc::new(crate::fleet::Fleet::new(clock)),
+            clock,
+            tasks,
+        }
+    }
 }
 
 /// A handler that panics answers 500 and is logged and counted (`task="http"`), instead of
@@ -169,5 +186,33 @@ async fn status_json(State(s): State<AppState>) -> Response {
 async fn page(State(s): State<AppState>) -> Html<String> {
     let peers = s.status.page_config().peers;
     let views = s.fleet.views(&peers).await;
-    Html(crate::page::render(&doc(&s), &views, chrono::Utc::now()))
+    Html(crate::page::render(&doc(&s), &views, s.clock.now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeZone as _;
+
+    use super::*;
+    use crate::clock::Clock;
+
+    /// The page says when it was rendered, by the service's clock: a fixed date here, moved
+    /// by tokio's paused clock, never the system's.
+    #[tokio::test(start_paused = true)]
+    async fn the_page_is_rendered_at_the_service_clock() {
+        let t0 = chrono::Utc
+            .with_ymd_and_hms(2026, 3, 1, 12, 34, 56)
+            .unwrap();
+        let clock = Clock::starting_at(t0);
+        let status = Arc::new(Status::new("eu").with_clock(clock));
+        let metrics = Metrics::new("eu").unwrap().with_clock(clock);
+        let s = AppState::new(metrics, status, None, Supervisor::detached("eu"));
+        let Html(html) = page(State(s.clone())).await;
+        assert!(html.contains("at 2026-03-01 12:34:56 UTC"), "{html}");
+        tokio::time::advance(Duration::from_secs(90)).await;
+        let Html(html) = page(State(s)).await;
+        assert!(html.contains("at 2026-03-01 12:36:26 UTC"), "{html}");
+    }
 }

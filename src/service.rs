@@ -75,7 +75,7 @@ pub fn handles(plan: &Plan, clock: Clock) -> Result<Handles, ServiceError> {
         .map_err(crate::metrics::MetricsError::from)?;
     Ok(Handles {
         metrics,
-        status: Arc::new(Status::new(&plan.region)),
+        status: Arc::new(Status::new(&plan.region).with_clock(clock)),
         tasks,
     })
 }
@@ -464,7 +464,7 @@ impl Engine {
         // Alertmanager watchdog, so a stuck scheduler stops both.
         let liveness = Liveness::new(crate::heartbeat::STALL_AFTER);
         dispatcher.watch_liveness(liveness.clone());
-        let heartbeats = start_heartbeats(plan, &liveness, metrics, tasks);
+        let heartbeats = start_heartbeats(plan, &liveness, metrics, *clock, tasks);
         status.set_pagers(plan.pagers.len());
         for (n, pagers) in removed {
             dispatcher.send(n, pagers.as_deref());
@@ -562,6 +562,7 @@ fn start_heartbeats(
     plan: &Plan,
     liveness: &Liveness,
     metrics: &Metrics,
+    clock: Clock,
     tasks: &Supervisor,
 ) -> Heartbeats {
     let stop = CancellationToken::new();
@@ -583,6 +584,7 @@ fn start_heartbeats(
                             ping.clone(),
                             liveness.clone(),
                             metrics.clone(),
+                            clock,
                             stop.clone(),
                         )
                     },

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::report::{FailureReason, ProbeRun, Trigger, cut};
 
 /// What `/readyz`, `check` and the log say when no `[[pager]]` is configured.
@@ -242,9 +243,12 @@ struct SavedProbe {
 }
 
 /// Shared status, written by the run consumer, read by the HTTP server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Status {
     region: String,
+    /// What "now" is when a snapshot judges availability, and for the page and the peers'
+    /// fetches the server makes from it: the service's clock ([`Status::with_clock`]).
+    clock: Clock,
     probes: RwLock<BTreeMap<String, ProbeStatus>>,
     ready: AtomicBool,
     /// How many pagers the running configuration has (0: nobody can be paged).
@@ -269,12 +273,26 @@ impl Status {
     pub fn new(region: &str) -> Status {
         Status {
             region: region.to_string(),
+            clock: Clock::system(),
             probes: RwLock::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
             pagers: AtomicUsize::new(0),
             config: RwLock::new(PageConfig::default()),
             changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The same status reading time from `clock` (the service's) instead of the system clock
+    /// as of construction, so tests judge it at a time of their choosing.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Status {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the status reads time from: the service's.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Links and peers from a (re)loaded plan.
@@ -381,9 +399,9 @@ impl Status {
         self.ready.load(Ordering::SeqCst)
     }
 
-    /// Every probe, with its `state` and availability judged now.
+    /// Every probe, with its `state` and availability judged now (by the status's clock).
     pub fn snapshot(&self) -> Vec<ProbeStatus> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let map = self.probes.read().unwrap_or_else(|e| e.into_inner());
         map.values()
             .map(|p| ProbeStatus {
@@ -560,7 +578,13 @@ fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{StepKind, StepReport};
+    use crate::report::StepReport;
+    use chrono::TimeZone as _;
+
+    /// When the runs below start: a fixed time, so nothing here reads the system clock.
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+    }
 
     fn run(probe: &str, success: bool, error_len: usize) -> ProbeRun {
         let error = (!success).then(|| "x".repeat(error_len));
@@ -568,7 +592,7 @@ mod tests {
             probe: probe.into(),
             region: "r".into(),
             success,
-            started_at: Utc::now(),
+            started_at: t0(),
             duration_ms: Duration::from_millis(5),
             failed_step: (!success).then(|| "login".into()),
             reason: (!success).then_some(FailureReason::HttpStatus),
@@ -576,7 +600,7 @@ mod tests {
             trigger: Trigger::Scheduled,
             steps: vec![StepReport {
                 name: "login".into(),
-                kind: StepKind::Http,
+                kind: crate::report::KindName::new("http"),
                 success,
                 duration_ms: Duration::from_millis(5),
                 reason: (!success).then_some(FailureReason::HttpStatus),
@@ -619,9 +643,9 @@ mod tests {
 
     #[test]
     fn a_week_of_runs_every_minute_keeps_the_file_small() {
-        let status = Status::new("r");
+        let status = Status::new("r").with_clock(Clock::starting_at(t0()));
         status.set_probes(&[("p".into(), "* * * * *".into())]);
-        let start = Utc::now() - chrono::Duration::days(9);
+        let start = t0() - chrono::Duration::days(9);
         for i in 0..9 * 24 * 60 {
             let mut r = run("p", i % 97 != 0, 2000);
             r.started_at = start + chrono::Duration::minutes(i);
@@ -660,11 +684,28 @@ mod tests {
         p.alerts.push(AlertView {
             severity: crate::alert::Severity::Warning,
             dedup_key: "k".into(),
-            since: Utc::now(),
+            since: t0(),
             summary: String::new(),
         });
         assert_eq!(p.judge(), ProbeState::Degraded);
         p.last = Some(Arc::new(run("p", false, 10)));
         assert_eq!(p.judge(), ProbeState::Failing);
+    }
+
+    /// Availability is judged at the service's clock: a run counts in the last 24 hours until
+    /// the clock is a day past it, however long the test really took.
+    #[tokio::test(start_paused = true)]
+    async fn availability_is_judged_at_the_service_clock() {
+        let status = Status::new("r").with_clock(Clock::starting_at(t0()));
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        status.record(&Arc::new(run("p", true, 0)));
+        let day = |s: &Status| s.snapshot()[0].availability.day.runs;
+        assert_eq!(day(&status), 1);
+        tokio::time::advance(Duration::from_secs(23 * 3600)).await;
+        assert_eq!(day(&status), 1);
+        tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+        assert_eq!(day(&status), 0, "a day and an hour later");
+        assert_eq!(status.snapshot()[0].availability.week.runs, 1);
+        assert_eq!(status.clock().now(), t0() + chrono::Duration::hours(25));
     }
 }

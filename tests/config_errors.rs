@@ -103,6 +103,30 @@ fn ws_step_without_a_connection() {
     );
 }
 
+/// A step after `ws_close` on the same connection needs a new `ws_connect`; a ws_close closes
+/// only its own connection.
+#[test]
+fn ws_step_after_its_connection_closed() {
+    let step = |name: &str, kind: &str, connection: &str, extra: &str| {
+        format!(
+            "[[steps]]\nname = \"{name}\"\nkind = \"{kind}\"\nconnection = \"{connection}\"\n{extra}"
+        )
+    };
+    let url = "url = \"ws://h/\"\n";
+    let probe = [
+        step("a", "ws_connect", "a", url),
+        step("b", "ws_connect", "b", url),
+        step("close", "ws_close", "a", ""),
+        step("still_open", "ws_send", "b", "text = \"x\"\n"),
+        step("closed", "ws_send", "a", "text = \"x\"\n"),
+    ]
+    .concat();
+    assert_eq!(
+        errors_for(&probe, &[]),
+        ["probes/p.toml:22:8: steps[4].kind: needs a ws_connect step for connection `a` before it"]
+    );
+}
+
 #[test]
 fn deadline_must_be_below_the_interval() {
     let errs = errors_for(
@@ -266,7 +290,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
             service(
                 "[[heartbeat]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1m\"\n",
             ),
-            "joincanary.toml:9:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `api_key`, `region`, `heartbeat`, `interval`, `timeout`",
+            "joincanary.toml:9:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `interval`, `timeout`",
         ),
         (
             service("[[pager]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n"),
@@ -361,6 +385,33 @@ fn a_pager_key_its_kind_does_not_take_lists_the_keys_it_does() {
             "joincanary.toml:11:1: pager[1].type: missing field `type`",
         ]
     );
+}
+
+/// Issue 18: each heartbeat type reads its own table once its `type` is known, as pagers do.
+/// A key of the other type does not apply (at its value), any other key is unknown (at the
+/// key); both list the keys this type takes, and the rest of the table is still checked.
+#[test]
+fn a_heartbeat_key_its_type_does_not_take_lists_the_keys_it_does() {
+    const PROBE: &str = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let errs = TempConfig::new(
+        "[[heartbeat]]\nname = \"h\"\ntype = \"http\"\nurl = \"not a url\"\napi_key = \"k-secret\"\nevery = \"1m\"\n\
+         [[heartbeat]]\nname = \"og\"\ntype = \"opsgenie\"\napi_key = \"k\"\nmethod = \"POST\"\nregion = \"mars\"\n\
+         [[heartbeat]]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+        &[("p.toml", PROBE)],
+    )
+    .errors();
+    assert_eq!(
+        errs,
+        [
+            "joincanary.toml:8:7: heartbeat[0].url: is not an http:// or https:// URL",
+            "joincanary.toml:9:11: heartbeat[0].api_key: does not apply to an `http` heartbeat, expected one of `name`, `type`, `url`, `method`, `interval`, `timeout`",
+            "joincanary.toml:10:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `interval`, `timeout`",
+            "joincanary.toml:15:10: heartbeat[1].method: does not apply to an `opsgenie` heartbeat, expected one of `name`, `type`, `url`, `api_key`, `region`, `heartbeat`, `interval`, `timeout`",
+            "joincanary.toml:16:10: heartbeat[1].region: must be `us` or `eu`",
+            "joincanary.toml:17:1: heartbeat[2].name: missing field `name`",
+        ]
+    );
+    assert!(!errs.concat().contains("k-secret"), "{errs:?}");
 }
 
 #[test]

@@ -258,13 +258,13 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 /// Every metric the service exports (with histogram series names).
 fn exported() -> Vec<String> {
-    use joincanary::report::{FailureReason, Phase, ProbeRun, StepKind, StepReport, Trigger};
+    use joincanary::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
     let m = joincanary::metrics::Metrics::new("test").unwrap();
     m.register_probe("p", "test", Some(std::time::Duration::from_secs(60)));
     // Vectors without a child are not exported at all: give each one.
     let step = StepReport {
         name: "s".into(),
-        kind: StepKind::Http,
+        kind: joincanary::flow::StepKind::Http.name(),
         success: false,
         duration_ms: std::time::Duration::from_millis(5),
         reason: Some(FailureReason::Timeout),

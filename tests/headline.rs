@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use joincanary::clock::Clock;
 use joincanary::flow::ProbePlan;
-use joincanary::report::{FailureReason, ProbeRun, StepKind, StepReport, Trigger};
+use joincanary::report::{FailureReason, ProbeRun, StepReport, Trigger};
 use joincanary::scheduler::Runner;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,7 @@ impl Runner for Platform {
             tokio::time::sleep(took).await;
             let step = StepReport {
                 name: "signalling".into(),
-                kind: StepKind::WsExpect,
+                kind: joincanary::flow::StepKind::WsExpect.name(),
                 success: !broken,
                 duration_ms: took,
                 reason: broken.then_some(FailureReason::NoMatch),

@@ -136,7 +136,7 @@ fn heartbeat_config_errors_name_line_and_key() {
             "joincanary.toml:10:11: heartbeat[0].timeout: must be shorter than the interval",
             "joincanary.toml:11:1: heartbeat[1].api_key: is required for an `opsgenie` heartbeat",
             "joincanary.toml:14:10: heartbeat[1].region: must be `us` or `eu`",
-            "joincanary.toml:15:10: heartbeat[1].method: does not apply to a `opsgenie` heartbeat",
+            "joincanary.toml:15:10: heartbeat[1].method: does not apply to an `opsgenie` heartbeat, expected one of `name`, `type`, `url`, `api_key`, `region`, `heartbeat`, `interval`, `timeout`",
             "joincanary.toml:18:8: heartbeat[2].type: unknown heartbeat type `carrier-pigeon`, expected `http` or `opsgenie`",
         ]
     );

@@ -49,8 +49,13 @@ async fn run(text: &str) -> ProbeRun {
 }
 
 fn http_probe(url: &str) -> String {
+    one_step("http", url, "1s")
+}
+
+/// A probe of one step `login` of `kind` at `url`, with its own `timeout`, under a 3 s deadline.
+fn one_step(kind: &str, url: &str, timeout: &str) -> String {
     format!(
-        "timeout = \"3s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"{url}\"\ntimeout = \"1s\"\n"
+        "timeout = \"3s\"\n[[steps]]\nname = \"login\"\nkind = \"{kind}\"\nurl = \"{url}\"\ntimeout = \"{timeout}\"\n"
     )
 }
 
@@ -106,10 +111,7 @@ async fn stalled_tls_handshake_is_tls() {
     for kind in ["http", "ws_connect"] {
         let addr = silent_server().await;
         let scheme = if kind == "http" { "https" } else { "wss" };
-        let text = format!(
-            "timeout = \"3s\"\n[[steps]]\nname = \"login\"\nkind = \"{kind}\"\nurl = \"{scheme}://{addr}/\"\ntimeout = \"500ms\"\n"
-        );
-        let run = run(&text).await;
+        let run = run(&one_step(kind, &format!("{scheme}://{addr}/"), "500ms")).await;
         assert_eq!(run.reason, Some(FailureReason::Tls), "{kind}: {run:#?}");
         let error = run.error.clone().unwrap_or_default();
         assert!(
@@ -121,6 +123,40 @@ async fn stalled_tls_handshake_is_tls() {
         assert!(
             phases.get(&Phase::Tls).is_some_and(|d| !d.is_zero()),
             "the stalled handshake's time is reported: {phases:?}"
+        );
+    }
+}
+
+/// A step that runs out of time past its connection says what it was waiting for, in the kind's
+/// own words (each kind's `waiting`), and which clock ran out.
+#[tokio::test]
+async fn a_timeout_names_what_the_step_was_waiting_for() {
+    let stalled_body = raw_http(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello", true).await;
+    let cases = [
+        (
+            "http",
+            format!("http://{}/", silent_server().await),
+            "waiting for the reply",
+        ),
+        (
+            "http",
+            format!("http://{stalled_body}/"),
+            "reading the body",
+        ),
+        (
+            "ws_connect",
+            format!("ws://{}/", silent_server().await),
+            "opening the websocket",
+        ),
+    ];
+    for (kind, url, words) in cases {
+        let run = run(&one_step(kind, &url, "300ms")).await;
+        assert_eq!(run.reason, Some(FailureReason::Timeout), "{kind}: {run:#?}");
+        let error = run.error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with("timed out after ")
+                && error.ends_with(&format!(" {words} (the step's timeout)")),
+            "{kind} {url}: {error}"
         );
     }
 }

@@ -12,7 +12,7 @@ use super::notify::{DeliveryError, Request};
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits, render};
 use crate::diag::{Ctx, S};
-use crate::redact::Secret;
+use crate::secret::Secret;
 
 /// Firing alerts and the watchdog are posted this often. 30 s, so the watchdog's `endsAt`
 /// ([`watchdog_ttl`]: 45 s) stays inside a dead man's switch notified every minute: after

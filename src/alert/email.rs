@@ -16,7 +16,7 @@ use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, limits, render};
 use crate::diag::{Ctx, S};
 use crate::net::error_chain;
-use crate::redact::Secret;
+use crate::secret::Secret;
 
 /// How the SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

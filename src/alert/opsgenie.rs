@@ -6,7 +6,7 @@ use super::notify::Request;
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits, render};
 use crate::diag::{Ctx, S};
-use crate::redact::Secret;
+use crate::secret::Secret;
 
 pub const DEFAULT_URL: &str = "https://api.opsgenie.com";
 pub const EU_URL: &str = "https://api.eu.opsgenie.com";

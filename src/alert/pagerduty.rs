@@ -6,7 +6,7 @@ use super::notify::Request;
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits};
 use crate::diag::{Ctx, S};
-use crate::redact::Secret;
+use crate::secret::Secret;
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 

@@ -18,7 +18,7 @@ use crate::diag::Ctx;
 pub const DEFAULT_PAGER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One configured, validated pager. `Debug` never shows a secret: they are
-/// [`crate::redact::Secret`]s, and the redactor is left out.
+/// [`crate::secret::Secret`]s, and the redactor is left out.
 #[derive(Clone)]
 pub struct PagerPlan {
     pub name: String,

@@ -339,7 +339,7 @@ mod tests {
     use super::*;
     use crate::alert::settings::{Maintenance, PolicyConfig};
     use crate::alert::trigger::RunBrief;
-    use crate::report::{Phase, StepKind, StepReport, Trigger};
+    use crate::report::{Phase, StepReport, Trigger};
     use crate::schedule::Schedule;
     use chrono::TimeZone;
     use std::collections::BTreeMap;
@@ -353,7 +353,7 @@ mod tests {
         }
         StepReport {
             name: name.into(),
-            kind: StepKind::Http,
+            kind: crate::report::KindName::new("http"),
             success: ok,
             duration_ms: Duration::from_millis(ms),
             reason,

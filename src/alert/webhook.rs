@@ -13,7 +13,7 @@ use super::notify::Request;
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, limits, render};
 use crate::diag::{Ctx, S};
-use crate::redact::Secret;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Slack {

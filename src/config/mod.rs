@@ -244,7 +244,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         plans: pagers,
         names: pager_names,
     } = crate::alert::pagers::parse(&mut ctx, array_tables(&file, "pager"));
-    let heartbeats = crate::heartbeat::build(&mut ctx, &raw.heartbeat);
+    let heartbeats = crate::heartbeat::parse(&mut ctx, array_tables(&file, "heartbeat"));
     let alerting = crate::alert::settings::PolicyConfig::build(
         &mut ctx,
         &raw.alerting,

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use crate::alert::settings::RawAlerting;
 use crate::diag::S;
 use crate::flow::defaults::RawDefaults;
-use crate::heartbeat::RawHeartbeat;
 
 /// `config/joincanary.toml`: the service.
 #[derive(Debug, Deserialize)]
@@ -43,6 +42,8 @@ pub struct RawService {
     /// once its `type` is known; here only accepted.
     #[serde(default)]
     pub pager: Vec<serde::de::IgnoredAny>,
+    /// `[[heartbeat]]`: each is read by [`crate::heartbeat::parse`] into its type's own table,
+    /// once its `type` is known; here only accepted.
     #[serde(default)]
-    pub heartbeat: Vec<S<RawHeartbeat>>,
+    pub heartbeat: Vec<serde::de::IgnoredAny>,
 }

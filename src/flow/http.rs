@@ -181,6 +181,14 @@ impl Kind for HttpSpec {
         &self.extract
     }
 
+    fn waiting(&self, ctx: &RunContext<'_>) -> &'static str {
+        match ctx.phases.keys().next_back() {
+            None => "waiting for the connection",
+            Some(Phase::FirstByte) => "reading the body",
+            Some(_) => "waiting for the reply",
+        }
+    }
+
     async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
         run(ctx, self).await
     }

@@ -101,6 +101,10 @@ impl Kind for HttpJsonSpec {
         &self.http.extract
     }
 
+    fn waiting(&self, ctx: &RunContext<'_>) -> &'static str {
+        self.http.waiting(ctx)
+    }
+
     /// The request as an `http` step makes it, its JSON values extracted into gauges, then
     /// the thresholds.
     async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {

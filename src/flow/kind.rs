@@ -12,7 +12,6 @@ use super::error::StepError;
 use super::parts::Extraction;
 use super::protocol::ProtocolKind;
 use crate::diag::{ConfigError, Ctx, table_keys};
-use crate::report::StepKind;
 use crate::template::Template;
 
 /// How a kind stands to the websockets of a run.
@@ -24,6 +23,15 @@ pub(crate) enum Websocket {
     Opens,
     /// It needs one an earlier step opened.
     Uses,
+    /// It needs one and closes it (ws_close): a step after it needs a new ws_connect.
+    Closes,
+}
+
+impl Websocket {
+    /// It runs on a websocket an earlier step opened.
+    pub(crate) fn uses(self) -> bool {
+        matches!(self, Websocket::Uses | Websocket::Closes)
+    }
 }
 
 /// One step kind: its table, its validation and its run (see the module's doc).
@@ -55,6 +63,20 @@ pub(crate) trait Kind: Sized {
         None
     }
 
+    /// The whole error when the step's timeout or the probe's deadline ran out (`which` says
+    /// which, `waited` how long), for a kind whose running out of time is a failure of its own
+    /// (ws_expect's `no_match`); `None` leaves it to the engine.
+    fn timed_out(&self, _ctx: &RunContext<'_>, _waited: &str, _which: &str) -> Option<StepError> {
+        None
+    }
+
+    /// What the step was doing when time ran out, for the engine's `timed out after 5.0 s
+    /// <waiting> (the step's timeout)`. Asked only when no connection phase (DNS, TCP, TLS) nor
+    /// WebRTC phase was under way: the engine names those itself.
+    fn waiting(&self, _ctx: &RunContext<'_>) -> &'static str {
+        "in the step"
+    }
+
     /// One run of the step (`connection`: the websocket it uses, for a kind on one).
     async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError>;
 }
@@ -72,7 +94,8 @@ pub(crate) struct Build<'c, 'a, 'i> {
     pub ctx: &'c mut Ctx<'a>,
     /// `steps[2]`: in front of each of the step's keys in an error.
     pub prefix: String,
-    pub kind: StepKind,
+    /// The kind's name (`ws_send`), for its errors.
+    pub kind: &'static str,
     /// Where the step's `name` is written: the place of a problem that has no key of its own
     /// (a key that is missing).
     pub name: Range<usize>,
@@ -130,7 +153,7 @@ impl<'i> Build<'_, '_, 'i> {
         for (key, span) in wrong {
             let message = format!(
                 "`{key}` does not apply to a {} on a `{}` connection",
-                self.kind.as_str(),
+                self.kind,
                 p.as_str()
             );
             let key = self.key(&key);

@@ -32,7 +32,7 @@ pub mod webrtc;
 pub(crate) use context::RunContext;
 pub use error::StepError;
 
-pub use kinds::StepSpec;
+pub use kinds::{StepKind, StepSpec};
 pub use plan::{ProbePlan, ResidentPlan, StepPlan};
 
 use std::collections::{BTreeMap, HashMap};
@@ -242,7 +242,7 @@ async fn run_step(
 fn step_report(
     ctx: &mut RunContext<'_>,
     name: &str,
-    kind: crate::report::StepKind,
+    kind: StepKind,
     cleanup: bool,
     t0: Instant,
     outcome: Result<(), StepError>,
@@ -263,7 +263,7 @@ fn step_report(
     };
     StepReport {
         name: name.to_string(),
-        kind,
+        kind: kind.name(),
         success,
         duration_ms: duration,
         reason,
@@ -287,24 +287,8 @@ fn timeout_error(
     } else {
         "the step's timeout"
     };
-    // The rule for `ws_expect`: running out of time is `no_match` whichever clock ran out, the
-    // step's timeout or the probe's deadline. The websocket was up and the frame the flow needed
-    // never came (the signalling path failing, with or without other traffic); the message says
-    // which clock and how many frames were skipped. A step's own `timeout` is an optional
-    // refinement and must not change what the failure is called.
-    if matches!(step.spec, StepSpec::WsExpect(_)) {
-        let seen = ctx.frames_seen;
-        return StepError::new(
-            FailureReason::NoMatch,
-            match &ctx.last_miss {
-                Some(miss) => format!(
-                    "no frame matched within {waited} ({which}; {seen} frames skipped; last: {miss})"
-                ),
-                None => {
-                    format!("no frame matched within {waited} ({which}; {seen} frames skipped)")
-                }
-            },
-        );
+    if let Some(e) = step.spec.timed_out(ctx, &waited, which) {
+        return e;
     }
     // A connection phase under way names its layer: a resolver or a TLS peer that never
     // answers is not "waiting for the reply".
@@ -344,14 +328,7 @@ fn timeout_error(
         }
         _ => {}
     }
-    let waiting_for = match (&step.spec, ctx.phases.keys().next_back()) {
-        (StepSpec::Http(_) | StepSpec::HttpJson(_), None) => "waiting for the connection",
-        (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(Phase::FirstByte)) => "reading the body",
-        (StepSpec::Http(_) | StepSpec::HttpJson(_), Some(_)) => "waiting for the reply",
-        (StepSpec::WsConnect(_), _) => "opening the websocket",
-        (StepSpec::Redis(_), _) if !ctx.waiting.is_empty() => ctx.waiting,
-        _ => "in the step",
-    };
+    let waiting_for = step.spec.waiting(ctx);
     StepError::new(
         FailureReason::Timeout,
         format!("timed out after {waited} {waiting_for} ({which})"),

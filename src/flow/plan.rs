@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use super::kinds::StepKind;
 use super::kinds::StepSpec;
 use crate::alert::settings::PolicyConfig;
-use crate::report::StepKind;
 use crate::schedule::Schedule;
 use crate::template::Template;
 

@@ -127,6 +127,15 @@ impl Kind for RedisSpec {
         r.templates.extend(&self.channel);
     }
 
+    /// The exchange under way (`waiting for INFO`), as `run` marks it.
+    fn waiting(&self, ctx: &RunContext<'_>) -> &'static str {
+        if ctx.waiting.is_empty() {
+            "in the step"
+        } else {
+            ctx.waiting
+        }
+    }
+
     async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
         run(ctx, self).await
     }

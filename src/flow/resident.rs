@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use tokio::time::Instant;
 
+use super::StepKind;
 use super::{RunContext, StepError, assemble, close_all, new_context, run_steps};
 use crate::flow::{ProbePlan, ResidentPlan};
-use crate::report::{FailureReason, Phase, ProbeRun, StepKind, StepReport, Trigger};
+use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
 
 /// The step name of a failure found between exchanges (the session dropped, an error frame).
 pub const SESSION_STEP: &str = "session";
@@ -125,7 +126,7 @@ impl<'a> Session<'a> {
         phases.insert(Phase::Total, start.elapsed());
         let step = StepReport {
             name: SESSION_STEP.to_string(),
-            kind: StepKind::WsExpect,
+            kind: StepKind::WsExpect.name(),
             success: false,
             duration_ms: start.elapsed(),
             reason: Some(e.reason),

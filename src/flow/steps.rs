@@ -10,11 +10,11 @@ use toml::de::{DeTable, DeValue};
 
 use super::defaults::Defaults;
 use super::kind::{Build, Reads, Websocket};
+use super::kinds::StepKind;
 use super::kinds::StepSpec;
 use super::plan::StepPlan;
 use super::protocol::ProtocolKind;
 use crate::diag::{ConfigError, Ctx, S, SourceFile, array_tables, table_keys, valid_label};
-use crate::report::StepKind;
 use crate::template;
 
 /// The keys every step has, read before its kind's own table. Other keys are left to the kind.
@@ -125,7 +125,7 @@ pub(crate) fn build_steps(
         }
         let table = own_keys(ctx, kind, &prefix, table, &mut sections.broken);
         let protocol = sections.open.get(&connection).copied();
-        if StepSpec::websocket(kind) == Websocket::Uses && protocol.is_none() {
+        if StepSpec::websocket(kind).uses() && protocol.is_none() {
             let which = if connection.is_empty() {
                 String::new()
             } else {
@@ -145,7 +145,7 @@ pub(crate) fn build_steps(
         let mut b = Build {
             ctx,
             prefix,
-            kind,
+            kind: kind.as_str(),
             name: s.name.span(),
             max_frames: defaults.max_frames,
             protocol,
@@ -154,11 +154,11 @@ pub(crate) fn build_steps(
         };
         let spec = StepSpec::build(kind, &mut b);
         let prefix = b.prefix;
-        match (&spec, kind) {
+        match (&spec, StepSpec::websocket(kind)) {
             (Some(StepSpec::WsConnect(c)), _) => {
                 sections.open.insert(connection.clone(), c.protocol);
             }
-            (_, StepKind::WsClose) => {
+            (_, Websocket::Closes) => {
                 sections.open.remove(&connection);
             }
             _ => {}

@@ -11,7 +11,7 @@ use prometheus::{
 
 use super::text::FAMILIES;
 use super::*;
-use crate::report::{FailureReason, Phase, StepKind, StepReport, Trigger};
+use crate::report::{FailureReason, Phase, StepReport, Trigger};
 
 type ProbeKey = (String, String);
 type LabelValues = Vec<String>;
@@ -235,7 +235,7 @@ impl Reference {
 fn step(name: &str, ok: bool, ms: &[(Phase, u64)], cleanup: bool) -> StepReport {
     StepReport {
         name: name.into(),
-        kind: StepKind::Http,
+        kind: crate::report::KindName::new("http"),
         success: ok,
         duration_ms: Duration::from_millis(ms.iter().map(|(_, m)| m).sum()),
         reason: (!ok).then_some(FailureReason::Timeout),

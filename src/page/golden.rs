@@ -12,7 +12,7 @@ use super::render;
 use crate::alert::Severity;
 use crate::alert::health::PagerHealth;
 use crate::fleet::PeerView;
-use crate::report::{FailureReason, Phase, ProbeRun, StepKind, StepReport, Trigger};
+use crate::report::{FailureReason, KindName, Phase, ProbeRun, StepReport, Trigger};
 use crate::rollup::HourBucket;
 use crate::status::{AlertView, HistoryEntry, ProbeStatus, StatusDoc};
 
@@ -27,10 +27,10 @@ fn ago(seconds: i64) -> DateTime<Utc> {
     now() - chrono::Duration::seconds(seconds)
 }
 
-fn step(name: &str, kind: StepKind, ms: u64, failed: Option<FailureReason>) -> StepReport {
+fn step(name: &str, kind: &'static str, ms: u64, failed: Option<FailureReason>) -> StepReport {
     StepReport {
         name: name.into(),
-        kind,
+        kind: KindName::new(kind),
         success: failed.is_none(),
         duration_ms: Duration::from_millis(ms),
         reason: failed,
@@ -109,10 +109,10 @@ fn local() -> StatusDoc {
         "eu-west",
         95,
         vec![
-            step("login", StepKind::Http, 152, None),
+            step("login", "http", 152, None),
             step(
                 "signalling",
-                StepKind::WsConnect,
+                "ws_connect",
                 2_500,
                 Some(FailureReason::Timeout),
             ),
@@ -123,16 +123,16 @@ fn local() -> StatusDoc {
         "eu-west",
         3_600,
         vec![
-            step("login", StepKind::Http, 140, None),
-            step("signalling", StepKind::WsConnect, 60, None),
-            step("leave", StepKind::WsClose, 4, None),
+            step("login", "http", 140, None),
+            step("signalling", "ws_connect", 60, None),
+            step("leave", "ws_close", 4, None),
         ],
     );
     let login_last = run(
         "login",
         "eu-west",
         40,
-        vec![step("login", StepKind::Http, 900, None)],
+        vec![step("login", "http", 900, None)],
     );
     StatusDoc {
         region: "eu-west".into(),
@@ -179,7 +179,7 @@ fn local() -> StatusDoc {
                     "login",
                     "eu-west",
                     7_200,
-                    vec![step("login", StepKind::Http, 1_300, None)],
+                    vec![step("login", "http", 1_300, None)],
                 )),
                 history: history(24, |_| false),
                 alerts: vec![AlertView {
@@ -200,7 +200,7 @@ fn local() -> StatusDoc {
                     "new",
                     "eu-west",
                     33,
-                    vec![step("ping", StepKind::Http, 12, None)],
+                    vec![step("ping", "http", 12, None)],
                 )),
                 last_success: Some(ago(33)),
                 history: history(5, |i| i == 2),
@@ -263,7 +263,7 @@ fn peer_doc() -> StatusDoc {
                     "join",
                     "us-east",
                     10,
-                    vec![step("login", StepKind::Http, 210, None)],
+                    vec![step("login", "http", 210, None)],
                 )),
                 last_success: Some(ago(10)),
                 history: history(60, |_| false),
@@ -277,7 +277,7 @@ fn peer_doc() -> StatusDoc {
                     "us-only",
                     "us-east",
                     80,
-                    vec![step("check", StepKind::Http, 31, None)],
+                    vec![step("check", "http", 31, None)],
                 )),
                 last_success: Some(ago(80)),
                 // Passed since, but the critical alert is still open.

@@ -1,8 +1,16 @@
 //! The page's own tests: links, spans, the chart's two kinds, and hostile input from probes,
-//! servers and peers (`golden.rs` holds the whole page byte for byte).
+//! servers and peers (`golden.rs` holds the whole page byte for byte). Pages are rendered at a
+//! fixed time: nothing here reads the system clock.
+
+use chrono::{DateTime, TimeZone as _, Utc};
+
+/// The time every page here is rendered at.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 34, 56).unwrap()
+}
 
 mod parts {
-    use chrono::Utc;
+    use super::now;
 
     use crate::page::format::{link, span};
     use crate::page::render;
@@ -20,7 +28,7 @@ mod parts {
     fn the_chart_is_hourly_once_hours_are_kept_and_breaks_at_gaps() {
         use crate::rollup::HourBucket;
         use crate::status::HistoryEntry;
-        let now = Utc::now();
+        let now = now();
         let hour = now.timestamp() / 3600 * 3600;
         let hourly = (0..48)
             .filter(|i| !(10..13).contains(i))
@@ -99,13 +107,13 @@ mod parts {
 }
 
 mod hostile {
-    use chrono::Utc;
+    use super::now;
 
     use crate::alert::health::PagerHealth;
     use crate::fleet::PeerView;
     use crate::page::render;
     use crate::report::ProbeRun;
-    use crate::report::{FailureReason, StepKind, StepReport, Trigger};
+    use crate::report::{FailureReason, KindName, StepReport, Trigger};
     use crate::status::{AlertView, HistoryEntry};
     use crate::status::{ProbeStatus, StatusDoc};
     use std::time::Duration;
@@ -115,7 +123,7 @@ mod hostile {
             probe: "<img src=x onerror=alert(1)>".into(),
             region: "r".into(),
             success: false,
-            started_at: Utc::now(),
+            started_at: now(),
             duration_ms: Duration::from_millis(12),
             failed_step: Some("<b>step</b>".into()),
             reason: Some(FailureReason::HttpStatus),
@@ -123,7 +131,7 @@ mod hostile {
             trigger: Trigger::Scheduled,
             steps: vec![StepReport {
                 name: "<b>step</b>".into(),
-                kind: StepKind::Http,
+                kind: KindName::new("http"),
                 success: false,
                 duration_ms: Duration::from_millis(12),
                 reason: Some(FailureReason::HttpStatus),
@@ -166,7 +174,7 @@ mod hostile {
                 }],
                 last: Some(std::sync::Arc::new(r)),
                 hourly: [crate::rollup::HourBucket {
-                    t: Utc::now().timestamp() / 3600 * 3600,
+                    t: now().timestamp() / 3600 * 3600,
                     n: 3,
                     ok: 2,
                     ms: 40.0,
@@ -179,8 +187,8 @@ mod hostile {
                 pager: bad.into(),
                 kind: "<k>".into(),
                 last_error: Some(bad.into()),
-                last_error_at: Some(Utc::now()),
-                failing_since: Some(Utc::now()),
+                last_error_at: Some(now()),
+                failing_since: Some(now()),
                 ..PagerHealth::default()
             }],
             ..StatusDoc::default()
@@ -189,7 +197,7 @@ mod hostile {
             url: "http://peer<script>:9464".into(),
             region: Some(bad.into()),
             result: Err(bad.into()),
-            unreachable_since: Some(Utc::now()),
+            unreachable_since: Some(now()),
             last_seen: None,
         };
         let peer_doc = PeerView {
@@ -203,7 +211,7 @@ mod hostile {
             unreachable_since: None,
             last_seen: None,
         };
-        let html = render(&doc, &[peer, peer_doc], Utc::now());
+        let html = render(&doc, &[peer, peer_doc], now());
         for tag in [
             "<script", "<iframe", "<img", "<b>", "<i>", "<v>", "<s>", "<k>",
         ] {
@@ -222,7 +230,7 @@ mod hostile {
             probe: long.clone(),
             history: (0..100)
                 .map(|_| HistoryEntry {
-                    time: Utc::now(),
+                    time: now(),
                     success: true,
                     duration_ms: f64::MAX,
                     failed_step: Some(long.clone().into()),
@@ -234,7 +242,7 @@ mod hostile {
                 .map(|_| AlertView {
                     severity: crate::alert::Severity::Warning,
                     dedup_key: long.clone(),
-                    since: Utc::now(),
+                    since: now(),
                     summary: long.clone(),
                 })
                 .collect(),
@@ -270,7 +278,7 @@ mod hostile {
                 unreachable_since: None,
                 last_seen: None,
             }],
-            Utc::now(),
+            now(),
         );
         assert!(html.len() < 40 * 1024 * 1024, "{} bytes", html.len());
     }

@@ -18,7 +18,7 @@ pub struct CloseSpec;
 
 impl Kind for CloseSpec {
     type Raw = RawWsClose;
-    const WEBSOCKET: Websocket = Websocket::Uses;
+    const WEBSOCKET: Websocket = Websocket::Closes;
 
     fn build(_: RawWsClose, _: &mut Build<'_, '_, '_>) -> Option<CloseSpec> {
         Some(CloseSpec)

@@ -178,6 +178,10 @@ impl Kind for WsConnectSpec {
         r.json.extend(&self.ping_json);
     }
 
+    fn waiting(&self, _ctx: &RunContext<'_>) -> &'static str {
+        "opening the websocket"
+    }
+
     async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
         connect(ctx, connection, self).await
     }

@@ -131,6 +131,26 @@ impl Kind for ExpectSpec {
         &self.extract
     }
 
+    /// Running out of time is `no_match` whichever clock ran out, the step's timeout or the
+    /// probe's deadline. The websocket was up and the frame the flow needed never came (the
+    /// signalling path failing, with or without other traffic); the message says which clock
+    /// and how many frames were skipped. A step's own `timeout` is an optional refinement and
+    /// must not change what the failure is called.
+    fn timed_out(&self, ctx: &RunContext<'_>, waited: &str, which: &str) -> Option<StepError> {
+        let seen = ctx.frames_seen;
+        Some(StepError::new(
+            FailureReason::NoMatch,
+            match &ctx.last_miss {
+                Some(miss) => format!(
+                    "no frame matched within {waited} ({which}; {seen} frames skipped; last: {miss})"
+                ),
+                None => {
+                    format!("no frame matched within {waited} ({which}; {seen} frames skipped)")
+                }
+            },
+        ))
+    }
+
     async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
         expect(ctx, connection, self).await
     }

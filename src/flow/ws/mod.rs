@@ -3,15 +3,13 @@
 //! match, failing at once on the server's own error), [`close`]. Here: an open websocket of a
 //! run (a run may hold several, by name) and what the four share.
 
-mod close;
-mod connect;
-mod expect;
-mod send;
-
-pub use close::CloseSpec;
-pub use connect::{RawWsConnect, WsConnectSpec};
-pub use expect::{ExpectSpec, RawWsExpect};
-pub use send::{RawWsSend, SendSpec};
+// The kinds list names each kind's spec by its file (`ws::connect::WsConnectSpec`): no
+// re-export here, so this module, which `RunContext` holds connections of, imports nothing
+// that imports the context back.
+pub(crate) mod close;
+pub(crate) mod connect;
+pub(crate) mod expect;
+pub(crate) mod send;
 
 use std::collections::VecDeque;
 
