@@ -665,7 +665,7 @@ def section_timing(sim, a, out):
                   - delay for r in once_runs(cfg_join, a.samples)]
             out["timing"][f"round_trip_{delay}ms"] = {"joincanary": h.median(jc)}
             print(f"signalling round trip at {delay} ms injected: error joincanary "
-                  f"{h.median(jc):.2f} ms (median of {a.samples}; blackbox has no websocket "
+                  f"{h.median(jc):.1f} ms (median of {a.samples}; blackbox has no websocket "
                   f"flow)", flush=True)
     finally:
         h.http_json("DELETE", f"{sim}/_sim/faults")
@@ -748,14 +748,14 @@ def section_resident(sim, a, out):
         per_session_kib = (big["rss_kib"] - row[1]["rss_kib"]) / (a.resident_sessions - 1)
         rows.append({"per_session_kib": per_session_kib, **big})
         print(f"  round {r + 1} (load {big['load']:.1f}): {a.resident_sessions} sessions: "
-              f"{big['cpu_s_per_session_hour']:.3f} CPU-s per session-hour, "
+              f"{sig(big['cpu_s_per_session_hour'])} CPU-s per session-hour, "
               f"{big['exchanges']:.0f} exchanges ({big['failed']:.0f} failed), "
               f"{per_session_kib:.0f} KiB per session", flush=True)
     cpu = h.median([x["cpu_s_per_session_hour"] for x in rows])
     kib = h.median([x["per_session_kib"] for x in rows])
     out["resident"] = {"cpu_s_per_session_hour": cpu, "kib_per_session": kib, "rounds": rows}
     print(f"resident sessions ({a.resident_sessions}, {a.resident_seconds:g} s windows, median "
-          f"of {a.rounds}, {loads(rows)}): {cpu:.2f} CPU-s per session-hour, {kib:.0f} KiB per "
+          f"of {a.rounds}, {loads(rows)}): {sig(cpu)} CPU-s per session-hour, {kib:.0f} KiB per "
           f"session", flush=True)
 
 
