@@ -311,10 +311,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
             let mut runs = Vec::new();
+            // The edge: `once` runs on the system's time, as `run` does.
+            let clock = joincanary::clock::Clock::system();
             for probe in &plan.probes {
                 if probes.is_empty() || probes.contains(&probe.name) {
                     runs.push(
-                        joincanary::flow::run_probe(probe, &plan.region, Trigger::Manual).await,
+                        joincanary::flow::run_probe(probe, &plan.region, Trigger::Manual, &clock)
+                            .await,
                     );
                 }
             }

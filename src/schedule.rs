@@ -97,7 +97,8 @@ pub fn schedule(
 ) -> Option<Schedule> {
     let text = ctx.env_str(value, key)?;
     match Schedule::parse(&text, tz) {
-        // A schedule that never fires would run "healthy" and never probe nor page.
+        // A schedule that never fires would run "healthy" and never probe nor page. Checked
+        // from the system's time when the file is read (a config check, not a schedule run).
         Ok(s) if s.next_after(chrono::Utc::now()).is_none() => {
             ctx.error(
                 Some(value.span()),

@@ -29,11 +29,13 @@ use crate::supervise::{Supervisor, Task};
 /// Runs one probe once. The real one is [`FlowRunner`]; tests put a scripted one in its place
 /// to drive the scheduler and alerting under a paused clock.
 pub trait Runner: Send + Sync + 'static {
+    /// `clock`: the scheduler's, which the run reads the time from.
     fn run(
         &self,
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
+        clock: Clock,
     ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>>;
 
     /// Opens the sessions of `mode = "resident"` probes (the real flow unless a test says).
@@ -99,8 +101,9 @@ impl<R: Runner> Runner for OnThreads<R> {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
+        clock: Clock,
     ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>> {
-        self.inner.run(probe, region, trigger)
+        self.inner.run(probe, region, trigger, clock)
     }
 
     fn resident(&self) -> Arc<dyn crate::resident::Sessions> {
@@ -121,8 +124,9 @@ impl Runner for FlowRunner {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
+        clock: Clock,
     ) -> Pin<Box<dyn Future<Output = ProbeRun> + Send>> {
-        Box::pin(async move { crate::flow::run_probe(&probe, &region, trigger).await })
+        Box::pin(async move { crate::flow::run_probe(&probe, &region, trigger, &clock).await })
     }
 }
 
@@ -346,6 +350,7 @@ impl ProbeLoop {
         tracing::debug!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "probe run starting");
         let running = self.running.clone();
         let runner = self.runner.clone();
+        let clock = self.clock;
         let probe = self.probe.clone();
         let region = self.region.clone();
         let events = self.events.clone();
@@ -355,7 +360,7 @@ impl ProbeLoop {
             async move {
                 let name = format!("run of probe {}", probe.name);
                 let probe_name = probe.name.clone();
-                let run = std::panic::AssertUnwindSafe(runner.run(probe, region, trigger))
+                let run = std::panic::AssertUnwindSafe(runner.run(probe, region, trigger, clock))
                     .catch_unwind()
                     .await;
                 let announce = |at| Event::NextRun {

@@ -6,8 +6,6 @@ use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use joincanary::flow::run_probe;
-use joincanary::report::Trigger;
 
 use crate::support;
 
@@ -104,7 +102,7 @@ headers = {{ x-request-id = "{{{{request_id}}}}" }}
 extract = { who = { regex = '"who":"(\w+)"' } }"#,
     );
     let probe = support::probe_from(&text, &[]);
-    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&probe).await;
     assert!(run.success, "{run:#?}");
     // The session cookie is a secret: never in the report.
     assert!(!serde_json::to_string(&run).unwrap().contains(SESSION));
@@ -116,7 +114,7 @@ async fn without_the_cookie_the_websocket_is_refused() {
     let text = format!(
         "[[steps]]\nname = \"websocket\"\nkind = \"ws_connect\"\nurl = \"ws://{addr}/ws\"\n"
     );
-    let run = run_probe(&support::probe_from(&text, &[]), "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&support::probe_from(&text, &[])).await;
     assert_eq!(
         run.reason,
         Some(joincanary::report::FailureReason::WsHandshake)

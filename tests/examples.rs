@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use joincanary::flow::ProbePlan;
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
+use joincanary::report::{FailureReason, Phase, ProbeRun, StepReport};
 
 use crate::support::servers::{self, PauseMode, SocketIoOptions};
 use crate::support::{self, TempConfig, confirmed_page as page};
@@ -115,7 +114,7 @@ impl SocketIoStack {
 async fn socketio_two_participants_pass_across_two_processes_through_redis() {
     let stack = SocketIoStack::start(None).await;
     let plan = stack.plan("socketio-redis.toml");
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     let signalling = step(&run, "signalling");
     assert!(
@@ -130,7 +129,7 @@ async fn socketio_two_participants_pass_across_two_processes_through_redis() {
     assert!(step(&run, "close-a").success && step(&run, "close-b").success);
 
     let one = stack.plan("socketio-one-participant.toml");
-    let run = run_probe(&one, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&one).await;
     assert!(run.success, "{run:#?}");
 
     // A refused namespace connect (CONNECT_ERROR) fails the connect step with the reason.
@@ -141,7 +140,7 @@ async fn socketio_two_participants_pass_across_two_processes_through_redis() {
         ),
         &[],
     );
-    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&refused).await;
     assert_eq!(run.reason, Some(FailureReason::ServerError), "{run:#?}");
     assert!(run.error.unwrap_or_default().contains("unauthorized"));
 }
@@ -153,7 +152,7 @@ async fn redis_out_of_memory_fails_the_join_at_once_with_the_oom_text_in_the_pag
     let oom = redis.fill_to_oom().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(oom.starts_with("OOM"), "{oom}");
     let plan = stack.plan("socketio-redis.toml");
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     passed(
         &run,
         &["login-a", "login-b", "websocket-a", "websocket-b", "b-join"],
@@ -182,7 +181,7 @@ async fn redis_out_of_memory_fails_the_join_at_once_with_the_oom_text_in_the_pag
     assert!(message.contains("server_error after "), "{message}");
     assert!(message.contains(": OOM command not allowed"), "{message}");
     redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(run_probe(&plan, "test", Trigger::Manual).await.success);
+    assert!(crate::support::run_once(&plan).await.success);
 }
 
 #[tokio::test]
@@ -200,7 +199,7 @@ async fn redis_paused_fails_the_join_with_no_match_while_login_and_handshake_pas
         .pause(10_000, PauseMode::Write)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
     passed(
         &run,
@@ -223,12 +222,12 @@ async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_particip
             s.timeout = Some(Duration::from_millis(1500));
         }
     }
-    assert!(run_probe(&two, "test", Trigger::Manual).await.success);
+    assert!(crate::support::run_once(&two).await.success);
 
     // The adapter's Redis stops answering; presence (the main Redis) is fine.
     pubsub.freeze().unwrap_or_else(|e| panic!("{e}"));
-    let one_run = run_probe(&one, "test", Trigger::Manual).await;
-    let two_run = run_probe(&two, "test", Trigger::Manual).await;
+    let one_run = crate::support::run_once(&one).await;
+    let two_run = crate::support::run_once(&two).await;
     pubsub.thaw().unwrap_or_else(|e| panic!("{e}"));
 
     assert!(
@@ -256,7 +255,7 @@ async fn actioncable_subscribes_performs_and_gets_the_broadcast_through_redis() 
         .unwrap_or_else(|e| panic!("{e}"));
     let url = cable.base_url();
     let plan = example("actioncable.toml", &[("CABLE_URL", &url)]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     assert!(
         step(&run, "broadcast")
@@ -267,7 +266,7 @@ async fn actioncable_subscribes_performs_and_gets_the_broadcast_through_redis() 
     // A room the channel refuses: the reject fails the step at once.
     let mut refused = plan.clone();
     set_variable(&mut refused, "room", "forbidden-{{uuid}}");
-    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&refused).await;
     assert_eq!(run.failed_step.as_deref(), Some("subscribed"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     assert!(
@@ -285,7 +284,7 @@ async fn janus_echotest_passes_and_its_session_is_destroyed_even_when_the_flow_f
         .unwrap_or_else(|e| panic!("{e}"));
     let url = janus.ws_url();
     let plan = example("janus-echotest.toml", &[("JANUS_URL", &url)]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     assert!(step(&run, "destroyed").success);
     assert_eq!(
@@ -299,7 +298,7 @@ async fn janus_echotest_passes_and_its_session_is_destroyed_even_when_the_flow_f
         "janus-echotest.toml",
         &[("JANUS_URL", &url), ("JANUS_PLUGIN", "janus.plugin.nosuch")],
     );
-    let run = run_probe(&bad, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&bad).await;
     assert_eq!(run.failed_step.as_deref(), Some("handle"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     assert!(
@@ -327,7 +326,7 @@ async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
         &[("JANUS_URL", &janus.ws_url())],
     );
     let run = janus
-        .inside(move || async move { run_probe(&plan, "test", Trigger::Manual).await })
+        .inside(move || async move { crate::support::run_once(&plan).await })
         .await;
     assert!(run.success, "{run:#?}");
     let media = step(&run, "media");
@@ -352,14 +351,14 @@ async fn protoo_requests_get_responses_and_a_signal_reaches_the_other_peer() {
         .unwrap_or_else(|e| panic!("{e}"));
     let url = protoo.base_url();
     let plan = example("protoo.toml", &[("PROTOO_URL", &url)]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     assert!(step(&run, "signalling").phases.contains_key(&Phase::FanOut));
 
     // The server refuses the join (ok: false): server_error at once, with its reason.
     let mut refused = plan.clone();
     set_variable(&mut refused, "room", "forbidden");
-    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&refused).await;
     assert_eq!(run.failed_step.as_deref(), Some("b-joined"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     assert!(run.error.unwrap_or_default().contains("room forbidden"));
@@ -373,7 +372,7 @@ async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails
         .unwrap_or_else(|e| panic!("{e}"));
     let url = prosody.ws_url();
     let anonymous = example("xmpp-muc-anonymous.toml", &[("XMPP_WS_URL", &url)]);
-    let run = run_probe(&anonymous, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&anonymous).await;
     assert!(run.success, "{run:#?}");
     // Issue 17: Prosody answers `<close/>` and then closes the TCP connection; that is a clean
     // close, not a failed cleanup step (a WARN and a probe_failures_total count every run).
@@ -386,7 +385,7 @@ async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails
         "xmpp-muc-sasl-plain.toml",
         &[("XMPP_WS_URL", &url), ("XMPP_PASSWORD", servers::PASSWORD)],
     );
-    let run = run_probe(&plain, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plain).await;
     assert!(run.steps.iter().all(|s| s.success), "{run:#?}");
 
     // A wrong password: SASL <failure/> is a server_error, and no encoding of it leaks.
@@ -394,7 +393,7 @@ async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails
         "xmpp-muc-sasl-plain.toml",
         &[("XMPP_WS_URL", &url), ("XMPP_PASSWORD", "hunter2-wrong")],
     );
-    let run = run_probe(&wrong, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&wrong).await;
     assert_eq!(
         run.failed_step.as_deref(),
         Some("authenticated"),
@@ -407,7 +406,7 @@ async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails
     // A room the server will not create: the error presence fails `in-room` at once.
     let mut refused = anonymous.clone();
     set_variable(&mut refused, "room", "forbidden-{{uuid}}");
-    let run = run_probe(&refused, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&refused).await;
     assert_eq!(run.failed_step.as_deref(), Some("in-room"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     let error = run.error.clone().unwrap_or_default();

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, Phase, ProbeRun, Trigger};
+use joincanary::report::{FailureReason, Phase, ProbeRun};
 use serde_json::json;
 
 use crate::support::{self, set_faults, sim_probe, start_sim};
@@ -18,7 +17,7 @@ fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a joincanary::report::StepReport
 #[tokio::test]
 async fn shipped_probe_passes_against_the_sim_with_phase_timings() {
     let sim = start_sim().await;
-    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&sim_probe(&sim)).await;
     assert!(run.success, "{run:#?}");
     assert_eq!(run.steps.len(), 5);
     assert_eq!(run.failed_step, None);
@@ -43,7 +42,7 @@ async fn shipped_probe_passes_against_the_sim_with_phase_timings() {
 async fn login_status_fault_fails_login_with_http_status() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"login_status": 503})).await;
-    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&sim_probe(&sim)).await;
     assert!(!run.success);
     assert_eq!(run.failed_step.as_deref(), Some("login"));
     assert_eq!(run.reason, Some(FailureReason::HttpStatus));
@@ -66,7 +65,7 @@ async fn login_delay_beyond_the_step_timeout_is_a_timeout() {
     set_faults(&sim, json!({"login_delay_ms": 3000})).await;
     let mut probe = sim_probe(&sim);
     probe.steps[0].timeout = Some(Duration::from_millis(300));
-    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&probe).await;
     assert_eq!(run.failed_step.as_deref(), Some("login"));
     assert_eq!(run.reason, Some(FailureReason::Timeout));
     assert!(
@@ -81,7 +80,7 @@ async fn login_delay_beyond_the_step_timeout_is_a_timeout() {
 async fn ws_reject_fault_fails_the_websocket_step() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"ws_reject_status": 503})).await;
-    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&sim_probe(&sim)).await;
     assert_eq!(run.failed_step.as_deref(), Some("websocket"));
     assert_eq!(run.reason, Some(FailureReason::WsHandshake));
     assert!(run.error.as_deref().unwrap_or_default().contains("503"));
@@ -94,7 +93,7 @@ async fn signalling_drop_fails_signalling_with_no_match() {
     set_faults(&sim, json!({"signalling_drop": true})).await;
     let mut probe = sim_probe(&sim);
     probe.steps[3].timeout = Some(Duration::from_millis(1500));
-    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&probe).await;
     assert_eq!(run.failed_step.as_deref(), Some("signalling"));
     assert_eq!(run.reason, Some(FailureReason::NoMatch));
     assert!(
@@ -109,7 +108,7 @@ async fn signalling_drop_fails_signalling_with_no_match() {
 async fn signalling_delay_shows_in_the_round_trip_and_fails_past_the_timeout() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"signalling_delay_ms": 400})).await;
-    let run = run_probe(&sim_probe(&sim), "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&sim_probe(&sim)).await;
     assert!(run.success, "{run:#?}");
     let rt = step(&run, "signalling").phases[&Phase::RoundTrip];
     assert!(
@@ -119,7 +118,7 @@ async fn signalling_delay_shows_in_the_round_trip_and_fails_past_the_timeout() {
 
     let mut probe = sim_probe(&sim);
     probe.steps[3].timeout = Some(Duration::from_millis(200));
-    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&probe).await;
     assert_eq!(run.failed_step.as_deref(), Some("signalling"));
     assert_eq!(run.reason, Some(FailureReason::NoMatch));
     sim.shutdown().await;
@@ -129,21 +128,13 @@ async fn signalling_delay_shows_in_the_round_trip_and_fails_past_the_timeout() {
 async fn clearing_faults_makes_the_flow_pass_again() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"login_status": 500})).await;
-    assert!(
-        !run_probe(&sim_probe(&sim), "test", Trigger::Manual)
-            .await
-            .success
-    );
+    assert!(!crate::support::run_once(&sim_probe(&sim)).await.success);
     reqwest::Client::new()
         .delete(format!("{}/_sim/faults", sim.base_url()))
         .send()
         .await
         .unwrap();
-    assert!(
-        run_probe(&sim_probe(&sim), "test", Trigger::Manual)
-            .await
-            .success
-    );
+    assert!(crate::support::run_once(&sim_probe(&sim)).await.success);
     sim.shutdown().await;
 }
 
@@ -158,9 +149,29 @@ async fn wrong_password_fails_login_and_never_shows_the_password() {
         ]),
     )
     .unwrap();
-    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan.probes[0]).await;
     assert_eq!(run.reason, Some(FailureReason::HttpStatus));
     let out = serde_json::to_string(&run).unwrap();
     assert!(!out.contains("hunter2-wrong"), "{out}");
     sim.shutdown().await;
+}
+
+/// A run reads the time from its caller's clock (the scheduler's), not the system's: under a
+/// paused clock set to 2030 the run starts in 2030.
+#[tokio::test(start_paused = true)]
+async fn a_run_reads_the_time_from_the_callers_clock() {
+    use chrono::TimeZone as _;
+    let fixed = chrono::Utc
+        .with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
+        .single()
+        .unwrap();
+    let clock = joincanary::clock::Clock::starting_at(fixed);
+    // A refused port: the run fails at once.
+    let text = "timeout = \"2s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let plan = support::probe_from(text, &[]);
+    let run =
+        joincanary::flow::run_probe(&plan, "test", joincanary::report::Trigger::Manual, &clock)
+            .await;
+    assert_eq!(run.started_at, fixed, "{run:#?}");
+    assert!(!run.success, "{run:#?}");
 }

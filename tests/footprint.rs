@@ -2,7 +2,6 @@
 //! the shipped 5-step probe exports, by default and with `phase_histograms = true`.
 
 use joincanary::metrics::Metrics;
-use joincanary::report::Trigger;
 
 use crate::support;
 
@@ -19,7 +18,7 @@ fn series_of(text: &str, probe: &str) -> Vec<String> {
 async fn a_five_step_probe_exports_at_most_60_series_by_default() {
     let sim = support::start_sim().await;
     let probe = support::sim_probe(&sim);
-    let run = joincanary::flow::run_probe(&probe, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&probe).await;
     assert!(run.success, "{run:?}");
 
     let compact = Metrics::new("test").unwrap();

@@ -26,6 +26,7 @@ impl Runner for Platform {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
+        _clock: joincanary::clock::Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
         let started_at = self.clock.now();
         let clock = self.clock;

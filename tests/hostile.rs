@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, ProbeRun, Trigger};
+use joincanary::report::{FailureReason, ProbeRun};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -74,7 +73,7 @@ timeout = "1s"
 }
 
 async fn run(text: &str) -> ProbeRun {
-    run_probe(&probe_from(text, &[]), "test", Trigger::Manual).await
+    crate::support::run_once(&probe_from(text, &[])).await
 }
 
 /// On the paused clock: "on time" is then the step's own timer, whatever the machine's load.

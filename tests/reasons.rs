@@ -5,8 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, Phase, ProbeRun, Trigger};
+use joincanary::report::{FailureReason, Phase, ProbeRun};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -45,7 +44,7 @@ async fn raw_http(raw: &'static [u8], hold: bool) -> String {
 }
 
 async fn run(text: &str) -> ProbeRun {
-    run_probe(&probe_from(text, &[]), "test", Trigger::Manual).await
+    crate::support::run_once(&probe_from(text, &[])).await
 }
 
 fn http_probe(url: &str) -> String {

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::IntoResponse;
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, Trigger};
+use joincanary::report::FailureReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::secrets::{header_strings, leak};
@@ -133,7 +132,7 @@ async fn redirect_to(ip: &str) -> (HashMap<String, String>, HashMap<String, Stri
         &probe(&first_addr, &format!("http://{first_addr}/start")),
         &[("TOKEN", TOKEN)],
     );
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     let sent = first.at("/start");
     let landed = other.at("/landing");
@@ -189,7 +188,7 @@ async fn a_same_origin_redirect_keeps_the_credentials() {
         &probe(&first_addr, &format!("http://{first_addr}/start")),
         &[("TOKEN", TOKEN)],
     );
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     let landed = &first.at("/landing")[0];
     assert_eq!(credentials(landed).len(), 4, "{landed:?}");
@@ -243,7 +242,7 @@ async fn an_https_to_http_redirect_is_refused_with_reason_tls() {
     let plan = cfg
         .load(&[("TOKEN", TOKEN)])
         .unwrap_or_else(|e| panic!("{e}"));
-    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan.probes[0]).await;
     assert_eq!(run.failed_step.as_deref(), Some("login"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
     let error = run.error.unwrap_or_default();
@@ -278,7 +277,7 @@ form = {{ user = "canary", {field} }}
         )
     };
     let plan = support::probe_from(&login(r#"password = "${TOKEN}""#), &[("TOKEN", TOKEN)]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert_eq!(run.failed_step.as_deref(), Some("login"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::Protocol), "{run:#?}");
     let error = run.error.clone().unwrap_or_default();
@@ -294,7 +293,7 @@ form = {{ user = "canary", {field} }}
     );
 
     let plan = support::probe_from(&login(r#"room = "lobby""#), &[("TOKEN", TOKEN)]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     assert_eq!(
         other.at("/landing").len(),

@@ -58,7 +58,7 @@ fn warnings(plan: &ProbePlan, run: &ProbeRun) -> Vec<String> {
 async fn healthy_redis_passes_with_gauges_exported() {
     let redis = redis().await;
     let plan = example(&redis, &[]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     let step = &run.steps[0];
     assert!(step.warnings.is_empty(), "{step:#?}");
@@ -98,7 +98,7 @@ async fn memory_past_the_threshold_warns_while_the_step_succeeds() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let plan = example(&redis, &[]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "the join path still works: {run:#?}");
     let step = &run.steps[0];
     let ratio = step.gauges["memory_ratio"];
@@ -116,7 +116,7 @@ async fn memory_past_the_threshold_warns_while_the_step_succeeds() {
     // Issue 17: `maxmemory` back to 0 leaves no ratio to read, and the series goes with it
     // (a kept 0.9 would keep a rule on it firing for ever) while `used_memory` is fresh.
     redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     assert!(!run.steps[0].gauges.contains_key("memory_ratio"));
     metrics.record(&run, None);
@@ -136,7 +136,7 @@ async fn memory_past_the_threshold_warns_while_the_step_succeeds() {
 async fn evictions_between_two_runs_warn_with_their_rate() {
     let redis = redis().await;
     let plan = example(&redis, &[]);
-    let first = run_probe(&plan, "test", Trigger::Manual).await;
+    let first = crate::support::run_once(&plan).await;
     assert!(first.success, "{first:#?}");
     // The first run has nothing to compare with: no rate, no warning.
     assert!(
@@ -149,7 +149,7 @@ async fn evictions_between_two_runs_warn_with_their_rate() {
     let evicted = redis.evict(100).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(evicted > 0, "allkeys-lru evicted nothing");
 
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "evictions warn, they do not fail: {run:#?}");
     let step = &run.steps[0];
     let per_minute = step.gauges["evicted_keys_per_minute"];
@@ -179,11 +179,11 @@ async fn a_restart_resets_the_counters_without_a_negative_or_huge_rate() {
     let mut redis = redis().await;
     let plan = example(&redis, &[]);
     redis.evict(100).await.unwrap_or_else(|e| panic!("{e}"));
-    let before = run_probe(&plan, "test", Trigger::Manual).await;
+    let before = crate::support::run_once(&plan).await;
     assert!(before.steps[0].gauges["evicted_keys"] > 0.0, "{before:#?}");
 
     redis.restart().await.unwrap_or_else(|e| panic!("{e}"));
-    let after = run_probe(&plan, "test", Trigger::Manual).await;
+    let after = crate::support::run_once(&plan).await;
     assert!(after.success, "{after:#?}");
     let step = &after.steps[0];
     assert_eq!(step.gauges["evicted_keys"], 0.0, "a fresh Redis");
@@ -194,7 +194,7 @@ async fn a_restart_resets_the_counters_without_a_negative_or_huge_rate() {
     assert!(warnings(&plan, &after).is_empty());
 
     // The next run compares with the restarted Redis: a rate again, and it is zero.
-    let next = run_probe(&plan, "test", Trigger::Manual).await;
+    let next = crate::support::run_once(&plan).await;
     assert_eq!(next.steps[0].gauges["evicted_keys_per_second"], 0.0);
     assert!(warnings(&plan, &next).is_empty());
 }
@@ -208,7 +208,7 @@ async fn paused_redis_fails_the_pub_sub_round_trip() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let plan = example(&redis, &[]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(!run.success);
     assert_eq!(run.failed_step.as_deref(), Some("redis"));
@@ -226,7 +226,7 @@ async fn wrong_password_fails_clearly_without_quoting_it() {
         .unwrap_or_else(|e| panic!("{e}"));
     let wrong = "a-wrong-password-42";
     let plan = example(&redis, &[("REDIS_PASSWORD", wrong)]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(!run.success);
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     let error = run.error.clone().unwrap_or_default();
@@ -244,7 +244,7 @@ async fn unreachable_redis_fails_with_connect() {
     let text = std::fs::read_to_string(path).expect("example exists");
     let cfg = TempConfig::new("", &[("redis-health.toml", &text)]);
     let plan = cfg.load(&[("REDIS_URL", url.as_str())]).expect("loads");
-    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan.probes[0]).await;
     assert!(!run.success);
     assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
 }
@@ -271,7 +271,7 @@ warn_above = {{ desired = 10 }}
 "#
     );
     let plan = support::probe_from(&probe, &[]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     let step = &run.steps[0];
     assert_eq!(step.gauges["desired"], 4.0);
@@ -282,12 +282,7 @@ warn_above = {{ desired = 10 }}
     );
 
     let not_a_number = probe.replace("/group/in_service", "/queue");
-    let run = run_probe(
-        &support::probe_from(&not_a_number, &[]),
-        "test",
-        Trigger::Manual,
-    )
-    .await;
+    let run = crate::support::run_once(&support::probe_from(&not_a_number, &[])).await;
     assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
     assert!(run.error.unwrap_or_default().contains("gauge `in_service`"));
 }
@@ -409,7 +404,7 @@ async fn tls_ping_info_and_pub_sub_with_an_acl_user() {
     let redis = redis_tls().await;
     let cfg = tls_config(redis.ca_pem());
     let plan = tls_plan(&cfg, &redis, ACL_PASSWORD);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     let step = &run.steps[0];
     assert!(step.gauges.contains_key("connected_clients"), "{step:#?}");
@@ -427,7 +422,7 @@ async fn tls_with_the_wrong_ca_fails_with_reason_tls() {
     let other = servers::test_ca().unwrap_or_else(|e| panic!("{e}"));
     let cfg = tls_config(&other.ca_pem);
     let plan = tls_plan(&cfg, &redis, ACL_PASSWORD);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(!run.success);
     assert_eq!(run.failed_step.as_deref(), Some("redis"));
     assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
@@ -440,7 +435,7 @@ async fn tls_with_the_wrong_ca_fails_with_reason_tls() {
     // System roots only (no ca_file): the test CA is trusted by nobody either.
     let url = redis.tls_url();
     let bare = example(&redis, &[("REDIS_URL", url.as_str())]);
-    let run = run_probe(&bare, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&bare).await;
     assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
 
     // Plain redis:// to the TLS port is not a TLS failure: the server hangs up.
@@ -449,6 +444,7 @@ async fn tls_with_the_wrong_ca_fails_with_reason_tls() {
         &example(&redis, &[("REDIS_URL", plain.as_str())]),
         "test",
         Trigger::Manual,
+        &joincanary::clock::Clock::system(),
     )
     .await;
     assert!(!run.success);
@@ -462,7 +458,7 @@ async fn tls_wrong_password_fails_clearly_and_is_never_shown() {
     let cfg = tls_config(redis.ca_pem());
     let wrong = "tls-wrong-password-77";
     let plan = tls_plan(&cfg, &redis, wrong);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     assert!(!run.success);
     assert_eq!(run.reason, Some(FailureReason::ServerError), "{run:#?}");
     let error = run.error.clone().unwrap_or_default();
@@ -518,7 +514,7 @@ async fn a_refused_connection_is_worded_as_for_http_and_websockets() {
     let plan = cfg
         .load(&[("REDIS_URL", url.as_str())])
         .unwrap_or_else(|e| panic!("{e}"));
-    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan.probes[0]).await;
     assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
     let error = run.error.unwrap_or_default();
     // The step opens its connection as the http step does, and says it the same way.
@@ -530,7 +526,7 @@ async fn a_refused_connection_is_worded_as_for_http_and_websockets() {
         &format!("[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\n"),
         &[],
     );
-    let run = run_probe(&http, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&http).await;
     assert!(
         run.error
             .unwrap_or_default()

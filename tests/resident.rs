@@ -224,11 +224,7 @@ async fn a_server_error_frame_fails_the_exchange_at_once_with_the_servers_text()
     .await
     .expect("sim starts on redis");
     let plan = support::probe_from(&fast_resident(&sim.base_url(), "5s", "15s"), &[]);
-    let resident = plan.resident.as_ref().unwrap();
-    let (mut session, setup) =
-        joincanary::flow::resident::Session::open(&plan, resident, "test", Trigger::Scheduled)
-            .await
-            .unwrap_or_else(|run| panic!("session opens: {run:#?}"));
+    let (mut session, setup) = open_session(&plan).await;
     assert!(setup.success);
     let run = session.exchange(Trigger::Scheduled).await;
     assert!(run.success, "{run:#?}");
@@ -407,6 +403,7 @@ impl Sessions for Script {
         plan: &'a ProbePlan,
         _resident: &'a ResidentPlan,
         _region: &'a str,
+        _clock: joincanary::clock::Clock,
     ) -> BoxFuture<'a, Result<Box<dyn Session<'a> + 'a>, ProbeRun>> {
         Box::pin(async move {
             self.log.lock().unwrap().opens.push(Instant::now());
@@ -659,15 +656,22 @@ async fn failed_exchanges_reconnect_after_reconnect_after_or_at_once_when_broken
     assert_eq!(log.exchanges.iter().filter(|t| **t < second).count(), 1);
 }
 
+/// Opens `plan`'s resident session on the system's clock, as the scheduler would; panics with
+/// the failed setup.
+async fn open_session(plan: &ProbePlan) -> (joincanary::flow::resident::Session<'_>, ProbeRun) {
+    let resident = plan.resident.as_ref().unwrap();
+    let clock = joincanary::clock::Clock::system();
+    joincanary::flow::resident::Session::open(plan, resident, "test", Trigger::Scheduled, clock)
+        .await
+        .unwrap_or_else(|run| panic!("session opens: {run:#?}"))
+}
+
 #[tokio::test]
 async fn the_shipped_resident_example_keeps_the_per_probe_series_budget() {
     let sim = support::start_sim().await;
     let plan = support::probe_from(&fast_resident(&sim.base_url(), "5s", "15s"), &[]);
     let resident = plan.resident.as_ref().unwrap();
-    let (mut session, _) =
-        joincanary::flow::resident::Session::open(&plan, resident, "test", Trigger::Scheduled)
-            .await
-            .unwrap_or_else(|run| panic!("session opens: {run:#?}"));
+    let (mut session, _) = open_session(&plan).await;
     let run = session.exchange(Trigger::Scheduled).await;
     assert!(run.success, "{run:#?}");
     session.close().await;

@@ -30,6 +30,7 @@ impl Runner for Scripted {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
+        _clock: joincanary::clock::Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
         let takes = self.takes;
         let started_at = self.clock.now();
@@ -302,6 +303,7 @@ impl Runner for OnWhichThread {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
+        _clock: joincanary::clock::Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
         let (takes, threads) = (self.takes, self.threads.clone());
         Box::pin(async move {

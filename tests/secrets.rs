@@ -274,7 +274,7 @@ async fn every_secret_shape_is_redacted_in_every_echo() {
         .map(|(secret, carrier, shape)| {
             let plan = probe_from(&probe_text(&addr, carrier, shape, ""), &[("PW", secret)]);
             async move {
-                let run = run_probe(&plan, "test", Trigger::Manual).await;
+                let run = crate::support::run_once(&plan).await;
                 (secret, carrier, shape, run)
             }
         })
@@ -481,7 +481,13 @@ form = {{ value = "${{V}}" }}
         );
         let plan = probe_from(&text, &[("V", value)]);
         capture.0.lock().unwrap().clear();
-        let run = run_probe(&plan, "eu-test", Trigger::Manual).await;
+        let run = run_probe(
+            &plan,
+            "eu-test",
+            Trigger::Manual,
+            &joincanary::clock::Clock::system(),
+        )
+        .await;
         assert!(run.success, "{value:?}: {run:#?}");
         let seen = capture.0.lock().unwrap().clone();
         assert_eq!(seen.len(), 2, "{value:?}");

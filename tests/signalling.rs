@@ -4,8 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, Phase, ProbeRun, Trigger};
+use joincanary::report::{FailureReason, Phase, ProbeRun};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -55,7 +54,7 @@ async fn scripted_ws(greeting: Vec<String>, script: Script) -> (String, Arc<Mute
 }
 
 async fn run(text: &str) -> ProbeRun {
-    run_probe(&probe_from(text, &[]), "test", Trigger::Manual).await
+    crate::support::run_once(&probe_from(text, &[])).await
 }
 
 fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a joincanary::report::StepReport {

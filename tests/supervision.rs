@@ -31,6 +31,7 @@ impl Runner for Runs {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
+        _clock: joincanary::clock::Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let panics = self.panic_on.contains(&n);

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, Phase, Trigger};
+use joincanary::report::{FailureReason, Phase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -130,7 +129,7 @@ extract = {{ token = {{ json = "/token" }} }}
 async fn untrusted_certificate_is_reason_tls_with_the_tls_phase_timed() {
     let server = tls_server().await;
     let probe = support::probe_from(&probe_text(&server.addr, ""), &[]);
-    let run = run_probe(&probe, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&probe).await;
     assert_eq!(run.failed_step.as_deref(), Some("login"));
     assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
     let login = &run.steps[0];
@@ -150,7 +149,7 @@ async fn trusted_through_ca_file_https_and_wss_pass_with_every_phase() {
     );
     std::fs::write(cfg.probe_path("ca.pem"), &server.cert_pem).unwrap();
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan.probes[0]).await;
     assert!(run.success, "{run:#?}");
     for phase in [Phase::Connect, Phase::Tls, Phase::FirstByte, Phase::Total] {
         assert!(

@@ -72,7 +72,7 @@ async fn run_with(ca_pem: &str, spec: &Spec) -> StepReport {
         .map(|s| ("TURN_SECRET", s.as_str()))
         .collect();
     let plan = cfg.load(&env).unwrap_or_else(|e| panic!("loads: {e}"));
-    let run = run_probe(&plan.probes[0], "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan.probes[0]).await;
     run.steps.into_iter().next().expect("the step ran")
 }
 
@@ -346,7 +346,13 @@ async fn shipped_turn_rest_example_passes_and_fails_turn_auth_with_another_secre
             ("TURN_SECRET", secret),
         ];
         let plan = cfg.load(&env).unwrap_or_else(|e| panic!("loads: {e}"));
-        let run = run_probe(&plan.probes[0], "eu-west-1", Trigger::Manual).await;
+        let run = run_probe(
+            &plan.probes[0],
+            "eu-west-1",
+            Trigger::Manual,
+            &joincanary::clock::Clock::system(),
+        )
+        .await;
         if passes {
             assert!(run.success, "{run:#?}\n{}", server.output());
             assert_eq!(run.steps.len(), 2);

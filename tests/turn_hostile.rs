@@ -6,8 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use joincanary::flow::run_probe;
-use joincanary::report::{FailureReason, Phase, StepReport, Trigger};
+use joincanary::report::{FailureReason, Phase, StepReport};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use turn_types::attribute::XorRelayedAddress;
 use turn_types::message::ALLOCATE;
@@ -117,7 +116,7 @@ timeout = "{}s"
         TIMEOUT.as_secs()
     );
     let plan = probe_from(&probe, &[]);
-    let run = run_probe(&plan, "test", Trigger::Manual).await;
+    let run = crate::support::run_once(&plan).await;
     run.steps.into_iter().next().expect("the step ran")
 }
 

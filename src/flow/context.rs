@@ -49,8 +49,8 @@ pub(crate) struct RunContext<'a> {
     pub warnings: Vec<String>,
     /// What the current step waits for, when it says (for the timeout message).
     pub waiting: &'static str,
-    /// The run's wall clock, from the run's start: a step reads "now" here (on tokio's clock,
-    /// so under a paused clock in tests), and the run and its report agree on the time.
+    /// The caller's wall clock (the scheduler's): a step reads "now" here, on tokio's clock,
+    /// so under a paused clock in tests too.
     pub clock: crate::clock::Clock,
 }
 

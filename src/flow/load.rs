@@ -144,6 +144,8 @@ pub fn build(
             Some(r) => defaults.timeout.min(r.every),
             None => defaults.timeout,
         });
+    // The system's time, not the service's clock: the file is checked when it is read, and the
+    // answer is the schedule's shape (its shortest gap over the next fires), not an instant.
     if let Some(sched) = &schedule_plan
         && resident.is_none()
         && let Some(interval) = sched.min_interval(chrono::Utc::now(), 60)

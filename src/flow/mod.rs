@@ -40,6 +40,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+
+use crate::clock::Clock;
 use tokio::time::Instant;
 
 use crate::report::{FailureReason, Phase, ProbeRun, StepReport, Trigger};
@@ -58,12 +60,18 @@ pub(crate) fn new_uuid() -> String {
 
 /// Runs `plan` once and reports. Never panics on anything a server sends; always returns
 /// within the probe's deadline plus a short close grace. A resident probe runs once as a whole
-/// session: its steps, one exchange, its teardown.
-pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> ProbeRun {
-    let started_at = Utc::now();
+/// session: its steps, one exchange, its teardown. `clock` is the caller's (the scheduler's):
+/// the run starts at its `now`, and its steps read the time from it.
+pub async fn run_probe(
+    plan: &ProbePlan,
+    region: &str,
+    trigger: Trigger,
+    clock: &Clock,
+) -> ProbeRun {
+    let started_at = clock.now();
     let start = Instant::now();
     let deadline = start + plan.timeout;
-    let mut ctx = new_context(plan, region, started_at);
+    let mut ctx = new_context(plan, region, *clock, started_at);
     let resident = plan.resident.as_ref();
     let all = plan
         .steps
@@ -75,10 +83,12 @@ pub async fn run_probe(plan: &ProbePlan, region: &str, trigger: Trigger) -> Prob
     assemble(plan, region, started_at, start, trigger, steps)
 }
 
-/// A fresh run's state: built-ins, `[variables]` rendered once, nothing open.
+/// A fresh run's state: built-ins, `[variables]` rendered once, nothing open; `started_at` is
+/// `clock`'s now.
 pub(crate) fn new_context<'a>(
     plan: &'a ProbePlan,
     region: &str,
+    clock: Clock,
     started_at: chrono::DateTime<Utc>,
 ) -> RunContext<'a> {
     let mut vars = HashMap::new();
@@ -106,7 +116,7 @@ pub(crate) fn new_context<'a>(
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
         waiting: "",
-        clock: crate::clock::Clock::starting_at(started_at),
+        clock,
         webrtc: BTreeMap::new(),
         deadline: Instant::now() + plan.timeout,
     };

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use crate::clock::Clock;
 use tokio::time::Instant;
 
 use super::StepKind;
@@ -42,11 +42,12 @@ impl<'a> Session<'a> {
         resident: &'a ResidentPlan,
         region: &str,
         trigger: Trigger,
+        clock: Clock,
     ) -> Result<(Session<'a>, ProbeRun), ProbeRun> {
-        let started_at = Utc::now();
+        let started_at = clock.now();
         let start = Instant::now();
         let deadline = start + resident.setup_timeout;
-        let mut ctx = new_context(plan, region, started_at);
+        let mut ctx = new_context(plan, region, clock, started_at);
         let steps = run_steps(&mut ctx, plan.steps.iter(), deadline, false).await;
         let run = assemble(plan, region, started_at, start, trigger, steps);
         if !run.success {
@@ -87,7 +88,7 @@ impl<'a> Session<'a> {
     /// fresh per exchange (so a late answer to the last one never matches this one);
     /// `[variables]` and extracted values stay as the session set them.
     pub async fn exchange(&mut self, trigger: Trigger) -> ProbeRun {
-        let started_at = Utc::now();
+        let started_at = self.ctx.clock.now();
         let start = Instant::now();
         let plan = self.plan;
         self.ctx.vars.insert("uuid".to_string(), super::new_uuid());
@@ -116,7 +117,7 @@ impl<'a> Session<'a> {
     /// # Errors
     /// The failed run when the session broke while idle.
     pub async fn idle(&mut self, until: Instant) -> Result<(), ProbeRun> {
-        let started_at = Utc::now();
+        let started_at = self.ctx.clock.now();
         let start = Instant::now();
         let Err(e) = self.keep_alive(until).await else {
             return Ok(());

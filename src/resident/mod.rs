@@ -31,11 +31,13 @@ pub trait Sessions: Send + Sync + 'static {
     ///
     /// # Errors
     /// The failed setup as a run.
+    /// `clock`: the scheduler's, which the session's runs read the time from.
     fn open<'a>(
         &'a self,
         plan: &'a ProbePlan,
         resident: &'a ResidentPlan,
         region: &'a str,
+        clock: Clock,
     ) -> BoxFuture<'a, Result<Box<dyn Session<'a> + 'a>, ProbeRun>>;
 }
 
@@ -62,11 +64,17 @@ impl Sessions for FlowSessions {
         plan: &'a ProbePlan,
         resident: &'a ResidentPlan,
         region: &'a str,
+        clock: Clock,
     ) -> BoxFuture<'a, Result<Box<dyn Session<'a> + 'a>, ProbeRun>> {
         Box::pin(async move {
-            let (session, setup) =
-                crate::flow::resident::Session::open(plan, resident, region, Trigger::Scheduled)
-                    .await?;
+            let (session, setup) = crate::flow::resident::Session::open(
+                plan,
+                resident,
+                region,
+                Trigger::Scheduled,
+                clock,
+            )
+            .await?;
             tracing::debug!(probe = %plan.name, region = %region, duration_ms = setup.duration_ms.as_millis() as u64, "resident session opened");
             Ok(Box::new(session) as Box<dyn Session<'a> + 'a>)
         })
@@ -143,7 +151,11 @@ impl Resident {
                     cause: c,
                 });
             }
-            let ended = match self.sessions.open(&probe, resident, &self.region).await {
+            let ended = match self
+                .sessions
+                .open(&probe, resident, &self.region, self.clock)
+                .await
+            {
                 Ok(session) => {
                     self.exchanges(session, resident, confirm, &mut backoff)
                         .await

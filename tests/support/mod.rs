@@ -498,3 +498,9 @@ pub async fn serve_in_process(
     ));
     (base, stop, task)
 }
+
+/// One manual run of `plan` in region `test`, on the system's clock (as `joincanary once` runs).
+pub async fn run_once(plan: &ProbePlan) -> joincanary::report::ProbeRun {
+    let clock = joincanary::clock::Clock::system();
+    joincanary::flow::run_probe(plan, "test", joincanary::report::Trigger::Manual, &clock).await
+}
