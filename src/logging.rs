@@ -162,6 +162,8 @@ where
     ) -> std::fmt::Result {
         let mut fields = Collect::default();
         event.record(&mut fields);
+        // The real clock, not the service's `Clock`: a log line says when it was written, to be
+        // read beside other programs' logs, and logging is set up before any clock exists.
         let ts = chrono::Utc::now()
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();

@@ -480,8 +480,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {}", plan.listen))?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             let trigger = shutdown.clone();
+            // Listening before anything is spawned: a SIGTERM right after start-up still stops
+            // the service cleanly.
+            let stop = joincanary::shutdown::listen();
             tokio::spawn(async move {
-                joincanary::shutdown::signal().await;
+                stop.await;
                 trigger.cancel();
             });
             let (sender, requests) = tokio::sync::mpsc::channel(4);
@@ -721,20 +724,27 @@ fn rlimit_soft() -> Option<u64> {
 /// SIGHUP asks for a reload, as it does of Prometheus and blackbox_exporter.
 fn spawn_sighup_reload(sender: tokio::sync::mpsc::Sender<joincanary::service::ReloadRequest>) {
     #[cfg(unix)]
-    tokio::spawn(async move {
+    {
         use tokio::signal::unix::{SignalKind, signal};
+        // Installed here, before the service logs "running", not in the spawned task: a
+        // SIGHUP sent as soon as the service says it runs must reload it, not kill it.
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!(
+                "cannot listen for SIGHUP: reload with POST /-/reload or --config.watch-interval"
+            );
             return;
         };
-        while hup.recv().await.is_some() {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            if sender.send(reply).await.is_err() {
-                return;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if sender.send(reply).await.is_err() {
+                    return;
+                }
+                // The service logs the outcome; the answer only tells us it is done.
+                let _ = answer.await;
             }
-            // The service logs the outcome; the answer only tells us it is done.
-            let _ = answer.await;
-        }
-    });
+        });
+    }
 }
 
 /// Loads the plan or prints every problem (file:line:col: key: message) and returns `None`.

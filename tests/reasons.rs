@@ -128,7 +128,8 @@ async fn stalled_tls_handshake_is_tls() {
 }
 
 /// A step that runs out of time past its connection says what it was waiting for, in the kind's
-/// own words (each kind's `waiting`), and which clock ran out.
+/// own words (each kind's `waiting`), and which clock ran out. The step's 1 s leaves a loaded
+/// machine time to connect and, for the stalled body, to read the head.
 #[tokio::test]
 async fn a_timeout_names_what_the_step_was_waiting_for() {
     let stalled_body = raw_http(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello", true).await;
@@ -150,7 +151,7 @@ async fn a_timeout_names_what_the_step_was_waiting_for() {
         ),
     ];
     for (kind, url, words) in cases {
-        let run = run(&one_step(kind, &url, "300ms")).await;
+        let run = run(&one_step(kind, &url, "1s")).await;
         assert_eq!(run.reason, Some(FailureReason::Timeout), "{kind}: {run:#?}");
         let error = run.error.clone().unwrap_or_default();
         assert!(

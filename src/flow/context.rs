@@ -49,6 +49,9 @@ pub(crate) struct RunContext<'a> {
     pub warnings: Vec<String>,
     /// What the current step waits for, when it says (for the timeout message).
     pub waiting: &'static str,
+    /// The run's wall clock, from the run's start: a step reads "now" here (on tokio's clock,
+    /// so under a paused clock in tests), and the run and its report agree on the time.
+    pub clock: crate::clock::Clock,
 }
 
 impl RunContext<'_> {

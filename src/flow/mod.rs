@@ -106,6 +106,7 @@ pub(crate) fn new_context<'a>(
         gauges: BTreeMap::new(),
         warnings: Vec::new(),
         waiting: "",
+        clock: crate::clock::Clock::starting_at(started_at),
         webrtc: BTreeMap::new(),
         deadline: Instant::now() + plan.timeout,
     };

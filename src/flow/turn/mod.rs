@@ -83,7 +83,7 @@ fn credential(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<Option<Creden
             .vars
             .get("now_ms")
             .and_then(|v| v.parse::<i64>().ok())
-            .map_or_else(|| chrono::Utc::now().timestamp(), |ms| ms / 1000);
+            .map_or_else(|| ctx.clock.now().timestamp(), |ms| ms / 1000);
         let ttl = i64::try_from(spec.credential_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let expiry = now.saturating_add(ttl);
         let user = user.unwrap_or_else(|| DEFAULT_REST_USER.to_string());
@@ -307,7 +307,7 @@ async fn allocate(
                     c.username
                 );
                 if let Some(expiry) = c.expiry {
-                    let now = chrono::Utc::now().timestamp();
+                    let now = ctx.clock.now().timestamp();
                     if expiry <= now {
                         why.push_str(&format!(
                             "; the REST username expired {} ago",
