@@ -251,6 +251,9 @@ def sig(x, n=2):
 
 
 NEVER = 'schedule = "0 0 1 1 *"\ntimeout = "900ms"'  # the same probes, none due in the window
+# The same probes every second with no jitter: all of a second's flows start together, so one
+# wake-up of the probe thread serves many flows' events instead of one.
+BUNCHED = 'schedule = "* * * * * *"\ntimeout = "900ms"\njitter = "0ms"'
 
 
 def builds(a):
@@ -275,7 +278,8 @@ def parse_compare(text):
 def alternate(sim, a, rate, kinds):
     """Windows at `rate` per second, alternating round by round: in each round every kind in
     `kinds` ("http": joincanary's HTTP login probe, "blackbox": blackbox_exporter's on the same
-    endpoint, "flow": the full join flow, "idle": the same flow probes with none due), each
+    endpoint, "flow": the full join flow, "bunched": the same flows all started together each
+    second, "idle": the same flow probes with none due), each
     kind for every build. The builds' order rotates from one round to the next, so none is
     always measured first. Returns {kind: {name: [window, ...]}} and prints every window."""
     res = {k: {} for k in kinds}
@@ -293,10 +297,12 @@ def alternate(sim, a, rate, kinds):
                 elif kind == "flow":
                     x = jc_window(flow_probes(sim, rate), every_second(rate), a.window,
                                   bin=binary)
+                elif kind == "bunched":
+                    x = jc_window(flow_probes(sim, rate), BUNCHED, a.window, bin=binary)
                 else:
                     x = jc_window(flow_probes(sim, rate), NEVER, a.window, bin=binary)
                 res[kind].setdefault(name, []).append(x)
-                unit = "flow" if kind == "flow" else "probe"
+                unit = "flow" if kind in ("flow", "bunched") else "probe"
                 sw = x.get("switches_per_s")
                 if kind == "idle":
                     fig = f"{sig(x['cpu_ms_per_s'])} CPU-ms/s, no run due" + (
@@ -386,11 +392,25 @@ def section_http(sim, a, out):
     blackbox_exporter's on the same endpoint at the same rate, joincanary's full join flow at
     that rate and the same service with nothing due (its fixed cost per second); each
     joincanary figure also as a ratio to the blackbox window of its round."""
-    res = alternate(sim, a, a.rate, ["http", "blackbox", "flow"] + ([] if a.no_idle else ["idle"]))
+    extra = [] if a.no_idle else ["bunched", "idle"]
+    res = alternate(sim, a, a.rate, ["http", "blackbox", "flow"] + extra)
     out["http"] = summarize("HTTP login probe", "probe", a.rate, a, {"http": res["http"],
                             "blackbox": res["blackbox"]}, "http")
     out.setdefault("flow", {})[a.rate] = summarize("full join flow", "flow", a.rate, a, res,
                                                    "flow")
+    if "bunched" in res:
+        # What the spread-out flows pay for waking up alone: the same flows at the same rate,
+        # started together, share the probe thread's wake-ups.
+        rows = summarize("full join flow, a second's flows started together (jitter 0)", "flow",
+                         a.rate, a, {"bunched": res["bunched"], "blackbox": res["blackbox"]},
+                         "bunched")
+        out["flow"]["bunched"] = rows
+        for name, _ in builds(a):
+            ratios = [x / y for x, y in zip(per_run(res["bunched"][name]),
+                                            per_run(res["flow"][name]))]
+            print(f"  {name}: started together / spread over the second: "
+                  f"{sig(h.median(ratios))} (per round {' '.join(sig(v) for v in ratios)})",
+                  flush=True)
 
 
 def flow_probes(sim, n, ratio=10, run_timeout="900ms"):
@@ -797,7 +817,8 @@ def main():
                     "ratio to blackbox and to the first one named. The other sections, and the "
                     "reference server, use the last one named")
     ap.add_argument("--no-idle", action="store_true",
-                    help="skip the idle windows (the service with nothing due)")
+                    help="skip the idle windows (the service with nothing due) and the flows "
+                    "started together")
     ap.add_argument("--json", help="also write every figure to this file")
     a = ap.parse_args()
     if a.quick:

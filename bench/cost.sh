@@ -13,8 +13,10 @@
 # median, and in how many rounds it was lower). The other sections and the reference server use
 # the last build named. Without --compare: JOINCANARY_BIN, default target/release/joincanary.
 # The http and flow sections also measure the same service with the probes configured but none
-# due (--no-idle skips it; --quick does): its CPU per second is the fixed cost (timers, the alert
-# tick, the config watch, a scrape every 15 s), printed as a share of each flow at that rate.
+# due: its CPU per second is the fixed cost (timers, the alert tick, the config watch, a scrape
+# every 15 s), printed as a share of each flow at that rate; and the http section the same flows
+# at the same rate all started together each second (jitter 0), which shows what a flow pays for
+# waking the probe thread alone (--no-idle skips both; --quick does).
 # CPU is the process's CPU-time clock (ns); CPU figures are printed to two significant digits.
 # Context switches per flow come from `perf stat`, the profile section from `perf record` (the
 # kernel / libc / joincanary shares of the service's CPU and the functions above 1 %).
