@@ -19,6 +19,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod consumer;
+pub mod delivery;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod diag;

@@ -142,7 +142,7 @@ pub struct StatusDoc {
     pub dashboard_url: Option<String>,
     pub probes: Vec<ProbeStatus>,
     /// Each pager's delivery health: last success, last error, what waits.
-    pub delivery: Vec<crate::alert::health::PagerHealth>,
+    pub delivery: Vec<crate::delivery::PagerHealth>,
 }
 
 /// What a peer's document may hold before it is cut: enough for any real fleet, little enough
@@ -213,7 +213,7 @@ impl StatusDoc {
             name(&mut d.pager);
             name(&mut d.kind);
             if let Some(e) = &mut d.last_error {
-                *e = cut(e, crate::alert::health::MAX_ERROR_CHARS);
+                *e = cut(e, crate::delivery::MAX_ERROR_CHARS);
             }
         }
         self

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Draw the import graph of src/ (files as nodes, arrows from `use` lines and paths in code) and
-report every import circle between files and every source file over 800 lines.
+report every import circle between files, every circle between top-level modules (`alert`,
+`metrics`, ...: a file counted as its top module), and every source file over 800 lines.
 
     python3 tools/imports.py               # circles and long files; exit 1 if there is a circle
     python3 tools/imports.py --arrows      # every arrow too
@@ -709,6 +710,64 @@ class Graph:
         return out
 
 
+def module_circles(g: "Graph") -> list[tuple[list[str], list[str]]]:
+    """Circles between top-level modules (`alert`, `metrics`, `flow`, ...): every file counted
+    as its top module, every arrow between two of them (re-exports and arrows up included, since
+    across top modules nothing is "up"). A circle of files is one of these too, but not the other
+    way: `metrics/mod.rs -> alert/health.rs` and `alert/dispatch/mod.rs -> metrics/mod.rs` tie
+    two modules without a circle of files. Returns each circle with the arrows that tie it."""
+    def top(f: str) -> str | None:
+        m = file_module(f)
+        if not m:
+            return None  # a crate root: it declares every module, it is above them all
+        crate = g.tree.crate_of[f]
+        return m[0] if crate == "lib" else f"{crate}::{m[0]}"
+    edges: dict[str, dict[str, list[str]]] = {}
+    for a, bs in g.arrows.items():
+        ta = top(a)
+        for b, names in bs.items():
+            tb = top(b)
+            if ta is None or tb is None or ta == tb:
+                continue
+            edges.setdefault(ta, {}).setdefault(tb, []).append(
+                f"{a} -> {b}: {', '.join(sorted(names))}")
+    nodes = sorted(set(edges) | {t for bs in edges.values() for t in bs})
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[tuple[list[str], list[str]]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, {})):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                inside = set(comp)
+                ties = [t for a in sorted(comp) for b in sorted(edges.get(a, {})) if b in inside
+                        for t in edges[a][b]]
+                out.append((sorted(comp), ties))
+
+    for v in nodes:
+        if v not in index:
+            visit(v)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Output
 
@@ -739,6 +798,12 @@ def report(args) -> int:
             for b in g.counted(a, strict):
                 if b in inside:
                     print(f"  {a} -> {b}: {', '.join(sorted(g.arrows[a][b]))}{g.how(a, b, strict)}")
+    modules = module_circles(g)
+    print(f"import circles between top-level modules: {len(modules)}")
+    for k, (comp, ties) in enumerate(modules, 1):
+        print(f"module circle {k}: {', '.join(comp)}")
+        for t in ties:
+            print(f"  {t}")
     long = sorted(
         ((s.lines, p) for p, s in tree.sources.items() if p in tree.files and s.lines > LONG_FILE),
         reverse=True,
@@ -750,6 +815,8 @@ def report(args) -> int:
     failed = []
     if circles:
         failed.append(f"{len(circles)} import circle(s)")
+    if modules:
+        failed.append(f"{len(modules)} import circle(s) between top-level modules")
     if max_lines is not None:
         over = [p for p in tree.files if tree.sources[p].lines > max_lines]
         if over:
@@ -862,6 +929,17 @@ def self_test() -> int:
     }))
     cases.append(("test-only file left out", sorted(g.tree.files),
                   ["src/lib.rs", "src/p.rs", "src/q.rs", "src/r.rs"]))
+
+    # two top-level modules tied through files that form no circle of files
+    g = _tree({
+        "src/lib.rs": "pub mod a;\npub mod m;\n",
+        "src/a/mod.rs": "pub mod d;\npub mod h;\npub struct N;\n",
+        "src/a/d.rs": "use crate::m::Metrics;\nuse super::N;\n",
+        "src/a/h.rs": "pub struct Health;\n",
+        "src/m.rs": "use crate::a::h::Health;\npub struct Metrics(Health);\n",
+    })
+    cases.append(("no circle of files", g.circles(), []))
+    cases.append(("a circle of top-level modules", [c for c, _ in module_circles(g)], [["a", "m"]]))
 
     failed = 0
     for name, got, want in cases:

@@ -1,116 +1,13 @@
-//! Each pager's delivery health for the status page and `/api/v1/status`: when it last took a
-//! notification, the last error it gave (redacted, cut to [`MAX_ERROR_CHARS`]), what waits in
-//! its queue. Recorded by [`Observed`], a notifier wrapper the dispatcher puts around every
-//! pager (so every attempt counts: pages, retries, the shutdown flush, Alertmanager re-posts),
-//! plus the Alertmanager watchdog's posts, so "Slack answers 403" and "Alertmanager is down" show
-//! on the page while nothing is firing.
-
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+//! [`Observed`]: a notifier wrapper the dispatcher puts around every pager, so every attempt
+//! (pages, retries, the shutdown flush, Alertmanager re-posts) is recorded in the pagers'
+//! [`DeliveryHealth`] (a leaf, `crate::delivery`, that metrics and status read), as the
+//! Alertmanager watchdog's posts are: "Slack answers 403" and "Alertmanager is down" show on
+//! the page while nothing is firing.
 
 use super::notify::{Notifier, SendFuture};
 use super::{Notification, PagerPlan};
 use crate::clock::Clock;
-
-/// An error text is cut to this many characters (after redaction).
-pub const MAX_ERROR_CHARS: usize = 300;
-
-/// One pager as the status shows it. Every field has a default, so regions running different
-/// versions still read each other's documents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct PagerHealth {
-    pub pager: String,
-    /// The provider's `type` (`slack`, `alertmanager`, …).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The last attempt the pager accepted.
-    pub last_success: Option<DateTime<Utc>>,
-    /// The last attempt it did not, and why (redacted, at most [`MAX_ERROR_CHARS`]).
-    pub last_error_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    /// The first failure since the last success: how long delivery has been broken.
-    pub failing_since: Option<DateTime<Utc>>,
-    /// Notifications waiting for this pager, and since when the oldest.
-    pub queued: usize,
-    pub oldest_queued: Option<DateTime<Utc>>,
-}
-
-impl PagerHealth {
-    /// `failing` (the last attempt failed), `queued` (waiting, no failure yet), `ok` (the last
-    /// attempt succeeded), `idle` (nothing sent yet).
-    pub fn state(&self) -> &'static str {
-        if self.failing_since.is_some() {
-            "failing"
-        } else if self.queued > 0 {
-            "queued"
-        } else if self.last_success.is_some() {
-            "ok"
-        } else {
-            "idle"
-        }
-    }
-}
-
-/// Every configured pager's health, shared by the dispatcher (which writes) and the HTTP
-/// server (which reads); kept across reloads for pagers that stay.
-#[derive(Debug, Default)]
-pub struct DeliveryHealth {
-    pagers: Mutex<BTreeMap<String, PagerHealth>>,
-}
-
-impl DeliveryHealth {
-    fn with<R>(&self, pager: &str, f: impl FnOnce(&mut PagerHealth) -> R) -> Option<R> {
-        let mut map = self.pagers.lock().unwrap_or_else(|e| e.into_inner());
-        map.get_mut(pager).map(f)
-    }
-
-    /// The configured pagers (a reload may change them): new ones start idle, gone ones go.
-    pub fn configure(&self, pagers: &[String]) {
-        let mut map = self.pagers.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|name, _| pagers.contains(name));
-        for name in pagers {
-            map.entry(name.clone()).or_insert_with(|| PagerHealth {
-                pager: name.clone(),
-                ..PagerHealth::default()
-            });
-        }
-    }
-
-    /// An attempt `pager` accepted.
-    pub fn success(&self, pager: &str, at: DateTime<Utc>) {
-        self.with(pager, |p| {
-            p.last_success = Some(at);
-            p.failing_since = None;
-        });
-    }
-
-    /// An attempt `pager` did not accept; `error` is already redacted.
-    pub fn failure(&self, pager: &str, at: DateTime<Utc>, error: &str) {
-        self.with(pager, |p| {
-            p.last_error_at = Some(at);
-            p.last_error = Some(crate::report::cut(error, MAX_ERROR_CHARS));
-            p.failing_since.get_or_insert(at);
-        });
-    }
-
-    /// What waits in `pager`'s queue.
-    pub fn queue(&self, pager: &str, queued: usize, oldest: Option<DateTime<Utc>>) {
-        self.with(pager, |p| {
-            p.queued = queued;
-            p.oldest_queued = oldest;
-        });
-    }
-
-    /// Every pager, by name.
-    pub fn snapshot(&self) -> Vec<PagerHealth> {
-        let map = self.pagers.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().cloned().collect()
-    }
-}
+use crate::delivery::DeliveryHealth;
 
 /// A notifier that records each attempt's outcome in [`DeliveryHealth`].
 pub struct Observed {
@@ -129,7 +26,7 @@ impl Observed {
         health: std::sync::Arc<DeliveryHealth>,
         clock: Clock,
     ) -> Box<dyn Notifier> {
-        health.with(&plan.name, |p| p.kind = plan.type_name().to_string());
+        health.set_kind(&plan.name, plan.type_name());
         Box::new(Observed {
             inner,
             pager: plan.name.clone(),
@@ -156,47 +53,5 @@ impl Notifier for Observed {
             }
             result
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failing_until_the_next_success_and_errors_stay_short() {
-        let h = DeliveryHealth::default();
-        h.configure(&["slack".into(), "am".into()]);
-        let t = |s| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
-        assert_eq!(h.snapshot()[1].state(), "idle");
-        h.success("slack", t(10));
-        h.failure("slack", t(20), &"403 Forbidden ".repeat(100));
-        h.failure("slack", t(30), "403 Forbidden");
-        h.queue("slack", 2, Some(t(20)));
-        let slack = h
-            .snapshot()
-            .into_iter()
-            .find(|p| p.pager == "slack")
-            .unwrap();
-        assert_eq!(slack.state(), "failing");
-        assert_eq!(slack.failing_since, Some(t(20)));
-        assert_eq!(slack.last_success, Some(t(10)));
-        assert_eq!(slack.last_error.as_deref(), Some("403 Forbidden"));
-        assert_eq!((slack.queued, slack.oldest_queued), (2, Some(t(20))));
-        h.failure("am", t(5), &"x".repeat(10_000));
-        let am = &h.snapshot()[0];
-        assert!(am.last_error.as_ref().unwrap().chars().count() <= MAX_ERROR_CHARS + 1);
-        h.success("slack", t(40));
-        h.queue("slack", 0, None);
-        let slack = h
-            .snapshot()
-            .into_iter()
-            .find(|p| p.pager == "slack")
-            .unwrap();
-        assert_eq!((slack.state(), slack.failing_since), ("ok", None));
-        // A reload without the pager forgets it; unknown names are ignored.
-        h.configure(&["am".into()]);
-        h.success("slack", t(50));
-        assert_eq!(h.snapshot().len(), 1);
     }
 }

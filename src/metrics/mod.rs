@@ -89,7 +89,7 @@ pub struct Metrics {
     oldest_queued: Arc<Mutex<BTreeMap<String, Option<DateTime<Utc>>>>>,
     /// Each pager's last success, last error and queue, for the status page: every part that
     /// delivers already holds this handle.
-    pub delivery: Arc<crate::alert::health::DeliveryHealth>,
+    pub delivery: Arc<crate::delivery::DeliveryHealth>,
     /// What "now" is for the queue ages: the service's clock ([`Metrics::with_clock`]), so
     /// they agree with the dispatcher's timestamps (and follow tokio's paused clock in tests).
     clock: Clock,

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone as _, Utc};
 
 use super::render;
 use crate::alert::Severity;
-use crate::alert::health::PagerHealth;
+use crate::delivery::PagerHealth;
 use crate::fleet::PeerView;
 use crate::report::{FailureReason, KindName, Phase, ProbeRun, StepReport, Trigger};
 use crate::rollup::HourBucket;

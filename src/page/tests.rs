@@ -109,7 +109,7 @@ mod parts {
 mod hostile {
     use super::now;
 
-    use crate::alert::health::PagerHealth;
+    use crate::delivery::PagerHealth;
     use crate::fleet::PeerView;
     use crate::page::render;
     use crate::report::ProbeRun;
