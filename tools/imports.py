@@ -483,6 +483,56 @@ def scan(toks: list[Tok]) -> Scan:
 REEXPORTS = ("count", "skip", "follow")
 
 
+def circles_of(nodes, successors) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan, iterative), each sorted,
+    largest first; `successors(v)` gives the nodes v has arrows to."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(successors(root)))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            advanced = False
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(successors(w))))
+                    advanced = True
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    out.sort(key=lambda c: (-len(c), c))
+    return out
+
+
 class Graph:
     def __init__(self, tree: Tree, reexports: str = "count"):
         """reexports: how `pub use child::X` (X unused in the file's own code) is read.
@@ -661,53 +711,8 @@ class Graph:
         return out
 
     def circles(self, strict: bool = False) -> list[list[str]]:
-        """Strongly connected components with more than one file (Tarjan, iterative)."""
-        nodes = self.tree.files
-        index: dict[str, int] = {}
-        low: dict[str, int] = {}
-        on: set[str] = set()
-        stack: list[str] = []
-        out: list[list[str]] = []
-        counter = 0
-        for root in nodes:
-            if root in index:
-                continue
-            work = [(root, iter(self.counted(root, strict)))]
-            index[root] = low[root] = counter
-            counter += 1
-            stack.append(root)
-            on.add(root)
-            while work:
-                v, it = work[-1]
-                advanced = False
-                for w in it:
-                    if w not in index:
-                        index[w] = low[w] = counter
-                        counter += 1
-                        stack.append(w)
-                        on.add(w)
-                        work.append((w, iter(self.counted(w, strict))))
-                        advanced = True
-                        break
-                    if w in on:
-                        low[v] = min(low[v], index[w])
-                if advanced:
-                    continue
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
-                if low[v] == index[v]:
-                    comp = []
-                    while True:
-                        w = stack.pop()
-                        on.discard(w)
-                        comp.append(w)
-                        if w == v:
-                            break
-                    if len(comp) > 1:
-                        out.append(sorted(comp))
-        out.sort(key=lambda c: (-len(c), c))
-        return out
+        """Circles of files: strongly connected components with more than one file."""
+        return circles_of(self.tree.files, lambda v: self.counted(v, strict))
 
 
 def module_circles(g: "Graph") -> list[tuple[list[str], list[str]]]:
@@ -732,39 +737,11 @@ def module_circles(g: "Graph") -> list[tuple[list[str], list[str]]]:
             edges.setdefault(ta, {}).setdefault(tb, []).append(
                 f"{a} -> {b}: {', '.join(sorted(names))}")
     nodes = sorted(set(edges) | {t for bs in edges.values() for t in bs})
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    out: list[tuple[list[str], list[str]]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on.add(v)
-        for w in sorted(edges.get(v, {})):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                inside = set(comp)
-                ties = [t for a in sorted(comp) for b in sorted(edges.get(a, {})) if b in inside
-                        for t in edges[a][b]]
-                out.append((sorted(comp), ties))
-
-    for v in nodes:
-        if v not in index:
-            visit(v)
+    out = []
+    for comp in circles_of(nodes, lambda v: sorted(edges.get(v, {}))):
+        inside = set(comp)
+        ties = [t for a in comp for b in sorted(edges.get(a, {})) if b in inside for t in edges[a][b]]
+        out.append((comp, ties))
     return out
 
 
