@@ -7,6 +7,7 @@
 //! problem. All problems are reported at once, so `joincanary check` is one round trip. Nothing
 //! below imports this module back.
 
+pub mod fingerprint;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::{
-    ConfigError, ConfigErrors, Ctx, EnvSource, S, array_tables, file, parse_toml, read_source,
+    ConfigError, ConfigErrors, Ctx, EnvSource, S, array_tables, parse_toml, read_source,
 };
 use crate::flow::ProbePlan;
 
@@ -356,38 +357,6 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         heartbeats,
         sources,
     })
-}
-
-/// A hash of what `sources` hold now: each file's bytes, and for a directory the names and
-/// bytes of its `*.toml` files. Reading through the paths (not comparing mtimes or inodes)
-/// follows symlinks, so a Kubernetes ConfigMap update — an atomic swap of the `..data` symlink
-/// behind every mounted file — changes it exactly like an edit in place. An unreadable path
-/// hashes as such, so its appearing or vanishing is a change too.
-pub fn fingerprint(sources: &[PathBuf]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    for source in sources {
-        source.hash(&mut h);
-        if source.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(source)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            for f in files {
-                f.hash(&mut h);
-                file::read_bytes(&f).ok().hash(&mut h);
-            }
-        } else {
-            // The same reader as the load: a FIFO put here never blocks the watcher.
-            file::read_bytes(source).ok().hash(&mut h);
-        }
-    }
-    h.finish()
 }
 
 /// A prober in another region, for the fleet status page.
