@@ -189,7 +189,7 @@ async fn run_service(
                 for e in &errors.0 {
                     tracing::error!(region = %plan.region, error = %e, "reload refused; the running configuration stays");
                 }
-                wiring.metrics.count_reload("failure");
+                wiring.metrics.count_reload(false);
                 Err(errors.to_string())
             }
         };
@@ -341,7 +341,7 @@ async fn reload_engine(
         },
     );
     wiring.status.set_ready(true);
-    wiring.metrics.count_reload("success");
+    wiring.metrics.count_reload(true);
     (plan, engine)
 }
 

@@ -71,6 +71,13 @@ pub struct Metrics {
     /// `{heartbeat, result, region}`.
     pub heartbeats: IntCounterVec,
     pub reloads: IntCounterVec,
+    /// 1 while the configuration running is what the files say (start-up, or the last reload
+    /// succeeded), 0 after a refused reload until one succeeds: Prometheus' own
+    /// `prometheus_config_last_reload_successful`, so a broken file left on disk stays visible
+    /// for as long as it is there (the reload counter's `increase()` forgets it).
+    pub reload_ok: IntGauge,
+    /// When the configuration running was loaded (Unix time).
+    pub reload_success_time: prometheus::Gauge,
     /// `probe_resident_reconnects_total{probe, region, cause}`: a resident probe opened its
     /// session again (`failure`, `rotation`). In the registry, not the probe table: only
     /// resident probes have it, two series each.
@@ -179,6 +186,20 @@ impl Metrics {
                 ),
                 &["result", "region"],
             )?,
+            reload_ok: IntGauge::with_opts(
+                Opts::new(
+                    "joincanary_config_last_reload_successful",
+                    "Whether the last configuration reload succeeded (1 at start-up; 0 after a refused reload, the previous configuration running)",
+                )
+                .const_label("region", region),
+            )?,
+            reload_success_time: prometheus::Gauge::with_opts(
+                Opts::new(
+                    "joincanary_config_last_reload_success_timestamp_seconds",
+                    "When the running configuration was loaded (start-up or the last successful reload; Unix time)",
+                )
+                .const_label("region", region),
+            )?,
             resident_reconnects: IntCounterVec::new(
                 Opts::new(
                     "probe_resident_reconnects_total",
@@ -199,6 +220,7 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result, region]);
         }
+        m.config_loaded();
         let build = IntGaugeVec::new(
             Opts::new("joincanary_build_info", "Build information; always 1"),
             &["version", "region"],
@@ -216,6 +238,8 @@ impl Metrics {
             Box::new(m.heartbeat_last_success.clone()),
             Box::new(m.heartbeats.clone()),
             Box::new(m.reloads.clone()),
+            Box::new(m.reload_ok.clone()),
+            Box::new(m.reload_success_time.clone()),
             Box::new(m.resident_reconnects.clone()),
         ] {
             m.registry.register(c)?;
@@ -302,11 +326,26 @@ impl Metrics {
             .with_cells(probe, region, |c| c.set_firing(firing));
     }
 
-    /// Counts a configuration reload (`success` or `failure`).
-    pub fn count_reload(&self, result: &str) {
+    /// The configuration the service runs was (re)loaded now: the reload gauges say so.
+    fn config_loaded(&self) {
+        self.reload_ok.set(1);
+        self.reload_success_time
+            .set(self.clock.now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Counts a configuration reload and sets the reload gauges: `ok` the new configuration
+    /// runs; else the previous one stays and `joincanary_config_last_reload_successful` is 0
+    /// until a reload succeeds.
+    pub fn count_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
         self.reloads
             .with_label_values(&[result, &self.region])
             .inc();
+        if ok {
+            self.config_loaded();
+        } else {
+            self.reload_ok.set(0);
+        }
     }
 
     /// Sets up the delivery series of the configured pagers (a reload may change them): every
