@@ -78,6 +78,11 @@ pub struct Metrics {
     pub reload_ok: IntGauge,
     /// When the configuration running was loaded (Unix time).
     pub reload_success_time: prometheus::Gauge,
+    /// The system clock minus the service's clock, set at each scrape. The service reads the
+    /// system clock once, at start, and counts on from there with the monotonic clock (so an
+    /// NTP step can neither bunch nor skip runs); a step after start leaves its timestamps,
+    /// schedules and maintenance windows off by the step until a restart, which this shows.
+    pub clock_offset: prometheus::Gauge,
     /// `probe_resident_reconnects_total{probe, region, cause}`: a resident probe opened its
     /// session again (`failure`, `rotation`). In the registry, not the probe table: only
     /// resident probes have it, two series each.
@@ -200,6 +205,13 @@ impl Metrics {
                 )
                 .const_label("region", region),
             )?,
+            clock_offset: prometheus::Gauge::with_opts(
+                Opts::new(
+                    "joincanary_clock_offset_seconds",
+                    "The system clock minus the prober's clock (read once at start, then monotonic): nonzero after the system clock was stepped; restart to realign",
+                )
+                .const_label("region", region),
+            )?,
             resident_reconnects: IntCounterVec::new(
                 Opts::new(
                     "probe_resident_reconnects_total",
@@ -240,6 +252,7 @@ impl Metrics {
             Box::new(m.reloads.clone()),
             Box::new(m.reload_ok.clone()),
             Box::new(m.reload_success_time.clone()),
+            Box::new(m.clock_offset.clone()),
             Box::new(m.resident_reconnects.clone()),
         ] {
             m.registry.register(c)?;
