@@ -83,6 +83,10 @@ pub struct Metrics {
     /// NTP step can neither bunch nor skip runs); a step after start leaves its timestamps,
     /// schedules and maintenance windows off by the step until a restart, which this shows.
     pub clock_offset: prometheus::Gauge,
+    /// `{file, region}`: 1 while the state log (`state.log`) or the status history
+    /// (`status-history.json`) cannot be written (a state directory not writable, a full disk):
+    /// alert state and queued pages then live in memory only and a restart would lose them.
+    pub state_write_failing: IntGaugeVec,
     /// `probe_resident_reconnects_total{probe, region, cause}`: a resident probe opened its
     /// session again (`failure`, `rotation`). In the registry, not the probe table: only
     /// resident probes have it, two series each.
@@ -106,6 +110,10 @@ pub struct Metrics {
     /// they agree with the dispatcher's timestamps (and follow tokio's paused clock in tests).
     clock: Clock,
 }
+
+/// The files the service writes in its state directory, each a `joincanary_state_write_failing`
+/// series from start-up.
+pub const STATE_FILES: [&str; 2] = ["state.log", "status-history.json"];
 
 /// Metric construction only fails on invalid names or duplicate registration, both fixed at
 /// compile time here; the error type keeps callers honest anyway.
@@ -212,6 +220,13 @@ impl Metrics {
                 )
                 .const_label("region", region),
             )?,
+            state_write_failing: IntGaugeVec::new(
+                Opts::new(
+                    "joincanary_state_write_failing",
+                    "1 while the file cannot be written in the state directory (not writable, disk full): its state is in memory only",
+                ),
+                &["file", "region"],
+            )?,
             resident_reconnects: IntCounterVec::new(
                 Opts::new(
                     "probe_resident_reconnects_total",
@@ -233,6 +248,9 @@ impl Metrics {
             m.reloads.with_label_values(&[result, region]);
         }
         m.config_loaded();
+        for file in STATE_FILES {
+            m.state_write_failing.with_label_values(&[file, region]);
+        }
         let build = IntGaugeVec::new(
             Opts::new("joincanary_build_info", "Build information; always 1"),
             &["version", "region"],
@@ -253,6 +271,7 @@ impl Metrics {
             Box::new(m.reload_ok.clone()),
             Box::new(m.reload_success_time.clone()),
             Box::new(m.clock_offset.clone()),
+            Box::new(m.state_write_failing.clone()),
             Box::new(m.resident_reconnects.clone()),
         ] {
             m.registry.register(c)?;
@@ -344,6 +363,13 @@ impl Metrics {
         self.reload_ok.set(1);
         self.reload_success_time
             .set(self.clock.now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Whether `file` (one of [`STATE_FILES`]) fails to be written now.
+    pub fn set_state_write_failing(&self, file: &str, failing: bool) {
+        self.state_write_failing
+            .with_label_values(&[file, &self.region])
+            .set(i64::from(failing));
     }
 
     /// Counts a configuration reload and sets the reload gauges: `ok` the new configuration
