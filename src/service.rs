@@ -609,11 +609,14 @@ fn start_heartbeats(
     }
 }
 
-/// Says at start and at every reload what the pagers cannot do: none configured, or a field
-/// a provider will cut or hash to fit its limits.
+/// Says at start and at every reload what the pagers cannot do: none configured, a probe that
+/// would page nobody ([`Plan::quiet`]), or a field a provider will cut or hash to fit its limits.
 fn warn_pagers(plan: &Plan) {
     if plan.pagers.is_empty() {
         tracing::warn!(region = %plan.region, "{}", crate::status::NO_PAGER);
+    }
+    for q in plan.quiet(chrono::Utc::now()) {
+        tracing::warn!(region = %plan.region, "{q}");
     }
     for n in crate::alert::limit_notes(&plan.alerts(), &plan.pagers) {
         tracing::warn!(region = %plan.region, note = %n, "a pager will cut or hash this to fit its provider's limits");
