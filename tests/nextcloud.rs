@@ -67,6 +67,25 @@ async fn the_join_passes_and_bs_room_message_reaches_a_through_nats() {
     }
     // A second run in a row passes too: the first one's `bye` left the room cleanly.
     assert!(run_once(&plan).await.success);
+
+    // Why each participant's HTTP steps name its connection: with one cookie jar for both,
+    // Nextcloud sees one PHP session join the conversation twice, ends A's Talk session, and
+    // the signalling server's room check for A fails.
+    let mut one_jar = plan.clone();
+    for s in one_jar.steps.iter_mut() {
+        if s.kind == joincanary::flow::StepKind::Http {
+            s.connection.clear();
+        }
+    }
+    let run = run_once(&one_jar).await;
+    passed(&run, &JOINED[..8]);
+    assert_eq!(run.failed_step.as_deref(), Some("in-room-a"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("no_such_room: The user is not invited to this room."),
+        "{error}"
+    );
 }
 
 #[tokio::test]

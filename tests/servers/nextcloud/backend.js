@@ -13,7 +13,9 @@
 //        verified first (`invalid_request` otherwise), then `auth` checks the ticket
 //        (`invalid_ticket`), `room` the session joined over HTTP (`no_such_room`), `ping` passes.
 // Users: any name, password `canary-pass` (an app password). Rooms: any token; tokens starting
-// with `forbidden` do not exist (404 on join, `no_such_room` from the backend).
+// with `forbidden` do not exist (404). The user's requests get a PHP session cookie, and a join
+// ends the Talk session an earlier join with the same cookie made in that room (as Nextcloud
+// does: one browser, one session per conversation), so two participants need two cookie jars.
 //   POST /test/secret {"secret": "..."}  replaces the shared secret: the admin rotated it in
 //        Nextcloud but not in the signalling server's config (every backend request then fails).
 "use strict";
@@ -29,6 +31,11 @@ let secret = opt.secret;
 const ticketKey = crypto.randomBytes(32);
 // Nextcloud session ids handed out by the participants/active join: sessionId -> {user, room}.
 const sessions = new Map();
+// Nextcloud's PHP session (its cookie) remembers the Talk session of each room it joined
+// (TalkSession): cookie -> Map(room -> sessionId). A second join with the same cookie ends the
+// first session (RoomController::joinRoom, leaveRoomAsSession), as two tabs of one browser do.
+const phpSessions = new Map();
+const COOKIE = "oc_canary";
 const MAX_SESSIONS = 10000;
 
 const ocs = (res, status, data, message = "") =>
@@ -101,6 +108,18 @@ function backend(message) {
   }
 }
 
+// The request's PHP session: the cookie it sent, or a new one set on the reply (bounded).
+function phpSession(req, res) {
+  const m = new RegExp(`(?:^|; )${COOKIE}=([^;]+)`).exec(req.headers.cookie || "");
+  if (m && phpSessions.has(m[1])) return phpSessions.get(m[1]);
+  if (phpSessions.size >= MAX_SESSIONS) phpSessions.delete(phpSessions.keys().next().value);
+  const id = crypto.randomBytes(16).toString("hex");
+  const rooms = new Map();
+  phpSessions.set(id, rooms);
+  res.setHeader("set-cookie", `${COOKIE}=${id}; path=/; HttpOnly; SameSite=Lax`);
+  return rooms;
+}
+
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, "http://127.0.0.1");
   const path = url.pathname;
@@ -136,6 +155,7 @@ const server = http.createServer(async (req, res) => {
     }
     // The user's own OCS calls.
     const user = basicUser(req);
+    const talkSession = user ? phpSession(req, res) : null;
     if (req.method === "GET" && path === "/ocs/v2.php/apps/spreed/api/v3/signaling/settings") {
       if (!user) return ocs(res, 401, [], "Current user is not logged in");
       const token = url.searchParams.get("token") || "";
@@ -159,8 +179,11 @@ const server = http.createServer(async (req, res) => {
       const token = decodeURIComponent(join[1]);
       if (token.startsWith("forbidden")) return ocs(res, 404, []);
       if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value);
+      const previous = talkSession.get(token);
+      if (previous) sessions.delete(previous);
       const sessionId = crypto.randomBytes(64).toString("base64url");
       sessions.set(sessionId, { user, room: token });
+      talkSession.set(token, sessionId);
       return ocs(res, 200, { token, name: token, type: 3, participantType: 3, actorType: "users", actorId: user, sessionId });
     }
     return ocs(res, 404, [], "not found");
