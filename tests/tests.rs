@@ -21,6 +21,7 @@ mod hostile_numbers;
 mod listener;
 mod never_silent;
 mod pages;
+mod platforms;
 mod proptest_config;
 mod proptest_redact;
 mod proptest_template;
