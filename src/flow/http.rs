@@ -238,6 +238,18 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                         format!("redirect to an invalid location: {e}"),
                     )
                 })?;
+                // Only http(s) is followed: a `Location` naming `ftp:`, `ws:`, `gopher:` or
+                // the like would otherwise get an HTTP request at that scheme's port (a side
+                // door to a service the probe was never pointed at).
+                if !matches!(next.scheme(), "http" | "https") {
+                    return Err(StepError::new(
+                        FailureReason::Protocol,
+                        format!(
+                            "redirect to `{}` refused: only http and https locations are followed",
+                            crate::redact::redact_url_text(next.as_str())
+                        ),
+                    ));
+                }
                 if url.scheme() == "https" && next.scheme() != "https" {
                     return Err(StepError::new(
                         FailureReason::Tls,

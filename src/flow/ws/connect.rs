@@ -345,6 +345,7 @@ async fn connect(
         request.headers_mut().insert("cookie", v);
     }
 
+    let offered_extensions = extension_names(request.headers());
     let cap = ctx.max_body_bytes;
     let config = WebSocketConfig::default()
         // tungstenite's default 128 KiB read buffer is zero-filled on every read: 4 % of a
@@ -357,6 +358,21 @@ async fn connect(
     ctx.phases.insert(Phase::Upgrade, t.elapsed());
     let stream = match result {
         Ok((stream, response)) => {
+            // RFC 6455 4.1: the client fails the connection when the server agrees to an
+            // extension it did not offer. tungstenite does not check, and a server that then
+            // compresses its frames (`permessage-deflate`) would fail every read later with a
+            // reason that hides the cause.
+            if let Some(unasked) = extension_names(response.headers())
+                .into_iter()
+                .find(|e| !offered_extensions.contains(e))
+            {
+                return Err(StepError::new(
+                    FailureReason::WsHandshake,
+                    format!(
+                        "the server agreed to the extension `{unasked}`, which was not offered"
+                    ),
+                ));
+            }
             if let Some(want) = wanted.first() {
                 let got = response
                     .headers()
@@ -418,4 +434,18 @@ async fn connect(
     }
     ctx.ws.insert(name.to_string(), conn);
     Ok(())
+}
+
+/// The extension names in every `Sec-WebSocket-Extensions` header (`permessage-deflate;
+/// client_max_window_bits, x-webkit` gives both names), lower-cased; bounded by the headers.
+fn extension_names(headers: &tungstenite::http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("sec-websocket-extensions")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|e| e.split(';').next())
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty())
+        .collect()
 }
