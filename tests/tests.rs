@@ -22,6 +22,7 @@ mod listener;
 mod never_silent;
 mod nextcloud;
 mod pages;
+mod platforms;
 mod proptest_config;
 mod proptest_redact;
 mod proptest_template;

@@ -214,6 +214,11 @@ pub(super) async fn run(
         )
     })?;
     let mut headers = ctx.render_headers(&spec.headers)?;
+    if let Some(basic) = net::take_basic_auth(ctx, &mut url)
+        && !headers.contains_key(header::AUTHORIZATION)
+    {
+        headers.insert(header::AUTHORIZATION, basic);
+    }
     let (mut body, content_type) = request_body(ctx, spec)?;
     let mut method = spec.method.clone();
 
@@ -247,6 +252,18 @@ pub(super) async fn run(
                         format!("redirect to an invalid location: {e}"),
                     )
                 })?;
+                // Only http(s) is followed: a `Location` naming `ftp:`, `ws:`, `gopher:` or
+                // the like would otherwise get an HTTP request at that scheme's port (a side
+                // door to a service the probe was never pointed at).
+                if !matches!(next.scheme(), "http" | "https") {
+                    return Err(StepError::new(
+                        FailureReason::Protocol,
+                        format!(
+                            "redirect to `{}` refused: only http and https locations are followed",
+                            crate::redact::redact_url_text(next.as_str())
+                        ),
+                    ));
+                }
                 if url.scheme() == "https" && next.scheme() != "https" {
                     return Err(StepError::new(
                         FailureReason::Tls,
@@ -265,7 +282,7 @@ pub(super) async fn run(
                     method = reqwest::Method::GET;
                     body = Bytes::new();
                 }
-                if next.origin() != url.origin() {
+                if next.origin() != url.origin() && !https_upgrade(&url, &next) {
                     drop_credentials(&mut headers, &ctx.redactor);
                     refuse_secret_body(&body, &next, parts.status, &ctx.redactor)?;
                 }
@@ -419,6 +436,18 @@ fn set_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|c| cookie::Cookie::parse(c).ok())
+}
+
+/// `http://host/…` redirected to `https://host/…` (default ports both): the same server asking
+/// for TLS, as an HSTS-style front door does at login. Nothing is less safe over TLS to the
+/// same host, so headers and a form's body go along (a login POST answered with 308 to its
+/// https self still logs in).
+fn https_upgrade(from: &url::Url, to: &url::Url) -> bool {
+    from.scheme() == "http"
+        && to.scheme() == "https"
+        && from.host() == to.host()
+        && from.port().is_none()
+        && to.port().is_none()
 }
 
 /// Before a redirect to another origin (scheme, host or port), as browsers, curl and reqwest
@@ -616,6 +645,28 @@ fn too_large(cap: usize) -> StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_same_host_on_default_ports_is_an_https_upgrade() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert!(https_upgrade(
+            &u("http://a.example/login"),
+            &u("https://a.example/login")
+        ));
+        assert!(https_upgrade(
+            &u("http://a.example:80/"),
+            &u("https://a.example:443/x")
+        ));
+        for (from, to) in [
+            ("http://a.example/", "https://b.example/"),
+            ("http://a.example:8080/", "https://a.example:8443/"),
+            ("http://a.example/", "https://a.example:8443/"),
+            ("https://a.example/", "http://a.example/"),
+            ("http://a.example/", "http://a.example:81/"),
+        ] {
+            assert!(!https_upgrade(&u(from), &u(to)), "{from} -> {to}");
+        }
+    }
 
     #[test]
     fn set_cookies_reads_each_header_as_the_jar_does() {

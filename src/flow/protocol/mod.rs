@@ -99,6 +99,10 @@ pub(crate) struct Message {
     pub ack: Option<u64>,
     /// The stanza, parsed (xmpp).
     pub xml: Option<xmpp::Element>,
+    /// The frame's bytes when it came as a binary frame (LiveKit's protobuf signalling):
+    /// what `expect_binary` sees. `text` is then those bytes read as UTF-8 (invalid sequences
+    /// replaced), so regexes still find the readable parts.
+    pub bytes: Option<Box<[u8]>>,
 }
 
 impl Message {
