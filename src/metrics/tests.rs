@@ -417,7 +417,9 @@ fn pager_failing_follows_the_last_attempt() {
     // Not built yet: no type to show, no series.
     assert!(!m.render().contains("joincanary_pager_failing{"));
     m.delivery.set_kind("am", "alertmanager");
-    let series = |v: u8| format!("joincanary_pager_failing{{region=\"eu\",sink=\"am\",type=\"alertmanager\"}} {v}");
+    let series = |v: u8| {
+        format!("joincanary_pager_failing{{region=\"eu\",sink=\"am\",type=\"alertmanager\"}} {v}")
+    };
     assert!(m.render().contains(&series(0)), "{}", m.render());
     let t = DateTime::from_timestamp(1_764_460_000, 0).unwrap();
     m.delivery.failure("am", t, "403 Forbidden");
