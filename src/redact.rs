@@ -39,33 +39,86 @@ pub struct Redactor {
     own: Layer,
 }
 
+/// Secrets a run adds on top of its plan's are kept to this many, the least recently added
+/// forgotten first. A resident session lives for up to `max_session_age` (a year at most) on
+/// one run's state, and a server that rotates its session cookie on every reply (as Rails'
+/// cookie store does) or a token extracted per exchange would otherwise grow the list, and
+/// every scrub's pattern, by one value per exchange for as long as the session lives. What the
+/// session opened with is kept apart ([`Redactor::freeze`]) and never forgotten; a value a run
+/// adds again counts as new. 256 is far more than a login flow sets (tens of cookies and
+/// tokens) and keeps the pattern a scrub compiles small (it grows with every value held).
+pub const MAX_RUN_SECRETS: usize = 256;
+
 /// A set of secrets and, once needed, the regex matching all their shapes.
 #[derive(Debug, Clone, Default)]
 struct Layer {
     /// Longest first, so a secret containing another is scrubbed whole.
     secrets: Vec<String>,
+    /// The same secrets, least recently added first (what [`MAX_RUN_SECRETS`] forgets first).
+    order: std::collections::VecDeque<String>,
     /// For each shape, its longest run of letters and digits: no encoder escapes those, so
     /// every match contains it. A text holding none of them needs no regex (building one costs
-    /// milliseconds, and most failed runs quote nothing secret).
-    anchors: Vec<String>,
+    /// milliseconds, and most failed runs quote nothing secret). Counted by the secrets that
+    /// have it, so a forgotten secret takes its own anchors along.
+    anchors: std::collections::HashMap<String, usize>,
     /// Built at the first scrub that needs it after a change.
     compiled: OnceLock<Option<regex::Regex>>,
 }
 
-impl Layer {
-    fn add(&mut self, secret: String) {
-        for form in base_forms(&secret) {
-            let anchor = form
-                .split(|c: char| !c.is_ascii_alphanumeric())
+/// A secret's anchors (see [`Layer::anchors`]), once each.
+fn anchors_of(secret: &str) -> Vec<String> {
+    let mut out: Vec<String> = base_forms(secret)
+        .iter()
+        .map(|form| {
+            form.split(|c: char| !c.is_ascii_alphanumeric())
                 .max_by_key(|run| run.len())
                 .unwrap_or_default()
-                .to_string();
-            if !self.anchors.contains(&anchor) {
-                self.anchors.push(anchor);
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl Layer {
+    fn add(&mut self, secret: String) {
+        for anchor in anchors_of(&secret) {
+            *self.anchors.entry(anchor).or_default() += 1;
+        }
+        self.order.push_back(secret.clone());
+        // Longest first, kept by inserting in place (a sort per value is quadratic over a
+        // long session).
+        let at = self.secrets.partition_point(|s| s.len() >= secret.len());
+        self.secrets.insert(at, secret);
+        self.compiled = OnceLock::new();
+    }
+
+    /// Moves `secret` to the most recently added end; false when it is not held.
+    fn touch(&mut self, secret: &str) -> bool {
+        let Some(at) = self.order.iter().position(|s| s == secret) else {
+            return false;
+        };
+        if let Some(s) = self.order.remove(at) {
+            self.order.push_back(s);
+        }
+        true
+    }
+
+    /// Forgets the least recently added secret.
+    fn forget_oldest(&mut self) {
+        let Some(old) = self.order.pop_front() else {
+            return;
+        };
+        self.secrets.retain(|s| *s != old);
+        for anchor in anchors_of(&old) {
+            if let Some(n) = self.anchors.get_mut(&anchor) {
+                *n -= 1;
+                if *n == 0 {
+                    self.anchors.remove(&anchor);
+                }
             }
         }
-        self.secrets.push(secret);
-        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         self.compiled = OnceLock::new();
     }
 
@@ -74,7 +127,7 @@ impl Layer {
         self.compiled.get().is_some()
             || self
                 .anchors
-                .iter()
+                .keys()
                 .any(|a| a.is_empty() || text.contains(a.as_str()))
     }
 
@@ -369,14 +422,41 @@ impl Redactor {
         }
     }
 
-    /// Remembers a value to scrub, in every encoding. Very short values are skipped.
+    /// Remembers a value to scrub, in every encoding. Very short values are skipped. Past
+    /// [`MAX_RUN_SECRETS`] values added this way, the least recently added is forgotten.
     pub fn add(&mut self, secret: String) {
-        if secret.len() >= MIN_SECRET_BYTES
-            && !self.shared.secrets.contains(&secret)
-            && !self.own.secrets.contains(&secret)
+        if secret.len() < MIN_SECRET_BYTES
+            || self.shared.secrets.contains(&secret)
+            || self.own.touch(&secret)
         {
-            self.own.add(secret);
+            return;
         }
+        self.own.add(secret);
+        while self.own.secrets.len() > MAX_RUN_SECRETS {
+            self.own.forget_oldest();
+        }
+    }
+
+    /// Makes every value added so far permanent: a resident session calls it once it is open,
+    /// so the token and cookies it logged in with are scrubbed for as long as it lives, however
+    /// many values its exchanges add after them.
+    pub fn freeze(&mut self) {
+        let own = std::mem::take(&mut self.own);
+        if own.secrets.is_empty() {
+            return;
+        }
+        let mut layer = (*self.shared).clone();
+        for s in own.order {
+            if !layer.secrets.contains(&s) {
+                layer.add(s);
+            }
+        }
+        self.shared = std::sync::Arc::new(layer);
+    }
+
+    /// How many values this redactor scrubs (its plan's, frozen ones and its own).
+    pub fn len(&self) -> usize {
+        self.shared.secrets.len() + self.own.secrets.len()
     }
 
     /// True when nothing would be scrubbed.
@@ -647,6 +727,45 @@ pub(crate) fn finish(redactor: &Redactor, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long-lived run (a resident session) adding a fresh value again and again keeps at most
+    /// `MAX_RUN_SECRETS` of its own, the oldest forgotten first; what it froze and the plan's
+    /// stay; a value added again is young again.
+    #[test]
+    fn a_run_keeps_a_bounded_list_of_its_own_secrets() {
+        let mut r = Redactor::new(["plan-secret-value".to_string()]);
+        r.add("session-token-at-login".to_string());
+        r.freeze();
+        r.add("kept-alive-token".to_string());
+        let value = |i: usize| format!("rotated-cookie-{i:06}");
+        let added = 2 * MAX_RUN_SECRETS;
+        for i in 0..added {
+            r.add(value(i));
+            if i % 100 == 0 {
+                r.add("kept-alive-token".to_string());
+            }
+        }
+        assert_eq!(r.own.secrets.len(), MAX_RUN_SECRETS);
+        assert_eq!(r.own.order.len(), MAX_RUN_SECRETS);
+        assert_eq!(r.len(), MAX_RUN_SECRETS + 2);
+        let anchors: std::collections::HashSet<String> =
+            r.own.secrets.iter().flat_map(|s| anchors_of(s)).collect();
+        assert_eq!(
+            anchors,
+            r.own.anchors.keys().cloned().collect(),
+            "a forgotten secret's anchors go with it"
+        );
+        for kept in [
+            "plan-secret-value".to_string(),
+            "session-token-at-login".to_string(),
+            "kept-alive-token".to_string(),
+            value(added - 1),
+        ] {
+            assert_eq!(r.scrub(&format!("a {kept} b")), "a [redacted] b", "{kept}");
+        }
+        let forgotten = value(0);
+        assert_eq!(r.scrub(&forgotten), forgotten);
+    }
 
     #[test]
     fn scrubs_longest_first_and_skips_tiny_values() {

@@ -233,6 +233,41 @@ async fn server_closing_mid_flow_is_ws_closed() {
     assert_eq!(run.reason, Some(FailureReason::WsClosed), "{run:#?}");
 }
 
+/// A server agreeing to `permessage-deflate` (or any extension) that the prober never offered:
+/// RFC 6455 says the client fails the connection. Before, the upgrade passed and the server's
+/// compressed frames later failed an unrelated step, or the run waited out its timeout.
+#[tokio::test]
+async fn an_extension_the_client_did_not_offer_fails_the_upgrade() {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+        let Ok((s, _)) = l.accept().await else { return };
+        // The error type is tungstenite's, fixed by `accept_hdr_async`'s callback.
+        #[allow(clippy::result_large_err)]
+        let agree = |_: &Request, mut resp: Response| {
+            resp.headers_mut().insert(
+                "sec-websocket-extensions",
+                "permessage-deflate; server_no_context_takeover"
+                    .parse()
+                    .unwrap(),
+            );
+            Ok(resp)
+        };
+        if let Ok(ws) = tokio_tungstenite::accept_hdr_async(s, agree).await {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            drop(ws);
+        }
+    });
+    let run = run(&ws_probe(&addr, "")).await;
+    assert_eq!(run.failed_step.as_deref(), Some("websocket"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::WsHandshake), "{run:#?}");
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("`permessage-deflate`") && error.contains("not offered"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn plain_http_server_refuses_the_upgrade() {
     let addr = fixed_http(http_response("404 Not Found", "text/plain", b"nope")).await;

@@ -301,3 +301,51 @@ form = {{ user = "canary", {field} }}
         "a body without a secret follows"
     );
 }
+
+/// A `Location` with another scheme (`ftp:`, `ws:`, `gopher:`, `file:`, `javascript:`) is
+/// refused with reason `protocol` before any connection: before, the step sent its HTTP
+/// request to that scheme's host and port (a listener standing in for an FTP server heard it).
+#[tokio::test]
+async fn a_redirect_to_a_scheme_other_than_http_is_refused() {
+    let (listener, side) = support::hostile::listener().await;
+    let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = heard.clone();
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok(_conn) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    for location in [
+        format!("ftp://{side}/pub"),
+        format!("ws://{side}/socket"),
+        format!("gopher://{side}/x"),
+        "file:///etc/passwd".to_string(),
+        "javascript:alert(1)".to_string(),
+    ] {
+        let (_, first_addr) = hop_server("127.0.0.1", location.clone()).await;
+        let plan = support::probe_from(
+            &probe(&first_addr, &format!("http://{first_addr}/start")),
+            &[("TOKEN", TOKEN)],
+        );
+        let run = crate::support::run_once(&plan).await;
+        assert_eq!(
+            run.failed_step.as_deref(),
+            Some("login"),
+            "{location}: {run:#?}"
+        );
+        assert_eq!(run.reason, Some(FailureReason::Protocol), "{location}");
+        let error = run.error.unwrap_or_default();
+        assert!(
+            error.contains("only http and https locations are followed"),
+            "{location}: {error}"
+        );
+    }
+    assert_eq!(
+        heard.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a non-http location was connected to"
+    );
+}

@@ -741,3 +741,96 @@ async fn a_mended_platform_is_back_within_two_exchanges_whatever_the_outage_grew
         "second passing exchange {worst:?} after the mend"
     );
 }
+
+/// The session cookie the rotating server below sets at login.
+const LOGIN_COOKIE: &str = "login-sess-c00kie-7731";
+/// Cookies it sets on every exchange's reply, each a fresh value.
+const ROTATED_PER_REPLY: usize = 8;
+
+/// Hostile review (issue 17): a resident session lives on one run's state for up to
+/// `max_session_age`, and every cookie a reply sets is a secret to scrub. A server rotating its
+/// cookies on every reply (Rails' cookie store rotates the session cookie each time) grew the
+/// session's list of secrets, and every scrub's pattern, by one value per cookie per exchange
+/// for as long as the session lived. Now it holds at most `MAX_RUN_SECRETS` of them on top of
+/// what the session logged in with, and both the login cookie and the latest rotated one are
+/// still scrubbed when the server quotes them.
+#[tokio::test]
+async fn cookies_rotated_on_every_exchange_do_not_grow_the_session() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let max = joincanary::redact::MAX_RUN_SECRETS;
+    // Enough exchanges to pass the cap; the last one's reply quotes the cookies.
+    let exchanges = max / ROTATED_PER_REPLY + 30;
+    let rotated = |n: usize, i: usize| format!("rotated-{n:05}-{i}-value");
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/login",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        axum::http::header::SET_COOKIE,
+                        format!("sess={LOGIN_COOKIE}"),
+                    )],
+                    "ok",
+                )
+            }),
+        )
+        .route(
+            "/tick",
+            axum::routing::get(move || {
+                let n = ticks.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    use axum::response::IntoResponse;
+                    if n + 1 == exchanges {
+                        let quoted = format!("sess={LOGIN_COOKIE} last={}", rotated(n - 1, 0));
+                        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, quoted)
+                            .into_response();
+                    }
+                    let mut headers = axum::http::HeaderMap::new();
+                    for i in 0..ROTATED_PER_REPLY {
+                        let cookie = format!("r{i}={}", rotated(n, i));
+                        headers.append(axum::http::header::SET_COOKIE, cookie.parse().unwrap());
+                    }
+                    (headers, "tick").into_response()
+                }
+            }),
+        );
+    let addr = support::serve_router(app).await;
+    let plan = support::probe_from(
+        &format!(
+            r#"
+mode = "resident"
+timeout = "2s"
+[resident]
+every = "5s"
+[[steps]]
+name = "login"
+kind = "http"
+url = "http://{addr}/login"
+[[exchange]]
+name = "tick"
+kind = "http"
+url = "http://{addr}/tick"
+"#
+        ),
+        &[],
+    );
+    let (mut session, _) = open_session(&plan).await;
+    for _ in 1..exchanges {
+        let run = session.exchange(Trigger::Scheduled).await;
+        assert!(run.success, "{run:#?}");
+    }
+    let held = session.secrets_held();
+    assert!(
+        (max..=max + 1).contains(&held),
+        "{held} secrets held after {} rotated cookies",
+        (exchanges - 1) * ROTATED_PER_REPLY
+    );
+    let run = session.exchange(Trigger::Scheduled).await;
+    assert_eq!(run.reason, Some(FailureReason::HttpStatus), "{run:#?}");
+    let error = run.error.unwrap_or_default();
+    assert!(!error.contains(LOGIN_COOKIE), "{error}");
+    assert!(!error.contains(&rotated(exchanges - 2, 0)), "{error}");
+    assert_eq!(error.matches("[redacted]").count(), 2, "{error}");
+    session.close().await;
+}

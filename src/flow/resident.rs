@@ -54,6 +54,9 @@ impl<'a> Session<'a> {
             close_all(&mut ctx, deadline).await;
             return Err(run);
         }
+        // What the session logged in with is scrubbed for as long as it lives, however many
+        // values its exchanges add (those are kept to `redact::MAX_RUN_SECRETS`).
+        ctx.redactor.freeze();
         let now = Instant::now();
         let connections = ctx.ws.keys().cloned().collect();
         Ok((
@@ -69,6 +72,12 @@ impl<'a> Session<'a> {
             },
             run,
         ))
+    }
+
+    /// How many values the session scrubs from what leaves it: bounded by what it opened
+    /// with plus [`crate::redact::MAX_RUN_SECRETS`], however long it lives.
+    pub fn secrets_held(&self) -> usize {
+        self.ctx.redactor.len()
     }
 
     /// How long the session has been open.
