@@ -121,3 +121,48 @@ async fn without_the_cookie_the_websocket_is_refused() {
     );
     assert!(run.error.unwrap_or_default().contains("401"));
 }
+
+/// A named connection is a participant with a cookie jar of its own: participant b's login
+/// cookie goes with b's later requests and b's websocket upgrade, not with a's.
+#[tokio::test]
+async fn a_participants_login_cookie_goes_with_its_own_steps_only() {
+    let addr = server().await;
+    let text = format!(
+        r#"
+timeout = "5s"
+[[steps]]
+name = "login-b"
+kind = "http"
+connection = "b"
+method = "POST"
+url = "http://{addr}/login"
+form = {{ user = "canary", pass = "p w&" }}
+
+[[steps]]
+name = "me-b"
+kind = "http"
+connection = "b"
+url = "http://{addr}/me"
+expect_json = {{ user = "canary" }}
+
+[[steps]]
+name = "websocket-b"
+kind = "ws_connect"
+connection = "b"
+url = "ws://{addr}/ws"
+
+[[steps]]
+name = "websocket-a"
+kind = "ws_connect"
+connection = "a"
+url = "ws://{addr}/ws"
+"#
+    );
+    let run = crate::support::run_once(&support::probe_from(&text, &[])).await;
+    crate::support::passed(&run, &["login-b", "me-b", "websocket-b"]);
+    assert_eq!(run.failed_step.as_deref(), Some("websocket-a"), "{run:#?}");
+    assert_eq!(
+        run.reason,
+        Some(joincanary::report::FailureReason::WsHandshake)
+    );
+}

@@ -20,6 +20,7 @@ mod hostile;
 mod hostile_numbers;
 mod listener;
 mod never_silent;
+mod nextcloud;
 mod pages;
 mod platforms;
 mod proptest_config;

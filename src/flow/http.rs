@@ -1,13 +1,13 @@
 //! The `http` step: one request over a connection of its own (so dns, connect, tls and first
 //! byte are each timed, as a joining user would pay them), checked and mined for values.
-//! HTTP/1.1 over hyper; redirects followed; the run's cookie jar carries the session.
+//! HTTP/1.1 over hyper; redirects followed; the run's cookie jar carries the session (a named
+//! `connection`'s own jar for that participant).
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderMap};
-use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
 use serde::Deserialize;
@@ -74,6 +74,8 @@ pub enum Body {
 
 impl Kind for HttpSpec {
     type Raw = RawHttp;
+    /// `connection` names the participant whose cookies the request sends and keeps.
+    const PARTICIPANT: bool = true;
 
     fn build(s: RawHttp, b: &mut Build<'_, '_, '_>) -> Option<HttpSpec> {
         let Some(url_raw) = &s.url else {
@@ -189,13 +191,18 @@ impl Kind for HttpSpec {
         }
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
-        run(ctx, self).await
+    async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
+        run(ctx, self, connection).await
     }
 }
 
-/// One request: send, check, extract.
-pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(), StepError> {
+/// One request: send, check, extract; `connection`'s cookies go with it and it keeps the reply's
+/// (`""`: the run's shared jar; see [`super::context::Cookies`]).
+pub(super) async fn run(
+    ctx: &mut RunContext<'_>,
+    spec: &HttpSpec,
+    connection: &str,
+) -> Result<(), StepError> {
     let url_text = ctx.render(&spec.url)?;
     let mut url = url::Url::parse(&url_text).map_err(|e| {
         StepError::new(
@@ -217,10 +224,17 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
 
     let mut hops = 0;
     let (status, response_headers, mut incoming, _conn) = loop {
-        let (parts, incoming, conn) =
-            exchange(ctx, &url, &method, &headers, content_type, body.clone()).await?;
-        ctx.jar
-            .set_cookies(&mut parts.headers.get_all(header::SET_COOKIE).iter(), &url);
+        let (parts, incoming, conn) = exchange(
+            ctx,
+            &url,
+            &method,
+            &headers,
+            content_type,
+            body.clone(),
+            connection,
+        )
+        .await?;
+        ctx.cookies.store(connection, &parts.headers, &url);
         // Cookies are session secrets even when no step extracts them.
         for c in set_cookies(&parts.headers) {
             ctx.redactor.add(c.value().to_string());
@@ -522,6 +536,7 @@ async fn exchange(
     headers: &HeaderMap,
     content_type: Option<&'static str>,
     body: Bytes,
+    connection: &str,
 ) -> Result<
     (
         hyper::http::response::Parts,
@@ -566,7 +581,7 @@ async fn exchange(
     if let Some(ct) = content_type {
         builder = builder.header(header::CONTENT_TYPE, ct);
     }
-    if let Some(cookies) = ctx.jar.cookies(url) {
+    if let Some(cookies) = ctx.cookies.header(connection, url) {
         builder = builder.header(header::COOKIE, cookies);
     }
     let mut request = builder.body(Full::new(body)).map_err(|e| {

@@ -860,7 +860,7 @@ impl NodeServer {
 
 /// Starts `node tests/servers/<script> args...`; the script listens on port 0 and prints
 /// `ready <name> http://127.0.0.1:PORT ...`.
-async fn start_node(name: &str, script: &str, args: &[String]) -> Result<NodeServer> {
+pub(crate) async fn start_node(name: &str, script: &str, args: &[String]) -> Result<NodeServer> {
     require_node_modules(name)?;
     let mut all = vec![servers_dir().join(script).display().to_string()];
     all.extend(args.iter().cloned());

@@ -224,7 +224,11 @@ pub(crate) fn cause(frame: &str) -> Option<String> {
 }
 
 /// The first cause-naming string in `json`, breadth first (a string under one of
-/// [`CAUSE_KEYS`], or an error object's own `message`).
+/// [`CAUSE_KEYS`], or an error object's own `message`), after the object's machine-readable
+/// `code` when it has a textual one: Nextcloud Talk's
+/// `{"type":"error","error":{"code":"invalid_ticket","message":"The given ticket is not valid…"}}`
+/// gives `invalid_ticket: The given ticket is not valid…` (the code is what on-call searches
+/// for; a numeric code, as Janus's 460, adds nothing to its reason and is left out).
 fn json_cause(json: &Value) -> Option<String> {
     let mut queue = std::collections::VecDeque::from([json]);
     let mut seen = 0;
@@ -238,7 +242,15 @@ fn json_cause(json: &Value) -> Option<String> {
                 for key in CAUSE_KEYS {
                     match map.get(key) {
                         Some(Value::String(s)) if !s.trim().is_empty() => {
-                            return Some(s.trim().to_string());
+                            let s = s.trim();
+                            return Some(match map.get("code") {
+                                Some(Value::String(code))
+                                    if !code.trim().is_empty() && code.trim() != s =>
+                                {
+                                    format!("{}: {s}", code.trim())
+                                }
+                                _ => s.to_string(),
+                            });
                         }
                         Some(inner @ Value::Object(_)) => queue.push_front(inner),
                         _ => {}
@@ -301,6 +313,15 @@ mod tests {
             (
                 "<presence type='error'><error type='cancel'><not-allowed/><text>Room creation is restricted</text></error></presence>",
                 Some("not-allowed: Room creation is restricted"),
+            ),
+            // Nextcloud Talk's signalling server: the error's code, then its message.
+            (
+                r#"{"type":"error","error":{"code":"invalid_ticket","message":"The given ticket is not valid for this user."}}"#,
+                Some("invalid_ticket: The given ticket is not valid for this user."),
+            ),
+            (
+                r#"{"type":"error","error":{"code":"no_such_session","message":"no_such_session"}}"#,
+                Some("no_such_session"),
             ),
             // Nothing that names a cause: the frame alone is quoted.
             (r#"{"type":"joined","participants":2}"#, None),

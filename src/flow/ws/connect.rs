@@ -353,17 +353,16 @@ async fn connect(
     {
         request.headers_mut().insert("sec-websocket-protocol", v);
     }
-    // The session cookies from earlier http steps travel with the upgrade, as in a browser.
+    // The session cookies from earlier http steps travel with the upgrade, as in a browser
+    // (this participant's, for a named connection).
     let mut cookie_url = url.clone();
     let _ = cookie_url.set_scheme(if url.scheme() == "wss" {
         "https"
     } else {
         "http"
     });
-    if let Some(cookies) = reqwest::cookie::CookieStore::cookies(ctx.jar.as_ref(), &cookie_url)
-        && let Ok(v) = HeaderValue::from_bytes(cookies.as_bytes())
-    {
-        request.headers_mut().insert("cookie", v);
+    if let Some(cookies) = ctx.cookies.header(name, &cookie_url) {
+        request.headers_mut().insert("cookie", cookies);
     }
 
     let offered_extensions = extension_names(request.headers());
