@@ -153,11 +153,23 @@ pub(crate) async fn open_with_alpn(
     let tls = tls.map_err(|e| {
         StepError::caused_by(
             FailureReason::Tls,
-            format!("TLS handshake with `{host}` failed: {e}"),
+            format!("TLS handshake with `{host}` failed: {e}{}", tls_hint(&e)),
             &e,
         )
     })?;
     Ok(MaybeTlsStream::Rustls(tls))
+}
+
+/// What to do about a certificate no configured root vouches for: a private CA is the usual
+/// cause, and `ca_file` the fix. Empty for every other failure (rustls names those well).
+fn tls_hint(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            " (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        }
+        _ => "",
+    }
 }
 
 /// Marks `phase` as under way: if the deadline cuts it, the step's error names it (reason
