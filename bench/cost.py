@@ -86,7 +86,8 @@ class Switches:
         return None
 
 
-def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=None, args=()):
+def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=None, args=(),
+              warmup=None):
     """CPU-ms per run (and per second) of `joincanary run` (`bin`, default BIN) over `seconds`
     after the warm-up, plus the counts and the load average at the start. `lag_every`: also scrape that often and keep the largest
     schedule lag of any run seen in the window (each probe's lag gauge is sampled whenever
@@ -94,7 +95,7 @@ def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=
     svc = h.Service(probes, defaults, bin=bin, args=args)
     lag_max, lag_samples = 0.0, 0
     try:
-        time.sleep(WARMUP)
+        time.sleep(WARMUP if warmup is None else warmup)
         load = h.loadavg()
         m0 = svc.metrics()
         seen = per_probe(m0, "probe_last_run_timestamp_seconds")
@@ -792,7 +793,11 @@ def section_watch(sim, a, out):
         order = bs[r % len(bs):] + bs[:r % len(bs)]
         for mode, args in (modes if r % 2 == 0 else modes[::-1]):
             for name, binary in order:
-                x = jc_window(flow_probes(sim, n), NEVER, a.window, bin=binary, args=args)
+                # Past the watcher's second look (5 s): the files were written just before the
+                # start, so the first two looks read them all (written < 3 s before: see
+                # config/fingerprint.rs); a long-running service's files are settled.
+                x = jc_window(flow_probes(sim, n), NEVER, a.window, bin=binary, args=args,
+                              warmup=7.0)
                 res.setdefault(name, {}).setdefault(mode, []).append(x)
                 print(f"  {n} probes idle round {r + 1} {mode:<9} {name:<12} "
                       f"{sig(x['cpu_ms_per_s'])} CPU-ms/s (load {x['load']:.1f})", flush=True)
