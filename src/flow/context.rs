@@ -22,6 +22,8 @@ pub(crate) struct RunContext<'a> {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub vars: HashMap<String, String>,
     pub jar: Arc<reqwest::cookie::Jar>,
+    /// The cookie names the jar holds (at most `http::MAX_COOKIES`).
+    pub cookie_names: std::collections::BTreeSet<String>,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
     /// WebRTC peers offered or answered, not yet connected, by connection name.

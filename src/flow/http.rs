@@ -28,6 +28,14 @@ use crate::template::Template;
 /// must not eat the deadline.
 const MAX_REDIRECTS: usize = 5;
 
+/// Cookie names a run (or a resident session) keeps, and the size of one cookie, as browsers
+/// bound them (Chrome keeps 180 per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a
+/// server setting fresh cookies on every reply of a long resident session would otherwise grow
+/// the jar, and the `Cookie` header sent back with every request, without bound. A cookie past
+/// either is ignored, as a browser ignores it.
+pub const MAX_COOKIES: usize = 180;
+pub const MAX_COOKIE_BYTES: usize = 4096;
+
 /// An `http` step's table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,10 +222,14 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
     let (status, response_headers, mut incoming, _conn) = loop {
         let (parts, incoming, conn) =
             exchange(ctx, &url, &method, &headers, content_type, body.clone()).await?;
-        ctx.jar
-            .set_cookies(&mut parts.headers.get_all(header::SET_COOKIE).iter(), &url);
+        let kept = kept_cookies(&parts.headers, &mut ctx.cookie_names);
+        ctx.jar.set_cookies(&mut kept.iter(), &url);
         // Cookies are session secrets even when no step extracts them.
-        for c in set_cookies(&parts.headers) {
+        for c in kept
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| cookie::Cookie::parse(c).ok())
+        {
             ctx.redactor.add(c.value().to_string());
         }
         let location = parts
@@ -417,6 +429,30 @@ fn set_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|c| cookie::Cookie::parse(c).ok())
+}
+
+/// The `Set-Cookie` headers the jar takes: each at most [`MAX_COOKIE_BYTES`], and only while
+/// the run holds fewer than [`MAX_COOKIES`] names (a name it already holds is always updated).
+fn kept_cookies(
+    headers: &HeaderMap,
+    names: &mut std::collections::BTreeSet<String>,
+) -> Vec<header::HeaderValue> {
+    let mut kept = Vec::new();
+    for value in headers.get_all(header::SET_COOKIE) {
+        let Some(c) = value
+            .to_str()
+            .ok()
+            .filter(|_| value.len() <= MAX_COOKIE_BYTES)
+            .and_then(|c| cookie::Cookie::parse(c).ok())
+        else {
+            continue;
+        };
+        if names.contains(c.name()) || names.len() < MAX_COOKIES {
+            names.insert(c.name().to_string());
+            kept.push(value.clone());
+        }
+    }
+    kept
 }
 
 /// Before a redirect to another origin (scheme, host or port), as browsers, curl and reqwest

@@ -105,6 +105,7 @@ pub(crate) fn new_context<'a>(
         tls: plan.tls.clone(),
         vars: HashMap::new(),
         jar: Arc::new(reqwest::cookie::Jar::default()),
+        cookie_names: Default::default(),
         ws: BTreeMap::new(),
         last_send: None,
         phases: BTreeMap::new(),
