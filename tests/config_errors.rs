@@ -91,6 +91,25 @@ fn key_that_does_not_apply_to_the_kind() {
     );
 }
 
+/// `connection` on an `http` step names the participant whose cookies it uses; a kind that
+/// neither runs on a websocket nor has participants (redis) refuses it.
+#[test]
+fn connection_names_a_participant_on_http_and_does_not_apply_to_redis() {
+    let plan = crate::support::probe_from(
+        "[[steps]]\nname = \"login-b\"\nkind = \"http\"\nconnection = \"b\"\nurl = \"http://h/\"\n",
+        &[],
+    );
+    assert_eq!(plan.steps[0].connection, "b");
+    let errs = errors_for(
+        "[[steps]]\nname = \"r\"\nkind = \"redis\"\nconnection = \"b\"\nurl = \"redis://h/\"\n",
+        &[],
+    );
+    assert_eq!(
+        errs,
+        ["probes/p.toml:4:14: steps[0].connection: `connection` does not apply to a redis step"]
+    );
+}
+
 #[test]
 fn ws_step_without_a_connection() {
     let errs = errors_for(

@@ -297,6 +297,8 @@ fn exported() -> Vec<String> {
         None,
     );
     m.register_pagers(&["x".into()]);
+    // `joincanary_pager_failing` appears once the dispatcher has built the pager (its type).
+    m.delivery.set_kind("x", "alertmanager");
     m.register_heartbeat("h");
     m.count_heartbeat("h", true, chrono::Utc::now());
     // The service registers the supervisor's families beside these.

@@ -191,10 +191,55 @@ url = "http://{addr}/echo"
     let pairs: Vec<&str> = cookie.split("; ").filter(|p| !p.is_empty()).collect();
     assert_eq!(
         pairs.len(),
-        joincanary::flow::http::MAX_COOKIES,
+        joincanary::flow::context::MAX_COOKIES,
         "{} cookies sent back",
         pairs.len()
     );
     assert!(pairs.contains(&format!("session={SESSION}").as_str()));
     assert!(!cookie.contains("huge="), "a 5,000-byte cookie was kept");
+}
+
+/// A named connection is a participant with a cookie jar of its own: participant b's login
+/// cookie goes with b's later requests and b's websocket upgrade, not with a's.
+#[tokio::test]
+async fn a_participants_login_cookie_goes_with_its_own_steps_only() {
+    let addr = server().await;
+    let text = format!(
+        r#"
+timeout = "5s"
+[[steps]]
+name = "login-b"
+kind = "http"
+connection = "b"
+method = "POST"
+url = "http://{addr}/login"
+form = {{ user = "canary", pass = "p w&" }}
+
+[[steps]]
+name = "me-b"
+kind = "http"
+connection = "b"
+url = "http://{addr}/me"
+expect_json = {{ user = "canary" }}
+
+[[steps]]
+name = "websocket-b"
+kind = "ws_connect"
+connection = "b"
+url = "ws://{addr}/ws"
+
+[[steps]]
+name = "websocket-a"
+kind = "ws_connect"
+connection = "a"
+url = "ws://{addr}/ws"
+"#
+    );
+    let run = crate::support::run_once(&support::probe_from(&text, &[])).await;
+    crate::support::passed(&run, &["login-b", "me-b", "websocket-b"]);
+    assert_eq!(run.failed_step.as_deref(), Some("websocket-a"), "{run:#?}");
+    assert_eq!(
+        run.reason,
+        Some(joincanary::report::FailureReason::WsHandshake)
+    );
 }

@@ -2,51 +2,15 @@
 //! (tests/support/servers.rs): each passes `check`, passes against its server, and fails the
 //! way on-call needs when the server's backend breaks.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use joincanary::flow::ProbePlan;
-use joincanary::report::{FailureReason, Phase, ProbeRun, StepReport};
+use joincanary::report::{FailureReason, Phase};
 
 use crate::support::servers::{self, PauseMode, SocketIoOptions};
-use crate::support::{self, TempConfig, confirmed_page as page};
-
-fn example_path(name: &str) -> PathBuf {
-    support::root().join("probes/examples").join(name)
-}
-
-/// Loads an example probe as `check` does, with `env`.
-fn example(name: &str, env: &[(&str, &str)]) -> ProbePlan {
-    let text = std::fs::read_to_string(example_path(name)).expect("example exists");
-    let cfg = TempConfig::new("", &[(name, &text)]);
-    let plan = cfg
-        .load(env)
-        .unwrap_or_else(|e| panic!("{name} loads: {e}"));
-    plan.probes[0].as_ref().clone()
-}
-
-fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a StepReport {
-    run.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("step {name} ran: {run:#?}"))
-}
-
-/// Overrides one `[variables]` entry of a loaded probe.
-fn set_variable(plan: &mut ProbePlan, name: &str, template: &str) {
-    let slot = plan
-        .variables
-        .iter_mut()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{} has no variable {name}", plan.name));
-    slot.1 = joincanary::template::Template::parse(template).unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn passed(run: &ProbeRun, steps: &[&str]) {
-    for name in steps {
-        assert!(step(run, name).success, "{name} passed: {run:#?}");
-    }
-}
+use crate::support::{
+    self, confirmed_page as page, example, example_path, passed, set_variable, step,
+};
 
 #[test]
 fn every_example_passes_check() {
@@ -418,4 +382,25 @@ async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails
     );
     let took = step(&run, "in-room").duration_ms;
     assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[tokio::test]
+async fn nextcloud_talk_joins_through_the_real_signalling_server_and_a_missing_room_fails_at_once()
+{
+    let Some(talk) = support::nextcloud::start_or_skip().await else {
+        return;
+    };
+    let env = talk.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let plan = example("nextcloud-talk.toml", &env);
+    let run = crate::support::run_once(&plan).await;
+    assert!(run.steps.iter().all(|s| s.success), "{run:#?}");
+    assert!(step(&run, "signalling").phases.contains_key(&Phase::FanOut));
+
+    // A conversation that does not exist: Nextcloud's 404 fails the HTTP join at once.
+    let mut missing = plan.clone();
+    set_variable(&mut missing, "room", "forbidden-{{uuid}}");
+    let run = crate::support::run_once(&missing).await;
+    assert_eq!(run.failed_step.as_deref(), Some("settings-a"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::HttpStatus));
 }

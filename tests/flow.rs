@@ -2,17 +2,10 @@
 
 use std::time::Duration;
 
-use joincanary::report::{FailureReason, Phase, ProbeRun};
+use joincanary::report::{FailureReason, Phase};
 use serde_json::json;
 
-use crate::support::{self, set_faults, sim_probe, start_sim};
-
-fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a joincanary::report::StepReport {
-    run.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("step {name} ran: {run:?}"))
-}
+use crate::support::{self, set_faults, sim_probe, start_sim, step};
 
 #[tokio::test]
 async fn shipped_probe_passes_against_the_sim_with_phase_timings() {

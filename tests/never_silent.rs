@@ -336,8 +336,9 @@ fn alertmanager_hold_is_checked_with_its_line() {
     }
 }
 
-/// A pager that fails shows within seconds: each failed attempt counts as `retry`, and the
-/// outbox gauges say what waits and for how long; once it answers, both drop back.
+/// A pager that fails shows within seconds: each failed attempt counts as `retry`, the outbox
+/// gauges say what waits and for how long, and `joincanary_pager_failing` (what
+/// `JoinFlowFailingInRegion` reads) is 1; once it answers, all drop back.
 #[tokio::test(start_paused = true)]
 async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     use crate::support::receiver::Receiver;
@@ -356,7 +357,9 @@ async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     let delivered = "joincanary_notifications_total{event=\"trigger\",region=\"test\",result=\"delivered\",sink=\"hook\"}";
     let pending = "joincanary_outbox_pending{region=\"test\",sink=\"hook\"}";
     let oldest = "joincanary_outbox_oldest_seconds{region=\"test\",sink=\"hook\"}";
+    let failing = "joincanary_pager_failing{region=\"test\",sink=\"hook\",type=\"webhook\"}";
     let first = svc.metrics().await;
+    assert_eq!(value(&first, failing), Some(0.0), "{first}");
     assert_eq!(value(&first, retry), Some(0.0), "{first}");
     assert_eq!(value(&first, pending), Some(0.0));
     crate::support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
@@ -375,12 +378,14 @@ async fn a_failing_pager_shows_in_retry_count_and_outbox_gauges() {
     assert!(value(&m, retry).unwrap_or(0.0) >= 2.0, "{m}");
     assert_eq!(value(&m, pending), Some(1.0), "{m}");
     assert!(value(&m, oldest).unwrap_or(0.0) > 0.0, "{m}");
+    assert_eq!(value(&m, failing), Some(1.0), "{m}");
     assert_eq!(value(&m, delivered), Some(0.0));
     rx.set_fallback(200);
     let m = scrape(&|m| value(m, delivered) == Some(1.0)).await;
     assert_eq!(value(&m, delivered), Some(1.0), "{m}");
     assert_eq!(value(&m, pending), Some(0.0), "{m}");
     assert_eq!(value(&m, oldest), Some(0.0), "{m}");
+    assert_eq!(value(&m, failing), Some(0.0), "{m}");
     svc.stop().await;
     sim.shutdown().await;
 }

@@ -8,7 +8,7 @@ use joincanary::report::{FailureReason, Phase, ProbeRun};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{self, TempConfig, probe_from, start_sim};
+use crate::support::{self, TempConfig, probe_from, start_sim, step};
 
 type Script = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 
@@ -55,13 +55,6 @@ async fn scripted_ws(greeting: Vec<String>, script: Script) -> (String, Arc<Mute
 
 async fn run(text: &str) -> ProbeRun {
     crate::support::run_once(&probe_from(text, &[])).await
-}
-
-fn step<'a>(run: &'a ProbeRun, name: &str) -> &'a joincanary::report::StepReport {
-    run.steps
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("step {name} ran: {run:#?}"))
 }
 
 const OOM: &str =

@@ -7,11 +7,13 @@ alertmanager.yml (receivers pointed at a closed loopback port); two `joincanary 
 and ci-b) probing the sim every 3 s with an Alertmanager pager and a heartbeat; Debian's Prometheus
 scraping them every second as job "joincanary" with the shipped rules. Half-way the sim's login
 fails for a few runs, so failures, an incident and its deliveries exist. Then every panel query
-(variables as "All") must answer with series, the notifications panel must show a delivery, and
-every shipped rule must evaluate without error. Logs go to target/deploy/dashboard/.
+(variables as "All") must answer with series, the notifications panel must show a delivery,
+every shipped rule must evaluate without error, and every metric name the rules, the dashboard,
+docs/deploy.md and README's Metrics table use must have been scraped from the probers. Logs go to target/deploy/dashboard/.
 """
 import json
 import os
+import re
 import sys
 import time
 import urllib.parse
@@ -27,6 +29,41 @@ wait_for = stack.wait_for
 def grafana_expr(expr):
     # What Grafana sends with every variable at "All": a regex of all values, here any value.
     return expr.replace("$probe", ".+").replace("$region", ".+")
+
+
+# A metric name as the rules, the dashboard and the docs write it (not inside a recording rule's
+# name such as region_probe:probe_failing:max).
+METRIC = re.compile(r"(?<![\w:])((?:probe|joincanary|process)_[a-z0-9_]+)(?![\w:])")
+# Metric names only some probes export, documented as such in README's Metrics table.
+CONDITIONAL = {"probe_gauge_value": "a redis or http_json step", "probe_resident_reconnects_total": "a resident probe"}
+
+
+def check_metric_names(prom):
+    """Every metric name the shipped rules, the dashboard, docs/deploy.md and README's Metrics table
+    use was scraped from the real probers: a renamed metric would leave a rule silently empty."""
+    scraped = set(json.loads(http("GET", f"http://127.0.0.1:{prom}/api/v1/label/__name__/values")[1])["data"])
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    table = readme[readme.index("### Metrics"):]
+    table = table[:table.index("\n#", 1)]
+    sources = {
+        "deploy/prometheus/joincanary-rules.yaml": open(RULES).read(),
+        "deploy/prometheus/global/joincanary-global-rules.yaml": open(GLOBAL_RULES).read(),
+        "deploy/grafana/joincanary-dashboard.json": open(os.path.join(ROOT, "deploy/grafana/joincanary-dashboard.json")).read(),
+        "docs/deploy.md": open(os.path.join(ROOT, "docs/deploy.md")).read(),
+        "README.md (Metrics)": table,
+    }
+    names = 0
+    for where, text in sources.items():
+        for name in sorted(set(METRIC.findall(text))):
+            names += 1
+            # A histogram is written by its family name in the docs, scraped as _bucket/_sum/_count.
+            if name in scraped or f"{name}_bucket" in scraped:
+                continue
+            if name in CONDITIONAL and where.startswith("README"):
+                continue
+            fail(f"{where}: metric {name} is not exported by joincanary run (scraped: {sorted(scraped)})")
+    print(f"metric names: {names} uses in rules, dashboard and docs, each scraped from the probers")
+    return names
 
 
 def main():
@@ -124,6 +161,7 @@ timeout = "1s"
                 fail(f"rule {r['name']}: {r.get('health')} {r.get('lastError')}")
     if evaluated < 15:
         fail(f"only {evaluated} rules loaded")
+    checked += check_metric_names(prom)
     # The probers' pushed alerts reached the shipped Alertmanager: the watchdog of each region.
     alerts = get_json(f"http://127.0.0.1:{am}/api/v2/alerts")
     watchdogs = {a["labels"].get("region") for a in alerts if a["labels"].get("alertname") == "JoinCanaryWatchdog"}

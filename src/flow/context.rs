@@ -1,10 +1,12 @@
 //! [`RunContext`]: what the steps of one run share (variables, cookies, open websockets) and
-//! what the current step leaves for its report (phases, gauges, warnings).
+//! what the current step leaves for its report (phases, gauges, warnings); [`Cookies`]: the
+//! run's shared cookie jar and each named participant's own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::cookie::{CookieStore, Jar};
 use tokio::time::Instant;
 
 use super::error::StepError;
@@ -21,9 +23,7 @@ pub(crate) struct RunContext<'a> {
     /// TLS settings when the probe trusts extra CAs; `None` uses the system roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub vars: HashMap<String, String>,
-    pub jar: Arc<reqwest::cookie::Jar>,
-    /// The cookie names the jar holds (at most `http::MAX_COOKIES`).
-    pub cookie_names: std::collections::BTreeSet<String>,
+    pub cookies: Cookies,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
     /// WebRTC peers offered or answered, not yet connected, by connection name.
@@ -106,5 +106,158 @@ impl RunContext<'_> {
     pub fn render(&self, t: &crate::template::Template) -> Result<String, StepError> {
         t.render(&self.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
+    }
+}
+
+/// The cookies of one run. Steps without `connection` keep theirs in the shared jar, as one
+/// browser would. A named connection is a participant of its own (another browser or app): an
+/// `http` step with `connection = "b"` keeps the cookies it is sent in b's jar, and b's `http`
+/// and `ws_connect` steps send b's cookies, then the shared ones b has none of by that name.
+/// Two participants of one account need this where the platform keys its session to a cookie
+/// (Nextcloud ends the Talk session of a conversation when the same cookie joins it again).
+#[derive(Default)]
+pub(crate) struct Cookies {
+    shared: Jar,
+    /// Bounded by the probe's named connections (its own config).
+    own: BTreeMap<String, Jar>,
+    /// The cookie names each jar holds (`""`: the shared one), at most [`MAX_COOKIES`] each.
+    names: BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// Cookie names a jar keeps, and the size of one cookie, as browsers bound them (Chrome keeps
+/// 180 per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a server setting fresh
+/// cookies on every reply of a long resident session would otherwise grow the jar, and the
+/// `Cookie` header sent back with every request, without bound. A cookie past either is
+/// ignored, as a browser ignores it.
+pub const MAX_COOKIES: usize = 180;
+pub const MAX_COOKIE_BYTES: usize = 4096;
+
+/// The `Set-Cookie` headers a jar takes: each at most [`MAX_COOKIE_BYTES`], and only while
+/// it holds fewer than [`MAX_COOKIES`] names (a name it already holds is always updated).
+fn kept_cookies(
+    headers: &hyper::HeaderMap,
+    names: &mut std::collections::BTreeSet<String>,
+) -> Vec<hyper::header::HeaderValue> {
+    let mut kept = Vec::new();
+    for value in headers.get_all(hyper::header::SET_COOKIE) {
+        let Some(c) = value
+            .to_str()
+            .ok()
+            .filter(|_| value.len() <= MAX_COOKIE_BYTES)
+            .and_then(|c| cookie::Cookie::parse(c).ok())
+        else {
+            continue;
+        };
+        if names.contains(c.name()) || names.len() < MAX_COOKIES {
+            names.insert(c.name().to_string());
+            kept.push(value.clone());
+        }
+    }
+    kept
+}
+
+impl Cookies {
+    /// Keeps the `Set-Cookie`s of a reply from `url` where `connection`'s steps keep theirs,
+    /// within the jar's bounds; returns the ones kept.
+    pub fn store(
+        &mut self,
+        connection: &str,
+        headers: &hyper::HeaderMap,
+        url: &url::Url,
+    ) -> Vec<hyper::header::HeaderValue> {
+        let kept = kept_cookies(
+            headers,
+            self.names.entry(connection.to_string()).or_default(),
+        );
+        let mut set = kept.iter();
+        if connection.is_empty() {
+            self.shared.set_cookies(&mut set, url);
+        } else {
+            self.own
+                .entry(connection.to_string())
+                .or_default()
+                .set_cookies(&mut set, url);
+        }
+        kept
+    }
+
+    /// The `Cookie` header `connection` sends to `url`: its own cookies, then the shared ones
+    /// it has none of by that name; `None` when there are none.
+    pub fn header(&self, connection: &str, url: &url::Url) -> Option<hyper::header::HeaderValue> {
+        let shared = self.shared.cookies(url);
+        let Some(own) = self.own.get(connection).and_then(|j| j.cookies(url)) else {
+            return shared;
+        };
+        let Some(shared) = shared else {
+            return Some(own);
+        };
+        // Both are `name=value; name=value` (cookie_store's form; a value holds no `;`).
+        let (Ok(own_text), Ok(shared_text)) = (own.to_str(), shared.to_str()) else {
+            return Some(own);
+        };
+        let name = |pair: &str| pair.split('=').next().unwrap_or_default().to_string();
+        let mine: std::collections::HashSet<String> = own_text.split("; ").map(name).collect();
+        let mut all = own_text.to_string();
+        for pair in shared_text.split("; ").filter(|p| !mine.contains(&name(p))) {
+            all.push_str("; ");
+            all.push_str(pair);
+        }
+        hyper::header::HeaderValue::from_str(&all)
+            .ok()
+            .or(Some(own))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(cookies: &mut Cookies, connection: &str, set_cookie: &[&str], url: &url::Url) {
+        let mut headers = hyper::HeaderMap::new();
+        for c in set_cookie {
+            headers.append(hyper::header::SET_COOKIE, c.parse().unwrap());
+        }
+        cookies.store(connection, &headers, url);
+    }
+
+    /// The pairs of a `Cookie` header, sorted (a jar's own order is not fixed).
+    fn sorted(h: Option<hyper::header::HeaderValue>) -> Vec<String> {
+        let mut pairs: Vec<String> = h
+            .map(|h| {
+                h.to_str()
+                    .unwrap()
+                    .split("; ")
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        pairs.sort();
+        pairs
+    }
+
+    #[test]
+    fn each_participant_sends_its_own_cookies_then_the_shared_ones() {
+        let url = url::Url::parse("http://cloud.example/ocs/v2.php/x").unwrap();
+        let mut c = Cookies::default();
+        assert_eq!(c.header("", &url), None);
+        assert_eq!(c.header("a", &url), None);
+        set(
+            &mut c,
+            "",
+            &["lang=en; Path=/", "sess=shared; Path=/"],
+            &url,
+        );
+        // A participant without cookies of its own sends the shared ones (as before).
+        assert_eq!(sorted(c.header("a", &url)), ["lang=en", "sess=shared"]);
+        set(&mut c, "a", &["sess=a1; Path=/"], &url);
+        set(&mut c, "b", &["sess=b1; Path=/"], &url);
+        // Each its own session, the shared cookies it has none of after it.
+        assert_eq!(c.header("a", &url).unwrap(), "sess=a1; lang=en");
+        assert_eq!(c.header("b", &url).unwrap(), "sess=b1; lang=en");
+        // Steps without `connection` never see a participant's cookies.
+        assert_eq!(sorted(c.header("", &url)), ["lang=en", "sess=shared"]);
+        // A participant's jar follows the domain rules like the shared one.
+        let other = url::Url::parse("http://elsewhere.example/").unwrap();
+        assert_eq!(c.header("a", &other), None);
     }
 }

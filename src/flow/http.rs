@@ -1,13 +1,13 @@
 //! The `http` step: one request over a connection of its own (so dns, connect, tls and first
 //! byte are each timed, as a joining user would pay them), checked and mined for values.
-//! HTTP/1.1 over hyper; redirects followed; the run's cookie jar carries the session.
+//! HTTP/1.1 over hyper; redirects followed; the run's cookie jar carries the session (a named
+//! `connection`'s own jar for that participant).
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderMap};
-use reqwest::cookie::CookieStore;
 use tokio::time::Instant;
 
 use serde::Deserialize;
@@ -27,14 +27,6 @@ use crate::template::Template;
 /// Redirects followed before the step fails: a login flow may redirect once or twice; a loop
 /// must not eat the deadline.
 const MAX_REDIRECTS: usize = 5;
-
-/// Cookie names a run (or a resident session) keeps, and the size of one cookie, as browsers
-/// bound them (Chrome keeps 180 per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a
-/// server setting fresh cookies on every reply of a long resident session would otherwise grow
-/// the jar, and the `Cookie` header sent back with every request, without bound. A cookie past
-/// either is ignored, as a browser ignores it.
-pub const MAX_COOKIES: usize = 180;
-pub const MAX_COOKIE_BYTES: usize = 4096;
 
 /// An `http` step's table.
 #[derive(Debug, Deserialize)]
@@ -82,6 +74,8 @@ pub enum Body {
 
 impl Kind for HttpSpec {
     type Raw = RawHttp;
+    /// `connection` names the participant whose cookies the request sends and keeps.
+    const PARTICIPANT: bool = true;
 
     fn build(s: RawHttp, b: &mut Build<'_, '_, '_>) -> Option<HttpSpec> {
         let Some(url_raw) = &s.url else {
@@ -197,13 +191,18 @@ impl Kind for HttpSpec {
         }
     }
 
-    async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
-        run(ctx, self).await
+    async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
+        run(ctx, self, connection).await
     }
 }
 
-/// One request: send, check, extract.
-pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(), StepError> {
+/// One request: send, check, extract; `connection`'s cookies go with it and it keeps the reply's
+/// (`""`: the run's shared jar; see [`super::context::Cookies`]).
+pub(super) async fn run(
+    ctx: &mut RunContext<'_>,
+    spec: &HttpSpec,
+    connection: &str,
+) -> Result<(), StepError> {
     let url_text = ctx.render(&spec.url)?;
     let mut url = url::Url::parse(&url_text).map_err(|e| {
         StepError::new(
@@ -215,15 +214,27 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
         )
     })?;
     let mut headers = ctx.render_headers(&spec.headers)?;
+    if let Some(basic) = net::take_basic_auth(ctx, &mut url)
+        && !headers.contains_key(header::AUTHORIZATION)
+    {
+        headers.insert(header::AUTHORIZATION, basic);
+    }
     let (mut body, content_type) = request_body(ctx, spec)?;
     let mut method = spec.method.clone();
 
     let mut hops = 0;
     let (status, response_headers, mut incoming, _conn) = loop {
-        let (parts, incoming, conn) =
-            exchange(ctx, &url, &method, &headers, content_type, body.clone()).await?;
-        let kept = kept_cookies(&parts.headers, &mut ctx.cookie_names);
-        ctx.jar.set_cookies(&mut kept.iter(), &url);
+        let (parts, incoming, conn) = exchange(
+            ctx,
+            &url,
+            &method,
+            &headers,
+            content_type,
+            body.clone(),
+            connection,
+        )
+        .await?;
+        let kept = ctx.cookies.store(connection, &parts.headers, &url);
         // Cookies are session secrets even when no step extracts them.
         for c in kept
             .iter()
@@ -275,7 +286,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &HttpSpec) -> Result<(),
                     method = reqwest::Method::GET;
                     body = Bytes::new();
                 }
-                if next.origin() != url.origin() {
+                if next.origin() != url.origin() && !https_upgrade(&url, &next) {
                     drop_credentials(&mut headers, &ctx.redactor);
                     refuse_secret_body(&body, &next, parts.status, &ctx.redactor)?;
                 }
@@ -431,28 +442,16 @@ fn set_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> 
         .filter_map(|c| cookie::Cookie::parse(c).ok())
 }
 
-/// The `Set-Cookie` headers the jar takes: each at most [`MAX_COOKIE_BYTES`], and only while
-/// the run holds fewer than [`MAX_COOKIES`] names (a name it already holds is always updated).
-fn kept_cookies(
-    headers: &HeaderMap,
-    names: &mut std::collections::BTreeSet<String>,
-) -> Vec<header::HeaderValue> {
-    let mut kept = Vec::new();
-    for value in headers.get_all(header::SET_COOKIE) {
-        let Some(c) = value
-            .to_str()
-            .ok()
-            .filter(|_| value.len() <= MAX_COOKIE_BYTES)
-            .and_then(|c| cookie::Cookie::parse(c).ok())
-        else {
-            continue;
-        };
-        if names.contains(c.name()) || names.len() < MAX_COOKIES {
-            names.insert(c.name().to_string());
-            kept.push(value.clone());
-        }
-    }
-    kept
+/// `http://host/…` redirected to `https://host/…` (default ports both): the same server asking
+/// for TLS, as an HSTS-style front door does at login. Nothing is less safe over TLS to the
+/// same host, so headers and a form's body go along (a login POST answered with 308 to its
+/// https self still logs in).
+fn https_upgrade(from: &url::Url, to: &url::Url) -> bool {
+    from.scheme() == "http"
+        && to.scheme() == "https"
+        && from.host() == to.host()
+        && from.port().is_none()
+        && to.port().is_none()
 }
 
 /// Before a redirect to another origin (scheme, host or port), as browsers, curl and reqwest
@@ -541,6 +540,7 @@ async fn exchange(
     headers: &HeaderMap,
     content_type: Option<&'static str>,
     body: Bytes,
+    connection: &str,
 ) -> Result<
     (
         hyper::http::response::Parts,
@@ -585,7 +585,7 @@ async fn exchange(
     if let Some(ct) = content_type {
         builder = builder.header(header::CONTENT_TYPE, ct);
     }
-    if let Some(cookies) = ctx.jar.cookies(url) {
+    if let Some(cookies) = ctx.cookies.header(connection, url) {
         builder = builder.header(header::COOKIE, cookies);
     }
     let mut request = builder.body(Full::new(body)).map_err(|e| {
@@ -649,6 +649,28 @@ fn too_large(cap: usize) -> StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_same_host_on_default_ports_is_an_https_upgrade() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert!(https_upgrade(
+            &u("http://a.example/login"),
+            &u("https://a.example/login")
+        ));
+        assert!(https_upgrade(
+            &u("http://a.example:80/"),
+            &u("https://a.example:443/x")
+        ));
+        for (from, to) in [
+            ("http://a.example/", "https://b.example/"),
+            ("http://a.example:8080/", "https://a.example:8443/"),
+            ("http://a.example/", "https://a.example:8443/"),
+            ("https://a.example/", "http://a.example/"),
+            ("http://a.example/", "http://a.example:81/"),
+        ] {
+            assert!(!https_upgrade(&u(from), &u(to)), "{from} -> {to}");
+        }
+    }
 
     #[test]
     fn set_cookies_reads_each_header_as_the_jar_does() {

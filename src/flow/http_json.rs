@@ -108,7 +108,7 @@ impl Kind for HttpJsonSpec {
     /// The request as an `http` step makes it, its JSON values extracted into gauges, then
     /// the thresholds.
     async fn run(&self, ctx: &mut RunContext<'_>, _: &str) -> Result<(), StepError> {
-        super::http::run(ctx, &self.http).await?;
+        super::http::run(ctx, &self.http, "").await?;
         for (name, _) in &self.gauges {
             let var = gauge_var(name);
             let text = ctx.vars.get(&var).cloned().unwrap_or_default();

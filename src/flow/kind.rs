@@ -40,6 +40,9 @@ pub(crate) trait Kind: Sized {
     type Raw: for<'de> Deserialize<'de>;
     /// Whether the step runs on a websocket: then `connection` is one of its keys.
     const WEBSOCKET: Websocket = Websocket::None;
+    /// Whether `connection` is one of its keys though it runs on no websocket: it names the
+    /// participant whose cookies the step sends and keeps (http; see `context::Cookies`).
+    const PARTICIPANT: bool = false;
 
     /// The keys of the kind's own table: `Raw`'s, unless it reads more tables through
     /// [`Build::read`] (http_json reads http's).

@@ -5,7 +5,8 @@
 //! table, its validation and its run, as `impl Kind for <Kind>Spec` (the trait is in `kind.rs`):
 //! - `type Raw`: the kind's own keys, a `#[serde(deny_unknown_fields)]` struct of `Spanned`
 //!   fields, read from the step's table once `kind` is known. The keys every step has (`name`,
-//!   `kind`, `timeout`, `cleanup`, and `connection` for a kind on a websocket) are read before,
+//!   `kind`, `timeout`, `cleanup`, and `connection` for a kind on a websocket or with
+//!   `PARTICIPANT`) are read before,
 //!   into `steps::StepHead`.
 //! - `build(raw, &mut Build) -> Option<Self>`: every check `joincanary check` promises, each
 //!   problem reported through [`Build`] with file, line and key.
@@ -82,6 +83,15 @@ macro_rules! kinds {
             pub(crate) fn websocket(kind: StepKind) -> Websocket {
                 match kind {
                     $(StepKind::$kind => <$spec as Kind>::WEBSOCKET,)*
+                }
+            }
+
+            /// `connection` is one of `kind`'s keys: it runs on a websocket, or names a
+            /// participant.
+            pub(crate) fn takes_connection(kind: StepKind) -> bool {
+                match kind {
+                    $(StepKind::$kind => <$spec as Kind>::WEBSOCKET != Websocket::None
+                        || <$spec as Kind>::PARTICIPANT,)*
                 }
             }
 

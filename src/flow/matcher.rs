@@ -52,6 +52,72 @@ impl Pattern {
     }
 }
 
+/// Bytes written as hex in a probe file: pairs of hex digits, with whitespace or `:` between
+/// them allowed (`0a 1f`, `0a:1f`, as hex dumps print them).
+///
+/// # Errors
+/// A character that is not a hex digit, or an odd count of digits.
+pub fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    hex::decode(&digits).map_err(|e| format!("not hex: {e}"))
+}
+
+/// What a binary frame must be (`expect_binary`): a protobuf or other binary signalling reply
+/// matched by its leading bytes, bytes it contains and its length.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BinaryPattern {
+    pub prefix: Vec<u8>,
+    pub contains: Vec<u8>,
+    pub min_bytes: Option<usize>,
+    pub max_bytes: Option<usize>,
+}
+
+/// Bytes shown of a binary frame in a mismatch.
+const HEX_SHOWN: usize = 24;
+
+impl BinaryPattern {
+    /// `Ok` if `bytes` (a binary frame's; `None`: a text frame) matches; `Err(why not)`,
+    /// without the frame's bytes (the caller shows them where no secret is among them).
+    pub fn matches(&self, bytes: Option<&[u8]>) -> Result<(), String> {
+        let Some(bytes) = bytes else {
+            return Err("a text frame, not binary".into());
+        };
+        let n = bytes.len();
+        let why = if !bytes.starts_with(&self.prefix) {
+            format!("does not start with {}", hex::encode(&self.prefix))
+        } else if !self.contains.is_empty()
+            && !bytes
+                .windows(self.contains.len())
+                .any(|w| w == self.contains.as_slice())
+        {
+            format!("does not contain {}", hex::encode(&self.contains))
+        } else if self.min_bytes.is_some_and(|min| n < min) {
+            format!(
+                "is shorter than {} bytes",
+                self.min_bytes.unwrap_or_default()
+            )
+        } else if self.max_bytes.is_some_and(|max| n > max) {
+            format!(
+                "is longer than {} bytes",
+                self.max_bytes.unwrap_or_default()
+            )
+        } else {
+            return Ok(());
+        };
+        Err(format!("a binary frame of {n} bytes {why}"))
+    }
+}
+
+/// The first bytes of a binary frame in hex, for error messages.
+pub fn hex_view(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(HEX_SHOWN)];
+    let more = if bytes.len() > HEX_SHOWN { "…" } else { "" };
+    format!("hex {}{more}", hex::encode(shown))
+}
+
 impl std::fmt::Display for Pattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.template.fmt(f)
@@ -125,6 +191,54 @@ pub fn regex_capture(re: &regex::Regex, text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_read_as_dumps_print_it() {
+        assert_eq!(
+            hex_bytes("0a 06:FF\n1f").unwrap(),
+            vec![0x0a, 0x06, 0xff, 0x1f]
+        );
+        assert_eq!(hex_bytes("").unwrap(), Vec::<u8>::new());
+        assert!(hex_bytes("0a0").unwrap_err().starts_with("not hex: "));
+        assert!(hex_bytes("zz").is_err());
+    }
+
+    #[test]
+    fn a_binary_pattern_says_why_a_frame_is_not_it() {
+        let p = BinaryPattern {
+            prefix: vec![0x0a],
+            contains: b"room".to_vec(),
+            min_bytes: Some(6),
+            max_bytes: Some(8),
+        };
+        assert_eq!(p.matches(Some(b"\x0a\x00room")), Ok(()));
+        for (frame, why) in [
+            (None, "a text frame, not binary"),
+            (
+                Some(&b"\x12room.."[..]),
+                "a binary frame of 7 bytes does not start with 0a",
+            ),
+            (
+                Some(b"\x0axxxxxx"),
+                "a binary frame of 7 bytes does not contain 726f6f6d",
+            ),
+            (
+                Some(b"\x0aroom"),
+                "a binary frame of 5 bytes is shorter than 6 bytes",
+            ),
+            (
+                Some(b"\x0aroom....."),
+                "a binary frame of 10 bytes is longer than 8 bytes",
+            ),
+        ] {
+            assert_eq!(p.matches(frame).unwrap_err(), why);
+        }
+        // No condition but binary: any binary frame, never a text one.
+        assert_eq!(BinaryPattern::default().matches(Some(b"")), Ok(()));
+        assert!(BinaryPattern::default().matches(None).is_err());
+        assert_eq!(hex_view(&[0xab; 30]), format!("hex {}…", "ab".repeat(24)));
+        assert_eq!(hex_view(&[1, 2]), "hex 0102");
+    }
     use serde_json::json;
 
     #[test]

@@ -36,7 +36,6 @@ pub use kinds::{StepKind, StepSpec};
 pub use plan::{ProbePlan, ResidentPlan, StepPlan};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -104,8 +103,7 @@ pub(crate) fn new_context<'a>(
         max_body_bytes: plan.max_body_bytes,
         tls: plan.tls.clone(),
         vars: HashMap::new(),
-        jar: Arc::new(reqwest::cookie::Jar::default()),
-        cookie_names: Default::default(),
+        cookies: context::Cookies::default(),
         ws: BTreeMap::new(),
         last_send: None,
         phases: BTreeMap::new(),

@@ -3,6 +3,7 @@
 //! told apart as the prober's own ([`super::error::local_cause`]): out of fds, memory or
 //! ephemeral ports.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
@@ -71,6 +72,35 @@ pub(crate) async fn resolve_host(
     }
 }
 
+/// `user:password@` in a step's URL, as curl and browsers send it: `Authorization: Basic`
+/// (RFC 7617), taken out of the URL so it reaches neither the request line nor a log. The
+/// password is a secret from here on, however it was written. `None` without userinfo.
+pub(crate) fn take_basic_auth(
+    ctx: &mut RunContext<'_>,
+    url: &mut url::Url,
+) -> Option<hyper::header::HeaderValue> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(url.username());
+    let password = decode(url.password().unwrap_or_default());
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    ctx.redactor.add(password.clone());
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}").as_bytes());
+    ctx.redactor.add(encoded.clone());
+    let mut value = hyper::header::HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// Resolves, connects and (for https/wss) does the TLS handshake, timing each phase.
 pub(crate) async fn open(
     ctx: &mut RunContext<'_>,
@@ -123,11 +153,23 @@ pub(crate) async fn open_with_alpn(
     let tls = tls.map_err(|e| {
         StepError::caused_by(
             FailureReason::Tls,
-            format!("TLS handshake with `{host}` failed: {e}"),
+            format!("TLS handshake with `{host}` failed: {e}{}", tls_hint(&e)),
             &e,
         )
     })?;
     Ok(MaybeTlsStream::Rustls(tls))
+}
+
+/// What to do about a certificate no configured root vouches for: a private CA is the usual
+/// cause, and `ca_file` the fix. Empty for every other failure (rustls names those well).
+fn tls_hint(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            " (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        }
+        _ => "",
+    }
 }
 
 /// Marks `phase` as under way: if the deadline cuts it, the step's error names it (reason
@@ -145,24 +187,66 @@ pub(crate) fn add_phase(ctx: &mut RunContext<'_>, phase: Phase, since: Instant) 
     *ctx.phases.entry(phase).or_default() += since.elapsed();
 }
 
+/// RFC 8305's connection attempt delay: while an attempt is still pending this long, the next
+/// address is tried beside it (browsers and curl use 200-300 ms).
+const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Connects to the first address that answers, as browsers and curl do (Happy Eyeballs, RFC
+/// 8305): addresses are tried in the resolver's order with the families interleaved, the next
+/// one as soon as the previous is refused or has been pending for [`ATTEMPT_DELAY`]. So a
+/// `localhost` that is `::1` (refused, or `EADDRNOTAVAIL` where IPv6 is off) before a
+/// `127.0.0.1` that answers works, and so does a host whose IPv6 path silently drops packets:
+/// without this the run would wait out its deadline on an address no user waits for. All
+/// failing, the last error is reported (out of fds or ports, every address fails the same way,
+/// so the run still says `local`).
 async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
+    use futures_util::StreamExt as _;
+    let mut next = interleave(addrs).into_iter();
+    let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            // Every address is tried and the last error reported: `localhost` may be `::1`
-            // (EADDRNOTAVAIL where IPv6 is off) before a `127.0.0.1` that answers. Out of fds
-            // or ports, the last address fails the same way, so the run still says `local`.
-            Err(e) => {
-                last = Some(StepError::caused_by(
-                    FailureReason::Connect,
-                    format!("cannot connect to {addr}: {e}"),
-                    &e,
-                ));
-            }
+    loop {
+        // Every turn of the loop (a failure, or the delay passing) starts the next address.
+        if let Some(addr) = next.next() {
+            attempts.push(async move { (addr, TcpStream::connect(addr).await) });
+        }
+        if attempts.is_empty() {
+            break;
+        }
+        let more = next.len() > 0;
+        tokio::select! {
+            Some((addr, result)) = attempts.next() => match result {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    last = Some(StepError::caused_by(
+                        FailureReason::Connect,
+                        format!("cannot connect to {addr}: {e}"),
+                        &e,
+                    ));
+                }
+            },
+            () = tokio::time::sleep(ATTEMPT_DELAY), if more => {}
         }
     }
     Err(last.unwrap_or_else(|| StepError::new(FailureReason::Connect, "no address to connect to")))
+}
+
+/// The resolver's order (RFC 6724 already ranks it), families alternating from the first
+/// address's (RFC 8305 §4), so one family's dead path costs one attempt delay, not one per
+/// address.
+fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else {
+        return Vec::new();
+    };
+    let (mut same, mut other): (VecDeque<SocketAddr>, VecDeque<SocketAddr>) = addrs
+        .iter()
+        .copied()
+        .partition(|a| a.is_ipv6() == first.is_ipv6());
+    let mut out = Vec::with_capacity(addrs.len());
+    while !same.is_empty() || !other.is_empty() {
+        out.extend(same.pop_front());
+        out.extend(other.pop_front());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -178,5 +262,71 @@ mod tests {
         assert!(connect_any(&[refused, good]).await.is_ok());
         let e = connect_any(&[refused]).await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Connect, "{e}");
+    }
+
+    #[test]
+    fn families_alternate_from_the_first_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let got = interleave(&[
+            a("[::1]:80"),
+            a("[::2]:80"),
+            a("[::3]:80"),
+            a("127.0.0.1:80"),
+            a("127.0.0.2:80"),
+        ]);
+        let want = [
+            "[::1]:80",
+            "127.0.0.1:80",
+            "[::2]:80",
+            "127.0.0.2:80",
+            "[::3]:80",
+        ]
+        .map(a);
+        assert_eq!(got, want);
+        assert!(interleave(&[]).is_empty());
+    }
+
+    /// A listener whose accept queue is full: the kernel drops the next SYN, so a connect to
+    /// it hangs as to an address whose path silently drops packets (a broken IPv6 route).
+    async fn black_hole() -> (SocketAddr, Vec<TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        // Fill the queue: connects complete until it is full, then hang.
+        for _ in 0..64 {
+            match tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(s)) => held.push(s),
+                _ => break,
+            }
+        }
+        std::mem::forget(listener);
+        (addr, held)
+    }
+
+    #[tokio::test]
+    async fn a_silent_address_costs_one_attempt_delay_not_the_deadline() {
+        let (silent, _held) = black_hole().await;
+        let hangs = tokio::time::timeout(
+            std::time::Duration::from_millis(600),
+            TcpStream::connect(silent),
+        );
+        assert!(hangs.await.is_err(), "the full queue drops the SYN");
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = good.local_addr().unwrap();
+        // The silent address first, as a black-holed `::1` or IPv6 route would be.
+        let connected = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            connect_any(&[silent, good]),
+        )
+        .await
+        .expect("the answering address is tried while the silent one hangs");
+        assert_eq!(connected.unwrap().peer_addr().unwrap(), good);
     }
 }

@@ -199,7 +199,7 @@ fn own_keys<'i>(
     let mut takes: Vec<&str> = head
         .iter()
         .copied()
-        .filter(|k| *k != "connection" || StepSpec::websocket(kind) != Websocket::None)
+        .filter(|k| *k != "connection" || StepSpec::takes_connection(kind))
         .collect();
     takes.extend(StepSpec::keys(kind));
     let mut wrong = Vec::new();
@@ -210,7 +210,7 @@ fn own_keys<'i>(
         }
         let elsewhere = StepKind::ALL.iter().any(|k| {
             StepSpec::keys(*k).contains(&key_text)
-                || (key_text == "connection" && StepSpec::websocket(*k) != Websocket::None)
+                || (key_text == "connection" && StepSpec::takes_connection(*k))
         });
         wrong.push((key_text.to_string(), key.span(), value.span(), elsewhere));
     }

@@ -66,6 +66,9 @@ pub struct Metrics {
     /// `{sink, result, region}`: Alertmanager keep-alive re-posts of firing alerts (not pages, so
     /// not in `notifications`).
     pub resends: IntCounterVec,
+    /// `{sink, type, region}`: 1 while the pager's last attempt failed (from [`Metrics::delivery`],
+    /// set at scrape time), so a rule can tell a prober whose own push is not getting through.
+    pub pager_failing: IntGaugeVec,
     pub pagers_configured: IntGauge,
     pub heartbeat_last_success: GaugeVec,
     /// `{heartbeat, result, region}`.
@@ -151,6 +154,13 @@ impl Metrics {
                 ),
                 &["sink", "result", "region"],
             )?,
+            pager_failing: IntGaugeVec::new(
+                Opts::new(
+                    "joincanary_pager_failing",
+                    "1 while the pager's last delivery attempt (page, retry, re-post or watchdog) failed, 0 after it accepts one",
+                ),
+                &["sink", "type", "region"],
+            )?,
             pagers_configured: IntGauge::with_opts(
                 Opts::new(
                     "joincanary_pagers_configured",
@@ -212,6 +222,7 @@ impl Metrics {
             Box::new(m.outbox_pending.clone()),
             Box::new(m.outbox_oldest.clone()),
             Box::new(m.resends.clone()),
+            Box::new(m.pager_failing.clone()),
             Box::new(m.pagers_configured.clone()),
             Box::new(m.heartbeat_last_success.clone()),
             Box::new(m.heartbeats.clone()),
@@ -311,12 +322,14 @@ impl Metrics {
 
     /// Sets up the delivery series of the configured pagers (a reload may change them): every
     /// `notifications_total` series at 0 (existing counts are kept), the outbox gauges of pagers
-    /// no longer configured removed, and `joincanary_pagers_configured`.
+    /// no longer configured removed (and their `joincanary_pager_failing`), and
+    /// `joincanary_pagers_configured`.
     pub fn register_pagers(&self, sinks: &[String]) {
         self.pagers_configured
             .set(i64::try_from(sinks.len()).unwrap_or(i64::MAX));
         self.outbox_pending.reset();
         self.outbox_oldest.reset();
+        self.pager_failing.reset();
         self.lock_oldest().clear();
         self.delivery.configure(sinks);
         for sink in sinks {

@@ -408,6 +408,28 @@ fn delivery_series_exist_at_zero_with_the_region() {
     assert!(text.contains("joincanary_pagers_configured{region=\"eu\"} 1"));
 }
 
+/// `joincanary_pager_failing` follows the pager's delivery health at scrape time: 1 from a
+/// failed attempt until the next accepted one, with the pager's type; gone with the pager.
+#[test]
+fn pager_failing_follows_the_last_attempt() {
+    let m = Metrics::new("eu").unwrap();
+    m.register_pagers(&["am".into()]);
+    // Not built yet: no type to show, no series.
+    assert!(!m.render().contains("joincanary_pager_failing{"));
+    m.delivery.set_kind("am", "alertmanager");
+    let series = |v: u8| {
+        format!("joincanary_pager_failing{{region=\"eu\",sink=\"am\",type=\"alertmanager\"}} {v}")
+    };
+    assert!(m.render().contains(&series(0)), "{}", m.render());
+    let t = DateTime::from_timestamp(1_764_460_000, 0).unwrap();
+    m.delivery.failure("am", t, "403 Forbidden");
+    assert!(m.render().contains(&series(1)));
+    m.delivery.success("am", t);
+    assert!(m.render().contains(&series(0)));
+    m.register_pagers(&[]);
+    assert!(!m.render().contains("joincanary_pager_failing{"));
+}
+
 /// On the paused clock, through the injected [`Clock`]: the age is exact, and it grows while
 /// nothing changes the queue.
 #[tokio::test(start_paused = true)]

@@ -155,6 +155,14 @@ impl Metrics {
                 .with_label_values(&[sink, &self.region])
                 .set(age_seconds(*oldest, now));
         }
+        // A pager appears once the dispatcher has built it (its `type` known then).
+        for p in self.delivery.snapshot() {
+            if !p.kind.is_empty() {
+                self.pager_failing
+                    .with_label_values(&[&p.pager, &p.kind, &self.region])
+                    .set(i64::from(p.failing_since.is_some()));
+            }
+        }
         let gathered = self.registry.gather();
         let mut units = Vec::with_capacity(gathered.len() + FAMILIES.len());
         let mut ours = FAMILIES.iter().peekable();

@@ -5,6 +5,7 @@
 pub mod coturn;
 pub mod hostile;
 pub mod limits;
+pub mod nextcloud;
 pub mod receiver;
 pub mod running;
 pub mod servers;
@@ -170,6 +171,49 @@ pub fn confirmed_page(plan: &ProbePlan, run: &joincanary::report::ProbeRun) -> S
     }
     assert_eq!(pages.len(), 1, "one page after the confirming run");
     pages.remove(0)
+}
+
+/// `probes/examples/NAME`.
+pub fn example_path(name: &str) -> PathBuf {
+    root().join("probes/examples").join(name)
+}
+
+/// Loads an example probe as `check` does, with `env`.
+pub fn example(name: &str, env: &[(&str, &str)]) -> ProbePlan {
+    let text = std::fs::read_to_string(example_path(name)).expect("example exists");
+    let cfg = TempConfig::new("", &[(name, &text)]);
+    let plan = cfg
+        .load(env)
+        .unwrap_or_else(|e| panic!("{name} loads: {e}"));
+    plan.probes[0].as_ref().clone()
+}
+
+/// The report of the step `name` of `run` (panics, showing the run, when it did not run).
+pub fn step<'a>(
+    run: &'a joincanary::report::ProbeRun,
+    name: &str,
+) -> &'a joincanary::report::StepReport {
+    run.steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("step {name} ran: {run:#?}"))
+}
+
+/// Asserts that each of `steps` ran and passed.
+pub fn passed(run: &joincanary::report::ProbeRun, steps: &[&str]) {
+    for name in steps {
+        assert!(step(run, name).success, "{name} passed: {run:#?}");
+    }
+}
+
+/// Overrides one `[variables]` entry of a loaded probe.
+pub fn set_variable(plan: &mut ProbePlan, name: &str, template: &str) {
+    let slot = plan
+        .variables
+        .iter_mut()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{} has no variable {name}", plan.name));
+    slot.1 = joincanary::template::Template::parse(template).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Loads one probe from text (with a default service config).

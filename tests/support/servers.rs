@@ -860,7 +860,7 @@ impl NodeServer {
 
 /// Starts `node tests/servers/<script> args...`; the script listens on port 0 and prints
 /// `ready <name> http://127.0.0.1:PORT ...`.
-async fn start_node(name: &str, script: &str, args: &[String]) -> Result<NodeServer> {
+pub(crate) async fn start_node(name: &str, script: &str, args: &[String]) -> Result<NodeServer> {
     require_node_modules(name)?;
     let mut all = vec![servers_dir().join(script).display().to_string()];
     all.extend(args.iter().cloned());
@@ -899,6 +899,8 @@ pub struct SocketIoOptions {
     /// Engine.IO ping interval / timeout in ms (Socket.IO's defaults: 25,000 / 20,000).
     pub ping_interval_ms: Option<u64>,
     pub ping_timeout_ms: Option<u64>,
+    /// Serve Engine.IO v3 (Socket.IO 2) clients too (`allowEIO3`).
+    pub allow_eio3: bool,
 }
 
 /// Two Socket.IO server processes (`a`, `b`) sharing `redis`.
@@ -924,6 +926,9 @@ pub async fn start_socketio_with(redis: &Redis, opts: &SocketIoOptions) -> Resul
         }
         if let Some(ms) = opts.ping_timeout_ms {
             a.extend(["--ping-timeout".into(), ms.to_string()]);
+        }
+        if opts.allow_eio3 {
+            a.extend(["--allow-eio3".into(), "true".into()]);
         }
         a
     };

@@ -99,6 +99,10 @@ pub(crate) struct Message {
     pub ack: Option<u64>,
     /// The stanza, parsed (xmpp).
     pub xml: Option<xmpp::Element>,
+    /// The frame's bytes when it came as a binary frame (LiveKit's protobuf signalling):
+    /// what `expect_binary` sees. `text` is then those bytes read as UTF-8 (invalid sequences
+    /// replaced), so regexes still find the readable parts.
+    pub bytes: Option<Box<[u8]>>,
 }
 
 impl Message {
@@ -144,6 +148,8 @@ pub(crate) struct Setup {
     pub namespace: String,
     /// Raw: the frames that are pings.
     pub ping_json: Option<Value>,
+    /// Socket.IO: the URL asks for Engine.IO v3 (`EIO=3`).
+    pub eio3: bool,
 }
 
 pub(crate) trait Protocol: Send + Sync {
@@ -173,6 +179,11 @@ pub(crate) trait Protocol: Send + Sync {
     fn awaited_ack(&self) -> Option<u64> {
         None
     }
+    /// A frame an idle session sends to stay alive, beside the websocket ping (Engine.IO v3's
+    /// client ping).
+    fn keepalive(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Keys a server's JSON error names its cause under, in the order they are preferred
@@ -200,13 +211,24 @@ pub(crate) fn cause(frame: &str) -> Option<String> {
             .ok()
             .and_then(|el| xmpp::error_cause(&el));
     }
+    // Socket.IO 2's CONNECT_ERROR is a bare string after the packet type: `44"unauthorized"`.
+    let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0
+        && let Ok(Value::String(text)) = serde_json::from_str::<Value>(&trimmed[digits..])
+    {
+        return Some(text.trim().to_string()).filter(|t| !t.is_empty());
+    }
     let start = trimmed.find(['{', '['])?;
     let json: Value = serde_json::from_str(&trimmed[start..]).ok()?;
     json_cause(&json)
 }
 
 /// The first cause-naming string in `json`, breadth first (a string under one of
-/// [`CAUSE_KEYS`], or an error object's own `message`).
+/// [`CAUSE_KEYS`], or an error object's own `message`), after the object's machine-readable
+/// `code` when it has a textual one: Nextcloud Talk's
+/// `{"type":"error","error":{"code":"invalid_ticket","message":"The given ticket is not valid…"}}`
+/// gives `invalid_ticket: The given ticket is not valid…` (the code is what on-call searches
+/// for; a numeric code, as Janus's 460, adds nothing to its reason and is left out).
 fn json_cause(json: &Value) -> Option<String> {
     let mut queue = std::collections::VecDeque::from([json]);
     let mut seen = 0;
@@ -220,7 +242,15 @@ fn json_cause(json: &Value) -> Option<String> {
                 for key in CAUSE_KEYS {
                     match map.get(key) {
                         Some(Value::String(s)) if !s.trim().is_empty() => {
-                            return Some(s.trim().to_string());
+                            let s = s.trim();
+                            return Some(match map.get("code") {
+                                Some(Value::String(code))
+                                    if !code.trim().is_empty() && code.trim() != s =>
+                                {
+                                    format!("{}: {s}", code.trim())
+                                }
+                                _ => s.to_string(),
+                            });
                         }
                         Some(inner @ Value::Object(_)) => queue.push_front(inner),
                         _ => {}
@@ -241,7 +271,11 @@ fn json_cause(json: &Value) -> Option<String> {
 pub(crate) fn new(kind: ProtocolKind, setup: Setup) -> Box<dyn Protocol> {
     match kind {
         ProtocolKind::Raw => Box::new(raw::Raw::new(setup.ping_json)),
-        ProtocolKind::SocketIo => Box::new(socketio::SocketIo::new(setup.namespace, setup.auth)),
+        ProtocolKind::SocketIo => Box::new(socketio::SocketIo::new(
+            setup.namespace,
+            setup.auth,
+            setup.eio3,
+        )),
         ProtocolKind::ActionCable => Box::new(actioncable::ActionCable::default()),
         ProtocolKind::Xmpp => Box::new(xmpp::Xmpp::new(setup.domain.unwrap_or_default())),
     }
@@ -256,6 +290,10 @@ mod tests {
         for (frame, want) in [
             // Socket.IO CONNECT_ERROR, an event's error, a protoo response, Janus, ActionCable.
             (r#"44{"message":"unauthorized"}"#, Some("unauthorized")),
+            // Socket.IO 2 (Engine.IO v3): the error is a bare string.
+            (r#"44"unauthorized""#, Some("unauthorized")),
+            (r#"44"""#, None),
+            (r#""quoted words""#, None),
             (
                 r#"42["join_error",{"error":"OOM command not allowed when used memory > 'maxmemory'."}]"#,
                 Some("OOM command not allowed when used memory > 'maxmemory'."),
@@ -275,6 +313,15 @@ mod tests {
             (
                 "<presence type='error'><error type='cancel'><not-allowed/><text>Room creation is restricted</text></error></presence>",
                 Some("not-allowed: Room creation is restricted"),
+            ),
+            // Nextcloud Talk's signalling server: the error's code, then its message.
+            (
+                r#"{"type":"error","error":{"code":"invalid_ticket","message":"The given ticket is not valid for this user."}}"#,
+                Some("invalid_ticket: The given ticket is not valid for this user."),
+            ),
+            (
+                r#"{"type":"error","error":{"code":"no_such_session","message":"no_such_session"}}"#,
+                Some("no_such_session"),
             ),
             // Nothing that names a cause: the frame alone is quoted.
             (r#"{"type":"joined","participants":2}"#, None),

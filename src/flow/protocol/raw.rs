@@ -8,8 +8,8 @@ use crate::flow::matcher;
 /// The keys of a step on a `raw` connection.
 pub(crate) const KEYS: super::Keys = super::Keys {
     connect: &["ping_json"],
-    send: &["text", "json"],
-    expect: &["expect_json", "expect_regex"],
+    send: &["text", "json", "hex", "base64"],
+    expect: &["expect_json", "expect_regex", "expect_binary"],
 };
 
 pub(crate) struct Raw {

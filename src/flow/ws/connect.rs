@@ -19,7 +19,7 @@ use crate::template::Template;
 pub struct RawWsConnect {
     pub url: Option<S<String>>,
     pub headers: Option<S<BTreeMap<String, S<String>>>>,
-    pub subprotocols: Option<S<Vec<String>>>,
+    pub subprotocols: Option<S<Vec<S<String>>>>,
     /// Frames read while the protocol's handshake completes.
     pub max_frames: Option<S<i64>>,
     /// `raw` (default), `socketio`, `actioncable`, `xmpp`.
@@ -39,7 +39,8 @@ pub struct RawWsConnect {
 pub struct WsConnectSpec {
     pub url: Template,
     pub headers: Vec<(String, Template)>,
-    pub subprotocols: Vec<String>,
+    /// Offered in `Sec-WebSocket-Protocol`; templates (a token passed as a subprotocol).
+    pub subprotocols: Vec<Template>,
     pub protocol: ProtocolKind,
     /// Socket.IO namespace (`/` by default).
     pub namespace: String,
@@ -136,6 +137,19 @@ impl Kind for WsConnectSpec {
                     b.ctx
                         .error(Some(a.span()), b.key("auth"), "must be a table");
                 }
+                let url = url::Url::parse(
+                    &b.ctx
+                        .template(url_raw, &b.key("url"))?
+                        .render_placeholder("x"),
+                );
+                if namespace == "/" && url.is_ok_and(|u| engine_io_v3(&u)) {
+                    b.ctx.error(
+                        Some(a.span()),
+                        b.key("auth"),
+                        "with EIO=3 (Socket.IO 2) the server connects the main namespace itself and \
+                         takes no auth payload: put it in the URL's query (`&token={{token|url}}`)",
+                    );
+                }
                 Some(v)
             }
             None => None,
@@ -152,11 +166,7 @@ impl Kind for WsConnectSpec {
                 &["ws", "wss", "http", "https"],
             )?,
             headers: parts::headers(b.ctx, s.headers.as_ref(), &b.key("headers"))?,
-            subprotocols: s
-                .subprotocols
-                .as_ref()
-                .map(|p| p.get_ref().clone())
-                .unwrap_or_default(),
+            subprotocols: subprotocols(b, s.subprotocols.as_ref())?,
             protocol,
             namespace,
             auth,
@@ -173,6 +183,7 @@ impl Kind for WsConnectSpec {
     fn reads<'s>(&'s self, r: &mut Reads<'s>) {
         r.templates.push(&self.url);
         r.templates.extend(self.headers.iter().map(|(_, t)| t));
+        r.templates.extend(&self.subprotocols);
         r.templates.extend(&self.domain);
         r.json.extend(&self.auth);
         r.json.extend(&self.ping_json);
@@ -185,6 +196,46 @@ impl Kind for WsConnectSpec {
     async fn run(&self, ctx: &mut RunContext<'_>, connection: &str) -> Result<(), StepError> {
         connect(ctx, connection, self).await
     }
+}
+
+/// `subprotocols`: templates, each one token (RFC 6455: no separators or spaces) once its
+/// values are in.
+fn subprotocols(
+    b: &mut Build<'_, '_, '_>,
+    raw: Option<&S<Vec<S<String>>>>,
+) -> Option<Vec<Template>> {
+    let mut out = Vec::new();
+    for (i, p) in raw
+        .map(|r| r.get_ref().iter())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let key = b.key(&format!("subprotocols[{i}]"));
+        let t = b.ctx.template(p, &key)?;
+        let shown = t.render_placeholder("x");
+        if shown.is_empty() || !shown.bytes().all(is_token_byte) {
+            b.ctx.error(
+                Some(p.span()),
+                key,
+                "a subprotocol is one token: no spaces, commas or other separators",
+            );
+            return None;
+        }
+        out.push(t);
+    }
+    Some(out)
+}
+
+/// RFC 7230's `tchar`: what a subprotocol (and a header token) is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The URL asks for Engine.IO v3 (`EIO=3`: a Socket.IO 2 server, or a newer one with
+/// `allowEIO3`).
+fn engine_io_v3(url: &url::Url) -> bool {
+    url.query_pairs().any(|(k, v)| k == "EIO" && v == "3")
 }
 
 /// The socket.io endpoint unless the probe names another path, with the Engine.IO query.
@@ -235,6 +286,7 @@ async fn connect(
     if spec.protocol == ProtocolKind::SocketIo {
         socketio_url(&mut url);
     }
+    let eio3 = engine_io_v3(&url);
     let setup = Setup {
         auth: match &spec.auth {
             Some(a) => Some(
@@ -249,8 +301,10 @@ async fn connect(
         },
         namespace: spec.namespace.clone(),
         ping_json: spec.ping_json.clone(),
+        eio3,
     };
     let mut proto = protocol::new(spec.protocol, setup);
+    let basic = crate::flow::net::take_basic_auth(ctx, &mut url);
     let url_text = url.to_string();
     let stream = crate::flow::net::open(ctx, &url).await?;
 
@@ -263,31 +317,52 @@ async fn connect(
     request
         .headers_mut()
         .extend(ctx.render_headers(&spec.headers)?);
-    let offered = if spec.subprotocols.is_empty() {
+    if let Some(basic) = basic
+        && !request.headers().contains_key("authorization")
+    {
+        request.headers_mut().insert("authorization", basic);
+    }
+    let wanted = spec
+        .subprotocols
+        .iter()
+        .map(|t| ctx.render(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(bad) = wanted
+        .iter()
+        .find(|p| p.is_empty() || !p.bytes().all(is_token_byte))
+    {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "subprotocol `{}` is not one token (no spaces, commas or other separators)",
+                crate::redact::quote(bad, 40)
+            ),
+        ));
+    }
+    let offered = if wanted.is_empty() {
         proto
             .subprotocol()
             .map(str::to_string)
             .into_iter()
             .collect()
     } else {
-        spec.subprotocols.clone()
+        wanted.clone()
     };
     if !offered.is_empty()
         && let Ok(v) = HeaderValue::from_str(&offered.join(", "))
     {
         request.headers_mut().insert("sec-websocket-protocol", v);
     }
-    // The session cookies from earlier http steps travel with the upgrade, as in a browser.
+    // The session cookies from earlier http steps travel with the upgrade, as in a browser
+    // (this participant's, for a named connection).
     let mut cookie_url = url.clone();
     let _ = cookie_url.set_scheme(if url.scheme() == "wss" {
         "https"
     } else {
         "http"
     });
-    if let Some(cookies) = reqwest::cookie::CookieStore::cookies(ctx.jar.as_ref(), &cookie_url)
-        && let Ok(v) = HeaderValue::from_bytes(cookies.as_bytes())
-    {
-        request.headers_mut().insert("cookie", v);
+    if let Some(cookies) = ctx.cookies.header(name, &cookie_url) {
+        request.headers_mut().insert("cookie", cookies);
     }
 
     let offered_extensions = extension_names(request.headers());
@@ -318,12 +393,12 @@ async fn connect(
                     ),
                 ));
             }
-            if let Some(want) = spec.subprotocols.first() {
+            if let Some(want) = wanted.first() {
                 let got = response
                     .headers()
                     .get("sec-websocket-protocol")
                     .and_then(|v| v.to_str().ok());
-                if !spec.subprotocols.iter().any(|p| Some(p.as_str()) == got) {
+                if !wanted.iter().any(|p| Some(p.as_str()) == got) {
                     return Err(StepError::new(
                         FailureReason::WsHandshake,
                         format!(

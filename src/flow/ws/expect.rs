@@ -35,6 +35,20 @@ pub struct RawWsExpect {
     pub fail_regex: Option<S<toml::Value>>,
     pub max_frames: Option<S<i64>>,
     pub extract: Option<S<BTreeMap<String, S<RawExtract>>>>,
+    /// raw: a binary frame's leading bytes, contents and length.
+    pub expect_binary: Option<S<RawBinary>>,
+}
+
+/// `expect_binary = { prefix = "0a", contains = "…", min_bytes = 2, max_bytes = 4096 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBinary {
+    /// Hex: the bytes the frame starts with.
+    pub prefix: Option<String>,
+    /// Hex: bytes the frame contains somewhere.
+    pub contains: Option<String>,
+    pub min_bytes: Option<i64>,
+    pub max_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +65,8 @@ pub struct ExpectSpec {
     pub fail: FailSpec,
     pub max_frames: usize,
     pub extract: Vec<Extraction>,
+    /// Raw: what a binary frame must be.
+    pub binary: Option<matcher::BinaryPattern>,
 }
 
 impl Kind for ExpectSpec {
@@ -64,15 +80,21 @@ impl Kind for ExpectSpec {
             && s.expect_regex.is_none()
             && s.expect_xml.is_none()
             && s.event.is_none()
+            && s.expect_binary.is_none()
             && !s.ack.as_ref().is_some_and(|a| *a.get_ref())
         {
             b.ctx.error(
                 Some(b.name.clone()),
                 b.prefix.clone(),
-                "a ws_expect step needs `expect_json`, `expect_regex`, `expect_xml`, `event` or `ack`",
+                "a ws_expect step needs `expect_json`, `expect_regex`, `expect_xml`, \
+                 `expect_binary`, `event` or `ack`",
             );
             return None;
         }
+        let binary = match &s.expect_binary {
+            Some(raw) => Some(binary_pattern(b, raw)?),
+            None => None,
+        };
         let xml = match &s.expect_xml {
             Some(x) => {
                 let t = b.ctx.template(x, &b.key("expect_xml"))?;
@@ -114,6 +136,7 @@ impl Kind for ExpectSpec {
                 .and_then(|m| b.ctx.positive(m, &b.key("max_frames")))
                 .unwrap_or(b.max_frames),
             extract: parts::extracts(b.ctx, s.extract.as_ref(), &b.key("extract"), false)?,
+            binary,
         })
     }
 
@@ -156,6 +179,49 @@ impl Kind for ExpectSpec {
     }
 }
 
+/// `expect_binary`: hex that decodes, lengths that are sizes and in order, something to check.
+fn binary_pattern(b: &mut Build<'_, '_, '_>, raw: &S<RawBinary>) -> Option<matcher::BinaryPattern> {
+    let key = b.key("expect_binary");
+    let span = raw.span();
+    let r = raw.get_ref();
+    let error = |b: &mut Build<'_, '_, '_>, what: String| {
+        b.ctx.error(Some(span.clone()), key.clone(), what);
+    };
+    let hex = |b: &mut Build<'_, '_, '_>, field: &str, text: &Option<String>| match text {
+        Some(t) => match matcher::hex_bytes(t) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                error(b, format!("{field}: {e}"));
+                None
+            }
+        },
+        None => Some(Vec::new()),
+    };
+    let prefix = hex(b, "prefix", &r.prefix)?;
+    let contains = hex(b, "contains", &r.contains)?;
+    let size = |n: Option<i64>| n.map(|n| usize::try_from(n).map_err(|_| n)).transpose();
+    let (Ok(min_bytes), Ok(max_bytes)) = (size(r.min_bytes), size(r.max_bytes)) else {
+        b.ctx.error(
+            Some(span),
+            key,
+            "min_bytes and max_bytes are byte counts (0 or more)",
+        );
+        return None;
+    };
+    let pattern = matcher::BinaryPattern {
+        prefix,
+        contains,
+        min_bytes,
+        max_bytes,
+    };
+    if min_bytes.zip(max_bytes).is_some_and(|(lo, hi)| lo > hi) {
+        b.ctx
+            .error(Some(span), key, "min_bytes is larger than max_bytes");
+        return None;
+    }
+    Some(pattern)
+}
+
 /// A step's patterns, rendered for this run.
 struct Rendered {
     json: Option<serde_json::Value>,
@@ -163,6 +229,7 @@ struct Rendered {
     xml: Option<protocol::xmpp::Element>,
     event: Option<String>,
     ack: Option<Option<u64>>,
+    binary: Option<matcher::BinaryPattern>,
     fail_json: Option<serde_json::Value>,
     fail_regex: Vec<regex::Regex>,
 }
@@ -198,6 +265,7 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
         xml,
         event: spec.event.as_ref().map(|t| ctx.render(t)).transpose()?,
         ack: None,
+        binary: spec.binary.clone(),
         fail_json,
         fail_regex,
     };
@@ -242,7 +310,7 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
             want.fail_json.as_ref(),
             &want.fail_regex,
         )?;
-        match message_matches(&want, &msg) {
+        match message_matches(&want, &msg, &ctx.redactor) {
             Ok(()) => break msg,
             Err(miss) => {
                 ctx.last_miss = Some(miss.clone());
@@ -262,7 +330,22 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
 }
 
 /// `Ok` if the message is the one the step waits for; `Err(why not)` otherwise.
-fn message_matches(want: &Rendered, msg: &Message) -> Result<(), String> {
+fn message_matches(
+    want: &Rendered,
+    msg: &Message,
+    redactor: &crate::redact::Redactor,
+) -> Result<(), String> {
+    if let Some(pattern) = &want.binary {
+        pattern.matches(msg.bytes.as_deref()).map_err(|why| {
+            // Hex escapes the redactor: a frame holding a secret shows its length only.
+            let shown = match &msg.bytes {
+                Some(_) if redactor.holds_secret(&msg.text) => "(holds a secret: not shown)".into(),
+                Some(b) => matcher::hex_view(b),
+                None => snippet(msg.text.as_bytes()),
+            };
+            format!("{why}: {shown}")
+        })?;
+    }
     if let Some(event) = &want.event
         && msg.name.as_deref() != Some(event.as_str())
     {

@@ -129,7 +129,7 @@ impl Connection {
             return Ok(Some(m));
         }
         for _ in 0..CONTROL_FRAME_BUDGET {
-            let Some(text) = self.read_text().await? else {
+            let Some(Data { text, bytes }) = self.read_data().await? else {
                 continue;
             };
             match self.proto.decode(&text) {
@@ -139,7 +139,10 @@ impl Connection {
                         return Ok(None);
                     }
                 }
-                Incoming::Message(m) => return Ok(Some(m)),
+                Incoming::Message(mut m) => {
+                    m.bytes = bytes;
+                    return Ok(Some(m));
+                }
                 Incoming::ServerError(what) => {
                     return Err(Read::Failed(server_error(what, &text)));
                 }
@@ -168,9 +171,9 @@ impl Connection {
         Ok(())
     }
 
-    /// The next data frame as text; `None` for a control frame (the transport's business,
-    /// not traffic to match; tungstenite answers pings itself).
-    async fn read_text(&mut self) -> Result<Option<String>, Read> {
+    /// The next data frame; `None` for a control frame (the transport's business, not traffic
+    /// to match; tungstenite answers pings itself).
+    async fn read_data(&mut self) -> Result<Option<Data>, Read> {
         match self.stream.next().await {
             None => Err(Read::Closed(StepError::new(
                 FailureReason::WsClosed,
@@ -186,8 +189,14 @@ impl Connection {
                     format!("the server closed the websocket{why}"),
                 )))
             }
-            Some(Ok(WsMessage::Text(t))) => Ok(Some(t.to_string())),
-            Some(Ok(WsMessage::Binary(b))) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Some(Ok(WsMessage::Text(t))) => Ok(Some(Data {
+                text: t.to_string(),
+                bytes: None,
+            })),
+            Some(Ok(WsMessage::Binary(b))) => Ok(Some(Data {
+                text: String::from_utf8_lossy(&b).into_owned(),
+                bytes: Some(Vec::from(b).into_boxed_slice()),
+            })),
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => Ok(None),
         }
     }
@@ -196,8 +205,8 @@ impl Connection {
     /// are dropped (no step waits for them), the server's error or goodbye is an error
     /// (`Err(true, _)`: the connection is gone). Cancel-safe while it waits for a frame.
     pub(crate) async fn pump(&mut self) -> Result<(), (bool, StepError)> {
-        let text = match self.read_text().await {
-            Ok(Some(text)) => text,
+        let text = match self.read_data().await {
+            Ok(Some(data)) => data.text,
             Ok(None) => return Ok(()),
             Err(Read::Closed(e)) => return Err((true, e)),
             Err(Read::Failed(e)) => return Err((false, e)),
@@ -216,12 +225,20 @@ impl Connection {
         }
     }
 
-    /// A websocket ping (the keepalive of an idle session; any frame back counts as its answer).
+    /// A websocket ping, and the protocol's own where it has one (the keepalive of an idle
+    /// session; any frame back counts as its answer).
     pub(crate) async fn ping(&mut self) -> Result<(), StepError> {
         self.stream
             .send(WsMessage::Ping(Default::default()))
             .await
-            .map_err(|e| classify(e, FailureReason::WsClosed))
+            .map_err(|e| classify(e, FailureReason::WsClosed))?;
+        if let Some(frame) = self.proto.keepalive() {
+            self.stream
+                .send(WsMessage::text(frame))
+                .await
+                .map_err(|e| classify(e, FailureReason::WsClosed))?;
+        }
+        Ok(())
     }
 }
 
@@ -237,6 +254,13 @@ fn peer_gone(e: &tungstenite::Error) -> bool {
             | E::Io(_)
             | E::Protocol(P::ResetWithoutClosingHandshake)
     )
+}
+
+/// A data frame as protocols read it: its text (a binary frame's bytes as UTF-8, invalid
+/// sequences replaced: protocols speak text) and, for a binary frame, the bytes themselves.
+struct Data {
+    text: String,
+    bytes: Option<Box<[u8]>>,
 }
 
 /// Why a read gave no message; `Closed` means the connection is gone.

@@ -23,6 +23,10 @@ pub struct RawWsSend {
     pub ack: Option<S<bool>>,
     /// actioncable: subscribe to this channel identifier.
     pub subscribe: Option<S<toml::Value>>,
+    /// raw: a binary frame, its bytes in hex (whitespace and `:` between bytes allowed).
+    pub hex: Option<S<String>>,
+    /// raw: a binary frame, its bytes in standard base64.
+    pub base64: Option<S<String>>,
 }
 
 /// What a ws_send sends; which fields apply depends on the connection's protocol.
@@ -34,6 +38,42 @@ pub struct SendSpec {
     pub args: Option<serde_json::Value>,
     pub ack: bool,
     pub subscribe: Option<serde_json::Value>,
+    /// Raw: a binary frame, its bytes written as `hex` or `base64` (decoded per run: the
+    /// template may hold values, `{{token|base64}}`).
+    pub binary: Option<(BinaryText, Template)>,
+}
+
+/// How a `ws_send`'s binary frame is written in the probe file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryText {
+    Hex,
+    Base64,
+}
+
+impl BinaryText {
+    fn key(self) -> &'static str {
+        match self {
+            BinaryText::Hex => "hex",
+            BinaryText::Base64 => "base64",
+        }
+    }
+
+    /// The bytes `text` stands for.
+    ///
+    /// # Errors
+    /// What is wrong with `text`, without quoting it (it may hold a secret).
+    pub(crate) fn decode(self, text: &str) -> Result<Vec<u8>, String> {
+        match self {
+            BinaryText::Hex => crate::flow::matcher::hex_bytes(text),
+            BinaryText::Base64 => {
+                use base64::Engine as _;
+                let compact: String = text.split_whitespace().collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(compact.as_bytes())
+                    .map_err(|e| format!("not base64: {e}"))
+            }
+        }
+    }
 }
 
 impl Kind for SendSpec {
@@ -69,6 +109,7 @@ impl Kind for SendSpec {
                 None => None,
             },
             ack: s.ack.as_ref().is_some_and(|a| *a.get_ref()),
+            binary: binary(&s, b)?,
             subscribe: match &s.subscribe {
                 Some(j) => {
                     let v = b.ctx.json(j, &b.key("subscribe"))?;
@@ -85,9 +126,18 @@ impl Kind for SendSpec {
             },
         };
         let needs = match protocol {
-            ProtocolKind::Raw => (spec.text.is_some() != spec.json.is_some())
-                .then_some(())
-                .ok_or("a ws_send step needs `text` or `json` (one of them)"),
+            ProtocolKind::Raw => ([
+                spec.text.is_some(),
+                spec.json.is_some(),
+                spec.binary.is_some(),
+            ]
+            .into_iter()
+            .filter(|given| *given)
+            .count()
+                == 1
+                && !(s.hex.is_some() && s.base64.is_some()))
+            .then_some(())
+            .ok_or("a ws_send step needs `text`, `json`, `hex` or `base64` (one of them)"),
             ProtocolKind::SocketIo => (spec.event.is_some()
                 && !(spec.args.is_some() && spec.json.is_some()))
             .then_some(())
@@ -111,6 +161,7 @@ impl Kind for SendSpec {
 
     fn reads<'s>(&'s self, r: &mut Reads<'s>) {
         r.templates.extend(&self.text);
+        r.templates.extend(self.binary.as_ref().map(|(_, t)| t));
         r.templates.extend(&self.event);
         r.json.extend(&self.json);
         r.json.extend(&self.args);
@@ -122,7 +173,41 @@ impl Kind for SendSpec {
     }
 }
 
+/// `hex` or `base64`: a template, checked at load time when it holds no value.
+fn binary(s: &RawWsSend, b: &mut Build<'_, '_, '_>) -> Option<Option<(BinaryText, Template)>> {
+    let (how, raw) = match (&s.hex, &s.base64) {
+        (Some(h), _) => (BinaryText::Hex, h),
+        (None, Some(b64)) => (BinaryText::Base64, b64),
+        (None, None) => return Some(None),
+    };
+    let key = b.key(how.key());
+    let t = b.ctx.template(raw, &key)?;
+    if t.is_literal()
+        && let Err(e) = how.decode(&t.render_placeholder(""))
+    {
+        b.ctx.error(Some(raw.span()), key, e);
+        return None;
+    }
+    Some(Some((how, t)))
+}
+
 async fn send(ctx: &mut RunContext<'_>, name: &str, spec: &SendSpec) -> Result<(), StepError> {
+    if let Some((how, t)) = &spec.binary {
+        let bytes = how.decode(&ctx.render(t)?).map_err(|e| {
+            StepError::new(
+                FailureReason::Protocol,
+                format!("`{}` of the frame to send: {e}", how.key()),
+            )
+        })?;
+        let conn = ctx.socket(name)?;
+        let started = Instant::now();
+        conn.stream
+            .send(WsMessage::binary(bytes))
+            .await
+            .map_err(|e| classify(e, FailureReason::WsClosed))?;
+        ctx.last_send = Some((name.to_string(), started));
+        return Ok(());
+    }
     let json = |v: &Option<serde_json::Value>| -> Result<_, StepError> {
         v.as_ref()
             .map(|v| render_json(v, &ctx.vars))
