@@ -100,6 +100,22 @@ fn app() -> (Router, Shared) {
                 },
             ),
         )
+        // Echoes each binary frame back behind a `12` tag (a frame that may carry a secret).
+        .route(
+            "/echo",
+            get(|ws: WebSocketUpgrade| async move {
+                ws.on_upgrade(|mut socket| async move {
+                    for _ in 0..4 {
+                        let Some(Ok(Message::Binary(b))) = socket.recv().await else {
+                            return;
+                        };
+                        let mut reply = vec![0x12];
+                        reply.extend_from_slice(&b);
+                        let _ = socket.send(Message::Binary(reply.into())).await;
+                    }
+                })
+            }),
+        )
         // The token as a subprotocol (`Sec-WebSocket-Protocol: access_token, <jwt>`).
         .route(
             "/rtc-subprotocol",
@@ -500,5 +516,63 @@ cleanup = true
     assert!(
         error.starts_with("unauthorized"),
         "the page's first words are the server's: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_binary_frame_built_from_a_token_is_sent_and_a_reply_holding_it_is_never_shown() {
+    let (port, _) = serve("127.0.0.1").await;
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = format!(
+        r#"timeout = "5s"
+{}
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+url = "ws://127.0.0.1:{port}/echo"
+
+[[steps]]
+name = "send-token"
+kind = "ws_send"
+base64 = "{{{{token|base64}}}}"
+
+[[steps]]
+name = "echoed"
+kind = "ws_expect"
+expect_binary = {{ prefix = "12", min_bytes = {len} }}
+timeout = "2s"
+
+[[steps]]
+name = "send-again"
+kind = "ws_send"
+base64 = "{{{{token|base64}}}}"
+
+[[steps]]
+name = "wrong-tag"
+kind = "ws_expect"
+expect_binary = {{ prefix = "0a" }}
+timeout = "300ms"
+"#,
+        login_steps(&base),
+        len = JWT.len() + 1,
+    );
+    let run = support::run_once(&support::probe_from(&probe, &env())).await;
+    // The first echo matched: the bytes sent were the token's.
+    let echoed = run.steps.iter().find(|s| s.name == "echoed").unwrap();
+    assert!(echoed.success, "{run:#?}");
+    assert_eq!(run.failed_step.as_deref(), Some("wrong-tag"), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "a binary frame of {} bytes does not start with 0a: (holds a secret: not shown)",
+            JWT.len() + 1
+        )),
+        "{error}"
+    );
+    let shown = format!("{run:?}");
+    let token_hex = hex::encode(&JWT.as_bytes()[..12]);
+    assert!(
+        !shown.contains(JWT) && !shown.contains(&token_hex),
+        "{shown}"
     );
 }
