@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use joincanary::flow::ProbePlan;
-use joincanary::report::{FailureReason, Phase};
+use joincanary::report::{FailureReason, Phase, Trigger};
 
 use crate::support::nextcloud::{self, NextcloudTalk};
 use crate::support::{confirmed_page, example, passed, run_once, step};
@@ -200,4 +200,58 @@ async fn a_stopped_signalling_server_fails_at_its_websocket_and_a_wrong_password
     passed(&run, &["settings-a", "join-a", "settings-b", "join-b"]);
     assert_eq!(run.failed_step.as_deref(), Some("websocket-a"), "{run:#?}");
     assert_eq!(run.reason, Some(FailureReason::Connect));
+}
+
+/// The resident example (`nextcloud-talk-resident.toml`): one session, an exchange every few
+/// seconds. A stalled NATS fails the very next exchange at `signalling` (seconds, not the next
+/// scheduled join), the session stays open, and the exchange after the thaw passes on it.
+#[tokio::test]
+async fn the_resident_session_fails_the_exchange_during_a_nats_stall_and_recovers_on_it() {
+    let Some(talk) = nextcloud::start_or_skip().await else {
+        return;
+    };
+    let env = talk.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut plan = example("nextcloud-talk-resident.toml", &env);
+    let resident = plan.resident.as_mut().expect("a resident probe");
+    for s in &mut resident.exchange {
+        if s.name == "signalling" {
+            s.timeout = Some(Duration::from_secs(1));
+        }
+    }
+    let resident = plan.resident.as_ref().expect("a resident probe");
+    let clock = joincanary::clock::Clock::system();
+    let (mut session, setup) = joincanary::flow::resident::Session::open(
+        &plan,
+        resident,
+        "test",
+        Trigger::Scheduled,
+        clock,
+    )
+    .await
+    .unwrap_or_else(|run| panic!("the session opens: {run:#?}"));
+    assert!(setup.success, "{setup:#?}");
+
+    let run = session.exchange(Trigger::Scheduled).await;
+    assert!(run.success, "{run:#?}");
+    assert!(step(&run, "signalling").phases.contains_key(&Phase::FanOut));
+
+    talk.nats
+        .process()
+        .freeze()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stalled = session.exchange(Trigger::Scheduled).await;
+    talk.nats.process().thaw().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        stalled.failed_step.as_deref(),
+        Some("signalling"),
+        "{stalled:#?}"
+    );
+    assert_eq!(stalled.reason, Some(FailureReason::NoMatch));
+
+    // The thawed bus delivers the late message too; the next exchange matches its own.
+    let run = session.exchange(Trigger::Confirm).await;
+    assert!(run.success, "{run:#?}");
+    let teardown = session.close().await;
+    assert!(teardown.iter().all(|s| s.success), "{teardown:#?}");
 }

@@ -401,6 +401,14 @@ kind = "ws_connect"
 connection = "s"
 url = "ws://127.0.0.1:1/"
 subprotocols = ["a b"]
+
+[[steps]]
+name = "sio"
+kind = "ws_connect"
+connection = "io"
+protocol = "socketio"
+url = "http://127.0.0.1:1/socket.io/?EIO=3"
+auth = { token = "t" }
 "#,
         )],
     );
@@ -410,8 +418,87 @@ subprotocols = ["a b"]
         "steps[2].expect_binary: min_bytes is larger than max_bytes",
         "steps[4].base64: `base64` does not apply to a ws_send on a `xmpp` connection",
         "steps[5].subprotocols[0]: a subprotocol is one token: no spaces, commas or other separators",
+        "steps[6].auth: with EIO=3 (Socket.IO 2) the server connects the main namespace itself and \
+         takes no auth payload: put it in the URL's query (`&token={{token|url}}`)",
     ];
     for w in want {
         assert!(errors.iter().any(|e| e.ends_with(w)), "{w}\n{errors:#?}");
     }
+}
+
+/// Socket.IO 2 clients' protocol (Engine.IO v3) against the real Socket.IO 4.8 server with
+/// `allowEIO3` (the code path that serves them; no Socket.IO 2 server is installable from
+/// Debian): the token in the query, the main namespace connected by the server, join and echo.
+#[tokio::test]
+async fn socketio_with_eio3_joins_a_server_that_serves_socketio_2_clients() {
+    use crate::support::servers;
+    support::init();
+    let redis = servers::start_redis()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sio = servers::start_socketio_with(
+        &redis,
+        &servers::SocketIoOptions {
+            allow_eio3: true,
+            ..servers::SocketIoOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let base = sio.a.base_url();
+    let probe = |url_query: &str| {
+        format!(
+            r#"
+timeout = "10s"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "{base}/api/login"
+json = {{ username = "canary", password = "{password}" }}
+extract = {{ token = {{ json = "/token" }} }}
+
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+protocol = "socketio"
+url = "{base}/socket.io/?EIO=3{url_query}"
+
+[[steps]]
+name = "join"
+kind = "ws_send"
+event = "join"
+json = {{ room = "canary-{{{{uuid}}}}" }}
+ack = true
+
+[[steps]]
+name = "joined"
+kind = "ws_expect"
+ack = true
+expect_json = {{ room = "canary-{{{{uuid}}}}" }}
+timeout = "3s"
+
+[[steps]]
+name = "close"
+kind = "ws_close"
+cleanup = true
+"#,
+            password = servers::PASSWORD,
+        )
+    };
+    let run = support::run_once(&support::probe_from(&probe("&token={{token|url}}"), &[])).await;
+    assert!(run.success, "{run:#?}");
+    // Without the token the server's own refusal (CONNECT_ERROR) fails the connect at once.
+    let refused = support::run_once(&support::probe_from(&probe(""), &[])).await;
+    assert_eq!(
+        refused.failed_step.as_deref(),
+        Some("websocket"),
+        "{refused:#?}"
+    );
+    assert_eq!(refused.reason, Some(FailureReason::ServerError));
+    let error = refused.error.unwrap_or_default();
+    assert!(
+        error.starts_with("unauthorized"),
+        "the page's first words are the server's: {error}"
+    );
 }

@@ -1,6 +1,7 @@
 //! https and wss against a real TLS server on 127.0.0.1 with a certificate made by the test:
-//! untrusted it fails with reason `tls`; trusted through the probe's `ca_file` it passes, and
-//! the `tls` phase is timed on its own.
+//! untrusted it fails with reason `tls` (saying a private CA goes in `ca_file`); trusted through
+//! the probe's `ca_file` it passes, and the `tls` phase is timed on its own; a certificate for
+//! another name fails naming both names; SNI carries the host name (none for an IP).
 
 use std::sync::Arc;
 
@@ -14,15 +15,24 @@ use crate::support::{self, TempConfig};
 struct TlsServer {
     addr: String,
     cert_pem: String,
+    /// The server name (SNI) each handshake asked for, `None` without one.
+    sni: Arc<std::sync::Mutex<Vec<Option<String>>>>,
 }
 
-/// Serves up to 8 TLS connections: HTTP requests get a JSON token, websocket upgrades get an
-/// echo of `joined`.
+/// [`tls_server_for`] 127.0.0.1 and localhost.
 async fn tls_server() -> TlsServer {
+    tls_server_for(&["127.0.0.1", "localhost"]).await
+}
+
+/// Serves up to 8 TLS connections with a certificate for `names`: HTTP requests get a JSON
+/// token, websocket upgrades get an echo of `joined`.
+async fn tls_server_for(names: &[&str]) -> TlsServer {
     support::init();
     let certified =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .unwrap();
+    let sni = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sni.clone();
     let cert_der = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let mut config = rustls::ServerConfig::builder()
@@ -39,10 +49,13 @@ async fn tls_server() -> TlsServer {
                 return;
             };
             let acceptor = acceptor.clone();
+            let seen = seen.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                let name = tls.get_ref().1.server_name().map(str::to_string);
+                seen.lock().unwrap().push(name);
                 let mut head = vec![0u8; 4096];
                 let mut buf = Vec::new();
                 while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
@@ -101,6 +114,7 @@ async fn tls_server() -> TlsServer {
     TlsServer {
         addr,
         cert_pem: certified.cert.pem(),
+        sni,
     }
 }
 
@@ -132,6 +146,13 @@ async fn untrusted_certificate_is_reason_tls_with_the_tls_phase_timed() {
     let run = crate::support::run_once(&probe).await;
     assert_eq!(run.failed_step.as_deref(), Some("login"));
     assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("UnknownIssuer")
+            && error
+                .ends_with("(no trusted CA issued it: a private CA goes in the probe's `ca_file`)"),
+        "{error}"
+    );
     let login = &run.steps[0];
     assert!(login.phases.contains_key(&Phase::Connect) && login.phases.contains_key(&Phase::Tls));
     assert!(
@@ -168,6 +189,48 @@ async fn trusted_through_ca_file_https_and_wss_pass_with_every_phase() {
         !serde_json::to_string(&run)
             .unwrap()
             .contains("t0k3n-over-tls")
+    );
+}
+
+/// The probe of [`probe_text`] with the server's certificate trusted through `ca_file`.
+async fn run_trusting(server: &TlsServer, addr: &str) -> joincanary::report::ProbeRun {
+    let cfg = TempConfig::new("", &[("p.toml", &probe_text(addr, "ca_file = \"ca.pem\""))]);
+    std::fs::write(cfg.probe_path("ca.pem"), &server.cert_pem).unwrap();
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    crate::support::run_once(&plan.probes[0]).await
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_reason_tls_naming_both_names() {
+    // A trusted CA, the wrong certificate: served for meet.example.com, reached as localhost.
+    let server = tls_server_for(&["meet.example.com"]).await;
+    let port = server.addr.rsplit(':').next().unwrap();
+    let run = run_trusting(&server, &format!("localhost:{port}")).await;
+    assert_eq!(run.failed_step.as_deref(), Some("login"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::Tls));
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("TLS handshake with `localhost` failed")
+            && error.contains("not valid for name \"localhost\"")
+            && error.contains("meet.example.com"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn https_and_wss_send_the_host_name_as_sni_and_an_ip_sends_none() {
+    let server = tls_server().await;
+    let port = server.addr.rsplit(':').next().unwrap();
+    let run = run_trusting(&server, &format!("localhost:{port}")).await;
+    assert!(run.success, "{run:#?}");
+    let by_ip = run_trusting(&server, &server.addr).await;
+    assert!(by_ip.success, "{by_ip:#?}");
+    // RFC 6066: SNI is a host name; an IP literal is checked against the certificate's IP
+    // entries and sends none.
+    let localhost = Some("localhost".to_string());
+    assert_eq!(
+        server.sni.lock().unwrap().as_slice(),
+        [localhost.clone(), localhost, None, None]
     );
 }
 

@@ -153,11 +153,23 @@ pub(crate) async fn open_with_alpn(
     let tls = tls.map_err(|e| {
         StepError::caused_by(
             FailureReason::Tls,
-            format!("TLS handshake with `{host}` failed: {e}"),
+            format!("TLS handshake with `{host}` failed: {e}{}", tls_hint(&e)),
             &e,
         )
     })?;
     Ok(MaybeTlsStream::Rustls(tls))
+}
+
+/// What to do about a certificate no configured root vouches for: a private CA is the usual
+/// cause, and `ca_file` the fix. Empty for every other failure (rustls names those well).
+fn tls_hint(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            " (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        }
+        _ => "",
+    }
 }
 
 /// Marks `phase` as under way: if the deadline cuts it, the step's error names it (reason
@@ -185,13 +197,14 @@ const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250)
 /// `localhost` that is `::1` (refused, or `EADDRNOTAVAIL` where IPv6 is off) before a
 /// `127.0.0.1` that answers works, and so does a host whose IPv6 path silently drops packets:
 /// without this the run would wait out its deadline on an address no user waits for. All
-/// failing, the last error is reported (out of fds or ports, every address fails the same way,
-/// so the run still says `local`).
+/// failing, the error names each address and why, its reason the last one's (out of fds or
+/// ports, every address fails the same way, so the run still says `local`).
 async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
     use futures_util::StreamExt as _;
     let mut next = interleave(addrs).into_iter();
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut last = None;
+    let mut failed = Vec::new();
     loop {
         // Every turn of the loop (a failure, or the delay passing) starts the next address.
         if let Some(addr) = next.next() {
@@ -205,9 +218,10 @@ async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
             Some((addr, result)) = attempts.next() => match result {
                 Ok(s) => return Ok(s),
                 Err(e) => {
+                    failed.push(format!("{addr}: {e}"));
                     last = Some(StepError::caused_by(
                         FailureReason::Connect,
-                        format!("cannot connect to {addr}: {e}"),
+                        format!("cannot connect to {}", failed.join("; ")),
                         &e,
                     ));
                 }
@@ -250,6 +264,18 @@ mod tests {
         assert!(connect_any(&[refused, good]).await.is_ok());
         let e = connect_any(&[refused]).await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Connect, "{e}");
+        assert!(
+            e.message.starts_with("cannot connect to 127.0.0.1:1: "),
+            "{e}"
+        );
+        // Every address that failed is named, in the order they were tried.
+        let also: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        let e = connect_any(&[refused, also]).await.unwrap_err();
+        assert!(
+            e.message.starts_with("cannot connect to 127.0.0.1:1: ")
+                && e.message.contains("; 127.0.0.2:1: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -62,10 +62,17 @@ fn frame() -> impl Strategy<Value = String> {
 fn protocols(ping: Value) -> Vec<Box<dyn Protocol>> {
     vec![
         Box::new(raw::Raw::new(Some(ping))),
-        Box::new(socketio::SocketIo::new("/".into(), None)),
+        Box::new(socketio::SocketIo::new("/".into(), None, false)),
         Box::new(socketio::SocketIo::new(
             "/chat".into(),
             Some(serde_json::json!({"t": 1})),
+            false,
+        )),
+        // Engine.IO v3 framing reads the same hostile frames.
+        Box::new(socketio::SocketIo::new(
+            "/chat".into(),
+            Some(serde_json::json!({"t": 1})),
+            true,
         )),
         Box::new(actioncable::ActionCable::default()),
         Box::new(xmpp::Xmpp::new("example.com".into())),

@@ -899,6 +899,8 @@ pub struct SocketIoOptions {
     /// Engine.IO ping interval / timeout in ms (Socket.IO's defaults: 25,000 / 20,000).
     pub ping_interval_ms: Option<u64>,
     pub ping_timeout_ms: Option<u64>,
+    /// Serve Engine.IO v3 (Socket.IO 2) clients too (`allowEIO3`).
+    pub allow_eio3: bool,
 }
 
 /// Two Socket.IO server processes (`a`, `b`) sharing `redis`.
@@ -925,6 +927,9 @@ pub async fn start_socketio_with(redis: &Redis, opts: &SocketIoOptions) -> Resul
         if let Some(ms) = opts.ping_timeout_ms {
             a.extend(["--ping-timeout".into(), ms.to_string()]);
         }
+        if opts.allow_eio3 {
+            a.extend(["--allow-eio3".into(), "true".into()]);
+        }
         a
     };
     let (args_a, args_b) = (args("a"), args("b"));
@@ -945,7 +950,8 @@ pub async fn start_protoo() -> Result<NodeServer> {
 
 /// Prosody with a MUC (tests/servers/prosody/start.sh): hosts `localhost` (SASL PLAIN user
 /// [`XMPP_USER`] / [`PASSWORD`]), `guest.localhost` (SASL ANONYMOUS), `conference.localhost`
-/// (MUC; rooms named `forbidden*` cannot be created).
+/// (MUC; rooms named `forbidden*` cannot be created); and Jitsi's layout: `meet.jitsi`,
+/// `guest.meet.jitsi`, `conference.meet.jitsi`, `focus.meet.jitsi` (a jicofo stand-in).
 pub struct Prosody {
     process: Process,
     http_port: u16,

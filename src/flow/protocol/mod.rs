@@ -148,6 +148,8 @@ pub(crate) struct Setup {
     pub namespace: String,
     /// Raw: the frames that are pings.
     pub ping_json: Option<Value>,
+    /// Socket.IO: the URL asks for Engine.IO v3 (`EIO=3`).
+    pub eio3: bool,
 }
 
 pub(crate) trait Protocol: Send + Sync {
@@ -177,6 +179,11 @@ pub(crate) trait Protocol: Send + Sync {
     fn awaited_ack(&self) -> Option<u64> {
         None
     }
+    /// A frame an idle session sends to stay alive, beside the websocket ping (Engine.IO v3's
+    /// client ping).
+    fn keepalive(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Keys a server's JSON error names its cause under, in the order they are preferred
@@ -203,6 +210,13 @@ pub(crate) fn cause(frame: &str) -> Option<String> {
         return xmpp::Element::parse(trimmed)
             .ok()
             .and_then(|el| xmpp::error_cause(&el));
+    }
+    // Socket.IO 2's CONNECT_ERROR is a bare string after the packet type: `44"unauthorized"`.
+    let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0
+        && let Ok(Value::String(text)) = serde_json::from_str::<Value>(&trimmed[digits..])
+    {
+        return Some(text.trim().to_string()).filter(|t| !t.is_empty());
     }
     let start = trimmed.find(['{', '['])?;
     let json: Value = serde_json::from_str(&trimmed[start..]).ok()?;
@@ -257,7 +271,11 @@ fn json_cause(json: &Value) -> Option<String> {
 pub(crate) fn new(kind: ProtocolKind, setup: Setup) -> Box<dyn Protocol> {
     match kind {
         ProtocolKind::Raw => Box::new(raw::Raw::new(setup.ping_json)),
-        ProtocolKind::SocketIo => Box::new(socketio::SocketIo::new(setup.namespace, setup.auth)),
+        ProtocolKind::SocketIo => Box::new(socketio::SocketIo::new(
+            setup.namespace,
+            setup.auth,
+            setup.eio3,
+        )),
         ProtocolKind::ActionCable => Box::new(actioncable::ActionCable::default()),
         ProtocolKind::Xmpp => Box::new(xmpp::Xmpp::new(setup.domain.unwrap_or_default())),
     }
@@ -272,6 +290,10 @@ mod tests {
         for (frame, want) in [
             // Socket.IO CONNECT_ERROR, an event's error, a protoo response, Janus, ActionCable.
             (r#"44{"message":"unauthorized"}"#, Some("unauthorized")),
+            // Socket.IO 2 (Engine.IO v3): the error is a bare string.
+            (r#"44"unauthorized""#, Some("unauthorized")),
+            (r#"44"""#, None),
+            (r#""quoted words""#, None),
             (
                 r#"42["join_error",{"error":"OOM command not allowed when used memory > 'maxmemory'."}]"#,
                 Some("OOM command not allowed when used memory > 'maxmemory'."),

@@ -1,4 +1,6 @@
-//! `socketio`: Engine.IO v4 framing with Socket.IO v5 packets over one websocket.
+//! `socketio`: Engine.IO v4 framing with Socket.IO v5 packets over one websocket, or (`EIO=3`
+//! in the URL) Engine.IO v3 with Socket.IO 2's connect: the server joins the main namespace
+//! itself, other namespaces take their auth as a query, and the client sends the pings.
 //!
 //! Engine.IO: `0{open}`, `1` close, `2`/`3` ping/pong (answered here), `4<socket.io packet>`,
 //! `6` noop. Socket.IO: `<type>[/nsp,][ack id][json]` with types CONNECT 0, DISCONNECT 1,
@@ -18,16 +20,19 @@ pub(crate) const KEYS: super::Keys = super::Keys {
 pub(crate) struct SocketIo {
     namespace: String,
     auth: Option<Value>,
+    /// Engine.IO v3 (Socket.IO 2 servers, and 3/4 servers with `allowEIO3`).
+    eio3: bool,
     connected: bool,
     next_ack: u64,
     awaited: Option<u64>,
 }
 
 impl SocketIo {
-    pub(crate) fn new(namespace: String, auth: Option<Value>) -> SocketIo {
+    pub(crate) fn new(namespace: String, auth: Option<Value>, eio3: bool) -> SocketIo {
         SocketIo {
             namespace,
             auth,
+            eio3,
             connected: false,
             next_ack: 0,
             awaited: None,
@@ -121,10 +126,19 @@ impl Protocol for SocketIo {
         let rest = &frame[kind.len_utf8()..];
         match kind {
             // The open packet: connect to the namespace, with the auth payload if any.
-            '0' => {
+            '0' if !self.eio3 => {
                 let auth = self.auth.as_ref().map(Value::to_string).unwrap_or_default();
                 Incoming::Control(vec![format!("40{}{auth}", self.prefix())])
             }
+            // Engine.IO v3: the server connects the main namespace on its own (a second
+            // CONNECT would make it close the session); another one is asked for with the
+            // auth as its query, as Socket.IO 2 clients did.
+            '0' if self.namespace == "/" => Incoming::Control(Vec::new()),
+            '0' => Incoming::Control(vec![format!(
+                "40{}{},",
+                self.namespace,
+                self.auth.as_ref().map(auth_query).unwrap_or_default()
+            )]),
             '1' => Incoming::Closed("the server closed the Engine.IO session".into()),
             '2' => Incoming::Control(vec![format!("3{rest}")]),
             '3' | '5' | '6' => Incoming::Control(Vec::new()),
@@ -162,6 +176,28 @@ impl Protocol for SocketIo {
     fn awaited_ack(&self) -> Option<u64> {
         self.awaited
     }
+
+    /// Engine.IO v3 servers wait for the client's ping and close a session that sends none
+    /// within pingInterval + pingTimeout (45 s by default): an idle resident session pings.
+    fn keepalive(&self) -> Option<&'static str> {
+        self.eio3.then_some("2")
+    }
+}
+
+/// `?token=t&room=r`: an auth table as a Socket.IO 2 namespace query (strings as they are,
+/// other values as JSON).
+fn auth_query(auth: &Value) -> String {
+    let Value::Object(map) = auth else {
+        return String::new();
+    };
+    let mut query = url::form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
+    for (k, v) in map {
+        match v {
+            Value::String(s) => query.append_pair(k, s),
+            other => query.append_pair(k, &other.to_string()),
+        };
+    }
+    query.finish()
 }
 
 #[cfg(test)]
@@ -178,7 +214,7 @@ mod tests {
 
     #[test]
     fn handshake_connects_the_namespace_with_auth() {
-        let mut s = SocketIo::new("/chat".into(), Some(json!({"token": "t"})));
+        let mut s = SocketIo::new("/chat".into(), Some(json!({"token": "t"})), false);
         assert!(!s.ready());
         let reply = control(s.decode(r#"0{"sid":"x","pingInterval":25000,"pingTimeout":20000}"#));
         assert_eq!(reply, [r#"40/chat,{"token":"t"}"#]);
@@ -190,8 +226,30 @@ mod tests {
     }
 
     #[test]
+    fn engine_io_v3_lets_the_server_connect_the_main_namespace_and_pings_itself() {
+        let mut s = SocketIo::new("/".into(), None, true);
+        let open = r#"0{"sid":"x","upgrades":[],"pingInterval":25000,"pingTimeout":5000}"#;
+        assert!(control(s.decode(open)).is_empty(), "no CONNECT of our own");
+        assert!(!s.ready());
+        control(s.decode("40"));
+        assert!(s.ready(), "Socket.IO 2's CONNECT has no payload");
+        assert!(control(s.decode("3")).is_empty(), "the pong to our ping");
+        assert_eq!(s.keepalive(), Some("2"));
+        assert_eq!(SocketIo::new("/".into(), None, false).keepalive(), None);
+
+        // Another namespace: asked for, its auth as the query.
+        let auth = json!({"token": "a b&c", "n": 1});
+        let mut s = SocketIo::new("/chat".into(), Some(auth), true);
+        assert_eq!(control(s.decode(open)), ["40/chat?n=1&token=a+b%26c,"]);
+        control(s.decode("40"));
+        assert!(!s.ready(), "the main namespace's CONNECT is not ours");
+        control(s.decode("40/chat,"));
+        assert!(s.ready());
+    }
+
+    #[test]
     fn connect_error_is_a_server_error() {
-        let mut s = SocketIo::new("/".into(), None);
+        let mut s = SocketIo::new("/".into(), None, false);
         assert_eq!(control(s.decode("0{}")), ["40"]);
         assert!(matches!(
             s.decode(r#"44{"message":"unauthorized"}"#),
@@ -201,7 +259,7 @@ mod tests {
 
     #[test]
     fn events_acks_and_emits() {
-        let mut s = SocketIo::new("/".into(), None);
+        let mut s = SocketIo::new("/".into(), None, false);
         let Incoming::Message(m) = s.decode(r#"42["joined",{"room":"r"},2]"#) else {
             panic!()
         };

@@ -137,6 +137,19 @@ impl Kind for WsConnectSpec {
                     b.ctx
                         .error(Some(a.span()), b.key("auth"), "must be a table");
                 }
+                let url = url::Url::parse(
+                    &b.ctx
+                        .template(url_raw, &b.key("url"))?
+                        .render_placeholder("x"),
+                );
+                if namespace == "/" && url.is_ok_and(|u| engine_io_v3(&u)) {
+                    b.ctx.error(
+                        Some(a.span()),
+                        b.key("auth"),
+                        "with EIO=3 (Socket.IO 2) the server connects the main namespace itself and \
+                         takes no auth payload: put it in the URL's query (`&token={{token|url}}`)",
+                    );
+                }
                 Some(v)
             }
             None => None,
@@ -219,6 +232,12 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The URL asks for Engine.IO v3 (`EIO=3`: a Socket.IO 2 server, or a newer one with
+/// `allowEIO3`).
+fn engine_io_v3(url: &url::Url) -> bool {
+    url.query_pairs().any(|(k, v)| k == "EIO" && v == "3")
+}
+
 /// The socket.io endpoint unless the probe names another path, with the Engine.IO query.
 fn socketio_url(url: &mut url::Url) {
     if url.path().is_empty() || url.path() == "/" {
@@ -267,6 +286,7 @@ async fn connect(
     if spec.protocol == ProtocolKind::SocketIo {
         socketio_url(&mut url);
     }
+    let eio3 = engine_io_v3(&url);
     let setup = Setup {
         auth: match &spec.auth {
             Some(a) => Some(
@@ -281,6 +301,7 @@ async fn connect(
         },
         namespace: spec.namespace.clone(),
         ping_json: spec.ping_json.clone(),
+        eio3,
     };
     let mut proto = protocol::new(spec.protocol, setup);
     let basic = crate::flow::net::take_basic_auth(ctx, &mut url);

@@ -225,12 +225,20 @@ impl Connection {
         }
     }
 
-    /// A websocket ping (the keepalive of an idle session; any frame back counts as its answer).
+    /// A websocket ping, and the protocol's own where it has one (the keepalive of an idle
+    /// session; any frame back counts as its answer).
     pub(crate) async fn ping(&mut self) -> Result<(), StepError> {
         self.stream
             .send(WsMessage::Ping(Default::default()))
             .await
-            .map_err(|e| classify(e, FailureReason::WsClosed))
+            .map_err(|e| classify(e, FailureReason::WsClosed))?;
+        if let Some(frame) = self.proto.keepalive() {
+            self.stream
+                .send(WsMessage::text(frame))
+                .await
+                .map_err(|e| classify(e, FailureReason::WsClosed))?;
+        }
+        Ok(())
     }
 }
 

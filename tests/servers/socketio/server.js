@@ -3,7 +3,9 @@
 // only through Redis pub/sub, as on a real platform.
 //
 //   node tests/servers/socketio/server.js --port 0 --redis redis://127.0.0.1:6379 [--name a]
-//        [--pubsub-redis URL] [--ping-interval MS] [--ping-timeout MS]
+//        [--pubsub-redis URL] [--ping-interval MS] [--ping-timeout MS] [--allow-eio3 true]
+//
+// --allow-eio3 also serves Engine.IO v3 (Socket.IO 2) clients, whose token comes in the query.
 //
 // Prints `ready socketio http://127.0.0.1:PORT` once Redis is connected and the port listens.
 "use strict";
@@ -14,7 +16,7 @@ const { createClient } = require("redis");
 const { args, verifyToken, login, sendJson, exitOnSignals } = require("../lib");
 
 exitOnSignals();
-const opt = args({ port: "0", redis: "redis://127.0.0.1:6379", name: "a", "ping-interval": "25000", "ping-timeout": "20000" });
+const opt = args({ port: "0", redis: "redis://127.0.0.1:6379", name: "a", "ping-interval": "25000", "ping-timeout": "20000", "allow-eio3": "false" });
 
 function redisClient(url) {
   const c = createClient({ url, socket: { reconnectStrategy: (n) => Math.min(100 * (n + 1), 1000) } });
@@ -44,6 +46,7 @@ async function main() {
     pingInterval: Number(opt["ping-interval"]),
     pingTimeout: Number(opt["ping-timeout"]),
     transports: ["websocket", "polling"],
+    allowEIO3: opt["allow-eio3"] === "true",
     serveClient: false,
   });
 
@@ -63,7 +66,8 @@ function app(nsp, presence) {
   const key = (room) => `presence:${nsp.name}:${room}`;
   // auth: {token} from POST /api/login; a missing or bad token is CONNECT_ERROR "unauthorized".
   nsp.use((socket, next) => {
-    const user = verifyToken(socket.handshake.auth && socket.handshake.auth.token);
+    // Socket.IO 2 clients (EIO=3) have no auth payload: their token comes in the query.
+    const user = verifyToken((socket.handshake.auth && socket.handshake.auth.token) || socket.handshake.query.token);
     if (!user) return next(new Error("unauthorized"));
     socket.data.user = user;
     next();
