@@ -359,6 +359,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 // Valid (metrics and status still work), but say it where it cannot be missed.
                 eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
             }
+            for q in plan.quiet(chrono::Utc::now()) {
+                eprint_line(&format!("warning: {q}"));
+            }
             // Names a pager must cut or hash to stay within its provider's limits.
             for n in joincanary::alert::limit_notes(&plan.alerts(), &plan.pagers) {
                 eprint_line(&format!("note: {n}"));

@@ -2,14 +2,15 @@
 //! changed files (`--watch`), each read off the async threads under a deadline, so a hung mount
 //! can neither stall the service nor strand more than one thread.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Plan;
+use crate::config::fingerprint::Fingerprinter;
 use crate::server::ReloadRequest;
 use crate::supervise::{Supervisor, Task};
 
@@ -27,6 +28,8 @@ pub(crate) struct Reloads {
     watch_tick: Option<tokio::time::Interval>,
     /// The files' fingerprint when last looked at (watching only).
     seen: Option<u64>,
+    /// What the watcher remembers of each file between looks (one look at a time: `watching`).
+    fingerprinter: Arc<Mutex<Fingerprinter>>,
     /// At most one read of the files in flight for each of these: a read stuck on a hung
     /// mount keeps its thread, and a second one would only strand another.
     watching: Arc<AtomicBool>,
@@ -58,6 +61,7 @@ impl Reloads {
             loader,
             watch_tick,
             seen: None,
+            fingerprinter: Arc::default(),
             watching: Arc::new(AtomicBool::new(false)),
             loading: Arc::new(AtomicBool::new(false)),
         };
@@ -87,7 +91,7 @@ impl Reloads {
                         None => std::future::pending().await,
                     }
                 } => {
-                    let now = fingerprint(plan.sources.clone(), &self.watching).await;
+                    let now = fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await;
                     if now.is_none() || now == self.seen {
                         continue;
                     }
@@ -127,16 +131,26 @@ impl Reloads {
     /// (the new plan may read other files, a probe directory added).
     pub(crate) async fn loaded(&mut self, plan: &Plan) {
         if self.watch_tick.is_some() {
-            self.seen = fingerprint(plan.sources.clone(), &self.watching).await;
+            self.seen =
+                fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await;
         }
     }
 }
 
-/// [`crate::config::fingerprint`] off the async threads and under a deadline (a hung network
-/// mount must not stall the service); `None` when it could not be worked out in time.
-async fn fingerprint(sources: Vec<std::path::PathBuf>, slot: &Arc<AtomicBool>) -> Option<u64> {
+/// [`Fingerprinter::look`] off the async threads and under a deadline (a hung network mount
+/// must not stall the service); `None` when it could not be worked out in time.
+async fn fingerprint(
+    sources: Vec<std::path::PathBuf>,
+    fingerprinter: &Arc<Mutex<Fingerprinter>>,
+    slot: &Arc<AtomicBool>,
+) -> Option<u64> {
+    let fingerprinter = fingerprinter.clone();
     match off_thread(slot, WATCH_READ_TIMEOUT, move || {
-        crate::config::fingerprint(&sources)
+        // A look that panicked left nothing half-done that matters: its memory is only a cache.
+        fingerprinter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .look(&sources)
     })
     .await
     {

@@ -167,7 +167,7 @@ async fn run_service(
     };
     // Alert state and the outbox live for the whole process: memory is authoritative (a disk
     // that fails loses nothing while the process runs), the state log follows it.
-    let (store, carried) = open_state(&plan, clock);
+    let (store, carried) = open_state(&plan, clock, &wiring.metrics);
     // The engine first, so the very first scrape already has every pre-created series.
     let mut engine = Engine::start(&plan, &wiring, carried);
     let (http, listen) = start_http(listener, &plan, &wiring, reload_tx, connections);
@@ -189,7 +189,7 @@ async fn run_service(
                 for e in &errors.0 {
                     tracing::error!(region = %plan.region, error = %e, "reload refused; the running configuration stays");
                 }
-                wiring.metrics.count_reload("failure");
+                wiring.metrics.count_reload(false);
                 Err(errors.to_string())
             }
         };
@@ -229,17 +229,24 @@ fn start_history(
     restore_metrics(plan, status, metrics);
     let stop = CancellationToken::new();
     let task = {
-        let (status, stop) = (status.clone(), stop.clone());
+        let (status, stop, metrics) = (status.clone(), stop.clone(), metrics.clone());
         tasks.spawn(Task::History, "history", true, stop.clone(), move || {
-            status.persist(history_path.clone(), stop.clone())
+            let metrics = metrics.clone();
+            status.persist(history_path.clone(), stop.clone(), move |failing| {
+                metrics.set_state_write_failing(crate::status::HISTORY_FILE, failing);
+            })
         })
     };
     Background { stop, task }
 }
 
 /// Opens the state log: the alert engine and the outbox it holds, to hand to the first engine.
-fn open_state(plan: &Plan, clock: Clock) -> (Store, Carried) {
+fn open_state(plan: &Plan, clock: Clock, metrics: &Metrics) -> (Store, Carried) {
     let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
+    let m = metrics.clone();
+    store.on_health(move |failing| {
+        m.set_state_write_failing(crate::alert::engine::STATE_LOG, failing);
+    });
     let alerts = AlertEngine::new(&plan.alerts(), store.clone(), &loaded, clock.now());
     let outbox = Outbox::from_loaded(&loaded);
     let carried = Carried {
@@ -341,7 +348,7 @@ async fn reload_engine(
         },
     );
     wiring.status.set_ready(true);
-    wiring.metrics.count_reload("success");
+    wiring.metrics.count_reload(true);
     (plan, engine)
 }
 
@@ -602,11 +609,14 @@ fn start_heartbeats(
     }
 }
 
-/// Says at start and at every reload what the pagers cannot do: none configured, or a field
-/// a provider will cut or hash to fit its limits.
+/// Says at start and at every reload what the pagers cannot do: none configured, a probe that
+/// would page nobody ([`Plan::quiet`]), or a field a provider will cut or hash to fit its limits.
 fn warn_pagers(plan: &Plan) {
     if plan.pagers.is_empty() {
         tracing::warn!(region = %plan.region, "{}", crate::status::NO_PAGER);
+    }
+    for q in plan.quiet(chrono::Utc::now()) {
+        tracing::warn!(region = %plan.region, "{q}");
     }
     for n in crate::alert::limit_notes(&plan.alerts(), &plan.pagers) {
         tracing::warn!(region = %plan.region, note = %n, "a pager will cut or hash this to fit its provider's limits");

@@ -495,13 +495,17 @@ impl Status {
     /// Saves the history to `path` after each change (at most once per [`SAVE_DEBOUNCE`]), and once more
     /// when `stop` is cancelled. Runs as a task of its own (supervised by the service) and
     /// writes on the blocking pool: the run consumer only flips a flag.
-    pub fn persist(
+    /// `on_health(true)` when a save fails after one that did not (a state directory not
+    /// writable, a full disk), `on_health(false)` when one succeeds after a failure.
+    pub fn persist<H: Fn(bool) + Send + 'static>(
         self: &Arc<Self>,
         path: PathBuf,
         stop: CancellationToken,
-    ) -> impl std::future::Future<Output = ()> + Send + use<> {
+        on_health: H,
+    ) -> impl std::future::Future<Output = ()> + Send + use<H> {
         let status = self.clone();
         async move {
+            let mut failing = false;
             loop {
                 let stopping = tokio::select! {
                     () = status.changed.notified() => false,
@@ -519,8 +523,18 @@ impl Status {
                     crate::store::write_atomic(&target, &bytes)
                 })
                 .await;
-                if let Ok(Err(e)) = written {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot save the status history");
+                match written {
+                    Ok(Err(e)) if !failing => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot save the status history");
+                        failing = true;
+                        on_health(true);
+                    }
+                    Ok(Ok(())) if failing => {
+                        tracing::info!(path = %path.display(), "status history saved again");
+                        failing = false;
+                        on_health(false);
+                    }
+                    _ => {}
                 }
                 if stopping || stop.is_cancelled() {
                     return;
@@ -707,5 +721,46 @@ mod tests {
         assert_eq!(day(&status), 0, "a day and an hour later");
         assert_eq!(status.snapshot()[0].availability.week.runs, 1);
         assert_eq!(status.clock().now(), t0() + chrono::Duration::hours(25));
+    }
+
+    /// A save that fails (the state directory's path is a regular file: not writable, as root
+    /// too) is told once to the hook, and its recovery once; the task keeps saving.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_save_and_its_recovery_are_told_to_the_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("state");
+        std::fs::write(&blocker, "a file where the directory should be").unwrap();
+        let status = Arc::new(Status::new("r"));
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(status.persist(blocker.join(HISTORY_FILE), stop.clone(), {
+            let told = told.clone();
+            move |failing| told.lock().unwrap().push(failing)
+        }));
+        let saved = || async {
+            // Past the debounce, with the blocking pool's write done (real time, bounded).
+            tokio::time::sleep(SAVE_DEBOUNCE + Duration::from_secs(1)).await;
+            for _ in 0..60 {
+                tokio::task::yield_now().await;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        for _ in 0..2 {
+            status.record(&Arc::new(run("p", true, 0)));
+            saved().await;
+        }
+        assert_eq!(
+            *told.lock().unwrap(),
+            [true],
+            "told once, not at every save"
+        );
+        std::fs::remove_file(&blocker).unwrap();
+        status.record(&Arc::new(run("p", true, 0)));
+        saved().await;
+        assert_eq!(*told.lock().unwrap(), [true, false]);
+        assert!(blocker.join(HISTORY_FILE).exists());
+        stop.cancel();
+        task.await.unwrap();
     }
 }

@@ -65,7 +65,13 @@ struct Inner {
     queue: Mutex<Queue>,
     /// Wakes the writer (work queued, stop) and waiters of [`Store::flush`] (work written).
     wake: Condvar,
+    /// Told `true` when writes start failing and `false` when they succeed again (the
+    /// service's metric: the writer itself only logs).
+    on_health: Mutex<Option<HealthHook>>,
 }
+
+/// See [`Store::on_health`].
+type HealthHook = Arc<dyn Fn(bool) + Send + Sync>;
 
 #[derive(Default)]
 struct Queue {
@@ -88,14 +94,17 @@ impl Store {
             path: path.to_path_buf(),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            on_health: Mutex::new(None),
         });
         let mut mirror: BTreeMap<String, String> = loaded
             .entries
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        // A damaged file is rewritten clean at the first write.
-        let mut dirty = loaded.damaged > 0;
+        // Written whole at once (a damaged file rewritten clean, a missing one created): a state
+        // directory that takes no writes is found at start-up, not at the first page, and
+        // [`Store::on_health`] tells it.
+        let mut dirty = true;
         if loaded.damaged > 0 {
             let aside = with_suffix(path, ".damaged");
             let _ = std::fs::copy(path, &aside);
@@ -160,6 +169,22 @@ impl Store {
         true
     }
 
+    /// Calls `hook(true)` whenever writes start failing (a state directory not writable, a full
+    /// disk) and `hook(false)` when they succeed again; at once with the current state, so a
+    /// failure before the hook was set is not missed.
+    pub fn on_health(&self, hook: impl Fn(bool) + Send + Sync + 'static) {
+        let hook: HealthHook = Arc::new(hook);
+        *self
+            .inner
+            .on_health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook.clone());
+        // Told under the queue's lock, as the writer tells its changes: never out of order.
+        let q = self.inner.lock();
+        hook(q.failing);
+        drop(q);
+    }
+
     /// Whether the disk has everything (`false` while writes fail).
     pub fn healthy(&self) -> bool {
         let q = self.inner.lock();
@@ -182,6 +207,18 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // The writer never panics holding the lock; if it did, the queue is still valid data.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the hook, if one is set, that writes are `failing` (called with the queue locked).
+    fn health(&self, failing: bool) {
+        let hook = self
+            .on_health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook(failing);
+        }
     }
 
     /// The writer: takes queued changes in batches (one append and one fsync per batch, so a
@@ -222,19 +259,24 @@ impl Inner {
             let mut q = self.lock();
             match result {
                 Ok(()) => {
-                    if q.failing {
+                    let was_failing = q.failing;
+                    if was_failing {
                         tracing::info!(path = %self.path.display(), "state written again: the disk takes writes");
                     }
                     q.failing = false;
                     *dirty = false;
                     backoff.reset();
                     q.written = upto;
+                    if was_failing {
+                        self.health(false);
+                    }
                     drop(q);
                     self.wake.notify_all();
                 }
                 Err(e) => {
                     if !q.failing {
                         tracing::error!(path = %self.path.display(), error = %e, "cannot write state; it is kept in memory and written when the disk recovers");
+                        self.health(true);
                     }
                     q.failing = true;
                     // A failed append may leave half a line: the next write is a fresh file.

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 /// A join flow that breaks during [`Self::broken_from`, `broken_until`): a failing run waits out
 /// the 5 s signalling timeout, as the real one does.
 struct Platform {
-    clock: Clock,
     broken_from: DateTime<Utc>,
     broken_until: DateTime<Utc>,
 }
@@ -26,10 +25,11 @@ impl Runner for Platform {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
-        _clock: joincanary::clock::Clock,
+        clock: Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
-        let started_at = self.clock.now();
-        let clock = self.clock;
+        // The scheduler's clock, as the real flow reads it: a scheduler that passed another
+        // (the system clock) would put every run outside the fault and fail this test.
+        let started_at = clock.now();
         let (from, until) = (self.broken_from, self.broken_until);
         Box::pin(async move {
             // Broken if the fault is on when the signalling round trip happens.
@@ -108,7 +108,6 @@ async fn first_page(
     let clock = Clock::starting_at(origin());
     let from = origin() + chrono::Duration::from_std(fault_at).unwrap();
     let runner = Arc::new(Platform {
-        clock,
         broken_from: from,
         broken_until: from + chrono::Duration::from_std(fault_lasts).unwrap(),
     });

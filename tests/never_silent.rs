@@ -119,6 +119,67 @@ async fn run_without_a_pager_is_ready_but_says_it_cannot_page() {
     sim.shutdown().await;
 }
 
+/// Valid configs that page nobody in practice: `check` says so for each probe and cause (and
+/// `run` logs the same lines), while an ordinary weekly window or daily schedule passes quietly.
+#[test]
+fn check_warns_about_probes_that_would_page_nobody() {
+    let steps = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        &[
+            // Feb 29: every four years.
+            (
+                "leap.toml",
+                &format!("name = \"leap\"\nschedule = \"0 0 29 2 *\"\n{steps}"),
+            ),
+            // A window every minute lasting an hour: never out of maintenance.
+            (
+                "held.toml",
+                &format!(
+                    "name = \"held\"\n{steps}[alerting]\n[[alerting.maintenance]]\nstart = \"* * * * *\"\nduration = \"1h\"\n"
+                ),
+            ),
+            (
+                "off.toml",
+                &format!("name = \"off\"\n{steps}[alerting]\nenabled = false\n"),
+            ),
+            // Ordinary: daily, and a weekly hour of maintenance.
+            (
+                "fine.toml",
+                &format!(
+                    "name = \"fine\"\nschedule = \"0 3 * * *\"\n{steps}[alerting]\n[[alerting.maintenance]]\nstart = \"0 2 * * sun\"\nduration = \"1h\"\n"
+                ),
+            ),
+        ],
+    );
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&cfg.path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 3, "{err}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "warning: probe `leap`: `0 0 29 2 *` runs only every 1461 days (next 2028-02-29 00:00 UTC)"
+        )),
+        "{err}"
+    );
+    assert!(
+        warnings.contains(&"warning: probe `held`: its maintenance windows hold every page for the next 7 days (`alerting.maintenance`): it pages nobody"),
+        "{err}"
+    );
+    assert!(
+        warnings.contains(
+            &"warning: probe `off`: alerting is disabled (`enabled = false`): its failures page nobody"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("`fine`"), "{err}");
+}
+
 #[test]
 fn heartbeat_config_errors_name_line_and_key() {
     let probe = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    TempConfig, fast_sim_probe, poll, probe_runs, start_sim, status, wait_probe_runs, when,
+    TempConfig, fast_sim_probe, metric_value, poll, probe_runs, start_sim, status, wait_probe_runs,
+    when,
 };
 
 /// `run` on 127.0.0.1:0 with `POST /-/reload` on: its base URL, its stop token, its task.
@@ -14,6 +15,14 @@ async fn start_reloadable(
     cfg: &TempConfig,
 ) -> (String, CancellationToken, crate::support::ServiceTask) {
     crate::support::serve_in_process(cfg, crate::support::reload_for(cfg, true).0).await
+}
+
+/// `joincanary_config_last_reload_successful` in `metrics`.
+fn reload_ok(metrics: &str) -> Option<f64> {
+    metric_value(
+        metrics,
+        "joincanary_config_last_reload_successful{region=\"test\"}",
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -52,6 +61,12 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
             .starts_with("joincanary_config_reloads_total{region=\"test\",result=\"success\"} 1")),
         "{metrics}"
     );
+    assert_eq!(reload_ok(&metrics), Some(1.0), "{metrics}");
+    let loaded_at = metric_value(
+        &metrics,
+        "joincanary_config_last_reload_success_timestamp_seconds",
+    );
+    assert!(loaded_at.is_some_and(|t| t > 1.0e9), "{metrics}");
 
     // A broken file is refused with its location; both probes keep running.
     std::fs::write(
@@ -81,6 +96,16 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     assert!(metrics.lines().any(|l| {
         l.starts_with("joincanary_config_reloads_total{region=\"test\",result=\"failure\"} 1")
     }));
+    // The refusal stays visible for as long as it stands, not only as a counter's increase.
+    assert_eq!(reload_ok(&metrics), Some(0.0), "{metrics}");
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "joincanary_config_last_reload_success_timestamp_seconds"
+        ),
+        loaded_at,
+        "the running configuration is still the one loaded then"
+    );
 
     // Removing a probe removes it from the status.
     std::fs::remove_file(cfg.probe_path("three.toml")).unwrap();
@@ -96,6 +121,24 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     );
     let s = status(&base).await;
     assert_eq!(s["probes"].as_array().unwrap().len(), 1, "{s}");
+    let metrics = crate::support::get_text(&base, "/metrics").await;
+    assert_eq!(reload_ok(&metrics), Some(1.0), "{metrics}");
+
+    // A reload that would leave zero probes (every file gone) is refused like any broken
+    // config: the running probe stays, and the gauge says so.
+    std::fs::remove_file(cfg.probe_path("one.toml")).unwrap();
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("found no probe files"), "{body}");
+    let before = probe_runs(&status(&base).await, "sim-join");
+    wait_probe_runs(&base, "sim-join", before + 1).await;
+    let metrics = crate::support::get_text(&base, "/metrics").await;
+    assert_eq!(reload_ok(&metrics), Some(0.0), "{metrics}");
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), service)

@@ -20,7 +20,6 @@ type Starts = Arc<Mutex<Vec<(DateTime<Utc>, Trigger)>>>;
 /// A runner that takes `takes` (virtual time) and records when each run started.
 struct Scripted {
     takes: Duration,
-    clock: Clock,
     starts: Starts,
 }
 
@@ -30,10 +29,11 @@ impl Runner for Scripted {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
-        _clock: joincanary::clock::Clock,
+        clock: Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
         let takes = self.takes;
-        let started_at = self.clock.now();
+        // The time the scheduler's clock says, which the real flow stamps its run with.
+        let started_at = clock.now();
         self.starts.lock().unwrap().push((started_at, trigger));
         Box::pin(async move {
             tokio::time::sleep(takes).await;
@@ -78,7 +78,6 @@ fn start(p: Arc<ProbePlan>, takes: Duration, origin: DateTime<Utc>) -> Harness {
     let starts = Arc::new(Mutex::new(Vec::new()));
     let runner = Arc::new(Scripted {
         takes,
-        clock,
         starts: starts.clone(),
     });
     let (tx, rx) = mpsc::channel(1024);
@@ -235,7 +234,6 @@ async fn a_stalled_consumer_never_stops_the_schedule() {
     let starts: Starts = Arc::new(Mutex::new(Vec::new()));
     let runner = Arc::new(Scripted {
         takes: Duration::from_millis(100),
-        clock,
         starts: starts.clone(),
     });
     let probes: Vec<Arc<ProbePlan>> = (0..20)
@@ -303,9 +301,10 @@ impl Runner for OnWhichThread {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
-        _clock: joincanary::clock::Clock,
+        clock: Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
         let (takes, threads) = (self.takes, self.threads.clone());
+        let started_at = clock.now();
         Box::pin(async move {
             let name = std::thread::current().name().unwrap_or("").to_string();
             threads.lock().unwrap().push(name);
@@ -314,7 +313,7 @@ impl Runner for OnWhichThread {
                 probe: probe.name.clone(),
                 region,
                 success: true,
-                started_at: Utc::now(),
+                started_at,
                 duration_ms: takes,
                 failed_step: None,
                 reason: None,

@@ -307,6 +307,8 @@ async fn a_failing_disk_and_a_reload_keep_the_incident() {
     crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
     let s = wait_alert(&svc.base, true).await;
     assert_eq!(s["probes"][0]["alerts"][0]["dedup_key"], KEY, "{s}");
+    // Told to Prometheus, not only logged (JoinCanaryStateNotWritable).
+    wait_state_failing(&svc.base, "state.log", 1.0).await;
     // The disk recovers: everything is written, in a fresh file.
     std::fs::remove_dir_all(state.join("state.log")).unwrap();
     until(
@@ -321,6 +323,7 @@ async fn a_failing_disk_and_a_reload_keep_the_incident() {
         },
     )
     .await;
+    wait_state_failing(&svc.base, "state.log", 0.0).await;
     // Listed once every writer has stopped: while it runs, the status history's save may be
     // between writing its temp file and renaming it (seen under load), which leaves nothing.
     svc.stop().await;
@@ -329,6 +332,55 @@ async fn a_failing_disk_and_a_reload_keep_the_incident() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(!left.iter().any(|f| f.contains(".tmp")), "{left:?}");
+}
+
+/// Waits (50 ms apart, at most 30 s: the writer retries on its own backoff, real time) for
+/// `joincanary_state_write_failing{file}` to read `want`.
+async fn wait_state_failing(base: &str, file: &str, want: f64) {
+    let series = format!("joincanary_state_write_failing{{file=\"{file}\",region=\"test\"}}");
+    let got = poll(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || {
+            let m = crate::support::get_text(base, "/metrics").await;
+            when(crate::support::metric_value(&m, &series), |v| {
+                *v == Some(want)
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|last| last);
+    assert_eq!(got, Some(want), "{series}");
+}
+
+/// A state directory that cannot be written at start-up (its path runs through a regular file:
+/// refused to root too) does not stop `run` — it probes and pages from memory — but it is told
+/// at once, before any incident needs the disk, not at the first page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_not_writable_at_start_is_reported_at_once() {
+    let sim = start_sim().await;
+    let cfg = TempConfig::new(
+        "",
+        &[("p.toml", &crate::support::fast_sim_probe(&sim.base_url()))],
+    );
+    let blocker = cfg.dir.path().join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let mut plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    plan.state_dir = blocker.join("state");
+    let svc = crate::support::Service::start(plan).await;
+    wait_state_failing(&svc.base, "state.log", 1.0).await;
+    crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
+    let m = svc.metrics().await;
+    assert_eq!(
+        crate::support::metric_value(
+            &m,
+            "joincanary_state_write_failing{file=\"status-history.json\",region=\"test\"}"
+        ),
+        Some(0.0),
+        "the history's series exists from start-up (it is saved 10 s after a change): {m}"
+    );
+    svc.stop().await;
+    sim.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -20,7 +20,6 @@ use crate::support::TempConfig;
 
 /// Passes in 5 ms, except the runs numbered in `panic_on` (1-based), which panic.
 struct Runs {
-    clock: Clock,
     count: AtomicU32,
     panic_on: Vec<u32>,
 }
@@ -31,11 +30,11 @@ impl Runner for Runs {
         probe: Arc<ProbePlan>,
         region: String,
         trigger: Trigger,
-        _clock: joincanary::clock::Clock,
+        clock: Clock,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ProbeRun> + Send>> {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let panics = self.panic_on.contains(&n);
-        let started_at = self.clock.now();
+        let started_at = clock.now();
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
             assert!(!panics, "deliberate panic in run {n}");
@@ -76,7 +75,6 @@ async fn start(probe: &str, panic_on: Vec<u32>) -> Running {
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
     let clock = Clock::starting_at(origin());
     let runner = Arc::new(Runs {
-        clock,
         count: AtomicU32::new(0),
         panic_on,
     });

@@ -641,6 +641,40 @@ mod tests {
         }
     }
 
+    /// Windows that hold every page for a week are told apart from ordinary ones, and the
+    /// arithmetic stays bounded and panic-free at the ends of time.
+    #[test]
+    fn maintenance_that_never_ends_is_found() {
+        let windows = |list: &[(&str, u64)]| PolicyConfig {
+            maintenance: list
+                .iter()
+                .map(|(start, secs)| Maintenance {
+                    start: Schedule::parse(start, None).unwrap(),
+                    duration: Duration::from_secs(*secs),
+                })
+                .collect(),
+            ..PolicyConfig::default()
+        };
+        let week = Duration::from_secs(7 * 86_400);
+        for (list, muted) in [
+            (vec![("0 2 * * sun", 3_600)], false),
+            (vec![("0 3 * * *", 600)], false),
+            // Every minute for an hour; every two hours for two; once a year for a year.
+            (vec![("* * * * *", 3_600)], true),
+            (vec![("0 */2 * * *", 7_200)], true),
+            (vec![("0 0 1 1 *", 366 * 86_400)], true),
+            // Two entries that only together cover the clock: 00:00-12:00 and 12:00-24:00.
+            (vec![("0 0 * * *", 43_200), ("0 12 * * *", 43_200)], true),
+            (vec![("0 0 * * *", 43_200), ("0 12 * * *", 43_000)], false),
+        ] {
+            assert_eq!(windows(&list).muted_for(t(5), week), muted, "{list:?}");
+        }
+        let cfg = windows(&[("* * * * * *", 365 * 86_400)]);
+        for at in [DateTime::<Utc>::MIN_UTC, t(5), DateTime::<Utc>::MAX_UTC] {
+            let _ = cfg.muted_for(at, week);
+        }
+    }
+
     #[test]
     fn resolving_an_alert_held_back_by_maintenance_sends_nothing() {
         let cfg = PolicyConfig {

@@ -50,6 +50,26 @@ pub struct Maintenance {
     pub duration: Duration,
 }
 
+impl Maintenance {
+    /// The end of the latest-ending window of this entry that covers `at`, if one does (looked
+    /// for among at most 64 starts: a later start only makes the end later).
+    fn covers(&self, at: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        let span = chrono::Duration::from_std(self.duration).ok()?;
+        let mut from = at
+            .checked_sub_signed(span)?
+            .checked_sub_signed(chrono::Duration::seconds(1))?;
+        let mut end = None;
+        for _ in 0..64 {
+            let Some(start) = self.start.next_after(from).filter(|s| *s <= at) else {
+                break;
+            };
+            end = start.checked_add_signed(span).filter(|e| *e > at).or(end);
+            from = start;
+        }
+        end
+    }
+}
+
 /// Alert policy settings for one probe.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
@@ -203,6 +223,32 @@ impl PolicyConfig {
             budgets,
             maintenance,
         }
+    }
+
+    /// Whether the maintenance windows hold every page from `now` for at least `horizon` (one
+    /// window that never ends, or windows that overlap back to back): a probe that never pages.
+    /// `false` when that cannot be told within a bounded amount of work (a window starting
+    /// every second): this is a warning, not a guarantee.
+    pub fn muted_for(&self, now: chrono::DateTime<chrono::Utc>, horizon: Duration) -> bool {
+        let Some(until) = chrono::Duration::from_std(horizon)
+            .ok()
+            .and_then(|h| now.checked_add_signed(h))
+        else {
+            return false;
+        };
+        let mut at = now;
+        // Each pass moves `at` to the end of the window that covers it, so it is bounded by the
+        // windows in the horizon (168 with hourly ones over a week).
+        for _ in 0..2_000 {
+            let Some(end) = self.maintenance.iter().filter_map(|m| m.covers(at)).max() else {
+                return false;
+            };
+            if end >= until {
+                return true;
+            }
+            at = end;
+        }
+        false
     }
 
     /// Whether `at` falls inside a maintenance window.

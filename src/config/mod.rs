@@ -7,6 +7,7 @@
 //! problem. All problems are reported at once, so `joincanary check` is one round trip. Nothing
 //! below imports this module back.
 
+pub mod fingerprint;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::{
-    ConfigError, ConfigErrors, Ctx, EnvSource, S, array_tables, file, parse_toml, read_source,
+    ConfigError, ConfigErrors, Ctx, EnvSource, S, array_tables, parse_toml, read_source,
 };
 use crate::flow::ProbePlan;
 
@@ -358,36 +359,71 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
     })
 }
 
-/// A hash of what `sources` hold now: each file's bytes, and for a directory the names and
-/// bytes of its `*.toml` files. Reading through the paths (not comparing mtimes or inodes)
-/// follows symlinks, so a Kubernetes ConfigMap update — an atomic swap of the `..data` symlink
-/// behind every mounted file — changes it exactly like an edit in place. An unreadable path
-/// hashes as such, so its appearing or vanishing is a change too.
-pub fn fingerprint(sources: &[PathBuf]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    for source in sources {
-        source.hash(&mut h);
-        if source.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(source)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            for f in files {
-                f.hash(&mut h);
-                file::read_bytes(&f).ok().hash(&mut h);
-            }
-        } else {
-            // The same reader as the load: a FIFO put here never blocks the watcher.
-            file::read_bytes(source).ok().hash(&mut h);
-        }
+/// How far ahead [`Plan::quiet`] looks for maintenance windows that hold every page.
+pub const QUIET_HORIZON: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The longest gap between two scheduled runs [`Plan::quiet`] lets pass without a word.
+pub const QUIET_GAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `7 days`, `1.5 days`: the scale of [`Plan::quiet`]'s gaps.
+fn days(d: std::time::Duration) -> String {
+    let days = d.as_secs_f64() / 86_400.0;
+    if days.fract() == 0.0 {
+        format!("{days:.0} days")
+    } else {
+        format!("{days:.1} days")
     }
-    h.finish()
+}
+
+impl Plan {
+    /// What keeps a valid configuration from paging in practice, one sentence per probe and
+    /// cause: alerting disabled, maintenance windows that hold every page for the next
+    /// [`QUIET_HORIZON`], a schedule with more than [`QUIET_GAP`] between runs (`0 0 29 2 *`).
+    /// `check` prints them as warnings, `run` logs them at start and at every reload. (A
+    /// schedule that never fires, and zero probes, are errors; no pager at all is
+    /// [`crate::status::NO_PAGER`].)
+    pub fn quiet(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        let mut out = Vec::new();
+        // Probes share their `[alerting]` windows: each distinct set is walked once.
+        let mut muted: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        for p in &self.probes {
+            let name = &p.name;
+            if !p.alerting.enabled {
+                out.push(format!(
+                    "probe `{name}`: alerting is disabled (`enabled = false`): its failures page nobody"
+                ));
+            } else if !p.alerting.maintenance.is_empty() {
+                let key = format!("{:?}", p.alerting.maintenance);
+                let held = *muted
+                    .entry(key)
+                    .or_insert_with(|| p.alerting.muted_for(now, QUIET_HORIZON));
+                if held {
+                    out.push(format!(
+                        "probe `{name}`: its maintenance windows hold every page for the next {} (`alerting.maintenance`): it pages nobody",
+                        days(QUIET_HORIZON)
+                    ));
+                }
+            }
+            if p.resident.is_some() {
+                continue;
+            }
+            let first = p.schedule.next_after(now);
+            let gap = first
+                .and_then(|a| Some((a, p.schedule.next_after(a)?)))
+                .and_then(|(a, b)| (b - a).to_std().ok());
+            if let (Some(first), Some(gap)) = (first, gap)
+                && gap > QUIET_GAP
+            {
+                out.push(format!(
+                    "probe `{name}`: `{}` runs only every {} (next {}): a broken join flow goes unseen that long",
+                    p.schedule.expr,
+                    days(gap),
+                    first.format("%Y-%m-%d %H:%M UTC")
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// A prober in another region, for the fleet status page.

@@ -74,6 +74,22 @@ pub struct Metrics {
     /// `{heartbeat, result, region}`.
     pub heartbeats: IntCounterVec,
     pub reloads: IntCounterVec,
+    /// 1 while the configuration running is what the files say (start-up, or the last reload
+    /// succeeded), 0 after a refused reload until one succeeds: Prometheus' own
+    /// `prometheus_config_last_reload_successful`, so a broken file left on disk stays visible
+    /// for as long as it is there (the reload counter's `increase()` forgets it).
+    pub reload_ok: IntGauge,
+    /// When the configuration running was loaded (Unix time).
+    pub reload_success_time: prometheus::Gauge,
+    /// The system clock minus the service's clock, set at each scrape. The service reads the
+    /// system clock once, at start, and counts on from there with the monotonic clock (so an
+    /// NTP step can neither bunch nor skip runs); a step after start leaves its timestamps,
+    /// schedules and maintenance windows off by the step until a restart, which this shows.
+    pub clock_offset: prometheus::Gauge,
+    /// `{file, region}`: 1 while the state log (`state.log`) or the status history
+    /// (`status-history.json`) cannot be written (a state directory not writable, a full disk):
+    /// alert state and queued pages then live in memory only and a restart would lose them.
+    pub state_write_failing: IntGaugeVec,
     /// `probe_resident_reconnects_total{probe, region, cause}`: a resident probe opened its
     /// session again (`failure`, `rotation`). In the registry, not the probe table: only
     /// resident probes have it, two series each.
@@ -97,6 +113,10 @@ pub struct Metrics {
     /// they agree with the dispatcher's timestamps (and follow tokio's paused clock in tests).
     clock: Clock,
 }
+
+/// The files the service writes in its state directory, each a `joincanary_state_write_failing`
+/// series from start-up.
+pub const STATE_FILES: [&str; 2] = ["state.log", "status-history.json"];
 
 /// Metric construction only fails on invalid names or duplicate registration, both fixed at
 /// compile time here; the error type keeps callers honest anyway.
@@ -189,6 +209,34 @@ impl Metrics {
                 ),
                 &["result", "region"],
             )?,
+            reload_ok: IntGauge::with_opts(
+                Opts::new(
+                    "joincanary_config_last_reload_successful",
+                    "Whether the last configuration reload succeeded (1 at start-up; 0 after a refused reload, the previous configuration running)",
+                )
+                .const_label("region", region),
+            )?,
+            reload_success_time: prometheus::Gauge::with_opts(
+                Opts::new(
+                    "joincanary_config_last_reload_success_timestamp_seconds",
+                    "When the running configuration was loaded (start-up or the last successful reload; Unix time)",
+                )
+                .const_label("region", region),
+            )?,
+            clock_offset: prometheus::Gauge::with_opts(
+                Opts::new(
+                    "joincanary_clock_offset_seconds",
+                    "The system clock minus the prober's clock (read once at start, then monotonic): nonzero after the system clock was stepped; restart to realign",
+                )
+                .const_label("region", region),
+            )?,
+            state_write_failing: IntGaugeVec::new(
+                Opts::new(
+                    "joincanary_state_write_failing",
+                    "1 while the file cannot be written in the state directory (not writable, disk full): its state is in memory only",
+                ),
+                &["file", "region"],
+            )?,
             resident_reconnects: IntCounterVec::new(
                 Opts::new(
                     "probe_resident_reconnects_total",
@@ -209,6 +257,10 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result, region]);
         }
+        m.config_loaded();
+        for file in STATE_FILES {
+            m.state_write_failing.with_label_values(&[file, region]);
+        }
         let build = IntGaugeVec::new(
             Opts::new("joincanary_build_info", "Build information; always 1"),
             &["version", "region"],
@@ -227,6 +279,10 @@ impl Metrics {
             Box::new(m.heartbeat_last_success.clone()),
             Box::new(m.heartbeats.clone()),
             Box::new(m.reloads.clone()),
+            Box::new(m.reload_ok.clone()),
+            Box::new(m.reload_success_time.clone()),
+            Box::new(m.clock_offset.clone()),
+            Box::new(m.state_write_failing.clone()),
             Box::new(m.resident_reconnects.clone()),
         ] {
             m.registry.register(c)?;
@@ -313,11 +369,33 @@ impl Metrics {
             .with_cells(probe, region, |c| c.set_firing(firing));
     }
 
-    /// Counts a configuration reload (`success` or `failure`).
-    pub fn count_reload(&self, result: &str) {
+    /// The configuration the service runs was (re)loaded now: the reload gauges say so.
+    fn config_loaded(&self) {
+        self.reload_ok.set(1);
+        self.reload_success_time
+            .set(self.clock.now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Whether `file` (one of [`STATE_FILES`]) fails to be written now.
+    pub fn set_state_write_failing(&self, file: &str, failing: bool) {
+        self.state_write_failing
+            .with_label_values(&[file, &self.region])
+            .set(i64::from(failing));
+    }
+
+    /// Counts a configuration reload and sets the reload gauges: `ok` the new configuration
+    /// runs; else the previous one stays and `joincanary_config_last_reload_successful` is 0
+    /// until a reload succeeds.
+    pub fn count_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
         self.reloads
             .with_label_values(&[result, &self.region])
             .inc();
+        if ok {
+            self.config_loaded();
+        } else {
+            self.reload_ok.set(0);
+        }
     }
 
     /// Sets up the delivery series of the configured pagers (a reload may change them): every

@@ -457,3 +457,25 @@ async fn the_oldest_queued_age_grows_at_scrape_time() {
     assert!(!text.contains("joincanary_outbox_pending{"), "{text}");
     assert!(text.contains("joincanary_pagers_configured{region=\"eu\"} 0"));
 }
+
+/// The service's clock is the system's at start, then monotonic: a system clock stepped after
+/// that (here: the service's clock made an hour behind, as if NTP stepped the system an hour
+/// forward since) shows as the offset at each scrape, for a rule to tell; in step, about 0.
+#[test]
+fn a_stepped_system_clock_shows_as_the_clock_offset() {
+    let offset = |m: &Metrics| -> f64 {
+        let text = m.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("joincanary_clock_offset_seconds{region=\"eu\"}"))
+            .unwrap_or_else(|| panic!("{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let m = Metrics::new("eu").unwrap();
+    assert!(offset(&m).abs() < 5.0);
+    let behind = chrono::Utc::now() - chrono::Duration::hours(1);
+    let m = Metrics::new("eu")
+        .unwrap()
+        .with_clock(crate::clock::Clock::starting_at(behind));
+    assert!((offset(&m) - 3600.0).abs() < 5.0);
+}

@@ -150,6 +150,8 @@ impl Metrics {
     /// series, histograms included, is written whole within one chunk.
     pub fn exposition(&self) -> Exposition {
         let now = self.clock.now();
+        self.clock_offset
+            .set((chrono::Utc::now() - now).num_milliseconds() as f64 / 1000.0);
         for (sink, oldest) in self.lock_oldest().iter() {
             self.outbox_oldest
                 .with_label_values(&[sink, &self.region])
