@@ -129,8 +129,12 @@ fn expiry_note(expiry: i64, now: i64) -> String {
 
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(), StepError> {
     let text = ctx.render(&spec.url)?;
-    let uri = uri::parse(&text)
-        .map_err(|e| StepError::new(FailureReason::Protocol, format!("url: {e}")))?;
+    let uri = uri::pick(&text, spec.transport).map_err(|e| match e {
+        uri::PickError::Bad(e) => StepError::new(FailureReason::Protocol, format!("url: {e}")),
+        uri::PickError::NoTurn(e) => {
+            StepError::new(FailureReason::BodyMismatch, format!("url: {e}"))
+        }
+    })?;
     let credential = credential(ctx, spec)?;
     let peer = match &spec.peer {
         Some(t) => Some(ctx.render(t)?),
@@ -315,6 +319,12 @@ async fn allocate(
                 session.renew_nonce(&response)?;
                 stale += 1;
             }
+            (438, Some(_)) if challenged => {
+                // A server that never takes its own nonce: bounded, and broken, not a refusal.
+                return Err(Failure::Tx(TxError::Protocol(format!(
+                    "438 Stale Nonce again after {stale} new nonces: the server takes none of its own nonces"
+                ))));
+            }
             (401 | 441, Some(c)) => {
                 let realm = session.realm().unwrap_or_default();
                 let mut why = format!(
@@ -363,9 +373,16 @@ where
     >,
 {
     let response = send(session, deadline).await?;
+    if !matches!(response.error(), Some((438, _))) {
+        return Ok(response);
+    }
+    session.renew_nonce(&response)?;
+    let response = send(session, deadline).await?;
     if matches!(response.error(), Some((438, _))) {
-        session.renew_nonce(&response)?;
-        return send(session, deadline).await;
+        return Err(TxError::Protocol(
+            "438 Stale Nonce again after the new nonce: the server takes none of its own nonces"
+                .into(),
+        ));
     }
     Ok(response)
 }
@@ -398,6 +415,12 @@ async fn release(session: &mut Session, deadline: Instant) -> Result<(), StepErr
 
 /// An error response as a step error: the server's code and words first, then what it means.
 fn refused(phase: &str, code: u16, phrase: &str, why: &str) -> StepError {
+    if code == 0 {
+        return StepError::new(
+            FailureReason::Protocol,
+            format!("{phase}: an error response without a readable ERROR-CODE"),
+        );
+    }
     let reason = match code {
         401 | 441 => FailureReason::TurnAuth,
         486 | 508 => FailureReason::TurnCapacity,
@@ -632,6 +655,7 @@ mod tests {
             secret: Some("hunter2-secret".into()),
             credential_ttl: DEFAULT_CREDENTIAL_TTL,
             peer: None,
+            transport: None,
         };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
