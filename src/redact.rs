@@ -1,6 +1,6 @@
 //! Scrubbing secrets out of text that leaves the engine, in every shape a server may echo them:
 //! as written, backslash/JSON-escaped (twice too: a JSON body quoted inside a JSON error),
-//! `\uXXXX`, percent- or form-encoded, HTML/XML entities, and base64.
+//! `\uXXXX`, percent- or form-encoded, HTML/XML entities, base64, and hex (a dump of the bytes).
 //!
 //! A server that echoes the request puts the password in its reply the way the request carried
 //! it (JSON-escaped in a JSON body, form-encoded in a form, base64 in `Authorization: Basic`),
@@ -518,6 +518,10 @@ fn base_forms(secret: &str) -> Vec<String> {
     }
     for value in encoded {
         let bytes = value.as_bytes();
+        // A hex dump of what the server got (`invalid frame payload 0x546f6b…`), either case.
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        out.push(hex.to_ascii_uppercase());
+        out.push(hex);
         for engine in [&STANDARD, &URL_SAFE] {
             let padded = engine.encode(bytes);
             let unpadded = padded.trim_end_matches('=').to_string();

@@ -122,6 +122,83 @@ async fn without_the_cookie_the_websocket_is_refused() {
     assert!(run.error.unwrap_or_default().contains("401"));
 }
 
+/// Hostile review (issue 17): a server setting 90 fresh cookies on each of four replies, and one
+/// of 5,000 bytes. Before, the jar kept every one and sent all 362 back with every later
+/// request (in a resident session, one more batch per exchange for as long as the session
+/// lived). Now the jar keeps at most `MAX_COOKIES` names, the first ones set (the session
+/// cookie among them), and ignores a cookie over `MAX_COOKIE_BYTES`, as browsers do.
+#[tokio::test]
+async fn a_flood_of_cookies_keeps_the_jar_and_the_cookie_header_bounded() {
+    use std::sync::{Arc, Mutex};
+    let sent = Arc::new(Mutex::new(String::new()));
+    let seen = sent.clone();
+    let app = Router::new()
+        .route(
+            "/set/{n}",
+            get(
+                |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                    let mut headers = HeaderMap::new();
+                    let mut add =
+                        |c: String| headers.append(header::SET_COOKIE, c.parse().unwrap());
+                    if n == 0 {
+                        add(format!("session={SESSION}; Path=/"));
+                        add(format!("huge={}; Path=/", "x".repeat(5_000)));
+                    }
+                    for i in 0..90 {
+                        add(format!("c{n}x{i}=value-{n}-{i}-abcdef; Path=/"));
+                    }
+                    if n < 3 {
+                        headers
+                            .insert(header::LOCATION, format!("/set/{}", n + 1).parse().unwrap());
+                        return (StatusCode::FOUND, headers).into_response();
+                    }
+                    (headers, "set").into_response()
+                },
+            ),
+        )
+        .route(
+            "/echo",
+            get(move |headers: HeaderMap| async move {
+                let cookie = headers
+                    .get(header::COOKIE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                *seen.lock().unwrap() = cookie;
+                "ok"
+            }),
+        );
+    let addr = support::serve_router(app).await;
+    let plan = support::probe_from(
+        &format!(
+            r#"
+timeout = "5s"
+[[steps]]
+name = "set"
+kind = "http"
+url = "http://{addr}/set/0"
+[[steps]]
+name = "echo"
+kind = "http"
+url = "http://{addr}/echo"
+"#
+        ),
+        &[],
+    );
+    let run = support::run_once(&plan).await;
+    assert!(run.success, "{run:#?}");
+    let cookie = sent.lock().unwrap().clone();
+    let pairs: Vec<&str> = cookie.split("; ").filter(|p| !p.is_empty()).collect();
+    assert_eq!(
+        pairs.len(),
+        joincanary::flow::context::MAX_COOKIES,
+        "{} cookies sent back",
+        pairs.len()
+    );
+    assert!(pairs.contains(&format!("session={SESSION}").as_str()));
+    assert!(!cookie.contains("huge="), "a 5,000-byte cookie was kept");
+}
+
 /// A named connection is a participant with a cookie jar of its own: participant b's login
 /// cookie goes with b's later requests and b's websocket upgrade, not with a's.
 #[tokio::test]

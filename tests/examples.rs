@@ -384,6 +384,48 @@ async fn xmpp_muc_joins_anonymously_and_with_sasl_plain_and_a_refused_room_fails
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
+/// The Jitsi Meet example adapted by its environment alone to a Jitsi-style layout
+/// (`meet.jitsi`, `conference.meet.jitsi`, `focus.meet.jitsi`; the guest domain too) on Prosody,
+/// with a stand-in for jicofo answering the conference request.
+#[tokio::test]
+async fn jitsi_meet_joins_through_focus_on_a_jitsi_style_prosody_and_focus_down_fails_at_once() {
+    support::init();
+    let prosody = servers::start_prosody()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = prosody.ws_url();
+    for login in ["meet.jitsi", "guest.meet.jitsi"] {
+        let env = [
+            ("JITSI_DOMAIN", "meet.jitsi"),
+            ("JITSI_WS_URL", url.as_str()),
+            ("JITSI_LOGIN_DOMAIN", login),
+        ];
+        let run = crate::support::run_once(&example("jitsi-meet.toml", &env)).await;
+        assert!(run.steps.iter().all(|s| s.success), "{login}: {run:#?}");
+        assert!(
+            step(&run, "focus-ready")
+                .phases
+                .contains_key(&Phase::RoundTrip)
+        );
+    }
+
+    // Jicofo not connected: the focus answers service-unavailable, named first, at once.
+    let env = [
+        ("JITSI_DOMAIN", "meet.jitsi"),
+        ("JITSI_WS_URL", url.as_str()),
+        ("JITSI_ROOM_PREFIX", "nofocus"),
+    ];
+    let run = crate::support::run_once(&example("jitsi-meet.toml", &env)).await;
+    assert_eq!(run.failed_step.as_deref(), Some("focus-ready"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("service-unavailable: jicofo is not connected — "),
+        "{error}"
+    );
+    assert!(step(&run, "focus-ready").duration_ms < Duration::from_secs(1));
+}
+
 #[tokio::test]
 async fn nextcloud_talk_joins_through_the_real_signalling_server_and_a_missing_room_fails_at_once()
 {

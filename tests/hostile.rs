@@ -435,3 +435,47 @@ async fn an_endless_smtp_reply_line_is_read_only_to_the_cap() {
     let sent = poured.total().await;
     assert!(sent < 32 << 20, "the email pager read {sent} bytes");
 }
+
+/// Hostile review (issue 17): a pager answering 307 to another host. The page is never resent
+/// there (the request carries the routing key or token), the error says it was a redirect and
+/// where to, the query of that location hidden (a temporary redirect is now retried, not taken
+/// as a refusal that drops the page: `notify::tests::status_classes`).
+#[tokio::test]
+async fn a_pager_redirect_is_not_followed_and_says_where_it_pointed() {
+    let (other, other_addr) = listener().await;
+    let heard = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = heard.clone();
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = other.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let redirect = fixed_http(
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{other_addr}/steal?key=abc\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .into_bytes(),
+    )
+    .await;
+    for pager in [
+        format!(
+            "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"R0utingKey0123456789abcdef0123456\"\nurl = \"http://{redirect}/v2/enqueue\"\n"
+        ),
+        format!(
+            "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://{redirect}/hook\"\nheaders = {{ Authorization = \"Bearer hook-t0ken-99\" }}\n"
+        ),
+    ] {
+        let error = test_page_error(&pager).await;
+        assert!(
+            error.starts_with(&format!(
+                "HTTP 307 Temporary Redirect: a redirect to `http://{other_addr}/steal?[redacted]`, not followed"
+            )),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        heard.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a page followed the redirect"
+    );
+}

@@ -49,8 +49,9 @@ const CARRIERS: [(&str, &str, &str); 5] = [
 
 /// How the server echoes what it got, each into a 400 reply quoted in the error. `pctall`,
 /// `entdec` and `enthex` encode every character, letters and digits too.
-const ECHOES: [&str; 10] = [
+const ECHOES: [&str; 12] = [
     "raw", "json", "ascii", "form", "pctlower", "html", "b64", "pctall", "entdec", "enthex",
+    "hexlower", "hexupper",
 ];
 
 pub(crate) fn json_inner(s: &str) -> String {
@@ -107,6 +108,11 @@ pub(crate) fn entity_hex(s: &str) -> String {
         .collect()
 }
 
+/// Every byte as two hex digits, as a server dumping a payload writes it.
+fn hex_dump(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
 pub(crate) fn html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -127,6 +133,8 @@ fn echo(shape: &str, x: &str) -> String {
         "pctall" => format!("denied: {}", pct_all(x)),
         "entdec" => format!("<p>denied: {}</p>", entity_dec(x)),
         "enthex" => format!("<p>denied: {}</p>", entity_hex(x)),
+        "hexlower" => format!("denied: payload 0x{}", hex_dump(x)),
+        "hexupper" => format!("denied: payload 0x{}", hex_dump(x).to_uppercase()),
         other => panic!("no echo shape {other}"),
     }
 }
@@ -151,6 +159,8 @@ fn shapes(secret: &str) -> Vec<String> {
         }
     }
     for v in [secret.to_string(), json_inner(secret)] {
+        out.push(hex_dump(&v));
+        out.push(hex_dump(&v).to_uppercase());
         out.push(STANDARD.encode(&v));
         out.push(URL_SAFE.encode(&v).trim_end_matches('=').to_string());
     }
@@ -246,14 +256,16 @@ timeout = "10s"
 }
 
 /// Header values are visible ASCII (and tab): the others cannot be sent in one. A server
-/// base64-ing what it got is matched for the secret and its JSON form (a JSON body), not for
-/// base64 of a form body, of a URI or of a header already in base64: encodings three deep.
+/// base64-ing or hex-dumping what it got is matched for the secret and its JSON form (a JSON
+/// body), not for that of a form body, of a URI or of a header already in base64: encodings
+/// three deep.
 fn fits(carrier: &str, shape: &str, secret: &str) -> bool {
     (carrier != "header"
         || secret
             .chars()
             .all(|c| c == '\t' || (' '..='~').contains(&c)))
-        && (shape != "b64" || matches!(carrier, "json" | "header"))
+        && (!matches!(shape, "b64" | "hexlower" | "hexupper")
+            || matches!(carrier, "json" | "header"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

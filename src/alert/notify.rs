@@ -124,6 +124,30 @@ pub async fn post(
     if status.is_success() {
         return Ok(());
     }
+    if status.is_redirection() {
+        // Never followed (the request carries the pager's key or token, and only the
+        // configured URL may have it), but said as a redirect, with where it pointed (its
+        // query and password hidden): `HTTP 307` alone reads like a refusal.
+        let to: String = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| resp.url().join(l).ok())
+            .map(|u| {
+                crate::redact::redact_url_text(u.as_str())
+                    .chars()
+                    .take(LOCATION_CHARS)
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Err(classify_status(
+            status.as_u16(),
+            format!(
+                "HTTP {status}: a redirect to `{to}`, not followed (a page goes to the configured \
+                 URL only; it carries the pager's key)"
+            ),
+        ));
+    }
     // Only where the header means "come back later" (RFC 9110 §10.2.3): throttled or down.
     let retry_after = matches!(status.as_u16(), 429 | 503)
         .then(|| resp.headers().get(reqwest::header::RETRY_AFTER))
@@ -149,6 +173,9 @@ pub async fn post(
         None => classify_status(status.as_u16(), msg),
     })
 }
+
+/// Characters of a redirect's `Location` quoted in the delivery error.
+const LOCATION_CHARS: usize = 200;
 
 /// Characters of a pager's error reply quoted in the delivery error.
 const ERROR_BODY_CHARS: usize = 300;
@@ -186,10 +213,12 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-/// 408, 429 and 5xx are the provider's or the network's trouble; other statuses mean our request
-/// is wrong and resending it will not help.
+/// 408, 429 and 5xx are the provider's or the network's trouble, and so is a temporary
+/// redirect (302, 303, 307: a proxy or a maintenance page in the way, which a later attempt may
+/// not meet); other statuses mean our request is wrong, or the URL moved for good (301, 308),
+/// and resending it will not help.
 pub fn classify_status(status: u16, msg: String) -> DeliveryError {
-    if status == 408 || status == 429 || status >= 500 {
+    if matches!(status, 302 | 303 | 307 | 408 | 429) || status >= 500 {
         DeliveryError::Retryable(msg)
     } else {
         DeliveryError::Permanent(msg)
@@ -258,5 +287,11 @@ mod tests {
         assert!(classify_status(429, String::new()).is_retryable());
         assert!(!classify_status(400, String::new()).is_retryable());
         assert!(!classify_status(403, String::new()).is_retryable());
+        for temporary in [302, 303, 307] {
+            assert!(classify_status(temporary, String::new()).is_retryable());
+        }
+        for moved in [301, 308] {
+            assert!(!classify_status(moved, String::new()).is_retryable());
+        }
     }
 }

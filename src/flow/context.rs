@@ -120,12 +120,56 @@ pub(crate) struct Cookies {
     shared: Jar,
     /// Bounded by the probe's named connections (its own config).
     own: BTreeMap<String, Jar>,
+    /// The cookie names each jar holds (`""`: the shared one), at most [`MAX_COOKIES`] each.
+    names: BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// Cookie names a jar keeps, and the size of one cookie, as browsers bound them (Chrome keeps
+/// 180 per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a server setting fresh
+/// cookies on every reply of a long resident session would otherwise grow the jar, and the
+/// `Cookie` header sent back with every request, without bound. A cookie past either is
+/// ignored, as a browser ignores it.
+pub const MAX_COOKIES: usize = 180;
+pub const MAX_COOKIE_BYTES: usize = 4096;
+
+/// The `Set-Cookie` headers a jar takes: each at most [`MAX_COOKIE_BYTES`], and only while
+/// it holds fewer than [`MAX_COOKIES`] names (a name it already holds is always updated).
+fn kept_cookies(
+    headers: &hyper::HeaderMap,
+    names: &mut std::collections::BTreeSet<String>,
+) -> Vec<hyper::header::HeaderValue> {
+    let mut kept = Vec::new();
+    for value in headers.get_all(hyper::header::SET_COOKIE) {
+        let Some(c) = value
+            .to_str()
+            .ok()
+            .filter(|_| value.len() <= MAX_COOKIE_BYTES)
+            .and_then(|c| cookie::Cookie::parse(c).ok())
+        else {
+            continue;
+        };
+        if names.contains(c.name()) || names.len() < MAX_COOKIES {
+            names.insert(c.name().to_string());
+            kept.push(value.clone());
+        }
+    }
+    kept
 }
 
 impl Cookies {
-    /// Keeps the `Set-Cookie`s of a reply from `url` where `connection`'s steps keep theirs.
-    pub fn store(&mut self, connection: &str, headers: &hyper::HeaderMap, url: &url::Url) {
-        let mut set = headers.get_all(hyper::header::SET_COOKIE).iter();
+    /// Keeps the `Set-Cookie`s of a reply from `url` where `connection`'s steps keep theirs,
+    /// within the jar's bounds; returns the ones kept.
+    pub fn store(
+        &mut self,
+        connection: &str,
+        headers: &hyper::HeaderMap,
+        url: &url::Url,
+    ) -> Vec<hyper::header::HeaderValue> {
+        let kept = kept_cookies(
+            headers,
+            self.names.entry(connection.to_string()).or_default(),
+        );
+        let mut set = kept.iter();
         if connection.is_empty() {
             self.shared.set_cookies(&mut set, url);
         } else {
@@ -134,6 +178,7 @@ impl Cookies {
                 .or_default()
                 .set_cookies(&mut set, url);
         }
+        kept
     }
 
     /// The `Cookie` header `connection` sends to `url`: its own cookies, then the shared ones

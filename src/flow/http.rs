@@ -234,9 +234,13 @@ pub(super) async fn run(
             connection,
         )
         .await?;
-        ctx.cookies.store(connection, &parts.headers, &url);
+        let kept = ctx.cookies.store(connection, &parts.headers, &url);
         // Cookies are session secrets even when no step extracts them.
-        for c in set_cookies(&parts.headers) {
+        for c in kept
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| cookie::Cookie::parse(c).ok())
+        {
             ctx.redactor.add(c.value().to_string());
         }
         let location = parts

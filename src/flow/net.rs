@@ -197,13 +197,14 @@ const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250)
 /// `localhost` that is `::1` (refused, or `EADDRNOTAVAIL` where IPv6 is off) before a
 /// `127.0.0.1` that answers works, and so does a host whose IPv6 path silently drops packets:
 /// without this the run would wait out its deadline on an address no user waits for. All
-/// failing, the last error is reported (out of fds or ports, every address fails the same way,
-/// so the run still says `local`).
+/// failing, the error names each address and why, its reason the last one's (out of fds or
+/// ports, every address fails the same way, so the run still says `local`).
 async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
     use futures_util::StreamExt as _;
     let mut next = interleave(addrs).into_iter();
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut last = None;
+    let mut failed = Vec::new();
     loop {
         // Every turn of the loop (a failure, or the delay passing) starts the next address.
         if let Some(addr) = next.next() {
@@ -217,9 +218,10 @@ async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
             Some((addr, result)) = attempts.next() => match result {
                 Ok(s) => return Ok(s),
                 Err(e) => {
+                    failed.push(format!("{addr}: {e}"));
                     last = Some(StepError::caused_by(
                         FailureReason::Connect,
-                        format!("cannot connect to {addr}: {e}"),
+                        format!("cannot connect to {}", failed.join("; ")),
                         &e,
                     ));
                 }
@@ -262,6 +264,18 @@ mod tests {
         assert!(connect_any(&[refused, good]).await.is_ok());
         let e = connect_any(&[refused]).await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Connect, "{e}");
+        assert!(
+            e.message.starts_with("cannot connect to 127.0.0.1:1: "),
+            "{e}"
+        );
+        // Every address that failed is named, in the order they were tried.
+        let also: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        let e = connect_any(&[refused, also]).await.unwrap_err();
+        assert!(
+            e.message.starts_with("cannot connect to 127.0.0.1:1: ")
+                && e.message.contains("; 127.0.0.2:1: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -950,7 +950,8 @@ pub async fn start_protoo() -> Result<NodeServer> {
 
 /// Prosody with a MUC (tests/servers/prosody/start.sh): hosts `localhost` (SASL PLAIN user
 /// [`XMPP_USER`] / [`PASSWORD`]), `guest.localhost` (SASL ANONYMOUS), `conference.localhost`
-/// (MUC; rooms named `forbidden*` cannot be created).
+/// (MUC; rooms named `forbidden*` cannot be created); and Jitsi's layout: `meet.jitsi`,
+/// `guest.meet.jitsi`, `conference.meet.jitsi`, `focus.meet.jitsi` (a jicofo stand-in).
 pub struct Prosody {
     process: Process,
     http_port: u16,

@@ -2,7 +2,10 @@
 # Prosody (XMPP, Jitsi's signalling) on 127.0.0.1, as the current user, everything in DIR:
 #   bash tests/servers/prosody/start.sh C2S_PORT HTTP_PORT DIR
 # Hosts: localhost (SASL PLAIN, user alice / canary-pass), guest.localhost (anonymous),
-# conference.localhost (MUC; rooms named forbidden* cannot be created).
+# conference.localhost (MUC; rooms named forbidden* cannot be created). And Jitsi Meet's layout
+# under meet.jitsi (docker-jitsi-meet's default domain): meet.jitsi and guest.meet.jitsi
+# (anonymous), conference.meet.jitsi (MUC), focus.meet.jitsi (a stand-in for jicofo that answers
+# conference requests ready='true'; rooms named nofocus* get service-unavailable).
 # WebSocket (RFC 7395): ws://127.0.0.1:HTTP_PORT/xmpp-websocket.
 # Prints `ready prosody ws://127.0.0.1:HTTP_PORT/xmpp-websocket c2s=C2S_PORT` when it answers.
 set -euo pipefail
@@ -52,6 +55,19 @@ Component "conference.localhost" "muc"
   modules_enabled = { "canary_rooms" }
   muc_room_locking = false
   muc_room_default_public = true
+
+VirtualHost "meet.jitsi"
+  authentication = "anonymous"
+
+VirtualHost "guest.meet.jitsi"
+  authentication = "anonymous"
+
+Component "conference.meet.jitsi" "muc"
+  modules_enabled = { "canary_rooms" }
+  muc_room_locking = false
+  muc_room_default_public = true
+
+Component "focus.meet.jitsi" "canary_focus"
 CFG
 prosody --config "$dir/prosody.cfg.lua" -F &
 pid=$!
