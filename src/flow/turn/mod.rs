@@ -112,6 +112,21 @@ fn credential(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<Option<Creden
     }))
 }
 
+/// What a refused REST credential's `<expiry>` says. The username may come from the join's
+/// reply (`-9223372036854775808:user` included): the subtraction saturates, it cannot overflow.
+fn expiry_note(expiry: i64, now: i64) -> String {
+    if expiry <= now {
+        format!(
+            "; the REST username expired {} ago",
+            human_duration(Duration::from_secs(
+                now.saturating_sub(expiry).unsigned_abs()
+            ))
+        )
+    } else {
+        "; a REST credential: check the shared secret".to_string()
+    }
+}
+
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(), StepError> {
     let text = ctx.render(&spec.url)?;
     let uri = uri::pick(&text, spec.transport).map_err(|e| match e {
@@ -317,15 +332,7 @@ async fn allocate(
                     c.username
                 );
                 if let Some(expiry) = c.expiry {
-                    let now = ctx.clock.now().timestamp();
-                    if expiry <= now {
-                        why.push_str(&format!(
-                            "; the REST username expired {} ago",
-                            human_duration(Duration::from_secs((now - expiry).unsigned_abs()))
-                        ));
-                    } else {
-                        why.push_str("; a REST credential: check the shared secret");
-                    }
+                    why.push_str(&expiry_note(expiry, ctx.clock.now().timestamp()));
                 }
                 return Err(Failure::Step(refused("allocate", code, &phrase, &why)));
             }
@@ -587,6 +594,20 @@ async fn resolve_peer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A REST username from a hostile join (`i64::MIN:user`) explains itself without an
+    /// overflow (a panic in a debug build, a wrapped number in release).
+    #[test]
+    fn an_expiry_from_outside_cannot_overflow() {
+        let now = 1_800_000_000;
+        assert_eq!(
+            expiry_note(now - 90, now),
+            "; the REST username expired 90.0 s ago"
+        );
+        assert!(expiry_note(i64::MIN, now).starts_with("; the REST username expired "));
+        assert!(expiry_note(i64::MIN, i64::MAX).starts_with("; the REST username expired "));
+        assert!(expiry_note(i64::MAX, now).contains("check the shared secret"));
+    }
     use crate::template::Template;
 
     #[test]
