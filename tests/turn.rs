@@ -457,3 +457,60 @@ async fn ice_servers_from_a_join_reply_pick_the_turn_uri_of_the_wanted_transport
     assert!(error.starts_with("url: none of "), "{error}");
     assert!(error.contains("names a TURN server"), "{error}");
 }
+
+/// `joincanary once` at `--log.level trace`, with the STUN/TURN crates at trace too: a REST
+/// credential computed from the secret (passing) and a static credential refused (failing).
+/// Neither the secret, the derived password, the refused credential nor a long-term key
+/// appears in the whole log, in any encoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_of_a_turn_run_hold_no_secret() {
+    let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
+    let peer = peer().await;
+    const WRONG: &str = "refused-cred-6e1f";
+    let probe = format!(
+        "timeout = \"10s\"\n\n\
+         [[steps]]\nname = \"rest\"\nkind = \"turn\"\nurl = \"{}\"\nsecret = \"${{TURN_SECRET}}\"\n\
+         username = \"traced\"\npeer = \"{}\"\ntimeout = \"3s\"\n\n\
+         [[steps]]\nname = \"refused\"\nkind = \"turn\"\nurl = \"{}\"\nusername = \"traced\"\n\
+         credential = \"{WRONG}\"\ntimeout = \"3s\"\n",
+        server.udp_url(),
+        peer.addr(),
+        server.tcp_url(),
+    );
+    let cfg = TempConfig::new("", &[("t.toml", &probe)]);
+    let now = chrono::Utc::now().timestamp();
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(crate::support::binary())
+            .args([
+                "--log.level",
+                "trace,turn_types=trace,stun_types=trace",
+                "once",
+                "--config",
+            ])
+            .arg(&cfg.path)
+            .env("TURN_SECRET", SECRET)
+            .env_remove("JOINCANARY_LOG")
+            .output()
+            .expect("joincanary runs")
+    });
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The first step passed, the second failed on the refused credential.
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+    assert!(log.contains("turn_auth"), "{log}");
+    let mut secrets = vec![SECRET.to_string(), WRONG.to_string()];
+    // The derived REST password, for any expiry the run can have computed.
+    for expiry in now + 3590..now + 3630 {
+        secrets.push(rest_credential(SECRET, "traced", expiry).1);
+    }
+    for secret in &secrets {
+        if let Some(found) = crate::secrets::leak(&log, secret) {
+            panic!("{secret} as {found:?} in:\n{log}");
+        }
+    }
+    assert_released(&server).await;
+}

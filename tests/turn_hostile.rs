@@ -1,7 +1,8 @@
 //! The `turn` step against hostile STUN/TURN servers on 127.0.0.1 (UDP and TCP): garbage, a
 //! message whose attributes overrun it, 64 KiB replies, answers with another transaction ID,
 //! a MESSAGE-INTEGRITY that does not verify, a flood of indications of other transactions, 438
-//! Stale Nonce to every fresh nonce, a 401 without REALM, an error without ERROR-CODE. Each fails with
+//! Stale Nonce to every fresh nonce, a 401 without REALM, an error without ERROR-CODE, a TCP
+//! answer trickled past the deadline. Each fails with
 //! `protocol`, within the step's time, without a panic.
 
 use std::net::SocketAddr;
@@ -390,4 +391,46 @@ async fn an_endless_stale_nonce_or_a_challenge_without_realm_fails_with_protocol
     let udp = udp_server(error_without_code).await;
     let step = run(&format!("turn:{udp}")).await;
     assert_protocol(&step, "allocate", "without a readable ERROR-CODE");
+}
+
+/// A TCP server that answers the Binding with a header announcing 100 bytes of attributes,
+/// then trickles them one every 300 ms (20 at most).
+#[tokio::test]
+async fn a_tcp_answer_trickled_past_the_deadline_fails_with_protocol() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tokio::time::timeout(Duration::from_secs(10), async move {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        let mut head = [0u8; 20];
+        if conn.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let mut msg = head.to_vec();
+        msg.resize(20 + len, 0);
+        if conn.read_exact(&mut msg[20..]).await.is_err() {
+            return;
+        }
+        let Ok(request) = Message::from_bytes(&msg) else {
+            return;
+        };
+        let mut reply = binding_success(&request);
+        reply[2] = 0;
+        reply[3] = 100;
+        let _ = conn.write_all(&reply[..20]).await;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if conn.write_all(&[0]).await.is_err() {
+                return;
+            }
+        }
+    }));
+    let step = run(&format!("turn:{addr}?transport=tcp")).await;
+    assert_protocol(
+        &step,
+        "binding",
+        "bytes of a 120-byte message and not the rest",
+    );
 }

@@ -524,7 +524,7 @@ async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Conn, StepErr
     if uri.transport != Transport::Udp {
         let alpn = (uri.transport == Transport::Tls).then_some(ALPN_TURN);
         let stream = super::net::open_with_alpn(ctx, &url, alpn).await?;
-        return Ok(Conn::Stream(Box::new(stream)));
+        return Ok(Conn::Stream(Box::new(stream), Vec::new()));
     }
     let addrs = resolve(ctx, &uri.host, uri.port).await?;
     let mut last = None;
