@@ -479,7 +479,7 @@ impl Engine {
         for (n, pagers) in requeue {
             dispatcher.send(n, Some(&pagers));
         }
-        warn_pagers(plan);
+        warn_pagers(plan, metrics);
         for probe in plan.probes.iter().map(|p| p.name.clone()) {
             consumer::publish_alerts(&alerts, &probe, &region, metrics, status);
         }
@@ -611,13 +611,18 @@ fn start_heartbeats(
 
 /// Says at start and at every reload what the pagers cannot do: none configured, a probe that
 /// would page nobody ([`Plan::quiet`]), or a field a provider will cut or hash to fit its limits.
-fn warn_pagers(plan: &Plan) {
+fn warn_pagers(plan: &Plan, metrics: &Metrics) {
     if plan.pagers.is_empty() {
         tracing::warn!(region = %plan.region, "{}", crate::status::NO_PAGER);
     }
-    for q in plan.quiet(chrono::Utc::now()) {
-        tracing::warn!(region = %plan.region, "{q}");
+    let quiet = plan.quiet(chrono::Utc::now());
+    for q in &quiet {
+        tracing::warn!(region = %plan.region, "{}", q.message);
     }
+    let nobody = quiet.iter().filter(|q| q.pages_nobody).count();
+    metrics
+        .probes_paging_nobody
+        .set(i64::try_from(nobody).unwrap_or(i64::MAX));
     for n in crate::alert::limit_notes(&plan.alerts(), &plan.pagers) {
         tracing::warn!(region = %plan.region, note = %n, "a pager will cut or hash this to fit its provider's limits");
     }

@@ -180,6 +180,37 @@ fn check_warns_about_probes_that_would_page_nobody() {
     assert!(!err.contains("`fine`"), "{err}");
 }
 
+/// `run` tells Prometheus how many probes page nobody (JoinCanaryPagesNobody), beside the log.
+#[tokio::test]
+async fn run_counts_the_probes_that_page_nobody() {
+    let steps = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        &[
+            (
+                "off.toml",
+                &format!("name = \"off\"\n{steps}[alerting]\nenabled = false\n"),
+            ),
+            (
+                "held.toml",
+                &format!(
+                    "name = \"held\"\n{steps}[alerting]\n[[alerting.maintenance]]\nstart = \"0 0 1 1 *\"\nduration = \"1year\"\n"
+                ),
+            ),
+            ("fine.toml", &format!("name = \"fine\"\n{steps}")),
+        ],
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let svc = Service::start(plan).await;
+    let m = svc.metrics().await;
+    assert_eq!(
+        value(&m, "joincanary_probes_paging_nobody{region=\"test\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    svc.stop().await;
+}
+
 #[test]
 fn heartbeat_config_errors_name_line_and_key() {
     let probe = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";

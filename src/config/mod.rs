@@ -365,6 +365,16 @@ pub const QUIET_HORIZON: std::time::Duration = std::time::Duration::from_secs(7 
 /// The longest gap between two scheduled runs [`Plan::quiet`] lets pass without a word.
 pub const QUIET_GAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// One probe that a valid configuration keeps from paging in practice ([`Plan::quiet`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quiet {
+    /// Its failures page nobody (alerting disabled, maintenance that never ends), counted in
+    /// `joincanary_probes_paging_nobody`; else it pages, but runs too rarely to be a canary.
+    pub pages_nobody: bool,
+    /// The sentence `check` prints and `run` logs, naming the probe and the cause.
+    pub message: String,
+}
+
 /// `7 days`, `1.5 days`: the scale of [`Plan::quiet`]'s gaps.
 fn days(d: std::time::Duration) -> String {
     let days = d.as_secs_f64() / 86_400.0;
@@ -382,26 +392,32 @@ impl Plan {
     /// `check` prints them as warnings, `run` logs them at start and at every reload. (A
     /// schedule that never fires, and zero probes, are errors; no pager at all is
     /// [`crate::status::NO_PAGER`].)
-    pub fn quiet(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    pub fn quiet(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<Quiet> {
         let mut out = Vec::new();
         // Probes share their `[alerting]` windows: each distinct set is walked once.
         let mut muted: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
         for p in &self.probes {
             let name = &p.name;
             if !p.alerting.enabled {
-                out.push(format!(
-                    "probe `{name}`: alerting is disabled (`enabled = false`): its failures page nobody"
-                ));
+                out.push(Quiet {
+                    pages_nobody: true,
+                    message: format!(
+                        "probe `{name}`: alerting is disabled (`enabled = false`): its failures page nobody"
+                    ),
+                });
             } else if !p.alerting.maintenance.is_empty() {
                 let key = format!("{:?}", p.alerting.maintenance);
                 let held = *muted
                     .entry(key)
                     .or_insert_with(|| p.alerting.muted_for(now, QUIET_HORIZON));
                 if held {
-                    out.push(format!(
-                        "probe `{name}`: its maintenance windows hold every page for the next {} (`alerting.maintenance`): it pages nobody",
-                        days(QUIET_HORIZON)
-                    ));
+                    out.push(Quiet {
+                        pages_nobody: true,
+                        message: format!(
+                            "probe `{name}`: its maintenance windows hold every page for the next {} (`alerting.maintenance`): it pages nobody",
+                            days(QUIET_HORIZON)
+                        ),
+                    });
                 }
             }
             if p.resident.is_some() {
@@ -414,12 +430,15 @@ impl Plan {
             if let (Some(first), Some(gap)) = (first, gap)
                 && gap > QUIET_GAP
             {
-                out.push(format!(
-                    "probe `{name}`: `{}` runs only every {} (next {}): a broken join flow goes unseen that long",
-                    p.schedule.expr,
-                    days(gap),
-                    first.format("%Y-%m-%d %H:%M UTC")
-                ));
+                out.push(Quiet {
+                    pages_nobody: false,
+                    message: format!(
+                        "probe `{name}`: `{}` runs only every {} (next {}): a broken join flow goes unseen that long",
+                        p.schedule.expr,
+                        days(gap),
+                        first.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                });
             }
         }
         out

@@ -70,6 +70,10 @@ pub struct Metrics {
     /// set at scrape time), so a rule can tell a prober whose own push is not getting through.
     pub pager_failing: IntGaugeVec,
     pub pagers_configured: IntGauge,
+    /// Probes whose failures page nobody although the config is valid: alerting disabled, or
+    /// maintenance windows that hold every page for the next week (`config::Plan::quiet`); set
+    /// at start and at every reload.
+    pub probes_paging_nobody: IntGauge,
     pub heartbeat_last_success: GaugeVec,
     /// `{heartbeat, result, region}`.
     pub heartbeats: IntCounterVec,
@@ -188,6 +192,13 @@ impl Metrics {
                 )
                 .const_label("region", region),
             )?,
+            probes_paging_nobody: IntGauge::with_opts(
+                Opts::new(
+                    "joincanary_probes_paging_nobody",
+                    "Probes whose failures page nobody: alerting disabled, or maintenance windows holding every page for the next 7 days",
+                )
+                .const_label("region", region),
+            )?,
             heartbeat_last_success: GaugeVec::new(
                 Opts::new(
                     "joincanary_heartbeat_last_success_timestamp_seconds",
@@ -276,6 +287,7 @@ impl Metrics {
             Box::new(m.resends.clone()),
             Box::new(m.pager_failing.clone()),
             Box::new(m.pagers_configured.clone()),
+            Box::new(m.probes_paging_nobody.clone()),
             Box::new(m.heartbeat_last_success.clone()),
             Box::new(m.heartbeats.clone()),
             Box::new(m.reloads.clone()),
