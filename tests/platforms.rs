@@ -1,10 +1,12 @@
 //! The shapes real platforms have, each probed as an SRE would write it from the docs: a
 //! Django-style login (CSRF token from a hidden input and from a `csrftoken` cookie echoed in
 //! `X-CSRFToken`, form-encoded) behind a path prefix, a JWT from JSON passed as `?access_token=`
-//! and as a `Sec-WebSocket-Protocol`, LiveKit-style binary signalling (bytes sent from hex,
-//! matched by prefix, contents and length, after welcome/ping/presence noise, larger than an
-//! MTU), basic auth from the URL on the upgrade, `localhost` and an IPv6 literal. One in-process
-//! server on loopback (axum), port 0.
+//! and as a `Sec-WebSocket-Protocol`, LiveKit-style binary signalling (bytes sent from hex or a
+//! token's base64, matched by prefix, contents and length, after welcome/ping/presence noise,
+//! larger than an MTU), basic auth from the URL on the upgrade, `localhost` and an IPv6 literal
+//! (one in-process server on loopback, axum, port 0); Socket.IO 2's protocol (EIO=3) against the
+//! real Socket.IO server; a login redirected from http to https on ports 80/443 in a network
+//! namespace of the test's own.
 
 use std::sync::Arc;
 
@@ -99,6 +101,22 @@ fn app() -> (Router, Shared) {
                     ws.on_upgrade(binary_signalling)
                 },
             ),
+        )
+        // Echoes each binary frame back behind a `12` tag (a frame that may carry a secret).
+        .route(
+            "/echo",
+            get(|ws: WebSocketUpgrade| async move {
+                ws.on_upgrade(|mut socket| async move {
+                    for _ in 0..4 {
+                        let Some(Ok(Message::Binary(b))) = socket.recv().await else {
+                            return;
+                        };
+                        let mut reply = vec![0x12];
+                        reply.extend_from_slice(&b);
+                        let _ = socket.send(Message::Binary(reply.into())).await;
+                    }
+                })
+            }),
         )
         // The token as a subprotocol (`Sec-WebSocket-Protocol: access_token, <jwt>`).
         .route(
@@ -409,6 +427,11 @@ connection = "io"
 protocol = "socketio"
 url = "http://127.0.0.1:1/socket.io/?EIO=3"
 auth = { token = "t" }
+
+[[steps]]
+name = "expect-hex"
+kind = "ws_expect"
+expect_binary = { contains = "0a:zz", min_bytes = -1 }
 "#,
         )],
     );
@@ -420,6 +443,7 @@ auth = { token = "t" }
         "steps[5].subprotocols[0]: a subprotocol is one token: no spaces, commas or other separators",
         "steps[6].auth: with EIO=3 (Socket.IO 2) the server connects the main namespace itself and \
          takes no auth payload: put it in the URL's query (`&token={{token|url}}`)",
+        "steps[7].expect_binary: contains: not hex: Invalid character 'z' at position 2",
     ];
     for w in want {
         assert!(errors.iter().any(|e| e.ends_with(w)), "{w}\n{errors:#?}");
@@ -501,4 +525,159 @@ cleanup = true
         error.starts_with("unauthorized"),
         "the page's first words are the server's: {error}"
     );
+}
+
+#[tokio::test]
+async fn a_binary_frame_built_from_a_token_is_sent_and_a_reply_holding_it_is_never_shown() {
+    let (port, _) = serve("127.0.0.1").await;
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = format!(
+        r#"timeout = "5s"
+{}
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+url = "ws://127.0.0.1:{port}/echo"
+
+[[steps]]
+name = "send-token"
+kind = "ws_send"
+base64 = "{{{{token|base64}}}}"
+
+[[steps]]
+name = "echoed"
+kind = "ws_expect"
+expect_binary = {{ prefix = "12", min_bytes = {len} }}
+timeout = "2s"
+
+[[steps]]
+name = "send-again"
+kind = "ws_send"
+base64 = "{{{{token|base64}}}}"
+
+[[steps]]
+name = "wrong-tag"
+kind = "ws_expect"
+expect_binary = {{ prefix = "0a" }}
+timeout = "300ms"
+"#,
+        login_steps(&base),
+        len = JWT.len() + 1,
+    );
+    let run = support::run_once(&support::probe_from(&probe, &env())).await;
+    // The first echo matched: the bytes sent were the token's.
+    let echoed = run.steps.iter().find(|s| s.name == "echoed").unwrap();
+    assert!(echoed.success, "{run:#?}");
+    assert_eq!(run.failed_step.as_deref(), Some("wrong-tag"), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "a binary frame of {} bytes does not start with 0a: (holds a secret: not shown)",
+            JWT.len() + 1
+        )),
+        "{error}"
+    );
+    let shown = format!("{run:?}");
+    let token_hex = hex::encode(&JWT.as_bytes()[..12]);
+    assert!(
+        !shown.contains(JWT) && !shown.contains(&token_hex),
+        "{shown}"
+    );
+}
+
+/// The one-off servers of the HTTPS-upgrade test: port 80 answers every POST with a 308 to the
+/// same path on `https://localhost`, port 443 (TLS, `cert`/`key`) logs in a POST carrying the
+/// password in its form and the key header. They stop after 60 s at most.
+const UPGRADE_SERVERS: &str = r#"
+import http.server, json, ssl, sys, threading, time
+cert, key, ready = sys.argv[1:4]
+class Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, headers, body=b""):
+        self.send_response(code)
+        for k, v in headers: self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+class Redirect(Quiet):
+    def do_POST(self):
+        self.reply(308, [("Location", "https://localhost" + self.path)])
+class Login(Quiet):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        ok = "password=upgr4de-pass" in body and self.headers.get("X-Api-Key") == "k3y-from-env"
+        out = {"token": "t0ken"} if ok else {"error": "form or key missing: " + body}
+        self.reply(200 if ok else 403, [("Content-Type", "application/json")], json.dumps(out).encode())
+plain = http.server.ThreadingHTTPServer(("127.0.0.1", 80), Redirect)
+tls = http.server.ThreadingHTTPServer(("127.0.0.1", 443), Login)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+for s in (plain, tls):
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+open(ready, "w").close()
+time.sleep(60)
+"#;
+
+/// HTTP→HTTPS at login, as a front door that sends everyone to TLS does: `POST
+/// http://localhost/login` answered 308 to `https://localhost/login` keeps its form (with the
+/// password) and its key header, and logs in. On ports 80 and 443 (the default ports are what
+/// makes it the same server), so in a network namespace of the test's own (`unshare -n`, root).
+#[test]
+fn a_login_redirected_from_http_to_https_on_the_same_host_keeps_its_form_and_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = support::write_server_cert(dir.path(), &["localhost"]);
+    std::fs::write(dir.path().join("ca.pem"), cert).unwrap();
+    let probe = r#"
+timeout = "5s"
+ca_file = "../ca.pem"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "http://localhost/login"
+headers = { X-Api-Key = "${UPGRADE_KEY}" }
+form = { username = "canary", password = "${UPGRADE_PASSWORD}" }
+extract = { token = { json = "/token" } }
+"#;
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    std::fs::write(dir.path().join("probes/login.toml"), probe).unwrap();
+    let config = dir.path().join("joincanary.toml");
+    std::fs::write(&config, "probes = [\"probes\"]\n").unwrap();
+    let ready = dir.path().join("ready");
+    let script = r#"
+set -e
+ip link set lo up
+/usr/bin/python3 -c "$SERVERS" "$DIR/server.crt" "$DIR/server.key" "$READY" &
+servers=$!
+trap 'kill $servers 2>/dev/null' EXIT
+for _ in $(seq 200); do [ -e "$READY" ] && break; sleep 0.05; done
+[ -e "$READY" ] || { echo "the servers did not start" >&2; exit 99; }
+set +e
+"$BIN" once --config "$CONFIG" --format json
+"#;
+    let mut child = std::process::Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", script])
+        .env("SERVERS", UPGRADE_SERVERS)
+        .env("DIR", dir.path())
+        .env("READY", &ready)
+        .env("BIN", support::binary())
+        .env("CONFIG", &config)
+        .env("UPGRADE_KEY", "k3y-from-env")
+        .env("UPGRADE_PASSWORD", "upgr4de-pass")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("this test needs `unshare` (util-linux, root), `ip` and /usr/bin/python3");
+    let exited = support::exit_within(&mut child, std::time::Duration::from_secs(30));
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(exited.is_some(), "still running after 30 s: {stderr}");
+    assert_ne!(out.status.code(), Some(99), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let run = &report["probes"][0];
+    assert_eq!(run["success"], true, "{run:#}\n{stderr}");
+    assert!(!stdout.contains("upgr4de-pass") && !stdout.contains("k3y-from-env"));
 }

@@ -249,22 +249,53 @@ async fn a_server_error_frame_fails_the_exchange_at_once_with_the_servers_text()
 
 #[tokio::test]
 async fn keepalives_hold_an_idle_socketio_session_past_the_servers_ping_timeout() {
-    let redis = servers::start_redis()
-        .await
-        .expect("redis-server is installed (bash .ci/run installs it; see docs/test-servers.md)");
     // The server pings every 100 ms and drops a client silent for 100 ms more: idle gaps of
     // 1 s survive only if the session answers Engine.IO pings while no step is reading.
-    let sio = servers::start_socketio_with(
-        &redis,
-        &SocketIoOptions {
+    idle_socketio_session_survives(
+        SocketIoOptions {
             ping_interval_ms: Some(100),
             ping_timeout_ms: Some(100),
             ..SocketIoOptions::default()
         },
+        "",
+        "",
     )
-    .await
-    .expect("Socket.IO servers start (npm install in tests/servers; bash .ci/run does it)");
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_engine_io_v3_session_pings_the_server_itself() {
+    // Engine.IO v3 turns the pings round: the server waits for the client's and drops a
+    // client silent for pingInterval + pingTimeout (600 ms). Websocket pings do not count.
+    idle_socketio_session_survives(
+        SocketIoOptions {
+            ping_interval_ms: Some(300),
+            ping_timeout_ms: Some(300),
+            allow_eio3: true,
+            ..SocketIoOptions::default()
+        },
+        "/socket.io/?EIO=3&token={{token|url}}",
+        "keepalive = \"200ms\"",
+    )
+    .await;
+}
+
+/// Four exchanges 1 s apart on one resident Socket.IO session (`url_tail` after the server's
+/// base URL: the Engine.IO version and the token there; empty: EIO 4 with `auth`), with no
+/// reconnect: the idle session was kept alive.
+async fn idle_socketio_session_survives(opts: SocketIoOptions, url_tail: &str, resident: &str) {
+    let redis = servers::start_redis()
+        .await
+        .expect("redis-server is installed (bash .ci/run installs it; see docs/test-servers.md)");
+    let sio = servers::start_socketio_with(&redis, &opts)
+        .await
+        .expect("Socket.IO servers start (npm install in tests/servers; bash .ci/run does it)");
     let base = sio.a.base_url();
+    let auth = if url_tail.is_empty() {
+        "auth = { token = \"{{token}}\" }"
+    } else {
+        ""
+    };
     let probe = format!(
         r#"
 name = "sio-resident"
@@ -272,6 +303,7 @@ mode = "resident"
 timeout = "2s"
 [resident]
 every = "1s"
+{resident}
 [variables]
 room = "canary-{{{{uuid}}}}"
 [[steps]]
@@ -285,8 +317,8 @@ extract = {{ token = {{ json = "$.token" }} }}
 name = "websocket"
 kind = "ws_connect"
 protocol = "socketio"
-url = "{base}"
-auth = {{ token = "{{{{token}}}}" }}
+url = "{base}{url_tail}"
+{auth}
 [[exchange]]
 name = "echo"
 kind = "ws_send"

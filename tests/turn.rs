@@ -381,3 +381,136 @@ async fn shipped_turn_rest_example_passes_and_fails_turn_auth_with_another_secre
         assert_released(&server).await;
     }
 }
+
+/// A join reply's `iceServers` as platforms hand them out: a STUN entry, then one TURN entry
+/// whose `urls` list UDP, TCP and TLS. The `turn` steps take that `urls` array as extracted and
+/// pick the URI of their `transport` (the first TURN one without); a reply with STUN alone
+/// fails with words that say so.
+#[tokio::test]
+async fn ice_servers_from_a_join_reply_pick_the_turn_uri_of_the_wanted_transport() {
+    use axum::{Json, Router, routing::get};
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let stun = format!("stun:127.0.0.1:{}", server.port);
+    let turn_urls = serde_json::json!([
+        stun.clone(),
+        server.udp_url() + "?transport=udp",
+        server.tcp_url(),
+        server.tls_url() + "?transport=tcp",
+    ]);
+    let full = serde_json::json!({ "iceServers": [
+        { "urls": stun.clone() },
+        { "urls": turn_urls, "username": USER, "credential": PASSWORD },
+    ]});
+    let stun_only = serde_json::json!({ "iceServers": [
+        { "urls": [stun.clone()] },
+        { "urls": [stun], "username": USER, "credential": PASSWORD },
+    ]});
+    let app = Router::new()
+        .route("/join", get(move || async move { Json(full) }))
+        .route("/join-stun", get(move || async move { Json(stun_only) }));
+    let base = crate::support::serve_router(app).await;
+    let probe = |path: &str| {
+        let mut text = format!(
+            "name = \"ice\"\nschedule = \"* * * * *\"\nca_file = \"ca.pem\"\ntimeout = \"20s\"\n\n\
+             [[steps]]\nname = \"join\"\nkind = \"http\"\nurl = \"http://{base}{path}\"\n\
+             extract = {{ urls = {{ json = \"$.iceServers[1].urls\" }}, user = {{ json = \"$.iceServers[1].username\" }}, \
+             pass = {{ json = \"$.iceServers[1].credential\" }} }}\ntimeout = \"2s\"\n"
+        );
+        for (name, transport) in [("first", ""), ("tcp", "tcp"), ("tls", "TLS")] {
+            text.push_str(&format!(
+                "\n[[steps]]\nname = \"{name}\"\nkind = \"turn\"\nurl = \"{{{{urls}}}}\"\n\
+                 username = \"{{{{user}}}}\"\ncredential = \"{{{{pass}}}}\"\npeer = \"{}\"\ntimeout = \"4s\"\n",
+                peer.addr()
+            ));
+            if !transport.is_empty() {
+                text.push_str(&format!("transport = \"{transport}\"\n"));
+            }
+        }
+        text
+    };
+    let cfg = TempConfig::new("", &[("ice.toml", &probe("/join"))]);
+    std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
+    let run = crate::support::run_once(&plan.probes[0]).await;
+    assert!(run.success, "{run:#?}\n{}", server.output());
+    // The first TURN URI is UDP (no connect phase); the others open TCP, and TLS.
+    assert!(
+        !run.steps[1].phases.contains_key(&Phase::Connect),
+        "{run:#?}"
+    );
+    assert!(
+        run.steps[2].phases.contains_key(&Phase::Connect),
+        "{run:#?}"
+    );
+    assert!(!run.steps[2].phases.contains_key(&Phase::Tls), "{run:#?}");
+    assert!(run.steps[3].phases.contains_key(&Phase::Tls), "{run:#?}");
+    assert_released(&server).await;
+
+    let cfg = TempConfig::new("", &[("ice.toml", &probe("/join-stun"))]);
+    std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
+    let run = crate::support::run_once(&plan.probes[0]).await;
+    assert_eq!(run.failed_step.as_deref(), Some("first"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.starts_with("url: none of "), "{error}");
+    assert!(error.contains("names a TURN server"), "{error}");
+}
+
+/// `joincanary once` at `--log.level trace`, with the STUN/TURN crates at trace too: a REST
+/// credential computed from the secret (passing) and a static credential refused (failing).
+/// Neither the secret, the derived password, the refused credential nor a long-term key
+/// appears in the whole log, in any encoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_of_a_turn_run_hold_no_secret() {
+    let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
+    let peer = peer().await;
+    const WRONG: &str = "refused-cred-6e1f";
+    let probe = format!(
+        "timeout = \"10s\"\n\n\
+         [[steps]]\nname = \"rest\"\nkind = \"turn\"\nurl = \"{}\"\nsecret = \"${{TURN_SECRET}}\"\n\
+         username = \"traced\"\npeer = \"{}\"\ntimeout = \"3s\"\n\n\
+         [[steps]]\nname = \"refused\"\nkind = \"turn\"\nurl = \"{}\"\nusername = \"traced\"\n\
+         credential = \"{WRONG}\"\ntimeout = \"3s\"\n",
+        server.udp_url(),
+        peer.addr(),
+        server.tcp_url(),
+    );
+    let cfg = TempConfig::new("", &[("t.toml", &probe)]);
+    let now = chrono::Utc::now().timestamp();
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(crate::support::binary())
+            .args([
+                "--log.level",
+                "trace,turn_types=trace,stun_types=trace",
+                "once",
+                "--config",
+            ])
+            .arg(&cfg.path)
+            .env("TURN_SECRET", SECRET)
+            .env_remove("JOINCANARY_LOG")
+            .output()
+            .expect("joincanary runs")
+    });
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The first step passed, the second failed on the refused credential.
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
+    assert!(log.contains("turn_auth"), "{log}");
+    let mut secrets = vec![SECRET.to_string(), WRONG.to_string()];
+    // The derived REST password, for any expiry the run can have computed.
+    for expiry in now + 3590..now + 3630 {
+        secrets.push(rest_credential(SECRET, "traced", expiry).1);
+    }
+    for secret in &secrets {
+        if let Some(found) = crate::secrets::leak(&log, secret) {
+            panic!("{secret} as {found:?} in:\n{log}");
+        }
+    }
+    assert_released(&server).await;
+}

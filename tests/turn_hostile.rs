@@ -1,6 +1,8 @@
 //! The `turn` step against hostile STUN/TURN servers on 127.0.0.1 (UDP and TCP): garbage, a
 //! message whose attributes overrun it, 64 KiB replies, answers with another transaction ID,
-//! a MESSAGE-INTEGRITY that does not verify, a flood of indications of other transactions. Each fails with
+//! a MESSAGE-INTEGRITY that does not verify, a flood of indications of other transactions, 438
+//! Stale Nonce to every fresh nonce, a 401 without REALM, an error without ERROR-CODE, a TCP
+//! answer trickled past the deadline. Each fails with
 //! `protocol`, within the step's time, without a panic.
 
 use std::net::SocketAddr;
@@ -241,6 +243,58 @@ fn mismatch_once(request: &Message<'_>) -> Vec<Vec<u8>> {
     vec![reply.finish()]
 }
 
+/// An error response to Allocate: `code` (none: no ERROR-CODE), with REALM and NONCE when
+/// `challenge`; the nonce differs each time.
+fn allocate_error(request: &Message<'_>, code: Option<u16>, challenge: bool) -> Vec<u8> {
+    static NONCES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut reply = Message::builder_error(request, MessageWriteVec::new());
+    if let Some(code) = code {
+        reply
+            .add_attribute(&ErrorCode::new(code, "Nope").unwrap())
+            .unwrap();
+    }
+    if challenge {
+        let n = NONCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        reply
+            .add_attribute(&Realm::new("hostile").unwrap())
+            .unwrap();
+        reply
+            .add_attribute(&Nonce::new(&format!("n0nce-{n}")).unwrap())
+            .unwrap();
+    }
+    reply.finish()
+}
+
+/// Binding answered; Allocate challenged, then answered 438 Stale Nonce (with a fresh nonce)
+/// however often the client takes the new one.
+fn stale_forever(request: &Message<'_>) -> Vec<Vec<u8>> {
+    if !request.has_method(ALLOCATE) {
+        return vec![binding_success(request)];
+    }
+    let code = if request.has_attribute(Realm::TYPE) {
+        438
+    } else {
+        401
+    };
+    vec![allocate_error(request, Some(code), true)]
+}
+
+/// Binding answered; Allocate answered 401 without REALM and NONCE.
+fn challenge_without_realm(request: &Message<'_>) -> Vec<Vec<u8>> {
+    if !request.has_method(ALLOCATE) {
+        return vec![binding_success(request)];
+    }
+    vec![allocate_error(request, Some(401), false)]
+}
+
+/// Binding answered; Allocate answered with an error response carrying no ERROR-CODE.
+fn error_without_code(request: &Message<'_>) -> Vec<Vec<u8>> {
+    if !request.has_method(ALLOCATE) {
+        return vec![binding_success(request)];
+    }
+    vec![allocate_error(request, None, true)]
+}
+
 /// Every request answered by 70 indications of other transactions, never by a response.
 fn flood(request: &Message<'_>) -> Vec<Vec<u8>> {
     let mut reply = binding_success(request);
@@ -314,4 +368,69 @@ async fn a_flood_of_indications_fails_with_protocol() {
     let udp = udp_server(flood).await;
     let step = run(&format!("turn:{udp}")).await;
     assert_protocol(&step, "binding", "64 messages that answer nothing");
+}
+
+#[tokio::test]
+async fn an_endless_stale_nonce_or_a_challenge_without_realm_fails_with_protocol() {
+    let udp = udp_server(stale_forever).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(
+        &step,
+        "allocate",
+        "438 Stale Nonce again after 2 new nonces",
+    );
+
+    let tcp = tcp_server(stale_forever).await;
+    let step = run(&format!("turn:{tcp}?transport=tcp")).await;
+    assert_protocol(&step, "allocate", "438 Stale Nonce again");
+
+    let udp = udp_server(challenge_without_realm).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(&step, "allocate", "the challenge carries no REALM");
+
+    let udp = udp_server(error_without_code).await;
+    let step = run(&format!("turn:{udp}")).await;
+    assert_protocol(&step, "allocate", "without a readable ERROR-CODE");
+}
+
+/// A TCP server that answers the Binding with a header announcing 100 bytes of attributes,
+/// then trickles them one every 300 ms (20 at most).
+#[tokio::test]
+async fn a_tcp_answer_trickled_past_the_deadline_fails_with_protocol() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tokio::time::timeout(Duration::from_secs(10), async move {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        let mut head = [0u8; 20];
+        if conn.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let mut msg = head.to_vec();
+        msg.resize(20 + len, 0);
+        if conn.read_exact(&mut msg[20..]).await.is_err() {
+            return;
+        }
+        let Ok(request) = Message::from_bytes(&msg) else {
+            return;
+        };
+        let mut reply = binding_success(&request);
+        reply[2] = 0;
+        reply[3] = 100;
+        let _ = conn.write_all(&reply[..20]).await;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if conn.write_all(&[0]).await.is_err() {
+                return;
+            }
+        }
+    }));
+    let step = run(&format!("turn:{addr}?transport=tcp")).await;
+    assert_protocol(
+        &step,
+        "binding",
+        "bytes of a 120-byte message and not the rest",
+    );
 }

@@ -190,6 +190,10 @@ pub(crate) fn add_phase(ctx: &mut RunContext<'_>, phase: Phase, since: Instant) 
 /// RFC 8305's connection attempt delay: while an attempt is still pending this long, the next
 /// address is tried beside it (browsers and curl use 200-300 ms).
 const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Addresses tried at most: a name with hundreds of silent addresses must not hold a socket open
+/// for each (one run could otherwise pile up a deadline's worth, 80 in 20 s). Real hosts have a
+/// handful; the interleaving keeps both families among the first ones.
+const MAX_ATTEMPTS: usize = 16;
 
 /// Connects to the first address that answers, as browsers and curl do (Happy Eyeballs, RFC
 /// 8305): addresses are tried in the resolver's order with the families interleaved, the next
@@ -201,7 +205,7 @@ const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250)
 /// ports, every address fails the same way, so the run still says `local`).
 async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
     use futures_util::StreamExt as _;
-    let mut next = interleave(addrs).into_iter();
+    let mut next = interleave(addrs).into_iter().take(MAX_ATTEMPTS);
     let mut attempts = futures_util::stream::FuturesUnordered::new();
     let mut last = None;
     let mut failed = Vec::new();
@@ -276,6 +280,12 @@ mod tests {
                 && e.message.contains("; 127.0.0.2:1: "),
             "{e}"
         );
+        // Bounded: a name with many addresses costs at most MAX_ATTEMPTS sockets.
+        let many: Vec<SocketAddr> = (1..=40)
+            .map(|i| SocketAddr::from(([127, 0, 0, i], 1)))
+            .collect();
+        let e = connect_any(&many).await.unwrap_err();
+        assert_eq!(e.message.matches("; ").count(), MAX_ATTEMPTS - 1, "{e}");
     }
 
     #[test]

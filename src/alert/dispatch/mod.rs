@@ -328,7 +328,7 @@ impl Shared {
     fn failed_attempt(&self, id: u64) -> u32 {
         let mut outbox = self.lock();
         let n = outbox.pending.iter_mut().find(|p| p.id == id).map(|p| {
-            p.attempts += 1;
+            p.attempts = p.attempts.saturating_add(1);
             self.store.put(&pending_key(id), &*p);
             p.attempts
         });

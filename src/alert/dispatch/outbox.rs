@@ -73,10 +73,20 @@ pub(super) fn pair_key(prefix: &str, sink: &str, dedup_key: &str) -> String {
 impl Outbox {
     /// The outbox as the state log holds it.
     pub fn from_loaded(loaded: &Loaded) -> Outbox {
+        // A record is kept under the key of its own id (an edited file could say otherwise:
+        // its removal would then miss the key, and it would be sent again at every start), and
+        // an id below `u64::MAX`, so the next id cannot overflow.
         let pending: Vec<Pending> = loaded
             .decode::<Pending>(PENDING)
             .into_iter()
-            .map(|(_, p)| p)
+            .filter_map(|(key, p)| {
+                if p.id < u64::MAX && key == format!("{:020}", p.id) {
+                    Some(p)
+                } else {
+                    tracing::warn!(key = %format!("{PENDING}{key}"), id = p.id, "state log: a queued notification whose id does not match its key is skipped");
+                    None
+                }
+            })
             .collect();
         let firing = loaded
             .decode::<Firing>(FIRING)
@@ -188,7 +198,7 @@ impl Outbox {
             n.clone()
         };
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = self.next_id.saturating_add(1);
         let p = Pending {
             id,
             sink: sink.to_string(),
@@ -284,6 +294,34 @@ pub(super) fn track_firing(outbox: &mut Outbox, sink: &str, n: &Notification) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An edited `state.log` (issue 17's hostile files): a queued notification under another
+    /// id's key, or with the largest id, is skipped (no overflow of the next id, no record that
+    /// can never be removed); a huge attempt count is kept as it is.
+    #[test]
+    fn queued_records_from_disk_are_checked() {
+        let n = crate::alert::sample(EventKind::Trigger);
+        let record = |id: u64, attempts: u32| {
+            serde_json::to_string(&Pending {
+                id,
+                sink: "hook".into(),
+                attempts,
+                enqueued_at: n.at,
+                notification: n.clone(),
+            })
+            .unwrap()
+        };
+        let mut loaded = crate::store::Loaded::default();
+        for (key, id, attempts) in [(u64::MAX, u64::MAX, 0), (5, 7, 0), (3, 3, u32::MAX)] {
+            loaded
+                .entries
+                .insert(pending_key(key), record(id, attempts));
+        }
+        let outbox = Outbox::from_loaded(&loaded);
+        let kept: Vec<(u64, u32)> = outbox.pending.iter().map(|p| (p.id, p.attempts)).collect();
+        assert_eq!(kept, [(3, u32::MAX)]);
+        assert_eq!(outbox.next_id, 4);
+    }
 
     #[test]
     fn resolve_repeats_the_firing_labels() {

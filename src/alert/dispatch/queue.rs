@@ -68,7 +68,7 @@ pub(super) async fn run_pager(
                 &shared,
                 &plan.name,
                 &item,
-                item.attempts + 1,
+                item.attempts.saturating_add(1),
                 &msg,
                 "the pager refused the notification; not retrying (check the pager's settings)",
             ),
@@ -122,7 +122,7 @@ fn delivered(shared: &Shared, sink: &str, item: &Pending) {
         event = n.kind.as_str(),
         probe = %n.probe,
         region = %n.region,
-        attempts = item.attempts + 1,
+        attempts = item.attempts.saturating_add(1),
         "notification delivered"
     );
 }
@@ -196,7 +196,7 @@ pub(super) async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Noti
                 shared,
                 &plan.name,
                 &item,
-                item.attempts + 1,
+                item.attempts.saturating_add(1),
                 &msg,
                 "the pager refused the notification",
             ),

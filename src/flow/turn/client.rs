@@ -343,7 +343,14 @@ impl Session {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(TxError::Timeout { sent });
+                return Err(match self.conn.unfinished() {
+                    // A server that trickles its answer has answered, wrongly: not a timeout.
+                    Some((got, total)) => TxError::Protocol(format!(
+                        "the server sent {got} bytes of a {} message and not the rest in time",
+                        total.map_or_else(|| "STUN".to_string(), |t| format!("{t}-byte"))
+                    )),
+                    None => TxError::Timeout { sent },
+                });
             }
             if now >= next_send {
                 self.conn.send(&bytes).await?;

@@ -112,10 +112,29 @@ fn credential(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<Option<Creden
     }))
 }
 
+/// What a refused REST credential's `<expiry>` says. The username may come from the join's
+/// reply (`-9223372036854775808:user` included): the subtraction saturates, it cannot overflow.
+fn expiry_note(expiry: i64, now: i64) -> String {
+    if expiry <= now {
+        format!(
+            "; the REST username expired {} ago",
+            human_duration(Duration::from_secs(
+                now.saturating_sub(expiry).unsigned_abs()
+            ))
+        )
+    } else {
+        "; a REST credential: check the shared secret".to_string()
+    }
+}
+
 pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(), StepError> {
     let text = ctx.render(&spec.url)?;
-    let uri = uri::parse(&text)
-        .map_err(|e| StepError::new(FailureReason::Protocol, format!("url: {e}")))?;
+    let uri = uri::pick(&text, spec.transport).map_err(|e| match e {
+        uri::PickError::Bad(e) => StepError::new(FailureReason::Protocol, format!("url: {e}")),
+        uri::PickError::NoTurn(e) => {
+            StepError::new(FailureReason::BodyMismatch, format!("url: {e}"))
+        }
+    })?;
     let credential = credential(ctx, spec)?;
     let peer = match &spec.peer {
         Some(t) => Some(ctx.render(t)?),
@@ -300,6 +319,12 @@ async fn allocate(
                 session.renew_nonce(&response)?;
                 stale += 1;
             }
+            (438, Some(_)) if challenged => {
+                // A server that never takes its own nonce: bounded, and broken, not a refusal.
+                return Err(Failure::Tx(TxError::Protocol(format!(
+                    "438 Stale Nonce again after {stale} new nonces: the server takes none of its own nonces"
+                ))));
+            }
             (401 | 441, Some(c)) => {
                 let realm = session.realm().unwrap_or_default();
                 let mut why = format!(
@@ -307,15 +332,7 @@ async fn allocate(
                     c.username
                 );
                 if let Some(expiry) = c.expiry {
-                    let now = ctx.clock.now().timestamp();
-                    if expiry <= now {
-                        why.push_str(&format!(
-                            "; the REST username expired {} ago",
-                            human_duration(Duration::from_secs((now - expiry).unsigned_abs()))
-                        ));
-                    } else {
-                        why.push_str("; a REST credential: check the shared secret");
-                    }
+                    why.push_str(&expiry_note(expiry, ctx.clock.now().timestamp()));
                 }
                 return Err(Failure::Step(refused("allocate", code, &phrase, &why)));
             }
@@ -356,9 +373,16 @@ where
     >,
 {
     let response = send(session, deadline).await?;
+    if !matches!(response.error(), Some((438, _))) {
+        return Ok(response);
+    }
+    session.renew_nonce(&response)?;
+    let response = send(session, deadline).await?;
     if matches!(response.error(), Some((438, _))) {
-        session.renew_nonce(&response)?;
-        return send(session, deadline).await;
+        return Err(TxError::Protocol(
+            "438 Stale Nonce again after the new nonce: the server takes none of its own nonces"
+                .into(),
+        ));
     }
     Ok(response)
 }
@@ -391,6 +415,12 @@ async fn release(session: &mut Session, deadline: Instant) -> Result<(), StepErr
 
 /// An error response as a step error: the server's code and words first, then what it means.
 fn refused(phase: &str, code: u16, phrase: &str, why: &str) -> StepError {
+    if code == 0 {
+        return StepError::new(
+            FailureReason::Protocol,
+            format!("{phase}: an error response without a readable ERROR-CODE"),
+        );
+    }
     let reason = match code {
         401 | 441 => FailureReason::TurnAuth,
         486 | 508 => FailureReason::TurnCapacity,
@@ -494,7 +524,7 @@ async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Conn, StepErr
     if uri.transport != Transport::Udp {
         let alpn = (uri.transport == Transport::Tls).then_some(ALPN_TURN);
         let stream = super::net::open_with_alpn(ctx, &url, alpn).await?;
-        return Ok(Conn::Stream(Box::new(stream)));
+        return Ok(Conn::Stream(Box::new(stream), Vec::new()));
     }
     let addrs = resolve(ctx, &uri.host, uri.port).await?;
     let mut last = None;
@@ -564,6 +594,20 @@ async fn resolve_peer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A REST username from a hostile join (`i64::MIN:user`) explains itself without an
+    /// overflow (a panic in a debug build, a wrapped number in release).
+    #[test]
+    fn an_expiry_from_outside_cannot_overflow() {
+        let now = 1_800_000_000;
+        assert_eq!(
+            expiry_note(now - 90, now),
+            "; the REST username expired 90.0 s ago"
+        );
+        assert!(expiry_note(i64::MIN, now).starts_with("; the REST username expired "));
+        assert!(expiry_note(i64::MIN, i64::MAX).starts_with("; the REST username expired "));
+        assert!(expiry_note(i64::MAX, now).contains("check the shared secret"));
+    }
     use crate::template::Template;
 
     #[test]
@@ -611,6 +655,7 @@ mod tests {
             secret: Some("hunter2-secret".into()),
             credential_ttl: DEFAULT_CREDENTIAL_TTL,
             peer: None,
+            transport: None,
         };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -29,6 +29,8 @@ pub struct RawTurn {
     pub credential_ttl: Option<S<String>>,
     /// `host:port` of the UDP echo peer the relay sends to (a template).
     pub peer: Option<S<String>>,
+    /// `udp`, `tcp` or `tls`: which of the URIs a list in `url` names is taken.
+    pub transport: Option<S<String>>,
 }
 
 /// A `turn` step, validated.
@@ -46,6 +48,8 @@ pub struct TurnSpec {
     pub credential_ttl: Duration,
     /// `host:port` of a UDP echo peer the relay sends to (none: no permission, no echo).
     pub peer: Option<Template>,
+    /// From a list of URIs in `url`, the TURN server over this transport (any without).
+    pub transport: Option<uri::Transport>,
 }
 
 impl std::fmt::Debug for TurnSpec {
@@ -61,6 +65,7 @@ impl std::fmt::Debug for TurnSpec {
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
             .field("credential_ttl", &self.credential_ttl)
             .field("peer", &self.peer)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -77,9 +82,24 @@ impl Kind for TurnSpec {
             );
             return None;
         };
+        let transport = match &s.transport {
+            Some(t) => match uri::Transport::parse(t.get_ref()) {
+                Some(t) => Some(t),
+                None => {
+                    b.ctx.error(
+                        Some(t.span()),
+                        b.key("transport"),
+                        format_args!("`{}` is not `udp`, `tcp` or `tls`", t.get_ref()),
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
         let url = b.ctx.template(url_raw, &b.key("url"))?;
         if url.is_literal()
-            && let Err(e) = uri::parse(&url.render_placeholder(""))
+            && let Err(uri::PickError::Bad(e) | uri::PickError::NoTurn(e)) =
+                uri::pick(&url.render_placeholder(""), transport)
         {
             b.ctx.error(Some(url_raw.span()), b.key("url"), e);
             return None;
@@ -116,6 +136,7 @@ impl Kind for TurnSpec {
             secret,
             credential_ttl,
             peer,
+            transport,
         })
     }
 

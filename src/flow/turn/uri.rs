@@ -16,6 +16,16 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// `udp`, `tcp` or `tls`, as the step's `transport` key names it.
+    pub fn parse(text: &str) -> Option<Transport> {
+        match text.to_ascii_lowercase().as_str() {
+            "udp" => Some(Transport::Udp),
+            "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
@@ -95,9 +105,9 @@ pub fn parse(text: &str) -> Result<IceUri, String> {
             "transport=udp" => transport = Transport::Udp,
             "transport=tcp" if tls => {}
             "transport=tcp" => transport = Transport::Tcp,
-            other => {
+            _ => {
                 return Err(format!(
-                    "`?{other}` is not `?transport=udp` or `?transport=tcp`"
+                    "`?{query}` is not `?transport=udp` or `?transport=tcp`"
                 ));
             }
         }
@@ -110,6 +120,69 @@ pub fn parse(text: &str) -> Result<IceUri, String> {
         port,
         transport,
     })
+}
+
+/// URIs of a JSON array looked at, at most: a join reply lists a handful.
+const MAX_LISTED: usize = 32;
+
+/// Why no URI was picked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PickError {
+    /// The text is no URI, or no JSON array of URIs.
+    Bad(String),
+    /// Readable, but none is the TURN server the step wants (only `stun:`, another transport).
+    NoTurn(String),
+}
+
+/// `RTCIceServer.urls` as a join reply carries it and an extraction yields it: one URI, or a
+/// JSON array of URIs (`["stun:…", "turn:…?transport=udp", "turns:…"]`). From an array, the
+/// first `turn:`/`turns:` URI over `want` (any transport without it); a single URI is taken
+/// as it is, and must be over `want` when given.
+pub fn pick(text: &str, want: Option<Transport>) -> Result<IceUri, PickError> {
+    let text = text.trim();
+    if !text.starts_with('[') {
+        let uri = parse(text).map_err(PickError::Bad)?;
+        return match want {
+            Some(w) if w != uri.transport => Err(PickError::NoTurn(format!(
+                "`{uri}` is over {}, the step wants {} (`transport`)",
+                uri.transport.as_str(),
+                w.as_str()
+            ))),
+            _ => Ok(uri),
+        };
+    }
+    let list: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| {
+        PickError::Bad(format!(
+            "starts with `[` but is not a JSON array of URIs ({e})"
+        ))
+    })?;
+    let mut seen = Vec::new();
+    for item in list.iter().take(MAX_LISTED) {
+        let Some(text) = item.as_str() else {
+            let hint = if item.get("urls").is_some() {
+                ": an RTCIceServer object, extract its `urls` (`$.iceServers[1].urls`)"
+            } else {
+                ""
+            };
+            return Err(PickError::Bad(format!(
+                "a list of URIs holds {}{hint}",
+                crate::redact::quote(&item.to_string(), 60)
+            )));
+        };
+        match parse(text) {
+            Ok(uri) if uri.turn && want.is_none_or(|w| w == uri.transport) => return Ok(uri),
+            _ => seen.push(crate::redact::quote(text, 80)),
+        }
+    }
+    let wanted = match want {
+        Some(w) => format!("a TURN server over {} (`transport`)", w.as_str()),
+        None => "a TURN server (turn: or turns:)".to_string(),
+    };
+    Err(PickError::NoTurn(if seen.is_empty() {
+        format!("the list of URIs is empty: it names no {wanted}")
+    } else {
+        format!("none of {} names {wanted}", seen.join(", "))
+    }))
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` (a bare IPv6 literal is ambiguous and refused).
@@ -251,5 +324,43 @@ mod tests {
             let e = parse(text).expect_err(text);
             assert!(e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_list_of_uris_gives_the_turn_uri_of_the_wanted_transport() {
+        let list = r#"["stun:s.example", "turn:t.example?transport=udp",
+            "turn:t.example?transport=tcp", "turns:t.example:443?transport=tcp"]"#;
+        let host = |transport| {
+            pick(list, transport)
+                .map(|u| (u.to_string(), u.transport))
+                .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        assert_eq!(host(None).1, Transport::Udp, "the first TURN URI");
+        assert_eq!(host(Some(Transport::Tcp)).1, Transport::Tcp);
+        assert_eq!(host(Some(Transport::Tls)).0, "turns:t.example:443");
+        // One URI: as it is, of the wanted transport when one is named.
+        assert_eq!(pick(" turn:[::1]:3478 ", None).map(|u| u.port), Ok(3478));
+        assert!(matches!(
+            pick("turn:t.example", Some(Transport::Tls)),
+            Err(PickError::NoTurn(e)) if e.contains("over udp, the step wants tls")
+        ));
+        // No TURN URI: said, apart from a list that does not read.
+        let only_stun = pick(r#"["stun:a.example", "stun:b.example"]"#, None);
+        assert!(
+            matches!(&only_stun, Err(PickError::NoTurn(e)) if e.contains("stun:b.example") && e.contains("names a TURN server")),
+            "{only_stun:?}"
+        );
+        assert!(matches!(pick("[]", None), Err(PickError::NoTurn(e)) if e.contains("empty")));
+        assert!(matches!(
+            pick(r#"["turn:t.example?transport=udp"]"#, Some(Transport::Tls)),
+            Err(PickError::NoTurn(e)) if e.contains("over tls")
+        ));
+        assert!(
+            matches!(pick("[\"turn:x", None), Err(PickError::Bad(e)) if e.contains("JSON array"))
+        );
+        assert!(matches!(
+            pick(r#"[{"urls": "turn:x"}]"#, None),
+            Err(PickError::Bad(e)) if e.contains("extract its `urls`")
+        ));
     }
 }

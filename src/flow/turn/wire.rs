@@ -36,12 +36,13 @@ pub enum WireError {
 
 pub enum Conn {
     Udp(UdpSocket),
-    Stream(Box<MaybeTlsStream<TcpStream>>),
+    /// A TCP or TLS stream, and the part of a frame read before a deadline cut the read.
+    Stream(Box<MaybeTlsStream<TcpStream>>, Vec<u8>),
 }
 
 impl Conn {
     pub fn reliable(&self) -> bool {
-        matches!(self, Conn::Stream(_))
+        matches!(self, Conn::Stream(..))
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {
@@ -49,7 +50,7 @@ impl Conn {
             Conn::Udp(socket) => {
                 socket.send(bytes).await?;
             }
-            Conn::Stream(stream) => {
+            Conn::Stream(stream, _) => {
                 stream.write_all(bytes).await?;
                 stream.flush().await?;
             }
@@ -84,13 +85,27 @@ impl Conn {
                 buf.truncate(n);
                 classify(buf)
             }
-            Conn::Stream(stream) => read_framed(stream.as_mut()).await,
+            Conn::Stream(stream, partial) => read_framed(stream.as_mut(), partial).await,
+        }
+    }
+
+    /// A stream's message begun and not finished: the bytes read, and the whole length once
+    /// its first 4 bytes told it. `None` when nothing is pending (always on UDP).
+    pub fn unfinished(&self) -> Option<(usize, Option<usize>)> {
+        match self {
+            Conn::Stream(_, partial) if !partial.is_empty() => Some((
+                partial.len(),
+                (partial.len() >= 4)
+                    .then(|| frame_length(partial).ok())
+                    .flatten(),
+            )),
+            _ => None,
         }
     }
 
     /// Ends a stream politely (TLS close_notify, FIN); the caller bounds the wait.
     pub async fn shutdown(&mut self) {
-        if let Conn::Stream(stream) = self {
+        if let Conn::Stream(stream, _) = self {
             let _ = stream.shutdown().await;
         }
     }
@@ -107,12 +122,43 @@ fn classify(buf: Vec<u8>) -> Result<Incoming, WireError> {
 }
 
 /// One framed message from a stream: the 4 bytes that carry its length first, then exactly
-/// the rest, never more than [`MAX_MESSAGE`].
+/// the rest, never more than [`MAX_MESSAGE`]. Cancel-safe: what was read before the caller's
+/// deadline cut the read stays in `partial` for the next call (the echo reads in 0.5 s windows;
+/// a frame split across two of them must not leave the stream out of step).
 async fn read_framed<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
+    partial: &mut Vec<u8>,
 ) -> Result<Incoming, WireError> {
-    let mut head = [0u8; 4];
-    read_exact(stream, &mut head).await?;
+    let mut chunk = [0u8; 512];
+    loop {
+        let need = if partial.len() < 4 {
+            4
+        } else {
+            frame_length(partial)?
+        };
+        if partial.len() >= need {
+            let frame = std::mem::take(partial);
+            if frame[0] >> 6 == 1 {
+                return Ok(Incoming::ChannelData);
+            }
+            return Ok(Incoming::Stun(frame));
+        }
+        // Never past this frame; `read` is cancel-safe, and the bytes join `partial` only
+        // once it returned.
+        let want = (need - partial.len()).min(chunk.len());
+        match stream.read(&mut chunk[..want]).await {
+            Ok(0) => return Err(WireError::Closed),
+            Ok(n) => partial.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(WireError::Closed);
+            }
+            Err(e) => return Err(WireError::Io(e)),
+        }
+    }
+}
+
+/// A frame's whole length from its first 4 bytes, refused over [`MAX_MESSAGE`].
+fn frame_length(head: &[u8]) -> Result<usize, WireError> {
     let length = usize::from(u16::from_be_bytes([head[2], head[3]]));
     let total = match head[0] >> 6 {
         // STUN: a 20-byte header, then `length` bytes of attributes.
@@ -124,24 +170,7 @@ async fn read_framed<S: tokio::io::AsyncRead + Unpin>(
     if total > MAX_MESSAGE {
         return Err(WireError::TooLarge(total));
     }
-    let mut buf = vec![0u8; total];
-    buf[..4].copy_from_slice(&head);
-    read_exact(stream, &mut buf[4..]).await?;
-    if head[0] >> 6 == 1 {
-        return Ok(Incoming::ChannelData);
-    }
-    Ok(Incoming::Stun(buf))
-}
-
-async fn read_exact<S: tokio::io::AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut [u8],
-) -> Result<(), WireError> {
-    match stream.read_exact(buf).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(WireError::Closed),
-        Err(e) => Err(WireError::Io(e)),
-    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -150,7 +179,31 @@ mod tests {
 
     async fn framed(bytes: &[u8]) -> Result<Incoming, WireError> {
         let mut reader = bytes;
-        read_framed(&mut reader).await
+        read_framed(&mut reader, &mut Vec::new()).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_split_across_two_deadlines_is_read_whole() {
+        let (mut server, mut client) = tokio::io::duplex(4096);
+        let mut msg = vec![0x01, 0x15, 0x00, 0x08];
+        msg.extend([9u8; 16 + 8]);
+        let mut partial = Vec::new();
+        server.write_all(&msg[..10]).await.unwrap();
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            read_framed(&mut client, &mut partial),
+        )
+        .await;
+        assert!(cut.is_err(), "half a frame is no message");
+        server.write_all(&msg[10..]).await.unwrap();
+        server.write_all(&msg).await.unwrap();
+        for _ in 0..2 {
+            let whole = read_framed(&mut client, &mut partial).await;
+            assert!(
+                matches!(whole, Ok(Incoming::Stun(ref b)) if *b == msg),
+                "{whole:?}"
+            );
+        }
     }
 
     #[tokio::test]

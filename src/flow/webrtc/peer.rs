@@ -600,4 +600,62 @@ mod tests {
         let e = b.take_answer(Some(&answer)).await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Protocol);
     }
+
+    /// Our offer carries no candidate (the default); the answer names none, or only one that
+    /// nothing answers at (127.0.0.1:9): `ice` fails, at once or by the deadline, never later.
+    #[tokio::test]
+    async fn an_answer_without_a_reachable_candidate_fails_ice_by_the_deadline() {
+        fn without(answer: &str) -> String {
+            answer
+                .lines()
+                .filter(|l| !l.starts_with("a=candidate:"))
+                .map(|l| format!("{l}\r\n"))
+                .collect()
+        }
+        fn unreachable(answer: &str) -> String {
+            answer
+                .lines()
+                .map(|l| match l.strip_prefix("a=candidate:") {
+                    Some(_) => {
+                        "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n".to_string()
+                    }
+                    None => format!("{l}\r\n"),
+                })
+                .collect()
+        }
+        let echo = EchoOptions {
+            count: 1,
+            interval: Duration::ZERO,
+            wait: Duration::from_millis(100),
+        };
+        for (forge, words) in [
+            (without as fn(&str) -> String, "no UDP ICE candidate"),
+            (unreachable, "no ICE connectivity"),
+        ] {
+            let (mut a, offer) = Peer::offer(None).await.unwrap();
+            // The answerer is never driven: it answers no check either.
+            let (_b, answer) = Peer::answer(LOOPBACK, &offer).await.unwrap();
+            let answer = forge(&answer);
+            let (mut phases, mut pending) = (BTreeMap::new(), None);
+            let deadline = Instant::now() + Duration::from_millis(800);
+            let e = a
+                .connect(
+                    Some(&answer),
+                    &echo,
+                    deadline,
+                    Timings {
+                        phases: &mut phases,
+                        pending: &mut pending,
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e.reason, FailureReason::Ice, "{e:?}");
+            assert!(e.message.contains(words), "{words}: {e:?}");
+            assert!(
+                Instant::now() <= deadline + Duration::from_millis(300),
+                "{e:?}"
+            );
+        }
+    }
 }
