@@ -523,3 +523,35 @@ async fn trace_logs_of_a_turn_run_hold_no_secret() {
     }
     assert_released(&server).await;
 }
+
+/// The probe's deadline (1 s) cuts the step (5 s) while the echo waits for a peer that is
+/// gone, over UDP, TCP and TLS: the step still releases its allocation inside the probe's
+/// time, and the server holds no session afterwards.
+#[tokio::test]
+async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let gone = peer.addr();
+    drop(peer);
+    for url in [server.udp_url(), server.tcp_url(), server.tls_url()] {
+        let text = probe(&spec(&url, Some(USER), Some(PASSWORD), Some(&gone))).replacen(
+            "timeout = \"10s\"",
+            "timeout = \"1s\"",
+            1,
+        );
+        let cfg = TempConfig::new("", &[("turn.toml", &text)]);
+        std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
+        let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
+        let run = crate::support::run_once(&plan.probes[0]).await;
+        assert_eq!(
+            run.reason,
+            Some(FailureReason::TurnRelay),
+            "{url}: {run:#?}"
+        );
+        assert!(
+            run.duration_ms <= Duration::from_millis(1200),
+            "{url}: {run:#?}"
+        );
+        assert_released(&server).await;
+    }
+}
