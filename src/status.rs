@@ -106,9 +106,12 @@ pub struct ProbeStatus {
     #[serde(with = "shared_run")]
     pub last_good: Option<Arc<ProbeRun>>,
     /// Newest first.
+    #[serde(deserialize_with = "first::<_, _, HISTORY_LEN>")]
     pub history: VecDeque<HistoryEntry>,
+    #[serde(deserialize_with = "first::<_, _, PEER_MAX_ALERTS>")]
     pub alerts: Vec<AlertView>,
     /// A week of hourly roll-ups, oldest first: availability and the response-time chart.
+    #[serde(deserialize_with = "first::<_, _, { crate::rollup::HOURS }>")]
     pub hourly: VecDeque<crate::rollup::HourBucket>,
     /// Availability over the last 24 hours and 7 days (from `hourly`), as of the document.
     pub availability: crate::rollup::Windows,
@@ -140,13 +143,16 @@ pub struct StatusDoc {
     pub pagers: usize,
     pub status_url: Option<String>,
     pub dashboard_url: Option<String>,
+    #[serde(deserialize_with = "first::<_, _, PEER_MAX_PROBES>")]
     pub probes: Vec<ProbeStatus>,
     /// Each pager's delivery health: last success, last error, what waits.
+    #[serde(deserialize_with = "first::<_, _, PEER_MAX_PAGERS>")]
     pub delivery: Vec<crate::delivery::PagerHealth>,
 }
 
 /// What a peer's document may hold before it is cut: enough for any real fleet, little enough
-/// that a hostile peer cannot make the page huge.
+/// that a hostile peer cannot make the page huge. The lists are cut as they are parsed
+/// ([`first`]), the texts after.
 const PEER_MAX_PROBES: usize = 500;
 const PEER_MAX_ALERTS: usize = 20;
 const PEER_MAX_STEPS: usize = 50;
@@ -154,6 +160,40 @@ const PEER_MAX_PAGERS: usize = 50;
 /// Names and labels; summaries and errors.
 const PEER_MAX_NAME: usize = 100;
 const PEER_MAX_TEXT: usize = 1000;
+
+/// A list read from a peer (only peers' documents are parsed into these types), keeping its
+/// first `N` elements: the rest are parsed past without being kept. Every field of a
+/// [`ProbeStatus`] has a default, so 4 MiB of `{},` is 1.4 million probes of some 400 bytes
+/// each: cut only after parsing, one peer took the prober from 36 to 434 MB (8 are fetched at
+/// once).
+fn first<'de, D, C, const N: usize>(d: D) -> Result<C, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    C: Default + IntoIterator + Extend<<C as IntoIterator>::Item>,
+    C::Item: Deserialize<'de>,
+{
+    struct Bounded<T, C, const N: usize>(std::marker::PhantomData<(T, C)>);
+    impl<'de, T: Deserialize<'de>, C: Default + Extend<T>, const N: usize> serde::de::Visitor<'de>
+        for Bounded<T, C, N>
+    {
+        type Value = C;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<C, A::Error> {
+            let mut out = C::default();
+            for _ in 0..N {
+                match seq.next_element::<T>()? {
+                    Some(t) => out.extend(Some(t)),
+                    None => return Ok(out),
+                }
+            }
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded::<C::Item, C, N>(std::marker::PhantomData))
+}
 
 impl StatusDoc {
     /// The document with every list and text cut to the page's bounds and every number made
@@ -592,6 +632,41 @@ fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's lists are cut while they are parsed: what is past the bound is parsed past,
+    /// never built (a hostile peer's 4 MiB of `{}` probes cost 400 MB before).
+    #[test]
+    fn a_peers_lists_are_cut_while_they_are_parsed() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        static BUILT: AtomicUsize = AtomicUsize::new(0);
+        struct Counted;
+        impl<'de> Deserialize<'de> for Counted {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
+                serde::de::IgnoredAny::deserialize(d)?;
+                BUILT.fetch_add(1, SeqCst);
+                Ok(Counted)
+            }
+        }
+        let list = format!("[{}]", vec!["{}"; 10_000].join(","));
+        let kept: Vec<Counted> =
+            first::<_, _, 3>(&mut serde_json::Deserializer::from_str(&list)).unwrap();
+        assert_eq!((kept.len(), BUILT.load(SeqCst)), (3, 3));
+        let short: Vec<Counted> =
+            first::<_, _, 3>(&mut serde_json::Deserializer::from_str("[{}, 1]")).unwrap();
+        assert_eq!(short.len(), 2);
+
+        let doc = format!(
+            r#"{{"region":"x","probes":[{}],"delivery":[{}]}}"#,
+            vec![r#"{"hourly":[{},{}],"history":[]}"#; 2 * PEER_MAX_PROBES].join(","),
+            vec!["{}"; 2 * PEER_MAX_PAGERS].join(",")
+        );
+        let d: StatusDoc = serde_json::from_str(&doc).unwrap();
+        assert_eq!(
+            (d.probes.len(), d.delivery.len(), d.probes[0].hourly.len()),
+            (PEER_MAX_PROBES, PEER_MAX_PAGERS, 2)
+        );
+        assert!(serde_json::from_str::<StatusDoc>(r#"{"probes":{}}"#).is_err());
+    }
     use crate::report::StepReport;
     use chrono::TimeZone as _;
 
