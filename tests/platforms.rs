@@ -427,6 +427,11 @@ connection = "io"
 protocol = "socketio"
 url = "http://127.0.0.1:1/socket.io/?EIO=3"
 auth = { token = "t" }
+
+[[steps]]
+name = "expect-hex"
+kind = "ws_expect"
+expect_binary = { contains = "0a:zz", min_bytes = -1 }
 "#,
         )],
     );
@@ -438,6 +443,7 @@ auth = { token = "t" }
         "steps[5].subprotocols[0]: a subprotocol is one token: no spaces, commas or other separators",
         "steps[6].auth: with EIO=3 (Socket.IO 2) the server connects the main namespace itself and \
          takes no auth payload: put it in the URL's query (`&token={{token|url}}`)",
+        "steps[7].expect_binary: contains: not hex: Invalid character 'z' at position 2",
     ];
     for w in want {
         assert!(errors.iter().any(|e| e.ends_with(w)), "{w}\n{errors:#?}");

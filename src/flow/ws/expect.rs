@@ -184,18 +184,16 @@ fn binary_pattern(b: &mut Build<'_, '_, '_>, raw: &S<RawBinary>) -> Option<match
     let key = b.key("expect_binary");
     let span = raw.span();
     let r = raw.get_ref();
-    let error = |b: &mut Build<'_, '_, '_>, what: String| {
-        b.ctx.error(Some(span.clone()), key.clone(), what);
-    };
-    let hex = |b: &mut Build<'_, '_, '_>, field: &str, text: &Option<String>| match text {
-        Some(t) => match matcher::hex_bytes(t) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                error(b, format!("{field}: {e}"));
-                None
-            }
-        },
-        None => Some(Vec::new()),
+    let hex = |b: &mut Build<'_, '_, '_>, field: &str, text: &Option<String>| {
+        let Some(t) = text else {
+            return Some(Vec::new());
+        };
+        matcher::hex_bytes(t)
+            .map_err(|e| {
+                b.ctx
+                    .error(Some(span.clone()), key.clone(), format!("{field}: {e}"))
+            })
+            .ok()
     };
     let prefix = hex(b, "prefix", &r.prefix)?;
     let contains = hex(b, "contains", &r.contains)?;
@@ -208,18 +206,17 @@ fn binary_pattern(b: &mut Build<'_, '_, '_>, raw: &S<RawBinary>) -> Option<match
         );
         return None;
     };
-    let pattern = matcher::BinaryPattern {
-        prefix,
-        contains,
-        min_bytes,
-        max_bytes,
-    };
     if min_bytes.zip(max_bytes).is_some_and(|(lo, hi)| lo > hi) {
         b.ctx
             .error(Some(span), key, "min_bytes is larger than max_bytes");
         return None;
     }
-    Some(pattern)
+    Some(matcher::BinaryPattern {
+        prefix,
+        contains,
+        min_bytes,
+        max_bytes,
+    })
 }
 
 /// A step's patterns, rendered for this run.
