@@ -86,15 +86,16 @@ class Switches:
         return None
 
 
-def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=None):
+def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=None, args=(),
+              warmup=None):
     """CPU-ms per run (and per second) of `joincanary run` (`bin`, default BIN) over `seconds`
     after the warm-up, plus the counts and the load average at the start. `lag_every`: also scrape that often and keep the largest
     schedule lag of any run seen in the window (each probe's lag gauge is sampled whenever
     its last-run time moved), not just the lag of the last runs before the final scrape."""
-    svc = h.Service(probes, defaults, bin=bin)
+    svc = h.Service(probes, defaults, bin=bin, args=args)
     lag_max, lag_samples = 0.0, 0
     try:
-        time.sleep(WARMUP)
+        time.sleep(WARMUP if warmup is None else warmup)
         load = h.loadavg()
         m0 = svc.metrics()
         seen = per_probe(m0, "probe_last_run_timestamp_seconds")
@@ -779,6 +780,40 @@ def section_resident(sim, a, out):
           f"session", flush=True)
 
 
+def section_watch(sim, a, out):
+    """The idle service's fixed cost with `--watch-probes` probe files: CPU per second with none
+    due, the config watcher on (`--config.watch-interval`, default 5 s) and off (`0s`), each
+    build, alternating round by round (the order rotating) so every build and mode meets the
+    same load. The difference is what the watcher's looks cost."""
+    n = a.watch_probes
+    modes = [("watch 5s", ()), ("watch off", ("--config.watch-interval", "0s"))]
+    res = {}
+    bs = builds(a)
+    for r in range(a.rounds):
+        order = bs[r % len(bs):] + bs[:r % len(bs)]
+        for mode, args in (modes if r % 2 == 0 else modes[::-1]):
+            for name, binary in order:
+                # Past the watcher's second look (5 s): the files were written just before the
+                # start, so the first two looks read them all (written < 3 s before: see
+                # config/fingerprint.rs); a long-running service's files are settled.
+                x = jc_window(flow_probes(sim, n), NEVER, a.window, bin=binary, args=args,
+                              warmup=7.0)
+                res.setdefault(name, {}).setdefault(mode, []).append(x)
+                print(f"  {n} probes idle round {r + 1} {mode:<9} {name:<12} "
+                      f"{sig(x['cpu_ms_per_s'])} CPU-ms/s (load {x['load']:.1f})", flush=True)
+    out["watch"] = {"probes": n, "window_s": a.window, "builds": {}}
+    for name, by_mode in res.items():
+        med = {mode: h.median([x["cpu_ms_per_s"] for x in xs]) for mode, xs in by_mode.items()}
+        out["watch"]["builds"][name] = {"median_cpu_ms_per_s": med, "windows": by_mode}
+        print(f"  {name}: idle with {n} probes, median of {a.rounds}: watch 5s "
+              f"{sig(med['watch 5s'])} CPU-ms/s (windows "
+              f"{' '.join(sig(x['cpu_ms_per_s']) for x in by_mode['watch 5s'])}; load "
+              f"{load_list(by_mode['watch 5s'])}), watch off {sig(med['watch off'])} (windows "
+              f"{' '.join(sig(x['cpu_ms_per_s']) for x in by_mode['watch off'])}; load "
+              f"{load_list(by_mode['watch off'])}): the watcher "
+              f"{sig(med['watch 5s'] - med['watch off'])} CPU-ms/s", flush=True)
+
+
 def section_binary(a, out):
     bb = os.path.getsize(BB)
     out["binary"] = {name: os.path.getsize(path) for name, path in builds(a)}
@@ -816,6 +851,8 @@ def main():
                     "in the http, flow and syscalls sections; print each one's figures, its "
                     "ratio to blackbox and to the first one named. The other sections, and the "
                     "reference server, use the last one named")
+    ap.add_argument("--watch-probes", type=int, default=1000,
+                    help="probe files for the watch section (the idle service, watcher on/off)")
     ap.add_argument("--no-idle", action="store_true",
                     help="skip the idle windows (the service with nothing due) and the flows "
                     "started together")
@@ -850,6 +887,8 @@ def main():
             section_ceiling(sim, a, out)
         elif s == "profile":
             section_profile(sim, a, out)
+        elif s == "watch":
+            section_watch(sim, a, out)
         else:
             raise SystemExit(f"unknown section {s}")
     print(f"load average at the end: {h.loadavg():.2f}", flush=True)

@@ -17,6 +17,9 @@
 # every 15 s), printed as a share of each flow at that rate; and the http section the same flows
 # at the same rate all started together each second (jitter 0), which shows what a flow pays for
 # waking the probe thread alone (--no-idle skips both; --quick does).
+# The watch section (not in the default list) is the idle service with --watch-probes (1,000)
+# probe files, none due, the config watcher on (every 5 s) and off, per build:
+#   bash bench/cost.sh --sections watch --rounds 3 --window 30 --compare before=BIN,after=BIN
 # CPU is the process's CPU-time clock (ns); CPU figures are printed to two significant digits.
 # Context switches per flow come from `perf stat`, the profile section from `perf record` (the
 # kernel / libc / joincanary shares of the service's CPU and the functions above 1 %).

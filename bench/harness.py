@@ -374,9 +374,10 @@ def interval_schedule(interval_s):
 
 class Service:
     """`joincanary run` in a temporary directory with the given probes and config tail; `bin`
-    another build of joincanary than BIN (to compare two builds in one run)."""
+    another build of joincanary than BIN (to compare two builds in one run); `args` more flags
+    for `run`."""
 
-    def __init__(self, probes, defaults, tail="", log_level="warn", bin=None):
+    def __init__(self, probes, defaults, tail="", log_level="warn", bin=None, args=()):
         self.dir = tempfile.mkdtemp(prefix="jc-bench-run-")
         os.makedirs(os.path.join(self.dir, "probes"))
         for name, text in probes.items():
@@ -389,7 +390,7 @@ class Service:
         with open(self.config, "w") as f:
             f.write(cfg)
         self.log = open(os.path.join(self.dir, "run.log"), "wb")
-        self.proc = start([bin or BIN, "run", "--config", self.config], stdout=subprocess.DEVNULL,
+        self.proc = start([bin or BIN, "run", "--config", self.config, *args], stdout=subprocess.DEVNULL,
                           stderr=self.log, env=dict(os.environ, JOINCANARY_LOG=log_level))
         wait_until(self._up, 30, 0.05, "joincanary run to serve /healthz")
 
