@@ -338,13 +338,17 @@ async fn shipped_turn_rest_example_passes_and_fails_turn_auth_with_another_secre
     let cfg = TempConfig::new("", &[("turn-rest.toml", &text)]);
     std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
     let (udp, tls, echo) = (server.udp_url(), server.tls_url(), peer.addr());
-    for (secret, passes) in [(SECRET, true), ("another-secret-0d2", false)] {
-        let env = [
+    // The third time TURN_SECRET is unset: the example's `${TURN_SECRET:-}` is empty, the
+    // server asks for credentials, and the failure says why there were none.
+    for (secret, passes) in [(SECRET, true), ("another-secret-0d2", false), ("", false)] {
+        let mut env = vec![
             ("TURN_URL", udp.as_str()),
             ("TURNS_URL", tls.as_str()),
             ("TURN_ECHO_PEER", echo.as_str()),
-            ("TURN_SECRET", secret),
         ];
+        if !secret.is_empty() {
+            env.push(("TURN_SECRET", secret));
+        }
         let plan = cfg.load(&env).unwrap_or_else(|e| panic!("loads: {e}"));
         let run = run_probe(
             &plan.probes[0],
@@ -371,12 +375,17 @@ async fn shipped_turn_rest_example_passes_and_fails_turn_auth_with_another_secre
             assert_eq!(run.failed_step.as_deref(), Some("turn-udp"), "{run:#?}");
             assert_eq!(run.reason, Some(FailureReason::TurnAuth), "{run:#?}");
             let error = run.error.clone().unwrap_or_default();
-            assert!(
-                error.contains("joincanary-eu-west-1"),
-                "the REST user: {error}"
-            );
-            let shown = format!("{run:?}");
-            assert!(!shown.contains(secret), "{shown}");
+            if secret.is_empty() {
+                assert!(error.starts_with("allocate: 401"), "{error}");
+                assert!(error.contains("`secret` is set but empty"), "{error}");
+            } else {
+                assert!(
+                    error.contains("joincanary-eu-west-1"),
+                    "the REST user: {error}"
+                );
+                let shown = format!("{run:?}");
+                assert!(!shown.contains(secret), "{shown}");
+            }
         }
         assert_released(&server).await;
     }
@@ -513,4 +522,36 @@ async fn trace_logs_of_a_turn_run_hold_no_secret() {
         }
     }
     assert_released(&server).await;
+}
+
+/// The probe's deadline (1 s) cuts the step (5 s) while the echo waits for a peer that is
+/// gone, over UDP, TCP and TLS: the step still releases its allocation inside the probe's
+/// time, and the server holds no session afterwards.
+#[tokio::test]
+async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let gone = peer.addr();
+    drop(peer);
+    for url in [server.udp_url(), server.tcp_url(), server.tls_url()] {
+        let text = probe(&spec(&url, Some(USER), Some(PASSWORD), Some(&gone))).replacen(
+            "timeout = \"10s\"",
+            "timeout = \"1s\"",
+            1,
+        );
+        let cfg = TempConfig::new("", &[("turn.toml", &text)]);
+        std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
+        let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
+        let run = crate::support::run_once(&plan.probes[0]).await;
+        assert_eq!(
+            run.reason,
+            Some(FailureReason::TurnRelay),
+            "{url}: {run:#?}"
+        );
+        assert!(
+            run.duration_ms <= Duration::from_millis(1200),
+            "{url}: {run:#?}"
+        );
+        assert_released(&server).await;
+    }
 }

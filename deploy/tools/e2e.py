@@ -498,8 +498,15 @@ def prober_killed(f, region):
     f.stack.wait_for("the incident paged before the kill",
                      lambda: any(firing(p, alertname="JoinFlowFailing", region=region)
                                  for _, p in f.rec.since("page", t0)), BOUNDS["push"] + 10)
-    wd = [a for a in get_json(f"http://127.0.0.1:{f.am}/api/v2/alerts")
-          if a["labels"].get("alertname") == "JoinCanaryWatchdog" and a["labels"].get("region") == region]
+    # A fresh Alertmanager (each case starts one) hears the Watchdog at the prober's next re-post,
+    # up to a resend_interval later: at --scale 1 the incident can page before that.
+    wd = []
+
+    def watchdog():
+        wd[:] = [a for a in get_json(f"http://127.0.0.1:{f.am}/api/v2/alerts")
+                 if a["labels"].get("alertname") == "JoinCanaryWatchdog" and a["labels"].get("region") == region]
+        return wd
+    f.stack.wait_for(f"the Watchdog of {region} in Alertmanager", watchdog, RESEND + 2, fail=False)
     t_kill = time.monotonic()
     f.watchdog_notes(t_kill)
     f.stack.stop_one(f"joincanary-{region}", signal.SIGKILL)

@@ -171,6 +171,14 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
         }
         tracing::debug!(step = %ctx.step_name, attempt, "allocate: 437, trying another local port");
     };
+    let outcome = outcome.map_err(|mut e| {
+        if e.reason == FailureReason::TurnAuth && credential.is_none() && spec.secret_empty {
+            e.message.push_str(
+                "; `secret` is set but empty: its environment variable is unset or empty",
+            );
+        }
+        e
+    });
     let released = if session.allocated() {
         release(&mut session, deadline).await
     } else {
@@ -656,6 +664,7 @@ mod tests {
             credential_ttl: DEFAULT_CREDENTIAL_TTL,
             peer: None,
             transport: None,
+            secret_empty: false,
         };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -50,6 +50,9 @@ pub struct TurnSpec {
     pub peer: Option<Template>,
     /// From a list of URIs in `url`, the TURN server over this transport (any without).
     pub transport: Option<uri::Transport>,
+    /// `secret` was given and came out empty (`${TURN_SECRET:-}` with the variable unset):
+    /// said when the server then asks for credentials.
+    pub secret_empty: bool,
 }
 
 impl std::fmt::Debug for TurnSpec {
@@ -66,6 +69,7 @@ impl std::fmt::Debug for TurnSpec {
             .field("credential_ttl", &self.credential_ttl)
             .field("peer", &self.peer)
             .field("transport", &self.transport)
+            .field("secret_empty", &self.secret_empty)
             .finish()
     }
 }
@@ -125,6 +129,7 @@ impl Kind for TurnSpec {
             );
             return None;
         }
+        let secret_empty = s.secret.is_some() && secret.is_none();
         let credential_ttl = match &s.credential_ttl {
             Some(v) => b.ctx.duration(v, &b.key("credential_ttl"))?,
             None => DEFAULT_CREDENTIAL_TTL,
@@ -137,6 +142,7 @@ impl Kind for TurnSpec {
             credential_ttl,
             peer,
             transport,
+            secret_empty,
         })
     }
 
