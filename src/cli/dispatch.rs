@@ -84,9 +84,6 @@ pub(crate) async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 eprint_line(&format!("warning: {}", joincanary::status::NO_PAGER));
             }
             for q in plan.quiet(chrono::Utc::now()) {
-                eprint_line(&format!("warning: {q}"));
-            }
-            for q in plan.quiet(chrono::Utc::now()) {
                 eprint_line(&format!("warning: {}", q.message));
             }
             // Names a pager must cut or hash to stay within its provider's limits.
