@@ -1,0 +1,259 @@
+//! The command line of this binary: clap's flags and subcommands (`--help` is drawn from them),
+//! and the two helpers every command speaks through (load the config or print its problems; one
+//! line to stderr). `dispatch.rs` runs a command; `healthcheck.rs` and `run.rs` hold what those
+//! two commands need besides. Here, not in the library, so `anyhow` stays at the edge.
+
+pub(crate) mod dispatch;
+mod healthcheck;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use joincanary::config;
+use joincanary::diag::ProcessEnv;
+
+#[derive(Parser)]
+#[command(
+    name = "joincanary",
+    version,
+    about = "Synthetic canary for video-conferencing join flows"
+)]
+pub(crate) struct Cli {
+    /// Log format: `text` for terminals, `logfmt` or `json` (one object per line) for log
+    /// pipelines, as Prometheus exporters write them.
+    #[arg(long = "log.format", alias = "log-format", global = true, value_enum, default_value_t = LogFormat::Text, env = "JOINCANARY_LOG_FORMAT")]
+    pub(crate) log_format: LogFormat,
+    /// Log level: `debug`, `info`, `warn`, `error`, or a filter such as `joincanary=debug,info`.
+    #[arg(
+        long = "log.level",
+        global = true,
+        default_value = "info",
+        env = "JOINCANARY_LOG"
+    )]
+    pub(crate) log_level: String,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Logfmt,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// `--config` (or `--config.file`, the exporter spelling) on every command that reads one.
+#[derive(clap::Args)]
+pub(crate) struct ConfigArg {
+    /// The service config: region, listen address, probe files, alerting, pagers
+    /// [default: $JOINCANARY_CONFIG, else config/joincanary.toml]
+    #[arg(long, visible_alias = "config.file", value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// `--web.listen-address` on `run` and `healthcheck`: the flag, else `JOINCANARY_LISTEN`, else
+/// the config's `listen`, else 127.0.0.1:9464.
+#[derive(clap::Args)]
+pub(crate) struct ListenArg {
+    /// Address for metrics, status and health endpoints; overrides `listen` in the config (the
+    /// container image sets JOINCANARY_LISTEN=0.0.0.0:9464).
+    #[arg(long = "web.listen-address", value_name = "ADDR", env = "JOINCANARY_LISTEN", value_parser = or_unset::<std::net::SocketAddr>)]
+    listen: Option<OrUnset<std::net::SocketAddr>>,
+}
+
+/// A flag's value where empty means not given, as an empty `${VAR}` counts as unset in the
+/// config: `-e JOINCANARY_LISTEN=` hands the address back to the config file.
+#[derive(Clone)]
+pub(crate) struct OrUnset<T>(Option<T>);
+
+fn or_unset<T: std::str::FromStr>(text: &str) -> Result<OrUnset<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    if text.is_empty() {
+        return Ok(OrUnset(None));
+    }
+    text.parse::<T>()
+        .map(|v| OrUnset(Some(v)))
+        .map_err(|e| e.to_string())
+}
+
+/// The value of an [`OrUnset`] flag.
+fn given<T>(flag: Option<OrUnset<T>>) -> Option<T> {
+    flag.and_then(|f| f.0)
+}
+
+/// `--web.config.file` on `run`, `check` and `healthcheck` (one variable sets it for the
+/// service and its container health check alike).
+#[derive(clap::Args)]
+pub(crate) struct WebConfigArg {
+    /// TLS and basic auth for every endpoint, in the Prometheus exporter-toolkit format
+    /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes); `run` reads it at start-up.
+    #[arg(
+        long = "web.config.file",
+        value_name = "PATH",
+        env = "JOINCANARY_WEB_CONFIG_FILE",
+        value_parser = or_unset::<PathBuf>
+    )]
+    web_config: Option<OrUnset<PathBuf>>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run each selected probe once and report (exit 0 all passed, 1 any failed, 2 bad config).
+    Once {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Run only this probe (repeatable).
+        #[arg(long = "probe")]
+        probes: Vec<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Validate the config and every probe file without sending traffic (exit 0 or 2).
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also checked (TLS files, bcrypt hashes), as `run` would read it.
+        #[command(flatten)]
+        web: WebConfigArg,
+    },
+    /// Ask the `joincanary run` on this host for `/healthz` as it is configured (listen address,
+    /// TLS, basic auth), within a short deadline: exit 0 healthy, 1 not. The container's
+    /// HEALTHCHECK.
+    Healthcheck {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        listen: ListenArg,
+        #[command(flatten)]
+        web: WebConfigArg,
+        /// User for basic auth, when the web config lists users.
+        #[arg(long, env = "JOINCANARY_HEALTHCHECK_USER", value_parser = or_unset::<String>)]
+        user: Option<OrUnset<String>>,
+        /// A file holding that user's password (a mounted secret; trailing newline ignored).
+        #[arg(
+            long = "password-file",
+            value_name = "PATH",
+            env = "JOINCANARY_HEALTHCHECK_PASSWORD_FILE",
+            value_parser = or_unset::<PathBuf>
+        )]
+        password_file: Option<OrUnset<PathBuf>>,
+        /// Deadline for the whole check: connect, TLS, request and answer.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        listen: ListenArg,
+        /// Serve `POST /-/reload` (SIGHUP always reloads).
+        #[arg(long = "web.enable-lifecycle")]
+        enable_lifecycle: bool,
+        #[command(flatten)]
+        web: WebConfigArg,
+        /// Where alert state, the outbox and the status history are kept; overrides `state_dir`
+        /// in the config (relative to the working directory; the container image sets
+        /// JOINCANARY_STATE_DIR=/var/lib/joincanary).
+        #[arg(long = "state.dir", value_name = "DIR", env = "JOINCANARY_STATE_DIR", value_parser = or_unset::<PathBuf>)]
+        state_dir: Option<OrUnset<PathBuf>>,
+        /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
+        /// this often; `0s` turns it off.
+        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = joincanary::diag::parse_flag_duration)]
+        watch_interval: std::time::Duration,
+        /// Connections the listener serves at once; more are closed as they arrive. Capped at a
+        /// quarter of the open-files limit, so the probes always have descriptors.
+        #[arg(long = "web.max-connections", value_name = "N", default_value_t = joincanary::web::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Threads that run the probes, each probe (its timer, runs and sockets) on one of
+        /// them, apart from metrics, status and pagers, so a scrape never delays a run. One
+        /// thread shares its wake-ups among the most runs (the least CPU per run, measured in
+        /// BENCHMARKS.md); more raise the ceiling past one core. `0`: on the service's own thread.
+        #[arg(
+            long = "probe.threads",
+            value_name = "N",
+            default_value_t = 1,
+            env = "JOINCANARY_PROBE_THREADS"
+        )]
+        probe_threads: usize,
+    },
+    /// The whole thing on the embedded default: a reference server in-process, the shipped
+    /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
+    #[cfg(feature = "sim")]
+    Demo {
+        /// Address for metrics and status (falls back to a free port if taken).
+        #[arg(
+            long,
+            visible_alias = "web.listen-address",
+            default_value = "127.0.0.1:9464"
+        )]
+        listen: std::net::SocketAddr,
+    },
+    /// Send a clearly marked test trigger and resolve through each configured pager.
+    TestPage {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this pager (repeatable).
+        #[arg(long = "pager")]
+        pagers: Vec<String>,
+        /// Alertmanager pagers: keep the test alert firing this long before resolving it, so
+        /// Alertmanager notifies (default: the route's group_wait read from Alertmanager plus
+        /// 3 s, else 40 s). Other pagers resolve at once.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
+    },
+    /// Run the reference conference server.
+    #[cfg(feature = "sim")]
+    Sim {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(
+            long,
+            visible_alias = "web.listen-address",
+            default_value = "127.0.0.1:7480"
+        )]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "canary")]
+        username: String,
+        #[arg(
+            long,
+            default_value = "canary-pass",
+            env = "SIM_PASSWORD",
+            hide_env_values = true
+        )]
+        password: String,
+        /// Run signalling on this Redis (`redis://[:password@]host:port[/db]`): presence in
+        /// Redis, joins through PUBLISH/SUBSCRIBE, so sims sharing a Redis see each other's joins.
+        #[arg(long, env = "SIM_REDIS_URL", hide_env_values = true)]
+        redis: Option<String>,
+        /// Deadline of each Redis operation (a join past it is answered with an error frame).
+        #[arg(long, default_value = "2s", value_parser = joincanary::diag::parse_flag_duration)]
+        redis_timeout: std::time::Duration,
+    },
+}
+
+/// Loads the plan or prints every problem (file:line:col: key: message) and returns `None`.
+pub(crate) fn load(flag: Option<&std::path::Path>) -> Option<config::Plan> {
+    let path = config::config_path(flag);
+    match config::load(&path, &ProcessEnv) {
+        Ok(plan) => Some(plan),
+        Err(errors) => {
+            let text: String = errors.0.iter().map(|e| format!("error: {e}\n")).collect();
+            joincanary::output::print_stderr(&text);
+            None
+        }
+    }
+}
+
+/// One line to stderr; a closed stderr is ignored (`eprintln!` would panic).
+pub(crate) fn eprint_line(line: &str) {
+    joincanary::output::print_stderr(&format!("{line}\n"));
+}
