@@ -687,31 +687,10 @@ async fn test_page_sends_a_marked_trigger_and_resolve() {
     }
 }
 
-/// Collects log output of the current thread (tokio's test runtime runs every task on it).
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_never_reach_errors_debug_or_logs() {
     support::init();
-    let logs = LogBuf::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = support::logs::Capture::start();
 
     // Receivers that echo the secrets back in an error body, as some providers do.
     let pd = Receiver::start(Reply::Echo(400, format!("bad routing key {PD_KEY}"))).await;
@@ -775,6 +754,18 @@ to = ["oncall@example.com"]
     assert!(matches!(results[0].1, Err(DeliveryError::Permanent(_))));
     // A refused connection is worth retrying.
     assert!(matches!(results[3].1, Err(DeliveryError::Retryable(_))));
+    // Checked on its own: the dispatcher's lines below must not pass on the test page's.
+    let page_logs = logs.take();
+    for sink in ["pd", "og", "slack", "mail"] {
+        assert!(
+            page_logs.contains(&format!("test page failed sink={sink} ")),
+            "{page_logs}"
+        );
+    }
+    assert!(
+        page_logs.contains("[redacted]"),
+        "the echoed key is scrubbed: {page_logs}"
+    );
 
     // And through the dispatcher, whose failures are logged.
     let m = metrics();
@@ -802,17 +793,41 @@ to = ["oncall@example.com"]
         },
     )
     .await;
+    // Written by the pager's task right after it counted the failure, on this thread (the
+    // test runtime has one), so the line is there once the count is.
     d.shutdown().await;
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
-    assert!(logs.contains("sink=pd"), "{logs}");
+    let logs = logs.take();
+    for sink in ["pd", "og", "slack"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("the pager refused") && l.contains(&format!("sink={sink} "))),
+            "{logs}"
+        );
+    }
     assert!(
         logs.contains("[redacted]"),
         "the echoed key is scrubbed: {logs}"
     );
     for s in secrets {
         assert!(!errors.contains(s), "an error shows {s}: {errors}");
+        assert!(!page_logs.contains(s), "a log line shows {s}: {page_logs}");
         assert!(!logs.contains(s), "a log line shows {s}: {logs}");
     }
+}
+
+/// The capture sees a line even when another thread, one without a subscriber, reached that
+/// log statement first while the capture was on (tracing caches "nobody wants this line" per
+/// statement; `support::logs` explains why a lone capture used to get that answer).
+#[test]
+fn log_capture_sees_lines_another_thread_reached_first() {
+    fn line() {
+        tracing::warn!("reached first elsewhere");
+    }
+    support::init();
+    let logs = support::logs::Capture::start();
+    std::thread::spawn(line).join().unwrap();
+    line();
+    assert!(logs.take().contains("reached first elsewhere"));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 pub mod coturn;
 pub mod hostile;
 pub mod limits;
+pub mod logs;
 pub mod nextcloud;
 pub mod receiver;
 pub mod running;
@@ -20,9 +21,11 @@ use joincanary::config::{self, Plan};
 use joincanary::flow::ProbePlan;
 use joincanary::sim::{Credentials, SimServer};
 
-/// Installs the crypto provider the binary installs at start-up (idempotent).
+/// Installs the crypto provider the binary installs at start-up, and keeps log captures
+/// ([`logs::Capture`]) whole (idempotent).
 pub fn init() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    logs::pin_dispatchers();
 }
 
 pub async fn start_sim() -> SimServer {

@@ -169,13 +169,15 @@ fn abandon(shared: &Shared, sink: &str, item: &Pending, attempts: u32, error: &s
     let n = &item.notification;
     shared.remove(item);
     shared.count(sink, n, "failed");
+    // `%`: logged as `sink=pd` like every other delivery line (a bare `sink` field would be
+    // quoted, and a search for `sink=pd` would miss exactly the lines that say a page is lost).
     tracing::error!(
-        sink,
+        sink = %sink,
         event = n.kind.as_str(),
         probe = %n.probe,
         region = %n.region,
         attempts,
-        error,
+        error = %error,
         "{why}"
     );
 }
