@@ -2,6 +2,10 @@
 //! last good one, the next run, the last 60 results and open alerts. Fed only from `ProbeRun`s,
 //! which are already scrubbed. The history is saved to `state_dir/status-history.json` by a
 //! task of its own (never on the probe path), so a restart does not wipe what on-call sees.
+//! A peer's document (another region's status, read by the fleet page) is parsed and cut to
+//! its caps in `peer.rs`.
+
+mod peer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::report::{FailureReason, ProbeRun, Trigger, cut};
+use peer::{PEER_MAX_ALERTS, PEER_MAX_PAGERS, PEER_MAX_PROBES, first};
 
 /// What `/readyz`, `check` and the log say when no `[[pager]]` is configured.
 pub const NO_PAGER: &str =
@@ -148,116 +153,6 @@ pub struct StatusDoc {
     /// Each pager's delivery health: last success, last error, what waits.
     #[serde(deserialize_with = "first::<_, _, PEER_MAX_PAGERS>")]
     pub delivery: Vec<crate::delivery::PagerHealth>,
-}
-
-/// What a peer's document may hold before it is cut: enough for any real fleet, little enough
-/// that a hostile peer cannot make the page huge. The lists are cut as they are parsed
-/// ([`first`]), the texts after.
-const PEER_MAX_PROBES: usize = 500;
-const PEER_MAX_ALERTS: usize = 20;
-const PEER_MAX_STEPS: usize = 50;
-const PEER_MAX_PAGERS: usize = 50;
-/// Names and labels; summaries and errors.
-const PEER_MAX_NAME: usize = 100;
-const PEER_MAX_TEXT: usize = 1000;
-
-/// A list read from a peer (only peers' documents are parsed into these types), keeping its
-/// first `N` elements: the rest are parsed past without being kept. Every field of a
-/// [`ProbeStatus`] has a default, so 4 MiB of `{},` is 1.4 million probes of some 400 bytes
-/// each: cut only after parsing, one peer took the prober from 36 to 434 MB (8 are fetched at
-/// once).
-fn first<'de, D, C, const N: usize>(d: D) -> Result<C, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    C: Default + IntoIterator + Extend<<C as IntoIterator>::Item>,
-    C::Item: Deserialize<'de>,
-{
-    struct Bounded<T, C, const N: usize>(std::marker::PhantomData<(T, C)>);
-    impl<'de, T: Deserialize<'de>, C: Default + Extend<T>, const N: usize> serde::de::Visitor<'de>
-        for Bounded<T, C, N>
-    {
-        type Value = C;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a list")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<C, A::Error> {
-            let mut out = C::default();
-            for _ in 0..N {
-                match seq.next_element::<T>()? {
-                    Some(t) => out.extend(Some(t)),
-                    None => return Ok(out),
-                }
-            }
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(Bounded::<C::Item, C, N>(std::marker::PhantomData))
-}
-
-impl StatusDoc {
-    /// The document with every list and text cut to the page's bounds and every number made
-    /// sane: what the page renders of a peer (everything is escaped there as well).
-    pub fn bounded(mut self) -> StatusDoc {
-        let name = |s: &mut String| *s = cut(s, PEER_MAX_NAME);
-        let text = |s: &mut Option<String>| {
-            if let Some(t) = s {
-                *t = cut(t, PEER_MAX_TEXT);
-            }
-        };
-        name(&mut self.region);
-        name(&mut self.version);
-        text(&mut self.status_url);
-        text(&mut self.dashboard_url);
-        self.probes.truncate(PEER_MAX_PROBES);
-        for p in &mut self.probes {
-            name(&mut p.probe);
-            name(&mut p.schedule);
-            p.history.truncate(HISTORY_LEN);
-            for h in &mut p.history {
-                if let Some(step) = &mut h.failed_step {
-                    *step = cut(step, PEER_MAX_NAME).into();
-                }
-                if !h.duration_ms.is_finite() || h.duration_ms < 0.0 {
-                    h.duration_ms = 0.0;
-                }
-            }
-            p.alerts.truncate(PEER_MAX_ALERTS);
-            for a in &mut p.alerts {
-                name(&mut a.dedup_key);
-                a.summary = cut(&a.summary, PEER_MAX_TEXT);
-            }
-            for run in [&mut p.last, &mut p.last_good].into_iter().flatten() {
-                let r = Arc::make_mut(run);
-                name(&mut r.probe);
-                name(&mut r.region);
-                text(&mut r.error);
-                if let Some(step) = &mut r.failed_step {
-                    *step = cut(step, PEER_MAX_NAME);
-                }
-                r.steps.truncate(PEER_MAX_STEPS);
-                for step in &mut r.steps {
-                    name(&mut step.name);
-                    text(&mut step.error);
-                    step.warnings.truncate(PEER_MAX_ALERTS);
-                    for w in &mut step.warnings {
-                        *w = cut(w, PEER_MAX_TEXT);
-                    }
-                    step.gauges.clear();
-                }
-            }
-            crate::rollup::sanitize(&mut p.hourly);
-        }
-        self.delivery.truncate(PEER_MAX_PAGERS);
-        for d in &mut self.delivery {
-            name(&mut d.pager);
-            name(&mut d.kind);
-            if let Some(e) = &mut d.last_error {
-                *e = cut(e, crate::delivery::MAX_ERROR_CHARS);
-            }
-        }
-        self
-    }
 }
 
 /// What the history file holds per probe.
@@ -632,41 +527,6 @@ fn shorten(run: &Arc<ProbeRun>) -> Arc<ProbeRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A peer's lists are cut while they are parsed: what is past the bound is parsed past,
-    /// never built (a hostile peer's 4 MiB of `{}` probes cost 400 MB before).
-    #[test]
-    fn a_peers_lists_are_cut_while_they_are_parsed() {
-        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-        static BUILT: AtomicUsize = AtomicUsize::new(0);
-        struct Counted;
-        impl<'de> Deserialize<'de> for Counted {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
-                serde::de::IgnoredAny::deserialize(d)?;
-                BUILT.fetch_add(1, SeqCst);
-                Ok(Counted)
-            }
-        }
-        let list = format!("[{}]", vec!["{}"; 10_000].join(","));
-        let kept: Vec<Counted> =
-            first::<_, _, 3>(&mut serde_json::Deserializer::from_str(&list)).unwrap();
-        assert_eq!((kept.len(), BUILT.load(SeqCst)), (3, 3));
-        let short: Vec<Counted> =
-            first::<_, _, 3>(&mut serde_json::Deserializer::from_str("[{}, 1]")).unwrap();
-        assert_eq!(short.len(), 2);
-
-        let doc = format!(
-            r#"{{"region":"x","probes":[{}],"delivery":[{}]}}"#,
-            vec![r#"{"hourly":[{},{}],"history":[]}"#; 2 * PEER_MAX_PROBES].join(","),
-            vec!["{}"; 2 * PEER_MAX_PAGERS].join(",")
-        );
-        let d: StatusDoc = serde_json::from_str(&doc).unwrap();
-        assert_eq!(
-            (d.probes.len(), d.delivery.len(), d.probes[0].hourly.len()),
-            (PEER_MAX_PROBES, PEER_MAX_PAGERS, 2)
-        );
-        assert!(serde_json::from_str::<StatusDoc>(r#"{"probes":{}}"#).is_err());
-    }
     use crate::report::StepReport;
     use chrono::TimeZone as _;
 

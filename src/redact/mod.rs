@@ -1,0 +1,431 @@
+//! Scrubbing secrets out of text that leaves the engine, in every shape a server may echo them:
+//! as written, backslash/JSON-escaped (twice too: a JSON body quoted inside a JSON error),
+//! `\uXXXX`, percent- or form-encoded, HTML/XML entities, base64, and hex (a dump of the bytes).
+//!
+//! A server that echoes the request puts the password in its reply the way the request carried
+//! it (JSON-escaped in a JSON body, form-encoded in a form, base64 in `Authorization: Basic`),
+//! and the reply is quoted in the error, so matching only the literal value leaks it. One regex
+//! per redactor matches each secret with every character in any of its encodings, so mixed
+//! shapes (`\"` next to a literal `é`) are caught without listing every combination. A server
+//! that encodes every character, letters and digits too (`%53%75`, `&#83;`), is matched on a
+//! copy with those encodings undone (once and twice over), mapped back to the text.
+//!
+//! Here the matcher: a redactor's secrets and their replacement. `forms.rs` builds the pattern of
+//! every encoded shape of a secret; `decode.rs` undoes per-character encodings for the copy.
+
+mod decode;
+mod forms;
+
+use std::sync::OnceLock;
+
+use decode::decodings;
+use forms::{base_forms, compile, plain_forms};
+
+/// What a secret is replaced by.
+pub const REDACTED: &str = "[redacted]";
+
+/// Shorter values are not scrubbed: `1` would garble every number without protecting anything.
+const MIN_SECRET_BYTES: usize = 4;
+
+/// Replaces secrets (values from the environment, extracted values, cookies) in text that
+/// leaves the engine: errors reach logs, status JSON and pages.
+///
+/// Clones share what the original held, compiled once: a probe's plan holds the values from
+/// the environment, and each run adds its extracted values on top without compiling the
+/// plan's again (a platform-wide outage fails every run at once).
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    shared: std::sync::Arc<Layer>,
+    own: Layer,
+}
+
+/// Secrets a run adds on top of its plan's are kept to this many, the least recently added
+/// forgotten first. A resident session lives for up to `max_session_age` (a year at most) on
+/// one run's state, and a server that rotates its session cookie on every reply (as Rails'
+/// cookie store does) or a token extracted per exchange would otherwise grow the list, and
+/// every scrub's pattern, by one value per exchange for as long as the session lives. What the
+/// session opened with is kept apart ([`Redactor::freeze`]) and never forgotten; a value a run
+/// adds again counts as new. 256 is far more than a login flow sets (tens of cookies and
+/// tokens) and keeps the pattern a scrub compiles small (it grows with every value held).
+pub const MAX_RUN_SECRETS: usize = 256;
+
+/// A set of secrets and, once needed, the regex matching all their shapes.
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    /// Longest first, so a secret containing another is scrubbed whole.
+    secrets: Vec<String>,
+    /// The same secrets, least recently added first (what [`MAX_RUN_SECRETS`] forgets first).
+    order: std::collections::VecDeque<String>,
+    /// For each shape, its longest run of letters and digits: no encoder escapes those, so
+    /// every match contains it. A text holding none of them needs no regex (building one costs
+    /// milliseconds, and most failed runs quote nothing secret). Counted by the secrets that
+    /// have it, so a forgotten secret takes its own anchors along.
+    anchors: std::collections::HashMap<String, usize>,
+    /// Built at the first scrub that needs it after a change.
+    compiled: OnceLock<Option<regex::Regex>>,
+}
+
+/// A secret's anchors (see [`Layer::anchors`]), once each.
+fn anchors_of(secret: &str) -> Vec<String> {
+    let mut out: Vec<String> = base_forms(secret)
+        .iter()
+        .map(|form| {
+            form.split(|c: char| !c.is_ascii_alphanumeric())
+                .max_by_key(|run| run.len())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl Layer {
+    fn add(&mut self, secret: String) {
+        for anchor in anchors_of(&secret) {
+            *self.anchors.entry(anchor).or_default() += 1;
+        }
+        self.order.push_back(secret.clone());
+        // Longest first, kept by inserting in place (a sort per value is quadratic over a
+        // long session).
+        let at = self.secrets.partition_point(|s| s.len() >= secret.len());
+        self.secrets.insert(at, secret);
+        self.compiled = OnceLock::new();
+    }
+
+    /// Moves `secret` to the most recently added end; false when it is not held.
+    fn touch(&mut self, secret: &str) -> bool {
+        let Some(at) = self.order.iter().position(|s| s == secret) else {
+            return false;
+        };
+        if let Some(s) = self.order.remove(at) {
+            self.order.push_back(s);
+        }
+        true
+    }
+
+    /// Forgets the least recently added secret.
+    fn forget_oldest(&mut self) {
+        let Some(old) = self.order.pop_front() else {
+            return;
+        };
+        self.secrets.retain(|s| *s != old);
+        for anchor in anchors_of(&old) {
+            if let Some(n) = self.anchors.get_mut(&anchor) {
+                *n -= 1;
+                if *n == 0 {
+                    self.anchors.remove(&anchor);
+                }
+            }
+        }
+        self.compiled = OnceLock::new();
+    }
+
+    /// False when no shape of any secret can be in `text`.
+    fn may_occur(&self, text: &str) -> bool {
+        self.compiled.get().is_some()
+            || self
+                .anchors
+                .keys()
+                .any(|a| a.is_empty() || text.contains(a.as_str()))
+    }
+
+    fn longest(&self) -> usize {
+        self.secrets.first().map_or(0, String::len)
+    }
+
+    fn scrub(&self, text: String) -> String {
+        if self.secrets.is_empty() {
+            return text;
+        }
+        // The text with every character's encoding undone, once and twice over: a server that
+        // encodes every character (`%53%75`, `&#83;`, `\u0053`) leaves no letter or digit of
+        // the secret in the text itself, for the anchors or the pattern to find.
+        let decoded = decodings(&text);
+        if !self.may_occur(&text) && !decoded.iter().any(|d| self.may_occur(&d.text)) {
+            return text;
+        }
+        match self.compiled.get_or_init(|| compile(&self.secrets)) {
+            Some(re) => {
+                let mut spans: Vec<std::ops::Range<usize>> =
+                    re.find_iter(&text).map(|m| m.range()).collect();
+                for d in &decoded {
+                    spans.extend(re.find_iter(&d.text).map(|m| d.source(m.range())));
+                }
+                replace_spans(text, spans)
+            }
+            // A pattern too big for the regex engine (secrets of many kilobytes): the forms a
+            // template filter gives, matched literally.
+            None => {
+                let mut out = text;
+                for s in &self.secrets {
+                    for form in plain_forms(s) {
+                        if out.contains(&form) {
+                            out = out.replace(&form, REDACTED);
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// `text` with each span (overlapping ones merged) replaced by `[redacted]`.
+fn replace_spans(text: String, mut spans: Vec<std::ops::Range<usize>>) -> String {
+    if spans.is_empty() {
+        return text;
+    }
+    spans.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    for span in spans {
+        if span.end <= done {
+            continue;
+        }
+        let start = span.start.max(done);
+        out.push_str(&text[done..start]);
+        if start == span.start {
+            out.push_str(REDACTED);
+        }
+        done = span.end;
+    }
+    out.push_str(&text[done..]);
+    out
+}
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
+        let mut layer = Layer::default();
+        for s in secrets {
+            if s.len() >= MIN_SECRET_BYTES && !layer.secrets.contains(&s) {
+                layer.add(s);
+            }
+        }
+        Redactor {
+            shared: std::sync::Arc::new(layer),
+            own: Layer::default(),
+        }
+    }
+
+    /// Remembers a value to scrub, in every encoding. Very short values are skipped. Past
+    /// [`MAX_RUN_SECRETS`] values added this way, the least recently added is forgotten.
+    pub fn add(&mut self, secret: String) {
+        if secret.len() < MIN_SECRET_BYTES
+            || self.shared.secrets.contains(&secret)
+            || self.own.touch(&secret)
+        {
+            return;
+        }
+        self.own.add(secret);
+        while self.own.secrets.len() > MAX_RUN_SECRETS {
+            self.own.forget_oldest();
+        }
+    }
+
+    /// Makes every value added so far permanent: a resident session calls it once it is open,
+    /// so the token and cookies it logged in with are scrubbed for as long as it lives, however
+    /// many values its exchanges add after them.
+    pub fn freeze(&mut self) {
+        let own = std::mem::take(&mut self.own);
+        if own.secrets.is_empty() {
+            return;
+        }
+        let mut layer = (*self.shared).clone();
+        for s in own.order {
+            if !layer.secrets.contains(&s) {
+                layer.add(s);
+            }
+        }
+        self.shared = std::sync::Arc::new(layer);
+    }
+
+    /// How many values this redactor scrubs (its plan's, frozen ones and its own).
+    pub fn len(&self) -> usize {
+        self.shared.secrets.len() + self.own.secrets.len()
+    }
+
+    /// True when nothing would be scrubbed.
+    pub fn is_empty(&self) -> bool {
+        self.shared.secrets.is_empty() && self.own.secrets.is_empty()
+    }
+
+    /// True when `text` holds some shape of a secret.
+    pub fn holds_secret(&self, text: &str) -> bool {
+        self.scrub(text) != text
+    }
+
+    /// `text` with every form of every secret replaced by `[redacted]`.
+    pub fn scrub(&self, text: &str) -> String {
+        // The set holding the longest secret goes first, so it is scrubbed whole.
+        if self.own.longest() > self.shared.longest() {
+            self.shared.scrub(self.own.scrub(text.to_string()))
+        } else {
+            self.own.scrub(self.shared.scrub(text.to_string()))
+        }
+    }
+}
+
+/// Strips userinfo and the query from a URL: tokens travel in query strings.
+pub fn redact_url_text(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) => {
+            if u.query().is_some() {
+                u.set_query(Some(REDACTED));
+            }
+            if u.password().is_some() {
+                let _ = u.set_password(Some(REDACTED));
+            }
+            u.to_string()
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Opens a quoted piece of a server's reply inside an error message; see [`quote`].
+const QUOTE_OPEN: char = '\u{E000}';
+/// Ends the length in a quote's header.
+const QUOTE_LIMIT_END: char = '\u{E001}';
+/// Closes a quoted piece.
+const QUOTE_CLOSE: char = '\u{E002}';
+/// How much of a reply a quote keeps before the secrets are scrubbed: enough that an encoded
+/// secret starting inside the shown part is whole when it is matched.
+const QUOTE_KEEP: usize = 4096;
+
+/// A piece of a server's reply for an error message, cut to `limit` characters on one line.
+///
+/// The cut happens in [`finish`], after the secrets are scrubbed: cut first, and a password
+/// straddling the cut would leave its first half behind; flatten control characters first,
+/// and an echoed tab would hide the password it is part of.
+pub(crate) fn quote(text: &str, limit: usize) -> String {
+    let mut out = format!("{QUOTE_OPEN}{limit}");
+    if text.chars().count() > QUOTE_KEEP {
+        out.push('+');
+    }
+    out.push(QUOTE_LIMIT_END);
+    // A server cannot forge the markers.
+    out.extend(text.chars().take(QUOTE_KEEP).map(|c| {
+        if matches!(c, QUOTE_OPEN | QUOTE_LIMIT_END | QUOTE_CLOSE) {
+            char::REPLACEMENT_CHARACTER
+        } else {
+            c
+        }
+    }));
+    out.push(QUOTE_CLOSE);
+    out
+}
+
+/// An error message as it leaves the engine: secrets scrubbed, then each quoted reply cut to
+/// its length on one line.
+pub(crate) fn finish(redactor: &Redactor, message: &str) -> String {
+    let scrubbed = redactor.scrub(message);
+    let mut out = String::with_capacity(scrubbed.len());
+    let mut rest = scrubbed.as_str();
+    while let Some(open) = rest.find(QUOTE_OPEN) {
+        out.push_str(&rest[..open]);
+        let body = &rest[open + QUOTE_OPEN.len_utf8()..];
+        let (header, body) = body.split_once(QUOTE_LIMIT_END).unwrap_or(("", body));
+        let (text, after) = body.split_once(QUOTE_CLOSE).unwrap_or((body, ""));
+        let cut_before = header.ends_with('+');
+        let limit: usize = header.trim_end_matches('+').parse().unwrap_or(160);
+        out.extend(
+            text.chars()
+                .take(limit)
+                .map(|c| if c.is_control() { ' ' } else { c }),
+        );
+        if cut_before || text.chars().count() > limit {
+            out.push('…');
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long-lived run (a resident session) adding a fresh value again and again keeps at most
+    /// `MAX_RUN_SECRETS` of its own, the oldest forgotten first; what it froze and the plan's
+    /// stay; a value added again is young again.
+    #[test]
+    fn a_run_keeps_a_bounded_list_of_its_own_secrets() {
+        let mut r = Redactor::new(["plan-secret-value".to_string()]);
+        r.add("session-token-at-login".to_string());
+        r.freeze();
+        r.add("kept-alive-token".to_string());
+        let value = |i: usize| format!("rotated-cookie-{i:06}");
+        let added = 2 * MAX_RUN_SECRETS;
+        for i in 0..added {
+            r.add(value(i));
+            if i % 100 == 0 {
+                r.add("kept-alive-token".to_string());
+            }
+        }
+        assert_eq!(r.own.secrets.len(), MAX_RUN_SECRETS);
+        assert_eq!(r.own.order.len(), MAX_RUN_SECRETS);
+        assert_eq!(r.len(), MAX_RUN_SECRETS + 2);
+        let anchors: std::collections::HashSet<String> =
+            r.own.secrets.iter().flat_map(|s| anchors_of(s)).collect();
+        assert_eq!(
+            anchors,
+            r.own.anchors.keys().cloned().collect(),
+            "a forgotten secret's anchors go with it"
+        );
+        for kept in [
+            "plan-secret-value".to_string(),
+            "session-token-at-login".to_string(),
+            "kept-alive-token".to_string(),
+            value(added - 1),
+        ] {
+            assert_eq!(r.scrub(&format!("a {kept} b")), "a [redacted] b", "{kept}");
+        }
+        let forgotten = value(0);
+        assert_eq!(r.scrub(&forgotten), forgotten);
+    }
+
+    #[test]
+    fn scrubs_longest_first_and_skips_tiny_values() {
+        let r = Redactor::new(["tok".to_string(), "secret".into(), "secret-token".into()]);
+        assert_eq!(
+            r.scrub("a secret-token and secret, tok"),
+            "a [redacted] and [redacted], tok"
+        );
+    }
+
+    #[test]
+    fn no_regex_is_built_for_text_without_a_trace_of_the_secrets() {
+        let r = Redactor::new(["token-0123456789".to_string()]);
+        assert_eq!(r.scrub("timed out after 2s"), "timed out after 2s");
+        assert!(r.shared.compiled.get().is_none());
+        assert_eq!(r.scrub("x token%2D0123456789"), "x [redacted]");
+        assert!(r.shared.compiled.get().is_some());
+    }
+
+    #[test]
+    fn quotes_are_cut_after_scrubbing() {
+        let secret = "abc\tdefgh";
+        let r = Redactor::new([secret.to_string()]);
+        let long = format!("{}{secret}tail", "x".repeat(8));
+        let msg = format!("status 400: {}", quote(&long, 12));
+        assert_eq!(finish(&r, &msg), "status 400: xxxxxxxx[red…");
+        assert_eq!(
+            finish(&Redactor::default(), &quote("a\tb\u{E002}c", 10)),
+            "a b\u{FFFD}c"
+        );
+    }
+
+    #[test]
+    fn url_redaction_hides_query_and_password() {
+        assert_eq!(
+            redact_url_text("ws://h:1/ws?token=abc"),
+            "ws://h:1/ws?[redacted]"
+        );
+        assert_eq!(
+            redact_url_text("http://u:pw@h/"),
+            "http://u:%5Bredacted%5D@h/"
+        );
+    }
+}
