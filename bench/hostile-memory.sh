@@ -35,14 +35,21 @@ def pour(sock, head, total, tail=b""):
         pass
 
 
+def read_head(sock):
+    """Reads a request's head (at most 64 KiB); False when the client went away first."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        got = sock.recv(65536)
+        if not got:
+            return False
+        data += got
+    return True
+
+
 class Pager(socketserver.BaseRequestHandler):
     def handle(self):
-        data = b""
-        while b"\r\n\r\n" not in data and len(data) < 65536:
-            got = self.request.recv(65536)
-            if not got:
-                return
-            data += got
+        if not read_head(self.request):
+            return
         head = (f"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n"
                 f"content-length: {PAGER_BODY}\r\n\r\n").encode()
         pour(self.request, head, PAGER_BODY)
@@ -79,12 +86,8 @@ PEER_DOC = (b'{"region":"evil","version":"1","probes":['
 class Peer(socketserver.BaseRequestHandler):
     """Answers any request with a status document just under the 4 MiB cap: `{}` probes."""
     def handle(self):
-        data = b""
-        while b"\r\n\r\n" not in data and len(data) < 65536:
-            got = self.request.recv(65536)
-            if not got:
-                return
-            data += got
+        if not read_head(self.request):
+            return
         head = (f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 f"content-length: {len(PEER_DOC)}\r\nconnection: close\r\n\r\n").encode()
         try:
