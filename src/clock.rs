@@ -23,8 +23,10 @@ pub struct Clock {
 /// Where [`Clock::system_now`] reads.
 #[derive(Debug, Clone, Copy)]
 enum System {
-    /// The host's clock (`CLOCK_REALTIME`).
-    Real,
+    /// The host's clock (`CLOCK_REALTIME`), compared with the clock's start plus the time
+    /// elapsed on the std monotonic clock since (the same clock as tokio's `Instant` in
+    /// production; under tokio's paused clock in tests it still says "no step").
+    Real(std::time::Instant),
     /// A test clock's stand-in: its own time plus the milliseconds stepped with
     /// [`Clock::step_system`]. The cell is leaked (8 bytes per test clock) so that `Clock` stays
     /// `Copy`: it is copied into every task.
@@ -37,7 +39,7 @@ impl Clock {
         Clock {
             origin_wall: Utc::now(),
             origin: Instant::now(),
-            system: System::Real,
+            system: System::Real(std::time::Instant::now()),
         }
     }
 
@@ -84,8 +86,9 @@ impl Clock {
     /// otherwise make every converted timestamp wobble.
     pub fn offset(&self) -> TimeDelta {
         match self.system {
-            System::Real => {
-                let d = Utc::now() - self.now();
+            System::Real(origin) => {
+                let elapsed = TimeDelta::from_std(origin.elapsed()).unwrap_or_default();
+                let d = Utc::now() - (self.origin_wall + elapsed);
                 if d.abs() < TimeDelta::seconds(1) {
                     TimeDelta::zero()
                 } else {
