@@ -587,6 +587,29 @@ fn reload_for(
     (reload, sender)
 }
 
+/// A passing run of `probe` with no steps, started at `started_at` and `took` long: what a
+/// scripted [`joincanary::scheduler::Runner`] reports.
+pub fn passing_run(
+    probe: &str,
+    region: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    took: Duration,
+    trigger: joincanary::report::Trigger,
+) -> joincanary::report::ProbeRun {
+    joincanary::report::ProbeRun {
+        probe: probe.to_string(),
+        region,
+        success: true,
+        started_at,
+        duration_ms: took,
+        failed_step: None,
+        reason: None,
+        error: None,
+        trigger,
+        steps: Vec::new(),
+    }
+}
+
 /// One manual run of `plan` in region `test`, on the system's clock (as `joincanary once` runs).
 pub async fn run_once(plan: &ProbePlan) -> joincanary::report::ProbeRun {
     let clock = joincanary::clock::Clock::system();
