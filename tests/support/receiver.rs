@@ -46,6 +46,15 @@ impl Receiver {
             .collect()
     }
 
+    /// The accepted bodies of `event` (`trigger`, `resolve`): the webhook's `event` or
+    /// PagerDuty's `event_action`.
+    pub fn events(&self, event: &str) -> Vec<Value> {
+        self.accepted()
+            .into_iter()
+            .filter(|v| v["event"] == event || v["event_action"] == event)
+            .collect()
+    }
+
     pub fn all(&self) -> Vec<(String, Value, u16)> {
         self.requests.lock().unwrap().clone()
     }
