@@ -68,14 +68,21 @@ fn plan(pagers: &str, env: &[(&str, &str)]) -> (TempConfig, Plan) {
     (cfg, plan)
 }
 
-/// The dispatcher on a clock that follows tokio's (the paused one where a test pauses it).
+/// A dispatcher for `pagers` keeping its state in `state`, on a clock that follows tokio's (the
+/// paused one where a test pauses it): it, its metrics, and its shutdown signal (held: dropping
+/// the sender would close the watch).
 fn dispatcher(
     pagers: Vec<PagerPlan>,
     state: &Path,
-    m: joincanary::metrics::Metrics,
-    shutdown: watch::Receiver<bool>,
-) -> Dispatcher {
-    Dispatcher::start(pagers, state, m, Clock::system(), shutdown)
+) -> (
+    Dispatcher,
+    joincanary::metrics::Metrics,
+    watch::Sender<bool>,
+) {
+    let m = metrics();
+    let (tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(pagers, state, m.clone(), Clock::system(), rx);
+    (d, m, tx)
 }
 
 fn fast(mut pagers: Vec<PagerPlan>) -> Vec<PagerPlan> {
@@ -137,14 +144,7 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
             ("HOOK_TOKEN", "hook-token-xyz"),
         ],
     );
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     let trigger = notification(EventKind::Trigger);
     d.send(trigger.clone(), None);
     let mut resolve = notification(EventKind::Resolve);
@@ -299,14 +299,7 @@ async fn server_errors_are_retried_until_delivered() {
         "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"${U}\"\nrouting_key = \"k\"\n",
         &[("U", &pd.url())],
     );
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     d.send(notification(EventKind::Trigger), None);
     let seen = pd.wait_for(4, Duration::from_secs(5)).await;
     assert_eq!(seen.len(), 4);
@@ -336,14 +329,7 @@ async fn a_client_error_is_not_retried() {
         "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"${U}\"\nrouting_key = \"k\"\n",
         &[("U", &pd.url())],
     );
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     d.send(notification(EventKind::Trigger), None);
     pd.wait_for(1, Duration::from_secs(5)).await;
     // Many backoff periods (10 ms doubling to a 40 ms cap), on the paused clock: a retry would
@@ -378,8 +364,7 @@ url = "${OK}"
 "#,
         &[("STUCK", &stuck.url()), ("OK", &ok.url())],
     );
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let (d, _, _tx) = dispatcher(plan.pagers, &cfg.dir.path().join("state"));
     let started = tokio::time::Instant::now();
     d.send(notification(EventKind::Trigger), None);
     d.send(notification(EventKind::Resolve), None);
@@ -420,14 +405,7 @@ async fn the_outbox_survives_a_restart() {
         let c = TempConfig::new(&text, &[("p.toml", PROBE)]);
         c.load(&[]).unwrap().pagers
     };
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(load(pager(&format!("http://{down}")))),
-        &state,
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(load(pager(&format!("http://{down}")))), &state);
     d.send(notification(EventKind::Resolve), None);
     support::until(
         "a retry of the resolve",
@@ -447,9 +425,7 @@ async fn the_outbox_survives_a_restart() {
     assert_eq!(pending(&state), 1);
 
     let up = Receiver::statuses(&[], 202).await;
-    let (_tx2, rx2) = watch::channel(false);
-    let m2 = metrics();
-    let d = dispatcher(load(pager(&up.url())), &state, m2.clone(), rx2);
+    let (d, _, _tx2) = dispatcher(load(pager(&up.url())), &state);
     let seen = up.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body["event_action"], "resolve");
@@ -470,8 +446,7 @@ async fn shutdown_signal_flushes_and_stops() {
         "[[pager]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"${U}\"\n",
         &[("U", &hook.url())],
     );
-    let (tx, rx) = watch::channel(false);
-    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let (d, _, tx) = dispatcher(plan.pagers, &cfg.dir.path().join("state"));
     d.send(notification(EventKind::Trigger), None);
     tx.send(true).unwrap();
     // On the paused clock: the flush budget, not the machine's load, bounds this.
@@ -649,14 +624,7 @@ to = ["oncall@example.com"]
     );
 
     // And through the dispatcher, whose failures are logged.
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     d.send(
         notification(EventKind::Trigger),
         Some(&["pd".into(), "og".into(), "slack".into()]),
@@ -777,9 +745,7 @@ async fn email_arrives_with_text_and_html_parts() {
     support::init();
     let smtp = Smtp::start("accept").await;
     let (cfg, plan) = plan(&smtp.pager(), &[]);
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), m.clone(), rx);
+    let (d, m, _tx) = dispatcher(plan.pagers, &cfg.dir.path().join("state"));
     let mut n = notification(EventKind::Trigger);
     n.summary = "sim-join failing in test: <script>".into();
     d.send(n, None);
