@@ -295,7 +295,10 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
     )
     .await;
     svc.stop().await;
-    assert!(!!pd.events("resolve").is_empty());
+    assert!(
+        pd.events("resolve").is_empty(),
+        "the resolve waits in the outbox"
+    );
 
     pd.set_fallback(202);
     let svc = start_service(&cfg).await;
