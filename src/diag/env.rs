@@ -122,7 +122,7 @@ fn address_of(text: &str) -> Vec<Range<usize>> {
         .map_or(text.len(), |i| start + i);
     match text[start..end].rfind('@') {
         Some(at) => vec![0..start, start + at + 1..end],
-        None => vec![0..end],
+        None => std::iter::once(0..end).collect(),
     }
 }
 
