@@ -112,18 +112,8 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     assert_eq!(hooks[0]["reason"], "no_match");
 
     // The routing key is a secret: not in status, metrics or the webhook's copy of the page.
-    let status = reqwest::get(format!("{}/api/v1/status", svc.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", svc.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = crate::support::get_text(&svc.base, "/api/v1/status").await;
+    let metrics = crate::support::get_text(&svc.base, "/metrics").await;
     for text in [&status, &metrics, &hooks[0].to_string()] {
         assert!(!text.contains(ROUTING_KEY));
     }

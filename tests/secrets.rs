@@ -376,18 +376,8 @@ async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
         .collect();
     assert!(missing.is_empty(), "never paged: {missing:?}\n{pages}");
     let status = support::status(&base).await.to_string();
-    let page = reqwest::get(format!("{base}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::support::get_text(&base, "/").await;
+    let metrics = crate::support::get_text(&base, "/metrics").await;
     let log = running.log();
     drop(running);
     assert!(
