@@ -184,12 +184,7 @@ async fn a_pager_added_by_reload_gets_the_open_incidents() {
     );
     let svc = Service::reloadable(&cfg, true).await;
     let base = svc.base.clone();
-    let triggers = |r: &Receiver| -> Vec<serde_json::Value> {
-        r.accepted()
-            .into_iter()
-            .filter(|v| v["event"] == "trigger")
-            .collect()
-    };
+    let triggers = |r: &Receiver| r.events("trigger");
     let _ = poll(
         Duration::from_secs(15),
         Duration::from_millis(100),
