@@ -489,6 +489,11 @@ pub struct Service {
 
 impl Service {
     pub async fn start(plan: Plan) -> Service {
+        Service::start_on(plan, joincanary::clock::Clock::system()).await
+    }
+
+    /// [`Service::start`] on `clock` (a fixed date: `Clock::starting_at`).
+    pub async fn start_on(plan: Plan, clock: joincanary::clock::Clock) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -496,7 +501,7 @@ impl Service {
             plan,
             listener,
             Arc::new(joincanary::scheduler::FlowRunner),
-            joincanary::clock::Clock::system(),
+            clock,
             shutdown.clone(),
         ));
         Service {
