@@ -445,6 +445,12 @@ pub async fn wait_probe_runs(base: &str, probe: &str, at_least: u64) {
     .await;
 }
 
+/// Waits (as [`wait_probe_runs`]) until `probe` has run `more` more times than now.
+pub async fn wait_more_runs(base: &str, probe: &str, more: u64) {
+    let now = probe_runs(&status(base).await, probe);
+    wait_probe_runs(base, probe, now + more).await;
+}
+
 /// The value of the series written as `name{a="1",b="2"}`, whatever order the exposition
 /// puts the labels in.
 pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
