@@ -202,6 +202,25 @@ pub fn step<'a>(
         .unwrap_or_else(|| panic!("step {name} ran: {run:#?}"))
 }
 
+/// Asserts that step `name` of `run` ended before the deadline `plan` gives it (its own
+/// timeout, within the probe's): the server's answer ended it, not the timeout. A fixed bound
+/// ("under a second") would measure the machine instead, and a loaded one fails it.
+pub fn ended_before_its_timeout(plan: &ProbePlan, run: &joincanary::report::ProbeRun, name: &str) {
+    let resident = plan.resident.iter().flat_map(|r| r.exchange.iter());
+    let spec = plan
+        .steps
+        .iter()
+        .chain(resident)
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{} has no step {name}", plan.name));
+    let deadline = spec.timeout.map_or(plan.timeout, |t| t.min(plan.timeout));
+    let took = step(run, name).duration_ms;
+    assert!(
+        took < deadline,
+        "{name} ended after {took:?}, at its {deadline:?} deadline: {run:#?}"
+    );
+}
+
 /// Asserts that each of `steps` ran and passed.
 pub fn passed(run: &joincanary::report::ProbeRun, steps: &[&str]) {
     for name in steps {
