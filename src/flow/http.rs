@@ -203,16 +203,7 @@ pub(super) async fn run(
     spec: &HttpSpec,
     connection: &str,
 ) -> Result<(), StepError> {
-    let url_text = ctx.render(&spec.url)?;
-    let mut url = url::Url::parse(&url_text).map_err(|e| {
-        StepError::new(
-            FailureReason::Protocol,
-            format!(
-                "`{}` is not a valid URL: {e}",
-                crate::redact::redact_url_text(&url_text)
-            ),
-        )
-    })?;
+    let mut url = parts::run_url(ctx, &spec.url, &["http", "https"])?;
     let mut headers = ctx.render_headers(&spec.headers)?;
     if let Some(basic) = net::take_basic_auth(ctx, &mut url)
         && !headers.contains_key(header::AUTHORIZATION)
@@ -414,16 +405,14 @@ pub(super) async fn run(
                 .map(|c| c.value().to_string()),
             ExtractSource::Regex(re) => matcher::regex_capture(re, &text),
         };
-        let Some(value) = value else {
-            let from = match &extraction.source {
-                ExtractSource::Json(p) => format!("JSON value at `{p}`"),
-                ExtractSource::Header(h) => format!("header `{h}`"),
-                ExtractSource::Cookie(c) => format!("cookie `{c}`"),
-                ExtractSource::Regex(r) => format!("match for `{r}`"),
-            };
+        let Some(value) = extraction.narrow(value) else {
             return Err(StepError::new(
                 FailureReason::BodyMismatch,
-                format!("the reply has no {from} for `{}`", extraction.var),
+                format!(
+                    "the reply has no {} for `{}`",
+                    extraction.describe(),
+                    extraction.var
+                ),
             ));
         };
         ctx.set_var(&extraction.var, value);
