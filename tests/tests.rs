@@ -19,6 +19,8 @@ mod headline;
 mod hostile;
 mod hostile_numbers;
 mod listener;
+mod long_poll;
+mod matrix;
 mod never_silent;
 mod nextcloud;
 mod pages;

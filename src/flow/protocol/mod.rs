@@ -225,7 +225,7 @@ pub(crate) fn cause(frame: &str) -> Option<String> {
 
 /// The first cause-naming string in `json`, breadth first (a string under one of
 /// [`CAUSE_KEYS`], or an error object's own `message`), after the object's machine-readable
-/// `code` when it has a textual one: Nextcloud Talk's
+/// `code` (Matrix: `errcode`) when it has a textual one: Nextcloud Talk's
 /// `{"type":"error","error":{"code":"invalid_ticket","message":"The given ticket is not valid…"}}`
 /// gives `invalid_ticket: The given ticket is not valid…` (the code is what on-call searches
 /// for; a numeric code, as Janus's 460, adds nothing to its reason and is left out).
@@ -243,7 +243,9 @@ fn json_cause(json: &Value) -> Option<String> {
                     match map.get(key) {
                         Some(Value::String(s)) if !s.trim().is_empty() => {
                             let s = s.trim();
-                            return Some(match map.get("code") {
+                            // Matrix spells it `errcode` (`M_FORBIDDEN`).
+                            let code = map.get("code").or_else(|| map.get("errcode"));
+                            return Some(match code {
                                 Some(Value::String(code))
                                     if !code.trim().is_empty() && code.trim() != s =>
                                 {
@@ -322,6 +324,11 @@ mod tests {
             (
                 r#"{"type":"error","error":{"code":"no_such_session","message":"no_such_session"}}"#,
                 Some("no_such_session"),
+            ),
+            // Matrix: `errcode`, then `error`.
+            (
+                r#"{"errcode":"M_FORBIDDEN","error":"You are not invited to this room."}"#,
+                Some("M_FORBIDDEN: You are not invited to this room."),
             ),
             // Nothing that names a cause: the frame alone is quoted.
             (r#"{"type":"joined","participants":2}"#, None),
