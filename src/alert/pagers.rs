@@ -220,6 +220,7 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
 pub fn notifier_for(
     plan: &PagerPlan,
     client: &reqwest::Client,
+    clock: crate::clock::Clock,
 ) -> Result<Box<dyn Notifier>, DeliveryError> {
     let build: notify::BuildFn = match &plan.kind {
         PagerKind::PagerDuty(p) => {
@@ -232,7 +233,7 @@ pub fn notifier_for(
         }
         PagerKind::Alertmanager(p) => {
             let p = p.clone();
-            Box::new(move |n| alertmanager::build_request(&p, n))
+            Box::new(move |n| alertmanager::build_request(&p, n, &clock))
         }
         PagerKind::Slack(p) => {
             let p = p.clone();

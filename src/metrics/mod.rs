@@ -87,8 +87,9 @@ pub struct Metrics {
     pub reload_success_time: prometheus::Gauge,
     /// The system clock minus the service's clock, set at each scrape. The service reads the
     /// system clock once, at start, and counts on from there with the monotonic clock (so an
-    /// NTP step can neither bunch nor skip runs); a step after start leaves its timestamps,
-    /// schedules and maintenance windows off by the step until a restart, which this shows.
+    /// NTP step can neither bunch nor skip runs); a step after start leaves its schedules,
+    /// maintenance windows and status times off by the step until a restart, which this shows
+    /// (exported timestamps and Alertmanager posts follow the system clock).
     pub clock_offset: prometheus::Gauge,
     /// `{file, region}`: 1 while the state log (`state.log`) or the status history
     /// (`status-history.json`) cannot be written (a state directory not writable, a full disk):
@@ -385,7 +386,7 @@ impl Metrics {
     fn config_loaded(&self) {
         self.reload_ok.set(1);
         self.reload_success_time
-            .set(self.clock.now().timestamp_millis() as f64 / 1000.0);
+            .set(self.clock.system_now().timestamp_millis() as f64 / 1000.0);
     }
 
     /// Whether `file` (one of [`STATE_FILES`]) fails to be written now.
@@ -477,7 +478,8 @@ impl Metrics {
         }
     }
 
-    /// Counts one heartbeat ping; a success also stamps its time.
+    /// Counts one heartbeat ping; a success also stamps its time, `at` on the system clock
+    /// ([`Clock::system_now`]: Prometheus compares it with its own `time()`).
     pub fn count_heartbeat(&self, name: &str, ok: bool, at: DateTime<Utc>) {
         self.heartbeats
             .with_label_values(&[name, HEARTBEAT_RESULTS[usize::from(!ok)], &self.region])
