@@ -42,6 +42,7 @@ mod servers_smoke;
 mod service;
 mod signalling;
 mod sim_server;
+mod sockjs;
 mod state;
 mod status_page;
 mod supervision;

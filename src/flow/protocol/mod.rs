@@ -8,6 +8,7 @@
 pub(crate) mod actioncable;
 pub(crate) mod raw;
 pub(crate) mod socketio;
+pub(crate) mod sockjs;
 pub mod xmpp;
 
 use serde_json::Value;
@@ -24,14 +25,17 @@ pub enum ProtocolKind {
     ActionCable,
     /// XMPP over websocket (RFC 7395).
     Xmpp,
+    /// The SockJS websocket transport (`o`, `h`, `a[...]`, `c[...]`).
+    SockJs,
 }
 
 impl ProtocolKind {
-    pub const ALL: [ProtocolKind; 4] = [
+    pub const ALL: [ProtocolKind; 5] = [
         ProtocolKind::Raw,
         ProtocolKind::SocketIo,
         ProtocolKind::ActionCable,
         ProtocolKind::Xmpp,
+        ProtocolKind::SockJs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl ProtocolKind {
             ProtocolKind::SocketIo => "socketio",
             ProtocolKind::ActionCable => "actioncable",
             ProtocolKind::Xmpp => "xmpp",
+            ProtocolKind::SockJs => "sockjs",
         }
     }
 
@@ -55,6 +60,7 @@ impl ProtocolKind {
             ProtocolKind::SocketIo => &socketio::KEYS,
             ProtocolKind::ActionCable => &actioncable::KEYS,
             ProtocolKind::Xmpp => &xmpp::KEYS,
+            ProtocolKind::SockJs => &sockjs::KEYS,
         }
     }
 
@@ -166,6 +172,11 @@ pub(crate) trait Protocol: Send + Sync {
         true
     }
     fn decode(&mut self, frame: &str) -> Incoming;
+    /// A message the last frame held beyond the one `decode` returned (SockJS packs several
+    /// into one frame); read before the next frame.
+    fn pending(&mut self) -> Option<Message> {
+        None
+    }
     /// The frames for one `ws_send`.
     ///
     /// # Errors
@@ -280,6 +291,7 @@ pub(crate) fn new(kind: ProtocolKind, setup: Setup) -> Box<dyn Protocol> {
         )),
         ProtocolKind::ActionCable => Box::new(actioncable::ActionCable::default()),
         ProtocolKind::Xmpp => Box::new(xmpp::Xmpp::new(setup.domain.unwrap_or_default())),
+        ProtocolKind::SockJs => Box::new(sockjs::SockJs::new(setup.ping_json)),
     }
 }
 

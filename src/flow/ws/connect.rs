@@ -95,7 +95,7 @@ impl Kind for WsConnectSpec {
                 let wants = ProtocolKind::ALL
                     .into_iter()
                     .find(|p| p.keys().connect.contains(k))?;
-                (wants != protocol).then_some((*k, wants))
+                (!protocol.keys().connect.contains(k)).then_some((*k, wants))
             })
             .collect();
         for (name, wants) in wrong {
