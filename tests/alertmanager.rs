@@ -358,6 +358,88 @@ async fn a_host_clock_stepped_after_start_still_pages_and_feeds_the_switch() {
     }
 }
 
+/// Issue 16 re-audit: an Alertmanager behind an authenticating reverse proxy at a path
+/// (`https://ops.example/am` with a bearer token, or Mimir's with `X-Scope-OrgID`) could not be
+/// reached: the pager had no way to send a header (`headers` was "does not apply"). Here a
+/// proxy on `/am` that answers 401 without both headers, in front of Debian's Alertmanager:
+/// `test-page` reads the route, posts, lists and resolves through it, the `page` receiver gets
+/// the test alert, every request carried both headers, and nothing it says shows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_reach_an_alertmanager_behind_a_token_proxy_at_a_path() {
+    use crate::support::receiver::Receiver;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    const TOKEN: &str = "am-bearer-token-31337";
+    let (hook, hook_url) = Receiver::start(200).await;
+    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, bool)>::new()));
+    let (upstream, log) = (am.url(), seen.clone());
+    let client = reqwest::Client::new();
+    let proxy = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let (upstream, log, client) = (upstream.clone(), log.clone(), client.clone());
+            async move {
+                let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some(&format!("Bearer {TOKEN}"))
+                    && headers.get("x-scope-orgid").and_then(|v| v.to_str().ok()) == Some("ops");
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                log.lock().unwrap().push((path.to_string(), authorized));
+                let Some(rest) = path.strip_prefix("/am/") else {
+                    return (StatusCode::NOT_FOUND, String::new());
+                };
+                if !authorized {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let answer = client
+                    .request(method, format!("{upstream}/{rest}"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                (status, answer.text().await.unwrap())
+            }
+        },
+    );
+    let addr = crate::support::serve_router(proxy).await;
+    let cfg = am_pager_at(
+        &format!("http://{addr}/am/"),
+        "headers = { Authorization = \"Bearer ${AM_TOKEN}\", X-Scope-OrgID = \"ops\" }\n",
+    );
+    let plan = cfg
+        .load(&[("AM_TOKEN", TOKEN)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let results = joincanary::alert::test_page(
+        &plan.pagers,
+        "eu-west-1",
+        &[],
+        None,
+        joincanary::clock::Clock::system(),
+    )
+    .await;
+    let notes = results[0].1.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let text = notes.join("\n");
+    assert!(text.contains("Alertmanager routes it to `page`"), "{text}");
+    assert!(text.contains("lists it as active"), "{text}");
+    assert!(!text.contains(TOKEN), "{text}");
+    let requests = seen.lock().unwrap().clone();
+    assert!(requests.len() >= 4, "{requests:?}");
+    assert!(requests.iter().all(|(_, ok)| *ok), "{requests:?}");
+    assert!(
+        requests.iter().all(|(p, _)| p.starts_with("/am/api/v2/")),
+        "{requests:?}"
+    );
+    let page: Vec<_> = hook
+        .all()
+        .into_iter()
+        .filter(|(path, _, _)| path == "/page")
+        .collect();
+    assert_eq!(page.len(), 1, "{page:?}");
+    assert_eq!(page[0].1["alerts"][0]["labels"]["test"], "true");
+}
+
 /// An Alertmanager behind basic auth (credentials in the pager's `url`, from the environment):
 /// `test-page` sends them on every request, reads the route, and what it reports about the
 /// calls that failed (the groups answering 401, the alert list 500) never shows the password.

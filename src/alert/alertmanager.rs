@@ -51,6 +51,10 @@ pub struct Alertmanager {
     pub resend_interval: Duration,
     /// How long a firing alert outlives its last post (`hold`, default 1 h).
     pub hold: Duration,
+    /// Sent with every request (posts and `test-page`'s reads): a bearer token for an
+    /// Alertmanager behind an authenticating proxy, `X-Scope-OrgID` for Mimir's or Cortex's.
+    /// Values are secrets.
+    pub headers: Vec<(String, Secret)>,
 }
 
 pager_table! {
@@ -63,6 +67,10 @@ pager_table! {
         /// How long a firing alert stays firing after the last post if nothing resolves it (a
         /// dead prober must not resolve its incident); default 1h.
         pub hold: Option<S<String>>,
+        /// Extra headers on every request, e.g. `{ Authorization = "Bearer ${AM_TOKEN}" }` or
+        /// `{ X-Scope-OrgID = "ops" }` (values are secrets).
+        #[serde(default)]
+        pub headers: std::collections::BTreeMap<String, S<String>>,
     }
 }
 
@@ -94,10 +102,12 @@ impl Alertmanager {
                 "must be longer than resend_interval, or a firing alert would lapse between posts",
             );
         }
+        let headers = e.headers(ctx, &r.headers);
         Some(Alertmanager {
             url: Secret::new(url?.trim_end_matches('/').to_string()),
             resend_interval: resend_interval?,
             hold: hold?,
+            headers: headers?,
         })
     }
 }
@@ -181,7 +191,7 @@ pub fn build_request(
     }
     Request {
         url: format!("{}/api/v2/alerts", plan.url.expose()),
-        headers: Vec::new(),
+        headers: super::webhook::exposed(&plan.headers),
         body: json!([alert]),
     }
 }
@@ -210,7 +220,7 @@ pub fn build_watchdog(
     let ends_at = after(at, watchdog_ttl(plan.resend_interval));
     Request {
         url: format!("{}/api/v2/alerts", plan.url.expose()),
-        headers: Vec::new(),
+        headers: super::webhook::exposed(&plan.headers),
         body: json!([{
             "labels": {
                 "alertname": WATCHDOG,
@@ -259,9 +269,11 @@ impl AmApi for HttpAm<'_> {
     async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
         let url = format!("{}{path}", self.plan.url.expose());
         let read = async {
-            let mut resp = self
-                .client
-                .get(&url)
+            let mut get = self.client.get(&url);
+            for (k, v) in &self.plan.headers {
+                get = get.header(k, v.expose());
+            }
+            let mut resp = get
                 .send()
                 .await
                 .map_err(|e| crate::net::error_chain(&e.without_url()))?;
@@ -506,6 +518,7 @@ mod tests {
             url: Secret::new("http://am:9093"),
             resend_interval: Duration::from_secs(60),
             hold: DEFAULT_HOLD,
+            headers: Vec::new(),
         }
     }
 
@@ -607,6 +620,20 @@ mod tests {
         };
         let req = build_watchdog(&default, "eu-west-1", started, at);
         assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:00:45+00:00");
+    }
+
+    /// The configured headers (a bearer token, a tenant) go with the alerts and the watchdog.
+    #[test]
+    fn headers_go_with_every_post() {
+        let p = Alertmanager {
+            headers: vec![("X-Scope-OrgID".into(), Secret::new("ops"))],
+            ..plan()
+        };
+        let want = vec![("X-Scope-OrgID".to_string(), "ops".to_string())];
+        let n = sample(EventKind::Trigger);
+        assert_eq!(build_request(&p, &n, &clock()).headers, want);
+        let at = "2025-03-01T12:00:00Z".parse().unwrap();
+        assert_eq!(build_watchdog(&p, "eu-west-1", at, at).headers, want);
     }
 
     /// Alertmanager as `test-page` sees it, in memory: each answer canned, each POST recorded
