@@ -141,6 +141,24 @@ async fn healthy_relay_over_udp_tcp_and_tls_with_every_phase() {
     }
 }
 
+/// A host name is looked up (`dns`) and its addresses tried in turn for the UDP Binding: where
+/// `localhost` is `::1` and `127.0.0.1` (Debian's /etc/hosts), the `::1` nothing listens at is
+/// passed over for coturn on `127.0.0.1`, as a browser's ICE agent would.
+#[tokio::test]
+async fn a_turn_host_name_is_looked_up_and_its_addresses_tried_in_turn() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let url = format!("turn:localhost:{}", server.port);
+    let step = run(
+        &server,
+        &spec(&url, Some(USER), Some(PASSWORD), Some(&peer.addr())),
+    )
+    .await;
+    assert!(step.success, "{step:#?}\n{}", server.output());
+    assert_phases(&step, &[Phase::Dns, Phase::Binding, Phase::RelayRtt]);
+    assert_released(&server).await;
+}
+
 #[tokio::test]
 async fn stun_url_only_binds() {
     let server = server(Auth::Static, &[]).await;
