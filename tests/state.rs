@@ -318,6 +318,38 @@ async fn wait_state_failing(base: &str, file: &str, want: f64) {
     assert_eq!(got, Some(want), "{series}");
 }
 
+/// Issue 17: state files that cannot be read (a history over the size cap, a state log that
+/// is a directory) are logged, counted and ignored: the service starts, probes and is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_state_files_are_counted_and_the_start_goes_on() {
+    let sim = start_sim().await;
+    let cfg = TempConfig::new(
+        "",
+        &[("p.toml", &crate::support::fast_sim_probe(&sim.base_url()))],
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(plan.state_dir.join("state.log")).unwrap();
+    std::fs::File::create(plan.state_dir.join("status-history.json"))
+        .unwrap()
+        .set_len(joincanary::diag::file::MAX_STATE_BYTES + 1)
+        .unwrap();
+    let svc = Service::start(plan).await;
+    crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
+    let m = svc.metrics().await;
+    for file in ["state.log", "status-history.json"] {
+        assert_eq!(
+            crate::support::metric_value(
+                &m,
+                &format!("joincanary_state_read_errors_total{{file=\"{file}\",region=\"test\"}}")
+            ),
+            Some(1.0),
+            "{file}: {m}"
+        );
+    }
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
 /// A state directory that cannot be written at start-up (its path runs through a regular file:
 /// refused to root too) does not stop `run` — it probes and pages from memory — but it is told
 /// at once, before any incident needs the disk, not at the first page.

@@ -95,6 +95,7 @@ pub struct Metrics {
     /// (`status-history.json`) cannot be written (a state directory not writable, a full disk):
     /// alert state and queued pages then live in memory only and a restart would lose them.
     pub state_write_failing: IntGaugeVec,
+    pub state_read_errors: IntCounterVec,
     /// `probe_resident_reconnects_total{probe, region, cause}`: a resident probe opened its
     /// session again (`failure`, `rotation`). In the registry, not the probe table: only
     /// resident probes have it, two series each.
@@ -249,6 +250,13 @@ impl Metrics {
                 ),
                 &["file", "region"],
             )?,
+            state_read_errors: IntCounterVec::new(
+                Opts::new(
+                    "joincanary_state_read_errors_total",
+                    "State files found unreadable at start-up (not a regular file, over the size cap, not parsing) or with damaged records: the start went on without what they held",
+                ),
+                &["file", "region"],
+            )?,
             resident_reconnects: IntCounterVec::new(
                 Opts::new(
                     "probe_resident_reconnects_total",
@@ -272,6 +280,7 @@ impl Metrics {
         m.config_loaded();
         for file in STATE_FILES {
             m.state_write_failing.with_label_values(&[file, region]);
+            m.state_read_errors.with_label_values(&[file, region]);
         }
         let build = IntGaugeVec::new(
             Opts::new("joincanary_build_info", "Build information; always 1"),
@@ -296,6 +305,7 @@ impl Metrics {
             Box::new(m.reload_success_time.clone()),
             Box::new(m.clock_offset.clone()),
             Box::new(m.state_write_failing.clone()),
+            Box::new(m.state_read_errors.clone()),
             Box::new(m.resident_reconnects.clone()),
         ] {
             m.registry.register(c)?;
@@ -394,6 +404,13 @@ impl Metrics {
         self.state_write_failing
             .with_label_values(&[file, &self.region])
             .set(i64::from(failing));
+    }
+
+    /// Counts a state file (one of [`STATE_FILES`]) found unreadable or damaged at start-up.
+    pub fn count_state_read_error(&self, file: &str) {
+        self.state_read_errors
+            .with_label_values(&[file, &self.region])
+            .inc();
     }
 
     /// Counts a configuration reload and sets the reload gauges: `ok` the new configuration

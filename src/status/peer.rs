@@ -1,12 +1,16 @@
-//! A peer's status document, read back by the fleet page: its lists are cut while they are
+//! Peers: the `peers` key of the service config ([`Peer`], parsed here by [`parse_peers`]), and
+//! a peer's status document read back by the fleet page: its lists are cut while they are
 //! parsed ([`first`]) and its texts and numbers after ([`StatusDoc::bounded`]), so a hostile or
-//! broken peer cannot make the page huge or the prober's memory grow.
+//! broken peer cannot make the page huge or the prober's memory grow. The saved history is cut
+//! while parsed with the same helpers ([`last`], [`first_entries`]).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::{HISTORY_LEN, StatusDoc};
+use crate::diag::{Ctx, S};
 use crate::report::cut;
 
 /// What a peer's document may hold before it is cut: enough for any real fleet, little enough
@@ -19,6 +23,94 @@ pub(super) const PEER_MAX_PAGERS: usize = 50;
 /// Names and labels; summaries and errors.
 const PEER_MAX_NAME: usize = 100;
 const PEER_MAX_TEXT: usize = 1000;
+
+/// A prober in another region, for the fleet status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its base URL (may carry `user:password@`, never shown).
+    pub url: String,
+    /// Its region as configured: the page's name for it until it answers (and after, if it
+    /// never does).
+    pub region: Option<String>,
+}
+
+/// `peers`: http(s) base URLs, each once, as a string or `{ url, region }`. Credentials in a
+/// URL (`http://user:pass@host`) are allowed for peers behind basic auth; the page never shows
+/// them.
+pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>>) -> Vec<Peer> {
+    let mut peers: Vec<Peer> = Vec::new();
+    for (i, entry) in raw
+        .map(|r| r.get_ref().as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let key = format!("peers[{i}]");
+        let span = entry.span();
+        let string = |ctx: &mut Ctx<'_>, v: &toml::Value, key: &str| match v.as_str() {
+            Some(text) => ctx.env_str(&S::new(span.clone(), text.to_string()), key),
+            None => {
+                ctx.error(Some(span.clone()), key, "must be a string");
+                None
+            }
+        };
+        let (url, region) = match entry.get_ref() {
+            toml::Value::Table(t) => {
+                if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "url" | "region")) {
+                    ctx.error(
+                        Some(span.clone()),
+                        format!("{key}.{unknown}"),
+                        "unknown key (a peer has `url` and `region`)",
+                    );
+                    continue;
+                }
+                let Some(url) = t.get("url") else {
+                    ctx.error(Some(span.clone()), format!("{key}.url"), "is required");
+                    continue;
+                };
+                let region = match t.get("region") {
+                    Some(r) => {
+                        let rkey = format!("{key}.region");
+                        let Some(region) = string(ctx, r, &rkey) else {
+                            continue;
+                        };
+                        if region.is_empty() || region.chars().any(|c| c.is_control() || c == '"') {
+                            ctx.error(
+                                Some(span.clone()),
+                                rkey,
+                                "must be a non-empty label without quotes or control characters",
+                            );
+                            continue;
+                        }
+                        Some(region)
+                    }
+                    None => None,
+                };
+                (string(ctx, url, &format!("{key}.url")), region)
+            }
+            other => (string(ctx, other, &key), None),
+        };
+        let Some(text) = url else {
+            continue;
+        };
+        let text = text.trim().trim_end_matches('/').to_string();
+        match url::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if peers.iter().any(|p| p.url == text) {
+                    ctx.error(Some(span), key, "listed twice");
+                } else {
+                    peers.push(Peer { url: text, region });
+                }
+            }
+            _ => ctx.error(
+                Some(span),
+                key,
+                "must be a prober's base URL like http://prober-us:9464",
+            ),
+        }
+    }
+    peers
+}
 
 /// A list read from a peer (only peers' documents are parsed into these types), keeping its
 /// first `N` elements: the rest are parsed past without being kept. Every field of a
@@ -52,6 +144,73 @@ where
         }
     }
     d.deserialize_seq(Bounded::<C::Item, C, N>(std::marker::PhantomData))
+}
+
+/// [`first`] for a list kept newest last (the hourly roll-ups): its last `N` elements, the
+/// older ones dropped as the newer arrive, so at most `N` are ever held.
+pub(super) fn last<'de, D, T, const N: usize>(d: D) -> Result<VecDeque<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Bounded<T, N> {
+        type Value = VecDeque<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = VecDeque::new();
+            while let Some(t) = seq.next_element::<T>()? {
+                if out.len() == N {
+                    out.pop_front();
+                }
+                out.push_back(t);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded::<T, N>(std::marker::PhantomData))
+}
+
+/// [`first`] for a map: its first `N` entries, the rest parsed past without being kept.
+pub(super) fn first_entries<'de, D, V, const N: usize>(
+    d: D,
+) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Bounded<V, const N: usize>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Bounded<V, N> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while out.len() < N {
+                match map.next_entry::<String, V>()? {
+                    Some((k, v)) => {
+                        out.insert(k, v);
+                    }
+                    None => return Ok(out),
+                }
+            }
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Bounded::<V, N>(std::marker::PhantomData))
 }
 
 impl StatusDoc {
