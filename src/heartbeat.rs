@@ -525,7 +525,7 @@ pub async fn run(
             () = stop.cancelled() => return,
             r = tokio::time::timeout(plan.timeout, ping()) => r.unwrap_or_else(|_| Err("no reply in time".to_string())),
         };
-        metrics.count_heartbeat(&plan.name, result.is_ok(), clock.now());
+        metrics.count_heartbeat(&plan.name, result.is_ok(), clock.system_now());
         match result {
             Ok(()) => tracing::debug!(heartbeat = %plan.name, "heartbeat ping sent"),
             Err(e) => tracing::warn!(heartbeat = %plan.name, error = %e, "heartbeat ping failed"),
@@ -642,8 +642,10 @@ mod tests {
         });
         let metrics = Metrics::new("t").unwrap();
         let stop = CancellationToken::new();
-        // The clock the stamp of the last success is read from: the service's, not the system's.
+        // The stamp of the last success is the service's clock as the system clock reads it
+        // (here stepped an hour forward since start): dashboards compare it with `time()`.
         let clock = Clock::starting_at("2026-01-01T00:00:00Z".parse().unwrap());
+        clock.step_system(chrono::Duration::hours(1));
         let task = tokio::spawn(run(
             plan(10),
             ping,
@@ -662,10 +664,11 @@ mod tests {
         assert!(text.contains(
             "joincanary_heartbeats_total{heartbeat=\"hb\",region=\"t\",result=\"success\"} 1"
         ));
-        // The second ping went out 10 s after the clock's 2026-01-01T00:00:00Z.
+        // The second ping went out 10 s after the clock's 2026-01-01T00:00:00Z, which the
+        // system clock calls 01:00:10.
         assert!(
             text.contains(
-                "joincanary_heartbeat_last_success_timestamp_seconds{heartbeat=\"hb\",region=\"t\"} 1767225610\n"
+                "joincanary_heartbeat_last_success_timestamp_seconds{heartbeat=\"hb\",region=\"t\"} 1767229210\n"
             ),
             "{text}"
         );

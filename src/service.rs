@@ -225,7 +225,9 @@ fn start_history(
     tasks: &Supervisor,
 ) -> Background {
     let history_path = plan.state_dir.join(crate::status::HISTORY_FILE);
-    status.restore(&history_path);
+    if status.restore(&history_path).is_err() {
+        metrics.count_state_read_error(crate::status::HISTORY_FILE);
+    }
     restore_metrics(plan, status, metrics);
     let stop = CancellationToken::new();
     let task = {
@@ -243,6 +245,9 @@ fn start_history(
 /// Opens the state log: the alert engine and the outbox it holds, to hand to the first engine.
 fn open_state(plan: &Plan, clock: Clock, metrics: &Metrics) -> (Store, Carried) {
     let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
+    if loaded.unreadable.is_some() || loaded.damaged > 0 {
+        metrics.count_state_read_error(crate::alert::engine::STATE_LOG);
+    }
     let m = metrics.clone();
     store.on_health(move |failing| {
         m.set_state_write_failing(crate::alert::engine::STATE_LOG, failing);

@@ -35,6 +35,10 @@ pub struct Loaded {
     pub damaged: usize,
     /// Whether the log file existed.
     pub existed: bool,
+    /// Why the file could not be read (or was read only in part): logged, counted by the
+    /// service (`joincanary_state_read_errors_total`), and an unreadable file set aside as
+    /// `<name>.unreadable`.
+    pub unreadable: Option<String>,
 }
 
 impl Loaded {
@@ -389,23 +393,55 @@ pub fn read(path: &Path) -> Loaded {
     read_log(path)
 }
 
+/// The longest line read back: a record is an alert's state or one notification (a few KiB);
+/// a longer line is counted damaged and skipped without being held.
+const MAX_LINE: usize = 4 << 20;
+
 fn read_log(path: &Path) -> Loaded {
-    let bytes = match crate::diag::file::read_state(path) {
-        Ok(b) => b,
+    use std::io::{BufRead as _, Read as _};
+    let mut reader = match crate::diag::file::open_state(path) {
+        Ok(r) => r,
         Err(crate::diag::file::FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Loaded::default();
         }
         Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot read the state log; starting from memory only");
-            return Loaded::default();
+            // Kept for a human under another name: the writer is about to write a fresh log.
+            let aside = with_suffix(path, ".unreadable");
+            let moved = std::fs::rename(path, &aside).is_ok();
+            tracing::error!(path = %path.display(), error = %e, moved_to = moved.then(|| aside.display().to_string()), "cannot read the state log; starting from memory only");
+            return Loaded {
+                unreadable: Some(e.to_string()),
+                ..Loaded::default()
+            };
         }
     };
     let mut loaded = Loaded {
         existed: true,
         ..Loaded::default()
     };
-    // Line by line, bytes not text: one damaged byte spoils its own line only.
-    for raw in bytes.split(|b| *b == b'\n') {
+    // Line by line, bytes not text: one damaged byte spoils its own line only. Streamed: the
+    // file is never held whole, and a line is held only up to [`MAX_LINE`].
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "state log read cut short; the records before kept");
+                loaded.unreadable = Some(e.to_string());
+                break;
+            }
+        }
+        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+            loaded.damaged += 1;
+            skip_line(&mut reader);
+            continue;
+        }
+        let raw = line.strip_suffix(b"\n").unwrap_or(&line);
         if raw.is_empty() {
             continue;
         }
@@ -422,6 +458,26 @@ fn read_log(path: &Path) -> Loaded {
     loaded
 }
 
+/// Reads past the rest of a line (to its newline or the end) without keeping it.
+fn skip_line(reader: &mut impl std::io::BufRead) {
+    loop {
+        let Ok(buf) = reader.fill_buf() else { return };
+        if buf.is_empty() {
+            return;
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return;
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
 /// FNV-1a, 64 bits: detects torn and damaged lines (not an adversary's edits).
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -435,6 +491,35 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17: a line of 10 MiB (no newline in it) is skipped as damaged without being
+    /// held, and the records around it are kept.
+    #[test]
+    fn an_endless_line_is_skipped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.log");
+        let mut text = encode_line("a", Some("1"));
+        text.push_str(&"x".repeat(10 << 20));
+        text.push('\n');
+        text.push_str(&encode_line("b", Some("2")));
+        std::fs::write(&path, text).unwrap();
+        let loaded = read_log(&path);
+        assert_eq!(loaded.damaged, 1);
+        assert_eq!(loaded.entries.len(), 2, "{:?}", loaded.entries.keys());
+        // Larger than the cap: set aside, said, not read.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(crate::diag::file::MAX_STATE_BYTES + 1)
+            .unwrap();
+        let loaded = read_log(&path);
+        assert!(
+            loaded
+                .unreadable
+                .as_deref()
+                .is_some_and(|e| e.contains("larger than"))
+        );
+        assert!(!path.exists() && with_suffix(&path, ".unreadable").exists());
+    }
 
     #[test]
     fn lines_round_trip_and_detect_damage() {

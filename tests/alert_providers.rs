@@ -1,15 +1,9 @@
 //! Pagers against real loopback receivers: payload shapes, retries, isolation, the outbox,
 //! secrets, and email through a real SMTP server.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{Request, StatusCode};
 use joincanary::alert::dispatch::FLUSH_BUDGET;
 use joincanary::alert::{
     DeliveryError, Dispatcher, EventKind, Link, Notification, PagerPlan, Severity, test_page,
@@ -17,125 +11,16 @@ use joincanary::alert::{
 use joincanary::clock::Clock;
 use joincanary::config::Plan;
 use joincanary::report::FailureReason;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
+use crate::support::receiver::{Receiver, Request};
 use crate::support::smtp::Smtp;
 use crate::support::{self, TempConfig};
 
 const PD_KEY: &str = "pd-routing-key-0123456789";
 const GENIE_KEY: &str = "genie-api-key-abcdef";
 const SMTP_PASSWORD: &str = "smtp-pass-word-42";
-
-/// One request a receiver saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Value,
-}
-
-#[derive(Clone)]
-enum Reply {
-    /// Statuses in order; the last repeats.
-    Statuses(Arc<Mutex<VecDeque<u16>>>, u16),
-    /// Never answers.
-    Hang,
-    /// A status and a body.
-    Echo(u16, String),
-}
-
-#[derive(Clone)]
-struct RecvState {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    reply: Reply,
-}
-
-/// An HTTP receiver on 127.0.0.1:0 that records every request.
-struct Receiver {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Receiver {
-    async fn start(reply: Reply) -> Receiver {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = RecvState {
-            seen: seen.clone(),
-            reply,
-        };
-        let app = axum::Router::new().fallback(record).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Receiver { addr, seen, task }
-    }
-
-    async fn statuses(list: &[u16], then: u16) -> Receiver {
-        Receiver::start(Reply::Statuses(
-            Arc::new(Mutex::new(list.iter().copied().collect())),
-            then,
-        ))
-        .await
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// Waits (bounded) until `n` requests arrived.
-    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Seen> {
-        support::poll(within, Duration::from_millis(10), async || {
-            support::when(self.seen(), |seen| seen.len() >= n)
-        })
-        .await
-        .unwrap_or_else(|seen| seen)
-    }
-}
-
-async fn record(State(st): State<RecvState>, req: Request<Body>) -> (StatusCode, String) {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .unwrap_or_default();
-    st.seen.lock().unwrap().push(Seen {
-        method: parts.method.to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    });
-    let status = match &st.reply {
-        Reply::Hang => {
-            std::future::pending::<()>().await;
-            200
-        }
-        Reply::Statuses(list, then) => list.lock().unwrap().pop_front().unwrap_or(*then),
-        Reply::Echo(status, body) => return (StatusCode::from_u16(*status).unwrap(), body.clone()),
-    };
-    (StatusCode::from_u16(status).unwrap(), String::new())
-}
 
 fn metrics() -> joincanary::metrics::Metrics {
     joincanary::metrics::Metrics::new("test").unwrap()
@@ -183,14 +68,21 @@ fn plan(pagers: &str, env: &[(&str, &str)]) -> (TempConfig, Plan) {
     (cfg, plan)
 }
 
-/// The dispatcher on a clock that follows tokio's (the paused one where a test pauses it).
+/// A dispatcher for `pagers` keeping its state in `state`, on a clock that follows tokio's (the
+/// paused one where a test pauses it): it, its metrics, and its shutdown signal (held: dropping
+/// the sender would close the watch).
 fn dispatcher(
     pagers: Vec<PagerPlan>,
     state: &Path,
-    m: joincanary::metrics::Metrics,
-    shutdown: watch::Receiver<bool>,
-) -> Dispatcher {
-    Dispatcher::start(pagers, state, m, Clock::system(), shutdown)
+) -> (
+    Dispatcher,
+    joincanary::metrics::Metrics,
+    watch::Sender<bool>,
+) {
+    let m = metrics();
+    let (tx, rx) = watch::channel(false);
+    let d = Dispatcher::start(pagers, state, m.clone(), Clock::system(), rx);
+    (d, m, tx)
 }
 
 fn fast(mut pagers: Vec<PagerPlan>) -> Vec<PagerPlan> {
@@ -252,14 +144,7 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
             ("HOOK_TOKEN", "hook-token-xyz"),
         ],
     );
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     let trigger = notification(EventKind::Trigger);
     d.send(trigger.clone(), None);
     let mut resolve = notification(EventKind::Resolve);
@@ -320,7 +205,7 @@ headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
     assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|s| s.path == "/api/v2/alerts"));
     // One of the three is the always-firing watchdog.
-    let (watchdog, seen): (Vec<Seen>, Vec<Seen>) = seen
+    let (watchdog, seen): (Vec<Request>, Vec<Request>) = seen
         .into_iter()
         .partition(|s| s.body[0]["labels"]["alertname"] == "JoinCanaryWatchdog");
     assert_eq!(watchdog.len(), 1);
@@ -414,14 +299,7 @@ async fn server_errors_are_retried_until_delivered() {
         "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"${U}\"\nrouting_key = \"k\"\n",
         &[("U", &pd.url())],
     );
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     d.send(notification(EventKind::Trigger), None);
     let seen = pd.wait_for(4, Duration::from_secs(5)).await;
     assert_eq!(seen.len(), 4);
@@ -451,20 +329,13 @@ async fn a_client_error_is_not_retried() {
         "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"${U}\"\nrouting_key = \"k\"\n",
         &[("U", &pd.url())],
     );
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     d.send(notification(EventKind::Trigger), None);
     pd.wait_for(1, Duration::from_secs(5)).await;
     // Many backoff periods (10 ms doubling to a 40 ms cap), on the paused clock: a retry would
     // have happened by now.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(pd.seen().len(), 1);
+    assert_eq!(pd.requests().len(), 1);
     assert_eq!(count(&m, "pd", "trigger", "failed"), 1);
     assert_eq!(count(&m, "pd", "trigger", "retry"), 0);
     assert_eq!(d.pending(), 0);
@@ -476,7 +347,7 @@ async fn a_client_error_is_not_retried() {
 #[tokio::test(start_paused = true)]
 async fn a_hanging_pager_does_not_delay_another() {
     support::init();
-    let stuck = Receiver::start(Reply::Hang).await;
+    let stuck = Receiver::hanging().await;
     let ok = Receiver::statuses(&[], 200).await;
     let (cfg, plan) = plan(
         r#"
@@ -493,8 +364,7 @@ url = "${OK}"
 "#,
         &[("STUCK", &stuck.url()), ("OK", &ok.url())],
     );
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let (d, _, _tx) = dispatcher(plan.pagers, &cfg.dir.path().join("state"));
     let started = tokio::time::Instant::now();
     d.send(notification(EventKind::Trigger), None);
     d.send(notification(EventKind::Resolve), None);
@@ -505,7 +375,7 @@ url = "${OK}"
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(stuck.seen().len(), 1);
+    assert_eq!(stuck.requests().len(), 1);
     // Shutdown is bounded even with a request hanging: the flush budget and a little more.
     let started = tokio::time::Instant::now();
     d.shutdown().await;
@@ -535,14 +405,7 @@ async fn the_outbox_survives_a_restart() {
         let c = TempConfig::new(&text, &[("p.toml", PROBE)]);
         c.load(&[]).unwrap().pagers
     };
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(load(pager(&format!("http://{down}")))),
-        &state,
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(load(pager(&format!("http://{down}")))), &state);
     d.send(notification(EventKind::Resolve), None);
     support::until(
         "a retry of the resolve",
@@ -562,9 +425,7 @@ async fn the_outbox_survives_a_restart() {
     assert_eq!(pending(&state), 1);
 
     let up = Receiver::statuses(&[], 202).await;
-    let (_tx2, rx2) = watch::channel(false);
-    let m2 = metrics();
-    let d = dispatcher(load(pager(&up.url())), &state, m2.clone(), rx2);
+    let (d, _, _tx2) = dispatcher(load(pager(&up.url())), &state);
     let seen = up.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body["event_action"], "resolve");
@@ -585,15 +446,14 @@ async fn shutdown_signal_flushes_and_stops() {
         "[[pager]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"${U}\"\n",
         &[("U", &hook.url())],
     );
-    let (tx, rx) = watch::channel(false);
-    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), metrics(), rx);
+    let (d, _, tx) = dispatcher(plan.pagers, &cfg.dir.path().join("state"));
     d.send(notification(EventKind::Trigger), None);
     tx.send(true).unwrap();
     // On the paused clock: the flush budget, not the machine's load, bounds this.
     tokio::time::timeout(Duration::from_secs(7), d.shutdown())
         .await
         .unwrap();
-    assert_eq!(hook.seen().len(), 1);
+    assert_eq!(hook.requests().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -620,7 +480,7 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
     assert_eq!((resends("delivered"), resends("failed")), (0, 0));
     d.send(notification(EventKind::Trigger), None);
     // The always-firing watchdog goes to the same endpoint; this test is about the incident.
-    let incident = |seen: Vec<Seen>| -> Vec<Seen> {
+    let incident = |seen: Vec<Request>| -> Vec<Request> {
         seen.into_iter()
             .filter(|s| s.body[0]["labels"]["alertname"] == "JoinFlowFailing")
             .collect()
@@ -635,17 +495,17 @@ async fn alertmanager_alerts_are_re_posted_while_firing() {
     d.send(resolve, None);
     // After the resolve, no more re-posts of the incident (the watchdog goes on).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = incident(am.seen()).len();
+    let after = incident(am.requests()).len();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(incident(am.seen()).len(), after);
+    assert_eq!(incident(am.requests()).len(), after);
     assert!(
-        am.seen()
+        am.requests()
             .iter()
             .rev()
             .take(2)
             .all(|s| s.body[0]["labels"]["alertname"] == "JoinCanaryWatchdog")
     );
-    let last = incident(am.seen()).pop().unwrap();
+    let last = incident(am.requests()).pop().unwrap();
     let ends: chrono::DateTime<chrono::Utc> =
         last.body[0]["endsAt"].as_str().unwrap().parse().unwrap();
     assert!(ends <= clock.now());
@@ -667,7 +527,7 @@ async fn test_page_sends_a_marked_trigger_and_resolve() {
     let results = test_page(&plan.pagers, "eu-west-1", &links, None, Clock::system()).await;
     assert_eq!(results.len(), 1);
     assert_eq!(results[0], ("h".to_string(), Ok(Vec::new())));
-    let seen = hook.seen();
+    let seen = hook.requests();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].body["event"], "trigger");
     assert_eq!(seen[1].body["event"], "resolve");
@@ -693,13 +553,9 @@ async fn secrets_never_reach_errors_debug_or_logs() {
     let logs = support::logs::Capture::start();
 
     // Receivers that echo the secrets back in an error body, as some providers do.
-    let pd = Receiver::start(Reply::Echo(400, format!("bad routing key {PD_KEY}"))).await;
-    let og = Receiver::start(Reply::Echo(403, format!("key {GENIE_KEY} is revoked"))).await;
-    let slack = Receiver::start(Reply::Echo(
-        404,
-        "no_service /services/T0/B0/hookpath".into(),
-    ))
-    .await;
+    let pd = Receiver::echoing(400, format!("bad routing key {PD_KEY}")).await;
+    let og = Receiver::echoing(403, format!("key {GENIE_KEY} is revoked")).await;
+    let slack = Receiver::echoing(404, "no_service /services/T0/B0/hookpath".into()).await;
     let (cfg, plan) = plan(
         r#"
 [[pager]]
@@ -768,14 +624,7 @@ to = ["oncall@example.com"]
     );
 
     // And through the dispatcher, whose failures are logged.
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(
-        fast(plan.pagers),
-        &cfg.dir.path().join("state"),
-        m.clone(),
-        rx,
-    );
+    let (d, m, _tx) = dispatcher(fast(plan.pagers), &cfg.dir.path().join("state"));
     d.send(
         notification(EventKind::Trigger),
         Some(&["pd".into(), "og".into(), "slack".into()]),
@@ -896,9 +745,7 @@ async fn email_arrives_with_text_and_html_parts() {
     support::init();
     let smtp = Smtp::start("accept").await;
     let (cfg, plan) = plan(&smtp.pager(), &[]);
-    let m = metrics();
-    let (_tx, rx) = watch::channel(false);
-    let d = dispatcher(plan.pagers, &cfg.dir.path().join("state"), m.clone(), rx);
+    let (d, m, _tx) = dispatcher(plan.pagers, &cfg.dir.path().join("state"));
     let mut n = notification(EventKind::Trigger);
     n.summary = "sim-join failing in test: <script>".into();
     d.send(n, None);
@@ -957,7 +804,7 @@ url = "${SLACK_URL:-${HOOKS}/services/T000/B000/${REGION}}"
     let (_cfg, plan) = plan(pager, &[("HOOKS", &slack.url()), ("REGION", "eu-west-1")]);
     let results = test_page(&plan.pagers, "test", &[], None, Clock::system()).await;
     assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
-    let paths: Vec<String> = slack.seen().into_iter().map(|s| s.path).collect();
+    let paths: Vec<String> = slack.requests().into_iter().map(|s| s.path).collect();
     assert!(!paths.is_empty());
     assert!(
         paths.iter().all(|p| p == "/services/T000/B000/eu-west-1"),

@@ -9,13 +9,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::receiver::Receiver;
-use crate::support::{Service, TempConfig, poll, set_faults, start_sim, status, until};
+use crate::support::{
+    Service, TempConfig, metric_value, poll, set_faults, start_sim, status, until, wait_metrics,
+};
 
 const ROUTING_KEY: &str = "pd-routing-key-0123456789";
-
-fn pd_action(v: &Value) -> String {
-    v["event_action"].as_str().unwrap_or("").to_string()
-}
 
 fn fast_probe(sim_url: &str, alerting: &str) -> String {
     crate::support::fast_sim_probe(sim_url) + alerting
@@ -80,11 +78,7 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     )
     .await;
     wait_runs(&svc.base, 3).await;
-    let triggers: Vec<_> = pd
-        .accepted()
-        .into_iter()
-        .filter(|v| pd_action(v) == "trigger")
-        .collect();
+    let triggers: Vec<_> = pd.events("trigger");
     assert_eq!(triggers.len(), 1, "exactly one trigger: {triggers:#?}");
     let t = &triggers[0];
     assert_eq!(t["routing_key"], ROUTING_KEY);
@@ -112,18 +106,8 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     assert_eq!(hooks[0]["reason"], "no_match");
 
     // The routing key is a secret: not in status, metrics or the webhook's copy of the page.
-    let status = reqwest::get(format!("{}/api/v1/status", svc.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", svc.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = crate::support::get_text(&svc.base, "/api/v1/status").await;
+    let metrics = crate::support::get_text(&svc.base, "/metrics").await;
     for text in [&status, &metrics, &hooks[0].to_string()] {
         assert!(!text.contains(ROUTING_KEY));
     }
@@ -140,30 +124,17 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
         "resolve at both pagers",
         Duration::from_secs(15),
         Duration::from_millis(100),
-        || {
-            pd.accepted().iter().any(|v| pd_action(v) == "resolve")
-                && hook.accepted().iter().any(|v| v["event"] == "resolve")
-        },
+        || !pd.events("resolve").is_empty() && !hook.events("resolve").is_empty(),
     )
     .await;
     wait_runs(&svc.base, 3).await;
-    let resolves: Vec<_> = pd
-        .accepted()
-        .into_iter()
-        .filter(|v| pd_action(v) == "resolve")
-        .collect();
+    let resolves: Vec<_> = pd.events("resolve");
     assert_eq!(resolves.len(), 1);
     assert_eq!(
         resolves[0]["dedup_key"],
         "joincanary/test/sim-join/critical"
     );
-    assert_eq!(
-        hook.accepted()
-            .iter()
-            .filter(|v| v["event"] == "resolve")
-            .count(),
-        1
-    );
+    assert_eq!(hook.events("resolve").len(), 1);
     assert_eq!(pd.accepted().len(), 2, "nothing else was sent");
     svc.stop().await;
     sim.shutdown().await;
@@ -227,7 +198,7 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
         "the trigger delivered after retries",
         Duration::from_secs(20),
         Duration::from_millis(100),
-        || pd.accepted().iter().any(|v| pd_action(v) == "trigger"),
+        || !pd.events("trigger").is_empty(),
     )
     .await;
     let all = pd.all();
@@ -236,42 +207,28 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
     assert!(
         all[..4]
             .iter()
-            .all(|(path, v, _)| path == "/v2/enqueue" && pd_action(v) == "trigger")
+            .all(|(path, v, _)| path == "/v2/enqueue" && v["event_action"] == "trigger")
     );
     // The receiver records the 202 before the dispatcher has read it and counted the delivery:
     // wait (bounded) for the count rather than race it.
-    let delivered = |metrics: &String| {
-        metrics.lines().any(|l| {
-            l.starts_with("joincanary_notifications_total{")
-                && l.contains("sink=\"pd\"")
-                && l.contains("event=\"trigger\"")
-                && l.contains("result=\"delivered\"")
-                && l.ends_with(" 1")
-        })
+    let count = |metrics: &str, result: &str| {
+        metric_value(
+            metrics,
+            &format!(
+                "joincanary_notifications_total{{sink=\"pd\",event=\"trigger\",result=\"{result}\"}}"
+            ),
+        )
     };
-    let metrics = poll(
+    let metrics = wait_metrics(
+        &svc.base,
+        "the delivery counted",
         Duration::from_secs(5),
-        Duration::from_millis(100),
-        async || crate::support::when(svc.metrics().await, delivered),
+        |m| count(m, "delivered") == Some(1.0),
     )
-    .await
-    .unwrap_or_else(|last| last);
-    let count = |result: &str| {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("joincanary_notifications_total{")
-                    && l.contains("sink=\"pd\"")
-                    && l.contains("event=\"trigger\"")
-                    && l.contains(&format!("result=\"{result}\""))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    assert_eq!(count("retry"), Some(3.0), "{metrics}");
-    assert_eq!(count("delivered"), Some(1.0));
+    .await;
+    assert_eq!(count(&metrics, "retry"), Some(3.0), "{metrics}");
     assert_eq!(
-        count("failed"),
+        count(&metrics, "failed"),
         Some(0.0),
         "every series exists from start-up"
     );
@@ -295,7 +252,7 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
         "trigger",
         Duration::from_secs(15),
         Duration::from_millis(100),
-        || pd.accepted().iter().any(|v| pd_action(v) == "trigger"),
+        || !pd.events("trigger").is_empty(),
     )
     .await;
     // The receiver has the page before the dispatcher hears its answer; stopping in between
@@ -320,20 +277,8 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
     // Restart with the fault still on: the incident is still open, nobody is paged again.
     let svc = start_service(&cfg).await;
     wait_runs(&svc.base, 3).await;
-    assert_eq!(
-        pd.accepted()
-            .iter()
-            .filter(|v| pd_action(v) == "trigger")
-            .count(),
-        1
-    );
-    assert_eq!(
-        hook.accepted()
-            .iter()
-            .filter(|v| v["event"] == "trigger")
-            .count(),
-        1
-    );
+    assert_eq!(pd.events("trigger").len(), 1);
+    assert_eq!(hook.events("trigger").len(), 1);
 
     // Recovery while PagerDuty is down, then a stop: the resolve waits in the outbox.
     pd.set_fallback(503);
@@ -345,12 +290,15 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
         || {
             pd.all()
                 .iter()
-                .any(|(_, v, s)| pd_action(v) == "resolve" && *s == 503)
+                .any(|(_, v, s)| v["event_action"] == "resolve" && *s == 503)
         },
     )
     .await;
     svc.stop().await;
-    assert!(!pd.accepted().iter().any(|v| pd_action(v) == "resolve"));
+    assert!(
+        pd.events("resolve").is_empty(),
+        "the resolve waits in the outbox"
+    );
 
     pd.set_fallback(202);
     let svc = start_service(&cfg).await;
@@ -358,25 +306,12 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
         "the resolve delivered after the restart",
         Duration::from_secs(15),
         Duration::from_millis(100),
-        || pd.accepted().iter().any(|v| pd_action(v) == "resolve"),
+        || !pd.events("resolve").is_empty(),
     )
     .await;
     wait_runs(&svc.base, 2).await;
-    let accepted = pd.accepted();
-    assert_eq!(
-        accepted
-            .iter()
-            .filter(|v| pd_action(v) == "trigger")
-            .count(),
-        1
-    );
-    assert_eq!(
-        accepted
-            .iter()
-            .filter(|v| pd_action(v) == "resolve")
-            .count(),
-        1
-    );
+    assert_eq!(pd.events("trigger").len(), 1);
+    assert_eq!(pd.events("resolve").len(), 1);
     svc.stop().await;
     sim.shutdown().await;
 }

@@ -262,6 +262,184 @@ async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
     );
 }
 
+/// The host clock stepped forward after the prober started (NTP correcting a clock that booted
+/// behind, a VM resumed): the prober's own clock reads on from its start, here 10 minutes behind
+/// the host's. Alertmanager judges `startsAt`/`endsAt` by its own clock, and the prober posted
+/// them from its own: the watchdog's `endsAt` (3 s after the post) and a firing alert's (`hold`,
+/// 1 m) were 10 minutes past when they arrived, so the dead man's switch never heard the
+/// prober and the page arrived already RESOLVED. Against Debian's Alertmanager, through the
+/// dispatcher on such a clock: the switch hears the watchdog, `page` gets the alert firing, and
+/// Alertmanager lists both with `startsAt` past and `endsAt` ahead of its now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_clock_stepped_after_start_still_pages_and_feeds_the_switch() {
+    use crate::support::receiver::Receiver;
+    use joincanary::alert::{Dispatcher, EventKind, Notification, Severity};
+    let (hook, hook_url) = Receiver::start(200).await;
+    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = am_pager_at(&am.url(), "resend_interval = \"2s\"\nhold = \"1m\"\n");
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let step = chrono::Duration::minutes(10);
+    let clock = joincanary::clock::Clock::starting_at(chrono::Utc::now() - step);
+    clock.step_system(step);
+    let state = tempfile::tempdir().unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let metrics = joincanary::metrics::Metrics::new("eu-west-1").unwrap();
+    let dispatcher = Dispatcher::start(plan.pagers, state.path(), metrics, clock, shutdown);
+    let now = clock.now();
+    dispatcher.send(
+        Notification {
+            kind: EventKind::Trigger,
+            severity: Severity::Critical,
+            dedup_key: "joincanary/sim-join/eu-west-1/critical".into(),
+            probe: "sim-join".into(),
+            region: "eu-west-1".into(),
+            summary: "sim-join failing in eu-west-1: step \"signalling\" no_match".into(),
+            failed_step: Some("signalling".into()),
+            reason: Some(joincanary::report::FailureReason::NoMatch),
+            details: serde_json::Value::Null,
+            started_at: now - chrono::Duration::seconds(20),
+            at: now,
+            reminder: false,
+            test: false,
+            links: Vec::new(),
+        },
+        None,
+    );
+    let heard = |path: &str| -> Vec<serde_json::Value> {
+        hook.all()
+            .into_iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, body, _)| body)
+            .collect()
+    };
+    let both =
+        crate::support::holds_within(Duration::from_secs(15), Duration::from_millis(100), || {
+            !heard("/page").is_empty() && !heard("/switch").is_empty()
+        })
+        .await;
+    let alerts: serde_json::Value = reqwest::get(format!("{}/api/v2/alerts", am.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = stop.send(true);
+    dispatcher.shutdown().await;
+    assert!(
+        both,
+        "page {:#?}\nswitch {:#?}\nlisted {alerts:#}",
+        heard("/page"),
+        heard("/switch")
+    );
+    let page = heard("/page");
+    assert_eq!(page[0]["status"], "firing", "{page:#?}");
+    assert_eq!(
+        page[0]["alerts"][0]["labels"]["alertname"],
+        "JoinFlowFailing"
+    );
+    let host_now = chrono::Utc::now();
+    let listed = alerts.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{alerts:#}");
+    for a in listed {
+        let at = |key: &str| {
+            chrono::DateTime::parse_from_rfc3339(a[key].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{key}: {e}: {a}"))
+                .with_timezone(&chrono::Utc)
+        };
+        assert_eq!(a["status"]["state"], "active", "{a:#}");
+        assert!(at("startsAt") <= host_now, "{a:#}");
+        assert!(
+            at("startsAt") > host_now - chrono::Duration::minutes(5),
+            "{a:#}"
+        );
+        assert!(at("endsAt") > host_now, "{a:#}");
+    }
+}
+
+/// Issue 16 re-audit: an Alertmanager behind an authenticating reverse proxy at a path
+/// (`https://ops.example/am` with a bearer token, or Mimir's with `X-Scope-OrgID`) could not be
+/// reached: the pager had no way to send a header (`headers` was "does not apply"). Here a
+/// proxy on `/am` that answers 401 without both headers, in front of Debian's Alertmanager:
+/// `test-page` reads the route, posts, lists and resolves through it, the `page` receiver gets
+/// the test alert, every request carried both headers, and nothing it says shows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_reach_an_alertmanager_behind_a_token_proxy_at_a_path() {
+    use crate::support::receiver::Receiver;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    const TOKEN: &str = "am-bearer-token-31337";
+    let (hook, hook_url) = Receiver::start(200).await;
+    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, bool)>::new()));
+    let (upstream, log) = (am.url(), seen.clone());
+    let client = reqwest::Client::new();
+    let proxy = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let (upstream, log, client) = (upstream.clone(), log.clone(), client.clone());
+            async move {
+                let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some(&format!("Bearer {TOKEN}"))
+                    && headers.get("x-scope-orgid").and_then(|v| v.to_str().ok()) == Some("ops");
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                log.lock().unwrap().push((path.to_string(), authorized));
+                let Some(rest) = path.strip_prefix("/am/") else {
+                    return (StatusCode::NOT_FOUND, String::new());
+                };
+                if !authorized {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let answer = client
+                    .request(method, format!("{upstream}/{rest}"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                (status, answer.text().await.unwrap())
+            }
+        },
+    );
+    let addr = crate::support::serve_router(proxy).await;
+    let cfg = am_pager_at(
+        &format!("http://{addr}/am/"),
+        "headers = { Authorization = \"Bearer ${AM_TOKEN}\", X-Scope-OrgID = \"ops\" }\n",
+    );
+    let plan = cfg
+        .load(&[("AM_TOKEN", TOKEN)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let results = joincanary::alert::test_page(
+        &plan.pagers,
+        "eu-west-1",
+        &[],
+        None,
+        joincanary::clock::Clock::system(),
+    )
+    .await;
+    let notes = results[0].1.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let text = notes.join("\n");
+    assert!(text.contains("Alertmanager routes it to `page`"), "{text}");
+    assert!(text.contains("lists it as active"), "{text}");
+    assert!(!text.contains(TOKEN), "{text}");
+    let requests = seen.lock().unwrap().clone();
+    assert!(requests.len() >= 4, "{requests:?}");
+    assert!(requests.iter().all(|(_, ok)| *ok), "{requests:?}");
+    assert!(
+        requests.iter().all(|(p, _)| p.starts_with("/am/api/v2/")),
+        "{requests:?}"
+    );
+    let page: Vec<_> = hook
+        .all()
+        .into_iter()
+        .filter(|(path, _, _)| path == "/page")
+        .collect();
+    assert_eq!(page.len(), 1, "{page:?}");
+    assert_eq!(page[0].1["alerts"][0]["labels"]["test"], "true");
+}
+
 /// An Alertmanager behind basic auth (credentials in the pager's `url`, from the environment):
 /// `test-page` sends them on every request, reads the route, and what it reports about the
 /// calls that failed (the groups answering 401, the alert list 500) never shows the password.

@@ -12,7 +12,7 @@ use joincanary::service::Reload;
 
 use crate::support::running::Running;
 use crate::support::{
-    TempConfig, fast_sim_probe, probe_runs, reload_for, serve_in_process, start_sim, status,
+    Service, TempConfig, fast_sim_probe, post_reload, probe_runs, start_sim, status,
 };
 
 /// One hostile file: its name in the probe directory, how to make it, what the error says.
@@ -113,19 +113,15 @@ fn check_refuses_each_hostile_file_naming_it() {
 async fn reload_refuses_each_hostile_file_and_keeps_running() {
     let sim = start_sim().await;
     let cfg = TempConfig::new("", &[("one.toml", &fast_sim_probe(&sim.base_url()))]);
-    let (base, stop, task) = serve_in_process(&cfg, reload_for(&cfg, true).0).await;
+    let svc = Service::reloadable(&cfg, true).await;
+    let base = svc.base.clone();
     crate::support::wait_probe_runs(&base, "sim-join", 1).await;
-    let client = reqwest::Client::new();
     for (i, bad) in BAD.iter().enumerate() {
         let path = cfg.probe_path(bad.name);
         (bad.make)(&path);
-        let r = tokio::time::timeout(
-            Duration::from_secs(20),
-            client.post(format!("{base}/-/reload")).send(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{}: the reload hung", bad.name))
-        .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(20), post_reload(&base))
+            .await
+            .unwrap_or_else(|_| panic!("{}: the reload hung", bad.name));
         assert_eq!(r.status(), 400, "{}", bad.name);
         let body = r.text().await.unwrap();
         assert!(body.contains(bad.says), "{}: {body}", bad.name);
@@ -133,12 +129,7 @@ async fn reload_refuses_each_hostile_file_and_keeps_running() {
         // The running config stays: the probe keeps running, the failure is counted.
         let before = probe_runs(&status(&base).await, "sim-join");
         crate::support::wait_probe_runs(&base, "sim-join", before + 1).await;
-        let metrics = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = crate::support::get_text(&base, "/metrics").await;
         let want = format!(
             "joincanary_config_reloads_total{{region=\"test\",result=\"failure\"}} {}",
             i + 1
@@ -151,18 +142,9 @@ async fn reload_refuses_each_hostile_file_and_keeps_running() {
         }
     }
     // And with the files gone a reload is accepted again.
-    let r = client
-        .post(format!("{base}/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_reload(&base).await;
     assert_eq!(r.status(), 200);
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops within 10 s")
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
     sim.shutdown().await;
 }
 
@@ -188,7 +170,8 @@ async fn shutdown_wins_over_a_reload_that_never_returns() {
         http_endpoint: true,
         watch: None,
     };
-    let (base, stop, task) = serve_in_process(&cfg, reload).await;
+    let svc = Service::with_reload(&cfg, reload).await;
+    let base = svc.base.clone();
     let client = reqwest::Client::new();
     let pending = tokio::spawn(async move {
         client
@@ -199,8 +182,8 @@ async fn shutdown_wins_over_a_reload_that_never_returns() {
             .map(|r| r.status().as_u16())
     });
     entered.notified().await;
-    stop.cancel();
-    let stopped = tokio::time::timeout(Duration::from_secs(10), task).await;
+    svc.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), svc.task).await;
     let answer = tokio::time::timeout(Duration::from_secs(10), pending).await;
     drop(release);
     stopped
@@ -227,18 +210,9 @@ fn a_fifo_then_a_reload_then_sigterm_exits() {
             let pid = running.child.id().to_string();
             let _ = Command::new("kill").args(["-HUP", &pid]).status();
         }
-        let mut refused = false;
-        for _ in 0..200 {
-            if running
-                .log()
-                .lines()
-                .any(|l| l.contains("reload refused") && l.contains("fifo.toml"))
-            {
-                refused = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let refused = running.wait_line(Duration::from_secs(10), |l| {
+            l.contains("reload refused") && l.contains("fifo.toml")
+        });
         assert!(
             refused,
             "{trigger}: no refusal naming the FIFO:\n{}",

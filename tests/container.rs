@@ -459,11 +459,11 @@ fn env_beats_config_and_the_flag_beats_env() {
         let _ = Command::new("kill")
             .args(["-HUP", &svc.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !svc.log().contains("configuration reloaded") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let reloaded = svc.wait_line(Duration::from_secs(20), |l| {
+            l.contains("configuration reloaded")
+        });
         let log = svc.log();
+        assert!(reloaded, "{flags:?} {env:?}: no reload:\n{log}");
         assert!(
             !log.contains("next restart"),
             "{flags:?} {env:?}: a reload saw `listen` change:\n{log}"

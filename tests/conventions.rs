@@ -151,12 +151,7 @@ async fn run_speaks_logfmt_serves_prometheus_health_paths_and_takes_the_listen_f
         let r = reqwest::get(format!("{base}{path}")).await.unwrap();
         assert_eq!(r.status(), want, "{path}");
     }
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::get_text(&base, "/metrics").await;
     let cpu: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("process_cpu_seconds_total"))

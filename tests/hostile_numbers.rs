@@ -53,12 +53,7 @@ async fn a_peer_with_a_huge_duration_is_shown_unreachable_and_the_page_answers()
     let svc = Service::start(cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"))).await;
     crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
     let page = tokio::time::timeout(Duration::from_secs(10), async {
-        reqwest::get(format!("{}/", svc.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        crate::support::get_text(&svc.base, "/").await
     })
     .await
     .expect("GET / answers");

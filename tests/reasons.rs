@@ -508,12 +508,7 @@ retry_base = "50ms"
         pages.iter().all(|p| p["probe"] != "local"),
         "a local failure paged: {pages:?}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", svc.base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::get_text(&svc.base(), "/metrics").await;
     assert!(
         metrics
             .lines()

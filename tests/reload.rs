@@ -3,19 +3,10 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::support::{
-    TempConfig, fast_sim_probe, metric_value, poll, probe_runs, start_sim, status, wait_probe_runs,
-    when,
+    Service, TempConfig, fast_sim_probe, metric_value, poll, probe_runs, start_sim, status,
+    wait_probe_runs, when,
 };
-
-/// `run` on 127.0.0.1:0 with `POST /-/reload` on: its base URL, its stop token, its task.
-async fn start_reloadable(
-    cfg: &TempConfig,
-) -> (String, CancellationToken, crate::support::ServiceTask) {
-    crate::support::serve_in_process(cfg, crate::support::reload_for(cfg, true).0).await
-}
 
 /// `joincanary_config_last_reload_successful` in `metrics`.
 fn reload_ok(metrics: &str) -> Option<f64> {
@@ -25,12 +16,21 @@ fn reload_ok(metrics: &str) -> Option<f64> {
     )
 }
 
+/// `joincanary_config_reloads_total` of `result` (`success`, `failure`) in `metrics`.
+fn reloads(metrics: &str, result: &str) -> Option<f64> {
+    metric_value(
+        metrics,
+        &format!("joincanary_config_reloads_total{{region=\"test\",result=\"{result}\"}}"),
+    )
+}
+
 #[tokio::test(start_paused = true)]
 async fn reload_adds_probes_and_refuses_a_broken_config() {
     let sim = start_sim().await;
     let one = fast_sim_probe(&sim.base_url());
     let cfg = TempConfig::new("", &[("one.toml", &one)]);
-    let (base, stop, service) = start_reloadable(&cfg).await;
+    let svc = Service::reloadable(&cfg, true).await;
+    let base = svc.base.clone();
     wait_probe_runs(&base, "sim-join", 2).await;
 
     // A second probe appears; the first keeps its history.
@@ -39,28 +39,14 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         one.replace("name = \"sim-join\"", "name = \"second\""),
     )
     .unwrap();
-    let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{base}/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::support::post_reload(&base).await;
     assert_eq!(r.status(), 200);
     wait_probe_runs(&base, "second", 2).await;
     let s = status(&base).await;
     assert!(probe_runs(&s, "sim-join") >= 2, "history kept: {s}");
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::support::get_text(&base, "/metrics").await;
     assert!(metrics.contains("probe=\"second\""));
-    assert!(
-        metrics.lines().any(|l| l
-            .starts_with("joincanary_config_reloads_total{region=\"test\",result=\"success\"} 1")),
-        "{metrics}"
-    );
+    assert_eq!(reloads(&metrics, "success"), Some(1.0), "{metrics}");
     assert_eq!(reload_ok(&metrics), Some(1.0), "{metrics}");
     let loaded_at = metric_value(
         &metrics,
@@ -74,11 +60,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         "[[steps]]\nname = \"x\"\nkind = \"teleport\"\n",
     )
     .unwrap();
-    let r = client
-        .post(format!("{base}/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::support::post_reload(&base).await;
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
     assert!(
@@ -87,15 +69,8 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     );
     let before = probe_runs(&status(&base).await, "second");
     wait_probe_runs(&base, "second", before + 2).await;
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.lines().any(|l| {
-        l.starts_with("joincanary_config_reloads_total{region=\"test\",result=\"failure\"} 1")
-    }));
+    let metrics = crate::support::get_text(&base, "/metrics").await;
+    assert_eq!(reloads(&metrics, "failure"), Some(1.0), "{metrics}");
     // The refusal stays visible for as long as it stands, not only as a counter's increase.
     assert_eq!(reload_ok(&metrics), Some(0.0), "{metrics}");
     assert_eq!(
@@ -110,15 +85,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     // Removing a probe removes it from the status.
     std::fs::remove_file(cfg.probe_path("three.toml")).unwrap();
     std::fs::remove_file(cfg.probe_path("two.toml")).unwrap();
-    assert_eq!(
-        client
-            .post(format!("{base}/-/reload"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(crate::support::post_reload(&base).await.status(), 200);
     let s = status(&base).await;
     assert_eq!(s["probes"].as_array().unwrap().len(), 1, "{s}");
     let metrics = crate::support::get_text(&base, "/metrics").await;
@@ -127,11 +94,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     // A reload that would leave zero probes (every file gone) is refused like any broken
     // config: the running probe stays, and the gauge says so.
     std::fs::remove_file(cfg.probe_path("one.toml")).unwrap();
-    let r = client
-        .post(format!("{base}/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::support::post_reload(&base).await;
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
     assert!(body.contains("found no probe files"), "{body}");
@@ -140,12 +103,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     let metrics = crate::support::get_text(&base, "/metrics").await;
     assert_eq!(reload_ok(&metrics), Some(0.0), "{metrics}");
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
     sim.shutdown().await;
 }
 
@@ -182,11 +140,7 @@ async fn sighup_reloads_the_running_binary() {
         },
     )
     .await;
-    let r = reqwest::Client::new()
-        .post(format!("{base}/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::support::post_reload(&base).await;
     assert_eq!(
         r.status(),
         501,
@@ -228,13 +182,9 @@ async fn a_pager_added_by_reload_gets_the_open_incidents() {
         &service(&pager_a),
         &[("one.toml", &fast_sim_probe(&sim.base_url()))],
     );
-    let (base, stop, svc) = start_reloadable(&cfg).await;
-    let triggers = |r: &Receiver| -> Vec<serde_json::Value> {
-        r.accepted()
-            .into_iter()
-            .filter(|v| v["event"] == "trigger")
-            .collect()
-    };
+    let svc = Service::reloadable(&cfg, true).await;
+    let base = svc.base.clone();
+    let triggers = |r: &Receiver| r.events("trigger");
     let _ = poll(
         Duration::from_secs(15),
         Duration::from_millis(100),
@@ -247,11 +197,7 @@ async fn a_pager_added_by_reload_gets_the_open_incidents() {
     // The config is rewritten in place (the file at the old path), with a second pager.
     let text = std::fs::read_to_string(&cfg.path).unwrap();
     std::fs::write(&cfg.path, format!("{text}\n{pager_b}")).unwrap();
-    let r = reqwest::Client::new()
-        .post(format!("{base}/-/reload"))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::support::post_reload(&base).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     let _ = poll(
         Duration::from_secs(10),
@@ -272,7 +218,6 @@ async fn a_pager_added_by_reload_gets_the_open_incidents() {
     assert_eq!(triggers(&a).len(), 1, "pager a is not paged again");
     assert_eq!(triggers(&b).len(), 1);
 
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), svc).await;
+    svc.stop().await;
     sim.shutdown().await;
 }

@@ -37,18 +37,7 @@ impl Runner for Scripted {
         self.starts.lock().unwrap().push((started_at, trigger));
         Box::pin(async move {
             tokio::time::sleep(takes).await;
-            ProbeRun {
-                probe: probe.name.clone(),
-                region,
-                success: true,
-                started_at,
-                duration_ms: takes,
-                failed_step: None,
-                reason: None,
-                error: None,
-                trigger,
-                steps: Vec::new(),
-            }
+            crate::support::passing_run(&probe.name, region, started_at, takes, trigger)
         })
     }
 }
@@ -65,6 +54,7 @@ fn probe(schedule: &str, jitter: Duration) -> Arc<ProbePlan> {
     Arc::new(p)
 }
 
+/// A scheduler running `probes` in region `eu-west-1`, with its events, its stop and its tasks.
 struct Harness {
     starts: Starts,
     events: mpsc::Receiver<Event>,
@@ -73,33 +63,80 @@ struct Harness {
     scheduler: Scheduler,
 }
 
-fn start(p: Arc<ProbePlan>, takes: Duration, origin: DateTime<Utc>) -> Harness {
-    let clock = Clock::starting_at(origin);
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let runner = Arc::new(Scripted {
-        takes,
-        starts: starts.clone(),
-    });
-    let (tx, rx) = mpsc::channel(1024);
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let scheduler = Scheduler::spawn(
-        &[p],
-        "eu-west-1",
-        clock,
-        runner,
-        tx,
-        shutdown.clone(),
-        &tracker,
-    );
-    tracker.close();
-    Harness {
-        starts,
-        events: rx,
-        shutdown,
-        tracker,
-        scheduler,
+impl Harness {
+    /// `probes` run by `runner` on `clock`, events on a channel of `capacity`.
+    fn spawn(
+        probes: &[Arc<ProbePlan>],
+        clock: Clock,
+        runner: Arc<dyn Runner>,
+        capacity: usize,
+    ) -> Harness {
+        let (tx, events) = mpsc::channel(capacity);
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let scheduler = Scheduler::spawn(
+            probes,
+            "eu-west-1",
+            clock,
+            runner,
+            tx,
+            shutdown.clone(),
+            &tracker,
+        );
+        tracker.close();
+        Harness {
+            starts: Starts::default(),
+            events,
+            shutdown,
+            tracker,
+            scheduler,
+        }
     }
+
+    /// `probes` on [`Scripted`] runs that take `takes`, on a clock starting at `origin`.
+    fn scripted(
+        probes: &[Arc<ProbePlan>],
+        takes: Duration,
+        origin: DateTime<Utc>,
+        capacity: usize,
+    ) -> Harness {
+        let starts = Starts::default();
+        let runner = Arc::new(Scripted {
+            takes,
+            starts: starts.clone(),
+        });
+        Harness {
+            starts,
+            ..Harness::spawn(probes, Clock::starting_at(origin), runner, capacity)
+        }
+    }
+
+    /// The events sent so far.
+    fn drain(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+    }
+
+    /// The start times of the runs so far, in `format`.
+    fn starts(&self, format: &str) -> Vec<String> {
+        let starts = self.starts.lock().unwrap();
+        starts
+            .iter()
+            .map(|(t, _)| t.format(format).to_string())
+            .collect()
+    }
+
+    /// Stops it and waits (at most `within`) for its loops and the runs in flight to end.
+    async fn stop(&self, within: Duration) {
+        self.shutdown.cancel();
+        tokio::time::timeout(within, self.tracker.wait())
+            .await
+            .expect("the scheduler's loops and runs end when stopped");
+    }
+}
+
+/// One probe `p` on [`Harness::scripted`] runs that take `takes`.
+fn start(p: Arc<ProbePlan>, takes: Duration, origin: DateTime<Utc>) -> Harness {
+    Harness::scripted(&[p], takes, origin, 1024)
 }
 
 fn origin() -> DateTime<Utc> {
@@ -114,16 +151,9 @@ async fn every_minute_fires_on_the_minute() {
         origin(),
     );
     tokio::time::sleep(Duration::from_secs(155)).await;
-    let starts: Vec<_> = h
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _)| t.format("%H:%M:%S").to_string())
-        .collect();
+    let starts = h.starts("%H:%M:%S");
     assert_eq!(starts, ["00:01:00", "00:02:00", "00:03:00"]);
-    h.shutdown.cancel();
-    h.tracker.wait().await;
+    h.stop(Duration::from_secs(60)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -134,16 +164,9 @@ async fn jitter_delays_each_tick_by_the_fixed_offset() {
         origin(),
     );
     tokio::time::sleep(Duration::from_secs(100)).await;
-    let starts: Vec<_> = h
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _)| t.format("%H:%M:%S%.3f").to_string())
-        .collect();
+    let starts = h.starts("%H:%M:%S%.3f");
     assert_eq!(starts, ["00:01:07.250", "00:02:07.250"]);
-    h.shutdown.cancel();
-    h.tracker.wait().await;
+    h.stop(Duration::from_secs(60)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,18 +177,16 @@ async fn a_run_still_going_makes_the_next_tick_skip_and_count() {
         origin(),
     );
     tokio::time::sleep(Duration::from_secs(61)).await;
-    h.shutdown.cancel();
-    h.tracker.wait().await;
-    drop(h.scheduler);
-    let mut runs = 0;
-    let mut skipped = 0;
-    while let Ok(e) = h.events.try_recv() {
-        match e {
-            Event::Run { .. } => runs += 1,
-            Event::Skipped { .. } => skipped += 1,
-            Event::NextRun { .. } | Event::Reconnect { .. } => {}
-        }
-    }
+    h.stop(Duration::from_secs(60)).await;
+    let events = h.drain();
+    let runs = events
+        .iter()
+        .filter(|e| matches!(e, Event::Run { .. }))
+        .count();
+    let skipped = events
+        .iter()
+        .filter(|e| matches!(e, Event::Skipped { .. }))
+        .count();
     // Ticks at :40 :50 :00 :10 :20 :30; each 15 s run makes the following tick skip.
     let starts = h.starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 3, "{starts:?}");
@@ -200,8 +221,7 @@ async fn confirm_runs_happen_after_the_delay_between_ticks() {
             ("00:01:11".to_string(), Trigger::Confirm)
         ]
     );
-    h.shutdown.cancel();
-    h.tracker.wait().await;
+    h.stop(Duration::from_secs(60)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,15 +232,15 @@ async fn scheduled_runs_report_their_lag() {
         origin(),
     );
     tokio::time::sleep(Duration::from_secs(12)).await;
-    h.shutdown.cancel();
-    h.tracker.wait().await;
-    drop(h.scheduler);
-    let mut lags = Vec::new();
-    while let Ok(e) = h.events.try_recv() {
-        if let Event::Run { lag, .. } = e {
-            lags.push(lag);
-        }
-    }
+    h.stop(Duration::from_secs(60)).await;
+    let lags: Vec<_> = h
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Run { lag, .. } => Some(lag),
+            _ => None,
+        })
+        .collect();
     assert_eq!(lags, [Some(Duration::ZERO)]);
 }
 
@@ -230,12 +250,6 @@ async fn scheduled_runs_report_their_lag() {
 #[tokio::test(start_paused = true)]
 async fn a_stalled_consumer_never_stops_the_schedule() {
     use joincanary::event::SkipReason;
-    let clock = Clock::starting_at(origin());
-    let starts: Starts = Arc::new(Mutex::new(Vec::new()));
-    let runner = Arc::new(Scripted {
-        takes: Duration::from_millis(100),
-        starts: starts.clone(),
-    });
     let probes: Vec<Arc<ProbePlan>> = (0..20)
         .map(|i| {
             let mut p = probe("* * * * * *", Duration::ZERO).as_ref().clone();
@@ -244,27 +258,15 @@ async fn a_stalled_consumer_never_stops_the_schedule() {
         })
         .collect();
     // Room for one event: the consumer below reads nothing for ten seconds.
-    let (tx, mut rx) = mpsc::channel(1);
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let _scheduler = Scheduler::spawn(
-        &probes,
-        "eu-west-1",
-        clock,
-        runner,
-        tx,
-        shutdown.clone(),
-        &tracker,
-    );
-    tracker.close();
+    let mut h = Harness::scripted(&probes, Duration::from_millis(100), origin(), 1);
     tokio::time::sleep(Duration::from_millis(10_500)).await;
-    let started: Vec<Trigger> = starts.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    let started: Vec<Trigger> = h.starts.lock().unwrap().iter().map(|(_, t)| *t).collect();
     assert_eq!(started.len(), 20, "every probe started: {started:?}");
     // The consumer reads again: every run result arrives, and the skips are reported.
     let mut backlog = 0;
     let mut runs = 0;
     let drain = async {
-        while let Some(e) = rx.recv().await {
+        while let Some(e) = h.events.recv().await {
             match e {
                 Event::Run { .. } => runs += 1,
                 Event::Skipped { reason, count, .. } => {
@@ -285,7 +287,8 @@ async fn a_stalled_consumer_never_stops_the_schedule() {
         runs >= 20 && backlog > 0,
         "runs {runs}, backlog skips {backlog}"
     );
-    shutdown.cancel();
+    // Not waited for: the runs still sending into the full channel hold the tracker open.
+    h.shutdown.cancel();
 }
 
 /// Records the thread each run is polled on; each run holds its probe for `takes` (real time:
@@ -309,18 +312,7 @@ impl Runner for OnWhichThread {
             let name = std::thread::current().name().unwrap_or("").to_string();
             threads.lock().unwrap().push(name);
             tokio::time::sleep(takes).await;
-            ProbeRun {
-                probe: probe.name.clone(),
-                region,
-                success: true,
-                started_at,
-                duration_ms: takes,
-                failed_step: None,
-                reason: None,
-                error: None,
-                trigger,
-                steps: Vec::new(),
-            }
+            crate::support::passing_run(&probe.name, region, started_at, takes, trigger)
         })
     }
 }
@@ -336,28 +328,16 @@ async fn on_probe_threads_a_probe_stays_on_one_thread_never_overlaps_and_stops_a
         2,
     )
     .unwrap();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let probes = [
         probe("* * * * * *", Duration::ZERO),
         probe("* * * * * *", Duration::ZERO),
     ];
-    let _scheduler = Scheduler::spawn(
-        &probes,
-        "eu-west-1",
-        Clock::system(),
-        Arc::new(runner),
-        tx,
-        shutdown.clone(),
-        &tracker,
-    );
-    tracker.close();
+    let mut h = Harness::spawn(&probes, Clock::system(), Arc::new(runner), 1024);
     // Every second a tick; each run takes 1.5 s: runs alternate with skipped ticks.
     let (mut runs, mut skipped, mut next) = (0, 0, 0);
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     while runs < 4 || skipped < 2 {
-        match tokio::time::timeout_at(until, rx.recv()).await {
+        match tokio::time::timeout_at(until, h.events.recv()).await {
             Ok(Some(Event::Run { .. })) => runs += 1,
             Ok(Some(Event::Skipped { reason, count, .. })) => {
                 assert_eq!(reason, joincanary::event::SkipReason::Overlap);
@@ -381,10 +361,7 @@ async fn on_probe_threads_a_probe_stays_on_one_thread_never_overlaps_and_stops_a
     assert!(seen.iter().any(|t| t == "joincanary-probes-0"), "{seen:?}");
     assert!(seen.iter().any(|t| t == "joincanary-probes-1"), "{seen:?}");
     // Stopping waits only for the runs in flight (at most one 1.5 s run each).
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
-        .await
-        .expect("the probe threads' loops and runs end when stopped");
+    h.stop(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -409,21 +386,9 @@ async fn on_a_probe_thread_a_hung_server_is_still_cut_at_the_deadline() {
     p.schedule = Schedule::parse("* * * * * *", None).unwrap();
     let runner =
         joincanary::scheduler::OnThreads::start(joincanary::scheduler::FlowRunner, 1).unwrap();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let _scheduler = Scheduler::spawn(
-        &[Arc::new(p)],
-        "eu-west-1",
-        Clock::system(),
-        Arc::new(runner),
-        tx,
-        shutdown.clone(),
-        &tracker,
-    );
-    tracker.close();
+    let mut h = Harness::spawn(&[Arc::new(p)], Clock::system(), Arc::new(runner), 1024);
     let run = loop {
-        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        match tokio::time::timeout(Duration::from_secs(5), h.events.recv()).await {
             Ok(Some(Event::Run { run, .. })) => break run,
             Ok(Some(_)) => {}
             other => panic!("no run within 5 s: {other:?}"),
@@ -440,9 +405,6 @@ async fn on_a_probe_thread_a_hung_server_is_still_cut_at_the_deadline() {
         "cut at the 300 ms deadline: {:?}",
         run.duration_ms
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), tracker.wait())
-        .await
-        .expect("stops");
+    h.stop(Duration::from_secs(5)).await;
     held.abort();
 }

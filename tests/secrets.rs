@@ -376,18 +376,8 @@ async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
         .collect();
     assert!(missing.is_empty(), "never paged: {missing:?}\n{pages}");
     let status = support::status(&base).await.to_string();
-    let page = reqwest::get(format!("{base}/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::support::get_text(&base, "/").await;
+    let metrics = crate::support::get_text(&base, "/metrics").await;
     let log = running.log();
     drop(running);
     assert!(
@@ -409,6 +399,92 @@ async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
         }
     }
     assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+/// Issue 17: every value from the environment was a secret, so a host and port taken from it
+/// read `[redacted]:[redacted]` in the page. Now they are shown (in the page, status and log),
+/// while a password from the environment in the same service stays out of all of them and out
+/// of the debug log and metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_and_ports_from_the_environment_are_shown_and_passwords_are_not() {
+    let addr = echo_server().await;
+    let (receiver, hook) = Receiver::start(200).await;
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = refused.local_addr().unwrap().port().to_string();
+    drop(refused);
+    let secret = SECRETS[9];
+    let down = "timeout = \"900ms\"\nschedule = \"* * * * * *\"\n[[steps]]\nname = \"login\"\n\
+                kind = \"http\"\nurl = \"http://${TARGET_HOST}:${TARGET_PORT}/login\"\n\
+                timeout = \"800ms\"\n";
+    let echoed = probe_text(&addr, "json", "json", "schedule = \"* * * * * *\"")
+        .replace("timeout = \"15s\"", "timeout = \"900ms\"")
+        .replace("timeout = \"10s\"", "timeout = \"800ms\"");
+    let cfg = TempConfig::new(
+        &format!(
+            "[alerting]\nconfirm_delay = \"200ms\"\nfailure_threshold = 1\n\
+             [[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook}/hook\"\nretry_base = \"50ms\"\n"
+        ),
+        &[("down.toml", down), ("echoed.toml", &echoed)],
+    );
+    let env = [
+        ("TARGET_HOST", "127.0.0.1"),
+        ("TARGET_PORT", port.as_str()),
+        ("PW", secret),
+    ];
+    let running = tokio::task::block_in_place(|| {
+        Running::start_with(&cfg.path, &["--log.level", "debug"], &env)
+    });
+    let base = running.base();
+    let pages = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            let pages = receiver
+                .all()
+                .iter()
+                .map(|(_, body, _)| body.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            support::when(pages, |p| {
+                p.contains("\"down\"") && p.contains("\"echoed\"")
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|last| last);
+    let status = support::status(&base).await.to_string();
+    let page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let log = running.log();
+    drop(running);
+    let address = format!("127.0.0.1:{port}");
+    for (what, text) in [("pages", &pages), ("status JSON", &status), ("log", &log)] {
+        assert!(text.contains(&address), "{what} names {address}: {text}");
+        assert!(!text.contains("[redacted]:[redacted]"), "{what}: {text}");
+    }
+    assert!(
+        status.contains("[redacted]"),
+        "the echo reached status: {status}"
+    );
+    for (what, text) in [
+        ("status JSON", &status),
+        ("status page", &page),
+        ("metrics", &metrics),
+        ("log", &log),
+        ("pages", &pages),
+    ] {
+        assert_eq!(leak(text, secret), None, "{what} holds the password");
+    }
 }
 
 /// One request as the server saw it: URI, headers, body.

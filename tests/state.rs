@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use joincanary::store::Store;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::receiver::Receiver;
-use crate::support::{TempConfig, eventually, poll, set_faults, start_sim, status, until, when};
+use crate::support::{
+    Service, TempConfig, eventually, poll, set_faults, start_sim, status, until, when,
+};
 
 const KEY: &str = "joincanary/test/sim-join/critical";
 
@@ -30,42 +31,6 @@ url = "{hook}/hook"
 retry_base = "50ms"
 "#
     )
-}
-
-struct Running {
-    base: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
-    reload: tokio::sync::mpsc::Sender<joincanary::service::ReloadRequest>,
-}
-
-async fn start(cfg: &TempConfig) -> Running {
-    let (reload, sender) = crate::support::reload_for(cfg, false);
-    let (base, stop, task) = crate::support::serve_in_process(cfg, reload).await;
-    Running {
-        base,
-        stop,
-        task,
-        reload: sender,
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("stops in time")
-            .unwrap()
-            .unwrap();
-    }
-
-    /// What SIGHUP does.
-    async fn reload(&self) -> Result<(), String> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.reload.send(tx).await.unwrap();
-        rx.await.unwrap()
-    }
 }
 
 /// Waits (25 ms apart, at most 10 s) for the webhook to have accepted a notification
@@ -151,7 +116,7 @@ async fn incident() -> (joincanary::sim::SimServer, Receiver, TempConfig) {
         &[("p.toml", &crate::support::fast_sim_probe(&sim.base_url()))],
     );
     set_faults(&sim, json!({"signalling_drop": true})).await;
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     wait_event(&hook, "trigger").await;
     svc.stop().await;
     (sim, hook, cfg)
@@ -215,7 +180,7 @@ async fn a_lost_delivery_record_re_sends_the_trigger_of_an_open_alert() {
     let state = cfg.dir.path().join("state");
     damage(&state, "s/");
     let before = hook.accepted().len();
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     let _ = poll(
         Duration::from_secs(10),
         Duration::from_millis(25),
@@ -235,7 +200,7 @@ async fn a_lost_alert_record_is_rebuilt_and_resolved() {
     let state = cfg.dir.path().join("state");
     damage(&state, "a/");
     set_faults(&sim, json!({"signalling_drop": false})).await;
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     let resolve = wait_event(&hook, "resolve").await;
     assert_eq!(resolve["probe"], "sim-join");
     svc.stop().await;
@@ -249,7 +214,7 @@ async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
     // an outbox.json cut short.
     legacy_files(&state, r#"{"version":1,"next_id":3,"pend"#);
     let before = hook.accepted().len();
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     let _ = poll(
         Duration::from_secs(10),
         Duration::from_millis(25),
@@ -272,7 +237,7 @@ async fn an_intact_legacy_outbox_migrates_without_paging_again() {
         r#"{"version":1,"next_id":3,"pending":[],"firing":[]}"#,
     );
     let before = hook.accepted().len();
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     crate::support::wait_probe_runs(&svc.base, "sim-join", 3).await;
     wait_alert(&svc.base, true).await;
     svc.stop().await;
@@ -297,7 +262,7 @@ async fn a_failing_disk_and_a_reload_keep_the_incident() {
     );
     let state = cfg.dir.path().join("state");
     set_faults(&sim, json!({"signalling_drop": true})).await;
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     wait_event(&hook, "trigger").await;
     // The disk stops taking writes: the log's path is now a directory.
     std::fs::remove_file(state.join("state.log")).unwrap();
@@ -353,6 +318,38 @@ async fn wait_state_failing(base: &str, file: &str, want: f64) {
     assert_eq!(got, Some(want), "{series}");
 }
 
+/// Issue 17: state files that cannot be read (a history over the size cap, a state log that
+/// is a directory) are logged, counted and ignored: the service starts, probes and is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_state_files_are_counted_and_the_start_goes_on() {
+    let sim = start_sim().await;
+    let cfg = TempConfig::new(
+        "",
+        &[("p.toml", &crate::support::fast_sim_probe(&sim.base_url()))],
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(plan.state_dir.join("state.log")).unwrap();
+    std::fs::File::create(plan.state_dir.join("status-history.json"))
+        .unwrap()
+        .set_len(joincanary::diag::file::MAX_STATE_BYTES + 1)
+        .unwrap();
+    let svc = Service::start(plan).await;
+    crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
+    let m = svc.metrics().await;
+    for file in ["state.log", "status-history.json"] {
+        assert_eq!(
+            crate::support::metric_value(
+                &m,
+                &format!("joincanary_state_read_errors_total{{file=\"{file}\",region=\"test\"}}")
+            ),
+            Some(1.0),
+            "{file}: {m}"
+        );
+    }
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
 /// A state directory that cannot be written at start-up (its path runs through a regular file:
 /// refused to root too) does not stop `run` — it probes and pages from memory — but it is told
 /// at once, before any incident needs the disk, not at the first page.
@@ -367,7 +364,7 @@ async fn a_state_directory_not_writable_at_start_is_reported_at_once() {
     std::fs::write(&blocker, "").unwrap();
     let mut plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
     plan.state_dir = blocker.join("state");
-    let svc = crate::support::Service::start(plan).await;
+    let svc = Service::start(plan).await;
     wait_state_failing(&svc.base, "state.log", 1.0).await;
     crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
     let m = svc.metrics().await;
@@ -399,7 +396,7 @@ async fn a_probe_removed_during_its_incident_is_resolved() {
         ],
     );
     set_faults(&sim, json!({"signalling_drop": true})).await;
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     wait_event(&hook, "trigger").await;
     std::fs::remove_file(cfg.probe_path("p.toml")).unwrap();
     svc.reload().await.unwrap();
@@ -434,7 +431,7 @@ async fn probe_success_and_the_open_incident_survive_a_restart() {
     let (hook, hook_url) = Receiver::start(200).await;
     let probe = crate::support::fast_sim_probe(&sim.base_url());
     let cfg = TempConfig::new(&service_config(&hook_url), &[("p.toml", &probe)]);
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     // A pass first, so there is a last success to keep.
     crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
     set_faults(&sim, json!({"signalling_drop": true})).await;
@@ -469,7 +466,7 @@ async fn probe_success_and_the_open_incident_survive_a_restart() {
         probe.replace("schedule = \"* * * * * *\"", "schedule = \"0 0 1 1 *\""),
     )
     .unwrap();
-    let svc = start(&cfg).await;
+    let svc = Service::reloadable(&cfg, false).await;
     let after = scrape(svc.base.clone()).await;
     assert_eq!(metric_value(&after, success), Some(0.0), "{after}");
     assert_eq!(metric_value(&after, last_success), Some(expected_success));

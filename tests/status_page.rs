@@ -431,12 +431,7 @@ async fn a_peer_that_never_answered_is_named_by_its_configured_region() {
     );
     let svc = tokio::task::block_in_place(|| Running::start(&cfg.path, &[]));
     crate::support::wait_probe_runs(&svc.base(), "sim-join", 2).await;
-    let page = reqwest::get(format!("{}/", svc.base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = crate::support::get_text(&svc.base(), "/").await;
     assert!(
         page.contains("ap-southeast-1 <small>(unreachable since "),
         "{page}"

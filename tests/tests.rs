@@ -17,6 +17,7 @@ mod flow;
 mod footprint;
 mod headline;
 mod hostile;
+mod hostile_frames;
 mod hostile_numbers;
 mod listener;
 mod never_silent;

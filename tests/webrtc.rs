@@ -195,3 +195,89 @@ fn forge_fingerprint(sdp: &str) -> String {
         .join("\r\n")
         + "\r\n"
 }
+
+/// Whether `text` shows an ICE password: an `ice-pwd:` not followed by `[redacted]`, or the
+/// `pass: "…"` of str0m's `IceCreds` in a debug line.
+fn shows_an_ice_password(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    for (at, _) in lower.match_indices("ice-pwd:") {
+        let after = &text[at + "ice-pwd:".len()..];
+        if !after.starts_with("[redacted]") {
+            return Some(after.chars().take(40).collect());
+        }
+    }
+    text.find("pass: \"")
+        .map(|at| text[at..].chars().take(40).collect())
+}
+
+/// The shipped Janus media probe, run with every crate's debug lines captured (str0m's and
+/// its ICE agent's among them): the passing run's log shows neither side's ICE password, and
+/// the run's report (what status pages and pages show) neither.
+#[tokio::test]
+async fn no_ice_password_in_the_debug_log_of_a_janus_media_run() {
+    support::init();
+    let janus = servers::start_janus_media()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = support::example(
+        "janus-echotest-media.toml",
+        &[("JANUS_URL", &janus.ws_url())],
+    );
+    let (run, log) = janus
+        .inside(move || async move {
+            let logs = support::logs::Capture::start();
+            let run = support::run_once(&plan).await;
+            (run, logs.take())
+        })
+        .await;
+    assert!(run.success, "{run:#?}");
+    // The capture sees the ICE agent's debug lines: the ones that would carry the passwords.
+    assert!(log.contains("Set remote credentials"), "{log}");
+    if let Some(shown) = shows_an_ice_password(&log) {
+        panic!("an ICE password in the log ({shown}):\n{log}");
+    }
+    let report = format!("{run:?}");
+    assert_eq!(shows_an_ice_password(&report), None, "{report}");
+}
+
+/// An SDP quoted in a step's error (a WHIP-style endpoint refusing the offer with the SDP in its
+/// body, raw or in JSON) shows its ufrag and never its ICE password: no `webrtc` step has seen
+/// that SDP, so only its shape tells.
+#[tokio::test]
+async fn an_sdp_quoted_in_an_error_shows_its_ufrag_and_hides_its_ice_password() {
+    use axum::{Router, http::StatusCode, routing::post};
+    support::init();
+    const PASSWORD: &str = "Zx9+/pw0rd4a6b8c0d2e4f6a";
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=ice-lite\r\na=ice-ufrag:Ab3d\r\na=ice-pwd:{PASSWORD}\r\n"
+    );
+    let json = serde_json::json!({ "error": "offer refused", "sdp": sdp }).to_string();
+    let app = Router::new()
+        .route(
+            "/whip",
+            post({
+                let sdp = sdp.clone();
+                move || async move { (StatusCode::BAD_REQUEST, sdp) }
+            }),
+        )
+        .route(
+            "/json",
+            post(move || async move { (StatusCode::BAD_REQUEST, json) }),
+        );
+    let base = support::serve_router(app).await;
+    for path in ["/whip", "/json"] {
+        let plan = support::probe_from(
+            &format!(
+                "name = \"whip\"\n\n[[steps]]\nname = \"offer\"\nkind = \"http\"\nmethod = \"POST\"\n\
+                 url = \"http://{base}{path}\"\nbody = \"v=0\"\ntimeout = \"2s\"\n"
+            ),
+            &[],
+        );
+        let run = support::run_once(&plan).await;
+        let error = run.error.clone().unwrap_or_default();
+        assert_eq!(run.reason, Some(FailureReason::HttpStatus), "{run:#?}");
+        assert!(error.contains("a=ice-ufrag:Ab3d"), "{path}: {error}");
+        assert!(error.contains("a=ice-pwd:[redacted]"), "{path}: {error}");
+        assert!(!format!("{run:?}").contains("Zx9"), "{path}: {error}");
+    }
+}

@@ -51,6 +51,10 @@ pub struct Alertmanager {
     pub resend_interval: Duration,
     /// How long a firing alert outlives its last post (`hold`, default 1 h).
     pub hold: Duration,
+    /// Sent with every request (posts and `test-page`'s reads): a bearer token for an
+    /// Alertmanager behind an authenticating proxy, `X-Scope-OrgID` for Mimir's or Cortex's.
+    /// Values are secrets.
+    pub headers: Vec<(String, Secret)>,
 }
 
 pager_table! {
@@ -63,6 +67,10 @@ pager_table! {
         /// How long a firing alert stays firing after the last post if nothing resolves it (a
         /// dead prober must not resolve its incident); default 1h.
         pub hold: Option<S<String>>,
+        /// Extra headers on every request, e.g. `{ Authorization = "Bearer ${AM_TOKEN}" }` or
+        /// `{ X-Scope-OrgID = "ops" }` (values are secrets).
+        #[serde(default)]
+        pub headers: std::collections::BTreeMap<String, S<String>>,
     }
 }
 
@@ -94,10 +102,12 @@ impl Alertmanager {
                 "must be longer than resend_interval, or a firing alert would lapse between posts",
             );
         }
+        let headers = e.headers(ctx, &r.headers);
         Some(Alertmanager {
             url: Secret::new(url?.trim_end_matches('/').to_string()),
             resend_interval: resend_interval?,
             hold: hold?,
+            headers: headers?,
         })
     }
 }
@@ -120,7 +130,16 @@ fn description(n: &Notification) -> String {
 /// `alertname`, `probe`, `region`, `severity`, `source`. What changes while it fires (the failing
 /// step, the reason, the summary) is in annotations, so a new failing step updates the alert
 /// instead of opening a second one. A firing alert's `endsAt` is `hold` after this post.
-pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
+/// `startsAt` and `endsAt` are put on the system clock as it reads now
+/// ([`Clock::on_system`](crate::clock::Clock::on_system)): Alertmanager judges them by its own
+/// clock, and a prober whose host clock was stepped after it started (NTP after boot, a VM
+/// resumed) would otherwise post an alert already resolved, or a resolve that only takes effect
+/// once the step's offset has passed.
+pub fn build_request(
+    plan: &Alertmanager,
+    n: &Notification,
+    clock: &crate::clock::Clock,
+) -> Request {
     let mut labels = serde_json::Map::new();
     let mut label = |k: &str, v: &str| {
         labels.insert(k.into(), serde_json::Value::String(v.into()));
@@ -139,9 +158,10 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     if n.test {
         label("test", "true");
     }
+    let at = clock.on_system(n.at);
     let ends_at = match n.kind {
-        EventKind::Resolve => n.at,
-        EventKind::Trigger => after(n.at, plan.hold),
+        EventKind::Resolve => at,
+        EventKind::Trigger => after(at, plan.hold),
     };
     let mut annotations = serde_json::Map::new();
     annotations.insert(
@@ -158,7 +178,7 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     let mut alert = json!({
         "labels": labels,
         "annotations": annotations,
-        "startsAt": n.started_at.to_rfc3339(),
+        "startsAt": clock.on_system(n.started_at).to_rfc3339(),
         "endsAt": ends_at.to_rfc3339(),
     });
     let status = n
@@ -171,7 +191,7 @@ pub fn build_request(plan: &Alertmanager, n: &Notification) -> Request {
     }
     Request {
         url: format!("{}/api/v2/alerts", plan.url.expose()),
-        headers: Vec::new(),
+        headers: super::webhook::exposed(&plan.headers),
         body: json!([alert]),
     }
 }
@@ -189,7 +209,8 @@ pub(crate) fn after(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 /// The always-firing `JoinCanaryWatchdog` alert, posted every `resend_interval` while the
 /// scheduler is healthy: route it to a dead man's switch, which raises the alarm when it stops.
 /// `startsAt` is the prober's start (`started`), the same in every post; `endsAt` is
-/// [`watchdog_ttl`] after this post (`at`).
+/// [`watchdog_ttl`] after this post (`at`). Both on the system clock as it reads at the post
+/// ([`Clock::on_system`](crate::clock::Clock::on_system)), as for [`build_request`].
 pub fn build_watchdog(
     plan: &Alertmanager,
     region: &str,
@@ -199,7 +220,7 @@ pub fn build_watchdog(
     let ends_at = after(at, watchdog_ttl(plan.resend_interval));
     Request {
         url: format!("{}/api/v2/alerts", plan.url.expose()),
-        headers: Vec::new(),
+        headers: super::webhook::exposed(&plan.headers),
         body: json!([{
             "labels": {
                 "alertname": WATCHDOG,
@@ -248,9 +269,11 @@ impl AmApi for HttpAm<'_> {
     async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
         let url = format!("{}{path}", self.plan.url.expose());
         let read = async {
-            let mut resp = self
-                .client
-                .get(&url)
+            let mut get = self.client.get(&url);
+            for (k, v) in &self.plan.headers {
+                get = get.header(k, v.expose());
+            }
+            let mut resp = get
                 .send()
                 .await
                 .map_err(|e| crate::net::error_chain(&e.without_url()))?;
@@ -313,7 +336,7 @@ pub(crate) async fn test_page(
     let run = n.dedup_key.rsplit('/').next().unwrap_or_default();
     n.probe = format!("test-page-{}", run.get(..8).unwrap_or(run));
     let labels: std::collections::BTreeMap<String, String> =
-        serde_json::from_value(build_request(plan, &n).body[0]["labels"].clone())
+        serde_json::from_value(build_request(plan, &n, clock).body[0]["labels"].clone())
             .unwrap_or_default();
     let wait = match wait {
         Some(w) => {
@@ -335,7 +358,7 @@ pub(crate) async fn test_page(
         ..plan.clone()
     };
     n.at = clock.now();
-    api.post(&build_request(&firing, &n)).await?;
+    api.post(&build_request(&firing, &n, clock)).await?;
     notes.push("Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)".into());
     let listed = listed_state(api, &labels).await;
     let refused = match &listed {
@@ -355,7 +378,7 @@ pub(crate) async fn test_page(
     n.kind = EventKind::Resolve;
     n.at = clock.now();
     n.summary = format!("[TEST] joincanary test page from {}: resolved", n.region);
-    api.post(&build_request(plan, &n)).await?;
+    api.post(&build_request(plan, &n, clock)).await?;
     match refused {
         Some(e) => Err(DeliveryError::Permanent(e)),
         None => Ok(notes),
@@ -495,13 +518,19 @@ mod tests {
             url: Secret::new("http://am:9093"),
             resend_interval: Duration::from_secs(60),
             hold: DEFAULT_HOLD,
+            headers: Vec::new(),
         }
+    }
+
+    /// A clock whose system clock agrees with it (not stepped).
+    fn clock() -> crate::clock::Clock {
+        crate::clock::Clock::starting_at("2025-03-01T12:00:00Z".parse().unwrap())
     }
 
     #[test]
     fn firing_payload() {
         let n = sample(EventKind::Trigger);
-        let req = build_request(&plan(), &n);
+        let req = build_request(&plan(), &n, &clock());
         assert_eq!(req.url, "http://am:9093/api/v2/alerts");
         assert_eq!(
             req.body,
@@ -530,9 +559,31 @@ mod tests {
     fn resolved_payload_ends_now() {
         let mut n = sample(EventKind::Resolve);
         n.severity = Severity::Warning;
-        let req = build_request(&plan(), &n);
+        let req = build_request(&plan(), &n, &clock());
         assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:05:00+00:00");
         assert_eq!(req.body[0]["labels"]["alertname"], "JoinFlowDegraded");
+    }
+
+    /// The host's clock stepped after the prober started (NTP after boot, a VM resumed): the
+    /// prober's own clock reads on unstepped, but Alertmanager judges `startsAt`/`endsAt` by
+    /// its clock, so they go out on the system clock as it reads at the post. Before, a clock
+    /// stepped 2 h forward made the trigger's `endsAt` (1 h ahead on the prober's clock) an hour
+    /// in Alertmanager's past: posted already resolved.
+    #[test]
+    fn a_stepped_system_clock_moves_the_posted_times() {
+        let clock = clock();
+        clock.step_system(chrono::Duration::hours(2));
+        let n = sample(EventKind::Trigger);
+        let req = build_request(&plan(), &n, &clock);
+        assert_eq!(req.body[0]["startsAt"], "2025-03-01T14:00:00+00:00");
+        assert_eq!(req.body[0]["endsAt"], "2025-03-01T15:05:00+00:00");
+        // Stepped back: a resolve's `endsAt` is not in Alertmanager's future (which would keep
+        // the alert firing until the clocks met).
+        clock.step_system(chrono::Duration::hours(-3));
+        let r = sample(EventKind::Resolve);
+        let req = build_request(&plan(), &r, &clock);
+        assert_eq!(req.body[0]["endsAt"], "2025-03-01T11:05:00+00:00");
+        assert_eq!(req.body[0]["startsAt"], "2025-03-01T11:00:00+00:00");
     }
 
     #[test]
@@ -541,7 +592,10 @@ mod tests {
         let mut b = a.clone();
         b.failed_step = Some("login".into());
         b.reason = Some(crate::report::FailureReason::HttpStatus);
-        let (ra, rb) = (build_request(&plan(), &a), build_request(&plan(), &b));
+        let (ra, rb) = (
+            build_request(&plan(), &a, &clock()),
+            build_request(&plan(), &b, &clock()),
+        );
         assert_eq!(ra.body[0]["labels"], rb.body[0]["labels"]);
         assert_eq!(rb.body[0]["annotations"]["step"], "login");
     }
@@ -566,6 +620,20 @@ mod tests {
         };
         let req = build_watchdog(&default, "eu-west-1", started, at);
         assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:00:45+00:00");
+    }
+
+    /// The configured headers (a bearer token, a tenant) go with the alerts and the watchdog.
+    #[test]
+    fn headers_go_with_every_post() {
+        let p = Alertmanager {
+            headers: vec![("X-Scope-OrgID".into(), Secret::new("ops"))],
+            ..plan()
+        };
+        let want = vec![("X-Scope-OrgID".to_string(), "ops".to_string())];
+        let n = sample(EventKind::Trigger);
+        assert_eq!(build_request(&p, &n, &clock()).headers, want);
+        let at = "2025-03-01T12:00:00Z".parse().unwrap();
+        assert_eq!(build_watchdog(&p, "eu-west-1", at, at).headers, want);
     }
 
     /// Alertmanager as `test-page` sees it, in memory: each answer canned, each POST recorded
@@ -738,9 +806,15 @@ mod tests {
             ..plan()
         };
         let max = DateTime::<Utc>::MAX_UTC.to_rfc3339();
-        assert_eq!(build_request(&p, &n).body[0]["endsAt"], json!(max));
+        assert_eq!(
+            build_request(&p, &n, &clock()).body[0]["endsAt"],
+            json!(max)
+        );
         n.at = DateTime::<Utc>::MAX_UTC;
-        assert_eq!(build_request(&plan(), &n).body[0]["endsAt"], json!(max));
+        assert_eq!(
+            build_request(&plan(), &n, &clock()).body[0]["endsAt"],
+            json!(max)
+        );
         let req = build_watchdog(&p, "r", n.at, n.at);
         assert_eq!(req.body[0]["endsAt"], json!(max));
         assert_eq!(watchdog_ttl(huge), Duration::MAX);

@@ -63,9 +63,9 @@ pub fn open_store(state_dir: &Path) -> (Store, Loaded) {
     let outbox_path = state_dir.join(LEGACY_OUTBOX_FILE);
     let mut records: Vec<(String, serde_json::Value)> = Vec::new();
     let mut found = false;
-    if let Ok(bytes) = crate::diag::file::read_state(&state_path) {
+    if let Ok(reader) = crate::diag::file::open_state(&state_path) {
         found = true;
-        match serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(&bytes) {
+        match serde_json::from_reader::<_, BTreeMap<String, serde_json::Value>>(reader) {
             Ok(states) => {
                 records.extend(states.into_iter().map(|(p, s)| (format!("{ALERT}{p}"), s)));
             }

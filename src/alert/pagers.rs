@@ -13,6 +13,7 @@ use super::notify::{self, DeliveryError, Notifier};
 use super::table::{Common, Entry};
 use super::{RetryPolicy, alertmanager, email, opsgenie, pagerduty, webhook};
 use crate::diag::Ctx;
+use crate::secret::Secret;
 
 /// Default per-request timeout of a pager.
 pub const DEFAULT_PAGER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -220,6 +221,7 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
 pub fn notifier_for(
     plan: &PagerPlan,
     client: &reqwest::Client,
+    clock: crate::clock::Clock,
 ) -> Result<Box<dyn Notifier>, DeliveryError> {
     let build: notify::BuildFn = match &plan.kind {
         PagerKind::PagerDuty(p) => {
@@ -232,7 +234,7 @@ pub fn notifier_for(
         }
         PagerKind::Alertmanager(p) => {
             let p = p.clone();
-            Box::new(move |n| alertmanager::build_request(&p, n))
+            Box::new(move |n| alertmanager::build_request(&p, n, &clock))
         }
         PagerKind::Slack(p) => {
             let p = p.clone();
@@ -263,15 +265,18 @@ fn secrets_of(kind: &PagerKind) -> Vec<String> {
     match kind {
         PagerKind::PagerDuty(p) => vec![p.routing_key.expose().to_string()],
         PagerKind::Opsgenie(p) => vec![p.api_key.expose().to_string()],
-        PagerKind::Alertmanager(p) => url_secrets(p.url.expose()),
+        PagerKind::Alertmanager(p) => url_and_header_secrets(&p.url, &p.headers),
         PagerKind::Slack(p) => url_secrets(p.url.expose()),
-        PagerKind::Webhook(p) => {
-            let mut v = url_secrets(p.url.expose());
-            v.extend(p.headers.iter().map(|(_, s)| s.expose().to_string()));
-            v
-        }
+        PagerKind::Webhook(p) => url_and_header_secrets(&p.url, &p.headers),
         PagerKind::Email(e) => e.password.iter().map(|s| s.expose().to_string()).collect(),
     }
+}
+
+/// The URL's secrets and every header value (a token).
+fn url_and_header_secrets(url: &Secret, headers: &[(String, Secret)]) -> Vec<String> {
+    let mut v = url_secrets(url.expose());
+    v.extend(headers.iter().map(|(_, s)| s.expose().to_string()));
+    v
 }
 
 /// The whole URL and its path and query: a Slack hook's secret is its path.

@@ -145,6 +145,38 @@ impl Entry<'_> {
             }
         }
     }
+
+    /// A `headers` table (`{ Authorization = "Bearer ${TOKEN}" }`), `${ENV}`-substituted: every
+    /// name and value must be sendable; the values are secrets and never repeated. `None` when
+    /// any is not (each reported).
+    pub fn headers(
+        &self,
+        ctx: &mut Ctx<'_>,
+        raw: &std::collections::BTreeMap<String, S<String>>,
+    ) -> Option<Vec<(String, crate::secret::Secret)>> {
+        let mut headers = Vec::new();
+        let mut ok = true;
+        for (name, value) in raw {
+            let key = self.key(&format!("headers.{name}"));
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                ctx.error(Some(value.span()), &key, "is not a valid header name");
+                ok = false;
+                continue;
+            }
+            let Some(v) = ctx.env_str(value, &key) else {
+                ok = false;
+                continue;
+            };
+            if reqwest::header::HeaderValue::from_str(&v).is_err() {
+                // The value may be a secret: never repeat it.
+                ctx.error(Some(value.span()), &key, "has a value that cannot be sent");
+                ok = false;
+                continue;
+            }
+            headers.push((name.clone(), crate::secret::Secret::new(v)));
+        }
+        ok.then_some(headers)
+    }
 }
 
 fn non_empty(ctx: &mut Ctx<'_>, v: &S<String>, key: &str) -> Option<String> {

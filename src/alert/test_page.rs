@@ -57,7 +57,7 @@ pub async fn test_page(
                     };
                     return super::alertmanager::test_page(&api, am, n, wait, &clock).await;
                 }
-                let notifier = crate::alert::pagers::notifier_for(plan, &client)?;
+                let notifier = crate::alert::pagers::notifier_for(plan, &client, clock)?;
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {
                     // Opsgenie creates alerts asynchronously; a close sent at once can miss it.

@@ -63,31 +63,10 @@ impl Webhook {
         let url = e
             .required(ctx, r.url.as_ref(), "url")
             .and_then(|u| e.url(ctx, u, r.url.as_ref(), "url"));
-        let mut headers = Vec::new();
-        let mut ok = true;
-        for (name, value) in &r.headers {
-            let key = e.key(&format!("headers.{name}"));
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                ctx.error(Some(value.span()), &key, "is not a valid header name");
-                ok = false;
-                continue;
-            }
-            let Some(v) = ctx.env_str(value, &key) else {
-                ok = false;
-                continue;
-            };
-            if reqwest::header::HeaderValue::from_str(&v).is_err() {
-                // The value may be a secret: never repeat it.
-                ctx.error(Some(value.span()), &key, "has a value that cannot be sent");
-                ok = false;
-                continue;
-            }
-            headers.push((name.clone(), Secret::new(v)));
-        }
-        ok.then_some(())?;
+        let headers = e.headers(ctx, &r.headers);
         Some(Webhook {
             url: Secret::new(url?),
-            headers,
+            headers: headers?,
         })
     }
 }
@@ -198,13 +177,17 @@ pub fn payload(n: &Notification) -> serde_json::Value {
 pub fn build_request(plan: &Webhook, n: &Notification) -> Request {
     Request {
         url: plan.url.expose().to_string(),
-        headers: plan
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string()))
-            .collect(),
+        headers: exposed(&plan.headers),
         body: payload(n),
     }
+}
+
+/// Configured headers as sent: names and values in the clear, for the request only.
+pub(crate) fn exposed(headers: &[(String, Secret)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_string()))
+        .collect()
 }
 
 #[cfg(test)]

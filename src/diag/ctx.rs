@@ -1,6 +1,7 @@
 //! [`Ctx`]: what each part validates its own table with. It collects every problem of one
 //! file (so `joincanary check` reports them all at once) and the values that came from the
-//! environment (possible secrets, scrubbed from every error string a run produces).
+//! environment where they may be secrets (scrubbed from every error string a run produces;
+//! hosts and ports are not: `env::Substituted::split`).
 
 use std::fmt;
 use std::ops::Range;
@@ -14,7 +15,7 @@ use crate::template::Template;
 type SubstituteFn = fn(&str, &dyn EnvSource) -> Result<env::Substituted, EnvError>;
 
 /// Collects errors for one file while it is validated, and the values that came from the
-/// environment (possible secrets, scrubbed from every error string a run produces).
+/// environment where they may be secrets (scrubbed from every error string a run produces).
 pub struct Ctx<'a> {
     pub file: &'a SourceFile,
     pub env: &'a dyn EnvSource,
@@ -62,8 +63,9 @@ impl Ctx<'_> {
     ) -> Option<String> {
         match subst(value.get_ref(), self.env) {
             Ok(s) => {
-                self.env_values.extend(s.env_values);
-                Some(s.text)
+                let (text, secrets) = s.split(key);
+                self.env_values.extend(secrets);
+                Some(text)
             }
             Err(e) => {
                 self.error(Some(value.span()), key, e);
@@ -183,8 +185,9 @@ impl Ctx<'_> {
         Some(match value {
             toml::Value::String(s) => match subst(s, self.env) {
                 Ok(sub) => {
-                    self.env_values.extend(sub.env_values);
-                    toml::Value::String(sub.text)
+                    let (text, secrets) = sub.split(key);
+                    self.env_values.extend(secrets);
+                    toml::Value::String(text)
                 }
                 Err(e) => {
                     self.error(Some(span), key, e);

@@ -3,6 +3,8 @@
 //! Secrets and per-deployment values come from the environment; an unset variable without a
 //! default is a load error rather than an empty password sent at 3 a.m.
 
+use std::ops::Range;
+
 /// Where environment values come from: the process, or a map in tests (edition 2024 makes
 /// `set_var` unsafe, and tests run in parallel).
 pub trait EnvSource: Send + Sync {
@@ -44,11 +46,84 @@ pub enum EnvError {
 pub const MAX_NESTING: usize = 4;
 
 /// The result of substituting one string: the text, and the values that came from the
-/// environment (so the caller can treat them as possible secrets).
+/// environment with where each landed in the text (so the caller can tell which may be
+/// secrets: [`Substituted::split`]).
 #[derive(Debug, Default)]
 pub struct Substituted {
     pub text: String,
     pub env_values: Vec<String>,
+    /// Where each of `env_values` (same order) is in `text`.
+    pub at: Vec<Range<usize>>,
+}
+
+/// Keys whose values say where or what, never who: a value from the environment written
+/// there is shown as it is (the last part of the key, `[i]` ignored).
+const PUBLIC_KEYS: &[&str] = &[
+    "region",
+    "listen",
+    "state_dir",
+    "probes",
+    "ca_file",
+    "name",
+    "host",
+    "port",
+    "domain",
+    "timezone",
+    "schedule",
+];
+
+impl Substituted {
+    /// The text, and the values from the environment that are to be scrubbed as secrets:
+    /// every one, unless it was written under a key of [`PUBLIC_KEYS`] or lies wholly in the
+    /// address of a URL (`scheme://host:port`, never its user info, path, query or fragment:
+    /// a webhook's path or a token in a query stays secret). Hosts and ports from the
+    /// environment are then shown in errors and pages ("connect to db.internal:5432 failed")
+    /// rather than `[redacted]:[redacted]`. A value also used where it may be a secret is
+    /// scrubbed everywhere (the caller keeps every secret of a file in one list).
+    pub fn split(self, key: &str) -> (String, Vec<String>) {
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let last = last.split('[').next().unwrap_or(last);
+        if PUBLIC_KEYS.contains(&last) {
+            return (self.text, Vec::new());
+        }
+        let address = address_of(&self.text);
+        let secrets = self
+            .env_values
+            .into_iter()
+            .zip(self.at)
+            .filter(|(_, at)| {
+                !address
+                    .iter()
+                    .any(|a| a.start <= at.start && at.end <= a.end)
+            })
+            .map(|(v, _)| v)
+            .collect();
+        (self.text, secrets)
+    }
+}
+
+/// The parts of `text`, when it is a URL, that only say where to connect: `scheme://` and
+/// `host[:port]` (one range when there is no user info).
+fn address_of(text: &str) -> Vec<Range<usize>> {
+    let Some(sep) = text.find("://") else {
+        return Vec::new();
+    };
+    let scheme = &text[..sep];
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !is_scheme {
+        return Vec::new();
+    }
+    let start = sep + 3;
+    let end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    match text[start..end].rfind('@') {
+        Some(at) => vec![0..start, start + at + 1..end],
+        None => std::iter::once(0..end).collect(),
+    }
 }
 
 /// Replaces every `${VAR}` / `${VAR:-default}` in `input`. `$${` is a literal `${`. A default
@@ -122,7 +197,9 @@ fn substitute_into(
         }
         match env.get(name).filter(|v| !v.is_empty()) {
             Some(value) => {
+                let start = out.text.len();
                 out.text.push_str(&write_value(&value));
+                out.at.push(start..out.text.len());
                 out.env_values.push(value);
             }
             None => match default {
@@ -247,6 +324,65 @@ mod tests {
             substitute("${A:-${B}", &env(&[])).unwrap_err(),
             EnvError::Unclosed
         );
+    }
+
+    /// Issue 17: hosts and ports from the environment are shown; what may be a secret is not.
+    #[test]
+    fn only_a_url_address_or_a_public_key_makes_a_value_public() {
+        let e = env(&[
+            ("HOST", "db.internal"),
+            ("PORT", "5432"),
+            ("BASE", "https://api.example.com:8443"),
+            ("USER", "alice"),
+            ("PW", "hunter22"),
+            ("TOKEN", "tok-1234"),
+            ("HOOK", "https://hooks.example/services/T0/B0/XYZ"),
+        ]);
+        let secrets = |text: &str, key: &str| substitute(text, &e).unwrap().split(key).1;
+        let none: Vec<String> = Vec::new();
+        assert_eq!(
+            secrets("http://${HOST}:${PORT}/login", "steps[0].url"),
+            none
+        );
+        assert_eq!(secrets("${BASE}/v1/join?x=1", "steps[0].url"), none);
+        assert_eq!(secrets("redis://${HOST}", "url"), none);
+        assert_eq!(
+            secrets("https://${USER}:${PW}@${HOST}:${PORT}/", "url"),
+            ["alice", "hunter22"]
+        );
+        assert_eq!(
+            secrets("https://${HOST}/x?token=${TOKEN}#${PW}", "url"),
+            ["tok-1234", "hunter22"]
+        );
+        assert_eq!(
+            secrets("https://${HOST}/hook/${TOKEN}", "url"),
+            ["tok-1234"]
+        );
+        // A whole webhook URL holds its secret in the path.
+        assert_eq!(
+            secrets("${HOOK}", "pager[0].url"),
+            ["https://hooks.example/services/T0/B0/XYZ"]
+        );
+        // Not a URL: a secret unless the key says where or what.
+        assert_eq!(secrets("${HOST}", "headers.Authorization"), ["db.internal"]);
+        assert_eq!(
+            secrets("Bearer ${TOKEN}", "headers.Authorization"),
+            ["tok-1234"]
+        );
+        assert_eq!(secrets("${PW}", "password"), ["hunter22"]);
+        assert_eq!(secrets("${HOST}", "pager[1].host"), none);
+        assert_eq!(secrets("${PORT}", "port"), none);
+        assert_eq!(secrets("eu-${HOST}", "region"), none);
+        // `${…}` nested in a default: where it landed still decides.
+        assert_eq!(
+            secrets("${NOPE:-http://${HOST}}/${PW}", "url"),
+            ["hunter22"]
+        );
+        // A user info that is only a user name, `@` in the value: still not the address.
+        assert_eq!(secrets("http://${USER}@${HOST}/", "url"), ["alice"]);
+        let at = env(&[("H", "u:p@h.example")]);
+        let split = substitute("http://${H}/", &at).unwrap().split("url");
+        assert_eq!(split.1, ["u:p@h.example"]);
     }
 
     #[test]

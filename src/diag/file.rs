@@ -12,10 +12,11 @@ use std::path::Path;
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The largest state file read back at start-up (`state.log`, `status-history.json`, the
-/// legacy files): a week of hourly roll-ups for 1,000 probes is about 10 MiB, so this leaves
-/// room while a FIFO, `/dev/zero` or a runaway file in the state directory still cannot hang
-/// or swamp the start.
-pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
+/// legacy files): a week of hourly roll-ups for 1,000 probes is about 10 MiB and the state
+/// log of as many probes a few MiB, so this leaves room while a FIFO, `/dev/zero` or a
+/// runaway file in the state directory still cannot hang or swamp the start. State files are
+/// read as a stream ([`open_state`]), never whole into memory.
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why a file was not read. The caller names the file; these say why.
 #[derive(Debug, thiserror::Error)]
@@ -78,16 +79,34 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
     read_bytes_within(path, MAX_FILE_BYTES)
 }
 
-/// [`read_bytes`] for the prober's own state files: at most [`MAX_STATE_BYTES`]. A missing
+/// The prober's own state file at `path` to read as a stream (a JSON document parsed from it,
+/// the state log line by line): the same checks as [`read_bytes`], at most
+/// [`MAX_STATE_BYTES`] (a file that grows meanwhile ends there: its parse fails). A missing
 /// file is `FileError::Io` of kind `NotFound` (a first start).
 ///
 /// # Errors
 /// Not a regular file, larger than [`MAX_STATE_BYTES`], or unreadable.
-pub fn read_state(path: &Path) -> Result<Vec<u8>, FileError> {
-    read_bytes_within(path, MAX_STATE_BYTES)
+pub fn open_state(path: &Path) -> Result<std::io::BufReader<std::io::Take<File>>, FileError> {
+    let file = open_within(path, MAX_STATE_BYTES)?;
+    Ok(std::io::BufReader::new(file.take(MAX_STATE_BYTES)))
 }
 
 fn read_bytes_within(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
+    let file = open_within(path, max)?;
+    let size = file.metadata()?.len();
+    // A file that grows while it is read (or reports size 0, as /proc files do) is still cut
+    // at the cap.
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    let read = bytes.len() as u64;
+    if read > max {
+        return Err(FileError::TooLarge { size: read, max });
+    }
+    Ok(bytes)
+}
+
+/// The regular file at `path`, opened without blocking, at most `max` bytes when opened.
+fn open_within(path: &Path, max: u64) -> Result<File, FileError> {
     // Looked at before opening: opening a FIFO for reading blocks until a writer comes.
     check(&std::fs::metadata(path)?, max)?;
     let mut options = std::fs::OpenOptions::new();
@@ -100,17 +119,8 @@ fn read_bytes_within(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
         options.custom_flags(libc::O_NONBLOCK);
     }
     let file: File = options.open(path)?;
-    let meta = file.metadata()?;
-    check(&meta, max)?;
-    // A file that grows while it is read (or reports size 0, as /proc files do) is still cut
-    // at the cap.
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(max + 1).read_to_end(&mut bytes)?;
-    let read = bytes.len() as u64;
-    if read > max {
-        return Err(FileError::TooLarge { size: read, max });
-    }
-    Ok(bytes)
+    check(&file.metadata()?, max)?;
+    Ok(file)
 }
 
 /// [`read_bytes`] as UTF-8 text.
@@ -154,12 +164,21 @@ mod tests {
         }
         assert_eq!(read_text(&ok).unwrap(), "a = 1\n");
         // State files: the same refusals, a larger cap, and a missing file told apart.
-        let e = read_state(&fifo).unwrap_err().to_string();
+        let e = open_state(&fifo).unwrap_err().to_string();
         assert!(e.contains("not a regular file (a FIFO)"), "{e}");
-        assert_eq!(read_state(&big).unwrap().len(), MAX_FILE_BYTES as usize + 1);
+        let mut read = Vec::new();
+        open_state(&big).unwrap().read_to_end(&mut read).unwrap();
+        assert_eq!(read.len(), MAX_FILE_BYTES as usize + 1);
         assert!(matches!(
-            read_state(&dir.path().join("missing")),
+            open_state(&dir.path().join("missing")),
             Err(FileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
         ));
+        let huge = dir.path().join("huge.json");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_STATE_BYTES + 1)
+            .unwrap();
+        let e = open_state(&huge).unwrap_err().to_string();
+        assert!(e.contains("larger than 64 MiB"), "{e}");
     }
 }

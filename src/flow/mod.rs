@@ -346,5 +346,10 @@ fn timeout_error(
 }
 
 async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
+    if step.spec.uses_connection()
+        && let Some(conn) = ctx.ws.get_mut(&step.connection)
+    {
+        conn.begin_step();
+    }
     step.spec.run(ctx, &step.connection).await
 }

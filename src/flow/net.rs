@@ -195,44 +195,67 @@ const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250)
 const MAX_ATTEMPTS: usize = 16;
 
 /// Connects to the first address that answers, as browsers and curl do (Happy Eyeballs, RFC
-/// 8305): addresses are tried in the resolver's order with the families interleaved, the next
-/// one as soon as the previous is refused or has been pending for [`ATTEMPT_DELAY`]. So a
-/// `localhost` that is `::1` (refused, or `EADDRNOTAVAIL` where IPv6 is off) before a
-/// `127.0.0.1` that answers works, and so does a host whose IPv6 path silently drops packets:
-/// without this the run would wait out its deadline on an address no user waits for. All
-/// failing, the error names each address and why, its reason the last one's (out of fds or
-/// ports, every address fails the same way, so the run still says `local`).
+/// 8305, see [`first_answering`]). So a `localhost` that is `::1` (refused, or
+/// `EADDRNOTAVAIL` where IPv6 is off) before a `127.0.0.1` that answers works, and so does a
+/// host whose IPv6 path silently drops packets: without this the run would wait out its
+/// deadline on an address no user waits for. All failing, the error names each address and
+/// why, its reason the last one's (out of fds or ports, every address fails the same way, so
+/// the run still says `local`).
 async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
+    let failed = match first_answering(addrs, connect_one).await {
+        Ok(s) => return Ok(s),
+        Err(failed) => failed,
+    };
+    let Some((_, last)) = failed.last() else {
+        return Err(StepError::new(
+            FailureReason::Connect,
+            "no address to connect to",
+        ));
+    };
+    let named: Vec<String> = failed.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+    Err(StepError::caused_by(
+        FailureReason::Connect,
+        format!("cannot connect to {}", named.join("; ")),
+        last,
+    ))
+}
+
+/// Happy Eyeballs (RFC 8305) over any attempt: `attempt` runs on the addresses in the
+/// resolver's order with the families interleaved, the next one as soon as the previous fails
+/// or has been pending for [`ATTEMPT_DELAY`], the earlier ones still running beside it. The
+/// first success wins (the others are dropped); all failing, each address with its error, in
+/// the order they failed. At most [`MAX_ATTEMPTS`] addresses are tried. TCP connects use it, and
+/// so does the `turn` step's STUN Binding over UDP (an answer is its only sign of life).
+pub(crate) async fn first_answering<T, E, F, Fut>(
+    addrs: &[SocketAddr],
+    attempt: F,
+) -> Result<T, Vec<(SocketAddr, E)>>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     use futures_util::StreamExt as _;
     let mut next = interleave(addrs).into_iter().take(MAX_ATTEMPTS);
     let mut attempts = futures_util::stream::FuturesUnordered::new();
-    let mut last = None;
     let mut failed = Vec::new();
     loop {
         // Every turn of the loop (a failure, or the delay passing) starts the next address.
         if let Some(addr) = next.next() {
-            attempts.push(async move { (addr, connect_one(addr).await) });
+            let running = attempt(addr);
+            attempts.push(async move { (addr, running.await) });
         }
         if attempts.is_empty() {
-            break;
+            return Err(failed);
         }
         let more = next.len() > 0;
         tokio::select! {
             Some((addr, result)) = attempts.next() => match result {
-                Ok(s) => return Ok(s),
-                Err(e) => {
-                    failed.push(format!("{addr}: {e}"));
-                    last = Some(StepError::caused_by(
-                        FailureReason::Connect,
-                        format!("cannot connect to {}", failed.join("; ")),
-                        &e,
-                    ));
-                }
+                Ok(v) => return Ok(v),
+                Err(e) => failed.push((addr, e)),
             },
             () = tokio::time::sleep(ATTEMPT_DELAY), if more => {}
         }
     }
-    Err(last.unwrap_or_else(|| StepError::new(FailureReason::Connect, "no address to connect to")))
 }
 
 /// One TCP connection, as browsers open it: `TCP_NODELAY` set (a small frame after another

@@ -181,6 +181,8 @@ impl<'a> Session<'a> {
                             ),
                         ));
                     }
+                    // An idle session's frames are metered per keepalive round, as a step's.
+                    conn.begin_step();
                     match tokio::time::timeout(keepalive, conn.ping()).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return Err(e),

@@ -87,13 +87,15 @@ pub struct Metrics {
     pub reload_success_time: prometheus::Gauge,
     /// The system clock minus the service's clock, set at each scrape. The service reads the
     /// system clock once, at start, and counts on from there with the monotonic clock (so an
-    /// NTP step can neither bunch nor skip runs); a step after start leaves its timestamps,
-    /// schedules and maintenance windows off by the step until a restart, which this shows.
+    /// NTP step can neither bunch nor skip runs); a step after start leaves its schedules,
+    /// maintenance windows and status times off by the step until a restart, which this shows
+    /// (exported timestamps and Alertmanager posts follow the system clock).
     pub clock_offset: prometheus::Gauge,
     /// `{file, region}`: 1 while the state log (`state.log`) or the status history
     /// (`status-history.json`) cannot be written (a state directory not writable, a full disk):
     /// alert state and queued pages then live in memory only and a restart would lose them.
     pub state_write_failing: IntGaugeVec,
+    pub state_read_errors: IntCounterVec,
     /// `probe_resident_reconnects_total{probe, region, cause}`: a resident probe opened its
     /// session again (`failure`, `rotation`). In the registry, not the probe table: only
     /// resident probes have it, two series each.
@@ -248,6 +250,13 @@ impl Metrics {
                 ),
                 &["file", "region"],
             )?,
+            state_read_errors: IntCounterVec::new(
+                Opts::new(
+                    "joincanary_state_read_errors_total",
+                    "State files found unreadable at start-up (not a regular file, over the size cap, not parsing) or with damaged records: the start went on without what they held",
+                ),
+                &["file", "region"],
+            )?,
             resident_reconnects: IntCounterVec::new(
                 Opts::new(
                     "probe_resident_reconnects_total",
@@ -271,6 +280,7 @@ impl Metrics {
         m.config_loaded();
         for file in STATE_FILES {
             m.state_write_failing.with_label_values(&[file, region]);
+            m.state_read_errors.with_label_values(&[file, region]);
         }
         let build = IntGaugeVec::new(
             Opts::new("joincanary_build_info", "Build information; always 1"),
@@ -295,6 +305,7 @@ impl Metrics {
             Box::new(m.reload_success_time.clone()),
             Box::new(m.clock_offset.clone()),
             Box::new(m.state_write_failing.clone()),
+            Box::new(m.state_read_errors.clone()),
             Box::new(m.resident_reconnects.clone()),
         ] {
             m.registry.register(c)?;
@@ -385,7 +396,7 @@ impl Metrics {
     fn config_loaded(&self) {
         self.reload_ok.set(1);
         self.reload_success_time
-            .set(self.clock.now().timestamp_millis() as f64 / 1000.0);
+            .set(self.clock.system_now().timestamp_millis() as f64 / 1000.0);
     }
 
     /// Whether `file` (one of [`STATE_FILES`]) fails to be written now.
@@ -393,6 +404,13 @@ impl Metrics {
         self.state_write_failing
             .with_label_values(&[file, &self.region])
             .set(i64::from(failing));
+    }
+
+    /// Counts a state file (one of [`STATE_FILES`]) found unreadable or damaged at start-up.
+    pub fn count_state_read_error(&self, file: &str) {
+        self.state_read_errors
+            .with_label_values(&[file, &self.region])
+            .inc();
     }
 
     /// Counts a configuration reload and sets the reload gauges: `ok` the new configuration
@@ -477,7 +495,8 @@ impl Metrics {
         }
     }
 
-    /// Counts one heartbeat ping; a success also stamps its time.
+    /// Counts one heartbeat ping; a success also stamps its time, `at` on the system clock
+    /// ([`Clock::system_now`]: Prometheus compares it with its own `time()`).
     pub fn count_heartbeat(&self, name: &str, ok: bool, at: DateTime<Utc>) {
         self.heartbeats
             .with_label_values(&[name, HEARTBEAT_RESULTS[usize::from(!ok)], &self.region])

@@ -473,9 +473,44 @@ fn a_stepped_system_clock_shows_as_the_clock_offset() {
     };
     let m = Metrics::new("eu").unwrap();
     assert!(offset(&m).abs() < 5.0);
-    let behind = chrono::Utc::now() - chrono::Duration::hours(1);
-    let m = Metrics::new("eu")
-        .unwrap()
-        .with_clock(crate::clock::Clock::starting_at(behind));
-    assert!((offset(&m) - 3600.0).abs() < 5.0);
+    let clock = crate::clock::Clock::starting_at(chrono::Utc::now());
+    let m = Metrics::new("eu").unwrap().with_clock(clock);
+    assert_eq!(offset(&m), 0.0);
+    clock.step_system(chrono::Duration::hours(1));
+    assert_eq!(offset(&m), 3600.0);
+}
+
+/// A VM resumed (its monotonic clock stood still while the host clock went on) or an NTP step
+/// forward after start: the prober's clock is behind the system's, and Prometheus compares
+/// `probe_last_run_timestamp_seconds` with its own `time()`. Exported on the prober's clock,
+/// a run that finished a second ago looked an hour old and `JoinCanaryStuck` paged about a
+/// healthy prober. The timestamps go out on the system clock as it reads at the scrape.
+#[test]
+fn run_timestamps_are_exported_on_the_stepped_system_clock() {
+    let t0 = DateTime::from_timestamp(1_764_460_000, 0).unwrap();
+    let clock = crate::clock::Clock::starting_at(t0);
+    let m = Metrics::new("eu").unwrap().with_clock(clock);
+    let (run, lag) = runs().into_iter().find(|(r, _)| r.success).unwrap();
+    m.record(&run, lag);
+    let finished = run.finished_at().timestamp_millis() as f64 / 1000.0;
+    let value = |name: &str| -> f64 {
+        let text = m.render();
+        let prefix = format!(
+            "{name}{{probe=\"{}\",region=\"{}\"}} ",
+            run.probe, run.region
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix}\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert_eq!(value("probe_last_run_timestamp_seconds"), finished);
+    assert_eq!(value("probe_last_success_timestamp_seconds"), finished);
+    clock.step_system(chrono::Duration::hours(1));
+    assert_eq!(value("probe_last_run_timestamp_seconds"), finished + 3600.0);
+    assert_eq!(
+        value("probe_last_success_timestamp_seconds"),
+        finished + 3600.0
+    );
 }

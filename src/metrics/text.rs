@@ -151,7 +151,7 @@ impl Metrics {
     pub fn exposition(&self) -> Exposition {
         let now = self.clock.now();
         self.clock_offset
-            .set((chrono::Utc::now() - now).num_milliseconds() as f64 / 1000.0);
+            .set(self.clock.offset().num_milliseconds() as f64 / 1000.0);
         for (sink, oldest) in self.lock_oldest().iter() {
             self.outbox_oldest
                 .with_label_values(&[sink, &self.region])
@@ -188,6 +188,12 @@ impl Metrics {
     /// `probe_gauge_value`, one probe's series of one phase or gauge name, which come first
     /// in the sort order).
     pub(super) fn write_groups(&self, family: &Family, at: &mut Cursor, out: &mut String) -> bool {
+        // The run timestamps are on the prober's clock; they are exported on the system clock
+        // as it reads at this scrape (the offset set by `exposition`), which Prometheus' `time()`
+        // is compared with: a prober whose host clock was stepped forward after it started (a VM
+        // resumed: the monotonic clock stood still) would otherwise look stuck to
+        // `JoinCanaryStuck`, and one stepped back never.
+        let offset = self.clock_offset.get();
         let table = self.table();
         let majors = at
             .majors
@@ -209,7 +215,7 @@ impl Metrics {
             };
             for (probe, regions) in table.probes.range::<str, _>((from, Bound::Unbounded)) {
                 rows.clear();
-                rows_of(family.id, probe, regions, major, &mut rows);
+                rows_of(family.id, probe, regions, major, offset, &mut rows);
                 if !rows.is_empty() {
                     if !at.header {
                         at.header = true;
@@ -388,12 +394,14 @@ fn majors_of(family: Fam, table: &ProbeTable) -> Vec<String> {
 }
 
 /// The series of one probe (every region) in `family`; for the step histograms and
-/// `probe_gauge_value` only those whose phase or gauge name is `major`.
+/// `probe_gauge_value` only those whose phase or gauge name is `major`. `offset`: the system
+/// clock minus the prober's, added to the timestamps.
 fn rows_of<'a>(
     family: Fam,
     probe: &'a str,
     regions: &'a [(String, ProbeCells)],
     major: Option<&str>,
+    offset: f64,
     rows: &mut Vec<Row<'a>>,
 ) {
     for (region, c) in regions {
@@ -404,8 +412,14 @@ fn rows_of<'a>(
             Fam::Duration => last(|l| l.duration),
             Fam::Interval => c.interval.map(Value::Float),
             Fam::LastRun | Fam::Lag if c.last.as_ref().is_some_and(|l| l.restored) => None,
-            Fam::LastRun => last(|l| l.finished),
-            Fam::LastSuccess => last(|l| l.last_success),
+            Fam::LastRun => c.last.as_ref().map(|l| Value::Float(l.finished + offset)),
+            // 0: no success since the state began.
+            Fam::LastSuccess => c.last.as_ref().map(|l| {
+                Value::Float(match l.last_success {
+                    0.0 => 0.0,
+                    t => t + offset,
+                })
+            }),
             Fam::Lag => last(|l| l.lag),
             Fam::Success => c.last.as_ref().map(|l| Value::Int(l.success)),
             _ => None,

@@ -256,14 +256,42 @@ impl Redactor {
         self.scrub(text) != text
     }
 
-    /// `text` with every form of every secret replaced by `[redacted]`.
+    /// `text` with every form of every secret replaced by `[redacted]`, and every SDP's
+    /// ICE password (see [`scrub_ice_passwords`]).
     pub fn scrub(&self, text: &str) -> String {
         // The set holding the longest secret goes first, so it is scrubbed whole.
-        if self.own.longest() > self.shared.longest() {
+        let scrubbed = if self.own.longest() > self.shared.longest() {
             self.shared.scrub(self.own.scrub(text.to_string()))
         } else {
             self.own.scrub(self.shared.scrub(text.to_string()))
-        }
+        };
+        scrub_ice_passwords(scrubbed)
+    }
+}
+
+/// An SDP's `a=ice-pwd:` value, as written, JSON-escaped (`\/`) or percent-encoded.
+const ICE_PWD: &str = r"(?i)(ice-pwd(?::|%3a))((?:[a-z0-9+]|%2[bf]|\\*/)+)";
+
+/// Every SDP's ICE password replaced by `[redacted]`, whoever sent the SDP: it keys the
+/// MESSAGE-INTEGRITY of the connectivity checks (RFC 8445 §7.2.2), so whoever holds it can
+/// answer them in the SFU's name or ours while the session lives; browsers keep it out of
+/// `getStats`. A signalling reply quoted in an error carries the SFU's before any `webrtc` step
+/// has seen it, hence a shape, not a value. The ufrag stays: it travels in clear in every
+/// check's USERNAME and is what an SFU's logs are searched by.
+fn scrub_ice_passwords(text: String) -> String {
+    static PATTERN: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    if !text
+        .as_bytes()
+        .windows(7)
+        .any(|w| w.eq_ignore_ascii_case(b"ice-pwd"))
+    {
+        return text;
+    }
+    match PATTERN.get_or_init(|| regex::Regex::new(ICE_PWD).ok()) {
+        Some(re) => re
+            .replace_all(&text, format!("${{1}}{REDACTED}"))
+            .into_owned(),
+        None => text,
     }
 }
 
@@ -384,6 +412,33 @@ mod tests {
         }
         let forgotten = value(0);
         assert_eq!(r.scrub(&forgotten), forgotten);
+    }
+
+    /// An SDP's ICE password is hidden as written, in a JSON string (`\/`, `\r\n`) and
+    /// percent-encoded, by any redactor; the ufrag and the rest of the SDP stay readable.
+    #[test]
+    fn ice_passwords_are_scrubbed_in_every_sdp() {
+        let r = Redactor::default();
+        let sdp =
+            "v=0\r\na=ice-ufrag:Ab3d\r\na=ice-pwd:Zx9+/pw0rd4a6b8c0d2e4f6a\r\na=setup:actpass";
+        assert_eq!(
+            r.scrub(sdp),
+            "v=0\r\na=ice-ufrag:Ab3d\r\na=ice-pwd:[redacted]\r\na=setup:actpass"
+        );
+        let json =
+            r#"{"sdp":"a=ice-ufrag:Ab3d\r\na=ice-pwd:Zx9+\/pw0rd4a6b8c0d2e4f6a\r\na=mid:0"}"#;
+        assert_eq!(
+            r.scrub(json),
+            r#"{"sdp":"a=ice-ufrag:Ab3d\r\na=ice-pwd:[redacted]\r\na=mid:0"}"#
+        );
+        assert_eq!(
+            r.scrub("sdp=a%3Dice-pwd%3AZx9%2B%2Fpw0rd4a6b8c0d2e4f6a%0D%0A"),
+            "sdp=a%3Dice-pwd%3A[redacted]%0D%0A"
+        );
+        assert!(r.holds_secret("a=ICE-PWD:Zx9pw0rd4a6b8c0d2e4f6a"));
+        assert!(!r.holds_secret("a=ice-ufrag:Ab3d a=ice-options:trickle"));
+        let quoted = format!("status 400: {}", quote(sdp, 160));
+        assert!(!finish(&r, &quoted).contains("Zx9"), "{quoted}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::report::{FailureReason, ProbeRun, Trigger, cut};
-use peer::{PEER_MAX_ALERTS, PEER_MAX_PAGERS, PEER_MAX_PROBES, first};
+use peer::{PEER_MAX_ALERTS, PEER_MAX_PAGERS, PEER_MAX_PROBES, first, first_entries, last};
 
 /// What `/readyz`, `check` and the log say when no `[[pager]]` is configured.
 pub const NO_PAGER: &str =
@@ -116,7 +116,7 @@ pub struct ProbeStatus {
     #[serde(deserialize_with = "first::<_, _, PEER_MAX_ALERTS>")]
     pub alerts: Vec<AlertView>,
     /// A week of hourly roll-ups, oldest first: availability and the response-time chart.
-    #[serde(deserialize_with = "first::<_, _, { crate::rollup::HOURS }>")]
+    #[serde(deserialize_with = "last::<_, _, { crate::rollup::HOURS }>")]
     pub hourly: VecDeque<crate::rollup::HourBucket>,
     /// Availability over the last 24 hours and 7 days (from `hourly`), as of the document.
     pub availability: crate::rollup::Windows,
@@ -159,8 +159,14 @@ pub struct StatusDoc {
 #[derive(Debug, Serialize, Deserialize)]
 struct Saved {
     version: u32,
+    /// Cut while parsed, as every list below: a history file of a million probes, or of an
+    /// hourly list years long, is never held whole.
+    #[serde(deserialize_with = "first_entries::<_, _, MAX_SAVED_PROBES>")]
     probes: BTreeMap<String, SavedProbe>,
 }
+
+/// Probes read back from the history file: far above any real configuration.
+const MAX_SAVED_PROBES: usize = 10_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedProbe {
@@ -171,9 +177,10 @@ struct SavedProbe {
     failing_since: Option<DateTime<Utc>>,
     #[serde(with = "shared_run")]
     last_good: Option<Arc<ProbeRun>>,
+    #[serde(deserialize_with = "first::<_, _, HISTORY_LEN>")]
     history: VecDeque<HistoryEntry>,
-    /// Absent in files from before the roll-ups.
-    #[serde(default)]
+    /// Absent in files from before the roll-ups. Oldest first: the newest are kept.
+    #[serde(default, deserialize_with = "last::<_, _, { crate::rollup::HOURS }>")]
     hourly: VecDeque<crate::rollup::HourBucket>,
 }
 
@@ -364,30 +371,33 @@ impl Status {
     }
 
     /// Loads the history saved by a previous process. A missing file is a first start; an
-    /// unreadable one is logged and ignored (the history is for people, not for paging).
-    pub fn restore(&self, path: &Path) {
-        let bytes = match crate::diag::file::read_state(path) {
-            Ok(b) => b,
+    /// unreadable one is logged and ignored (the history is for people, not for paging), and
+    /// `Err` says why (the service counts it). Parsed as it is read, every list cut meanwhile.
+    ///
+    /// # Errors
+    /// The file is not a regular file, is larger than `MAX_STATE_BYTES`, or does not parse.
+    pub fn restore(&self, path: &Path) -> Result<(), String> {
+        let reader = match crate::diag::file::open_state(path) {
+            Ok(r) => r,
             Err(crate::diag::file::FileError::Io(e))
                 if e.kind() == std::io::ErrorKind::NotFound =>
             {
-                return;
+                return Ok(());
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read the status history; starting empty");
-                return;
+                return Err(e.to_string());
             }
         };
-        let saved: Saved = match serde_json::from_slice(&bytes) {
+        let saved: Saved = match serde_json::from_reader(reader) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "status history unreadable; starting empty");
-                return;
+                return Err(e.to_string());
             }
         };
         let mut map = self.probes.write().unwrap_or_else(|e| e.into_inner());
         for (name, mut p) in saved.probes {
-            p.history.truncate(HISTORY_LEN);
             crate::rollup::sanitize(&mut p.hourly);
             let entry = map.entry(name.clone()).or_insert_with(|| ProbeStatus {
                 probe: name,
@@ -401,6 +411,7 @@ impl Status {
             entry.history = p.history;
             entry.hourly = p.hourly;
         }
+        Ok(())
     }
 
     /// The bytes of the history file: every probe, error texts cut to a bounded length.
@@ -578,7 +589,7 @@ mod tests {
         crate::store::write_atomic(&path, &bytes).unwrap();
 
         let again = Status::new("r");
-        again.restore(&path);
+        again.restore(&path).unwrap();
         again.set_probes(&[("p".into(), "* * * * *".into())]);
         let p = &again.snapshot()[0];
         assert_eq!(p.runs, 201);
@@ -610,8 +621,60 @@ mod tests {
         let path = dir.path().join(HISTORY_FILE);
         crate::store::write_atomic(&path, &bytes).unwrap();
         let again = Status::new("r");
-        again.restore(&path);
+        again.restore(&path).unwrap();
         assert_eq!(again.snapshot()[0].hourly, p.hourly);
+    }
+
+    /// Issue 17: a history file of 20,000 probes, one with 200,000 hourly buckets and 5,000
+    /// history entries: cut while parsed (the newest hours, the first entries and probes).
+    #[test]
+    fn a_huge_history_file_is_cut_while_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        let now = Utc::now().timestamp() / 3600 * 3600;
+        let hours: Vec<String> = (0..200_000i64)
+            .map(|i| {
+                format!(
+                    r#"{{"t":{},"n":1,"ok":1,"ms":5,"max":5}}"#,
+                    now - (200_000 - 1 - i) * 3600
+                )
+            })
+            .collect();
+        let entry = r#"{"time":"2026-01-01T00:00:00Z","success":true,"duration_ms":1}"#;
+        let big = format!(
+            r#"{{"runs":1,"last":null,"last_success":null,"failing_since":null,"last_good":null,"history":[{}],"hourly":[{}]}}"#,
+            vec![entry; 5000].join(","),
+            hours.join(",")
+        );
+        let small = r#"{"runs":1,"last":null,"last_success":null,"failing_since":null,"last_good":null,"history":[]}"#;
+        let probes: Vec<String> = (0..20_000)
+            .map(|i| format!(r#""p{i:05}":{}"#, if i == 0 { big.as_str() } else { small }))
+            .collect();
+        std::fs::write(
+            &path,
+            format!(r#"{{"version":1,"probes":{{{}}}}}"#, probes.join(",")),
+        )
+        .unwrap();
+        let status = Status::new("r");
+        status.restore(&path).unwrap();
+        let snapshot = status.snapshot();
+        assert_eq!(snapshot.len(), MAX_SAVED_PROBES);
+        let p = &snapshot[0];
+        assert_eq!(p.probe, "p00000");
+        assert_eq!(p.history.len(), HISTORY_LEN);
+        assert_eq!(p.hourly.len(), crate::rollup::HOURS);
+        assert_eq!(
+            p.hourly.back().map(|b| b.t),
+            Some(now),
+            "the newest hours kept"
+        );
+        // Over the size cap: refused before it is read, and said.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(crate::diag::file::MAX_STATE_BYTES + 1)
+            .unwrap();
+        let e = Status::new("r").restore(&path).unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
     }
 
     #[test]
@@ -620,7 +683,7 @@ mod tests {
         let path = dir.path().join(HISTORY_FILE);
         std::fs::write(&path, b"{not json").unwrap();
         let status = Status::new("r");
-        status.restore(&path);
+        assert!(status.restore(&path).is_err());
         assert!(status.snapshot().is_empty());
     }
 

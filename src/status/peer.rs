@@ -1,7 +1,9 @@
 //! A peer's status document, read back by the fleet page: its lists are cut while they are
 //! parsed ([`first`]) and its texts and numbers after ([`StatusDoc::bounded`]), so a hostile or
-//! broken peer cannot make the page huge or the prober's memory grow.
+//! broken peer cannot make the page huge or the prober's memory grow. The saved history is cut
+//! while parsed with the same helpers ([`last`], [`first_entries`]).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -52,6 +54,73 @@ where
         }
     }
     d.deserialize_seq(Bounded::<C::Item, C, N>(std::marker::PhantomData))
+}
+
+/// [`first`] for a list kept newest last (the hourly roll-ups): its last `N` elements, the
+/// older ones dropped as the newer arrive, so at most `N` are ever held.
+pub(super) fn last<'de, D, T, const N: usize>(d: D) -> Result<VecDeque<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Bounded<T, N> {
+        type Value = VecDeque<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = VecDeque::new();
+            while let Some(t) = seq.next_element::<T>()? {
+                if out.len() == N {
+                    out.pop_front();
+                }
+                out.push_back(t);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded::<T, N>(std::marker::PhantomData))
+}
+
+/// [`first`] for a map: its first `N` entries, the rest parsed past without being kept.
+pub(super) fn first_entries<'de, D, V, const N: usize>(
+    d: D,
+) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Bounded<V, const N: usize>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Bounded<V, N> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while out.len() < N {
+                match map.next_entry::<String, V>()? {
+                    Some((k, v)) => {
+                        out.insert(k, v);
+                    }
+                    None => return Ok(out),
+                }
+            }
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Bounded::<V, N>(std::marker::PhantomData))
 }
 
 impl StatusDoc {

@@ -332,6 +332,15 @@ pub async fn get_text(base: &str, path: &str) -> String {
         .unwrap()
 }
 
+/// `POST {base}/-/reload` (the lifecycle endpoint): its answer.
+pub async fn post_reload(base: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .expect("POST /-/reload answers")
+}
+
 /// `/api/v1/status` of a running service at `base` (`http://…`).
 pub async fn status(base: &str) -> serde_json::Value {
     reqwest::get(format!("{base}/api/v1/status"))
@@ -463,27 +472,70 @@ fn split_series(s: &str) -> (&str, Vec<&str>) {
     }
 }
 
-/// `joincanary run` in-process on 127.0.0.1:0 with the real flow runner and wall clock.
+/// The task of an in-process [`Service`].
+pub type ServiceTask = tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>;
+
+/// `joincanary run` in-process on 127.0.0.1:0 with the real flow runner and wall clock (which
+/// follows tokio's, so a paused test pauses it too).
 pub struct Service {
     /// `http://127.0.0.1:PORT`
     pub base: String,
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
+    /// Cancelling it is SIGTERM's path.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub task: ServiceTask,
+    /// Asks for a reload as SIGHUP does (a service started by [`Service::reloadable`]).
+    sighup: Option<tokio::sync::mpsc::Sender<joincanary::service::ReloadRequest>>,
 }
 
 impl Service {
     pub async fn start(plan: Plan) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let stop = tokio_util::sync::CancellationToken::new();
+        let shutdown = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(joincanary::service::serve(
             plan,
             listener,
             Arc::new(joincanary::scheduler::FlowRunner),
             joincanary::clock::Clock::system(),
-            stop.clone(),
+            shutdown.clone(),
         ));
-        Service { base, stop, task }
+        Service {
+            base,
+            shutdown,
+            task,
+            sighup: None,
+        }
+    }
+
+    /// `cfg`'s plan, reloaded from `cfg`'s file on [`Service::reload`] (SIGHUP's path) and, when
+    /// `http_endpoint`, on `POST /-/reload`.
+    pub async fn reloadable(cfg: &TempConfig, http_endpoint: bool) -> Service {
+        let (reload, sender) = reload_for(cfg, http_endpoint);
+        let mut svc = Service::with_reload(cfg, reload).await;
+        svc.sighup = Some(sender);
+        svc
+    }
+
+    /// `cfg`'s plan with the given reload channel (a test's own loader, say).
+    pub async fn with_reload(cfg: &TempConfig, reload: joincanary::service::Reload) -> Service {
+        let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(joincanary::service::serve_reloadable(
+            plan,
+            listener,
+            Arc::new(joincanary::scheduler::FlowRunner),
+            joincanary::clock::Clock::system(),
+            shutdown.clone(),
+            reload,
+        ));
+        Service {
+            base,
+            shutdown,
+            task,
+            sighup: None,
+        }
     }
 
     /// `/metrics` as text.
@@ -491,12 +543,24 @@ impl Service {
         get_text(&self.base, "/metrics").await
     }
 
-    /// Stops it (SIGTERM's path) and checks it ended cleanly within 10 s.
+    /// What SIGHUP does: the reload's outcome.
+    pub async fn reload(&self) -> Result<(), String> {
+        let sighup = self
+            .sighup
+            .as_ref()
+            .expect("started by Service::reloadable");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        sighup.send(tx).await.expect("the service takes reloads");
+        rx.await.expect("the reload is answered")
+    }
+
+    /// Stops it (SIGTERM's path) and checks it ended cleanly within 15 s (runs in flight end
+    /// under their deadlines, then at most 5 s of flush).
     pub async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+        self.shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(15), self.task)
             .await
-            .expect("service stops within 10 s")
+            .expect("service stops within 15 s")
             .expect("service task")
             .expect("service ends cleanly");
     }
@@ -504,7 +568,7 @@ impl Service {
 
 /// A reload channel for `cfg`'s file (`POST /-/reload` on when `http_endpoint`), and a sender
 /// that asks for a reload as SIGHUP would.
-pub fn reload_for(
+fn reload_for(
     cfg: &TempConfig,
     http_endpoint: bool,
 ) -> (
@@ -523,27 +587,27 @@ pub fn reload_for(
     (reload, sender)
 }
 
-/// The service task of `serve_in_process`.
-pub type ServiceTask = tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>;
-
-/// `run` in-process on 127.0.0.1:0 with `cfg`'s plan and `reload`: base URL, stop token, task.
-pub async fn serve_in_process(
-    cfg: &TempConfig,
-    reload: joincanary::service::Reload,
-) -> (String, tokio_util::sync::CancellationToken, ServiceTask) {
-    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve_reloadable(
-        plan,
-        listener,
-        Arc::new(joincanary::scheduler::FlowRunner),
-        joincanary::clock::Clock::system(),
-        stop.clone(),
-        reload,
-    ));
-    (base, stop, task)
+/// A passing run of `probe` with no steps, started at `started_at` and `took` long: what a
+/// scripted [`joincanary::scheduler::Runner`] reports.
+pub fn passing_run(
+    probe: &str,
+    region: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    took: Duration,
+    trigger: joincanary::report::Trigger,
+) -> joincanary::report::ProbeRun {
+    joincanary::report::ProbeRun {
+        probe: probe.to_string(),
+        region,
+        success: true,
+        started_at,
+        duration_ms: took,
+        failed_step: None,
+        reason: None,
+        error: None,
+        trigger,
+        steps: Vec::new(),
+    }
 }
 
 /// One manual run of `plan` in region `test`, on the system's clock (as `joincanary once` runs).

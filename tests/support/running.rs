@@ -101,6 +101,21 @@ impl Running {
         self.lines.lock().unwrap().join("\n")
     }
 
+    /// Waits (blocking, 50 ms apart, at most `within`) until a log line satisfies `ok`: whether
+    /// one did.
+    pub fn wait_line(&self, within: Duration, ok: impl Fn(&str) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.lines.lock().unwrap().iter().any(|l| ok(l)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM and wait; the exit code.
     pub fn stop(mut self) -> Option<i32> {
         self.terminate()

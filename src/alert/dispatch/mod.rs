@@ -121,7 +121,7 @@ impl Dispatcher {
                     let (delivery, clock) = (shared.metrics.delivery.clone(), shared.clock);
                     move || -> Box<dyn Notifier> {
                         let notifier = match &client {
-                            Ok(c) => crate::alert::pagers::notifier_for(&plan, c),
+                            Ok(c) => crate::alert::pagers::notifier_for(&plan, c, clock),
                             Err(e) => Err(e.clone()),
                         }
                         .unwrap_or_else(|e| {

@@ -112,8 +112,8 @@ impl Outbox {
     pub(crate) fn migrate_legacy(
         path: &Path,
     ) -> Result<Option<Vec<(String, serde_json::Value)>>, String> {
-        let bytes = match crate::diag::file::read_state(path) {
-            Ok(b) => b,
+        let reader = match crate::diag::file::open_state(path) {
+            Ok(r) => r,
             Err(crate::diag::file::FileError::Io(e))
                 if e.kind() == std::io::ErrorKind::NotFound =>
             {
@@ -121,7 +121,7 @@ impl Outbox {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let legacy: LegacyOutbox = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let legacy: LegacyOutbox = serde_json::from_reader(reader).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for (id, mut p) in legacy.pending.into_iter().enumerate() {
             p.id = id as u64;

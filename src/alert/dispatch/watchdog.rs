@@ -26,8 +26,8 @@ impl Watchdog {
         let req = crate::alert::alertmanager::build_watchdog(
             &self.plan,
             &shared.metrics.region,
-            shared.clock.started(),
-            shared.clock.now(),
+            shared.clock.on_system(shared.clock.started()),
+            shared.clock.system_now(),
         );
         match notify::post(&self.client, &req, self.timeout).await {
             Ok(()) => {

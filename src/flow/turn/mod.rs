@@ -150,11 +150,18 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     let mut attempt = 0;
     let (mut session, outcome) = loop {
         attempt += 1;
-        let conn = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
-            Ok(conn) => conn?,
+        let target = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
+            Ok(target) => target?,
             Err(_) => return Err(connect_timeout(ctx, &uri)),
         };
-        let mut session = Session::new(conn);
+        let t = begin_phase(ctx, Phase::Binding);
+        let bound = bind(target, &uri, work).await;
+        add_phase(ctx, Phase::Binding, t);
+        let (mut session, reflexive) = bound?;
+        tracing::debug!(step = %ctx.step_name, %reflexive, "STUN binding answered");
+        if !uri.turn {
+            break (session, Ok(()));
+        }
         let mut mismatch = false;
         let outcome = relay(
             ctx,
@@ -187,7 +194,11 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     let _ = tokio::time::timeout_at(deadline, session.close()).await;
     match (outcome, released) {
         (Err(e), Err(cleanup)) => {
-            tracing::debug!(step = %ctx.step_name, error = %cleanup.message, "turn release after a failure failed");
+            tracing::debug!(
+                step = %ctx.step_name,
+                error = %crate::redact::finish(&ctx.redactor, &cleanup.message),
+                "turn release after a failure failed"
+            );
             Err(e)
         }
         (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
@@ -195,7 +206,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     }
 }
 
-/// Binding, then (TURN) allocate, permission and echo; each phase timed on its own.
+/// After the Binding: allocate, permission and echo; each phase timed on its own.
 async fn relay(
     ctx: &mut RunContext<'_>,
     uri: &IceUri,
@@ -205,15 +216,6 @@ async fn relay(
     work: Instant,
     mismatch: &mut bool,
 ) -> Result<(), StepError> {
-    let t = begin_phase(ctx, Phase::Binding);
-    let reflexive = session.binding(work).await;
-    add_phase(ctx, Phase::Binding, t);
-    let reflexive = reflexive.map_err(|e| tx_error("binding", uri, e, t, session.stray))?;
-    tracing::debug!(step = %ctx.step_name, %reflexive, "STUN binding answered");
-    if !uri.turn {
-        return Ok(());
-    }
-
     let t = begin_phase(ctx, Phase::Allocate);
     let allocated = allocate(ctx, session, credential, work).await;
     add_phase(ctx, Phase::Allocate, t);
@@ -519,9 +521,16 @@ fn url_host(host: &str) -> String {
     }
 }
 
-/// Opens the connection the URI names: a connected UDP socket, or TCP (TLS for `turns:`),
-/// the name lookup timed as `dns`, TCP as `connect`, the handshake as `tls`.
-async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Conn, StepError> {
+/// What the Binding goes to: the server's addresses (UDP), or the one TCP/TLS connection.
+enum Target {
+    Udp(Vec<SocketAddr>),
+    Stream(Conn),
+}
+
+/// Opens what the URI names: for UDP the server's addresses (sockets are opened by
+/// [`bind`]), for TCP a connection (TLS for `turns:`); the name lookup timed as `dns`, TCP as
+/// `connect`, the handshake as `tls`.
+async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Target, StepError> {
     let scheme = match uri.transport {
         Transport::Udp => "udp",
         Transport::Tcp => "http",
@@ -532,23 +541,76 @@ async fn connect(ctx: &mut RunContext<'_>, uri: &IceUri) -> Result<Conn, StepErr
     if uri.transport != Transport::Udp {
         let alpn = (uri.transport == Transport::Tls).then_some(ALPN_TURN);
         let stream = super::net::open_with_alpn(ctx, &url, alpn).await?;
-        return Ok(Conn::Stream(Box::new(stream), Vec::new()));
+        return Ok(Target::Stream(Conn::Stream(Box::new(stream), Vec::new())));
     }
-    let addrs = resolve(ctx, &uri.host, uri.port).await?;
-    let mut last = None;
-    for addr in addrs {
-        match udp_socket(addr).await {
-            Ok(socket) => return Ok(Conn::Udp(socket)),
-            Err(e) => {
-                last = Some(StepError::caused_by(
-                    FailureReason::Connect,
-                    format!("cannot open a UDP socket to {addr}: {e}"),
-                    &e,
-                ));
-            }
+    Ok(Target::Udp(resolve(ctx, &uri.host, uri.port).await?))
+}
+
+/// The STUN Binding (phase `binding`): the session that answered and our server-reflexive
+/// address. Over UDP nothing but an answer tells a live address from a dead one, so every
+/// address of the server's name is tried as a browser's ICE agent would, one after another
+/// within the step's time (Happy Eyeballs, the ordering and delay TCP connects use): a name
+/// whose first address (an AAAA, or one A of several) is dead still gets its relay tested.
+async fn bind(
+    target: Target,
+    uri: &IceUri,
+    work: Instant,
+) -> Result<(Session, SocketAddr), StepError> {
+    let since = Instant::now();
+    let addrs = match target {
+        Target::Stream(conn) => {
+            let mut session = Session::new(conn);
+            return match session.binding(work).await {
+                Ok(reflexive) => Ok((session, reflexive)),
+                Err(e) => Err(tx_error("binding", uri, e, since, session.stray)),
+            };
         }
+        Target::Udp(addrs) => addrs,
+    };
+    let attempt = |addr: SocketAddr| async move {
+        let socket = udp_socket(addr).await.map_err(|e| {
+            StepError::caused_by(
+                FailureReason::Connect,
+                format!("binding: cannot open a UDP socket to {addr}: {e}"),
+                &e,
+            )
+        })?;
+        let mut session = Session::new(Conn::Udp(socket));
+        match session.binding(work).await {
+            Ok(reflexive) => Ok((session, reflexive)),
+            Err(e) => Err(tx_error("binding", uri, e, since, session.stray)),
+        }
+    };
+    let mut failed = match super::net::first_answering(&addrs, attempt).await {
+        Ok(bound) => return Ok(bound),
+        Err(failed) => failed,
+    };
+    if failed.len() <= 1 {
+        return Err(failed.pop().map_or_else(
+            || StepError::new(FailureReason::Connect, "binding: no address to send to"),
+            |(_, e)| e,
+        ));
     }
-    Err(last.unwrap_or_else(|| StepError::new(FailureReason::Connect, "no address to send to")))
+    // Each address named with what it did; the reason is the last one's.
+    let reason = failed
+        .last()
+        .map_or(FailureReason::Connect, |(_, e)| e.reason);
+    let each: Vec<String> = failed
+        .iter()
+        .map(|(addr, e)| {
+            let what = e.message.strip_prefix("binding: ").unwrap_or(&e.message);
+            format!("{addr}: {what}")
+        })
+        .collect();
+    Err(StepError::new(
+        reason,
+        format!(
+            "binding: none of the {} addresses of `{}` answered: {}",
+            failed.len(),
+            uri.host,
+            each.join("; ")
+        ),
+    ))
 }
 
 async fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
@@ -617,6 +679,74 @@ mod tests {
         assert!(expiry_note(i64::MAX, now).contains("check the shared secret"));
     }
     use crate::template::Template;
+
+    /// A STUN server on 127.0.0.1 answering up to 16 Binding requests, for 10 s at most.
+    async fn answering() -> SocketAddr {
+        use turn_types::stun::attribute::XorMappedAddress;
+        use turn_types::stun::message::{
+            Message, MessageWrite as _, MessageWriteExt as _, MessageWriteVec,
+        };
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut buf = vec![0u8; 2048];
+                for _ in 0..16 {
+                    let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                        return;
+                    };
+                    let Ok(request) = Message::from_bytes(&buf[..n]) else {
+                        continue;
+                    };
+                    let mut reply = Message::builder_success(&request, MessageWriteVec::new());
+                    let mapped = XorMappedAddress::new(from, request.transaction_id());
+                    reply.add_attribute(&mapped).unwrap();
+                    let _ = socket.send_to(&reply.finish(), from).await;
+                }
+            })
+            .await;
+        });
+        addr
+    }
+
+    /// A name's addresses over UDP are each tried, as a browser's ICE agent would: one where
+    /// nothing listens (ICMP port unreachable), one that swallows every datagram (a dead path),
+    /// and the live one last still bind within the step's time; all dead, each is named.
+    #[tokio::test]
+    async fn udp_binding_tries_every_address_of_the_name() {
+        let good = answering().await;
+        let refused = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let silent_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent = silent_socket.local_addr().unwrap();
+        let uri = uri::pick("turn:relay.example:3478", None).unwrap();
+        for addrs in [vec![refused, silent, good], vec![silent, good]] {
+            let work = Instant::now() + Duration::from_secs(3);
+            let (session, reflexive) = bind(Target::Udp(addrs.clone()), &uri, work)
+                .await
+                .unwrap_or_else(|e| panic!("{addrs:?}: {e:?}"));
+            assert!(reflexive.ip().is_loopback(), "{reflexive}");
+            assert!(!session.allocated());
+        }
+        let work = Instant::now() + Duration::from_millis(600);
+        let e = bind(Target::Udp(vec![refused, silent]), &uri, work)
+            .await
+            .err()
+            .expect("no address answers");
+        assert!(
+            e.message.starts_with(&format!(
+                "binding: none of the 2 addresses of `relay.example` answered: {refused}: nothing answers"
+            )),
+            "{e:?}"
+        );
+        assert!(
+            e.message.contains(&format!("; {silent}: no answer")),
+            "{e:?}"
+        );
+        assert_eq!(e.reason, FailureReason::Timeout, "the last one's: {e:?}");
+    }
 
     #[test]
     fn rest_credentials_match_the_reference_computation() {

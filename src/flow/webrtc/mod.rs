@@ -70,10 +70,12 @@ pub(crate) async fn run(
             let (peer, sdp) = match &spec.action {
                 WebrtcAction::Answer(remote) => {
                     let offer = ctx.render(remote)?;
+                    add_ice_passwords(ctx, &offer);
                     Peer::answer(spec.local_address, &offer).await?
                 }
                 _ => Peer::offer(spec.local_address).await?,
             };
+            add_ice_passwords(ctx, &sdp);
             // A peer made again on the same connection replaces (and closes) the old one.
             ctx.webrtc.insert(connection.to_string(), peer);
             ctx.set_var(&spec.save_as, sdp);
@@ -81,6 +83,9 @@ pub(crate) async fn run(
         }
         WebrtcAction::Connect(remote) => {
             let answer = remote.as_ref().map(|t| ctx.render(t)).transpose()?;
+            if let Some(answer) = &answer {
+                add_ice_passwords(ctx, answer);
+            }
             let Some(mut peer) = ctx.webrtc.remove(connection) else {
                 return Err(StepError::new(
                     FailureReason::Protocol,
@@ -110,6 +115,14 @@ pub(crate) async fn run(
             }
             Ok(())
         }
+    }
+}
+
+/// Our SDP's and the SFU's ICE passwords are secrets of the run: they key the connectivity
+/// checks (see `redact::scrub_ice_passwords`).
+fn add_ice_passwords(ctx: &mut RunContext<'_>, sdp: &str) {
+    for password in sdp::ice_passwords(sdp) {
+        ctx.add_secret(password);
     }
 }
 

@@ -63,6 +63,16 @@ pub(super) fn sdp_refused(what: &str, e: &str) -> StepError {
     )
 }
 
+/// An SDP's ICE passwords (`a=ice-pwd:`, session- or media-level; at most 32): secrets of
+/// the run from the moment the step sees them, in every encoding (every SDP's are also hidden
+/// by shape, see `redact::scrub_ice_passwords`).
+pub(super) fn ice_passwords(sdp: &str) -> impl Iterator<Item = &str> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=ice-pwd:"))
+        .map(str::trim)
+        .take(32)
+}
+
 /// The UDP addresses of an SDP's `a=candidate` lines (at most 32; others are ignored).
 pub(super) fn candidate_addrs(sdp: &str) -> Vec<SocketAddr> {
     sdp.lines()
@@ -119,6 +129,16 @@ pub(super) async fn route_to(remote: &[SocketAddr]) -> Result<IpAddr, StepError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_passwords_are_read_at_every_level() {
+        let sdp = "v=0\r\na=ice-pwd:sessionlevelpassword0123\r\nm=application 9 UDP/DTLS/SCTP x\r\n\
+                   a=ice-ufrag:Ab3d\r\na=ice-pwd:medialevel+/password0123 \r\n";
+        assert_eq!(
+            ice_passwords(sdp).collect::<Vec<_>>(),
+            ["sessionlevelpassword0123", "medialevel+/password0123"]
+        );
+    }
 
     #[test]
     fn candidates_are_read_from_udp_lines_only_and_bounded() {

@@ -374,6 +374,7 @@ async fn connect(
         .max_message_size(Some(cap))
         .max_frame_size(Some(cap));
     let t = Instant::now();
+    let stream = super::meter::Metered::new(stream, super::meter::step_bytes(cap));
     let result = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await;
     ctx.phases.insert(Phase::Upgrade, t.elapsed());
     let stream = match result {

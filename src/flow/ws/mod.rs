@@ -9,6 +9,7 @@
 pub(crate) mod close;
 pub(crate) mod connect;
 pub(crate) mod expect;
+pub(crate) mod meter;
 pub(crate) mod send;
 
 use std::collections::VecDeque;
@@ -43,7 +44,7 @@ pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_se
 
 /// An open websocket of one run, with its protocol's state.
 pub(crate) struct Connection {
-    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    stream: WebSocketStream<meter::Metered<MaybeTlsStream<TcpStream>>>,
     proto: Box<dyn Protocol>,
     /// Messages that arrived during the handshake, before any step asked for them.
     backlog: VecDeque<Message>,
@@ -108,11 +109,16 @@ impl Connection {
         Ok(())
     }
 
+    /// A step on this connection begins: the meter's per-step budgets are full again.
+    pub(crate) fn begin_step(&mut self) {
+        self.stream.get_mut().begin_step();
+    }
+
     /// The server's FIN has arrived: the event loop's readiness says so, without the read
     /// that would return the end of stream (one system call per run saved). TLS: unknown.
     fn peer_finished(&self) -> bool {
         use futures_util::FutureExt as _;
-        match self.stream.get_ref() {
+        match self.stream.get_ref().get_ref() {
             MaybeTlsStream::Plain(tcp) => tcp
                 .ready(tokio::io::Interest::READABLE)
                 .now_or_never()
@@ -273,6 +279,11 @@ enum Read {
 /// this point of the flow.
 fn classify(e: tungstenite::Error, io_reason: FailureReason) -> StepError {
     use tungstenite::Error as E;
+    if let E::Io(io) = &e
+        && let Some(budget) = meter::exhausted(io)
+    {
+        return StepError::new(budget.reason, budget.message.clone());
+    }
     let reason = match &e {
         E::Capacity(_) => FailureReason::TooLarge,
         E::ConnectionClosed | E::AlreadyClosed => FailureReason::WsClosed,
