@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::Plan;
 use crate::consumer::{self, Consumer};
 use crate::event::Event;
-use crate::heartbeat::Liveness;
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::reload::Reloads;
 use crate::scheduler::{Runner, Scheduler};
@@ -474,7 +474,7 @@ impl Engine {
         );
         // The scheduler's liveness: fed by the consumer below, read by the heartbeats and the
         // Alertmanager watchdog, so a stuck scheduler stops both.
-        let liveness = Liveness::new(crate::heartbeat::STALL_AFTER);
+        let liveness = Liveness::new(crate::liveness::STALL_AFTER);
         dispatcher.watch_liveness(liveness.clone());
         let heartbeats = start_heartbeats(plan, &liveness, metrics, *clock, tasks);
         status.set_pagers(plan.pagers.len());
