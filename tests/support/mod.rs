@@ -11,6 +11,7 @@ pub mod receiver;
 pub mod running;
 pub mod servers;
 pub mod smtp;
+pub mod synapse;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
