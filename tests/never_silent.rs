@@ -211,6 +211,42 @@ async fn run_counts_the_probes_that_page_nobody() {
     svc.stop().await;
 }
 
+/// Maintenance windows are judged on the service's clock, as the alert policy judges them: a
+/// window that holds every page at the service's date counts, whatever the host's date says.
+#[tokio::test(start_paused = true)]
+async fn run_judges_maintenance_windows_on_its_own_clock() {
+    use chrono::TimeZone as _;
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        &[(
+            "june.toml",
+            "name = \"june\"\ntimeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+             [alerting]\n[[alerting.maintenance]]\nstart = \"0 0 1 6 *\"\nduration = \"30d\"\n",
+        )],
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    // Inside the June window, with more than the warning's 7 days of it left.
+    let june = chrono::Utc.with_ymd_and_hms(2030, 6, 2, 12, 0, 0).unwrap();
+    let svc = Service::start_on(plan.clone(), joincanary::clock::Clock::starting_at(june)).await;
+    let m = svc.metrics().await;
+    assert_eq!(
+        value(&m, "joincanary_probes_paging_nobody{region=\"test\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    svc.stop().await;
+    // In December the window is months away: the probe pages.
+    let december = chrono::Utc.with_ymd_and_hms(2030, 12, 2, 12, 0, 0).unwrap();
+    let svc = Service::start_on(plan, joincanary::clock::Clock::starting_at(december)).await;
+    let m = svc.metrics().await;
+    assert_eq!(
+        value(&m, "joincanary_probes_paging_nobody{region=\"test\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    svc.stop().await;
+}
+
 #[test]
 fn heartbeat_config_errors_name_line_and_key() {
     let probe = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
@@ -329,7 +365,7 @@ fn configmap_version(dir: &std::path::Path, version: &str, files: &[(&str, &str)
 /// one is refused and the running configuration stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_update_reloads_without_a_restart() {
-    use crate::support::{probe_runs, status, wait_probe_runs};
+    use crate::support::wait_probe_runs;
     let sim = start_sim().await;
     let dir = tempfile::tempdir().unwrap();
     let service = "region = \"test\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"probes\"]\nstate_dir = \"../state\"\n";
@@ -403,8 +439,7 @@ async fn a_configmap_update_reloads_without_a_restart() {
     assert!(
         metrics.contains("joincanary_config_reloads_total{region=\"test\",result=\"success\"} 1")
     );
-    let before = probe_runs(&status(&base).await, "second");
-    wait_probe_runs(&base, "second", before + 1).await;
+    crate::support::wait_more_runs(&base, "second", 1).await;
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
