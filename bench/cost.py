@@ -101,6 +101,7 @@ def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=
         seen = per_probe(m0, "probe_last_run_timestamp_seconds")
         sw = Switches(svc.proc.pid, os.path.join(svc.dir, "perf.txt"))
         c0, t0 = h.cpu_ms(svc.proc.pid), time.monotonic()
+        th0 = h.thread_stats(svc.proc.pid)
         t_end = t0 + seconds
         every = lag_every or scrape_every
         next_scrape = t0 + every
@@ -118,6 +119,7 @@ def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=
                             lag_samples += 1
                             lag_max = max(lag_max, lag.get(probe, 0.0))
         c1, t1 = h.cpu_ms(svc.proc.pid), time.monotonic()
+        th1 = h.thread_stats(svc.proc.pid)
         switches = sw.stop()
         m1 = svc.metrics()
     finally:
@@ -131,6 +133,7 @@ def jc_window(probes, defaults, seconds, scrape_every=15.0, lag_every=None, bin=
             "lag_samples": lag_samples, "rate": runs / (t1 - t0), "load": load,
             "cpu_pct": (c1 - c0) / (t1 - t0) / 10, "cpu_ms_per_s": (c1 - c0) / (t1 - t0),
             "seconds": t1 - t0, "reasons": failure_reasons(m1, m0),
+            "threads": h.thread_delta(th0, th1, runs),
             "switches_per_s": None if switches is None else switches / (t1 - t0),
             "switches_per_run": None if switches is None else switches / max(runs, 1)}
 
@@ -313,9 +316,19 @@ def alternate(sim, a, rate, kinds):
                            f"{x['failed']:.0f} failed" + (
                                "" if sw is None else
                                f", {sig(x['switches_per_run'])} context switches/{unit}"))
+                if kind != "idle":
+                    fig += threads_text(x.get("threads", {}))
                 print(f"  {rate}/s round {r + 1} {kind:<8} {name:<12} {fig} (load "
                       f"{x['load']:.1f})", flush=True)
     return res
+
+
+def threads_text(threads):
+    """"; probe thread 0.54 CPU-ms, 5.3 sleeps; service thread …" per run, from `thread_delta`."""
+    return "".join(f"; {role} thread{'s' if role == 'other' else ''} {sig(cpu)} CPU-ms, "
+                   f"{sig(sleeps)} sleeps" for role in ("probe", "service", "other")
+                   for cpu, sleeps in [threads.get(role, (0.0, 0.0))]
+                   if cpu >= 0.005 or sleeps >= 0.05)
 
 
 def per_run(xs):
@@ -339,6 +352,10 @@ def summarize(what, unit, rate, a, res, kind):
                 f"{' '.join(sig(v) for v in per_run(xs))}; load "
                 f"{load_list(xs)}; {row['runs']:.0f} runs, "
                 f"{row['failed']:.0f} failed)")
+        roles = {role for x in xs for role in x.get("threads", {})}
+        row["threads"] = {role: tuple(h.median([x["threads"].get(role, (0.0, 0.0))[i]
+                                                for x in xs]) for i in (0, 1))
+                          for role in roles}
         sws = [x["switches_per_run"] for x in xs if x.get("switches_per_run") is not None]
         if sws:
             row["switches_per_run"] = h.median(sws)
@@ -349,6 +366,9 @@ def summarize(what, unit, rate, a, res, kind):
             line += (f"; {sig(row['ratio_to_blackbox'])}x blackbox (per round "
                      f"{' '.join(sig(v) for v in ratios)})")
         print(line, flush=True)
+        if row["threads"]:
+            print(f"  {'':<12} by thread, per {unit} (medians){threads_text(row['threads'])}"
+                  .replace("(medians); ", "(medians): "), flush=True)
         if name in idle:
             # What the service spends with nothing due (timers, the alert tick, the config
             # watch, a scrape every 15 s) is paid per second, whatever the rate: spread over

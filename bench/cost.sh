@@ -21,6 +21,8 @@
 # probe files, none due, the config watcher on (every 5 s) and off, per build:
 #   bash bench/cost.sh --sections watch --rounds 3 --window 30 --compare before=BIN,after=BIN
 # CPU is the process's CPU-time clock (ns); CPU figures are printed to two significant digits.
+# Every joincanary window also splits its CPU and sleeps (voluntary context switches, each one
+# wake-up) per run by thread: the probe thread(s), the service's main thread, the others.
 # Context switches per flow come from `perf stat`, the profile section from `perf record` (the
 # kernel / libc / joincanary shares of the service's CPU and the functions above 1 %).
 # Prints figures (each with its load average); installs what it needs (strace too); loopback

@@ -83,6 +83,43 @@ def cpu_ms(pid):
         return ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
+def thread_stats(pid):
+    """{role: (CPU-ms, voluntary context switches)} of the live threads of `pid` so far, summed
+    by role: "probe" (the `joincanary-probes-N` threads: every run's flow and sockets),
+    "service" (the main thread: the consumer, metrics, status, alerting, the HTTP server) and
+    "other" (tokio's blocking pool, the config watcher). CPU is each thread's schedstat run time
+    (ns); a voluntary switch is the thread going to sleep, so each is one wake-up. Threads that
+    exit between two looks are missing from their difference (`cpu_ms` still counts them)."""
+    out = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        base = f"/proc/{pid}/task/{task}"
+        try:
+            with open(base + "/comm") as f:
+                comm = f.read().strip()
+            with open(base + "/schedstat") as f:
+                ns = int(f.read().split()[0])
+            with open(base + "/status") as f:
+                vol = next(int(line.split()[1]) for line in f
+                           if line.startswith("voluntary_ctxt_switches:"))
+        except (OSError, ValueError, StopIteration):
+            continue
+        role = ("probe" if comm.startswith("joincanary-prob") else
+                "service" if task == str(pid) else "other")
+        out[(role, task)] = (ns / 1e6, vol)
+    return out
+
+
+def thread_delta(before, after, runs):
+    """{role: (CPU-ms per run, sleeps per run)} between two `thread_stats` looks."""
+    sums = {}
+    for key, (ms, vol) in after.items():
+        if key in before:
+            cpu, sleeps = sums.get(key[0], (0.0, 0))
+            sums[key[0]] = (cpu + ms - before[key][0], sleeps + vol - before[key][1])
+    n = max(runs, 1)
+    return {role: (cpu / n, sleeps / n) for role, (cpu, sleeps) in sums.items()}
+
+
 def loadavg():
     """The 1-minute load average now (every figure is quoted with the load it was taken at)."""
     with open("/proc/loadavg") as f:

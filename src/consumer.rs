@@ -14,7 +14,7 @@ use crate::alert::policy::Decision;
 use crate::alert::{Dispatcher, Severity};
 use crate::clock::Clock;
 use crate::event::Event;
-use crate::heartbeat::Liveness;
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::report::ProbeRun;
 use crate::scheduler::Scheduler;

@@ -13,8 +13,8 @@ use futures_util::StreamExt as _;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::config::Peer;
 use crate::status::StatusDoc;
+use crate::status::peer::Peer;
 
 /// A peer that has not answered in this long is shown as unreachable.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);

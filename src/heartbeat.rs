@@ -5,11 +5,10 @@
 //! The pings follow the scheduler's liveness ([`Liveness`]), never probe results: a platform
 //! outage must page through the pagers, not look like a dead prober.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,6 +19,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::clock::Clock;
 use crate::diag::{Ctx, S, table_keys};
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
@@ -81,9 +81,6 @@ const TYPES: [(&str, Keys, Parse); 2] = [
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// Default per-ping timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The scheduler counts as stuck when a probe's next run is this far overdue or the run
-/// consumer has not ticked for this long (it ticks every 5 s).
-pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
 const OPSGENIE_US: &str = "https://api.opsgenie.com";
 const OPSGENIE_EU: &str = "https://api.eu.opsgenie.com";
@@ -384,73 +381,6 @@ pub(crate) fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Vec
         }
     }
     out
-}
-
-/// Whether the scheduler is making progress: the run consumer ticks, and no probe's announced
-/// next run is far overdue. Cheap to clone; shared by the consumer and the heartbeat tasks.
-#[derive(Clone)]
-pub struct Liveness {
-    inner: Arc<Mutex<LiveState>>,
-    bound: Duration,
-}
-
-struct LiveState {
-    consumer: Instant,
-    due: HashMap<String, Instant>,
-}
-
-impl Liveness {
-    /// Healthy now; stuck once nothing progresses for `bound`.
-    pub fn new(bound: Duration) -> Liveness {
-        Liveness {
-            inner: Arc::new(Mutex::new(LiveState {
-                consumer: Instant::now(),
-                due: HashMap::new(),
-            })),
-            bound,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
-        // Plain data; a panic elsewhere while holding the lock leaves it usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The run consumer went round its loop.
-    pub fn beat(&self) {
-        self.lock().consumer = Instant::now();
-    }
-
-    /// The scheduler announced `probe`'s next run at `at`.
-    pub fn due(&self, probe: &str, at: Instant) {
-        self.lock().due.insert(probe.to_string(), at);
-    }
-
-    /// `None` while healthy, else why not.
-    pub fn stalled(&self) -> Option<String> {
-        let now = Instant::now();
-        let s = self.lock();
-        let quiet = now.saturating_duration_since(s.consumer);
-        if quiet > self.bound {
-            return Some(format!(
-                "the run consumer has not progressed for {}",
-                crate::report::human_duration(quiet)
-            ));
-        }
-        let mut overdue: Vec<(&String, Duration)> = s
-            .due
-            .iter()
-            .map(|(p, at)| (p, now.saturating_duration_since(*at)))
-            .filter(|(_, late)| *late > self.bound)
-            .collect();
-        overdue.sort();
-        overdue.first().map(|(p, late)| {
-            format!(
-                "probe `{p}` should have started {} ago",
-                crate::report::human_duration(*late)
-            )
-        })
-    }
 }
 
 /// One ping, under its timeout: `Err` is a message without URL or key.

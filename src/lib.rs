@@ -8,7 +8,7 @@
 //! round-trip) into a [`report::ProbeRun`]; [`scheduler`] runs probes on their cron schedules (and [`resident`] the resident ones), telling the rest by [`event`]s;
 //! [`service`] wires them into `joincanary run` (every long-lived task under [`supervise`];
 //! [`reload`] reads a changed configuration), where the [`consumer`] records every run in
-//! [`metrics`], [`status`] and [`alert`], and [`heartbeat`] pings dead man's switches while the scheduler is healthy.
+//! [`metrics`], [`status`] and [`alert`], and [`heartbeat`] pings dead man's switches while the scheduler is healthy ([`liveness`]).
 //! [`server`] serves `/metrics`, the status API and the [`page`] (with [`fleet`]: peers' status; [`rollup`]: a week of hourly availability; [`html`]: the one HTML escaper, shared with the email pager); [`sim`] is the reference
 //! conference server used by [`demo`] and the tests; [`clock`] lets schedules run on tokio's
 //! (pausable) clock; [`output`] formats `once`; [`shutdown`] waits for SIGTERM or Ctrl-C; [`backoff`] is the one capped exponential backoff every retry waits by;
@@ -29,6 +29,7 @@ pub mod flow;
 pub mod healthcheck;
 pub mod heartbeat;
 pub mod html;
+pub mod liveness;
 pub mod logging;
 pub mod metrics;
 pub mod net;

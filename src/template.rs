@@ -239,6 +239,12 @@ impl Template {
         })
     }
 
+    /// True when the template opens with a hole: a URL whose scheme and host come from a value
+    /// at run time (`{{server}}/spreed`, the signalling URL a login reply names).
+    pub fn starts_with_var(&self) -> bool {
+        matches!(self.segments.first(), Some(Segment::Var(..)))
+    }
+
     /// True when the template has no holes (a pattern can then be compiled once, at load).
     pub fn is_literal(&self) -> bool {
         self.vars().next().is_none()

@@ -508,3 +508,32 @@ fn webrtc_steps_say_which_key_is_wrong() {
         ["probes/p.toml:6:8: steps[0].echo: `echo` does not apply to a http step"]
     );
 }
+
+#[test]
+fn a_url_from_a_value_is_checked_for_the_rest_and_extract_regex_narrows_one_source() {
+    // `{{server}}/spreed`: scheme and host come from the run; the rest is still checked.
+    let ok = format!(
+        "{HEAD}url = \"http://h/settings\"\nextract = {{ server = {{ json = \"/server\", regex = '^(.*?)/*$' }} }}\n[[steps]]\nname = \"ws\"\nkind = \"ws_connect\"\nurl = \"{{{{server}}}}/spreed\"\n"
+    );
+    let loaded = TempConfig::new("", &[("p.toml", &ok)]).load(&[]);
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+    let bad = format!(
+        "{HEAD}url = \"http://h/\"\nextract = {{ a = {{ json = \"/a\", header = \"x\" }}, b = {{ json = \"/b\", regex = \"(\" }} }}\n[[steps]]\nname = \"next\"\nkind = \"http\"\nurl = \"{{{{a}}}} x\"\n"
+    );
+    let errs = errors_for(&bad, &[]);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        "probes/p.toml:6:17: steps[0].extract.a: give exactly one of `json`, `header`, `cookie`, `regex` (`regex` may narrow one of the others)"
+    );
+    assert!(
+        errs[1].starts_with("probes/p.toml:6:52: steps[0].extract.b: not a valid regex:"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].starts_with("probes/p.toml:10:7: steps[1].url: `http://x x` is not a valid URL"),
+        "{}",
+        errs[2]
+    );
+}

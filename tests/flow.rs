@@ -52,7 +52,9 @@ async fn login_status_fault_fails_login_with_http_status() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock: the sim's delay and the step's deadline are both virtual, so the
+/// deadline is exact whatever the machine's load.
+#[tokio::test(start_paused = true)]
 async fn login_delay_beyond_the_step_timeout_is_a_timeout() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"login_delay_ms": 3000})).await;
@@ -61,10 +63,10 @@ async fn login_delay_beyond_the_step_timeout_is_a_timeout() {
     let run = crate::support::run_once(&probe).await;
     assert_eq!(run.failed_step.as_deref(), Some("login"));
     assert_eq!(run.reason, Some(FailureReason::Timeout));
+    let login = crate::support::step(&run, "login").duration_ms;
     assert!(
-        run.duration_ms < Duration::from_secs(2),
-        "the step deadline fired: {:?}",
-        run.duration_ms
+        login >= Duration::from_millis(300) && login < Duration::from_millis(400),
+        "the step deadline fired at 300 ms: {login:?}"
     );
     sim.shutdown().await;
 }
@@ -167,4 +169,51 @@ async fn a_run_reads_the_time_from_the_callers_clock() {
             .await;
     assert_eq!(run.started_at, fixed, "{run:#?}");
     assert!(!run.success, "{run:#?}");
+}
+
+/// A URL that opens with a value (a login reply naming the signalling server: Nextcloud's
+/// `server`) is checked when the run has it; `regex` beside `json` keeps part of a value, and
+/// a value it does not match fails the step saying both.
+#[tokio::test]
+async fn a_url_from_a_value_and_a_narrowed_extract_work_and_fail_clearly() {
+    let sim = start_sim().await;
+    let probe = |base: &str, narrow: &str| {
+        format!(
+            r#"
+[variables]
+base = "{base}/"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "{{{{base}}}}api/login"
+json = {{ username = "canary", password = "canary-pass" }}
+extract = {{ token = {{ json = "$.token" }}, origin = {{ json = "$.token", regex = '{narrow}' }} }}
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+url = "{{{{base}}}}ws?token={{{{token}}}}"
+"#
+        )
+    };
+    let base = sim.base_url();
+    let run = support::run_once(&support::probe_from(&probe(&base, "^(.*)$"), &[])).await;
+    assert!(run.success, "{run:#?}");
+
+    let run = support::run_once(&support::probe_from(&probe(&base, "^never$"), &[])).await;
+    assert_eq!(run.failed_step.as_deref(), Some("login"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::BodyMismatch));
+    assert_eq!(
+        run.error.as_deref(),
+        Some("the reply has no JSON value at `/token` matching `^never$` for `origin`")
+    );
+
+    let run = support::run_once(&support::probe_from(&probe("ftp://127.0.0.1:1", "x"), &[])).await;
+    assert_eq!(run.failed_step.as_deref(), Some("login"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::Protocol));
+    assert_eq!(
+        run.error.as_deref(),
+        Some("`ftp://127.0.0.1:1/api/login` is not a http or https URL with a host")
+    );
+    sim.shutdown().await;
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::{
-    ConfigError, ConfigErrors, Ctx, EnvSource, S, array_tables, parse_toml, read_source,
+    ConfigError, ConfigErrors, Ctx, EnvSource, array_tables, parse_toml, read_source,
 };
 use crate::flow::ProbePlan;
 
@@ -37,7 +37,7 @@ pub struct Plan {
     pub status_url: Option<String>,
     pub dashboard_url: Option<String>,
     /// Base URLs of other regions' probers, for the fleet status page.
-    pub peers: Vec<Peer>,
+    pub peers: Vec<crate::status::peer::Peer>,
     /// TLS and basic auth on the listener (`run --web.config.file`); not in the TOML.
     pub web: Option<crate::web::WebConfig>,
     /// The listener's connection cap and timeouts (`run --web.max-connections`); not in the TOML.
@@ -244,7 +244,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         .dashboard_url
         .as_ref()
         .and_then(|u| ctx.env_str(u, "dashboard_url"));
-    let peers = build_peers(&mut ctx, raw.peers.as_ref());
+    let peers = crate::status::peer::parse_peers(&mut ctx, raw.peers.as_ref());
     let defaults = crate::flow::defaults::Defaults::build(&mut ctx, &raw.defaults);
     let crate::alert::pagers::Pagers {
         plans: pagers,
@@ -461,92 +461,4 @@ impl Plan {
         }
         out
     }
-}
-
-/// A prober in another region, for the fleet status page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
-    /// Its base URL (may carry `user:password@`, never shown).
-    pub url: String,
-    /// Its region as configured: the page's name for it until it answers (and after, if it
-    /// never does).
-    pub region: Option<String>,
-}
-
-/// `peers`: http(s) base URLs, each once, as a string or `{ url, region }`. Credentials in a
-/// URL (`http://user:pass@host`) are allowed for peers behind basic auth; the page never shows
-/// them.
-fn build_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>>) -> Vec<Peer> {
-    let mut peers: Vec<Peer> = Vec::new();
-    for (i, entry) in raw
-        .map(|r| r.get_ref().as_slice())
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let key = format!("peers[{i}]");
-        let span = entry.span();
-        let string = |ctx: &mut Ctx<'_>, v: &toml::Value, key: &str| match v.as_str() {
-            Some(text) => ctx.env_str(&S::new(span.clone(), text.to_string()), key),
-            None => {
-                ctx.error(Some(span.clone()), key, "must be a string");
-                None
-            }
-        };
-        let (url, region) = match entry.get_ref() {
-            toml::Value::Table(t) => {
-                if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "url" | "region")) {
-                    ctx.error(
-                        Some(span.clone()),
-                        format!("{key}.{unknown}"),
-                        "unknown key (a peer has `url` and `region`)",
-                    );
-                    continue;
-                }
-                let Some(url) = t.get("url") else {
-                    ctx.error(Some(span.clone()), format!("{key}.url"), "is required");
-                    continue;
-                };
-                let region = match t.get("region") {
-                    Some(r) => {
-                        let rkey = format!("{key}.region");
-                        let Some(region) = string(ctx, r, &rkey) else {
-                            continue;
-                        };
-                        if region.is_empty() || region.chars().any(|c| c.is_control() || c == '"') {
-                            ctx.error(
-                                Some(span.clone()),
-                                rkey,
-                                "must be a non-empty label without quotes or control characters",
-                            );
-                            continue;
-                        }
-                        Some(region)
-                    }
-                    None => None,
-                };
-                (string(ctx, url, &format!("{key}.url")), region)
-            }
-            other => (string(ctx, other, &key), None),
-        };
-        let Some(text) = url else {
-            continue;
-        };
-        let text = text.trim().trim_end_matches('/').to_string();
-        match url::Url::parse(&text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                if peers.iter().any(|p| p.url == text) {
-                    ctx.error(Some(span), key, "listed twice");
-                } else {
-                    peers.push(Peer { url: text, region });
-                }
-            }
-            _ => ctx.error(
-                Some(span),
-                key,
-                "must be a prober's base URL like http://prober-us:9464",
-            ),
-        }
-    }
-    peers
 }

@@ -28,6 +28,10 @@ use crate::template::Template;
 /// must not eat the deadline.
 const MAX_REDIRECTS: usize = 5;
 
+/// Requests a `poll` step sends at most: a long poll that answers at once, again and again,
+/// without what the step waits for must not spin until the deadline.
+pub const MAX_POLLS: usize = 100;
+
 /// An `http` step's table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +51,10 @@ pub struct RawHttp {
     pub fail_json: Option<S<toml::Value>>,
     /// A reply matching any of these regexes fails the step at once with `server_error`.
     pub fail_regex: Option<S<toml::Value>>,
+    /// A long poll (Matrix `/sync`, Bayeux, Talk's internal signalling): a reply that does not
+    /// meet the expectations is sent again, these values taken from it first (`since =
+    /// { json = "/next_batch" }`), until one does or time runs out (`no_match`).
+    pub poll: Option<S<BTreeMap<String, S<RawExtract>>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +70,9 @@ pub struct HttpSpec {
     pub expect_regex: Vec<Pattern>,
     pub fail: FailSpec,
     pub extract: Vec<Extraction>,
+    /// `Some`: a long poll, carrying these values from a reply that did not match into the
+    /// next request.
+    pub poll: Option<Vec<Extraction>>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +170,10 @@ impl Kind for HttpSpec {
                 &b.prefix,
             )?,
             extract: parts::extracts(b.ctx, s.extract.as_ref(), &b.key("extract"), true)?,
+            poll: match &s.poll {
+                Some(p) => Some(parts::extracts(b.ctx, Some(p), &b.key("poll"), true)?),
+                None => None,
+            },
         })
     }
 
@@ -183,6 +198,28 @@ impl Kind for HttpSpec {
         &self.extract
     }
 
+    /// A long poll that runs out of time is `no_match`, as a `ws_expect` is: the server was
+    /// there and what the flow waited for never came. A connection that never came up is
+    /// still named by its layer (the engine does that).
+    fn timed_out(&self, ctx: &RunContext<'_>, waited: &str, which: &str) -> Option<StepError> {
+        self.poll.as_ref()?;
+        if matches!(
+            ctx.pending,
+            Some((Phase::Dns | Phase::Connect | Phase::Tls, _))
+        ) {
+            return None;
+        }
+        let seen = ctx.frames_seen;
+        let last = match &ctx.last_miss {
+            Some(miss) => format!("; last: {miss}"),
+            None => String::new(),
+        };
+        Some(StepError::new(
+            FailureReason::NoMatch,
+            format!("no reply matched within {waited} ({which}; {seen} replies skipped{last})"),
+        ))
+    }
+
     fn waiting(&self, ctx: &RunContext<'_>) -> &'static str {
         match ctx.phases.keys().next_back() {
             None => "waiting for the connection",
@@ -196,23 +233,41 @@ impl Kind for HttpSpec {
     }
 }
 
-/// One request: send, check, extract; `connection`'s cookies go with it and it keeps the reply's
-/// (`""`: the run's shared jar; see [`super::context::Cookies`]).
+/// The step: one request, or for a `poll` step requests until a reply matches (at most
+/// [`MAX_POLLS`]; the step's timeout and the deadline bound them as any step).
 pub(super) async fn run(
     ctx: &mut RunContext<'_>,
     spec: &HttpSpec,
     connection: &str,
 ) -> Result<(), StepError> {
-    let url_text = ctx.render(&spec.url)?;
-    let mut url = url::Url::parse(&url_text).map_err(|e| {
-        StepError::new(
-            FailureReason::Protocol,
-            format!(
-                "`{}` is not a valid URL: {e}",
-                crate::redact::redact_url_text(&url_text)
-            ),
-        )
-    })?;
+    for _ in 0..MAX_POLLS {
+        if once(ctx, spec, connection).await? == Reply::Matched {
+            return Ok(());
+        }
+    }
+    let last = ctx.last_miss.take().unwrap_or_default();
+    Err(StepError::new(
+        FailureReason::NoMatch,
+        format!("no reply matched in {MAX_POLLS} requests (poll budget); last: {last}"),
+    ))
+}
+
+/// What one request of a step came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    Matched,
+    /// A `poll` step's reply that did not meet the expectations: ask again.
+    Again,
+}
+
+/// One request: send, check, extract; `connection`'s cookies go with it and it keeps the reply's
+/// (`""`: the run's shared jar; see [`super::context::Cookies`]).
+async fn once(
+    ctx: &mut RunContext<'_>,
+    spec: &HttpSpec,
+    connection: &str,
+) -> Result<Reply, StepError> {
+    let mut url = parts::run_url(ctx, &spec.url, &["http", "https"])?;
     let mut headers = ctx.render_headers(&spec.headers)?;
     if let Some(basic) = net::take_basic_auth(ctx, &mut url)
         && !headers.contains_key(header::AUTHORIZATION)
@@ -363,6 +418,7 @@ pub(super) async fn run(
         || spec
             .extract
             .iter()
+            .chain(spec.poll.iter().flatten())
             .any(|e| matches!(e.source, ExtractSource::Json(_)));
     let json: Option<serde_json::Value> = if needs_json {
         Some(serde_json::from_slice(&body).map_err(|e| {
@@ -374,7 +430,33 @@ pub(super) async fn run(
     } else {
         None
     };
-    if let (Some(pattern), Some(actual)) = (&spec.expect_json, &json) {
+    let text = String::from_utf8_lossy(&body);
+    if let Err(miss) = expectations(ctx, spec, json.as_ref(), &text, &body) {
+        let Some(carry) = &spec.poll else {
+            return Err(miss);
+        };
+        if miss.reason != FailureReason::BodyMismatch {
+            return Err(miss);
+        }
+        extract(ctx, carry, json.as_ref(), &response_headers, &text)?;
+        ctx.frames_seen += 1;
+        ctx.last_miss = Some(miss.message);
+        return Ok(Reply::Again);
+    }
+    extract(ctx, &spec.extract, json.as_ref(), &response_headers, &text)?;
+    Ok(Reply::Matched)
+}
+
+/// `expect_json` and `expect_regex` against one reply (`body_mismatch` when it does not meet
+/// them).
+fn expectations(
+    ctx: &RunContext<'_>,
+    spec: &HttpSpec,
+    json: Option<&serde_json::Value>,
+    text: &str,
+    body: &[u8],
+) -> Result<(), StepError> {
+    if let (Some(pattern), Some(actual)) = (&spec.expect_json, json) {
         let pattern = crate::template::render_json(pattern, &ctx.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
         matcher::json_subset(&pattern, actual).map_err(|m| {
@@ -384,46 +466,53 @@ pub(super) async fn run(
             )
         })?;
     }
-    let text = String::from_utf8_lossy(&body);
     for pattern in &spec.expect_regex {
         let re = pattern
             .regex(&ctx.vars)
             .map_err(|e| StepError::new(FailureReason::Protocol, e))?;
-        if !re.is_match(&text) {
+        if !re.is_match(text) {
             return Err(StepError::new(
                 FailureReason::BodyMismatch,
                 format!(
                     "the reply does not match expect_regex `{re}`: {}",
-                    snippet(&body)
+                    snippet(body)
                 ),
             ));
         }
     }
-    for extraction in &spec.extract {
+    Ok(())
+}
+
+/// Sets each of `extractions` from one reply; one it lacks fails the step (`body_mismatch`).
+fn extract(
+    ctx: &mut RunContext<'_>,
+    extractions: &[Extraction],
+    json: Option<&serde_json::Value>,
+    response_headers: &HeaderMap,
+    text: &str,
+) -> Result<(), StepError> {
+    for extraction in extractions {
         let value = match &extraction.source {
             ExtractSource::Json(pointer) => json
-                .as_ref()
                 .and_then(|j| j.pointer(pointer))
                 .map(matcher::value_as_var),
             ExtractSource::Header(name) => response_headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
-            ExtractSource::Cookie(name) => set_cookies(&response_headers)
+            ExtractSource::Cookie(name) => set_cookies(response_headers)
                 .find(|c| c.name() == name)
                 .map(|c| c.value().to_string()),
-            ExtractSource::Regex(re) => matcher::regex_capture(re, &text),
+            ExtractSource::Regex(re) => matcher::regex_capture(re, text),
         };
-        let Some(value) = value else {
-            let from = match &extraction.source {
-                ExtractSource::Json(p) => format!("JSON value at `{p}`"),
-                ExtractSource::Header(h) => format!("header `{h}`"),
-                ExtractSource::Cookie(c) => format!("cookie `{c}`"),
-                ExtractSource::Regex(r) => format!("match for `{r}`"),
-            };
+        let Some(value) = extraction.narrow(value) else {
             return Err(StepError::new(
                 FailureReason::BodyMismatch,
-                format!("the reply has no {from} for `{}`", extraction.var),
+                format!(
+                    "the reply has no {} for `{}`",
+                    extraction.describe(),
+                    extraction.var
+                ),
             ));
         };
         ctx.set_var(&extraction.var, value);

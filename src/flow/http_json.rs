@@ -68,6 +68,7 @@ impl Kind for HttpJsonSpec {
                     http.extract.push(Extraction {
                         var: gauge_var(name),
                         source: ExtractSource::Json(p.clone()),
+                        within: None,
                     });
                     gauges.push((name.clone(), p));
                 }

@@ -121,7 +121,6 @@ pub(crate) async fn open_with_alpn(
     let tcp = connect_any(&addrs).await;
     add_phase(ctx, Phase::Connect, t);
     let tcp = tcp?;
-    let _ = tcp.set_nodelay(true);
     if !matches!(url.scheme(), "https" | "wss") {
         return Ok(MaybeTlsStream::Plain(tcp));
     }
@@ -203,7 +202,7 @@ const MAX_ATTEMPTS: usize = 16;
 /// why, its reason the last one's (out of fds or ports, every address fails the same way, so
 /// the run still says `local`).
 async fn connect_any(addrs: &[SocketAddr]) -> Result<TcpStream, StepError> {
-    let failed = match first_answering(addrs, TcpStream::connect).await {
+    let failed = match first_answering(addrs, connect_one).await {
         Ok(s) => return Ok(s),
         Err(failed) => failed,
     };
@@ -259,6 +258,35 @@ where
     }
 }
 
+/// One TCP connection, as browsers open it: `TCP_NODELAY` set (a small frame after another
+/// must not wait for an ACK), here on the socket before the connect. What tokio's
+/// `TcpStream::connect` does, one system call fewer: the outcome is read from the event that
+/// says the socket became writable, and `SO_ERROR` is asked only when that event says the
+/// connection closed (refused, reset), where tokio asks it every time (measured in
+/// BENCHMARKS.md, issue 20).
+async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    // As before, a refusal is not worth failing the run for: the timing still holds.
+    let _ = socket.set_tcp_nodelay(true);
+    match socket.connect(&addr.into()) {
+        Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => return Err(e),
+        _ => {}
+    }
+    let tcp = TcpStream::from_std(socket.into())?;
+    let ready = tcp.ready(tokio::io::Interest::WRITABLE).await?;
+    if ready.is_write_closed()
+        && let Some(e) = tcp.take_error()?
+    {
+        return Err(e);
+    }
+    Ok(tcp)
+}
+
 /// The resolver's order (RFC 6724 already ranks it), families alternating from the first
 /// address's (RFC 8305 §4), so one family's dead path costs one attempt delay, not one per
 /// address.
@@ -288,7 +316,9 @@ mod tests {
         let good = good.local_addr().unwrap();
         // Nothing listens on port 1: refused, then the next address answers.
         let refused: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert!(connect_any(&[refused, good]).await.is_ok());
+        let tcp = connect_any(&[refused, good]).await.unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), good);
+        assert!(tcp.nodelay().unwrap(), "TCP_NODELAY, as browsers");
         let e = connect_any(&[refused]).await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Connect, "{e}");
         assert!(

@@ -119,6 +119,35 @@ pub(crate) fn check_fail(
 pub struct Extraction {
     pub var: String,
     pub source: ExtractSource,
+    /// `regex` beside `json`, `header` or `cookie`: the part of that value to keep (group 1, or
+    /// the whole match), e.g. a token inside a URL a reply names, or a URL without its
+    /// trailing `/`.
+    pub within: Option<Regex>,
+}
+
+impl Extraction {
+    /// One extracted value narrowed by `within`; `None` when it does not match.
+    pub(crate) fn narrow(&self, value: Option<String>) -> Option<String> {
+        match (&self.within, value) {
+            (Some(re), Some(v)) => matcher::regex_capture(re, &v),
+            (None, v) => v,
+            (Some(_), None) => None,
+        }
+    }
+
+    /// What the value was to come from, for the error that says it did not.
+    pub(crate) fn describe(&self) -> String {
+        let from = match &self.source {
+            ExtractSource::Json(p) => format!("JSON value at `{p}`"),
+            ExtractSource::Header(h) => format!("header `{h}`"),
+            ExtractSource::Cookie(c) => format!("cookie `{c}`"),
+            ExtractSource::Regex(r) => format!("match for `{r}`"),
+        };
+        match &self.within {
+            Some(re) => format!("{from} matching `{re}`"),
+            None => from,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +167,8 @@ pub struct RawExtract {
     pub json: Option<String>,
     pub header: Option<String>,
     pub cookie: Option<String>,
-    /// A regex over the body or frame; capture group 1 (or the whole match).
+    /// A regex over the body or frame; capture group 1 (or the whole match). Beside `json`,
+    /// `header` or `cookie`: over that value.
     pub regex: Option<String>,
 }
 
@@ -180,6 +210,9 @@ pub(crate) fn gauge_checks(
 }
 
 /// A URL template with one of `schemes` and a host, checked with placeholders for its variables.
+/// One that opens with a variable (`{{server}}/spreed`: the URL a login reply named) takes its
+/// scheme and host from the run, so only the rest is checked here and [`run_url`] checks the
+/// scheme when the run has the value.
 pub(crate) fn url_template(
     ctx: &mut Ctx<'_>,
     raw: &S<String>,
@@ -187,7 +220,10 @@ pub(crate) fn url_template(
     schemes: &[&str],
 ) -> Option<Template> {
     let t = ctx.template(raw, key)?;
-    let probe = t.render_placeholder("x");
+    let mut probe = t.render_placeholder("x");
+    if t.starts_with_var() {
+        probe = format!("{}://{probe}", schemes[0]);
+    }
     match url::Url::parse(&probe) {
         Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some_and(|h| !h.is_empty()) => {
             Some(t)
@@ -216,6 +252,35 @@ pub(crate) fn url_template(
             None
         }
     }
+}
+
+/// The URL a step renders, parsed; its scheme must be one of `schemes` (a template that opens
+/// with a variable is checked here, when the run has the value: see [`url_template`]). Errors
+/// show the URL without its query and password.
+pub(crate) fn run_url(
+    ctx: &RunContext<'_>,
+    template: &Template,
+    schemes: &[&str],
+) -> Result<url::Url, StepError> {
+    let text = ctx.render(template)?;
+    let shown = || crate::redact::redact_url_text(&text);
+    let url = url::Url::parse(&text).map_err(|e| {
+        StepError::new(
+            FailureReason::Protocol,
+            format!("`{}` is not a valid URL: {e}", shown()),
+        )
+    })?;
+    if !schemes.contains(&url.scheme()) || url.host_str().is_none_or(str::is_empty) {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "`{}` is not a {} URL with a host",
+                shown(),
+                schemes.join(" or ")
+            ),
+        ));
+    }
+    Ok(url)
 }
 
 /// Header names checked, values templates of one line each.
@@ -355,21 +420,36 @@ pub(crate) fn extracts(
             continue;
         }
         let e = spec.get_ref();
-        let given = [
-            e.json.is_some(),
-            e.header.is_some(),
-            e.cookie.is_some(),
-            e.regex.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() != 1 {
+        let given = [e.json.is_some(), e.header.is_some(), e.cookie.is_some()];
+        let sources = given.iter().filter(|g| **g).count();
+        if sources > 1 || (sources == 0 && e.regex.is_none()) {
             ctx.error(
                 Some(spec.span()),
                 &k,
-                "give exactly one of `json`, `header`, `cookie`, `regex`",
+                "give exactly one of `json`, `header`, `cookie`, `regex` (`regex` may narrow \
+                 one of the others)",
             );
             ok = false;
             continue;
         }
+        let regex = match e.regex.as_deref().map(Regex::new).transpose() {
+            Ok(r) => r,
+            Err(err) => {
+                ctx.error(
+                    Some(spec.span()),
+                    &k,
+                    format_args!("not a valid regex: {err}"),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        // `regex` alone reads the body or frame; beside another source, that source's value.
+        let (regex, within) = if sources == 0 {
+            (regex, None)
+        } else {
+            (None, regex)
+        };
         let source = if let Some(path) = &e.json {
             match json_pointer(path) {
                 Ok(p) => ExtractSource::Json(p),
@@ -393,25 +473,15 @@ pub(crate) fn extracts(
                 continue;
             }
             ExtractSource::Cookie(c.clone())
-        } else if let Some(r) = &e.regex {
-            match Regex::new(r) {
-                Ok(r) => ExtractSource::Regex(r),
-                Err(err) => {
-                    ctx.error(
-                        Some(spec.span()),
-                        &k,
-                        format_args!("not a valid regex: {err}"),
-                    );
-                    ok = false;
-                    continue;
-                }
-            }
+        } else if let Some(r) = regex {
+            ExtractSource::Regex(r)
         } else {
             continue;
         };
         out.push(Extraction {
             var: var.clone(),
             source,
+            within,
         });
     }
     ok.then_some(out)

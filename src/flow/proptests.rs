@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::matcher::{Pattern, json_subset, regex_capture, value_as_var};
-use super::protocol::{Incoming, Protocol, actioncable, raw, socketio, xmpp};
+use super::protocol::{Incoming, Protocol, actioncable, raw, socketio, sockjs, xmpp};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -61,7 +61,7 @@ fn frame() -> impl Strategy<Value = String> {
 
 fn protocols(ping: Value) -> Vec<Box<dyn Protocol>> {
     vec![
-        Box::new(raw::Raw::new(Some(ping))),
+        Box::new(raw::Raw::new(Some(ping.clone()))),
         Box::new(socketio::SocketIo::new("/".into(), None, false)),
         Box::new(socketio::SocketIo::new(
             "/chat".into(),
@@ -76,6 +76,7 @@ fn protocols(ping: Value) -> Vec<Box<dyn Protocol>> {
         )),
         Box::new(actioncable::ActionCable::default()),
         Box::new(xmpp::Xmpp::new("example.com".into())),
+        Box::new(sockjs::SockJs::new(Some(ping))),
     ]
 }
 

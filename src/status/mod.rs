@@ -5,7 +5,7 @@
 //! A peer's document (another region's status, read by the fleet page) is parsed and cut to
 //! its caps in `peer.rs`.
 
-mod peer;
+pub mod peer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -207,7 +207,7 @@ pub struct PageConfig {
     pub status_url: Option<String>,
     pub dashboard_url: Option<String>,
     /// Other regions' probers (`http://prober-us:9464`), shown beside this one on the page.
-    pub peers: Vec<crate::config::Peer>,
+    pub peers: Vec<peer::Peer>,
 }
 
 impl Status {

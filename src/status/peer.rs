@@ -1,4 +1,5 @@
-//! A peer's status document, read back by the fleet page: its lists are cut while they are
+//! Peers: the `peers` key of the service config ([`Peer`], parsed here by [`parse_peers`]), and
+//! a peer's status document read back by the fleet page: its lists are cut while they are
 //! parsed ([`first`]) and its texts and numbers after ([`StatusDoc::bounded`]), so a hostile or
 //! broken peer cannot make the page huge or the prober's memory grow. The saved history is cut
 //! while parsed with the same helpers ([`last`], [`first_entries`]).
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{HISTORY_LEN, StatusDoc};
+use crate::diag::{Ctx, S};
 use crate::report::cut;
 
 /// What a peer's document may hold before it is cut: enough for any real fleet, little enough
@@ -21,6 +23,94 @@ pub(super) const PEER_MAX_PAGERS: usize = 50;
 /// Names and labels; summaries and errors.
 const PEER_MAX_NAME: usize = 100;
 const PEER_MAX_TEXT: usize = 1000;
+
+/// A prober in another region, for the fleet status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its base URL (may carry `user:password@`, never shown).
+    pub url: String,
+    /// Its region as configured: the page's name for it until it answers (and after, if it
+    /// never does).
+    pub region: Option<String>,
+}
+
+/// `peers`: http(s) base URLs, each once, as a string or `{ url, region }`. Credentials in a
+/// URL (`http://user:pass@host`) are allowed for peers behind basic auth; the page never shows
+/// them.
+pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>>) -> Vec<Peer> {
+    let mut peers: Vec<Peer> = Vec::new();
+    for (i, entry) in raw
+        .map(|r| r.get_ref().as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let key = format!("peers[{i}]");
+        let span = entry.span();
+        let string = |ctx: &mut Ctx<'_>, v: &toml::Value, key: &str| match v.as_str() {
+            Some(text) => ctx.env_str(&S::new(span.clone(), text.to_string()), key),
+            None => {
+                ctx.error(Some(span.clone()), key, "must be a string");
+                None
+            }
+        };
+        let (url, region) = match entry.get_ref() {
+            toml::Value::Table(t) => {
+                if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "url" | "region")) {
+                    ctx.error(
+                        Some(span.clone()),
+                        format!("{key}.{unknown}"),
+                        "unknown key (a peer has `url` and `region`)",
+                    );
+                    continue;
+                }
+                let Some(url) = t.get("url") else {
+                    ctx.error(Some(span.clone()), format!("{key}.url"), "is required");
+                    continue;
+                };
+                let region = match t.get("region") {
+                    Some(r) => {
+                        let rkey = format!("{key}.region");
+                        let Some(region) = string(ctx, r, &rkey) else {
+                            continue;
+                        };
+                        if region.is_empty() || region.chars().any(|c| c.is_control() || c == '"') {
+                            ctx.error(
+                                Some(span.clone()),
+                                rkey,
+                                "must be a non-empty label without quotes or control characters",
+                            );
+                            continue;
+                        }
+                        Some(region)
+                    }
+                    None => None,
+                };
+                (string(ctx, url, &format!("{key}.url")), region)
+            }
+            other => (string(ctx, other, &key), None),
+        };
+        let Some(text) = url else {
+            continue;
+        };
+        let text = text.trim().trim_end_matches('/').to_string();
+        match url::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if peers.iter().any(|p| p.url == text) {
+                    ctx.error(Some(span), key, "listed twice");
+                } else {
+                    peers.push(Peer { url: text, region });
+                }
+            }
+            _ => ctx.error(
+                Some(span),
+                key,
+                "must be a prober's base URL like http://prober-us:9464",
+            ),
+        }
+    }
+    peers
+}
 
 /// A list read from a peer (only peers' documents are parsed into these types), keeping its
 /// first `N` elements: the rest are parsed past without being kept. Every field of a

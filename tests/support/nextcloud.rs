@@ -90,8 +90,9 @@ pub async fn start_nextcloud_talk() -> Result<NextcloudTalk> {
                     "0".into(),
                     "--secret".into(),
                     SECRET.into(),
+                    // As an admin writes it in Talk's settings: http(s), a trailing `/`.
                     "--signaling-url".into(),
-                    format!("ws://127.0.0.1:{port}"),
+                    format!("http://127.0.0.1:{port}/"),
                 ],
             )
             .await?;
@@ -128,17 +129,10 @@ impl NextcloudTalk {
         self.nextcloud.base_url()
     }
 
-    /// `ws://127.0.0.1:PORT/spreed` (`NEXTCLOUD_SIGNALING_URL`).
-    pub fn signaling_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/spreed", self.signaling_port)
-    }
-
-    /// The example probe's environment.
-    pub fn env(&self) -> [(&'static str, String); 2] {
-        [
-            ("NEXTCLOUD_URL", self.nextcloud_url()),
-            ("NEXTCLOUD_SIGNALING_URL", self.signaling_url()),
-        ]
+    /// The example probe's environment (the signalling server's URL comes from Nextcloud's
+    /// settings, as the Talk client takes it).
+    pub fn env(&self) -> [(&'static str, String); 1] {
+        [("NEXTCLOUD_URL", self.nextcloud_url())]
     }
 
     pub fn signaling(&self) -> &Process {

@@ -940,6 +940,27 @@ pub async fn start_socketio_with(redis: &Redis, opts: &SocketIoOptions) -> Resul
     Ok(SocketIo { a: a?, b: b? })
 }
 
+/// Two SockJS app processes (tests/servers/sockjs/server.js: login, `auth`, `join`, `signal`)
+/// whose rooms meet only in `redis`'s pub/sub.
+pub async fn start_sockjs(redis: &Redis) -> Result<(NodeServer, NodeServer)> {
+    let args = |name: &str| {
+        vec![
+            "--port".to_string(),
+            "0".into(),
+            "--redis".into(),
+            redis.url(),
+            "--name".into(),
+            name.into(),
+        ]
+    };
+    let (args_a, args_b) = (args("a"), args("b"));
+    let (a, b) = tokio::join!(
+        start_node("sockjs", "sockjs/server.js", &args_a),
+        start_node("sockjs", "sockjs/server.js", &args_b),
+    );
+    Ok((a?, b?))
+}
+
 /// The protoo request/response server (tests/servers/protoo/server.js).
 pub async fn start_protoo() -> Result<NodeServer> {
     start_node("protoo", "protoo/server.js", &["--port".into(), "0".into()]).await

@@ -57,7 +57,7 @@ struct Shared {
     /// Pager names, for the per-sink outbox gauges.
     sinks: Vec<String>,
     /// The scheduler's liveness: the Alertmanager watchdog is posted only while it is healthy.
-    liveness: std::sync::OnceLock<crate::heartbeat::Liveness>,
+    liveness: std::sync::OnceLock<crate::liveness::Liveness>,
     /// Wall-clock time (tokio's, so tests run on the paused clock); its start is the
     /// watchdog's `startsAt`.
     clock: Clock,
@@ -222,7 +222,7 @@ impl Dispatcher {
 
     /// Posts the Alertmanager watchdog only while `liveness` says the scheduler is healthy
     /// (without it, whenever the pager task runs).
-    pub fn watch_liveness(&self, liveness: crate::heartbeat::Liveness) {
+    pub fn watch_liveness(&self, liveness: crate::liveness::Liveness) {
         let _ = self.shared.liveness.set(liveness);
     }
 

@@ -8,6 +8,7 @@
 pub(crate) mod actioncable;
 pub(crate) mod raw;
 pub(crate) mod socketio;
+pub(crate) mod sockjs;
 pub mod xmpp;
 
 use serde_json::Value;
@@ -24,14 +25,17 @@ pub enum ProtocolKind {
     ActionCable,
     /// XMPP over websocket (RFC 7395).
     Xmpp,
+    /// The SockJS websocket transport (`o`, `h`, `a[...]`, `c[...]`).
+    SockJs,
 }
 
 impl ProtocolKind {
-    pub const ALL: [ProtocolKind; 4] = [
+    pub const ALL: [ProtocolKind; 5] = [
         ProtocolKind::Raw,
         ProtocolKind::SocketIo,
         ProtocolKind::ActionCable,
         ProtocolKind::Xmpp,
+        ProtocolKind::SockJs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl ProtocolKind {
             ProtocolKind::SocketIo => "socketio",
             ProtocolKind::ActionCable => "actioncable",
             ProtocolKind::Xmpp => "xmpp",
+            ProtocolKind::SockJs => "sockjs",
         }
     }
 
@@ -55,6 +60,7 @@ impl ProtocolKind {
             ProtocolKind::SocketIo => &socketio::KEYS,
             ProtocolKind::ActionCable => &actioncable::KEYS,
             ProtocolKind::Xmpp => &xmpp::KEYS,
+            ProtocolKind::SockJs => &sockjs::KEYS,
         }
     }
 
@@ -166,6 +172,11 @@ pub(crate) trait Protocol: Send + Sync {
         true
     }
     fn decode(&mut self, frame: &str) -> Incoming;
+    /// A message the last frame held beyond the one `decode` returned (SockJS packs several
+    /// into one frame); read before the next frame.
+    fn pending(&mut self) -> Option<Message> {
+        None
+    }
     /// The frames for one `ws_send`.
     ///
     /// # Errors
@@ -225,7 +236,7 @@ pub(crate) fn cause(frame: &str) -> Option<String> {
 
 /// The first cause-naming string in `json`, breadth first (a string under one of
 /// [`CAUSE_KEYS`], or an error object's own `message`), after the object's machine-readable
-/// `code` when it has a textual one: Nextcloud Talk's
+/// `code` (Matrix: `errcode`) when it has a textual one: Nextcloud Talk's
 /// `{"type":"error","error":{"code":"invalid_ticket","message":"The given ticket is not valid…"}}`
 /// gives `invalid_ticket: The given ticket is not valid…` (the code is what on-call searches
 /// for; a numeric code, as Janus's 460, adds nothing to its reason and is left out).
@@ -243,7 +254,9 @@ fn json_cause(json: &Value) -> Option<String> {
                     match map.get(key) {
                         Some(Value::String(s)) if !s.trim().is_empty() => {
                             let s = s.trim();
-                            return Some(match map.get("code") {
+                            // Matrix spells it `errcode` (`M_FORBIDDEN`).
+                            let code = map.get("code").or_else(|| map.get("errcode"));
+                            return Some(match code {
                                 Some(Value::String(code))
                                     if !code.trim().is_empty() && code.trim() != s =>
                                 {
@@ -278,6 +291,7 @@ pub(crate) fn new(kind: ProtocolKind, setup: Setup) -> Box<dyn Protocol> {
         )),
         ProtocolKind::ActionCable => Box::new(actioncable::ActionCable::default()),
         ProtocolKind::Xmpp => Box::new(xmpp::Xmpp::new(setup.domain.unwrap_or_default())),
+        ProtocolKind::SockJs => Box::new(sockjs::SockJs::new(setup.ping_json)),
     }
 }
 
@@ -322,6 +336,11 @@ mod tests {
             (
                 r#"{"type":"error","error":{"code":"no_such_session","message":"no_such_session"}}"#,
                 Some("no_such_session"),
+            ),
+            // Matrix: `errcode`, then `error`.
+            (
+                r#"{"errcode":"M_FORBIDDEN","error":"You are not invited to this room."}"#,
+                Some("M_FORBIDDEN: You are not invited to this room."),
             ),
             // Nothing that names a cause: the frame alone is quoted.
             (r#"{"type":"joined","participants":2}"#, None),

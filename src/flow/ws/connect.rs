@@ -95,7 +95,7 @@ impl Kind for WsConnectSpec {
                 let wants = ProtocolKind::ALL
                     .into_iter()
                     .find(|p| p.keys().connect.contains(k))?;
-                (wants != protocol).then_some((*k, wants))
+                (!protocol.keys().connect.contains(k)).then_some((*k, wants))
             })
             .collect();
         for (name, wants) in wrong {
@@ -266,14 +266,7 @@ async fn connect(
     if let Some(old) = ctx.ws.remove(name) {
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
-    let url_text = ctx.render(&spec.url)?;
-    let shown = crate::redact::redact_url_text(&url_text);
-    let mut url = url::Url::parse(&url_text).map_err(|e| {
-        StepError::new(
-            FailureReason::Protocol,
-            format!("`{shown}` is not a valid URL: {e}"),
-        )
-    })?;
+    let mut url = parts::run_url(ctx, &spec.url, &["ws", "wss", "http", "https"])?;
     // An http(s) base URL is accepted and upgraded, so one `${SIM_URL}` serves both kinds of step.
     let ws_scheme = match url.scheme() {
         "http" => Some("ws"),

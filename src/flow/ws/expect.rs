@@ -397,7 +397,7 @@ fn extract(ctx: &mut RunContext<'_>, spec: &ExpectSpec, msg: &Message) -> Result
             ExtractSource::Regex(re) => matcher::regex_capture(re, &msg.text),
             ExtractSource::Header(_) | ExtractSource::Cookie(_) => None,
         };
-        match value {
+        match e.narrow(value) {
             Some(v) => ctx.set_var(&e.var, v),
             None => {
                 return Err(StepError::new(

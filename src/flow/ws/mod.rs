@@ -134,6 +134,9 @@ impl Connection {
         if !handshake && let Some(m) = self.backlog.pop_front() {
             return Ok(Some(m));
         }
+        if let Some(m) = self.proto.pending() {
+            return Ok(Some(m));
+        }
         for _ in 0..CONTROL_FRAME_BUDGET {
             let Some(Data { text, bytes }) = self.read_data().await? else {
                 continue;
@@ -219,7 +222,11 @@ impl Connection {
         };
         match self.proto.decode(&text) {
             Incoming::Control(replies) => self.answer(replies).await.map_err(|e| (true, e)),
-            Incoming::Message(_) => Ok(()),
+            Incoming::Message(_) => {
+                // No step waits for them, nor for the rest of their frame (bounded per frame).
+                while self.proto.pending().is_some() {}
+                Ok(())
+            }
             Incoming::ServerError(what) => Err((false, server_error(what, &text))),
             Incoming::Closed(why) => Err((
                 true,

@@ -138,6 +138,9 @@ impl Kind for SendSpec {
                 && !(s.hex.is_some() && s.base64.is_some()))
             .then_some(())
             .ok_or("a ws_send step needs `text`, `json`, `hex` or `base64` (one of them)"),
+            ProtocolKind::SockJs => (spec.text.is_some() != spec.json.is_some())
+                .then_some(())
+                .ok_or("a sockjs ws_send needs `text` or `json` (one of them)"),
             ProtocolKind::SocketIo => (spec.event.is_some()
                 && !(spec.args.is_some() && spec.json.is_some()))
             .then_some(())

@@ -6,7 +6,8 @@
 // Prints `ready nextcloud http://127.0.0.1:PORT` once listening. What it answers, as Talk does
 // (lib/Controller/SignalingController.php, RoomController.php; OCS envelopes, JSON):
 //   GET  /ocs/v2.php/cloud/capabilities                          the spreed app's features
-//   GET  /ocs/v2.php/apps/spreed/api/v3/signaling/settings       (Basic auth) server, ticket, userId
+//   GET  /ocs/v2.php/apps/spreed/api/v3/signaling/settings       (Basic auth) server, ticket, userId,
+//        helloAuthParams (1.0: userid + ticket; 2.0: a JWT signed with the key in capabilities)
 //   POST /ocs/v2.php/apps/spreed/api/v4/room/TOKEN/participants/active   (Basic auth) a sessionId
 //   POST /ocs/v2.php/apps/spreed/api/v3/signaling/backend        the signalling server's requests:
 //        the body's HMAC-SHA256 under the shared secret (Spreed-Signaling-Random/-Checksum) is
@@ -29,6 +30,17 @@ if (!opt.secret) throw new Error("--secret is required");
 let secret = opt.secret;
 // Tickets are signed with a key of this process only (Nextcloud's own signaling ticket secret).
 const ticketKey = crypto.randomBytes(32);
+// Hello 2.0 (Talk 17+): Nextcloud signs a JWT per user with its own key and publishes the
+// public half in its capabilities (config.signaling.hello-v2-token-key), where a signalling
+// server that speaks 2.0 reads it; this one key is Ed25519, as Nextcloud's default.
+const helloKey = crypto.generateKeyPairSync("ed25519");
+const helloPublicPem = helloKey.publicKey.export({ type: "spki", format: "pem" });
+const b64url = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+function helloToken(user, issuer) {
+  const now = Math.floor(Date.now() / 1000);
+  const head = `${b64url({ alg: "EdDSA", typ: "JWT" })}.${b64url({ iss: issuer, iat: now, exp: now + 60, sub: user, userdata: { displayname: user } })}`;
+  return `${head}.${crypto.sign(null, Buffer.from(head), helloKey.privateKey).toString("base64url")}`;
+}
 // Nextcloud session ids handed out by the participants/active join: sessionId -> {user, room}.
 const sessions = new Map();
 // Nextcloud's PHP session (its cookie) remembers the Talk session of each room it joined
@@ -127,7 +139,12 @@ const server = http.createServer(async (req, res) => {
     if (req.method === "GET" && path === "/ocs/v2.php/cloud/capabilities") {
       return ocs(res, 200, {
         version: { major: 27, minor: 1, micro: 0, string: "27.1.0", edition: "", extendedSupport: false },
-        capabilities: { spreed: { features: ["audio", "video", "chat-v2", "signaling-v3"], config: {} } },
+        capabilities: {
+          spreed: {
+            features: ["audio", "video", "chat-v2", "signaling-v3"],
+            config: { signaling: { "hello-v2-token-key": helloPublicPem } },
+          },
+        },
       });
     }
     if (req.method === "POST" && path === "/ocs/v2.php/apps/spreed/api/v3/signaling/backend") {
@@ -167,7 +184,7 @@ const server = http.createServer(async (req, res) => {
         hideWarning: true,
         server: opt["signaling-url"],
         ticket,
-        helloAuthParams: { "1.0": { userid: user, ticket } },
+        helloAuthParams: { "1.0": { userid: user, ticket }, "2.0": { token: helloToken(user, `http://${req.headers.host}`) } },
         stunservers: [],
         turnservers: [],
         sipDialinInfo: "",
