@@ -484,7 +484,7 @@ impl Engine {
         for (n, pagers) in requeue {
             dispatcher.send(n, Some(&pagers));
         }
-        warn_pagers(plan, metrics);
+        warn_pagers(plan, metrics, clock.now());
         for probe in plan.probes.iter().map(|p| p.name.clone()) {
             consumer::publish_alerts(&alerts, &probe, &region, metrics, status);
         }
@@ -615,12 +615,14 @@ fn start_heartbeats(
 }
 
 /// Says at start and at every reload what the pagers cannot do: none configured, a probe that
-/// would page nobody ([`Plan::quiet`]), or a field a provider will cut or hash to fit its limits.
-fn warn_pagers(plan: &Plan, metrics: &Metrics) {
+/// would page nobody ([`Plan::quiet`], its maintenance windows judged at `now` on the service's
+/// clock, as the alert policy judges them), or a field a provider will cut or hash to fit its
+/// limits.
+fn warn_pagers(plan: &Plan, metrics: &Metrics, now: chrono::DateTime<chrono::Utc>) {
     if plan.pagers.is_empty() {
         tracing::warn!(region = %plan.region, "{}", crate::status::NO_PAGER);
     }
-    let quiet = plan.quiet(chrono::Utc::now());
+    let quiet = plan.quiet(now);
     for q in &quiet {
         tracing::warn!(region = %plan.region, "{}", q.message);
     }

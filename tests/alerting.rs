@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::support::receiver::Receiver;
 use crate::support::{
     Service, TempConfig, metric_value, poll, set_faults, start_sim, status, until, wait_metrics,
+    wait_more_runs,
 };
 
 const ROUTING_KEY: &str = "pd-routing-key-0123456789";
@@ -50,12 +51,6 @@ async fn start_service(cfg: &TempConfig) -> Service {
     Service::start(plan).await
 }
 
-/// Waits until the probe has run `more` more times.
-async fn wait_runs(base: &str, more: u64) {
-    let target = crate::support::probe_runs(&crate::support::status(base).await, "sim-join") + more;
-    crate::support::wait_probe_runs(base, "sim-join", target).await;
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
     let sim = start_sim().await;
@@ -66,7 +61,7 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
         &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
     );
     let svc = start_service(&cfg).await;
-    wait_runs(&svc.base, 2).await;
+    wait_more_runs(&svc.base, "sim-join", 2).await;
     assert!(pd.all().is_empty(), "a healthy flow pages nobody");
 
     set_faults(&sim, json!({"signalling_drop": true})).await;
@@ -77,7 +72,7 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
         || !pd.accepted().is_empty() && !hook.accepted().is_empty(),
     )
     .await;
-    wait_runs(&svc.base, 3).await;
+    wait_more_runs(&svc.base, "sim-join", 3).await;
     let triggers: Vec<_> = pd.events("trigger");
     assert_eq!(triggers.len(), 1, "exactly one trigger: {triggers:#?}");
     let t = &triggers[0];
@@ -127,7 +122,7 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
         || !pd.events("resolve").is_empty() && !hook.events("resolve").is_empty(),
     )
     .await;
-    wait_runs(&svc.base, 3).await;
+    wait_more_runs(&svc.base, "sim-join", 3).await;
     let resolves: Vec<_> = pd.events("resolve");
     assert_eq!(resolves.len(), 1);
     assert_eq!(
@@ -151,7 +146,7 @@ async fn one_failed_run_followed_by_a_pass_pages_nobody() {
         &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
     );
     let svc = start_service(&cfg).await;
-    wait_runs(&svc.base, 1).await;
+    wait_more_runs(&svc.base, "sim-join", 1).await;
     set_faults(&sim, json!({"login_status": 500})).await;
     // Clear the fault as soon as one failed run is recorded: the confirmation run passes.
     let saw_failure = poll(
@@ -172,7 +167,7 @@ async fn one_failed_run_followed_by_a_pass_pages_nobody() {
         .await
         .unwrap();
     assert!(saw_failure);
-    wait_runs(&svc.base, 4).await;
+    wait_more_runs(&svc.base, "sim-join", 4).await;
     assert!(
         pd.all().is_empty() && hook.all().is_empty(),
         "a blip paged someone: {:?}",
@@ -276,7 +271,7 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
 
     // Restart with the fault still on: the incident is still open, nobody is paged again.
     let svc = start_service(&cfg).await;
-    wait_runs(&svc.base, 3).await;
+    wait_more_runs(&svc.base, "sim-join", 3).await;
     assert_eq!(pd.events("trigger").len(), 1);
     assert_eq!(hook.events("trigger").len(), 1);
 
@@ -309,7 +304,7 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
         || !pd.events("resolve").is_empty(),
     )
     .await;
-    wait_runs(&svc.base, 2).await;
+    wait_more_runs(&svc.base, "sim-join", 2).await;
     assert_eq!(pd.events("trigger").len(), 1);
     assert_eq!(pd.events("resolve").len(), 1);
     svc.stop().await;
@@ -338,7 +333,7 @@ async fn latency_over_budget_raises_only_the_warning() {
         || !pd.accepted().is_empty(),
     )
     .await;
-    wait_runs(&svc.base, 2).await;
+    wait_more_runs(&svc.base, "sim-join", 2).await;
     let accepted = pd.accepted();
     assert_eq!(accepted.len(), 1, "{accepted:#?}");
     assert_eq!(accepted[0]["payload"]["severity"], "warning");

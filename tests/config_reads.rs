@@ -11,9 +11,7 @@ use std::time::Duration;
 use joincanary::service::Reload;
 
 use crate::support::running::Running;
-use crate::support::{
-    Service, TempConfig, fast_sim_probe, post_reload, probe_runs, start_sim, status,
-};
+use crate::support::{Service, TempConfig, fast_sim_probe, post_reload, start_sim};
 
 /// One hostile file: its name in the probe directory, how to make it, what the error says.
 struct Bad {
@@ -127,8 +125,7 @@ async fn reload_refuses_each_hostile_file_and_keeps_running() {
         assert!(body.contains(bad.says), "{}: {body}", bad.name);
 
         // The running config stays: the probe keeps running, the failure is counted.
-        let before = probe_runs(&status(&base).await, "sim-join");
-        crate::support::wait_probe_runs(&base, "sim-join", before + 1).await;
+        crate::support::wait_more_runs(&base, "sim-join", 1).await;
         let metrics = crate::support::get_text(&base, "/metrics").await;
         let want = format!(
             "joincanary_config_reloads_total{{region=\"test\",result=\"failure\"}} {}",

@@ -52,7 +52,9 @@ async fn login_status_fault_fails_login_with_http_status() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock: the sim's delay and the step's deadline are both virtual, so the
+/// deadline is exact whatever the machine's load.
+#[tokio::test(start_paused = true)]
 async fn login_delay_beyond_the_step_timeout_is_a_timeout() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"login_delay_ms": 3000})).await;
@@ -61,10 +63,10 @@ async fn login_delay_beyond_the_step_timeout_is_a_timeout() {
     let run = crate::support::run_once(&probe).await;
     assert_eq!(run.failed_step.as_deref(), Some("login"));
     assert_eq!(run.reason, Some(FailureReason::Timeout));
+    let login = crate::support::step(&run, "login").duration_ms;
     assert!(
-        run.duration_ms < Duration::from_secs(2),
-        "the step deadline fired: {:?}",
-        run.duration_ms
+        login >= Duration::from_millis(300) && login < Duration::from_millis(400),
+        "the step deadline fired at 300 ms: {login:?}"
     );
     sim.shutdown().await;
 }

@@ -67,8 +67,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
         body.contains("three.toml:3:8: steps[0].kind: unknown step kind `teleport`"),
         "{body}"
     );
-    let before = probe_runs(&status(&base).await, "second");
-    wait_probe_runs(&base, "second", before + 2).await;
+    crate::support::wait_more_runs(&base, "second", 2).await;
     let metrics = crate::support::get_text(&base, "/metrics").await;
     assert_eq!(reloads(&metrics, "failure"), Some(1.0), "{metrics}");
     // The refusal stays visible for as long as it stands, not only as a counter's increase.
@@ -98,8 +97,7 @@ async fn reload_adds_probes_and_refuses_a_broken_config() {
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
     assert!(body.contains("found no probe files"), "{body}");
-    let before = probe_runs(&status(&base).await, "sim-join");
-    wait_probe_runs(&base, "sim-join", before + 1).await;
+    crate::support::wait_more_runs(&base, "sim-join", 1).await;
     let metrics = crate::support::get_text(&base, "/metrics").await;
     assert_eq!(reload_ok(&metrics), Some(0.0), "{metrics}");
 
@@ -209,12 +207,7 @@ async fn a_pager_added_by_reload_gets_the_open_incidents() {
     assert_eq!(told.len(), 1, "the new pager hears of the open incident");
     assert_eq!(told[0]["dedup_key"], first[0]["dedup_key"]);
     assert_eq!(told[0]["started_at"], first[0]["started_at"]);
-    wait_probe_runs(
-        &base,
-        "sim-join",
-        probe_runs(&status(&base).await, "sim-join") + 2,
-    )
-    .await;
+    crate::support::wait_more_runs(&base, "sim-join", 2).await;
     assert_eq!(triggers(&a).len(), 1, "pager a is not paged again");
     assert_eq!(triggers(&b).len(), 1);
 

@@ -237,9 +237,8 @@ async fn a_server_error_frame_fails_the_exchange_at_once_with_the_servers_text()
     assert_eq!(run.reason, Some(FailureReason::ServerError));
     let error = run.error.clone().unwrap_or_default();
     assert!(error.contains("OOM command not allowed"), "{error}");
-    // At once: the step did not wait for its 1 s timeout.
-    let echo = run.steps.iter().find(|s| s.name == "echo").unwrap();
-    assert!(echo.duration_ms < Duration::from_secs(1), "{run:#?}");
+    // The server's answer ended it: the step did not wait for its timeout.
+    support::ended_before_its_timeout(&plan, &run, "echo");
     // The session itself survives a refused join: the next exchange passes on it.
     assert!(!session.broken());
     let run = session.exchange(Trigger::Scheduled).await;

@@ -107,6 +107,18 @@ fn legacy_files(state: &Path, outbox: &str) {
     std::fs::remove_file(state.join("state.log")).unwrap();
 }
 
+/// What `hook` has accepted once it has taken more than `before` (25 ms apart, at most 10 s;
+/// then what it has, for the caller's assertion to show).
+async fn accepted_after(hook: &Receiver, before: usize) -> Vec<Value> {
+    poll(
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        async || when(hook.accepted(), |sent| sent.len() > before),
+    )
+    .await
+    .unwrap_or_else(|sent| sent)
+}
+
 /// An incident opened and delivered, then the service stopped: (sim, hook, config).
 async fn incident() -> (joincanary::sim::SimServer, Receiver, TempConfig) {
     let sim = start_sim().await;
@@ -181,13 +193,7 @@ async fn a_lost_delivery_record_re_sends_the_trigger_of_an_open_alert() {
     damage(&state, "s/");
     let before = hook.accepted().len();
     let svc = Service::reloadable(&cfg, false).await;
-    let _ = poll(
-        Duration::from_secs(10),
-        Duration::from_millis(25),
-        async || when(hook.accepted().len(), |n| *n > before),
-    )
-    .await;
-    let sent = hook.accepted();
+    let sent = accepted_after(&hook, before).await;
     assert_eq!(sent.len(), before + 1, "{sent:?}");
     assert_eq!(sent[before]["event"], "trigger");
     assert_eq!(sent[before]["dedup_key"], KEY);
@@ -215,13 +221,7 @@ async fn a_truncated_legacy_outbox_re_sends_the_trigger() {
     legacy_files(&state, r#"{"version":1,"next_id":3,"pend"#);
     let before = hook.accepted().len();
     let svc = Service::reloadable(&cfg, false).await;
-    let _ = poll(
-        Duration::from_secs(10),
-        Duration::from_millis(25),
-        async || when(hook.accepted().len(), |n| *n > before),
-    )
-    .await;
-    let sent = hook.accepted();
+    let sent = accepted_after(&hook, before).await;
     assert_eq!(sent.len(), before + 1, "{sent:?}");
     assert_eq!(sent[before]["event"], "trigger");
     assert!(state.join("alert-state.json.migrated").exists());

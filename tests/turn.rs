@@ -2,7 +2,9 @@
 //! shared secret, `turnutils_peer` echoing through the relay) on 127.0.0.1: a healthy pass
 //! over UDP, TCP and TLS with every phase timed; refused credentials (wrong password, wrong
 //! secret, an expired REST username) failing `allocate` with `turn_auth` and never quoting a
-//! secret; quotas failing with `turn_capacity`; the echo peer down failing `turn_relay` after
+//! secret; the user's and the server's quota (`user-quota`, `total-quota`) failing with
+//! `turn_capacity`; credentials handed out in a join reply's `iceServers` kept out of a trace
+//! log; the echo peer down failing `turn_relay` after
 //! allocate passed; the server down failing `binding`. After each, the server's CLI shows no
 //! allocation left behind.
 
@@ -139,6 +141,24 @@ async fn healthy_relay_over_udp_tcp_and_tls_with_every_phase() {
     }
 }
 
+/// A host name is looked up (`dns`) and its addresses tried in turn for the UDP Binding: where
+/// `localhost` is `::1` and `127.0.0.1` (Debian's /etc/hosts), the `::1` nothing listens at is
+/// passed over for coturn on `127.0.0.1`, as a browser's ICE agent would.
+#[tokio::test]
+async fn a_turn_host_name_is_looked_up_and_its_addresses_tried_in_turn() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let url = format!("turn:localhost:{}", server.port);
+    let step = run(
+        &server,
+        &spec(&url, Some(USER), Some(PASSWORD), Some(&peer.addr())),
+    )
+    .await;
+    assert!(step.success, "{step:#?}\n{}", server.output());
+    assert_phases(&step, &[Phase::Dns, Phase::Binding, Phase::RelayRtt]);
+    assert_released(&server).await;
+}
+
 #[tokio::test]
 async fn stun_url_only_binds() {
     let server = server(Auth::Static, &[]).await;
@@ -232,9 +252,15 @@ async fn rest_credentials_pass_and_a_wrong_secret_or_an_expired_username_fail() 
 
 #[tokio::test]
 async fn exhausted_quota_fails_with_turn_capacity() {
-    // Two allocations per user, both held by coturn's own client: the step finds the user's
-    // quota used up.
-    let server = server(Auth::Static, &["--user-quota=2"]).await;
+    // Two allocations per user, or two on the whole server, both held by coturn's own client:
+    // the step finds the user's quota, or the server's, used up.
+    for quota in ["--user-quota=2", "--total-quota=2"] {
+        exhausted(quota).await;
+    }
+}
+
+async fn exhausted(quota: &str) {
+    let server = server(Auth::Static, &[quota]).await;
     let peer = peer().await;
     let holder = std::process::Command::new("turnutils_uclient")
         .args(["-u", USER, "-w", PASSWORD, "-p"])
@@ -257,9 +283,14 @@ async fn exhausted_quota_fails_with_turn_capacity() {
         ),
     )
     .await;
-    assert_eq!(step.reason, Some(FailureReason::TurnCapacity), "{step:#?}");
+    assert_eq!(
+        step.reason,
+        Some(FailureReason::TurnCapacity),
+        "{quota}: {step:#?}"
+    );
     let error = step.error.clone().unwrap_or_default();
-    assert!(error.starts_with("allocate: 486"), "{error}");
+    assert!(error.starts_with("allocate: 486"), "{quota}: {error}");
+    // The step's own refused allocation left nothing: the two are uclient's.
     assert_eq!(server.sessions().await.unwrap_or_else(|e| panic!("{e}")), 2);
 }
 
@@ -554,4 +585,108 @@ async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
         );
         assert_released(&server).await;
     }
+}
+
+/// TURN credentials a join reply hands out (`iceServers`: urls, username, credential), the way
+/// platforms do, taken into `turn` steps by templates against a real coturn: one passing, one
+/// signed with another secret and refused (`turn_auth`), then a cleanup step whose server quotes
+/// both credentials back in its error. `joincanary once` at `--log.level trace` with the
+/// STUN/TURN crates at trace too: neither credential nor either long-term key appears in the
+/// log or the run's output, in any encoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_a_join_reply_are_secrets_of_the_run() {
+    use axum::{Json, Router, http::StatusCode, routing::get, routing::post};
+    use md5::Digest as _;
+    let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
+    let peer = peer().await;
+    let expiry = chrono::Utc::now().timestamp() + 600;
+    let (user, pass) = rest_credential(SECRET, "joined", expiry);
+    let (other_user, other_pass) = rest_credential("another-secret-7b2", "joined", expiry);
+    let ice = |user: &str, pass: &str| {
+        serde_json::json!({ "iceServers": [
+            { "urls": [server.udp_url() + "?transport=udp"], "username": user, "credential": pass },
+        ]})
+    };
+    let (good, refused) = (ice(&user, &pass), ice(&other_user, &other_pass));
+    let app = Router::new()
+        .route("/join", get(move || async move { Json(good) }))
+        .route("/join-refused", get(move || async move { Json(refused) }))
+        // A server that quotes what it was sent in its error.
+        .route(
+            "/echo",
+            post(|body: String| async move {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("bad request: {body}"),
+                )
+            }),
+        );
+    let base = crate::support::serve_router(app).await;
+    let join = |name: &str, path: &str, prefix: &str| {
+        format!(
+            "[[steps]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"http://{base}{path}\"\ntimeout = \"2s\"\n\
+             extract = {{ {prefix}urls = {{ json = \"$.iceServers[0].urls\" }}, \
+             {prefix}user = {{ json = \"$.iceServers[0].username\" }}, \
+             {prefix}pass = {{ json = \"$.iceServers[0].credential\" }} }}\n\n"
+        )
+    };
+    let relay = |name: &str, prefix: &str| {
+        format!(
+            "[[steps]]\nname = \"{name}\"\nkind = \"turn\"\nurl = \"{{{{{prefix}urls}}}}\"\n\
+             username = \"{{{{{prefix}user}}}}\"\ncredential = \"{{{{{prefix}pass}}}}\"\n\
+             peer = \"{}\"\ntimeout = \"3s\"\n\n",
+            peer.addr()
+        )
+    };
+    let probe = format!(
+        "timeout = \"15s\"\n\n{}{}{}{}\
+         [[steps]]\nname = \"quoted\"\nkind = \"http\"\ncleanup = true\nmethod = \"POST\"\n\
+         url = \"http://{base}/echo\"\nbody = \"{{{{pass}}}} {{{{other_pass}}}}\"\ntimeout = \"2s\"\n",
+        join("join", "/join", ""),
+        relay("relay", ""),
+        join("join-refused", "/join-refused", "other_"),
+        relay("refused", "other_"),
+    );
+    let cfg = TempConfig::new("", &[("t.toml", &probe)]);
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(crate::support::binary())
+            .args([
+                "--log.level",
+                "trace,turn_types=trace,stun_types=trace",
+                "once",
+                "--config",
+            ])
+            .arg(&cfg.path)
+            .env_remove("JOINCANARY_LOG")
+            .output()
+            .expect("joincanary runs")
+    });
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The first relay passed, the second was refused, the cleanup step's error was logged.
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("turn_auth"), "{log}");
+    assert!(log.contains("cleanup step failed"), "{log}");
+    assert!(log.contains("bad request: "), "the echo is quoted: {log}");
+    let key = |user: &str, pass: &str| {
+        let digest = md5::Md5::digest(format!("{user}:{}:{pass}", coturn::REALM).as_bytes());
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for secret in [
+        pass.clone(),
+        other_pass.clone(),
+        key(&user, &pass),
+        key(&other_user, &other_pass),
+    ] {
+        if let Some(found) = crate::secrets::leak(&log, &secret) {
+            panic!("{secret} as {found:?} in:\n{log}");
+        }
+    }
+    assert_released(&server).await;
 }

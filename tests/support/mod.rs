@@ -203,6 +203,25 @@ pub fn step<'a>(
         .unwrap_or_else(|| panic!("step {name} ran: {run:#?}"))
 }
 
+/// Asserts that step `name` of `run` ended before the deadline `plan` gives it (its own
+/// timeout, within the probe's): the server's answer ended it, not the timeout. A fixed bound
+/// ("under a second") would measure the machine instead, and a loaded one fails it.
+pub fn ended_before_its_timeout(plan: &ProbePlan, run: &joincanary::report::ProbeRun, name: &str) {
+    let resident = plan.resident.iter().flat_map(|r| r.exchange.iter());
+    let spec = plan
+        .steps
+        .iter()
+        .chain(resident)
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{} has no step {name}", plan.name));
+    let deadline = spec.timeout.map_or(plan.timeout, |t| t.min(plan.timeout));
+    let took = step(run, name).duration_ms;
+    assert!(
+        took < deadline,
+        "{name} ended after {took:?}, at its {deadline:?} deadline: {run:#?}"
+    );
+}
+
 /// Asserts that each of `steps` ran and passed.
 pub fn passed(run: &joincanary::report::ProbeRun, steps: &[&str]) {
     for name in steps {
@@ -446,6 +465,12 @@ pub async fn wait_probe_runs(base: &str, probe: &str, at_least: u64) {
     .await;
 }
 
+/// Waits (as [`wait_probe_runs`]) until `probe` has run `more` more times than now.
+pub async fn wait_more_runs(base: &str, probe: &str, more: u64) {
+    let now = probe_runs(&status(base).await, probe);
+    wait_probe_runs(base, probe, now + more).await;
+}
+
 /// The value of the series written as `name{a="1",b="2"}`, whatever order the exposition
 /// puts the labels in.
 pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
@@ -490,6 +515,11 @@ pub struct Service {
 
 impl Service {
     pub async fn start(plan: Plan) -> Service {
+        Service::start_on(plan, joincanary::clock::Clock::system()).await
+    }
+
+    /// [`Service::start`] on `clock` (a fixed date: `Clock::starting_at`).
+    pub async fn start_on(plan: Plan, clock: joincanary::clock::Clock) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -497,7 +527,7 @@ impl Service {
             plan,
             listener,
             Arc::new(joincanary::scheduler::FlowRunner),
-            joincanary::clock::Clock::system(),
+            clock,
             shutdown.clone(),
         ));
         Service {
