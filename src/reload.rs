@@ -28,6 +28,9 @@ pub(crate) struct Reloads {
     watch_tick: Option<tokio::time::Interval>,
     /// The files' fingerprint when last looked at (watching only).
     seen: Option<u64>,
+    /// The running plan's files and their fingerprint taken just before the last load began
+    /// (watching only): what that load may have read, at the latest.
+    before_load: Option<(Vec<std::path::PathBuf>, u64)>,
     /// What the watcher remembers of each file between looks (one look at a time: `watching`).
     fingerprinter: Arc<Mutex<Fingerprinter>>,
     /// At most one read of the files in flight for each of these: a read stuck on a hung
@@ -61,6 +64,7 @@ impl Reloads {
             loader,
             watch_tick,
             seen: None,
+            before_load: None,
             fingerprinter: Arc::default(),
             watching: Arc::new(AtomicBool::new(false)),
             loading: Arc::new(AtomicBool::new(false)),
@@ -112,12 +116,19 @@ impl Reloads {
     /// whatever the files do (a hung mount), SIGTERM still stops the service, and the running
     /// config stays. `None`: shutting down.
     pub(crate) async fn load(
-        &self,
+        &mut self,
         shutdown: &CancellationToken,
         plan: &Plan,
         tasks: &Supervisor,
     ) -> Option<Result<Plan, crate::diag::ConfigErrors>> {
         let loader = self.loader.clone()?;
+        self.before_load = None;
+        if self.watch_tick.is_some()
+            && let Some(h) =
+                fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await
+        {
+            self.before_load = Some((plan.sources.clone(), h));
+        }
         tokio::select! {
             () = shutdown.cancelled() => {
                 tracing::warn!(region = %plan.region, "shutting down while the configuration was being read; the reload is abandoned");
@@ -127,12 +138,19 @@ impl Reloads {
         }
     }
 
-    /// `plan` is running: when watching, its files' fingerprint is the one to compare with
-    /// (the new plan may read other files, a probe directory added).
+    /// `plan` is running: when watching, its files' fingerprint is the one to compare with.
+    /// That is the one taken before the load read them, not one taken now: a file changed
+    /// while the load was reading (Kubernetes swaps the config and the probes ConfigMaps each
+    /// on its own, seconds apart) would otherwise count as seen and never be reloaded. A change
+    /// that landed just before the read is then reloaded once more, the same files again:
+    /// harmless. Only when the new plan reads other files (a probe directory added) is the
+    /// fingerprint of those taken now.
     pub(crate) async fn loaded(&mut self, plan: &Plan) {
         if self.watch_tick.is_some() {
-            self.seen =
-                fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await;
+            self.seen = match self.before_load.take() {
+                Some((sources, h)) if sources == plan.sources => Some(h),
+                _ => fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await,
+            };
         }
     }
 }
