@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Peak RSS of joincanary against the hostile servers of issue 17, each on 127.0.0.1: a pager that
 # answers `test-page` with a 400 MB error body, a Redis whose `INFO` reply is 200 MiB (a valid
-# bulk string, so a prober without a cap passes the step), and a fleet peer whose status is 4 MiB
-# of empty probes (`run`, the status page asked for once, then SIGTERM). Each binary given is measured RUNS
+# bulk string, so a prober without a cap passes the step), a fleet peer whose status is 4 MiB
+# of empty probes (`run`, the status page asked for once, then SIGTERM), a status history of
+# 60 MiB (one probe's hourly list of 1.3 million hours: `run` reads it at start, then as the
+# peer case), and a websocket server sending endless empty continuation frames (`once`: the
+# outcome and how long it took matter more than the memory). Each binary given is measured RUNS
 # times per case (default 3) and the median peak RSS (the child's ru_maxrss, as /usr/bin/time -v
 # reports it) printed with the outcome and the load average. Talks only to 127.0.0.1; stops what
 # it started. Usage: bash bench/hostile-memory.sh [BINARY...]   (default target/release/joincanary)
@@ -96,13 +99,41 @@ class Peer(socketserver.BaseRequestHandler):
             pass
 
 
+class Frames(socketserver.BaseRequestHandler):
+    """A websocket upgrade, then a text message begun and never ended: empty continuation
+    frames (two bytes each) until the client hangs up or 2 GiB are written."""
+    def handle(self):
+        import base64, hashlib
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            got = self.request.recv(65536)
+            if not got:
+                return
+            data += got
+        key = b""
+        for line in data.split(b"\r\n"):
+            if line.lower().startswith(b"sec-websocket-key:"):
+                key = line.split(b":", 1)[1].strip()
+        accept = base64.b64encode(hashlib.sha1(
+            key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
+        head = (f"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                f"connection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n").encode()
+        try:
+            self.request.sendall(head + b"\x01\x00")
+            empty = b"\x00\x00" * (128 * 1024)
+            for _ in range((2 << 30) // len(empty)):
+                self.request.sendall(empty)
+        except OSError:
+            pass
+
+
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
 
 servers = {}
-for name, handler in (("pager", Pager), ("redis", Redis), ("peer", Peer)):
+for name, handler in (("pager", Pager), ("redis", Redis), ("peer", Peer), ("frames", Frames)):
     s = Server(("127.0.0.1", 0), handler)
     threading.Thread(target=s.serve_forever, daemon=True).start()
     servers[name] = s.server_address[1]
@@ -128,22 +159,50 @@ with open(f"{tmp}/fleet.toml", "w") as f:
     f.write(f'region = "bench"\nlisten = "127.0.0.1:{listen}"\nprobes = ["fleet"]\n'
             f'state_dir = "fleet-state"\npeers = ["http://127.0.0.1:{servers["peer"]}"]\n'
             f'[defaults]\nschedule = "0 0 1 1 *"\n')
+os.makedirs(f"{tmp}/probes-ws")
+with open(f"{tmp}/probes-ws/ws.toml", "w") as f:
+    f.write(f'timeout = "50s"\n[[steps]]\nname = "open"\nkind = "ws_connect"\n'
+            f'url = "ws://127.0.0.1:{servers["frames"]}/"\n'
+            f'[[steps]]\nname = "wait"\nkind = "ws_expect"\nexpect_regex = "never"\ntimeout = "40s"\n')
+with open(f"{tmp}/ws.toml", "w") as f:
+    f.write('region = "bench"\nprobes = ["probes-ws"]\nstate_dir = "ws-state"\n')
+# The history: written once, copied into a fresh state directory before each run (a run saves
+# its own, cut, history when it stops).
+NOW_HOUR = int(time.time()) // 3600 * 3600
+HOURS = 1_300_000
+# Written a bucket at a time: this process's own peak is where every child's measured peak
+# starts (ru_maxrss is kept across fork), so it must stay small.
+with open(f"{tmp}/history.json", "w") as f:
+    f.write('{"version":1,"probes":{"p":{"runs":1,"last":null,"last_success":null,'
+            '"failing_since":null,"last_good":null,"history":[],"hourly":[')
+    for i in range(HOURS):
+        f.write(f'{"," if i else ""}{{"t":{NOW_HOUR - (HOURS - 1 - i) * 3600},"n":1,"ok":1,"ms":5,"max":5}}')
+    f.write("]}}}")
+HISTORY_MIB = os.path.getsize(f"{tmp}/history.json") / (1 << 20)
+with open(f"{tmp}/history.toml", "w") as f:
+    f.write(f'region = "bench"\nlisten = "127.0.0.1:{listen}"\nprobes = ["fleet"]\n'
+            f'state_dir = "history-state"\n[defaults]\nschedule = "0 0 1 1 *"\n')
 cases = {
     "pager: 400 MB error body (test-page)": ["test-page", "--config", config],
     "redis: 200 MiB INFO (once)": ["once", "--config", config],
     "peer: 4 MiB of {} probes (run, GET /)": ["run", "--config", f"{tmp}/fleet.toml"],
+    f"history: {HISTORY_MIB:.0f} MiB hourly list (run, GET /)": ["run", "--config", f"{tmp}/history.toml"],
+    "ws: endless empty continuation frames (once)": ["once", "--config", f"{tmp}/ws.toml"],
 }
 
 
-def page_then_stop(p):
-    """Waits for the listener, asks for the status page once (the peer is fetched), stops."""
+def page_then_stop(p, peer):
+    """Waits for the listener, asks for the status page once (the peer, if `peer`, is fetched),
+    stops."""
     import signal, urllib.request
     outcome = "no answer"
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{listen}/", timeout=30) as r:
                 body = r.read().decode(errors="replace")
-                outcome = f"GET / {r.status}, " + ("peer shown" if "evil" in body else "peer not shown")
+                outcome = f"GET / {r.status}"
+                if peer:
+                    outcome += ", peer shown" if "evil" in body else ", peer not shown"
             break
         except OSError:
             time.sleep(0.1)
@@ -152,17 +211,23 @@ def page_then_stop(p):
 
 
 def measure(binary, args):
+    if args[-1].endswith("history.toml"):
+        import shutil
+        shutil.rmtree(f"{tmp}/history-state", ignore_errors=True)
+        os.makedirs(f"{tmp}/history-state")
+        shutil.copy(f"{tmp}/history.json", f"{tmp}/history-state/status-history.json")
+    started = time.monotonic()
     p = subprocess.Popen([binary, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True)
     if args[0] == "run":
-        outcome = page_then_stop(p)
+        outcome = page_then_stop(p, args[-1].endswith("fleet.toml"))
         p.stdout.read()
         _, status, usage = os.wait4(p.pid, 0)
         return usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), outcome
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    words = " ".join(out.split())
+    words = f"{time.monotonic() - started:.1f} s: " + " ".join(out.split())
     return usage.ru_maxrss / 1024, p.returncode, words
 
 
@@ -179,4 +244,6 @@ for binary in sys.argv[1:]:
         print(f"{binary:<40} {case:<38} {runs:<30} {statistics.median(rss):>6.0f}  "
               f"{'/'.join(map(str, sorted(set(codes)))):>4}  {text[:110]}")
 print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+import shutil
+shutil.rmtree(tmp, ignore_errors=True)
 PY

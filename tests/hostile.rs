@@ -25,7 +25,7 @@ async fn silent_server() -> String {
 }
 
 /// Answers up to 8 requests with `response` (a full HTTP/1.1 response).
-async fn fixed_http(response: Vec<u8>) -> String {
+pub(crate) async fn fixed_http(response: Vec<u8>) -> String {
     let (l, addr) = listener().await;
     tokio::spawn(async move {
         for _ in 0..8 {
@@ -55,7 +55,7 @@ fn http_response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
-fn login_probe(addr: &str, extra: &str) -> String {
+pub(crate) fn login_probe(addr: &str, extra: &str) -> String {
     format!(
         r#"
 timeout = "3s"
@@ -72,7 +72,7 @@ timeout = "1s"
     )
 }
 
-async fn run(text: &str) -> ProbeRun {
+pub(crate) async fn run(text: &str) -> ProbeRun {
     crate::support::run_once(&probe_from(text, &[])).await
 }
 
@@ -356,7 +356,7 @@ async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
 }
 
 /// `test-page` through the one pager `pager` (TOML) configures: the delivery error.
-async fn test_page_error(pager: &str) -> String {
+pub(crate) async fn test_page_error(pager: &str) -> String {
     let cfg = support::TempConfig::new(
         pager,
         &[(
@@ -380,7 +380,7 @@ async fn test_page_error(pager: &str) -> String {
 }
 
 /// A redis step whose INFO reply is `head` and then endless `filler`.
-async fn redis_flood(head: &'static str, filler: &'static [u8]) -> (ProbeRun, usize) {
+pub(crate) async fn redis_flood(head: &'static str, filler: &'static [u8]) -> (ProbeRun, usize) {
     const OFFERED: usize = 200 << 20;
     let (addr, poured) = support::hostile::pouring_redis(head, filler, OFFERED).await;
     let run = run(&format!(

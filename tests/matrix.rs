@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use joincanary::flow::ProbePlan;
-use joincanary::report::FailureReason;
+use joincanary::report::{FailureReason, Trigger};
 
 use crate::support::synapse::{self, Synapse};
 use crate::support::{confirmed_page, example, passed, run_once};
@@ -153,4 +153,55 @@ fn broken_after_the_joins(run: &joincanary::report::ProbeRun) {
         Some("signalling") => assert_eq!(run.reason, Some(FailureReason::NoMatch), "{run:#?}"),
         _ => panic!("failed at none of sync-a, b-sends, signalling: {run:#?}"),
     }
+}
+
+/// The resident example (`matrix-resident.toml`): one login per session, an exchange (B's
+/// event to A's long poll) every few seconds. A stalled Redis fails the very next exchange on
+/// the path it carries; after the thaw an exchange on the same session passes again, and the
+/// teardown logs both accounts out.
+#[tokio::test]
+async fn the_resident_session_fails_an_exchange_while_redis_stalls_and_recovers_on_it() {
+    let Some(synapse) = synapse::start_or_skip().await else {
+        return;
+    };
+    let env = synapse.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let plan = example("matrix-resident.toml", &env);
+    let resident = plan.resident.as_ref().expect("a resident probe");
+    let clock = joincanary::clock::Clock::system();
+    let (mut session, setup) = joincanary::flow::resident::Session::open(
+        &plan,
+        resident,
+        "test",
+        Trigger::Scheduled,
+        clock,
+    )
+    .await
+    .unwrap_or_else(|run| panic!("the session opens: {run:#?}"));
+    assert!(setup.success, "{setup:#?}");
+    for _ in 0..2 {
+        let run = session.exchange(Trigger::Scheduled).await;
+        assert!(run.success, "{run:#?}");
+    }
+
+    synapse.redis.freeze().unwrap_or_else(|e| panic!("{e}"));
+    let stalled = session.exchange(Trigger::Scheduled).await;
+    synapse.redis.thaw().unwrap_or_else(|e| panic!("{e}"));
+    match stalled.failed_step.as_deref() {
+        Some("b-sends") => assert_eq!(stalled.reason, Some(FailureReason::Timeout)),
+        Some("signalling") => assert_eq!(stalled.reason, Some(FailureReason::NoMatch)),
+        _ => panic!("the exchange failed at neither b-sends nor signalling: {stalled:#?}"),
+    }
+
+    // Bounded: replication catches up within a few exchanges on the same session.
+    let mut recovered = false;
+    for _ in 0..5 {
+        if session.exchange(Trigger::Confirm).await.success {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "no exchange passed after the thaw");
+    let teardown = session.close().await;
+    assert!(teardown.iter().all(|s| s.success), "{teardown:#?}");
 }

@@ -19,6 +19,7 @@ mod headline;
 mod hostile;
 mod hostile_frames;
 mod hostile_numbers;
+mod hostile_replies;
 mod listener;
 mod long_poll;
 mod matrix;
