@@ -357,13 +357,7 @@ async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
         Duration::from_secs(30),
         Duration::from_millis(100),
         async || {
-            let pages = receiver
-                .all()
-                .iter()
-                .map(|(_, body, _)| body.to_string())
-                .collect::<Vec<_>>()
-                .join("\n");
-            support::when(pages, |p| {
+            support::when(receiver.bodies(), |p| {
                 names.iter().all(|n| p.contains(&format!("\"{n}\"")))
             })
         },
@@ -439,13 +433,7 @@ async fn hosts_and_ports_from_the_environment_are_shown_and_passwords_are_not() 
         Duration::from_secs(30),
         Duration::from_millis(100),
         async || {
-            let pages = receiver
-                .all()
-                .iter()
-                .map(|(_, body, _)| body.to_string())
-                .collect::<Vec<_>>()
-                .join("\n");
-            support::when(pages, |p| {
+            support::when(receiver.bodies(), |p| {
                 p.contains("\"down\"") && p.contains("\"echoed\"")
             })
         },

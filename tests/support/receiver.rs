@@ -141,6 +141,13 @@ impl Receiver {
             .collect()
     }
 
+    /// Every body so far as JSON text, one a line (what to search a page's words in).
+    pub fn bodies(&self) -> String {
+        let requests = self.requests.lock().unwrap();
+        let bodies: Vec<String> = requests.iter().map(|r| r.body.to_string()).collect();
+        bodies.join("\n")
+    }
+
     /// Every request as `(path without the query, JSON body, status answered)`.
     pub fn all(&self) -> Vec<(String, Value, u16)> {
         self.requests
