@@ -453,3 +453,61 @@ async fn next_cable(ws: &mut Ws) -> Value {
         }
     }
 }
+
+/// The SockJS app (sockjs-node over Redis), spoken to in SockJS' own framing by hand: `o`,
+/// `["<message>"]` out, `a["<message>"]` in; a signal crosses between the two processes.
+#[tokio::test]
+async fn sockjs_frames_its_sessions_and_fans_out_between_processes() {
+    let redis = servers::start_redis()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = servers::start_sockjs(&redis)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut open = Vec::new();
+    for (server, session) in [(&a, "sa"), (&b, "sb")] {
+        let token = login(&server.base_url(), "smoke").await;
+        let url = format!(
+            "ws://127.0.0.1:{}/room/000/{session}/websocket",
+            server.port()
+        );
+        let (mut ws, _) =
+            tokio::time::timeout(FRAME_DEADLINE, tokio_tungstenite::connect_async(url))
+                .await
+                .expect("handshake in time")
+                .expect("websocket handshake");
+        assert_eq!(next_text(&mut ws).await, "o");
+        for message in [
+            json!({"type": "auth", "token": token}),
+            json!({"type": "join", "room": "smoke"}),
+        ] {
+            let frame = Value::Array(vec![Value::String(message.to_string())]).to_string();
+            ws.send(Message::text(frame)).await.unwrap();
+        }
+        assert!(
+            next_text(&mut ws)
+                .await
+                .starts_with(r#"a["{\"type\":\"authed\""#)
+        );
+        assert!(
+            next_text(&mut ws)
+                .await
+                .starts_with(r#"a["{\"type\":\"joined\""#)
+        );
+        open.push(ws);
+    }
+    let say = json!({"type": "signal", "room": "smoke", "data": "hi"}).to_string();
+    open[0]
+        .send(Message::text(
+            Value::Array(vec![Value::String(say)]).to_string(),
+        ))
+        .await
+        .unwrap();
+    let got = frame_starting(&mut open[1], "a[").await;
+    let inner: Vec<String> = serde_json::from_str(&got[1..]).expect("a JSON array of strings");
+    let signal: Value = serde_json::from_str(&inner[0]).expect("a JSON message");
+    assert_eq!(
+        (signal["type"].as_str(), signal["data"].as_str()),
+        (Some("signal"), Some("hi"))
+    );
+}
