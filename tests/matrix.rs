@@ -167,17 +167,7 @@ async fn the_resident_session_fails_an_exchange_while_redis_stalls_and_recovers_
     let env = synapse.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let plan = example("matrix-resident.toml", &env);
-    let resident = plan.resident.as_ref().expect("a resident probe");
-    let clock = joincanary::clock::Clock::system();
-    let (mut session, setup) = joincanary::flow::resident::Session::open(
-        &plan,
-        resident,
-        "test",
-        Trigger::Scheduled,
-        clock,
-    )
-    .await
-    .unwrap_or_else(|run| panic!("the session opens: {run:#?}"));
+    let (mut session, setup) = crate::support::open_session(&plan).await;
     assert!(setup.success, "{setup:#?}");
     for _ in 0..2 {
         let run = session.exchange(Trigger::Scheduled).await;

@@ -377,28 +377,8 @@ async fn a_configmap_update_reloads_without_a_restart() {
         &[("joincanary.toml", service), ("probes/one.toml", &one)],
     );
     let path = dir.path().join("joincanary.toml");
-    let plan = joincanary::config::load(&path, &crate::support::env(&[]))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, requests) = tokio::sync::mpsc::channel(4);
-    let loader_path = path.clone();
-    let reload = joincanary::service::Reload {
-        loader: Box::new(move || joincanary::config::load(&loader_path, &crate::support::env(&[]))),
-        requests,
-        sender,
-        http_endpoint: false,
-        watch: Some(Duration::from_millis(100)),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve_reloadable(
-        plan,
-        listener,
-        std::sync::Arc::new(joincanary::scheduler::FlowRunner),
-        joincanary::clock::Clock::system(),
-        stop.clone(),
-        reload,
-    ));
+    let svc = Service::watching(&path).await;
+    let base = svc.base.clone();
     wait_probe_runs(&base, "sim-join", 1).await;
 
     // v2 adds a probe file: it runs, with no signal and no restart.
@@ -441,13 +421,19 @@ async fn a_configmap_update_reloads_without_a_restart() {
     );
     crate::support::wait_more_runs(&base, "second", 1).await;
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
     sim.shutdown().await;
+}
+
+/// The service config of the shipped Kubernetes layout: probe files in the `probes/` mount beside it.
+const KUBERNETES_SERVICE: &str = "region = \"test\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"../probes\"]\nstate_dir = \"../state\"\n";
+
+/// The shipped Kubernetes layout's two ConfigMap mounts under `root`: `config/` and `probes/`.
+fn kubernetes_mounts(root: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (config, probes) = (root.join("config"), root.join("probes"));
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::create_dir_all(&probes).unwrap();
+    (config, probes)
 }
 
 /// The shipped Kubernetes layout (deploy/kubernetes/base/statefulset.yaml): two ConfigMap
@@ -460,10 +446,8 @@ async fn the_shipped_kubernetes_layout_reloads_each_configmap() {
     use crate::support::{status, wait_probe_runs};
     let sim = start_sim().await;
     let root = tempfile::tempdir().unwrap();
-    let (config, probes) = (root.path().join("config"), root.path().join("probes"));
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::create_dir_all(&probes).unwrap();
-    let service = "region = \"test\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"../probes\"]\nstate_dir = \"../state\"\n";
+    let (config, probes) = kubernetes_mounts(root.path());
+    let service = KUBERNETES_SERVICE;
     let one = fast_sim_probe(&sim.base_url());
     let two = one.replace("name = \"sim-join\"", "name = \"second\"");
     configmap_version(
@@ -473,28 +457,8 @@ async fn the_shipped_kubernetes_layout_reloads_each_configmap() {
     );
     configmap_version(&probes, "2026_12_07_07_00_00.2", &[("sim-join.toml", &one)]);
     let path = config.join("joincanary.toml");
-    let plan = joincanary::config::load(&path, &crate::support::env(&[]))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, requests) = tokio::sync::mpsc::channel(4);
-    let loader_path = path.clone();
-    let reload = joincanary::service::Reload {
-        loader: Box::new(move || joincanary::config::load(&loader_path, &crate::support::env(&[]))),
-        requests,
-        sender,
-        http_endpoint: false,
-        watch: Some(Duration::from_millis(100)),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve_reloadable(
-        plan,
-        listener,
-        std::sync::Arc::new(joincanary::scheduler::FlowRunner),
-        joincanary::clock::Clock::system(),
-        stop.clone(),
-        reload,
-    ));
+    let svc = Service::watching(&path).await;
+    let base = svc.base.clone();
     wait_probe_runs(&base, "sim-join", 1).await;
 
     configmap_version(
@@ -546,12 +510,7 @@ async fn the_shipped_kubernetes_layout_reloads_each_configmap() {
     )
     .await;
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
     sim.shutdown().await;
 }
 
@@ -568,45 +527,28 @@ async fn a_change_landing_during_a_reload_is_reloaded_too() {
     use crate::support::{status, wait_probe_runs};
     let sim = start_sim().await;
     let root = tempfile::tempdir().unwrap();
-    let (config, probes) = (root.path().join("config"), root.path().join("probes"));
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::create_dir_all(&probes).unwrap();
-    let service = "region = \"test\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"../probes\"]\nstate_dir = \"../state\"\n";
+    let (config, probes) = kubernetes_mounts(root.path());
+    let service = KUBERNETES_SERVICE;
     let changed = format!("{service}dashboard_url = \"http://grafana.test/d/jc\"\n");
     let one = fast_sim_probe(&sim.base_url());
     let two = one.replace("name = \"sim-join\"", "name = \"second\"");
     configmap_version(&config, "c1", &[("joincanary.toml", service)]);
     configmap_version(&probes, "p1", &[("sim-join.toml", &one)]);
     let path = config.join("joincanary.toml");
-    let plan = joincanary::config::load(&path, &crate::support::env(&[]))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, requests) = tokio::sync::mpsc::channel(4);
     let (loader_path, config_dir) = (path.clone(), config.clone());
     let loads = std::sync::atomic::AtomicUsize::new(0);
-    let reload = joincanary::service::Reload {
-        loader: Box::new(move || {
+    let svc = Service::watching_with(
+        &path,
+        Box::new(move || {
             let plan = joincanary::config::load(&loader_path, &crate::support::env(&[]));
             if loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
                 configmap_version(&config_dir, "c2", &[("joincanary.toml", &changed)]);
             }
             plan
         }),
-        requests,
-        sender,
-        http_endpoint: false,
-        watch: Some(Duration::from_millis(100)),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve_reloadable(
-        plan,
-        listener,
-        std::sync::Arc::new(joincanary::scheduler::FlowRunner),
-        joincanary::clock::Clock::system(),
-        stop.clone(),
-        reload,
-    ));
+    )
+    .await;
+    let base = svc.base.clone();
     wait_probe_runs(&base, "sim-join", 1).await;
     configmap_version(
         &probes,
@@ -624,12 +566,7 @@ async fn a_change_landing_during_a_reload_is_reloaded_too() {
         },
     )
     .await;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    svc.stop().await;
     sim.shutdown().await;
 }
 

@@ -144,10 +144,7 @@ async fn a_shared_secret_nextcloud_no_longer_accepts_fails_the_hello_with_the_se
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let run = run_once(&plan).await;
-    passed(&run, &["settings-a", "join-a", "websocket-a", "hello-a"]);
-    assert_eq!(run.failed_step.as_deref(), Some("welcome-a"), "{run:#?}");
-    assert_eq!(run.reason, Some(FailureReason::ServerError));
-    let error = run.error.clone().unwrap_or_default();
+    let error = refused_at_welcome(&run);
     // The error's code, then its message, then the frame.
     assert!(
         error.starts_with("invalid_request: The request could not be authenticated. — "),
@@ -218,17 +215,7 @@ async fn the_resident_session_fails_the_exchange_during_a_nats_stall_and_recover
             s.timeout = Some(Duration::from_secs(1));
         }
     }
-    let resident = plan.resident.as_ref().expect("a resident probe");
-    let clock = joincanary::clock::Clock::system();
-    let (mut session, setup) = joincanary::flow::resident::Session::open(
-        &plan,
-        resident,
-        "test",
-        Trigger::Scheduled,
-        clock,
-    )
-    .await
-    .unwrap_or_else(|run| panic!("the session opens: {run:#?}"));
+    let (mut session, setup) = crate::support::open_session(&plan).await;
     assert!(setup.success, "{setup:#?}");
 
     let run = session.exchange(Trigger::Scheduled).await;
@@ -271,10 +258,7 @@ async fn hello_2_0_is_refused_by_a_server_that_predates_it_with_its_words_first(
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let plan = crate::support::probe_from(&text, &env);
     let run = run_once(&plan).await;
-    passed(&run, &["settings-a", "join-a", "websocket-a", "hello-a"]);
-    assert_eq!(run.failed_step.as_deref(), Some("welcome-a"), "{run:#?}");
-    assert_eq!(run.reason, Some(FailureReason::ServerError));
-    let error = run.error.clone().unwrap_or_default();
+    let error = refused_at_welcome(&run);
     assert!(
         error.starts_with("invalid_format: Invalid data format. — "),
         "{error}"
@@ -284,6 +268,14 @@ async fn hello_2_0_is_refused_by_a_server_that_predates_it_with_its_words_first(
     let out = serde_json::to_string(&run).unwrap_or_default();
     assert!(!out.contains("eyJhbGciOiJFZERTQSIs"), "{out}");
     assert!(run.steps.iter().any(|s| s.name == "bye-a" && s.success));
+}
+
+/// The run got through `hello-a` and the server refused it at `welcome-a`: its error.
+fn refused_at_welcome(run: &joincanary::report::ProbeRun) -> String {
+    passed(run, &["settings-a", "join-a", "websocket-a", "hello-a"]);
+    assert_eq!(run.failed_step.as_deref(), Some("welcome-a"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    run.error.clone().unwrap_or_default()
 }
 
 /// The example's hellos as version 2.0 with the settings' `helloAuthParams["2.0"].token`.

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::open_session;
 use crate::support::receiver::Receiver;
 use crate::support::servers::{self, SocketIoOptions};
 use crate::support::{self, Service, TempConfig};
@@ -685,16 +686,6 @@ async fn failed_exchanges_reconnect_after_reconnect_after_or_at_once_when_broken
     let log = log.lock().unwrap();
     let second = log.opens[1];
     assert_eq!(log.exchanges.iter().filter(|t| **t < second).count(), 1);
-}
-
-/// Opens `plan`'s resident session on the system's clock, as the scheduler would; panics with
-/// the failed setup.
-async fn open_session(plan: &ProbePlan) -> (joincanary::flow::resident::Session<'_>, ProbeRun) {
-    let resident = plan.resident.as_ref().unwrap();
-    let clock = joincanary::clock::Clock::system();
-    joincanary::flow::resident::Session::open(plan, resident, "test", Trigger::Scheduled, clock)
-        .await
-        .unwrap_or_else(|run| panic!("session opens: {run:#?}"))
 }
 
 #[tokio::test]

@@ -846,11 +846,7 @@ kind = "ws_close"
                     .output()
                     .expect("joincanary runs")
             });
-            let log = format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&out.stdout)
-            );
+            let log = crate::support::output_text(&out);
             assert_eq!(out.status.code(), Some(0), "{command} at {level}:\n{log}");
             // The level took: joincanary's own debug lines are there.
             assert!(

@@ -533,11 +533,7 @@ async fn trace_logs_of_a_turn_run_hold_no_secret() {
             .output()
             .expect("joincanary runs")
     });
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let log = crate::support::output_text(&out);
     // The first step passed, the second failed on the refused credential.
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
@@ -661,11 +657,7 @@ async fn credentials_from_a_join_reply_are_secrets_of_the_run() {
             .output()
             .expect("joincanary runs")
     });
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let log = crate::support::output_text(&out);
     // The first relay passed, the second was refused, the cleanup step's error was logged.
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(log.contains("turn_auth"), "{log}");

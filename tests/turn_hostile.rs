@@ -74,18 +74,22 @@ async fn tcp_server(behave: Behave) -> SocketAddr {
     addr
 }
 
+/// One STUN message off a TCP stream (RFC 8489 §6.2.2: the header's length field frames it).
+async fn read_stun_message(conn: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = [0u8; 20];
+    conn.read_exact(&mut head).await.ok()?;
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    let mut msg = head.to_vec();
+    msg.resize(20 + len, 0);
+    conn.read_exact(&mut msg[20..]).await.ok()?;
+    Some(msg)
+}
+
 async fn serve_tcp(mut conn: tokio::net::TcpStream, behave: Behave) {
     for _ in 0..16 {
-        let mut head = [0u8; 20];
-        if conn.read_exact(&mut head).await.is_err() {
+        let Some(msg) = read_stun_message(&mut conn).await else {
             return;
-        }
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let mut msg = head.to_vec();
-        msg.resize(20 + len, 0);
-        if conn.read_exact(&mut msg[20..]).await.is_err() {
-            return;
-        }
+        };
         let Ok(request) = Message::from_bytes(&msg) else {
             return;
         };
@@ -403,16 +407,9 @@ async fn a_tcp_answer_trickled_past_the_deadline_fails_with_protocol() {
         let Ok((mut conn, _)) = listener.accept().await else {
             return;
         };
-        let mut head = [0u8; 20];
-        if conn.read_exact(&mut head).await.is_err() {
+        let Some(msg) = read_stun_message(&mut conn).await else {
             return;
-        }
-        let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-        let mut msg = head.to_vec();
-        msg.resize(20 + len, 0);
-        if conn.read_exact(&mut msg[20..]).await.is_err() {
-            return;
-        }
+        };
         let Ok(request) = Message::from_bytes(&msg) else {
             return;
         };

@@ -498,6 +498,36 @@ fn split_series(s: &str) -> (&str, Vec<&str>) {
     }
 }
 
+/// Opens `plan`'s resident session on the system's clock, as the scheduler would; panics with
+/// the failed setup.
+pub async fn open_session(
+    plan: &ProbePlan,
+) -> (
+    joincanary::flow::resident::Session<'_>,
+    joincanary::report::ProbeRun,
+) {
+    let resident = plan.resident.as_ref().unwrap();
+    let clock = joincanary::clock::Clock::system();
+    joincanary::flow::resident::Session::open(
+        plan,
+        resident,
+        "test",
+        joincanary::report::Trigger::Scheduled,
+        clock,
+    )
+    .await
+    .unwrap_or_else(|run| panic!("session opens: {run:#?}"))
+}
+
+/// What a finished `joincanary` process wrote: stderr (the log), then stdout (the report).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    )
+}
+
 /// The task of an in-process [`Service`].
 pub type ServiceTask = tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>;
 
@@ -550,6 +580,36 @@ impl Service {
     /// `cfg`'s plan with the given reload channel (a test's own loader, say).
     pub async fn with_reload(cfg: &TempConfig, reload: joincanary::service::Reload) -> Service {
         let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+        Service::serve_reloadable(plan, reload).await
+    }
+
+    /// The config at `path` (a mounted ConfigMap, say), reloaded when the config watcher sees
+    /// its files change (every 100 ms), as `run --config.watch-interval` does.
+    pub async fn watching(path: &std::path::Path) -> Service {
+        let loader_path = path.to_path_buf();
+        Service::watching_with(
+            path,
+            Box::new(move || config::load(&loader_path, &env(&[]))),
+        )
+        .await
+    }
+
+    /// [`Service::watching`] with the test's own loader (one that changes the files as it
+    /// reads them, say).
+    pub async fn watching_with(path: &std::path::Path, loader: Loader) -> Service {
+        let plan = config::load(path, &env(&[])).unwrap_or_else(|e| panic!("{e}"));
+        let (sender, requests) = tokio::sync::mpsc::channel(4);
+        let reload = joincanary::service::Reload {
+            loader,
+            requests,
+            sender,
+            http_endpoint: false,
+            watch: Some(std::time::Duration::from_millis(100)),
+        };
+        Service::serve_reloadable(plan, reload).await
+    }
+
+    async fn serve_reloadable(plan: Plan, reload: joincanary::service::Reload) -> Service {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
@@ -596,6 +656,9 @@ impl Service {
             .expect("service ends cleanly");
     }
 }
+
+/// How a reload reads the configuration again ([`joincanary::service::Reload::loader`]).
+pub type Loader = Box<dyn Fn() -> Result<Plan, joincanary::diag::ConfigErrors> + Send + Sync>;
 
 /// A reload channel for `cfg`'s file (`POST /-/reload` on when `http_endpoint`), and a sender
 /// that asks for a reload as SIGHUP would.
