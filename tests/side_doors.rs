@@ -1,10 +1,15 @@
 //! The fresh hostile round of issue 17, on what was added last: values from the environment
 //! that are whole URLs (their path, query and user info can be the secret) and values that
 //! merely look like URLs (`user:password`), echoed back by a server; a SockJS or ActionCable
-//! server closing with a reason of any length.
+//! server closing with a reason of any length; `max_body_bytes` configured away; a URL whose
+//! origin a server chose (an extracted value at its start), which the probe's credentials
+//! must not follow to another origin, nor a value that came over TLS follow without it.
+
+use std::collections::HashMap;
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
+use joincanary::report::{FailureReason, ProbeRun};
 
 use crate::support::{self, probe_from, run_once};
 
@@ -99,11 +104,7 @@ async fn a_sockjs_close_reason_is_quoted_and_cut() {
     );
     let run = run_once(&plan).await;
     let error = run.error.clone().unwrap_or_default();
-    assert_eq!(
-        run.reason,
-        Some(joincanary::report::FailureReason::WsClosed),
-        "{error}"
-    );
+    assert_eq!(run.reason, Some(FailureReason::WsClosed), "{error}");
     assert!(
         error.starts_with("the server closed the SockJS session (3000 [redacted] xxx"),
         "{error}"
@@ -142,5 +143,173 @@ fn max_body_bytes_cannot_configure_the_cap_away() {
         [
             "joincanary.toml:6:18: defaults.max_body_bytes: must be a whole number from 1 to 67108864"
         ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A URL whose origin a server chose (an extracted value at its start): Nextcloud's signalling
+// server from its settings, a homeserver's base URL, a TURN URL from `iceServers`.
+// ---------------------------------------------------------------------------------------------
+
+/// A "settings" server on 127.0.0.1 whose `/settings` names `server` (another host's URL) and
+/// hands out a ticket.
+async fn settings_server(server: String) -> String {
+    let app = axum::Router::new().route(
+        "/settings",
+        axum::routing::get(move || {
+            let server = server.clone();
+            async move {
+                axum::Json(serde_json::json!({"server": server, "ticket": "t1cket-from-settings"}))
+            }
+        }),
+    );
+    support::init();
+    support::serve_router(app).await
+}
+
+/// Settings on 127.0.0.1, then a step to the server they name on 127.0.0.2 with `follow`'s
+/// extra lines; the password is `${PW}`.
+fn named_probe(settings: &str, follow: &str) -> String {
+    format!(
+        r#"
+timeout = "5s"
+[variables]
+basic = "canary:${{PW}}"
+
+[[steps]]
+name = "settings"
+kind = "http"
+url = "http://{settings}/settings"
+headers = {{ Authorization = "Basic {{{{basic|base64}}}}" }}
+extract = {{ server = {{ json = "/server" }}, ticket = {{ json = "/ticket" }} }}
+
+[[steps]]
+name = "follow"
+{follow}
+"#
+    )
+}
+
+const PW: &str = "hunter2-nextcl0ud-pw";
+
+/// Runs `follow` against a recording server on 127.0.0.2 named by the settings: the run and
+/// what that server saw at `/x`.
+async fn follow_named(follow: &str) -> (ProbeRun, Vec<HashMap<String, String>>) {
+    let (other, other_addr) = crate::redirects::hop_server("127.0.0.2", String::new()).await;
+    let settings = settings_server(format!("http://{other_addr}")).await;
+    let plan = probe_from(&named_probe(&settings, follow), &[("PW", PW)]);
+    let run = run_once(&plan).await;
+    (run, other.at("/x"))
+}
+
+/// The settings' server on another host must not get the password: before, the step sent its
+/// `Authorization: Basic …` there and passed. Now it is refused before any byte is sent,
+/// naming the value and the origin it came from.
+#[tokio::test]
+async fn credentials_do_not_follow_a_url_a_server_named_to_another_origin() {
+    for (what, follow) in [
+        (
+            "`authorization` header",
+            "kind = \"http\"\nurl = \"{{server}}/x\"\nheaders = { Authorization = \"Basic {{basic|base64}}\" }",
+        ),
+        (
+            "`x-api-key` header",
+            "kind = \"http\"\nurl = \"{{server}}/x\"\nheaders = { X-Api-Key = \"${PW}\" }",
+        ),
+        (
+            "request body",
+            "kind = \"http\"\nmethod = \"POST\"\nurl = \"{{server}}/x\"\njson = { password = \"${PW}\" }",
+        ),
+        ("URL", "kind = \"http\"\nurl = \"{{server}}/x?key=${PW}\""),
+        (
+            "`authorization` header",
+            "kind = \"ws_connect\"\nurl = \"{{server}}/x\"\nheaders = { Authorization = \"Basic {{basic|base64}}\" }",
+        ),
+    ] {
+        let (run, seen) = follow_named(follow).await;
+        let out = serde_json::to_string(&run).unwrap();
+        assert!(
+            seen.is_empty(),
+            "{what}: the named server was sent {seen:?}"
+        );
+        assert_eq!(run.failed_step.as_deref(), Some("follow"), "{what}: {out}");
+        assert_eq!(run.reason, Some(FailureReason::Protocol), "{what}: {out}");
+        let error = run.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("`{{server}}`, from a reply of http://127.0.0.1:")
+                && error.contains(&format!(
+                    "is another origin, and the {what} holds a credential"
+                )),
+            "{what}: {error}"
+        );
+        assert!(!out.contains(PW), "{what}: {out}");
+    }
+}
+
+/// What the naming server handed out itself may go where it points (the Nextcloud ticket, a
+/// token it issued), as may a request carrying nothing secret; a value in the path decides no
+/// origin.
+#[tokio::test]
+async fn what_the_naming_server_gave_may_follow_its_url() {
+    for follow in [
+        "kind = \"http\"\nurl = \"{{server}}/x\"\nheaders = { Authorization = \"Bearer {{ticket}}\", X-Tag = \"canary\" }",
+        "kind = \"http\"\nmethod = \"POST\"\nurl = \"{{server}}/x\"\njson = { ticket = \"{{ticket}}\" }",
+    ] {
+        let (run, seen) = follow_named(follow).await;
+        assert!(run.success, "{follow}: {run:#?}");
+        assert_eq!(seen.len(), 1, "{follow}");
+    }
+}
+
+/// A server reached over TLS naming a plain http URL: the step would send without TLS what the
+/// encrypted reply led to. Refused with reason `tls`; the plain server never hears from it.
+#[tokio::test]
+async fn a_url_named_over_tls_is_never_followed_without_it() {
+    let (plain, plain_addr) = crate::redirects::hop_server("127.0.0.1", String::new()).await;
+    let body = format!("{{\"server\":\"http://{plain_addr}\",\"ticket\":\"t1cket-over-tls\"}}");
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (tls_addr, cert) = crate::redirects::tls_answering(reply).await;
+    let text = named_probe(&tls_addr, "kind = \"http\"\nurl = \"{{server}}/x\"")
+        .replace("http://127.0.0.1", "https://127.0.0.1")
+        .replace("timeout = \"5s\"", "timeout = \"5s\"\nca_file = \"ca.pem\"");
+    let cfg = support::TempConfig::new("", &[("p.toml", &text)]);
+    std::fs::write(cfg.probe_path("ca.pem"), cert).unwrap();
+    let plan = cfg.load(&[("PW", PW)]).unwrap_or_else(|e| panic!("{e}"));
+    let run = run_once(&plan.probes[0]).await;
+    assert_eq!(run.failed_step.as_deref(), Some("follow"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::Tls), "{run:#?}");
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("which came over TLS) refused: it would send the request without TLS"),
+        "{error}"
+    );
+    assert!(plain.at("/x").is_empty(), "the plain server was reached");
+}
+
+/// A TURN URL from a join reply with the probe's own REST `secret`: the secret would key a
+/// credential for a server the reply chose. Refused before any datagram; the join's own
+/// `iceServers` credential is what goes with the join's URL.
+#[tokio::test]
+async fn the_turn_secret_does_not_follow_a_turn_url_a_server_named() {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let turn = format!("turn:{}", udp.local_addr().unwrap());
+    let settings = settings_server(turn).await;
+    let text = named_probe(
+        &settings,
+        "kind = \"turn\"\nurl = \"{{server}}\"\nsecret = \"${PW}\"",
+    );
+    let run = run_once(&probe_from(&text, &[("PW", PW)])).await;
+    assert_eq!(run.failed_step.as_deref(), Some("follow"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::Protocol), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("`secret`"), "{error}");
+    // A datagram sent over loopback is in the socket's queue by the time the run is over.
+    let mut buf = [0u8; 64];
+    assert!(
+        udp.try_recv(&mut buf).is_err(),
+        "the named TURN server was sent a datagram"
     );
 }

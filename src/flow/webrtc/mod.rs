@@ -78,7 +78,7 @@ pub(crate) async fn run(
             add_ice_passwords(ctx, &sdp);
             // A peer made again on the same connection replaces (and closes) the old one.
             ctx.webrtc.insert(connection.to_string(), peer);
-            ctx.set_var(&spec.save_as, sdp);
+            ctx.set_var(&spec.save_as, sdp, None);
             Ok(())
         }
         WebrtcAction::Connect(remote) => {
