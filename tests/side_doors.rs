@@ -313,3 +313,135 @@ async fn the_turn_secret_does_not_follow_a_turn_url_a_server_named() {
         "the named TURN server was sent a datagram"
     );
 }
+
+/// The new kinds' debug-log scan: a Matrix-like flow (a password login handing out an access
+/// token, a session cookie and the homeserver's own URL; a sync through that URL taking a
+/// `since` token; a `poll` long poll carrying it until the event comes) and a SockJS
+/// connection with the token in its URL and its first message, at `--log.level debug` and
+/// `trace`: the whole log holds no shape of the password, the token, the `since` token or the
+/// cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_and_trace_logs_of_a_long_poll_and_sockjs_run_hold_no_secret() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio_tungstenite::tungstenite::Message;
+    const PASSWORD: &str = "matrix-passw0rd-r7";
+    const TOKEN: &str = "syt_access-t0ken-q2";
+    const SINCE: &str = "s72-since-t0ken-m5";
+    const COOKIE: &str = "sess-c00kie-lp-v9";
+    support::init();
+    let syncs = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let login = {
+        let base = base.clone();
+        move || async move {
+            (
+                [(
+                    axum::http::header::SET_COOKIE,
+                    format!("sess={COOKIE}; Path=/"),
+                )],
+                axum::Json(serde_json::json!({"access_token": TOKEN, "server": base})),
+            )
+        }
+    };
+    let sync = move |headers: axum::http::HeaderMap| {
+        let n = syncs.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if headers.get("authorization").and_then(|v| v.to_str().ok())
+                != Some(&format!("Bearer {TOKEN}"))
+            {
+                return (StatusCode::UNAUTHORIZED, "{}".to_string());
+            }
+            // The first sync and the first poll bring nothing; the next one the event.
+            let body = if n < 2 { "[]" } else { r#"[{"body":"ok"}]"# };
+            (
+                StatusCode::OK,
+                format!(r#"{{"next_batch":"{SINCE}","events":{body}}}"#),
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route("/login", axum::routing::post(login))
+        .route("/sync", axum::routing::get(sync));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let ws = crate::support::hostile::ws_server(|mut ws| async move {
+        if ws.send(Message::text("o")).await.is_err() {
+            return;
+        }
+        // Each message the client sends comes back as the server's; until it closes (the
+        // run's own close at its end is not a step).
+        while let Some(Ok(Message::Text(t))) = ws.next().await {
+            let echo = format!("a{t}");
+            if ws.send(Message::text(echo)).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let probe = format!(
+        r#"
+timeout = "10s"
+[[steps]]
+name = "login"
+kind = "http"
+method = "POST"
+url = "{base}/login"
+json = {{ user = "canary", password = "${{PASSWORD}}" }}
+extract = {{ token = {{ json = "/access_token" }}, server = {{ json = "/server" }} }}
+
+[[steps]]
+name = "sync"
+kind = "http"
+url = "{{{{server}}}}/sync?timeout=0"
+headers = {{ Authorization = "Bearer {{{{token}}}}" }}
+extract = {{ since = {{ json = "/next_batch" }} }}
+
+[[steps]]
+name = "signalling"
+kind = "http"
+url = "{{{{server}}}}/sync?since={{{{since|url}}}}"
+headers = {{ Authorization = "Bearer {{{{token}}}}" }}
+expect_regex = '"body":"ok"'
+poll = {{ since = {{ json = "/next_batch" }} }}
+
+[[steps]]
+name = "connect"
+kind = "ws_connect"
+protocol = "sockjs"
+url = "ws://{ws}/sockjs/1/a/websocket?access_token={{{{token}}}}"
+
+[[steps]]
+name = "hello"
+kind = "ws_send"
+json = {{ msg = "connect", token = "{{{{token}}}}", since = "{{{{since}}}}" }}
+
+[[steps]]
+name = "welcome"
+kind = "ws_expect"
+expect_json = {{ msg = "connect" }}
+"#
+    );
+    let cfg = support::TempConfig::new("", &[("p.toml", &probe)]);
+    let mut leaks = Vec::new();
+    for level in ["debug", "trace"] {
+        let out = tokio::task::block_in_place(|| {
+            std::process::Command::new(support::binary())
+                .args(["--log.level", level, "once", "--config"])
+                .arg(&cfg.path)
+                .env("PASSWORD", PASSWORD)
+                .env_remove("JOINCANARY_LOG")
+                .output()
+                .expect("joincanary runs")
+        });
+        let log = support::output_text(&out);
+        assert_eq!(out.status.code(), Some(0), "at {level}:\n{log}");
+        assert!(log.contains("DEBUG"), "at {level}:\n{log}");
+        for secret in [PASSWORD, TOKEN, SINCE, COOKIE] {
+            if let Some(found) = crate::secrets::leak(&log, secret) {
+                leaks.push(format!("at {level}: {secret} as {found:?}\n{log}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{}", leaks.join("\n\n"));
+}
