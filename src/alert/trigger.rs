@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::settings::PolicyConfig;
 use super::{EventKind, Link, Notification, Severity};
+use crate::alerting::PolicyConfig;
 use crate::report::{FailureReason, ProbeRun, StepReport, Trigger, human_duration};
 
 /// The probe's identity and where its pages link to.
