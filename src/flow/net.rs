@@ -160,12 +160,17 @@ pub(crate) async fn open_with_alpn(
 }
 
 /// What to do about a certificate no configured root vouches for: a private CA is the usual
-/// cause, and `ca_file` the fix. Empty for every other failure (rustls names those well).
+/// cause, and `ca_file` the fix; a trusted CA's name on another key is a re-issued private CA
+/// (rustls says only `BadSignature`). Empty for every other failure (rustls names those well).
 fn tls_hint(e: &std::io::Error) -> &'static str {
     use rustls::{CertificateError, Error};
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
         Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
             " (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        }
+        Some(Error::InvalidCertificate(CertificateError::BadSignature)) => {
+            " (its issuer has the name of a trusted CA but not its key: a private CA re-issued \
+             since the probe's `ca_file` was written?)"
         }
         _ => "",
     }
