@@ -149,30 +149,30 @@ pub(crate) async fn open_with_alpn(
         .connect(server_name, tcp)
         .await;
     add_phase(ctx, Phase::Tls, t);
-    let tls = tls.map_err(|e| {
-        StepError::caused_by(
-            FailureReason::Tls,
-            format!("TLS handshake with `{host}` failed: {e}{}", tls_hint(&e)),
-            &e,
-        )
-    })?;
+    let tls =
+        tls.map_err(|e| StepError::caused_by(FailureReason::Tls, tls_failure(&host, &e), &e))?;
     Ok(MaybeTlsStream::Rustls(tls))
 }
 
-/// What to do about a certificate no configured root vouches for: a private CA is the usual
-/// cause, and `ca_file` the fix; a trusted CA's name on another key is a re-issued private CA
-/// (rustls says only `BadSignature`). Empty for every other failure (rustls names those well).
-fn tls_hint(e: &std::io::Error) -> &'static str {
-    use rustls::{CertificateError, Error};
+/// A failed handshake in words on-call can act on: a certificate no configured root vouches for
+/// says where a private CA goes, and a trusted CA's name on another key (rustls says only
+/// `BadSignature`) that the private CA was re-issued; a reply that is not TLS at all (rustls:
+/// "received corrupt message of type InvalidContentType", an https URL on a plain-HTTP port)
+/// says so before rustls' words, so the page's first line, which keeps the error's start,
+/// names it.
+fn tls_failure(host: &str, e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error, InvalidMessage};
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
-        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-            " (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
-        }
-        Some(Error::InvalidCertificate(CertificateError::BadSignature)) => {
-            " (its issuer has the name of a trusted CA but not its key: a private CA re-issued \
-             since the probe's `ca_file` was written?)"
-        }
-        _ => "",
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
+            "TLS handshake with `{host}` failed: {e} (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        ),
+        Some(Error::InvalidCertificate(CertificateError::BadSignature)) => format!(
+            "TLS handshake with `{host}` failed: {e} (its issuer has the name of a trusted CA but not its key: a private CA re-issued since the probe's `ca_file` was written?)"
+        ),
+        Some(Error::InvalidMessage(InvalidMessage::InvalidContentType)) => format!(
+            "TLS handshake with `{host}` failed: the reply is not TLS (a plain-HTTP port?): {e}"
+        ),
+        _ => format!("TLS handshake with `{host}` failed: {e}"),
     }
 }
 
