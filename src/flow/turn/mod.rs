@@ -138,7 +138,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     // The server the step talked to, when the error does not say: with a join's `iceServers`
     // list it is one of several, and the page must say which.
     let listed = text.trim_start().starts_with('[');
-    probe(ctx, spec, &uri).await.map_err(|mut e| {
+    probe(ctx, spec, &text, &uri).await.map_err(|mut e| {
         let shown = uri.to_string();
         if !e.message.contains(&shown) {
             let from = match (listed, spec.transport) {
@@ -152,10 +152,16 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     })
 }
 
-/// The step on the URI it took: binding, then allocate, permission, echo and release.
-async fn probe(ctx: &mut RunContext<'_>, spec: &TurnSpec, uri: &IceUri) -> Result<(), StepError> {
+/// The step on the URI it took (`text`: its `url` as rendered): binding, then allocate,
+/// permission, echo and release.
+async fn probe(
+    ctx: &mut RunContext<'_>,
+    spec: &TurnSpec,
+    text: &str,
+    uri: &IceUri,
+) -> Result<(), StepError> {
     let credential = credential(ctx, spec)?;
-    if let Some(named) = crate::flow::origin::named(ctx, &spec.url, &text) {
+    if let Some(named) = crate::flow::origin::named(ctx, &spec.url, text) {
         let sent = credential.as_ref().map(|c| {
             [
                 ("username", c.username.as_str()),
