@@ -69,6 +69,10 @@ pub struct Metrics {
     /// `{sink, type, region}`: 1 while the pager's last attempt failed (from [`Metrics::delivery`],
     /// set at scrape time), so a rule can tell a prober whose own push is not getting through.
     pub pager_failing: IntGaugeVec,
+    /// `{sink, member, region}`: 1 while a member of an Alertmanager pager (`urls`: an HA
+    /// pair or cluster) did not take the last post, 0 after it takes one; set at scrape time
+    /// from [`Metrics::delivery`]. The pager itself delivers while any member takes it.
+    pub member_failing: IntGaugeVec,
     pub pagers_configured: IntGauge,
     /// Probes whose failures page nobody although the config is valid: alerting disabled, or
     /// maintenance windows that hold every page for the next week (`config::Plan::quiet`); set
@@ -187,6 +191,13 @@ impl Metrics {
                 ),
                 &["sink", "type", "region"],
             )?,
+            member_failing: IntGaugeVec::new(
+                Opts::new(
+                    "joincanary_alertmanager_member_failing",
+                    "1 while this member of an Alertmanager pager (urls: an HA pair or cluster) did not take the last post, 0 after it takes one",
+                ),
+                &["sink", "member", "region"],
+            )?,
             pagers_configured: IntGauge::with_opts(
                 Opts::new(
                     "joincanary_pagers_configured",
@@ -296,6 +307,7 @@ impl Metrics {
             Box::new(m.outbox_oldest.clone()),
             Box::new(m.resends.clone()),
             Box::new(m.pager_failing.clone()),
+            Box::new(m.member_failing.clone()),
             Box::new(m.pagers_configured.clone()),
             Box::new(m.probes_paging_nobody.clone()),
             Box::new(m.heartbeat_last_success.clone()),
