@@ -91,9 +91,9 @@ pub struct Metrics {
     pub reload_success_time: prometheus::Gauge,
     /// The system clock minus the service's clock, set at each scrape. The service reads the
     /// system clock once, at start, and counts on from there with the monotonic clock (so an
-    /// NTP step can neither bunch nor skip runs); a step after start leaves its schedules,
-    /// maintenance windows and status times off by the step until a restart, which this shows
-    /// (exported timestamps and Alertmanager posts follow the system clock).
+    /// NTP step cannot bunch runs); after a step its cron ticks, maintenance windows, status
+    /// times, exported timestamps and Alertmanager posts follow the system clock, and the times
+    /// written into page texts are off by the step until a restart, which this shows.
     pub clock_offset: prometheus::Gauge,
     /// `{file, region}`: 1 while the state log (`state.log`) or the status history
     /// (`status-history.json`) cannot be written (a state directory not writable, a full disk):
@@ -250,7 +250,7 @@ impl Metrics {
             clock_offset: prometheus::Gauge::with_opts(
                 Opts::new(
                     "joincanary_clock_offset_seconds",
-                    "The system clock minus the prober's clock (read once at start, then monotonic): nonzero after the system clock was stepped; restart to realign",
+                    "The system clock minus the prober's clock (read once at start, then monotonic): nonzero after the system clock was stepped (schedules, windows and status follow the system clock; page texts' times do not until a restart)",
                 )
                 .const_label("region", region),
             )?,
