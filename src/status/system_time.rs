@@ -10,7 +10,7 @@ use crate::report::ProbeRun;
 
 impl StatusDoc {
     /// The document with every time moved by `offset` (the system clock minus the service's,
-    /// [`Clock::offset`]): the service records on its own clock, which counts on unstepped
+    /// [`crate::clock::Clock::offset`]): the service records on its own clock, which counts on unstepped
     /// after the host's clock was stepped, but the page and `/api/v1/status` show wall-clock
     /// times, which people and the other regions read on the system clock. A no-op at zero.
     pub fn on_system(mut self, offset: chrono::TimeDelta) -> StatusDoc {
