@@ -15,6 +15,7 @@
 //! [`logging`] sets up `--log.level`/`--log.format`; [`web`] is `--web.config.file` (TLS, basic auth); [`healthcheck`] asks a running service for `/healthz` as it is configured (the container's HEALTHCHECK); `process` exports `process_*` metrics.
 
 pub mod alert;
+pub mod alerting;
 pub mod backoff;
 pub mod clock;
 pub mod config;

@@ -7,11 +7,12 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use super::AlertSettings;
 use super::dispatch::{Dispatcher, LEGACY_OUTBOX_FILE, Outbox};
 use super::policy::{Decision, OpenAlert, ProbeAlertState};
-use super::settings::{AlertSettings, PolicyConfig};
 use super::trigger::AlertContext;
 use super::{EventKind, Link, Notification, PagerPlan, Severity};
+use crate::alerting::PolicyConfig;
 use crate::clock::Clock;
 use crate::report::ProbeRun;
 use crate::store::{Loaded, Store};

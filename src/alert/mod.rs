@@ -17,12 +17,12 @@ pub mod pagerduty;
 pub mod pagers;
 pub mod policy;
 pub mod render;
-pub mod settings;
 pub mod table;
 pub mod test_page;
 pub mod trigger;
 pub mod webhook;
 
+pub use crate::alerting::Severity;
 pub use dispatch::Dispatcher;
 pub use notify::{DeliveryError, Notifier};
 pub use pagers::{DEFAULT_PAGER_TIMEOUT, PagerKind, PagerPlan};
@@ -34,23 +34,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::report::FailureReason;
-
-/// How bad: a broken flow pages (`critical`); a slow one warns (`warning`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Critical,
-    Warning,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Warning => "warning",
-        }
-    }
-}
 
 /// What a notification does to the incident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,6 +59,24 @@ impl EventKind {
 pub struct Link {
     pub text: String,
     pub href: String,
+}
+
+/// What the alert side needs of a loaded configuration (`config::Plan::alerts` builds it): the
+/// region, the links every page carries and each probe's alert settings.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub region: String,
+    pub links: Vec<Link>,
+    pub probes: Vec<ProbeAlerting>,
+}
+
+/// One probe's alert settings, with its name and the file it came from (where notes about it
+/// are placed).
+#[derive(Debug, Clone)]
+pub struct ProbeAlerting {
+    pub name: String,
+    pub source: std::path::PathBuf,
+    pub alerting: crate::alerting::PolicyConfig,
 }
 
 /// One page to deliver, provider-neutral. Built by the policy; every text field is already
@@ -183,7 +184,7 @@ pub fn links(status_url: Option<&str>, dashboard_url: Option<&str>) -> Vec<Link>
 /// probe's `name`. Every such field is fitted deterministically when sent (see [`limits`]), so
 /// none of these stops a page; they say what on-call will see instead of the full text.
 pub fn limit_notes(
-    settings: &settings::AlertSettings,
+    settings: &AlertSettings,
     pagers: &[PagerPlan],
 ) -> Vec<crate::diag::ConfigError> {
     let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! The alert policy's state machine: `observe(run, now)` and `tick(now)` -> decisions, per
 //! probe. Pure: no I/O, no clock of its own; the settings are
-//! [`PolicyConfig`](super::settings::PolicyConfig) and what a page says is built in
+//! [`PolicyConfig`](crate::alerting::PolicyConfig) and what a page says is built in
 //! [`super::trigger`].
 
 use chrono::{DateTime, Utc};
@@ -337,8 +337,8 @@ impl ProbeAlertState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::settings::{Maintenance, PolicyConfig};
     use crate::alert::trigger::RunBrief;
+    use crate::alerting::{Maintenance, PolicyConfig};
     use crate::report::{Phase, StepReport, Trigger};
     use crate::schedule::Schedule;
     use chrono::TimeZone;

@@ -45,7 +45,7 @@ pub struct Plan {
     /// Every phase histogrammed with the full buckets (read at start-up; see metrics.rs).
     pub phase_histograms: bool,
     pub probes: Vec<Arc<ProbePlan>>,
-    pub alerting: crate::alert::settings::PolicyConfig,
+    pub alerting: crate::alerting::PolicyConfig,
     pub pagers: Vec<crate::alert::PagerPlan>,
     /// Dead man's switches pinged while the scheduler is healthy.
     pub heartbeats: Vec<crate::heartbeat::HeartbeatPlan>,
@@ -62,14 +62,14 @@ impl Plan {
 
     /// What the alert side needs of this plan: the region, the links every page carries and
     /// each probe's alert settings.
-    pub fn alerts(&self) -> crate::alert::settings::AlertSettings {
-        crate::alert::settings::AlertSettings {
+    pub fn alerts(&self) -> crate::alert::AlertSettings {
+        crate::alert::AlertSettings {
             region: self.region.clone(),
             links: crate::alert::links(self.status_url.as_deref(), self.dashboard_url.as_deref()),
             probes: self
                 .probes
                 .iter()
-                .map(|p| crate::alert::settings::ProbeAlerting {
+                .map(|p| crate::alert::ProbeAlerting {
                     name: p.name.clone(),
                     source: p.source.clone(),
                     alerting: p.alerting.clone(),
@@ -251,7 +251,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         names: pager_names,
     } = crate::alert::pagers::parse(&mut ctx, array_tables(&file, "pager"));
     let heartbeats = crate::heartbeat::parse(&mut ctx, array_tables(&file, "heartbeat"));
-    let alerting = crate::alert::settings::PolicyConfig::build(
+    let alerting = crate::alerting::PolicyConfig::build(
         &mut ctx,
         &raw.alerting,
         None,

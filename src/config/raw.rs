@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::alert::settings::RawAlerting;
+use crate::alerting::RawAlerting;
 use crate::diag::S;
 use crate::flow::defaults::RawDefaults;
 

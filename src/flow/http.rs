@@ -404,13 +404,15 @@ async fn once(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        return Err(StepError::new(
+        return Err(super::error::refused_status(
             FailureReason::HttpStatus,
+            status.as_u16(),
             format!(
                 "status {} (expected {wanted}): {}",
                 status.as_u16(),
                 snippet(&body)
             ),
+            &body,
         ));
     }
 

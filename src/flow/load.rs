@@ -14,8 +14,8 @@ use super::plan::{
     derive_jitter,
 };
 use super::steps::{self, Sections, StepHead};
-use crate::alert::settings::PolicyConfig;
-use crate::alert::settings::RawAlerting;
+use crate::alerting::PolicyConfig;
+use crate::alerting::RawAlerting;
 use crate::diag::{ConfigError, Ctx, EnvSource, S, SourceFile, parse_toml, valid_label};
 use crate::schedule::{Schedule, every_minute, schedule, timezone};
 use crate::template::BUILTINS;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::kinds::StepKind;
 use super::kinds::StepSpec;
-use crate::alert::settings::PolicyConfig;
+use crate::alerting::PolicyConfig;
 use crate::schedule::Schedule;
 use crate::template::Template;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone as _, Utc};
 
 use super::render;
-use crate::alert::Severity;
+use crate::alerting::Severity;
 use crate::delivery::PagerHealth;
 use crate::fleet::PeerView;
 use crate::report::{FailureReason, KindName, Phase, ProbeRun, StepReport, Trigger};

@@ -167,7 +167,7 @@ mod hostile {
                 }]
                 .into(),
                 alerts: vec![AlertView {
-                    severity: crate::alert::Severity::Critical,
+                    severity: crate::alerting::Severity::Critical,
                     dedup_key: bad.into(),
                     since: r.started_at,
                     summary: bad.into(),
@@ -240,7 +240,7 @@ mod hostile {
                 .collect(),
             alerts: (0..25)
                 .map(|_| AlertView {
-                    severity: crate::alert::Severity::Warning,
+                    severity: crate::alerting::Severity::Warning,
                     dedup_key: long.clone(),
                     since: now(),
                     summary: long.clone(),

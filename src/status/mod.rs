@@ -84,7 +84,7 @@ pub struct HistoryEntry {
 /// An open alert as shown in status output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertView {
-    pub severity: crate::alert::Severity,
+    pub severity: crate::alerting::Severity,
     pub dedup_key: String,
     pub since: DateTime<Utc>,
     pub summary: String,
@@ -129,11 +129,11 @@ impl ProbeStatus {
     pub fn judge(&self) -> ProbeState {
         let open = |sev| self.alerts.iter().any(|a| a.severity == sev);
         match &self.last {
-            None if open(crate::alert::Severity::Critical) => ProbeState::Failing,
+            None if open(crate::alerting::Severity::Critical) => ProbeState::Failing,
             None => ProbeState::Unknown,
             Some(run) if !run.success => ProbeState::Failing,
-            Some(_) if open(crate::alert::Severity::Critical) => ProbeState::Failing,
-            Some(_) if open(crate::alert::Severity::Warning) => ProbeState::Degraded,
+            Some(_) if open(crate::alerting::Severity::Critical) => ProbeState::Failing,
+            Some(_) if open(crate::alerting::Severity::Warning) => ProbeState::Degraded,
             Some(_) => ProbeState::Up,
         }
     }
@@ -695,7 +695,7 @@ mod tests {
         p.last = Some(Arc::new(run("p", true, 0)));
         assert_eq!(p.judge(), ProbeState::Up);
         p.alerts.push(AlertView {
-            severity: crate::alert::Severity::Warning,
+            severity: crate::alerting::Severity::Warning,
             dedup_key: "k".into(),
             since: t0(),
             summary: String::new(),

@@ -1,14 +1,14 @@
-//! The alert policy's settings: `[alerting]` of the service config (and a probe file's
-//! override) as written, and validated into a [`PolicyConfig`] with file, line and key for each
-//! problem.
+//! `[alerting]`: the alert policy's settings in the service config (and a probe file's
+//! override) as written, validated into a [`PolicyConfig`] with file, line and key for each
+//! problem; and a page's [`Severity`]. A leaf: a probe's plan carries its `PolicyConfig` and the
+//! status document an incident's `Severity`, so neither `flow` nor `status` imports `alert/`,
+//! which reads both.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::Link;
 use crate::diag::{Ctx, S};
 use crate::report::Phase;
 use crate::schedule::Schedule;
@@ -270,20 +270,19 @@ impl PolicyConfig {
     }
 }
 
-/// What the alert side needs of a loaded configuration (`config::Plan::alerts` builds it): the
-/// region, the links every page carries and each probe's alert settings.
-#[derive(Debug, Clone)]
-pub struct AlertSettings {
-    pub region: String,
-    pub links: Vec<Link>,
-    pub probes: Vec<ProbeAlerting>,
+/// How bad: a broken flow pages (`critical`); a slow one warns (`warning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    Warning,
 }
 
-/// One probe's alert settings, with its name and the file it came from (where notes about it
-/// are placed).
-#[derive(Debug, Clone)]
-pub struct ProbeAlerting {
-    pub name: String,
-    pub source: PathBuf,
-    pub alerting: PolicyConfig,
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+        }
+    }
 }
