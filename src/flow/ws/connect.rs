@@ -267,6 +267,7 @@ async fn connect(
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
     let mut url = parts::run_url(ctx, &spec.url, &["ws", "wss", "http", "https"])?;
+    let named = crate::flow::origin::named(ctx, &spec.url, url.as_str());
     // An http(s) base URL is accepted and upgraded, so one `${SIM_URL}` serves both kinds of step.
     let ws_scheme = match url.scheme() {
         "http" => Some("ws"),
@@ -346,6 +347,16 @@ async fn connect(
     {
         request.headers_mut().insert("sec-websocket-protocol", v);
     }
+    if let Some(named) = &named {
+        named.check(
+            ctx,
+            &url,
+            &crate::flow::origin::Outgoing {
+                headers: request.headers(),
+                body: &[],
+            },
+        )?;
+    }
     // The session cookies from earlier http steps travel with the upgrade, as in a browser
     // (this participant's, for a named connection).
     let mut cookie_url = url.clone();
@@ -423,6 +434,7 @@ async fn connect(
         stream,
         proto,
         backlog: VecDeque::new(),
+        url,
     };
     for frame in opening {
         conn.stream
