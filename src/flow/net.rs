@@ -155,14 +155,19 @@ pub(crate) async fn open_with_alpn(
 }
 
 /// A failed handshake in words on-call can act on: a certificate no configured root vouches for
-/// says where a private CA goes; a reply that is not TLS at all (rustls: "received corrupt
-/// message of type InvalidContentType", an https URL on a plain-HTTP port) says so before
-/// rustls' words, so the page's first line, which keeps the error's start, names it.
+/// says where a private CA goes, and a trusted CA's name on another key (rustls says only
+/// `BadSignature`) that the private CA was re-issued; a reply that is not TLS at all (rustls:
+/// "received corrupt message of type InvalidContentType", an https URL on a plain-HTTP port)
+/// says so before rustls' words, so the page's first line, which keeps the error's start,
+/// names it.
 fn tls_failure(host: &str, e: &std::io::Error) -> String {
     use rustls::{CertificateError, Error, InvalidMessage};
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
         Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
             "TLS handshake with `{host}` failed: {e} (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        ),
+        Some(Error::InvalidCertificate(CertificateError::BadSignature)) => format!(
+            "TLS handshake with `{host}` failed: {e} (its issuer has the name of a trusted CA but not its key: a private CA re-issued since the probe's `ca_file` was written?)"
         ),
         Some(Error::InvalidMessage(InvalidMessage::InvalidContentType)) => format!(
             "TLS handshake with `{host}` failed: the reply is not TLS (a plain-HTTP port?): {e}"
