@@ -403,6 +403,8 @@ fn every_command_s_help_names_its_exit_codes_and_describes_every_option() {
         .expect("README has a Commands table");
     let row = regex::Regex::new(r"^\| `joincanary ([a-z-]+)[^`]*` \|.*\| ([^|]+) \|$").unwrap();
     let digit = regex::Regex::new(r"\b([0-9])\b").unwrap();
+    let aside = regex::Regex::new(r"\([^)]*\)").unwrap();
+    let metavar = regex::Regex::new(r"<([A-Z_]+)>").unwrap();
     let metavars = [
         "PATH", "ADDR", "DIR", "N", "NAME", "DURATION", "FORMAT", "LEVEL", "URL", "USER",
         "PASSWORD",
@@ -415,12 +417,7 @@ fn every_command_s_help_names_its_exit_codes_and_describes_every_option() {
         };
         commands += 1;
         // A parenthesis explains (`Docker reserves 2`): its numbers are no exit codes.
-        let (cmd, exit) = (
-            &c[1],
-            regex::Regex::new(r"\([^)]*\)")
-                .unwrap()
-                .replace_all(&c[2], ""),
-        );
+        let (cmd, exit) = (&c[1], aside.replace_all(&c[2], ""));
         let out = Command::new(binary())
             .args([cmd, "--help"])
             .output()
@@ -440,10 +437,7 @@ fn every_command_s_help_names_its_exit_codes_and_describes_every_option() {
             if text.is_empty() || text.starts_with('[') {
                 problems.push(format!("{cmd} {flag}: no description"));
             }
-            for m in regex::Regex::new(r"<([A-Z_]+)>")
-                .unwrap()
-                .captures_iter(&flag)
-            {
+            for m in metavar.captures_iter(&flag) {
                 if !metavars.contains(&&m[1]) {
                     problems.push(format!("{cmd} {flag}: value named <{}>", &m[1]));
                 }
