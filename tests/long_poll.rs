@@ -169,3 +169,80 @@ async fn a_server_error_or_a_reply_without_the_carried_value_fails_the_long_poll
         Some("the reply has no JSON value at `/next_batch` for `since`")
     );
 }
+
+/// A long-poll server that answers `replies` requests (each on its own connection, held 250 ms,
+/// never carrying the event), then stops accepting and fills its accept queue (backlog 1) with two
+/// idle connections of its own, so the kernel drops the next request's SYN: that connect hangs.
+async fn serve_then_hang(replies: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    support::init();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 0..replies {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65_536 {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => request.extend_from_slice(&buf[..k]),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let body = format!(r#"{{"next_batch":"{}","events":[]}}"#, n + 1);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if n + 1 == replies {
+                // Fill the queue before the last reply, so the next connect finds it full.
+                let mut idle = Vec::new();
+                for _ in 0..2 {
+                    idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+                }
+                let _ = conn.write_all(reply.as_bytes()).await;
+                drop(conn);
+                // Hold the listener and the idle connections (never accept) until the test ends.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop((idle, listener));
+                return;
+            }
+            let _ = conn.write_all(reply.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_long_poll_whose_time_runs_out_while_the_next_request_connects_is_still_no_match() {
+    // Four replies of 250 ms (the first step's and three polls), then the next poll's connect
+    // hangs: the 1 s step timeout lands in that connect about 250 ms after it began, inside the
+    // reconnect grace.
+    let url = serve_then_hang(4).await;
+    let run = run_once(&support::probe_from(&probe(&url, "1s"), &[])).await;
+    assert_eq!(run.failed_step.as_deref(), Some("signalling"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::NoMatch), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("no reply matched within 1.0 s (the step's timeout; 3 replies skipped")
+            && error.ends_with("; the next request was connecting)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_whose_next_connect_hangs_past_the_grace_names_the_connect() {
+    // The same server, a 3 s step timeout: the hung connect outlasts the 1 s grace, so the
+    // layer that stopped answering is named, not the missing event.
+    let url = serve_then_hang(4).await;
+    let run = run_once(&support::probe_from(&probe(&url, "3s"), &[])).await;
+    assert_eq!(run.failed_step.as_deref(), Some("signalling"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::Timeout), "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("connect"), "{error}");
+}

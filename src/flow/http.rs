@@ -4,6 +4,7 @@
 //! `connection`'s own jar for that participant).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -200,14 +201,22 @@ impl Kind for HttpSpec {
 
     /// A long poll that runs out of time is `no_match`, as a `ws_expect` is: the server was
     /// there and what the flow waited for never came. A connection that never came up is
-    /// still named by its layer (the engine does that).
+    /// still named by its layer (the engine does that) — unless replies came and the time ran
+    /// out while the next request was connecting for less than [`POLL_RECONNECT_GRACE`]: that
+    /// is the poll's own cycle (each request a fresh connection), not a dead layer, and naming
+    /// it `timeout` at `connect` would send on-call to the network for a missing event.
     fn timed_out(&self, ctx: &RunContext<'_>, waited: &str, which: &str) -> Option<StepError> {
         self.poll.as_ref()?;
-        if matches!(
-            ctx.pending,
-            Some((Phase::Dns | Phase::Connect | Phase::Tls, _))
-        ) {
-            return None;
+        let mut connecting = "";
+        if let Some((phase @ (Phase::Dns | Phase::Connect | Phase::Tls), since)) = ctx.pending {
+            if ctx.frames_seen == 0 || since.elapsed() >= POLL_RECONNECT_GRACE {
+                return None;
+            }
+            connecting = match phase {
+                Phase::Dns => "; the next request was resolving the name",
+                Phase::Tls => "; the next request was in its TLS handshake",
+                _ => "; the next request was connecting",
+            };
         }
         let seen = ctx.frames_seen;
         let last = match &ctx.last_miss {
@@ -216,7 +225,9 @@ impl Kind for HttpSpec {
         };
         Some(StepError::new(
             FailureReason::NoMatch,
-            format!("no reply matched within {waited} ({which}; {seen} replies skipped{last})"),
+            format!(
+                "no reply matched within {waited} ({which}; {seen} replies skipped{last}{connecting})"
+            ),
         ))
     }
 
@@ -232,6 +243,10 @@ impl Kind for HttpSpec {
         run(ctx, self, connection).await
     }
 }
+
+/// How long the next request of a long poll may have been connecting when the time runs out
+/// for the step still to be `no_match` (see `timed_out`); longer, and the layer is named.
+const POLL_RECONNECT_GRACE: Duration = Duration::from_secs(1);
 
 /// The step: one request, or for a `poll` step requests until a reply matches (at most
 /// [`MAX_POLLS`]; the step's timeout and the deadline bound them as any step).
