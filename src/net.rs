@@ -1,6 +1,6 @@
 //! Network plumbing that probe steps, pagers and heartbeats share: the TLS client config,
-//! a connection whose replies are capped, a task aborted with its connection, and an error's
-//! chain of causes as one line. A leaf: it imports nothing of the crate.
+//! a connection whose replies are capped, a reply's body read to a cap, a task aborted with its
+//! connection, and an error's chain of causes as one line. A leaf: it imports nothing of the crate.
 
 use std::sync::{Arc, OnceLock};
 
@@ -11,6 +11,42 @@ pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// A reply's whole body, refused once it passes `cap` bytes (the rest is never read): a
+/// server answering with gigabytes cannot grow the prober's memory. For the JSON documents the
+/// prober asks other services for (peers' status, Alertmanager's API).
+pub(crate) async fn body_at_most(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Why [`body_at_most`] gave no body.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Over the cap: `answer larger than {cap} bytes`.
+    TooLarge(usize),
+    /// The transfer failed; the caller words it (without the URL, which may hold a secret).
+    Read(reqwest::Error),
+}
+
+impl BodyError {
+    /// The message, with `read` wording a failed transfer.
+    pub(crate) fn describe(self, read: impl FnOnce(reqwest::Error) -> String) -> String {
+        match self {
+            BodyError::TooLarge(cap) => format!("answer larger than {cap} bytes"),
+            BodyError::Read(e) => read(e),
+        }
     }
 }
 

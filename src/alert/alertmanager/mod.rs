@@ -273,7 +273,7 @@ impl AmApi for HttpAm<'_> {
             for (k, v) in &self.plan.headers {
                 get = get.header(k, v.expose());
             }
-            let mut resp = get
+            let resp = get
                 .send()
                 .await
                 .map_err(|e| crate::net::error_chain(&e.without_url()))?;
@@ -281,17 +281,9 @@ impl AmApi for HttpAm<'_> {
             if !status.is_success() {
                 return Err(format!("HTTP {status}"));
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
+            let body = crate::net::body_at_most(resp, MAX_API_BODY)
                 .await
-                .map_err(|e| crate::net::error_chain(&e.without_url()))?
-            {
-                if body.len() + chunk.len() > MAX_API_BODY {
-                    return Err(format!("answer larger than {MAX_API_BODY} bytes"));
-                }
-                body.extend_from_slice(&chunk);
-            }
+                .map_err(|e| e.describe(|e| crate::net::error_chain(&e.without_url())))?;
             serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
         };
         match tokio::time::timeout(self.timeout, read).await {
