@@ -167,3 +167,54 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A server on 127.0.0.1 that answers one request with `len` bytes, chunked (no
+    /// Content-Length to refuse it by).
+    async fn serve(len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            let _ = conn.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 1000];
+            for _ in 0..len / 1000 {
+                let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                if conn.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = conn.write_all(b"0\r\n\r\n").await;
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_refused_and_one_within_it_read_whole() {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let get = |url: String| {
+            let client = client.clone();
+            async move {
+                let resp = client.get(url).send().await.unwrap();
+                body_at_most(resp, 10_000).await
+            }
+        };
+        let body = get(serve(10_000).await).await.unwrap();
+        assert_eq!(body.len(), 10_000);
+        let err = get(serve(50_000).await).await.unwrap_err();
+        assert_eq!(
+            err.describe(|e| e.to_string()),
+            "answer larger than 10000 bytes"
+        );
+    }
+}
