@@ -14,6 +14,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// `base64(user:password)`, the credentials of `Authorization: Basic` (RFC 7617): a step's
+/// `user:password@` and `healthcheck`'s `--web.user` send them alike.
+pub(crate) fn basic_credentials(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
 /// A reply's whole body, refused once it passes `cap` bytes (the rest is never read): a
 /// server answering with gigabytes cannot grow the prober's memory. For the JSON documents the
 /// prober asks other services for (peers' status, Alertmanager's API).

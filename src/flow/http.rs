@@ -305,47 +305,15 @@ async fn once(
         match (parts.status.is_redirection(), location) {
             (true, Some(location)) if hops < MAX_REDIRECTS => {
                 hops += 1;
-                let next = url.join(location).map_err(|e| {
-                    StepError::new(
-                        FailureReason::Protocol,
-                        format!("redirect to an invalid location: {e}"),
-                    )
-                })?;
-                // Only http(s) is followed: a `Location` naming `ftp:`, `ws:`, `gopher:` or
-                // the like would otherwise get an HTTP request at that scheme's port (a side
-                // door to a service the probe was never pointed at).
-                if !matches!(next.scheme(), "http" | "https") {
-                    return Err(StepError::new(
-                        FailureReason::Protocol,
-                        format!(
-                            "redirect to `{}` refused: only http and https locations are followed",
-                            crate::redact::redact_url_text(next.as_str())
-                        ),
-                    ));
-                }
-                if url.scheme() == "https" && next.scheme() != "https" {
-                    return Err(StepError::new(
-                        FailureReason::Tls,
-                        format!(
-                            "redirect from https to `{}` refused: it would send the request \
-                             without TLS",
-                            crate::redact::redact_url_text(next.as_str())
-                        ),
-                    ));
-                }
-                // As browsers do: 303, and 301/302 after a POST, become a GET without a body.
-                if parts.status == 303
-                    || (matches!(parts.status.as_u16(), 301 | 302)
-                        && method == reqwest::Method::POST)
-                {
-                    method = reqwest::Method::GET;
-                    body = Bytes::new();
-                }
-                if next.origin() != url.origin() && !https_upgrade(&url, &next) {
-                    drop_credentials(&mut headers, &ctx.redactor);
-                    refuse_secret_body(&body, &next, parts.status, &ctx.redactor)?;
-                }
-                url = next;
+                url = redirect(
+                    ctx,
+                    &url,
+                    location,
+                    parts.status,
+                    &mut method,
+                    &mut body,
+                    &mut headers,
+                )?;
             }
             (true, Some(_)) => {
                 return Err(StepError::new(
@@ -357,26 +325,7 @@ async fn once(
         }
     };
 
-    let cap = ctx.max_body_bytes;
-    let declared = response_headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > cap as u64) {
-        return Err(too_large(cap));
-    }
-    let mut body = Vec::new();
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| {
-            hyper_error(&e, format!("reading the reply failed: {}", error_chain(&e)))
-        })?;
-        if let Ok(chunk) = frame.into_data() {
-            if body.len() + chunk.len() > cap {
-                return Err(too_large(cap));
-            }
-            body.extend_from_slice(&chunk);
-        }
-    }
+    let body = read_body(&mut incoming, &response_headers, ctx.max_body_bytes).await?;
 
     // The server's own error wins over every other check: its words are the root cause.
     if spec.fail.json.is_some() || !spec.fail.regex.is_empty() {
@@ -389,30 +338,7 @@ async fn once(
             &fail_regex,
         )?;
     }
-    let status_ok = if spec.expect_status.is_empty() {
-        status.is_success()
-    } else {
-        spec.expect_status.contains(&status.as_u16())
-    };
-    if !status_ok {
-        let wanted = if spec.expect_status.is_empty() {
-            "2xx".to_string()
-        } else {
-            spec.expect_status
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(StepError::new(
-            FailureReason::HttpStatus,
-            format!(
-                "status {} (expected {wanted}): {}",
-                status.as_u16(),
-                snippet(&body)
-            ),
-        ));
-    }
+    expected_status(spec, status, &body)?;
 
     let needs_json = spec.expect_json.is_some()
         || spec
@@ -445,6 +371,121 @@ async fn once(
     }
     extract(ctx, &spec.extract, json.as_ref(), &response_headers, &text)?;
     Ok(Reply::Matched)
+}
+
+/// Where a redirect leads, refused when it leaves http(s) or TLS; as a browser does, a 303
+/// (and a 301/302 after a POST) becomes a GET without a body, and the credentials and a body
+/// that holds a secret do not follow it to another origin.
+fn redirect(
+    ctx: &RunContext<'_>,
+    url: &url::Url,
+    location: &str,
+    status: hyper::StatusCode,
+    method: &mut reqwest::Method,
+    body: &mut Bytes,
+    headers: &mut HeaderMap,
+) -> Result<url::Url, StepError> {
+    let next = url.join(location).map_err(|e| {
+        StepError::new(
+            FailureReason::Protocol,
+            format!("redirect to an invalid location: {e}"),
+        )
+    })?;
+    // Only http(s) is followed: a `Location` naming `ftp:`, `ws:`, `gopher:` or
+    // the like would otherwise get an HTTP request at that scheme's port (a side
+    // door to a service the probe was never pointed at).
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "redirect to `{}` refused: only http and https locations are followed",
+                crate::redact::redact_url_text(next.as_str())
+            ),
+        ));
+    }
+    if url.scheme() == "https" && next.scheme() != "https" {
+        return Err(StepError::new(
+            FailureReason::Tls,
+            format!(
+                "redirect from https to `{}` refused: it would send the request \
+                 without TLS",
+                crate::redact::redact_url_text(next.as_str())
+            ),
+        ));
+    }
+    // As browsers do: 303, and 301/302 after a POST, become a GET without a body.
+    if status == 303 || (matches!(status.as_u16(), 301 | 302) && *method == reqwest::Method::POST) {
+        *method = reqwest::Method::GET;
+        *body = Bytes::new();
+    }
+    if next.origin() != url.origin() && !https_upgrade(url, &next) {
+        drop_credentials(headers, &ctx.redactor);
+        refuse_secret_body(body, &next, status, &ctx.redactor)?;
+    }
+    Ok(next)
+}
+
+/// The reply's body, `too_large` past `cap` (by its `Content-Length` before a byte is read,
+/// or as it arrives).
+async fn read_body(
+    incoming: &mut hyper::body::Incoming,
+    response_headers: &HeaderMap,
+    cap: usize,
+) -> Result<Vec<u8>, StepError> {
+    let declared = response_headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Err(too_large(cap));
+    }
+    let mut body = Vec::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| {
+            hyper_error(&e, format!("reading the reply failed: {}", error_chain(&e)))
+        })?;
+        if let Ok(chunk) = frame.into_data() {
+            if body.len() + chunk.len() > cap {
+                return Err(too_large(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    Ok(body)
+}
+
+/// `expect_status` (2xx without one) against the reply's status: `http_status`, with the
+/// start of the body, when it is not met.
+fn expected_status(
+    spec: &HttpSpec,
+    status: hyper::StatusCode,
+    body: &[u8],
+) -> Result<(), StepError> {
+    let status_ok = if spec.expect_status.is_empty() {
+        status.is_success()
+    } else {
+        spec.expect_status.contains(&status.as_u16())
+    };
+    if !status_ok {
+        let wanted = if spec.expect_status.is_empty() {
+            "2xx".to_string()
+        } else {
+            spec.expect_status
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(StepError::new(
+            FailureReason::HttpStatus,
+            format!(
+                "status {} (expected {wanted}): {}",
+                status.as_u16(),
+                snippet(body)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `expect_json` and `expect_regex` against one reply (`body_mismatch` when it does not meet
