@@ -457,13 +457,13 @@ fn webrtc_steps_say_which_key_is_wrong() {
     assert_eq!(
         errors_for(&step(""), &[]),
         [
-            "probes/p.toml:2:8: steps[0].action: a webrtc step needs `action`: offer, answer or connect"
+            "probes/p.toml:2:8: steps[0].action: a webrtc step needs `action`: offer, answer, connect or publish"
         ]
     );
     assert_eq!(
         errors_for(&step("action = \"dial\"\n"), &[]),
         [
-            "probes/p.toml:4:10: steps[0].action: `dial` is not a webrtc action: offer, answer or connect"
+            "probes/p.toml:4:10: steps[0].action: `dial` is not a webrtc action: offer, answer, connect or publish"
         ]
     );
     assert_eq!(
@@ -490,6 +490,32 @@ fn webrtc_steps_say_which_key_is_wrong() {
         [
             "probes/p.toml:6:11: steps[0].save_as: `save_as` does not apply to action connect",
             "probes/p.toml:7:17: steps[0].local_address: must be an IP address of this host (not 0.0.0.0, :: or multicast)",
+        ]
+    );
+    // The second participant's keys: `from` only on a connect, which then sends nothing.
+    assert_eq!(
+        errors_for(
+            &step("action = \"connect\"\nfrom = \"a\"\necho_interval = \"5ms\"\n"),
+            &[]
+        ),
+        [
+            "probes/p.toml:6:17: steps[0].echo_interval: `echo_interval` does not apply to action connect with `from`"
+        ]
+    );
+    assert_eq!(
+        errors_for(
+            &step("action = \"publish\"\nfrom = \"a\"\necho_wait = \"1s\"\n"),
+            &[]
+        ),
+        [
+            "probes/p.toml:5:8: steps[0].from: `from` does not apply to action publish",
+            "probes/p.toml:6:13: steps[0].echo_wait: `echo_wait` does not apply to action publish",
+        ]
+    );
+    assert_eq!(
+        errors_for(&step("action = \"connect\"\nfrom = \"a b\"\n"), &[]),
+        [
+            "probes/p.toml:5:8: steps[0].from: must be a connection name: letters, digits, `-`, `_` or `.`"
         ]
     );
     // A connect reading an answer no step extracted.

@@ -307,6 +307,42 @@ async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
     );
 }
 
+/// The shipped videoroom probe against a real Janus: `a` publishes a data channel, `b`
+/// subscribes to a's feed and receives a's messages through Janus; both sessions destroyed.
+#[tokio::test]
+async fn janus_videoroom_media_b_receives_a_through_the_sfu_and_destroys_both_sessions() {
+    support::init();
+    let janus = servers::start_janus_media()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = example(
+        "janus-videoroom-media.toml",
+        &[("JANUS_URL", &janus.ws_url())],
+    );
+    let run = janus
+        .inside(move || async move { crate::support::run_once(&plan).await })
+        .await;
+    assert!(run.success, "{run:#?}");
+    let publish = step(&run, "a-media");
+    let media = step(&run, "b-media");
+    for phase in [Phase::Ice, Phase::Dtls, Phase::FirstMedia] {
+        assert!(
+            publish.phases.contains_key(&phase),
+            "{phase:?}: {publish:#?}"
+        );
+        assert!(media.phases.contains_key(&phase), "{phase:?}: {media:#?}");
+    }
+    assert!(media.gauges["media_received"] >= 1.0, "{media:#?}");
+    let loss = media.gauges["media_loss_ratio"];
+    assert!((0.0..1.0).contains(&loss), "{media:#?}");
+    assert!(media.gauges["media_latency_seconds"] > 0.0, "{media:#?}");
+    assert!(step(&run, "a-destroyed").success && step(&run, "b-destroyed").success);
+    assert_eq!(
+        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
+        Vec::<u64>::new()
+    );
+}
+
 #[tokio::test]
 async fn protoo_requests_get_responses_and_a_signal_reaches_the_other_peer() {
     support::init();

@@ -52,3 +52,4 @@ mod turn;
 mod turn_hostile;
 mod web_config;
 mod webrtc;
+mod webrtc_room;

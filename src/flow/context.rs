@@ -10,7 +10,7 @@ use reqwest::cookie::{CookieStore, Jar};
 use tokio::time::Instant;
 
 use super::error::StepError;
-use super::webrtc::peer::Peer;
+use super::webrtc::peer::Participant;
 use super::ws;
 use crate::report::{FailureReason, Phase};
 
@@ -26,8 +26,8 @@ pub(crate) struct RunContext<'a> {
     pub cookies: Cookies,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
-    /// WebRTC peers offered or answered, not yet connected, by connection name.
-    pub webrtc: BTreeMap<String, Peer>,
+    /// WebRTC peers offered or answered, not yet connected, or publishing, by connection name.
+    pub webrtc: BTreeMap<String, Participant>,
     /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
     /// run phases of their own stop each one there with the phase's reason.
     pub deadline: Instant,

@@ -1,6 +1,7 @@
 //! The echo that proves media flows: numbered messages on the data channel, matched when they
 //! come back (by a per-peer nonce, whatever prefix the echoing side adds), into loss and
-//! round-trip time.
+//! round-trip time; and [`Traffic`], what a connected peer does on its channel (this echo, or
+//! a room's publishing and receiving: `room.rs`).
 
 use std::time::Duration;
 
@@ -30,6 +31,55 @@ pub(super) fn is_probe_message(data: &[u8]) -> bool {
                 )
             })
         })
+}
+
+/// What a connected peer does on its data channel, driven by the peer's I/O loop: send what is
+/// due, take what arrives, say when it is done and why it ran out of time.
+pub(super) trait Traffic {
+    /// The data channel opened.
+    fn open(&mut self);
+    fn is_open(&self) -> bool;
+    /// Sends the messages due by now on channel `id`.
+    fn send_due(&mut self, rtc: &mut Rtc, id: ChannelId) -> Result<(), StepError>;
+    /// A message arrived; true when it counts as media (the first one ends `first_media`).
+    fn on_data(&mut self, data: &[u8]) -> bool;
+    /// Whether `first_media` ends when the channel opens (a publisher hears nothing back).
+    fn media_at_open(&self) -> bool {
+        false
+    }
+    /// Whether another prober's message, as sent, goes back to it (the echo only).
+    fn echoes_back(&self) -> bool {
+        false
+    }
+    fn done(&self) -> bool;
+    /// When the loop must wake for the next message or the end of the wait.
+    fn next_wake(&self) -> Instant;
+    /// Nothing more can come: the loop ends and the caller reports.
+    fn expired(&self, now: Instant) -> bool;
+    /// What was missing when the step ran out of time after DTLS.
+    fn timeout_message(&self) -> String;
+    /// How far it got, for a channel closed under it.
+    fn progress(&self) -> String;
+}
+
+/// A wake-up far enough to mean none.
+pub(super) fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
+/// The message numbered `seq` of the peer with `nonce`: `joincanary-echo <nonce> <seq>`.
+pub(super) fn message(nonce: u64, seq: u32) -> String {
+    format!("{PREFIX}{nonce:016x} {seq}")
+}
+
+/// The sequence number in `data` when it carries the message of `nonce` (at its end, whatever
+/// prefix an echoing side added).
+pub(super) fn sequence_of(nonce: u64, data: &[u8]) -> Option<u32> {
+    let tail = &data[data.len().saturating_sub(64)..];
+    let text = std::str::from_utf8(tail).ok()?;
+    let mine = format!("{PREFIX}{nonce:016x} ");
+    let at = text.rfind(&mine)?;
+    text[at + mine.len()..].trim().parse::<u32>().ok()
 }
 
 /// Most echo messages one step may send (the config refuses more).
@@ -114,79 +164,11 @@ impl Echoes {
         }
     }
 
-    /// `jc <nonce> <seq>` is what we send; the echo may carry a prefix (Janus echotest says
-    /// "Janus EchoTest here! You wrote: "), so it is looked for at the end.
+    /// The echo may carry a prefix (Janus echotest says "Janus EchoTest here! You wrote: "),
+    /// so it is looked for at the end.
+    #[cfg(test)]
     fn message(&self, seq: u32) -> String {
-        format!("{PREFIX}{:016x} {seq}", self.nonce)
-    }
-
-    pub(super) fn send_due(&mut self, rtc: &mut Rtc, id: ChannelId) -> Result<(), StepError> {
-        let now = Instant::now();
-        let opened = *self.opened_at.get_or_insert(now);
-        while self.sent < self.options.count && now >= opened + self.options.interval * self.sent {
-            let text = self.message(self.sent);
-            let Some(mut channel) = rtc.channel(id) else {
-                return Err(StepError::new(
-                    FailureReason::Media,
-                    "the data channel is gone",
-                ));
-            };
-            // A full send buffer drops the message: it counts as lost, as on the wire.
-            let _ = channel.write(false, text.as_bytes());
-            self.sent_at.push(now);
-            self.sent += 1;
-        }
-        Ok(())
-    }
-
-    /// Records an echo; true when it was one of ours, seen for the first time.
-    pub(super) fn on_data(&mut self, data: &[u8]) -> bool {
-        let tail = &data[data.len().saturating_sub(64)..];
-        let Ok(text) = std::str::from_utf8(tail) else {
-            return false;
-        };
-        let mine = format!("{PREFIX}{:016x} ", self.nonce);
-        let Some(at) = text.rfind(&mine) else {
-            return false;
-        };
-        let Ok(seq) = text[at + mine.len()..].trim().parse::<u32>() else {
-            return false;
-        };
-        let i = seq as usize;
-        match (self.sent_at.get(i), self.seen.get(i)) {
-            (Some(sent), Some(false)) => {
-                self.rtts.push(sent.elapsed());
-                self.seen[i] = true;
-                self.received += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    pub(super) fn done(&self) -> bool {
-        self.received >= self.options.count
-    }
-
-    /// When the loop must wake for the next message or the end of the wait.
-    pub(super) fn next_wake(&self) -> Instant {
-        let far = Instant::now() + Duration::from_secs(3600);
-        match self.opened_at {
-            Some(opened) if self.sent < self.options.count => {
-                opened + self.options.interval * self.sent
-            }
-            Some(_) => self.sent_at.last().map_or(far, |t| *t + self.options.wait),
-            None => far,
-        }
-    }
-
-    /// Everything was sent and the last message's wait is over.
-    pub(super) fn expired(&self, now: Instant) -> bool {
-        self.sent >= self.options.count
-            && self
-                .sent_at
-                .last()
-                .is_some_and(|t| now >= *t + self.options.wait)
+        message(self.nonce, seq)
     }
 
     /// What the echo measured; none came back fails with `reason` (the peer's stage, which
@@ -207,6 +189,94 @@ impl Echoes {
             received: self.received,
             rtts: self.rtts.clone(),
         })
+    }
+}
+
+impl Traffic for Echoes {
+    fn open(&mut self) {
+        self.open = true;
+    }
+
+    fn is_open(&self) -> bool {
+        self.open
+    }
+
+    fn echoes_back(&self) -> bool {
+        true
+    }
+
+    fn send_due(&mut self, rtc: &mut Rtc, id: ChannelId) -> Result<(), StepError> {
+        let now = Instant::now();
+        let opened = *self.opened_at.get_or_insert(now);
+        while self.sent < self.options.count && now >= opened + self.options.interval * self.sent {
+            let text = message(self.nonce, self.sent);
+            let Some(mut channel) = rtc.channel(id) else {
+                return Err(StepError::new(
+                    FailureReason::Media,
+                    "the data channel is gone",
+                ));
+            };
+            // A full send buffer drops the message: it counts as lost, as on the wire.
+            let _ = channel.write(false, text.as_bytes());
+            self.sent_at.push(now);
+            self.sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Records an echo; true when it was one of ours, seen for the first time.
+    fn on_data(&mut self, data: &[u8]) -> bool {
+        let Some(seq) = sequence_of(self.nonce, data) else {
+            return false;
+        };
+        let i = seq as usize;
+        match (self.sent_at.get(i), self.seen.get(i)) {
+            (Some(sent), Some(false)) => {
+                self.rtts.push(sent.elapsed());
+                self.seen[i] = true;
+                self.received += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.received >= self.options.count
+    }
+
+    fn next_wake(&self) -> Instant {
+        let far = far();
+        match self.opened_at {
+            Some(opened) if self.sent < self.options.count => {
+                opened + self.options.interval * self.sent
+            }
+            Some(_) => self.sent_at.last().map_or(far, |t| *t + self.options.wait),
+            None => far,
+        }
+    }
+
+    /// Everything was sent and the last message's wait is over.
+    fn expired(&self, now: Instant) -> bool {
+        self.sent >= self.options.count
+            && self
+                .sent_at
+                .last()
+                .is_some_and(|t| now >= *t + self.options.wait)
+    }
+
+    fn timeout_message(&self) -> String {
+        if !self.open {
+            return "DTLS connected but the data channel never opened".to_string();
+        }
+        format!(
+            "no echo came back ({} of {} messages sent)",
+            self.sent, self.options.count
+        )
+    }
+
+    fn progress(&self) -> String {
+        format!("after {} of {} echoes", self.received, self.sent)
     }
 }
 

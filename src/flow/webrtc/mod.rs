@@ -6,13 +6,18 @@
 //! - `action = "connect"` takes the SFU's answer (`remote_sdp`, after an offer), runs ICE and
 //!   DTLS-SRTP (the certificate checked against `a=fingerprint`) and echoes `echo` messages on
 //!   the data channel: phases `ice`, `dtls`, `first_media`; gauges `echo_loss_ratio`,
-//!   `echo_rtt_seconds`.
+//!   `echo_rtt_seconds`; with `from = "a"` it receives connection `a`'s messages through the
+//!   SFU instead: gauges `media_received`, `media_loss_ratio`, `media_latency_seconds`;
+//! - `action = "publish"` connects as `connect` does up to the data channel's opening, then
+//!   keeps sending numbered messages in the background while the steps after it run (a room's
+//!   publisher that a second participant subscribes to).
 
 mod echo;
 // The run context holds open peers by connection name and takes their type from here, not
 // from this module, which builds on the context (and the `Kind` trait): the one-way road is
 // context -> peer, kind -> context, webrtc -> kind.
 pub(crate) mod peer;
+mod room;
 mod sdp;
 
 use std::net::IpAddr;
@@ -22,7 +27,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use echo::{EchoOptions, EchoReport, MAX_ECHOES};
-pub use peer::{Peer, Timings};
+pub use peer::{Participant, Peer, Publisher, Timings};
+pub use room::{PublishOptions, Published, ReceiveReport};
 pub use sdp::MAX_SDP_BYTES;
 
 use super::context::RunContext;
@@ -44,8 +50,11 @@ pub enum WebrtcAction {
     Offer,
     /// Answer the remote offer (rendered from the template).
     Answer(Template),
-    /// Connect: ICE, DTLS, the echo; with the remote answer after an `offer`.
+    /// Connect: ICE, DTLS, the echo (or, `from` a publishing connection, its messages); with
+    /// the remote answer after an `offer`.
     Connect(Option<Template>),
+    /// Connect up to the data channel, then publish in the background.
+    Publish(Option<Template>),
 }
 
 /// A validated `webrtc` step.
@@ -57,7 +66,13 @@ pub struct WebrtcSpec {
     /// Our host candidate's address; none: the address routed towards the SFU's candidates.
     pub local_address: Option<IpAddr>,
     pub echo: EchoOptions,
+    /// `connect`: the publishing connection whose messages are received instead of an echo.
+    pub from: Option<String>,
 }
+
+/// The default number of messages a publisher sends: as many as a step may, one per
+/// `echo_interval` (20 s at 20 ms), so a slow subscriber's signalling still finds it sending.
+pub const DEFAULT_PUBLISH: u32 = MAX_ECHOES;
 
 /// Runs one `webrtc` step on `connection`.
 pub(crate) async fn run(
@@ -77,24 +92,76 @@ pub(crate) async fn run(
             };
             add_ice_passwords(ctx, &sdp);
             // A peer made again on the same connection replaces (and closes) the old one.
-            ctx.webrtc.insert(connection.to_string(), peer);
+            ctx.webrtc
+                .insert(connection.to_string(), Participant::Ready(Box::new(peer)));
             ctx.set_var(&spec.save_as, sdp);
             Ok(())
         }
-        WebrtcAction::Connect(remote) => {
-            let answer = remote.as_ref().map(|t| ctx.render(t)).transpose()?;
-            if let Some(answer) = &answer {
-                add_ice_passwords(ctx, answer);
-            }
-            let Some(mut peer) = ctx.webrtc.remove(connection) else {
-                return Err(StepError::new(
-                    FailureReason::Protocol,
-                    format!(
-                        "no WebRTC offer or answer on connection `{connection}` to connect (a \
-                         `webrtc` step with action \"offer\" or \"answer\" comes first)"
-                    ),
-                ));
+        WebrtcAction::Publish(remote) => {
+            let answer = render_answer(ctx, remote.as_ref())?;
+            let peer = ready_peer(ctx, connection)?;
+            let deadline = ctx.deadline;
+            let options = PublishOptions {
+                count: spec.echo.count,
+                interval: spec.echo.interval,
             };
+            let publisher = peer
+                .publish(
+                    answer.as_deref(),
+                    &options,
+                    deadline,
+                    Timings {
+                        phases: &mut ctx.phases,
+                        pending: &mut ctx.pending,
+                    },
+                )
+                .await?;
+            ctx.webrtc
+                .insert(connection.to_string(), Participant::Publishing(publisher));
+            Ok(())
+        }
+        WebrtcAction::Connect(remote) if spec.from.is_some() => {
+            let from = spec.from.as_deref().unwrap_or_default();
+            let answer = render_answer(ctx, remote.as_ref())?;
+            let log = match ctx.webrtc.get(from) {
+                Some(Participant::Publishing(p)) => p.log.clone(),
+                _ => {
+                    return Err(StepError::new(
+                        FailureReason::Protocol,
+                        format!(
+                            "connection `{from}` is not publishing (a `webrtc` step with action \
+                             \"publish\" on it comes first, and passed)"
+                        ),
+                    ));
+                }
+            };
+            let mut peer = ready_peer(ctx, connection)?;
+            let deadline = ctx.deadline;
+            let report = peer
+                .receive(
+                    answer.as_deref(),
+                    (from, log),
+                    (spec.echo.count, spec.echo.wait),
+                    deadline,
+                    Timings {
+                        phases: &mut ctx.phases,
+                        pending: &mut ctx.pending,
+                    },
+                )
+                .await?;
+            ctx.gauges
+                .insert("media_received".to_string(), f64::from(report.received));
+            ctx.gauges
+                .insert("media_loss_ratio".to_string(), report.loss_ratio());
+            if let Some(latency) = report.median_latency() {
+                ctx.gauges
+                    .insert("media_latency_seconds".to_string(), latency.as_secs_f64());
+            }
+            Ok(())
+        }
+        WebrtcAction::Connect(remote) => {
+            let answer = render_answer(ctx, remote.as_ref())?;
+            let mut peer = ready_peer(ctx, connection)?;
             let deadline = ctx.deadline;
             let report = peer
                 .connect(
@@ -118,6 +185,39 @@ pub(crate) async fn run(
     }
 }
 
+/// The remote answer a `connect` or `publish` takes, rendered; its ICE password a secret.
+fn render_answer(
+    ctx: &mut RunContext<'_>,
+    remote: Option<&Template>,
+) -> Result<Option<String>, StepError> {
+    let answer = remote.map(|t| ctx.render(t)).transpose()?;
+    if let Some(answer) = &answer {
+        add_ice_passwords(ctx, answer);
+    }
+    Ok(answer)
+}
+
+/// The peer an offer or answer made on `connection`, taken out to connect.
+fn ready_peer(ctx: &mut RunContext<'_>, connection: &str) -> Result<Peer, StepError> {
+    match ctx.webrtc.remove(connection) {
+        Some(Participant::Ready(peer)) => Ok(*peer),
+        Some(publishing @ Participant::Publishing(_)) => {
+            ctx.webrtc.insert(connection.to_string(), publishing);
+            Err(StepError::new(
+                FailureReason::Protocol,
+                format!("connection `{connection}` is connected and publishing already"),
+            ))
+        }
+        None => Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "no WebRTC offer or answer on connection `{connection}` to connect (a `webrtc` \
+                 step with action \"offer\" or \"answer\" comes first)"
+            ),
+        )),
+    }
+}
+
 /// Our SDP's and the SFU's ICE passwords are secrets of the run: they key the connectivity
 /// checks (see `redact::scrub_ice_passwords`).
 fn add_ice_passwords(ctx: &mut RunContext<'_>, sdp: &str) {
@@ -138,12 +238,16 @@ pub struct RawWebrtc {
     pub save_as: Option<S<String>>,
     /// Our host candidate's IP (default: the address routed towards the SFU's candidates).
     pub local_address: Option<S<String>>,
-    /// `connect`: data channel messages echoed (default 10).
+    /// `connect`: data channel messages echoed (default 10), or received `from` a publisher;
+    /// `publish`: messages sent at most (default 1000).
     pub echo: Option<S<i64>>,
-    /// `connect`: between two messages (default 20ms).
+    /// `connect`, `publish`: between two messages (default 20ms).
     pub echo_interval: Option<S<String>>,
-    /// `connect`: how long the last message's echo may take (default 1s).
+    /// `connect`: how long the last message's echo may take, or a publisher's message to
+    /// arrive (default 1s).
     pub echo_wait: Option<S<String>>,
+    /// `connect`: receive this publishing connection's messages instead of an echo.
+    pub from: Option<S<String>>,
 }
 
 impl WebrtcSpec {
@@ -166,6 +270,7 @@ impl WebrtcSpec {
         {
             Some(("offer", _)) => WebrtcAction::Offer,
             Some(("connect", _)) => WebrtcAction::Connect(remote.clone()),
+            Some(("publish", _)) => WebrtcAction::Publish(remote.clone()),
             Some(("answer", span)) => {
                 let Some(offer) = remote.clone() else {
                     ctx.error(
@@ -181,7 +286,9 @@ impl WebrtcSpec {
                 ctx.error(
                     Some(span),
                     key("action"),
-                    format_args!("`{other}` is not a webrtc action: offer, answer or connect"),
+                    format_args!(
+                        "`{other}` is not a webrtc action: offer, answer, connect or publish"
+                    ),
                 );
                 return None;
             }
@@ -189,12 +296,14 @@ impl WebrtcSpec {
                 ctx.error(
                     Some(name),
                     key("action"),
-                    "a webrtc step needs `action`: offer, answer or connect",
+                    "a webrtc step needs `action`: offer, answer, connect or publish",
                 );
                 return None;
             }
         };
         let connect = matches!(action, WebrtcAction::Connect(_));
+        let publish = matches!(action, WebrtcAction::Publish(_));
+        let receive = connect && raw.from.is_some();
         let offer = matches!(action, WebrtcAction::Offer);
         let mut ok = true;
         // Keys of the other half of the connection are refused, not ignored.
@@ -203,7 +312,9 @@ impl WebrtcSpec {
                 let which = match action {
                     WebrtcAction::Offer => "offer",
                     WebrtcAction::Answer(_) => "answer",
+                    WebrtcAction::Connect(_) if receive => "connect with `from`",
                     WebrtcAction::Connect(_) => "connect",
+                    WebrtcAction::Publish(_) => "publish",
                 };
                 ctx.error(
                     Some(span),
@@ -214,14 +325,31 @@ impl WebrtcSpec {
             }
         };
         misplaced(raw.remote_sdp.as_ref().map(S::span), "remote_sdp", !offer);
-        misplaced(raw.save_as.as_ref().map(S::span), "save_as", !connect);
-        misplaced(raw.echo.as_ref().map(S::span), "echo", connect);
+        misplaced(
+            raw.save_as.as_ref().map(S::span),
+            "save_as",
+            !connect && !publish,
+        );
+        misplaced(raw.echo.as_ref().map(S::span), "echo", connect || publish);
         misplaced(
             raw.echo_interval.as_ref().map(S::span),
             "echo_interval",
-            connect,
+            (connect && !receive) || publish,
         );
         misplaced(raw.echo_wait.as_ref().map(S::span), "echo_wait", connect);
+        misplaced(raw.from.as_ref().map(S::span), "from", connect);
+        let from = match &raw.from {
+            Some(v) if !valid_label(v.get_ref()) => {
+                ctx.error(
+                    Some(v.span()),
+                    key("from"),
+                    "must be a connection name: letters, digits, `-`, `_` or `.`",
+                );
+                return None;
+            }
+            Some(v) => Some(v.get_ref().clone()),
+            None => None,
+        };
         let save_as = match &raw.save_as {
             Some(v) if !valid_label(v.get_ref()) => {
                 ctx.error(
@@ -249,6 +377,9 @@ impl WebrtcSpec {
             None => None,
         };
         let mut echo = EchoOptions::default();
+        if publish {
+            echo.count = DEFAULT_PUBLISH;
+        }
         if let Some(n) = &raw.echo {
             match u32::try_from(*n.get_ref()) {
                 Ok(count) if (1..=MAX_ECHOES).contains(&count) => echo.count = count,
@@ -279,13 +410,16 @@ impl WebrtcSpec {
             save_as,
             local_address,
             echo,
+            from,
         })
     }
 
     /// The template the step renders, if any (its variables must be set by earlier steps).
     pub fn reads(&self) -> Option<&Template> {
         match &self.action {
-            WebrtcAction::Answer(t) | WebrtcAction::Connect(Some(t)) => Some(t),
+            WebrtcAction::Answer(t)
+            | WebrtcAction::Connect(Some(t))
+            | WebrtcAction::Publish(Some(t)) => Some(t),
             _ => None,
         }
     }
@@ -293,7 +427,7 @@ impl WebrtcSpec {
     /// The variable the step sets for the steps after it: our SDP, after an offer or answer.
     pub fn sets(&self) -> Option<&str> {
         match self.action {
-            WebrtcAction::Connect(_) => None,
+            WebrtcAction::Connect(_) | WebrtcAction::Publish(_) => None,
             _ => Some(&self.save_as),
         }
     }

@@ -2,7 +2,8 @@
 //! over a tokio UDP socket. It makes or accepts the SDP that signalling carries, runs ICE with
 //! the SFU, DTLS-SRTP with the SFU's certificate checked against `a=fingerprint`, then proves
 //! media flows: messages on an unreliable, unordered data channel echoed back by the SFU (Janus
-//! echotest) or the other participant, with their loss and round-trip time.
+//! echotest) or the other participant, with their loss and round-trip time; or, in a room, one
+//! peer publishing in the background while another receives its messages through the SFU.
 //!
 //! Every wait has a deadline; every phase that runs out names its layer (`ice`, `dtls`,
 //! `media`). Nothing from the remote side is trusted: the SDP is size-capped and parsed under a
@@ -20,7 +21,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::echo::{self, EchoOptions, EchoReport, Echoes};
+use super::echo::{self, EchoOptions, EchoReport, Echoes, Traffic};
+use super::room::{PublishOptions, Published, Publishing, ReceiveReport, Receiving};
 use super::sdp::{candidate_addrs, guarded, parse_sdp, route_to, sdp_refused};
 use crate::flow::StepError;
 use crate::report::{FailureReason, Phase};
@@ -57,8 +59,31 @@ pub struct Peer {
     socket: Option<(UdpSocket, SocketAddr)>,
     /// Our offer awaiting the remote answer.
     pending: Option<SdpPendingOffer>,
-    /// Our data channel (offerer); an answerer uses the first channel the remote opens.
+    /// Our data channel (an answerer opens one too); messages are taken on any channel.
     channel: Option<ChannelId>,
+    /// Where the connection is (a publisher's background loop goes on from `Media`).
+    stage: Stage,
+}
+
+/// A run's WebRTC participant, by connection name: a peer waiting to connect, or one
+/// publishing in the background (its task ends with the run, or when all its messages are out).
+#[derive(Debug)]
+pub enum Participant {
+    /// Boxed: str0m's state is some 10 KB, a publisher's handle two pointers.
+    Ready(Box<Peer>),
+    Publishing(Publisher),
+}
+
+/// A peer publishing in the background: what it has sent, shared with the run's receivers.
+pub struct Publisher {
+    pub log: Arc<Published>,
+    _task: crate::net::AbortOnDrop,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("log", &self.log).finish()
+    }
 }
 
 impl std::fmt::Debug for Peer {
@@ -67,6 +92,18 @@ impl std::fmt::Debug for Peer {
             .field("local", &self.socket.as_ref().map(|(_, a)| a))
             .field("offering", &self.pending.is_some())
             .finish()
+    }
+}
+
+/// Our data channel: unordered, no retransmits.
+fn channel_config() -> ChannelConfig {
+    ChannelConfig {
+        label: LABEL.to_string(),
+        ordered: false,
+        // Lost is lost: a retransmitted echo would hide the loss the gauge is for.
+        reliability: Reliability::MaxRetransmits { retransmits: 0 },
+        negotiated: None,
+        protocol: String::new(),
     }
 }
 
@@ -80,6 +117,7 @@ impl Peer {
             socket: None,
             pending: None,
             channel: None,
+            stage: Stage::Ice,
         }
     }
 
@@ -96,14 +134,7 @@ impl Peer {
             peer.gather(ip).await?;
         }
         let mut change = peer.rtc.sdp_api();
-        let channel = change.add_channel_with_config(ChannelConfig {
-            label: LABEL.to_string(),
-            ordered: false,
-            // Lost is lost: a retransmitted echo would hide the loss the gauge is for.
-            reliability: Reliability::MaxRetransmits { retransmits: 0 },
-            negotiated: None,
-            protocol: String::new(),
-        });
+        let channel = change.add_channel_with_config(channel_config());
         let Some((offer, pending)) = change.apply() else {
             return Err(StepError::new(
                 FailureReason::Protocol,
@@ -133,7 +164,13 @@ impl Peer {
         peer.gather(ip).await?;
         let answer = guarded(|| peer.rtc.sdp_api().accept_offer(parsed))
             .map_err(|e| sdp_refused("offer", &e))?;
-        Ok((peer, answer.to_sdp_string()))
+        let answer = answer.to_sdp_string();
+        // Our own channel too, as a browser's janus.js opens one: an SFU may wait for the
+        // subscriber's channel before it sends on the association (Janus videoroom does).
+        if answer.contains("\nm=application") {
+            peer.channel = Some(peer.rtc.direct_api().create_data_channel(channel_config()));
+        }
+        Ok((peer, answer))
     }
 
     /// Binds the UDP socket on `ip` and adds it as our host candidate.
@@ -173,11 +210,95 @@ impl Peer {
         deadline: Instant,
         mut timings: Timings<'_>,
     ) -> Result<EchoReport, StepError> {
-        self.take_answer(answer).await?;
-        let result = self.drive(echo, deadline, &mut timings).await;
-        timings.start(None);
+        let mut echoes = Echoes::new(echo);
+        let result = self
+            .connect_with(answer, &mut echoes, deadline, &mut timings)
+            .await;
         // Whatever happened, this peer is done: no more datagrams from it.
         self.rtc.disconnect();
+        result.and_then(|()| echoes.report(FailureReason::Media))
+    }
+
+    /// [`Peer::connect`] receiving another peer's messages through the SFU (`from` names that
+    /// peer's connection, `log` is what it sent) instead of echoing: `count` of them from the
+    /// first received on, each given `wait` after it was sent.
+    ///
+    /// # Errors
+    /// As [`Peer::connect`]; `media` naming the publisher when none of its messages arrived.
+    pub async fn receive(
+        &mut self,
+        answer: Option<&str>,
+        (from, log): (&str, Arc<Published>),
+        (count, wait): (u32, Duration),
+        deadline: Instant,
+        mut timings: Timings<'_>,
+    ) -> Result<ReceiveReport, StepError> {
+        let mut receiving = Receiving::new(from, log, count, wait);
+        let result = self
+            .connect_with(answer, &mut receiving, deadline, &mut timings)
+            .await;
+        self.rtc.disconnect();
+        result.and_then(|()| receiving.report())
+    }
+
+    /// [`Peer::connect`] up to the data channel's opening and the first message out, then
+    /// publishing in the background: one message per interval until `options.count` are out
+    /// or the returned [`Publisher`] is dropped (with the run).
+    ///
+    /// # Errors
+    /// As [`Peer::connect`], for ICE, DTLS and the channel's opening.
+    pub async fn publish(
+        mut self,
+        answer: Option<&str>,
+        options: &PublishOptions,
+        deadline: Instant,
+        mut timings: Timings<'_>,
+    ) -> Result<Publisher, StepError> {
+        let mut publishing = Publishing::new(options);
+        if let Err(e) = self
+            .connect_with(answer, &mut publishing, deadline, &mut timings)
+            .await
+        {
+            self.rtc.disconnect();
+            return Err(e);
+        }
+        let log = publishing.log.clone();
+        publishing.background = true;
+        let count = publishing.options.count;
+        // Bounded by its own count too, should the run outlive it.
+        let end = Instant::now() + publishing.options.interval * count + Duration::from_secs(1);
+        let task = tokio::spawn(async move {
+            let (mut phases, mut pending) = (BTreeMap::new(), None);
+            let mut timings = Timings {
+                phases: &mut phases,
+                pending: &mut pending,
+            };
+            let why = match self.drive(&mut publishing, end, &mut timings).await {
+                Ok(()) => format!("all {count} of its messages were sent"),
+                Err(e) => e.message,
+            };
+            publishing.log.stop(why);
+            self.rtc.disconnect();
+        });
+        Ok(Publisher {
+            log,
+            _task: crate::net::AbortOnDrop(task),
+        })
+    }
+
+    /// Takes the answer, then ICE, DTLS and `traffic` with every phase timed.
+    async fn connect_with<T: Traffic>(
+        &mut self,
+        answer: Option<&str>,
+        traffic: &mut T,
+        deadline: Instant,
+        timings: &mut Timings<'_>,
+    ) -> Result<(), StepError> {
+        self.take_answer(answer).await?;
+        self.stage = Stage::Ice;
+        timings.start(Some(Phase::Ice));
+        let result = self.drive(traffic, deadline, timings).await;
+        timings.start(None);
         result
     }
 
@@ -211,24 +332,36 @@ impl Peer {
         Ok(())
     }
 
-    /// The I/O loop: feed str0m every datagram and timeout, send what it transmits, follow its
-    /// events through the phases.
-    async fn drive(
+    /// The I/O loop until `traffic` is done or has expired (`Ok`), or the deadline: see
+    /// [`Peer::pump`].
+    async fn drive<T: Traffic>(
         &mut self,
-        echo: &EchoOptions,
+        traffic: &mut T,
         deadline: Instant,
         timings: &mut Timings<'_>,
-    ) -> Result<EchoReport, StepError> {
-        // The socket leaves the peer: after this run the connection is over either way.
+    ) -> Result<(), StepError> {
         let Some((socket, local)) = self.socket.take() else {
             return Err(StepError::new(
                 FailureReason::Protocol,
                 "no local candidate: the remote SDP names no address to reach",
             ));
         };
-        let mut stage = Stage::Ice;
-        timings.start(Some(Phase::Ice));
-        let mut echoes = Echoes::new(echo);
+        let result = self.pump(&socket, local, traffic, deadline, timings).await;
+        // A publisher goes on with it in the background.
+        self.socket = Some((socket, local));
+        result
+    }
+
+    /// Feeds str0m every datagram and timeout, sends what it transmits, follows its events
+    /// through the phases.
+    async fn pump<T: Traffic>(
+        &mut self,
+        socket: &UdpSocket,
+        local: SocketAddr,
+        traffic: &mut T,
+        deadline: Instant,
+        timings: &mut Timings<'_>,
+    ) -> Result<(), StepError> {
         let mut buf = vec![0u8; DATAGRAM_BYTES];
         loop {
             // Everything str0m has to say now, up to its next timer.
@@ -236,7 +369,7 @@ impl Peer {
                 let output = self
                     .rtc
                     .poll_output()
-                    .map_err(|e| stage.error(&e.to_string()))?;
+                    .map_err(|e| self.stage.error(&e.to_string()))?;
                 match output {
                     Output::Timeout(at) => break Instant::from_std(at),
                     Output::Transmit(t) => {
@@ -254,23 +387,23 @@ impl Peer {
                         }
                     }
                     Output::Event(event) => {
-                        self.on_event(event, &mut stage, timings, &mut echoes)?;
+                        self.on_event(event, timings, traffic)?;
                     }
                 }
             };
-            if stage == Stage::Media {
-                if let Some(id) = self.channel.filter(|_| echoes.open) {
-                    echoes.send_due(&mut self.rtc, id)?;
+            if self.stage == Stage::Media {
+                if let Some(id) = self.channel.filter(|_| traffic.is_open()) {
+                    traffic.send_due(&mut self.rtc, id)?;
                 }
-                if echoes.done() {
-                    return echoes.report(stage.reason());
+                if traffic.done() {
+                    return Ok(());
                 }
             }
-            let next = wake.min(deadline).min(echoes.next_wake());
+            let next = wake.min(deadline).min(traffic.next_wake());
             tokio::select! {
                 received = socket.recv_from(&mut buf) => {
                     let (n, source) = received.map_err(|e| {
-                        StepError::caused_by(stage.reason(), format!("receiving: {e}"), &e)
+                        StepError::caused_by(self.stage.reason(), format!("receiving: {e}"), &e)
                     })?;
                     // Anything that is not STUN, DTLS, RTP or RTCP is dropped, never fatal:
                     // a stray or hostile datagram must not end the connection.
@@ -282,33 +415,33 @@ impl Peer {
                         if self.rtc.accepts(&input) {
                             self.rtc
                                 .handle_input(input)
-                                .map_err(|e| stage.error(&e.to_string()))?;
+                                .map_err(|e| self.stage.error(&e.to_string()))?;
                         }
                     }
                 }
                 () = tokio::time::sleep_until(next) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(stage.timeout(&echoes));
+                        return Err(self.stage.timeout(traffic));
                     }
-                    if echoes.expired(now) {
-                        return echoes.report(stage.reason());
+                    if traffic.expired(now) {
+                        return Ok(());
                     }
                     self.rtc
                         .handle_input(Input::Timeout(now.into_std()))
-                        .map_err(|e| stage.error(&e.to_string()))?;
+                        .map_err(|e| self.stage.error(&e.to_string()))?;
                 }
             }
         }
     }
 
-    fn on_event(
+    fn on_event<T: Traffic>(
         &mut self,
         event: Event,
-        stage: &mut Stage,
         timings: &mut Timings<'_>,
-        echoes: &mut Echoes,
+        traffic: &mut T,
     ) -> Result<(), StepError> {
+        let stage = &mut self.stage;
         match event {
             Event::IceConnectionStateChange(
                 IceConnectionState::Connected | IceConnectionState::Completed,
@@ -333,24 +466,29 @@ impl Peer {
                 timings.start(Some(Phase::FirstMedia));
             }
             Event::ChannelOpen(id, _) => {
-                // An answerer echoes on the channel the remote opened.
                 if self.channel.is_none() {
                     self.channel = Some(id);
                 }
                 if self.channel == Some(id) {
-                    echoes.open = true;
+                    traffic.open();
+                    if traffic.media_at_open() {
+                        timings.start(None);
+                    }
                 }
             }
-            Event::ChannelData(data) if Some(data.id) == self.channel => {
-                // The first echo ends `first_media`.
-                let ours = echoes.on_data(&data.data);
-                if ours && echoes.received == 1 {
+            // On any channel: an SFU forwards another participant's messages on a channel of
+            // its own (Janus videoroom: one labelled with the publisher's id).
+            Event::ChannelData(data) => {
+                // The first message that counts (an echo, the publisher's) ends `first_media`.
+                let ours = traffic.on_data(&data.data);
+                if ours && matches!(timings.pending, Some((Phase::FirstMedia, _))) {
                     timings.start(None);
                 }
                 // Another joincanary peer's message, as sent (never an echo of one: that could
                 // bounce forever with an echoing SFU): sent back, so two probers' peers can be
                 // each other's echo.
                 if !ours
+                    && traffic.echoes_back()
                     && echo::is_probe_message(&data.data)
                     && let Some(mut channel) = self.rtc.channel(data.id)
                 {
@@ -360,10 +498,7 @@ impl Peer {
             Event::ChannelClose(id) if Some(id) == self.channel => {
                 return Err(StepError::new(
                     FailureReason::Media,
-                    format!(
-                        "the SFU closed the data channel after {} of {} echoes",
-                        echoes.received, echoes.sent
-                    ),
+                    format!("the SFU closed the data channel ({})", traffic.progress()),
                 ));
             }
             _ => {}
@@ -407,7 +542,7 @@ impl Stage {
         StepError::new(self.reason(), format!("{} failed: {what}", self.doing()))
     }
 
-    fn timeout(self, echoes: &Echoes) -> StepError {
+    fn timeout<T: Traffic>(self, traffic: &T) -> StepError {
         let message = match self {
             Stage::Ice => "no ICE connectivity with the SFU's candidates (its checks and ours \
                            went unanswered)"
@@ -415,13 +550,7 @@ impl Stage {
             Stage::Dtls => {
                 "ICE connected but the DTLS handshake with the SFU never completed".to_string()
             }
-            Stage::Media if !echoes.open => {
-                "DTLS connected but the data channel never opened".to_string()
-            }
-            Stage::Media => format!(
-                "no echo came back ({} of {} messages sent)",
-                echoes.sent, echoes.options.count
-            ),
+            Stage::Media => traffic.timeout_message(),
         };
         StepError::new(self.reason(), format!("timed out: {message}"))
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Janus (WebRTC gateway) on 127.0.0.1 with only the WebSocket transport and the echotest plugin,
-# and the Admin API over WebSocket (secret `janusoverlord`, to list sessions), config and everything
+# Janus (WebRTC gateway) on 127.0.0.1 with only the WebSocket transport, the echotest plugin and
+# the videoroom plugin (one room, 1234, as Janus's own sample config has it), and the Admin API over WebSocket (secret `janusoverlord`, to list sessions), config and everything
 # else in DIR:
 #   bash tests/servers/janus/start.sh WS_PORT ADMIN_PORT DIR
 # Prints `ready janus ws://127.0.0.1:WS_PORT/ admin=ws://127.0.0.1:ADMIN_PORT/` once the WebSocket
@@ -13,10 +13,12 @@ source "$(dirname "$0")/../lib.sh"
 require janus janus
 require curl curl
 lib=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins/libjanus_echotest.so$')")/..
-[ -f "$lib/plugins/libjanus_echotest.so" ] || { echo "janus echotest plugin not found under $lib" >&2; exit 127; }
+for plugin in echotest videoroom; do
+  [ -f "$lib/plugins/libjanus_$plugin.so" ] || { echo "janus $plugin plugin not found under $lib" >&2; exit 127; }
+done
 # Folders holding only what the tests use: Janus loads every library it finds, and fewer start faster.
 mkdir -p "$dir/conf" "$dir/plugins" "$dir/transports" "$dir/none"
-ln -sf "$lib/plugins/libjanus_echotest.so" "$dir/plugins/"
+ln -sf "$lib/plugins/libjanus_echotest.so" "$lib/plugins/libjanus_videoroom.so" "$dir/plugins/"
 ln -sf "$lib/transports/libjanus_websockets.so" "$dir/transports/"
 cat > "$dir/conf/janus.jcfg" <<CFG
 general: {
@@ -50,6 +52,16 @@ admin: {
 }
 CFG
 printf 'general: {\n}\n' > "$dir/conf/janus.plugin.echotest.jcfg"
+# Room 1234 takes publishers of data channels as well as audio and video (the media tests publish
+# a data channel and subscribe to it: tests/webrtc_room.rs, probes/examples/janus-videoroom-media.toml).
+cat > "$dir/conf/janus.plugin.videoroom.jcfg" <<CFG
+general: {
+}
+room-1234: {
+	description = "joincanary"
+	publishers = 16
+}
+CFG
 janus --configs-folder "$dir/conf" --config "$dir/conf/janus.jcfg" --disable-colors &
 pid=$!
 serve "$pid" "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/" 10 answers "http://127.0.0.1:$port/"
