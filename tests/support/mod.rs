@@ -192,6 +192,20 @@ pub fn example(name: &str, env: &[(&str, &str)]) -> ProbePlan {
     plan.probes[0].as_ref().clone()
 }
 
+/// Cuts the timeout of the step named `name` among `steps` (a probe's, or a resident
+/// probe's exchange) to `timeout`: a stall the test makes then costs that, not the example's
+/// whole wait.
+pub fn cut_step(steps: &mut [joincanary::flow::StepPlan], name: &str, timeout: Duration) {
+    for s in steps.iter_mut().filter(|s| s.name == name) {
+        s.timeout = Some(timeout);
+    }
+}
+
+/// A server's environment (`NAME`, value) as the `(&str, &str)` pairs [`example`] takes.
+pub fn env_pairs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// The report of the step `name` of `run` (panics, showing the run, when it did not run).
 pub fn step<'a>(
     run: &'a joincanary::report::ProbeRun,
