@@ -501,6 +501,7 @@ impl Engine {
                 region,
                 metrics: metrics.clone(),
                 status: status.clone(),
+                stop: stop.clone(),
             },
             tasks,
             stop.clone(),

@@ -206,3 +206,123 @@ async fn sigterm_during_a_run_lets_it_finish_and_exits_0() {
     }
     sim.shutdown().await;
 }
+
+/// A run that passes after 5 ms (virtual) and says when it finished.
+struct Finishing {
+    finished: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl joincanary::scheduler::Runner for Finishing {
+    fn run(
+        &self,
+        probe: Arc<joincanary::flow::ProbePlan>,
+        region: String,
+        trigger: joincanary::report::Trigger,
+        clock: Clock,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = joincanary::report::ProbeRun> + Send>>
+    {
+        let finished = self.finished.clone();
+        let started_at = clock.now();
+        Box::pin(async move {
+            let took = Duration::from_millis(5);
+            tokio::time::sleep(took).await;
+            finished.lock().unwrap().push(tokio::time::Instant::now());
+            crate::support::passing_run(&probe.name, region, started_at, took, trigger)
+        })
+    }
+}
+
+/// Forty probes every second, starts spread by the jitter: results come faster than one per
+/// `consumer::LINGER`, so the consumer records them in batches (one wake-up for several), none
+/// lost and none later than the linger; and stopping does not wait for a linger to end.
+#[tokio::test(start_paused = true)]
+async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_not_wait() {
+    use joincanary::consumer::LINGER;
+    let probes: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("p{i}.toml"),
+                format!(
+                    "name = \"p{i}\"\nschedule = \"* * * * * *\"\njitter = \"900ms\"\ntimeout = \"900ms\"\n\
+                     [[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
+                ),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = probes
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let cfg = TempConfig::new("", &files);
+    let plan = cfg.load(&[]).unwrap();
+    let clock = Clock::starting_at(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 1, 12, 0, 0).unwrap(),
+    );
+    let finished = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let runner = Arc::new(Finishing {
+        finished: finished.clone(),
+    });
+    let handles = joincanary::service::handles(&plan, clock).unwrap();
+    let status = handles.status.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(joincanary::service::serve_with(
+        plan,
+        listener,
+        runner,
+        clock,
+        stop.clone(),
+        handles,
+    ));
+    let recorded = || -> usize { status.snapshot().iter().map(|p| p.history.len()).sum() };
+    let (mut batched, mut latest_gap) = (false, Duration::ZERO);
+    // 3 to 5 s of the paused clock, looked at every 10 ms: about 150 runs; then stopped while
+    // the consumer lingers (a result waiting 20-60 ms: the linger has about 200 ms to go).
+    for look in 0..500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = tokio::time::Instant::now();
+        let done = finished.lock().unwrap().clone();
+        let seen = recorded();
+        // The runs finished before `seen` + 1 are the ones still waiting (runs are recorded in
+        // the order they finish: one thread, one channel).
+        let mut done = done;
+        done.sort();
+        if let Some(oldest_waiting) = done.get(seen) {
+            let waited = now.saturating_duration_since(*oldest_waiting);
+            latest_gap = latest_gap.max(waited);
+            batched |= waited >= Duration::from_millis(20);
+            if look >= 300 && waited >= Duration::from_millis(20) && waited < LINGER / 4 {
+                break;
+            }
+        }
+    }
+    let total = finished.lock().unwrap().len();
+    assert!(
+        total >= 100,
+        "{total} runs in 3 s or more of 40 probes every second"
+    );
+    assert!(
+        batched,
+        "some result waited for the consumer's linger (one wake-up for several results)"
+    );
+    assert!(
+        latest_gap <= LINGER + Duration::from_millis(20),
+        "no result waited longer than the linger ({LINGER:?}) and a look: {latest_gap:?}"
+    );
+    let before = tokio::time::Instant::now();
+    stop.cancel();
+    service.await.unwrap().unwrap();
+    assert!(
+        before.elapsed() < Duration::from_millis(50),
+        "stopping took {:?}: it waited for the linger",
+        before.elapsed()
+    );
+    let snapshot = status.snapshot();
+    let skipped: u64 = snapshot.iter().map(|p| p.skipped).sum();
+    assert_eq!(skipped, 0, "no tick was skipped waiting for the consumer");
+    assert_eq!(
+        recorded(),
+        finished.lock().unwrap().len(),
+        "every run that finished was recorded before the service stopped"
+    );
+}

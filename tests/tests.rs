@@ -25,6 +25,7 @@ mod long_poll;
 mod matrix;
 mod never_silent;
 mod nextcloud;
+mod on_call;
 mod pages;
 mod platforms;
 mod proptest_config;

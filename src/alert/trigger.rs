@@ -154,11 +154,12 @@ pub(super) fn self_view<'a>(
     }
 }
 
-/// `login 42 ms, websocket 18 ms OK`-style list of the steps before the failing one.
+/// `login 42 ms, websocket 18 ms OK`-style list of the steps before the failing one. Cleanup
+/// steps ran after the failure, not on the way to it: left out.
 fn passed_steps(steps: &[StepReport]) -> String {
     let ok: Vec<String> = steps
         .iter()
-        .filter(|s| s.success)
+        .filter(|s| s.success && !s.cleanup)
         .map(|s| format!("{} {}", s.name, human_duration(s.duration_ms)))
         .collect();
     if ok.is_empty() {

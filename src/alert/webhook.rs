@@ -144,12 +144,15 @@ pub fn build_slack_request(plan: &Slack, n: &Notification) -> Request {
     }
 }
 
-/// `[FIRING critical] sim-join in eu-west-1`.
+/// The first line a channel shows, so the state and the cause: the notification line
+/// (`[FIRING critical] sim-join failing in eu-west-1: step "signalling" server_error after 12 ms:
+/// OOM command not allowed …`), cut at the header's 150 characters; the section under it
+/// carries the whole summary.
 fn header(n: &Notification) -> String {
     if n.test {
         format!("[TEST] joincanary test page from {}", n.region)
     } else {
-        format!("{} {} in {}", n.marker(), n.probe, n.region)
+        format!("{} {}", n.marker(), n.summary)
     }
 }
 
@@ -207,9 +210,14 @@ mod tests {
             "{text}"
         );
         assert_eq!(req.body["blocks"].as_array().map(Vec::len), Some(5));
-        assert_eq!(
-            req.body["blocks"][0]["text"]["text"],
-            "[FIRING critical] sim-join in eu-west-1"
+        assert!(
+            req.body["blocks"][0]["text"]["text"]
+                .as_str()
+                .is_some_and(|h| h.starts_with(
+                    "[FIRING critical] sim-join failing in eu-west-1: step \"signalling\" no_match"
+                )),
+            "{}",
+            req.body["blocks"][0]
         );
         assert_eq!(
             req.body["blocks"][2]["fields"][3]["text"],

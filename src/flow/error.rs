@@ -46,6 +46,58 @@ pub(crate) fn snippet(bytes: &[u8]) -> String {
     quote(&String::from_utf8_lossy(bytes), SNIPPET_CHARS)
 }
 
+/// A reply whose status was not accepted (`http_status`; `ws_handshake` for a refused
+/// upgrade), `story` saying which status was expected and quoting the reply. When the reply names
+/// its cause — a JSON error's `error` / `message` (as [`server_error`] reads a frame), an HTML
+/// page's `<title>` — the message opens with the status and those words (`HTTP 500: injected
+/// fault: login_status`, `HTTP 502 Bad Gateway`), then [`CAUSE_END`](crate::report::CAUSE_END)
+/// and the story: the page's first line takes the words before it, and a pager that cuts the
+/// line (Opsgenie's 130 characters) still shows what the server said, not its JSON or markup.
+pub(crate) fn refused_status(
+    reason: FailureReason,
+    status: u16,
+    story: String,
+    body: &[u8],
+) -> StepError {
+    let Some(cause) = body_cause(body) else {
+        return StepError::new(reason, story);
+    };
+    let code = status.to_string();
+    let opening = if cause.starts_with(&code) {
+        format!("HTTP {}", quote(&cause, CAUSE_CHARS))
+    } else {
+        format!("HTTP {code}: {}", quote(&cause, CAUSE_CHARS))
+    };
+    StepError::new(
+        reason,
+        format!("{opening}{}{story}", crate::report::CAUSE_END),
+    )
+}
+
+/// How far into an HTML reply its `<title>` is looked for: it is in the head.
+const TITLE_WITHIN: usize = 8 * 1024;
+
+/// The words a refusing reply names its cause with: a JSON body's error text, or an HTML page's
+/// title, whitespace folded. `None` for anything else (a plain-text body is quoted as it is).
+fn body_cause(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&body[..body.len().min(TITLE_WITHIN)]);
+    let trimmed = text.trim_start();
+    let cause = if trimmed.starts_with(['{', '[']) {
+        super::protocol::cause(&String::from_utf8_lossy(body))?
+    } else {
+        let lower = text.to_ascii_lowercase();
+        let open = lower.find("<title")?;
+        let start = open + lower[open..].find('>')? + 1;
+        let end = start + lower[start..].find("</title")?;
+        text[start..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let cause = cause.trim().to_string();
+    (!cause.is_empty()).then_some(cause)
+}
+
 /// `server_error` quoting what the server sent, the part that names the cause first (an XMPP
 /// error's condition and text, a JSON error's `error` / `message`): the JIDs and ids around it
 /// would otherwise fill the quote, and the page's first line takes the error up to ` — `
@@ -166,5 +218,58 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// The refused reply's own words open the message, as the page's first line reads them.
+    #[test]
+    fn a_refused_status_opens_with_what_the_reply_said() {
+        let shown = |status: u16, body: &str| {
+            let e = refused_status(
+                FailureReason::HttpStatus,
+                status,
+                format!(
+                    "status {status} (expected 200): {}",
+                    snippet(body.as_bytes())
+                ),
+                body.as_bytes(),
+            );
+            crate::redact::finish(&crate::redact::Redactor::new([]), &e.message)
+        };
+        assert_eq!(
+            shown(500, r#"{"error":"injected fault: login_status"}"#),
+            r#"HTTP 500: injected fault: login_status — status 500 (expected 200): {"error":"injected fault: login_status"}"#
+        );
+        // An OAuth-style error: the code, then its description.
+        assert!(
+            shown(
+                401,
+                r#"{"error":{"code":"invalid_token","message":"expired"}}"#
+            )
+            .starts_with("HTTP 401: invalid_token: expired — ")
+        );
+        // An nginx error page: its title, which already says the status.
+        let nginx =
+            "<html>\r\n<head><title>502 Bad\r\n Gateway</title></head>\r\n<body>…</body></html>";
+        assert!(
+            shown(502, nginx)
+                .starts_with("HTTP 502 Bad Gateway — status 502 (expected 200): <html>"),
+            "{}",
+            shown(502, nginx)
+        );
+        assert!(shown(403, "<HTML><TITLE>Forbidden</TITLE>").starts_with("HTTP 403: Forbidden — "));
+        // Nothing that names a cause: the message as it always was.
+        for body in [
+            "",
+            "upstream connect error",
+            "<html><body>no title</body></html>",
+            "{}",
+            "{\"error\":\"  \"}",
+        ] {
+            assert!(
+                shown(503, body).starts_with("status 503 (expected 200)"),
+                "{body:?}: {}",
+                shown(503, body)
+            );
+        }
     }
 }

@@ -424,13 +424,15 @@ fn expected_status(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        return Err(StepError::new(
+        return Err(super::error::refused_status(
             FailureReason::HttpStatus,
+            status.as_u16(),
             format!(
                 "status {} (expected {wanted}): {}",
                 status.as_u16(),
                 snippet(body)
             ),
+            body,
         ));
     }
     Ok(())

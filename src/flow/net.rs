@@ -147,25 +147,25 @@ pub(crate) async fn open_with_alpn(
         .connect(server_name, tcp)
         .await;
     add_phase(ctx, Phase::Tls, t);
-    let tls = tls.map_err(|e| {
-        StepError::caused_by(
-            FailureReason::Tls,
-            format!("TLS handshake with `{host}` failed: {e}{}", tls_hint(&e)),
-            &e,
-        )
-    })?;
+    let tls =
+        tls.map_err(|e| StepError::caused_by(FailureReason::Tls, tls_failure(&host, &e), &e))?;
     Ok(MaybeTlsStream::Rustls(tls))
 }
 
-/// What to do about a certificate no configured root vouches for: a private CA is the usual
-/// cause, and `ca_file` the fix. Empty for every other failure (rustls names those well).
-fn tls_hint(e: &std::io::Error) -> &'static str {
-    use rustls::{CertificateError, Error};
+/// A failed handshake in words on-call can act on: a certificate no configured root vouches for
+/// says where a private CA goes; a reply that is not TLS at all (rustls: "received corrupt
+/// message of type InvalidContentType", an https URL on a plain-HTTP port) says so before
+/// rustls' words, so the page's first line, which keeps the error's start, names it.
+fn tls_failure(host: &str, e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error, InvalidMessage};
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
-        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-            " (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
-        }
-        _ => "",
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
+            "TLS handshake with `{host}` failed: {e} (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        ),
+        Some(Error::InvalidMessage(InvalidMessage::InvalidContentType)) => format!(
+            "TLS handshake with `{host}` failed: the reply is not TLS (a plain-HTTP port?): {e}"
+        ),
+        _ => format!("TLS handshake with `{host}` failed: {e}"),
     }
 }
 

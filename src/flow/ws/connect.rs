@@ -318,13 +318,16 @@ async fn connect(
             stream
         }
         Err(tungstenite::Error::Http(response)) => {
-            let body = response.body().as_deref().map(snippet).unwrap_or_default();
-            return Err(StepError::new(
+            let raw = response.body().as_deref().unwrap_or_default();
+            let status = response.status().as_u16();
+            return Err(crate::flow::error::refused_status(
                 FailureReason::WsHandshake,
+                status,
                 format!(
-                    "the upgrade was refused with status {} (expected 101): {body}",
-                    response.status().as_u16()
+                    "the upgrade was refused with status {status} (expected 101): {}",
+                    snippet(raw)
                 ),
+                raw,
             ));
         }
         Err(e) => return Err(classify(e, FailureReason::WsHandshake)),
