@@ -582,6 +582,34 @@ impl Service {
         }
     }
 
+    /// `run` in-process with `runner` in the flow's place (a scripted platform) on `clock`, and
+    /// the service's handles, to read its metrics and status without a scrape.
+    pub async fn scripted(
+        plan: Plan,
+        runner: Arc<dyn joincanary::scheduler::Runner>,
+        clock: joincanary::clock::Clock,
+    ) -> (Service, joincanary::service::Handles) {
+        let handles = joincanary::service::handles(&plan, clock).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(joincanary::service::serve_with(
+            plan,
+            listener,
+            runner,
+            clock,
+            shutdown.clone(),
+            handles.clone(),
+        ));
+        let service = Service {
+            base,
+            shutdown,
+            task,
+            sighup: None,
+        };
+        (service, handles)
+    }
+
     /// `cfg`'s plan, reloaded from `cfg`'s file on [`Service::reload`] (SIGHUP's path) and, when
     /// `http_endpoint`, on `POST /-/reload`.
     pub async fn reloadable(cfg: &TempConfig, http_endpoint: bool) -> Service {
