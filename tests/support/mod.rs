@@ -564,22 +564,8 @@ impl Service {
 
     /// [`Service::start`] on `clock` (a fixed date: `Clock::starting_at`).
     pub async fn start_on(plan: Plan, clock: joincanary::clock::Clock) -> Service {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(joincanary::service::serve(
-            plan,
-            listener,
-            Arc::new(joincanary::scheduler::FlowRunner),
-            clock,
-            shutdown.clone(),
-        ));
-        Service {
-            base,
-            shutdown,
-            task,
-            sighup: None,
-        }
+        let flow = Arc::new(joincanary::scheduler::FlowRunner);
+        Service::scripted(plan, flow, clock).await.0
     }
 
     /// `run` in-process with `runner` in the flow's place (a scripted platform) on `clock`, and
