@@ -279,19 +279,9 @@ fn url_and_header_secrets(url: &Secret, headers: &[(String, Secret)]) -> Vec<Str
     v
 }
 
-/// The whole URL and its path and query: a Slack hook's secret is its path.
+/// The whole URL and its parts that may be secret: a Slack hook's secret is its path.
 fn url_secrets(url: &str) -> Vec<String> {
     let mut v = vec![url.to_string()];
-    if let Ok(u) = url::Url::parse(url) {
-        if u.path().len() > 1 {
-            v.push(u.path().to_string());
-        }
-        if let Some(q) = u.query() {
-            v.push(q.to_string());
-        }
-        if let Some(p) = u.password() {
-            v.push(p.to_string());
-        }
-    }
+    v.extend(crate::redact::url_secret_parts(url));
     v
 }

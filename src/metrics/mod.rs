@@ -487,12 +487,16 @@ impl Metrics {
             .set(age_seconds(oldest, self.clock.now()));
     }
 
-    /// Sets up a heartbeat's series at zero.
+    /// Sets up a heartbeat's series at zero, its last-success timestamp too (as a probe's: 0
+    /// until the first success), so a heartbeat that never got through is on the dashboard
+    /// rather than absent from it.
     pub fn register_heartbeat(&self, name: &str) {
         for result in HEARTBEAT_RESULTS {
             self.heartbeats
                 .with_label_values(&[name, result, &self.region]);
         }
+        self.heartbeat_last_success
+            .with_label_values(&[name, &self.region]);
     }
 
     /// Counts one heartbeat ping; a success also stamps its time, `at` on the system clock

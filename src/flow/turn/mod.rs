@@ -136,6 +136,19 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
         }
     })?;
     let credential = credential(ctx, spec)?;
+    if let Some(named) = crate::flow::origin::named(ctx, &spec.url, &text) {
+        let sent = credential.as_ref().map(|c| {
+            [
+                ("username", c.username.as_str()),
+                ("credential", c.password.as_str()),
+            ]
+        });
+        named.check_turn(
+            ctx,
+            spec.secret.is_some(),
+            sent.as_ref().map_or(&[], |c| &c[..]),
+        )?;
+    }
     let peer = match &spec.peer {
         Some(t) => Some(ctx.render(t)?),
         None => None,

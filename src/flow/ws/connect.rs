@@ -267,6 +267,7 @@ async fn connect(
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
     let mut url = parts::run_url(ctx, &spec.url, &["ws", "wss", "http", "https"])?;
+    let named = crate::flow::origin::named(ctx, &spec.url, url.as_str());
     // An http(s) base URL is accepted and upgraded, so one `${SIM_URL}` serves both kinds of step.
     let ws_scheme = match url.scheme() {
         "http" => Some("ws"),
@@ -299,7 +300,15 @@ async fn connect(
     let proto = protocol::new(spec.protocol, setup);
     let basic = crate::flow::net::take_basic_auth(ctx, &mut url);
     let stream = crate::flow::net::open(ctx, &url).await?;
-    let (request, wanted) = upgrade_request(ctx, name, spec, &url, basic, proto.subprotocol())?;
+    let (request, wanted) = upgrade_request(
+        ctx,
+        name,
+        spec,
+        &url,
+        basic,
+        proto.subprotocol(),
+        named.as_ref(),
+    )?;
     let offered_extensions = extension_names(request.headers());
     let cap = ctx.max_body_bytes;
     let config = WebSocketConfig::default()
@@ -336,6 +345,7 @@ async fn connect(
         stream,
         proto,
         backlog: VecDeque::new(),
+        url,
     };
     handshake(&mut conn, spec).await?;
     ctx.ws.insert(name.to_string(), conn);
@@ -344,8 +354,9 @@ async fn connect(
 
 /// The upgrade request: the step's headers, `user:password@` as `Authorization: Basic`
 /// unless a header sets one, the subprotocols offered (the step's, else the protocol's own),
-/// and the session cookies of earlier http steps, as a browser sends them. Also the
-/// subprotocols the step wants, which the reply must name.
+/// checked against an origin a server `named` (see `flow/origin.rs`), then the session cookies
+/// of earlier http steps, as a browser sends them. Also the subprotocols the step wants, which
+/// the reply must name.
 fn upgrade_request(
     ctx: &mut RunContext<'_>,
     name: &str,
@@ -353,6 +364,7 @@ fn upgrade_request(
     url: &url::Url,
     basic: Option<HeaderValue>,
     protocol_offers: Option<&str>,
+    named: Option<&crate::flow::origin::Named>,
 ) -> Result<(tungstenite::handshake::client::Request, Vec<String>), StepError> {
     let mut request = url.as_str().into_client_request().map_err(|e| {
         StepError::new(
@@ -394,6 +406,16 @@ fn upgrade_request(
         && let Ok(v) = HeaderValue::from_str(&offered.join(", "))
     {
         request.headers_mut().insert("sec-websocket-protocol", v);
+    }
+    if let Some(named) = named {
+        named.check(
+            ctx,
+            url,
+            &crate::flow::origin::Outgoing {
+                headers: request.headers(),
+                body: &[],
+            },
+        )?;
     }
     // The session cookies from earlier http steps travel with the upgrade, as in a browser
     // (this participant's, for a named connection).
