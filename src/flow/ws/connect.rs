@@ -299,6 +299,7 @@ async fn connect(
     };
     let proto = protocol::new(spec.protocol, setup);
     let basic = crate::flow::net::take_basic_auth(ctx, &mut url);
+    ctx.server_chosen = named.is_some();
     let stream = crate::flow::net::open(ctx, &url).await?;
     let (request, wanted) = upgrade_request(
         ctx,
