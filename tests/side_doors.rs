@@ -445,3 +445,36 @@ expect_json = {{ msg = "connect" }}
     }
     assert!(leaks.is_empty(), "{}", leaks.join("\n\n"));
 }
+
+/// A server naming a cloud metadata address (`http://169.254.169.254/…`, with a `#` to cut off
+/// the path the probe appends), or redirecting there: the instance's credentials would come
+/// back quoted in the step's error, so in the status page and the page. Refused before any
+/// connection (the address is a literal: nothing leaves the machine when the fix holds; on
+/// main the step connected there, which is why this is not run against main).
+#[tokio::test]
+async fn a_url_a_server_chose_never_reaches_a_metadata_service() {
+    let metadata = "http://169.254.169.254:9/latest/meta-data/iam/security-credentials/canary#";
+    let settings = settings_server(metadata.to_string()).await;
+    let named = probe_from(
+        &named_probe(&settings, "kind = \"http\"\nurl = \"{{server}}/x\""),
+        &[("PW", PW)],
+    );
+    let (_, redirecting) = crate::redirects::hop_server("127.0.0.1", metadata.to_string()).await;
+    let redirected = probe_from(
+        &format!(
+            "timeout = \"5s\"\n[[steps]]\nname = \"follow\"\nkind = \"http\"\n\
+             url = \"http://{redirecting}/start\"\n"
+        ),
+        &[],
+    );
+    for plan in [named, redirected] {
+        let run = run_once(&plan).await;
+        assert_eq!(run.failed_step.as_deref(), Some("follow"), "{run:#?}");
+        assert_eq!(run.reason, Some(FailureReason::Protocol), "{run:#?}");
+        let error = run.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("(a URL a server chose) leads to 169.254.169.254, where cloud metadata services answer: refused"),
+            "{error}"
+        );
+    }
+}

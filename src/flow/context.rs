@@ -53,6 +53,10 @@ pub(crate) struct RunContext<'a> {
     /// when no URL did (a `webrtc` step's own SDP). One entry per extracted variable of the
     /// plan, so bounded by it.
     pub sources: HashMap<String, Option<url::Url>>,
+    /// The connection about to be opened goes where a server pointed (a URL a value it sent
+    /// decides the origin of, a redirect): [`super::net::open`] then refuses the addresses
+    /// cloud metadata services answer on. The open takes (resets) it.
+    pub server_chosen: bool,
     /// The current step's name, gauges read and thresholds crossed (redis, http_json).
     pub step_name: String,
     pub gauges: BTreeMap<String, f64>,

@@ -276,7 +276,8 @@ async fn once(
     }
     let (mut body, content_type) = request_body(ctx, spec)?;
     // A URL a server named: the probe's credentials do not follow it to another origin.
-    if let Some(named) = super::origin::named(ctx, &spec.url, url.as_str()) {
+    let named = super::origin::named(ctx, &spec.url, url.as_str());
+    if let Some(named) = &named {
         named.check(
             ctx,
             &url,
@@ -290,6 +291,7 @@ async fn once(
 
     let mut hops = 0;
     let (status, response_headers, mut incoming, _conn) = loop {
+        ctx.server_chosen = named.is_some() || hops > 0;
         let (parts, incoming, conn) = exchange(
             ctx,
             &url,

@@ -114,6 +114,7 @@ pub(crate) fn new_context<'a>(
         redactor: plan.redactor.clone(),
         plan_redactor: plan.redactor.clone(),
         sources: HashMap::new(),
+        server_chosen: false,
         step_name: String::new(),
         gauges: BTreeMap::new(),
         warnings: Vec::new(),

@@ -300,6 +300,7 @@ async fn connect(
     let mut proto = protocol::new(spec.protocol, setup);
     let basic = crate::flow::net::take_basic_auth(ctx, &mut url);
     let url_text = url.to_string();
+    ctx.server_chosen = named.is_some();
     let stream = crate::flow::net::open(ctx, &url).await?;
 
     let mut request = url_text.as_str().into_client_request().map_err(|e| {
