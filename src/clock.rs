@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::Instant;
 
+/// How often a loop asleep until a wall-clock time (a cron tick, a maintenance window's end)
+/// looks at the system clock again, so a step while it sleeps moves it within this long.
+pub const STEP_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Maps tokio instants to wall-clock times from a fixed origin.
 ///
 /// The origin is read once: runs, cron times and deadlines count on from it with the monotonic

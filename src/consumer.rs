@@ -186,6 +186,7 @@ impl Consumer {
         // One copy of the run, shared by the status's last and last good.
         let run = Arc::new(run);
         self.status.record(&run);
+        self.alerts.follow_system_clock(self.clock.offset());
         for decision in self.alerts.observe(&run, self.clock.now()) {
             act(
                 decision,
@@ -206,6 +207,7 @@ impl Consumer {
 
     /// Reminders and held-back triggers that are due.
     fn tick(&mut self) {
+        self.alerts.follow_system_clock(self.clock.offset());
         for (probe, decision) in self.alerts.tick(self.clock.now()) {
             act(
                 decision,

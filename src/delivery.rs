@@ -1,6 +1,7 @@
 //! Each pager's delivery health for the status page and `/api/v1/status`: when it last took a
 //! notification, the last error it gave (redacted, cut to [`MAX_ERROR_CHARS`]), what waits in
-//! its queue. Plain shared data: the dispatcher writes it (through `alert::health::Observed`
+//! its queue, and for an Alertmanager pager each member's own (an HA pair: one member down
+//! while the other takes the alerts is `degraded`, not `ok`). Plain shared data: the dispatcher writes it (through `alert::health::Observed`
 //! and the watchdog), metrics carries it to the server, status and peers read it.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// An error text is cut to this many characters (after redaction).
 pub const MAX_ERROR_CHARS: usize = 300;
+/// Members kept per pager (the Alertmanager pager takes at most 10 `urls`).
+const MAX_MEMBERS: usize = 16;
 
 /// One pager as the status shows it. Every field has a default, so regions running different
 /// versions still read each other's documents.
@@ -31,16 +34,41 @@ pub struct PagerHealth {
     /// Notifications waiting for this pager, and since when the oldest.
     pub queued: usize,
     pub oldest_queued: Option<DateTime<Utc>>,
+    /// An Alertmanager pager's members (`urls`), each with its own last success and error.
+    /// Shown when there are several; never read from a peer's document (a peer's lists are
+    /// bounded where they are parsed, and this one is for the region's own page).
+    #[serde(skip_deserializing, skip_serializing_if = "single")]
+    pub members: Vec<MemberHealth>,
+}
+
+fn single(m: &[MemberHealth]) -> bool {
+    m.len() <= 1
+}
+
+/// One member of an Alertmanager pager (an HA pair or cluster) as the status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MemberHealth {
+    /// `host:port` of its URL.
+    pub member: String,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// The first failure since its last success.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl PagerHealth {
-    /// `failing` (the last attempt failed), `queued` (waiting, no failure yet), `ok` (the last
-    /// attempt succeeded), `idle` (nothing sent yet).
+    /// `failing` (the last attempt failed), `queued` (waiting, no failure yet), `degraded`
+    /// (delivered, but a member of its HA pair or cluster did not take the last post), `ok`
+    /// (the last attempt succeeded), `idle` (nothing sent yet).
     pub fn state(&self) -> &'static str {
         if self.failing_since.is_some() {
             "failing"
         } else if self.queued > 0 {
             "queued"
+        } else if self.members.iter().any(|m| m.failing_since.is_some()) {
+            "degraded"
         } else if self.last_success.is_some() {
             "ok"
         } else {
@@ -93,6 +121,54 @@ impl DeliveryHealth {
             p.last_error_at = Some(at);
             p.last_error = Some(crate::report::cut(error, MAX_ERROR_CHARS));
             p.failing_since.get_or_insert(at);
+        });
+    }
+
+    /// The members of an Alertmanager pager (`pager`'s `urls`), idle until posted to; members
+    /// a reload removed go.
+    pub fn set_members(&self, pager: &str, members: &[String]) {
+        self.with(pager, |p| {
+            p.members.retain(|m| members.contains(&m.member));
+            for name in members.iter().take(MAX_MEMBERS) {
+                if !p.members.iter().any(|m| &m.member == name) {
+                    p.members.push(MemberHealth {
+                        member: name.clone(),
+                        ..MemberHealth::default()
+                    });
+                }
+            }
+        });
+    }
+
+    /// A post one member of `pager` took.
+    pub fn member_success(&self, pager: &str, member: &str, at: DateTime<Utc>) {
+        self.with_member(pager, member, |m| {
+            m.last_success = Some(at);
+            m.failing_since = None;
+        });
+    }
+
+    /// A post one member of `pager` did not take; `error` is already redacted.
+    pub fn member_failure(&self, pager: &str, member: &str, at: DateTime<Utc>, error: &str) {
+        self.with_member(pager, member, |m| {
+            m.last_error_at = Some(at);
+            m.last_error = Some(crate::report::cut(error, MAX_ERROR_CHARS));
+            m.failing_since.get_or_insert(at);
+        });
+    }
+
+    fn with_member(&self, pager: &str, member: &str, f: impl FnOnce(&mut MemberHealth)) {
+        self.with(pager, |p| {
+            if let Some(i) = p.members.iter().position(|m| m.member == member) {
+                f(&mut p.members[i]);
+            } else if p.members.len() < MAX_MEMBERS {
+                let mut m = MemberHealth {
+                    member: member.to_string(),
+                    ..MemberHealth::default()
+                };
+                f(&mut m);
+                p.members.push(m);
+            }
         });
     }
 

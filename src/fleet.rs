@@ -105,7 +105,8 @@ impl Fleet {
             .buffered(MAX_CONCURRENT)
             .collect()
             .await;
-        let views = self.remember(peers, fetched, self.clock.now());
+        // On the system clock, as the page shows every time (the peers' own documents too).
+        let views = self.remember(peers, fetched, self.clock.system_now());
         *cache = Some(Cached {
             at: Instant::now(),
             peers: peers.to_vec(),

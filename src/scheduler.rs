@@ -280,14 +280,26 @@ impl ProbeLoop {
         let mut announced: Option<DateTime<Utc>> = None;
         loop {
             crate::supervise::fault::hit(Task::Scheduler, &self.probe.name);
-            // The tick that fires next, counting this region's fixed offset after it.
+            // The tick that fires next, counting this region's fixed offset after it. A cron
+            // schedule is written in wall-clock time, so it is read on the system clock as it
+            // reads now (after a step: NTP after boot, a VM resumed), then turned back into
+            // the service's own clock, which counts on monotonically and times the sleep.
             let now = self.clock.now();
-            let Some(tick) = self.probe.schedule.next_after(now - jitter) else {
+            let offset = self.clock.offset();
+            let Some(tick) = self
+                .probe
+                .schedule
+                .next_after(self.clock.on_system(now) - jitter)
+            else {
                 tracing::error!(probe = %self.probe.name, region = %self.region, "schedule has no future fire time; probe stops");
                 return;
             };
-            let fire_wall = tick + jitter;
+            let fire_wall = (tick + jitter)
+                .checked_sub_signed(offset)
+                .unwrap_or(tick + jitter);
             let fire = self.clock.instant_at(fire_wall);
+            // A step while asleep moves the tick: look again at least this often.
+            let recheck = Instant::now() + crate::clock::STEP_RECHECK;
             if announced != Some(fire_wall) {
                 let mut slot = self.next_run.lock().unwrap_or_else(|e| e.into_inner());
                 if self.running.load(Ordering::SeqCst) != IDLE {
@@ -326,6 +338,7 @@ impl ProbeLoop {
                 () = tokio::time::sleep_until(fire) => {
                     self.start(Trigger::Scheduled, Some(Instant::now().saturating_duration_since(fire))).await;
                 }
+                () = tokio::time::sleep_until(recheck), if recheck < fire => {}
             }
         }
     }

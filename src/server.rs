@@ -171,11 +171,12 @@ async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
-/// This prober's document: the status, with each pager's delivery health.
+/// This prober's document: the status, with each pager's delivery health, its times on the
+/// system clock as it reads now ([`crate::status::StatusDoc::on_system`]).
 fn doc(s: &AppState) -> crate::status::StatusDoc {
     let mut doc = s.status.doc();
     doc.delivery = s.metrics.delivery.snapshot();
-    doc
+    doc.on_system(s.clock.offset())
 }
 
 async fn status_json(State(s): State<AppState>) -> Response {
@@ -186,7 +187,7 @@ async fn status_json(State(s): State<AppState>) -> Response {
 async fn page(State(s): State<AppState>) -> Html<String> {
     let peers = s.status.page_config().peers;
     let views = s.fleet.views(&peers).await;
-    Html(crate::page::render(&doc(&s), &views, s.clock.now()))
+    Html(crate::page::render(&doc(&s), &views, s.clock.system_now()))
 }
 
 #[cfg(test)]
@@ -199,7 +200,8 @@ mod tests {
     use crate::clock::Clock;
 
     /// The page says when it was rendered, by the service's clock: a fixed date here, moved
-    /// by tokio's paused clock, never the system's.
+    /// by tokio's paused clock, never the host's; on the (simulated) system clock once that
+    /// is stepped.
     #[tokio::test(start_paused = true)]
     async fn the_page_is_rendered_at_the_service_clock() {
         let t0 = chrono::Utc
@@ -212,7 +214,11 @@ mod tests {
         let Html(html) = page(State(s.clone())).await;
         assert!(html.contains("at 2026-03-01 12:34:56 UTC"), "{html}");
         tokio::time::advance(Duration::from_secs(90)).await;
-        let Html(html) = page(State(s)).await;
+        let Html(html) = page(State(s.clone())).await;
         assert!(html.contains("at 2026-03-01 12:36:26 UTC"), "{html}");
+        // The host's clock stepped an hour ahead: the page reads the system clock's time.
+        clock.step_system(chrono::TimeDelta::hours(1));
+        let Html(html) = page(State(s)).await;
+        assert!(html.contains("at 2026-03-01 13:36:26 UTC"), "{html}");
     }
 }

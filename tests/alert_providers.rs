@@ -821,3 +821,127 @@ url = "${SLACK_URL:-${HOOKS}/services/T000/B000/${REGION}}"
         "{err}"
     );
 }
+
+/// An Alertmanager HA pair (`urls`): every post goes to both members (they share no alerts).
+/// One member down: delivered all the same (the other took it), the member shown failing in
+/// `joincanary_alertmanager_member_failing` and the status (`degraded`), never its URL's
+/// credentials; the resolve it missed is posted to it again once it is back, so it cannot
+/// notify the alert as still firing after the recovery. Both down: not delivered, retried,
+/// the error naming each member.
+#[tokio::test(start_paused = true)]
+async fn an_alertmanager_pair_gets_every_post_and_a_member_that_missed_the_resolve_gets_it_again() {
+    support::init();
+    let a = Receiver::statuses(&[], 200).await;
+    let b = Receiver::statuses(&[], 503).await;
+    let b_port = b.url().rsplit(':').next().unwrap().to_string();
+    let b_url = b.url().replace("http://", "http://ops:member-b-pass@");
+    let (cfg, plan) = plan(
+        "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurls = [\"${A}\", \"${B}\"]\n\
+         resend_interval = \"50ms\"\nheaders = { X-Scope-OrgID = \"${TENANT}\" }\n",
+        &[("A", &a.url()), ("B", &b_url), ("TENANT", "ops-tenant")],
+    );
+    let (d, m, _tx) = dispatcher(plan.pagers, &cfg.dir.path().join("state"));
+    let incident = |r: &Receiver| -> Vec<Request> {
+        r.requests()
+            .into_iter()
+            .filter(|s| s.body[0]["labels"]["alertname"] == "JoinFlowFailing")
+            .collect()
+    };
+    d.send(notification(EventKind::Trigger), None);
+    support::holds_within(Duration::from_secs(5), Duration::from_millis(10), || {
+        count(&m, "am", "trigger", "delivered") == 1 && !incident(&b).is_empty()
+    })
+    .await;
+    assert_eq!(count(&m, "am", "trigger", "delivered"), 1);
+    assert_eq!(count(&m, "am", "trigger", "retry"), 0);
+    // Both members got the same alert, with the pager's headers; only B its credentials.
+    let (to_a, to_b) = (incident(&a), incident(&b));
+    assert_eq!(to_a[0].body, to_b[0].body);
+    assert_eq!(to_a[0].headers["x-scope-orgid"], "ops-tenant");
+    assert_eq!(to_b[0].headers["x-scope-orgid"], "ops-tenant");
+    assert!(!to_a[0].headers.contains_key("authorization"));
+    assert!(to_b[0].headers["authorization"].starts_with("Basic "));
+    let text = m.render();
+    let member = |name: &str, v: u8| {
+        format!(
+            "joincanary_alertmanager_member_failing{{member=\"{name}\",region=\"test\",sink=\"am\"}} {v}"
+        )
+    };
+    let a_name = format!("127.0.0.1:{}", a.url().rsplit(':').next().unwrap());
+    let b_name = format!("127.0.0.1:{b_port}");
+    assert!(text.contains(&member(&a_name, 0)), "{text}");
+    assert!(text.contains(&member(&b_name, 1)), "{text}");
+    assert!(
+        text.contains(
+            "joincanary_pager_failing{region=\"test\",sink=\"am\",type=\"alertmanager\"} 0"
+        )
+    );
+    let health = m.delivery.snapshot();
+    assert_eq!(health[0].state(), "degraded");
+    let status = serde_json::to_string(&health).unwrap();
+    assert!(
+        status.contains(&b_name) && status.contains("503"),
+        "{status}"
+    );
+    for secret in ["member-b-pass", "ops-tenant"] {
+        assert!(!text.contains(secret) && !status.contains(secret));
+    }
+
+    // The resolve: A takes it, B (still down) does not; once B is back it gets the resolve
+    // at the next resend tick, and nothing more of the incident after that.
+    let mut resolve = notification(EventKind::Resolve);
+    resolve.at = Clock::system().now();
+    d.send(resolve, None);
+    support::holds_within(Duration::from_secs(5), Duration::from_millis(10), || {
+        count(&m, "am", "resolve", "delivered") == 1
+    })
+    .await;
+    let resolved = |r: &Receiver| {
+        incident(r).into_iter().any(|s| {
+            s.status == 200
+                && s.body[0]["endsAt"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .unwrap()
+                    <= Clock::system().now()
+        })
+    };
+    assert!(resolved(&a));
+    assert!(!resolved(&b));
+    b.set_fallback(200);
+    support::holds_within(Duration::from_secs(5), Duration::from_millis(10), || {
+        resolved(&b)
+    })
+    .await;
+    assert!(resolved(&b), "B never got the resolve it missed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = incident(&b).len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        incident(&b).len(),
+        after,
+        "the caught-up resolve is posted once"
+    );
+    assert_eq!(m.delivery.snapshot()[0].state(), "ok");
+
+    // Both members down: not delivered; retried; the error names each member.
+    a.set_fallback(503);
+    b.set_fallback(503);
+    d.send(notification(EventKind::Trigger), None);
+    support::holds_within(Duration::from_secs(5), Duration::from_millis(10), || {
+        count(&m, "am", "trigger", "retry") >= 1
+    })
+    .await;
+    let health = m.delivery.snapshot();
+    assert_eq!(health[0].state(), "failing");
+    let error = health[0].last_error.clone().unwrap();
+    assert!(
+        error.starts_with("no Alertmanager member took it: ")
+            && error.contains(&format!("{a_name}: HTTP 503"))
+            && error.contains(&format!("{b_name}: HTTP 503")),
+        "{error}"
+    );
+    assert!(!error.contains("member-b-pass"));
+    d.shutdown().await;
+}

@@ -515,3 +515,52 @@ async fn test_page_reports_alertmanager_errors_without_its_credentials() {
     assert_eq!(auth.len(), 5, "{auth:?}");
     assert!(auth.iter().all(|a| a.starts_with("Basic ")), "{auth:?}");
 }
+
+/// `urls`, the members of an HA pair or cluster: instead of `url`, never both; each checked
+/// with its place; none twice (never repeated: a URL may hold credentials); 1 to 10.
+#[test]
+fn alertmanager_urls_are_checked_each_with_its_place() {
+    let cfg = |keys: &str| {
+        TempConfig::new(
+            &format!("[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\n{keys}"),
+            &[("p.toml", PROBE)],
+        )
+    };
+    assert_eq!(
+        cfg("url = \"http://a:9093\"\nurls = [\"http://b:9093\"]\n").errors(),
+        [
+            "joincanary.toml:9:8: pager[0].urls: give `url` (one Alertmanager) or `urls` (each member of an HA pair or cluster), not both"
+        ]
+    );
+    assert_eq!(
+        cfg("urls = [\"http://a:9093\", \"ftp://b\", \"http://a:9093/\"]\n").errors(),
+        [
+            "joincanary.toml:8:26: pager[0].urls[1]: is not an http:// or https:// URL",
+            "joincanary.toml:8:37: pager[0].urls[2]: lists the same Alertmanager twice",
+        ]
+    );
+    assert_eq!(
+        cfg("urls = []\n").errors(),
+        ["joincanary.toml:8:8: pager[0].urls: must list 1 to 10 Alertmanager base URLs"]
+    );
+    assert_eq!(
+        cfg("").errors(),
+        [
+            "joincanary.toml:5:1: pager[0].url: is required for an `alertmanager` pager (or `urls`, one per member of an HA pair or cluster)"
+        ]
+    );
+    let plan = cfg("urls = [\"http://am-0.am:9093/\", \"https://am-1.am\"]\n")
+        .load(&[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    match &plan.pagers[0].kind {
+        joincanary::alert::PagerKind::Alertmanager(a) => {
+            let urls: Vec<&str> = a.urls.iter().map(|u| u.expose()).collect();
+            assert_eq!(urls, ["http://am-0.am:9093", "https://am-1.am"]);
+            assert_eq!(
+                joincanary::alert::alertmanager::member_names(&a.urls),
+                ["am-0.am:9093", "am-1.am:443"]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

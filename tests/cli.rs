@@ -361,3 +361,94 @@ async fn demo_survives_its_stdout_closing() {
     );
     assert_eq!(status.code(), Some(0));
 }
+
+/// The options of one `--help`, each as its line, with its description (`""` when it has none).
+fn options_of(help: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Options:"))
+        .skip(1)
+        .collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        if !t.starts_with('-') {
+            continue;
+        }
+        // One-line layout: `--flag <V>  text`; long layout: the text on the next line.
+        let text = match t.find("  ") {
+            Some(k) => t[k..].trim(),
+            None => lines
+                .get(i + 1)
+                .map(|n| n.trim())
+                .filter(|n| !n.starts_with('-'))
+                .unwrap_or(""),
+        };
+        let flag = t.split("  ").next().unwrap_or(t).to_string();
+        out.push((flag, text.to_string()));
+    }
+    out
+}
+
+/// What a user reads first about each command agrees with README's Commands table: its exit
+/// codes are in the first line of its `--help`, every option says what it is, and values are
+/// named for what they are (`<NAME>`, `<DURATION>`), never after a field (`<PROBES>`).
+#[test]
+fn every_command_s_help_names_its_exit_codes_and_describes_every_option() {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let table = readme
+        .split("## Commands")
+        .nth(1)
+        .and_then(|t| t.split("\n\n").nth(1))
+        .expect("README has a Commands table");
+    let row = regex::Regex::new(r"^\| `joincanary ([a-z-]+)[^`]*` \|.*\| ([^|]+) \|$").unwrap();
+    let digit = regex::Regex::new(r"\b([0-9])\b").unwrap();
+    let aside = regex::Regex::new(r"\([^)]*\)").unwrap();
+    let metavar = regex::Regex::new(r"<([A-Z_]+)>").unwrap();
+    let metavars = [
+        "PATH", "ADDR", "DIR", "N", "NAME", "DURATION", "FORMAT", "LEVEL", "URL", "USER",
+        "PASSWORD",
+    ];
+    let mut problems = Vec::new();
+    let mut commands = 0;
+    for line in table.lines() {
+        let Some(c) = row.captures(line) else {
+            continue;
+        };
+        commands += 1;
+        // A parenthesis explains (`Docker reserves 2`): its numbers are no exit codes.
+        let (cmd, exit) = (&c[1], aside.replace_all(&c[2], ""));
+        let out = Command::new(binary())
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{cmd} --help");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let about = help.lines().next().unwrap_or_default();
+        for code in digit.captures_iter(&exit) {
+            let code = &code[1];
+            if !about.contains("exit") || !about.contains(code) {
+                problems.push(format!(
+                    "{cmd}: README says exit {exit:?}; its help's first line does not name {code}: {about:?}"
+                ));
+            }
+        }
+        for (flag, text) in options_of(&help) {
+            if text.is_empty() || text.starts_with('[') {
+                problems.push(format!("{cmd} {flag}: no description"));
+            }
+            for m in metavar.captures_iter(&flag) {
+                if !metavars.contains(&&m[1]) {
+                    problems.push(format!("{cmd} {flag}: value named <{}>", &m[1]));
+                }
+            }
+        }
+    }
+    assert_eq!(commands, 7, "README's Commands table: {table}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let out = Command::new(binary()).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("joincanary {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -299,6 +299,8 @@ fn exported() -> Vec<String> {
     m.register_pagers(&["x".into()]);
     // `joincanary_pager_failing` appears once the dispatcher has built the pager (its type).
     m.delivery.set_kind("x", "alertmanager");
+    // `joincanary_alertmanager_member_failing`: one series per member of its `urls`.
+    m.delivery.set_members("x", &["am-0:9093".into()]);
     m.register_heartbeat("h");
     m.count_heartbeat("h", true, chrono::Utc::now());
     // The service registers the supervisor's families beside these.

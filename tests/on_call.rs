@@ -173,6 +173,7 @@ fn incident(plan: &ProbePlan, run: &ProbeRun) -> (Notification, Notification) {
         region: REGION,
         config: &plan.alerting,
         links: &links,
+        system_offset: chrono::TimeDelta::zero(),
     };
     let mut state = ProbeAlertState::default();
     let start = run.finished_at();
@@ -327,7 +328,7 @@ fn shown(kind: &PagerKind, n: &Notification) -> Shown {
             }
         }
         PagerKind::Alertmanager(p) => {
-            let b = alertmanager::build_request(p, n, &clock).body;
+            let b = alertmanager::build_alert(p, n, &clock);
             let alert = &b[0];
             let summary = s(&alert["annotations"]["summary"]);
             Shown {

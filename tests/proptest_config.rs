@@ -225,6 +225,37 @@ const DURATION_KEYS: &[(&str, &str, &str)] = &[
         "mode = \"resident\"\n[resident]\nreconnect_max = {}\n[[steps]]\nname = \"c\"\nkind = \"ws_connect\"\nurl = \"ws://127.0.0.1:9/\"\n[[exchange]]\nname = \"s\"\nkind = \"ws_send\"\ntext = \"x\"\n",
         "resident.reconnect_max",
     ),
+    // The keys added with the media steps and the caps (the fresh round of issue 17).
+    (
+        "probe",
+        "[[steps]]\nname = \"t\"\nkind = \"turn\"\nurl = \"turn:127.0.0.1:9\"\nsecret = \"s3cret\"\ncredential_ttl = {}\n",
+        "steps[0].credential_ttl",
+    ),
+    (
+        "probe",
+        "[[steps]]\nname = \"o\"\nkind = \"webrtc\"\naction = \"offer\"\n[[steps]]\nname = \"c\"\nkind = \"webrtc\"\naction = \"connect\"\nremote_sdp = \"x\"\necho_interval = {}\n",
+        "steps[1].echo_interval",
+    ),
+    (
+        "probe",
+        "[[steps]]\nname = \"o\"\nkind = \"webrtc\"\naction = \"offer\"\n[[steps]]\nname = \"c\"\nkind = \"webrtc\"\naction = \"connect\"\nremote_sdp = \"x\"\necho_wait = {}\n",
+        "steps[1].echo_wait",
+    ),
+    (
+        "probe",
+        "[[steps]]\nname = \"o\"\nkind = \"webrtc\"\naction = \"offer\"\n[[steps]]\nname = \"c\"\nkind = \"webrtc\"\naction = \"connect\"\nremote_sdp = \"x\"\necho = {}\n",
+        "steps[1].echo",
+    ),
+    (
+        "probe",
+        "max_body_bytes = {}\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+        "max_body_bytes",
+    ),
+    (
+        "service",
+        "[defaults]\nmax_body_bytes = {}\n",
+        "defaults.max_body_bytes",
+    ),
 ];
 
 /// Extreme values as TOML: durations of every unit and size, and numbers where a string goes.
@@ -315,6 +346,8 @@ proptest! {
                 for d in all {
                     prop_assert!(usable(d), "{key} = {value} gave {d:?}");
                 }
+                // A memory cap cannot be configured away.
+                prop_assert!(p.max_body_bytes <= 64 << 20, "{key} = {value} gave {}", p.max_body_bytes);
                 // The date arithmetic on them, at both ends of time.
                 for at in [chrono::Utc::now(), chrono::DateTime::<chrono::Utc>::MAX_UTC, chrono::DateTime::<chrono::Utc>::MIN_UTC] {
                     let _ = p.alerting.in_maintenance(at);

@@ -26,10 +26,10 @@ type Request = (String, HashMap<String, String>);
 
 /// What one server saw: every request.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<Request>>>);
+pub(crate) struct Seen(Arc<Mutex<Vec<Request>>>);
 
 impl Seen {
-    fn at(&self, path: &str) -> Vec<HashMap<String, String>> {
+    pub(crate) fn at(&self, path: &str) -> Vec<HashMap<String, String>> {
         self.0
             .lock()
             .unwrap()
@@ -42,7 +42,7 @@ impl Seen {
 
 /// A server that records every request: `/token` answers a JSON token, `/start` answers 302 to
 /// `location` with a session cookie, `/start307` a 307 to `location`, anything else 200.
-async fn hop_server(ip: &str, location: String) -> (Seen, String) {
+pub(crate) async fn hop_server(ip: &str, location: String) -> (Seen, String) {
     async fn handle(
         State((seen, location)): State<(Seen, String)>,
         uri: Uri,
@@ -200,6 +200,15 @@ async fn a_same_origin_redirect_keeps_the_credentials() {
 
 /// An https server whose every reply is a 302 to `location`; the certificate is for 127.0.0.1.
 async fn tls_redirector(location: String) -> (String, String) {
+    tls_answering(format!(
+        "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ))
+    .await
+}
+
+/// An https server (a certificate for 127.0.0.1) answering up to 4 requests with `reply`, a
+/// whole HTTP response: its address and the certificate's PEM.
+pub(crate) async fn tls_answering(reply: String) -> (String, String) {
     support::init();
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
@@ -219,9 +228,6 @@ async fn tls_redirector(location: String) -> (String, String) {
             };
             let mut buf = vec![0u8; 8192];
             let _ = tls.read(&mut buf).await;
-            let reply = format!(
-                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
             let _ = tls.write_all(reply.as_bytes()).await;
             let _ = tls.shutdown().await;
         }

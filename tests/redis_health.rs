@@ -42,6 +42,7 @@ fn warnings(plan: &ProbePlan, run: &ProbeRun) -> Vec<String> {
         region: "test",
         config: &plan.alerting,
         links: &[],
+        system_offset: chrono::TimeDelta::zero(),
     };
     let mut state = ProbeAlertState::default();
     state

@@ -156,6 +156,44 @@ async fn every_minute_fires_on_the_minute() {
     h.stop(Duration::from_secs(60)).await;
 }
 
+/// A cron schedule is written in wall-clock time: after the host's clock is stepped (NTP after
+/// boot, a VM resumed), its ticks follow the system clock, also when the step comes while the
+/// loop sleeps towards a tick. Before, an hourly probe went on firing at the hour of the clock
+/// read at start, 30 minutes off the host's after a 30-minute step.
+#[tokio::test(start_paused = true)]
+async fn cron_ticks_follow_the_system_clock_after_a_step() {
+    let clock = Clock::starting_at(origin());
+    let starts = Starts::default();
+    let runner = Arc::new(Scripted {
+        takes: Duration::from_secs(1),
+        starts: starts.clone(),
+    });
+    let h = Harness {
+        starts,
+        ..Harness::spawn(&[probe("0 * * * *", Duration::ZERO)], clock, runner, 1024)
+    };
+    // 00:00:30 on both clocks; asleep until 01:00. At 00:10:30 the host's clock jumps 30
+    // minutes ahead: 01:00 by the host is 00:30 by the service.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    clock.step_system(chrono::TimeDelta::minutes(30));
+    tokio::time::sleep(Duration::from_secs(1200)).await;
+    assert_eq!(h.starts("%H:%M:%S"), ["00:30:00"]);
+    assert_eq!(
+        clock
+            .on_system(h.starts.lock().unwrap()[0].0)
+            .format("%H:%M")
+            .to_string(),
+        "01:00"
+    );
+    // Then 45 minutes back: the host reads 00:15:30 at 00:45:30 by the service, so the next
+    // tick, 01:00 by the host, is 01:15 by the service (not 01:30: no hour run twice early,
+    // none bunched).
+    clock.step_system(chrono::TimeDelta::minutes(-45));
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(h.starts("%H:%M:%S"), ["00:30:00", "01:15:00"]);
+    h.stop(Duration::from_secs(60)).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn jitter_delays_each_tick_by_the_fixed_offset() {
     let h = start(

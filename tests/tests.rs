@@ -42,6 +42,7 @@ mod scheduler;
 mod secrets;
 mod servers_smoke;
 mod service;
+mod side_doors;
 mod signalling;
 mod sim_server;
 mod sockjs;

@@ -5,8 +5,10 @@
 //! secret; the user's and the server's quota (`user-quota`, `total-quota`) failing with
 //! `turn_capacity`; credentials handed out in a join reply's `iceServers` kept out of a trace
 //! log; the echo peer down failing `turn_relay` after
-//! allocate passed; the server down failing `binding`. After each, the server's CLI shows no
-//! allocation left behind.
+//! allocate passed; the server down failing `binding`; `turns:` by name with the probe's CA,
+//! and failing `tls` against a re-issued one; the server on `[::1]`; a REST credential expiring
+//! while its allocation is held; an error naming the URI taken from a list. After each, the
+//! server's CLI shows no allocation left behind.
 
 use std::time::Duration;
 
@@ -680,5 +682,144 @@ async fn credentials_from_a_join_reply_are_secrets_of_the_run() {
             panic!("{secret} as {found:?} in:\n{log}");
         }
     }
+    assert_released(&server).await;
+}
+
+/// A REST credential that expires while its allocation is held (the join handed out a short
+/// one; the echo peer is down, so the step holds the allocation for its whole time): the
+/// release at the end must still free the allocation, and the failure is the relay's.
+#[tokio::test]
+async fn a_rest_credential_expiring_mid_step_still_releases_its_allocation() {
+    let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
+    let peer = peer().await;
+    let gone = peer.addr();
+    drop(peer);
+    let expiry = chrono::Utc::now().timestamp() + 2;
+    let (user, pass) = rest_credential(SECRET, "short", expiry);
+    let step = run(
+        &server,
+        &spec(&server.udp_url(), Some(&user), Some(&pass), Some(&gone)),
+    )
+    .await;
+    // The allocation was made before the expiry, the echo waited past it.
+    assert!(chrono::Utc::now().timestamp() > expiry, "{step:#?}");
+    assert_eq!(step.reason, Some(FailureReason::TurnRelay), "{step:#?}");
+    assert_released(&server).await;
+}
+
+/// `turns:` is TLS with the certificate checked: a server name in the certificate passes with
+/// the probe's CA trusted; a server whose CA was re-issued (same name, another key) since the
+/// probe's `ca_file` was written fails `tls`, saying so, before any STUN is sent.
+#[tokio::test]
+async fn turns_checks_the_servers_certificate_against_the_probes_ca() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let by_name = format!("turns:localhost:{}", server.tls_port);
+    let step = run(
+        &server,
+        &spec(&by_name, Some(USER), Some(PASSWORD), Some(&peer.addr())),
+    )
+    .await;
+    assert!(step.success, "{step:#?}\n{}", server.output());
+    assert_phases(&step, &[Phase::Tls, Phase::Allocate, Phase::RelayRtt]);
+
+    // Another CA of the same name: rustls alone says only "BadSignature".
+    let other = crate::support::servers::test_ca().unwrap_or_else(|e| panic!("{e}"));
+    let step = run_with(
+        &other.ca_pem,
+        &spec(&by_name, Some(USER), Some(PASSWORD), Some(&peer.addr())),
+    )
+    .await;
+    assert_eq!(step.reason, Some(FailureReason::Tls), "{step:#?}");
+    let error = step.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("BadSignature")
+            && error.contains("re-issued")
+            && error.contains("`ca_file`"),
+        "{error}"
+    );
+    assert!(!step.phases.contains_key(&Phase::Binding), "{step:#?}");
+    assert_released(&server).await;
+}
+
+/// The TURN server on the IPv6 loopback: `turn:[::1]` over UDP and TCP and `turns:[::1]`
+/// bind (an IPv6 server-reflexive address), allocate (an IPv4 relay, RFC 6156's default) and
+/// echo through it.
+#[tokio::test]
+async fn a_turn_server_on_ipv6_loopback_relays_over_udp_tcp_and_tls() {
+    let server = server(Auth::Static, &["--listening-ip=::1"]).await;
+    let peer = peer().await;
+    for url in [
+        format!("turn:[::1]:{}", server.port),
+        format!("turn:[::1]:{}?transport=tcp", server.port),
+        format!("turns:[::1]:{}", server.tls_port),
+    ] {
+        let step = run(
+            &server,
+            &spec(&url, Some(USER), Some(PASSWORD), Some(&peer.addr())),
+        )
+        .await;
+        assert!(step.success, "{url}: {step:#?}\n{}", server.output());
+        assert_phases(
+            &step,
+            &[
+                Phase::Binding,
+                Phase::Allocate,
+                Phase::Permission,
+                Phase::RelayRtt,
+            ],
+        );
+    }
+    assert_released(&server).await;
+}
+
+/// A step given a join's list of URIs names the one it took in its error: the page says
+/// which TURN server (and transport) refused, not only that one did.
+#[tokio::test]
+async fn an_error_names_the_turn_uri_taken_from_a_list() {
+    let server = server(Auth::Static, &[]).await;
+    let peer = peer().await;
+    let list = format!(
+        "[\\\"stun:127.0.0.1:{port}\\\", \\\"{udp}\\\", \\\"{tcp}\\\"]",
+        port = server.port,
+        udp = server.udp_url(),
+        tcp = server.tcp_url()
+    );
+    let step = run(
+        &server,
+        &spec(
+            &list,
+            Some(USER),
+            Some("not-the-password"),
+            Some(&peer.addr()),
+        ),
+    )
+    .await;
+    assert_eq!(step.reason, Some(FailureReason::TurnAuth), "{step:#?}");
+    let error = step.error.clone().unwrap_or_default();
+    assert!(error.starts_with("allocate: 401"), "{error}");
+    assert!(
+        error.ends_with(&format!(
+            "({}, the first TURN URI of the list)",
+            server.udp_url()
+        )),
+        "{error}"
+    );
+    // A single URI is named too (a page shows the step's name, not its `url`).
+    let step = run(
+        &server,
+        &spec(
+            &server.tcp_url(),
+            Some(USER),
+            Some("not-the-password"),
+            None,
+        ),
+    )
+    .await;
+    let error = step.error.clone().unwrap_or_default();
+    assert!(
+        error.ends_with(&format!("({})", server.tcp_url())),
+        "{error}"
+    );
     assert_released(&server).await;
 }

@@ -3,11 +3,12 @@
 live Prometheus that scrapes real probers, and fails on an error or an empty answer.
 
 All on 127.0.0.1, bounded (about 40 s): `joincanary sim`; Debian's Alertmanager with the shipped
-alertmanager.yml (receivers pointed at a closed loopback port); two `joincanary run` (regions ci-a
-and ci-b) probing the sim every 3 s with an Alertmanager pager and a heartbeat; Debian's Prometheus
+alertmanager.yml (receivers pointed at a closed loopback port); three `joincanary run` (regions
+ci-a and ci-b probing the sim, ci-c a second sim whose login always fails) every 3 s with an Alertmanager pager and a heartbeat; Debian's Prometheus
 scraping them every second as job "joincanary" with the shipped rules. Half-way the sim's login
 fails for a few runs, so failures, an incident and its deliveries exist. Then every panel query
-(variables as "All") must answer with series, the notifications panel must show a delivery,
+(variables as "All", then one region and probe picked: ci-a, and ci-c that never succeeded) must
+answer with series, no panel in seconds may read a timestamp of 0 as 56 years, the notifications panel must show a delivery,
 every shipped rule must evaluate without error, and every metric name the rules, the dashboard,
 docs/deploy.md and README's Metrics table use must have been scraped from the probers. Logs go to target/deploy/dashboard/.
 """
@@ -66,6 +67,46 @@ def check_metric_names(prom):
     return names
 
 
+# Longest believable "seconds since" on a dashboard: more means a timestamp of 0 (never) went
+# through `time() - x` and the panel shows 56 years.
+LONGEST_SECONDS = 365 * 24 * 3600
+
+
+def check_per_region(prom, dashboard):
+    """Every panel with one region and one probe picked, as on-call opens it from a page: for a
+    healthy region (ci-a, one fault window behind it) and for one whose probe and heartbeat never
+    succeeded (ci-c), each query answers with series (or, for ci-c, the panel's `noValue` text
+    says why there is nothing to measure), and no panel in seconds shows a timestamp of 0 as
+    "56 years ago"."""
+    checked = 0
+    for region in ("ci-a", "ci-c"):
+        for p in dashboard["panels"]:
+            defaults = (p.get("fieldConfig") or {}).get("defaults", {})
+            unit = defaults.get("unit")
+            for t in p["targets"]:
+                # Grafana's substitution of a single value picked in a multi-value variable.
+                expr = t["expr"].replace("$region", region).replace("$probe", "sim-join")
+                r = query(prom, expr)
+                checked += 1
+                result = r.get("data", {}).get("result", [])
+                # A step the failing flow never reaches measures nothing: the panel says so.
+                if r.get("status") == "success" and not result and region == "ci-c" and defaults.get("noValue"):
+                    print(f"panel {p['title']!r} {t['refId']} region={region}: {defaults['noValue']!r}")
+                    continue
+                if r.get("status") != "success" or not result:
+                    fail(f"panel {p['title']!r} with region={region}: {expr}: {r.get('error') or 'no series'}")
+                    continue
+                print(f"panel {p['title']!r} {t['refId']} region={region}: "
+                      + ", ".join(f"{float(s['value'][1]):.6g}" for s in result))
+                if unit == "s":
+                    for series_ in result:
+                        v = float(series_["value"][1])
+                        if not 0 <= v < LONGEST_SECONDS:
+                            fail(f"panel {p['title']!r} with region={region} shows {v:.0f} s for "
+                                 f"{series_['metric']}: a timestamp of 0 (never) read as a time")
+    return checked
+
+
 def main():
     require_tools()
     # The platform under test.
@@ -75,12 +116,18 @@ def main():
     am = free_port()
     stack.alertmanager("alertmanager", am, alertmanager_config(lambda name: "http://127.0.0.1:9/" + name))
 
-    # Two regional probers, the shipped probe with deadlines that fit a 3 s schedule.
+    # A platform that never lets the canary in: region ci-c's probe fails from its first run,
+    # and its heartbeat goes to a closed port, so no success of either is ever recorded.
+    broken_url = stack.sim("sim-broken")
+    http("PUT", f"{broken_url}/_sim/faults", json.dumps({"login_status": 500}).encode())
+
+    # Three regional probers, the shipped probe with deadlines that fit a 3 s schedule.
     probe_file(stack.work, {"20s": "2500ms", "5s": "1s", "2s": "1s"})
     targets = []
-    for region in ("ci-a", "ci-b"):
+    for region in ("ci-a", "ci-b", "ci-c"):
         port = free_port()
         targets.append(f"127.0.0.1:{port}")
+        heartbeat_url = f"http://127.0.0.1:{am}/-/healthy" if region != "ci-c" else "http://127.0.0.1:9/"
         stack.prober(f"joincanary-{region}", f'''region = "{region}"
 listen = "127.0.0.1:{port}"
 probes = ["probes"]
@@ -97,10 +144,10 @@ resend_interval = "2s"
 [[heartbeat]]
 name = "am-healthy"
 type = "http"
-url = "http://127.0.0.1:{am}/-/healthy"
+url = "{heartbeat_url}"
 interval = "2s"
 timeout = "1s"
-''', {"SIM_URL": sim_url})
+''', {"SIM_URL": sim_url if region != "ci-c" else broken_url})
 
     # Prometheus scraping them as job "joincanary" with the shipped rules.
     prom = free_port()
@@ -110,14 +157,17 @@ timeout = "1s"
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am}"]}]}]},
         "scrape_configs": [{"job_name": "joincanary", "static_configs": [{"targets": targets}]}],
     })
-    wait_for("both probers scraped and probing", lambda: len(
-        query(prom, 'probe_success{job="joincanary"} == 1')["data"]["result"]) == 2, 25)
+    wait_for("the probers scraped and probing", lambda: len(
+        query(prom, 'probe_success{job="joincanary"} == 1')["data"]["result"]) == 2 and len(
+        query(prom, 'probe_success{job="joincanary",region="ci-c"} == 0')["data"]["result"]) == 1, 25)
 
     # A few failing runs: failures by step and reason, an incident, its trigger and resolve.
     http("PUT", f"{sim_url}/_sim/faults", json.dumps({"login_status": 500}).encode())
-    wait_for("an incident", lambda: query(prom, 'sum(probe_alert_firing{job="joincanary"}) > 0')["data"]["result"], 20)
+    wait_for("an incident", lambda: query(
+        prom, 'sum(probe_alert_firing{job="joincanary",region=~"ci-a|ci-b"}) > 0')["data"]["result"], 20)
     wait_for("a delivery", lambda: query(
-        prom, 'sum(joincanary_notifications_total{job="joincanary",result="delivered"}) > 0')["data"]["result"], 20)
+        prom, 'sum(joincanary_notifications_total{job="joincanary",region=~"ci-a|ci-b",result="delivered"}) > 0'
+    )["data"]["result"], 20)
     http("DELETE", f"{sim_url}/_sim/faults")
     wait_for("recovery", lambda: len(query(prom, 'probe_success{job="joincanary"} == 1')["data"]["result"]) == 2, 20)
     time.sleep(2)
@@ -152,6 +202,7 @@ timeout = "1s"
             if "joincanary_notifications_total" in expr and not any(
                     s["metric"].get("result") == "delivered" and float(s["value"][1]) > 0 for s in result):
                 fail(f"panel {p['title']!r}: no delivery shown: {result}")
+    checked += check_per_region(prom, dashboard)
     rules = json.loads(http("GET", f"http://127.0.0.1:{prom}/api/v1/rules")[1])["data"]["groups"]
     evaluated = 0
     for g in rules:
@@ -165,8 +216,8 @@ timeout = "1s"
     # The probers' pushed alerts reached the shipped Alertmanager: the watchdog of each region.
     alerts = get_json(f"http://127.0.0.1:{am}/api/v2/alerts")
     watchdogs = {a["labels"].get("region") for a in alerts if a["labels"].get("alertname") == "JoinCanaryWatchdog"}
-    if watchdogs != {"ci-a", "ci-b"}:
-        fail(f"JoinCanaryWatchdog in Alertmanager for {watchdogs}, expected ci-a and ci-b")
+    if watchdogs != {"ci-a", "ci-b", "ci-c"}:
+        fail(f"JoinCanaryWatchdog in Alertmanager for {watchdogs}, expected ci-a, ci-b and ci-c")
     print(f"dashboard: {checked} queries against a live Prometheus, {evaluated} rules evaluated, {len(stack.errors)} errors")
 
 

@@ -190,8 +190,11 @@ def pod_security(pod, where):
         w = f"{where}: container {c['name']}"
         if not csc.get("runAsNonRoot", psc.get("runAsNonRoot")):
             fail(f"{w}: runAsNonRoot must be true")
-        if csc.get("runAsUser", psc.get("runAsUser")) == 0:
-            fail(f"{w}: runAsUser 0")
+        # The kubelet can only verify runAsNonRoot against a numeric user: the image's USER
+        # may be a name, so the pod says the number.
+        user = csc.get("runAsUser", psc.get("runAsUser"))
+        if not isinstance(user, int) or isinstance(user, bool) or user <= 0:
+            fail(f"{w}: runAsUser must be a numeric non-root user, not {user!r}")
         if csc.get("allowPrivilegeEscalation") is not False:
             fail(f"{w}: allowPrivilegeEscalation must be false")
         if csc.get("privileged"):
@@ -212,9 +215,18 @@ def pod_security(pod, where):
         res = c.get("resources") or {}
         if not res.get("requests") or not (res.get("limits") or {}).get("memory"):
             fail(f"{w}: resources: requests and a memory limit expected")
-        for probe in ("livenessProbe", "readinessProbe"):
+        # The Prometheus spelling of the endpoints (as Prometheus' and Alertmanager's own pods
+        # are probed), on a port the container declares.
+        ports = {p.get("name") for p in c.get("ports") or []} | {p.get("containerPort") for p in c.get("ports") or []}
+        for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
             if probe not in c:
                 fail(f"{w}: no {probe}")
+                continue
+            get = c[probe].get("httpGet") or {}
+            if get.get("path") != path:
+                fail(f"{w}: {probe} asks {get.get('path')!r}, expected {path!r}")
+            if get.get("port") not in ports:
+                fail(f"{w}: {probe} port {get.get('port')!r} is not a port of the container")
 
 
 # ---- references ----------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ to a loopback recorder that timestamps every webhook. Three topologies run side 
   b  one Prometheus per region (regional rules) + a global one federating them (the shipped
      deploy/prometheus/global/prometheus.yml, targets replaced; global rules)
   c  a single region (one prober, one Prometheus, regional rules)
+  ha as (c), with two Alertmanagers clustered on loopback (--cluster.listen-address/--cluster.peer)
+     and the prober's pager listing both (`urls`), Prometheus sending to both
 
 Time is compressed by K = 10 (`--scale K`; 1 runs the shipped timings), proportionally: schedule
 60 s -> 6 s, confirm_delay 10 s -> 1 s, the failing step's timeout (signalling) 5 s -> 500 ms, the
@@ -68,6 +70,7 @@ SIGNALLING = 5 / K           # the shipped probe's signalling timeout: the faili
 SCRAPE = 15 / K              # scrape and evaluation interval the docs and ServiceMonitor use
 RESEND = 30 / K              # the alertmanager pager's resend_interval default
 PROM_RESEND = 60 / K         # Prometheus' --rules.alert.resend-delay default
+PEER_TIMEOUT = 15 / K        # Alertmanager's --cluster.peer-timeout default: the wait per peer position
 ALLOW = 1.0                  # latency allowance, compressed seconds
 
 SHIPPED_AM = yaml.safe_load(open(AM_CONFIG))
@@ -222,6 +225,9 @@ class Fleet:
         self.rec = Recorder()
         self.am = free_port()
         self.rec.am_port = self.am
+        # (ha) both members' web and cluster ports; self.am is the first member's.
+        self.ams = [self.am, free_port()] if name == "ha" else [self.am]
+        self.cluster = [free_port() for _ in self.ams] if name == "ha" else []
         self.sims = {}
         self.ports = {r: free_port() for r in regions}
         self.proms = {}              # name -> (port, config, args)
@@ -265,10 +271,10 @@ confirm_delay = "{round(CONFIRM * 1000)}ms"
 [[pager]]
 name = "alertmanager"
 type = "alertmanager"
-url = "{self.rec.url('/am/' + r)}"
+{self.pager_urls(r)}
 resend_interval = "{round(RESEND * 1000)}ms"
 '''
-            if r == self.regions[0] and self.name != "a":
+            if r == self.regions[0] and self.name in ("b", "c", "quorum"):
                 # A second pager that refuses every delivery (a revoked chat webhook).
                 self.prober_configs[r] += f'''[[pager]]
 name = "chat"
@@ -280,7 +286,7 @@ url = "{self.rec.url('/refuse')}"
         global_rules = rules_file(GLOBAL_RULES, st.path("global-rules.yaml"), K)
         common = {"scrape_interval": f"{round(SCRAPE * 1000)}ms", "evaluation_interval": f"{round(SCRAPE * 1000)}ms",
                   "scrape_timeout": "1s"}
-        alerting = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.am}"]}]}]}
+        alerting = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{p}" for p in self.ams]}]}]}
 
         def job(regions):
             return [{"job_name": "joincanary", "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
@@ -313,9 +319,28 @@ url = "{self.rec.url('/refuse')}"
     def start_prober(self, r):
         self.stack.prober(f"joincanary-{r}", self.prober_configs[r], {"SIM_URL": self.sims[r]})
 
+    def pager_urls(self, r):
+        """The pager's Alertmanager: through the recorder (which can refuse it), or (ha) each member."""
+        if len(self.ams) > 1:
+            return "urls = [" + ", ".join(f'"http://127.0.0.1:{p}"' for p in self.ams) + "]"
+        return f'url = "{self.rec.url("/am/" + r)}"'
+
     def start_am(self):
-        self.stack.stop_one("alertmanager")
-        self.stack.alertmanager("alertmanager", self.am, self.am_config)
+        if len(self.ams) == 1:
+            self.stack.stop_one("alertmanager")
+            self.stack.alertmanager("alertmanager", self.am, self.am_config)
+        else:
+            for i in range(len(self.ams)):
+                self.stack.stop_one(f"alertmanager-{i}")
+            for i, port in enumerate(self.ams):
+                peers = [f"--cluster.peer=127.0.0.1:{c}" for j, c in enumerate(self.cluster) if j != i]
+                self.stack.alertmanager(f"alertmanager-{i}", port, self.am_config,
+                                        [f"--cluster.listen-address=127.0.0.1:{self.cluster[i]}", *peers,
+                                         f"--cluster.peer-timeout={round(PEER_TIMEOUT * 1000)}ms"])
+            self.stack.wait_for("the Alertmanager cluster settled with every member", lambda: all(
+                get_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"]["status"] == "ready"
+                and len(get_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"]["peers"]) == len(self.ams)
+                for p in self.ams), 30)
         self.am_started = time.monotonic()
 
     def prom_of(self, region):
@@ -375,9 +400,10 @@ url = "{self.rec.url('/refuse')}"
             times = [t for t, p in self.rec.since(f"deadmans-switch-{r}", self.am_started) if t <= t_end]
             self.dms += [(r, b - a) for a, b in zip(times, times[1:])]
 
-    def next_case(self, regions):
+    def next_case(self, regions, restart_am=True):
         """Heal, wait until every region passes with no alert open and no delivery waiting, then a
-        fresh Alertmanager (so the next page is a new group, not a group_interval tick of this one).
+        fresh Alertmanager (so the next page is a new group, not a group_interval tick of this one;
+        `restart_am=False` keeps it: the HA pair's cluster).
         Nothing may page after the heal: a notification to `page` then may only repeat alerts
         already paged (resolved now or soon), never one firing for the first time."""
         t_heal = time.monotonic()
@@ -396,8 +422,9 @@ url = "{self.rec.url('/refuse')}"
         late = alerts(self.rec.since("page", t_heal)) - before
         if late:
             self.stack.fail(f"[{self.name}] paged after the recovery: {[dict(a) for a in late]}")
-        self.watchdog_notes(time.monotonic())
-        self.start_am()
+        if restart_am:
+            self.watchdog_notes(time.monotonic())
+            self.start_am()
 
 
 # --- the cases ----------------------------------------------------------------------------------
@@ -556,11 +583,62 @@ def test_page(f, region):
                                                                       test="true"), PAGE_GW + 1)
 
 
+def ha_pair(f, region):
+    """Two Alertmanagers clustered on loopback behind the shipped routes, the prober posting to both
+    (`urls`) and Prometheus sending to both. One region down pages once (the members share their
+    notification log, not alerts: each got the alert, one notified). Then the first member killed:
+    the next outage still pages, once, through the other; the prober shows the dead member
+    (`joincanary_alertmanager_member_failing` 1, its pager `degraded`) and its pager is not
+    failing, so Prometheus' JoinFlowFailingInRegion stays silent."""
+    for case in ("HA pair, one region down", "HA pair, one member killed"):
+        killed = case.endswith("killed")
+        if killed:
+            # The cadence with both members up (the switch hears one of them per tick).
+            f.watchdog_notes(time.monotonic())
+            t_kill = time.monotonic()
+            f.stack.stop_one("alertmanager-0", signal.SIGKILL)
+        f.wait_run_finished(region)
+        t0 = f.fault([region], DROP)
+        # With a member gone the survivor may still count it before itself for a moment: its
+        # notification then waits one --cluster.peer-timeout.
+        bound = BOUNDS["push"] + (PEER_TIMEOUT if killed else 0)
+        f.record(case, f"JoinFlowFailing {{region={region}}} paged",
+                 f.wait_page(t0, bound + 10, alertname="JoinFlowFailing", region=region), bound)
+        # Time for the other member to notify too, were it going to: its wait, and a tick more.
+        time.sleep(2 * PEER_TIMEOUT + PAGE_GI + 1)
+        notes = [p for _, p in f.rec.since("page", t0) if firing(p)]
+        f.results.append({"topology": f.name, "case": case, "what": "notifications to page",
+                          "seconds": None, "bound": None, "count": len(notes)})
+        print(f"[{f.name}] {case}: {len(notes)} notification(s) to page", flush=True)
+        if len(notes) != 1 or any(a["labels"]["alertname"] != "JoinFlowFailing" for p in notes for a in firing(p)):
+            f.stack.fail(f"[{f.name}] {case}: want one notification of JoinFlowFailing, got "
+                         f"{[[a['labels']['alertname'] for a in firing(p)] for p in notes]}")
+        if killed:
+            prom = f.prom_of(region)
+            dead = series(prom, 'joincanary_alertmanager_member_failing{job="joincanary"} == 1')
+            if [s["metric"].get("member") for s in dead] != [f"127.0.0.1:{f.ams[0]}"]:
+                f.stack.fail(f"[{f.name}] {case}: joincanary_alertmanager_member_failing == 1 for "
+                             f"{[s['metric'] for s in dead]}, want only the killed member")
+            if series(prom, 'joincanary_pager_failing{job="joincanary",type="alertmanager"} == 1'):
+                f.stack.fail(f"[{f.name}] {case}: the pager counts as failing with one member alive")
+            shown = [m["member"] for d in get_json(f"http://127.0.0.1:{f.ports[region]}/api/v1/status")["delivery"]
+                     for m in d.get("members", []) if m.get("failing_since")]
+            if shown != [f"127.0.0.1:{f.ams[0]}"]:
+                f.stack.fail(f"[{f.name}] {case}: the status shows failing members {shown}, want the killed one")
+            # The survivor notifies the switch on, one tick shifted by at most its wait for the
+            # dead member (--cluster.peer-timeout) until the cluster has dropped that member.
+            times = [t for t, _ in f.rec.since(f"deadmans-switch-{region}", t_kill - DMS_GI)]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            f.record(case, "dead man's switch: longest interval across the member's death",
+                     max(gaps) if gaps else None, DMS_GI + PEER_TIMEOUT)
+        f.next_case([region], restart_am=False)
+
+
 def run_topology(name, deadline, results, errors):
-    regions = REGIONS if name != "c" else REGIONS[:1]
+    regions = REGIONS if name not in ("c", "ha") else REGIONS[:1]
     f = Fleet(name, regions, deadline, results)
     try:
-        f.start("one" if name in ("a", "c", "quorum") else "per-region", quorum_only=name == "quorum")
+        f.start("one" if name in ("a", "c", "quorum", "ha") else "per-region", quorum_only=name == "quorum")
         f.stack.wait_for(f"{name}: every region probing and scraped", f.healthy, max(30, 2 * INTERVAL + 10 / K))
         if name == "b":
             f.stack.wait_for("b: the global Prometheus sees every region", lambda: len(series(
@@ -588,8 +666,11 @@ def run_topology(name, deadline, results, errors):
             test_page(f, regions[0])
         elif name == "quorum":
             quorum_all_down(f)
-        # The cadence where every region's path to Alertmanager stayed open (no refusals): a.
-        cadence = [d for _, d in f.dms] if name == "a" else []
+        elif name == "ha":
+            ha_pair(f, regions[0])
+        # The cadence where every region's path to Alertmanager stayed open (no refusals): a; and
+        # the HA pair's (the switch hears one of the two members per tick, not both).
+        cadence = [d for _, d in f.dms] if name in ("a", "ha") else []
         if cadence:
             f.results.append({"topology": name, "case": "dead man's switch", "what": "cadence (median)",
                               "seconds": round(statistics.median(cadence), 2), "bound": DMS_GI,
@@ -637,10 +718,10 @@ def main():
     ap.add_argument("--runs", type=int, default=1, help="repeat the whole run and print medians")
     ap.add_argument("--scale", type=float, default=10.0,
                     help="time compression (default 10; 1 runs the shipped timings, about 15 minutes for topology c)")
-    ap.add_argument("--topology", action="append", choices=["a", "b", "c", "quorum"],
+    ap.add_argument("--topology", action="append", choices=["a", "b", "c", "quorum", "ha"],
                     help="only these (default: all)")
     args = ap.parse_args()
-    topologies = args.topology or ["a", "b", "c", "quorum"]
+    topologies = args.topology or ["a", "b", "c", "quorum", "ha"]
     print(f"time compressed x{K:g}; bounds (compressed s): "
           + ", ".join(f"{k} {v:.2f}" for k, v in BOUNDS.items()), flush=True)
     runs, failed = [], []

@@ -168,13 +168,14 @@ class Stack:
             sys.exit(f"{name} said {line!r}")
         return line.removeprefix("listening on ")
 
-    def alertmanager(self, name, port, config):
-        """Debian's Alertmanager with `config` (a dict) on 127.0.0.1:`port`, fresh storage, no cluster."""
+    def alertmanager(self, name, port, config, cluster=("--cluster.listen-address=",)):
+        """Debian's Alertmanager with `config` (a dict) on 127.0.0.1:`port`, fresh storage, no cluster
+        unless `cluster` gives its flags (`--cluster.listen-address=127.0.0.1:P`, `--cluster.peer=`)."""
         path = self.path(f"{name}.yml")
         yaml.safe_dump(config, open(path, "w"))
         storage = self.path(f"{name}-data-{time.monotonic_ns()}")
         self.start(name, ["prometheus-alertmanager", f"--config.file={path}", f"--storage.path={storage}",
-                          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="])
+                          f"--web.listen-address=127.0.0.1:{port}", *cluster])
         self.wait_for(f"{name} ready", lambda: http("GET", f"http://127.0.0.1:{port}/-/ready")[0] == 200, 30)
 
     def prometheus(self, name, port, config, extra=()):

@@ -186,7 +186,7 @@ impl Matcher {
     fn new(name: &str, op: Op, value: &str) -> Result<Matcher, String> {
         let re = match op {
             Op::Re | Op::NotRe => Some(
-                regex::Regex::new(&format!("^(?:{value})$"))
+                crate::diag::compile_regex(&format!("^(?:{value})$"))
                     .map_err(|e| format!("matcher `{name}`: bad regex: {e}"))?,
             ),
             Op::Eq | Op::Ne => None,

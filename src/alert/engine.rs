@@ -120,6 +120,8 @@ pub struct AlertEngine {
     /// next `reconcile`: their triggers are still recorded as delivered, and reconcile must not
     /// take them for lost incidents and send a second resolve.
     resolved_removed: Vec<String>,
+    /// The system clock minus the service's, as last told ([`AlertEngine::follow_system_clock`]).
+    system_offset: chrono::TimeDelta,
 }
 
 impl AlertEngine {
@@ -139,6 +141,7 @@ impl AlertEngine {
             states,
             store,
             legacy_delivered: loaded.entries.contains_key(LEGACY_MARK),
+            system_offset: chrono::TimeDelta::zero(),
             resolved_removed: Vec::new(),
         };
         let open: usize = engine.states.values().map(|s| s.open().count()).sum();
@@ -205,6 +208,14 @@ impl AlertEngine {
         out
     }
 
+    /// Where the system clock is now relative to the service's ([`crate::clock::Clock::offset`]):
+    /// maintenance windows are judged on the system clock (they are written in wall-clock time),
+    /// so a host clock stepped after start moves them with it. The consumer tells it before
+    /// each run and tick.
+    pub fn follow_system_clock(&mut self, offset: chrono::TimeDelta) {
+        self.system_offset = offset;
+    }
+
     /// Feeds one run; records the probe's state when it changed.
     pub fn observe(&mut self, run: &ProbeRun, now: DateTime<Utc>) -> Vec<Decision> {
         let Some(config) = self.configs.get(&run.probe) else {
@@ -228,6 +239,7 @@ impl AlertEngine {
             region: &self.region,
             config,
             links: &self.links,
+            system_offset: self.system_offset,
         };
         let decisions = state.observe(&cx, run, now);
         if before.is_none_or(|b| durable(state, config) != b) {
@@ -248,6 +260,7 @@ impl AlertEngine {
                 region: &self.region,
                 config,
                 links: &self.links,
+                system_offset: self.system_offset,
             };
             let decisions = state.tick(&cx, now);
             if !decisions.is_empty() {

@@ -54,4 +54,8 @@ impl Notifier for Observed {
             result
         })
     }
+
+    fn catch_up<'a>(&'a self) -> super::notify::CatchUpFuture<'a> {
+        self.inner.catch_up()
+    }
 }

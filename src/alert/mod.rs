@@ -204,6 +204,7 @@ pub fn limit_notes(
             region: &settings.region,
             config: &p.alerting,
             links: &[],
+            system_offset: chrono::TimeDelta::zero(),
         };
         let mut severities = vec![Severity::Critical];
         if !p.alerting.budgets.is_empty() {

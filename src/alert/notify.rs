@@ -54,9 +54,18 @@ impl DeliveryError {
 /// The future a notifier returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
 
+/// The future of [`Notifier::catch_up`].
+pub type CatchUpFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// Delivers one notification to one provider, once (the dispatcher owns retries).
 pub trait Notifier: Send + Sync {
     fn send<'a>(&'a self, n: &'a Notification) -> SendFuture<'a>;
+
+    /// Called on every resend tick of an Alertmanager pager: re-posts what a member of an HA
+    /// pair missed (the others have nothing to catch up on).
+    fn catch_up<'a>(&'a self) -> CatchUpFuture<'a> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// One HTTP request a provider wants sent. Built by pure functions so payloads are unit-tested;

@@ -218,10 +218,12 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
 ///
 /// # Errors
 /// An email pager whose transport cannot be built (a TLS setup problem).
+/// `health`: where an Alertmanager pager records each member's outcome (the dispatcher's).
 pub fn notifier_for(
     plan: &PagerPlan,
     client: &reqwest::Client,
     clock: crate::clock::Clock,
+    health: Option<std::sync::Arc<crate::delivery::DeliveryHealth>>,
 ) -> Result<Box<dyn Notifier>, DeliveryError> {
     let build: notify::BuildFn = match &plan.kind {
         PagerKind::PagerDuty(p) => {
@@ -233,8 +235,19 @@ pub fn notifier_for(
             Box::new(move |n| opsgenie::build_request(&p, n))
         }
         PagerKind::Alertmanager(p) => {
-            let p = p.clone();
-            Box::new(move |n| alertmanager::build_request(&p, n, &clock))
+            return Ok(Box::new(alertmanager::AmNotifier {
+                members: alertmanager::Members::new(
+                    &plan.name,
+                    p,
+                    client,
+                    plan.timeout,
+                    plan.redactor.clone(),
+                    health,
+                    clock,
+                ),
+                plan: p.clone(),
+                clock,
+            }));
         }
         PagerKind::Slack(p) => {
             let p = p.clone();
@@ -265,7 +278,15 @@ fn secrets_of(kind: &PagerKind) -> Vec<String> {
     match kind {
         PagerKind::PagerDuty(p) => vec![p.routing_key.expose().to_string()],
         PagerKind::Opsgenie(p) => vec![p.api_key.expose().to_string()],
-        PagerKind::Alertmanager(p) => url_and_header_secrets(&p.url, &p.headers),
+        PagerKind::Alertmanager(p) => {
+            let mut v: Vec<String> = p
+                .urls
+                .iter()
+                .flat_map(|u| url_secrets(u.expose()))
+                .collect();
+            v.extend(p.headers.iter().map(|(_, s)| s.expose().to_string()));
+            v
+        }
         PagerKind::Slack(p) => url_secrets(p.url.expose()),
         PagerKind::Webhook(p) => url_and_header_secrets(&p.url, &p.headers),
         PagerKind::Email(e) => e.password.iter().map(|s| s.expose().to_string()).collect(),
@@ -279,19 +300,9 @@ fn url_and_header_secrets(url: &Secret, headers: &[(String, Secret)]) -> Vec<Str
     v
 }
 
-/// The whole URL and its path and query: a Slack hook's secret is its path.
+/// The whole URL and its parts that may be secret: a Slack hook's secret is its path.
 fn url_secrets(url: &str) -> Vec<String> {
     let mut v = vec![url.to_string()];
-    if let Ok(u) = url::Url::parse(url) {
-        if u.path().len() > 1 {
-            v.push(u.path().to_string());
-        }
-        if let Some(q) = u.query() {
-            v.push(q.to_string());
-        }
-        if let Some(p) = u.password() {
-            v.push(p.to_string());
-        }
-    }
+    v.extend(crate::redact::url_secret_parts(url));
     v
 }

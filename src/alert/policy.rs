@@ -132,7 +132,7 @@ impl ProbeAlertState {
                     key.clone(),
                     self.failures,
                 );
-                let notify = !cfg.in_maintenance(now);
+                let notify = !cx.in_maintenance(now);
                 let mut open = OpenAlert {
                     dedup_key: key,
                     since,
@@ -218,7 +218,7 @@ impl ProbeAlertState {
             if let Some(open) = &mut self.warning {
                 open.last = n;
             } else if self.slow >= cfg.degraded_threshold {
-                let notify = !cfg.in_maintenance(now);
+                let notify = !cx.in_maintenance(now);
                 self.warning = Some(OpenAlert {
                     dedup_key: key,
                     since,
@@ -297,7 +297,7 @@ impl ProbeAlertState {
     pub fn tick(&mut self, cx: &AlertContext<'_>, now: DateTime<Utc>) -> Vec<Decision> {
         let cfg = cx.config;
         let mut out = Vec::new();
-        if !cfg.enabled || cfg.in_maintenance(now) {
+        if !cfg.enabled || cx.in_maintenance(now) {
             return out;
         }
         for open in [self.critical.as_mut(), self.warning.as_mut()]
@@ -425,6 +425,7 @@ mod tests {
             region: "eu-west-1",
             config: cfg,
             links: &[],
+            system_offset: chrono::TimeDelta::zero(),
         }
     }
 
@@ -621,6 +622,45 @@ mod tests {
         let d = s.tick(&cx(&cfg), t(601));
         assert_eq!(notifications(&d).len(), 1);
         assert!(!notifications(&d)[0].reminder);
+    }
+
+    /// A maintenance window is written in wall-clock time: after the host's clock was stepped
+    /// (the service's own clock reads on unstepped) it is judged on the system clock. Before, a
+    /// clock stepped an hour back held the pages of 03:00-03:10 by the service's clock, when
+    /// the host said 02:00: paged nobody in a window nobody planned, and paged inside the real one.
+    #[test]
+    fn maintenance_follows_the_system_clock_after_a_step() {
+        let cfg = PolicyConfig {
+            maintenance: vec![Maintenance {
+                start: Schedule::parse("0 3 * * *", None).unwrap(),
+                duration: Duration::from_secs(600),
+            }],
+            ..PolicyConfig::default()
+        };
+        // The system clock an hour behind the service's: 03:00 by the service is 02:00 by the
+        // host, outside the window: the confirmed failure pages.
+        let behind = AlertContext {
+            system_offset: chrono::TimeDelta::hours(-1),
+            ..cx(&cfg)
+        };
+        let mut s = ProbeAlertState::default();
+        s.observe(&behind, &run(0, false, 5000), t(5));
+        assert_eq!(
+            notifications(&s.observe(&behind, &run(15, false, 5000), t(20))).len(),
+            1
+        );
+        // An hour ahead: 02:00 by the service is 03:00 by the host, inside: held back until
+        // the window's end on the host's clock (02:10 by the service), then sent by the tick.
+        let ahead = AlertContext {
+            system_offset: chrono::TimeDelta::hours(1),
+            ..cx(&cfg)
+        };
+        let mut s = ProbeAlertState::default();
+        s.observe(&ahead, &run(-3600, false, 5000), t(-3595));
+        assert!(notifications(&s.observe(&ahead, &run(-3585, false, 5000), t(-3580))).is_empty());
+        assert!(s.critical.is_some());
+        assert!(s.tick(&ahead, t(-3300)).is_empty());
+        assert_eq!(notifications(&s.tick(&ahead, t(-2999))).len(), 1);
     }
 
     /// Issue 17: a window of 100000000 years made `at - duration` overflow and panic the run

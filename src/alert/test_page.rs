@@ -49,15 +49,19 @@ pub async fn test_page(
                     links: links.to_vec(),
                 };
                 if let PagerKind::Alertmanager(am) = &plan.kind {
-                    let api = super::alertmanager::HttpAm {
-                        plan: am,
-                        client: &client,
-                        timeout: plan.timeout,
-                        redactor: &plan.redactor,
-                    };
+                    let members = super::alertmanager::Members::new(
+                        &plan.name,
+                        am,
+                        &client,
+                        plan.timeout,
+                        plan.redactor.clone(),
+                        None,
+                        clock,
+                    );
+                    let api = super::alertmanager::HttpAm { members: &members };
                     return super::alertmanager::test_page(&api, am, n, wait, &clock).await;
                 }
-                let notifier = crate::alert::pagers::notifier_for(plan, &client, clock)?;
+                let notifier = crate::alert::pagers::notifier_for(plan, &client, clock, None)?;
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {
                     // Opsgenie creates alerts asynchronously; a close sent at once can miss it.

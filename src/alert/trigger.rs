@@ -18,9 +18,19 @@ pub struct AlertContext<'a> {
     pub region: &'a str,
     pub config: &'a PolicyConfig,
     pub links: &'a [Link],
+    /// The system clock minus the service's ([`crate::clock::Clock::offset`]): maintenance
+    /// windows are written in wall-clock time, so they are judged on the system clock even
+    /// after it was stepped.
+    pub system_offset: chrono::TimeDelta,
 }
 
 impl AlertContext<'_> {
+    /// Whether `now` (the service's clock) falls in a maintenance window, on the system clock.
+    pub fn in_maintenance(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.config
+            .in_maintenance(now.checked_add_signed(self.system_offset).unwrap_or(now))
+    }
+
     /// Deterministic: the same probe, region and severity always make the same key, so a
     /// restart or a re-send updates the incident instead of opening another. The region is in
     /// it so regions never resolve each other's incidents, unless `group_key` says they share one.

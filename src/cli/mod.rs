@@ -22,11 +22,12 @@ use joincanary::diag::ProcessEnv;
 pub(crate) struct Cli {
     /// Log format: `text` for terminals, `logfmt` or `json` (one object per line) for log
     /// pipelines, as Prometheus exporters write them.
-    #[arg(long = "log.format", alias = "log-format", global = true, value_enum, default_value_t = LogFormat::Text, env = "JOINCANARY_LOG_FORMAT")]
+    #[arg(long = "log.format", alias = "log-format", value_name = "FORMAT", global = true, value_enum, default_value_t = LogFormat::Text, env = "JOINCANARY_LOG_FORMAT")]
     pub(crate) log_format: LogFormat,
     /// Log level: `debug`, `info`, `warn`, `error`, or a filter such as `joincanary=debug,info`.
     #[arg(
         long = "log.level",
+        value_name = "LEVEL",
         global = true,
         default_value = "info",
         env = "JOINCANARY_LOG"
@@ -112,9 +113,11 @@ pub(crate) enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// Run only this probe (repeatable).
-        #[arg(long = "probe")]
+        #[arg(long = "probe", value_name = "NAME")]
         probes: Vec<String>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        /// `table` for people; `json` for tools, one document with every run and its steps
+        /// (README, "Commands").
+        #[arg(long, value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
     /// Validate the config and every probe file without sending traffic (exit 0 or 2).
@@ -147,10 +150,11 @@ pub(crate) enum Command {
         )]
         password_file: Option<OrUnset<PathBuf>>,
         /// Deadline for the whole check: connect, TLS, request and answer.
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM.
+    /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM (exit
+    /// 0 on a clean stop, 2 on a config error).
     Run {
         #[command(flatten)]
         config: ConfigArg,
@@ -168,7 +172,7 @@ pub(crate) enum Command {
         state_dir: Option<OrUnset<PathBuf>>,
         /// Reload when the config or probe files change (e.g. a mounted ConfigMap), looking
         /// this often; `0s` turns it off.
-        #[arg(long = "config.watch-interval", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = joincanary::diag::parse_flag_duration)]
+        #[arg(long = "config.watch-interval", value_name = "DURATION", default_value = "5s", env = "JOINCANARY_CONFIG_WATCH_INTERVAL", value_parser = joincanary::diag::parse_flag_duration)]
         watch_interval: std::time::Duration,
         /// Connections the listener serves at once; more are closed as they arrive. Capped at a
         /// quarter of the open-files limit, so the probes always have descriptors.
@@ -187,23 +191,26 @@ pub(crate) enum Command {
         probe_threads: usize,
     },
     /// The whole thing on the embedded default: a reference server in-process, the shipped
-    /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it.
+    /// probe against it every few seconds, metrics and status on 127.0.0.1. Ctrl-C stops it
+    /// (exit 0).
     #[cfg(feature = "sim")]
     Demo {
         /// Address for metrics and status (falls back to a free port if taken).
         #[arg(
             long,
+            value_name = "ADDR",
             visible_alias = "web.listen-address",
             default_value = "127.0.0.1:9464"
         )]
         listen: std::net::SocketAddr,
     },
-    /// Send a clearly marked test trigger and resolve through each configured pager.
+    /// Send a clearly marked test trigger and resolve through each configured pager (exit 0 all
+    /// delivered, 1 any failed, 2 bad config).
     TestPage {
         #[command(flatten)]
         config: ConfigArg,
         /// Only this pager (repeatable).
-        #[arg(long = "pager")]
+        #[arg(long = "pager", value_name = "NAME")]
         pagers: Vec<String>,
         /// Alertmanager pagers: keep the test alert firing this long before resolving it, so
         /// Alertmanager notifies (default: the route's group_wait read from Alertmanager plus
@@ -211,20 +218,25 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         wait: Option<std::time::Duration>,
     },
-    /// Run the reference conference server.
+    /// Run the reference conference server; its first stdout line is `listening on http://…`
+    /// (exit 2 if it cannot listen or reach Redis).
     #[cfg(feature = "sim")]
     Sim {
         /// Address to listen on (port 0 picks a free port).
         #[arg(
             long,
+            value_name = "ADDR",
             visible_alias = "web.listen-address",
             default_value = "127.0.0.1:7480"
         )]
         listen: std::net::SocketAddr,
-        #[arg(long, default_value = "canary")]
+        /// The user the login accepts.
+        #[arg(long, value_name = "USER", default_value = "canary")]
         username: String,
+        /// That user's password.
         #[arg(
             long,
+            value_name = "PASSWORD",
             default_value = "canary-pass",
             env = "SIM_PASSWORD",
             hide_env_values = true
@@ -232,10 +244,15 @@ pub(crate) enum Command {
         password: String,
         /// Run signalling on this Redis (`redis://[:password@]host:port[/db]`): presence in
         /// Redis, joins through PUBLISH/SUBSCRIBE, so sims sharing a Redis see each other's joins.
-        #[arg(long, env = "SIM_REDIS_URL", hide_env_values = true)]
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "SIM_REDIS_URL",
+            hide_env_values = true
+        )]
         redis: Option<String>,
         /// Deadline of each Redis operation (a join past it is answered with an error frame).
-        #[arg(long, default_value = "2s", value_parser = joincanary::diag::parse_flag_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = joincanary::diag::parse_flag_duration)]
         redis_timeout: std::time::Duration,
     },
 }

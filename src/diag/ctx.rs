@@ -141,6 +141,22 @@ impl Ctx<'_> {
         }
     }
 
+    /// A whole number from 1 to `max`: a cap that bounds memory must not be configurable away
+    /// (`max_body_bytes = 9223372036854775807` would let one reply fill the machine).
+    pub fn positive_at_most(&mut self, value: &S<i64>, key: &str, max: usize) -> Option<usize> {
+        match usize::try_from(*value.get_ref()) {
+            Ok(n) if (1..=max).contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    Some(value.span()),
+                    key,
+                    format_args!("must be a whole number from 1 to {max}"),
+                );
+                None
+            }
+        }
+    }
+
     /// `${ENV}` substitution inside every string of a TOML value, then conversion to JSON whose
     /// string leaves are templates (rendered per run: values from the environment are written
     /// so that rendering gives them back as they are).

@@ -45,6 +45,18 @@ pub(crate) struct RunContext<'a> {
     /// Why the last frame the current `ws_expect` read did not match (quoted in `no_match`).
     pub last_miss: Option<String>,
     pub redactor: crate::redact::Redactor,
+    /// The plan's own secrets (values from the environment), without what the run learnt:
+    /// what never follows a URL a server named to another origin ([`super::origin`]).
+    pub plan_redactor: crate::redact::Redactor,
+    /// Where each value a server sent came from: the URL of the reply (an `http` step's,
+    /// after its redirects) or of the websocket (a `ws_expect`'s) that carried it; `None`
+    /// when no URL did (a `webrtc` step's own SDP). One entry per extracted variable of the
+    /// plan, so bounded by it.
+    pub sources: HashMap<String, Option<url::Url>>,
+    /// The connection about to be opened goes where a server pointed (a URL a value it sent
+    /// decides the origin of, a redirect): [`super::net::open`] then refuses the addresses
+    /// cloud metadata services answer on. The open takes (resets) it.
+    pub server_chosen: bool,
     /// The current step's name, gauges read and thresholds crossed (redis, http_json).
     pub step_name: String,
     pub gauges: BTreeMap<String, f64>,
@@ -57,10 +69,12 @@ pub(crate) struct RunContext<'a> {
 }
 
 impl RunContext<'_> {
-    /// Stores an extracted value; extracted values are treated as secrets (tokens, session ids).
-    pub fn set_var(&mut self, name: &str, value: String) {
+    /// Stores an extracted value, and where it came from (`from`: the reply's or the
+    /// websocket's URL); extracted values are treated as secrets (tokens, session ids).
+    pub fn set_var(&mut self, name: &str, value: String, from: Option<&url::Url>) {
         self.add_secret(&value);
         self.vars.insert(name.to_string(), value);
+        self.sources.insert(name.to_string(), from.cloned());
     }
 
     /// A secret is scrubbed in every encoding (the redactor's own business).

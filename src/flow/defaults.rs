@@ -9,6 +9,9 @@ use crate::schedule::{Schedule, every_minute, schedule, timezone};
 
 /// Default cap on an HTTP body or websocket message.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most `max_body_bytes` may say (64 MiB, the websocket meter's per-step byte budget): the
+/// cap bounds what one reply costs in memory, so it cannot be configured away.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// Default budget of frames a `ws_expect` step reads before giving up.
 pub const DEFAULT_MAX_FRAMES: usize = 1000;
 
@@ -67,7 +70,7 @@ impl Defaults {
             max_body_bytes: raw
                 .max_body_bytes
                 .as_ref()
-                .and_then(|v| ctx.positive(v, "defaults.max_body_bytes"))
+                .and_then(|v| ctx.positive_at_most(v, "defaults.max_body_bytes", MAX_BODY_BYTES))
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_frames: raw
                 .max_frames

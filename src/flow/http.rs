@@ -275,10 +275,23 @@ async fn once(
         headers.insert(header::AUTHORIZATION, basic);
     }
     let (mut body, content_type) = request_body(ctx, spec)?;
+    // A URL a server named: the probe's credentials do not follow it to another origin.
+    let named = super::origin::named(ctx, &spec.url, url.as_str());
+    if let Some(named) = &named {
+        named.check(
+            ctx,
+            &url,
+            &super::origin::Outgoing {
+                headers: &headers,
+                body: &body,
+            },
+        )?;
+    }
     let mut method = spec.method.clone();
 
     let mut hops = 0;
     let (status, response_headers, mut incoming, _conn) = loop {
+        ctx.server_chosen = named.is_some() || hops > 0;
         let (parts, incoming, conn) = exchange(
             ctx,
             &url,
@@ -440,12 +453,19 @@ async fn once(
         if miss.reason != FailureReason::BodyMismatch {
             return Err(miss);
         }
-        extract(ctx, carry, json.as_ref(), &response_headers, &text)?;
+        extract(ctx, carry, json.as_ref(), &response_headers, &text, &url)?;
         ctx.frames_seen += 1;
         ctx.last_miss = Some(miss.message);
         return Ok(Reply::Again);
     }
-    extract(ctx, &spec.extract, json.as_ref(), &response_headers, &text)?;
+    extract(
+        ctx,
+        &spec.extract,
+        json.as_ref(),
+        &response_headers,
+        &text,
+        &url,
+    )?;
     Ok(Reply::Matched)
 }
 
@@ -485,13 +505,15 @@ fn expectations(
     Ok(())
 }
 
-/// Sets each of `extractions` from one reply; one it lacks fails the step (`body_mismatch`).
+/// Sets each of `extractions` from one reply (from `url`, after its redirects); one it lacks
+/// fails the step (`body_mismatch`).
 fn extract(
     ctx: &mut RunContext<'_>,
     extractions: &[Extraction],
     json: Option<&serde_json::Value>,
     response_headers: &HeaderMap,
     text: &str,
+    url: &url::Url,
 ) -> Result<(), StepError> {
     for extraction in extractions {
         let value = match &extraction.source {
@@ -517,7 +539,7 @@ fn extract(
                 ),
             ));
         };
-        ctx.set_var(&extraction.var, value);
+        ctx.set_var(&extraction.var, value, Some(url));
     }
     Ok(())
 }

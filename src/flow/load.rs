@@ -174,7 +174,7 @@ pub fn build(
     let max_body_bytes = raw
         .max_body_bytes
         .as_ref()
-        .and_then(|v| ctx.positive(v, "max_body_bytes"))
+        .and_then(|v| ctx.positive_at_most(v, "max_body_bytes", super::defaults::MAX_BODY_BYTES))
         .unwrap_or(defaults.max_body_bytes);
 
     let ca_certs = raw
@@ -278,10 +278,21 @@ pub fn build(
         }
     }
 
+    // A value that is a whole URL (`url = "${HOOK_URL}"`) is scrubbed by its parts that may
+    // be secret (user info, path, query, fragment), so its host and port are still shown. Only
+    // a `scheme://host` URL: `canary:hunter2` parses as a URL of scheme `canary` too, and is a
+    // password.
     let secrets: Vec<String> = ctx
         .env_values
         .drain(..)
-        .filter(|v| v.len() >= 4 && url::Url::parse(v).is_err())
+        .flat_map(|v| {
+            if crate::redact::is_address_url(&v) {
+                crate::redact::url_secret_parts(&v)
+            } else {
+                vec![v]
+            }
+        })
+        .filter(|v| v.len() >= 4)
         .collect();
     let failed = ctx.errors.len() > before;
     let jitter = derive_jitter(region, &name, max_jitter);

@@ -24,7 +24,7 @@ impl Pattern {
     /// A bad template or a regex that does not compile.
     pub fn parse(text: &str) -> Result<Pattern, String> {
         let template = Template::parse(text).map_err(|e| e.to_string())?;
-        let probe = Regex::new(&template.render_placeholder("x"))
+        let probe = crate::diag::compile_regex(&template.render_placeholder("x"))
             .map_err(|e| format!("not a valid regex: {e}"))?;
         let fixed = template.is_literal().then_some(probe);
         Ok(Pattern { template, fixed })
@@ -46,7 +46,7 @@ impl Pattern {
             .template
             .render_in(vars, Context::Regex)
             .map_err(|e| e.to_string())?;
-        Regex::new(&text)
+        crate::diag::compile_regex(&text)
             .map(Cow::Owned)
             .map_err(|e| format!("pattern `{}`: {e}", self.template))
     }
@@ -290,5 +290,36 @@ mod tests {
         assert_eq!(regex_capture(&re, "x token=abc y").as_deref(), Some("abc"));
         let whole = regex::Regex::new(r"\d+").unwrap();
         assert_eq!(regex_capture(&whole, "a 42").as_deref(), Some("42"));
+    }
+
+    /// Regexes from config compile under `REGEX_SIZE_LIMIT` (2 MiB): the shapes probes use
+    /// pass, a repeated Unicode class past it is refused with a hint, its ASCII form passes.
+    #[test]
+    fn config_regexes_are_size_limited() {
+        for ok in [
+            r"\w+",
+            r"\w{40}",
+            r"[A-Za-z0-9_]{64}",
+            r"(?-u:\w){64}",
+            r#""body":"[^"]*""#,
+        ] {
+            assert!(crate::diag::compile_regex(ok).is_ok(), "{ok}");
+        }
+        let err = crate::diag::compile_regex(r"\w{100}").unwrap_err();
+        assert!(err.contains("would exceed 2097152 bytes"), "{err}");
+        assert!(err.contains("[A-Za-z0-9_]{64}"), "{err}");
+        // The crate's own default would take it: the limit is ours.
+        assert!(regex::Regex::new(r"\w{100}").is_ok());
+        // A pattern that is not a regex says so, as before.
+        assert!(
+            crate::diag::compile_regex("(")
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            Pattern::parse(r"x\w{100}")
+                .unwrap_err()
+                .contains("would exceed")
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod kinds;
 pub mod load;
 pub mod matcher;
 mod net;
+mod origin;
 pub mod parts;
 pub mod plan;
 #[cfg(test)]
@@ -111,6 +112,9 @@ pub(crate) fn new_context<'a>(
         frames_seen: 0,
         last_miss: None,
         redactor: plan.redactor.clone(),
+        plan_redactor: plan.redactor.clone(),
+        sources: HashMap::new(),
+        server_chosen: false,
         step_name: String::new(),
         gauges: BTreeMap::new(),
         warnings: Vec::new(),

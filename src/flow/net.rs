@@ -14,6 +14,48 @@ use super::context::RunContext;
 use super::error::StepError;
 use crate::report::{FailureReason, Phase};
 
+/// Where a URL a server chose (a redirect's `Location`, a value it sent deciding the origin)
+/// may not lead: the link-local ranges (169.254.0.0/16, fe80::/10) where cloud metadata
+/// services answer (AWS, GCP, Azure, Oracle: 169.254.169.254), AWS's IPv6 one
+/// (fd00:ec2::254), Alibaba's (100.100.100.200), and unspecified addresses. Their reply
+/// (instance credentials) would be quoted into the step's error, and so into the status page,
+/// the logs and the page. A real signalling server, homeserver or login page is never there;
+/// loopback and private ranges stay allowed (a platform's own network).
+fn metadata_address(ip: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    const ALIBABA: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 200);
+    const AWS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
+    let v4 = |v4: Ipv4Addr| v4.is_link_local() || v4.is_unspecified() || v4 == ALIBABA;
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+                || a == AWS_V6
+                || a.to_ipv4_mapped().is_some_and(v4)
+        }
+    }
+}
+
+/// `addrs` without [`metadata_address`]es; none left is refused (`protocol`), naming them.
+fn not_metadata(addrs: Vec<SocketAddr>, url: &url::Url) -> Result<Vec<SocketAddr>, StepError> {
+    let (refused, kept): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.into_iter().partition(|a| metadata_address(a.ip()));
+    if kept.is_empty() && !refused.is_empty() {
+        let list: Vec<String> = refused.iter().take(4).map(|a| a.ip().to_string()).collect();
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "`{}` (a URL a server chose) leads to {}, where cloud metadata services answer: \
+                 refused",
+                crate::redact::redact_url_text(url.as_str()),
+                list.join(", ")
+            ),
+        ));
+    }
+    Ok(kept)
+}
+
 /// Resolves the URL's host, timing it as `dns` unless the host is an IP literal.
 pub(crate) async fn resolve(
     ctx: &mut RunContext<'_>,
@@ -116,7 +158,12 @@ pub(crate) async fn open_with_alpn(
     url: &url::Url,
     alpn: Option<&[u8]>,
 ) -> Result<MaybeTlsStream<TcpStream>, StepError> {
-    let addrs = resolve(ctx, url).await?;
+    // Taken first: a lookup that fails must not leave it set for a later step's open.
+    let fenced = std::mem::take(&mut ctx.server_chosen);
+    let mut addrs = resolve(ctx, url).await?;
+    if fenced {
+        addrs = not_metadata(addrs, url)?;
+    }
     let t = begin_phase(ctx, Phase::Connect);
     let tcp = connect_any(&addrs).await;
     add_phase(ctx, Phase::Connect, t);
@@ -155,14 +202,19 @@ pub(crate) async fn open_with_alpn(
 }
 
 /// A failed handshake in words on-call can act on: a certificate no configured root vouches for
-/// says where a private CA goes; a reply that is not TLS at all (rustls: "received corrupt
-/// message of type InvalidContentType", an https URL on a plain-HTTP port) says so before
-/// rustls' words, so the page's first line, which keeps the error's start, names it.
+/// says where a private CA goes, and a trusted CA's name on another key (rustls says only
+/// `BadSignature`) that the private CA was re-issued; a reply that is not TLS at all (rustls:
+/// "received corrupt message of type InvalidContentType", an https URL on a plain-HTTP port)
+/// says so before rustls' words, so the page's first line, which keeps the error's start,
+/// names it.
 fn tls_failure(host: &str, e: &std::io::Error) -> String {
     use rustls::{CertificateError, Error, InvalidMessage};
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
         Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
             "TLS handshake with `{host}` failed: {e} (no trusted CA issued it: a private CA goes in the probe's `ca_file`)"
+        ),
+        Some(Error::InvalidCertificate(CertificateError::BadSignature)) => format!(
+            "TLS handshake with `{host}` failed: {e} (its issuer has the name of a trusted CA but not its key: a private CA re-issued since the probe's `ca_file` was written?)"
         ),
         Some(Error::InvalidMessage(InvalidMessage::InvalidContentType)) => format!(
             "TLS handshake with `{host}` failed: the reply is not TLS (a plain-HTTP port?): {e}"
@@ -309,6 +361,48 @@ fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A URL a server chose never reaches a cloud metadata service; loopback, private ranges
+    /// and public addresses do, and a name with one good address keeps it.
+    #[test]
+    fn metadata_addresses_are_refused_to_a_url_a_server_chose() {
+        for ip in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "0.0.0.0",
+            "100.100.100.200",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(metadata_address(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "8.8.8.8",
+        ] {
+            assert!(!metadata_address(ip.parse().unwrap()), "{ip}");
+        }
+        let url = url::Url::parse("http://meta.example/latest?x=1").unwrap();
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let err = not_metadata(vec![a("169.254.169.254:80")], &url).unwrap_err();
+        assert_eq!(err.reason, FailureReason::Protocol);
+        assert_eq!(
+            err.message,
+            "`http://meta.example/latest?[redacted]` (a URL a server chose) leads to \
+             169.254.169.254, where cloud metadata services answer: refused"
+        );
+        assert_eq!(
+            not_metadata(vec![a("169.254.169.254:80"), a("10.0.0.5:80")], &url).unwrap(),
+            [a("10.0.0.5:80")]
+        );
+    }
 
     #[tokio::test]
     async fn every_address_is_tried_before_failing() {

@@ -432,7 +432,12 @@ pub(crate) fn extracts(
             ok = false;
             continue;
         }
-        let regex = match e.regex.as_deref().map(Regex::new).transpose() {
+        let regex = match e
+            .regex
+            .as_deref()
+            .map(crate::diag::compile_regex)
+            .transpose()
+        {
             Ok(r) => r,
             Err(err) => {
                 ctx.error(

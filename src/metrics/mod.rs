@@ -69,6 +69,10 @@ pub struct Metrics {
     /// `{sink, type, region}`: 1 while the pager's last attempt failed (from [`Metrics::delivery`],
     /// set at scrape time), so a rule can tell a prober whose own push is not getting through.
     pub pager_failing: IntGaugeVec,
+    /// `{sink, member, region}`: 1 while a member of an Alertmanager pager (`urls`: an HA
+    /// pair or cluster) did not take the last post, 0 after it takes one; set at scrape time
+    /// from [`Metrics::delivery`]. The pager itself delivers while any member takes it.
+    pub member_failing: IntGaugeVec,
     pub pagers_configured: IntGauge,
     /// Probes whose failures page nobody although the config is valid: alerting disabled, or
     /// maintenance windows that hold every page for the next week (`config::Plan::quiet`); set
@@ -87,9 +91,9 @@ pub struct Metrics {
     pub reload_success_time: prometheus::Gauge,
     /// The system clock minus the service's clock, set at each scrape. The service reads the
     /// system clock once, at start, and counts on from there with the monotonic clock (so an
-    /// NTP step can neither bunch nor skip runs); a step after start leaves its schedules,
-    /// maintenance windows and status times off by the step until a restart, which this shows
-    /// (exported timestamps and Alertmanager posts follow the system clock).
+    /// NTP step cannot bunch runs); after a step its cron ticks, maintenance windows, status
+    /// times, exported timestamps and Alertmanager posts follow the system clock, and the times
+    /// written into page texts are off by the step until a restart, which this shows.
     pub clock_offset: prometheus::Gauge,
     /// `{file, region}`: 1 while the state log (`state.log`) or the status history
     /// (`status-history.json`) cannot be written (a state directory not writable, a full disk):
@@ -187,6 +191,13 @@ impl Metrics {
                 ),
                 &["sink", "type", "region"],
             )?,
+            member_failing: IntGaugeVec::new(
+                Opts::new(
+                    "joincanary_alertmanager_member_failing",
+                    "1 while this member of an Alertmanager pager (urls: an HA pair or cluster) did not take the last post, 0 after it takes one",
+                ),
+                &["sink", "member", "region"],
+            )?,
             pagers_configured: IntGauge::with_opts(
                 Opts::new(
                     "joincanary_pagers_configured",
@@ -239,7 +250,7 @@ impl Metrics {
             clock_offset: prometheus::Gauge::with_opts(
                 Opts::new(
                     "joincanary_clock_offset_seconds",
-                    "The system clock minus the prober's clock (read once at start, then monotonic): nonzero after the system clock was stepped; restart to realign",
+                    "The system clock minus the prober's clock (read once at start, then monotonic): nonzero after the system clock was stepped (schedules, windows and status follow the system clock; page texts' times do not until a restart)",
                 )
                 .const_label("region", region),
             )?,
@@ -296,6 +307,7 @@ impl Metrics {
             Box::new(m.outbox_oldest.clone()),
             Box::new(m.resends.clone()),
             Box::new(m.pager_failing.clone()),
+            Box::new(m.member_failing.clone()),
             Box::new(m.pagers_configured.clone()),
             Box::new(m.probes_paging_nobody.clone()),
             Box::new(m.heartbeat_last_success.clone()),
@@ -487,12 +499,16 @@ impl Metrics {
             .set(age_seconds(oldest, self.clock.now()));
     }
 
-    /// Sets up a heartbeat's series at zero.
+    /// Sets up a heartbeat's series at zero, its last-success timestamp too (as a probe's: 0
+    /// until the first success), so a heartbeat that never got through is on the dashboard
+    /// rather than absent from it.
     pub fn register_heartbeat(&self, name: &str) {
         for result in HEARTBEAT_RESULTS {
             self.heartbeats
                 .with_label_values(&[name, result, &self.region]);
         }
+        self.heartbeat_last_success
+            .with_label_values(&[name, &self.region]);
     }
 
     /// Counts one heartbeat ping; a success also stamps its time, `at` on the system clock

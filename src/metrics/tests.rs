@@ -514,3 +514,26 @@ fn run_timestamps_are_exported_on_the_stepped_system_clock() {
         finished + 3600.0
     );
 }
+
+/// A configured heartbeat is on the scrape from start-up, its last success at 0 (as a probe's)
+/// until a ping gets through: a heartbeat that never worked must show on the dashboard, not be
+/// missing from it.
+#[test]
+fn a_heartbeat_that_never_got_through_is_exported_at_zero() {
+    let m = Metrics::new("eu").unwrap();
+    m.register_heartbeat("hc");
+    let text = m.render();
+    assert!(
+        text.contains(
+            "joincanary_heartbeat_last_success_timestamp_seconds{heartbeat=\"hc\",region=\"eu\"} 0\n"
+        ),
+        "{text}"
+    );
+    m.count_heartbeat("hc", false, "2026-01-01T00:00:00Z".parse().unwrap());
+    m.count_heartbeat("hc", true, "2026-01-01T00:00:10Z".parse().unwrap());
+    // Registering again (a reload) keeps what was stamped.
+    m.register_heartbeat("hc");
+    assert!(m.render().contains(
+        "joincanary_heartbeat_last_success_timestamp_seconds{heartbeat=\"hc\",region=\"eu\"} 1767225610\n"
+    ));
+}

@@ -164,6 +164,11 @@ impl Metrics {
                     .with_label_values(&[&p.pager, &p.kind, &self.region])
                     .set(i64::from(p.failing_since.is_some()));
             }
+            for m in &p.members {
+                self.member_failing
+                    .with_label_values(&[&p.pager, &m.member, &self.region])
+                    .set(i64::from(m.failing_since.is_some()));
+            }
         }
         let gathered = self.registry.gather();
         let mut units = Vec::with_capacity(gathered.len() + FAMILIES.len());

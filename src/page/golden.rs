@@ -223,6 +223,7 @@ fn local() -> StatusDoc {
                 failing_since: Some(ago(95)),
                 queued: 1,
                 oldest_queued: Some(ago(95)),
+                members: Vec::new(),
             },
             PagerHealth {
                 pager: "chat".into(),

@@ -299,6 +299,7 @@ fn delivery(html: &mut String, doc: &StatusDoc, now: DateTime<Utc>) {
         let (class, symbol) = match state {
             "failing" => ("failing", "✕"),
             "queued" => ("degraded", "…"),
+            "degraded" => ("degraded", "◐"),
             "ok" => ("up", "✓"),
             _ => ("unknown", "–"),
         };
@@ -313,6 +314,22 @@ fn delivery(html: &mut String, doc: &StatusDoc, now: DateTime<Utc>) {
             ),
             _ => "none".to_string(),
         };
+        // An HA pair's member that did not take the last post, while another did.
+        let mut error = error;
+        if d.members.len() > 1 {
+            for m in d.members.iter().filter(|m| m.failing_since.is_some()) {
+                let _ = write!(
+                    error,
+                    "<div class=\"error\">member <strong>{}</strong> failing for {}{}</div>",
+                    esc(&m.member),
+                    esc(&span(now - m.failing_since.unwrap_or(now))),
+                    m.last_error
+                        .as_ref()
+                        .map(|e| format!(": {}", esc(e)))
+                        .unwrap_or_default()
+                );
+            }
+        }
         let queued = match d.oldest_queued {
             Some(t) if d.queued > 0 => format!("{} · oldest {} old", d.queued, esc(&span(now - t))),
             _ => d.queued.to_string(),

@@ -295,6 +295,49 @@ fn scrub_ice_passwords(text: String) -> String {
     }
 }
 
+/// The parts of a URL that may be secret: its user info, its path when it is more than `/` (a
+/// webhook's or a hook's path is its key), its query and each of the query's values, its
+/// fragment. Never its scheme, host or port: a page must still say where it failed to connect.
+/// Empty for a text that is not a URL.
+pub fn url_secret_parts(text: &str) -> Vec<String> {
+    let Ok(u) = url::Url::parse(text) else {
+        return Vec::new();
+    };
+    let mut parts = Vec::new();
+    if !u.username().is_empty() {
+        parts.push(u.username().to_string());
+    }
+    parts.extend(u.password().map(str::to_string));
+    if u.path().len() > 1 {
+        parts.push(u.path().to_string());
+        // A server may echo the path decoded, or a segment alone (`unknown hook T0…`).
+        parts.extend(
+            u.path_segments()
+                .into_iter()
+                .flatten()
+                .filter(|s| s.len() >= MIN_SECRET_BYTES)
+                .map(|s| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                }),
+        );
+    }
+    if let Some(q) = u.query() {
+        parts.push(q.to_string());
+        parts.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+    }
+    parts.extend(u.fragment().map(str::to_string));
+    parts.retain(|p| p.len() >= MIN_SECRET_BYTES);
+    parts
+}
+
+/// `scheme://host…`: a URL that names a server (not `user:password`, which also parses as a
+/// URL, of scheme `user`).
+pub fn is_address_url(text: &str) -> bool {
+    text.contains("://") && url::Url::parse(text).is_ok_and(|u| u.has_host())
+}
+
 /// Strips userinfo and the query from a URL: tokens travel in query strings.
 pub fn redact_url_text(text: &str) -> String {
     match url::Url::parse(text) {
@@ -368,8 +411,19 @@ pub(crate) fn finish(redactor: &Redactor, message: &str) -> String {
         rest = after;
     }
     out.push_str(rest);
+    // Whatever a server got into the message unquoted (a close reason, a list of its
+    // addresses), the message stays one readable line for a page: cut after the scrub, so
+    // no half of a secret is left.
+    if out.chars().count() > MAX_MESSAGE_CHARS {
+        out = out.chars().take(MAX_MESSAGE_CHARS).collect();
+        out.push('…');
+    }
     out
 }
+
+/// The longest error message that leaves the engine (status, logs, pages), in characters:
+/// many times a quoted reply (160 or 300), so only text a server put in unbounded is cut.
+pub const MAX_MESSAGE_CHARS: usize = 2048;
 
 #[cfg(test)]
 mod tests {

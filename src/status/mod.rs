@@ -6,6 +6,7 @@
 //! its caps in `peer.rs`.
 
 pub mod peer;
+mod system_time;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -542,11 +543,11 @@ mod tests {
     use chrono::TimeZone as _;
 
     /// When the runs below start: a fixed time, so nothing here reads the system clock.
-    fn t0() -> DateTime<Utc> {
+    pub(super) fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
     }
 
-    fn run(probe: &str, success: bool, error_len: usize) -> ProbeRun {
+    pub(super) fn run(probe: &str, success: bool, error_len: usize) -> ProbeRun {
         let error = (!success).then(|| "x".repeat(error_len));
         ProbeRun {
             probe: probe.into(),

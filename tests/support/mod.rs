@@ -153,6 +153,7 @@ pub fn confirmed_page(plan: &ProbePlan, run: &joincanary::report::ProbeRun) -> S
         region: "test",
         config: &plan.alerting,
         links: &[],
+        system_offset: chrono::TimeDelta::zero(),
     };
     let mut state = ProbeAlertState::default();
     let now = run.finished_at();

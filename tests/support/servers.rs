@@ -502,8 +502,12 @@ pub fn test_ca() -> Result<TestCa> {
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let issuer =
         CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(bad)?).map_err(bad)?;
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .map_err(bad)?;
+    let server = CertificateParams::new(vec![
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "localhost".to_string(),
+    ])
+    .map_err(bad)?;
     let server_key = KeyPair::generate().map_err(bad)?;
     let cert = server.signed_by(&server_key, &issuer).map_err(bad)?;
     Ok(TestCa {

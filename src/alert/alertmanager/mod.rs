@@ -1,14 +1,20 @@
 //! Prometheus Alertmanager API v2: post the alert; while it fires the dispatcher re-posts it
 //! every `resend_interval`, and a resolve is the same alert with `endsAt` = now. Alongside, an
 //! always-firing `JoinCanaryWatchdog` alert (the Prometheus `Watchdog` pattern) for a dead man's
-//! switch receiver.
+//! switch receiver. Every post goes to each member of an HA pair or cluster (`urls`,
+//! `members.rs`).
+
+mod members;
+
+pub(crate) use members::Members;
+pub use members::member_names;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::notify::{DeliveryError, Request};
+use super::notify::DeliveryError;
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, Severity, limits, render};
 use crate::diag::{Ctx, S};
@@ -44,10 +50,14 @@ pub fn watchdog_ttl(resend_interval: Duration) -> Duration {
 /// The `alertname` of the always-firing watchdog alert.
 pub const WATCHDOG: &str = "JoinCanaryWatchdog";
 
+/// The most members one pager posts to (`urls`): an Alertmanager cluster has three or five.
+pub const MAX_MEMBERS: usize = 10;
+
 #[derive(Debug, Clone)]
 pub struct Alertmanager {
-    /// Base URL, e.g. `http://alertmanager:9093` (may hold basic-auth credentials).
-    pub url: Secret,
+    /// Base URLs, e.g. `http://alertmanager:9093` (may hold basic-auth credentials): `url`, or
+    /// each member of an HA pair or cluster (`urls`), every one posted to.
+    pub urls: Vec<Secret>,
     pub resend_interval: Duration,
     /// How long a firing alert outlives its last post (`hold`, default 1 h).
     pub hold: Duration,
@@ -62,6 +72,9 @@ pager_table! {
     pub struct RawAlertmanager {
         /// Alertmanager's base URL, e.g. `http://alertmanager:9093` (may hold credentials).
         pub url: Option<S<String>>,
+        /// The base URL of each member of an Alertmanager HA pair or cluster, instead of `url`:
+        /// every alert is posted to each (they do not share alerts), delivered when one took it.
+        pub urls: Option<S<Vec<S<String>>>>,
         /// How often firing alerts and the watchdog are posted (default 30s, at most 1h).
         pub resend_interval: Option<S<String>>,
         /// How long a firing alert stays firing after the last post if nothing resolves it (a
@@ -80,9 +93,7 @@ impl Alertmanager {
         e: &Entry<'_>,
         r: &RawAlertmanager,
     ) -> Option<Alertmanager> {
-        let url = e
-            .required(ctx, r.url.as_ref(), "url")
-            .and_then(|u| e.url(ctx, u, r.url.as_ref(), "url"));
+        let urls = member_urls(ctx, e, r);
         let (min, max) = RESEND_INTERVAL_RANGE;
         let resend_interval = match &r.resend_interval {
             Some(v) => ctx.duration_within(v, &e.key("resend_interval"), min, max),
@@ -104,12 +115,79 @@ impl Alertmanager {
         }
         let headers = e.headers(ctx, &r.headers);
         Some(Alertmanager {
-            url: Secret::new(url?.trim_end_matches('/').to_string()),
+            urls: urls?,
             resend_interval: resend_interval?,
             hold: hold?,
             headers: headers?,
         })
     }
+}
+
+/// `url` or `urls` (one of them, not both): each an http(s) URL, none twice, at most
+/// [`MAX_MEMBERS`].
+fn member_urls(ctx: &mut Ctx<'_>, e: &Entry<'_>, r: &RawAlertmanager) -> Option<Vec<Secret>> {
+    let list = match (&r.url, &r.urls) {
+        (Some(_), Some(list)) => {
+            ctx.error(
+                Some(list.span()),
+                e.key("urls"),
+                "give `url` (one Alertmanager) or `urls` (each member of an HA pair or cluster), not both",
+            );
+            return None;
+        }
+        (Some(u), None) => vec![(u, "url".to_string())],
+        (None, Some(list)) => {
+            if list.get_ref().is_empty() || list.get_ref().len() > MAX_MEMBERS {
+                ctx.error(
+                    Some(list.span()),
+                    e.key("urls"),
+                    format_args!("must list 1 to {MAX_MEMBERS} Alertmanager base URLs"),
+                );
+                return None;
+            }
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u, format!("urls[{i}]")))
+                .collect()
+        }
+        (None, None) => {
+            ctx.error(
+                Some(e.span.clone()),
+                e.key("url"),
+                format_args!(
+                    "is required for {} (or `urls`, one per member of an HA pair or cluster)",
+                    e.a_pager()
+                ),
+            );
+            return None;
+        }
+    };
+    let mut urls: Vec<Secret> = Vec::new();
+    let mut ok = true;
+    for (value, key) in list {
+        let Some(text) = ctx.env_str(value, &e.key(&key)) else {
+            ok = false;
+            continue;
+        };
+        let text = text.trim().trim_end_matches('/').to_string();
+        let Some(text) = e.url(ctx, text, Some(value), &key) else {
+            ok = false;
+            continue;
+        };
+        if urls.iter().any(|u| u.expose() == text) {
+            // Never repeated: a URL may hold credentials.
+            ctx.error(
+                Some(value.span()),
+                e.key(&key),
+                "lists the same Alertmanager twice",
+            );
+            ok = false;
+            continue;
+        }
+        urls.push(Secret::new(text));
+    }
+    ok.then_some(urls)
 }
 
 /// The step table and the error as text (the raw details when the run has no steps), cut to
@@ -134,12 +212,13 @@ fn description(n: &Notification) -> String {
 /// ([`Clock::on_system`](crate::clock::Clock::on_system)): Alertmanager judges them by its own
 /// clock, and a prober whose host clock was stepped after it started (NTP after boot, a VM
 /// resumed) would otherwise post an alert already resolved, or a resolve that only takes effect
-/// once the step's offset has passed.
-pub fn build_request(
+/// once the step's offset has passed. The body of the post (an array of one alert), the same
+/// for every member.
+pub fn build_alert(
     plan: &Alertmanager,
     n: &Notification,
     clock: &crate::clock::Clock,
-) -> Request {
+) -> serde_json::Value {
     let mut labels = serde_json::Map::new();
     let mut label = |k: &str, v: &str| {
         labels.insert(k.into(), serde_json::Value::String(v.into()));
@@ -189,11 +268,7 @@ pub fn build_request(
     if let (Some(l), Some(obj)) = (status, alert.as_object_mut()) {
         obj.insert("generatorURL".into(), json!(l.href));
     }
-    Request {
-        url: format!("{}/api/v2/alerts", plan.url.expose()),
-        headers: super::webhook::exposed(&plan.headers),
-        body: json!([alert]),
-    }
+    json!([alert])
 }
 
 /// `at + d`, saturating instead of panicking: `at` may come from the state log and `d` from
@@ -216,12 +291,9 @@ pub fn build_watchdog(
     region: &str,
     started: DateTime<Utc>,
     at: DateTime<Utc>,
-) -> Request {
+) -> serde_json::Value {
     let ends_at = after(at, watchdog_ttl(plan.resend_interval));
-    Request {
-        url: format!("{}/api/v2/alerts", plan.url.expose()),
-        headers: super::webhook::exposed(&plan.headers),
-        body: json!([{
+    json!([{
             "labels": {
                 "alertname": WATCHDOG,
                 "region": region,
@@ -233,7 +305,27 @@ pub fn build_watchdog(
             },
             "startsAt": started.min(at).to_rfc3339(),
             "endsAt": ends_at.to_rfc3339(),
-        }]),
+    }])
+}
+
+/// The notifier of an Alertmanager pager: each notification built by [`build_alert`] and
+/// posted to every member; on each resend tick, the resolves a member missed again.
+pub(crate) struct AmNotifier {
+    pub plan: Alertmanager,
+    pub members: Members,
+    pub clock: crate::clock::Clock,
+}
+
+impl super::Notifier for AmNotifier {
+    fn send<'a>(&'a self, n: &'a Notification) -> super::notify::SendFuture<'a> {
+        Box::pin(async move {
+            let body = build_alert(&self.plan, n, &self.clock);
+            self.members.post(&body, n.kind == EventKind::Resolve).await
+        })
+    }
+
+    fn catch_up<'a>(&'a self) -> super::notify::CatchUpFuture<'a> {
+        Box::pin(self.members.catch_up())
     }
 }
 
@@ -253,60 +345,23 @@ const MAX_API_BODY: usize = 4 << 20;
 pub(crate) trait AmApi {
     /// `GET {url}{path}` as JSON; the error says what went wrong, without the URL.
     async fn get_json(&self, path: &str) -> Result<serde_json::Value, String>;
-    /// `POST` of an alert.
-    async fn post(&self, req: &Request) -> Result<(), DeliveryError>;
+    /// `POST` of alerts (`resolve`: they end).
+    async fn post(&self, body: &serde_json::Value, resolve: bool) -> Result<(), DeliveryError>;
 }
 
-/// [`AmApi`] over HTTP, every request under the pager's `timeout`, errors scrubbed.
+/// [`AmApi`] over HTTP to every member (reads from the first that answers), every request
+/// under the pager's `timeout`, errors scrubbed.
 pub(crate) struct HttpAm<'a> {
-    pub plan: &'a Alertmanager,
-    pub client: &'a reqwest::Client,
-    pub timeout: Duration,
-    pub redactor: &'a crate::redact::Redactor,
+    pub members: &'a Members,
 }
 
 impl AmApi for HttpAm<'_> {
     async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
-        let url = format!("{}{path}", self.plan.url.expose());
-        let read = async {
-            let mut get = self.client.get(&url);
-            for (k, v) in &self.plan.headers {
-                get = get.header(k, v.expose());
-            }
-            let mut resp = get
-                .send()
-                .await
-                .map_err(|e| crate::net::error_chain(&e.without_url()))?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(format!("HTTP {status}"));
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| crate::net::error_chain(&e.without_url()))?
-            {
-                if body.len() + chunk.len() > MAX_API_BODY {
-                    return Err(format!("answer larger than {MAX_API_BODY} bytes"));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
-        };
-        match tokio::time::timeout(self.timeout, read).await {
-            Ok(r) => r.map_err(|e| self.redactor.scrub(&e)),
-            Err(_) => Err(format!(
-                "no answer within {}",
-                crate::report::human_duration(self.timeout)
-            )),
-        }
+        self.members.get_json(path, MAX_API_BODY).await
     }
 
-    async fn post(&self, req: &Request) -> Result<(), DeliveryError> {
-        super::notify::post(self.client, req, self.timeout)
-            .await
-            .map_err(|e| e.scrub(self.redactor))
+    async fn post(&self, body: &serde_json::Value, resolve: bool) -> Result<(), DeliveryError> {
+        self.members.post(body, resolve).await
     }
 }
 
@@ -336,7 +391,7 @@ pub(crate) async fn test_page(
     let run = n.dedup_key.rsplit('/').next().unwrap_or_default();
     n.probe = format!("test-page-{}", run.get(..8).unwrap_or(run));
     let labels: std::collections::BTreeMap<String, String> =
-        serde_json::from_value(build_request(plan, &n, clock).body[0]["labels"].clone())
+        serde_json::from_value(build_alert(plan, &n, clock)[0]["labels"].clone())
             .unwrap_or_default();
     let wait = match wait {
         Some(w) => {
@@ -358,7 +413,7 @@ pub(crate) async fn test_page(
         ..plan.clone()
     };
     n.at = clock.now();
-    api.post(&build_request(&firing, &n, clock)).await?;
+    api.post(&build_alert(&firing, &n, clock), false).await?;
     notes.push("Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)".into());
     let listed = listed_state(api, &labels).await;
     let refused = match &listed {
@@ -378,7 +433,7 @@ pub(crate) async fn test_page(
     n.kind = EventKind::Resolve;
     n.at = clock.now();
     n.summary = format!("[TEST] joincanary test page from {}: resolved", n.region);
-    api.post(&build_request(plan, &n, clock)).await?;
+    api.post(&build_alert(plan, &n, clock), true).await?;
     match refused {
         Some(e) => Err(DeliveryError::Permanent(e)),
         None => Ok(notes),

@@ -6,7 +6,7 @@ use crate::alert::sample;
 
 fn plan() -> Alertmanager {
     Alertmanager {
-        url: Secret::new("http://am:9093"),
+        urls: vec![Secret::new("http://am:9093")],
         resend_interval: Duration::from_secs(60),
         hold: DEFAULT_HOLD,
         headers: Vec::new(),
@@ -21,10 +21,9 @@ fn clock() -> crate::clock::Clock {
 #[test]
 fn firing_payload() {
     let n = sample(EventKind::Trigger);
-    let req = build_request(&plan(), &n, &clock());
-    assert_eq!(req.url, "http://am:9093/api/v2/alerts");
+    let body = build_alert(&plan(), &n, &clock());
     assert_eq!(
-        req.body,
+        body,
         json!([{
             "labels": {
                 "alertname": "JoinFlowFailing",
@@ -50,9 +49,9 @@ fn firing_payload() {
 fn resolved_payload_ends_now() {
     let mut n = sample(EventKind::Resolve);
     n.severity = Severity::Warning;
-    let req = build_request(&plan(), &n, &clock());
-    assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:05:00+00:00");
-    assert_eq!(req.body[0]["labels"]["alertname"], "JoinFlowDegraded");
+    let req = build_alert(&plan(), &n, &clock());
+    assert_eq!(req[0]["endsAt"], "2025-03-01T12:05:00+00:00");
+    assert_eq!(req[0]["labels"]["alertname"], "JoinFlowDegraded");
 }
 
 /// The host's clock stepped after the prober started (NTP after boot, a VM resumed): the
@@ -65,16 +64,16 @@ fn a_stepped_system_clock_moves_the_posted_times() {
     let clock = clock();
     clock.step_system(chrono::Duration::hours(2));
     let n = sample(EventKind::Trigger);
-    let req = build_request(&plan(), &n, &clock);
-    assert_eq!(req.body[0]["startsAt"], "2025-03-01T14:00:00+00:00");
-    assert_eq!(req.body[0]["endsAt"], "2025-03-01T15:05:00+00:00");
+    let req = build_alert(&plan(), &n, &clock);
+    assert_eq!(req[0]["startsAt"], "2025-03-01T14:00:00+00:00");
+    assert_eq!(req[0]["endsAt"], "2025-03-01T15:05:00+00:00");
     // Stepped back: a resolve's `endsAt` is not in Alertmanager's future (which would keep
     // the alert firing until the clocks met).
     clock.step_system(chrono::Duration::hours(-3));
     let r = sample(EventKind::Resolve);
-    let req = build_request(&plan(), &r, &clock);
-    assert_eq!(req.body[0]["endsAt"], "2025-03-01T11:05:00+00:00");
-    assert_eq!(req.body[0]["startsAt"], "2025-03-01T11:00:00+00:00");
+    let req = build_alert(&plan(), &r, &clock);
+    assert_eq!(req[0]["endsAt"], "2025-03-01T11:05:00+00:00");
+    assert_eq!(req[0]["startsAt"], "2025-03-01T11:00:00+00:00");
 }
 
 #[test]
@@ -84,11 +83,11 @@ fn a_changed_step_keeps_the_labels() {
     b.failed_step = Some("login".into());
     b.reason = Some(crate::report::FailureReason::HttpStatus);
     let (ra, rb) = (
-        build_request(&plan(), &a, &clock()),
-        build_request(&plan(), &b, &clock()),
+        build_alert(&plan(), &a, &clock()),
+        build_alert(&plan(), &b, &clock()),
     );
-    assert_eq!(ra.body[0]["labels"], rb.body[0]["labels"]);
-    assert_eq!(rb.body[0]["annotations"]["step"], "login");
+    assert_eq!(ra[0]["labels"], rb[0]["labels"]);
+    assert_eq!(rb[0]["annotations"]["step"], "login");
 }
 
 #[test]
@@ -96,35 +95,20 @@ fn watchdog_payload() {
     let started = "2025-03-01T11:00:00Z".parse().unwrap();
     let at = "2025-03-01T12:00:00Z".parse().unwrap();
     let req = build_watchdog(&plan(), "eu-west-1", started, at);
-    assert_eq!(req.url, "http://am:9093/api/v2/alerts");
     assert_eq!(
-        req.body[0]["labels"],
+        req[0]["labels"],
         json!({"alertname": "JoinCanaryWatchdog", "region": "eu-west-1", "severity": "none", "source": "joincanary"})
     );
     // Stable across posts (Alertmanager sets a missing startsAt to endsAt: in the future).
-    assert_eq!(req.body[0]["startsAt"], "2025-03-01T11:00:00+00:00");
+    assert_eq!(req[0]["startsAt"], "2025-03-01T11:00:00+00:00");
     // 1.5 resend intervals (60 s here) after the post.
-    assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:01:30+00:00");
+    assert_eq!(req[0]["endsAt"], "2025-03-01T12:01:30+00:00");
     let default = Alertmanager {
         resend_interval: DEFAULT_RESEND_INTERVAL,
         ..plan()
     };
     let req = build_watchdog(&default, "eu-west-1", started, at);
-    assert_eq!(req.body[0]["endsAt"], "2025-03-01T12:00:45+00:00");
-}
-
-/// The configured headers (a bearer token, a tenant) go with the alerts and the watchdog.
-#[test]
-fn headers_go_with_every_post() {
-    let p = Alertmanager {
-        headers: vec![("X-Scope-OrgID".into(), Secret::new("ops"))],
-        ..plan()
-    };
-    let want = vec![("X-Scope-OrgID".to_string(), "ops".to_string())];
-    let n = sample(EventKind::Trigger);
-    assert_eq!(build_request(&p, &n, &clock()).headers, want);
-    let at = "2025-03-01T12:00:00Z".parse().unwrap();
-    assert_eq!(build_watchdog(&p, "eu-west-1", at, at).headers, want);
+    assert_eq!(req[0]["endsAt"], "2025-03-01T12:00:45+00:00");
 }
 
 /// Alertmanager as `test-page` sees it, in memory: each answer canned, each POST recorded
@@ -170,9 +154,9 @@ impl AmApi for FakeAm {
         Ok(self.alerts.clone())
     }
 
-    async fn post(&self, req: &Request) -> Result<(), DeliveryError> {
+    async fn post(&self, body: &serde_json::Value, _resolve: bool) -> Result<(), DeliveryError> {
         let mut posts = self.posts.lock().unwrap();
-        posts.push((tokio::time::Instant::now(), req.body.clone()));
+        posts.push((tokio::time::Instant::now(), body.clone()));
         Ok(())
     }
 }
@@ -297,16 +281,10 @@ fn end_times_saturate_instead_of_panicking() {
         ..plan()
     };
     let max = DateTime::<Utc>::MAX_UTC.to_rfc3339();
-    assert_eq!(
-        build_request(&p, &n, &clock()).body[0]["endsAt"],
-        json!(max)
-    );
+    assert_eq!(build_alert(&p, &n, &clock())[0]["endsAt"], json!(max));
     n.at = DateTime::<Utc>::MAX_UTC;
-    assert_eq!(
-        build_request(&plan(), &n, &clock()).body[0]["endsAt"],
-        json!(max)
-    );
+    assert_eq!(build_alert(&plan(), &n, &clock())[0]["endsAt"], json!(max));
     let req = build_watchdog(&p, "r", n.at, n.at);
-    assert_eq!(req.body[0]["endsAt"], json!(max));
+    assert_eq!(req[0]["endsAt"], json!(max));
     assert_eq!(watchdog_ttl(huge), Duration::MAX);
 }

@@ -121,7 +121,12 @@ impl Dispatcher {
                     let (delivery, clock) = (shared.metrics.delivery.clone(), shared.clock);
                     move || -> Box<dyn Notifier> {
                         let notifier = match &client {
-                            Ok(c) => crate::alert::pagers::notifier_for(&plan, c, clock),
+                            Ok(c) => crate::alert::pagers::notifier_for(
+                                &plan,
+                                c,
+                                clock,
+                                Some(delivery.clone()),
+                            ),
                             Err(e) => Err(e.clone()),
                         }
                         .unwrap_or_else(|e| {
@@ -133,12 +138,18 @@ impl Dispatcher {
                     }
                 };
                 let watchdog = match (&plan.kind, &client) {
-                    (PagerKind::Alertmanager(a), Ok(c)) => Some(Watchdog {
+                    (PagerKind::Alertmanager(a), Ok(c)) => Some(Arc::new(Watchdog {
                         plan: a.clone(),
-                        client: c.clone(),
-                        timeout: plan.timeout,
-                        redactor: plan.redactor.clone(),
-                    }),
+                        members: crate::alert::alertmanager::Members::new(
+                            &plan.name,
+                            a,
+                            c,
+                            plan.timeout,
+                            plan.redactor.clone(),
+                            Some(shared.metrics.delivery.clone()),
+                            shared.clock,
+                        ),
+                    })),
                     _ => None,
                 };
                 let (shared, stop_rx) = (shared.clone(), stop_rx.clone());

@@ -22,7 +22,7 @@ pub(super) async fn run_pager(
     shared: Arc<Shared>,
     plan: PagerPlan,
     notifier: Box<dyn Notifier>,
-    watchdog: Option<Watchdog>,
+    watchdog: Option<Arc<Watchdog>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let waker = shared
@@ -51,6 +51,7 @@ pub(super) async fn run_pager(
                         w.post(&shared, &plan.name).await;
                     }
                     resend_firing(&shared, &plan, notifier.as_ref()).await;
+                    notifier.catch_up().await;
                     next_resend = later(Instant::now(), resend_every);
                 }
             }

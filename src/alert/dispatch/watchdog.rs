@@ -1,18 +1,12 @@
 //! The always-firing `JoinCanaryWatchdog` an Alertmanager pager is posted while the scheduler
 //! is healthy, so a dead man's switch behind Alertmanager notices a prober that stopped.
 
-use std::time::Duration;
-
 use super::Shared;
-use crate::alert::notify;
 
-/// The always-firing `JoinCanaryWatchdog` of an Alertmanager pager.
-#[derive(Clone)]
+/// The always-firing `JoinCanaryWatchdog` of an Alertmanager pager, posted to every member.
 pub(super) struct Watchdog {
     pub(super) plan: crate::alert::alertmanager::Alertmanager,
-    pub(super) client: reqwest::Client,
-    pub(super) timeout: Duration,
-    pub(super) redactor: crate::redact::Redactor,
+    pub(super) members: crate::alert::alertmanager::Members,
 }
 
 impl Watchdog {
@@ -23,19 +17,18 @@ impl Watchdog {
             tracing::error!(sink, why = %why, "the scheduler is stuck: watchdog alert withheld");
             return;
         }
-        let req = crate::alert::alertmanager::build_watchdog(
+        let body = crate::alert::alertmanager::build_watchdog(
             &self.plan,
             &shared.metrics.region,
             shared.clock.on_system(shared.clock.started()),
             shared.clock.system_now(),
         );
-        match notify::post(&self.client, &req, self.timeout).await {
+        match self.members.post(&body, false).await {
             Ok(()) => {
                 shared.metrics.delivery.success(sink, shared.clock.now());
                 tracing::debug!(sink, "watchdog alert posted");
             }
             Err(e) => {
-                let e = e.scrub(&self.redactor);
                 shared
                     .metrics
                     .delivery

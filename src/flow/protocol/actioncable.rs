@@ -54,7 +54,10 @@ impl Protocol for ActionCable {
                 if reason == "unauthorized" || reason == "invalid_request" {
                     Incoming::ServerError("the server refused the connection")
                 } else {
-                    Incoming::Closed(format!("the server disconnected ({reason})"))
+                    Incoming::Closed(format!(
+                        "the server disconnected ({})",
+                        crate::redact::quote(reason, super::REASON_CHARS)
+                    ))
                 }
             }
             _ => {

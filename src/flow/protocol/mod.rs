@@ -200,6 +200,10 @@ pub(crate) trait Protocol: Send + Sync {
 /// Keys a server's JSON error names its cause under, in the order they are preferred
 /// (Socket.IO `{"message"}`, an app's `{"error"}`, ActionCable's `reason`, protoo's
 /// `errorReason`, OAuth's `error_description`).
+/// Characters of a server's close or disconnect reason shown (SockJS `c[code,"reason"]`,
+/// ActionCable's `reason`): the reason is quoted, so scrubbed and cut; the frame follows it.
+pub(crate) const REASON_CHARS: usize = 100;
+
 const CAUSE_KEYS: [&str; 6] = [
     "error",
     "message",

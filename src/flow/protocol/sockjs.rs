@@ -73,9 +73,15 @@ impl Protocol for SockJs {
             "h" => Incoming::Control(Vec::new()),
             "c" => {
                 let why = match serde_json::from_str::<(Value, Value)>(rest) {
+                    // The reason is the server's text, of any length: quoted, so it is
+                    // scrubbed and cut as every quoted reply is.
                     Ok((code, reason)) => format!(
-                        "the server closed the SockJS session ({code} {})",
-                        reason.as_str().unwrap_or_default()
+                        "the server closed the SockJS session ({} {})",
+                        crate::redact::quote(&code.to_string(), 20),
+                        crate::redact::quote(
+                            reason.as_str().unwrap_or_default(),
+                            super::REASON_CHARS
+                        )
                     ),
                     Err(_) => "the server closed the SockJS session".to_string(),
                 };
@@ -163,7 +169,8 @@ mod tests {
         assert_eq!(old.text, "hello");
         assert!(matches!(
             s.decode(r#"c[3000,"Go away!"]"#),
-            Incoming::Closed(why) if why == "the server closed the SockJS session (3000 Go away!)"
+            Incoming::Closed(why) if crate::redact::finish(&Default::default(), &why)
+                == "the server closed the SockJS session (3000 Go away!)"
         ));
         assert!(matches!(s.decode(""), Incoming::Message(m) if m.text.is_empty()));
     }

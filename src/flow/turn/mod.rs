@@ -135,7 +135,45 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
             StepError::new(FailureReason::BodyMismatch, format!("url: {e}"))
         }
     })?;
+    // The server the step talked to, when the error does not say: with a join's `iceServers`
+    // list it is one of several, and the page must say which.
+    let listed = text.trim_start().starts_with('[');
+    probe(ctx, spec, &text, &uri).await.map_err(|mut e| {
+        let shown = uri.to_string();
+        if !e.message.contains(&shown) {
+            let from = match (listed, spec.transport) {
+                (false, _) => String::new(),
+                (true, None) => ", the first TURN URI of the list".to_string(),
+                (true, Some(t)) => format!(", the first TURN URI over {} of the list", t.as_str()),
+            };
+            e.message.push_str(&format!(" ({shown}{from})"));
+        }
+        e
+    })
+}
+
+/// The step on the URI it took (`text`: its `url` as rendered): binding, then allocate,
+/// permission, echo and release.
+async fn probe(
+    ctx: &mut RunContext<'_>,
+    spec: &TurnSpec,
+    text: &str,
+    uri: &IceUri,
+) -> Result<(), StepError> {
     let credential = credential(ctx, spec)?;
+    if let Some(named) = crate::flow::origin::named(ctx, &spec.url, text) {
+        let sent = credential.as_ref().map(|c| {
+            [
+                ("username", c.username.as_str()),
+                ("credential", c.password.as_str()),
+            ]
+        });
+        named.check_turn(
+            ctx,
+            spec.secret.is_some(),
+            sent.as_ref().map_or(&[], |c| &c[..]),
+        )?;
+    }
     let peer = match &spec.peer {
         Some(t) => Some(ctx.render(t)?),
         None => None,
@@ -150,12 +188,12 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
     let mut attempt = 0;
     let (mut session, outcome) = loop {
         attempt += 1;
-        let target = match tokio::time::timeout_at(work, connect(ctx, &uri)).await {
+        let target = match tokio::time::timeout_at(work, connect(ctx, uri)).await {
             Ok(target) => target?,
-            Err(_) => return Err(connect_timeout(ctx, &uri)),
+            Err(_) => return Err(connect_timeout(ctx, uri)),
         };
         let t = begin_phase(ctx, Phase::Binding);
-        let bound = bind(target, &uri, work).await;
+        let bound = bind(target, uri, work).await;
         add_phase(ctx, Phase::Binding, t);
         let (mut session, reflexive) = bound?;
         tracing::debug!(step = %ctx.step_name, %reflexive, "STUN binding answered");
@@ -165,7 +203,7 @@ pub(super) async fn run(ctx: &mut RunContext<'_>, spec: &TurnSpec) -> Result<(),
         let mut mismatch = false;
         let outcome = relay(
             ctx,
-            &uri,
+            uri,
             credential.as_ref(),
             peer.as_deref(),
             &mut session,

@@ -94,7 +94,7 @@ pub(crate) async fn run(
             // A peer made again on the same connection replaces (and closes) the old one.
             ctx.webrtc
                 .insert(connection.to_string(), Participant::Ready(Box::new(peer)));
-            ctx.set_var(&spec.save_as, sdp);
+            ctx.set_var(&spec.save_as, sdp, None);
             Ok(())
         }
         WebrtcAction::Publish(remote) => {

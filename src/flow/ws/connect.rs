@@ -267,6 +267,7 @@ async fn connect(
         let _ = tokio::time::timeout(super::CLOSE_GRACE, old.close()).await;
     }
     let mut url = parts::run_url(ctx, &spec.url, &["ws", "wss", "http", "https"])?;
+    let named = crate::flow::origin::named(ctx, &spec.url, url.as_str());
     // An http(s) base URL is accepted and upgraded, so one `${SIM_URL}` serves both kinds of step.
     let ws_scheme = match url.scheme() {
         "http" => Some("ws"),
@@ -299,6 +300,7 @@ async fn connect(
     let mut proto = protocol::new(spec.protocol, setup);
     let basic = crate::flow::net::take_basic_auth(ctx, &mut url);
     let url_text = url.to_string();
+    ctx.server_chosen = named.is_some();
     let stream = crate::flow::net::open(ctx, &url).await?;
 
     let mut request = url_text.as_str().into_client_request().map_err(|e| {
@@ -345,6 +347,16 @@ async fn connect(
         && let Ok(v) = HeaderValue::from_str(&offered.join(", "))
     {
         request.headers_mut().insert("sec-websocket-protocol", v);
+    }
+    if let Some(named) = &named {
+        named.check(
+            ctx,
+            &url,
+            &crate::flow::origin::Outgoing {
+                headers: request.headers(),
+                body: &[],
+            },
+        )?;
     }
     // The session cookies from earlier http steps travel with the upgrade, as in a browser
     // (this participant's, for a named connection).
@@ -423,6 +435,7 @@ async fn connect(
         stream,
         proto,
         backlog: VecDeque::new(),
+        url,
     };
     for frame in opening {
         conn.stream

@@ -323,7 +323,8 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
         };
         ctx.phases.insert(phase, t.elapsed());
     }
-    extract(ctx, spec, &matched)
+    let from = ctx.ws.get(name).map(|c| c.url.clone());
+    extract(ctx, spec, &matched, from.as_ref())
 }
 
 /// `Ok` if the message is the one the step waits for; `Err(why not)` otherwise.
@@ -386,7 +387,12 @@ fn message_matches(
     Ok(())
 }
 
-fn extract(ctx: &mut RunContext<'_>, spec: &ExpectSpec, msg: &Message) -> Result<(), StepError> {
+fn extract(
+    ctx: &mut RunContext<'_>,
+    spec: &ExpectSpec,
+    msg: &Message,
+    from: Option<&url::Url>,
+) -> Result<(), StepError> {
     for e in &spec.extract {
         let value = match &e.source {
             ExtractSource::Json(pointer) => msg
@@ -398,7 +404,7 @@ fn extract(ctx: &mut RunContext<'_>, spec: &ExpectSpec, msg: &Message) -> Result
             ExtractSource::Header(_) | ExtractSource::Cookie(_) => None,
         };
         match e.narrow(value) {
-            Some(v) => ctx.set_var(&e.var, v),
+            Some(v) => ctx.set_var(&e.var, v, from),
             None => {
                 return Err(StepError::new(
                     FailureReason::BodyMismatch,

@@ -48,6 +48,8 @@ pub(crate) struct Connection {
     proto: Box<dyn Protocol>,
     /// Messages that arrived during the handshake, before any step asked for them.
     backlog: VecDeque<Message>,
+    /// Where it is connected (what a value read from it came from).
+    pub(crate) url: url::Url,
 }
 
 impl Connection {
