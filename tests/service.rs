@@ -262,18 +262,8 @@ async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_no
     let runner = Arc::new(Finishing {
         finished: finished.clone(),
     });
-    let handles = joincanary::service::handles(&plan, clock).unwrap();
-    let status = handles.status.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(joincanary::service::serve_with(
-        plan,
-        listener,
-        runner,
-        clock,
-        stop.clone(),
-        handles,
-    ));
+    let (service, handles) = crate::support::Service::scripted(plan, runner, clock).await;
+    let status = handles.status;
     let recorded = || -> usize { status.snapshot().iter().map(|p| p.history.len()).sum() };
     // Past the first alert tick (5 s): the start-up burst (every probe announcing its first
     // run at once) is a busy linger, after which the consumer does not linger until that tick.
@@ -313,8 +303,8 @@ async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_no
         "no result waited longer than the linger ({LINGER:?}) and a look: {latest_gap:?}"
     );
     let before = tokio::time::Instant::now();
-    stop.cancel();
-    service.await.unwrap().unwrap();
+    service.shutdown.cancel();
+    service.task.await.unwrap().unwrap();
     assert!(
         before.elapsed() < Duration::from_millis(50),
         "stopping took {:?}: it waited for the linger",
