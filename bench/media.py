@@ -1,8 +1,14 @@
-"""The media path's cost (bench/media.sh): probes/examples/janus-echotest-media.toml against a
-real Janus echotest, N `joincanary once` runs, and the same flow without its two `webrtc` steps
-(session, attach, destroy only). Prints the median wall time of each phase of the `media` step,
-and the CPU-ms of the webrtc steps: the prober's user + system time with them, minus without,
-median of N. Janus and the prober share a private network namespace (veth, 10.200.0.1)."""
+"""The media path's cost (bench/media.sh): the shipped Janus media probes against a real Janus,
+N `joincanary once` runs of each, and each flow without its `webrtc` steps and the signalling
+that carries their SDP (sessions, handles, joins and destroys only):
+
+- probes/examples/janus-echotest-media.toml: one peer, a data channel echo (step `media`);
+- probes/examples/janus-videoroom-media.toml: `a` publishes, `b` subscribes and receives a's
+  messages through the videoroom (steps `a-media`, `b-media`).
+
+Prints the median wall time of each phase of those steps, their gauges, and the CPU-ms of the
+webrtc steps: the prober's user + system time with them, minus without, median of N. Janus and
+the prober share a private network namespace (veth, 10.200.0.1)."""
 
 import argparse
 import json
@@ -16,7 +22,17 @@ import time
 
 import harness as h
 
-MEDIA = os.path.join(h.ROOT, "probes/examples/janus-echotest-media.toml")
+EXAMPLES = os.path.join(h.ROOT, "probes/examples")
+# name: (file, steps measured, steps dropped for the signalling-only baseline, gauges)
+PROBES = {
+    "echotest": ("janus-echotest-media.toml", ("media",),
+                 ("offer", "send-offer", "answer", "trickle", "media"),
+                 ("echo_rtt_seconds", "echo_loss_ratio")),
+    "videoroom": ("janus-videoroom-media.toml", ("a-media", "b-media"),
+                  ("a-offer", "a-publish", "a-answer", "a-trickle", "a-media", "b-subscribe",
+                   "b-offer", "b-answer", "b-start", "b-started", "b-media"),
+                  ("media_latency_seconds", "media_loss_ratio", "media_received")),
+}
 
 
 def start_janus(d):
@@ -33,12 +49,12 @@ def start_janus(d):
     return p, f"ws://127.0.0.1:{ws}/"
 
 
-def without_media(text):
+def without_media(text, drop):
     """The probe without its webrtc steps and the signalling that carries their SDP."""
     blocks = re.split(r"\n(?=\[\[steps\]\])", text)
-    drop = ("offer", "send-offer", "answer", "trickle", "media")
     keep = [b for b in blocks if not any(f'name = "{n}"' in b for n in drop)]
-    return "\n".join(keep).replace('name = "janus-echotest-media"', 'name = "janus-signalling"')
+    return re.sub(r'^name = "([^"]+)"', r'name = "\1-signalling"', "\n".join(keep), count=1,
+                  flags=re.M)
 
 
 def once(ns_pid, config, url):
@@ -57,56 +73,72 @@ def once(ns_pid, config, url):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--probes", default=",".join(PROBES), help="which: echotest,videoroom")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="jc-bench-media-")
     os.makedirs(os.path.join(d, "probes"))
-    with open(MEDIA) as f:
-        text = f.read()
-    with open(os.path.join(d, "probes", "media.toml"), "w") as f:
-        f.write(text)
-    with open(os.path.join(d, "probes", "signalling.toml"), "w") as f:
-        f.write(without_media(text))
     configs = {}
-    for which in ("media", "signalling"):
-        configs[which] = os.path.join(d, f"{which}.toml")
-        with open(configs[which], "w") as f:
-            f.write(f'region = "bench"\nlisten = "127.0.0.1:0"\nprobes = ["probes/{which}.toml"]\n'
-                    f'state_dir = "state"\n')
+    wanted = [p for p in a.probes.split(",") if p]
+    for name in wanted:
+        file, _, drop, _ = PROBES[name]
+        with open(os.path.join(EXAMPLES, file)) as f:
+            text = f.read()
+        for which, body in (("media", text), ("signalling", without_media(text, drop))):
+            with open(os.path.join(d, "probes", f"{name}-{which}.toml"), "w") as f:
+                f.write(body)
+            configs[(name, which)] = os.path.join(d, f"{name}-{which}.toml")
+            with open(configs[(name, which)], "w") as f:
+                f.write(f'region = "bench"\nlisten = "127.0.0.1:0"\n'
+                        f'probes = ["probes/{name}-{which}.toml"]\nstate_dir = "state"\n')
     janus, url = start_janus(os.path.join(d, "janus"))
     try:
-        phases = {"ice": [], "dtls": [], "first_media": [], "total": []}
-        gauges = {"echo_rtt_seconds": [], "echo_loss_ratio": []}
-        cpu = {"media": [], "signalling": []}
-        failed = 0
-        for _ in range(a.runs):
-            for which in ("media", "signalling"):
-                run, cpu_ms, _ = once(janus.pid, configs[which], url)
-                cpu[which].append(cpu_ms)
-                if not run["success"]:
-                    failed += 1
-                    print(f"  {which} failed: {run['failed_step']} {run['reason']}: {run['error']}")
-                    continue
-                if which == "media":
-                    step = next(s for s in run["steps"] if s["name"] == "media")
-                    for k in phases:
-                        phases[k].append(step["phases"][k])
-                    for k in gauges:
-                        gauges[k].append(step.get("gauges", {}).get(k, float("nan")))
-        load = os.getloadavg()
-        print(f"media path, {a.runs} runs each (load average {load[0]:.2f} {load[1]:.2f} "
-              f"{load[2]:.2f}; {failed} failed)")
-        for k, xs in phases.items():
-            if xs:
-                print(f"  media step phase {k}: median {h.median(xs):.1f} ms "
-                      f"(min {min(xs):.1f}, max {max(xs):.1f})")
-        if gauges["echo_rtt_seconds"]:
-            print(f"  echo RTT median {h.median(gauges['echo_rtt_seconds']) * 1000:.2f} ms, "
-                  f"loss median {h.median(gauges['echo_loss_ratio']):.2f}")
-        m, s = h.median(cpu["media"]), h.median(cpu["signalling"])
-        print(f"  CPU per `once` run: {m:.0f} ms with the webrtc steps, {s:.0f} ms without "
-              f"(process start and config included) -> webrtc steps {m - s:.0f} CPU-ms per run")
+        for name in wanted:
+            measure(a.runs, name, janus, configs, url)
     finally:
         h.stop(janus)
+
+
+def measure(runs, name, janus, configs, url):
+    _, steps, _, gauge_names = PROBES[name]
+    phases = {s: {"ice": [], "dtls": [], "first_media": [], "total": []} for s in steps}
+    gauges = {g: [] for g in gauge_names}
+    cpu = {"media": [], "signalling": []}
+    failed = 0
+    for _ in range(runs):
+        for which in ("media", "signalling"):
+            run, cpu_ms, _ = once(janus.pid, configs[(name, which)], url)
+            cpu[which].append(cpu_ms)
+            if not run["success"]:
+                failed += 1
+                print(f"  {name} {which} failed: {run['failed_step']} {run['reason']}: "
+                      f"{run['error']}")
+                continue
+            if which == "media":
+                for step in run["steps"]:
+                    if step["name"] not in phases:
+                        continue
+                    for k in phases[step["name"]]:
+                        if k in step["phases"]:
+                            phases[step["name"]][k].append(step["phases"][k])
+                    for k in gauges:
+                        if k in step.get("gauges", {}):
+                            gauges[k].append(step["gauges"][k])
+    load = os.getloadavg()
+    print(f"{name}: {runs} runs each (load average {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f}; {failed} failed)")
+    for step, ks in phases.items():
+        for k, xs in ks.items():
+            if xs:
+                print(f"  step {step} phase {k}: median {h.median(xs):.1f} ms "
+                      f"(min {min(xs):.1f}, max {max(xs):.1f})")
+    for k, xs in gauges.items():
+        if xs:
+            scale, unit = (1000, " ms") if k.endswith("_seconds") else (1, "")
+            print(f"  gauge {k}: median {h.median(xs) * scale:.2f}{unit} "
+                  f"(min {min(xs) * scale:.2f}, max {max(xs) * scale:.2f})")
+    m, s = h.median(cpu["media"]), h.median(cpu["signalling"])
+    print(f"  CPU per `once` run: {m:.0f} ms with the webrtc steps, {s:.0f} ms without "
+          f"(process start and config included) -> webrtc steps {m - s:.0f} CPU-ms per run")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The media path's cost: the shipped Janus echotest media probe against a real Janus, wall time
+# The media path's cost: the shipped Janus media probes (echotest, videoroom) against a real Janus, wall time
 # per phase and CPU-ms per run of the `webrtc` steps (the same flow without them subtracted).
 #   bash bench/media.sh              # 15 runs of each probe
 #   bash bench/media.sh --runs 31

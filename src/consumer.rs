@@ -34,6 +34,11 @@ pub const LINGER: Duration = Duration::from_millis(250);
 const LINGER_EXPECT: u32 = 64;
 /// Most events taken after one linger before the loop looks at its tick again.
 const LINGER_BATCH: usize = 256;
+/// A linger that found this many events means runs come fast enough to share wake-ups anyway:
+/// no more lingering until the next alert tick. Lingering at 1,600 runs a second on a loaded
+/// machine filled the channel while the consumer slept, and the probes skipped ticks as
+/// `backlog` (measured in BENCHMARKS.md).
+const LINGER_BUSY: usize = 32;
 
 /// What the consumer works on. Kept outside its task (see [`spawn`]), so a restarted consumer
 /// carries on with the same alert state, pagers and channel.
@@ -104,6 +109,8 @@ impl Consumer {
     async fn run(&mut self) {
         // When the consumer last looked at the channel.
         let mut looked: Option<tokio::time::Instant> = None;
+        // Runs came fast at the last linger: none until the next alert tick.
+        let mut busy = false;
         loop {
             self.liveness.beat();
             let event = tokio::select! {
@@ -113,34 +120,38 @@ impl Consumer {
                 },
                 _ = self.ticker.tick() => {
                     self.tick();
+                    busy = false;
                     continue;
                 }
             };
             self.handle(event);
             let now = tokio::time::Instant::now();
             let gap = looked.map(|at| now.saturating_duration_since(at));
-            if let Some(gap) = gap.filter(|gap| *gap < LINGER) {
-                self.linger(LINGER.min(gap.saturating_mul(LINGER_EXPECT)))
+            if let Some(gap) = gap.filter(|gap| !busy && *gap < LINGER) {
+                let taken = self
+                    .linger(LINGER.min(gap.saturating_mul(LINGER_EXPECT)))
                     .await;
+                busy = taken >= LINGER_BUSY;
             }
             looked = Some(tokio::time::Instant::now());
         }
     }
 
     /// Waits `wait` (not once the engine is stopping), then records every event that came
-    /// meanwhile, up to [`LINGER_BATCH`].
-    async fn linger(&mut self, wait: Duration) {
+    /// meanwhile, up to [`LINGER_BATCH`]; returns how many.
+    async fn linger(&mut self, wait: Duration) -> usize {
         tokio::select! {
             biased;
             () = self.stop.cancelled() => {}
             () = tokio::time::sleep(wait) => {}
         }
-        for _ in 0..LINGER_BATCH {
+        for taken in 0..LINGER_BATCH {
             match self.events.try_recv() {
                 Ok(e) => self.handle(e),
-                Err(_) => return,
+                Err(_) => return taken,
             }
         }
+        LINGER_BATCH
     }
 
     fn handle(&mut self, event: Event) {

@@ -171,18 +171,14 @@ impl Fleet {
 
 async fn get(client: &reqwest::Client, peer: &str) -> Result<StatusDoc, String> {
     let url = format!("{peer}/api/v1/status");
-    let mut response = client.get(&url).send().await.map_err(|e| describe(&e))?;
+    let response = client.get(&url).send().await.map_err(|e| describe(&e))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("answer larger than {MAX_BODY} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::net::body_at_most(response, MAX_BODY)
+        .await
+        .map_err(|e| e.describe(|e| describe(&e)))?;
     serde_json::from_slice::<StatusDoc>(&body)
         .map(StatusDoc::bounded)
         .map_err(|e| format!("not a joincanary status document: {e}"))

@@ -147,8 +147,7 @@ where
             concat!("joincanary/", env!("CARGO_PKG_VERSION"), " (healthcheck)"),
         );
     if let Some((user, password)) = &target.credentials {
-        use base64::Engine as _;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let token = crate::net::basic_credentials(user, password);
         builder = builder.header(header::AUTHORIZATION, format!("Basic {token}"));
     }
     let req = builder

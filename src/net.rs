@@ -1,6 +1,6 @@
 //! Network plumbing that probe steps, pagers and heartbeats share: the TLS client config,
-//! a connection whose replies are capped, a task aborted with its connection, and an error's
-//! chain of causes as one line. A leaf: it imports nothing of the crate.
+//! a connection whose replies are capped, a reply's body read to a cap, a task aborted with its
+//! connection, and an error's chain of causes as one line. A leaf: it imports nothing of the crate.
 
 use std::sync::{Arc, OnceLock};
 
@@ -11,6 +11,49 @@ pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// `base64(user:password)`, the credentials of `Authorization: Basic` (RFC 7617): a step's
+/// `user:password@` and `healthcheck`'s `--web.user` send them alike.
+pub(crate) fn basic_credentials(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// A reply's whole body, refused once it passes `cap` bytes (the rest is never read): a
+/// server answering with gigabytes cannot grow the prober's memory. For the JSON documents the
+/// prober asks other services for (peers' status, Alertmanager's API).
+pub(crate) async fn body_at_most(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Why [`body_at_most`] gave no body.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Over the cap: `answer larger than {cap} bytes`.
+    TooLarge(usize),
+    /// The transfer failed; the caller words it (without the URL, which may hold a secret).
+    Read(reqwest::Error),
+}
+
+impl BodyError {
+    /// The message, with `read` wording a failed transfer.
+    pub(crate) fn describe(self, read: impl FnOnce(reqwest::Error) -> String) -> String {
+        match self {
+            BodyError::TooLarge(cap) => format!("answer larger than {cap} bytes"),
+            BodyError::Read(e) => read(e),
+        }
     }
 }
 
@@ -130,4 +173,55 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A server on 127.0.0.1 that answers one request with `len` bytes, chunked (no
+    /// Content-Length to refuse it by).
+    async fn serve(len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            let _ = conn.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 1000];
+            for _ in 0..len / 1000 {
+                let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                if conn.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = conn.write_all(b"0\r\n\r\n").await;
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_refused_and_one_within_it_read_whole() {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let get = |url: String| {
+            let client = client.clone();
+            async move {
+                let resp = client.get(url).send().await.unwrap();
+                body_at_most(resp, 10_000).await
+            }
+        };
+        let body = get(serve(10_000).await).await.unwrap();
+        assert_eq!(body.len(), 10_000);
+        let err = get(serve(50_000).await).await.unwrap_err();
+        assert_eq!(
+            err.describe(|e| e.to_string()),
+            "answer larger than 10000 bytes"
+        );
+    }
 }

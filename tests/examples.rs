@@ -9,7 +9,7 @@ use joincanary::report::{FailureReason, Phase};
 
 use crate::support::servers::{self, PauseMode, SocketIoOptions};
 use crate::support::{
-    self, confirmed_page as page, example, example_path, passed, set_variable, step,
+    self, confirmed_page as page, cut_step, example, example_path, passed, set_variable, step,
 };
 
 #[test]
@@ -153,11 +153,7 @@ async fn redis_paused_fails_the_join_with_no_match_while_login_and_handshake_pas
     let stack = SocketIoStack::start(None).await;
     let redis = &stack.redis;
     let mut plan = stack.plan("socketio-redis.toml");
-    for s in &mut plan.steps {
-        if s.name == "b-joined" {
-            s.timeout = Some(Duration::from_millis(800));
-        }
-    }
+    cut_step(&mut plan.steps, "b-joined", Duration::from_millis(800));
     // Writes wait behind the pause (the presence write of `join`); reads and connects do not.
     redis
         .pause(10_000, PauseMode::Write)
@@ -181,11 +177,7 @@ async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_particip
     let stack = SocketIoStack::start(Some(&pubsub)).await;
     let one = stack.plan("socketio-one-participant.toml");
     let mut two = stack.plan("socketio-redis.toml");
-    for s in &mut two.steps {
-        if s.name == "signalling" {
-            s.timeout = Some(Duration::from_millis(1500));
-        }
-    }
+    cut_step(&mut two.steps, "signalling", Duration::from_millis(1500));
     assert!(crate::support::run_once(&two).await.success);
 
     // The adapter's Redis stops answering; presence (the main Redis) is fine.

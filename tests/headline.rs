@@ -10,7 +10,6 @@ use joincanary::clock::Clock;
 use joincanary::flow::ProbePlan;
 use joincanary::report::{FailureReason, ProbeRun, StepReport, Trigger};
 use joincanary::scheduler::Runner;
-use tokio_util::sync::CancellationToken;
 
 /// A join flow that breaks during [`Self::broken_from`, `broken_until`): a failing run waits out
 /// the 5 s signalling timeout, as the real one does.
@@ -111,18 +110,8 @@ async fn first_page(
         broken_from: from,
         broken_until: from + chrono::Duration::from_std(fault_lasts).unwrap(),
     });
-    let handles = joincanary::service::handles(&plan, clock).unwrap();
-    let status = handles.status.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(joincanary::service::serve_with(
-        plan,
-        listener,
-        runner,
-        clock,
-        stop.clone(),
-        handles,
-    ));
+    let (service, handles) = crate::support::Service::scripted(plan, runner, clock).await;
+    let status = handles.status;
     let mut paged = None;
     let steps = horizon.as_millis() / 250;
     for _ in 0..steps {
@@ -138,8 +127,8 @@ async fn first_page(
         .flat_map(|p| p.history.iter())
         .filter(|h| !h.success)
         .count();
-    stop.cancel();
-    let _ = service.await;
+    service.shutdown.cancel();
+    let _ = service.task.await;
     (paged, failed_runs)
 }
 

@@ -170,12 +170,9 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
 /// step lets the runtime poll the sockets: one long timeout would let the clock jump past a
 /// close the kernel had not yet delivered, and call it "never".
 async fn finish<T>(task: tokio::task::JoinHandle<T>, limit: Duration) -> Option<T> {
-    let start = tokio::time::Instant::now();
-    while !task.is_finished() {
-        if start.elapsed() > limit {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if !crate::support::holds_within(limit, Duration::from_millis(10), || task.is_finished()).await
+    {
+        return None;
     }
     task.await.ok()
 }

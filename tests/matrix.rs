@@ -13,7 +13,7 @@ use joincanary::flow::ProbePlan;
 use joincanary::report::{FailureReason, Trigger};
 
 use crate::support::synapse::{self, Synapse};
-use crate::support::{confirmed_page, example, passed, run_once};
+use crate::support::{confirmed_page, cut_step, env_pairs, example, passed, run_once};
 
 const EXAMPLE: &str = "matrix.toml";
 
@@ -25,14 +25,10 @@ const JOINED: [&str; 6] = [
 /// The example pointed at `synapse`, its long poll cut to `signalling`.
 fn plan(synapse: &Synapse, env: &[(&str, &str)], signalling: Duration) -> ProbePlan {
     let base = synapse.env();
-    let mut all: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut all = env_pairs(&base);
     all.extend_from_slice(env);
     let mut plan = example(EXAMPLE, &all);
-    for s in &mut plan.steps {
-        if s.name == "signalling" {
-            s.timeout = Some(signalling);
-        }
-    }
+    cut_step(&mut plan.steps, "signalling", signalling);
     plan
 }
 
@@ -165,8 +161,7 @@ async fn the_resident_session_fails_an_exchange_while_redis_stalls_and_recovers_
         return;
     };
     let env = synapse.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let plan = example("matrix-resident.toml", &env);
+    let plan = example("matrix-resident.toml", &env_pairs(&env));
     let (mut session, setup) = crate::support::open_session(&plan).await;
     assert!(setup.success, "{setup:#?}");
     for _ in 0..2 {

@@ -12,7 +12,7 @@ use joincanary::flow::ProbePlan;
 use joincanary::report::{FailureReason, Phase, Trigger};
 
 use crate::support::nextcloud::{self, NextcloudTalk};
-use crate::support::{confirmed_page, example, passed, run_once, step};
+use crate::support::{confirmed_page, cut_step, env_pairs, example, passed, run_once, step};
 
 const EXAMPLE: &str = "nextcloud-talk.toml";
 
@@ -39,14 +39,10 @@ const JOINED: [&str; 15] = [
 /// whole wait).
 fn plan(talk: &NextcloudTalk, env: &[(&str, &str)], signalling: Duration) -> ProbePlan {
     let base = talk.env();
-    let mut all: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut all = env_pairs(&base);
     all.extend_from_slice(env);
     let mut plan = example(EXAMPLE, &all);
-    for s in &mut plan.steps {
-        if s.name == "signalling" {
-            s.timeout = Some(signalling);
-        }
-    }
+    cut_step(&mut plan.steps, "signalling", signalling);
     plan
 }
 
@@ -207,14 +203,9 @@ async fn the_resident_session_fails_the_exchange_during_a_nats_stall_and_recover
         return;
     };
     let env = talk.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut plan = example("nextcloud-talk-resident.toml", &env);
+    let mut plan = example("nextcloud-talk-resident.toml", &env_pairs(&env));
     let resident = plan.resident.as_mut().expect("a resident probe");
-    for s in &mut resident.exchange {
-        if s.name == "signalling" {
-            s.timeout = Some(Duration::from_secs(1));
-        }
-    }
+    cut_step(&mut resident.exchange, "signalling", Duration::from_secs(1));
     let (mut session, setup) = crate::support::open_session(&plan).await;
     assert!(setup.success, "{setup:#?}");
 

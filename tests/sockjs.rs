@@ -12,7 +12,7 @@ use joincanary::flow::ProbePlan;
 use joincanary::report::{FailureReason, Phase};
 
 use crate::support::servers::{self, NodeServer, Redis};
-use crate::support::{example, passed, run_once, step};
+use crate::support::{cut_step, example, passed, run_once, step};
 
 /// Redis and two SockJS app processes.
 struct Stack {
@@ -38,11 +38,7 @@ impl Stack {
         let mut all = vec![("SOCKJS_A_URL", a.as_str()), ("SOCKJS_B_URL", b.as_str())];
         all.extend_from_slice(env);
         let mut plan = example("sockjs-redis.toml", &all);
-        for s in &mut plan.steps {
-            if s.name == "signalling" {
-                s.timeout = Some(Duration::from_secs(1));
-            }
-        }
+        cut_step(&mut plan.steps, "signalling", Duration::from_secs(1));
         plan
     }
 }

@@ -14,7 +14,6 @@ use joincanary::flow::ProbePlan;
 use joincanary::report::{ProbeRun, Trigger};
 use joincanary::scheduler::Runner;
 use joincanary::supervise::{HEALTHY_AFTER, Task, fault};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::TempConfig;
 
@@ -50,10 +49,8 @@ impl Runner for Runs {
 }
 
 struct Running {
-    base: String,
+    service: crate::support::Service,
     handles: joincanary::service::Handles,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), joincanary::service::ServiceError>>,
     _cfg: TempConfig,
 }
 
@@ -73,23 +70,10 @@ async fn start(probe: &str, panic_on: Vec<u32>) -> Running {
         count: AtomicU32::new(0),
         panic_on,
     });
-    let handles = joincanary::service::handles(&plan, clock).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(joincanary::service::serve_with(
-        plan,
-        listener,
-        runner,
-        clock,
-        stop.clone(),
-        handles.clone(),
-    ));
+    let (service, handles) = crate::support::Service::scripted(plan, runner, clock).await;
     Running {
-        base,
+        service,
         handles,
-        stop,
-        task,
         _cfg: cfg,
     }
 }
@@ -122,15 +106,15 @@ impl Running {
     }
 
     async fn ready(&self) -> (u16, String) {
-        let r = reqwest::get(format!("{}/-/ready", self.base))
+        let r = reqwest::get(format!("{}/-/ready", self.service.base))
             .await
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.service.shutdown.cancel();
+        self.service.task.await.unwrap().unwrap();
     }
 }
 

@@ -302,18 +302,18 @@ impl AlertEngine {
             if held {
                 continue;
             }
+            let open = OpenAlert {
+                dedup_key: trigger.dedup_key.clone(),
+                since: trigger.started_at,
+                notified_at: Some(trigger.at),
+                last: trigger.clone(),
+                paged: trigger.failed_step.clone().zip(trigger.reason),
+            };
             if self.configs.contains_key(&trigger.probe) {
                 tracing::warn!(probe = %trigger.probe, region = %self.region, sink = %sink,
                     dedup_key = %trigger.dedup_key,
                     "alert state had lost an incident whose trigger reached a pager; reopened until the probe recovers");
                 let state = self.states.entry(trigger.probe.clone()).or_default();
-                let open = OpenAlert {
-                    dedup_key: trigger.dedup_key.clone(),
-                    since: trigger.started_at,
-                    notified_at: Some(trigger.at),
-                    last: trigger.clone(),
-                    paged: trigger.failed_step.clone().zip(trigger.reason),
-                };
                 match trigger.severity {
                     Severity::Critical => {
                         state.critical.get_or_insert(open);
@@ -331,13 +331,6 @@ impl AlertEngine {
                 tracing::warn!(probe = %trigger.probe, region = %self.region, sink = %sink,
                     dedup_key = %trigger.dedup_key,
                     "probe left the configuration during its incident; resolving the incident");
-                let open = OpenAlert {
-                    dedup_key: trigger.dedup_key.clone(),
-                    since: trigger.started_at,
-                    notified_at: Some(trigger.at),
-                    last: trigger.clone(),
-                    paged: trigger.failed_step.clone().zip(trigger.reason),
-                };
                 out.push((removed_resolve(&open, &trigger.probe, now), vec![sink]));
             }
         }

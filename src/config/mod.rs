@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diag::{
-    ConfigError, ConfigErrors, Ctx, EnvSource, array_tables, parse_toml, read_source,
+    ConfigError, ConfigErrors, Ctx, EnvSource, S, array_tables, parse_toml, read_source,
 };
 use crate::flow::ProbePlan;
 
@@ -259,10 +259,49 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         &pager_names,
     );
 
-    let mut probe_paths = Vec::new();
     let mut sources = vec![path.to_path_buf()];
+    let probe_paths = probe_files(&mut ctx, &raw.probes, base, &mut sources);
+    drop(ctx);
+    let probes = load_probes(
+        probe_paths,
+        env,
+        &defaults,
+        &alerting,
+        &pager_names,
+        &region,
+        errors,
+    );
+    Some(Plan {
+        config_path: path.to_path_buf(),
+        region,
+        listen: listen?,
+        state_dir,
+        status_url,
+        dashboard_url,
+        peers,
+        web: None,
+        web_limits: crate::web::Limits::default(),
+        phase_histograms: raw.phase_histograms.as_ref().is_some_and(|b| *b.get_ref()),
+        probes,
+        alerting,
+        pagers,
+        heartbeats,
+        sources,
+    })
+}
+
+/// `probes = [...]`: each entry a file, or a directory whose `*.toml` files are read in name
+/// order, at most [`MAX_PROBES`] in all; what was looked at goes to `sources` (the watcher's
+/// list). A list that finds no file is an error: a prober with zero probes can never page.
+fn probe_files(
+    ctx: &mut Ctx<'_>,
+    listed: &S<Vec<S<String>>>,
+    base: &Path,
+    sources: &mut Vec<PathBuf>,
+) -> Vec<PathBuf> {
+    let mut probe_paths = Vec::new();
     let errors_before_probes = ctx.errors.len();
-    for entry in raw.probes.get_ref() {
+    for entry in listed.get_ref() {
         let Some(rel) = ctx.env_str(entry, "probes") else {
             continue;
         };
@@ -302,26 +341,38 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
     }
     if probe_paths.len() > MAX_PROBES {
         ctx.error(
-            Some(raw.probes.span()),
+            Some(listed.span()),
             "probes",
             format_args!(
                 "more than {MAX_PROBES} probe files; one prober runs at most {MAX_PROBES} (split them across probers, one config each)"
             ),
         );
         probe_paths.clear();
-    } else if raw.probes.get_ref().is_empty() {
-        ctx.error(Some(raw.probes.span()), "probes", "names no probe files");
+    } else if listed.get_ref().is_empty() {
+        ctx.error(Some(listed.span()), "probes", "names no probe files");
     } else if probe_paths.is_empty() && ctx.errors.len() == errors_before_probes {
         // An empty probe directory would run "healthy" with no probe series, so no rule and no
         // pager could ever fire.
         ctx.error(
-            Some(raw.probes.span()),
+            Some(listed.span()),
             "probes",
             "found no probe files (`*.toml`); a prober with zero probes can never page",
         );
     }
-    drop(ctx);
+    probe_paths
+}
 
+/// Each probe file built against the service's defaults and alerting; a name given twice is
+/// refused at its second file.
+fn load_probes(
+    probe_paths: Vec<PathBuf>,
+    env: &dyn EnvSource,
+    defaults: &crate::flow::defaults::Defaults,
+    alerting: &crate::alerting::PolicyConfig,
+    pager_names: &[String],
+    region: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Arc<ProbePlan>> {
     let mut probes: Vec<Arc<ProbePlan>> = Vec::new();
     // Names seen, to their file: a lookup, not a scan of every probe loaded so far (that was
     // quadratic: 20,000 probes took `check` 33 s).
@@ -330,15 +381,9 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         let Some(file) = read_source(&probe_path, errors) else {
             continue;
         };
-        if let Some(p) = crate::flow::load::build(
-            &file,
-            env,
-            &defaults,
-            &alerting,
-            &pager_names,
-            &region,
-            errors,
-        ) {
+        if let Some(p) =
+            crate::flow::load::build(&file, env, defaults, alerting, pager_names, region, errors)
+        {
             if let Some(other) = seen.get(&p.name) {
                 // At its `name = …`, or the file's start when the name is the file's.
                 let (line, column) = match crate::diag::name_position(&probe_path) {
@@ -358,23 +403,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             probes.push(Arc::new(p));
         }
     }
-    Some(Plan {
-        config_path: path.to_path_buf(),
-        region,
-        listen: listen?,
-        state_dir,
-        status_url,
-        dashboard_url,
-        peers,
-        web: None,
-        web_limits: crate::web::Limits::default(),
-        phase_histograms: raw.phase_histograms.as_ref().is_some_and(|b| *b.get_ref()),
-        probes,
-        alerting,
-        pagers,
-        heartbeats,
-        sources,
-    })
+    probes
 }
 
 /// How far ahead [`Plan::quiet`] looks for maintenance windows that hold every page.

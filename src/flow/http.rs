@@ -333,47 +333,15 @@ async fn once(
         match (parts.status.is_redirection(), location) {
             (true, Some(location)) if hops < MAX_REDIRECTS => {
                 hops += 1;
-                let next = url.join(location).map_err(|e| {
-                    StepError::new(
-                        FailureReason::Protocol,
-                        format!("redirect to an invalid location: {e}"),
-                    )
-                })?;
-                // Only http(s) is followed: a `Location` naming `ftp:`, `ws:`, `gopher:` or
-                // the like would otherwise get an HTTP request at that scheme's port (a side
-                // door to a service the probe was never pointed at).
-                if !matches!(next.scheme(), "http" | "https") {
-                    return Err(StepError::new(
-                        FailureReason::Protocol,
-                        format!(
-                            "redirect to `{}` refused: only http and https locations are followed",
-                            crate::redact::redact_url_text(next.as_str())
-                        ),
-                    ));
-                }
-                if url.scheme() == "https" && next.scheme() != "https" {
-                    return Err(StepError::new(
-                        FailureReason::Tls,
-                        format!(
-                            "redirect from https to `{}` refused: it would send the request \
-                             without TLS",
-                            crate::redact::redact_url_text(next.as_str())
-                        ),
-                    ));
-                }
-                // As browsers do: 303, and 301/302 after a POST, become a GET without a body.
-                if parts.status == 303
-                    || (matches!(parts.status.as_u16(), 301 | 302)
-                        && method == reqwest::Method::POST)
-                {
-                    method = reqwest::Method::GET;
-                    body = Bytes::new();
-                }
-                if next.origin() != url.origin() && !https_upgrade(&url, &next) {
-                    drop_credentials(&mut headers, &ctx.redactor);
-                    refuse_secret_body(&body, &next, parts.status, &ctx.redactor)?;
-                }
-                url = next;
+                url = super::redirect::follow(
+                    ctx,
+                    &url,
+                    location,
+                    parts.status,
+                    &mut method,
+                    &mut body,
+                    &mut headers,
+                )?;
             }
             (true, Some(_)) => {
                 return Err(StepError::new(
@@ -385,26 +353,7 @@ async fn once(
         }
     };
 
-    let cap = ctx.max_body_bytes;
-    let declared = response_headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > cap as u64) {
-        return Err(too_large(cap));
-    }
-    let mut body = Vec::new();
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| {
-            hyper_error(&e, format!("reading the reply failed: {}", error_chain(&e)))
-        })?;
-        if let Ok(chunk) = frame.into_data() {
-            if body.len() + chunk.len() > cap {
-                return Err(too_large(cap));
-            }
-            body.extend_from_slice(&chunk);
-        }
-    }
+    let body = read_body(&mut incoming, &response_headers, ctx.max_body_bytes).await?;
 
     // The server's own error wins over every other check: its words are the root cause.
     if spec.fail.json.is_some() || !spec.fail.regex.is_empty() {
@@ -417,32 +366,7 @@ async fn once(
             &fail_regex,
         )?;
     }
-    let status_ok = if spec.expect_status.is_empty() {
-        status.is_success()
-    } else {
-        spec.expect_status.contains(&status.as_u16())
-    };
-    if !status_ok {
-        let wanted = if spec.expect_status.is_empty() {
-            "2xx".to_string()
-        } else {
-            spec.expect_status
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return Err(super::error::refused_status(
-            FailureReason::HttpStatus,
-            status.as_u16(),
-            format!(
-                "status {} (expected {wanted}): {}",
-                status.as_u16(),
-                snippet(&body)
-            ),
-            &body,
-        ));
-    }
+    expected_status(spec, status, &body)?;
 
     let needs_json = spec.expect_json.is_some()
         || spec
@@ -482,6 +406,71 @@ async fn once(
         &url,
     )?;
     Ok(Reply::Matched)
+}
+
+/// The reply's body, `too_large` past `cap` (by its `Content-Length` before a byte is read,
+/// or as it arrives).
+async fn read_body(
+    incoming: &mut hyper::body::Incoming,
+    response_headers: &HeaderMap,
+    cap: usize,
+) -> Result<Vec<u8>, StepError> {
+    let declared = response_headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > cap as u64) {
+        return Err(too_large(cap));
+    }
+    let mut body = Vec::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| {
+            hyper_error(&e, format!("reading the reply failed: {}", error_chain(&e)))
+        })?;
+        if let Ok(chunk) = frame.into_data() {
+            if body.len() + chunk.len() > cap {
+                return Err(too_large(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    Ok(body)
+}
+
+/// `expect_status` (2xx without one) against the reply's status: `http_status`, with the
+/// start of the body, when it is not met.
+fn expected_status(
+    spec: &HttpSpec,
+    status: hyper::StatusCode,
+    body: &[u8],
+) -> Result<(), StepError> {
+    let status_ok = if spec.expect_status.is_empty() {
+        status.is_success()
+    } else {
+        spec.expect_status.contains(&status.as_u16())
+    };
+    if !status_ok {
+        let wanted = if spec.expect_status.is_empty() {
+            "2xx".to_string()
+        } else {
+            spec.expect_status
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(super::error::refused_status(
+            FailureReason::HttpStatus,
+            status.as_u16(),
+            format!(
+                "status {} (expected {wanted}): {}",
+                status.as_u16(),
+                snippet(body)
+            ),
+            body,
+        ));
+    }
+    Ok(())
 }
 
 /// `expect_json` and `expect_regex` against one reply (`body_mismatch` when it does not meet
@@ -568,69 +557,6 @@ fn set_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|c| cookie::Cookie::parse(c).ok())
-}
-
-/// `http://host/…` redirected to `https://host/…` (default ports both): the same server asking
-/// for TLS, as an HSTS-style front door does at login. Nothing is less safe over TLS to the
-/// same host, so headers and a form's body go along (a login POST answered with 308 to its
-/// https self still logs in).
-fn https_upgrade(from: &url::Url, to: &url::Url) -> bool {
-    from.scheme() == "http"
-        && to.scheme() == "https"
-        && from.host() == to.host()
-        && from.port().is_none()
-        && to.port().is_none()
-}
-
-/// Before a redirect to another origin (scheme, host or port), as browsers, curl and reqwest
-/// do: credentials meant for one server must not reach another. `Authorization`,
-/// `Proxy-Authorization` and a configured `Cookie` go (the jar still sends the next host the
-/// cookies its own domain rules allow), and so does every header holding a known secret (an
-/// environment value, an extracted token, a cookie) in any shape the redactor knows. Dropped
-/// for the rest of the step: a redirect back does not bring them back.
-fn drop_credentials(headers: &mut HeaderMap, redactor: &crate::redact::Redactor) {
-    let secret: Vec<header::HeaderName> = headers
-        .iter()
-        .filter(|(name, value)| {
-            matches!(
-                **name,
-                header::AUTHORIZATION | header::PROXY_AUTHORIZATION | header::COOKIE
-            ) || value.to_str().map_or(true, |v| redactor.holds_secret(v))
-        })
-        .map(|(name, _)| name.clone())
-        .collect();
-    if !secret.is_empty() {
-        tracing::debug!(
-            dropped = %secret.iter().map(header::HeaderName::as_str).collect::<Vec<_>>().join(", "),
-            "redirect to another origin: credentials not forwarded"
-        );
-    }
-    for name in secret {
-        headers.remove(name);
-    }
-}
-
-/// A 307 or 308 to another origin resends the request body as it is: a login form's password
-/// would reach a host it was never meant for. Headers can be dropped, a body cannot (the next
-/// host would get a different request), so the step fails and says why instead.
-fn refuse_secret_body(
-    body: &Bytes,
-    next: &url::Url,
-    status: hyper::StatusCode,
-    redactor: &crate::redact::Redactor,
-) -> Result<(), StepError> {
-    if body.is_empty() || !redactor.holds_secret(&String::from_utf8_lossy(body)) {
-        return Ok(());
-    }
-    Err(StepError::new(
-        FailureReason::Protocol,
-        format!(
-            "redirect {} to another origin `{}` refused: it would resend the request body, \
-             which holds a credential",
-            status.as_u16(),
-            crate::redact::redact_url_text(next.as_str())
-        ),
-    ))
 }
 
 /// The request body and its content type.
@@ -777,28 +703,6 @@ fn too_large(cap: usize) -> StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_same_host_on_default_ports_is_an_https_upgrade() {
-        let u = |s: &str| url::Url::parse(s).unwrap();
-        assert!(https_upgrade(
-            &u("http://a.example/login"),
-            &u("https://a.example/login")
-        ));
-        assert!(https_upgrade(
-            &u("http://a.example:80/"),
-            &u("https://a.example:443/x")
-        ));
-        for (from, to) in [
-            ("http://a.example/", "https://b.example/"),
-            ("http://a.example:8080/", "https://a.example:8443/"),
-            ("http://a.example/", "https://a.example:8443/"),
-            ("https://a.example/", "http://a.example/"),
-            ("http://a.example/", "http://a.example:81/"),
-        ] {
-            assert!(!https_upgrade(&u(from), &u(to)), "{from} -> {to}");
-        }
-    }
 
     #[test]
     fn set_cookies_reads_each_header_as_the_jar_does() {

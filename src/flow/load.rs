@@ -11,14 +11,14 @@ use super::defaults::Defaults;
 use super::plan::{
     ProbePlan, RESIDENT_CONFIRM_DELAY, RESIDENT_EVERY, RESIDENT_KEEPALIVE,
     RESIDENT_MAX_SESSION_AGE, RESIDENT_RECONNECT_AFTER, RESIDENT_RECONNECT_MIN, ResidentPlan,
-    derive_jitter,
+    StepPlan, derive_jitter,
 };
 use super::steps::{self, Sections, StepHead};
 use crate::alerting::PolicyConfig;
 use crate::alerting::RawAlerting;
 use crate::diag::{ConfigError, Ctx, EnvSource, S, SourceFile, parse_toml, valid_label};
 use crate::schedule::{Schedule, every_minute, schedule, timezone};
-use crate::template::BUILTINS;
+use crate::template::{BUILTINS, Template};
 
 /// `probes/*.toml`: one flow.
 #[derive(Debug, Deserialize)]
@@ -118,54 +118,8 @@ pub fn build(
         }),
     };
     let mut resident = resident_settings(&mut ctx, &raw, defaults);
-    let schedule_plan = match &resident {
-        Some(r) => {
-            if let Some(s) = &raw.schedule {
-                ctx.error(
-                    Some(s.span()),
-                    "schedule",
-                    "a resident probe runs every `resident.every`, not on a schedule",
-                );
-            }
-            Some(Schedule {
-                expr: format!("resident, every {}", humantime::format_duration(r.every)),
-                timezone: None,
-                ..every_minute()
-            })
-        }
-        None => schedule_plan,
-    };
-    // A resident probe's `timeout` is each exchange's deadline: by default one cadence.
-    let timeout = raw
-        .timeout
-        .as_ref()
-        .and_then(|t| ctx.duration(t, "timeout"))
-        .unwrap_or_else(|| match &resident {
-            Some(r) => defaults.timeout.min(r.every),
-            None => defaults.timeout,
-        });
-    // The system's time, not the service's clock: the file is checked when it is read, and the
-    // answer is the schedule's shape (its shortest gap over the next fires), not an instant.
-    if let Some(sched) = &schedule_plan
-        && resident.is_none()
-        && let Some(interval) = sched.min_interval(chrono::Utc::now(), 60)
-        && timeout >= interval
-    {
-        let span = raw
-            .timeout
-            .as_ref()
-            .or(raw.schedule.as_ref())
-            .map(|t| t.span());
-        ctx.error(
-            span,
-            "timeout",
-            format_args!(
-                "the probe deadline ({}) must be shorter than the schedule's interval ({}), or runs would overlap",
-                humantime::format_duration(timeout),
-                humantime::format_duration(interval)
-            ),
-        );
-    }
+    let (schedule_plan, timeout) =
+        timing(&mut ctx, &raw, defaults, schedule_plan, resident.as_ref());
     let max_jitter = raw
         .jitter
         .as_ref()
@@ -184,35 +138,8 @@ pub fn build(
         .unwrap_or_default();
     let tls = (!ca_certs.is_empty()).then(|| crate::net::tls_client_config(ca_certs));
 
-    // Variables may read the built-ins only: that keeps them order-independent.
+    let variables = variables(&mut ctx, &raw);
     let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
-    let mut variables = Vec::new();
-    for (var, value) in &raw.variables {
-        let key = format!("variables.{var}");
-        if BUILTINS.contains(&var.as_str()) {
-            ctx.error(
-                Some(value.span()),
-                &key,
-                format_args!("`{var}` is a built-in and cannot be redefined"),
-            );
-            continue;
-        }
-        if let Some(t) = ctx.template(value, &key) {
-            for used in t.vars() {
-                if !BUILTINS.contains(&used) {
-                    ctx.error(
-                        Some(value.span()),
-                        &key,
-                        format_args!(
-                            "variables may use only the built-ins ({}), not `{used}`",
-                            BUILTINS.join(", ")
-                        ),
-                    );
-                }
-            }
-            variables.push((var.clone(), t));
-        }
-    }
     defined.extend(raw.variables.keys().cloned());
 
     let mut steps = Vec::new();
@@ -246,37 +173,14 @@ pub fn build(
         return None;
     }
 
-    let mut probe_alerting = match &raw.alerting {
-        Some(a) => PolicyConfig::build(&mut ctx, a, Some(alerting), "alerting", pager_names),
-        None => alerting.clone(),
-    };
-    if resident.is_some()
-        && raw
-            .alerting
-            .as_ref()
-            .is_none_or(|a| a.confirm_delay.is_none())
-    {
-        probe_alerting.confirm_delay = RESIDENT_CONFIRM_DELAY;
-    }
-    let exchange_steps = resident.iter().flat_map(|r| r.exchange.iter());
-    let all_names: Vec<&String> = steps
-        .iter()
-        .chain(exchange_steps)
-        .map(|s| &s.name)
-        .collect();
-    for budget_step in probe_alerting.budgets.keys() {
-        if !all_names.contains(&budget_step) && !steps.is_empty() {
-            let span = raw
-                .alerting
-                .as_ref()
-                .and_then(|a| a.budgets.values().next().map(|v| v.span()));
-            ctx.error(
-                span,
-                "alerting.budgets",
-                format_args!("no step is named `{budget_step}`"),
-            );
-        }
-    }
+    let probe_alerting = alerting_of(
+        &mut ctx,
+        &raw,
+        alerting,
+        pager_names,
+        resident.as_ref(),
+        &steps,
+    );
 
     // A value that is a whole URL (`url = "${HOOK_URL}"`) is scrubbed by its parts that may
     // be secret (user info, path, query, fragment), so its host and port are still shown. Only
@@ -317,6 +221,145 @@ pub fn build(
         alerting: probe_alerting,
         resident,
     })
+}
+
+/// When a probe runs and for how long: a resident probe's schedule (it runs every
+/// `resident.every`, not on one) and each run's deadline, which must be shorter than the
+/// schedule's interval.
+fn timing(
+    ctx: &mut Ctx<'_>,
+    raw: &RawProbe,
+    defaults: &Defaults,
+    schedule_plan: Option<Schedule>,
+    resident: Option<&ResidentPlan>,
+) -> (Option<Schedule>, Duration) {
+    let schedule_plan = match resident {
+        Some(r) => {
+            if let Some(s) = &raw.schedule {
+                ctx.error(
+                    Some(s.span()),
+                    "schedule",
+                    "a resident probe runs every `resident.every`, not on a schedule",
+                );
+            }
+            Some(Schedule {
+                expr: format!("resident, every {}", humantime::format_duration(r.every)),
+                timezone: None,
+                ..every_minute()
+            })
+        }
+        None => schedule_plan,
+    };
+    // A resident probe's `timeout` is each exchange's deadline: by default one cadence.
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .and_then(|t| ctx.duration(t, "timeout"))
+        .unwrap_or_else(|| match resident {
+            Some(r) => defaults.timeout.min(r.every),
+            None => defaults.timeout,
+        });
+    // The system's time, not the service's clock: the file is checked when it is read, and the
+    // answer is the schedule's shape (its shortest gap over the next fires), not an instant.
+    if let Some(sched) = &schedule_plan
+        && resident.is_none()
+        && let Some(interval) = sched.min_interval(chrono::Utc::now(), 60)
+        && timeout >= interval
+    {
+        let span = raw
+            .timeout
+            .as_ref()
+            .or(raw.schedule.as_ref())
+            .map(|t| t.span());
+        ctx.error(
+            span,
+            "timeout",
+            format_args!(
+                "the probe deadline ({}) must be shorter than the schedule's interval ({}), or runs would overlap",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    (schedule_plan, timeout)
+}
+
+/// `[variables]`, each a template that may read the built-ins only: that keeps them
+/// order-independent.
+fn variables(ctx: &mut Ctx<'_>, raw: &RawProbe) -> Vec<(String, Template)> {
+    let mut variables = Vec::new();
+    for (var, value) in &raw.variables {
+        let key = format!("variables.{var}");
+        if BUILTINS.contains(&var.as_str()) {
+            ctx.error(
+                Some(value.span()),
+                &key,
+                format_args!("`{var}` is a built-in and cannot be redefined"),
+            );
+            continue;
+        }
+        if let Some(t) = ctx.template(value, &key) {
+            for used in t.vars() {
+                if !BUILTINS.contains(&used) {
+                    ctx.error(
+                        Some(value.span()),
+                        &key,
+                        format_args!(
+                            "variables may use only the built-ins ({}), not `{used}`",
+                            BUILTINS.join(", ")
+                        ),
+                    );
+                }
+            }
+            variables.push((var.clone(), t));
+        }
+    }
+    variables
+}
+
+/// The probe's `[alerting]` over the service's, a resident probe's own `confirm_delay`, and
+/// every latency budget naming a step the probe has.
+fn alerting_of(
+    ctx: &mut Ctx<'_>,
+    raw: &RawProbe,
+    alerting: &PolicyConfig,
+    pager_names: &[String],
+    resident: Option<&ResidentPlan>,
+    steps: &[StepPlan],
+) -> PolicyConfig {
+    let mut probe_alerting = match &raw.alerting {
+        Some(a) => PolicyConfig::build(ctx, a, Some(alerting), "alerting", pager_names),
+        None => alerting.clone(),
+    };
+    if resident.is_some()
+        && raw
+            .alerting
+            .as_ref()
+            .is_none_or(|a| a.confirm_delay.is_none())
+    {
+        probe_alerting.confirm_delay = RESIDENT_CONFIRM_DELAY;
+    }
+    let exchange_steps = resident.into_iter().flat_map(|r| r.exchange.iter());
+    let all_names: Vec<&String> = steps
+        .iter()
+        .chain(exchange_steps)
+        .map(|s| &s.name)
+        .collect();
+    for budget_step in probe_alerting.budgets.keys() {
+        if !all_names.contains(&budget_step) && !steps.is_empty() {
+            let span = raw
+                .alerting
+                .as_ref()
+                .and_then(|a| a.budgets.values().next().map(|v| v.span()));
+            ctx.error(
+                span,
+                "alerting.budgets",
+                format_args!("no step is named `{budget_step}`"),
+            );
+        }
+    }
+
+    probe_alerting
 }
 
 /// `mode` and `[resident]`: the settings of a resident probe (its steps come later), or `None`

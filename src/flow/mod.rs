@@ -22,6 +22,7 @@ pub mod plan;
 #[cfg(test)]
 mod proptests;
 pub mod protocol;
+mod redirect;
 pub mod redis;
 pub mod resident;
 pub mod steps;

@@ -121,7 +121,6 @@ pub(crate) fn take_basic_auth(
     ctx: &mut RunContext<'_>,
     url: &mut url::Url,
 ) -> Option<hyper::header::HeaderValue> {
-    use base64::Engine as _;
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
@@ -135,8 +134,7 @@ pub(crate) fn take_basic_auth(
     let _ = url.set_username("");
     let _ = url.set_password(None);
     ctx.redactor.add(password.clone());
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}").as_bytes());
+    let encoded = crate::net::basic_credentials(&user, &password);
     ctx.redactor.add(encoded.clone());
     let mut value = hyper::header::HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
     value.set_sensitive(true);

@@ -532,51 +532,65 @@ async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError
     }
 
     if let Some(channel) = &spec.channel {
-        let channel = ctx.render(channel)?;
-        ctx.waiting = "waiting for the pub/sub round trip";
-        let t = Instant::now();
-        let stream = crate::flow::net::open(ctx, &url).await?;
-        let mut pubsub = redis::aio::PubSub::new(info.redis_settings(), cap.wrap(stream))
-            .await
-            .map_err(|e| cap.error("SUBSCRIBE", &e))?;
-        pubsub
-            .subscribe(&channel)
-            .await
-            .map_err(|e| cap.error("SUBSCRIBE", &e))?;
-        let payload = super::new_uuid();
-        let _receivers: i64 = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(&payload)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| cap.error("PUBLISH", &e))?;
-        let mut messages = pubsub.on_message();
-        let mut seen = 0;
-        loop {
-            let Some(msg) = messages.next().await else {
-                if cap.exceeded() {
-                    return Err(cap.too_large("SUBSCRIBE"));
-                }
-                return Err(StepError::new(
-                    FailureReason::Connect,
-                    "the subscription closed before the canary message came back",
-                ));
-            };
-            if msg.get_payload::<String>().is_ok_and(|p| p == payload) {
-                break;
-            }
-            seen += 1;
-            if seen >= MAX_CHANNEL_MESSAGES {
-                return Err(StepError::new(
-                    FailureReason::NoMatch,
-                    format!("the canary message was not among {seen} messages on the channel"),
-                ));
-            }
-        }
-        crate::flow::net::add_phase(ctx, Phase::RoundTrip, t);
+        round_trip(ctx, channel, &url, &info, &cap, &mut conn).await?;
     }
     ctx.waiting = "";
     spec.checks.warn(ctx);
+    Ok(())
+}
+
+/// The pub/sub round trip: a connection of its own subscribes to `channel`, `conn` publishes
+/// a fresh uuid on it, and the subscriber must see it among the next [`MAX_CHANNEL_MESSAGES`].
+async fn round_trip(
+    ctx: &mut RunContext<'_>,
+    channel: &Template,
+    url: &url::Url,
+    info: &redis::ConnectionInfo,
+    cap: &ReplyCap,
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Result<(), StepError> {
+    let channel = ctx.render(channel)?;
+    ctx.waiting = "waiting for the pub/sub round trip";
+    let t = Instant::now();
+    let stream = crate::flow::net::open(ctx, url).await?;
+    let mut pubsub = redis::aio::PubSub::new(info.redis_settings(), cap.wrap(stream))
+        .await
+        .map_err(|e| cap.error("SUBSCRIBE", &e))?;
+    pubsub
+        .subscribe(&channel)
+        .await
+        .map_err(|e| cap.error("SUBSCRIBE", &e))?;
+    let payload = super::new_uuid();
+    let _receivers: i64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(&payload)
+        .query_async(conn)
+        .await
+        .map_err(|e| cap.error("PUBLISH", &e))?;
+    let mut messages = pubsub.on_message();
+    let mut seen = 0;
+    loop {
+        let Some(msg) = messages.next().await else {
+            if cap.exceeded() {
+                return Err(cap.too_large("SUBSCRIBE"));
+            }
+            return Err(StepError::new(
+                FailureReason::Connect,
+                "the subscription closed before the canary message came back",
+            ));
+        };
+        if msg.get_payload::<String>().is_ok_and(|p| p == payload) {
+            break;
+        }
+        seen += 1;
+        if seen >= MAX_CHANNEL_MESSAGES {
+            return Err(StepError::new(
+                FailureReason::NoMatch,
+                format!("the canary message was not among {seen} messages on the channel"),
+            ));
+        }
+    }
+    crate::flow::net::add_phase(ctx, Phase::RoundTrip, t);
     Ok(())
 }
 

@@ -193,6 +193,20 @@ pub fn example(name: &str, env: &[(&str, &str)]) -> ProbePlan {
     plan.probes[0].as_ref().clone()
 }
 
+/// Cuts the timeout of the step named `name` among `steps` (a probe's, or a resident
+/// probe's exchange) to `timeout`: a stall the test makes then costs that, not the example's
+/// whole wait.
+pub fn cut_step(steps: &mut [joincanary::flow::StepPlan], name: &str, timeout: Duration) {
+    for s in steps.iter_mut().filter(|s| s.name == name) {
+        s.timeout = Some(timeout);
+    }
+}
+
+/// A server's environment (`NAME`, value) as the `(&str, &str)` pairs [`example`] takes.
+pub fn env_pairs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// The report of the step `name` of `run` (panics, showing the run, when it did not run).
 pub fn step<'a>(
     run: &'a joincanary::report::ProbeRun,
@@ -551,22 +565,36 @@ impl Service {
 
     /// [`Service::start`] on `clock` (a fixed date: `Clock::starting_at`).
     pub async fn start_on(plan: Plan, clock: joincanary::clock::Clock) -> Service {
+        let flow = Arc::new(joincanary::scheduler::FlowRunner);
+        Service::scripted(plan, flow, clock).await.0
+    }
+
+    /// `run` in-process with `runner` in the flow's place (a scripted platform) on `clock`, and
+    /// the service's handles, to read its metrics and status without a scrape.
+    pub async fn scripted(
+        plan: Plan,
+        runner: Arc<dyn joincanary::scheduler::Runner>,
+        clock: joincanary::clock::Clock,
+    ) -> (Service, joincanary::service::Handles) {
+        let handles = joincanary::service::handles(&plan, clock).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(joincanary::service::serve(
+        let task = tokio::spawn(joincanary::service::serve_with(
             plan,
             listener,
-            Arc::new(joincanary::scheduler::FlowRunner),
+            runner,
             clock,
             shutdown.clone(),
+            handles.clone(),
         ));
-        Service {
+        let service = Service {
             base,
             shutdown,
             task,
             sighup: None,
-        }
+        };
+        (service, handles)
     }
 
     /// `cfg`'s plan, reloaded from `cfg`'s file on [`Service::reload`] (SIGHUP's path) and, when

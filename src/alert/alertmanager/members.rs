@@ -146,7 +146,7 @@ impl Members {
             for (k, v) in &self.headers {
                 get = get.header(k, v);
             }
-            let mut resp = get
+            let resp = get
                 .send()
                 .await
                 .map_err(|e| crate::net::error_chain(&e.without_url()))?;
@@ -154,17 +154,9 @@ impl Members {
             if !status.is_success() {
                 return Err(format!("HTTP {status}"));
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
+            let body = crate::net::body_at_most(resp, max_body)
                 .await
-                .map_err(|e| crate::net::error_chain(&e.without_url()))?
-            {
-                if body.len() + chunk.len() > max_body {
-                    return Err(format!("answer larger than {max_body} bytes"));
-                }
-                body.extend_from_slice(&chunk);
-            }
+                .map_err(|e| e.describe(|e| crate::net::error_chain(&e.without_url())))?;
             serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
         };
         match tokio::time::timeout(self.timeout, read).await {

@@ -297,13 +297,77 @@ async fn connect(
         ping_json: spec.ping_json.clone(),
         eio3,
     };
-    let mut proto = protocol::new(spec.protocol, setup);
+    let proto = protocol::new(spec.protocol, setup);
     let basic = crate::flow::net::take_basic_auth(ctx, &mut url);
-    let url_text = url.to_string();
     ctx.server_chosen = named.is_some();
     let stream = crate::flow::net::open(ctx, &url).await?;
+    let (request, wanted) = upgrade_request(
+        ctx,
+        name,
+        spec,
+        &url,
+        basic,
+        proto.subprotocol(),
+        named.as_ref(),
+    )?;
+    let offered_extensions = extension_names(request.headers());
+    let cap = ctx.max_body_bytes;
+    let config = WebSocketConfig::default()
+        // tungstenite's default 128 KiB read buffer is zero-filled on every read: 4 % of a
+        // run's CPU at 500 flows/s, and 128 KiB per open socket. Signalling frames are small.
+        .read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(Some(cap))
+        .max_frame_size(Some(cap));
+    let t = Instant::now();
+    let stream = super::meter::Metered::new(stream, super::meter::step_bytes(cap));
+    let result = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await;
+    ctx.phases.insert(Phase::Upgrade, t.elapsed());
+    let stream = match result {
+        Ok((stream, response)) => {
+            agreed(&response, &offered_extensions, &wanted)?;
+            stream
+        }
+        Err(tungstenite::Error::Http(response)) => {
+            let raw = response.body().as_deref().unwrap_or_default();
+            let status = response.status().as_u16();
+            return Err(crate::flow::error::refused_status(
+                FailureReason::WsHandshake,
+                status,
+                format!(
+                    "the upgrade was refused with status {status} (expected 101): {}",
+                    snippet(raw)
+                ),
+                raw,
+            ));
+        }
+        Err(e) => return Err(classify(e, FailureReason::WsHandshake)),
+    };
+    let mut conn = Connection {
+        stream,
+        proto,
+        backlog: VecDeque::new(),
+        url,
+    };
+    handshake(&mut conn, spec).await?;
+    ctx.ws.insert(name.to_string(), conn);
+    Ok(())
+}
 
-    let mut request = url_text.as_str().into_client_request().map_err(|e| {
+/// The upgrade request: the step's headers, `user:password@` as `Authorization: Basic`
+/// unless a header sets one, the subprotocols offered (the step's, else the protocol's own),
+/// checked against an origin a server `named` (see `flow/origin.rs`), then the session cookies
+/// of earlier http steps, as a browser sends them. Also the subprotocols the step wants, which
+/// the reply must name.
+fn upgrade_request(
+    ctx: &mut RunContext<'_>,
+    name: &str,
+    spec: &WsConnectSpec,
+    url: &url::Url,
+    basic: Option<HeaderValue>,
+    protocol_offers: Option<&str>,
+    named: Option<&crate::flow::origin::Named>,
+) -> Result<(tungstenite::handshake::client::Request, Vec<String>), StepError> {
+    let mut request = url.as_str().into_client_request().map_err(|e| {
         StepError::new(
             FailureReason::Protocol,
             format!("cannot build the upgrade request: {e}"),
@@ -335,11 +399,7 @@ async fn connect(
         ));
     }
     let offered = if wanted.is_empty() {
-        proto
-            .subprotocol()
-            .map(str::to_string)
-            .into_iter()
-            .collect()
+        protocol_offers.map(str::to_string).into_iter().collect()
     } else {
         wanted.clone()
     };
@@ -348,10 +408,10 @@ async fn connect(
     {
         request.headers_mut().insert("sec-websocket-protocol", v);
     }
-    if let Some(named) = &named {
+    if let Some(named) = named {
         named.check(
             ctx,
-            &url,
+            url,
             &crate::flow::origin::Outgoing {
                 headers: request.headers(),
                 body: &[],
@@ -370,74 +430,49 @@ async fn connect(
         request.headers_mut().insert("cookie", cookies);
     }
 
-    let offered_extensions = extension_names(request.headers());
-    let cap = ctx.max_body_bytes;
-    let config = WebSocketConfig::default()
-        // tungstenite's default 128 KiB read buffer is zero-filled on every read: 4 % of a
-        // run's CPU at 500 flows/s, and 128 KiB per open socket. Signalling frames are small.
-        .read_buffer_size(WS_READ_BUFFER)
-        .max_message_size(Some(cap))
-        .max_frame_size(Some(cap));
-    let t = Instant::now();
-    let stream = super::meter::Metered::new(stream, super::meter::step_bytes(cap));
-    let result = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await;
-    ctx.phases.insert(Phase::Upgrade, t.elapsed());
-    let stream = match result {
-        Ok((stream, response)) => {
-            // RFC 6455 4.1: the client fails the connection when the server agrees to an
-            // extension it did not offer. tungstenite does not check, and a server that then
-            // compresses its frames (`permessage-deflate`) would fail every read later with a
-            // reason that hides the cause.
-            if let Some(unasked) = extension_names(response.headers())
-                .into_iter()
-                .find(|e| !offered_extensions.contains(e))
-            {
-                return Err(StepError::new(
-                    FailureReason::WsHandshake,
-                    format!(
-                        "the server agreed to the extension `{unasked}`, which was not offered"
-                    ),
-                ));
-            }
-            if let Some(want) = wanted.first() {
-                let got = response
-                    .headers()
-                    .get("sec-websocket-protocol")
-                    .and_then(|v| v.to_str().ok());
-                if !wanted.iter().any(|p| Some(p.as_str()) == got) {
-                    return Err(StepError::new(
-                        FailureReason::WsHandshake,
-                        format!(
-                            "the server accepted none of the subprotocols (wanted `{want}`, got {got:?})"
-                        ),
-                    ));
-                }
-            }
-            stream
-        }
-        Err(tungstenite::Error::Http(response)) => {
-            let raw = response.body().as_deref().unwrap_or_default();
-            let status = response.status().as_u16();
-            return Err(crate::flow::error::refused_status(
+    Ok((request, wanted))
+}
+
+/// RFC 6455's checks of the server's `101` that tungstenite leaves to its caller.
+fn agreed(
+    response: &tungstenite::handshake::client::Response,
+    offered_extensions: &[String],
+    wanted: &[String],
+) -> Result<(), StepError> {
+    // RFC 6455 4.1: the client fails the connection when the server agrees to an
+    // extension it did not offer. tungstenite does not check, and a server that then
+    // compresses its frames (`permessage-deflate`) would fail every read later with a
+    // reason that hides the cause.
+    if let Some(unasked) = extension_names(response.headers())
+        .into_iter()
+        .find(|e| !offered_extensions.contains(e))
+    {
+        return Err(StepError::new(
+            FailureReason::WsHandshake,
+            format!("the server agreed to the extension `{unasked}`, which was not offered"),
+        ));
+    }
+    if let Some(want) = wanted.first() {
+        let got = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok());
+        if !wanted.iter().any(|p| Some(p.as_str()) == got) {
+            return Err(StepError::new(
                 FailureReason::WsHandshake,
-                status,
                 format!(
-                    "the upgrade was refused with status {status} (expected 101): {}",
-                    snippet(raw)
+                    "the server accepted none of the subprotocols (wanted `{want}`, got {got:?})"
                 ),
-                raw,
             ));
         }
-        Err(e) => return Err(classify(e, FailureReason::WsHandshake)),
-    };
-    let opening = proto.opening();
-    let mut conn = Connection {
-        stream,
-        proto,
-        backlog: VecDeque::new(),
-        url,
-    };
-    for frame in opening {
+    }
+    Ok(())
+}
+
+/// The protocol's own handshake after the upgrade: its opening frames sent, then frames read
+/// (kept for the steps after) until it is ready, at most `max_frames`.
+async fn handshake(conn: &mut Connection, spec: &WsConnectSpec) -> Result<(), StepError> {
+    for frame in conn.proto.opening() {
         conn.stream
             .send(WsMessage::text(frame))
             .await
@@ -462,7 +497,6 @@ async fn connect(
             Err(Read::Closed(e) | Read::Failed(e)) => return Err(e),
         }
     }
-    ctx.ws.insert(name.to_string(), conn);
     Ok(())
 }
 
