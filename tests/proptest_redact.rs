@@ -142,12 +142,34 @@ proptest! {
         before in "[A-Z]{0,10}",
         after in "[A-Z]{0,10}",
     ) {
-        let shaped: String = secret
-            .chars()
-            .enumerate()
-            .map(|(i, c)| write_each(c, &hows[if uniform { 0 } else { i % hows.len() }]))
-            .collect();
-        let out = Redactor::new([secret.clone()]).scrub(&format!("{before}{shaped}{after}"));
+        let mut shaped = String::new();
+        let mut literal_escapes = Vec::new();
+        for (i, c) in secret.chars().enumerate() {
+            let how = &hows[if uniform { 0 } else { i % hows.len() }];
+            if matches!(how, Each::Literal) && matches!(c, '%' | '&' | '\\') {
+                literal_escapes.push(before.len() + shaped.len());
+            }
+            shaped.push_str(&write_each(c, how));
+        }
+        let text = format!("{before}{shaped}{after}");
+        // A literal `%`, `&` or `\` that the text around it turns into an escape (`%0` then
+        // `A` is `%0A`, a newline) is another string in every decoder's eyes, a browser's too:
+        // no redactor can tell which was meant, so such a text is not a case of this property.
+        prop_assume!(!literal_escapes.iter().any(|&at| starts_an_escape(&text[at..])));
+        let out = Redactor::new([secret.clone()]).scrub(&text);
         prop_assert_eq!(out, format!("{before}{REDACTED}{after}"), "{:?} as {:?}", secret, shaped);
+    }
+}
+
+/// Whether `text` opens with something a decoder reads as one escaped character: `%XY`,
+/// `&#…;` / `&#x…;` or `\\uXXXX`.
+fn starts_an_escape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+    match b.first() {
+        Some(b'%') => hex(1) && hex(2),
+        Some(b'&') => b.get(1) == Some(&b'#'),
+        Some(b'\\') => b.get(1) == Some(&b'u') && (2..6).all(hex),
+        _ => false,
     }
 }
