@@ -287,16 +287,7 @@ async fn unresolvable_host_is_dns() {
             "timeout = \"5s\"\n[[steps]]\nname = \"login\"\nkind = \"http\"\nurl = \"http://canary-host.invalid/api/login\"\n",
         )],
     );
-    let out = std::process::Command::new("unshare")
-        .args(["-n", "--"])
-        .arg(support::binary())
-        .args(["once", "--format", "json", "--config"])
-        .arg(&cfg.path)
-        .output();
-    let out = match out {
-        Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("unshare failed") => o,
-        other => panic!("this test needs `unshare -n` (root, util-linux): {other:?}"),
-    };
+    let out = support::once_without_network(&cfg.path);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("json output: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(out.status.code(), Some(1));

@@ -150,16 +150,7 @@ async fn cases() -> Vec<Case> {
 fn unresolvable_run() -> ProbeRun {
     let text = support::fast_sim_probe("http://canary-host.invalid");
     let cfg = TempConfig::new("", &[("sim-join.toml", &text)]);
-    let out = std::process::Command::new("unshare")
-        .args(["-n", "--"])
-        .arg(support::binary())
-        .args(["once", "--format", "json", "--config"])
-        .arg(&cfg.path)
-        .output();
-    let out = match out {
-        Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("unshare failed") => o,
-        other => panic!("this test needs `unshare -n` (root, util-linux): {other:?}"),
-    };
+    let out = support::once_without_network(&cfg.path);
     let json: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", support::output_text(&out)));
     serde_json::from_value(json["probes"][0].clone()).expect("once prints a probe run")

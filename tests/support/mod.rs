@@ -318,6 +318,21 @@ pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_joincanary"))
 }
 
+/// `joincanary once --format json` on `config` in a network namespace of its own
+/// (`unshare -n`: no network, so no name resolves), for a DNS failure without a real resolver.
+pub fn once_without_network(config: &Path) -> std::process::Output {
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "--"])
+        .arg(binary())
+        .args(["once", "--format", "json", "--config"])
+        .arg(config)
+        .output();
+    match out {
+        Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("unshare failed") => o,
+        other => panic!("this test needs `unshare -n` (root, util-linux): {other:?}"),
+    }
+}
+
 /// PUTs sim faults.
 pub async fn set_faults(sim: &SimServer, faults: serde_json::Value) {
     let status = reqwest::Client::new()
