@@ -397,12 +397,29 @@ async fn mdns_only_candidates_fail_ice_at_once_naming_mdns() {
 }
 
 #[tokio::test]
-async fn a_fingerprint_in_another_hash_than_sha_256_fails_with_protocol_naming_the_hash() {
+async fn fingerprints_in_a_hash_str0m_does_not_check_fail_with_protocol_naming_the_hash() {
+    // aiortc and others send sha-384 and sha-512 beside sha-256: the sha-256 one is checked.
+    assert_echoed(
+        answered_by(true, Setup::Passive, |s| {
+            after(s, "a=fingerprint:", "a=fingerprint:sha-512 AB:CD\r\n")
+        })
+        .await,
+        "sha-256 and sha-512",
+    );
     let result = answered_by(true, Setup::Passive, |s| {
+        s.replace("a=fingerprint:sha-256", "a=fingerprint:sha-512")
+    })
+    .await;
+    assert_refused(result, FailureReason::Protocol, "a=fingerprint is sha-512");
+    // sha-1 is checked: sha-256's bytes under its name do not match the certificate.
+    let (result, phases) = answered_by(true, Setup::Passive, |s| {
         s.replace("a=fingerprint:sha-256", "a=fingerprint:sha-1")
     })
     .await;
-    assert_refused(result, FailureReason::Protocol, "a=fingerprint is sha-1");
+    let e = result.unwrap_err();
+    assert_eq!(e.reason, FailureReason::Dtls, "{e:?}");
+    assert!(e.message.contains("a=fingerprint"), "{e:?}");
+    assert!(phases.contains_key(&Phase::Ice), "{phases:?}");
 }
 
 #[tokio::test]
