@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 from stack import (GLOBAL_RULES, ROOT, RULES, Stack, alertmanager_config, free_port, get_json, http,
                    probe_file, query, require_tools)
@@ -310,6 +311,13 @@ timeout = "1s"
     wait_for("the probers scraped and probing", lambda: len(
         query(prom, 'probe_success{job="joincanary"} == 1')["data"]["result"]) == 2 and len(
         query(prom, 'probe_success{job="synthetic-canary",region="ci-c"} == 0')["data"]["result"]) == 1, 25)
+    # Prometheus 3 fails a scrape whose Content-Type it does not know (2.x guessed the text format).
+    for t in targets:
+        with urllib.request.urlopen(f"http://{t}/metrics", timeout=5) as r:
+            ctype = r.headers.get("content-type", "")
+        if not re.fullmatch(r"text/plain; ?version=0\.0\.4(; ?charset=utf-8)?", ctype):
+            fail(f"{t}/metrics: Content-Type {ctype!r}, not the text format's: Prometheus 3 fails the scrape")
+    print(f"/metrics Content-Type: {ctype}")
 
     # A few failing runs: failures by step and reason, an incident, its trigger and resolve.
     http("PUT", f"{sim_url}/_sim/faults", json.dumps({"login_status": 500}).encode())
