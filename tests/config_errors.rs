@@ -87,7 +87,9 @@ fn key_that_does_not_apply_to_the_kind() {
     let errs = errors_for(&format!("{HEAD}url = \"http://h/\"\ntext = \"hi\"\n"), &[]);
     assert_eq!(
         errs,
-        ["probes/p.toml:6:8: steps[0].text: `text` does not apply to a http step"]
+        [
+            "probes/p.toml:6:8: steps[0].text: `text` does not apply to a http step (it is a key of ws_send)"
+        ]
     );
 }
 
@@ -106,7 +108,9 @@ fn connection_names_a_participant_on_http_and_does_not_apply_to_redis() {
     );
     assert_eq!(
         errs,
-        ["probes/p.toml:4:14: steps[0].connection: `connection` does not apply to a redis step"]
+        [
+            "probes/p.toml:4:14: steps[0].connection: `connection` does not apply to a redis step (it is a key of http, ws_connect, ws_send, ws_expect, ws_close, webrtc)"
+        ]
     );
 }
 
@@ -563,7 +567,9 @@ fn webrtc_steps_say_which_key_is_wrong() {
     // A webrtc key on another kind.
     assert_eq!(
         errors_for(&format!("{HEAD}url = \"http://h/\"\necho = 3\n"), &[]),
-        ["probes/p.toml:6:8: steps[0].echo: `echo` does not apply to a http step"]
+        [
+            "probes/p.toml:6:8: steps[0].echo: `echo` does not apply to a http step (it is a key of webrtc)"
+        ]
     );
 }
 
