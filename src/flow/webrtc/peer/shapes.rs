@@ -447,8 +447,72 @@ async fn an_sdp_without_a_data_channel_or_refusing_ours_fails_with_protocol() {
     assert_refused(result, FailureReason::Protocol, "no data channel");
 }
 
+#[tokio::test]
+async fn the_dtls_roles_of_an_answer_are_taken_or_refused_by_name() {
+    // An answerer must choose active or passive; one that says actpass leaves the choice to
+    // us, and we take the client's role (str0m alone would wait as a server, as the SFU does).
+    assert_echoed(
+        answered_by(false, Setup::Passive, |s| {
+            s.replace("a=setup:passive", "a=setup:actpass")
+        })
+        .await,
+        "an answer saying actpass",
+    );
+    let result = answered_by(true, Setup::Passive, |s| {
+        s.replace("a=setup:passive", "a=setup:holdconn")
+    })
+    .await;
+    assert_refused(result, FailureReason::Protocol, "a=setup:holdconn");
+    // No a=setup means active (RFC 4145): this far end is passive all the same, so both wait
+    // as servers; the timeout says which role we took and why.
+    let (result, phases) = answered_by(true, Setup::Passive, |s| {
+        s.replace("a=setup:passive\r\n", "")
+    })
+    .await;
+    let e = result.unwrap_err();
+    assert_eq!(e.reason, FailureReason::Dtls, "{e:?}");
+    assert!(
+        e.message
+            .contains("the prober as DTLS server, the SFU's SDP having no a=setup"),
+        "{e:?}"
+    );
+    assert!(phases.contains_key(&Phase::Dtls), "{phases:?}");
+}
+
+#[tokio::test]
+async fn an_offer_whose_m_lines_are_not_bundled_fails_with_protocol() {
+    let result = offered_by(true, &[MediaKind::Audio, MediaKind::Video], |s| {
+        s.lines()
+            .filter(|l| !l.starts_with("a=group:BUNDLE"))
+            .map(|l| format!("{l}\r\n"))
+            .collect()
+    })
+    .await;
+    assert_refused(
+        result,
+        FailureReason::Protocol,
+        "does not bundle its 3 m-lines",
+    );
+}
+
+/// `sdp` with the media-level lines that `moved` picks written once, at session level.
+fn to_session_level(sdp: &str, moved: impl Fn(&str) -> bool) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let session: String = sdp
+        .lines()
+        .filter(|l| moved(l) && seen.insert(l.to_string()))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let without: String = sdp
+        .lines()
+        .filter(|l| !moved(l))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    after(&without, "t=", &session)
+}
+
 /// One harmless change an SFU's SDP may carry, by number (see [`decorate`]).
-const DECORATIONS: u8 = 9;
+const DECORATIONS: u8 = 10;
 
 /// Applies decoration `which` to `sdp`: each is written by one SFU or another and must not
 /// stop the connection.
@@ -458,20 +522,8 @@ fn decorate(sdp: &str, which: u8) -> String {
         1 => jitsi(sdp),
         2 => pion(sdp),
         3 => mediasoup(sdp),
-        // The session-level fingerprint (Janus, older JVB).
-        4 => {
-            let fingerprint = sdp
-                .lines()
-                .find(|l| l.starts_with("a=fingerprint:"))
-                .map(|l| format!("{l}\r\n"))
-                .unwrap_or_default();
-            let without: String = sdp
-                .lines()
-                .filter(|l| !l.starts_with("a=fingerprint:"))
-                .map(|l| format!("{l}\r\n"))
-                .collect();
-            after(&without, "t=", &fingerprint)
-        }
+        // The fingerprint at session level (Janus, older JVB).
+        4 => to_session_level(sdp, |l| l.starts_with("a=fingerprint:")),
         // `rtcp-mux-only`, `msid-semantic` with a stream, an unknown attribute.
         5 => after(
             sdp,
@@ -487,6 +539,10 @@ fn decorate(sdp: &str, which: u8) -> String {
         7 => sdp
             .replace(" ufrag ", " generation 0 ufrag ")
             .replace(" typ host", " typ host network-cost 10"),
+        // ICE credentials at session level (one ICE agent for the bundle).
+        8 => to_session_level(sdp, |l| {
+            l.starts_with("a=ice-ufrag:") || l.starts_with("a=ice-pwd:")
+        }),
         // An IPv6 candidate nothing answers at, written first.
         _ => around_candidates(
             sdp,
