@@ -15,12 +15,17 @@ const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// The far end: str0m as the SFU's ICE agent is (`lite`), with a host candidate on loopback.
 async fn far_end(lite: bool) -> Peer {
+    far_end_on(LOOPBACK, lite).await
+}
+
+/// [`far_end`] with its host candidate on `ip`.
+async fn far_end_on(ip: IpAddr, lite: bool) -> Peer {
     let mut far = Peer::new();
     far.rtc = Rtc::builder()
         .set_ice_lite(lite)
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .build(std::time::Instant::now());
-    far.gather(LOOPBACK).await.unwrap();
+    far.gather(ip).await.unwrap();
     far
 }
 
@@ -493,6 +498,42 @@ async fn an_offer_whose_m_lines_are_not_bundled_fails_with_protocol() {
         FailureReason::Protocol,
         "does not bundle its 3 m-lines",
     );
+}
+
+/// An SFU announcing only an IPv6 candidate (`::1` here): the prober's host candidate takes
+/// the IPv6 route, both ways.
+#[tokio::test]
+async fn an_sfu_with_only_an_ipv6_candidate_is_reached_over_ipv6() {
+    let v6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    if std::net::UdpSocket::bind((v6, 0)).is_err() {
+        // A kernel without IPv6 (`ipv6.disable=1`): nothing to route; said, not hidden.
+        eprintln!("skipped: no IPv6 on this host (::1 cannot be bound)");
+        return;
+    }
+    let (mut ours, offer) = Peer::offer(None).await.unwrap();
+    let mut far = far_end_on(v6, true).await;
+    let answer = far
+        .rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+        .unwrap()
+        .to_sdp_string();
+    assert!(answer.contains(" ::1 "), "{answer}");
+    let result = connect_both(&mut ours, Some(&jitsi_v6(&answer)), &mut far).await;
+    assert_echoed(result, "IPv6 answer");
+    assert!(
+        ours.socket.as_ref().is_some_and(|(_, a)| a.is_ipv6()),
+        "{ours:?}"
+    );
+}
+
+/// JVB's shape with the IPv6 `c=` line its m-lines carry for an IPv6 candidate.
+fn jitsi_v6(sdp: &str) -> String {
+    let udp = first_udp(sdp);
+    jitsi(sdp).replace(
+        &format!("c=IN IP4 {}", udp.ip()),
+        &format!("c=IN IP6 {}", udp.ip()),
+    )
 }
 
 /// `sdp` with the media-level lines that `moved` picks written once, at session level.
