@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::echo::{self, EchoOptions, EchoReport, Echoes, Traffic};
 use super::room::{PublishOptions, Published, Publishing, ReceiveReport, Receiving};
-use super::sdp::{candidate_addrs, guarded, parse_sdp, route_to, sdp_refused};
+use super::sdp::{Candidates, guarded, parse_sdp, route_to, sdp_refused, unsupported};
 use crate::flow::StepError;
 use crate::report::{FailureReason, Phase};
 
@@ -158,9 +158,10 @@ impl Peer {
     ) -> Result<(Peer, String), StepError> {
         let mut peer = Peer::new();
         let parsed = parse_sdp(offer, "offer", SdpOffer::from_sdp_string)?;
+        unsupported(offer, "offer")?;
         let ip = match local_address {
             Some(ip) => ip,
-            None => route_to(&candidate_addrs(offer)).await?,
+            None => route_to(&Candidates::of(offer)).await?,
         };
         peer.gather(ip).await?;
         let answer = guarded(|| peer.rtc.sdp_api().accept_offer(parsed))
@@ -338,8 +339,9 @@ impl Peer {
         match (self.pending.take(), answer) {
             (Some(pending), Some(answer)) => {
                 let parsed = parse_sdp(answer, "answer", SdpAnswer::from_sdp_string)?;
+                unsupported(answer, "answer")?;
                 if self.socket.is_none() {
-                    let ip = route_to(&candidate_addrs(answer)).await?;
+                    let ip = route_to(&Candidates::of(answer)).await?;
                     self.gather(ip).await?;
                 }
                 let rtc = &mut self.rtc;
@@ -588,6 +590,9 @@ impl Stage {
 }
 
 #[cfg(test)]
+mod shapes;
+
+#[cfg(test)]
 mod tests {
     use rand::{Rng as _, SeedableRng as _};
 
@@ -789,7 +794,7 @@ mod tests {
             wait: Duration::from_millis(100),
         };
         for (forge, words) in [
-            (without as fn(&str) -> String, "no UDP ICE candidate"),
+            (without as fn(&str) -> String, "no ICE candidate"),
             (unreachable, "no ICE connectivity"),
         ] {
             let (mut a, offer) = Peer::offer(None).await.unwrap();
