@@ -458,7 +458,20 @@ pub(crate) mod millis {
     }
 
     pub fn round_ms(d: Duration) -> f64 {
-        (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+        round_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    /// Milliseconds to the microsecond, as every duration in JSON is written: a sum of
+    /// `f64`s (`4001.2431619999998`) would otherwise show 17 digits no clock measured.
+    pub fn round_f64(ms: f64) -> f64 {
+        (ms * 1000.0).round() / 1000.0
+    }
+
+    /// For a field kept as milliseconds (`f64`): written to the microsecond, as a
+    /// [`Duration`] field is.
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
+    pub fn serialize_f64<S: Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(round_f64(*ms))
     }
 }
 

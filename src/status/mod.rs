@@ -72,8 +72,11 @@ impl ProbeState {
 pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     pub success: bool,
-    /// Range-checked when read back (the history file, a peer's status).
-    #[serde(deserialize_with = "crate::report::millis::deserialize_f64")]
+    /// Range-checked when read back (the history file, a peer's status); written to the µs.
+    #[serde(
+        serialize_with = "crate::report::millis::serialize_f64",
+        deserialize_with = "crate::report::millis::deserialize_f64"
+    )]
     pub duration_ms: f64,
     pub failed_step: Option<Box<str>>,
     pub reason: Option<FailureReason>,
@@ -608,6 +611,28 @@ mod tests {
         assert!(p.last_good.as_ref().is_some_and(|r| r.success));
         let error = p.last.as_ref().unwrap().error.as_ref().unwrap();
         assert_eq!(error.chars().count(), MAX_SAVED_ERROR + 1);
+    }
+
+    /// What `/api/v1/status` writes of durations a clock measured: microseconds, never the
+    /// 17 digits an `f64` sum shows (`4001.2431619999998` in the history, seen in a trial).
+    #[test]
+    fn history_and_hourly_durations_are_written_to_the_microsecond() {
+        let status = Status::new("r").with_clock(Clock::starting_at(t0()));
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        for ns in [4_001_243_162, 3_572_715, 3_460_689, 3_048_530] {
+            let mut r = run("p", true, 0);
+            r.duration_ms = Duration::from_nanos(ns);
+            status.record(&Arc::new(r));
+        }
+        let doc = serde_json::to_value(status.snapshot()).unwrap();
+        let p = &doc[0];
+        assert_eq!(p["history"][3]["duration_ms"], serde_json::json!(4001.243));
+        assert_eq!(p["hourly"][0]["ms"], serde_json::json!(4011.325));
+        assert_eq!(p["hourly"][0]["max"], serde_json::json!(4001.243));
+        let text = serde_json::to_string(&doc).unwrap();
+        // Numbers only: the times are RFC 3339 strings.
+        let long = regex::Regex::new(r":-?\d+\.\d{4,}[,}]").unwrap();
+        assert!(!long.is_match(&text), "{text}");
     }
 
     #[test]
