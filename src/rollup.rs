@@ -135,7 +135,9 @@ pub fn availability(hours: &VecDeque<HourBucket>, now: DateTime<Utc>, window: i6
     Availability {
         runs,
         passed,
-        ratio: (runs > 0).then(|| passed as f64 / runs as f64),
+        // Cut (not rounded) to six decimals: 1.0 only when every run passed, and no
+        // 0.23076923076923078 in the API for a figure the page shows as 23.07 %.
+        ratio: (runs > 0).then(|| (passed as f64 / runs as f64 * 1e6).floor() / 1e6),
         covered_seconds: first.map_or(0, |f| (now_s - f.max(since)).clamp(0, window)),
     }
 }
@@ -229,6 +231,25 @@ mod tests {
         // From the first run (10 s into its hour), not from the hour's start.
         assert_eq!(w.day.covered_seconds, 3 * HOUR + 590);
         assert_eq!(windows(&VecDeque::new(), at(start)).week.ratio, None);
+    }
+
+    /// Seen in a trial: `"ratio": 0.23076923076923078` in /api/v1/status. Six decimals, cut,
+    /// so 1.0 still means every run passed.
+    #[test]
+    fn the_ratio_has_six_decimals_and_is_never_rounded_up_to_one() {
+        let ratio = |ok: u32, n: u32| {
+            let hours: VecDeque<HourBucket> = [HourBucket {
+                t: HOUR,
+                n,
+                ok,
+                ..HourBucket::default()
+            }]
+            .into();
+            windows(&hours, at(2 * HOUR)).day.ratio.unwrap()
+        };
+        assert_eq!(ratio(3, 13), 0.230769);
+        assert_eq!(ratio(9_999_999, 10_000_000), 0.999999);
+        assert_eq!(ratio(13, 13), 1.0);
     }
 
     /// Seen in a trial: a prober first started at 12:36 said "data since 12:00" (the start
