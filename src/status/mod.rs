@@ -299,7 +299,7 @@ impl Status {
             p.history.push_front(HistoryEntry {
                 time: run.started_at,
                 success: run.success,
-                duration_ms: run.duration_ms.as_secs_f64() * 1000.0,
+                duration_ms: crate::report::millis::round_ms(run.duration_ms),
                 failed_step: run.failed_step.as_deref().map(Box::from),
                 reason: run.reason,
                 trigger: run.trigger,
@@ -470,12 +470,20 @@ impl Status {
                 let bytes = status.saved_bytes();
                 let target = path.clone();
                 let written = tokio::task::spawn_blocking(move || {
+                    crate::supervise::fault::hit(crate::supervise::Task::History, target.display());
                     crate::store::write_atomic(&target, &bytes)
                 })
                 .await;
                 match written {
                     Ok(Err(e)) if !failing => {
                         tracing::warn!(path = %path.display(), error = %e, "cannot save the status history");
+                        failing = true;
+                        on_health(true);
+                    }
+                    // The write panicked (a bug): before, this was ignored, and a history that
+                    // was never saved again looked healthy.
+                    Err(e) if !failing => {
+                        tracing::error!(path = %path.display(), error = %e, "saving the status history failed unexpectedly");
                         failing = true;
                         on_health(true);
                     }
@@ -784,6 +792,43 @@ mod tests {
         saved().await;
         assert_eq!(*told.lock().unwrap(), [true, false]);
         assert!(blocker.join(HISTORY_FILE).exists());
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// A save whose write panics (the fault hook) is told to the hook as a failing save, and
+    /// its recovery once the next save works; before, the panic was ignored.
+    #[tokio::test(start_paused = true)]
+    async fn a_save_that_panics_is_told_to_the_hook_as_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        crate::supervise::fault::arm(
+            crate::supervise::Task::History,
+            &path.display().to_string(),
+            1,
+        );
+        let status = Arc::new(Status::new("r"));
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(status.persist(path.clone(), stop.clone(), {
+            let told = told.clone();
+            move |failing| told.lock().unwrap().push(failing)
+        }));
+        for expected in [vec![true], vec![true, false]] {
+            status.record(&Arc::new(run("p", true, 0)));
+            // Past the debounce, with the blocking pool's write done (real time, bounded).
+            tokio::time::sleep(SAVE_DEBOUNCE + Duration::from_secs(1)).await;
+            for _ in 0..200 {
+                if *told.lock().unwrap() == expected {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(*told.lock().unwrap(), expected);
+        }
+        assert!(path.exists());
         stop.cancel();
         task.await.unwrap();
     }

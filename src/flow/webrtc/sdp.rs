@@ -200,8 +200,7 @@ impl Candidates {
 }
 
 /// Refuses, before anything is sent, a remote SDP this peer could only time out with, naming
-/// what it lacks: a certificate fingerprint in a hash other than sha-256 (str0m checks
-/// sha-256 only) or no data channel or a refused one (the media proof is a data channel):
+/// what it lacks: certificate fingerprints in no hash str0m checks (sha-256, sha-1) or no data channel or a refused one (the media proof is a data channel):
 /// `protocol`; an ICE-lite SFU with no candidate this prober can use (`ice`: such an SFU sends
 /// no checks of its own, so nothing else can connect).
 pub(super) fn unsupported(text: &str, what: &str) -> Result<(), StepError> {
@@ -217,7 +216,9 @@ pub(super) fn unsupported(text: &str, what: &str) -> Result<(), StepError> {
         .filter_map(|f| f.split_whitespace().next())
         .collect();
     if let Some(other) = hashes.first()
-        && !hashes.iter().any(|h| h.eq_ignore_ascii_case("sha-256"))
+        && !hashes
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("sha-256") || h.eq_ignore_ascii_case("sha-1"))
     {
         // The SFU's word, kept to what a hash name is made of.
         let hash: String = other
@@ -228,8 +229,8 @@ pub(super) fn unsupported(text: &str, what: &str) -> Result<(), StepError> {
         return Err(StepError::new(
             FailureReason::Protocol,
             format!(
-                "the remote SDP {what}'s a=fingerprint is {hash}: only sha-256 certificate \
-                 fingerprints are supported (the hash every browser sends)"
+                "the remote SDP {what}'s a=fingerprint is {hash}: only sha-256 (the hash every \
+                 browser sends) and sha-1 certificate fingerprints are supported"
             ),
         ));
     }

@@ -164,9 +164,21 @@ fn after(sdp: &str, at: &str, extra: &str) -> String {
     out
 }
 
-/// The first UDP candidate's address, as the SFU would put it on its m-lines.
+/// The far end's own candidate line and address (the made-up candidates that the shapes
+/// add are all on port 9, or TCP).
+fn real_candidate(sdp: &str) -> (&str, SocketAddr) {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate:") && l.contains(" typ host"))
+        .find_map(|l| {
+            let udp = Candidates::of(l).udp.first().copied()?;
+            (udp.port() != 9).then_some((l, udp))
+        })
+        .expect("the far end's candidate")
+}
+
+/// The far end's UDP address, as the SFU would put it on its m-lines.
 fn first_udp(sdp: &str) -> SocketAddr {
-    Candidates::of(sdp).udp[0]
+    real_candidate(sdp).1
 }
 
 /// Jitsi Videobridge as lib-jitsi-meet renders its Jingle: the m-lines' port and `c=` those
@@ -194,23 +206,18 @@ fn jitsi(sdp: &str) -> String {
 /// reflexive candidate with `raddr`, an mDNS name and an IPv6 host candidate written first
 /// (higher priority), `end-of-candidates`.
 fn pion(sdp: &str) -> String {
-    let udp = first_udp(sdp);
-    let sdp = around_candidates(
-        sdp,
+    let (real, udp) = real_candidate(sdp);
+    let candidates = format!(
         "a=candidate:1 1 udp 2130706431 ::1 9 typ host\r\n\
-         a=candidate:2 1 udp 2130706431 3f2a9c1e-5b8d-4e1f-9c2a-7d6e5f4a3b2c.local 9 typ host\r\n",
-        true,
+         a=candidate:2 1 udp 2130706431 3f2a9c1e-5b8d-4e1f-9c2a-7d6e5f4a3b2c.local 9 typ host\r\n\
+         {real}\r\n\
+         a=candidate:3 1 udp 1694498815 127.0.0.1 9 typ srflx raddr {} rport {}",
+        udp.ip(),
+        udp.port()
     );
-    let sdp = around_candidates(
-        &sdp,
-        &format!(
-            "a=candidate:3 1 udp 1694498815 127.0.0.1 9 typ srflx raddr {} rport {}\r\n",
-            udp.ip(),
-            udp.port()
-        ),
-        false,
-    )
-    .replace("a=ice-options:trickle", "a=ice-options:trickle ice2");
+    let sdp = sdp
+        .replacen(real, &candidates, 1)
+        .replace("a=ice-options:trickle", "a=ice-options:trickle ice2");
     after(
         &sdp,
         "a=mid:",
@@ -397,12 +404,29 @@ async fn mdns_only_candidates_fail_ice_at_once_naming_mdns() {
 }
 
 #[tokio::test]
-async fn a_fingerprint_in_another_hash_than_sha_256_fails_with_protocol_naming_the_hash() {
+async fn fingerprints_in_a_hash_str0m_does_not_check_fail_with_protocol_naming_the_hash() {
+    // aiortc and others send sha-384 and sha-512 beside sha-256: the sha-256 one is checked.
+    assert_echoed(
+        answered_by(true, Setup::Passive, |s| {
+            after(s, "a=fingerprint:", "a=fingerprint:sha-512 AB:CD\r\n")
+        })
+        .await,
+        "sha-256 and sha-512",
+    );
     let result = answered_by(true, Setup::Passive, |s| {
+        s.replace("a=fingerprint:sha-256", "a=fingerprint:sha-512")
+    })
+    .await;
+    assert_refused(result, FailureReason::Protocol, "a=fingerprint is sha-512");
+    // sha-1 is checked: sha-256's bytes under its name do not match the certificate.
+    let (result, phases) = answered_by(true, Setup::Passive, |s| {
         s.replace("a=fingerprint:sha-256", "a=fingerprint:sha-1")
     })
     .await;
-    assert_refused(result, FailureReason::Protocol, "a=fingerprint is sha-1");
+    let e = result.unwrap_err();
+    assert_eq!(e.reason, FailureReason::Dtls, "{e:?}");
+    assert!(e.message.contains("a=fingerprint"), "{e:?}");
+    assert!(phases.contains_key(&Phase::Ice), "{phases:?}");
 }
 
 #[tokio::test]
