@@ -38,8 +38,10 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 # Top-level directories whose paths the docs name as files of this repository.
 REPO_DIRS = ("src", "tests", "probes", "config", "deploy", "docs", "bench", "tools", ".ci")
 REPO_FILES = ("README.md", "BENCHMARKS.md", "Cargo.toml", "Cargo.lock", "Dockerfile")
-# Paths the docs name that the code creates at run time, not files of the repository.
-RUNTIME_PREFIXES = ("target/", "tests/servers/synapse/.venv")
+# Paths the docs name that the code creates at run time, not files of the repository: the
+# build's, and what `.ci/setup.d` installs (a test server's virtualenv or node_modules).
+RUNTIME_PREFIXES = ("target/",)
+RUNTIME_PARTS = re.compile(r"(^|/)(\.venv|node_modules)(/|$)")
 # Flags of other programs the docs mention in joincanary-like spelling (Alertmanager's and
 # Prometheus' own), so a bare flag of this shape is ours only when not listed here.
 FOREIGN_FLAGS = {
@@ -201,7 +203,7 @@ def check(help_: Help, files: list[str] | None = None) -> list[str]:
             for token in re.split(r"[\s,;()=\"']+", code):
                 token = token.rstrip(".:")
                 m = PATH.match(token)
-                if not m or token.startswith(RUNTIME_PREFIXES):
+                if not m or token.startswith(RUNTIME_PREFIXES) or RUNTIME_PARTS.search(token):
                     continue
                 p = m.group(1).rstrip("/")
                 if "{" in p or "…" in p:
@@ -313,6 +315,7 @@ def self_test() -> None:
         f.write("# Top\n[ok](#top) [bad](#nowhere) [gone](../docs/nope.md) [ok](../README.md#known-limits)\n"
                 "`joincanary once --probe x --formt json` `joincanary nope` `--web.listen-adress`\n"
                 "`probes/examples/none.toml` `probes/sim-join.toml` `bash bench/none.sh`\n"
+                "`tests/servers/aiortc/.venv` `tests/servers/node_modules/x`\n"
                 "`cargo test no_such_test_anywhere` `JOINCANARY_NOT_A_VARIABLE`\n")
     try:
         got = check(h, [os.path.relpath(fake, ROOT)])
