@@ -104,6 +104,15 @@ impl Default for PolicyConfig {
     }
 }
 
+/// A budget's key as written, `"signalling.round_trip"` or `"login"`, as the step and phase
+/// it bounds (a bare step name, or one whose last part is no phase, means its `total`).
+pub fn budget_target(name: &str) -> (&str, Phase) {
+    match name.rsplit_once('.') {
+        Some((step, p)) => Phase::parse(p).map_or((name, Phase::Total), |phase| (step, phase)),
+        None => (name, Phase::Total),
+    }
+}
+
 impl PolicyConfig {
     pub(crate) fn build(
         ctx: &mut Ctx<'_>,
@@ -144,14 +153,12 @@ impl PolicyConfig {
             BTreeMap::new()
         };
         for (name, value) in &raw.budgets {
-            let (step, phase) = match name.rsplit_once('.') {
-                Some((s, p)) if Phase::parse(p).is_some() => {
-                    (s.to_string(), Phase::parse(p).unwrap_or(Phase::Total))
-                }
-                _ => (name.clone(), Phase::Total),
-            };
+            let (step, phase) = budget_target(name);
             if let Some(d) = ctx.duration(value, &key(&format!("budgets.{name}"))) {
-                budgets.entry(step).or_default().insert(phase, d);
+                budgets
+                    .entry(step.to_string())
+                    .or_default()
+                    .insert(phase, d);
             }
         }
         let maintenance = if raw.maintenance.is_empty() {

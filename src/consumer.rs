@@ -285,7 +285,7 @@ pub(crate) fn publish_alerts(
 }
 
 fn log_run(run: &ProbeRun) {
-    let ms = run.duration_ms.as_secs_f64() * 1000.0;
+    let ms = crate::report::log_ms(run.duration_ms);
     if run.success {
         tracing::info!(probe = %run.probe, region = %run.region, duration_ms = ms, trigger = run.trigger.as_str(), "probe run succeeded");
     } else {

@@ -37,13 +37,19 @@ pub(crate) struct Reloads {
     /// mount keeps its thread, and a second one would only strand another.
     watching: Arc<AtomicBool>,
     loading: Arc<AtomicBool>,
+    /// Where a look that panicked is reported (task `reload`, instance `config watcher`).
+    tasks: Supervisor,
 }
+
+/// The watcher's instance name in `/-/ready` and the log.
+const WATCHER: &str = "config watcher";
 
 impl Reloads {
     /// Also returns the sender `POST /-/reload` uses, when that endpoint is on.
     pub(crate) async fn new(
         reload: Option<Reload>,
         plan: &Plan,
+        tasks: &Supervisor,
     ) -> (Reloads, Option<mpsc::Sender<ReloadRequest>>) {
         let (requests, reload_tx, loader, watch): (_, _, Option<Loader>, _) = match reload {
             Some(r) => (
@@ -68,6 +74,7 @@ impl Reloads {
             fingerprinter: Arc::default(),
             watching: Arc::new(AtomicBool::new(false)),
             loading: Arc::new(AtomicBool::new(false)),
+            tasks: tasks.clone(),
         };
         reloads.loaded(plan).await;
         (reloads, reload_tx)
@@ -95,7 +102,7 @@ impl Reloads {
                         None => std::future::pending().await,
                     }
                 } => {
-                    let now = fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await;
+                    let now = self.fingerprint(plan).await;
                     if now.is_none() || now == self.seen {
                         continue;
                     }
@@ -124,8 +131,7 @@ impl Reloads {
         let loader = self.loader.clone()?;
         self.before_load = None;
         if self.watch_tick.is_some()
-            && let Some(h) =
-                fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await
+            && let Some(h) = self.fingerprint(plan).await
         {
             self.before_load = Some((plan.sources.clone(), h));
         }
@@ -149,36 +155,51 @@ impl Reloads {
         if self.watch_tick.is_some() {
             self.seen = match self.before_load.take() {
                 Some((sources, h)) if sources == plan.sources => Some(h),
-                _ => fingerprint(plan.sources.clone(), &self.fingerprinter, &self.watching).await,
+                _ => self.fingerprint(plan).await,
             };
         }
     }
-}
 
-/// [`Fingerprinter::look`] off the async threads and under a deadline (a hung network mount
-/// must not stall the service); `None` when it could not be worked out in time.
-async fn fingerprint(
-    sources: Vec<std::path::PathBuf>,
-    fingerprinter: &Arc<Mutex<Fingerprinter>>,
-    slot: &Arc<AtomicBool>,
-) -> Option<u64> {
-    let fingerprinter = fingerprinter.clone();
-    match off_thread(slot, WATCH_READ_TIMEOUT, move || {
-        // A look that panicked left nothing half-done that matters: its memory is only a cache.
-        fingerprinter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .look(&sources)
-    })
-    .await
-    {
-        Ok(h) => Some(h),
-        Err(stuck) => {
-            tracing::warn!(
-                "could not read the configuration files to look for changes: {}",
-                stuck.describe(WATCH_READ_TIMEOUT)
-            );
-            None
+    /// [`Fingerprinter::look`] at `plan`'s files off the async threads and under a deadline (a
+    /// hung network mount must not stall the service); `None` when it could not be worked out
+    /// in time. A look that panics (a bug) is a failing `reload` task, `config watcher`, until
+    /// a look succeeds: before, each tick only warned, and the watcher was dead while
+    /// `/-/ready` said 200.
+    async fn fingerprint(&self, plan: &Plan) -> Option<u64> {
+        let fingerprinter = self.fingerprinter.clone();
+        let sources = plan.sources.clone();
+        let config_path = plan.config_path.clone();
+        let looked = off_thread(&self.watching, WATCH_READ_TIMEOUT, move || {
+            crate::supervise::fault::hit(Task::Reload, config_path.display());
+            // A look that panicked left nothing half-done that matters: its memory is only a
+            // cache.
+            fingerprinter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .look(&sources)
+        })
+        .await;
+        match looked {
+            Ok(h) => {
+                self.tasks.recovered(WATCHER);
+                Some(h)
+            }
+            Err(Stuck::Panicked) => {
+                self.tasks.failed(
+                    Task::Reload,
+                    WATCHER,
+                    "panicked looking at the configuration files",
+                    true,
+                );
+                None
+            }
+            Err(stuck) => {
+                tracing::warn!(
+                    "could not read the configuration files to look for changes: {}",
+                    stuck.describe(WATCH_READ_TIMEOUT)
+                );
+                None
+            }
         }
     }
 }

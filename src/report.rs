@@ -426,6 +426,12 @@ pub fn clamped_ms(ms: f64) -> Duration {
     })
 }
 
+/// A duration in milliseconds, to the tenth (`12.3`), for a log line's `duration_ms`: a
+/// reader compares runs, and 17 significant digits (`12.345678901234567`) are noise.
+pub fn log_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 /// Durations as fractional milliseconds in JSON: tools read `duration_ms` as a number.
 pub(crate) mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -452,7 +458,20 @@ pub(crate) mod millis {
     }
 
     pub fn round_ms(d: Duration) -> f64 {
-        (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+        round_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    /// Milliseconds to the microsecond, as every duration in JSON is written: a sum of
+    /// `f64`s (`4001.2431619999998`) would otherwise show 17 digits no clock measured.
+    pub fn round_f64(ms: f64) -> f64 {
+        (ms * 1000.0).round() / 1000.0
+    }
+
+    /// For a field kept as milliseconds (`f64`): written to the microsecond, as a
+    /// [`Duration`] field is.
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
+    pub fn serialize_f64<S: Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(round_f64(*ms))
     }
 }
 
@@ -493,6 +512,21 @@ mod phase_millis {
 
 #[cfg(test)]
 mod tests {
+    /// A log line's `duration_ms` reads `12.3`, not `12.345678901234567`.
+    #[test]
+    fn logged_milliseconds_keep_one_decimal() {
+        use std::time::Duration;
+        assert_eq!(super::log_ms(Duration::from_nanos(12_345_678)), 12.3);
+        assert_eq!(super::log_ms(Duration::from_nanos(12_350_001)), 12.4);
+        assert_eq!(super::log_ms(Duration::from_secs(3)), 3000.0);
+        assert_eq!(super::log_ms(Duration::ZERO), 0.0);
+        for nanos in [1u64, 12_345_678_901, 999_999_999_999, 86_400_000_000_000] {
+            let text = super::log_ms(Duration::from_nanos(nanos)).to_string();
+            let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(decimals <= 1, "{nanos} ns logged as {text}");
+        }
+    }
+
     #[test]
     fn the_cause_fragment_is_the_servers_words_or_the_errors_start() {
         let oom = "OOM command not allowed when used memory > 'maxmemory'. — the server reported an error: 42[\"join_error\"]";

@@ -31,10 +31,21 @@ pub struct HourBucket {
     pub n: u32,
     /// Of which passed.
     pub ok: u32,
-    /// Summed duration of the passing runs, milliseconds (mean = `ms / ok`).
+    /// Summed duration of the passing runs, milliseconds (mean = `ms / ok`), written to the µs.
+    #[serde(serialize_with = "crate::report::millis::serialize_f64")]
     pub ms: f64,
     /// Longest passing run, milliseconds.
+    #[serde(serialize_with = "crate::report::millis::serialize_f64")]
     pub max: f64,
+    /// On the first hour ever kept only: when its first run started (Unix seconds), so "data
+    /// since" after a first start at 12:36 says 12:36, not 12:00. 0 (not written) elsewhere.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub first: i64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` signature
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl HourBucket {
@@ -45,6 +56,11 @@ impl HourBucket {
 
     pub fn start(&self) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp(self.t, 0)
+    }
+
+    /// Where this hour's data begins: its start, or its first run on the first hour kept.
+    pub fn data_since(&self) -> i64 {
+        self.first.clamp(self.t, self.t + HOUR - 1)
     }
 }
 
@@ -77,6 +93,7 @@ pub fn record(hours: &mut VecDeque<HourBucket>, at: DateTime<Utc>, success: bool
     if newest.is_none_or(|n| t > n) {
         hours.push_back(HourBucket {
             t,
+            first: if newest.is_none() { at.timestamp() } else { 0 },
             ..HourBucket::default()
         });
     }
@@ -112,13 +129,15 @@ pub fn availability(hours: &VecDeque<HourBucket>, now: DateTime<Utc>, window: i6
         (
             r + u64::from(b.n),
             p + u64::from(b.ok.min(b.n)),
-            Some(f.map_or(b.t, |f: i64| f.min(b.t))),
+            Some(f.map_or(b.data_since(), |f: i64| f.min(b.data_since()))),
         )
     });
     Availability {
         runs,
         passed,
-        ratio: (runs > 0).then(|| passed as f64 / runs as f64),
+        // Cut (not rounded) to six decimals: 1.0 only when every run passed, and no
+        // 0.23076923076923078 in the API for a figure the page shows as 23.07 %.
+        ratio: (runs > 0).then(|| (passed as f64 / runs as f64 * 1e6).floor() / 1e6),
         covered_seconds: first.map_or(0, |f| (now_s - f.max(since)).clamp(0, window)),
     }
 }
@@ -153,6 +172,12 @@ pub fn sanitize(hours: &mut VecDeque<HourBucket>) {
             ok,
             ms: finite(b.ms / f64::from(ok.max(1))) * f64::from(ok),
             max: finite(b.max),
+            // Inside its hour, or none: a peer cannot move "data since" elsewhere.
+            first: if b.first > b.t && b.first < b.t + HOUR {
+                b.first
+            } else {
+                0
+            },
         });
     }
     while clean.len() > HOURS {
@@ -203,8 +228,63 @@ mod tests {
         record(&mut hours, at(start + 3 * HOUR + 10), false, 5.0);
         let w = windows(&hours, at(start + 3 * HOUR + 600));
         assert_eq!((w.day.runs, w.day.passed), (2, 1));
-        assert_eq!(w.day.covered_seconds, 3 * HOUR + 600);
+        // From the first run (10 s into its hour), not from the hour's start.
+        assert_eq!(w.day.covered_seconds, 3 * HOUR + 590);
         assert_eq!(windows(&VecDeque::new(), at(start)).week.ratio, None);
+    }
+
+    /// Seen in a trial: `"ratio": 0.23076923076923078` in /api/v1/status. Six decimals, cut,
+    /// so 1.0 still means every run passed.
+    #[test]
+    fn the_ratio_has_six_decimals_and_is_never_rounded_up_to_one() {
+        let ratio = |ok: u32, n: u32| {
+            let hours: VecDeque<HourBucket> = [HourBucket {
+                t: HOUR,
+                n,
+                ok,
+                ..HourBucket::default()
+            }]
+            .into();
+            windows(&hours, at(2 * HOUR)).day.ratio.unwrap()
+        };
+        assert_eq!(ratio(3, 13), 0.230769);
+        assert_eq!(ratio(9_999_999, 10_000_000), 0.999999);
+        assert_eq!(ratio(13, 13), 1.0);
+    }
+
+    /// Seen in a trial: a prober first started at 12:36 said "data since 12:00" (the start
+    /// of the hour bucket) on its status page, and `covered_seconds` counted 36 minutes it never
+    /// probed. The first hour kept remembers its first run; no other hour carries it.
+    #[test]
+    fn data_since_is_the_first_run_not_the_start_of_its_hour() {
+        let mut hours = VecDeque::new();
+        let start = 1_700_000_000 / HOUR * HOUR;
+        record(&mut hours, at(start + 36 * 60 + 28), true, 3.5);
+        record(&mut hours, at(start + 37 * 60), true, 3.5);
+        let w = windows(&hours, at(start + 38 * 60));
+        assert_eq!(w.day.covered_seconds, 92);
+        assert_eq!(hours[0].data_since(), start + 36 * 60 + 28);
+        record(&mut hours, at(start + HOUR + 5), true, 3.5);
+        assert_eq!(hours[1].first, 0);
+        assert_eq!(hours[1].data_since(), start + HOUR);
+        let json = serde_json::to_string(&hours).unwrap();
+        assert_eq!(json.matches("\"first\"").count(), 1, "{json}");
+        // Read back (a restart, a peer), it still says so; an old document without it is
+        // read as the hour's start, and a peer's `first` outside its hour is dropped.
+        let mut back: VecDeque<HourBucket> = serde_json::from_str(&json).unwrap();
+        sanitize(&mut back);
+        assert_eq!(back, hours);
+        let mut odd: VecDeque<HourBucket> = serde_json::from_str(&format!(
+            r#"[{{"t":{start},"n":1,"ok":1,"ms":1,"max":1,"first":{}}},{{"t":{},"n":1}}]"#,
+            start - 50,
+            start + HOUR
+        ))
+        .unwrap();
+        sanitize(&mut odd);
+        assert_eq!(
+            (odd[0].data_since(), odd[1].data_since()),
+            (start, start + HOUR)
+        );
     }
 
     #[test]
@@ -216,6 +296,7 @@ mod tests {
                 ok: 7,
                 ms: f64::MAX,
                 max: f64::INFINITY,
+                first: -1,
             })
             .collect();
         hours.push_back(HourBucket {
@@ -227,7 +308,7 @@ mod tests {
         assert!(
             hours
                 .iter()
-                .all(|b| b.ok <= b.n && b.ms <= MAX_MS && b.max == 0.0)
+                .all(|b| b.ok <= b.n && b.ms <= MAX_MS && b.max == 0.0 && b.first == 0)
         );
     }
 }

@@ -157,7 +157,7 @@ async fn run_service(
         crate::web::ConnectionMetrics::register(&metrics.registry, &plan.region, &plan.web_limits)
             .map_err(crate::metrics::MetricsError::from)?;
     let history = start_history(&plan, &status, &metrics, &tasks);
-    let (mut reloads, reload_tx) = Reloads::new(reload, &plan).await;
+    let (mut reloads, reload_tx) = Reloads::new(reload, &plan, &tasks).await;
     let wiring = Wiring {
         runner,
         clock,

@@ -328,24 +328,35 @@ impl Supervisor {
 pub mod fault {
     use super::Task;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// (task, instance, passes left that panic).
     static ARMED: Mutex<Vec<(Task, String, u32)>> = Mutex::new(Vec::new());
+    /// Whether anything was ever armed: the hooks sit on every run's and step's path, and
+    /// cost one load while nothing is.
+    static EVER: AtomicBool = AtomicBool::new(false);
 
-    /// The next `times` passes of `task` for `name` (a probe name) panic.
+    /// The next `times` passes of `task` for `name` (a probe name; `probe/step` for a step,
+    /// `probe/connection` for a WebRTC publisher, the config path for the config watcher, the
+    /// history file's path for its save) panic.
     pub fn arm(task: Task, name: &str, times: u32) {
         let mut armed = ARMED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         armed.push((task, name.to_string(), times));
+        EVER.store(true, Ordering::Release);
     }
 
     /// Panics when armed for (`task`, `name`).
-    pub(crate) fn hit(task: Task, name: &str) {
+    pub(crate) fn hit(task: Task, name: impl std::fmt::Display) {
+        if !EVER.load(Ordering::Acquire) {
+            return;
+        }
+        let name = name.to_string();
         let mut armed = ARMED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(i) = armed.iter().position(|(t, n, _)| *t == task && n == name) else {
+        let Some(i) = armed.iter().position(|(t, n, _)| *t == task && *n == name) else {
             return;
         };
         armed[i].2 = armed[i].2.saturating_sub(1);
@@ -360,7 +371,7 @@ pub mod fault {
 /// Without the `sim` feature there is no fault to inject.
 #[cfg(not(feature = "sim"))]
 pub(crate) mod fault {
-    pub(crate) fn hit(_: super::Task, _: &str) {}
+    pub(crate) fn hit(_: super::Task, _: impl std::fmt::Display) {}
 }
 
 /// The message of a panic payload (`panic!("…")` gives `&str` or `String`).

@@ -55,8 +55,51 @@ pub enum WebConfigError {
         path: PathBuf,
         source: crate::diag::file::FileError,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// `web.yml:3:3: basic_auth_users.alice: not a bcrypt hash …`, as every config error
+    /// reads (line 0: no position found).
+    #[error("{}{}: {message}", path.display(), at(*line, *column))]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+fn at(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
+}
+
+/// Where the key a message opens with (`tls_server_config.cert_file: …`) is written in the
+/// YAML `text`: each part of the path looked for below the one before it, deeper indented.
+/// The deepest part found, or (0, 0); the file is the small block-style YAML of
+/// exporter-toolkit, not any YAML.
+fn locate_key(text: &str, message: &str) -> (usize, usize) {
+    let Some((path, _)) = message.split_once(": ") else {
+        return (0, 0);
+    };
+    let mut parts = path.split('.').peekable();
+    let (mut found, mut indent) = ((0, 0), None::<usize>);
+    for (n, line) in text.lines().enumerate() {
+        let Some(part) = parts.peek() else { break };
+        let body = line.trim_start();
+        let depth = line.len() - body.len();
+        let key = body
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim_matches(['"', '\'']);
+        if indent.is_none_or(|i| depth > i) && body.contains(':') && key == *part {
+            found = (n + 1, depth + 1);
+            indent = Some(depth);
+            parts.next();
+        }
+    }
+    found
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -119,15 +162,35 @@ impl WebConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let invalid = |message: String| WebConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
+        let invalid = |message: String| {
+            let (line, column) = locate_key(&text, &message);
+            WebConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
         };
         // An empty file is a valid config that changes nothing, as in exporter-toolkit.
         let raw: RawWebConfig = if text.trim().is_empty() {
             RawWebConfig::default()
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?
+            serde_yaml_ng::from_str(&text).map_err(|e| {
+                let message = e.to_string();
+                match e.location() {
+                    // The parser's own position, moved to the front as in every config error.
+                    Some(l) => WebConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        line: l.line(),
+                        column: l.column(),
+                        message: message
+                            .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
+                            .unwrap_or(&message)
+                            .to_string(),
+                    },
+                    None => invalid(message),
+                }
+            })?
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let (tls, served_cert) = match raw.tls_server_config {
@@ -717,6 +780,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_problem_is_placed_at_its_key() {
+        let text = "tls_server_config:\n  cert_file: a\n  key_file: b\nbasic_auth_users:\n  \"bob\": x\n  alice.b: y\n";
+        assert_eq!(
+            locate_key(text, "tls_server_config.key_file: cannot read"),
+            (3, 3)
+        );
+        assert_eq!(
+            locate_key(text, "basic_auth_users.bob: not a bcrypt hash"),
+            (5, 3)
+        );
+        // A part the path cannot tell apart (a user named `alice.b`): the deepest found.
+        assert_eq!(
+            locate_key(text, "basic_auth_users.alice.b: not a bcrypt hash"),
+            (4, 1)
+        );
+        assert_eq!(locate_key(text, "no key here"), (0, 0));
+        let e = WebConfigError::Invalid {
+            path: "w.yml".into(),
+            line: 5,
+            column: 3,
+            message: "basic_auth_users.bob: not a bcrypt hash".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "w.yml:5:3: basic_auth_users.bob: not a bcrypt hash"
+        );
+    }
 
     /// The idle timeout, on an in-memory stream with a 1 KiB buffer and the paused clock: a
     /// client that stops reading a large answer is cut off once nothing moved for the idle

@@ -945,3 +945,60 @@ async fn an_alertmanager_pair_gets_every_post_and_a_member_that_missed_the_resol
     assert!(!error.contains("member-b-pass"));
     d.shutdown().await;
 }
+
+/// An Alertmanager member's post that panics (the fault hook; one member of a pair) is the
+/// pager task's panic: failing (so `/-/ready` 503, naming the pager) and restarted after 1 s
+/// with its queue, so both members get the alert; healthy again after a quiet minute.
+#[tokio::test(start_paused = true)]
+async fn an_alertmanager_member_post_that_panics_restarts_the_pager_and_delivers() {
+    use joincanary::supervise::{HEALTHY_AFTER, Supervisor, Task, fault};
+    support::init();
+    let a = Receiver::statuses(&[], 200).await;
+    let b = Receiver::statuses(&[], 200).await;
+    let b_name = format!("127.0.0.1:{}", b.url().rsplit(':').next().unwrap());
+    let (cfg, plan) = plan(
+        "[[pager]]\nname = \"am-fault\"\ntype = \"alertmanager\"\nurls = [\"${A}\", \"${B}\"]\n",
+        &[("A", &a.url()), ("B", &b.url())],
+    );
+    fault::arm(Task::Pager, &format!("am-fault/{b_name}"), 1);
+    let m = metrics();
+    let tasks = Supervisor::detached("test");
+    let (store, loaded) = joincanary::alert::engine::open_store(&cfg.dir.path().join("state"));
+    let outbox = joincanary::alert::dispatch::Outbox::from_loaded(&loaded);
+    let (_tx, rx) = watch::channel(false);
+    let d = Dispatcher::start_with(
+        plan.pagers,
+        outbox,
+        store,
+        m.clone(),
+        Clock::system(),
+        rx,
+        &tasks,
+    );
+    d.send(notification(EventKind::Trigger), None);
+    let health = tasks.health();
+    support::holds_within(Duration::from_secs(5), Duration::from_millis(10), || {
+        !health.failing().is_empty()
+    })
+    .await;
+    assert_eq!(
+        health.failing(),
+        [format!(
+            "pager am-fault panicked: injected fault in the pager task for am-fault/{b_name}; restarting"
+        )]
+    );
+    let incident = |r: &Receiver| {
+        r.requests()
+            .iter()
+            .any(|s| s.body[0]["labels"]["alertname"] == "JoinFlowFailing")
+    };
+    support::holds_within(Duration::from_secs(10), Duration::from_millis(10), || {
+        count(&m, "am-fault", "trigger", "delivered") == 1 && incident(&a) && incident(&b)
+    })
+    .await;
+    assert_eq!(count(&m, "am-fault", "trigger", "delivered"), 1);
+    assert!(incident(&a) && incident(&b));
+    tokio::time::sleep(HEALTHY_AFTER + Duration::from_secs(1)).await;
+    assert!(health.failing().is_empty(), "{:?}", health.failing());
+    d.shutdown().await;
+}

@@ -37,22 +37,53 @@ async fn once_json_passes_against_the_sim() {
     assert!(p["failed_step"].is_null() && p["reason"].is_null() && p["error"].is_null());
     let steps = p["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 5);
+    // Exactly the keys README's shape lists, both ways: a key added to the output without the
+    // shape (`cleanup` was) is drift a tool author finds first.
+    let (run_keys, step_keys) = readme_once_json_shape();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(p),
+        run_keys,
+        "README's `once --format json` shape, run"
+    );
     for s in steps {
-        for key in [
-            "name",
-            "kind",
-            "success",
-            "duration_ms",
-            "reason",
-            "error",
-            "phases",
-        ] {
-            assert!(s.get(key).is_some(), "step has {key}: {s}");
-        }
+        assert_eq!(
+            keys(s),
+            step_keys,
+            "README's `once --format json` shape, step"
+        );
     }
     assert_eq!(steps[1]["kind"], "ws_connect");
     assert!(steps[3]["phases"]["round_trip"].is_number());
     sim.shutdown().await;
+}
+
+/// The keys of a run and of a step in README's `once --format json` shape, sorted.
+fn readme_once_json_shape() -> (Vec<String>, Vec<String>) {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let shape = readme
+        .lines()
+        .find(|l| l.starts_with("`{\"probes\":[{"))
+        .expect("README shows the `once --format json` shape");
+    let (run, step) = shape.split_once("\"steps\":[{").unwrap();
+    let names = |s: &str| -> Vec<String> {
+        let mut k: Vec<String> = regex::Regex::new(r#""([a-z_]+)""#)
+            .unwrap()
+            .captures_iter(s)
+            .map(|c| c[1].to_string())
+            .filter(|k| k != "probes")
+            .collect();
+        k.sort();
+        k
+    };
+    let mut run = names(run);
+    run.push("steps".into());
+    run.sort();
+    (run, names(step))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

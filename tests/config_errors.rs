@@ -87,7 +87,9 @@ fn key_that_does_not_apply_to_the_kind() {
     let errs = errors_for(&format!("{HEAD}url = \"http://h/\"\ntext = \"hi\"\n"), &[]);
     assert_eq!(
         errs,
-        ["probes/p.toml:6:8: steps[0].text: `text` does not apply to a http step"]
+        [
+            "probes/p.toml:6:8: steps[0].text: `text` does not apply to a http step (it is a key of ws_send)"
+        ]
     );
 }
 
@@ -106,7 +108,9 @@ fn connection_names_a_participant_on_http_and_does_not_apply_to_redis() {
     );
     assert_eq!(
         errs,
-        ["probes/p.toml:4:14: steps[0].connection: `connection` does not apply to a redis step"]
+        [
+            "probes/p.toml:4:14: steps[0].connection: `connection` does not apply to a redis step (it is a key of http, ws_connect, ws_send, ws_expect, ws_close, webrtc)"
+        ]
     );
 }
 
@@ -156,7 +160,39 @@ fn deadline_must_be_below_the_interval() {
     assert_eq!(
         errs,
         [
-            "probes/p.toml:2:11: timeout: the probe deadline (30s) must be shorter than the schedule's interval (10s), or runs would overlap"
+            "probes/p.toml:2:11: timeout: the probe deadline (30s) must be shorter than the schedule's interval (10s), or runs would overlap: set a shorter `timeout` or a sparser `schedule`"
+        ]
+    );
+}
+
+/// Seen in a trial: a budget in the service config's `[alerting.budgets]` for a step one
+/// probe lacks was reported at that probe file's first line, as if the file were wrong; and a
+/// probe's own budget naming no step was placed at its first budget, not at the one named.
+#[test]
+fn a_budget_for_a_missing_step_says_whose_budget_it_is() {
+    let service = TempConfig::new(
+        "[alerting.budgets]
+\"signalling.round_trip\" = \"1s\"
+",
+        &[("p.toml", &format!("{HEAD}url = \"http://h/\"\n"))],
+    )
+    .errors();
+    assert_eq!(
+        service,
+        [
+            "probes/p.toml:1:1: alerting.budgets: the service config's [alerting.budgets] names step `signalling`, which this probe does not have (its steps: login); give this probe its own [alerting.budgets], or move that budget to the probe files that have the step"
+        ]
+    );
+    let own = errors_for(
+        &format!(
+            "{HEAD}url = \"http://h/\"\n[alerting.budgets]\nlogin = \"2s\"\n\"sigalling.round_trip\" = \"1s\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(
+        own,
+        [
+            "probes/p.toml:8:26: alerting.budgets.sigalling.round_trip: no step is named `sigalling` (this probe's steps: login)"
         ]
     );
 }
@@ -362,7 +398,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
                 &[("p.toml", &PROBE.replace("timeout = \"5s\"\n", ""))],
             )
             .errors(),
-            "probes/p.toml:1:1: timeout: the probe deadline (1m 30s) must be shorter than the schedule's interval (1m), or runs would overlap",
+            "probes/p.toml:1:1: timeout: the probe deadline (1m 30s from [defaults]) must be shorter than the schedule's interval (1m from [defaults]), or runs would overlap: set a shorter `timeout` or a sparser `schedule` in this file or in the service config's [defaults]",
         ),
         (
             // The name taken from the file's name.
@@ -531,7 +567,9 @@ fn webrtc_steps_say_which_key_is_wrong() {
     // A webrtc key on another kind.
     assert_eq!(
         errors_for(&format!("{HEAD}url = \"http://h/\"\necho = 3\n"), &[]),
-        ["probes/p.toml:6:8: steps[0].echo: `echo` does not apply to a http step"]
+        [
+            "probes/p.toml:6:8: steps[0].echo: `echo` does not apply to a http step (it is a key of webrtc)"
+        ]
     );
 }
 

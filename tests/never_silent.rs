@@ -77,8 +77,18 @@ fn check_warns_when_no_pager_is_configured() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Configured durations as they are written, in every line alike (not `60.0 s` here and
+    // `1h` on a resident probe's), and counts in words a person would write.
     assert!(
-        stdout.contains("  heartbeat hc: http every 60.0 s, timeout 10.0 s\n"),
+        stdout.contains("  heartbeat hc: http every 1m, timeout 10s\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  p: `* * * * *` no jitter, deadline 5s, 1 step, next run "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with(" UTC, pages to nobody (no pager configured)\n  heartbeat hc: http every 1m, timeout 10s\n"),
         "{stdout}"
     );
     assert!(!stdout.contains("secret-token"));

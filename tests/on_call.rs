@@ -158,10 +158,20 @@ fn unresolvable_run() -> ProbeRun {
 
 /// The trigger the policy sends after the confirming run, and the resolve after two passes.
 fn incident(plan: &ProbePlan, run: &ProbeRun) -> (Notification, Notification) {
+    incident_as(plan, run, &plan.name, REGION)
+}
+
+/// [`incident`] for a probe and region of these names.
+fn incident_as(
+    plan: &ProbePlan,
+    run: &ProbeRun,
+    probe: &str,
+    region: &str,
+) -> (Notification, Notification) {
     let links = joincanary::alert::links(Some(STATUS_URL), Some(DASHBOARD_URL));
     let cx = AlertContext {
-        probe: &plan.name,
-        region: REGION,
+        probe,
+        region,
         config: &plan.alerting,
         links: &links,
         system_offset: chrono::TimeDelta::zero(),
@@ -181,15 +191,15 @@ fn incident(plan: &ProbePlan, run: &ProbeRun) -> (Notification, Notification) {
         .enumerate()
     {
         let mut r = run.clone();
-        r.region = REGION.into();
+        r.region = region.into();
         r.trigger = trigger;
         observe(r, start + chrono::Duration::seconds(10 * i as i64));
     }
     for i in 0..2 {
         let at = start + chrono::Duration::seconds(60 + 10 * i);
         let pass = support::passing_run(
-            &plan.name,
-            REGION.into(),
+            probe,
+            region.into(),
             at,
             Duration::from_millis(40),
             Trigger::Scheduled,
@@ -507,6 +517,86 @@ async fn every_pager_s_first_line_names_the_cause_step_region_and_probe() {
             };
             check(t.links == links, format!("{who}: links {:?}", t.links));
         }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Long probe and region names (a team's naming scheme: `<team>-<service>-<env>-join-flow`, a
+/// cloud's zone name) take the room of the cause in the fields with the tightest limits, which
+/// are the first line on-call reads: Opsgenie's `message` (130 characters) and Slack's header
+/// (150). The names are cut there, not the cause: the failing step, the reason and the server's
+/// words stay, each field within the provider's documented limit, and the names keep a
+/// recognisable start. PagerDuty's event names its client and links back to the status page.
+#[tokio::test]
+async fn long_probe_and_region_names_are_cut_before_the_cause() {
+    support::init();
+    let sim = support::start_sim().await;
+    let plan = probe(&sim.base_url());
+    let probe_name = format!(
+        "payments-team-video-{}-join-flow",
+        "conferencing-production".repeat(3)
+    );
+    let region = "europe-west3-frankfurt-availability-zone-c-dedicated-tenancy";
+    let pagers = pagers();
+    let mut problems = Vec::new();
+    let mut report = Vec::new();
+    for (faults, step, reason, short) in [
+        (
+            serde_json::json!({"login_status": 500}),
+            "login",
+            FailureReason::HttpStatus,
+            "HTTP 500: injected fault: login_status",
+        ),
+        (
+            serde_json::json!({"login_status": null, "signalling_drop": true}),
+            "signalling",
+            FailureReason::NoMatch,
+            "no frame matched",
+        ),
+    ] {
+        support::set_faults(&sim, faults).await;
+        let run = run(&plan).await;
+        assert_eq!(run.failed_step.as_deref(), Some(step), "{run:#?}");
+        let (trigger, resolve) = incident_as(&plan, &run, &probe_name, region);
+        assert!(
+            chars(&trigger.summary) > limits::SLACK_HEADER_TEXT,
+            "the names alone must push the cause out of an uncut line: {}",
+            trigger.summary
+        );
+        for pager in &pagers {
+            let who = format!("{step} / {}", pager.type_name());
+            let t = shown(&pager.kind, &trigger);
+            let r = shown(&pager.kind, &resolve);
+            let line = &t.first_line;
+            report.push(format!("{who}: {line}"));
+            for (field, len, max) in t.fields.iter().chain(&r.fields) {
+                if len > max {
+                    problems.push(format!("{who}: {field} is {len} characters, over {max}"));
+                }
+            }
+            // Email's first line and the others have no tight limit: the whole line.
+            let step_words = format!("step \"{step}\" {}", reason.as_str());
+            for word in [step_words.as_str(), short] {
+                if !line.contains(word) {
+                    problems.push(format!("{who}: `{word}` missing from {line:?}"));
+                }
+            }
+            // At least NAME_FLOOR characters of each, the `…` included.
+            let keep = limits::NAME_FLOOR - 1;
+            if !line.contains(&probe_name[..keep]) || !line.contains(&region[..keep]) {
+                problems.push(format!("{who}: the names' start missing from {line:?}"));
+            }
+        }
+        let pd = pagers
+            .iter()
+            .find_map(|p| match &p.kind {
+                PagerKind::PagerDuty(pd) => Some(pagerduty::build_request(pd, &trigger).body),
+                _ => None,
+            })
+            .expect("a pagerduty pager");
+        assert_eq!(pd["client"], "joincanary", "{pd:#}");
+        assert_eq!(pd["client_url"], STATUS_URL, "{pd:#}");
     }
     eprintln!("{}", report.join("\n"));
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -336,7 +336,7 @@ fn check_names_what_a_pager_will_hash_or_cut() {
     assert!(
         notes
             .iter()
-            .any(|n| n.contains("opsgenie pager `og`: the message is cut at 130"))
+            .any(|n| n.contains("opsgenie pager `og`: the probe and region names take 287 of the message's 130 characters; they are cut there (to 16 characters at least) so that the failing step and the server's words fit"))
     );
     let out = std::process::Command::new(support::binary())
         .args(["check", "--config"])

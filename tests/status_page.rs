@@ -81,6 +81,42 @@ fn dump_dom(url: &str) -> String {
     String::from_utf8_lossy(&chromium(&["--dump-dom"], url).stdout).to_string()
 }
 
+/// Every key of a status document (an open alert, both kinds of pager, a peer too) is named in
+/// README's `/api/v1/status` row: what a dashboard author reads there is what the API has.
+/// `last` and `last_good` are the `once --format json` shape (tests/cli.rs checks that);
+/// `phases` and `gauges` are maps named by their values.
+fn assert_keys_documented(doc: &serde_json::Value) {
+    fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    out.insert(k.clone());
+                    if !["last", "last_good", "phases", "gauges"].contains(&k.as_str()) {
+                        keys(v, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `/api/v1/status` |"))
+        .expect("README's Endpoints table has /api/v1/status");
+    let mut found = std::collections::BTreeSet::new();
+    keys(doc, &mut found);
+    let missing: Vec<_> = found
+        .iter()
+        .filter(|k| !row.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README's /api/v1/status row does not name {missing:?}: {doc}"
+    );
+}
+
 async fn status(base: &str) -> serde_json::Value {
     crate::support::status(base).await
 }
@@ -243,6 +279,7 @@ async fn fleet_page_in_chromium_healthy_degraded_failing_and_peer_unreachable() 
         "the watchdog went through before: {doc}"
     );
     assert_eq!(pager("slack")["type"], "slack");
+    assert_keys_documented(&doc);
     let failing = tokio::task::block_in_place(|| screenshot(&page, "fleet-failing"));
     let dom = tokio::task::block_in_place(|| dump_dom(&page));
     let cell = dom

@@ -63,13 +63,18 @@ async fn start(probe: &str, panic_on: Vec<u32>) -> Running {
     let text = format!(
         "name = \"{probe}\"\nschedule = \"*/10 * * * * *\"\ntimeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
     );
-    let cfg = TempConfig::new("", &[("p.toml", &text)]);
-    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let clock = Clock::starting_at(origin());
     let runner = Arc::new(Runs {
         count: AtomicU32::new(0),
         panic_on,
     });
+    start_with(&text, runner).await
+}
+
+/// `run` in-process with the probe file `text`, its runs by `runner`, on the paused clock.
+async fn start_with(text: &str, runner: Arc<dyn Runner>) -> Running {
+    let cfg = TempConfig::new("", &[("p.toml", text)]);
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let clock = Clock::starting_at(origin());
     let (service, handles) = crate::support::Service::scripted(plan, runner, clock).await;
     Running {
         service,
@@ -110,6 +115,14 @@ impl Running {
             .await
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// `task` failed `restarts` times so far, and `/-/ready` is 503 with the line `line`.
+    async fn assert_failing(&self, task: Task, restarts: f64, line: &str) {
+        assert_eq!(self.restarts(task), restarts, "{}", task.as_str());
+        let (code, body) = self.ready().await;
+        assert_eq!(code, 503, "{body}");
+        assert!(body.lines().any(|l| l == line), "{line:?} not in {body:?}");
     }
 
     async fn stop(self) {
@@ -176,20 +189,72 @@ async fn a_panicking_run_frees_its_probe_and_readiness_returns_with_the_next_run
     let probe = "run-fault";
     let svc = start(probe, vec![1]).await;
     tokio::time::sleep(Duration::from_secs(11)).await;
-    assert_eq!(svc.restarts(Task::Run), 1.0);
-    let (code, body) = svc.ready().await;
-    assert_eq!(code, 503);
-    assert!(
-        body.contains(&format!(
-            "run of probe {probe} panicked: deliberate panic in run 1; restarting"
-        )),
-        "{body}"
-    );
+    svc.assert_failing(
+        Task::Run,
+        1.0,
+        &format!("run of probe {probe} panicked: deliberate panic in run 1; restarting"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(svc.runs(probe), 1);
     assert_eq!(svc.ready().await.0, 200);
     let skipped = svc.handles.status.snapshot()[0].skipped;
     assert_eq!(skipped, 0);
+    svc.stop().await;
+}
+
+/// The real flow: a `turn` step that panics (the fault hook at the step's start) is the run's
+/// panic, counted and named like any run's, and the probe runs again at its next tick (where
+/// the step fails on its own: nothing answers at 127.0.0.1:9).
+#[tokio::test(start_paused = true)]
+async fn a_turn_step_that_panics_is_a_failing_run_task_and_the_probe_runs_again() {
+    let probe = "turn-fault";
+    let text = format!(
+        "name = \"{probe}\"\nschedule = \"*/10 * * * * *\"\ntimeout = \"5s\"\n[[steps]]\nname = \"relay\"\nkind = \"turn\"\nurl = \"turn:127.0.0.1:9?transport=udp\"\nusername = \"u\"\ncredential = \"p\"\ntimeout = \"2s\"\n"
+    );
+    fault::arm(Task::Run, &format!("{probe}/relay"), 1);
+    let svc = start_with(&text, Arc::new(joincanary::scheduler::FlowRunner)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    svc.assert_failing(
+        Task::Run,
+        1.0,
+        &format!("run of probe {probe} panicked: injected fault in the run task for {probe}/relay; restarting"),
+    )
+    .await;
+    assert_eq!(svc.runs(probe), 0);
+    // The next run is the step's own failure, recorded; readiness is back.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(svc.runs(probe), 1);
+    assert_eq!(svc.ready().await.0, 200);
+    svc.stop().await;
+}
+
+/// A resident probe's session loop that panics (at its first pass) is restarted after 1 s;
+/// its session is then opened (and fails: nothing listens at 127.0.0.1:9), so runs are
+/// recorded again; readiness comes back after a quiet minute.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_resident_loop_is_restarted_and_its_runs_recorded() {
+    let probe = "resident-fault";
+    let text =
+        std::fs::read_to_string(crate::support::root().join("probes/examples/resident-sim.toml"))
+            .unwrap()
+            .replace("${SIM_URL:-http://127.0.0.1:7480}", "http://127.0.0.1:9")
+            .replacen("name = \"sim-resident\"", &format!("name = \"{probe}\""), 1);
+    assert!(text.contains(probe), "the example names its probe");
+    fault::arm(Task::Resident, probe, 1);
+    let svc = start_with(&text, Arc::new(joincanary::scheduler::FlowRunner)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    svc.assert_failing(
+        Task::Resident,
+        1.0,
+        &format!("resident probe {probe} panicked: injected fault in the resident task for {probe}; restarting"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(svc.runs(probe) >= 1, "{}", svc.runs(probe));
+    tokio::time::sleep(HEALTHY_AFTER).await;
+    assert_eq!(svc.ready().await.0, 200);
+    assert_eq!(svc.restarts(Task::Resident), 1.0);
     svc.stop().await;
 }
 
@@ -201,13 +266,12 @@ async fn a_panicking_schedule_loop_is_restarted_and_the_probe_keeps_running() {
     fault::arm(Task::Scheduler, probe, 2);
     let svc = start(probe, Vec::new()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(svc.restarts(Task::Scheduler), 1.0);
-    let (code, body) = svc.ready().await;
-    assert_eq!(code, 503);
-    assert!(
-        body.contains(&format!("scheduler of probe {probe} panicked: injected fault in the scheduler task for {probe}; restarting")),
-        "{body}"
-    );
+    svc.assert_failing(
+        Task::Scheduler,
+        1.0,
+        &format!("scheduler of probe {probe} panicked: injected fault in the scheduler task for {probe}; restarting"),
+    )
+    .await;
     // 1 s later it panics again (2 times), then runs after 2 s more.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(svc.restarts(Task::Scheduler), 2.0);
@@ -215,5 +279,55 @@ async fn a_panicking_schedule_loop_is_restarted_and_the_probe_keeps_running() {
     assert!(svc.runs(probe) >= 2, "{}", svc.runs(probe));
     tokio::time::sleep(HEALTHY_AFTER).await;
     assert_eq!(svc.ready().await.0, 200);
+    svc.stop().await;
+}
+
+/// `/-/ready`'s status and body (real time).
+async fn ready_at(base: &str) -> (u16, String) {
+    let r = reqwest::get(format!("{base}/-/ready")).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Before, a look of the config watcher that panicked only warned, at every tick: the watcher
+/// was dead (no change would ever be reloaded) while `/-/ready` said 200. Now each panic is a
+/// failing `reload` task named `config watcher` (counted, `/-/ready` 503 naming it) until a
+/// look succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_watcher_whose_look_panics_holds_readiness_until_a_look_succeeds() {
+    let probe = "name = \"watched\"\nschedule = \"0 0 * * *\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cfg = TempConfig::new("", &[("p.toml", probe)]);
+    let svc = crate::support::Service::watching(&cfg.path).await;
+    // The watcher looks every 100 ms: the next 10 looks panic.
+    fault::arm(Task::Reload, &cfg.path.display().to_string(), 10);
+    let failing = crate::support::poll(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        async || {
+            let (code, body) = ready_at(&svc.base).await;
+            crate::support::when((code, body), |(code, body)| {
+                *code == 503
+                    && body.contains("config watcher panicked looking at the configuration files")
+            })
+        },
+    )
+    .await;
+    assert!(failing.is_ok(), "{failing:?}");
+    // The tenth panic, then a look that works: ready again, every panic counted.
+    let healthy = crate::support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        async || crate::support::when(ready_at(&svc.base).await, |(code, _)| *code == 200),
+    )
+    .await;
+    assert!(healthy.is_ok(), "{healthy:?}");
+    let metrics = svc.metrics().await;
+    assert!(
+        metrics.contains("joincanary_task_restarts_total{region=\"test\",task=\"reload\"} 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("joincanary_task_failing{region=\"test\",task=\"reload\"} 0"),
+        "{metrics}"
+    );
     svc.stop().await;
 }

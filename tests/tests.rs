@@ -54,4 +54,5 @@ mod turn;
 mod turn_hostile;
 mod web_config;
 mod webrtc;
+mod webrtc_aiortc;
 mod webrtc_room;

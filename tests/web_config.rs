@@ -147,21 +147,23 @@ fn a_broken_web_config_stops_run_with_its_name() {
     let cfg = TempConfig::new("", &[("idle.toml", IDLE_PROBE)]);
     let dir = cfg.dir.path();
     for (text, want) in [
+        // `file:line:col: key: message`, as every config error (a trial found these with no
+        // line, or the parser's "at line 4 column 3" at the end).
         (
             "basic_auth_users:\n  alice: not-a-hash\n",
-            "basic_auth_users.alice: not a bcrypt hash",
+            "web.yml:2:3: basic_auth_users.alice: not a bcrypt hash",
         ),
         (
             "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
-            "tls_server_config.cert_file: cannot read",
+            "web.yml:2:3: tls_server_config.cert_file: cannot read",
         ),
         (
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [x]\n",
-            "unknown field `cipher_suites`",
+            "web.yml:4:3: tls_server_config: unknown field `cipher_suites`, expected one of",
         ),
         (
             "basic_auth_user:\n  alice: x\n",
-            "unknown field `basic_auth_user`",
+            "web.yml:1:1: unknown field `basic_auth_user`",
         ),
     ] {
         let web = dir.join("web.yml");

@@ -181,8 +181,8 @@ async fn janus_echotest_connects_checks_the_fingerprint_and_echoes_the_data_chan
     assert!(!phases.contains_key(&Phase::Dtls), "{phases:?}");
 }
 
-/// The answer with the first byte of its `a=fingerprint` changed.
-fn forge_fingerprint(sdp: &str) -> String {
+/// The answer with the first byte of its sha-256 `a=fingerprint` changed.
+pub(crate) fn forge_fingerprint(sdp: &str) -> String {
     sdp.lines()
         .map(|l| match l.strip_prefix("a=fingerprint:sha-256 ") {
             Some(hex) => {

@@ -1,7 +1,8 @@
 //! The second participant against a real Janus videoroom, through the shipped probe
 //! (`probes/examples/janus-videoroom-media.toml`; its passing run is in tests/examples.rs): `a`
 //! publishing one message and then nothing fails `b` at `first_media` with `media`, naming `a`
-//! and what it did; Janus frozen after b's subscription fails `b` at `ice`.
+//! and what it did; Janus frozen after b's subscription fails `b` at `ice`; a's background
+//! publishing task panicking fails `b` at once with `local`, naming it.
 
 use joincanary::report::{FailureReason, Phase};
 
@@ -29,16 +30,7 @@ async fn a_publisher_that_stops_sending_fails_b_at_first_media_naming_a() {
             "echo = 1",
         )
     });
-    let url = janus.ws_url();
-    let run = janus
-        .inside(move || async move {
-            let plan = support::probe_from(&text, &[("JANUS_URL", &url)]);
-            support::run_once(&plan).await
-        })
-        .await;
-    assert!(step(&run, "a-media").success, "{run:#?}");
-    assert_eq!(run.failed_step.as_deref(), Some("b-media"), "{run:#?}");
-    assert_eq!(run.reason, Some(FailureReason::Media), "{run:#?}");
+    let run = b_media_fails_soon(&janus, text, FailureReason::Media).await;
     let error = run.error.clone().unwrap_or_default();
     assert!(
         error.contains("none of connection `a`'s messages arrived through the SFU")
@@ -49,7 +41,26 @@ async fn a_publisher_that_stops_sending_fails_b_at_first_media_naming_a() {
     for phase in [Phase::Ice, Phase::Dtls] {
         assert!(media.phases.contains_key(&phase), "{phase:?}: {media:#?}");
     }
-    // It gave up once `a` had stopped and its last message had its wait, not at the timeout.
+}
+
+/// Runs the probe `text` against `janus`: `a-media` passes, `b-media` fails with `reason`
+/// soon (once `a` had stopped, not at the step's timeout), both sessions are destroyed.
+async fn b_media_fails_soon(
+    janus: &servers::Janus,
+    text: String,
+    reason: FailureReason,
+) -> joincanary::report::ProbeRun {
+    let url = janus.ws_url();
+    let run = janus
+        .inside(move || async move {
+            let plan = support::probe_from(&text, &[("JANUS_URL", &url)]);
+            support::run_once(&plan).await
+        })
+        .await;
+    assert!(step(&run, "a-media").success, "{run:#?}");
+    assert_eq!(run.failed_step.as_deref(), Some("b-media"), "{run:#?}");
+    assert_eq!(run.reason, Some(reason), "{run:#?}");
+    let media = step(&run, "b-media");
     assert!(
         media.duration_ms < std::time::Duration::from_secs(4),
         "{media:#?}"
@@ -59,6 +70,7 @@ async fn a_publisher_that_stops_sending_fails_b_at_first_media_naming_a() {
         janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
         Vec::<u64>::new()
     );
+    run
 }
 
 #[tokio::test]
@@ -110,4 +122,33 @@ async fn janus_frozen_after_b_subscribed_fails_b_at_ice() {
     let media = step(&run, "b-media");
     assert!(media.phases.contains_key(&Phase::Ice), "{media:#?}");
     assert!(!media.phases.contains_key(&Phase::Dtls), "{media:#?}");
+}
+
+/// Before, a panic in a's background publishing task was silent: `b` waited out its timeout
+/// and the run blamed Janus (`media`). Now `b` fails at once with `local` (the prober's own
+/// failure, alerted as such, never paged as the SFU's), naming the panic; both sessions are
+/// still destroyed.
+#[tokio::test]
+async fn a_publisher_task_that_panics_fails_b_at_once_with_local() {
+    use joincanary::supervise::{Task, fault};
+    support::init();
+    let janus = servers::start_janus_media()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = videoroom_probe(|t| {
+        t.replace(
+            "name = \"janus-videoroom-media\"",
+            "name = \"videoroom-publisher-panics\"",
+        )
+    });
+    fault::arm(Task::Run, "videoroom-publisher-panics/a", 1);
+    let run = b_media_fails_soon(&janus, text, FailureReason::Local).await;
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "connection `a` stopped publishing: its task panicked: injected fault in the run \
+             task for videoroom-publisher-panics/a"
+        ),
+        "{error}"
+    );
 }

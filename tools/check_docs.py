@@ -12,7 +12,10 @@ binary spells it, as a newcomer following them would find out:
   `--probe.*`) is a flag of some command;
 - every `bash X` / `python3 X` runs a file that exists, and every `cargo test NAME` matches a
   test that exists;
-- every `JOINCANARY_*` environment variable is read somewhere (src/, or bench/ and tests/).
+- every `JOINCANARY_*` environment variable is read somewhere (src/, or bench/ and tests/);
+- every metric named in backticks (`probe_*`, `joincanary_*`) is one the code exports, and every
+  metric the code exports is a row of README's Metrics table;
+- README's table of reasons lists exactly the reasons `src/report.rs` gives a run.
 
     python3 tools/check_docs.py [--binary target/debug/joincanary]   # exit 1 on a problem
     python3 tools/check_docs.py --self-test
@@ -229,6 +232,52 @@ def check(help_: Help, files: list[str] | None = None) -> list[str]:
     return problems
 
 
+METRIC = re.compile(r"`((?:probe|joincanary)_[a-z_]+)`")
+SRC_METRIC = re.compile(r'"((?:probe|joincanary)_[a-z_]+)"')
+REASON_ROW = re.compile(r"^\| `([a-z_]+)` \|", re.M)
+
+
+def exported_metrics() -> set[str]:
+    """Metric names as the code registers them (string literals in src/)."""
+    out: set[str] = set()
+    for p in glob.glob(os.path.join(ROOT, "src", "**", "*.rs"), recursive=True):
+        out |= set(SRC_METRIC.findall(open(p, encoding="utf-8").read()))
+    return out
+
+
+def reasons_in_code() -> set[str]:
+    """The `FailureReason` labels: the arms of its `as_str`."""
+    text = open(os.path.join(ROOT, "src", "report.rs"), encoding="utf-8").read()
+    body = text[text.index("pub enum FailureReason"):]
+    body = body[body.index("fn as_str"):]
+    body = body[:body.index("\n    }\n")]
+    return set(re.findall(r'=> "([a-z_]+)"', body))
+
+
+def check_tables(metrics: set[str], reasons: set[str], readme: str, files: dict[str, str]) -> list[str]:
+    """Metric names in every page against the code; README's Metrics and reason tables against
+    the code, both ways."""
+    problems = []
+    tests = test_names()
+    for rel, text in files.items():
+        for m in METRIC.finditer(text):
+            name = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
+            if name not in metrics and m.group(1) not in tests:
+                problems.append(f"{rel}:{text.count(chr(10), 0, m.start()) + 1}: `{m.group(1)}`: no metric of that name in src/")
+    section = readme.split("### Metrics", 1)[-1].split("\n## ", 1)[0]
+    rows = {n for line in section.splitlines() if line.startswith("| `")
+            for n in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
+    for name in sorted(metrics - rows):
+        problems.append(f"README.md: metric `{name}` is exported but has no row in the Metrics table")
+    table = readme.split("| reason | meaning |", 1)[-1].split("\n\n", 1)[0]
+    documented = set(REASON_ROW.findall(table))
+    for r in sorted(reasons - documented):
+        problems.append(f"README.md: reason `{r}` (src/report.rs) has no row in the reasons table")
+    for r in sorted(documented - reasons):
+        problems.append(f"README.md: reason `{r}` in the reasons table is not one src/report.rs gives")
+    return problems
+
+
 def self_test() -> None:
     assert slug("Heartbeats: the dead man's switch") == "heartbeats-the-dead-mans-switch"
     assert slug("Hostile replies and memory — `bench/hostile-memory.sh`") == "hostile-replies-and-memory--benchhostile-memorysh"
@@ -259,6 +308,17 @@ def self_test() -> None:
     assert len(got) == len(want), got
     for w, g in zip(want, got):
         assert w in g, (w, g)
+    readme = ("| reason | meaning |\n|---|---|\n| `dns` | x |\n| `gone` | y |\n\n"
+              "### Metrics\n\n| metric | type |\n|---|---|\n| `probe_success` | g |\n"
+              "| `probe_a`, `probe_b` | g |\n\n## Next\n")
+    got = check_tables({"probe_success", "probe_a", "probe_b", "probe_new"}, {"dns", "connect"}, readme,
+                       {"x.md": "`probe_success_count` `probe_sucess` `probe_success_and_the_open_incident_survive_a_restart`"})
+    want = ["`probe_sucess`", "`probe_new` is exported", "reason `connect`", "reason `gone`"]
+    assert len(got) == len(want), got
+    for w, g in zip(want, got):
+        assert w in g, (w, g)
+    assert {"dns", "no_match", "media"} <= reasons_in_code(), reasons_in_code()
+    assert "probe_success" in exported_metrics()
     print("self-test: ok")
 
 
@@ -274,6 +334,9 @@ def main() -> int:
         print(f"{args.binary} missing: cargo build --bin joincanary", file=sys.stderr)
         return 2
     problems = check(Help(args.binary))
+    problems += check_tables(exported_metrics(), reasons_in_code(),
+                             open(os.path.join(ROOT, "README.md"), encoding="utf-8").read(),
+                             {rel: open(os.path.join(ROOT, rel), encoding="utf-8").read() for rel in docs()})
     for p in problems:
         print(p)
     print(f"docs: {len(docs())} files checked, {len(problems)} problems", file=sys.stderr)

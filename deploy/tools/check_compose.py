@@ -3,9 +3,12 @@
 
 Three probers with distinct regions and the shipped config and probes, each with its own
 status_url (its published status page) and the other two as peers, the sim they probe,
-Prometheus with the shipped prometheus.yml and rules, Alertmanager with the shipped config; every
-bind-mounted host path exists; published ports are distinct and on loopback.
+Prometheus with the shipped prometheus.yml and rules, Alertmanager with the shipped config and,
+where that config's `templates:` globs resolve inside the container (relative to its
+`--config.file`), the shipped receiver templates; every bind-mounted host path exists; published
+ports are distinct and on loopback.
 """
+import glob
 import os
 import sys
 
@@ -27,6 +30,37 @@ def mounts(service):
         else:
             src, dst = v.get("source"), v.get("target")
         yield src, dst
+
+
+def host_path(service, path):
+    """Where a path inside the container lives on the host, through its bind mounts (None if none)."""
+    best = None
+    for src, dst in mounts(service):
+        dst = dst.rstrip("/")
+        if (path == dst or path.startswith(dst + "/")) and (best is None or len(dst) > len(best[1])):
+            best = (src, dst)
+    return None if best is None else best[0].rstrip("/") + path[len(best[1]):]
+
+
+def check_am_templates(service):
+    """The config Alertmanager reads is the shipped one, and its `templates:` globs, resolved as
+    Alertmanager does (against the config file's directory, inside the container), reach the
+    shipped templates through the mounts."""
+    flag = next((a for a in service.get("command") or [] if a.startswith("--config.file=")), None)
+    if flag is None:
+        return fail("alertmanager: no --config.file")
+    config = flag.split("=", 1)[1]
+    host = host_path(service, config)
+    if host is None or os.path.realpath(host) != os.path.join(ROOT, "deploy/alertmanager/alertmanager.yml"):
+        return fail(f"alertmanager: its --config.file {config} is {host}, not the shipped alertmanager.yml")
+    found = {}
+    for t in yaml.safe_load(open(host)).get("templates") or []:
+        inside = t if t.startswith("/") else os.path.join(os.path.dirname(config), t)
+        found[t] = [os.path.relpath(f, ROOT) for f in glob.glob(host_path(service, inside) or "/nonexistent")]
+        print(f"alertmanager: templates {t!r} -> {inside}: {found[t] or 'nothing (another layout)'}")
+    # Each layout fills one of the globs (this one the relative one, through the mounts).
+    if "deploy/alertmanager/templates/joincanary.tmpl" not in {f for fs in found.values() for f in fs}:
+        fail(f"alertmanager: no `templates:` glob reaches the shipped templates in the container: {found}")
 
 
 def main():
@@ -61,7 +95,7 @@ def main():
     wanted = {
         "prometheus": ["deploy/prometheus/prometheus.yml", "deploy/prometheus/joincanary-rules.yaml",
                        "deploy/prometheus/global/joincanary-global-rules.yaml"],
-        "alertmanager": ["deploy/alertmanager/alertmanager.yml"],
+        "alertmanager": ["deploy/alertmanager/alertmanager.yml", "deploy/alertmanager/templates/joincanary.tmpl"],
     }
     for name, files in wanted.items():
         s = services.get(name)
@@ -73,6 +107,7 @@ def main():
             if not any(os.path.join(ROOT, f).startswith(src.rstrip("/") + "/") or os.path.join(ROOT, f) == src
                        for src in srcs):
                 fail(f"{name}: {f} is not mounted")
+    check_am_templates(services.get("alertmanager") or {})
     published = []
     for name, s in services.items():
         for src, _ in mounts(s):

@@ -12,6 +12,10 @@
 - Pod Security "restricted" (plus a read-only root filesystem) on every pod template.
 - Every ConfigMap or Secret a pod references is defined in the render, or documented in
   docs/deploy.md with `kubectl create secret generic NAME` naming each key used.
+- deploy/alertmanager/ (the receiver templates' ConfigMap for the Prometheus Operator's
+  Alertmanager) renders and validates too; its ConfigMap holds the shipped templates, and the
+  shipped alertmanager.yml's `templates:` names the path the Operator mounts it at
+  (/etc/alertmanager/configmaps/<name>/), as docs/deploy.md tells users to list it.
 Rendered manifests are written to target/deploy/kubernetes/<overlay>.yaml.
 """
 import copy
@@ -292,6 +296,34 @@ def pod_template(d):
 
 # ---- main ------------------------------------------------------------------------------------
 
+AM_DIR = os.path.join(ROOT, "deploy/alertmanager")
+
+
+def check_alertmanager_templates(doc_text):
+    """The templates' ConfigMap: rendered, valid, holding the shipped templates, mounted where the
+    shipped config looks for it, and listed in docs/deploy.md's Alertmanager resource."""
+    docs = render(AM_DIR)
+    with open(os.path.join(OUT, "alertmanager.yaml"), "w") as f:
+        yaml.safe_dump_all(docs, f, sort_keys=False)
+    note = compare_with_kubectl(AM_DIR, docs)
+    maps = [d for d in docs if d["kind"] == "ConfigMap"]
+    if len(docs) != 1 or len(maps) != 1:
+        return fail(f"deploy/alertmanager: expected one ConfigMap, rendered {[key(d) for d in docs]}")
+    cm = maps[0]
+    validate(cm, f"deploy/alertmanager: ConfigMap/{cm['metadata']['name']}")
+    name = cm["metadata"]["name"]
+    shipped = open(os.path.join(AM_DIR, "templates/joincanary.tmpl")).read()
+    if cm["data"].get("joincanary.tmpl") != shipped:
+        fail(f"deploy/alertmanager: ConfigMap {name} does not hold templates/joincanary.tmpl as key joincanary.tmpl")
+    mounted = f"/etc/alertmanager/configmaps/{name}/*.tmpl"
+    config = yaml.safe_load(open(os.path.join(AM_DIR, "alertmanager.yml")))
+    if mounted not in (config.get("templates") or []):
+        fail(f"deploy/alertmanager/alertmanager.yml: `templates:` lacks {mounted}, where the Operator mounts {name}")
+    if f"configMaps: [{name}]" not in doc_text:
+        fail(f"docs/deploy.md: does not tell to list `configMaps: [{name}]` in the Alertmanager resource")
+    print(f"deploy/alertmanager: ConfigMap/{name} checked, mounted at {mounted}; {note}")
+
+
 def main():
     doc_text = open(DOC).read()
     rules = yaml.safe_load(open(RULES))
@@ -341,6 +373,7 @@ def main():
         print(f"{where}: {len(docs)} resources checked: {', '.join(k for k in kinds if k)}; {note}")
     if len(regions) != len(overlays):
         fail(f"overlays share a region: {regions}")
+    check_alertmanager_templates(doc_text)
     print(f"kubernetes manifests: {len(overlays)} overlays, {len(errors)} errors")
     return 1 if errors else 0
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""The Alertmanager receiver templates of docs/pages.md ("Through Alertmanager"), as written there,
-make a real page's first line the prober's summary: a `joincanary run` whose probe fails (the
-sim's login answering 500) pushes its JoinFlowFailing to Debian's Alertmanager, configured with
-the docs' template and receivers (their placeholders filled, their URLs pointed at a loopback
-recorder), and the PagerDuty summary, Opsgenie message and Slack title Alertmanager sends must
-name the probe, region, step and the server's words. The same receivers without the template
-must not (Alertmanager's defaults show labels only), so the docs' reason to add it still holds.
-All on 127.0.0.1, about 10 s, bounded; logs in target/deploy/page-templates/.
+"""The shipped Alertmanager receiver templates (deploy/alertmanager/templates/joincanary.tmpl, loaded
+by the shipped alertmanager.yml's `templates:`), called by the receivers of docs/pages.md
+("Through Alertmanager") as written there, make a real page's first line the prober's summary: a
+`joincanary run` whose probe fails (the sim's login answering 500) pushes its JoinFlowFailing to
+Debian's Alertmanager, configured with the shipped templates and the docs' receivers (their
+placeholders filled, their URLs pointed at a loopback recorder), and the PagerDuty summary,
+Opsgenie message and Slack title Alertmanager sends must name the probe, region, step and the
+server's words (the Opsgenie description and Slack text too, with the step table). The same
+receivers without the templates must not (Alertmanager's defaults show labels only), so the
+docs' reason to add them still holds. The example in alertmanager.yml's comments must be the
+docs' receivers. All on 127.0.0.1, about 10 s, bounded; logs in target/deploy/page-templates/.
 """
 import http.server as httpserver
 import json
@@ -18,7 +21,7 @@ import time
 
 import yaml
 
-from stack import ROOT, Stack, free_port, http, probe_file, require_tools
+from stack import AM_CONFIG, ROOT, Stack, absolute_templates, free_port, http, probe_file, require_tools
 
 stack = Stack(os.path.join(ROOT, "target/deploy/page-templates"), time.monotonic() + 60)
 got = []
@@ -37,13 +40,25 @@ class Recorder(httpserver.BaseHTTPRequestHandler):
         pass
 
 
-def docs_blocks():
+def docs_receivers():
     text = open(os.path.join(ROOT, "docs/pages.md"), encoding="utf-8").read()
     section = text.split("## Through Alertmanager", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"^```([a-z]*)\n(.*?)^```", section, re.S | re.M)
-    template = next(b for lang, b in blocks if not lang)
     receivers = next(b for lang, b in blocks if lang == "yaml")
-    return template, yaml.safe_load(receivers)["receivers"]
+    return yaml.safe_load(receivers)["receivers"]
+
+
+def config_example():
+    """The receiver example in the shipped alertmanager.yml's comments (the lines after `for
+    `page`:`), as YAML."""
+    lines = open(AM_CONFIG).read().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("# ") and l.rstrip().endswith("for `page`:"))
+    body = []
+    for line in lines[start + 1:]:
+        if not line.startswith("#   "):
+            break
+        body.append(line[2:])
+    return yaml.safe_load("\n".join(body))
 
 
 def first_lines(path):
@@ -54,19 +69,23 @@ def first_lines(path):
             out["pagerduty"] = b["payload"]["summary"]
         elif p.startswith(f"{path}/og/"):
             out["opsgenie"] = b["message"]
+            out["opsgenie description"] = b.get("description", "")
         elif p == f"{path}/slack":
             out["slack"] = b["attachments"][0]["title"]
+            out["slack text"] = b["attachments"][0].get("text", "")
     return out
 
 
 def main():
     require_tools()
-    template, receivers = docs_blocks()
+    receivers = docs_receivers()
+    example = config_example()
+    if example != {k: v for k, v in receivers[0].items() if k != "name"}:
+        stack.fail(f"{AM_CONFIG}'s receiver example differs from docs/pages.md's: {example} != {receivers[0]}")
+    templates = absolute_templates(yaml.safe_load(open(AM_CONFIG)))["templates"]
     recorder = httpserver.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=recorder.serve_forever, daemon=True).start()
     rec = f"http://127.0.0.1:{recorder.server_address[1]}"
-    tmpl = stack.path("joincanary.tmpl")
-    open(tmpl, "w").write(template)
 
     ams = {}
     for mode in ("docs", "defaults"):
@@ -81,11 +100,11 @@ def main():
         if mode == "defaults":
             for kind in ("pagerduty_configs", "opsgenie_configs", "slack_configs"):
                 for c in page.get(kind, []):
-                    for key in ("description", "message", "title"):
+                    for key in ("description", "message", "title", "text"):
                         c.pop(key, None)
         port = free_port()
         stack.alertmanager(f"alertmanager-{mode}", port, {
-            "templates": [tmpl],
+            "templates": templates,
             # The join flow's alert only: the prober's watchdog goes nowhere here.
             "route": {"receiver": "nobody", "routes": [{
                 "receiver": page["name"], "matchers": ['alertname="JoinFlowFailing"'],
@@ -116,14 +135,21 @@ confirm_delay = "300ms"
 {pagers}''', {"SIM_URL": sim})
 
     stack.wait_for("every integration notified, with and without the docs' template",
-                   lambda: len(first_lines("/docs")) == 3 and len(first_lines("/defaults")) == 3, 30)
+                   lambda: len(first_lines("/docs")) == 5 and len(first_lines("/defaults")) == 5, 30)
     for kind, line in sorted(first_lines("/docs").items()):
-        print(f"docs' template, {kind}: {line}")
+        print(f"shipped templates, {kind}: {line!r}")
+        if not line.startswith("sim-join failing in eu-west-1") and not line.startswith("[FIRING] sim-join failing"):
+            stack.fail(f"{kind} through the shipped templates does not start with the summary: {line!r}")
         for word in ("sim-join failing in eu-west-1", 'step "login"', "http_status",
                      "HTTP 500: injected fault: login_status"):
             if word not in line:
-                stack.fail(f"{kind} through the docs' template: {word!r} missing from {line!r}")
+                stack.fail(f"{kind} through the shipped templates: {word!r} missing from {line!r}")
+        # The bodies carry the step table too (the alert's description annotation).
+        if kind.endswith(("description", "text")) and "login" not in line.split("\n", 1)[-1]:
+            stack.fail(f"{kind} through the shipped templates: no step table after the first line: {line!r}")
     for kind, line in sorted(first_lines("/defaults").items()):
+        if kind.endswith(("description", "text")):
+            continue  # the first line is the question; Opsgenie's default body lists annotations
         print(f"Alertmanager's default, {kind}: {line}")
         if "injected fault" in line:
             stack.fail(f"{kind}: Alertmanager's default now shows the summary ({line!r}): "

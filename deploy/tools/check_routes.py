@@ -7,12 +7,15 @@ Cases marked `quorum-only` run against the config with its documented quorum-onl
 (the lines tagged `# quorum-only` uncommented, written to target/deploy/), and the switch's route
 must be one of theirs: the switch stays a working, tested alternative.
 """
+import glob
 import os
 import re
 import subprocess
 import sys
 
 import yaml
+
+from stack import absolute_templates
 
 CONFIG = "deploy/alertmanager/alertmanager.yml"
 CASES = "deploy/alertmanager/routes.tests"
@@ -67,6 +70,24 @@ def quorum_only(text):
     return "".join(out)
 
 
+# The receiver templates the docs and the config's comments tell users to call.
+TEMPLATES = ("joincanary.line", "joincanary.text")
+
+
+def check_templates(config):
+    """The shipped `templates:` globs load the shipped file, and it defines every template the docs
+    use: a glob matching nothing loads nothing without an error (amtool check-config says "0
+    templates"), and a receiver calling a template never defined fails each notification."""
+    files = [f for g in absolute_templates(dict(config))["templates"] for f in sorted(glob.glob(g))]
+    if not files:
+        sys.exit(f"{CONFIG}: `templates:` {config.get('templates')} matches no file beside it")
+    text = "".join(open(f).read() for f in files)
+    for name in TEMPLATES:
+        if f'{{{{ define "{name}" -}}}}' not in text and f'{{{{ define "{name}" }}}}' not in text:
+            sys.exit(f"{CONFIG}: the templates {files} do not define {name}")
+    print(f"alertmanager templates: {', '.join(os.path.relpath(f) for f in files)} define {', '.join(TEMPLATES)}")
+
+
 def route_at(config, path):
     route = config["route"]
     for i in path:
@@ -80,8 +101,10 @@ def main():
     if SWITCH not in text:
         sys.exit(f"{CONFIG}: the documented quorum-only switch (lines tagged `{SWITCH}`) is missing")
     os.makedirs(os.path.dirname(QUORUM_CONFIG), exist_ok=True)
-    open(QUORUM_CONFIG, "w").write(quorum_only(text))
+    # Written elsewhere, the variant names the shipped templates by their absolute path.
+    yaml.safe_dump(absolute_templates(yaml.safe_load(quorum_only(text))), open(QUORUM_CONFIG, "w"))
     quorum = yaml.safe_load(open(QUORUM_CONFIG))
+    check_templates(config)
     covered = {CONFIG: set(), QUORUM_CONFIG: set()}
     failures = 0
     cases = 0

@@ -251,6 +251,13 @@ class Fleet:
         text = open(AM_CONFIG).read()
         self.am_config = alertmanager_config(lambda n: self.rec.url(f"/r/{n}"), K,
                                              quorum_only_switch(text) if quorum_only else text)
+        # The page receiver also as PagerDuty with the shipped template (docs/pages.md), posting
+        # to the recorder: what on-call reads first, rendered by this Alertmanager.
+        page = next(r for r in self.am_config["receivers"] if r["name"] == "page")
+        # `component` tells the join flow's group from the prober-health ones on the same receiver.
+        page["pagerduty_configs"] = [{"routing_key": "e2e", "url": self.rec.url("/r/page-pagerduty"),
+                                      "description": '{{ template "joincanary.line" . }}',
+                                      "component": "{{ .CommonLabels.alertname }}"}]
         self.start_am()
         for r in self.regions:
             self.sims[r] = st.sim(f"sim-{r}")
@@ -436,7 +443,27 @@ def one_region_down(f, region, case="one region down"):
     t0 = f.fault([region], DROP)
     f.record(case, f"JoinFlowFailing {{region={region}}} paged",
              f.wait_page(t0, BOUNDS["push"] + 10, alertname="JoinFlowFailing", region=region), BOUNDS["push"])
+    first_line(f, case, t0, region)
     return t0
+
+
+def first_line(f, case, t0, region, alertname="JoinFlowFailing", cause="no frame matched"):
+    """The page as PagerDuty shows it (the page receiver's pagerduty_configs, the shipped
+    joincanary.line template): its first line names the probe, the region, the failing step, the
+    reason and the cause (Prometheus' JoinFlowFailingInRegion knows no server's words: it says
+    the prober confirmed it). The webhook came first; PagerDuty's event is sent in the same flush."""
+    lines = []
+
+    def check():
+        lines[:] = [p["payload"]["summary"] for _, p in f.rec.since("page-pagerduty", t0)
+                    if p.get("event_action") == "trigger" and p["payload"].get("component") == alertname]
+        return lines
+    f.stack.wait_for("the PagerDuty event of the page", check, 5, fail=False)
+    want = [f'sim-join failing in {region}: step "signalling" no_match', cause]
+    print(f"[{f.name}] {case}: PagerDuty summary {lines[:1]}", flush=True)
+    if not lines or not all(w in lines[0] for w in want) or not lines[0].startswith(want[0]):
+        f.stack.fail(f"[{f.name}] {case}: the page's first line (PagerDuty summary through the shipped "
+                     f"template) is {lines[:1]}, want it to start {want[0]!r} and say {want[1]!r}")
 
 
 def push_refused(f, region):
@@ -449,6 +476,7 @@ def push_refused(f, region):
     f.record(case, f"JoinFlowFailingInRegion {{region={region}}} paged",
              f.wait_page(t0, BOUNDS["fallback"] + 10, alertname="JoinFlowFailingInRegion", region=region),
              BOUNDS["fallback"])
+    first_line(f, case, t0, region, "JoinFlowFailingInRegion", "confirmed by its prober")
     f.record(case, f"JoinCanaryNotificationsFailing {{region={region}}} paged",
              f.wait_page(t0, BOUNDS["refused"] + 10, alertname="JoinCanaryNotificationsFailing", region=region),
              BOUNDS["refused"])

@@ -201,10 +201,18 @@ def probe_file(work, timeouts):
     open(os.path.join(work, "probes", "sim-join.toml"), "w").write(probe)
 
 
+def absolute_templates(config):
+    """`config` (a dict of the shipped alertmanager.yml or a variant) with its `templates:` globs
+    resolved against deploy/alertmanager/, as Alertmanager resolves them against the shipped
+    file's directory: a copy written elsewhere loads the same templates."""
+    config["templates"] = [os.path.join(os.path.dirname(AM_CONFIG), t) for t in config.get("templates") or []]
+    return config
+
+
 def alertmanager_config(receiver_url, scale=1.0, text=None):
     """The shipped alertmanager.yml (or `text`, a variant of it), each webhook pointed at
-    `receiver_url(name)` and every group timing divided by `scale`."""
-    config = yaml.safe_load(text if text is not None else open(AM_CONFIG))
+    `receiver_url(name)`, every group timing divided by `scale`, its templates loaded."""
+    config = absolute_templates(yaml.safe_load(text if text is not None else open(AM_CONFIG)))
     for r in config["receivers"]:
         for w in r.get("webhook_configs") or []:
             w["url"] = receiver_url(r["name"])

@@ -155,6 +155,64 @@ pub fn fit_plain(text: &str, max: usize) -> String {
     fit(text, max, plain)
 }
 
+/// The fewest units a probe or region name is cut to in a page's first line: enough for on-call
+/// to recognise it (the whole name is in the page's fields, tags and key).
+pub const NAME_FLOOR: usize = 16;
+
+/// A page's first line fitted to `max` units of `cost_of`: `lead` (a marker such as
+/// `[FIRING critical] `, kept whole), then `summary`, which starts with the probe and names the
+/// region a word or two on (`sim-join failing in eu-west-1: step "signalling" server_error after
+/// 12 ms: OOM command not allowed …`). When the line is too long, the two names are cut first —
+/// the longer one first, neither below [`NAME_FLOOR`] — so the failing step, the reason and the
+/// server's words keep their place (Opsgenie's 130-character message); what still does not fit
+/// is cut at the end, as [`fit`] does. A summary of another shape is only cut at the end.
+pub fn fit_line(
+    lead: &str,
+    summary: &str,
+    probe: &str,
+    region: &str,
+    max: usize,
+    cost_of: Cost,
+) -> String {
+    let line = format!("{lead}{summary}");
+    let total = cost(&line, cost_of);
+    if total <= max {
+        return line;
+    }
+    let Some(rest) = summary.strip_prefix(probe).filter(|_| !probe.is_empty()) else {
+        return fit(&line, max, cost_of);
+    };
+    // `failing in`, `degraded in`, `recovered in`: the region within the next few words.
+    let marker = format!(" in {region}");
+    let (middle, region, tail) = match rest.find(&marker) {
+        Some(i) if i <= 12 && !region.is_empty() => {
+            let at = i + " in ".len();
+            (&rest[..at], region, &rest[at + region.len()..])
+        }
+        _ => ("", "", rest),
+    };
+    let (mut p, mut r) = (cost(probe, cost_of), cost(region, cost_of));
+    let mut excess = total - max;
+    while excess > 0 {
+        if p >= r && p > NAME_FLOOR {
+            p -= 1;
+        } else if r > NAME_FLOOR {
+            r -= 1;
+        } else if p > NAME_FLOOR {
+            p -= 1;
+        } else {
+            break;
+        }
+        excess -= 1;
+    }
+    let shorter = format!(
+        "{lead}{}{middle}{}{tail}",
+        fit(probe, p, cost_of),
+        fit(region, r, cost_of)
+    );
+    fit(&shorter, max, cost_of)
+}
+
 /// An identifier that must not be cut (two incidents would merge): kept whole when it fits,
 /// else a readable prefix and a hash of the whole key, `prefix~0123456789abcdef`. Deterministic,
 /// so a trigger and its resolve, before and after a restart, carry the same key.
@@ -234,6 +292,65 @@ mod tests {
         let text = "a\"b\\c\nd\u{1}é🙂<>&";
         let sent = serde_json::to_string(text).unwrap_or_default();
         assert_eq!(sent.len(), cost(text, json_bytes) + 2);
+    }
+
+    #[test]
+    fn fit_line_cuts_the_names_before_the_cause() {
+        let probe = format!("join-{}", "p".repeat(120));
+        let region = format!("region-{}", "r".repeat(80));
+        let summary = format!(
+            "{probe} failing in {region}: step \"signalling\" server_error after 12 ms: OOM command not allowed"
+        );
+        let line = fit_line("", &summary, &probe, &region, OG_MESSAGE, plain);
+        assert!(cost(&line, plain) <= OG_MESSAGE, "{line}");
+        assert!(
+            line.ends_with("server_error after 12 ms: OOM command not allowed"),
+            "{line}"
+        );
+        assert!(line.starts_with("join-pppp"), "{line}");
+        assert!(line.contains(" failing in region-rrr"), "{line}");
+        // Each name keeps at least NAME_FLOOR units, the ellipsis included.
+        let (p, rest) = line.split_once(" failing in ").unwrap_or_default();
+        assert!(cost(p, plain) >= NAME_FLOOR - 1 && p.ends_with('…'), "{p}");
+        let r = rest.split_once(':').unwrap_or_default().0;
+        assert!(cost(r, plain) >= NAME_FLOOR - 1 && r.ends_with('…'), "{r}");
+        // Only as much as needed: a short region stays whole, the probe gives the room.
+        let line = fit_line(
+            "[FIRING critical] ",
+            &summary.replace(&region, "eu-west-1"),
+            &probe,
+            "eu-west-1",
+            SLACK_HEADER_TEXT,
+            slack,
+        );
+        assert!(line.contains(" failing in eu-west-1: step"), "{line}");
+        assert!(line.ends_with("OOM command not allowed"), "{line}");
+        assert_eq!(cost(&line, slack), SLACK_HEADER_TEXT, "{line}");
+        // Names at the floor and still too long: cut at the end, never over the limit.
+        let long_cause = format!("{summary} {}", "x".repeat(500));
+        let line = fit_line("", &long_cause, &probe, &region, OG_MESSAGE, plain);
+        assert_eq!(cost(&line, plain), OG_MESSAGE);
+        assert!(line.contains("step \"signalling\" server_error"), "{line}");
+        // Fits: untouched; another shape: only cut at the end.
+        assert_eq!(
+            fit_line("", "a failing in b: x", "a", "b", 130, plain),
+            "a failing in b: x"
+        );
+        let other = "x".repeat(200);
+        assert_eq!(
+            fit_line("", &other, &probe, &region, 130, plain),
+            fit_plain(&other, 130)
+        );
+        // A region that is a word of the line ("in") is found only as ` in <region>`.
+        let line = fit_line(
+            "",
+            &format!("{probe} failing in in: step \"a\" x"),
+            &probe,
+            "in",
+            42,
+            plain,
+        );
+        assert!(line.ends_with(" failing in in: step \"a\" x"), "{line}");
     }
 
     #[test]

@@ -231,9 +231,12 @@ pub fn limit_notes(
                     )
                 })
             };
+            // The names are cut (to NAME_FLOOR each at least) before the step and the cause
+            // are: say so when they take half the field, where a cause of any length needs it.
             let cut_note = |field: &str, max: usize| -> Option<String> {
-                (limits::cost(&lead, limits::plain) > max).then(|| {
-                    format!("{who}: the {field} is cut at {max} characters before it says which step failed; shorten the probe or region name")
+                let n = limits::cost(&lead, limits::plain);
+                (2 * n > max).then(|| {
+                    format!("{who}: the probe and region names take {n} of the {field}'s {max} characters; they are cut there (to {} characters at least) so that the failing step and the server's words fit; shorten them to read them whole", limits::NAME_FLOOR)
                 })
             };
             let notes: Vec<Option<String>> = match &pager.kind {

@@ -98,7 +98,7 @@ pub fn build_request(plan: &Opsgenie, n: &Notification) -> Request {
             url: endpoint(&plan.url, &["v2", "alerts"]),
             headers,
             body: json!({
-                "message": limits::fit_plain(&n.summary, limits::OG_MESSAGE),
+                "message": limits::fit_line("", &n.summary, &n.probe, &n.region, limits::OG_MESSAGE, limits::plain),
                 "alias": alias,
                 "description": limits::fit_plain(&description(n), limits::OG_DESCRIPTION),
                 "priority": match n.severity {

@@ -56,7 +56,7 @@ pub fn build_request(plan: &PagerDuty, n: &Notification) -> Request {
             "event_action": "trigger",
             "dedup_key": dedup_key,
             "payload": {
-                "summary": limits::fit_plain(&n.summary, limits::PD_SUMMARY),
+                "summary": limits::fit_line("", &n.summary, &n.probe, &n.region, limits::PD_SUMMARY, limits::plain),
                 "source": format!("joincanary/{}", n.region),
                 "severity": match n.severity {
                     Severity::Critical => "critical",
@@ -70,6 +70,13 @@ pub fn build_request(plan: &PagerDuty, n: &Notification) -> Request {
             "links": n.links.iter().map(|l| json!({"href": l.href, "text": l.text})).collect::<Vec<_>>(),
         }),
     };
+    // The incident's "View in joincanary" button: the status page (or the dashboard).
+    if let (EventKind::Trigger, Some(obj)) = (n.kind, body.as_object_mut()) {
+        obj.insert("client".into(), json!("joincanary"));
+        if let Some(link) = n.links.first() {
+            obj.insert("client_url".into(), json!(link.href));
+        }
+    }
     shrink_details(&mut body);
     Request {
         url: plan.url.clone(),
@@ -146,9 +153,20 @@ mod tests {
                     "custom_details": {"steps": [{"name": "login", "ms": 42}]},
                 },
                 "links": [{"href": "http://canary.example/status", "text": "status"}],
+                "client": "joincanary",
+                "client_url": "http://canary.example/status",
             })
         );
         assert!(!format!("{req:?}").contains("R0UTINGKEY"));
+        // Without links: the client is named, no client_url (PagerDuty wants a URL there).
+        let mut n = sample(EventKind::Trigger);
+        n.links.clear();
+        let body = build_request(&plan(), &n).body;
+        assert_eq!(body["client"], "joincanary");
+        assert!(body.get("client_url").is_none(), "{body}");
+        // A resolve carries only what PagerDuty reads of it.
+        let body = build_request(&plan(), &sample(EventKind::Resolve)).body;
+        assert!(body.get("client").is_none(), "{body}");
     }
 
     #[test]

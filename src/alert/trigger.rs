@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EventKind, Link, Notification, Severity};
 use crate::alerting::PolicyConfig;
+use crate::report::millis::round_ms as ms;
 use crate::report::{FailureReason, ProbeRun, StepReport, Trigger, human_duration};
 
 /// The probe's identity and where its pages link to.
@@ -140,10 +141,6 @@ impl RunBrief {
             }
         }
     }
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 pub(super) struct History<'a> {

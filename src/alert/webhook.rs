@@ -76,11 +76,19 @@ impl Webhook {
 /// and the fences (see [`limits`]): Slack answers `400 invalid_blocks` to one character too many,
 /// which is not retried, so the page would be lost.
 pub fn build_slack_request(plan: &Slack, n: &Notification) -> Request {
-    let line = format!("{} {}", n.marker(), n.summary);
+    // The notification line (what the phone shows), fitted like the header.
+    let line = limits::fit_line(
+        &format!("{} ", n.marker()),
+        &n.summary,
+        &n.probe,
+        &n.region,
+        limits::SLACK_TOP_TEXT,
+        limits::slack,
+    );
     let mut blocks = vec![
         json!({
             "type": "header",
-            "text": {"type": "plain_text", "text": limits::slack_fit(&header(n), limits::SLACK_HEADER_TEXT)},
+            "text": {"type": "plain_text", "text": limits::slack_escape(&header_line(n))},
         }),
         json!({
             "type": "section",
@@ -140,7 +148,7 @@ pub fn build_slack_request(plan: &Slack, n: &Notification) -> Request {
     Request {
         url: plan.url.expose().to_string(),
         headers: Vec::new(),
-        body: json!({"text": limits::slack_fit(&line, limits::SLACK_TOP_TEXT), "blocks": blocks}),
+        body: json!({"text": limits::slack_escape(&line), "blocks": blocks}),
     }
 }
 
@@ -148,6 +156,24 @@ pub fn build_slack_request(plan: &Slack, n: &Notification) -> Request {
 /// (`[FIRING critical] sim-join failing in eu-west-1: step "signalling" server_error after 12 ms:
 /// OOM command not allowed …`), cut at the header's 150 characters; the section under it
 /// carries the whole summary.
+/// The header block's text, unescaped: the header fitted to Slack's 150, the probe and region
+/// names cut before the cause (see [`limits::fit_line`]).
+fn header_line(n: &Notification) -> String {
+    if n.test {
+        limits::fit(&header(n), limits::SLACK_HEADER_TEXT, limits::slack)
+    } else {
+        let lead = format!("{} ", n.marker());
+        limits::fit_line(
+            &lead,
+            &n.summary,
+            &n.probe,
+            &n.region,
+            limits::SLACK_HEADER_TEXT,
+            limits::slack,
+        )
+    }
+}
+
 fn header(n: &Notification) -> String {
     if n.test {
         format!("[TEST] joincanary test page from {}", n.region)

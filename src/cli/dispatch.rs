@@ -168,7 +168,7 @@ fn check(config: Option<&Path>, web_config: Option<&Path>) -> ExitCode {
         let next = p.schedule.next_after(now - jitter).map(|t| t + jitter);
         let pagers = match &p.alerting.pagers {
             Some(list) => list.join(", "),
-            None if plan.pagers.is_empty() => "none configured".to_string(),
+            None if plan.pagers.is_empty() => "nobody (no pager configured)".to_string(),
             None => plan
                 .pagers
                 .iter()
@@ -177,14 +177,13 @@ fn check(config: Option<&Path>, web_config: Option<&Path>) -> ExitCode {
                 .join(", "),
         };
         if let Some(r) = &p.resident {
-            let human = |d| humantime::format_duration(d).to_string();
             out.push_str(&format!(
-                "  {}: resident, an exchange every {} (deadline {}, {} steps) on a session of {} steps (setup deadline {}), rotated after {}, keepalive {}, reconnect backoff {}..{}, pages to {}\n",
+                "  {}: resident, an exchange every {} (deadline {}, {}) on a session of {} (setup deadline {}), rotated after {}, keepalive {}, reconnect backoff {}..{}, pages to {}\n",
                 p.name,
                 human(r.every),
                 human(p.timeout),
-                r.exchange.len(),
-                p.steps.len(),
+                steps(r.exchange.len()),
+                steps(p.steps.len()),
                 human(r.setup_timeout),
                 human(r.max_session_age),
                 human(r.keepalive),
@@ -194,13 +193,19 @@ fn check(config: Option<&Path>, web_config: Option<&Path>) -> ExitCode {
             ));
             continue;
         }
+        // The offset is computed (a hash), not written, so it reads as a measurement.
+        let jitter = if p.jitter.is_zero() {
+            "no jitter".to_string()
+        } else {
+            format!("+ {} jitter", joincanary::report::human_duration(p.jitter))
+        };
         out.push_str(&format!(
-            "  {}: `{}` + {} jitter, deadline {}, {} steps, next run {}, pages to {}\n",
+            "  {}: `{}` {}, deadline {}, {}, next run {}, pages to {}\n",
             p.name,
             p.schedule.expr,
-            joincanary::report::human_duration(p.jitter),
-            joincanary::report::human_duration(p.timeout),
-            p.steps.len(),
+            jitter,
+            human(p.timeout),
+            steps(p.steps.len()),
             next.map_or_else(
                 || "never".to_string(),
                 |t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
@@ -214,12 +219,23 @@ fn check(config: Option<&Path>, web_config: Option<&Path>) -> ExitCode {
             "  heartbeat {}: {} every {}, timeout {}\n",
             hb.name,
             hb.target.kind(),
-            joincanary::report::human_duration(hb.interval),
-            joincanary::report::human_duration(hb.timeout),
+            human(hb.interval),
+            human(hb.timeout),
         ));
     }
     print_stdout(&out);
     ExitCode::SUCCESS
+}
+
+/// A configured duration as the config spells it (`20s`, `1m`, `1h 30m`), so `check` shows
+/// every key the way it was written, whatever the line.
+fn human(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// `1 step`, `5 steps`.
+fn steps(n: usize) -> String {
+    format!("{n} step{}", if n == 1 { "" } else { "s" })
 }
 
 /// `error: no {what} named `{name}` (configured: …)`, exit code 2.

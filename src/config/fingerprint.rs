@@ -95,7 +95,10 @@ impl Fingerprinter {
         self.reads = 0;
         for source in sources {
             source.hash(&mut h);
-            if source.is_dir() {
+            // One `stat` per configured path tells a directory from a file and, for a file,
+            // is its metadata too (before: `is_dir` and then `metadata`, two per look).
+            let stat = std::fs::metadata(source);
+            if stat.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
                 let mut files: Vec<(PathBuf, Option<Meta>)> = std::fs::read_dir(source)
                     .map(|d| {
                         d.filter_map(Result::ok)
@@ -110,7 +113,7 @@ impl Fingerprinter {
                     self.content(&f, meta, now, &mut known).hash(&mut h);
                 }
             } else {
-                let meta = std::fs::metadata(source).ok().map(|m| Meta::of(&m));
+                let meta = stat.ok().map(|m| Meta::of(&m));
                 self.content(source, meta, now, &mut known).hash(&mut h);
             }
         }

@@ -271,13 +271,23 @@ fn timing(
             .as_ref()
             .or(raw.schedule.as_ref())
             .map(|t| t.span());
+        // Either value may come from the service config's [defaults], which this file's
+        // position cannot show: say so, and what to change.
+        let from_defaults = |here: bool| if here { "" } else { " from [defaults]" };
         ctx.error(
             span,
             "timeout",
             format_args!(
-                "the probe deadline ({}) must be shorter than the schedule's interval ({}), or runs would overlap",
+                "the probe deadline ({}{}) must be shorter than the schedule's interval ({}{}), or runs would overlap: set a shorter `timeout` or a sparser `schedule`{}",
                 humantime::format_duration(timeout),
-                humantime::format_duration(interval)
+                from_defaults(raw.timeout.is_some()),
+                humantime::format_duration(interval),
+                from_defaults(raw.schedule.is_some()),
+                if raw.timeout.is_some() && raw.schedule.is_some() {
+                    ""
+                } else {
+                    " in this file or in the service config's [defaults]"
+                },
             ),
         );
     }
@@ -345,17 +355,38 @@ fn alerting_of(
         .chain(exchange_steps)
         .map(|s| &s.name)
         .collect();
+    // The probe's own budgets replace the service's: a budget is this file's when the file
+    // has any, and then it is placed at its own key.
+    let own = raw.alerting.as_ref().filter(|a| !a.budgets.is_empty());
     for budget_step in probe_alerting.budgets.keys() {
         if !all_names.contains(&budget_step) && !steps.is_empty() {
-            let span = raw
-                .alerting
-                .as_ref()
-                .and_then(|a| a.budgets.values().next().map(|v| v.span()));
-            ctx.error(
-                span,
-                "alerting.budgets",
-                format_args!("no step is named `{budget_step}`"),
-            );
+            let names: Vec<&str> = all_names.iter().map(|n| n.as_str()).collect();
+            match own {
+                Some(a) => {
+                    let written = a
+                        .budgets
+                        .iter()
+                        .find(|(k, _)| crate::alerting::budget_target(k).0 == budget_step);
+                    ctx.error(
+                        written.map(|(_, v)| v.span()),
+                        written.map_or("alerting.budgets".to_string(), |(k, _)| {
+                            format!("alerting.budgets.{k}")
+                        }),
+                        format_args!(
+                            "no step is named `{budget_step}` (this probe's steps: {})",
+                            names.join(", ")
+                        ),
+                    );
+                }
+                None => ctx.error(
+                    None,
+                    "alerting.budgets",
+                    format_args!(
+                        "the service config's [alerting.budgets] names step `{budget_step}`, which this probe does not have (its steps: {}); give this probe its own [alerting.budgets], or move that budget to the probe files that have the step",
+                        names.join(", ")
+                    ),
+                ),
+            }
         }
     }
 

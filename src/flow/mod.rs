@@ -351,6 +351,11 @@ fn timeout_error(
 }
 
 async fn execute(ctx: &mut RunContext<'_>, step: &StepPlan) -> Result<(), StepError> {
+    // A step of any kind that panics is the run's panic (the `run` task): key `probe/step`.
+    crate::supervise::fault::hit(
+        crate::supervise::Task::Run,
+        format_args!("{}/{}", ctx.probe, step.name),
+    );
     if step.spec.uses_connection()
         && let Some(conn) = ctx.ws.get_mut(&step.connection)
     {

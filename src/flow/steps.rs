@@ -208,18 +208,27 @@ fn own_keys<'i>(
         if takes.contains(&key_text) {
             continue;
         }
-        let elsewhere = StepKind::ALL.iter().any(|k| {
-            StepSpec::keys(*k).contains(&key_text)
-                || (key_text == "connection" && StepSpec::takes_connection(*k))
-        });
+        // The kinds that do take it: what the writer most likely meant.
+        let elsewhere: Vec<&str> = StepKind::ALL
+            .iter()
+            .filter(|k| {
+                StepSpec::keys(**k).contains(&key_text)
+                    || (key_text == "connection" && StepSpec::takes_connection(**k))
+            })
+            .map(|k| k.as_str())
+            .collect();
         wrong.push((key_text.to_string(), key.span(), value.span(), elsewhere));
     }
     for (key, key_span, value_span, elsewhere) in wrong {
-        if elsewhere {
+        if !elsewhere.is_empty() {
             ctx.error(
                 Some(value_span),
                 format!("{prefix}.{key}"),
-                format_args!("`{key}` does not apply to a {} step", kind.as_str()),
+                format_args!(
+                    "`{key}` does not apply to a {} step (it is a key of {})",
+                    kind.as_str(),
+                    elsewhere.join(", ")
+                ),
             );
         } else {
             let (line, column) = ctx.file.locate(key_span.start);

@@ -69,7 +69,7 @@ pub(super) fn charts(
             .collect();
         let oldest = series
             .iter()
-            .filter_map(|(_, p)| p.hourly.front().map(|b| b.t))
+            .filter_map(|(_, p)| p.hourly.front().map(crate::rollup::HourBucket::data_since))
             .min();
         let kept = oldest.map_or(0, |t| now_s - t);
         let (what, start, lines) = if kept < RECENT_FOR {
@@ -247,7 +247,7 @@ fn svg_chart(html: &mut String, label: &str, lines: &[(&str, Vec<Point>)], start
             y(ms),
             LEFT - 6.0,
             y(ms) + 4.0,
-            esc(&human_duration(crate::report::clamped_ms(ms))),
+            axis_label(ms, scale),
         );
     }
     // About five time labels, on round steps.
@@ -305,6 +305,18 @@ fn svg_chart(html: &mut String, label: &str, lines: &[(&str, Vec<Point>)], start
         );
     }
     html.push_str("</svg>");
+}
+
+/// A value on the y axis in the unit of its top (`0 ms`, `5 ms`, `10 ms`; `0 s`, `1 s`,
+/// `2 s`): one unit per axis, and no `0.0` beside a `10`.
+pub(super) fn axis_label(ms: f64, top: f64) -> String {
+    let (value, unit) = if top >= 1000.0 {
+        (ms / 1000.0, "s")
+    } else {
+        (ms, "ms")
+    };
+    // The top is 1, 2 or 5 × 10^k, so its half needs at most one more decimal.
+    format!("{} {unit}", (value * 1000.0).round() / 1000.0)
 }
 
 /// The chart's top: 1, 2 or 5 × a power of ten, at or above `ms` (10 ms at least).

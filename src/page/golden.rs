@@ -98,6 +98,7 @@ fn hourly(
                 ok,
                 ms: mean * f64::from(ok),
                 max: mean * 1.8,
+                first: 0,
             }
         })
         .collect()

@@ -12,6 +12,23 @@ fn now() -> DateTime<Utc> {
 mod parts {
     use super::now;
 
+    /// Seen in a trial: the axis read `0.0 ms`, `5.0 ms`, `10 ms` (and `0.0 ms`, `1.0 s`,
+    /// `2.0 s`): each axis now speaks one unit, without a stray `.0`.
+    #[test]
+    fn the_y_axis_has_one_unit_and_no_stray_decimals() {
+        use crate::page::chart::axis_label;
+        let axis = |top: f64| {
+            [0.0, 0.5, 1.0]
+                .map(|f| axis_label(top * f, top))
+                .join(" | ")
+        };
+        assert_eq!(axis(10.0), "0 ms | 5 ms | 10 ms");
+        assert_eq!(axis(500.0), "0 ms | 250 ms | 500 ms");
+        assert_eq!(axis(1000.0), "0 s | 0.5 s | 1 s");
+        assert_eq!(axis(5000.0), "0 s | 2.5 s | 5 s");
+        assert_eq!(axis(20_000.0), "0 s | 10 s | 20 s");
+    }
+
     use crate::page::format::{link, span};
     use crate::page::render;
     use crate::status::{ProbeStatus, StatusDoc};
@@ -38,6 +55,7 @@ mod parts {
                 ok: if i == 20 { 57 } else { 60 },
                 ms: 60.0 * 100.0,
                 max: 140.0,
+                first: 0,
             })
             .collect();
         let probe = |hourly, history| ProbeStatus {
@@ -85,6 +103,7 @@ mod parts {
                     ok: 4,
                     ms: 320.0,
                     max: 80.0,
+                    first: 0,
                 }]
                 .into(),
                 history,
@@ -179,6 +198,7 @@ mod hostile {
                     ok: 2,
                     ms: 40.0,
                     max: 30.0,
+                    first: 0,
                 }]
                 .into(),
                 ..ProbeStatus::default()

@@ -72,8 +72,11 @@ impl ProbeState {
 pub struct HistoryEntry {
     pub time: DateTime<Utc>,
     pub success: bool,
-    /// Range-checked when read back (the history file, a peer's status).
-    #[serde(deserialize_with = "crate::report::millis::deserialize_f64")]
+    /// Range-checked when read back (the history file, a peer's status); written to the µs.
+    #[serde(
+        serialize_with = "crate::report::millis::serialize_f64",
+        deserialize_with = "crate::report::millis::deserialize_f64"
+    )]
     pub duration_ms: f64,
     pub failed_step: Option<Box<str>>,
     pub reason: Option<FailureReason>,
@@ -296,7 +299,7 @@ impl Status {
             p.history.push_front(HistoryEntry {
                 time: run.started_at,
                 success: run.success,
-                duration_ms: run.duration_ms.as_secs_f64() * 1000.0,
+                duration_ms: crate::report::millis::round_ms(run.duration_ms),
                 failed_step: run.failed_step.as_deref().map(Box::from),
                 reason: run.reason,
                 trigger: run.trigger,
@@ -467,12 +470,20 @@ impl Status {
                 let bytes = status.saved_bytes();
                 let target = path.clone();
                 let written = tokio::task::spawn_blocking(move || {
+                    crate::supervise::fault::hit(crate::supervise::Task::History, target.display());
                     crate::store::write_atomic(&target, &bytes)
                 })
                 .await;
                 match written {
                     Ok(Err(e)) if !failing => {
                         tracing::warn!(path = %path.display(), error = %e, "cannot save the status history");
+                        failing = true;
+                        on_health(true);
+                    }
+                    // The write panicked (a bug): before, this was ignored, and a history that
+                    // was never saved again looked healthy.
+                    Err(e) if !failing => {
+                        tracing::error!(path = %path.display(), error = %e, "saving the status history failed unexpectedly");
                         failing = true;
                         on_health(true);
                     }
@@ -600,6 +611,28 @@ mod tests {
         assert!(p.last_good.as_ref().is_some_and(|r| r.success));
         let error = p.last.as_ref().unwrap().error.as_ref().unwrap();
         assert_eq!(error.chars().count(), MAX_SAVED_ERROR + 1);
+    }
+
+    /// What `/api/v1/status` writes of durations a clock measured: microseconds, never the
+    /// 17 digits an `f64` sum shows (`4001.2431619999998` in the history, seen in a trial).
+    #[test]
+    fn history_and_hourly_durations_are_written_to_the_microsecond() {
+        let status = Status::new("r").with_clock(Clock::starting_at(t0()));
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        for ns in [4_001_243_162, 3_572_715, 3_460_689, 3_048_530] {
+            let mut r = run("p", true, 0);
+            r.duration_ms = Duration::from_nanos(ns);
+            status.record(&Arc::new(r));
+        }
+        let doc = serde_json::to_value(status.snapshot()).unwrap();
+        let p = &doc[0];
+        assert_eq!(p["history"][3]["duration_ms"], serde_json::json!(4001.243));
+        assert_eq!(p["hourly"][0]["ms"], serde_json::json!(4011.325));
+        assert_eq!(p["hourly"][0]["max"], serde_json::json!(4001.243));
+        let text = serde_json::to_string(&doc).unwrap();
+        // Numbers only: the times are RFC 3339 strings.
+        let long = regex::Regex::new(r":-?\d+\.\d{4,}[,}]").unwrap();
+        assert!(!long.is_match(&text), "{text}");
     }
 
     #[test]
@@ -759,6 +792,43 @@ mod tests {
         saved().await;
         assert_eq!(*told.lock().unwrap(), [true, false]);
         assert!(blocker.join(HISTORY_FILE).exists());
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// A save whose write panics (the fault hook) is told to the hook as a failing save, and
+    /// its recovery once the next save works; before, the panic was ignored.
+    #[tokio::test(start_paused = true)]
+    async fn a_save_that_panics_is_told_to_the_hook_as_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(HISTORY_FILE);
+        crate::supervise::fault::arm(
+            crate::supervise::Task::History,
+            &path.display().to_string(),
+            1,
+        );
+        let status = Arc::new(Status::new("r"));
+        status.set_probes(&[("p".into(), "* * * * *".into())]);
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(status.persist(path.clone(), stop.clone(), {
+            let told = told.clone();
+            move |failing| told.lock().unwrap().push(failing)
+        }));
+        for expected in [vec![true], vec![true, false]] {
+            status.record(&Arc::new(run("p", true, 0)));
+            // Past the debounce, with the blocking pool's write done (real time, bounded).
+            tokio::time::sleep(SAVE_DEBOUNCE + Duration::from_secs(1)).await;
+            for _ in 0..200 {
+                if *told.lock().unwrap() == expected {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(*told.lock().unwrap(), expected);
+        }
+        assert!(path.exists());
         stop.cancel();
         task.await.unwrap();
     }

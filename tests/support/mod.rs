@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod aiortc;
 pub mod coturn;
 pub mod hostile;
 pub mod limits;

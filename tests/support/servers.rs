@@ -289,9 +289,19 @@ pub(crate) async fn start_script(
     args: &[String],
     cwd: &Path,
 ) -> Result<Process> {
+    Ok(start_script_ready(name, script, args, cwd).await?.0)
+}
+
+/// [`start_script`], with the ready line (for a server that says there which port it bound).
+pub(crate) async fn start_script_ready(
+    name: &str,
+    script: &str,
+    args: &[String],
+    cwd: &Path,
+) -> Result<(Process, String)> {
     let mut all = vec![servers_dir().join(script).display().to_string()];
     all.extend_from_slice(args);
-    Ok(Process::start(name, "bash", &all, cwd).await?.0)
+    Process::start(name, "bash", &all, cwd).await
 }
 
 /// A temporary directory for one server's config and data (removed with the handle).

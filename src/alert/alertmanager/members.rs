@@ -272,6 +272,11 @@ impl Members {
                 body: body.clone(),
             };
             Some(async move {
+                // A member's post that panics is the pager task's panic: key `pager/member`.
+                crate::supervise::fault::hit(
+                    crate::supervise::Task::Pager,
+                    format_args!("{}/{}", self.pager, t.name),
+                );
                 let r = notify::post(&self.client, &req, self.timeout)
                     .await
                     .map_err(|e| e.scrub(&self.redactor));

@@ -107,6 +107,7 @@ pub(crate) async fn run(
             };
             let publisher = peer
                 .publish(
+                    (ctx.probe, connection),
                     answer.as_deref(),
                     &options,
                     deadline,

@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::net::{Protocol, Receive};
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 
 use super::echo::{self, EchoOptions, EchoReport, Echoes, Traffic};
 use super::room::{PublishOptions, Published, Publishing, ReceiveReport, Receiving};
-use super::sdp::{candidate_addrs, guarded, parse_sdp, route_to, sdp_refused};
+use super::sdp::{Candidates, guarded, parse_sdp, route_to, sdp_refused, unsupported};
 use crate::flow::StepError;
 use crate::report::{FailureReason, Phase};
 
@@ -157,9 +158,10 @@ impl Peer {
     ) -> Result<(Peer, String), StepError> {
         let mut peer = Peer::new();
         let parsed = parse_sdp(offer, "offer", SdpOffer::from_sdp_string)?;
+        unsupported(offer, "offer")?;
         let ip = match local_address {
             Some(ip) => ip,
-            None => route_to(&candidate_addrs(offer)).await?,
+            None => route_to(&Candidates::of(offer)).await?,
         };
         peer.gather(ip).await?;
         let answer = guarded(|| peer.rtc.sdp_api().accept_offer(parsed))
@@ -238,6 +240,11 @@ impl Peer {
             .connect_with(answer, &mut receiving, deadline, &mut timings)
             .await;
         self.rtc.disconnect();
+        // A publisher that panicked fails the receiver whatever it received: a bug of ours,
+        // not the SFU's.
+        if let Some(e) = receiving.publisher_panicked() {
+            return Err(e);
+        }
         result.and_then(|()| receiving.report())
     }
 
@@ -245,10 +252,15 @@ impl Peer {
     /// publishing in the background: one message per interval until `options.count` are out
     /// or the returned [`Publisher`] is dropped (with the run).
     ///
+    /// The background task is owned by the run (it ends with it) and bounded by its own count;
+    /// should it panic (a bug), the panic is caught, logged, and kept in the [`Published`] log,
+    /// so a receiver fails at once with `local` naming it rather than waiting out its timeout.
+    ///
     /// # Errors
     /// As [`Peer::connect`], for ICE, DTLS and the channel's opening.
     pub async fn publish(
         mut self,
+        (probe, connection): (&str, &str),
         answer: Option<&str>,
         options: &PublishOptions,
         deadline: Instant,
@@ -267,19 +279,39 @@ impl Peer {
         let count = publishing.options.count;
         // Bounded by its own count too, should the run outlive it.
         let end = Instant::now() + publishing.options.interval * count + Duration::from_secs(1);
-        let task = tokio::spawn(async move {
+        let (probe, connection) = (probe.to_string(), connection.to_string());
+        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let (mut phases, mut pending) = (BTreeMap::new(), None);
-            let mut timings = Timings {
-                phases: &mut phases,
-                pending: &mut pending,
-            };
-            let why = match self.drive(&mut publishing, end, &mut timings).await {
-                Ok(()) => format!("all {count} of its messages were sent"),
-                Err(e) => e.message,
+            let driven = std::panic::AssertUnwindSafe(async {
+                // A run's publisher: the fault key is `probe/connection`.
+                crate::supervise::fault::hit(
+                    crate::supervise::Task::Run,
+                    format_args!("{probe}/{connection}"),
+                );
+                let mut timings = Timings {
+                    phases: &mut phases,
+                    pending: &mut pending,
+                };
+                self.drive(&mut publishing, end, &mut timings).await
+            })
+            .catch_unwind()
+            .await;
+            let why = match driven {
+                Ok(Ok(())) => format!("all {count} of its messages were sent"),
+                Ok(Err(e)) => e.message,
+                Err(panic) => {
+                    let why = format!(
+                        "its task panicked: {}",
+                        crate::supervise::panic_message(panic.as_ref())
+                    );
+                    tracing::error!(probe = %probe, connection = %connection, why = %why, "webrtc publisher failed");
+                    publishing.log.panicked(why.clone());
+                    why
+                }
             };
             publishing.log.stop(why);
             self.rtc.disconnect();
-        });
+        }));
         Ok(Publisher {
             log,
             _task: crate::net::AbortOnDrop(task),
@@ -307,8 +339,9 @@ impl Peer {
         match (self.pending.take(), answer) {
             (Some(pending), Some(answer)) => {
                 let parsed = parse_sdp(answer, "answer", SdpAnswer::from_sdp_string)?;
+                unsupported(answer, "answer")?;
                 if self.socket.is_none() {
-                    let ip = route_to(&candidate_addrs(answer)).await?;
+                    let ip = route_to(&Candidates::of(answer)).await?;
                     self.gather(ip).await?;
                 }
                 let rtc = &mut self.rtc;
@@ -557,6 +590,9 @@ impl Stage {
 }
 
 #[cfg(test)]
+mod shapes;
+
+#[cfg(test)]
 mod tests {
     use rand::{Rng as _, SeedableRng as _};
 
@@ -758,7 +794,7 @@ mod tests {
             wait: Duration::from_millis(100),
         };
         for (forge, words) in [
-            (without as fn(&str) -> String, "no UDP ICE candidate"),
+            (without as fn(&str) -> String, "no ICE candidate"),
             (unreachable, "no ICE connectivity"),
         ] {
             let (mut a, offer) = Peer::offer(None).await.unwrap();
@@ -786,5 +822,91 @@ mod tests {
                 "{e:?}"
             );
         }
+    }
+
+    /// Before, a panic in the publisher's background task ended it without a word: the
+    /// receiver waited out its whole timeout and blamed the SFU (`media`). Now the panic is
+    /// caught and kept, the task ends (its socket closed), and a receiver fails at once with
+    /// `local`, naming it.
+    #[tokio::test]
+    async fn a_publisher_whose_task_panics_fails_its_receiver_at_once_with_local() {
+        crate::supervise::fault::arm(crate::supervise::Task::Run, "peer-tests/pub", 1);
+        let (a, offer) = Peer::offer(LOOPBACK).await.unwrap();
+        let (mut b, answer) = Peer::answer(LOOPBACK, &offer).await.unwrap();
+        // `b` is driven meanwhile so that `a` connects and publishes its first message.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let echo = EchoOptions {
+            count: 1,
+            interval: Duration::ZERO,
+            wait: Duration::from_secs(1),
+        };
+        let driven = tokio::spawn(async move {
+            let (mut phases, mut pending) = (BTreeMap::new(), None);
+            let timings = Timings {
+                phases: &mut phases,
+                pending: &mut pending,
+            };
+            let _ = b.connect(None, &echo, deadline, timings).await;
+        });
+        let (mut phases, mut pending) = (BTreeMap::new(), None);
+        let options = PublishOptions {
+            count: 1000,
+            interval: Duration::from_millis(20),
+        };
+        let publisher = a
+            .publish(
+                ("peer-tests", "pub"),
+                Some(&answer),
+                &options,
+                deadline,
+                Timings {
+                    phases: &mut phases,
+                    pending: &mut pending,
+                },
+            )
+            .await
+            .unwrap();
+        driven.abort();
+        // The background task panicked at its start: recorded, not lost (bounded wait).
+        let log = publisher.log.clone();
+        for _ in 0..200 {
+            if log.stopped().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopped = log.stopped().unwrap_or_default();
+        assert!(
+            stopped
+                .contains("its task panicked: injected fault in the run task for peer-tests/pub"),
+            "{stopped:?}"
+        );
+        // A receiver (never connected: its remote is not driven) fails at once, not at its
+        // deadline, with the prober's own reason.
+        let (mut c, offer) = Peer::offer(LOOPBACK).await.unwrap();
+        let (_d, answer) = Peer::answer(LOOPBACK, &offer).await.unwrap();
+        let started = Instant::now();
+        let (mut phases, mut pending) = (BTreeMap::new(), None);
+        let e = c
+            .receive(
+                Some(&answer),
+                ("pub", log),
+                (10, Duration::from_secs(1)),
+                started + Duration::from_secs(10),
+                Timings {
+                    phases: &mut phases,
+                    pending: &mut pending,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason, FailureReason::Local, "{e:?}");
+        assert!(
+            e.message.starts_with(
+                "connection `pub` stopped publishing: its task panicked: injected fault"
+            ) && e.message.contains("a joincanary bug"),
+            "{e:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{e:?}");
     }
 }

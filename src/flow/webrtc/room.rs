@@ -34,6 +34,8 @@ pub struct Published {
     sent_at: Mutex<Vec<Instant>>,
     /// Why it stopped before sending them all (its connection failed), if it did.
     stopped: Mutex<Option<String>>,
+    /// Its task panicked (a bug): why, as logged.
+    panicked: Mutex<Option<String>>,
 }
 
 impl Published {
@@ -42,6 +44,7 @@ impl Published {
             nonce: rand::random(),
             sent_at: Mutex::new(Vec::new()),
             stopped: Mutex::new(None),
+            panicked: Mutex::new(None),
         }
     }
 
@@ -71,6 +74,19 @@ impl Published {
 
     pub(super) fn stopped(&self) -> Option<String> {
         self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records that the publisher's task panicked (it also [`Published::stop`]s).
+    pub(super) fn panicked(&self, why: String) {
+        let mut panicked = self.panicked.lock().unwrap_or_else(|e| e.into_inner());
+        panicked.get_or_insert(why);
+    }
+
+    fn panic_message(&self) -> Option<String> {
+        self.panicked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -243,6 +259,19 @@ impl Receiving {
     /// Why nothing (or not enough) came: what the publisher did meanwhile.
     fn publisher_state(&self) -> String {
         let sent = self.log.sent();
+        let mut state = self.publisher_state_counts();
+        if let Some(why) = self.log.stopped() {
+            state.push_str(&format!("; it stopped publishing: {why}"));
+        } else if sent == 0 {
+            state.push_str("; it never published");
+        }
+        state
+    }
+
+    /// How many messages the publisher sent, and how many since this connection's channel
+    /// opened.
+    fn publisher_state_counts(&self) -> String {
+        let sent = self.log.sent();
         let since = self
             .opened_at
             .map(|opened| {
@@ -251,17 +280,27 @@ impl Receiving {
                     .count()
             })
             .unwrap_or(0);
-        let mut state = format!(
+        format!(
             "connection `{}` sent {sent} messages, {since} of them since this connection's data \
              channel opened",
             self.from
-        );
-        if let Some(why) = self.log.stopped() {
-            state.push_str(&format!("; it stopped publishing: {why}"));
-        } else if sent == 0 {
-            state.push_str("; it never published");
-        }
-        state
+        )
+    }
+
+    /// The publisher's task panicked: `local` (the prober's own failure, alerted as such, never
+    /// paged as the SFU's), naming it, whatever arrived.
+    pub(super) fn publisher_panicked(&self) -> Option<StepError> {
+        self.log.panic_message().map(|why| {
+            StepError::new(
+                FailureReason::Local,
+                format!(
+                    "connection `{}` stopped publishing: {why} (a joincanary bug, not the SFU's \
+                     failure; {})",
+                    self.from,
+                    self.publisher_state_counts()
+                ),
+            )
+        })
     }
 
     /// What was received; none fails with `media`, naming the publisher's side.
@@ -344,6 +383,10 @@ impl Traffic for Receiving {
     }
 
     fn expired(&self, now: Instant) -> bool {
+        // Nothing more will come from a publisher that panicked: no wait for its last message.
+        if self.log.panic_message().is_some() {
+            return true;
+        }
         if !self.open {
             return false;
         }

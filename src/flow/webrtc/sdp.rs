@@ -29,15 +29,26 @@ pub(super) fn parse_sdp<T>(
             ),
         ));
     }
-    // Signalling carries SDP in JSON, where `\r\n` may have become `\n`: both are accepted.
-    let normalized = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    // Signalling carries SDP in JSON, where `\r\n` may have become `\n`, and hand-built SDP
+    // (an SFU's templates) may leave blanks at a line's end or blank lines: all are accepted.
+    let mut normalized = String::with_capacity(text.len() + text.len() / 16);
+    for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+        match line.strip_prefix("a=candidate:") {
+            Some(candidate) => {
+                normalized.push_str("a=candidate:");
+                canonical_candidate(candidate, &mut normalized);
+            }
+            None => normalized.push_str(line),
+        }
+        normalized.push_str("\r\n");
+    }
     match catch_unwind(AssertUnwindSafe(|| parse(&normalized))) {
         Ok(Ok(sdp)) => Ok(sdp),
         Ok(Err(e)) => Err(StepError::new(
             FailureReason::Protocol,
             format!(
                 "the remote SDP {what} does not parse: {}",
-                quote(&e.to_string(), 200)
+                quote(&without_pointers(&e.to_string()), 200)
             ),
         )),
         Err(_) => Err(StepError::new(
@@ -45,6 +56,46 @@ pub(super) fn parse_sdp<T>(
             format!("the remote SDP {what} could not be parsed"),
         )),
     }
+}
+
+/// The extensions of a candidate line (RFC 8839: name-value pairs after `typ`, in any order)
+/// that str0m reads, in the one order its parser takes them.
+const CANDIDATE_EXTENSIONS: [&str; 4] = ["raddr", "rport", "tcptype", "ufrag"];
+
+/// A candidate line's value (after `a=candidate:`) written as str0m's parser reads it: the six
+/// fields and `typ`, then `raddr`/`rport`, `tcptype` and `ufrag` whatever order the SFU gave
+/// them in, and no other extension (`generation`, `network-id`, `network-cost` and the like,
+/// which str0m reads only in one order and otherwise drops the whole candidate, silently).
+/// A line that is not a candidate's shape is written as it came (str0m drops it).
+fn canonical_candidate(candidate: &str, out: &mut String) {
+    let fields: Vec<&str> = candidate.split_whitespace().collect();
+    if fields.len() < 8 || fields[6] != "typ" || !fields.len().is_multiple_of(2) {
+        out.push_str(candidate);
+        return;
+    }
+    out.push_str(&fields[..8].join(" "));
+    let pairs: Vec<(&str, &str)> = fields[8..].chunks(2).map(|p| (p[0], p[1])).collect();
+    for name in CANDIDATE_EXTENSIONS {
+        if let Some((_, value)) = pairs.iter().find(|(n, _)| *n == name) {
+            out.push(' ');
+            out.push_str(name);
+            out.push(' ');
+            out.push_str(value);
+        }
+    }
+}
+
+/// The parser's error without the memory address it gives as the position
+/// (`Parse error at PointerOffset(0x7f..)`), which would make every run's message another.
+fn without_pointers(error: &str) -> String {
+    let mut out = String::with_capacity(error.len());
+    let mut rest = error;
+    while let Some(at) = rest.find(" at PointerOffset(") {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].find(')').map_or("", |end| &rest[at + end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Runs a str0m call that takes remote input, turning a panic into an error.
@@ -73,29 +124,154 @@ pub(super) fn ice_passwords(sdp: &str) -> impl Iterator<Item = &str> {
         .take(32)
 }
 
-/// The UDP addresses of an SDP's `a=candidate` lines (at most 32; others are ignored).
-pub(super) fn candidate_addrs(sdp: &str) -> Vec<SocketAddr> {
-    sdp.lines()
-        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
-        .filter_map(|l| {
-            // foundation component transport priority address port typ ...
-            let f: Vec<&str> = l.split_whitespace().take(6).collect();
-            if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
-                return None;
-            }
-            let ip: IpAddr = f[4].parse().ok()?;
-            let port: u16 = f[5].parse().ok()?;
-            Some(SocketAddr::new(ip, port))
-        })
-        .take(32)
-        .collect()
+/// What an SDP's `a=candidate` lines offer this prober: the UDP addresses (IPv4 before IPv6, at
+/// most 32), and what was passed over, so that an SDP with nothing usable says why.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Candidates {
+    pub(super) udp: Vec<SocketAddr>,
+    /// ICE-TCP (RFC 6544: `tcp`, `ssltcp`), which str0m's agent never pairs with our UDP.
+    tcp: usize,
+    /// A name where the address goes (an mDNS `.local` name, RFC 8828), not resolved here.
+    names: usize,
+    /// Lines that do not parse.
+    malformed: usize,
 }
 
-/// The local address the system routes towards the first reachable of `remote` (a UDP
-/// `connect` sends nothing: it only asks the routing table).
-pub(super) async fn route_to(remote: &[SocketAddr]) -> Result<IpAddr, StepError> {
+impl Candidates {
+    /// Reads `sdp`'s candidate lines (session- or media-level, `\n` or `\r\n`).
+    pub(super) fn of(sdp: &str) -> Candidates {
+        let mut found = Candidates::default();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for line in sdp
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        {
+            // foundation component transport priority address port typ ...
+            let f: Vec<&str> = line.split_whitespace().take(6).collect();
+            let port = f.get(5).and_then(|p| p.parse::<u16>().ok());
+            let (Some(transport), Some(address), Some(port)) = (f.get(2), f.get(4), port) else {
+                found.malformed += 1;
+                continue;
+            };
+            if !transport.eq_ignore_ascii_case("udp") {
+                found.tcp += 1;
+                continue;
+            }
+            match address.parse::<IpAddr>() {
+                Ok(ip) if ip.is_ipv4() => v4.push(SocketAddr::new(ip, port)),
+                Ok(ip) => v6.push(SocketAddr::new(ip, port)),
+                Err(_) => found.names += 1,
+            }
+        }
+        // IPv4 first: a host routing IPv6 towards an SFU that announces both is common, the
+        // SFU answering there less so, and our one host candidate takes the family of the
+        // first address routed.
+        found.udp = v4.into_iter().chain(v6).take(32).collect();
+        found
+    }
+
+    /// Why none of the candidates can be used, when there are some and none can.
+    pub(super) fn none_usable(&self) -> Option<String> {
+        if !self.udp.is_empty() || self.tcp + self.names + self.malformed == 0 {
+            return None;
+        }
+        let mut why = Vec::new();
+        if self.tcp > 0 {
+            why.push(format!(
+                "{} over TCP (ICE-TCP is not supported: the prober's ICE runs over UDP)",
+                self.tcp
+            ));
+        }
+        if self.names > 0 {
+            why.push(format!(
+                "{} with a host name instead of an address (mDNS `.local` names are not \
+                 resolved)",
+                self.names
+            ));
+        }
+        if self.malformed > 0 {
+            why.push(format!("{} malformed", self.malformed));
+        }
+        Some(format!(
+            "none of the remote SDP's ICE candidates can be used: {}",
+            why.join(", ")
+        ))
+    }
+}
+
+/// Refuses, before anything is sent, a remote SDP this peer could only time out with, naming
+/// what it lacks: certificate fingerprints in no hash str0m checks (sha-256, sha-1) or no data channel or a refused one (the media proof is a data channel):
+/// `protocol`; an ICE-lite SFU with no candidate this prober can use (`ice`: such an SFU sends
+/// no checks of its own, so nothing else can connect).
+pub(super) fn unsupported(text: &str, what: &str) -> Result<(), StepError> {
+    let attr = |name: &str| -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(name))
+            .map(str::trim)
+            .take(32)
+            .collect()
+    };
+    let hashes: Vec<&str> = attr("a=fingerprint:")
+        .into_iter()
+        .filter_map(|f| f.split_whitespace().next())
+        .collect();
+    if let Some(other) = hashes.first()
+        && !hashes
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("sha-256") || h.eq_ignore_ascii_case("sha-1"))
+    {
+        // The SFU's word, kept to what a hash name is made of.
+        let hash: String = other
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(16)
+            .collect();
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "the remote SDP {what}'s a=fingerprint is {hash}: only sha-256 (the hash every \
+                 browser sends) and sha-1 certificate fingerprints are supported"
+            ),
+        ));
+    }
+    let applications = attr("m=application ");
+    if applications.is_empty() {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "the remote SDP {what} has no data channel (no m=application line): the step \
+                 proves media with data channel messages"
+            ),
+        ));
+    }
+    if applications.iter().all(|m| m.starts_with("0 ")) {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "the remote SDP {what} refuses the data channel (m=application with port 0): the \
+                 step proves media with data channel messages"
+            ),
+        ));
+    }
+    if text.lines().any(|l| l.trim() == "a=ice-lite")
+        && let Some(why) = Candidates::of(text).none_usable()
+    {
+        return Err(StepError::new(
+            FailureReason::Ice,
+            format!("{why}; the SFU is ICE-lite, so it sends no checks that could connect"),
+        ));
+    }
+    Ok(())
+}
+
+/// The local address the system routes towards the first reachable of `remote`'s candidates
+/// (a UDP `connect` sends nothing: it only asks the routing table).
+pub(super) async fn route_to(remote: &Candidates) -> Result<IpAddr, StepError> {
+    if let Some(why) = remote.none_usable() {
+        return Err(StepError::new(FailureReason::Ice, why));
+    }
     let mut last = None;
-    for addr in remote {
+    for addr in &remote.udp {
         let any: SocketAddr = if addr.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -121,7 +297,8 @@ pub(super) async fn route_to(remote: &[SocketAddr]) -> Result<IpAddr, StepError>
         ),
         None => StepError::new(
             FailureReason::Ice,
-            "the remote SDP has no UDP ICE candidate (set `local_address` to offer one of ours)",
+            "the remote SDP has no ICE candidate (candidates trickled later are not followed: \
+             set `local_address` to offer one of ours)",
         ),
     })
 }
@@ -129,6 +306,50 @@ pub(super) async fn route_to(remote: &[SocketAddr]) -> Result<IpAddr, StepError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidate_extensions_are_put_in_the_order_str0m_reads() {
+        let canonical = |line: &str| {
+            let mut out = String::new();
+            canonical_candidate(line, &mut out);
+            out
+        };
+        // Chrome's order: generation, ufrag, network-id, network-cost.
+        assert_eq!(
+            canonical(
+                "1 1 udp 2122260223 10.0.0.1 5000 typ host generation 0 ufrag Ab3d network-id 1 network-cost 10"
+            ),
+            "1 1 udp 2122260223 10.0.0.1 5000 typ host ufrag Ab3d"
+        );
+        assert_eq!(
+            canonical(
+                "2 1 tcp 1 10.0.0.1 443 typ srflx generation 0 tcptype passive rport 9 raddr 10.0.0.2"
+            ),
+            "2 1 tcp 1 10.0.0.1 443 typ srflx raddr 10.0.0.2 rport 9 tcptype passive"
+        );
+        // Not a candidate's shape: left for str0m to drop.
+        assert_eq!(canonical("1 1 udp x"), "1 1 udp x");
+        assert_eq!(
+            canonical("1 1 udp 1 h 9 typ host odd"),
+            "1 1 udp 1 h 9 typ host odd"
+        );
+    }
+
+    #[test]
+    fn a_parse_error_names_no_memory_address() {
+        let e = parse_sdp(
+            "v=0\r\nx",
+            "answer",
+            str0m::change::SdpAnswer::from_sdp_string,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("does not parse"), "{e:?}");
+        assert!(!e.message.contains("0x"), "{e:?}");
+        assert_eq!(
+            without_pointers("error at PointerOffset(0x7f00) here at PointerOffset(0x1)"),
+            "error here"
+        );
+    }
 
     #[test]
     fn ice_passwords_are_read_at_every_level() {
@@ -141,15 +362,39 @@ mod tests {
     }
 
     #[test]
-    fn candidates_are_read_from_udp_lines_only_and_bounded() {
-        let sdp = "a=candidate:1 1 udp 2015363327 10.200.0.1 40000 typ host\r\n\
+    fn candidates_are_read_from_udp_lines_only_ipv4_first_and_bounded() {
+        let sdp = "a=candidate:0 1 UDP 2122262783 2001:db8::1 40000 typ host\r\n\
+                   a=candidate:1 1 udp 2015363327 10.200.0.1 40000 typ host\r\n\
                    a=candidate:2 1 TCP 1 10.200.0.1 9 typ host tcptype active\r\n\
-                   a=candidate:3 1 udp x not-an-ip 1 typ host\r\n";
-        assert_eq!(
-            candidate_addrs(sdp),
-            vec!["10.200.0.1:40000".parse::<SocketAddr>().unwrap()]
-        );
+                   a=candidate:3 1 udp 1 3f2a9c1e-5b8d.local 9 typ host\n\
+                   a=candidate:4 1 udp x\r\n";
+        let c = Candidates::of(sdp);
+        let want: Vec<SocketAddr> = vec![
+            "10.200.0.1:40000".parse().unwrap(),
+            "[2001:db8::1]:40000".parse().unwrap(),
+        ];
+        assert_eq!(c.udp, want);
+        assert_eq!((c.tcp, c.names, c.malformed), (1, 1, 1));
+        assert_eq!(c.none_usable(), None);
         let many = "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\n".repeat(1000);
-        assert_eq!(candidate_addrs(&many).len(), 32);
+        assert_eq!(Candidates::of(&many).udp.len(), 32);
+    }
+
+    #[test]
+    fn an_sdp_with_candidates_and_none_usable_says_why() {
+        assert_eq!(Candidates::of("v=0\r\n").none_usable(), None);
+        let why = Candidates::of(
+            "a=candidate:1 1 tcp 1 127.0.0.1 443 typ host tcptype passive\r\n\
+             a=candidate:2 1 ssltcp 1 127.0.0.1 443 typ host\r\n\
+             a=candidate:3 1 udp 1 x.local 9 typ host\r\n",
+        )
+        .none_usable()
+        .unwrap();
+        assert_eq!(
+            why,
+            "none of the remote SDP's ICE candidates can be used: 2 over TCP (ICE-TCP is not \
+             supported: the prober's ICE runs over UDP), 1 with a host name instead of an \
+             address (mDNS `.local` names are not resolved)"
+        );
     }
 }
