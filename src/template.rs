@@ -344,6 +344,8 @@ pub fn render_json(
 ) -> Result<serde_json::Value, MissingVar> {
     use serde_json::Value;
     Ok(match value {
+        // Nothing to render (most keys and many values): parsing would build it back as is.
+        Value::String(s) if !s.contains("{{") => Value::String(s.clone()),
         Value::String(s) => match Template::parse(s) {
             Ok(t) => Value::String(t.render(vars)?),
             Err(_) => Value::String(s.clone()),

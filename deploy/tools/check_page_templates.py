@@ -6,7 +6,9 @@ by the shipped alertmanager.yml's `templates:`), called by the receivers of docs
 Debian's Alertmanager, configured with the shipped templates and the docs' receivers (their
 placeholders filled, their URLs pointed at a loopback recorder), and the PagerDuty summary,
 Opsgenie message and Slack title Alertmanager sends must name the probe, region, step and the
-server's words (the Opsgenie description and Slack text too, with the step table). The same
+server's words (the Opsgenie description and Slack text too, with the step table). The region's
+name is long enough that the summary passes Opsgenie's 130 characters, which Alertmanager cuts
+from the end: the message (joincanary.short) must cut the name, not the cause. The same
 receivers without the templates must not (Alertmanager's defaults show labels only), so the
 docs' reason to add them still holds. The example in alertmanager.yml's comments must be the
 docs' receivers. All on 127.0.0.1, about 10 s, bounded; logs in target/deploy/page-templates/.
@@ -24,6 +26,9 @@ import yaml
 from stack import AM_CONFIG, ROOT, Stack, absolute_templates, free_port, http, probe_file, require_tools
 
 stack = Stack(os.path.join(ROOT, "target/deploy/page-templates"), time.monotonic() + 60)
+# A region name long enough that the summary passes Opsgenie's 130 characters, where
+# Alertmanager cuts the message from the end: joincanary.short must keep the cause.
+REGION = "europe-west3-frankfurt-availability-zone-c-dedicated"
 got = []
 
 
@@ -124,7 +129,7 @@ type = "alertmanager"
 url = "http://127.0.0.1:{port}"
 resend_interval = "1s"
 ''' for mode, port in ams.items())
-    stack.prober("joincanary", f'''region = "eu-west-1"
+    stack.prober("joincanary", f'''region = "{REGION}"
 listen = "127.0.0.1:{free_port()}"
 probes = ["probes"]
 state_dir = "state"
@@ -138,12 +143,16 @@ confirm_delay = "300ms"
                    lambda: len(first_lines("/docs")) == 5 and len(first_lines("/defaults")) == 5, 30)
     for kind, line in sorted(first_lines("/docs").items()):
         print(f"shipped templates, {kind}: {line!r}")
-        if not line.startswith("sim-join failing in eu-west-1") and not line.startswith("[FIRING] sim-join failing"):
+        if not line.startswith("sim-join failing in ") and not line.startswith("[FIRING] sim-join failing"):
             stack.fail(f"{kind} through the shipped templates does not start with the summary: {line!r}")
-        for word in ("sim-join failing in eu-west-1", 'step "login"', "http_status",
+        # Opsgenie's message (130, cut from the end by Alertmanager) has the region cut instead.
+        region = REGION[:15] if kind == "opsgenie" else REGION
+        for word in (f"sim-join failing in {region}", 'step "login"', "http_status",
                      "HTTP 500: injected fault: login_status"):
             if word not in line:
                 stack.fail(f"{kind} through the shipped templates: {word!r} missing from {line!r}")
+        if kind == "opsgenie" and len(line) > 130:
+            stack.fail(f"opsgenie message is {len(line)} characters, over 130: {line!r}")
         # The bodies carry the step table too (the alert's description annotation).
         if kind.endswith(("description", "text")) and "login" not in line.split("\n", 1)[-1]:
             stack.fail(f"{kind} through the shipped templates: no step table after the first line: {line!r}")

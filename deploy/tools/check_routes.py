@@ -71,7 +71,7 @@ def quorum_only(text):
 
 
 # The receiver templates the docs and the config's comments tell users to call.
-TEMPLATES = ("joincanary.line", "joincanary.text")
+TEMPLATES = ("joincanary.line", "joincanary.short", "joincanary.text")
 
 
 def check_templates(config):

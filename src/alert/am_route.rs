@@ -247,11 +247,24 @@ fn split_outside_quotes(text: &str) -> Vec<String> {
 
 fn parse_matcher(text: &str) -> Result<Matcher, String> {
     let text = text.trim();
-    let at = text
-        .find(['=', '!'])
-        .ok_or_else(|| format!("matcher `{text}` has no operator"))?;
-    let name = text[..at].trim();
-    let rest = &text[at..];
+    // Alertmanager 0.27+ (its UTF-8 matcher parser) also takes a quoted name, `"alertname"="x"`
+    // or `"service.name"=~"…"`: the name is read up to its closing quote.
+    let (name, rest) = match text.strip_prefix('"') {
+        Some(quoted) => {
+            let end = closing_quote(quoted)
+                .ok_or_else(|| format!("matcher `{text}`: its name's quote is not closed"))?;
+            let name = serde_json::from_str::<String>(&text[..end + 2])
+                .map_err(|e| format!("matcher `{text}`: {e}"))?;
+            (name, text[end + 2..].trim_start())
+        }
+        None => {
+            let at = text
+                .find(['=', '!'])
+                .ok_or_else(|| format!("matcher `{text}` has no operator"))?;
+            (text[..at].trim().to_string(), &text[at..])
+        }
+    };
+    let name = name.as_str();
     let (op, value) = [
         ("=~", Op::Re),
         ("!~", Op::NotRe),
@@ -267,6 +280,20 @@ fn parse_matcher(text: &str) -> Result<Matcher, String> {
         value.to_string()
     };
     Matcher::new(name, op, &value)
+}
+
+/// The byte offset in `s` (the text after an opening quote) of the closing `"`, escapes skipped.
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -365,6 +392,13 @@ receivers: [{name: warning}, {name: page}, {name: page-eu}, {name: audit}, {name
         assert!(routes_for("receivers: []\n", &labels(&[])).is_err());
         assert!(routes_for("route: {group_wait: soon}\n", &labels(&[])).is_err());
         assert!(routes_for(": : :\n", &labels(&[])).is_err());
+        // Quoted names (Alertmanager 0.27+), one holding an operator's characters.
+        let quoted = "route: {receiver: x, routes: [{receiver: q, matchers: ['\"alertname\"=\"A\"', '\"a=b!\" !~ \"z\"']}]}\n";
+        let r = routes_for(quoted, &labels(&[("alertname", "A"), ("a=b!", "y")])).unwrap();
+        assert_eq!(r[0].receiver, "q");
+        let r = routes_for(quoted, &labels(&[("alertname", "A"), ("a=b!", "z")])).unwrap();
+        assert_eq!(r[0].receiver, "x");
+        assert!(routes_for("route: {routes: [{matchers: ['\"a=1']}]}\n", &labels(&[])).is_err());
         assert!(
             routes_for(
                 "route: {routes: [{matchers: ['a=~\"(\"']}]}\n",

@@ -142,8 +142,11 @@ macro_rules! kinds {
                 ctx: &mut RunContext<'_>,
                 connection: &str,
             ) -> Result<(), StepError> {
+                // Each kind's run on the heap at its own size: inline, every step's future
+                // was the size of the largest kind's (about 20 KiB), and building, moving and
+                // boxing it copied that many bytes several times a step (BENCHMARKS.md).
                 match self {
-                    $(StepSpec::$kind(s) => <$spec as Kind>::run(s, ctx, connection).await,)*
+                    $(StepSpec::$kind(s) => Box::pin(<$spec as Kind>::run(s, ctx, connection)).await,)*
                 }
             }
         }

@@ -108,7 +108,7 @@ pub(crate) fn check_fail(
 ) -> Result<(), StepError> {
     let json_hit = fail_json
         .zip(json)
-        .is_some_and(|(p, a)| matcher::json_subset(p, a).is_ok());
+        .is_some_and(|(p, a)| matcher::is_json_subset(p, a));
     if json_hit || fail_regex.iter().any(|re| re.is_match(text)) {
         return Err(server_error("the server reported an error", text));
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::matcher::{Pattern, json_subset, regex_capture, value_as_var};
+use super::matcher::{Pattern, is_json_subset, json_subset, regex_capture, value_as_var};
 use super::protocol::{Incoming, Protocol, actioncable, raw, socketio, sockjs, xmpp};
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -121,6 +121,31 @@ proptest! {
                     let _ = super::parts::check_fail(m.json.as_ref(), &m.text, Some(&pattern), &regexes);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_quick_subset_check_answers_as_the_described_one(v in json_value(), w in json_value(), keep in any::<u64>()) {
+        // A pattern that is a part of `v` (some of its keys dropped, at every depth), so the
+        // answer is often yes; `w` against `v`, mostly no.
+        fn part(v: &Value, keep: u64) -> Value {
+            match v {
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .enumerate()
+                        .filter(|(i, _)| (keep >> (i % 64)) & 1 == 1)
+                        .map(|(_, (k, x))| (k.clone(), part(x, keep.rotate_left(7))))
+                        .collect(),
+                ),
+                Value::Array(a) => Value::Array(a.iter().map(|x| part(x, keep.rotate_left(3))).collect()),
+                other => other.clone(),
+            }
+        }
+        let p = part(&v, keep);
+        for (pattern, actual) in [(&p, &v), (&v, &p), (&w, &v), (&v, &w), (&v, &v)] {
+            let described = super::matcher::subset_at(pattern, actual, &mut String::new());
+            prop_assert_eq!(is_json_subset(pattern, actual), described.is_ok(), "{} in {}", pattern, actual);
+            prop_assert_eq!(json_subset(pattern, actual), described);
         }
     }
 

@@ -51,9 +51,8 @@ pub(super) fn base_forms(secret: &str) -> Vec<String> {
     for value in encoded {
         let bytes = value.as_bytes();
         // A hex dump of what the server got (`invalid frame payload 0x546f6b…`), either case.
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        out.push(hex.to_ascii_uppercase());
-        out.push(hex);
+        out.push(hex::encode_upper(bytes));
+        out.push(hex::encode(bytes));
         for engine in [&STANDARD, &URL_SAFE] {
             let padded = engine.encode(bytes);
             let unpadded = padded.trim_end_matches('=').to_string();

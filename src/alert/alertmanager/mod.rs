@@ -243,10 +243,14 @@ pub fn build_alert(
         EventKind::Trigger => after(at, plan.hold),
     };
     let mut annotations = serde_json::Map::new();
-    annotations.insert(
-        "summary".into(),
-        json!(limits::fit_plain(&n.summary, limits::AM_SUMMARY)),
-    );
+    let fit = |max| limits::fit_line("", &n.summary, &n.probe, &n.region, max, limits::plain);
+    annotations.insert("summary".into(), json!(fit(limits::AM_SUMMARY)));
+    // Alertmanager cuts Opsgenie's message at 130 characters from the end, which drops the
+    // cause when the names are long: this one has the names cut first, for the receivers'
+    // `joincanary.short` template (deploy/alertmanager/templates/joincanary.tmpl).
+    if limits::cost(&n.summary, limits::plain) > limits::OG_MESSAGE {
+        annotations.insert("summary_short".into(), json!(fit(limits::OG_MESSAGE)));
+    }
     annotations.insert("description".into(), json!(description(n)));
     if let Some(s) = &n.failed_step {
         annotations.insert("step".into(), json!(s));

@@ -45,6 +45,35 @@ fn firing_payload() {
     );
 }
 
+/// A summary too long for Opsgenie's 130-character message (long probe and region names): a
+/// `summary_short` with the names cut first, the step and the cause kept, for the receivers'
+/// `joincanary.short` template (Alertmanager itself cuts the message from the end).
+#[test]
+fn long_names_get_a_short_summary_that_keeps_the_cause() {
+    let mut n = sample(EventKind::Trigger);
+    assert!(build_alert(&plan(), &n, &clock())[0]["annotations"]["summary_short"].is_null());
+    n.probe = format!("payments-{}-join-flow", "video-conferencing-".repeat(5));
+    n.region = "europe-west3-frankfurt-availability-zone-c".into();
+    n.summary = format!(
+        "{} failing in {}: step \"signalling\" no_match after 5.0 s: no frame matched",
+        n.probe, n.region
+    );
+    let body = build_alert(&plan(), &n, &clock());
+    let short = body[0]["annotations"]["summary_short"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        limits::cost(short, limits::plain) <= limits::OG_MESSAGE,
+        "{short}"
+    );
+    assert!(
+        short.ends_with(": step \"signalling\" no_match after 5.0 s: no frame matched"),
+        "{short}"
+    );
+    assert!(short.starts_with("payments-video-"), "{short}");
+    assert_eq!(body[0]["annotations"]["summary"], n.summary);
+}
+
 #[test]
 fn resolved_payload_ends_now() {
     let mut n = sample(EventKind::Resolve);

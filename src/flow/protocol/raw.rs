@@ -26,7 +26,7 @@ impl Protocol for Raw {
     fn decode(&mut self, frame: &str) -> Incoming {
         let json = serde_json::from_str::<Value>(frame).ok();
         if let (Some(ping), Some(j)) = (&self.ping, &json)
-            && matcher::json_subset(ping, j).is_ok()
+            && matcher::is_json_subset(ping, j)
         {
             return Incoming::Control(Vec::new());
         }
