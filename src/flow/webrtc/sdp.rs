@@ -200,6 +200,40 @@ impl Candidates {
     }
 }
 
+/// The remote answer with `a=setup:actpass` read as `a=setup:passive`: an answerer must choose
+/// (RFC 5763 §5), and one that did not leaves the choice to us; str0m would take the server's
+/// role, as for an offer, and two DTLS servers wait for each other in silence. We take the
+/// client's, as browsers' lenient paths do.
+pub(super) fn answer_setup(answer: &str) -> std::borrow::Cow<'_, str> {
+    if answer.contains("a=setup:actpass") {
+        answer.replace("a=setup:actpass", "a=setup:passive").into()
+    } else {
+        answer.into()
+    }
+}
+
+/// Our DTLS role as str0m takes it from the remote SDP's `a=setup` (the first one), and why:
+/// for a message when the handshake never completes.
+pub(super) fn dtls_role(remote: &str) -> String {
+    let setup = remote
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=setup:"))
+        .map(str::trim);
+    match setup {
+        Some(s) if s.eq_ignore_ascii_case("passive") => {
+            "the prober as DTLS client, the SFU's SDP saying a=setup:passive".to_string()
+        }
+        Some(s) if s.eq_ignore_ascii_case("active") => {
+            "the prober as DTLS server, the SFU's SDP saying a=setup:active".to_string()
+        }
+        Some(s) if s.eq_ignore_ascii_case("actpass") => {
+            "the prober as DTLS server, the SFU's SDP saying a=setup:actpass".to_string()
+        }
+        _ => "the prober as DTLS server, the SFU's SDP having no a=setup (RFC 4145: active)"
+            .to_string(),
+    }
+}
+
 /// Refuses, before anything is sent, a remote SDP this peer could only time out with, naming
 /// what it lacks: certificate fingerprints in no hash str0m checks (sha-256, sha-1) or no data channel or a refused one (the media proof is a data channel):
 /// `protocol`; an ICE-lite SFU with no candidate this prober can use (`ice`: such an SFU sends
@@ -251,6 +285,31 @@ pub(super) fn unsupported(text: &str, what: &str) -> Result<(), StepError> {
             format!(
                 "the remote SDP {what} refuses the data channel (m=application with port 0): the \
                  step proves media with data channel messages"
+            ),
+        ));
+    }
+    let setups = attr("a=setup:");
+    if let Some(hold) = setups.iter().find(|s| s.eq_ignore_ascii_case("holdconn")) {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "the remote SDP {what} says a=setup:{hold}: the SFU holds the DTLS connection \
+                 back (RFC 4145), so it cannot be made"
+            ),
+        ));
+    }
+    let lines = attr("m=").len();
+    if lines > 1
+        && !text
+            .lines()
+            .any(|l| l.trim().starts_with("a=group:BUNDLE "))
+    {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "the remote SDP {what} does not bundle its {lines} m-lines (no \
+                 a=group:BUNDLE): the step runs one ICE and DTLS transport for all of them, as \
+                 every SFU that bundles does"
             ),
         ));
     }
