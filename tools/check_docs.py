@@ -15,7 +15,8 @@ binary spells it, as a newcomer following them would find out:
 - every `JOINCANARY_*` environment variable is read somewhere (src/, or bench/ and tests/);
 - every metric named in backticks (`probe_*`, `joincanary_*`) is one the code exports, and every
   metric the code exports is a row of README's Metrics table;
-- README's table of reasons lists exactly the reasons `src/report.rs` gives a run.
+- README's table of reasons lists exactly the reasons `src/report.rs` gives a run, and its
+  Endpoints table exactly the paths `src/server.rs` routes.
 
     python3 tools/check_docs.py [--binary target/debug/joincanary]   # exit 1 on a problem
     python3 tools/check_docs.py --self-test
@@ -37,8 +38,10 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 # Top-level directories whose paths the docs name as files of this repository.
 REPO_DIRS = ("src", "tests", "probes", "config", "deploy", "docs", "bench", "tools", ".ci")
 REPO_FILES = ("README.md", "BENCHMARKS.md", "Cargo.toml", "Cargo.lock", "Dockerfile")
-# Paths the docs name that the code creates at run time, not files of the repository.
-RUNTIME_PREFIXES = ("target/", "tests/servers/synapse/.venv")
+# Paths the docs name that the code creates at run time, not files of the repository: the
+# build's, and what `.ci/setup.d` installs (a test server's virtualenv or node_modules).
+RUNTIME_PREFIXES = ("target/",)
+RUNTIME_PARTS = re.compile(r"(^|/)(\.venv|node_modules)(/|$)")
 # Flags of other programs the docs mention in joincanary-like spelling (Alertmanager's and
 # Prometheus' own), so a bare flag of this shape is ours only when not listed here.
 FOREIGN_FLAGS = {
@@ -200,7 +203,7 @@ def check(help_: Help, files: list[str] | None = None) -> list[str]:
             for token in re.split(r"[\s,;()=\"']+", code):
                 token = token.rstrip(".:")
                 m = PATH.match(token)
-                if not m or token.startswith(RUNTIME_PREFIXES):
+                if not m or token.startswith(RUNTIME_PREFIXES) or RUNTIME_PARTS.search(token):
                     continue
                 p = m.group(1).rstrip("/")
                 if "{" in p or "…" in p:
@@ -254,6 +257,20 @@ def reasons_in_code() -> set[str]:
     return set(re.findall(r'=> "([a-z_]+)"', body))
 
 
+def routes_in_code() -> set[str]:
+    """The paths the listener serves: the `.route("…"` lines of `src/server.rs`."""
+    return set(re.findall(r'\.route\("([^"]+)"', open(os.path.join(ROOT, "src", "server.rs"), encoding="utf-8").read()))
+
+
+def check_endpoints(routes: set[str], readme: str) -> list[str]:
+    """README's Endpoints table (`| path | |` rows) against the routes, both ways."""
+    table = readme.split("Endpoints (one listener):", 1)[-1].lstrip("\n").split("\n\n", 1)[0]
+    documented = {p for line in table.splitlines() if line.startswith("| `/")
+                  for p in re.findall(r"`(/[^`]*)`", line.split("|")[1])}
+    return ([f"README.md: endpoint `{p}` is served (src/server.rs) but not in the Endpoints table" for p in sorted(routes - documented)]
+            + [f"README.md: endpoint `{p}` in the Endpoints table is not served by src/server.rs" for p in sorted(documented - routes)])
+
+
 def check_tables(metrics: set[str], reasons: set[str], readme: str, files: dict[str, str]) -> list[str]:
     """Metric names in every page against the code; README's Metrics and reason tables against
     the code, both ways."""
@@ -298,6 +315,7 @@ def self_test() -> None:
         f.write("# Top\n[ok](#top) [bad](#nowhere) [gone](../docs/nope.md) [ok](../README.md#known-limits)\n"
                 "`joincanary once --probe x --formt json` `joincanary nope` `--web.listen-adress`\n"
                 "`probes/examples/none.toml` `probes/sim-join.toml` `bash bench/none.sh`\n"
+                "`tests/servers/aiortc/.venv` `tests/servers/node_modules/x`\n"
                 "`cargo test no_such_test_anywhere` `JOINCANARY_NOT_A_VARIABLE`\n")
     try:
         got = check(h, [os.path.relpath(fake, ROOT)])
@@ -318,6 +336,10 @@ def self_test() -> None:
     for w, g in zip(want, got):
         assert w in g, (w, g)
     assert {"dns", "no_match", "media"} <= reasons_in_code(), reasons_in_code()
+    table = "Endpoints (one listener):\n\n| path | |\n|---|---|\n| `/metrics` | x |\n| `/healthz`, `/gone` | y |\n\nNext"
+    got = check_endpoints({"/metrics", "/healthz", "/new"}, table)
+    assert len(got) == 2 and "`/new` is served" in got[0] and "`/gone` in the Endpoints" in got[1], got
+    assert {"/metrics", "/api/v1/status", "/"} <= routes_in_code(), routes_in_code()
     assert "probe_success" in exported_metrics()
     print("self-test: ok")
 
@@ -337,6 +359,7 @@ def main() -> int:
     problems += check_tables(exported_metrics(), reasons_in_code(),
                              open(os.path.join(ROOT, "README.md"), encoding="utf-8").read(),
                              {rel: open(os.path.join(ROOT, rel), encoding="utf-8").read() for rel in docs()})
+    problems += check_endpoints(routes_in_code(), open(os.path.join(ROOT, "README.md"), encoding="utf-8").read())
     for p in problems:
         print(p)
     print(f"docs: {len(docs())} files checked, {len(problems)} problems", file=sys.stderr)

@@ -170,7 +170,16 @@ impl Resident {
                 Ended::Stop => return,
                 Ended::Rotate => Some(ReconnectCause::Rotation),
                 Ended::Failed => {
-                    let delay = backoff.next_jittered(&mut rng);
+                    // The first attempt after a working session is the run that confirms its
+                    // failure: it waits the policy's `confirm_delay` first, as a scheduled
+                    // probe's confirming run does. A draw near 0 s would otherwise page on a
+                    // blip (a server restarting for a second: broken session, refused reopen,
+                    // two failed runs 20 ms apart). The jitter still spreads a fleet after it.
+                    let confirming = backoff.attempt() == 0;
+                    let mut delay = backoff.next_jittered(&mut rng);
+                    if confirming {
+                        delay += probe.alerting.confirm_delay;
+                    }
                     tracing::debug!(probe = %probe.name, region = %self.region, delay_ms = delay.as_millis() as u64, "resident session failed; backing off");
                     if !self.pause(delay).await {
                         return;

@@ -24,7 +24,9 @@ use tokio::time::Instant;
 
 use super::echo::{self, EchoOptions, EchoReport, Echoes, Traffic};
 use super::room::{PublishOptions, Published, Publishing, ReceiveReport, Receiving};
-use super::sdp::{Candidates, guarded, parse_sdp, route_to, sdp_refused, unsupported};
+use super::sdp::{
+    Candidates, answer_setup, dtls_role, guarded, parse_sdp, route_to, sdp_refused, unsupported,
+};
 use crate::flow::StepError;
 use crate::report::{FailureReason, Phase};
 
@@ -64,6 +66,8 @@ pub struct Peer {
     channel: Option<ChannelId>,
     /// Where the connection is (a publisher's background loop goes on from `Media`).
     stage: Stage,
+    /// Our DTLS role and the `a=setup` that gave it, for a handshake that never completes.
+    dtls_role: Option<String>,
 }
 
 /// A run's WebRTC participant, by connection name: a peer waiting to connect, or one
@@ -119,6 +123,7 @@ impl Peer {
             pending: None,
             channel: None,
             stage: Stage::Ice,
+            dtls_role: None,
         }
     }
 
@@ -159,6 +164,7 @@ impl Peer {
         let mut peer = Peer::new();
         let parsed = parse_sdp(offer, "offer", SdpOffer::from_sdp_string)?;
         unsupported(offer, "offer")?;
+        peer.dtls_role = Some(dtls_role(offer));
         let ip = match local_address {
             Some(ip) => ip,
             None => route_to(&Candidates::of(offer)).await?,
@@ -338,8 +344,10 @@ impl Peer {
     async fn take_answer(&mut self, answer: Option<&str>) -> Result<(), StepError> {
         match (self.pending.take(), answer) {
             (Some(pending), Some(answer)) => {
+                let answer = &answer_setup(answer);
                 let parsed = parse_sdp(answer, "answer", SdpAnswer::from_sdp_string)?;
                 unsupported(answer, "answer")?;
+                self.dtls_role = Some(dtls_role(answer));
                 if self.socket.is_none() {
                     let ip = route_to(&Candidates::of(answer)).await?;
                     self.gather(ip).await?;
@@ -455,7 +463,7 @@ impl Peer {
                 () = tokio::time::sleep_until(next) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(self.stage.timeout(traffic));
+                        return Err(self.stage.timeout(traffic, self.dtls_role.as_deref()));
                     }
                     if traffic.expired(now) {
                         return Ok(());
@@ -575,14 +583,21 @@ impl Stage {
         StepError::new(self.reason(), format!("{} failed: {what}", self.doing()))
     }
 
-    fn timeout<T: Traffic>(self, traffic: &T) -> StepError {
+    /// `role`: our DTLS role and the SFU's `a=setup` that gave it, named when the handshake
+    /// never completed (two servers or two clients wait for each other in silence).
+    fn timeout<T: Traffic>(self, traffic: &T, role: Option<&str>) -> StepError {
         let message = match self {
             Stage::Ice => "no ICE connectivity with the SFU's candidates (its checks and ours \
                            went unanswered)"
                 .to_string(),
-            Stage::Dtls => {
-                "ICE connected but the DTLS handshake with the SFU never completed".to_string()
-            }
+            Stage::Dtls => match role {
+                Some(role) => format!(
+                    "ICE connected but the DTLS handshake with the SFU never completed ({role})"
+                ),
+                None => {
+                    "ICE connected but the DTLS handshake with the SFU never completed".to_string()
+                }
+            },
             Stage::Media => traffic.timeout_message(),
         };
         StepError::new(self.reason(), format!("timed out: {message}"))

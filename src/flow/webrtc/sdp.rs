@@ -29,6 +29,7 @@ pub(super) fn parse_sdp<T>(
             ),
         ));
     }
+    malformed(text, what)?;
     // Signalling carries SDP in JSON, where `\r\n` may have become `\n`, and hand-built SDP
     // (an SFU's templates) may leave blanks at a line's end or blank lines: all are accepted.
     let mut normalized = String::with_capacity(text.len() + text.len() / 16);
@@ -199,6 +200,40 @@ impl Candidates {
     }
 }
 
+/// The remote answer with `a=setup:actpass` read as `a=setup:passive`: an answerer must choose
+/// (RFC 5763 §5), and one that did not leaves the choice to us; str0m would take the server's
+/// role, as for an offer, and two DTLS servers wait for each other in silence. We take the
+/// client's, as browsers' lenient paths do.
+pub(super) fn answer_setup(answer: &str) -> std::borrow::Cow<'_, str> {
+    if answer.contains("a=setup:actpass") {
+        answer.replace("a=setup:actpass", "a=setup:passive").into()
+    } else {
+        answer.into()
+    }
+}
+
+/// Our DTLS role as str0m takes it from the remote SDP's `a=setup` (the first one), and why:
+/// for a message when the handshake never completes.
+pub(super) fn dtls_role(remote: &str) -> String {
+    let setup = remote
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=setup:"))
+        .map(str::trim);
+    match setup {
+        Some(s) if s.eq_ignore_ascii_case("passive") => {
+            "the prober as DTLS client, the SFU's SDP saying a=setup:passive".to_string()
+        }
+        Some(s) if s.eq_ignore_ascii_case("active") => {
+            "the prober as DTLS server, the SFU's SDP saying a=setup:active".to_string()
+        }
+        Some(s) if s.eq_ignore_ascii_case("actpass") => {
+            "the prober as DTLS server, the SFU's SDP saying a=setup:actpass".to_string()
+        }
+        _ => "the prober as DTLS server, the SFU's SDP having no a=setup (RFC 4145: active)"
+            .to_string(),
+    }
+}
+
 /// Refuses, before anything is sent, a remote SDP this peer could only time out with, naming
 /// what it lacks: certificate fingerprints in no hash str0m checks (sha-256, sha-1) or no data channel or a refused one (the media proof is a data channel):
 /// `protocol`; an ICE-lite SFU with no candidate this prober can use (`ice`: such an SFU sends
@@ -253,6 +288,31 @@ pub(super) fn unsupported(text: &str, what: &str) -> Result<(), StepError> {
             ),
         ));
     }
+    let setups = attr("a=setup:");
+    if let Some(hold) = setups.iter().find(|s| s.eq_ignore_ascii_case("holdconn")) {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "the remote SDP {what} says a=setup:{hold}: the SFU holds the DTLS connection \
+                 back (RFC 4145), so it cannot be made"
+            ),
+        ));
+    }
+    let lines = attr("m=").len();
+    if lines > 1
+        && !text
+            .lines()
+            .any(|l| l.trim().starts_with("a=group:BUNDLE "))
+    {
+        return Err(StepError::new(
+            FailureReason::Protocol,
+            format!(
+                "the remote SDP {what} does not bundle its {lines} m-lines (no \
+                 a=group:BUNDLE): the step runs one ICE and DTLS transport for all of them, as \
+                 every SFU that bundles does"
+            ),
+        ));
+    }
     if text.lines().any(|l| l.trim() == "a=ice-lite")
         && let Some(why) = Candidates::of(text).none_usable()
     {
@@ -301,6 +361,82 @@ pub(super) async fn route_to(remote: &Candidates) -> Result<IpAddr, StepError> {
              set `local_address` to offer one of ours)",
         ),
     })
+}
+
+/// The bytes of a sha-256 certificate fingerprint (RFC 8122 §5).
+const SHA256_BYTES: usize = 32;
+
+/// Refuses what no SDP may hold, whoever wrote it, with `protocol` before anything is sent
+/// (issue 17: everything from outside is checked): a sha-256 certificate fingerprint (the hash
+/// every browser sends, and the one the step checks) that is not 32 hex pairs (fingerprints in
+/// other hashes are `unsupported`'s, or str0m's, to judge); candidate lines none of which is well-formed (a port
+/// outside 1–65535, a component or priority that is not a number, `typ` missing). Before,
+/// the step took such an SDP and then waited out ICE or DTLS, blaming the network. One bad
+/// candidate among good ones is dropped, as browsers drop it.
+fn malformed(text: &str, what: &str) -> Result<(), StepError> {
+    let refuse = |why: String| {
+        Err(StepError::new(
+            FailureReason::Protocol,
+            format!("the remote SDP {what} is malformed: {why}"),
+        ))
+    };
+    for line in text.lines().map(str::trim) {
+        let Some(value) = line.strip_prefix("a=fingerprint:") else {
+            continue;
+        };
+        let (hash, digest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        if !hash.eq_ignore_ascii_case("sha-256") {
+            continue;
+        }
+        let pairs: Vec<&str> = digest.trim().split(':').collect();
+        let hex = pairs
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !hex || pairs.len() != SHA256_BYTES {
+            return refuse(format!(
+                "its a=fingerprint sha-256 is {}, not {SHA256_BYTES} bytes as hex pairs",
+                if hex {
+                    format!("{} bytes", pairs.len())
+                } else {
+                    format!("`{}`", quote(digest.trim(), 40))
+                }
+            ));
+        }
+    }
+    let (mut seen, mut first_bad) = (0usize, None);
+    for candidate in text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+    {
+        seen += 1;
+        // foundation component transport priority address port typ type
+        let f: Vec<&str> = candidate.split_whitespace().take(8).collect();
+        let port_ok = f
+            .get(5)
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_some_and(|p| p > 0);
+        let numbers_ok = f.get(1).is_some_and(|c| c.parse::<u16>().is_ok())
+            && f.get(3).is_some_and(|p| p.parse::<u32>().is_ok());
+        if port_ok && numbers_ok && f.get(6) == Some(&"typ") && f.len() == 8 {
+            return Ok(());
+        }
+        first_bad.get_or_insert_with(|| {
+            if port_ok {
+                "fields missing or not numbers".to_string()
+            } else {
+                format!(
+                    "port `{}` is not 1 to 65535",
+                    quote(f.get(5).copied().unwrap_or_default(), 24)
+                )
+            }
+        });
+    }
+    match first_bad {
+        Some(why) => refuse(format!(
+            "none of its {seen} ICE candidates is well-formed (the first: {why})"
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -15,12 +15,17 @@ const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// The far end: str0m as the SFU's ICE agent is (`lite`), with a host candidate on loopback.
 async fn far_end(lite: bool) -> Peer {
+    far_end_on(LOOPBACK, lite).await
+}
+
+/// [`far_end`] with its host candidate on `ip`.
+async fn far_end_on(ip: IpAddr, lite: bool) -> Peer {
     let mut far = Peer::new();
     far.rtc = Rtc::builder()
         .set_ice_lite(lite)
         .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
         .build(std::time::Instant::now());
-    far.gather(LOOPBACK).await.unwrap();
+    far.gather(ip).await.unwrap();
     far
 }
 
@@ -447,8 +452,108 @@ async fn an_sdp_without_a_data_channel_or_refusing_ours_fails_with_protocol() {
     assert_refused(result, FailureReason::Protocol, "no data channel");
 }
 
+#[tokio::test]
+async fn the_dtls_roles_of_an_answer_are_taken_or_refused_by_name() {
+    // An answerer must choose active or passive; one that says actpass leaves the choice to
+    // us, and we take the client's role (str0m alone would wait as a server, as the SFU does).
+    assert_echoed(
+        answered_by(false, Setup::Passive, |s| {
+            s.replace("a=setup:passive", "a=setup:actpass")
+        })
+        .await,
+        "an answer saying actpass",
+    );
+    let result = answered_by(true, Setup::Passive, |s| {
+        s.replace("a=setup:passive", "a=setup:holdconn")
+    })
+    .await;
+    assert_refused(result, FailureReason::Protocol, "a=setup:holdconn");
+    // No a=setup means active (RFC 4145): this far end is passive all the same, so both wait
+    // as servers; the timeout says which role we took and why.
+    let (result, phases) = answered_by(true, Setup::Passive, |s| {
+        s.replace("a=setup:passive\r\n", "")
+    })
+    .await;
+    let e = result.unwrap_err();
+    assert_eq!(e.reason, FailureReason::Dtls, "{e:?}");
+    assert!(
+        e.message
+            .contains("the prober as DTLS server, the SFU's SDP having no a=setup"),
+        "{e:?}"
+    );
+    assert!(phases.contains_key(&Phase::Dtls), "{phases:?}");
+}
+
+#[tokio::test]
+async fn an_offer_whose_m_lines_are_not_bundled_fails_with_protocol() {
+    let result = offered_by(true, &[MediaKind::Audio, MediaKind::Video], |s| {
+        s.lines()
+            .filter(|l| !l.starts_with("a=group:BUNDLE"))
+            .map(|l| format!("{l}\r\n"))
+            .collect()
+    })
+    .await;
+    assert_refused(
+        result,
+        FailureReason::Protocol,
+        "does not bundle its 3 m-lines",
+    );
+}
+
+/// An SFU announcing only an IPv6 candidate (`::1` here): the prober's host candidate takes
+/// the IPv6 route, both ways.
+#[tokio::test]
+async fn an_sfu_with_only_an_ipv6_candidate_is_reached_over_ipv6() {
+    let v6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    if std::net::UdpSocket::bind((v6, 0)).is_err() {
+        // A kernel without IPv6 (`ipv6.disable=1`): nothing to route; said, not hidden.
+        eprintln!("skipped: no IPv6 on this host (::1 cannot be bound)");
+        return;
+    }
+    let (mut ours, offer) = Peer::offer(None).await.unwrap();
+    let mut far = far_end_on(v6, true).await;
+    let answer = far
+        .rtc
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+        .unwrap()
+        .to_sdp_string();
+    assert!(answer.contains(" ::1 "), "{answer}");
+    let result = connect_both(&mut ours, Some(&jitsi_v6(&answer)), &mut far).await;
+    assert_echoed(result, "IPv6 answer");
+    assert!(
+        ours.socket.as_ref().is_some_and(|(_, a)| a.is_ipv6()),
+        "{ours:?}"
+    );
+}
+
+/// JVB's shape with the IPv6 `c=` line its m-lines carry for an IPv6 candidate.
+fn jitsi_v6(sdp: &str) -> String {
+    let udp = first_udp(sdp);
+    jitsi(sdp).replace(
+        &format!("c=IN IP4 {}", udp.ip()),
+        &format!("c=IN IP6 {}", udp.ip()),
+    )
+}
+
+/// `sdp` with the media-level lines that `moved` picks written once, at session level.
+fn to_session_level(sdp: &str, moved: impl Fn(&str) -> bool) -> String {
+    let mut seen = std::collections::BTreeSet::new();
+    let session: String = sdp
+        .lines()
+        .filter(|l| moved(l) && seen.insert(l.to_string()))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let without: String = sdp
+        .lines()
+        .filter(|l| !moved(l))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    after(&without, "t=", &session)
+}
+
 /// One harmless change an SFU's SDP may carry, by number (see [`decorate`]).
-const DECORATIONS: u8 = 9;
+const DECORATIONS: u8 = 10;
 
 /// Applies decoration `which` to `sdp`: each is written by one SFU or another and must not
 /// stop the connection.
@@ -458,20 +563,8 @@ fn decorate(sdp: &str, which: u8) -> String {
         1 => jitsi(sdp),
         2 => pion(sdp),
         3 => mediasoup(sdp),
-        // The session-level fingerprint (Janus, older JVB).
-        4 => {
-            let fingerprint = sdp
-                .lines()
-                .find(|l| l.starts_with("a=fingerprint:"))
-                .map(|l| format!("{l}\r\n"))
-                .unwrap_or_default();
-            let without: String = sdp
-                .lines()
-                .filter(|l| !l.starts_with("a=fingerprint:"))
-                .map(|l| format!("{l}\r\n"))
-                .collect();
-            after(&without, "t=", &fingerprint)
-        }
+        // The fingerprint at session level (Janus, older JVB).
+        4 => to_session_level(sdp, |l| l.starts_with("a=fingerprint:")),
         // `rtcp-mux-only`, `msid-semantic` with a stream, an unknown attribute.
         5 => after(
             sdp,
@@ -487,6 +580,10 @@ fn decorate(sdp: &str, which: u8) -> String {
         7 => sdp
             .replace(" ufrag ", " generation 0 ufrag ")
             .replace(" typ host", " typ host network-cost 10"),
+        // ICE credentials at session level (one ICE agent for the bundle).
+        8 => to_session_level(sdp, |l| {
+            l.starts_with("a=ice-ufrag:") || l.starts_with("a=ice-pwd:")
+        }),
         // An IPv6 candidate nothing answers at, written first.
         _ => around_candidates(
             sdp,
