@@ -642,6 +642,93 @@ def section_syscalls(sim, a, out):
                       flush=True)
 
 
+ALLOCATORS = ("malloc", "calloc", "realloc")
+
+
+def callgrind_counts(path):
+    """(instructions, {allocator: calls}) of one callgrind dump: the `summary:` line and the
+    `calls=` lines under a `cfn=` naming malloc, calloc or realloc (a name is given once, with
+    its id, in an `fn=` or `cfn=` line, and by the id alone after that)."""
+    names, cfn, total, calls = {}, None, 0, dict.fromkeys(ALLOCATORS, 0)
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?", line)
+            if m:
+                if m.group(3):
+                    names[m.group(2)] = m.group(3).strip()
+                if m.group(1):
+                    cfn = names.get(m.group(2))
+            elif line.startswith("calls=") and cfn in calls:
+                calls[cfn] += int(line.split("=", 1)[1].split()[0])
+            elif line.startswith(("summary:", "totals:")):
+                total = int(line.split()[1])
+    return total, calls
+
+
+def section_instructions(sim, a, out):
+    """What a flow executes, free of the machine's load: each build runs the full join flow at
+    `a.rate` spread flows/s under valgrind's callgrind (every thread, user space only: no
+    kernel, no sleeps), its counters zeroed after the warm-up and dumped after the window.
+    Instructions and heap allocations (malloc, calloc, realloc) per flow; the same count on
+    any machine, so a change of a few per cent shows where CPU windows cannot resolve it
+    (valgrind runs the prober about 50 times slower, so a build's window has its flows but not
+    its timing)."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        print("instructions: valgrind is not installed; skipped", flush=True)
+        return
+    out["instructions"] = {}
+    first = None
+    for name, binary in builds(a):
+        tmp = tempfile.mkdtemp(prefix="jc-bench-cg-")
+        dump = os.path.join(tmp, "callgrind.out")
+        wrapper = os.path.join(tmp, "joincanary")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={dump} "
+                    f"--dump-instr=no {binary} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        svc = h.Service(flow_probes(sim, a.rate), every_second(a.rate), bin=wrapper)
+        try:
+            time.sleep(3 * WARMUP)  # valgrind's start-up translates the code first
+            load = h.loadavg()
+            subprocess.run(["callgrind_control", "-z", str(svc.proc.pid)], capture_output=True,
+                           timeout=60)
+            m0 = svc.metrics()
+            time.sleep(a.window)
+            subprocess.run(["callgrind_control", "-d", str(svc.proc.pid)], capture_output=True,
+                           timeout=60)
+            m1 = svc.metrics()
+        finally:
+            svc.stop()
+        # The dump asked for is the first numbered one; the last is written at exit.
+        dumps = sorted(p for p in os.listdir(tmp) if re.fullmatch(r"callgrind\.out\.\d+", p))
+        if not dumps:
+            print(f"  {name}: callgrind wrote no dump; skipped", flush=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            continue
+        total, calls = callgrind_counts(os.path.join(tmp, dumps[0]))
+        shutil.rmtree(tmp, ignore_errors=True)
+        # The scrapes bracket the zeroing and the dump: a flow or two either side.
+        flows = runs_in(m1) - runs_in(m0)
+        failed = flows - (runs_in(m1, "success") - runs_in(m0, "success"))
+        n = max(flows, 1)
+        row = {"instructions_per_flow": total / n, "allocs_per_flow": sum(calls.values()) / n,
+               "by_allocator": {k: v / n for k, v in calls.items()}, "flows": flows,
+               "failed": failed, "load": load}
+        out["instructions"][name] = row
+        ratio = ""
+        if first is None:
+            first = row
+        else:
+            ratio = (f"; / {builds(a)[0][0]}: instructions "
+                     f"{row['instructions_per_flow'] / first['instructions_per_flow']:.2f}, "
+                     f"allocations {row['allocs_per_flow'] / max(first['allocs_per_flow'], 1):.2f}")
+        print(f"  {name}: {row['instructions_per_flow'] / 1000:.0f}k instructions and "
+              f"{row['allocs_per_flow']:.0f} allocations per flow (" + ", ".join(
+                  f"{k} {v:.0f}" for k, v in row["by_allocator"].items()) +
+              f"; callgrind, user space, every thread; {flows:.0f} flows at {a.rate}/s, "
+              f"{failed:.0f} failed; load {load:.1f}){ratio}", flush=True)
+
+
 def once_runs(config, n):
     res = []
     for _ in range(n):
@@ -846,10 +933,12 @@ def section_binary(a, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true",
-                    help="about 2 minutes before and after a change: the headline (HTTP probe, "
-                    "flow at 20/s, blackbox) and syscalls per flow, 3 rounds of 10 s")
+                    help="about 4 minutes before and after a change: the headline (HTTP probe, "
+                    "flow at 20/s, blackbox), syscalls per flow, 3 rounds of 10 s, and "
+                    "instructions and allocations per flow (callgrind)")
     ap.add_argument("--sections",
-                    default="binary,http,flow,syscalls,profile,resident,timing,metrics,ceiling")
+                    default="binary,http,flow,syscalls,instructions,profile,resident,timing,"
+                    "metrics,ceiling")
     ap.add_argument("--rate", type=int, default=20, help="HTTP probes per second, both tools")
     ap.add_argument("--window", type=float, default=20, help="seconds per measured window")
     ap.add_argument("--rounds", type=int, default=3)
@@ -879,7 +968,7 @@ def main():
     ap.add_argument("--json", help="also write every figure to this file")
     a = ap.parse_args()
     if a.quick:
-        a.sections, a.window, a.rounds, a.strace_seconds = "http,syscalls", 10, 3, 10
+        a.sections, a.window, a.rounds, a.strace_seconds = "http,syscalls,instructions", 10, 3, 10
         a.no_idle = True
     if a.compare:
         h.BIN = a.compare[-1][1]
@@ -909,6 +998,8 @@ def main():
             section_profile(sim, a, out)
         elif s == "watch":
             section_watch(sim, a, out)
+        elif s == "instructions":
+            section_instructions(sim, a, out)
         else:
             raise SystemExit(f"unknown section {s}")
     print(f"load average at the end: {h.loadavg():.2f}", flush=True)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Cost and accuracy side by side with Debian's prometheus-blackbox-exporter, in one run.
-#   bash bench/cost.sh --quick      # ~3 minutes, before and after a change: CPU per HTTP probe and
-#                                   # per join flow at 20/s beside blackbox, syscalls per flow
-#   bash bench/cost.sh [--sections binary,http,flow,syscalls,profile,resident,timing,metrics,ceiling]
+#   bash bench/cost.sh --quick      # ~4 minutes, before and after a change: CPU per HTTP probe and
+#                                   # per join flow at 20/s beside blackbox, syscalls per flow,
+#                                   # instructions and allocations per flow
+#   bash bench/cost.sh [--sections binary,http,flow,syscalls,instructions,profile,resident,timing,
+#                                  metrics,ceiling]
 #                      [--rounds 3] [--window 20] [--json FILE]   # everything, one run
 #   bash bench/cost.sh --quick --compare before=/tmp/jc-old,after=target/release/joincanary
 # --compare NAME=BIN[,NAME=BIN...] measures several builds in the same run: in the http, flow and
@@ -24,7 +26,10 @@
 # Every joincanary window also splits its CPU and sleeps (voluntary context switches, each one
 # wake-up) per run by thread: the probe thread(s), the service's main thread, the others.
 # Context switches per flow come from `perf stat`, the profile section from `perf record` (the
-# kernel / libc / joincanary shares of the service's CPU and the functions above 1 %).
+# kernel / libc / joincanary shares of the service's CPU and the functions above 1 %). The
+# instructions section runs each build under valgrind's callgrind for one window: user-space
+# instructions and heap allocations per flow, counts the machine's load does not move, so a
+# change of a few per cent that CPU windows (10-25 % apart) cannot resolve still shows.
 # Prints figures (each with its load average); installs what it needs (strace too); loopback
 # only; stops everything it starts.
 set -euo pipefail

@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need=()
 for pair in redis-server:redis-server redis-cli:redis-tools \
             prometheus-blackbox-exporter:prometheus-blackbox-exporter python3:python3 curl:curl \
-            strace:strace; do
+            strace:strace valgrind:valgrind; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

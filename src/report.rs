@@ -395,6 +395,26 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// `word` with its indefinite article, for messages naming a kind, scheme or protocol:
+/// `a ws_send`, `an http`, `an xmpp`, `an actioncable`. A leading vowel takes "an"; so does a
+/// leading run of letters without vowels (read out letter by letter: `http`, `xmpp`, `smtp`)
+/// when its first letter's name opens with a vowel sound (eff, aitch, ell, em, en, ar, ess, ex).
+pub fn with_article(word: &str) -> String {
+    let head: String = word
+        .trim_start_matches('`')
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let vowel = |c: char| "aeiouy".contains(c);
+    let an = match head.chars().next() {
+        Some(c) if vowel(c) => true,
+        Some(c) => !head.chars().any(vowel) && "fhlmnrsx".contains(c),
+        None => false,
+    };
+    format!("{} {word}", if an { "an" } else { "a" })
+}
+
 /// The longest duration read back from JSON (the status history on disk, a peer's status): a
 /// run never lasts longer than a configured duration may be.
 pub const MAX_READ_DURATION: Duration = crate::diag::MAX_DURATION;
@@ -512,6 +532,27 @@ mod phase_millis {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kind_names_take_the_right_article() {
+        for (word, want) in [
+            ("http", "an http"),
+            ("http_json", "an http_json"),
+            ("xmpp", "an xmpp"),
+            ("`xmpp`", "an `xmpp`"),
+            ("actioncable", "an actioncable"),
+            ("ws_send", "a ws_send"),
+            ("redis", "a redis"),
+            ("sockjs", "a sockjs"),
+            ("socketio", "a socketio"),
+            ("webrtc", "a webrtc"),
+            ("turn", "a turn"),
+            ("raw", "a raw"),
+            ("STUN", "a STUN"),
+        ] {
+            assert_eq!(super::with_article(word), want);
+        }
+    }
+
     /// A log line's `duration_ms` reads `12.3`, not `12.345678901234567`.
     #[test]
     fn logged_milliseconds_keep_one_decimal() {

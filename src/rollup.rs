@@ -155,7 +155,12 @@ pub fn windows(hours: &VecDeque<HourBucket>, now: DateTime<Utc>) -> Windows {
 pub fn sanitize(hours: &mut VecDeque<HourBucket>) {
     let mut clean: VecDeque<HourBucket> = VecDeque::with_capacity(hours.len().min(HOURS));
     for b in hours.iter() {
-        if b.t.rem_euclid(HOUR) != 0 || clean.back().is_some_and(|last| last.t >= b.t) {
+        // An hour chrono cannot date (beyond ±262,000 years) is no run's, and `t + HOUR`
+        // below and in `data_since` would overflow at the ends of `i64`.
+        if b.t.rem_euclid(HOUR) != 0
+            || b.start().is_none()
+            || clean.back().is_some_and(|last| last.t >= b.t)
+        {
             continue;
         }
         let finite = |v: f64| {
@@ -310,5 +315,34 @@ mod tests {
                 .iter()
                 .all(|b| b.ok <= b.n && b.ms <= MAX_MS && b.max == 0.0 && b.first == 0)
         );
+    }
+
+    /// Hours at the ends of `i64` (whole hours, so they pass the alignment check) from a peer
+    /// or the history file: before, `t + HOUR` overflowed in `sanitize` (a panic in a debug
+    /// build) and `data_since`'s clamp panicked on the wrapped bound in any build, taking down
+    /// the status page's request. Now such hours are dropped; the rest are kept.
+    #[test]
+    fn hours_at_the_ends_of_time_are_dropped_not_overflowed() {
+        let last = i64::MAX - i64::MAX.rem_euclid(HOUR);
+        let first = i64::MIN + (HOUR - i64::MIN.rem_euclid(HOUR));
+        let now = DateTime::from_timestamp(1_790_000_000 - 1_790_000_000 % HOUR, 0).unwrap();
+        let mut hours: VecDeque<HourBucket> = [first, -HOUR, now.timestamp(), last]
+            .into_iter()
+            .map(|t| HourBucket {
+                t,
+                n: 1,
+                ok: 1,
+                ms: 5.0,
+                max: 5.0,
+                first: t.wrapping_add(1),
+            })
+            .collect();
+        sanitize(&mut hours);
+        let kept: Vec<i64> = hours.iter().map(|b| b.t).collect();
+        assert_eq!(kept, [-HOUR, now.timestamp()]);
+        for b in &hours {
+            b.data_since();
+        }
+        assert_eq!(windows(&hours, now).week.runs, 1);
     }
 }

@@ -213,6 +213,44 @@ fn sim_prints_its_address_first_and_serves() {
     }
 }
 
+/// Seen in a trial: the shipped probe reads `SIM_USERNAME` and `SIM_PASSWORD`, the sim read
+/// only the password, so `SIM_USERNAME=alice` made the probe fail against a sim started in the
+/// same environment. One environment now sets both sides.
+#[test]
+fn the_sim_and_the_shipped_probe_read_the_same_credentials_from_the_environment() {
+    let creds = [("SIM_USERNAME", "alice"), ("SIM_PASSWORD", "pw-for-alice")];
+    let mut child = Command::new(binary())
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .envs(creds)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim_end()
+        .trim_start_matches("listening on ")
+        .to_string();
+    let out = Command::new(binary())
+        .current_dir(support::root())
+        .env_remove("JOINCANARY_CONFIG")
+        .env("SIM_URL", &url)
+        .envs(creds)
+        .args(["once", "--config", "config/joincanary.toml"])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_runs_the_shipped_probe_and_serves_metrics() {
     let mut child = Command::new(binary())

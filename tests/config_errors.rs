@@ -38,7 +38,7 @@ fn wrong_scheme_is_rejected() {
     let errs = errors_for(&format!("{HEAD}url = \"ftp://h/x\"\n"), &[]);
     assert_eq!(
         errs,
-        ["probes/p.toml:5:7: steps[0].url: `ftp://h/x` must be a http or https URL with a host"]
+        ["probes/p.toml:5:7: steps[0].url: `ftp://h/x` must be an http or https URL with a host"]
     );
 }
 
@@ -88,7 +88,7 @@ fn key_that_does_not_apply_to_the_kind() {
     assert_eq!(
         errs,
         [
-            "probes/p.toml:6:8: steps[0].text: `text` does not apply to a http step (it is a key of ws_send)"
+            "probes/p.toml:6:8: steps[0].text: `text` does not apply to an http step (it is a key of ws_send)"
         ]
     );
 }
@@ -568,7 +568,7 @@ fn webrtc_steps_say_which_key_is_wrong() {
     assert_eq!(
         errors_for(&format!("{HEAD}url = \"http://h/\"\necho = 3\n"), &[]),
         [
-            "probes/p.toml:6:8: steps[0].echo: `echo` does not apply to a http step (it is a key of webrtc)"
+            "probes/p.toml:6:8: steps[0].echo: `echo` does not apply to an http step (it is a key of webrtc)"
         ]
     );
 }

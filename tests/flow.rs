@@ -213,7 +213,7 @@ url = "{{{{base}}}}ws?token={{{{token}}}}"
     assert_eq!(run.reason, Some(FailureReason::Protocol));
     assert_eq!(
         run.error.as_deref(),
-        Some("`ftp://127.0.0.1:1/api/login` is not a http or https URL with a host")
+        Some("`ftp://127.0.0.1:1/api/login` is not an http or https URL with a host")
     );
     sim.shutdown().await;
 }

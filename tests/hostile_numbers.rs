@@ -1,6 +1,7 @@
 //! Issue 17, numbers from outside: a huge duration in the config is a `check` error with its
 //! range; a peer's or the history file's `duration_ms: 1e300` costs the document it came in
-//! (the peer is shown unreachable, the history starts empty), never a task or the process.
+//! (the peer is shown unreachable, the history starts empty), never a task or the process; a
+//! peer's hourly roll-ups dated at the ends of `i64` are dropped, and the page answers.
 
 use std::time::Duration;
 
@@ -8,6 +9,27 @@ use crate::support::{Service, TempConfig, fast_sim_probe, start_sim};
 
 const PROBE: &str =
     "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+
+/// `run` with a sim probe that has run once and a peer answering `/api/v1/status` with `doc`
+/// (the config kept while the service runs).
+async fn with_peer(doc: serde_json::Value) -> (Service, joincanary::sim::SimServer, TempConfig) {
+    let peer = crate::support::serve_router(axum::Router::new().route(
+        "/api/v1/status",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc) }
+        }),
+    ))
+    .await;
+    let sim = start_sim().await;
+    let cfg = TempConfig::new(
+        &format!("peers = [\"http://{peer}\"]\n"),
+        &[("sim.toml", &fast_sim_probe(&sim.base_url()))],
+    );
+    let svc = Service::start(cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"))).await;
+    crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
+    (svc, sim, cfg)
+}
 
 /// Before: `check` passed it and the run consumer panicked on the first run (`DateTime -
 /// TimeDelta` overflowed), so runs stopped being recorded while `/-/ready` said 200.
@@ -37,21 +59,7 @@ async fn a_peer_with_a_huge_duration_is_shown_unreachable_and_the_page_answers()
                          "failed_step": null, "reason": null}],
         }],
     });
-    let peer = crate::support::serve_router(axum::Router::new().route(
-        "/api/v1/status",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc) }
-        }),
-    ))
-    .await;
-    let sim = start_sim().await;
-    let cfg = TempConfig::new(
-        &format!("peers = [\"http://{peer}\"]\n"),
-        &[("sim.toml", &fast_sim_probe(&sim.base_url()))],
-    );
-    let svc = Service::start(cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"))).await;
-    crate::support::wait_probe_runs(&svc.base, "sim-join", 1).await;
+    let (svc, sim, _cfg) = with_peer(doc).await;
     let page = tokio::time::timeout(Duration::from_secs(10), async {
         crate::support::get_text(&svc.base, "/").await
     })
@@ -61,6 +69,48 @@ async fn a_peer_with_a_huge_duration_is_shown_unreachable_and_the_page_answers()
     assert!(page.contains("out of range"), "{page}");
     // The process is still whole: its own status answers and it stops cleanly.
     assert_eq!(crate::support::status(&svc.base).await["ready"], true);
+    svc.stop().await;
+    sim.shutdown().await;
+}
+
+/// A peer's hourly roll-ups dated at the ends of `i64` (whole hours, so they pass the
+/// alignment check): `t + 3600` overflowed, and "data since" panicked on the wrapped bound in
+/// any build, so `GET /` answered 500 for as long as the peer sent them. Now those hours are
+/// dropped and the peer's card and chart are drawn from the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_hours_at_the_ends_of_time_are_dropped_and_the_page_answers() {
+    const HOUR: i64 = 3600;
+    let last = i64::MAX - i64::MAX.rem_euclid(HOUR);
+    let first = i64::MIN + (HOUR - i64::MIN.rem_euclid(HOUR));
+    let now = chrono::Utc::now().timestamp();
+    let hour = now - now.rem_euclid(HOUR);
+    let bucket = |t: i64| {
+        serde_json::json!({"t": t, "n": 4_000_000_000u32, "ok": 4_000_000_000u32,
+                           "ms": 1e308, "max": -1e308, "first": t.wrapping_add(1)})
+    };
+    let doc = serde_json::json!({
+        "region": "far",
+        "ready": true,
+        "probes": [{
+            "probe": "sim-join",
+            "hourly": [bucket(first), bucket(hour - HOUR), bucket(hour), bucket(last)],
+        }],
+    });
+    let (svc, sim, _cfg) = with_peer(doc).await;
+    let page = tokio::time::timeout(Duration::from_secs(10), async {
+        reqwest::get(format!("{}/", svc.base)).await.unwrap()
+    })
+    .await
+    .expect("GET / answers");
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("far"), "the peer's region is shown: {page}");
+    assert!(!page.contains("unreachable since"), "{page}");
+    let metrics = crate::support::get_text(&svc.base, "/metrics").await;
+    assert!(
+        metrics.contains("joincanary_task_restarts_total{region=\"test\",task=\"http\"} 0"),
+        "no handler panicked: {metrics}"
+    );
     svc.stop().await;
     sim.shutdown().await;
 }

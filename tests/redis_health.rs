@@ -324,7 +324,7 @@ fn bad_redis_and_http_json_keys_are_rejected_with_their_line() {
     assert_eq!(
         errs,
         [
-            "probes/p.toml:5:12: steps[0].password: `password` does not apply to a http step (it is a key of redis)"
+            "probes/p.toml:5:12: steps[0].password: `password` does not apply to an http step (it is a key of redis)"
         ]
     );
     let errs = errors_for("[[steps]]\nname = \"j\"\nkind = \"http_json\"\nurl = \"http://h/\"\n");

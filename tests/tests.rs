@@ -55,4 +55,5 @@ mod turn_hostile;
 mod web_config;
 mod webrtc;
 mod webrtc_aiortc;
+mod webrtc_hostile;
 mod webrtc_room;

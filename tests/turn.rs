@@ -540,16 +540,7 @@ async fn trace_logs_of_a_turn_run_hold_no_secret() {
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
     assert!(log.contains("turn_auth"), "{log}");
-    let mut secrets = vec![SECRET.to_string(), WRONG.to_string()];
-    // The derived REST password, for any expiry the run can have computed.
-    for expiry in now + 3590..now + 3630 {
-        secrets.push(rest_credential(SECRET, "traced", expiry).1);
-    }
-    for secret in &secrets {
-        if let Some(found) = crate::secrets::leak(&log, secret) {
-            panic!("{secret} as {found:?} in:\n{log}");
-        }
-    }
+    assert_no_turn_secret(&log, WRONG, now + 3590..now + 3630, Vec::new());
     assert_released(&server).await;
 }
 
@@ -594,7 +585,6 @@ async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_from_a_join_reply_are_secrets_of_the_run() {
     use axum::{Json, Router, http::StatusCode, routing::get, routing::post};
-    use md5::Digest as _;
     let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
     let peer = peer().await;
     let expiry = chrono::Utc::now().timestamp() + 600;
@@ -665,13 +655,7 @@ async fn credentials_from_a_join_reply_are_secrets_of_the_run() {
     assert!(log.contains("turn_auth"), "{log}");
     assert!(log.contains("cleanup step failed"), "{log}");
     assert!(log.contains("bad request: "), "the echo is quoted: {log}");
-    let key = |user: &str, pass: &str| {
-        let digest = md5::Md5::digest(format!("{user}:{}:{pass}", coturn::REALM).as_bytes());
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let key = long_term_key;
     for secret in [
         pass.clone(),
         other_pass.clone(),
@@ -683,6 +667,114 @@ async fn credentials_from_a_join_reply_are_secrets_of_the_run() {
         }
     }
     assert_released(&server).await;
+}
+
+/// The long-term key (RFC 8489 §9.2.2: MD5 of `user:realm:password`, hex) of a credential on
+/// the test's coturn.
+fn long_term_key(user: &str, pass: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(format!("{user}:{}:{pass}", coturn::REALM).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `run` (the service, not `once`) at `--log.level trace` with the STUN/TURN crates at trace
+/// too: a `turn` step with a REST credential (passing), one with a refused static credential
+/// (failing, so the run pages), and an Alertmanager pager reached with basic auth in its URL.
+/// Once the page is taken, the whole log holds none of the REST secret, the HMAC passwords it
+/// derived, either long-term key, the refused credential, the pager's password or its
+/// `Authorization` value, in any encoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_of_run_with_turn_steps_and_an_alertmanager_pager_hold_no_secret() {
+    use crate::support::receiver::Receiver;
+    use base64::Engine as _;
+    const WRONG: &str = "refused-cred-7a2c";
+    const AM_PASS: &str = "am-basic-pass-5d1";
+    let server = server(Auth::Secret(SECRET.to_string()), &[]).await;
+    let peer = peer().await;
+    let am = Receiver::statuses(&[], 200).await;
+    let am_url = am
+        .url()
+        .replace("http://", &format!("http://ops:{AM_PASS}@"));
+    let probe = format!(
+        "schedule = \"*/5 * * * * *\"\ntimeout = \"4s\"\n\n\
+         [[steps]]\nname = \"rest\"\nkind = \"turn\"\nurl = \"{}\"\nsecret = \"${{TURN_SECRET}}\"\n\
+         username = \"traced\"\npeer = \"{}\"\ntimeout = \"1500ms\"\n\n\
+         [[steps]]\nname = \"refused\"\nkind = \"turn\"\nurl = \"{}\"\nusername = \"traced\"\n\
+         credential = \"{WRONG}\"\ntimeout = \"1500ms\"\n",
+        server.udp_url(),
+        peer.addr(),
+        server.tcp_url(),
+    );
+    let cfg = TempConfig::new(
+        "[alerting]\nconfirm_delay = \"200ms\"\nfailure_threshold = 1\n\
+         [[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"${AM_URL}\"\n",
+        &[("t.toml", &probe)],
+    );
+    let started = chrono::Utc::now().timestamp();
+    let running = tokio::task::block_in_place(|| {
+        crate::support::running::Running::start_with(
+            &cfg.path,
+            &["--log.level", "trace,turn_types=trace,stun_types=trace"],
+            &[("TURN_SECRET", SECRET), ("AM_URL", &am_url)],
+        )
+    });
+    let paged =
+        crate::support::holds_within(Duration::from_secs(30), Duration::from_millis(100), || {
+            am.requests().iter().any(|r| {
+                r.body[0]["labels"]["alertname"] == "JoinFlowFailing"
+                    && r.headers.contains_key("authorization")
+            })
+        })
+        .await;
+    let log = running.log();
+    drop(running);
+    let ended = chrono::Utc::now().timestamp();
+    assert!(
+        paged,
+        "the refused credential paged the Alertmanager: {log}"
+    );
+    assert!(log.contains("turn_auth"), "{log}");
+    assert!(
+        log.contains("level=trace") || log.contains("level=debug"),
+        "{log}"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("ops:{AM_PASS}"));
+    assert_no_turn_secret(
+        &log,
+        WRONG,
+        started + 3590..ended + 3610,
+        vec![AM_PASS.to_string(), basic],
+    );
+    assert_released(&server).await;
+}
+
+/// `log` holds, in no encoding, the REST secret, the refused credential `wrong` (user
+/// `traced`) or its long-term key, any REST credential of user `traced` expiring in
+/// `expiries` (an hour from a run's start) or its long-term key, nor any of `more`.
+fn assert_no_turn_secret(
+    log: &str,
+    wrong: &str,
+    expiries: std::ops::Range<i64>,
+    more: Vec<String>,
+) {
+    let mut secrets = more;
+    secrets.extend([
+        SECRET.to_string(),
+        wrong.to_string(),
+        long_term_key("traced", wrong),
+    ]);
+    for expiry in expiries {
+        let (user, pass) = rest_credential(SECRET, "traced", expiry);
+        secrets.push(long_term_key(&user, &pass));
+        secrets.push(pass);
+    }
+    for secret in &secrets {
+        if let Some(found) = crate::secrets::leak(log, secret) {
+            panic!("{secret} as {found:?} in:\n{log}");
+        }
+    }
 }
 
 /// A REST credential that expires while its allocation is held (the join handed out a short

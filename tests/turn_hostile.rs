@@ -2,15 +2,16 @@
 //! message whose attributes overrun it, 64 KiB replies, answers with another transaction ID,
 //! a MESSAGE-INTEGRITY that does not verify, a flood of indications of other transactions, 438
 //! Stale Nonce to every fresh nonce, a 401 without REALM, an error without ERROR-CODE, a TCP
-//! answer trickled past the deadline. Each fails with
-//! `protocol`, within the step's time, without a panic.
+//! answer trickled past the deadline; numbers no server may send: a mapped or relayed address
+//! with port 0 or the unspecified address, a LIFETIME of 0, an ERROR-CODE outside 300–699.
+//! Each fails with `protocol`, within the step's time, without a panic.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use joincanary::report::{FailureReason, Phase, StepReport};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use turn_types::attribute::XorRelayedAddress;
+use turn_types::attribute::{Lifetime, XorRelayedAddress};
 use turn_types::message::ALLOCATE;
 use turn_types::stun::attribute::{
     AttributeStaticType as _, ErrorCode, Nonce, Realm, XorMappedAddress,
@@ -197,12 +198,18 @@ fn bad_integrity(request: &Message<'_>) -> Vec<Vec<u8>> {
     reply
         .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
         .unwrap();
-    let key = LongTermKeyCredentials::new("canary".into(), "not-it".into(), "hostile".into())
+    vec![signed(reply, "not-it")]
+}
+
+/// `reply` with a MESSAGE-INTEGRITY made with `password` (the client's is [`PASSWORD`]) in
+/// the realm `hostile`.
+fn signed(mut reply: MessageWriteVec, password: &str) -> Vec<u8> {
+    let key = LongTermKeyCredentials::new("canary".into(), password.into(), "hostile".into())
         .make_key(IntegrityAlgorithm::Sha1);
     reply
         .add_message_integrity_with_key(&key, IntegrityAlgorithm::Sha1)
         .unwrap();
-    vec![reply.finish()]
+    reply.finish()
 }
 
 /// A server that answers the first Allocate it sees with 437 (an allocation still held for
@@ -239,12 +246,7 @@ fn mismatch_once(request: &Message<'_>) -> Vec<Vec<u8>> {
             .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
             .unwrap();
     }
-    let key = LongTermKeyCredentials::new("canary".into(), PASSWORD.into(), "hostile".into())
-        .make_key(IntegrityAlgorithm::Sha1);
-    reply
-        .add_message_integrity_with_key(&key, IntegrityAlgorithm::Sha1)
-        .unwrap();
-    vec![reply.finish()]
+    vec![signed(reply, PASSWORD)]
 }
 
 /// An error response to Allocate: `code` (none: no ERROR-CODE), with REALM and NONCE when
@@ -307,6 +309,116 @@ fn flood(request: &Message<'_>) -> Vec<Vec<u8>> {
     reply[1] = 0x11;
     reply[8] ^= 0xff;
     vec![reply; 70]
+}
+
+/// Binding answered with `mapped`; Allocate challenged, then answered with `relayed` and
+/// `lifetime` (none: no attribute), signed with the client's own key.
+fn allocation_of(
+    request: &Message<'_>,
+    mapped: &str,
+    relayed: Option<&str>,
+    lifetime: Option<u32>,
+) -> Vec<Vec<u8>> {
+    if request.has_method(BINDING) {
+        let mut reply = Message::builder_success(request, MessageWriteVec::new());
+        let addr: SocketAddr = mapped.parse().unwrap();
+        reply
+            .add_attribute(&XorMappedAddress::new(addr, request.transaction_id()))
+            .unwrap();
+        return vec![reply.finish()];
+    }
+    if !request.has_attribute(Realm::TYPE) {
+        return vec![allocate_error(request, Some(401), true)];
+    }
+    let mut reply = Message::builder_success(request, MessageWriteVec::new());
+    if let Some(relayed) = relayed {
+        let relayed: SocketAddr = relayed.parse().unwrap();
+        reply
+            .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
+            .unwrap();
+    }
+    if let Some(seconds) = lifetime {
+        reply.add_attribute(&Lifetime::new(seconds)).unwrap();
+    }
+    vec![signed(reply, PASSWORD)]
+}
+
+fn mapped_port_zero(request: &Message<'_>) -> Vec<Vec<u8>> {
+    allocation_of(request, "127.0.0.1:0", Some("127.0.0.1:4343"), Some(600))
+}
+
+fn mapped_unspecified(request: &Message<'_>) -> Vec<Vec<u8>> {
+    allocation_of(request, "0.0.0.0:4242", Some("127.0.0.1:4343"), Some(600))
+}
+
+fn relayed_port_zero(request: &Message<'_>) -> Vec<Vec<u8>> {
+    allocation_of(request, "127.0.0.1:4242", Some("127.0.0.1:0"), Some(600))
+}
+
+fn relayed_unspecified(request: &Message<'_>) -> Vec<Vec<u8>> {
+    allocation_of(request, "127.0.0.1:4242", Some("[::]:4343"), Some(600))
+}
+
+fn no_relayed_address(request: &Message<'_>) -> Vec<Vec<u8>> {
+    allocation_of(request, "127.0.0.1:4242", None, Some(600))
+}
+
+fn lifetime_zero(request: &Message<'_>) -> Vec<Vec<u8>> {
+    allocation_of(request, "127.0.0.1:4242", Some("127.0.0.1:4343"), Some(0))
+}
+
+/// Allocate answered with an ERROR-CODE whose class is 9 (999): no such code exists.
+fn error_code_out_of_range(request: &Message<'_>) -> Vec<Vec<u8>> {
+    if !request.has_method(ALLOCATE) {
+        return vec![binding_success(request)];
+    }
+    let mut reply = allocate_error(request, Some(499), true);
+    // ERROR-CODE is the first attribute: type, length, 2 reserved bytes, class, number.
+    assert_eq!(&reply[20..22], &[0x00, 0x09], "ERROR-CODE first");
+    reply[26] = 9;
+    reply[27] = 99;
+    vec![reply]
+}
+
+/// Numbers no server may send fail with `protocol` naming them (before: a mapped or relayed
+/// port 0, the unspecified address or a LIFETIME of 0 were taken as an allocation, the step
+/// then failing as `turn_relay` or passing on an address no peer could reach).
+#[tokio::test]
+async fn addresses_and_numbers_no_server_may_send_fail_with_protocol() {
+    let cases: [(Behave, &str, &str); 7] = [
+        (
+            mapped_port_zero,
+            "binding",
+            "XOR-MAPPED-ADDRESS 127.0.0.1:0 is no address",
+        ),
+        (
+            mapped_unspecified,
+            "binding",
+            "XOR-MAPPED-ADDRESS 0.0.0.0:4242 is no address",
+        ),
+        (
+            relayed_port_zero,
+            "allocate",
+            "XOR-RELAYED-ADDRESS 127.0.0.1:0 is no address",
+        ),
+        (
+            relayed_unspecified,
+            "allocate",
+            "XOR-RELAYED-ADDRESS [::]:4343 is no address",
+        ),
+        (
+            no_relayed_address,
+            "allocate",
+            "carries no XOR-RELAYED-ADDRESS",
+        ),
+        (lifetime_zero, "allocate", "LIFETIME of 0 s"),
+        (error_code_out_of_range, "allocate", "ERROR-CODE"),
+    ];
+    for (behave, phase, words) in cases {
+        let udp = udp_server(behave).await;
+        let step = run(&format!("turn:{udp}")).await;
+        assert_protocol(&step, phase, words);
+    }
 }
 
 #[tokio::test]

@@ -186,7 +186,7 @@ impl Email {
 /// the start keeps two incidents of one probe apart. One line, at most
 /// [`limits::EMAIL_SUBJECT`] characters.
 pub fn subject(n: &Notification) -> String {
-    let since = n.started_at.format("%Y-%m-%d %H:%M:%S UTC");
+    let since = super::timestamp(n.started_at);
     let line = if n.test {
         format!("[TEST] joincanary test page from {} at {since}", n.region)
     } else {

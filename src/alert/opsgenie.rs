@@ -177,7 +177,7 @@ fn flat_details(n: &Notification) -> serde_json::Map<String, serde_json::Value> 
         ("probe".into(), n.probe.clone()),
         ("region".into(), n.region.clone()),
         ("severity".into(), n.severity.as_str().to_string()),
-        ("started_at".into(), n.started_at.to_rfc3339()),
+        ("started_at".into(), super::rfc3339(n.started_at)),
     ];
     if let Some(s) = &n.failed_step {
         entries.push(("failed_step".into(), s.clone()));
@@ -272,7 +272,7 @@ mod tests {
                     "probe": "sim-join",
                     "region": "eu-west-1",
                     "severity": "critical",
-                    "started_at": "2025-03-01T12:00:00+00:00",
+                    "started_at": "2025-03-01T12:00:00Z",
                     "failed_step": "signalling",
                     "reason": "no_match",
                     "status": "http://canary.example/status",

@@ -2,7 +2,7 @@
 //!
 //! `{"version": 1, "event": "trigger"|"resolve", "severity": "critical"|"warning", "dedup_key",
 //! "probe", "region", "summary", "failed_step": str|null, "reason": str|null, "details": {..},
-//! "started_at": RFC 3339, "at": RFC 3339, "reminder": bool, "test": bool,
+//! "started_at": RFC 3339 UTC (`Z`), "at": RFC 3339 UTC, "reminder": bool, "test": bool,
 //! "links": [{"text", "href"}]}`. Fields are only ever added; a breaking change bumps `version`.
 
 use std::collections::BTreeMap;
@@ -195,8 +195,8 @@ pub fn payload(n: &Notification) -> serde_json::Value {
         "failed_step": n.failed_step,
         "reason": n.reason.map(|r| r.as_str()),
         "details": n.details,
-        "started_at": n.started_at.to_rfc3339(),
-        "at": n.at.to_rfc3339(),
+        "started_at": super::rfc3339(n.started_at),
+        "at": super::rfc3339(n.at),
         "reminder": n.reminder,
         "test": n.test,
         "links": n.links,
@@ -273,6 +273,12 @@ mod tests {
                 .is_some_and(|t| t.starts_with("[TEST] "))
         );
         assert!(!format!("{plan:?}").contains("XYZ"));
+        // "Failing since" to the second, as people read it: no `.001`.
+        let mut ms = sample(EventKind::Trigger);
+        ms.started_at += chrono::Duration::milliseconds(1);
+        let fields = build_slack_request(&plan, &ms).body["blocks"][2]["fields"].to_string();
+        assert!(fields.contains("2025-03-01 12:00:00 UTC"), "{fields}");
+        assert!(!fields.contains(".001"), "{fields}");
     }
 
     /// The case: a 6-step probe failing on an nginx 502 page, `& < >` everywhere.
@@ -337,8 +343,8 @@ mod tests {
                 "failed_step": "signalling",
                 "reason": "no_match",
                 "details": {"steps": [{"name": "login", "ms": 42}]},
-                "started_at": "2025-03-01T12:00:00+00:00",
-                "at": "2025-03-01T12:05:00+00:00",
+                "started_at": "2025-03-01T12:00:00Z",
+                "at": "2025-03-01T12:05:00Z",
                 "reminder": false,
                 "test": false,
                 "links": [{"text": "status", "href": "http://canary.example/status"}],

@@ -230,8 +230,14 @@ pub(crate) enum Command {
             default_value = "127.0.0.1:7480"
         )]
         listen: std::net::SocketAddr,
-        /// The user the login accepts.
-        #[arg(long, value_name = "USER", default_value = "canary")]
+        /// The user the login accepts (the shipped probes read the same SIM_USERNAME and
+        /// SIM_PASSWORD, so one environment sets both sides).
+        #[arg(
+            long,
+            value_name = "USER",
+            default_value = "canary",
+            env = "SIM_USERNAME"
+        )]
         username: String,
         /// That user's password.
         #[arg(

@@ -12,6 +12,7 @@ use super::error::StepError;
 use super::parts::Extraction;
 use super::protocol::ProtocolKind;
 use crate::diag::{ConfigError, Ctx, table_keys};
+use crate::report::with_article;
 use crate::template::Template;
 
 /// How a kind stands to the websockets of a run.
@@ -155,9 +156,9 @@ impl<'i> Build<'_, '_, 'i> {
             .collect();
         for (key, span) in wrong {
             let message = format!(
-                "`{key}` does not apply to a {} on a `{}` connection",
-                self.kind,
-                p.as_str()
+                "`{key}` does not apply to {} on {} connection",
+                with_article(self.kind),
+                with_article(&format!("`{}`", p.as_str()))
             );
             let key = self.key(&key);
             self.ctx.error(Some(span), key, message);

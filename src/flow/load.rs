@@ -17,6 +17,7 @@ use super::steps::{self, Sections, StepHead};
 use crate::alerting::PolicyConfig;
 use crate::alerting::RawAlerting;
 use crate::diag::{ConfigError, Ctx, EnvSource, S, SourceFile, parse_toml, valid_label};
+use crate::report::with_article;
 use crate::schedule::{Schedule, every_minute, schedule, timezone};
 use crate::template::{BUILTINS, Template};
 
@@ -529,7 +530,8 @@ fn resident_steps(
                 Some(step.get_ref().kind.span()),
                 format!("exchange[{i}].kind"),
                 format_args!(
-                    "a {kind} belongs in `[[steps]]` (opening the session) or `[[teardown]]`, not in an exchange"
+                    "{} belongs in `[[steps]]` (opening the session) or `[[teardown]]`, not in an exchange",
+                    with_article(kind)
                 ),
             );
         }

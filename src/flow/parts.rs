@@ -10,7 +10,7 @@ use super::context::RunContext;
 use super::error::{StepError, server_error};
 use super::matcher::{self, Pattern};
 use crate::diag::{Ctx, S, valid_label};
-use crate::report::FailureReason;
+use crate::report::{FailureReason, with_article};
 use crate::template::{BUILTINS, Template, render_json};
 
 /// Thresholds on a step's gauges: crossing one is a warning (degraded), never a failure.
@@ -233,9 +233,9 @@ pub(crate) fn url_template(
                 Some(raw.span()),
                 key,
                 format_args!(
-                    "`{}` must be a {} URL with a host",
+                    "`{}` must be {} URL with a host",
                     crate::redact::redact_url_text(&probe),
-                    schemes.join(" or ")
+                    with_article(&schemes.join(" or "))
                 ),
             );
             None
@@ -274,9 +274,9 @@ pub(crate) fn run_url(
         return Err(StepError::new(
             FailureReason::Protocol,
             format!(
-                "`{}` is not a {} URL with a host",
+                "`{}` is not {} URL with a host",
                 shown(),
-                schemes.join(" or ")
+                with_article(&schemes.join(" or "))
             ),
         ));
     }

@@ -15,6 +15,7 @@ use super::kinds::StepSpec;
 use super::plan::StepPlan;
 use super::protocol::ProtocolKind;
 use crate::diag::{ConfigError, Ctx, S, SourceFile, array_tables, table_keys, valid_label};
+use crate::report::with_article;
 use crate::template;
 
 /// The keys every step has, read before its kind's own table. Other keys are left to the kind.
@@ -225,8 +226,8 @@ fn own_keys<'i>(
                 Some(value_span),
                 format!("{prefix}.{key}"),
                 format_args!(
-                    "`{key}` does not apply to a {} step (it is a key of {})",
-                    kind.as_str(),
+                    "`{key}` does not apply to {} step (it is a key of {})",
+                    with_article(kind.as_str()),
                     elsewhere.join(", ")
                 ),
             );

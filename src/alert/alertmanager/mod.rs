@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::notify::DeliveryError;
 use super::table::{Entry, pager_table};
-use super::{EventKind, Notification, Severity, limits, render};
+use super::{EventKind, Notification, Severity, limits, render, rfc3339};
 use crate::diag::{Ctx, S};
 use crate::secret::Secret;
 
@@ -261,8 +261,8 @@ pub fn build_alert(
     let mut alert = json!({
         "labels": labels,
         "annotations": annotations,
-        "startsAt": clock.on_system(n.started_at).to_rfc3339(),
-        "endsAt": ends_at.to_rfc3339(),
+        "startsAt": rfc3339(clock.on_system(n.started_at)),
+        "endsAt": rfc3339(ends_at),
     });
     let status = n
         .links
@@ -307,8 +307,8 @@ pub fn build_watchdog(
             "annotations": {
                 "summary": format!("joincanary in {region} is alive; this alert always fires (route it to a dead man's switch)"),
             },
-            "startsAt": started.min(at).to_rfc3339(),
-            "endsAt": ends_at.to_rfc3339(),
+            "startsAt": rfc3339(started.min(at)),
+            "endsAt": rfc3339(ends_at),
     }])
 }
 

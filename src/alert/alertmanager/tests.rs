@@ -39,8 +39,8 @@ fn firing_payload() {
                 "reason": "no_match",
             },
             "generatorURL": "http://canary.example/status",
-            "startsAt": "2025-03-01T12:00:00+00:00",
-            "endsAt": "2025-03-01T13:05:00+00:00",
+            "startsAt": "2025-03-01T12:00:00Z",
+            "endsAt": "2025-03-01T13:05:00Z",
         }])
     );
 }
@@ -79,7 +79,7 @@ fn resolved_payload_ends_now() {
     let mut n = sample(EventKind::Resolve);
     n.severity = Severity::Warning;
     let req = build_alert(&plan(), &n, &clock());
-    assert_eq!(req[0]["endsAt"], "2025-03-01T12:05:00+00:00");
+    assert_eq!(req[0]["endsAt"], "2025-03-01T12:05:00Z");
     assert_eq!(req[0]["labels"]["alertname"], "JoinFlowDegraded");
 }
 
@@ -94,15 +94,15 @@ fn a_stepped_system_clock_moves_the_posted_times() {
     clock.step_system(chrono::Duration::hours(2));
     let n = sample(EventKind::Trigger);
     let req = build_alert(&plan(), &n, &clock);
-    assert_eq!(req[0]["startsAt"], "2025-03-01T14:00:00+00:00");
-    assert_eq!(req[0]["endsAt"], "2025-03-01T15:05:00+00:00");
+    assert_eq!(req[0]["startsAt"], "2025-03-01T14:00:00Z");
+    assert_eq!(req[0]["endsAt"], "2025-03-01T15:05:00Z");
     // Stepped back: a resolve's `endsAt` is not in Alertmanager's future (which would keep
     // the alert firing until the clocks met).
     clock.step_system(chrono::Duration::hours(-3));
     let r = sample(EventKind::Resolve);
     let req = build_alert(&plan(), &r, &clock);
-    assert_eq!(req[0]["endsAt"], "2025-03-01T11:05:00+00:00");
-    assert_eq!(req[0]["startsAt"], "2025-03-01T11:00:00+00:00");
+    assert_eq!(req[0]["endsAt"], "2025-03-01T11:05:00Z");
+    assert_eq!(req[0]["startsAt"], "2025-03-01T11:00:00Z");
 }
 
 #[test]
@@ -129,15 +129,15 @@ fn watchdog_payload() {
         json!({"alertname": "JoinCanaryWatchdog", "region": "eu-west-1", "severity": "none", "source": "joincanary"})
     );
     // Stable across posts (Alertmanager sets a missing startsAt to endsAt: in the future).
-    assert_eq!(req[0]["startsAt"], "2025-03-01T11:00:00+00:00");
+    assert_eq!(req[0]["startsAt"], "2025-03-01T11:00:00Z");
     // 1.5 resend intervals (60 s here) after the post.
-    assert_eq!(req[0]["endsAt"], "2025-03-01T12:01:30+00:00");
+    assert_eq!(req[0]["endsAt"], "2025-03-01T12:01:30Z");
     let default = Alertmanager {
         resend_interval: DEFAULT_RESEND_INTERVAL,
         ..plan()
     };
     let req = build_watchdog(&default, "eu-west-1", started, at);
-    assert_eq!(req[0]["endsAt"], "2025-03-01T12:00:45+00:00");
+    assert_eq!(req[0]["endsAt"], "2025-03-01T12:00:45Z");
 }
 
 /// Alertmanager as `test-page` sees it, in memory: each answer canned, each POST recorded
@@ -218,8 +218,8 @@ async fn test_page_holds_the_alert_past_group_wait() {
     assert_eq!(posts[0].1["labels"]["test"], "true");
     assert_eq!(posts[0].1["labels"]["probe"], "test-page-01234567");
     // Firing while Alertmanager waits; the resolve ends it when it is sent.
-    assert_eq!(posts[0].1["endsAt"], "2025-03-01T13:00:00+00:00");
-    assert_eq!(posts[1].1["endsAt"], "2025-03-01T12:00:13+00:00");
+    assert_eq!(posts[0].1["endsAt"], "2025-03-01T13:00:00Z");
+    assert_eq!(posts[1].1["endsAt"], "2025-03-01T12:00:13Z");
     assert_eq!(posts[1].1["labels"], posts[0].1["labels"]);
     assert_eq!(
         notes,
@@ -309,7 +309,7 @@ fn end_times_saturate_instead_of_panicking() {
         resend_interval: huge,
         ..plan()
     };
-    let max = DateTime::<Utc>::MAX_UTC.to_rfc3339();
+    let max = crate::alert::rfc3339(DateTime::<Utc>::MAX_UTC);
     assert_eq!(build_alert(&p, &n, &clock())[0]["endsAt"], json!(max));
     n.at = DateTime::<Utc>::MAX_UTC;
     assert_eq!(build_alert(&plan(), &n, &clock())[0]["endsAt"], json!(max));

@@ -16,7 +16,7 @@ const MAX_DEPTH: usize = 64;
 /// frame of a million `<a/>` would otherwise take some 30 times its size as a tree.
 const MAX_NODES: usize = 10_000;
 
-/// The keys of a step on a `xmpp` connection.
+/// The keys of a step on an `xmpp` connection.
 pub(crate) const KEYS: super::Keys = super::Keys {
     connect: &["domain"],
     send: &["text", "event"],

@@ -92,6 +92,17 @@ struct Auth {
     key: IntegrityKey,
 }
 
+/// `addr` as a server announced it, refused when no peer could send to it (port 0, or the
+/// unspecified address): a relay or reflexive address a client would hand its peers.
+fn usable(what: &str, addr: SocketAddr) -> Result<SocketAddr, TxError> {
+    if addr.port() == 0 || addr.ip().is_unspecified() {
+        return Err(TxError::Protocol(format!(
+            "{what} {addr} is no address a peer can send to"
+        )));
+    }
+    Ok(addr)
+}
+
 pub struct Session {
     conn: Conn,
     auth: Option<Auth>,
@@ -180,7 +191,10 @@ impl Session {
         let mapped = msg.attribute::<XorMappedAddress>().map_err(|_| {
             TxError::Protocol("the Binding response carries no XOR-MAPPED-ADDRESS".into())
         })?;
-        Ok(mapped.addr(txid))
+        usable(
+            "the Binding response's XOR-MAPPED-ADDRESS",
+            mapped.addr(txid),
+        )
     }
 
     /// One Allocate request (UDP relay), with the credential if the challenge was taken.
@@ -205,13 +219,24 @@ impl Session {
         let relayed = msg.attribute::<XorRelayedAddress>().map_err(|_| {
             TxError::Protocol("the Allocate response carries no XOR-RELAYED-ADDRESS".into())
         })?;
+        let lifetime = msg.attribute::<Lifetime>().ok().map(|l| l.seconds());
+        if lifetime == Some(0) {
+            return Err(TxError::Protocol(
+                "the Allocate response grants a LIFETIME of 0 s: the allocation is gone as it \
+                 is made"
+                    .into(),
+            ));
+        }
         Ok(Allocation {
-            relayed: relayed.addr(txid),
+            relayed: usable(
+                "the Allocate response's XOR-RELAYED-ADDRESS",
+                relayed.addr(txid),
+            )?,
             reflexive: msg
                 .attribute::<XorMappedAddress>()
                 .ok()
                 .map(|a| a.addr(txid)),
-            lifetime: msg.attribute::<Lifetime>().ok().map(|l| l.seconds()),
+            lifetime,
         })
     }
 

@@ -29,6 +29,7 @@ pub(super) fn parse_sdp<T>(
             ),
         ));
     }
+    malformed(text, what)?;
     // Signalling carries SDP in JSON, where `\r\n` may have become `\n`, and hand-built SDP
     // (an SFU's templates) may leave blanks at a line's end or blank lines: all are accepted.
     let mut normalized = String::with_capacity(text.len() + text.len() / 16);
@@ -360,6 +361,82 @@ pub(super) async fn route_to(remote: &Candidates) -> Result<IpAddr, StepError> {
              set `local_address` to offer one of ours)",
         ),
     })
+}
+
+/// The bytes of a sha-256 certificate fingerprint (RFC 8122 §5).
+const SHA256_BYTES: usize = 32;
+
+/// Refuses what no SDP may hold, whoever wrote it, with `protocol` before anything is sent
+/// (issue 17: everything from outside is checked): a sha-256 certificate fingerprint (the hash
+/// every browser sends, and the one the step checks) that is not 32 hex pairs (fingerprints in
+/// other hashes are `unsupported`'s, or str0m's, to judge); candidate lines none of which is well-formed (a port
+/// outside 1–65535, a component or priority that is not a number, `typ` missing). Before,
+/// the step took such an SDP and then waited out ICE or DTLS, blaming the network. One bad
+/// candidate among good ones is dropped, as browsers drop it.
+fn malformed(text: &str, what: &str) -> Result<(), StepError> {
+    let refuse = |why: String| {
+        Err(StepError::new(
+            FailureReason::Protocol,
+            format!("the remote SDP {what} is malformed: {why}"),
+        ))
+    };
+    for line in text.lines().map(str::trim) {
+        let Some(value) = line.strip_prefix("a=fingerprint:") else {
+            continue;
+        };
+        let (hash, digest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        if !hash.eq_ignore_ascii_case("sha-256") {
+            continue;
+        }
+        let pairs: Vec<&str> = digest.trim().split(':').collect();
+        let hex = pairs
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !hex || pairs.len() != SHA256_BYTES {
+            return refuse(format!(
+                "its a=fingerprint sha-256 is {}, not {SHA256_BYTES} bytes as hex pairs",
+                if hex {
+                    format!("{} bytes", pairs.len())
+                } else {
+                    format!("`{}`", quote(digest.trim(), 40))
+                }
+            ));
+        }
+    }
+    let (mut seen, mut first_bad) = (0usize, None);
+    for candidate in text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+    {
+        seen += 1;
+        // foundation component transport priority address port typ type
+        let f: Vec<&str> = candidate.split_whitespace().take(8).collect();
+        let port_ok = f
+            .get(5)
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_some_and(|p| p > 0);
+        let numbers_ok = f.get(1).is_some_and(|c| c.parse::<u16>().is_ok())
+            && f.get(3).is_some_and(|p| p.parse::<u32>().is_ok());
+        if port_ok && numbers_ok && f.get(6) == Some(&"typ") && f.len() == 8 {
+            return Ok(());
+        }
+        first_bad.get_or_insert_with(|| {
+            if port_ok {
+                "fields missing or not numbers".to_string()
+            } else {
+                format!(
+                    "port `{}` is not 1 to 65535",
+                    quote(f.get(5).copied().unwrap_or_default(), 24)
+                )
+            }
+        });
+    }
+    match first_bad {
+        Some(why) => refuse(format!(
+            "none of its {seen} ICE candidates is well-formed (the first: {why})"
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
