@@ -709,7 +709,16 @@ mod tests {
             // passing case ends when the last echo is back, not after the wait.
             wait: Duration::from_secs(1),
         };
-        let deadline = Instant::now() + Duration::from_secs(2);
+        // A peer echoes only until its own traffic is done, and on a loaded machine one
+        // side's data channel can open tens of ms after the other's: `b` sends 40 messages
+        // (200 ms) and waits 500 ms after its last, so it is still there, echoing, when every
+        // one of `a`'s five arrives, whichever side opened first.
+        let echo_b = EchoOptions {
+            count: 40,
+            wait: Duration::from_millis(500),
+            ..echo.clone()
+        };
+        let deadline = Instant::now() + Duration::from_secs(4);
         let (mut phases_a, mut pending_a) = (BTreeMap::new(), None);
         let (mut phases_b, mut pending_b) = (BTreeMap::new(), None);
         let answer = forge(&answer);
@@ -725,7 +734,7 @@ mod tests {
             ),
             b.connect(
                 None,
-                &echo,
+                &echo_b,
                 deadline,
                 Timings {
                     phases: &mut phases_b,
@@ -739,9 +748,14 @@ mod tests {
     #[tokio::test]
     async fn two_peers_on_loopback_connect_and_echo_each_other() {
         let (a, b, phases) = pair(str::to_string).await;
-        let (a, b) = (a.unwrap(), b.unwrap());
+        let a = a.unwrap();
         assert_eq!((a.sent, a.received), (5, 5), "{a:?}");
-        assert_eq!((b.sent, b.received), (5, 5), "{b:?}");
+        // `a` leaves once its own five are back, so `b` hears the echoes of those of its 40
+        // that `a` was there for: some, or none if all five of `a`'s went first.
+        match &b {
+            Ok(b) => assert!(b.sent == 40 && b.received >= 1, "{b:?}"),
+            Err(e) => assert_eq!(e.reason, FailureReason::Media, "{e:?}"),
+        }
         assert_eq!(a.loss_ratio(), 0.0);
         for phase in [Phase::Ice, Phase::Dtls, Phase::FirstMedia] {
             assert!(phases.contains_key(&phase), "{phase:?}: {phases:?}");
