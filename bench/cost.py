@@ -165,7 +165,7 @@ def failure_reasons(m1, m0):
 
 class Blackbox:
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="jc-bench-bb-")
+        self.dir = h.tmpdir("jc-bench-bb-")
         cfg = os.path.join(self.dir, "blackbox.yml")
         with open(cfg, "w") as f:
             f.write("modules:\n  login:\n    prober: http\n    timeout: 5s\n    http:\n"
@@ -751,7 +751,7 @@ def curl_first_byte(url):
 
 
 def section_timing(sim, a, out):
-    d = tempfile.mkdtemp(prefix="jc-bench-timing-")
+    d = h.tmpdir("jc-bench-timing-")
     os.makedirs(os.path.join(d, "probes"))
     with open(os.path.join(d, "probes", "login.toml"), "w") as f:
         f.write(login_probe("login", sim, "5s"))

@@ -5,6 +5,7 @@ stopped, a private redis-server, a minimal RESP client, a loopback webhook recei
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,11 +19,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("JOINCANARY_BIN", os.path.join(ROOT, "target/release/joincanary"))
 
 _started = []  # every Popen we started, stopped at exit (by pid, never by name)
+_tmp_dirs = []  # every directory tmpdir() made, removed at exit once the processes are stopped
 
 
 def _stop_all():
     for p in reversed(_started):
         stop(p)
+    while _tmp_dirs:
+        d = _tmp_dirs.pop()
+        if os.environ.get("JC_BENCH_KEEP"):
+            print(f"kept {d} (JC_BENCH_KEEP)", flush=True)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def tmpdir(prefix):
+    """A fresh directory under /tmp, removed when the script exits (not at a service's stop:
+    a traced window's strace output is read after its service has stopped); JC_BENCH_KEEP=1
+    keeps them (the services' logs) and prints where."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmp_dirs.append(d)
+    return d
 
 
 atexit.register(_stop_all)
@@ -203,7 +220,7 @@ class Redis:
     """A private redis-server on a free loopback port, no persistence, DEBUG allowed locally."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="jc-bench-redis-")
+        self.dir = tmpdir("jc-bench-redis-")
         self.port = free_port()
         self.proc = start(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
                            "--dir", self.dir, "--save", "", "--appendonly", "no",
@@ -415,7 +432,7 @@ class Service:
     for `run`."""
 
     def __init__(self, probes, defaults, tail="", log_level="warn", bin=None, args=()):
-        self.dir = tempfile.mkdtemp(prefix="jc-bench-run-")
+        self.dir = tmpdir("jc-bench-run-")
         os.makedirs(os.path.join(self.dir, "probes"))
         for name, text in probes.items():
             with open(os.path.join(self.dir, "probes", f"{name}.toml"), "w") as f:

@@ -17,7 +17,6 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 import harness as h
@@ -75,7 +74,7 @@ def main():
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--probes", default=",".join(PROBES), help="which: echotest,videoroom")
     a = ap.parse_args()
-    d = tempfile.mkdtemp(prefix="jc-bench-media-")
+    d = h.tmpdir("jc-bench-media-")
     os.makedirs(os.path.join(d, "probes"))
     configs = {}
     wanted = [p for p in a.probes.split(",") if p]
