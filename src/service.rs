@@ -167,7 +167,7 @@ async fn run_service(
     };
     // Alert state and the outbox live for the whole process: memory is authoritative (a disk
     // that fails loses nothing while the process runs), the state log follows it.
-    let (store, carried) = open_state(&plan, clock, &wiring.metrics);
+    let (store, carried) = open_state(&plan, clock, &wiring.metrics, &wiring.tasks);
     // The engine first, so the very first scrape already has every pre-created series.
     let mut engine = Engine::start(&plan, &wiring, carried);
     let (http, listen) = start_http(listener, &plan, &wiring, reload_tx, connections);
@@ -242,8 +242,16 @@ fn start_history(
     Background { stop, task }
 }
 
+/// The state log's writer thread, as `/-/ready` and the log name it.
+const STATE_WRITER: &str = "state log writer";
+
 /// Opens the state log: the alert engine and the outbox it holds, to hand to the first engine.
-fn open_state(plan: &Plan, clock: Clock, metrics: &Metrics) -> (Store, Carried) {
+fn open_state(
+    plan: &Plan,
+    clock: Clock,
+    metrics: &Metrics,
+    tasks: &Supervisor,
+) -> (Store, Carried) {
     let (store, loaded) = crate::alert::engine::open_store(&plan.state_dir);
     if loaded.unreadable.is_some() || loaded.damaged > 0 {
         metrics.count_state_read_error(crate::alert::engine::STATE_LOG);
@@ -251,6 +259,13 @@ fn open_state(plan: &Plan, clock: Clock, metrics: &Metrics) -> (Store, Carried) 
     let m = metrics.clone();
     store.on_health(move |failing| {
         m.set_state_write_failing(crate::alert::engine::STATE_LOG, failing);
+    });
+    // The writer is a thread of its own: a batch that panics is caught there and reported
+    // here, as the `history` task (the state writers), until a write works again.
+    let tasks = tasks.clone();
+    store.on_panic(move |why| match why {
+        Some(why) => tasks.failed(Task::History, STATE_WRITER, why, true),
+        None => tasks.recovered(STATE_WRITER),
     });
     let alerts = AlertEngine::new(&plan.alerts(), store.clone(), &loaded, clock.now());
     let outbox = Outbox::from_loaded(&loaded);

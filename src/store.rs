@@ -72,10 +72,15 @@ struct Inner {
     /// Told `true` when writes start failing and `false` when they succeed again (the
     /// service's metric: the writer itself only logs).
     on_health: Mutex<Option<HealthHook>>,
+    /// Told why when a write batch panicked (a bug), and `None` at the next write that works
+    /// (the service's supervisor: counted, `/-/ready` held).
+    on_panic: Mutex<Option<PanicHook>>,
 }
 
 /// See [`Store::on_health`].
 type HealthHook = Arc<dyn Fn(bool) + Send + Sync>;
+/// See [`Store::on_panic`].
+type PanicHook = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 
 #[derive(Default)]
 struct Queue {
@@ -99,6 +104,7 @@ impl Store {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             on_health: Mutex::new(None),
+            on_panic: Mutex::new(None),
         });
         let mut mirror: BTreeMap<String, String> = loaded
             .entries
@@ -189,6 +195,17 @@ impl Store {
         drop(q);
     }
 
+    /// Calls `hook(Some(why))` whenever a write batch panics (a bug: the writer catches it,
+    /// keeps the batch's changes and retries as after a failed write, so the thread never dies
+    /// quietly), and `hook(None)` at the next write that works after one did.
+    pub fn on_panic(&self, hook: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        *self
+            .inner
+            .on_panic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(hook));
+    }
+
     /// Whether the disk has everything (`false` while writes fail).
     pub fn healthy(&self) -> bool {
         let q = self.inner.lock();
@@ -225,11 +242,24 @@ impl Inner {
         }
     }
 
+    /// Tells the panic hook, if one is set (see [`Store::on_panic`]).
+    fn panicked(&self, why: Option<&str>) {
+        let hook = self
+            .on_panic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook(why);
+        }
+    }
+
     /// The writer: takes queued changes in batches (one append and one fsync per batch, so a
     /// burst of changes costs one disk round trip), compacts when the log has grown, and after
     /// a failure keeps retrying with a complete fresh file.
     fn run(&self, mirror: &mut BTreeMap<String, String>, dirty: &mut bool, mut records: usize) {
         let mut backoff = crate::backoff::Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+        let mut panicked = false;
         loop {
             let (ops, upto, stop) = {
                 let mut q = self.lock();
@@ -243,23 +273,25 @@ impl Inner {
                 // a new owner by now).
                 return;
             }
-            let mut lines = String::new();
-            for (k, v) in &ops {
-                lines.push_str(&encode_line(k, v.as_deref()));
-                match v {
-                    Some(v) => mirror.insert(k.clone(), v.clone()),
-                    None => mirror.remove(k),
-                };
-            }
-            // A log that vanished (removed by hand, a fresh disk) is written whole, not as a
-            // fragment holding only the latest changes.
-            let rewrite =
-                *dirty || records > 2 * mirror.len() + COMPACT_SLACK || !self.path.exists();
-            let result = if rewrite {
-                compact(&self.path, mirror).map(|()| records = mirror.len())
-            } else {
-                append(&self.path, &lines).map(|()| records += ops.len())
-            };
+            // One batch under `catch_unwind`: a panic in it (a bug) is a failed write, told
+            // to the panic hook, not a writer thread that died while memory went on.
+            let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::supervise::fault::hit(crate::supervise::Task::History, self.path.display());
+                self.write_batch(&ops, mirror, *dirty, &mut records)
+            }));
+            let result = batch.unwrap_or_else(|panic| {
+                let why = format!("panicked: {}", crate::supervise::panic_message(panic.as_ref()));
+                tracing::error!(path = %self.path.display(), why, "the state writer failed unexpectedly; its changes are kept and written again");
+                panicked = true;
+                self.panicked(Some(&why));
+                // The batch's changes go back to the queue (a newer change to a key wins), the
+                // mirror may hold part of them: the next write is a fresh file.
+                let mut q = self.lock();
+                for (k, v) in ops {
+                    q.ops.entry(k).or_insert(v);
+                }
+                Err(std::io::Error::other(why))
+            });
             let mut q = self.lock();
             match result {
                 Ok(()) => {
@@ -273,6 +305,9 @@ impl Inner {
                     q.written = upto;
                     if was_failing {
                         self.health(false);
+                    }
+                    if std::mem::take(&mut panicked) {
+                        self.panicked(None);
                     }
                     drop(q);
                     self.wake.notify_all();
@@ -295,6 +330,33 @@ impl Inner {
             if stop && self.lock().ops.is_empty() {
                 return;
             }
+        }
+    }
+
+    /// Writes one batch: its lines appended, or the whole mirror as a fresh file when the log
+    /// is `dirty`, has grown, or vanished.
+    fn write_batch(
+        &self,
+        ops: &BTreeMap<String, Option<String>>,
+        mirror: &mut BTreeMap<String, String>,
+        dirty: bool,
+        records: &mut usize,
+    ) -> std::io::Result<()> {
+        let mut lines = String::new();
+        for (k, v) in ops {
+            lines.push_str(&encode_line(k, v.as_deref()));
+            match v {
+                Some(v) => mirror.insert(k.clone(), v.clone()),
+                None => mirror.remove(k),
+            };
+        }
+        // A log that vanished (removed by hand, a fresh disk) is written whole, not as a
+        // fragment holding only the latest changes.
+        let rewrite = dirty || *records > 2 * mirror.len() + COMPACT_SLACK || !self.path.exists();
+        if rewrite {
+            compact(&self.path, mirror).map(|()| *records = mirror.len())
+        } else {
+            append(&self.path, &lines).map(|()| *records += ops.len())
         }
     }
 }
@@ -519,6 +581,57 @@ mod tests {
                 .is_some_and(|e| e.contains("larger than"))
         );
         assert!(!path.exists() && with_suffix(&path, ".unreadable").exists());
+    }
+
+    /// A write batch that panics (the fault hook) does not end the writer thread: the panic is
+    /// told to the panic hook and as failing writes to the health hook, the batch's change is
+    /// written at the retry, and later changes reach the disk too.
+    #[test]
+    fn a_write_that_panics_is_told_and_the_writer_keeps_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.log");
+        let (store, _) = Store::open(&path);
+        assert!(store.flush(Duration::from_secs(10)), "the first write");
+        let health = Arc::new(Mutex::new(Vec::new()));
+        let panics = Arc::new(Mutex::new(Vec::new()));
+        store.on_health({
+            let health = health.clone();
+            move |failing| health.lock().unwrap().push(failing)
+        });
+        store.on_panic({
+            let panics = panics.clone();
+            move |why| panics.lock().unwrap().push(why.map(str::to_string))
+        });
+        crate::supervise::fault::arm(
+            crate::supervise::Task::History,
+            &path.display().to_string(),
+            1,
+        );
+        store.put("a", &1);
+        // Retried after the first backoff (500 ms): real time, bounded by the flush.
+        assert!(
+            store.flush(Duration::from_secs(10)),
+            "written after the panic"
+        );
+        assert_eq!(*health.lock().unwrap(), [false, true, false]);
+        assert_eq!(
+            *panics.lock().unwrap(),
+            [
+                Some(format!(
+                    "panicked: injected fault in the history task for {}",
+                    path.display()
+                )),
+                None
+            ]
+        );
+        store.put("b", &2);
+        assert!(store.flush(Duration::from_secs(10)));
+        assert!(store.healthy());
+        let loaded = read(&path);
+        assert_eq!(loaded.entries.get("a").map(String::as_str), Some("1"));
+        assert_eq!(loaded.entries.get("b").map(String::as_str), Some("2"));
+        assert_eq!(loaded.damaged, 0);
+        store.close();
     }
 
     #[test]

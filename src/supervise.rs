@@ -39,7 +39,7 @@ pub enum Task {
     Pager,
     /// A heartbeat's ping loop.
     Heartbeat,
-    /// The status history writer.
+    /// The state writers: the status history's task and the state log's writer thread.
     History,
     /// The HTTP listener, and its request handlers (a handler that panics answers 500).
     Http,

@@ -93,8 +93,16 @@ impl Running {
     }
 
     fn value(&self, family: &str, task: Task) -> f64 {
+        self.series(
+            family,
+            &format!("region=\"test\",task=\"{}\"", task.as_str()),
+        )
+    }
+
+    /// The value of `family{labels}` (labels in the order rendered).
+    fn series(&self, family: &str, labels: &str) -> f64 {
         let text = self.handles.metrics.render();
-        let series = format!("{family}{{region=\"test\",task=\"{}\"}} ", task.as_str());
+        let series = format!("{family}{{{labels}}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&series))
             .and_then(|v| v.parse().ok())
@@ -329,5 +337,72 @@ async fn a_config_watcher_whose_look_panics_holds_readiness_until_a_look_succeed
         metrics.contains("joincanary_task_failing{region=\"test\",task=\"reload\"} 0"),
         "{metrics}"
     );
+    svc.stop().await;
+}
+
+/// The state log's writer is a thread of its own, outside the supervisor: before, a panic in
+/// it stopped every disk write while memory went on and `/-/ready` stayed 200. Now the batch's
+/// panic is caught, counted as `history` (the state writers), `/-/ready` is 503 naming it,
+/// and the writer carries on: the log is written once the fault is gone and readiness returns.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_state_log_writer_holds_readiness_and_keeps_writing() {
+    let probe = "state-fault";
+    let text = format!(
+        "name = \"{probe}\"\nschedule = \"*/10 * * * * *\"\ntimeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
+    );
+    let cfg = TempConfig::new("", &[("p.toml", &text)]);
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    let log = plan.state_dir.join("state.log");
+    // Three batches panic: the start-up write and two retries (0.5 s, then 1 s later).
+    fault::arm(Task::History, &log.display().to_string(), 3);
+    let runner = Arc::new(Runs {
+        count: AtomicU32::new(0),
+        panic_on: Vec::new(),
+    });
+    let (service, handles) =
+        crate::support::Service::scripted(plan, runner, Clock::starting_at(origin())).await;
+    let svc = Running {
+        service,
+        handles,
+        _cfg: cfg,
+    };
+    // The writer is an OS thread: its retries wait real time (bounded polls).
+    for _ in 0..400 {
+        if svc.restarts(Task::History) >= 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (code, body) = svc.ready().await;
+    assert_eq!(code, 503, "{body}");
+    let line = format!(
+        "state log writer panicked: injected fault in the history task for {}; restarting",
+        log.display()
+    );
+    assert!(body.lines().any(|l| l == line), "{line:?} not in {body:?}");
+    assert_eq!(
+        svc.series(
+            "joincanary_state_write_failing",
+            "file=\"state.log\",region=\"test\""
+        ),
+        1.0
+    );
+    for _ in 0..400 {
+        if svc.ready().await.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(svc.ready().await.0, 200);
+    assert_eq!(svc.restarts(Task::History), 3.0);
+    assert_eq!(svc.failing(Task::History), 0.0);
+    assert_eq!(
+        svc.series(
+            "joincanary_state_write_failing",
+            "file=\"state.log\",region=\"test\""
+        ),
+        0.0
+    );
+    assert!(log.exists(), "the state log is written after the panics");
     svc.stop().await;
 }
