@@ -347,6 +347,12 @@ impl ProbeRun {
     }
 }
 
+/// A timestamp for people, to the second: `2025-03-01 12:05:00 UTC` (milliseconds are noise
+/// at 3 a.m.; the payloads' RFC 3339 times keep them). One format for pages and the status page.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// `text` cut to `max` characters, with `…` when cut.
 pub fn cut(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {

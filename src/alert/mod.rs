@@ -273,11 +273,7 @@ pub fn limit_notes(
     out
 }
 
-/// A timestamp for people, to the second: `2025-03-01 12:05:00 UTC` (milliseconds are noise
-/// at 3 a.m.; the payload's RFC 3339 times keep them).
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
+pub use crate::report::timestamp;
 
 /// A timestamp for machines in a page payload: RFC 3339 in UTC with `Z`
 /// (`2025-03-01T12:05:00Z`), as serde writes the times in `details`, so one payload never

@@ -16,9 +16,7 @@ pub(super) fn link(url: &str, text: &str) -> String {
     }
 }
 
-pub(super) fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
+pub(super) use crate::report::timestamp as time;
 
 pub(super) fn clock(t: DateTime<Utc>) -> String {
     t.format("%H:%M:%S").to_string()
