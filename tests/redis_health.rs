@@ -242,7 +242,10 @@ async fn http_json_gauges_with_thresholds() {
     let app = axum::Router::new().route(
         "/asg",
         axum::routing::get(|| async {
-            axum::Json(serde_json::json!({"group": {"desired": 4, "in_service": 2}, "queue": "x"}))
+            axum::Json(
+                serde_json::json!({"group": {"desired": 4, "in_service": 2}, "queue": "x",
+                                          "nan": "NaN", "inf": "-inf"}),
+            )
         }),
     );
     let base = support::serve_router(app).await;
@@ -273,6 +276,20 @@ warn_above = {{ desired = 10 }}
     let run = crate::support::run_once(&support::probe_from(&not_a_number, &[])).await;
     assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
     assert!(run.error.unwrap_or_default().contains("gauge `in_service`"));
+
+    // Rust parses `NaN` and `-inf` as numbers; the status document could not carry them.
+    for pointer in ["/nan", "/inf"] {
+        let not_finite = probe.replace("/group/in_service", pointer);
+        let run = crate::support::run_once(&support::probe_from(&not_finite, &[])).await;
+        assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
+        assert!(
+            run.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("is not a number"),
+            "{run:#?}"
+        );
+    }
 }
 
 /// `check`'s messages for the new keys, with file:line.

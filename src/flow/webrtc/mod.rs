@@ -150,13 +150,10 @@ pub(crate) async fn run(
                     },
                 )
                 .await?;
-            ctx.gauges
-                .insert("media_received".to_string(), f64::from(report.received));
-            ctx.gauges
-                .insert("media_loss_ratio".to_string(), report.loss_ratio());
+            ctx.gauge("media_received", f64::from(report.received));
+            ctx.gauge("media_loss_ratio", report.loss_ratio());
             if let Some(latency) = report.median_latency() {
-                ctx.gauges
-                    .insert("media_latency_seconds".to_string(), latency.as_secs_f64());
+                ctx.gauge("media_latency_seconds", latency.as_secs_f64());
             }
             Ok(())
         }
@@ -175,11 +172,9 @@ pub(crate) async fn run(
                     },
                 )
                 .await?;
-            ctx.gauges
-                .insert("echo_loss_ratio".to_string(), report.loss_ratio());
+            ctx.gauge("echo_loss_ratio", report.loss_ratio());
             if let Some(rtt) = report.median_rtt() {
-                ctx.gauges
-                    .insert("echo_rtt_seconds".to_string(), rtt.as_secs_f64());
+                ctx.gauge("echo_rtt_seconds", rtt.as_secs_f64());
             }
             Ok(())
         }
