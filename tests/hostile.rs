@@ -346,6 +346,30 @@ async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
     assert!(sent < 32 << 20, "the pager read {sent} bytes");
 }
 
+/// Seen in a trial: a pager URL on a closed port read `error sending request: client error
+/// (Connect): tcp connect error: Connection refused (os error 111)`, naming neither where nor
+/// (first) what. Now it says where, as the email pager does, and never the URL's path (a
+/// Slack webhook's path is its secret).
+#[tokio::test]
+async fn an_unreachable_pager_says_where_it_could_not_connect() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = test_page_error(&format!(
+        "[[pager]]\nname = \"slack\"\ntype = \"slack\"\nurl = \"http://127.0.0.1:{port}/services/T0/B0/hook-secret\"\n"
+    ))
+    .await;
+    assert!(
+        error.starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+        "{error}"
+    );
+    assert!(error.contains("Connection refused"), "{error}");
+    assert!(!error.contains("error sending request"), "{error}");
+    assert!(!error.contains("hook-secret"), "{error}");
+}
+
 /// `test-page` through the one pager `pager` (TOML) configures: the delivery error.
 pub(crate) async fn test_page_error(pager: &str) -> String {
     let cfg = support::TempConfig::new(

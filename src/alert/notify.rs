@@ -241,7 +241,27 @@ pub fn classify_status(status: u16, msg: String) -> DeliveryError {
 }
 
 fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
+    // Where it could not connect, as the email pager says it: the host and port (never the
+    // path or query, which may be the pager's secret), then the cause without reqwest's and
+    // hyper's wrappers (`error sending request: client error (Connect): …`).
+    let to = e
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
     let e = e.without_url();
+    if let (true, Some(to)) = (e.is_connect() && !e.is_timeout(), to) {
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(&e).and_then(|s| s.source());
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let cause = if causes.is_empty() {
+            error_chain(&e)
+        } else {
+            causes.join(": ")
+        };
+        return DeliveryError::Retryable(format!("cannot connect to {to}: {cause}"));
+    }
     if e.is_timeout() {
         return DeliveryError::Retryable(format!(
             "no reply within {}",
