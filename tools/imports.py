@@ -241,7 +241,7 @@ class Source:
 
     def __init__(self, path: str, text: str):
         self.path = path
-        self.lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+        self.lines = count_lines(text)
         toks = tokenize(text)
         self.test_children: set[str] = set()  # `#[cfg(test)] mod x;`
         self.test_lines = 0
@@ -280,21 +280,27 @@ def file_module(rel: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def rust_files(root: str, top: str):
+    """(path from root, text) of every `.rs` file under root/top, in a stable order."""
+    for d, dirs, files in os.walk(os.path.join(root, top)):
+        dirs.sort()
+        for f in sorted(files):
+            if f.endswith(".rs"):
+                full = os.path.join(d, f)
+                with open(full, encoding="utf-8", errors="replace") as fh:
+                    yield os.path.relpath(full, root).replace(os.sep, "/"), fh.read()
+
+
+def count_lines(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+
+
 class Tree:
     """The modules of one crate checkout: lib (src/lib.rs) and bin (src/main.rs) roots."""
 
     def __init__(self, root: str):
         self.root = root
-        texts: dict[str, str] = {}
-        src = os.path.join(root, "src")
-        for d, dirs, files in os.walk(src):
-            dirs.sort()
-            for f in sorted(files):
-                if f.endswith(".rs"):
-                    full = os.path.join(d, f)
-                    rel = os.path.relpath(full, root).replace(os.sep, "/")
-                    with open(full, encoding="utf-8", errors="replace") as fh:
-                        texts[rel] = fh.read()
+        texts = dict(rust_files(root, "src"))
         self.sources = {p: Source(p, t) for p, t in texts.items()}
         # modules: (crate, path) -> file. A file's crate is bin only for main.rs and what main.rs
         # declares that lib.rs does not.
@@ -758,18 +764,7 @@ def module_circles(g: "Graph") -> list[tuple[list[str], list[str]]]:
 def file_lines(root: str) -> dict[str, int]:
     """Lines of every `.rs` file under src/ (test-only files too) and tests/, by path from root,
     counted as `Source` counts them."""
-    sizes: dict[str, int] = {}
-    for top in ("src", "tests"):
-        for d, dirs, files in os.walk(os.path.join(root, top)):
-            dirs.sort()
-            for f in sorted(files):
-                if f.endswith(".rs"):
-                    full = os.path.join(d, f)
-                    rel = os.path.relpath(full, root).replace(os.sep, "/")
-                    with open(full, encoding="utf-8", errors="replace") as fh:
-                        text = fh.read()
-                    sizes[rel] = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
-    return sizes
+    return {p: count_lines(t) for top in ("src", "tests") for p, t in rust_files(root, top)}
 
 
 def over_lines(sizes: dict[str, int], max_lines: int, kept: dict[str, str]) -> list[str]:
