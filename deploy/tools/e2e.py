@@ -17,7 +17,8 @@ to a loopback recorder that timestamps every webhook. Three topologies run side 
 Time is compressed by K = 10 (`--scale K`; 1 runs the shipped timings), proportionally: schedule
 60 s -> 6 s, confirm_delay 10 s -> 1 s, the failing step's timeout (signalling) 5 s -> 500 ms, the
 Alertmanager pager's resend_interval 30 s -> 3 s, Prometheus' resend delay 60 s -> 6 s, scrape
-and evaluation 15 s -> 1.5 s, every rule's `for:` and every route's group_wait / group_interval /
+and evaluation 15 s -> 1.5 s (the probers' scrape and the fallback group's evaluation 5 s -> 0.5 s,
+as shipped), every rule's `for:` and every route's group_wait / group_interval /
 repeat_interval divided by 10 (rules' range windows are kept). Each measured time is asserted
 against the bound the (compressed) config implies plus ALLOW (process and HTTP latency on a busy CI
 machine, also compressed-time seconds: x10 in real-time terms overstates it tenfold).
