@@ -6,7 +6,7 @@ report every import circle between files, every circle between top-level modules
     python3 tools/imports.py               # circles and long files; exit 1 if there is a circle
     python3 tools/imports.py --arrows      # every arrow too
     python3 tools/imports.py --report      # print the same, always exit 0 (CI until circles are gone)
-    python3 tools/imports.py --max-lines N # also exit 1 when a file is over N lines
+    python3 tools/imports.py --max-lines N # also exit 1 when a file is over N lines (KEPT_WHOLE aside)
     python3 tools/imports.py --self-test   # check the reader on small synthetic trees
 
 What counts (read as text, no compiler needed; Python 3 standard library only):
@@ -36,6 +36,10 @@ import tempfile
 from collections import defaultdict
 
 LONG_FILE = 800
+# Files over LONG_FILE lines kept whole on purpose: path -> why it is one idea that reads best
+# whole (README, Layout). `--max-lines` (CI: .ci/checks.d/imports.sh) fails on any other. Empty
+# today; a split along the file's own ideas is the first answer, an entry here the last.
+KEPT_WHOLE: dict[str, str] = {}
 CRATE_NAME = "joincanary"
 
 # ---------------------------------------------------------------------------------------------
@@ -788,16 +792,22 @@ def report(args) -> int:
     print(f"source files over {LONG_FILE} lines: {len(long)}")
     for lines, p in long:
         s = tree.sources[p]
-        print(f"  {p}: {lines} lines ({lines - s.test_lines} outside #[cfg(test)])")
+        why = f": kept whole: {KEPT_WHOLE[p]}" if p in KEPT_WHOLE else ""
+        print(f"  {p}: {lines} lines ({lines - s.test_lines} outside #[cfg(test)]){why}")
     failed = []
     if circles:
         failed.append(f"{len(circles)} import circle(s)")
     if modules:
         failed.append(f"{len(modules)} import circle(s) between top-level modules")
     if max_lines is not None:
-        over = [p for p in tree.files if tree.sources[p].lines > max_lines]
+        over = sorted(
+            p for p in tree.files if tree.sources[p].lines > max_lines and p not in KEPT_WHOLE
+        )
         if over:
-            failed.append(f"{len(over)} file(s) over {max_lines} lines: {', '.join(over)}")
+            failed.append(
+                f"{len(over)} file(s) over {max_lines} lines: {', '.join(over)} (split along "
+                "their ideas, or list one in tools/imports.py's KEPT_WHOLE with why)"
+            )
     if failed and report_only:
         print(f"note: report only (--report), not failing on: {'; '.join(failed)}")
         return 0
@@ -934,7 +944,8 @@ def main() -> int:
     ap.add_argument("--root", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."),
                     help="the checkout to read (default: this script's repository)")
     ap.add_argument("--arrows", action="store_true", help="print every arrow, not only circles")
-    ap.add_argument("--max-lines", type=int, metavar="N", help="also fail on files over N lines")
+    ap.add_argument("--max-lines", type=int, metavar="N",
+                    help="also fail on files over N lines, but for those in KEPT_WHOLE")
     ap.add_argument("--report", action="store_true",
                     help="print everything but exit 0 (a circle is reported, not failed)")
     ap.add_argument("--strict", action="store_true",

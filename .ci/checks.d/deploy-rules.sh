@@ -14,3 +14,4 @@ amtool check-config deploy/alertmanager/alertmanager.yml
 python3 deploy/tools/check_routes.py
 amtool check-config target/deploy/alertmanager-quorum-only.yml
 python3 deploy/tools/check_compat.py
+python3 deploy/tools/gen_prometheusrule.py --check-job

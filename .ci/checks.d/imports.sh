@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Import circles between source files and files over 800 lines (README, Layout): the reader's own
-# self test, then the graph of src/. Fails on a circle (none is left); IMPORTS_REPORT=1 only
-# reports.
+# self test, then the graph of src/. Fails on a circle (none is left) and on a file over 800
+# lines not listed with its reason in tools/imports.py's KEPT_WHOLE (none is); IMPORTS_REPORT=1
+# only reports.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python3 tools/imports.py --self-test
 if [ "${IMPORTS_REPORT:-0}" = 1 ]; then
   python3 tools/imports.py --report
 else
-  python3 tools/imports.py
+  python3 tools/imports.py --max-lines 800
 fi

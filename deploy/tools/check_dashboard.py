@@ -34,10 +34,10 @@ import time
 import urllib.parse
 import urllib.request
 
-from stack import (GLOBAL_RULES, ROOT, RULES, Stack, alertmanager_config, free_port, get_json, http,
-                   probe_file, query, require_tools)
+from stack import (GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config, free_port, get_json,
+                   http, probe_file, query, require_tools)
 
-stack = Stack(os.path.join(ROOT, "target/deploy/dashboard"), time.monotonic() + 120)
+stack = Stack(os.path.join(OUT, "dashboard"), time.monotonic() + 120)
 fail = stack.fail
 wait_for = stack.wait_for
 

@@ -324,6 +324,32 @@ def check_alertmanager_templates(doc_text):
     print(f"deploy/alertmanager: ConfigMap/{name} checked, mounted at {mounted}; {note}")
 
 
+def check_job(docs, where):
+    """Each ServiceMonitor's scrape job, as the Prometheus Operator names it (the value of the
+    Service's label named by `jobLabel`, else the Service's name), is the job the PrometheusRule
+    selects: a job named otherwise leaves every rule blind to the probers."""
+    def strings(x):
+        if isinstance(x, str):
+            yield x
+        for v in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else []):
+            yield from strings(v)
+    # `job="joincanary"` in expressions, `job=\"joincanary\"` inside a summary's query.
+    selected = {m for d in docs if d["kind"] == "PrometheusRule" for text in strings(d["spec"]["groups"])
+                for m in re.findall(r'job=\\?"([^"\\]*)', text)}
+    services = [d for d in docs if d["kind"] == "Service"]
+    for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
+        wanted = sm["spec"]["selector"].get("matchLabels") or {}
+        for svc in services:
+            labels = svc["metadata"].get("labels") or {}
+            if any(labels.get(k) != v for k, v in wanted.items()):
+                continue
+            label = sm["spec"].get("jobLabel")
+            job = labels.get(label) if label else svc["metadata"]["name"]
+            if {job} != selected:
+                fail(f"{where}: ServiceMonitor/{sm['metadata']['name']} scrapes Service/{svc['metadata']['name']} "
+                     f"as job {job!r}, the PrometheusRule selects {sorted(selected)}")
+
+
 def main():
     doc_text = open(DOC).read()
     rules = yaml.safe_load(open(RULES))
@@ -366,6 +392,7 @@ def main():
                 if region not in (d["data"].get("STATUS_URL") or ""):
                     fail(f"{where}: STATUS_URL does not name the region")
         check_references(docs, where, doc_text)
+        check_job(docs, where)
         wanted = {"StatefulSet", "Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"}
         missing = wanted - {d["kind"] for d in docs}
         if missing:

@@ -23,9 +23,9 @@ import time
 
 import yaml
 
-from stack import AM_CONFIG, ROOT, Stack, absolute_templates, free_port, http, probe_file, require_tools
+from stack import AM_CONFIG, OUT, ROOT, Stack, absolute_templates, free_port, http, probe_file, require_tools
 
-stack = Stack(os.path.join(ROOT, "target/deploy/page-templates"), time.monotonic() + 60)
+stack = Stack(os.path.join(OUT, "page-templates"), time.monotonic() + 60)
 # A region name long enough that the summary passes Opsgenie's 130 characters, where
 # Alertmanager cuts the message from the end: joincanary.short must keep the cause.
 REGION = "europe-west3-frankfurt-availability-zone-c-dedicated"

@@ -8,7 +8,8 @@ to a loopback recorder that timestamps every webhook. Three topologies run side 
 
   a  one Prometheus for every region (regional + global rules)
   b  one Prometheus per region (regional rules) + a global one federating them (the shipped
-     deploy/prometheus/global/prometheus.yml, targets replaced; global rules)
+     deploy/prometheus/global/prometheus.yml, targets replaced; global rules); the probers
+     scraped as job `prod-joincanary`, the regional rules generated for it (`--job`)
   c  a single region (one prober, one Prometheus, regional rules)
   ha as (c), with two Alertmanagers clustered on loopback (--cluster.listen-address/--cluster.peer)
      and the prober's pager listing both (`urls`), Prometheus sending to both
@@ -44,8 +45,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import yaml
 
 from check_routes import quorum_only as quorum_only_switch
-from stack import (AM_CONFIG, BIN, GLOBAL_RULES, ROOT, RULES, Stack, alertmanager_config, free_port,
-                   get_json, http, probe_file, rules_file, seconds, series)
+from gen_prometheusrule import for_job
+from stack import (AM_CONFIG, BIN, GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config, free_port,
+                   get_json, http, probe_file, rules_file, seconds, series, versions)
 
 
 
@@ -60,7 +62,7 @@ def _scale():
 
 
 K = _scale()
-WORK = os.path.join(ROOT, "target/deploy/e2e" if K == 10 else f"target/deploy/e2e-x{K:g}")
+WORK = os.path.join(OUT, "e2e" if K == 10 else f"e2e-x{K:g}")
 REGIONS = ["eu-west-1", "us-east-1", "ap-southeast-1"]
 
 # The shipped settings (real time) the bounds come from; compressed by K below.
@@ -220,6 +222,7 @@ class Fleet:
     def __init__(self, name, regions, deadline, results):
         self.name = name
         self.regions = regions
+        self.job = "prod-joincanary" if name == "b" else "joincanary"   # the scrape job
         self.stack = Stack(os.path.join(WORK, name), deadline)
         self.results = results
         self.rec = Recorder()
@@ -289,14 +292,20 @@ type = "webhook"
 url = "{self.rec.url('/refuse')}"
 '''
             self.start_prober(r)
-        rules = rules_file(RULES, st.path("rules.yaml"), K)
+        # (b) scrapes the probers as another job, as a Prometheus Operator install whose Service
+        # got a kustomize namePrefix would, with the rules generated for it (`--job`).
+        src = RULES
+        if self.job != "joincanary":
+            src = st.path("rules-for-job.yaml")
+            open(src, "w").write(for_job(open(RULES).read(), self.job))
+        rules = rules_file(src, st.path("rules.yaml"), K)
         global_rules = rules_file(GLOBAL_RULES, st.path("global-rules.yaml"), K)
         common = {"scrape_interval": f"{round(SCRAPE * 1000)}ms", "evaluation_interval": f"{round(SCRAPE * 1000)}ms",
                   "scrape_timeout": "1s"}
         alerting = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{p}" for p in self.ams]}]}]}
 
         def job(regions):
-            return [{"job_name": "joincanary", "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
+            return [{"job_name": self.job, "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
         if prometheus_layout == "one":
             files = [rules, global_rules] if len(self.regions) > 1 else [rules]
             self.add_prom("prometheus", {"global": common, "rule_files": files, "alerting": alerting,
@@ -379,8 +388,8 @@ url = "{self.rec.url('/refuse')}"
     def healthy(self, regions=None):
         """Every region probing successfully with no alert open, seen by Prometheus."""
         for r in regions or self.regions:
-            ok = series(self.prom_of(r), f'probe_success{{job="joincanary",region="{r}"}} == 1'
-                        f' and on (region) probe_alert_firing{{job="joincanary",region="{r}",severity="critical"}} == 0')
+            ok = series(self.prom_of(r), f'probe_success{{job="{self.job}",region="{r}"}} == 1'
+                        f' and on (region) probe_alert_firing{{job="{self.job}",region="{r}",severity="critical"}} == 0')
             if not ok:
                 return False
         return True
@@ -750,6 +759,8 @@ def main():
                     help="only these (default: all)")
     args = ap.parse_args()
     topologies = args.topology or ["a", "b", "c", "quorum", "ha"]
+    tools = versions()
+    print("; ".join(tools.values()), flush=True)
     print(f"time compressed x{K:g}; bounds (compressed s): "
           + ", ".join(f"{k} {v:.2f}" for k, v in BOUNDS.items()), flush=True)
     runs, failed = [], []
@@ -757,7 +768,7 @@ def main():
         start = time.monotonic()
         results, errors = run_once(topologies)
         load = os.getloadavg()
-        runs.append({"results": results, "errors": errors, "seconds": round(time.monotonic() - start),
+        runs.append({"versions": tools, "results": results, "errors": errors, "seconds": round(time.monotonic() - start),
                      "loadavg": [round(x, 2) for x in load]})
         failed += errors
         print(f"run {i + 1}: {len(errors)} errors in {time.monotonic() - start:.0f} s, load average "

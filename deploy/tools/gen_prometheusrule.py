@@ -3,7 +3,20 @@
 
 One source of truth for the rules: the PrometheusRule's spec.groups is the rules file's groups.
 `--check` fails (exit 1) when the committed PrometheusRule differs from what this would write.
+
+The rules select the scrape job `joincanary` (what keeps blackbox_exporter's `probe_success` out).
+Scraping the probers under another job name: `--job NAME` prints the PrometheusRule for that job
+(`--job NAME --rules-file`: the rules file) with every selector, and the job named in the
+summaries, rewritten; nothing else changes. `--check-job` proves the rewrite complete: it
+rewrites the rules and their unit tests (deploy/prometheus/tests/) for another job into
+target/deploy/job-param/ and runs `promtool test rules` on them; a selector the rewrite missed
+leaves its rule blind to the renamed job's series and fails its tests. A job these rules do not
+select is not silent either: JoinCanaryJobNotSelected fires (docs/deploy.md, "Prometheus rules").
 """
+import os
+import re
+import shutil
+import subprocess
 import sys
 
 import yaml
@@ -31,8 +44,25 @@ def str_presenter(dumper, data):
 Dumper.add_representer(str, str_presenter)
 
 
-def render():
-    rules = yaml.safe_load(open(RULES))
+# How the rules and their tests name the job: in selectors (also escaped inside a template's
+# query), as a test's expected label, and in the summary of JoinCanaryAbsent.
+JOB_FORMS = ['job="{}"', 'job!="{}"', 'job=\\"{}\\"', "job: {}", "(job={})"]
+# A Prometheus label value kept to the characters job names use (Kubernetes names, `ns/name`), so
+# it can be written into a selector and a template without quoting.
+JOB_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
+
+
+def for_job(text, job):
+    """`text` (the rules file or a rule test) with the scrape job `joincanary` renamed `job`."""
+    if not JOB_NAME.fullmatch(job):
+        sys.exit(f"--job {job!r}: letters, digits and _ . : / - only")
+    for form in JOB_FORMS:
+        text = text.replace(form.format("joincanary"), form.format(job))
+    return text
+
+
+def render(text=None):
+    rules = yaml.safe_load(text if text is not None else open(RULES))
     doc = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -42,9 +72,41 @@ def render():
     return HEADER + yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=1000)
 
 
+def check_job(job="canary-ci"):
+    """The rules and their unit tests rewritten for scrape job `job` pass `promtool test rules`."""
+    out = os.path.join("target/deploy/job-param")
+    shutil.rmtree(out, ignore_errors=True)
+    for src in ["deploy/prometheus/joincanary-rules.yaml", "deploy/prometheus/global/joincanary-global-rules.yaml",
+                *sorted(os.path.join("deploy/prometheus/tests", f) for f in os.listdir("deploy/prometheus/tests"))]:
+        dst = os.path.join(out, os.path.relpath(src, "deploy"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        text = for_job(open(src).read(), job)
+        if src.endswith("joincanary-rules.yaml") and re.search(r'job!?=\\?"joincanary', text):
+            sys.exit(f"{src}: a job selector the rewrite does not know: {JOB_FORMS}")
+        open(dst, "w").write(text)
+    tests = sorted(os.path.join(out, "prometheus/tests", f) for f in os.listdir(os.path.join(out, "prometheus/tests")))
+    r = subprocess.run(["promtool", "test", "rules", *tests], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stdout + r.stderr)
+        print(f"the rules rewritten for job {job!r} (--job) fail their unit tests: {out}")
+        return 1
+    print(f"rules and {len(tests)} unit test files rewritten for job {job!r}: promtool test rules passes")
+    return 0
+
+
 def main():
+    args = sys.argv[1:]
+    if "--check-job" in args:
+        return check_job()
+    if "--job" in args:
+        i = args.index("--job")
+        if i + 1 >= len(args):
+            sys.exit("--job NAME")
+        text = for_job(open(RULES).read(), args[i + 1])
+        sys.stdout.write(text if "--rules-file" in args else render(text))
+        return 0
     text = render()
-    if "--check" in sys.argv[1:]:
+    if "--check" in args:
         current = open(OUT).read()
         if current != text:
             print(f"{OUT} differs from {RULES}: run python3 deploy/tools/gen_prometheusrule.py")

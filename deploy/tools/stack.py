@@ -24,6 +24,9 @@ BIN = os.path.join(ROOT, "target/debug/joincanary")
 RULES = os.path.join(ROOT, "deploy/prometheus/joincanary-rules.yaml")
 GLOBAL_RULES = os.path.join(ROOT, "deploy/prometheus/global/joincanary-global-rules.yaml")
 AM_CONFIG = os.path.join(ROOT, "deploy/alertmanager/alertmanager.yml")
+# Where the live checks write their logs, configs and results: target/deploy/, or JC_DEPLOY_OUT
+# (.ci/checks.d/deploy-next.sh runs them again against Prometheus 3.x / Alertmanager 0.27+ there).
+OUT = os.environ.get("JC_DEPLOY_OUT") or os.path.join(ROOT, "target/deploy")
 
 
 def require_tools():
@@ -32,6 +35,15 @@ def require_tools():
             sys.exit(f"{tool} missing: bash .ci/run installs it (.ci/apt.d/deploy.txt)")
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} missing: cargo build --bin joincanary")
+
+
+def versions():
+    """The first line of `--version` of the Prometheus and Alertmanager on PATH (what a run used)."""
+    out = {}
+    for tool in ("prometheus", "prometheus-alertmanager"):
+        r = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10)
+        out[tool] = ((r.stdout or r.stderr).splitlines() or ["?"])[0]
+    return out
 
 
 _ports_given = set()

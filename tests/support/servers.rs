@@ -1157,6 +1157,12 @@ impl Janus {
         let url = self.admin_url();
         self.inside(move || list_sessions(url)).await
     }
+
+    /// Panics unless Janus holds no session: every one the probe made was destroyed.
+    pub async fn assert_no_sessions(&self) {
+        let left = self.sessions().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left, Vec::<u64>::new(), "sessions left on Janus");
+    }
 }
 
 /// The Admin API's `list_sessions` at `admin_url`.

@@ -175,13 +175,10 @@ pub(crate) async fn run(
                 .await;
             trickled_gauge(ctx, &peer);
             let report = report?;
-            ctx.gauges
-                .insert("media_received".to_string(), f64::from(report.received));
-            ctx.gauges
-                .insert("media_loss_ratio".to_string(), report.loss_ratio());
+            ctx.gauge("media_received", f64::from(report.received));
+            ctx.gauge("media_loss_ratio", report.loss_ratio());
             if let Some(latency) = report.median_latency() {
-                ctx.gauges
-                    .insert("media_latency_seconds".to_string(), latency.as_secs_f64());
+                ctx.gauge("media_latency_seconds", latency.as_secs_f64());
             }
             Ok(())
         }
@@ -204,11 +201,9 @@ pub(crate) async fn run(
                 .await;
             trickled_gauge(ctx, &peer);
             let report = report?;
-            ctx.gauges
-                .insert("echo_loss_ratio".to_string(), report.loss_ratio());
+            ctx.gauge("echo_loss_ratio", report.loss_ratio());
             if let Some(rtt) = report.median_rtt() {
-                ctx.gauges
-                    .insert("echo_rtt_seconds".to_string(), rtt.as_secs_f64());
+                ctx.gauge("echo_rtt_seconds", rtt.as_secs_f64());
             }
             Ok(())
         }
@@ -235,8 +230,7 @@ fn connection_name(ctx: &mut Ctx<'_>, v: Option<&S<String>>, key: &str) -> Optio
 /// (kept with a failed step too: none trickled is what an `ice` failure then means).
 fn trickled_gauge(ctx: &mut RunContext<'_>, peer: &Peer) {
     if let Some(n) = peer.trickled_candidates() {
-        ctx.gauges
-            .insert("trickled_candidates".to_string(), n as f64);
+        ctx.gauge("trickled_candidates", n as f64);
     }
 }
 
