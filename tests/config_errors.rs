@@ -212,6 +212,85 @@ fn bad_duration_and_bad_cron() {
     );
 }
 
+/// Seen in a trial: a cron field out of range read "Component error: Number out of bounds.",
+/// and `sunday` (for `sun`) "illegal character 'D' in part '0DAY'": no field, nothing the
+/// user wrote. Now the field is named with what it takes, in a probe's schedule and in a
+/// maintenance window alike.
+#[test]
+fn a_bad_cron_field_is_named_with_what_it_takes() {
+    let errs = errors_for(
+        &format!(
+            "schedule = \"61 * * * *\"\n{HEAD}url = \"http://h/\"\n[[alerting.maintenance]]\nstart = \"0 2 * * sunday\"\nduration = \"1h\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:1:12: schedule: `61 * * * *`: the minute field `61` is not valid: it takes 0-59, `*`, lists (`1,15`), ranges (`1-5`) and steps (`*/5`)",
+            "probes/p.toml:8:9: alerting.maintenance[0].start: `0 2 * * sunday`: the weekday field `sunday` is not valid: it takes 0-7 (Sunday is 0 or 7) or sun-sat, `*`, lists (`1,15`), ranges (`1-5`) and steps (`*/5`)",
+        ]
+    );
+}
+
+/// Seen in a trial: `timout`, `ulr` and `routing-key` got the whole list of accepted keys and
+/// no hint; a key one slip from an accepted one now names it, wherever the list is made
+/// (serde's, a step kind's, a pager type's, a heartbeat type's). A key far from all of them
+/// reads as before (`every_kind_of_error_has_file_line_column_and_key`).
+#[test]
+fn a_key_one_slip_from_an_accepted_one_is_named() {
+    // A probe file stops at its first unknown top-level key too: the step's slip has its own.
+    let top = format!("timout = \"5s\"\n{HEAD}url = \"http://h/\"\n");
+    let step = format!("{HEAD}ulr = \"http://h/\"\n");
+    // serde stops at a table's first unknown key, so the service config's slips go one by one.
+    let errs = [
+        "[defaults]\nschedul = \"* * * * *\"\n",
+        "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting-key = \"k\"\n[[heartbeat]]\nname = \"hc\"\ntype = \"http\"\nurl = \"http://hc.example/\"\nintervall = \"1m\"\n",
+    ]
+    .map(|service| {
+        TempConfig::new(service, &[("p.toml", &top), ("q.toml", &step)])
+            .errors()
+            .join("\n")
+    })
+    .join("\n");
+    for want in [
+        "defaults.schedul: unknown field `schedul` (did you mean `schedule`?), expected one of `schedule`,",
+        "pager[0].routing-key: does not apply to a `pagerduty` pager (did you mean `routing_key`?), expected one of `name`,",
+        "heartbeat[0].intervall: unknown field `intervall` (did you mean `interval`?), expected one of",
+        "probes/p.toml:1:1: timout: unknown field `timout` (did you mean `timeout`?), expected one of `name`,",
+        "probes/q.toml:5:1: steps[0].ulr: unknown field `ulr` (did you mean `url`?), expected one of `name`,",
+    ] {
+        assert!(errs.contains(want), "{want}\nnot in\n{errs}");
+    }
+}
+
+/// Seen in a trial: `timeout = 5` read "invalid type: integer `5`, expected a string", which
+/// does not say that a duration is text with a unit.
+#[test]
+fn a_bare_number_for_a_duration_says_what_a_duration_looks_like() {
+    let errs = errors_for(
+        &format!("{HEAD}url = \"http://h/\"\n").replace("\"5s\"", "5"),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:1:11: timeout: invalid type: integer `5`, expected a duration in quotes with its unit, such as \"10s\", \"500ms\" or \"1m30s\""
+        ]
+    );
+    let cfg = TempConfig::new(
+        "[alerting]\nconfirm_delay = 10\n[[alerting.maintenance]]\nstart = \"0 2 * * sun\"\nduration = 3600\n",
+        &[("p.toml", &format!("{HEAD}url = \"http://h/\"\n"))],
+    );
+    let errs = cfg.errors().join("\n");
+    assert!(
+        errs.contains(
+            "alerting.confirm_delay: invalid type: integer `10`, expected a duration in quotes"
+        ),
+        "{errs}"
+    );
+}
+
 #[test]
 fn toml_syntax_error_has_a_position() {
     let errs = errors_for("[[steps]\nname = 1\n", &[]);
@@ -389,7 +468,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
         ),
         (
             probe("timeout = 5\n"),
-            "probes/p.toml:1:11: timeout: invalid type: integer `5`, expected a string",
+            "probes/p.toml:1:11: timeout: invalid type: integer `5`, expected a duration in quotes with its unit, such as \"10s\", \"500ms\" or \"1m30s\"",
         ),
         (
             // The deadline and the schedule both from [defaults]: placed at the file's start.

@@ -291,9 +291,11 @@ pub struct RawWebrtc {
     /// `publish`: messages sent at most (default 1000).
     pub echo: Option<S<i64>>,
     /// `connect`, `publish`: between two messages (default 20ms).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub echo_interval: Option<S<String>>,
     /// `connect`: how long the last message's echo may take, or a publisher's message to
     /// arrive (default 1s).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub echo_wait: Option<S<String>>,
     /// `connect`: receive this publishing connection's messages instead of an echo.
     pub from: Option<S<String>>,
