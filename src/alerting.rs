@@ -18,10 +18,12 @@ use crate::schedule::Schedule;
 #[serde(deny_unknown_fields)]
 pub struct RawAlerting {
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub confirm_delay: Option<S<String>>,
     pub failure_threshold: Option<S<i64>>,
     pub success_threshold: Option<S<i64>>,
     pub degraded_threshold: Option<S<i64>>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub reminder_interval: Option<S<String>>,
     /// Pages for this probe go only to these pagers (default: all).
     pub pagers: Option<S<Vec<String>>>,
@@ -39,6 +41,7 @@ pub struct RawAlerting {
 pub struct RawMaintenance {
     /// Cron expression for the window's start.
     pub start: S<String>,
+    #[serde(deserialize_with = "crate::diag::required_duration")]
     pub duration: S<String>,
     pub timezone: Option<S<String>>,
 }

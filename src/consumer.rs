@@ -240,8 +240,8 @@ fn act(
             tracing::warn!(
                 probe = %n.probe,
                 region = %n.region,
-                event = n.kind.as_str(),
-                severity = n.severity.as_str(),
+                event = %n.kind.as_str(),
+                severity = %n.severity.as_str(),
                 reminder = n.reminder,
                 summary = %n.summary,
                 "alert"
@@ -287,17 +287,79 @@ pub(crate) fn publish_alerts(
 fn log_run(run: &ProbeRun) {
     let ms = crate::report::log_ms(run.duration_ms);
     if run.success {
-        tracing::info!(probe = %run.probe, region = %run.region, duration_ms = ms, trigger = run.trigger.as_str(), "probe run succeeded");
+        tracing::info!(probe = %run.probe, region = %run.region, duration_ms = ms, trigger = %run.trigger.as_str(), "probe run succeeded");
     } else {
         tracing::warn!(
             probe = %run.probe,
             region = %run.region,
             duration_ms = ms,
-            trigger = run.trigger.as_str(),
-            step = run.failed_step.as_deref().unwrap_or(""),
-            reason = run.reason.map(|r| r.as_str()).unwrap_or(""),
-            error = run.error.as_deref().unwrap_or(""),
+            trigger = %run.trigger.as_str(),
+            step = %run.failed_step.as_deref().unwrap_or(""),
+            reason = %run.reason.map(|r| r.as_str()).unwrap_or(""),
+            error = %run.error.as_deref().unwrap_or(""),
             "probe run failed"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::report::{FailureReason, ProbeRun, Trigger};
+
+    /// What one event writes in the `text` format (tracing's own), as `--log.format text` does.
+    fn text_log(event: impl FnOnce()) -> String {
+        #[derive(Clone)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf(Arc::new(Mutex::new(Vec::new())));
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, event);
+        String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned()
+    }
+
+    /// Every field of the run's log line reads `key=value`, as `probe=…` always did: text fields
+    /// go through Display (`trigger = %…`); passed as plain `&str` they were quoted in the text
+    /// format (`trigger="scheduled"`) beside unquoted ones.
+    #[test]
+    fn a_failed_run_logs_its_text_fields_unquoted() {
+        let run = ProbeRun {
+            probe: "sim-join".into(),
+            region: "eu".into(),
+            success: false,
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            duration_ms: Duration::from_millis(12),
+            failed_step: Some("signalling".into()),
+            reason: Some(FailureReason::NoMatch),
+            error: Some("no frame matched".into()),
+            trigger: Trigger::Confirm,
+            steps: Vec::new(),
+        };
+        let line = text_log(|| super::log_run(&run));
+        for field in [
+            "probe=sim-join",
+            "region=eu",
+            "trigger=confirm",
+            "step=signalling",
+            "reason=no_match",
+            "error=no frame matched",
+        ] {
+            assert!(line.contains(field), "{field} in {line}");
+        }
+        assert!(!line.contains("=\""), "{line}");
     }
 }

@@ -32,8 +32,10 @@ pub struct Common {
     #[serde(rename = "type")]
     pub kind: S<String>,
     /// Time between pings (default 1m).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub interval: Option<S<String>>,
     /// Per-ping timeout (default 10s).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub timeout: Option<S<String>>,
 }
 
@@ -201,15 +203,19 @@ impl Entry<'_> {
                     Some(value.span()),
                     self.key(k),
                     format_args!(
-                        "does not apply to {}, expected one of {takes}",
-                        self.a_heartbeat()
+                        "does not apply to {}{}, expected one of {takes}",
+                        self.a_heartbeat(),
+                        crate::diag::did_you_mean(k, &takes)
                     ),
                 );
             } else {
                 ctx.error(
                     Some(key.span()),
                     self.key(k),
-                    format_args!("unknown field `{k}`, expected one of {takes}"),
+                    format_args!(
+                        "unknown field `{k}`{}, expected one of {takes}",
+                        crate::diag::did_you_mean(k, &takes)
+                    ),
                 );
             }
         }

@@ -301,12 +301,29 @@ pub struct StepReport {
     #[serde(default)]
     pub cleanup: bool,
     /// Numbers the step read (Redis INFO, a JSON endpoint), exported as `probe_gauge_value`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Finite only ([`crate::flow::context::RunContext::gauge`]); read back leniently, as a peer of an
+    /// older version or its history file may hold a `null` for one that was not.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "finite_gauges"
+    )]
     pub gauges: BTreeMap<String, f64>,
     /// Thresholds those numbers crossed: the step still succeeded, but the alert policy
     /// raises the degraded warning from them (as from a latency budget).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// Gauges as read back: a value that is not a number (`null`) is left out, not the document.
+fn finite_gauges<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, f64>, D::Error> {
+    let read = <BTreeMap<String, Option<f64>> as serde::Deserialize>::deserialize(d)?;
+    Ok(read
+        .into_iter()
+        .filter_map(|(name, v)| v.filter(|v| v.is_finite()).map(|v| (name, v)))
+        .collect())
 }
 
 /// One probe run's outcome.

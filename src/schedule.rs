@@ -35,7 +35,10 @@ impl Schedule {
                 cron: Arc::new(cron),
                 timezone,
             })
-            .map_err(|e| format!("`{expr}` is not a cron expression: {e}"))
+            .map_err(|e| match bad_field(expr) {
+                Some(why) => format!("`{expr}`: {why}"),
+                None => format!("`{expr}` is not a cron expression: {e}"),
+            })
     }
 
     /// The first fire time strictly after `after`.
@@ -115,6 +118,36 @@ pub fn schedule(
     }
 }
 
+/// Each field of a 6-field expression as `crontab(5)` names it, with the values it takes; a
+/// 5-field one is the last five.
+const FIELDS: [(&str, &str); 6] = [
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("weekday", "0-7 (Sunday is 0 or 7) or sun-sat"),
+];
+
+/// Which field of a 5- or 6-field expression the parser refuses, and what that field takes.
+/// croner's own words name no field and may quote text the user never wrote (`0 2 * * sunday`
+/// read "illegal character 'D' in part '0DAY'": it had replaced `sun` with `0`), so each field
+/// is tried alone, every other field `*`.
+fn bad_field(expr: &str) -> Option<String> {
+    let parts: Vec<&str> = expr.split_whitespace().collect();
+    let names = FIELDS.get(FIELDS.len().checked_sub(parts.len())?..)?;
+    parts.iter().zip(names).enumerate().find_map(|(i, (part, (name, takes)))| {
+        let alone: Vec<&str> = (0..parts.len())
+            .map(|j| if j == i { *part } else { "*" })
+            .collect();
+        croner::Cron::from_str(&alone.join(" ")).is_err().then(|| {
+            format!(
+                "the {name} field `{part}` is not valid: it takes {takes}, `*`, lists (`1,15`), ranges (`1-5`) and steps (`*/5`)"
+            )
+        })
+    })
+}
+
 /// `key`'s IANA time zone (after `${ENV}`).
 pub fn timezone(ctx: &mut Ctx<'_>, value: &S<String>, key: &str) -> Option<chrono_tz::Tz> {
     let text = ctx.env_str(value, key)?;
@@ -134,6 +167,29 @@ pub fn timezone(ctx: &mut Ctx<'_>, value: &S<String>, key: &str) -> Option<chron
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seen in a trial: `61 * * * *` read "Component error: Number out of bounds." and
+    /// `0 2 * * sunday` "illegal character 'D' in part '0DAY'", naming no field.
+    #[test]
+    fn a_bad_field_is_named_with_what_it_takes() {
+        let err = |expr| Schedule::parse(expr, None).err().unwrap_or_default();
+        assert_eq!(
+            err("61 * * * *"),
+            "`61 * * * *`: the minute field `61` is not valid: it takes 0-59, `*`, lists (`1,15`), ranges (`1-5`) and steps (`*/5`)"
+        );
+        assert!(
+            err("0 2 * * sunday").starts_with(
+                "`0 2 * * sunday`: the weekday field `sunday` is not valid: it takes 0-7 (Sunday is 0 or 7) or sun-sat, "
+            ),
+            "{}",
+            err("0 2 * * sunday")
+        );
+        assert!(err("*/5 * 24 * * *").contains("the hour field `24`"));
+        assert!(err("0 0 0 * *").contains("the day-of-month field `0`"));
+        assert!(err("0 0 1 13 *").contains("the month field `13`"));
+        assert!(err("60 * * * * *").contains("the second field `60`"));
+        assert!(Schedule::parse("0 2 * * sun", None).is_ok());
+    }
 
     #[test]
     fn schedules_take_five_and_six_fields() {

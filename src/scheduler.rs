@@ -353,14 +353,14 @@ impl ProbeLoop {
             } else {
                 SkipReason::Overlap
             };
-            tracing::warn!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), reason = reason.as_str(), "previous run still going or unrecorded; this run is skipped");
+            tracing::warn!(probe = %self.probe.name, region = %self.region, trigger = %trigger.as_str(), reason = %reason.as_str(), "previous run still going or unrecorded; this run is skipped");
             self.skipped(reason);
             return;
         }
         self.report_skips();
         // Debug, not info: the run's outcome line carries the probe and trigger, and one info
         // line per run is half the logging cost of two (measured in BENCHMARKS.md).
-        tracing::debug!(probe = %self.probe.name, region = %self.region, trigger = trigger.as_str(), "probe run starting");
+        tracing::debug!(probe = %self.probe.name, region = %self.region, trigger = %trigger.as_str(), "probe run starting");
         let running = self.running.clone();
         let runner = self.runner.clone();
         let clock = self.clock;

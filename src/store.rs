@@ -470,7 +470,7 @@ fn read_log(path: &Path) -> Loaded {
             // Kept for a human under another name: the writer is about to write a fresh log.
             let aside = with_suffix(path, ".unreadable");
             let moved = std::fs::rename(path, &aside).is_ok();
-            tracing::error!(path = %path.display(), error = %e, moved_to = moved.then(|| aside.display().to_string()), "cannot read the state log; starting from memory only");
+            tracing::error!(path = %path.display(), error = %e, moved_to = moved.then(|| tracing::field::display(aside.display())), "cannot read the state log; starting from memory only");
             return Loaded {
                 unreadable: Some(e.to_string()),
                 ..Loaded::default()

@@ -223,7 +223,7 @@ impl Supervisor {
     /// Records a failure of `name` that the caller handles itself (a run that panicked, a
     /// handler that panicked): logged, counted, and failing until [`Supervisor::recovered`].
     pub fn failed(&self, task: Task, name: &str, why: &str, restarting: bool) {
-        tracing::error!(task = task.as_str(), name, why, region = %self.region, restarting, "supervised task failed");
+        tracing::error!(task = %task.as_str(), name, why, region = %self.region, restarting, "supervised task failed");
         self.restarts
             .with_label_values(&[task.as_str(), &self.region])
             .inc();
@@ -295,7 +295,7 @@ impl Supervisor {
                 };
                 if stop.is_cancelled() {
                     // Stopping anyway: say so, but there is nothing to restart.
-                    tracing::error!(task = task.as_str(), name = %name, why, "supervised task failed while stopping");
+                    tracing::error!(task = %task.as_str(), name = %name, why, "supervised task failed while stopping");
                     this.restarts
                         .with_label_values(&[task.as_str(), &this.region])
                         .inc();

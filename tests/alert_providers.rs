@@ -547,6 +547,46 @@ async fn test_page_sends_a_marked_trigger_and_resolve() {
     }
 }
 
+/// What on-call sees of a test page in each provider: marked once (Slack's notification line
+/// read `[TEST] [TEST] joincanary test page …`), and nothing that reads as a real state
+/// (PagerDuty's `class` was `degraded`).
+#[tokio::test]
+async fn a_test_page_is_marked_once_and_names_no_failure_in_any_pager() {
+    support::init();
+    let hook = Receiver::statuses(&[], 200).await;
+    let (_cfg, plan) = plan(
+        "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nurl = \"${U}/pd\"\nrouting_key = \"k\"\n\n[[pager]]\nname = \"og\"\ntype = \"opsgenie\"\nurl = \"${U}/og\"\napi_key = \"k\"\n\n[[pager]]\nname = \"slack\"\ntype = \"slack\"\nurl = \"${U}/slack\"\n\n[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"${U}/hook\"\n",
+        &[("U", &hook.url())],
+    );
+    let results = test_page(&plan.pagers, "eu-west-1", &[], None, Clock::system()).await;
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    let seen = hook.requests();
+    // pd, og, slack, hook: a trigger and a resolve each.
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    for s in &seen {
+        let body = s.body.to_string();
+        assert!(!body.contains("[TEST] [TEST]"), "{}: {body}", s.path);
+        // A PagerDuty resolve carries only its key.
+        if s.body["event_action"] != "resolve" {
+            assert!(
+                body.contains("[TEST] joincanary test page from eu-west-1"),
+                "{}: {body}",
+                s.path
+            );
+        }
+    }
+    let slack = seen.iter().find(|s| s.path == "/slack").unwrap();
+    assert_eq!(
+        slack.body["text"],
+        "[TEST] joincanary test page from eu-west-1: not a real incident"
+    );
+    let pd = seen
+        .iter()
+        .find(|s| s.path == "/pd" && s.body["event_action"] == "trigger")
+        .unwrap();
+    assert_eq!(pd.body["payload"]["class"], "test", "{}", pd.body);
+}
+
 #[tokio::test]
 async fn secrets_never_reach_errors_debug_or_logs() {
     support::init();

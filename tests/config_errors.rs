@@ -212,6 +212,85 @@ fn bad_duration_and_bad_cron() {
     );
 }
 
+/// Seen in a trial: a cron field out of range read "Component error: Number out of bounds.",
+/// and `sunday` (for `sun`) "illegal character 'D' in part '0DAY'": no field, nothing the
+/// user wrote. Now the field is named with what it takes, in a probe's schedule and in a
+/// maintenance window alike.
+#[test]
+fn a_bad_cron_field_is_named_with_what_it_takes() {
+    let errs = errors_for(
+        &format!(
+            "schedule = \"61 * * * *\"\n{HEAD}url = \"http://h/\"\n[[alerting.maintenance]]\nstart = \"0 2 * * sunday\"\nduration = \"1h\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:1:12: schedule: `61 * * * *`: the minute field `61` is not valid: it takes 0-59, `*`, lists (`1,15`), ranges (`1-5`) and steps (`*/5`)",
+            "probes/p.toml:8:9: alerting.maintenance[0].start: `0 2 * * sunday`: the weekday field `sunday` is not valid: it takes 0-7 (Sunday is 0 or 7) or sun-sat, `*`, lists (`1,15`), ranges (`1-5`) and steps (`*/5`)",
+        ]
+    );
+}
+
+/// Seen in a trial: `timout`, `ulr` and `routing-key` got the whole list of accepted keys and
+/// no hint; a key one slip from an accepted one now names it, wherever the list is made
+/// (serde's, a step kind's, a pager type's, a heartbeat type's). A key far from all of them
+/// reads as before (`every_kind_of_error_has_file_line_column_and_key`).
+#[test]
+fn a_key_one_slip_from_an_accepted_one_is_named() {
+    // A probe file stops at its first unknown top-level key too: the step's slip has its own.
+    let top = format!("timout = \"5s\"\n{HEAD}url = \"http://h/\"\n");
+    let step = format!("{HEAD}ulr = \"http://h/\"\n");
+    // serde stops at a table's first unknown key, so the service config's slips go one by one.
+    let errs = [
+        "[defaults]\nschedul = \"* * * * *\"\n",
+        "[[pager]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting-key = \"k\"\n[[heartbeat]]\nname = \"hc\"\ntype = \"http\"\nurl = \"http://hc.example/\"\nintervall = \"1m\"\n",
+    ]
+    .map(|service| {
+        TempConfig::new(service, &[("p.toml", &top), ("q.toml", &step)])
+            .errors()
+            .join("\n")
+    })
+    .join("\n");
+    for want in [
+        "defaults.schedul: unknown field `schedul` (did you mean `schedule`?), expected one of `schedule`,",
+        "pager[0].routing-key: does not apply to a `pagerduty` pager (did you mean `routing_key`?), expected one of `name`,",
+        "heartbeat[0].intervall: unknown field `intervall` (did you mean `interval`?), expected one of",
+        "probes/p.toml:1:1: timout: unknown field `timout` (did you mean `timeout`?), expected one of `name`,",
+        "probes/q.toml:5:1: steps[0].ulr: unknown field `ulr` (did you mean `url`?), expected one of `name`,",
+    ] {
+        assert!(errs.contains(want), "{want}\nnot in\n{errs}");
+    }
+}
+
+/// Seen in a trial: `timeout = 5` read "invalid type: integer `5`, expected a string", which
+/// does not say that a duration is text with a unit.
+#[test]
+fn a_bare_number_for_a_duration_says_what_a_duration_looks_like() {
+    let errs = errors_for(
+        &format!("{HEAD}url = \"http://h/\"\n").replace("\"5s\"", "5"),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:1:11: timeout: invalid type: integer `5`, expected a duration in quotes with its unit, such as \"10s\", \"500ms\" or \"1m30s\""
+        ]
+    );
+    let cfg = TempConfig::new(
+        "[alerting]\nconfirm_delay = 10\n[[alerting.maintenance]]\nstart = \"0 2 * * sun\"\nduration = 3600\n",
+        &[("p.toml", &format!("{HEAD}url = \"http://h/\"\n"))],
+    );
+    let errs = cfg.errors().join("\n");
+    assert!(
+        errs.contains(
+            "alerting.confirm_delay: invalid type: integer `10`, expected a duration in quotes"
+        ),
+        "{errs}"
+    );
+}
+
 #[test]
 fn toml_syntax_error_has_a_position() {
     let errs = errors_for("[[steps]\nname = 1\n", &[]);
@@ -389,7 +468,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
         ),
         (
             probe("timeout = 5\n"),
-            "probes/p.toml:1:11: timeout: invalid type: integer `5`, expected a string",
+            "probes/p.toml:1:11: timeout: invalid type: integer `5`, expected a duration in quotes with its unit, such as \"10s\", \"500ms\" or \"1m30s\"",
         ),
         (
             // The deadline and the schedule both from [defaults]: placed at the file's start.
@@ -562,6 +641,54 @@ fn webrtc_steps_say_which_key_is_wrong() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
         errs[0].contains("uses `{{answer}}` before any step sets it"),
+        "{errs:?}"
+    );
+    // `trickle` belongs where the peer is made, and names where a message holds its candidate.
+    assert_eq!(
+        errors_for(
+            &step("action = \"connect\"\ntrickle = { candidate = { json = \"$.c\" } }\n"),
+            &[]
+        ),
+        ["probes/p.toml:5:11: steps[0].trickle: `trickle` does not apply to action connect"]
+    );
+    assert_eq!(
+        errors_for(
+            &step("action = \"offer\"\ntrickle = { expect_json = { janus = \"trickle\" } }\n"),
+            &[]
+        ),
+        [
+            "probes/p.toml:5:11: steps[0].trickle: needs `candidate`: where a message holds its candidate, e.g. `candidate = { json = \"$.candidate\" }`"
+        ]
+    );
+    assert_eq!(
+        errors_for(
+            &step(
+                "action = \"offer\"\ntrickle = { candidate = { header = \"x\" }, max_candidates = 0, websocket = \"a b\" }\n"
+            ),
+            &[]
+        ),
+        ["probes/p.toml:5:25: steps[0].trickle.candidate: `header` applies to http steps only"]
+    );
+    assert_eq!(
+        errors_for(
+            &step(
+                "action = \"offer\"\ntrickle = { candidate = { json = \"$.c\" }, max_candidates = 1000 }\n"
+            ),
+            &[]
+        ),
+        [
+            "probes/p.toml:5:60: steps[0].trickle.max_candidates: must be a whole number from 1 to 256"
+        ]
+    );
+    let errs = errors_for(
+        &step(
+            "action = \"offer\"\ntrickle = { candidate = { json = \"$.c\" }, expect_json = { sender = \"{{handle}}\" } }\n",
+        ),
+        &[],
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("uses `{{handle}}` before any step sets it"),
         "{errs:?}"
     );
     // A webrtc key on another kind.

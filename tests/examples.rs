@@ -243,10 +243,7 @@ async fn janus_echotest_passes_and_its_session_is_destroyed_even_when_the_flow_f
     let run = crate::support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     assert!(step(&run, "destroyed").success);
-    assert_eq!(
-        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
-        Vec::<u64>::new()
-    );
+    janus.assert_no_sessions().await;
 
     // The gateway refuses the plugin: `handle` fails at once with Janus's error, and the
     // cleanup still destroys the session.
@@ -265,18 +262,29 @@ async fn janus_echotest_passes_and_its_session_is_destroyed_even_when_the_flow_f
         step(&run, "destroy").success && step(&run, "destroyed").success,
         "{run:#?}"
     );
-    assert_eq!(
-        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
-        Vec::<u64>::new()
-    );
+    janus.assert_no_sessions().await;
 }
 
 #[tokio::test]
 async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
+    let janus = support::start_janus_media().await;
+    echotest_media_against(&janus, false).await;
+}
+
+/// The same probe against a Janus with `full_trickle = true`: its answer has no candidate,
+/// its candidates come in trickle events (before the answer) that the `offer` step's tap takes.
+#[tokio::test]
+async fn janus_echotest_media_connects_through_janus_full_trickle_candidates() {
     support::init();
-    let janus = servers::start_janus_media()
+    let janus = servers::start_janus_media_full_trickle()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    echotest_media_against(&janus, true).await;
+}
+
+/// The shipped echotest media probe against `janus`: connected, echoed, its session gone;
+/// `trickled`: Janus's candidates all came trickled (none otherwise).
+async fn echotest_media_against(janus: &servers::Janus, trickled: bool) {
     let plan = example(
         "janus-echotest-media.toml",
         &[("JANUS_URL", &janus.ws_url())],
@@ -292,21 +300,17 @@ async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
     let loss = media.gauges["echo_loss_ratio"];
     assert!((0.0..1.0).contains(&loss), "{media:#?}");
     assert!(media.gauges["echo_rtt_seconds"] > 0.0, "{media:#?}");
+    let candidates = media.gauges["trickled_candidates"];
+    assert_eq!(candidates > 0.0, trickled, "{media:#?}");
     assert!(step(&run, "destroyed").success);
-    assert_eq!(
-        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
-        Vec::<u64>::new()
-    );
+    janus.assert_no_sessions().await;
 }
 
 /// The shipped videoroom probe against a real Janus: `a` publishes a data channel, `b`
 /// subscribes to a's feed and receives a's messages through Janus; both sessions destroyed.
 #[tokio::test]
 async fn janus_videoroom_media_b_receives_a_through_the_sfu_and_destroys_both_sessions() {
-    support::init();
-    let janus = servers::start_janus_media()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media().await;
     let plan = example(
         "janus-videoroom-media.toml",
         &[("JANUS_URL", &janus.ws_url())],
@@ -329,10 +333,7 @@ async fn janus_videoroom_media_b_receives_a_through_the_sfu_and_destroys_both_se
     assert!((0.0..1.0).contains(&loss), "{media:#?}");
     assert!(media.gauges["media_latency_seconds"] > 0.0, "{media:#?}");
     assert!(step(&run, "a-destroyed").success && step(&run, "b-destroyed").success);
-    assert_eq!(
-        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
-        Vec::<u64>::new()
-    );
+    janus.assert_no_sessions().await;
 }
 
 #[tokio::test]

@@ -346,6 +346,30 @@ async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
     assert!(sent < 32 << 20, "the pager read {sent} bytes");
 }
 
+/// Seen in a trial: a pager URL on a closed port read `error sending request: client error
+/// (Connect): tcp connect error: Connection refused (os error 111)`, naming neither where nor
+/// (first) what. Now it says where, as the email pager does, and never the URL's path (a
+/// Slack webhook's path is its secret).
+#[tokio::test]
+async fn an_unreachable_pager_says_where_it_could_not_connect() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = test_page_error(&format!(
+        "[[pager]]\nname = \"slack\"\ntype = \"slack\"\nurl = \"http://127.0.0.1:{port}/services/T0/B0/hook-secret\"\n"
+    ))
+    .await;
+    assert!(
+        error.starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+        "{error}"
+    );
+    assert!(error.contains("Connection refused"), "{error}");
+    assert!(!error.contains("error sending request"), "{error}");
+    assert!(!error.contains("hook-secret"), "{error}");
+}
+
 /// `test-page` through the one pager `pager` (TOML) configures: the delivery error.
 pub(crate) async fn test_page_error(pager: &str) -> String {
     let cfg = support::TempConfig::new(
@@ -425,6 +449,33 @@ async fn an_endless_smtp_reply_line_is_read_only_to_the_cap() {
     assert_eq!(error, "SMTP: a reply larger than 131072 bytes");
     let sent = poured.total().await;
     assert!(sent < 32 << 20, "the email pager read {sent} bytes");
+}
+
+/// An SMTP server refusing with a reply of 99 lines of 900 characters (within lettre's and
+/// the pager's caps): lettre's error holds every line, and the email pager's error went whole
+/// into each `delivery failed` log line (90 KB each retry) where an HTTP pager's quotes 300
+/// characters of the reply. Cut as theirs is, the status code kept.
+#[tokio::test]
+async fn an_smtp_refusal_of_90_kb_is_quoted_cut() {
+    let line = format!("554-{}\r\n", "x".repeat(900));
+    let reply: &'static str =
+        Box::leak(format!("{}554 go away\r\n", line.repeat(99)).into_boxed_str());
+    let (addr, _poured) = support::hostile::pouring_greeting(reply, b" ", reply.len()).await;
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let error = test_page_error(&format!(
+        "[[pager]]\nname = \"mail\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"canary@example.com\"\nto = [\"oncall@example.com\"]\n"
+    ))
+    .await;
+    assert!(
+        error.starts_with("SMTP: permanent error (554)"),
+        "{}",
+        &error[..200.min(error.len())]
+    );
+    assert!(
+        error.chars().count() <= 1001,
+        "{} characters",
+        error.chars().count()
+    );
 }
 
 /// Hostile review (issue 17): a pager answering 307 to another host. The page is never resent

@@ -140,3 +140,77 @@ async fn a_history_file_with_a_huge_duration_is_ignored_at_start() {
     svc.stop().await;
     sim.shutdown().await;
 }
+
+/// A Redis (or a proxy, or a Redis-alike) whose `INFO` says `nan`, `inf`, or numbers whose
+/// ratio overflows: Rust parses them all as `f64`, and the status document wrote the gauge as
+/// `null` (JSON has no NaN), which no reader takes as a number. Every peer then refused this
+/// prober's whole document (shown unreachable on every region's page) and the next start
+/// refused the history file. Now a gauge that is not a finite number is not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_info_of_nan_and_infinity_leaves_a_status_document_peers_can_read() {
+    let redis = crate::support::hostile::redis_answering_info(
+        "# Memory\r\nused_memory:1e308\r\nmaxmemory:1e-300\r\n# Clients\r\n\
+         connected_clients:nan\r\nblocked_clients:-inf\r\n# Stats\r\nevicted_keys:7\r\n",
+    )
+    .await;
+    let probe = format!(
+        "timeout = \"900ms\"\nschedule = \"* * * * * *\"\n[[steps]]\nname = \"redis\"\n\
+         kind = \"redis\"\nurl = \"redis://{redis}\"\n"
+    );
+    let cfg = TempConfig::new("", &[("r.toml", &probe)]);
+    let svc = Service::start(cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"))).await;
+    crate::support::wait_probe_runs(&svc.base, "r", 1).await;
+    let body = crate::support::get_text(&svc.base, "/api/v1/status").await;
+    // What a peer does with it (`fleet::get`).
+    let doc = serde_json::from_str::<joincanary::status::StatusDoc>(&body)
+        .unwrap_or_else(|e| panic!("a peer refuses this document: {e}\n{body}"));
+    assert_eq!(doc.probes.len(), 1, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let gauges = &status["probes"][0]["last"]["steps"][0]["gauges"];
+    assert_eq!(gauges["evicted_keys"], 7.0, "{body}");
+    assert_eq!(gauges["used_memory"], 1e308, "{body}");
+    for dropped in ["connected_clients", "blocked_clients", "memory_ratio"] {
+        assert!(gauges.get(dropped).is_none(), "{dropped}: {body}");
+    }
+    svc.stop().await;
+    // The history file the stop saved is read back whole.
+    let history = cfg
+        .dir
+        .path()
+        .join("state")
+        .join(joincanary::status::HISTORY_FILE);
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(!saved.contains("null}"), "{saved}");
+    let status = joincanary::status::Status::new("test");
+    status
+        .restore(&history)
+        .unwrap_or_else(|e| panic!("the history is refused: {e}\n{saved}"));
+}
+
+/// A peer whose document does not parse is shown unreachable with serde's reason, and serde
+/// quotes a string where a number or list belongs whole: a 1 MB string went whole into the
+/// reason, and so into every load of the status page (4 MiB per peer at the read cap). The
+/// reason is cut, and still says where the document broke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_unparsable_document_is_quoted_cut_on_the_page() {
+    let doc = serde_json::json!({"region": "far", "probes": "x".repeat(1_000_000)});
+    let (svc, sim, _cfg) = with_peer(doc).await;
+    let page = crate::support::get_text(&svc.base, "/").await;
+    let start = page
+        .find("No status from")
+        .expect("the peer's reason is shown");
+    let reason = &page[start..start + page[start..].find("</p>").unwrap()];
+    assert!(
+        reason.contains("not a joincanary status document"),
+        "{reason}"
+    );
+    assert!(reason.contains("line 1, column"), "{reason}");
+    assert!(
+        reason.len() < 1000,
+        "{} bytes: {}…",
+        reason.len(),
+        &reason[..300]
+    );
+    svc.stop().await;
+    sim.shutdown().await;
+}

@@ -174,7 +174,7 @@ async fn a_server_error_or_a_reply_without_the_carried_value_fails_the_long_poll
 /// never carrying the event), then stops accepting and fills its accept queue (backlog 1) with two
 /// idle connections of its own, so the kernel drops the next request's SYN: that connect hangs.
 async fn serve_then_hang(replies: usize) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     support::init();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -185,14 +185,8 @@ async fn serve_then_hang(replies: usize) -> String {
             let Ok((mut conn, _)) = listener.accept().await else {
                 return;
             };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65_536 {
-                match conn.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => request.extend_from_slice(&buf[..k]),
-                }
-            }
+            // Answered whether or not the head came whole.
+            let _ = crate::support::hostile::read_head(&mut conn).await;
             tokio::time::sleep(Duration::from_millis(250)).await;
             let body = format!(r#"{{"next_batch":"{}","events":[]}}"#, n + 1);
             let reply = format!(

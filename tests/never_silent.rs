@@ -91,6 +91,17 @@ fn check_warns_when_no_pager_is_configured() {
         stdout.ends_with(" UTC, pages to nobody (no pager configured)\n  heartbeat hc: http every 1m, timeout 10s\n"),
         "{stdout}"
     );
+    // The next run to the second, as a person reads a clock: `2026-12-07 15:35:03 UTC`, not
+    // `15:35:03.266` (a precision the timer does not keep).
+    let next = stdout
+        .split("next run ")
+        .nth(1)
+        .and_then(|rest| rest.split(" UTC").next())
+        .unwrap_or_default();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(next, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "next run `{next}` is not to the second: {stdout}"
+    );
     assert!(!stdout.contains("secret-token"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -172,9 +172,8 @@ fn incident_as(
     let cx = AlertContext {
         probe,
         region,
-        config: &plan.alerting,
         links: &links,
-        system_offset: chrono::TimeDelta::zero(),
+        ..support::alert_context(plan)
     };
     let mut state = ProbeAlertState::default();
     let start = run.finished_at();

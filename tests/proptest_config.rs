@@ -427,4 +427,64 @@ proptest! {
             }
         }
     }
+
+    /// Any gauge a step read (NaN, the infinities, subnormals, any finite number) in a run as
+    /// the status document or the history file writes it: read back, never refused whole for
+    /// it (JSON writes a NaN as `null`; a peer refused the whole document for one), finite
+    /// values kept as they were (to serde_json's last digit).
+    #[test]
+    fn any_gauge_value_reads_back(
+        values in proptest::collection::vec(
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(f64::MAX),
+                Just(f64::MIN_POSITIVE / 2.0),
+                any::<f64>(),
+            ],
+            0..8,
+        ),
+    ) {
+        let mut run = joincanary::report::ProbeRun {
+            probe: "p".into(),
+            region: "far".into(),
+            success: true,
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            duration_ms: std::time::Duration::from_millis(5),
+            failed_step: None,
+            reason: None,
+            error: None,
+            trigger: Default::default(),
+            steps: vec![joincanary::report::StepReport {
+                name: "redis".into(),
+                kind: joincanary::report::KindName::new("redis"),
+                success: true,
+                duration_ms: std::time::Duration::from_millis(5),
+                reason: None,
+                error: None,
+                phases: Default::default(),
+                cleanup: false,
+                gauges: Default::default(),
+                warnings: Vec::new(),
+            }],
+        };
+        for (i, v) in values.iter().enumerate() {
+            run.steps[0].gauges.insert(format!("g{i}"), *v);
+        }
+        let text = serde_json::to_string(&run).unwrap();
+        let back: joincanary::report::ProbeRun = serde_json::from_str(&text)
+            .map_err(|e| TestCaseError::fail(format!("refused: {e}: {text}")))?;
+        let kept = &back.steps[0].gauges;
+        for (i, v) in values.iter().enumerate() {
+            let got = kept.get(&format!("g{i}"));
+            if v.is_finite() {
+                // serde_json reads the last digit back to within an ulp or two.
+                let got = got.copied().unwrap_or(f64::NAN);
+                prop_assert!((got - v).abs() <= v.abs() * 1e-15, "{} read back as {}", v, got);
+            } else {
+                prop_assert!(got.is_none(), "{:?} kept as {:?}", v, got);
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@ use joincanary::report::{FailureReason, Phase, ProbeRun};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::hostile::{listener, silent_server, ws_server};
+use crate::support::hostile::{listener, read_head, silent_server, ws_server};
 use crate::support::receiver::Receiver;
 use crate::support::running::Running;
 use crate::support::{self, TempConfig, probe_from};
@@ -24,17 +24,13 @@ async fn raw_http(raw: &'static [u8], hold: bool) -> String {
                 return;
             };
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 65536 {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut s).await.is_none() {
+                    return;
                 }
                 let _ = s.write_all(raw).await;
                 if hold {
                     // The reason must come from the bytes, not from a close.
+                    let mut buf = [0u8; 64];
                     let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
                 }
             });

@@ -6,7 +6,6 @@
 
 use joincanary::alert::Severity;
 use joincanary::alert::policy::{Decision, ProbeAlertState};
-use joincanary::alert::trigger::AlertContext;
 use joincanary::flow::ProbePlan;
 use joincanary::flow::run_probe;
 use joincanary::metrics::Metrics;
@@ -21,29 +20,17 @@ async fn redis() -> Redis {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The shipped example, pointed at `redis`.
+/// The shipped example, pointed at `redis` (`env` comes after, so it may point elsewhere).
 fn example(redis: &Redis, env: &[(&str, &str)]) -> ProbePlan {
-    let path = support::root().join("probes/examples/redis-health.toml");
-    let text = std::fs::read_to_string(path).expect("example exists");
     let url = redis.url();
     let mut pairs = vec![("REDIS_URL", url.as_str())];
     pairs.extend_from_slice(env);
-    let cfg = TempConfig::new("", &[("redis-health.toml", &text)]);
-    let plan = cfg
-        .load(&pairs)
-        .unwrap_or_else(|e| panic!("example loads: {e}"));
-    plan.probes[0].as_ref().clone()
+    support::example("redis-health.toml", &pairs)
 }
 
 /// The warnings the alert policy raises for `run` (the example warns after one run).
 fn warnings(plan: &ProbePlan, run: &ProbeRun) -> Vec<String> {
-    let cx = AlertContext {
-        probe: &plan.name,
-        region: "test",
-        config: &plan.alerting,
-        links: &[],
-        system_offset: chrono::TimeDelta::zero(),
-    };
+    let cx = support::alert_context(plan);
     let mut state = ProbeAlertState::default();
     state
         .observe(&cx, run, run.finished_at())
@@ -255,7 +242,10 @@ async fn http_json_gauges_with_thresholds() {
     let app = axum::Router::new().route(
         "/asg",
         axum::routing::get(|| async {
-            axum::Json(serde_json::json!({"group": {"desired": 4, "in_service": 2}, "queue": "x"}))
+            axum::Json(
+                serde_json::json!({"group": {"desired": 4, "in_service": 2}, "queue": "x",
+                                          "nan": "NaN", "inf": "-inf"}),
+            )
         }),
     );
     let base = support::serve_router(app).await;
@@ -286,6 +276,20 @@ warn_above = {{ desired = 10 }}
     let run = crate::support::run_once(&support::probe_from(&not_a_number, &[])).await;
     assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
     assert!(run.error.unwrap_or_default().contains("gauge `in_service`"));
+
+    // Rust parses `NaN` and `-inf` as numbers; the status document could not carry them.
+    for pointer in ["/nan", "/inf"] {
+        let not_finite = probe.replace("/group/in_service", pointer);
+        let run = crate::support::run_once(&support::probe_from(&not_finite, &[])).await;
+        assert_eq!(run.reason, Some(FailureReason::BodyMismatch), "{run:#?}");
+        assert!(
+            run.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("is not a number"),
+            "{run:#?}"
+        );
+    }
 }
 
 /// `check`'s messages for the new keys, with file:line.

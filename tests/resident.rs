@@ -208,6 +208,66 @@ async fn one_lost_message_does_not_page_two_failed_exchanges_do() {
     svc.stop().await;
 }
 
+/// Seen in a trial: with login refused after the session broke, the card set the failed
+/// reopen (`login ✕ FAILED`, last good `—`) above the last good exchange's steps (`announce`,
+/// `echo`, `signalling`: "not reached", with their timings), as if the exchange had been
+/// skipped. Runs that share no step are no longer compared: the card shows the reopen's steps
+/// and says why there is no comparison.
+#[tokio::test(start_paused = true)]
+async fn a_failed_reopen_is_not_set_against_the_last_good_exchange_on_the_status_page() {
+    let sim = support::start_sim().await;
+    let cfg = TempConfig::new(
+        "",
+        &[(
+            "sim-resident.toml",
+            &fast_resident(&sim.base_url(), "300ms", "100ms"),
+        )],
+    );
+    let svc = Service::start(cfg.load(&[]).unwrap()).await;
+    support::wait_metrics(&svc.base, "2 exchanges", Duration::from_secs(20), |m| {
+        metric(m, RUNS_OK) >= 2.0
+    })
+    .await;
+    // Exchanges fail until the session is re-established, and the reopen fails at login.
+    support::set_faults(
+        &sim,
+        serde_json::json!({"signalling_drop": true, "login_status": 500}),
+    )
+    .await;
+    support::eventually(
+        "a failed reopen",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            let doc = support::status(&svc.base).await;
+            let last = &doc["probes"][0]["last"];
+            support::when(last.clone(), |l| l["failed_step"] == "login").map_err(|l| l.to_string())
+        },
+    )
+    .await;
+    let page = support::get_text(&svc.base, "/").await;
+    let table = page
+        .split("<table class=\"steps\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no step table: {page}"));
+    assert!(
+        table.contains("no step in common with the last good run"),
+        "{table}"
+    );
+    assert!(
+        table.contains("<th scope=\"row\">login</th><td><strong>✕ FAILED</strong> http_status"),
+        "{table}"
+    );
+    for exchange in ["announce", "echo", "signalling"] {
+        assert!(
+            !table.contains(&format!("<th scope=\"row\">{exchange}</th>")),
+            "{exchange} is not a step of the reopen: {table}"
+        );
+    }
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn a_server_error_frame_fails_the_exchange_at_once_with_the_servers_text() {
     let redis = servers::start_redis()

@@ -837,17 +837,8 @@ kind = "ws_close"
     let mut leaks = Vec::new();
     for level in ["debug", "trace"] {
         for command in ["once", "test-page"] {
-            let out = tokio::task::block_in_place(|| {
-                std::process::Command::new(support::binary())
-                    .args(["--log.level", level, command, "--config"])
-                    .arg(&cfg.path)
-                    .envs(env)
-                    .env_remove("JOINCANARY_LOG")
-                    .output()
-                    .expect("joincanary runs")
-            });
-            let log = crate::support::output_text(&out);
-            assert_eq!(out.status.code(), Some(0), "{command} at {level}:\n{log}");
+            let (code, log) = support::run_logged(level, command, &cfg.path, &env);
+            assert_eq!(code, Some(0), "{command} at {level}:\n{log}");
             // The level took: joincanary's own debug lines are there.
             assert!(
                 command != "once" || log.contains("DEBUG"),

@@ -425,17 +425,8 @@ expect_json = {{ msg = "connect" }}
     let cfg = support::TempConfig::new("", &[("p.toml", &probe)]);
     let mut leaks = Vec::new();
     for level in ["debug", "trace"] {
-        let out = tokio::task::block_in_place(|| {
-            std::process::Command::new(support::binary())
-                .args(["--log.level", level, "once", "--config"])
-                .arg(&cfg.path)
-                .env("PASSWORD", PASSWORD)
-                .env_remove("JOINCANARY_LOG")
-                .output()
-                .expect("joincanary runs")
-        });
-        let log = support::output_text(&out);
-        assert_eq!(out.status.code(), Some(0), "at {level}:\n{log}");
+        let (code, log) = support::run_logged(level, "once", &cfg.path, &[("PASSWORD", PASSWORD)]);
+        assert_eq!(code, Some(0), "at {level}:\n{log}");
         assert!(log.contains("DEBUG"), "at {level}:\n{log}");
         for secret in [PASSWORD, TOKEN, SINCE, COOKIE] {
             if let Some(found) = crate::secrets::leak(&log, secret) {

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::support::receiver::Receiver;
 use crate::support::running::Running;
 use crate::support::{
-    TempConfig, eventually, fast_sim_probe, get_text, set_faults, start_sim, when,
+    TempConfig, eventually, fast_sim_probe, get_text, set_faults, start_sim, status, when,
 };
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -115,10 +115,6 @@ fn assert_keys_documented(doc: &serde_json::Value) {
         missing.is_empty(),
         "README's /api/v1/status row does not name {missing:?}: {doc}"
     );
-}
-
-async fn status(base: &str) -> serde_json::Value {
-    crate::support::status(base).await
 }
 
 /// Polls (250 ms apart, at most 30 s) until `pred` holds for the service's status document.

@@ -58,21 +58,35 @@ fn origin() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 3, 0, 0).unwrap()
 }
 
-/// `run` in-process with one probe named `probe`, every 10 s, on the paused clock.
-async fn start(probe: &str, panic_on: Vec<u32>) -> Running {
-    let text = format!(
+/// A probe file: `probe`, every 10 s, one `http` step to a port nothing listens at.
+fn every_10s(probe: &str) -> String {
+    format!(
         "name = \"{probe}\"\nschedule = \"*/10 * * * * *\"\ntimeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
-    );
-    let runner = Arc::new(Runs {
+    )
+}
+
+/// Runs that pass, but for those numbered in `panic_on`.
+fn runs(panic_on: Vec<u32>) -> Arc<Runs> {
+    Arc::new(Runs {
         count: AtomicU32::new(0),
         panic_on,
-    });
-    start_with(&text, runner).await
+    })
+}
+
+/// `run` in-process with one probe named `probe`, every 10 s, on the paused clock.
+async fn start(probe: &str, panic_on: Vec<u32>) -> Running {
+    start_with(&every_10s(probe), runs(panic_on)).await
 }
 
 /// `run` in-process with the probe file `text`, its runs by `runner`, on the paused clock.
 async fn start_with(text: &str, runner: Arc<dyn Runner>) -> Running {
     let cfg = TempConfig::new("", &[("p.toml", text)]);
+    start_config(cfg, runner).await
+}
+
+/// `run` in-process with `cfg` (whose state directory a test may arm a fault in first), its
+/// runs by `runner`, on the paused clock.
+async fn start_config(cfg: TempConfig, runner: Arc<dyn Runner>) -> Running {
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
     let clock = Clock::starting_at(origin());
     let (service, handles) = crate::support::Service::scripted(plan, runner, clock).await;
@@ -99,14 +113,12 @@ impl Running {
         )
     }
 
-    /// The value of `family{labels}` (labels in the order rendered).
+    /// The value of `family{labels}`.
     fn series(&self, family: &str, labels: &str) -> f64 {
         let text = self.handles.metrics.render();
-        let series = format!("{family}{{{labels}}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {series}in {text}"))
+        let series = format!("{family}{{{labels}}}");
+        crate::support::metric_value(&text, &series)
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
     }
 
     fn runs(&self, probe: &str) -> u64 {
@@ -119,10 +131,7 @@ impl Running {
     }
 
     async fn ready(&self) -> (u16, String) {
-        let r = reqwest::get(format!("{}/-/ready", self.service.base))
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        ready_at(&self.service.base).await
     }
 
     /// `task` failed `restarts` times so far, and `/-/ready` is 503 with the line `line`.
@@ -346,26 +355,15 @@ async fn a_config_watcher_whose_look_panics_holds_readiness_until_a_look_succeed
 /// and the writer carries on: the log is written once the fault is gone and readiness returns.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_state_log_writer_holds_readiness_and_keeps_writing() {
-    let probe = "state-fault";
-    let text = format!(
-        "name = \"{probe}\"\nschedule = \"*/10 * * * * *\"\ntimeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
-    );
-    let cfg = TempConfig::new("", &[("p.toml", &text)]);
-    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
-    let log = plan.state_dir.join("state.log");
+    let cfg = TempConfig::new("", &[("p.toml", &every_10s("state-fault"))]);
+    let log = cfg
+        .load(&[])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .state_dir
+        .join("state.log");
     // Three batches panic: the start-up write and two retries (0.5 s, then 1 s later).
     fault::arm(Task::History, &log.display().to_string(), 3);
-    let runner = Arc::new(Runs {
-        count: AtomicU32::new(0),
-        panic_on: Vec::new(),
-    });
-    let (service, handles) =
-        crate::support::Service::scripted(plan, runner, Clock::starting_at(origin())).await;
-    let svc = Running {
-        service,
-        handles,
-        _cfg: cfg,
-    };
+    let svc = start_config(cfg, runs(Vec::new())).await;
     // The writer is an OS thread: its retries wait real time (bounded polls).
     for _ in 0..400 {
         if svc.restarts(Task::History) >= 1.0 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use joincanary::report::{FailureReason, Phase};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{self, TempConfig};
@@ -56,14 +56,9 @@ async fn tls_server_for(names: &[&str]) -> TlsServer {
                 };
                 let name = tls.get_ref().1.server_name().map(str::to_string);
                 seen.lock().unwrap().push(name);
-                let mut head = vec![0u8; 4096];
-                let mut buf = Vec::new();
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
-                    match tls.read(&mut head).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&head[..n]),
-                    }
-                }
+                let Some(buf) = crate::support::hostile::read_head(&mut tls).await else {
+                    return;
+                };
                 let request = String::from_utf8_lossy(&buf).to_string();
                 if request.to_ascii_lowercase().contains("upgrade: websocket") {
                     // The request head is consumed: answer the upgrade by hand, then speak frames.

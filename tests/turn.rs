@@ -20,7 +20,16 @@ use crate::support::TempConfig;
 use crate::support::coturn::{self, Auth, Coturn, PASSWORD, Peer, USER};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The phases of a relay that got as far as its echo.
+const RELAYED: [Phase; 4] = [
+    Phase::Binding,
+    Phase::Allocate,
+    Phase::Permission,
+    Phase::RelayRtt,
+];
 const SECRET: &str = "rest-secret-91c4e2";
+/// `--log.level` with the STUN/TURN crates at trace too.
+const TRACE_TURN: &str = "trace,turn_types=trace,stun_types=trace";
 
 /// A `turn` step's keys as a probe file writes them; `secret` goes through the environment
 /// (`secret = "${TURN_SECRET}"`), as a deployment passes it.
@@ -41,6 +50,18 @@ fn spec(url: &str, username: Option<&str>, credential: Option<&str>, peer: Optio
         secret: None,
         peer: peer.map(str::to_string),
     }
+}
+
+/// The static user's step relaying to `peer`.
+fn user_spec(url: &str, peer: &str) -> Spec {
+    spec(url, Some(USER), Some(PASSWORD), Some(peer))
+}
+
+/// [`user_spec`] through `peer`, run on `server`: it must pass.
+async fn relays(server: &Coturn, url: &str, peer: &Peer) -> StepReport {
+    let step = run(server, &user_spec(url, &peer.addr())).await;
+    assert!(step.success, "{url}: {step:#?}\n{}", server.output());
+    step
 }
 
 /// The probe file: one `turn` step, the test CA trusted (for `turns:`).
@@ -119,21 +140,8 @@ async fn healthy_relay_over_udp_tcp_and_tls_with_every_phase() {
     let server = server(Auth::Static, &[]).await;
     let peer = peer().await;
     for url in [server.udp_url(), server.tcp_url(), server.tls_url()] {
-        let step = run(
-            &server,
-            &spec(&url, Some(USER), Some(PASSWORD), Some(&peer.addr())),
-        )
-        .await;
-        assert!(step.success, "{url}: {step:#?}\n{}", server.output());
-        assert_phases(
-            &step,
-            &[
-                Phase::Binding,
-                Phase::Allocate,
-                Phase::Permission,
-                Phase::RelayRtt,
-            ],
-        );
+        let step = relays(&server, &url, &peer).await;
+        assert_phases(&step, &RELAYED);
         // An IP literal is not looked up.
         assert!(!step.phases.contains_key(&Phase::Dns), "{step:#?}");
         if url.starts_with("turns:") {
@@ -151,12 +159,7 @@ async fn a_turn_host_name_is_looked_up_and_its_addresses_tried_in_turn() {
     let server = server(Auth::Static, &[]).await;
     let peer = peer().await;
     let url = format!("turn:localhost:{}", server.port);
-    let step = run(
-        &server,
-        &spec(&url, Some(USER), Some(PASSWORD), Some(&peer.addr())),
-    )
-    .await;
-    assert!(step.success, "{step:#?}\n{}", server.output());
+    let step = relays(&server, &url, &peer).await;
     assert_phases(&step, &[Phase::Dns, Phase::Binding, Phase::RelayRtt]);
     assert_released(&server).await;
 }
@@ -302,21 +305,9 @@ async fn echo_peer_down_fails_the_relay_after_allocate_passed() {
     let peer = peer().await;
     let gone = peer.addr();
     drop(peer);
-    let step = run(
-        &server,
-        &spec(&server.udp_url(), Some(USER), Some(PASSWORD), Some(&gone)),
-    )
-    .await;
+    let step = run(&server, &user_spec(&server.udp_url(), &gone)).await;
     assert_eq!(step.reason, Some(FailureReason::TurnRelay), "{step:#?}");
-    assert_phases(
-        &step,
-        &[
-            Phase::Binding,
-            Phase::Allocate,
-            Phase::Permission,
-            Phase::RelayRtt,
-        ],
-    );
+    assert_phases(&step, &RELAYED);
     let error = step.error.clone().unwrap_or_default();
     assert!(
         error.starts_with("relay_rtt: no echo from the peer"),
@@ -394,15 +385,7 @@ async fn shipped_turn_rest_example_passes_and_fails_turn_auth_with_another_secre
             assert!(run.success, "{run:#?}\n{}", server.output());
             assert_eq!(run.steps.len(), 2);
             for step in &run.steps {
-                assert_phases(
-                    step,
-                    &[
-                        Phase::Binding,
-                        Phase::Allocate,
-                        Phase::Permission,
-                        Phase::RelayRtt,
-                    ],
-                );
+                assert_phases(step, &RELAYED);
             }
         } else {
             assert_eq!(run.failed_step.as_deref(), Some("turn-udp"), "{run:#?}");
@@ -521,23 +504,10 @@ async fn trace_logs_of_a_turn_run_hold_no_secret() {
     );
     let cfg = TempConfig::new("", &[("t.toml", &probe)]);
     let now = chrono::Utc::now().timestamp();
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(crate::support::binary())
-            .args([
-                "--log.level",
-                "trace,turn_types=trace,stun_types=trace",
-                "once",
-                "--config",
-            ])
-            .arg(&cfg.path)
-            .env("TURN_SECRET", SECRET)
-            .env_remove("JOINCANARY_LOG")
-            .output()
-            .expect("joincanary runs")
-    });
-    let log = crate::support::output_text(&out);
+    let (code, log) =
+        crate::support::run_logged(TRACE_TURN, "once", &cfg.path, &[("TURN_SECRET", SECRET)]);
     // The first step passed, the second failed on the refused credential.
-    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("TRACE") || log.contains("DEBUG"), "{log}");
     assert!(log.contains("turn_auth"), "{log}");
     assert_no_turn_secret(&log, WRONG, now + 3590..now + 3630, Vec::new());
@@ -554,11 +524,8 @@ async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
     let gone = peer.addr();
     drop(peer);
     for url in [server.udp_url(), server.tcp_url(), server.tls_url()] {
-        let text = probe(&spec(&url, Some(USER), Some(PASSWORD), Some(&gone))).replacen(
-            "timeout = \"10s\"",
-            "timeout = \"1s\"",
-            1,
-        );
+        let text =
+            probe(&user_spec(&url, &gone)).replacen("timeout = \"10s\"", "timeout = \"1s\"", 1);
         let cfg = TempConfig::new("", &[("turn.toml", &text)]);
         std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
         let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
@@ -636,22 +603,9 @@ async fn credentials_from_a_join_reply_are_secrets_of_the_run() {
         relay("refused", "other_"),
     );
     let cfg = TempConfig::new("", &[("t.toml", &probe)]);
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(crate::support::binary())
-            .args([
-                "--log.level",
-                "trace,turn_types=trace,stun_types=trace",
-                "once",
-                "--config",
-            ])
-            .arg(&cfg.path)
-            .env_remove("JOINCANARY_LOG")
-            .output()
-            .expect("joincanary runs")
-    });
-    let log = crate::support::output_text(&out);
+    let (code, log) = crate::support::run_logged(TRACE_TURN, "once", &cfg.path, &[]);
     // The first relay passed, the second was refused, the cleanup step's error was logged.
-    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("turn_auth"), "{log}");
     assert!(log.contains("cleanup step failed"), "{log}");
     assert!(log.contains("bad request: "), "the echo is quoted: {log}");
@@ -716,7 +670,7 @@ async fn trace_logs_of_run_with_turn_steps_and_an_alertmanager_pager_hold_no_sec
     let running = tokio::task::block_in_place(|| {
         crate::support::running::Running::start_with(
             &cfg.path,
-            &["--log.level", "trace,turn_types=trace,stun_types=trace"],
+            &["--log.level", TRACE_TURN],
             &[("TURN_SECRET", SECRET), ("AM_URL", &am_url)],
         )
     });
@@ -807,21 +761,12 @@ async fn turns_checks_the_servers_certificate_against_the_probes_ca() {
     let server = server(Auth::Static, &[]).await;
     let peer = peer().await;
     let by_name = format!("turns:localhost:{}", server.tls_port);
-    let step = run(
-        &server,
-        &spec(&by_name, Some(USER), Some(PASSWORD), Some(&peer.addr())),
-    )
-    .await;
-    assert!(step.success, "{step:#?}\n{}", server.output());
+    let step = relays(&server, &by_name, &peer).await;
     assert_phases(&step, &[Phase::Tls, Phase::Allocate, Phase::RelayRtt]);
 
     // Another CA of the same name: rustls alone says only "BadSignature".
     let other = crate::support::servers::test_ca().unwrap_or_else(|e| panic!("{e}"));
-    let step = run_with(
-        &other.ca_pem,
-        &spec(&by_name, Some(USER), Some(PASSWORD), Some(&peer.addr())),
-    )
-    .await;
+    let step = run_with(&other.ca_pem, &user_spec(&by_name, &peer.addr())).await;
     assert_eq!(step.reason, Some(FailureReason::Tls), "{step:#?}");
     let error = step.error.clone().unwrap_or_default();
     assert!(
@@ -846,21 +791,8 @@ async fn a_turn_server_on_ipv6_loopback_relays_over_udp_tcp_and_tls() {
         format!("turn:[::1]:{}?transport=tcp", server.port),
         format!("turns:[::1]:{}", server.tls_port),
     ] {
-        let step = run(
-            &server,
-            &spec(&url, Some(USER), Some(PASSWORD), Some(&peer.addr())),
-        )
-        .await;
-        assert!(step.success, "{url}: {step:#?}\n{}", server.output());
-        assert_phases(
-            &step,
-            &[
-                Phase::Binding,
-                Phase::Allocate,
-                Phase::Permission,
-                Phase::RelayRtt,
-            ],
-        );
+        let step = relays(&server, &url, &peer).await;
+        assert_phases(&step, &RELAYED);
     }
     assert_released(&server).await;
 }

@@ -145,10 +145,7 @@ async fn case(
 
 #[tokio::test]
 async fn janus_echotest_connects_checks_the_fingerprint_and_echoes_the_data_channel() {
-    support::init();
-    let janus = servers::start_janus_media()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media().await;
 
     // The whole way: ICE, DTLS, the echo, every phase measured.
     let (phases, result) = case(&janus, str::to_string, None).await;
@@ -215,10 +212,7 @@ fn shows_an_ice_password(text: &str) -> Option<String> {
 /// the run's report (what status pages and pages show) neither.
 #[tokio::test]
 async fn no_ice_password_in_the_debug_log_of_a_janus_media_run() {
-    support::init();
-    let janus = servers::start_janus_media()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media().await;
     let plan = support::example(
         "janus-echotest-media.toml",
         &[("JANUS_URL", &janus.ws_url())],

@@ -165,8 +165,10 @@ fn hostile(good: &str) -> Vec<(String, String, bool)> {
 
 /// A real answer made hostile: `protocol` at once where the step uses what was broken; taken
 /// as the valid answer is (the far end is never driven, so `ice` at the deadline) where it
-/// does not. Before, a malformed fingerprint or candidates waited out the deadline.
-#[tokio::test]
+/// does not. Before, a malformed fingerprint or candidates waited out the deadline. On the
+/// paused clock, so "at once" and "at the deadline" are the step's own timers: parsing a
+/// 64 KiB answer on a loaded machine takes real time, which a wall-clock bound counted.
+#[tokio::test(start_paused = true)]
 async fn hostile_answers_fail_with_protocol_before_any_connection_and_never_panic() {
     let (_, sample) = offer_and_answer().await;
     let mut failures = Vec::new();

@@ -19,10 +19,7 @@ fn videoroom_probe(edit: impl Fn(&str) -> String) -> String {
 
 #[tokio::test]
 async fn a_publisher_that_stops_sending_fails_b_at_first_media_naming_a() {
-    support::init();
-    let janus = servers::start_janus_media()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media().await;
     // `a` connects and publishes, but sends its one message before `b` is subscribed.
     let text = videoroom_probe(|t| {
         t.replace(
@@ -66,10 +63,7 @@ async fn b_media_fails_soon(
         "{media:#?}"
     );
     assert!(step(&run, "a-destroyed").success && step(&run, "b-destroyed").success);
-    assert_eq!(
-        janus.sessions().await.unwrap_or_else(|e| panic!("{e}")),
-        Vec::<u64>::new()
-    );
+    janus.assert_no_sessions().await;
     run
 }
 
@@ -77,10 +71,7 @@ async fn b_media_fails_soon(
 async fn janus_frozen_after_b_subscribed_fails_b_at_ice() {
     use axum::{Router, routing::post};
     use tokio::sync::{mpsc, oneshot};
-    support::init();
-    let janus = servers::start_janus_media()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media().await;
     // A step between b's subscription and b's connect asks the test to freeze Janus (SIGSTOP)
     // and waits until it is: the probe stops Janus mid-flow at a known point.
     let (tell, mut told) = mpsc::channel::<oneshot::Sender<()>>(1);
@@ -131,10 +122,7 @@ async fn janus_frozen_after_b_subscribed_fails_b_at_ice() {
 #[tokio::test]
 async fn a_publisher_task_that_panics_fails_b_at_once_with_local() {
     use joincanary::supervise::{Task, fault};
-    support::init();
-    let janus = servers::start_janus_media()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media().await;
     let text = videoroom_probe(|t| {
         t.replace(
             "name = \"janus-videoroom-media\"",

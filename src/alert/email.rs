@@ -216,11 +216,7 @@ pub fn first_line(n: &Notification) -> String {
     } else {
         n.marker()
     };
-    let summary = n
-        .summary
-        .strip_prefix("[TEST]")
-        .unwrap_or(&n.summary)
-        .trim();
+    let summary = n.unmarked_summary().trim();
     format!("{marker} {summary}")
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

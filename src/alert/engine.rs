@@ -197,7 +197,7 @@ impl AlertEngine {
                 tracing::warn!(
                     probe = %probe,
                     region = %self.region,
-                    severity = severity.as_str(),
+                    severity = %severity.as_str(),
                     dedup_key = %open.dedup_key,
                     "probe left the configuration during its incident; resolving the incident"
                 );

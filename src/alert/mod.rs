@@ -118,6 +118,20 @@ impl Notification {
         }
     }
 
+    /// The summary as it reads after [`Notification::marker`]: a test page's summary opens with
+    /// `[TEST]` itself (PagerDuty and Opsgenie show it alone), so a line that puts the marker in
+    /// front drops it there rather than reading `[TEST] [TEST] …`.
+    pub fn unmarked_summary(&self) -> &str {
+        if self.test {
+            self.summary
+                .strip_prefix("[TEST]")
+                .unwrap_or(&self.summary)
+                .trim_start()
+        } else {
+            &self.summary
+        }
+    }
+
     /// The `[FIRING critical]` / `[RESOLVED]` / `[TEST]` marker that starts text pages.
     pub fn marker(&self) -> String {
         if self.test {

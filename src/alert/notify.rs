@@ -40,16 +40,22 @@ impl DeliveryError {
         }
     }
 
+    /// Scrubbed of the pager's secrets, then cut to [`MAX_DELIVERY_ERROR_CHARS`] (after: a
+    /// secret straddling the cut would leave half of itself behind).
     pub(crate) fn scrub(self, redactor: &crate::redact::Redactor) -> DeliveryError {
+        let clean = |m: &str| crate::report::cut(&redactor.scrub(m), MAX_DELIVERY_ERROR_CHARS);
         match self {
-            DeliveryError::Retryable(m) => DeliveryError::Retryable(redactor.scrub(&m)),
-            DeliveryError::Permanent(m) => DeliveryError::Permanent(redactor.scrub(&m)),
-            DeliveryError::RetryAfter(m, after) => {
-                DeliveryError::RetryAfter(redactor.scrub(&m), after)
-            }
+            DeliveryError::Retryable(m) => DeliveryError::Retryable(clean(&m)),
+            DeliveryError::Permanent(m) => DeliveryError::Permanent(clean(&m)),
+            DeliveryError::RetryAfter(m, after) => DeliveryError::RetryAfter(clean(&m), after),
         }
     }
 }
+
+/// Characters of a delivery error kept (logs, `test-page`): an SMTP server's refusal holds
+/// every line of its reply, up to lettre's 100,000 bytes; an HTTP pager's quotes
+/// [`ERROR_BODY_CHARS`] of the body, well within this.
+pub const MAX_DELIVERY_ERROR_CHARS: usize = 1000;
 
 /// The future a notifier returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
@@ -235,7 +241,27 @@ pub fn classify_status(status: u16, msg: String) -> DeliveryError {
 }
 
 fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
+    // Where it could not connect, as the email pager says it: the host and port (never the
+    // path or query, which may be the pager's secret), then the cause without reqwest's and
+    // hyper's wrappers (`error sending request: client error (Connect): …`).
+    let to = e
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
     let e = e.without_url();
+    if let (true, Some(to)) = (e.is_connect() && !e.is_timeout(), to) {
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(&e).and_then(|s| s.source());
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let cause = if causes.is_empty() {
+            error_chain(&e)
+        } else {
+            causes.join(": ")
+        };
+        return DeliveryError::Retryable(format!("cannot connect to {to}: {cause}"));
+    }
     if e.is_timeout() {
         return DeliveryError::Retryable(format!(
             "no reply within {}",

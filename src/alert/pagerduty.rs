@@ -64,7 +64,8 @@ pub fn build_request(plan: &PagerDuty, n: &Notification) -> Request {
                 },
                 "component": n.probe,
                 "group": n.region,
-                "class": n.reason.map_or("degraded", |r| r.as_str()),
+                // A test page has no reason; "degraded" there would name a state it is not.
+                "class": if n.test { "test" } else { n.reason.map_or("degraded", |r| r.as_str()) },
                 "custom_details": n.details,
             },
             "links": n.links.iter().map(|l| json!({"href": l.href, "text": l.text})).collect::<Vec<_>>(),

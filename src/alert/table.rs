@@ -20,10 +20,13 @@ pub struct Common {
     #[serde(rename = "type")]
     pub kind: S<String>,
     /// Per-request timeout (default 10s).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub timeout: Option<S<String>>,
     /// First retry delay after a retryable failure; doubles per attempt up to 60 s (default 1s).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub retry_base: Option<S<String>>,
     /// Give up on a notification this long after it was queued (default 1h).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub retry_max_age: Option<S<String>>,
 }
 
@@ -88,7 +91,11 @@ impl Entry<'_> {
             ctx.error(
                 Some(span),
                 self.key(k),
-                format_args!("does not apply to {}, {expected}", self.a_pager()),
+                format_args!(
+                    "does not apply to {}{}, {expected}",
+                    self.a_pager(),
+                    crate::diag::did_you_mean(k, expected)
+                ),
             );
         });
         read.map_err(|e| ctx.errors.push(e)).ok()

@@ -79,7 +79,7 @@ pub fn build_slack_request(plan: &Slack, n: &Notification) -> Request {
     // The notification line (what the phone shows), fitted like the header.
     let line = limits::fit_line(
         &format!("{} ", n.marker()),
-        &n.summary,
+        n.unmarked_summary(),
         &n.probe,
         &n.region,
         limits::SLACK_TOP_TEXT,

@@ -208,7 +208,9 @@ fn check(config: Option<&Path>, web_config: Option<&Path>) -> ExitCode {
             steps(p.steps.len()),
             next.map_or_else(
                 || "never".to_string(),
-                |t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
+                // To the second: a person compares it with a clock, and milliseconds would
+                // promise a precision the timer (and the host's load) does not keep.
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
             ),
             pagers
         ));

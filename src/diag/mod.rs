@@ -27,6 +27,62 @@ pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
 /// The shortest duration a key that must be greater than zero accepts.
 pub(crate) const MIN_DURATION: Duration = Duration::from_nanos(1);
 
+/// ` (did you mean `timeout`?)` when one of the keys named in `expected` (`` `a`, `b` ``, as
+/// serde and every "expected one of" list write them) is a slip away from `key`: a letter
+/// missed, doubled, swapped or changed, `-` for `_`, another case. Empty otherwise, so an
+/// unknown key far from every accepted one reads as before.
+pub fn did_you_mean(key: &str, expected: &str) -> String {
+    let key = key.to_lowercase();
+    // One slip in a short key, two in a longer one: `wat` is not `url`.
+    let reach = if key.chars().count() <= 4 { 1 } else { 2 };
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|name| (strsim::damerau_levenshtein(&key, name), name))
+        .filter(|(d, name)| *d <= reach && *name != key)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| format!(" (did you mean `{name}`?)"))
+        .unwrap_or_default()
+}
+
+/// A duration key as written, for `#[serde(default, deserialize_with = "crate::diag::duration")]`
+/// on an `Option<S<String>>`: a number written bare (`timeout = 5`) is refused saying what a
+/// duration looks like (serde's own words were "invalid type: integer `5`, expected a
+/// string"). The text is parsed later, with `${ENV}`, by [`Ctx::duration`].
+///
+/// # Errors
+/// The value is not a string.
+pub fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<S<String>>, D::Error> {
+    required_duration(d).map(Some)
+}
+
+/// [`duration`] for a key that must be present.
+///
+/// # Errors
+/// The value is not a string.
+pub fn required_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<S<String>, D::Error> {
+    struct Text(String);
+    impl<'de> serde::Deserialize<'de> for Text {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl serde::de::Visitor<'_> for Visit {
+                type Value = Text;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a duration in quotes with its unit, such as \"10s\", \"500ms\" or \"1m30s\"")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+            }
+            d.deserialize_str(Visit)
+        }
+    }
+    let text = <S<Text> as serde::Deserialize>::deserialize(d)?;
+    let span = text.span();
+    Ok(S::new(span, text.into_inner().0))
+}
+
 /// "must be between 10ms and 1h": the accepted range, as every out-of-range error says it.
 pub(crate) fn out_of_range(min: Duration, max: Duration) -> String {
     format!(

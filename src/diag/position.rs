@@ -99,12 +99,19 @@ fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
         ),
         None => e.span().and_then(|s| key_at(&file.text, s.start)),
     };
+    let message = match unknown_field(e.message()) {
+        Some((field, expected)) => format!(
+            "unknown field `{field}`{}, {expected}",
+            super::did_you_mean(field, expected)
+        ),
+        None => e.message().trim().to_string(),
+    };
     ConfigError {
         file: file.path.clone(),
         line,
         column,
         key,
-        message: e.message().trim().to_string(),
+        message,
     }
 }
 

@@ -77,6 +77,16 @@ impl RunContext<'_> {
         self.sources.insert(name.to_string(), from.cloned());
     }
 
+    /// Records a number the step read. One that is not finite (a server's `nan` or `inf`,
+    /// a ratio that overflowed) is not kept: JSON has no such number, so the status document
+    /// would carry it as `null`, and every peer and the history file's next read would refuse
+    /// the whole document for it.
+    pub fn gauge(&mut self, name: impl Into<String>, value: f64) {
+        if value.is_finite() {
+            self.gauges.insert(name.into(), value);
+        }
+    }
+
     /// A secret is scrubbed in every encoding (the redactor's own business).
     pub(crate) fn add_secret(&mut self, value: &str) {
         self.redactor.add(value.to_string());

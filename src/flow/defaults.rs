@@ -21,8 +21,11 @@ pub const DEFAULT_MAX_FRAMES: usize = 1000;
 pub struct RawDefaults {
     pub schedule: Option<S<String>>,
     pub timezone: Option<S<String>>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub timeout: Option<S<String>>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub step_timeout: Option<S<String>>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub jitter: Option<S<String>>,
     pub max_body_bytes: Option<S<i64>>,
     pub max_frames: Option<S<i64>>,

@@ -113,7 +113,9 @@ impl Kind for HttpJsonSpec {
         for (name, _) in &self.gauges {
             let var = gauge_var(name);
             let text = ctx.vars.get(&var).cloned().unwrap_or_default();
-            let value = text.trim().parse::<f64>().map_err(|_| {
+            let value = text.trim().parse::<f64>();
+            // `NaN`, `inf` and `1e999` parse, but no reader of the status takes them.
+            let value = value.ok().filter(|v| v.is_finite()).ok_or_else(|| {
                 StepError::new(
                     FailureReason::BodyMismatch,
                     format!(
@@ -122,7 +124,7 @@ impl Kind for HttpJsonSpec {
                     ),
                 )
             })?;
-            ctx.gauges.insert(name.clone(), value);
+            ctx.gauge(name.clone(), value);
         }
         self.checks.warn(ctx);
         Ok(())

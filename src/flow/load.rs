@@ -29,7 +29,9 @@ pub struct RawProbe {
     pub description: Option<String>,
     pub schedule: Option<S<String>>,
     pub timezone: Option<S<String>>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub timeout: Option<S<String>>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub jitter: Option<S<String>>,
     pub max_body_bytes: Option<S<i64>>,
     /// Extra trusted CA certificates (PEM), relative to the probe file: for platforms behind
@@ -57,16 +59,22 @@ pub struct RawProbe {
 #[serde(deny_unknown_fields)]
 pub struct RawResident {
     /// Time between two exchanges (default 5s).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub every: Option<S<String>>,
     /// A session older than this is closed and opened anew (default 1h).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub max_session_age: Option<S<String>>,
     /// A websocket ping on every connection of an idle session this often (default 15s).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub keepalive: Option<S<String>>,
     /// Deadline of opening a session (the `steps`; default: `[defaults] timeout`).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub setup_timeout: Option<S<String>>,
     /// First reconnect delay bound (default 1s); doubles per failed attempt, full jitter.
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub reconnect_min: Option<S<String>>,
     /// Cap of the reconnect delay (default 60s).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub reconnect_max: Option<S<String>>,
     /// Failed exchanges in a row on an open session before it is re-established (default 3).
     pub reconnect_after: Option<S<i64>>,

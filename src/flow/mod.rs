@@ -157,10 +157,10 @@ pub(crate) async fn run_steps<'s>(
             deadline
         };
         let report = run_step(ctx, step, step_deadline).await;
-        tracing::debug!(probe = %ctx.probe, step = %step.name, success = report.success, reason = ?report.reason.map(|r| r.as_str()), "step finished");
+        tracing::debug!(probe = %ctx.probe, step = %step.name, success = report.success, reason = %report.reason.map_or("", |r| r.as_str()), "step finished");
         if !report.success {
             if step.cleanup {
-                tracing::warn!(probe = %ctx.probe, step = %step.name, reason = ?report.reason.map(|r| r.as_str()), error = report.error.as_deref().unwrap_or(""), "cleanup step failed");
+                tracing::warn!(probe = %ctx.probe, step = %step.name, reason = %report.reason.map_or("", |r| r.as_str()), error = %report.error.as_deref().unwrap_or(""), "cleanup step failed");
             } else {
                 failed = true;
             }

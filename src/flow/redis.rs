@@ -516,7 +516,7 @@ async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError
     let read_at = Instant::now();
     let gauges = info_gauges(&text);
     for (name, value) in &gauges {
-        ctx.gauges.insert((*name).to_string(), *value);
+        ctx.gauge(*name, *value);
     }
     let counters = spec
         .rates
@@ -528,7 +528,7 @@ async fn run(ctx: &mut RunContext<'_>, spec: &RedisSpec) -> Result<(), StepError
         .find_map(|l| l.trim_end().strip_prefix("run_id:"))
         .map(str::to_string);
     for (name, value) in spec.memory.rates(&spec.rates, run_id, read_at, counters) {
-        ctx.gauges.insert(name, value);
+        ctx.gauge(name, value);
     }
 
     if let Some(channel) = &spec.channel {

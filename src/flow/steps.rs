@@ -23,6 +23,7 @@ use crate::template;
 pub struct StepHead {
     pub name: S<String>,
     pub kind: S<String>,
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub timeout: Option<S<String>>,
     /// Runs after a failure too; never the run's failed step.
     pub cleanup: Option<S<bool>>,
@@ -234,14 +235,15 @@ fn own_keys<'i>(
         } else {
             let (line, column) = ctx.file.locate(key_span.start);
             let expected: Vec<String> = takes.iter().map(|k| format!("`{k}`")).collect();
+            let expected = expected.join(", ");
             broken.push(ConfigError {
                 file: ctx.file.path.clone(),
                 line,
                 column,
                 key: Some(format!("{prefix}.{key}")),
                 message: format!(
-                    "unknown field `{key}`, expected one of {}",
-                    expected.join(", ")
+                    "unknown field `{key}`{}, expected one of {expected}",
+                    crate::diag::did_you_mean(&key, &expected)
                 ),
             });
         }

@@ -177,9 +177,23 @@ fn steps(html: &mut String, p: &ProbeStatus) {
     let Some(last) = p.last.as_ref().or(p.last_good.as_ref()) else {
         return;
     };
-    let good: Option<&ProbeRun> = p.last_good.as_deref();
-    html.push_str(
-        "<table class=\"steps\"><caption>Step timings: last run against the last good run</caption>\
+    // A resident probe's failed reopen ran the session's setup steps (`login`, `connect-a`),
+    // its last good run was an exchange (`announce`, `echo`): set side by side they read as
+    // "login FAILED, last good —" above "announce not reached, 0.4 ms", as if the exchange had
+    // been skipped. Runs with no step in common are not compared.
+    let good: Option<&ProbeRun> = p.last_good.as_deref().filter(|g| {
+        g.steps
+            .iter()
+            .any(|gs| last.steps.iter().any(|s| s.name == gs.name))
+    });
+    let caption = if good.is_none() && p.last_good.is_some() {
+        "Step timings: last run (no step in common with the last good run, so no comparison)"
+    } else {
+        "Step timings: last run against the last good run"
+    };
+    let _ = write!(
+        html,
+        "<table class=\"steps\"><caption>{caption}</caption>\
          <thead><tr><th scope=\"col\">step</th><th scope=\"col\">last run</th><th scope=\"col\">last good run</th>\
          <th scope=\"col\">change</th><th scope=\"col\">phases (last run)</th></tr></thead><tbody>",
     );
@@ -213,7 +227,10 @@ fn steps(html: &mut String, p: &ProbeStatus) {
             (Some(a), Some(b)) => {
                 let delta = a.duration_ms.as_secs_f64() - b.duration_ms.as_secs_f64();
                 let text = human_duration(crate::report::clamped_ms(delta.abs() * 1000.0));
-                if delta >= 0.0 {
+                // A change that rounds to nothing has no sign (it read `−0.0 ms`).
+                if text == human_duration(std::time::Duration::ZERO) {
+                    format!("±{}", esc(&text))
+                } else if delta >= 0.0 {
                     format!("+{}", esc(&text))
                 } else {
                     format!("−{}", esc(&text))

@@ -68,9 +68,30 @@ pub(super) fn percent(a: &crate::rollup::Availability) -> String {
     };
     // Cut, not rounded: one failure in 10,000 runs must not read as 100 %.
     if a.passed >= a.runs {
-        "100 %".to_string()
-    } else {
-        format!("{:.2} %", (ratio * 10_000.0).floor() / 100.0)
+        return "100 %".to_string();
+    }
+    // No more decimals than one run can move: 5 of 30 runs is `16 %`, not `16.66 %`; a day of
+    // minutely runs (1,440) keeps two.
+    let decimals: u32 = match a.runs {
+        0..=100 => 0,
+        101..=1000 => 1,
+        _ => 2,
+    };
+    // In whole units of the last decimal, from the counts (the ratio is a float: 0.29 × 100 is
+    // 28.999…); the ratio only when the counts do not fit (a peer's document).
+    let units = u128::from(a.passed)
+        .checked_mul(10u128.pow(decimals + 2))
+        .and_then(|n| n.checked_div(u128::from(a.runs)))
+        .unwrap_or_else(|| (ratio * 10f64.powi(decimals as i32 + 2)).floor() as u128);
+    let unit = 10u128.pow(decimals);
+    match decimals {
+        0 => format!("{units} %"),
+        d => format!(
+            "{}.{:0width$} %",
+            units / unit,
+            units % unit,
+            width = d as usize
+        ),
     }
 }
 

@@ -116,6 +116,88 @@ mod parts {
         assert!(html.contains("failed at signalling (no_match)"));
     }
 
+    /// Seen in a trial: 5 failed of 30 runs read `16.66 %` (and 4 of 5 `80.00 %`), a
+    /// precision one run cannot give; and the cut went through a float (29 of 100 read 28 %).
+    #[test]
+    fn availability_claims_no_more_precision_than_one_run_moves() {
+        use crate::page::format::percent;
+        use crate::rollup::Availability;
+        let pct = |passed: u64, runs: u64| {
+            percent(&Availability {
+                runs,
+                passed,
+                ratio: Some(passed as f64 / runs as f64),
+                covered_seconds: 0,
+            })
+        };
+        assert_eq!(pct(4, 5), "80 %");
+        assert_eq!(pct(5, 30), "16 %");
+        assert_eq!(pct(29, 100), "29 %");
+        assert_eq!(pct(287, 288), "99.6 %");
+        assert_eq!(pct(1439, 1440), "99.93 %");
+        assert_eq!(pct(9999, 10_000), "99.99 %");
+        assert_eq!(
+            pct(99_999, 100_000),
+            "99.99 %",
+            "cut, never rounded up to 100"
+        );
+        assert_eq!(pct(10_000, 10_000), "100 %");
+        assert_eq!(pct(0, 7), "0 %");
+        assert_eq!(percent(&Availability::default()), "no runs");
+    }
+
+    /// Seen in a trial: a step 0.02 ms faster than when it last worked showed a change of
+    /// `−0.0 ms`. A change that rounds to nothing has no sign.
+    #[test]
+    fn a_change_that_rounds_to_nothing_has_no_sign() {
+        use crate::report::{KindName, ProbeRun, StepReport, Trigger};
+        use std::sync::Arc;
+        use std::time::Duration;
+        let run = |micros: u64| {
+            let d = Duration::from_micros(micros);
+            Arc::new(ProbeRun {
+                probe: "join".into(),
+                region: "eu".into(),
+                success: true,
+                started_at: now(),
+                duration_ms: d,
+                failed_step: None,
+                reason: None,
+                error: None,
+                trigger: Trigger::Scheduled,
+                steps: ["login", "join"]
+                    .map(|name| StepReport {
+                        name: name.into(),
+                        kind: KindName::new("http"),
+                        success: true,
+                        duration_ms: if name == "login" { d } else { d * 100 },
+                        reason: None,
+                        error: None,
+                        phases: Default::default(),
+                        cleanup: false,
+                        gauges: Default::default(),
+                        warnings: Vec::new(),
+                    })
+                    .to_vec(),
+            })
+        };
+        let doc = StatusDoc {
+            region: "eu".into(),
+            probes: vec![ProbeStatus {
+                probe: "join".into(),
+                last: Some(run(1_480)),
+                last_good: Some(run(1_500)),
+                ..ProbeStatus::default()
+            }],
+            ..StatusDoc::default()
+        };
+        let html = render(&doc, &[], now());
+        assert!(!html.contains("−0.0"), "{html}");
+        assert!(html.contains("<td>±0.0 ms</td>"), "{html}");
+        // 148 ms against 150 ms: a real change keeps its sign.
+        assert!(html.contains("<td>−2.0 ms</td>"), "{html}");
+    }
+
     #[test]
     fn spans_read_well() {
         assert_eq!(span(chrono::Duration::seconds(42)), "42s");

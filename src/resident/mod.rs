@@ -146,7 +146,7 @@ impl Resident {
             }
             crate::supervise::fault::hit(crate::supervise::Task::Resident, &probe.name);
             if let Some(c) = cause {
-                tracing::info!(probe = %probe.name, region = %self.region, cause = c.as_str(), attempt = backoff.attempt(), "re-establishing the resident session");
+                tracing::info!(probe = %probe.name, region = %self.region, cause = %c.as_str(), attempt = backoff.attempt(), "re-establishing the resident session");
                 let _ = self.events.try_send(Event::Reconnect {
                     probe: probe.name.clone(),
                     cause: c,

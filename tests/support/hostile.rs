@@ -196,17 +196,11 @@ pub async fn pouring_redis(
                 Ok(Ok(n)) if n > 0 => n,
                 _ => return,
             };
-            let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            let mut commands: Vec<(usize, &str)> = ["SETINFO", "\r\nPING\r\n", "\r\nINFO\r\n"]
-                .iter()
-                .flat_map(|k| text.match_indices(*k).map(|(i, _)| (i, *k)))
-                .collect();
-            commands.sort();
-            for (_, command) in commands {
+            for command in redis_commands(&buf[..n]) {
                 let reply: &[u8] = match command {
-                    "SETINFO" => b"+OK\r\n",
-                    "\r\nPING\r\n" => b"+PONG\r\n",
-                    _ => {
+                    RedisCommand::SetInfo => b"+OK\r\n",
+                    RedisCommand::Ping => b"+PONG\r\n",
+                    RedisCommand::Info => {
                         p.pour(&mut s, head.as_bytes(), filler, limit).await;
                         return;
                     }
@@ -218,4 +212,64 @@ pub async fn pouring_redis(
         }
     });
     (addr, poured)
+}
+
+/// The commands a fake Redis answers.
+#[derive(Clone, Copy)]
+pub enum RedisCommand {
+    SetInfo,
+    Ping,
+    Info,
+}
+
+/// The commands in what a Redis client wrote, in order (the client's set-up pipeline, `PING`,
+/// `INFO`); anything else is ignored.
+pub fn redis_commands(read: &[u8]) -> Vec<RedisCommand> {
+    let text = String::from_utf8_lossy(read);
+    let mut commands: Vec<(usize, RedisCommand)> = [
+        ("SETINFO", RedisCommand::SetInfo),
+        ("\r\nPING\r\n", RedisCommand::Ping),
+        ("\r\nINFO\r\n", RedisCommand::Info),
+    ]
+    .iter()
+    .flat_map(|(k, c)| text.match_indices(k).map(|(i, _)| (i, *c)))
+    .collect();
+    commands.sort_by_key(|(i, _)| *i);
+    commands.into_iter().map(|(_, c)| c).collect()
+}
+
+/// A fake Redis answering every connection's set-up and `PING`, and `INFO` with `info` (at most
+/// 64 connections, 16 reads each): a scheduled probe's every run.
+pub async fn redis_answering_info(info: &'static str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        for _ in 0..64 {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                for _ in 0..16 {
+                    let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => return,
+                    };
+                    for command in redis_commands(&buf[..n]) {
+                        let reply = match command {
+                            RedisCommand::SetInfo => "+OK\r\n".to_string(),
+                            RedisCommand::Ping => "+PONG\r\n".to_string(),
+                            RedisCommand::Info => format!("${}\r\n{info}\r\n", info.len()),
+                        };
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
 }

@@ -37,6 +37,15 @@ pub async fn start_sim() -> SimServer {
         .expect("sim starts on a free port")
 }
 
+/// [`init`], then Janus for the media path in its own network namespace
+/// ([`servers::start_janus_media`]); panics saying why it did not start.
+pub async fn start_janus_media() -> servers::Janus {
+    init();
+    servers::start_janus_media()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The project root (shipped config and probes live there).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -143,19 +152,23 @@ pub fn ws_join_probe(addr: &str, head: &str, expect_extra: &str) -> String {
     )
 }
 
-/// The page on-call would get: the run and its confirming run through the probe's alert
-/// policy, as the generic webhook body.
-pub fn confirmed_page(plan: &ProbePlan, run: &joincanary::report::ProbeRun) -> String {
-    use joincanary::alert::policy::{Decision, ProbeAlertState};
-    use joincanary::alert::trigger::AlertContext;
-    use joincanary::report::Trigger;
-    let cx = AlertContext {
+/// What the alert policy takes for `plan` in region `test`: no links, the system clock.
+pub fn alert_context(plan: &ProbePlan) -> joincanary::alert::trigger::AlertContext<'_> {
+    joincanary::alert::trigger::AlertContext {
         probe: &plan.name,
         region: "test",
         config: &plan.alerting,
         links: &[],
         system_offset: chrono::TimeDelta::zero(),
-    };
+    }
+}
+
+/// The page on-call would get: the run and its confirming run through the probe's alert
+/// policy, as the generic webhook body.
+pub fn confirmed_page(plan: &ProbePlan, run: &joincanary::report::ProbeRun) -> String {
+    use joincanary::alert::policy::{Decision, ProbeAlertState};
+    use joincanary::report::Trigger;
+    let cx = alert_context(plan);
     let mut state = ProbeAlertState::default();
     let now = run.finished_at();
     let mut pages = Vec::new();
@@ -548,6 +561,27 @@ pub async fn open_session(
     )
     .await
     .unwrap_or_else(|run| panic!("session opens: {run:#?}"))
+}
+
+/// `joincanary --log.level LEVEL COMMAND --config CONFIG` with `env` and without
+/// `JOINCANARY_LOG` (so the flag sets the level), to its end: its exit code and what it wrote
+/// ([`output_text`]). Blocks in place: for a test on the multi-thread runtime.
+pub fn run_logged(
+    level: &str,
+    command: &str,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(binary())
+            .args(["--log.level", level, command, "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .env_remove("JOINCANARY_LOG")
+            .output()
+            .expect("joincanary runs")
+    });
+    (out.status.code(), output_text(&out))
 }
 
 /// What a finished `joincanary` process wrote: stderr (the log), then stdout (the report).

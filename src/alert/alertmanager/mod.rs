@@ -76,9 +76,11 @@ pager_table! {
         /// every alert is posted to each (they do not share alerts), delivered when one took it.
         pub urls: Option<S<Vec<S<String>>>>,
         /// How often firing alerts and the watchdog are posted (default 30s, at most 1h).
+        #[serde(default, deserialize_with = "crate::diag::duration")]
         pub resend_interval: Option<S<String>>,
         /// How long a firing alert stays firing after the last post if nothing resolves it (a
         /// dead prober must not resolve its incident); default 1h.
+        #[serde(default, deserialize_with = "crate::diag::duration")]
         pub hold: Option<S<String>>,
         /// Extra headers on every request, e.g. `{ Authorization = "Bearer ${AM_TOKEN}" }` or
         /// `{ X-Scope-OrgID = "ops" }` (values are secrets).

@@ -211,7 +211,7 @@ impl Dispatcher {
             // Still written to the outbox: the next start delivers it.
             tracing::warn!(
                 probe = %n.probe,
-                event = n.kind.as_str(),
+                event = %n.kind.as_str(),
                 "shutting down: notification kept in the outbox for the next start"
             );
         }

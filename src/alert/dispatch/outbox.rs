@@ -147,7 +147,7 @@ impl Outbox {
             if !known {
                 tracing::warn!(
                     sink = %p.sink,
-                    event = p.notification.kind.as_str(),
+                    event = %p.notification.kind.as_str(),
                     probe = %p.notification.probe,
                     region = %p.notification.region,
                     "dropping a queued notification: no pager of that name is configured any more"

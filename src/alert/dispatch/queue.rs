@@ -96,7 +96,7 @@ pub(super) async fn run_pager(
                 );
                 tracing::warn!(
                     sink = %plan.name,
-                    event = n.kind.as_str(),
+                    event = %n.kind.as_str(),
                     probe = %n.probe,
                     region = %n.region,
                     attempts,
@@ -120,7 +120,7 @@ fn delivered(shared: &Shared, sink: &str, item: &Pending) {
     shared.count(sink, n, "delivered");
     tracing::info!(
         sink = %sink,
-        event = n.kind.as_str(),
+        event = %n.kind.as_str(),
         probe = %n.probe,
         region = %n.region,
         attempts = item.attempts.saturating_add(1),
@@ -174,7 +174,7 @@ fn abandon(shared: &Shared, sink: &str, item: &Pending, attempts: u32, error: &s
     // quoted, and a search for `sink=pd` would miss exactly the lines that say a page is lost).
     tracing::error!(
         sink = %sink,
-        event = n.kind.as_str(),
+        event = %n.kind.as_str(),
         probe = %n.probe,
         region = %n.region,
         attempts,
@@ -207,7 +207,7 @@ pub(super) async fn flush(shared: &Shared, plan: &PagerPlan, notifier: &dyn Noti
                 let msg = e.to_string();
                 // A failed attempt the next start retries.
                 shared.count(&plan.name, n, "retry");
-                tracing::warn!(sink = %plan.name, event = n.kind.as_str(), probe = %n.probe,
+                tracing::warn!(sink = %plan.name, event = %n.kind.as_str(), probe = %n.probe,
                     region = %n.region, error = %msg, "not delivered before shutdown; kept in the outbox");
                 break;
             }
@@ -224,11 +224,11 @@ async fn resend_firing(shared: &Shared, plan: &PagerPlan, notifier: &dyn Notifie
         n.at = shared.clock.now();
         if let Err(e) = notifier.send(&n).await {
             shared.metrics.count_resend(&plan.name, "failed");
-            tracing::warn!(sink = %plan.name, event = "resend", probe = %n.probe,
+            tracing::warn!(sink = %plan.name, event = %"resend", probe = %n.probe,
                 region = %n.region, error = %e, "re-posting a firing alert failed");
         } else {
             shared.metrics.count_resend(&plan.name, "delivered");
-            tracing::debug!(sink = %plan.name, event = "resend", probe = %n.probe,
+            tracing::debug!(sink = %plan.name, event = %"resend", probe = %n.probe,
                 region = %n.region, "re-posted a firing alert");
         }
     }

@@ -26,6 +26,7 @@ pub struct RawTurn {
     /// ephemeral username and password from it.
     pub secret: Option<S<String>>,
     /// How long a computed REST credential is valid (default 1h).
+    #[serde(default, deserialize_with = "crate::diag::duration")]
     pub credential_ttl: Option<S<String>>,
     /// `host:port` of the UDP echo peer the relay sends to (a template).
     pub peer: Option<S<String>>,
