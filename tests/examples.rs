@@ -275,10 +275,7 @@ async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
 /// its candidates come in trickle events (before the answer) that the `offer` step's tap takes.
 #[tokio::test]
 async fn janus_echotest_media_connects_through_janus_full_trickle_candidates() {
-    support::init();
-    let janus = servers::start_janus_media_full_trickle()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media_full_trickle().await;
     echotest_media_against(&janus, true).await;
 }
 
@@ -318,10 +315,7 @@ async fn janus_videoroom_media_b_receives_a_through_the_sfu_and_destroys_both_se
 /// publisher connection) and b's (for its subscription) come only in trickle events.
 #[tokio::test]
 async fn janus_videoroom_media_connects_both_participants_through_full_trickle_candidates() {
-    support::init();
-    let janus = servers::start_janus_media_full_trickle()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media_full_trickle().await;
     videoroom_media_against(&janus, true).await;
 }
 
