@@ -354,9 +354,12 @@ const QUOTE_OPEN: char = '\u{E000}';
 const QUOTE_LIMIT_END: char = '\u{E001}';
 /// Closes a quoted piece.
 const QUOTE_CLOSE: char = '\u{E002}';
-/// How much of a reply a quote keeps before the secrets are scrubbed: enough that an encoded
-/// secret starting inside the shown part is whole when it is matched.
-const QUOTE_KEEP: usize = 4096;
+/// How much of a reply a quote keeps before the secrets are scrubbed: enough that a secret
+/// starting inside the shown part is whole when it is matched — as long as the longest one
+/// the redactor matches by pattern (`forms::MAX_SECRET_PATTERN`), so a long token (an 8 KiB
+/// JWT) echoed by a server never shows its first characters. Scrubbing it is one pass of the
+/// compiled pattern over at most this much, and only for a failure's message.
+const QUOTE_KEEP: usize = 64 * 1024;
 
 /// A piece of a server's reply for an error message, cut to `limit` characters on one line.
 ///
@@ -517,6 +520,24 @@ mod tests {
         assert_eq!(
             finish(&Redactor::default(), &quote("a\tb\u{E002}c", 10)),
             "a b\u{FFFD}c"
+        );
+    }
+
+    /// A secret longer than the quote's first cut used to be matched only in part: its first
+    /// characters were shown. An 8,000-character token echoed near the start of a long reply
+    /// is scrubbed whole.
+    #[test]
+    fn a_long_secret_echoed_in_a_long_reply_is_scrubbed_whole() {
+        let secret: String = (0..8_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let r = Redactor::new([secret.clone()]);
+        let reply = format!("{{\"error\":\"bad {secret}\"}}{}", " ".repeat(20_000));
+        let shown = finish(&r, &format!("status 401: {}", quote(&reply, 160)));
+        assert!(!shown.contains(&secret[..20]), "{shown}");
+        assert!(
+            shown.starts_with("status 401: {\"error\":\"bad [redacted]"),
+            "{shown}"
         );
     }
 
