@@ -4,7 +4,10 @@ that carries their SDP (sessions, handles, joins and destroys only):
 
 - probes/examples/janus-echotest-media.toml: one peer, a data channel echo (step `media`);
 - probes/examples/janus-videoroom-media.toml: `a` publishes, `b` subscribes and receives a's
-  messages through the videoroom (steps `a-media`, `b-media`).
+  messages through the videoroom (steps `a-media`, `b-media`);
+- trickle: the echotest probe against a second Janus with `full_trickle = true`, whose answer
+  carries no candidate: they come in trickle events that the `offer` step's tap takes (gauge
+  `trickled_candidates`).
 
 Prints the median wall time of each phase of those steps, their gauges, and the CPU-ms of the
 webrtc steps: the prober's user + system time with them, minus without, median of N. Janus and
@@ -22,22 +25,27 @@ import time
 import harness as h
 
 EXAMPLES = os.path.join(h.ROOT, "probes/examples")
-# name: (file, steps measured, steps dropped for the signalling-only baseline, gauges)
+# name: (file, steps measured, steps dropped for the signalling-only baseline, gauges, Janus's
+# full_trickle)
 PROBES = {
     "echotest": ("janus-echotest-media.toml", ("media",),
                  ("offer", "send-offer", "answer", "trickle", "media"),
-                 ("echo_rtt_seconds", "echo_loss_ratio")),
+                 ("echo_rtt_seconds", "echo_loss_ratio", "trickled_candidates"), False),
+    "trickle": ("janus-echotest-media.toml", ("media",),
+                ("offer", "send-offer", "answer", "trickle", "media"),
+                ("echo_rtt_seconds", "echo_loss_ratio", "trickled_candidates"), True),
     "videoroom": ("janus-videoroom-media.toml", ("a-media", "b-media"),
                   ("a-offer", "a-publish", "a-answer", "a-trickle", "a-media", "b-subscribe",
                    "b-offer", "b-answer", "b-start", "b-started", "b-media"),
-                  ("media_latency_seconds", "media_loss_ratio", "media_received")),
+                  ("media_latency_seconds", "media_loss_ratio", "media_received"), False),
 }
 
 
-def start_janus(d):
+def start_janus(d, full_trickle=False):
     ws, admin = h.free_port(), h.free_port()
+    extra = ["full-trickle"] if full_trickle else []
     p = h.start(["bash", os.path.join(h.ROOT, "tests/servers/janus/start-netns.sh"),
-                 str(ws), str(admin), d], stdout=subprocess.PIPE, text=True)
+                 str(ws), str(admin), d] + extra, stdout=subprocess.PIPE, text=True)
     # Janus prints its banner first; the script's ready line follows (or the output ends).
     for _ in range(500):
         line = p.stdout.readline()
@@ -72,14 +80,15 @@ def once(ns_pid, config, url):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--probes", default=",".join(PROBES), help="which: echotest,videoroom")
+    ap.add_argument("--probes", default=",".join(PROBES),
+                    help="which: echotest,videoroom,trickle")
     a = ap.parse_args()
     d = h.tmpdir("jc-bench-media-")
     os.makedirs(os.path.join(d, "probes"))
     configs = {}
     wanted = [p for p in a.probes.split(",") if p]
     for name in wanted:
-        file, _, drop, _ = PROBES[name]
+        file, _, drop, _, _ = PROBES[name]
         with open(os.path.join(EXAMPLES, file)) as f:
             text = f.read()
         for which, body in (("media", text), ("signalling", without_media(text, drop))):
@@ -89,16 +98,22 @@ def main():
             with open(configs[(name, which)], "w") as f:
                 f.write(f'region = "bench"\nlisten = "127.0.0.1:0"\n'
                         f'probes = ["probes/{name}-{which}.toml"]\nstate_dir = "state"\n')
-    janus, url = start_janus(os.path.join(d, "janus"))
+    servers = {}
     try:
         for name in wanted:
+            full_trickle = PROBES[name][4]
+            if full_trickle not in servers:
+                which = "janus-full-trickle" if full_trickle else "janus"
+                servers[full_trickle] = start_janus(os.path.join(d, which), full_trickle)
+            janus, url = servers[full_trickle]
             measure(a.runs, name, janus, configs, url)
     finally:
-        h.stop(janus)
+        for janus, _ in servers.values():
+            h.stop(janus)
 
 
 def measure(runs, name, janus, configs, url):
-    _, steps, _, gauge_names = PROBES[name]
+    _, steps, _, gauge_names, _ = PROBES[name]
     phases = {s: {"ice": [], "dtls": [], "first_media": [], "total": []} for s in steps}
     gauges = {g: [] for g in gauge_names}
     cpu = {"media": [], "signalling": []}

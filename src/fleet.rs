@@ -181,8 +181,20 @@ async fn get(client: &reqwest::Client, peer: &str) -> Result<StatusDoc, String> 
         .map_err(|e| e.describe(|e| describe(&e)))?;
     serde_json::from_slice::<StatusDoc>(&body)
         .map(StatusDoc::bounded)
-        .map_err(|e| format!("not a joincanary status document: {e}"))
+        .map_err(|e| {
+            // serde quotes a string where a number or a list belongs whole (up to the 4 MiB
+            // read): the page shows the start of it, after where it broke.
+            format!(
+                "not a joincanary status document (line {}, column {}): {}",
+                e.line(),
+                e.column(),
+                crate::report::cut(&e.to_string(), MAX_REASON_CHARS)
+            )
+        })
 }
+
+/// Characters of a peer's parse error shown on the page.
+const MAX_REASON_CHARS: usize = 300;
 
 /// A reqwest error without its URL (which may carry credentials): the kind and the cause.
 fn describe(e: &reqwest::Error) -> String {

@@ -669,6 +669,54 @@ fn webrtc_steps_say_which_key_is_wrong() {
         errs[0].contains("uses `{{answer}}` before any step sets it"),
         "{errs:?}"
     );
+    // `trickle` belongs where the peer is made, and names where a message holds its candidate.
+    assert_eq!(
+        errors_for(
+            &step("action = \"connect\"\ntrickle = { candidate = { json = \"$.c\" } }\n"),
+            &[]
+        ),
+        ["probes/p.toml:5:11: steps[0].trickle: `trickle` does not apply to action connect"]
+    );
+    assert_eq!(
+        errors_for(
+            &step("action = \"offer\"\ntrickle = { expect_json = { janus = \"trickle\" } }\n"),
+            &[]
+        ),
+        [
+            "probes/p.toml:5:11: steps[0].trickle: needs `candidate`: where a message holds its candidate, e.g. `candidate = { json = \"$.candidate\" }`"
+        ]
+    );
+    assert_eq!(
+        errors_for(
+            &step(
+                "action = \"offer\"\ntrickle = { candidate = { header = \"x\" }, max_candidates = 0, websocket = \"a b\" }\n"
+            ),
+            &[]
+        ),
+        ["probes/p.toml:5:25: steps[0].trickle.candidate: `header` applies to http steps only"]
+    );
+    assert_eq!(
+        errors_for(
+            &step(
+                "action = \"offer\"\ntrickle = { candidate = { json = \"$.c\" }, max_candidates = 1000 }\n"
+            ),
+            &[]
+        ),
+        [
+            "probes/p.toml:5:60: steps[0].trickle.max_candidates: must be a whole number from 1 to 256"
+        ]
+    );
+    let errs = errors_for(
+        &step(
+            "action = \"offer\"\ntrickle = { candidate = { json = \"$.c\" }, expect_json = { sender = \"{{handle}}\" } }\n",
+        ),
+        &[],
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("uses `{{handle}}` before any step sets it"),
+        "{errs:?}"
+    );
     // A webrtc key on another kind.
     assert_eq!(
         errors_for(&format!("{HEAD}url = \"http://h/\"\necho = 3\n"), &[]),

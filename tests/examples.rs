@@ -268,6 +268,23 @@ async fn janus_echotest_passes_and_its_session_is_destroyed_even_when_the_flow_f
 #[tokio::test]
 async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
     let janus = support::start_janus_media().await;
+    echotest_media_against(&janus, false).await;
+}
+
+/// The same probe against a Janus with `full_trickle = true`: its answer has no candidate,
+/// its candidates come in trickle events (before the answer) that the `offer` step's tap takes.
+#[tokio::test]
+async fn janus_echotest_media_connects_through_janus_full_trickle_candidates() {
+    support::init();
+    let janus = servers::start_janus_media_full_trickle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    echotest_media_against(&janus, true).await;
+}
+
+/// The shipped echotest media probe against `janus`: connected, echoed, its session gone;
+/// `trickled`: Janus's candidates all came trickled (none otherwise).
+async fn echotest_media_against(janus: &servers::Janus, trickled: bool) {
     let plan = example(
         "janus-echotest-media.toml",
         &[("JANUS_URL", &janus.ws_url())],
@@ -283,6 +300,8 @@ async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
     let loss = media.gauges["echo_loss_ratio"];
     assert!((0.0..1.0).contains(&loss), "{media:#?}");
     assert!(media.gauges["echo_rtt_seconds"] > 0.0, "{media:#?}");
+    let candidates = media.gauges["trickled_candidates"];
+    assert_eq!(candidates > 0.0, trickled, "{media:#?}");
     assert!(step(&run, "destroyed").success);
     janus.assert_no_sessions().await;
 }

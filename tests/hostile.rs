@@ -451,6 +451,33 @@ async fn an_endless_smtp_reply_line_is_read_only_to_the_cap() {
     assert!(sent < 32 << 20, "the email pager read {sent} bytes");
 }
 
+/// An SMTP server refusing with a reply of 99 lines of 900 characters (within lettre's and
+/// the pager's caps): lettre's error holds every line, and the email pager's error went whole
+/// into each `delivery failed` log line (90 KB each retry) where an HTTP pager's quotes 300
+/// characters of the reply. Cut as theirs is, the status code kept.
+#[tokio::test]
+async fn an_smtp_refusal_of_90_kb_is_quoted_cut() {
+    let line = format!("554-{}\r\n", "x".repeat(900));
+    let reply: &'static str =
+        Box::leak(format!("{}554 go away\r\n", line.repeat(99)).into_boxed_str());
+    let (addr, _poured) = support::hostile::pouring_greeting(reply, b" ", reply.len()).await;
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let error = test_page_error(&format!(
+        "[[pager]]\nname = \"mail\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"canary@example.com\"\nto = [\"oncall@example.com\"]\n"
+    ))
+    .await;
+    assert!(
+        error.starts_with("SMTP: permanent error (554)"),
+        "{}",
+        &error[..200.min(error.len())]
+    );
+    assert!(
+        error.chars().count() <= 1001,
+        "{} characters",
+        error.chars().count()
+    );
+}
+
 /// Hostile review (issue 17): a pager answering 307 to another host. The page is never resent
 /// there (the request carries the routing key or token), the error says it was a redirect and
 /// where to, the query of that location hidden (a temporary redirect is now retried, not taken

@@ -186,3 +186,31 @@ async fn a_redis_info_of_nan_and_infinity_leaves_a_status_document_peers_can_rea
         .restore(&history)
         .unwrap_or_else(|e| panic!("the history is refused: {e}\n{saved}"));
 }
+
+/// A peer whose document does not parse is shown unreachable with serde's reason, and serde
+/// quotes a string where a number or list belongs whole: a 1 MB string went whole into the
+/// reason, and so into every load of the status page (4 MiB per peer at the read cap). The
+/// reason is cut, and still says where the document broke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_unparsable_document_is_quoted_cut_on_the_page() {
+    let doc = serde_json::json!({"region": "far", "probes": "x".repeat(1_000_000)});
+    let (svc, sim, _cfg) = with_peer(doc).await;
+    let page = crate::support::get_text(&svc.base, "/").await;
+    let start = page
+        .find("No status from")
+        .expect("the peer's reason is shown");
+    let reason = &page[start..start + page[start..].find("</p>").unwrap()];
+    assert!(
+        reason.contains("not a joincanary status document"),
+        "{reason}"
+    );
+    assert!(reason.contains("line 1, column"), "{reason}");
+    assert!(
+        reason.len() < 1000,
+        "{} bytes: {}…",
+        reason.len(),
+        &reason[..300]
+    );
+    svc.stop().await;
+    sim.shutdown().await;
+}

@@ -57,3 +57,4 @@ mod webrtc;
 mod webrtc_aiortc;
 mod webrtc_hostile;
 mod webrtc_room;
+mod webrtc_trickle;

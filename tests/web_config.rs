@@ -207,3 +207,55 @@ fn a_broken_web_config_stops_run_with_its_name() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A hash of bcrypt cost 31 (a hand-edited file): `check` ran a full bcrypt of it to see that
+/// it was a hash (about a day of CPU) and so never answered, nor did `run` or `healthcheck`,
+/// and every request with a wrong password would have cost as much. Refused at once, at its
+/// key; cost 14 is still taken.
+#[test]
+fn a_bcrypt_hash_too_costly_to_check_is_refused_at_once() {
+    let cfg = TempConfig::new("", &[("idle.toml", IDLE_PROBE)]);
+    let web = cfg.dir.path().join("web.yml");
+    let hash = bcrypt::hash("correct horse", 4).unwrap();
+    for (cost, want) in [
+        (
+            "31",
+            Some("web.yml:2:3: basic_auth_users.alice: bcrypt cost 31 is over 14"),
+        ),
+        (
+            "15",
+            Some("web.yml:2:3: basic_auth_users.alice: bcrypt cost 15 is over 14"),
+        ),
+        ("14", None),
+    ] {
+        let costly = hash.replacen("$04$", &format!("${cost}$"), 1);
+        std::fs::write(&web, format!("basic_auth_users:\n  alice: {costly}\n")).unwrap();
+        let mut child = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&cfg.path)
+            .arg("--web.config.file")
+            .arg(&web)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = crate::support::exit_within(&mut child, std::time::Duration::from_secs(20));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        match want {
+            Some(want) => {
+                assert_eq!(
+                    status.and_then(|s| s.code()),
+                    Some(2),
+                    "cost {cost}: {stderr}"
+                );
+                assert!(stderr.contains(want), "cost {cost}: {stderr}");
+            }
+            None => assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(0),
+                "cost {cost}: {stderr}"
+            ),
+        }
+    }
+}

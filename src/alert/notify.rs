@@ -40,16 +40,22 @@ impl DeliveryError {
         }
     }
 
+    /// Scrubbed of the pager's secrets, then cut to [`MAX_DELIVERY_ERROR_CHARS`] (after: a
+    /// secret straddling the cut would leave half of itself behind).
     pub(crate) fn scrub(self, redactor: &crate::redact::Redactor) -> DeliveryError {
+        let clean = |m: &str| crate::report::cut(&redactor.scrub(m), MAX_DELIVERY_ERROR_CHARS);
         match self {
-            DeliveryError::Retryable(m) => DeliveryError::Retryable(redactor.scrub(&m)),
-            DeliveryError::Permanent(m) => DeliveryError::Permanent(redactor.scrub(&m)),
-            DeliveryError::RetryAfter(m, after) => {
-                DeliveryError::RetryAfter(redactor.scrub(&m), after)
-            }
+            DeliveryError::Retryable(m) => DeliveryError::Retryable(clean(&m)),
+            DeliveryError::Permanent(m) => DeliveryError::Permanent(clean(&m)),
+            DeliveryError::RetryAfter(m, after) => DeliveryError::RetryAfter(clean(&m), after),
         }
     }
 }
+
+/// Characters of a delivery error kept (logs, `test-page`): an SMTP server's refusal holds
+/// every line of its reply, up to lettre's 100,000 bytes; an HTTP pager's quotes
+/// [`ERROR_BODY_CHARS`] of the body, well within this.
+pub const MAX_DELIVERY_ERROR_CHARS: usize = 1000;
 
 /// The future a notifier returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;

@@ -135,6 +135,19 @@ impl Extraction {
         }
     }
 
+    /// The value in a websocket message (its `json`, its `text`), narrowed; `None` when it
+    /// has none (`header` and `cookie` are HTTP replies' only).
+    pub(crate) fn value_in(&self, json: Option<&serde_json::Value>, text: &str) -> Option<String> {
+        let value = match &self.source {
+            ExtractSource::Json(pointer) => json
+                .and_then(|j| j.pointer(pointer))
+                .map(matcher::value_as_var),
+            ExtractSource::Regex(re) => matcher::regex_capture(re, text),
+            ExtractSource::Header(_) | ExtractSource::Cookie(_) => None,
+        };
+        self.narrow(value)
+    }
+
     /// What the value was to come from, for the error that says it did not.
     pub(crate) fn describe(&self) -> String {
         let from = match &self.source {
@@ -419,77 +432,87 @@ pub(crate) fn extracts(
             ok = false;
             continue;
         }
-        let e = spec.get_ref();
-        let given = [e.json.is_some(), e.header.is_some(), e.cookie.is_some()];
-        let sources = given.iter().filter(|g| **g).count();
-        if sources > 1 || (sources == 0 && e.regex.is_none()) {
-            ctx.error(
-                Some(spec.span()),
-                &k,
-                "give exactly one of `json`, `header`, `cookie`, `regex` (`regex` may narrow \
-                 one of the others)",
-            );
-            ok = false;
-            continue;
+        match extraction(ctx, var, spec, &k, http) {
+            Some(e) => out.push(e),
+            None => ok = false,
         }
-        let regex = match e
-            .regex
-            .as_deref()
-            .map(crate::diag::compile_regex)
-            .transpose()
-        {
-            Ok(r) => r,
-            Err(err) => {
-                ctx.error(
-                    Some(spec.span()),
-                    &k,
-                    format_args!("not a valid regex: {err}"),
-                );
-                ok = false;
-                continue;
-            }
-        };
-        // `regex` alone reads the body or frame; beside another source, that source's value.
-        let (regex, within) = if sources == 0 {
-            (regex, None)
-        } else {
-            (None, regex)
-        };
-        let source = if let Some(path) = &e.json {
-            match json_pointer(path) {
-                Ok(p) => ExtractSource::Json(p),
-                Err(msg) => {
-                    ctx.error(Some(spec.span()), &k, msg);
-                    ok = false;
-                    continue;
-                }
-            }
-        } else if let Some(h) = &e.header {
-            if !http {
-                ctx.error(Some(spec.span()), &k, "`header` applies to http steps only");
-                ok = false;
-                continue;
-            }
-            ExtractSource::Header(h.clone())
-        } else if let Some(c) = &e.cookie {
-            if !http {
-                ctx.error(Some(spec.span()), &k, "`cookie` applies to http steps only");
-                ok = false;
-                continue;
-            }
-            ExtractSource::Cookie(c.clone())
-        } else if let Some(r) = regex {
-            ExtractSource::Regex(r)
-        } else {
-            continue;
-        };
-        out.push(Extraction {
-            var: var.clone(),
-            source,
-            within,
-        });
     }
     ok.then_some(out)
+}
+
+/// One extracted value's source (`spec`, reported at `k`): exactly one of `json`, `header`,
+/// `cookie` or `regex`, `regex` narrowing another; `header` and `cookie` on HTTP replies only.
+pub(crate) fn extraction(
+    ctx: &mut Ctx<'_>,
+    var: &str,
+    spec: &S<RawExtract>,
+    k: &str,
+    http: bool,
+) -> Option<Extraction> {
+    let e = spec.get_ref();
+    let given = [e.json.is_some(), e.header.is_some(), e.cookie.is_some()];
+    let sources = given.iter().filter(|g| **g).count();
+    if sources > 1 || (sources == 0 && e.regex.is_none()) {
+        ctx.error(
+            Some(spec.span()),
+            k,
+            "give exactly one of `json`, `header`, `cookie`, `regex` (`regex` may narrow \
+             one of the others)",
+        );
+        return None;
+    }
+    let regex = match e
+        .regex
+        .as_deref()
+        .map(crate::diag::compile_regex)
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(err) => {
+            ctx.error(
+                Some(spec.span()),
+                k,
+                format_args!("not a valid regex: {err}"),
+            );
+            return None;
+        }
+    };
+    // `regex` alone reads the body or frame; beside another source, that source's value.
+    let (regex, within) = if sources == 0 {
+        (regex, None)
+    } else {
+        (None, regex)
+    };
+    let source = if let Some(path) = &e.json {
+        match json_pointer(path) {
+            Ok(p) => ExtractSource::Json(p),
+            Err(msg) => {
+                ctx.error(Some(spec.span()), k, msg);
+                return None;
+            }
+        }
+    } else if let Some(h) = &e.header {
+        if !http {
+            ctx.error(Some(spec.span()), k, "`header` applies to http steps only");
+            return None;
+        }
+        ExtractSource::Header(h.clone())
+    } else if let Some(c) = &e.cookie {
+        if !http {
+            ctx.error(Some(spec.span()), k, "`cookie` applies to http steps only");
+            return None;
+        }
+        ExtractSource::Cookie(c.clone())
+    } else if let Some(r) = regex {
+        ExtractSource::Regex(r)
+    } else {
+        return None;
+    };
+    Some(Extraction {
+        var: var.to_string(),
+        source,
+        within,
+    })
 }
 
 /// Accepts a JSON pointer (`/a/0/b`) or a dotted path (`$.a[0].b`, `a.b`) and returns a pointer.

@@ -31,6 +31,15 @@ use serde::Deserialize;
 /// Verified (user, password) pairs remembered, so a scrape every 15 s does not pay bcrypt
 /// each time; a wrong password is never remembered (each guess costs a full bcrypt).
 const AUTH_CACHE: usize = 64;
+/// The highest bcrypt cost a hash may have. Each guess at a password costs one full bcrypt of
+/// the hash's cost, and a cost of 31 is days of CPU per request (and per `check`): 14 is a
+/// second or so, sixteen times the cost 10 that `htpasswd -nBC 10` and exporter-toolkit's
+/// documentation use.
+pub const MAX_BCRYPT_COST: u32 = 14;
+/// Password checks run at once: a flood of wrong passwords (never remembered) keeps at most
+/// this many cores busy, so the probes keep the rest; a remembered pair needs none.
+const BCRYPT_AT_ONCE: usize = 1;
+
 /// Compared against when the user is unknown, so an unknown user takes as long as a wrong
 /// password (no user enumeration by timing), as exporter-toolkit does.
 fn dummy_hash() -> String {
@@ -122,7 +131,7 @@ struct RawHttp {
 }
 
 /// A loaded web config: what the listener and every response need.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The certificate the listener presents (the first in `cert_file`): what
@@ -131,6 +140,21 @@ pub struct WebConfig {
     users: Arc<BTreeMap<String, String>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
     verified: Arc<Mutex<HashSet<(String, String)>>>,
+    /// [`BCRYPT_AT_ONCE`] permits, shared by every connection.
+    checking: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            tls: None,
+            served_cert: None,
+            users: Arc::default(),
+            headers: Arc::default(),
+            verified: Arc::default(),
+            checking: Arc::new(tokio::sync::Semaphore::new(BCRYPT_AT_ONCE)),
+        }
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -198,9 +222,18 @@ impl WebConfig {
                     "basic_auth_users: `{user}` is not a user name (empty or with `:`)"
                 )));
             }
-            if bcrypt::verify("", hash).is_err() {
+            // Read, not run: a check of the hash costs what a login does.
+            let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
                 return Err(invalid(format!(
                     "basic_auth_users.{user}: not a bcrypt hash (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
+                )));
+            };
+            if parts.get_cost() > MAX_BCRYPT_COST {
+                return Err(invalid(format!(
+                    "basic_auth_users.{user}: bcrypt cost {} is over {MAX_BCRYPT_COST}: every \
+                     request with a wrong password would cost that much CPU (make one with \
+                     `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)",
+                    parts.get_cost()
                 )));
             }
         }
@@ -227,7 +260,7 @@ impl WebConfig {
             served_cert,
             users: Arc::new(raw.basic_auth_users),
             headers: Arc::new(headers),
-            verified: Arc::new(Mutex::new(HashSet::new())),
+            ..WebConfig::default()
         })
     }
 
@@ -295,10 +328,17 @@ impl WebConfig {
         }
         let hash = self.users.get(&user).cloned().unwrap_or_else(dummy_hash);
         let known = self.users.contains_key(&user);
-        // bcrypt is deliberately slow (tens of ms): off the async workers.
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .is_ok_and(|r| r.unwrap_or(false))
+        // bcrypt is deliberately slow (tens of ms): off the async workers, and one at a time
+        // (the permit goes with the check, so a client that hangs up does not free it early).
+        let Ok(permit) = self.checking.clone().acquire_owned().await else {
+            return false;
+        };
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            bcrypt::verify(password, &hash)
+        })
+        .await
+        .is_ok_and(|r| r.unwrap_or(false))
             && known;
         if ok {
             let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -464,6 +504,31 @@ mod tests {
             e.to_string(),
             "w.yml:5:3: basic_auth_users.bob: not a bcrypt hash"
         );
+    }
+
+    /// Password checks take turns: while one holds the only permit, a wrong guess waits
+    /// for it rather than running a bcrypt of its own (a flood of guesses keeps one core
+    /// busy, not every core the probes need).
+    #[tokio::test]
+    async fn password_checks_take_turns() {
+        let web = WebConfig {
+            users: Arc::new(BTreeMap::from([(
+                "alice".to_string(),
+                bcrypt::hash("right", 4).unwrap(),
+            )])),
+            ..WebConfig::default()
+        };
+        let held = web.checking.clone().acquire_owned().await.unwrap();
+        let guess = || web.authorized(Some(("alice".into(), "wrong".into())));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(500), guess())
+                .await
+                .is_err(),
+            "a check ran beside one in progress"
+        );
+        drop(held);
+        assert!(!guess().await);
+        assert!(web.authorized(Some(("alice".into(), "right".into()))).await);
     }
 
     #[test]

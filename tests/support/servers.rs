@@ -1056,7 +1056,7 @@ pub struct Janus {
 }
 
 pub async fn start_janus() -> Result<Janus> {
-    start_janus_script("janus/start.sh", false).await
+    start_janus_script("janus/start.sh", false, &[]).await
 }
 
 /// Janus for the media path, in a network namespace of its own with a veth pair
@@ -1066,20 +1066,34 @@ pub async fn start_janus() -> Result<Janus> {
 pub async fn start_janus_media() -> Result<Janus> {
     require_program("janus", "unshare", "util-linux")?;
     require_program("janus", "ip", "iproute2")?;
-    start_janus_script("janus/start-netns.sh", true).await
+    start_janus_script("janus/start-netns.sh", true, &[]).await
 }
 
-async fn start_janus_script(script: &'static str, netns: bool) -> Result<Janus> {
+/// [`start_janus_media`] with `full_trickle = true`: Janus's SDP carries no candidate, and it
+/// trickles them in `{"janus":"trickle"}` events (before its answer, in practice), then
+/// `{"completed": true}`.
+pub async fn start_janus_media_full_trickle() -> Result<Janus> {
+    require_program("janus", "unshare", "util-linux")?;
+    require_program("janus", "ip", "iproute2")?;
+    start_janus_script("janus/start-netns.sh", true, &["full-trickle"]).await
+}
+
+async fn start_janus_script(
+    script: &'static str,
+    netns: bool,
+    extra: &'static [&'static str],
+) -> Result<Janus> {
     require_program("janus", "janus", "janus")?;
     require_program("janus", "curl", "curl")?;
     start_on_free_port("janus", |ws_port| async move {
         let admin_port = free_port()?;
         let dir = temp_dir("janus")?;
-        let args = [
+        let mut args = vec![
             ws_port.to_string(),
             admin_port.to_string(),
             dir.path().display().to_string(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let process = start_script("janus", script, &args, dir.path()).await?;
         Ok(Janus {
             process,

@@ -19,6 +19,8 @@ mod echo;
 pub(crate) mod peer;
 mod room;
 mod sdp;
+mod tap;
+mod trickle;
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -30,6 +32,8 @@ pub use echo::{EchoOptions, EchoReport, MAX_ECHOES};
 pub use peer::{Participant, Peer, Publisher, Timings};
 pub use room::{PublishOptions, Published, ReceiveReport};
 pub use sdp::MAX_SDP_BYTES;
+pub use tap::{RawTrickle, TrickleSpec};
+pub use trickle::{MAX_CANDIDATES, read_candidate};
 
 use super::context::RunContext;
 use super::error::StepError;
@@ -68,6 +72,8 @@ pub struct WebrtcSpec {
     pub echo: EchoOptions,
     /// `connect`: the publishing connection whose messages are received instead of an echo.
     pub from: Option<String>,
+    /// `offer`/`answer`: where the SFU's trickled candidates come from.
+    pub trickle: Option<TrickleSpec>,
 }
 
 /// The default number of messages a publisher sends: as many as a step may, one per
@@ -82,13 +88,26 @@ pub(crate) async fn run(
 ) -> Result<(), StepError> {
     match &spec.action {
         WebrtcAction::Offer | WebrtcAction::Answer(_) => {
+            // The tap goes on first: a candidate trickled right after the SFU's offer is
+            // taken by whichever step reads the websocket next.
+            let trickle = match &spec.trickle {
+                Some(t) => Some((
+                    t.tap(ctx, connection)?,
+                    t.websocket.as_deref().unwrap_or(connection).to_string(),
+                )),
+                None => None,
+            };
             let (peer, sdp) = match &spec.action {
                 WebrtcAction::Answer(remote) => {
                     let offer = ctx.render(remote)?;
                     add_ice_passwords(ctx, &offer);
-                    Peer::answer(spec.local_address, &offer).await?
+                    Peer::answer_trickled(spec.local_address, &offer, trickle).await?
                 }
-                _ => Peer::offer(spec.local_address).await?,
+                _ => {
+                    let (mut peer, sdp) = Peer::offer(spec.local_address).await?;
+                    peer.set_trickle(trickle);
+                    (peer, sdp)
+                }
             };
             add_ice_passwords(ctx, &sdp);
             // A peer made again on the same connection replaces (and closes) the old one.
@@ -105,6 +124,7 @@ pub(crate) async fn run(
                 count: spec.echo.count,
                 interval: spec.echo.interval,
             };
+            let signalling = peer.trickle_websocket().and_then(|w| ctx.ws.get_mut(w));
             let publisher = peer
                 .publish(
                     (ctx.probe, connection),
@@ -115,6 +135,7 @@ pub(crate) async fn run(
                         phases: &mut ctx.phases,
                         pending: &mut ctx.pending,
                     },
+                    signalling,
                 )
                 .await?;
             ctx.webrtc
@@ -138,6 +159,7 @@ pub(crate) async fn run(
             };
             let mut peer = ready_peer(ctx, connection)?;
             let deadline = ctx.deadline;
+            let signalling = peer.trickle_websocket().and_then(|w| ctx.ws.get_mut(w));
             let report = peer
                 .receive(
                     answer.as_deref(),
@@ -148,8 +170,11 @@ pub(crate) async fn run(
                         phases: &mut ctx.phases,
                         pending: &mut ctx.pending,
                     },
+                    signalling,
                 )
-                .await?;
+                .await;
+            trickled_gauge(ctx, &peer);
+            let report = report?;
             ctx.gauge("media_received", f64::from(report.received));
             ctx.gauge("media_loss_ratio", report.loss_ratio());
             if let Some(latency) = report.median_latency() {
@@ -161,8 +186,9 @@ pub(crate) async fn run(
             let answer = render_answer(ctx, remote.as_ref())?;
             let mut peer = ready_peer(ctx, connection)?;
             let deadline = ctx.deadline;
+            let signalling = peer.trickle_websocket().and_then(|w| ctx.ws.get_mut(w));
             let report = peer
-                .connect(
+                .connect_over(
                     answer.as_deref(),
                     &spec.echo,
                     deadline,
@@ -170,14 +196,41 @@ pub(crate) async fn run(
                         phases: &mut ctx.phases,
                         pending: &mut ctx.pending,
                     },
+                    signalling,
                 )
-                .await?;
+                .await;
+            trickled_gauge(ctx, &peer);
+            let report = report?;
             ctx.gauge("echo_loss_ratio", report.loss_ratio());
             if let Some(rtt) = report.median_rtt() {
                 ctx.gauge("echo_rtt_seconds", rtt.as_secs_f64());
             }
             Ok(())
         }
+    }
+}
+
+/// A key naming a connection (`from`, `trickle.websocket`), checked; `None` when it is not one.
+fn connection_name(ctx: &mut Ctx<'_>, v: Option<&S<String>>, key: &str) -> Option<Option<String>> {
+    match v {
+        Some(v) if !valid_label(v.get_ref()) => {
+            ctx.error(
+                Some(v.span()),
+                key,
+                "must be a connection name: letters, digits, `-`, `_` or `.`",
+            );
+            None
+        }
+        Some(v) => Some(Some(v.get_ref().clone())),
+        None => Some(None),
+    }
+}
+
+/// `trickled_candidates`: how many candidates the SFU trickled, for a peer told to take them
+/// (kept with a failed step too: none trickled is what an `ice` failure then means).
+fn trickled_gauge(ctx: &mut RunContext<'_>, peer: &Peer) {
+    if let Some(n) = peer.trickled_candidates() {
+        ctx.gauge("trickled_candidates", n as f64);
     }
 }
 
@@ -246,6 +299,9 @@ pub struct RawWebrtc {
     pub echo_wait: Option<S<String>>,
     /// `connect`: receive this publishing connection's messages instead of an echo.
     pub from: Option<S<String>>,
+    /// `offer`/`answer`: the SFU trickles its candidates in signalling messages after its
+    /// SDP; where they come from.
+    pub trickle: Option<S<RawTrickle>>,
 }
 
 impl WebrtcSpec {
@@ -336,18 +392,19 @@ impl WebrtcSpec {
         );
         misplaced(raw.echo_wait.as_ref().map(S::span), "echo_wait", connect);
         misplaced(raw.from.as_ref().map(S::span), "from", connect);
-        let from = match &raw.from {
-            Some(v) if !valid_label(v.get_ref()) => {
-                ctx.error(
-                    Some(v.span()),
-                    key("from"),
-                    "must be a connection name: letters, digits, `-`, `_` or `.`",
-                );
-                return None;
-            }
-            Some(v) => Some(v.get_ref().clone()),
+        misplaced(
+            raw.trickle.as_ref().map(S::span),
+            "trickle",
+            !connect && !publish,
+        );
+        let trickle = match &raw.trickle {
+            Some(t) => match TrickleSpec::build(ctx, t, &key("trickle")) {
+                Some(t) => Some(t),
+                None => return None,
+            },
             None => None,
         };
+        let from = connection_name(ctx, raw.from.as_ref(), &key("from"))?;
         let save_as = match &raw.save_as {
             Some(v) if !valid_label(v.get_ref()) => {
                 ctx.error(
@@ -409,6 +466,7 @@ impl WebrtcSpec {
             local_address,
             echo,
             from,
+            trickle,
         })
     }
 
@@ -445,6 +503,8 @@ impl crate::flow::kind::Kind for WebrtcSpec {
 
     fn reads<'s>(&'s self, r: &mut crate::flow::kind::Reads<'s>) {
         r.templates.extend(WebrtcSpec::reads(self));
+        r.json
+            .extend(self.trickle.iter().flat_map(TrickleSpec::json));
     }
 
     fn sets(&self) -> Option<&str> {

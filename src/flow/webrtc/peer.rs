@@ -27,7 +27,9 @@ use super::room::{PublishOptions, Published, Publishing, ReceiveReport, Receivin
 use super::sdp::{
     Candidates, answer_setup, dtls_role, guarded, parse_sdp, route_to, sdp_refused, unsupported,
 };
+use super::trickle::{self, Trickled};
 use crate::flow::StepError;
+use crate::flow::ws::Connection;
 use crate::report::{FailureReason, Phase};
 
 /// Largest datagram read; anything longer is cut (and so fails its own parsing, harmlessly).
@@ -68,6 +70,14 @@ pub struct Peer {
     stage: Stage,
     /// Our DTLS role and the `a=setup` that gave it, for a handshake that never completes.
     dtls_role: Option<String>,
+    /// The SFU's candidates: its SDP's, then those trickled.
+    remote: Candidates,
+    /// Where the SFU's trickled candidates arrive (a tap on a websocket), until connected.
+    trickle: Option<Arc<Trickled>>,
+    /// The websocket the tap is on, read while ICE waits for candidates.
+    trickle_websocket: Option<String>,
+    /// What became of the trickled candidates, for a connection that fails `ice`.
+    trickled: trickle::Seen,
 }
 
 /// A run's WebRTC participant, by connection name: a peer waiting to connect, or one
@@ -124,7 +134,24 @@ impl Peer {
             channel: None,
             stage: Stage::Ice,
             dtls_role: None,
+            remote: Candidates::default(),
+            trickle: None,
+            trickle_websocket: None,
+            trickled: trickle::Seen::default(),
         }
+    }
+
+    /// The websocket the SFU trickles its candidates on, when it does: the connection's
+    /// step reads it while ICE waits for them.
+    pub(crate) fn trickle_websocket(&self) -> Option<&str> {
+        self.trickle_websocket.as_deref()
+    }
+
+    /// How many candidates the SFU trickled (`None` when it was not asked to).
+    pub fn trickled_candidates(&self) -> Option<usize> {
+        self.trickle_websocket
+            .is_some()
+            .then_some(self.trickled.candidates)
     }
 
     /// A new peer offering one data channel; returns it with its SDP offer. With a
@@ -161,15 +188,35 @@ impl Peer {
         local_address: Option<IpAddr>,
         offer: &str,
     ) -> Result<(Peer, String), StepError> {
+        Peer::answer_trickled(local_address, offer, None).await
+    }
+
+    /// [`Peer::answer`] to an SFU that may trickle its candidates after its offer (`trickle`):
+    /// when the offer has none we can use, our candidate is gathered at connect time, towards
+    /// the first trickled one.
+    ///
+    /// # Errors
+    /// As [`Peer::answer`].
+    pub(crate) async fn answer_trickled(
+        local_address: Option<IpAddr>,
+        offer: &str,
+        trickle: Option<(Arc<Trickled>, String)>,
+    ) -> Result<(Peer, String), StepError> {
         let mut peer = Peer::new();
         let parsed = parse_sdp(offer, "offer", SdpOffer::from_sdp_string)?;
         unsupported(offer, "offer")?;
         peer.dtls_role = Some(dtls_role(offer));
+        peer.remote = Candidates::of(offer);
+        let later = trickle.is_some() && !peer.remote.usable();
+        peer.set_trickle(trickle);
         let ip = match local_address {
-            Some(ip) => ip,
-            None => route_to(&Candidates::of(offer)).await?,
+            Some(ip) => Some(ip),
+            None if later => None,
+            None => Some(route_to(&peer.remote).await?),
         };
-        peer.gather(ip).await?;
+        if let Some(ip) = ip {
+            peer.gather(ip).await?;
+        }
         let answer = guarded(|| peer.rtc.sdp_api().accept_offer(parsed))
             .map_err(|e| sdp_refused("offer", &e))?;
         let answer = answer.to_sdp_string();
@@ -179,6 +226,15 @@ impl Peer {
             peer.channel = Some(peer.rtc.direct_api().create_data_channel(channel_config()));
         }
         Ok((peer, answer))
+    }
+
+    /// From now on, the SFU's candidates also come trickled, through a tap on the websocket
+    /// named, until the connection is up.
+    pub(crate) fn set_trickle(&mut self, trickle: Option<(Arc<Trickled>, String)>) {
+        if let Some((trickled, websocket)) = trickle {
+            self.trickle = Some(trickled);
+            self.trickle_websocket = Some(websocket);
+        }
     }
 
     /// Binds the UDP socket on `ip` and adds it as our host candidate.
@@ -216,11 +272,28 @@ impl Peer {
         answer: Option<&str>,
         echo: &EchoOptions,
         deadline: Instant,
+        timings: Timings<'_>,
+    ) -> Result<EchoReport, StepError> {
+        self.connect_over(answer, echo, deadline, timings, None)
+            .await
+    }
+
+    /// [`Peer::connect`], reading `signalling` for the SFU's trickled candidates meanwhile
+    /// (see [`Peer::trickle`]).
+    ///
+    /// # Errors
+    /// As [`Peer::connect`]; `protocol` for a trickled value that is no candidate.
+    pub(crate) async fn connect_over(
+        &mut self,
+        answer: Option<&str>,
+        echo: &EchoOptions,
+        deadline: Instant,
         mut timings: Timings<'_>,
+        signalling: Option<&mut Connection>,
     ) -> Result<EchoReport, StepError> {
         let mut echoes = Echoes::new(echo);
         let result = self
-            .connect_with(answer, &mut echoes, deadline, &mut timings)
+            .connect_with(answer, &mut echoes, deadline, &mut timings, signalling)
             .await;
         // Whatever happened, this peer is done: no more datagrams from it.
         self.rtc.disconnect();
@@ -229,21 +302,23 @@ impl Peer {
 
     /// [`Peer::connect`] receiving another peer's messages through the SFU (`from` names that
     /// peer's connection, `log` is what it sent) instead of echoing: `count` of them from the
-    /// first received on, each given `wait` after it was sent.
+    /// first received on, each given `wait` after it was sent; trickled candidates read from
+    /// `signalling` as [`Peer::connect_over`] does.
     ///
     /// # Errors
     /// As [`Peer::connect`]; `media` naming the publisher when none of its messages arrived.
-    pub async fn receive(
+    pub(crate) async fn receive(
         &mut self,
         answer: Option<&str>,
         (from, log): (&str, Arc<Published>),
         (count, wait): (u32, Duration),
         deadline: Instant,
         mut timings: Timings<'_>,
+        signalling: Option<&mut Connection>,
     ) -> Result<ReceiveReport, StepError> {
         let mut receiving = Receiving::new(from, log, count, wait);
         let result = self
-            .connect_with(answer, &mut receiving, deadline, &mut timings)
+            .connect_with(answer, &mut receiving, deadline, &mut timings, signalling)
             .await;
         self.rtc.disconnect();
         // A publisher that panicked fails the receiver whatever it received: a bug of ours,
@@ -261,20 +336,22 @@ impl Peer {
     /// The background task is owned by the run (it ends with it) and bounded by its own count;
     /// should it panic (a bug), the panic is caught, logged, and kept in the [`Published`] log,
     /// so a receiver fails at once with `local` naming it rather than waiting out its timeout.
+    /// Trickled candidates are read from `signalling` as [`Peer::connect_over`] does.
     ///
     /// # Errors
     /// As [`Peer::connect`], for ICE, DTLS and the channel's opening.
-    pub async fn publish(
+    pub(crate) async fn publish(
         mut self,
         (probe, connection): (&str, &str),
         answer: Option<&str>,
         options: &PublishOptions,
         deadline: Instant,
         mut timings: Timings<'_>,
+        signalling: Option<&mut Connection>,
     ) -> Result<Publisher, StepError> {
         let mut publishing = Publishing::new(options);
         if let Err(e) = self
-            .connect_with(answer, &mut publishing, deadline, &mut timings)
+            .connect_with(answer, &mut publishing, deadline, &mut timings, signalling)
             .await
         {
             self.rtc.disconnect();
@@ -298,7 +375,7 @@ impl Peer {
                     phases: &mut phases,
                     pending: &mut pending,
                 };
-                self.drive(&mut publishing, end, &mut timings).await
+                self.drive(&mut publishing, end, &mut timings, None).await
             })
             .catch_unwind()
             .await;
@@ -325,19 +402,87 @@ impl Peer {
     }
 
     /// Takes the answer, then ICE, DTLS and `traffic` with every phase timed.
+    /// Trickled candidates are read from `signalling` until ICE is connected; before that,
+    /// when neither our offer nor the SFU's SDP gave an address to reach, until the first one
+    /// (part of the `ice` phase).
     async fn connect_with<T: Traffic>(
         &mut self,
         answer: Option<&str>,
         traffic: &mut T,
         deadline: Instant,
         timings: &mut Timings<'_>,
+        mut signalling: Option<&mut Connection>,
     ) -> Result<(), StepError> {
         self.take_answer(answer).await?;
         self.stage = Stage::Ice;
         timings.start(Some(Phase::Ice));
-        let result = self.drive(traffic, deadline, timings).await;
+        let mut result = self.first_candidate(&mut signalling, deadline).await;
+        if result.is_ok() {
+            result = self.drive(traffic, deadline, timings, signalling).await;
+        }
         timings.start(None);
+        // The tap takes nothing more: later trickle messages go to the steps after.
+        if self.trickle.take().is_some()
+            && let Err(e) = &mut result
+            && e.reason == FailureReason::Ice
+        {
+            e.message = format!("{} ({})", e.message, self.trickled.summary());
+        }
         result
+    }
+
+    /// Hands the candidates trickled since the last look to the ICE agent (see
+    /// [`trickle::hand_over`]); whether more may come.
+    fn take_trickled(&mut self) -> Result<bool, StepError> {
+        match &self.trickle {
+            Some(t) => trickle::hand_over(t, &mut self.remote, &mut self.rtc, &mut self.trickled),
+            None => Ok(false),
+        }
+    }
+
+    /// Ensures our candidate is gathered: at once when an address to reach is known (our
+    /// `local_address`, the SFU's SDP); else, with trickle, once the first usable candidate
+    /// is trickled, reading `signalling` until then.
+    ///
+    /// # Errors
+    /// `ice` when the SFU ends its candidates with none usable, or none came by `deadline`.
+    async fn first_candidate(
+        &mut self,
+        signalling: &mut Option<&mut Connection>,
+        deadline: Instant,
+    ) -> Result<(), StepError> {
+        loop {
+            let more = self.take_trickled()?;
+            if self.socket.is_some() {
+                return Ok(());
+            }
+            if self.remote.usable() || self.trickle.is_none() {
+                let ip = route_to(&self.remote).await?;
+                return self.gather(ip).await;
+            }
+            let Some(conn) = signalling.as_deref_mut().filter(|_| more) else {
+                let why = self
+                    .remote
+                    .none_usable_of("the SFU's (in its SDP and trickled)")
+                    .unwrap_or_else(|| {
+                        "the SFU's SDP has no ICE candidate and none was trickled".to_string()
+                    });
+                return Err(StepError::new(FailureReason::Ice, why));
+            };
+            match tokio::time::timeout_at(deadline, conn.read_aside()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.trickled.signalling = Some(e.message);
+                    *signalling = None;
+                }
+                Err(_) => {
+                    return Err(StepError::new(
+                        FailureReason::Ice,
+                        "timed out: the SFU's SDP has no ICE candidate and none was trickled",
+                    ));
+                }
+            }
+        }
     }
 
     /// Applies the remote answer to our pending offer, gathering our candidate if not yet.
@@ -348,8 +493,11 @@ impl Peer {
                 let parsed = parse_sdp(answer, "answer", SdpAnswer::from_sdp_string)?;
                 unsupported(answer, "answer")?;
                 self.dtls_role = Some(dtls_role(answer));
-                if self.socket.is_none() {
-                    let ip = route_to(&Candidates::of(answer)).await?;
+                self.remote = Candidates::of(answer);
+                // Trickling with nothing to reach yet: gathered towards the first trickled.
+                let later = self.trickle.is_some() && !self.remote.usable();
+                if self.socket.is_none() && !later {
+                    let ip = route_to(&self.remote).await?;
                     self.gather(ip).await?;
                 }
                 let rtc = &mut self.rtc;
@@ -380,6 +528,7 @@ impl Peer {
         traffic: &mut T,
         deadline: Instant,
         timings: &mut Timings<'_>,
+        signalling: Option<&mut Connection>,
     ) -> Result<(), StepError> {
         let Some((socket, local)) = self.socket.take() else {
             return Err(StepError::new(
@@ -387,14 +536,17 @@ impl Peer {
                 "no local candidate: the remote SDP names no address to reach",
             ));
         };
-        let result = self.pump(&socket, local, traffic, deadline, timings).await;
+        let result = self
+            .pump(&socket, local, traffic, deadline, timings, signalling)
+            .await;
         // A publisher goes on with it in the background.
         self.socket = Some((socket, local));
         result
     }
 
     /// Feeds str0m every datagram and timeout, sends what it transmits, follows its events
-    /// through the phases.
+    /// through the phases; until ICE is connected, hands it the candidates trickled on
+    /// `signalling`.
     async fn pump<T: Traffic>(
         &mut self,
         socket: &UdpSocket,
@@ -402,8 +554,10 @@ impl Peer {
         traffic: &mut T,
         deadline: Instant,
         timings: &mut Timings<'_>,
+        mut signalling: Option<&mut Connection>,
     ) -> Result<(), StepError> {
         let mut buf = vec![0u8; DATAGRAM_BYTES];
+        let mut trickling = self.take_trickled()?;
         loop {
             // Everything str0m has to say now, up to its next timer.
             let wake = loop {
@@ -441,7 +595,23 @@ impl Peer {
                 }
             }
             let next = wake.min(deadline).min(traffic.next_wake());
+            // Candidates matter until ICE is connected; the websocket is then the next steps'.
+            let read = trickling && self.stage == Stage::Ice && signalling.is_some();
             tokio::select! {
+                got = async {
+                    match signalling.as_deref_mut() {
+                        Some(conn) => conn.read_aside().await,
+                        None => std::future::pending().await,
+                    }
+                }, if read => {
+                    match got {
+                        Ok(()) => trickling = self.take_trickled()?,
+                        Err(e) => {
+                            self.trickled.signalling = Some(e.message);
+                            signalling = None;
+                        }
+                    }
+                }
                 received = socket.recv_from(&mut buf) => {
                     let (n, source) = received.map_err(|e| {
                         StepError::caused_by(self.stage.reason(), format!("receiving: {e}"), &e)

@@ -68,7 +68,7 @@ const CANDIDATE_EXTENSIONS: [&str; 4] = ["raddr", "rport", "tcptype", "ufrag"];
 /// them in, and no other extension (`generation`, `network-id`, `network-cost` and the like,
 /// which str0m reads only in one order and otherwise drops the whole candidate, silently).
 /// A line that is not a candidate's shape is written as it came (str0m drops it).
-fn canonical_candidate(candidate: &str, out: &mut String) {
+pub(super) fn canonical_candidate(candidate: &str, out: &mut String) {
     let fields: Vec<&str> = candidate.split_whitespace().collect();
     if fields.len() < 8 || fields[6] != "typ" || !fields.len().is_multiple_of(2) {
         out.push_str(candidate);
@@ -125,11 +125,17 @@ pub(super) fn ice_passwords(sdp: &str) -> impl Iterator<Item = &str> {
         .take(32)
 }
 
-/// What an SDP's `a=candidate` lines offer this prober: the UDP addresses (IPv4 before IPv6, at
-/// most 32), and what was passed over, so that an SDP with nothing usable says why.
+/// UDP addresses a route is looked for towards, at most.
+const MAX_ROUTED: usize = 32;
+
+/// What an SDP's `a=candidate` lines (and those trickled after it) offer this prober: the UDP
+/// addresses (IPv4 before IPv6, at most [`MAX_ROUTED`]), and what was passed over, so that an
+/// SDP with nothing usable says why.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Candidates {
     pub(super) udp: Vec<SocketAddr>,
+    /// How many of `udp` (its first) are IPv4.
+    v4: usize,
     /// ICE-TCP (RFC 6544: `tcp`, `ssltcp`), which str0m's agent never pairs with our UDP.
     tcp: usize,
     /// A name where the address goes (an mDNS `.local` name, RFC 8828), not resolved here.
@@ -142,37 +148,60 @@ impl Candidates {
     /// Reads `sdp`'s candidate lines (session- or media-level, `\n` or `\r\n`).
     pub(super) fn of(sdp: &str) -> Candidates {
         let mut found = Candidates::default();
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for line in sdp
             .lines()
             .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
         {
-            // foundation component transport priority address port typ ...
-            let f: Vec<&str> = line.split_whitespace().take(6).collect();
-            let port = f.get(5).and_then(|p| p.parse::<u16>().ok());
-            let (Some(transport), Some(address), Some(port)) = (f.get(2), f.get(4), port) else {
-                found.malformed += 1;
-                continue;
-            };
-            if !transport.eq_ignore_ascii_case("udp") {
-                found.tcp += 1;
-                continue;
-            }
-            match address.parse::<IpAddr>() {
-                Ok(ip) if ip.is_ipv4() => v4.push(SocketAddr::new(ip, port)),
-                Ok(ip) => v6.push(SocketAddr::new(ip, port)),
-                Err(_) => found.names += 1,
-            }
+            found.add(line);
+        }
+        found
+    }
+
+    /// One candidate (the line after `candidate:`), from the SDP or trickled; `true` when it
+    /// is a UDP address (one the prober's ICE can use).
+    pub(super) fn add(&mut self, line: &str) -> bool {
+        // foundation component transport priority address port typ ...
+        let f: Vec<&str> = line.split_whitespace().take(6).collect();
+        let port = f.get(5).and_then(|p| p.parse::<u16>().ok());
+        let (Some(transport), Some(address), Some(port)) = (f.get(2), f.get(4), port) else {
+            self.malformed += 1;
+            return false;
+        };
+        if !transport.eq_ignore_ascii_case("udp") {
+            self.tcp += 1;
+            return false;
+        }
+        let Ok(ip) = address.parse::<IpAddr>() else {
+            self.names += 1;
+            return false;
+        };
+        if self.udp.len() >= MAX_ROUTED {
+            return true;
         }
         // IPv4 first: a host routing IPv6 towards an SFU that announces both is common, the
         // SFU answering there less so, and our one host candidate takes the family of the
         // first address routed.
-        found.udp = v4.into_iter().chain(v6).take(32).collect();
-        found
+        if ip.is_ipv4() {
+            self.udp.insert(self.v4, SocketAddr::new(ip, port));
+            self.v4 += 1;
+        } else {
+            self.udp.push(SocketAddr::new(ip, port));
+        }
+        true
+    }
+
+    /// Whether one of them is a UDP address (a route can be found towards it).
+    pub(super) fn usable(&self) -> bool {
+        !self.udp.is_empty()
     }
 
     /// Why none of the candidates can be used, when there are some and none can.
     pub(super) fn none_usable(&self) -> Option<String> {
+        self.none_usable_of("the remote SDP's")
+    }
+
+    /// [`Candidates::none_usable`], saying whose candidates they are (`the remote SDP's`).
+    pub(super) fn none_usable_of(&self, whose: &str) -> Option<String> {
         if !self.udp.is_empty() || self.tcp + self.names + self.malformed == 0 {
             return None;
         }
@@ -194,7 +223,7 @@ impl Candidates {
             why.push(format!("{} malformed", self.malformed));
         }
         Some(format!(
-            "none of the remote SDP's ICE candidates can be used: {}",
+            "none of {whose} ICE candidates can be used: {}",
             why.join(", ")
         ))
     }
@@ -357,8 +386,8 @@ pub(super) async fn route_to(remote: &Candidates) -> Result<IpAddr, StepError> {
         ),
         None => StepError::new(
             FailureReason::Ice,
-            "the remote SDP has no ICE candidate (candidates trickled later are not followed: \
-             set `local_address` to offer one of ours)",
+            "the remote SDP has no ICE candidate (an SFU that trickles its candidates in later \
+             messages needs `trickle` on the offer or answer step)",
         ),
     })
 }
@@ -409,26 +438,15 @@ fn malformed(text: &str, what: &str) -> Result<(), StepError> {
         .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
     {
         seen += 1;
-        // foundation component transport priority address port typ type
-        let f: Vec<&str> = candidate.split_whitespace().take(8).collect();
-        let port_ok = f
-            .get(5)
-            .and_then(|p| p.parse::<u16>().ok())
-            .is_some_and(|p| p > 0);
-        let numbers_ok = f.get(1).is_some_and(|c| c.parse::<u16>().is_ok())
-            && f.get(3).is_some_and(|p| p.parse::<u32>().is_ok());
-        if port_ok && numbers_ok && f.get(6) == Some(&"typ") && f.len() == 8 {
+        let Some(fault) = candidate_fault(candidate) else {
             return Ok(());
-        }
-        first_bad.get_or_insert_with(|| {
-            if port_ok {
-                "fields missing or not numbers".to_string()
-            } else {
-                format!(
-                    "port `{}` is not 1 to 65535",
-                    quote(f.get(5).copied().unwrap_or_default(), 24)
-                )
-            }
+        };
+        first_bad.get_or_insert_with(|| match fault {
+            CandidateFault::Fields => "fields missing or not numbers".to_string(),
+            CandidateFault::Port => format!(
+                "port `{}` is not 1 to 65535",
+                quote(candidate.split_whitespace().nth(5).unwrap_or_default(), 24)
+            ),
         });
     }
     match first_bad {
@@ -436,6 +454,30 @@ fn malformed(text: &str, what: &str) -> Result<(), StepError> {
             "none of its {seen} ICE candidates is well-formed (the first: {why})"
         )),
         None => Ok(()),
+    }
+}
+
+/// What is wrong with a candidate line (the value after `candidate:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CandidateFault {
+    /// Fewer than 8 fields, no `typ`, or a component or priority that is not a number.
+    Fields,
+    /// A port that is not 1 to 65535.
+    Port,
+}
+
+/// Whether a candidate line is well-formed (RFC 8839: foundation component transport priority
+/// address port `typ` type, then name-value pairs), and if not, why.
+pub(super) fn candidate_fault(candidate: &str) -> Option<CandidateFault> {
+    let f: Vec<&str> = candidate.split_whitespace().take(8).collect();
+    let numbers_ok = f.get(1).is_some_and(|c| c.parse::<u16>().is_ok())
+        && f.get(3).is_some_and(|p| p.parse::<u32>().is_ok());
+    if f.len() < 8 || f[6] != "typ" || !numbers_ok {
+        return Some(CandidateFault::Fields);
+    }
+    match f[5].parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some(CandidateFault::Port),
     }
 }
 

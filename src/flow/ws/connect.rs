@@ -346,6 +346,7 @@ async fn connect(
         stream,
         proto,
         backlog: VecDeque::new(),
+        diverts: Vec::new(),
         url,
     };
     handshake(&mut conn, spec).await?;

@@ -11,7 +11,7 @@ use crate::flow::context::RunContext;
 use crate::flow::kind::{Build, Kind, Reads, Websocket};
 use crate::flow::matcher;
 use crate::flow::matcher::Pattern;
-use crate::flow::parts::{self, ExtractSource, Extraction, FailSpec, RawExtract};
+use crate::flow::parts::{self, Extraction, FailSpec, RawExtract};
 use crate::flow::parts::{check_fail, render_fail};
 use crate::flow::protocol::ProtocolKind;
 use crate::template::Template;
@@ -394,16 +394,7 @@ fn extract(
     from: Option<&url::Url>,
 ) -> Result<(), StepError> {
     for e in &spec.extract {
-        let value = match &e.source {
-            ExtractSource::Json(pointer) => msg
-                .json
-                .as_ref()
-                .and_then(|j| j.pointer(pointer))
-                .map(matcher::value_as_var),
-            ExtractSource::Regex(re) => matcher::regex_capture(re, &msg.text),
-            ExtractSource::Header(_) | ExtractSource::Cookie(_) => None,
-        };
-        match e.narrow(value) {
+        match e.value_in(msg.json.as_ref(), &msg.text) {
             Some(v) => ctx.set_var(&e.var, v, from),
             None => {
                 return Err(StepError::new(

@@ -42,12 +42,32 @@ const CONTROL_FRAME_BUDGET: usize = 100_000;
 /// Longest a closing handshake may take after the run is over.
 pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Messages kept for the steps after a read no step asked for (the handshake's, or those a
+/// `webrtc` step read while it waited for trickled ICE candidates): more, and that reading
+/// stops, leaving the rest in the socket.
+const BACKLOG_MAX: usize = 256;
+
+/// Takes the messages of one kind out of a websocket's stream, whichever step reads them: a
+/// WebRTC peer's trickled ICE candidates, which a platform sends whenever it has them, between
+/// the frames the steps wait for (see `webrtc::tap`).
+pub(crate) trait Divert: Send + Sync {
+    /// `true`: the message was taken (no step sees it).
+    fn divert(&self, message: &Message) -> bool;
+    /// `false` once nothing takes what it diverts any more (it is then dropped).
+    fn live(&self) -> bool;
+}
+
 /// An open websocket of one run, with its protocol's state.
 pub(crate) struct Connection {
     stream: WebSocketStream<meter::Metered<MaybeTlsStream<TcpStream>>>,
     proto: Box<dyn Protocol>,
-    /// Messages that arrived during the handshake, before any step asked for them.
+    /// Messages that arrived before any step asked for them: during the handshake, or while a
+    /// `webrtc` step read trickled candidates ([`Connection::read_aside`]); at most
+    /// [`BACKLOG_MAX`] (the handshake's: `max_frames`).
     backlog: VecDeque<Message>,
+    /// What takes messages out of the stream (one per WebRTC peer trickling on it, so bounded
+    /// by the probe's config; dropped once not [`Divert::live`]).
+    diverts: Vec<std::sync::Arc<dyn Divert>>,
     /// Where it is connected (what a value read from it came from).
     pub(crate) url: url::Url,
 }
@@ -130,14 +150,22 @@ impl Connection {
     }
 
     /// The next message a step may match: control frames are answered and skipped; the
-    /// server's protocol-level error or goodbye is an error. During the handshake
-    /// (`handshake`), `None` says the protocol has just become ready.
+    /// server's protocol-level error or goodbye is an error. Diverted messages are skipped
+    /// too (never counted against `max_frames`, bounded by the same budget). During the
+    /// handshake or a read aside (`handshake`), `None` says the protocol has just become
+    /// ready, or a message was diverted.
     async fn next_message(&mut self, handshake: bool) -> Result<Option<Message>, Read> {
         if !handshake && let Some(m) = self.backlog.pop_front() {
             return Ok(Some(m));
         }
-        if let Some(m) = self.proto.pending() {
-            return Ok(Some(m));
+        // Bounded: the rest of one frame.
+        while let Some(m) = self.proto.pending() {
+            if !self.diverted(&m) {
+                return Ok(Some(m));
+            }
+            if handshake {
+                return Ok(None);
+            }
         }
         for _ in 0..CONTROL_FRAME_BUDGET {
             let Some(Data { text, bytes }) = self.read_data().await? else {
@@ -152,7 +180,11 @@ impl Connection {
                 }
                 Incoming::Message(mut m) => {
                     m.bytes = bytes;
-                    return Ok(Some(m));
+                    match (self.diverted(&m), handshake) {
+                        (false, _) => return Ok(Some(m)),
+                        (true, true) => return Ok(None),
+                        (true, false) => {}
+                    }
                 }
                 Incoming::ServerError(what) => {
                     return Err(Read::Failed(server_error(what, &text)));
@@ -169,6 +201,41 @@ impl Connection {
             FailureReason::Protocol,
             format!("{CONTROL_FRAME_BUDGET} control frames in a row and no message"),
         )))
+    }
+
+    /// Whether a [`Divert`] took `m`; those that nothing takes from any more are dropped first.
+    fn diverted(&mut self, m: &Message) -> bool {
+        self.diverts.retain(|d| d.live());
+        self.diverts.iter().any(|d| d.divert(m))
+    }
+
+    /// From now on, `d` takes the messages it wants out of this websocket's stream.
+    pub(crate) fn divert(&mut self, d: std::sync::Arc<dyn Divert>) {
+        self.diverts.retain(|d| d.live());
+        self.diverts.push(d);
+    }
+
+    /// Reads one frame while no step waits for one (a `webrtc` step waiting for trickled ICE
+    /// candidates): what a [`Divert`] wants is taken, any other message kept for the steps
+    /// after. Cancel-safe while it waits for a frame.
+    ///
+    /// # Errors
+    /// The websocket failing or closing, or [`BACKLOG_MAX`] messages kept already (then
+    /// nothing more is read here).
+    pub(crate) async fn read_aside(&mut self) -> Result<(), StepError> {
+        if self.backlog.len() >= BACKLOG_MAX {
+            return Err(StepError::new(
+                FailureReason::Protocol,
+                format!("{BACKLOG_MAX} messages came that no step has read yet"),
+            ));
+        }
+        // `true`: the backlog is not read from (a control frame ends the read).
+        match self.next_message(true).await {
+            Ok(Some(m)) => self.backlog.push_back(m),
+            Ok(None) => {}
+            Err(Read::Closed(e) | Read::Failed(e)) => return Err(e),
+        }
+        Ok(())
     }
 
     /// Sends the protocol's answers to a control frame (Engine.IO's pong).

@@ -14,6 +14,21 @@ HTTP (JSON bodies, at most 64 KiB):
                 channel after N audio/video m-lines (recvonly), as an SFU's subscriber offer
   POST /answer/ID {"sdp", "type": "answer"} -> {}                         (we answered)
   GET  /healthz                           -> {"ok": true, "peers": N}
+  GET  /ws      a websocket for trickle ICE (the way LiveKit and Janus send candidates): the
+                SDP goes out without its candidates, then each candidate in a message of its
+                own, then the end of candidates, in the style asked for (below); once this
+                peer's DTLS is up, {"type": "connected"} (a later step waits for it, as for
+                Janus's webrtcup). Messages in, JSON:
+                {"type": "offer", "sdp", "trickle": STYLE, "delay_ms": 0}: aiortc answers;
+                {"type": "call", "media": N, "trickle": STYLE, "delay_ms": 0}: aiortc offers;
+                {"type": "answer", "sdp"}: our answer to that offer ({"type": "answered"}
+                back).
+                STYLE "janus": {"janus": "trickle", "sender": ID, "candidate": {"candidate",
+                "sdpMid", "sdpMLineIndex"}}, ending {"janus": "trickle", "candidate":
+                {"completed": true}}; "livekit": {"trickle": {"candidateInit": "<that object as
+                a JSON string>", "target": "SUBSCRIBER"}}, ending with "final": true and an empty
+                candidate. A {"type": "keepalive"} goes before each candidate (frames that are
+                not candidates, in between). delay_ms (at most 5000) holds the candidates back.
 
 Every loop is bounded: at most 16 peer connections at once, each closed after 60 s; at most
 10000 messages echoed per channel; the server exits after --lifetime seconds, or at once when
@@ -25,10 +40,11 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import sys
 
 import aioice.ice
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 MAX_PEERS = 16
@@ -36,6 +52,8 @@ PEER_LIFETIME = 60.0
 MAX_ECHOES = 10000
 MAX_BODY = 64 * 1024
 MAX_MEDIA = 16
+MAX_WS_MESSAGES = 100
+MAX_DELAY_MS = 5000
 
 # aioice gathers on every interface but 127.0.0.1; the tests' rule is the opposite.
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
@@ -147,6 +165,97 @@ async def on_answer(request):
     return web.json_response({})
 
 
+def without_candidates(sdp):
+    """The SDP as a trickling browser sends it: no candidate lines, no end-of-candidates, and
+    no address in the m- and c-lines either (port 9, 0.0.0.0): nothing to reach but what is
+    trickled."""
+    lines = sdp.split("\r\n")
+    kept = [
+        re.sub(r"^(m=\S+) \d+ ", r"\1 9 ", re.sub(r"^c=IN IP4 \S+$", "c=IN IP4 0.0.0.0", l))
+        for l in lines
+        if not l.startswith(("a=candidate:", "a=end-of-candidates"))
+    ]
+    candidates = [l[2:] for l in lines if l.startswith("a=candidate:")]
+    return "\r\n".join(kept), candidates
+
+
+def trickle_messages(style, peer_id, candidates):
+    """The candidates as `style` trickles them, then its end of candidates."""
+    out = []
+    for candidate in candidates:
+        init = {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0}
+        out.append({"type": "keepalive"})
+        if style == "livekit":
+            out.append({"trickle": {"candidateInit": json.dumps(init), "target": "SUBSCRIBER"}})
+        else:
+            out.append({"janus": "trickle", "sender": peer_id, "candidate": init})
+    if style == "livekit":
+        end = json.dumps({"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0})
+        out.append({"trickle": {"candidateInit": end, "target": "SUBSCRIBER", "final": True}})
+    else:
+        out.append({"janus": "trickle", "sender": peer_id, "candidate": {"completed": True}})
+    return out
+
+
+async def on_ws(request):
+    """Trickle ICE over a websocket (see the module's doc); MAX_WS_MESSAGES messages in at most."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_BODY)
+    await ws.prepare(request)
+    pcs = []
+
+    async def send_trickled(value, peer_id, pc, kind):
+        style = value.get("trickle", "janus")
+        delay = value.get("delay_ms", 0)
+        if style not in ("janus", "livekit") or not isinstance(delay, int):
+            raise ValueError(f"trickle: janus or livekit, delay_ms: a number")
+        sdp, candidates = without_candidates(pc.localDescription.sdp)
+        await ws.send_json({"id": peer_id, "sdp": sdp, "type": kind})
+        await asyncio.sleep(min(max(delay, 0), MAX_DELAY_MS) / 1000)
+        for message in trickle_messages(style, peer_id, candidates):
+            await ws.send_json(message)
+
+    def on_connected(pc):
+        @pc.on("connectionstatechange")
+        async def tell():
+            if pc.connectionState == "connected" and not ws.closed:
+                await ws.send_json({"type": "connected"})
+
+    for _ in range(MAX_WS_MESSAGES):
+        message = await ws.receive()
+        if message.type != WSMsgType.TEXT:
+            break
+        try:
+            value = json.loads(message.data)
+            if value.get("type") == "offer":
+                peer_id, pc = new_peer()
+                pcs.append(pc)
+                on_connected(pc)
+                await pc.setRemoteDescription(description(value, "offer"))
+                await pc.setLocalDescription(await pc.createAnswer())
+                await send_trickled(value, peer_id, pc, "answer")
+            elif value.get("type") == "call":
+                media = value.get("media", 0)
+                if not isinstance(media, int) or not 0 <= media <= MAX_MEDIA:
+                    raise ValueError(f"media: 0 to {MAX_MEDIA} m-lines")
+                peer_id, pc = new_peer()
+                pcs.append(pc)
+                on_connected(pc)
+                for i in range(media):
+                    pc.addTransceiver("audio" if i == 0 else "video", direction="recvonly")
+                echo_on(pc.createDataChannel("aiortc"))
+                await pc.setLocalDescription(await pc.createOffer())
+                await send_trickled(value, peer_id, pc, "offer")
+            elif value.get("type") == "answer" and pcs:
+                await pcs[-1].setRemoteDescription(description(value, "answer"))
+                await ws.send_json({"type": "answered"})
+            else:
+                raise ValueError("expected an offer, a call, or an answer after a call")
+        except Exception as e:  # the test reads aiortc's words
+            await ws.send_json({"type": "error", "error": str(e)})
+    await ws.close()
+    return ws
+
+
 async def on_health(_request):
     return web.json_response({"ok": True, "peers": len(peers)})
 
@@ -172,6 +281,7 @@ async def main():
             web.post("/call", on_call),
             web.post("/answer/{id}", on_answer),
             web.get("/healthz", on_health),
+            web.get("/ws", on_ws),
         ]
     )
     runner = web.AppRunner(app, access_log=None)

@@ -2,13 +2,17 @@
 # Janus (WebRTC gateway) on 127.0.0.1 with only the WebSocket transport, the echotest plugin and
 # the videoroom plugin (one room, 1234, as Janus's own sample config has it), and the Admin API over WebSocket (secret `janusoverlord`, to list sessions), config and everything
 # else in DIR:
-#   bash tests/servers/janus/start.sh WS_PORT ADMIN_PORT DIR
+#   bash tests/servers/janus/start.sh WS_PORT ADMIN_PORT DIR [full-trickle]
+# `full-trickle`: Janus trickles its own candidates (`{"janus":"trickle"}` events, then
+# `completed`) and its SDP carries none, as with `full_trickle = true` in production.
 # Prints `ready janus ws://127.0.0.1:WS_PORT/ admin=ws://127.0.0.1:ADMIN_PORT/` once the WebSocket
 # port accepts connections.
 set -euo pipefail
 port=${1:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 admin=${2:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 dir=${3:?usage: start.sh WS_PORT ADMIN_PORT DIR}
+full_trickle=false
+[ "${4:-}" = full-trickle ] && full_trickle=true
 source "$(dirname "$0")/../lib.sh"
 require janus janus
 require curl curl
@@ -35,6 +39,7 @@ media: {
 }
 nat: {
 	ice_enforce_list = "lo"
+	full_trickle = $full_trickle
 }
 CFG
 cat > "$dir/conf/janus.transport.websockets.jcfg" <<CFG

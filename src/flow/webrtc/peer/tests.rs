@@ -282,6 +282,7 @@ async fn a_publisher_whose_task_panics_fails_its_receiver_at_once_with_local() {
                 phases: &mut phases,
                 pending: &mut pending,
             },
+            None,
         )
         .await
         .unwrap();
@@ -315,6 +316,7 @@ async fn a_publisher_whose_task_panics_fails_its_receiver_at_once_with_local() {
                 phases: &mut phases,
                 pending: &mut pending,
             },
+            None,
         )
         .await
         .unwrap_err();
