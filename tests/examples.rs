@@ -1,5 +1,5 @@
 //! The example probes in probes/examples/ against the real servers they are written for
-//! (tests/support/servers.rs): each passes `check`, passes against its server, and fails the
+//! (tests/support/servers/): each passes `check`, passes against its server, and fails the
 //! way on-call needs when the server's backend breaks.
 
 use std::time::Duration;

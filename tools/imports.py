@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draw the import graph of src/ (files as nodes, arrows from `use` lines and paths in code) and
 report every import circle between files, every circle between top-level modules (`alert`,
-`metrics`, ...: a file counted as its top module), and every source file over 800 lines.
+`metrics`, ...: a file counted as its top module), and every Rust file over 800 lines, in src/
+(test-only files too) and tests/ (the integration tests and their support).
 
     python3 tools/imports.py               # circles and long files; exit 1 if there is a circle
     python3 tools/imports.py --arrows      # every arrow too
@@ -36,9 +37,10 @@ import tempfile
 from collections import defaultdict
 
 LONG_FILE = 800
-# Files over LONG_FILE lines kept whole on purpose: path -> why it is one idea that reads best
-# whole (README, Layout). `--max-lines` (CI: .ci/checks.d/imports.sh) fails on any other. Empty
-# today; a split along the file's own ideas is the first answer, an entry here the last.
+# Files over LONG_FILE lines kept whole on purpose, under src/ or tests/: path -> why it is one
+# idea that reads best whole (README, Layout). `--max-lines` (CI: .ci/checks.d/imports.sh) fails
+# on any other. Empty today; a split along the file's own ideas is the first answer, an entry
+# here the last.
 KEPT_WHOLE: dict[str, str] = {}
 CRATE_NAME = "joincanary"
 
@@ -239,7 +241,7 @@ class Source:
 
     def __init__(self, path: str, text: str):
         self.path = path
-        self.lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+        self.lines = count_lines(text)
         toks = tokenize(text)
         self.test_children: set[str] = set()  # `#[cfg(test)] mod x;`
         self.test_lines = 0
@@ -278,21 +280,27 @@ def file_module(rel: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def rust_files(root: str, top: str):
+    """(path from root, text) of every `.rs` file under root/top, in a stable order."""
+    for d, dirs, files in os.walk(os.path.join(root, top)):
+        dirs.sort()
+        for f in sorted(files):
+            if f.endswith(".rs"):
+                full = os.path.join(d, f)
+                with open(full, encoding="utf-8", errors="replace") as fh:
+                    yield os.path.relpath(full, root).replace(os.sep, "/"), fh.read()
+
+
+def count_lines(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+
+
 class Tree:
     """The modules of one crate checkout: lib (src/lib.rs) and bin (src/main.rs) roots."""
 
     def __init__(self, root: str):
         self.root = root
-        texts: dict[str, str] = {}
-        src = os.path.join(root, "src")
-        for d, dirs, files in os.walk(src):
-            dirs.sort()
-            for f in sorted(files):
-                if f.endswith(".rs"):
-                    full = os.path.join(d, f)
-                    rel = os.path.relpath(full, root).replace(os.sep, "/")
-                    with open(full, encoding="utf-8", errors="replace") as fh:
-                        texts[rel] = fh.read()
+        texts = dict(rust_files(root, "src"))
         self.sources = {p: Source(p, t) for p, t in texts.items()}
         # modules: (crate, path) -> file. A file's crate is bin only for main.rs and what main.rs
         # declares that lib.rs does not.
@@ -750,6 +758,21 @@ def module_circles(g: "Graph") -> list[tuple[list[str], list[str]]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Long files
+
+
+def file_lines(root: str) -> dict[str, int]:
+    """Lines of every `.rs` file under src/ (test-only files too) and tests/, by path from root,
+    counted as `Source` counts them."""
+    return {p: count_lines(t) for top in ("src", "tests") for p, t in rust_files(root, top)}
+
+
+def over_lines(sizes: dict[str, int], max_lines: int, kept: dict[str, str]) -> list[str]:
+    """The files over `max_lines` that `kept` does not list with a reason."""
+    return sorted(p for p, n in sizes.items() if n > max_lines and p not in kept)
+
+
+# ---------------------------------------------------------------------------------------------
 # Output
 
 
@@ -785,24 +808,21 @@ def report(args) -> int:
         print(f"module circle {k}: {', '.join(comp)}")
         for t in ties:
             print(f"  {t}")
-    long = sorted(
-        ((s.lines, p) for p, s in tree.sources.items() if p in tree.files and s.lines > LONG_FILE),
-        reverse=True,
-    )
-    print(f"source files over {LONG_FILE} lines: {len(long)}")
+    sizes = file_lines(root)
+    long = sorted(((n, p) for p, n in sizes.items() if n > LONG_FILE), reverse=True)
+    print(f"Rust files over {LONG_FILE} lines (src/ and tests/): {len(long)}")
     for lines, p in long:
-        s = tree.sources[p]
+        s = tree.sources.get(p)
+        inside = f" ({lines - s.test_lines} outside #[cfg(test)])" if p in tree.files else ""
         why = f": kept whole: {KEPT_WHOLE[p]}" if p in KEPT_WHOLE else ""
-        print(f"  {p}: {lines} lines ({lines - s.test_lines} outside #[cfg(test)]){why}")
+        print(f"  {p}: {lines} lines{inside}{why}")
     failed = []
     if circles:
         failed.append(f"{len(circles)} import circle(s)")
     if modules:
         failed.append(f"{len(modules)} import circle(s) between top-level modules")
     if max_lines is not None:
-        over = sorted(
-            p for p in tree.files if tree.sources[p].lines > max_lines and p not in KEPT_WHOLE
-        )
+        over = over_lines(sizes, max_lines, KEPT_WHOLE)
         if over:
             failed.append(
                 f"{len(over)} file(s) over {max_lines} lines: {', '.join(over)} (split along "
@@ -927,6 +947,18 @@ def self_test() -> int:
     })
     cases.append(("no circle of files", g.circles(), []))
     cases.append(("a circle of top-level modules", [c for c, _ in module_circles(g)], [["a", "m"]]))
+
+    # long files: src/ (a test-only file too) and tests/ are measured; a listed one is kept
+    with tempfile.TemporaryDirectory(prefix="imports-selftest-") as d:
+        for rel, n in {"src/lib.rs": 3, "src/a/tests.rs": 9, "tests/tests.rs": 2,
+                       "tests/long.rs": 12, "tests/support/servers.rs": 10, "tests/x.py": 50}.items():
+            os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
+            with open(os.path.join(d, rel), "w", encoding="utf-8") as fh:
+                fh.write("//! x\n" * n)
+        sizes = file_lines(d)
+    cases.append(("long files in src/ and tests/, kept ones aside",
+                  over_lines(sizes, 8, {"tests/long.rs": "one idea"}),
+                  ["src/a/tests.rs", "tests/support/servers.rs"]))
 
     failed = 0
     for name, got, want in cases:

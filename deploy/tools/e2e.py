@@ -17,7 +17,8 @@ to a loopback recorder that timestamps every webhook. Three topologies run side 
 Time is compressed by K = 10 (`--scale K`; 1 runs the shipped timings), proportionally: schedule
 60 s -> 6 s, confirm_delay 10 s -> 1 s, the failing step's timeout (signalling) 5 s -> 500 ms, the
 Alertmanager pager's resend_interval 30 s -> 3 s, Prometheus' resend delay 60 s -> 6 s, scrape
-and evaluation 15 s -> 1.5 s, every rule's `for:` and every route's group_wait / group_interval /
+and evaluation 15 s -> 1.5 s (the probers' scrape and the fallback group's evaluation 5 s -> 0.5 s,
+as shipped), every rule's `for:` and every route's group_wait / group_interval /
 repeat_interval divided by 10 (rules' range windows are kept). Each measured time is asserted
 against the bound the (compressed) config implies plus ALLOW (process and HTTP latency on a busy CI
 machine, also compressed-time seconds: x10 in real-time terms overstates it tenfold).
@@ -46,8 +47,8 @@ import yaml
 
 from check_routes import quorum_only as quorum_only_switch
 from gen_prometheusrule import for_job
-from stack import (AM_CONFIG, BIN, GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config, free_port,
-                   get_json, http, probe_file, rules_file, seconds, series, versions)
+from stack import (AM_CONFIG, BIN, GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config, duration,
+                   free_port, get_json, http, probe_file, rules_file, seconds, series, versions)
 
 
 
@@ -69,7 +70,14 @@ REGIONS = ["eu-west-1", "us-east-1", "ap-southeast-1"]
 INTERVAL = 60 / K            # the shipped schedule: every minute (`* * * * *`)
 CONFIRM = 10 / K             # [alerting] confirm_delay default
 SIGNALLING = 5 / K           # the shipped probe's signalling timeout: the failing step here
-SCRAPE = 15 / K              # scrape and evaluation interval the docs and ServiceMonitor use
+# The shipped Prometheus timings: the probers' scrape (the Compose prometheus.yml's joincanary job,
+# as the ServiceMonitor), the evaluation interval, the federation scrape of the global Prometheus,
+# and the fallback group's own evaluation interval (JoinFlowFailingInRegion).
+_PROM = yaml.safe_load(open(os.path.join(ROOT, "deploy/prometheus/prometheus.yml")))
+SCRAPE = seconds(next(j for j in _PROM["scrape_configs"] if j["job_name"] == "joincanary")["scrape_interval"]) / K
+EVAL = seconds(_PROM["global"]["evaluation_interval"]) / K
+FEDERATE = seconds(yaml.safe_load(open(os.path.join(ROOT, "deploy/prometheus/global/prometheus.yml")))
+                   ["global"]["scrape_interval"]) / K
 RESEND = 30 / K              # the alertmanager pager's resend_interval default
 PROM_RESEND = 60 / K         # Prometheus' --rules.alert.resend-delay default
 PEER_TIMEOUT = 15 / K        # Alertmanager's --cluster.peer-timeout default: the wait per peer position
@@ -96,6 +104,14 @@ def route_timing(key, **labels):
     return seconds(r.get(key, SHIPPED_AM["route"][key])) / K
 
 
+def group_interval(name):
+    """The evaluation interval of the rule group holding alert `name` (its own, or the global one)."""
+    for g in yaml.safe_load(open(RULES))["groups"]:
+        if any(r.get("alert") == name for r in g["rules"]):
+            return seconds(g["interval"]) / K if "interval" in g else EVAL
+    raise KeyError(name)
+
+
 def rule_for(name):
     for f in (RULES, GLOBAL_RULES):
         for g in yaml.safe_load(open(f))["groups"]:
@@ -115,23 +131,26 @@ CONFIRMED = INTERVAL + SIGNALLING + CONFIRM + SIGNALLING     # fault -> the prob
 # group_interval tick. The bound takes the longer.
 PAGE_WAIT = max(PAGE_GW, PAGE_GI)
 CRIT_WAIT = max(CRIT_GW, route_timing("group_interval", alertname="JoinCanaryDown", severity="critical"))
-EVERYWHERE_FIRES = INTERVAL + SIGNALLING + SCRAPE + SCRAPE + rule_for("JoinFlowFailingEverywhere") + SCRAPE
+EVERYWHERE_FIRES = INTERVAL + SIGNALLING + SCRAPE + EVAL + rule_for("JoinFlowFailingEverywhere") + EVAL
 BOUNDS = {
     # the prober's own JoinFlowFailing
     "push": CONFIRMED + PAGE_WAIT,
-    # Prometheus' copy when the push is refused: one scrape and one evaluation later, no `for:`
-    "fallback": CONFIRMED + SCRAPE + SCRAPE + rule_for("JoinFlowFailingInRegion") + PAGE_WAIT,
+    # Prometheus' copy when the push is refused: one scrape and one evaluation of its group (5 s)
+    # later, no `for:`
+    "fallback": CONFIRMED + SCRAPE + group_interval("JoinFlowFailingInRegion") + rule_for("JoinFlowFailingInRegion")
+    + PAGE_WAIT,
     # the refused delivery happens at the confirmation
-    "refused": CONFIRMED + SCRAPE + SCRAPE + rule_for("JoinCanaryNotificationsFailing") + CRIT_WAIT,
+    "refused": CONFIRMED + SCRAPE + group_interval("JoinCanaryNotificationsFailing")
+    + rule_for("JoinCanaryNotificationsFailing") + CRIT_WAIT,
     # the first failed run, seen, `for:`, then the page group's next tick
     "escalate": EVERYWHERE_FIRES + PAGE_GI,
     # quorum-only: the first of MultiRegion / Everywhere (same `for:`) is the page
     "quorum": EVERYWHERE_FIRES + PAGE_WAIT,
     # kill -9: the next scrape fails, `for:`, evaluation
-    "down": SCRAPE + rule_for("JoinCanaryDown") + SCRAPE + CRIT_WAIT,
+    "down": SCRAPE + rule_for("JoinCanaryDown") + group_interval("JoinCanaryDown") + CRIT_WAIT,
 }
 # (b): the global Prometheus sees a failure one federation scrape later.
-BOUNDS["escalate-federated"] = BOUNDS["escalate"] + SCRAPE
+BOUNDS["escalate-federated"] = BOUNDS["escalate"] + FEDERATE
 
 
 def schedule():
@@ -300,12 +319,15 @@ url = "{self.rec.url('/refuse')}"
             open(src, "w").write(for_job(open(RULES).read(), self.job))
         rules = rules_file(src, st.path("rules.yaml"), K)
         global_rules = rules_file(GLOBAL_RULES, st.path("global-rules.yaml"), K)
-        common = {"scrape_interval": f"{round(SCRAPE * 1000)}ms", "evaluation_interval": f"{round(SCRAPE * 1000)}ms",
-                  "scrape_timeout": "1s"}
+        # Globally the federation's scrape (the global Prometheus) and the evaluation interval; the
+        # probers' job its own, as shipped.
+        common = {"scrape_interval": duration(FEDERATE), "evaluation_interval": duration(EVAL),
+                  "scrape_timeout": duration(min(1, FEDERATE))}
         alerting = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{p}" for p in self.ams]}]}]}
 
         def job(regions):
-            return [{"job_name": self.job, "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
+            return [{"job_name": self.job, "scrape_interval": duration(SCRAPE), "scrape_timeout": duration(SCRAPE),
+                     "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
         if prometheus_layout == "one":
             files = [rules, global_rules] if len(self.regions) > 1 else [rules]
             self.add_prom("prometheus", {"global": common, "rule_files": files, "alerting": alerting,
@@ -427,7 +449,7 @@ url = "{self.rec.url('/refuse')}"
         self.stack.wait_for(f"{self.name}: every region healthy again", self.healthy, 6 * INTERVAL)
         self.rec.refused.clear()
         # Let Prometheus' last evaluation reach Alertmanager and its next tick notify.
-        time.sleep(SCRAPE + PAGE_GI)
+        time.sleep(SCRAPE + EVAL + PAGE_GI)
 
         def alerts(notes):
             # JoinFlowFailingMultiRegion may show once while an outage everywhere heals region by
@@ -605,6 +627,32 @@ def prober_killed(f, region):
         f.stack.fail(f"[{f.name}] {case}: JoinFlowFailing {region} no longer active in Alertmanager after the kill")
 
 
+def prometheus_killed(f, alive):
+    """The second line's own heartbeat: JoinCanaryRulesWatchdog reaches its own switch
+    (deadmans-switch-prometheus) every group_interval while Prometheus runs; after Prometheus is
+    killed it stops within the alert's validity (4 x --rules.alert.resend-delay), while the
+    switch of a prober still running (`alive`) keeps being notified: the two are independent."""
+    case = "Prometheus killed"
+    times = [t for t, _ in f.rec.since("deadmans-switch-prometheus", f.am_started)]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    f.results.append({"topology": f.name, "case": case, "what": "rules watchdog's switch: cadence before (median)",
+                      "seconds": round(statistics.median(gaps), 2) if gaps else None, "bound": DMS_GI,
+                      "n": len(gaps)})
+    print(f"[{f.name}] {case}: rules watchdog's switch before the kill: {len(gaps)} intervals "
+          f"{[round(g, 2) for g in gaps]}, expected {DMS_GI:.2f} s", flush=True)
+    if not gaps or any(abs(g - DMS_GI) > ALLOW for g in gaps):
+        f.stack.fail(f"[{f.name}] {case}: the rules watchdog's switch intervals {gaps}, want {DMS_GI} s each")
+    t_kill = time.monotonic()
+    f.stack.stop_one("prometheus", signal.SIGKILL)
+    valid = 4 * PROM_RESEND
+    f.stack.wait_for("the rules watchdog's end", lambda: False, valid + 2 * DMS_GI + 1, fail=False)
+    after = [t - t_kill for t, _ in f.rec.since("deadmans-switch-prometheus", t_kill)]
+    f.record(case, "rules watchdog's switch: last notification after the kill", max(after, default=0.0), valid)
+    prober = [t - t_kill for t, _ in f.rec.since(f"deadmans-switch-{alive}", t_kill)]
+    if not prober or max(prober) < valid:
+        f.stack.fail(f"[{f.name}] {case}: the switch of {alive}, whose prober runs, fell silent too: {prober}")
+
+
 def test_page(f, region):
     """`joincanary test-page` through the alertmanager pager, against the shipped routes: the page
     receiver gets the test alert (it stays firing past the route's group_wait)."""
@@ -679,7 +727,7 @@ def run_topology(name, deadline, results, errors):
         f.stack.wait_for(f"{name}: every region probing and scraped", f.healthy, max(30, 2 * INTERVAL + 10 / K))
         if name == "b":
             f.stack.wait_for("b: the global Prometheus sees every region", lambda: len(series(
-                f.proms["prometheus-global"][0], "region_probe:probe_failing:max")) == len(regions), max(20, 4 * SCRAPE))
+                f.proms["prometheus-global"][0], "region_probe:probe_failing:max")) == len(regions), max(20, 4 * FEDERATE))
         if name == "a":
             one_region_down(f, "eu-west-1")
             f.next_case(["eu-west-1"])
@@ -687,6 +735,7 @@ def run_topology(name, deadline, results, errors):
             f.next_case(regions)
             restart_together(f)
             prober_killed(f, "us-east-1")
+            prometheus_killed(f, "eu-west-1")
         elif name == "b":
             push_refused(f, regions[0])
             f.next_case(regions[:1])

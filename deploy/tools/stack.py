@@ -243,9 +243,12 @@ def alertmanager_config(receiver_url, scale=1.0, text=None):
 
 
 def rules_file(src, dst, scale=1.0):
-    """A copy of a shipped rules file with every `for:` divided by `scale` (range windows kept)."""
+    """A copy of a shipped rules file with every `for:` and group `interval:` divided by `scale`
+    (range windows kept)."""
     rules = yaml.safe_load(open(src))
     for g in rules["groups"]:
+        if "interval" in g and scale != 1.0:
+            g["interval"] = duration(seconds(g["interval"]) / scale)
         for r in g["rules"]:
             if "for" in r and scale != 1.0:
                 r["for"] = duration(seconds(r["for"]) / scale)

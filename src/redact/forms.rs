@@ -12,31 +12,110 @@ const MIN_BASE64_CORE_BYTES: usize = 6;
 /// JSON error is escaped twice (`"` becomes `\\\"`).
 pub(super) const ESCAPE_DEPTH: u8 = 2;
 
+/// Bytes of pattern one secret may take. Every character that is not a letter or digit costs
+/// about 480 bytes (each of its encodings, each escaped again), and compiling costs time and
+/// memory with the pattern: a login token of 30,000 `!` took 38 s and 2 GB to scrub (a debug
+/// build), one of a megabyte (within `max_body_bytes`) could not have been. A secret past
+/// this (some 130 such characters; a password or a token has a handful) is matched by the
+/// forms a template filter gives it instead, [`plain_forms`].
+const MAX_SECRET_PATTERN: usize = 64 * 1024;
+/// Bytes of pattern one set of secrets may take; the secrets past it are matched by their
+/// plain forms too (a server setting 180 cookies of punctuation).
+const MAX_PATTERN: usize = 256 * 1024;
+/// A secret matched by its plain forms is matched as written only from this length on: the
+/// forms of a megabyte would take tens of megabytes.
+const MAX_PLAIN_FORMS_BYTES: usize = 64 * 1024;
+
+/// A set of secrets' matcher: one regex for every shape of each secret it could afford, and the
+/// plain forms of the others, longest first.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Compiled {
+    pub(super) re: Option<regex::Regex>,
+    pub(super) plain: Vec<String>,
+}
+
+/// The pattern of `form` with every character in any of its encodings; `None` past `budget`
+/// bytes.
+fn form_pattern(form: &str, budget: usize) -> Option<String> {
+    let mut pattern = String::new();
+    for c in form.chars() {
+        push_char(&mut pattern, c, ESCAPE_DEPTH, false);
+        if pattern.len() > budget {
+            return None;
+        }
+    }
+    Some(pattern)
+}
+
+/// The plain forms a secret past the pattern's budget is matched by.
+fn plain_of(secret: &str) -> Vec<String> {
+    if secret.len() > MAX_PLAIN_FORMS_BYTES {
+        vec![secret.to_string()]
+    } else {
+        plain_forms(secret)
+    }
+}
+
 /// One alternation of every secret's every shape, longest shapes first (leftmost-first
-/// matching then prefers the whole of a longer secret).
-pub(super) fn compile(secrets: &[String]) -> Option<regex::Regex> {
-    let mut forms: Vec<String> = Vec::new();
+/// matching then prefers the whole of a longer secret), within [`MAX_SECRET_PATTERN`] per
+/// secret and [`MAX_PATTERN`] in all; the plain forms of the rest. A pattern too big for the
+/// regex engine all the same: every secret by its plain forms.
+pub(super) fn compile(secrets: &[String]) -> Compiled {
+    let mut seen = std::collections::HashSet::new();
+    let mut pieces: Vec<(usize, String)> = Vec::new();
+    let mut plain: Vec<String> = Vec::new();
+    let mut total = 0usize;
     for s in secrets {
+        let budget = MAX_SECRET_PATTERN.min(MAX_PATTERN.saturating_sub(total));
+        let mut mine = Vec::new();
+        let mut cost = 0usize;
+        let mut fits = true;
         for f in base_forms(s) {
-            if !forms.contains(&f) {
-                forms.push(f);
+            if seen.contains(&f) || mine.iter().any(|(g, _)| *g == f) {
+                continue;
+            }
+            match form_pattern(&f, budget.saturating_sub(cost)) {
+                Some(p) => {
+                    cost += p.len() + 1;
+                    mine.push((f, p));
+                }
+                None => {
+                    fits = false;
+                    break;
+                }
             }
         }
-    }
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    let mut pattern = String::new();
-    for (i, f) in forms.iter().enumerate() {
-        if i > 0 {
-            pattern.push('|');
+        if fits {
+            total += cost;
+            for (f, p) in mine {
+                pieces.push((f.len(), p));
+                seen.insert(f);
+            }
+        } else {
+            plain.extend(plain_of(s));
         }
-        for c in f.chars() {
-            push_char(&mut pattern, c, ESCAPE_DEPTH, false);
-        }
     }
-    regex::RegexBuilder::new(&pattern)
-        .size_limit(64 << 20)
-        .build()
-        .ok()
+    pieces.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+    let pattern = pieces
+        .iter()
+        .map(|(_, p)| p.as_str())
+        .collect::<Vec<_>>()
+        .join("|");
+    let re = (!pieces.is_empty())
+        .then(|| {
+            regex::RegexBuilder::new(&pattern)
+                .size_limit(64 << 20)
+                .build()
+                .ok()
+        })
+        .flatten();
+    if re.is_none() && !pieces.is_empty() {
+        plain = secrets.iter().flat_map(|s| plain_of(s)).collect();
+    }
+    let mut kept = std::collections::HashSet::new();
+    plain.retain(|f| kept.insert(f.clone()));
+    plain.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    Compiled { re, plain }
 }
 
 /// The secret and its base64 shapes; each is then matched under every escaping.
@@ -87,7 +166,7 @@ fn base64_cores(bytes: &[u8], engine: &base64::engine::GeneralPurpose) -> Vec<St
 }
 
 /// The shapes a template filter gives a value, for the literal fallback.
-pub(super) fn plain_forms(secret: &str) -> Vec<String> {
+fn plain_forms(secret: &str) -> Vec<String> {
     let mut out = base_forms(secret);
     for f in crate::template::encodings(secret) {
         if !out.contains(&f) {
@@ -219,5 +298,43 @@ mod tests {
         let out = r.scrub(&format!("Basic {basic}"));
         assert!(out.contains(REDACTED), "{out}");
         assert!(out.len() < "Basic ".len() + 8 + REDACTED.len(), "{out}");
+    }
+
+    /// A secret whose every-shape pattern would cost too much (a login token of 48,000
+    /// characters, most of them escaped by some encoder) is matched by its plain forms,
+    /// as written and as each template filter writes it; the short password beside it keeps
+    /// its pattern, every character encoded its own way included. Before, the token's pattern
+    /// was about 17 MB and its compile minutes and gigabytes per scrub.
+    #[test]
+    fn a_secret_too_costly_for_the_pattern_is_matched_by_its_plain_forms() {
+        let token = "a\"b!".repeat(12_000);
+        let pw = "pa\"ss!wd";
+        let compiled = compile(&[token.clone(), pw.to_string()]);
+        assert!(compiled.re.is_some());
+        assert!(compiled.plain.contains(&token));
+        assert!(!compiled.plain.iter().any(|f| f.contains("pa")));
+        let r = Redactor::new([token.clone(), pw.to_string()]);
+        let json = serde_json::Value::String(token.clone()).to_string();
+        assert_eq!(
+            r.scrub(&format!("before {token} after")),
+            format!("before {REDACTED} after")
+        );
+        assert_eq!(
+            r.scrub(&format!("before {json} after")),
+            format!("before \"{REDACTED}\" after")
+        );
+        let every: String = pw.bytes().map(|b| format!("%{b:02X}")).collect();
+        assert_eq!(r.scrub(&every), REDACTED);
+        // 180 cookies of 100 escaped characters: past the set's budget, the rest by their
+        // plain forms; each is still scrubbed.
+        let cookies: Vec<String> = (0..180)
+            .map(|i| format!("{i:03}{}", "!".repeat(100)))
+            .collect();
+        let compiled = compile(&cookies);
+        assert!(!compiled.plain.is_empty() && compiled.re.is_some());
+        let r = Redactor::new(cookies.clone());
+        for c in &cookies {
+            assert_eq!(r.scrub(&format!("x={c};")), format!("x={REDACTED};"), "{c}");
+        }
     }
 }

@@ -19,7 +19,7 @@ mod forms;
 use std::sync::OnceLock;
 
 use decode::decodings;
-use forms::{base_forms, compile, plain_forms};
+use forms::{Compiled, base_forms, compile};
 
 /// What a secret is replaced by.
 pub const REDACTED: &str = "[redacted]";
@@ -62,7 +62,7 @@ struct Layer {
     /// have it, so a forgotten secret takes its own anchors along.
     anchors: std::collections::HashMap<String, usize>,
     /// Built at the first scrub that needs it after a change.
-    compiled: OnceLock<Option<regex::Regex>>,
+    compiled: OnceLock<Compiled>,
 }
 
 /// A secret's anchors (see [`Layer::anchors`]), once each.
@@ -146,29 +146,23 @@ impl Layer {
         if !self.may_occur(&text) && !decoded.iter().any(|d| self.may_occur(&d.text)) {
             return text;
         }
-        match self.compiled.get_or_init(|| compile(&self.secrets)) {
-            Some(re) => {
-                let mut spans: Vec<std::ops::Range<usize>> =
-                    re.find_iter(&text).map(|m| m.range()).collect();
-                for d in &decoded {
-                    spans.extend(re.find_iter(&d.text).map(|m| d.source(m.range())));
-                }
-                replace_spans(text, spans)
-            }
-            // A pattern too big for the regex engine (secrets of many kilobytes): the forms a
-            // template filter gives, matched literally.
-            None => {
-                let mut out = text;
-                for s in &self.secrets {
-                    for form in plain_forms(s) {
-                        if out.contains(&form) {
-                            out = out.replace(&form, REDACTED);
-                        }
-                    }
-                }
-                out
+        let compiled = self.compiled.get_or_init(|| compile(&self.secrets));
+        let mut spans: Vec<std::ops::Range<usize>> = Vec::new();
+        if let Some(re) = &compiled.re {
+            spans.extend(re.find_iter(&text).map(|m| m.range()));
+            for d in &decoded {
+                spans.extend(re.find_iter(&d.text).map(|m| d.source(m.range())));
             }
         }
+        // The secrets a pattern would cost too much for (see `forms::MAX_SECRET_PATTERN`):
+        // the forms a template filter gives, matched literally.
+        for form in &compiled.plain {
+            spans.extend(
+                text.match_indices(form.as_str())
+                    .map(|(i, m)| i..i + m.len()),
+            );
+        }
+        replace_spans(text, spans)
     }
 }
 

@@ -1,0 +1,142 @@
+//! The node test servers (tests/servers/<name>/server.js, each listening on port 0 and naming
+//! it in its ready line): two Socket.IO 4.8 processes over the Redis adapter, two SockJS apps
+//! meeting in Redis's pub/sub, and protoo's request/response server.
+
+use super::{Process, Redis, Result, ServerError, require_node_modules, servers_dir};
+
+/// One node test server process (tests/servers/<name>/server.js) listening on 127.0.0.1.
+pub struct NodeServer {
+    process: Process,
+    port: u16,
+}
+
+impl NodeServer {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// protoo's websocket URL for a peer (connect with subprotocol `protoo`).
+    pub fn protoo_url(&self, room: &str, peer: &str, token: &str) -> String {
+        format!(
+            "ws://127.0.0.1:{}/?roomId={room}&peerId={peer}&token={token}",
+            self.port
+        )
+    }
+}
+
+/// Starts `node tests/servers/<script> args...`; the script listens on port 0 and prints
+/// `ready <name> http://127.0.0.1:PORT ...`.
+pub(crate) async fn start_node(name: &str, script: &str, args: &[String]) -> Result<NodeServer> {
+    require_node_modules(name)?;
+    let mut all = vec![servers_dir().join(script).display().to_string()];
+    all.extend(args.iter().cloned());
+    let (process, line) = Process::start(name, "node", &all, &servers_dir()).await?;
+    let port = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://127.0.0.1:"))
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| ServerError(format!("{name}: ready line without a port: {line}")))?;
+    Ok(NodeServer { process, port })
+}
+
+/// Two Socket.IO 4.8 processes with the Redis adapter over one Redis (see docs/test-servers.md
+/// for the app: login, `join`, `signal`, `echo`, `leave`).
+pub struct SocketIo {
+    pub a: NodeServer,
+    pub b: NodeServer,
+}
+
+impl SocketIo {
+    /// The Engine.IO v4 websocket URL of server `a` or `b`'s base URL.
+    pub fn ws_url(server: &NodeServer) -> String {
+        format!(
+            "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
+            server.port
+        )
+    }
+}
+
+/// Options of [`start_socketio_with`].
+#[derive(Debug, Clone, Default)]
+pub struct SocketIoOptions {
+    /// A separate Redis for the adapter's pub/sub (presence stays on the main one), so a test
+    /// can stall pub/sub alone.
+    pub pubsub_redis_url: Option<String>,
+    /// Engine.IO ping interval / timeout in ms (Socket.IO's defaults: 25,000 / 20,000).
+    pub ping_interval_ms: Option<u64>,
+    pub ping_timeout_ms: Option<u64>,
+    /// Serve Engine.IO v3 (Socket.IO 2) clients too (`allowEIO3`).
+    pub allow_eio3: bool,
+}
+
+/// Two Socket.IO server processes (`a`, `b`) sharing `redis`.
+pub async fn start_socketio(redis: &Redis) -> Result<SocketIo> {
+    start_socketio_with(redis, &SocketIoOptions::default()).await
+}
+
+pub async fn start_socketio_with(redis: &Redis, opts: &SocketIoOptions) -> Result<SocketIo> {
+    let args = |name: &str| {
+        let mut a = vec![
+            "--port".to_string(),
+            "0".into(),
+            "--redis".into(),
+            redis.url(),
+            "--name".into(),
+            name.into(),
+        ];
+        if let Some(u) = &opts.pubsub_redis_url {
+            a.extend(["--pubsub-redis".into(), u.clone()]);
+        }
+        if let Some(ms) = opts.ping_interval_ms {
+            a.extend(["--ping-interval".into(), ms.to_string()]);
+        }
+        if let Some(ms) = opts.ping_timeout_ms {
+            a.extend(["--ping-timeout".into(), ms.to_string()]);
+        }
+        if opts.allow_eio3 {
+            a.extend(["--allow-eio3".into(), "true".into()]);
+        }
+        a
+    };
+    let (args_a, args_b) = (args("a"), args("b"));
+    let (a, b) = tokio::join!(
+        start_node("socketio", "socketio/server.js", &args_a),
+        start_node("socketio", "socketio/server.js", &args_b),
+    );
+    Ok(SocketIo { a: a?, b: b? })
+}
+
+/// Two SockJS app processes (tests/servers/sockjs/server.js: login, `auth`, `join`, `signal`)
+/// whose rooms meet only in `redis`'s pub/sub.
+pub async fn start_sockjs(redis: &Redis) -> Result<(NodeServer, NodeServer)> {
+    let args = |name: &str| {
+        vec![
+            "--port".to_string(),
+            "0".into(),
+            "--redis".into(),
+            redis.url(),
+            "--name".into(),
+            name.into(),
+        ]
+    };
+    let (args_a, args_b) = (args("a"), args("b"));
+    let (a, b) = tokio::join!(
+        start_node("sockjs", "sockjs/server.js", &args_a),
+        start_node("sockjs", "sockjs/server.js", &args_b),
+    );
+    Ok((a?, b?))
+}
+
+/// The protoo request/response server (tests/servers/protoo/server.js).
+pub async fn start_protoo() -> Result<NodeServer> {
+    start_node("protoo", "protoo/server.js", &["--port".into(), "0".into()]).await
+}
