@@ -74,7 +74,15 @@ struct Inner {
     on_health: Mutex<Option<HealthHook>>,
     /// Told why when a write batch panicked (a bug), and `None` at the next write that works
     /// (the service's supervisor: counted, `/-/ready` held).
-    on_panic: Mutex<Option<PanicHook>>,
+    on_panic: Mutex<PanicReport>,
+}
+
+/// The panic hook, and a panic that came before it was set (the start-up write runs as soon
+/// as the store opens), told to the hook when it is set so it is never missed.
+#[derive(Default)]
+struct PanicReport {
+    hook: Option<PanicHook>,
+    untold: Option<String>,
 }
 
 /// See [`Store::on_health`].
@@ -104,7 +112,7 @@ impl Store {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             on_health: Mutex::new(None),
-            on_panic: Mutex::new(None),
+            on_panic: Mutex::default(),
         });
         let mut mirror: BTreeMap<String, String> = loaded
             .entries
@@ -197,13 +205,20 @@ impl Store {
 
     /// Calls `hook(Some(why))` whenever a write batch panics (a bug: the writer catches it,
     /// keeps the batch's changes and retries as after a failed write, so the thread never dies
-    /// quietly), and `hook(None)` at the next write that works after one did.
+    /// quietly), and `hook(None)` at the next write that works after one did; at once with
+    /// a panic not yet followed by a working write, so one before the hook was set is told.
     pub fn on_panic(&self, hook: impl Fn(Option<&str>) + Send + Sync + 'static) {
-        *self
+        let hook: PanicHook = Arc::new(hook);
+        // Told under the report's lock, as the writer tells its panics: never out of order.
+        let mut report = self
             .inner
             .on_panic
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(hook));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        report.hook = Some(hook.clone());
+        if let Some(why) = report.untold.take() {
+            hook(Some(&why));
+        }
     }
 
     /// Whether the disk has everything (`false` while writes fail).
@@ -242,15 +257,16 @@ impl Inner {
         }
     }
 
-    /// Tells the panic hook, if one is set (see [`Store::on_panic`]).
+    /// Tells the panic hook (see [`Store::on_panic`]), or keeps the panic for it until it
+    /// is set.
     fn panicked(&self, why: Option<&str>) {
-        let hook = self
+        let mut report = self
             .on_panic
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some(hook) = hook {
-            hook(why);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match report.hook.clone() {
+            Some(hook) => hook(why),
+            None => report.untold = why.map(str::to_string),
         }
     }
 
@@ -581,6 +597,43 @@ mod tests {
                 .is_some_and(|e| e.contains("larger than"))
         );
         assert!(!path.exists() && with_suffix(&path, ".unreadable").exists());
+    }
+
+    /// The start-up write runs as soon as the store opens, before the service sets its panic
+    /// hook: a panic there is told when the hook is set, not lost until a later write.
+    #[test]
+    fn a_panic_before_the_hook_is_set_is_told_when_it_is() {
+        use crate::supervise::{Task, fault};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.log");
+        let key = path.display().to_string();
+        fault::arm(Task::History, &key, 1_000);
+        let (store, _) = Store::open(&path);
+        // Real time, bounded: the writer is an OS thread.
+        let failing = (0..1_000).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            !store.healthy()
+        });
+        assert!(failing, "the start-up write panicked");
+        let panics = Arc::new(Mutex::new(Vec::new()));
+        store.on_panic({
+            let panics = panics.clone();
+            move |why| panics.lock().unwrap().push(why.map(str::to_string))
+        });
+        let told = panics.lock().unwrap().first().cloned();
+        assert_eq!(
+            told,
+            Some(Some(format!(
+                "panicked: injected fault in the history task for {key}"
+            )))
+        );
+        fault::disarm(Task::History, &key);
+        store.put("a", &1);
+        assert!(
+            store.flush(Duration::from_secs(40)),
+            "written once disarmed"
+        );
+        assert_eq!(panics.lock().unwrap().last(), Some(&None));
     }
 
     /// A write batch that panics (the fault hook) does not end the writer thread: the panic is

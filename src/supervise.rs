@@ -347,6 +347,20 @@ pub mod fault {
         EVER.store(true, Ordering::Release);
     }
 
+    /// Stops the panics armed for (`task`, `name`); returns how many were still to come.
+    pub fn disarm(task: Task, name: &str) -> u32 {
+        let mut armed = ARMED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left = armed
+            .iter()
+            .filter(|(t, n, _)| *t == task && n == name)
+            .map(|(_, _, left)| *left)
+            .sum();
+        armed.retain(|(t, n, _)| !(*t == task && n == name));
+        left
+    }
+
     /// Panics when armed for (`task`, `name`).
     pub(crate) fn hit(task: Task, name: impl std::fmt::Display) {
         if !EVER.load(Ordering::Acquire) {

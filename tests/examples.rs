@@ -275,10 +275,7 @@ async fn janus_echotest_media_connects_echoes_and_destroys_its_session() {
 /// its candidates come in trickle events (before the answer) that the `offer` step's tap takes.
 #[tokio::test]
 async fn janus_echotest_media_connects_through_janus_full_trickle_candidates() {
-    support::init();
-    let janus = servers::start_janus_media_full_trickle()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let janus = support::start_janus_media_full_trickle().await;
     echotest_media_against(&janus, true).await;
 }
 
@@ -311,6 +308,20 @@ async fn echotest_media_against(janus: &servers::Janus, trickled: bool) {
 #[tokio::test]
 async fn janus_videoroom_media_b_receives_a_through_the_sfu_and_destroys_both_sessions() {
     let janus = support::start_janus_media().await;
+    videoroom_media_against(&janus, false).await;
+}
+
+/// The same probe against a Janus with `full_trickle = true`: a's candidates (for its
+/// publisher connection) and b's (for its subscription) come only in trickle events.
+#[tokio::test]
+async fn janus_videoroom_media_connects_both_participants_through_full_trickle_candidates() {
+    let janus = support::start_janus_media_full_trickle().await;
+    videoroom_media_against(&janus, true).await;
+}
+
+/// The shipped videoroom media probe against `janus`: b received a's messages, both sessions
+/// gone; `trickled`: both peers' candidates came trickled (none otherwise).
+async fn videoroom_media_against(janus: &servers::Janus, trickled: bool) {
     let plan = example(
         "janus-videoroom-media.toml",
         &[("JANUS_URL", &janus.ws_url())],
@@ -332,6 +343,10 @@ async fn janus_videoroom_media_b_receives_a_through_the_sfu_and_destroys_both_se
     let loss = media.gauges["media_loss_ratio"];
     assert!((0.0..1.0).contains(&loss), "{media:#?}");
     assert!(media.gauges["media_latency_seconds"] > 0.0, "{media:#?}");
+    for peer in [publish, media] {
+        let candidates = peer.gauges["trickled_candidates"];
+        assert_eq!(candidates > 0.0, trickled, "{peer:#?}");
+    }
     assert!(step(&run, "a-destroyed").success && step(&run, "b-destroyed").success);
     janus.assert_no_sessions().await;
 }

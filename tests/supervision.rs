@@ -361,15 +361,21 @@ async fn a_panicking_state_log_writer_holds_readiness_and_keeps_writing() {
         .unwrap_or_else(|e| panic!("{e}"))
         .state_dir
         .join("state.log");
-    // Three batches panic: the start-up write and two retries (0.5 s, then 1 s later).
-    fault::arm(Task::History, &log.display().to_string(), 3);
+    // Every batch panics until the fault is disarmed: the writer's retries wait real time
+    // (0.5 s, then doubling), so a fixed count could run out before a loaded machine gets
+    // to look at readiness.
+    const ARMED: u32 = 1_000;
+    let key = log.display().to_string();
+    fault::arm(Task::History, &key, ARMED);
     let svc = start_config(cfg, runs(Vec::new())).await;
-    // The writer is an OS thread: its retries wait real time (bounded polls).
+    // The writer is an OS thread: its retries wait real time. Each pause runs on the
+    // blocking pool, so the service's tasks (which open the store) go on meanwhile and the
+    // paused clock does not jump ahead.
     for _ in 0..400 {
         if svc.restarts(Task::History) >= 1.0 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        real_pause(Duration::from_millis(5)).await;
     }
     let (code, body) = svc.ready().await;
     assert_eq!(code, 503, "{body}");
@@ -385,14 +391,17 @@ async fn a_panicking_state_log_writer_holds_readiness_and_keeps_writing() {
         ),
         1.0
     );
-    for _ in 0..400 {
+    let panics = f64::from(ARMED - fault::disarm(Task::History, &key));
+    // The next retry (at most 4 s away unless the machine stalled for long) writes.
+    for _ in 0..800 {
         if svc.ready().await.0 == 200 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        real_pause(Duration::from_millis(50)).await;
     }
     assert_eq!(svc.ready().await.0, 200);
-    assert_eq!(svc.restarts(Task::History), 3.0);
+    assert!(panics >= 1.0, "{panics}");
+    assert_eq!(svc.restarts(Task::History), panics);
     assert_eq!(svc.failing(Task::History), 0.0);
     assert_eq!(
         svc.series(
@@ -403,4 +412,13 @@ async fn a_panicking_state_log_writer_holds_readiness_and_keeps_writing() {
     );
     assert!(log.exists(), "the state log is written after the panics");
     svc.stop().await;
+}
+
+/// Waits `pause` of real time without holding up the test's runtime: a blocking sleep on the
+/// runtime's own thread would stop every task of the service under test, and tokio does not
+/// move its paused clock while a blocking task runs.
+async fn real_pause(pause: Duration) {
+    tokio::task::spawn_blocking(move || std::thread::sleep(pause))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

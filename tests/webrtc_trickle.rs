@@ -339,6 +339,22 @@ async fn an_end_of_candidates_with_none_usable_fails_ice_at_once_saying_why() {
     }
 }
 
+/// A server that floods other messages while the step waits for candidates: 256 are kept
+/// for the steps after, then the step stops reading and says why (memory stays bounded).
+#[tokio::test]
+async fn a_flood_of_other_messages_stops_the_reading_at_its_bound_and_says_so() {
+    let noise: Vec<String> = (0..300)
+        .map(|i| json!({ "noise": i }).to_string())
+        .collect();
+    let (reason, error, took) = hostile_media(noise, "4s").await;
+    assert_eq!(reason, FailureReason::Ice, "{error}");
+    assert!(
+        error.contains("reading the websocket failed: 256 messages came that no step has read yet"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?} {error}");
+}
+
 #[tokio::test]
 async fn nothing_trickled_fails_ice_at_the_deadline_saying_none_came() {
     let (reason, error, _) = hostile_media(vec![], "1s").await;

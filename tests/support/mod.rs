@@ -46,6 +46,14 @@ pub async fn start_janus_media() -> servers::Janus {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`start_janus_media`] with Janus's `full_trickle = true` (its candidates trickled only).
+pub async fn start_janus_media_full_trickle() -> servers::Janus {
+    init();
+    servers::start_janus_media_full_trickle()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The project root (shipped config and probes live there).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

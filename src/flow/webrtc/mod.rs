@@ -138,6 +138,9 @@ pub(crate) async fn run(
                     signalling,
                 )
                 .await?;
+            if let Some(n) = publisher.trickled {
+                ctx.gauge("trickled_candidates", n as f64);
+            }
             ctx.webrtc
                 .insert(connection.to_string(), Participant::Publishing(publisher));
             Ok(())

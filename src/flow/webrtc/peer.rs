@@ -92,6 +92,8 @@ pub enum Participant {
 /// A peer publishing in the background: what it has sent, shared with the run's receivers.
 pub struct Publisher {
     pub log: Arc<Published>,
+    /// How many candidates the SFU trickled before it connected (`None`: not asked to).
+    pub trickled: Option<usize>,
     _task: crate::net::AbortOnDrop,
 }
 
@@ -358,6 +360,7 @@ impl Peer {
             return Err(e);
         }
         let log = publishing.log.clone();
+        let trickled = self.trickled_candidates();
         publishing.background = true;
         let count = publishing.options.count;
         // Bounded by its own count too, should the run outlive it.
@@ -397,6 +400,7 @@ impl Peer {
         }));
         Ok(Publisher {
             log,
+            trickled,
             _task: crate::net::AbortOnDrop(task),
         })
     }
