@@ -291,6 +291,32 @@ fn a_bare_number_for_a_duration_says_what_a_duration_looks_like() {
     );
 }
 
+/// Seen in a trial: `expect_status = 200` read "invalid type: integer `200`, expected a
+/// sequence". A one-value list written bare now gets the list it meant, in a probe file and in
+/// a pager's table alike.
+#[test]
+fn a_bare_value_for_a_list_says_to_write_a_list() {
+    let errs = errors_for(
+        &format!("{HEAD}url = \"http://h/\"\nexpect_status = 200\n"),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "probes/p.toml:6:17: steps[0].expect_status: invalid type: integer `200`, expected a sequence: write a list in brackets, `[200]`"
+        ]
+    );
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"m\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nfrom = \"a@example.com\"\nto = \"oncall@example.com\"\n",
+        &[("p.toml", &format!("{HEAD}url = \"http://h/\"\n"))],
+    );
+    let errs = cfg.errors().join("\n");
+    assert!(
+        errs.contains("write a list in brackets, `[\"oncall@example.com\"]`"),
+        "{errs}"
+    );
+}
+
 #[test]
 fn toml_syntax_error_has_a_position() {
     let errs = errors_for("[[steps]\nname = 1\n", &[]);

@@ -59,7 +59,9 @@ pub async fn test_page(
                         clock,
                     );
                     let api = super::alertmanager::HttpAm { members: &members };
-                    return super::alertmanager::test_page(&api, am, n, wait, &clock).await;
+                    // Each finding is logged as it is made: the wait is up to minutes.
+                    let say = |line: &str| tracing::info!(sink = %plan.name, region, "{line}");
+                    return super::alertmanager::test_page(&api, am, n, wait, &clock, &say).await;
                 }
                 let notifier = crate::alert::pagers::notifier_for(plan, &client, clock, None)?;
                 notifier.send(&n).await?;
@@ -74,12 +76,7 @@ pub async fn test_page(
             }
             .await;
             match &result {
-                Ok(notes) => {
-                    for note in notes {
-                        tracing::info!(sink = %plan.name, region, "{note}");
-                    }
-                    tracing::info!(sink = %plan.name, region, "test page delivered");
-                }
+                Ok(_) => tracing::info!(sink = %plan.name, region, "test page delivered"),
                 Err(e) => {
                     tracing::error!(sink = %plan.name, region, error = %e, "test page failed")
                 }

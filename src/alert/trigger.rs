@@ -203,8 +203,16 @@ pub(super) fn build_trigger(
         .and_then(crate::report::cause_fragment)
         .map(|c| format!(": {c}"))
         .unwrap_or_default();
+    // The step's time once: a cause that says it (`no frame matched within 5.0 s`) read
+    // `no_match after 5.0 s: no frame matched within 5.0 s`, the same figure twice in the
+    // 130 characters Opsgenie shows.
+    let after = if !took.is_empty() && cause.contains(&took) {
+        String::new()
+    } else {
+        format!(" after {took}")
+    };
     let summary = format!(
-        "{} failing in {}: step \"{step}\" {reason} after {took}{cause}{}",
+        "{} failing in {}: step \"{step}\" {reason}{after}{cause}{}",
         cx.probe,
         cx.region,
         passed_steps(&run.steps)

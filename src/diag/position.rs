@@ -104,7 +104,7 @@ fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
             "unknown field `{field}`{}, {expected}",
             super::did_you_mean(field, expected)
         ),
-        None => e.message().trim().to_string(),
+        None => with_list_hint(e.message().trim()),
     };
     ConfigError {
         file: file.path.clone(),
@@ -155,6 +155,26 @@ pub fn table_keys<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] 
     match T::deserialize(Introspect) {
         Err(Found(fields)) => fields,
         Ok(_) => &[],
+    }
+}
+
+/// serde's "invalid type: integer `200`, expected a sequence" for a one-value list written
+/// bare (`expect_status = 200`, `to = "oncall@example.com"`), with the list it meant:
+/// `…: write a list in brackets, `[200]``. Any other message as it is.
+fn with_list_hint(message: &str) -> String {
+    let value = message
+        .strip_suffix(", expected a sequence")
+        .and_then(|m| m.strip_prefix("invalid type: "))
+        .and_then(
+            |m| match (m.find('`'), m.rfind('`'), m.find('"'), m.rfind('"')) {
+                (Some(a), Some(b), _, _) if a < b => m.get(a + 1..b),
+                (_, _, Some(a), Some(b)) if a < b => m.get(a..=b),
+                _ => None,
+            },
+        );
+    match value {
+        Some(v) => format!("{message}: write a list in brackets, `[{v}]`"),
+        None => message.to_string(),
     }
 }
 

@@ -147,9 +147,10 @@ mod parts {
     }
 
     /// Seen in a trial: a step 0.02 ms faster than when it last worked showed a change of
-    /// `−0.0 ms`. A change that rounds to nothing has no sign.
+    /// `−0.0 ms` (a change that rounds to nothing has no sign now), and a healthy probe's last
+    /// run was set beside itself (now shown alone).
     #[test]
-    fn a_change_that_rounds_to_nothing_has_no_sign() {
+    fn the_step_table_shows_only_real_changes() {
         use crate::report::{KindName, ProbeRun, StepReport, Trigger};
         use std::sync::Arc;
         use std::time::Duration;
@@ -196,6 +197,32 @@ mod parts {
         assert!(html.contains("<td>±0.0 ms</td>"), "{html}");
         // 148 ms against 150 ms: a real change keeps its sign.
         assert!(html.contains("<td>−2.0 ms</td>"), "{html}");
+
+        // Seen in a trial: healthy, the last run is the last good one, and the card set it
+        // beside itself ("19 ms | 19 ms | +0.0 ms" on every row). Now it is shown alone.
+        let healthy = run(1_500);
+        let doc = StatusDoc {
+            region: "eu".into(),
+            probes: vec![ProbeStatus {
+                probe: "join".into(),
+                last: Some(healthy.clone()),
+                last_good: Some(healthy),
+                ..ProbeStatus::default()
+            }],
+            ..StatusDoc::default()
+        };
+        let html = render(&doc, &[], now());
+        let table = &html[html.find("<table class=\"steps\">").unwrap()..];
+        let table = &table[..table.find("</table>").unwrap()];
+        assert!(
+            table.contains("<caption>Step timings: last run (the last good run)</caption>"),
+            "{table}"
+        );
+        assert!(!table.contains("last good run</th>"), "{table}");
+        assert!(
+            table.contains("<th scope=\"row\">login</th><td>✓ 1.5 ms</td><td class=\"phases\">"),
+            "{table}"
+        );
     }
 
     #[test]

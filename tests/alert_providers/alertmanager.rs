@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use joincanary::alert::{Dispatcher, EventKind};
+use joincanary::alert::{Dispatcher, EventKind, test_page};
 use joincanary::clock::Clock;
 use tokio::sync::watch;
 
@@ -247,4 +247,53 @@ async fn an_alertmanager_member_post_that_panics_restarts_the_pager_and_delivers
     tokio::time::sleep(HEALTHY_AFTER + Duration::from_secs(1)).await;
     assert!(health.failing().is_empty(), "{:?}", health.failing());
     d.shutdown().await;
+}
+
+/// Seen in a trial: `test-page` through an Alertmanager pager said nothing for the whole wait
+/// (40 s when the route cannot be read), then everything at once, "will keep the alert firing
+/// 40s" included, after the 40 s. Each finding is now logged as it is made: the wait is
+/// announced while the test alert is still firing (the resolve not yet posted).
+#[tokio::test]
+async fn an_alertmanager_test_page_says_how_long_it_waits_before_it_waits() {
+    support::init();
+    let logs = support::logs::Capture::start();
+    let am = Receiver::statuses(&[], 200).await;
+    let (_cfg, plan) = plan(
+        "[[pager]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"${U}\"\n",
+        &[("U", &am.url())],
+    );
+    let posts = || {
+        am.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v2/alerts")
+            .count()
+    };
+    let page = test_page(
+        &plan.pagers,
+        "eu-west-1",
+        &[],
+        Some(Duration::from_secs(3)),
+        Clock::system(),
+    );
+    let mut seen = String::new();
+    let watch = support::eventually(
+        "the wait to be announced",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        async || {
+            seen.push_str(&logs.take());
+            support::when(posts(), |_| {
+                seen.contains("will keep the alert firing 3s (--wait)")
+                    && seen.contains("Alertmanager accepted the test alert")
+            })
+            .map_err(|n| format!("{n} posts; logged:\n{seen}"))
+        },
+    );
+    let (results, posts_when_announced) = tokio::join!(page, watch);
+    assert!(results[0].1.is_ok(), "{results:?}");
+    assert_eq!(
+        posts_when_announced, 1,
+        "announced with the test alert firing, before its resolve"
+    );
+    assert_eq!(posts(), 2, "then resolved");
 }

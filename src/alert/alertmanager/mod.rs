@@ -378,7 +378,9 @@ impl AmApi for HttpAm<'_> {
 /// route the alert takes, read from Alertmanager's configuration (its `group_interval` when a
 /// group with the same labels already exists: the alert joins that group's next flush), plus
 /// [`NOTIFY_MARGIN`], at most [`MAX_TEST_WAIT`]; [`DEFAULT_TEST_WAIT`] when it cannot be read.
-/// Returns what it found, one line each.
+/// Returns what it found, one line each, and tells each line to `say` as it is found: the
+/// wait is up to minutes, and an operator who hears nothing until it ends takes it for a hang
+/// (and a "will keep it firing 40s" read after the 40 s is no help).
 ///
 /// # Errors
 /// Alertmanager refused the alert, does not list it, or will not notify (silenced or
@@ -389,8 +391,13 @@ pub(crate) async fn test_page(
     mut n: Notification,
     wait: Option<Duration>,
     clock: &crate::clock::Clock,
+    say: &dyn Fn(&str),
 ) -> Result<Vec<String>, DeliveryError> {
     let mut notes = Vec::new();
+    let mut note = |line: String| {
+        say(&line);
+        notes.push(line);
+    };
     // Its own `probe` label: with the usual `group_by: [probe]` each test page is a new group,
     // notified after `group_wait`, not folded into the next flush of an earlier one (whose
     // resolved alerts Alertmanager no longer lists, so it could not be seen and waited for).
@@ -401,7 +408,7 @@ pub(crate) async fn test_page(
             .unwrap_or_default();
     let wait = match wait {
         Some(w) => {
-            notes.push(format!(
+            note(format!(
                 "will keep the alert firing {} (--wait)",
                 humantime::format_duration(w)
             ));
@@ -409,7 +416,7 @@ pub(crate) async fn test_page(
         }
         None => {
             let (w, why) = route_wait(api, &labels).await;
-            notes.push(why);
+            note(why);
             w
         }
     };
@@ -420,18 +427,18 @@ pub(crate) async fn test_page(
     };
     n.at = clock.now();
     api.post(&build_alert(&firing, &n, clock), false).await?;
-    notes.push("Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)".into());
+    note("Alertmanager accepted the test alert (POST /api/v2/alerts answered 2xx)".into());
     let listed = listed_state(api, &labels).await;
     let refused = match &listed {
         Ok(line) => {
-            notes.push(line.clone());
+            note(line.clone());
             None
         }
         Err(e) => Some(e.clone()),
     };
     if refused.is_none() {
         tokio::time::sleep(wait).await;
-        notes.push(format!(
+        note(format!(
             "kept it firing {} for Alertmanager to notify; resolving",
             humantime::format_duration(wait)
         ));

@@ -208,7 +208,7 @@ async fn test_page_holds_the_alert_past_group_wait() {
     let clock = crate::clock::Clock::starting_at("2025-03-01T12:00:00Z".parse().unwrap());
     let am = FakeAm::new(ROUTES);
     let t0 = tokio::time::Instant::now();
-    let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+    let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock, &|_| {})
         .await
         .unwrap();
     let posts = am.posts(t0);
@@ -241,7 +241,7 @@ async fn test_page_wait_follows_the_group_the_flag_or_the_default() {
     am.groups = json!([{"labels": {"probe": "test-page-01234567"}, "receiver": {"name": "page"},
                         "alerts": [{"labels": {}}]}]);
     let t0 = tokio::time::Instant::now();
-    let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+    let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock, &|_| {})
         .await
         .unwrap();
     assert_eq!(am.posts(t0)[1].0, 123.0);
@@ -258,6 +258,7 @@ async fn test_page_wait_follows_the_group_the_flag_or_the_default() {
         test_alert(&clock),
         Some(Duration::from_secs(7)),
         &clock,
+        &|_| {},
     )
     .await
     .unwrap();
@@ -266,7 +267,7 @@ async fn test_page_wait_follows_the_group_the_flag_or_the_default() {
     let mut am = FakeAm::new(ROUTES);
     am.status = Err("HTTP 401 Unauthorized".into());
     let t0 = tokio::time::Instant::now();
-    let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+    let notes = test_page(&am, &plan(), test_alert(&clock), None, &clock, &|_| {})
         .await
         .unwrap();
     assert_eq!(am.posts(t0)[1].0, DEFAULT_TEST_WAIT.as_secs_f64());
@@ -281,7 +282,7 @@ async fn test_page_fails_when_alertmanager_suppresses_it() {
     am.alerts = json!([{"status": {"state": "suppressed", "silencedBy": ["s-1"], "inhibitedBy": []},
                         "receivers": [{"name": "page"}]}]);
     let t0 = tokio::time::Instant::now();
-    let err = test_page(&am, &plan(), test_alert(&clock), None, &clock)
+    let err = test_page(&am, &plan(), test_alert(&clock), None, &clock, &|_| {})
         .await
         .unwrap_err();
     assert_eq!(
@@ -292,7 +293,7 @@ async fn test_page_fails_when_alertmanager_suppresses_it() {
     assert_eq!((posts.len(), posts[1].0), (2, 0.0));
     am.alerts = json!([]);
     assert!(
-        test_page(&am, &plan(), test_alert(&clock), None, &clock)
+        test_page(&am, &plan(), test_alert(&clock), None, &clock, &|_| {})
             .await
             .is_err()
     );
