@@ -47,8 +47,9 @@ import yaml
 
 from check_routes import quorum_only as quorum_only_switch
 from gen_prometheusrule import for_job
-from stack import (AM_CONFIG, BIN, GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config, duration,
-                   free_port, get_json, http, probe_file, rules_file, seconds, series, versions)
+from stack import (AM_CONFIG, AM_RULES, BIN, GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config,
+                   alertmanager_features, duration, free_port, get_json, http, probe_file, rules_file, seconds,
+                   series, versions)
 
 
 
@@ -78,6 +79,9 @@ SCRAPE = seconds(next(j for j in _PROM["scrape_configs"] if j["job_name"] == "jo
 EVAL = seconds(_PROM["global"]["evaluation_interval"]) / K
 FEDERATE = seconds(yaml.safe_load(open(os.path.join(ROOT, "deploy/prometheus/global/prometheus.yml")))
                    ["global"]["scrape_interval"]) / K
+# Alertmanager's own metrics, scraped by the Prometheus loading joincanary-alertmanager-rules.yaml.
+AM_SCRAPE = seconds(next(j for j in _PROM["scrape_configs"] if j["job_name"] == "alertmanager")
+                    .get("scrape_interval", _PROM["global"]["scrape_interval"])) / K
 RESEND = 30 / K              # the alertmanager pager's resend_interval default
 PROM_RESEND = 60 / K         # Prometheus' --rules.alert.resend-delay default
 PEER_TIMEOUT = 15 / K        # Alertmanager's --cluster.peer-timeout default: the wait per peer position
@@ -106,14 +110,15 @@ def route_timing(key, **labels):
 
 def group_interval(name):
     """The evaluation interval of the rule group holding alert `name` (its own, or the global one)."""
-    for g in yaml.safe_load(open(RULES))["groups"]:
-        if any(r.get("alert") == name for r in g["rules"]):
-            return seconds(g["interval"]) / K if "interval" in g else EVAL
+    for f in (RULES, AM_RULES):
+        for g in yaml.safe_load(open(f))["groups"]:
+            if any(r.get("alert") == name for r in g["rules"]):
+                return seconds(g["interval"]) / K if "interval" in g else EVAL
     raise KeyError(name)
 
 
 def rule_for(name):
-    for f in (RULES, GLOBAL_RULES):
+    for f in (RULES, GLOBAL_RULES, AM_RULES):
         for g in yaml.safe_load(open(f))["groups"]:
             for r in g["rules"]:
                 if r.get("alert") == name:
@@ -149,6 +154,13 @@ BOUNDS = {
     # kill -9: the next scrape fails, `for:`, evaluation
     "down": SCRAPE + rule_for("JoinCanaryDown") + group_interval("JoinCanaryDown") + CRIT_WAIT,
 }
+# Alertmanager's page receiver refusing (a revoked PagerDuty key): the page's attempt (the prober's
+# confirmation + the page route's wait) fails at once (4xx: no retry); Prometheus scrapes
+# Alertmanager, evaluates the rule (no `for:`), and its route's group_wait later the other receivers
+# hear it.
+AM_FAILING = "JoinCanaryAlertmanagerNotificationsFailing"
+BOUNDS["page-refused"] = (BOUNDS["push"] + AM_SCRAPE + group_interval(AM_FAILING) + rule_for(AM_FAILING)
+                          + route_timing("group_wait", alertname=AM_FAILING, severity="critical"))
 # (b): the global Prometheus sees a failure one federation scrape later.
 BOUNDS["escalate-federated"] = BOUNDS["escalate"] + FEDERATE
 
@@ -161,9 +173,9 @@ def schedule():
 
 
 class Recorder(ThreadingHTTPServer):
-    """The receivers' webhooks (`/r/<receiver>`), a pager that refuses (`/refuse`, 403), and each
-    region's path to Alertmanager (`/am/<region>/...`, proxied, or 403 while the region is in
-    `refused`)."""
+    """The receivers' webhooks (`/r/<receiver>`, 403 while the receiver is in `refused_receivers`:
+    recorded as `<receiver>!refused`), a pager that refuses (`/refuse`, 403), and each region's
+    path to Alertmanager (`/am/<region>/...`, proxied, or 403 while the region is in `refused`)."""
 
     daemon_threads = True
 
@@ -173,6 +185,7 @@ class Recorder(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.entries = []            # (monotonic time, receiver, payload)
         self.refused = set()
+        self.refused_receivers = set()
         self.am_port = None
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -203,9 +216,12 @@ class Handler(BaseHTTPRequestHandler):
         rec = self.server
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.path.startswith("/r/"):
+            receiver = self.path[3:]
+            refused = receiver in rec.refused_receivers
             with rec.lock:
-                rec.entries.append((time.monotonic(), self.path[3:], json.loads(body or b"{}")))
-            return self.reply(200)
+                rec.entries.append((time.monotonic(), receiver + ("!refused" if refused else ""),
+                                    json.loads(body or b"{}")))
+            return self.reply(403, b"refused by the e2e test") if refused else self.reply(200)
         if self.path == "/refuse":
             return self.reply(403, b"refused by the e2e test")
         m = re.match(r"/am/([^/]+)(/.*)", self.path)
@@ -256,6 +272,7 @@ class Fleet:
         self.prober_configs = {}
         self.am_started = 0.0
         self.dms = []                # (region, interval) of one Alertmanager's life, probers alive
+        self.carried = []            # alerts firing in Prometheus when this Alertmanager started
         self.t_start = time.monotonic()
 
     # --- set-up ------------------------------------------------------------------------------
@@ -328,10 +345,16 @@ url = "{self.rec.url('/refuse')}"
         def job(regions):
             return [{"job_name": self.job, "scrape_interval": duration(SCRAPE), "scrape_timeout": duration(SCRAPE),
                      "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
+        # Alertmanager itself (every member), scraped by the Prometheus that loads its rules: the
+        # one Prometheus, or the global one (as the shipped configs).
+        am_rules = rules_file(AM_RULES, st.path("alertmanager-rules.yaml"), K)
+        am_job = {"job_name": "alertmanager", "scrape_interval": duration(AM_SCRAPE),
+                  "scrape_timeout": duration(min(1, AM_SCRAPE)),
+                  "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in self.ams]}]}
         if prometheus_layout == "one":
             files = [rules, global_rules] if len(self.regions) > 1 else [rules]
-            self.add_prom("prometheus", {"global": common, "rule_files": files, "alerting": alerting,
-                                         "scrape_configs": job(self.regions)})
+            self.add_prom("prometheus", {"global": common, "rule_files": [*files, am_rules], "alerting": alerting,
+                                         "scrape_configs": [*job(self.regions), am_job]})
         else:
             for r in self.regions:
                 self.add_prom(f"prometheus-{r}", {"global": {**common, "external_labels": {"cluster": r}},
@@ -339,10 +362,12 @@ url = "{self.rec.url('/refuse')}"
                                                   "scrape_configs": job([r])})
             shipped = yaml.safe_load(open(os.path.join(ROOT, "deploy/prometheus/global/prometheus.yml")))
             shipped["global"] = common
-            shipped["rule_files"] = [global_rules]
+            shipped["rule_files"] = [global_rules, am_rules]
             shipped["alerting"] = alerting
             fed = shipped["scrape_configs"][0]
             fed["static_configs"] = [{"targets": [f"127.0.0.1:{self.proms[f'prometheus-{r}'][0]}" for r in self.regions]}]
+            shipped_am = next(j for j in shipped["scrape_configs"] if j["job_name"] == "alertmanager")
+            shipped_am.update(am_job)
             self.add_prom("prometheus-global", shipped)
         for name in self.proms:
             self.start_prom(name)
@@ -380,6 +405,18 @@ url = "{self.rec.url('/refuse')}"
                 and len(get_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"]["peers"]) == len(self.ams)
                 for p in self.ams), 30)
         self.am_started = time.monotonic()
+        self.carried = self.firing_in_prometheus()
+
+    def firing_in_prometheus(self):
+        """The labels of every alert firing in this fleet's Prometheus servers now."""
+        out = []
+        for port, _ in self.proms.values():
+            try:
+                alerts = get_json(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5)["data"]["alerts"]
+            except (OSError, ValueError, KeyError):
+                continue
+            out += [a["labels"] for a in alerts if a.get("state") == "firing"]
+        return out
 
     def prom_of(self, region):
         return self.proms["prometheus"][0] if "prometheus" in self.proms else self.proms[f"prometheus-{region}"][0]
@@ -452,6 +489,7 @@ url = "{self.rec.url('/refuse')}"
         self.heal(regions)
         self.stack.wait_for(f"{self.name}: every region healthy again", self.healthy, 6 * INTERVAL)
         self.rec.refused.clear()
+        self.rec.refused_receivers.clear()
         # Let Prometheus' last evaluation reach Alertmanager and its next tick notify.
         time.sleep(SCRAPE + EVAL + PAGE_GI)
 
@@ -460,8 +498,16 @@ url = "{self.rec.url('/refuse')}"
             # region (JoinFlowFailingEverywhere resolved, two regions still failing): true then.
             return {tuple(sorted(a["labels"].items())) for _, p in notes for a in firing(p)
                     if a["labels"].get("alertname") != "JoinFlowFailingMultiRegion"}
-        before = alerts([(t, p) for t, p in self.rec.since("page", self.am_started) if t < t_heal])
+        # What page refused (page_refused) counts as paged: Alertmanager retries it on the next tick.
+        before = alerts([(t, p) for receiver in ("page", "page!refused")
+                         for t, p in self.rec.since(receiver, self.am_started) if t < t_heal])
         late = alerts(self.rec.since("page", t_heal)) - before
+        # Alerts already firing in Prometheus when this Alertmanager started (the previous case's
+        # JoinCanaryNotificationsFailing, firing for its rule's 15-minute window): Prometheus
+        # re-sends them to the fresh Alertmanager up to a resend delay + an evaluation later, where
+        # they page again as a new group, before or after this heal depending on where that resend
+        # falls. A repeat of what paged before this case, not a page after its recovery.
+        late = {a for a in late if not any(c.items() <= dict(a).items() for c in self.carried)}
         if late:
             self.stack.fail(f"[{self.name}] paged after the recovery: {[dict(a) for a in late]}")
         if restart_am:
@@ -528,6 +574,41 @@ def push_refused(f, region):
     # The path to Alertmanager opens again in next_case, once the prober has seen the flow pass:
     # opened now, the prober's next re-post delivers its still-open incident (a late page, true
     # until its next run), which the after-the-heal check would count.
+
+
+def page_refused(f, region):
+    """Alertmanager's page receiver refuses every notification (403, as PagerDuty answers a revoked
+    routing key; both its webhook and its PagerDuty integration): the region's JoinFlowFailing page
+    is lost, and JoinCanaryAlertmanagerNotificationsFailing, from Prometheus scraping Alertmanager,
+    reaches the other receivers (`warning` and `fallback`) and is never sent to `page`. With receiver
+    names in Alertmanager's metrics (0.28+, the flag set) it names `page`; without (0.25), the
+    integrations."""
+    case = "page receiver refused"
+    f.rec.refused_receivers |= {"page", "page-pagerduty"}
+    f.wait_run_finished(region)
+    t0 = f.fault([region], DROP)
+    bound = BOUNDS["page-refused"]
+    for receiver in ("warning", "fallback"):
+        f.record(case, f"{AM_FAILING} reached {receiver}",
+                 f.wait_page(t0, bound + 10, receiver=receiver, alertname=AM_FAILING), bound)
+    attempts = [p for _, p in f.rec.since("page!refused", t0) if firing(p, alertname="JoinFlowFailing", region=region)]
+    if not attempts:
+        f.stack.fail(f"[{f.name}] {case}: Alertmanager never tried to page JoinFlowFailing {region}")
+    named = alertmanager_features()
+    heard = [a["labels"] for _, p in f.rec.since("warning", t0) for a in firing(p, alertname=AM_FAILING)]
+    want = ({"page"} if named else {None}, {"webhook", "pagerduty"})
+    got = ({a.get("receiver_name") for a in heard}, {a.get("integration") for a in heard})
+    print(f"[{f.name}] {case}: {AM_FAILING} names receivers {sorted(map(str, got[0]))}, "
+          f"integrations {sorted(map(str, got[1]))}", flush=True)
+    if heard and (got[0] != want[0] or not got[1] <= want[1]):
+        f.stack.fail(f"[{f.name}] {case}: {AM_FAILING} labels {heard}, want receiver_name {want[0]} "
+                     f"and integrations among {sorted(want[1])}")
+    # Never through the receiver it names (nor any alert of it to page, where no name is known).
+    sent = [a["labels"] for r in ("page", "page!refused") for _, p in f.rec.since(r, t0)
+            for a in firing(p, alertname=AM_FAILING)]
+    if sent:
+        f.stack.fail(f"[{f.name}] {case}: {AM_FAILING} was sent to page, the receiver failing, "
+                     f"{len(sent)} time(s): {sent[:2]}")
 
 
 def all_regions_down(f, federated=False):
@@ -765,6 +846,10 @@ def run_topology(name, deadline, results, errors):
         elif name == "quorum":
             quorum_all_down(f)
         elif name == "ha":
+            # Alertmanager's page receiver refusing, with both members up: each member tries the
+            # page (the other's notification log has no record of a failed one), and fails.
+            page_refused(f, regions[0])
+            f.next_case(regions)
             ha_pair(f, regions[0])
         # The cadence where every region's path to Alertmanager stayed open (no refusals): a; and
         # the HA pair's (the switch hears one of the two members per tick, not both).
