@@ -13,6 +13,9 @@ to a loopback recorder that timestamps every webhook. Three topologies run side 
   c  a single region (one prober, one Prometheus, regional rules)
   ha as (c), with two Alertmanagers clustered on loopback (--cluster.listen-address/--cluster.peer)
      and the prober's pager listing both (`urls`), Prometheus sending to both
+The Prometheus with the regional rules in (a)/(c)/ha, and (b)'s global one, also scrapes
+Alertmanager and loads joincanary-alertmanager-rules.yaml, as the shipped configs do (ha's page
+receiver refusing is reported through the other receivers).
 
 Time is compressed by K = 10 (`--scale K`; 1 runs the shipped timings), proportionally: schedule
 60 s -> 6 s, confirm_delay 10 s -> 1 s, the failing step's timeout (signalling) 5 s -> 500 ms, the
