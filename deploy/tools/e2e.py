@@ -392,12 +392,17 @@ url = "{self.rec.url('/refuse')}"
         return f'url = "{self.rec.url("/am/" + r)}"'
 
     def start_am(self):
+        # The new Alertmanager's life starts when its process does, not when it was seen ready: a
+        # notification it sends in between (the Watchdog's, group_wait 0, the moment a prober's
+        # re-post lands) belongs to it. Counted from readiness, that one was lost 100 ms early and
+        # a prober killed a few seconds later left its switch "never" notified.
+        names = ["alertmanager"] if len(self.ams) == 1 else [f"alertmanager-{i}" for i in range(len(self.ams))]
+        for name in names:
+            self.stack.stop_one(name)
+        started = time.monotonic()
         if len(self.ams) == 1:
-            self.stack.stop_one("alertmanager")
             self.stack.alertmanager("alertmanager", self.am, self.am_config)
         else:
-            for i in range(len(self.ams)):
-                self.stack.stop_one(f"alertmanager-{i}")
             for i, port in enumerate(self.ams):
                 peers = [f"--cluster.peer=127.0.0.1:{c}" for j, c in enumerate(self.cluster) if j != i]
                 self.stack.alertmanager(f"alertmanager-{i}", port, self.am_config,
@@ -407,7 +412,7 @@ url = "{self.rec.url('/refuse')}"
                 get_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"]["status"] == "ready"
                 and len(get_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"]["peers"]) == len(self.ams)
                 for p in self.ams), 30)
-        self.am_started = time.monotonic()
+        self.am_started = started
         self.carried = self.firing_in_prometheus()
 
     def firing_in_prometheus(self):
