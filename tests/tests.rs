@@ -27,6 +27,7 @@ mod matrix;
 mod never_silent;
 mod nextcloud;
 mod on_call;
+mod operator;
 mod pages;
 mod platforms;
 mod proptest_config;

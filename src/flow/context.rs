@@ -23,6 +23,10 @@ pub(crate) struct RunContext<'a> {
     /// TLS settings when the probe trusts extra CAs; `None` uses the system roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub vars: HashMap<String, String>,
+    /// The JSON value of each variable extracted from JSON as other than a string (a number,
+    /// a boolean, …): a JSON pattern or body whose leaf is that one hole renders it with its
+    /// type ([`crate::template::render_json`]). Bounded by the plan's extractions.
+    pub typed: HashMap<String, serde_json::Value>,
     pub cookies: Cookies,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
@@ -71,10 +75,29 @@ pub(crate) struct RunContext<'a> {
 impl RunContext<'_> {
     /// Stores an extracted value, and where it came from (`from`: the reply's or the
     /// websocket's URL); extracted values are treated as secrets (tokens, session ids).
-    pub fn set_var(&mut self, name: &str, value: String, from: Option<&url::Url>) {
+    /// `typed`: the value's JSON when it came from JSON as other than a string (see
+    /// [`Self::typed`]); a value set again without one forgets the old type.
+    pub fn set_var(
+        &mut self,
+        name: &str,
+        value: String,
+        typed: Option<serde_json::Value>,
+        from: Option<&url::Url>,
+    ) {
         self.add_secret(&value);
         self.vars.insert(name.to_string(), value);
+        match typed {
+            Some(j) => self.typed.insert(name.to_string(), j),
+            None => self.typed.remove(name),
+        };
         self.sources.insert(name.to_string(), from.cloned());
+    }
+
+    /// Renders a JSON pattern or body for this run (values keep their JSON type where a leaf
+    /// is one hole).
+    pub fn render_json(&self, value: &serde_json::Value) -> Result<serde_json::Value, StepError> {
+        crate::template::render_json(value, &self.vars, &self.typed)
+            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
     }
 
     /// Records a number the step read. One that is not finite (a server's `nan` or `inf`,
