@@ -483,8 +483,7 @@ fn expectations(
     body: &[u8],
 ) -> Result<(), StepError> {
     if let (Some(pattern), Some(actual)) = (&spec.expect_json, json) {
-        let pattern = crate::template::render_json(pattern, &ctx.vars)
-            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
+        let pattern = ctx.render_json(pattern)?;
         matcher::json_subset(&pattern, actual).map_err(|m| {
             StepError::new(
                 FailureReason::BodyMismatch,
@@ -543,7 +542,8 @@ fn extract(
                 ),
             ));
         };
-        ctx.set_var(&extraction.var, value, Some(url));
+        let typed = extraction.typed_in(json);
+        ctx.set_var(&extraction.var, value, typed, Some(url));
     }
     Ok(())
 }
@@ -567,8 +567,7 @@ fn request_body(
     Ok(match &spec.body {
         Body::None => (Bytes::new(), None),
         Body::Json(v) => {
-            let rendered = crate::template::render_json(v, &ctx.vars)
-                .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
+            let rendered = ctx.render_json(v)?;
             (Bytes::from(rendered.to_string()), Some("application/json"))
         }
         Body::Form(fields) => {
