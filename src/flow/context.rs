@@ -167,23 +167,48 @@ pub(crate) struct Cookies {
     shared: Jar,
     /// Bounded by the probe's named connections (its own config).
     own: BTreeMap<String, Jar>,
-    /// The cookie names each jar holds (`""`: the shared one), at most [`MAX_COOKIES`] each.
-    names: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// The cookies each jar holds (`""`: the shared one), at most [`MAX_COOKIES`] each.
+    keys: BTreeMap<String, std::collections::BTreeSet<CookieKey>>,
 }
 
-/// Cookie names a jar keeps, and the size of one cookie, as browsers bound them (Chrome keeps
-/// 180 per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a server setting fresh
-/// cookies on every reply of a long resident session would otherwise grow the jar, and the
-/// `Cookie` header sent back with every request, without bound. A cookie past either is
-/// ignored, as a browser ignores it.
+/// Cookies a jar keeps, and the size of one cookie, as browsers bound them (Chrome keeps 180
+/// per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a server setting fresh cookies
+/// on every reply of a long resident session would otherwise grow the jar, and the `Cookie`
+/// header sent back with every request, without bound. A cookie past either is ignored, as a
+/// browser ignores it.
 pub const MAX_COOKIES: usize = 180;
 pub const MAX_COOKIE_BYTES: usize = 4096;
 
-/// The `Set-Cookie` headers a jar takes: each at most [`MAX_COOKIE_BYTES`], and only while
-/// it holds fewer than [`MAX_COOKIES`] names (a name it already holds is always updated).
+/// What a jar holds one cookie under (RFC 6265 5.3): its name, domain and path. Counting names
+/// alone let one name set under hundreds of paths (`/d`, `/d/d`, …) fill the jar unbounded.
+type CookieKey = (String, String, String);
+
+/// `c`'s key as the jar files it: the `Domain` attribute, else the host that set it; the
+/// `Path` attribute, else the directory of the URL that set it (RFC 6265 5.1.4).
+fn cookie_key(c: &cookie::Cookie<'_>, url: &url::Url) -> CookieKey {
+    let domain = c
+        .domain()
+        .map(|d| d.trim_start_matches('.'))
+        .or(url.host_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let path = match c.path() {
+        Some(p) if p.starts_with('/') => p.to_string(),
+        _ => match url.path().rfind('/') {
+            Some(end) if end > 0 => url.path()[..end].to_string(),
+            _ => "/".to_string(),
+        },
+    };
+    (c.name().to_string(), domain, path)
+}
+
+/// The `Set-Cookie` headers of a reply from `url` a jar takes: each at most
+/// [`MAX_COOKIE_BYTES`], and only while it holds fewer than [`MAX_COOKIES`] cookies (one it
+/// already holds is always updated).
 fn kept_cookies(
     headers: &hyper::HeaderMap,
-    names: &mut std::collections::BTreeSet<String>,
+    url: &url::Url,
+    keys: &mut std::collections::BTreeSet<CookieKey>,
 ) -> Vec<hyper::header::HeaderValue> {
     let mut kept = Vec::new();
     for value in headers.get_all(hyper::header::SET_COOKIE) {
@@ -195,8 +220,9 @@ fn kept_cookies(
         else {
             continue;
         };
-        if names.contains(c.name()) || names.len() < MAX_COOKIES {
-            names.insert(c.name().to_string());
+        let key = cookie_key(&c, url);
+        if keys.contains(&key) || keys.len() < MAX_COOKIES {
+            keys.insert(key);
             kept.push(value.clone());
         }
     }
@@ -214,7 +240,8 @@ impl Cookies {
     ) -> Vec<hyper::header::HeaderValue> {
         let kept = kept_cookies(
             headers,
-            self.names.entry(connection.to_string()).or_default(),
+            url,
+            self.keys.entry(connection.to_string()).or_default(),
         );
         let mut set = kept.iter();
         if connection.is_empty() {
