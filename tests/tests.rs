@@ -20,6 +20,7 @@ mod hostile;
 mod hostile_frames;
 mod hostile_numbers;
 mod hostile_replies;
+mod hostile_text;
 mod listener;
 mod long_poll;
 mod matrix;

@@ -105,6 +105,7 @@ pub(crate) fn new_context<'a>(
         max_body_bytes: plan.max_body_bytes,
         tls: plan.tls.clone(),
         vars: HashMap::new(),
+        typed: HashMap::new(),
         cookies: context::Cookies::default(),
         ws: BTreeMap::new(),
         last_send: None,
