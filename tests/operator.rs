@@ -13,7 +13,9 @@ const IDLE_PROBE: &str = "schedule = \"* * * * *\"\ntimeout = \"1s\"\n[[steps]]\
 /// `timeout`: a value that is not refused starts the service, which would never exit (124).
 fn joincanary(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("timeout");
-    cmd.args(["-s", "KILL", "30"]).arg(binary());
+    cmd.args(["-s", "KILL", "30"])
+        .arg(binary())
+        .current_dir(crate::support::root());
     for (k, _) in std::env::vars() {
         if k.starts_with("JOINCANARY_") {
             cmd.env_remove(k);
@@ -201,4 +203,74 @@ fn alert_thresholds_are_refused_past_100_runs_with_the_range() {
         &[("idle.toml", IDLE_PROBE)],
     );
     assert!(ok.load(&[]).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_give_each_step_its_time_and_a_reason_only_when_it_failed() {
+    let sim = crate::support::start_sim().await;
+    let url = sim.base_url();
+    let once = move || {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = joincanary(
+                &[
+                    "--log.level",
+                    "debug",
+                    "once",
+                    "--config",
+                    "config/joincanary.toml",
+                ],
+                &[("SIM_URL", url.as_str())],
+            );
+            stderr(&out)
+        })
+    };
+    let log = once().await.unwrap();
+    let steps: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("step finished"))
+        .collect();
+    assert_eq!(steps.len(), 5, "{log}");
+    for line in steps {
+        assert!(line.contains(" duration_ms="), "{line}");
+        assert!(
+            !line.contains("reason="),
+            "a passing step has no reason: {line}"
+        );
+    }
+    crate::support::set_faults(&sim, serde_json::json!({"signalling_drop": true})).await;
+    let log = once().await.unwrap();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("step finished") && l.contains("success=false"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert!(failed[0].contains("step=signalling"), "{}", failed[0]);
+    assert!(failed[0].ends_with(" reason=no_match"), "{}", failed[0]);
+    sim.shutdown().await;
+}
+
+#[test]
+fn an_empty_joincanary_config_counts_as_unset_and_a_missing_default_says_how_to_set_it() {
+    // In the checkout: the default config is there.
+    let out = joincanary(&["check"], &[("JOINCANARY_CONFIG", "")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Elsewhere: the error says which path was read and why that one.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .arg("check")
+        .current_dir(dir.path())
+        .env_remove("JOINCANARY_CONFIG")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: config/joincanary.toml: cannot read:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: no --config given and JOINCANARY_CONFIG not set"),
+        "{err}"
+    );
 }

@@ -7,7 +7,7 @@ pub(crate) mod dispatch;
 mod healthcheck;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joincanary::config;
@@ -401,7 +401,11 @@ pub(crate) fn load(flag: Option<&std::path::Path>) -> Option<config::Plan> {
     match config::load(&path, &ProcessEnv) {
         Ok(plan) => Some(plan),
         Err(errors) => {
-            let text: String = errors.0.iter().map(|e| format!("error: {e}\n")).collect();
+            let mut text: String = errors.0.iter().map(|e| format!("error: {e}\n")).collect();
+            // A newcomer running the binary outside the checkout meets the default path first.
+            if path == Path::new(config::DEFAULT_CONFIG_PATH) && !path.exists() {
+                text.push_str("hint: no --config given and JOINCANARY_CONFIG not set, so the default config/joincanary.toml (relative to the working directory) was read\n");
+            }
             joincanary::output::print_stderr(&text);
             None
         }

@@ -82,7 +82,13 @@ impl Plan {
 /// Resolves the config path: the flag, else `JOINCANARY_CONFIG`, else the default.
 pub fn config_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("JOINCANARY_CONFIG").map(PathBuf::from))
+        // Empty counts as unset, as for every other variable (`-e JOINCANARY_CONFIG=` read
+        // the file "" and said `error: : cannot read`).
+        .or_else(|| {
+            std::env::var_os("JOINCANARY_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 

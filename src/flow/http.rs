@@ -367,7 +367,7 @@ async fn once(
             &fail_regex,
         )?;
     }
-    expected_status(spec, status, &body)?;
+    expected_status(spec, status, &body, &response_headers)?;
 
     let needs_json = spec.expect_json.is_some()
         || spec
@@ -444,6 +444,7 @@ fn expected_status(
     spec: &HttpSpec,
     status: hyper::StatusCode,
     body: &[u8],
+    headers: &HeaderMap,
 ) -> Result<(), StepError> {
     let status_ok = if spec.expect_status.is_empty() {
         status.is_success()
@@ -469,6 +470,7 @@ fn expected_status(
                 snippet(body)
             ),
             body,
+            headers,
         ));
     }
     Ok(())

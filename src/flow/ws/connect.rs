@@ -336,6 +336,7 @@ async fn connect(
                     snippet(raw)
                 ),
                 raw,
+                response.headers(),
             ));
         }
         Err(e) => return Err(classify(e, FailureReason::WsHandshake)),
