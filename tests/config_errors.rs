@@ -798,3 +798,20 @@ fn a_link_for_people_carrying_credentials_is_refused() {
         Some("https://grafana.example/d/x?orgId=1&var-region=eu")
     );
 }
+
+/// A fresh hostile round (issue 17): a peer's base URL with a query (`?token=…`) was taken;
+/// `/api/v1/status` appended to it went into the query, so the peer was never read, and the
+/// fleet page showed the URL, token and all. Now it is refused as no base URL.
+#[test]
+fn a_peer_url_with_a_query_is_refused() {
+    let cfg = TempConfig::new(
+        "peers = [\"http://prober-us:9464/?token=PeerTok99\"]\n",
+        &[],
+    );
+    let err = cfg.load(&[]).unwrap_err().to_string();
+    assert!(
+        err.contains("peers[0]: must be a prober's base URL like http://prober-us:9464"),
+        "{err}"
+    );
+    assert!(!err.contains("PeerTok99"), "{err}");
+}

@@ -95,7 +95,14 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
         };
         let text = text.trim().trim_end_matches('/').to_string();
         match url::Url::parse(&text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            // No query or fragment: `/api/v1/status` is appended to the base, and a query
+            // (`?token=…`) swallowed the path and was shown on the fleet page whole.
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none() =>
+            {
                 if peers.iter().any(|p| p.url == text) {
                     ctx.error(Some(span), key, "listed twice");
                 } else {
