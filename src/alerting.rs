@@ -73,6 +73,10 @@ impl Maintenance {
     }
 }
 
+/// The most runs in a row a threshold may ask for: past it a probe pages (or resolves) hours
+/// after the fault, or never (`failure_threshold = 99999999999` was accepted, and paged nobody).
+pub const MAX_THRESHOLD: usize = 100;
+
 /// Alert policy settings for one probe.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
@@ -147,7 +151,7 @@ impl PolicyConfig {
         let key = |k: &str| format!("{prefix}.{k}");
         let threshold = |ctx: &mut Ctx<'_>, v: &Option<crate::diag::S<i64>>, k: &str, dflt: u32| {
             v.as_ref()
-                .and_then(|v| ctx.positive(v, &key(k)))
+                .and_then(|v| ctx.positive_at_most(v, &key(k), MAX_THRESHOLD))
                 .map_or(dflt, |n| u32::try_from(n).unwrap_or(u32::MAX))
         };
         let mut budgets = if raw.budgets.is_empty() {

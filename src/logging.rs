@@ -42,29 +42,44 @@ pub fn use_color(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -
 /// # Errors
 /// An unparsable level, or a logger already installed.
 pub fn init(format: Format, level: &str) -> Result<(), LogError> {
-    let filter = filter(level)?;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let ansi = use_color(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
+    subscriber(format, level, ansi, std::io::stderr)?
+        .try_init()
+        .map_err(|_| LogError::AlreadySet)
+}
+
+/// The logger [`init`] installs, writing to `writer` (tests give it a buffer).
+///
+/// Every format writes the service span's fields (its `region`) into the line itself, once:
+/// after the event's own fields, and not at all when the event names the same key. tracing's
+/// own text format printed the span as a prefix (`joincanary{region=eu}: … region=eu`, the
+/// region twice), its JSON a `spans` list that log pipelines do not index.
+///
+/// # Errors
+/// An unparsable level.
+pub fn subscriber<W>(
+    format: Format,
+    level: &str,
+    ansi: bool,
+    writer: W,
+) -> Result<Box<dyn Subscriber + Send + Sync>, LogError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    let result = match format {
-        Format::Text => builder.try_init(),
-        Format::Logfmt => builder
-            .with_ansi(false)
-            .fmt_fields(LogfmtFields)
-            .event_format(Logfmt)
-            .try_init(),
-        Format::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-    };
-    result.map_err(|_| LogError::AlreadySet)
+        .with_env_filter(filter(level)?)
+        .with_writer(writer)
+        .with_ansi(false)
+        .fmt_fields(LogfmtFields);
+    Ok(match format {
+        Format::Text => Box::new(builder.event_format(Text { ansi }).finish()),
+        Format::Logfmt => Box::new(builder.event_format(Logfmt).finish()),
+        Format::Json => Box::new(builder.event_format(Json).finish()),
+    })
 }
 
 /// A bare word must be a level: tracing would take `loud` as a target name and log nothing,
@@ -143,7 +158,7 @@ impl<'w> FormatFields<'w> for LogfmtFields {
                 writer.write_char(' ')?;
             }
             first = false;
-            write_pair(&mut writer, k, val)?;
+            write_pair(&mut writer, k, &val.text())?;
         }
         Ok(())
     }
@@ -176,49 +191,210 @@ where
         write_pair(&mut writer, "msg", &msg)?;
         for (k, v) in &fields.pairs {
             writer.write_char(' ')?;
-            write_pair(&mut writer, k, v)?;
+            write_pair(&mut writer, k, &v.text())?;
         }
-        // Fields of the enclosing spans (the service's `region`) unless the event says it too.
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                let Some(formatted) = ext.get::<FormattedFields<N>>() else {
-                    continue;
-                };
-                for (k, v) in parse_pairs(formatted) {
-                    if !fields.pairs.iter().any(|(key, _)| *key == k) {
-                        writer.write_char(' ')?;
-                        write_pair(&mut writer, &k, &v)?;
-                    }
-                }
-            }
+        for (k, v) in span_fields(ctx, &fields) {
+            writer.write_char(' ')?;
+            write_pair(&mut writer, &k, &v)?;
         }
         writeln!(writer)
+    }
+}
+
+/// Fields of the enclosing spans (the service's `region`) that the event does not say itself,
+/// outermost span first.
+fn span_fields<S, N>(ctx: &FmtContext<'_, S, N>, event: &Collect) -> Vec<(String, String)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let mut out: Vec<(String, String)> = Vec::new();
+    let Some(scope) = ctx.event_scope() else {
+        return out;
+    };
+    for span in scope.from_root() {
+        let ext = span.extensions();
+        let Some(formatted) = ext.get::<FormattedFields<N>>() else {
+            continue;
+        };
+        for (k, v) in parse_pairs(formatted) {
+            let said = event.pairs.iter().any(|(key, _)| *key == k)
+                || out.iter().any(|(key, _)| *key == k);
+            if !said {
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
+/// `2026-11-29T21:50:00.123456Z  INFO joincanary::consumer: probe run failed probe=x step=y
+/// region=eu`: tracing's text layout, with the span's fields merged into the line (not a
+/// `joincanary{region=eu}:` prefix repeating what the event says) and every value written as
+/// it reads, unquoted (a bare `&str` field too, which tracing would quote).
+struct Text {
+    ansi: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for Text
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = Collect::default();
+        event.record(&mut fields);
+        // The real clock, as in logfmt.
+        let ts = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let meta = event.metadata();
+        let level = *meta.level();
+        let (dim, italic, reset) = if self.ansi {
+            ("\x1b[2m", "\x1b[3m", "\x1b[0m")
+        } else {
+            ("", "", "")
+        };
+        let colour = match (self.ansi, level) {
+            (false, _) => "",
+            (true, tracing::Level::ERROR) => "\x1b[31m",
+            (true, tracing::Level::WARN) => "\x1b[33m",
+            (true, tracing::Level::INFO) => "\x1b[32m",
+            (true, tracing::Level::DEBUG) => "\x1b[34m",
+            (true, tracing::Level::TRACE) => "\x1b[35m",
+        };
+        write!(
+            writer,
+            "{dim}{ts}{reset} {colour}{:>5}{reset} {dim}{}:{reset}",
+            level.as_str(),
+            meta.target()
+        )?;
+        if let Some(msg) = &fields.message {
+            write!(writer, " {msg}")?;
+        }
+        let own = fields.pairs.iter().map(|(k, v)| (k.clone(), v.text()));
+        for (k, v) in own.chain(span_fields(ctx, &fields)) {
+            write!(writer, " {italic}{k}{reset}{dim}={reset}{v}")?;
+        }
+        writeln!(writer)
+    }
+}
+
+/// One JSON object per line: `timestamp`, `level`, `message`, the event's fields (numbers and
+/// booleans as such), `target`, then the span's fields the event does not say (its `region`),
+/// so every line carries the region at the top level where a log pipeline indexes it.
+struct Json;
+
+impl<S, N> FormatEvent<S, N> for Json
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = Collect::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        let ts = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let mut line: Vec<(String, serde_json::Value)> = Vec::new();
+        let mut put = |k: String, v: serde_json::Value| {
+            // The first of two same-named keys wins: JSON readers disagree on duplicates.
+            if !line.iter().any(|(key, _)| *key == k) {
+                line.push((k, v));
+            }
+        };
+        put("timestamp".into(), ts.into());
+        put("level".into(), meta.level().as_str().into());
+        if let Some(msg) = fields.message.take() {
+            put("message".into(), msg.into());
+        }
+        let spans = span_fields(ctx, &fields);
+        for (k, v) in std::mem::take(&mut fields.pairs) {
+            put(k, v.0);
+        }
+        put("target".into(), meta.target().into());
+        for (k, v) in spans {
+            put(k, v.into());
+        }
+        writer.write_char('{')?;
+        for (i, (k, v)) in line.iter().enumerate() {
+            if i > 0 {
+                writer.write_char(',')?;
+            }
+            let key = serde_json::to_string(k).map_err(|_| std::fmt::Error)?;
+            let value = serde_json::to_string(v).map_err(|_| std::fmt::Error)?;
+            write!(writer, "{key}:{value}")?;
+        }
+        writeln!(writer, "}}")
     }
 }
 
 #[derive(Default)]
 struct Collect {
     message: Option<String>,
-    pairs: Vec<(String, String)>,
+    pairs: Vec<(String, Value)>,
+}
+
+/// A field's value as recorded: numbers and booleans stay typed for JSON; everything else is
+/// its Display (or Debug) text.
+struct Value(serde_json::Value);
+
+impl Value {
+    /// As written in `text` and `logfmt`.
+    fn text(&self) -> String {
+        match &self.0 {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl Visit for Collect {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.to_string());
+        self.put(field, serde_json::Value::String(value.to_string()));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, format!("{value:?}"));
+        self.put(field, serde_json::Value::String(format!("{value:?}")));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // NaN and infinities are no JSON number: their Debug text instead.
+        let v = serde_json::Number::from_f64(value)
+            .map_or_else(|| format!("{value:?}").into(), serde_json::Value::Number);
+        self.put(field, v);
     }
 }
 
 impl Collect {
-    fn put(&mut self, field: &Field, value: String) {
+    fn put(&mut self, field: &Field, value: serde_json::Value) {
         if field.name() == "message" {
-            self.message = Some(value);
+            self.message = Some(Value(value).text());
         } else {
-            self.pairs.push((field.name().to_string(), value));
+            self.pairs.push((field.name().to_string(), Value(value)));
         }
     }
 }
@@ -353,6 +529,101 @@ mod tests {
         assert!(use_color(true, Some(OsStr::new(""))));
         assert!(!use_color(true, Some(OsStr::new("1"))));
         assert!(!use_color(false, None));
+    }
+
+    /// A writer into a shared buffer, so a test reads what the logger wrote.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the service logs: inside its `region` span, one event naming the region too (as
+    /// the consumer's "probe run succeeded" does), one not (the flow's "step finished").
+    fn service_lines(format: Format, ansi: bool) -> Vec<String> {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = subscriber(format, "info", ansi, move || out.clone()).unwrap();
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::info_span!("joincanary", region = %"eu-west-1");
+            let _in = span.enter();
+            let probe = "sim-join";
+            tracing::info!(probe, region = %"eu-west-1", duration_ms = 12.5, ok = true, "probe run succeeded");
+            tracing::warn!(probe = %probe, step = %"signalling", error = %"no frame matched", "step finished");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn every_format_names_the_region_once_per_line() {
+        for format in [Format::Text, Format::Logfmt, Format::Json] {
+            let lines = service_lines(format, false);
+            assert_eq!(lines.len(), 2, "{format:?}: {lines:#?}");
+            for line in &lines {
+                assert_eq!(
+                    line.matches("eu-west-1").count(),
+                    1,
+                    "{format:?}, the region once: {line}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn text_reads_as_pairs_unquoted_with_the_span_s_region_at_the_end() {
+        let lines = service_lines(Format::Text, false);
+        let tail = |l: &str| {
+            l.split_once(" joincanary::logging::tests: ")
+                .unwrap()
+                .1
+                .to_string()
+        };
+        assert!(
+            lines[0].contains("  INFO joincanary::logging::tests: "),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(
+            tail(&lines[0]),
+            "probe run succeeded probe=sim-join region=eu-west-1 duration_ms=12.5 ok=true"
+        );
+        assert_eq!(
+            tail(&lines[1]),
+            "step finished probe=sim-join step=signalling error=no frame matched region=eu-west-1"
+        );
+        // Colour for a terminal, never in the words themselves.
+        let coloured = service_lines(Format::Text, true);
+        assert!(
+            coloured[0].contains("\x1b[32m INFO\x1b[0m"),
+            "{:?}",
+            coloured[0]
+        );
+        assert!(!service_lines(Format::Text, false)[0].contains('\x1b'));
+    }
+
+    #[test]
+    fn json_lines_carry_the_region_at_the_top_level_and_keep_numbers() {
+        let lines = service_lines(Format::Json, false);
+        for line in &lines {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["region"], "eu-west-1", "{line}");
+            assert!(v.get("spans").is_none(), "{line}");
+            assert_eq!(v["target"], "joincanary::logging::tests", "{line}");
+        }
+        let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(first["duration_ms"], 12.5);
+        assert_eq!(first["ok"], true);
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(first["message"], "probe run succeeded");
+        assert!(lines[0].starts_with("{\"timestamp\":"), "{}", lines[0]);
     }
 
     #[test]

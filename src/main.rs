@@ -5,12 +5,11 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use cli::{Cli, Command, LogFormat, eprint_line};
+use cli::{Command, LogFormat, eprint_line};
 use joincanary::logging;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let format = match cli.log_format {
         LogFormat::Text => logging::Format::Text,
         LogFormat::Logfmt => logging::Format::Logfmt,
@@ -18,7 +17,7 @@ fn main() -> ExitCode {
     };
     if let Err(e) = logging::init(format, &cli.log_level) {
         eprint_line(&format!("error: {e}"));
-        return ExitCode::from(2);
+        return cli::cannot_start(&cli.command);
     }
     // One crypto provider for reqwest, tokio-tungstenite and lettre alike: two would panic at
     // the first TLS connection.
@@ -43,7 +42,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprint_line(&format!("error: cannot start the async runtime: {e}"));
-            return ExitCode::from(2);
+            return cli::cannot_start(&cli.command);
         }
     };
     let outcome = runtime.block_on(cli::dispatch::dispatch(cli.command));

@@ -245,6 +245,15 @@ impl Template {
         matches!(self.segments.first(), Some(Segment::Var(..)))
     }
 
+    /// The variable when the template is exactly one hole without a filter (`{{handle}}`):
+    /// the one shape whose rendering may keep a JSON value's type ([`render_json`]).
+    pub fn sole_var(&self) -> Option<&str> {
+        match self.segments.as_slice() {
+            [Segment::Var(v, filters)] if filters.is_empty() => Some(v),
+            _ => None,
+        }
+    }
+
     /// True when the template has no holes (a pattern can then be compiled once, at load).
     pub fn is_literal(&self) -> bool {
         self.vars().next().is_none()
@@ -336,29 +345,41 @@ impl fmt::Display for Template {
 
 /// Renders every string leaf of a JSON value as a template.
 ///
+/// A leaf that is exactly one hole without a filter (`"{{handle}}"`) takes the value's own
+/// JSON type when `typed` has one (a value extracted from JSON as a number, boolean, null,
+/// object or array): Janus's `sender` / `session_id` / `handle_id` are integers, and a reply
+/// carrying `"sender": 4862931` never matches the string `"4862931"`, nor does Janus read an
+/// id sent as a string. The value is the reply's own `serde_json` value, so a u64 id keeps
+/// every digit. A hole inside a longer string (`"offer-{{uuid}}"`) or with a filter stays text.
+///
 /// # Errors
 /// The first variable the value reads that `vars` lacks.
 pub fn render_json(
     value: &serde_json::Value,
     vars: &HashMap<String, String>,
+    typed: &HashMap<String, serde_json::Value>,
 ) -> Result<serde_json::Value, MissingVar> {
     use serde_json::Value;
     Ok(match value {
         // Nothing to render (most keys and many values): parsing would build it back as is.
         Value::String(s) if !s.contains("{{") => Value::String(s.clone()),
         Value::String(s) => match Template::parse(s) {
-            Ok(t) => Value::String(t.render(vars)?),
+            Ok(t) => match t.sole_var().and_then(|v| typed.get(v).map(|j| (v, j))) {
+                // Still a missing variable when the run lacks its text (the two go together).
+                Some((v, j)) if vars.contains_key(v) => j.clone(),
+                _ => Value::String(t.render(vars)?),
+            },
             Err(_) => Value::String(s.clone()),
         },
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| render_json(v, vars))
+                .map(|v| render_json(v, vars, typed))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), render_json(v, vars)?)))
+                .map(|(k, v)| Ok((k.clone(), render_json(v, vars, typed)?)))
                 .collect::<Result<_, MissingVar>>()?,
         ),
         other => other.clone(),
@@ -466,7 +487,37 @@ mod tests {
     #[test]
     fn json_leaves_are_rendered() {
         let v = serde_json::json!({"a": "{{x}}", "b": [1, "{{x}}-y"]});
-        let out = render_json(&v, &vars(&[("x", "1")])).unwrap();
+        let out = render_json(&v, &vars(&[("x", "1")]), &HashMap::new()).unwrap();
         assert_eq!(out, serde_json::json!({"a": "1", "b": [1, "1-y"]}));
+    }
+
+    /// Janus's ids are integers: `{"sender": "{{handle}}"}` must render the number the
+    /// handle was extracted as, every digit of a u64 past 2^53 kept; inside a longer string or
+    /// through a filter a value stays text, and a value without a JSON type is a string.
+    #[test]
+    fn a_sole_hole_keeps_the_json_type_of_its_value() {
+        let big: u64 = (1 << 53) + 1;
+        let text = vars(&[("h", &big.to_string()), ("t", "true"), ("s", "7")]);
+        let typed: HashMap<String, serde_json::Value> = [
+            ("h".to_string(), serde_json::json!(big)),
+            ("t".to_string(), serde_json::json!(true)),
+        ]
+        .into();
+        let v = serde_json::json!({
+            "sender": "{{h}}", "spaced": "{{ h }}", "flag": "{{t}}", "plain": "{{s}}",
+            "inner": "id-{{h}}", "filtered": "{{h|json}}", "list": ["{{h}}"],
+        });
+        let out = render_json(&v, &text, &typed).unwrap();
+        assert_eq!(out["sender"].as_u64(), Some(big));
+        assert_eq!(out["spaced"].as_u64(), Some(big));
+        assert_eq!(out["flag"], serde_json::json!(true));
+        assert_eq!(out["plain"], serde_json::json!("7"));
+        assert_eq!(out["inner"], serde_json::json!(format!("id-{big}")));
+        assert_eq!(out["filtered"], serde_json::json!(big.to_string()));
+        assert_eq!(out["list"][0].as_u64(), Some(big));
+        assert_eq!(out.to_string().matches(&big.to_string()).count(), 5);
+        // A typed value the run has no text for is still a missing variable.
+        let only_typed = render_json(&serde_json::json!("{{h}}"), &vars(&[]), &typed);
+        assert_eq!(only_typed, Err(MissingVar("h".into())));
     }
 }

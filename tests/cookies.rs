@@ -122,52 +122,22 @@ async fn without_the_cookie_the_websocket_is_refused() {
     assert!(run.error.unwrap_or_default().contains("401"));
 }
 
-/// Hostile review (issue 17): a server setting 90 fresh cookies on each of four replies, and one
-/// of 5,000 bytes. Before, the jar kept every one and sent all 362 back with every later
-/// request (in a resident session, one more batch per exchange for as long as the session
-/// lived). Now the jar keeps at most `MAX_COOKIES` names, the first ones set (the session
-/// cookie among them), and ignores a cookie over `MAX_COOKIE_BYTES`, as browsers do.
-#[tokio::test]
-async fn a_flood_of_cookies_keeps_the_jar_and_the_cookie_header_bounded() {
+/// `app` with every other path answering after noting the `Cookie` header it was sent: runs a
+/// probe that GETs `set` and then `then`; the cookies sent with the second request, once it
+/// passed.
+async fn cookies_sent_back(app: Router, set: &str, then: &str) -> Vec<String> {
     use std::sync::{Arc, Mutex};
     let sent = Arc::new(Mutex::new(String::new()));
     let seen = sent.clone();
-    let app = Router::new()
-        .route(
-            "/set/{n}",
-            get(
-                |axum::extract::Path(n): axum::extract::Path<usize>| async move {
-                    let mut headers = HeaderMap::new();
-                    let mut add =
-                        |c: String| headers.append(header::SET_COOKIE, c.parse().unwrap());
-                    if n == 0 {
-                        add(format!("session={SESSION}; Path=/"));
-                        add(format!("huge={}; Path=/", "x".repeat(5_000)));
-                    }
-                    for i in 0..90 {
-                        add(format!("c{n}x{i}=value-{n}-{i}-abcdef; Path=/"));
-                    }
-                    if n < 3 {
-                        headers
-                            .insert(header::LOCATION, format!("/set/{}", n + 1).parse().unwrap());
-                        return (StatusCode::FOUND, headers).into_response();
-                    }
-                    (headers, "set").into_response()
-                },
-            ),
-        )
-        .route(
-            "/echo",
-            get(move |headers: HeaderMap| async move {
-                let cookie = headers
-                    .get(header::COOKIE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                *seen.lock().unwrap() = cookie;
-                "ok"
-            }),
-        );
+    let app = app.fallback(move |headers: HeaderMap| async move {
+        let cookie = headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        *seen.lock().unwrap() = cookie;
+        "ok"
+    });
     let addr = support::serve_router(app).await;
     let plan = support::probe_from(
         &format!(
@@ -176,11 +146,11 @@ timeout = "5s"
 [[steps]]
 name = "set"
 kind = "http"
-url = "http://{addr}/set/0"
+url = "http://{addr}{set}"
 [[steps]]
 name = "echo"
 kind = "http"
-url = "http://{addr}/echo"
+url = "http://{addr}{then}"
 "#
         ),
         &[],
@@ -188,15 +158,67 @@ url = "http://{addr}/echo"
     let run = support::run_once(&plan).await;
     assert!(run.success, "{run:#?}");
     let cookie = sent.lock().unwrap().clone();
-    let pairs: Vec<&str> = cookie.split("; ").filter(|p| !p.is_empty()).collect();
+    cookie
+        .split("; ")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// As many cookies sent back as a jar keeps, the session cookie (set first) among them.
+fn assert_full_jar_with_the_session(pairs: &[String]) {
     assert_eq!(
         pairs.len(),
         joincanary::flow::context::MAX_COOKIES,
         "{} cookies sent back",
         pairs.len()
     );
-    assert!(pairs.contains(&format!("session={SESSION}").as_str()));
-    assert!(!cookie.contains("huge="), "a 5,000-byte cookie was kept");
+    assert!(pairs.contains(&format!("session={SESSION}")));
+}
+
+/// `/set/0` … `/set/{replies - 1}`, each redirecting to the next but the last, each setting
+/// the cookies `cookies(n)` names.
+fn setting_cookies(replies: usize, cookies: fn(usize) -> Vec<String>) -> Router {
+    Router::new().route(
+        "/set/{n}",
+        get(
+            move |axum::extract::Path(n): axum::extract::Path<usize>| async move {
+                let mut headers = HeaderMap::new();
+                for c in cookies(n) {
+                    headers.append(header::SET_COOKIE, c.parse().unwrap());
+                }
+                if n + 1 < replies {
+                    headers.insert(header::LOCATION, format!("/set/{}", n + 1).parse().unwrap());
+                    return (StatusCode::FOUND, headers).into_response();
+                }
+                (headers, "set").into_response()
+            },
+        ),
+    )
+}
+
+/// Hostile review (issue 17): a server setting 90 fresh cookies on each of four replies, and one
+/// of 5,000 bytes. Before, the jar kept every one and sent all 362 back with every later
+/// request (in a resident session, one more batch per exchange for as long as the session
+/// lived). Now the jar keeps at most `MAX_COOKIES`, the first ones set (the session cookie
+/// among them), and ignores a cookie over `MAX_COOKIE_BYTES`, as browsers do.
+#[tokio::test]
+async fn a_flood_of_cookies_keeps_the_jar_and_the_cookie_header_bounded() {
+    let app = setting_cookies(4, |n| {
+        let mut set = Vec::new();
+        if n == 0 {
+            set.push(format!("session={SESSION}; Path=/"));
+            set.push(format!("huge={}; Path=/", "x".repeat(5_000)));
+        }
+        set.extend((0..90).map(|i| format!("c{n}x{i}=value-{n}-{i}-abcdef; Path=/")));
+        set
+    });
+    let pairs = cookies_sent_back(app, "/set/0", "/echo").await;
+    assert_full_jar_with_the_session(&pairs);
+    assert!(
+        !pairs.iter().any(|p| p.starts_with("huge=")),
+        "a 5,000-byte cookie was kept"
+    );
 }
 
 /// A named connection is a participant with a cookie jar of its own: participant b's login
@@ -242,4 +264,29 @@ url = "ws://{addr}/ws"
         run.reason,
         Some(joincanary::report::FailureReason::WsHandshake)
     );
+}
+
+/// A fresh hostile round (issue 17): the jar's bound counted names, but a jar holds one cookie
+/// per name, domain and path. A server setting one name under 450 paths (`/d`, `/d/d`, …, 90
+/// on each of five replies) had every one kept, and a request under the deepest sent all 450
+/// back; with fresh paths on every reply of a resident session the jar grew for as long as the
+/// session lived. Now the bound counts cookies as the jar keys them.
+#[tokio::test]
+async fn one_cookie_name_under_many_paths_keeps_the_jar_bounded() {
+    const PER_REPLY: usize = 90;
+    const REPLIES: usize = 5;
+    let app = setting_cookies(REPLIES, |n| {
+        let mut set = Vec::new();
+        if n == 0 {
+            set.push(format!("session={SESSION}; Path=/"));
+        }
+        set.extend(
+            (n * PER_REPLY + 1..=(n + 1) * PER_REPLY)
+                .map(|depth| format!("t=v{depth}; Path={}", "/d".repeat(depth))),
+        );
+        set
+    });
+    let deepest = "/d".repeat(PER_REPLY * REPLIES);
+    let pairs = cookies_sent_back(app, "/set/0", &format!("{deepest}/echo")).await;
+    assert_full_jar_with_the_session(&pairs);
 }

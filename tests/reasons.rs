@@ -516,3 +516,37 @@ retry_base = "50ms"
     let code = svc.stop();
     assert_eq!(code, Some(0));
 }
+
+/// A 401 with an empty body, as an API gateway or a bearer-token check sends it (RFC 6750):
+/// the error says the challenge's own words, for an `http` step and for a refused websocket
+/// upgrade alike. Before: `status 401 (expected 2xx): ` and nothing else.
+#[tokio::test]
+async fn a_401_without_a_body_says_the_servers_challenge() {
+    const REPLY: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"meet\", \
+        error=\"invalid_token\", error_description=\"The access token expired\"\r\n\
+        Content-Length: 0\r\nConnection: close\r\n\r\n";
+    let addr = raw_http(REPLY, false).await;
+    for (kind, url, reason) in [
+        (
+            "http",
+            format!("http://{addr}/api"),
+            FailureReason::HttpStatus,
+        ),
+        (
+            "ws_connect",
+            format!("ws://{addr}/ws"),
+            FailureReason::WsHandshake,
+        ),
+    ] {
+        let run = run(&format!(
+            "timeout = \"5s\"\n[[steps]]\nname = \"s\"\nkind = \"{kind}\"\nurl = \"{url}\"\n"
+        ))
+        .await;
+        assert_eq!(run.reason, Some(reason), "{run:#?}");
+        let error = run.error.unwrap_or_default();
+        assert!(
+            error.starts_with("HTTP 401: invalid_token: The access token expired — "),
+            "{kind}: {error}"
+        );
+    }
+}

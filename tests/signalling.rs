@@ -295,7 +295,8 @@ fn janus_like() -> Script {
                 r#"{"janus":"ack"}"#.into(),
             ]
         } else if frame.contains("destroy") {
-            vec![r#"{"janus":"success","session_id":"4242"}"#.into()]
+            // Janus's ids are integers, in its replies as in its requests.
+            vec![r#"{"janus":"success","session_id":4242}"#.into()]
         } else {
             vec![]
         }
@@ -594,4 +595,81 @@ expect_json = {{ type = "hello" }}
     );
     assert!(step(&r, "b-joined").phases.contains_key(&Phase::RoundTrip));
     assert!(step(&r, "a-hears").phases.contains_key(&Phase::RoundTrip));
+}
+
+/// Janus's ids are JSON integers, 64-bit: a handle extracted from `data.id` is sent in `json`
+/// frames as the integer (`"{{handle}}"` is that one value), and `expect_json = { sender =
+/// "{{handle}}" }` matches the event of that handle by every digit, not one whose id differs
+/// past 2^53 (the same f64). Before: the id was sent and matched as a string, so the event
+/// never matched (`no_match`); and numbers compared as f64 took the other handle's event.
+#[tokio::test]
+async fn janus_integer_ids_are_sent_and_matched_as_integers_by_every_digit() {
+    const ID: u64 = (1 << 53) + 1;
+    let (addr, log) = scripted_ws(
+        vec![],
+        Arc::new(|frame| {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(frame) else {
+                return vec![];
+            };
+            match v["janus"].as_str() {
+                Some("create") => vec![format!(r#"{{"janus":"success","data":{{"id":{ID}}}}}"#)],
+                // As Janus: a session or handle id that is not an integer is not read.
+                Some("message") if v["handle_id"].as_u64() == Some(ID) => vec![
+                    r#"{"janus":"ack"}"#.into(),
+                    format!(
+                        r#"{{"janus":"event","sender":{},"plugindata":{{"data":{{"who":"other"}}}}}}"#,
+                        ID - 1
+                    ),
+                    format!(
+                        r#"{{"janus":"event","sender":{ID},"plugindata":{{"data":{{"who":"mine"}}}}}}"#
+                    ),
+                ],
+                Some("message") => vec![r#"{"janus":"error","error":{"code":457}}"#.into()],
+                _ => vec![],
+            }
+        }),
+    )
+    .await;
+    let run = run(&format!(
+        r#"
+timeout = "5s"
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+url = "ws://{addr}/ws"
+[[steps]]
+name = "create"
+kind = "ws_send"
+json = {{ janus = "create" }}
+[[steps]]
+name = "created"
+kind = "ws_expect"
+expect_json = {{ janus = "success" }}
+extract = {{ handle = {{ json = "$.data.id" }} }}
+[[steps]]
+name = "message"
+kind = "ws_send"
+json = {{ janus = "message", handle_id = "{{{{handle}}}}", body = {{ note = "h{{{{handle}}}}" }} }}
+[[steps]]
+name = "event"
+kind = "ws_expect"
+expect_json = {{ janus = "event", sender = "{{{{handle}}}}" }}
+fail_json = {{ janus = "error" }}
+extract = {{ who = {{ json = "$.plugindata.data.who" }} }}
+timeout = "1s"
+[[steps]]
+name = "tell"
+kind = "ws_send"
+json = {{ who = "{{{{who}}}}" }}
+"#
+    ))
+    .await;
+    assert!(run.success, "{run:#?}");
+    let log = log.lock().unwrap();
+    // The id went out as the integer, every digit; inside a longer string it stays text.
+    assert!(
+        log[1].contains(&format!(r#""handle_id":{ID}"#)) && log[1].contains(&format!(r#""h{ID}""#)),
+        "{log:?}"
+    );
+    assert_eq!(log[2], r#"{"who":"mine"}"#, "{log:?}");
 }

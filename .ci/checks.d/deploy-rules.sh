@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 need() { command -v "$1" >/dev/null || { echo "$1 missing: bash .ci/run installs it (.ci/apt.d/deploy.txt)" >&2; exit 1; }; }
 need promtool
 need amtool
-promtool check rules deploy/prometheus/joincanary-rules.yaml deploy/prometheus/global/joincanary-global-rules.yaml
+promtool check rules deploy/prometheus/joincanary-rules.yaml deploy/prometheus/global/joincanary-global-rules.yaml \
+  deploy/prometheus/joincanary-alertmanager-rules.yaml
 promtool test rules deploy/prometheus/tests/*.yaml
 promtool check config deploy/prometheus/global/prometheus.yml
 amtool check-config deploy/alertmanager/alertmanager.yml

@@ -31,7 +31,8 @@ import sys
 import yaml
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
-RULES = ["deploy/prometheus/joincanary-rules.yaml", "deploy/prometheus/global/joincanary-global-rules.yaml"]
+RULES = ["deploy/prometheus/joincanary-rules.yaml", "deploy/prometheus/global/joincanary-global-rules.yaml",
+         "deploy/prometheus/joincanary-alertmanager-rules.yaml"]
 PROMETHEUS = ["deploy/prometheus/prometheus.yml", "deploy/prometheus/global/prometheus.yml"]
 DASHBOARD = "deploy/grafana/joincanary-dashboard.json"
 AM = "deploy/alertmanager/alertmanager.yml"

@@ -94,7 +94,8 @@ def main():
         fail("no sim service running `joincanary sim`")
     wanted = {
         "prometheus": ["deploy/prometheus/prometheus.yml", "deploy/prometheus/joincanary-rules.yaml",
-                       "deploy/prometheus/global/joincanary-global-rules.yaml"],
+                       "deploy/prometheus/global/joincanary-global-rules.yaml",
+                       "deploy/prometheus/joincanary-alertmanager-rules.yaml"],
         "alertmanager": ["deploy/alertmanager/alertmanager.yml", "deploy/alertmanager/templates/joincanary.tmpl"],
     }
     for name, files in wanted.items():

@@ -13,7 +13,9 @@
 - Every ConfigMap or Secret a pod references is defined in the render, or documented in
   docs/deploy.md with `kubectl create secret generic NAME` naming each key used.
 - deploy/alertmanager/ (the receiver templates' ConfigMap for the Prometheus Operator's
-  Alertmanager) renders and validates too; its ConfigMap holds the shipped templates, and the
+  Alertmanager, a ServiceMonitor scraping that Alertmanager and the PrometheusRule of
+  deploy/prometheus/joincanary-alertmanager-rules.yaml) renders and validates too; its
+  ConfigMap holds the shipped templates, and the
   shipped alertmanager.yml's `templates:` names the path the Operator mounts it at
   (/etc/alertmanager/configmaps/<name>/), as docs/deploy.md tells users to list it.
 Rendered manifests are written to target/deploy/kubernetes/<overlay>.yaml.
@@ -297,6 +299,7 @@ def pod_template(d):
 # ---- main ------------------------------------------------------------------------------------
 
 AM_DIR = os.path.join(ROOT, "deploy/alertmanager")
+AM_RULES = os.path.join(ROOT, "deploy/prometheus/joincanary-alertmanager-rules.yaml")
 
 
 def check_alertmanager_templates(doc_text):
@@ -306,11 +309,21 @@ def check_alertmanager_templates(doc_text):
     with open(os.path.join(OUT, "alertmanager.yaml"), "w") as f:
         yaml.safe_dump_all(docs, f, sort_keys=False)
     note = compare_with_kubectl(AM_DIR, docs)
-    maps = [d for d in docs if d["kind"] == "ConfigMap"]
-    if len(docs) != 1 or len(maps) != 1:
-        return fail(f"deploy/alertmanager: expected one ConfigMap, rendered {[key(d) for d in docs]}")
-    cm = maps[0]
-    validate(cm, f"deploy/alertmanager: ConfigMap/{cm['metadata']['name']}")
+    kinds = sorted(d["kind"] for d in docs)
+    if kinds != ["ConfigMap", "PrometheusRule", "ServiceMonitor"]:
+        return fail(f"deploy/alertmanager: expected a ConfigMap, a ServiceMonitor and a PrometheusRule, "
+                    f"rendered {[key(d) for d in docs]}")
+    for d in docs:
+        validate(d, f"deploy/alertmanager: {d['kind']}/{d['metadata']['name']}")
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    if rule["spec"]["groups"] != yaml.safe_load(open(AM_RULES))["groups"]:
+        fail(f"deploy/alertmanager: PrometheusRule differs from {AM_RULES}")
+    sm = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    # The Service the Operator creates for every Alertmanager: alertmanager-operated, port `web`.
+    if (sm["spec"]["selector"].get("matchLabels") != {"operated-alertmanager": "true"}
+            or [e.get("port") for e in sm["spec"]["endpoints"]] != ["web"]):
+        fail("deploy/alertmanager: the ServiceMonitor does not select the Operator's alertmanager-operated Service, port web")
     name = cm["metadata"]["name"]
     shipped = open(os.path.join(AM_DIR, "templates/joincanary.tmpl")).read()
     if cm["data"].get("joincanary.tmpl") != shipped:
@@ -321,7 +334,8 @@ def check_alertmanager_templates(doc_text):
         fail(f"deploy/alertmanager/alertmanager.yml: `templates:` lacks {mounted}, where the Operator mounts {name}")
     if f"configMaps: [{name}]" not in doc_text:
         fail(f"docs/deploy.md: does not tell to list `configMaps: [{name}]` in the Alertmanager resource")
-    print(f"deploy/alertmanager: ConfigMap/{name} checked, mounted at {mounted}; {note}")
+    print(f"deploy/alertmanager: ConfigMap/{name} checked, mounted at {mounted}; ServiceMonitor and "
+          f"PrometheusRule checked; {note}")
 
 
 def check_job(docs, where):

@@ -13,6 +13,9 @@ to a loopback recorder that timestamps every webhook. Three topologies run side 
   c  a single region (one prober, one Prometheus, regional rules)
   ha as (c), with two Alertmanagers clustered on loopback (--cluster.listen-address/--cluster.peer)
      and the prober's pager listing both (`urls`), Prometheus sending to both
+The Prometheus with the regional rules in (a)/(c)/ha, and (b)'s global one, also scrapes
+Alertmanager and loads joincanary-alertmanager-rules.yaml, as the shipped configs do (ha's page
+receiver refusing is reported through the other receivers).
 
 Time is compressed by K = 10 (`--scale K`; 1 runs the shipped timings), proportionally: schedule
 60 s -> 6 s, confirm_delay 10 s -> 1 s, the failing step's timeout (signalling) 5 s -> 500 ms, the
@@ -47,8 +50,9 @@ import yaml
 
 from check_routes import quorum_only as quorum_only_switch
 from gen_prometheusrule import for_job
-from stack import (AM_CONFIG, BIN, GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config, duration,
-                   free_port, get_json, http, probe_file, rules_file, seconds, series, versions)
+from stack import (AM_CONFIG, AM_RULES, BIN, GLOBAL_RULES, OUT, ROOT, RULES, Stack, alertmanager_config,
+                   alertmanager_features, duration, free_port, get_json, http, probe_file, rules_file, seconds,
+                   series, versions)
 
 
 
@@ -78,6 +82,9 @@ SCRAPE = seconds(next(j for j in _PROM["scrape_configs"] if j["job_name"] == "jo
 EVAL = seconds(_PROM["global"]["evaluation_interval"]) / K
 FEDERATE = seconds(yaml.safe_load(open(os.path.join(ROOT, "deploy/prometheus/global/prometheus.yml")))
                    ["global"]["scrape_interval"]) / K
+# Alertmanager's own metrics, scraped by the Prometheus loading joincanary-alertmanager-rules.yaml.
+AM_SCRAPE = seconds(next(j for j in _PROM["scrape_configs"] if j["job_name"] == "alertmanager")
+                    .get("scrape_interval", _PROM["global"]["scrape_interval"])) / K
 RESEND = 30 / K              # the alertmanager pager's resend_interval default
 PROM_RESEND = 60 / K         # Prometheus' --rules.alert.resend-delay default
 PEER_TIMEOUT = 15 / K        # Alertmanager's --cluster.peer-timeout default: the wait per peer position
@@ -106,14 +113,15 @@ def route_timing(key, **labels):
 
 def group_interval(name):
     """The evaluation interval of the rule group holding alert `name` (its own, or the global one)."""
-    for g in yaml.safe_load(open(RULES))["groups"]:
-        if any(r.get("alert") == name for r in g["rules"]):
-            return seconds(g["interval"]) / K if "interval" in g else EVAL
+    for f in (RULES, AM_RULES):
+        for g in yaml.safe_load(open(f))["groups"]:
+            if any(r.get("alert") == name for r in g["rules"]):
+                return seconds(g["interval"]) / K if "interval" in g else EVAL
     raise KeyError(name)
 
 
 def rule_for(name):
-    for f in (RULES, GLOBAL_RULES):
+    for f in (RULES, GLOBAL_RULES, AM_RULES):
         for g in yaml.safe_load(open(f))["groups"]:
             for r in g["rules"]:
                 if r.get("alert") == name:
@@ -149,6 +157,13 @@ BOUNDS = {
     # kill -9: the next scrape fails, `for:`, evaluation
     "down": SCRAPE + rule_for("JoinCanaryDown") + group_interval("JoinCanaryDown") + CRIT_WAIT,
 }
+# Alertmanager's page receiver refusing (a revoked PagerDuty key): the page's attempt (the prober's
+# confirmation + the page route's wait) fails at once (4xx: no retry); Prometheus scrapes
+# Alertmanager, evaluates the rule (no `for:`), and its route's group_wait later the other receivers
+# hear it.
+AM_FAILING = "JoinCanaryAlertmanagerNotificationsFailing"
+BOUNDS["page-refused"] = (BOUNDS["push"] + AM_SCRAPE + group_interval(AM_FAILING) + rule_for(AM_FAILING)
+                          + route_timing("group_wait", alertname=AM_FAILING, severity="critical"))
 # (b): the global Prometheus sees a failure one federation scrape later.
 BOUNDS["escalate-federated"] = BOUNDS["escalate"] + FEDERATE
 
@@ -161,9 +176,9 @@ def schedule():
 
 
 class Recorder(ThreadingHTTPServer):
-    """The receivers' webhooks (`/r/<receiver>`), a pager that refuses (`/refuse`, 403), and each
-    region's path to Alertmanager (`/am/<region>/...`, proxied, or 403 while the region is in
-    `refused`)."""
+    """The receivers' webhooks (`/r/<receiver>`, 403 while the receiver is in `refused_receivers`:
+    recorded as `<receiver>!refused`), a pager that refuses (`/refuse`, 403), and each region's
+    path to Alertmanager (`/am/<region>/...`, proxied, or 403 while the region is in `refused`)."""
 
     daemon_threads = True
 
@@ -173,6 +188,7 @@ class Recorder(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.entries = []            # (monotonic time, receiver, payload)
         self.refused = set()
+        self.refused_receivers = set()
         self.am_port = None
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -203,9 +219,12 @@ class Handler(BaseHTTPRequestHandler):
         rec = self.server
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.path.startswith("/r/"):
+            receiver = self.path[3:]
+            refused = receiver in rec.refused_receivers
             with rec.lock:
-                rec.entries.append((time.monotonic(), self.path[3:], json.loads(body or b"{}")))
-            return self.reply(200)
+                rec.entries.append((time.monotonic(), receiver + ("!refused" if refused else ""),
+                                    json.loads(body or b"{}")))
+            return self.reply(403, b"refused by the e2e test") if refused else self.reply(200)
         if self.path == "/refuse":
             return self.reply(403, b"refused by the e2e test")
         m = re.match(r"/am/([^/]+)(/.*)", self.path)
@@ -256,6 +275,7 @@ class Fleet:
         self.prober_configs = {}
         self.am_started = 0.0
         self.dms = []                # (region, interval) of one Alertmanager's life, probers alive
+        self.carried = []            # alerts firing in Prometheus when this Alertmanager started
         self.t_start = time.monotonic()
 
     # --- set-up ------------------------------------------------------------------------------
@@ -303,7 +323,7 @@ type = "alertmanager"
 {self.pager_urls(r)}
 resend_interval = "{round(RESEND * 1000)}ms"
 '''
-            if r == self.regions[0] and self.name in ("b", "c", "quorum"):
+            if self.has_chat(r):
                 # A second pager that refuses every delivery (a revoked chat webhook).
                 self.prober_configs[r] += f'''[[pager]]
 name = "chat"
@@ -328,10 +348,16 @@ url = "{self.rec.url('/refuse')}"
         def job(regions):
             return [{"job_name": self.job, "scrape_interval": duration(SCRAPE), "scrape_timeout": duration(SCRAPE),
                      "static_configs": [{"targets": [f"127.0.0.1:{self.ports[r]}" for r in regions]}]}]
+        # Alertmanager itself (every member), scraped by the Prometheus that loads its rules: the
+        # one Prometheus, or the global one (as the shipped configs).
+        am_rules = rules_file(AM_RULES, st.path("alertmanager-rules.yaml"), K)
+        am_job = {"job_name": "alertmanager", "scrape_interval": duration(AM_SCRAPE),
+                  "scrape_timeout": duration(min(1, AM_SCRAPE)),
+                  "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in self.ams]}]}
         if prometheus_layout == "one":
             files = [rules, global_rules] if len(self.regions) > 1 else [rules]
-            self.add_prom("prometheus", {"global": common, "rule_files": files, "alerting": alerting,
-                                         "scrape_configs": job(self.regions)})
+            self.add_prom("prometheus", {"global": common, "rule_files": [*files, am_rules], "alerting": alerting,
+                                         "scrape_configs": [*job(self.regions), am_job]})
         else:
             for r in self.regions:
                 self.add_prom(f"prometheus-{r}", {"global": {**common, "external_labels": {"cluster": r}},
@@ -339,10 +365,12 @@ url = "{self.rec.url('/refuse')}"
                                                   "scrape_configs": job([r])})
             shipped = yaml.safe_load(open(os.path.join(ROOT, "deploy/prometheus/global/prometheus.yml")))
             shipped["global"] = common
-            shipped["rule_files"] = [global_rules]
+            shipped["rule_files"] = [global_rules, am_rules]
             shipped["alerting"] = alerting
             fed = shipped["scrape_configs"][0]
             fed["static_configs"] = [{"targets": [f"127.0.0.1:{self.proms[f'prometheus-{r}'][0]}" for r in self.regions]}]
+            shipped_am = next(j for j in shipped["scrape_configs"] if j["job_name"] == "alertmanager")
+            shipped_am.update(am_job)
             self.add_prom("prometheus-global", shipped)
         for name in self.proms:
             self.start_prom(name)
@@ -364,12 +392,17 @@ url = "{self.rec.url('/refuse')}"
         return f'url = "{self.rec.url("/am/" + r)}"'
 
     def start_am(self):
+        # The new Alertmanager's life starts when its process does, not when it was seen ready: a
+        # notification it sends in between (the Watchdog's, group_wait 0, the moment a prober's
+        # re-post lands) belongs to it. Counted from readiness, that one was lost 100 ms early and
+        # a prober killed a few seconds later left its switch "never" notified.
+        names = ["alertmanager"] if len(self.ams) == 1 else [f"alertmanager-{i}" for i in range(len(self.ams))]
+        for name in names:
+            self.stack.stop_one(name)
+        started = time.monotonic()
         if len(self.ams) == 1:
-            self.stack.stop_one("alertmanager")
             self.stack.alertmanager("alertmanager", self.am, self.am_config)
         else:
-            for i in range(len(self.ams)):
-                self.stack.stop_one(f"alertmanager-{i}")
             for i, port in enumerate(self.ams):
                 peers = [f"--cluster.peer=127.0.0.1:{c}" for j, c in enumerate(self.cluster) if j != i]
                 self.stack.alertmanager(f"alertmanager-{i}", port, self.am_config,
@@ -379,7 +412,19 @@ url = "{self.rec.url('/refuse')}"
                 get_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"]["status"] == "ready"
                 and len(get_json(f"http://127.0.0.1:{p}/api/v2/status")["cluster"]["peers"]) == len(self.ams)
                 for p in self.ams), 30)
-        self.am_started = time.monotonic()
+        self.am_started = started
+        self.carried = self.firing_in_prometheus()
+
+    def firing_in_prometheus(self):
+        """The labels of every alert firing in this fleet's Prometheus servers now."""
+        out = []
+        for port, _ in self.proms.values():
+            try:
+                alerts = get_json(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5)["data"]["alerts"]
+            except (OSError, ValueError, KeyError):
+                continue
+            out += [a["labels"] for a in alerts if a.get("state") == "firing"]
+        return out
 
     def prom_of(self, region):
         return self.proms["prometheus"][0] if "prometheus" in self.proms else self.proms[f"prometheus-{region}"][0]
@@ -393,6 +438,10 @@ url = "{self.rec.url('/refuse')}"
         print(f"[{self.name}] {case}: {what} after {shown} (bound {bound:.2f} s + {ALLOW} s)", flush=True)
         if not ok:
             self.stack.fail(f"[{self.name}] {case}: {what} after {shown}, over the bound {bound:.2f} s + {ALLOW} s")
+
+    def has_chat(self, region):
+        """Whether the region's prober has the second pager, `chat`, that refuses every delivery."""
+        return region == self.regions[0] and self.name in ("b", "c", "quorum")
 
     def wait_page(self, t0, secs, receiver="page", **labels):
         """Seconds from t0 to the first notification to `receiver` with a firing alert like `labels`."""
@@ -448,6 +497,7 @@ url = "{self.rec.url('/refuse')}"
         self.heal(regions)
         self.stack.wait_for(f"{self.name}: every region healthy again", self.healthy, 6 * INTERVAL)
         self.rec.refused.clear()
+        self.rec.refused_receivers.clear()
         # Let Prometheus' last evaluation reach Alertmanager and its next tick notify.
         time.sleep(SCRAPE + EVAL + PAGE_GI)
 
@@ -456,8 +506,16 @@ url = "{self.rec.url('/refuse')}"
             # region (JoinFlowFailingEverywhere resolved, two regions still failing): true then.
             return {tuple(sorted(a["labels"].items())) for _, p in notes for a in firing(p)
                     if a["labels"].get("alertname") != "JoinFlowFailingMultiRegion"}
-        before = alerts([(t, p) for t, p in self.rec.since("page", self.am_started) if t < t_heal])
+        # What page refused (page_refused) counts as paged: Alertmanager retries it on the next tick.
+        before = alerts([(t, p) for receiver in ("page", "page!refused")
+                         for t, p in self.rec.since(receiver, self.am_started) if t < t_heal])
         late = alerts(self.rec.since("page", t_heal)) - before
+        # Alerts already firing in Prometheus when this Alertmanager started (the previous case's
+        # JoinCanaryNotificationsFailing, firing for its rule's 15-minute window): Prometheus
+        # re-sends them to the fresh Alertmanager up to a resend delay + an evaluation later, where
+        # they page again as a new group, before or after this heal depending on where that resend
+        # falls. A repeat of what paged before this case, not a page after its recovery.
+        late = {a for a in late if not any(c.items() <= dict(a).items() for c in self.carried)}
         if late:
             self.stack.fail(f"[{self.name}] paged after the recovery: {[dict(a) for a in late]}")
         if restart_am:
@@ -511,11 +569,54 @@ def push_refused(f, region):
     f.record(case, f"JoinCanaryNotificationsFailing {{region={region}}} paged",
              f.wait_page(t0, BOUNDS["refused"] + 10, alertname="JoinCanaryNotificationsFailing", region=region),
              BOUNDS["refused"])
+    if f.has_chat(region):
+        # The two pagers give up within milliseconds of each other, but a scrape can fall between
+        # them: the second sink's alert then joins the page group on its next group_interval tick.
+        # Waited for here, or it pages after the heal and reads as a late page.
+        f.record(case, f"JoinCanaryNotificationsFailing {{region={region},sink=chat}} paged",
+                 f.wait_page(t0, BOUNDS["refused"] + CRIT_WAIT + 10, alertname="JoinCanaryNotificationsFailing",
+                             region=region, sink="chat"),
+                 BOUNDS["refused"] + CRIT_WAIT)
     if f.rec.since("page", t0) and any(firing(p, alertname="JoinFlowFailing") for _, p in f.rec.since("page", t0)):
         f.stack.fail(f"[{f.name}] {case}: a refused JoinFlowFailing reached the page receiver")
     # The path to Alertmanager opens again in next_case, once the prober has seen the flow pass:
     # opened now, the prober's next re-post delivers its still-open incident (a late page, true
     # until its next run), which the after-the-heal check would count.
+
+
+def page_refused(f, region):
+    """Alertmanager's page receiver refuses every notification (403, as PagerDuty answers a revoked
+    routing key; both its webhook and its PagerDuty integration): the region's JoinFlowFailing page
+    is lost, and JoinCanaryAlertmanagerNotificationsFailing, from Prometheus scraping Alertmanager,
+    reaches the other receivers (`warning` and `fallback`) and is never sent to `page`. With receiver
+    names in Alertmanager's metrics (0.28+, the flag set) it names `page`; without (0.25), the
+    integrations."""
+    case = "page receiver refused"
+    f.rec.refused_receivers |= {"page", "page-pagerduty"}
+    f.wait_run_finished(region)
+    t0 = f.fault([region], DROP)
+    bound = BOUNDS["page-refused"]
+    for receiver in ("warning", "fallback"):
+        f.record(case, f"{AM_FAILING} reached {receiver}",
+                 f.wait_page(t0, bound + 10, receiver=receiver, alertname=AM_FAILING), bound)
+    attempts = [p for _, p in f.rec.since("page!refused", t0) if firing(p, alertname="JoinFlowFailing", region=region)]
+    if not attempts:
+        f.stack.fail(f"[{f.name}] {case}: Alertmanager never tried to page JoinFlowFailing {region}")
+    named = alertmanager_features()
+    heard = [a["labels"] for _, p in f.rec.since("warning", t0) for a in firing(p, alertname=AM_FAILING)]
+    want = ({"page"} if named else {None}, {"webhook", "pagerduty"})
+    got = ({a.get("receiver_name") for a in heard}, {a.get("integration") for a in heard})
+    print(f"[{f.name}] {case}: {AM_FAILING} names receivers {sorted(map(str, got[0]))}, "
+          f"integrations {sorted(map(str, got[1]))}", flush=True)
+    if heard and (got[0] != want[0] or not got[1] <= want[1]):
+        f.stack.fail(f"[{f.name}] {case}: {AM_FAILING} labels {heard}, want receiver_name {want[0]} "
+                     f"and integrations among {sorted(want[1])}")
+    # Never through the receiver it names (nor any alert of it to page, where no name is known).
+    sent = [a["labels"] for r in ("page", "page!refused") for _, p in f.rec.since(r, t0)
+            for a in firing(p, alertname=AM_FAILING)]
+    if sent:
+        f.stack.fail(f"[{f.name}] {case}: {AM_FAILING} was sent to page, the receiver failing, "
+                     f"{len(sent)} time(s): {sent[:2]}")
 
 
 def all_regions_down(f, federated=False):
@@ -753,6 +854,14 @@ def run_topology(name, deadline, results, errors):
         elif name == "quorum":
             quorum_all_down(f)
         elif name == "ha":
+            # Alertmanager's page receiver refusing, with both members up: each member tries the
+            # page (the other's notification log has no record of a failed one), and fails. The
+            # pair is not restarted after it: a member restarted while the prober posts can get
+            # the Watchdog one re-post after the other, its group's ticks then shifted by up to a
+            # resend_interval, which ha_pair's interval across the first member's death (bound:
+            # group_interval + peer-timeout) would carry.
+            page_refused(f, regions[0])
+            f.next_case(regions, restart_am=False)
             ha_pair(f, regions[0])
         # The cadence where every region's path to Alertmanager stayed open (no refusals): a; and
         # the HA pair's (the switch hears one of the two members per tick, not both).

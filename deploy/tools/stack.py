@@ -23,6 +23,7 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, "target/debug/joincanary")
 RULES = os.path.join(ROOT, "deploy/prometheus/joincanary-rules.yaml")
 GLOBAL_RULES = os.path.join(ROOT, "deploy/prometheus/global/joincanary-global-rules.yaml")
+AM_RULES = os.path.join(ROOT, "deploy/prometheus/joincanary-alertmanager-rules.yaml")
 AM_CONFIG = os.path.join(ROOT, "deploy/alertmanager/alertmanager.yml")
 # Where the live checks write their logs, configs and results: target/deploy/, or JC_DEPLOY_OUT
 # (.ci/checks.d/deploy-next.sh runs them again against Prometheus 3.x / Alertmanager 0.27+ there).
@@ -44,6 +45,19 @@ def versions():
         r = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10)
         out[tool] = ((r.stdout or r.stderr).splitlines() or ["?"])[0]
     return out
+
+
+_am_features = []
+
+
+def alertmanager_features():
+    """`--enable-feature=receiver-name-in-metrics` where the Alertmanager on PATH has it (0.28+), as
+    the Compose stack runs it: the receiver's name on alertmanager_notifications_failed_total."""
+    if not _am_features:
+        r = subprocess.run(["prometheus-alertmanager", "--help"], capture_output=True, text=True, timeout=10)
+        _am_features.append(["--enable-feature=receiver-name-in-metrics"]
+                            if "receiver-name-in-metrics" in r.stdout + r.stderr else [])
+    return _am_features[0]
 
 
 _ports_given = set()
@@ -182,12 +196,13 @@ class Stack:
 
     def alertmanager(self, name, port, config, cluster=("--cluster.listen-address=",)):
         """Debian's Alertmanager with `config` (a dict) on 127.0.0.1:`port`, fresh storage, no cluster
-        unless `cluster` gives its flags (`--cluster.listen-address=127.0.0.1:P`, `--cluster.peer=`)."""
+        unless `cluster` gives its flags (`--cluster.listen-address=127.0.0.1:P`, `--cluster.peer=`),
+        receiver names in its metrics where it has them (alertmanager_features)."""
         path = self.path(f"{name}.yml")
         yaml.safe_dump(config, open(path, "w"))
         storage = self.path(f"{name}-data-{time.monotonic_ns()}")
         self.start(name, ["prometheus-alertmanager", f"--config.file={path}", f"--storage.path={storage}",
-                          f"--web.listen-address=127.0.0.1:{port}", *cluster])
+                          f"--web.listen-address=127.0.0.1:{port}", *cluster, *alertmanager_features()])
         self.wait_for(f"{name} ready", lambda: http("GET", f"http://127.0.0.1:{port}/-/ready")[0] == 200, 30)
 
     def prometheus(self, name, port, config, extra=()):

@@ -40,10 +40,15 @@ impl DeliveryError {
         }
     }
 
-    /// Scrubbed of the pager's secrets, then cut to [`MAX_DELIVERY_ERROR_CHARS`] (after: a
-    /// secret straddling the cut would leave half of itself behind).
+    /// Scrubbed of the pager's secrets, then made one line (a pager's reply is quoted in it,
+    /// and `test-page` prints it to a terminal: no escape sequence or forged line gets
+    /// through) and cut to [`MAX_DELIVERY_ERROR_CHARS`] (after: a secret straddling the cut
+    /// would leave half of itself behind).
     pub(crate) fn scrub(self, redactor: &crate::redact::Redactor) -> DeliveryError {
-        let clean = |m: &str| crate::report::cut(&redactor.scrub(m), MAX_DELIVERY_ERROR_CHARS);
+        let clean = |m: &str| {
+            let line: String = crate::redact::one_line(&redactor.scrub(m)).collect();
+            crate::report::cut(&line, MAX_DELIVERY_ERROR_CHARS)
+        };
         match self {
             DeliveryError::Retryable(m) => DeliveryError::Retryable(clean(&m)),
             DeliveryError::Permanent(m) => DeliveryError::Permanent(clean(&m)),

@@ -7,7 +7,7 @@ pub(crate) mod dispatch;
 mod healthcheck;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use joincanary::config;
@@ -150,7 +150,7 @@ pub(crate) enum Command {
         )]
         password_file: Option<OrUnset<PathBuf>>,
         /// Deadline for the whole check: connect, TLS, request and answer.
-        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = timeout_flag)]
         timeout: std::time::Duration,
     },
     /// Run every probe on its schedule, serve /metrics and the status API, until SIGTERM (exit
@@ -176,17 +176,19 @@ pub(crate) enum Command {
         watch_interval: std::time::Duration,
         /// Connections the listener serves at once; more are closed as they arrive. Capped at a
         /// quarter of the open-files limit, so the probes always have descriptors.
-        #[arg(long = "web.max-connections", value_name = "N", default_value_t = joincanary::web::DEFAULT_MAX_CONNECTIONS)]
+        #[arg(long = "web.max-connections", value_name = "N", default_value_t = joincanary::web::DEFAULT_MAX_CONNECTIONS, value_parser = count::<1, MAX_CONNECTIONS>)]
         max_connections: usize,
         /// Threads that run the probes, each probe (its timer, runs and sockets) on one of
         /// them, apart from metrics, status and pagers, so a scrape never delays a run. One
         /// thread shares its wake-ups among the most runs (the least CPU per run, measured in
-        /// BENCHMARKS.md); more raise the ceiling past one core. `0`: on the service's own thread.
+        /// BENCHMARKS.md); more raise the ceiling past one core. `0`: on the service's own
+        /// thread; at most 64.
         #[arg(
             long = "probe.threads",
             value_name = "N",
             default_value_t = 1,
-            env = "JOINCANARY_PROBE_THREADS"
+            env = "JOINCANARY_PROBE_THREADS",
+            value_parser = count::<0, MAX_PROBE_THREADS>
         )]
         probe_threads: usize,
     },
@@ -215,7 +217,7 @@ pub(crate) enum Command {
         /// Alertmanager pagers: keep the test alert firing this long before resolving it, so
         /// Alertmanager notifies (default: the route's group_wait read from Alertmanager plus
         /// 3 s, else 40 s). Other pagers resolve at once.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = joincanary::diag::parse_flag_duration)]
         wait: Option<std::time::Duration>,
     },
     /// Run the reference conference server; its first stdout line is `listening on http://…`
@@ -258,9 +260,139 @@ pub(crate) enum Command {
         )]
         redis: Option<String>,
         /// Deadline of each Redis operation (a join past it is answered with an error frame).
-        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = joincanary::diag::parse_flag_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = timeout_flag)]
         redis_timeout: std::time::Duration,
     },
+}
+
+/// `--probe.threads`: each one is a thread with its own event loop (two descriptors), started
+/// at once; more than the machine's cores only adds wake-ups. 64 is past any core count a
+/// prober is given, and far from an open-files limit (100000 failed with `EMFILE`).
+const MAX_PROBE_THREADS: usize = 64;
+
+/// `--web.max-connections`: the listener's cap, lowered further to a quarter of the open-files
+/// limit at start (`cli/run.rs`); above a million is a typing error, not a plan.
+const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// A count flag in `MIN..=MAX`: a value outside is refused with the range (as a config value
+/// is), not started and found out later (`--probe.threads 100000` ran out of descriptors).
+fn count<const MIN: usize, const MAX: usize>(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (MIN..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from {MIN} to {MAX}")),
+    }
+}
+
+/// A deadline flag (`healthcheck --timeout`, `sim --redis-timeout`): `0s` would fail every
+/// attempt, so it is refused with the range, as above a year is.
+fn timeout_flag(text: &str) -> Result<std::time::Duration, String> {
+    let range = || {
+        format!(
+            "must be between 1ms and {}",
+            humantime::format_duration(joincanary::diag::MAX_DURATION)
+        )
+    };
+    match joincanary::diag::parse_flag_duration(text) {
+        Ok(d) if d >= std::time::Duration::from_millis(1) => Ok(d),
+        Ok(_) => Err(range()),
+        Err(e) if e.starts_with("must be") => Err(range()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Parses the command line, or exits as clap does (usage errors: 2). A bad value from a
+/// flag's environment variable is said to come from that variable: clap names only the flag,
+/// which a Kubernetes user who set `JOINCANARY_PROBE_THREADS` in a manifest never typed.
+pub(crate) fn parse() -> Cli {
+    use clap::CommandFactory as _;
+    let e = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if !e.use_stderr() {
+        // --help, --version
+        e.exit()
+    }
+    // Docker reserves exit code 2 of a HEALTHCHECK command: a bad flag there is unhealthy, 1.
+    let code = if args.iter().any(|a| a == "healthcheck") {
+        1
+    } else {
+        2
+    };
+    match from_environment(&e, &Cli::command(), &args, |var| {
+        std::env::var_os(var).is_some_and(|v| !v.is_empty())
+    }) {
+        Some(text) => eprint_line(&text),
+        None => {
+            let _ = e.print();
+        }
+    }
+    std::process::exit(code)
+}
+
+/// The exit code of a command that cannot start (usage, logging, runtime): 2, as `check` and
+/// `run` document, except for `healthcheck`, whose 2 Docker reserves.
+pub(crate) fn cannot_start(command: &Command) -> std::process::ExitCode {
+    match command {
+        Command::Healthcheck { .. } => std::process::ExitCode::from(1),
+        _ => std::process::ExitCode::from(2),
+    }
+}
+
+/// clap's message for a bad value, saying which environment variable gave it; `None` when the
+/// error is of another kind or the value came from the command line.
+fn from_environment(
+    e: &clap::Error,
+    command: &clap::Command,
+    args: &[String],
+    is_set: impl Fn(&str) -> bool,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--probe.threads <N>`
+    let long = shown.strip_prefix("--")?.split([' ', '=']).next()?;
+    let arg = find_arg(command, long)?;
+    let var = arg.get_env()?.to_str()?;
+    let mut names = vec![arg.get_long()?];
+    names.extend(arg.get_all_aliases().unwrap_or_default());
+    let typed = args.iter().any(|a| {
+        let a = a.split('=').next().unwrap_or(a);
+        names.iter().any(|n| a.strip_prefix("--") == Some(n))
+    });
+    if typed || !is_set(var) {
+        return None;
+    }
+    let text = e.render().to_string();
+    let text = text.replacen(
+        &format!("'{shown}'"),
+        &format!("'{shown}' (from the environment variable {var})"),
+        1,
+    );
+    Some(text.trim_end().to_string())
+}
+
+/// The argument whose long name is `long`, in the command or any of its subcommands.
+fn find_arg<'c>(command: &'c clap::Command, long: &str) -> Option<&'c clap::Arg> {
+    command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .or_else(|| {
+            command
+                .get_subcommands()
+                .find_map(|sub| find_arg(sub, long))
+        })
 }
 
 /// Loads the plan or prints every problem (file:line:col: key: message) and returns `None`.
@@ -269,7 +401,11 @@ pub(crate) fn load(flag: Option<&std::path::Path>) -> Option<config::Plan> {
     match config::load(&path, &ProcessEnv) {
         Ok(plan) => Some(plan),
         Err(errors) => {
-            let text: String = errors.0.iter().map(|e| format!("error: {e}\n")).collect();
+            let mut text: String = errors.0.iter().map(|e| format!("error: {e}\n")).collect();
+            // A newcomer running the binary outside the checkout meets the default path first.
+            if path == Path::new(config::DEFAULT_CONFIG_PATH) && !path.exists() {
+                text.push_str("hint: no --config given and JOINCANARY_CONFIG not set, so the default config/joincanary.toml (relative to the working directory) was read\n");
+            }
             joincanary::output::print_stderr(&text);
             None
         }

@@ -82,7 +82,13 @@ impl Plan {
 /// Resolves the config path: the flag, else `JOINCANARY_CONFIG`, else the default.
 pub fn config_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("JOINCANARY_CONFIG").map(PathBuf::from))
+        // Empty counts as unset, as for every other variable (`-e JOINCANARY_CONFIG=` read
+        // the file "" and said `error: : cannot read`).
+        .or_else(|| {
+            std::env::var_os("JOINCANARY_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 
@@ -206,11 +212,15 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
         errors,
         env_values: Vec::new(),
     };
+    // `None`: its `${VAR}` could not be read, which is already the error to report.
     let region = match &raw.region {
-        Some(r) => ctx.env_str(r, "region").unwrap_or_default(),
-        None => "local".to_string(),
+        Some(r) => ctx.env_str(r, "region"),
+        None => Some("local".to_string()),
     };
-    if region.is_empty() || region.chars().any(|c| c.is_control() || c == '"') {
+    if region
+        .as_ref()
+        .is_some_and(|r| r.is_empty() || r.chars().any(|c| c.is_control() || c == '"'))
+    {
         let span = raw.region.as_ref().map(|r| r.span());
         ctx.error(
             span,
@@ -218,6 +228,7 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             "must be a non-empty label without quotes or control characters",
         );
     }
+    let region = region.unwrap_or_default();
     let listen = listen_of(&raw, &mut ctx);
     let base = path.parent().unwrap_or(Path::new("."));
     let state_dir = match &raw.state_dir {

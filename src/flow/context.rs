@@ -23,6 +23,10 @@ pub(crate) struct RunContext<'a> {
     /// TLS settings when the probe trusts extra CAs; `None` uses the system roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub vars: HashMap<String, String>,
+    /// The JSON value of each variable extracted from JSON as other than a string (a number,
+    /// a boolean, …): a JSON pattern or body whose leaf is that one hole renders it with its
+    /// type ([`crate::template::render_json`]). Bounded by the plan's extractions.
+    pub typed: HashMap<String, serde_json::Value>,
     pub cookies: Cookies,
     /// Open websockets by connection name (`""` is the default one).
     pub ws: BTreeMap<String, ws::Connection>,
@@ -71,10 +75,29 @@ pub(crate) struct RunContext<'a> {
 impl RunContext<'_> {
     /// Stores an extracted value, and where it came from (`from`: the reply's or the
     /// websocket's URL); extracted values are treated as secrets (tokens, session ids).
-    pub fn set_var(&mut self, name: &str, value: String, from: Option<&url::Url>) {
+    /// `typed`: the value's JSON when it came from JSON as other than a string (see
+    /// [`Self::typed`]); a value set again without one forgets the old type.
+    pub fn set_var(
+        &mut self,
+        name: &str,
+        value: String,
+        typed: Option<serde_json::Value>,
+        from: Option<&url::Url>,
+    ) {
         self.add_secret(&value);
         self.vars.insert(name.to_string(), value);
+        match typed {
+            Some(j) => self.typed.insert(name.to_string(), j),
+            None => self.typed.remove(name),
+        };
         self.sources.insert(name.to_string(), from.cloned());
+    }
+
+    /// Renders a JSON pattern or body for this run (values keep their JSON type where a leaf
+    /// is one hole).
+    pub fn render_json(&self, value: &serde_json::Value) -> Result<serde_json::Value, StepError> {
+        crate::template::render_json(value, &self.vars, &self.typed)
+            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
     }
 
     /// Records a number the step read. One that is not finite (a server's `nan` or `inf`,
@@ -144,23 +167,48 @@ pub(crate) struct Cookies {
     shared: Jar,
     /// Bounded by the probe's named connections (its own config).
     own: BTreeMap<String, Jar>,
-    /// The cookie names each jar holds (`""`: the shared one), at most [`MAX_COOKIES`] each.
-    names: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// The cookies each jar holds (`""`: the shared one), at most [`MAX_COOKIES`] each.
+    keys: BTreeMap<String, std::collections::BTreeSet<CookieKey>>,
 }
 
-/// Cookie names a jar keeps, and the size of one cookie, as browsers bound them (Chrome keeps
-/// 180 per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a server setting fresh
-/// cookies on every reply of a long resident session would otherwise grow the jar, and the
-/// `Cookie` header sent back with every request, without bound. A cookie past either is
-/// ignored, as a browser ignores it.
+/// Cookies a jar keeps, and the size of one cookie, as browsers bound them (Chrome keeps 180
+/// per domain; RFC 6265 6.1 asks for 4,096 bytes per cookie): a server setting fresh cookies
+/// on every reply of a long resident session would otherwise grow the jar, and the `Cookie`
+/// header sent back with every request, without bound. A cookie past either is ignored, as a
+/// browser ignores it.
 pub const MAX_COOKIES: usize = 180;
 pub const MAX_COOKIE_BYTES: usize = 4096;
 
-/// The `Set-Cookie` headers a jar takes: each at most [`MAX_COOKIE_BYTES`], and only while
-/// it holds fewer than [`MAX_COOKIES`] names (a name it already holds is always updated).
+/// What a jar holds one cookie under (RFC 6265 5.3): its name, domain and path. Counting names
+/// alone let one name set under hundreds of paths (`/d`, `/d/d`, …) fill the jar unbounded.
+type CookieKey = (String, String, String);
+
+/// `c`'s key as the jar files it: the `Domain` attribute, else the host that set it; the
+/// `Path` attribute, else the directory of the URL that set it (RFC 6265 5.1.4).
+fn cookie_key(c: &cookie::Cookie<'_>, url: &url::Url) -> CookieKey {
+    let domain = c
+        .domain()
+        .map(|d| d.trim_start_matches('.'))
+        .or(url.host_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let path = match c.path() {
+        Some(p) if p.starts_with('/') => p.to_string(),
+        _ => match url.path().rfind('/') {
+            Some(end) if end > 0 => url.path()[..end].to_string(),
+            _ => "/".to_string(),
+        },
+    };
+    (c.name().to_string(), domain, path)
+}
+
+/// The `Set-Cookie` headers of a reply from `url` a jar takes: each at most
+/// [`MAX_COOKIE_BYTES`], and only while it holds fewer than [`MAX_COOKIES`] cookies (one it
+/// already holds is always updated).
 fn kept_cookies(
     headers: &hyper::HeaderMap,
-    names: &mut std::collections::BTreeSet<String>,
+    url: &url::Url,
+    keys: &mut std::collections::BTreeSet<CookieKey>,
 ) -> Vec<hyper::header::HeaderValue> {
     let mut kept = Vec::new();
     for value in headers.get_all(hyper::header::SET_COOKIE) {
@@ -172,8 +220,9 @@ fn kept_cookies(
         else {
             continue;
         };
-        if names.contains(c.name()) || names.len() < MAX_COOKIES {
-            names.insert(c.name().to_string());
+        let key = cookie_key(&c, url);
+        if keys.contains(&key) || keys.len() < MAX_COOKIES {
+            keys.insert(key);
             kept.push(value.clone());
         }
     }
@@ -191,7 +240,8 @@ impl Cookies {
     ) -> Vec<hyper::header::HeaderValue> {
         let kept = kept_cookies(
             headers,
-            self.names.entry(connection.to_string()).or_default(),
+            url,
+            self.keys.entry(connection.to_string()).or_default(),
         );
         let mut set = kept.iter();
         if connection.is_empty() {

@@ -53,13 +53,19 @@ pub(crate) fn snippet(bytes: &[u8]) -> String {
 /// fault: login_status`, `HTTP 502 Bad Gateway`), then [`CAUSE_END`](crate::report::CAUSE_END)
 /// and the story: the page's first line takes the words before it, and a pager that cuts the
 /// line (Opsgenie's 130 characters) still shows what the server said, not its JSON or markup.
+///
+/// A 401 or 407 whose body names nothing says its challenge instead (`WWW-Authenticate` /
+/// `Proxy-Authenticate`): an OAuth bearer's `error` and `error_description` (RFC 6750: an
+/// expired or revoked token, with an empty body), else the challenge itself (`Basic
+/// realm="…"`: the credentials were not taken, or none reached the server).
 pub(crate) fn refused_status(
     reason: FailureReason,
     status: u16,
     story: String,
     body: &[u8],
+    headers: &hyper::HeaderMap,
 ) -> StepError {
-    let Some(cause) = body_cause(body) else {
+    let Some(cause) = body_cause(body).or_else(|| challenge_cause(status, headers)) else {
         return StepError::new(reason, story);
     };
     let code = status.to_string();
@@ -96,6 +102,59 @@ fn body_cause(body: &[u8]) -> Option<String> {
     };
     let cause = cause.trim().to_string();
     (!cause.is_empty()).then_some(cause)
+}
+
+/// What a 401's `WWW-Authenticate` (a 407's `Proxy-Authenticate`) says: its `error` and
+/// `error_description` when it has them, else the header named with its value (the first one).
+fn challenge_cause(status: u16, headers: &hyper::HeaderMap) -> Option<String> {
+    let name = match status {
+        401 => hyper::header::WWW_AUTHENTICATE,
+        407 => hyper::header::PROXY_AUTHENTICATE,
+        _ => return None,
+    };
+    let value = String::from_utf8_lossy(headers.get(&name)?.as_bytes()).into_owned();
+    let value = value.trim();
+    let cause = match (
+        auth_param(value, "error"),
+        auth_param(value, "error_description"),
+    ) {
+        (Some(e), Some(d)) => format!("{e}: {d}"),
+        (Some(one), None) | (None, Some(one)) => one.to_string(),
+        (None, None) if value.is_empty() => return None,
+        (None, None) => format!("{}: {value}", canonical(&name)),
+    };
+    Some(cause)
+}
+
+/// The header's name as RFC 9110 writes it (the map keeps them lower case).
+fn canonical(name: &hyper::header::HeaderName) -> &'static str {
+    if name == hyper::header::PROXY_AUTHENTICATE {
+        "Proxy-Authenticate"
+    } else {
+        "WWW-Authenticate"
+    }
+}
+
+/// An auth-param's value in a challenge (`name="quoted"` or `name=token`), RFC 9110 11.2; the
+/// name matched whole, in any case.
+fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
+    let lower = challenge.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find(name).map(|i| i + from) {
+        from = at + name.len();
+        let starts = at == 0 || lower[..at].ends_with([' ', ',', '\t']);
+        let rest = lower[from..].trim_start();
+        if !starts || !rest.starts_with('=') {
+            continue;
+        }
+        let value = challenge[challenge.len() - rest.len() + 1..].trim_start();
+        let value = match value.strip_prefix('"') {
+            Some(quoted) => &quoted[..quoted.find('"').unwrap_or(quoted.len())],
+            None => value.split([',', ' ']).next().unwrap_or_default(),
+        };
+        return (!value.trim().is_empty()).then_some(value.trim());
+    }
+    None
 }
 
 /// `server_error` quoting what the server sent, the part that names the cause first (an XMPP
@@ -232,6 +291,7 @@ mod tests {
                     snippet(body.as_bytes())
                 ),
                 body.as_bytes(),
+                &hyper::HeaderMap::new(),
             );
             crate::redact::finish(&crate::redact::Redactor::new([]), &e.message)
         };
@@ -271,5 +331,82 @@ mod tests {
                 shown(503, body)
             );
         }
+    }
+
+    /// A 401 with an empty body (an expired bearer token, Basic credentials not taken) says
+    /// the server's challenge; a body that names a cause still wins, and other statuses and
+    /// an empty challenge keep the message as it was.
+    #[test]
+    fn a_refused_401_without_words_says_its_challenge() {
+        let shown = |status: u16, body: &str, header: Option<(&str, &str)>| {
+            let mut headers = hyper::HeaderMap::new();
+            if let Some((name, value)) = header {
+                headers.insert(
+                    hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            let story = format!(
+                "status {status} (expected 200): {}",
+                snippet(body.as_bytes())
+            );
+            let e = refused_status(
+                FailureReason::HttpStatus,
+                status,
+                story,
+                body.as_bytes(),
+                &headers,
+            );
+            crate::redact::finish(&crate::redact::Redactor::new([]), &e.message)
+        };
+        let bearer = r#"Bearer realm="api", error="invalid_token", error_description="The access token expired""#;
+        assert_eq!(
+            shown(401, "", Some(("www-authenticate", bearer))),
+            "HTTP 401: invalid_token: The access token expired — status 401 (expected 200): "
+        );
+        assert!(
+            shown(
+                401,
+                "",
+                Some(("WWW-Authenticate", "Bearer error=insufficient_scope"))
+            )
+            .starts_with("HTTP 401: insufficient_scope — ")
+        );
+        assert!(
+            shown(
+                401,
+                "",
+                Some((
+                    "WWW-Authenticate",
+                    r#"Basic realm="Nextcloud", charset="UTF-8""#
+                ))
+            )
+            .starts_with(
+                r#"HTTP 401: WWW-Authenticate: Basic realm="Nextcloud", charset="UTF-8" — "#
+            )
+        );
+        // `myerror=` is not `error=`.
+        assert!(
+            shown(401, "", Some(("WWW-Authenticate", r#"Custom myerror="x""#)))
+                .starts_with(r#"HTTP 401: WWW-Authenticate: Custom myerror="x" — "#)
+        );
+        assert!(
+            shown(
+                407,
+                "",
+                Some(("Proxy-Authenticate", r#"Basic realm="proxy""#))
+            )
+            .starts_with(r#"HTTP 407: Proxy-Authenticate: Basic realm="proxy" — "#)
+        );
+        assert!(
+            shown(
+                401,
+                r#"{"error":"M_UNKNOWN_TOKEN"}"#,
+                Some(("WWW-Authenticate", bearer))
+            )
+            .starts_with("HTTP 401: M_UNKNOWN_TOKEN — ")
+        );
+        assert!(shown(403, "", Some(("WWW-Authenticate", bearer))).starts_with("status 403"));
+        assert!(shown(401, "", None).starts_with("status 401"));
     }
 }

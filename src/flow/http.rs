@@ -366,7 +366,7 @@ async fn once(
             &fail_regex,
         )?;
     }
-    expected_status(spec, status, &body)?;
+    expected_status(spec, status, &body, &response_headers)?;
 
     let needs_json = spec.expect_json.is_some()
         || spec
@@ -443,6 +443,7 @@ fn expected_status(
     spec: &HttpSpec,
     status: hyper::StatusCode,
     body: &[u8],
+    headers: &HeaderMap,
 ) -> Result<(), StepError> {
     let status_ok = if spec.expect_status.is_empty() {
         status.is_success()
@@ -468,6 +469,7 @@ fn expected_status(
                 snippet(body)
             ),
             body,
+            headers,
         ));
     }
     Ok(())
@@ -483,8 +485,7 @@ fn expectations(
     body: &[u8],
 ) -> Result<(), StepError> {
     if let (Some(pattern), Some(actual)) = (&spec.expect_json, json) {
-        let pattern = crate::template::render_json(pattern, &ctx.vars)
-            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
+        let pattern = ctx.render_json(pattern)?;
         matcher::json_subset(&pattern, actual).map_err(|m| {
             StepError::new(
                 FailureReason::BodyMismatch,
@@ -543,7 +544,8 @@ fn extract(
                 ),
             ));
         };
-        ctx.set_var(&extraction.var, value, Some(url));
+        let typed = extraction.typed_in(json);
+        ctx.set_var(&extraction.var, value, typed, Some(url));
     }
     Ok(())
 }
@@ -567,8 +569,7 @@ fn request_body(
     Ok(match &spec.body {
         Body::None => (Bytes::new(), None),
         Body::Json(v) => {
-            let rendered = crate::template::render_json(v, &ctx.vars)
-                .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?;
+            let rendered = ctx.render_json(v)?;
             (Bytes::from(rendered.to_string()), Some("application/json"))
         }
         Body::Form(fields) => {

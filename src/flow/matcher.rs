@@ -148,7 +148,7 @@ pub fn is_json_subset(pattern: &Value, actual: &Value) -> bool {
         (Value::Array(p), Value::Array(a)) if p.len() == a.len() => {
             p.iter().zip(a).all(|(pv, av)| is_json_subset(pv, av))
         }
-        (Value::Number(p), Value::Number(a)) if p.as_f64() == a.as_f64() => true,
+        (Value::Number(p), Value::Number(a)) => same_number(p, a),
         (p, a) => p == a,
     }
 }
@@ -177,12 +177,26 @@ pub(super) fn subset_at(pattern: &Value, actual: &Value, path: &mut String) -> R
             }
             Ok(())
         }
-        (Value::Number(p), Value::Number(a)) if p.as_f64() == a.as_f64() => Ok(()),
+        (Value::Number(p), Value::Number(a)) if same_number(p, a) => Ok(()),
         (p, a) if p == a => Ok(()),
         (p, a) => {
             let at = if path.is_empty() { "/" } else { path.as_str() };
             Err(format!("{at} is {}, expected {}", short(a), short(p)))
         }
+    }
+}
+
+/// Two JSON numbers are the same value: integers exactly (Janus's u64 ids past 2^53 differ in
+/// digits an f64 drops, and two sessions must not match), `2` and `2.0` by value.
+fn same_number(p: &serde_json::Number, a: &serde_json::Number) -> bool {
+    let int = |n: &serde_json::Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    match (int(p), int(a)) {
+        (Some(p), Some(a)) => p == a,
+        _ => p.as_f64() == a.as_f64(),
     }
 }
 
@@ -300,6 +314,18 @@ mod tests {
             "/room is missing"
         );
         assert!(json_subset(&json!({"n": 2}), &json!({"n": 2.0})).is_ok());
+        // Integer ids compare by every digit: 2^53 and 2^53 + 1 are one f64.
+        let (id, next) = (1u64 << 53, (1u64 << 53) + 1);
+        assert!(json_subset(&json!({"sender": id}), &json!({"sender": next})).is_err());
+        assert!(!is_json_subset(
+            &json!({"sender": id}),
+            &json!({"sender": next})
+        ));
+        assert!(is_json_subset(
+            &json!({"s": u64::MAX}),
+            &json!({"s": u64::MAX})
+        ));
+        assert!(!is_json_subset(&json!({"s": -1}), &json!({"s": u64::MAX})));
         assert!(json_subset(&json!([1, 2]), &json!([1])).is_err());
     }
 

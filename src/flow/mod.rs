@@ -105,6 +105,7 @@ pub(crate) fn new_context<'a>(
         max_body_bytes: plan.max_body_bytes,
         tls: plan.tls.clone(),
         vars: HashMap::new(),
+        typed: HashMap::new(),
         cookies: context::Cookies::default(),
         ws: BTreeMap::new(),
         last_send: None,
@@ -157,7 +158,9 @@ pub(crate) async fn run_steps<'s>(
             deadline
         };
         let report = run_step(ctx, step, step_deadline).await;
-        tracing::debug!(probe = %ctx.probe, step = %step.name, success = report.success, reason = %report.reason.map_or("", |r| r.as_str()), "step finished");
+        // A reason only when the step failed (`reason=` on every passing step was noise), and
+        // the step's time, which is what a reader at debug level came for.
+        tracing::debug!(probe = %ctx.probe, step = %step.name, success = report.success, duration_ms = crate::report::log_ms(report.duration_ms), reason = report.reason.map(|r| r.as_str()), "step finished");
         if !report.success {
             if step.cleanup {
                 tracing::warn!(probe = %ctx.probe, step = %step.name, reason = %report.reason.map_or("", |r| r.as_str()), error = %report.error.as_deref().unwrap_or(""), "cleanup step failed");

@@ -11,7 +11,7 @@ use super::error::{StepError, server_error};
 use super::matcher::{self, Pattern};
 use crate::diag::{Ctx, S, valid_label};
 use crate::report::{FailureReason, with_article};
-use crate::template::{BUILTINS, Template, render_json};
+use crate::template::{BUILTINS, Template};
 
 /// Thresholds on a step's gauges: crossing one is a warning (degraded), never a failure.
 #[derive(Debug, Clone, Default)]
@@ -84,12 +84,7 @@ pub(crate) fn render_fail(
     fail: &FailSpec,
 ) -> Result<(Option<serde_json::Value>, Vec<regex::Regex>), StepError> {
     let protocol_error = |e: String| StepError::new(FailureReason::Protocol, e);
-    let json = fail
-        .json
-        .as_ref()
-        .map(|v| render_json(v, &ctx.vars))
-        .transpose()
-        .map_err(|e| protocol_error(e.to_string()))?;
+    let json = fail.json.as_ref().map(|v| ctx.render_json(v)).transpose()?;
     let regex = fail
         .regex
         .iter()
@@ -146,6 +141,18 @@ impl Extraction {
             ExtractSource::Header(_) | ExtractSource::Cookie(_) => None,
         };
         self.narrow(value)
+    }
+
+    /// The JSON value itself when it is taken whole from JSON and is not a string (Janus's
+    /// integer ids): kept beside its text so JSON patterns and bodies render it with its type.
+    pub(crate) fn typed_in(&self, json: Option<&serde_json::Value>) -> Option<serde_json::Value> {
+        match (&self.source, &self.within) {
+            (ExtractSource::Json(pointer), None) => json
+                .and_then(|j| j.pointer(pointer))
+                .filter(|v| !v.is_string())
+                .cloned(),
+            _ => None,
+        }
     }
 
     /// What the value was to come from, for the error that says it did not.

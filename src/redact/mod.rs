@@ -391,23 +391,19 @@ pub(crate) fn finish(redactor: &Redactor, message: &str) -> String {
     let mut out = String::with_capacity(scrubbed.len());
     let mut rest = scrubbed.as_str();
     while let Some(open) = rest.find(QUOTE_OPEN) {
-        out.push_str(&rest[..open]);
+        out.extend(one_line(&rest[..open]));
         let body = &rest[open + QUOTE_OPEN.len_utf8()..];
         let (header, body) = body.split_once(QUOTE_LIMIT_END).unwrap_or(("", body));
         let (text, after) = body.split_once(QUOTE_CLOSE).unwrap_or((body, ""));
         let cut_before = header.ends_with('+');
         let limit: usize = header.trim_end_matches('+').parse().unwrap_or(160);
-        out.extend(
-            text.chars()
-                .take(limit)
-                .map(|c| if c.is_control() { ' ' } else { c }),
-        );
+        out.extend(one_line(text).take(limit));
         if cut_before || text.chars().count() > limit {
             out.push('…');
         }
         rest = after;
     }
-    out.push_str(rest);
+    out.extend(one_line(rest));
     // Whatever a server got into the message unquoted (a close reason, a list of its
     // addresses), the message stays one readable line for a page: cut after the scrub, so
     // no half of a secret is left.
@@ -416,6 +412,13 @@ pub(crate) fn finish(redactor: &Redactor, message: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// Text outside a quote, as a line: a server's words get there unquoted too (a Redis `-ERR`
+/// line, a close reason), and `once` prints the message to a terminal, where an escape
+/// sequence would retitle or clear it and a line break would forge a line of the table.
+pub(crate) fn one_line(text: &str) -> impl Iterator<Item = char> + '_ {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c })
 }
 
 /// The longest error message that leaves the engine (status, logs, pages), in characters:

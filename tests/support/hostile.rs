@@ -109,7 +109,8 @@ impl Poured {
         let mut sent = 0;
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), s.write_all(head)).await {
             sent += head.len();
-            while sent < limit {
+            // No filler: the head alone (an empty chunk would never add up to `limit`).
+            while sent < limit && !chunk.is_empty() {
                 let n = chunk.len().min(limit - sent);
                 match tokio::time::timeout(Duration::from_secs(5), s.write_all(&chunk[..n])).await {
                     Ok(Ok(())) => sent += n,

@@ -113,7 +113,7 @@ pub(crate) async fn run(
             // A peer made again on the same connection replaces (and closes) the old one.
             ctx.webrtc
                 .insert(connection.to_string(), Participant::Ready(Box::new(peer)));
-            ctx.set_var(&spec.save_as, sdp, None);
+            ctx.set_var(&spec.save_as, sdp, None, None);
             Ok(())
         }
         WebrtcAction::Publish(remote) => {

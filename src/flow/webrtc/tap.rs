@@ -17,7 +17,6 @@ use crate::flow::parts::{self, Extraction, RawExtract};
 use crate::flow::protocol::Message;
 use crate::flow::ws::Divert;
 use crate::report::FailureReason;
-use crate::template::render_json;
 
 /// `trickle = { candidate = { json = "$.candidate" }, expect_json = {…}, end_json = {…},
 /// websocket = "…", max_candidates = 32 }`.
@@ -110,12 +109,7 @@ impl TrickleSpec {
         ctx: &mut RunContext<'_>,
         connection: &str,
     ) -> Result<Arc<Trickled>, StepError> {
-        let render = |v: &Option<Value>| {
-            v.as_ref()
-                .map(|v| render_json(v, &ctx.vars))
-                .transpose()
-                .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
-        };
+        let render = |v: &Option<Value>| v.as_ref().map(|v| ctx.render_json(v)).transpose();
         let (want, end) = (render(&self.expect_json)?, render(&self.end_json)?);
         let websocket = self.websocket.as_deref().unwrap_or(connection);
         let conn = ctx.ws.get_mut(websocket).ok_or_else(|| {

@@ -283,10 +283,7 @@ async fn connect(
     let eio3 = engine_io_v3(&url);
     let setup = Setup {
         auth: match &spec.auth {
-            Some(a) => Some(
-                render_json(a, &ctx.vars)
-                    .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))?,
-            ),
+            Some(a) => Some(ctx.render_json(a)?),
             None => None,
         },
         domain: match &spec.domain {
@@ -338,6 +335,7 @@ async fn connect(
                     snippet(raw)
                 ),
                 raw,
+                response.headers(),
             ));
         }
         Err(e) => return Err(classify(e, FailureReason::WsHandshake)),

@@ -247,12 +247,7 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
         None => None,
     };
     let mut want = Rendered {
-        json: spec
-            .json
-            .as_ref()
-            .map(|v| render_json(v, &ctx.vars))
-            .transpose()
-            .map_err(|e| protocol_error(e.to_string()))?,
+        json: spec.json.as_ref().map(|v| ctx.render_json(v)).transpose()?,
         regex: spec
             .regex
             .iter()
@@ -395,7 +390,7 @@ fn extract(
 ) -> Result<(), StepError> {
     for e in &spec.extract {
         match e.value_in(msg.json.as_ref(), &msg.text) {
-            Some(v) => ctx.set_var(&e.var, v, from),
+            Some(v) => ctx.set_var(&e.var, v, e.typed_in(msg.json.as_ref()), from),
             None => {
                 return Err(StepError::new(
                     FailureReason::BodyMismatch,

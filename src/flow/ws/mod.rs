@@ -25,7 +25,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use super::error::{StepError, server_error, snippet};
 use super::protocol::{self, Incoming, Message, Outgoing, Protocol, Setup};
 use crate::report::{FailureReason, Phase};
-use crate::template::{Context, render_json};
+use crate::template::Context;
 
 /// Read buffer of a probe's websocket (see where it is set).
 const WS_READ_BUFFER: usize = 8 * 1024;

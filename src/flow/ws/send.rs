@@ -212,10 +212,7 @@ async fn send(ctx: &mut RunContext<'_>, name: &str, spec: &SendSpec) -> Result<(
         return Ok(());
     }
     let json = |v: &Option<serde_json::Value>| -> Result<_, StepError> {
-        v.as_ref()
-            .map(|v| render_json(v, &ctx.vars))
-            .transpose()
-            .map_err(|e| StepError::new(FailureReason::Protocol, e.to_string()))
+        v.as_ref().map(|v| ctx.render_json(v)).transpose()
     };
     let out = Outgoing {
         text: spec.text.as_ref().map(|t| ctx.render(t)).transpose()?,
