@@ -754,3 +754,47 @@ fn a_url_from_a_value_is_checked_for_the_rest_and_extract_regex_narrows_one_sour
         errs[2]
     );
 }
+
+/// A fresh hostile round (issue 17): `status_url` and `dashboard_url` are links for people,
+/// published on the status page, in `/api/v1/status` (no login) and in every page. One written
+/// with `user:password@` or a token in its query published the credential; now `check`
+/// refuses it at its key, never repeating the value.
+#[test]
+fn a_link_for_people_carrying_credentials_is_refused() {
+    let probes = [(
+        "p.toml",
+        "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\n",
+    )];
+    for (line, key) in [
+        (
+            "status_url = \"https://admin:Hunter2pw@status.example/eu\"",
+            "status_url",
+        ),
+        (
+            "dashboard_url = \"https://grafana.example/d/x?orgId=1&auth_token=GrafTok99\"",
+            "dashboard_url",
+        ),
+    ] {
+        let cfg = TempConfig::new(&format!("{line}\n"), &probes);
+        let err = cfg.load(&[]).unwrap_err().to_string();
+        assert!(
+            err.contains("joincanary.toml:5:")
+                && err.contains(&format!(": {key}: carries credentials")),
+            "{err}"
+        );
+        assert!(
+            !err.contains("Hunter2pw") && !err.contains("GrafTok99"),
+            "{err}"
+        );
+    }
+    // A link without credentials is taken as written.
+    let cfg = TempConfig::new(
+        "status_url = \"https://status.example/eu\"\ndashboard_url = \"https://grafana.example/d/x?orgId=1&var-region=eu\"\n",
+        &probes,
+    );
+    let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plan.dashboard_url.as_deref(),
+        Some("https://grafana.example/d/x?orgId=1&var-region=eu")
+    );
+}

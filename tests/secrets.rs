@@ -4,6 +4,7 @@
 //! config errors never print them (secrets/environment.rs); trace logs never carry a token.
 
 mod environment;
+mod literal;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -247,14 +247,8 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
             format_args!("`{}` exists and is not a directory", state_dir.display()),
         );
     }
-    let status_url = raw
-        .status_url
-        .as_ref()
-        .and_then(|u| ctx.env_str(u, "status_url"));
-    let dashboard_url = raw
-        .dashboard_url
-        .as_ref()
-        .and_then(|u| ctx.env_str(u, "dashboard_url"));
+    let status_url = link(&mut ctx, raw.status_url.as_ref(), "status_url");
+    let dashboard_url = link(&mut ctx, raw.dashboard_url.as_ref(), "dashboard_url");
     let peers = crate::status::peer::parse_peers(&mut ctx, raw.peers.as_ref());
     let defaults = crate::flow::defaults::Defaults::build(&mut ctx, &raw.defaults);
     let crate::alert::pagers::Pagers {
@@ -501,4 +495,29 @@ impl Plan {
         }
         out
     }
+}
+
+/// A link for people (`status_url`, `dashboard_url`): shown on the status page, in
+/// `/api/v1/status` (no login) and in every page, so one carrying credentials
+/// (`user:password@`, a query parameter such as `token` or `auth_token`) would publish them.
+fn link(ctx: &mut Ctx<'_>, raw: Option<&S<String>>, key: &str) -> Option<String> {
+    let raw = raw?;
+    let text = ctx.env_str(raw, key)?;
+    let credentials = url::Url::parse(&text).is_ok_and(|u| {
+        !u.username().is_empty()
+            || u.password().is_some()
+            || u.query_pairs()
+                .any(|(name, _)| crate::redact::names_a_credential(&name))
+    });
+    if credentials {
+        ctx.error(
+            Some(raw.span()),
+            key,
+            "carries credentials (`user:password@` or a query parameter such as `token`), and \
+             it is shown on the status page, in /api/v1/status and in every page: link to a \
+             page that asks for a login instead",
+        );
+        return None;
+    }
+    Some(text)
 }

@@ -289,6 +289,7 @@ async fn once(
     {
         headers.insert(header::AUTHORIZATION, basic);
     }
+    parts::note_credentials(ctx, &url, &headers);
     let (mut body, content_type) = request_body(ctx, spec)?;
     // A URL a server named: the probe's credentials do not follow it to another origin.
     let named = super::origin::named(ctx, &spec.url, url.as_str());

@@ -303,6 +303,46 @@ pub(crate) fn run_url(
     Ok(url)
 }
 
+/// Takes as secrets the credentials a request carries, however they were written (literally
+/// in the probe file, not only through `${ENV}`): `Authorization` and `Proxy-Authorization`
+/// (and the token after the scheme), each value of a `Cookie` header, a header or query
+/// parameter whose name says credential (`X-Api-Key`, `?access_token=`). A server echoing its
+/// request in a refusal (`invalid token … for /api?access_token=…`) would otherwise put them in
+/// the error, and so in the status, logs and pages; a pager's literal key is a secret the same
+/// way.
+pub(crate) fn note_credentials(
+    ctx: &mut RunContext<'_>,
+    url: &url::Url,
+    headers: &hyper::HeaderMap,
+) {
+    use hyper::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        if name == AUTHORIZATION || name == PROXY_AUTHORIZATION {
+            ctx.redactor.add(value.to_string());
+            if let Some((_, token)) = value.split_once(' ') {
+                ctx.redactor.add(token.trim().to_string());
+            }
+        } else if name == COOKIE {
+            for (_, v) in value.split(';').filter_map(|pair| pair.split_once('=')) {
+                ctx.redactor.add(v.trim().to_string());
+            }
+        } else if crate::redact::names_a_credential(name.as_str())
+            // The upgrade's nonce is no credential (and new on every connect).
+            && !name.as_str().starts_with("sec-websocket-")
+        {
+            ctx.redactor.add(value.to_string());
+        }
+    }
+    for (name, value) in url.query_pairs() {
+        if crate::redact::names_a_credential(&name) {
+            ctx.redactor.add(value.into_owned());
+        }
+    }
+}
+
 /// Header names checked, values templates of one line each.
 pub(crate) fn headers(
     ctx: &mut Ctx<'_>,

@@ -326,6 +326,28 @@ pub fn url_secret_parts(text: &str) -> Vec<String> {
     parts
 }
 
+/// A header or query parameter whose name says it carries a credential (`X-Api-Key`,
+/// `access_token`, `sig`): its value is a secret however it was written.
+pub fn names_a_credential(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    const WORDS: [&str; 11] = [
+        "token",
+        "secret",
+        "passw",
+        "pwd",
+        "auth",
+        "session",
+        "ticket",
+        "credential",
+        "signature",
+        "jwt",
+        "cookie",
+    ];
+    WORDS.iter().any(|w| name.contains(w))
+        || name.ends_with("key")
+        || matches!(name.as_str(), "sig" | "sid" | "pass" | "code")
+}
+
 /// `scheme://host…`: a URL that names a server (not `user:password`, which also parses as a
 /// URL, of scheme `user`).
 pub fn is_address_url(text: &str) -> bool {
