@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -111,27 +112,46 @@ impl Consumer {
         let mut looked: Option<tokio::time::Instant> = None;
         // Runs came fast at the last linger: none until the next alert tick.
         let mut busy = false;
+        // The last linger took events: the next look is another linger of this length, not a
+        // wait on the channel. A result sent to a consumer waiting on the channel wakes its
+        // thread (an `eventfd` write by the probe thread, then a wake-up of this one), so
+        // while runs keep coming this thread wakes only for its lingers.
+        let mut again: Option<Duration> = None;
         loop {
             self.liveness.beat();
-            let event = tokio::select! {
-                e = self.events.recv() => match e {
-                    Some(e) => e,
-                    None => return,
-                },
-                _ = self.ticker.tick() => {
+            let wait = match again.take() {
+                // The alert tick is looked at between lingers too (without waiting for it).
+                Some(_) if self.ticker.tick().now_or_never().is_some() => {
                     self.tick();
                     busy = false;
-                    continue;
+                    None
+                }
+                Some(wait) => Some(wait),
+                None => {
+                    let event = tokio::select! {
+                        e = self.events.recv() => match e {
+                            Some(e) => e,
+                            None => return,
+                        },
+                        _ = self.ticker.tick() => {
+                            self.tick();
+                            busy = false;
+                            continue;
+                        }
+                    };
+                    self.handle(event);
+                    let now = tokio::time::Instant::now();
+                    let gap = looked.map(|at| now.saturating_duration_since(at));
+                    gap.filter(|gap| !busy && *gap < LINGER)
+                        .map(|gap| LINGER.min(gap.saturating_mul(LINGER_EXPECT)))
                 }
             };
-            self.handle(event);
-            let now = tokio::time::Instant::now();
-            let gap = looked.map(|at| now.saturating_duration_since(at));
-            if let Some(gap) = gap.filter(|gap| !busy && *gap < LINGER) {
-                let taken = self
-                    .linger(LINGER.min(gap.saturating_mul(LINGER_EXPECT)))
-                    .await;
+            if let Some(wait) = wait {
+                let taken = self.linger(wait).await;
                 busy = taken >= LINGER_BUSY;
+                if taken > 0 && !busy {
+                    again = Some(wait);
+                }
             }
             looked = Some(tokio::time::Instant::now());
         }

@@ -319,3 +319,66 @@ async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_no
         "every run that finished was recorded before the service stopped"
     );
 }
+
+/// While results keep coming (forty probes a second), the consumer lingers back to back and
+/// never waits on the channel between lingers: what it records (runs, and the next run each
+/// probe announces) changes only when a linger ends, four times a second, not also each time
+/// an event reaches a consumer waiting on the channel (each such send wakes its thread). The
+/// alert tick (every 5 s) breaks the chain once.
+#[tokio::test(start_paused = true)]
+async fn while_results_keep_coming_none_wakes_the_consumer_on_its_own() {
+    use joincanary::consumer::LINGER;
+    let probes: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("p{i}.toml"),
+                format!(
+                    "name = \"p{i}\"\nschedule = \"* * * * * *\"\njitter = \"900ms\"\ntimeout = \"900ms\"\n\
+                     [[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
+                ),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = probes
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let cfg = TempConfig::new("", &files);
+    let plan = cfg.load(&[]).unwrap();
+    let clock = Clock::starting_at(
+        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 1, 12, 0, 0).unwrap(),
+    );
+    let runner = Arc::new(Finishing {
+        finished: Arc::new(std::sync::Mutex::new(Vec::new())),
+    });
+    let (service, handles) = crate::support::Service::scripted(plan, runner, clock).await;
+    let status = handles.status;
+    let recorded = || {
+        let snapshot = status.snapshot();
+        let runs: usize = snapshot.iter().map(|p| p.history.len()).sum();
+        let next: Vec<_> = snapshot.iter().map(|p| p.next_run).collect();
+        (runs, next)
+    };
+    // Past the first alert tick and the start-up burst (see the test above).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // 3 s of the paused clock, looked at every millisecond: about 120 runs.
+    let (first, mut last) = (recorded().0, recorded());
+    let mut changes = 0;
+    for _ in 0..3000 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = recorded();
+        changes += usize::from(now != last);
+        last = now;
+    }
+    let runs = last.0 - first;
+    assert!(runs >= 100, "{runs} runs recorded in 3 s");
+    // Back to back lingers: 3 s / 250 ms = 12 ends, and the tick's break costs one or two.
+    let most = (Duration::from_secs(3).as_millis() / LINGER.as_millis()) as usize + 3;
+    assert!(
+        changes <= most,
+        "what the consumer records changed {changes} times in 3 s (at most {most} at one \
+         look a linger): it took events as they were sent, between lingers"
+    );
+    service.shutdown.cancel();
+    service.task.await.unwrap().unwrap();
+}

@@ -145,7 +145,7 @@ pub(crate) fn take_basic_auth(
 pub(crate) async fn open(
     ctx: &mut RunContext<'_>,
     url: &url::Url,
-) -> Result<MaybeTlsStream<TcpStream>, StepError> {
+) -> Result<MaybeTlsStream<Tcp>, StepError> {
     open_with_alpn(ctx, url, None).await
 }
 
@@ -155,7 +155,7 @@ pub(crate) async fn open_with_alpn(
     ctx: &mut RunContext<'_>,
     url: &url::Url,
     alpn: Option<&[u8]>,
-) -> Result<MaybeTlsStream<TcpStream>, StepError> {
+) -> Result<MaybeTlsStream<Tcp>, StepError> {
     // Taken first: a lookup that fails must not leave it set for a later step's open.
     let fenced = std::mem::take(&mut ctx.server_chosen);
     let mut addrs = resolve(ctx, url).await?;
@@ -165,7 +165,7 @@ pub(crate) async fn open_with_alpn(
     let t = begin_phase(ctx, Phase::Connect);
     let tcp = connect_any(&addrs).await;
     add_phase(ctx, Phase::Connect, t);
-    let tcp = tcp?;
+    let tcp = Tcp::new(tcp?);
     if !matches!(url.scheme(), "https" | "wss") {
         return Ok(MaybeTlsStream::Plain(tcp));
     }
@@ -308,8 +308,7 @@ where
     }
 }
 
-/// One TCP connection, as browsers open it: `TCP_NODELAY` set (a small frame after another
-/// must not wait for an ACK), here on the socket before the connect. What tokio's
+/// One TCP connection, as browsers open it; `TCP_NODELAY` comes later ([`Tcp`]). What tokio's
 /// `TcpStream::connect` does, one system call fewer: the outcome is read from the event that
 /// says the socket became writable, and `SO_ERROR` is asked only when that event says the
 /// connection closed (refused, reset), where tokio asks it every time (measured in
@@ -321,8 +320,6 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
         Type::STREAM.nonblocking(),
         Some(Protocol::TCP),
     )?;
-    // As before, a refusal is not worth failing the run for: the timing still holds.
-    let _ = socket.set_tcp_nodelay(true);
     match socket.connect(&addr.into()) {
         Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => return Err(e),
         _ => {}
@@ -335,6 +332,102 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
         return Err(e);
     }
     Ok(tcp)
+}
+
+/// A step's TCP connection, with `TCP_NODELAY` set as browsers set it (a small frame written
+/// after another must not wait for the first one's ACK), but only just before the
+/// connection's second write. Nagle's algorithm (Linux: Minshall's variant) holds a small
+/// segment back only while an earlier small one is unacknowledged, and before the first write
+/// nothing is (the handshake acknowledged the SYN): the first write leaves at once with or
+/// without the option, so setting it at the opening bought nothing for it. A connection that
+/// writes once, an HTTP request, never pays the `setsockopt`; every later write goes out as
+/// it did (measured in BENCHMARKS.md, issue 20).
+#[derive(Debug)]
+pub(crate) struct Tcp {
+    tcp: TcpStream,
+    /// Writes that moved bytes, counted to 2: at 1, the next one sets `TCP_NODELAY` first.
+    writes: u8,
+}
+
+impl Tcp {
+    fn new(tcp: TcpStream) -> Tcp {
+        Tcp { tcp, writes: 0 }
+    }
+
+    /// The socket (its readiness, its options).
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Before a write: the second one finds `TCP_NODELAY` set.
+    fn before_write(&mut self) {
+        if self.writes == 1 {
+            // As before at the opening, a refusal is not worth failing the run for.
+            let _ = self.tcp.set_nodelay(true);
+            self.writes = 2;
+        }
+    }
+
+    /// After a write: one that moved bytes counts.
+    fn wrote(&mut self, written: &std::task::Poll<std::io::Result<usize>>) {
+        if self.writes == 0 && matches!(written, std::task::Poll::Ready(Ok(n)) if *n > 0) {
+            self.writes = 1;
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Tcp {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Tcp {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.before_write();
+        let written = std::pin::Pin::new(&mut this.tcp).poll_write(cx, data);
+        this.wrote(&written);
+        written
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.before_write();
+        let written = std::pin::Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.wrote(&written);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 /// The resolver's order (RFC 6724 already ranks it), families alternating from the first
@@ -410,7 +503,6 @@ mod tests {
         let refused: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let tcp = connect_any(&[refused, good]).await.unwrap();
         assert_eq!(tcp.peer_addr().unwrap(), good);
-        assert!(tcp.nodelay().unwrap(), "TCP_NODELAY, as browsers");
         let e = connect_any(&[refused]).await.unwrap_err();
         assert_eq!(e.reason, FailureReason::Connect, "{e}");
         assert!(
@@ -431,6 +523,39 @@ mod tests {
             .collect();
         let e = connect_any(&many).await.unwrap_err();
         assert_eq!(e.message.matches("; ").count(), MAX_ATTEMPTS - 1, "{e}");
+    }
+
+    /// `TCP_NODELAY` is not set for a connection's first write (Nagle cannot hold it back:
+    /// nothing is unacknowledged yet) but before its second, which could otherwise wait for
+    /// the first one's ACK, whether the writes are plain or vectored (hyper's).
+    #[tokio::test]
+    async fn nagle_is_turned_off_before_the_second_write_not_at_the_opening() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for vectored in [false, true] {
+            let mut conn = Tcp::new(connect_any(&[addr]).await.unwrap());
+            let (mut peer, _) = listener.accept().await.unwrap();
+            assert!(
+                !conn.tcp().nodelay().unwrap(),
+                "no setsockopt at the opening"
+            );
+            for (i, part) in [&b"first"[..], b"second", b"third"].into_iter().enumerate() {
+                if vectored {
+                    let n = conn
+                        .write_vectored(&[std::io::IoSlice::new(part)])
+                        .await
+                        .unwrap();
+                    assert_eq!(n, part.len());
+                } else {
+                    conn.write_all(part).await.unwrap();
+                }
+                assert_eq!(conn.tcp().nodelay().unwrap(), i > 0, "after write {i}");
+            }
+            let mut got = [0u8; 16];
+            peer.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"firstsecondthird");
+        }
     }
 
     #[test]

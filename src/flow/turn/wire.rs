@@ -3,7 +3,7 @@
 //! 4-byte header, padded to 4). Every read is bounded by [`MAX_MESSAGE`] and by a deadline.
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_tungstenite::MaybeTlsStream;
 
@@ -37,7 +37,7 @@ pub enum WireError {
 pub enum Conn {
     Udp(UdpSocket),
     /// A TCP or TLS stream, and the part of a frame read before a deadline cut the read.
-    Stream(Box<MaybeTlsStream<TcpStream>>, Vec<u8>),
+    Stream(Box<MaybeTlsStream<crate::flow::net::Tcp>>, Vec<u8>),
 }
 
 impl Conn {

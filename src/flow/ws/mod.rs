@@ -15,7 +15,6 @@ pub(crate) mod send;
 use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -59,7 +58,7 @@ pub(crate) trait Divert: Send + Sync {
 
 /// An open websocket of one run, with its protocol's state.
 pub(crate) struct Connection {
-    stream: WebSocketStream<meter::Metered<MaybeTlsStream<TcpStream>>>,
+    stream: WebSocketStream<meter::Metered<MaybeTlsStream<crate::flow::net::Tcp>>>,
     proto: Box<dyn Protocol>,
     /// Messages that arrived before any step asked for them: during the handshake, or while a
     /// `webrtc` step read trickled candidates ([`Connection::read_aside`]); at most
@@ -141,7 +140,8 @@ impl Connection {
     fn peer_finished(&self) -> bool {
         use futures_util::FutureExt as _;
         match self.stream.get_ref().get_ref() {
-            MaybeTlsStream::Plain(tcp) => tcp
+            MaybeTlsStream::Plain(conn) => conn
+                .tcp()
                 .ready(tokio::io::Interest::READABLE)
                 .now_or_never()
                 .is_some_and(|ready| ready.is_ok_and(|r| r.is_read_closed())),
