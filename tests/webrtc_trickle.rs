@@ -179,6 +179,23 @@ async fn aiortc_offers_without_candidates_and_trickles_them_livekit_style_the_st
     support::passed(&run, &["answered"]);
 }
 
+#[tokio::test]
+async fn candidates_trickled_before_the_sdp_are_kept_for_the_step_that_answers_it() {
+    // Janus's subscriber offer races its own candidate gathering: the candidates (and their
+    // end) can come before the event with the SDP. The step waiting for that event skips them;
+    // the `webrtc` step's tap, set up after it, still gets them (before: 0 trickled, `ice`).
+    let probe = WE_ANSWER.replace(
+        r#"trickle = "livekit" }"#,
+        r#"trickle = "livekit", candidates_first = true }"#,
+    );
+    assert!(probe.contains("candidates_first"));
+    let Some(run) = run_against_aiortc(&probe, "0").await else {
+        return;
+    };
+    assert_trickled(&run);
+    assert!(step(&run, "offer").success, "{run:#?}");
+}
+
 /// A scripted signalling server: it answers the offer it is sent with a real str0m peer's
 /// answer (never driven) without its candidates, then sends `trickles` (frames, as written),
 /// then holds the websocket open for 3 s.

@@ -26,6 +26,7 @@ mod redirect;
 pub mod redis;
 pub mod resident;
 pub mod steps;
+mod tcp;
 pub mod ws;
 
 pub mod turn;

@@ -37,7 +37,7 @@ pub enum WireError {
 pub enum Conn {
     Udp(UdpSocket),
     /// A TCP or TLS stream, and the part of a frame read before a deadline cut the read.
-    Stream(Box<MaybeTlsStream<crate::flow::net::Tcp>>, Vec<u8>),
+    Stream(Box<MaybeTlsStream<crate::flow::tcp::Tcp>>, Vec<u8>),
 }
 
 impl Conn {

@@ -345,6 +345,7 @@ async fn connect(
         stream,
         proto,
         backlog: VecDeque::new(),
+        skipped: VecDeque::new(),
         diverts: Vec::new(),
         url,
     };

@@ -272,6 +272,7 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
     if spec.ack {
         want.ack = Some(conn.proto.awaited_ack());
     }
+    conn.forget_skipped();
     let mut counted = 0;
     let mut last_miss = String::from("none");
     let matched = loop {
@@ -307,6 +308,7 @@ async fn expect(ctx: &mut RunContext<'_>, name: &str, spec: &ExpectSpec) -> Resu
             Err(miss) => {
                 ctx.last_miss = Some(miss.clone());
                 last_miss = miss;
+                conn.keep_skipped(msg);
             }
         }
     };

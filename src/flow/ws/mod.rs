@@ -46,6 +46,15 @@ pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_se
 /// stops, leaving the rest in the socket.
 const BACKLOG_MAX: usize = 256;
 
+/// Messages the last `ws_expect` on a connection skipped, kept for a [`Divert`] set up just
+/// after it: an SFU may trickle its first ICE candidates before the event carrying its SDP
+/// (Janus's subscriber offer races its own candidate gathering), and the step waiting for that
+/// event skips them before the `webrtc` step that taps the stream exists. Small messages only
+/// (a candidate is some 200 bytes, a JSON envelope around it a few hundred more), so a hostile
+/// stream keeps at most `SKIPPED_KEPT` x `SKIPPED_KEPT_BYTES` here.
+const SKIPPED_KEPT: usize = 32;
+const SKIPPED_KEPT_BYTES: usize = 8 * 1024;
+
 /// Takes the messages of one kind out of a websocket's stream, whichever step reads them: a
 /// WebRTC peer's trickled ICE candidates, which a platform sends whenever it has them, between
 /// the frames the steps wait for (see `webrtc::tap`).
@@ -58,12 +67,15 @@ pub(crate) trait Divert: Send + Sync {
 
 /// An open websocket of one run, with its protocol's state.
 pub(crate) struct Connection {
-    stream: WebSocketStream<meter::Metered<MaybeTlsStream<crate::flow::net::Tcp>>>,
+    stream: WebSocketStream<meter::Metered<MaybeTlsStream<crate::flow::tcp::Tcp>>>,
     proto: Box<dyn Protocol>,
     /// Messages that arrived before any step asked for them: during the handshake, or while a
     /// `webrtc` step read trickled candidates ([`Connection::read_aside`]); at most
     /// [`BACKLOG_MAX`] (the handshake's: `max_frames`).
     backlog: VecDeque<Message>,
+    /// What the last `ws_expect` on this connection skipped (see [`SKIPPED_KEPT`]): offered to a
+    /// [`Divert`] when it is set up.
+    skipped: VecDeque<Message>,
     /// What takes messages out of the stream (one per WebRTC peer trickling on it, so bounded
     /// by the probe's config; dropped once not [`Divert::live`]).
     diverts: Vec<std::sync::Arc<dyn Divert>>,
@@ -209,10 +221,30 @@ impl Connection {
         self.diverts.iter().any(|d| d.divert(m))
     }
 
-    /// From now on, `d` takes the messages it wants out of this websocket's stream.
+    /// From now on, `d` takes the messages it wants out of this websocket's stream, starting
+    /// with those the last `ws_expect` skipped (in their order).
     pub(crate) fn divert(&mut self, d: std::sync::Arc<dyn Divert>) {
         self.diverts.retain(|d| d.live());
+        self.skipped.retain(|m| !d.divert(m));
         self.diverts.push(d);
+    }
+
+    /// A `ws_expect` begins on this connection: what the previous one skipped is no longer
+    /// the latest signalling's.
+    pub(crate) fn forget_skipped(&mut self) {
+        self.skipped.clear();
+    }
+
+    /// A `ws_expect` skipped `m`: kept (small ones, the latest [`SKIPPED_KEPT`]) for a
+    /// [`Divert`] set up after the step.
+    pub(crate) fn keep_skipped(&mut self, m: Message) {
+        if m.text.len() > SKIPPED_KEPT_BYTES {
+            return;
+        }
+        if self.skipped.len() >= SKIPPED_KEPT {
+            self.skipped.pop_front();
+        }
+        self.skipped.push_back(m);
     }
 
     /// Reads one frame while no step waits for one (a `webrtc` step waiting for trickled ICE

@@ -28,7 +28,8 @@ HTTP (JSON bodies, at most 64 KiB):
                 {"completed": true}}; "livekit": {"trickle": {"candidateInit": "<that object as
                 a JSON string>", "target": "SUBSCRIBER"}}, ending with "final": true and an empty
                 candidate. A {"type": "keepalive"} goes before each candidate (frames that are
-                not candidates, in between). delay_ms (at most 5000) holds the candidates back.
+                not candidates, in between). delay_ms (at most 5000) holds the candidates back;
+                "candidates_first": true sends them (and their end) before the SDP instead.
 
 Every loop is bounded: at most 16 peer connections at once, each closed after 60 s; at most
 10000 messages echoed per channel; the server exits after --lifetime seconds, or at once when
@@ -209,9 +210,16 @@ async def on_ws(request):
         if style not in ("janus", "livekit") or not isinstance(delay, int):
             raise ValueError(f"trickle: janus or livekit, delay_ms: a number")
         sdp, candidates = without_candidates(pc.localDescription.sdp)
+        trickled = trickle_messages(style, peer_id, candidates)
+        if value.get("candidates_first") is True:
+            # Janus's subscriber offer can race its own gathering: candidates before the SDP.
+            for message in trickled:
+                await ws.send_json(message)
+            await ws.send_json({"id": peer_id, "sdp": sdp, "type": kind})
+            return
         await ws.send_json({"id": peer_id, "sdp": sdp, "type": kind})
         await asyncio.sleep(min(max(delay, 0), MAX_DELAY_MS) / 1000)
-        for message in trickle_messages(style, peer_id, candidates):
+        for message in trickled:
             await ws.send_json(message)
 
     def on_connected(pc):
