@@ -46,7 +46,10 @@ pub async fn run(listen: SocketAddr, stop: impl Future<Output = ()>) -> anyhow::
     .await
     .context("cannot start the reference server on 127.0.0.1")?;
 
-    let dir = tempfile_dir()?;
+    // Removed when the demo ends, its state (`../state` beside the config) with it: every
+    // demo starts fresh, and a run of it leaves nothing behind in the temp directory.
+    let scratch = Scratch(tempfile_dir()?);
+    let dir = &scratch.0;
     std::fs::create_dir_all(dir.join("config")).context("creating the demo's config directory")?;
     std::fs::create_dir_all(dir.join("probes")).context("creating the demo's probe directory")?;
     std::fs::write(dir.join("config/joincanary.toml"), CONFIG)
@@ -58,7 +61,6 @@ pub async fn run(listen: SocketAddr, stop: impl Future<Output = ()>) -> anyhow::
     };
     let mut plan = config::load(&dir.join("config/joincanary.toml"), &env)
         .map_err(|e| anyhow::anyhow!("embedded config: {e}"))?;
-    let _ = std::fs::remove_dir_all(&dir);
 
     let schedule = Schedule::parse(DEMO_SCHEDULE, None).map_err(|e| anyhow::anyhow!(e))?;
     plan.probes = plan
@@ -111,9 +113,19 @@ Ctrl-C stops.
     trigger.cancel();
     let result = service.await;
     sim.shutdown().await;
+    drop(scratch);
     match result {
         Ok(r) => r.map_err(Into::into),
         Err(e) => Err(anyhow::anyhow!("service task failed: {e}")),
+    }
+}
+
+/// The demo's directory in the temp directory, removed on drop (an error path too).
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -253,9 +253,12 @@ fn the_sim_and_the_shipped_probe_read_the_same_credentials_from_the_environment(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_runs_the_shipped_probe_and_serves_metrics() {
+    // The demo's own temp directory, to see that it leaves nothing behind there.
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(binary())
         .args(["demo", "--listen", "127.0.0.1:0"])
         .current_dir(std::env::temp_dir())
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -294,6 +297,15 @@ async fn demo_runs_the_shipped_probe_and_serves_metrics() {
     let status = child.wait().unwrap();
     assert!(ok, "demo's probe succeeded");
     assert_eq!(status.code(), Some(0), "Ctrl-C stops the demo cleanly");
+    // Regression: each demo left its config and state in a `joincanary-demo-*` directory.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the demo left {left:?} in its temp directory"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
