@@ -273,4 +273,13 @@ fn an_empty_joincanary_config_counts_as_unset_and_a_missing_default_says_how_to_
         err.contains("hint: no --config given and JOINCANARY_CONFIG not set"),
         "{err}"
     );
+    // It says where it looked and what to do (it said the missing file "was read").
+    let cwd = dir.path().canonicalize().unwrap();
+    assert!(
+        err.contains(&format!(
+            "was looked for in the working directory ({}): pass --config PATH",
+            cwd.display()
+        )),
+        "{err}"
+    );
 }

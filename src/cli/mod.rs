@@ -404,7 +404,10 @@ pub(crate) fn load(flag: Option<&std::path::Path>) -> Option<config::Plan> {
             let mut text: String = errors.0.iter().map(|e| format!("error: {e}\n")).collect();
             // A newcomer running the binary outside the checkout meets the default path first.
             if path == Path::new(config::DEFAULT_CONFIG_PATH) && !path.exists() {
-                text.push_str("hint: no --config given and JOINCANARY_CONFIG not set, so the default config/joincanary.toml (relative to the working directory) was read\n");
+                let cwd = std::env::current_dir()
+                    .map(|d| format!(" ({})", d.display()))
+                    .unwrap_or_default();
+                text.push_str(&format!("hint: no --config given and JOINCANARY_CONFIG not set, so the default config/joincanary.toml was looked for in the working directory{cwd}: pass --config PATH\n"));
             }
             joincanary::output::print_stderr(&text);
             None
