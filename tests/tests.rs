@@ -7,6 +7,7 @@ mod alerting;
 mod alertmanager;
 mod cli;
 mod config_errors;
+mod config_hints;
 mod config_links;
 mod config_reads;
 mod container;

@@ -41,7 +41,7 @@ pub struct RawHttp {
     pub json: Option<S<toml::Value>>,
     pub form: Option<S<BTreeMap<String, S<String>>>>,
     pub body: Option<S<String>>,
-    pub expect_status: Option<S<Vec<i64>>>,
+    pub expect_status: Option<S<Vec<S<i64>>>>,
     pub expect_json: Option<S<toml::Value>>,
     /// One regex or a list; all must match the same reply. Templates, values regex-escaped.
     pub expect_regex: Option<S<toml::Value>>,
@@ -142,15 +142,29 @@ impl Kind for HttpSpec {
             Body::None
         };
         let expect_status = match &s.expect_status {
+            // Empty would accept any 2xx, as if the key were not there: not what was written.
+            Some(list) if list.get_ref().is_empty() => {
+                b.ctx.error(
+                    Some(list.span()),
+                    b.key("expect_status"),
+                    "an empty list accepts no status: list the statuses, or leave the key out \
+                     for any 2xx",
+                );
+                Vec::new()
+            }
             Some(list) => {
                 let mut out = Vec::new();
                 for code in list.get_ref() {
-                    match u16::try_from(*code) {
+                    match u16::try_from(*code.get_ref()) {
                         Ok(c) if (100..=599).contains(&c) => out.push(c),
+                        // Placed at the value itself: a list of ten shows which one.
                         _ => b.ctx.error(
-                            Some(list.span()),
+                            Some(code.span()),
                             b.key("expect_status"),
-                            format_args!("`{code}` is not an HTTP status"),
+                            format_args!(
+                                "`{}` is not an HTTP status: must be from 100 to 599",
+                                code.get_ref()
+                            ),
                         ),
                     }
                 }

@@ -127,18 +127,12 @@ impl Poured {
 /// An HTTP server that answers the first request with `head` (status line and headers) and
 /// then a body of up to `limit` bytes, as fast as the client takes it.
 pub async fn pouring_http(head: String, limit: usize) -> (String, Poured) {
-    let (l, addr) = listener().await;
-    let poured = Poured::default();
-    let p = poured.clone();
-    tokio::spawn(async move {
-        let Ok((mut s, _)) = l.accept().await else {
-            return;
-        };
+    pouring(move |mut s, p| async move {
         if read_head(&mut s).await.is_some() {
             p.pour(&mut s, head.as_bytes(), b"x", limit).await;
         }
-    });
-    (addr, poured)
+    })
+    .await
 }
 
 /// A server that speaks first (an SMTP greeting): on connect, `head` and then up to `limit`
@@ -148,12 +142,25 @@ pub async fn pouring_greeting(
     filler: &'static [u8],
     limit: usize,
 ) -> (String, Poured) {
+    pouring(move |mut s, p| async move {
+        p.pour(&mut s, head.as_bytes(), filler, limit).await;
+    })
+    .await
+}
+
+/// A server whose first connection `serve` takes, with the [`Poured`] it counts into (and
+/// this returns beside the address).
+async fn pouring<F, Fut>(serve: F) -> (String, Poured)
+where
+    F: FnOnce(tokio::net::TcpStream, Poured) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let (l, addr) = listener().await;
     let poured = Poured::default();
     let p = poured.clone();
     tokio::spawn(async move {
-        if let Ok((mut s, _)) = l.accept().await {
-            p.pour(&mut s, head.as_bytes(), filler, limit).await;
+        if let Ok((s, _)) = l.accept().await {
+            serve(s, p).await;
         }
     });
     (addr, poured)
@@ -183,13 +190,7 @@ pub async fn pouring_redis(
     limit: usize,
 ) -> (String, Poured) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let (l, addr) = listener().await;
-    let poured = Poured::default();
-    let p = poured.clone();
-    tokio::spawn(async move {
-        let Ok((mut s, _)) = l.accept().await else {
-            return;
-        };
+    pouring(move |mut s, p| async move {
         let mut buf = vec![0u8; 8192];
         // Bounded: a handful of commands come before INFO.
         for _ in 0..16 {
@@ -211,8 +212,8 @@ pub async fn pouring_redis(
                 }
             }
         }
-    });
-    (addr, poured)
+    })
+    .await
 }
 
 /// The commands a fake Redis answers.
