@@ -67,3 +67,25 @@ fn a_key_in_another_case_is_named() {
         errs[0]
     );
 }
+
+/// A status outside 100–599 is named where it is written, with the range; an empty list (which
+/// read as "any 2xx", as if the key were not there) is refused.
+#[test]
+fn an_expect_status_outside_100_to_599_is_placed_with_the_range() {
+    let step = "timeout = \"5s\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let probes = [
+        ("p.toml", format!("{step}expect_status = [200, 2000, 99]\n")),
+        ("q.toml", format!("{step}expect_status = [-1]\n")),
+        ("r.toml", format!("{step}expect_status = []\n")),
+    ];
+    let probes: Vec<(&str, &str)> = probes.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    assert_eq!(
+        TempConfig::new("", &probes).errors(),
+        [
+            "probes/p.toml:6:23: steps[0].expect_status: `2000` is not an HTTP status: must be from 100 to 599",
+            "probes/p.toml:6:29: steps[0].expect_status: `99` is not an HTTP status: must be from 100 to 599",
+            "probes/q.toml:6:18: steps[0].expect_status: `-1` is not an HTTP status: must be from 100 to 599",
+            "probes/r.toml:6:17: steps[0].expect_status: an empty list accepts no status: list the statuses, or leave the key out for any 2xx",
+        ]
+    );
+}

@@ -15,7 +15,9 @@ mod redis;
 
 pub use actioncable::start_actioncable;
 pub use alertmanager::{Alertmanager, start_alertmanager};
-pub use janus::{Janus, start_janus, start_janus_media, start_janus_media_full_trickle};
+pub use janus::{
+    Janus, start_janus, start_janus_media, start_janus_media_full_trickle, start_janus_media_http,
+};
 pub(crate) use node::start_node;
 pub use node::{
     NodeServer, SocketIo, SocketIoOptions, start_protoo, start_socketio, start_socketio_with,
