@@ -23,6 +23,7 @@ mod hostile_frames;
 mod hostile_numbers;
 mod hostile_replies;
 mod hostile_text;
+mod janus_http;
 mod listener;
 mod long_poll;
 mod matrix;
