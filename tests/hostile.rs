@@ -7,7 +7,7 @@ use joincanary::report::{FailureReason, ProbeRun};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::hostile::{listener, read_head, ws_server};
+use crate::support::hostile::{http_server, listener, ws_server};
 use crate::support::{self, probe_from};
 
 /// Accepts up to 8 connections and never says a word.
@@ -26,23 +26,14 @@ async fn silent_server() -> String {
 
 /// Answers up to 8 requests with `response` (a full HTTP/1.1 response).
 pub(crate) async fn fixed_http(response: Vec<u8>) -> String {
-    let (l, addr) = listener().await;
-    tokio::spawn(async move {
-        for _ in 0..8 {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            let response = response.clone();
-            tokio::spawn(async move {
-                if read_head(&mut s).await.is_none() {
-                    return;
-                }
-                let _ = s.write_all(&response).await;
-                let _ = s.shutdown().await;
-            });
+    http_server(8, move |mut s| {
+        let response = response.clone();
+        async move {
+            let _ = s.write_all(&response).await;
+            let _ = s.shutdown().await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn http_response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {

@@ -85,6 +85,18 @@ async fn set_faults(server: &SimServer, faults: Value) -> Value {
     resp.json().await.expect("faults body is JSON")
 }
 
+/// The faults in force, as `GET /_sim/faults` shows them.
+async fn faults(server: &SimServer) -> Value {
+    http()
+        .get(format!("{}/_sim/faults", server.base_url()))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 fn ws_url(server: &SimServer, token: &str) -> String {
     ws_url_at(&server.base_url(), token)
 }
@@ -393,14 +405,7 @@ async fn faults_get_put_merge_and_delete() {
         "signalling_spike_next": 0,
         "signalling_spike_ms": 0,
     });
-    let initial: Value = http()
-        .get(&url)
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("JSON");
+    let initial = faults(&server).await;
     assert_eq!(initial, cleared);
 
     let after_first = set_faults(
@@ -425,26 +430,12 @@ async fn faults_get_put_merge_and_delete() {
             "signalling_spike_ms": 0,
         })
     );
-    let shown: Value = http()
-        .get(&url)
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("JSON");
+    let shown = faults(&server).await;
     assert_eq!(shown, merged);
 
     let deleted = http().delete(&url).send().await.expect("answered");
     assert_eq!(deleted.status(), 200);
-    let shown: Value = http()
-        .get(&url)
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("JSON");
+    let shown = faults(&server).await;
     assert_eq!(shown, cleared);
     server.shutdown().await;
 }
@@ -472,14 +463,7 @@ async fn invalid_faults_are_rejected_and_not_applied() {
         .expect("answered");
     assert_eq!(not_json.status(), 400);
     // The half-valid request above must not have applied its valid part.
-    let shown: Value = http()
-        .get(format!("{}/_sim/faults", server.base_url()))
-        .send()
-        .await
-        .expect("answered")
-        .json()
-        .await
-        .expect("JSON");
+    let shown = faults(&server).await;
     assert_eq!(shown["login_delay_ms"], 0);
     server.shutdown().await;
 }

@@ -75,8 +75,9 @@ impl Kind for WsConnectSpec {
                         Some(p.span()),
                         b.key("protocol"),
                         format_args!(
-                            "unknown protocol `{}`, expected one of {}",
+                            "unknown protocol `{}`{}, expected one of {}",
                             p.get_ref(),
+                            crate::diag::did_you_mean_among(p.get_ref(), all.iter().copied()),
                             all.join(", ")
                         ),
                     );
