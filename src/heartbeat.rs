@@ -370,7 +370,8 @@ pub(crate) fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Vec
                     Some(r.kind.span()),
                     key("type"),
                     format_args!(
-                        "unknown heartbeat type `{kind}`, expected {}",
+                        "unknown heartbeat type `{kind}`{}, expected {}",
+                        crate::diag::did_you_mean_among(&kind, TYPES.map(|(word, _, _)| word)),
                         TYPES.map(|(word, _, _)| format!("`{word}`")).join(" or ")
                     ),
                 );

@@ -175,13 +175,8 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let mut fields = Collect::default();
-        event.record(&mut fields);
-        // The real clock, not the service's `Clock`: a log line says when it was written, to be
-        // read beside other programs' logs, and logging is set up before any clock exists.
-        let ts = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+        let mut fields = Collect::of(event);
+        let ts = written_at("%Y-%m-%dT%H:%M:%S%.3fZ");
         write_pair(&mut writer, "ts", &ts)?;
         writer.write_char(' ')?;
         let level = event.metadata().level().as_str().to_ascii_lowercase();
@@ -247,12 +242,8 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let mut fields = Collect::default();
-        event.record(&mut fields);
-        // The real clock, as in logfmt.
-        let ts = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string();
+        let fields = Collect::of(event);
+        let ts = written_at("%Y-%m-%dT%H:%M:%S%.6fZ");
         let meta = event.metadata();
         let level = *meta.level();
         let (dim, italic, reset) = if self.ansi {
@@ -301,12 +292,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let mut fields = Collect::default();
-        event.record(&mut fields);
+        let mut fields = Collect::of(event);
         let meta = event.metadata();
-        let ts = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string();
+        let ts = written_at("%Y-%m-%dT%H:%M:%S%.6fZ");
         let mut line: Vec<(String, serde_json::Value)> = Vec::new();
         let mut put = |k: String, v: serde_json::Value| {
             // The first of two same-named keys wins: JSON readers disagree on duplicates.
@@ -389,7 +377,21 @@ impl Visit for Collect {
     }
 }
 
+/// Now, in `format`: the real clock, not the service's `Clock`: a log line says when it was
+/// written, to be read beside other programs' logs, and logging is set up before any clock
+/// exists.
+fn written_at(format: &str) -> String {
+    chrono::Utc::now().format(format).to_string()
+}
+
 impl Collect {
+    /// The fields `event` carries.
+    fn of(event: &Event<'_>) -> Collect {
+        let mut fields = Collect::default();
+        event.record(&mut fields);
+        fields
+    }
+
     fn put(&mut self, field: &Field, value: serde_json::Value) {
         if field.name() == "message" {
             self.message = Some(Value(value).text());

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use joincanary::sim::SimServer;
 use serde_json::{Value, json};
 
 use crate::support::receiver::Receiver;
@@ -16,8 +17,26 @@ use crate::support::{
 
 const ROUTING_KEY: &str = "pd-routing-key-0123456789";
 
-fn fast_probe(sim_url: &str, alerting: &str) -> String {
-    crate::support::fast_sim_probe(sim_url) + alerting
+/// The sim, a PagerDuty and a webhook receiver, and a service config paging both
+/// ([`service_config`]) for the fast sim-join probe with `alerting` appended.
+struct Rig {
+    sim: SimServer,
+    pd: Receiver,
+    hook: Receiver,
+    cfg: TempConfig,
+}
+
+/// [`Rig`] with `service` made from the service config (`|c| c` for it as it is).
+async fn rig(alerting: &str, service: impl FnOnce(String) -> String) -> Rig {
+    let sim = start_sim().await;
+    let (pd, pd_url) = Receiver::start(202).await;
+    let (hook, hook_url) = Receiver::start(200).await;
+    let probe = crate::support::fast_sim_probe(&sim.base_url()) + alerting;
+    let cfg = TempConfig::new(
+        &service(service_config(&pd_url, &hook_url)),
+        &[("sim-join.toml", &probe)],
+    );
+    Rig { sim, pd, hook, cfg }
 }
 
 fn service_config(pd: &str, hook: &str) -> String {
@@ -53,13 +72,7 @@ async fn start_service(cfg: &TempConfig) -> Service {
 
 #[tokio::test(start_paused = true)]
 async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
-    let sim = start_sim().await;
-    let (pd, pd_url) = Receiver::start(202).await;
-    let (hook, hook_url) = Receiver::start(200).await;
-    let cfg = TempConfig::new(
-        &service_config(&pd_url, &hook_url),
-        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
-    );
+    let Rig { sim, pd, hook, cfg } = rig("", |c| c).await;
     let svc = start_service(&cfg).await;
     wait_more_runs(&svc.base, "sim-join", 2).await;
     assert!(pd.all().is_empty(), "a healthy flow pages nobody");
@@ -141,14 +154,10 @@ async fn a_fault_pages_once_per_provider_and_recovery_resolves_once() {
 
 #[tokio::test(start_paused = true)]
 async fn one_failed_run_followed_by_a_pass_pages_nobody() {
-    let sim = start_sim().await;
-    let (pd, pd_url) = Receiver::start(202).await;
-    let (hook, hook_url) = Receiver::start(200).await;
-    let cfg = TempConfig::new(
-        &service_config(&pd_url, &hook_url)
-            .replace("confirm_delay = \"200ms\"", "confirm_delay = \"700ms\""),
-        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
-    );
+    let Rig { sim, pd, hook, cfg } = rig("", |c| {
+        c.replace("confirm_delay = \"200ms\"", "confirm_delay = \"700ms\"")
+    })
+    .await;
     let svc = start_service(&cfg).await;
     wait_more_runs(&svc.base, "sim-join", 1).await;
     set_faults(&sim, json!({"login_status": 500})).await;
@@ -183,14 +192,13 @@ async fn one_failed_run_followed_by_a_pass_pages_nobody() {
 
 #[tokio::test(start_paused = true)]
 async fn a_provider_failing_three_times_still_gets_the_trigger() {
-    let sim = start_sim().await;
-    let (pd, pd_url) = Receiver::start(202).await;
-    let (_hook, hook_url) = Receiver::start(200).await;
+    let Rig {
+        sim,
+        pd,
+        hook: _hook,
+        cfg,
+    } = rig("", |c| c).await;
     pd.script(&[500, 500, 500]);
-    let cfg = TempConfig::new(
-        &service_config(&pd_url, &hook_url),
-        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
-    );
     let svc = start_service(&cfg).await;
     set_faults(&sim, json!({"ws_reject_status": 503})).await;
     until(
@@ -237,13 +245,7 @@ async fn a_provider_failing_three_times_still_gets_the_trigger() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
-    let sim = start_sim().await;
-    let (pd, pd_url) = Receiver::start(202).await;
-    let (hook, hook_url) = Receiver::start(200).await;
-    let cfg = TempConfig::new(
-        &service_config(&pd_url, &hook_url),
-        &[("sim-join.toml", &fast_probe(&sim.base_url(), ""))],
-    );
+    let Rig { sim, pd, hook, cfg } = rig("", |c| c).await;
 
     set_faults(&sim, json!({"signalling_drop": true})).await;
     let svc = start_service(&cfg).await;
@@ -317,17 +319,11 @@ async fn a_restart_mid_incident_neither_retriggers_nor_loses_the_resolve() {
 
 #[tokio::test(start_paused = true)]
 async fn latency_over_budget_raises_only_the_warning() {
-    let sim = start_sim().await;
-    let (pd, pd_url) = Receiver::start(202).await;
-    let (_hook, hook_url) = Receiver::start(200).await;
-    let probe = fast_probe(
-        &sim.base_url(),
+    let Rig { sim, pd, hook: _hook, cfg } = rig(
         "\n[alerting]\ndegraded_threshold = 2\n[alerting.budgets]\n\"signalling.round_trip\" = \"100ms\"\n",
-    );
-    let cfg = TempConfig::new(
-        &service_config(&pd_url, &hook_url),
-        &[("sim-join.toml", &probe)],
-    );
+        |c| c,
+    )
+    .await;
     set_faults(&sim, json!({"signalling_delay_ms": 150})).await;
     let svc = start_service(&cfg).await;
     until(

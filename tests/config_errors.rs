@@ -48,7 +48,7 @@ fn unknown_step_kind() {
     assert_eq!(
         errs,
         [
-            "probes/p.toml:3:8: steps[0].kind: unknown step kind `ws_sned`, expected one of http, ws_connect, ws_send, ws_expect, ws_close, redis, http_json, turn, webrtc"
+            "probes/p.toml:3:8: steps[0].kind: unknown step kind `ws_sned` (did you mean `ws_send`?), expected one of http, ws_connect, ws_send, ws_expect, ws_close, redis, http_json, turn, webrtc"
         ]
     );
 }

@@ -232,12 +232,9 @@ impl joincanary::scheduler::Runner for Finishing {
     }
 }
 
-/// Forty probes every second, starts spread by the jitter: results come faster than one per
-/// `consumer::LINGER`, so the consumer records them in batches (one wake-up for several), none
-/// lost and none later than the linger; and stopping does not wait for a linger to end.
-#[tokio::test(start_paused = true)]
-async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_not_wait() {
-    use joincanary::consumer::LINGER;
+/// Forty probes every second against a closed port, starts spread by 900 ms of jitter; their
+/// config (keep it: it holds the state directory), plan, and the clock to run them on.
+fn forty_every_second() -> (TempConfig, joincanary::config::Plan, Clock) {
     let probes: Vec<(String, String)> = (0..40)
         .map(|i| {
             (
@@ -258,6 +255,16 @@ async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_no
     let clock = Clock::starting_at(
         chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 1, 12, 0, 0).unwrap(),
     );
+    (cfg, plan, clock)
+}
+
+/// Forty probes every second, starts spread by the jitter: results come faster than one per
+/// `consumer::LINGER`, so the consumer records them in batches (one wake-up for several), none
+/// lost and none later than the linger; and stopping does not wait for a linger to end.
+#[tokio::test(start_paused = true)]
+async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_not_wait() {
+    use joincanary::consumer::LINGER;
+    let (_cfg, plan, clock) = forty_every_second();
     let finished = Arc::new(std::sync::Mutex::new(Vec::new()));
     let runner = Arc::new(Finishing {
         finished: finished.clone(),
@@ -328,26 +335,7 @@ async fn fast_results_are_recorded_in_batches_within_the_linger_and_stop_does_no
 #[tokio::test(start_paused = true)]
 async fn while_results_keep_coming_none_wakes_the_consumer_on_its_own() {
     use joincanary::consumer::LINGER;
-    let probes: Vec<(String, String)> = (0..40)
-        .map(|i| {
-            (
-                format!("p{i}.toml"),
-                format!(
-                    "name = \"p{i}\"\nschedule = \"* * * * * *\"\njitter = \"900ms\"\ntimeout = \"900ms\"\n\
-                     [[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"
-                ),
-            )
-        })
-        .collect();
-    let files: Vec<(&str, &str)> = probes
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .collect();
-    let cfg = TempConfig::new("", &files);
-    let plan = cfg.load(&[]).unwrap();
-    let clock = Clock::starting_at(
-        chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 1, 12, 0, 0).unwrap(),
-    );
+    let (_cfg, plan, clock) = forty_every_second();
     let runner = Arc::new(Finishing {
         finished: Arc::new(std::sync::Mutex::new(Vec::new())),
     });

@@ -287,14 +287,15 @@ timeout = "1s"
     )
 }
 
-fn janus_like() -> Script {
-    Arc::new(|frame| {
+/// Janus's create and destroy, session 4242; `destroys`: the destroy is confirmed.
+fn janus_like(destroys: bool) -> Script {
+    Arc::new(move |frame| {
         if frame.contains("create") {
             vec![
                 r#"{"janus":"success","data":{"id":4242}}"#.into(),
                 r#"{"janus":"ack"}"#.into(),
             ]
-        } else if frame.contains("destroy") {
+        } else if destroys && frame.contains("destroy") {
             // Janus's ids are integers, in its replies as in its requests.
             vec![r#"{"janus":"success","session_id":4242}"#.into()]
         } else {
@@ -305,7 +306,7 @@ fn janus_like() -> Script {
 
 #[tokio::test]
 async fn cleanup_steps_run_after_a_failure_and_never_become_the_failed_step() {
-    let (addr, log) = scripted_ws(vec![], janus_like()).await;
+    let (addr, log) = scripted_ws(vec![], janus_like(true)).await;
     let run = run(&session_probe(&addr, true)).await;
     assert!(!run.success);
     assert_eq!(run.failed_step.as_deref(), Some("signalling"), "{run:#?}");
@@ -324,20 +325,7 @@ async fn cleanup_steps_run_after_a_failure_and_never_become_the_failed_step() {
 #[tokio::test]
 async fn a_failing_cleanup_after_a_passing_flow_is_still_a_success() {
     // The server never confirms the destroy: the cleanup fails, the join flow passed.
-    let (addr, _) = scripted_ws(
-        vec![],
-        Arc::new(|frame| {
-            if frame.contains("create") {
-                vec![
-                    r#"{"janus":"success","data":{"id":4242}}"#.into(),
-                    r#"{"janus":"ack"}"#.into(),
-                ]
-            } else {
-                vec![]
-            }
-        }),
-    )
-    .await;
+    let (addr, _) = scripted_ws(vec![], janus_like(false)).await;
     let run = run(&session_probe(&addr, false)).await;
     assert!(run.success, "{run:#?}");
     assert_eq!(run.failed_step, None);
@@ -447,7 +435,7 @@ async fn a_message_from_a_seen_by_b_records_the_fan_out() {
 
 #[tokio::test]
 async fn cleanup_runs_past_the_probe_deadline_within_its_grace() {
-    let (addr, log) = scripted_ws(vec![], janus_like()).await;
+    let (addr, log) = scripted_ws(vec![], janus_like(true)).await;
     // The signalling step has no timeout of its own: the probe's deadline ends it.
     let text = session_probe(&addr, true)
         .replace("timeout = \"5s\"", "timeout = \"600ms\"")

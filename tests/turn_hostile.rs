@@ -127,6 +127,16 @@ timeout = "{}s"
     run.steps.into_iter().next().expect("the step ran")
 }
 
+/// The step against a hostile UDP server behaving as `behave`.
+async fn over_udp(behave: Behave) -> StepReport {
+    run(&format!("turn:{}", udp_server(behave).await)).await
+}
+
+/// The step against a hostile TCP server behaving as `behave`.
+async fn over_tcp(behave: Behave) -> StepReport {
+    run(&format!("turn:{}?transport=tcp", tcp_server(behave).await)).await
+}
+
 fn assert_protocol(step: &StepReport, phase: &str, words: &str) {
     assert_eq!(step.reason, Some(FailureReason::Protocol), "{step:#?}");
     let error = step.error.as_deref().unwrap_or_default();
@@ -139,12 +149,38 @@ fn assert_protocol(step: &StepReport, phase: &str, words: &str) {
 }
 
 fn binding_success(request: &Message<'_>) -> Vec<u8> {
+    binding_answer(request, "127.0.0.1:4242")
+}
+
+/// A Binding success response mapping the client to `mapped`.
+fn binding_answer(request: &Message<'_>, mapped: &str) -> Vec<u8> {
     let mut reply = Message::builder_success(request, MessageWriteVec::new());
-    let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+    let addr: SocketAddr = mapped.parse().unwrap();
     reply
         .add_attribute(&XorMappedAddress::new(addr, request.transaction_id()))
         .unwrap();
     reply.finish()
+}
+
+/// A success response carrying `relayed` and `lifetime` (none: no attribute), signed with
+/// `password` ([`signed`]).
+fn signed_success(
+    request: &Message<'_>,
+    relayed: Option<&str>,
+    lifetime: Option<u32>,
+    password: &str,
+) -> Vec<u8> {
+    let mut reply = Message::builder_success(request, MessageWriteVec::new());
+    if let Some(relayed) = relayed {
+        let relayed: SocketAddr = relayed.parse().unwrap();
+        reply
+            .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
+            .unwrap();
+    }
+    if let Some(seconds) = lifetime {
+        reply.add_attribute(&Lifetime::new(seconds)).unwrap();
+    }
+    signed(reply, password)
 }
 
 fn garbage(_: &Message<'_>) -> Vec<Vec<u8>> {
@@ -183,22 +219,14 @@ fn bad_integrity(request: &Message<'_>) -> Vec<Vec<u8>> {
         return vec![binding_success(request)];
     }
     if !request.has_attribute(Realm::TYPE) {
-        let mut reply = Message::builder_error(request, MessageWriteVec::new());
-        reply
-            .add_attribute(&ErrorCode::new(401, "Unauthorized").unwrap())
-            .unwrap();
-        reply
-            .add_attribute(&Realm::new("hostile").unwrap())
-            .unwrap();
-        reply.add_attribute(&Nonce::new("n0nce").unwrap()).unwrap();
-        return vec![reply.finish()];
+        return vec![allocate_error(request, Some(401), true)];
     }
-    let mut reply = Message::builder_success(request, MessageWriteVec::new());
-    let relayed: SocketAddr = "127.0.0.1:4343".parse().unwrap();
-    reply
-        .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
-        .unwrap();
-    vec![signed(reply, "not-it")]
+    vec![signed_success(
+        request,
+        Some("127.0.0.1:4343"),
+        None,
+        "not-it",
+    )]
 }
 
 /// `reply` with a MESSAGE-INTEGRITY made with `password` (the client's is [`PASSWORD`]) in
@@ -225,28 +253,14 @@ fn mismatch_once(request: &Message<'_>) -> Vec<Vec<u8>> {
         } else {
             437
         };
-        let mut reply = Message::builder_error(request, MessageWriteVec::new());
-        reply
-            .add_attribute(&ErrorCode::new(code, "Nope").unwrap())
-            .unwrap();
-        reply
-            .add_attribute(&Realm::new("hostile").unwrap())
-            .unwrap();
-        reply.add_attribute(&Nonce::new("n0nce").unwrap()).unwrap();
-        return vec![reply.finish()];
+        return vec![allocate_error(request, Some(code), true)];
     }
     if !request.has_class(MessageClass::Request) {
         return Vec::new();
     }
     // Allocate, CreatePermission, Refresh: success, signed with the client's own key.
-    let mut reply = Message::builder_success(request, MessageWriteVec::new());
-    if request.has_method(ALLOCATE) {
-        let relayed: SocketAddr = "127.0.0.1:4343".parse().unwrap();
-        reply
-            .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
-            .unwrap();
-    }
-    vec![signed(reply, PASSWORD)]
+    let relayed = request.has_method(ALLOCATE).then_some("127.0.0.1:4343");
+    vec![signed_success(request, relayed, None, PASSWORD)]
 }
 
 /// An error response to Allocate: `code` (none: no ERROR-CODE), with REALM and NONCE when
@@ -320,27 +334,12 @@ fn allocation_of(
     lifetime: Option<u32>,
 ) -> Vec<Vec<u8>> {
     if request.has_method(BINDING) {
-        let mut reply = Message::builder_success(request, MessageWriteVec::new());
-        let addr: SocketAddr = mapped.parse().unwrap();
-        reply
-            .add_attribute(&XorMappedAddress::new(addr, request.transaction_id()))
-            .unwrap();
-        return vec![reply.finish()];
+        return vec![binding_answer(request, mapped)];
     }
     if !request.has_attribute(Realm::TYPE) {
         return vec![allocate_error(request, Some(401), true)];
     }
-    let mut reply = Message::builder_success(request, MessageWriteVec::new());
-    if let Some(relayed) = relayed {
-        let relayed: SocketAddr = relayed.parse().unwrap();
-        reply
-            .add_attribute(&XorRelayedAddress::new(relayed, request.transaction_id()))
-            .unwrap();
-    }
-    if let Some(seconds) = lifetime {
-        reply.add_attribute(&Lifetime::new(seconds)).unwrap();
-    }
-    vec![signed(reply, PASSWORD)]
+    vec![signed_success(request, relayed, lifetime, PASSWORD)]
 }
 
 fn mapped_port_zero(request: &Message<'_>) -> Vec<Vec<u8>> {
@@ -415,42 +414,35 @@ async fn addresses_and_numbers_no_server_may_send_fail_with_protocol() {
         (error_code_out_of_range, "allocate", "ERROR-CODE"),
     ];
     for (behave, phase, words) in cases {
-        let udp = udp_server(behave).await;
-        let step = run(&format!("turn:{udp}")).await;
+        let step = over_udp(behave).await;
         assert_protocol(&step, phase, words);
     }
 }
 
 #[tokio::test]
 async fn garbage_and_broken_messages_fail_with_protocol() {
-    let udp = udp_server(garbage).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(garbage).await;
     assert_protocol(&step, "binding", "neither STUN nor ChannelData");
 
-    let udp = udp_server(overrun).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(overrun).await;
     assert_protocol(&step, "binding", "malformed STUN message");
 
-    let tcp = tcp_server(garbage).await;
-    let step = run(&format!("turn:{tcp}?transport=tcp")).await;
+    let step = over_tcp(garbage).await;
     assert_protocol(&step, "binding", "neither STUN nor ChannelData");
 }
 
 #[tokio::test]
 async fn huge_replies_fail_with_protocol_before_they_are_read() {
-    let udp = udp_server(huge).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(huge).await;
     assert_protocol(&step, "binding", "over the 4096-byte cap");
 
-    let tcp = tcp_server(huge).await;
-    let step = run(&format!("turn:{tcp}?transport=tcp")).await;
+    let step = over_tcp(huge).await;
     assert_protocol(&step, "binding", "over the 4096-byte cap");
 }
 
 #[tokio::test]
 async fn answers_with_another_transaction_id_fail_with_protocol() {
-    let udp = udp_server(wrong_transaction).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(wrong_transaction).await;
     assert_protocol(&step, "binding", "answering nothing asked");
     assert!(step.phases.contains_key(&Phase::Binding), "{step:#?}");
 }
@@ -472,8 +464,7 @@ async fn a_message_integrity_that_does_not_verify_fails_with_protocol() {
 
 #[tokio::test]
 async fn allocation_mismatch_is_retried_from_another_local_port() {
-    let udp = udp_server(mismatch_once).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(mismatch_once).await;
     // Past allocate and permission; the hostile server echoes nothing.
     assert_eq!(step.reason, Some(FailureReason::TurnRelay), "{step:#?}");
     assert!(step.phases.contains_key(&Phase::Permission), "{step:#?}");
@@ -481,31 +472,26 @@ async fn allocation_mismatch_is_retried_from_another_local_port() {
 
 #[tokio::test]
 async fn a_flood_of_indications_fails_with_protocol() {
-    let udp = udp_server(flood).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(flood).await;
     assert_protocol(&step, "binding", "64 messages that answer nothing");
 }
 
 #[tokio::test]
 async fn an_endless_stale_nonce_or_a_challenge_without_realm_fails_with_protocol() {
-    let udp = udp_server(stale_forever).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(stale_forever).await;
     assert_protocol(
         &step,
         "allocate",
         "438 Stale Nonce again after 2 new nonces",
     );
 
-    let tcp = tcp_server(stale_forever).await;
-    let step = run(&format!("turn:{tcp}?transport=tcp")).await;
+    let step = over_tcp(stale_forever).await;
     assert_protocol(&step, "allocate", "438 Stale Nonce again");
 
-    let udp = udp_server(challenge_without_realm).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(challenge_without_realm).await;
     assert_protocol(&step, "allocate", "the challenge carries no REALM");
 
-    let udp = udp_server(error_without_code).await;
-    let step = run(&format!("turn:{udp}")).await;
+    let step = over_udp(error_without_code).await;
     assert_protocol(&step, "allocate", "without a readable ERROR-CODE");
 }
 

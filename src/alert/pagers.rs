@@ -175,8 +175,9 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
                     Some(common.kind.span()),
                     e.key("type"),
                     format_args!(
-                        "unknown pager type `{}`; expected one of: {}",
+                        "unknown pager type `{}`{}; expected one of: {}",
                         e.kind,
+                        crate::diag::did_you_mean_among(e.kind, KINDS.map(|(word, _)| word)),
                         KINDS.map(|(word, _)| word).join(", ")
                     ),
                 );

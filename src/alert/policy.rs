@@ -419,6 +419,20 @@ mod tests {
             .collect()
     }
 
+    /// A 1 s budget for `phase` of step `signalling`, warned of after `threshold` runs over it.
+    fn budget_of_a_second(phase: Phase, threshold: u32) -> PolicyConfig {
+        let mut budgets = BTreeMap::new();
+        budgets.insert(
+            "signalling".to_string(),
+            BTreeMap::from([(phase, Duration::from_secs(1))]),
+        );
+        PolicyConfig {
+            budgets,
+            degraded_threshold: threshold,
+            ..PolicyConfig::default()
+        }
+    }
+
     fn cx(cfg: &PolicyConfig) -> AlertContext<'_> {
         AlertContext {
             probe: "join-flow",
@@ -557,16 +571,7 @@ mod tests {
 
     #[test]
     fn latency_over_budget_raises_only_the_warning() {
-        let mut budgets = BTreeMap::new();
-        budgets.insert(
-            "signalling".to_string(),
-            BTreeMap::from([(Phase::RoundTrip, Duration::from_secs(1))]),
-        );
-        let cfg = PolicyConfig {
-            budgets,
-            degraded_threshold: 2,
-            ..PolicyConfig::default()
-        };
+        let cfg = budget_of_a_second(Phase::RoundTrip, 2);
         let mut s = ProbeAlertState::default();
         assert!(notifications(&s.observe(&cx(&cfg), &run(0, true, 1400), t(2))).is_empty());
         let d = s.observe(&cx(&cfg), &run(60, true, 1400), t(62));
@@ -586,16 +591,7 @@ mod tests {
 
     #[test]
     fn hard_failure_pages_while_a_warning_is_open() {
-        let mut budgets = BTreeMap::new();
-        budgets.insert(
-            "signalling".to_string(),
-            BTreeMap::from([(Phase::Total, Duration::from_secs(1))]),
-        );
-        let cfg = PolicyConfig {
-            budgets,
-            degraded_threshold: 1,
-            ..PolicyConfig::default()
-        };
+        let cfg = budget_of_a_second(Phase::Total, 1);
         let mut s = ProbeAlertState::default();
         s.observe(&cx(&cfg), &run(0, true, 1400), t(2));
         assert!(s.warning.is_some());

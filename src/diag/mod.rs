@@ -32,18 +32,26 @@ pub(crate) const MIN_DURATION: Duration = Duration::from_nanos(1);
 /// missed, doubled, swapped or changed, `-` for `_`, another case. Empty otherwise, so an
 /// unknown key far from every accepted one reads as before.
 pub fn did_you_mean(key: &str, expected: &str) -> String {
-    let key = key.to_lowercase();
+    let lower = key.to_lowercase();
     // One slip in a short key, two in a longer one: `wat` is not `url`.
-    let reach = if key.chars().count() <= 4 { 1 } else { 2 };
+    let reach = if lower.chars().count() <= 4 { 1 } else { 2 };
     expected
         .split('`')
         .skip(1)
         .step_by(2)
-        .map(|name| (strsim::damerau_levenshtein(&key, name), name))
+        .map(|name| (strsim::damerau_levenshtein(&lower, name), name))
+        // Compared with the key as written: `Timeout` is one slip (the case) from `timeout`.
         .filter(|(d, name)| *d <= reach && *name != key)
         .min_by_key(|(d, _)| *d)
         .map(|(_, name)| format!(" (did you mean `{name}`?)"))
         .unwrap_or_default()
+}
+
+/// [`did_you_mean`] for a value picked from a closed list (a step `kind`, a pager or heartbeat
+/// `type`, a `protocol`, a `mode`): `names` are the accepted words as they are written.
+pub fn did_you_mean_among<'a>(word: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let expected: String = names.into_iter().map(|n| format!("`{n}`, ")).collect();
+    did_you_mean(word, &expected)
 }
 
 /// A duration key as written, for `#[serde(default, deserialize_with = "crate::diag::duration")]`

@@ -10,6 +10,7 @@ use reqwest::cookie::{CookieStore, Jar};
 use tokio::time::Instant;
 
 use super::error::StepError;
+use super::long_poll;
 use super::webrtc::peer::Participant;
 use super::ws;
 use crate::report::{FailureReason, Phase};
@@ -32,6 +33,9 @@ pub(crate) struct RunContext<'a> {
     pub ws: BTreeMap<String, ws::Connection>,
     /// WebRTC peers offered or answered, not yet connected, or publishing, by connection name.
     pub webrtc: BTreeMap<String, Participant>,
+    /// Long polls read as event streams (`http` steps with `batch`, WebRTC taps with `poll`),
+    /// by connection name.
+    pub(crate) long_polls: BTreeMap<String, long_poll::Events>,
     /// The current step's deadline (its timeout or the probe's, whichever is first): kinds that
     /// run phases of their own stop each one there with the phase's reason.
     pub deadline: Instant,

@@ -7,21 +7,19 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderMap};
-use tokio::time::Instant;
 
 use serde::Deserialize;
 
 use super::context::RunContext;
 use super::error::{StepError, snippet};
+use super::http_wire::{exchange, read_body};
 use super::kind::{Build, Kind, Reads};
 use super::matcher::Pattern;
 use super::parts::{self, ExtractSource, Extraction, FailSpec, RawExtract};
+use super::protocol::Message;
 use super::{matcher, net};
 use crate::diag::S;
-use crate::net::AbortOnDrop;
-use crate::net::error_chain;
 use crate::report::{FailureReason, Phase};
 use crate::template::Template;
 
@@ -43,7 +41,7 @@ pub struct RawHttp {
     pub json: Option<S<toml::Value>>,
     pub form: Option<S<BTreeMap<String, S<String>>>>,
     pub body: Option<S<String>>,
-    pub expect_status: Option<S<Vec<i64>>>,
+    pub expect_status: Option<S<Vec<S<i64>>>>,
     pub expect_json: Option<S<toml::Value>>,
     /// One regex or a list; all must match the same reply. Templates, values regex-escaped.
     pub expect_regex: Option<S<toml::Value>>,
@@ -56,6 +54,10 @@ pub struct RawHttp {
     /// meet the expectations is sent again, these values taken from it first (`since =
     /// { json = "/next_batch" }`), until one does or time runs out (`no_match`).
     pub poll: Option<S<BTreeMap<String, S<RawExtract>>>>,
+    /// With `poll`: each reply is a batch of events (a JSON array, Janus's `?maxev=N`, or one
+    /// object), each matched on its own; those after the match are kept for the next step on
+    /// the connection, and a `webrtc` step's tap takes its trickled candidates out of them.
+    pub batch: Option<S<bool>>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,9 @@ pub struct HttpSpec {
     /// `Some`: a long poll, carrying these values from a reply that did not match into the
     /// next request.
     pub poll: Option<Vec<Extraction>>,
+    /// The replies are batches of events, read as the connection's event stream
+    /// ([`super::long_poll::Events`]).
+    pub batch: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -137,15 +142,29 @@ impl Kind for HttpSpec {
             Body::None
         };
         let expect_status = match &s.expect_status {
+            // Empty would accept any 2xx, as if the key were not there: not what was written.
+            Some(list) if list.get_ref().is_empty() => {
+                b.ctx.error(
+                    Some(list.span()),
+                    b.key("expect_status"),
+                    "an empty list accepts no status: list the statuses, or leave the key out \
+                     for any 2xx",
+                );
+                Vec::new()
+            }
             Some(list) => {
                 let mut out = Vec::new();
                 for code in list.get_ref() {
-                    match u16::try_from(*code) {
+                    match u16::try_from(*code.get_ref()) {
                         Ok(c) if (100..=599).contains(&c) => out.push(c),
+                        // Placed at the value itself: a list of ten shows which one.
                         _ => b.ctx.error(
-                            Some(list.span()),
+                            Some(code.span()),
                             b.key("expect_status"),
-                            format_args!("`{code}` is not an HTTP status"),
+                            format_args!(
+                                "`{}` is not an HTTP status: must be from 100 to 599",
+                                code.get_ref()
+                            ),
                         ),
                     }
                 }
@@ -153,7 +172,18 @@ impl Kind for HttpSpec {
             }
             None => Vec::new(),
         };
+        let batch = s.batch.as_ref().is_some_and(|b| *b.get_ref());
+        if let Some(bt) = s.batch.as_ref().filter(|_| batch && s.poll.is_none()) {
+            b.ctx.error(
+                Some(bt.span()),
+                b.key("batch"),
+                "`batch` reads a long poll's replies as events: it goes with `poll` (`poll = {}` \
+                 when no value is carried from one request to the next)",
+            );
+            return None;
+        }
         Some(HttpSpec {
+            batch,
             method,
             url,
             headers: parts::headers(b.ctx, s.headers.as_ref(), &b.key("headers"))?,
@@ -255,6 +285,9 @@ pub(super) async fn run(
     spec: &HttpSpec,
     connection: &str,
 ) -> Result<(), StepError> {
+    if spec.batch {
+        return batch(ctx, spec, connection).await;
+    }
     for _ in 0..MAX_POLLS {
         if once(ctx, spec, connection).await? == Reply::Matched {
             return Ok(());
@@ -267,12 +300,119 @@ pub(super) async fn run(
     ))
 }
 
+/// A `batch` step: the connection's long poll read as events ([`super::long_poll`]), each
+/// judged on its own (the server's error first, as for one reply), until one matches: first
+/// those read and not yet taken, then the reply of a request a `webrtc` step started aside
+/// (older than any this step would send), then requests of its own, at most [`MAX_POLLS`]. A
+/// WebRTC tap takes its candidates out of each reply before any event is judged; the events
+/// this step skips are kept for a tap set up after it.
+async fn batch(
+    ctx: &mut RunContext<'_>,
+    spec: &HttpSpec,
+    connection: &str,
+) -> Result<(), StepError> {
+    let (fail_json, fail_regex) = parts::render_fail(ctx, &spec.fail)?;
+    let url = parts::run_url(ctx, &spec.url, &["http", "https"])?;
+    ctx.long_polls
+        .entry(connection.to_string())
+        .or_default()
+        .forget_skipped();
+    let mut requests = 0;
+    loop {
+        let unread = ctx
+            .long_polls
+            .get_mut(connection)
+            .and_then(super::long_poll::Events::next_unread);
+        if let Some(event) = unread {
+            ctx.frames_seen += 1;
+            let view = fail_json.as_ref().and_then(|p| event.json_for(p));
+            parts::check_fail(view, &event.text, fail_json.as_ref(), &fail_regex)?;
+            let text = event.text.as_bytes();
+            match expectations(ctx, spec, event.json.as_ref(), &event.text, text) {
+                Ok(()) => return extract_event(ctx, spec, &event, &url),
+                Err(miss) if miss.reason == FailureReason::BodyMismatch => {
+                    ctx.last_miss = Some(miss.message);
+                    if let Some(events) = ctx.long_polls.get_mut(connection) {
+                        events.keep_skipped(event);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if requests >= MAX_POLLS {
+            let last = ctx.last_miss.take().unwrap_or_default();
+            return Err(StepError::new(
+                FailureReason::NoMatch,
+                format!("no event matched in {MAX_POLLS} requests (poll budget); last: {last}"),
+            ));
+        }
+        requests += 1;
+        let aside = match ctx.long_polls.get_mut(connection) {
+            Some(events) if events.in_flight() => events.finish_in_flight().await,
+            _ => None,
+        };
+        let body = match aside {
+            Some(reply) => reply?,
+            None => {
+                let got = request(ctx, spec, connection).await?;
+                if !got.status.is_success() {
+                    // A server error in the body still wins over the status.
+                    for e in super::long_poll::events_of(&got.body) {
+                        let view = fail_json.as_ref().and_then(|p| e.json_for(p));
+                        parts::check_fail(view, &e.text, fail_json.as_ref(), &fail_regex)?;
+                    }
+                }
+                expected_status(spec, got.status, &got.body, &got.headers)?;
+                if let Some(carry) = spec.poll.as_ref().filter(|c| !c.is_empty()) {
+                    let json = serde_json::from_slice(&got.body).ok();
+                    let text = String::from_utf8_lossy(&got.body);
+                    extract(ctx, carry, json.as_ref(), &got.headers, &text, &got.url)?;
+                }
+                got.body
+            }
+        };
+        ctx.long_polls
+            .entry(connection.to_string())
+            .or_default()
+            .accept(&body);
+    }
+}
+
+/// A `batch` step's values, from the event it matched (`header` and `cookie` sources see
+/// none: an event may have come in an earlier step's reply).
+fn extract_event(
+    ctx: &mut RunContext<'_>,
+    spec: &HttpSpec,
+    event: &Message,
+    url: &url::Url,
+) -> Result<(), StepError> {
+    let none = HeaderMap::new();
+    extract(
+        ctx,
+        &spec.extract,
+        event.json.as_ref(),
+        &none,
+        &event.text,
+        url,
+    )
+}
+
 /// What one request of a step came to.
 #[derive(Debug, PartialEq, Eq)]
 enum Reply {
     Matched,
     /// A `poll` step's reply that did not meet the expectations: ask again.
     Again,
+}
+
+/// A reply, its redirects followed and its body read.
+struct Fetched {
+    status: hyper::StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    /// Where it came from, after the redirects.
+    url: url::Url,
 }
 
 /// One request: send, check, extract; `connection`'s cookies go with it and it keeps the reply's
@@ -282,79 +422,12 @@ async fn once(
     spec: &HttpSpec,
     connection: &str,
 ) -> Result<Reply, StepError> {
-    let mut url = parts::run_url(ctx, &spec.url, &["http", "https"])?;
-    let mut headers = ctx.render_headers(&spec.headers)?;
-    if let Some(basic) = net::take_basic_auth(ctx, &mut url)
-        && !headers.contains_key(header::AUTHORIZATION)
-    {
-        headers.insert(header::AUTHORIZATION, basic);
-    }
-    parts::note_credentials(ctx, &url, &headers);
-    let (mut body, content_type) = request_body(ctx, spec)?;
-    // A URL a server named: the probe's credentials do not follow it to another origin.
-    let named = super::origin::named(ctx, &spec.url, url.as_str());
-    if let Some(named) = &named {
-        named.check(
-            ctx,
-            &url,
-            &super::origin::Outgoing {
-                headers: &headers,
-                body: &body,
-            },
-        )?;
-    }
-    let mut method = spec.method.clone();
-
-    let mut hops = 0;
-    let (status, response_headers, mut incoming, _conn) = loop {
-        ctx.server_chosen = named.is_some() || hops > 0;
-        let (parts, incoming, conn) = exchange(
-            ctx,
-            &url,
-            &method,
-            &headers,
-            content_type,
-            body.clone(),
-            connection,
-        )
-        .await?;
-        let kept = ctx.cookies.store(connection, &parts.headers, &url);
-        // Cookies are session secrets even when no step extracts them.
-        for c in kept
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|c| cookie::Cookie::parse(c).ok())
-        {
-            ctx.redactor.add(c.value().to_string());
-        }
-        let location = parts
-            .headers
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok());
-        match (parts.status.is_redirection(), location) {
-            (true, Some(location)) if hops < MAX_REDIRECTS => {
-                hops += 1;
-                url = super::redirect::follow(
-                    ctx,
-                    &url,
-                    location,
-                    parts.status,
-                    &mut method,
-                    &mut body,
-                    &mut headers,
-                )?;
-            }
-            (true, Some(_)) => {
-                return Err(StepError::new(
-                    FailureReason::Protocol,
-                    format!("more than {MAX_REDIRECTS} redirects"),
-                ));
-            }
-            _ => break (parts.status, parts.headers, incoming, conn),
-        }
-    };
-
-    let body = read_body(&mut incoming, &response_headers, ctx.max_body_bytes).await?;
+    let Fetched {
+        status,
+        headers: response_headers,
+        body,
+        url,
+    } = request(ctx, spec, connection).await?;
 
     // The server's own error wins over every other check: its words are the root cause.
     if spec.fail.json.is_some() || !spec.fail.regex.is_empty() {
@@ -409,33 +482,94 @@ async fn once(
     Ok(Reply::Matched)
 }
 
-/// The reply's body, `too_large` past `cap` (by its `Content-Length` before a byte is read,
-/// or as it arrives).
-async fn read_body(
-    incoming: &mut hyper::body::Incoming,
-    response_headers: &HeaderMap,
-    cap: usize,
-) -> Result<Vec<u8>, StepError> {
-    let declared = response_headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > cap as u64) {
-        return Err(too_large(cap));
+/// Sends the step's request (`connection`'s cookies with it, the reply's kept), follows its
+/// redirects and reads the reply's body under the cap.
+async fn request(
+    ctx: &mut RunContext<'_>,
+    spec: &HttpSpec,
+    connection: &str,
+) -> Result<Fetched, StepError> {
+    let mut url = parts::run_url(ctx, &spec.url, &["http", "https"])?;
+    let mut headers = ctx.render_headers(&spec.headers)?;
+    if let Some(basic) = net::take_basic_auth(ctx, &mut url)
+        && !headers.contains_key(header::AUTHORIZATION)
+    {
+        headers.insert(header::AUTHORIZATION, basic);
     }
-    let mut body = Vec::new();
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| {
-            hyper_error(&e, format!("reading the reply failed: {}", error_chain(&e)))
-        })?;
-        if let Ok(chunk) = frame.into_data() {
-            if body.len() + chunk.len() > cap {
-                return Err(too_large(cap));
-            }
-            body.extend_from_slice(&chunk);
+    let (mut body, content_type) = request_body(ctx, spec)?;
+    parts::note_credentials(ctx, &url, &headers, &body);
+    // A URL a server named: the probe's credentials do not follow it to another origin.
+    let named = super::origin::named(ctx, &spec.url, url.as_str());
+    if let Some(named) = &named {
+        named.check(
+            ctx,
+            &url,
+            &super::origin::Outgoing {
+                headers: &headers,
+                body: &body,
+            },
+        )?;
+    }
+    let mut method = spec.method.clone();
+
+    let mut hops = 0;
+    let (status, response_headers, mut incoming, _conn) = loop {
+        ctx.server_chosen = named.is_some() || hops > 0;
+        let (parts, incoming, conn) = exchange(
+            ctx,
+            &url,
+            &method,
+            &headers,
+            content_type,
+            body.clone(),
+            connection,
+        )
+        .await?;
+        let kept = ctx.cookies.store(connection, &parts.headers, &url);
+        // Cookies are session secrets even when no step extracts them.
+        for c in kept
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| cookie::Cookie::parse(c).ok())
+        {
+            ctx.redactor.add(c.value().to_string());
         }
-    }
-    Ok(body)
+        let location = parts
+            .headers
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok());
+        match (parts.status.is_redirection(), location) {
+            (true, Some(location)) if hops < MAX_REDIRECTS => {
+                hops += 1;
+                url = super::redirect::follow(
+                    ctx,
+                    &url,
+                    location,
+                    parts.status,
+                    &mut method,
+                    &mut body,
+                    &mut headers,
+                )?;
+                // A token the server put in the path or query it sent us to (`/join/<t>`).
+                parts::note_credentials(ctx, &url, &HeaderMap::new(), &[]);
+            }
+            (true, Some(_)) => {
+                return Err(StepError::new(
+                    FailureReason::Protocol,
+                    format!("more than {MAX_REDIRECTS} redirects"),
+                ));
+            }
+            _ => break (parts.status, parts.headers, incoming, conn),
+        }
+    };
+
+    let body = read_body(&mut incoming, &response_headers, ctx.max_body_bytes).await?;
+    Ok(Fetched {
+        status,
+        headers: response_headers,
+        body,
+        url,
+    })
 }
 
 /// `expect_status` (2xx without one) against the reply's status: `http_status`, with the
@@ -585,121 +719,6 @@ fn request_body(
         }
         Body::Raw(t) => (Bytes::from(ctx.render(t)?), None),
     })
-}
-
-/// One request/response on a fresh connection: the response head, its body stream, and the
-/// guard of the task driving the connection (keep it until the body is read).
-async fn exchange(
-    ctx: &mut RunContext<'_>,
-    url: &url::Url,
-    method: &reqwest::Method,
-    headers: &HeaderMap,
-    content_type: Option<&'static str>,
-    body: Bytes,
-    connection: &str,
-) -> Result<
-    (
-        hyper::http::response::Parts,
-        hyper::body::Incoming,
-        AbortOnDrop,
-    ),
-    StepError,
-> {
-    let stream = net::open(ctx, url).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| {
-                StepError::caused_by(
-                    FailureReason::Protocol,
-                    format!("HTTP handshake failed: {}", error_chain(&e)),
-                    &e,
-                )
-            })?;
-    let guard = AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
-
-    let host = match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => String::new(),
-    };
-    let target = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
-    let mut builder = hyper::Request::builder()
-        .method(method.as_str())
-        .uri(target)
-        .header(header::HOST, host)
-        .header(
-            header::USER_AGENT,
-            concat!("joincanary/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(header::ACCEPT, "*/*");
-    if let Some(ct) = content_type {
-        builder = builder.header(header::CONTENT_TYPE, ct);
-    }
-    if let Some(cookies) = ctx.cookies.header(connection, url) {
-        builder = builder.header(header::COOKIE, cookies);
-    }
-    let mut request = builder.body(Full::new(body)).map_err(|e| {
-        StepError::new(
-            FailureReason::Protocol,
-            format!("cannot build the request: {e}"),
-        )
-    })?;
-    for (name, value) in headers {
-        request.headers_mut().insert(name.clone(), value.clone());
-    }
-
-    let sent = Instant::now();
-    let response = sender.send_request(request).await;
-    net::add_phase(ctx, Phase::FirstByte, sent);
-    let response =
-        response.map_err(|e| hyper_error(&e, format!("no HTTP reply: {}", error_chain(&e))))?;
-    let (parts, incoming) = response.into_parts();
-    Ok((parts, incoming, guard))
-}
-
-/// The layer a hyper error points at: the prober's own resources (`local`); bytes that are not
-/// HTTP, a malformed chunked body among them (`protocol`: hyper reports a bad chunk line as an
-/// `InvalidInput`/`InvalidData` I/O error under a body error); otherwise the connection broke
-/// (`connect`, a reply cut short included).
-fn hyper_error(e: &hyper::Error, message: String) -> StepError {
-    let malformed = e.is_parse() || e.is_parse_status() || {
-        let mut source = std::error::Error::source(e);
-        let mut found = false;
-        // Bounded: a chain is a handful of links.
-        for _ in 0..32 {
-            let Some(s) = source else { break };
-            if s.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
-                )
-            }) {
-                found = true;
-                break;
-            }
-            source = s.source();
-        }
-        found
-    };
-    let reason = if malformed {
-        FailureReason::Protocol
-    } else {
-        FailureReason::Connect
-    };
-    StepError::caused_by(reason, message, e)
-}
-
-fn too_large(cap: usize) -> StepError {
-    StepError::new(
-        FailureReason::TooLarge,
-        format!("the reply is larger than the {cap}-byte cap (max_body_bytes)"),
-    )
 }
 
 #[cfg(test)]

@@ -418,7 +418,10 @@ fn resident_settings(
                 ctx.error(
                     Some(m.span()),
                     "mode",
-                    format_args!("unknown mode `{other}`, expected `scheduled` or `resident`"),
+                    format_args!(
+                        "unknown mode `{other}`{}, expected `scheduled` or `resident`",
+                        crate::diag::did_you_mean_among(other, ["scheduled", "resident"])
+                    ),
                 );
                 false
             }

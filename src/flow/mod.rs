@@ -11,9 +11,11 @@ pub mod defaults;
 pub mod error;
 pub mod http;
 pub mod http_json;
+mod http_wire;
 pub mod kind;
 pub mod kinds;
 pub mod load;
+mod long_poll;
 pub mod matcher;
 mod net;
 mod origin;
@@ -124,6 +126,7 @@ pub(crate) fn new_context<'a>(
         waiting: "",
         clock,
         webrtc: BTreeMap::new(),
+        long_polls: BTreeMap::new(),
         deadline: Instant::now() + plan.timeout,
     };
     for (name, t) in &plan.variables {

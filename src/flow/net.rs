@@ -170,6 +170,60 @@ pub(crate) async fn open_with_alpn(
     if !matches!(url.scheme(), "https" | "wss") {
         return Ok(MaybeTlsStream::Plain(tcp));
     }
+    let t = begin_phase(ctx, Phase::Tls);
+    let tls = tls_over(tcp, url, ctx.tls.clone(), alpn).await;
+    add_phase(ctx, Phase::Tls, t);
+    tls
+}
+
+/// [`open`] for a request no step times (a `webrtc` step's long poll aside, which runs on a
+/// task of its own while the step's `ice` phase goes on): no phase recorded, `tls` as the
+/// run's.
+pub(crate) async fn open_untimed(
+    url: &url::Url,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<MaybeTlsStream<Tcp>, StepError> {
+    let port = url.port_or_known_default().ok_or_else(|| {
+        StepError::new(
+            FailureReason::Protocol,
+            "the URL has no port and no known default",
+        )
+    })?;
+    let addrs: Vec<SocketAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
+        Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
+        Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| {
+                StepError::caused_by(
+                    FailureReason::Dns,
+                    format!("cannot resolve `{name}`: {e}"),
+                    &e,
+                )
+            })?
+            .collect(),
+        None => {
+            return Err(StepError::new(
+                FailureReason::Protocol,
+                "the URL has no host",
+            ));
+        }
+    };
+    let tcp = Tcp::new(connect_any(&addrs).await?);
+    if !matches!(url.scheme(), "https" | "wss") {
+        return Ok(MaybeTlsStream::Plain(tcp));
+    }
+    tls_over(tcp, url, tls, None).await
+}
+
+/// The TLS handshake over `tcp` with `url`'s host (`config`: the run's, else the system's
+/// roots; `alpn` instead of HTTP/1.1).
+async fn tls_over(
+    tcp: Tcp,
+    url: &url::Url,
+    config: Option<std::sync::Arc<rustls::ClientConfig>>,
+    alpn: Option<&[u8]>,
+) -> Result<MaybeTlsStream<Tcp>, StepError> {
     let host = url
         .host_str()
         .unwrap_or_default()
@@ -181,20 +235,15 @@ pub(crate) async fn open_with_alpn(
             format!("`{host}` is not a valid TLS server name"),
         )
     })?;
-    let mut config = ctx
-        .tls
-        .clone()
-        .unwrap_or_else(crate::net::system_tls_config);
+    let mut config = config.unwrap_or_else(crate::net::system_tls_config);
     if let Some(alpn) = alpn {
         let mut own = (*config).clone();
         own.alpn_protocols = vec![alpn.to_vec()];
         config = std::sync::Arc::new(own);
     }
-    let t = begin_phase(ctx, Phase::Tls);
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
         .await;
-    add_phase(ctx, Phase::Tls, t);
     let tls =
         tls.map_err(|e| StepError::caused_by(FailureReason::Tls, tls_failure(&host, &e), &e))?;
     Ok(MaybeTlsStream::Rustls(tls))

@@ -104,8 +104,9 @@ pub(crate) fn build_steps(
                 Some(s.kind.span()),
                 format!("{prefix}.kind"),
                 format_args!(
-                    "unknown step kind `{}`, expected one of {}",
+                    "unknown step kind `{}`{}, expected one of {}",
                     s.kind.get_ref(),
+                    crate::diag::did_you_mean_among(s.kind.get_ref(), kinds.iter().copied()),
                     kinds.join(", ")
                 ),
             );

@@ -31,6 +31,31 @@ pub async fn silent_server() -> String {
     addr
 }
 
+/// An HTTP server: on each of up to `connections` connections it reads the request head, then
+/// `answer`s (a client that hangs up first gets nothing).
+pub async fn http_server<F, Fut>(connections: usize, answer: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (l, addr) = listener().await;
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        for _ in 0..connections {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                if read_head(&mut s).await.is_some() {
+                    answer(s).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// A websocket server running `behave` on each of up to 4 connections. It accepts the first
 /// subprotocol the client offers (an `xmpp` client requires one back).
 // tungstenite fixes the handshake callback's error type (an HTTP response): not ours to shrink.
@@ -127,18 +152,12 @@ impl Poured {
 /// An HTTP server that answers the first request with `head` (status line and headers) and
 /// then a body of up to `limit` bytes, as fast as the client takes it.
 pub async fn pouring_http(head: String, limit: usize) -> (String, Poured) {
-    let (l, addr) = listener().await;
-    let poured = Poured::default();
-    let p = poured.clone();
-    tokio::spawn(async move {
-        let Ok((mut s, _)) = l.accept().await else {
-            return;
-        };
+    pouring(move |mut s, p| async move {
         if read_head(&mut s).await.is_some() {
             p.pour(&mut s, head.as_bytes(), b"x", limit).await;
         }
-    });
-    (addr, poured)
+    })
+    .await
 }
 
 /// A server that speaks first (an SMTP greeting): on connect, `head` and then up to `limit`
@@ -148,12 +167,25 @@ pub async fn pouring_greeting(
     filler: &'static [u8],
     limit: usize,
 ) -> (String, Poured) {
+    pouring(move |mut s, p| async move {
+        p.pour(&mut s, head.as_bytes(), filler, limit).await;
+    })
+    .await
+}
+
+/// A server whose first connection `serve` takes, with the [`Poured`] it counts into (and
+/// this returns beside the address).
+async fn pouring<F, Fut>(serve: F) -> (String, Poured)
+where
+    F: FnOnce(tokio::net::TcpStream, Poured) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let (l, addr) = listener().await;
     let poured = Poured::default();
     let p = poured.clone();
     tokio::spawn(async move {
-        if let Ok((mut s, _)) = l.accept().await {
-            p.pour(&mut s, head.as_bytes(), filler, limit).await;
+        if let Ok((s, _)) = l.accept().await {
+            serve(s, p).await;
         }
     });
     (addr, poured)
@@ -183,13 +215,7 @@ pub async fn pouring_redis(
     limit: usize,
 ) -> (String, Poured) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let (l, addr) = listener().await;
-    let poured = Poured::default();
-    let p = poured.clone();
-    tokio::spawn(async move {
-        let Ok((mut s, _)) = l.accept().await else {
-            return;
-        };
+    pouring(move |mut s, p| async move {
         let mut buf = vec![0u8; 8192];
         // Bounded: a handful of commands come before INFO.
         for _ in 0..16 {
@@ -211,8 +237,8 @@ pub async fn pouring_redis(
                 }
             }
         }
-    });
-    (addr, poured)
+    })
+    .await
 }
 
 /// The commands a fake Redis answers.

@@ -14,15 +14,17 @@ mod prosody;
 mod redis;
 
 pub use actioncable::start_actioncable;
-pub use alertmanager::start_alertmanager;
-pub use janus::{Janus, start_janus, start_janus_media, start_janus_media_full_trickle};
+pub use alertmanager::{Alertmanager, start_alertmanager};
+pub use janus::{
+    Janus, start_janus, start_janus_media, start_janus_media_full_trickle, start_janus_media_http,
+};
 pub(crate) use node::start_node;
 pub use node::{
     NodeServer, SocketIo, SocketIoOptions, start_protoo, start_socketio, start_socketio_with,
     start_sockjs,
 };
 pub use prosody::start_prosody;
-pub use redis::{PauseMode, Redis, Reply, start_redis, start_redis_tls};
+pub use redis::{PauseMode, Redis, Reply, running_redis, start_redis, start_redis_tls};
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};

@@ -19,6 +19,7 @@ mod echo;
 pub(crate) mod peer;
 mod room;
 mod sdp;
+mod signalling;
 mod tap;
 mod trickle;
 
@@ -37,9 +38,14 @@ pub use trickle::{MAX_CANDIDATES, read_candidate};
 
 use super::context::RunContext;
 use super::error::StepError;
+use super::long_poll::{Events, Fetch, Fetcher};
+use super::ws::Connection;
 use crate::diag::{Ctx, S, valid_label};
 use crate::report::FailureReason;
 use crate::template::Template;
+use signalling::Signalling;
+use std::collections::BTreeMap;
+use trickle::TrickleFrom;
 
 /// The longest `echo_interval` and `echo_wait` a step may ask for.
 pub const MAX_ECHO_WAIT: Duration = Duration::from_secs(30);
@@ -91,10 +97,7 @@ pub(crate) async fn run(
             // The tap goes on first: a candidate trickled right after the SFU's offer is
             // taken by whichever step reads the websocket next.
             let trickle = match &spec.trickle {
-                Some(t) => Some((
-                    t.tap(ctx, connection)?,
-                    t.websocket.as_deref().unwrap_or(connection).to_string(),
-                )),
+                Some(t) => Some(t.tap(ctx, connection)?),
                 None => None,
             };
             let (peer, sdp) = match &spec.action {
@@ -124,7 +127,9 @@ pub(crate) async fn run(
                 count: spec.echo.count,
                 interval: spec.echo.interval,
             };
-            let signalling = peer.trickle_websocket().and_then(|w| ctx.ws.get_mut(w));
+            let fetch = fetcher(ctx, peer.trickle_from());
+            let signalling =
+                signalling(&mut ctx.ws, &mut ctx.long_polls, peer.trickle_from(), fetch);
             let publisher = peer
                 .publish(
                     (ctx.probe, connection),
@@ -162,7 +167,9 @@ pub(crate) async fn run(
             };
             let mut peer = ready_peer(ctx, connection)?;
             let deadline = ctx.deadline;
-            let signalling = peer.trickle_websocket().and_then(|w| ctx.ws.get_mut(w));
+            let fetch = fetcher(ctx, peer.trickle_from());
+            let signalling =
+                signalling(&mut ctx.ws, &mut ctx.long_polls, peer.trickle_from(), fetch);
             let report = peer
                 .receive(
                     answer.as_deref(),
@@ -189,7 +196,9 @@ pub(crate) async fn run(
             let answer = render_answer(ctx, remote.as_ref())?;
             let mut peer = ready_peer(ctx, connection)?;
             let deadline = ctx.deadline;
-            let signalling = peer.trickle_websocket().and_then(|w| ctx.ws.get_mut(w));
+            let fetch = fetcher(ctx, peer.trickle_from());
+            let signalling =
+                signalling(&mut ctx.ws, &mut ctx.long_polls, peer.trickle_from(), fetch);
             let report = peer
                 .connect_over(
                     answer.as_deref(),
@@ -209,6 +218,42 @@ pub(crate) async fn run(
                 ctx.gauge("echo_rtt_seconds", rtt.as_secs_f64());
             }
             Ok(())
+        }
+    }
+}
+
+/// How a `connect` or `publish` asks a long poll for more candidates (`None` when its tap is
+/// on a websocket): a GET of the tap's `poll` URL with the connection's cookies, under the
+/// run's TLS settings and body cap.
+fn fetcher(ctx: &RunContext<'_>, from: Option<&TrickleFrom>) -> Option<Box<Fetcher>> {
+    let Some(TrickleFrom::LongPoll(connection)) = from else {
+        return None;
+    };
+    let url = ctx.long_polls.get(connection)?.url.clone()?;
+    let cookie = ctx.cookies.header(connection, &url);
+    let (tls, cap) = (ctx.tls.clone(), ctx.max_body_bytes);
+    Some(Box::new(move || -> Fetch {
+        Box::pin(super::http_wire::get_untimed(
+            url.clone(),
+            tls.clone(),
+            cookie.clone(),
+            cap,
+        ))
+    }))
+}
+
+/// What a `connect` or `publish` reads while ICE waits for trickled candidates: the websocket
+/// or long poll its tap is on (`fetch` asks the latter again).
+fn signalling<'c>(
+    ws: &'c mut BTreeMap<String, Connection>,
+    long_polls: &'c mut BTreeMap<String, Events>,
+    from: Option<&TrickleFrom>,
+    fetch: Option<Box<Fetcher>>,
+) -> Option<Signalling<'c>> {
+    match from? {
+        TrickleFrom::Websocket(name) => ws.get_mut(name).map(Signalling::Websocket),
+        TrickleFrom::LongPoll(name) => {
+            Some(Signalling::LongPoll(long_polls.get_mut(name)?, fetch?))
         }
     }
 }
@@ -506,6 +551,8 @@ impl crate::flow::kind::Kind for WebrtcSpec {
 
     fn reads<'s>(&'s self, r: &mut crate::flow::kind::Reads<'s>) {
         r.templates.extend(WebrtcSpec::reads(self));
+        r.templates
+            .extend(self.trickle.iter().filter_map(TrickleSpec::template));
         r.json
             .extend(self.trickle.iter().flat_map(TrickleSpec::json));
     }

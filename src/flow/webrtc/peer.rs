@@ -27,9 +27,9 @@ use super::room::{PublishOptions, Published, Publishing, ReceiveReport, Receivin
 use super::sdp::{
     Candidates, answer_setup, dtls_role, guarded, parse_sdp, route_to, sdp_refused, unsupported,
 };
-use super::trickle::{self, Trickled};
+use super::signalling::Signalling;
+use super::trickle::{self, TrickleFrom, Trickled};
 use crate::flow::StepError;
-use crate::flow::ws::Connection;
 use crate::report::{FailureReason, Phase};
 
 /// Largest datagram read; anything longer is cut (and so fails its own parsing, harmlessly).
@@ -72,10 +72,11 @@ pub struct Peer {
     dtls_role: Option<String>,
     /// The SFU's candidates: its SDP's, then those trickled.
     remote: Candidates,
-    /// Where the SFU's trickled candidates arrive (a tap on a websocket), until connected.
+    /// Where the SFU's trickled candidates arrive (a tap on a websocket or a long poll),
+    /// until connected.
     trickle: Option<Arc<Trickled>>,
-    /// The websocket the tap is on, read while ICE waits for candidates.
-    trickle_websocket: Option<String>,
+    /// The websocket or long poll the tap is on, read while ICE waits for candidates.
+    trickle_from: Option<TrickleFrom>,
     /// What became of the trickled candidates, for a connection that fails `ice`.
     trickled: trickle::Seen,
 }
@@ -138,20 +139,20 @@ impl Peer {
             dtls_role: None,
             remote: Candidates::default(),
             trickle: None,
-            trickle_websocket: None,
+            trickle_from: None,
             trickled: trickle::Seen::default(),
         }
     }
 
-    /// The websocket the SFU trickles its candidates on, when it does: the connection's
-    /// step reads it while ICE waits for them.
-    pub(crate) fn trickle_websocket(&self) -> Option<&str> {
-        self.trickle_websocket.as_deref()
+    /// The websocket or long poll the SFU trickles its candidates on, when it does: the
+    /// connection's step reads it while ICE waits for them.
+    pub(crate) fn trickle_from(&self) -> Option<&TrickleFrom> {
+        self.trickle_from.as_ref()
     }
 
     /// How many candidates the SFU trickled (`None` when it was not asked to).
     pub fn trickled_candidates(&self) -> Option<usize> {
-        self.trickle_websocket
+        self.trickle_from
             .is_some()
             .then_some(self.trickled.candidates)
     }
@@ -202,7 +203,7 @@ impl Peer {
     pub(crate) async fn answer_trickled(
         local_address: Option<IpAddr>,
         offer: &str,
-        trickle: Option<(Arc<Trickled>, String)>,
+        trickle: Option<(Arc<Trickled>, TrickleFrom)>,
     ) -> Result<(Peer, String), StepError> {
         let mut peer = Peer::new();
         let parsed = parse_sdp(offer, "offer", SdpOffer::from_sdp_string)?;
@@ -232,10 +233,10 @@ impl Peer {
 
     /// From now on, the SFU's candidates also come trickled, through a tap on the websocket
     /// named, until the connection is up.
-    pub(crate) fn set_trickle(&mut self, trickle: Option<(Arc<Trickled>, String)>) {
-        if let Some((trickled, websocket)) = trickle {
+    pub(crate) fn set_trickle(&mut self, trickle: Option<(Arc<Trickled>, TrickleFrom)>) {
+        if let Some((trickled, from)) = trickle {
             self.trickle = Some(trickled);
-            self.trickle_websocket = Some(websocket);
+            self.trickle_from = Some(from);
         }
     }
 
@@ -291,7 +292,7 @@ impl Peer {
         echo: &EchoOptions,
         deadline: Instant,
         mut timings: Timings<'_>,
-        signalling: Option<&mut Connection>,
+        signalling: Option<Signalling<'_>>,
     ) -> Result<EchoReport, StepError> {
         let mut echoes = Echoes::new(echo);
         let result = self
@@ -316,7 +317,7 @@ impl Peer {
         (count, wait): (u32, Duration),
         deadline: Instant,
         mut timings: Timings<'_>,
-        signalling: Option<&mut Connection>,
+        signalling: Option<Signalling<'_>>,
     ) -> Result<ReceiveReport, StepError> {
         let mut receiving = Receiving::new(from, log, count, wait);
         let result = self
@@ -349,7 +350,7 @@ impl Peer {
         options: &PublishOptions,
         deadline: Instant,
         mut timings: Timings<'_>,
-        signalling: Option<&mut Connection>,
+        signalling: Option<Signalling<'_>>,
     ) -> Result<Publisher, StepError> {
         let mut publishing = Publishing::new(options);
         if let Err(e) = self
@@ -415,7 +416,7 @@ impl Peer {
         traffic: &mut T,
         deadline: Instant,
         timings: &mut Timings<'_>,
-        mut signalling: Option<&mut Connection>,
+        mut signalling: Option<Signalling<'_>>,
     ) -> Result<(), StepError> {
         self.take_answer(answer).await?;
         self.stage = Stage::Ice;
@@ -452,7 +453,7 @@ impl Peer {
     /// `ice` when the SFU ends its candidates with none usable, or none came by `deadline`.
     async fn first_candidate(
         &mut self,
-        signalling: &mut Option<&mut Connection>,
+        signalling: &mut Option<Signalling<'_>>,
         deadline: Instant,
     ) -> Result<(), StepError> {
         loop {
@@ -464,7 +465,7 @@ impl Peer {
                 let ip = route_to(&self.remote).await?;
                 return self.gather(ip).await;
             }
-            let Some(conn) = signalling.as_deref_mut().filter(|_| more) else {
+            let Some(conn) = signalling.as_mut().filter(|_| more) else {
                 let why = self
                     .remote
                     .none_usable_of("the SFU's (in its SDP and trickled)")
@@ -532,7 +533,7 @@ impl Peer {
         traffic: &mut T,
         deadline: Instant,
         timings: &mut Timings<'_>,
-        signalling: Option<&mut Connection>,
+        signalling: Option<Signalling<'_>>,
     ) -> Result<(), StepError> {
         let Some((socket, local)) = self.socket.take() else {
             return Err(StepError::new(
@@ -558,7 +559,7 @@ impl Peer {
         traffic: &mut T,
         deadline: Instant,
         timings: &mut Timings<'_>,
-        mut signalling: Option<&mut Connection>,
+        mut signalling: Option<Signalling<'_>>,
     ) -> Result<(), StepError> {
         let mut buf = vec![0u8; DATAGRAM_BYTES];
         let mut trickling = self.take_trickled()?;
@@ -603,7 +604,7 @@ impl Peer {
             let read = trickling && self.stage == Stage::Ice && signalling.is_some();
             tokio::select! {
                 got = async {
-                    match signalling.as_deref_mut() {
+                    match signalling.as_mut() {
                         Some(conn) => conn.read_aside().await,
                         None => std::future::pending().await,
                     }

@@ -1,14 +1,14 @@
 //! A `webrtc` step's `trickle` table: where the SFU's trickled ICE candidates come from (a
-//! websocket's messages that match `expect_json` and hold a value at `candidate`), and the tap
-//! that takes them out of that websocket's stream, whichever step reads it, from the `offer`
-//! or `answer` step on until the peer is connected.
+//! websocket's messages, or a long poll's events, that match `expect_json` and hold a value at
+//! `candidate`), and the tap that takes them out of that websocket's or long poll's stream,
+//! whichever step reads it, from the `offer` or `answer` step on until the peer is connected.
 
 use std::sync::{Arc, Weak};
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::trickle::{DEFAULT_MAX_CANDIDATES, MAX_CANDIDATES, Trickled};
+use super::trickle::{DEFAULT_MAX_CANDIDATES, MAX_CANDIDATES, TrickleFrom, Trickled};
 use crate::diag::{Ctx, S};
 use crate::flow::StepError;
 use crate::flow::context::RunContext;
@@ -17,6 +17,7 @@ use crate::flow::parts::{self, Extraction, RawExtract};
 use crate::flow::protocol::Message;
 use crate::flow::ws::Divert;
 use crate::report::FailureReason;
+use crate::template::Template;
 
 /// `trickle = { candidate = { json = "$.candidate" }, expect_json = {…}, end_json = {…},
 /// websocket = "…", max_candidates = 32 }`.
@@ -33,6 +34,10 @@ pub struct RawTrickle {
     pub end_json: Option<S<toml::Value>>,
     /// The websocket they come on (default: the step's `connection`).
     pub websocket: Option<S<String>>,
+    /// Or the long poll they come in (Janus over HTTP): the URL a `connect` step asks for
+    /// more while ICE waits; the `http` steps with `batch` on the step's `connection` read the
+    /// same events.
+    pub poll: Option<S<String>>,
     /// Candidates taken at most (default 32); more fail the step with `protocol`.
     pub max_candidates: Option<S<i64>>,
 }
@@ -45,6 +50,8 @@ pub struct TrickleSpec {
     pub end_json: Option<Value>,
     /// `None`: the step's connection.
     pub websocket: Option<String>,
+    /// The long poll's URL, instead of a websocket.
+    pub poll: Option<Template>,
     pub max: usize,
 }
 
@@ -55,6 +62,7 @@ impl PartialEq for TrickleSpec {
             && self.expect_json == other.expect_json
             && self.end_json == other.end_json
             && self.websocket == other.websocket
+            && self.poll == other.poll
             && self.max == other.max
     }
 }
@@ -81,6 +89,18 @@ impl TrickleSpec {
         let expect_json = json(ctx, &r.expect_json, "expect_json")?;
         let end_json = json(ctx, &r.end_json, "end_json")?;
         let websocket = super::connection_name(ctx, r.websocket.as_ref(), &k("websocket"))?;
+        let poll = match (&r.poll, &r.websocket) {
+            (Some(p), Some(_)) => {
+                ctx.error(
+                    Some(p.span()),
+                    k("poll"),
+                    "give `websocket` or `poll`, not both: candidates come on one of them",
+                );
+                return None;
+            }
+            (Some(p), None) => Some(parts::url_template(ctx, p, &k("poll"), &["http", "https"])?),
+            (None, _) => None,
+        };
         let max = match &r.max_candidates {
             Some(m) => ctx.positive_at_most(m, &k("max_candidates"), MAX_CANDIDATES)?,
             None => DEFAULT_MAX_CANDIDATES,
@@ -90,8 +110,14 @@ impl TrickleSpec {
             expect_json,
             end_json,
             websocket,
+            poll,
             max,
         })
+    }
+
+    /// The long poll's URL, a template it renders.
+    pub fn template(&self) -> Option<&Template> {
+        self.poll.as_ref()
     }
 
     /// The JSON templates it renders.
@@ -99,18 +125,34 @@ impl TrickleSpec {
         self.expect_json.iter().chain(&self.end_json)
     }
 
-    /// Puts a tap for `connection`'s peer on its websocket; returns what the tap fills.
+    /// Puts a tap for `connection`'s peer on its websocket, or on its long poll's events;
+    /// returns what the tap fills, and where from.
     ///
     /// # Errors
     /// `ws_closed` when that websocket is not open; `protocol` for a pattern naming a variable
-    /// not set.
+    /// not set, or a `poll` URL that is none.
     pub(crate) fn tap(
         &self,
         ctx: &mut RunContext<'_>,
         connection: &str,
-    ) -> Result<Arc<Trickled>, StepError> {
+    ) -> Result<(Arc<Trickled>, TrickleFrom), StepError> {
         let render = |v: &Option<Value>| v.as_ref().map(|v| ctx.render_json(v)).transpose();
         let (want, end) = (render(&self.expect_json)?, render(&self.end_json)?);
+        let trickled = Trickled::new();
+        let tap = Arc::new(Tap {
+            want,
+            end,
+            candidate: self.candidate.clone(),
+            max: self.max,
+            trickled: Arc::downgrade(&trickled),
+        });
+        if let Some(poll) = &self.poll {
+            let url = parts::run_url(ctx, poll, &["http", "https"])?;
+            let events = ctx.long_polls.entry(connection.to_string()).or_default();
+            events.url = Some(url);
+            events.divert(tap);
+            return Ok((trickled, TrickleFrom::LongPoll(connection.to_string())));
+        }
         let websocket = self.websocket.as_deref().unwrap_or(connection);
         let conn = ctx.ws.get_mut(websocket).ok_or_else(|| {
             StepError::new(
@@ -118,24 +160,17 @@ impl TrickleSpec {
                 format!(
                     "`trickle` reads the SFU's candidates from websocket `{websocket}`, and \
                      none of that name is open (a ws_connect step with that `connection` \
-                     comes first)"
+                     comes first; over HTTP, `poll` names the long poll)"
                 ),
             )
         })?;
-        let trickled = Trickled::new();
-        conn.divert(Arc::new(Tap {
-            want,
-            end,
-            candidate: self.candidate.clone(),
-            max: self.max,
-            trickled: Arc::downgrade(&trickled),
-        }));
-        Ok(trickled)
+        conn.divert(tap);
+        Ok((trickled, TrickleFrom::Websocket(websocket.to_string())))
     }
 }
 
-/// Takes a peer's candidates out of a websocket's stream, into the peer's [`Trickled`]; lives
-/// as long as the peer holds it (until connected).
+/// Takes a peer's candidates out of a websocket's stream or a long poll's events, into the
+/// peer's [`Trickled`]; lives as long as the peer holds it (until connected).
 struct Tap {
     want: Option<Value>,
     end: Option<Value>,

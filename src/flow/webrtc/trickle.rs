@@ -21,6 +21,14 @@ pub const MAX_CANDIDATE_BYTES: usize = 2048;
 pub const DEFAULT_MAX_CANDIDATES: usize = 32;
 pub const MAX_CANDIDATES: usize = 256;
 
+/// Where a peer's tap takes the SFU's trickled candidates from: a websocket, or the long poll
+/// of a connection (its `http` steps with `batch`), by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TrickleFrom {
+    Websocket(String),
+    LongPoll(String),
+}
+
 /// What a peer's tap has taken so far: candidate lines (`candidate:…`, extensions in str0m's
 /// order) not yet handed to the ICE agent, whether the end came, and the first thing that was
 /// not a candidate (the step then fails with `protocol`).
@@ -101,7 +109,8 @@ impl Trickled {
 pub(super) struct Seen {
     pub(super) candidates: usize,
     pub(super) ended: bool,
-    /// The websocket failed while the step read it (nothing more was read).
+    /// Reading the websocket or the long poll failed while the step read it (nothing more
+    /// was read): what and why, `reading the websocket failed: …`.
     pub(super) signalling: Option<String>,
 }
 
@@ -116,7 +125,7 @@ impl Seen {
         let signalling = self
             .signalling
             .as_deref()
-            .map(|e| format!("; reading the websocket failed: {e}"))
+            .map(|e| format!("; {e}"))
             .unwrap_or_default();
         format!(
             "{} candidate{} trickled, {end}{signalling}",

@@ -75,8 +75,9 @@ impl Kind for WsConnectSpec {
                         Some(p.span()),
                         b.key("protocol"),
                         format_args!(
-                            "unknown protocol `{}`, expected one of {}",
+                            "unknown protocol `{}`{}, expected one of {}",
                             p.get_ref(),
+                            crate::diag::did_you_mean_among(p.get_ref(), all.iter().copied()),
                             all.join(", ")
                         ),
                     );
@@ -307,7 +308,7 @@ async fn connect(
         proto.subprotocol(),
         named.as_ref(),
     )?;
-    crate::flow::parts::note_credentials(ctx, &url, request.headers());
+    crate::flow::parts::note_credentials(ctx, &url, request.headers(), &[]);
     let offered_extensions = extension_names(request.headers());
     let cap = ctx.max_body_bytes;
     let config = WebSocketConfig::default()

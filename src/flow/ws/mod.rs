@@ -44,7 +44,7 @@ pub(crate) const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_se
 /// Messages kept for the steps after a read no step asked for (the handshake's, or those a
 /// `webrtc` step read while it waited for trickled ICE candidates): more, and that reading
 /// stops, leaving the rest in the socket.
-const BACKLOG_MAX: usize = 256;
+pub(crate) const BACKLOG_MAX: usize = 256;
 
 /// Messages the last `ws_expect` on a connection skipped, kept for a [`Divert`] set up just
 /// after it: an SFU may trickle its first ICE candidates before the event carrying its SDP
@@ -52,8 +52,8 @@ const BACKLOG_MAX: usize = 256;
 /// event skips them before the `webrtc` step that taps the stream exists. Small messages only
 /// (a candidate is some 200 bytes, a JSON envelope around it a few hundred more), so a hostile
 /// stream keeps at most `SKIPPED_KEPT` x `SKIPPED_KEPT_BYTES` here.
-const SKIPPED_KEPT: usize = 32;
-const SKIPPED_KEPT_BYTES: usize = 8 * 1024;
+pub(crate) const SKIPPED_KEPT: usize = 32;
+pub(crate) const SKIPPED_KEPT_BYTES: usize = 8 * 1024;
 
 /// Takes the messages of one kind out of a websocket's stream, whichever step reads them: a
 /// WebRTC peer's trickled ICE candidates, which a platform sends whenever it has them, between

@@ -2,17 +2,26 @@
 # Janus (WebRTC gateway) on 127.0.0.1 with only the WebSocket transport, the echotest plugin and
 # the videoroom plugin (one room, 1234, as Janus's own sample config has it), and the Admin API over WebSocket (secret `janusoverlord`, to list sessions), config and everything
 # else in DIR:
-#   bash tests/servers/janus/start.sh WS_PORT ADMIN_PORT DIR [full-trickle]
+#   bash tests/servers/janus/start.sh WS_PORT ADMIN_PORT DIR [full-trickle] [http=HTTP_PORT]
 # `full-trickle`: Janus trickles its own candidates (`{"janus":"trickle"}` events, then
 # `completed`) and its SDP carries none, as with `full_trickle = true` in production.
+# `http=HTTP_PORT`: the HTTP transport too (janus.js's default: POST /janus, long-poll GET
+# /janus/<session>), on 127.0.0.1:HTTP_PORT.
 # Prints `ready janus ws://127.0.0.1:WS_PORT/ admin=ws://127.0.0.1:ADMIN_PORT/` once the WebSocket
-# port accepts connections.
+# port (and the HTTP one, if asked) accepts connections.
 set -euo pipefail
 port=${1:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 admin=${2:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 dir=${3:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 full_trickle=false
-[ "${4:-}" = full-trickle ] && full_trickle=true
+http=
+for arg in "${@:4}"; do
+  case $arg in
+    full-trickle) full_trickle=true ;;
+    http=*) http=${arg#http=} ;;
+    *) echo "start.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 source "$(dirname "$0")/../lib.sh"
 require janus janus
 require curl curl
@@ -24,6 +33,22 @@ done
 mkdir -p "$dir/conf" "$dir/plugins" "$dir/transports" "$dir/none"
 ln -sf "$lib/plugins/libjanus_echotest.so" "$lib/plugins/libjanus_videoroom.so" "$dir/plugins/"
 ln -sf "$lib/transports/libjanus_websockets.so" "$dir/transports/"
+if [ -n "$http" ]; then
+  [ -f "$lib/transports/libjanus_http.so" ] || { echo "janus http transport not found under $lib" >&2; exit 127; }
+  ln -sf "$lib/transports/libjanus_http.so" "$dir/transports/"
+  cat > "$dir/conf/janus.transport.http.jcfg" <<CFG
+general: {
+	base_path = "/janus"
+	http = true
+	port = $http
+	ip = "127.0.0.1"
+	https = false
+}
+admin: {
+	admin_http = false
+}
+CFG
+fi
 cat > "$dir/conf/janus.jcfg" <<CFG
 general: {
 	configs_folder = "$dir/conf"
@@ -69,4 +94,8 @@ room-1234: {
 CFG
 janus --configs-folder "$dir/conf" --config "$dir/conf/janus.jcfg" --disable-colors &
 pid=$!
-serve "$pid" "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/" 10 answers "http://127.0.0.1:$port/"
+# Janus's HTTP transport answers GET /janus/info (its server info) once it listens.
+ready() {
+  answers "http://127.0.0.1:$port/" && { [ -z "$http" ] || answers "http://127.0.0.1:$http/janus/info"; }
+}
+serve "$pid" "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/" 10 ready

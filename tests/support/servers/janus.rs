@@ -15,6 +15,8 @@ pub struct Janus {
     process: Process,
     ws_port: u16,
     admin_port: u16,
+    /// The HTTP transport's port, when started with it ([`start_janus_media_http`]).
+    http_port: Option<u16>,
     /// Started in a network namespace of its own (see [`start_janus_media`]).
     netns: bool,
     _dir: tempfile::TempDir,
@@ -43,15 +45,35 @@ pub async fn start_janus_media_full_trickle() -> Result<Janus> {
     start_janus_script("janus/start-netns.sh", true, &["full-trickle"]).await
 }
 
+/// [`start_janus_media`] with the HTTP transport too (janus.js's default: `POST /janus`, the
+/// long poll `GET /janus/<session>`), at [`Janus::http_url`]; `full_trickle` as
+/// [`start_janus_media_full_trickle`].
+pub async fn start_janus_media_http(full_trickle: bool) -> Result<Janus> {
+    require_program("janus", "unshare", "util-linux")?;
+    require_program("janus", "ip", "iproute2")?;
+    let extra: &'static [&'static str] = if full_trickle { &["full-trickle"] } else { &[] };
+    start_janus_with("janus/start-netns.sh", true, extra, true).await
+}
+
 async fn start_janus_script(
     script: &'static str,
     netns: bool,
     extra: &'static [&'static str],
 ) -> Result<Janus> {
+    start_janus_with(script, netns, extra, false).await
+}
+
+async fn start_janus_with(
+    script: &'static str,
+    netns: bool,
+    extra: &'static [&'static str],
+    http: bool,
+) -> Result<Janus> {
     require_program("janus", "janus", "janus")?;
     require_program("janus", "curl", "curl")?;
     start_on_free_port("janus", |ws_port| async move {
         let admin_port = free_port()?;
+        let http_port = if http { Some(free_port()?) } else { None };
         let dir = temp_dir("janus")?;
         let mut args = vec![
             ws_port.to_string(),
@@ -59,11 +81,13 @@ async fn start_janus_script(
             dir.path().display().to_string(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(http_port.map(|p| format!("http={p}")));
         let process = start_script("janus", script, &args, dir.path()).await?;
         Ok(Janus {
             process,
             ws_port,
             admin_port,
+            http_port,
             netns,
             _dir: dir,
         })
@@ -75,6 +99,15 @@ impl Janus {
     /// `ws://127.0.0.1:PORT/` (subprotocol `janus-protocol`).
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/", self.ws_port)
+    }
+
+    /// Where the HTTP transport listens, `http://127.0.0.1:PORT` (its base path is `/janus`;
+    /// started with it only).
+    pub fn http_url(&self) -> String {
+        let port = self
+            .http_port
+            .expect("janus started with the HTTP transport");
+        format!("http://127.0.0.1:{port}")
     }
 
     /// The Admin API: `ws://127.0.0.1:PORT/` (subprotocol `janus-admin-protocol`).
