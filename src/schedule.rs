@@ -67,15 +67,29 @@ impl Schedule {
         from: chrono::DateTime<chrono::Utc>,
         samples: usize,
     ) -> Option<Duration> {
+        self.gaps(from, samples)?.into_iter().min()
+    }
+
+    /// The longest gap between two fires over the next `samples` fires from `from`: how long
+    /// a fault can go before the next run sees it.
+    pub fn max_interval(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        samples: usize,
+    ) -> Option<Duration> {
+        self.gaps(from, samples)?.into_iter().max()
+    }
+
+    /// The gaps between the next `samples + 1` fires from `from`; `None` when it stops firing.
+    fn gaps(&self, from: chrono::DateTime<chrono::Utc>, samples: usize) -> Option<Vec<Duration>> {
         let mut prev = self.next_after(from)?;
-        let mut min: Option<Duration> = None;
+        let mut gaps = Vec::with_capacity(samples);
         for _ in 0..samples {
             let next = self.next_after(prev)?;
-            let gap = (next - prev).to_std().ok()?;
-            min = Some(min.map_or(gap, |m| m.min(gap)));
+            gaps.push((next - prev).to_std().ok()?);
             prev = next;
         }
-        min
+        Some(gaps)
     }
 }
 

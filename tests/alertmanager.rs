@@ -71,6 +71,18 @@ fn default_resend_interval_keeps_the_watchdog_inside_a_minute() {
 
 /// Alertmanager's config: `page` gets everything with a short group_wait, the watchdog goes to
 /// `switch` every second (group_interval 1s, repeat_interval shorter, as the shipped route).
+/// A webhook receiver and a real Alertmanager routing to it ([`am_config`]).
+async fn receiver_behind_alertmanager() -> (
+    crate::support::receiver::Receiver,
+    crate::support::servers::Alertmanager,
+) {
+    let (hook, hook_url) = crate::support::receiver::Receiver::start(200).await;
+    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (hook, am)
+}
+
 fn am_config(hook: &str) -> String {
     format!(
         "route:\n  receiver: page\n  group_by: [probe]\n  group_wait: 1s\n  group_interval: 1m\n  repeat_interval: 1h\n  routes:\n    - receiver: switch\n      matchers: ['alertname=\"JoinCanaryWatchdog\"']\n      group_by: [region]\n      group_wait: 0s\n      group_interval: 1s\n      repeat_interval: 500ms\n\
@@ -85,10 +97,7 @@ fn am_config(hook: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_page_reaches_the_receiver_behind_a_real_alertmanager() {
     use crate::support::receiver::Receiver;
-    let (hook, hook_url) = Receiver::start(200).await;
-    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (hook, am) = receiver_behind_alertmanager().await;
     let cfg = am_pager_at(&am.url(), "");
     let run = |extra: &[&str]| {
         let out = std::process::Command::new(crate::support::binary())
@@ -196,10 +205,7 @@ fn the_shipped_routes_send_the_test_page_where_a_real_page_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
     use crate::support::receiver::Receiver;
-    let (hook, hook_url) = Receiver::start(200).await;
-    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (hook, am) = receiver_behind_alertmanager().await;
     let cfg = am_pager_at(&am.url(), "resend_interval = \"2s\"\n");
     let ttl = joincanary::alert::alertmanager::watchdog_ttl(Duration::from_secs(2));
     assert_eq!(ttl, Duration::from_secs(3));
@@ -272,12 +278,8 @@ async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
 /// Alertmanager lists both with `startsAt` past and `endsAt` ahead of its now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_clock_stepped_after_start_still_pages_and_feeds_the_switch() {
-    use crate::support::receiver::Receiver;
     use joincanary::alert::{Dispatcher, EventKind, Notification, Severity};
-    let (hook, hook_url) = Receiver::start(200).await;
-    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (hook, am) = receiver_behind_alertmanager().await;
     let cfg = am_pager_at(&am.url(), "resend_interval = \"2s\"\nhold = \"1m\"\n");
     let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("{e}"));
     let step = chrono::Duration::minutes(10);
@@ -366,13 +368,9 @@ async fn a_host_clock_stepped_after_start_still_pages_and_feeds_the_switch() {
 /// the test alert, every request carried both headers, and nothing it says shows the token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_reach_an_alertmanager_behind_a_token_proxy_at_a_path() {
-    use crate::support::receiver::Receiver;
     use axum::http::{HeaderMap, Method, StatusCode, Uri};
     const TOKEN: &str = "am-bearer-token-31337";
-    let (hook, hook_url) = Receiver::start(200).await;
-    let am = crate::support::servers::start_alertmanager(&am_config(&hook_url))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (hook, am) = receiver_behind_alertmanager().await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, bool)>::new()));
     let (upstream, log) = (am.url(), seen.clone());
     let client = reqwest::Client::new();

@@ -89,3 +89,67 @@ fn an_expect_status_outside_100_to_599_is_placed_with_the_range() {
         ]
     );
 }
+
+/// `check` warns (and still passes) when a probe's settings put its first page past the 90 s
+/// promise, with the figure, its parts and the keys to change; the shipped shape (every minute,
+/// 5 s step timeouts, the default policy: 60 + 5 + 10 + 5 = 80 s) passes quietly.
+#[test]
+fn check_warns_when_the_first_page_would_come_after_90_seconds() {
+    let step = "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        &[
+            // A hung step takes the whole 30 s deadline, twice: 60 + 30 + (10 + 30) = 130 s.
+            (
+                "slow.toml",
+                &format!("name = \"slow\"\ntimeout = \"30s\"\n{step}"),
+            ),
+            // The same deadline, but the step's own 5 s timeout and a 2 s cleanup bound it.
+            (
+                "bounded.toml",
+                &format!(
+                    "name = \"bounded\"\ntimeout = \"30s\"\n{step}timeout = \"5s\"\n[[steps]]\nname = \"bye\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/bye\"\ncleanup = true\ntimeout = \"2s\"\n"
+                ),
+            ),
+            // Every two minutes, paging on the first failure: 120 + 5 = 125 s.
+            (
+                "sparse.toml",
+                &format!(
+                    "name = \"sparse\"\nschedule = \"*/2 * * * *\"\ntimeout = \"5s\"\n{step}[alerting]\nfailure_threshold = 1\n"
+                ),
+            ),
+            // Three confirmations a minute apart (`confirm_delay` past the next tick counts
+            // as the tick): 60 + 5 + 3 × (60 + 5) = 260 s.
+            (
+                "late.toml",
+                &format!(
+                    "name = \"late\"\ntimeout = \"5s\"\n{step}[alerting]\nfailure_threshold = 4\nconfirm_delay = \"5m\"\n"
+                ),
+            ),
+        ],
+    );
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["check", "--config"])
+        .arg(&cfg.path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    let advice = "; run it more often, shorten the timeouts, or lower `[alerting] confirm_delay` or `failure_threshold`";
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "warning: probe `late`: its first page can come 260 s after a fault, past the 90 s promise: the next run up to 60 s later (`schedule` `* * * * *`) + 5 s to fail (step `timeout`s, the probe's `timeout`) + 3 confirming runs for `failure_threshold = 4`, each 60 s later (the next run, before `confirm_delay`) + 5 s to fail{advice}"
+            ),
+            format!(
+                "warning: probe `slow`: its first page can come 130 s after a fault, past the 90 s promise: the next run up to 60 s later (`schedule` `* * * * *`) + 30 s to fail (step `timeout`s, the probe's `timeout`) + 1 confirming run for `failure_threshold = 2`, each 10 s later (`confirm_delay`) + 30 s to fail{advice}"
+            ),
+            format!(
+                "warning: probe `sparse`: its first page can come 125 s after a fault, past the 90 s promise: the next run up to 120 s later (`schedule` `*/2 * * * *`) + 5 s to fail (step `timeout`s, the probe's `timeout`){advice}"
+            ),
+        ],
+        "{err}"
+    );
+}

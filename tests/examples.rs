@@ -47,9 +47,7 @@ struct SocketIoStack {
 impl SocketIoStack {
     async fn start(pubsub: Option<&servers::Redis>) -> SocketIoStack {
         support::init();
-        let redis = servers::start_redis()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let redis = servers::running_redis().await;
         let opts = SocketIoOptions {
             pubsub_redis_url: pubsub.map(servers::Redis::url),
             ..SocketIoOptions::default()
@@ -171,9 +169,7 @@ async fn redis_paused_fails_the_join_with_no_match_while_login_and_handshake_pas
 
 #[tokio::test]
 async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_participant_probe() {
-    let pubsub = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pubsub = servers::running_redis().await;
     let stack = SocketIoStack::start(Some(&pubsub)).await;
     let one = stack.plan("socketio-one-participant.toml");
     let mut two = stack.plan("socketio-redis.toml");
@@ -203,9 +199,7 @@ async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_particip
 #[tokio::test]
 async fn actioncable_subscribes_performs_and_gets_the_broadcast_through_redis() {
     support::init();
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     let cable = servers::start_actioncable(&redis)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -9,7 +9,7 @@ use joincanary::report::FailureReason;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::hostile::{fixed_http, login_probe, redis_flood, run, test_page_error};
-use crate::support::hostile::{listener, pouring_greeting, read_head};
+use crate::support::hostile::{http_server, pouring_greeting};
 use crate::support::{Service, TempConfig, fast_sim_probe, start_sim};
 
 /// A reply head of 1 MiB in one header, or of 10,000 headers: refused on the head (hyper's
@@ -36,27 +36,16 @@ async fn reply_heads_of_a_megabyte_or_ten_thousand_headers_fail_at_once() {
 /// A server that answers every request (up to 4) one byte a second: the head and then an
 /// endless body.
 async fn trickling_server() -> String {
-    let (l, addr) = listener().await;
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let Ok((mut s, _)) = l.accept().await else {
+    http_server(4, |mut s| async move {
+        let reply = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 100000\r\n\r\n";
+        for b in reply.iter().chain(std::iter::repeat_n(&b'x', 600)) {
+            if s.write_all(&[*b]).await.is_err() {
                 return;
-            };
-            tokio::spawn(async move {
-                if read_head(&mut s).await.is_none() {
-                    return;
-                }
-                let reply = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 100000\r\n\r\n";
-                for b in reply.iter().chain(std::iter::repeat_n(&b'x', 600)) {
-                    if s.write_all(&[*b]).await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// Slow loris: each byte resets no timer, the step's deadline holds (paused clock: the

@@ -91,9 +91,7 @@ async fn cases() -> Vec<Case> {
     });
 
     // Redis out of memory under a sim that keeps its signalling there: the join's error frame.
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     let on_redis = SimServer::start_with(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         Credentials::default(),

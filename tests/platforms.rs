@@ -457,9 +457,7 @@ expect_binary = { contains = "0a:zz", min_bytes = -1 }
 async fn socketio_with_eio3_joins_a_server_that_serves_socketio_2_clients() {
     use crate::support::servers;
     support::init();
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     let sio = servers::start_socketio_with(
         &redis,
         &servers::SocketIoOptions {

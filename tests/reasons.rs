@@ -9,7 +9,7 @@ use joincanary::report::{FailureReason, Phase, ProbeRun};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::hostile::{listener, read_head, silent_server, ws_server};
+use crate::support::hostile::{http_server, silent_server, ws_server};
 use crate::support::receiver::Receiver;
 use crate::support::running::Running;
 use crate::support::{self, TempConfig, probe_from};
@@ -17,26 +17,15 @@ use crate::support::{self, TempConfig, probe_from};
 /// Reads one request head on up to 4 connections and answers with `raw` bytes as they are,
 /// then holds the connection (`hold`) or closes it.
 async fn raw_http(raw: &'static [u8], hold: bool) -> String {
-    let (l, addr) = listener().await;
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                if read_head(&mut s).await.is_none() {
-                    return;
-                }
-                let _ = s.write_all(raw).await;
-                if hold {
-                    // The reason must come from the bytes, not from a close.
-                    let mut buf = [0u8; 64];
-                    let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
-                }
-            });
+    http_server(4, move |mut s| async move {
+        let _ = s.write_all(raw).await;
+        if hold {
+            // The reason must come from the bytes, not from a close.
+            let mut buf = [0u8; 64];
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 async fn run(text: &str) -> ProbeRun {

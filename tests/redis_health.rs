@@ -15,9 +15,7 @@ use crate::support::servers::{self, PauseMode, Redis};
 use crate::support::{self, TempConfig, binary, confirmed_page};
 
 async fn redis() -> Redis {
-    servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    servers::running_redis().await
 }
 
 /// The shipped example, pointed at `redis` (`env` comes after, so it may point elsewhere).

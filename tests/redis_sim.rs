@@ -19,9 +19,7 @@ use crate::support::servers::{self, PauseMode, Redis, Reply};
 const PROMPT: Duration = Duration::from_secs(10);
 
 async fn redis() -> Redis {
-    servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    servers::running_redis().await
 }
 
 /// An in-process sim on `redis`, with `op_timeout` on every Redis operation.

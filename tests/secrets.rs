@@ -350,19 +350,29 @@ async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
     let running = tokio::task::block_in_place(|| {
         Running::start_with(&cfg.path, &["--log.level", "debug"], &env_refs)
     });
-    let base = running.base();
     let names: Vec<String> = probes
         .iter()
         .map(|(n, _)| n.trim_end_matches(".toml").to_string())
         .collect();
+    let pages = pages_naming(&receiver, &names).await;
+    let texts = service_texts(running, pages).await;
+    assert!(
+        texts[0].1.contains("[redacted]"),
+        "the echoes reached status: {}",
+        texts[0].1
+    );
+    let leaks = leaks_in(&texts, &SECRETS);
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+/// The pages `receiver` got once they name every probe in `names` (waited for up to 30 s);
+/// fails naming the probes never paged.
+pub(crate) async fn pages_naming(receiver: &Receiver, names: &[String]) -> String {
+    let named = |p: &String| names.iter().all(|n| p.contains(&format!("\"{n}\"")));
     let pages = support::poll(
         Duration::from_secs(30),
         Duration::from_millis(100),
-        async || {
-            support::when(receiver.bodies(), |p| {
-                names.iter().all(|n| p.contains(&format!("\"{n}\"")))
-            })
-        },
+        async || support::when(receiver.bodies(), named),
     )
     .await
     .unwrap_or_else(|last| last);
@@ -371,30 +381,38 @@ async fn secrets_stay_out_of_status_logs_pages_and_metrics() {
         .filter(|n| !pages.contains(&format!("\"{n}\"")))
         .collect();
     assert!(missing.is_empty(), "never paged: {missing:?}\n{pages}");
+    pages
+}
+
+/// Everything a running service showed of itself, and then stopped: its status JSON (first),
+/// status page, metrics and log, with `pages`, what it sent; each named.
+pub(crate) async fn service_texts(running: Running, pages: String) -> [(&'static str, String); 5] {
+    let base = running.base();
     let status = support::status(&base).await.to_string();
-    let page = crate::support::get_text(&base, "/").await;
-    let metrics = crate::support::get_text(&base, "/metrics").await;
+    let page = support::get_text(&base, "/").await;
+    let metrics = support::get_text(&base, "/metrics").await;
     let log = running.log();
     drop(running);
-    assert!(
-        status.contains("[redacted]"),
-        "the echoes reached status: {status}"
-    );
+    [
+        ("status JSON", status),
+        ("status page", page),
+        ("metrics", metrics),
+        ("log", log),
+        ("pages", pages),
+    ]
+}
+
+/// Each shape of each of `secrets` found in each of `texts`, a line each.
+pub(crate) fn leaks_in(texts: &[(&str, String)], secrets: &[&str]) -> Vec<String> {
     let mut leaks = Vec::new();
-    for (what, text) in [
-        ("status JSON", &status),
-        ("status page", &page),
-        ("metrics", &metrics),
-        ("log", &log),
-        ("pages", &pages),
-    ] {
-        for secret in SECRETS {
+    for (what, text) in texts {
+        for secret in secrets {
             if let Some(found) = leak(text, secret) {
                 leaks.push(format!("{what}: {secret:?} as {found:?}"));
             }
         }
     }
-    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+    leaks
 }
 
 /// Request headers as text, by lower-case name (a repeated header: the last one).
@@ -412,9 +430,12 @@ pub(crate) fn header_strings(headers: &HeaderMap) -> HashMap<String, String> {
 
 /// The review's debug-log scan: a run with a session cookie, a bearer token (in headers and a
 /// URL's query, of an HTTP request and a websocket upgrade), an extracted token in a header and
-/// a websocket URL, and a test page through pagers holding keys, each at
-/// `--log.level debug` and `trace`: the whole log (every library's lines included) holds no
-/// shape of any secret. cookie_store used to log `inserting Set-Cookie … sess=…` at debug.
+/// a websocket URL, a literal client secret in a form body and a literal token in a URL path
+/// (both echoed by a server in a 500), and a test page through pagers holding keys (two of
+/// them failing, their key in their URL's path), each at `--log.level debug` and `trace`: the
+/// whole log and output (every library's lines included) holds no shape of any secret.
+/// cookie_store used to log `inserting Set-Cookie … sess=…` at debug; the body and path
+/// credentials were in the failing probe's WARN line and table row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_and_trace_logs_of_a_run_and_its_pages_hold_no_secret() {
     const TOKEN: &str = "bearer-0f-the-env-9x7";
@@ -423,6 +444,10 @@ async fn debug_and_trace_logs_of_a_run_and_its_pages_hold_no_secret() {
     const PD_KEY: &str = "pd-routing-key-5ecret";
     const GENIE_KEY: &str = "genie-api-key-5ecret";
     const HOOK: &str = "hookpath-5ecret-w3";
+    const BODY_SECRET: &str = "l1teral-b0dy-5ecret";
+    const PATH_TOKEN: &str = "l1teral-path-t0ken";
+    const HOOK_500: &str = "SECRETPATH500x";
+    const HOOK_DOWN: &str = "SECRETPATHdown";
     async fn login() -> impl axum::response::IntoResponse {
         (
             [(
@@ -447,11 +472,22 @@ async fn debug_and_trace_logs_of_a_run_and_its_pages_hold_no_secret() {
             StatusCode::UNAUTHORIZED
         }
     }
+    // A server choking on what it got quotes it: the path, the body.
+    async fn choke(uri: Uri, body: Bytes) -> (StatusCode, String) {
+        let body = String::from_utf8_lossy(&body).into_owned();
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("no_service {uri} {body}"),
+        )
+    }
     support::init();
     let app = axum::Router::new()
         .route("/login", axum::routing::post(login))
-        .route("/me", axum::routing::get(me));
+        .route("/me", axum::routing::get(me))
+        .fallback(choke);
     let http_addr = support::serve_router(app).await;
+    let (closed, closed_addr) = support::hostile::listener().await;
+    drop(closed);
     let ws_addr = support::hostile::ws_server(|mut ws| async move {
         // Until the client closes; bounded by the client's deadline.
         while let Some(Ok(_)) = ws.next().await {}
@@ -477,12 +513,39 @@ api_key = "${{GENIE_KEY}}"
 name = "slack"
 type = "slack"
 url = "{hook}/services/{HOOK}"
+
+[[pager]]
+name = "slack-500"
+type = "slack"
+url = "http://{http_addr}/services/T0/B0/{HOOK_500}"
+retry_max_age = "1s"
+
+[[pager]]
+name = "slack-down"
+type = "slack"
+url = "http://{closed_addr}/services/T0/B0/{HOOK_DOWN}"
+retry_max_age = "1s"
 "#
         ),
-        &[(
-            "p.toml",
-            &format!(
-                r#"
+        &[
+            (
+                "q.toml",
+                &format!(
+                    r#"
+timeout = "5s"
+[[steps]]
+name = "register"
+kind = "http"
+method = "POST"
+url = "http://{http_addr}/join/{PATH_TOKEN}"
+form = {{ user = "canary", client_secret = "{BODY_SECRET}" }}
+"#
+                ),
+            ),
+            (
+                "p.toml",
+                &format!(
+                    r#"
 timeout = "5s"
 [[steps]]
 name = "login"
@@ -508,8 +571,9 @@ headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
 name = "close"
 kind = "ws_close"
 "#
+                ),
             ),
-        )],
+        ],
     );
     let env = [
         ("TOKEN", TOKEN),
@@ -520,13 +584,29 @@ kind = "ws_close"
     for level in ["debug", "trace"] {
         for command in ["once", "test-page"] {
             let (code, log) = support::run_logged(level, command, &cfg.path, &env);
-            assert_eq!(code, Some(0), "{command} at {level}:\n{log}");
-            // The level took: joincanary's own debug lines are there.
-            assert!(
-                command != "once" || log.contains("DEBUG"),
-                "{command} at {level}:\n{log}"
-            );
-            for secret in [TOKEN, EXTRACTED, COOKIE, PD_KEY, GENIE_KEY, HOOK] {
+            // q fails on the server's 500, and so do two pagers: the echoes and errors are
+            // in the log; p and the other pagers pass.
+            assert_eq!(code, Some(1), "{command} at {level}:\n{log}");
+            let expected: &[&str] = if command == "once" {
+                &["DEBUG", "no_service /join/[redacted]", "p in test: ok"]
+            } else {
+                &["slack-500: FAILED", "slack-down: FAILED", "slack: ok"]
+            };
+            for e in expected {
+                assert!(log.contains(e), "{command} at {level}: no {e}:\n{log}");
+            }
+            for secret in [
+                TOKEN,
+                EXTRACTED,
+                COOKIE,
+                PD_KEY,
+                GENIE_KEY,
+                HOOK,
+                BODY_SECRET,
+                PATH_TOKEN,
+                HOOK_500,
+                HOOK_DOWN,
+            ] {
                 if let Some(found) = leak(&log, secret) {
                     leaks.push(format!(
                         "{command} at {level}: {secret} as {found:?}\n{log}"

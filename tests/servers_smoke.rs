@@ -78,9 +78,7 @@ async fn socketio_connect(url: &str, token: &str) -> (Ws, String) {
 
 #[tokio::test]
 async fn redis_answers_and_its_faults_work() {
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     redis.ping().await.unwrap();
     assert_eq!(
         redis.ok(&["SET", "k", "v"]).await.unwrap(),
@@ -116,9 +114,7 @@ async fn redis_answers_and_its_faults_work() {
 
 #[tokio::test]
 async fn socketio_fans_out_between_processes_and_reports_redis_oom() {
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     let sio = servers::start_socketio(&redis)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -400,9 +396,7 @@ async fn prosody_muc_join_groupchat_and_refused_room() {
 
 #[tokio::test]
 async fn actioncable_confirms_rejects_and_broadcasts_through_redis() {
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     let cable = servers::start_actioncable(&redis)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -458,9 +452,7 @@ async fn next_cable(ws: &mut Ws) -> Value {
 /// `["<message>"]` out, `a["<message>"]` in; a signal crosses between the two processes.
 #[tokio::test]
 async fn sockjs_frames_its_sessions_and_fans_out_between_processes() {
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     let (a, b) = servers::start_sockjs(&redis)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

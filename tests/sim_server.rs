@@ -4,7 +4,6 @@
 //! paused clock: the server is in this runtime, so its timers and the test's agree, and no
 //! bound depends on how loaded the machine is.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,21 +14,14 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+use crate::support::start_sim;
+
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Generous bound for anything that should happen "at once", so a loaded CI box does not flake.
 const PROMPT: Duration = Duration::from_secs(3);
 /// Frames read per wait at most; pings arrive once a second so this is never the real limit.
 const MAX_FRAMES: usize = 200;
-
-async fn start() -> SimServer {
-    SimServer::start(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        Credentials::default(),
-    )
-    .await
-    .expect("sim server starts")
-}
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -178,7 +170,7 @@ pub(crate) async fn close(mut ws: Ws) {
 
 #[tokio::test]
 async fn healthz_answers_ok() {
-    let server = start().await;
+    let server = start_sim().await;
     let resp = http()
         .get(format!("{}/healthz", server.base_url()))
         .send()
@@ -196,7 +188,7 @@ async fn healthz_answers_ok() {
 
 #[tokio::test]
 async fn login_issues_distinct_tokens() {
-    let server = start().await;
+    let server = start_sim().await;
     let a = login(&server).await;
     let b = login(&server).await;
     assert!(!a.is_empty());
@@ -206,7 +198,7 @@ async fn login_issues_distinct_tokens() {
 
 #[tokio::test]
 async fn login_with_wrong_credentials_is_401() {
-    let server = start().await;
+    let server = start_sim().await;
     let resp = login_response(&server, &json!({"username": "canary", "password": "nope"})).await;
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.expect("error body is JSON");
@@ -216,7 +208,7 @@ async fn login_with_wrong_credentials_is_401() {
 
 #[tokio::test]
 async fn malformed_login_is_400() {
-    let server = start().await;
+    let server = start_sim().await;
     let url = format!("{}/api/login", server.base_url());
     let not_json = http()
         .post(&url)
@@ -234,7 +226,7 @@ async fn malformed_login_is_400() {
 
 #[tokio::test]
 async fn websocket_without_valid_token_is_401() {
-    let server = start().await;
+    let server = start_sim().await;
     let base = server.base_url().replacen("http://", "ws://", 1);
     assert_eq!(ws_refusal_status(&format!("{base}/ws")).await, 401);
     assert_eq!(ws_refusal_status(&ws_url(&server, "bogus")).await, 401);
@@ -250,7 +242,7 @@ async fn websocket_without_valid_token_is_401() {
 
 #[tokio::test]
 async fn join_is_echoed_with_participant_count() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut a = connect(&server).await;
     join(&mut a, "room-1", "alice").await;
     let joined = next_app_frame(&mut a).await;
@@ -263,7 +255,7 @@ async fn join_is_echoed_with_participant_count() {
 
 #[tokio::test]
 async fn two_connections_in_a_room_see_each_other() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut a = connect(&server).await;
     let mut b = connect(&server).await;
     let mut other_room = connect(&server).await;
@@ -291,7 +283,7 @@ async fn two_connections_in_a_room_see_each_other() {
 
 #[tokio::test(start_paused = true)]
 async fn pings_arrive_every_second() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut ws = connect(&server).await;
     let seen = frames(&mut ws, Duration::from_millis(2_500), true).await;
     assert!(
@@ -303,7 +295,7 @@ async fn pings_arrive_every_second() {
 
 #[tokio::test]
 async fn malformed_frames_get_an_error_and_the_connection_stays_open() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut ws = connect(&server).await;
     for bad in [
         "not json",
@@ -327,7 +319,7 @@ async fn malformed_frames_get_an_error_and_the_connection_stays_open() {
 
 #[tokio::test]
 async fn oversized_message_ends_the_connection() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut ws = connect(&server).await;
     let huge = format!(
         r#"{{"type":"join","room":"{}","id":"x"}}"#,
@@ -353,7 +345,7 @@ async fn oversized_message_ends_the_connection() {
 
 #[tokio::test]
 async fn client_close_is_answered_with_close() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut ws = connect(&server).await;
     ws.close(None).await.expect("close is sent");
     let deadline = Instant::now() + PROMPT;
@@ -371,7 +363,7 @@ async fn client_close_is_answered_with_close() {
 
 #[tokio::test]
 async fn membership_is_removed_when_a_connection_closes() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut a = connect(&server).await;
     let mut b = connect(&server).await;
     join(&mut a, "cleanup", "alice").await;
@@ -392,7 +384,7 @@ async fn membership_is_removed_when_a_connection_closes() {
 
 #[tokio::test]
 async fn faults_get_put_merge_and_delete() {
-    let server = start().await;
+    let server = start_sim().await;
     let url = format!("{}/_sim/faults", server.base_url());
     let cleared = json!({
         "login_status": null,
@@ -442,7 +434,7 @@ async fn faults_get_put_merge_and_delete() {
 
 #[tokio::test]
 async fn invalid_faults_are_rejected_and_not_applied() {
-    let server = start().await;
+    let server = start_sim().await;
     for bad in [
         json!({"login_status": 99}),
         json!({"login_status": 600}),
@@ -470,7 +462,7 @@ async fn invalid_faults_are_rejected_and_not_applied() {
 
 #[tokio::test]
 async fn login_status_fault_overrides_credentials() {
-    let server = start().await;
+    let server = start_sim().await;
     set_faults(&server, json!({"login_status": 503})).await;
     let creds = Credentials::default();
     let good = login_response(
@@ -491,7 +483,7 @@ async fn login_status_fault_overrides_credentials() {
 
 #[tokio::test(start_paused = true)]
 async fn login_delay_fault_delays_the_answer() {
-    let server = start().await;
+    let server = start_sim().await;
     let delay = Duration::from_millis(400);
     set_faults(&server, json!({"login_delay_ms": 400})).await;
     let started = Instant::now();
@@ -510,7 +502,7 @@ async fn login_delay_fault_delays_the_answer() {
 
 #[tokio::test]
 async fn ws_reject_fault_refuses_the_upgrade() {
-    let server = start().await;
+    let server = start_sim().await;
     let token = login(&server).await;
     set_faults(&server, json!({"ws_reject_status": 502})).await;
     assert_eq!(ws_refusal_status(&ws_url(&server, &token)).await, 502);
@@ -529,7 +521,7 @@ async fn ws_reject_fault_refuses_the_upgrade() {
 
 #[tokio::test(start_paused = true)]
 async fn signalling_delay_fault_delays_joined() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut ws = connect(&server).await;
     set_faults(&server, json!({"signalling_delay_ms": 600})).await;
     let started = Instant::now();
@@ -546,7 +538,7 @@ async fn signalling_delay_fault_delays_joined() {
 
 #[tokio::test(start_paused = true)]
 async fn signalling_drop_fault_loses_joins_but_pings_flow() {
-    let server = start().await;
+    let server = start_sim().await;
     let mut ws = connect(&server).await;
     set_faults(&server, json!({"signalling_drop": true})).await;
     join(&mut ws, "lost", "alice").await;
@@ -566,7 +558,7 @@ async fn signalling_drop_fault_loses_joins_but_pings_flow() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_closes_websockets_promptly() {
-    let server = start().await;
+    let server = start_sim().await;
     let addr = server.local_addr();
     let mut ws = connect(&server).await;
     let started = Instant::now();

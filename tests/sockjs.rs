@@ -23,9 +23,7 @@ struct Stack {
 
 async fn start() -> Stack {
     crate::support::init();
-    let redis = servers::start_redis()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = servers::running_redis().await;
     let (a, b) = servers::start_sockjs(&redis)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -146,15 +146,23 @@ pub async fn post(
     }
     if status.is_redirection() {
         // Never followed (the request carries the pager's key or token, and only the
-        // configured URL may have it), but said as a redirect, with where it pointed (its
-        // query and password hidden): `HTTP 307` alone reads like a refusal.
+        // configured URL may have it), but said as a redirect, with the origin it pointed to:
+        // `HTTP 307` alone reads like a refusal. Only scheme, host and port, as everywhere a
+        // pager's URL is shown: a proxy sending `http://…/services/T0/B0/<key>` to its https
+        // self, or a provider to a new hook URL, names the key in the rest.
         let to: String = resp
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|l| resp.url().join(l).ok())
             .map(|u| {
-                crate::redact::redact_url_text(u.as_str())
+                let origin = u.origin().ascii_serialization();
+                let rest = if u.path() == "/" && u.query().is_none() {
+                    ""
+                } else {
+                    "/…"
+                };
+                format!("{origin}{rest}")
                     .chars()
                     .take(LOCATION_CHARS)
                     .collect()

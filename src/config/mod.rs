@@ -8,6 +8,7 @@
 //! below imports this module back.
 
 pub mod fingerprint;
+pub mod promise;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -421,7 +422,7 @@ pub const QUIET_GAP: std::time::Duration = std::time::Duration::from_secs(24 * 3
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quiet {
     /// Its failures page nobody (alerting disabled, maintenance that never ends), counted in
-    /// `joincanary_probes_paging_nobody`; else it pages, but runs too rarely to be a canary.
+    /// `joincanary_probes_paging_nobody`; else it pages, but too late to be a canary.
     pub pages_nobody: bool,
     /// The sentence `check` prints and `run` logs, naming the probe and the cause.
     pub message: String,
@@ -440,7 +441,9 @@ fn days(d: std::time::Duration) -> String {
 impl Plan {
     /// What keeps a valid configuration from paging in practice, one sentence per probe and
     /// cause: alerting disabled, maintenance windows that hold every page for the next
-    /// [`QUIET_HORIZON`], a schedule with more than [`QUIET_GAP`] between runs (`0 0 29 2 *`).
+    /// [`QUIET_HORIZON`], a schedule with more than [`QUIET_GAP`] between runs (`0 0 29 2 *`),
+    /// or else settings that make the first page later than the 90 s promise
+    /// ([`promise::TimeToPage`]).
     /// `check` prints them as warnings, `run` logs them at start and at every reload. (A
     /// schedule that never fires, and zero probes, are errors; no pager at all is
     /// [`crate::status::NO_PAGER`].)
@@ -490,6 +493,12 @@ impl Plan {
                         days(gap),
                         first.format("%Y-%m-%d %H:%M UTC")
                     ),
+                });
+            } else if let Some(message) = promise::TimeToPage::of(p, now).and_then(|t| t.warning(p))
+            {
+                out.push(Quiet {
+                    pages_nobody: false,
+                    message,
                 });
             }
         }

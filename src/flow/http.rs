@@ -496,8 +496,8 @@ async fn request(
     {
         headers.insert(header::AUTHORIZATION, basic);
     }
-    parts::note_credentials(ctx, &url, &headers);
     let (mut body, content_type) = request_body(ctx, spec)?;
+    parts::note_credentials(ctx, &url, &headers, &body);
     // A URL a server named: the probe's credentials do not follow it to another origin.
     let named = super::origin::named(ctx, &spec.url, url.as_str());
     if let Some(named) = &named {
@@ -550,6 +550,8 @@ async fn request(
                     &mut body,
                     &mut headers,
                 )?;
+                // A token the server put in the path or query it sent us to (`/join/<t>`).
+                parts::note_credentials(ctx, &url, &HeaderMap::new(), &[]);
             }
             (true, Some(_)) => {
                 return Err(StepError::new(

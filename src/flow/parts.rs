@@ -305,15 +305,18 @@ pub(crate) fn run_url(
 
 /// Takes as secrets the credentials a request carries, however they were written (literally
 /// in the probe file, not only through `${ENV}`): `Authorization` and `Proxy-Authorization`
-/// (and the token after the scheme), each value of a `Cookie` header, a header or query
-/// parameter whose name says credential (`X-Api-Key`, `?access_token=`). A server echoing its
-/// request in a refusal (`invalid token … for /api?access_token=…`) would otherwise put them in
-/// the error, and so in the status, logs and pages; a pager's literal key is a secret the same
-/// way.
+/// (and the token after the scheme), each value of a `Cookie` header, a header, query
+/// parameter or body field whose name says credential (`X-Api-Key`, `?access_token=`,
+/// `{"password": …}`, `client_secret=…`), a path segment where a key or token sits
+/// (`/hooks/<key>`, `/join/<token>`). A server echoing its request in a refusal (`invalid
+/// token … for /api?access_token=…`, a 500 quoting the body it choked on) would otherwise put
+/// them in the error, and so in the status, logs and pages; a pager's literal key is a secret
+/// the same way.
 pub(crate) fn note_credentials(
     ctx: &mut RunContext<'_>,
     url: &url::Url,
     headers: &hyper::HeaderMap,
+    body: &[u8],
 ) {
     use hyper::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
     for (name, value) in headers {
@@ -339,6 +342,14 @@ pub(crate) fn note_credentials(
     for (name, value) in url.query_pairs() {
         if crate::redact::names_a_credential(&name) {
             ctx.redactor.add(value.into_owned());
+        }
+    }
+    for value in crate::redact::path_credentials(url) {
+        ctx.redactor.add(value);
+    }
+    if let Ok(body) = std::str::from_utf8(body) {
+        for value in crate::redact::body_credentials(body) {
+            ctx.redactor.add(value);
         }
     }
 }

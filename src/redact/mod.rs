@@ -13,11 +13,13 @@
 //! Here the matcher: a redactor's secrets and their replacement. `forms.rs` builds the pattern of
 //! every encoded shape of a secret; `decode.rs` undoes per-character encodings for the copy.
 
+mod carriers;
 mod decode;
 mod forms;
 
 use std::sync::OnceLock;
 
+pub use carriers::{body_credentials, json_credentials, names_a_credential, path_credentials};
 use decode::decodings;
 use forms::{Compiled, base_forms, compile};
 
@@ -326,38 +328,34 @@ pub fn url_secret_parts(text: &str) -> Vec<String> {
     parts
 }
 
-/// A header or query parameter whose name says it carries a credential (`X-Api-Key`,
-/// `access_token`, `sig`): its value is a secret however it was written.
-pub fn names_a_credential(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    const WORDS: [&str; 11] = [
-        "token",
-        "secret",
-        "passw",
-        "pwd",
-        "auth",
-        "session",
-        "ticket",
-        "credential",
-        "signature",
-        "jwt",
-        "cookie",
-    ];
-    WORDS.iter().any(|w| name.contains(w))
-        || name.ends_with("key")
-        || matches!(name.as_str(), "sig" | "sid" | "pass" | "code")
-}
-
 /// `scheme://host…`: a URL that names a server (not `user:password`, which also parses as a
 /// URL, of scheme `user`).
 pub fn is_address_url(text: &str) -> bool {
     text.contains("://") && url::Url::parse(text).is_ok_and(|u| u.has_host())
 }
 
-/// Strips userinfo and the query from a URL: tokens travel in query strings.
+/// A URL as errors show it: its password, its query (tokens travel in query strings) and the
+/// path segments that carry a credential ([`path_credentials`]: a hook's key, a join token)
+/// replaced by `[redacted]`; scheme, host, port and the other segments stay, to say where.
 pub fn redact_url_text(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut u) => {
+            let secret = path_credentials(&u);
+            if !secret.is_empty() {
+                let path: Vec<&str> = u
+                    .path_segments()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        if secret.iter().any(|x| x == s) {
+                            REDACTED
+                        } else {
+                            s
+                        }
+                    })
+                    .collect();
+                u.set_path(&path.join("/"));
+            }
             if u.query().is_some() {
                 u.set_query(Some(REDACTED));
             }
@@ -575,6 +573,14 @@ mod tests {
         assert_eq!(
             redact_url_text("http://u:pw@h/"),
             "http://u:%5Bredacted%5D@h/"
+        );
+        assert_eq!(
+            redact_url_text("http://h:1/join/r00m-t0ken?x=1"),
+            "http://h:1/join/[redacted]?[redacted]"
+        );
+        assert_eq!(
+            redact_url_text("https://h/api/webhooks/1234/tok-en"),
+            "https://h/api/webhooks/[redacted]/[redacted]"
         );
     }
 }

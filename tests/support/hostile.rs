@@ -31,6 +31,31 @@ pub async fn silent_server() -> String {
     addr
 }
 
+/// An HTTP server: on each of up to `connections` connections it reads the request head, then
+/// `answer`s (a client that hangs up first gets nothing).
+pub async fn http_server<F, Fut>(connections: usize, answer: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (l, addr) = listener().await;
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        for _ in 0..connections {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                if read_head(&mut s).await.is_some() {
+                    answer(s).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// A websocket server running `behave` on each of up to 4 connections. It accepts the first
 /// subprotocol the client offers (an `xmpp` client requires one back).
 // tungstenite fixes the handshake callback's error type (an HTTP response): not ours to shrink.

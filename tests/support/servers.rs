@@ -14,7 +14,7 @@ mod prosody;
 mod redis;
 
 pub use actioncable::start_actioncable;
-pub use alertmanager::start_alertmanager;
+pub use alertmanager::{Alertmanager, start_alertmanager};
 pub use janus::{
     Janus, start_janus, start_janus_media, start_janus_media_full_trickle, start_janus_media_http,
 };
@@ -24,7 +24,7 @@ pub use node::{
     start_sockjs,
 };
 pub use prosody::start_prosody;
-pub use redis::{PauseMode, Redis, Reply, start_redis, start_redis_tls};
+pub use redis::{PauseMode, Redis, Reply, running_redis, start_redis, start_redis_tls};
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};

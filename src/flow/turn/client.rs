@@ -55,6 +55,12 @@ impl From<WireError> for TxError {
     }
 }
 
+/// A STUN message the server sent, or `protocol` saying it is malformed.
+fn parse(buf: &[u8]) -> Result<Message<'_>, TxError> {
+    Message::from_bytes(buf)
+        .map_err(|e| TxError::Protocol(format!("the server sent a malformed STUN message: {e}")))
+}
+
 fn write_error(e: StunWriteError) -> TxError {
     TxError::Protocol(format!("cannot encode the request: {e}"))
 }
@@ -65,9 +71,7 @@ pub struct Response(Vec<u8>);
 impl Response {
     /// The message (parsed once already in `transact`; never unwrapped all the same).
     pub fn message(&self) -> Result<Message<'_>, TxError> {
-        Message::from_bytes(&self.0).map_err(|e| {
-            TxError::Protocol(format!("the server sent a malformed STUN message: {e}"))
-        })
+        parse(&self.0)
     }
 
     /// The error code and its reason phrase, for an error response (code 0: an error response
@@ -312,9 +316,7 @@ impl Session {
                     }
                     Ok(Incoming::Stun(buf)) => buf,
                 };
-                let msg = Message::from_bytes(&buf).map_err(|e| {
-                    TxError::Protocol(format!("the server sent a malformed STUN message: {e}"))
-                })?;
+                let msg = parse(&buf)?;
                 if !(msg.has_class(MessageClass::Indication) && msg.has_method(DATA)) {
                     self.note_stray()?;
                     continue;
@@ -397,9 +399,7 @@ impl Session {
                 }
                 Ok(Incoming::Stun(buf)) => buf,
             };
-            let msg = Message::from_bytes(&buf).map_err(|e| {
-                TxError::Protocol(format!("the server sent a malformed STUN message: {e}"))
-            })?;
+            let msg = parse(&buf)?;
             if msg.transaction_id() != txid {
                 self.note_stray()?;
                 continue;

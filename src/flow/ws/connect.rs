@@ -308,7 +308,7 @@ async fn connect(
         proto.subprotocol(),
         named.as_ref(),
     )?;
-    crate::flow::parts::note_credentials(ctx, &url, request.headers());
+    crate::flow::parts::note_credentials(ctx, &url, request.headers(), &[]);
     let offered_extensions = extension_names(request.headers());
     let cap = ctx.max_body_bytes;
     let config = WebSocketConfig::default()

@@ -222,6 +222,18 @@ async fn send(ctx: &mut RunContext<'_>, name: &str, spec: &SendSpec) -> Result<(
         ack: spec.ack,
         subscribe: json(&spec.subscribe)?,
     };
+    // A literal password in a login message (`{"password": …}`, `password=…`) is a secret
+    // like one from the environment: the server may quote the message back in its refusal.
+    let mut credentials = Vec::new();
+    for v in [&out.json, &out.args, &out.subscribe].into_iter().flatten() {
+        crate::redact::json_credentials(v, &mut credentials);
+    }
+    if let Some(text) = &out.text {
+        credentials.extend(crate::redact::body_credentials(text));
+    }
+    for value in credentials {
+        ctx.redactor.add(value);
+    }
     let conn = ctx.socket(name)?;
     let frames = conn
         .proto

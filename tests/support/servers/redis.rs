@@ -174,6 +174,12 @@ const FILL_PREFIX: &str = "joincanary:fill:";
 /// Size of one filler value.
 const FILL_VALUE: usize = 64 * 1024;
 
+/// [`start_redis`] that must succeed: panics saying why it did not start (`redis-server`
+/// missing, say).
+pub async fn running_redis() -> Redis {
+    start_redis().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Starts `redis-server` on a free 127.0.0.1 port with a temporary data dir.
 pub async fn start_redis() -> Result<Redis> {
     require_program("redis", "redis-server", "redis-server")?;
