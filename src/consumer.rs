@@ -177,7 +177,7 @@ impl Consumer {
     fn handle(&mut self, event: Event) {
         let region = &self.region;
         match event {
-            Event::Run { run, lag } => self.record(run, lag),
+            Event::Run { run, lag, quiet } => self.record(run, lag, quiet),
             Event::Skipped {
                 probe,
                 reason,
@@ -199,9 +199,9 @@ impl Consumer {
 
     /// One run: into the metrics, the status and the alert policy; the policy's decisions
     /// carried out, and the probe's open alerts mirrored into the metrics and status.
-    fn record(&mut self, run: ProbeRun, lag: Option<Duration>) {
+    fn record(&mut self, run: ProbeRun, lag: Option<Duration>, quiet: bool) {
         crate::supervise::fault::hit(Task::Consumer, &run.probe);
-        log_run(&run);
+        log_run(&run, quiet);
         self.metrics.record(&run, lag);
         // One copy of the run, shared by the status's last and last good.
         let run = Arc::new(run);
@@ -304,21 +304,30 @@ pub(crate) fn publish_alerts(
     );
 }
 
-fn log_run(run: &ProbeRun) {
+/// A run's one log line; a `quiet` failure (its sender logs the state it belongs to) at debug.
+fn log_run(run: &ProbeRun, quiet: bool) {
     let ms = crate::report::log_ms(run.duration_ms);
+    // The same fields at either level (a level is part of a log statement, not a value).
+    macro_rules! failed {
+        ($level:ident) => {
+            tracing::$level!(
+                probe = %run.probe,
+                region = %run.region,
+                duration_ms = ms,
+                trigger = %run.trigger.as_str(),
+                step = %run.failed_step.as_deref().unwrap_or(""),
+                reason = %run.reason.map(|r| r.as_str()).unwrap_or(""),
+                error = %run.error.as_deref().unwrap_or(""),
+                "probe run failed"
+            )
+        };
+    }
     if run.success {
         tracing::info!(probe = %run.probe, region = %run.region, duration_ms = ms, trigger = %run.trigger.as_str(), "probe run succeeded");
+    } else if quiet {
+        failed!(debug);
     } else {
-        tracing::warn!(
-            probe = %run.probe,
-            region = %run.region,
-            duration_ms = ms,
-            trigger = %run.trigger.as_str(),
-            step = %run.failed_step.as_deref().unwrap_or(""),
-            reason = %run.reason.map(|r| r.as_str()).unwrap_or(""),
-            error = %run.error.as_deref().unwrap_or(""),
-            "probe run failed"
-        );
+        failed!(warn);
     }
 }
 
@@ -345,6 +354,7 @@ mod tests {
         let buf = Buf(Arc::new(Mutex::new(Vec::new())));
         let writer = buf.clone();
         let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
@@ -369,7 +379,14 @@ mod tests {
             trigger: Trigger::Confirm,
             steps: Vec::new(),
         };
-        let line = text_log(|| super::log_run(&run));
+        let line = text_log(|| super::log_run(&run, false));
+        assert!(line.contains(" WARN "), "{line}");
+        // A resident's reconnect attempt while it is down: the resident logs the state.
+        let quiet = text_log(|| super::log_run(&run, true));
+        assert!(
+            quiet.contains(" DEBUG ") && quiet.contains("reason=no_match"),
+            "{quiet}"
+        );
         for field in [
             "probe=sim-join",
             "region=eu",

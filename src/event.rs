@@ -12,10 +12,13 @@ use crate::report::ProbeRun;
 /// What probing tells the rest of the service (the consumer).
 #[derive(Debug)]
 pub enum Event {
-    /// A run finished. `lag` is how late a scheduled run started.
+    /// A run finished. `lag` is how late a scheduled run started. `quiet`: a failure its
+    /// sender has told the log about already (a resident's reconnect attempts while its session
+    /// stays down: `resident`), so the consumer logs it at debug rather than warn.
     Run {
         run: ProbeRun,
         lag: Option<Duration>,
+        quiet: bool,
     },
     /// `count` ticks could not start a run (see [`SkipReason`]).
     Skipped {

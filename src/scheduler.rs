@@ -406,7 +406,13 @@ impl ProbeLoop {
                 if let Some(at) = next {
                     let _ = events.send(announce(at)).await;
                 }
-                let _ = events.send(Event::Run { run, lag }).await;
+                let _ = events
+                    .send(Event::Run {
+                        run,
+                        lag,
+                        quiet: false,
+                    })
+                    .await;
                 // Announced while this result waited: rare, so told without waiting.
                 if let Some(at) = idle(&running, &next_run) {
                     let _ = events.try_send(announce(at));

@@ -24,6 +24,7 @@ mod hostile_numbers;
 mod hostile_replies;
 mod hostile_text;
 mod janus_http;
+mod janus_http_standin;
 mod listener;
 mod long_poll;
 mod matrix;

@@ -419,6 +419,20 @@ mod tests {
             .collect()
     }
 
+    /// Maintenance windows, each a cron start and a length in seconds.
+    fn windows(list: &[(&str, u64)]) -> PolicyConfig {
+        PolicyConfig {
+            maintenance: list
+                .iter()
+                .map(|(start, secs)| Maintenance {
+                    start: Schedule::parse(start, None).unwrap(),
+                    duration: Duration::from_secs(*secs),
+                })
+                .collect(),
+            ..PolicyConfig::default()
+        }
+    }
+
     /// A 1 s budget for `phase` of step `signalling`, warned of after `threshold` runs over it.
     fn budget_of_a_second(phase: Phase, threshold: u32) -> PolicyConfig {
         let mut budgets = BTreeMap::new();
@@ -603,13 +617,7 @@ mod tests {
 
     #[test]
     fn maintenance_holds_pages_until_the_window_ends() {
-        let cfg = PolicyConfig {
-            maintenance: vec![Maintenance {
-                start: Schedule::parse("0 3 * * *", None).unwrap(),
-                duration: Duration::from_secs(600),
-            }],
-            ..PolicyConfig::default()
-        };
+        let cfg = windows(&[("0 3 * * *", 600)]);
         let mut s = ProbeAlertState::default();
         s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
         assert!(notifications(&s.observe(&cx(&cfg), &run(15, false, 5000), t(20))).is_empty());
@@ -626,13 +634,7 @@ mod tests {
     /// the host said 02:00: paged nobody in a window nobody planned, and paged inside the real one.
     #[test]
     fn maintenance_follows_the_system_clock_after_a_step() {
-        let cfg = PolicyConfig {
-            maintenance: vec![Maintenance {
-                start: Schedule::parse("0 3 * * *", None).unwrap(),
-                duration: Duration::from_secs(600),
-            }],
-            ..PolicyConfig::default()
-        };
+        let cfg = windows(&[("0 3 * * *", 600)]);
         // The system clock an hour behind the service's: 03:00 by the service is 02:00 by the
         // host, outside the window: the confirmed failure pages.
         let behind = AlertContext {
@@ -664,13 +666,7 @@ mod tests {
     #[test]
     fn maintenance_arithmetic_never_panics_at_the_ends_of_time() {
         for secs in [0, 1, 600, 3_155_760_000_000_000, u64::MAX / 4, u64::MAX] {
-            let cfg = PolicyConfig {
-                maintenance: vec![Maintenance {
-                    start: Schedule::parse("0 3 * * *", None).unwrap(),
-                    duration: Duration::from_secs(secs),
-                }],
-                ..PolicyConfig::default()
-            };
+            let cfg = windows(&[("0 3 * * *", secs)]);
             for at in [DateTime::<Utc>::MIN_UTC, t(5), DateTime::<Utc>::MAX_UTC] {
                 let _ = cfg.in_maintenance(at);
             }
@@ -681,16 +677,6 @@ mod tests {
     /// arithmetic stays bounded and panic-free at the ends of time.
     #[test]
     fn maintenance_that_never_ends_is_found() {
-        let windows = |list: &[(&str, u64)]| PolicyConfig {
-            maintenance: list
-                .iter()
-                .map(|(start, secs)| Maintenance {
-                    start: Schedule::parse(start, None).unwrap(),
-                    duration: Duration::from_secs(*secs),
-                })
-                .collect(),
-            ..PolicyConfig::default()
-        };
         let week = Duration::from_secs(7 * 86_400);
         for (list, muted) in [
             (vec![("0 2 * * sun", 3_600)], false),
@@ -713,13 +699,7 @@ mod tests {
 
     #[test]
     fn resolving_an_alert_held_back_by_maintenance_sends_nothing() {
-        let cfg = PolicyConfig {
-            maintenance: vec![Maintenance {
-                start: Schedule::parse("0 3 * * *", None).unwrap(),
-                duration: Duration::from_secs(600),
-            }],
-            ..PolicyConfig::default()
-        };
+        let cfg = windows(&[("0 3 * * *", 600)]);
         let mut s = ProbeAlertState::default();
         s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
         s.observe(&cx(&cfg), &run(15, false, 5000), t(20));

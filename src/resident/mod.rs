@@ -4,7 +4,8 @@
 //! run — and so is each failed attempt to open a session and each break found while idle.
 //! A session that fails is re-established after a capped, fully jittered exponential backoff
 //! ([`crate::backoff`]); one older than `max_session_age` is rotated. Every reconnect is counted
-//! ([`Event::Reconnect`] -> `probe_resident_reconnects_total`).
+//! ([`Event::Reconnect`] -> `probe_resident_reconnects_total`). A participant that stays down
+//! logs its changes (down, still down every [`STILL_DOWN_EVERY`], up again), not every attempt.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,46 @@ use crate::flow::{ProbePlan, ResidentPlan};
 use crate::report::{ProbeRun, Trigger};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// While a resident participant stays down, at most one "still down" line this often: its
+/// failed attempts (one every `reconnect_max` at most, 5 s by default) are counted, not logged
+/// one by one.
+pub const STILL_DOWN_EVERY: Duration = Duration::from_secs(300);
+
+/// A participant that is down: from its session's failure until an exchange passes again.
+struct Down {
+    since: Instant,
+    /// Reconnect attempts since.
+    reconnects: u32,
+    /// When it was last logged.
+    said: Instant,
+}
+
+impl Down {
+    /// A failed run while down: logged once every [`STILL_DOWN_EVERY`], with the latest failure.
+    fn failed(&mut self, run: &ProbeRun) {
+        let now = Instant::now();
+        if now.duration_since(self.said) < STILL_DOWN_EVERY {
+            return;
+        }
+        self.said = now;
+        tracing::warn!(
+            probe = %run.probe,
+            region = %run.region,
+            down_for = %down_for(now.duration_since(self.since)),
+            reconnects = self.reconnects,
+            step = %run.failed_step.as_deref().unwrap_or(""),
+            reason = %run.reason.map(|r| r.as_str()).unwrap_or(""),
+            error = %run.error.as_deref().unwrap_or(""),
+            "resident session still down"
+        );
+    }
+}
+
+/// `12m 3s`: how long it was down, to the second.
+fn down_for(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
 
 /// Opens sessions. The real one is [`FlowSessions`]; tests script one to drive the loop under
 /// a paused clock.
@@ -139,6 +180,7 @@ impl Resident {
         let mut backoff = Backoff::new(resident.reconnect_min, resident.reconnect_max);
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let mut cause: Option<ReconnectCause> = None;
+        let mut down: Option<Down> = None;
         // Bounded by `shutdown`; every pass opens one session, and failed ones wait a backoff.
         loop {
             if self.shutdown.is_cancelled() {
@@ -146,7 +188,17 @@ impl Resident {
             }
             crate::supervise::fault::hit(crate::supervise::Task::Resident, &probe.name);
             if let Some(c) = cause {
-                tracing::info!(probe = %probe.name, region = %self.region, cause = %c.as_str(), attempt = backoff.attempt(), "re-establishing the resident session");
+                // A rotation is news (once per `max_session_age`); an attempt while down is
+                // counted (`probe_resident_reconnects_total`) and summed up by `Down`.
+                match (c, &mut down) {
+                    (ReconnectCause::Failure, Some(d)) => {
+                        d.reconnects = d.reconnects.saturating_add(1);
+                        tracing::debug!(probe = %probe.name, region = %self.region, cause = %c.as_str(), attempt = backoff.attempt(), "re-establishing the resident session");
+                    }
+                    _ => {
+                        tracing::info!(probe = %probe.name, region = %self.region, cause = %c.as_str(), attempt = backoff.attempt(), "re-establishing the resident session");
+                    }
+                }
                 let _ = self.events.try_send(Event::Reconnect {
                     probe: probe.name.clone(),
                     cause: c,
@@ -158,11 +210,11 @@ impl Resident {
                 .await
             {
                 Ok(session) => {
-                    self.exchanges(session, resident, confirm, &mut backoff)
+                    self.exchanges(session, resident, confirm, &mut backoff, &mut down)
                         .await
                 }
                 Err(run) => {
-                    self.report(run, None).await;
+                    self.report(run, None, &mut down).await;
                     Ended::Failed
                 }
             };
@@ -170,6 +222,22 @@ impl Resident {
                 Ended::Stop => return,
                 Ended::Rotate => Some(ReconnectCause::Rotation),
                 Ended::Failed => {
+                    if down.is_none() {
+                        // The run that failed it was logged as any failed run, with its step
+                        // and reason; what follows is summed up.
+                        tracing::warn!(
+                            probe = %probe.name,
+                            region = %self.region,
+                            reconnect_max = %down_for(resident.reconnect_max),
+                            "resident session down; re-establishing it with backoff"
+                        );
+                        let now = Instant::now();
+                        down = Some(Down {
+                            since: now,
+                            reconnects: 0,
+                            said: now,
+                        });
+                    }
                     // The first attempt after a working session is the run that confirms its
                     // failure: it waits the policy's `confirm_delay` first, as a scheduled
                     // probe's confirming run does. A draw near 0 s would otherwise page on a
@@ -197,6 +265,7 @@ impl Resident {
         resident: &ResidentPlan,
         confirm: &mut mpsc::Receiver<Duration>,
         backoff: &mut Backoff,
+        down: &mut Option<Down>,
     ) -> Ended {
         let mut next = Instant::now();
         let mut trigger = Trigger::Scheduled;
@@ -219,7 +288,7 @@ impl Resident {
                 idle = session.idle(next) => idle,
             };
             if let Err(run) = idle {
-                self.report(run, None).await;
+                self.report(run, None, down).await;
                 break Ended::Failed;
             }
             if session.age() >= resident.max_session_age {
@@ -229,7 +298,7 @@ impl Resident {
             let started = Instant::now();
             let run = session.exchange(trigger).await;
             let success = run.success;
-            self.report(run, Some(lag)).await;
+            self.report(run, Some(lag), down).await;
             next = started + resident.every;
             trigger = Trigger::Scheduled;
             if success {
@@ -265,8 +334,29 @@ impl Resident {
         });
     }
 
-    async fn report(&self, run: ProbeRun, lag: Option<Duration>) {
+    /// Sends a run to the consumer. While down, a failed one is `quiet` (logged by [`Down`]), and
+    /// the first pass ends it.
+    async fn report(&self, run: ProbeRun, lag: Option<Duration>, down: &mut Option<Down>) {
+        let quiet = match down {
+            Some(_) if run.success => {
+                if let Some(d) = down.take() {
+                    tracing::info!(
+                        probe = %run.probe,
+                        region = %run.region,
+                        down_for = %down_for(d.since.elapsed()),
+                        reconnects = d.reconnects,
+                        "resident session up again"
+                    );
+                }
+                false
+            }
+            Some(d) => {
+                d.failed(&run);
+                true
+            }
+            None => false,
+        };
         // The consumer drains this channel quickly; it only closes when the service stops.
-        let _ = self.events.send(Event::Run { run, lag }).await;
+        let _ = self.events.send(Event::Run { run, lag, quiet }).await;
     }
 }

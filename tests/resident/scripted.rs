@@ -426,3 +426,58 @@ async fn a_mended_platform_is_back_within_two_exchanges_whatever_the_outage_grew
         "second passing exchange {worst:?} after the mend"
     );
 }
+
+/// A resident participant that stays down: the first failure and each change of state are
+/// logged, with one "still down" line every 5 minutes at most, not a WARN on every reconnect
+/// attempt (a session down for an hour with a 5 s backoff cap was 700+ WARN lines). Each
+/// attempt is still a failed run and a counted reconnect.
+#[tokio::test(start_paused = true)]
+async fn a_session_that_stays_down_logs_its_changes_not_every_attempt() {
+    let logs = support::logs::Capture::start();
+    let plan = scripted_plan("every = \"5s\"");
+    let log = Arc::new(Mutex::new(Log::default()));
+    let start = Instant::now();
+    let mend = start + Duration::from_secs(12 * 60);
+    let mut script = Script::new(&log, false, false, false);
+    script.mend_at = Some(mend);
+    let events = drive(plan, script, 1, Some(Duration::from_secs(2)), |ev| {
+        ev.iter()
+            .filter(|e| matches!(e, Event::Run { run, .. } if run.success))
+            .count()
+            >= 1
+    })
+    .await;
+    let attempts = reconnects(&events, ReconnectCause::Failure);
+    assert!(attempts >= 100, "12 minutes of 5 s backoffs: {attempts}");
+    // Every attempt is a failed run; the consumer warns of the first (its step and reason),
+    // the others are `quiet` (a debug line): the resident says what they add up to.
+    let failed = |q: bool| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Run { run, quiet, .. } if !run.success && *quiet == q))
+            .count()
+    };
+    assert_eq!(failed(false), 1);
+    assert!(failed(true) >= 100, "{}", failed(true));
+    let text = logs.take();
+    let lines = |level: &str, what: &str| -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.contains(level) && l.contains(what))
+            .collect()
+    };
+    let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    let down = lines(" WARN ", "resident session down");
+    let still = lines(" WARN ", "resident session still down");
+    let up = lines(" INFO ", "resident session up again");
+    assert_eq!(down.len(), 1, "{text}");
+    // At 5 and 10 minutes down; mended at 12.
+    assert_eq!(still.len(), 2, "{warns:#?}");
+    assert_eq!(warns.len(), 3, "{warns:#?}");
+    assert!(still[0].contains("reconnects="), "{}", still[0]);
+    assert!(still[0].contains("reason=no_match"), "{}", still[0]);
+    assert_eq!(up.len(), 1, "{text}");
+    assert!(up[0].contains("down_for=12m"), "{}", up[0]);
+    // The attempts themselves are debug lines.
+    assert!(lines(" INFO ", "re-establishing").is_empty(), "{text}");
+    assert!(lines(" DEBUG ", "re-establishing").len() >= 100, "{text}");
+}
