@@ -18,7 +18,11 @@ fn every_example_passes_check() {
     for entry in std::fs::read_dir(support::root().join("probes/examples")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            example(path.file_name().unwrap().to_str().unwrap(), &[]);
+            let plan = example(path.file_name().unwrap().to_str().unwrap(), &[]);
+            // What users copy keeps the promise: `check` warns about none of them.
+            let late = joincanary::config::promise::TimeToPage::of(&plan, chrono::Utc::now())
+                .and_then(|t| t.warning(&plan));
+            assert_eq!(late, None, "{}", path.display());
             seen += 1;
         }
     }
