@@ -82,6 +82,28 @@ async fn silent_server_hits_the_step_deadline_on_time() {
     );
 }
 
+/// A timer that fires seconds after it was due says the prober was starved (an overloaded
+/// machine, a throttled container, a paused VM): the run is the prober's own failure (`local`,
+/// which never pages), not the platform's `timeout`. The paused clock jumping 10 s at once is
+/// that stall, to the millisecond.
+#[tokio::test(start_paused = true)]
+async fn a_timer_the_prober_was_late_for_is_its_own_failure_not_the_platforms() {
+    let addr = silent_server().await;
+    let stall = tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+    });
+    let run = run(&login_probe(&addr, "")).await;
+    stall.await.unwrap();
+    assert_eq!(run.reason, Some(FailureReason::Local), "{run:#?}");
+    assert_eq!(run.failed_step.as_deref(), Some("login"));
+    let error = run.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("the prober was late: its timer fired ") && error.contains("timed out"),
+        "{error}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn probe_deadline_caps_every_step() {
     let addr = silent_server().await;

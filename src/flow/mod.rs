@@ -249,12 +249,15 @@ async fn run_step(
     ctx.deadline = step_deadline;
     let outcome = match tokio::time::timeout_at(step_deadline, execute(ctx, step)).await {
         Ok(result) => result,
-        Err(_) => Err(timeout_error(
-            ctx,
-            step,
-            t0,
-            step_deadline == probe_deadline,
-        )),
+        Err(_) => {
+            let late = Instant::now().saturating_duration_since(step_deadline);
+            let e = timeout_error(ctx, step, t0, step_deadline == probe_deadline);
+            Err(if late >= LATE_TIMER {
+                prober_was_late(e, late)
+            } else {
+                e
+            })
+        }
     };
     step_report(ctx, &step.name, step.kind, step.cleanup, t0, outcome)
 }
@@ -295,6 +298,27 @@ fn step_report(
         gauges: std::mem::take(&mut ctx.gauges),
         warnings: std::mem::take(&mut ctx.warnings),
     }
+}
+
+/// How late a step's timer may fire before the run is taken as the prober's own failure. The
+/// timer wheel keeps time to the millisecond; a second late means the prober's thread did not
+/// run for that long (CPU starved or throttled, the VM paused, the machine suspended), so every
+/// wait it measured includes its own stall, and the sends it owed the server went out late.
+const LATE_TIMER: Duration = Duration::from_secs(1);
+
+/// A timeout the prober was late for is `local`: it never pages as a platform outage (an
+/// overloaded prober paged twice with "timed out after 52.6 s" on a 5 s step), and the rules
+/// report the prober itself (`JoinCanaryUnhealthy`). The cause comes first, then what was waited
+/// for.
+fn prober_was_late(e: StepError, late: Duration) -> StepError {
+    StepError::new(
+        FailureReason::Local,
+        format!(
+            "the prober was late: its timer fired {} after it was due (this machine starved it of CPU), so the server is not blamed; {}",
+            crate::report::human_duration(late),
+            e.message
+        ),
+    )
 }
 
 fn timeout_error(
