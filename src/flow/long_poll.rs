@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::error::StepError;
 use super::protocol::Message;
-use super::ws::{BACKLOG_MAX, Divert, SKIPPED_KEPT, SKIPPED_KEPT_BYTES};
+use super::ws::{BACKLOG_MAX, Divert, Skipped};
 use crate::net::AbortOnDrop;
 use crate::report::FailureReason;
 
@@ -41,9 +41,9 @@ pub(crate) struct Events {
     /// Read and not yet handed to a step: those after the event a step matched in the same
     /// reply, and those a `webrtc` step read aside. Its reads aside stop at [`BACKLOG_MAX`].
     backlog: VecDeque<Message>,
-    /// What the last `batch` step skipped (the latest [`SKIPPED_KEPT`], each under
-    /// [`SKIPPED_KEPT_BYTES`]): offered to a tap set up after it, as a websocket's are.
-    skipped: VecDeque<Message>,
+    /// What the last `batch` step skipped (the latest `SKIPPED_KEPT`, each under
+    /// `SKIPPED_KEPT_BYTES`): offered to a tap set up after it, as a websocket's are.
+    skipped: Skipped,
     /// The WebRTC taps (one per peer trickling here, so bounded by the probe's config).
     diverts: Vec<Arc<dyn Divert>>,
     /// A request started aside whose reply has not been read: the next read takes it, so no
@@ -94,20 +94,14 @@ impl Events {
 
     /// A `batch` step skipped `m`: kept (small ones, the latest few) for a tap set up after.
     pub(crate) fn keep_skipped(&mut self, m: Message) {
-        if m.text.len() > SKIPPED_KEPT_BYTES {
-            return;
-        }
-        if self.skipped.len() >= SKIPPED_KEPT {
-            self.skipped.pop_front();
-        }
-        self.skipped.push_back(m);
+        self.skipped.keep(m);
     }
 
     /// From now on `d` takes what it wants, starting with what the last `batch` step skipped
     /// and what is read and not yet taken (in their order).
     pub(crate) fn divert(&mut self, d: Arc<dyn Divert>) {
         self.diverts.retain(|d| d.live());
-        self.skipped.retain(|m| !d.divert(m));
+        self.skipped.offer(&*d);
         self.backlog.retain(|m| !d.divert(m));
         self.diverts.push(d);
     }
@@ -187,6 +181,7 @@ pub(crate) fn events_of(body: &[u8]) -> Vec<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::ws::{SKIPPED_KEPT, SKIPPED_KEPT_BYTES};
 
     struct Takes(&'static str);
 

@@ -346,7 +346,7 @@ async fn connect(
         stream,
         proto,
         backlog: VecDeque::new(),
-        skipped: VecDeque::new(),
+        skipped: super::Skipped::default(),
         diverts: Vec::new(),
         url,
     };

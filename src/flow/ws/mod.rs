@@ -55,6 +55,42 @@ pub(crate) const BACKLOG_MAX: usize = 256;
 pub(crate) const SKIPPED_KEPT: usize = 32;
 pub(crate) const SKIPPED_KEPT_BYTES: usize = 8 * 1024;
 
+/// What the last step waiting on a stream (a `ws_expect`, a long poll's `batch` step) skipped:
+/// the latest [`SKIPPED_KEPT`] messages under [`SKIPPED_KEPT_BYTES`], offered to a [`Divert`]
+/// set up after it.
+#[derive(Default)]
+pub(crate) struct Skipped(VecDeque<Message>);
+
+/// Read-only access for what looks at the kept messages (tests).
+impl std::ops::Deref for Skipped {
+    type Target = VecDeque<Message>;
+    fn deref(&self) -> &VecDeque<Message> {
+        &self.0
+    }
+}
+
+impl Skipped {
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Keeps `m` if it is small, dropping the oldest past [`SKIPPED_KEPT`].
+    pub(crate) fn keep(&mut self, m: Message) {
+        if m.text.len() > SKIPPED_KEPT_BYTES {
+            return;
+        }
+        if self.0.len() >= SKIPPED_KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(m);
+    }
+
+    /// Offers each kept message to `d`, in order; what it takes is gone.
+    pub(crate) fn offer(&mut self, d: &dyn Divert) {
+        self.0.retain(|m| !d.divert(m));
+    }
+}
+
 /// Takes the messages of one kind out of a websocket's stream, whichever step reads them: a
 /// WebRTC peer's trickled ICE candidates, which a platform sends whenever it has them, between
 /// the frames the steps wait for (see `webrtc::tap`).
@@ -75,7 +111,7 @@ pub(crate) struct Connection {
     backlog: VecDeque<Message>,
     /// What the last `ws_expect` on this connection skipped (see [`SKIPPED_KEPT`]): offered to a
     /// [`Divert`] when it is set up.
-    skipped: VecDeque<Message>,
+    skipped: Skipped,
     /// What takes messages out of the stream (one per WebRTC peer trickling on it, so bounded
     /// by the probe's config; dropped once not [`Divert::live`]).
     diverts: Vec<std::sync::Arc<dyn Divert>>,
@@ -225,7 +261,7 @@ impl Connection {
     /// with those the last `ws_expect` skipped (in their order).
     pub(crate) fn divert(&mut self, d: std::sync::Arc<dyn Divert>) {
         self.diverts.retain(|d| d.live());
-        self.skipped.retain(|m| !d.divert(m));
+        self.skipped.offer(&*d);
         self.diverts.push(d);
     }
 
@@ -238,13 +274,7 @@ impl Connection {
     /// A `ws_expect` skipped `m`: kept (small ones, the latest [`SKIPPED_KEPT`]) for a
     /// [`Divert`] set up after the step.
     pub(crate) fn keep_skipped(&mut self, m: Message) {
-        if m.text.len() > SKIPPED_KEPT_BYTES {
-            return;
-        }
-        if self.skipped.len() >= SKIPPED_KEPT {
-            self.skipped.pop_front();
-        }
-        self.skipped.push_back(m);
+        self.skipped.keep(m);
     }
 
     /// Reads one frame while no step waits for one (a `webrtc` step waiting for trickled ICE
