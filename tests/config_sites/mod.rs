@@ -8,11 +8,12 @@ mod probe;
 mod service;
 mod steps;
 mod steps_ws;
+mod web;
 
 use crate::support::TempConfig;
 
 /// Where a case expects its error: the `‸` in one of its files marks the line and column.
-const MARK: char = '‸';
+pub(crate) const MARK: char = '‸';
 
 /// A valid one-step probe: cases that break the service config use it.
 pub(crate) const PROBE: &str =

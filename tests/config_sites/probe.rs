@@ -187,6 +187,17 @@ fn every_probe_file_error_names_file_line_column_and_key() {
             "a resident probe runs every `resident.every`, not on a schedule",
         ),
         probe(
+            &format!("schedule = ‸\"0 0 30 2 *\"\n{PROBE}"),
+            "schedule",
+            "`0 0 30 2 *` never fires: no date matches it",
+        ),
+        resident(
+            "text = \"x\"\n",
+            "text = \"x\"\n[[teardown]]\nname = \"bye\"\nkind = \"ws_send\"\ntext = ‸\"{{x\"\n",
+            "teardown[0].text",
+            "is never closed",
+        ),
+        probe(
             &format!("{PROBE}[alerting]\n‸wat = 1\n"),
             "alerting.wat",
             "unknown field `wat`",

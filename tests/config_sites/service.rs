@@ -82,6 +82,11 @@ fn every_service_config_error_names_file_line_column_and_key() {
             "peers[0]",
             "must be a prober's base URL",
         ),
+        whole(
+            "listen = ‸\"${JC_UNSET_LISTEN}\"\nprobes = [\"probes\"]\n",
+            "listen",
+            "`JC_UNSET_LISTEN` is not set",
+        ),
         // [defaults]
         service(
             "[defaults]\n‸wat = 1\n",
@@ -242,6 +247,15 @@ fn every_service_config_error_names_file_line_column_and_key() {
             "is not a valid header name",
         ),
         service(
+            &pager(
+                "webhook",
+                "url = \"http://h.example/\"\nheaders = { a = ‸\"${JC_TEST_CRLF}\" }\n",
+            ),
+            "pager[0].headers.a",
+            "has a value that cannot be sent",
+        )
+        .with_env(&[("JC_TEST_CRLF", "x\r\ny: 1")]),
+        service(
             &format!("‸{}", pager("pagerduty", "")),
             "pager[0].routing_key",
             "is required for a `pagerduty` pager",
@@ -335,6 +349,11 @@ fn every_service_config_error_names_file_line_column_and_key() {
             ),
             "pager[0].urls[1]",
             "lists the same Alertmanager twice",
+        ),
+        service(
+            &pager("alertmanager", "urls = [‸\"ftp://am:9093\"]\n"),
+            "pager[0].urls[0]",
+            "is not an http:// or https:// URL",
         ),
         // [[heartbeat]], both types
         service(
