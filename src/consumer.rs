@@ -268,11 +268,16 @@ fn act(
             );
             dispatcher.send(*n, alerts.pagers(probe));
         }
-        Decision::Confirm(delay) => {
+        Decision::Confirm(delay, what) => {
+            let (runs, needed) = what.runs();
             tracing::info!(
                 probe,
+                confirming = what.as_str(),
+                runs,
+                needed,
                 delay_ms = delay.as_millis() as u64,
-                "failure or recovery seen; confirming with an extra run"
+                "confirming a {} with an extra run ({runs} of {needed} runs in a row so far)",
+                what.as_str()
             );
             scheduler.confirm(probe, delay);
         }
