@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::engine::AlertEngine;
-use crate::alert::policy::Decision;
+use crate::alert::policy::{Confirming, Decision};
 use crate::alert::{Dispatcher, Severity};
 use crate::clock::Clock;
 use crate::event::Event;
@@ -276,8 +276,14 @@ fn act(
                 runs,
                 needed,
                 delay_ms = delay.as_millis() as u64,
-                "confirming a {} with an extra run ({runs} of {needed} runs in a row so far)",
-                what.as_str()
+                "confirming a {}: the next run within {} ({runs} of {needed} {} runs in a row so far)",
+                what.as_str(),
+                humantime::format_duration(delay),
+                if matches!(what, Confirming::Failure { .. }) {
+                    "failed"
+                } else {
+                    "passing"
+                }
             );
             scheduler.confirm(probe, delay);
         }
