@@ -125,6 +125,15 @@ impl Harness {
             .collect()
     }
 
+    /// The runs so far: start time as `%H:%M:%S` and trigger.
+    fn timeline(&self) -> Vec<(String, Trigger)> {
+        let starts = self.starts.lock().unwrap();
+        starts
+            .iter()
+            .map(|(t, tr)| (t.format("%H:%M:%S").to_string(), *tr))
+            .collect()
+    }
+
     /// Stops it and waits (at most `within`) for its loops and the runs in flight to end.
     async fn stop(&self, within: Duration) {
         self.shutdown.cancel();
@@ -245,15 +254,8 @@ async fn confirm_runs_happen_after_the_delay_between_ticks() {
     tokio::time::sleep(Duration::from_secs(31)).await; // 00:01:01, first run done
     h.scheduler.confirm("p", Duration::from_secs(10));
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let starts: Vec<_> = h
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, tr)| (t.format("%H:%M:%S").to_string(), *tr))
-        .collect();
     assert_eq!(
-        starts,
+        h.timeline(),
         [
             ("00:01:00".to_string(), Trigger::Scheduled),
             ("00:01:11".to_string(), Trigger::Confirm)
@@ -463,15 +465,8 @@ async fn a_confirmation_due_after_the_next_tick_is_left_to_the_tick() {
     // A confirmation due before the next tick still runs.
     h.scheduler.confirm("p", Duration::from_secs(2));
     tokio::time::sleep(Duration::from_secs(5)).await; // 00:00:56.5
-    let starts: Vec<_> = h
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, tr)| (t.format("%H:%M:%S").to_string(), *tr))
-        .collect();
     assert_eq!(
-        starts,
+        h.timeline(),
         [
             ("00:00:35".to_string(), Trigger::Scheduled),
             ("00:00:40".to_string(), Trigger::Scheduled),
