@@ -91,6 +91,9 @@ pub struct PolicyConfig {
     pub group_key: Option<String>,
     /// step name -> phase -> budget.
     pub budgets: BTreeMap<String, BTreeMap<Phase, Duration>>,
+    /// step name -> where its first budget is written (`file:line:col`): a probe without the
+    /// step names the service config's place.
+    pub budget_places: BTreeMap<String, String>,
     pub maintenance: Vec<Maintenance>,
 }
 
@@ -106,6 +109,7 @@ impl Default for PolicyConfig {
             pagers: None,
             group_key: None,
             budgets: BTreeMap::new(),
+            budget_places: BTreeMap::new(),
             maintenance: Vec::new(),
         }
     }
@@ -154,13 +158,16 @@ impl PolicyConfig {
                 .and_then(|v| ctx.positive_at_most(v, &key(k), MAX_THRESHOLD))
                 .map_or(dflt, |n| u32::try_from(n).unwrap_or(u32::MAX))
         };
-        let mut budgets = if raw.budgets.is_empty() {
-            base.budgets.clone()
+        let (mut budgets, mut budget_places) = if raw.budgets.is_empty() {
+            (base.budgets.clone(), base.budget_places.clone())
         } else {
-            BTreeMap::new()
+            (BTreeMap::new(), BTreeMap::new())
         };
         for (name, value) in &raw.budgets {
             let (step, phase) = budget_target(name);
+            budget_places
+                .entry(step.to_string())
+                .or_insert_with(|| ctx.place(value.span()));
             if let Some(d) = ctx.duration(value, &key(&format!("budgets.{name}"))) {
                 budgets
                     .entry(step.to_string())
@@ -235,6 +242,7 @@ impl PolicyConfig {
                 .and_then(|g| ctx.env_str(g, &key("group_key")))
                 .or(base.group_key),
             budgets,
+            budget_places,
             maintenance,
         }
     }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::engine::AlertEngine;
-use crate::alert::policy::Decision;
+use crate::alert::policy::{Confirming, Decision};
 use crate::alert::{Dispatcher, Severity};
 use crate::clock::Clock;
 use crate::event::Event;
@@ -268,11 +268,22 @@ fn act(
             );
             dispatcher.send(*n, alerts.pagers(probe));
         }
-        Decision::Confirm(delay) => {
+        Decision::Confirm(delay, what) => {
+            let (runs, needed) = what.runs();
             tracing::info!(
                 probe,
+                confirming = what.as_str(),
+                runs,
+                needed,
                 delay_ms = delay.as_millis() as u64,
-                "failure or recovery seen; confirming with an extra run"
+                "confirming a {}: the next run within {} ({runs} of {needed} {} runs in a row so far)",
+                what.as_str(),
+                humantime::format_duration(delay),
+                if matches!(what, Confirming::Failure { .. }) {
+                    "failed"
+                } else {
+                    "passing"
+                }
             );
             scheduler.confirm(probe, delay);
         }

@@ -353,8 +353,22 @@ pub(crate) fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Vec
         if let (Some(i_), Some(t)) = (interval, timeout)
             && t >= i_
         {
-            let span = r.timeout.as_ref().or(r.interval.as_ref()).map(|v| v.span());
-            ctx.error(span, key("timeout"), "must be shorter than the interval");
+            // At the one written (the timeout first): the other may be its default.
+            match (&r.timeout, &r.interval) {
+                (Some(t), _) => ctx.error(
+                    Some(t.span()),
+                    key("timeout"),
+                    "must be shorter than the interval",
+                ),
+                (None, v) => ctx.error(
+                    v.as_ref().map(|v| v.span()),
+                    key("interval"),
+                    format_args!(
+                        "must be longer than the timeout ({}, the default)",
+                        humantime::format_duration(t)
+                    ),
+                ),
+            }
         }
         let kind = ctx.env_str(&r.kind, &key("type")).unwrap_or_default();
         let e = Entry {

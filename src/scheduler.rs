@@ -328,8 +328,12 @@ impl ProbeLoop {
                 biased;
                 () = self.shutdown.cancelled() => return,
                 Some(delay) = confirm_rx.recv() => {
-                    let at = Instant::now() + delay;
-                    confirm_at = Some(confirm_at.map_or(at, |c| c.min(at)));
+                    // A scheduled run due first confirms as well: an extra run after it (a
+                    // `confirm_delay` longer than the interval) would only collide with a
+                    // later tick, one of the two skipped and warned about.
+                    if let Some(at) = Instant::now().checked_add(delay).filter(|at| *at < fire) {
+                        confirm_at = Some(confirm_at.map_or(at, |c| c.min(at)));
+                    }
                 }
                 () = confirm_sleep => {
                     confirm_at = None;

@@ -346,3 +346,84 @@ async fn latency_over_budget_raises_only_the_warning() {
     svc.stop().await;
     sim.shutdown().await;
 }
+
+/// A pager that cannot take the page for the whole incident is not paged late: once the
+/// resolve is queued behind the undelivered trigger, the trigger is dropped (counted `failed`,
+/// so the delivery alert fires) and the resolve that follows says nobody was paged. Before,
+/// the trigger went out when the pager came back, followed at once by its resolve: a page
+/// for an incident already over.
+#[tokio::test(start_paused = true)]
+async fn a_pager_down_for_the_whole_incident_gets_no_late_page_only_a_resolve_saying_so() {
+    let Rig { sim, pd, hook, cfg } = rig("", |c| c).await;
+    hook.set_fallback(503);
+    let svc = start_service(&cfg).await;
+    set_faults(&sim, json!({"signalling_drop": true})).await;
+    until(
+        "the trigger refused by the webhook",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            !pd.events("trigger").is_empty()
+                && hook
+                    .all()
+                    .iter()
+                    .any(|(_, v, s)| v["event"] == "trigger" && *s == 503)
+        },
+    )
+    .await;
+    set_faults(&sim, json!({"signalling_drop": false})).await;
+    until(
+        "the resolve at PagerDuty",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || !pd.events("resolve").is_empty(),
+    )
+    .await;
+    // Both the trigger and the resolve are queued for the webhook now: it comes back.
+    hook.set_fallback(200);
+    until(
+        "the resolve at the webhook",
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        || !hook.events("resolve").is_empty(),
+    )
+    .await;
+    assert!(
+        hook.events("trigger").is_empty(),
+        "a page for an incident already over: {:#?}",
+        hook.all()
+    );
+    let resolve = &hook.events("resolve")[0];
+    let summary = resolve["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("sim-join recovered in test")
+            && summary.ends_with(
+                "(not paged: the pager did not take the page before the incident ended)"
+            ),
+        "{resolve:#}"
+    );
+    // PagerDuty took the trigger: its incident resolves as usual.
+    assert_eq!(pd.events("trigger").len(), 1);
+    let metrics = wait_metrics(
+        &svc.base,
+        "the dropped trigger counted",
+        Duration::from_secs(5),
+        |m| {
+            metric_value(
+                m,
+                "joincanary_notifications_total{sink=\"hook\",event=\"trigger\",result=\"failed\"}",
+            ) == Some(1.0)
+        },
+    )
+    .await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "joincanary_notifications_total{sink=\"pd\",event=\"trigger\",result=\"failed\"}"
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    svc.stop().await;
+    sim.shutdown().await;
+}

@@ -61,7 +61,7 @@ fn variable_used_before_any_step_sets_it() {
     assert_eq!(errs.len(), 1);
     assert!(
         errs[0].starts_with(
-            "probes/p.toml:1:1: steps[0]: step `ws` uses `{{token}}` before any step sets it"
+            "probes/p.toml:4:7: steps[0].url: step `ws` uses `{{token}}` before any step sets it"
         ),
         "{}",
         errs[0]
@@ -180,7 +180,7 @@ fn a_budget_for_a_missing_step_says_whose_budget_it_is() {
     assert_eq!(
         service,
         [
-            "probes/p.toml:1:1: alerting.budgets: the service config's [alerting.budgets] names step `signalling`, which this probe does not have (its steps: login); give this probe its own [alerting.budgets], or move that budget to the probe files that have the step"
+            "probes/p.toml:1:1: alerting.budgets: the service config's [alerting.budgets] (joincanary.toml:6:27) names step `signalling`, which this probe does not have (its steps: login); give this probe its own [alerting.budgets], or move that budget to the probe files that have the step"
         ]
     );
     let own = errors_for(
@@ -503,7 +503,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
                 &[("p.toml", &PROBE.replace("timeout = \"5s\"\n", ""))],
             )
             .errors(),
-            "probes/p.toml:1:1: timeout: the probe deadline (1m 30s from [defaults]) must be shorter than the schedule's interval (1m from [defaults]), or runs would overlap: set a shorter `timeout` or a sparser `schedule` in this file or in the service config's [defaults]",
+            "probes/p.toml:1:1: timeout: the probe deadline (1m 30s from [defaults] at joincanary.toml:6:11) must be shorter than the schedule's interval (1m from [defaults]), or runs would overlap: set a shorter `timeout` or a sparser `schedule` in this file or in the service config's [defaults]",
         ),
         (
             // The name taken from the file's name.
@@ -522,7 +522,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
                 ],
             )
             .errors(),
-            "probes/q.toml:2:1: name: probe `dup` is also defined in probes/p.toml",
+            "probes/q.toml:2:1: name: probe `dup` is also defined at probes/p.toml:1:1",
         ),
     ];
     for (got, want) in cases {
@@ -693,7 +693,9 @@ fn webrtc_steps_say_which_key_is_wrong() {
             ),
             &[]
         ),
-        ["probes/p.toml:5:25: steps[0].trickle.candidate: `header` applies to http steps only"]
+        [
+            "probes/p.toml:5:36: steps[0].trickle.candidate.header: `header` applies to http steps only"
+        ]
     );
     assert_eq!(
         errors_for(
@@ -744,7 +746,7 @@ fn a_url_from_a_value_is_checked_for_the_rest_and_extract_regex_narrows_one_sour
         "probes/p.toml:6:17: steps[0].extract.a: give exactly one of `json`, `header`, `cookie`, `regex` (`regex` may narrow one of the others)"
     );
     assert!(
-        errs[1].starts_with("probes/p.toml:6:52: steps[0].extract.b: not a valid regex:"),
+        errs[1].starts_with("probes/p.toml:6:75: steps[0].extract.b.regex: not a valid regex:"),
         "{}",
         errs[1]
     );

@@ -438,12 +438,12 @@ expect_binary = { contains = "0a:zz", min_bytes = -1 }
     let errors = cfg.errors();
     let want = [
         "steps[1].hex: not hex: Invalid character 'g' at position 3",
-        "steps[2].expect_binary: min_bytes is larger than max_bytes",
+        "steps[2].expect_binary.min_bytes: min_bytes is larger than max_bytes",
         "steps[4].base64: `base64` does not apply to a ws_send on an `xmpp` connection",
         "steps[5].subprotocols[0]: a subprotocol is one token: no spaces, commas or other separators",
         "steps[6].auth: with EIO=3 (Socket.IO 2) the server connects the main namespace itself and \
          takes no auth payload: put it in the URL's query (`&token={{token|url}}`)",
-        "steps[7].expect_binary: contains: not hex: Invalid character 'z' at position 2",
+        "steps[7].expect_binary.contains: not hex: Invalid character 'z' at position 2",
     ];
     for w in want {
         assert!(errors.iter().any(|e| e.ends_with(w)), "{w}\n{errors:#?}");

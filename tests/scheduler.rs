@@ -125,6 +125,15 @@ impl Harness {
             .collect()
     }
 
+    /// The runs so far: start time as `%H:%M:%S` and trigger.
+    fn timeline(&self) -> Vec<(String, Trigger)> {
+        let starts = self.starts.lock().unwrap();
+        starts
+            .iter()
+            .map(|(t, tr)| (t.format("%H:%M:%S").to_string(), *tr))
+            .collect()
+    }
+
     /// Stops it and waits (at most `within`) for its loops and the runs in flight to end.
     async fn stop(&self, within: Duration) {
         self.shutdown.cancel();
@@ -245,15 +254,8 @@ async fn confirm_runs_happen_after_the_delay_between_ticks() {
     tokio::time::sleep(Duration::from_secs(31)).await; // 00:01:01, first run done
     h.scheduler.confirm("p", Duration::from_secs(10));
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let starts: Vec<_> = h
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, tr)| (t.format("%H:%M:%S").to_string(), *tr))
-        .collect();
     assert_eq!(
-        starts,
+        h.timeline(),
         [
             ("00:01:00".to_string(), Trigger::Scheduled),
             ("00:01:11".to_string(), Trigger::Confirm)
@@ -445,4 +447,40 @@ async fn on_a_probe_thread_a_hung_server_is_still_cut_at_the_deadline() {
     );
     h.stop(Duration::from_secs(5)).await;
     held.abort();
+}
+
+/// A confirmation asked for past the next tick (`confirm_delay` longer than the interval, as
+/// in the demo: every 5 s, confirm after 10 s) is served by the scheduled runs: no extra run
+/// that would collide with a later tick, so no run skipped and warned about.
+#[tokio::test(start_paused = true)]
+async fn a_confirmation_due_after_the_next_tick_is_left_to_the_tick() {
+    let mut h = start(
+        probe("*/5 * * * * *", Duration::ZERO),
+        Duration::from_secs(1),
+        origin(),
+    );
+    tokio::time::sleep(Duration::from_millis(6500)).await; // 00:00:36.5, the 00:00:35 run done
+    h.scheduler.confirm("p", Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(15)).await; // 00:00:51.5, the 00:00:50 run done
+    // A confirmation due before the next tick still runs.
+    h.scheduler.confirm("p", Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_secs(5)).await; // 00:00:56.5
+    assert_eq!(
+        h.timeline(),
+        [
+            ("00:00:35".to_string(), Trigger::Scheduled),
+            ("00:00:40".to_string(), Trigger::Scheduled),
+            ("00:00:45".to_string(), Trigger::Scheduled),
+            ("00:00:50".to_string(), Trigger::Scheduled),
+            ("00:00:53".to_string(), Trigger::Confirm),
+            ("00:00:55".to_string(), Trigger::Scheduled),
+        ]
+    );
+    h.stop(Duration::from_secs(60)).await;
+    let skips = h
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Skipped { .. }))
+        .count();
+    assert_eq!(skips, 0);
 }

@@ -10,6 +10,7 @@ mod config_errors;
 mod config_hints;
 mod config_links;
 mod config_reads;
+mod config_sites;
 mod container;
 mod conventions;
 mod cookies;

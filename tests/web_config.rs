@@ -159,11 +159,11 @@ fn a_broken_web_config_stops_run_with_its_name() {
         ),
         (
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [x]\n",
-            "web.yml:4:3: tls_server_config: unknown field `cipher_suites`, expected one of",
+            "web.yml:4:3: tls_server_config.cipher_suites: unknown field `cipher_suites`, expected one of",
         ),
         (
             "basic_auth_user:\n  alice: x\n",
-            "web.yml:1:1: unknown field `basic_auth_user`",
+            "web.yml:1:1: basic_auth_user: unknown field `basic_auth_user` (did you mean `basic_auth_users`?)",
         ),
     ] {
         let web = dir.join("web.yml");

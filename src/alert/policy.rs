@@ -20,8 +20,38 @@ const EVIDENCE_RUNS: usize = 5;
 pub enum Decision {
     /// Send this to the probe's pagers.
     Notify(Box<Notification>),
-    /// Run the probe again after this delay instead of waiting for the next tick.
-    Confirm(std::time::Duration),
+    /// Run the probe again after this delay instead of waiting for the next tick, to confirm
+    /// what the last run began.
+    Confirm(std::time::Duration, Confirming),
+}
+
+/// What a confirmation run is for, as its log line says it: a failure or a recovery, with the
+/// runs seen so far and the threshold that pages or resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirming {
+    /// Failed runs in a row so far, and `failure_threshold`.
+    Failure { runs: u32, needed: u32 },
+    /// Passing runs in a row of an open incident so far, and `success_threshold`.
+    Recovery { runs: u32, needed: u32 },
+}
+
+impl Confirming {
+    /// `"failure"` or `"recovery"`, for the log line's `confirming` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confirming::Failure { .. } => "failure",
+            Confirming::Recovery { .. } => "recovery",
+        }
+    }
+
+    /// (runs seen, runs needed).
+    pub fn runs(self) -> (u32, u32) {
+        match self {
+            Confirming::Failure { runs, needed } | Confirming::Recovery { runs, needed } => {
+                (runs, needed)
+            }
+        }
+    }
 }
 
 /// An open incident of one severity.
@@ -96,7 +126,13 @@ impl ProbeAlertState {
                     self.evidence.clear();
                 } else {
                     // Recovering: confirm it soon rather than keeping on-call waiting a minute.
-                    out.push(Decision::Confirm(cfg.confirm_delay));
+                    out.push(Decision::Confirm(
+                        cfg.confirm_delay,
+                        Confirming::Recovery {
+                            runs: self.successes,
+                            needed: cfg.success_threshold,
+                        },
+                    ));
                 }
             } else {
                 self.failing_since = None;
@@ -148,7 +184,13 @@ impl ProbeAlertState {
                     out.push(Decision::Notify(Box::new(n)));
                 }
             } else {
-                out.push(Decision::Confirm(cfg.confirm_delay));
+                out.push(Decision::Confirm(
+                    cfg.confirm_delay,
+                    Confirming::Failure {
+                        runs: self.failures,
+                        needed: cfg.failure_threshold,
+                    },
+                ));
             }
         }
         out
@@ -414,7 +456,7 @@ mod tests {
         d.iter()
             .filter_map(|d| match d {
                 Decision::Notify(n) => Some(n.as_ref()),
-                Decision::Confirm(_) => None,
+                Decision::Confirm(..) => None,
             })
             .collect()
     }
@@ -497,7 +539,8 @@ mod tests {
         let cfg = PolicyConfig::default();
         let mut s = ProbeAlertState::default();
         let d = s.observe(&cx(&cfg), &run(0, false, 5000), t(5));
-        assert_eq!(d, vec![Decision::Confirm(Duration::from_secs(10))]);
+        let failure = Confirming::Failure { runs: 1, needed: 2 };
+        assert_eq!(d, vec![Decision::Confirm(Duration::from_secs(10), failure)]);
         let d = s.observe(&cx(&cfg), &run(15, true, 20), t(16));
         assert!(notifications(&d).is_empty());
         assert!(s.critical.is_none());
@@ -559,7 +602,11 @@ mod tests {
         assert_eq!(n[0].started_at, t(0));
         assert!(notifications(&s.observe(&cx(&cfg), &run(60, false, 5000), t(65))).is_empty());
         let d = s.observe(&cx(&cfg), &run(120, true, 20), t(121));
-        assert_eq!(d, vec![Decision::Confirm(Duration::from_secs(10))]);
+        let recovery = Confirming::Recovery { runs: 1, needed: 2 };
+        assert_eq!(
+            d,
+            vec![Decision::Confirm(Duration::from_secs(10), recovery)]
+        );
         let d = s.observe(&cx(&cfg), &run(131, true, 20), t(132));
         let n = notifications(&d);
         assert_eq!(n.len(), 1);

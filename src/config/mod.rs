@@ -380,9 +380,9 @@ fn load_probes(
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Arc<ProbePlan>> {
     let mut probes: Vec<Arc<ProbePlan>> = Vec::new();
-    // Names seen, to their file: a lookup, not a scan of every probe loaded so far (that was
+    // Names seen, to their place: a lookup, not a scan of every probe loaded so far (that was
     // quadratic: 20,000 probes took `check` 33 s).
-    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for probe_path in probe_paths {
         let Some(file) = read_source(&probe_path, errors) else {
             continue;
@@ -390,22 +390,23 @@ fn load_probes(
         if let Some(p) =
             crate::flow::load::build(&file, env, defaults, alerting, pager_names, region, errors)
         {
+            // At its `name = …`, or the file's start when the name is the file's; the first
+            // file's place in the message.
+            let (line, column) = match crate::diag::name_position_in(&file.text) {
+                (0, _) => (1, 1),
+                at => at,
+            };
             if let Some(other) = seen.get(&p.name) {
-                // At its `name = …`, or the file's start when the name is the file's.
-                let (line, column) = match crate::diag::name_position(&probe_path) {
-                    (0, _) => (1, 1),
-                    at => at,
-                };
                 errors.push(ConfigError {
                     file: probe_path.clone(),
                     line,
                     column,
                     key: Some("name".into()),
-                    message: format!("probe `{}` is also defined in {}", p.name, other.display()),
+                    message: format!("probe `{}` is also defined at {other}", p.name),
                 });
                 continue;
             }
-            seen.insert(p.name.clone(), p.source.clone());
+            seen.insert(p.name.clone(), crate::diag::place(&p.source, line, column));
             probes.push(Arc::new(p));
         }
     }

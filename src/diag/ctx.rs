@@ -43,6 +43,19 @@ impl Ctx<'_> {
         });
     }
 
+    /// `file:line:col` of `span` in this file, for an error in another file to name it.
+    pub fn place(&self, span: Range<usize>) -> String {
+        let (line, column) = self.file.locate(span.start);
+        super::place(&self.file.path, line, column)
+    }
+
+    /// Where the value of the dotted key `key` is written in this file (see
+    /// [`super::value_span`]), else `fallback`: for a problem in a part of a value whose type
+    /// keeps no spans of its own (`extract = { a = { regex = "(" } }`).
+    pub fn written(&self, key: &str, fallback: Range<usize>) -> Range<usize> {
+        super::value_span(self.file, key).unwrap_or(fallback)
+    }
+
     /// `${ENV}` substitution of one spanned string.
     pub fn env_str(&mut self, value: &S<String>, key: &str) -> Option<String> {
         self.env_str_with(value, key, substitute)

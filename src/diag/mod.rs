@@ -14,7 +14,10 @@ use std::time::Duration;
 
 pub use ctx::Ctx;
 pub use env::{EnvError, EnvSource, ProcessEnv, substitute, substitute_template};
-pub use position::{array_tables, from_table, name_position, parse_toml, read_source, table_keys};
+pub use position::{
+    array_tables, from_table, name_position, name_position_in, parse_toml, read_source, table_keys,
+    value_span,
+};
 
 /// A value with its byte span in the file, for errors that point at it.
 pub type S<T> = toml::Spanned<T>;
@@ -144,6 +147,23 @@ impl fmt::Display for ConfigError {
             write!(f, "{key}: ")?;
         }
         f.write_str(&self.message)
+    }
+}
+
+impl ConfigError {
+    /// `file:line:col`, where another error can point to this one's place (a name given twice
+    /// names the first one).
+    pub fn place(&self) -> String {
+        place(&self.file, self.line, self.column)
+    }
+}
+
+/// `file:line:col` (`file` alone with no line), as every error writes its place.
+pub fn place(file: &std::path::Path, line: usize, column: usize) -> String {
+    if line > 0 {
+        format!("{}:{line}:{column}", file.display())
+    } else {
+        file.display().to_string()
     }
 }
 

@@ -94,10 +94,16 @@ fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
         // Placed at its table: the key is the table's and the field's.
         Some(field) => Some(
             e.span()
-                .and_then(|s| header_at(&file.text, s.start))
+                .and_then(|s| {
+                    header_at(&file.text, s.start).or_else(|| inline_table_at(file, s.start))
+                })
                 .map_or_else(|| field.to_string(), |t| format!("{t}.{field}")),
         ),
-        None => e.span().and_then(|s| key_at(&file.text, s.start)),
+        // Inside an inline table the line's key is not enough (`extract = { a = { jsn = … } }`
+        // is `steps[0].extract.a.jsn`): the parsed tables say which key holds the place.
+        None => e
+            .span()
+            .and_then(|s| path_at(file, s.start).or_else(|| key_at(&file.text, s.start))),
     };
     let message = match unknown_field(e.message()) {
         Some((field, expected)) => format!(
@@ -113,6 +119,92 @@ fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
         key,
         message,
     }
+}
+
+/// The dotted key (as errors name keys: `steps[0].extract.a.regex`) whose key or value is
+/// written at `offset`, the deepest one; `None` off every key or when the file is not TOML.
+fn path_at(file: &SourceFile, offset: usize) -> Option<String> {
+    let root = DeTable::parse(&file.text).ok()?;
+    deepest(root.get_ref(), "", &|key, value| {
+        key.is_some_and(|k| k.contains(&offset)) || value.span().contains(&offset)
+    })
+}
+
+/// The dotted key of the inline table (`{ … }`) that opens at `offset`: a missing field's
+/// place when its table has no header.
+fn inline_table_at(file: &SourceFile, offset: usize) -> Option<String> {
+    let root = DeTable::parse(&file.text).ok()?;
+    deepest(root.get_ref(), "", &|_, value| {
+        matches!(value.get_ref(), DeValue::Table(_)) && value.span().start == offset
+    })
+}
+
+/// What `hit` picks of a key's span (none for an element of an array) and its value.
+type Hit<'h> = &'h dyn Fn(Option<Range<usize>>, &Spanned<DeValue<'_>>) -> bool;
+
+/// The dotted key below `prefix`, the deepest, whose key or value `hit` picks; an array of
+/// tables is indexed (`steps[1]`), a list of values is its key.
+fn deepest(table: &DeTable<'_>, prefix: &str, hit: Hit<'_>) -> Option<String> {
+    table.iter().find_map(|(k, v)| {
+        let name = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        deepest_in(v, name, Some(k.span()), hit)
+    })
+}
+
+fn deepest_in(
+    value: &Spanned<DeValue<'_>>,
+    name: String,
+    key: Option<Range<usize>>,
+    hit: Hit<'_>,
+) -> Option<String> {
+    let inner = match value.get_ref() {
+        DeValue::Table(t) => deepest(t, &name, hit),
+        DeValue::Array(items) => {
+            items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| match item.get_ref() {
+                    DeValue::Table(_) => deepest_in(item, format!("{name}[{i}]"), None, hit),
+                    _ => None,
+                })
+        }
+        _ => None,
+    };
+    inner.or_else(|| hit(key, value).then_some(name))
+}
+
+/// The span of the value written at the dotted key `path` (`peers[0].region`,
+/// `steps[1].expect_binary.prefix`; a key holding `.` cannot be named), for a problem found
+/// after parsing in a value whose type keeps no spans of its parts. `None` when not written.
+pub fn value_span(file: &SourceFile, path: &str) -> Option<Range<usize>> {
+    let root = DeTable::parse(&file.text).ok()?;
+    let mut table = root.get_ref();
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (name, index) = match part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+            Some((name, i)) => (name, Some(i.parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        let mut value = table.get(name)?;
+        if let Some(i) = index {
+            let DeValue::Array(items) = value.get_ref() else {
+                return None;
+            };
+            value = items.get(i)?;
+        }
+        if parts.peek().is_none() {
+            return Some(value.span());
+        }
+        let DeValue::Table(t) = value.get_ref() else {
+            return None;
+        };
+        table = t;
+    }
+    None
 }
 
 /// The keys a `#[derive(Deserialize)]` struct reads, in the order it declares them: what a table
@@ -261,9 +353,14 @@ fn table_path(text: &str, end: usize) -> Option<String> {
 /// name comes from the file name.
 pub fn name_position(path: &std::path::Path) -> (usize, usize) {
     // The config reader: the file may have been swapped for a FIFO since it loaded.
-    let Ok(text) = file::read_text(path) else {
-        return (0, 0);
-    };
+    match file::read_text(path) {
+        Ok(text) => name_position_in(&text),
+        Err(_) => (0, 0),
+    }
+}
+
+/// [`name_position`] in a file's text.
+pub fn name_position_in(text: &str) -> (usize, usize) {
     for (i, l) in text.lines().enumerate() {
         let t = l.trim_start();
         if t.starts_with('[') {

@@ -40,6 +40,10 @@ pub struct Defaults {
     pub jitter: Duration,
     pub max_body_bytes: usize,
     pub max_frames: usize,
+    /// Where `timeout` and `schedule` are written (`file:line:col`), when they are: a probe's
+    /// error about values it takes from here names their place.
+    pub timeout_at: Option<String>,
+    pub schedule_at: Option<String>,
 }
 
 impl Defaults {
@@ -56,6 +60,8 @@ impl Defaults {
             .unwrap_or_else(every_minute);
         Defaults {
             schedule,
+            timeout_at: raw.timeout.as_ref().map(|t| ctx.place(t.span())),
+            schedule_at: raw.schedule.as_ref().map(|s| ctx.place(s.span())),
             timeout: raw
                 .timeout
                 .as_ref()
@@ -93,6 +99,8 @@ impl Default for Defaults {
             jitter: Duration::ZERO,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_frames: DEFAULT_MAX_FRAMES,
+            timeout_at: None,
+            schedule_at: None,
         }
     }
 }

@@ -120,12 +120,21 @@ impl Kind for HttpSpec {
             }
             None => reqwest::Method::GET,
         };
-        let bodies = [s.json.is_some(), s.form.is_some(), s.body.is_some()];
-        if bodies.iter().filter(|b| **b).count() > 1 {
+        // Placed at the second of them as written: the first one given stands.
+        let mut bodies: Vec<(&str, std::ops::Range<usize>)> = [
+            ("json", s.json.as_ref().map(|v| v.span())),
+            ("form", s.form.as_ref().map(|v| v.span())),
+            ("body", s.body.as_ref().map(|v| v.span())),
+        ]
+        .into_iter()
+        .filter_map(|(k, span)| Some((k, span?)))
+        .collect();
+        bodies.sort_by_key(|(_, span)| span.start);
+        if let [(first, _), (second, at), ..] = bodies.as_slice() {
             b.ctx.error(
-                Some(b.name.clone()),
-                b.prefix.clone(),
-                "give at most one of `json`, `form`, `body`",
+                Some(at.clone()),
+                b.key(second),
+                format_args!("give at most one of `json`, `form`, `body` (`{first}` is given too)"),
             );
         }
         let body = if let Some(j) = &s.json {

@@ -75,12 +75,16 @@ impl Kind for HttpJsonSpec {
                 Err(msg) => b.ctx.error(Some(path.span()), &k, msg),
             }
         }
-        if gauges.is_empty() {
+        // Gauges written but each refused above: that is the error, not their absence.
+        if gauges.is_empty() && s.gauges.as_ref().is_none_or(|g| g.get_ref().is_empty()) {
             b.ctx.error(
                 Some(b.name.clone()),
                 b.key("gauges"),
                 "an http_json step needs `gauges` (name = JSON pointer of a number)",
             );
+            return None;
+        }
+        if gauges.is_empty() {
             return None;
         }
         let names: Vec<&str> = gauges.iter().map(|(n, _)| n.as_str()).collect();

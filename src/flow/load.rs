@@ -100,14 +100,16 @@ pub fn build(
         env_values: Vec::new(),
     };
 
+    // `None`: its `${VAR}` could not be read, which is already the error to report.
     let name = match &raw.name {
-        Some(n) => ctx.env_str(n, "name").unwrap_or_default(),
-        None => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        Some(n) => ctx.env_str(n, "name"),
+        None => Some(
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
     };
-    if !valid_label(&name) {
+    if let Some(name) = name.as_ref().filter(|n| !valid_label(n)) {
         let span = raw.name.as_ref().map(|n| n.span());
         ctx.error(
             span,
@@ -115,6 +117,7 @@ pub fn build(
             format_args!("`{name}` must be letters, digits, `-`, `_` or `.`"),
         );
     }
+    let name = name.unwrap_or_default();
     let tz = raw
         .timezone
         .as_ref()
@@ -275,23 +278,28 @@ fn timing(
         && let Some(interval) = sched.min_interval(chrono::Utc::now(), 60)
         && timeout >= interval
     {
-        let span = raw
-            .timeout
-            .as_ref()
-            .or(raw.schedule.as_ref())
-            .map(|t| t.span());
+        // At the one of them written here (the deadline first), keyed by it.
+        let (key, span) = match (&raw.timeout, &raw.schedule) {
+            (Some(t), _) => ("timeout", Some(t.span())),
+            (None, Some(s)) => ("schedule", Some(s.span())),
+            (None, None) => ("timeout", None),
+        };
         // Either value may come from the service config's [defaults], which this file's
-        // position cannot show: say so, and what to change.
-        let from_defaults = |here: bool| if here { "" } else { " from [defaults]" };
+        // position cannot show: say so, where it is written there, and what to change.
+        let from_defaults = |here: bool, at: &Option<String>| match (here, at) {
+            (true, _) => String::new(),
+            (false, Some(at)) => format!(" from [defaults] at {at}"),
+            (false, None) => " from [defaults]".to_string(),
+        };
         ctx.error(
             span,
-            "timeout",
+            key,
             format_args!(
                 "the probe deadline ({}{}) must be shorter than the schedule's interval ({}{}), or runs would overlap: set a shorter `timeout` or a sparser `schedule`{}",
                 humantime::format_duration(timeout),
-                from_defaults(raw.timeout.is_some()),
+                from_defaults(raw.timeout.is_some(), &defaults.timeout_at),
                 humantime::format_duration(interval),
-                from_defaults(raw.schedule.is_some()),
+                from_defaults(raw.schedule.is_some(), &defaults.schedule_at),
                 if raw.timeout.is_some() && raw.schedule.is_some() {
                     ""
                 } else {
@@ -391,7 +399,11 @@ fn alerting_of(
                     None,
                     "alerting.budgets",
                     format_args!(
-                        "the service config's [alerting.budgets] names step `{budget_step}`, which this probe does not have (its steps: {}); give this probe its own [alerting.budgets], or move that budget to the probe files that have the step",
+                        "the service config's [alerting.budgets]{} names step `{budget_step}`, which this probe does not have (its steps: {}); give this probe its own [alerting.budgets], or move that budget to the probe files that have the step",
+                        probe_alerting
+                            .budget_places
+                            .get(budget_step)
+                            .map_or_else(String::new, |at| format!(" ({at})")),
                         names.join(", ")
                     ),
                 ),
@@ -482,23 +494,49 @@ fn resident_settings(
         .map_or(RESIDENT_RECONNECT_AFTER, |n| {
             u32::try_from(n).unwrap_or(u32::MAX)
         });
-    let span = raw.resident.as_ref().map(|r| r.span());
+    // Each pair at the key of it written here, the other named with its value.
+    let table = raw.resident.as_ref().map(|r| r.span());
+    let at = |v: Option<&S<String>>| v.map(|v| v.span());
     if reconnect_min > reconnect_max {
-        ctx.error(
-            span.clone(),
-            "resident.reconnect_min",
-            "must not be longer than `reconnect_max`",
-        );
+        match at(r.and_then(|r| r.reconnect_min.as_ref())) {
+            Some(span) => ctx.error(
+                Some(span),
+                "resident.reconnect_min",
+                format_args!(
+                    "must not be longer than `reconnect_max` ({})",
+                    humantime::format_duration(reconnect_max)
+                ),
+            ),
+            None => ctx.error(
+                at(r.and_then(|r| r.reconnect_max.as_ref())).or(table.clone()),
+                "resident.reconnect_max",
+                format_args!(
+                    "must not be shorter than `reconnect_min` ({})",
+                    humantime::format_duration(reconnect_min)
+                ),
+            ),
+        }
     }
     if max_session_age <= every {
-        ctx.error(
-            span,
-            "resident.max_session_age",
-            format_args!(
-                "must be longer than `every` ({}), or every exchange would open a session",
-                humantime::format_duration(every)
+        let written = at(r.and_then(|r| r.max_session_age.as_ref()));
+        match written {
+            Some(span) => ctx.error(
+                Some(span),
+                "resident.max_session_age",
+                format_args!(
+                    "must be longer than `every` ({}), or every exchange would open a session",
+                    humantime::format_duration(every)
+                ),
             ),
-        );
+            None => ctx.error(
+                at(r.and_then(|r| r.every.as_ref())).or(table),
+                "resident.every",
+                format_args!(
+                    "must be shorter than `max_session_age` ({}, the default), or every exchange would open a session",
+                    humantime::format_duration(max_session_age)
+                ),
+            ),
+        }
     }
     Some(ResidentPlan {
         every,

@@ -527,9 +527,10 @@ pub(crate) fn extraction(
     {
         Ok(r) => r,
         Err(err) => {
+            let key = format!("{k}.regex");
             ctx.error(
-                Some(spec.span()),
-                k,
+                Some(ctx.written(&key, spec.span())),
+                key,
                 format_args!("not a valid regex: {err}"),
             );
             return None;
@@ -545,19 +546,24 @@ pub(crate) fn extraction(
         match json_pointer(path) {
             Ok(p) => ExtractSource::Json(p),
             Err(msg) => {
-                ctx.error(Some(spec.span()), k, msg);
+                let key = format!("{k}.json");
+                ctx.error(Some(ctx.written(&key, spec.span())), key, msg);
                 return None;
             }
         }
     } else if let Some(h) = &e.header {
         if !http {
-            ctx.error(Some(spec.span()), k, "`header` applies to http steps only");
+            let key = format!("{k}.header");
+            let at = ctx.written(&key, spec.span());
+            ctx.error(Some(at), key, "`header` applies to http steps only");
             return None;
         }
         ExtractSource::Header(h.clone())
     } else if let Some(c) = &e.cookie {
         if !http {
-            ctx.error(Some(spec.span()), k, "`cookie` applies to http steps only");
+            let key = format!("{k}.cookie");
+            let at = ctx.written(&key, spec.span());
+            ctx.error(Some(at), key, "`cookie` applies to http steps only");
             return None;
         }
         ExtractSource::Cookie(c.clone())

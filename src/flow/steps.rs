@@ -156,7 +156,7 @@ pub(crate) fn build_steps(
             broken: &mut sections.broken,
         };
         let spec = StepSpec::build(kind, &mut b);
-        let prefix = b.prefix;
+        let (prefix, table) = (b.prefix, b.table);
         match (&spec, StepSpec::websocket(kind)) {
             (Some(StepSpec::WsConnect(c)), _) => {
                 sections.open.insert(connection.clone(), c.protocol);
@@ -167,7 +167,7 @@ pub(crate) fn build_steps(
             _ => {}
         }
         if let Some(spec) = spec {
-            let uses = check_vars(ctx, step, &spec, &sections.defined, &prefix);
+            let uses = check_vars(ctx, step, &table, &spec, &sections.defined, &prefix);
             for var in spec.extracts() {
                 sections.defined.insert(var.var.clone());
             }
@@ -257,6 +257,7 @@ fn own_keys<'i>(
 fn check_vars(
     ctx: &mut Ctx<'_>,
     step: &S<StepHead>,
+    table: &Spanned<DeTable<'_>>,
     spec: &StepSpec,
     defined: &HashSet<String>,
     prefix: &str,
@@ -276,9 +277,15 @@ fn check_vars(
     let mut reported = HashSet::new();
     for var in &used {
         if !defined.contains(var) && reported.insert(var.clone()) {
+            // At the first value that reads it, else (a value the kind made) the step's table.
+            let (key, at) = table
+                .get_ref()
+                .iter()
+                .find_map(|(k, v)| reads_var(v, var, format!("{prefix}.{}", k.get_ref())))
+                .unwrap_or_else(|| (prefix.to_string(), step.span()));
             ctx.error(
-                Some(step.span()),
-                prefix,
+                Some(at),
+                key,
                 format_args!(
                     "step `{}` uses `{{{{{var}}}}}` before any step sets it (set it with `extract` in an earlier step or under [variables])",
                     step.get_ref().name.get_ref()
@@ -289,4 +296,24 @@ fn check_vars(
     used.sort();
     used.dedup();
     used
+}
+
+/// The dotted key and span of the first string under `value` (written at `key`) that reads
+/// `{{var}}`.
+fn reads_var(
+    value: &Spanned<DeValue<'_>>,
+    var: &str,
+    key: String,
+) -> Option<(String, std::ops::Range<usize>)> {
+    match value.get_ref() {
+        DeValue::String(s) => template::Template::parse(s)
+            .ok()
+            .filter(|t| t.vars().any(|v| v == var))
+            .map(|_| (key, value.span())),
+        DeValue::Table(t) => t
+            .iter()
+            .find_map(|(k, v)| reads_var(v, var, format!("{key}.{}", k.get_ref()))),
+        DeValue::Array(items) => items.iter().find_map(|v| reads_var(v, var, key.clone())),
+        _ => None,
+    }
 }

@@ -375,7 +375,14 @@ async fn put_faults(State(state): State<Shared>, body: Bytes) -> Response {
     match current.merged(&patch) {
         Ok(next) => {
             *current = next;
-            tracing::info!(faults = ?next, "sim faults updated");
+            // The faults in force, as the JSON `PUT /_sim/faults` takes (not Rust's Debug form),
+            // leaving out the ones off.
+            let active: serde_json::Map<String, serde_json::Value> = next
+                .to_json()
+                .into_iter()
+                .filter(|(_, v)| !(v.is_null() || *v == false || *v == 0))
+                .collect();
+            tracing::info!(faults = %serde_json::Value::Object(active), "sim faults updated");
             Json(next.to_json()).into_response()
         }
         Err(err) => error(StatusCode::BAD_REQUEST, &err.to_string()),

@@ -47,19 +47,24 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
     {
         let key = format!("peers[{i}]");
         let span = entry.span();
-        let string = |ctx: &mut Ctx<'_>, v: &toml::Value, key: &str| match v.as_str() {
-            Some(text) => ctx.env_str(&S::new(span.clone(), text.to_string()), key),
-            None => {
-                ctx.error(Some(span.clone()), key, "must be a string");
-                None
+        // A part of an entry (`{ url = …, region = … }`) is placed at its own value.
+        let string = |ctx: &mut Ctx<'_>, v: &toml::Value, key: &str| {
+            let at = ctx.written(key, span.clone());
+            match v.as_str() {
+                Some(text) => ctx.env_str(&S::new(at, text.to_string()), key),
+                None => {
+                    ctx.error(Some(at), key, "must be a string");
+                    None
+                }
             }
         };
         let (url, region) = match entry.get_ref() {
             toml::Value::Table(t) => {
                 if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "url" | "region")) {
+                    let unknown = format!("{key}.{unknown}");
                     ctx.error(
-                        Some(span.clone()),
-                        format!("{key}.{unknown}"),
+                        Some(ctx.written(&unknown, span.clone())),
+                        unknown,
                         "unknown key (a peer has `url` and `region`)",
                     );
                     continue;
@@ -76,7 +81,7 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
                         };
                         if region.is_empty() || region.chars().any(|c| c.is_control() || c == '"') {
                             ctx.error(
-                                Some(span.clone()),
+                                Some(ctx.written(&rkey, span.clone())),
                                 rkey,
                                 "must be a non-empty label without quotes or control characters",
                             );

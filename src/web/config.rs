@@ -103,6 +103,28 @@ fn locate_key(text: &str, message: &str) -> (usize, usize) {
     found
 }
 
+/// The parser's "unknown field `X`, expected …" (after the table's path, `tls_server_config:
+/// unknown …`, when it is in one) keyed by the field itself, as every config error is, with the
+/// accepted key it is a slip from: `tls_server_config.cipher_suite: unknown field
+/// `cipher_suite` (did you mean `cipher_suites`?), expected …`. Any other message as it is.
+fn keyed(message: &str) -> String {
+    let (table, rest) = match message.split_once(": unknown field `") {
+        Some((table, rest)) => (Some(table), rest),
+        None => match message.strip_prefix("unknown field `") {
+            Some(rest) => (None, rest),
+            None => return message.to_string(),
+        },
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let key = table.map_or_else(|| field.to_string(), |t| format!("{t}.{field}"));
+    format!(
+        "{key}: unknown field `{field}`{}{expected}",
+        crate::diag::did_you_mean(field, expected)
+    )
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawWebConfig {
@@ -199,10 +221,15 @@ impl WebConfig {
                         path: path.to_path_buf(),
                         line: l.line(),
                         column: l.column(),
-                        message: message
-                            .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
-                            .unwrap_or(&message)
-                            .to_string(),
+                        message: keyed(
+                            message
+                                .strip_suffix(&format!(
+                                    " at line {} column {}",
+                                    l.line(),
+                                    l.column()
+                                ))
+                                .unwrap_or(&message),
+                        ),
                     },
                     None => invalid(message),
                 }
@@ -245,7 +272,7 @@ impl WebConfig {
         {
             let n = HeaderName::try_from(name.as_str()).map_err(|_| {
                 invalid(format!(
-                    "http_server_config.headers: `{name}` is not a header name"
+                    "http_server_config.headers.{name}: is not a header name"
                 ))
             })?;
             let v = HeaderValue::try_from(value.as_str()).map_err(|_| {
@@ -416,7 +443,7 @@ fn tls_config(
     let min = version(&t.min_version, "min_version")?.unwrap_or(12);
     let max = version(&t.max_version, "max_version")?.unwrap_or(13);
     if min > max {
-        return Err("tls_server_config: min_version is above max_version".into());
+        return Err("tls_server_config.min_version: is above max_version".into());
     }
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
         [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
@@ -434,7 +461,7 @@ fn tls_config(
         "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
             let Some(ca_file) = &t.client_ca_file else {
                 return Err(format!(
-                    "tls_server_config.client_ca_file is required with client_auth_type {client_auth}"
+                    "tls_server_config.client_ca_file: is required with client_auth_type {client_auth}"
                 ));
             };
             let ca_pem = read_pem(base, ca_file, "client_ca_file")?;

@@ -30,6 +30,8 @@ use watchdog::Watchdog;
 
 /// The whole of shutdown's last delivery attempt.
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(5);
+/// Ends the summary of a resolve whose trigger never reached its pager.
+const NEVER_PAGED: &str = " (not paged: the pager did not take the page before the incident ended)";
 /// How long shutdown waits for the state log to reach the disk.
 const STORE_FLUSH: Duration = Duration::from_secs(2);
 
@@ -333,6 +335,29 @@ impl Shared {
         self.store.delete(&pending_key(item.id));
         outbox.mark_settled(&self.store, &item.sink, &item.notification);
         self.publish(&outbox);
+    }
+
+    /// Whether `item` is a trigger whose incident has ended while it waited: a resolve for the
+    /// same incident is queued behind it for the same pager. That resolve is then marked
+    /// (its summary says nobody was paged) for the chat and email pagers that show it.
+    fn ended_before_delivery(&self, sink: &str, item: &Pending) -> bool {
+        if item.notification.kind != super::EventKind::Trigger || item.notification.test {
+            return false;
+        }
+        let mut outbox = self.lock();
+        let Some(resolve) = outbox.pending.iter_mut().find(|p| {
+            p.sink == sink
+                && p.id > item.id
+                && p.notification.kind == super::EventKind::Resolve
+                && p.notification.dedup_key == item.notification.dedup_key
+        }) else {
+            return false;
+        };
+        if !resolve.notification.summary.ends_with(NEVER_PAGED) {
+            resolve.notification.summary.push_str(NEVER_PAGED);
+            self.store.put(&pending_key(resolve.id), &*resolve);
+        }
+        true
     }
 
     /// Counts a failed attempt; returns the new count.

@@ -38,6 +38,9 @@ pub(super) async fn run_pager(
     // alerts still firing are posted again right away.
     let mut next_resend = Instant::now();
     let resend_every = resend.unwrap_or_default();
+    // Whether the pager refused or failed the last attempt: a trigger that never got its own
+    // attempt, queued behind another that failed, waited for a failing pager too.
+    let mut last_attempt_failed = false;
     loop {
         if *stop.borrow_and_update() {
             break;
@@ -57,12 +60,31 @@ pub(super) async fn run_pager(
             }
             continue;
         };
+        let pager_failing = item.attempts > 0 || last_attempt_failed;
+        if pager_failing && shared.ended_before_delivery(&plan.name, &item) {
+            // The pager could not take the page for the whole incident (a healthy pager takes a
+            // trigger in well under a second; a resolve comes at least a confirmation later).
+            // Paging now would wake someone for an incident that is over, so the trigger is
+            // dropped as Alertmanager drops a firing notification whose alert resolved before
+            // it went out: counted `failed` (the delivery alert fires) and logged, and its
+            // resolve, next in the queue, says that nobody was paged.
+            abandon(
+                &shared,
+                &plan.name,
+                &item,
+                item.attempts,
+                "the incident ended before the pager took its page",
+                "not paging late for an incident that is over; its resolve follows and says so",
+            );
+            continue;
+        }
         let n = &item.notification;
         let result = tokio::select! {
             r = notifier.send(n) => r,
             // Abandoned mid-send: the flush below tries again within its budget.
             _ = stop.changed() => break,
         };
+        last_attempt_failed = result.is_err();
         match result {
             Ok(()) => delivered(&shared, &plan.name, &item),
             Err(DeliveryError::Permanent(msg)) => abandon(

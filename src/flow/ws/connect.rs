@@ -100,8 +100,12 @@ impl Kind for WsConnectSpec {
             })
             .collect();
         for (name, wants) in wrong {
+            let at = b
+                .written()
+                .find(|(k, _)| *k == name)
+                .map_or_else(|| b.name.clone(), |(_, span)| span);
             b.ctx.error(
-                Some(b.name.clone()),
+                Some(at),
                 b.key(name),
                 format_args!(
                     "`{name}` applies to `protocol = \"{}\"` only",

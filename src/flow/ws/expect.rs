@@ -190,25 +190,36 @@ fn binary_pattern(b: &mut Build<'_, '_, '_>, raw: &S<RawBinary>) -> Option<match
         };
         matcher::hex_bytes(t)
             .map_err(|e| {
-                b.ctx
-                    .error(Some(span.clone()), key.clone(), format!("{field}: {e}"))
+                let key = format!("{key}.{field}");
+                let at = b.ctx.written(&key, span.clone());
+                b.ctx.error(Some(at), key, e);
             })
             .ok()
     };
     let prefix = hex(b, "prefix", &r.prefix)?;
     let contains = hex(b, "contains", &r.contains)?;
     let size = |n: Option<i64>| n.map(|n| usize::try_from(n).map_err(|_| n)).transpose();
-    let (Ok(min_bytes), Ok(max_bytes)) = (size(r.min_bytes), size(r.max_bytes)) else {
+    let (min_bytes, max_bytes) = (size(r.min_bytes), size(r.max_bytes));
+    let (Ok(min_bytes), Ok(max_bytes)) = (min_bytes, max_bytes) else {
+        let field = if min_bytes.is_err() {
+            "min_bytes"
+        } else {
+            "max_bytes"
+        };
+        let key = format!("{key}.{field}");
+        let at = b.ctx.written(&key, span);
         b.ctx.error(
-            Some(span),
+            Some(at),
             key,
             "min_bytes and max_bytes are byte counts (0 or more)",
         );
         return None;
     };
     if min_bytes.zip(max_bytes).is_some_and(|(lo, hi)| lo > hi) {
+        let key = format!("{key}.min_bytes");
+        let at = b.ctx.written(&key, span);
         b.ctx
-            .error(Some(span), key, "min_bytes is larger than max_bytes");
+            .error(Some(at), key, "min_bytes is larger than max_bytes");
         return None;
     }
     Some(matcher::BinaryPattern {
