@@ -506,10 +506,10 @@ async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
             Some(FailureReason::TurnRelay),
             "{url}: {run:#?}"
         );
-        assert!(
-            run.duration_ms <= Duration::from_millis(1200),
-            "{url}: {run:#?}"
-        );
+        // Cut by the probe's 1 s, not the step's 5 s: the probe's time plus at most the 1 s
+        // the prober's own timer may be late before a run is its own failure (`local`);
+        // 1.2 s left 0.3 s for a loaded machine.
+        assert!(run.duration_ms < Duration::from_secs(2), "{url}: {run:#?}");
         assert_released(&server).await;
     }
 }
