@@ -297,14 +297,15 @@ fn build(path: &Path, env: &dyn EnvSource, errors: &mut Vec<ConfigError>) -> Opt
 }
 
 /// `probes = [...]`: each entry a file, or a directory whose `*.toml` files are read in name
-/// order, at most [`MAX_PROBES`] in all; what was looked at goes to `sources` (the watcher's
-/// list). A list that finds no file is an error: a prober with zero probes can never page.
+/// order, at most [`MAX_PROBES`] in all, each with the place of the entry that found it;
+/// what was looked at goes to `sources` (the watcher's list). A list that finds no file is an
+/// error: a prober with zero probes can never page.
 fn probe_files(
     ctx: &mut Ctx<'_>,
     listed: &S<Vec<S<String>>>,
     base: &Path,
     sources: &mut Vec<PathBuf>,
-) -> Vec<PathBuf> {
+) -> Vec<(PathBuf, String)> {
     let mut probe_paths = Vec::new();
     let errors_before_probes = ctx.errors.len();
     for entry in listed.get_ref() {
@@ -326,7 +327,8 @@ fn probe_files(
                         .take(room)
                         .collect();
                     found.sort();
-                    probe_paths.extend(found);
+                    let at = ctx.place(entry.span());
+                    probe_paths.extend(found.into_iter().map(|p| (p, at.clone())));
                 }
                 Err(e) => ctx.error(
                     Some(entry.span()),
@@ -336,7 +338,7 @@ fn probe_files(
             }
         } else if target.exists() {
             // Whatever it is (a file, a FIFO, a device), the reader decides and says why.
-            probe_paths.push(target);
+            probe_paths.push((target, ctx.place(entry.span())));
         } else {
             ctx.error(
                 Some(entry.span()),
@@ -371,7 +373,7 @@ fn probe_files(
 /// Each probe file built against the service's defaults and alerting; a name given twice is
 /// refused at its second file.
 fn load_probes(
-    probe_paths: Vec<PathBuf>,
+    probe_paths: Vec<(PathBuf, String)>,
     env: &dyn EnvSource,
     defaults: &crate::flow::defaults::Defaults,
     alerting: &crate::alerting::PolicyConfig,
@@ -383,8 +385,13 @@ fn load_probes(
     // Names seen, to their place: a lookup, not a scan of every probe loaded so far (that was
     // quadratic: 20,000 probes took `check` 33 s).
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for probe_path in probe_paths {
+    for (probe_path, listed) in probe_paths {
+        let before = errors.len();
         let Some(file) = read_source(&probe_path, errors) else {
+            // No line of its own to show: the service config's entry that names it has one.
+            for e in &mut errors[before..] {
+                e.message = format!("{} (listed in `probes` at {listed})", e.message);
+            }
             continue;
         };
         if let Some(p) =

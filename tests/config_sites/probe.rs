@@ -241,3 +241,17 @@ fn every_probe_file_error_names_file_line_column_and_key() {
     cases.push(file_and_name);
     check(cases);
 }
+
+/// A probe file that cannot be read has no line of its own: the error names the file and the
+/// `probes` entry of the service config that lists it (here the directory holding it).
+#[test]
+fn an_unreadable_probe_file_names_the_entry_that_lists_it() {
+    let cfg = crate::support::TempConfig::new("", &[("p.toml", PROBE)]);
+    std::fs::create_dir(cfg.probe_path("dir.toml")).expect("mkdir");
+    assert_eq!(
+        cfg.errors(),
+        [
+            "probes/dir.toml: cannot read: not a regular file (a directory); only regular files are read (listed in `probes` at joincanary.toml:3:11)"
+        ]
+    );
+}
