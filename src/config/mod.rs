@@ -305,7 +305,7 @@ fn probe_files(
     listed: &S<Vec<S<String>>>,
     base: &Path,
     sources: &mut Vec<PathBuf>,
-) -> Vec<(PathBuf, String)> {
+) -> Vec<(PathBuf, Arc<str>)> {
     let mut probe_paths = Vec::new();
     let errors_before_probes = ctx.errors.len();
     for entry in listed.get_ref() {
@@ -327,7 +327,8 @@ fn probe_files(
                         .take(room)
                         .collect();
                     found.sort();
-                    let at = ctx.place(entry.span());
+                    // Formatted once per entry, shared by the files it finds.
+                    let at: Arc<str> = ctx.place(entry.span()).into();
                     probe_paths.extend(found.into_iter().map(|p| (p, at.clone())));
                 }
                 Err(e) => ctx.error(
@@ -338,7 +339,7 @@ fn probe_files(
             }
         } else if target.exists() {
             // Whatever it is (a file, a FIFO, a device), the reader decides and says why.
-            probe_paths.push((target, ctx.place(entry.span())));
+            probe_paths.push((target, ctx.place(entry.span()).into()));
         } else {
             ctx.error(
                 Some(entry.span()),
@@ -373,7 +374,7 @@ fn probe_files(
 /// Each probe file built against the service's defaults and alerting; a name given twice is
 /// refused at its second file.
 fn load_probes(
-    probe_paths: Vec<(PathBuf, String)>,
+    probe_paths: Vec<(PathBuf, Arc<str>)>,
     env: &dyn EnvSource,
     defaults: &crate::flow::defaults::Defaults,
     alerting: &crate::alerting::PolicyConfig,
@@ -382,9 +383,9 @@ fn load_probes(
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Arc<ProbePlan>> {
     let mut probes: Vec<Arc<ProbePlan>> = Vec::new();
-    // Names seen, to their place: a lookup, not a scan of every probe loaded so far (that was
+    // Names seen, to their file: a lookup, not a scan of every probe loaded so far (that was
     // quadratic: 20,000 probes took `check` 33 s).
-    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     for (probe_path, listed) in probe_paths {
         let before = errors.len();
         let Some(file) = read_source(&probe_path, errors) else {
@@ -397,23 +398,30 @@ fn load_probes(
         if let Some(p) =
             crate::flow::load::build(&file, env, defaults, alerting, pager_names, region, errors)
         {
-            // At its `name = …`, or the file's start when the name is the file's; the first
-            // file's place in the message.
-            let (line, column) = match crate::diag::name_position_in(&file.text) {
-                (0, _) => (1, 1),
-                at => at,
-            };
             if let Some(other) = seen.get(&p.name) {
+                // At its `name = …`, or the file's start when the name is the file's; the
+                // first file's place in the message (looked up only now: a valid config
+                // never pays for it).
+                let at = |(line, column)| match (line, column) {
+                    (0, _) => (1, 1),
+                    at => at,
+                };
+                let (line, column) = at(crate::diag::name_position_in(&file.text));
+                let (first_line, first_column) = at(crate::diag::name_position(other));
                 errors.push(ConfigError {
                     file: probe_path.clone(),
                     line,
                     column,
                     key: Some("name".into()),
-                    message: format!("probe `{}` is also defined at {other}", p.name),
+                    message: format!(
+                        "probe `{}` is also defined at {}",
+                        p.name,
+                        crate::diag::place(other, first_line, first_column)
+                    ),
                 });
                 continue;
             }
-            seen.insert(p.name.clone(), crate::diag::place(&p.source, line, column));
+            seen.insert(p.name.clone(), p.source.clone());
             probes.push(Arc::new(p));
         }
     }
