@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::engine::AlertEngine;
-use crate::alert::policy::{Confirming, Decision};
+use crate::alert::policy::Decision;
 use crate::alert::{Dispatcher, Severity};
 use crate::clock::Clock;
 use crate::event::Event;
@@ -279,11 +279,7 @@ fn act(
                 "confirming a {}: the next run within {} ({runs} of {needed} {} runs in a row so far)",
                 what.as_str(),
                 humantime::format_duration(delay),
-                if matches!(what, Confirming::Failure { .. }) {
-                    "failed"
-                } else {
-                    "passing"
-                }
+                what.runs_are()
             );
             scheduler.confirm(probe, delay);
         }

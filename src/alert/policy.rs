@@ -44,6 +44,14 @@ impl Confirming {
         }
     }
 
+    /// What the runs counted are: `"failed"` or `"passing"`.
+    pub fn runs_are(self) -> &'static str {
+        match self {
+            Confirming::Failure { .. } => "failed",
+            Confirming::Recovery { .. } => "passing",
+        }
+    }
+
     /// (runs seen, runs needed).
     pub fn runs(self) -> (u32, u32) {
         match self {
