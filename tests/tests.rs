@@ -57,6 +57,7 @@ mod state;
 mod status_page;
 mod supervision;
 mod tls;
+mod tokens;
 mod turn;
 mod turn_hostile;
 mod web_config;

@@ -20,8 +20,8 @@ pub use janus::{
 };
 pub(crate) use node::start_node;
 pub use node::{
-    NodeServer, SocketIo, SocketIoOptions, start_protoo, start_socketio, start_socketio_with,
-    start_sockjs,
+    NodeServer, SocketIo, SocketIoOptions, start_livekit, start_protoo, start_socketio,
+    start_socketio_with, start_sockjs,
 };
 pub use prosody::start_prosody;
 pub use redis::{PauseMode, Redis, Reply, running_redis, start_redis, start_redis_tls};
