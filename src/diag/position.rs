@@ -255,7 +255,7 @@ pub fn table_keys<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] 
 
 /// serde's "invalid type: integer `200`, expected a sequence" for a one-value list written
 /// bare (`expect_status = 200`, `to = "oncall@example.com"`), with the list it meant:
-/// `…: write a list in brackets, `[200]``. Any other message as it is.
+/// ``…: write a list in brackets, `[200]` ``. Any other message as it is.
 fn with_list_hint(message: &str) -> String {
     let value = message
         .strip_suffix(", expected a sequence")
