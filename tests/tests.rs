@@ -66,3 +66,4 @@ mod webrtc_aiortc;
 mod webrtc_hostile;
 mod webrtc_room;
 mod webrtc_trickle;
+mod xmpp_ejabberd;

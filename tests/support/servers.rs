@@ -3,11 +3,12 @@
 //! (see docs/test-servers.md). This file holds what every starter shares: the process handle
 //! and its output's tail, free ports, scripts waited on for their ready line, the test CA. One
 //! file per server family below it: redis.rs, node.rs (Socket.IO, SockJS, protoo), prosody.rs,
-//! janus.rs, actioncable.rs, alertmanager.rs; coturn, aiortc, Synapse and Nextcloud's
+//! ejabberd.rs, janus.rs, actioncable.rs, alertmanager.rs; coturn, aiortc, Synapse and Nextcloud's
 //! signalling have their own files beside this one.
 
 mod actioncable;
 mod alertmanager;
+mod ejabberd;
 mod janus;
 mod node;
 mod prosody;
@@ -15,6 +16,7 @@ mod redis;
 
 pub use actioncable::start_actioncable;
 pub use alertmanager::{Alertmanager, start_alertmanager};
+pub use ejabberd::{EJABBERD_NO_ROOMS, start_ejabberd};
 pub use janus::{
     Janus, start_janus, start_janus_media, start_janus_media_full_trickle, start_janus_media_http,
 };
