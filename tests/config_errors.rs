@@ -560,8 +560,8 @@ fn a_pager_key_its_kind_does_not_take_lists_the_keys_it_does() {
         errs,
         [
             "joincanary.toml:8:7: pager[0].url: is not an http:// or https:// URL",
-            "joincanary.toml:9:10: pager[0].colour: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
-            "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
+            "joincanary.toml:9:10: pager[0].colour: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`, `tls_config`",
+            "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`, `tls_config`",
             "joincanary.toml:11:1: pager[1].type: missing field `type`",
         ]
     );
