@@ -405,6 +405,77 @@ async fn test_page_sends_a_marked_trigger_and_resolve_through_each_pager() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Pagers go out through the egress proxy the environment names (a locked-down cluster reaches
+/// Slack or PagerDuty only that way), and `NO_PROXY` exempts a host, as curl does; a probe
+/// never uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_page_goes_through_the_environments_proxy_and_no_proxy_exempts_a_host() {
+    use crate::support::receiver::Receiver;
+    let (proxy, proxy_url) = Receiver::start(200).await;
+    // Port 9 (discard) has no listener: only the proxy can take the page.
+    let cfg = TempConfig::new(
+        "[[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+        &[(
+            "p.toml",
+            "[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+        )],
+    );
+    let run = |no_proxy: &str| {
+        Command::new(binary())
+            .args(["test-page", "--config"])
+            .arg(&cfg.path)
+            .env_remove("http_proxy")
+            .env_remove("no_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env("HTTP_PROXY", &proxy_url)
+            .env("NO_PROXY", no_proxy)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| run(""));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = proxy.requests();
+    assert_eq!(got.len(), 2, "trigger and resolve, through the proxy");
+    assert!(
+        got.iter()
+            .all(|r| r.headers.get("host").map(String::as_str) == Some("127.0.0.1:9")),
+        "{got:?}"
+    );
+
+    let out = tokio::task::block_in_place(|| run("127.0.0.1"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exempt: straight to port 9, refused"
+    );
+    assert_eq!(proxy.requests().len(), 2, "nothing more through the proxy");
+
+    // A probe connects as a participant does, never through the proxy.
+    let out = tokio::task::block_in_place(|| {
+        Command::new(binary())
+            .args(["once", "--config"])
+            .arg(&cfg.path)
+            .env("HTTP_PROXY", &proxy_url)
+            .env("NO_PROXY", "")
+            .output()
+            .unwrap()
+    });
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("connect"), "{text}");
+    assert_eq!(
+        proxy.requests().len(),
+        2,
+        "the probe went straight to port 9"
+    );
+}
+
 /// Regression: the demo died of a broken pipe when whoever read its banner stopped reading
 /// (`println!` panics on a closed stdout), which made `demo_runs_…` flaky under load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -476,7 +476,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
         ),
         (
             probe(&format!("bogus = 1\n{PROBE}")),
-            "probes/p.toml:1:1: bogus: unknown field `bogus`, expected one of `name`, `description`, `schedule`, `timezone`, `timeout`, `jitter`, `max_body_bytes`, `ca_file`, `variables`, `steps`, `alerting`, `mode`, `resident`, `exchange`, `teardown`",
+            "probes/p.toml:1:1: bogus: unknown field `bogus`, expected one of `name`, `description`, `schedule`, `timezone`, `timeout`, `jitter`, `max_body_bytes`, `ca_file`, `variables`, `tokens`, `steps`, `alerting`, `mode`, `resident`, `exchange`, `teardown`",
         ),
         (
             probe(&format!(
@@ -533,7 +533,9 @@ fn every_kind_of_error_has_file_line_column_and_key() {
     std::fs::write(&cfg.path, "region = \"r\"\n").unwrap();
     assert_eq!(
         cfg.errors(),
-        ["joincanary.toml:1:1: probes: missing field `probes`"]
+        [
+            "joincanary.toml:1:1: probes: missing field `probes`: list the probe files or directories to run, `probes = [\"probes/\"]` (relative to this file; config/joincanary.toml is an example)"
+        ]
     );
     // A syntax error names its place (and no key: there is none on a broken header).
     assert_eq!(
@@ -558,8 +560,8 @@ fn a_pager_key_its_kind_does_not_take_lists_the_keys_it_does() {
         errs,
         [
             "joincanary.toml:8:7: pager[0].url: is not an http:// or https:// URL",
-            "joincanary.toml:9:10: pager[0].colour: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
-            "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
+            "joincanary.toml:9:10: pager[0].colour: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`, `tls_config`",
+            "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`, `tls_config`",
             "joincanary.toml:11:1: pager[1].type: missing field `type`",
         ]
     );

@@ -333,6 +333,25 @@ async fn xmpp_login(url: &str, domain: &str, mechanism: &str, payload: &str) -> 
     (ws, jid)
 }
 
+/// Both join `room1@conference.localhost` (each gets its self-presence, status 110), then
+/// `guest` says hello to the room: the stanza `alice` receives.
+async fn muc_relay(alice: &mut Ws, guest: &mut Ws) -> String {
+    let join = |nick: &str| {
+        format!(
+            r#"<presence to="room1@conference.localhost/{nick}" xmlns="jabber:client"><x xmlns="http://jabber.org/protocol/muc"/></presence>"#
+        )
+    };
+    alice.send(Message::text(join("alice"))).await.unwrap();
+    xmpp_until(alice, "code='110'").await;
+    guest.send(Message::text(join("guest"))).await.unwrap();
+    xmpp_until(guest, "code='110'").await;
+    guest
+        .send(Message::text(r#"<message to="room1@conference.localhost" type="groupchat" id="m1" xmlns="jabber:client"><body>hello</body></message>"#))
+        .await
+        .unwrap();
+    xmpp_until(alice, "<body>hello</body>").await
+}
+
 #[tokio::test]
 async fn prosody_muc_join_groupchat_and_refused_room() {
     let prosody = servers::start_prosody()
@@ -364,20 +383,7 @@ async fn prosody_muc_join_groupchat_and_refused_room() {
             .contains("<not-authorized/>")
     );
 
-    let join = |nick: &str| {
-        format!(
-            r#"<presence to="room1@conference.localhost/{nick}" xmlns="jabber:client"><x xmlns="http://jabber.org/protocol/muc"/></presence>"#
-        )
-    };
-    alice.send(Message::text(join("alice"))).await.unwrap();
-    xmpp_until(&mut alice, "status code='110'").await;
-    guest.send(Message::text(join("guest"))).await.unwrap();
-    xmpp_until(&mut guest, "status code='110'").await;
-    guest
-        .send(Message::text(r#"<message to="room1@conference.localhost" type="groupchat" id="m1" xmlns="jabber:client"><body>hello</body></message>"#))
-        .await
-        .unwrap();
-    let got = xmpp_until(&mut alice, "<body>hello</body>").await;
+    let got = muc_relay(&mut alice, &mut guest).await;
     assert!(
         got.contains("from='room1@conference.localhost/guest'"),
         "{got}"
@@ -392,6 +398,21 @@ async fn prosody_muc_join_groupchat_and_refused_room() {
         refused.contains("type='error'") && refused.contains("<not-allowed"),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn ejabberd_logs_in_both_ways_and_relays_a_groupchat() {
+    let ejabberd = servers::start_ejabberd()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = ejabberd.ws_url();
+    // The external authentication program's one account.
+    let (mut alice, jid) = xmpp_login(&url, "localhost", "PLAIN", "AGFsaWNlAGNhbmFyeS1wYXNz").await;
+    assert!(jid.starts_with("alice@localhost/"), "{jid}");
+    let (mut guest, gjid) = xmpp_login(&url, "guest.localhost", "ANONYMOUS", "=").await;
+    assert!(gjid.contains("@guest.localhost/"), "{gjid}");
+    let got = muc_relay(&mut alice, &mut guest).await;
+    assert!(got.contains("room1@conference.localhost/guest"), "{got}");
 }
 
 #[tokio::test]

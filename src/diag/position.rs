@@ -110,7 +110,10 @@ fn located(file: &SourceFile, e: &toml::de::Error) -> ConfigError {
             "unknown field `{field}`{}, {expected}",
             super::did_you_mean(field, expected)
         ),
-        None => with_list_hint(e.message().trim()),
+        None => match key.as_deref().and_then(missing_hint) {
+            Some(hint) => format!("{}: {hint}", e.message().trim()),
+            None => with_list_hint(e.message().trim()),
+        },
     };
     ConfigError {
         file: file.path.clone(),
@@ -252,7 +255,7 @@ pub fn table_keys<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] 
 
 /// serde's "invalid type: integer `200`, expected a sequence" for a one-value list written
 /// bare (`expect_status = 200`, `to = "oncall@example.com"`), with the list it meant:
-/// `…: write a list in brackets, `[200]``. Any other message as it is.
+/// ``…: write a list in brackets, `[200]` ``. Any other message as it is.
 fn with_list_hint(message: &str) -> String {
     let value = message
         .strip_suffix(", expected a sequence")
@@ -299,6 +302,22 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         (Some(t), None) => Some(t),
         (None, Some(k)) => Some(k.to_string()),
         (None, None) => None,
+    }
+}
+
+/// What to write for a top-level key a file cannot go without: a newcomer's first config or
+/// probe file most often lacks these, and serde's "missing field" alone does not say the shape.
+fn missing_hint(key: &str) -> Option<&'static str> {
+    match key {
+        "probes" => Some(
+            "list the probe files or directories to run, `probes = [\"probes/\"]` (relative to \
+             this file; config/joincanary.toml is an example)",
+        ),
+        "steps" => Some(
+            "a probe runs at least one step: add `[[steps]]` tables, each with `name` and `kind` \
+             (probes/examples/ has one per platform)",
+        ),
+        _ => None,
     }
 }
 

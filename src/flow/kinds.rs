@@ -22,7 +22,7 @@
 //! Nothing else lists the kinds: [`StepKind`] (its `ALL`, `as_str`, `parse`) and [`StepSpec`]
 //! are generated here, and a report carries only the kind's name ([`KindName`]), so `report`,
 //! metrics, status and the page need no change. No list of keys is kept by hand: a key another
-//! kind takes gets "`x` does not apply to a <kind> step", any other key "unknown field `x`,
+//! kind takes gets "`x` does not apply to a `<kind>` step", any other key "unknown field `x`,
 //! expected one of …" with the keys this kind takes, both read from the `Raw` types.
 
 use super::context::RunContext;

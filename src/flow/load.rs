@@ -39,6 +39,10 @@ pub struct RawProbe {
     pub ca_file: Option<S<String>>,
     #[serde(default)]
     pub variables: BTreeMap<String, S<String>>,
+    /// `[tokens.NAME]`: credentials minted per run, read by [`super::tokens::build`] from the
+    /// tables as written (each kind has its own keys); here only accepted as a table.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, serde::de::IgnoredAny>,
     pub steps: S<Vec<S<StepHead>>>,
     pub alerting: Option<RawAlerting>,
     /// `scheduled` (default: `steps` run on `schedule`) or `resident`: `steps` open a session
@@ -151,8 +155,12 @@ pub fn build(
     let tls = (!ca_certs.is_empty()).then(|| crate::net::tls_client_config(ca_certs));
 
     let variables = variables(&mut ctx, &raw);
+    let tokens = super::tokens::build(&mut ctx, &raw.variables.keys().cloned().collect());
     let mut defined: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
     defined.extend(raw.variables.keys().cloned());
+    // Every token named, minted or not: one whose table is wrong is that error, not a second
+    // one at each step that reads it.
+    defined.extend(raw.tokens.keys().cloned());
 
     let mut steps = Vec::new();
     let mut sections = Sections::new(defined);
@@ -228,6 +236,7 @@ pub fn build(
         max_body_bytes,
         tls,
         variables,
+        tokens,
         steps,
         redactor: crate::redact::Redactor::new(secrets),
         alerting: probe_alerting,

@@ -29,6 +29,7 @@ pub mod redis;
 pub mod resident;
 pub mod steps;
 mod tcp;
+pub mod tokens;
 pub mod ws;
 
 pub mod turn;
@@ -138,8 +139,32 @@ pub(crate) fn new_context<'a>(
         }
         vars.insert(name.clone(), value);
     }
+    mint_tokens(plan, &mut ctx, &mut vars, started_at);
     ctx.vars = vars;
     ctx
+}
+
+/// Mints the probe's `[tokens]` for this run from the variables and the run's start. Every
+/// part of a token is a secret of the plan's kind (derived from its key): scrubbed from what
+/// leaves the run, and refused to an origin a server chose, as a value from the environment
+/// is. A token that cannot be minted (unreachable after `check`) stays unset, so the step
+/// reading it fails saying so.
+fn mint_tokens(
+    plan: &ProbePlan,
+    ctx: &mut RunContext<'_>,
+    vars: &mut HashMap<String, String>,
+    started_at: chrono::DateTime<Utc>,
+) {
+    for t in &plan.tokens {
+        let Ok(token) = t.mint(vars, started_at) else {
+            continue;
+        };
+        for s in token.secrets {
+            ctx.plan_redactor.add(s.clone());
+            ctx.add_secret(&s);
+        }
+        vars.insert(t.name.clone(), token.value);
+    }
 }
 
 /// Runs `steps` in order under `deadline`: the first failing step stops the others, cleanup

@@ -23,6 +23,8 @@ pub struct ProbePlan {
     /// TLS settings when the probe trusts extra CAs (`ca_file`); `None` uses the system roots.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub variables: Vec<(String, Template)>,
+    /// `[tokens.NAME]`: minted at the start of every run, after the variables.
+    pub tokens: Vec<super::tokens::TokenPlan>,
     pub steps: Vec<StepPlan>,
     /// Scrubs the values that came from the environment (possible secrets) from every error;
     /// each run adds its extracted values to a clone.

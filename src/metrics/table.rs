@@ -82,7 +82,7 @@ pub(super) struct LastRun {
     pub(super) finished: f64,
     pub(super) last_success: f64,
     pub(super) lag: f64,
-    /// Read back at start-up ([`Metrics::restore_last`]), no run of this process yet:
+    /// Read back at start-up ([`crate::metrics::Metrics::restore_last`]), no run of this process yet:
     /// `probe_last_run_timestamp_seconds` and `probe_schedule_lag_seconds` wait for one, so a
     /// rule counting time since the last run counts from the process start until then.
     pub(super) restored: bool,

@@ -8,6 +8,7 @@ mod probe;
 mod service;
 mod steps;
 mod steps_ws;
+mod tokens;
 mod web;
 
 use crate::support::TempConfig;

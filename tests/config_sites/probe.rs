@@ -35,7 +35,11 @@ fn every_probe_file_error_names_file_line_column_and_key() {
             "name",
             "duplicate key",
         ),
-        probe("‸timeout = \"5s\"\n", "steps", "missing field `steps`"),
+        probe(
+            "‸timeout = \"5s\"\n",
+            "steps",
+            "missing field `steps`: a probe runs at least one step: add `[[steps]]` tables",
+        ),
         probe(
             &format!("{PROBE}‸[[steps]]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n"),
             "steps[1].name",

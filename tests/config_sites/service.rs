@@ -18,7 +18,11 @@ fn every_service_config_error_names_file_line_column_and_key() {
     let mut cases = vec![
         service("‸colour = \"red\"\n", "colour", "unknown field `colour`"),
         service("‸= 1\n", "", ""),
-        whole("‸region = \"r\"\n", "probes", "missing field `probes`"),
+        whole(
+            "‸region = \"r\"\n",
+            "probes",
+            "missing field `probes`: list the probe files or directories to run, `probes = [\"probes/\"]`",
+        ),
         whole(
             "listen = ‸\"nope\"\nprobes = [\"probes\"]\n",
             "listen",

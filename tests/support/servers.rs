@@ -3,25 +3,27 @@
 //! (see docs/test-servers.md). This file holds what every starter shares: the process handle
 //! and its output's tail, free ports, scripts waited on for their ready line, the test CA. One
 //! file per server family below it: redis.rs, node.rs (Socket.IO, SockJS, protoo), prosody.rs,
-//! janus.rs, actioncable.rs, alertmanager.rs; coturn, aiortc, Synapse and Nextcloud's
+//! ejabberd.rs, janus.rs, actioncable.rs, alertmanager.rs; coturn, aiortc, Synapse and Nextcloud's
 //! signalling have their own files beside this one.
 
 mod actioncable;
 mod alertmanager;
+mod ejabberd;
 mod janus;
 mod node;
 mod prosody;
 mod redis;
 
 pub use actioncable::start_actioncable;
-pub use alertmanager::{Alertmanager, start_alertmanager};
+pub use alertmanager::{Alertmanager, start_alertmanager, start_alertmanager_tls};
+pub use ejabberd::{EJABBERD_NO_ROOMS, start_ejabberd};
 pub use janus::{
     Janus, start_janus, start_janus_media, start_janus_media_full_trickle, start_janus_media_http,
 };
 pub(crate) use node::start_node;
 pub use node::{
-    NodeServer, SocketIo, SocketIoOptions, start_protoo, start_socketio, start_socketio_with,
-    start_sockjs,
+    NodeServer, SocketIo, SocketIoOptions, start_livekit, start_protoo, start_socketio,
+    start_socketio_with, start_sockjs,
 };
 pub use prosody::start_prosody;
 pub use redis::{PauseMode, Redis, Reply, running_redis, start_redis, start_redis_tls};

@@ -291,7 +291,7 @@ pub(crate) fn after(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 /// scheduler is healthy: route it to a dead man's switch, which raises the alarm when it stops.
 /// `startsAt` is the prober's start (`started`), the same in every post; `endsAt` is
 /// [`watchdog_ttl`] after this post (`at`). Both on the system clock as it reads at the post
-/// ([`Clock::on_system`](crate::clock::Clock::on_system)), as for [`build_request`].
+/// ([`Clock::on_system`](crate::clock::Clock::on_system)), as for [`build_alert`].
 pub fn build_watchdog(
     plan: &Alertmanager,
     region: &str,

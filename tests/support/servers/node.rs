@@ -140,3 +140,30 @@ pub async fn start_sockjs(redis: &Redis) -> Result<(NodeServer, NodeServer)> {
 pub async fn start_protoo() -> Result<NodeServer> {
     start_node("protoo", "protoo/server.js", &["--port".into(), "0".into()]).await
 }
+
+/// LiveKit's `/rtc` as far as a joining client's token goes (tests/servers/livekit/server.js):
+/// the upgrade is taken only when livekit-server-sdk's own `TokenVerifier(api_key, api_secret)`
+/// accepts `access_token` and it grants `roomJoin` to `room`; then a `join` SignalResponse and
+/// `pong_resp` to a `ping_req`. `GET /seen` lists the tokens it was sent.
+pub async fn start_livekit(api_key: &str, api_secret: &str, room: &str) -> Result<NodeServer> {
+    if !servers_dir()
+        .join("node_modules/livekit-server-sdk")
+        .is_dir()
+    {
+        return Err(ServerError(
+            "livekit: tests/servers/node_modules has no livekit-server-sdk; run `bash .ci/run` (its set-up runs `npm ci` in tests/servers)".into(),
+        ));
+    }
+    let args = [
+        "--port",
+        "0",
+        "--api-key",
+        api_key,
+        "--api-secret",
+        api_secret,
+        "--room",
+        room,
+    ]
+    .map(str::to_string);
+    start_node("livekit", "livekit/server.js", &args).await
+}

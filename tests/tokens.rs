@@ -1,0 +1,220 @@
+//! `[tokens]` against a verifier that is not ours: the LiveKit example's access token, minted
+//! per run, checked by livekit-server-sdk's own `TokenVerifier` (tests/servers/livekit/); the
+//! same signed with the wrong secret is refused at the websocket, and neither the secret nor a
+//! token shows in the run, the page, the status or the debug log of a running service, though
+//! the server echoes the token. And the Jitsi example's commented token table loads.
+
+use std::time::Duration;
+
+use joincanary::clock::Clock;
+use joincanary::flow::{ProbePlan, run_probe};
+use joincanary::report::{FailureReason, Trigger};
+
+use crate::secrets::{leaks_in, pages_naming, service_texts};
+use crate::support::receiver::Receiver;
+use crate::support::running::Running;
+use crate::support::servers::{self, NodeServer};
+use crate::support::{self, TempConfig, example, passed, step};
+
+const KEY: &str = "APIcanaryKey7";
+const SECRET: &str = "livekit-secret-of-the-server-4f9x2q";
+const WRONG: &str = "livekit-secret-of-last-year-8k3w1z";
+/// `canary-{{region}}` in the example, run as region `local`.
+const ROOM: &str = "canary-local";
+
+async fn livekit() -> NodeServer {
+    support::init();
+    servers::start_livekit(KEY, SECRET, ROOM)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The example pointed at `server`, signing with `secret`.
+fn env(server: &NodeServer, secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("LIVEKIT_URL", format!("ws://127.0.0.1:{}", server.port())),
+        ("LIVEKIT_API_KEY", KEY.to_string()),
+        ("LIVEKIT_API_SECRET", secret.to_string()),
+    ]
+}
+
+fn plan(server: &NodeServer, secret: &str) -> ProbePlan {
+    example("livekit.toml", &support::env_pairs(&env(server, secret)))
+}
+
+/// Every token the server was sent, and each one's signature alone.
+async fn seen(server: &NodeServer) -> Vec<String> {
+    let url = format!("{}/seen", server.base_url());
+    let tokens: Vec<String> = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    tokens
+        .iter()
+        .flat_map(|t| [t.clone(), t.rsplit('.').next().unwrap().to_string()])
+        .collect()
+}
+
+#[tokio::test]
+async fn a_livekit_join_with_a_token_minted_per_run_passes() {
+    let server = livekit().await;
+    let plan = plan(&server, SECRET);
+    for _ in 0..2 {
+        let run = run_probe(&plan, "local", Trigger::Manual, &Clock::system()).await;
+        passed(&run, &["join", "joined", "ping", "pong", "leave"]);
+        assert!(run.success, "{run:#?}");
+    }
+    // A token per run (each names its own participant).
+    let tokens = seen(&server).await;
+    assert_eq!(tokens.len(), 4, "{tokens:?}");
+    assert_ne!(tokens[0], tokens[2]);
+}
+
+#[tokio::test]
+async fn a_livekit_token_signed_with_the_wrong_secret_fails_the_websocket_and_stays_secret() {
+    let server = livekit().await;
+    let plan = plan(&server, WRONG);
+    let run = run_probe(&plan, "local", Trigger::Manual, &Clock::system()).await;
+    assert_eq!(run.failed_step.as_deref(), Some("join"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::WsHandshake));
+    let error = step(&run, "join").error.clone().unwrap();
+    // The server's own words, and its echo of the token scrubbed.
+    assert!(
+        error.starts_with("HTTP 401: invalid token: signature verification failed"),
+        "{error}"
+    );
+    assert!(error.contains("[redacted]"), "{error}");
+    let tokens = seen(&server).await;
+    assert_eq!(tokens.len(), 2);
+    let page = support::confirmed_page(&plan, &run);
+    let texts = [("run", format!("{run:?}")), ("page", page)];
+    let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    secrets.push(WRONG);
+    let leaks = leaks_in(&texts, &secrets);
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+/// A running service, its probe failing every second on the refused token: its status, page,
+/// metrics, debug log and the pages it sent hold no shape of the secret nor of any token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_service_shows_no_livekit_token_nor_its_secret() {
+    let server = livekit().await;
+    let (receiver, hook) = Receiver::start(200).await;
+    let text = std::fs::read_to_string(support::example_path("livekit.toml")).unwrap();
+    let text = text.replacen(
+        "timeout = \"10s\"",
+        "schedule = \"* * * * * *\"\ntimeout = \"900ms\"",
+        1,
+    );
+    let cfg = TempConfig::new(
+        &format!(
+            "[alerting]\nconfirm_delay = \"200ms\"\nfailure_threshold = 1\n\
+             [[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook}/hook\"\nretry_base = \"50ms\"\n"
+        ),
+        &[("livekit.toml", &text)],
+    );
+    let env = env(&server, WRONG);
+    let running = tokio::task::block_in_place(|| {
+        Running::start_with(
+            &cfg.path,
+            &["--log.level", "debug"],
+            &support::env_pairs(&env),
+        )
+    });
+    let base = running.base();
+    let pages = pages_naming(&receiver, &["livekit".to_string()]).await;
+    let status = support::poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || {
+            support::when(support::status(&base).await.to_string(), |s| {
+                s.contains("signature verification failed")
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|last| last);
+    assert!(
+        status.contains("signature verification failed") && status.contains("[redacted]"),
+        "the refusal, its echo scrubbed, is in the status: {status}"
+    );
+    let texts = service_texts(running, pages).await;
+    let tokens = seen(&server).await;
+    assert!(!tokens.is_empty());
+    let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    secrets.push(WRONG);
+    let leaks = leaks_in(&texts, &secrets);
+    assert!(leaks.is_empty(), "{}\n\n{}", leaks.join("\n"), texts[3].1);
+}
+
+/// The token table jitsi-meet.toml shows in a comment, uncommented into the example with the
+/// URL reading it, loads and mints a token with Jitsi's claims.
+#[test]
+fn the_jitsi_examples_token_table_loads() {
+    let text = std::fs::read_to_string(support::example_path("jitsi-meet.toml")).unwrap();
+    let table: String = text
+        .lines()
+        .skip_while(|l| *l != "# [tokens.jitsi_token]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert!(table.contains("kind = \"jwt\""), "{table}");
+    let url = "/xmpp-websocket}?room={{room|url}}";
+    assert!(text.contains(url));
+    let text = format!(
+        "{}\n{table}",
+        text.replacen(url, &format!("{url}&token={{{{jitsi_token}}}}"), 1)
+    );
+    let plan = support::probe_from(
+        &text,
+        &[
+            ("JITSI_APP_SECRET", "jitsi-app-secret-42"),
+            ("JITSI_APP_ID", "canary-app"),
+        ],
+    );
+    assert_eq!(plan.tokens.len(), 1);
+    assert!(plan.steps[0].uses.contains(&"jitsi_token".to_string()));
+}
+
+/// A BigBlueButton-style checksum in a query parameter no name marks as a credential
+/// (`checksum=`), echoed by a server in its refusal: scrubbed because it was minted, and the
+/// shared secret in its input never shows.
+#[tokio::test]
+async fn a_checksum_a_server_echoes_is_scrubbed() {
+    const BBB_SECRET: &str = "bbb-shared-secret-7y2k";
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = asked.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(uri.to_string());
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("checksumError: {}", uri.query().unwrap_or_default()),
+            )
+        }
+    });
+    let addr = support::serve_router(app).await;
+    let plan = support::probe_from(
+        &format!(
+            "[variables]\ncreate = \"name=canary&meetingID=canary-{{{{uuid}}}}\"\n\
+             [tokens.checksum]\nkind = \"digest\"\nalgorithm = \"sha256\"\ninput = \"create{{{{create}}}}${{BBB_SECRET}}\"\n\
+             [[steps]]\nname = \"create\"\nkind = \"http\"\n\
+             url = \"http://{addr}/bigbluebutton/api/create?{{{{create}}}}&checksum={{{{checksum}}}}\"\n"
+        ),
+        &[("BBB_SECRET", BBB_SECRET)],
+    );
+    let run = run_probe(&plan, "local", Trigger::Manual, &Clock::system()).await;
+    assert_eq!(run.reason, Some(FailureReason::HttpStatus), "{run:#?}");
+    let error = run.error.clone().unwrap();
+    let uri = asked.lock().unwrap()[0].clone();
+    let checksum = uri.rsplit("checksum=").next().unwrap().to_string();
+    assert_eq!(checksum.len(), 64, "{uri}");
+    assert!(
+        error.contains("checksumError: name=canary") && error.contains("checksum=[redacted]"),
+        "{error}"
+    );
+    let page = support::confirmed_page(&plan, &run);
+    let leaks = leaks_in(
+        &[("error", error), ("page", page)],
+        &[&checksum, BBB_SECRET],
+    );
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
