@@ -120,6 +120,23 @@ async fn an_alertmanager_pager_reaches_alertmanager_over_mutual_tls_with_a_priva
     // past the request: `notify`'s unit test checks the hint for each wording.)
     assert_eq!(code, Some(1), "no client certificate: {out}");
     assert!(out.contains("am: FAILED: "), "{out}");
+
+    // A self-hosted dead man's switch behind the same TLS: an `http` heartbeat takes the same
+    // `tls_config` (Alertmanager's `/-/healthy` stands in for the ping URL).
+    let heartbeat = |tls: &str| {
+        let hb = format!(
+            "[[heartbeat]]\nname = \"hb\"\ntype = \"http\"\nurl = \"{url}/-/healthy\"\ninterval = \"1m\"\n{tls}"
+        );
+        let cfg = TempConfig::new(&hb, &[("p.toml", probe)]);
+        for f in ["ca.pem", "client.pem", "client-key.pem"] {
+            std::fs::copy(pki.path().join(f), cfg.dir.path().join(f)).unwrap();
+        }
+        let plan = cfg.load(&[]).unwrap();
+        joincanary::heartbeat::http_pinger(&plan.heartbeats[0]).unwrap()
+    };
+    assert_eq!(heartbeat(full).as_ref()().await, Ok(()));
+    let err = heartbeat("").as_ref()().await.unwrap_err();
+    assert!(err.contains("UnknownIssuer"), "{err}");
 }
 
 #[test]
