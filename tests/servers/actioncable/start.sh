@@ -11,4 +11,4 @@ require puma puma ruby-actioncable ruby-redis
 require curl curl
 REDIS_URL=$redis puma --bind "tcp://127.0.0.1:$port" --threads 1:4 --environment production --quiet "$here/config.ru" &
 pid=$!
-serve "$pid" "ready actioncable http://127.0.0.1:$port" 15 curl -sf --max-time 1 "http://127.0.0.1:$port/healthz"
+serve "$pid" "ready actioncable http://127.0.0.1:$port" 60 curl -sf --max-time 1 "http://127.0.0.1:$port/healthz"

@@ -11,4 +11,4 @@ turnutils_peer -L 127.0.0.1 -p "$port" &
 pid=$!
 # Bound when /proc/net/udp lists 127.0.0.1:PORT (0100007F:hex).
 bound() { grep -qi "0100007F:$(printf '%04X' "$port") " /proc/net/udp; }
-serve "$pid" "ready turn-peer 127.0.0.1:$port" 5 bound
+serve "$pid" "ready turn-peer 127.0.0.1:$port" 20 bound

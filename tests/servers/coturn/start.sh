@@ -23,4 +23,4 @@ turnserver -n --listening-ip 127.0.0.1 --listening-port "$port" --tls-listening-
   --log-file stdout --simple-log --no-software-attribute "$@" &
 pid=$!
 binding() { timeout 1 turnutils_stunclient -p "$port" 127.0.0.1; }
-serve "$pid" "ready coturn 127.0.0.1:$port" 10 binding
+serve "$pid" "ready coturn 127.0.0.1:$port" 30 binding

@@ -78,4 +78,4 @@ trap 'rc=$?
   elif [ "$rc" != 0 ]; then
     grep -A8 "\[critical\]" "$dir/logs/console.log" >&2 || true
   fi' EXIT
-serve "$pid" "ready ejabberd ws://127.0.0.1:$http/xmpp-websocket" 30 answers "http://127.0.0.1:$http/xmpp-websocket"
+serve "$pid" "ready ejabberd ws://127.0.0.1:$http/xmpp-websocket" 100 answers "http://127.0.0.1:$http/xmpp-websocket"

@@ -98,4 +98,4 @@ pid=$!
 ready() {
   answers "http://127.0.0.1:$port/" && { [ -z "$http" ] || answers "http://127.0.0.1:$http/janus/info"; }
 }
-serve "$pid" "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/" 10 ready
+serve "$pid" "ready janus ws://127.0.0.1:$port/ admin=ws://127.0.0.1:$admin/" 30 ready

@@ -12,4 +12,4 @@ nats-server --addr 127.0.0.1 --port "$port" &
 pid=$!
 # The client port speaks first (INFO {...}): any byte back means it listens.
 listens() { (exec 3<>"/dev/tcp/127.0.0.1/$port" && read -r -t 1 -u 3 greeting && [[ $greeting == INFO* ]]); }
-serve "$pid" "ready nats nats://127.0.0.1:$port" 10 listens
+serve "$pid" "ready nats nats://127.0.0.1:$port" 30 listens

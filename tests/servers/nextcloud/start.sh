@@ -57,4 +57,4 @@ chmod 600 "$dir/server.conf"
 nextcloud-spreed-signaling-server --config "$dir/server.conf" &
 pid=$!
 welcome() { curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$port/api/v1/welcome"; }
-serve "$pid" "ready spreed ws://127.0.0.1:$port/spreed" 10 welcome
+serve "$pid" "ready spreed ws://127.0.0.1:$port/spreed" 30 welcome

@@ -71,4 +71,4 @@ Component "focus.meet.jitsi" "canary_focus"
 CFG
 prosody --config "$dir/prosody.cfg.lua" -F &
 pid=$!
-serve "$pid" "ready prosody ws://127.0.0.1:$http/xmpp-websocket c2s=$c2s" 10 answers "http://127.0.0.1:$http/xmpp-websocket"
+serve "$pid" "ready prosody ws://127.0.0.1:$http/xmpp-websocket c2s=$c2s" 30 answers "http://127.0.0.1:$http/xmpp-websocket"

@@ -16,4 +16,4 @@ redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly
   --enable-debug-command local "$@" &
 pid=$!
 pong() { [ "$(redis-cli -h 127.0.0.1 -p "$port" ping)" = PONG ]; }
-serve "$pid" "ready redis 127.0.0.1:$port" 5 pong
+serve "$pid" "ready redis 127.0.0.1:$port" 20 pong
