@@ -1,8 +1,9 @@
 //! `[tokens]` against a verifier that is not ours: the LiveKit example's access token, minted
 //! per run, checked by livekit-server-sdk's own `TokenVerifier` (tests/servers/livekit/); the
 //! same signed with the wrong secret is refused at the websocket, and neither the secret nor a
-//! token shows in the run, the page, the status or the debug log of a running service, though
-//! the server echoes the token. And the Jitsi example's commented token table loads.
+//! token shows in the run, the page, the status or the trace log of a running service, though
+//! the server echoes the token. A real Janus takes a signed token minted by an `hmac` table, and
+//! the Jitsi example's commented token table loads.
 
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ async fn a_livekit_token_signed_with_the_wrong_secret_fails_the_websocket_and_st
 }
 
 /// A running service, its probe failing every second on the refused token: its status, page,
-/// metrics, debug log and the pages it sent hold no shape of the secret nor of any token.
+/// metrics, trace log and the pages it sent hold no shape of the secret nor of any token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_service_shows_no_livekit_token_nor_its_secret() {
     let server = livekit().await;
@@ -114,7 +115,7 @@ async fn a_running_service_shows_no_livekit_token_nor_its_secret() {
     let running = tokio::task::block_in_place(|| {
         Running::start_with(
             &cfg.path,
-            &["--log.level", "debug"],
+            &["--log.level", "trace"],
             &support::env_pairs(&env),
         )
     });
