@@ -47,6 +47,9 @@ pub struct RawHttp {
     pub url: Option<S<String>>,
     /// `GET` (default) or `POST`.
     pub method: Option<S<String>>,
+    /// A private CA, a client certificate, the name to check ([`crate::tls_client`]), as on
+    /// an HTTP pager: for a self-hosted dead man's switch.
+    pub tls_config: Option<S<crate::tls_client::RawTlsConfig>>,
 }
 
 /// `type = "opsgenie"`: Opsgenie's heartbeat ping API.
@@ -99,8 +102,13 @@ pub struct HeartbeatPlan {
 /// Where a ping goes.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// Any URL that counts requests (the URL usually holds the check's token).
-    Http { url: Secret, post: bool },
+    /// Any URL that counts requests (the URL usually holds the check's token); `tls`: its
+    /// `tls_config`.
+    Http {
+        url: Secret,
+        post: bool,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    },
     /// `GET {base}/v2/heartbeats/{heartbeat}/ping` with `Authorization: GenieKey {api_key}`.
     Opsgenie {
         base: String,
@@ -121,7 +129,7 @@ impl Target {
     /// Method, URL and headers of one ping.
     fn request(&self) -> (reqwest::Method, String, Option<String>) {
         match self {
-            Target::Http { url, post } => (
+            Target::Http { url, post, .. } => (
                 if *post {
                     reqwest::Method::POST
                 } else {
@@ -263,9 +271,15 @@ impl RawHttp {
                 None => None,
             },
         };
-        url.zip(post).map(|(url, post)| Target::Http {
+        let tls = match &r.tls_config {
+            None => Some(None),
+            Some(t) => crate::tls_client::parse(ctx, t, &e.key("tls_config")).map(Some),
+        };
+        let (url, post, tls) = (url?, post?, tls?);
+        Some(Target::Http {
             url: Secret::new(url),
             post,
+            tls,
         })
     }
 }
@@ -414,8 +428,13 @@ pub type Pinger = Arc<dyn Fn() -> PingFuture + Send + Sync>;
 /// # Errors
 /// The HTTP client cannot be built (TLS set-up).
 pub fn http_pinger(plan: &HeartbeatPlan) -> Result<Pinger, String> {
-    let client = reqwest::Client::builder()
-        .tls_backend_rustls()
+    let builder = match &plan.target {
+        Target::Http { tls: Some(t), .. } => {
+            reqwest::Client::builder().tls_backend_preconfigured(rustls::ClientConfig::clone(t))
+        }
+        _ => reqwest::Client::builder().tls_backend_rustls(),
+    };
+    let client = builder
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("joincanary/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -505,6 +524,7 @@ mod tests {
             target: Target::Http {
                 url: Secret::new("http://127.0.0.1:9/ping/token"),
                 post: false,
+                tls: None,
             },
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(5),

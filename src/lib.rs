@@ -55,4 +55,5 @@ pub mod status;
 pub mod store;
 pub mod supervise;
 pub mod template;
+pub mod tls_client;
 pub mod web;

@@ -143,14 +143,7 @@ pub(crate) fn system_tls_config() -> Arc<rustls::ClientConfig> {
 pub fn tls_client_config(
     extra: Vec<rustls::pki_types::CertificateDer<'static>>,
 ) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs()
-        .certs
-        .into_iter()
-        .chain(extra)
-    {
-        let _ = roots.add(cert);
-    }
+    let roots = root_store(extra);
     if roots.is_empty() {
         tracing::warn!("no CA certificates found: https and wss probes will fail with reason tls");
     }
@@ -159,6 +152,22 @@ pub fn tls_client_config(
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+/// The system's root certificates plus `extra` (a probe's `ca_file`, a pager's
+/// `tls_config.ca_file`); a certificate the store refuses is left out.
+pub(crate) fn root_store(
+    extra: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs()
+        .certs
+        .into_iter()
+        .chain(extra)
+    {
+        let _ = roots.add(cert);
+    }
+    roots
 }
 
 /// The chain of an error's sources as one line (reqwest and hyper hide the useful part there).

@@ -468,7 +468,7 @@ fn every_kind_of_error_has_file_line_column_and_key() {
             service(
                 "[[heartbeat]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1m\"\n",
             ),
-            "joincanary.toml:9:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `interval`, `timeout`",
+            "joincanary.toml:9:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `tls_config`, `interval`, `timeout`",
         ),
         (
             service("[[pager]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n"),
@@ -560,8 +560,8 @@ fn a_pager_key_its_kind_does_not_take_lists_the_keys_it_does() {
         errs,
         [
             "joincanary.toml:8:7: pager[0].url: is not an http:// or https:// URL",
-            "joincanary.toml:9:10: pager[0].colour: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
-            "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`",
+            "joincanary.toml:9:10: pager[0].colour: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`, `tls_config`",
+            "joincanary.toml:10:15: pager[0].routing_key: does not apply to a `slack` pager, expected one of `name`, `type`, `url`, `timeout`, `retry_base`, `retry_max_age`, `tls_config`",
             "joincanary.toml:11:1: pager[1].type: missing field `type`",
         ]
     );
@@ -584,8 +584,8 @@ fn a_heartbeat_key_its_type_does_not_take_lists_the_keys_it_does() {
         errs,
         [
             "joincanary.toml:8:7: heartbeat[0].url: is not an http:// or https:// URL",
-            "joincanary.toml:9:11: heartbeat[0].api_key: does not apply to an `http` heartbeat, expected one of `name`, `type`, `url`, `method`, `interval`, `timeout`",
-            "joincanary.toml:10:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `interval`, `timeout`",
+            "joincanary.toml:9:11: heartbeat[0].api_key: does not apply to an `http` heartbeat, expected one of `name`, `type`, `url`, `method`, `tls_config`, `interval`, `timeout`",
+            "joincanary.toml:10:1: heartbeat[0].every: unknown field `every`, expected one of `name`, `type`, `url`, `method`, `tls_config`, `interval`, `timeout`",
             "joincanary.toml:15:10: heartbeat[1].method: does not apply to an `opsgenie` heartbeat, expected one of `name`, `type`, `url`, `api_key`, `region`, `heartbeat`, `interval`, `timeout`",
             "joincanary.toml:16:10: heartbeat[1].region: must be `us` or `eu`",
             "joincanary.toml:17:1: heartbeat[2].name: missing field `name`",

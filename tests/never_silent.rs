@@ -610,7 +610,7 @@ fn alertmanager_hold_is_checked_with_its_line() {
         load_errors(&cfg),
         [
             "joincanary.toml:10:8: pager[0].hold: must be longer than resend_interval, or a firing alert would lapse between posts",
-            "joincanary.toml:15:8: pager[1].hold: does not apply to a `pagerduty` pager, expected one of `name`, `type`, `url`, `routing_key`, `timeout`, `retry_base`, `retry_max_age`",
+            "joincanary.toml:15:8: pager[1].hold: does not apply to a `pagerduty` pager, expected one of `name`, `type`, `url`, `routing_key`, `timeout`, `retry_base`, `retry_max_age`, `tls_config`",
         ]
     );
     // The default holds a firing alert an hour, or 4 resends if that is longer.

@@ -33,6 +33,7 @@ mod never_silent;
 mod nextcloud;
 mod on_call;
 mod operator;
+mod pager_tls;
 mod pages;
 mod platforms;
 mod proptest_config;

@@ -113,8 +113,26 @@ fn redacted_body(body: &serde_json::Value) -> serde_json::Value {
 /// The process-wide client for pagers: rustls, no redirects (a redirect would carry a secret
 /// header to another host), no connection reuse surprises across pagers.
 pub fn http_client() -> Result<reqwest::Client, DeliveryError> {
-    reqwest::Client::builder()
-        .tls_backend_rustls()
+    build_client(reqwest::Client::builder().tls_backend_rustls())
+}
+
+/// The client for one pager: the shared one, or its own when it has a `tls_config`
+/// ([`crate::tls_client`]), with the same settings otherwise.
+pub fn client_for(
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    shared: &Result<reqwest::Client, DeliveryError>,
+) -> Result<reqwest::Client, DeliveryError> {
+    match tls {
+        None => shared.clone(),
+        Some(config) => build_client(
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(rustls::ClientConfig::clone(config)),
+        ),
+    }
+}
+
+fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, DeliveryError> {
+    builder
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("joincanary/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -273,7 +291,7 @@ fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
         } else {
             causes.join(": ")
         };
-        return DeliveryError::Retryable(format!("cannot connect to {to}: {cause}"));
+        return DeliveryError::Retryable(tls_hint(format!("cannot connect to {to}: {cause}")));
     }
     if e.is_timeout() {
         return DeliveryError::Retryable(format!(
@@ -284,7 +302,22 @@ fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
     if e.is_builder() {
         return DeliveryError::Permanent(format!("cannot build the request: {}", error_chain(&e)));
     }
-    DeliveryError::Retryable(error_chain(&e))
+    DeliveryError::Retryable(tls_hint(error_chain(&e)))
+}
+
+/// A failed TLS handshake with the key of `tls_config` that would mend it, as the operator
+/// reading the pager's error needs it (rustls names the cause in its own words).
+fn tls_hint(message: String) -> String {
+    let hint = if message.contains("UnknownIssuer") {
+        "a private CA goes in the pager's `tls_config.ca_file`"
+    } else if message.contains("not valid for name") {
+        "the name the certificate carries goes in the pager's `tls_config.server_name`"
+    } else if message.contains("BadCertificate") || message.contains("CertificateRequired") {
+        "the server refused the client certificate or wants one: `tls_config.cert_file` and `key_file`"
+    } else {
+        return message;
+    };
+    format!("{message} ({hint})")
 }
 
 /// Builds a request with a provider's pure builder for each notification.
@@ -341,5 +374,25 @@ mod tests {
         for moved in [301, 308] {
             assert!(!classify_status(moved, String::new()).is_retryable());
         }
+    }
+
+    #[test]
+    fn a_failed_handshake_names_the_tls_config_key_that_mends_it() {
+        let hint = |m: &str| tls_hint(m.to_string());
+        assert!(
+            hint("invalid peer certificate: UnknownIssuer")
+                .ends_with("(a private CA goes in the pager's `tls_config.ca_file`)")
+        );
+        assert!(hint("certificate not valid for name \"10.0.0.7\"; certificate is only valid for DnsName(\"am\")").ends_with("goes in the pager's `tls_config.server_name`)"));
+        for refused in [
+            "received fatal alert: BadCertificate",
+            "received fatal alert: CertificateRequired",
+        ] {
+            assert!(
+                hint(refused).ends_with("`tls_config.cert_file` and `key_file`)"),
+                "{refused}"
+            );
+        }
+        assert_eq!(hint("connection refused"), "connection refused");
     }
 }

@@ -31,6 +31,8 @@ pub struct PagerPlan {
     /// Every secret value of this pager (and everything it took from the environment): scrubbed
     /// from every error message a delivery produces.
     pub redactor: crate::redact::Redactor,
+    /// `tls_config`: its own TLS settings; `None`, the shared client's (the system's roots).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for PagerPlan {
@@ -196,8 +198,22 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
         {
             retry.max_age = d;
         }
+        let tls = match &common.tls_config {
+            None => Some(None),
+            Some(t) if e.kind == "email" => {
+                ctx.error(
+                    Some(t.span()),
+                    e.key("tls_config"),
+                    "does not apply to an `email` pager (its `tls` key says how it connects; \
+                     it trusts the system's CAs)",
+                );
+                None
+            }
+            Some(t) => crate::tls_client::parse(ctx, t, &e.key("tls_config")).map(Some),
+        };
         let Some(kind) = kind else { continue };
         let Some(timeout) = timeout else { continue };
+        let Some(tls) = tls else { continue };
         // Secrets written literally (not via `${ENV}`) must not leak either.
         let mut redactor =
             crate::redact::Redactor::new(ctx.env_values[env_before..].iter().cloned());
@@ -210,6 +226,7 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
             timeout,
             retry,
             redactor,
+            tls,
         });
     }
     out

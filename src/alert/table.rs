@@ -28,10 +28,13 @@ pub struct Common {
     /// Give up on a notification this long after it was queued (default 1h).
     #[serde(default, deserialize_with = "crate::diag::duration")]
     pub retry_max_age: Option<S<String>>,
+    /// How its HTTPS requests trust and present certificates (a private CA, a client
+    /// certificate, the name to check): [`crate::tls_client`].
+    pub tls_config: Option<S<crate::tls_client::RawTlsConfig>>,
 }
 
 /// Declares a pager kind's table: `name` and `type`, the kind's own keys, then `timeout`,
-/// `retry_base` and `retry_max_age`, unknown keys rejected. The shared keys are read by
+/// `retry_base`, `retry_max_age` and `tls_config`, unknown keys rejected. The shared keys are read by
 /// [`Common`]; here they are only accepted (and listed when a key is not).
 macro_rules! pager_table {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: $ty:ty,)* }) => {
@@ -50,6 +53,8 @@ macro_rules! pager_table {
             _retry_base: Option<serde::de::IgnoredAny>,
             #[serde(rename = "retry_max_age")]
             _retry_max_age: Option<serde::de::IgnoredAny>,
+            #[serde(rename = "tls_config")]
+            _tls_config: Option<serde::de::IgnoredAny>,
         }
     };
 }

@@ -22,7 +22,7 @@ pub async fn test_page(
     let client = notify::http_client();
     let id = uuid::Uuid::new_v4();
     let runs = pagers.iter().map(|plan| {
-        let client = client.clone();
+        let client = notify::client_for(plan.tls.as_ref(), &client);
         async move {
             let result = async {
                 let client = client?;

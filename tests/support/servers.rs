@@ -15,7 +15,7 @@ mod prosody;
 mod redis;
 
 pub use actioncable::start_actioncable;
-pub use alertmanager::{Alertmanager, start_alertmanager};
+pub use alertmanager::{Alertmanager, start_alertmanager, start_alertmanager_tls};
 pub use ejabberd::{EJABBERD_NO_ROOMS, start_ejabberd};
 pub use janus::{
     Janus, start_janus, start_janus_media, start_janus_media_full_trickle, start_janus_media_http,

@@ -118,6 +118,7 @@ impl Dispatcher {
         let tasks = pagers
             .into_iter()
             .map(|plan| {
+                let client = notify::client_for(plan.tls.as_ref(), &client);
                 let make_notifier = {
                     let (plan, client) = (plan.clone(), client.clone());
                     let (delivery, clock) = (shared.metrics.delivery.clone(), shared.clock);

@@ -19,6 +19,16 @@ pub struct Alertmanager {
 
 /// Starts Alertmanager with `config` (YAML) and waits (bounded) until `/-/ready` answers 200.
 pub async fn start_alertmanager(config: &str) -> Result<Alertmanager> {
+    start_alertmanager_with(config, None).await
+}
+
+/// [`start_alertmanager`] serving HTTPS as `web` (exporter-toolkit's web config YAML, its paths
+/// absolute) says; ready once its port accepts (a plain `/-/ready` cannot ask it).
+pub async fn start_alertmanager_tls(config: &str, web: &str) -> Result<Alertmanager> {
+    start_alertmanager_with(config, Some(web)).await
+}
+
+async fn start_alertmanager_with(config: &str, web: Option<&str>) -> Result<Alertmanager> {
     require_program(
         "alertmanager",
         "prometheus-alertmanager",
@@ -29,7 +39,7 @@ pub async fn start_alertmanager(config: &str) -> Result<Alertmanager> {
         let file = dir.path().join("alertmanager.yml");
         std::fs::write(&file, config)
             .map_err(|e| ServerError(format!("alertmanager: writing its config: {e}")))?;
-        let args = [
+        let mut args = vec![
             format!("--config.file={}", file.display()),
             format!("--storage.path={}", dir.path().join("data").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
@@ -37,6 +47,12 @@ pub async fn start_alertmanager(config: &str) -> Result<Alertmanager> {
             "--cluster.listen-address=".to_string(),
             "--log.level=warn".to_string(),
         ];
+        if let Some(web) = web {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, web)
+                .map_err(|e| ServerError(format!("alertmanager: writing its web config: {e}")))?;
+            args.push(format!("--web.config.file={}", path.display()));
+        }
         let (mut process, _) = Process::launch(
             "alertmanager",
             "prometheus-alertmanager",
@@ -49,8 +65,14 @@ pub async fn start_alertmanager(config: &str) -> Result<Alertmanager> {
         let ready = format!("http://127.0.0.1:{port}/-/ready");
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            let answer = timeout(Duration::from_secs(2), client.get(&ready).send()).await;
-            if matches!(&answer, Ok(Ok(r)) if r.status().is_success()) {
+            let up = if web.is_some() {
+                let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+                matches!(timeout(Duration::from_secs(2), connect).await, Ok(Ok(_)))
+            } else {
+                let answer = timeout(Duration::from_secs(2), client.get(&ready).send()).await;
+                matches!(&answer, Ok(Ok(r)) if r.status().is_success())
+            };
+            if up {
                 return Ok(Alertmanager {
                     process,
                     port,
@@ -80,6 +102,10 @@ impl Alertmanager {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn process(&self) -> &Process {

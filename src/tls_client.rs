@@ -1,0 +1,243 @@
+//! `tls_config = { ca_file, cert_file, key_file, server_name }` on an HTTP pager: how the
+//! prober's own requests (not a probe's) trust and present certificates, as Prometheus'
+//! `tls_config` does for its Alertmanagers. An Alertmanager or webhook inside the cluster is
+//! often served with a private CA, asks for a client certificate
+//! (`client_auth_type: RequireAndVerifyClientCert`), or is reached by an address its
+//! certificate does not name. A leaf: the parser and the `rustls` config it builds.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::Deserialize;
+
+use crate::diag::{Ctx, S};
+
+/// The table as written. Paths are relative to the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsConfig {
+    /// CAs (PEM) trusted beside the system's roots.
+    pub ca_file: Option<S<String>>,
+    /// A client certificate chain (PEM) offered when the server asks; with `key_file`.
+    pub cert_file: Option<S<String>>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<S<String>>,
+    /// The name the server's certificate must carry, when it is not the URL's host (an
+    /// Alertmanager reached by its pod address, a certificate for the service name).
+    pub server_name: Option<S<String>>,
+}
+
+/// Validates `raw` (under the dotted key `key`, e.g. `pager[0].tls_config`) and builds the
+/// client config, every problem reported to `ctx` with its place.
+pub fn parse(
+    ctx: &mut Ctx<'_>,
+    raw: &S<RawTlsConfig>,
+    key: &str,
+) -> Option<Arc<rustls::ClientConfig>> {
+    let base = ctx
+        .file
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let t = raw.get_ref();
+    let mut ok = true;
+    let mut pem = |ctx: &mut Ctx<'_>, value: &Option<S<String>>, name: &str| {
+        let value = value.as_ref()?;
+        let k = format!("{key}.{name}");
+        let rel = ctx.env_str(value, &k)?;
+        let path = base.join(&rel);
+        match crate::diag::file::read_bytes(&path) {
+            Ok(bytes) => Some((bytes, path, value.span(), k)),
+            Err(e) => {
+                ctx.error(
+                    Some(value.span()),
+                    k,
+                    format_args!("cannot read `{}`: {e}", path.display()),
+                );
+                ok = false;
+                None
+            }
+        }
+    };
+    let ca = pem(ctx, &t.ca_file, "ca_file");
+    let identity = match (&t.cert_file, &t.key_file) {
+        (Some(_), Some(_)) => Some((
+            pem(ctx, &t.cert_file, "cert_file"),
+            pem(ctx, &t.key_file, "key_file"),
+        )),
+        (Some(v), None) | (None, Some(v)) => {
+            let name = if t.cert_file.is_some() {
+                "cert_file"
+            } else {
+                "key_file"
+            };
+            ctx.error(
+                Some(v.span()),
+                format!("{key}.{name}"),
+                "`cert_file` and `key_file` go together (a client certificate and its key)",
+            );
+            ok = false;
+            None
+        }
+        (None, None) => None,
+    };
+    let roots = match ca {
+        Some(file) => certificates(ctx, file, &mut ok),
+        None => Vec::new(),
+    };
+    let identity = match identity {
+        Some((Some(cert), Some((key_bytes, key_path, key_span, kk)))) => {
+            let chain = certificates(ctx, cert, &mut ok);
+            // The key's bytes are never quoted: only where it is and what it lacks.
+            match PrivateKeyDer::from_pem_slice(&key_bytes) {
+                Ok(pk) => Some((chain, pk)),
+                Err(_) => {
+                    ctx.error(
+                        Some(key_span),
+                        kk,
+                        format_args!(
+                            "`{}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                            key_path.display()
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+        // Unreadable (said) or not written.
+        _ => None,
+    };
+    let server_name = match &t.server_name {
+        None => None,
+        Some(v) => {
+            let k = format!("{key}.server_name");
+            let name = ctx.env_str(v, &k)?;
+            match ServerName::try_from(name.clone()) {
+                Ok(n) => Some(n.to_owned()),
+                Err(_) => {
+                    ctx.error(
+                        Some(v.span()),
+                        k,
+                        format_args!("`{name}` is not a DNS name or an IP address"),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
+    if !ok {
+        return None;
+    }
+    match client_config(roots, identity, server_name) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            ctx.error(Some(raw.span()), key, e);
+            None
+        }
+    }
+}
+
+/// A file read for a key: its bytes, its path, where the key is written, the dotted key.
+type ReadFile = (Vec<u8>, std::path::PathBuf, std::ops::Range<usize>, String);
+
+/// The PEM certificates in `file`; none is an error at its key (and `ok` turns false).
+fn certificates(
+    ctx: &mut Ctx<'_>,
+    (bytes, path, span, key): ReadFile,
+    ok: &mut bool,
+) -> Vec<CertificateDer<'static>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        ctx.error(
+            Some(span),
+            key,
+            format_args!("`{}` holds no PEM certificate", path.display()),
+        );
+        *ok = false;
+    }
+    certs
+}
+
+/// The system's roots plus `extra`, the client certificate if any, and the server's name
+/// checked as `server_name` when set. No ALPN: the prober's own clients speak HTTP/1.1 (or
+/// SMTP), which needs none.
+pub fn client_config(
+    extra: Vec<CertificateDer<'static>>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    server_name: Option<ServerName<'static>>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = crate::net::root_store(extra);
+    let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| format!("no trusted CA to verify servers with: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match server_name {
+        Some(name) => Arc::new(NamedVerifier {
+            inner: webpki,
+            name,
+        }),
+        None => webpki,
+    };
+    let builder = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate and key do not go together: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// Verifies the server's certificate fully (chain, validity, signatures) but for `name`
+/// instead of the host the connection was made to.
+#[derive(Debug)]
+struct NamedVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NamedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
