@@ -7,6 +7,7 @@ use std::time::Duration;
 use joincanary::flow::ProbePlan;
 use joincanary::report::{FailureReason, Phase};
 
+use crate::support::on_time::on_time;
 use crate::support::servers::{self, PauseMode, SocketIoOptions};
 use crate::support::{
     self, confirmed_page as page, cut_step, example, example_path, passed, set_variable, step,
@@ -157,18 +158,19 @@ async fn redis_paused_fails_the_join_with_no_match_while_login_and_handshake_pas
     let mut plan = stack.plan("socketio-redis.toml");
     cut_step(&mut plan.steps, "b-joined", Duration::from_millis(800));
     // Writes wait behind the pause (the presence write of `join`); reads and connects do not.
+    // Long enough for a run again when the prober was late (restored at once after).
     redis
-        .pause(10_000, PauseMode::Write)
+        .pause(30_000, PauseMode::Write)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let run = crate::support::run_once(&plan).await;
+    let run = on_time(|| crate::support::run_once(&plan)).await;
     redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
     passed(
         &run,
         &["login-a", "login-b", "websocket-a", "websocket-b", "b-join"],
     );
     assert_eq!(run.failed_step.as_deref(), Some("b-joined"), "{run:#?}");
-    assert_eq!(run.reason, Some(FailureReason::NoMatch));
+    assert_eq!(run.reason, Some(FailureReason::NoMatch), "{run:#?}");
 }
 
 #[tokio::test]
@@ -183,7 +185,7 @@ async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_particip
     // The adapter's Redis stops answering; presence (the main Redis) is fine.
     pubsub.freeze().unwrap_or_else(|e| panic!("{e}"));
     let one_run = crate::support::run_once(&one).await;
-    let two_run = crate::support::run_once(&two).await;
+    let two_run = on_time(|| crate::support::run_once(&two)).await;
     pubsub.thaw().unwrap_or_else(|e| panic!("{e}"));
 
     assert!(
@@ -196,7 +198,7 @@ async fn a_pubsub_stall_fails_the_two_participant_probe_and_not_the_one_particip
         Some("signalling"),
         "{two_run:#?}"
     );
-    assert_eq!(two_run.reason, Some(FailureReason::NoMatch));
+    assert_eq!(two_run.reason, Some(FailureReason::NoMatch), "{two_run:#?}");
     passed(&two_run, &["b-joined", "a-joined", "a-signals"]);
 }
 

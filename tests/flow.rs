@@ -82,7 +82,9 @@ async fn ws_reject_fault_fails_the_websocket_step() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock (the sim is in this runtime): the step's 1.5 s is its own, and no timer
+/// is late (which makes the run the prober's own failure, `local`).
+#[tokio::test(start_paused = true)]
 async fn signalling_drop_fails_signalling_with_no_match() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"signalling_drop": true})).await;
@@ -99,7 +101,8 @@ async fn signalling_drop_fails_signalling_with_no_match() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
+/// On the paused clock: the sim's 400 ms and the step's 200 ms are the same clock.
+#[tokio::test(start_paused = true)]
 async fn signalling_delay_shows_in_the_round_trip_and_fails_past_the_timeout() {
     let sim = start_sim().await;
     set_faults(&sim, json!({"signalling_delay_ms": 400})).await;

@@ -7,7 +7,7 @@ use joincanary::report::{FailureReason, ProbeRun};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::hostile::{http_server, listener, ws_server};
+use crate::support::hostile::{http_server, listener, refusing_port, ws_server};
 use crate::support::{self, probe_from};
 
 /// Accepts up to 8 connections and never says a word.
@@ -192,9 +192,8 @@ async fn chunked_body_over_the_cap_is_too_large_without_content_length() {
 
 #[tokio::test]
 async fn refused_port_is_connect() {
-    let (l, addr) = listener().await;
-    drop(l);
-    let run = run(&login_probe(&addr, "")).await;
+    let (_held, port) = refusing_port();
+    let run = run(&login_probe(&format!("127.0.0.1:{port}"), "")).await;
     assert_eq!(run.reason, Some(FailureReason::Connect), "{run:#?}");
 }
 
@@ -365,11 +364,7 @@ async fn a_pager_error_body_of_400_mb_is_read_only_a_few_kib() {
 /// Slack webhook's path is its secret).
 #[tokio::test]
 async fn an_unreachable_pager_says_where_it_could_not_connect() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_held, port) = refusing_port();
     let error = test_page_error(&format!(
         "[[pager]]\nname = \"slack\"\ntype = \"slack\"\nurl = \"http://127.0.0.1:{port}/services/T0/B0/hook-secret\"\n"
     ))

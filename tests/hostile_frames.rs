@@ -69,7 +69,9 @@ async fn endless_pings_are_a_protocol_failure() {
 }
 
 /// Non-matching messages of just under the cap, without end: the step's byte budget ends the
-/// read (each frame alone is allowed), reason `too_large`.
+/// read (each frame alone is allowed), reason `too_large`. The 64 MiB take 2 s on a quiet
+/// machine; one loaded to 29 had read 63 MiB when a 40 s step ran out, so the step has 120 s
+/// (its deadline ends a run whose budget does not, as `no_match`), the probe run every 5 min.
 #[tokio::test]
 async fn endless_large_frames_exhaust_the_step_byte_budget() {
     // A 60 000-byte text frame: 0x81, 126, length as u16, then the payload.
@@ -84,8 +86,8 @@ async fn endless_large_frames_exhaust_the_step_byte_budget() {
     let (addr, poured) = raw_frames(b"", FRAME, 2048 * MIB).await;
     let text = crate::support::ws_join_probe(
         &addr,
-        "timeout = \"50s\"\nmax_body_bytes = 65536",
-        "timeout = \"40s\"\nmax_frames = 1000000",
+        "schedule = \"*/5 * * * *\"\ntimeout = \"130s\"\nmax_body_bytes = 65536",
+        "timeout = \"120s\"\nmax_frames = 1000000",
     );
     let run = run_once(&probe_from(&text, &[])).await;
     assert_eq!(run.reason, Some(FailureReason::TooLarge), "{run:#?}");

@@ -89,8 +89,10 @@ async fn malformed_bodies_are_protocol() {
     }
 }
 
-/// A TLS peer that accepts and never speaks is a TLS stall, not "waiting for the reply".
-#[tokio::test]
+/// A TLS peer that accepts and never speaks is a TLS stall, not "waiting for the reply". On the
+/// paused clock (the servers are in this runtime): on the real one, a timer a second late made
+/// the run the prober's own failure (`local`), not the server's.
+#[tokio::test(start_paused = true)]
 async fn stalled_tls_handshake_is_tls() {
     for kind in ["http", "ws_connect"] {
         let addr = silent_server().await;
@@ -112,9 +114,10 @@ async fn stalled_tls_handshake_is_tls() {
 }
 
 /// A step that runs out of time past its connection says what it was waiting for, in the kind's
-/// own words (each kind's `waiting`), and which clock ran out. The step's 1 s leaves a loaded
-/// machine time to connect and, for the stalled body, to read the head.
-#[tokio::test]
+/// own words (each kind's `waiting`), and which clock ran out. On the paused clock (the servers
+/// are in this runtime): the step's 1 s is then the step's own, not a loaded machine's time to
+/// connect and read the head, and no timer is late (which makes the run `local`).
+#[tokio::test(start_paused = true)]
 async fn a_timeout_names_what_the_step_was_waiting_for() {
     let stalled_body = raw_http(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello", true).await;
     let cases = [
@@ -408,15 +411,17 @@ exit $code
 /// A run that fails because the prober is out of file descriptors says `local` (in status and
 /// metrics) and pages nobody, while a real failure in the same process still pages. `run` is
 /// started with a hard limit of 64 open files; the `local` probe holds 80 websockets to the
-/// sim at once, so one of its connects fails with EMFILE.
+/// sim at once, so one of its connects fails with EMFILE. Its deadline is far beyond that: with
+/// 1.5 s, a machine loaded to 29 opened some 30 websockets in that time, and the run timed out
+/// (and paged) before it ran out of descriptors; it has 9 s now, every 10 s.
 #[tokio::test]
 async fn out_of_file_descriptors_is_local_and_never_pages() {
     let sim = support::start_sim().await;
     let (hook, hook_url) = Receiver::start(200).await;
     let base = sim.base_url();
     let mut local = format!(
-        r#"schedule = "*/2 * * * * *"
-timeout = "1500ms"
+        r#"schedule = "*/10 * * * * *"
+timeout = "9s"
 [[steps]]
 name = "login"
 kind = "http"
@@ -468,8 +473,9 @@ retry_base = "50ms"
             })
             .count()
     };
-    // Bounded: runs every 2 s; three local failures take about 6 s.
-    support::holds_within(Duration::from_secs(30), Duration::from_millis(100), || {
+    // Bounded: runs every 10 s; three local failures (the confirming run one of them) take
+    // 10 to 20 s.
+    support::holds_within(Duration::from_secs(60), Duration::from_millis(100), || {
         local_failures(&svc.log()) >= 3 && !hook.accepted().is_empty()
     })
     .await;

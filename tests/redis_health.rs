@@ -194,11 +194,12 @@ async fn paused_redis_fails_the_pub_sub_round_trip() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let plan = example(&redis, &[]);
-    let run = crate::support::run_once(&plan).await;
+    // On time: Redis's pause is on the real clock (three 3 s runs at most inside its 20 s).
+    let run = support::on_time::on_time(|| crate::support::run_once(&plan)).await;
     redis.restore().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(!run.success);
     assert_eq!(run.failed_step.as_deref(), Some("redis"));
-    assert_eq!(run.reason, Some(FailureReason::Timeout));
+    assert_eq!(run.reason, Some(FailureReason::Timeout), "{run:#?}");
     let error = run.error.unwrap_or_default();
     assert!(error.contains("pub/sub round trip"), "{error}");
 }
@@ -511,7 +512,7 @@ async fn tls_wrong_password_fails_clearly_and_is_never_shown() {
 /// websocket steps say `Connection refused (os error 111)`; it says the same now.
 #[tokio::test]
 async fn a_refused_connection_is_worded_as_for_http_and_websockets() {
-    let port = servers::free_port().unwrap_or_else(|e| panic!("{e}"));
+    let (_held, port) = support::hostile::refusing_port();
     let url = format!("redis://127.0.0.1:{port}");
     let text = std::fs::read_to_string(support::root().join("probes/examples/redis-health.toml"))
         .expect("example exists");

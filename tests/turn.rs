@@ -315,9 +315,11 @@ async fn echo_peer_down_fails_the_relay_after_allocate_passed() {
         error.starts_with("relay_rtt: no echo from the peer"),
         "{error}"
     );
-    // The release still ran within the step's time.
+    // The release still ran within the step's time (give or take the 1 s a timer may be late
+    // before the run is the prober's own failure; 200 ms was tight on a loaded machine). A
+    // release past it would have been cut by the step's timeout: reason `timeout`, above.
     assert!(
-        step.duration_ms <= TIMEOUT + Duration::from_millis(200),
+        step.duration_ms <= TIMEOUT + Duration::from_secs(1),
         "{step:#?}"
     );
     assert_released(&server).await;
@@ -485,7 +487,7 @@ async fn ice_servers_from_a_join_reply_pick_the_turn_uri_of_the_wanted_transport
     assert!(error.contains("names a TURN server"), "{error}");
 }
 
-/// The probe's deadline (1 s) cuts the step (5 s) while the echo waits for a peer that is
+/// The probe's deadline (3 s) cuts the step (30 s) while the echo waits for a peer that is
 /// gone, over UDP, TCP and TLS: the step still releases its allocation inside the probe's
 /// time, and the server holds no session afterwards.
 #[tokio::test]
@@ -495,8 +497,9 @@ async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
     let gone = peer.addr();
     drop(peer);
     for url in [server.udp_url(), server.tcp_url(), server.tls_url()] {
-        let text =
-            probe(&user_spec(&url, &gone)).replacen("timeout = \"10s\"", "timeout = \"1s\"", 1);
+        let text = probe(&user_spec(&url, &gone))
+            .replacen("timeout = \"10s\"", "timeout = \"3s\"", 1)
+            .replacen("timeout = \"5s\"", "timeout = \"30s\"", 1);
         let cfg = TempConfig::new("", &[("turn.toml", &text)]);
         std::fs::write(cfg.probe_path("ca.pem"), server.ca_pem()).expect("write ca.pem");
         let plan = cfg.load(&[]).unwrap_or_else(|e| panic!("loads: {e}"));
@@ -506,10 +509,9 @@ async fn the_probe_deadline_cutting_the_echo_still_releases_the_allocation() {
             Some(FailureReason::TurnRelay),
             "{url}: {run:#?}"
         );
-        // Cut by the probe's 1 s, not the step's 5 s: the probe's time plus at most the 1 s
-        // the prober's own timer may be late before a run is its own failure (`local`);
-        // 1.2 s left 0.3 s for a loaded machine.
-        assert!(run.duration_ms < Duration::from_secs(2), "{url}: {run:#?}");
+        // Cut by the probe's 3 s, not the step's 30 s: far below the one, whatever the
+        // machine's load (1 s with 2 s allowed left 1 s for a loaded machine's late timers).
+        assert!(run.duration_ms < Duration::from_secs(15), "{url}: {run:#?}");
         assert_released(&server).await;
     }
 }

@@ -238,7 +238,7 @@ async fn hostile_signalling(trickles: Vec<String>) -> String {
 
 const HOSTILE: &str = r#"
 name = "hostile-trickle"
-timeout = "10s"
+timeout = "30s"
 
 [[steps]]
 name = "websocket"
@@ -275,6 +275,10 @@ remote_sdp = "{{answer}}"
 echo = 1
 timeout = "${MEDIA_TIMEOUT}"
 "#;
+
+/// What "at once" means for a `media` step of 20 s: far from its deadline whatever the
+/// machine's load (3 s of 4 was tight on a loaded one).
+const AT_ONCE: Duration = Duration::from_secs(10);
 
 /// The `media` step's failure with `trickles` sent after the answer.
 async fn hostile_media(trickles: Vec<String>, timeout: &str) -> (FailureReason, String, Duration) {
@@ -330,10 +334,10 @@ async fn hostile_trickled_candidates_fail_with_protocol_at_once_never_a_panic() 
         ),
     ];
     for (trickles, words) in cases {
-        let (reason, error, took) = hostile_media(trickles, "4s").await;
+        let (reason, error, took) = hostile_media(trickles, "20s").await;
         assert_eq!(reason, FailureReason::Protocol, "{words}: {error}");
         assert!(error.contains(words), "{words}: {error}");
-        assert!(took < Duration::from_secs(3), "{words}: {took:?} {error}");
+        assert!(took < AT_ONCE, "{words}: {took:?} {error}");
     }
 }
 
@@ -352,10 +356,10 @@ async fn an_end_of_candidates_with_none_usable_fails_ice_at_once_saying_why() {
             "none of the SFU's (in its SDP and trickled) ICE candidates can be used: 1 over TCP",
         ),
     ] {
-        let (reason, error, took) = hostile_media(trickles, "4s").await;
+        let (reason, error, took) = hostile_media(trickles, "20s").await;
         assert_eq!(reason, FailureReason::Ice, "{error}");
         assert!(error.contains(words), "{words}: {error}");
-        assert!(took < Duration::from_secs(3), "{took:?} {error}");
+        assert!(took < AT_ONCE, "{took:?} {error}");
     }
 }
 
@@ -366,13 +370,13 @@ async fn a_flood_of_other_messages_stops_the_reading_at_its_bound_and_says_so() 
     let noise: Vec<String> = (0..300)
         .map(|i| json!({ "noise": i }).to_string())
         .collect();
-    let (reason, error, took) = hostile_media(noise, "4s").await;
+    let (reason, error, took) = hostile_media(noise, "20s").await;
     assert_eq!(reason, FailureReason::Ice, "{error}");
     assert!(
         error.contains("reading the websocket failed: 256 messages came that no step has read yet"),
         "{error}"
     );
-    assert!(took < Duration::from_secs(3), "{took:?} {error}");
+    assert!(took < AT_ONCE, "{took:?} {error}");
 }
 
 #[tokio::test]

@@ -124,7 +124,8 @@ impl Coturn {
 
     /// The number of live sessions (allocations) the server holds, from its CLI's `ps`.
     pub async fn sessions(&self) -> Result<usize> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Generous: on a machine loaded to 29 the CLI's prompt took over 5 s.
+        let deadline = Instant::now() + Duration::from_secs(20);
         let conn = timeout_at(deadline, TcpStream::connect(("127.0.0.1", self.cli_port)))
             .await
             .map_err(|_| ServerError("coturn CLI: connect timed out".into()))?
@@ -147,9 +148,10 @@ impl Coturn {
             .ok_or_else(|| ServerError(format!("coturn CLI: no session count in `{rest}`")))
     }
 
-    /// Waits (bounded) until the server holds no session; the count left otherwise.
+    /// Waits (bounded, 15 s: a loaded coturn takes its time) until the server holds no
+    /// session; the count left otherwise.
     pub async fn wait_no_sessions(&self) -> Result<usize> {
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let n = self.sessions().await?;
             if n == 0 || Instant::now() >= deadline {

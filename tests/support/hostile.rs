@@ -13,6 +13,17 @@ pub async fn listener() -> (TcpListener, String) {
     (l, format!("127.0.0.1:{port}"))
 }
 
+/// A port on 127.0.0.1 that refuses every connection while the returned socket lives: bound
+/// and never listening, without `SO_REUSEADDR`, so no other test's server can take the port
+/// in the meantime (a listener bound and dropped freed its port for anyone: a parallel test's
+/// server could be there by the time the step connects).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
 /// Accepts up to 4 connections and never says a word; lets go of them after 10 s.
 pub async fn silent_server() -> String {
     let (l, addr) = listener().await;
@@ -96,6 +107,11 @@ where
     addr
 }
 
+/// How long a pour waits on one write before it takes the client for gone. The prober reads in
+/// the same thread as the pour writes: on a machine loaded to 29 a 5 s stall was the thread
+/// waiting for the CPU, and the pour hung up on a prober that was still reading.
+const POUR_STALL: Duration = Duration::from_secs(15);
+
 /// What a flooding server wrote before the client stopped reading and hung up.
 #[derive(Clone, Default)]
 pub struct Poured {
@@ -106,10 +122,10 @@ pub struct Poured {
 
 impl Poured {
     /// Bytes written once the pour has ended (the client hung up, or `limit` was reached);
-    /// waits at most 20 s for that.
+    /// waits at most 30 s for that (past the stall a pour gives up after).
     pub async fn total(&self) -> usize {
         use std::sync::atomic::Ordering::SeqCst;
-        let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
             while !self.finished.load(SeqCst) {
                 self.done.notified().await;
             }
@@ -120,7 +136,7 @@ impl Poured {
     }
 
     /// Writes `head`, then `filler` over and over until about `limit` bytes in all or until
-    /// the peer stops taking them (a write failing, or stalling for 5 s).
+    /// the peer stops taking them (a write failing, or stalling for [`POUR_STALL`]).
     pub async fn pour<W: tokio::io::AsyncWrite + Unpin>(
         &self,
         s: &mut W,
@@ -132,12 +148,12 @@ impl Poured {
         use tokio::io::AsyncWriteExt as _;
         let chunk = filler.repeat((64 * 1024 / filler.len().max(1)).max(1));
         let mut sent = 0;
-        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), s.write_all(head)).await {
+        if let Ok(Ok(())) = tokio::time::timeout(POUR_STALL, s.write_all(head)).await {
             sent += head.len();
             // No filler: the head alone (an empty chunk would never add up to `limit`).
             while sent < limit && !chunk.is_empty() {
                 let n = chunk.len().min(limit - sent);
-                match tokio::time::timeout(Duration::from_secs(5), s.write_all(&chunk[..n])).await {
+                match tokio::time::timeout(POUR_STALL, s.write_all(&chunk[..n])).await {
                     Ok(Ok(())) => sent += n,
                     _ => break,
                 }

@@ -8,6 +8,7 @@ pub mod hostile;
 pub mod limits;
 pub mod logs;
 pub mod nextcloud;
+pub mod on_time;
 pub mod receiver;
 pub mod running;
 pub mod servers;

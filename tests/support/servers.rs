@@ -40,8 +40,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
-/// How long a server may take to print its ready line (generous: CI shares 2 cores).
-const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a server may take to print its ready line (generous: CI shares 2 cores, and
+/// Synapse took over 30 s on a machine loaded to 29).
+const START_DEADLINE: Duration = Duration::from_secs(60);
 /// Deadline of one Redis command from the test side.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
 /// Lines of a server's output kept for error messages.
@@ -66,9 +67,58 @@ pub fn servers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/servers")
 }
 
-/// A free port on 127.0.0.1 for servers that cannot bind port 0 themselves (a race with other
-/// tests is possible, so starters that use it retry on "address in use").
+/// A free port on 127.0.0.1 (TCP and UDP) for servers that cannot bind port 0 themselves.
+///
+/// Taken from below the kernel's ephemeral range, one port after the other: a port the kernel
+/// handed out for port 0 and that the test let go was anybody's until the server bound it, and
+/// a parallel test's listener or outgoing connection could take it in between (the server then
+/// failed, or a second listener of coturn or Janus went missing). The kernel never hands out
+/// these ports itself, and the counter never gives one twice in this process; a port another
+/// process holds is skipped, and a race with another process that picks its own ports is left to
+/// [`start_on_free_port`]'s retry on "address in use". Ports are [`PORT_STRIDE`] apart: coturn
+/// also listens on its port + 1 and its TLS port + 1 (STUN's alternate ports), and took the
+/// next port handed out, its CLI's.
 pub fn free_port() -> Result<u16> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let Some((low, size)) = fixed_ports() else {
+        return kernel_port();
+    };
+    // Processes started together (two suites on one machine) start apart.
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..FREE_PORT_TRIES {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = start.wrapping_add(n) % (size / PORT_STRIDE);
+        let port = low + (slot * PORT_STRIDE) as u16;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return Ok(port);
+        }
+    }
+    err(format!(
+        "no free port on 127.0.0.1 from {low} to {}",
+        u32::from(low) + size - 1
+    ))
+}
+
+/// Ports of a pool [`free_port`] tried before it gives up (all in use: another suite's servers).
+const FREE_PORT_TRIES: usize = 512;
+/// Distance between two ports of the pool (the ports between are a server's own extra ones).
+const PORT_STRIDE: u32 = 4;
+
+/// `(first port, count)` of the pool below the kernel's ephemeral range (Linux's
+/// `ip_local_port_range`; 32768 to 60999 by default: the pool is then 16384 to 32767), or
+/// `None` when the range leaves no room below it.
+fn fixed_ports() -> Option<(u16, u32)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let ephemeral_low: u32 = range.split_whitespace().next()?.parse().ok()?;
+    let low = ephemeral_low.checked_sub(16384)?.max(10000);
+    let size = ephemeral_low.checked_sub(low).filter(|&n| n >= 1024)?;
+    Some((u16::try_from(low).ok()?, size))
+}
+
+/// A port the kernel hands out for port 0 (racy, see [`free_port`]): where no pool fits.
+fn kernel_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

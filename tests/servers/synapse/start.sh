@@ -95,4 +95,4 @@ CONF
 esac
 pid=$!
 health() { curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$port/health"; }
-serve "$pid" "ready synapse-$role http://127.0.0.1:$port" 25 health
+serve "$pid" "ready synapse-$role http://127.0.0.1:$port" 50 health
