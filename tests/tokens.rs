@@ -1,8 +1,9 @@
 //! `[tokens]` against a verifier that is not ours: the LiveKit example's access token, minted
 //! per run, checked by livekit-server-sdk's own `TokenVerifier` (tests/servers/livekit/); the
 //! same signed with the wrong secret is refused at the websocket, and neither the secret nor a
-//! token shows in the run, the page, the status or the debug log of a running service, though
-//! the server echoes the token. And the Jitsi example's commented token table loads.
+//! token shows in the run, the page, the status or the trace log of a running service, though
+//! the server echoes the token. A real Janus takes a signed token minted by an `hmac` table, and
+//! the Jitsi example's commented token table loads.
 
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ async fn a_livekit_token_signed_with_the_wrong_secret_fails_the_websocket_and_st
 }
 
 /// A running service, its probe failing every second on the refused token: its status, page,
-/// metrics, debug log and the pages it sent hold no shape of the secret nor of any token.
+/// metrics, trace log and the pages it sent hold no shape of the secret nor of any token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_service_shows_no_livekit_token_nor_its_secret() {
     let server = livekit().await;
@@ -114,7 +115,7 @@ async fn a_running_service_shows_no_livekit_token_nor_its_secret() {
     let running = tokio::task::block_in_place(|| {
         Running::start_with(
             &cfg.path,
-            &["--log.level", "debug"],
+            &["--log.level", "trace"],
             &support::env_pairs(&env),
         )
     });
@@ -217,4 +218,96 @@ async fn a_checksum_a_server_echoes_is_scrubbed() {
         &[&checksum, BBB_SECRET],
     );
     assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+/// A Janus session and echotest handle with a signed token (`[tokens]` `hmac`, SHA-1, base64,
+/// `<expiry>,janus,<plugin>:<signature>`), checked by Janus itself (`token_auth_secret`).
+const JANUS_PROBE: &str = r#"timeout = "10s"
+
+[tokens.janus_token]
+kind = "hmac"
+algorithm = "sha1"
+secret = "${JANUS_TOKEN_SECRET}"
+ttl = "5m"
+message = "{{expires}},janus,janus.plugin.echotest"
+encoding = "base64"
+value = "{{message}}:{{signature}}"
+
+[[steps]]
+name = "websocket"
+kind = "ws_connect"
+url = "${JANUS_URL}"
+subprotocols = ["janus-protocol"]
+timeout = "3s"
+
+[[steps]]
+name = "create"
+kind = "ws_send"
+json = { janus = "create", transaction = "create-{{uuid}}", token = "{{janus_token}}" }
+
+[[steps]]
+name = "session"
+kind = "ws_expect"
+expect_json = { janus = "success", transaction = "create-{{uuid}}" }
+fail_json = { janus = "error" }
+extract = { session = { json = "$.data.id" } }
+timeout = "2s"
+
+[[steps]]
+name = "attach"
+kind = "ws_send"
+json = { janus = "attach", session_id = "{{session}}", plugin = "${JANUS_PLUGIN}", transaction = "attach-{{uuid}}", token = "{{janus_token}}" }
+
+[[steps]]
+name = "handle"
+kind = "ws_expect"
+expect_json = { janus = "success", transaction = "attach-{{uuid}}" }
+fail_json = { janus = "error" }
+timeout = "2s"
+
+[[steps]]
+name = "destroy"
+kind = "ws_send"
+cleanup = true
+json = { janus = "destroy", session_id = "{{session}}", transaction = "destroy-{{uuid}}", token = "{{janus_token}}" }
+
+[[steps]]
+name = "destroyed"
+kind = "ws_expect"
+cleanup = true
+expect_json = { janus = "success", transaction = "destroy-{{uuid}}" }
+timeout = "2s"
+"#;
+
+#[tokio::test]
+async fn janus_takes_a_signed_token_minted_per_run_and_refuses_one_signed_otherwise() {
+    const JANUS_SECRET: &str = "janus-token-secret-5t2v";
+    support::init();
+    let janus = servers::start_janus_signed_tokens(JANUS_SECRET)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = janus.ws_url();
+    let run_with = async |secret: &str, plugin: &str| {
+        let plan = support::probe_from(
+            JANUS_PROBE,
+            &[
+                ("JANUS_URL", &url),
+                ("JANUS_TOKEN_SECRET", secret),
+                ("JANUS_PLUGIN", plugin),
+            ],
+        );
+        run_probe(&plan, "local", Trigger::Manual, &Clock::system()).await
+    };
+    let run = run_with(JANUS_SECRET, "janus.plugin.echotest").await;
+    assert!(run.success, "{run:#?}");
+    janus.assert_no_sessions().await;
+    // Another secret: Janus refuses the session.
+    let run = run_with("janus-token-secret-old1", "janus.plugin.echotest").await;
+    assert_eq!(run.failed_step.as_deref(), Some("session"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    // The right secret for a plugin the token does not name: Janus read the token's plugins.
+    let run = run_with(JANUS_SECRET, "janus.plugin.videoroom").await;
+    assert_eq!(run.failed_step.as_deref(), Some("handle"), "{run:#?}");
+    assert_eq!(run.reason, Some(FailureReason::ServerError));
+    janus.assert_no_sessions().await;
 }

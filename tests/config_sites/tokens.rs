@@ -100,7 +100,7 @@ fn every_token_error_names_file_line_column_and_key() {
             "[tokens.j]\nkind = \"hmac\"\nalgorithm = \"sha1\"\n",
             "[tokens.‸j]\nkind = \"hmac\"\n",
             "tokens.j.algorithm",
-            "is required for a `hmac` token",
+            "is required for an `hmac` token",
         ),
         edit(
             DIGEST,

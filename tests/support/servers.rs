@@ -19,6 +19,7 @@ pub use alertmanager::{Alertmanager, start_alertmanager, start_alertmanager_tls}
 pub use ejabberd::{EJABBERD_NO_ROOMS, start_ejabberd};
 pub use janus::{
     Janus, start_janus, start_janus_media, start_janus_media_full_trickle, start_janus_media_http,
+    start_janus_signed_tokens,
 };
 pub(crate) use node::start_node;
 pub use node::{

@@ -287,7 +287,7 @@ impl Entry<'_> {
         let read = crate::diag::from_table(file, table, |k, span, expected| {
             let elsewhere = KINDS.iter().any(|(_, keys)| keys().contains(&k));
             let message = if elsewhere {
-                format!("does not apply to a `{kind}` token, {expected}")
+                format!("does not apply to {} token, {expected}", a_kind(kind))
             } else {
                 format!(
                     "unknown field `{k}`{}, {expected}",
@@ -383,7 +383,7 @@ impl Check<'_, '_> {
         ctx.error(
             Some(self.entry.at.clone()),
             self.key(k),
-            format_args!("is required for a `{kind}` token"),
+            format_args!("is required for {} token", a_kind(kind)),
         );
     }
 
@@ -533,6 +533,12 @@ impl Check<'_, '_> {
             _ => None,
         }
     }
+}
+
+/// "a `jwt`", "an `hmac`" (said as "aitch-mac").
+fn a_kind(kind: &str) -> String {
+    let article = if kind == "hmac" { "an" } else { "a" };
+    format!("{article} `{kind}`")
 }
 
 /// The dotted key of the first string leaf under `value` (at `key`) that reads a variable

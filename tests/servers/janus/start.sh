@@ -7,6 +7,8 @@
 # `completed`) and its SDP carries none, as with `full_trickle = true` in production.
 # `http=HTTP_PORT`: the HTTP transport too (janus.js's default: POST /janus, long-poll GET
 # /janus/<session>), on 127.0.0.1:HTTP_PORT.
+# `token-secret=SECRET`: signed-token authentication (`token_auth` with `token_auth_secret`):
+# every request needs `token` = `<expiry>,janus,<plugin>[,…]:base64(HMAC-SHA1(SECRET, …))`.
 # Prints `ready janus ws://127.0.0.1:WS_PORT/ admin=ws://127.0.0.1:ADMIN_PORT/` once the WebSocket
 # port (and the HTTP one, if asked) accepts connections.
 set -euo pipefail
@@ -15,10 +17,13 @@ admin=${2:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 dir=${3:?usage: start.sh WS_PORT ADMIN_PORT DIR}
 full_trickle=false
 http=
+token_auth=
 for arg in "${@:4}"; do
   case $arg in
     full-trickle) full_trickle=true ;;
     http=*) http=${arg#http=} ;;
+    token-secret=*) token_auth="token_auth = true
+	token_auth_secret = \"${arg#token-secret=}\"" ;;
     *) echo "start.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -59,6 +64,7 @@ general: {
 	debug_level = 4
 	session_timeout = 60
 	admin_secret = "janusoverlord"
+	$token_auth
 }
 media: {
 }

@@ -26,6 +26,18 @@ pub async fn start_janus() -> Result<Janus> {
     start_janus_script("janus/start.sh", false, &[]).await
 }
 
+/// [`start_janus`] with signed-token authentication keyed with `secret` (`token_auth_secret`):
+/// every request needs a `token` signed with it for the plugin it uses.
+pub async fn start_janus_signed_tokens(secret: &str) -> Result<Janus> {
+    start_janus_args(
+        "janus/start.sh",
+        false,
+        vec![format!("token-secret={secret}")],
+        false,
+    )
+    .await
+}
+
 /// Janus for the media path, in a network namespace of its own with a veth pair
 /// (tests/servers/janus/start-netns.sh): Janus never gathers ICE candidates on loopback, and
 /// the tests may only talk to loopback or namespaces they create. Talk to it from inside,
@@ -69,28 +81,41 @@ async fn start_janus_with(
     extra: &'static [&'static str],
     http: bool,
 ) -> Result<Janus> {
+    let extra = extra.iter().map(|a| a.to_string()).collect();
+    start_janus_args(script, netns, extra, http).await
+}
+
+async fn start_janus_args(
+    script: &'static str,
+    netns: bool,
+    extra: Vec<String>,
+    http: bool,
+) -> Result<Janus> {
     require_program("janus", "janus", "janus")?;
     require_program("janus", "curl", "curl")?;
-    start_on_free_port("janus", |ws_port| async move {
-        let admin_port = free_port()?;
-        let http_port = if http { Some(free_port()?) } else { None };
-        let dir = temp_dir("janus")?;
-        let mut args = vec![
-            ws_port.to_string(),
-            admin_port.to_string(),
-            dir.path().display().to_string(),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
-        args.extend(http_port.map(|p| format!("http={p}")));
-        let process = start_script("janus", script, &args, dir.path()).await?;
-        Ok(Janus {
-            process,
-            ws_port,
-            admin_port,
-            http_port,
-            netns,
-            _dir: dir,
-        })
+    start_on_free_port("janus", |ws_port| {
+        let extra = extra.clone();
+        async move {
+            let admin_port = free_port()?;
+            let http_port = if http { Some(free_port()?) } else { None };
+            let dir = temp_dir("janus")?;
+            let mut args = vec![
+                ws_port.to_string(),
+                admin_port.to_string(),
+                dir.path().display().to_string(),
+            ];
+            args.extend(extra);
+            args.extend(http_port.map(|p| format!("http={p}")));
+            let process = start_script("janus", script, &args, dir.path()).await?;
+            Ok(Janus {
+                process,
+                ws_port,
+                admin_port,
+                http_port,
+                netns,
+                _dir: dir,
+            })
+        }
     })
     .await
 }
