@@ -257,7 +257,9 @@ async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
     prober.child.kill().unwrap();
     prober.child.wait().unwrap();
     let quiet_after = ttl + Duration::from_secs(1);
-    tokio::time::sleep(quiet_after + Duration::from_secs(3)).await;
+    // Watched for 10 s: the old watchdog (ending 4 resend intervals, 8 s, after its last post)
+    // would be heard until some 9 s after the kill.
+    tokio::time::sleep(quiet_after + Duration::from_secs(6)).await;
     let after: Vec<f64> = switch(&hook)
         .into_iter()
         .filter(|t| *t > killed)
@@ -267,9 +269,10 @@ async fn the_dead_mans_switch_stops_within_the_watchdogs_end_after_kill_9() {
         "dead man's switch: notified every {gaps:.2?} s while alive; after kill -9 at {after:.2?} s (watchdog endsAt {ahead} ms ahead of the last look)"
     );
     // The last notification comes at the latest on the group_interval tick before the last
-    // post's endsAt; 0.5 s of slack for a loaded machine.
+    // post's endsAt; 2 s of slack for a loaded machine's Alertmanager (0.5 s was tight), still
+    // well short of the old watchdog's 9 s.
     assert!(
-        after.iter().all(|s| *s <= quiet_after.as_secs_f64() + 0.5),
+        after.iter().all(|s| *s <= quiet_after.as_secs_f64() + 2.0),
         "the switch still heard the dead prober {after:?} s after kill -9"
     );
 }
