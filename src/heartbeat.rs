@@ -428,13 +428,11 @@ pub type Pinger = Arc<dyn Fn() -> PingFuture + Send + Sync>;
 /// # Errors
 /// The HTTP client cannot be built (TLS set-up).
 pub fn http_pinger(plan: &HeartbeatPlan) -> Result<Pinger, String> {
-    let builder = match &plan.target {
-        Target::Http { tls: Some(t), .. } => {
-            reqwest::Client::builder().tls_backend_preconfigured(rustls::ClientConfig::clone(t))
-        }
-        _ => reqwest::Client::builder().tls_backend_rustls(),
+    let tls = match &plan.target {
+        Target::Http { tls, .. } => tls.as_ref(),
+        Target::Opsgenie { .. } => None,
     };
-    let client = builder
+    let client = crate::tls_client::http_builder(tls)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("joincanary/", env!("CARGO_PKG_VERSION")))
         .build()

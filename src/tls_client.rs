@@ -1,9 +1,10 @@
-//! `tls_config = { ca_file, cert_file, key_file, server_name }` on an HTTP pager: how the
+//! `tls_config = { ca_file, cert_file, key_file, server_name }` on an HTTP pager or heartbeat: how the
 //! prober's own requests (not a probe's) trust and present certificates, as Prometheus'
 //! `tls_config` does for its Alertmanagers. An Alertmanager or webhook inside the cluster is
 //! often served with a private CA, asks for a client certificate
 //! (`client_auth_type: RequireAndVerifyClientCert`), or is reached by an address its
-//! certificate does not name. A leaf: the parser and the `rustls` config it builds.
+//! certificate does not name. A leaf: the parser, the `rustls` config it builds, and the reqwest
+//! builder every pager and heartbeat client starts from.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -45,8 +46,9 @@ pub fn parse(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let t = raw.get_ref();
-    let mut ok = true;
-    let mut pem = |ctx: &mut Ctx<'_>, value: &Option<S<String>>, name: &str| {
+    // Any problem below is reported to `ctx`; the config is built only if none was.
+    let errors_before = ctx.errors.len();
+    let pem = |ctx: &mut Ctx<'_>, value: &Option<S<String>>, name: &str| {
         let value = value.as_ref()?;
         let k = format!("{key}.{name}");
         let rel = ctx.env_str(value, &k)?;
@@ -59,7 +61,6 @@ pub fn parse(
                     k,
                     format_args!("cannot read `{}`: {e}", path.display()),
                 );
-                ok = false;
                 None
             }
         }
@@ -81,18 +82,17 @@ pub fn parse(
                 format!("{key}.{name}"),
                 "`cert_file` and `key_file` go together (a client certificate and its key)",
             );
-            ok = false;
             None
         }
         (None, None) => None,
     };
     let roots = match ca {
-        Some(file) => certificates(ctx, file, &mut ok),
+        Some(file) => certificates(ctx, file),
         None => Vec::new(),
     };
     let identity = match identity {
         Some((Some(cert), Some((key_bytes, key_path, key_span, kk)))) => {
-            let chain = certificates(ctx, cert, &mut ok);
+            let chain = certificates(ctx, cert);
             // The key's bytes are never quoted: only where it is and what it lacks.
             match PrivateKeyDer::from_pem_slice(&key_bytes) {
                 Ok(pk) => Some((chain, pk)),
@@ -105,7 +105,6 @@ pub fn parse(
                             key_path.display()
                         ),
                     );
-                    ok = false;
                     None
                 }
             }
@@ -126,13 +125,12 @@ pub fn parse(
                         k,
                         format_args!("`{name}` is not a DNS name or an IP address"),
                     );
-                    ok = false;
                     None
                 }
             }
         }
     };
-    if !ok {
+    if ctx.errors.len() > errors_before {
         return None;
     }
     match client_config(roots, identity, server_name) {
@@ -144,14 +142,23 @@ pub fn parse(
     }
 }
 
+/// A reqwest client builder speaking TLS as `tls` says (a `tls_config`), else with rustls and
+/// the system's roots: what every pager and heartbeat client starts from.
+pub fn http_builder(tls: Option<&Arc<rustls::ClientConfig>>) -> reqwest::ClientBuilder {
+    match tls {
+        Some(config) => reqwest::Client::builder()
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(config)),
+        None => reqwest::Client::builder().tls_backend_rustls(),
+    }
+}
+
 /// A file read for a key: its bytes, its path, where the key is written, the dotted key.
 type ReadFile = (Vec<u8>, std::path::PathBuf, std::ops::Range<usize>, String);
 
-/// The PEM certificates in `file`; none is an error at its key (and `ok` turns false).
+/// The PEM certificates in `file`; none is an error at its key.
 fn certificates(
     ctx: &mut Ctx<'_>,
     (bytes, path, span, key): ReadFile,
-    ok: &mut bool,
 ) -> Vec<CertificateDer<'static>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
         .filter_map(Result::ok)
@@ -162,7 +169,6 @@ fn certificates(
             key,
             format_args!("`{}` holds no PEM certificate", path.display()),
         );
-        *ok = false;
     }
     certs
 }

@@ -113,7 +113,7 @@ fn redacted_body(body: &serde_json::Value) -> serde_json::Value {
 /// The process-wide client for pagers: rustls, no redirects (a redirect would carry a secret
 /// header to another host), no connection reuse surprises across pagers.
 pub fn http_client() -> Result<reqwest::Client, DeliveryError> {
-    build_client(reqwest::Client::builder().tls_backend_rustls())
+    build_client(None)
 }
 
 /// The client for one pager: the shared one, or its own when it has a `tls_config`
@@ -124,15 +124,14 @@ pub fn client_for(
 ) -> Result<reqwest::Client, DeliveryError> {
     match tls {
         None => shared.clone(),
-        Some(config) => build_client(
-            reqwest::Client::builder()
-                .tls_backend_preconfigured(rustls::ClientConfig::clone(config)),
-        ),
+        Some(_) => build_client(tls),
     }
 }
 
-fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, DeliveryError> {
-    builder
+fn build_client(
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<reqwest::Client, DeliveryError> {
+    crate::tls_client::http_builder(tls)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("joincanary/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -18,7 +18,6 @@ mod wire;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use tokio::time::Instant;
 
 use super::context::RunContext;
@@ -46,14 +45,10 @@ const ALPN_TURN: &[u8] = b"stun.turn";
 /// A TURN REST API credential (draft-uberti-behave-turn-rest): the username
 /// `"<expiry>:<user>"` and the password base64(HMAC-SHA1(secret, username)).
 pub fn rest_credential(secret: &str, user: &str, expiry_unix: i64) -> (String, String) {
+    use crate::flow::tokens::{Encoding, Hash};
     let username = format!("{expiry_unix}:{user}");
-    let key = aws_lc_rs::hmac::Key::new(
-        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-        secret.as_bytes(),
-    );
-    let tag = aws_lc_rs::hmac::sign(&key, username.as_bytes());
-    let password = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
-    (username, password)
+    let tag = Hash::Sha1.hmac(secret.as_bytes(), username.as_bytes());
+    (username, Encoding::Base64.encode(&tag))
 }
 
 /// The long-term key MD5(username:realm:password), hex: registered with the redactor.
