@@ -15,6 +15,7 @@ mod config_sites;
 mod container;
 mod conventions;
 mod cookies;
+mod email_tls;
 mod examples;
 mod fleet;
 mod flow;
