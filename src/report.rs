@@ -309,6 +309,11 @@ pub struct StepReport {
         deserialize_with = "finite_gauges"
     )]
     pub gauges: BTreeMap<String, f64>,
+    /// When the first of the certificates the server presented in this step's TLS handshake
+    /// expires (the earliest `notAfter` of the chain; `probe_ssl_earliest_cert_expiry`, as
+    /// blackbox_exporter names it). Absent for a step that made no TLS handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_expiry: Option<DateTime<Utc>>,
     /// Thresholds those numbers crossed: the step still succeeded, but the alert policy
     /// raises the degraded warning from them (as from a latency budget).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

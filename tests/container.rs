@@ -272,6 +272,7 @@ fn exported() -> Vec<String> {
         phases: [(Phase::Total, std::time::Duration::from_millis(5))].into(),
         cleanup: false,
         gauges: Default::default(),
+        cert_expiry: None,
         warnings: Vec::new(),
     };
     let run = ProbeRun {

@@ -51,6 +51,7 @@ impl Runner for Platform {
                 phases: Default::default(),
                 cleanup: false,
                 gauges: Default::default(),
+                cert_expiry: None,
                 warnings: Vec::new(),
             };
             ProbeRun {

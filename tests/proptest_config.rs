@@ -469,6 +469,7 @@ proptest! {
                 phases: Default::default(),
                 cleanup: false,
                 gauges: Default::default(),
+                cert_expiry: None,
                 warnings: Vec::new(),
             }],
         };

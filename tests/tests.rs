@@ -5,6 +5,7 @@ mod support;
 mod alert_providers;
 mod alerting;
 mod alertmanager;
+mod cert_expiry;
 mod cert_rotation;
 mod cli;
 mod config_errors;

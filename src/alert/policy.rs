@@ -411,6 +411,7 @@ mod tests {
             phases,
             cleanup: false,
             gauges: Default::default(),
+            cert_expiry: None,
             warnings: Vec::new(),
         }
     }

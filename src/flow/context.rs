@@ -68,6 +68,9 @@ pub(crate) struct RunContext<'a> {
     /// The current step's name, gauges read and thresholds crossed (redis, http_json).
     pub step_name: String,
     pub gauges: BTreeMap<String, f64>,
+    /// The earliest expiry among the certificates presented in the current step's TLS
+    /// handshakes (`probe_ssl_earliest_cert_expiry`).
+    pub cert_expiry: Option<chrono::DateTime<chrono::Utc>>,
     pub warnings: Vec<String>,
     /// What the current step waits for, when it says (for the timeout message).
     pub waiting: &'static str,

@@ -123,6 +123,7 @@ pub(crate) fn new_context<'a>(
         server_chosen: false,
         step_name: String::new(),
         gauges: BTreeMap::new(),
+        cert_expiry: None,
         warnings: Vec::new(),
         waiting: "",
         clock,
@@ -265,6 +266,7 @@ async fn run_step(
     ctx.frames_seen = 0;
     ctx.step_name.clone_from(&step.name);
     ctx.gauges.clear();
+    ctx.cert_expiry = None;
     ctx.warnings.clear();
     ctx.waiting = "";
     ctx.last_miss = None;
@@ -321,6 +323,7 @@ fn step_report(
         phases,
         cleanup,
         gauges: std::mem::take(&mut ctx.gauges),
+        cert_expiry: ctx.cert_expiry.take(),
         warnings: std::mem::take(&mut ctx.warnings),
     }
 }

@@ -173,7 +173,33 @@ pub(crate) async fn open_with_alpn(
     let t = begin_phase(ctx, Phase::Tls);
     let tls = tls_over(tcp, url, ctx.tls.clone(), alpn).await;
     add_phase(ctx, Phase::Tls, t);
+    if let Ok(MaybeTlsStream::Rustls(s)) = &tls
+        && let Some(expiry) = earliest_expiry(s.get_ref().1.peer_certificates().unwrap_or(&[]))
+    {
+        ctx.cert_expiry = Some(ctx.cert_expiry.map_or(expiry, |e| e.min(expiry)));
+    }
     tls
+}
+
+/// The earliest `notAfter` among `chain` (what the server presented, leaf first), or `None`
+/// when none parses: a certificate that expires takes the join down with it (an intermediate
+/// as surely as the leaf), so the first to go is the one to alert on, weeks ahead.
+pub(crate) fn earliest_expiry(
+    chain: &[rustls::pki_types::CertificateDer<'_>],
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use x509_cert::der::Decode as _;
+    chain
+        .iter()
+        .filter_map(|der| x509_cert::Certificate::from_der(der).ok())
+        .filter_map(|cert| {
+            let after = cert
+                .tbs_certificate()
+                .validity()
+                .not_after
+                .to_unix_duration();
+            chrono::DateTime::from_timestamp(i64::try_from(after.as_secs()).ok()?, 0)
+        })
+        .min()
 }
 
 /// [`open`] for a request no step times (a `webrtc` step's long poll aside, which runs on a

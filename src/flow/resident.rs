@@ -144,6 +144,7 @@ impl<'a> Session<'a> {
             phases,
             cleanup: false,
             gauges: BTreeMap::new(),
+            cert_expiry: None,
             warnings: Vec::new(),
         };
         Err(assemble(

@@ -69,6 +69,8 @@ pub(super) struct ProbeCells {
     pub(super) steps: Vec<(Box<str>, StepHists)>,
     /// `probe_gauge_value` by (name, step).
     pub(super) gauges: Vec<(Box<str>, Box<str>, f64)>,
+    /// `probe_ssl_earliest_cert_expiry` by step (Unix time).
+    pub(super) cert_expiry: Vec<(Box<str>, f64)>,
 }
 
 /// One step's histograms, by phase.
@@ -185,7 +187,16 @@ impl ProbeCells {
                 .iter()
                 .any(|s| *s.name == **step && s.gauges.contains_key(&**name))
         });
+        // The same for a certificate's expiry: a step that made no handshake this run (an
+        // earlier step failed, the URL now plain HTTP) keeps no stale date.
+        self.cert_expiry.clear();
         for step in &run.steps {
+            if let Some(t) = step.cert_expiry
+                && !self.cert_expiry.iter().any(|(s, _)| **s == *step.name)
+            {
+                self.cert_expiry
+                    .push((step.name.as_str().into(), t.timestamp() as f64));
+            }
             for (phase, d) in &step.phases {
                 if !all_phases && !DEFAULT_PHASES.contains(&phase.as_str()) {
                     continue;

@@ -32,6 +32,7 @@ struct Reference {
     interval: GaugeVec,
     firing: IntGaugeVec,
     gauge_value: GaugeVec,
+    cert_expiry: GaugeVec,
     /// The `probe_gauge_value` label values each (probe, region) set at its last run.
     gauges_set: std::sync::Mutex<Vec<(ProbeKey, Vec<LabelValues>)>>,
     all_phases: bool,
@@ -68,6 +69,7 @@ impl Reference {
             interval: gauge("probe_interval_seconds"),
             firing: int_gauge("probe_alert_firing"),
             gauge_value: gauge("probe_gauge_value"),
+            cert_expiry: gauge("probe_ssl_earliest_cert_expiry"),
             gauges_set: std::sync::Mutex::new(Vec::new()),
             all_phases,
         };
@@ -84,6 +86,7 @@ impl Reference {
             Box::new(r.interval.clone()),
             Box::new(r.firing.clone()),
             Box::new(r.gauge_value.clone()),
+            Box::new(r.cert_expiry.clone()),
         ] {
             r.registry.register(c).unwrap();
         }
@@ -132,6 +135,22 @@ impl Reference {
 
     fn record(&self, run: &ProbeRun, lag: Option<Duration>) {
         let l = [run.probe.as_str(), run.region.as_str()];
+        // A step's certificate expiry is what this run saw: none kept from an earlier one.
+        for m in prometheus::core::Collector::collect(&self.cert_expiry) {
+            for metric in m.get_metric() {
+                let labels: Vec<&str> = metric.get_label().iter().map(|p| p.value()).collect();
+                if labels[0] == l[0] && labels[1] == l[1] {
+                    self.cert_expiry.remove_label_values(&labels).unwrap();
+                }
+            }
+        }
+        for step in &run.steps {
+            if let Some(t) = step.cert_expiry {
+                self.cert_expiry
+                    .with_label_values(&[l[0], l[1], &step.name])
+                    .set(t.timestamp() as f64);
+            }
+        }
         let mut set_now: Vec<Vec<String>> = Vec::new();
         let finished = run.finished_at().timestamp_millis() as f64 / 1000.0;
         self.success
@@ -246,6 +265,7 @@ fn step(name: &str, ok: bool, ms: &[(Phase, u64)], cleanup: bool) -> StepReport 
             .collect(),
         cleanup,
         gauges: Default::default(),
+        cert_expiry: None,
         warnings: Vec::new(),
     }
 }
@@ -272,17 +292,19 @@ fn runs() -> Vec<(ProbeRun, Option<Duration>)> {
         false,
     );
     gauged.gauges = [("used_memory".into(), 1.5e9), ("memory_ratio".into(), 0.25)].into();
+    let mut login = step(
+        "login",
+        true,
+        &[
+            (Phase::Connect, 1),
+            (Phase::FirstByte, 24),
+            (Phase::Total, 25),
+        ],
+        false,
+    );
+    login.cert_expiry = DateTime::from_timestamp(1_790_000_000, 0);
     let full = vec![
-        step(
-            "login",
-            true,
-            &[
-                (Phase::Connect, 1),
-                (Phase::FirstByte, 24),
-                (Phase::Total, 25),
-            ],
-            false,
-        ),
+        login,
         step(
             "websocket",
             true,
@@ -322,7 +344,8 @@ fn runs() -> Vec<(ProbeRun, Option<Duration>)> {
             Some(Duration::from_millis(3)),
         ),
         (base("join-10", "eu", true, full), None),
-        // join-b in eu read its gauges at its first run and none now: they are gone.
+        // join-b in eu read its gauges and its login's certificate at its first run and none
+        // now: they are gone.
         (base("join-b", "eu", false, failing_again), None),
     ]
 }

@@ -33,6 +33,7 @@ pub(super) enum Fam {
     Runs,
     Lag,
     Skipped,
+    SslExpiry,
     StepDuration,
     Success,
 }
@@ -40,7 +41,7 @@ pub(super) enum Fam {
 const PR: &[&str] = &["probe", "region"];
 
 /// Sorted by name, as the exposition lists them.
-pub(super) const FAMILIES: [Family; 12] = [
+pub(super) const FAMILIES: [Family; 13] = [
     Family {
         id: Fam::AlertFiring,
         name: "probe_alert_firing",
@@ -110,6 +111,13 @@ pub(super) const FAMILIES: [Family; 12] = [
         help: "Scheduled runs skipped, by reason (overlap: the previous run was still going; backlog: its result was not yet recorded)",
         kind: "counter",
         labels: &["probe", "reason", "region"],
+    },
+    Family {
+        id: Fam::SslExpiry,
+        name: "probe_ssl_earliest_cert_expiry",
+        help: "When the first of the certificates a step's server presented at the last run expires (Unix time); absent when that run made no TLS handshake in the step",
+        kind: "gauge",
+        labels: &["probe", "region", "step"],
     },
     Family {
         id: Fam::StepDuration,
@@ -452,6 +460,11 @@ fn rows_of<'a>(
             Fam::Failures => {
                 for (reason, step, n) in &c.failures {
                     push([p, reason, r, step], Value::Count(*n));
+                }
+            }
+            Fam::SslExpiry => {
+                for (step, t) in &c.cert_expiry {
+                    push([p, r, step, ""], Value::Float(*t));
                 }
             }
             Fam::GaugeValue => {

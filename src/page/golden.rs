@@ -43,6 +43,7 @@ fn step(name: &str, kind: &'static str, ms: u64, failed: Option<FailureReason>) 
         .into(),
         cleanup: false,
         gauges: Default::default(),
+        cert_expiry: None,
         warnings: Vec::new(),
     }
 }

@@ -177,6 +177,7 @@ mod parts {
                         phases: Default::default(),
                         cleanup: false,
                         gauges: Default::default(),
+                        cert_expiry: None,
                         warnings: Vec::new(),
                     })
                     .to_vec(),
@@ -267,6 +268,7 @@ mod hostile {
                 phases: Default::default(),
                 cleanup: false,
                 gauges: Default::default(),
+                cert_expiry: None,
                 warnings: Vec::new(),
             }],
         }

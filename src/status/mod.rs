@@ -392,6 +392,7 @@ mod tests {
                 phases: Default::default(),
                 cleanup: false,
                 gauges: Default::default(),
+                cert_expiry: None,
                 warnings: Vec::new(),
             }],
         }
