@@ -272,7 +272,7 @@ fn exported() -> Vec<String> {
         phases: [(Phase::Total, std::time::Duration::from_millis(5))].into(),
         cleanup: false,
         gauges: Default::default(),
-        cert_expiry: None,
+        cert_expiry: Some(chrono::Utc::now()),
         warnings: Vec::new(),
     };
     let run = ProbeRun {
