@@ -59,6 +59,7 @@ mod status_page;
 mod supervision;
 mod tls;
 mod tokens;
+mod tokens_keyed;
 mod turn;
 mod turn_hostile;
 mod web_config;
