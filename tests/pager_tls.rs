@@ -3,53 +3,15 @@
 //! client certificates required (`client_auth_type: RequireAndVerifyClientCert`). Each part of
 //! `tls_config` is needed, and a handshake that fails says why in the pager's result.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::support::servers;
 use crate::support::{TempConfig, binary};
 
-/// A throw-away CA, Alertmanager's certificate for `alertmanager.monitoring.svc` only, and a
-/// client certificate, all written to `dir` (PEM).
-fn write_pki(dir: &Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "joincanary pager test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
-    write("ca.pem", &issuer.pem());
-    let mut server =
-        CertificateParams::new(vec!["alertmanager.monitoring.svc".to_string()]).unwrap();
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    write(
-        "server.pem",
-        &server.signed_by(&key, &issuer).unwrap().pem(),
-    );
-    write("server-key.pem", &key.serialize_pem());
-    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client
-        .distinguished_name
-        .push(DnType::CommonName, "joincanary");
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate().unwrap();
-    write(
-        "client.pem",
-        &client.signed_by(&key, &issuer).unwrap().pem(),
-    );
-    write("client-key.pem", &key.serialize_pem());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alertmanager_pager_reaches_alertmanager_over_mutual_tls_with_a_private_ca() {
     let pki = tempfile::tempdir().unwrap();
-    write_pki(pki.path());
+    servers::write_pki(pki.path(), "alertmanager.monitoring.svc");
     let at = |name: &str| pki.path().join(name).display().to_string();
     let web = format!(
         "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
@@ -183,7 +145,9 @@ fn a_tls_config_that_cannot_work_is_refused_at_its_key() {
     let got = TempConfig::new(email, &[("p.toml", probe)]).errors();
     assert!(
         got.len() == 1
-            && got[0].contains("pager[0].tls_config: does not apply to an `email` pager"),
+            && got[0].contains(
+                "joincanary.toml:12:14: pager[0].tls_config: does not apply with `tls = \"none\"`"
+            ),
         "{got:#?}"
     );
 }

@@ -2,42 +2,21 @@
 //! links) with the raw details attached, threaded per incident by Message-ID. A 4xx reply or a
 //! network failure is retried; a 5xx reply (including one after DATA) is a failed delivery.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
 
 use super::notify::{DeliveryError, Notifier, SendFuture};
 use super::table::{Entry, pager_table};
 use super::{EventKind, Notification, limits, render};
 use crate::diag::{Ctx, S};
-use crate::net::error_chain;
 use crate::secret::Secret;
 
-/// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Plain connection upgraded with STARTTLS, which is required (port 587).
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// No TLS at all: only for a relay on loopback or a trusted network (port 25).
-    None,
-}
-
-impl TlsMode {
-    pub fn default_port(self) -> u16 {
-        match self {
-            TlsMode::StartTls => 587,
-            TlsMode::Tls => 465,
-            TlsMode::None => 25,
-        }
-    }
-}
+pub use super::smtp::TlsMode;
 
 #[derive(Debug, Clone)]
 pub struct Email {
@@ -409,192 +388,65 @@ pub fn build_message(plan: &Email, n: &Notification) -> Result<Message, Delivery
         .map_err(|e| DeliveryError::Permanent(format!("cannot build the email: {e}")))
 }
 
-/// Bytes of one SMTP reply read at most (lettre refuses a reply past 100,000 bytes, but checks
-/// a line's length only once the line has ended: a server sending one endless line would grow
-/// the prober's memory until the deadline). Room for TLS records around lettre's own limit.
-pub const MAX_SMTP_REPLY_BYTES: usize = 128 * 1024;
-
 /// Sends through a fresh SMTP connection per notification (pages are rare; a pooled
-/// connection would only add a stale-connection failure mode). The connection is opened here,
-/// not by lettre's transport, so that every reply is read through [`MAX_SMTP_REPLY_BYTES`];
-/// lettre speaks SMTP over it (EHLO, STARTTLS, AUTH, the message).
+/// connection would only add a stale-connection failure mode). The connection is opened by
+/// [`super::smtp`], not by lettre's transport: its TLS is the pager's `tls_config` and every
+/// reply is read through a size cap; lettre speaks SMTP over it (EHLO, AUTH, the message).
 pub struct EmailNotifier {
     plan: Email,
-    /// STARTTLS's or implicit TLS's parameters (`None` for `tls = "none"`).
-    tls: Option<TlsParameters>,
+    /// How TLS trusts and identifies: the pager's `tls_config`, else the system's roots
+    /// (unused for `tls = "none"`).
+    tls: Arc<rustls::ClientConfig>,
     credentials: Option<Credentials>,
     timeout: Duration,
     redactor: crate::redact::Redactor,
 }
 
 impl EmailNotifier {
-    /// # Errors
-    /// The TLS settings cannot be built (no usable root certificates).
+    /// `tls`: the pager's `tls_config`, if it has one.
     pub fn new(
         plan: &Email,
+        tls: Option<Arc<rustls::ClientConfig>>,
         timeout: Duration,
         redactor: crate::redact::Redactor,
-    ) -> Result<EmailNotifier, DeliveryError> {
-        let tls = match plan.tls {
-            TlsMode::None => None,
-            _ => Some(TlsParameters::new(plan.host.clone()).map_err(|e| {
-                DeliveryError::Permanent(format!("cannot set up TLS: {}", error_chain(&e)))
-            })?),
-        };
+    ) -> EmailNotifier {
         let credentials = match (&plan.username, &plan.password) {
             (Some(user), Some(pass)) => {
                 Some(Credentials::new(user.clone(), pass.expose().to_string()))
             }
             _ => None,
         };
-        Ok(EmailNotifier {
+        EmailNotifier {
             plan: plan.clone(),
-            tls,
+            tls: tls.unwrap_or_else(super::smtp::system_tls_config),
             credentials,
             timeout,
             redactor,
-        })
+        }
     }
 
     /// One conversation: connect (TLS first for `tls = "tls"`), EHLO, STARTTLS when asked,
     /// AUTH when configured, the message, QUIT.
     async fn deliver(&self, message: &Message) -> Result<(), DeliveryError> {
-        let host = self.plan.host.as_str();
-        let port = self.plan.port;
-        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| {
-                DeliveryError::Retryable(format!(
-                    "SMTP: no connection to {host}:{port} within {}",
-                    crate::report::human_duration(self.timeout)
-                ))
-            })?
-            .map_err(|e| {
-                DeliveryError::Retryable(format!("SMTP: cannot connect to {host}:{port}: {e}"))
-            })?;
-        let peer = tcp.peer_addr().ok();
-        let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stream: Box<dyn AsyncTokioStream> = match (&self.plan.tls, &self.tls) {
-            (TlsMode::Tls, Some(_)) => {
-                let name =
-                    rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| {
-                        DeliveryError::Permanent(format!(
-                            "SMTP: `{host}` is not a valid TLS server name"
-                        ))
-                    })?;
-                let tls = tokio_rustls::TlsConnector::from(smtp_tls_config())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| {
-                        DeliveryError::Retryable(format!(
-                            "SMTP: TLS handshake with `{host}` failed: {e}"
-                        ))
-                    })?;
-                Box::new(SmtpStream(
-                    crate::net::Capped::new(tls, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
-                    peer,
-                ))
-            }
-            _ => Box::new(SmtpStream(
-                crate::net::Capped::new(tcp, MAX_SMTP_REPLY_BYTES, exceeded.clone()),
-                peer,
-            )),
-        };
-        let failed = |e: lettre::transport::smtp::Error| {
-            if exceeded.load(std::sync::atomic::Ordering::Relaxed) {
-                DeliveryError::Retryable(format!(
-                    "SMTP: a reply larger than {MAX_SMTP_REPLY_BYTES} bytes"
-                ))
-            } else {
-                classify(&e)
-            }
-        };
-        let hello = ClientId::default();
-        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &hello)
-            .await
-            .map_err(failed)?;
-        if let (TlsMode::StartTls, Some(params)) = (&self.plan.tls, &self.tls) {
-            if !conn.can_starttls() {
-                return Err(DeliveryError::Permanent(
-                    "SMTP: the server does not offer STARTTLS (tls = \"starttls\")".to_string(),
-                ));
-            }
-            conn.starttls(params.clone(), &hello)
-                .await
-                .map_err(failed)?;
-        }
+        let mut session = super::smtp::open(
+            &self.plan.host,
+            self.plan.port,
+            self.plan.tls,
+            &self.tls,
+            self.timeout,
+        )
+        .await?;
         if let Some(credentials) = &self.credentials {
-            conn.auth(DEFAULT_MECHANISMS, credentials)
-                .await
-                .map_err(failed)?;
+            let authed = session.conn.auth(DEFAULT_MECHANISMS, credentials).await;
+            authed.map_err(|e| session.failed(e))?;
         }
-        conn.send(message.envelope(), &message.formatted())
-            .await
-            .map_err(failed)?;
-        conn.abort().await;
+        let sent = session
+            .conn
+            .send(message.envelope(), &message.formatted())
+            .await;
+        sent.map_err(|e| session.failed(e))?;
+        session.conn.abort().await;
         Ok(())
-    }
-}
-
-/// The system's roots for implicit TLS (`tls = "tls"`), as lettre's own TLS would use, without
-/// the HTTP ALPN the probes offer.
-fn smtp_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
-    static CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
-        std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut config = (*crate::net::tls_client_config(Vec::new())).clone();
-            config.alpn_protocols.clear();
-            std::sync::Arc::new(config)
-        })
-        .clone()
-}
-
-/// A capped connection as lettre takes one (it asks for the peer's address).
-#[derive(Debug)]
-struct SmtpStream<S>(crate::net::Capped<S>, Option<std::net::SocketAddr>);
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SmtpStream<S> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SmtpStream<S> {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, data)
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
-impl<S> AsyncTokioStream for SmtpStream<S>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + std::fmt::Debug,
-{
-    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.1
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
     }
 }
 
@@ -613,17 +465,6 @@ impl Notifier for EmailNotifier {
                 ))),
             }
         })
-    }
-}
-
-/// 5xx replies (also the one after DATA) and client-side errors are permanent; 4xx replies,
-/// timeouts, network and TLS trouble are retried.
-pub fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
-    let text = format!("SMTP: {}", error_chain(e));
-    if e.is_permanent() || e.is_client() {
-        DeliveryError::Permanent(text)
-    } else {
-        DeliveryError::Retryable(text)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod pagerduty;
 pub mod pagers;
 pub mod policy;
 pub mod render;
+pub mod smtp;
 pub mod table;
 pub mod test_page;
 pub mod trigger;

@@ -306,7 +306,7 @@ fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
 
 /// A failed TLS handshake with the key of `tls_config` that would mend it, as the operator
 /// reading the pager's error needs it (rustls names the cause in its own words).
-fn tls_hint(message: String) -> String {
+pub(crate) fn tls_hint(message: String) -> String {
     let hint = if message.contains("UnknownIssuer") {
         "a private CA goes in the pager's `tls_config.ca_file`"
     } else if message.contains("not valid for name") {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::notify::{self, DeliveryError, Notifier};
+use super::notify::{self, Notifier};
 use super::table::{Common, Entry};
 use super::{RetryPolicy, alertmanager, email, opsgenie, pagerduty, webhook};
 use crate::diag::Ctx;
@@ -200,12 +200,13 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
         }
         let tls = match &common.tls_config {
             None => Some(None),
-            Some(t) if e.kind == "email" => {
+            Some(t) if matches!(&kind, Some(PagerKind::Email(m)) if m.tls == email::TlsMode::None) =>
+            {
                 ctx.error(
                     Some(t.span()),
                     e.key("tls_config"),
-                    "does not apply to an `email` pager (its `tls` key says how it connects; \
-                     it trusts the system's CAs)",
+                    "does not apply with `tls = \"none\"` (an email pager uses TLS with \
+                     `tls = \"starttls\"` or `tls = \"tls\"`)",
                 );
                 None
             }
@@ -233,16 +234,13 @@ pub fn parse(ctx: &mut Ctx<'_>, tables: Vec<Spanned<DeValue<'_>>>) -> Pagers {
 }
 
 /// Builds the notifier for one pager.
-///
-/// # Errors
-/// An email pager whose transport cannot be built (a TLS setup problem).
 /// `health`: where an Alertmanager pager records each member's outcome (the dispatcher's).
 pub fn notifier_for(
     plan: &PagerPlan,
     client: &reqwest::Client,
     clock: crate::clock::Clock,
     health: Option<std::sync::Arc<crate::delivery::DeliveryHealth>>,
-) -> Result<Box<dyn Notifier>, DeliveryError> {
+) -> Box<dyn Notifier> {
     let build: notify::BuildFn = match &plan.kind {
         PagerKind::PagerDuty(p) => {
             let p = p.clone();
@@ -253,7 +251,7 @@ pub fn notifier_for(
             Box::new(move |n| opsgenie::build_request(&p, n))
         }
         PagerKind::Alertmanager(p) => {
-            return Ok(Box::new(alertmanager::AmNotifier {
+            return Box::new(alertmanager::AmNotifier {
                 members: alertmanager::Members::new(
                     &plan.name,
                     p,
@@ -265,7 +263,7 @@ pub fn notifier_for(
                 ),
                 plan: p.clone(),
                 clock,
-            }));
+            });
         }
         PagerKind::Slack(p) => {
             let p = p.clone();
@@ -276,19 +274,15 @@ pub fn notifier_for(
             Box::new(move |n| webhook::build_request(&p, n))
         }
         PagerKind::Email(e) => {
-            return Ok(Box::new(email::EmailNotifier::new(
+            return Box::new(email::EmailNotifier::new(
                 e,
+                plan.tls.clone(),
                 plan.timeout,
                 plan.redactor.clone(),
-            )?));
+            ));
         }
     };
-    Ok(notify::http_notifier(
-        plan.timeout,
-        plan.redactor.clone(),
-        client,
-        build,
-    ))
+    notify::http_notifier(plan.timeout, plan.redactor.clone(), client, build)
 }
 
 /// Every secret a provider holds, for the pager's redactor.

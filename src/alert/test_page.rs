@@ -63,7 +63,7 @@ pub async fn test_page(
                     let say = |line: &str| tracing::info!(sink = %plan.name, region, "{line}");
                     return super::alertmanager::test_page(&api, am, n, wait, &clock, &say).await;
                 }
-                let notifier = crate::alert::pagers::notifier_for(plan, &client, clock, None)?;
+                let notifier = crate::alert::pagers::notifier_for(plan, &client, clock, None);
                 notifier.send(&n).await?;
                 if matches!(plan.kind, PagerKind::Opsgenie(_)) {
                     // Opsgenie creates alerts asynchronously; a close sent at once can miss it.

@@ -419,3 +419,40 @@ pub fn test_ca() -> Result<TestCa> {
         server_key_pem: server_key.serialize_pem(),
     })
 }
+
+/// A throw-away CA, a server certificate it signed for `name` only, and a client certificate,
+/// written to `dir` (PEM): `ca.pem`, `server.pem`, `server-key.pem`, `client.pem`,
+/// `client-key.pem`. For a server reached by an address its certificate does not name.
+pub fn write_pki(dir: &std::path::Path, name: &str) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "joincanary pager test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write("ca.pem", &issuer.pem());
+    let mut server = CertificateParams::new(vec![name.to_string()]).unwrap();
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    write(
+        "server.pem",
+        &server.signed_by(&key, &issuer).unwrap().pem(),
+    );
+    write("server-key.pem", &key.serialize_pem());
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "joincanary");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    write(
+        "client.pem",
+        &client.signed_by(&key, &issuer).unwrap().pem(),
+    );
+    write("client-key.pem", &key.serialize_pem());
+}

@@ -12,12 +12,19 @@ pub struct Smtp {
 
 impl Smtp {
     pub async fn start(mode: &str) -> Smtp {
+        Smtp::start_with(mode, &[]).await
+    }
+
+    /// [`Smtp::start`] with TLS: `tls` is `["starttls" or "tls", cert, key]` and, to require a
+    /// client certificate, its CA (files, PEM).
+    pub async fn start_with(mode: &str, tls: &[String]) -> Smtp {
         use tokio::io::AsyncBufReadExt;
         let dir = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new("/usr/bin/python3")
             .arg(super::root().join("tests/support/smtp_server.py"))
             .arg(dir.path())
             .arg(mode)
+            .args(tls)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)

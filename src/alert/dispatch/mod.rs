@@ -124,12 +124,12 @@ impl Dispatcher {
                     let (delivery, clock) = (shared.metrics.delivery.clone(), shared.clock);
                     move || -> Box<dyn Notifier> {
                         let notifier = match &client {
-                            Ok(c) => crate::alert::pagers::notifier_for(
+                            Ok(c) => Ok(crate::alert::pagers::notifier_for(
                                 &plan,
                                 c,
                                 clock,
                                 Some(delivery.clone()),
-                            ),
+                            )),
                             Err(e) => Err(e.clone()),
                         }
                         .unwrap_or_else(|e| {
