@@ -39,6 +39,10 @@ pub(crate) struct Reloads {
     loading: Arc<AtomicBool>,
     /// Where a look that panicked is reported (task `reload`, instance `config watcher`).
     tasks: Supervisor,
+    /// The listener's web config (`--web.config.file`): its files are watched too, and every
+    /// reload reads its TLS certificate, key and client CAs again (a renewed certificate).
+    web: Option<crate::web::WebConfig>,
+    refreshing_web: Arc<AtomicBool>,
 }
 
 /// The watcher's instance name in `/-/ready` and the log.
@@ -75,6 +79,8 @@ impl Reloads {
             watching: Arc::new(AtomicBool::new(false)),
             loading: Arc::new(AtomicBool::new(false)),
             tasks: tasks.clone(),
+            web: plan.web.clone(),
+            refreshing_web: Arc::new(AtomicBool::new(false)),
         };
         reloads.loaded(plan).await;
         (reloads, reload_tx)
@@ -140,7 +146,74 @@ impl Reloads {
                 tracing::warn!(region = %plan.region, "shutting down while the configuration was being read; the reload is abandoned");
                 None
             }
-            loaded = load_plan(loader, &self.loading, &plan.config_path, tasks) => Some(loaded),
+            loaded = async {
+                // A web config that became unusable refuses the reload as a broken config
+                // file does: the listener keeps its certificate and the running config stays.
+                self.refresh_web(&plan.region).await?;
+                load_plan(loader, &self.loading, &plan.config_path, tasks).await
+            } => Some(loaded),
+        }
+    }
+
+    /// Reads the web config's TLS files again ([`crate::web::WebConfig::refresh_tls`]) off the
+    /// async threads, under the reload's deadline.
+    async fn refresh_web(&mut self, region: &str) -> Result<(), crate::diag::ConfigErrors> {
+        let Some(web) = self.web.clone().filter(crate::web::WebConfig::tls) else {
+            return Ok(());
+        };
+        let path = web.files().first().cloned().unwrap_or_default();
+        let refused = |message: String| {
+            crate::diag::ConfigErrors(vec![crate::diag::ConfigError {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                key: None,
+                message,
+            }])
+        };
+        let refreshed = off_thread(&self.refreshing_web, RELOAD_READ_TIMEOUT, move || {
+            let mut web = web;
+            let outcome = web.refresh_tls();
+            (web, outcome)
+        })
+        .await;
+        match refreshed {
+            Ok((web, Ok(changed))) => {
+                if changed {
+                    tracing::info!(region = %region, file = %path.display(), "the listener's certificate changed on disk; new connections get the new one");
+                }
+                self.web = Some(web);
+                Ok(())
+            }
+            Ok((_, Err(e))) => Err(match e {
+                crate::web::WebConfigError::Invalid {
+                    path,
+                    line,
+                    column,
+                    message,
+                } => crate::diag::ConfigErrors(vec![crate::diag::ConfigError {
+                    file: path,
+                    line,
+                    column,
+                    key: None,
+                    message: format!("{message} (the listener keeps its certificate)"),
+                }]),
+                crate::web::WebConfigError::Read { path, source } => {
+                    crate::diag::ConfigErrors(vec![crate::diag::ConfigError {
+                        file: path,
+                        line: 0,
+                        column: 0,
+                        key: None,
+                        message: format!(
+                            "cannot read: {source} (the listener keeps its certificate)"
+                        ),
+                    }])
+                }
+            }),
+            Err(stuck) => Err(refused(format!(
+                "cannot read the web config again: {}",
+                stuck.describe(RELOAD_READ_TIMEOUT)
+            ))),
         }
     }
 
@@ -167,7 +240,10 @@ impl Reloads {
     /// `/-/ready` said 200.
     async fn fingerprint(&self, plan: &Plan) -> Option<u64> {
         let fingerprinter = self.fingerprinter.clone();
-        let sources = plan.sources.clone();
+        let mut sources = plan.sources.clone();
+        if let Some(web) = self.web.as_ref().filter(|w| w.tls()) {
+            sources.extend(web.files().iter().cloned());
+        }
         let config_path = plan.config_path.clone();
         let looked = off_thread(&self.watching, WATCH_READ_TIMEOUT, move || {
             crate::supervise::fault::hit(Task::Reload, config_path.display());

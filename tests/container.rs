@@ -4,9 +4,9 @@
 //! plain and with TLS + basic auth.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::running::Running;
+use crate::support::running::{Running, healthcheck};
 use crate::support::{TempConfig, binary, root};
 
 fn dockerfile() -> String {
@@ -478,27 +478,6 @@ fn env_beats_config_and_the_flag_beats_env() {
     );
 }
 
-fn healthcheck(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Duration) {
-    let started = Instant::now();
-    let mut cmd = Command::new(binary());
-    cmd.arg("healthcheck")
-        .args(args)
-        .env_remove("JOINCANARY_LISTEN")
-        .env_remove("JOINCANARY_WEB_CONFIG_FILE")
-        .env_remove("JOINCANARY_HEALTHCHECK_USER")
-        .env_remove("JOINCANARY_HEALTHCHECK_PASSWORD_FILE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text, started.elapsed())
-}
-
 #[test]
 fn healthcheck_asks_the_running_service_where_its_config_says() {
     let cfg = mounted("listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\n");
@@ -562,8 +541,13 @@ fn healthcheck_speaks_tls_and_basic_auth_from_the_web_config() {
     // A name that is not 127.0.0.1: the check trusts the certificate `run` serves, not a name.
     let (web, _) = crate::support::tls_web_config(dir, &["prober-eu.example.internal"], "docker");
     let web = web.to_str().unwrap().to_string();
-    // One variable configures the service and its health check alike.
-    let svc = start(&cfg, &[], &[("JOINCANARY_WEB_CONFIG_FILE", &web)]);
+    // One variable configures the service and its health check alike. No file watcher, so the
+    // certificate replaced below stays unseen by `run` (tests/cert_rotation.rs: with it).
+    let svc = start(
+        &cfg,
+        &["--config.watch-interval", "0s"],
+        &[("JOINCANARY_WEB_CONFIG_FILE", &web)],
+    );
     std::fs::write(dir.join("password"), "correct horse\n").unwrap();
     std::fs::write(dir.join("wrong"), "battery staple\n").unwrap();
     let password = dir.join("password").to_str().unwrap().to_string();
@@ -612,7 +596,7 @@ fn healthcheck_speaks_tls_and_basic_auth_from_the_web_config() {
     let (code, out, _) = healthcheck(&["--web.listen-address", &svc.addr], &[]);
     assert_eq!(code, Some(1), "{out}");
 
-    // The certificate on disk replaced since `run` started: the check says so.
+    // The certificate on disk replaced since `run` started and not reloaded: the check says so.
     crate::support::write_server_cert(dir, &["prober-eu.example.internal"]);
     let (code, out, _) = with(&[
         ("JOINCANARY_HEALTHCHECK_USER", "docker"),

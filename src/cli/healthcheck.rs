@@ -49,7 +49,9 @@ pub(super) async fn healthcheck(
     };
     let target = joincanary::healthcheck::Target {
         addr,
-        pinned: web.as_ref().and_then(|w| w.served_certificate().cloned()),
+        pinned: web
+            .as_ref()
+            .and_then(joincanary::web::WebConfig::served_certificate),
         credentials,
         auth_required: web.as_ref().is_some_and(joincanary::web::WebConfig::auth),
     };

@@ -50,8 +50,9 @@ pub struct Plan {
     pub pagers: Vec<crate::alert::PagerPlan>,
     /// Dead man's switches pinged while the scheduler is healthy.
     pub heartbeats: Vec<crate::heartbeat::HeartbeatPlan>,
-    /// The files and directories this plan was read from (the config, each `probes` entry):
-    /// what `run` watches to reload on a change.
+    /// The files and directories this plan was read from (the config, each `probes` entry,
+    /// and the CA, certificate and key files they name): what `run` watches to reload on a
+    /// change.
     pub sources: Vec<PathBuf>,
 }
 
@@ -149,7 +150,11 @@ pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Plan, ConfigErrors> {
         inner: env,
         seen: std::sync::Mutex::new(Vec::new()),
     };
-    let plan = build(path, &recording, &mut errors);
+    let (plan, read) = crate::diag::file::recording_reads(|| build(path, &recording, &mut errors));
+    let plan = plan.map(|mut plan| {
+        watch_what_it_names(&mut plan.sources, read);
+        plan
+    });
     // An error names file, line and key, never a value that came from the environment: the
     // errors reach `POST /-/reload`'s reply, logs and CI output, and a routing key of the
     // wrong length is still a routing key.
@@ -184,6 +189,23 @@ pub fn load(path: &Path, env: &dyn EnvSource) -> Result<Plan, ConfigErrors> {
             }
             errors.sort_by_key(|e| (files.iter().position(|f| f == &e.file), e.line, e.column));
             Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// Adds to `sources` the files a load read beside the config and probe files: the CA,
+/// certificate and key files of pagers, heartbeats, peers and probes. Watched like the config,
+/// a certificate renewed on disk (cert-manager rewriting a mounted Secret) reloads the config and
+/// the prober presents and trusts the new one, instead of failing at the old one's expiry.
+fn watch_what_it_names(sources: &mut Vec<PathBuf>, read: Vec<PathBuf>) {
+    for path in read {
+        // A probe directory's `*.toml` files are watched through its listing already.
+        let in_a_watched_dir = path.extension().is_some_and(|x| x == "toml")
+            && path
+                .parent()
+                .is_some_and(|d| sources.iter().any(|s| s == d));
+        if !in_a_watched_dir && !sources.contains(&path) {
+            sources.push(path);
         }
     }
 }

@@ -2,10 +2,13 @@
 //! prober: only regular files (a FIFO, a device such as a symlink to `/dev/zero`, a directory
 //! are refused before anything is read), at most [`MAX_FILE_BYTES`], and opened non-blocking.
 //! The prober's own state files are read the same way, with the larger [`MAX_STATE_BYTES`].
+//! A load can ask which files it read ([`recording_reads`]), so `run` also watches the CA,
+//! certificate and key files a config names, and a renewed certificate is picked up.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The largest config or probe file read: far above any real one (the shipped probes are a
 /// few KiB), far below what would hurt the prober.
@@ -91,7 +94,47 @@ pub fn open_state(path: &Path) -> Result<std::io::BufReader<std::io::Take<File>>
     Ok(std::io::BufReader::new(file.take(MAX_STATE_BYTES)))
 }
 
+thread_local! {
+    /// The files read on this thread while [`recording_reads`] runs (`None`: not recording).
+    static READS: RefCell<Option<Vec<PathBuf>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` and returns, beside its result, every path [`read_bytes`] or [`read_text`] was
+/// asked for on this thread meanwhile (once each, in order; unreadable ones too, so a file
+/// that appears later is noticed). A config load reads on one thread, so this is what it read:
+/// the config and probe files, and the CA, certificate and key files they name. Nested calls
+/// each see their own reads.
+pub fn recording_reads<T>(f: impl FnOnce() -> T) -> (T, Vec<PathBuf>) {
+    let outer = READS.with(|r| r.replace(Some(Vec::new())));
+    let result = f();
+    let reads = READS.with(|r| r.replace(outer)).unwrap_or_default();
+    if !reads.is_empty() {
+        // The outer recording saw these reads too.
+        READS.with(|r| {
+            if let Some(outer) = r.borrow_mut().as_mut() {
+                for p in &reads {
+                    if !outer.contains(p) {
+                        outer.push(p.clone());
+                    }
+                }
+            }
+        });
+    }
+    (result, reads)
+}
+
+fn note_read(path: &Path) {
+    READS.with(|r| {
+        if let Some(reads) = r.borrow_mut().as_mut()
+            && !reads.iter().any(|p| p == path)
+        {
+            reads.push(path.to_path_buf());
+        }
+    });
+}
+
 fn read_bytes_within(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
+    note_read(path);
     let file = open_within(path, max)?;
     let size = file.metadata()?.len();
     // A file that grows while it is read (or reports size 0, as /proc files do) is still cut
@@ -134,6 +177,33 @@ pub fn read_text(path: &Path) -> Result<String, FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recording_lists_each_file_read_once_unreadable_ones_too_and_nests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, missing) = (
+            dir.path().join("a.pem"),
+            dir.path().join("b.pem"),
+            dir.path().join("missing.pem"),
+        );
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        let (inner, outer) = recording_reads(|| {
+            read_bytes(&a).unwrap();
+            let (_, inner) = recording_reads(|| {
+                read_text(&b).unwrap();
+                read_bytes(&a).unwrap();
+            });
+            assert!(read_bytes(&missing).is_err());
+            read_bytes(&a).unwrap();
+            inner
+        });
+        assert_eq!(inner, [b.clone(), a.clone()]);
+        assert_eq!(outer, [a.clone(), b, missing]);
+        // Outside a recording nothing is kept.
+        read_bytes(&a).unwrap();
+        assert_eq!(recording_reads(|| ()).1, Vec::<PathBuf>::new());
+    }
 
     #[test]
     fn refuses_what_is_not_a_small_regular_file() {

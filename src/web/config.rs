@@ -155,10 +155,12 @@ struct RawHttp {
 /// A loaded web config: what the listener and every response need.
 #[derive(Clone)]
 pub struct WebConfig {
-    tls: Option<Arc<rustls::ServerConfig>>,
-    /// The certificate the listener presents (the first in `cert_file`): what
-    /// `joincanary healthcheck` expects to see.
-    served_cert: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// The TLS the listener speaks, shared by every clone: [`WebConfig::refresh_tls`] swaps in
+    /// a renewed certificate and each new connection takes the one current then.
+    tls: Option<Arc<std::sync::RwLock<Served>>>,
+    /// The file this was read from and every file that read (the certificate, key and client
+    /// CA files): what `run` watches for a renewed certificate.
+    files: Arc<Vec<PathBuf>>,
     users: Arc<BTreeMap<String, String>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
     verified: Arc<Mutex<HashSet<(String, String)>>>,
@@ -166,11 +168,18 @@ pub struct WebConfig {
     checking: Arc<tokio::sync::Semaphore>,
 }
 
+/// The listener's TLS config and the certificate it presents (the first in `cert_file`: what
+/// `joincanary healthcheck` expects to see).
+struct Served {
+    config: Arc<rustls::ServerConfig>,
+    leaf: rustls::pki_types::CertificateDer<'static>,
+}
+
 impl Default for WebConfig {
     fn default() -> WebConfig {
         WebConfig {
             tls: None,
-            served_cert: None,
+            files: Arc::default(),
             users: Arc::default(),
             headers: Arc::default(),
             verified: Arc::default(),
@@ -196,6 +205,13 @@ impl WebConfig {
     /// # Errors
     /// The first problem, naming the file.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let (loaded, files) = crate::diag::file::recording_reads(|| Self::read(path));
+        let mut web = loaded?;
+        web.files = Arc::new(files);
+        Ok(web)
+    }
+
+    fn read(path: &Path) -> Result<WebConfig, WebConfigError> {
         let text = crate::diag::file::read_text(path).map_err(|source| WebConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -236,12 +252,15 @@ impl WebConfig {
             })?
         };
         let base = path.parent().unwrap_or(Path::new("."));
-        let (tls, served_cert) = match raw.tls_server_config {
+        let tls = match raw.tls_server_config {
             Some(t) => {
                 let (config, leaf) = tls_config(&t, base).map_err(invalid)?;
-                (Some(Arc::new(config)), Some(leaf))
+                Some(Arc::new(std::sync::RwLock::new(Served {
+                    config: Arc::new(config),
+                    leaf,
+                })))
             }
-            None => (None, None),
+            None => None,
         };
         for (user, hash) in &raw.basic_auth_users {
             if user.contains(':') || user.is_empty() {
@@ -284,7 +303,6 @@ impl WebConfig {
         }
         Ok(WebConfig {
             tls,
-            served_cert,
             users: Arc::new(raw.basic_auth_users),
             headers: Arc::new(headers),
             ..WebConfig::default()
@@ -296,14 +314,69 @@ impl WebConfig {
         self.tls.is_some()
     }
 
-    /// The listener's TLS config, when it speaks TLS.
-    pub(super) fn server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
-        self.tls.clone()
+    fn served<T>(&self, f: impl FnOnce(&Served) -> T) -> Option<T> {
+        let cell = self.tls.as_ref()?;
+        Some(f(&cell
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)))
     }
 
-    /// The certificate the listener presents, when it speaks TLS.
-    pub fn served_certificate(&self) -> Option<&rustls::pki_types::CertificateDer<'static>> {
-        self.served_cert.as_ref()
+    /// The listener's TLS config now, when it speaks TLS: what a new connection gets.
+    pub(super) fn server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.served(|s| s.config.clone())
+    }
+
+    /// The certificate the listener presents now, when it speaks TLS.
+    pub fn served_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        self.served(|s| s.leaf.clone())
+    }
+
+    /// The web config file and the certificate, key and client CA files it names, as last
+    /// read: where a renewed certificate shows.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Reads the web config file again and, when the listener speaks TLS, takes its TLS
+    /// settings, certificate, key and client CAs for every new connection from now on (open
+    /// connections keep theirs), as exporter-toolkit reads them afresh: a certificate renewed
+    /// on disk is served without a restart. `Ok(true)` when the served certificate changed.
+    /// Basic auth users and headers are read at start-up only.
+    ///
+    /// # Errors
+    /// The file is now unusable, or no longer turns TLS on (the listener cannot stop speaking
+    /// it); the listener keeps what it had.
+    pub fn refresh_tls(&mut self) -> Result<bool, WebConfigError> {
+        let Some(path) = self.files.first().cloned() else {
+            return Ok(false);
+        };
+        let Some(cell) = self.tls.clone() else {
+            return Ok(false);
+        };
+        let fresh = WebConfig::load(&path)?;
+        let Some(served) = fresh.tls.as_ref().map(|c| {
+            let s = c.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Served {
+                config: s.config.clone(),
+                leaf: s.leaf.clone(),
+            }
+        }) else {
+            return Err(WebConfigError::Invalid {
+                path,
+                line: 0,
+                column: 0,
+                message: "tls_server_config: the listener speaks TLS; turning it off takes a \
+                          restart"
+                    .into(),
+            });
+        };
+        self.files = fresh.files;
+        let mut current = cell
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = current.leaf != served.leaf;
+        *current = served;
+        Ok(changed)
     }
 
     /// Whether requests need a user and password.
@@ -428,8 +501,15 @@ fn tls_config(
     let Some(leaf) = certs.first().cloned() else {
         return Err("tls_server_config.cert_file: no certificate in it".into());
     };
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
+    // rustls-pki-types says "no items found" for a file without a key block: name what is
+    // missing instead.
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            "tls_server_config.key_file: no PEM private key in it (PKCS#8, PKCS#1 or SEC1)"
+                .to_string()
+        }
+        e => format!("tls_server_config.key_file: {e}"),
+    })?;
     let version = |v: &Option<String>, key: &str| -> Result<Option<u8>, String> {
         match v.as_deref() {
             None | Some("") => Ok(None),

@@ -112,9 +112,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = listener.into();
-    let acceptor = web
-        .and_then(WebConfig::server_config)
-        .map(tokio_rustls::TlsAcceptor::from);
+    let web = web.cloned();
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut last_warned: Option<tokio::time::Instant> = None;
@@ -151,7 +149,12 @@ pub async fn serve(
         let open = OpenGuard(metrics.open.clone());
         let app = app.clone();
         let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
+        // Taken per connection: a certificate renewed since (`WebConfig::refresh_tls`) is
+        // what the next client sees.
+        let acceptor = web
+            .as_ref()
+            .and_then(WebConfig::server_config)
+            .map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(
             async move {
                 let _permit = permit;

@@ -137,3 +137,27 @@ impl Drop for Running {
         }
     }
 }
+
+/// `joincanary healthcheck ARGS...` with `env` and none of the caller's `JOINCANARY_` listen,
+/// web config or health check variables: its exit code, stdout and stderr together, and how
+/// long it took.
+pub fn healthcheck(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Duration) {
+    let started = std::time::Instant::now();
+    let mut cmd = Command::new(super::binary());
+    cmd.arg("healthcheck")
+        .args(args)
+        .env_remove("JOINCANARY_LISTEN")
+        .env_remove("JOINCANARY_WEB_CONFIG_FILE")
+        .env_remove("JOINCANARY_HEALTHCHECK_USER")
+        .env_remove("JOINCANARY_HEALTHCHECK_PASSWORD_FILE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text, started.elapsed())
+}
