@@ -18,6 +18,7 @@ mod cookies;
 mod email_tls;
 mod examples;
 mod fleet;
+mod fleet_tls;
 mod flow;
 mod footprint;
 mod headline;
