@@ -3,9 +3,11 @@
 //! [`CACHE_FOR`] so a page load waits at most one timeout and a reload storm costs peers one
 //! request each. A peer that does not answer is *unreachable*: the page never guesses, but it
 //! still names it by its region (configured, or the last one it reported) and says since when.
-//! What a peer sends is cut to the page's bounds ([`StatusDoc::bounded`]) before it is kept.
+//! What a peer sends is cut to the page's bounds ([`StatusDoc::bounded`]) before it is kept. A
+//! peer with a `tls_config` is fetched by a client of its own, built once per config.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,7 +59,11 @@ struct Cached {
 
 /// Fetches and caches peers' status.
 pub struct Fleet {
+    /// For every peer without a `tls_config`.
     client: Option<reqwest::Client>,
+    /// A peer's own, per URL, for its `tls_config` (kept with it: a reload that builds another
+    /// builds another client).
+    tls_clients: std::sync::Mutex<HashMap<String, TlsClient>>,
     /// The service's clock: when a peer was last seen, since when it is unreachable, and (by
     /// tokio's clock) how old the cache is, so all of it follows a paused clock in tests.
     clock: Clock,
@@ -66,24 +72,50 @@ pub struct Fleet {
     memory: std::sync::Mutex<HashMap<String, Memory>>,
 }
 
+/// A peer's `tls_config` and the client built with it.
+type TlsClient = (Arc<rustls::ClientConfig>, Option<reqwest::Client>);
+
+/// The client for peers: no redirects (a peer's URL may carry credentials, which must never
+/// go to another origin), the proxy variables honoured, TLS as `tls` says.
+fn client(tls: Option<&Arc<rustls::ClientConfig>>) -> Option<reqwest::Client> {
+    crate::tls_client::http_builder(tls)
+        .timeout(PEER_TIMEOUT)
+        .connect_timeout(PEER_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!(
+            "joincanary/",
+            env!("CARGO_PKG_VERSION"),
+            " (fleet page)"
+        ))
+        .build()
+        .ok()
+}
+
 impl Fleet {
     /// A fleet reading time from `clock` (the service's).
     pub fn new(clock: Clock) -> Fleet {
         Fleet {
             clock,
-            client: reqwest::Client::builder()
-                .timeout(PEER_TIMEOUT)
-                .connect_timeout(PEER_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!(
-                    "joincanary/",
-                    env!("CARGO_PKG_VERSION"),
-                    " (fleet page)"
-                ))
-                .build()
-                .ok(),
+            client: client(None),
+            tls_clients: std::sync::Mutex::new(HashMap::new()),
             cache: tokio::sync::Mutex::new(None),
             memory: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client for `peer`: the shared one, or the one built for its `tls_config`.
+    fn client_for(&self, peer: &Peer) -> Option<reqwest::Client> {
+        let Some(tls) = &peer.tls else {
+            return self.client.clone();
+        };
+        let mut clients = self.tls_clients.lock().unwrap_or_else(|e| e.into_inner());
+        match clients.get(&peer.url) {
+            Some((built, c)) if Arc::ptr_eq(built, tls) => c.clone(),
+            _ => {
+                let c = client(Some(tls));
+                clients.insert(peer.url.clone(), (tls.clone(), c.clone()));
+                c
+            }
         }
     }
 
@@ -100,6 +132,11 @@ impl Fleet {
         {
             return c.views.clone();
         }
+        // Only configured peers' clients are kept, so they are bounded by the config.
+        self.tls_clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|url, _| peers.iter().any(|p| &p.url == url && p.tls.is_some()));
         let fetched: Vec<PeerView> = futures_util::stream::iter(peers.iter().cloned())
             .map(|peer| self.fetch(peer))
             .buffered(MAX_CONCURRENT)
@@ -146,7 +183,7 @@ impl Fleet {
 
     async fn fetch(&self, peer: Peer) -> PeerView {
         let shown = without_credentials(&peer.url);
-        let result = match &self.client {
+        let result = match &self.client_for(&peer) {
             None => Err("no HTTP client".to_string()),
             // The whole fetch, body included, under one deadline.
             Some(client) => {
@@ -216,7 +253,7 @@ fn describe(e: &reqwest::Error) -> String {
     if cause.is_empty() {
         kind.to_string()
     } else {
-        format!("{kind}: {cause}")
+        crate::tls_client::hint(format!("{kind}: {cause}"), "the peer's")
     }
 }
 
@@ -278,6 +315,7 @@ mod tests {
         let peers = [Peer {
             url: "http://prober:9464".into(),
             region: None,
+            tls: None,
         }];
         let v = fleet.remember(&peers, vec![answered("us-east")], t(1));
         assert_eq!((v[0].last_seen, v[0].unreachable_since), (Some(t(1)), None));
@@ -319,6 +357,7 @@ mod tests {
         let peers = [Peer {
             url: format!("http://127.0.0.1:{port}"),
             region: Some("ap-south".into()),
+            tls: None,
         }];
         let first = fleet.views(&peers).await;
         let since = first[0].unreachable_since.unwrap();

@@ -1,10 +1,11 @@
-//! `tls_config = { ca_file, cert_file, key_file, server_name }` on an HTTP pager or heartbeat: how the
-//! prober's own requests (not a probe's) trust and present certificates, as Prometheus'
-//! `tls_config` does for its Alertmanagers. An Alertmanager or webhook inside the cluster is
-//! often served with a private CA, asks for a client certificate
-//! (`client_auth_type: RequireAndVerifyClientCert`), or is reached by an address its
-//! certificate does not name. A leaf: the parser, the `rustls` config it builds, and the reqwest
-//! builder every pager and heartbeat client starts from.
+//! `tls_config = { ca_file, cert_file, key_file, server_name }` on a pager, a heartbeat or a
+//! fleet peer: how the prober's own requests (not a probe's) trust and present certificates, as
+//! Prometheus' `tls_config` does for its Alertmanagers. An Alertmanager, webhook, SMTP relay or
+//! peer prober inside the cluster is often served with a private CA, asks for a client
+//! certificate (`client_auth_type: RequireAndVerifyClientCert`), or is reached by an address its
+//! certificate does not name. A leaf: the parser, the `rustls` config it builds, the reqwest
+//! builder every pager, heartbeat and peer client starts from, and the hint a failed handshake
+//! gets.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -150,6 +151,23 @@ pub fn http_builder(tls: Option<&Arc<rustls::ClientConfig>>) -> reqwest::ClientB
             .tls_backend_preconfigured(rustls::ClientConfig::clone(config)),
         None => reqwest::Client::builder().tls_backend_rustls(),
     }
+}
+
+/// A failed TLS handshake with the key of `tls_config` that would mend it, as the operator
+/// reading the error needs it (rustls names the cause in its own words); `whose` says where
+/// the key goes (`the pager's`, `the peer's`).
+pub fn hint(message: String, whose: &str) -> String {
+    let hint = if message.contains("UnknownIssuer") {
+        format!("a private CA goes in {whose} `tls_config.ca_file`")
+    } else if message.contains("not valid for name") {
+        format!("the name the certificate carries goes in {whose} `tls_config.server_name`")
+    } else if message.contains("BadCertificate") || message.contains("CertificateRequired") {
+        "the server refused the client certificate or wants one: `tls_config.cert_file` and `key_file`"
+            .to_string()
+    } else {
+        return message;
+    };
+    format!("{message} ({hint})")
 }
 
 /// A file read for a key: its bytes, its path, where the key is written, the dotted key.

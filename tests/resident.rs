@@ -3,9 +3,11 @@
 //! failed exchanges but not after one, a server error frame fails an exchange at once with the
 //! server's text, keepalives hold a long idle Socket.IO session, and — under a paused clock,
 //! with scripted sessions (resident/scripted.rs) — reconnects back off (bounded, jittered,
-//! capped) and old sessions are rotated.
+//! capped) and old sessions are rotated; every reopened session mints its `[tokens]` afresh
+//! (resident/tokens.rs).
 
 mod scripted;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,36 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+/// A resident task for `plan` on the real flow engine and `clock` (region `test`, jitter seed
+/// 1, no confirmation requests): the task, its events, and what stops it.
+pub(crate) fn on_flow(
+    plan: Arc<joincanary::flow::ProbePlan>,
+    clock: joincanary::clock::Clock,
+) -> (
+    tokio::task::JoinHandle<()>,
+    mpsc::Receiver<Event>,
+    CancellationToken,
+) {
+    let (events, rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let (confirm_tx, confirm_rx) = mpsc::channel(4);
+    let resident = Resident {
+        probe: plan,
+        region: "test".into(),
+        clock,
+        sessions: Arc::new(joincanary::resident::FlowSessions),
+        events,
+        shutdown: stop.clone(),
+        seed: 1,
+    };
+    let task = tokio::spawn(async move {
+        // Held open: the loop waits on it as the service's would.
+        let _confirm = confirm_tx;
+        resident.run(confirm_rx).await;
+    });
+    (task, rx, stop)
 }
 
 const RUNS_OK: &str = r#"probe_runs_total{probe="sim-resident",region="test",result="success"}"#;
@@ -392,21 +424,7 @@ expect_json = {{ nonce = "{{{{uuid}}}}" }}
 "#
     );
     let plan = support::probe_from(&probe, &[]);
-    let (events, mut rx) = mpsc::channel(64);
-    let stop = CancellationToken::new();
-    let (_confirm_tx, confirm_rx) = mpsc::channel(4);
-    let task = tokio::spawn(
-        Resident {
-            probe: plan,
-            region: "test".into(),
-            clock: joincanary::clock::Clock::system(),
-            sessions: Arc::new(joincanary::resident::FlowSessions),
-            events,
-            shutdown: stop.clone(),
-            seed: 1,
-        }
-        .run(confirm_rx),
-    );
+    let (task, mut rx, stop) = on_flow(plan, joincanary::clock::Clock::system());
     let mut runs = Vec::new();
     // Bounded: 4 exchanges, 1 s apart.
     while runs.len() < 4 {

@@ -438,13 +438,15 @@ fn peers_must_be_http_base_urls_listed_once() {
             && errors.contains("peers[2]: listed twice"),
         "{errors}"
     );
-    // The table form: `url` (required) and `region`, nothing else.
+    // The table form: `url` (required), `region` and `tls_config`, nothing else.
     let errors = peer_errors(
         "peers = [{ url = \"http://prober-us:9464\", zone = \"us\" }, { region = \"x\" }]",
     );
     assert!(
         errors.contains(":5:")
-            && errors.contains("peers[0].zone: unknown key (a peer has `url` and `region`)")
+            && errors.contains(
+                "peers[0].zone: unknown key (a peer has `url`, `region` and `tls_config`)"
+            )
             && errors.contains("peers[1].url: is required"),
         "{errors}"
     );

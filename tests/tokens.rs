@@ -44,7 +44,7 @@ fn plan(server: &NodeServer, secret: &str) -> ProbePlan {
 }
 
 /// Every token the server was sent, and each one's signature alone.
-async fn seen(server: &NodeServer) -> Vec<String> {
+pub(crate) async fn seen(server: &NodeServer) -> Vec<String> {
     let url = format!("{}/seen", server.base_url());
     let tokens: Vec<String> = reqwest::get(&url).await.unwrap().json().await.unwrap();
     tokens
@@ -99,44 +99,25 @@ async fn a_running_service_shows_no_livekit_token_nor_its_secret() {
     let server = livekit().await;
     let (receiver, hook) = Receiver::start(200).await;
     let text = std::fs::read_to_string(support::example_path("livekit.toml")).unwrap();
-    let text = text.replacen(
-        "timeout = \"10s\"",
-        "schedule = \"* * * * * *\"\ntimeout = \"900ms\"",
-        1,
-    );
-    let cfg = TempConfig::new(
-        &format!(
-            "[alerting]\nconfirm_delay = \"200ms\"\nfailure_threshold = 1\n\
-             [[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook}/hook\"\nretry_base = \"50ms\"\n"
-        ),
-        &[("livekit.toml", &text)],
+    let cfg = refused_every_second(
+        &hook,
+        "livekit.toml",
+        &text.replacen("timeout = \"10s\"", "", 1),
     );
     let env = env(&server, WRONG);
-    let running = tokio::task::block_in_place(|| {
-        Running::start_with(
-            &cfg.path,
-            &["--log.level", "trace"],
-            &support::env_pairs(&env),
-        )
-    });
-    let base = running.base();
-    let pages = pages_naming(&receiver, &["livekit".to_string()]).await;
-    let status = support::poll(
-        Duration::from_secs(20),
-        Duration::from_millis(100),
-        async || {
-            support::when(support::status(&base).await.to_string(), |s| {
-                s.contains("signature verification failed")
-            })
-        },
+    let texts = shown_while_refused(
+        &cfg,
+        &support::env_pairs(&env),
+        &receiver,
+        "livekit",
+        "signature verification failed",
     )
-    .await
-    .unwrap_or_else(|last| last);
+    .await;
     assert!(
-        status.contains("signature verification failed") && status.contains("[redacted]"),
-        "the refusal, its echo scrubbed, is in the status: {status}"
+        texts[0].1.contains("[redacted]"),
+        "the refusal's echo is scrubbed in the status: {}",
+        texts[0].1
     );
-    let texts = service_texts(running, pages).await;
     let tokens = seen(&server).await;
     assert!(!tokens.is_empty());
     let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
@@ -145,17 +126,71 @@ async fn a_running_service_shows_no_livekit_token_nor_its_secret() {
     assert!(leaks.is_empty(), "{}\n\n{}", leaks.join("\n"), texts[3].1);
 }
 
+/// A service config paging `hook` at once, with probe file `name` (`text`, without a
+/// `timeout`) run every second under a 900 ms deadline.
+pub(crate) fn refused_every_second(hook: &str, name: &str, text: &str) -> TempConfig {
+    TempConfig::new(
+        &format!(
+            "[alerting]\nconfirm_delay = \"200ms\"\nfailure_threshold = 1\n\
+             [[pager]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{hook}/hook\"\nretry_base = \"50ms\"\n"
+        ),
+        &[(
+            name,
+            &format!("schedule = \"* * * * * *\"\ntimeout = \"900ms\"\n{text}"),
+        )],
+    )
+}
+
+/// Runs the service at `cfg` with a trace log until it has paged for `probe` and its status
+/// shows `refusal`; then what it showed (status JSON first, see [`service_texts`]), stopped.
+pub(crate) async fn shown_while_refused(
+    cfg: &TempConfig,
+    env: &[(&str, &str)],
+    receiver: &Receiver,
+    probe: &str,
+    refusal: &str,
+) -> [(&'static str, String); 5] {
+    let running = tokio::task::block_in_place(|| {
+        Running::start_with(&cfg.path, &["--log.level", "trace"], env)
+    });
+    let base = running.base();
+    let pages = pages_naming(receiver, &[probe.to_string()]).await;
+    let status = support::poll(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        async || {
+            support::when(support::status(&base).await.to_string(), |s| {
+                s.contains(refusal)
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|last| last);
+    assert!(
+        status.contains(refusal),
+        "the refusal is in the status: {status}"
+    );
+    service_texts(running, pages).await
+}
+
+/// jitsi-meet.toml's text, and its commented `[tokens.NAME]` table uncommented.
+pub(crate) fn jitsi_table(name: &str) -> (String, String) {
+    let text = std::fs::read_to_string(support::example_path("jitsi-meet.toml")).unwrap();
+    let head = format!("# [tokens.{name}]");
+    let table = text
+        .lines()
+        .skip_while(|l| *l != head)
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    (text, table)
+}
+
 /// The token table jitsi-meet.toml shows in a comment, uncommented into the example with the
 /// URL reading it, loads and mints a token with Jitsi's claims.
 #[test]
 fn the_jitsi_examples_token_table_loads() {
-    let text = std::fs::read_to_string(support::example_path("jitsi-meet.toml")).unwrap();
-    let table: String = text
-        .lines()
-        .skip_while(|l| *l != "# [tokens.jitsi_token]")
-        .take_while(|l| l.starts_with("# "))
-        .map(|l| format!("{}\n", &l[2..]))
-        .collect();
+    let (text, table) = jitsi_table("jitsi_token");
     assert!(table.contains("kind = \"jwt\""), "{table}");
     let url = "/xmpp-websocket}?room={{room|url}}";
     assert!(text.contains(url));

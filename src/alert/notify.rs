@@ -304,19 +304,10 @@ fn classify_reqwest(e: reqwest::Error, timeout: Duration) -> DeliveryError {
     DeliveryError::Retryable(tls_hint(error_chain(&e)))
 }
 
-/// A failed TLS handshake with the key of `tls_config` that would mend it, as the operator
-/// reading the pager's error needs it (rustls names the cause in its own words).
+/// A failed TLS handshake with the key of the pager's `tls_config` that would mend it
+/// ([`crate::tls_client::hint`]).
 pub(crate) fn tls_hint(message: String) -> String {
-    let hint = if message.contains("UnknownIssuer") {
-        "a private CA goes in the pager's `tls_config.ca_file`"
-    } else if message.contains("not valid for name") {
-        "the name the certificate carries goes in the pager's `tls_config.server_name`"
-    } else if message.contains("BadCertificate") || message.contains("CertificateRequired") {
-        "the server refused the client certificate or wants one: `tls_config.cert_file` and `key_file`"
-    } else {
-        return message;
-    };
-    format!("{message} ({hint})")
+    crate::tls_client::hint(message, "the pager's")
 }
 
 /// Builds a request with a provider's pure builder for each notification.

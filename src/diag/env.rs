@@ -64,6 +64,7 @@ const PUBLIC_KEYS: &[&str] = &[
     "state_dir",
     "probes",
     "ca_file",
+    "private_key_file",
     "name",
     "host",
     "port",

@@ -16,7 +16,7 @@ pub use ctx::Ctx;
 pub use env::{EnvError, EnvSource, ProcessEnv, substitute, substitute_template};
 pub use position::{
     array_tables, from_table, name_position, name_position_in, parse_toml, read_source, table_keys,
-    value_span,
+    value_at, value_span,
 };
 
 /// A value with its byte span in the file, for errors that point at it.

@@ -184,6 +184,12 @@ fn deepest_in(
 /// `steps[1].expect_binary.prefix`; a key holding `.` cannot be named), for a problem found
 /// after parsing in a value whose type keeps no spans of its parts. `None` when not written.
 pub fn value_span(file: &SourceFile, path: &str) -> Option<Range<usize>> {
+    value_at(file, path).map(|v| v.span())
+}
+
+/// The value written at the dotted key `path`, with the spans of its parts, for reading with
+/// [`from_table`] a table inside a value read without them (a `peers` entry's `tls_config`).
+pub fn value_at<'f>(file: &'f SourceFile, path: &str) -> Option<Spanned<DeValue<'f>>> {
     let root = DeTable::parse(&file.text).ok()?;
     let mut table = root.get_ref();
     let mut parts = path.split('.').peekable();
@@ -200,7 +206,7 @@ pub fn value_span(file: &SourceFile, path: &str) -> Option<Range<usize>> {
             value = items.get(i)?;
         }
         if parts.peek().is_none() {
-            return Some(value.span());
+            return Some(value.clone());
         }
         let DeValue::Table(t) = value.get_ref() else {
             return None;

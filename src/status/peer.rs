@@ -25,18 +25,36 @@ const PEER_MAX_NAME: usize = 100;
 const PEER_MAX_TEXT: usize = 1000;
 
 /// A prober in another region, for the fleet status page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// Its base URL (may carry `user:password@`, never shown).
     pub url: String,
     /// Its region as configured: the page's name for it until it answers (and after, if it
     /// never does).
     pub region: Option<String>,
+    /// `tls_config`: how its https is trusted and what client certificate is offered; `None`,
+    /// the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// `peers`: http(s) base URLs, each once, as a string or `{ url, region }`. Credentials in a
-/// URL (`http://user:pass@host`) are allowed for peers behind basic auth; the page never shows
-/// them.
+/// The same peer: the same URL, region and `tls_config` as built (a config read again builds
+/// another, so a reload refetches once).
+impl PartialEq for Peer {
+    fn eq(&self, other: &Peer) -> bool {
+        let same_tls = match (&self.tls, &other.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.url == other.url && self.region == other.region && same_tls
+    }
+}
+
+impl Eq for Peer {}
+
+/// `peers`: http(s) base URLs, each once, as a string or `{ url, region, tls_config }`.
+/// Credentials in a URL (`http://user:pass@host`) are allowed for peers behind basic auth; the
+/// page never shows them.
 pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>>) -> Vec<Peer> {
     let mut peers: Vec<Peer> = Vec::new();
     for (i, entry) in raw
@@ -58,14 +76,17 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
                 }
             }
         };
-        let (url, region) = match entry.get_ref() {
+        let (url, region, tls) = match entry.get_ref() {
             toml::Value::Table(t) => {
-                if let Some(unknown) = t.keys().find(|k| !matches!(k.as_str(), "url" | "region")) {
+                if let Some(unknown) = t
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "url" | "region" | "tls_config"))
+                {
                     let unknown = format!("{key}.{unknown}");
                     ctx.error(
                         Some(ctx.written(&unknown, span.clone())),
                         unknown,
-                        "unknown key (a peer has `url` and `region`)",
+                        "unknown key (a peer has `url`, `region` and `tls_config`)",
                     );
                     continue;
                 }
@@ -91,9 +112,16 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
                     }
                     None => None,
                 };
-                (string(ctx, url, &format!("{key}.url")), region)
+                let tls = match t.contains_key("tls_config") {
+                    true => match tls_config(ctx, &key, span.clone()) {
+                        Some(c) => Some(c),
+                        None => continue,
+                    },
+                    false => None,
+                };
+                (string(ctx, url, &format!("{key}.url")), region, tls)
             }
-            other => (string(ctx, other, &key), None),
+            other => (string(ctx, other, &key), None, None),
         };
         let Some(text) = url else {
             continue;
@@ -111,7 +139,11 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
                 if peers.iter().any(|p| p.url == text) {
                     ctx.error(Some(span), key, "listed twice");
                 } else {
-                    peers.push(Peer { url: text, region });
+                    peers.push(Peer {
+                        url: text,
+                        region,
+                        tls,
+                    });
                 }
             }
             _ => ctx.error(
@@ -122,6 +154,43 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
         }
     }
     peers
+}
+
+/// A peer's `tls_config` (at `{key}.tls_config`), read from the file with its spans so that
+/// each problem is placed at its own key, as a pager's is.
+fn tls_config(
+    ctx: &mut Ctx<'_>,
+    key: &str,
+    entry: std::ops::Range<usize>,
+) -> Option<Arc<rustls::ClientConfig>> {
+    let key = format!("{key}.tls_config");
+    let Some(value) = crate::diag::value_at(ctx.file, &key) else {
+        ctx.error(Some(entry), key, "cannot be read here");
+        return None;
+    };
+    let span = value.span();
+    let file = ctx.file;
+    let read = crate::diag::from_table::<crate::tls_client::RawTlsConfig>(
+        file,
+        value,
+        |k, at, expected| {
+            ctx.error(
+                Some(at),
+                format!("{key}.{k}"),
+                format_args!(
+                    "unknown key{}, {expected}",
+                    crate::diag::did_you_mean(k, expected)
+                ),
+            );
+        },
+    );
+    match read {
+        Ok(raw) => crate::tls_client::parse(ctx, &S::new(span, raw), &key),
+        Err(e) => {
+            ctx.errors.push(e);
+            None
+        }
+    }
 }
 
 /// A list read from a peer (only peers' documents are parsed into these types), keeping its

@@ -59,7 +59,22 @@ fn every_service_config_error_names_file_line_column_and_key() {
         service(
             "peers = [{ url = \"http://p:9464\", colour = ‸1 }]\n",
             "peers[0].colour",
-            "unknown key (a peer has `url` and `region`)",
+            "unknown key (a peer has `url`, `region` and `tls_config`)",
+        ),
+        service(
+            "peers = [{ url = \"https://p:9464\", tls_config = { ca = ‸\"x\" } }]\n",
+            "peers[0].tls_config.ca",
+            "unknown key, expected one of `ca_file`, `cert_file`, `key_file`, `server_name`",
+        ),
+        service(
+            "peers = [{ url = \"https://p:9464\", tls_config = { ca_file = ‸\"missing.pem\" } }]\n",
+            "peers[0].tls_config.ca_file",
+            "cannot read `missing.pem`",
+        ),
+        service(
+            "peers = [{ url = \"https://p:9464\", tls_config = { key_file = ‸\"k.pem\" } }]\n",
+            "peers[0].tls_config.key_file",
+            "`cert_file` and `key_file` go together",
         ),
         service(
             "peers = [‸{ region = \"r\" }]\n",

@@ -1,5 +1,5 @@
 //! A probe's `[tokens.NAME]` (credentials minted per run): every error its table can draw,
-//! each at its `file:line:col: key:`.
+//! each at its `file:line:col: key:`, a private key's (read once, at load) among them.
 
 use super::{Case, PROBE, check, probe};
 
@@ -65,7 +65,7 @@ fn every_token_error_names_file_line_column_and_key() {
             "secret = \"abcd\"\n",
             "secret = \"abcd\"\nclaim = ‸{ sub = \"x\" }\n",
             "tokens.lk.claim",
-            "unknown field `claim` (did you mean `claims`?), expected one of `kind`, `algorithm`, `secret`, `ttl`, `claims`, `header`",
+            "unknown field `claim` (did you mean `claims`?), expected one of `kind`, `algorithm`, `secret`, `private_key_file`, `private_key`, `kid`, `ttl`, `claims`, `header`",
         ),
         edit(
             JWT,
@@ -84,9 +84,9 @@ fn every_token_error_names_file_line_column_and_key() {
         edit(
             JWT,
             "secret = \"abcd\"\n",
-            "secret = \"abcd\"\nalgorithm = ‸\"RS256\"\n",
+            "secret = \"abcd\"\nalgorithm = ‸\"RS-256\"\n",
             "tokens.lk.algorithm",
-            "`RS256` is not one of HS256, HS384, HS512",
+            "`RS-256` is not one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA",
         ),
         edit(
             HMAC,
@@ -238,4 +238,119 @@ fn steps_read_tokens_and_only_declared_ones() {
         "steps[0].url",
         "uses `{{lk}}` before any step sets it",
     )]);
+}
+
+/// A test-only 512-bit RSA key (Node's `generateKeyPairSync`), refused for its size: it signs
+/// nothing and verifies nothing.
+const RSA_512_TEST_ONLY: &str = "-----BEGIN PRIVATE KEY-----
+MIIBVgIBADANBgkqhkiG9w0BAQEFAASCAUAwggE8AgEAAkEA2EpRFSpqsdyACF/O
+vis7guSaMf8e/r00ij2OS3f94mn5G1DauoEtACVfcfMM4R8HACub53lwPyKTcF1e
+MvrxiwIDAQABAkAb7iTgVdTnWPETo8Of3RdXRMwArtBC1w4E2AQbDMi1Rvs0TY6P
+feZZWCOOOky+uTkJP6LhDioKUEu66PyT3l1RAiEA9oYDfaCuRsbwucu0xCBGpxC8
+g3uj+HQtRztXGg+yitkCIQDgmsjYdMUFCkYx2Am98D8zD7CNEmph6HirTgTcJSE5
+AwIhAJWVX4zc8KJ1mB/EoRzYUMaSezB011uscsTkFsfzemyRAiEA2t77CbQAqkCw
+1rGoDKepbqDDczWW5YIc1RJaOg0UqvECIQDaiu9+Gu4usP74A7huld3QCmqj6Yhy
+66H5iv4J7z4eEQ==
+-----END PRIVATE KEY-----
+";
+
+/// An ES256 table signing with `probes/ec.pem` (a P-256 key; `rsa.pem` a 512-bit RSA key and
+/// `pub.pem` a public key lie beside it), edited as `edit` does: `[tokens.…]` from line 7.
+fn keyed(from: &str, to: &str, key: &'static str, says: &'static str) -> Case {
+    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let base =
+        "[tokens.lk]\nkind = \"jwt\"\nalgorithm = \"ES256\"\nprivate_key_file = \"ec.pem\"\n";
+    let mut case = edit(base, from, to, key, says);
+    case.probes.extend([
+        ("ec.pem", ec.serialize_pem()),
+        ("rsa.pem", RSA_512_TEST_ONLY.to_string()),
+        ("pub.pem", ec.public_key_pem()),
+    ]);
+    case
+}
+
+#[test]
+fn every_private_key_error_names_file_line_column_and_key() {
+    let file = "private_key_file = \"ec.pem\"";
+    let cases = vec![
+        keyed(
+            file,
+            "private_key_file = ‸\"gone.pem\"",
+            "tokens.lk.private_key_file",
+            "cannot read `probes/gone.pem`: No such file or directory",
+        ),
+        keyed(
+            file,
+            "private_key_file = ‸\"pub.pem\"",
+            "tokens.lk.private_key_file",
+            "`probes/pub.pem` holds a `PUBLIC KEY`, not a private key (the server's half: the private key signs)",
+        ),
+        keyed(
+            file,
+            "private_key_file = ‸\"p.toml\"",
+            "tokens.lk.private_key_file",
+            "`probes/p.toml` holds no PEM private key: a PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY` PEM is read",
+        ),
+        keyed(
+            "algorithm = \"ES256\"\nprivate_key_file = \"ec.pem\"",
+            "algorithm = \"RS256\"\nprivate_key_file = ‸\"ec.pem\"",
+            "tokens.lk.private_key_file",
+            "`probes/ec.pem` is an EC P-256 key; `RS256` signs with an RSA key (an EC P-256 key signs ES256)",
+        ),
+        keyed(
+            "algorithm = \"ES256\"\nprivate_key_file = \"ec.pem\"",
+            "algorithm = \"RS256\"\nprivate_key_file = ‸\"rsa.pem\"",
+            "tokens.lk.private_key_file",
+            "`probes/rsa.pem` is an RSA key under 2048 bits, which is refused: RFC 7518 3.3 asks at least 2048",
+        ),
+        keyed(
+            "algorithm = \"ES256\"",
+            "algorithm = ‸\"HS256\"",
+            "tokens.lk.algorithm",
+            "`HS256` signs with the shared `secret`, not with `private_key_file`: name the server's algorithm for a private key (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)",
+        ),
+        keyed(
+            "[tokens.lk]\nkind = \"jwt\"\nalgorithm = \"ES256\"\n",
+            "[tokens.‸lk]\nkind = \"jwt\"\n",
+            "tokens.lk.algorithm",
+            "is required with `private_key_file`: the server's, one of RS256",
+        ),
+        keyed(
+            file,
+            "private_key_file = \"ec.pem\"\nsecret = ‸\"abcd\"",
+            "tokens.lk.secret",
+            "`private_key_file` is set as well: a token is signed either with the shared `secret` (HS256, HS384, HS512) or with a private key",
+        ),
+        keyed(
+            file,
+            "private_key_file = \"ec.pem\"\nprivate_key = ‸\"${JC_KEY}\"",
+            "tokens.lk.private_key",
+            "`private_key_file` is set as well: give the key once",
+        ),
+        keyed(
+            file,
+            "private_key = ‸\"${JC_UNSET_KEY:-}\"",
+            "tokens.lk.private_key",
+            "is empty (is its environment variable set?)",
+        ),
+        keyed(
+            "[tokens.lk]\nkind = \"jwt\"\nalgorithm = \"ES256\"\nprivate_key_file = \"ec.pem\"\n",
+            "[tokens.‸lk]\nkind = \"jwt\"\nalgorithm = \"ES256\"\n",
+            "tokens.lk.private_key_file",
+            "is required for `ES256` (or `private_key`)",
+        ),
+        keyed(
+            file,
+            "private_key_file = \"ec.pem\"\nheader = { kid = \"a\" }\nkid = ‸\"b\"",
+            "tokens.lk.kid",
+            "`header` sets `kid` as well: write it once",
+        ),
+        keyed(
+            file,
+            "private_key_file = \"ec.pem\"\nkid = ‸\"${JC_UNSET_KID}\"",
+            "tokens.lk.kid",
+            "environment variable `JC_UNSET_KID` is not set",
+        ),
+    ];
+    check(cases);
 }

@@ -23,7 +23,7 @@ pub use janus::{
 };
 pub(crate) use node::start_node;
 pub use node::{
-    NodeServer, SocketIo, SocketIoOptions, start_livekit, start_protoo, start_socketio,
+    NodeServer, SocketIo, SocketIoOptions, start_jwt, start_livekit, start_protoo, start_socketio,
     start_socketio_with, start_sockjs,
 };
 pub use prosody::start_prosody;

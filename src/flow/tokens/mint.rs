@@ -1,127 +1,51 @@
-//! Minting: the HMAC and hash primitives (aws-lc-rs, the one crypto provider), a JWT signed
-//! with HS256/384/512, and each token kind's value for one run from the run's variables and
-//! its start time.
+//! Minting: a JWT signed as `keys.rs` signs (HMAC or a private key), and each token kind's
+//! value for one run from the run's variables and its start time.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_lc_rs::{digest, hmac};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
+use super::keys::Signer;
+use super::primitives::{Encoding, Hash};
 use crate::template::{MissingVar, Template, render_json};
 
-/// The hash under an HMAC or a digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hash {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl Hash {
-    /// The names `algorithm` takes for `hmac` and `digest`.
-    pub const NAMES: [(&'static str, Hash); 4] = [
-        ("sha1", Hash::Sha1),
-        ("sha256", Hash::Sha256),
-        ("sha384", Hash::Sha384),
-        ("sha512", Hash::Sha512),
-    ];
-    /// The names `algorithm` takes for `jwt` (RFC 7518 3.2; SHA-1 has none).
-    pub const JWT_NAMES: [(&'static str, Hash); 3] = [
-        ("HS256", Hash::Sha256),
-        ("HS384", Hash::Sha384),
-        ("HS512", Hash::Sha512),
-    ];
-
-    /// HMAC of `message` keyed with `key`.
-    pub fn hmac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
-        let algorithm = match self {
-            // Janus' signed tokens and TURN REST credentials are HMAC-SHA1: the platform picks.
-            Hash::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            Hash::Sha256 => hmac::HMAC_SHA256,
-            Hash::Sha384 => hmac::HMAC_SHA384,
-            Hash::Sha512 => hmac::HMAC_SHA512,
-        };
-        hmac::sign(&hmac::Key::new(algorithm, key), message)
-            .as_ref()
-            .to_vec()
-    }
-
-    /// The hash of `data`.
-    pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        let algorithm = match self {
-            // BigBlueButton's API checksum is SHA-1 unless the server is told otherwise.
-            Hash::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
-            Hash::Sha256 => &digest::SHA256,
-            Hash::Sha384 => &digest::SHA384,
-            Hash::Sha512 => &digest::SHA512,
-        };
-        digest::digest(algorithm, data).as_ref().to_vec()
-    }
-
-    fn jwt_name(self) -> &'static str {
-        Hash::JWT_NAMES
-            .iter()
-            .find(|(_, h)| *h == self)
-            .map_or("HS256", |(n, _)| n)
-    }
-}
-
-/// How a signature or hash is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// Lower-case hex (BigBlueButton's checksum).
-    Hex,
-    /// Standard base64 with padding (Janus' signed token, TURN REST).
-    Base64,
-    /// URL-safe base64 without padding (RFC 4648 5, as in a JWT).
-    Base64Url,
-}
-
-impl Encoding {
-    pub const NAMES: [(&'static str, Encoding); 3] = [
-        ("hex", Encoding::Hex),
-        ("base64", Encoding::Base64),
-        ("base64url", Encoding::Base64Url),
-    ];
-
-    pub fn encode(self, bytes: &[u8]) -> String {
-        match self {
-            Encoding::Hex => hex::encode(bytes),
-            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
-            Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-        }
-    }
-}
-
-/// A compact JWS (RFC 7515) signed with HMAC: `header` gets `alg` (and `typ: JWT` unless it
-/// has one), then `base64url(header).base64url(claims).base64url(HMAC(secret, both))`.
-pub fn jwt(
-    hash: Hash,
-    secret: &[u8],
+/// A compact JWS (RFC 7515): `header` gets `alg` (and `typ: JWT` unless it has one), then
+/// `base64url(header).base64url(claims).base64url(signature of both)`. `None` when the key
+/// fails to sign (see [`Signer::sign`]).
+pub(crate) fn jwt(
+    signer: &Signer,
     header: &serde_json::Map<String, serde_json::Value>,
     claims: &serde_json::Map<String, serde_json::Value>,
-) -> String {
+) -> Option<String> {
     let mut header = header.clone();
-    header.insert("alg".into(), hash.jwt_name().into());
+    header.insert("alg".into(), signer.alg().name().into());
     header.entry("typ").or_insert_with(|| "JWT".into());
     let part = |map: &serde_json::Map<String, serde_json::Value>| {
         // A map of JSON values always serialises; the empty object is never reached.
         Encoding::Base64Url.encode(&serde_json::to_vec(map).unwrap_or_else(|_| b"{}".to_vec()))
     };
     let signing_input = format!("{}.{}", part(&header), part(claims));
-    let signature = Encoding::Base64Url.encode(&hash.hmac(secret, signing_input.as_bytes()));
-    format!("{signing_input}.{signature}")
+    let signature = Encoding::Base64Url.encode(&signer.sign(signing_input.as_bytes())?);
+    Some(format!("{signing_input}.{signature}"))
+}
+
+/// Why a token was not minted (both unreachable after `check`: the token is left unset, and
+/// the step reading it fails saying so).
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error(transparent)]
+    Missing(#[from] MissingVar),
+    /// The crypto library refused to sign with a key it parsed at load.
+    #[error("the private key failed to sign")]
+    Unsigned,
 }
 
 /// What a token kind computes, validated (see `super::TokenPlan`).
 #[derive(Clone)]
 pub(crate) enum Spec {
     Jwt {
-        hash: Hash,
-        secret: String,
+        signer: Signer,
         ttl: Duration,
         /// String leaves are templates.
         claims: serde_json::Map<String, serde_json::Value>,
@@ -165,11 +89,10 @@ impl Spec {
         &self,
         vars: &HashMap<String, String>,
         now: DateTime<Utc>,
-    ) -> Result<Minted, MissingVar> {
+    ) -> Result<Minted, MintError> {
         match self {
             Spec::Jwt {
-                hash,
-                secret,
+                signer,
                 ttl,
                 claims,
                 header,
@@ -180,7 +103,7 @@ impl Spec {
                     vars,
                     &typed,
                 )? {
-                    serde_json::Value::Object(m) => Ok(m),
+                    serde_json::Value::Object(m) => Ok::<_, MissingVar>(m),
                     _ => Ok(serde_json::Map::new()),
                 };
                 let mut claims = render(claims)?;
@@ -192,7 +115,7 @@ impl Spec {
                 claims
                     .entry("exp")
                     .or_insert_with(|| expires(now, *ttl).into());
-                let value = jwt(*hash, secret.as_bytes(), &header, &claims);
+                let value = jwt(signer, &header, &claims).ok_or(MintError::Unsigned)?;
                 let signature = value.rsplit('.').next().map(str::to_string);
                 Ok(Minted {
                     value,

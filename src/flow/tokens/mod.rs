@@ -2,9 +2,12 @@
 //! signed token, a BigBlueButton checksum) from a secret the probe holds, so a probe never
 //! carries a static token that expires and pages for the wrong reason. Each is computed once
 //! per run, after `[variables]`, and read by the steps as `{{NAME}}`; every value is a secret.
-//! Here the table and its checks; `mint.rs` the computing.
+//! Here the table and its checks; `keys.rs` the signing keys (read once, at load), `mint.rs`
+//! the computing, `primitives.rs` the HMAC, hashes and encodings.
 
+mod keys;
 mod mint;
+mod primitives;
 #[cfg(test)]
 mod tests;
 
@@ -18,10 +21,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diag::{Ctx, S, did_you_mean, did_you_mean_among};
-use crate::template::{BUILTINS, MissingVar, Template};
+use crate::template::{BUILTINS, Template};
 
-pub use mint::{Encoding, Hash, jwt};
+use keys::Signer;
+pub use keys::{Alg, Curve, MIN_RSA_BITS};
+pub use mint::MintError;
 use mint::{Minted, Spec};
+pub use primitives::{Encoding, Hash};
 
 /// A token's `ttl` when it sets none: long enough for a slow run, short enough that a leaked
 /// one is soon worthless.
@@ -37,16 +43,23 @@ const MESSAGE: &str = "message";
 const SIGNATURE: &str = "signature";
 
 /// `kind` = `jwt`: a JSON Web Token signed with HMAC (LiveKit's `access_token`, Jitsi's
-/// `?jwt=`).
+/// `?jwt=`) or a private key (Jitsi's ASAP, 8x8 JaaS, OIDC-style gateways).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwt {
     #[serde(rename = "kind")]
     _kind: S<String>,
-    /// `HS256` (default), `HS384` or `HS512`.
+    /// `HS256` (default), `HS384`, `HS512` with `secret`; `RS256`, `RS384`, `RS512`, `PS256`,
+    /// `PS384`, `PS512`, `ES256`, `ES384`, `ES512` or `EdDSA` with a private key.
     pub algorithm: Option<S<String>>,
     /// The key the server verifies with (LiveKit's API secret); write it as `${ENV}`.
     pub secret: Option<S<String>>,
+    /// A PEM file of the private key (PKCS#8, PKCS#1 or SEC1), relative to the probe file.
+    pub private_key_file: Option<S<String>>,
+    /// The private key's PEM text itself; write it as `${ENV}`.
+    pub private_key: Option<S<String>>,
+    /// The header's `kid`: which public key the server verifies with.
+    pub kid: Option<S<String>>,
     /// `exp` is the run's start plus this (default 10m, 1s to 24h).
     #[serde(default, deserialize_with = "crate::diag::duration")]
     pub ttl: Option<S<String>>,
@@ -117,7 +130,8 @@ pub struct TokenPlan {
 }
 
 impl std::fmt::Debug for TokenPlan {
-    /// Its name and kind only: the secret, and templates that may hold it, stay out of logs.
+    /// Its name and kind only: the secret or key, and templates that may hold a secret, stay
+    /// out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.spec {
             Spec::Jwt { .. } => "jwt",
@@ -141,12 +155,13 @@ impl TokenPlan {
     /// The token for a run that started at `now`, from its built-ins and `[variables]`.
     ///
     /// # Errors
-    /// A template read a variable `vars` lacks (`check` makes that unreachable).
+    /// A template read a variable `vars` lacks, or the key failed to sign (`check` makes the
+    /// first unreachable, and the second is not seen).
     pub fn mint(
         &self,
         vars: &HashMap<String, String>,
         now: DateTime<Utc>,
-    ) -> Result<Token, MissingVar> {
+    ) -> Result<Token, MintError> {
         let Minted { value, also_secret } = self.spec.mint(vars, now)?;
         let mut secrets = vec![value.clone()];
         secrets.extend(also_secret);
@@ -312,21 +327,147 @@ impl Check<'_, '_> {
     }
 
     fn jwt(&mut self, ctx: &mut Ctx<'_>, raw: RawJwt) -> Option<Spec> {
-        let hash = match &raw.algorithm {
-            Some(a) => self.pick(ctx, a, "algorithm", &Hash::JWT_NAMES),
-            None => Some(Hash::Sha256),
+        let alg = match &raw.algorithm {
+            Some(a) => self.pick(ctx, a, "algorithm", &Alg::NAMES),
+            None => Some(Alg::Hs(Hash::Sha256)),
         };
-        let secret = self.secret(ctx, raw.secret.as_ref(), "jwt");
+        let signer = alg.and_then(|alg| self.signer(ctx, &raw, alg));
         let ttl = self.ttl(ctx, raw.ttl.as_ref());
         let claims = self.json_table(ctx, raw.claims.as_ref(), "claims", &[]);
-        let header = self.json_table(ctx, raw.header.as_ref(), "header", &["alg"]);
+        let mut header = self.json_table(ctx, raw.header.as_ref(), "header", &["alg"]);
+        if let (Some(kid), Some(h)) = (&raw.kid, &mut header) {
+            if h.contains_key("kid") {
+                ctx.error(
+                    Some(kid.span()),
+                    self.key("kid"),
+                    "`header` sets `kid` as well: write it once",
+                );
+                return None;
+            }
+            let text = ctx.env_str(kid, &self.key("kid"))?;
+            h.insert("kid".into(), serde_json::Value::String(text));
+        }
         Some(Spec::Jwt {
-            hash: hash?,
-            secret: secret?,
+            signer: signer?,
             ttl: ttl?,
             claims: claims?,
             header: header?,
         })
+    }
+
+    /// What signs a `jwt` with `alg`: `secret` for HS*, else the private key, loaded here once.
+    fn signer(&self, ctx: &mut Ctx<'_>, raw: &RawJwt, alg: Alg) -> Option<Signer> {
+        let key = match (&raw.private_key_file, &raw.private_key) {
+            (Some(_), Some(v)) => {
+                ctx.error(
+                    Some(v.span()),
+                    self.key("private_key"),
+                    "`private_key_file` is set as well: give the key once",
+                );
+                return None;
+            }
+            (Some(v), None) => Some(("private_key_file", v)),
+            (None, Some(v)) => Some(("private_key", v)),
+            (None, None) => None,
+        };
+        let keyed: Vec<&str> = Alg::NAMES
+            .iter()
+            .filter(|(_, a)| a.keyed())
+            .map(|(n, _)| *n)
+            .collect();
+        let keyed = keyed.join(", ");
+        let name = alg.name();
+        match (&raw.secret, key) {
+            (Some(secret), Some((k, _))) => {
+                ctx.error(
+                    Some(secret.span()),
+                    self.key("secret"),
+                    format_args!(
+                        "`{k}` is set as well: a token is signed either with the shared `secret` (HS256, HS384, HS512) or with a private key ({keyed}), the one the server verifies"
+                    ),
+                );
+                None
+            }
+            (_, Some((k, _))) if !alg.keyed() => {
+                match &raw.algorithm {
+                    Some(a) => ctx.error(
+                        Some(a.span()),
+                        self.key("algorithm"),
+                        format_args!(
+                            "`{name}` signs with the shared `secret`, not with `{k}`: name the server's algorithm for a private key ({keyed})"
+                        ),
+                    ),
+                    None => ctx.error(
+                        Some(self.entry.at.clone()),
+                        self.key("algorithm"),
+                        format_args!(
+                            "is required with `{k}`: the server's, one of {keyed}"
+                        ),
+                    ),
+                }
+                None
+            }
+            (Some(secret), None) if alg.keyed() => {
+                ctx.error(
+                    Some(secret.span()),
+                    self.key("secret"),
+                    format_args!(
+                        "`{name}` signs with a private key, not the shared `secret`: set `private_key_file` (or `private_key`) to its PEM"
+                    ),
+                );
+                None
+            }
+            (None, None) if alg.keyed() => {
+                ctx.error(
+                    Some(self.entry.at.clone()),
+                    self.key("private_key_file"),
+                    format_args!(
+                        "is required for `{name}` (or `private_key`): the PEM of the private key whose public half the server verifies with"
+                    ),
+                );
+                None
+            }
+            (_, None) => {
+                let secret = self.secret(ctx, raw.secret.as_ref(), "jwt")?;
+                let Alg::Hs(hash) = alg else {
+                    return None;
+                };
+                Some(Signer::Hmac { hash, secret })
+            }
+            (_, Some((k, value))) => {
+                let (pem, what) = self.pem(ctx, k, value)?;
+                match keys::load(&pem, alg, &what) {
+                    Ok(key) => Some(Signer::Key { alg, key }),
+                    Err(e) => {
+                        ctx.error(Some(value.span()), self.key(k), e);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The PEM text of `private_key_file` (read relative to the probe file) or `private_key`
+    /// (a secret like `secret`), and how an error names it.
+    fn pem(&self, ctx: &mut Ctx<'_>, k: &str, value: &S<String>) -> Option<(Vec<u8>, String)> {
+        if k == "private_key" {
+            let text = self.secret_text(ctx, value, k, "")?;
+            return Some((text.into_bytes(), k.to_string()));
+        }
+        let text = ctx.env_str(value, &self.key(k))?;
+        let dir = ctx.file.path.parent().unwrap_or(std::path::Path::new("."));
+        let path = dir.join(&text);
+        match crate::diag::file::read_bytes(&path) {
+            Ok(bytes) => Some((bytes, path.display().to_string())),
+            Err(e) => {
+                ctx.error(
+                    Some(value.span()),
+                    self.key(k),
+                    format_args!("cannot read `{}`: {e}", path.display()),
+                );
+                None
+            }
+        }
     }
 
     fn hmac(&mut self, ctx: &mut Ctx<'_>, raw: RawHmac) -> Option<Spec> {
@@ -428,19 +569,36 @@ impl Check<'_, '_> {
         }
     }
 
-    /// A required, non-empty key. It is a secret wherever it came from: written in the file,
-    /// it is added to what the probe scrubs (a value from the environment already is).
+    /// The required `secret`.
     fn secret(&self, ctx: &mut Ctx<'_>, value: Option<&S<String>>, kind: &str) -> Option<String> {
         let Some(value) = value else {
             self.missing(ctx, "secret", kind);
             return None;
         };
-        let text = ctx.env_str(value, &self.key("secret"))?;
+        self.secret_text(
+            ctx,
+            value,
+            "secret",
+            ": a token signed with an empty key is refused by every server",
+        )
+    }
+
+    /// The text of key `k`, a secret however it is written (`secret`, `private_key`): refused
+    /// when empty (`why` said after), added to what the probe scrubs when written in the file
+    /// (a value from the environment already is).
+    fn secret_text(
+        &self,
+        ctx: &mut Ctx<'_>,
+        value: &S<String>,
+        k: &str,
+        why: &str,
+    ) -> Option<String> {
+        let text = ctx.env_str(value, &self.key(k))?;
         if text.is_empty() {
             ctx.error(
                 Some(value.span()),
-                self.key("secret"),
-                "is empty (is its environment variable set?): a token signed with an empty key is refused by every server",
+                self.key(k),
+                format_args!("is empty (is its environment variable set?){why}"),
             );
             return None;
         }

@@ -1,5 +1,7 @@
 //! The primitives against published vectors (RFC 2202, RFC 4231, FIPS 180), a JWT against one
-//! signed by another implementation, and a run's tokens from its injected clock.
+//! signed by another implementation, a run's tokens from its injected clock, and a JWT signed
+//! with each kind of private key (PKCS#8, PKCS#1, SEC1) verified with its public key. (Another
+//! implementation, jose, verifies them in tests/tokens_keyed.rs.)
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -244,8 +246,12 @@ fn check_refuses_what_cannot_mint_a_token() {
             "tokens.lk.secret: is empty",
         ),
         (
+            "[tokens.lk]\nkind = \"jwt\"\nsecret = \"abcd\"\nalgorithm = \"RS265\"\n",
+            "tokens.lk.algorithm: `RS265` is not one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA",
+        ),
+        (
             "[tokens.lk]\nkind = \"jwt\"\nsecret = \"abcd\"\nalgorithm = \"RS256\"\n",
-            "tokens.lk.algorithm: `RS256` is not one of HS256, HS384, HS512",
+            "tokens.lk.secret: `RS256` signs with a private key, not the shared `secret`",
         ),
         (
             "[tokens.lk]\nkind = \"jwt\"\nsecret = \"abcd\"\nttl = \"2d\"\n",
@@ -270,5 +276,260 @@ fn check_refuses_what_cannot_mint_a_token() {
             errors.len() == 1 && errors[0].contains(want),
             "{want}: {errors:#?}"
         );
+    }
+}
+
+/// A `jwt` table signing with `alg` and the private key in `${KEY}`, its `kid` `k1`.
+fn keyed(alg: &str) -> String {
+    format!(
+        "[tokens.lk]\nkind = \"jwt\"\nalgorithm = \"{alg}\"\nprivate_key = \"${{KEY}}\"\nkid = \"k1\"\n\
+         claims = {{ sub = \"{{{{room}}}}\" }}\n"
+    )
+}
+
+/// `der` as PEM under `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The contents of the DER element at the start of `der`, and what follows it.
+fn der_element(der: &[u8]) -> (&[u8], &[u8]) {
+    let (len, at) = match der[1] {
+        n if n < 0x80 => (usize::from(n), 2),
+        0x81 => (usize::from(der[2]), 3),
+        0x82 => (usize::from(der[2]) << 8 | usize::from(der[3]), 4),
+        n => panic!("length form {n:#x}"),
+    };
+    (&der[at..at + len], &der[at + len..])
+}
+
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (its third element).
+fn pkcs1_of(pkcs8: &[u8]) -> Vec<u8> {
+    let (info, _) = der_element(pkcs8);
+    let (_, rest) = der_element(info);
+    let (_, rest) = der_element(rest);
+    der_element(rest).0.to_vec()
+}
+
+/// The token's header and claims decoded, and whether `public` (raw, as aws-lc-rs takes it)
+/// verifies its signature under `verify`.
+fn verify(
+    token: &str,
+    verify: &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
+    public: &[u8],
+) -> (serde_json::Value, serde_json::Value, bool) {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let decode = |p: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap()
+    };
+    let header: serde_json::Value =
+        serde_json::from_slice(&decode(input.split('.').next().unwrap())).unwrap();
+    let ok = aws_lc_rs::signature::UnparsedPublicKey::new(verify, public)
+        .verify(input.as_bytes(), &decode(signature))
+        .is_ok();
+    (header, claims(token), ok)
+}
+
+#[test]
+fn each_private_key_algorithm_signs_what_its_public_key_verifies() {
+    use aws_lc_rs::signature as sig;
+    use rcgen::{KeyPair, PublicKeyData as _};
+    let rsa = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let p521 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+    let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    // The same RSA key as PKCS#1 (`RSA PRIVATE KEY`), and a P-256 key as SEC1 (`EC PRIVATE
+    // KEY`): the forms older tools (`openssl genrsa`, `openssl ecparam -genkey`) write.
+    let rsa_pkcs1 = pem("RSA PRIVATE KEY", &pkcs1_of(&rsa.serialize_der()));
+    let ec_key = sig::EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let ec_sec1 = {
+        use aws_lc_rs::encoding::AsDer as _;
+        let der = ec_key.private_key().as_der().unwrap();
+        pem("EC PRIVATE KEY", der.as_ref())
+    };
+    let ec_public = sig::KeyPair::public_key(&ec_key).as_ref().to_vec();
+    type Case<'k> = (
+        &'static str,
+        String,
+        &'static dyn sig::VerificationAlgorithm,
+        &'k [u8],
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "RS256",
+            rsa.serialize_pem(),
+            &sig::RSA_PKCS1_2048_8192_SHA256,
+            rsa.der_bytes(),
+        ),
+        (
+            "RS384",
+            rsa_pkcs1.clone(),
+            &sig::RSA_PKCS1_2048_8192_SHA384,
+            rsa.der_bytes(),
+        ),
+        (
+            "RS512",
+            rsa.serialize_pem(),
+            &sig::RSA_PKCS1_2048_8192_SHA512,
+            rsa.der_bytes(),
+        ),
+        (
+            "PS256",
+            rsa_pkcs1,
+            &sig::RSA_PSS_2048_8192_SHA256,
+            rsa.der_bytes(),
+        ),
+        (
+            "PS384",
+            rsa.serialize_pem(),
+            &sig::RSA_PSS_2048_8192_SHA384,
+            rsa.der_bytes(),
+        ),
+        (
+            "PS512",
+            rsa.serialize_pem(),
+            &sig::RSA_PSS_2048_8192_SHA512,
+            rsa.der_bytes(),
+        ),
+        (
+            "ES256",
+            p256.serialize_pem(),
+            &sig::ECDSA_P256_SHA256_FIXED,
+            p256.der_bytes(),
+        ),
+        ("ES256", ec_sec1, &sig::ECDSA_P256_SHA256_FIXED, &ec_public),
+        (
+            "ES384",
+            p384.serialize_pem(),
+            &sig::ECDSA_P384_SHA384_FIXED,
+            p384.der_bytes(),
+        ),
+        (
+            "ES512",
+            p521.serialize_pem(),
+            &sig::ECDSA_P521_SHA512_FIXED,
+            p521.der_bytes(),
+        ),
+        ("EdDSA", ed.serialize_pem(), &sig::ED25519, ed.der_bytes()),
+    ];
+    for (alg, key, algorithm, public) in cases {
+        let loaded = plan(&keyed(alg), &[("KEY", &key)]).unwrap_or_else(|e| panic!("{alg}: {e:?}"));
+        let token = loaded.tokens[0].mint(&vars(), at(1_700_000_000)).unwrap();
+        let (header, claims, ok) = verify(&token.value, algorithm, public);
+        assert!(ok, "{alg}: {header}");
+        assert_eq!(
+            header,
+            serde_json::json!({ "alg": alg, "kid": "k1", "typ": "JWT" })
+        );
+        assert_eq!(claims["sub"], "canary-eu");
+        assert_eq!(claims["exp"], 1_700_000_600);
+        // The JWS signature is the fixed r || s for ECDSA (RFC 7518 3.4), not DER.
+        let len = token.value.rsplit('.').next().unwrap().len();
+        let want = match alg {
+            "ES256" => Some(86),
+            "ES384" => Some(128),
+            "ES512" => Some(176),
+            "EdDSA" => Some(86),
+            _ => None,
+        };
+        assert!(want.is_none_or(|w| w == len), "{alg}: {len}");
+        // Another key's public half does not verify it.
+        assert!(
+            !verify(&token.value, algorithm, other.der_bytes()).2,
+            "{alg}"
+        );
+        // The key stays out of the plan's Debug and is scrubbed as any value from the
+        // environment.
+        assert!(!format!("{:?}", loaded.tokens).contains("PRIVATE"));
+        assert!(loaded.redactor.holds_secret(&key), "{alg}");
+    }
+}
+
+#[test]
+fn check_refuses_a_key_that_cannot_sign_its_algorithm() {
+    use rcgen::{KeyPair, PublicKeyData as _};
+    let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let public = pem("PUBLIC KEY", &p256.subject_public_key_info());
+    let encrypted = pem("ENCRYPTED PRIVATE KEY", &p256.serialize_der());
+    let cases = [
+        (
+            keyed("RS256"),
+            p256.serialize_pem(),
+            "tokens.lk.private_key: `private_key` is an EC P-256 key; `RS256` signs with an RSA key (an EC P-256 key signs ES256)",
+        ),
+        (
+            keyed("ES384"),
+            p256.serialize_pem(),
+            "`ES384` signs with an EC P-384 key (an EC P-256 key signs ES256)",
+        ),
+        (
+            keyed("ES256"),
+            ed.serialize_pem(),
+            "is an Ed25519 key; `ES256` signs with an EC P-256 key (an Ed25519 key signs EdDSA)",
+        ),
+        (
+            keyed("ES256"),
+            public,
+            "holds a `PUBLIC KEY`, not a private key (the server's half: the private key signs)",
+        ),
+        (
+            keyed("ES256"),
+            encrypted,
+            "holds an encrypted private key, which is not read",
+        ),
+        (
+            keyed("ES256"),
+            "not a key at all".into(),
+            "`private_key` holds no PEM private key: a PKCS#8 `PRIVATE KEY`",
+        ),
+        (
+            keyed("ES256").replace("kid = \"k1\"", "secret = \"abcd\""),
+            p256.serialize_pem(),
+            "tokens.lk.secret: `private_key` is set as well",
+        ),
+        (
+            keyed("HS256"),
+            p256.serialize_pem(),
+            "tokens.lk.algorithm: `HS256` signs with the shared `secret`, not with `private_key`",
+        ),
+        (
+            keyed("ES256").replace("algorithm = \"ES256\"\n", ""),
+            p256.serialize_pem(),
+            "tokens.lk.algorithm: is required with `private_key`",
+        ),
+        (
+            "[tokens.lk]\nkind = \"jwt\"\nalgorithm = \"ES256\"\n".to_string(),
+            String::new(),
+            "tokens.lk.private_key_file: is required for `ES256` (or `private_key`)",
+        ),
+        (
+            keyed("ES256").replace("kid = \"k1\"", "header = { kid = \"k2\" }\nkid = \"k1\""),
+            p256.serialize_pem(),
+            "tokens.lk.kid: `header` sets `kid` as well",
+        ),
+    ];
+    for (text, key, want) in cases {
+        let errors = plan(&text, &[("KEY", &key)]).unwrap_err();
+        assert!(
+            errors.len() == 1 && errors[0].contains(want),
+            "{want}: {errors:#?}"
+        );
+        // No line of the key shows in what `check` says.
+        let body = key.lines().find(|l| l.len() > 40);
+        assert!(body.is_none_or(|b| !errors[0].contains(b)), "{errors:?}");
     }
 }

@@ -167,3 +167,27 @@ pub async fn start_livekit(api_key: &str, api_secret: &str, room: &str) -> Resul
     .map(str::to_string);
     start_node("livekit", "livekit/server.js", &args).await
 }
+
+/// An API that verifies a JWT with a public key (tests/servers/jwt/server.js): `GET /verify`
+/// with `Authorization: Bearer` is 200 only when npm `jose` verifies the token with the key
+/// its `kid` names in `keys` (a JSON file `{"kid": {"alg", "spki"}}`), `iss` and `aud` as
+/// given and `exp`, `nbf`, `iat` present and current; else 401 with jose's words and the token
+/// echoed. `GET /seen` lists the tokens it was sent.
+pub async fn start_jwt(keys: &std::path::Path, issuer: &str, audience: &str) -> Result<NodeServer> {
+    if !servers_dir().join("node_modules/jose").is_dir() {
+        return Err(ServerError(
+            "jwt: tests/servers/node_modules has no jose (livekit-server-sdk's); run `bash .ci/run` (its set-up runs `npm ci` in tests/servers)".into(),
+        ));
+    }
+    let args = [
+        "--port".to_string(),
+        "0".into(),
+        "--keys".into(),
+        keys.display().to_string(),
+        "--issuer".into(),
+        issuer.into(),
+        "--audience".into(),
+        audience.into(),
+    ];
+    start_node("jwt", "jwt/server.js", &args).await
+}
