@@ -176,7 +176,7 @@ pub async fn start_livekit(api_key: &str, api_secret: &str, room: &str) -> Resul
 pub async fn start_jwt(keys: &std::path::Path, issuer: &str, audience: &str) -> Result<NodeServer> {
     if !servers_dir().join("node_modules/jose").is_dir() {
         return Err(ServerError(
-            "jwt: tests/servers/node_modules has no jose (livekit-server-sdk's); run `bash .ci/run` (its set-up runs `npm ci` in tests/servers)".into(),
+            "jwt: tests/servers/node_modules has no jose; run `bash .ci/run` (its set-up runs `npm ci` in tests/servers)".into(),
         ));
     }
     let args = [
