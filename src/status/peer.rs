@@ -112,12 +112,13 @@ pub(crate) fn parse_peers(ctx: &mut Ctx<'_>, raw: Option<&S<Vec<S<toml::Value>>>
                     }
                     None => None,
                 };
-                let tls = match t.contains_key("tls_config") {
-                    true => match tls_config(ctx, &key, span.clone()) {
-                        Some(c) => Some(c),
-                        None => continue,
-                    },
-                    false => None,
+                let tls = if t.contains_key("tls_config") {
+                    let Some(c) = tls_config(ctx, &key, span.clone()) else {
+                        continue;
+                    };
+                    Some(c)
+                } else {
+                    None
                 };
                 (string(ctx, url, &format!("{key}.url")), region, tls)
             }
